@@ -1,0 +1,27 @@
+//! `FLUSHALL` and `FLUSHDB` `[ASYNC|SYNC]`.
+
+use super::args::{is, Args};
+use super::CommandError;
+
+/// `FLUSHALL`/`FLUSHDB [ASYNC|SYNC]`: with one database the two are the same. The mode is
+/// accepted for compatibility; memory is released as the entries drop either way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flush {
+    /// Whether ASYNC was asked for.
+    pub asynchronous: bool,
+}
+
+impl Flush {
+    pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
+        let asynchronous = match args.next_opt() {
+            None => false,
+            Some(mode) if is(&mode, "ASYNC") => true,
+            Some(mode) if is(&mode, "SYNC") => false,
+            Some(_) => return Err(CommandError::Syntax),
+        };
+        if args.remaining() > 0 {
+            return Err(CommandError::Syntax);
+        }
+        Ok(Flush { asynchronous })
+    }
+}

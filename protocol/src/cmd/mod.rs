@@ -1,0 +1,400 @@
+//! Typed commands: one file per command (or family of commands sharing one effect), each
+//! parsing its arguments with Redis's validation order and error wording.
+//!
+//! [`Command::parse`] looks the name up in [`COMMANDS`] (case-insensitively), checks the arity
+//! the way Redis does before any option is read, then hands the arguments to the command's own
+//! parser. An unknown name is a value ([`CommandError::Unknown`]), never a panic.
+
+mod append;
+mod args;
+mod client;
+mod command;
+mod config;
+mod connection;
+mod error;
+mod expire;
+mod expiry;
+mod flush;
+mod get;
+mod getex;
+mod incr;
+mod info;
+mod mget;
+mod mset;
+mod scan;
+mod set;
+mod shutdown;
+
+use bytes::Bytes;
+
+pub use append::Append;
+pub use args::{is, Args};
+pub use client::Client;
+pub use command::CommandInfo;
+pub use config::Config;
+pub use connection::{Auth, Echo, Hello, Ping, Select};
+pub use error::CommandError;
+pub use expire::{Expire, ExpireCondition};
+pub use expiry::Expiry;
+pub use flush::Flush;
+pub use get::KeyOnly;
+pub use getex::{GetEx, GetExTtl};
+pub use incr::IncrBy;
+pub use info::Info;
+pub use mget::Keys;
+pub use mset::MSet;
+pub use scan::Scan;
+pub use set::{Set, SetCondition, SetReply, SetTtl};
+pub use shutdown::Shutdown;
+
+/// What TTL-reading command was asked, which decides the unit and form of the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlForm {
+    /// `TTL`: seconds left.
+    Seconds,
+    /// `PTTL`: milliseconds left.
+    Millis,
+    /// `EXPIRETIME`: the deadline as a Unix time in seconds.
+    AtSeconds,
+    /// `PEXPIRETIME`: the deadline as a Unix time in milliseconds.
+    AtMillis,
+}
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Command {
+    /// `PING [message]`.
+    Ping(Ping),
+    /// `ECHO message`.
+    Echo(Echo),
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello(Hello),
+    /// `AUTH [user] password`.
+    Auth(Auth),
+    /// `SELECT index`.
+    Select(Select),
+    /// `QUIT`.
+    Quit,
+    /// `RESET`.
+    Reset,
+    /// `CLIENT ...`.
+    Client(Client),
+    /// `INFO [section ...]`.
+    Info(Info),
+    /// `DBSIZE`.
+    DbSize,
+    /// `FLUSHALL`/`FLUSHDB`.
+    Flush(Flush),
+    /// `TIME`.
+    Time,
+    /// `COMMAND ...`.
+    Command(CommandInfo),
+    /// `CONFIG ...`.
+    Config(Config),
+    /// `SHUTDOWN ...`.
+    Shutdown(Shutdown),
+    /// `GET key`.
+    Get(KeyOnly),
+    /// `SET`, `SETEX`, `PSETEX`, `SETNX`, `GETSET`.
+    Set(Set),
+    /// `GETEX key [...]`.
+    GetEx(GetEx),
+    /// `GETDEL key`.
+    GetDel(KeyOnly),
+    /// `MGET key [key ...]`.
+    MGet(Keys),
+    /// `MSET key value [key value ...]`.
+    MSet(MSet),
+    /// `APPEND key value`.
+    Append(Append),
+    /// `STRLEN key`.
+    StrLen(KeyOnly),
+    /// `INCR`, `INCRBY`, `DECR`, `DECRBY`.
+    IncrBy(IncrBy),
+    /// `DEL` and `UNLINK`.
+    Del(Keys),
+    /// `EXISTS key [key ...]`.
+    Exists(Keys),
+    /// `TYPE key`.
+    Type(KeyOnly),
+    /// `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`.
+    Expire(Expire),
+    /// `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`.
+    Ttl(KeyOnly, TtlForm),
+    /// `PERSIST key`.
+    Persist(KeyOnly),
+    /// `SCAN cursor [...]`.
+    Scan(Scan),
+    /// `KEYS pattern` (the pattern is in `key`).
+    Keys(KeyOnly),
+}
+
+type Parser = fn(&mut Args) -> Result<Command, CommandError>;
+
+/// One row of the command table, as `COMMAND INFO` reports it.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// The lower-case name.
+    pub name: &'static str,
+    /// Redis's arity: positive is exact, negative is a minimum, both counting the name.
+    pub arity: i32,
+    /// Redis's command flags (`readonly`, `write`, `fast`, ...).
+    pub flags: &'static [&'static str],
+    /// Position of the first key argument (0: none).
+    pub first_key: i32,
+    /// Position of the last key argument (-1: the last argument).
+    pub last_key: i32,
+    /// Step between key arguments.
+    pub step: i32,
+    /// The ACL categories the command belongs to (`@read`, `@write`, ...).
+    pub categories: &'static [&'static str],
+    /// A one-line summary for `COMMAND DOCS`.
+    pub summary: &'static str,
+    parse: Parser,
+}
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, [$($flag:literal),*], $first:expr, $last:expr, $step:expr,
+     [$($cat:literal),*], $summary:literal, $parse:expr) => {
+        CommandSpec {
+            name: $name,
+            arity: $arity,
+            flags: &[$($flag),*],
+            first_key: $first,
+            last_key: $last,
+            step: $step,
+            categories: &[$($cat),*],
+            summary: $summary,
+            parse: $parse,
+        }
+    };
+}
+
+/// Every command the server knows, hot ones first (lookup is a scan of this table).
+pub static COMMANDS: &[CommandSpec] = &[
+    spec!("get", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"],
+        "Returns the string value of a key.", |a| Ok(Command::Get(KeyOnly::parse(a)?))),
+    spec!("set", -3, ["write", "denyoom"], 1, 1, 1, ["@write", "@string", "@slow"],
+        "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+        |a| Ok(Command::Set(Set::parse(a)?))),
+    spec!("ping", -1, ["fast"], 0, 0, 0, ["@fast", "@connection"],
+        "Returns the server's liveliness response.", |a| Ok(Command::Ping(Ping::parse(a)?))),
+    spec!("mget", -2, ["readonly", "fast"], 1, -1, 1, ["@read", "@string", "@fast"],
+        "Atomically returns the string values of one or more keys.", |a| Ok(Command::MGet(Keys::parse(a)?))),
+    spec!("mset", -3, ["write", "denyoom"], 1, -1, 2, ["@write", "@string", "@slow"],
+        "Atomically creates or modifies the string values of one or more keys.",
+        |a| Ok(Command::MSet(MSet::parse(a)?))),
+    spec!("del", -2, ["write"], 1, -1, 1, ["@keyspace", "@write", "@slow"],
+        "Deletes one or more keys.", |a| Ok(Command::Del(Keys::parse(a)?))),
+    spec!("exists", -2, ["readonly", "fast"], 1, -1, 1, ["@keyspace", "@read", "@fast"],
+        "Determines whether one or more keys exist.", |a| Ok(Command::Exists(Keys::parse(a)?))),
+    spec!("expire", -3, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"],
+        "Sets the expiration time of a key in seconds.",
+        |a| Ok(Command::Expire(Expire::parse(a, true, false)?))),
+    spec!("pexpire", -3, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"],
+        "Sets the expiration time of a key in milliseconds.",
+        |a| Ok(Command::Expire(Expire::parse(a, false, false)?))),
+    spec!("expireat", -3, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"],
+        "Sets the expiration time of a key to a Unix timestamp.",
+        |a| Ok(Command::Expire(Expire::parse(a, true, true)?))),
+    spec!("pexpireat", -3, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"],
+        "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+        |a| Ok(Command::Expire(Expire::parse(a, false, true)?))),
+    spec!("ttl", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"],
+        "Returns the expiration time in seconds of a key.",
+        |a| Ok(Command::Ttl(KeyOnly::parse(a)?, TtlForm::Seconds))),
+    spec!("pttl", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"],
+        "Returns the expiration time in milliseconds of a key.",
+        |a| Ok(Command::Ttl(KeyOnly::parse(a)?, TtlForm::Millis))),
+    spec!("expiretime", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"],
+        "Returns the expiration time of a key as a Unix timestamp.",
+        |a| Ok(Command::Ttl(KeyOnly::parse(a)?, TtlForm::AtSeconds))),
+    spec!("pexpiretime", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"],
+        "Returns the expiration time of a key as a Unix milliseconds timestamp.",
+        |a| Ok(Command::Ttl(KeyOnly::parse(a)?, TtlForm::AtMillis))),
+    spec!("setex", 4, ["write", "denyoom"], 1, 1, 1, ["@write", "@string", "@slow"],
+        "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.",
+        |a| Ok(Command::Set(Set::parse_setex(a, false)?))),
+    spec!("psetex", 4, ["write", "denyoom"], 1, 1, 1, ["@write", "@string", "@slow"],
+        "Sets both string value and expiration time in milliseconds of a key.",
+        |a| Ok(Command::Set(Set::parse_setex(a, true)?))),
+    spec!("setnx", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Set the string value of a key only when the key doesn't exist.",
+        |a| Ok(Command::Set(Set::parse_setnx(a)?))),
+    spec!("getset", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Returns the previous string value of a key after setting it to a new value.",
+        |a| Ok(Command::Set(Set::parse_getset(a)?))),
+    spec!("getex", -2, ["write", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Returns the string value of a key after setting its expiration time.",
+        |a| Ok(Command::GetEx(GetEx::parse(a)?))),
+    spec!("getdel", 2, ["write", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Returns the string value of a key after deleting the key.",
+        |a| Ok(Command::GetDel(KeyOnly::parse(a)?))),
+    spec!("append", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Appends a string to the value of a key. Creates the key if it doesn't exist.",
+        |a| Ok(Command::Append(Append::parse(a)?))),
+    spec!("strlen", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@string", "@fast"],
+        "Returns the length of a string value.", |a| Ok(Command::StrLen(KeyOnly::parse(a)?))),
+    spec!("incr", 2, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        |a| Ok(Command::IncrBy(IncrBy::parse_step(a, 1)?))),
+    spec!("decr", 2, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        |a| Ok(Command::IncrBy(IncrBy::parse_step(a, -1)?))),
+    spec!("incrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        |a| Ok(Command::IncrBy(IncrBy::parse_by(a, false)?))),
+    spec!("decrby", 3, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@string", "@fast"],
+        "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+        |a| Ok(Command::IncrBy(IncrBy::parse_by(a, true)?))),
+    spec!("unlink", -2, ["write", "fast"], 1, -1, 1, ["@keyspace", "@write", "@fast"],
+        "Asynchronously deletes one or more keys.", |a| Ok(Command::Del(Keys::parse(a)?))),
+    spec!("type", 2, ["readonly", "fast"], 1, 1, 1, ["@keyspace", "@read", "@fast"],
+        "Determines the type of value stored at a key.", |a| Ok(Command::Type(KeyOnly::parse(a)?))),
+    spec!("persist", 2, ["write", "fast"], 1, 1, 1, ["@keyspace", "@write", "@fast"],
+        "Removes the expiration time of a key.", |a| Ok(Command::Persist(KeyOnly::parse(a)?))),
+    spec!("scan", -2, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow"],
+        "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
+    spec!("keys", 2, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow", "@dangerous"],
+        "Returns all key names that match a pattern.", |a| Ok(Command::Keys(KeyOnly::parse(a)?))),
+    spec!("echo", 2, ["fast"], 0, 0, 0, ["@fast", "@connection"],
+        "Returns the given string.", |a| Ok(Command::Echo(Echo::parse(a)?))),
+    spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, ["@fast", "@connection"],
+        "Handshakes with the Redis server.", |a| Ok(Command::Hello(Hello::parse(a)?))),
+    spec!("auth", -2, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, ["@fast", "@connection"],
+        "Authenticates the connection.", |a| Ok(Command::Auth(Auth::parse(a)?))),
+    spec!("select", 2, ["loading", "stale", "fast"], 0, 0, 0, ["@fast", "@connection"],
+        "Changes the selected database.", |a| Ok(Command::Select(Select::parse(a)?))),
+    spec!("quit", -1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, ["@fast", "@connection"],
+        "Closes the connection.", |_| Ok(Command::Quit)),
+    spec!("reset", 1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, ["@fast", "@connection"],
+        "Resets the connection.", |_| Ok(Command::Reset)),
+    spec!("client", -2, ["noscript", "loading", "stale"], 0, 0, 0, ["@slow", "@connection"],
+        "A container for client connection commands.", |a| Ok(Command::Client(Client::parse(a)?))),
+    spec!("info", -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@dangerous"],
+        "Returns information and statistics about the server.", |a| Ok(Command::Info(Info::parse(a)?))),
+    spec!("dbsize", 1, ["readonly", "fast"], 0, 0, 0, ["@keyspace", "@read", "@fast"],
+        "Returns the number of keys in the database.", |_| Ok(Command::DbSize)),
+    spec!("flushall", -1, ["write"], 0, 0, 0, ["@keyspace", "@write", "@slow", "@dangerous"],
+        "Removes all keys from all databases.", |a| Ok(Command::Flush(Flush::parse(a)?))),
+    spec!("flushdb", -1, ["write"], 0, 0, 0, ["@keyspace", "@write", "@slow", "@dangerous"],
+        "Remove all keys from the current database.", |a| Ok(Command::Flush(Flush::parse(a)?))),
+    spec!("time", 1, ["loading", "stale", "fast"], 0, 0, 0, ["@fast"],
+        "Returns the server time.", |_| Ok(Command::Time)),
+    spec!("command", -1, ["loading", "stale"], 0, 0, 0, ["@slow", "@connection"],
+        "Returns detailed information about all commands.",
+        |a| Ok(Command::Command(CommandInfo::parse(a)?))),
+    spec!("config", -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0, ["@admin", "@slow", "@dangerous"],
+        "A container for server configuration commands.", |a| Ok(Command::Config(Config::parse(a)?))),
+    spec!("shutdown", -1, ["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], 0, 0, 0,
+        ["@admin", "@slow", "@dangerous"],
+        "Synchronously saves the database(s) to disk and shuts down the server.",
+        |a| Ok(Command::Shutdown(Shutdown::parse(a)?))),
+];
+
+/// The table row of the command called `name`, ignoring ASCII case.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    COMMANDS
+        .iter()
+        .find(|spec| spec.name.len() == name.len() && spec.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+impl Command {
+    /// Parses a command from its arguments, the name first.
+    pub fn parse(args: Vec<Bytes>) -> Result<Command, CommandError> {
+        let mut items = args.into_iter();
+        let name = items.next().unwrap_or_default();
+        let Some(spec) = lookup(&name) else {
+            return Err(CommandError::Unknown { name, args: items.collect() });
+        };
+        let count = items.len() as i64 + 1;
+        let arity = i64::from(spec.arity);
+        if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
+            return Err(CommandError::WrongArity(spec.name));
+        }
+        let mut args = Args::new(spec.name, items.collect());
+        (spec.parse)(&mut args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, CommandError> {
+        Command::parse(line.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect())
+    }
+
+    fn error(line: &str) -> String {
+        parse(line).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn arity_and_unknown_commands_use_redis_wording() {
+        assert_eq!(error("get"), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(error("GET a b"), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(error("mset a"), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(error("mset a b c"), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(
+            error("foo a b"),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(error("CLIENT nope"), "ERR unknown subcommand 'nope'. Try CLIENT HELP.");
+    }
+
+    #[test]
+    fn set_options() {
+        let Ok(Command::Set(set)) = parse("set k v nx get px 100") else { panic!() };
+        assert_eq!(set.condition, Some(SetCondition::IfMissing));
+        assert_eq!(set.reply, SetReply::OldValue);
+        assert_eq!(set.ttl, SetTtl::Expire(Expiry::AfterMs(100)));
+        assert_eq!(error("set k v nx xx"), "ERR syntax error");
+        assert_eq!(error("set k v ex 1 px 1"), "ERR syntax error");
+        assert_eq!(error("set k v ex 1 keepttl"), "ERR syntax error");
+        assert_eq!(error("set k v ex"), "ERR syntax error");
+        assert_eq!(error("set k v ex x"), "ERR value is not an integer or out of range");
+        assert_eq!(error("set k v ex 0"), "ERR invalid expire time in 'set' command");
+        assert_eq!(error("set k v ex -1"), "ERR invalid expire time in 'set' command");
+        assert_eq!(
+            error("set k v ex 9223372036854775807"),
+            "ERR invalid expire time in 'set' command"
+        );
+        assert_eq!(error("setex k 0 v"), "ERR invalid expire time in 'setex' command");
+        assert_eq!(error("getex k persist ex 1"), "ERR syntax error");
+    }
+
+    #[test]
+    fn expire_options() {
+        assert_eq!(
+            error("expire k 1 nx xx"),
+            "ERR NX and XX, GT or LT options at the same time are not compatible"
+        );
+        assert_eq!(
+            error("expire k 1 gt lt"),
+            "ERR GT and LT options at the same time are not compatible"
+        );
+        assert_eq!(error("expire k 1 foo"), "ERR Unsupported option foo");
+        let Ok(Command::Expire(expire)) = parse("expire k 1 xx gt") else { panic!() };
+        assert!(!expire.condition.allows(None, 5));
+        assert!(expire.condition.allows(Some(4), 5));
+        assert!(!expire.condition.allows(Some(5), 5));
+        let Ok(Command::Expire(lt)) = parse("pexpire k 1 lt") else { panic!() };
+        assert!(lt.condition.allows(None, 5));
+        assert!(!lt.condition.allows(Some(5), 6));
+    }
+
+    #[test]
+    fn scan_options() {
+        assert_eq!(error("scan x"), "ERR invalid cursor");
+        assert_eq!(error("scan 0 count 0"), "ERR syntax error");
+        assert_eq!(error("scan 0 match"), "ERR syntax error");
+        let Ok(Command::Scan(scan)) = parse("scan 18446744073709551615 MATCH a* COUNT 5 TYPE String")
+        else {
+            panic!()
+        };
+        assert_eq!(scan.cursor, u64::MAX);
+        assert_eq!(scan.count, 5);
+        assert_eq!(scan.type_name.as_deref(), Some("string"));
+    }
+}
