@@ -29,7 +29,10 @@ pub struct ServerCodec {
 impl ServerCodec {
     /// A codec enforcing `limits`, speaking RESP2 until told otherwise.
     pub fn new(limits: Limits) -> ServerCodec {
-        ServerCodec { decoder: RequestDecoder::new(limits), version: ProtocolVersion::Resp2 }
+        ServerCodec {
+            decoder: RequestDecoder::new(limits),
+            version: ProtocolVersion::Resp2,
+        }
     }
 
     /// The protocol version replies are encoded in.
@@ -75,7 +78,9 @@ pub struct ClientCodec {
 impl ClientCodec {
     /// A codec whose reply decoding enforces `limits`.
     pub fn new(limits: Limits) -> ClientCodec {
-        ClientCodec { decoder: FrameDecoder::new(limits) }
+        ClientCodec {
+            decoder: FrameDecoder::new(limits),
+        }
     }
 
     /// Appends the RESP encoding of the command `args` to `dst`.
@@ -114,14 +119,22 @@ mod tests {
     #[test]
     fn client_and_server_codecs_agree() {
         let mut wire = BytesMut::new();
-        ClientCodec::default().encode(&["SET", "k", "v\r\n"][..], &mut wire).unwrap();
+        ClientCodec::default()
+            .encode(&["SET", "k", "v\r\n"][..], &mut wire)
+            .unwrap();
         let args = ServerCodec::default().decode(&mut wire).unwrap().unwrap();
-        assert_eq!(args, vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("v\r\n")]);
+        assert_eq!(
+            args,
+            vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("v\r\n")]
+        );
 
         let mut server = ServerCodec::default();
         server.set_version(ProtocolVersion::Resp3);
         let mut replies = BytesMut::new();
         server.encode(&Frame::Null, &mut replies).unwrap();
-        assert_eq!(ClientCodec::default().decode(&mut replies).unwrap(), Some(Frame::Null));
+        assert_eq!(
+            ClientCodec::default().decode(&mut replies).unwrap(),
+            Some(Frame::Null)
+        );
     }
 }

@@ -64,14 +64,22 @@ impl fmt::Display for ProtocolError {
             ProtocolErrorKind::InvalidBulkLength => f.write_str("invalid bulk length"),
             ProtocolErrorKind::BulkCountTooBig => f.write_str("too big bulk count string"),
             ProtocolErrorKind::ExpectedBulk(got) => {
-                write!(f, "expected '$', got '{}'", char::from(got).escape_default())
+                write!(
+                    f,
+                    "expected '$', got '{}'",
+                    char::from(got).escape_default()
+                )
             }
             ProtocolErrorKind::MissingCrlf => f.write_str("expected CRLF after bulk string"),
             ProtocolErrorKind::InlineTooBig => f.write_str("too big inline request"),
             ProtocolErrorKind::UnbalancedQuotes => f.write_str("unbalanced quotes in request"),
             ProtocolErrorKind::QueryBufferLimit => f.write_str("query buffer limit exceeded"),
             ProtocolErrorKind::UnknownType(got) => {
-                write!(f, "unknown frame type '{}'", char::from(got).escape_default())
+                write!(
+                    f,
+                    "unknown frame type '{}'",
+                    char::from(got).escape_default()
+                )
             }
             ProtocolErrorKind::InvalidLine => f.write_str("invalid frame line"),
             ProtocolErrorKind::TooDeep => f.write_str("frames nested too deep"),

@@ -243,7 +243,10 @@ mod tests {
         assert_eq!(enc(&Frame::Double(f64::INFINITY), v3), b",inf\r\n");
         let map = Frame::Map(vec![(Frame::bulk("a"), Frame::Integer(1))]);
         assert_eq!(enc(&map, v3), b"%1\r\n$1\r\na\r\n:1\r\n");
-        let verbatim = Frame::Verbatim { format: *b"txt", data: Bytes::from_static(b"hi") };
+        let verbatim = Frame::Verbatim {
+            format: *b"txt",
+            data: Bytes::from_static(b"hi"),
+        };
         assert_eq!(enc(&verbatim, v3), b"=6\r\ntxt:hi\r\n");
     }
 

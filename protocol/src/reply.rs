@@ -59,7 +59,12 @@ fn line_end(buf: &[u8], pos: usize) -> Result<Option<usize>, ProtocolError> {
 }
 
 /// Checks that a whole frame starts at `pos`; returns the index just past it.
-fn scan(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+fn scan(
+    buf: &[u8],
+    pos: usize,
+    depth: usize,
+    limits: &Limits,
+) -> Result<Option<usize>, ProtocolError> {
     let Some(&tag) = buf.get(pos) else {
         return Ok(None);
     };
@@ -70,10 +75,14 @@ fn scan(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option<
     let after = cr + 2;
     match tag {
         b'+' | b'-' => Ok(Some(after)),
-        b':' => parse_i64(line).map(|_| Some(after)).ok_or(err(ProtocolErrorKind::InvalidLine)),
+        b':' => parse_i64(line)
+            .map(|_| Some(after))
+            .ok_or(err(ProtocolErrorKind::InvalidLine)),
         b'_' if line.is_empty() => Ok(Some(after)),
         b'#' if line == b"t" || line == b"f" => Ok(Some(after)),
-        b',' => parse_double(line).map(|_| Some(after)).ok_or(err(ProtocolErrorKind::InvalidLine)),
+        b',' => parse_double(line)
+            .map(|_| Some(after))
+            .ok_or(err(ProtocolErrorKind::InvalidLine)),
         b'(' if is_big_number(line) => Ok(Some(after)),
         b'$' | b'!' | b'=' => {
             let len = parse_i64(line).ok_or(err(ProtocolErrorKind::InvalidBulkLength))?;
@@ -103,7 +112,11 @@ fn scan(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option<
             if depth >= limits.max_depth {
                 return Err(err(ProtocolErrorKind::TooDeep));
             }
-            let elements = if tag == b'%' || tag == b'|' { count as usize * 2 } else { count as usize };
+            let elements = if tag == b'%' || tag == b'|' {
+                count as usize * 2
+            } else {
+                count as usize
+            };
             let mut next = after;
             for _ in 0..elements {
                 match scan(buf, next, depth + 1, limits)? {
@@ -133,7 +146,12 @@ fn parse_double(line: &[u8]) -> Option<f64> {
         "inf" | "+inf" => Some(f64::INFINITY),
         "-inf" => Some(f64::NEG_INFINITY),
         "nan" | "-nan" => Some(f64::NAN),
-        _ if text.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => text.parse().ok(),
+        _ if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            text.parse().ok()
+        }
         _ => None,
     }
 }
@@ -182,8 +200,12 @@ fn build_one(src: &mut Bytes) -> Result<Frame, ProtocolError> {
                 b'!' => Frame::Error(data),
                 _ => {
                     let mut format = [0u8; 3];
-                    format.copy_from_slice(data.get(..3).ok_or(err(ProtocolErrorKind::InvalidLine))?);
-                    Frame::Verbatim { format, data: data.slice(4..) }
+                    format
+                        .copy_from_slice(data.get(..3).ok_or(err(ProtocolErrorKind::InvalidLine))?);
+                    Frame::Verbatim {
+                        format,
+                        data: data.slice(4..),
+                    }
                 }
             }
         }
@@ -192,7 +214,9 @@ fn build_one(src: &mut Bytes) -> Result<Frame, ProtocolError> {
             if count < 0 {
                 return Ok(Frame::NullArray);
             }
-            let items = (0..count).map(|_| build_one(src)).collect::<Result<Vec<_>, _>>()?;
+            let items = (0..count)
+                .map(|_| build_one(src))
+                .collect::<Result<Vec<_>, _>>()?;
             match tag {
                 b'*' => Frame::Array(items),
                 b'~' => Frame::Set(items),
@@ -232,7 +256,10 @@ mod tests {
             frame,
             Frame::Map(vec![
                 (Frame::simple("a"), Frame::Double(1.5)),
-                (Frame::bulk("b"), Frame::Set(vec![Frame::Boolean(true), Frame::Null])),
+                (
+                    Frame::bulk("b"),
+                    Frame::Set(vec![Frame::Boolean(true), Frame::Null])
+                ),
             ])
         );
     }
@@ -249,13 +276,22 @@ mod tests {
         let mut buf = BytesMut::from(input);
         assert_eq!(FrameDecoder::default().decode(&mut buf).unwrap(), None);
         assert_eq!(&buf[..], input);
-        let round = Frame::Verbatim { format: *b"txt", data: Bytes::from_static(b"x") };
-        assert_eq!(decode(&round.to_bytes(ProtocolVersion::Resp3)).unwrap(), Some(round));
+        let round = Frame::Verbatim {
+            format: *b"txt",
+            data: Bytes::from_static(b"x"),
+        };
+        assert_eq!(
+            decode(&round.to_bytes(ProtocolVersion::Resp3)).unwrap(),
+            Some(round)
+        );
     }
 
     #[test]
     fn nesting_is_bounded() {
         let deep = "*1\r\n".repeat(100) + ":1\r\n";
-        assert_eq!(decode(deep.as_bytes()).unwrap_err().kind(), ProtocolErrorKind::TooDeep);
+        assert_eq!(
+            decode(deep.as_bytes()).unwrap_err().kind(),
+            ProtocolErrorKind::TooDeep
+        );
     }
 }

@@ -35,7 +35,10 @@ struct Pending {
 impl RequestDecoder {
     /// A decoder enforcing `limits`.
     pub fn new(limits: Limits) -> RequestDecoder {
-        RequestDecoder { limits, pending: None }
+        RequestDecoder {
+            limits,
+            pending: None,
+        }
     }
 
     /// The limits in force.
@@ -69,14 +72,17 @@ impl RequestDecoder {
                         other => return Ok(other),
                     }
                 }
-                let Some(count) = self.header(buf, ProtocolErrorKind::MultibulkCountTooBig)?
-                else {
+                let Some(count) = self.header(buf, ProtocolErrorKind::MultibulkCountTooBig)? else {
                     return Ok(None);
                 };
                 let count = match count {
                     Ok(n) if n <= 0 => continue,
                     Ok(n) if (n as u64) <= self.limits.max_args as u64 => n as usize,
-                    _ => return Err(ProtocolError::new(ProtocolErrorKind::InvalidMultibulkLength)),
+                    _ => {
+                        return Err(ProtocolError::new(
+                            ProtocolErrorKind::InvalidMultibulkLength,
+                        ))
+                    }
                 };
                 self.pending = Some(Pending {
                     remaining: count,
@@ -161,7 +167,9 @@ impl RequestDecoder {
         }
         let args = split_inline(text)?;
         if args.len() > self.limits.max_args {
-            return Err(ProtocolError::new(ProtocolErrorKind::InvalidMultibulkLength));
+            return Err(ProtocolError::new(
+                ProtocolErrorKind::InvalidMultibulkLength,
+            ));
         }
         if args.iter().any(|a| a.len() > self.limits.max_bulk_len) {
             return Err(ProtocolError::new(ProtocolErrorKind::InvalidBulkLength));
@@ -256,8 +264,9 @@ fn split_inline(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                             i += 1;
                             break;
                         }
-                        b'\\' if line.get(i + 1) == Some(&b'x')
-                            && hex_pair(line.get(i + 2..i + 4)).is_some() =>
+                        b'\\'
+                            if line.get(i + 1) == Some(&b'x')
+                                && hex_pair(line.get(i + 2..i + 4)).is_some() =>
                         {
                             arg.extend(hex_pair(line.get(i + 2..i + 4)));
                             i += 4;
@@ -352,7 +361,13 @@ mod tests {
     #[test]
     fn decodes_pipelined_commands() {
         let got = decode_all(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap();
-        assert_eq!(got, vec![vec![Bytes::from("PING")], vec![Bytes::from("GET"), Bytes::from("k")]]);
+        assert_eq!(
+            got,
+            vec![
+                vec![Bytes::from("PING")],
+                vec![Bytes::from("GET"), Bytes::from("k")]
+            ]
+        );
     }
 
     #[test]
@@ -363,12 +378,27 @@ mod tests {
 
     #[test]
     fn malformed_headers_use_redis_wording() {
-        assert_eq!(kind(b"*3000000000\r\n"), ProtocolErrorKind::InvalidMultibulkLength);
+        assert_eq!(
+            kind(b"*3000000000\r\n"),
+            ProtocolErrorKind::InvalidMultibulkLength
+        );
         assert_eq!(kind(b"*abc\r\n"), ProtocolErrorKind::InvalidMultibulkLength);
-        assert_eq!(kind(b"*1\r\n$-10\r\n"), ProtocolErrorKind::InvalidBulkLength);
-        assert_eq!(kind(b"*1\r\n$2000000000\r\n"), ProtocolErrorKind::InvalidBulkLength);
-        assert_eq!(kind(b"*1\r\n$blabla\r\n"), ProtocolErrorKind::InvalidBulkLength);
-        assert_eq!(kind(b"*1\r\n4\r\nPING\r\n"), ProtocolErrorKind::ExpectedBulk(b'4'));
+        assert_eq!(
+            kind(b"*1\r\n$-10\r\n"),
+            ProtocolErrorKind::InvalidBulkLength
+        );
+        assert_eq!(
+            kind(b"*1\r\n$2000000000\r\n"),
+            ProtocolErrorKind::InvalidBulkLength
+        );
+        assert_eq!(
+            kind(b"*1\r\n$blabla\r\n"),
+            ProtocolErrorKind::InvalidBulkLength
+        );
+        assert_eq!(
+            kind(b"*1\r\n4\r\nPING\r\n"),
+            ProtocolErrorKind::ExpectedBulk(b'4')
+        );
         assert_eq!(kind(b"*1\r\n$4\r\nPINGxx"), ProtocolErrorKind::MissingCrlf);
         let err = decode_all(b"*1\r\nx").unwrap_err();
         assert_eq!(err.to_string(), "Protocol error: expected '$', got 'x'");
@@ -380,19 +410,33 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                vec![Bytes::from("set"), Bytes::from("k"), Bytes::from("a bA\n"), Bytes::from("it's")],
+                vec![
+                    Bytes::from("set"),
+                    Bytes::from("k"),
+                    Bytes::from("a bA\n"),
+                    Bytes::from("it's")
+                ],
                 vec![Bytes::from("PING")],
             ]
         );
         assert_eq!(kind(b"set \"abc\r\n"), ProtocolErrorKind::UnbalancedQuotes);
-        assert_eq!(kind(b"set \"abc\"x\r\n"), ProtocolErrorKind::UnbalancedQuotes);
+        assert_eq!(
+            kind(b"set \"abc\"x\r\n"),
+            ProtocolErrorKind::UnbalancedQuotes
+        );
     }
 
     #[test]
     fn inline_length_is_bounded() {
-        let mut decoder = RequestDecoder::new(Limits { max_inline_len: 8, ..Limits::default() });
+        let mut decoder = RequestDecoder::new(Limits {
+            max_inline_len: 8,
+            ..Limits::default()
+        });
         let mut buf = BytesMut::from(&b"PINGPINGPING"[..]);
-        assert_eq!(decoder.decode(&mut buf).unwrap_err().kind(), ProtocolErrorKind::InlineTooBig);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap_err().kind(),
+            ProtocolErrorKind::InlineTooBig
+        );
     }
 
     #[test]
@@ -410,10 +454,16 @@ mod tests {
 
     #[test]
     fn query_buffer_counts_held_arguments() {
-        let limits = Limits { max_query_buffer: 10, ..Limits::default() };
+        let limits = Limits {
+            max_query_buffer: 10,
+            ..Limits::default()
+        };
         let mut decoder = RequestDecoder::new(limits);
         let mut buf = BytesMut::from(&b"*3\r\n$8\r\nAAAAAAAA\r\n$8\r\nBBB"[..]);
-        assert_eq!(decoder.decode(&mut buf).unwrap_err().kind(), ProtocolErrorKind::QueryBufferLimit);
+        assert_eq!(
+            decoder.decode(&mut buf).unwrap_err().kind(),
+            ProtocolErrorKind::QueryBufferLimit
+        );
     }
 
     #[test]

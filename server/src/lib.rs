@@ -1,1 +1,35 @@
-//! x
+//! sessiond: a session-store server that speaks RESP.
+//!
+//! The binary (`src/bin/sessiond.rs`) only parses flags, sets up logging, binds and calls
+//! [`Server::run`]; everything else is here, so tests drive the same code:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessiond::{Config, Server};
+//! let server = Server::bind(Config { port: 0, ..Config::default() }).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - [`config`]: flags, environment and TOML file → validated [`Config`].
+//! - [`server`]: the accept loop, `maxclients`, graceful shutdown.
+//! - [`connection`]: one task per connection; decode all, execute all, one write.
+//! - [`cmd`]: the effect of each command.
+//! - [`store`]: the sharded keyspace, deadlines and active expiry.
+//! - [`clock`]: the one source of time, manual in tests.
+
+pub mod clients;
+pub mod clock;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod glob;
+pub mod server;
+pub mod stats;
+pub mod store;
+
+pub use clock::{Clock, ManualClock};
+pub use config::{Config, ConfigError, LogFormat, RawConfig};
+pub use server::{run, Server, ServerError, Shared};
+pub use store::Store;

@@ -15,7 +15,10 @@ pub struct Args {
 impl Args {
     /// Wraps the arguments of the command `name` (lower case, as errors quote it).
     pub fn new(name: &'static str, items: Vec<Bytes>) -> Args {
-        Args { name, items: items.into_iter() }
+        Args {
+            name,
+            items: items.into_iter(),
+        }
     }
 
     /// The command's lower-case name.

@@ -114,7 +114,12 @@ impl Client {
                 }
                 Client::List { ids }
             }
-            _ => return Err(CommandError::UnknownSubcommand { command: "CLIENT", sub }),
+            _ => {
+                return Err(CommandError::UnknownSubcommand {
+                    command: "CLIENT",
+                    sub,
+                })
+            }
         };
         Ok(client)
     }

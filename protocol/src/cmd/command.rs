@@ -45,7 +45,12 @@ impl CommandInfo {
                     String::from_utf8_lossy(&sub).to_lowercase()
                 )))
             }
-            _ => return Err(CommandError::UnknownSubcommand { command: "COMMAND", sub }),
+            _ => {
+                return Err(CommandError::UnknownSubcommand {
+                    command: "COMMAND",
+                    sub,
+                })
+            }
         };
         Ok(command)
     }

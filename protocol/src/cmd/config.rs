@@ -37,7 +37,10 @@ impl Config {
         } else if is(&sub, "HELP") {
             Ok(Config::Help)
         } else {
-            Err(CommandError::UnknownSubcommand { command: "CONFIG", sub })
+            Err(CommandError::UnknownSubcommand {
+                command: "CONFIG",
+                sub,
+            })
         }
     }
 }

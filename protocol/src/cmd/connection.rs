@@ -48,7 +48,11 @@ pub struct Hello {
 
 impl Hello {
     pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
-        let mut hello = Hello { protover: None, auth: None, setname: None };
+        let mut hello = Hello {
+            protover: None,
+            auth: None,
+            setname: None,
+        };
         let Some(version) = args.next_opt() else {
             return Ok(hello);
         };
@@ -83,8 +87,14 @@ pub struct Auth {
 impl Auth {
     pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
         match args.remaining() {
-            1 => Ok(Auth { username: None, password: args.bytes()? }),
-            2 => Ok(Auth { username: Some(args.bytes()?), password: args.bytes()? }),
+            1 => Ok(Auth {
+                username: None,
+                password: args.bytes()?,
+            }),
+            2 => Ok(Auth {
+                username: Some(args.bytes()?),
+                password: args.bytes()?,
+            }),
             _ => Err(CommandError::Syntax),
         }
     }

@@ -24,9 +24,10 @@ impl ExpireCondition {
         match current_ms {
             None => !self.if_some && !self.if_later,
             Some(current) => {
-                !self.if_none
-                    && !(self.if_later && new_ms <= current)
-                    && !(self.if_earlier && new_ms >= current)
+                let refused = self.if_none
+                    || (self.if_later && new_ms <= current)
+                    || (self.if_earlier && new_ms >= current);
+                !refused
             }
         }
     }
@@ -49,12 +50,17 @@ pub struct Expire {
 
 impl Expire {
     /// Parses any of the four forms; `seconds` and `absolute` say which.
-    pub(crate) fn parse(args: &mut Args, seconds: bool, absolute: bool) -> Result<Self, CommandError> {
+    pub(crate) fn parse(
+        args: &mut Args,
+        seconds: bool,
+        absolute: bool,
+    ) -> Result<Self, CommandError> {
         let name = args.name();
         let key = args.bytes()?;
         let time = args.i64()?;
         let time_ms = if seconds {
-            time.checked_mul(1000).ok_or(CommandError::InvalidExpire(name))?
+            time.checked_mul(1000)
+                .ok_or(CommandError::InvalidExpire(name))?
         } else {
             time
         };
@@ -85,6 +91,12 @@ impl Expire {
                 "ERR GT and LT options at the same time are not compatible",
             ));
         }
-        Ok(Expire { key, time_ms, absolute, condition, name })
+        Ok(Expire {
+            key,
+            time_ms,
+            absolute,
+            condition,
+            name,
+        })
     }
 }

@@ -37,7 +37,9 @@ pub(crate) fn to_ms(value: i64, unit: Unit, name: &'static str) -> Result<i64, C
         return Err(CommandError::InvalidExpire(name));
     }
     match unit {
-        Unit::Seconds => value.checked_mul(1000).ok_or(CommandError::InvalidExpire(name)),
+        Unit::Seconds => value
+            .checked_mul(1000)
+            .ok_or(CommandError::InvalidExpire(name)),
         Unit::Millis => Ok(value),
     }
 }
@@ -62,6 +64,10 @@ pub(crate) fn parse_option(
     let name = args.name();
     Some(args.option_i64().and_then(|value| {
         let ms = to_ms(value, unit, name)?;
-        Ok(if absolute { Expiry::AtMs(ms) } else { Expiry::AfterMs(ms) })
+        Ok(if absolute {
+            Expiry::AtMs(ms)
+        } else {
+            Expiry::AfterMs(ms)
+        })
     }))
 }

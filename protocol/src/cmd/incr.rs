@@ -28,7 +28,9 @@ impl IncrBy {
         let amount = args.i64()?;
         args.finish()?;
         let delta = if negate {
-            amount.checked_neg().ok_or_else(|| CommandError::other("ERR decrement would overflow"))?
+            amount
+                .checked_neg()
+                .ok_or_else(|| CommandError::other("ERR decrement would overflow"))?
         } else {
             amount
         };

@@ -20,4 +20,3 @@ impl Info {
         Ok(Info { sections })
     }
 }
-

@@ -62,7 +62,6 @@ pub enum TtlForm {
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Command {
     /// `PING [message]`.
     Ping(Ping),
@@ -295,19 +294,44 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 /// The table row of the command called `name`, ignoring ASCII case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    COMMANDS
-        .iter()
-        .find(|spec| spec.name.len() == name.len() && spec.name.as_bytes().eq_ignore_ascii_case(name))
+    position(name).and_then(|index| COMMANDS.get(index))
+}
+
+/// The index in [`COMMANDS`] of the command called `name`, ignoring ASCII case.
+pub fn position(name: &[u8]) -> Option<usize> {
+    COMMANDS.iter().position(|spec| {
+        spec.name.len() == name.len() && spec.name.as_bytes().eq_ignore_ascii_case(name)
+    })
 }
 
 impl Command {
     /// Parses a command from its arguments, the name first.
     pub fn parse(args: Vec<Bytes>) -> Result<Command, CommandError> {
+        Command::parse_indexed(args).1
+    }
+
+    /// Like [`Command::parse`], also returning the command's index in [`COMMANDS`] when the
+    /// name is known (even if its arguments are wrong).
+    pub fn parse_indexed(args: Vec<Bytes>) -> (Option<usize>, Result<Command, CommandError>) {
         let mut items = args.into_iter();
         let name = items.next().unwrap_or_default();
-        let Some(spec) = lookup(&name) else {
-            return Err(CommandError::Unknown { name, args: items.collect() });
+        let Some(index) = position(&name) else {
+            return (
+                None,
+                Err(CommandError::Unknown {
+                    name,
+                    args: items.collect(),
+                }),
+            );
         };
+        // `position` returned an index into COMMANDS, so indexing cannot fail.
+        (Some(index), Command::parse_known(&COMMANDS[index], items))
+    }
+
+    fn parse_known(
+        spec: &'static CommandSpec,
+        items: std::vec::IntoIter<Bytes>,
+    ) -> Result<Command, CommandError> {
         let count = items.len() as i64 + 1;
         let arity = i64::from(spec.arity);
         if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
@@ -323,7 +347,11 @@ mod tests {
     use super::*;
 
     fn parse(line: &str) -> Result<Command, CommandError> {
-        Command::parse(line.split(' ').map(|s| Bytes::copy_from_slice(s.as_bytes())).collect())
+        Command::parse(
+            line.split(' ')
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
+        )
     }
 
     fn error(line: &str) -> String {
@@ -332,20 +360,37 @@ mod tests {
 
     #[test]
     fn arity_and_unknown_commands_use_redis_wording() {
-        assert_eq!(error("get"), "ERR wrong number of arguments for 'get' command");
-        assert_eq!(error("GET a b"), "ERR wrong number of arguments for 'get' command");
-        assert_eq!(error("mset a"), "ERR wrong number of arguments for 'mset' command");
-        assert_eq!(error("mset a b c"), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(
+            error("get"),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            error("GET a b"),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            error("mset a"),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+        assert_eq!(
+            error("mset a b c"),
+            "ERR wrong number of arguments for 'mset' command"
+        );
         assert_eq!(
             error("foo a b"),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
         );
-        assert_eq!(error("CLIENT nope"), "ERR unknown subcommand 'nope'. Try CLIENT HELP.");
+        assert_eq!(
+            error("CLIENT nope"),
+            "ERR unknown subcommand 'nope'. Try CLIENT HELP."
+        );
     }
 
     #[test]
     fn set_options() {
-        let Ok(Command::Set(set)) = parse("set k v nx get px 100") else { panic!() };
+        let Ok(Command::Set(set)) = parse("set k v nx get px 100") else {
+            panic!()
+        };
         assert_eq!(set.condition, Some(SetCondition::IfMissing));
         assert_eq!(set.reply, SetReply::OldValue);
         assert_eq!(set.ttl, SetTtl::Expire(Expiry::AfterMs(100)));
@@ -353,14 +398,26 @@ mod tests {
         assert_eq!(error("set k v ex 1 px 1"), "ERR syntax error");
         assert_eq!(error("set k v ex 1 keepttl"), "ERR syntax error");
         assert_eq!(error("set k v ex"), "ERR syntax error");
-        assert_eq!(error("set k v ex x"), "ERR value is not an integer or out of range");
-        assert_eq!(error("set k v ex 0"), "ERR invalid expire time in 'set' command");
-        assert_eq!(error("set k v ex -1"), "ERR invalid expire time in 'set' command");
+        assert_eq!(
+            error("set k v ex x"),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            error("set k v ex 0"),
+            "ERR invalid expire time in 'set' command"
+        );
+        assert_eq!(
+            error("set k v ex -1"),
+            "ERR invalid expire time in 'set' command"
+        );
         assert_eq!(
             error("set k v ex 9223372036854775807"),
             "ERR invalid expire time in 'set' command"
         );
-        assert_eq!(error("setex k 0 v"), "ERR invalid expire time in 'setex' command");
+        assert_eq!(
+            error("setex k 0 v"),
+            "ERR invalid expire time in 'setex' command"
+        );
         assert_eq!(error("getex k persist ex 1"), "ERR syntax error");
     }
 
@@ -375,11 +432,15 @@ mod tests {
             "ERR GT and LT options at the same time are not compatible"
         );
         assert_eq!(error("expire k 1 foo"), "ERR Unsupported option foo");
-        let Ok(Command::Expire(expire)) = parse("expire k 1 xx gt") else { panic!() };
+        let Ok(Command::Expire(expire)) = parse("expire k 1 xx gt") else {
+            panic!()
+        };
         assert!(!expire.condition.allows(None, 5));
         assert!(expire.condition.allows(Some(4), 5));
         assert!(!expire.condition.allows(Some(5), 5));
-        let Ok(Command::Expire(lt)) = parse("pexpire k 1 lt") else { panic!() };
+        let Ok(Command::Expire(lt)) = parse("pexpire k 1 lt") else {
+            panic!()
+        };
         assert!(lt.condition.allows(None, 5));
         assert!(!lt.condition.allows(Some(5), 6));
     }
@@ -389,7 +450,8 @@ mod tests {
         assert_eq!(error("scan x"), "ERR invalid cursor");
         assert_eq!(error("scan 0 count 0"), "ERR syntax error");
         assert_eq!(error("scan 0 match"), "ERR syntax error");
-        let Ok(Command::Scan(scan)) = parse("scan 18446744073709551615 MATCH a* COUNT 5 TYPE String")
+        let Ok(Command::Scan(scan)) =
+            parse("scan 18446744073709551615 MATCH a* COUNT 5 TYPE String")
         else {
             panic!()
         };

@@ -26,7 +26,12 @@ impl Scan {
             .filter(|text| !text.starts_with('+'))
             .and_then(|text| text.parse::<u64>().ok())
             .ok_or_else(|| CommandError::other("ERR invalid cursor"))?;
-        let mut scan = Scan { cursor, pattern: None, count: 10, type_name: None };
+        let mut scan = Scan {
+            cursor,
+            pattern: None,
+            count: 10,
+            type_name: None,
+        };
         while let Some(option) = args.next_opt() {
             if is(&option, "MATCH") {
                 scan.pattern = Some(args.next_opt().ok_or(CommandError::Syntax)?);

@@ -71,8 +71,11 @@ impl Set {
         let mut ttl_given = false;
         while let Some(option) = args.next_opt() {
             if is(&option, "NX") || is(&option, "XX") {
-                let condition =
-                    if is(&option, "NX") { SetCondition::IfMissing } else { SetCondition::IfExists };
+                let condition = if is(&option, "NX") {
+                    SetCondition::IfMissing
+                } else {
+                    SetCondition::IfExists
+                };
                 if set.condition.is_some_and(|c| c != condition) {
                     return Err(CommandError::Syntax);
                 }

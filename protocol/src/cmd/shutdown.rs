@@ -37,7 +37,8 @@ impl Shutdown {
             }
         }
         if (shutdown.save && shutdown.nosave)
-            || (shutdown.abort && (shutdown.save || shutdown.nosave || shutdown.now || shutdown.force))
+            || (shutdown.abort
+                && (shutdown.save || shutdown.nosave || shutdown.now || shutdown.force))
         {
             return Err(CommandError::Syntax);
         }

@@ -1,0 +1,159 @@
+//! The registry of connected clients, for CLIENT LIST, INFO clients and `maxclients`.
+//!
+//! Each connection owns an `Arc<ClientState>`; the fields it updates on every command are
+//! atomics written only by that connection, so the registry costs the hot path no lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+/// What CLIENT LIST shows of one connection.
+#[derive(Debug)]
+pub struct ClientState {
+    /// The connection ID (CLIENT ID).
+    pub id: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Our address for this connection.
+    pub local: SocketAddr,
+    /// When the connection was accepted.
+    pub since: Instant,
+    last_command_at_ms: AtomicU64,
+    last_command: AtomicUsize,
+    resp: AtomicU8,
+    names: Mutex<Names>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Names {
+    name: String,
+    lib_name: String,
+    lib_ver: String,
+}
+
+impl ClientState {
+    /// Records a command (an index in the protocol's command table) at `elapsed_ms` after
+    /// `since`.
+    #[inline]
+    pub fn record_command(&self, command: usize) {
+        let elapsed = self.since.elapsed().as_millis() as u64;
+        self.last_command_at_ms.store(elapsed, Ordering::Relaxed);
+        self.last_command.store(command, Ordering::Relaxed);
+    }
+
+    /// Records the protocol version in use.
+    pub fn set_resp(&self, version: u8) {
+        self.resp.store(version, Ordering::Relaxed);
+    }
+
+    /// Sets or clears (empty) the connection name.
+    pub fn set_name(&self, name: String) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).name = name;
+    }
+
+    /// The connection name; empty when unset.
+    pub fn name(&self) -> String {
+        self.names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .name
+            .clone()
+    }
+
+    /// Records CLIENT SETINFO.
+    pub fn set_lib(&self, lib_name: bool, value: String) {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if lib_name {
+            names.lib_name = value;
+        } else {
+            names.lib_ver = value;
+        }
+    }
+
+    /// The CLIENT LIST line for this connection (without the trailing newline).
+    pub fn describe(&self) -> String {
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let age = self.since.elapsed();
+        let last = self.last_command_at_ms.load(Ordering::Relaxed);
+        let idle_s = (age.as_millis() as u64).saturating_sub(last) / 1000;
+        let command = sessiond_protocol::cmd::COMMANDS
+            .get(self.last_command.load(Ordering::Relaxed))
+            .map_or("NULL", |spec| spec.name);
+        format!(
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+             multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+             omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.peer,
+            self.local,
+            names.name,
+            age.as_secs(),
+            idle_s,
+            command,
+            self.resp.load(Ordering::Relaxed),
+            names.lib_name,
+            names.lib_ver,
+        )
+    }
+}
+
+/// Every connected client.
+#[derive(Debug, Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    connected: DashMap<u64, Arc<ClientState>>,
+}
+
+impl Clients {
+    /// Registers a new connection and returns its state.
+    pub fn register(&self, peer: SocketAddr, local: SocketAddr) -> Arc<ClientState> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let state = Arc::new(ClientState {
+            id,
+            peer,
+            local,
+            since: Instant::now(),
+            last_command_at_ms: AtomicU64::new(0),
+            last_command: AtomicUsize::new(usize::MAX),
+            resp: AtomicU8::new(2),
+            names: Mutex::new(Names::default()),
+        });
+        self.connected.insert(id, state.clone());
+        state
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, id: u64) {
+        self.connected.remove(&id);
+    }
+
+    /// How many clients are connected.
+    pub fn len(&self) -> usize {
+        self.connected.len()
+    }
+
+    /// Whether no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.connected.is_empty()
+    }
+
+    /// The CLIENT LIST text, optionally restricted to some IDs, ordered by ID.
+    pub fn list(&self, ids: Option<&[u64]>) -> String {
+        let mut states: Vec<Arc<ClientState>> = self
+            .connected
+            .iter()
+            .filter(|c| ids.is_none_or(|ids| ids.contains(c.key())))
+            .map(|c| c.value().clone())
+            .collect();
+        states.sort_by_key(|c| c.id);
+        let mut text = String::new();
+        for state in states {
+            text.push_str(&state.describe());
+            text.push('\n');
+        }
+        text
+    }
+}

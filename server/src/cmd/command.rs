@@ -1,0 +1,98 @@
+//! `COMMAND`, `COMMAND COUNT|LIST|INFO|DOCS|HELP`, from the protocol crate's command table.
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::{lookup, CommandInfo, CommandSpec, COMMANDS};
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+
+/// Answers a COMMAND introspection request.
+pub fn command(_ctx: &mut Ctx<'_>, cmd: CommandInfo) -> Frame {
+    match cmd {
+        CommandInfo::All => Frame::Array(COMMANDS.iter().map(describe).collect()),
+        CommandInfo::Count => Frame::Integer(COMMANDS.len() as i64),
+        CommandInfo::List => Frame::Array(COMMANDS.iter().map(|s| text(s.name)).collect()),
+        CommandInfo::Info(names) if names.is_empty() => {
+            Frame::Array(COMMANDS.iter().map(describe).collect())
+        }
+        CommandInfo::Info(names) => Frame::Array(
+            names
+                .iter()
+                .map(|name| lookup(name).map_or(Frame::NullArray, describe))
+                .collect(),
+        ),
+        CommandInfo::Docs(names) => {
+            let specs: Vec<&CommandSpec> = if names.is_empty() {
+                COMMANDS.iter().collect()
+            } else {
+                names.iter().filter_map(|name| lookup(name)).collect()
+            };
+            Frame::Map(
+                specs
+                    .into_iter()
+                    .map(|spec| (text(spec.name), docs(spec)))
+                    .collect(),
+            )
+        }
+        CommandInfo::Help => Frame::Array(
+            [
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all commands.",
+                "COUNT",
+                "    Return the total number of commands in this server.",
+                "LIST",
+                "    Return a list of all commands in this server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple commands.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple commands.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(Frame::simple)
+            .collect(),
+        ),
+    }
+}
+
+fn text(s: &'static str) -> Frame {
+    Frame::Bulk(Bytes::from_static(s.as_bytes()))
+}
+
+/// The COMMAND INFO array of one command, in Redis 7's shape.
+fn describe(spec: &CommandSpec) -> Frame {
+    let statuses =
+        |items: &[&'static str]| Frame::Set(items.iter().map(|s| Frame::simple(s)).collect());
+    Frame::Array(vec![
+        text(spec.name),
+        Frame::Integer(i64::from(spec.arity)),
+        statuses(spec.flags),
+        Frame::Integer(i64::from(spec.first_key)),
+        Frame::Integer(i64::from(spec.last_key)),
+        Frame::Integer(i64::from(spec.step)),
+        statuses(spec.categories),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+        Frame::Array(Vec::new()),
+    ])
+}
+
+fn docs(spec: &CommandSpec) -> Frame {
+    let group = spec
+        .categories
+        .iter()
+        .find_map(|c| match *c {
+            "@string" => Some("string"),
+            "@keyspace" => Some("generic"),
+            "@connection" => Some("connection"),
+            _ => None,
+        })
+        .unwrap_or("server");
+    Frame::Map(vec![
+        (text("summary"), text(spec.summary)),
+        (text("since"), text("1.0.0")),
+        (text("group"), text(group)),
+    ])
+}

@@ -1,0 +1,78 @@
+//! `CONFIG GET pattern [pattern ...]`: a read-only view of the settings under redis.conf names.
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::Config;
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+use crate::glob;
+
+/// Answers CONFIG GET; CONFIG SET and friends are refused, settings being fixed at start.
+pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
+    match cmd {
+        Config::Get(patterns) => {
+            let settings = settings(ctx);
+            let mut pairs = Vec::new();
+            for (name, value) in &settings {
+                if patterns
+                    .iter()
+                    .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+                {
+                    pairs.push((
+                        Frame::Bulk(Bytes::from_static(name.as_bytes())),
+                        Frame::Bulk(Bytes::from(value.clone())),
+                    ));
+                }
+            }
+            Frame::Map(pairs)
+        }
+        Config::ReadOnly(sub) => Frame::error(format!(
+            "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
+             SESSIOND_* variables or the config file)",
+            sub.to_uppercase()
+        )),
+        Config::Help => Frame::Array(
+            [
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(Frame::simple)
+            .collect(),
+        ),
+    }
+}
+
+fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let config = &ctx.shared.config;
+    vec![
+        ("bind", config.bind.to_string()),
+        ("port", ctx.shared.local_addr.port().to_string()),
+        ("maxclients", config.maxclients.to_string()),
+        ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
+        (
+            "client-query-buffer-limit",
+            config.limits.max_query_buffer.to_string(),
+        ),
+        ("max-command-args", config.limits.max_args.to_string()),
+        ("max-inline-len", config.limits.max_inline_len.to_string()),
+        (
+            "shutdown-timeout",
+            config.shutdown_timeout.as_secs().to_string(),
+        ),
+        (
+            "active-expire-interval",
+            format!("{}ms", config.active_expire_interval.as_millis()),
+        ),
+        ("loglevel", config.log_level.clone()),
+        ("databases", "1".to_owned()),
+        ("timeout", "0".to_owned()),
+        ("save", String::new()),
+        ("appendonly", "no".to_owned()),
+        ("maxmemory", "0".to_owned()),
+        ("maxmemory-policy", "noeviction".to_owned()),
+    ]
+}

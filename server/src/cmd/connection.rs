@@ -1,0 +1,93 @@
+//! `PING`, `HELLO`, `AUTH`, `SELECT`, `RESET` (ECHO and QUIT need no code of their own).
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::{Auth, Hello, Ping, Select};
+use sessiond_protocol::{Frame, ProtocolVersion};
+
+use super::Ctx;
+
+/// The Redis version whose command set and replies sessiond follows, reported to clients that
+/// gate features on it.
+pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
+
+/// `PING`: `+PONG`, or the message as a bulk string.
+pub fn ping(_ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
+    match cmd.message {
+        None => Frame::simple("PONG"),
+        Some(message) => Frame::Bulk(message),
+    }
+}
+
+/// `HELLO`: switches the protocol version and answers with the server's description.
+pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
+    let version = match cmd.protover {
+        None => ctx.session.version(),
+        Some(2) => ProtocolVersion::Resp2,
+        Some(3) => ProtocolVersion::Resp3,
+        Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
+    };
+    if let Some((user, password)) = cmd.auth {
+        if let Some(refusal) = check_credentials(Some(&user), &password) {
+            return refusal;
+        }
+    }
+    if let Some(name) = cmd.setname {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return Frame::error(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        ctx.session
+            .client()
+            .set_name(String::from_utf8_lossy(&name).into_owned());
+    }
+    ctx.session.set_version(version);
+    let text = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
+    Frame::Map(vec![
+        (text("server"), text("sessiond")),
+        (text("version"), text(REDIS_COMPAT_VERSION)),
+        (text("proto"), Frame::Integer(version.number())),
+        (text("id"), Frame::Integer(ctx.session.client().id as i64)),
+        (text("mode"), text("standalone")),
+        (text("role"), text("master")),
+        (text("modules"), Frame::Array(Vec::new())),
+    ])
+}
+
+/// `AUTH`: without a configured password, the `default` user accepts any password, as Redis's
+/// `nopass` default user does, and the one-argument form is an error.
+pub fn auth(_ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
+    if cmd.username.is_none() {
+        return Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        );
+    }
+    check_credentials(cmd.username.as_ref(), &cmd.password).unwrap_or_else(Frame::ok)
+}
+
+/// `None` when the credentials are accepted, else the refusal to send.
+fn check_credentials(user: Option<&Bytes>, _password: &[u8]) -> Option<Frame> {
+    match user {
+        Some(user) if &user[..] != b"default" => Some(Frame::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        )),
+        _ => None,
+    }
+}
+
+/// `SELECT`: only database 0 exists.
+pub fn select(cmd: Select) -> Frame {
+    if cmd.index == 0 {
+        Frame::ok()
+    } else {
+        Frame::error("ERR DB index is out of range")
+    }
+}
+
+/// `RESET`: back to a new connection's state (RESP2, no name).
+pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
+    ctx.session.set_version(ProtocolVersion::Resp2);
+    ctx.session.client().set_name(String::new());
+    Frame::simple("RESET")
+}

@@ -1,0 +1,32 @@
+//! `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`.
+
+use sessiond_protocol::cmd::Expire;
+use sessiond_protocol::{CommandError, Frame};
+
+use super::{error, Ctx};
+
+/// Sets the deadline when the condition allows; a deadline not in the future deletes the key.
+/// Replies 1 when the deadline was set (or the key deleted), 0 otherwise.
+pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
+    let now_ms = ctx.now_ms;
+    let when = if cmd.absolute {
+        Some(cmd.time_ms)
+    } else {
+        (now_ms as i64).checked_add(cmd.time_ms)
+    };
+    let Some(when) = when else {
+        return error(CommandError::InvalidExpire(cmd.name));
+    };
+    let changed = ctx.store.modify(&cmd.key, now_ms, |entry| {
+        let current = entry.deadline_ms().map(|at| at as i64);
+        if !cmd.condition.allows(current, when) {
+            return (false, false);
+        }
+        if when <= now_ms as i64 {
+            return (true, true);
+        }
+        entry.expires_at_ms = when as u64;
+        (false, true)
+    });
+    Frame::Integer(i64::from(changed.unwrap_or(false)))
+}

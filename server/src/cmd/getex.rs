@@ -1,0 +1,35 @@
+//! `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`.
+
+use sessiond_protocol::cmd::{GetEx, GetExTtl};
+use sessiond_protocol::{CommandError, Frame};
+
+use super::{error, wrongtype, Ctx};
+use crate::store::Value;
+
+/// Reads a string and changes its deadline; a deadline in the past deletes it after the read.
+pub fn getex(ctx: &mut Ctx<'_>, cmd: GetEx) -> Frame {
+    let now_ms = ctx.now_ms;
+    let deadline = match cmd.ttl {
+        GetExTtl::Unchanged => None,
+        GetExTtl::Persist => Some(0),
+        GetExTtl::Expire(expiry) => match expiry.deadline_ms(now_ms as i64) {
+            Some(at) => Some(at.max(1) as u64),
+            None => return error(CommandError::InvalidExpire("getex")),
+        },
+    };
+    let reply = ctx.store.modify(&cmd.key, now_ms, |entry| {
+        let value = match &entry.value {
+            Value::Str(value) => value.clone(),
+            #[allow(unreachable_patterns)]
+            _ => return (false, wrongtype()),
+        };
+        match deadline {
+            Some(at) if at != 0 && at <= now_ms => return (true, Frame::Bulk(value)),
+            Some(at) => entry.expires_at_ms = at,
+            None => {}
+        }
+        (false, Frame::Bulk(value))
+    });
+    ctx.hit(reply.is_some());
+    reply.unwrap_or(Frame::Null)
+}

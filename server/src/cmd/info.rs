@@ -1,0 +1,153 @@
+//! `INFO [section ...]`: server, clients, memory, persistence, stats, replication, keyspace,
+//! with Redis's field names so that monitoring tools and client libraries read them unchanged.
+
+use std::fmt::Write;
+
+use sessiond_protocol::cmd::Info;
+use sessiond_protocol::Frame;
+
+use super::client::verbatim;
+use super::connection::REDIS_COMPAT_VERSION;
+use super::Ctx;
+use crate::server::Shared;
+use crate::stats::Stats;
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "keyspace",
+];
+
+/// Answers INFO.
+pub fn info(ctx: &mut Ctx<'_>, cmd: Info) -> Frame {
+    verbatim(render(ctx.shared, &cmd.sections))
+}
+
+/// The INFO text for the sections asked (none: the default set).
+pub fn render(shared: &Shared, asked: &[String]) -> String {
+    let everything = asked.iter().any(|s| s == "all" || s == "everything");
+    let wanted = |name: &str| {
+        everything
+            || (asked.is_empty() && DEFAULT_SECTIONS.contains(&name))
+            || asked
+                .iter()
+                .any(|s| s == name || (s == "default" && DEFAULT_SECTIONS.contains(&name)))
+    };
+    let mut out = String::new();
+    let mut section = |name: &str, title: &str, body: &dyn Fn(&mut String)| {
+        if wanted(name) {
+            if !out.is_empty() {
+                out.push_str("\r\n");
+            }
+            let _ = write!(out, "# {title}\r\n");
+            body(&mut out);
+        }
+    };
+    let store = &shared.store;
+    let uptime = shared.started.elapsed().as_secs();
+    section("server", "Server", &|out| {
+        let _ = write!(
+            out,
+            "redis_version:{REDIS_COMPAT_VERSION}\r\nsessiond_version:{}\r\nredis_mode:standalone\r\n\
+             os:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
+             uptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            usize::BITS,
+            std::process::id(),
+            shared.local_addr.port(),
+            uptime / 86_400,
+            std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+            shared.config.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        );
+    });
+    section("clients", "Clients", &|out| {
+        let _ = write!(
+            out,
+            "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            shared.clients.len(),
+            shared.config.maxclients
+        );
+    });
+    section("memory", "Memory", &|out| {
+        let rss = resident_bytes();
+        let _ = write!(
+            out,
+            "used_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+             used_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n\
+             maxmemory_policy:noeviction\r\nexpiry_index_entries:{}\r\n",
+            human(rss),
+            human(rss),
+            store.expiry_index_len()
+        );
+    });
+    section("persistence", "Persistence", &|out| {
+        out.push_str("loading:0\r\nasync_loading:0\r\n");
+    });
+    section("stats", "Stats", &|out| {
+        let s = &shared.stats;
+        let _ = write!(
+            out,
+            "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
+             expired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+             total_error_replies_protocol:{}\r\n",
+            Stats::get(&s.connections_received),
+            Stats::get(&s.commands_processed),
+            Stats::get(&s.net_input_bytes),
+            Stats::get(&s.net_output_bytes),
+            Stats::get(&s.rejected_connections),
+            store.expired_keys(),
+            Stats::get(&s.keyspace_hits),
+            Stats::get(&s.keyspace_misses),
+            Stats::get(&s.protocol_errors),
+        );
+    });
+    section("replication", "Replication", &|out| {
+        out.push_str("role:master\r\nconnected_slaves:0\r\n");
+    });
+    section("keyspace", "Keyspace", &|out| {
+        let keys = store.len();
+        if keys > 0 {
+            let _ = write!(
+                out,
+                "db0:keys={keys},expires={},avg_ttl=0\r\n",
+                store.volatile_len()
+            );
+        }
+    });
+    out
+}
+
+/// The process's resident set size in bytes (Linux `/proc/self/statm`; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
+}

@@ -1,0 +1,23 @@
+//! `KEYS pattern`.
+
+use sessiond_protocol::cmd::KeyOnly;
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+use crate::store::KeyFilter;
+
+/// Every live key matching the pattern. Like Redis's, this walks the whole keyspace: SCAN is
+/// the way to iterate a large one without a long reply.
+pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
+    let filter = KeyFilter {
+        pattern: Some(&cmd.key),
+        type_name: None,
+    };
+    Frame::Array(
+        ctx.store
+            .keys(filter, ctx.now_ms)
+            .into_iter()
+            .map(Frame::Bulk)
+            .collect(),
+    )
+}

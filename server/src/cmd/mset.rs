@@ -1,0 +1,21 @@
+//! `MSET key value [key value ...]`.
+
+use sessiond_protocol::cmd::MSet;
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+use crate::store::{owned, Entry, Value};
+
+/// Writes every pair, clearing deadlines.
+///
+/// Each key is written under its own shard lock, so a concurrent reader may see some of the
+/// pairs before the others; there is no global lock to make the set of writes atomic.
+pub fn mset(ctx: &mut Ctx<'_>, cmd: MSet) -> Frame {
+    for (key, value) in &cmd.pairs {
+        let value = owned(value);
+        ctx.store.upsert(key, ctx.now_ms, |_| {
+            (Some(Entry::new(Value::Str(value), 0)), ())
+        });
+    }
+    Frame::ok()
+}

@@ -1,0 +1,22 @@
+//! `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::Scan;
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+use crate::store::KeyFilter;
+
+/// One step of the iteration: `[next cursor, [keys...]]`.
+pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Frame {
+    let filter = KeyFilter {
+        pattern: cmd.pattern.as_deref(),
+        type_name: cmd.type_name.as_deref(),
+    };
+    let (next, keys) = ctx.store.scan(cmd.cursor, cmd.count, filter, ctx.now_ms);
+    let cursor = Bytes::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
+    Frame::Array(vec![
+        Frame::Bulk(cursor),
+        Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
+    ])
+}

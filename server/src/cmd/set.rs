@@ -1,0 +1,50 @@
+//! `SET` with all its options, and `SETEX`, `PSETEX`, `SETNX`, `GETSET`.
+
+use sessiond_protocol::cmd::{Set, SetCondition, SetReply, SetTtl};
+use sessiond_protocol::{CommandError, Frame};
+
+use super::{error, wrongtype, Ctx};
+use crate::store::{owned, Entry, Value};
+
+/// Writes a string; see [`Set`] for the options.
+pub fn set(ctx: &mut Ctx<'_>, cmd: Set) -> Frame {
+    let now_ms = ctx.now_ms;
+    let deadline = match cmd.ttl {
+        SetTtl::Clear => Some(0),
+        SetTtl::Keep => None,
+        SetTtl::Expire(expiry) => match expiry.deadline_ms(now_ms as i64) {
+            // A deadline already past stores a key that is dead at once, as Redis does.
+            Some(at) => Some(at.max(1) as u64),
+            None => return error(CommandError::InvalidExpire(cmd.name)),
+        },
+    };
+    // Copy the value out of the read buffer before taking the shard lock.
+    let value = owned(&cmd.value);
+    ctx.store.upsert(&cmd.key, now_ms, |current| {
+        let old = match (&current, cmd.reply) {
+            (Some(entry), SetReply::OldValue) => match &entry.value {
+                Value::Str(old) => Some(old.clone()),
+                #[allow(unreachable_patterns)]
+                _ => return (None, wrongtype()),
+            },
+            _ => None,
+        };
+        let allowed = match cmd.condition {
+            None => true,
+            Some(SetCondition::IfMissing) => current.is_none(),
+            Some(SetCondition::IfExists) => current.is_some(),
+        };
+        let reply = match cmd.reply {
+            SetReply::Ok if allowed => Frame::ok(),
+            SetReply::Ok => Frame::Null,
+            SetReply::Flag => Frame::Integer(i64::from(allowed)),
+            SetReply::OldValue => old.map_or(Frame::Null, Frame::Bulk),
+        };
+        if !allowed {
+            return (None, reply);
+        }
+        let expires_at_ms =
+            deadline.unwrap_or_else(|| current.as_ref().map_or(0, |entry| entry.expires_at_ms));
+        (Some(Entry::new(Value::Str(value), expires_at_ms)), reply)
+    })
+}

@@ -1,0 +1,28 @@
+//! `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`.
+
+use sessiond_protocol::cmd::{KeyOnly, TtlForm};
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+
+/// -2 when the key is missing, -1 when it has no deadline, else the time left or the deadline
+/// in the unit asked. TTL rounds to the nearest second, as Redis does.
+pub fn ttl(ctx: &mut Ctx<'_>, cmd: KeyOnly, form: TtlForm) -> Frame {
+    let now_ms = ctx.now_ms;
+    let answer = ctx.store.read(&cmd.key, now_ms, |entry| match entry {
+        None => -2,
+        Some(entry) => match entry.deadline_ms() {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_sub(now_ms) as i64;
+                match form {
+                    TtlForm::Seconds => (left + 500) / 1000,
+                    TtlForm::Millis => left,
+                    TtlForm::AtSeconds => at as i64 / 1000,
+                    TtlForm::AtMillis => at as i64,
+                }
+            }
+        },
+    });
+    Frame::Integer(answer)
+}

@@ -1,0 +1,420 @@
+//! Configuration in two layers: [`RawConfig`], the flags as given (command line, `SESSIOND_*`
+//! environment variables, TOML file — in that order of precedence), and [`Config`], validated
+//! and ready to use, with units in its field names.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use sessiond_protocol::Limits;
+
+use crate::clock::Clock;
+
+/// The exit code for a configuration the server cannot start with (`EX_USAGE`).
+pub const EXIT_BAD_CONFIG: i32 = 64;
+
+/// The flags as given. Every field is optional so that the command line, the environment and
+/// the config file can be layered; the defaults live in [`Config::default`].
+#[derive(Debug, Default, Clone, Parser, Deserialize)]
+#[command(
+    name = "sessiond",
+    version,
+    about = "A session-store server that speaks RESP"
+)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawConfig {
+    /// TOML file with the same settings (keys named like the flags, e.g. `proto-max-bulk-len`).
+    #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "SESSIOND_BIND")]
+    pub bind: Option<String>,
+
+    /// TCP port; 0 picks a free one [default: 6380].
+    #[arg(long, env = "SESSIOND_PORT")]
+    pub port: Option<u16>,
+
+    /// Most simultaneous clients; more are refused with an error [default: 10000].
+    #[arg(long, env = "SESSIOND_MAXCLIENTS")]
+    pub maxclients: Option<u64>,
+
+    /// Largest bulk string accepted, with units (`16mb`, `512kb`) [default: 16mb].
+    #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN")]
+    pub proto_max_bulk_len: Option<String>,
+
+    /// Most input buffered for one client [default: 64mb].
+    #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT")]
+    pub client_query_buffer_limit: Option<String>,
+
+    /// Most arguments in one command [default: 1048576].
+    #[arg(long, env = "SESSIOND_MAX_COMMAND_ARGS")]
+    pub max_command_args: Option<u64>,
+
+    /// Longest inline command line [default: 64kb].
+    #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
+    pub max_inline_len: Option<String>,
+
+    /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
+    #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+
+    /// How often the active expiry task reclaims expired keys [default: 100ms].
+    #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
+    pub active_expire_interval: Option<String>,
+
+    /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
+    /// [default: info].
+    #[arg(long, env = "SESSIOND_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log line format: `text` or `json` [default: text].
+    #[arg(long, env = "SESSIOND_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address to listen on.
+    pub bind: IpAddr,
+    /// The TCP port; 0 picks a free one.
+    pub port: u16,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Input bounds per connection.
+    pub limits: Limits,
+    /// Grace period for in-flight work at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Period of the active expiry task.
+    pub active_expire_interval: Duration,
+    /// The tracing filter.
+    pub log_level: String,
+    /// The log line format.
+    pub log_format: LogFormat,
+    /// Where the config file came from, if any (INFO reports it).
+    pub config_file: Option<PathBuf>,
+    /// The clock; tests pass a manual one.
+    pub clock: Clock,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 6380,
+            maxclients: 10_000,
+            limits: Limits::default(),
+            shutdown_timeout: Duration::from_secs(10),
+            active_expire_interval: Duration::from_millis(100),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            config_file: None,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// A setting that cannot be used; the message names the setting and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or is out of range.
+    #[error("invalid {setting} {value:?}: {reason}")]
+    Invalid {
+        /// The flag name.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+impl RawConfig {
+    /// Loads the config file named by `config` (if any) under the flags already given.
+    pub fn with_file(self) -> Result<RawConfig, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let file = RawConfig::from_file(&path)?;
+        Ok(self.or(file))
+    }
+
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.config = Some(path.to_owned());
+        Ok(raw)
+    }
+
+    /// Each setting from `self`, or from `fallback` where `self` has none.
+    pub fn or(self, fallback: RawConfig) -> RawConfig {
+        RawConfig {
+            config: self.config.or(fallback.config),
+            bind: self.bind.or(fallback.bind),
+            port: self.port.or(fallback.port),
+            maxclients: self.maxclients.or(fallback.maxclients),
+            proto_max_bulk_len: self.proto_max_bulk_len.or(fallback.proto_max_bulk_len),
+            client_query_buffer_limit: self
+                .client_query_buffer_limit
+                .or(fallback.client_query_buffer_limit),
+            max_command_args: self.max_command_args.or(fallback.max_command_args),
+            max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
+            shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
+            active_expire_interval: self
+                .active_expire_interval
+                .or(fallback.active_expire_interval),
+            log_level: self.log_level.or(fallback.log_level),
+            log_format: self.log_format.or(fallback.log_format),
+        }
+    }
+
+    /// Validates every setting, filling in defaults.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let mut limits = defaults.limits;
+        let bind = match self.bind {
+            None => defaults.bind,
+            Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid {
+                setting: "bind",
+                value: text.clone(),
+                reason: "expected an IPv4 or IPv6 address".to_owned(),
+            })?,
+        };
+        if let Some(text) = self.proto_max_bulk_len {
+            limits.max_bulk_len = size_setting("proto-max-bulk-len", &text, 1, 1 << 32)?;
+        }
+        if let Some(text) = self.client_query_buffer_limit {
+            limits.max_query_buffer =
+                size_setting("client-query-buffer-limit", &text, 1024, 1 << 34)?;
+        }
+        if let Some(text) = self.max_inline_len {
+            limits.max_inline_len = size_setting("max-inline-len", &text, 64, 1 << 30)?;
+        }
+        if let Some(count) = self.max_command_args {
+            limits.max_args = range("max-command-args", count, 1, i32::MAX as u64)? as usize;
+        }
+        if limits.max_query_buffer < limits.max_bulk_len {
+            return Err(ConfigError::Invalid {
+                setting: "client-query-buffer-limit",
+                value: limits.max_query_buffer.to_string(),
+                reason: format!(
+                    "must be at least proto-max-bulk-len ({}), or no such bulk could be received",
+                    limits.max_bulk_len
+                ),
+            });
+        }
+        let log_format = match self.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "log-format",
+                    value: other.to_owned(),
+                    reason: "expected text or json".to_owned(),
+                })
+            }
+        };
+        Ok(Config {
+            bind,
+            port: self.port.unwrap_or(defaults.port),
+            maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
+                as usize,
+            limits,
+            shutdown_timeout: match self.shutdown_timeout {
+                Some(text) => duration_setting("shutdown-timeout", &text)?,
+                None => defaults.shutdown_timeout,
+            },
+            active_expire_interval: match self.active_expire_interval {
+                Some(text) => {
+                    let interval = duration_setting("active-expire-interval", &text)?;
+                    if interval.is_zero() {
+                        return Err(ConfigError::Invalid {
+                            setting: "active-expire-interval",
+                            value: text,
+                            reason: "must be positive".to_owned(),
+                        });
+                    }
+                    interval
+                }
+                None => defaults.active_expire_interval,
+            },
+            log_level: self.log_level.unwrap_or(defaults.log_level),
+            log_format,
+            config_file: self.config,
+            clock: defaults.clock,
+        })
+    }
+}
+
+fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            setting,
+            value: value.to_string(),
+            reason: format!("must be between {min} and {max}"),
+        })
+    }
+}
+
+fn size_setting(
+    setting: &'static str,
+    text: &str,
+    min: u64,
+    max: u64,
+) -> Result<usize, ConfigError> {
+    let value = parse_size(text).ok_or_else(|| ConfigError::Invalid {
+        setting,
+        value: text.to_owned(),
+        reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
+    })?;
+    range(setting, value, min, max).map(|v| v as usize)
+}
+
+fn duration_setting(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).ok_or_else(|| ConfigError::Invalid {
+        setting,
+        value: text.to_owned(),
+        reason: "expected a duration such as 500ms, 10s, 30m or 8h".to_owned(),
+    })
+}
+
+/// Parses a size with redis.conf units: `k`/`m`/`g` are powers of 1000, `kb`/`mb`/`gb` powers
+/// of 1024, case-insensitive; a bare number is bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().ok()?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier)
+}
+
+/// Parses a duration with a unit: `ms`, `s`, `m`, `h`, `d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim().to_ascii_lowercase();
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().ok()?;
+    let ms_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(ms_per_unit).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_take_units() {
+        assert_eq!(parse_size("16mb"), Some(16 << 20));
+        assert_eq!(parse_size("1k"), Some(1000));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("12qb"), None);
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("8h"), Some(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("ten"), None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let flags = RawConfig {
+            port: Some(7000),
+            ..Default::default()
+        };
+        let file = RawConfig {
+            port: Some(8000),
+            bind: Some("0.0.0.0".into()),
+            ..Default::default()
+        };
+        let config = flags.or(file).validate().unwrap();
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.bind.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let raw = RawConfig {
+            proto_max_bulk_len: Some("lots".into()),
+            ..Default::default()
+        };
+        let message = raw.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("proto-max-bulk-len") && message.contains("lots"),
+            "{message}"
+        );
+        let raw = RawConfig {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        };
+        assert!(raw
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("log-format"));
+        let toml = "port = 1\nno-such-setting = 2\n";
+        assert!(toml::from_str::<RawConfig>(toml)
+            .unwrap_err()
+            .to_string()
+            .contains("no-such-setting"));
+    }
+}

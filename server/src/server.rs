@@ -1,0 +1,211 @@
+//! The accept loop, shared state and graceful shutdown.
+//!
+//! [`Server::run`] accepts connections until its shutdown future resolves or a client sends
+//! `SHUTDOWN`; then it stops accepting, tells every connection to finish the commands it has
+//! read and close, and waits for them up to the configured grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::connection;
+use crate::stats::Stats;
+use crate::store::Store;
+
+/// State every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// The keyspace.
+    pub store: Arc<Store>,
+    /// Connected clients.
+    pub clients: Clients,
+    /// Counters.
+    pub stats: Stats,
+    /// When the server started (monotonic), for uptime.
+    pub started: Instant,
+    /// The address the listener is bound to.
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Asks the server to shut down gracefully (the SHUTDOWN command).
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether a shutdown has been requested.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes to `true` when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Failures that stop the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bound listener has no address (should not happen).
+    #[error("listener address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
+/// A server bound to its listener, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Binds `config.bind:config.port`.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Server::from_listener(config, listener)
+    }
+
+    /// Uses an already bound listener (tests bind `127.0.0.1:0`).
+    pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
+        let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        let store = Arc::new(Store::new(config.clock.clone()));
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            clients: Clients::default(),
+            stats: Stats::default(),
+            started: Instant::now(),
+            local_addr,
+            shutdown: watch::Sender::new(false),
+        });
+        Ok(Server { shared, listener })
+    }
+
+    /// The address clients connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The shared state (store, clients, counters).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` resolves or a client sends SHUTDOWN, then drains connections
+    /// within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server { shared, listener } = self;
+        let tracker = TaskTracker::new();
+        let mut stop = shared.shutdown_signal();
+        let expiry = tokio::spawn(shared.store.clone().run_active_expiry(
+            shared.config.active_expire_interval,
+            wait_for_true(shared.shutdown_signal()),
+        ));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = stop.wait_for(|stopping| *stopping) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer),
+                    Err(error) => {
+                        // Out of file descriptors and the like: log, back off briefly, go on.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        shared.request_shutdown();
+        tracker.close();
+        let grace = shared.config.shutdown_timeout;
+        tracing::info!(
+            connections = shared.clients.len(),
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no longer accepting, draining connections"
+        );
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                connections = shared.clients.len(),
+                "grace period over; closing remaining connections"
+            );
+        }
+        let _ = expiry.await;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Runs a server on `listener` with `config` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    Server::from_listener(config, listener)?.run(shutdown).await
+}
+
+async fn wait_for_true(mut signal: watch::Receiver<bool>) {
+    let _ = signal.wait_for(|stopping| *stopping).await;
+}
+
+fn admit(shared: &Arc<Shared>, tracker: &TaskTracker, mut socket: TcpStream, peer: SocketAddr) {
+    shared
+        .stats
+        .connections_received
+        .fetch_add(1, Ordering::Relaxed);
+    if shared.clients.len() >= shared.config.maxclients {
+        shared
+            .stats
+            .rejected_connections
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, maxclients = shared.config.maxclients, "refusing connection: max number of clients reached");
+        // Answer without holding up the accept loop; the client may never read.
+        tracker.spawn(async move {
+            let reply = b"-ERR max number of clients reached\r\n";
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(1), socket.write_all(reply))
+                    .await;
+            let _ = socket.shutdown().await;
+        });
+        return;
+    }
+    if let Err(error) = socket.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "set_nodelay failed");
+    }
+    let local = socket.local_addr().unwrap_or(shared.local_addr);
+    let client = shared.clients.register(peer, local);
+    let shared = shared.clone();
+    tracker.spawn(async move {
+        let id = client.id;
+        tracing::debug!(%peer, id, "client connected");
+        connection::serve(&shared, socket, client).await;
+        shared.clients.unregister(id);
+        tracing::debug!(%peer, id, "client disconnected");
+    });
+}

@@ -1,0 +1,64 @@
+//! Server-wide counters for INFO stats.
+//!
+//! Connections count commands, hits and bytes locally and add them here once per batch of
+//! pipelined commands, so the shared cache lines are touched once per read, not per command.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections_received: AtomicU64,
+    /// Connections refused at `maxclients`.
+    pub rejected_connections: AtomicU64,
+    /// Commands executed.
+    pub commands_processed: AtomicU64,
+    /// Reads that found their key.
+    pub keyspace_hits: AtomicU64,
+    /// Reads that did not.
+    pub keyspace_misses: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: AtomicU64,
+}
+
+/// A connection's counts since its last flush into [`Stats`].
+#[derive(Debug, Default)]
+pub struct LocalStats {
+    /// Commands executed.
+    pub commands: u64,
+    /// Keyspace hits.
+    pub hits: u64,
+    /// Keyspace misses.
+    pub misses: u64,
+    /// Bytes read.
+    pub input_bytes: u64,
+    /// Bytes written.
+    pub output_bytes: u64,
+}
+
+impl Stats {
+    /// Adds `local` into the totals and resets it.
+    pub fn absorb(&self, local: &mut LocalStats) {
+        let add = |counter: &AtomicU64, value: u64| {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        };
+        add(&self.commands_processed, local.commands);
+        add(&self.keyspace_hits, local.hits);
+        add(&self.keyspace_misses, local.misses);
+        add(&self.net_input_bytes, local.input_bytes);
+        add(&self.net_output_bytes, local.output_bytes);
+        *local = LocalStats::default();
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,147 @@
+//! The deadline index that lets the active expiry task find dead keys without scanning.
+//!
+//! Keys with a deadline are queued by *tick* (64 ms of wall-clock time relative to the store's
+//! epoch) in a few mutex-protected ordered maps. The index is lazy: an entry records the tick it
+//! is queued under, and a key is queued again only when its deadline moves *earlier* than that
+//! tick. When a tick comes due, each of its keys is checked against the map: a key whose
+//! deadline has moved later is queued again at its new tick, a key that is gone or re-queued
+//! elsewhere is skipped. A session whose idle deadline slides on every request therefore costs
+//! one queue position, not one per request.
+//!
+//! Lock order: a map shard's lock is taken before an index shard's lock, never the reverse; the
+//! expiry task releases the index lock before touching the map.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// Milliseconds per tick, a power of two.
+const TICK_SHIFT: u32 = 6;
+const SHARDS: usize = 16;
+
+/// One shard of the index: keys by tick.
+type Queue = Mutex<BTreeMap<u32, Vec<Bytes>>>;
+
+/// Keys queued by the tick of their deadline.
+#[derive(Debug)]
+pub struct ExpiryIndex {
+    epoch_ms: u64,
+    shards: Box<[Queue]>,
+}
+
+thread_local! {
+    static NEXT_SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+impl ExpiryIndex {
+    /// An empty index whose tick 0 is just before `epoch_ms`.
+    pub fn new(epoch_ms: u64) -> ExpiryIndex {
+        ExpiryIndex {
+            epoch_ms: epoch_ms.saturating_sub(1 << TICK_SHIFT),
+            shards: (0..SHARDS).map(|_| Mutex::new(BTreeMap::new())).collect(),
+        }
+    }
+
+    /// The tick a deadline falls in; ticks start at 1 so that 0 can mean "not queued". A deadline
+    /// is queued in the tick *after* the one containing it, so a due tick only holds keys whose
+    /// deadline has passed.
+    pub fn tick_of(&self, deadline_ms: u64) -> u32 {
+        let ticks = (deadline_ms.saturating_sub(self.epoch_ms) >> TICK_SHIFT) + 1;
+        u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
+    /// The last tick whose keys are all due at `now_ms`.
+    pub fn due_tick(&self, now_ms: u64) -> u32 {
+        let ticks = now_ms.saturating_sub(self.epoch_ms) >> TICK_SHIFT;
+        u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
+    /// Queues `key` (the stored key, not a request slice) at `tick`.
+    pub fn queue(&self, key: Bytes, tick: u32) {
+        // Any shard will do: the index only says "look at this key then". Spreading by thread
+        // keeps writers on different cores off each other's locks.
+        let shard = NEXT_SHARD.with(|next| {
+            let shard = next.get();
+            next.set(shard.wrapping_add(1));
+            shard % SHARDS
+        });
+        let mut map = self.shards[shard]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(tick).or_default().push(key);
+    }
+
+    /// Removes and returns every key queued at a tick `<= due`.
+    pub fn take_due(&self, due: u32) -> Vec<(u32, Vec<Bytes>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let mut map = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let later = map.split_off(&due.saturating_add(1));
+            let due_now = std::mem::replace(&mut *map, later);
+            drop(map);
+            out.extend(due_now);
+        }
+        out
+    }
+
+    /// How many keys are queued (stale positions included).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything (FLUSHALL).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let old = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            drop(old);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_ticks_only_hold_passed_deadlines() {
+        let index = ExpiryIndex::new(1_000_000);
+        for deadline in [1_000_000u64, 1_000_050, 1_000_063, 1_000_064, 1_000_200] {
+            let tick = index.tick_of(deadline);
+            assert!(tick >= 1);
+            // When the tick is due, the deadline has passed.
+            let mut now = deadline.saturating_sub(200);
+            while index.due_tick(now) < tick {
+                now += 1;
+            }
+            assert!(now >= deadline, "deadline {deadline} due at {now}");
+        }
+    }
+
+    #[test]
+    fn take_due_splits_by_tick() {
+        let index = ExpiryIndex::new(0);
+        index.queue(Bytes::from("a"), 3);
+        index.queue(Bytes::from("b"), 5);
+        let due = index.take_due(4);
+        assert_eq!(due, vec![(3, vec![Bytes::from("a")])]);
+        assert_eq!(index.len(), 1);
+    }
+}

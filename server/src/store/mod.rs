@@ -1,0 +1,430 @@
+//! The keyspace: a sharded concurrent map of `Bytes` keys to typed values with deadlines.
+//!
+//! There is no global lock: the map is a [`DashMap`] with many shards, and every operation holds
+//! one shard's lock only for as long as it reads or writes that key — never across an `.await`.
+//! Expired keys are invisible at once (every access compares the deadline with the clock) and
+//! are reclaimed without any read by [`Store::expire_cycle`], which the active expiry task runs;
+//! see [`expiry`] for the deadline index that makes that cheap.
+//!
+//! Only this module mutates entries, so the bookkeeping that follows every write (the count of
+//! keys with a deadline, the expiry index) lives in one place.
+
+mod entry;
+pub mod expiry;
+mod scan;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+pub use entry::{owned, Entry, Value};
+use expiry::ExpiryIndex;
+
+use crate::clock::Clock;
+use crate::glob;
+
+/// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
+/// of work (one shard) stays small for large keyspaces.
+const SHARDS: usize = 1024;
+const SHARD_BITS: u32 = SHARDS.trailing_zeros();
+/// The bits of a key's hash that order keys inside a shard for SCAN.
+const POSITION_BITS: u32 = 64 - SHARD_BITS;
+const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
+
+/// How many due keys one expiry step examines before yielding to connection tasks.
+pub const EXPIRY_BATCH: usize = 1000;
+
+type Map = DashMap<Bytes, Entry, ahash::RandomState>;
+
+/// The keyspace shared by every connection.
+#[derive(Debug)]
+pub struct Store {
+    map: Map,
+    index: ExpiryIndex,
+    clock: Clock,
+    volatile: AtomicI64,
+    expired_keys: AtomicU64,
+    expiry_cycles: watch::Sender<u64>,
+}
+
+/// What a filter for SCAN and KEYS asks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyFilter<'a> {
+    /// A glob pattern the key must match.
+    pub pattern: Option<&'a [u8]>,
+    /// The type name the value must have.
+    pub type_name: Option<&'a str>,
+}
+
+impl KeyFilter<'_> {
+    fn accepts(&self, key: &[u8], entry: &Entry) -> bool {
+        self.pattern.is_none_or(|p| glob::matches(p, key))
+            && self.type_name.is_none_or(|t| entry.value.type_name() == t)
+    }
+}
+
+impl Store {
+    /// An empty store reading time from `clock`.
+    pub fn new(clock: Clock) -> Store {
+        let now = clock.now_ms();
+        Store {
+            map: DashMap::with_capacity_and_hasher_and_shard_amount(
+                0,
+                ahash::RandomState::new(),
+                SHARDS,
+            ),
+            index: ExpiryIndex::new(now),
+            clock,
+            volatile: AtomicI64::new(0),
+            expired_keys: AtomicU64::new(0),
+            expiry_cycles: watch::Sender::new(0),
+        }
+    }
+
+    /// The clock deadlines are measured against.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Now, in Unix ms.
+    #[inline]
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Keys held, expired ones not yet reclaimed included (as Redis's DBSIZE counts them).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Keys held that have a deadline.
+    pub fn volatile_len(&self) -> u64 {
+        self.volatile.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Keys removed because their deadline passed, since start.
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys.load(Ordering::Relaxed)
+    }
+
+    /// A receiver that sees the number of completed active-expiry cycles; tests wait on it
+    /// instead of sleeping.
+    pub fn expiry_cycles(&self) -> watch::Receiver<u64> {
+        self.expiry_cycles.subscribe()
+    }
+
+    /// Runs `f` on the live entry at `key` (`None` if missing or expired) under a read lock.
+    #[inline]
+    pub fn read<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        match self.map.get(key) {
+            Some(guard) if !guard.is_expired(now_ms) => f(Some(guard.value())),
+            _ => f(None),
+        }
+    }
+
+    /// Runs `f` on the live entry at `key` under the shard's write lock. `f` may change the
+    /// entry in place and return `None`, or return `Some(entry)` to replace it, or to create the
+    /// key when it was missing (`f` received `None`).
+    pub fn upsert<R>(
+        &self,
+        key: &Bytes,
+        now_ms: u64,
+        f: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
+    ) -> R {
+        // Fast path, the key exists: no copy of the key is made.
+        if let Some(mut guard) = self.map.get_mut(key) {
+            let (stored_key, entry) = guard.pair_mut();
+            if !entry.is_expired(now_ms) {
+                let had_deadline = entry.expires_at_ms != 0;
+                let (replacement, reply) = f(Some(&mut *entry));
+                if let Some(new) = replacement {
+                    replace(entry, new);
+                }
+                self.after_write(stored_key, entry, had_deadline);
+                return reply;
+            }
+            let (replacement, reply) = f(None);
+            if let Some(new) = replacement {
+                self.expired_keys.fetch_add(1, Ordering::Relaxed);
+                replace(entry, new);
+                self.after_write(stored_key, entry, true);
+            }
+            return reply;
+        }
+        match self.map.entry(owned(key)) {
+            MapEntry::Occupied(mut occupied) => {
+                // Another writer created the key since the lookup above.
+                let live = !occupied.get().is_expired(now_ms);
+                let had_deadline = occupied.get().expires_at_ms != 0;
+                let (replacement, reply) = f(live.then(|| occupied.get_mut()));
+                if !live {
+                    self.expired_keys.fetch_add(1, Ordering::Relaxed);
+                }
+                match replacement {
+                    Some(new) => {
+                        replace(occupied.get_mut(), new);
+                        let stored_key = occupied.key().clone();
+                        self.after_write(&stored_key, occupied.get_mut(), had_deadline);
+                    }
+                    None if !live => {
+                        occupied.remove();
+                        self.volatile.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    None => {}
+                }
+                reply
+            }
+            MapEntry::Vacant(vacant) => {
+                let (created, reply) = f(None);
+                if let Some(mut new) = created {
+                    let stored_key = vacant.key().clone();
+                    new.queued_tick = 0;
+                    self.after_write(&stored_key, &mut new, false);
+                    vacant.insert(new);
+                }
+                reply
+            }
+        }
+    }
+
+    /// Runs `f` on the live entry at `key` under the shard's write lock; `f` returns whether to
+    /// delete the key. `None` when the key is missing or expired.
+    pub fn modify<R>(
+        &self,
+        key: &Bytes,
+        now_ms: u64,
+        f: impl FnOnce(&mut Entry) -> (bool, R),
+    ) -> Option<R> {
+        // `entry` wants an owned key; a clone of the request's `Bytes` is a reference count, and
+        // `modify` never inserts, so the request buffer is never stored.
+        let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
+            return None;
+        };
+        if occupied.get().is_expired(now_ms) {
+            occupied.remove();
+            self.note_expired(1);
+            return None;
+        }
+        let had_deadline = occupied.get().expires_at_ms != 0;
+        let (delete, reply) = f(occupied.get_mut());
+        if delete {
+            occupied.remove();
+            if had_deadline {
+                self.volatile.fetch_sub(1, Ordering::Relaxed);
+            }
+        } else {
+            let stored_key = occupied.key().clone();
+            self.after_write(&stored_key, occupied.get_mut(), had_deadline);
+        }
+        Some(reply)
+    }
+
+    /// Removes `key`; returns the live entry it held, `None` if it was missing or expired.
+    pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        let (_, entry) = self.map.remove(key)?;
+        if entry.is_expired(now_ms) {
+            self.note_expired(1);
+            return None;
+        }
+        if entry.expires_at_ms != 0 {
+            self.volatile.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(entry)
+    }
+
+    /// Removes every key.
+    pub fn flush(&self) {
+        let mut volatile = 0;
+        self.map.retain(|_, entry| {
+            volatile += i64::from(entry.expires_at_ms != 0);
+            false
+        });
+        self.volatile.fetch_sub(volatile, Ordering::Relaxed);
+        self.index.clear();
+    }
+
+    /// The live keys matching `filter` (KEYS).
+    pub fn keys(&self, filter: KeyFilter<'_>, now_ms: u64) -> Vec<Bytes> {
+        let mut keys = Vec::new();
+        for shard in 0..SHARDS {
+            scan::for_each_in_shard(&self.map, shard, |key, entry| {
+                if !entry.is_expired(now_ms) && filter.accepts(key, entry) {
+                    keys.push(key.clone());
+                }
+            });
+        }
+        keys
+    }
+
+    /// One SCAN step from `cursor`: examines about `count` keys and returns the next cursor (0
+    /// when the iteration is complete) and the live keys among them that pass `filter`.
+    ///
+    /// Keys are visited shard by shard, in the order of their hash inside a shard; the cursor is
+    /// the shard and the hash position to resume from. As in Redis, a key present for the whole
+    /// iteration is returned, and exactly once if the keyspace does not change; this holds across
+    /// table resizes too, because positions are hashes rather than bucket indexes.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        filter: KeyFilter<'_>,
+        now_ms: u64,
+    ) -> (u64, Vec<Bytes>) {
+        let mut shard = (cursor >> POSITION_BITS) as usize;
+        let mut from = cursor & POSITION_MASK;
+        let mut budget = count.max(1);
+        let mut found = Vec::new();
+        let mut candidates: Vec<(u64, Bytes, bool)> = Vec::new();
+        while shard < SHARDS {
+            candidates.clear();
+            scan::for_each_in_shard(&self.map, shard, |key, entry| {
+                let position = self.map.hash_usize(key) as u64 & POSITION_MASK;
+                if position >= from {
+                    let wanted = !entry.is_expired(now_ms) && filter.accepts(key, entry);
+                    candidates.push((position, key.clone(), wanted));
+                }
+            });
+            if candidates.len() <= budget {
+                budget -= candidates.len();
+                found.extend(candidates.drain(..).filter(|c| c.2).map(|c| c.1));
+                shard += 1;
+                from = 0;
+                if budget == 0 {
+                    break;
+                }
+                continue;
+            }
+            // More keys than the budget: take the `budget` lowest positions, and every key tied
+            // with the last of them, so that the cursor never splits equal positions.
+            candidates.select_nth_unstable_by_key(budget - 1, |c| c.0);
+            let boundary = candidates[budget - 1].0;
+            found.extend(
+                candidates
+                    .drain(..)
+                    .filter(|c| c.0 <= boundary && c.2)
+                    .map(|c| c.1),
+            );
+            if boundary == POSITION_MASK {
+                shard += 1;
+                from = 0;
+            } else {
+                from = boundary + 1;
+            }
+            break;
+        }
+        let next = if shard >= SHARDS {
+            0
+        } else {
+            ((shard as u64) << POSITION_BITS) | from
+        };
+        (next, found)
+    }
+
+    /// Handles one queued key at `tick`: removes it if dead, queues it again if its deadline
+    /// moved later, forgets it if the position is stale.
+    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64) -> bool {
+        let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
+            return false;
+        };
+        let entry = occupied.get_mut();
+        if entry.queued_tick != tick {
+            return false;
+        }
+        if entry.is_expired(now_ms) {
+            occupied.remove();
+            return true;
+        }
+        entry.queued_tick = 0;
+        if entry.expires_at_ms != 0 {
+            let tick = self.index.tick_of(entry.expires_at_ms);
+            entry.queued_tick = tick;
+            self.index.queue(occupied.key().clone(), tick);
+        }
+        false
+    }
+
+    /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
+    /// due keys, yielding to other tasks between batches. Ends when `shutdown` resolves.
+    pub async fn run_active_expiry(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => {}
+                _ = self.clock.moved() => {}
+            }
+            self.expire_in_batches().await;
+            self.expiry_cycles.send_modify(|cycles| *cycles += 1);
+        }
+    }
+
+    async fn expire_in_batches(&self) {
+        let now_ms = self.now_ms();
+        let due = self.index.due_tick(now_ms);
+        let mut removed = 0u64;
+        let mut examined = 0;
+        for (tick, keys) in self.index.take_due(due) {
+            for key in keys {
+                removed += u64::from(self.expire_one(&key, tick, now_ms));
+                examined += 1;
+                if examined % EXPIRY_BATCH == 0 {
+                    self.note_expired(std::mem::take(&mut removed));
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        self.note_expired(removed);
+    }
+
+    fn note_expired(&self, count: u64) {
+        if count > 0 {
+            self.expired_keys.fetch_add(count, Ordering::Relaxed);
+            self.volatile.fetch_sub(count as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// Bookkeeping after `entry` (stored under `stored_key`) was written: the count of keys with
+    /// a deadline, and the entry's position in the expiry index.
+    fn after_write(&self, stored_key: &Bytes, entry: &mut Entry, had_deadline: bool) {
+        let has_deadline = entry.expires_at_ms != 0;
+        if has_deadline != had_deadline {
+            self.volatile
+                .fetch_add(if has_deadline { 1 } else { -1 }, Ordering::Relaxed);
+        }
+        if has_deadline {
+            let tick = self.index.tick_of(entry.expires_at_ms);
+            if entry.queued_tick == 0 || tick < entry.queued_tick {
+                entry.queued_tick = tick;
+                self.index.queue(stored_key.clone(), tick);
+            }
+        }
+    }
+
+    /// Queued positions in the expiry index (stale ones included), for INFO.
+    pub fn expiry_index_len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// Replaces `entry` with `new`, keeping its position in the expiry index.
+fn replace(entry: &mut Entry, new: Entry) {
+    let queued_tick = entry.queued_tick;
+    *entry = new;
+    entry.queued_tick = queued_tick;
+}
