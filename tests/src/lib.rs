@@ -1,1 +1,245 @@
-//! x
+//! Helpers for the end-to-end tests: a real sessiond server started in-process on
+//! `127.0.0.1:0` (optionally on a manual clock), clients for it, and a raw-socket peer.
+//!
+//! Each [`TestServer`] runs on its own tokio runtime in a background thread, so the tests can
+//! use the blocking `redis` client; dropping it shuts the server down and joins the thread.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sessiond::{Clock, Config, ManualClock, Server, Shared};
+use sessiond_protocol::{Frame, FrameDecoder};
+use tokio::sync::oneshot;
+
+/// The start of the manual clock: 2026-01-01T00:00:00Z.
+pub const CLOCK_START_MS: u64 = 1_767_225_600_000;
+
+/// How long a test waits on a socket before declaring the server stuck.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server running in-process for one test.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state (store, counters).
+    pub shared: Arc<Shared>,
+    /// The manual clock, when started with one.
+    pub clock: Option<Arc<ManualClock>>,
+    runtime: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server with the default configuration on the system clock.
+    pub fn start() -> TestServer {
+        TestServer::with_config(Config::default())
+    }
+
+    /// A server whose time only moves with [`TestServer::advance`].
+    pub fn with_manual_clock() -> TestServer {
+        let (clock, manual) = Clock::manual(CLOCK_START_MS);
+        let mut server = TestServer::with_config(Config {
+            clock,
+            ..Config::default()
+        });
+        server.clock = Some(manual);
+        server
+    }
+
+    /// A server with `config`, bound to `127.0.0.1:0` whatever `config` says.
+    pub fn with_config(config: Config) -> TestServer {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("test runtime");
+            let handle = runtime.handle().clone();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1:0");
+                let server = Server::from_listener(config, listener).expect("server");
+                ready_tx
+                    .send((server.local_addr(), server.shared(), handle))
+                    .expect("test waits for the server");
+                server
+                    .run(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .expect("server run");
+            });
+        });
+        let (addr, shared, runtime) = ready_rx.recv().expect("server started");
+        TestServer {
+            addr,
+            shared,
+            clock: None,
+            runtime,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The URL the `redis` crate connects with, in RESP2 or RESP3.
+    pub fn url(&self, resp3: bool) -> String {
+        let protocol = if resp3 { "?protocol=resp3" } else { "" };
+        format!("redis://{}/{protocol}", self.addr)
+    }
+
+    /// A `redis` crate connection speaking RESP2.
+    pub fn client(&self) -> redis::Connection {
+        self.connect(false)
+    }
+
+    /// A `redis` crate connection speaking RESP3.
+    pub fn client3(&self) -> redis::Connection {
+        self.connect(true)
+    }
+
+    /// A `redis` crate connection in RESP2 (`false`) or RESP3 (`true`).
+    pub fn connect(&self, resp3: bool) -> redis::Connection {
+        let client = redis::Client::open(self.url(resp3)).expect("redis url");
+        let connection = client
+            .get_connection_with_timeout(IO_TIMEOUT)
+            .expect("connect");
+        connection
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        connection
+    }
+
+    /// A raw TCP peer.
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.addr)
+    }
+
+    /// Moves the manual clock forward by `ms`, then waits until the active expiry task has run a
+    /// full cycle that started after the move.
+    pub fn advance(&self, ms: u64) {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("server started with a manual clock");
+        let mut cycles = self.shared.store.expiry_cycles();
+        clock.advance(ms);
+        self.runtime.block_on(async {
+            // The cycle running during the move may have read the old time; the one after it
+            // cannot have.
+            for _ in 0..2 {
+                tokio::time::timeout(IO_TIMEOUT, cycles.changed())
+                    .await
+                    .expect("expiry cycle within the timeout")
+                    .expect("expiry task alive");
+            }
+        });
+    }
+
+    /// Now on the server's clock, Unix ms.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.store.now_ms()
+    }
+
+    /// Keys held by the store, reclaimed or not (what DBSIZE says, read without a command).
+    pub fn stored_keys(&self) -> usize {
+        self.shared.store.len()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A raw TCP peer for malformed input and byte-level checks.
+pub struct RawClient {
+    stream: TcpStream,
+    buffer: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl RawClient {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: FrameDecoder::default(),
+        }
+    }
+
+    /// Sends bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Sends a command as a RESP array of bulk strings.
+    pub fn command(&mut self, args: &[&[u8]]) {
+        let mut out = BytesMut::new();
+        sessiond_protocol::ClientCodec::encode_command(args, &mut out);
+        self.send(&out);
+    }
+
+    /// Reads the next reply frame; `None` if the server closed the connection first.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("well-formed reply")
+            {
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed (server stuck?): {e}"),
+            }
+        }
+    }
+
+    /// Reads the next reply, which must exist.
+    pub fn reply(&mut self) -> Frame {
+        self.read_frame()
+            .expect("a reply before the connection closed")
+    }
+
+    /// Whether the server closes the connection (after any replies still buffered).
+    pub fn closed(&mut self) -> bool {
+        loop {
+            match self.read_frame() {
+                None => return true,
+                Some(_) => continue,
+            }
+        }
+    }
+}
+
+/// The text of an error frame, or panics.
+pub fn error_text(frame: &Frame) -> String {
+    match frame {
+        Frame::Error(text) => String::from_utf8_lossy(text).into_owned(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
