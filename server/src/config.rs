@@ -66,6 +66,19 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
     pub active_expire_interval: Option<String>,
 
+    /// Default idle timeout of a session: it ends this long after its last use [default: 30m].
+    #[arg(long, env = "SESSIOND_SESSION_IDLE")]
+    pub session_idle: Option<String>,
+
+    /// Default absolute timeout of a session: it ends this long after creation [default: 8h].
+    #[arg(long, env = "SESSIOND_SESSION_ABSOLUTE")]
+    pub session_absolute: Option<String>,
+
+    /// Most sessions per user; creating one more destroys that user's oldest (0: no cap)
+    /// [default: 0].
+    #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
+    pub session_max_per_user: Option<u64>,
+
     /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
     /// [default: info].
     #[arg(long, env = "SESSIOND_LOG_LEVEL")]
@@ -101,6 +114,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Period of the active expiry task.
     pub active_expire_interval: Duration,
+    /// Default idle timeout of sessions.
+    pub session_idle: Duration,
+    /// Default absolute timeout of sessions.
+    pub session_absolute: Duration,
+    /// Most sessions per user (0: no cap).
+    pub session_max_per_user: usize,
     /// The tracing filter.
     pub log_level: String,
     /// The log line format.
@@ -120,6 +139,9 @@ impl Default for Config {
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(8 * 3600),
+            session_max_per_user: 0,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             config_file: None,
@@ -200,6 +222,9 @@ impl RawConfig {
             active_expire_interval: self
                 .active_expire_interval
                 .or(fallback.active_expire_interval),
+            session_idle: self.session_idle.or(fallback.session_idle),
+            session_absolute: self.session_absolute.or(fallback.session_absolute),
+            session_max_per_user: self.session_max_per_user.or(fallback.session_max_per_user),
             log_level: self.log_level.or(fallback.log_level),
             log_format: self.log_format.or(fallback.log_format),
         }
@@ -261,20 +286,27 @@ impl RawConfig {
                 Some(text) => duration_setting("shutdown-timeout", &text)?,
                 None => defaults.shutdown_timeout,
             },
-            active_expire_interval: match self.active_expire_interval {
-                Some(text) => {
-                    let interval = duration_setting("active-expire-interval", &text)?;
-                    if interval.is_zero() {
-                        return Err(ConfigError::Invalid {
-                            setting: "active-expire-interval",
-                            value: text,
-                            reason: "must be positive".to_owned(),
-                        });
-                    }
-                    interval
-                }
-                None => defaults.active_expire_interval,
-            },
+            active_expire_interval: positive_duration(
+                "active-expire-interval",
+                self.active_expire_interval,
+                defaults.active_expire_interval,
+            )?,
+            session_idle: positive_duration(
+                "session-idle",
+                self.session_idle,
+                defaults.session_idle,
+            )?,
+            session_absolute: positive_duration(
+                "session-absolute",
+                self.session_absolute,
+                defaults.session_absolute,
+            )?,
+            session_max_per_user: range(
+                "session-max-per-user",
+                self.session_max_per_user.unwrap_or(0),
+                0,
+                1 << 20,
+            )? as usize,
             log_level: self.log_level.unwrap_or(defaults.log_level),
             log_format,
             config_file: self.config,
@@ -307,6 +339,25 @@ fn size_setting(
         reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
     })?;
     range(setting, value, min, max).map(|v| v as usize)
+}
+
+fn positive_duration(
+    setting: &'static str,
+    text: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let duration = duration_setting(setting, &text)?;
+    if duration.is_zero() {
+        return Err(ConfigError::Invalid {
+            setting,
+            value: text,
+            reason: "must be positive".to_owned(),
+        });
+    }
+    Ok(duration)
 }
 
 fn duration_setting(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {

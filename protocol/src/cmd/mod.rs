@@ -17,11 +17,18 @@ mod expiry;
 mod flush;
 mod get;
 mod getex;
+mod hash;
 mod incr;
 mod info;
 mod mget;
 mod mset;
 mod scan;
+mod session_create;
+mod session_destroyall;
+mod session_get;
+mod session_regenerate;
+mod session_set;
+mod session_unset;
 mod set;
 mod shutdown;
 
@@ -39,11 +46,18 @@ pub use expiry::Expiry;
 pub use flush::Flush;
 pub use get::KeyOnly;
 pub use getex::{GetEx, GetExTtl};
+pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
 pub use mget::Keys;
 pub use mset::MSet;
 pub use scan::Scan;
+pub use session_create::SessionCreate;
+pub use session_destroyall::SessionDestroyAll;
+pub use session_get::SessionGet;
+pub use session_regenerate::SessionRegenerate;
+pub use session_set::SessionSet;
+pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
 pub use shutdown::Shutdown;
 
@@ -127,6 +141,50 @@ pub enum Command {
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
     Keys(KeyOnly),
+    /// `HSET key field value [field value ...]`.
+    HSet(KeyPairs),
+    /// `HSETNX key field value`.
+    HSetNx(KeyPairs),
+    /// `HGET key field` (one field).
+    HGet(KeyFields),
+    /// `HMGET key field [field ...]`.
+    HMGet(KeyFields),
+    /// `HGETALL key`.
+    HGetAll(KeyOnly),
+    /// `HDEL key field [field ...]`.
+    HDel(KeyFields),
+    /// `HEXISTS key field` (one field).
+    HExists(KeyFields),
+    /// `HLEN key`.
+    HLen(KeyOnly),
+    /// `HKEYS key`.
+    HKeys(KeyOnly),
+    /// `HVALS key`.
+    HVals(KeyOnly),
+    /// `HINCRBY key field increment`.
+    HIncrBy(HIncrBy),
+    /// `SESSION.CREATE [USER u] [IDLE ms] [ABSOLUTE ms] [DATA f v ...]`.
+    SessionCreate(SessionCreate),
+    /// `SESSION.GET id [field ...]`.
+    SessionGet(SessionGet),
+    /// `SESSION.SET id [IFVERSION v] field value [...]`.
+    SessionSet(SessionSet),
+    /// `SESSION.UNSET id field [field ...]` (the ID is in `key`).
+    SessionUnset(SessionUnset),
+    /// `SESSION.TOUCH id` (the ID is in `key`).
+    SessionTouch(KeyOnly),
+    /// `SESSION.INFO id` (the ID is in `key`).
+    SessionInfo(KeyOnly),
+    /// `SESSION.REGENERATE id [USER user]`.
+    SessionRegenerate(SessionRegenerate),
+    /// `SESSION.DESTROY id [id ...]` (the IDs are in `keys`).
+    SessionDestroy(Keys),
+    /// `SESSION.LIST user` (the user is in `key`).
+    SessionList(KeyOnly),
+    /// `SESSION.COUNT user` (the user is in `key`).
+    SessionCount(KeyOnly),
+    /// `SESSION.DESTROYALL user [EXCEPT id]`.
+    SessionDestroyAll(SessionDestroyAll),
 }
 
 type Parser = fn(&mut Args) -> Result<Command, CommandError>;
@@ -257,6 +315,62 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
     spec!("keys", 2, ["readonly"], 0, 0, 0, ["@keyspace", "@read", "@slow", "@dangerous"],
         "Returns all key names that match a pattern.", |a| Ok(Command::Keys(KeyOnly::parse(a)?))),
+    spec!("hset", -4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
+        "Creates or modifies the value of a field in a hash.", |a| Ok(Command::HSet(KeyPairs::parse(a)?))),
+    spec!("hsetnx", 4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
+        "Sets the value of a field in a hash only when the field doesn't exist.",
+        |a| Ok(Command::HSetNx(KeyPairs::parse(a)?))),
+    spec!("hget", 3, ["readonly", "fast"], 1, 1, 1, ["@read", "@hash", "@fast"],
+        "Returns the value of a field in a hash.", |a| Ok(Command::HGet(KeyFields::parse(a)?))),
+    spec!("hmget", -3, ["readonly", "fast"], 1, 1, 1, ["@read", "@hash", "@fast"],
+        "Returns the values of all fields in a hash.", |a| Ok(Command::HMGet(KeyFields::parse(a)?))),
+    spec!("hgetall", 2, ["readonly"], 1, 1, 1, ["@read", "@hash", "@slow"],
+        "Returns all fields and values in a hash.", |a| Ok(Command::HGetAll(KeyOnly::parse(a)?))),
+    spec!("hdel", -3, ["write", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
+        "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.",
+        |a| Ok(Command::HDel(KeyFields::parse(a)?))),
+    spec!("hexists", 3, ["readonly", "fast"], 1, 1, 1, ["@read", "@hash", "@fast"],
+        "Determines whether a field exists in a hash.", |a| Ok(Command::HExists(KeyFields::parse(a)?))),
+    spec!("hlen", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@hash", "@fast"],
+        "Returns the number of fields in a hash.", |a| Ok(Command::HLen(KeyOnly::parse(a)?))),
+    spec!("hkeys", 2, ["readonly"], 1, 1, 1, ["@read", "@hash", "@slow"],
+        "Returns all fields in a hash.", |a| Ok(Command::HKeys(KeyOnly::parse(a)?))),
+    spec!("hvals", 2, ["readonly"], 1, 1, 1, ["@read", "@hash", "@slow"],
+        "Returns all values in a hash.", |a| Ok(Command::HVals(KeyOnly::parse(a)?))),
+    spec!("hincrby", 4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
+        "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.",
+        |a| Ok(Command::HIncrBy(HIncrBy::parse(a)?))),
+    spec!("session.create", -1, ["write", "denyoom"], 0, 0, 0, ["@write", "@session"],
+        "Creates a session under a new server-issued ID and returns the ID.",
+        |a| Ok(Command::SessionCreate(SessionCreate::parse(a)?))),
+    spec!("session.get", -2, ["write", "fast"], 1, 1, 1, ["@write", "@session", "@fast"],
+        "Returns a session's fields and refreshes its idle timer.",
+        |a| Ok(Command::SessionGet(SessionGet::parse(a)?))),
+    spec!("session.set", -4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@session", "@fast"],
+        "Writes fields of a session, optionally only at a given version; returns the new version.",
+        |a| Ok(Command::SessionSet(SessionSet::parse(a)?))),
+    spec!("session.unset", -3, ["write", "fast"], 1, 1, 1, ["@write", "@session", "@fast"],
+        "Removes fields of a session; returns how many were removed.",
+        |a| Ok(Command::SessionUnset(session_unset::parse(a)?))),
+    spec!("session.touch", 2, ["write", "fast"], 1, 1, 1, ["@write", "@session", "@fast"],
+        "Refreshes a session's idle timer; returns its time to live in milliseconds.",
+        |a| Ok(Command::SessionTouch(KeyOnly::parse(a)?))),
+    spec!("session.info", 2, ["readonly", "fast"], 1, 1, 1, ["@read", "@session", "@fast"],
+        "Returns a session's metadata without refreshing it.",
+        |a| Ok(Command::SessionInfo(KeyOnly::parse(a)?))),
+    spec!("session.regenerate", -2, ["write", "fast"], 1, 1, 1, ["@write", "@session", "@fast"],
+        "Moves a session to a new server-issued ID; the old ID stops working in the same step.",
+        |a| Ok(Command::SessionRegenerate(SessionRegenerate::parse(a)?))),
+    spec!("session.destroy", -2, ["write", "fast"], 1, -1, 1, ["@write", "@session", "@fast"],
+        "Destroys sessions; returns how many existed.", |a| Ok(Command::SessionDestroy(Keys::parse(a)?))),
+    spec!("session.list", 2, ["readonly"], 0, 0, 0, ["@read", "@session"],
+        "Returns a user's live session IDs, oldest first.",
+        |a| Ok(Command::SessionList(KeyOnly::parse(a)?))),
+    spec!("session.count", 2, ["readonly", "fast"], 0, 0, 0, ["@read", "@session", "@fast"],
+        "Returns how many live sessions a user has.", |a| Ok(Command::SessionCount(KeyOnly::parse(a)?))),
+    spec!("session.destroyall", -2, ["write"], 0, 0, 0, ["@write", "@session"],
+        "Destroys every session of a user, optionally except one.",
+        |a| Ok(Command::SessionDestroyAll(SessionDestroyAll::parse(a)?))),
     spec!("echo", 2, ["fast"], 0, 0, 0, ["@fast", "@connection"],
         "Returns the given string.", |a| Ok(Command::Echo(Echo::parse(a)?))),
     spec!("hello", -1, ["noscript", "loading", "stale", "fast", "no_auth"], 0, 0, 0, ["@fast", "@connection"],

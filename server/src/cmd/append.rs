@@ -35,7 +35,6 @@ pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
                     *old = joined.freeze();
                     (None, Frame::Integer(old.len() as i64))
                 }
-                #[allow(unreachable_patterns)]
                 _ => (None, wrongtype()),
             },
         })

@@ -3,7 +3,8 @@
 use sessiond_protocol::cmd::Expire;
 use sessiond_protocol::{CommandError, Frame};
 
-use super::{error, Ctx};
+use super::{error, wrongtype, Ctx};
+use crate::store::Value;
 
 /// Sets the deadline when the condition allows; a deadline not in the future deletes the key.
 /// Replies 1 when the deadline was set (or the key deleted), 0 otherwise.
@@ -18,15 +19,23 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
         return error(CommandError::InvalidExpire(cmd.name));
     };
     let changed = ctx.store.modify(&cmd.key, now_ms, |entry| {
+        // A session's deadline is its idle and absolute timeouts; SESSION.TOUCH moves it.
+        if matches!(entry.value, Value::Session(_)) {
+            return (false, Err(()));
+        }
         let current = entry.deadline_ms().map(|at| at as i64);
         if !cmd.condition.allows(current, when) {
-            return (false, false);
+            return (false, Ok(false));
         }
         if when <= now_ms as i64 {
-            return (true, true);
+            return (true, Ok(true));
         }
         entry.expires_at_ms = when as u64;
-        (false, true)
+        (false, Ok(true))
     });
-    Frame::Integer(i64::from(changed.unwrap_or(false)))
+    match changed {
+        Some(Err(())) => wrongtype(),
+        Some(Ok(changed)) => Frame::Integer(i64::from(changed)),
+        None => Frame::Integer(0),
+    }
 }

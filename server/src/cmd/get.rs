@@ -12,7 +12,6 @@ pub fn get(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
         let entry = entry?;
         Some(match &entry.value {
             Value::Str(value) => Frame::Bulk(value.clone()),
-            #[allow(unreachable_patterns)]
             _ => wrongtype(),
         })
     });
@@ -26,7 +25,6 @@ pub fn getdel(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
         .store
         .modify(&cmd.key, ctx.now_ms, |entry| match &entry.value {
             Value::Str(value) => (true, Frame::Bulk(value.clone())),
-            #[allow(unreachable_patterns)]
             _ => (false, wrongtype()),
         });
     ctx.hit(reply.is_some());

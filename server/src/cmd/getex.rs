@@ -20,7 +20,6 @@ pub fn getex(ctx: &mut Ctx<'_>, cmd: GetEx) -> Frame {
     let reply = ctx.store.modify(&cmd.key, now_ms, |entry| {
         let value = match &entry.value {
             Value::Str(value) => value.clone(),
-            #[allow(unreachable_patterns)]
             _ => return (false, wrongtype()),
         };
         match deadline {

@@ -30,7 +30,6 @@ pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
                     *value = format(new);
                     (None, Frame::Integer(new))
                 }
-                #[allow(unreachable_patterns)]
                 _ => (None, wrongtype()),
             },
         })

@@ -11,6 +11,7 @@ use super::connection::REDIS_COMPAT_VERSION;
 use super::Ctx;
 use crate::server::Shared;
 use crate::stats::Stats;
+use crate::store::SessionStats;
 
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
@@ -110,6 +111,25 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     });
     section("replication", "Replication", &|out| {
         out.push_str("role:master\r\nconnected_slaves:0\r\n");
+    });
+    section("sessions", "Sessions", &|out| {
+        let s = store.session_stats();
+        let _ = write!(
+            out,
+            "sessions:{}\r\nsession_users:{}\r\nsessions_created:{}\r\nsessions_expired:{}\r\n\
+             sessions_destroyed:{}\r\nsessions_regenerated:{}\r\nsession_version_conflicts:{}\r\n\
+             session_idle_default_ms:{}\r\nsession_absolute_default_ms:{}\r\nsession_max_per_user:{}\r\n",
+            s.live.load(std::sync::atomic::Ordering::Relaxed).max(0),
+            store.session_users(),
+            SessionStats::get(&s.created),
+            SessionStats::get(&s.expired),
+            SessionStats::get(&s.destroyed),
+            SessionStats::get(&s.regenerated),
+            SessionStats::get(&s.conflicts),
+            shared.config.session_idle.as_millis(),
+            shared.config.session_absolute.as_millis(),
+            shared.config.session_max_per_user,
+        );
     });
     section("keyspace", "Keyspace", &|out| {
         let keys = store.len();

@@ -14,7 +14,6 @@ pub fn mget(ctx: &mut Ctx<'_>, cmd: Keys) -> Frame {
             .store
             .read(key, ctx.now_ms, |entry| match entry.map(|e| &e.value) {
                 Some(Value::Str(value)) => Some(value.clone()),
-                #[allow(unreachable_patterns)]
                 _ => None,
             });
         ctx.hit(value.is_some());

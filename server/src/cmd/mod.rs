@@ -13,6 +13,11 @@ mod expire;
 mod flush;
 mod get;
 mod getex;
+mod hdel;
+mod hget;
+mod hgetall;
+mod hincrby;
+mod hset;
 mod incr;
 pub mod info;
 mod keys;
@@ -20,6 +25,17 @@ mod mget;
 mod mset;
 mod persist;
 mod scan;
+mod session_count;
+mod session_create;
+mod session_destroy;
+mod session_destroyall;
+mod session_get;
+mod session_info;
+mod session_list;
+mod session_regenerate;
+mod session_set;
+mod session_touch;
+mod session_unset;
 mod set;
 mod shutdown;
 mod strlen;
@@ -134,6 +150,19 @@ pub fn wrongtype() -> Frame {
     Frame::Error(Bytes::from_static(WRONGTYPE.as_bytes()))
 }
 
+/// The reply to a session operation: its frame, `missing` when there is no such session, or
+/// the error.
+pub fn session_reply(
+    outcome: Result<Option<Frame>, crate::store::session::SessionError>,
+    missing: Frame,
+) -> Frame {
+    match outcome {
+        Ok(Some(frame)) => frame,
+        Ok(None) => missing,
+        Err(error) => Frame::error(error.to_string()),
+    }
+}
+
 /// Executes one command, given as its argument vector.
 pub fn execute(
     shared: &Arc<Shared>,
@@ -200,6 +229,28 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
+        Command::HSet(c) => hset::hset(ctx, c),
+        Command::HSetNx(c) => hset::hsetnx(ctx, c),
+        Command::HGet(c) => hget::hget(ctx, c),
+        Command::HMGet(c) => hget::hmget(ctx, c),
+        Command::HExists(c) => hget::hexists(ctx, c),
+        Command::HGetAll(c) => hgetall::read(ctx, c, hgetall::Part::All),
+        Command::HKeys(c) => hgetall::read(ctx, c, hgetall::Part::Keys),
+        Command::HVals(c) => hgetall::read(ctx, c, hgetall::Part::Values),
+        Command::HLen(c) => hgetall::read(ctx, c, hgetall::Part::Len),
+        Command::HDel(c) => hdel::hdel(ctx, c),
+        Command::HIncrBy(c) => hincrby::hincrby(ctx, c),
+        Command::SessionCreate(c) => session_create::session_create(ctx, c),
+        Command::SessionGet(c) => session_get::session_get(ctx, c),
+        Command::SessionSet(c) => session_set::session_set(ctx, c),
+        Command::SessionUnset(c) => session_unset::session_unset(ctx, c),
+        Command::SessionTouch(c) => session_touch::session_touch(ctx, c),
+        Command::SessionInfo(c) => session_info::session_info(ctx, c),
+        Command::SessionRegenerate(c) => session_regenerate::session_regenerate(ctx, c),
+        Command::SessionDestroy(c) => session_destroy::session_destroy(ctx, c),
+        Command::SessionList(c) => session_list::session_list(ctx, c),
+        Command::SessionCount(c) => session_count::session_count(ctx, c),
+        Command::SessionDestroyAll(c) => session_destroyall::session_destroyall(ctx, c),
     };
     frame.into()
 }

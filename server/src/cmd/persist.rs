@@ -3,14 +3,23 @@
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::Ctx;
+use super::{wrongtype, Ctx};
+use crate::store::Value;
 
 /// Removes the deadline; 1 if there was one, 0 if none or no key.
 pub fn persist(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
     let removed = ctx.store.modify(&cmd.key, ctx.now_ms, |entry| {
+        // Sessions always keep their timeouts (OWASP: every session ends).
+        if matches!(entry.value, Value::Session(_)) {
+            return (false, None);
+        }
         let had = entry.expires_at_ms != 0;
         entry.expires_at_ms = 0;
-        (false, had)
+        (false, Some(had))
     });
-    Frame::Integer(i64::from(removed.unwrap_or(false)))
+    match removed {
+        Some(None) => wrongtype(),
+        Some(Some(had)) => Frame::Integer(i64::from(had)),
+        None => Frame::Integer(0),
+    }
 }

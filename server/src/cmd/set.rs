@@ -21,10 +21,16 @@ pub fn set(ctx: &mut Ctx<'_>, cmd: Set) -> Frame {
     // Copy the value out of the read buffer before taking the shard lock.
     let value = owned(&cmd.value);
     ctx.store.upsert(&cmd.key, now_ms, |current| {
+        // Only the SESSION commands create and end sessions (strict session management).
+        if current
+            .as_ref()
+            .is_some_and(|e| matches!(e.value, Value::Session(_)))
+        {
+            return (None, wrongtype());
+        }
         let old = match (&current, cmd.reply) {
             (Some(entry), SetReply::OldValue) => match &entry.value {
                 Value::Str(old) => Some(old.clone()),
-                #[allow(unreachable_patterns)]
                 _ => return (None, wrongtype()),
             },
             _ => None,

@@ -12,7 +12,6 @@ pub fn strlen(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
         match entry.map(|e| &e.value) {
             None => Frame::Integer(0),
             Some(Value::Str(value)) => Frame::Integer(value.len() as i64),
-            #[allow(unreachable_patterns)]
             Some(_) => wrongtype(),
         }
     })

@@ -1,12 +1,23 @@
 //! What the keyspace stores for each key: a typed value and a deadline.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
-/// A stored value. Hashes and sessions join strings here as they land.
+use super::session::SessionRecord;
+
+/// A hash's fields, or a session's.
+pub type Fields = HashMap<Bytes, Bytes, ahash::RandomState>;
+
+/// A stored value. The larger kinds are boxed so that every entry stays as small as a string's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// A binary-safe string (integers are strings too, as in Redis).
     Str(Bytes),
+    /// A hash of fields to values.
+    Hash(Box<Fields>),
+    /// A native session.
+    Session(Box<SessionRecord>),
 }
 
 impl Value {
@@ -14,6 +25,16 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::Session(_) => "session",
+        }
+    }
+
+    /// The session, if this is one.
+    pub fn as_session(&self) -> Option<&SessionRecord> {
+        match self {
+            Value::Session(session) => Some(session),
+            _ => None,
         }
     }
 }

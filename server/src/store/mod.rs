@@ -12,6 +12,7 @@
 mod entry;
 pub mod expiry;
 mod scan;
+pub mod session;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Value};
+pub use entry::{owned, Entry, Fields, Value};
 use expiry::ExpiryIndex;
+pub use session::{SessionRecord, SessionStats};
 
 use crate::clock::Clock;
 use crate::glob;
@@ -46,10 +48,22 @@ type Map = DashMap<Bytes, Entry, ahash::RandomState>;
 pub struct Store {
     map: Map,
     index: ExpiryIndex,
+    /// User → that user's session IDs, oldest first; see [`session`].
+    users: DashMap<Bytes, Vec<Bytes>, ahash::RandomState>,
     clock: Clock,
     volatile: AtomicI64,
     expired_keys: AtomicU64,
+    sessions: SessionStats,
     expiry_cycles: watch::Sender<u64>,
+}
+
+/// Why an entry left the keyspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// Its deadline passed.
+    Expired,
+    /// A command removed it.
+    Deleted,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -79,9 +93,11 @@ impl Store {
                 SHARDS,
             ),
             index: ExpiryIndex::new(now),
+            users: DashMap::with_hasher(ahash::RandomState::new()),
             clock,
             volatile: AtomicI64::new(0),
             expired_keys: AtomicU64::new(0),
+            sessions: SessionStats::default(),
             expiry_cycles: watch::Sender::new(0),
         }
     }
@@ -134,66 +150,64 @@ impl Store {
 
     /// Runs `f` on the live entry at `key` under the shard's write lock. `f` may change the
     /// entry in place and return `None`, or return `Some(entry)` to replace it, or to create the
-    /// key when it was missing (`f` received `None`).
+    /// key when it was missing (`f` received `None`). `f` must not replace a session (only the
+    /// session functions create and remove sessions, keeping the per-user index right).
     pub fn upsert<R>(
         &self,
         key: &Bytes,
         now_ms: u64,
         f: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
     ) -> R {
-        // Fast path, the key exists: no copy of the key is made.
-        if let Some(mut guard) = self.map.get_mut(key) {
-            let (stored_key, entry) = guard.pair_mut();
-            if !entry.is_expired(now_ms) {
-                let had_deadline = entry.expires_at_ms != 0;
-                let (replacement, reply) = f(Some(&mut *entry));
-                if let Some(new) = replacement {
-                    replace(entry, new);
+        loop {
+            // Fast path, the key exists: no copy of the key is made.
+            if let Some(mut guard) = self.map.get_mut(key) {
+                let (stored_key, entry) = guard.pair_mut();
+                if !entry.is_expired(now_ms) {
+                    let had_deadline = entry.expires_at_ms != 0;
+                    let (replacement, reply) = f(Some(&mut *entry));
+                    if let Some(new) = replacement {
+                        replace(entry, new);
+                    }
+                    self.after_write(stored_key, entry, had_deadline);
+                    return reply;
                 }
-                self.after_write(stored_key, entry, had_deadline);
-                return reply;
+                drop(guard);
+                self.reclaim_if_expired(key, now_ms);
             }
-            let (replacement, reply) = f(None);
-            if let Some(new) = replacement {
-                self.expired_keys.fetch_add(1, Ordering::Relaxed);
-                replace(entry, new);
-                self.after_write(stored_key, entry, true);
-            }
-            return reply;
-        }
-        match self.map.entry(owned(key)) {
-            MapEntry::Occupied(mut occupied) => {
-                // Another writer created the key since the lookup above.
-                let live = !occupied.get().is_expired(now_ms);
-                let had_deadline = occupied.get().expires_at_ms != 0;
-                let (replacement, reply) = f(live.then(|| occupied.get_mut()));
-                if !live {
-                    self.expired_keys.fetch_add(1, Ordering::Relaxed);
+            match self.map.entry(owned(key)) {
+                MapEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
+                    drop(occupied);
+                    self.reclaim_if_expired(key, now_ms);
                 }
-                match replacement {
-                    Some(new) => {
+                MapEntry::Occupied(mut occupied) => {
+                    // Another writer created the key since the lookup above.
+                    let had_deadline = occupied.get().expires_at_ms != 0;
+                    let (replacement, reply) = f(Some(occupied.get_mut()));
+                    if let Some(new) = replacement {
                         replace(occupied.get_mut(), new);
-                        let stored_key = occupied.key().clone();
-                        self.after_write(&stored_key, occupied.get_mut(), had_deadline);
                     }
-                    None if !live => {
-                        occupied.remove();
-                        self.volatile.fetch_sub(1, Ordering::Relaxed);
+                    let stored_key = occupied.key().clone();
+                    self.after_write(&stored_key, occupied.get_mut(), had_deadline);
+                    return reply;
+                }
+                MapEntry::Vacant(vacant) => {
+                    let (created, reply) = f(None);
+                    if let Some(mut new) = created {
+                        let stored_key = vacant.key().clone();
+                        new.queued_tick = 0;
+                        self.after_write(&stored_key, &mut new, false);
+                        vacant.insert(new);
                     }
-                    None => {}
+                    return reply;
                 }
-                reply
             }
-            MapEntry::Vacant(vacant) => {
-                let (created, reply) = f(None);
-                if let Some(mut new) = created {
-                    let stored_key = vacant.key().clone();
-                    new.queued_tick = 0;
-                    self.after_write(&stored_key, &mut new, false);
-                    vacant.insert(new);
-                }
-                reply
-            }
+        }
+    }
+
+    /// Removes `key` if it is expired at `now_ms`, with the bookkeeping of an expiry.
+    fn reclaim_if_expired(&self, key: &[u8], now_ms: u64) {
+        if let Some((key, entry)) = self.map.remove_if(key, |_, entry| entry.is_expired(now_ms)) {
+            self.after_remove(&key, &entry, true, Removal::Expired);
         }
     }
 
@@ -211,17 +225,15 @@ impl Store {
             return None;
         };
         if occupied.get().is_expired(now_ms) {
-            occupied.remove();
-            self.note_expired(1);
+            let (key, entry) = occupied.remove_entry();
+            self.after_remove(&key, &entry, true, Removal::Expired);
             return None;
         }
         let had_deadline = occupied.get().expires_at_ms != 0;
         let (delete, reply) = f(occupied.get_mut());
         if delete {
-            occupied.remove();
-            if had_deadline {
-                self.volatile.fetch_sub(1, Ordering::Relaxed);
-            }
+            let (key, entry) = occupied.remove_entry();
+            self.after_remove(&key, &entry, had_deadline, Removal::Deleted);
         } else {
             let stored_key = occupied.key().clone();
             self.after_write(&stored_key, occupied.get_mut(), had_deadline);
@@ -231,25 +243,29 @@ impl Store {
 
     /// Removes `key`; returns the live entry it held, `None` if it was missing or expired.
     pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
-        let (_, entry) = self.map.remove(key)?;
+        let (key, entry) = self.map.remove(key)?;
         if entry.is_expired(now_ms) {
-            self.note_expired(1);
+            self.after_remove(&key, &entry, true, Removal::Expired);
             return None;
         }
-        if entry.expires_at_ms != 0 {
-            self.volatile.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.after_remove(&key, &entry, entry.expires_at_ms != 0, Removal::Deleted);
         Some(entry)
     }
 
     /// Removes every key.
     pub fn flush(&self) {
-        let mut volatile = 0;
+        let (mut volatile, mut sessions) = (0, 0);
         self.map.retain(|_, entry| {
             volatile += i64::from(entry.expires_at_ms != 0);
+            sessions += i64::from(matches!(entry.value, Value::Session(_)));
             false
         });
         self.volatile.fetch_sub(volatile, Ordering::Relaxed);
+        self.sessions.live.fetch_sub(sessions, Ordering::Relaxed);
+        self.sessions
+            .destroyed
+            .fetch_add(sessions as u64, Ordering::Relaxed);
+        self.users.clear();
         self.index.clear();
     }
 
@@ -331,18 +347,20 @@ impl Store {
     }
 
     /// Handles one queued key at `tick`: removes it if dead, queues it again if its deadline
-    /// moved later, forgets it if the position is stale.
-    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64) -> bool {
+    /// moved later, forgets it if the position is stale. The removal happens with the shard lock
+    /// released before the bookkeeping, as the per-user index requires.
+    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64) {
         let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
-            return false;
+            return;
         };
         let entry = occupied.get_mut();
         if entry.queued_tick != tick {
-            return false;
+            return;
         }
         if entry.is_expired(now_ms) {
-            occupied.remove();
-            return true;
+            let (key, entry) = occupied.remove_entry();
+            self.after_remove(&key, &entry, true, Removal::Expired);
+            return;
         }
         entry.queued_tick = 0;
         if entry.expires_at_ms != 0 {
@@ -350,7 +368,6 @@ impl Store {
             entry.queued_tick = tick;
             self.index.queue(occupied.key().clone(), tick);
         }
-        false
     }
 
     /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
@@ -376,26 +393,46 @@ impl Store {
 
     async fn expire_in_batches(&self) {
         let now_ms = self.now_ms();
-        let due = self.index.due_tick(now_ms);
-        let mut removed = 0u64;
-        let mut examined = 0;
-        for (tick, keys) in self.index.take_due(due) {
-            for key in keys {
-                removed += u64::from(self.expire_one(&key, tick, now_ms));
-                examined += 1;
-                if examined % EXPIRY_BATCH == 0 {
-                    self.note_expired(std::mem::take(&mut removed));
-                    tokio::task::yield_now().await;
-                }
+        for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
+            for batch in keys.chunks(EXPIRY_BATCH) {
+                batch
+                    .iter()
+                    .for_each(|key| self.expire_one(key, tick, now_ms));
+                tokio::task::yield_now().await;
             }
         }
-        self.note_expired(removed);
     }
 
-    fn note_expired(&self, count: u64) {
-        if count > 0 {
-            self.expired_keys.fetch_add(count, Ordering::Relaxed);
-            self.volatile.fetch_sub(count as i64, Ordering::Relaxed);
+    /// Reclaims every key that is dead now, in one go (for tests and tools; the server uses the
+    /// active expiry task, which yields between batches).
+    pub fn reclaim_expired(&self) {
+        let now_ms = self.now_ms();
+        for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
+            keys.iter()
+                .for_each(|key| self.expire_one(key, tick, now_ms));
+        }
+    }
+
+    /// Bookkeeping after `entry` left the keyspace (its shard lock released): the volatile count
+    /// (`counted` says whether the entry was counted there), the expiry counters, and for a
+    /// session its counters and its place in the per-user index.
+    fn after_remove(&self, key: &Bytes, entry: &Entry, counted: bool, why: Removal) {
+        if counted {
+            self.volatile.fetch_sub(1, Ordering::Relaxed);
+        }
+        if why == Removal::Expired {
+            self.expired_keys.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Value::Session(session) = &entry.value {
+            self.sessions.live.fetch_sub(1, Ordering::Relaxed);
+            let counter = match why {
+                Removal::Expired => &self.sessions.expired,
+                Removal::Deleted => &self.sessions.destroyed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if let Some(user) = &session.user {
+                self.unindex(user, key);
+            }
         }
     }
 

@@ -1,0 +1,45 @@
+//! `HSET` and `HSETNX`.
+
+use sessiond_protocol::cmd::KeyPairs;
+use sessiond_protocol::Frame;
+
+use super::{wrongtype, Ctx};
+use crate::store::{owned, Entry, Fields, Value};
+
+/// `HSET key field value [...]`: replies with the number of fields added (not updated).
+pub fn hset(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
+    write(ctx, cmd, false)
+}
+
+/// `HSETNX key field value`: sets the field only if absent; 1 if set, 0 otherwise.
+pub fn hsetnx(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
+    write(ctx, cmd, true)
+}
+
+fn write(ctx: &mut Ctx<'_>, cmd: KeyPairs, only_new: bool) -> Frame {
+    let put = |fields: &mut Fields| {
+        let mut added = 0;
+        for (field, value) in &cmd.pairs {
+            if only_new && fields.contains_key(field) {
+                continue;
+            }
+            added += i64::from(fields.insert(owned(field), owned(value)).is_none());
+        }
+        added
+    };
+    ctx.store
+        .upsert(&cmd.key, ctx.now_ms, |current| match current {
+            None => {
+                let mut fields = Fields::default();
+                let added = put(&mut fields);
+                (
+                    Some(Entry::new(Value::Hash(Box::new(fields)), 0)),
+                    Frame::Integer(added),
+                )
+            }
+            Some(entry) => match &mut entry.value {
+                Value::Hash(fields) => (None, Frame::Integer(put(fields))),
+                _ => (None, wrongtype()),
+            },
+        })
+}

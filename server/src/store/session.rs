@@ -1,0 +1,436 @@
+//! Native sessions: the record, server-issued IDs, and the per-user index.
+//!
+//! A session is an entry of the keyspace whose key is its ID and whose deadline is always
+//! `min(last_access + idle, created + absolute)`. IDs are 32 bytes from the operating system's
+//! CSPRNG, base64url without padding (43 characters), and are only ever made here: no command
+//! creates a session under a name the client chose.
+//!
+//! The per-user index maps a user to its session IDs in creation order. It is a second `DashMap`,
+//! and one rule keeps the two maps free of deadlock: a keyspace shard lock is never held while a
+//! user-index lock is taken (the reverse nesting is allowed). Every path that removes a session
+//! from the keyspace removes it from the index right after, with the keyspace lock released; a
+//! reader that meets an ID whose session has just gone filters it out and prunes it.
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry as MapEntry;
+
+use super::entry::Fields;
+use super::{owned, Entry, Store, Value};
+
+/// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
+pub const ID_BYTES: usize = 32;
+
+/// One session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The user it belongs to, if any.
+    pub user: Option<Bytes>,
+    /// Its data.
+    pub fields: Fields,
+    /// When it was created, Unix ms.
+    pub created_ms: u64,
+    /// When it was last used (GET, SET, UNSET, TOUCH), Unix ms.
+    pub last_access_ms: u64,
+    /// The idle timeout, ms.
+    pub idle_ms: u64,
+    /// The absolute timeout, ms, counted from `created_ms`.
+    pub absolute_ms: u64,
+    /// Starts at 1, +1 on every SET and UNSET.
+    pub version: u64,
+}
+
+impl SessionRecord {
+    /// The effective deadline: the earlier of the idle and the absolute one.
+    pub fn deadline_ms(&self) -> u64 {
+        let idle = self.last_access_ms.saturating_add(self.idle_ms);
+        let absolute = self.created_ms.saturating_add(self.absolute_ms);
+        idle.min(absolute)
+    }
+
+    /// The bytes of data it holds (field names and values).
+    pub fn data_bytes(&self) -> usize {
+        self.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// A new session ID from the operating system's CSPRNG.
+pub fn new_id() -> Result<Bytes, getrandom::Error> {
+    let mut raw = [0u8; ID_BYTES];
+    getrandom::fill(&mut raw)?;
+    Ok(Bytes::from(base64url(&raw)))
+}
+
+/// base64url without padding (RFC 4648 §5): IDs are safe in cookies and URLs as they are.
+fn base64url(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let symbols = chunk.len() + 1;
+        for i in 0..symbols {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// Session counters for INFO.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Sessions in the keyspace (expired ones not yet reclaimed included).
+    pub live: AtomicI64,
+    /// Sessions created.
+    pub created: AtomicU64,
+    /// Sessions removed because their deadline passed.
+    pub expired: AtomicU64,
+    /// Sessions destroyed (DESTROY, DESTROYALL, DEL, FLUSHALL, the per-user cap).
+    pub destroyed: AtomicU64,
+    /// Regenerations.
+    pub regenerated: AtomicU64,
+    /// SESSION.SET refused for a version mismatch.
+    pub conflicts: AtomicU64,
+}
+
+impl SessionStats {
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_matches_rfc4648() {
+        assert_eq!(base64url(b""), "");
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(base64url(b"foob"), "Zm9vYg");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn ids_are_43_url_safe_characters() {
+        let id = new_id().unwrap();
+        assert_eq!(id.len(), 43);
+        assert!(id
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'));
+    }
+}
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The key exists and is not a session.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The operating system's random generator failed; no ID could be made.
+    #[error("ERR cannot generate a session ID: {0}")]
+    Random(#[from] getrandom::Error),
+}
+
+/// What SESSION.CREATE asks for.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The owner.
+    pub user: Option<Bytes>,
+    /// Idle timeout, ms.
+    pub idle_ms: u64,
+    /// Absolute timeout, ms.
+    pub absolute_ms: u64,
+    /// Initial fields.
+    pub data: Vec<(Bytes, Bytes)>,
+}
+
+impl Store {
+    /// The session counters.
+    pub fn session_stats(&self) -> &SessionStats {
+        &self.sessions
+    }
+
+    /// Users that have at least one session in the index.
+    pub fn session_users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Creates a session and returns its new ID; with `max_per_user > 0`, the user's oldest
+    /// sessions beyond the cap are destroyed.
+    pub fn create_session(
+        &self,
+        new: NewSession,
+        now_ms: u64,
+        max_per_user: usize,
+    ) -> Result<Bytes, SessionError> {
+        let mut fields = Fields::default();
+        for (field, value) in &new.data {
+            fields.insert(owned(field), owned(value));
+        }
+        let user = new.user.as_ref().map(owned);
+        let record = SessionRecord {
+            user: user.clone(),
+            fields,
+            created_ms: now_ms,
+            last_access_ms: now_ms,
+            idle_ms: new.idle_ms,
+            absolute_ms: new.absolute_ms,
+            version: 1,
+        };
+        let deadline = record.deadline_ms();
+        let id = self.insert_session(record, deadline)?;
+        self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
+        if let Some(user) = user {
+            self.index_session(&user, &id, None, now_ms, max_per_user);
+        }
+        Ok(id)
+    }
+
+    /// Stores `record` under a fresh ID (drawing again in the astronomically unlikely case the
+    /// ID is taken) and returns the ID.
+    fn insert_session(
+        &self,
+        record: SessionRecord,
+        deadline_ms: u64,
+    ) -> Result<Bytes, SessionError> {
+        let mut record = Some(record);
+        loop {
+            let id = new_id()?;
+            if let MapEntry::Vacant(vacant) = self.map.entry(id.clone()) {
+                let Some(record) = record.take() else {
+                    continue;
+                };
+                let mut entry = Entry::new(Value::Session(Box::new(record)), deadline_ms);
+                self.after_write(&id, &mut entry, false);
+                vacant.insert(entry);
+                self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Adds `id` to `user`'s list (in place of `replacing` if given and present), then enforces
+    /// the per-user cap by destroying the oldest sessions.
+    fn index_session(
+        &self,
+        user: &Bytes,
+        id: &Bytes,
+        replacing: Option<&Bytes>,
+        now_ms: u64,
+        max_per_user: usize,
+    ) {
+        let mut evicted = Vec::new();
+        {
+            let mut list = match self.users.get_mut(user) {
+                Some(list) => list,
+                None => self.users.entry(user.clone()).or_default(),
+            };
+            match replacing.and_then(|old| list.iter().position(|x| x == old)) {
+                Some(position) => list[position] = id.clone(),
+                None => list.push(id.clone()),
+            }
+            if max_per_user > 0 && list.len() > max_per_user {
+                // Nested keyspace reads under the user lock: the allowed lock order.
+                list.retain(|id| self.is_live_session_of(id, user, now_ms));
+                let excess = list.len().saturating_sub(max_per_user);
+                evicted.extend(list.drain(..excess));
+            }
+        }
+        for id in evicted {
+            self.destroy_session(&id, now_ms);
+        }
+    }
+
+    /// Removes `id` from `user`'s list, and the user when the list empties.
+    pub(super) fn unindex(&self, user: &Bytes, id: &Bytes) {
+        let now_empty = match self.users.get_mut(user) {
+            Some(mut list) => {
+                list.retain(|x| x != id);
+                list.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            self.users.remove_if(user, |_, list| list.is_empty());
+        }
+    }
+
+    fn is_live_session_of(&self, id: &[u8], user: &[u8], now_ms: u64) -> bool {
+        self.map.get(id).is_some_and(|entry| {
+            !entry.is_expired(now_ms)
+                && entry
+                    .value
+                    .as_session()
+                    .is_some_and(|s| s.user.as_deref() == Some(user))
+        })
+    }
+
+    /// Destroys the session `id`; true if a live session was destroyed. Other kinds of keys are
+    /// left alone.
+    pub fn destroy_session(&self, id: &[u8], now_ms: u64) -> bool {
+        let removed = self
+            .map
+            .remove_if(id, |_, entry| matches!(entry.value, Value::Session(_)));
+        let Some((key, entry)) = removed else {
+            return false;
+        };
+        let expired = entry.is_expired(now_ms);
+        let why = if expired {
+            super::Removal::Expired
+        } else {
+            super::Removal::Deleted
+        };
+        self.after_remove(&key, &entry, true, why);
+        !expired
+    }
+
+    /// Runs `f` on the live session `id` under its shard's write lock. `f` returns whether the
+    /// call counts as a use of the session, which refreshes its idle timer; the entry's deadline
+    /// follows. `Ok(None)` when there is no such session.
+    pub fn update_session<R>(
+        &self,
+        id: &Bytes,
+        now_ms: u64,
+        f: impl FnOnce(&mut SessionRecord) -> (bool, R),
+    ) -> Result<Option<R>, SessionError> {
+        let outcome = self.modify(id, now_ms, |entry| {
+            let Value::Session(session) = &mut entry.value else {
+                return (false, Err(SessionError::WrongType));
+            };
+            let (used, reply) = f(session);
+            if used {
+                session.last_access_ms = now_ms;
+            }
+            entry.expires_at_ms = session.deadline_ms();
+            (false, Ok(reply))
+        });
+        outcome.transpose()
+    }
+
+    /// Runs `f` on the live session `id` without refreshing it. `Ok(None)` when there is none.
+    pub fn read_session<R>(
+        &self,
+        id: &[u8],
+        now_ms: u64,
+        f: impl FnOnce(&SessionRecord) -> R,
+    ) -> Result<Option<R>, SessionError> {
+        self.read(id, now_ms, |entry| match entry.map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Session(session)) => Ok(Some(f(session))),
+            Some(_) => Err(SessionError::WrongType),
+        })
+    }
+
+    /// Whether `id` names a key that is not a session (for WRONGTYPE replies).
+    pub fn is_other_type(&self, id: &[u8], now_ms: u64) -> bool {
+        self.read(id, now_ms, |entry| {
+            entry.is_some_and(|e| !matches!(e.value, Value::Session(_)))
+        })
+    }
+
+    /// The user's live session IDs, oldest first; dead IDs met on the way are pruned.
+    pub fn list_sessions(&self, user: &[u8], now_ms: u64) -> Vec<Bytes> {
+        let (ids, now_empty) = match self.users.get_mut(user) {
+            None => return Vec::new(),
+            Some(mut list) => {
+                list.retain(|id| self.is_live_session_of(id, user, now_ms));
+                (list.clone(), list.is_empty())
+            }
+        };
+        if now_empty {
+            self.users.remove_if(user, |_, list| list.is_empty());
+        }
+        ids
+    }
+
+    /// Destroys every live session of `user` but `except`; returns how many were destroyed.
+    pub fn destroy_sessions_of(&self, user: &[u8], except: Option<&[u8]>, now_ms: u64) -> usize {
+        let doomed = match self.users.get_mut(user) {
+            None => return 0,
+            Some(mut list) => {
+                let all = std::mem::take(&mut *list);
+                let (kept, doomed): (Vec<Bytes>, Vec<Bytes>) =
+                    all.into_iter().partition(|id| Some(&id[..]) == except);
+                *list = kept;
+                doomed
+            }
+        };
+        self.users.remove_if(user, |_, list| list.is_empty());
+        doomed
+            .iter()
+            .filter(|id| self.destroy_session(id, now_ms))
+            .count()
+    }
+
+    /// Moves the session `id` to a new ID (and to `new_user` if given) in one step: the old ID
+    /// is gone before the new one is returned. `Ok(None)` when there is no such session.
+    pub fn regenerate_session(
+        &self,
+        id: &[u8],
+        new_user: Option<&Bytes>,
+        now_ms: u64,
+        max_per_user: usize,
+    ) -> Result<Option<Bytes>, SessionError> {
+        if self.is_other_type(id, now_ms) {
+            return Err(SessionError::WrongType);
+        }
+        let removed = self.map.remove_if(id, |_, entry| {
+            !entry.is_expired(now_ms) && matches!(entry.value, Value::Session(_))
+        });
+        let Some((old_id, old)) = removed else {
+            return Ok(None);
+        };
+        let deadline = old.expires_at_ms;
+        let Value::Session(mut record) = old.value else {
+            return Ok(None);
+        };
+        let old_user = record.user.clone();
+        if let Some(user) = new_user {
+            record.user = Some(owned(user));
+        }
+        let user = record.user.clone();
+        // The old entry left the keyspace without the removal bookkeeping: the session lives
+        // on under the new ID, so the live and volatile counts do not change.
+        self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
+        let new_id = match self.insert_session(*record, deadline) {
+            Ok(new_id) => new_id,
+            Err(error) => {
+                if let Some(user) = &old_user {
+                    self.unindex(user, &old_id);
+                }
+                self.sessions
+                    .destroyed
+                    .fetch_add(1, AtomicOrdering::Relaxed);
+                return Err(error);
+            }
+        };
+        self.sessions
+            .regenerated
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        match (&old_user, &user) {
+            (Some(old), Some(new)) if old == new => {
+                self.index_session(new, &new_id, Some(&old_id), now_ms, max_per_user)
+            }
+            _ => {
+                if let Some(old) = &old_user {
+                    self.unindex(old, &old_id);
+                }
+                if let Some(new) = &user {
+                    self.index_session(new, &new_id, None, now_ms, max_per_user);
+                }
+            }
+        }
+        Ok(Some(new_id))
+    }
+}
