@@ -20,11 +20,12 @@ pub struct SessionSet {
 impl SessionSet {
     pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
         let id = args.bytes()?;
-        // `IFVERSION v` is recognised when it is followed by at least one pair, so a field that
-        // happens to be called IFVERSION can still be written as a later pair.
+        // `IFVERSION` right after the ID is always the option, so a writer that forgot its pairs
+        // gets an error rather than an unchecked write of a field called IFVERSION; such a field
+        // can still be written as a later pair.
         let mut rest = args.rest();
         let mut if_version = None;
-        if rest.len() >= 4 && is(&rest[0], "IFVERSION") {
+        if rest.len() >= 2 && is(&rest[0], "IFVERSION") {
             let version = crate::request::parse_i64(&rest[1])
                 .filter(|v| *v >= 0)
                 .ok_or(CommandError::NotInteger)?;

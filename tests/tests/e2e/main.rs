@@ -2,4 +2,6 @@
 //! (in-process on port 0, or the real binary) and driving it over TCP.
 
 mod expiry;
+mod hashes;
+mod sessions;
 mod smoke;
