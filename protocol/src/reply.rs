@@ -125,8 +125,10 @@ fn scan(
                 }
             }
             if tag == b'|' {
-                // An attribute annotates the frame that follows it.
-                return scan(buf, next, depth, limits);
+                // An attribute annotates the frame that follows it. That frame counts as nested
+                // in the attribute, so a chain of attributes meets the depth limit instead of
+                // recursing once per attribute until the stack overflows.
+                return scan(buf, next, depth + 1, limits);
             }
             Ok(Some(next))
         }

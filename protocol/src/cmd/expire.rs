@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use super::args::{is, Args};
 use super::CommandError;
+use crate::request::parse_i64;
 
 /// The conditions on the current deadline (Redis 7); XX may combine with GT or LT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,13 +58,8 @@ impl Expire {
     ) -> Result<Self, CommandError> {
         let name = args.name();
         let key = args.bytes()?;
-        let time = args.i64()?;
-        let time_ms = if seconds {
-            time.checked_mul(1000)
-                .ok_or(CommandError::InvalidExpire(name))?
-        } else {
-            time
-        };
+        // Converted after the options, as Redis does: an option error wins over a bad number.
+        let time = args.bytes()?;
         let mut condition = ExpireCondition::default();
         while let Some(option) = args.next_opt() {
             if is(&option, "NX") {
@@ -91,6 +87,13 @@ impl Expire {
                 "ERR GT and LT options at the same time are not compatible",
             ));
         }
+        let time = parse_i64(&time).ok_or(CommandError::NotInteger)?;
+        let time_ms = if seconds {
+            time.checked_mul(1000)
+                .ok_or(CommandError::InvalidExpire(name))?
+        } else {
+            time
+        };
         Ok(Expire {
             key,
             time_ms,

@@ -55,6 +55,13 @@ pub struct Set {
     pub name: &'static str,
 }
 
+/// Whether `option` is one of the expiry options EX, PX, EXAT, PXAT.
+fn is_expiry_keyword(option: &[u8]) -> bool {
+    ["EX", "PX", "EXAT", "PXAT"]
+        .iter()
+        .any(|keyword| is(option, keyword))
+}
+
 impl Set {
     /// `SET key value [options]`.
     pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
@@ -68,7 +75,10 @@ impl Set {
             reply: SetReply::Ok,
             name: "set",
         };
-        let mut ttl_given = false;
+        let mut keep_ttl = false;
+        // The EX/PX/EXAT/PXAT keyword and its value; like Redis, the value is converted only
+        // once every option has been read, so a syntax error wins over a bad number.
+        let mut expiry_option: Option<(Bytes, Bytes)> = None;
         while let Some(option) = args.next_opt() {
             if is(&option, "NX") || is(&option, "XX") {
                 let condition = if is(&option, "NX") {
@@ -83,20 +93,31 @@ impl Set {
             } else if is(&option, "GET") {
                 set.reply = SetReply::OldValue;
             } else if is(&option, "KEEPTTL") {
-                if ttl_given && set.ttl != SetTtl::Keep {
+                if expiry_option.is_some() {
                     return Err(CommandError::Syntax);
                 }
-                ttl_given = true;
-                set.ttl = SetTtl::Keep;
-            } else if let Some(expiry) = parse_option(&option, args) {
-                if ttl_given {
+                keep_ttl = true;
+            } else if is_expiry_keyword(&option) {
+                // Redis takes the same keyword again (the last value wins), not another one.
+                let other_given = expiry_option
+                    .as_ref()
+                    .is_some_and(|(given, _)| !given.eq_ignore_ascii_case(&option));
+                if keep_ttl || other_given {
                     return Err(CommandError::Syntax);
                 }
-                ttl_given = true;
-                set.ttl = SetTtl::Expire(expiry?);
+                let value = args.next_opt().ok_or(CommandError::Syntax)?;
+                expiry_option = Some((option, value));
             } else {
                 return Err(CommandError::Syntax);
             }
+        }
+        if keep_ttl {
+            set.ttl = SetTtl::Keep;
+        } else if let Some((keyword, value)) = expiry_option {
+            let mut value = Args::new(set.name, vec![value]);
+            // `keyword` passed `is_expiry_keyword`, so `parse_option` recognises it.
+            let expiry = parse_option(&keyword, &mut value).unwrap_or(Err(CommandError::Syntax))?;
+            set.ttl = SetTtl::Expire(expiry);
         }
         Ok(set)
     }

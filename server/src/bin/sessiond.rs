@@ -8,7 +8,23 @@ use sessiond::{Config, LogFormat, RawConfig, Server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let config = match RawConfig::parse().with_file().and_then(RawConfig::validate) {
+    let raw = match RawConfig::try_parse() {
+        Ok(raw) => raw,
+        // --help and --version are not errors; a flag that does not parse is a bad configuration
+        // like any other, and exits as one rather than with clap's own exit code 2.
+        Err(error) if !error.use_stderr() => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let message = error.render().to_string();
+            let message = message.trim_end();
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            eprintln!("sessiond: bad configuration: {message}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let config = match raw.with_file().and_then(RawConfig::validate) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sessiond: bad configuration: {error}");
@@ -39,38 +55,59 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // The handlers are installed before the address is announced: a supervisor (or a test) that
+    // sends SIGTERM as soon as it reads `listening on` gets a graceful stop, not the default
+    // action of the signal, which kills the process.
+    let shutdown = shutdown_signal();
     let server = Server::bind(config).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "listening on {}",
         server.local_addr()
     );
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     Ok(())
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves at the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Both streams are created here, not in the future: `tokio::signal::ctrl_c()` and an
+    // `async fn` would only install their handler when first polled.
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
                 tokio::select! {
-                    _ = interrupt => tracing::info!("SIGINT received"),
+                    _ = interrupt.recv() => tracing::info!("SIGINT received"),
                     _ = terminate.recv() => tracing::info!("SIGTERM received"),
                 }
             }
-            Err(error) => {
+            (Ok(mut interrupt), Err(error)) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT will stop the server");
-                let _ = interrupt.await;
+                interrupt.recv().await;
+                tracing::info!("SIGINT received");
+            }
+            (Err(error), Ok(mut terminate)) => {
+                tracing::warn!(%error, "cannot listen for SIGINT; only SIGTERM will stop the server");
+                terminate.recv().await;
+                tracing::info!("SIGTERM received");
+            }
+            (Err(interrupt), Err(terminate)) => {
+                tracing::warn!(%interrupt, %terminate, "cannot listen for SIGINT or SIGTERM");
+                std::future::pending::<()>().await;
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+}
+
+/// Resolves at the first Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("interrupt received");
     }
 }

@@ -18,7 +18,8 @@ pub fn command(_ctx: &mut Ctx<'_>, cmd: CommandInfo) -> Frame {
         CommandInfo::Info(names) => Frame::Array(
             names
                 .iter()
-                .map(|name| lookup(name).map_or(Frame::NullArray, describe))
+                // Redis 7 answers an unknown name with a null (`$-1` in RESP2).
+                .map(|name| lookup(name).map_or(Frame::Null, describe))
                 .collect(),
         ),
         CommandInfo::Docs(names) => {

@@ -7,25 +7,28 @@ use super::{error, wrongtype, Ctx};
 use crate::store::Value;
 
 /// Reads a string and changes its deadline; a deadline in the past deletes it after the read.
+/// As in Redis, a missing key is nil before the deadline is validated.
 pub fn getex(ctx: &mut Ctx<'_>, cmd: GetEx) -> Frame {
     let now_ms = ctx.now_ms;
     let deadline = match cmd.ttl {
-        GetExTtl::Unchanged => None,
-        GetExTtl::Persist => Some(0),
+        GetExTtl::Unchanged => Ok(None),
+        GetExTtl::Persist => Ok(Some(0)),
         GetExTtl::Expire(expiry) => match expiry.deadline_ms(now_ms as i64) {
-            Some(at) => Some(at.max(1) as u64),
-            None => return error(CommandError::InvalidExpire("getex")),
+            Some(at) => Ok(Some(at.max(1) as u64)),
+            None => Err(CommandError::InvalidExpire("getex")),
         },
+        GetExTtl::Invalid(refused) => Err(refused),
     };
     let reply = ctx.store.modify(&cmd.key, now_ms, |entry| {
         let value = match &entry.value {
             Value::Str(value) => value.clone(),
             _ => return (false, wrongtype()),
         };
-        match deadline {
-            Some(at) if at != 0 && at <= now_ms => return (true, Frame::Bulk(value)),
-            Some(at) => entry.expires_at_ms = at,
-            None => {}
+        match &deadline {
+            Err(refused) => return (false, error(refused.clone())),
+            Ok(Some(at)) if *at != 0 && *at <= now_ms => return (true, Frame::Bulk(value)),
+            Ok(Some(at)) => entry.expires_at_ms = *at,
+            Ok(None) => {}
         }
         (false, Frame::Bulk(value))
     });

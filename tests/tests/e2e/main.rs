@@ -1,7 +1,12 @@
 //! End-to-end tests: one test binary, a module per area, each starting the real server
 //! (in-process on port 0, or the real binary) and driving it over TCP.
 
+mod binary;
+mod connection;
 mod expiry;
 mod hashes;
+mod keys;
+mod malformed;
 mod sessions;
 mod smoke;
+mod strings;
