@@ -1,7 +1,120 @@
-//! The client crate web servers use to talk to sessiond.
+//! The client web servers use to keep their users' sessions in sessiond.
 //!
-//! For now it re-exports the protocol crate, so that frames and commands are shared; the typed,
-//! pooled session API is the subject of its own issue.
+//! Async on tokio. One [`Client`] per process, cloned into every handler: it keeps a small pool
+//! of multiplexed connections per server, pipelines the commands of any number of concurrent
+//! tasks over them, reconnects (with backoff) when a server restarts, and can spread sessions
+//! over several servers.
+//!
+//! # Sessions
+//!
+//! The server issues every session ID, enforces an idle and an absolute timeout, moves a
+//! session to a new ID atomically, lists a user's sessions and ends them all at once, and
+//! refuses a write based on a stale read.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sessiond_client::{Client, ErrorKind, NewSession};
+//!
+//! # async fn demo() -> sessiond_client::Result<()> {
+//! let client = Client::connect("sessiond://127.0.0.1:6380").await?;
+//! let sessions = client.sessions();
+//!
+//! // An anonymous visitor gets a session (the server's default timeouts: 30 min idle, 8 h).
+//! let visitor = sessions.create(NewSession::default().json("cart", &["book"])?).await?;
+//!
+//! // Login: a new ID for the same data, attached to the user; the old ID is dead at once.
+//! let id = sessions.regenerate_for_user(&visitor, "ada").await?.expect("still alive");
+//!
+//! // A request: read the session (this refreshes its idle timer).
+//! let Some(data) = sessions.get(&id).await? else {
+//!     return Ok(()); // expired or logged out: answer 401
+//! };
+//! let cart: Vec<String> = data.json("cart")?.unwrap_or_default();
+//!
+//! // A write that cannot overwrite a concurrent request's write.
+//! let version = sessions.info(&id).await?.expect("alive").version;
+//! match sessions.set_if_version(&id, version, [("cart", r#"["book","pen"]"#)]).await {
+//!     Ok(_) => {}
+//!     Err(e) if e.kind() == ErrorKind::Conflict => { /* re-read, merge, write again */ }
+//!     Err(e) => return Err(e),
+//! }
+//!
+//! // "Log out my other devices", then log out.
+//! sessions.destroy_all_for_user("ada", Some(&id)).await?;
+//! sessions.destroy(&id).await?;
+//! # let _ = cart; Ok(()) }
+//! ```
+//!
+//! # Keys
+//!
+//! Plain string keys with Redis's semantics, for anything else a web server caches:
+//!
+//! ```no_run
+//! # async fn demo(client: sessiond_client::Client) -> sessiond_client::Result<()> {
+//! use std::time::Duration;
+//!
+//! client.set_with_ttl("rate:ada", "1", Duration::from_secs(60)).await?;
+//! let count = client.get("rate:ada").await?;
+//! client.expire("rate:ada", Duration::from_secs(10)).await?;
+//! client.del("rate:ada").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Settings, several servers
+//!
+//! [`Client::builder`] sets the connect and command timeouts, the connections per server and
+//! the reconnect backoff. Given several nodes, the client owns each key and session on one of
+//! them, chosen by rendezvous hashing, and asks every node for per-user operations; a node
+//! that is down makes the commands for what it owns fail at once with an
+//! [`ErrorKind::Connection`] error naming it, while the others carry on.
+//!
+//! ```no_run
+//! # async fn demo() -> sessiond_client::Result<()> {
+//! use std::time::Duration;
+//!
+//! let client = sessiond_client::Client::builder()
+//!     .nodes(["sessiond://10.0.0.1:6380", "sessiond://10.0.0.2:6380"])
+//!     .command_timeout(Duration::from_millis(500))
+//!     .build()?; // connects on first use
+//! # Ok(()) }
+//! ```
+//!
+//! # tower-sessions
+//!
+//! With the `tower-sessions` feature, [`SessiondStore`] is a
+//! `tower_sessions_core::SessionStore`: `SessionManagerLayer::new(SessiondStore::new(client))`.
+//!
+//! # Errors
+//!
+//! Every method returns [`Error`], whose [`ErrorKind`] says what happened: a connection that
+//! could not be made or was lost, a timeout, a reply that is not RESP, a refused login, the
+//! server's error reply, a version conflict, or a value that is not the JSON expected.
+//!
+//! # Types
+//!
+//! - [`Client`], [`Builder`]: the connection pool and its settings; [`KeyTtl`].
+//! - [`Sessions`]: the session commands; [`SessionId`], [`NewSession`], [`SessionData`],
+//!   [`SessionInfo`].
+//! - [`Error`], [`ErrorKind`], [`Result`].
+//! - [`NodeAddr`]: a parsed `sessiond://` URL.
+//! - [`protocol`]: the RESP frames and codecs the client is built on.
 #![deny(missing_docs)]
+
+mod client;
+mod connection;
+mod error;
+mod node;
+mod sessions;
+mod shard;
+#[cfg(feature = "tower-sessions")]
+mod store;
+mod url;
+
+pub use client::{Builder, Client, KeyTtl};
+pub use error::{Error, ErrorKind, Result};
+pub use sessions::{NewSession, SessionData, SessionId, SessionInfo, Sessions};
+#[cfg(feature = "tower-sessions")]
+pub use store::{SessiondStore, DEFAULT_PREFIX};
+pub use url::NodeAddr;
 
 pub use sessiond_protocol as protocol;

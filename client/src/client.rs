@@ -1,0 +1,521 @@
+//! [`Client`] and its [`Builder`]: the handle every task shares, routing each command to the
+//! node that owns its key, and the plain key commands (`get`, `set`, `del`, `expire`, `ttl`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sessiond_protocol::{put_bulk, Frame};
+use tokio::task::JoinSet;
+
+use crate::node::{Node, Settings};
+use crate::sessions::Sessions;
+use crate::url::NodeAddr;
+use crate::{shard, Error, ErrorKind, Result};
+
+/// Settings for a [`Client`]: its nodes, timeouts and pool size.
+///
+/// ```no_run
+/// # async fn demo() -> sessiond_client::Result<()> {
+/// use std::time::Duration;
+///
+/// let client = sessiond_client::Client::builder()
+///     .node("sessiond://127.0.0.1:6380")
+///     .connect_timeout(Duration::from_secs(2))
+///     .command_timeout(Duration::from_millis(500))
+///     .pool_size(4)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    urls: Vec<String>,
+    settings: Settings,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            urls: Vec::new(),
+            settings: Settings {
+                connect_timeout: Duration::from_secs(5),
+                command_timeout: Duration::from_secs(5),
+                pool_size: 2,
+                reconnect_min: Duration::from_millis(50),
+                reconnect_max: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// Adds a server: `sessiond://[user:password@]host:port` (or `redis://`). With more than
+    /// one, keys and sessions are spread over them by rendezvous hashing.
+    pub fn node(mut self, url: impl Into<String>) -> Builder {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// Adds several servers; see [`Builder::node`].
+    pub fn nodes<I>(mut self, urls: I) -> Builder
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.urls.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long opening a connection (TCP connect and login) may take. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command may wait for its reply, connecting included. Default 5 s.
+    pub fn command_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.command_timeout = timeout;
+        self
+    }
+
+    /// Connections per node. Each is multiplexed (any number of tasks pipeline their commands
+    /// over it), so a few are plenty. Default 2.
+    pub fn pool_size(mut self, connections: usize) -> Builder {
+        self.settings.pool_size = connections;
+        self
+    }
+
+    /// The delay before reconnecting to a node after a failed attempt: `min` after the first
+    /// failure, doubling with each further one up to `max`. Until it elapses, commands for that
+    /// node fail at once. Default 50 ms to 1 s.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Builder {
+        self.settings.reconnect_min = min;
+        self.settings.reconnect_max = max;
+        self
+    }
+
+    /// The client, without connecting: each node is connected to on first use. Fails only on
+    /// an unusable URL or setting.
+    pub fn build(self) -> Result<Client> {
+        let settings = &self.settings;
+        if self.urls.is_empty() {
+            return Err(Error::config("no node: add one with Builder::node"));
+        }
+        if settings.pool_size == 0 || settings.pool_size > 1024 {
+            return Err(Error::config(format!(
+                "pool size {} is not between 1 and 1024",
+                settings.pool_size
+            )));
+        }
+        if settings.connect_timeout.is_zero() || settings.command_timeout.is_zero() {
+            return Err(Error::config("timeouts must be longer than zero"));
+        }
+        if settings.reconnect_min > settings.reconnect_max {
+            return Err(Error::config(format!(
+                "reconnect backoff minimum {:?} is above its maximum {:?}",
+                settings.reconnect_min, settings.reconnect_max
+            )));
+        }
+        let settings = Arc::new(self.settings);
+        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            let node = Node::new(NodeAddr::parse(url)?, settings.clone());
+            if nodes.iter().any(|n| n.name() == node.name()) {
+                return Err(Error::config(format!(
+                    "node {} is listed twice",
+                    node.name()
+                )));
+            }
+            nodes.push(Arc::new(node));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                nodes,
+                next_create: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The client, after connecting to (and logging in to) every node: fails if any is
+    /// unreachable. Use [`Builder::build`] to start while a node is down.
+    pub async fn connect(self) -> Result<Client> {
+        let client = self.build()?;
+        for node in &client.inner.nodes {
+            node.connect().await?;
+        }
+        Ok(client)
+    }
+}
+
+/// A connection (pool) to one sessiond server, or to several sharded by key.
+///
+/// Cheap to clone: clones share the connections. Every method may be called from any number of
+/// tasks at once; their commands are pipelined over the node's connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    nodes: Vec<Arc<Node>>,
+    /// Where the next session is created, so new sessions spread over the nodes.
+    next_create: AtomicUsize,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field(
+                "nodes",
+                &self
+                    .inner
+                    .nodes
+                    .iter()
+                    .map(|n| n.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A key's time to live, as `PTTL` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// There is no such key (or it has expired).
+    Missing,
+    /// The key exists and never expires.
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+impl Client {
+    /// Connects to one server: `sessiond://[user:password@]host:port` (or `redis://`), with
+    /// the default settings of [`Builder`].
+    pub async fn connect(url: &str) -> Result<Client> {
+        Builder::default().node(url).connect().await
+    }
+
+    /// A builder for timeouts, pool size and several nodes.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The session commands.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions::new(self)
+    }
+
+    /// `PING` every node: `Ok` when all of them answer.
+    pub async fn ping(&self) -> Result<()> {
+        let command = Cmd::new("PING").encode();
+        for (_, reply) in self.fan_out(command).await {
+            reply?;
+        }
+        Ok(())
+    }
+
+    /// The value of a string key; `None` if there is none.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let reply = self.on_key(key, Cmd::new("GET").arg(key)).await?;
+        optional_bulk("GET", reply)
+    }
+
+    /// The value of a string key decoded from JSON; `None` if there is none.
+    pub async fn get_json<T: DeserializeOwned>(&self, key: impl AsRef<[u8]>) -> Result<Option<T>> {
+        match self.get(key).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(Error::json),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets a string key with no expiry (an existing expiry is cleared, as `SET` does).
+    pub async fn set(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<()> {
+        let key = key.as_ref();
+        let reply = self
+            .on_key(key, Cmd::new("SET").arg(key).arg(value))
+            .await?;
+        expect_ok("SET", reply)
+    }
+
+    /// Sets a string key that expires after `ttl` (millisecond precision, at least 1 ms).
+    pub async fn set_with_ttl(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<()> {
+        let key = key.as_ref();
+        let command = Cmd::new("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .ms(ttl.max(Duration::from_millis(1)));
+        expect_ok("SET", self.on_key(key, command).await?)
+    }
+
+    /// Sets a string key to `value` encoded as JSON, expiring after `ttl` if one is given.
+    pub async fn set_json<T: Serialize + ?Sized>(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(Error::json)?;
+        match ttl {
+            Some(ttl) => self.set_with_ttl(key, bytes, ttl).await,
+            None => self.set(key, bytes).await,
+        }
+    }
+
+    /// Deletes a key of any type (a session too); `true` if it existed.
+    pub async fn del(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        let reply = self.on_key(key, Cmd::new("DEL").arg(key)).await?;
+        Ok(integer("DEL", reply)? > 0)
+    }
+
+    /// Makes a key expire after `ttl` (`PEXPIRE`); `false` if there is no such key. Sessions
+    /// refuse this (their timeouts are theirs): a server error.
+    pub async fn expire(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool> {
+        let key = key.as_ref();
+        let command = Cmd::new("PEXPIRE").arg(key).ms(ttl);
+        Ok(integer("PEXPIRE", self.on_key(key, command).await?)? == 1)
+    }
+
+    /// A key's time to live (`PTTL`); for a session, the time until its effective deadline.
+    pub async fn ttl(&self, key: impl AsRef<[u8]>) -> Result<KeyTtl> {
+        let key = key.as_ref();
+        let reply = self.on_key(key, Cmd::new("PTTL").arg(key)).await?;
+        Ok(match integer("PTTL", reply)? {
+            -2 => KeyTtl::Missing,
+            -1 => KeyTtl::Persistent,
+            ms => KeyTtl::ExpiresIn(Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    /// Sends any command and returns the raw reply (an error reply is an `Err`). On several
+    /// nodes it goes to the owner of its first argument after the name (the key, for most
+    /// commands); a command without arguments goes to the first node.
+    pub async fn command<A: AsRef<[u8]>>(&self, args: &[A]) -> Result<Frame> {
+        let Some((name, rest)) = args.split_first() else {
+            return Err(Error::config("a command needs a name"));
+        };
+        let mut command = Cmd::new_raw(name.as_ref());
+        for arg in rest {
+            command = command.arg(arg);
+        }
+        let node = match rest.first() {
+            Some(key) => self.node_for(key.as_ref()),
+            None => &self.inner.nodes[0],
+        };
+        node.request(command.encode()).await
+    }
+
+    /// The node that owns `key`.
+    pub(crate) fn node_for(&self, key: &[u8]) -> &Arc<Node> {
+        let nodes = &self.inner.nodes;
+        if nodes.len() == 1 {
+            return &nodes[0];
+        }
+        // `nodes` is never empty (the builder refuses that), so there is an owner.
+        let index = shard::owner(nodes.iter().map(|n| n.name()), key).unwrap_or(0);
+        &nodes[index]
+    }
+
+    pub(crate) fn nodes(&self) -> &[Arc<Node>] {
+        &self.inner.nodes
+    }
+
+    /// The node where the next session is created; successive calls go round the nodes.
+    pub(crate) fn next_create_index(&self) -> usize {
+        self.inner.next_create.fetch_add(1, Ordering::Relaxed) % self.inner.nodes.len()
+    }
+
+    pub(crate) async fn on_key(&self, key: &[u8], command: Cmd) -> Result<Frame> {
+        self.node_for(key).request(command.encode()).await
+    }
+
+    /// Sends `command` to every node at once; the replies in node order.
+    pub(crate) async fn fan_out(&self, command: Bytes) -> Vec<(Arc<Node>, Result<Frame>)> {
+        let nodes = &self.inner.nodes;
+        if nodes.len() == 1 {
+            let reply = nodes[0].request(command).await;
+            return vec![(nodes[0].clone(), reply)];
+        }
+        let mut tasks = JoinSet::new();
+        for (index, node) in nodes.iter().enumerate() {
+            let node = node.clone();
+            let command = command.clone();
+            tasks.spawn(async move { (index, node.request(command).await) });
+        }
+        let mut replies: Vec<Option<Result<Frame>>> = vec![None; nodes.len()];
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((index, reply)) => replies[index] = Some(reply),
+                // Our own task panicked: surface it rather than hide a node's answer.
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => {}
+            }
+        }
+        nodes
+            .iter()
+            .cloned()
+            .zip(replies)
+            .map(|(node, reply)| {
+                let reply =
+                    reply.unwrap_or_else(|| Err(Error::connection("the request was cancelled")));
+                (node, reply)
+            })
+            .collect()
+    }
+}
+
+/// A command being built: its arguments, encoded as RESP bulk strings as they are added.
+pub(crate) struct Cmd {
+    count: usize,
+    body: BytesMut,
+}
+
+impl Cmd {
+    pub(crate) fn new(name: &'static str) -> Cmd {
+        Cmd::new_raw(name.as_bytes())
+    }
+
+    fn new_raw(name: &[u8]) -> Cmd {
+        Cmd {
+            count: 0,
+            body: BytesMut::with_capacity(64),
+        }
+        .arg(name)
+    }
+
+    pub(crate) fn arg(mut self, arg: impl AsRef<[u8]>) -> Cmd {
+        put_bulk(&mut self.body, b'$', arg.as_ref());
+        self.count += 1;
+        self
+    }
+
+    /// A duration as whole milliseconds, rounded up so that 1.5 ms never becomes 1 ms early.
+    pub(crate) fn ms(self, duration: Duration) -> Cmd {
+        let nanos = duration.as_nanos();
+        let ms = nanos.div_ceil(1_000_000).min(i64::MAX as u128);
+        self.arg(ms.to_string())
+    }
+
+    pub(crate) fn encode(self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.body.len() + 16);
+        out.extend_from_slice(format!("*{}\r\n", self.count).as_bytes());
+        out.extend_from_slice(&self.body);
+        out.freeze()
+    }
+}
+
+// Reply shapes shared by the key and session commands. RESP3 and RESP2 forms are both accepted,
+// so the client works whichever protocol the server agreed to.
+
+pub(crate) fn expect_ok(command: &str, reply: Frame) -> Result<()> {
+    match reply {
+        Frame::Simple(_) => Ok(()),
+        other => Err(Error::unexpected(command, &other)),
+    }
+}
+
+pub(crate) fn integer(command: &str, reply: Frame) -> Result<i64> {
+    match reply {
+        Frame::Integer(n) => Ok(n),
+        other => Err(Error::unexpected(command, &other)),
+    }
+}
+
+pub(crate) fn optional_integer(command: &str, reply: Frame) -> Result<Option<i64>> {
+    match reply {
+        Frame::Null | Frame::NullArray => Ok(None),
+        other => integer(command, other).map(Some),
+    }
+}
+
+pub(crate) fn optional_bulk(command: &str, reply: Frame) -> Result<Option<Bytes>> {
+    match reply {
+        Frame::Null | Frame::NullArray => Ok(None),
+        Frame::Bulk(bytes) | Frame::Simple(bytes) => Ok(Some(bytes)),
+        other => Err(Error::unexpected(command, &other)),
+    }
+}
+
+pub(crate) fn bulk_array(command: &str, reply: Frame) -> Result<Vec<Bytes>> {
+    match reply {
+        Frame::Array(items) | Frame::Set(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Frame::Bulk(bytes) | Frame::Simple(bytes) => Ok(bytes),
+                other => Err(Error::unexpected(command, &other)),
+            })
+            .collect(),
+        other => Err(Error::unexpected(command, &other)),
+    }
+}
+
+/// A RESP3 map, or its RESP2 form (a flat key, value, key, value... array).
+pub(crate) fn pairs(command: &str, reply: Frame) -> Result<Vec<(Frame, Frame)>> {
+    match reply {
+        Frame::Map(pairs) => Ok(pairs),
+        Frame::Array(items) if items.len() % 2 == 0 => {
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let (Some(key), Some(value)) = (items.next(), items.next()) {
+                pairs.push((key, value));
+            }
+            Ok(pairs)
+        }
+        other => Err(Error::unexpected(command, &other)),
+    }
+}
+
+/// Merges the per-node results of a fan-out: the values of the nodes that answered, or, if
+/// any failed, an error naming each failed node (of the first failure's kind).
+pub(crate) fn merge<T>(
+    command: &str,
+    replies: Vec<(Arc<Node>, Result<T>)>,
+    partial: impl FnOnce(&[T]) -> String,
+) -> Result<Vec<T>> {
+    let mut values = Vec::with_capacity(replies.len());
+    let mut failures: Vec<(String, Error)> = Vec::new();
+    for (node, reply) in replies {
+        match reply {
+            Ok(value) => values.push(value),
+            Err(error) => failures.push((node.name().to_owned(), error)),
+        }
+    }
+    let Some((_, first)) = failures.first() else {
+        return Ok(values);
+    };
+    let kind: ErrorKind = first.kind();
+    let detail: Vec<String> = failures
+        .iter()
+        .map(|(name, error)| {
+            if error.message().contains(name.as_str()) {
+                error.to_string()
+            } else {
+                format!("node {name}: {error}")
+            }
+        })
+        .collect();
+    Err(Error::new(
+        kind,
+        format!(
+            "{command} failed on {} of {} nodes ({}){}",
+            failures.len(),
+            failures.len() + values.len(),
+            detail.join("; "),
+            partial(&values)
+        ),
+    ))
+}
