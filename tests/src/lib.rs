@@ -53,6 +53,12 @@ impl TestServer {
 
     /// A server with `config`, bound to `127.0.0.1:0` whatever `config` says.
     pub fn with_config(config: Config) -> TestServer {
+        TestServer::with_config_at(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// A server with `config` bound to `addr`, e.g. the address of a server just stopped, to
+    /// test what its clients do when it comes back.
+    pub fn with_config_at(config: Config, addr: SocketAddr) -> TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -63,9 +69,9 @@ impl TestServer {
                 .expect("test runtime");
             let handle = runtime.handle().clone();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = tokio::net::TcpListener::bind(addr)
                     .await
-                    .expect("bind 127.0.0.1:0");
+                    .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
                 let server = Server::from_listener(config, listener).expect("server");
                 ready_tx
                     .send((server.local_addr(), server.shared(), handle))
