@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sessiond_protocol::Limits;
 
 use crate::clock::Clock;
+use crate::persist::PersistConfig;
 
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -25,6 +26,11 @@ pub const EXIT_BAD_CONFIG: i32 = 64;
 )]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawConfig {
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub tool: Option<Tool>,
+
     /// TOML file with the same settings (keys named like the flags, e.g. `proto-max-bulk-len`).
     #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
     #[serde(skip)]
@@ -79,6 +85,27 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
+    /// Directory of the snapshot file [default: ./data].
+    #[arg(long, env = "SESSIOND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Snapshot file name inside the data directory [default: dump.sdb].
+    #[arg(long, env = "SESSIOND_DBFILENAME")]
+    pub dbfilename: Option<String>,
+
+    /// Save a snapshot this often when something changed; 0 disables periodic snapshots
+    /// [default: 60s].
+    #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
+    pub snapshot_interval: Option<String>,
+
+    /// Run purely in memory: no snapshot is loaded or written.
+    #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
+    pub no_persistence: Option<bool>,
+
+    /// Test only: pause this long after each shard while writing a snapshot.
+    #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
+    pub debug_snapshot_shard_delay: Option<String>,
+
     /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
     /// [default: info].
     #[arg(long, env = "SESSIOND_LOG_LEVEL")]
@@ -87,6 +114,17 @@ pub struct RawConfig {
     /// Log line format: `text` or `json` [default: text].
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
     pub log_format: Option<String>,
+}
+
+/// Tools the binary runs instead of the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Verify a snapshot file and print its counts by type (like redis-check-rdb); exits 0 if
+    /// the file would load, 1 otherwise.
+    CheckSnapshot {
+        /// The snapshot file.
+        file: PathBuf,
+    },
 }
 
 /// How log lines are written.
@@ -120,6 +158,9 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
+    /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
+    /// flags default to `./data/dump.sdb` every 60 s.
+    pub persistence: Option<PersistConfig>,
     /// The tracing filter.
     pub log_level: String,
     /// The log line format.
@@ -142,6 +183,7 @@ impl Default for Config {
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
+            persistence: None,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             config_file: None,
@@ -208,6 +250,7 @@ impl RawConfig {
     /// Each setting from `self`, or from `fallback` where `self` has none.
     pub fn or(self, fallback: RawConfig) -> RawConfig {
         RawConfig {
+            tool: self.tool.or(fallback.tool),
             config: self.config.or(fallback.config),
             bind: self.bind.or(fallback.bind),
             port: self.port.or(fallback.port),
@@ -225,6 +268,13 @@ impl RawConfig {
             session_idle: self.session_idle.or(fallback.session_idle),
             session_absolute: self.session_absolute.or(fallback.session_absolute),
             session_max_per_user: self.session_max_per_user.or(fallback.session_max_per_user),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            dbfilename: self.dbfilename.or(fallback.dbfilename),
+            snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
+            no_persistence: self.no_persistence.or(fallback.no_persistence),
+            debug_snapshot_shard_delay: self
+                .debug_snapshot_shard_delay
+                .or(fallback.debug_snapshot_shard_delay),
             log_level: self.log_level.or(fallback.log_level),
             log_format: self.log_format.or(fallback.log_format),
         }
@@ -307,6 +357,13 @@ impl RawConfig {
                 0,
                 1 << 20,
             )? as usize,
+            persistence: persistence(
+                self.no_persistence.unwrap_or(false),
+                self.data_dir,
+                self.dbfilename,
+                self.snapshot_interval,
+                self.debug_snapshot_shard_delay,
+            )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
             log_format,
             config_file: self.config,
@@ -339,6 +396,41 @@ fn size_setting(
         reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
     })?;
     range(setting, value, min, max).map(|v| v as usize)
+}
+
+fn persistence(
+    disabled: bool,
+    dir: Option<PathBuf>,
+    file_name: Option<String>,
+    interval: Option<String>,
+    shard_delay: Option<String>,
+) -> Result<Option<PersistConfig>, ConfigError> {
+    if disabled {
+        return Ok(None);
+    }
+    let defaults = PersistConfig::default();
+    let file_name = file_name.unwrap_or(defaults.file_name);
+    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
+        return Err(ConfigError::Invalid {
+            setting: "dbfilename",
+            value: file_name,
+            reason: "must be a plain file name (the directory is --data-dir)".to_owned(),
+        });
+    }
+    let interval = match interval {
+        None => defaults.interval,
+        Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
+    };
+    let shard_delay = match shard_delay {
+        None => Duration::ZERO,
+        Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
+    };
+    Ok(Some(PersistConfig {
+        dir: dir.unwrap_or(defaults.dir),
+        file_name,
+        interval,
+        shard_delay,
+    }))
 }
 
 fn positive_duration(

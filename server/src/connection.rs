@@ -60,6 +60,12 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
                         frame.encode(session.version(), &mut output);
                     }
                     then = reply.then;
+                    if then == Then::Save {
+                        // Replies already encoded go first, then SAVE's own once it is done.
+                        let outcome = shared.persistence.save().await;
+                        cmd::save::save_reply(outcome).encode(session.version(), &mut output);
+                        then = Then::Continue;
+                    }
                     if then != Then::Continue {
                         break;
                     }

@@ -25,6 +25,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod glob;
+pub mod persist;
 pub mod server;
 pub mod stats;
 pub mod store;

@@ -62,3 +62,41 @@ impl Stats {
         counter.load(Ordering::Relaxed)
     }
 }
+
+/// A counter that many threads add to without sharing a cache line: each thread adds to its own
+/// stripe, and a read sums the stripes. For counts taken on every write (changes since the last
+/// snapshot), where one shared atomic would bounce between cores.
+#[derive(Debug, Default)]
+pub struct StripedCounter {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Stripe(AtomicU64);
+
+thread_local! {
+    static STRIPE: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES
+    };
+}
+
+impl StripedCounter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let stripe = STRIPE.with(|s| *s);
+        self.stripes[stripe].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total.
+    pub fn sum(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
+    }
+}

@@ -24,6 +24,7 @@ mod keys;
 mod mget;
 mod mset;
 mod persist;
+pub mod save;
 mod scan;
 mod session_count;
 mod session_create;
@@ -63,6 +64,8 @@ pub enum Then {
     Continue,
     /// Close the connection after writing the replies so far (QUIT, protocol errors).
     Close,
+    /// Save a snapshot, then reply (SAVE): the one command that waits.
+    Save,
 }
 
 /// The reply to one command.
@@ -229,6 +232,14 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
+        Command::Save => {
+            return Reply {
+                frame: None,
+                then: Then::Save,
+            }
+        }
+        Command::BgSave => save::bgsave(ctx),
+        Command::LastSave => save::lastsave(ctx),
         Command::HSet(c) => hset::hset(ctx, c),
         Command::HSetNx(c) => hset::hsetnx(ctx, c),
         Command::HGet(c) => hget::hget(ctx, c),
