@@ -103,7 +103,7 @@ impl Model {
 
     fn unlist(&mut self, user: Option<usize>, id: &Bytes) {
         if let Some(user) = user {
-            self.lists.entry(user).or_default().retain(|x| &x.1 != id);
+            self.lists.entry(user).or_default().retain(|x| x.1 != *id);
         }
     }
 
@@ -111,7 +111,7 @@ impl Model {
         let created_ms = self.live[&id].created_ms;
         let live = &self.live;
         let list = self.lists.entry(user).or_default();
-        match replacing.and_then(|old| list.iter().position(|x| &x.1 == old)) {
+        match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
             Some(position) => list[position] = (created_ms, id),
             None => {
                 let position = list.partition_point(|x| x.0 <= created_ms);
