@@ -10,6 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 use sessiond_protocol::Limits;
 
+use crate::auth::Secret;
 use crate::clock::Clock;
 use crate::persist::PersistConfig;
 
@@ -43,6 +44,29 @@ pub struct RawConfig {
     /// TCP port; 0 picks a free one [default: 6380].
     #[arg(long, env = "SESSIOND_PORT")]
     pub port: Option<u16>,
+
+    /// Password of the `default` user; clients must AUTH before other commands. Prefer
+    /// SESSIOND_PASSWORD or --requirepass-file, which keep it out of `ps`.
+    #[arg(long, env = "SESSIOND_PASSWORD", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// File holding the `default` user's password (one line; a trailing newline is ignored).
+    #[arg(long, env = "SESSIOND_REQUIREPASS_FILE")]
+    pub requirepass_file: Option<PathBuf>,
+
+    /// Refuse to start on a non-loopback address without a password: `yes` or `no`
+    /// [default: yes].
+    #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
+    pub protected_mode: Option<String>,
+
+    /// Close a client idle this long (a duration; 0: never) [default: 0].
+    #[arg(long, env = "SESSIOND_TIMEOUT")]
+    pub timeout: Option<String>,
+
+    /// Disconnect a client that does not read its replies once this much output is pending
+    /// (0: no limit beyond what one batch of replies holds) [default: 0].
+    #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
+    pub client_output_buffer_limit: Option<String>,
 
     /// Most simultaneous clients; more are refused with an error [default: 10000].
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
@@ -146,6 +170,14 @@ pub struct Config {
     pub port: u16,
     /// Most simultaneous clients.
     pub maxclients: usize,
+    /// The `default` user's password; `None`: no authentication.
+    pub requirepass: Option<Secret>,
+    /// Whether a non-loopback bind without a password is refused.
+    pub protected_mode: bool,
+    /// Idle clients are closed after this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Pending output beyond which a client that does not read is disconnected; `None`: none.
+    pub output_limit: Option<usize>,
     /// Input bounds per connection.
     pub limits: Limits,
     /// Grace period for in-flight work at shutdown.
@@ -177,6 +209,10 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 6380,
             maxclients: 10_000,
+            requirepass: None,
+            protected_mode: true,
+            idle_timeout: None,
+            output_limit: None,
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
@@ -255,6 +291,13 @@ impl RawConfig {
             bind: self.bind.or(fallback.bind),
             port: self.port.or(fallback.port),
             maxclients: self.maxclients.or(fallback.maxclients),
+            requirepass: self.requirepass.or(fallback.requirepass),
+            requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
+            protected_mode: self.protected_mode.or(fallback.protected_mode),
+            timeout: self.timeout.or(fallback.timeout),
+            client_output_buffer_limit: self
+                .client_output_buffer_limit
+                .or(fallback.client_output_buffer_limit),
             proto_max_bulk_len: self.proto_max_bulk_len.or(fallback.proto_max_bulk_len),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
@@ -315,6 +358,70 @@ impl RawConfig {
                 ),
             });
         }
+        let requirepass = match (self.requirepass, &self.requirepass_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "requirepass-file",
+                    value: String::new(),
+                    reason: "give the password once: --requirepass (SESSIOND_PASSWORD) or \
+                             --requirepass-file, not both"
+                        .to_owned(),
+                })
+            }
+            (Some(password), None) => Some(password),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            (None, None) => None,
+        };
+        if requirepass.as_ref().is_some_and(|p| p.is_empty()) {
+            return Err(ConfigError::Invalid {
+                setting: "requirepass",
+                value: String::new(),
+                reason: "an empty password is no password; leave it unset instead".to_owned(),
+            });
+        }
+        let requirepass = requirepass.map(Secret::new);
+        let protected_mode = match self.protected_mode.as_deref() {
+            None | Some("yes") => true,
+            Some("no") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "protected-mode",
+                    value: other.to_owned(),
+                    reason: "expected yes or no".to_owned(),
+                })
+            }
+        };
+        if protected_mode && requirepass.is_none() && !bind.is_loopback() {
+            return Err(ConfigError::Invalid {
+                setting: "bind",
+                value: bind.to_string(),
+                reason: "protected mode: refusing to accept connections from the network without \
+                         a password; set --requirepass (or SESSIOND_PASSWORD, --requirepass-file), \
+                         bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
+                         port"
+                    .to_owned(),
+            });
+        }
+        let idle_timeout = match self.timeout {
+            None => None,
+            Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
+        };
+        let output_limit = match self.client_output_buffer_limit {
+            None => None,
+            Some(text) => Some(size_setting(
+                "client-output-buffer-limit",
+                &text,
+                0,
+                1 << 34,
+            )?)
+            .filter(|n| *n > 0),
+        };
         let log_format = match self.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -329,6 +436,10 @@ impl RawConfig {
         Ok(Config {
             bind,
             port: self.port.unwrap_or(defaults.port),
+            requirepass,
+            protected_mode,
+            idle_timeout,
+            output_limit,
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
@@ -527,11 +638,69 @@ mod tests {
         let file = RawConfig {
             port: Some(8000),
             bind: Some("0.0.0.0".into()),
+            requirepass: Some("pw".into()),
             ..Default::default()
         };
         let config = flags.or(file).validate().unwrap();
         assert_eq!(config.port, 7000);
         assert_eq!(config.bind.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn protected_mode_refuses_the_network_without_a_password() {
+        let open = RawConfig {
+            bind: Some("0.0.0.0".into()),
+            ..Default::default()
+        };
+        let message = open.clone().validate().unwrap_err().to_string();
+        assert!(
+            message.contains("protected mode") && message.contains("--requirepass"),
+            "{message}"
+        );
+        let with_password = RawConfig {
+            requirepass: Some("pw".into()),
+            ..open.clone()
+        };
+        assert!(with_password.validate().is_ok());
+        let overridden = RawConfig {
+            protected_mode: Some("no".into()),
+            ..open
+        };
+        assert!(overridden.validate().is_ok());
+        let loopback = RawConfig {
+            bind: Some("::1".into()),
+            ..Default::default()
+        };
+        assert!(loopback.validate().is_ok());
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file_but_only_once() {
+        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let raw = RawConfig {
+            requirepass_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let config = raw.clone().validate().unwrap();
+        assert_eq!(
+            config.requirepass.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+        assert!(
+            !format!("{config:?}").contains("from-file"),
+            "the password is redacted"
+        );
+        let both = RawConfig {
+            requirepass: Some("flag".into()),
+            ..raw
+        };
+        assert!(both
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("requirepass-file"));
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

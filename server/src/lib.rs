@@ -19,6 +19,7 @@
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 
+pub mod auth;
 pub mod clients;
 pub mod clock;
 pub mod cmd;

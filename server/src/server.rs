@@ -39,6 +39,8 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     /// Snapshots.
     pub persistence: Arc<Persistence>,
+    /// Who may connect.
+    pub auth: crate::auth::Auth,
     /// Whether shutting down writes a final snapshot (SHUTDOWN NOSAVE clears it).
     final_save: std::sync::atomic::AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -123,7 +125,15 @@ impl Server {
             }
         }
         let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
+        let auth = crate::auth::Auth::new(config.requirepass.as_ref());
+        if !config.protected_mode && !auth.required() && !config.bind.is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "protected mode is off and no password is set: anyone who can reach this port can read and end every session"
+            );
+        }
         let shared = Arc::new(Shared {
+            auth,
             config,
             store,
             clients: Clients::default(),

@@ -24,6 +24,14 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Connections closed for a protocol error.
     pub protocol_errors: AtomicU64,
+    /// Failed AUTH / HELLO AUTH attempts.
+    pub auth_failures: AtomicU64,
+    /// Connections closed for breaking a limit before authenticating.
+    pub unauthenticated_limit_disconnections: AtomicU64,
+    /// Connections closed by `--timeout`.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed for not reading their replies.
+    pub output_limit_disconnections: AtomicU64,
 }
 
 /// A connection's counts since its last flush into [`Stats`].

@@ -132,7 +132,9 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
              expired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-             total_error_replies_protocol:{}\r\n",
+             total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
+             unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
+             output_limit_disconnections:{}\r\n",
             Stats::get(&s.connections_received),
             Stats::get(&s.commands_processed),
             Stats::get(&s.net_input_bytes),
@@ -142,6 +144,10 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.keyspace_hits),
             Stats::get(&s.keyspace_misses),
             Stats::get(&s.protocol_errors),
+            Stats::get(&s.auth_failures),
+            Stats::get(&s.unauthenticated_limit_disconnections),
+            Stats::get(&s.idle_timeouts),
+            Stats::get(&s.output_limit_disconnections),
         );
     });
     section("replication", "Replication", &|out| {

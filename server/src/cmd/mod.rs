@@ -91,15 +91,23 @@ impl From<Frame> for Reply {
 pub struct Session {
     client: Arc<ClientState>,
     version: ProtocolVersion,
+    authenticated: bool,
 }
 
 impl Session {
-    /// The state of a new connection: RESP2, no name.
-    pub fn new(client: Arc<ClientState>) -> Session {
+    /// The state of a new connection: RESP2, no name, authenticated only if no password is
+    /// required.
+    pub fn new(client: Arc<ClientState>, auth_required: bool) -> Session {
         Session {
             client,
             version: ProtocolVersion::Resp2,
+            authenticated: !auth_required,
         }
+    }
+
+    /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
     }
 
     /// The protocol version replies are encoded in.
@@ -177,6 +185,14 @@ pub fn execute(
     let (index, parsed) = Command::parse_indexed(args);
     if let Some(index) = index {
         session.client.record_command(index);
+    }
+    if !session.authenticated {
+        let allowed = index
+            .and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i))
+            .is_some_and(|spec| spec.flags.contains(&"no_auth"));
+        if !allowed {
+            return Frame::error("NOAUTH Authentication required.").into();
+        }
     }
     let command = match parsed {
         Ok(command) => command,
