@@ -10,7 +10,9 @@ use clap::Parser;
 use serde::Deserialize;
 use sessiond_protocol::Limits;
 
+use crate::auth::Secret;
 use crate::clock::Clock;
+use crate::persist::PersistConfig;
 
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -25,6 +27,11 @@ pub const EXIT_BAD_CONFIG: i32 = 64;
 )]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawConfig {
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub tool: Option<Tool>,
+
     /// TOML file with the same settings (keys named like the flags, e.g. `proto-max-bulk-len`).
     #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
     #[serde(skip)]
@@ -37,6 +44,29 @@ pub struct RawConfig {
     /// TCP port; 0 picks a free one [default: 6380].
     #[arg(long, env = "SESSIOND_PORT")]
     pub port: Option<u16>,
+
+    /// Password of the `default` user; clients must AUTH before other commands. Prefer
+    /// SESSIOND_PASSWORD or --requirepass-file, which keep it out of `ps`.
+    #[arg(long, env = "SESSIOND_PASSWORD", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// File holding the `default` user's password (one line; a trailing newline is ignored).
+    #[arg(long, env = "SESSIOND_REQUIREPASS_FILE")]
+    pub requirepass_file: Option<PathBuf>,
+
+    /// Refuse to start on a non-loopback address without a password: `yes` or `no`
+    /// [default: yes].
+    #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
+    pub protected_mode: Option<String>,
+
+    /// Close a client idle this long (a duration; 0: never) [default: 0].
+    #[arg(long, env = "SESSIOND_TIMEOUT")]
+    pub timeout: Option<String>,
+
+    /// Disconnect a client that does not read its replies once this much output is pending
+    /// (0: no limit beyond what one batch of replies holds) [default: 0].
+    #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
+    pub client_output_buffer_limit: Option<String>,
 
     /// Most simultaneous clients; more are refused with an error [default: 10000].
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
@@ -79,6 +109,27 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
+    /// Directory of the snapshot file [default: ./data].
+    #[arg(long, env = "SESSIOND_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Snapshot file name inside the data directory [default: dump.sdb].
+    #[arg(long, env = "SESSIOND_DBFILENAME")]
+    pub dbfilename: Option<String>,
+
+    /// Save a snapshot this often when something changed; 0 disables periodic snapshots
+    /// [default: 60s].
+    #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
+    pub snapshot_interval: Option<String>,
+
+    /// Run purely in memory: no snapshot is loaded or written.
+    #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
+    pub no_persistence: Option<bool>,
+
+    /// Test only: pause this long after each shard while writing a snapshot.
+    #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
+    pub debug_snapshot_shard_delay: Option<String>,
+
     /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
     /// [default: info].
     #[arg(long, env = "SESSIOND_LOG_LEVEL")]
@@ -87,6 +138,17 @@ pub struct RawConfig {
     /// Log line format: `text` or `json` [default: text].
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
     pub log_format: Option<String>,
+}
+
+/// Tools the binary runs instead of the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Verify a snapshot file and print its counts by type (like redis-check-rdb); exits 0 if
+    /// the file would load, 1 otherwise.
+    CheckSnapshot {
+        /// The snapshot file.
+        file: PathBuf,
+    },
 }
 
 /// How log lines are written.
@@ -108,6 +170,14 @@ pub struct Config {
     pub port: u16,
     /// Most simultaneous clients.
     pub maxclients: usize,
+    /// The `default` user's password; `None`: no authentication.
+    pub requirepass: Option<Secret>,
+    /// Whether a non-loopback bind without a password is refused.
+    pub protected_mode: bool,
+    /// Idle clients are closed after this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Pending output beyond which a client that does not read is disconnected; `None`: none.
+    pub output_limit: Option<usize>,
     /// Input bounds per connection.
     pub limits: Limits,
     /// Grace period for in-flight work at shutdown.
@@ -120,6 +190,9 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
+    /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
+    /// flags default to `./data/dump.sdb` every 60 s.
+    pub persistence: Option<PersistConfig>,
     /// The tracing filter.
     pub log_level: String,
     /// The log line format.
@@ -136,12 +209,17 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 6380,
             maxclients: 10_000,
+            requirepass: None,
+            protected_mode: true,
+            idle_timeout: None,
+            output_limit: None,
             limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
+            persistence: None,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             config_file: None,
@@ -208,10 +286,18 @@ impl RawConfig {
     /// Each setting from `self`, or from `fallback` where `self` has none.
     pub fn or(self, fallback: RawConfig) -> RawConfig {
         RawConfig {
+            tool: self.tool.or(fallback.tool),
             config: self.config.or(fallback.config),
             bind: self.bind.or(fallback.bind),
             port: self.port.or(fallback.port),
             maxclients: self.maxclients.or(fallback.maxclients),
+            requirepass: self.requirepass.or(fallback.requirepass),
+            requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
+            protected_mode: self.protected_mode.or(fallback.protected_mode),
+            timeout: self.timeout.or(fallback.timeout),
+            client_output_buffer_limit: self
+                .client_output_buffer_limit
+                .or(fallback.client_output_buffer_limit),
             proto_max_bulk_len: self.proto_max_bulk_len.or(fallback.proto_max_bulk_len),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
@@ -225,6 +311,13 @@ impl RawConfig {
             session_idle: self.session_idle.or(fallback.session_idle),
             session_absolute: self.session_absolute.or(fallback.session_absolute),
             session_max_per_user: self.session_max_per_user.or(fallback.session_max_per_user),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            dbfilename: self.dbfilename.or(fallback.dbfilename),
+            snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
+            no_persistence: self.no_persistence.or(fallback.no_persistence),
+            debug_snapshot_shard_delay: self
+                .debug_snapshot_shard_delay
+                .or(fallback.debug_snapshot_shard_delay),
             log_level: self.log_level.or(fallback.log_level),
             log_format: self.log_format.or(fallback.log_format),
         }
@@ -265,6 +358,70 @@ impl RawConfig {
                 ),
             });
         }
+        let requirepass = match (self.requirepass, &self.requirepass_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "requirepass-file",
+                    value: String::new(),
+                    reason: "give the password once: --requirepass (SESSIOND_PASSWORD) or \
+                             --requirepass-file, not both"
+                        .to_owned(),
+                })
+            }
+            (Some(password), None) => Some(password),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            (None, None) => None,
+        };
+        if requirepass.as_ref().is_some_and(|p| p.is_empty()) {
+            return Err(ConfigError::Invalid {
+                setting: "requirepass",
+                value: String::new(),
+                reason: "an empty password is no password; leave it unset instead".to_owned(),
+            });
+        }
+        let requirepass = requirepass.map(Secret::new);
+        let protected_mode = match self.protected_mode.as_deref() {
+            None | Some("yes") => true,
+            Some("no") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    setting: "protected-mode",
+                    value: other.to_owned(),
+                    reason: "expected yes or no".to_owned(),
+                })
+            }
+        };
+        if protected_mode && requirepass.is_none() && !bind.is_loopback() {
+            return Err(ConfigError::Invalid {
+                setting: "bind",
+                value: bind.to_string(),
+                reason: "protected mode: refusing to accept connections from the network without \
+                         a password; set --requirepass (or SESSIOND_PASSWORD, --requirepass-file), \
+                         bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
+                         port"
+                    .to_owned(),
+            });
+        }
+        let idle_timeout = match self.timeout {
+            None => None,
+            Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
+        };
+        let output_limit = match self.client_output_buffer_limit {
+            None => None,
+            Some(text) => Some(size_setting(
+                "client-output-buffer-limit",
+                &text,
+                0,
+                1 << 34,
+            )?)
+            .filter(|n| *n > 0),
+        };
         let log_format = match self.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -279,6 +436,10 @@ impl RawConfig {
         Ok(Config {
             bind,
             port: self.port.unwrap_or(defaults.port),
+            requirepass,
+            protected_mode,
+            idle_timeout,
+            output_limit,
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
@@ -307,6 +468,13 @@ impl RawConfig {
                 0,
                 1 << 20,
             )? as usize,
+            persistence: persistence(
+                self.no_persistence.unwrap_or(false),
+                self.data_dir,
+                self.dbfilename,
+                self.snapshot_interval,
+                self.debug_snapshot_shard_delay,
+            )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
             log_format,
             config_file: self.config,
@@ -339,6 +507,41 @@ fn size_setting(
         reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
     })?;
     range(setting, value, min, max).map(|v| v as usize)
+}
+
+fn persistence(
+    disabled: bool,
+    dir: Option<PathBuf>,
+    file_name: Option<String>,
+    interval: Option<String>,
+    shard_delay: Option<String>,
+) -> Result<Option<PersistConfig>, ConfigError> {
+    if disabled {
+        return Ok(None);
+    }
+    let defaults = PersistConfig::default();
+    let file_name = file_name.unwrap_or(defaults.file_name);
+    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
+        return Err(ConfigError::Invalid {
+            setting: "dbfilename",
+            value: file_name,
+            reason: "must be a plain file name (the directory is --data-dir)".to_owned(),
+        });
+    }
+    let interval = match interval {
+        None => defaults.interval,
+        Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
+    };
+    let shard_delay = match shard_delay {
+        None => Duration::ZERO,
+        Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
+    };
+    Ok(Some(PersistConfig {
+        dir: dir.unwrap_or(defaults.dir),
+        file_name,
+        interval,
+        shard_delay,
+    }))
 }
 
 fn positive_duration(
@@ -435,11 +638,69 @@ mod tests {
         let file = RawConfig {
             port: Some(8000),
             bind: Some("0.0.0.0".into()),
+            requirepass: Some("pw".into()),
             ..Default::default()
         };
         let config = flags.or(file).validate().unwrap();
         assert_eq!(config.port, 7000);
         assert_eq!(config.bind.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn protected_mode_refuses_the_network_without_a_password() {
+        let open = RawConfig {
+            bind: Some("0.0.0.0".into()),
+            ..Default::default()
+        };
+        let message = open.clone().validate().unwrap_err().to_string();
+        assert!(
+            message.contains("protected mode") && message.contains("--requirepass"),
+            "{message}"
+        );
+        let with_password = RawConfig {
+            requirepass: Some("pw".into()),
+            ..open.clone()
+        };
+        assert!(with_password.validate().is_ok());
+        let overridden = RawConfig {
+            protected_mode: Some("no".into()),
+            ..open
+        };
+        assert!(overridden.validate().is_ok());
+        let loopback = RawConfig {
+            bind: Some("::1".into()),
+            ..Default::default()
+        };
+        assert!(loopback.validate().is_ok());
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file_but_only_once() {
+        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let raw = RawConfig {
+            requirepass_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let config = raw.clone().validate().unwrap();
+        assert_eq!(
+            config.requirepass.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+        assert!(
+            !format!("{config:?}").contains("from-file"),
+            "the password is redacted"
+        );
+        let both = RawConfig {
+            requirepass: Some("flag".into()),
+            ..raw
+        };
+        assert!(both
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("requirepass-file"));
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

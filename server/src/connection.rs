@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,15 +27,26 @@ const READ_CHUNK: usize = 16 * 1024;
 const WRITE_EARLY: usize = 256 * 1024;
 /// Buffers that grew past this are replaced after use rather than kept per idle connection.
 const KEEP_CAPACITY: usize = 1024 * 1024;
+/// Replies pending for an unauthenticated client that has stopped reading (the socket buffers
+/// are full) beyond which it is disconnected (CVE-2025-21605).
+pub const UNAUTHENTICATED_OUTPUT_CAP: usize = 16 * 1024;
 
 /// Serves `socket` until the client leaves, misbehaves, or the server shuts down.
 pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<ClientState>) {
-    let mut decoder = RequestDecoder::new(shared.config.limits);
+    let full_limits = shared.config.limits;
+    let mut session = Session::new(client, shared.auth.required());
+    // Before authentication, a peer may make the server hold very little on its behalf.
+    let mut authenticated = session.authenticated();
+    let mut decoder = RequestDecoder::new(if authenticated {
+        full_limits
+    } else {
+        full_limits.unauthenticated()
+    });
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
-    let mut session = Session::new(client);
     let mut local = LocalStats::default();
     let mut stop = shared.shutdown_signal();
+    let idle_timeout = shared.config.idle_timeout;
     loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
@@ -41,11 +55,16 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = stop.wait_for(|stopping| *stopping) => break,
-            read = socket.read_buf(&mut input) => read,
+            read = read_some(&mut socket, &mut input, idle_timeout) => read,
         };
         match read {
             Ok(0) => break,
             Ok(n) => local.input_bytes += n as u64,
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(peer = %session.client().peer, "closing idle client (--timeout)");
+                break;
+            }
             Err(error) => {
                 tracing::debug!(%error, peer = %session.client().peer, "read failed");
                 break;
@@ -60,29 +79,48 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
                         frame.encode(session.version(), &mut output);
                     }
                     then = reply.then;
+                    if session.authenticated() != authenticated {
+                        authenticated = session.authenticated();
+                        decoder.set_limits(if authenticated {
+                            full_limits
+                        } else {
+                            full_limits.unauthenticated()
+                        });
+                    }
+                    if then == Then::Save {
+                        // Replies already encoded go first, then SAVE's own once it is done.
+                        let outcome = shared.persistence.save().await;
+                        cmd::save::save_reply(outcome).encode(session.version(), &mut output);
+                        then = Then::Continue;
+                    }
                     if then != Then::Continue {
                         break;
                     }
                     if output.len() >= WRITE_EARLY
-                        && !flush(&mut socket, &mut output, &mut local).await
+                        && !flush(shared, &session, &mut socket, &mut output, &mut local).await
                     {
                         return finish(shared, &mut local);
                     }
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    shared
-                        .stats
-                        .protocol_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(%error, peer = %session.client().peer, "closing connection on protocol error");
+                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    if authenticated {
+                        tracing::debug!(%error, peer = %session.client().peer, "closing connection on protocol error");
+                    } else {
+                        shared
+                            .stats
+                            .unauthenticated_limit_disconnections
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, peer = %session.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
+                    }
                     Frame::error(format!("ERR {error}")).encode(session.version(), &mut output);
                     then = Then::Close;
                     break;
                 }
             }
         }
-        if !flush(&mut socket, &mut output, &mut local).await {
+        if !flush(shared, &session, &mut socket, &mut output, &mut local).await {
             break;
         }
         shared.stats.absorb(&mut local);
@@ -101,16 +139,77 @@ fn finish(shared: &Shared, local: &mut LocalStats) {
     shared.stats.absorb(local);
 }
 
-/// Writes all pending replies; false when the peer is gone.
-async fn flush(socket: &mut TcpStream, output: &mut BytesMut, local: &mut LocalStats) -> bool {
-    if output.is_empty() {
-        return true;
+/// Reads into `input`; with an idle timeout, a read that waits longer fails with `TimedOut`.
+async fn read_some(
+    socket: &mut TcpStream,
+    input: &mut BytesMut,
+    idle_timeout: Option<Duration>,
+) -> std::io::Result<usize> {
+    match idle_timeout {
+        None => socket.read_buf(input).await,
+        Some(limit) => match tokio::time::timeout(limit, socket.read_buf(input)).await {
+            Ok(read) => read,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        },
     }
-    if let Err(error) = socket.write_all(output).await {
-        tracing::debug!(%error, "write failed");
-        return false;
+}
+
+/// Writes all pending replies; false when the connection must close: the peer is gone, or it
+/// does not read its replies while more than its output cap is pending (before authentication
+/// the cap is [`UNAUTHENTICATED_OUTPUT_CAP`]; after, `--client-output-buffer-limit`), or a write
+/// stalls longer than `--timeout`.
+async fn flush(
+    shared: &Shared,
+    session: &Session,
+    socket: &mut TcpStream,
+    output: &mut BytesMut,
+    local: &mut LocalStats,
+) -> bool {
+    let cap = if session.authenticated() {
+        shared.config.output_limit
+    } else {
+        Some(UNAUTHENTICATED_OUTPUT_CAP)
+    };
+    let peer = session.client().peer;
+    while !output.is_empty() {
+        match socket.try_write(output) {
+            Ok(0) => return false,
+            Ok(n) => {
+                local.output_bytes += n as u64;
+                output.advance(n);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if cap.is_some_and(|cap| output.len() > cap) {
+                    shared
+                        .stats
+                        .output_limit_disconnections
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, pending = output.len(), "closing a client that does not read its replies");
+                    return false;
+                }
+                let writable = socket.writable();
+                let ready = match shared.config.idle_timeout {
+                    None => writable.await,
+                    Some(limit) => match tokio::time::timeout(limit, writable).await {
+                        Ok(ready) => ready,
+                        Err(_) => {
+                            shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
+                            return false;
+                        }
+                    },
+                };
+                if let Err(error) = ready {
+                    tracing::debug!(%error, %peer, "write failed");
+                    return false;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, %peer, "write failed");
+                return false;
+            }
+        }
     }
-    local.output_bytes += output.len() as u64;
     output.clear();
     if output.capacity() > KEEP_CAPACITY {
         *output = BytesMut::with_capacity(READ_CHUNK);

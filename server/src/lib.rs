@@ -19,12 +19,14 @@
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 
+pub mod auth;
 pub mod clients;
 pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod glob;
+pub mod persist;
 pub mod server;
 pub mod stats;
 pub mod store;

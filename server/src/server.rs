@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::connection;
+use crate::persist::{self, Persistence};
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -36,6 +37,12 @@ pub struct Shared {
     pub started: Instant,
     /// The address the listener is bound to.
     pub local_addr: SocketAddr,
+    /// Snapshots.
+    pub persistence: Arc<Persistence>,
+    /// Who may connect.
+    pub auth: crate::auth::Auth,
+    /// Whether shutting down writes a final snapshot (SHUTDOWN NOSAVE clears it).
+    final_save: std::sync::atomic::AtomicBool,
     shutdown: watch::Sender<bool>,
 }
 
@@ -43,6 +50,11 @@ impl Shared {
     /// Asks the server to shut down gracefully (the SHUTDOWN command).
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Sets whether shutting down writes a final snapshot.
+    pub fn set_final_save(&self, save: bool) {
+        self.final_save.store(save, Ordering::Relaxed);
     }
 
     /// Whether a shutdown has been requested.
@@ -70,6 +82,12 @@ pub enum ServerError {
     /// The bound listener has no address (should not happen).
     #[error("listener address: {0}")]
     LocalAddr(std::io::Error),
+    /// The data directory or the snapshot cannot be used.
+    #[error(transparent)]
+    Data(#[from] persist::PrepareError),
+    /// The final snapshot at shutdown failed.
+    #[error("final snapshot failed: {0}")]
+    FinalSave(persist::SaveError),
 }
 
 /// A server bound to its listener, ready to run.
@@ -93,13 +111,37 @@ impl Server {
     pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         let store = Arc::new(Store::new(config.clock.clone()));
+        if let Some(persist) = &config.persistence {
+            let path = persist.path();
+            match persist::prepare_and_load(persist, &store)? {
+                Some(summary) => tracing::info!(
+                    path = %path.display(),
+                    records = summary.records,
+                    skipped_expired = summary.expired,
+                    keys = store.len(),
+                    "snapshot loaded"
+                ),
+                None => tracing::info!(path = %path.display(), "no snapshot yet; starting empty"),
+            }
+        }
+        let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
+        let auth = crate::auth::Auth::new(config.requirepass.as_ref());
+        if !config.protected_mode && !auth.required() && !config.bind.is_loopback() {
+            tracing::warn!(
+                bind = %config.bind,
+                "protected mode is off and no password is set: anyone who can reach this port can read and end every session"
+            );
+        }
         let shared = Arc::new(Shared {
+            auth,
             config,
             store,
             clients: Clients::default(),
             stats: Stats::default(),
             started: Instant::now(),
             local_addr,
+            persistence,
+            final_save: std::sync::atomic::AtomicBool::new(true),
             shutdown: watch::Sender::new(false),
         });
         Ok(Server { shared, listener })
@@ -125,6 +167,12 @@ impl Server {
             shared.config.active_expire_interval,
             wait_for_true(shared.shutdown_signal()),
         ));
+        let periodic = tokio::spawn(
+            shared
+                .persistence
+                .clone()
+                .run_periodic(wait_for_true(shared.shutdown_signal())),
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -156,6 +204,13 @@ impl Server {
             );
         }
         let _ = expiry.await;
+        let _ = periodic.await;
+        let persistence = &shared.persistence;
+        if persistence.config().is_some() && shared.final_save.load(Ordering::Relaxed) {
+            // A BGSAVE may still be running; the final snapshot must come after it.
+            persistence.idle().await;
+            persistence.save().await.map_err(ServerError::FinalSave)?;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }

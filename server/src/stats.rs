@@ -24,6 +24,14 @@ pub struct Stats {
     pub net_output_bytes: AtomicU64,
     /// Connections closed for a protocol error.
     pub protocol_errors: AtomicU64,
+    /// Failed AUTH / HELLO AUTH attempts.
+    pub auth_failures: AtomicU64,
+    /// Connections closed for breaking a limit before authenticating.
+    pub unauthenticated_limit_disconnections: AtomicU64,
+    /// Connections closed by `--timeout`.
+    pub idle_timeouts: AtomicU64,
+    /// Connections closed for not reading their replies.
+    pub output_limit_disconnections: AtomicU64,
 }
 
 /// A connection's counts since its last flush into [`Stats`].
@@ -60,5 +68,43 @@ impl Stats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A counter that many threads add to without sharing a cache line: each thread adds to its own
+/// stripe, and a read sums the stripes. For counts taken on every write (changes since the last
+/// snapshot), where one shared atomic would bounce between cores.
+#[derive(Debug, Default)]
+pub struct StripedCounter {
+    stripes: [Stripe; STRIPES],
+}
+
+const STRIPES: usize = 16;
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Stripe(AtomicU64);
+
+thread_local! {
+    static STRIPE: usize = {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES
+    };
+}
+
+impl StripedCounter {
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let stripe = STRIPE.with(|s| *s);
+        self.stripes[stripe].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The total.
+    pub fn sum(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .sum()
     }
 }

@@ -84,8 +84,8 @@ struct Model {
     /// Every ID ever issued, so operations can name dead ones too.
     issued: Vec<Bytes>,
     live: HashMap<Bytes, ModelSession>,
-    /// Each user's IDs in index order.
-    lists: HashMap<usize, Vec<Bytes>>,
+    /// Each user's (created, ID) in index order: creation order.
+    lists: HashMap<usize, Vec<(u64, Bytes)>>,
 }
 
 impl Model {
@@ -97,28 +97,32 @@ impl Model {
         self.live.retain(|_, s| s.deadline_ms() > now_ms);
         let live = &self.live;
         for list in self.lists.values_mut() {
-            list.retain(|id| live.contains_key(id));
+            list.retain(|(_, id)| live.contains_key(id));
         }
     }
 
     fn unlist(&mut self, user: Option<usize>, id: &Bytes) {
         if let Some(user) = user {
-            self.lists.entry(user).or_default().retain(|x| x != id);
+            self.lists.entry(user).or_default().retain(|x| x.1 != *id);
         }
     }
 
     fn list(&mut self, user: usize, id: Bytes, replacing: Option<&Bytes>, cap: usize) {
+        let created_ms = self.live[&id].created_ms;
         let live = &self.live;
         let list = self.lists.entry(user).or_default();
-        match replacing.and_then(|old| list.iter().position(|x| x == old)) {
-            Some(position) => list[position] = id,
-            None => list.push(id),
+        match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
+            Some(position) => list[position] = (created_ms, id),
+            None => {
+                let position = list.partition_point(|x| x.0 <= created_ms);
+                list.insert(position, (created_ms, id));
+            }
         }
         if cap > 0 && list.len() > cap {
-            list.retain(|id| live.contains_key(id));
+            list.retain(|(_, id)| live.contains_key(id));
             let excess = list.len().saturating_sub(cap);
-            let evicted: Vec<Bytes> = list.drain(..excess).collect();
-            for id in evicted {
+            let evicted: Vec<(u64, Bytes)> = list.drain(..excess).collect();
+            for (_, id) in evicted {
                 self.live.remove(&id);
             }
         }
@@ -289,7 +293,11 @@ fn check(store: &Store, model: &mut Model, now: u64) -> Result<(), TestCaseError
     model.expire(now);
     for (u, name) in USERS.iter().enumerate() {
         let listed = store.list_sessions(name.as_bytes(), now);
-        let expected = model.lists.get(&u).cloned().unwrap_or_default();
+        let expected: Vec<Bytes> = model
+            .lists
+            .get(&u)
+            .map(|l| l.iter().map(|x| x.1.clone()).collect())
+            .unwrap_or_default();
         prop_assert_eq!(&listed, &expected, "LIST {}", name);
     }
     for id in &model.issued {

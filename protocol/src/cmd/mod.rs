@@ -107,6 +107,12 @@ pub enum Command {
     Config(Config),
     /// `SHUTDOWN ...`.
     Shutdown(Shutdown),
+    /// `SAVE`.
+    Save,
+    /// `BGSAVE [SCHEDULE]`.
+    BgSave,
+    /// `LASTSAVE`.
+    LastSave,
     /// `GET key`.
     Get(KeyOnly),
     /// `SET`, `SETEX`, `PSETEX`, `SETNX`, `GETSET`.
@@ -400,6 +406,20 @@ pub static COMMANDS: &[CommandSpec] = &[
         |a| Ok(Command::Command(CommandInfo::parse(a)?))),
     spec!("config", -2, ["admin", "noscript", "loading", "stale"], 0, 0, 0, ["@admin", "@slow", "@dangerous"],
         "A container for server configuration commands.", |a| Ok(Command::Config(Config::parse(a)?))),
+    spec!("save", 1, ["admin", "noscript", "no_async_loading", "no_multi"], 0, 0, 0, ["@admin", "@slow", "@dangerous"],
+        "Synchronously saves the database to disk.", |_| Ok(Command::Save)),
+    spec!("bgsave", -1, ["admin", "noscript", "no_async_loading"], 0, 0, 0, ["@admin", "@slow", "@dangerous"],
+        "Asynchronously saves the database to disk.", |a| {
+            match a.next_opt() {
+                None => {}
+                Some(option) if is(&option, "SCHEDULE") => {}
+                Some(_) => return Err(CommandError::Syntax),
+            }
+            a.finish()?;
+            Ok(Command::BgSave)
+        }),
+    spec!("lastsave", 1, ["loading", "stale", "fast"], 0, 0, 0, ["@admin", "@fast", "@dangerous"],
+        "Returns the Unix timestamp of the last successful save to disk.", |_| Ok(Command::LastSave)),
     spec!("shutdown", -1, ["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"], 0, 0, 0,
         ["@admin", "@slow", "@dangerous"],
         "Synchronously saves the database(s) to disk and shuts down the server.",

@@ -69,7 +69,18 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         ("loglevel", config.log_level.clone()),
         ("databases", "1".to_owned()),
-        ("timeout", "0".to_owned()),
+        (
+            "timeout",
+            config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
+        ),
+        (
+            "protected-mode",
+            if config.protected_mode { "yes" } else { "no" }.to_owned(),
+        ),
+        (
+            "client-output-buffer-limit",
+            format!("normal {} 0 0", config.output_limit.unwrap_or(0)),
+        ),
         ("save", String::new()),
         ("appendonly", "no".to_owned()),
         ("maxmemory", "0".to_owned()),

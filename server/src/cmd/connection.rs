@@ -26,10 +26,20 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
         Some(3) => ProtocolVersion::Resp3,
         Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
     };
-    if let Some((user, password)) = cmd.auth {
-        if let Some(refusal) = check_credentials(Some(&user), &password) {
-            return refusal;
+    match cmd.auth {
+        Some((user, password)) => {
+            if let Some(refusal) = authenticate(ctx, Some(&user), &password) {
+                return refusal;
+            }
         }
+        None if !ctx.session.authenticated => {
+            return Frame::error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+                 HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client \
+                 and select the RESP protocol version at the same time",
+            );
+        }
+        None => {}
     }
     if let Some(name) = cmd.setname {
         if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
@@ -54,26 +64,33 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
     ])
 }
 
-/// `AUTH`: without a configured password, the `default` user accepts any password, as Redis's
-/// `nopass` default user does, and the one-argument form is an error.
-pub fn auth(_ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
-    if cmd.username.is_none() {
+/// `AUTH [user] password`. Without a configured password the `default` user accepts any
+/// password, as Redis's `nopass` default user does, and the one-argument form is an error.
+pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
+    if cmd.username.is_none() && !ctx.shared.auth.required() {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. \
              Are you sure your configuration is correct?",
         );
     }
-    check_credentials(cmd.username.as_ref(), &cmd.password).unwrap_or_else(Frame::ok)
+    authenticate(ctx, cmd.username.as_ref(), &cmd.password).unwrap_or_else(Frame::ok)
 }
 
-/// `None` when the credentials are accepted, else the refusal to send.
-fn check_credentials(user: Option<&Bytes>, _password: &[u8]) -> Option<Frame> {
-    match user {
-        Some(user) if &user[..] != b"default" => Some(Frame::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
-        _ => None,
+/// Authenticates the connection: `None` when the credentials are accepted, else the refusal to
+/// send. A failure is logged with the peer's address, never the password, and counted.
+fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Frame> {
+    if ctx.shared.auth.check(user.map(|u| &u[..]), password) {
+        ctx.session.authenticated = true;
+        return None;
     }
+    ctx.shared
+        .stats
+        .auth_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(peer = %ctx.session.client().peer, "authentication failed");
+    Some(Frame::error(
+        "WRONGPASS invalid username-password pair or user is disabled.",
+    ))
 }
 
 /// `SELECT`: only database 0 exists.
@@ -85,9 +102,11 @@ pub fn select(cmd: Select) -> Frame {
     }
 }
 
-/// `RESET`: back to a new connection's state (RESP2, no name).
+/// `RESET`: back to a new connection's state (RESP2, no name, unauthenticated when a password
+/// is required).
 pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
     ctx.session.set_version(ProtocolVersion::Resp2);
+    ctx.session.authenticated = !ctx.shared.auth.required();
     ctx.session.client().set_name(String::new());
     Frame::simple("RESET")
 }

@@ -88,7 +88,42 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         );
     });
     section("persistence", "Persistence", &|out| {
-        out.push_str("loading:0\r\nasync_loading:0\r\n");
+        let persistence = &shared.persistence;
+        let status = persistence.status();
+        let current = status.current_started_ms.map_or(-1, |started| {
+            (store.now_ms().saturating_sub(started) / 1000) as i64
+        });
+        let _ = write!(
+            out,
+            "loading:0\r\nasync_loading:0\r\npersistence_enabled:{}\r\nsnapshot_file:{}\r\n\
+             rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_saves:{}\r\n\
+             rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
+             rdb_current_bgsave_time_sec:{current}\r\nrdb_last_save_duration_ms:{}\r\n\
+             rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n",
+            u8::from(persistence.config().is_some()),
+            persistence
+                .config()
+                .map(|c| c.path().display().to_string())
+                .unwrap_or_default(),
+            persistence.changes_since_save(),
+            u8::from(persistence.in_progress()),
+            status.saves,
+            status.last_save_unix_s,
+            if status.last_ok { "ok" } else { "err" },
+            if status.saves == 0 {
+                -1
+            } else {
+                status.last_duration.as_secs() as i64
+            },
+            status.last_duration.as_millis(),
+            status.last_bytes,
+            status.last_records,
+            status
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .replace(['\r', '\n'], " "),
+        );
     });
     section("stats", "Stats", &|out| {
         let s = &shared.stats;
@@ -97,7 +132,9 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
              expired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-             total_error_replies_protocol:{}\r\n",
+             total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
+             unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
+             output_limit_disconnections:{}\r\n",
             Stats::get(&s.connections_received),
             Stats::get(&s.commands_processed),
             Stats::get(&s.net_input_bytes),
@@ -107,6 +144,10 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.keyspace_hits),
             Stats::get(&s.keyspace_misses),
             Stats::get(&s.protocol_errors),
+            Stats::get(&s.auth_failures),
+            Stats::get(&s.unauthenticated_limit_disconnections),
+            Stats::get(&s.idle_timeouts),
+            Stats::get(&s.output_limit_disconnections),
         );
     });
     section("replication", "Replication", &|out| {

@@ -24,6 +24,7 @@ mod keys;
 mod mget;
 mod mset;
 mod persist;
+pub mod save;
 mod scan;
 mod session_count;
 mod session_create;
@@ -63,6 +64,8 @@ pub enum Then {
     Continue,
     /// Close the connection after writing the replies so far (QUIT, protocol errors).
     Close,
+    /// Save a snapshot, then reply (SAVE): the one command that waits.
+    Save,
 }
 
 /// The reply to one command.
@@ -88,15 +91,23 @@ impl From<Frame> for Reply {
 pub struct Session {
     client: Arc<ClientState>,
     version: ProtocolVersion,
+    authenticated: bool,
 }
 
 impl Session {
-    /// The state of a new connection: RESP2, no name.
-    pub fn new(client: Arc<ClientState>) -> Session {
+    /// The state of a new connection: RESP2, no name, authenticated only if no password is
+    /// required.
+    pub fn new(client: Arc<ClientState>, auth_required: bool) -> Session {
         Session {
             client,
             version: ProtocolVersion::Resp2,
+            authenticated: !auth_required,
         }
+    }
+
+    /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
     }
 
     /// The protocol version replies are encoded in.
@@ -175,6 +186,14 @@ pub fn execute(
     if let Some(index) = index {
         session.client.record_command(index);
     }
+    if !session.authenticated {
+        let allowed = index
+            .and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i))
+            .is_some_and(|spec| spec.flags.contains(&"no_auth"));
+        if !allowed {
+            return Frame::error("NOAUTH Authentication required.").into();
+        }
+    }
     let command = match parsed {
         Ok(command) => command,
         Err(e) => return error(e).into(),
@@ -229,6 +248,14 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
+        Command::Save => {
+            return Reply {
+                frame: None,
+                then: Then::Save,
+            }
+        }
+        Command::BgSave => save::bgsave(ctx),
+        Command::LastSave => save::lastsave(ctx),
         Command::HSet(c) => hset::hset(ctx, c),
         Command::HSetNx(c) => hset::hsetnx(ctx, c),
         Command::HGet(c) => hget::hget(ctx, c),

@@ -11,7 +11,16 @@ pub fn shutdown(ctx: &mut Ctx<'_>, cmd: Shutdown) -> Reply {
     if cmd.abort {
         return Frame::error("ERR No shutdown in progress.").into();
     }
-    tracing::info!(peer = %ctx.session.client().peer, "SHUTDOWN requested by a client");
+    if cmd.save && ctx.shared.persistence.config().is_none() {
+        return Frame::error(
+            "ERR SHUTDOWN SAVE needs persistence, which is disabled (--no-persistence)",
+        )
+        .into();
+    }
+    tracing::info!(peer = %ctx.session.client().peer, nosave = cmd.nosave, "SHUTDOWN requested by a client");
+    // With persistence on, the final snapshot is written after the connections have drained,
+    // unless NOSAVE.
+    ctx.shared.set_final_save(!cmd.nosave);
     ctx.shared.request_shutdown();
     Reply {
         frame: None,

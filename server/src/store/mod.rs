@@ -11,6 +11,7 @@
 
 mod entry;
 pub mod expiry;
+pub mod journal;
 mod scan;
 pub mod session;
 
@@ -25,10 +26,13 @@ use tokio::sync::watch;
 
 pub use entry::{owned, Entry, Fields, Value};
 use expiry::ExpiryIndex;
+use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
 
 use crate::clock::Clock;
 use crate::glob;
+use crate::persist::format::Record;
+use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
 /// of work (one shard) stays small for large keyspaces.
@@ -48,18 +52,22 @@ type Map = DashMap<Bytes, Entry, ahash::RandomState>;
 pub struct Store {
     map: Map,
     index: ExpiryIndex,
-    /// User → that user's session IDs, oldest first; see [`session`].
-    users: DashMap<Bytes, Vec<Bytes>, ahash::RandomState>,
+    /// User → that user's sessions as (created, ID), oldest first; see [`session`].
+    users: DashMap<Bytes, Vec<(u64, Bytes)>, ahash::RandomState>,
     clock: Clock,
     volatile: AtomicI64,
     expired_keys: AtomicU64,
     sessions: SessionStats,
+    /// Changes recorded while a snapshot is written.
+    journal: Journal,
+    /// Every change ever made (writes and removals), for "changes since the last save".
+    changes: StripedCounter,
     expiry_cycles: watch::Sender<u64>,
 }
 
 /// Why an entry left the keyspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Removal {
+pub(crate) enum Removal {
     /// Its deadline passed.
     Expired,
     /// A command removed it.
@@ -98,6 +106,8 @@ impl Store {
             volatile: AtomicI64::new(0),
             expired_keys: AtomicU64::new(0),
             sessions: SessionStats::default(),
+            journal: Journal::new(SHARDS),
+            changes: StripedCounter::default(),
             expiry_cycles: watch::Sender::new(0),
         }
     }
@@ -158,6 +168,7 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
     ) -> R {
+        let rec = self.journal.recording();
         loop {
             // Fast path, the key exists: no copy of the key is made.
             if let Some(mut guard) = self.map.get_mut(key) {
@@ -168,16 +179,16 @@ impl Store {
                     if let Some(new) = replacement {
                         replace(entry, new);
                     }
-                    self.after_write(stored_key, entry, had_deadline);
+                    self.after_write(stored_key, entry, had_deadline, &rec);
                     return reply;
                 }
                 drop(guard);
-                self.reclaim_if_expired(key, now_ms);
+                self.reclaim_if_expired(key, now_ms, &rec);
             }
             match self.map.entry(owned(key)) {
                 MapEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
                     drop(occupied);
-                    self.reclaim_if_expired(key, now_ms);
+                    self.reclaim_if_expired(key, now_ms, &rec);
                 }
                 MapEntry::Occupied(mut occupied) => {
                     // Another writer created the key since the lookup above.
@@ -187,7 +198,7 @@ impl Store {
                         replace(occupied.get_mut(), new);
                     }
                     let stored_key = occupied.key().clone();
-                    self.after_write(&stored_key, occupied.get_mut(), had_deadline);
+                    self.after_write(&stored_key, occupied.get_mut(), had_deadline, &rec);
                     return reply;
                 }
                 MapEntry::Vacant(vacant) => {
@@ -195,7 +206,7 @@ impl Store {
                     if let Some(mut new) = created {
                         let stored_key = vacant.key().clone();
                         new.queued_tick = 0;
-                        self.after_write(&stored_key, &mut new, false);
+                        self.after_write(&stored_key, &mut new, false, &rec);
                         vacant.insert(new);
                     }
                     return reply;
@@ -205,9 +216,27 @@ impl Store {
     }
 
     /// Removes `key` if it is expired at `now_ms`, with the bookkeeping of an expiry.
-    fn reclaim_if_expired(&self, key: &[u8], now_ms: u64) {
-        if let Some((key, entry)) = self.map.remove_if(key, |_, entry| entry.is_expired(now_ms)) {
+    fn reclaim_if_expired(&self, key: &[u8], now_ms: u64, rec: &Recording<'_>) {
+        let removed = self.map.remove_if(key, |key, entry| {
+            // The predicate runs under the shard lock: the place to journal the removal.
+            let dead = entry.is_expired(now_ms);
+            if dead {
+                self.journal_delete(key, rec);
+            }
+            dead
+        });
+        if let Some((key, entry)) = removed {
             self.after_remove(&key, &entry, true, Removal::Expired);
+        }
+    }
+
+    /// Journals that `key` was removed; call under the key's shard lock.
+    fn journal_delete(&self, key: &Bytes, rec: &Recording<'_>) {
+        if rec.on() {
+            self.journal.push(
+                self.map.determine_map(key),
+                Record::Delete { key: key.clone() },
+            );
         }
     }
 
@@ -219,12 +248,14 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(&mut Entry) -> (bool, R),
     ) -> Option<R> {
+        let rec = self.journal.recording();
         // `entry` wants an owned key; a clone of the request's `Bytes` is a reference count, and
         // `modify` never inserts, so the request buffer is never stored.
         let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
             return None;
         };
         if occupied.get().is_expired(now_ms) {
+            self.journal_delete(occupied.key(), &rec);
             let (key, entry) = occupied.remove_entry();
             self.after_remove(&key, &entry, true, Removal::Expired);
             return None;
@@ -232,18 +263,23 @@ impl Store {
         let had_deadline = occupied.get().expires_at_ms != 0;
         let (delete, reply) = f(occupied.get_mut());
         if delete {
+            self.journal_delete(occupied.key(), &rec);
             let (key, entry) = occupied.remove_entry();
             self.after_remove(&key, &entry, had_deadline, Removal::Deleted);
         } else {
             let stored_key = occupied.key().clone();
-            self.after_write(&stored_key, occupied.get_mut(), had_deadline);
+            self.after_write(&stored_key, occupied.get_mut(), had_deadline, &rec);
         }
         Some(reply)
     }
 
     /// Removes `key`; returns the live entry it held, `None` if it was missing or expired.
     pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
-        let (key, entry) = self.map.remove(key)?;
+        let rec = self.journal.recording();
+        let (key, entry) = self.map.remove_if(key, |key, _| {
+            self.journal_delete(key, &rec);
+            true
+        })?;
         if entry.is_expired(now_ms) {
             self.after_remove(&key, &entry, true, Removal::Expired);
             return None;
@@ -254,12 +290,16 @@ impl Store {
 
     /// Removes every key.
     pub fn flush(&self) {
-        let (mut volatile, mut sessions) = (0, 0);
-        self.map.retain(|_, entry| {
+        let rec = self.journal.recording();
+        let (mut volatile, mut sessions, mut removed) = (0, 0, 0);
+        self.map.retain(|key, entry| {
             volatile += i64::from(entry.expires_at_ms != 0);
             sessions += i64::from(matches!(entry.value, Value::Session(_)));
+            removed += 1;
+            self.journal_delete(key, &rec);
             false
         });
+        self.changes.add(removed);
         self.volatile.fetch_sub(volatile, Ordering::Relaxed);
         self.sessions.live.fetch_sub(sessions, Ordering::Relaxed);
         self.sessions
@@ -349,7 +389,7 @@ impl Store {
     /// Handles one queued key at `tick`: removes it if dead, queues it again if its deadline
     /// moved later, forgets it if the position is stale. The removal happens with the shard lock
     /// released before the bookkeeping, as the per-user index requires.
-    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64) {
+    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64, rec: &Recording<'_>) {
         let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
             return;
         };
@@ -358,6 +398,7 @@ impl Store {
             return;
         }
         if entry.is_expired(now_ms) {
+            self.journal_delete(occupied.key(), rec);
             let (key, entry) = occupied.remove_entry();
             self.after_remove(&key, &entry, true, Removal::Expired);
             return;
@@ -395,9 +436,13 @@ impl Store {
         let now_ms = self.now_ms();
         for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
             for batch in keys.chunks(EXPIRY_BATCH) {
-                batch
-                    .iter()
-                    .for_each(|key| self.expire_one(key, tick, now_ms));
+                {
+                    // Not held across the yield: a snapshot may need to close the journal.
+                    let rec = self.journal.recording();
+                    batch
+                        .iter()
+                        .for_each(|key| self.expire_one(key, tick, now_ms, &rec));
+                }
                 tokio::task::yield_now().await;
             }
         }
@@ -408,8 +453,9 @@ impl Store {
     pub fn reclaim_expired(&self) {
         let now_ms = self.now_ms();
         for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
+            let rec = self.journal.recording();
             keys.iter()
-                .for_each(|key| self.expire_one(key, tick, now_ms));
+                .for_each(|key| self.expire_one(key, tick, now_ms, &rec));
         }
     }
 
@@ -417,6 +463,7 @@ impl Store {
     /// (`counted` says whether the entry was counted there), the expiry counters, and for a
     /// session its counters and its place in the per-user index.
     fn after_remove(&self, key: &Bytes, entry: &Entry, counted: bool, why: Removal) {
+        self.changes.add(1);
         if counted {
             self.volatile.fetch_sub(1, Ordering::Relaxed);
         }
@@ -438,7 +485,20 @@ impl Store {
 
     /// Bookkeeping after `entry` (stored under `stored_key`) was written: the count of keys with
     /// a deadline, and the entry's position in the expiry index.
-    fn after_write(&self, stored_key: &Bytes, entry: &mut Entry, had_deadline: bool) {
+    fn after_write(
+        &self,
+        stored_key: &Bytes,
+        entry: &mut Entry,
+        had_deadline: bool,
+        rec: &Recording<'_>,
+    ) {
+        self.changes.add(1);
+        if rec.on() {
+            self.journal.push(
+                self.map.determine_map(stored_key),
+                Record::of(stored_key, entry),
+            );
+        }
         let has_deadline = entry.expires_at_ms != 0;
         if has_deadline != had_deadline {
             self.volatile
@@ -449,6 +509,67 @@ impl Store {
             if entry.queued_tick == 0 || tick < entry.queued_tick {
                 entry.queued_tick = tick;
                 self.index.queue(stored_key.clone(), tick);
+            }
+        }
+    }
+
+    /// The journal of changes that a snapshot in progress records.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Changes made since start (for "changes since the last save").
+    pub fn changes(&self) -> u64 {
+        self.changes.sum()
+    }
+
+    /// How many shards the map has (the snapshot writer's unit of work).
+    pub fn shard_count(&self) -> usize {
+        SHARDS
+    }
+
+    /// The live records of shard `shard`: handles taken under its read lock, which is released
+    /// before they are encoded.
+    pub fn snapshot_shard(&self, shard: usize) -> Vec<Record> {
+        let now_ms = self.now_ms();
+        let mut records = Vec::new();
+        scan::for_each_in_shard(&self.map, shard, |key, entry| {
+            if !entry.is_expired(now_ms) {
+                records.push(Record::of(key, entry));
+            }
+        });
+        records
+    }
+
+    /// Applies one record of a snapshot being loaded: the key takes the record's state, or is
+    /// removed for a deletion or a deadline that has passed. Counters of activity (created,
+    /// destroyed, expired) are not touched: loading is not activity.
+    pub fn restore(&self, record: Record, now_ms: u64) {
+        let key = record.key().clone();
+        let restored = record
+            .into_entry()
+            .filter(|(_, entry)| !entry.is_expired(now_ms));
+        let old = match restored {
+            None => self.map.remove(&key).map(|(_, old)| old),
+            Some((key, mut entry)) => {
+                let tick = self.index.tick_of(entry.expires_at_ms);
+                if entry.expires_at_ms != 0 {
+                    self.volatile.fetch_add(1, Ordering::Relaxed);
+                    entry.queued_tick = tick;
+                    self.index.queue(key.clone(), tick);
+                }
+                if matches!(entry.value, Value::Session(_)) {
+                    self.sessions.live.fetch_add(1, Ordering::Relaxed);
+                }
+                self.map.insert(key, entry)
+            }
+        };
+        if let Some(old) = old {
+            if old.expires_at_ms != 0 {
+                self.volatile.fetch_sub(1, Ordering::Relaxed);
+            }
+            if matches!(old.value, Value::Session(_)) {
+                self.sessions.live.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }

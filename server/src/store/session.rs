@@ -18,6 +18,7 @@ use bytes::Bytes;
 use dashmap::mapref::entry::Entry as MapEntry;
 
 use super::entry::Fields;
+use super::journal::Recording;
 use super::{owned, Entry, Store, Value};
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
@@ -188,10 +189,18 @@ impl Store {
             version: 1,
         };
         let deadline = record.deadline_ms();
-        let id = self.insert_session(record, deadline)?;
+        let rec = self.journal.recording();
+        let id = self.insert_session(record, deadline, &rec)?;
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
         if let Some(user) = user {
-            self.index_session(&user, &id, None, now_ms, max_per_user);
+            self.index_session(
+                &user,
+                (now_ms, id.clone()),
+                None,
+                now_ms,
+                max_per_user,
+                &rec,
+            );
         }
         Ok(id)
     }
@@ -202,6 +211,7 @@ impl Store {
         &self,
         record: SessionRecord,
         deadline_ms: u64,
+        rec: &Recording<'_>,
     ) -> Result<Bytes, SessionError> {
         let mut record = Some(record);
         loop {
@@ -211,7 +221,7 @@ impl Store {
                     continue;
                 };
                 let mut entry = Entry::new(Value::Session(Box::new(record)), deadline_ms);
-                self.after_write(&id, &mut entry, false);
+                self.after_write(&id, &mut entry, false, rec);
                 vacant.insert(entry);
                 self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
                 return Ok(id);
@@ -219,15 +229,16 @@ impl Store {
         }
     }
 
-    /// Adds `id` to `user`'s list (in place of `replacing` if given and present), then enforces
-    /// the per-user cap by destroying the oldest sessions.
+    /// Adds `(created_ms, id)` to `user`'s list (in place of `replacing` if given and present,
+    /// else in creation order), then enforces the per-user cap by destroying the oldest sessions.
     fn index_session(
         &self,
         user: &Bytes,
-        id: &Bytes,
+        item: (u64, Bytes),
         replacing: Option<&Bytes>,
         now_ms: u64,
         max_per_user: usize,
+        rec: &Recording<'_>,
     ) {
         let mut evicted = Vec::new();
         {
@@ -235,19 +246,22 @@ impl Store {
                 Some(list) => list,
                 None => self.users.entry(user.clone()).or_default(),
             };
-            match replacing.and_then(|old| list.iter().position(|x| x == old)) {
-                Some(position) => list[position] = id.clone(),
-                None => list.push(id.clone()),
+            match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
+                Some(position) => list[position] = item,
+                None => {
+                    let position = list.partition_point(|x| x.0 <= item.0);
+                    list.insert(position, item);
+                }
             }
             if max_per_user > 0 && list.len() > max_per_user {
                 // Nested keyspace reads under the user lock: the allowed lock order.
-                list.retain(|id| self.is_live_session_of(id, user, now_ms));
+                list.retain(|(_, id)| self.is_live_session_of(id, user, now_ms));
                 let excess = list.len().saturating_sub(max_per_user);
                 evicted.extend(list.drain(..excess));
             }
         }
-        for id in evicted {
-            self.destroy_session(&id, now_ms);
+        for (_, id) in evicted {
+            self.destroy_session_recorded(&id, now_ms, rec);
         }
     }
 
@@ -255,13 +269,36 @@ impl Store {
     pub(super) fn unindex(&self, user: &Bytes, id: &Bytes) {
         let now_empty = match self.users.get_mut(user) {
             Some(mut list) => {
-                list.retain(|x| x != id);
+                list.retain(|x| x.1 != *id);
                 list.is_empty()
             }
             None => false,
         };
         if now_empty {
             self.users.remove_if(user, |_, list| list.is_empty());
+        }
+    }
+
+    /// Rebuilds the per-user index from the sessions in the keyspace (after a load).
+    pub fn rebuild_user_index(&self) {
+        self.users.clear();
+        let mut lists: std::collections::HashMap<Bytes, Vec<(u64, Bytes)>> = Default::default();
+        for item in self.map.iter() {
+            if let Some(user) = item
+                .value()
+                .value
+                .as_session()
+                .and_then(|s| s.user.clone().map(|user| (user, s.created_ms)))
+            {
+                lists
+                    .entry(user.0)
+                    .or_default()
+                    .push((user.1, item.key().clone()));
+            }
+        }
+        for (user, mut list) in lists {
+            list.sort();
+            self.users.insert(user, list);
         }
     }
 
@@ -278,9 +315,18 @@ impl Store {
     /// Destroys the session `id`; true if a live session was destroyed. Other kinds of keys are
     /// left alone.
     pub fn destroy_session(&self, id: &[u8], now_ms: u64) -> bool {
-        let removed = self
-            .map
-            .remove_if(id, |_, entry| matches!(entry.value, Value::Session(_)));
+        let rec = self.journal.recording();
+        self.destroy_session_recorded(id, now_ms, &rec)
+    }
+
+    fn destroy_session_recorded(&self, id: &[u8], now_ms: u64, rec: &Recording<'_>) -> bool {
+        let removed = self.map.remove_if(id, |key, entry| {
+            let session = matches!(entry.value, Value::Session(_));
+            if session {
+                self.journal_delete(key, rec);
+            }
+            session
+        });
         let Some((key, entry)) = removed else {
             return false;
         };
@@ -343,8 +389,11 @@ impl Store {
         let (ids, now_empty) = match self.users.get_mut(user) {
             None => return Vec::new(),
             Some(mut list) => {
-                list.retain(|id| self.is_live_session_of(id, user, now_ms));
-                (list.clone(), list.is_empty())
+                list.retain(|(_, id)| self.is_live_session_of(id, user, now_ms));
+                (
+                    list.iter().map(|(_, id)| id.clone()).collect(),
+                    list.is_empty(),
+                )
             }
         };
         if now_empty {
@@ -355,12 +404,13 @@ impl Store {
 
     /// Destroys every live session of `user` but `except`; returns how many were destroyed.
     pub fn destroy_sessions_of(&self, user: &[u8], except: Option<&[u8]>, now_ms: u64) -> usize {
+        let rec = self.journal.recording();
         let doomed = match self.users.get_mut(user) {
             None => return 0,
             Some(mut list) => {
                 let all = std::mem::take(&mut *list);
-                let (kept, doomed): (Vec<Bytes>, Vec<Bytes>) =
-                    all.into_iter().partition(|id| Some(&id[..]) == except);
+                let (kept, doomed): (Vec<_>, Vec<_>) =
+                    all.into_iter().partition(|(_, id)| Some(&id[..]) == except);
                 *list = kept;
                 doomed
             }
@@ -368,7 +418,7 @@ impl Store {
         self.users.remove_if(user, |_, list| list.is_empty());
         doomed
             .iter()
-            .filter(|id| self.destroy_session(id, now_ms))
+            .filter(|(_, id)| self.destroy_session_recorded(id, now_ms, &rec))
             .count()
     }
 
@@ -384,8 +434,15 @@ impl Store {
         if self.is_other_type(id, now_ms) {
             return Err(SessionError::WrongType);
         }
-        let removed = self.map.remove_if(id, |_, entry| {
-            !entry.is_expired(now_ms) && matches!(entry.value, Value::Session(_))
+        // One recording across the removal and the insertion: a snapshot holds both or neither.
+        let rec = self.journal.recording();
+        let removed = self.map.remove_if(id, |key, entry| {
+            let live_session =
+                !entry.is_expired(now_ms) && matches!(entry.value, Value::Session(_));
+            if live_session {
+                self.journal_delete(key, &rec);
+            }
+            live_session
         });
         let Some((old_id, old)) = removed else {
             return Ok(None);
@@ -395,6 +452,7 @@ impl Store {
             return Ok(None);
         };
         let old_user = record.user.clone();
+        let created_ms = record.created_ms;
         if let Some(user) = new_user {
             record.user = Some(owned(user));
         }
@@ -403,7 +461,8 @@ impl Store {
         // on under the new ID, so the live and volatile counts do not change.
         self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
         self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
-        let new_id = match self.insert_session(*record, deadline) {
+        self.changes.add(1);
+        let new_id = match self.insert_session(*record, deadline, &rec) {
             Ok(new_id) => new_id,
             Err(error) => {
                 if let Some(user) = &old_user {
@@ -419,15 +478,27 @@ impl Store {
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
         match (&old_user, &user) {
-            (Some(old), Some(new)) if old == new => {
-                self.index_session(new, &new_id, Some(&old_id), now_ms, max_per_user)
-            }
+            (Some(old), Some(new)) if old == new => self.index_session(
+                new,
+                (created_ms, new_id.clone()),
+                Some(&old_id),
+                now_ms,
+                max_per_user,
+                &rec,
+            ),
             _ => {
                 if let Some(old) = &old_user {
                     self.unindex(old, &old_id);
                 }
                 if let Some(new) = &user {
-                    self.index_session(new, &new_id, None, now_ms, max_per_user);
+                    self.index_session(
+                        new,
+                        (created_ms, new_id.clone()),
+                        None,
+                        now_ms,
+                        max_per_user,
+                        &rec,
+                    );
                 }
             }
         }

@@ -7,6 +7,7 @@ mod expiry;
 mod hashes;
 mod keys;
 mod malformed;
+mod security;
 mod sessions;
 mod smoke;
 mod strings;

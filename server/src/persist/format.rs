@@ -1,0 +1,169 @@
+//! The snapshot file format.
+//!
+//! ```text
+//! header   magic "SESSIOND" (8 bytes) | format version u16 LE | flags u16 LE (0) | written at, Unix ms u64 LE
+//! frames   { length u32 LE (1..=MAX_FRAME) | postcard-encoded Record }*
+//! end      length 0 (u32 LE)
+//! trailer  frame count u64 LE | CRC-32 (IEEE) of every byte before it, u32 LE
+//! ```
+//!
+//! Records are replayed in order: a key's last record wins and [`Record::Delete`] removes it,
+//! which is how the journal of changes made during the save (appended after the shards) brings
+//! the file to one consistent instant. Deadlines are wall-clock Unix milliseconds, so a key
+//! whose deadline passed while the server was down is not loaded.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Entry, Fields, SessionRecord, Value};
+
+/// The first bytes of every snapshot.
+pub const MAGIC: &[u8; 8] = b"SESSIOND";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 8 + 2 + 2 + 8;
+/// Trailer length in bytes.
+pub const TRAILER_LEN: usize = 8 + 4;
+/// The largest frame accepted (a record is at most a few `proto-max-bulk-len`s in practice).
+pub const MAX_FRAME: u32 = 1 << 30;
+
+/// One record of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A string key.
+    String {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// A hash key.
+    Hash {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<(Bytes, Bytes)>,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// A session; its deadline follows from its timeouts.
+    Session {
+        /// The session ID.
+        id: Bytes,
+        /// The user, if any.
+        user: Option<Bytes>,
+        /// The data.
+        fields: Vec<(Bytes, Bytes)>,
+        /// Creation, Unix ms.
+        created_ms: u64,
+        /// Last use, Unix ms.
+        last_access_ms: u64,
+        /// Idle timeout, ms.
+        idle_ms: u64,
+        /// Absolute timeout, ms.
+        absolute_ms: u64,
+        /// Version.
+        version: u64,
+    },
+    /// The key was removed (journal only).
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+fn pairs(fields: &Fields) -> Vec<(Bytes, Bytes)> {
+    fields.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
+}
+
+impl Record {
+    /// The record of `entry` stored under `key`: handles to its bytes, not copies.
+    pub fn of(key: &Bytes, entry: &Entry) -> Record {
+        match &entry.value {
+            Value::Str(value) => Record::String {
+                key: key.clone(),
+                value: value.clone(),
+                expires_at_ms: entry.expires_at_ms,
+            },
+            Value::Hash(fields) => Record::Hash {
+                key: key.clone(),
+                fields: pairs(fields),
+                expires_at_ms: entry.expires_at_ms,
+            },
+            Value::Session(session) => Record::Session {
+                id: key.clone(),
+                user: session.user.clone(),
+                fields: pairs(&session.fields),
+                created_ms: session.created_ms,
+                last_access_ms: session.last_access_ms,
+                idle_ms: session.idle_ms,
+                absolute_ms: session.absolute_ms,
+                version: session.version,
+            },
+        }
+    }
+
+    /// The key this record is about.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Record::String { key, .. } | Record::Hash { key, .. } | Record::Delete { key } => key,
+            Record::Session { id, .. } => id,
+        }
+    }
+
+    /// The kind, for counts: `string`, `hash`, `session` or `delete`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::String { .. } => "string",
+            Record::Hash { .. } => "hash",
+            Record::Session { .. } => "session",
+            Record::Delete { .. } => "delete",
+        }
+    }
+
+    /// The key and entry this record restores; `None` for a deletion.
+    pub fn into_entry(self) -> Option<(Bytes, Entry)> {
+        let collect = |fields: Vec<(Bytes, Bytes)>| fields.into_iter().collect::<Fields>();
+        match self {
+            Record::String {
+                key,
+                value,
+                expires_at_ms,
+            } => Some((key, Entry::new(Value::Str(value), expires_at_ms))),
+            Record::Hash {
+                key,
+                fields,
+                expires_at_ms,
+            } => Some((
+                key,
+                Entry::new(Value::Hash(Box::new(collect(fields))), expires_at_ms),
+            )),
+            Record::Session {
+                id,
+                user,
+                fields,
+                created_ms,
+                last_access_ms,
+                idle_ms,
+                absolute_ms,
+                version,
+            } => {
+                let session = SessionRecord {
+                    user,
+                    fields: collect(fields),
+                    created_ms,
+                    last_access_ms,
+                    idle_ms,
+                    absolute_ms,
+                    version,
+                };
+                let deadline = session.deadline_ms();
+                Some((id, Entry::new(Value::Session(Box::new(session)), deadline)))
+            }
+            Record::Delete { .. } => None,
+        }
+    }
+}

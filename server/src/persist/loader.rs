@@ -1,0 +1,220 @@
+//! Reading a snapshot: first verify the whole file (framing, record count, checksum) without
+//! touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
+//! error naming the file and the byte offset, before anything is loaded; the server does not
+//! start on it.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::persist::format::{Record, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_FRAME};
+use crate::store::Store;
+
+/// A snapshot that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot {}: {problem} at byte offset {offset}", path.display())]
+pub struct SnapshotError {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the problem was found.
+    pub offset: u64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The format version.
+    pub format_version: u16,
+    /// When it was written, Unix ms.
+    pub written_at_ms: u64,
+    /// Records in the file.
+    pub records: u64,
+    /// String records.
+    pub strings: u64,
+    /// Hash records.
+    pub hashes: u64,
+    /// Session records.
+    pub sessions: u64,
+    /// Deletion records (from the journal of changes made during the save).
+    pub deletes: u64,
+    /// Records skipped at load because their deadline had passed.
+    pub expired: u64,
+    /// File size.
+    pub bytes: u64,
+}
+
+/// Reads exactly `buf.len()` bytes, or reports truncation at `offset`.
+fn read_exact(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    offset: u64,
+    path: &Path,
+) -> Result<(), SnapshotError> {
+    reader.read_exact(buf).map_err(|e| {
+        let problem = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            "truncated file".to_owned()
+        } else {
+            format!("read error: {e}")
+        };
+        SnapshotError {
+            path: path.to_owned(),
+            offset,
+            problem,
+        }
+    })
+}
+
+/// Walks the file, calling `each` with every record's bytes and offset once the header has been
+/// checked; returns the header fields, the record count and the file size. With `each` doing
+/// nothing this is the verification pass.
+fn walk(
+    path: &Path,
+    mut each: impl FnMut(&[u8], u64) -> Result<(), SnapshotError>,
+) -> Result<(u16, u64, u64, u64), SnapshotError> {
+    let fail = |offset: u64, problem: String| SnapshotError {
+        path: path.to_owned(),
+        offset,
+        problem,
+    };
+    let file = File::open(path).map_err(|e| fail(0, format!("cannot open: {e}")))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut crc = crc32fast::Hasher::new();
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(&mut reader, &mut header, 0, path)?;
+    if &header[..8] != MAGIC {
+        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    if version > FORMAT_VERSION {
+        return Err(fail(
+            8,
+            format!(
+                "format version {version} is newer than this sessiond understands \
+                 ({FORMAT_VERSION}); upgrade sessiond to load it"
+            ),
+        ));
+    }
+    if version == 0 {
+        return Err(fail(8, "invalid format version 0".to_owned()));
+    }
+    let mut written_at = [0u8; 8];
+    written_at.copy_from_slice(&header[12..20]);
+    crc.update(&header);
+    let mut offset = HEADER_LEN as u64;
+    let mut records = 0u64;
+    let mut frame = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        read_exact(&mut reader, &mut len, offset, path)?;
+        crc.update(&len);
+        let len = u32::from_le_bytes(len);
+        if len == 0 {
+            offset += 4;
+            break;
+        }
+        if len > MAX_FRAME {
+            return Err(fail(offset, format!("corrupt record length {len}")));
+        }
+        frame.resize(len as usize, 0);
+        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|mut e| {
+            e.problem =
+                format!("a record of {len} bytes runs past the end (truncated or corrupt file)");
+            e.offset = offset;
+            e
+        })?;
+        crc.update(&frame);
+        each(&frame, offset)?;
+        records += 1;
+        offset += 4 + u64::from(len);
+    }
+    let mut count = [0u8; 8];
+    read_exact(&mut reader, &mut count, offset, path)?;
+    crc.update(&count);
+    let count = u64::from_le_bytes(count);
+    if count != records {
+        return Err(fail(
+            offset,
+            format!("record count says {count}, file holds {records}"),
+        ));
+    }
+    let mut stored_crc = [0u8; 4];
+    read_exact(&mut reader, &mut stored_crc, offset + 8, path)?;
+    let stored_crc = u32::from_le_bytes(stored_crc);
+    let computed = crc.finalize();
+    if stored_crc != computed {
+        return Err(fail(
+            offset + 8,
+            format!("checksum mismatch (file says {stored_crc:08x}, contents give {computed:08x})"),
+        ));
+    }
+    let size = offset + 12;
+    let mut extra = [0u8; 1];
+    match reader.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => return Err(fail(size, "unexpected bytes after the checksum".to_owned())),
+        Err(e) => return Err(fail(size, format!("read error: {e}"))),
+    }
+    Ok((version, u64::from_le_bytes(written_at), records, size))
+}
+
+fn decode(frame: &[u8], offset: u64, path: &Path) -> Result<Record, SnapshotError> {
+    postcard::from_bytes(frame).map_err(|e| SnapshotError {
+        path: path.to_owned(),
+        offset: offset + 4,
+        problem: format!("corrupt record: {e}"),
+    })
+}
+
+/// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
+pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
+    walk(path, |_, _| Ok(()))?;
+    let mut summary = Summary::default();
+    let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
+        let record = decode(frame, offset, path)?;
+        count(&mut summary, &record, now_ms);
+        Ok(())
+    })?;
+    Ok(Summary {
+        format_version: version,
+        written_at_ms,
+        records,
+        bytes,
+        ..summary
+    })
+}
+
+fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
+    match record {
+        Record::String { .. } => summary.strings += 1,
+        Record::Hash { .. } => summary.hashes += 1,
+        Record::Session { .. } => summary.sessions += 1,
+        Record::Delete { .. } => summary.deletes += 1,
+    }
+    if let Some((_, entry)) = record.clone().into_entry() {
+        summary.expired += u64::from(entry.is_expired(now_ms));
+    }
+}
+
+/// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
+/// passed are skipped, and the per-user session index is rebuilt.
+pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
+    walk(path, |_, _| Ok(()))?;
+    let now_ms = store.now_ms();
+    let mut summary = Summary::default();
+    let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
+        let record = decode(frame, offset, path)?;
+        count(&mut summary, &record, now_ms);
+        store.restore(record, now_ms);
+        Ok(())
+    })?;
+    store.rebuild_user_index();
+    Ok(Summary {
+        format_version: version,
+        written_at_ms,
+        records,
+        bytes,
+        ..summary
+    })
+}

@@ -1,0 +1,322 @@
+//! Snapshots: crash-safe files of the whole keyspace, written in the background and loaded at
+//! start.
+//!
+//! - [`format`]: the file layout and [`format::Record`].
+//! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
+//! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
+//!
+//! [`Persistence`] is the server's side: where the file lives, whether a save is running, the
+//! outcome of the last one (for INFO and LASTSAVE), and the triggers (periodic, SAVE, BGSAVE,
+//! shutdown).
+
+pub mod format;
+pub mod loader;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// Where and how snapshots are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistConfig {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The snapshot's file name in `dir`.
+    pub file_name: String,
+    /// Period of automatic snapshots when something changed (`None`: only on demand).
+    pub interval: Option<Duration>,
+    /// Test-only: a pause after each shard, to observe a save in progress.
+    pub shard_delay: Duration,
+}
+
+impl Default for PersistConfig {
+    fn default() -> Self {
+        PersistConfig {
+            dir: PathBuf::from("./data"),
+            file_name: "dump.sdb".to_owned(),
+            interval: Some(Duration::from_secs(60)),
+            shard_delay: Duration::ZERO,
+        }
+    }
+}
+
+impl PersistConfig {
+    /// The snapshot's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.file_name)
+    }
+}
+
+/// The outcome of the saves so far, for INFO persistence and LASTSAVE.
+#[derive(Debug, Clone, Default)]
+pub struct SaveStatus {
+    /// Unix seconds of the last successful save (the start time before any).
+    pub last_save_unix_s: u64,
+    /// Whether the last save succeeded.
+    pub last_ok: bool,
+    /// Its error, if it failed.
+    pub last_error: Option<String>,
+    /// How long the last successful save took.
+    pub last_duration: Duration,
+    /// Its size in bytes.
+    pub last_bytes: u64,
+    /// Its records.
+    pub last_records: u64,
+    /// Successful saves since start.
+    pub saves: u64,
+    /// The store's change count when the last successful save began.
+    pub changes_at_last_save: u64,
+    /// Unix ms when the save in progress started.
+    pub current_started_ms: Option<u64>,
+}
+
+/// Why a save did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Another save is running.
+    #[error("ERR Background save already in progress")]
+    InProgress,
+    /// Persistence is off (`--no-persistence`).
+    #[error("ERR persistence is disabled (--no-persistence)")]
+    Disabled,
+    /// Writing failed; the previous snapshot is intact.
+    #[error("ERR snapshot {path}: {source}")]
+    Io {
+        /// The snapshot path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The server's persistence state.
+#[derive(Debug)]
+pub struct Persistence {
+    config: Option<PersistConfig>,
+    store: Arc<Store>,
+    /// Whether a save is running; waiters watch it turn false.
+    running: watch::Sender<bool>,
+    status: Mutex<SaveStatus>,
+}
+
+impl Persistence {
+    /// Persistence for `store`; `None` runs purely in memory.
+    pub fn new(config: Option<PersistConfig>, store: Arc<Store>) -> Persistence {
+        let status = SaveStatus {
+            last_save_unix_s: store.now_ms() / 1000,
+            last_ok: true,
+            ..SaveStatus::default()
+        };
+        Persistence {
+            config,
+            store,
+            running: watch::Sender::new(false),
+            status: Mutex::new(status),
+        }
+    }
+
+    /// The configuration, if persistence is on.
+    pub fn config(&self) -> Option<&PersistConfig> {
+        self.config.as_ref()
+    }
+
+    /// A copy of the save status.
+    pub fn status(&self) -> SaveStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether a save is running.
+    pub fn in_progress(&self) -> bool {
+        *self.running.borrow()
+    }
+
+    /// Waits until no save is running.
+    pub async fn idle(&self) {
+        let _ = self.running.subscribe().wait_for(|running| !running).await;
+    }
+
+    /// Changes since the last successful save began.
+    pub fn changes_since_save(&self) -> u64 {
+        self.store
+            .changes()
+            .saturating_sub(self.status().changes_at_last_save)
+    }
+
+    /// Saves now on a blocking thread and waits for the outcome (SAVE, shutdown, the periodic
+    /// task).
+    pub async fn save(self: &Arc<Self>) -> Result<writer::Written, SaveError> {
+        let config = self.claim()?;
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.run_claimed(&config)).await {
+            Ok(result) => result,
+            Err(join) => {
+                self.running.send_replace(false);
+                Err(SaveError::Io {
+                    path: String::new(),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Starts a save in the background (BGSAVE).
+    pub fn save_in_background(self: &Arc<Self>) -> Result<(), SaveError> {
+        let config = self.claim()?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = this.run_claimed(&config);
+        });
+        Ok(())
+    }
+
+    fn claim(&self) -> Result<PersistConfig, SaveError> {
+        let config = self.config.clone().ok_or(SaveError::Disabled)?;
+        let claimed = self
+            .running
+            .send_if_modified(|running| !std::mem::replace(running, true));
+        if !claimed {
+            return Err(SaveError::InProgress);
+        }
+        Ok(config)
+    }
+
+    /// Runs a save already claimed with `running`; records the outcome and releases the claim.
+    fn run_claimed(&self, config: &PersistConfig) -> Result<writer::Written, SaveError> {
+        let changes = self.store.changes();
+        let path = config.path();
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.current_started_ms = Some(self.store.now_ms());
+        }
+        tracing::info!(path = %path.display(), "saving snapshot");
+        let result = writer::write_snapshot(&self.store, &path, config.shard_delay);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.current_started_ms = None;
+        let outcome = match result {
+            Ok(written) => {
+                status.last_ok = true;
+                status.last_error = None;
+                status.last_save_unix_s = self.store.now_ms() / 1000;
+                status.last_duration = written.duration;
+                status.last_bytes = written.bytes;
+                status.last_records = written.records;
+                status.saves += 1;
+                status.changes_at_last_save = changes;
+                tracing::info!(
+                    path = %path.display(),
+                    records = written.records,
+                    bytes = written.bytes,
+                    duration_ms = written.duration.as_millis() as u64,
+                    "snapshot saved"
+                );
+                Ok(written)
+            }
+            Err(source) => {
+                tracing::error!(path = %path.display(), error = %source, "snapshot failed; the previous one is intact");
+                status.last_ok = false;
+                status.last_error = Some(source.to_string());
+                Err(SaveError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        drop(status);
+        self.running.send_replace(false);
+        outcome
+    }
+
+    /// Saves every `interval` when something changed since the last save, until `stop` resolves.
+    pub async fn run_periodic(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let Some(interval) = self.config.as_ref().and_then(|c| c.interval) else {
+            stop.await;
+            return;
+        };
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = ticker.tick() => {}
+            }
+            if self.changes_since_save() > 0 && !self.in_progress() {
+                let _ = self.save().await;
+            }
+        }
+    }
+}
+
+/// Prepares the data directory (creating it with mode 0700, removing temp files an interrupted
+/// save left) and loads the snapshot into `store` if there is one.
+pub fn prepare_and_load(
+    config: &PersistConfig,
+    store: &Store,
+) -> Result<Option<loader::Summary>, PrepareError> {
+    create_dir(&config.dir).map_err(|source| PrepareError::Dir {
+        dir: config.dir.clone(),
+        source,
+    })?;
+    remove_temp_files(config);
+    let path = config.path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let summary = loader::load(&path, store)?;
+    Ok(Some(summary))
+}
+
+/// Why the server cannot start on its data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The directory cannot be created or read.
+    #[error("data directory {}: {source}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The snapshot cannot be loaded.
+    #[error(transparent)]
+    Snapshot(#[from] loader::SnapshotError),
+}
+
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn remove_temp_files(config: &PersistConfig) {
+    let prefix = format!("{}.tmp-", config.file_name);
+    let Ok(entries) = std::fs::read_dir(&config.dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a temp file left by an interrupted save")
+                }
+                Err(error) => {
+                    tracing::warn!(file = %entry.path().display(), %error, "cannot remove a leftover temp file")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Writing a snapshot: stream every shard, then the journal, into a temporary file in the data
+//! directory; fsync it, rename it over the previous snapshot, fsync the directory.
+//!
+//! Shard by shard, the writer takes `Bytes` handles to the shard's keys and values under the
+//! shard's read lock (no copy of the data), releases the lock, and encodes them through a
+//! buffered writer: the server keeps serving, and a writer only waits for one shard's lock at a
+//! time. The journal (see `store::journal`) makes the result one consistent instant.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::persist::format::{Record, FORMAT_VERSION, MAGIC};
+use crate::store::Store;
+
+/// What a finished save wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Records in the file, journal included.
+    pub records: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Writes through to the file, counting bytes and keeping the running CRC.
+struct Sink {
+    file: BufWriter<File>,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl Sink {
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.crc.update(data);
+        self.bytes += data.len() as u64;
+        self.file.write_all(data)
+    }
+
+    fn record(&mut self, record: &Record, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+        scratch.clear();
+        let encoded = postcard::to_extend(record, std::mem::take(scratch))
+            .map_err(|e| std::io::Error::other(format!("encoding a record: {e}")))?;
+        *scratch = encoded;
+        let len = u32::try_from(scratch.len())
+            .map_err(|_| std::io::Error::other("a record larger than 4 GiB"))?;
+        self.put(&len.to_le_bytes())?;
+        let data = std::mem::take(scratch);
+        let result = self.put(&data);
+        *scratch = data;
+        result
+    }
+}
+
+/// The temporary file a save writes before the rename: `<snapshot>.tmp-<pid>`.
+pub fn temp_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".tmp-{}", std::process::id()));
+    snapshot.with_file_name(name)
+}
+
+/// Writes a snapshot of `store` to `path` (atomically: temp file, fsync, rename, fsync dir).
+/// `shard_delay` slows the walk down, for tests that need a save in progress.
+pub fn write_snapshot(
+    store: &Store,
+    path: &Path,
+    shard_delay: Duration,
+) -> std::io::Result<Written> {
+    let started = Instant::now();
+    let temp = temp_path(path);
+    let result = write_to(store, &temp, path, shard_delay, started);
+    if result.is_err() {
+        // The previous snapshot is untouched; do not leave the partial file behind.
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn write_to(
+    store: &Store,
+    temp: &Path,
+    path: &Path,
+    shard_delay: Duration,
+    started: Instant,
+) -> std::io::Result<Written> {
+    let file = create_private(temp)?;
+    let mut sink = Sink {
+        file: BufWriter::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+        bytes: 0,
+    };
+    let mut header = Vec::with_capacity(super::format::HEADER_LEN);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&0u16.to_le_bytes());
+    header.extend_from_slice(&store.now_ms().to_le_bytes());
+    sink.put(&header)?;
+
+    let mut records = 0u64;
+    let mut scratch = Vec::new();
+    store.journal().begin();
+    let walked = (|| {
+        for shard in 0..store.shard_count() {
+            for record in store.snapshot_shard(shard) {
+                sink.record(&record, &mut scratch)?;
+                records += 1;
+            }
+            if !shard_delay.is_zero() {
+                std::thread::sleep(shard_delay);
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    })();
+    // Always close the journal, even when the walk failed, so writers stop recording.
+    let journal = store.journal().end();
+    walked?;
+    for record in &journal {
+        sink.record(record, &mut scratch)?;
+        records += 1;
+    }
+    sink.put(&0u32.to_le_bytes())?;
+    sink.put(&records.to_le_bytes())?;
+    let crc = sink.crc.clone().finalize();
+    sink.file.write_all(&crc.to_le_bytes())?;
+    let bytes = sink.bytes + 4;
+    let file = sink.file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(temp, path)?;
+    sync_dir(path)?;
+    Ok(Written {
+        records,
+        bytes,
+        duration: started.elapsed(),
+    })
+}
+
+/// Creates `path` for writing with mode 0600: snapshots hold every session (credentials).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// fsyncs the directory holding `path`, so the rename itself survives a crash.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
