@@ -2,7 +2,7 @@
 //! `--json`). Exit codes: 0 done (even with error replies, which the report counts), 1 the run
 //! failed (cannot connect, connection lost), 64 unusable flags.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -44,24 +44,34 @@ fn main() -> ExitCode {
     };
     // The progress line is for a person watching: not when the output goes to a file or a pipe.
     let progress = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
-    match runtime.block_on(run(&config, progress)) {
-        Ok(report) if json => match serde_json::to_string_pretty(&report) {
-            Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("sessiond-bench: cannot write the report: {error}");
-                ExitCode::FAILURE
-            }
-        },
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
+    let report = match runtime.block_on(run(&config, progress)) {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("sessiond-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => text + "\n",
+            Err(error) => {
+                eprintln!("sessiond-bench: cannot write the report: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        report.to_string()
+    };
+    // A reader that went away (`| head`) is not a failure of the run; `print!` would panic.
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("sessiond-bench: cannot write the report: {error}");
             ExitCode::FAILURE
         }
+        _ => ExitCode::SUCCESS,
     }
 }
