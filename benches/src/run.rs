@@ -100,6 +100,8 @@ struct Shared {
     recorder: Mutex<Recorder>,
     /// Measured replies so far (for the progress line).
     completed: AtomicU64,
+    /// Replies so far, warmup included (for the progress line's current rate).
+    replies: AtomicU64,
     /// Measured requests not yet claimed by a connection (`--requests`).
     tickets: AtomicU64,
     stop: Stop,
@@ -180,6 +182,7 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report, BenchError> 
     let shared = Arc::new(Shared {
         recorder: Mutex::new(Recorder::default()),
         completed: AtomicU64::new(0),
+        replies: AtomicU64::new(0),
         tickets: AtomicU64::new(match config.stop {
             Stop::Requests(n) => n,
             Stop::After(_) => 0,
@@ -425,6 +428,7 @@ async fn closed_loop(
             }
             conn.fill().await?;
         }
+        shared.replies.fetch_add(batch as u64, Ordering::Relaxed);
         if measured {
             shared.completed(batch as u64, Instant::now());
         }
@@ -505,6 +509,7 @@ async fn open_loop(
                 }
                 let arrived = Instant::now();
                 let mut replies = 0;
+                let mut all_replies = 0;
                 while let Some(frame) =
                     conn.decoder.decode(&mut conn.read).map_err(|source| BenchError::Protocol {
                         addr: addr.to_string(),
@@ -515,6 +520,7 @@ async fn open_loop(
                         return Err(BenchError::UnexpectedReply { addr: addr.to_string() });
                     };
                     let outcome = generator.on_reply(op, frame);
+                    all_replies += 1;
                     if measured {
                         replies += 1;
                         if samples.record(op, arrived.saturating_duration_since(intended), outcome) {
@@ -522,6 +528,7 @@ async fn open_loop(
                         }
                     }
                 }
+                shared.replies.fetch_add(all_replies, Ordering::Relaxed);
                 if replies > 0 {
                     shared.completed(replies, arrived);
                 }
@@ -550,11 +557,12 @@ async fn show_progress(shared: Arc<Shared>, stop: Stop) {
         ticker.tick().await;
         let now = Instant::now();
         let done = shared.completed.load(Ordering::Relaxed);
-        let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
-        last = (now, done);
+        let replies = shared.replies.load(Ordering::Relaxed);
+        let rate = (replies - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+        last = (now, replies);
         let line = if now < shared.measure_start {
             format!(
-                "warming up: {:.1} s left",
+                "warming up: {:.1} s left  {rate:.0} requests/s now",
                 (shared.measure_start - now).as_secs_f64()
             )
         } else {
