@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# compare-redis.sh — sessiond against redis-server on this machine, with the same clients, in
+# the same run.
+#
+# Starts redis-server (--save '' --appendonly no) and a release sessiond on free loopback
+# ports, then, for several rounds, runs against each server in turn:
+#   redis-benchmark -t set,get -c 50 -d 160 -r 100000 -n N -P 1   (and -P 16)
+#   sessiond-bench  set|get   -c 50 -d 160 -r 100000 -n N -P 1   (and -P 16)
+# The order of the two servers alternates from round to round. For every workload it prints
+# the median throughput on each server, the median of the per-round ratios sessiond/redis
+# (the machine is noisy; a ratio within one round compares like with like), and the median
+# p99 latency on each server. Both servers are stopped when the script exits, however it exits.
+#
+# Usage: benches/compare-redis.sh [--rounds N] [--requests N] [--no-build]
+#   --rounds N     rounds (default 3)
+#   --requests N   requests per run, for both tools (default 200000)
+#   --no-build     use the release binaries already in target/release
+# Needs: redis-server and redis-benchmark (Debian/Ubuntu: apt-get install redis-server
+# redis-tools), jq, and cargo unless --no-build.
+set -euo pipefail
+
+rounds=3
+requests=200000
+build=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --rounds) rounds="${2:?--rounds needs a number}"; shift 2 ;;
+        --requests) requests="${2:?--requests needs a number}"; shift 2 ;;
+        --no-build) build=0; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare-redis.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
+    esac
+done
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "compare-redis.sh: --rounds must be a positive number" >&2; exit 64; }
+[[ "$requests" =~ ^[1-9][0-9]*$ ]] || { echo "compare-redis.sh: --requests must be a positive number" >&2; exit 64; }
+
+# The neutral client's parameters (issue 5): 50 connections, 160-byte values, 100,000 keys.
+clients=50
+value_size=160
+keyspace=100000
+
+missing=()
+for tool in redis-server redis-benchmark redis-cli jq; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "compare-redis.sh: missing: ${missing[*]}" >&2
+    echo "  install them with: apt-get install redis-server redis-tools jq" >&2
+    exit 69
+fi
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [[ $build == 1 ]]; then
+    echo "== building sessiond and sessiond-bench (release)"
+    (cd "$root" && cargo build --release --quiet -p sessiond -p sessiond-bench)
+fi
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+sessiond="$target/sessiond"
+bench="$target/sessiond-bench"
+for binary in "$sessiond" "$bench"; do
+    [[ -x "$binary" ]] || { echo "compare-redis.sh: $binary not built (drop --no-build)" >&2; exit 69; }
+done
+
+work="$(mktemp -d)"
+redis_pid=""
+sessiond_pid=""
+cleanup() {
+    local pid
+    for pid in "$redis_pid" "$sessiond_pid"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A loopback port nothing listens on (a connection to it is refused).
+free_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    echo "compare-redis.sh: no free port found" >&2
+    exit 1
+}
+
+wait_ready() { # name port pid log
+    for _ in $(seq 100); do
+        if redis-cli -p "$2" PING 2>/dev/null | grep -q PONG; then
+            return
+        fi
+        if ! kill -0 "$3" 2>/dev/null; then
+            echo "compare-redis.sh: $1 exited at start; its log:" >&2
+            cat "$4" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "compare-redis.sh: $1 did not answer PING on port $2 within 10 s" >&2
+    exit 1
+}
+
+redis_port="$(free_port)"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no --logfile "$work/redis.log" &
+redis_pid=$!
+wait_ready redis-server "$redis_port" "$redis_pid" "$work/redis.log"
+
+sessiond_port="$(free_port)"
+while [[ "$sessiond_port" == "$redis_port" ]]; do sessiond_port="$(free_port)"; done
+"$sessiond" --port "$sessiond_port" --log-level warn 2>"$work/sessiond.log" &
+sessiond_pid=$!
+wait_ready sessiond "$sessiond_port" "$sessiond_pid" "$work/sessiond.log"
+
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //')"
+echo "== $(redis-server --version | cut -d' ' -f1-3) on port $redis_port; sessiond $("$sessiond" --version 2>/dev/null | awk '{print $NF}') on port $sessiond_port"
+echo "== $rounds rounds of $requests requests per run, -c $clients -d $value_size -r $keyspace"
+
+# results: one line per run: workload server rps p99_ms
+results="$work/results"
+: >"$results"
+
+run_redis_benchmark() { # server port pipeline
+    local csv
+    csv="$(redis-benchmark -h 127.0.0.1 -p "$2" -t set,get -c "$clients" -d "$value_size" \
+        -r "$keyspace" -n "$requests" -P "$3" --csv 2>/dev/null)"
+    # "SET","81037.28","avg","min","p50","p95","p99","max"
+    awk -F'","' -v server="$1" -v p="$3" '
+        /^"(SET|GET)"/ { gsub(/"/, "", $1); gsub(/"/, "", $7);
+                         printf "redis-benchmark_%s_-P_%s %s %s %s\n", $1, p, server, $2, $7 }' \
+        <<<"$csv" >>"$results"
+}
+
+run_sessiond_bench() { # server port pipeline workload
+    local json
+    json="$("$bench" "$4" --host 127.0.0.1 --port "$2" -c "$clients" -d "$value_size" \
+        -r "$keyspace" -n "$requests" -P "$3" --json)"
+    if [[ "$(jq .errors <<<"$json")" != 0 ]]; then
+        echo "compare-redis.sh: sessiond-bench $4 against $1 had errors: $(jq -r .first_error <<<"$json")" >&2
+    fi
+    jq -r --arg name "sessiond-bench_${4^^}_-P_$3" --arg server "$1" \
+        '"\($name) \($server) \(.throughput_rps) \(.latency_ms.p99)"' <<<"$json" >>"$results"
+}
+
+one_server() { # server port pipeline
+    redis-cli -p "$2" FLUSHALL >/dev/null
+    run_redis_benchmark "$1" "$2" "$3"
+    run_sessiond_bench "$1" "$2" "$3" set
+    run_sessiond_bench "$1" "$2" "$3" get
+}
+
+for round in $(seq "$rounds"); do
+    for pipeline in 1 16; do
+        if (( round % 2 )); then
+            order="redis sessiond"
+        else
+            order="sessiond redis"
+        fi
+        for server in $order; do
+            if [[ $server == redis ]]; then port=$redis_port; else port=$sessiond_port; fi
+            echo "-- round $round/$rounds, -P $pipeline, $server"
+            one_server "$server" "$port" "$pipeline"
+        done
+    done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo
+printf '%-30s %12s %12s %8s %11s %11s\n' "workload" "redis rps" "sessiond rps" "ratio" "redis p99" "sessiond p99"
+for workload in $(awk '{ print $1 }' "$results" | awk '!seen[$0]++'); do
+    redis_rps="$(awk -v w="$workload" '$1 == w && $2 == "redis" { print $3 }' "$results" | median)"
+    sessiond_rps="$(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $3 }' "$results" | median)"
+    redis_p99="$(awk -v w="$workload" '$1 == w && $2 == "redis" { print $4 }' "$results" | median)"
+    sessiond_p99="$(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $4 }' "$results" | median)"
+    # Pairwise: the i-th sessiond run against the i-th redis run of the same workload (same round).
+    ratio="$(paste <(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $3 }' "$results") \
+                   <(awk -v w="$workload" '$1 == w && $2 == "redis" { print $3 }' "$results") |
+             awk '$2 > 0 { print $1 / $2 }' | median)"
+    printf '%-30s %12.0f %12.0f %8.2f %9.3fms %9.3fms\n' "${workload//_/ }" \
+        "$redis_rps" "$sessiond_rps" "$ratio" "$redis_p99" "$sessiond_p99"
+done
+echo
+echo "ratio: median over rounds of sessiond rps / redis rps in the same round (> 1: sessiond faster)"
+echo "p99: median over rounds, milliseconds"
