@@ -108,7 +108,7 @@ fn frame_encoding(c: &mut Criterion) {
     group.finish();
 }
 
-fn reply_decoding(c: &mut Criterion) {
+fn client_side(c: &mut Criterion) {
     let mut wire = BytesMut::new();
     for i in 0..PIPELINE {
         let reply = if i % 2 == 0 {
@@ -118,9 +118,10 @@ fn reply_decoding(c: &mut Criterion) {
         };
         reply.encode(ProtocolVersion::Resp2, &mut wire);
     }
-    let mut group = c.benchmark_group("frame_decoder");
+    // The client side: what sessiond-bench and the client crate do per request.
+    let mut group = c.benchmark_group("client");
     group.throughput(Throughput::Elements(PIPELINE as u64));
-    group.bench_function("pipeline_16_ok_bulk", |b| {
+    group.bench_function("decode_pipeline_16_ok_bulk", |b| {
         let mut decoder = FrameDecoder::default();
         b.iter_batched_ref(
             || wire.clone(),
@@ -132,7 +133,7 @@ fn reply_decoding(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
-    group.bench_function("command_encode_set_160", |b| {
+    group.bench_function("encode_command_set_160", |b| {
         let mut out = BytesMut::with_capacity(512);
         let key = format!("sess:{:032x}", 7);
         b.iter(|| {
@@ -144,5 +145,5 @@ fn reply_decoding(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_decoding, frame_encoding, reply_decoding);
+criterion_group!(benches, request_decoding, frame_encoding, client_side);
 criterion_main!(benches);
