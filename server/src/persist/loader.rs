@@ -1,7 +1,7 @@
-//! Reading a snapshot: first verify the whole file (framing, record count, checksum) without
-//! touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
-//! error naming the file and the byte offset, before anything is loaded; the server does not
-//! start on it.
+//! Reading a snapshot: first verify the whole file (framing, that every record decodes, record
+//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt
+//! or bad-checksum file is an error naming the file and the byte offset, before anything is
+//! loaded; the server does not start on it.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -199,8 +199,12 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 
 /// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
+///
+/// The verification pass decodes every record too (and drops it): a file whose framing and
+/// checksum are right can still hold a record that does not decode, and finding that only while
+/// applying would leave the records before it in the store.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    walk(path, |_, _| Ok(()))?;
+    walk(path, |frame, offset| decode(frame, offset, path).map(drop))?;
     let now_ms = store.now_ms();
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
