@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use sessiond::persist::format::{Record, FORMAT_VERSION, MAGIC};
+use sessiond::persist::format::{Record, FORMAT_VERSION, MAGIC, MAX_FRAME};
 use sessiond::persist::loader;
 use sessiond::{Clock, Store};
 
@@ -84,5 +84,44 @@ fn a_record_that_does_not_decode_after_good_ones_loads_nothing() {
         loader::check(&file.0, NOW_MS).unwrap_err().to_string(),
         error.to_string(),
         "check-snapshot rejects it the same way"
+    );
+}
+
+/// The process's peak resident memory, in KiB (Linux's `VmHWM`).
+#[cfg(target_os = "linux")]
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Found by `snapshot_loader` (an out-of-memory report under `-rss_limit_mb=512`): a record
+/// length is trusted up to `MAX_FRAME` (1 GiB), and the loader grew its buffer to that length
+/// before reading, so a 40-byte file claiming a 1 GiB record made it allocate and zero 1 GiB only
+/// to report a truncated file. The length is now checked against the file's size first.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_huge_record_length_in_a_small_file_is_refused_without_allocating_it() {
+    let mut file = header();
+    file.extend_from_slice(&MAX_FRAME.to_le_bytes());
+    file.extend_from_slice(b"a few bytes, not a GiB");
+    let file = TempFile::new("huge-length", &file);
+    let before_kib = peak_rss_kib();
+
+    let store = Store::new(Clock::manual(NOW_MS).0);
+    let error = loader::load(&file.0, &store).unwrap_err();
+    assert_eq!(error.offset, 20, "{error}");
+    assert_eq!(
+        error.problem,
+        format!("a record of {MAX_FRAME} bytes runs past the end (truncated or corrupt file)")
+    );
+    assert!(store.is_empty());
+    loader::check(&file.0, NOW_MS).unwrap_err();
+
+    let grown_mib = peak_rss_kib().saturating_sub(before_kib) / 1024;
+    assert!(
+        grown_mib < 256,
+        "loading a {}-byte file raised peak memory by {grown_mib} MiB",
+        file.0.metadata().unwrap().len()
     );
 }

@@ -79,6 +79,10 @@ fn walk(
         problem,
     };
     let file = File::open(path).map_err(|e| fail(0, format!("cannot open: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| fail(0, format!("cannot read metadata: {e}")))?
+        .len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut crc = crc32fast::Hasher::new();
     let mut header = [0u8; HEADER_LEN];
@@ -117,13 +121,19 @@ fn walk(
         if len > MAX_FRAME {
             return Err(fail(offset, format!("corrupt record length {len}")));
         }
+        let past_the_end = || {
+            fail(
+                offset,
+                format!("a record of {len} bytes runs past the end (truncated or corrupt file)"),
+            )
+        };
+        // Checked before the buffer grows: a corrupt length must not make a small file cost
+        // up to MAX_FRAME bytes of memory.
+        if offset + 4 + u64::from(len) > size {
+            return Err(past_the_end());
+        }
         frame.resize(len as usize, 0);
-        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|mut e| {
-            e.problem =
-                format!("a record of {len} bytes runs past the end (truncated or corrupt file)");
-            e.offset = offset;
-            e
-        })?;
+        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|_| past_the_end())?;
         crc.update(&frame);
         each(&frame, offset)?;
         records += 1;
