@@ -143,6 +143,8 @@ impl RequestDecoder {
             return Ok(None);
         };
         if buf.len() < cr + 2 {
+            // The CR is in but not its LF: still input held for an incomplete command.
+            check_query_buffer(buf.len(), &self.limits)?;
             return Ok(None);
         }
         let number = parse_i64(&buf[1..cr]).ok_or(());

@@ -1,7 +1,7 @@
-//! Reading a snapshot: first verify the whole file (framing, record count, checksum) without
-//! touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
-//! error naming the file and the byte offset, before anything is loaded; the server does not
-//! start on it.
+//! Reading a snapshot: first verify the whole file (framing, that every record decodes, record
+//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt
+//! or bad-checksum file is an error naming the file and the byte offset, before anything is
+//! loaded; the server does not start on it.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -79,6 +79,10 @@ fn walk(
         problem,
     };
     let file = File::open(path).map_err(|e| fail(0, format!("cannot open: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| fail(0, format!("cannot read metadata: {e}")))?
+        .len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut crc = crc32fast::Hasher::new();
     let mut header = [0u8; HEADER_LEN];
@@ -117,13 +121,19 @@ fn walk(
         if len > MAX_FRAME {
             return Err(fail(offset, format!("corrupt record length {len}")));
         }
+        let past_the_end = || {
+            fail(
+                offset,
+                format!("a record of {len} bytes runs past the end (truncated or corrupt file)"),
+            )
+        };
+        // Checked before the buffer grows: a corrupt length must not make a small file cost
+        // up to MAX_FRAME bytes of memory.
+        if offset + 4 + u64::from(len) > size {
+            return Err(past_the_end());
+        }
         frame.resize(len as usize, 0);
-        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|mut e| {
-            e.problem =
-                format!("a record of {len} bytes runs past the end (truncated or corrupt file)");
-            e.offset = offset;
-            e
-        })?;
+        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|_| past_the_end())?;
         crc.update(&frame);
         each(&frame, offset)?;
         records += 1;
@@ -199,8 +209,12 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 
 /// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
+///
+/// The verification pass decodes every record too (and drops it): a file whose framing and
+/// checksum are right can still hold a record that does not decode, and finding that only while
+/// applying would leave the records before it in the store.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    walk(path, |_, _| Ok(()))?;
+    walk(path, |frame, offset| decode(frame, offset, path).map(drop))?;
     let now_ms = store.now_ms();
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {

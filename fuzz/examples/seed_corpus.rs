@@ -1,0 +1,247 @@
+//! Writes the seed corpus of every fuzz target into `fuzz/corpus/<target>/seed-*`.
+//!
+//! The seeds are small real inputs made with the project's own encoders and snapshot writer
+//! rather than by hand, so they stay valid as the formats change: rerun this after changing the
+//! wire protocol, the command table or the snapshot format.
+//!
+//! ```sh
+//! cargo run --manifest-path fuzz/Cargo.toml --example seed_corpus
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sessiond::persist::format::Record;
+use sessiond::persist::writer;
+use sessiond::{Clock, Store};
+use sessiond_protocol::{cmd::COMMANDS, ClientCodec, Frame, ProtocolVersion};
+
+/// The snapshot_loader target's fixed "now"; the seed snapshot's deadlines are after it.
+const NOW_MS: u64 = 1_767_225_600_000;
+
+fn corpus(target: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
+    fs::create_dir_all(&dir).expect("create the corpus directory");
+    for entry in fs::read_dir(&dir)
+        .expect("read the corpus directory")
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with("seed-") {
+            fs::remove_file(entry.path()).expect("remove an old seed");
+        }
+    }
+    dir
+}
+
+/// Writes `bytes` as `seed-<name>`, with any character that is awkward in a file name replaced.
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    let name: String = name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    fs::write(dir.join(format!("seed-{name}")), bytes).expect("write a seed");
+}
+
+fn commands(commands: &[&[&str]]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for args in commands {
+        ClientCodec::encode_command(args, &mut out);
+    }
+    out
+}
+
+/// A split point prefix (little-endian u16) followed by `stream`, for the decoder targets.
+fn split_at(at: u16, stream: &[u8]) -> Vec<u8> {
+    let mut input = at.to_le_bytes().to_vec();
+    input.extend_from_slice(stream);
+    input
+}
+
+fn request_seeds() {
+    let dir = corpus("request_decoder");
+    let pipeline = commands(&[
+        &["SET", "sess:1", "{\"user\":\"ada\"}", "EX", "1800"],
+        &["GET", "sess:1"],
+        &["MGET", "sess:1", "sess:2"],
+        &["PING"],
+    ]);
+    write(&dir, "pipeline", &split_at(0, &pipeline));
+    write(&dir, "pipeline-split", &split_at(23, &pipeline));
+    let session = commands(&[
+        &["HELLO", "3"],
+        &["SESSION.CREATE", "USER", "ada", "DATA", "cart", "[]"],
+        &["SESSION.SET", "id", "IFVERSION", "1", "cart", "[\"book\"]"],
+    ]);
+    write(&dir, "session", &split_at(9, &session));
+    write(
+        &dir,
+        "inline",
+        &split_at(6, b"PING\r\nSET k \"a b\\x41\"\r\nGET 'k'\n\r\n"),
+    );
+    // Empty and null multibulks are skipped, as Redis skips them.
+    let mut skipped = b"*0\r\n*-1\r\n".to_vec();
+    skipped.extend_from_slice(&commands(&[&["PING"]]));
+    write(&dir, "skipped", &split_at(3, &skipped));
+}
+
+fn frame_seeds() {
+    let dir = corpus("frame_decoder");
+    let replies = [
+        Frame::ok(),
+        Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        Frame::Integer(-42),
+        Frame::bulk("hello"),
+        Frame::Null,
+        Frame::NullArray,
+        Frame::Map(vec![
+            (Frame::bulk("user"), Frame::bulk("ada")),
+            (Frame::bulk("version"), Frame::Integer(1)),
+        ]),
+        Frame::Set(vec![Frame::bulk("a"), Frame::Boolean(true)]),
+        Frame::Double(1.5),
+        Frame::Double(f64::NEG_INFINITY),
+        Frame::BigNumber(Bytes::from_static(
+            b"-3492890328409238509324850943850943825024385",
+        )),
+        Frame::Verbatim {
+            format: *b"txt",
+            data: Bytes::from_static(b"# Server\r\nredis_version:7.0.0\r\n"),
+        },
+        Frame::Push(vec![
+            Frame::bulk("message"),
+            Frame::Array(vec![Frame::Null]),
+        ]),
+    ];
+    for (version, name) in [
+        (ProtocolVersion::Resp3, "resp3"),
+        (ProtocolVersion::Resp2, "resp2"),
+    ] {
+        let mut all = BytesMut::new();
+        for reply in &replies {
+            reply.encode(version, &mut all);
+        }
+        write(&dir, &format!("{name}-replies"), &split_at(0, &all));
+        write(&dir, &format!("{name}-replies-split"), &split_at(17, &all));
+    }
+    // Frame has no attribute variant: a reply annotated with one, as RESP3 allows.
+    let mut attributed = b"|1\r\n+ttl\r\n:3\r\n".to_vec();
+    attributed.extend_from_slice(&Frame::Integer(42).to_bytes(ProtocolVersion::Resp3));
+    write(&dir, "attribute", &split_at(0, &attributed));
+}
+
+fn command_seeds() {
+    let dir = corpus("command_parse");
+    // Every command in the table with as many placeholder arguments as its arity asks for.
+    for spec in COMMANDS {
+        let extra = spec.arity.unsigned_abs().saturating_sub(1) as usize;
+        let args: Vec<&[u8]> = std::iter::once(spec.name.as_bytes())
+            .chain(std::iter::repeat_n(&b"1"[..], extra))
+            .collect();
+        write(&dir, &format!("table-{}", spec.name), &args.join(&0u8));
+    }
+    // Options, which placeholders do not reach.
+    let full: &[&[&str]] = &[
+        &["SET", "k", "v", "NX", "GET", "PX", "100"],
+        &["SET", "k", "v", "XX", "KEEPTTL"],
+        &["GETEX", "k", "PERSIST"],
+        &["EXPIRE", "k", "10", "GT"],
+        &[
+            "SCAN", "0", "MATCH", "sess:*", "COUNT", "10", "TYPE", "session",
+        ],
+        &[
+            "SESSION.CREATE",
+            "USER",
+            "ada",
+            "IDLE",
+            "1000",
+            "ABSOLUTE",
+            "5000",
+            "DATA",
+            "f",
+            "v",
+        ],
+        &["SESSION.SET", "id", "IFVERSION", "1", "f", "v"],
+        &["SESSION.DESTROYALL", "ada", "EXCEPT", "id"],
+        &["CLIENT", "SETNAME", "web-1"],
+        &["HELLO", "3", "AUTH", "default", "pw", "SETNAME", "web-1"],
+    ];
+    for args in full {
+        write(
+            &dir,
+            &format!("options-{}", args.join("-").to_lowercase()),
+            args.join("\0").as_bytes(),
+        );
+    }
+}
+
+fn snapshot_seeds() {
+    let dir = corpus("snapshot_loader");
+    let (clock, _manual) = Clock::manual(NOW_MS);
+    let store = Store::new(clock);
+    let b = Bytes::from_static;
+    let records = [
+        Record::String {
+            key: b(b"plain"),
+            value: b(b"value"),
+            expires_at_ms: 0,
+        },
+        Record::String {
+            key: b(b"sess:4f1c2a"),
+            value: b(b"{\"user\":\"ada\",\"cart\":[]}"),
+            expires_at_ms: NOW_MS + 1_800_000,
+        },
+        Record::Hash {
+            key: b(b"h"),
+            fields: vec![(b(b"f"), b(b"1"))],
+            expires_at_ms: 0,
+        },
+        Record::Session {
+            id: b(b"Zr4kPq1xW0sLm9Tg7aYb2Nc5Vd8Ue3Hf6Jo1Ki4Ml7Q"),
+            user: Some(b(b"ada")),
+            fields: vec![(b(b"cart"), b(b"[]"))],
+            created_ms: NOW_MS - 1000,
+            last_access_ms: NOW_MS - 500,
+            idle_ms: 1_800_000,
+            absolute_ms: 28_800_000,
+            version: 3,
+        },
+    ];
+    for record in records {
+        store.restore(record, NOW_MS);
+    }
+    let scratch = std::env::temp_dir().join(format!("sessiond-seed-{}", std::process::id()));
+    fs::create_dir_all(&scratch).expect("create a scratch directory");
+    for (name, store) in [
+        ("small", &store),
+        ("empty", &Store::new(Clock::manual(NOW_MS).0)),
+    ] {
+        let path = scratch.join(format!("{name}.sdb"));
+        writer::write_snapshot(store, &path, Duration::ZERO).expect("write a snapshot");
+        let file = fs::read(&path).expect("read the snapshot back");
+        // Mode 0: the file as it is; mode 1: the harness repairs its framing and trailer.
+        for mode in [0u8, 1] {
+            let mut input = vec![mode];
+            input.extend_from_slice(&file);
+            write(&dir, &format!("{name}-mode{mode}"), &input);
+        }
+    }
+    fs::remove_dir_all(&scratch).expect("remove the scratch directory");
+}
+
+fn main() {
+    request_seeds();
+    frame_seeds();
+    command_seeds();
+    snapshot_seeds();
+    println!(
+        "seed corpus written under {}/corpus",
+        env!("CARGO_MANIFEST_DIR")
+    );
+}
