@@ -1,5 +1,5 @@
-//! Reading a snapshot: first verify the whole file (framing, record count, checksum) without
-//! touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
+//! Reading a snapshot: first verify the whole file (framing, that every record decodes, record
+//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
 //! error naming the file and the byte offset, before anything is loaded; the server does not
 //! start on it.
 
@@ -79,6 +79,10 @@ fn walk(
         problem,
     };
     let file = File::open(path).map_err(|e| fail(0, format!("cannot open: {e}")))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| fail(0, format!("cannot read metadata: {e}")))?
+        .len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut crc = crc32fast::Hasher::new();
     let mut header = [0u8; HEADER_LEN];
@@ -117,13 +121,19 @@ fn walk(
         if len > MAX_FRAME {
             return Err(fail(offset, format!("corrupt record length {len}")));
         }
+        let past_the_end = || {
+            fail(
+                offset,
+                format!("a record of {len} bytes runs past the end (truncated or corrupt file)"),
+            )
+        };
+        // A corrupt length must not make the loader allocate (up to MAX_FRAME) more than the
+        // file holds before it finds out.
+        if offset + 4 + u64::from(len) > file_len {
+            return Err(past_the_end());
+        }
         frame.resize(len as usize, 0);
-        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|mut e| {
-            e.problem =
-                format!("a record of {len} bytes runs past the end (truncated or corrupt file)");
-            e.offset = offset;
-            e
-        })?;
+        read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|_| past_the_end())?;
         crc.update(&frame);
         each(&frame, offset)?;
         records += 1;
@@ -167,9 +177,17 @@ fn decode(frame: &[u8], offset: u64, path: &Path) -> Result<Record, SnapshotErro
     })
 }
 
+/// The verification pass: framing, record count and checksum, and that every record decodes —
+/// a record that does not decode under a valid checksum (a writer bug, a newer build's record
+/// kind) must be found before the first record is applied, or the store would be left half
+/// loaded.
+fn verify(path: &Path) -> Result<(), SnapshotError> {
+    walk(path, |frame, offset| decode(frame, offset, path).map(drop)).map(drop)
+}
+
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
-    walk(path, |_, _| Ok(()))?;
+    verify(path)?;
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
         let record = decode(frame, offset, path)?;
@@ -200,7 +218,7 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 /// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    walk(path, |_, _| Ok(()))?;
+    verify(path)?;
     let now_ms = store.now_ms();
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
