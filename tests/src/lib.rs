@@ -249,3 +249,18 @@ pub fn error_text(frame: &Frame) -> String {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// The value of `name` in INFO text.
+pub fn info_field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in INFO:\n{info}"))
+        .to_owned()
+}
+
+/// The value of the numeric field `name` in INFO text.
+pub fn info_number(info: &str, name: &str) -> u64 {
+    info_field(info, name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in INFO:\n{info}"))
+}

@@ -90,9 +90,15 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     section("persistence", "Persistence", &|out| {
         let persistence = &shared.persistence;
         let status = persistence.status();
-        let current = status.current_started_ms.map_or(-1, |started| {
-            (store.now_ms().saturating_sub(started) / 1000) as i64
-        });
+        // Both fields from one reading: a BGSAVE is claimed (in progress) before its thread
+        // records its start, and a save clears its start before it releases the claim; in
+        // those moments the save is in progress for 0 s, not "none running" (-1).
+        let in_progress = persistence.in_progress();
+        let current = match (in_progress, status.current_started_ms) {
+            (false, _) => -1,
+            (true, None) => 0,
+            (true, Some(started)) => (store.now_ms().saturating_sub(started) / 1000) as i64,
+        };
         let _ = write!(
             out,
             "loading:0\r\nasync_loading:0\r\npersistence_enabled:{}\r\nsnapshot_file:{}\r\n\
@@ -106,7 +112,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
                 .map(|c| c.path().display().to_string())
                 .unwrap_or_default(),
             persistence.changes_since_save(),
-            u8::from(persistence.in_progress()),
+            u8::from(in_progress),
             status.saves,
             status.last_save_unix_s,
             if status.last_ok { "ok" } else { "err" },

@@ -1,7 +1,7 @@
 //! Reading a snapshot: first verify the whole file (framing, that every record decodes, record
-//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt
-//! or bad-checksum file is an error naming the file and the byte offset, before anything is
-//! loaded; the server does not start on it.
+//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
+//! error naming the file and the byte offset, before anything is loaded; the server does not
+//! start on it.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -79,7 +79,7 @@ fn walk(
         problem,
     };
     let file = File::open(path).map_err(|e| fail(0, format!("cannot open: {e}")))?;
-    let size = file
+    let file_len = file
         .metadata()
         .map_err(|e| fail(0, format!("cannot read metadata: {e}")))?
         .len();
@@ -127,9 +127,9 @@ fn walk(
                 format!("a record of {len} bytes runs past the end (truncated or corrupt file)"),
             )
         };
-        // Checked before the buffer grows: a corrupt length must not make a small file cost
-        // up to MAX_FRAME bytes of memory.
-        if offset + 4 + u64::from(len) > size {
+        // A corrupt length must not make the loader allocate (up to MAX_FRAME) more than the
+        // file holds before it finds out.
+        if offset + 4 + u64::from(len) > file_len {
             return Err(past_the_end());
         }
         frame.resize(len as usize, 0);
@@ -177,9 +177,17 @@ fn decode(frame: &[u8], offset: u64, path: &Path) -> Result<Record, SnapshotErro
     })
 }
 
+/// The verification pass: framing, record count and checksum, and that every record decodes —
+/// a record that does not decode under a valid checksum (a writer bug, a newer build's record
+/// kind) must be found before the first record is applied, or the store would be left half
+/// loaded.
+fn verify(path: &Path) -> Result<(), SnapshotError> {
+    walk(path, |frame, offset| decode(frame, offset, path).map(drop)).map(drop)
+}
+
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
-    walk(path, |_, _| Ok(()))?;
+    verify(path)?;
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
         let record = decode(frame, offset, path)?;
@@ -209,12 +217,8 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 
 /// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
-///
-/// The verification pass decodes every record too (and drops it): a file whose framing and
-/// checksum are right can still hold a record that does not decode, and finding that only while
-/// applying would leave the records before it in the store.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    walk(path, |frame, offset| decode(frame, offset, path).map(drop))?;
+    verify(path)?;
     let now_ms = store.now_ms();
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {

@@ -10,7 +10,9 @@ use bytes::BytesMut;
 use redis::Value;
 use sessiond::Config;
 use sessiond_protocol::{Frame, FrameDecoder};
-use sessiond_tests::{error_text, RawClient, TestServer, CLOCK_START_MS, IO_TIMEOUT};
+use sessiond_tests::{
+    error_text, info_field, info_number, RawClient, TestServer, CLOCK_START_MS, IO_TIMEOUT,
+};
 
 /// A raw peer that also checks replies byte for byte, where the decoded frames of two protocol
 /// versions would look alike (`$-1` and `_` both decode to [`Frame::Null`]).
@@ -104,20 +106,6 @@ fn call(raw: &mut RawClient, args: &[&str]) -> Frame {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
     raw.command(&args);
     raw.reply()
-}
-
-/// The value of `name` in INFO text.
-fn info_field(info: &str, name: &str) -> String {
-    info.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {name} in INFO:\n{info}"))
-        .to_owned()
-}
-
-fn info_number(info: &str, name: &str) -> u64 {
-    info_field(info, name)
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} is not a number in INFO:\n{info}"))
 }
 
 #[test]

@@ -3,10 +3,12 @@
 
 mod binary;
 mod connection;
+mod daemon;
 mod expiry;
 mod hashes;
 mod keys;
 mod malformed;
+mod persistence;
 mod security;
 mod sessions;
 mod smoke;
