@@ -4,6 +4,7 @@
 mod binary;
 mod connection;
 mod expiry;
+mod fuzz_live;
 mod hashes;
 mod keys;
 mod malformed;
