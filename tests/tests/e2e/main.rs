@@ -5,6 +5,7 @@ mod binary;
 mod connection;
 mod daemon;
 mod expiry;
+mod fuzz_live;
 mod hashes;
 mod keys;
 mod malformed;
