@@ -14,3 +14,4 @@ mod security;
 mod sessions;
 mod smoke;
 mod strings;
+mod words;

@@ -3,63 +3,13 @@
 //! GETDEL, MGET, MSET, APPEND, STRLEN, the INCR family, binary safety, large values and a long
 //! pipeline. Time only moves with the manual clock, so nothing here sleeps.
 
-use redis::{Connection, RedisError, Value};
+use redis::Value;
 use sessiond_tests::TestServer;
 
-/// Runs `test` once per protocol version, each time on a fresh server with a manual clock.
-fn each_protocol(test: impl Fn(&TestServer, &mut Connection)) {
-    for resp3 in [false, true] {
-        // Captured, and shown only when the test fails: it says which protocol broke.
-        eprintln!("protocol: {}", if resp3 { "RESP3" } else { "RESP2" });
-        let server = TestServer::with_manual_clock();
-        let mut con = server.connect(resp3);
-        test(&server, &mut con);
-    }
-}
-
-/// A command from space-separated words.
-fn cmd(line: &str) -> redis::Cmd {
-    let mut cmd = redis::Cmd::new();
-    for word in line.split(' ') {
-        cmd.arg(word);
-    }
-    cmd
-}
-
-/// The reply to `line`, which must not be an error.
-fn query(con: &mut Connection, line: &str) -> Value {
-    cmd(line)
-        .query(con)
-        .unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-/// The whole error line (`ERR syntax error`) that `line` is answered with.
-fn error(con: &mut Connection, line: &str) -> String {
-    match cmd(line).query::<Value>(con) {
-        Ok(value) => panic!("{line}: expected an error, got {value:?}"),
-        Err(e) => error_line(&e),
-    }
-}
-
-/// The error line as the server sent it: the code, a space, the detail.
-fn error_line(e: &RedisError) -> String {
-    match (e.code(), e.detail()) {
-        (Some(code), Some(detail)) => format!("{code} {detail}"),
-        _ => panic!("not an error reply from the server: {e}"),
-    }
-}
+use super::words::{each_protocol, error, forward, query};
 
 fn bulk(text: &str) -> Value {
     Value::BulkString(text.as_bytes().to_vec())
-}
-
-/// Moves the manual clock; expired keys then vanish from every command's view at once.
-fn forward(server: &TestServer, ms: u64) {
-    server
-        .clock
-        .as_ref()
-        .expect("server started with a manual clock")
-        .advance(ms);
 }
 
 fn now_s(server: &TestServer) -> u64 {
