@@ -96,6 +96,7 @@ fn strings(c: &mut Criterion) {
 
 fn new_session(user: Option<Bytes>) -> NewSession {
     NewSession {
+        prefix: Bytes::new(),
         user,
         idle_ms: 30 * 60 * 1000,
         absolute_ms: 8 * 3600 * 1000,

@@ -30,6 +30,7 @@ pub struct ClientState {
 #[derive(Debug, Default, Clone)]
 struct Names {
     name: String,
+    user: String,
     lib_name: String,
     lib_ver: String,
 }
@@ -52,6 +53,11 @@ impl ClientState {
     /// Sets or clears (empty) the connection name.
     pub fn set_name(&self, name: String) {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).name = name;
+    }
+
+    /// Records the user the connection authenticated as.
+    pub fn set_user(&self, user: String) {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).user = user;
     }
 
     /// The connection name; empty when unset.
@@ -85,7 +91,7 @@ impl ClientState {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.peer,
             self.local,
@@ -93,6 +99,11 @@ impl ClientState {
             age.as_secs(),
             idle_s,
             command,
+            if names.user.is_empty() {
+                "default"
+            } else {
+                &names.user
+            },
             self.resp.load(Ordering::Relaxed),
             names.lib_name,
             names.lib_ver,

@@ -10,7 +10,9 @@ use clap::Parser;
 use serde::Deserialize;
 use sessiond_protocol::Limits;
 
-use crate::auth::Secret;
+use bytes::Bytes;
+
+use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
 use crate::clock::Clock;
 use crate::persist::PersistConfig;
 
@@ -138,6 +140,30 @@ pub struct RawConfig {
     /// Log line format: `text` or `json` [default: text].
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
     pub log_format: Option<String>,
+
+    /// Named users, from the config file only (`[[user]]` tables).
+    #[arg(skip)]
+    #[serde(default, rename = "user")]
+    pub users: Vec<RawUser>,
+}
+
+/// One `[[user]]` table of the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawUser {
+    /// The name clients give to AUTH.
+    pub name: String,
+    /// SHA-256 of the password, 64 hex digits (`sessiond hash-password` prints it).
+    pub password_sha256: String,
+    /// Glob patterns of the keys the user may touch (`*`: every key).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Command categories: `read`, `write`, `session`, `admin`, or `all`.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Prefix of the session IDs the user creates, e.g. `sess:app1:`.
+    #[serde(default)]
+    pub session_prefix: String,
 }
 
 /// Tools the binary runs instead of the server.
@@ -149,6 +175,9 @@ pub enum Tool {
         /// The snapshot file.
         file: PathBuf,
     },
+    /// Read a password from standard input (one line) and print its SHA-256 digest, for the
+    /// `password-sha256` of a `[[user]]` in the config file.
+    HashPassword,
 }
 
 /// How log lines are written.
@@ -170,8 +199,10 @@ pub struct Config {
     pub port: u16,
     /// Most simultaneous clients.
     pub maxclients: usize,
-    /// The `default` user's password; `None`: no authentication.
+    /// The `default` user's password; `None`: no authentication (unless named users exist).
     pub requirepass: Option<Secret>,
+    /// Named users (the config file's `[[user]]` tables).
+    pub users: Vec<User>,
     /// Whether a non-loopback bind without a password is refused.
     pub protected_mode: bool,
     /// Idle clients are closed after this long; `None`: never.
@@ -210,6 +241,7 @@ impl Default for Config {
             port: 6380,
             maxclients: 10_000,
             requirepass: None,
+            users: Vec::new(),
             protected_mode: true,
             idle_timeout: None,
             output_limit: None,
@@ -320,6 +352,11 @@ impl RawConfig {
                 .or(fallback.debug_snapshot_shard_delay),
             log_level: self.log_level.or(fallback.log_level),
             log_format: self.log_format.or(fallback.log_format),
+            users: if self.users.is_empty() {
+                fallback.users
+            } else {
+                self.users
+            },
         }
     }
 
@@ -397,12 +434,13 @@ impl RawConfig {
                 })
             }
         };
-        if protected_mode && requirepass.is_none() && !bind.is_loopback() {
+        let users = users(self.users)?;
+        if protected_mode && requirepass.is_none() && users.is_empty() && !bind.is_loopback() {
             return Err(ConfigError::Invalid {
                 setting: "bind",
                 value: bind.to_string(),
                 reason: "protected mode: refusing to accept connections from the network without \
-                         a password; set --requirepass (or SESSIOND_PASSWORD, --requirepass-file), \
+                         a password; set --requirepass or named users (or SESSIOND_PASSWORD, --requirepass-file), \
                          bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
                          port"
                     .to_owned(),
@@ -437,6 +475,7 @@ impl RawConfig {
             bind,
             port: self.port.unwrap_or(defaults.port),
             requirepass,
+            users,
             protected_mode,
             idle_timeout,
             output_limit,
@@ -481,6 +520,129 @@ impl RawConfig {
             clock: defaults.clock,
         })
     }
+}
+
+/// The longest session-ID prefix.
+const MAX_SESSION_PREFIX: usize = 64;
+
+/// Validates the `[[user]]` tables.
+fn users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
+    let mut users: Vec<User> = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let invalid = |setting: &'static str, reason: String| ConfigError::Invalid {
+            setting,
+            value: raw.name.clone(),
+            reason,
+        };
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
+        if !name_ok {
+            return Err(invalid(
+                "user.name",
+                "a user name is letters, digits and _ - . @".to_owned(),
+            ));
+        }
+        if raw.name == "default" {
+            return Err(invalid(
+                "user.name",
+                "the default user is the --requirepass one; give this user another name".to_owned(),
+            ));
+        }
+        if users.iter().any(|u| u.name == raw.name) {
+            return Err(invalid("user.name", "the user is defined twice".to_owned()));
+        }
+        let digest = parse_sha256(&raw.password_sha256).ok_or_else(|| {
+            invalid(
+                "user.password-sha256",
+                "expected the password's SHA-256 digest as 64 hex digits \
+                 (`sessiond hash-password` prints it)"
+                    .to_owned(),
+            )
+        })?;
+        let keys = if raw.keys.iter().any(|k| k == "*") {
+            KeyPatterns::All
+        } else {
+            KeyPatterns::Only(raw.keys.iter().map(|k| Bytes::from(k.clone())).collect())
+        };
+        let mut categories = Categories::default();
+        for name in &raw.categories {
+            if name == "all" {
+                categories = Categories::ALL;
+                continue;
+            }
+            let category = Category::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        "user.categories",
+                        format!("unknown category {name:?}; expected read, write, session, admin or all"),
+                    )
+                })?;
+            categories = categories.with(category);
+        }
+        let prefix = raw.session_prefix.as_bytes();
+        if prefix.len() > MAX_SESSION_PREFIX
+            || prefix
+                .iter()
+                .any(|b| !b.is_ascii_graphic() || b"\",;\\".contains(b))
+        {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "a session-ID prefix is at most {MAX_SESSION_PREFIX} printable characters, \
+                     without spaces, quotes, commas, semicolons or backslashes (it ends up in cookies)"
+                ),
+            ));
+        }
+        let sample_id = [prefix, &[b'A'; crate::store::session::ID_LEN]].concat();
+        if categories.contains(Category::Session) && !keys.allow(&sample_id) {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "the user may use sessions, but its session IDs ({:?} followed by {} \
+                     characters) would not match its key patterns; set session-prefix to a prefix \
+                     they allow, e.g. \"sess:{}:\"",
+                    raw.session_prefix,
+                    crate::store::session::ID_LEN,
+                    raw.name
+                ),
+            ));
+        }
+        users.push(User {
+            name: raw.name,
+            password_sha256: Some(digest),
+            keys,
+            categories,
+            session_prefix: Bytes::from(raw.session_prefix),
+        });
+    }
+    Ok(users)
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim().as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// The lower-case hex SHA-256 digest of a password, as `password-sha256` wants it.
+pub fn password_sha256(password: &str) -> String {
+    sha256(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -615,6 +777,85 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn users_from(toml_text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(toml_text).expect("valid TOML");
+        raw.validate()
+    }
+
+    const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
+
+    #[test]
+    fn users_come_from_the_config_file() {
+        let config = users_from(&format!(
+            r#"
+            bind = "0.0.0.0"
+            [[user]]
+            name = "app1"
+            password-sha256 = "{PW1_SHA256}"
+            keys = ["sess:app1:*"]
+            categories = ["read", "write", "session"]
+            session-prefix = "sess:app1:"
+            [[user]]
+            name = "ops"
+            password-sha256 = "{}"
+            keys = ["*"]
+            categories = ["all"]
+            "#,
+            password_sha256("ops password")
+        ))
+        .expect("users without requirepass satisfy protected mode");
+        assert_eq!(config.users.len(), 2);
+        let app1 = &config.users[0];
+        assert_eq!(app1.name, "app1");
+        assert_eq!(app1.password_sha256, Some(sha256(b"pw1")));
+        assert!(app1.keys.allow(b"sess:app1:x") && !app1.keys.allow(b"sess:app2:x"));
+        assert!(app1.categories.contains(Category::Session));
+        assert!(!app1.categories.contains(Category::Admin));
+        assert!(config.users[1].unrestricted());
+        assert_eq!(
+            config.users[1].password_sha256,
+            Some(sha256(b"ops password"))
+        );
+    }
+
+    #[test]
+    fn bad_users_are_refused_naming_the_setting() {
+        let user = |extra: &str| {
+            format!("[[user]]\nname = \"app1\"\npassword-sha256 = \"{PW1_SHA256}\"\n{extra}")
+        };
+        let cases = [
+            (
+                user("keys = [\"*\"]\ncategories = [\"reed\"]"),
+                "user.categories",
+            ),
+            (
+                user("keys = [\"sess:app1:*\"]\ncategories = [\"session\"]"),
+                "user.session-prefix",
+            ),
+            (user("session-prefix = \"a b\""), "user.session-prefix"),
+            (
+                "[[user]]\nname = \"app1\"\npassword-sha256 = \"secret\"".to_owned(),
+                "user.password-sha256",
+            ),
+            (
+                format!("[[user]]\nname = \"default\"\npassword-sha256 = \"{PW1_SHA256}\""),
+                "user.name",
+            ),
+            (format!("{}\n{}", user(""), user("")), "user.name"),
+        ];
+        for (text, setting) in cases {
+            match users_from(&text) {
+                Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let unknown_key = toml::from_str::<RawConfig>(&user("pasword = \"x\""));
+        assert!(
+            unknown_key.is_err(),
+            "unknown keys in a [[user]] are refused"
+        );
+    }
 
     #[test]
     fn sizes_and_durations_take_units() {

@@ -34,7 +34,7 @@ pub const UNAUTHENTICATED_OUTPUT_CAP: usize = 16 * 1024;
 /// Serves `socket` until the client leaves, misbehaves, or the server shuts down.
 pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<ClientState>) {
     let full_limits = shared.config.limits;
-    let mut session = Session::new(client, shared.auth.required());
+    let mut session = Session::new(client, shared.auth.initial_user());
     // Before authentication, a peer may make the server hold very little on its behalf.
     let mut authenticated = session.authenticated();
     let mut decoder = RequestDecoder::new(if authenticated {

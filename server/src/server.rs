@@ -125,7 +125,7 @@ impl Server {
             }
         }
         let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
-        let auth = crate::auth::Auth::new(config.requirepass.as_ref());
+        let auth = crate::auth::Auth::new(config.requirepass.as_ref(), &config.users);
         if !config.protected_mode && !auth.required() && !config.bind.is_loopback() {
             tracing::warn!(
                 bind = %config.bind,

@@ -26,6 +26,10 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
+    /// Commands refused because the user may not run them.
+    pub acl_denied_commands: AtomicU64,
+    /// Commands refused because the user may not touch one of their keys.
+    pub acl_denied_keys: AtomicU64,
     /// Connections closed for breaking a limit before authenticating.
     pub unauthenticated_limit_disconnections: AtomicU64,
     /// Connections closed by `--timeout`.

@@ -1,7 +1,8 @@
 //! Model-based property test of native sessions: random interleavings of create, set, touch,
 //! regenerate, destroy, destroyall and the passing of time, run against the real `Store` and a
-//! simple model; after every step the per-user index (LIST, COUNT) and every session's data,
-//! version, user and deadline must agree with the model.
+//! simple model; after every step the per-user index (LIST, COUNT) of every namespace (the
+//! session-ID prefix of an application's ACL user) and every session's data, version, user and
+//! deadline must agree with the model.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed case
 
@@ -13,10 +14,18 @@ use sessiond::store::session::NewSession;
 use sessiond::{Clock, Store};
 
 const USERS: [&str; 3] = ["ada", "bob", "cy"];
+/// Session-ID namespaces: the default user's, and an application's.
+const PREFIXES: [&str; 2] = ["", "sess:app1:"];
+
+/// The model's index key: a user in a namespace.
+fn slot(ns: usize, user: usize) -> usize {
+    ns * USERS.len() + user
+}
 
 #[derive(Debug, Clone)]
 enum Op {
     Create {
+        ns: usize,
         user: Option<usize>,
         idle_s: u64,
         absolute_s: u64,
@@ -37,6 +46,7 @@ enum Op {
         session: usize,
     },
     DestroyAll {
+        ns: usize,
         user: usize,
         except: Option<usize>,
     },
@@ -48,22 +58,23 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let user = prop::option::weighted(0.8, 0..USERS.len());
     prop_oneof![
-        3 => (user.clone(), 1..60u64, 1..120u64)
-            .prop_map(|(user, idle_s, absolute_s)| Op::Create { user, idle_s, absolute_s }),
+        3 => (0..PREFIXES.len(), user.clone(), 1..60u64, 1..120u64)
+            .prop_map(|(ns, user, idle_s, absolute_s)| Op::Create { ns, user, idle_s, absolute_s }),
         3 => (any::<usize>(), 0..4u8, any::<bool>())
             .prop_map(|(session, field, stale_version)| Op::Set { session, field, stale_version }),
         2 => any::<usize>().prop_map(|session| Op::Touch { session }),
         2 => (any::<usize>(), prop::option::of(0..USERS.len()))
             .prop_map(|(session, user)| Op::Regenerate { session, user }),
         1 => any::<usize>().prop_map(|session| Op::Destroy { session }),
-        1 => (0..USERS.len(), prop::option::of(any::<usize>()))
-            .prop_map(|(user, except)| Op::DestroyAll { user, except }),
+        1 => (0..PREFIXES.len(), 0..USERS.len(), prop::option::of(any::<usize>()))
+            .prop_map(|(ns, user, except)| Op::DestroyAll { ns, user, except }),
         3 => (0..40_000u64).prop_map(|ms| Op::Advance { ms }),
     ]
 }
 
 #[derive(Debug, Clone)]
 struct ModelSession {
+    ns: usize,
     user: Option<usize>,
     fields: HashMap<Bytes, Bytes>,
     created_ms: u64,
@@ -84,7 +95,7 @@ struct Model {
     /// Every ID ever issued, so operations can name dead ones too.
     issued: Vec<Bytes>,
     live: HashMap<Bytes, ModelSession>,
-    /// Each user's (created, ID) in index order: creation order.
+    /// Each user's (created, ID) in index order (creation order), by [`slot`].
     lists: HashMap<usize, Vec<(u64, Bytes)>>,
 }
 
@@ -101,16 +112,16 @@ impl Model {
         }
     }
 
-    fn unlist(&mut self, user: Option<usize>, id: &Bytes) {
-        if let Some(user) = user {
-            self.lists.entry(user).or_default().retain(|x| x.1 != *id);
+    fn unlist(&mut self, slot: Option<usize>, id: &Bytes) {
+        if let Some(slot) = slot {
+            self.lists.entry(slot).or_default().retain(|x| x.1 != *id);
         }
     }
 
-    fn list(&mut self, user: usize, id: Bytes, replacing: Option<&Bytes>, cap: usize) {
+    fn list(&mut self, slot: usize, id: Bytes, replacing: Option<&Bytes>, cap: usize) {
         let created_ms = self.live[&id].created_ms;
         let live = &self.live;
-        let list = self.lists.entry(user).or_default();
+        let list = self.lists.entry(slot).or_default();
         match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
             Some(position) => list[position] = (created_ms, id),
             None => {
@@ -137,11 +148,13 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
         let now = manual.now_ms();
         match op {
             Op::Create {
+                ns,
                 user,
                 idle_s,
                 absolute_s,
             } => {
                 let new = NewSession {
+                    prefix: Bytes::from_static(PREFIXES[ns].as_bytes()),
                     user: user.map(|u| Bytes::from_static(USERS[u].as_bytes())),
                     idle_ms: idle_s * 1000,
                     absolute_ms: absolute_s * 1000,
@@ -149,10 +162,13 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
                 };
                 let id = store.create_session(new, now, cap).unwrap();
                 prop_assert!(!model.issued.contains(&id), "an ID was issued twice");
+                prop_assert!(id.starts_with(PREFIXES[ns].as_bytes()));
+                prop_assert_eq!(id.len(), PREFIXES[ns].len() + 43);
                 model.issued.push(id.clone());
                 model.live.insert(
                     id.clone(),
                     ModelSession {
+                        ns,
                         user,
                         fields: [(Bytes::from_static(b"f0"), Bytes::from_static(b"initial"))]
                             .into(),
@@ -164,7 +180,7 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
                     },
                 );
                 if let Some(user) = user {
-                    model.list(user, id, None, cap);
+                    model.list(slot(ns, user), id, None, cap);
                 }
             }
             Op::Set {
@@ -226,6 +242,7 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
                     Some(mut m) => {
                         let new_id = got.expect("a live session regenerates");
                         prop_assert!(new_id != id);
+                        prop_assert!(new_id.starts_with(PREFIXES[m.ns].as_bytes()));
                         prop_assert!(!model.issued.contains(&new_id));
                         model.issued.push(new_id.clone());
                         let old_user = m.user;
@@ -234,13 +251,15 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
                         }
                         let same_user = old_user.is_some() && old_user == m.user;
                         let new_owner = m.user;
+                        let ns = m.ns;
                         model.live.insert(new_id.clone(), m);
                         if same_user {
-                            model.list(new_owner.unwrap_or_default(), new_id, Some(&id), cap);
+                            let owner = slot(ns, new_owner.unwrap_or_default());
+                            model.list(owner, new_id, Some(&id), cap);
                         } else {
-                            model.unlist(old_user, &id);
+                            model.unlist(old_user.map(|u| slot(ns, u)), &id);
                             if let Some(owner) = new_owner {
-                                model.list(owner, new_id, None, cap);
+                                model.list(slot(ns, owner), new_id, None, cap);
                             }
                         }
                     }
@@ -254,23 +273,29 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
                 let was_live = model.live.remove(&id);
                 prop_assert_eq!(destroyed, was_live.is_some());
                 if let Some(m) = was_live {
-                    model.unlist(m.user, &id);
+                    model.unlist(m.user.map(|u| slot(m.ns, u)), &id);
                 }
             }
-            Op::DestroyAll { user, except } => {
+            Op::DestroyAll { ns, user, except } => {
                 let except = except.and_then(|n| model.pick(n));
-                let count =
-                    store.destroy_sessions_of(USERS[user].as_bytes(), except.as_deref(), now);
+                let count = store.destroy_sessions_of(
+                    PREFIXES[ns].as_bytes(),
+                    USERS[user].as_bytes(),
+                    except.as_deref(),
+                    now,
+                );
                 let doomed: Vec<Bytes> = model
                     .live
                     .iter()
-                    .filter(|(id, s)| s.user == Some(user) && Some(*id) != except.as_ref())
+                    .filter(|(id, s)| {
+                        s.ns == ns && s.user == Some(user) && Some(*id) != except.as_ref()
+                    })
                     .map(|(id, _)| id.clone())
                     .collect();
                 prop_assert_eq!(count, doomed.len());
                 for id in doomed {
                     model.live.remove(&id);
-                    model.unlist(Some(user), &id);
+                    model.unlist(Some(slot(ns, user)), &id);
                 }
             }
             Op::Advance { ms } => {
@@ -291,14 +316,16 @@ fn run(ops: Vec<Op>, cap: usize) -> Result<(), TestCaseError> {
 
 fn check(store: &Store, model: &mut Model, now: u64) -> Result<(), TestCaseError> {
     model.expire(now);
-    for (u, name) in USERS.iter().enumerate() {
-        let listed = store.list_sessions(name.as_bytes(), now);
-        let expected: Vec<Bytes> = model
-            .lists
-            .get(&u)
-            .map(|l| l.iter().map(|x| x.1.clone()).collect())
-            .unwrap_or_default();
-        prop_assert_eq!(&listed, &expected, "LIST {}", name);
+    for (ns, prefix) in PREFIXES.iter().enumerate() {
+        for (u, name) in USERS.iter().enumerate() {
+            let listed = store.list_sessions(prefix.as_bytes(), name.as_bytes(), now);
+            let expected: Vec<Bytes> = model
+                .lists
+                .get(&slot(ns, u))
+                .map(|l| l.iter().map(|x| x.1.clone()).collect())
+                .unwrap_or_default();
+            prop_assert_eq!(&listed, &expected, "LIST {} in {:?}", name, prefix);
+        }
     }
     for id in &model.issued {
         let got = store.read_session(id, now, |s| s.clone()).unwrap();

@@ -64,6 +64,7 @@ fn put_hash(store: &Store, key: &str, fields: &[(&str, &str)], expires_at_ms: u6
 
 fn create_session(store: &Store, user: Option<&str>, idle_ms: u64, absolute_ms: u64) -> Bytes {
     let new = NewSession {
+        prefix: Bytes::new(),
         user: user.map(|u| Bytes::from(u.to_owned())),
         idle_ms,
         absolute_ms,
@@ -121,7 +122,7 @@ fn state(store: &Store, users: &[&'static str]) -> State {
         .collect();
     let lists = users
         .iter()
-        .map(|user| (*user, store.list_sessions(user.as_bytes(), now)))
+        .map(|user| (*user, store.list_sessions(b"", user.as_bytes(), now)))
         .collect();
     (keys, lists)
 }
@@ -321,8 +322,14 @@ fn keys_whose_deadline_passed_while_down_are_not_loaded_and_the_rest_keep_their_
         assert!(later.read(id, later.now_ms(), |e| e.is_none()));
     }
     assert_eq!(state(&later, &users), state(&store, &users));
-    assert_eq!(later.list_sessions(b"ada", later.now_ms()), vec![ada_long]);
-    assert_eq!(later.list_sessions(b"bob", later.now_ms()), vec![bob_long]);
+    assert_eq!(
+        later.list_sessions(b"", b"ada", later.now_ms()),
+        vec![ada_long]
+    );
+    assert_eq!(
+        later.list_sessions(b"", b"bob", later.now_ms()),
+        vec![bob_long]
+    );
     let live_sessions = later.session_stats().live.load(Ordering::Relaxed);
     assert_eq!(live_sessions, 3);
     assert_eq!(later.volatile_len(), 6);
@@ -335,4 +342,41 @@ fn keys_whose_deadline_passed_while_down_are_not_loaded_and_the_rest_keep_their_
     assert_eq!(state(&much_later, &users), state(&store, &users));
     assert_eq!(much_later.len(), 5);
     assert!(much_later.read(&anonymous, much_later.now_ms(), |e| e.is_some()));
+}
+
+#[test]
+fn per_application_session_lists_are_rebuilt_in_their_namespaces() {
+    let (clock, _manual) = Clock::manual(T0);
+    let store = Store::new(clock.clone());
+    let create = |prefix: &'static [u8]| {
+        let new = NewSession {
+            prefix: Bytes::from_static(prefix),
+            user: Some(Bytes::from_static(b"ada")),
+            idle_ms: 3_600_000,
+            absolute_ms: 7_200_000,
+            data: Vec::new(),
+        };
+        store.create_session(new, store.now_ms(), 0).unwrap()
+    };
+    let plain = create(b"");
+    let app1 = create(b"sess:app1:");
+    let app2 = create(b"sess:app2:");
+
+    let dir = ScratchDir::new();
+    let (path, _) = snapshot_of(&store, &dir);
+    let later = Store::new(clock);
+    loader::load(&path, &later).unwrap();
+    let now = later.now_ms();
+    assert_eq!(later.list_sessions(b"", b"ada", now), vec![plain]);
+    assert_eq!(later.list_sessions(b"sess:app1:", b"ada", now), vec![app1]);
+    assert_eq!(
+        later.list_sessions(b"sess:app2:", b"ada", now),
+        vec![app2.clone()]
+    );
+    assert_eq!(
+        later.destroy_sessions_of(b"sess:app2:", b"ada", None, now),
+        1
+    );
+    assert_eq!(later.len(), 2, "only app2's session of ada was destroyed");
+    assert!(later.read(&app2, now, |e| e.is_none()));
 }

@@ -26,8 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    if let Some(Tool::CheckSnapshot { file }) = &raw.tool {
-        return check_snapshot(file);
+    match &raw.tool {
+        Some(Tool::CheckSnapshot { file }) => return check_snapshot(file),
+        Some(Tool::HashPassword) => return hash_password(),
+        None => {}
     }
     let config = match raw.with_file().and_then(RawConfig::validate) {
         Ok(config) => config,
@@ -54,6 +56,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sessiond hash-password`: one line of standard input → its SHA-256 digest, for a
+/// `[[user]]`'s `password-sha256` (the password never appears in `ps` or the shell history
+/// when typed at the prompt or piped from a file).
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) => {
+            eprintln!("sessiond hash-password: no password on standard input");
+            ExitCode::FAILURE
+        }
+        Ok(_) => {
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                eprintln!("sessiond hash-password: the password is empty");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", sessiond::config::password_sha256(password));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sessiond hash-password: cannot read standard input: {error}");
             ExitCode::FAILURE
         }
     }

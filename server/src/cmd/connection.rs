@@ -32,7 +32,7 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
                 return refusal;
             }
         }
-        None if !ctx.session.authenticated => {
+        None if !ctx.session.authenticated() => {
             return Frame::error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
                  HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client \
@@ -67,7 +67,7 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
 /// `AUTH [user] password`. Without a configured password the `default` user accepts any
 /// password, as Redis's `nopass` default user does, and the one-argument form is an error.
 pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
-    if cmd.username.is_none() && !ctx.shared.auth.required() {
+    if cmd.username.is_none() && !ctx.shared.auth.default_has_password() {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. \
              Are you sure your configuration is correct?",
@@ -79,8 +79,8 @@ pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
 /// Authenticates the connection: `None` when the credentials are accepted, else the refusal to
 /// send. A failure is logged with the peer's address, never the password, and counted.
 fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Frame> {
-    if ctx.shared.auth.check(user.map(|u| &u[..]), password) {
-        ctx.session.authenticated = true;
+    if let Some(user) = ctx.shared.auth.check(user.map(|u| &u[..]), password) {
+        ctx.session.set_user(Some(user));
         return None;
     }
     ctx.shared
@@ -106,7 +106,10 @@ pub fn select(cmd: Select) -> Frame {
 /// is required).
 pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
     ctx.session.set_version(ProtocolVersion::Resp2);
-    ctx.session.authenticated = !ctx.shared.auth.required();
+    ctx.session.set_user(ctx.shared.auth.initial_user());
+    if !ctx.session.authenticated() {
+        ctx.session.client().set_user(String::new());
+    }
     ctx.session.client().set_name(String::new());
     Frame::simple("RESET")
 }

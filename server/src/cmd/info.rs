@@ -139,6 +139,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
              expired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
              total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
+             acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
              unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
              output_limit_disconnections:{}\r\n",
             Stats::get(&s.connections_received),
@@ -151,6 +152,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.keyspace_misses),
             Stats::get(&s.protocol_errors),
             Stats::get(&s.auth_failures),
+            Stats::get(&s.acl_denied_commands),
+            Stats::get(&s.acl_denied_keys),
             Stats::get(&s.unauthenticated_limit_disconnections),
             Stats::get(&s.idle_timeouts),
             Stats::get(&s.output_limit_disconnections),

@@ -49,6 +49,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
+use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
 use crate::server::Shared;
 use crate::stats::LocalStats;
@@ -91,23 +92,55 @@ impl From<Frame> for Reply {
 pub struct Session {
     client: Arc<ClientState>,
     version: ProtocolVersion,
-    authenticated: bool,
+    /// Who the connection is authenticated as; `None`: nobody yet.
+    user: Option<Arc<User>>,
+    /// Whether `user` is limited (the permission check runs only then).
+    restricted: bool,
 }
 
 impl Session {
-    /// The state of a new connection: RESP2, no name, authenticated only if no password is
-    /// required.
-    pub fn new(client: Arc<ClientState>, auth_required: bool) -> Session {
-        Session {
+    /// The state of a new connection: RESP2, no name, and the user new connections start as
+    /// (`None` when a password is required).
+    pub fn new(client: Arc<ClientState>, user: Option<Arc<User>>) -> Session {
+        let mut session = Session {
             client,
             version: ProtocolVersion::Resp2,
-            authenticated: !auth_required,
-        }
+            user: None,
+            restricted: false,
+        };
+        session.set_user(user);
+        session
     }
 
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
     pub fn authenticated(&self) -> bool {
-        self.authenticated
+        self.user.is_some()
+    }
+
+    /// The user the connection is authenticated as.
+    pub fn user(&self) -> Option<&Arc<User>> {
+        self.user.as_ref()
+    }
+
+    /// The keys the connection's user may touch; `None`: every key.
+    pub fn key_patterns(&self) -> Option<&KeyPatterns> {
+        self.user
+            .as_ref()
+            .map(|u| &u.keys)
+            .filter(|keys| **keys != KeyPatterns::All)
+    }
+
+    /// The namespace of the sessions the connection's user creates and lists.
+    pub fn session_prefix(&self) -> &[u8] {
+        self.user.as_ref().map_or(&[], |u| &u.session_prefix[..])
+    }
+
+    fn set_user(&mut self, user: Option<Arc<User>>) {
+        self.restricted = user.as_ref().is_some_and(|u| !u.unrestricted());
+        if let Some(user) = &user {
+            self.client.set_user(user.name.clone());
+        }
+        self.user = user;
     }
 
     /// The protocol version replies are encoded in.
@@ -182,22 +215,26 @@ pub fn execute(
     args: Vec<Bytes>,
 ) -> Reply {
     stats.commands += 1;
+    // A limited user's permissions are checked against the arguments once they parse (Redis
+    // answers arity errors before NOPERM); the argument handles are kept only for them.
+    let kept = session.restricted.then(|| args.clone());
     let (index, parsed) = Command::parse_indexed(args);
     if let Some(index) = index {
         session.client.record_command(index);
     }
-    if !session.authenticated {
-        let allowed = index
-            .and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i))
-            .is_some_and(|spec| spec.flags.contains(&"no_auth"));
-        if !allowed {
-            return Frame::error("NOAUTH Authentication required.").into();
-        }
+    let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
+    if session.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(&"no_auth")) {
+        return Frame::error("NOAUTH Authentication required.").into();
     }
     let command = match parsed {
         Ok(command) => command,
         Err(e) => return error(e).into(),
     };
+    if let (Some(args), Some(spec), Some(user)) = (kept, spec, &session.user) {
+        if let Err(denied) = user.permit(spec, &args) {
+            return refuse(shared, session, spec.name, denied).into();
+        }
+    }
     let now_ms = shared.store.now_ms();
     let mut ctx = Ctx {
         shared,
@@ -207,6 +244,33 @@ pub fn execute(
         now_ms,
     };
     dispatch(&mut ctx, command)
+}
+
+/// The NOPERM reply to a refused command, counted and logged (the user and the command, never
+/// the key: it may be a session ID).
+fn refuse(shared: &Shared, session: &Session, command: &str, denied: Denied) -> Frame {
+    let user = session.user.as_ref().map_or("", |u| u.name.as_str());
+    let peer = session.client.peer;
+    match denied {
+        Denied::Command => {
+            shared
+                .stats
+                .acl_denied_commands
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, user, command, "permission denied: command");
+            Frame::error(format!(
+                "NOPERM User {user} has no permissions to run the '{command}' command"
+            ))
+        }
+        Denied::Key => {
+            shared
+                .stats
+                .acl_denied_keys
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, user, command, "permission denied: key");
+            Frame::error("NOPERM No permissions to access a key")
+        }
+    }
 }
 
 fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {

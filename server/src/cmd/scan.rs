@@ -13,7 +13,12 @@ pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Frame {
         pattern: cmd.pattern.as_deref(),
         type_name: cmd.type_name.as_deref(),
     };
-    let (next, keys) = ctx.store.scan(cmd.cursor, cmd.count, filter, ctx.now_ms);
+    let (next, mut keys) = ctx.store.scan(cmd.cursor, cmd.count, filter, ctx.now_ms);
+    // A user limited to some keys sees only those (a step may then return fewer than COUNT,
+    // which SCAN allows); the cursor still walks the whole keyspace.
+    if let Some(allowed) = ctx.session.key_patterns() {
+        keys.retain(|key| allowed.allow(key));
+    }
     let cursor = Bytes::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
     Frame::Array(vec![
         Frame::Bulk(cursor),

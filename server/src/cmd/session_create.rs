@@ -1,5 +1,6 @@
 //! `SESSION.CREATE [USER user] [IDLE ms] [ABSOLUTE ms] [DATA field value ...]`.
 
+use bytes::Bytes;
 use sessiond_protocol::cmd::SessionCreate;
 use sessiond_protocol::Frame;
 
@@ -10,6 +11,11 @@ use crate::store::session::NewSession;
 pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
     let config = &ctx.shared.config;
     let new = NewSession {
+        // The creating user's namespace: its IDs match its key patterns, and only it lists them.
+        prefix: ctx
+            .session
+            .user()
+            .map_or_else(Bytes::new, |u| u.session_prefix.clone()),
         user: cmd.user,
         idle_ms: cmd
             .idle_ms

@@ -8,8 +8,11 @@ use super::Ctx;
 /// Destroys every session of the user but the one named ("log out everywhere else"); replies
 /// with how many were destroyed. Costs O(that user's sessions).
 pub fn session_destroyall(ctx: &mut Ctx<'_>, cmd: SessionDestroyAll) -> Frame {
-    let destroyed = ctx
-        .store
-        .destroy_sessions_of(&cmd.user, cmd.except.as_deref(), ctx.now_ms);
+    let destroyed = ctx.store.destroy_sessions_of(
+        ctx.session.session_prefix(),
+        &cmd.user,
+        cmd.except.as_deref(),
+        ctx.now_ms,
+    );
     Frame::Integer(destroyed as i64)
 }

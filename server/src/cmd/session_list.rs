@@ -9,7 +9,7 @@ use super::Ctx;
 pub fn session_list(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
     Frame::Array(
         ctx.store
-            .list_sessions(&cmd.key, ctx.now_ms)
+            .list_sessions(ctx.session.session_prefix(), &cmd.key, ctx.now_ms)
             .into_iter()
             .map(Frame::Bulk)
             .collect(),

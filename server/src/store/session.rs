@@ -24,6 +24,9 @@ use super::{owned, Entry, Store, Value};
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
 pub const ID_BYTES: usize = 32;
 
+/// The characters of the random part of a session ID: `ID_BYTES` in base64url.
+pub const ID_LEN: usize = (ID_BYTES * 4).div_ceil(3);
+
 /// One session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -57,17 +60,36 @@ impl SessionRecord {
     }
 }
 
-/// A new session ID from the operating system's CSPRNG.
-pub fn new_id() -> Result<Bytes, getrandom::Error> {
+/// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
+/// [`ID_BYTES`] from the operating system's CSPRNG in base64url.
+pub fn new_id(prefix: &[u8]) -> Result<Bytes, getrandom::Error> {
     let mut raw = [0u8; ID_BYTES];
     getrandom::fill(&mut raw)?;
-    Ok(Bytes::from(base64url(&raw)))
+    let mut id = Vec::with_capacity(prefix.len() + ID_LEN);
+    id.extend_from_slice(prefix);
+    base64url(&raw, &mut id);
+    Ok(Bytes::from(id))
 }
 
-/// base64url without padding (RFC 4648 §5): IDs are safe in cookies and URLs as they are.
-fn base64url(data: &[u8]) -> String {
+/// The namespace part of a session ID: what precedes its random part.
+pub fn prefix_of(id: &[u8]) -> &[u8] {
+    &id[..id.len().saturating_sub(ID_LEN)]
+}
+
+/// The per-user index's key for `user` in the namespace `prefix`: the prefix, a NUL (which no
+/// prefix contains, so the split is unambiguous), then the user.
+fn index_key(prefix: &[u8], user: &[u8]) -> Bytes {
+    let mut key = Vec::with_capacity(prefix.len() + 1 + user.len());
+    key.extend_from_slice(prefix);
+    key.push(0);
+    key.extend_from_slice(user);
+    Bytes::from(key)
+}
+
+/// base64url without padding (RFC 4648 §5), appended to `out`: IDs are safe in cookies and
+/// URLs as they are.
+fn base64url(data: &[u8], out: &mut Vec<u8>) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
             chunk[0],
@@ -77,10 +99,9 @@ fn base64url(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let symbols = chunk.len() + 1;
         for i in 0..symbols {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]);
         }
     }
-    out
 }
 
 /// Session counters for INFO.
@@ -111,23 +132,41 @@ impl SessionStats {
 mod tests {
     use super::*;
 
-    #[test]
-    fn base64url_matches_rfc4648() {
-        assert_eq!(base64url(b""), "");
-        assert_eq!(base64url(b"f"), "Zg");
-        assert_eq!(base64url(b"fo"), "Zm8");
-        assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64url(b"foob"), "Zm9vYg");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    fn encode(data: &[u8]) -> String {
+        let mut out = Vec::new();
+        base64url(data, &mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn ids_are_43_url_safe_characters() {
-        let id = new_id().unwrap();
+    fn base64url_matches_rfc4648() {
+        assert_eq!(encode(b""), "");
+        assert_eq!(encode(b"f"), "Zg");
+        assert_eq!(encode(b"fo"), "Zm8");
+        assert_eq!(encode(b"foo"), "Zm9v");
+        assert_eq!(encode(b"foob"), "Zm9vYg");
+        assert_eq!(encode(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn ids_are_43_url_safe_characters_after_the_prefix() {
+        assert_eq!(ID_LEN, 43);
+        let id = new_id(b"").unwrap();
         assert_eq!(id.len(), 43);
         assert!(id
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_'));
+        let id = new_id(b"sess:app1:").unwrap();
+        assert_eq!(id.len(), 10 + 43);
+        assert!(id.starts_with(b"sess:app1:"));
+        assert_eq!(prefix_of(&id), b"sess:app1:");
+        assert_eq!(prefix_of(&id[10..]), b"");
+    }
+
+    #[test]
+    fn index_keys_of_different_namespaces_differ() {
+        assert_ne!(index_key(b"", b"a\0b"), index_key(b"a", b"b"));
+        assert_eq!(index_key(b"p:", b"ada"), Bytes::from_static(b"p:\0ada"));
     }
 }
 
@@ -145,6 +184,8 @@ pub enum SessionError {
 /// What SESSION.CREATE asks for.
 #[derive(Debug, Clone)]
 pub struct NewSession {
+    /// The prefix of the new ID: the creating user's namespace.
+    pub prefix: Bytes,
     /// The owner.
     pub user: Option<Bytes>,
     /// Idle timeout, ms.
@@ -190,7 +231,7 @@ impl Store {
         };
         let deadline = record.deadline_ms();
         let rec = self.journal.recording();
-        let id = self.insert_session(record, deadline, &rec)?;
+        let id = self.insert_session(&new.prefix, record, deadline, &rec)?;
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
         if let Some(user) = user {
             self.index_session(
@@ -209,13 +250,14 @@ impl Store {
     /// ID is taken) and returns the ID.
     fn insert_session(
         &self,
+        prefix: &[u8],
         record: SessionRecord,
         deadline_ms: u64,
         rec: &Recording<'_>,
     ) -> Result<Bytes, SessionError> {
         let mut record = Some(record);
         loop {
-            let id = new_id()?;
+            let id = new_id(prefix)?;
             if let MapEntry::Vacant(vacant) = self.map.entry(id.clone()) {
                 let Some(record) = record.take() else {
                     continue;
@@ -229,8 +271,9 @@ impl Store {
         }
     }
 
-    /// Adds `(created_ms, id)` to `user`'s list (in place of `replacing` if given and present,
-    /// else in creation order), then enforces the per-user cap by destroying the oldest sessions.
+    /// Adds `(created_ms, id)` to `user`'s list in the ID's namespace (in place of `replacing` if
+    /// given and present, else in creation order), then enforces the per-user cap by destroying
+    /// the oldest sessions of that namespace.
     fn index_session(
         &self,
         user: &Bytes,
@@ -241,10 +284,11 @@ impl Store {
         rec: &Recording<'_>,
     ) {
         let mut evicted = Vec::new();
+        let key = index_key(prefix_of(&item.1), user);
         {
-            let mut list = match self.users.get_mut(user) {
+            let mut list = match self.users.get_mut(&key) {
                 Some(list) => list,
-                None => self.users.entry(user.clone()).or_default(),
+                None => self.users.entry(key.clone()).or_default(),
             };
             match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
                 Some(position) => list[position] = item,
@@ -267,7 +311,8 @@ impl Store {
 
     /// Removes `id` from `user`'s list, and the user when the list empties.
     pub(super) fn unindex(&self, user: &Bytes, id: &Bytes) {
-        let now_empty = match self.users.get_mut(user) {
+        let key = index_key(prefix_of(id), user);
+        let now_empty = match self.users.get_mut(&key) {
             Some(mut list) => {
                 list.retain(|x| x.1 != *id);
                 list.is_empty()
@@ -275,7 +320,7 @@ impl Store {
             None => false,
         };
         if now_empty {
-            self.users.remove_if(user, |_, list| list.is_empty());
+            self.users.remove_if(&key, |_, list| list.is_empty());
         }
     }
 
@@ -291,7 +336,7 @@ impl Store {
                 .and_then(|s| s.user.clone().map(|user| (user, s.created_ms)))
             {
                 lists
-                    .entry(user.0)
+                    .entry(index_key(prefix_of(item.key()), &user.0))
                     .or_default()
                     .push((user.1, item.key().clone()));
             }
@@ -384,9 +429,11 @@ impl Store {
         })
     }
 
-    /// The user's live session IDs, oldest first; dead IDs met on the way are pruned.
-    pub fn list_sessions(&self, user: &[u8], now_ms: u64) -> Vec<Bytes> {
-        let (ids, now_empty) = match self.users.get_mut(user) {
+    /// The live session IDs of `user` in the namespace `prefix`, oldest first; dead IDs met on
+    /// the way are pruned.
+    pub fn list_sessions(&self, prefix: &[u8], user: &[u8], now_ms: u64) -> Vec<Bytes> {
+        let key = index_key(prefix, user);
+        let (ids, now_empty) = match self.users.get_mut(&key) {
             None => return Vec::new(),
             Some(mut list) => {
                 list.retain(|(_, id)| self.is_live_session_of(id, user, now_ms));
@@ -397,15 +444,23 @@ impl Store {
             }
         };
         if now_empty {
-            self.users.remove_if(user, |_, list| list.is_empty());
+            self.users.remove_if(&key, |_, list| list.is_empty());
         }
         ids
     }
 
-    /// Destroys every live session of `user` but `except`; returns how many were destroyed.
-    pub fn destroy_sessions_of(&self, user: &[u8], except: Option<&[u8]>, now_ms: u64) -> usize {
+    /// Destroys every live session of `user` in the namespace `prefix` but `except`; returns
+    /// how many were destroyed.
+    pub fn destroy_sessions_of(
+        &self,
+        prefix: &[u8],
+        user: &[u8],
+        except: Option<&[u8]>,
+        now_ms: u64,
+    ) -> usize {
         let rec = self.journal.recording();
-        let doomed = match self.users.get_mut(user) {
+        let key = index_key(prefix, user);
+        let doomed = match self.users.get_mut(&key) {
             None => return 0,
             Some(mut list) => {
                 let all = std::mem::take(&mut *list);
@@ -415,15 +470,15 @@ impl Store {
                 doomed
             }
         };
-        self.users.remove_if(user, |_, list| list.is_empty());
+        self.users.remove_if(&key, |_, list| list.is_empty());
         doomed
             .iter()
             .filter(|(_, id)| self.destroy_session_recorded(id, now_ms, &rec))
             .count()
     }
 
-    /// Moves the session `id` to a new ID (and to `new_user` if given) in one step: the old ID
-    /// is gone before the new one is returned. `Ok(None)` when there is no such session.
+    /// Moves the session `id` to a new ID in the same namespace (and to `new_user` if given) in
+    /// one step: the old ID is gone before the new one is returned. `Ok(None)` when there is no such session.
     pub fn regenerate_session(
         &self,
         id: &[u8],
@@ -462,7 +517,7 @@ impl Store {
         self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
         self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
         self.changes.add(1);
-        let new_id = match self.insert_session(*record, deadline, &rec) {
+        let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, &rec) {
             Ok(new_id) => new_id,
             Err(error) => {
                 if let Some(user) = &old_user {
