@@ -126,7 +126,12 @@ fn quit_is_allowed_before_authentication() {
 /// Sends `bytes` and reports whether the server then closed the connection, after at most one
 /// error reply (writes into a closed connection may fail; that is the point).
 fn closed_after(server: &TestServer, bytes: &[u8]) -> (bool, Option<String>) {
-    let mut stream = TcpStream::connect(server.addr).expect("test setup");
+    closed_after_at(server.addr, bytes)
+}
+
+/// Sends `bytes` to `addr` and reads until the server closes: whether it did, and what it said.
+fn closed_after_at(addr: std::net::SocketAddr, bytes: &[u8]) -> (bool, Option<String>) {
+    let mut stream = TcpStream::connect(addr).expect("test setup");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("test setup");
@@ -194,6 +199,62 @@ fn unauthenticated_input_is_capped_and_the_connection_closed() {
     let value = vec![b'v'; 16_385];
     raw.command(&[b"SET", b"big", &value]);
     assert_eq!(raw.reply(), Frame::ok());
+}
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn unauthenticated_abuse_leaves_the_real_servers_memory_bounded() {
+    let mut daemon = crate::daemon::Daemon::start(
+        &["--port", "0", "--no-persistence"],
+        &[("SESSIOND_PASSWORD", PASSWORD)],
+    );
+    let addr = daemon.addr;
+    // Warm up the runtime's threads and buffers with a few harmless connections first.
+    for _ in 0..4 {
+        let (closed, _) = closed_after_at(addr, b"*11\r\n");
+        assert!(closed);
+    }
+    let before = rss_kib(daemon.pid());
+    // 32 anonymous peers at once, each sending 2 MiB in one argument, 2 MiB of inline garbage,
+    // and a 16,385-byte argument: 128 MiB offered in all. Buffering any of it per connection
+    // would show in the resident set; the pre-authentication caps refuse it at the header.
+    let mut huge = b"*2\r\n$4\r\nAUTH\r\n$2097152\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'y', 2 << 20));
+    let mut big = b"*2\r\n$4\r\nAUTH\r\n$16385\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 16_385));
+    let inline = vec![b'z'; 2 << 20];
+    std::thread::scope(|scope| {
+        for _ in 0..32 {
+            scope.spawn(|| {
+                for bytes in [&huge, &inline, &big] {
+                    let (closed, _) = closed_after_at(addr, bytes);
+                    assert!(closed);
+                }
+            });
+        }
+    });
+    let after = rss_kib(daemon.pid());
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB under 128 MiB of refused input"
+    );
+    // Still serving.
+    let mut con = redis::Client::open(format!("redis://:{}@{addr}/", PASSWORD.replace(' ', "%20")))
+        .expect("url")
+        .get_connection()
+        .expect("connect after the abuse");
+    let pong: String = redis::cmd("PING").query(&mut con).expect("PING");
+    assert_eq!(pong, "PONG");
+    daemon.stop();
 }
 
 #[test]
