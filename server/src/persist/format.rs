@@ -114,6 +114,28 @@ impl Record {
         }
     }
 
+    /// The deadline the record's entry would have, Unix ms; `None`: no deadline (or a deletion).
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Record::String { expires_at_ms, .. } | Record::Hash { expires_at_ms, .. } => {
+                (*expires_at_ms != 0).then_some(*expires_at_ms)
+            }
+            Record::Session {
+                created_ms,
+                last_access_ms,
+                idle_ms,
+                absolute_ms,
+                ..
+            } => Some(crate::store::session::deadline_ms(
+                *created_ms,
+                *last_access_ms,
+                *idle_ms,
+                *absolute_ms,
+            )),
+            Record::Delete { .. } => None,
+        }
+    }
+
     /// The kind, for counts: `string`, `hash`, `session` or `delete`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,7 +1,7 @@
-//! Reading a snapshot: first verify the whole file (framing, that every record decodes, record
-//! count, checksum) without touching the store, then decode and apply it. A truncated, corrupt or bad-checksum file is an
-//! error naming the file and the byte offset, before anything is loaded; the server does not
-//! start on it.
+//! Reading a snapshot: read and decode the whole file (framing, every record, record count,
+//! checksum) without touching the store, then apply the decoded records. A truncated, corrupt
+//! or bad-checksum file is an error naming the file and the byte offset, before anything is
+//! loaded; the server does not start on it.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -177,17 +177,8 @@ fn decode(frame: &[u8], offset: u64, path: &Path) -> Result<Record, SnapshotErro
     })
 }
 
-/// The verification pass: framing, record count and checksum, and that every record decodes —
-/// a record that does not decode under a valid checksum (a writer bug, a newer build's record
-/// kind) must be found before the first record is applied, or the store would be left half
-/// loaded.
-fn verify(path: &Path) -> Result<(), SnapshotError> {
-    walk(path, |frame, offset| decode(frame, offset, path).map(drop)).map(drop)
-}
-
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
-    verify(path)?;
     let mut summary = Summary::default();
     let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
         let record = decode(frame, offset, path)?;
@@ -210,28 +201,34 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
         Record::Session { .. } => summary.sessions += 1,
         Record::Delete { .. } => summary.deletes += 1,
     }
-    if let Some((_, entry)) = record.clone().into_entry() {
-        summary.expired += u64::from(entry.is_expired(now_ms));
-    }
+    summary.expired += u64::from(record.deadline_ms().is_some_and(|d| d <= now_ms));
 }
 
 /// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
+///
+/// One pass reads and decodes every record, holding the decoded records until the trailer's
+/// count and checksum have been checked; only then is the first one applied, so a damaged file
+/// loads nothing. The records' bytes move into the store as they are: the dataset is decoded
+/// once and never copied again.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    verify(path)?;
     let now_ms = store.now_ms();
     let mut summary = Summary::default();
-    let (version, written_at_ms, records, bytes) = walk(path, |frame, offset| {
+    let mut records = Vec::new();
+    let (version, written_at_ms, count, bytes) = walk(path, |frame, offset| {
         let record = decode(frame, offset, path)?;
         count(&mut summary, &record, now_ms);
-        store.restore(record, now_ms);
+        records.push(record);
         Ok(())
     })?;
+    for record in records {
+        store.restore(record, now_ms);
+    }
     store.rebuild_user_index();
     Ok(Summary {
         format_version: version,
         written_at_ms,
-        records,
+        records: count,
         bytes,
         ..summary
     })

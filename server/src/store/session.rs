@@ -49,15 +49,25 @@ pub struct SessionRecord {
 impl SessionRecord {
     /// The effective deadline: the earlier of the idle and the absolute one.
     pub fn deadline_ms(&self) -> u64 {
-        let idle = self.last_access_ms.saturating_add(self.idle_ms);
-        let absolute = self.created_ms.saturating_add(self.absolute_ms);
-        idle.min(absolute)
+        deadline_ms(
+            self.created_ms,
+            self.last_access_ms,
+            self.idle_ms,
+            self.absolute_ms,
+        )
     }
 
     /// The bytes of data it holds (field names and values).
     pub fn data_bytes(&self) -> usize {
         self.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
+}
+
+/// A session's effective deadline: the earlier of the idle and the absolute one.
+pub fn deadline_ms(created_ms: u64, last_access_ms: u64, idle_ms: u64, absolute_ms: u64) -> u64 {
+    let idle = last_access_ms.saturating_add(idle_ms);
+    let absolute = created_ms.saturating_add(absolute_ms);
+    idle.min(absolute)
 }
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
