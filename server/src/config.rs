@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
 use crate::clock::Clock;
 use crate::persist::PersistConfig;
+use crate::store::evict::Policy;
 
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -69,6 +70,15 @@ pub struct RawConfig {
     /// (0: no limit beyond what one batch of replies holds) [default: 0].
     #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
     pub client_output_buffer_limit: Option<String>,
+
+    /// Most memory the keyspace may use (`used_memory`), with units; 0: no limit [default: 0].
+    #[arg(long, env = "SESSIOND_MAXMEMORY")]
+    pub maxmemory: Option<String>,
+
+    /// What a write does at --maxmemory: noeviction (refuse it with OOM), volatile-ttl,
+    /// volatile-lru or allkeys-lru (evict keys) [default: noeviction].
+    #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY")]
+    pub maxmemory_policy: Option<String>,
 
     /// Most simultaneous clients; more are refused with an error [default: 10000].
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
@@ -199,6 +209,10 @@ pub struct Config {
     pub port: u16,
     /// Most simultaneous clients.
     pub maxclients: usize,
+    /// Most bytes the keyspace may be accounted for; 0: no limit.
+    pub maxmemory: u64,
+    /// What a write does at `maxmemory`.
+    pub maxmemory_policy: Policy,
     /// The `default` user's password; `None`: no authentication (unless named users exist).
     pub requirepass: Option<Secret>,
     /// Named users (the config file's `[[user]]` tables).
@@ -240,6 +254,8 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 6380,
             maxclients: 10_000,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
             requirepass: None,
             users: Vec::new(),
             protected_mode: true,
@@ -323,6 +339,8 @@ impl RawConfig {
             bind: self.bind.or(fallback.bind),
             port: self.port.or(fallback.port),
             maxclients: self.maxclients.or(fallback.maxclients),
+            maxmemory: self.maxmemory.or(fallback.maxmemory),
+            maxmemory_policy: self.maxmemory_policy.or(fallback.maxmemory_policy),
             requirepass: self.requirepass.or(fallback.requirepass),
             requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
             protected_mode: self.protected_mode.or(fallback.protected_mode),
@@ -460,6 +478,22 @@ impl RawConfig {
             )?)
             .filter(|n| *n > 0),
         };
+        let maxmemory = match self.maxmemory {
+            None => 0,
+            Some(text) => size_setting("maxmemory", &text, 0, u64::MAX)? as u64,
+        };
+        let maxmemory_policy = match self.maxmemory_policy {
+            None => Policy::NoEviction,
+            Some(text) => Policy::ALL
+                .into_iter()
+                .find(|p| p.name() == text)
+                .ok_or_else(|| ConfigError::Invalid {
+                    setting: "maxmemory-policy",
+                    value: text.clone(),
+                    reason: "expected noeviction, volatile-ttl, volatile-lru or allkeys-lru"
+                        .to_owned(),
+                })?,
+        };
         let log_format = match self.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -479,6 +513,8 @@ impl RawConfig {
             protected_mode,
             idle_timeout,
             output_limit,
+            maxmemory,
+            maxmemory_policy,
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
@@ -964,6 +1000,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("log-format"));
+        let raw = RawConfig {
+            maxmemory_policy: Some("allkeys-random".into()),
+            ..Default::default()
+        };
+        let message = raw.validate().unwrap_err().to_string();
+        assert!(message.contains("maxmemory-policy"), "{message}");
+        let raw = RawConfig {
+            maxmemory: Some("1gb".into()),
+            maxmemory_policy: Some("volatile-lru".into()),
+            ..Default::default()
+        };
+        let config = raw.validate().unwrap();
+        assert_eq!(config.maxmemory, 1 << 30);
+        assert_eq!(config.maxmemory_policy, Policy::VolatileLru);
         let toml = "port = 1\nno-such-setting = 2\n";
         assert!(toml::from_str::<RawConfig>(toml)
             .unwrap_err()

@@ -104,11 +104,18 @@ impl StripedCounter {
         self.stripes[stripe].0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Subtracts `n`, for a counter used as a gauge: a stripe may wrap below zero, the sum of
+    /// all of them does not as long as the gauge itself does not.
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        let stripe = STRIPE.with(|s| *s);
+        self.stripes[stripe].0.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// The total.
     pub fn sum(&self) -> u64 {
         self.stripes
             .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum()
+            .fold(0u64, |sum, s| sum.wrapping_add(s.0.load(Ordering::Relaxed)))
     }
 }

@@ -42,11 +42,13 @@ impl TestServer {
 
     /// A server whose time only moves with [`TestServer::advance`].
     pub fn with_manual_clock() -> TestServer {
+        TestServer::with_config_and_manual_clock(Config::default())
+    }
+
+    /// A server with `config` whose time only moves with [`TestServer::advance`].
+    pub fn with_config_and_manual_clock(config: Config) -> TestServer {
         let (clock, manual) = Clock::manual(CLOCK_START_MS);
-        let mut server = TestServer::with_config(Config {
-            clock,
-            ..Config::default()
-        });
+        let mut server = TestServer::with_config(Config { clock, ..config });
         server.clock = Some(manual);
         server
     }

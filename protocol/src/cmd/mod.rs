@@ -151,6 +151,8 @@ pub enum Command {
     HSet(KeyPairs),
     /// `HSETNX key field value`.
     HSetNx(KeyPairs),
+    /// `HMSET key field value [field value ...]` (HSET with an OK reply, for older clients).
+    HMSet(KeyPairs),
     /// `HGET key field` (one field).
     HGet(KeyFields),
     /// `HMGET key field [field ...]`.
@@ -323,6 +325,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Returns all key names that match a pattern.", |a| Ok(Command::Keys(KeyOnly::parse(a)?))),
     spec!("hset", -4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
         "Creates or modifies the value of a field in a hash.", |a| Ok(Command::HSet(KeyPairs::parse(a)?))),
+    spec!("hmset", -4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
+        "Sets the values of multiple fields.", |a| Ok(Command::HMSet(KeyPairs::parse(a)?))),
     spec!("hsetnx", 4, ["write", "denyoom", "fast"], 1, 1, 1, ["@write", "@hash", "@fast"],
         "Sets the value of a field in a hash only when the field doesn't exist.",
         |a| Ok(Command::HSetNx(KeyPairs::parse(a)?))),

@@ -83,7 +83,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         ("save", String::new()),
         ("appendonly", "no".to_owned()),
-        ("maxmemory", "0".to_owned()),
-        ("maxmemory-policy", "noeviction".to_owned()),
+        ("maxmemory", config.maxmemory.to_string()),
+        (
+            "maxmemory-policy",
+            config.maxmemory_policy.name().to_owned(),
+        ),
     ]
 }

@@ -1,4 +1,4 @@
-//! `HSET` and `HSETNX`.
+//! `HSET`, `HMSET` and `HSETNX`.
 
 use sessiond_protocol::cmd::KeyPairs;
 use sessiond_protocol::Frame;
@@ -9,6 +9,15 @@ use crate::store::{owned, Entry, Fields, Value};
 /// `HSET key field value [...]`: replies with the number of fields added (not updated).
 pub fn hset(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
     write(ctx, cmd, false)
+}
+
+/// `HMSET key field value [...]`: HSET that replies OK (deprecated in Redis, still sent by
+/// older clients and by redis-rs's `hset_multiple`).
+pub fn hmset(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
+    match write(ctx, cmd, false) {
+        Frame::Integer(_) => Frame::ok(),
+        other => other,
+    }
 }
 
 /// `HSETNX key field value`: sets the field only if absent; 1 if set, 0 otherwise.

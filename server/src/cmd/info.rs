@@ -77,13 +77,17 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     });
     section("memory", "Memory", &|out| {
         let rss = resident_bytes();
+        let used = store.used_memory();
+        let max = shared.config.maxmemory;
         let _ = write!(
             out,
-            "used_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
-             used_memory_rss_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n\
-             maxmemory_policy:noeviction\r\nexpiry_index_entries:{}\r\n",
+            "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\
+             used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{max}\r\n\
+             maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nexpiry_index_entries:{}\r\n",
+            human(used),
             human(rss),
-            human(rss),
+            human(max),
+            shared.config.maxmemory_policy.name(),
             store.expiry_index_len()
         );
     });
@@ -137,7 +141,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             out,
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
-             expired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+             expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
              total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
              acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
              unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
@@ -148,6 +152,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.net_output_bytes),
             Stats::get(&s.rejected_connections),
             store.expired_keys(),
+            store.evicted_keys(),
             Stats::get(&s.keyspace_hits),
             Stats::get(&s.keyspace_misses),
             Stats::get(&s.protocol_errors),

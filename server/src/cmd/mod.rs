@@ -235,6 +235,16 @@ pub fn execute(
             return refuse(shared, session, spec.name, denied).into();
         }
     }
+    let config = &shared.config;
+    if config.maxmemory > 0 && spec.is_some_and(|spec| spec.flags.contains(&"denyoom")) {
+        let now_ms = shared.store.now_ms();
+        if !shared
+            .store
+            .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
+        {
+            return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
+        }
+    }
     let now_ms = shared.store.now_ms();
     let mut ctx = Ctx {
         shared,
@@ -322,6 +332,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::LastSave => save::lastsave(ctx),
         Command::HSet(c) => hset::hset(ctx, c),
         Command::HSetNx(c) => hset::hsetnx(ctx, c),
+        Command::HMSet(c) => hset::hmset(ctx, c),
         Command::HGet(c) => hget::hget(ctx, c),
         Command::HMGet(c) => hget::hmget(ctx, c),
         Command::HExists(c) => hget::hexists(ctx, c),

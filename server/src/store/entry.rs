@@ -1,6 +1,7 @@
 //! What the keyspace stores for each key: a typed value and a deadline.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 
@@ -48,7 +49,55 @@ pub struct Entry {
     /// The expiry-index tick this key is queued under; 0 means not queued. See
     /// [`super::expiry`]: at most one queued position per key, so sliding deadlines cost nothing.
     pub(crate) queued_tick: u32,
+    /// When the key was last read or written, for the LRU eviction policies. It fills what was
+    /// padding: an entry is 56 bytes with or without it.
+    pub(crate) last_use: LastUse,
 }
+
+/// A key's last use in seconds of the store's LRU clock, written under a shard's read lock by
+/// readers (hence atomic). Two entries compare equal whatever their last use.
+#[derive(Debug, Default)]
+pub struct LastUse(AtomicU32);
+
+impl LastUse {
+    /// Records a use at `seconds`.
+    #[inline]
+    pub fn touch(&self, seconds: u32) {
+        // A plain store: losing a concurrent reader's update costs LRU precision, not safety.
+        if self.0.load(Ordering::Relaxed) != seconds {
+            self.0.store(seconds, Ordering::Relaxed);
+        }
+    }
+
+    /// The last use.
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for LastUse {
+    fn clone(&self) -> LastUse {
+        LastUse(AtomicU32::new(self.get()))
+    }
+}
+
+impl PartialEq for LastUse {
+    fn eq(&self, _: &LastUse) -> bool {
+        true
+    }
+}
+
+impl Eq for LastUse {}
+
+/// The bytes a key is accounted for in `used_memory` beyond its key and value bytes: its map
+/// slot (key and entry handles, control byte, free slots of the table), the allocations'
+/// headers and rounding, and its expiry-index position. Calibrated against the resident-set
+/// growth of a million session-shaped keys (benches/measure-1m.sh).
+pub const KEY_OVERHEAD: u64 = 192;
+/// The same for each field of a hash or a session: two allocations and a table slot.
+pub const FIELD_OVERHEAD: u64 = 64;
+/// A session's record beyond its fields.
+pub const SESSION_OVERHEAD: u64 = 128;
 
 impl Entry {
     /// A new entry; `expires_at_ms` 0 means persistent.
@@ -57,7 +106,29 @@ impl Entry {
             value,
             expires_at_ms,
             queued_tick: 0,
+            last_use: LastUse::default(),
         }
+    }
+
+    /// The memory the key `key` holding this entry is accounted for (`used_memory`, and what
+    /// `--maxmemory` limits): its bytes plus fixed estimates of the structures around them.
+    pub fn footprint(&self, key: &[u8]) -> u64 {
+        let fields = |fields: &Fields| -> u64 {
+            fields
+                .iter()
+                .map(|(f, v)| (f.len() + v.len()) as u64 + FIELD_OVERHEAD)
+                .sum()
+        };
+        let value = match &self.value {
+            Value::Str(value) => value.len() as u64,
+            Value::Hash(hash) => fields(hash),
+            Value::Session(session) => {
+                fields(&session.fields)
+                    + session.user.as_ref().map_or(0, |u| u.len() as u64)
+                    + SESSION_OVERHEAD
+            }
+        };
+        KEY_OVERHEAD + key.len() as u64 + value
     }
 
     /// The value.

@@ -10,6 +10,7 @@
 //! keys with a deadline, the expiry index) lives in one place.
 
 mod entry;
+pub mod evict;
 pub mod expiry;
 pub mod journal;
 mod scan;
@@ -36,7 +37,7 @@ use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
 /// of work (one shard) stays small for large keyspaces.
-const SHARDS: usize = 1024;
+pub(crate) const SHARDS: usize = 1024;
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 /// The bits of a key's hash that order keys inside a shard for SCAN.
 const POSITION_BITS: u32 = 64 - SHARD_BITS;
@@ -62,6 +63,11 @@ pub struct Store {
     journal: Journal,
     /// Every change ever made (writes and removals), for "changes since the last save".
     changes: StripedCounter,
+    /// The accounted bytes of every key (`used_memory`); see [`Entry::footprint`].
+    used: StripedCounter,
+    evicted_keys: AtomicU64,
+    /// When the store was made, Unix ms: the origin of the LRU clock.
+    started_ms: u64,
     expiry_cycles: watch::Sender<u64>,
 }
 
@@ -72,6 +78,33 @@ pub(crate) enum Removal {
     Expired,
     /// A command removed it.
     Deleted,
+    /// `--maxmemory` made room.
+    Evicted,
+}
+
+/// What an entry was counted as before a change: the bookkeeping that follows compares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Before {
+    /// Whether it had a deadline (the volatile count).
+    had_deadline: bool,
+    /// Its footprint in `used_memory`.
+    footprint: u64,
+}
+
+impl Before {
+    /// Nothing: the key did not exist.
+    const NOTHING: Before = Before {
+        had_deadline: false,
+        footprint: 0,
+    };
+
+    /// What `entry` under `key` is counted as now.
+    fn of(key: &[u8], entry: &Entry) -> Before {
+        Before {
+            had_deadline: entry.expires_at_ms != 0,
+            footprint: entry.footprint(key),
+        }
+    }
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -108,6 +141,9 @@ impl Store {
             sessions: SessionStats::default(),
             journal: Journal::new(SHARDS),
             changes: StripedCounter::default(),
+            used: StripedCounter::default(),
+            evicted_keys: AtomicU64::new(0),
+            started_ms: now,
             expiry_cycles: watch::Sender::new(0),
         }
     }
@@ -153,9 +189,28 @@ impl Store {
     #[inline]
     pub fn read<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
         match self.map.get(key) {
-            Some(guard) if !guard.is_expired(now_ms) => f(Some(guard.value())),
+            Some(guard) if !guard.is_expired(now_ms) => {
+                guard.last_use.touch(self.lru_seconds(now_ms));
+                f(Some(guard.value()))
+            }
             _ => f(None),
         }
+    }
+
+    /// `now_ms` on the LRU clock: seconds since the store was made.
+    #[inline]
+    fn lru_seconds(&self, now_ms: u64) -> u32 {
+        (now_ms.saturating_sub(self.started_ms) / 1000) as u32
+    }
+
+    /// The bytes the keyspace is accounted for (`used_memory`): see [`Entry::footprint`].
+    pub fn used_memory(&self) -> u64 {
+        self.used.sum()
+    }
+
+    /// Keys evicted to stay under `--maxmemory`, since start.
+    pub fn evicted_keys(&self) -> u64 {
+        self.evicted_keys.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the live entry at `key` under the shard's write lock. `f` may change the
@@ -174,12 +229,12 @@ impl Store {
             if let Some(mut guard) = self.map.get_mut(key) {
                 let (stored_key, entry) = guard.pair_mut();
                 if !entry.is_expired(now_ms) {
-                    let had_deadline = entry.expires_at_ms != 0;
+                    let before = Before::of(stored_key, entry);
                     let (replacement, reply) = f(Some(&mut *entry));
                     if let Some(new) = replacement {
                         replace(entry, new);
                     }
-                    self.after_write(stored_key, entry, had_deadline, &rec);
+                    self.after_write(stored_key, entry, before, now_ms, &rec);
                     return reply;
                 }
                 drop(guard);
@@ -192,13 +247,13 @@ impl Store {
                 }
                 MapEntry::Occupied(mut occupied) => {
                     // Another writer created the key since the lookup above.
-                    let had_deadline = occupied.get().expires_at_ms != 0;
+                    let before = Before::of(occupied.key(), occupied.get());
                     let (replacement, reply) = f(Some(occupied.get_mut()));
                     if let Some(new) = replacement {
                         replace(occupied.get_mut(), new);
                     }
                     let stored_key = occupied.key().clone();
-                    self.after_write(&stored_key, occupied.get_mut(), had_deadline, &rec);
+                    self.after_write(&stored_key, occupied.get_mut(), before, now_ms, &rec);
                     return reply;
                 }
                 MapEntry::Vacant(vacant) => {
@@ -206,7 +261,7 @@ impl Store {
                     if let Some(mut new) = created {
                         let stored_key = vacant.key().clone();
                         new.queued_tick = 0;
-                        self.after_write(&stored_key, &mut new, false, &rec);
+                        self.after_write(&stored_key, &mut new, Before::NOTHING, now_ms, &rec);
                         vacant.insert(new);
                     }
                     return reply;
@@ -226,7 +281,7 @@ impl Store {
             dead
         });
         if let Some((key, entry)) = removed {
-            self.after_remove(&key, &entry, true, Removal::Expired);
+            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
         }
     }
 
@@ -257,18 +312,18 @@ impl Store {
         if occupied.get().is_expired(now_ms) {
             self.journal_delete(occupied.key(), &rec);
             let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, true, Removal::Expired);
+            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
             return None;
         }
-        let had_deadline = occupied.get().expires_at_ms != 0;
+        let before = Before::of(occupied.key(), occupied.get());
         let (delete, reply) = f(occupied.get_mut());
         if delete {
             self.journal_delete(occupied.key(), &rec);
             let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, had_deadline, Removal::Deleted);
+            self.after_remove(&key, &entry, before, Removal::Deleted);
         } else {
             let stored_key = occupied.key().clone();
-            self.after_write(&stored_key, occupied.get_mut(), had_deadline, &rec);
+            self.after_write(&stored_key, occupied.get_mut(), before, now_ms, &rec);
         }
         Some(reply)
     }
@@ -280,19 +335,21 @@ impl Store {
             self.journal_delete(key, &rec);
             true
         })?;
+        let before = Before::of(&key, &entry);
         if entry.is_expired(now_ms) {
-            self.after_remove(&key, &entry, true, Removal::Expired);
+            self.after_remove(&key, &entry, before, Removal::Expired);
             return None;
         }
-        self.after_remove(&key, &entry, entry.expires_at_ms != 0, Removal::Deleted);
+        self.after_remove(&key, &entry, before, Removal::Deleted);
         Some(entry)
     }
 
     /// Removes every key.
     pub fn flush(&self) {
         let rec = self.journal.recording();
-        let (mut volatile, mut sessions, mut removed) = (0, 0, 0);
+        let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
         self.map.retain(|key, entry| {
+            footprint += entry.footprint(key);
             volatile += i64::from(entry.expires_at_ms != 0);
             sessions += i64::from(matches!(entry.value, Value::Session(_)));
             removed += 1;
@@ -300,6 +357,7 @@ impl Store {
             false
         });
         self.changes.add(removed);
+        self.used.sub(footprint);
         self.volatile.fetch_sub(volatile, Ordering::Relaxed);
         self.sessions.live.fetch_sub(sessions, Ordering::Relaxed);
         self.sessions
@@ -400,7 +458,7 @@ impl Store {
         if entry.is_expired(now_ms) {
             self.journal_delete(occupied.key(), rec);
             let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, true, Removal::Expired);
+            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
             return;
         }
         entry.queued_tick = 0;
@@ -459,22 +517,29 @@ impl Store {
         }
     }
 
-    /// Bookkeeping after `entry` left the keyspace (its shard lock released): the volatile count
-    /// (`counted` says whether the entry was counted there), the expiry counters, and for a
-    /// session its counters and its place in the per-user index.
-    fn after_remove(&self, key: &Bytes, entry: &Entry, counted: bool, why: Removal) {
+    /// Bookkeeping after `entry` left the keyspace (its shard lock released): what it was
+    /// counted as (`before`: in the volatile count, in `used_memory`), the expiry and eviction
+    /// counters, and for a session its counters and its place in the per-user index.
+    fn after_remove(&self, key: &Bytes, entry: &Entry, before: Before, why: Removal) {
         self.changes.add(1);
-        if counted {
+        self.used.sub(before.footprint);
+        if before.had_deadline {
             self.volatile.fetch_sub(1, Ordering::Relaxed);
         }
-        if why == Removal::Expired {
-            self.expired_keys.fetch_add(1, Ordering::Relaxed);
+        match why {
+            Removal::Expired => {
+                self.expired_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            Removal::Evicted => {
+                self.evicted_keys.fetch_add(1, Ordering::Relaxed);
+            }
+            Removal::Deleted => {}
         }
         if let Value::Session(session) = &entry.value {
             self.sessions.live.fetch_sub(1, Ordering::Relaxed);
             let counter = match why {
                 Removal::Expired => &self.sessions.expired,
-                Removal::Deleted => &self.sessions.destroyed,
+                Removal::Deleted | Removal::Evicted => &self.sessions.destroyed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             if let Some(user) = &session.user {
@@ -483,16 +548,26 @@ impl Store {
         }
     }
 
-    /// Bookkeeping after `entry` (stored under `stored_key`) was written: the count of keys with
-    /// a deadline, and the entry's position in the expiry index.
+    /// Bookkeeping after `entry` (stored under `stored_key`) was written, `before` being what it
+    /// was counted as until then: the count of keys with a deadline, `used_memory`, the last use,
+    /// and the entry's position in the expiry index.
     fn after_write(
         &self,
         stored_key: &Bytes,
         entry: &mut Entry,
-        had_deadline: bool,
+        before: Before,
+        now_ms: u64,
         rec: &Recording<'_>,
     ) {
         self.changes.add(1);
+        let footprint = entry.footprint(stored_key);
+        if footprint >= before.footprint {
+            self.used.add(footprint - before.footprint);
+        } else {
+            self.used.sub(before.footprint - footprint);
+        }
+        entry.last_use.touch(self.lru_seconds(now_ms));
+        let had_deadline = before.had_deadline;
         if rec.on() {
             self.journal.push(
                 self.map.determine_map(stored_key),
@@ -546,6 +621,7 @@ impl Store {
     /// destroyed, expired) are not touched: loading is not activity.
     pub fn restore(&self, record: Record, now_ms: u64) {
         let key = record.key().clone();
+        let record_key = &key[..];
         let restored = record
             .into_entry()
             .filter(|(_, entry)| !entry.is_expired(now_ms));
@@ -561,10 +637,13 @@ impl Store {
                 if matches!(entry.value, Value::Session(_)) {
                     self.sessions.live.fetch_add(1, Ordering::Relaxed);
                 }
+                entry.last_use.touch(self.lru_seconds(now_ms));
+                self.used.add(entry.footprint(&key));
                 self.map.insert(key, entry)
             }
         };
         if let Some(old) = old {
+            self.used.sub(old.footprint(record_key));
             if old.expires_at_ms != 0 {
                 self.volatile.fetch_sub(1, Ordering::Relaxed);
             }

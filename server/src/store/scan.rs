@@ -1,4 +1,4 @@
-//! Walking one shard of the map, for SCAN.
+//! Walking one shard of the map, for SCAN, KEYS, snapshots and eviction samples.
 //!
 //! dashmap offers no way to iterate a single shard except through its raw table, whose iterator
 //! is `unsafe` only because the caller must keep the table alive and unmodified while iterating.
@@ -32,4 +32,44 @@ pub(super) fn for_each_in_shard<S>(
             visit(key, value.get());
         }
     }
+}
+
+/// Calls `visit` with the keys and entries of shard `shard` from the `skip`-th on, wrapping
+/// around to the first, under its read lock, until it has returned true `take` times or every
+/// entry has been seen (eviction samples).
+pub(super) fn sample_shard<S>(
+    map: &DashMap<Bytes, Entry, S>,
+    shard: usize,
+    skip: usize,
+    take: usize,
+    mut visit: impl FnMut(&Bytes, &Entry) -> bool,
+) where
+    S: std::hash::BuildHasher + Clone,
+{
+    let Some(lock) = map.shards().get(shard) else {
+        return;
+    };
+    let table = lock.read();
+    let mut taken = 0;
+    // SAFETY: as in `for_each_in_shard`: the read guard outlives the iterator and keeps the
+    // table unmodified, and every yielded bucket is full.
+    unsafe {
+        for bucket in table.iter().skip(skip).chain(table.iter().take(skip)) {
+            let (key, value) = bucket.as_ref();
+            if visit(key, value.get()) {
+                taken += 1;
+                if taken == take {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The number of keys in shard `shard`.
+pub(super) fn shard_len<S>(map: &DashMap<Bytes, Entry, S>, shard: usize) -> usize
+where
+    S: std::hash::BuildHasher + Clone,
+{
+    map.shards().get(shard).map_or(0, |lock| lock.read().len())
 }

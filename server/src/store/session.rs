@@ -241,7 +241,7 @@ impl Store {
         };
         let deadline = record.deadline_ms();
         let rec = self.journal.recording();
-        let id = self.insert_session(&new.prefix, record, deadline, &rec)?;
+        let id = self.insert_session(&new.prefix, record, deadline, now_ms, &rec)?;
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
         if let Some(user) = user {
             self.index_session(
@@ -263,6 +263,7 @@ impl Store {
         prefix: &[u8],
         record: SessionRecord,
         deadline_ms: u64,
+        now_ms: u64,
         rec: &Recording<'_>,
     ) -> Result<Bytes, SessionError> {
         let mut record = Some(record);
@@ -273,7 +274,7 @@ impl Store {
                     continue;
                 };
                 let mut entry = Entry::new(Value::Session(Box::new(record)), deadline_ms);
-                self.after_write(&id, &mut entry, false, rec);
+                self.after_write(&id, &mut entry, super::Before::NOTHING, now_ms, rec);
                 vacant.insert(entry);
                 self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
                 return Ok(id);
@@ -391,7 +392,7 @@ impl Store {
         } else {
             super::Removal::Deleted
         };
-        self.after_remove(&key, &entry, true, why);
+        self.after_remove(&key, &entry, super::Before::of(&key, &entry), why);
         !expired
     }
 
@@ -513,6 +514,8 @@ impl Store {
             return Ok(None);
         };
         let deadline = old.expires_at_ms;
+        // The old entry leaves `used_memory`; the new one is counted when inserted.
+        self.used.sub(old.footprint(&old_id));
         let Value::Session(mut record) = old.value else {
             return Ok(None);
         };
@@ -527,7 +530,8 @@ impl Store {
         self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
         self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
         self.changes.add(1);
-        let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, &rec) {
+        let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, now_ms, &rec)
+        {
             Ok(new_id) => new_id,
             Err(error) => {
                 if let Some(user) = &old_user {

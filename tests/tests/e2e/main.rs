@@ -9,6 +9,7 @@ mod fuzz_live;
 mod hashes;
 mod keys;
 mod malformed;
+mod memory;
 mod persistence;
 mod security;
 mod sessions;
