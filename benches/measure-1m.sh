@@ -12,10 +12,11 @@
 #   load     wall time from starting the process to its first PONG, with the 1M keys loaded
 # Save and load are repeated --rounds times; the medians are printed.
 #
-# Usage: benches/measure-1m.sh [--keys N] [--rounds N] [--requests N] [--no-build]
+# Usage: benches/measure-1m.sh [--keys N] [--rounds N] [--requests N] [--memory-only] [--no-build]
 #   --keys N       keys to load (default 1000000)
 #   --rounds N     save/load repetitions (default 3)
 #   --requests N   GETs per latency run (default 1000000)
+#   --memory-only  load the keys and report memory only (no latency, save or load runs)
 #   --no-build     use the release binary already in target/release
 # Needs: redis-server, redis-cli and redis-benchmark (apt-get install redis-server redis-tools),
 # python3, and cargo unless --no-build.
@@ -25,12 +26,14 @@ keys=1000000
 rounds=3
 requests=1000000
 build=1
+memory_only=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --keys) keys="${2:?--keys needs a number}"; shift 2 ;;
         --rounds) rounds="${2:?--rounds needs a number}"; shift 2 ;;
         --requests) requests="${2:?--requests needs a number}"; shift 2 ;;
         --no-build) build=0; shift ;;
+        --memory-only) memory_only=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "measure-1m.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
@@ -186,6 +189,10 @@ for server in redis sessiond; do
     echo "$server rss_empty_kib $empty" >>"$results"
     echo "$server rss_loaded_kib $loaded" >>"$results"
     echo "-- $server: $keys keys loaded, RSS $((empty / 1024)) MiB → $((loaded / 1024)) MiB"
+    if [[ $memory_only == 1 ]]; then
+        stop "$server"
+        continue
+    fi
 
     read -r rps p50 p99 <<<"$(get_latency "$server")"
     echo "$server idle $rps $p50 $p99" >>"$results"
@@ -227,13 +234,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 echo
 printf '%-34s %14s %14s %8s\n' "measure ($keys keys)" "redis" "sessiond" "s/r"
-for m in rss_loaded_kib save_ms load_ms file_bytes; do
+measures="rss_loaded_kib save_ms load_ms file_bytes"
+[[ $memory_only == 1 ]] && measures="rss_loaded_kib"
+for m in $measures; do
     r="$(value redis "$m")"; s="$(value sessiond "$m")"
     printf '%-34s %14s %14s %8s\n' "$m" "$r" "$s" "$(ratio "$s" "$r")"
 done
 r=$(( $(value redis rss_loaded_kib) - $(value redis rss_empty_kib) ))
 s=$(( $(value sessiond rss_loaded_kib) - $(value sessiond rss_empty_kib) ))
 printf '%-34s %14s %14s %8s\n' "bytes per key (RSS growth / keys)" "$((r * 1024 / keys))" "$((s * 1024 / keys))" "$(ratio "$s" "$r")"
+[[ $memory_only == 1 ]] && exit 0
 for m in idle saving; do
     printf '%-34s %14s %14s %8s\n' "GET p99 ms, $m" "$(field redis "$m" 5)" "$(field sessiond "$m" 5)" \
         "$(ratio "$(field sessiond "$m" 5)" "$(field redis "$m" 5)")"
