@@ -100,6 +100,10 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
     pub max_inline_len: Option<String>,
 
+    /// Threads that run connections and commands; 0: one per CPU core [default: 0].
+    #[arg(long, env = "SESSIOND_THREADS")]
+    pub threads: Option<u64>,
+
     /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -225,6 +229,8 @@ pub struct Config {
     pub output_limit: Option<usize>,
     /// Input bounds per connection.
     pub limits: Limits,
+    /// Runtime worker threads; 0: one per CPU core.
+    pub threads: usize,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_timeout: Duration,
     /// Period of the active expiry task.
@@ -262,6 +268,7 @@ impl Default for Config {
             idle_timeout: None,
             output_limit: None,
             limits: Limits::default(),
+            threads: 0,
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
             session_idle: Duration::from_secs(30 * 60),
@@ -354,6 +361,7 @@ impl RawConfig {
                 .or(fallback.client_query_buffer_limit),
             max_command_args: self.max_command_args.or(fallback.max_command_args),
             max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
+            threads: self.threads.or(fallback.threads),
             shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
             active_expire_interval: self
                 .active_expire_interval
@@ -518,6 +526,7 @@ impl RawConfig {
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
+            threads: range("threads", self.threads.unwrap_or(0), 0, 1024)? as usize,
             shutdown_timeout: match self.shutdown_timeout {
                 Some(text) => duration_setting("shutdown-timeout", &text)?,
                 None => defaults.shutdown_timeout,

@@ -42,10 +42,11 @@ fn main() -> ExitCode {
         eprintln!("sessiond: bad configuration: log-level: {error}");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        builder.worker_threads(config.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");

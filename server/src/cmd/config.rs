@@ -52,6 +52,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("bind", config.bind.to_string()),
         ("port", ctx.shared.local_addr.port().to_string()),
         ("maxclients", config.maxclients.to_string()),
+        ("io-threads", config.threads.to_string()),
         ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
         (
             "client-query-buffer-limit",
