@@ -4,15 +4,21 @@
 //! Pipelining comes for free: a read that brings 100 commands produces 100 replies in one
 //! buffer and one `write`. A malformed stream earns `-ERR Protocol error: ...` and the
 //! connection is closed; every other error is a reply and the connection lives on.
+//!
+//! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
+//! (after its handshake) on the TLS port. Writes are first tried without waiting (see
+//! [`try_write_now`]), so a client that does not read its replies is noticed and held to its
+//! output cap on both.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
 use crate::cmd::{self, Session, Then};
@@ -30,9 +36,16 @@ const KEEP_CAPACITY: usize = 1024 * 1024;
 /// Replies pending for an unauthenticated client that has stopped reading (the socket buffers
 /// are full) beyond which it is disconnected (CVE-2025-21605).
 pub const UNAUTHENTICATED_OUTPUT_CAP: usize = 16 * 1024;
+/// Longest an orderly close (a TLS `close_notify`, then the TCP shutdown) may wait on a client
+/// that does not read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Serves `socket` until the client leaves, misbehaves, or the server shuts down.
-pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<ClientState>) {
+/// Serves `socket` (plaintext or TLS) until the client leaves, misbehaves, or the server shuts
+/// down.
+pub async fn serve<S>(shared: &Arc<Shared>, mut socket: S, client: Arc<ClientState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let full_limits = shared.config.limits;
     let mut session = Session::new(client, shared.auth.required());
     // Before authentication, a peer may make the server hold very little on its behalf.
@@ -125,7 +138,7 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
         }
         shared.stats.absorb(&mut local);
         if then != Then::Continue {
-            let _ = socket.shutdown().await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
             break;
         }
         if input.is_empty() && input.capacity() > KEEP_CAPACITY && !decoder.has_partial() {
@@ -140,8 +153,8 @@ fn finish(shared: &Shared, local: &mut LocalStats) {
 }
 
 /// Reads into `input`; with an idle timeout, a read that waits longer fails with `TimedOut`.
-async fn read_some(
-    socket: &mut TcpStream,
+async fn read_some<S: AsyncRead + Unpin>(
+    socket: &mut S,
     input: &mut BytesMut,
     idle_timeout: Option<Duration>,
 ) -> std::io::Result<usize> {
@@ -158,10 +171,13 @@ async fn read_some(
 /// does not read its replies while more than its output cap is pending (before authentication
 /// the cap is [`UNAUTHENTICATED_OUTPUT_CAP`]; after, `--client-output-buffer-limit`), or a write
 /// stalls longer than `--timeout`.
-async fn flush(
+///
+/// On TLS, what rustls has taken but not yet sent (at most its 64 KiB buffer) is pushed out by
+/// the final flush, which waits as a write does.
+async fn flush<S: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &Session,
-    socket: &mut TcpStream,
+    socket: &mut S,
     output: &mut BytesMut,
     local: &mut LocalStats,
 ) -> bool {
@@ -171,13 +187,13 @@ async fn flush(
         Some(UNAUTHENTICATED_OUTPUT_CAP)
     };
     let peer = session.client().peer;
+    let stalled = || {
+        shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
+        false
+    };
     while !output.is_empty() {
-        match socket.try_write(output) {
-            Ok(0) => return false,
-            Ok(n) => {
-                local.output_bytes += n as u64;
-                output.advance(n);
-            }
+        let written = match try_write_now(socket, output).await {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 if cap.is_some_and(|cap| output.len() > cap) {
                     shared
@@ -187,22 +203,23 @@ async fn flush(
                     tracing::warn!(%peer, pending = output.len(), "closing a client that does not read its replies");
                     return false;
                 }
-                let writable = socket.writable();
-                let ready = match shared.config.idle_timeout {
-                    None => writable.await,
-                    Some(limit) => match tokio::time::timeout(limit, writable).await {
-                        Ok(ready) => ready,
-                        Err(_) => {
-                            shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
-                            return false;
-                        }
+                // Under the cap: wait for the client to read, as long as --timeout allows.
+                let write = socket.write(output);
+                match shared.config.idle_timeout {
+                    None => write.await,
+                    Some(limit) => match tokio::time::timeout(limit, write).await {
+                        Ok(written) => written,
+                        Err(_) => return stalled(),
                     },
-                };
-                if let Err(error) = ready {
-                    tracing::debug!(%error, %peer, "write failed");
-                    return false;
                 }
+            }
+            written => written,
+        };
+        match written {
+            Ok(0) => return false,
+            Ok(n) => {
+                local.output_bytes += n as u64;
+                output.advance(n);
             }
             Err(error) => {
                 tracing::debug!(%error, %peer, "write failed");
@@ -210,9 +227,40 @@ async fn flush(
             }
         }
     }
+    // A no-op on TCP; on TLS, sends the records rustls still holds.
+    let flushed = match shared.config.idle_timeout {
+        None => socket.flush().await,
+        Some(limit) => match tokio::time::timeout(limit, socket.flush()).await {
+            Ok(flushed) => flushed,
+            Err(_) => return stalled(),
+        },
+    };
+    if let Err(error) = flushed {
+        tracing::debug!(%error, %peer, "write failed");
+        return false;
+    }
     output.clear();
     if output.capacity() > KEEP_CAPACITY {
         *output = BytesMut::with_capacity(READ_CHUNK);
     }
     true
+}
+
+/// Writes what `socket` takes from `buf` right now, or fails with `WouldBlock` if it would have
+/// to wait: `TcpStream::try_write` for any stream (a rustls stream has no `try_write`).
+///
+/// The stream is polled once. `unconstrained` because tokio's cooperative budget can also make
+/// a poll return `Pending` (after many ready operations in a row), and that must not look like
+/// a client that stopped reading.
+async fn try_write_now<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        match Pin::new(&mut *socket).poll_write(cx, buf) {
+            Poll::Pending => Poll::Ready(Err(std::io::ErrorKind::WouldBlock.into())),
+            ready => ready,
+        }
+    }))
+    .await
 }
