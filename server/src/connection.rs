@@ -8,7 +8,9 @@
 //! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
 //! (after its handshake) on the TLS port. Writes are first tried without waiting (see
 //! [`try_write_now`]), so a client that does not read its replies is noticed and held to its
-//! output cap on both.
+//! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
+//! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
+//! for the next request, never waited for.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
 use crate::cmd::{self, Session, Then};
@@ -60,27 +62,31 @@ where
     let mut local = LocalStats::default();
     let mut stop = shared.shutdown_signal();
     let idle_timeout = shared.config.idle_timeout;
-    loop {
+    // TLS only: rustls holds records the socket has not taken yet.
+    let mut unflushed = false;
+    // Whether the close is orderly (a TLS close_notify, a TCP shutdown) or the socket is just
+    // dropped (the peer is gone or does not read).
+    let orderly = loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         let read = tokio::select! {
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => break,
-            read = read_some(&mut socket, &mut input, idle_timeout) => read,
+            _ = stop.wait_for(|stopping| *stopping) => break true,
+            read = read_some(&mut socket, &mut input, &mut unflushed, idle_timeout) => read,
         };
         match read {
-            Ok(0) => break,
+            Ok(0) => break true,
             Ok(n) => local.input_bytes += n as u64,
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(peer = %session.client().peer, "closing idle client (--timeout)");
-                break;
+                break true;
             }
             Err(error) => {
                 tracing::debug!(%error, peer = %session.client().peer, "read failed");
-                break;
+                break false;
             }
         }
         let mut then = Then::Continue;
@@ -110,7 +116,15 @@ where
                         break;
                     }
                     if output.len() >= WRITE_EARLY
-                        && !flush(shared, &session, &mut socket, &mut output, &mut local).await
+                        && !flush(
+                            shared,
+                            &session,
+                            &mut socket,
+                            &mut output,
+                            &mut unflushed,
+                            &mut local,
+                        )
+                        .await
                     {
                         return finish(shared, &mut local);
                     }
@@ -133,17 +147,29 @@ where
                 }
             }
         }
-        if !flush(shared, &session, &mut socket, &mut output, &mut local).await {
-            break;
+        if !flush(
+            shared,
+            &session,
+            &mut socket,
+            &mut output,
+            &mut unflushed,
+            &mut local,
+        )
+        .await
+        {
+            break false;
         }
         shared.stats.absorb(&mut local);
         if then != Then::Continue {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
-            break;
+            break true;
         }
         if input.is_empty() && input.capacity() > KEEP_CAPACITY && !decoder.has_partial() {
             input = BytesMut::with_capacity(READ_CHUNK);
         }
+    };
+    if orderly {
+        // Sends what rustls still holds and a close_notify on TLS; a FIN on TCP.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
     }
     finish(shared, &mut local)
 }
@@ -153,14 +179,26 @@ fn finish(shared: &Shared, local: &mut LocalStats) {
 }
 
 /// Reads into `input`; with an idle timeout, a read that waits longer fails with `TimedOut`.
-async fn read_some<S: AsyncRead + Unpin>(
+/// While it waits, it sends what rustls holds (`unflushed`), as the kernel would on TCP.
+async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut S,
     input: &mut BytesMut,
+    unflushed: &mut bool,
     idle_timeout: Option<Duration>,
 ) -> std::io::Result<usize> {
+    let read = std::future::poll_fn(|cx| {
+        if *unflushed {
+            match Pin::new(&mut *socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => *unflushed = false,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {}
+            }
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut *socket), cx, input)
+    });
     match idle_timeout {
-        None => socket.read_buf(input).await,
-        Some(limit) => match tokio::time::timeout(limit, socket.read_buf(input)).await {
+        None => read.await,
+        Some(limit) => match tokio::time::timeout(limit, read).await {
             Ok(read) => read,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         },
@@ -172,13 +210,15 @@ async fn read_some<S: AsyncRead + Unpin>(
 /// the cap is [`UNAUTHENTICATED_OUTPUT_CAP`]; after, `--client-output-buffer-limit`), or a write
 /// stalls longer than `--timeout`.
 ///
-/// On TLS, what rustls has taken but not yet sent (at most its 64 KiB buffer) is pushed out by
-/// the final flush, which waits as a write does.
+/// On TLS, rustls may take replies into its buffer (at most 64 KiB) that the socket does not
+/// take yet; `unflushed` says so, and [`read_some`] sends them while waiting for the next
+/// request.
 async fn flush<S: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &Session,
     socket: &mut S,
     output: &mut BytesMut,
+    unflushed: &mut bool,
     local: &mut LocalStats,
 ) -> bool {
     let cap = if session.authenticated() {
@@ -227,17 +267,13 @@ async fn flush<S: AsyncWrite + Unpin>(
             }
         }
     }
-    // A no-op on TCP; on TLS, sends the records rustls still holds.
-    let flushed = match shared.config.idle_timeout {
-        None => socket.flush().await,
-        Some(limit) => match tokio::time::timeout(limit, socket.flush()).await {
-            Ok(flushed) => flushed,
-            Err(_) => return stalled(),
-        },
-    };
-    if let Err(error) = flushed {
-        tracing::debug!(%error, %peer, "write failed");
-        return false;
+    // Always done on TCP; on TLS, sends the records rustls holds, if the socket takes them now.
+    match try_flush_now(socket).await {
+        Ok(done) => *unflushed = !done,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "write failed");
+            return false;
+        }
     }
     output.clear();
     if output.capacity() > KEEP_CAPACITY {
@@ -260,6 +296,17 @@ async fn try_write_now<S: AsyncWrite + Unpin>(
         match Pin::new(&mut *socket).poll_write(cx, buf) {
             Poll::Pending => Poll::Ready(Err(std::io::ErrorKind::WouldBlock.into())),
             ready => ready,
+        }
+    }))
+    .await
+}
+
+/// Flushes `socket` if it can without waiting: `Ok(false)` if it would have to wait.
+async fn try_flush_now<S: AsyncWrite + Unpin>(socket: &mut S) -> std::io::Result<bool> {
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        match Pin::new(&mut *socket).poll_flush(cx) {
+            Poll::Pending => Poll::Ready(Ok(false)),
+            Poll::Ready(flushed) => Poll::Ready(flushed.map(|()| true)),
         }
     }))
     .await

@@ -38,6 +38,9 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 const PLAINTEXT_REPLY: &[u8] =
     b"-ERR this port speaks TLS only: connect with TLS (redis-cli --tls), or use the plaintext port\r\n";
 
+/// Most input read and discarded from a plaintext client before its close.
+const PLAINTEXT_DRAIN_LIMIT: usize = 64 * 1024;
+
 /// Whether clients must present a certificate (`--tls-auth-clients`, as in redis.conf).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -272,7 +275,8 @@ pub enum HandshakeError {
 }
 
 /// Runs the server side of the handshake on `socket` within `limit`. The socket is borrowed,
-/// so the caller decides when it is closed (after counting a failure).
+/// so the caller decides when it is closed: after counting a failure, so that a client that sees
+/// the close also sees the count.
 pub async fn accept<'a>(
     acceptor: &TlsAcceptor,
     socket: &'a mut TcpStream,
@@ -283,9 +287,18 @@ pub async fn accept<'a>(
         match socket.peek(&mut first).await {
             Ok(0) => return Err(HandshakeError::Closed),
             Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
-                // One line a person (or redis-cli) can read, instead of a TLS alert.
+                // One line a person (or redis-cli) can read, instead of a TLS alert. What the
+                // client sent is read first: closing a socket with unread input sends a reset,
+                // which can destroy the reply before the client reads it.
+                let mut unread = [0u8; 4096];
+                let mut drained = 0;
+                while drained < PLAINTEXT_DRAIN_LIMIT {
+                    match socket.try_read(&mut unread) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
                 let _ = socket.write_all(PLAINTEXT_REPLY).await;
-                let _ = socket.shutdown().await;
                 return Err(HandshakeError::Plaintext);
             }
             Ok(_) => {}
