@@ -14,4 +14,5 @@ mod security;
 mod sessions;
 mod smoke;
 mod strings;
+mod tls;
 mod words;
