@@ -16,6 +16,7 @@ use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
 use crate::clock::Clock;
 use crate::persist::PersistConfig;
 use crate::store::evict::Policy;
+use crate::tls::{ClientAuth, TlsConfig, TlsFiles};
 
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
@@ -47,6 +48,29 @@ pub struct RawConfig {
     /// TCP port; 0 picks a free one [default: 6380].
     #[arg(long, env = "SESSIOND_PORT")]
     pub port: Option<u16>,
+
+    /// TCP port of a second listener that speaks only TLS; 0 picks a free one [default: none].
+    /// Needs --tls-cert-file and --tls-key-file.
+    #[arg(long, env = "SESSIOND_TLS_PORT")]
+    pub tls_port: Option<u16>,
+
+    /// The server's certificate chain for --tls-port, PEM, leaf first.
+    #[arg(long, env = "SESSIOND_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SESSIOND_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates, PEM: TLS clients must present a certificate signed by one of them
+    /// (see --tls-auth-clients).
+    #[arg(long, env = "SESSIOND_TLS_CA_CERT_FILE", value_name = "FILE")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Client certificates on --tls-port: `yes` (required), `optional` (verified if sent) or
+    /// `no` [default: yes with --tls-ca-cert-file, no without].
+    #[arg(long, env = "SESSIOND_TLS_AUTH_CLIENTS")]
+    pub tls_auth_clients: Option<String>,
 
     /// Password of the `default` user; clients must AUTH before other commands. Prefer
     /// SESSIOND_PASSWORD or --requirepass-file, which keep it out of `ps`.
@@ -211,6 +235,8 @@ pub struct Config {
     pub bind: IpAddr,
     /// The TCP port; 0 picks a free one.
     pub port: u16,
+    /// The TLS listener (on `bind` too); `None`: plaintext only.
+    pub tls: Option<TlsConfig>,
     /// Most simultaneous clients.
     pub maxclients: usize,
     /// Most bytes the keyspace may be accounted for; 0: no limit.
@@ -259,6 +285,7 @@ impl Default for Config {
         Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 6380,
+            tls: None,
             maxclients: 10_000,
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,
@@ -304,6 +331,9 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A TLS file cannot be used (missing, unreadable, not PEM, a key that does not match).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The config file is not valid TOML or has unknown keys.
     #[error("config file {path}: {message}")]
     Parse {
@@ -345,6 +375,11 @@ impl RawConfig {
             config: self.config.or(fallback.config),
             bind: self.bind.or(fallback.bind),
             port: self.port.or(fallback.port),
+            tls_port: self.tls_port.or(fallback.tls_port),
+            tls_cert_file: self.tls_cert_file.or(fallback.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(fallback.tls_key_file),
+            tls_ca_cert_file: self.tls_ca_cert_file.or(fallback.tls_ca_cert_file),
+            tls_auth_clients: self.tls_auth_clients.or(fallback.tls_auth_clients),
             maxclients: self.maxclients.or(fallback.maxclients),
             maxmemory: self.maxmemory.or(fallback.maxmemory),
             maxmemory_policy: self.maxmemory_policy.or(fallback.maxmemory_policy),
@@ -472,6 +507,15 @@ impl RawConfig {
                     .to_owned(),
             });
         }
+        let port = self.port.unwrap_or(defaults.port);
+        let tls = tls(
+            port,
+            self.tls_port,
+            self.tls_cert_file,
+            self.tls_key_file,
+            self.tls_ca_cert_file,
+            self.tls_auth_clients,
+        )?;
         let idle_timeout = match self.timeout {
             None => None,
             Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
@@ -515,7 +559,8 @@ impl RawConfig {
         };
         Ok(Config {
             bind,
-            port: self.port.unwrap_or(defaults.port),
+            port,
+            tls,
             requirepass,
             users,
             protected_mode,
@@ -688,6 +733,78 @@ pub fn password_sha256(password: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The TLS listener's settings: none without `--tls-port`; with it, the certificate and key are
+/// required and every file is loaded and checked now, so a bad one stops the start.
+fn tls(
+    port: u16,
+    tls_port: Option<u16>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    ca_cert_file: Option<PathBuf>,
+    auth_clients: Option<String>,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let Some(tls_port) = tls_port else {
+        // TLS files without a TLS port would leave every client on plaintext, silently.
+        let stray = [
+            ("tls-cert-file", cert_file.is_some()),
+            ("tls-key-file", key_file.is_some()),
+            ("tls-ca-cert-file", ca_cert_file.is_some()),
+            ("tls-auth-clients", auth_clients.is_some()),
+        ];
+        if let Some((setting, _)) = stray.iter().find(|(_, given)| *given) {
+            return Err(ConfigError::Invalid {
+                setting,
+                value: String::new(),
+                reason: "TLS settings without --tls-port: nothing would listen for TLS; set \
+                         --tls-port (0 picks a free port)"
+                    .to_owned(),
+            });
+        }
+        return Ok(None);
+    };
+    if tls_port != 0 && tls_port == port {
+        return Err(ConfigError::Invalid {
+            setting: "tls-port",
+            value: tls_port.to_string(),
+            reason: "must differ from --port: the plaintext and TLS listeners need a port each"
+                .to_owned(),
+        });
+    }
+    let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
+        return Err(ConfigError::Invalid {
+            setting: "tls-port",
+            value: tls_port.to_string(),
+            reason: "TLS needs --tls-cert-file and --tls-key-file".to_owned(),
+        });
+    };
+    let auth_clients = match (auth_clients.as_deref(), &ca_cert_file) {
+        (None, Some(_)) | (Some("yes"), _) => ClientAuth::Required,
+        (None, None) | (Some("no"), _) => ClientAuth::No,
+        (Some("optional"), _) => ClientAuth::Optional,
+        (Some(other), _) => {
+            return Err(ConfigError::Invalid {
+                setting: "tls-auth-clients",
+                value: other.to_owned(),
+                reason: "expected yes, optional or no".to_owned(),
+            })
+        }
+    };
+    if auth_clients != ClientAuth::No && ca_cert_file.is_none() {
+        return Err(ConfigError::Invalid {
+            setting: "tls-auth-clients",
+            value: auth_clients.as_str().to_owned(),
+            reason: "verifying client certificates needs --tls-ca-cert-file".to_owned(),
+        });
+    }
+    let files = TlsFiles {
+        cert_file,
+        key_file,
+        ca_cert_file,
+        auth_clients,
+    };
+    Ok(Some(TlsConfig::load(tls_port, files)?))
 }
 
 fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -987,6 +1104,69 @@ mod tests {
             .to_string()
             .contains("requirepass-file"));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn tls_settings_need_each_other() {
+        let path = |name: &str| Some(PathBuf::from(format!("/nonexistent/{name}")));
+        let message = |raw: RawConfig| raw.validate().unwrap_err().to_string();
+        // A TLS port without a certificate and key.
+        let port_only = RawConfig {
+            tls_port: Some(0),
+            ..Default::default()
+        };
+        let error = message(port_only.clone());
+        assert!(
+            error.contains("tls-port") && error.contains("--tls-cert-file"),
+            "{error}"
+        );
+        // Files without a port would leave everyone on plaintext.
+        let error = message(RawConfig {
+            tls_cert_file: path("cert.pem"),
+            tls_key_file: path("key.pem"),
+            ..Default::default()
+        });
+        assert!(
+            error.contains("tls-cert-file") && error.contains("--tls-port"),
+            "{error}"
+        );
+        // The same port twice.
+        let error = message(RawConfig {
+            port: Some(7000),
+            tls_port: Some(7000),
+            tls_cert_file: path("cert.pem"),
+            tls_key_file: path("key.pem"),
+            ..Default::default()
+        });
+        assert!(error.contains("must differ from --port"), "{error}");
+        // A bad tls-auth-clients, and one that needs a CA file.
+        let with_files = RawConfig {
+            tls_cert_file: path("cert.pem"),
+            tls_key_file: path("key.pem"),
+            ..port_only
+        };
+        let error = message(RawConfig {
+            tls_auth_clients: Some("maybe".into()),
+            ..with_files.clone()
+        });
+        assert!(error.contains("tls-auth-clients"), "{error}");
+        let error = message(RawConfig {
+            tls_auth_clients: Some("optional".into()),
+            ..with_files.clone()
+        });
+        assert!(error.contains("--tls-ca-cert-file"), "{error}");
+        // A missing file is named, with the setting.
+        let error = message(with_files);
+        assert!(
+            error.contains("tls-cert-file /nonexistent/cert.pem: cannot read"),
+            "{error}"
+        );
+        // And the TOML file spells them like the flags.
+        let raw: RawConfig =
+            toml::from_str("tls-port = 0\ntls-cert-file = \"c.pem\"\ntls-auth-clients = \"no\"\n")
+                .unwrap();
+        assert_eq!(raw.tls_port, Some(0));
+        assert_eq!(raw.tls_auth_clients.as_deref(), Some("no"));
     }
 
     #[test]

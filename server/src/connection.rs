@@ -4,15 +4,23 @@
 //! Pipelining comes for free: a read that brings 100 commands produces 100 replies in one
 //! buffer and one `write`. A malformed stream earns `-ERR Protocol error: ...` and the
 //! connection is closed; every other error is a reply and the connection lives on.
+//!
+//! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
+//! (after its handshake) on the TLS port. Writes are first tried without waiting (see
+//! [`try_write_now`]), so a client that does not read its replies is noticed and held to its
+//! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
+//! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
+//! for the next request, never waited for.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
 use crate::cmd::{self, Session, Then};
@@ -30,9 +38,16 @@ const KEEP_CAPACITY: usize = 1024 * 1024;
 /// Replies pending for an unauthenticated client that has stopped reading (the socket buffers
 /// are full) beyond which it is disconnected (CVE-2025-21605).
 pub const UNAUTHENTICATED_OUTPUT_CAP: usize = 16 * 1024;
+/// Longest an orderly close (a TLS `close_notify`, then the TCP shutdown) may wait on a client
+/// that does not read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Serves `socket` until the client leaves, misbehaves, or the server shuts down.
-pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<ClientState>) {
+/// Serves `socket` (plaintext or TLS) until the client leaves, misbehaves, or the server shuts
+/// down.
+pub async fn serve<S>(shared: &Arc<Shared>, mut socket: S, client: Arc<ClientState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let full_limits = shared.config.limits;
     let mut session = Session::new(client, shared.auth.initial_user());
     // Before authentication, a peer may make the server hold very little on its behalf.
@@ -47,27 +62,31 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
     let mut local = LocalStats::default();
     let mut stop = shared.shutdown_signal();
     let idle_timeout = shared.config.idle_timeout;
-    loop {
+    // TLS only: rustls holds records the socket has not taken yet.
+    let mut unflushed = false;
+    // Whether the close is orderly (a TLS close_notify, a TCP shutdown) or the socket is just
+    // dropped (the peer is gone or does not read).
+    let orderly = loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
         let read = tokio::select! {
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => break,
-            read = read_some(&mut socket, &mut input, idle_timeout) => read,
+            _ = stop.wait_for(|stopping| *stopping) => break true,
+            read = read_some(&mut socket, &mut input, &mut unflushed, idle_timeout) => read,
         };
         match read {
-            Ok(0) => break,
+            Ok(0) => break true,
             Ok(n) => local.input_bytes += n as u64,
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(peer = %session.client().peer, "closing idle client (--timeout)");
-                break;
+                break true;
             }
             Err(error) => {
                 tracing::debug!(%error, peer = %session.client().peer, "read failed");
-                break;
+                break false;
             }
         }
         let mut then = Then::Continue;
@@ -97,7 +116,15 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
                         break;
                     }
                     if output.len() >= WRITE_EARLY
-                        && !flush(shared, &session, &mut socket, &mut output, &mut local).await
+                        && !flush(
+                            shared,
+                            &session,
+                            &mut socket,
+                            &mut output,
+                            &mut unflushed,
+                            &mut local,
+                        )
+                        .await
                     {
                         return finish(shared, &mut local);
                     }
@@ -120,17 +147,29 @@ pub async fn serve(shared: &Arc<Shared>, mut socket: TcpStream, client: Arc<Clie
                 }
             }
         }
-        if !flush(shared, &session, &mut socket, &mut output, &mut local).await {
-            break;
+        if !flush(
+            shared,
+            &session,
+            &mut socket,
+            &mut output,
+            &mut unflushed,
+            &mut local,
+        )
+        .await
+        {
+            break false;
         }
         shared.stats.absorb(&mut local);
         if then != Then::Continue {
-            let _ = socket.shutdown().await;
-            break;
+            break true;
         }
         if input.is_empty() && input.capacity() > KEEP_CAPACITY && !decoder.has_partial() {
             input = BytesMut::with_capacity(READ_CHUNK);
         }
+    };
+    if orderly {
+        // Sends what rustls still holds and a close_notify on TLS; a FIN on TCP.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
     }
     finish(shared, &mut local)
 }
@@ -140,14 +179,26 @@ fn finish(shared: &Shared, local: &mut LocalStats) {
 }
 
 /// Reads into `input`; with an idle timeout, a read that waits longer fails with `TimedOut`.
-async fn read_some(
-    socket: &mut TcpStream,
+/// While it waits, it sends what rustls holds (`unflushed`), as the kernel would on TCP.
+async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
     input: &mut BytesMut,
+    unflushed: &mut bool,
     idle_timeout: Option<Duration>,
 ) -> std::io::Result<usize> {
+    let read = std::future::poll_fn(|cx| {
+        if *unflushed {
+            match Pin::new(&mut *socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => *unflushed = false,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => {}
+            }
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut *socket), cx, input)
+    });
     match idle_timeout {
-        None => socket.read_buf(input).await,
-        Some(limit) => match tokio::time::timeout(limit, socket.read_buf(input)).await {
+        None => read.await,
+        Some(limit) => match tokio::time::timeout(limit, read).await {
             Ok(read) => read,
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         },
@@ -158,11 +209,16 @@ async fn read_some(
 /// does not read its replies while more than its output cap is pending (before authentication
 /// the cap is [`UNAUTHENTICATED_OUTPUT_CAP`]; after, `--client-output-buffer-limit`), or a write
 /// stalls longer than `--timeout`.
-async fn flush(
+///
+/// On TLS, rustls may take replies into its buffer (at most 64 KiB) that the socket does not
+/// take yet; `unflushed` says so, and [`read_some`] sends them while waiting for the next
+/// request.
+async fn flush<S: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &Session,
-    socket: &mut TcpStream,
+    socket: &mut S,
     output: &mut BytesMut,
+    unflushed: &mut bool,
     local: &mut LocalStats,
 ) -> bool {
     let cap = if session.authenticated() {
@@ -171,13 +227,13 @@ async fn flush(
         Some(UNAUTHENTICATED_OUTPUT_CAP)
     };
     let peer = session.client().peer;
+    let stalled = || {
+        shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
+        false
+    };
     while !output.is_empty() {
-        match socket.try_write(output) {
-            Ok(0) => return false,
-            Ok(n) => {
-                local.output_bytes += n as u64;
-                output.advance(n);
-            }
+        let written = match try_write_now(socket, output).await {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 if cap.is_some_and(|cap| output.len() > cap) {
                     shared
@@ -187,22 +243,23 @@ async fn flush(
                     tracing::warn!(%peer, pending = output.len(), "closing a client that does not read its replies");
                     return false;
                 }
-                let writable = socket.writable();
-                let ready = match shared.config.idle_timeout {
-                    None => writable.await,
-                    Some(limit) => match tokio::time::timeout(limit, writable).await {
-                        Ok(ready) => ready,
-                        Err(_) => {
-                            shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
-                            return false;
-                        }
+                // Under the cap: wait for the client to read, as long as --timeout allows.
+                let write = socket.write(output);
+                match shared.config.idle_timeout {
+                    None => write.await,
+                    Some(limit) => match tokio::time::timeout(limit, write).await {
+                        Ok(written) => written,
+                        Err(_) => return stalled(),
                     },
-                };
-                if let Err(error) = ready {
-                    tracing::debug!(%error, %peer, "write failed");
-                    return false;
                 }
+            }
+            written => written,
+        };
+        match written {
+            Ok(0) => return false,
+            Ok(n) => {
+                local.output_bytes += n as u64;
+                output.advance(n);
             }
             Err(error) => {
                 tracing::debug!(%error, %peer, "write failed");
@@ -210,9 +267,47 @@ async fn flush(
             }
         }
     }
+    // Always done on TCP; on TLS, sends the records rustls holds, if the socket takes them now.
+    match try_flush_now(socket).await {
+        Ok(done) => *unflushed = !done,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "write failed");
+            return false;
+        }
+    }
     output.clear();
     if output.capacity() > KEEP_CAPACITY {
         *output = BytesMut::with_capacity(READ_CHUNK);
     }
     true
+}
+
+/// Writes what `socket` takes from `buf` right now, or fails with `WouldBlock` if it would have
+/// to wait: `TcpStream::try_write` for any stream (a rustls stream has no `try_write`).
+///
+/// The stream is polled once. `unconstrained` because tokio's cooperative budget can also make
+/// a poll return `Pending` (after many ready operations in a row), and that must not look like
+/// a client that stopped reading.
+async fn try_write_now<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        match Pin::new(&mut *socket).poll_write(cx, buf) {
+            Poll::Pending => Poll::Ready(Err(std::io::ErrorKind::WouldBlock.into())),
+            ready => ready,
+        }
+    }))
+    .await
+}
+
+/// Flushes `socket` if it can without waiting: `Ok(false)` if it would have to wait.
+async fn try_flush_now<S: AsyncWrite + Unpin>(socket: &mut S) -> std::io::Result<bool> {
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        match Pin::new(&mut *socket).poll_flush(cx) {
+            Poll::Pending => Poll::Ready(Ok(false)),
+            Poll::Ready(flushed) => Poll::Ready(flushed.map(|()| true)),
+        }
+    }))
+    .await
 }

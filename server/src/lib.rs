@@ -13,8 +13,9 @@
 //! ```
 //!
 //! - [`config`]: flags, environment and TOML file → validated [`Config`].
-//! - [`server`]: the accept loop, `maxclients`, graceful shutdown.
+//! - [`server`]: the accept loops (plaintext and TLS), `maxclients`, graceful shutdown.
 //! - [`connection`]: one task per connection; decode all, execute all, one write.
+//! - [`tls`]: the TLS listener's certificates (rustls, ring) and handshake.
 //! - [`cmd`]: the effect of each command.
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
@@ -30,6 +31,7 @@ pub mod persist;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod tls;
 
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, ConfigError, LogFormat, RawConfig};

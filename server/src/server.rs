@@ -3,6 +3,10 @@
 //! [`Server::run`] accepts connections until its shutdown future resolves or a client sends
 //! `SHUTDOWN`; then it stops accepting, tells every connection to finish the commands it has
 //! read and close, and waits for them up to the configured grace period.
+//!
+//! With `--tls-port`, one loop accepts on two listeners, plaintext and TLS; both share
+//! `maxclients`, the client registry, the counters and shutdown. A TLS connection's handshake
+//! runs in its own task, bounded in time, so a client that stalls it never holds up accepts.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,16 +15,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::clients::Clients;
+use crate::clients::{ClientState, Clients};
 use crate::config::Config;
 use crate::connection;
 use crate::persist::{self, Persistence};
 use crate::stats::Stats;
 use crate::store::Store;
+use crate::tls;
 
 /// State every connection shares.
 #[derive(Debug)]
@@ -35,8 +41,10 @@ pub struct Shared {
     pub stats: Stats,
     /// When the server started (monotonic), for uptime.
     pub started: Instant,
-    /// The address the listener is bound to.
+    /// The address the plaintext listener is bound to.
     pub local_addr: SocketAddr,
+    /// The address the TLS listener is bound to, if there is one.
+    pub tls_local_addr: Option<SocketAddr>,
     /// Snapshots.
     pub persistence: Arc<Persistence>,
     /// Who may connect.
@@ -90,15 +98,30 @@ pub enum ServerError {
     FinalSave(persist::SaveError),
 }
 
-/// A server bound to its listener, ready to run.
+/// A server bound to its listeners, ready to run.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<TlsListener>,
+}
+
+/// The TLS port's listener and the acceptor that runs handshakes on its connections.
+struct TlsListener {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
-    /// Binds `config.bind:config.port`.
+    /// Binds `config.bind:config.port`, and `config.bind` on the TLS port if there is one.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr)
@@ -107,9 +130,22 @@ impl Server {
         Server::from_listener(config, listener)
     }
 
-    /// Uses an already bound listener (tests bind `127.0.0.1:0`).
+    /// Uses an already bound plaintext listener (tests bind `127.0.0.1:0`); the TLS listener,
+    /// if `config.tls` asks for one, is bound here on `config.bind`. Must be called within a
+    /// tokio runtime.
     pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => Some(TlsListener {
+                listener: listen(SocketAddr::new(config.bind, tls.port))?,
+                acceptor: tls.acceptor(),
+            }),
+        };
+        let tls_local_addr = match &tls {
+            None => None,
+            Some(tls) => Some(tls.listener.local_addr().map_err(ServerError::LocalAddr)?),
+        };
         let store = Arc::new(Store::new(config.clock.clone()));
         if let Some(persist) = &config.persistence {
             let path = persist.path();
@@ -140,16 +176,26 @@ impl Server {
             stats: Stats::default(),
             started: Instant::now(),
             local_addr,
+            tls_local_addr,
             persistence,
             final_save: std::sync::atomic::AtomicBool::new(true),
             shutdown: watch::Sender::new(false),
         });
-        Ok(Server { shared, listener })
+        Ok(Server {
+            shared,
+            listener,
+            tls,
+        })
     }
 
-    /// The address clients connect to.
+    /// The address plaintext clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// The address TLS clients connect to, if `--tls-port` is set.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_local_addr
     }
 
     /// The shared state (store, clients, counters).
@@ -160,7 +206,15 @@ impl Server {
     /// Serves until `shutdown` resolves or a client sends SHUTDOWN, then drains connections
     /// within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-        let Server { shared, listener } = self;
+        let Server {
+            shared,
+            listener,
+            tls,
+        } = self;
+        let (tls_listener, acceptor) = match tls {
+            Some(tls) => (Some(tls.listener), Some(tls.acceptor)),
+            None => (None, None),
+        };
         let tracker = TaskTracker::new();
         let mut stop = shared.shutdown_signal();
         let expiry = tokio::spawn(shared.store.clone().run_active_expiry(
@@ -179,16 +233,17 @@ impl Server {
                 _ = &mut shutdown => break,
                 _ = stop.wait_for(|stopping| *stopping) => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer),
-                    Err(error) => {
-                        // Out of file descriptors and the like: log, back off briefly, go on.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
+                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, None),
+                    Err(error) => accept_failed(error).await,
+                },
+                accepted = accept_if_some(tls_listener.as_ref()) => match accepted {
+                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, acceptor.as_ref()),
+                    Err(error) => accept_failed(error).await,
                 },
             }
         }
         drop(listener);
+        drop(tls_listener);
         shared.request_shutdown();
         tracker.close();
         let grace = shared.config.shutdown_timeout;
@@ -229,7 +284,49 @@ async fn wait_for_true(mut signal: watch::Receiver<bool>) {
     let _ = signal.wait_for(|stopping| *stopping).await;
 }
 
-fn admit(shared: &Arc<Shared>, tracker: &TaskTracker, mut socket: TcpStream, peer: SocketAddr) {
+/// Binds a listener now, without awaiting (`TcpListener::bind` is async only because it may
+/// resolve a host name; this address is already resolved).
+fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let bind = || {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does: a restart can bind while old connections are in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    bind().map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// Accepts on `listener`, or waits forever if there is none.
+async fn accept_if_some(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_failed(error: std::io::Error) {
+    // Out of file descriptors and the like: log, back off briefly, go on.
+    tracing::warn!(%error, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+}
+
+/// Takes a new connection: refused at `maxclients`, otherwise registered and served in a task of
+/// its own, which first runs the TLS handshake when `tls` is given.
+fn admit(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&TlsAcceptor>,
+) {
     shared
         .stats
         .connections_received
@@ -240,13 +337,26 @@ fn admit(shared: &Arc<Shared>, tracker: &TaskTracker, mut socket: TcpStream, pee
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%peer, maxclients = shared.config.maxclients, "refusing connection: max number of clients reached");
-        // Answer without holding up the accept loop; the client may never read.
+        // Answer without holding up the accept loop; the client may never read (or, on the TLS
+        // port, never finish its handshake), so all of it is bounded.
+        let tls = tls.cloned();
         tracker.spawn(async move {
             let reply = b"-ERR max number of clients reached\r\n";
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(1), socket.write_all(reply))
-                    .await;
-            let _ = socket.shutdown().await;
+            let refuse = async {
+                match tls {
+                    None => {
+                        let _ = socket.write_all(reply).await;
+                        let _ = socket.shutdown().await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(mut stream) = acceptor.accept(socket).await {
+                            let _ = stream.write_all(reply).await;
+                            let _ = stream.shutdown().await;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), refuse).await;
         });
         return;
     }
@@ -256,11 +366,49 @@ fn admit(shared: &Arc<Shared>, tracker: &TaskTracker, mut socket: TcpStream, pee
     let local = socket.local_addr().unwrap_or(shared.local_addr);
     let client = shared.clients.register(peer, local);
     let shared = shared.clone();
+    let tls = tls.cloned();
     tracker.spawn(async move {
         let id = client.id;
-        tracing::debug!(%peer, id, "client connected");
-        connection::serve(&shared, socket, client).await;
+        tracing::debug!(%peer, id, tls = tls.is_some(), "client connected");
+        match tls {
+            None => connection::serve(&shared, socket, client).await,
+            Some(acceptor) => serve_tls(&shared, &acceptor, socket, client).await,
+        }
         shared.clients.unregister(id);
         tracing::debug!(%peer, id, "client disconnected");
     });
+}
+
+/// Runs the TLS handshake (bounded by [`tls::HANDSHAKE_TIMEOUT`], or `--timeout` if shorter),
+/// then serves the connection. A failed handshake is counted and logged with the peer's address
+/// before the socket is closed.
+async fn serve_tls(
+    shared: &Arc<Shared>,
+    acceptor: &TlsAcceptor,
+    mut socket: TcpStream,
+    client: Arc<ClientState>,
+) {
+    let peer = client.peer;
+    let limit = shared
+        .config
+        .idle_timeout
+        .map_or(tls::HANDSHAKE_TIMEOUT, |idle| {
+            idle.min(tls::HANDSHAKE_TIMEOUT)
+        });
+    let mut stop = shared.shutdown_signal();
+    let handshake = tokio::select! {
+        biased;
+        _ = stop.wait_for(|stopping| *stopping) => return,
+        handshake = tls::accept(acceptor, &mut socket, limit) => handshake,
+    };
+    match handshake {
+        Ok(stream) => connection::serve(shared, stream, client).await,
+        Err(error) => {
+            shared
+                .stats
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, %error, "TLS handshake failed; closing the connection");
+        }
+    }
 }

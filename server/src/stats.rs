@@ -36,6 +36,9 @@ pub struct Stats {
     pub idle_timeouts: AtomicU64,
     /// Connections closed for not reading their replies.
     pub output_limit_disconnections: AtomicU64,
+    /// Connections to the TLS port closed because the handshake failed (plaintext, no or a
+    /// bad client certificate, a timeout).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// A connection's counts since its last flush into [`Stats`].

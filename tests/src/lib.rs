@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests: a real sessiond server started in-process on
-//! `127.0.0.1:0` (optionally on a manual clock), clients for it, and a raw-socket peer.
+//! `127.0.0.1:0` (optionally on a manual clock, optionally with a TLS port), clients for it, a
+//! raw-socket peer, and in [`tls`] test certificates and a TLS peer.
 //!
 //! Each [`TestServer`] runs on its own tokio runtime in a background thread, so the tests can
 //! use the blocking `redis` client; dropping it shuts the server down and joins the thread.
@@ -15,6 +16,8 @@ use sessiond::{Clock, Config, ManualClock, Server, Shared};
 use sessiond_protocol::{Frame, FrameDecoder};
 use tokio::sync::oneshot;
 
+pub mod tls;
+
 /// The start of the manual clock: 2026-01-01T00:00:00Z.
 pub const CLOCK_START_MS: u64 = 1_767_225_600_000;
 
@@ -25,6 +28,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its TLS listener listens, when `config.tls` asked for one.
+    pub tls_addr: Option<SocketAddr>,
     /// Its shared state (store, counters).
     pub shared: Arc<Shared>,
     /// The manual clock, when started with one.
@@ -53,7 +58,8 @@ impl TestServer {
         server
     }
 
-    /// A server with `config`, bound to `127.0.0.1:0` whatever `config` says.
+    /// A server with `config`, bound to `127.0.0.1:0` whatever `config` says (and, with
+    /// `config.tls`, to `config.bind` on the TLS port: 127.0.0.1:0 with the defaults).
     pub fn with_config(config: Config) -> TestServer {
         TestServer::with_config_at(config, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
@@ -76,7 +82,12 @@ impl TestServer {
                     .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
                 let server = Server::from_listener(config, listener).expect("server");
                 ready_tx
-                    .send((server.local_addr(), server.shared(), handle))
+                    .send((
+                        server.local_addr(),
+                        server.tls_local_addr(),
+                        server.shared(),
+                        handle,
+                    ))
                     .expect("test waits for the server");
                 server
                     .run(async {
@@ -86,9 +97,10 @@ impl TestServer {
                     .expect("server run");
             });
         });
-        let (addr, shared, runtime) = ready_rx.recv().expect("server started");
+        let (addr, tls_addr, shared, runtime) = ready_rx.recv().expect("server started");
         TestServer {
             addr,
+            tls_addr,
             shared,
             clock: None,
             runtime,
@@ -128,6 +140,26 @@ impl TestServer {
     /// A raw TCP peer.
     pub fn raw(&self) -> RawClient {
         RawClient::connect(self.addr)
+    }
+
+    /// The TLS listener's address; panics if the server has none.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addr.expect("server started with config.tls")
+    }
+
+    /// A TLS peer on the TLS port, with `config` (see [`tls::TestPki::client_config`]).
+    pub fn tls(&self, config: Arc<rustls::ClientConfig>) -> tls::TlsClient {
+        tls::TlsClient::connect(self.tls_addr(), config)
+    }
+
+    /// INFO `section` read through a fresh plaintext connection (no password set).
+    pub fn info(&self, section: &str) -> String {
+        let mut raw = self.raw();
+        raw.command(&[b"INFO", section.as_bytes()]);
+        match raw.reply() {
+            Frame::Bulk(text) => String::from_utf8_lossy(&text).into_owned(),
+            other => panic!("INFO {section}: {other:?}"),
+        }
     }
 
     /// Moves the manual clock forward by `ms`, then waits until the active expiry task has run a

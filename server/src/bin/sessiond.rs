@@ -1,4 +1,5 @@
-//! The `sessiond` daemon: logging → configuration → bind → serve until a signal → drain → exit.
+//! The `sessiond` daemon: logging → configuration → bind (plaintext, and TLS with --tls-port) →
+//! serve until a signal → drain → exit.
 
 use std::process::ExitCode;
 
@@ -122,6 +123,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // action of the signal, which kills the process.
     let shutdown = shutdown_signal();
     let server = Server::bind(config).await?;
+    // Before `listening on`, which scripts and supervisors wait for as the sign of readiness.
+    if let Some(tls_addr) = server.tls_local_addr() {
+        tracing::info!("listening for TLS on {tls_addr}");
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "listening on {}",

@@ -51,6 +51,27 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     vec![
         ("bind", config.bind.to_string()),
         ("port", ctx.shared.local_addr.port().to_string()),
+        (
+            "tls-port",
+            ctx.shared
+                .tls_local_addr
+                .map_or(0, |addr| addr.port())
+                .to_string(),
+        ),
+        ("tls-cert-file", tls_path(config, |f| Some(&f.cert_file))),
+        ("tls-key-file", tls_path(config, |f| Some(&f.key_file))),
+        (
+            "tls-ca-cert-file",
+            tls_path(config, |f| f.ca_cert_file.as_ref()),
+        ),
+        (
+            "tls-auth-clients",
+            config
+                .tls
+                .as_ref()
+                .map_or("no", |tls| tls.files.auth_clients.as_str())
+                .to_owned(),
+        ),
         ("maxclients", config.maxclients.to_string()),
         ("io-threads", config.threads.to_string()),
         ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
@@ -90,4 +111,17 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             config.maxmemory_policy.name().to_owned(),
         ),
     ]
+}
+
+/// A TLS file's path as CONFIG GET shows it; empty without TLS (or without that file).
+fn tls_path(
+    config: &crate::config::Config,
+    path: impl Fn(&crate::tls::TlsFiles) -> Option<&std::path::PathBuf>,
+) -> String {
+    config
+        .tls
+        .as_ref()
+        .and_then(|tls| path(&tls.files))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }

@@ -54,7 +54,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         let _ = write!(
             out,
             "redis_version:{REDIS_COMPAT_VERSION}\r\nsessiond_version:{}\r\nredis_mode:standalone\r\n\
-             os:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
+             os:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\ntls_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
              uptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
@@ -62,6 +62,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             usize::BITS,
             std::process::id(),
             shared.local_addr.port(),
+            shared.tls_local_addr.map_or(0, |addr| addr.port()),
             uptime / 86_400,
             std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             shared.config.config_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -145,7 +146,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
              acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
              unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
-             output_limit_disconnections:{}\r\n",
+             output_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n",
             Stats::get(&s.connections_received),
             Stats::get(&s.commands_processed),
             Stats::get(&s.net_input_bytes),
@@ -162,6 +163,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.unauthenticated_limit_disconnections),
             Stats::get(&s.idle_timeouts),
             Stats::get(&s.output_limit_disconnections),
+            Stats::get(&s.tls_handshake_failures),
         );
     });
     section("replication", "Replication", &|out| {

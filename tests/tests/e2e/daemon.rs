@@ -1,5 +1,5 @@
 //! Running the real `sessiond` binary: building it, scratch directories, a daemon handle that
-//! learns its address from the `listening on` line and is killed on drop, and runs that must end
+//! learns its addresses from the `listening for TLS on` and `listening on` lines and is killed on drop, and runs that must end
 //! before listening. Shared by the `binary` and `persistence` modules.
 //!
 //! The binary belongs to another package, so `CARGO_BIN_EXE_sessiond` does not exist here; the
@@ -175,10 +175,19 @@ pub fn run_tool(args: &[&str]) -> Output {
         .expect("run sessiond")
 }
 
+/// The address at the start of `rest`, the end of a `listening ... on` line.
+fn parse_addr(rest: &str, line: &str) -> SocketAddr {
+    let addr = rest.split_whitespace().next().unwrap_or_default();
+    addr.parse::<SocketAddr>()
+        .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"))
+}
+
 /// A running daemon; killed on drop if a test did not stop it.
 pub struct Daemon {
     child: Child,
     pub addr: SocketAddr,
+    /// The TLS listener's address, from the `listening for TLS on` line, with `--tls-port`.
+    pub tls_addr: Option<SocketAddr>,
     /// Log lines up to the `listening on` line.
     early_log: String,
     /// Collects the rest of stderr, so the daemon never blocks on a full pipe.
@@ -207,6 +216,7 @@ impl Daemon {
             .expect("spawn sessiond");
         let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut early_log = String::new();
+        let mut tls_addr = None;
         let addr = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).expect("read stderr") == 0 {
@@ -214,11 +224,11 @@ impl Daemon {
                 panic!("sessiond exited ({status}) before listening:\n{early_log}");
             }
             early_log.push_str(&line);
+            if let Some((_, rest)) = line.split_once("listening for TLS on ") {
+                tls_addr = Some(parse_addr(rest, &line));
+            }
             if let Some((_, rest)) = line.split_once("listening on ") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                break addr
-                    .parse::<SocketAddr>()
-                    .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"));
+                break parse_addr(rest, &line);
             }
         };
         let rest_of_log = std::thread::spawn(move || {
@@ -229,6 +239,7 @@ impl Daemon {
         Daemon {
             child,
             addr,
+            tls_addr,
             early_log,
             rest_of_log: Some(rest_of_log),
             _dir: None,

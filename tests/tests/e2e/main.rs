@@ -15,5 +15,6 @@ mod security;
 mod sessions;
 mod smoke;
 mod strings;
+mod tls;
 mod users;
 mod words;
