@@ -27,7 +27,26 @@ fn build_sessiond() -> PathBuf {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate lives in the workspace");
-    let output = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // The variables cargo sets for this test process describe the tests crate; build scripts
+    // that watch them (ring's watches CARGO_MANIFEST_DIR) would otherwise rebuild, and the
+    // next `cargo test` rebuild again, on every run.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_tests = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+            "CARGO_RUSTC_CURRENT_DIR",
+        ];
+        if set_for_tests.iter().any(|prefix| name.starts_with(prefix)) {
+            command.env_remove(&*name);
+        }
+    }
+    let output = command
         .current_dir(workspace)
         .arg("build")
         .arg("--manifest-path")
