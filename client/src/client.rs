@@ -35,6 +35,8 @@ use crate::{shard, Error, ErrorKind, Result};
 pub struct Builder {
     urls: Vec<String>,
     settings: Settings,
+    #[cfg(feature = "tls")]
+    tls: crate::tls::TlsOptions,
 }
 
 impl Default for Builder {
@@ -47,14 +49,19 @@ impl Default for Builder {
                 pool_size: 2,
                 reconnect_min: Duration::from_millis(50),
                 reconnect_max: Duration::from_secs(1),
+                #[cfg(feature = "tls")]
+                tls: None,
             },
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsOptions::default(),
         }
     }
 }
 
 impl Builder {
-    /// Adds a server: `sessiond://[user:password@]host:port` (or `redis://`). With more than
-    /// one, keys and sessions are spread over them by rendezvous hashing.
+    /// Adds a server: `sessiond://[user:password@]host:port` (or `redis://`; `sessionds://` or
+    /// `rediss://` for TLS, with the `tls` feature). With more than one, keys and sessions are
+    /// spread over them by rendezvous hashing.
     pub fn node(mut self, url: impl Into<String>) -> Builder {
         self.urls.push(url.into());
         self
@@ -98,8 +105,28 @@ impl Builder {
         self
     }
 
+    /// For TLS nodes: trust the CA certificates in this PEM file (a private CA's `ca.pem`)
+    /// instead of Mozilla's roots. The server's certificate must name the URL's host.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Builder {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// For TLS nodes: present this client certificate (PEM, leaf first) and its private key
+    /// (PEM), as a server started with `--tls-ca-cert-file` requires.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_cert(
+        mut self,
+        cert_file: impl Into<std::path::PathBuf>,
+        key_file: impl Into<std::path::PathBuf>,
+    ) -> Builder {
+        self.tls.client_cert = Some((cert_file.into(), key_file.into()));
+        self
+    }
+
     /// The client, without connecting: each node is connected to on first use. Fails only on
-    /// an unusable URL or setting.
+    /// an unusable URL or setting (TLS files are read here).
     pub fn build(self) -> Result<Client> {
         let settings = &self.settings;
         if self.urls.is_empty() {
@@ -120,10 +147,19 @@ impl Builder {
                 settings.reconnect_min, settings.reconnect_max
             )));
         }
-        let settings = Arc::new(self.settings);
-        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
-            let node = Node::new(NodeAddr::parse(url)?, settings.clone());
+        let addrs = self
+            .urls
+            .iter()
+            .map(|url| NodeAddr::parse(url))
+            .collect::<Result<Vec<_>>>()?;
+        let settings = Arc::new(Settings {
+            #[cfg(feature = "tls")]
+            tls: self.tls_config(&addrs)?,
+            ..self.settings
+        });
+        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let node = Node::new(addr, settings.clone());
             if nodes.iter().any(|n| n.name() == node.name()) {
                 return Err(Error::config(format!(
                     "node {} is listed twice",
@@ -138,6 +174,21 @@ impl Builder {
                 next_create: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// The TLS configuration every TLS node shares, if any node uses TLS.
+    #[cfg(feature = "tls")]
+    fn tls_config(&self, addrs: &[NodeAddr]) -> Result<Option<crate::tls::TlsConfig>> {
+        if addrs.iter().any(NodeAddr::tls) {
+            return self.tls.client_config().map(Some);
+        }
+        if self.tls.is_set() {
+            // TLS files with only plaintext URLs: most likely a forgotten `rediss://`.
+            return Err(Error::config(
+                "TLS settings given, but no node uses TLS: use sessionds:// or rediss:// URLs",
+            ));
+        }
+        Ok(None)
     }
 
     /// The client, after connecting to (and logging in to) every node: fails if any is

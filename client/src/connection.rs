@@ -11,18 +11,20 @@
 //! When the socket fails, the reader marks the connection dead *before* failing the requests in
 //! flight, so a caller that sees the failure and retries finds the connection dead and opens a
 //! new one. Dropping every handle closes the socket and ends both tasks.
+//!
+//! On TLS (`rediss://`, feature `tls`) the same two tasks share the rustls stream through
+//! `tokio::io::split`; a plain `TcpStream` is split without a lock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sessiond_protocol::{ClientCodec, Frame, FrameDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::node::Settings;
 use crate::url::NodeAddr;
 use crate::{Error, ErrorKind, Result};
 
@@ -53,30 +55,53 @@ pub(crate) struct Connection {
 pub(crate) struct Unsent;
 
 impl Connection {
-    /// Connects to `addr`, logs in and switches to RESP3, all within `connect_timeout`.
-    pub(crate) async fn open(addr: &NodeAddr, connect_timeout: Duration) -> Result<Connection> {
+    /// Connects to `addr` (with TLS for `rediss://`), logs in and switches to RESP3, all within
+    /// the connect timeout.
+    pub(crate) async fn open(addr: &NodeAddr, settings: &Settings) -> Result<Connection> {
+        let connect_timeout = settings.connect_timeout;
         let handshake = async {
             let stream = TcpStream::connect(addr.socket_addr())
                 .await
                 .map_err(|e| Error::connection(format!("connect to {addr}: {e}")).with_source(e))?;
             // Commands are small and latency matters more than packet count.
             let _ = stream.set_nodelay(true);
-            hello(stream, addr).await
+            #[cfg(feature = "tls")]
+            if addr.tls() {
+                let tls = settings.tls.as_ref().ok_or_else(|| {
+                    Error::config(format!(
+                        "{addr}: a TLS node, but the client has no TLS settings"
+                    ))
+                })?;
+                let stream = tls.handshake(stream, addr).await?;
+                let (stream, leftover) = hello(stream, addr).await?;
+                let (read, write) = tokio::io::split(stream);
+                return Ok(Connection::spawn(read, write, leftover));
+            }
+            let (stream, leftover) = hello(stream, addr).await?;
+            let (read, write) = stream.into_split();
+            Ok(Connection::spawn(read, write, leftover))
         };
-        let (stream, leftover) = tokio::time::timeout(connect_timeout, handshake)
+        tokio::time::timeout(connect_timeout, handshake)
             .await
             .map_err(|_| {
                 Error::timeout(format!(
                     "connect to {addr}: no answer within {connect_timeout:?}"
                 ))
-            })??;
-        let (read, write) = stream.into_split();
+            })?
+    }
+
+    /// Starts the writer and reader tasks on the two halves of a logged-in stream.
+    fn spawn<R, W>(read: R, write: W, leftover: BytesMut) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (requests, queue) = mpsc::channel(QUEUE);
         let (pending_tx, pending_rx) = mpsc::unbounded_channel();
         let dead = Arc::new(AtomicBool::new(false));
         tokio::spawn(write_loop(queue, write, pending_tx));
         tokio::spawn(read_loop(read, leftover, pending_rx, dead.clone()));
-        Ok(Connection { requests, dead })
+        Connection { requests, dead }
     }
 
     /// Whether the socket has failed; a dead connection never comes back.
@@ -100,7 +125,10 @@ impl Connection {
 
 /// `HELLO 3 [AUTH user password]`; servers without HELLO (or RESP3) get `AUTH` and RESP2.
 /// Returns the stream and any bytes read past the reply.
-async fn hello(mut stream: TcpStream, addr: &NodeAddr) -> Result<(TcpStream, BytesMut)> {
+async fn hello<S>(mut stream: S, addr: &NodeAddr) -> Result<(S, BytesMut)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let user = addr.user().unwrap_or("default");
     let mut args = vec!["HELLO", "3"];
     if let Some(password) = addr.password() {
@@ -126,8 +154,8 @@ async fn hello(mut stream: TcpStream, addr: &NodeAddr) -> Result<(TcpStream, Byt
     Ok((stream, buffer))
 }
 
-async fn round_trip(
-    stream: &mut TcpStream,
+async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     buffer: &mut BytesMut,
     args: &[&str],
     addr: &NodeAddr,
@@ -137,6 +165,8 @@ async fn round_trip(
     let lost =
         |e: std::io::Error| Error::connection(format!("log in to {addr}: {e}")).with_source(e);
     stream.write_all(&out).await.map_err(lost)?;
+    // Sends what TLS buffered; nothing to do on TCP.
+    stream.flush().await.map_err(lost)?;
     let mut decoder = FrameDecoder::default();
     loop {
         match decoder.decode(buffer) {
@@ -153,9 +183,9 @@ async fn round_trip(
     }
 }
 
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     mut queue: mpsc::Receiver<Request>,
-    mut socket: OwnedWriteHalf,
+    mut socket: W,
     pending: mpsc::UnboundedSender<oneshot::Sender<Result<Frame>>>,
 ) {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -181,7 +211,8 @@ async fn write_loop(
                 None
             };
         }
-        if socket.write_all(&out).await.is_err() {
+        // The flush sends what TLS buffered; nothing to do on TCP.
+        if socket.write_all(&out).await.is_err() || socket.flush().await.is_err() {
             // The reader sees the failure too and fails every slot it holds.
             break;
         }
@@ -193,8 +224,8 @@ async fn write_loop(
     let _ = socket.shutdown().await;
 }
 
-async fn read_loop(
-    mut socket: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut socket: R,
     mut buffer: BytesMut,
     mut pending: mpsc::UnboundedReceiver<oneshot::Sender<Result<Frame>>>,
     dead: Arc<AtomicBool>,

@@ -79,6 +79,25 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # TLS
+//!
+//! With the `tls` feature, `sessionds://` and `rediss://` URLs connect with TLS (rustls, TLS 1.2
+//! and 1.3), checking the server's certificate against Mozilla's roots, or against a CA file
+//! given with [`Builder::tls_ca_file`]; [`Builder::tls_client_cert`] presents a client
+//! certificate, for servers started with `--tls-ca-cert-file`.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # async fn demo() -> sessiond_client::Result<()> {
+//! let client = sessiond_client::Client::builder()
+//!     .node("rediss://:password@sessiond.internal:6381")
+//!     .tls_ca_file("/etc/sessiond/ca.pem")
+//!     .tls_client_cert("/etc/sessiond/web1.pem", "/etc/sessiond/web1.key")
+//!     .connect()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # tower-sessions
 //!
 //! With the `tower-sessions` feature, [`SessiondStore`] is a
@@ -108,6 +127,8 @@ mod sessions;
 mod shard;
 #[cfg(feature = "tower-sessions")]
 mod store;
+#[cfg(feature = "tls")]
+mod tls;
 mod url;
 
 pub use client::{Builder, Client, KeyTtl};

@@ -31,6 +31,9 @@ pub(crate) struct Settings {
     pub pool_size: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// For `sessionds://`/`rediss://` nodes; made by the builder when one is listed.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// The delay before the next connect attempt after `failures` consecutive failed ones.
@@ -147,7 +150,7 @@ impl Node {
                 ));
             }
         }
-        match Connection::open(&self.addr, self.settings.connect_timeout).await {
+        match Connection::open(&self.addr, &self.settings).await {
             Ok(connection) => {
                 *slot = Slot {
                     connection: Some(connection.clone()),
@@ -182,6 +185,8 @@ mod tests {
             pool_size: 1,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_millis(300),
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let delays: Vec<u128> = (1..=6).map(|n| backoff(&settings, n).as_millis()).collect();
         assert_eq!(delays, [50, 100, 200, 300, 300, 300]);

@@ -1,5 +1,5 @@
 //! Connection URLs: `sessiond://[user[:password]@]host[:port]`, and `redis://` with the same
-//! shape, parsed into a [`NodeAddr`].
+//! shape, parsed into a [`NodeAddr`]; `sessionds://` and `rediss://` for TLS (feature `tls`).
 
 use std::fmt;
 
@@ -18,10 +18,13 @@ pub struct NodeAddr {
     port: u16,
     user: Option<String>,
     password: Option<String>,
+    tls: bool,
 }
 
 impl NodeAddr {
-    /// Parses `sessiond://[user[:password]@]host[:port][/0]` or the same with `redis://`.
+    /// Parses `sessiond://[user[:password]@]host[:port][/0]` or the same with `redis://`;
+    /// `sessionds://` and `rediss://` connect with TLS (feature `tls`), verifying the server's
+    /// certificate against `host`.
     ///
     /// User and password may be percent-encoded (`p%40ss` for `p@ss`). A password without a
     /// user (`redis://:secret@host`) logs in as the `default` user, as Redis clients do.
@@ -30,12 +33,20 @@ impl NodeAddr {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid("expected sessiond://host:port"))?;
-        let default_port = match scheme.to_ascii_lowercase().as_str() {
-            "sessiond" => DEFAULT_PORT,
-            "redis" => DEFAULT_REDIS_PORT,
-            "rediss" | "sessionds" => return Err(invalid("TLS is not supported yet")),
-            _ => return Err(invalid("the scheme must be sessiond:// or redis://")),
+        let (default_port, tls) = match scheme.to_ascii_lowercase().as_str() {
+            "sessiond" => (DEFAULT_PORT, false),
+            "redis" => (DEFAULT_REDIS_PORT, false),
+            "sessionds" => (DEFAULT_PORT, true),
+            "rediss" => (DEFAULT_REDIS_PORT, true),
+            _ => return Err(invalid(
+                "the scheme must be sessiond:// or redis:// (sessionds:// or rediss:// for TLS)",
+            )),
         };
+        if tls && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "TLS needs sessiond-client's `tls` feature (features = [\"tls\"])",
+            ));
+        }
         let (authority, path) = match rest.find(['/', '?']) {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
@@ -100,7 +111,13 @@ impl NodeAddr {
             port,
             user,
             password,
+            tls,
         })
+    }
+
+    /// Whether the connection uses TLS (`sessionds://`, `rediss://`).
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 
     /// The host name or address.
@@ -132,7 +149,8 @@ impl NodeAddr {
     }
 }
 
-/// `host:port`; never the password.
+/// `host:port`; never the password. (The same with or without TLS: it is also the node's
+/// identity for sharding, which must not move keys when a node switches to TLS.)
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.socket_addr())
@@ -147,6 +165,7 @@ impl fmt::Debug for NodeAddr {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -213,6 +232,20 @@ mod tests {
         let v6 = NodeAddr::parse("sessiond://[::1]:6380").unwrap();
         assert_eq!(v6.host(), "::1");
         assert_eq!(v6.to_string(), "[::1]:6380");
+        assert!(!v6.tls());
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_schemes() {
+        let rediss = NodeAddr::parse("rediss://:pw@cache.internal").unwrap();
+        assert!(rediss.tls());
+        assert_eq!(rediss.port(), DEFAULT_REDIS_PORT);
+        assert_eq!(rediss.password(), Some("pw"));
+        let sessionds = NodeAddr::parse("SESSIONDS://h:6381").unwrap();
+        assert!(sessionds.tls());
+        assert_eq!(sessionds.to_string(), "h:6381");
+        assert_ne!(sessionds, NodeAddr::parse("sessiond://h:6381").unwrap());
     }
 
     #[test]
@@ -220,7 +253,7 @@ mod tests {
         for url in [
             "127.0.0.1:6380",
             "http://h:1",
-            "rediss://h:1",
+            "sessionds://",
             "sessiond://h:0",
             "sessiond://h:99999",
             "sessiond://h:1/3",
@@ -230,6 +263,13 @@ mod tests {
         ] {
             let error = NodeAddr::parse(url).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidConfig, "{url}");
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let error = NodeAddr::parse("rediss://u:hunter2@h:1").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidConfig);
+            assert!(error.to_string().contains("`tls` feature"), "{error}");
+            assert!(!error.to_string().contains("hunter2"), "{error}");
         }
         let error = NodeAddr::parse("sessiond://u:hunter2@h:1/9").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -183,11 +182,6 @@ impl TlsConfig {
     /// The acceptor for the TLS listener.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.server_config.clone())
-    }
-
-    /// The crypto provider in use (ring), for code that builds its own rustls configs.
-    pub fn provider(&self) -> &Arc<CryptoProvider> {
-        self.server_config.crypto_provider()
     }
 }
 

@@ -9,6 +9,7 @@ mod errors;
 mod reconnect;
 mod sharding;
 mod store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
