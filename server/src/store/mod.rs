@@ -44,7 +44,7 @@ const POSITION_BITS: u32 = 64 - SHARD_BITS;
 const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 
 /// How many due keys one expiry step examines before yielding to connection tasks.
-pub const EXPIRY_BATCH: usize = 1000;
+pub const EXPIRY_BATCH: usize = 200;
 
 type Map = DashMap<Bytes, Entry, ahash::RandomState>;
 
