@@ -100,6 +100,18 @@ fn bad_configuration_exits_64_naming_the_setting() {
         (&["--port", "0", "--maxclients", "0"], &[], &["maxclients"]),
         (&["--port", "0", "--bind", "localhost:1"], &[], &["bind"]),
         (&["--port", "0", "--no-such-flag"], &[], &["--no-such-flag"]),
+        // Protected mode: the network without a password, refused before anything is bound.
+        (
+            &["--port", "0", "--bind", "0.0.0.0"],
+            &[],
+            &["protected mode", "0.0.0.0", "--protected-mode no"],
+        ),
+        (
+            &["--port", "0", "--maxmemory-policy", "allkeys-random"],
+            &[],
+            &["maxmemory-policy", "allkeys-random"],
+        ),
+        (&["--port", "0", "--threads", "5000"], &[], &["threads"]),
         (
             &["--config", unknown_key],
             &[],
