@@ -50,6 +50,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=benches/common.sh
+. "$root/benches/common.sh"
 if [[ $build == 1 ]]; then
     echo "== building sessiond and sessiond-bench (release)"
     (cd "$root" && cargo build --release --quiet -p sessiond -p sessiond-bench)
@@ -78,19 +80,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A loopback port nothing listens on (a connection to it is refused).
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    echo "compare-redis.sh: no free port found" >&2
-    exit 1
-}
 
 wait_ready() { # name port pid log
     for _ in $(seq 100); do
@@ -172,7 +161,6 @@ for round in $(seq "$rounds"); do
     done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo
 printf '%-30s %12s %12s %8s %11s %11s\n' "workload" "redis rps" "sessiond rps" "ratio" "redis p99" "sessiond p99"

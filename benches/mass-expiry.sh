@@ -29,6 +29,8 @@ for tool in redis-server redis-benchmark redis-cli python3; do
 done
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=benches/common.sh
+. "$root/benches/common.sh"
 if [[ $build == 1 ]]; then
     (cd "$root" && cargo build --release --quiet -p sessiond)
 fi
@@ -48,7 +50,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$((20000 + RANDOM % 40000))
+port="$(free_port)"
 now_ms() { date +%s%3N; }
 info_field() { redis-cli -p "$port" INFO "$1" | tr -d '\r' | awk -F: -v f="$2" '$1 == f { print $2 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status"; }

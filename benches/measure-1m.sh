@@ -52,6 +52,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=benches/common.sh
+. "$root/benches/common.sh"
 if [[ $build == 1 ]]; then
     echo "== building sessiond (release)"
     (cd "$root" && cargo build --release --quiet -p sessiond)
@@ -76,18 +78,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-    echo "measure-1m.sh: no free port found" >&2
-    exit 1
-}
 redis_port="$(free_port)"
 sessiond_port="$(free_port)"
 while [[ "$sessiond_port" == "$redis_port" ]]; do sessiond_port="$(free_port)"; done
@@ -159,7 +149,6 @@ save_loop() { # server
     echo "$saves" >"$work/saves"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //')"
 echo "== $(redis-server --version | cut -d' ' -f1-3); sessiond $("$sessiond" --version 2>/dev/null | awk '{print $NF}')"
