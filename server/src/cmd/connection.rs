@@ -65,9 +65,11 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
 }
 
 /// `AUTH [user] password`. Without a configured password the `default` user accepts any
-/// password, as Redis's `nopass` default user does, and the one-argument form is an error.
+/// password, as Redis's `nopass` default user does, and the one-argument form is an error; when
+/// named users disabled the `default` user, the one-argument form is a failed login like any.
 pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
-    if cmd.username.is_none() && !ctx.shared.auth.default_has_password() {
+    let auth = &ctx.shared.auth;
+    if cmd.username.is_none() && !auth.default_has_password() && !auth.required() {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. \
              Are you sure your configuration is correct?",
