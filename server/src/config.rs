@@ -688,6 +688,31 @@ fn users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
                 ),
             ));
         }
+        if categories.contains(Category::Session)
+            && keys != KeyPatterns::All
+            && raw.session_prefix.is_empty()
+        {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "a user limited to some keys needs a session-prefix of its own for its \
+                     sessions (e.g. \"sess:{}:\"); without one it would share the default \
+                     user's session lists",
+                    raw.name
+                ),
+            ));
+        }
+        let shares_prefix = users.iter().any(|u| {
+            u.categories.contains(Category::Session) && u.session_prefix == raw.session_prefix
+        });
+        if categories.contains(Category::Session) && shares_prefix {
+            return Err(invalid(
+                "user.session-prefix",
+                "another user with sessions has the same session-prefix: each application \
+                 needs its own, or each could list and end the other's sessions"
+                    .to_owned(),
+            ));
+        }
         let sample_id = [prefix, &[b'A'; crate::store::session::ID_LEN]].concat();
         if categories.contains(Category::Session) && !keys.allow(&sample_id) {
             return Err(invalid(
@@ -716,7 +741,7 @@ fn users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
 /// 64 hex digits as 32 bytes.
 fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let text = text.trim().as_bytes();
-    if text.len() != 64 {
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let mut digest = [0u8; 32];
@@ -996,6 +1021,23 @@ mod tests {
                 "user.session-prefix",
             ),
             (user("session-prefix = \"a b\""), "user.session-prefix"),
+            (
+                user("keys = [\"?*\"]\ncategories = [\"session\"]"),
+                "user.session-prefix",
+            ),
+            (
+                format!(
+                    "{}\n[[user]]\nname = \"app2\"\npassword-sha256 = \"{PW1_SHA256}\"\n\
+                     keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"",
+                    user("keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"")
+                ),
+                "user.session-prefix",
+            ),
+            (
+                "[[user]]\nname = \"app1\"\npassword-sha256 = \"+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f\""
+                    .to_owned(),
+                "user.password-sha256",
+            ),
             (
                 "[[user]]\nname = \"app1\"\npassword-sha256 = \"secret\"".to_owned(),
                 "user.password-sha256",

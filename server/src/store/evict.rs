@@ -133,9 +133,14 @@ impl Store {
             return false;
         };
         let rec = self.journal.recording();
-        let removed = self.map.remove_if(&key, |key, _| {
-            self.journal_delete(key, &rec);
-            true
+        // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
+        // policy), so it is judged again under the lock that removes it.
+        let removed = self.map.remove_if(&key, |key, entry| {
+            let still = policy.score(entry, now_ms).is_some();
+            if still {
+                self.journal_delete(key, &rec);
+            }
+            still
         });
         if let Some((key, entry)) = removed {
             let why = if entry.is_expired(now_ms) {
@@ -145,7 +150,7 @@ impl Store {
             };
             self.after_remove(&key, &entry, Before::of(&key, &entry), why);
         }
-        // A key that vanished between the sample and the removal freed memory too.
+        // A key that vanished or changed between the sample and the removal: sample again.
         true
     }
 }

@@ -205,7 +205,9 @@ impl Store {
 
     /// The bytes the keyspace is accounted for (`used_memory`): see [`Entry::footprint`].
     pub fn used_memory(&self) -> u64 {
-        self.used.sum()
+        // The stripes are read one by one: a subtraction seen without the addition it follows
+        // can make the sum dip below zero (wrap) for a moment.
+        (self.used.sum() as i64).max(0) as u64
     }
 
     /// Keys evicted to stay under `--maxmemory`, since start.
@@ -347,6 +349,11 @@ impl Store {
     /// Removes every key.
     pub fn flush(&self) {
         let rec = self.journal.recording();
+        // The indexes are cleared first: a key written into an already flushed shard while the
+        // flush goes on must keep its expiry-index position and its place in its user's list.
+        // Positions and IDs of keys the flush removes are stale, and skipped or pruned later.
+        self.users.clear();
+        self.index.clear();
         let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
         self.map.retain(|key, entry| {
             footprint += entry.footprint(key);
@@ -363,8 +370,6 @@ impl Store {
         self.sessions
             .destroyed
             .fetch_add(sessions as u64, Ordering::Relaxed);
-        self.users.clear();
-        self.index.clear();
     }
 
     /// The live keys matching `filter` (KEYS).
