@@ -526,6 +526,17 @@ impl Store {
     /// counted as (`before`: in the volatile count, in `used_memory`), the expiry and eviction
     /// counters, and for a session its counters and its place in the per-user index.
     fn after_remove(&self, key: &Bytes, entry: &Entry, before: Before, why: Removal) {
+        self.count_removal(entry, before, why);
+        if let Value::Session(session) = &entry.value {
+            if let Some(user) = &session.user {
+                self.unindex(user, key);
+            }
+        }
+    }
+
+    /// [`Store::after_remove`] but for the per-user index, for a caller that holds the user's
+    /// list and has taken the session out of it already.
+    fn count_removal(&self, entry: &Entry, before: Before, why: Removal) {
         self.changes.add(1);
         self.used.sub(before.footprint);
         if before.had_deadline {
@@ -540,16 +551,13 @@ impl Store {
             }
             Removal::Deleted => {}
         }
-        if let Value::Session(session) = &entry.value {
+        if matches!(entry.value, Value::Session(_)) {
             self.sessions.live.fetch_sub(1, Ordering::Relaxed);
             let counter = match why {
                 Removal::Expired => &self.sessions.expired,
                 Removal::Deleted | Removal::Evicted => &self.sessions.destroyed,
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            if let Some(user) = &session.user {
-                self.unindex(user, key);
-            }
         }
     }
 

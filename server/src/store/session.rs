@@ -471,21 +471,43 @@ impl Store {
     ) -> usize {
         let rec = self.journal.recording();
         let key = index_key(prefix, user);
-        let doomed = match self.users.get_mut(&key) {
-            None => return 0,
-            Some(mut list) => {
-                let all = std::mem::take(&mut *list);
-                let (kept, doomed): (Vec<_>, Vec<_>) =
-                    all.into_iter().partition(|(_, id)| Some(&id[..]) == except);
-                *list = kept;
-                doomed
-            }
+        let Some(mut list) = self.users.get_mut(&key) else {
+            return 0;
         };
-        self.users.remove_if(&key, |_, list| list.is_empty());
-        doomed
-            .iter()
-            .filter(|(_, id)| self.destroy_session_recorded(id, now_ms, &rec))
-            .count()
+        let all = std::mem::take(&mut *list);
+        let (kept, doomed): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|(_, id)| Some(&id[..]) == except);
+        *list = kept;
+        // The sessions are destroyed with the list still held (user index, then keyspace: the
+        // allowed order), so a REGENERATE, which holds it across its move, either moved a
+        // session before (the new ID is destroyed here) or finds it gone after: "log out
+        // everywhere" misses nothing. The list is already updated, hence `count_removal`.
+        let mut destroyed = 0;
+        for (_, id) in &doomed {
+            let removed = self.map.remove_if(&id[..], |key, entry| {
+                let session = matches!(entry.value, Value::Session(_));
+                if session {
+                    self.journal_delete(key, &rec);
+                }
+                session
+            });
+            if let Some((key, entry)) = removed {
+                let expired = entry.is_expired(now_ms);
+                let why = if expired {
+                    super::Removal::Expired
+                } else {
+                    super::Removal::Deleted
+                };
+                self.count_removal(&entry, super::Before::of(&key, &entry), why);
+                destroyed += usize::from(!expired);
+            }
+        }
+        let now_empty = list.is_empty();
+        drop(list);
+        if now_empty {
+            self.users.remove_if(&key, |_, list| list.is_empty());
+        }
+        destroyed
     }
 
     /// Moves the session `id` to a new ID in the same namespace (and to `new_user` if given) in
@@ -497,9 +519,16 @@ impl Store {
         now_ms: u64,
         max_per_user: usize,
     ) -> Result<Option<Bytes>, SessionError> {
-        if self.is_other_type(id, now_ms) {
-            return Err(SessionError::WrongType);
-        }
+        // The user of an ID never changes (moving to another user makes a new ID), so it can be
+        // read before the move.
+        let Some(old_user) = self.read_session(id, now_ms, |s| s.user.clone())? else {
+            return Ok(None);
+        };
+        // The old user's list is held across the move (user index, then keyspace: the allowed
+        // order), so SESSION.DESTROYALL, which destroys under the same lock, sees the old ID or
+        // the new one, never neither.
+        let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
+        let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
         // One recording across the removal and the insertion: a snapshot holds both or neither.
         let rec = self.journal.recording();
         let removed = self.map.remove_if(id, |key, entry| {
@@ -519,7 +548,6 @@ impl Store {
         let Value::Session(mut record) = old.value else {
             return Ok(None);
         };
-        let old_user = record.user.clone();
         let created_ms = record.created_ms;
         if let Some(user) = new_user {
             record.user = Some(owned(user));
@@ -534,8 +562,8 @@ impl Store {
         {
             Ok(new_id) => new_id,
             Err(error) => {
-                if let Some(user) = &old_user {
-                    self.unindex(user, &old_id);
+                if let Some(list) = old_list.as_mut() {
+                    list.retain(|x| x.1 != old_id);
                 }
                 self.sessions
                     .destroyed
@@ -546,30 +574,35 @@ impl Store {
         self.sessions
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
-        match (&old_user, &user) {
-            (Some(old), Some(new)) if old == new => self.index_session(
+        let same_user = old_user.is_some() && old_user == user;
+        let mut indexed = false;
+        if let Some(mut list) = old_list {
+            match list.iter().position(|x| x.1 == old_id) {
+                // The same user: the new ID takes the old one's place; the count is unchanged.
+                Some(position) if same_user => {
+                    list[position] = (created_ms, new_id.clone());
+                    indexed = true;
+                }
+                Some(position) => {
+                    list.remove(position);
+                }
+                None => {}
+            }
+            let now_empty = list.is_empty();
+            drop(list);
+            if let (true, Some(key)) = (now_empty, &old_key) {
+                self.users.remove_if(key, |_, list| list.is_empty());
+            }
+        }
+        if let (false, Some(new)) = (indexed, &user) {
+            self.index_session(
                 new,
                 (created_ms, new_id.clone()),
-                Some(&old_id),
+                None,
                 now_ms,
                 max_per_user,
                 &rec,
-            ),
-            _ => {
-                if let Some(old) = &old_user {
-                    self.unindex(old, &old_id);
-                }
-                if let Some(new) = &user {
-                    self.index_session(
-                        new,
-                        (created_ms, new_id.clone()),
-                        None,
-                        now_ms,
-                        max_per_user,
-                        &rec,
-                    );
-                }
-            }
+            );
         }
         Ok(Some(new_id))
     }
