@@ -142,6 +142,39 @@ impl TestServer {
         RawClient::connect(self.addr)
     }
 
+    /// Sends `input` on a fresh connection, half-closes, and returns every reply until the
+    /// server closes (after a protocol error, or because the input ended). Replies must be
+    /// well-formed RESP, and the server must not close in the middle of one.
+    pub fn send_and_drain(&self, input: &[u8]) -> Vec<Frame> {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        // The server may close on a protocol error before reading everything; a failed write
+        // is then expected, and so is a reset instead of a clean end.
+        if stream.write_all(input).is_ok() {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        let mut buffer = BytesMut::new();
+        let mut decoder = FrameDecoder::default();
+        let mut replies = Vec::new();
+        loop {
+            while let Some(frame) = decoder.decode(&mut buffer).expect("well-formed replies") {
+                replies.push(frame);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("read failed (server stuck?): {e}"),
+            }
+        }
+        assert!(
+            buffer.is_empty(),
+            "the server closed in the middle of a reply"
+        );
+        replies
+    }
+
     /// The TLS listener's address; panics if the server has none.
     pub fn tls_addr(&self) -> SocketAddr {
         self.tls_addr.expect("server started with config.tls")

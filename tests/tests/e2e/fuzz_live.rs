@@ -5,14 +5,11 @@
 //! case is intact. The coverage-guided version of this is `fuzz/` (cargo-fuzz, run by hand);
 //! this one runs in the normal suite, in seconds.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-
 use bytes::BytesMut;
 use proptest::prelude::*;
 use proptest::sample::Index;
-use sessiond_protocol::{ClientCodec, Frame, FrameDecoder};
-use sessiond_tests::{RawClient, TestServer, IO_TIMEOUT};
+use sessiond_protocol::{ClientCodec, Frame};
+use sessiond_tests::{RawClient, TestServer};
 
 /// Cases per run: enough to hit every decoder path many times, few enough to stay fast.
 const CASES: u32 = 64;
@@ -118,38 +115,6 @@ fn hostile_input() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Sends `input` on a fresh connection, half-closes, and returns every reply until the server
-/// closes (after a protocol error, or because our input ended). Replies must be well-formed RESP.
-fn send_and_drain(server: &TestServer, input: &[u8]) -> Vec<Frame> {
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    // The server may close on a protocol error before reading everything; a failed write is
-    // then expected, and so is a reset instead of a clean end.
-    if stream.write_all(input).is_ok() {
-        let _ = stream.shutdown(Shutdown::Write);
-    }
-    let mut buffer = BytesMut::new();
-    let mut decoder = FrameDecoder::default();
-    let mut replies = Vec::new();
-    loop {
-        while let Some(frame) = decoder.decode(&mut buffer).expect("well-formed replies") {
-            replies.push(frame);
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read failed (server stuck?): {e}"),
-        }
-    }
-    assert!(
-        buffer.is_empty(),
-        "the server closed in the middle of a reply"
-    );
-    replies
-}
-
 #[test]
 fn random_bytes_leave_the_server_serving_and_the_data_intact() {
     let server = TestServer::start();
@@ -163,7 +128,7 @@ fn random_bytes_leave_the_server_serving_and_the_data_intact() {
         ..ProptestConfig::default()
     };
     proptest!(config, |(input in hostile_input())| {
-        send_and_drain(&server, &input);
+        server.send_and_drain(&input);
         let mut fresh = RawClient::connect(server.addr);
         fresh.command(&[b"PING"]);
         prop_assert_eq!(fresh.reply(), Frame::simple("PONG"));

@@ -2,14 +2,10 @@
 //! `-ERR Protocol error: ...` and a close, a mistake inside a well-formed command earns an error
 //! reply and the connection lives on, and whatever one connection sends, the others are served.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
-
-use bytes::BytesMut;
 use rand::{Rng, SeedableRng};
 use sessiond::Config;
-use sessiond_protocol::{Frame, FrameDecoder, Limits};
-use sessiond_tests::{error_text, RawClient, TestServer, IO_TIMEOUT};
+use sessiond_protocol::{Frame, Limits};
+use sessiond_tests::{error_text, RawClient, TestServer};
 
 /// Sends `input` on a fresh connection and checks that the server answers the protocol error
 /// `message` in Redis's words, then closes.
@@ -182,7 +178,7 @@ fn nul_and_random_bytes_never_bring_the_server_down() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut garbage = vec![0u8];
         garbage.extend((0..4096).map(|_| rng.random::<u8>()));
-        let replies = send_and_drain(&server, &garbage);
+        let replies = server.send_and_drain(&garbage);
         for reply in &replies {
             assert!(
                 reply.is_error(),
@@ -197,34 +193,6 @@ fn nul_and_random_bytes_never_bring_the_server_down() {
         0,
         "garbage wrote nothing"
     );
-}
-
-/// Sends `input`, half-closes, and reads every reply until the server closes the connection
-/// (by its own choice after a protocol error, or because our input ended).
-fn send_and_drain(server: &TestServer, input: &[u8]) -> Vec<Frame> {
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-    // The server may close on a protocol error before reading everything; a failed write
-    // then is expected, and so is a reset instead of a clean end.
-    if stream.write_all(input).is_ok() {
-        let _ = stream.shutdown(Shutdown::Write);
-    }
-    let mut buffer = BytesMut::new();
-    let mut decoder = FrameDecoder::default();
-    let mut replies = Vec::new();
-    loop {
-        while let Some(frame) = decoder.decode(&mut buffer).expect("well-formed replies") {
-            replies.push(frame);
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) => panic!("read failed (server stuck?): {e}"),
-        }
-    }
-    replies
 }
 
 #[test]
