@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sessiond::store::session::NewSession;
-use sessiond::store::{owned, Entry, Value};
+use sessiond::store::{owned, Entry, Value, ValueRef};
 use sessiond::{Clock, Store};
 
 /// Keys in the store while measuring.
@@ -32,9 +32,11 @@ fn value() -> Bytes {
 
 /// What `SET key value EX 3600` does to the store.
 fn set(store: &Store, key: &Bytes, value: &Bytes, now_ms: u64) {
-    let value = owned(value);
     store.upsert(key, now_ms, |_| {
-        (Some(Entry::new(Value::Str(value), now_ms + TTL_MS)), ())
+        (
+            Some(Entry::new(Value::Str(value.clone()), now_ms + TTL_MS)),
+            (),
+        )
     });
 }
 
@@ -59,7 +61,7 @@ fn strings(c: &mut Criterion) {
             i = (i + 1) % keys.len();
             let now_ms = store.now_ms();
             store.read(&keys[i], now_ms, |entry| {
-                black_box(entry.map(|e| matches!(e.value(), Value::Str(_))))
+                black_box(entry.map(|e| matches!(e.value(), ValueRef::Str(_))))
             })
         });
     });

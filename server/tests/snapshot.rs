@@ -116,8 +116,9 @@ fn state(store: &Store, users: &[&'static str]) -> State {
         .keys(KeyFilter::default(), now)
         .into_iter()
         .filter_map(|key| {
-            let entry = store.read(&key, now, |e| e.cloned())?;
-            Some((key, (entry.value().clone(), entry.deadline_ms())))
+            let node = store.read(&key, now, |e| e.cloned())?;
+            let deadline = node.deadline_ms();
+            Some((key, (node.into_entry().value, deadline)))
         })
         .collect();
     let lists = users

@@ -5,7 +5,7 @@ use sessiond_protocol::cmd::Append;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::{owned, Entry, Value};
+use crate::store::{Entry, Value, ValueRef};
 
 /// Appends to a string (creating it), keeping its deadline; replies with the new length.
 pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
@@ -15,12 +15,12 @@ pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
             None => {
                 let len = cmd.value.len() as i64;
                 (
-                    Some(Entry::new(Value::Str(owned(&cmd.value)), 0)),
+                    Some(Entry::new(Value::Str(cmd.value.clone()), 0)),
                     Frame::Integer(len),
                 )
             }
-            Some(entry) => match &mut entry.value {
-                Value::Str(old) => {
+            Some(entry) => match entry.value() {
+                ValueRef::Str(old) => {
                     if old.len() + cmd.value.len() > max {
                         return (
                             None,
@@ -32,8 +32,9 @@ pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
                     let mut joined = BytesMut::with_capacity(old.len() + cmd.value.len());
                     joined.put_slice(old);
                     joined.put_slice(&cmd.value);
-                    *old = joined.freeze();
-                    (None, Frame::Integer(old.len() as i64))
+                    let len = joined.len() as i64;
+                    let joined = Entry::new(Value::Str(joined.freeze()), entry.expires_at_ms());
+                    (Some(joined), Frame::Integer(len))
                 }
                 _ => (None, wrongtype()),
             },

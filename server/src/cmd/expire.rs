@@ -4,7 +4,6 @@ use sessiond_protocol::cmd::Expire;
 use sessiond_protocol::{CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
-use crate::store::Value;
 
 /// Sets the deadline when the condition allows; a deadline not in the future deletes the key.
 /// Replies 1 when the deadline was set (or the key deleted), 0 otherwise.
@@ -20,7 +19,7 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
     };
     let changed = ctx.store.modify(&cmd.key, now_ms, |entry| {
         // A session's deadline is its idle and absolute timeouts; SESSION.TOUCH moves it.
-        if matches!(entry.value, Value::Session(_)) {
+        if entry.is_session() {
             return (false, Err(()));
         }
         let current = entry.deadline_ms().map(|at| at as i64);
@@ -30,7 +29,7 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
         if when <= now_ms as i64 {
             return (true, Ok(true));
         }
-        entry.expires_at_ms = when as u64;
+        entry.set_expires_at_ms(when as u64);
         (false, Ok(true))
     });
     match changed {

@@ -1,10 +1,11 @@
 //! `GETEX key [EX|PX|EXAT|PXAT|PERSIST]`.
 
+use bytes::Bytes;
 use sessiond_protocol::cmd::{GetEx, GetExTtl};
 use sessiond_protocol::{CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
-use crate::store::Value;
+use crate::store::ValueRef;
 
 /// Reads a string and changes its deadline; a deadline in the past deletes it after the read.
 /// As in Redis, a missing key is nil before the deadline is validated.
@@ -20,14 +21,14 @@ pub fn getex(ctx: &mut Ctx<'_>, cmd: GetEx) -> Frame {
         GetExTtl::Invalid(refused) => Err(refused),
     };
     let reply = ctx.store.modify(&cmd.key, now_ms, |entry| {
-        let value = match &entry.value {
-            Value::Str(value) => value.clone(),
+        let value = match entry.value() {
+            ValueRef::Str(value) => Bytes::copy_from_slice(value),
             _ => return (false, wrongtype()),
         };
         match &deadline {
             Err(refused) => return (false, error(refused.clone())),
             Ok(Some(at)) if *at != 0 && *at <= now_ms => return (true, Frame::Bulk(value)),
-            Ok(Some(at)) => entry.expires_at_ms = *at,
+            Ok(Some(at)) => entry.set_expires_at_ms(*at),
             Ok(None) => {}
         }
         (false, Frame::Bulk(value))

@@ -4,14 +4,14 @@ use sessiond_protocol::cmd::KeyFields;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::Value;
+use crate::store::ValueMut;
 
 /// Removes the fields; replies with how many existed. A hash left empty is deleted.
 pub fn hdel(ctx: &mut Ctx<'_>, cmd: KeyFields) -> Frame {
     let reply = ctx
         .store
-        .modify(&cmd.key, ctx.now_ms, |entry| match &mut entry.value {
-            Value::Hash(fields) => {
+        .modify(&cmd.key, ctx.now_ms, |entry| match entry.value_mut() {
+            ValueMut::Hash(fields) => {
                 let removed = cmd
                     .fields
                     .iter()

@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::KeyFields;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::{Fields, Value};
+use crate::store::{Fields, ValueRef};
 
 /// Runs `f` on the hash at the key; `missing` when there is none, WRONGTYPE for another type.
 fn with_hash(
@@ -14,8 +14,8 @@ fn with_hash(
     f: impl FnOnce(&Fields) -> Frame,
 ) -> Frame {
     let reply = ctx.store.read(key, ctx.now_ms, |entry| {
-        entry.map(|entry| match &entry.value {
-            Value::Hash(fields) => f(fields),
+        entry.map(|entry| match entry.value() {
+            ValueRef::Hash(fields) => f(fields),
             _ => wrongtype(),
         })
     });

@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::{Fields, Value};
+use crate::store::{Fields, ValueRef};
 
 /// What part of the hash to return.
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +33,8 @@ pub fn read(ctx: &mut Ctx<'_>, cmd: KeyOnly, part: Part) -> Frame {
         Part::Len => Frame::Integer(fields.len() as i64),
     };
     let reply = ctx.store.read(&cmd.key, ctx.now_ms, |entry| {
-        entry.map(|entry| match &entry.value {
-            Value::Hash(fields) => render(fields),
+        entry.map(|entry| match entry.value() {
+            ValueRef::Hash(fields) => render(fields),
             _ => wrongtype(),
         })
     });

@@ -5,7 +5,7 @@ use sessiond_protocol::cmd::HIncrBy;
 use sessiond_protocol::{parse_i64, Frame};
 
 use super::{wrongtype, Ctx};
-use crate::store::{owned, Entry, Fields, Value};
+use crate::store::{owned, Entry, Fields, Value, ValueMut};
 
 /// Adds the increment to the integer in the field (0 when missing); replies with the result.
 pub fn hincrby(ctx: &mut Ctx<'_>, cmd: HIncrBy) -> Frame {
@@ -33,8 +33,8 @@ pub fn hincrby(ctx: &mut Ctx<'_>, cmd: HIncrBy) -> Frame {
                     (!reply.is_error()).then(|| Entry::new(Value::Hash(Box::new(fields)), 0));
                 (created, reply)
             }
-            Some(entry) => match &mut entry.value {
-                Value::Hash(fields) => (None, bump(fields)),
+            Some(entry) => match entry.value_mut() {
+                ValueMut::Hash(fields) => (None, bump(fields)),
                 _ => (None, wrongtype()),
             },
         })

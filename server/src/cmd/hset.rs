@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::KeyPairs;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::{owned, Entry, Fields, Value};
+use crate::store::{owned, Entry, Fields, Value, ValueMut};
 
 /// `HSET key field value [...]`: replies with the number of fields added (not updated).
 pub fn hset(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
@@ -46,8 +46,8 @@ fn write(ctx: &mut Ctx<'_>, cmd: KeyPairs, only_new: bool) -> Frame {
                     Frame::Integer(added),
                 )
             }
-            Some(entry) => match &mut entry.value {
-                Value::Hash(fields) => (None, Frame::Integer(put(fields))),
+            Some(entry) => match entry.value_mut() {
+                ValueMut::Hash(fields) => (None, Frame::Integer(put(fields))),
                 _ => (None, wrongtype()),
             },
         })

@@ -5,7 +5,7 @@ use sessiond_protocol::cmd::IncrBy;
 use sessiond_protocol::{parse_i64, CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
-use crate::store::{Entry, Value};
+use crate::store::{Entry, Value, ValueRef};
 
 /// Adds the delta to the integer at the key (0 when missing), keeping its deadline.
 pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
@@ -16,8 +16,8 @@ pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
                 Some(Entry::new(Value::Str(format(cmd.delta)), 0)),
                 Frame::Integer(cmd.delta),
             ),
-            Some(entry) => match &mut entry.value {
-                Value::Str(value) => {
+            Some(entry) => match entry.value() {
+                ValueRef::Str(value) => {
                     let Some(old) = parse_i64(value) else {
                         return (None, error(CommandError::NotInteger));
                     };
@@ -27,8 +27,8 @@ pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
                             Frame::error("ERR increment or decrement would overflow"),
                         );
                     };
-                    *value = format(new);
-                    (None, Frame::Integer(new))
+                    let replacement = Entry::new(Value::Str(format(new)), entry.expires_at_ms());
+                    (Some(replacement), Frame::Integer(new))
                 }
                 _ => (None, wrongtype()),
             },

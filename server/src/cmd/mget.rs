@@ -1,10 +1,11 @@
 //! `MGET key [key ...]`.
 
+use bytes::Bytes;
 use sessiond_protocol::cmd::Keys;
 use sessiond_protocol::Frame;
 
 use super::Ctx;
-use crate::store::Value;
+use crate::store::ValueRef;
 
 /// The strings at each key; nil for a missing key or one of another type.
 pub fn mget(ctx: &mut Ctx<'_>, cmd: Keys) -> Frame {
@@ -12,8 +13,8 @@ pub fn mget(ctx: &mut Ctx<'_>, cmd: Keys) -> Frame {
     for key in &cmd.keys {
         let value = ctx
             .store
-            .read(key, ctx.now_ms, |entry| match entry.map(|e| &e.value) {
-                Some(Value::Str(value)) => Some(value.clone()),
+            .read(key, ctx.now_ms, |entry| match entry.map(|e| e.value()) {
+                Some(ValueRef::Str(value)) => Some(Bytes::copy_from_slice(value)),
                 _ => None,
             });
         ctx.hit(value.is_some());

@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::MSet;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
-use crate::store::{owned, Entry, Value};
+use crate::store::{Entry, Value};
 
 /// Writes every pair, clearing deadlines.
 ///
@@ -15,16 +15,14 @@ pub fn mset(ctx: &mut Ctx<'_>, cmd: MSet) -> Frame {
     // Sessions end only through the SESSION commands: refuse before writing anything.
     let now_ms = ctx.now_ms;
     if cmd.pairs.iter().any(|(key, _)| {
-        ctx.store.read(key, now_ms, |e| {
-            e.is_some_and(|e| matches!(e.value, Value::Session(_)))
-        })
+        ctx.store
+            .read(key, now_ms, |e| e.is_some_and(|e| e.is_session()))
     }) {
         return wrongtype();
     }
     for (key, value) in &cmd.pairs {
-        let value = owned(value);
         ctx.store.upsert(key, ctx.now_ms, |_| {
-            (Some(Entry::new(Value::Str(value), 0)), ())
+            (Some(Entry::new(Value::Str(value.clone()), 0)), ())
         });
     }
     Frame::ok()

@@ -1,10 +1,11 @@
 //! `SET` with all its options, and `SETEX`, `PSETEX`, `SETNX`, `GETSET`.
 
+use bytes::Bytes;
 use sessiond_protocol::cmd::{Set, SetCondition, SetReply, SetTtl};
 use sessiond_protocol::{CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
-use crate::store::{owned, Entry, Value};
+use crate::store::{Entry, Value, ValueRef};
 
 /// Writes a string; see [`Set`] for the options.
 pub fn set(ctx: &mut Ctx<'_>, cmd: Set) -> Frame {
@@ -18,19 +19,17 @@ pub fn set(ctx: &mut Ctx<'_>, cmd: Set) -> Frame {
             None => return error(CommandError::InvalidExpire(cmd.name)),
         },
     };
-    // Copy the value out of the read buffer before taking the shard lock.
-    let value = owned(&cmd.value);
+    // The value is copied from the request into the key's node (in place when the old value
+    // has its length).
+    let value = cmd.value;
     ctx.store.upsert(&cmd.key, now_ms, |current| {
         // Only the SESSION commands create and end sessions (strict session management).
-        if current
-            .as_ref()
-            .is_some_and(|e| matches!(e.value, Value::Session(_)))
-        {
+        if current.as_ref().is_some_and(|e| e.is_session()) {
             return (None, wrongtype());
         }
         let old = match (&current, cmd.reply) {
-            (Some(entry), SetReply::OldValue) => match &entry.value {
-                Value::Str(old) => Some(old.clone()),
+            (Some(entry), SetReply::OldValue) => match entry.value() {
+                ValueRef::Str(old) => Some(Bytes::copy_from_slice(old)),
                 _ => return (None, wrongtype()),
             },
             _ => None,
@@ -50,7 +49,7 @@ pub fn set(ctx: &mut Ctx<'_>, cmd: Set) -> Frame {
             return (None, reply);
         }
         let expires_at_ms =
-            deadline.unwrap_or_else(|| current.as_ref().map_or(0, |entry| entry.expires_at_ms));
+            deadline.unwrap_or_else(|| current.as_ref().map_or(0, |entry| entry.expires_at_ms()));
         (Some(Entry::new(Value::Str(value), expires_at_ms)), reply)
     })
 }

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Entry, Fields, SessionRecord, Value};
+use crate::store::{Entry, Fields, Node, SessionRecord, Value, ValueRef};
 
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"SESSIOND";
@@ -80,21 +80,24 @@ fn pairs(fields: &Fields) -> Vec<(Bytes, Bytes)> {
 }
 
 impl Record {
-    /// The record of `entry` stored under `key`: handles to its bytes, not copies.
-    pub fn of(key: &Bytes, entry: &Entry) -> Record {
-        match &entry.value {
-            Value::Str(value) => Record::String {
-                key: key.clone(),
-                value: value.clone(),
-                expires_at_ms: entry.expires_at_ms,
+    /// The record of the stored key `node`: copies of its bytes (field names and values are
+    /// handles).
+    pub fn of(node: &Node) -> Record {
+        let key = Bytes::copy_from_slice(node.key());
+        let expires_at_ms = node.expires_at_ms();
+        match node.value() {
+            ValueRef::Str(value) => Record::String {
+                key,
+                value: Bytes::copy_from_slice(value),
+                expires_at_ms,
             },
-            Value::Hash(fields) => Record::Hash {
-                key: key.clone(),
+            ValueRef::Hash(fields) => Record::Hash {
+                key,
                 fields: pairs(fields),
-                expires_at_ms: entry.expires_at_ms,
+                expires_at_ms,
             },
-            Value::Session(session) => Record::Session {
-                id: key.clone(),
+            ValueRef::Session(session) => Record::Session {
+                id: key,
                 user: session.user.clone(),
                 fields: pairs(&session.fields),
                 created_ms: session.created_ms,

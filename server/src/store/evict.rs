@@ -9,9 +9,7 @@
 
 use std::cell::Cell;
 
-use bytes::Bytes;
-
-use super::{scan, Before, Entry, Removal, Store, SHARDS};
+use super::{Before, Node, Removal, Store};
 
 /// What to do when a write would exceed `--maxmemory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,18 +44,18 @@ impl Policy {
         }
     }
 
-    /// How good a candidate `entry` is (lower is evicted first), `None` if the policy may not
+    /// How good a candidate `node` is (lower is evicted first), `None` if the policy may not
     /// evict it.
-    fn score(self, entry: &Entry, now_ms: u64) -> Option<u64> {
-        if entry.is_expired(now_ms) {
+    fn score(self, node: &Node, now_ms: u64) -> Option<u64> {
+        if node.is_expired(now_ms) {
             return Some(0);
         }
-        let volatile = entry.expires_at_ms != 0;
+        let volatile = node.expires_at_ms() != 0;
         match self {
             Policy::NoEviction => None,
-            Policy::VolatileTtl => volatile.then_some(entry.expires_at_ms),
-            Policy::VolatileLru => volatile.then(|| u64::from(entry.last_use.get())),
-            Policy::AllKeysLru => Some(u64::from(entry.last_use.get())),
+            Policy::VolatileTtl => volatile.then_some(node.expires_at_ms()),
+            Policy::VolatileLru => volatile.then(|| u64::from(node.last_use().get())),
+            Policy::AllKeysLru => Some(u64::from(node.last_use().get())),
         }
     }
 }
@@ -105,26 +103,36 @@ impl Store {
         if policy == Policy::NoEviction {
             return false;
         }
-        let mut best: Option<(u64, Bytes)> = None;
+        let mut best: Option<(u64, Vec<u8>)> = None;
         let mut sampled = 0;
-        let first = random() as usize % SHARDS;
-        for offset in 0..SHARDS {
-            let shard = (first + offset) % SHARDS;
-            let len = scan::shard_len(&self.map, shard);
-            if len == 0 {
+        let shards = self.map.shard_count();
+        let first = random() as usize % shards;
+        for offset in 0..shards {
+            let shard = self.map.read((first + offset) % shards);
+            if shard.is_empty() {
                 continue;
             }
-            let skip = random() as usize % len;
-            scan::sample_shard(&self.map, shard, skip, PER_SHARD, |key, entry| {
-                let Some(score) = policy.score(entry, now_ms) else {
-                    return false;
+            // Buckets from a random one on, wrapping, until PER_SHARD candidates are taken or
+            // every bucket was seen.
+            let buckets = shard.num_buckets();
+            let start = random() as usize % buckets;
+            let mut taken = 0;
+            for bucket in (start..buckets).chain(0..start) {
+                let Some(node) = shard.get_bucket(bucket) else {
+                    continue;
+                };
+                let Some(score) = policy.score(node, now_ms) else {
+                    continue;
                 };
                 if best.as_ref().is_none_or(|(b, _)| score < *b) {
-                    best = Some((score, key.clone()));
+                    best = Some((score, node.key().to_vec()));
                 }
                 sampled += 1;
-                true
-            });
+                taken += 1;
+                if taken == PER_SHARD {
+                    break;
+                }
+            }
             if sampled >= SAMPLES {
                 break;
             }
@@ -135,20 +143,14 @@ impl Store {
         let rec = self.journal.recording();
         // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
         // policy), so it is judged again under the lock that removes it.
-        let removed = self.map.remove_if(&key, |key, entry| {
-            let still = policy.score(entry, now_ms).is_some();
-            if still {
-                self.journal_delete(key, &rec);
-            }
-            still
-        });
-        if let Some((key, entry)) = removed {
-            let why = if entry.is_expired(now_ms) {
+        let removed = self.remove_if(&key, &rec, |node| policy.score(node, now_ms).is_some());
+        if let Some(node) = removed {
+            let why = if node.is_expired(now_ms) {
                 Removal::Expired
             } else {
                 Removal::Evicted
             };
-            self.after_remove(&key, &entry, Before::of(&key, &entry), why);
+            self.after_remove(&node, Before::of(&node), why);
         }
         // A key that vanished or changed between the sample and the removal: sample again.
         true

@@ -1,12 +1,14 @@
 //! The deadline index that lets the active expiry task find dead keys without scanning.
 //!
 //! Keys with a deadline are queued by *tick* (64 ms of wall-clock time relative to the store's
-//! epoch) in a few mutex-protected ordered maps. The index is lazy: an entry records the tick it
-//! is queued under, and a key is queued again only when its deadline moves *earlier* than that
-//! tick. When a tick comes due, each of its keys is checked against the map: a key whose
-//! deadline has moved later is queued again at its new tick, a key that is gone or re-queued
-//! elsewhere is skipped. A session whose idle deadline slides on every request therefore costs
-//! one queue position, not one per request.
+//! epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes, where a
+//! copy of the key would cost a handle and a shared allocation. The index is lazy: an entry
+//! records the tick it is queued under, and a key is queued again only when its deadline moves
+//! *earlier* than that tick. When a tick comes due, each hash is looked up in the map, and the
+//! keys with that hash still queued under that tick are the ones meant (two keys whose hashes
+//! collide are both handled): a key whose deadline has moved later is queued again at its new
+//! tick, a key that is gone or queued elsewhere is skipped. A session whose idle deadline slides
+//! on every request therefore costs one queue position, not one per request.
 //!
 //! Lock order: a map shard's lock is taken before an index shard's lock, never the reverse; the
 //! expiry task releases the index lock before touching the map.
@@ -15,14 +17,12 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
 /// Milliseconds per tick, a power of two.
 const TICK_SHIFT: u32 = 6;
 const SHARDS: usize = 16;
 
-/// One shard of the index: keys by tick.
-type Queue = Mutex<BTreeMap<u32, Vec<Bytes>>>;
+/// One shard of the index: key hashes by tick.
+type Queue = Mutex<BTreeMap<u32, Vec<u64>>>;
 
 /// Keys queued by the tick of their deadline.
 #[derive(Debug)]
@@ -56,8 +56,8 @@ impl ExpiryIndex {
         self.tick_of(now_ms)
     }
 
-    /// Queues `key` (the stored key, not a request slice) at `tick`.
-    pub fn queue(&self, key: Bytes, tick: u32) {
+    /// Queues the key of hash `hash` at `tick`.
+    pub fn queue(&self, hash: u64, tick: u32) {
         // Any shard will do: the index only says "look at this key then". Spreading by thread
         // keeps writers on different cores off each other's locks.
         let shard = NEXT_SHARD.with(|next| {
@@ -68,11 +68,11 @@ impl ExpiryIndex {
         let mut map = self.shards[shard]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry(tick).or_default().push(key);
+        map.entry(tick).or_default().push(hash);
     }
 
-    /// Removes and returns every key queued at a tick `<= due`.
-    pub fn take_due(&self, due: u32) -> Vec<(u32, Vec<Bytes>)> {
+    /// Removes and returns every hash queued at a tick `<= due`.
+    pub fn take_due(&self, due: u32) -> Vec<(u32, Vec<u64>)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut map = shard
@@ -135,10 +135,10 @@ mod tests {
     #[test]
     fn take_due_splits_by_tick() {
         let index = ExpiryIndex::new(0);
-        index.queue(Bytes::from("a"), 3);
-        index.queue(Bytes::from("b"), 5);
+        index.queue(11, 3);
+        index.queue(12, 5);
         let due = index.take_due(4);
-        assert_eq!(due, vec![(3, vec![Bytes::from("a")])]);
+        assert_eq!(due, vec![(3, vec![11])]);
         assert_eq!(index.len(), 1);
     }
 }

@@ -1,6 +1,6 @@
-//! The keyspace: a sharded concurrent map of `Bytes` keys to typed values with deadlines.
+//! The keyspace: a sharded concurrent map of keys to typed values with deadlines.
 //!
-//! There is no global lock: the map is a [`DashMap`] with many shards, and every operation holds
+//! There is no global lock: the map is a [`Table`] with many shards, and every operation holds
 //! one shard's lock only for as long as it reads or writes that key — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::expire_cycle`], which the active expiry task runs;
@@ -13,22 +13,23 @@ mod entry;
 pub mod evict;
 pub mod expiry;
 pub mod journal;
-mod scan;
 pub mod session;
+mod table;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
+use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Fields, Value};
+pub use entry::{owned, Entry, Fields, Node, Value, ValueMut, ValueRef};
 use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
+use table::{is, Table};
 
 use crate::clock::Clock;
 use crate::glob;
@@ -46,12 +47,10 @@ const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 /// How many due keys one expiry step examines before yielding to connection tasks.
 pub const EXPIRY_BATCH: usize = 200;
 
-type Map = DashMap<Bytes, Entry, ahash::RandomState>;
-
 /// The keyspace shared by every connection.
 #[derive(Debug)]
 pub struct Store {
-    map: Map,
+    map: Table,
     index: ExpiryIndex,
     /// User → that user's sessions as (created, ID), oldest first; see [`session`].
     users: DashMap<Bytes, Vec<(u64, Bytes)>, ahash::RandomState>,
@@ -98,11 +97,11 @@ impl Before {
         footprint: 0,
     };
 
-    /// What `entry` under `key` is counted as now.
-    fn of(key: &[u8], entry: &Entry) -> Before {
+    /// What `node` is counted as now.
+    fn of(node: &Node) -> Before {
         Before {
-            had_deadline: entry.expires_at_ms != 0,
-            footprint: entry.footprint(key),
+            had_deadline: node.expires_at_ms() != 0,
+            footprint: node.footprint(),
         }
     }
 }
@@ -117,9 +116,9 @@ pub struct KeyFilter<'a> {
 }
 
 impl KeyFilter<'_> {
-    fn accepts(&self, key: &[u8], entry: &Entry) -> bool {
-        self.pattern.is_none_or(|p| glob::matches(p, key))
-            && self.type_name.is_none_or(|t| entry.value.type_name() == t)
+    fn accepts(&self, node: &Node) -> bool {
+        self.pattern.is_none_or(|p| glob::matches(p, node.key()))
+            && self.type_name.is_none_or(|t| node.value().type_name() == t)
     }
 }
 
@@ -128,11 +127,7 @@ impl Store {
     pub fn new(clock: Clock) -> Store {
         let now = clock.now_ms();
         Store {
-            map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                0,
-                ahash::RandomState::new(),
-                SHARDS,
-            ),
+            map: Table::new(SHARDS),
             index: ExpiryIndex::new(now),
             users: DashMap::with_hasher(ahash::RandomState::new()),
             clock,
@@ -166,7 +161,7 @@ impl Store {
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Keys held that have a deadline.
@@ -187,14 +182,22 @@ impl Store {
 
     /// Runs `f` on the live entry at `key` (`None` if missing or expired) under a read lock.
     #[inline]
-    pub fn read<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Entry>) -> R) -> R {
-        match self.map.get(key) {
-            Some(guard) if !guard.is_expired(now_ms) => {
-                guard.last_use.touch(self.lru_seconds(now_ms));
-                f(Some(guard.value()))
+    pub fn read<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Node>) -> R) -> R {
+        let hash = self.map.hash(key);
+        let shard = self.map.read(self.map.shard_of(hash));
+        match shard.find(hash, is(key)) {
+            Some(node) if !node.is_expired(now_ms) => {
+                node.last_use().touch(self.lru_seconds(now_ms));
+                f(Some(node))
             }
             _ => f(None),
         }
+    }
+
+    /// Runs `f` on the entry at `key`, expired or not, under a read lock, without counting a use.
+    fn peek<R>(&self, key: &[u8], f: impl FnOnce(Option<&Node>) -> R) -> R {
+        let hash = self.map.hash(key);
+        f(self.map.read(self.map.shard_of(hash)).find(hash, is(key)))
     }
 
     /// `now_ms` on the LRU clock: seconds since the store was made.
@@ -221,78 +224,98 @@ impl Store {
     /// session functions create and remove sessions, keeping the per-user index right).
     pub fn upsert<R>(
         &self,
-        key: &Bytes,
+        key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(Option<&mut Entry>) -> (Option<Entry>, R),
+        f: impl FnOnce(Option<&mut Node>) -> (Option<Entry>, R),
     ) -> R {
         let rec = self.journal.recording();
-        loop {
-            // Fast path, the key exists: no copy of the key is made.
-            if let Some(mut guard) = self.map.get_mut(key) {
-                let (stored_key, entry) = guard.pair_mut();
-                if !entry.is_expired(now_ms) {
-                    let before = Before::of(stored_key, entry);
-                    let (replacement, reply) = f(Some(&mut *entry));
-                    if let Some(new) = replacement {
-                        replace(entry, new);
-                    }
-                    self.after_write(stored_key, entry, before, now_ms, &rec);
-                    return reply;
-                }
-                drop(guard);
-                self.reclaim_if_expired(key, now_ms, &rec);
+        let hash = self.map.hash(key);
+        let shard_index = self.map.shard_of(hash);
+        let mut shard = self.map.write(shard_index);
+        let mut dead = None;
+        let vacant = match shard.entry(hash, is(key), self.map.rehash()) {
+            TableEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
+                // Reclaimed on the spot; its bookkeeping waits for the lock's release.
+                self.journal_delete(shard_index, key, &rec);
+                let (old, vacant) = occupied.remove();
+                dead = Some(old);
+                vacant
             }
-            match self.map.entry(owned(key)) {
-                MapEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
-                    drop(occupied);
-                    self.reclaim_if_expired(key, now_ms, &rec);
+            TableEntry::Occupied(mut occupied) => {
+                let node = occupied.get_mut();
+                let before = Before::of(node);
+                let (replacement, reply) = f(Some(&mut *node));
+                if let Some(new) = replacement {
+                    node.replace(new);
                 }
-                MapEntry::Occupied(mut occupied) => {
-                    // Another writer created the key since the lookup above.
-                    let before = Before::of(occupied.key(), occupied.get());
-                    let (replacement, reply) = f(Some(occupied.get_mut()));
-                    if let Some(new) = replacement {
-                        replace(occupied.get_mut(), new);
-                    }
-                    let stored_key = occupied.key().clone();
-                    self.after_write(&stored_key, occupied.get_mut(), before, now_ms, &rec);
-                    return reply;
-                }
-                MapEntry::Vacant(vacant) => {
-                    let (created, reply) = f(None);
-                    if let Some(mut new) = created {
-                        let stored_key = vacant.key().clone();
-                        new.queued_tick = 0;
-                        self.after_write(&stored_key, &mut new, Before::NOTHING, now_ms, &rec);
-                        vacant.insert(new);
-                    }
-                    return reply;
-                }
+                self.after_write(shard_index, hash, node, before, now_ms, &rec);
+                return reply;
+            }
+            TableEntry::Vacant(vacant) => vacant,
+        };
+        let (created, reply) = f(None);
+        if let Some(created) = created {
+            let mut node = Node::new(key, created);
+            self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, &rec);
+            vacant.insert(node);
+        }
+        drop(shard);
+        if let Some(old) = dead {
+            self.after_remove(&old, Before::of(&old), Removal::Expired);
+        }
+        reply
+    }
+
+    /// Inserts `entry` under `key` if no key of that name exists (dead or alive); hands it back
+    /// otherwise.
+    fn insert_new(
+        &self,
+        key: &[u8],
+        entry: Entry,
+        now_ms: u64,
+        rec: &Recording<'_>,
+    ) -> Result<(), Entry> {
+        let hash = self.map.hash(key);
+        let shard_index = self.map.shard_of(hash);
+        let mut shard = self.map.write(shard_index);
+        match shard.entry(hash, is(key), self.map.rehash()) {
+            TableEntry::Occupied(_) => Err(entry),
+            TableEntry::Vacant(vacant) => {
+                let mut node = Node::new(key, entry);
+                self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, rec);
+                vacant.insert(node);
+                Ok(())
             }
         }
     }
 
-    /// Removes `key` if it is expired at `now_ms`, with the bookkeeping of an expiry.
-    fn reclaim_if_expired(&self, key: &[u8], now_ms: u64, rec: &Recording<'_>) {
-        let removed = self.map.remove_if(key, |key, entry| {
-            // The predicate runs under the shard lock: the place to journal the removal.
-            let dead = entry.is_expired(now_ms);
-            if dead {
-                self.journal_delete(key, rec);
-            }
-            dead
-        });
-        if let Some((key, entry)) = removed {
-            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
+    /// Removes `key` if `approve` accepts its entry (dead or alive), under the shard's write
+    /// lock, journaling the removal there. The caller does the bookkeeping.
+    fn remove_if(
+        &self,
+        key: &[u8],
+        rec: &Recording<'_>,
+        approve: impl FnOnce(&Node) -> bool,
+    ) -> Option<Node> {
+        let hash = self.map.hash(key);
+        let shard_index = self.map.shard_of(hash);
+        let mut shard = self.map.write(shard_index);
+        let occupied = shard.find_entry(hash, is(key)).ok()?;
+        if !approve(occupied.get()) {
+            return None;
         }
+        self.journal_delete(shard_index, key, rec);
+        Some(occupied.remove().0)
     }
 
     /// Journals that `key` was removed; call under the key's shard lock.
-    fn journal_delete(&self, key: &Bytes, rec: &Recording<'_>) {
+    fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>) {
         if rec.on() {
             self.journal.push(
-                self.map.determine_map(key),
-                Record::Delete { key: key.clone() },
+                shard_index,
+                Record::Delete {
+                    key: Bytes::copy_from_slice(key),
+                },
             );
         }
     }
@@ -301,49 +324,44 @@ impl Store {
     /// delete the key. `None` when the key is missing or expired.
     pub fn modify<R>(
         &self,
-        key: &Bytes,
+        key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(&mut Entry) -> (bool, R),
+        f: impl FnOnce(&mut Node) -> (bool, R),
     ) -> Option<R> {
         let rec = self.journal.recording();
-        // `entry` wants an owned key; a clone of the request's `Bytes` is a reference count, and
-        // `modify` never inserts, so the request buffer is never stored.
-        let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
-            return None;
-        };
-        if occupied.get().is_expired(now_ms) {
-            self.journal_delete(occupied.key(), &rec);
-            let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
-            return None;
-        }
-        let before = Before::of(occupied.key(), occupied.get());
-        let (delete, reply) = f(occupied.get_mut());
-        if delete {
-            self.journal_delete(occupied.key(), &rec);
-            let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, before, Removal::Deleted);
+        let hash = self.map.hash(key);
+        let shard_index = self.map.shard_of(hash);
+        let mut shard = self.map.write(shard_index);
+        let mut occupied = shard.find_entry(hash, is(key)).ok()?;
+        let before = Before::of(occupied.get());
+        let (why, reply) = if occupied.get().is_expired(now_ms) {
+            (Removal::Expired, None)
         } else {
-            let stored_key = occupied.key().clone();
-            self.after_write(&stored_key, occupied.get_mut(), before, now_ms, &rec);
-        }
-        Some(reply)
+            let (delete, reply) = f(occupied.get_mut());
+            if !delete {
+                self.after_write(shard_index, hash, occupied.get_mut(), before, now_ms, &rec);
+                return Some(reply);
+            }
+            (Removal::Deleted, Some(reply))
+        };
+        self.journal_delete(shard_index, key, &rec);
+        let (node, _) = occupied.remove();
+        drop(shard);
+        self.after_remove(&node, before, why);
+        reply
     }
 
     /// Removes `key`; returns the live entry it held, `None` if it was missing or expired.
-    pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
+    pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Node> {
         let rec = self.journal.recording();
-        let (key, entry) = self.map.remove_if(key, |key, _| {
-            self.journal_delete(key, &rec);
-            true
-        })?;
-        let before = Before::of(&key, &entry);
-        if entry.is_expired(now_ms) {
-            self.after_remove(&key, &entry, before, Removal::Expired);
+        let node = self.remove_if(key, &rec, |_| true)?;
+        let before = Before::of(&node);
+        if node.is_expired(now_ms) {
+            self.after_remove(&node, before, Removal::Expired);
             return None;
         }
-        self.after_remove(&key, &entry, before, Removal::Deleted);
-        Some(entry)
+        self.after_remove(&node, before, Removal::Deleted);
+        Some(node)
     }
 
     /// Removes every key.
@@ -355,14 +373,20 @@ impl Store {
         self.users.clear();
         self.index.clear();
         let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
-        self.map.retain(|key, entry| {
-            footprint += entry.footprint(key);
-            volatile += i64::from(entry.expires_at_ms != 0);
-            sessions += i64::from(matches!(entry.value, Value::Session(_)));
-            removed += 1;
-            self.journal_delete(key, &rec);
-            false
-        });
+        for shard_index in 0..self.map.shard_count() {
+            let mut shard = self.map.write(shard_index);
+            for node in shard.iter() {
+                footprint += node.footprint();
+                volatile += i64::from(node.expires_at_ms() != 0);
+                sessions += i64::from(node.is_session());
+                removed += 1;
+                self.journal_delete(shard_index, node.key(), &rec);
+            }
+            let nodes = std::mem::take(&mut *shard);
+            drop(shard);
+            // Freed with the lock released.
+            drop(nodes);
+        }
         self.changes.add(removed);
         self.used.sub(footprint);
         self.volatile.fetch_sub(volatile, Ordering::Relaxed);
@@ -375,12 +399,12 @@ impl Store {
     /// The live keys matching `filter` (KEYS).
     pub fn keys(&self, filter: KeyFilter<'_>, now_ms: u64) -> Vec<Bytes> {
         let mut keys = Vec::new();
-        for shard in 0..SHARDS {
-            scan::for_each_in_shard(&self.map, shard, |key, entry| {
-                if !entry.is_expired(now_ms) && filter.accepts(key, entry) {
-                    keys.push(key.clone());
+        for shard in 0..self.map.shard_count() {
+            for node in self.map.read(shard).iter() {
+                if !node.is_expired(now_ms) && filter.accepts(node) {
+                    keys.push(Bytes::copy_from_slice(node.key()));
                 }
-            });
+            }
         }
         keys
     }
@@ -406,13 +430,13 @@ impl Store {
         let mut candidates: Vec<(u64, Bytes, bool)> = Vec::new();
         while shard < SHARDS {
             candidates.clear();
-            scan::for_each_in_shard(&self.map, shard, |key, entry| {
-                let position = self.map.hash_usize(key) as u64 & POSITION_MASK;
+            for node in self.map.read(shard).iter() {
+                let position = self.map.hash(node.key()) & POSITION_MASK;
                 if position >= from {
-                    let wanted = !entry.is_expired(now_ms) && filter.accepts(key, entry);
-                    candidates.push((position, key.clone(), wanted));
+                    let wanted = !node.is_expired(now_ms) && filter.accepts(node);
+                    candidates.push((position, Bytes::copy_from_slice(node.key()), wanted));
                 }
-            });
+            }
             if candidates.len() <= budget {
                 budget -= candidates.len();
                 found.extend(candidates.drain(..).filter(|c| c.2).map(|c| c.1));
@@ -449,28 +473,45 @@ impl Store {
         (next, found)
     }
 
-    /// Handles one queued key at `tick`: removes it if dead, queues it again if its deadline
-    /// moved later, forgets it if the position is stale. The removal happens with the shard lock
-    /// released before the bookkeeping, as the per-user index requires.
-    fn expire_one(&self, key: &Bytes, tick: u32, now_ms: u64, rec: &Recording<'_>) {
-        let MapEntry::Occupied(mut occupied) = self.map.entry(key.clone()) else {
-            return;
-        };
-        let entry = occupied.get_mut();
-        if entry.queued_tick != tick {
-            return;
+    /// Handles one queued position, the key(s) of hash `hash` at `tick`: removes those that are
+    /// dead, queues again those whose deadline moved later; a stale position finds nothing. The
+    /// removals' bookkeeping happens with the shard lock released, as the per-user index
+    /// requires.
+    fn expire_one(&self, hash: u64, tick: u32, now_ms: u64, rec: &Recording<'_>) {
+        /// Keys with one 64-bit hash handled per position; more never meet in practice.
+        const SAME_HASH: usize = 4;
+        let shard_index = self.map.shard_of(hash);
+        let mut shard = self.map.write(shard_index);
+        let mut buckets = [usize::MAX; SAME_HASH];
+        let matching = shard.iter_hash_buckets(hash).filter(|&bucket| {
+            shard
+                .get_bucket(bucket)
+                .is_some_and(|node| node.queued_tick() == tick && self.map.hash(node.key()) == hash)
+        });
+        for (slot, bucket) in buckets.iter_mut().zip(matching) {
+            *slot = bucket;
         }
-        if entry.is_expired(now_ms) {
-            self.journal_delete(occupied.key(), rec);
-            let (key, entry) = occupied.remove_entry();
-            self.after_remove(&key, &entry, Before::of(&key, &entry), Removal::Expired);
-            return;
+        let mut dead: [Option<Node>; SAME_HASH] = Default::default();
+        for (bucket, dead) in buckets.into_iter().zip(dead.iter_mut()) {
+            let Ok(mut occupied) = shard.get_bucket_entry(bucket) else {
+                break;
+            };
+            let node = occupied.get_mut();
+            if node.is_expired(now_ms) {
+                self.journal_delete(shard_index, node.key(), rec);
+                *dead = Some(occupied.remove().0);
+                continue;
+            }
+            node.set_queued_tick(0);
+            if node.expires_at_ms() != 0 {
+                let tick = self.index.tick_of(node.expires_at_ms());
+                node.set_queued_tick(tick);
+                self.index.queue(hash, tick);
+            }
         }
-        entry.queued_tick = 0;
-        if entry.expires_at_ms != 0 {
-            let tick = self.index.tick_of(entry.expires_at_ms);
-            entry.queued_tick = tick;
-            self.index.queue(occupied.key().clone(), tick);
+        drop(shard);
+        for node in dead.into_iter().flatten() {
+            self.after_remove(&node, Before::of(&node), Removal::Expired);
         }
     }
 
@@ -497,14 +538,14 @@ impl Store {
 
     async fn expire_in_batches(&self) {
         let now_ms = self.now_ms();
-        for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
-            for batch in keys.chunks(EXPIRY_BATCH) {
+        for (tick, hashes) in self.index.take_due(self.index.due_tick(now_ms)) {
+            for batch in hashes.chunks(EXPIRY_BATCH) {
                 {
                     // Not held across the yield: a snapshot may need to close the journal.
                     let rec = self.journal.recording();
                     batch
                         .iter()
-                        .for_each(|key| self.expire_one(key, tick, now_ms, &rec));
+                        .for_each(|&hash| self.expire_one(hash, tick, now_ms, &rec));
                 }
                 tokio::task::yield_now().await;
             }
@@ -515,28 +556,27 @@ impl Store {
     /// active expiry task, which yields between batches).
     pub fn reclaim_expired(&self) {
         let now_ms = self.now_ms();
-        for (tick, keys) in self.index.take_due(self.index.due_tick(now_ms)) {
+        for (tick, hashes) in self.index.take_due(self.index.due_tick(now_ms)) {
             let rec = self.journal.recording();
-            keys.iter()
-                .for_each(|key| self.expire_one(key, tick, now_ms, &rec));
+            hashes
+                .iter()
+                .for_each(|&hash| self.expire_one(hash, tick, now_ms, &rec));
         }
     }
 
-    /// Bookkeeping after `entry` left the keyspace (its shard lock released): what it was
+    /// Bookkeeping after `node` left the keyspace (its shard lock released): what it was
     /// counted as (`before`: in the volatile count, in `used_memory`), the expiry and eviction
     /// counters, and for a session its counters and its place in the per-user index.
-    fn after_remove(&self, key: &Bytes, entry: &Entry, before: Before, why: Removal) {
-        self.count_removal(entry, before, why);
-        if let Value::Session(session) = &entry.value {
-            if let Some(user) = &session.user {
-                self.unindex(user, key);
-            }
+    fn after_remove(&self, node: &Node, before: Before, why: Removal) {
+        self.count_removal(node, before, why);
+        if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
+            self.unindex(user, node.key());
         }
     }
 
     /// [`Store::after_remove`] but for the per-user index, for a caller that holds the user's
     /// list and has taken the session out of it already.
-    fn count_removal(&self, entry: &Entry, before: Before, why: Removal) {
+    fn count_removal(&self, node: &Node, before: Before, why: Removal) {
         self.changes.add(1);
         self.used.sub(before.footprint);
         if before.had_deadline {
@@ -551,7 +591,7 @@ impl Store {
             }
             Removal::Deleted => {}
         }
-        if matches!(entry.value, Value::Session(_)) {
+        if node.is_session() {
             self.sessions.live.fetch_sub(1, Ordering::Relaxed);
             let counter = match why {
                 Removal::Expired => &self.sessions.expired,
@@ -561,42 +601,40 @@ impl Store {
         }
     }
 
-    /// Bookkeeping after `entry` (stored under `stored_key`) was written, `before` being what it
-    /// was counted as until then: the count of keys with a deadline, `used_memory`, the last use,
-    /// and the entry's position in the expiry index.
+    /// Bookkeeping after `node` (of hash `hash`, in shard `shard_index`, whose lock the caller
+    /// holds) was written, `before` being what it was counted as until then: the count of keys
+    /// with a deadline, `used_memory`, the last use, the journal, and the node's position in the
+    /// expiry index.
     fn after_write(
         &self,
-        stored_key: &Bytes,
-        entry: &mut Entry,
+        shard_index: usize,
+        hash: u64,
+        node: &mut Node,
         before: Before,
         now_ms: u64,
         rec: &Recording<'_>,
     ) {
         self.changes.add(1);
-        let footprint = entry.footprint(stored_key);
+        let footprint = node.footprint();
         if footprint >= before.footprint {
             self.used.add(footprint - before.footprint);
         } else {
             self.used.sub(before.footprint - footprint);
         }
-        entry.last_use.touch(self.lru_seconds(now_ms));
-        let had_deadline = before.had_deadline;
+        node.last_use().touch(self.lru_seconds(now_ms));
         if rec.on() {
-            self.journal.push(
-                self.map.determine_map(stored_key),
-                Record::of(stored_key, entry),
-            );
+            self.journal.push(shard_index, Record::of(node));
         }
-        let has_deadline = entry.expires_at_ms != 0;
-        if has_deadline != had_deadline {
+        let has_deadline = node.expires_at_ms() != 0;
+        if has_deadline != before.had_deadline {
             self.volatile
                 .fetch_add(if has_deadline { 1 } else { -1 }, Ordering::Relaxed);
         }
         if has_deadline {
-            let tick = self.index.tick_of(entry.expires_at_ms);
-            if entry.queued_tick == 0 || tick < entry.queued_tick {
-                entry.queued_tick = tick;
-                self.index.queue(stored_key.clone(), tick);
+            let tick = self.index.tick_of(node.expires_at_ms());
+            if node.queued_tick() == 0 || tick < node.queued_tick() {
+                node.set_queued_tick(tick);
+                self.index.queue(hash, tick);
             }
         }
     }
@@ -613,20 +651,19 @@ impl Store {
 
     /// How many shards the map has (the snapshot writer's unit of work).
     pub fn shard_count(&self) -> usize {
-        SHARDS
+        self.map.shard_count()
     }
 
-    /// The live records of shard `shard`: handles taken under its read lock, which is released
-    /// before they are encoded.
+    /// The live records of shard `shard`, copied under its read lock, which is released before
+    /// they are encoded.
     pub fn snapshot_shard(&self, shard: usize) -> Vec<Record> {
         let now_ms = self.now_ms();
-        let mut records = Vec::new();
-        scan::for_each_in_shard(&self.map, shard, |key, entry| {
-            if !entry.is_expired(now_ms) {
-                records.push(Record::of(key, entry));
-            }
-        });
-        records
+        self.map
+            .read(shard)
+            .iter()
+            .filter(|node| !node.is_expired(now_ms))
+            .map(Record::of)
+            .collect()
     }
 
     /// Applies one record of a snapshot being loaded: the key takes the record's state, or is
@@ -634,33 +671,47 @@ impl Store {
     /// destroyed, expired) are not touched: loading is not activity.
     pub fn restore(&self, record: Record, now_ms: u64) {
         let key = record.key().clone();
-        let record_key = &key[..];
+        let hash = self.map.hash(&key);
+        let shard_index = self.map.shard_of(hash);
         let restored = record
             .into_entry()
-            .filter(|(_, entry)| !entry.is_expired(now_ms));
-        let old = match restored {
-            None => self.map.remove(&key).map(|(_, old)| old),
-            Some((key, mut entry)) => {
-                let tick = self.index.tick_of(entry.expires_at_ms);
-                if entry.expires_at_ms != 0 {
+            .map(|(key, entry)| Node::new(&key, entry));
+        let mut shard = self.map.write(shard_index);
+        let old = match restored.filter(|node| !node.is_expired(now_ms)) {
+            None => shard
+                .find_entry(hash, is(&key))
+                .ok()
+                .map(|occupied| occupied.remove().0),
+            Some(mut node) => {
+                if node.expires_at_ms() != 0 {
                     self.volatile.fetch_add(1, Ordering::Relaxed);
-                    entry.queued_tick = tick;
-                    self.index.queue(key.clone(), tick);
+                    let tick = self.index.tick_of(node.expires_at_ms());
+                    node.set_queued_tick(tick);
+                    self.index.queue(hash, tick);
                 }
-                if matches!(entry.value, Value::Session(_)) {
+                if node.is_session() {
                     self.sessions.live.fetch_add(1, Ordering::Relaxed);
                 }
-                entry.last_use.touch(self.lru_seconds(now_ms));
-                self.used.add(entry.footprint(&key));
-                self.map.insert(key, entry)
+                node.last_use().touch(self.lru_seconds(now_ms));
+                self.used.add(node.footprint());
+                match shard.entry(hash, is(&key), self.map.rehash()) {
+                    TableEntry::Occupied(mut occupied) => {
+                        Some(std::mem::replace(occupied.get_mut(), node))
+                    }
+                    TableEntry::Vacant(vacant) => {
+                        vacant.insert(node);
+                        None
+                    }
+                }
             }
         };
+        drop(shard);
         if let Some(old) = old {
-            self.used.sub(old.footprint(record_key));
-            if old.expires_at_ms != 0 {
+            self.used.sub(old.footprint());
+            if old.expires_at_ms() != 0 {
                 self.volatile.fetch_sub(1, Ordering::Relaxed);
             }
-            if matches!(old.value, Value::Session(_)) {
+            if old.is_session() {
                 self.sessions.live.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -670,11 +721,4 @@ impl Store {
     pub fn expiry_index_len(&self) -> usize {
         self.index.len()
     }
-}
-
-/// Replaces `entry` with `new`, keeping its position in the expiry index.
-fn replace(entry: &mut Entry, new: Entry) {
-    let queued_tick = entry.queued_tick;
-    *entry = new;
-    entry.queued_tick = queued_tick;
 }

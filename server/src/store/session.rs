@@ -15,11 +15,10 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use dashmap::mapref::entry::Entry as MapEntry;
 
 use super::entry::Fields;
 use super::journal::Recording;
-use super::{owned, Entry, Store, Value};
+use super::{owned, Entry, Store, Value, ValueMut, ValueRef};
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
 pub const ID_BYTES: usize = 32;
@@ -266,18 +265,15 @@ impl Store {
         now_ms: u64,
         rec: &Recording<'_>,
     ) -> Result<Bytes, SessionError> {
-        let mut record = Some(record);
+        let mut entry = Entry::new(Value::Session(Box::new(record)), deadline_ms);
         loop {
             let id = new_id(prefix)?;
-            if let MapEntry::Vacant(vacant) = self.map.entry(id.clone()) {
-                let Some(record) = record.take() else {
-                    continue;
-                };
-                let mut entry = Entry::new(Value::Session(Box::new(record)), deadline_ms);
-                self.after_write(&id, &mut entry, super::Before::NOTHING, now_ms, rec);
-                vacant.insert(entry);
-                self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
-                return Ok(id);
+            match self.insert_new(&id, entry, now_ms, rec) {
+                Ok(()) => {
+                    self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
+                    return Ok(id);
+                }
+                Err(taken) => entry = taken,
             }
         }
     }
@@ -321,11 +317,11 @@ impl Store {
     }
 
     /// Removes `id` from `user`'s list, and the user when the list empties.
-    pub(super) fn unindex(&self, user: &Bytes, id: &Bytes) {
+    pub(super) fn unindex(&self, user: &Bytes, id: &[u8]) {
         let key = index_key(prefix_of(id), user);
         let now_empty = match self.users.get_mut(&key) {
             Some(mut list) => {
-                list.retain(|x| x.1 != *id);
+                list.retain(|x| x.1 != id);
                 list.is_empty()
             }
             None => false,
@@ -339,17 +335,18 @@ impl Store {
     pub fn rebuild_user_index(&self) {
         self.users.clear();
         let mut lists: std::collections::HashMap<Bytes, Vec<(u64, Bytes)>> = Default::default();
-        for item in self.map.iter() {
-            if let Some(user) = item
-                .value()
-                .value
-                .as_session()
-                .and_then(|s| s.user.clone().map(|user| (user, s.created_ms)))
-            {
-                lists
-                    .entry(index_key(prefix_of(item.key()), &user.0))
-                    .or_default()
-                    .push((user.1, item.key().clone()));
+        for shard in 0..self.map.shard_count() {
+            for node in self.map.read(shard).iter() {
+                if let Some((user, created_ms)) = node
+                    .as_session()
+                    .and_then(|s| s.user.clone().map(|user| (user, s.created_ms)))
+                {
+                    let id = Bytes::copy_from_slice(node.key());
+                    lists
+                        .entry(index_key(prefix_of(&id), &user))
+                        .or_default()
+                        .push((created_ms, id));
+                }
             }
         }
         for (user, mut list) in lists {
@@ -359,12 +356,13 @@ impl Store {
     }
 
     fn is_live_session_of(&self, id: &[u8], user: &[u8], now_ms: u64) -> bool {
-        self.map.get(id).is_some_and(|entry| {
-            !entry.is_expired(now_ms)
-                && entry
-                    .value
-                    .as_session()
-                    .is_some_and(|s| s.user.as_deref() == Some(user))
+        self.peek(id, |node| {
+            node.is_some_and(|node| {
+                !node.is_expired(now_ms)
+                    && node
+                        .as_session()
+                        .is_some_and(|s| s.user.as_deref() == Some(user))
+            })
         })
     }
 
@@ -376,23 +374,16 @@ impl Store {
     }
 
     fn destroy_session_recorded(&self, id: &[u8], now_ms: u64, rec: &Recording<'_>) -> bool {
-        let removed = self.map.remove_if(id, |key, entry| {
-            let session = matches!(entry.value, Value::Session(_));
-            if session {
-                self.journal_delete(key, rec);
-            }
-            session
-        });
-        let Some((key, entry)) = removed else {
+        let Some(node) = self.remove_if(id, rec, |node| node.is_session()) else {
             return false;
         };
-        let expired = entry.is_expired(now_ms);
+        let expired = node.is_expired(now_ms);
         let why = if expired {
             super::Removal::Expired
         } else {
             super::Removal::Deleted
         };
-        self.after_remove(&key, &entry, super::Before::of(&key, &entry), why);
+        self.after_remove(&node, super::Before::of(&node), why);
         !expired
     }
 
@@ -405,15 +396,16 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(&mut SessionRecord) -> (bool, R),
     ) -> Result<Option<R>, SessionError> {
-        let outcome = self.modify(id, now_ms, |entry| {
-            let Value::Session(session) = &mut entry.value else {
+        let outcome = self.modify(id, now_ms, |node| {
+            let ValueMut::Session(session) = node.value_mut() else {
                 return (false, Err(SessionError::WrongType));
             };
             let (used, reply) = f(session);
             if used {
                 session.last_access_ms = now_ms;
             }
-            entry.expires_at_ms = session.deadline_ms();
+            let deadline = session.deadline_ms();
+            node.set_expires_at_ms(deadline);
             (false, Ok(reply))
         });
         outcome.transpose()
@@ -426,18 +418,16 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(&SessionRecord) -> R,
     ) -> Result<Option<R>, SessionError> {
-        self.read(id, now_ms, |entry| match entry.map(|e| &e.value) {
+        self.read(id, now_ms, |node| match node.map(|n| n.value()) {
             None => Ok(None),
-            Some(Value::Session(session)) => Ok(Some(f(session))),
+            Some(ValueRef::Session(session)) => Ok(Some(f(session))),
             Some(_) => Err(SessionError::WrongType),
         })
     }
 
     /// Whether `id` names a key that is not a session (for WRONGTYPE replies).
     pub fn is_other_type(&self, id: &[u8], now_ms: u64) -> bool {
-        self.read(id, now_ms, |entry| {
-            entry.is_some_and(|e| !matches!(e.value, Value::Session(_)))
-        })
+        self.read(id, now_ms, |node| node.is_some_and(|n| !n.is_session()))
     }
 
     /// The live session IDs of `user` in the namespace `prefix`, oldest first; dead IDs met on
@@ -484,21 +474,14 @@ impl Store {
         // everywhere" misses nothing. The list is already updated, hence `count_removal`.
         let mut destroyed = 0;
         for (_, id) in &doomed {
-            let removed = self.map.remove_if(&id[..], |key, entry| {
-                let session = matches!(entry.value, Value::Session(_));
-                if session {
-                    self.journal_delete(key, &rec);
-                }
-                session
-            });
-            if let Some((key, entry)) = removed {
-                let expired = entry.is_expired(now_ms);
+            if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
+                let expired = node.is_expired(now_ms);
                 let why = if expired {
                     super::Removal::Expired
                 } else {
                     super::Removal::Deleted
                 };
-                self.count_removal(&entry, super::Before::of(&key, &entry), why);
+                self.count_removal(&node, super::Before::of(&node), why);
                 destroyed += usize::from(!expired);
             }
         }
@@ -531,21 +514,20 @@ impl Store {
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
         // One recording across the removal and the insertion: a snapshot holds both or neither.
         let rec = self.journal.recording();
-        let removed = self.map.remove_if(id, |key, entry| {
-            let live_session =
-                !entry.is_expired(now_ms) && matches!(entry.value, Value::Session(_));
-            if live_session {
-                self.journal_delete(key, &rec);
-            }
-            live_session
+        let removed = self.remove_if(id, &rec, |node| {
+            !node.is_expired(now_ms) && node.is_session()
         });
-        let Some((old_id, old)) = removed else {
+        let Some(old) = removed else {
             return Ok(None);
         };
-        let deadline = old.expires_at_ms;
+        let old_id = Bytes::copy_from_slice(old.key());
         // The old entry leaves `used_memory`; the new one is counted when inserted.
-        self.used.sub(old.footprint(&old_id));
-        let Value::Session(mut record) = old.value else {
+        self.used.sub(old.footprint());
+        let Entry {
+            value: Value::Session(mut record),
+            expires_at_ms: deadline,
+        } = old.into_entry()
+        else {
             return Ok(None);
         };
         let created_ms = record.created_ms;

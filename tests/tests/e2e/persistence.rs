@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 use redis::{Connection, FromRedisValue, RedisResult, Value};
 use sessiond::persist::format::FORMAT_VERSION;
 use sessiond::persist::{loader, PersistConfig};
-use sessiond::store::{KeyFilter, Value as Stored};
+use sessiond::store::{KeyFilter, ValueRef as Stored};
 use sessiond::{Clock, Config, Store};
 use sessiond_tests::{info_field, info_number, TestServer, CLOCK_START_MS, IO_TIMEOUT};
 
