@@ -434,7 +434,8 @@ impl RawConfig {
             })?,
         };
         if let Some(text) = self.proto_max_bulk_len {
-            limits.max_bulk_len = size_setting("proto-max-bulk-len", &text, 1, 1 << 32)?;
+            limits.max_bulk_len =
+                size_setting("proto-max-bulk-len", &text, 1, u64::from(u32::MAX))?;
         }
         if let Some(text) = self.client_query_buffer_limit {
             limits.max_query_buffer =

@@ -1,7 +1,8 @@
 //! Server-wide counters for INFO stats.
 //!
 //! Connections count commands, hits and bytes locally and add them here once per batch of
-//! pipelined commands, so the shared cache lines are touched once per read, not per command.
+//! pipelined commands, into their thread's stripe: a thread's additions touch a cache line of
+//! its own, once per read, not per command, and INFO sums the stripes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,16 +13,8 @@ pub struct Stats {
     pub connections_received: AtomicU64,
     /// Connections refused at `maxclients`.
     pub rejected_connections: AtomicU64,
-    /// Commands executed.
-    pub commands_processed: AtomicU64,
-    /// Reads that found their key.
-    pub keyspace_hits: AtomicU64,
-    /// Reads that did not.
-    pub keyspace_misses: AtomicU64,
-    /// Bytes read from clients.
-    pub net_input_bytes: AtomicU64,
-    /// Bytes written to clients.
-    pub net_output_bytes: AtomicU64,
+    /// Commands, hits, misses and bytes, per thread stripe.
+    traffic: [TrafficStripe; STRIPES],
     /// Connections closed for a protocol error.
     pub protocol_errors: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
@@ -56,6 +49,32 @@ pub struct LocalStats {
     pub output_bytes: u64,
 }
 
+/// One thread stripe of the per-command counters, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct TrafficStripe {
+    commands: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    input_bytes: AtomicU64,
+    output_bytes: AtomicU64,
+}
+
+/// The per-command counters, summed over the stripes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Commands executed.
+    pub commands: u64,
+    /// Reads that found their key.
+    pub hits: u64,
+    /// Reads that did not.
+    pub misses: u64,
+    /// Bytes read from clients.
+    pub input_bytes: u64,
+    /// Bytes written to clients.
+    pub output_bytes: u64,
+}
+
 impl Stats {
     /// Adds `local` into the totals and resets it.
     pub fn absorb(&self, local: &mut LocalStats) {
@@ -64,12 +83,30 @@ impl Stats {
                 counter.fetch_add(value, Ordering::Relaxed);
             }
         };
-        add(&self.commands_processed, local.commands);
-        add(&self.keyspace_hits, local.hits);
-        add(&self.keyspace_misses, local.misses);
-        add(&self.net_input_bytes, local.input_bytes);
-        add(&self.net_output_bytes, local.output_bytes);
+        let stripe = &self.traffic[STRIPE.with(|s| *s)];
+        add(&stripe.commands, local.commands);
+        add(&stripe.hits, local.hits);
+        add(&stripe.misses, local.misses);
+        add(&stripe.input_bytes, local.input_bytes);
+        add(&stripe.output_bytes, local.output_bytes);
         *local = LocalStats::default();
+    }
+
+    /// The per-command counters since start.
+    pub fn traffic(&self) -> Traffic {
+        let sum = |counter: fn(&TrafficStripe) -> &AtomicU64| {
+            self.traffic
+                .iter()
+                .map(|stripe| counter(stripe).load(Ordering::Relaxed))
+                .sum()
+        };
+        Traffic {
+            commands: sum(|s| &s.commands),
+            hits: sum(|s| &s.hits),
+            misses: sum(|s| &s.misses),
+            input_bytes: sum(|s| &s.input_bytes),
+            output_bytes: sum(|s| &s.output_bytes),
+        }
     }
 
     /// Reads a counter.

@@ -17,7 +17,7 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
     let Some(when) = when else {
         return error(CommandError::InvalidExpire(cmd.name));
     };
-    let changed = ctx.store.modify(&cmd.key, now_ms, |entry| {
+    let changed = ctx.store.modify(&cmd.key, now_ms, |mut entry| {
         // A session's deadline is its idle and absolute timeouts; SESSION.TOUCH moves it.
         if entry.is_session() {
             return (false, Err(()));

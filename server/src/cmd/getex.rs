@@ -20,7 +20,7 @@ pub fn getex(ctx: &mut Ctx<'_>, cmd: GetEx) -> Frame {
         },
         GetExTtl::Invalid(refused) => Err(refused),
     };
-    let reply = ctx.store.modify(&cmd.key, now_ms, |entry| {
+    let reply = ctx.store.modify(&cmd.key, now_ms, |mut entry| {
         let value = match entry.value() {
             ValueRef::Str(value) => Bytes::copy_from_slice(value),
             _ => return (false, wrongtype()),

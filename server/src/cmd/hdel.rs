@@ -10,7 +10,7 @@ use crate::store::ValueMut;
 pub fn hdel(ctx: &mut Ctx<'_>, cmd: KeyFields) -> Frame {
     let reply = ctx
         .store
-        .modify(&cmd.key, ctx.now_ms, |entry| match entry.value_mut() {
+        .modify(&cmd.key, ctx.now_ms, |mut entry| match entry.value_mut() {
             ValueMut::Hash(fields) => {
                 let removed = cmd
                     .fields

@@ -33,7 +33,7 @@ pub fn hincrby(ctx: &mut Ctx<'_>, cmd: HIncrBy) -> Frame {
                     (!reply.is_error()).then(|| Entry::new(Value::Hash(Box::new(fields)), 0));
                 (created, reply)
             }
-            Some(entry) => match entry.value_mut() {
+            Some(mut entry) => match entry.value_mut() {
                 ValueMut::Hash(fields) => (None, bump(fields)),
                 _ => (None, wrongtype()),
             },

@@ -46,7 +46,7 @@ fn write(ctx: &mut Ctx<'_>, cmd: KeyPairs, only_new: bool) -> Frame {
                     Frame::Integer(added),
                 )
             }
-            Some(entry) => match entry.value_mut() {
+            Some(mut entry) => match entry.value_mut() {
                 ValueMut::Hash(fields) => (None, Frame::Integer(put(fields))),
                 _ => (None, wrongtype()),
             },

@@ -138,6 +138,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     });
     section("stats", "Stats", &|out| {
         let s = &shared.stats;
+        let traffic = s.traffic();
         let _ = write!(
             out,
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
@@ -148,14 +149,14 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
              output_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n",
             Stats::get(&s.connections_received),
-            Stats::get(&s.commands_processed),
-            Stats::get(&s.net_input_bytes),
-            Stats::get(&s.net_output_bytes),
+            traffic.commands,
+            traffic.input_bytes,
+            traffic.output_bytes,
             Stats::get(&s.rejected_connections),
             store.expired_keys(),
             store.evicted_keys(),
-            Stats::get(&s.keyspace_hits),
-            Stats::get(&s.keyspace_misses),
+            traffic.hits,
+            traffic.misses,
             Stats::get(&s.protocol_errors),
             Stats::get(&s.auth_failures),
             Stats::get(&s.acl_denied_commands),

@@ -7,7 +7,7 @@ use super::{wrongtype, Ctx};
 
 /// Removes the deadline; 1 if there was one, 0 if none or no key.
 pub fn persist(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
-    let removed = ctx.store.modify(&cmd.key, ctx.now_ms, |entry| {
+    let removed = ctx.store.modify(&cmd.key, ctx.now_ms, |mut entry| {
         // Sessions always keep their timeouts (OWASP: every session ends).
         if entry.is_session() {
             return (false, None);

@@ -164,11 +164,17 @@ pub struct Node {
 }
 
 // SAFETY: a node owns its block outright (no other pointer to it exists), and everything in it
-// is `Send + Sync` (integers, an atomic, and a box of fields made of `Bytes`), so moving it to or
-// sharing it with another thread is as safe as for a `Box<Head>` followed by plain bytes.
+// is `Send + Sync` (integers, an atomic, and a box of fields made of `Bytes`; the assertion
+// below stops the build if `Complex` ever stops being so), so moving it to or sharing it with
+// another thread is as safe as for a `Box<Head>` followed by plain bytes.
 unsafe impl Send for Node {}
 // SAFETY: as above; shared access only reads, or writes the atomic last use.
 unsafe impl Sync for Node {}
+
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Complex>();
+};
 
 /// The block layout for a key and a string of these lengths.
 fn layout(key_len: usize, str_len: usize) -> Layout {
@@ -186,7 +192,7 @@ fn stored_len(len: usize) -> u32 {
 
 impl Node {
     /// A node for `entry` stored under `key`, not yet queued for expiry and never used.
-    pub fn new(key: &[u8], entry: Entry) -> Node {
+    pub(super) fn new(key: &[u8], entry: Entry) -> Node {
         let Entry {
             value,
             expires_at_ms,
@@ -253,7 +259,7 @@ impl Node {
         let head = self.head();
         let len = head.key_len as usize + head.str_len as usize;
         // SAFETY: `build` wrote exactly `key_len + str_len` bytes after the head, and they are
-        // never changed while shared (`set_string_in_place` takes `&mut self`).
+        // never changed while shared (`replace` takes `&mut self`).
         unsafe { std::slice::from_raw_parts(self.head.as_ptr().cast::<u8>().add(HEAD), len) }
     }
 
@@ -274,7 +280,7 @@ impl Node {
     }
 
     /// The value, to change a hash's or a session's data in place.
-    pub fn value_mut(&mut self) -> ValueMut<'_> {
+    pub(super) fn value_mut(&mut self) -> ValueMut<'_> {
         let base = self.head.as_ptr();
         // SAFETY: `&mut self` makes this the only reference into the block for the result's
         // lifetime. The head and the bytes after it are disjoint parts of the block, so the
@@ -310,7 +316,7 @@ impl Node {
     }
 
     /// Sets the deadline; 0 means none.
-    pub fn set_expires_at_ms(&mut self, expires_at_ms: u64) {
+    pub(super) fn set_expires_at_ms(&mut self, expires_at_ms: u64) {
         self.head_mut().expires_at_ms = expires_at_ms;
     }
 
@@ -400,6 +406,35 @@ impl Node {
             }
         };
         KEY_OVERHEAD + self.key().len() as u64 + value
+    }
+}
+
+/// A stored key as a command may change it: its value's data and its deadline, never its key
+/// (the table found the node by the key's hash) nor the node itself (replacing is the store's
+/// job, see [`super::Store::upsert`]). It reads as a [`Node`].
+pub struct NodeMut<'a>(&'a mut Node);
+
+impl<'a> NodeMut<'a> {
+    pub(super) fn new(node: &'a mut Node) -> NodeMut<'a> {
+        NodeMut(node)
+    }
+
+    /// The value, to change a hash's or a session's data in place.
+    pub fn value_mut(&mut self) -> ValueMut<'_> {
+        self.0.value_mut()
+    }
+
+    /// Sets the deadline; 0 means none.
+    pub fn set_expires_at_ms(&mut self, expires_at_ms: u64) {
+        self.0.set_expires_at_ms(expires_at_ms);
+    }
+}
+
+impl std::ops::Deref for NodeMut<'_> {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        self.0
     }
 }
 

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Fields, Node, Value, ValueMut, ValueRef};
+pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef};
 use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
@@ -226,7 +226,7 @@ impl Store {
         &self,
         key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(Option<&mut Node>) -> (Option<Entry>, R),
+        f: impl FnOnce(Option<NodeMut<'_>>) -> (Option<Entry>, R),
     ) -> R {
         let rec = self.journal.recording();
         let hash = self.map.hash(key);
@@ -244,7 +244,7 @@ impl Store {
             TableEntry::Occupied(mut occupied) => {
                 let node = occupied.get_mut();
                 let before = Before::of(node);
-                let (replacement, reply) = f(Some(&mut *node));
+                let (replacement, reply) = f(Some(NodeMut::new(node)));
                 if let Some(new) = replacement {
                     node.replace(new);
                 }
@@ -326,7 +326,7 @@ impl Store {
         &self,
         key: &[u8],
         now_ms: u64,
-        f: impl FnOnce(&mut Node) -> (bool, R),
+        f: impl FnOnce(NodeMut<'_>) -> (bool, R),
     ) -> Option<R> {
         let rec = self.journal.recording();
         let hash = self.map.hash(key);
@@ -337,7 +337,7 @@ impl Store {
         let (why, reply) = if occupied.get().is_expired(now_ms) {
             (Removal::Expired, None)
         } else {
-            let (delete, reply) = f(occupied.get_mut());
+            let (delete, reply) = f(NodeMut::new(occupied.get_mut()));
             if !delete {
                 self.after_write(shard_index, hash, occupied.get_mut(), before, now_ms, &rec);
                 return Some(reply);
@@ -488,8 +488,16 @@ impl Store {
                 .get_bucket(bucket)
                 .is_some_and(|node| node.queued_tick() == tick && self.map.hash(node.key()) == hash)
         });
-        for (slot, bucket) in buckets.iter_mut().zip(matching) {
-            *slot = bucket;
+        let mut found = 0;
+        for bucket in matching {
+            if let Some(slot) = buckets.get_mut(found) {
+                *slot = bucket;
+            }
+            found += 1;
+        }
+        if found > SAME_HASH {
+            // The rest are still queued under `tick`: the position goes back for the next cycle.
+            self.index.queue(hash, tick);
         }
         let mut dead: [Option<Node>; SAME_HASH] = Default::default();
         for (bucket, dead) in buckets.into_iter().zip(dead.iter_mut()) {

@@ -396,7 +396,7 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(&mut SessionRecord) -> (bool, R),
     ) -> Result<Option<R>, SessionError> {
-        let outcome = self.modify(id, now_ms, |node| {
+        let outcome = self.modify(id, now_ms, |mut node| {
             let ValueMut::Session(session) = node.value_mut() else {
                 return (false, Err(SessionError::WrongType));
             };
@@ -510,10 +510,12 @@ impl Store {
         // The old user's list is held across the move (user index, then keyspace: the allowed
         // order), so SESSION.DESTROYALL, which destroys under the same lock, sees the old ID or
         // the new one, never neither.
+        // One recording across the removal and the insertion: a snapshot holds both or neither.
+        // Taken before the user's list, as every other path does: the journal's gate, then a
+        // user's list (a snapshot waiting to close the gate blocks new recordings).
+        let rec = self.journal.recording();
         let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
-        // One recording across the removal and the insertion: a snapshot holds both or neither.
-        let rec = self.journal.recording();
         let removed = self.remove_if(id, &rec, |node| {
             !node.is_expired(now_ms) && node.is_session()
         });
