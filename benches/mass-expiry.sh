@@ -9,16 +9,23 @@
 # the load), RSS then, and the p99 of the traffic during the expiry against the p99 of the same
 # traffic without an expiry.
 #
-# Usage: benches/mass-expiry.sh [--keys N] [--no-build]
+# Usage: benches/mass-expiry.sh [--keys N] [--only redis|sessiond] [--no-build]
+#   --only S   measure one server (to compare two builds of sessiond; ratios need both)
 # Needs: redis-server, redis-cli, redis-benchmark, python3; cargo unless --no-build.
 set -euo pipefail
 
 keys=1000000
 build=1
+servers="redis sessiond"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --keys) keys="${2:?--keys needs a number}"; shift 2 ;;
         --no-build) build=0; shift ;;
+        --only)
+            case "${2:-}" in
+                redis|sessiond) servers="$2"; shift 2 ;;
+                *) echo "mass-expiry.sh: --only takes redis or sessiond" >&2; exit 64 ;;
+            esac ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "mass-expiry.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
@@ -79,7 +86,7 @@ traffic() { # seconds
 }
 
 echo "== machine: $(nproc) cores; $(redis-server --version | cut -d' ' -f1-3); $keys keys"
-for server in redis sessiond; do
+for server in $servers; do
     start "$server"
     for i in $(seq 0 999); do printf 'SET other:%012d x\r\n' "$i"; done | redis-cli -p "$port" --pipe >/dev/null
     base_keys="$(redis-cli -p "$port" DBSIZE)"

@@ -1223,6 +1223,14 @@ mod tests {
             message.contains("proto-max-bulk-len") && message.contains("lots"),
             "{message}"
         );
+        // A stored key or string records its length in 32 bits.
+        let raw = RawConfig {
+            proto_max_bulk_len: Some("4gb".into()),
+            client_query_buffer_limit: Some("8gb".into()),
+            ..Default::default()
+        };
+        let message = raw.validate().unwrap_err().to_string();
+        assert!(message.contains("proto-max-bulk-len"), "{message}");
         let raw = RawConfig {
             log_format: Some("xml".into()),
             ..Default::default()

@@ -152,7 +152,7 @@ const HEAD: usize = std::mem::size_of::<Head>();
 /// head, allocation header and rounding, its table slot (8 bytes and a control byte, over the
 /// table's load) and its expiry-index position. Calibrated against the resident-set growth of a
 /// million session-shaped keys (benches/measure-1m.sh).
-pub const KEY_OVERHEAD: u64 = 72;
+pub const KEY_OVERHEAD: u64 = 77;
 /// The same for each field of a hash or a session: two allocations and a table slot.
 pub const FIELD_OVERHEAD: u64 = 64;
 /// A hash's or a session's data block beyond its fields.

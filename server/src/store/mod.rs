@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef};
+pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
