@@ -1,9 +1,10 @@
 //! The keyspace: a sharded concurrent map of keys to typed values with deadlines.
 //!
-//! There is no global lock: the map is a [`Table`] with many shards, and every operation holds
-//! one shard's lock only for as long as it reads or writes that key — never across an `.await`.
+//! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
+//! holds one shard's lock only for as long as it reads or writes that key — never across an
+//! `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
-//! are reclaimed without any read by [`Store::expire_cycle`], which the active expiry task runs;
+//! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
 //!
 //! Only this module mutates entries, so the bookkeeping that follows every write (the count of
@@ -62,7 +63,7 @@ pub struct Store {
     journal: Journal,
     /// Every change ever made (writes and removals), for "changes since the last save".
     changes: StripedCounter,
-    /// The accounted bytes of every key (`used_memory`); see [`Entry::footprint`].
+    /// The accounted bytes of every key (`used_memory`); see [`Node::footprint`].
     used: StripedCounter,
     evicted_keys: AtomicU64,
     /// When the store was made, Unix ms: the origin of the LRU clock.
@@ -183,8 +184,8 @@ impl Store {
     /// Runs `f` on the live entry at `key` (`None` if missing or expired) under a read lock.
     #[inline]
     pub fn read<R>(&self, key: &[u8], now_ms: u64, f: impl FnOnce(Option<&Node>) -> R) -> R {
-        let hash = self.map.hash(key);
-        let shard = self.map.read(self.map.shard_of(hash));
+        let (hash, shard_index) = self.map.locate(key);
+        let shard = self.map.read(shard_index);
         match shard.find(hash, is(key)) {
             Some(node) if !node.is_expired(now_ms) => {
                 node.last_use().touch(self.lru_seconds(now_ms));
@@ -196,8 +197,8 @@ impl Store {
 
     /// Runs `f` on the entry at `key`, expired or not, under a read lock, without counting a use.
     fn peek<R>(&self, key: &[u8], f: impl FnOnce(Option<&Node>) -> R) -> R {
-        let hash = self.map.hash(key);
-        f(self.map.read(self.map.shard_of(hash)).find(hash, is(key)))
+        let (hash, shard_index) = self.map.locate(key);
+        f(self.map.read(shard_index).find(hash, is(key)))
     }
 
     /// `now_ms` on the LRU clock: seconds since the store was made.
@@ -206,7 +207,7 @@ impl Store {
         (now_ms.saturating_sub(self.started_ms) / 1000) as u32
     }
 
-    /// The bytes the keyspace is accounted for (`used_memory`): see [`Entry::footprint`].
+    /// The bytes the keyspace is accounted for (`used_memory`): see [`Node::footprint`].
     pub fn used_memory(&self) -> u64 {
         // The stripes are read one by one: a subtraction seen without the addition it follows
         // can make the sum dip below zero (wrap) for a moment.
@@ -229,8 +230,7 @@ impl Store {
         f: impl FnOnce(Option<NodeMut<'_>>) -> (Option<Entry>, R),
     ) -> R {
         let rec = self.journal.recording();
-        let hash = self.map.hash(key);
-        let shard_index = self.map.shard_of(hash);
+        let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         let mut dead = None;
         let vacant = match shard.entry(hash, is(key), self.map.rehash()) {
@@ -275,8 +275,7 @@ impl Store {
         now_ms: u64,
         rec: &Recording<'_>,
     ) -> Result<(), Entry> {
-        let hash = self.map.hash(key);
-        let shard_index = self.map.shard_of(hash);
+        let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         match shard.entry(hash, is(key), self.map.rehash()) {
             TableEntry::Occupied(_) => Err(entry),
@@ -297,8 +296,7 @@ impl Store {
         rec: &Recording<'_>,
         approve: impl FnOnce(&Node) -> bool,
     ) -> Option<Node> {
-        let hash = self.map.hash(key);
-        let shard_index = self.map.shard_of(hash);
+        let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         let occupied = shard.find_entry(hash, is(key)).ok()?;
         if !approve(occupied.get()) {
@@ -329,8 +327,7 @@ impl Store {
         f: impl FnOnce(NodeMut<'_>) -> (bool, R),
     ) -> Option<R> {
         let rec = self.journal.recording();
-        let hash = self.map.hash(key);
-        let shard_index = self.map.shard_of(hash);
+        let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         let mut occupied = shard.find_entry(hash, is(key)).ok()?;
         let before = Before::of(occupied.get());
@@ -679,8 +676,7 @@ impl Store {
     /// destroyed, expired) are not touched: loading is not activity.
     pub fn restore(&self, record: Record, now_ms: u64) {
         let key = record.key().clone();
-        let hash = self.map.hash(&key);
-        let shard_index = self.map.shard_of(hash);
+        let (hash, shard_index) = self.map.locate(&key);
         let restored = record
             .into_entry()
             .map(|(key, entry)| Node::new(&key, entry));

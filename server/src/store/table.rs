@@ -54,6 +54,13 @@ impl Table {
         ((hash << 7) >> (64 - self.shard_bits)) as usize
     }
 
+    /// The hash of `key` and the shard it falls in.
+    #[inline]
+    pub fn locate(&self, key: &[u8]) -> (u64, usize) {
+        let hash = self.hash(key);
+        (hash, self.shard_of(hash))
+    }
+
     /// How many shards there are.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
