@@ -1,9 +1,10 @@
 //! What the keyspace stores for each key, in one allocation per key.
 //!
-//! A [`Node`] is a thin pointer to a block holding a fixed head (deadline, expiry-index tick,
-//! last use, lengths), then the key's bytes, then a string value's bytes. Hashes and sessions
-//! keep their fields behind one more pointer in the head. A table slot is therefore 8 bytes, and
-//! a session-shaped string key (37-byte key, 160-byte value) is one 240-byte allocation, where a
+//! A [`Node`] is a thin pointer to a block holding a 16-byte head (deadline, expiry-index tick,
+//! last use), the key's and the value's lengths as varints, then the key's bytes, then a string
+//! value's bytes, or for a hash or a session the pointer to its fields. A table slot is
+//! therefore 8 bytes, and a session-shaped string key (37-byte key, 160-byte value) is one
+//! 216-byte block (a 224-byte chunk of glibc's), where a
 //! map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles and an
 //! 88-byte slot (see README "Performance" for the measurement).
 //!
@@ -128,7 +129,7 @@ enum Complex {
     Session(SessionRecord),
 }
 
-/// The fixed part at the start of every node: 32 bytes.
+/// The fixed part at the start of every node: 16 bytes.
 #[repr(C)]
 struct Head {
     /// Unix ms after which the key is gone; 0 means no deadline.
@@ -138,35 +139,128 @@ struct Head {
     queued_tick: u32,
     /// When the key was last read or written, for the LRU eviction policies.
     last_use: LastUse,
-    /// The key's length; its bytes follow the head.
-    key_len: u32,
-    /// A string value's length (its bytes follow the key's); 0 for the other kinds.
-    str_len: u32,
-    /// A hash's or a session's data; `None` for a string.
-    complex: Option<Box<Complex>>,
 }
 
 const HEAD: usize = std::mem::size_of::<Head>();
+/// The bytes of the pointer to a hash's or a session's data, stored after the key.
+const POINTER: usize = std::mem::size_of::<*mut Complex>();
 
 /// The bytes a key is accounted for in `used_memory` beyond its key and value bytes: its node's
-/// head, allocation header and rounding, its table slot (8 bytes and a control byte, over the
-/// table's load) and its expiry-index position. Calibrated against the resident-set growth of a
-/// million session-shaped keys (benches/measure-1m.sh).
-pub const KEY_OVERHEAD: u64 = 77;
+/// head and lengths, allocation header and rounding, its table slot (8 bytes and a control
+/// byte, over the table's load) and its expiry-index position. Calibrated against the
+/// resident-set growth of a million session-shaped keys (benches/measure-1m.sh).
+pub const KEY_OVERHEAD: u64 = 66;
 /// The same for each field of a hash or a session: two allocations and a table slot.
 pub const FIELD_OVERHEAD: u64 = 64;
 /// A hash's or a session's data block beyond its fields.
 pub const COMPLEX_OVERHEAD: u64 = std::mem::size_of::<Complex>() as u64 + 16;
+
+/// Where the parts of a node's block are, from the lengths written after its head.
+///
+/// The block is the head, then two LEB128 varints — the key's length, and a string's length
+/// times two (or 1 for a hash or a session) — then the key's bytes, then the string's bytes or
+/// the unaligned pointer to the hash's or the session's data. Short keys and values take one or
+/// two bytes of lengths: a session-shaped key (37-byte key, 160-byte value) is a 216-byte block,
+/// which glibc serves from a 224-byte chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    /// Where the key starts in the block.
+    key_at: usize,
+    /// The key's length.
+    key_len: usize,
+    /// A string's length; `None` for a hash or a session, whose pointer follows the key.
+    str_len: Option<usize>,
+}
+
+/// The bytes `value` takes as an LEB128 varint.
+fn varint_len(value: u64) -> usize {
+    let bits = 64 - (value | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+impl Shape {
+    /// The shape of a block for a key and a string (`Some(len)`) or a pointer (`None`).
+    fn new(key_len: usize, str_len: Option<usize>) -> Shape {
+        // Keys and values are bounded by proto-max-bulk-len (at most u32::MAX), and loaded
+        // snapshots by the same check: neither length overflows below.
+        Shape {
+            key_at: HEAD + varint_len(key_len as u64) + varint_len(Shape::tag(str_len)),
+            key_len,
+            str_len,
+        }
+    }
+
+    /// The second length as written: a string's length times two, or 1 for a pointer.
+    fn tag(str_len: Option<usize>) -> u64 {
+        str_len.map_or(1, |len| (len as u64) << 1)
+    }
+
+    /// Where the string's bytes or the pointer start.
+    fn value_at(&self) -> usize {
+        self.key_at + self.key_len
+    }
+
+    /// The block's layout.
+    fn layout(&self) -> Layout {
+        self.value_at()
+            .checked_add(self.str_len.unwrap_or(POINTER))
+            .and_then(|size| Layout::from_size_align(size, std::mem::align_of::<Head>()).ok())
+            .expect("key and value lengths are bounded by proto-max-bulk-len")
+    }
+}
+
+/// Writes `value` as an LEB128 varint at `at` and returns the position after it.
+///
+/// # Safety
+/// `at` must be valid for writing `varint_len(value)` bytes.
+unsafe fn write_varint(mut at: *mut u8, mut value: u64) -> *mut u8 {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        // SAFETY: the caller sized the space to the varint, whose last byte is the one that
+        // leaves `value` at 0.
+        unsafe {
+            if value == 0 {
+                at.write(byte);
+                return at.add(1);
+            }
+            at.write(byte | 0x80);
+            at = at.add(1);
+        }
+    }
+}
+
+/// Reads the LEB128 varint at `at`, and the position after it.
+///
+/// # Safety
+/// `at` must point to a varint written by [`write_varint`], readable to its last byte.
+#[inline]
+unsafe fn read_varint(mut at: *const u8) -> (u64, *const u8) {
+    let mut value = 0u64;
+    let mut shift = 0;
+    loop {
+        // SAFETY: the varint's bytes up to the one without the high bit are readable.
+        let byte = unsafe { at.read() };
+        // SAFETY: as above; the position after the last byte is in (or one past) the block.
+        at = unsafe { at.add(1) };
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return (value, at);
+        }
+        shift += 7;
+    }
+}
 
 /// One stored key: its bytes, its value, its deadline and its bookkeeping, in one allocation.
 pub struct Node {
     head: NonNull<Head>,
 }
 
-// SAFETY: a node owns its block outright (no other pointer to it exists), and everything in it
-// is `Send + Sync` (integers, an atomic, and a box of fields made of `Bytes`; the assertion
-// below stops the build if `Complex` ever stops being so), so moving it to or sharing it with
-// another thread is as safe as for a `Box<Head>` followed by plain bytes.
+// SAFETY: a node owns its block outright (no other pointer to it exists) and the data its
+// pointer leads to, and everything in them is `Send + Sync` (integers, an atomic, bytes, and
+// fields made of `Bytes`; the assertion below stops the build if `Complex` ever stops being
+// so), so moving it to or sharing it with another thread is as safe as for a `Box<Head>`
+// followed by plain bytes and a `Box<Complex>`.
 unsafe impl Send for Node {}
 // SAFETY: as above; shared access only reads, or writes the atomic last use.
 unsafe impl Sync for Node {}
@@ -176,20 +270,6 @@ const _: () = {
     send_and_sync::<Complex>();
 };
 
-/// The block layout for a key and a string of these lengths.
-fn layout(key_len: usize, str_len: usize) -> Layout {
-    HEAD.checked_add(key_len)
-        .and_then(|size| size.checked_add(str_len))
-        .and_then(|size| Layout::from_size_align(size, std::mem::align_of::<Head>()).ok())
-        .expect("key and value lengths are bounded by proto-max-bulk-len")
-}
-
-/// A length as stored in the head. Keys and values are bounded by `proto-max-bulk-len`, at most
-/// `u32::MAX`, and loaded snapshots by the same check.
-fn stored_len(len: usize) -> u32 {
-    u32::try_from(len).expect("key and value lengths are bounded by proto-max-bulk-len")
-}
-
 impl Node {
     /// A node for `entry` stored under `key`, not yet queued for expiry and never used.
     pub(super) fn new(key: &[u8], entry: Entry) -> Node {
@@ -198,45 +278,49 @@ impl Node {
             expires_at_ms,
         } = entry;
         match value {
-            Value::Str(bytes) => Node::build(key, &bytes, None, expires_at_ms),
-            Value::Hash(fields) => Node::build(
-                key,
-                &[],
-                Some(Box::new(Complex::Hash(*fields))),
-                expires_at_ms,
-            ),
+            Value::Str(bytes) => Node::build(key, Ok(&bytes), expires_at_ms),
+            Value::Hash(fields) => {
+                Node::build(key, Err(Box::new(Complex::Hash(*fields))), expires_at_ms)
+            }
             Value::Session(session) => Node::build(
                 key,
-                &[],
-                Some(Box::new(Complex::Session(*session))),
+                Err(Box::new(Complex::Session(*session))),
                 expires_at_ms,
             ),
         }
     }
 
-    fn build(key: &[u8], string: &[u8], complex: Option<Box<Complex>>, expires_at_ms: u64) -> Node {
-        let layout = layout(key.len(), string.len());
+    /// A block for `key` and a string (`Ok`) or a hash's or a session's data (`Err`).
+    fn build(key: &[u8], value: Result<&[u8], Box<Complex>>, expires_at_ms: u64) -> Node {
+        let shape = Shape::new(key.len(), value.as_ref().ok().map(|string| string.len()));
+        let layout = shape.layout();
         let head = Head {
             expires_at_ms,
             queued_tick: 0,
             last_use: LastUse::default(),
-            key_len: stored_len(key.len()),
-            str_len: stored_len(string.len()),
-            complex,
         };
         // SAFETY: the layout is non-zero-sized (it holds at least the head) and aligned for
-        // `Head`. The head is written at the start of the fresh block, and the key's and the
-        // string's bytes right after it, inside the block's `HEAD + key + string` bytes; the
-        // sources are borrowed slices that cannot overlap a block just allocated.
+        // `Head`. The head is written at the start of the fresh block, the two lengths right
+        // after it (`Shape::new` counted their bytes into `key_at`), then the key's bytes, then
+        // the string's bytes or the pointer, ending at the block's end (`Shape::layout`). The
+        // sources are borrowed slices that cannot overlap a block just allocated; the pointer is
+        // written unaligned, as it sits after bytes of any length.
         unsafe {
             let block = alloc::alloc(layout);
             let Some(head_ptr) = NonNull::new(block.cast::<Head>()) else {
                 alloc::handle_alloc_error(layout);
             };
             head_ptr.as_ptr().write(head);
-            let bytes = block.add(HEAD);
-            ptr::copy_nonoverlapping(key.as_ptr(), bytes, key.len());
-            ptr::copy_nonoverlapping(string.as_ptr(), bytes.add(key.len()), string.len());
+            let lengths = write_varint(block.add(HEAD), key.len() as u64);
+            write_varint(lengths, Shape::tag(shape.str_len));
+            ptr::copy_nonoverlapping(key.as_ptr(), block.add(shape.key_at), key.len());
+            let at = block.add(shape.value_at());
+            match value {
+                Ok(string) => ptr::copy_nonoverlapping(string.as_ptr(), at, string.len()),
+                Err(complex) => at
+                    .cast::<*mut Complex>()
+                    .write_unaligned(Box::into_raw(complex)),
+            }
             Node { head: head_ptr }
         }
     }
@@ -253,49 +337,91 @@ impl Node {
         unsafe { self.head.as_mut() }
     }
 
-    /// The key's and the string's bytes, one after the other.
+    /// The block's start.
     #[inline]
-    fn bytes(&self) -> &[u8] {
-        let head = self.head();
-        let len = head.key_len as usize + head.str_len as usize;
-        // SAFETY: `build` wrote exactly `key_len + str_len` bytes after the head, and they are
-        // never changed while shared (`replace` takes `&mut self`).
-        unsafe { std::slice::from_raw_parts(self.head.as_ptr().cast::<u8>().add(HEAD), len) }
+    fn base(&self) -> *mut u8 {
+        self.head.as_ptr().cast::<u8>()
+    }
+
+    /// Where the key and the value are.
+    #[inline]
+    fn shape(&self) -> Shape {
+        // SAFETY: `build` wrote the two varints right after the head, and they never change.
+        let (key_len, tag) = unsafe {
+            let (key_len, next) = read_varint(self.base().add(HEAD));
+            let (tag, _) = read_varint(next);
+            (key_len, tag)
+        };
+        let str_len = (tag & 1 == 0).then_some((tag >> 1) as usize);
+        Shape::new(key_len as usize, str_len)
+    }
+
+    /// The pointer to a hash's or a session's data, if the node holds one.
+    #[inline]
+    fn complex_ptr(&self, shape: Shape) -> Option<*mut Complex> {
+        match shape.str_len {
+            Some(_) => None,
+            // SAFETY: a node without a string length holds the pointer `build` wrote (unaligned)
+            // right after the key, and it never changes while the node lives.
+            None => Some(unsafe {
+                self.base()
+                    .add(shape.value_at())
+                    .cast::<*mut Complex>()
+                    .read_unaligned()
+            }),
+        }
+    }
+
+    /// The hash's or the session's data, if the node holds it.
+    #[inline]
+    fn complex(&self, shape: Shape) -> Option<&Complex> {
+        // SAFETY: the pointer came from `Box::into_raw` in `build` and is released only when the
+        // node is (`drop`, `into_entry`); shared access to the node is shared access to it.
+        self.complex_ptr(shape).map(|data| unsafe { &*data })
     }
 
     /// The key.
     #[inline]
     pub fn key(&self) -> &[u8] {
-        &self.bytes()[..self.head().key_len as usize]
+        let shape = self.shape();
+        // SAFETY: `build` wrote the key's `key_len` bytes at `key_at`, and they never change.
+        unsafe { std::slice::from_raw_parts(self.base().add(shape.key_at), shape.key_len) }
+    }
+
+    /// A string's bytes, at `shape`.
+    #[inline]
+    fn string(&self, shape: Shape, len: usize) -> &[u8] {
+        // SAFETY: `build` wrote the string's `len` bytes at `value_at`; they change only under
+        // `&mut self` (`replace`).
+        unsafe { std::slice::from_raw_parts(self.base().add(shape.value_at()), len) }
     }
 
     /// The value.
     #[inline]
     pub fn value(&self) -> ValueRef<'_> {
-        match self.head().complex.as_deref() {
-            None => ValueRef::Str(&self.bytes()[self.head().key_len as usize..]),
-            Some(Complex::Hash(fields)) => ValueRef::Hash(fields),
-            Some(Complex::Session(session)) => ValueRef::Session(session),
+        let shape = self.shape();
+        match shape.str_len {
+            Some(len) => ValueRef::Str(self.string(shape, len)),
+            None => match self.complex(shape) {
+                Some(Complex::Hash(fields)) => ValueRef::Hash(fields),
+                Some(Complex::Session(session)) => ValueRef::Session(session),
+                None => unreachable!("a node without a string length holds data"),
+            },
         }
     }
 
     /// The value, to change a hash's or a session's data in place.
     pub(super) fn value_mut(&mut self) -> ValueMut<'_> {
-        let base = self.head.as_ptr();
-        // SAFETY: `&mut self` makes this the only reference into the block for the result's
-        // lifetime. The head and the bytes after it are disjoint parts of the block, so the
-        // mutable head and the shared string slice never overlap.
-        unsafe {
-            let head = &mut *base;
-            let (key_len, str_len) = (head.key_len as usize, head.str_len as usize);
-            match head.complex.as_deref_mut() {
-                None => ValueMut::Str(std::slice::from_raw_parts(
-                    base.cast::<u8>().add(HEAD + key_len),
-                    str_len,
-                )),
-                Some(Complex::Hash(fields)) => ValueMut::Hash(fields),
-                Some(Complex::Session(session)) => ValueMut::Session(session),
-            }
+        let shape = self.shape();
+        match (shape.str_len, self.complex_ptr(shape)) {
+            (Some(len), _) => ValueMut::Str(self.string(shape, len)),
+            // SAFETY: as in `complex`; `&mut self` makes this the only reference to the data for
+            // the result's lifetime (the data is a separate allocation from the block).
+            (None, Some(data)) => match unsafe { &mut *data } {
+                Complex::Hash(fields) => ValueMut::Hash(fields),
+                Complex::Session(session) => ValueMut::Session(session),
+            },
+            (None, None) => unreachable!("a node without a string length holds data"),
         }
     }
 
@@ -306,7 +432,7 @@ impl Node {
 
     /// Whether this is a session.
     pub fn is_session(&self) -> bool {
-        matches!(self.head().complex.as_deref(), Some(Complex::Session(_)))
+        matches!(self.complex(self.shape()), Some(Complex::Session(_)))
     }
 
     /// The deadline in Unix ms; 0 means none.
@@ -353,14 +479,14 @@ impl Node {
     /// last use. A string replaced by one of the same length is overwritten in place; anything
     /// else takes a new block.
     pub(super) fn replace(&mut self, entry: Entry) {
-        if let (Value::Str(string), None) = (&entry.value, &self.head().complex) {
-            if string.len() == self.head().str_len as usize {
-                let key_len = self.head().key_len as usize;
+        let shape = self.shape();
+        if let Value::Str(string) = &entry.value {
+            if shape.str_len == Some(string.len()) {
                 // SAFETY: `&mut self` is the only reference into the block, and the string's
-                // `str_len` bytes start `key_len` bytes after the head; `string` is a borrowed
+                // bytes start at `value_at`, `string.len()` of them; `string` is a borrowed
                 // slice, not part of this block.
                 unsafe {
-                    let at = self.head.as_ptr().cast::<u8>().add(HEAD + key_len);
+                    let at = self.base().add(shape.value_at());
                     ptr::copy_nonoverlapping(string.as_ptr(), at, string.len());
                 }
                 self.head_mut().expires_at_ms = entry.expires_at_ms;
@@ -373,18 +499,27 @@ impl Node {
         *self = new;
     }
 
-    /// Takes the value out (the node is dropped): a session keeps its record, a string is copied.
-    pub fn into_entry(mut self) -> Entry {
-        let expires_at_ms = self.expires_at_ms();
-        let value = match self.head_mut().complex.take().map(|complex| *complex) {
-            None => match self.value() {
-                ValueRef::Str(string) => Value::Str(Bytes::copy_from_slice(string)),
-                _ => unreachable!("a node without data is a string"),
+    /// Takes the value out (the node is dropped): a hash or a session keeps its data, a string
+    /// is copied.
+    pub fn into_entry(self) -> Entry {
+        let node = std::mem::ManuallyDrop::new(self);
+        let shape = node.shape();
+        let value = match (shape.str_len, node.complex_ptr(shape)) {
+            (Some(len), _) => Value::Str(Bytes::copy_from_slice(node.string(shape, len))),
+            // SAFETY: the pointer came from `Box::into_raw` in `build`; the node is not dropped
+            // (`ManuallyDrop`), so the data is taken back exactly once, here.
+            (None, Some(data)) => match *unsafe { Box::from_raw(data) } {
+                Complex::Hash(fields) => Value::Hash(Box::new(fields)),
+                Complex::Session(session) => Value::Session(Box::new(session)),
             },
-            Some(Complex::Hash(fields)) => Value::Hash(Box::new(fields)),
-            Some(Complex::Session(session)) => Value::Session(Box::new(session)),
+            (None, None) => unreachable!("a node without a string length holds data"),
         };
-        Entry::new(value, expires_at_ms)
+        let entry = Entry::new(value, node.expires_at_ms());
+        // SAFETY: the block was allocated in `build` with this layout; nothing in it needs
+        // dropping any more (the head is plain data, the data was taken above), and the node
+        // is never used again.
+        unsafe { alloc::dealloc(node.base(), shape.layout()) };
+        entry
     }
 
     /// The memory this key is accounted for (`used_memory`, and what `--maxmemory` limits): its
@@ -440,30 +575,26 @@ impl std::ops::Deref for NodeMut<'_> {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let head = self.head();
-        let layout = layout(head.key_len as usize, head.str_len as usize);
-        // SAFETY: the block was allocated in `build` with exactly this layout (the lengths never
-        // change after it), holds an initialized head, and is released once, here.
-        unsafe {
-            ptr::drop_in_place(self.head.as_ptr());
-            alloc::dealloc(self.head.as_ptr().cast::<u8>(), layout);
+        let shape = self.shape();
+        if let Some(data) = self.complex_ptr(shape) {
+            // SAFETY: the pointer came from `Box::into_raw` in `build` and is taken back once,
+            // here, as the node goes.
+            drop(unsafe { Box::from_raw(data) });
         }
+        // SAFETY: the block was allocated in `build` with exactly this layout (the lengths never
+        // change after it), its head is plain data, and it is released once, here.
+        unsafe { alloc::dealloc(self.base(), shape.layout()) };
     }
 }
 
 impl Clone for Node {
     fn clone(&self) -> Node {
-        let complex = self.head().complex.as_deref().map(|complex| {
-            Box::new(match complex {
-                Complex::Hash(fields) => Complex::Hash(fields.clone()),
-                Complex::Session(session) => Complex::Session(session.clone()),
-            })
-        });
-        let string = match self.value() {
-            ValueRef::Str(string) => string,
-            _ => &[],
+        let value = match self.value() {
+            ValueRef::Str(string) => Ok(string),
+            ValueRef::Hash(fields) => Err(Box::new(Complex::Hash(fields.clone()))),
+            ValueRef::Session(session) => Err(Box::new(Complex::Session(session.clone()))),
         };
-        let mut node = Node::build(self.key(), string, complex, self.expires_at_ms());
+        let mut node = Node::build(self.key(), value, self.expires_at_ms());
         node.head_mut().queued_tick = self.queued_tick();
         node.last_use().touch(self.last_use().get());
         node
@@ -496,10 +627,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_is_a_thin_pointer_and_its_head_32_bytes() {
+    fn a_node_is_a_thin_pointer_and_a_session_shaped_key_one_216_byte_block() {
         assert_eq!(std::mem::size_of::<Node>(), 8);
         assert_eq!(std::mem::size_of::<Option<Node>>(), 8);
-        assert_eq!(HEAD, 32);
+        assert_eq!(HEAD, 16);
+        let key = [b'k'; 37];
+        let node = Node::new(&key, Entry::new(Value::Str(Bytes::from(vec![7; 160])), 1));
+        assert_eq!(node.shape().layout().size(), 216);
+        assert_eq!(
+            (node.key(), node.value()),
+            (&key[..], ValueRef::Str(&[7; 160]))
+        );
+    }
+
+    #[test]
+    fn lengths_of_every_size_are_written_and_read_back() {
+        for (len, varint) in [(0, 1), (1, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3)] {
+            assert_eq!(varint_len(len as u64), varint);
+            let key = vec![b'k'; len];
+            let string = Bytes::from(vec![b's'; len + 1]);
+            let node = Node::new(&key, Entry::new(Value::Str(string.clone()), 3));
+            assert_eq!(
+                (node.key(), node.value()),
+                (&key[..], ValueRef::Str(&string))
+            );
+            let mut fields = Fields::default();
+            fields.insert(Bytes::from("f"), Bytes::from("v"));
+            let node = Node::new(&key, Entry::new(Value::Hash(Box::new(fields.clone())), 4));
+            assert_eq!(
+                (node.key(), node.value()),
+                (&key[..], ValueRef::Hash(&fields))
+            );
+            assert_eq!(
+                node.shape().layout().size(),
+                node.shape().value_at() + POINTER
+            );
+            assert_eq!(
+                node.into_entry(),
+                Entry::new(Value::Hash(Box::new(fields)), 4)
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_node_is_a_session() {
+        let record = SessionRecord {
+            user: Some(Bytes::from("ada")),
+            fields: Fields::default(),
+            created_ms: 1,
+            last_access_ms: 2,
+            idle_ms: 3,
+            absolute_ms: 4,
+            version: 5,
+        };
+        let node = Node::new(
+            b"s",
+            Entry::new(Value::Session(Box::new(record.clone())), 0),
+        );
+        assert!(node.is_session());
+        assert_eq!(node.as_session(), Some(&record));
+        assert!(!Node::new(b"s", Entry::new(Value::Str(Bytes::new()), 0)).is_session());
+        assert_eq!(
+            node.clone().into_entry().value,
+            Value::Session(Box::new(record))
+        );
     }
 
     #[test]
