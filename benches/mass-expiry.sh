@@ -11,6 +11,7 @@
 #
 # Usage: benches/mass-expiry.sh [--keys N] [--only redis|sessiond] [--no-build]
 #   --only S   measure one server (to compare two builds of sessiond; ratios need both)
+# SESSIOND_ARGS in the environment adds arguments to sessiond's (e.g. "--threads 1").
 # Needs: redis-server, redis-cli, redis-benchmark, python3; cargo unless --no-build.
 set -euo pipefail
 
@@ -67,7 +68,7 @@ start() { # server
         redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
             --logfile "$work/redis.log" >/dev/null &
     else
-        "$sessiond" --port "$port" --no-persistence --log-level warn >/dev/null 2>>"$work/sessiond.log" &
+        "$sessiond" --port "$port" --no-persistence --log-level warn ${SESSIOND_ARGS:-} >/dev/null 2>>"$work/sessiond.log" &
     fi
     server_pid=$!
     for _ in $(seq 500); do

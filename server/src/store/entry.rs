@@ -380,6 +380,20 @@ impl Node {
         self.complex_ptr(shape).map(|data| unsafe { &*data })
     }
 
+    /// Asks the CPU to start loading the node's head and key, for a caller about to visit many
+    /// nodes: their cache misses then overlap instead of coming one after another.
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint that never faults
+        // (the address is the node's live block anyway).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                self.base().cast::<i8>(),
+            );
+        }
+    }
+
     /// The key.
     #[inline]
     pub fn key(&self) -> &[u8] {

@@ -10,6 +10,10 @@
 //! tick, a key that is gone or queued elsewhere is skipped. A session whose idle deadline slides
 //! on every request therefore costs one queue position, not one per request.
 //!
+//! Each tick also keeps the earliest deadline queued in it, so that the tick under way is taken
+//! only once something in it is due: a million keys sharing one deadline are visited once, after
+//! it, instead of once before it (to be queued again) and once after.
+//!
 //! Lock order: a map shard's lock is taken before an index shard's lock, never the reverse; the
 //! expiry task releases the index lock before touching the map.
 
@@ -22,7 +26,16 @@ const TICK_SHIFT: u32 = 6;
 const SHARDS: usize = 16;
 
 /// One shard of the index: key hashes by tick.
-type Queue = Mutex<BTreeMap<u32, Vec<u64>>>;
+type Queue = Mutex<BTreeMap<u32, Tick>>;
+
+/// The keys queued under one tick.
+#[derive(Debug, Default)]
+struct Tick {
+    /// The earliest deadline queued here, Unix ms.
+    earliest_ms: u64,
+    /// The keys' hashes.
+    hashes: Vec<u64>,
+}
 
 /// Keys queued by the tick of their deadline.
 #[derive(Debug)]
@@ -50,14 +63,8 @@ impl ExpiryIndex {
         u32::try_from(ticks).unwrap_or(u32::MAX)
     }
 
-    /// The last tick that may hold keys dead at `now_ms`: the current one, which is only partly
-    /// over, so its keys are checked one by one and those still alive are queued again.
-    pub fn due_tick(&self, now_ms: u64) -> u32 {
-        self.tick_of(now_ms)
-    }
-
-    /// Queues the key of hash `hash` at `tick`.
-    pub fn queue(&self, hash: u64, tick: u32) {
+    /// Queues the key of hash `hash` at `tick`, the tick of `deadline_ms` (or an earlier one).
+    pub fn queue(&self, hash: u64, tick: u32, deadline_ms: u64) {
         // Any shard will do: the index only says "look at this key then". Spreading by thread
         // keeps writers on different cores off each other's locks.
         let shard = NEXT_SHARD.with(|next| {
@@ -68,20 +75,36 @@ impl ExpiryIndex {
         let mut map = self.shards[shard]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry(tick).or_default().push(hash);
+        let queued = map.entry(tick).or_insert_with(|| Tick {
+            earliest_ms: deadline_ms,
+            hashes: Vec::new(),
+        });
+        queued.earliest_ms = queued.earliest_ms.min(deadline_ms);
+        queued.hashes.push(hash);
     }
 
-    /// Removes and returns every hash queued at a tick `<= due`.
-    pub fn take_due(&self, due: u32) -> Vec<(u32, Vec<u64>)> {
+    /// Removes and returns the hashes of every tick that may hold keys dead at `now_ms`: the
+    /// ticks that are over, and the one under way once its earliest deadline has passed (its
+    /// keys are checked one by one, and those still alive are queued again).
+    pub fn take_due(&self, now_ms: u64) -> Vec<(u32, Vec<u64>)> {
+        let current = self.tick_of(now_ms);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut map = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let due = match map.get(&current) {
+                Some(tick) if tick.earliest_ms <= now_ms => current,
+                _ => current - 1,
+            };
             let later = map.split_off(&due.saturating_add(1));
             let due_now = std::mem::replace(&mut *map, later);
             drop(map);
-            out.extend(due_now);
+            out.extend(
+                due_now
+                    .into_iter()
+                    .map(|(tick, queued)| (tick, queued.hashes)),
+            );
         }
         out
     }
@@ -94,7 +117,7 @@ impl ExpiryIndex {
                 s.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .values()
-                    .map(Vec::len)
+                    .map(|tick| tick.hashes.len())
                     .sum::<usize>()
             })
             .sum()
@@ -119,26 +142,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_deadline_is_due_as_soon_as_it_passes() {
-        let index = ExpiryIndex::new(1_000_000);
+    fn a_deadline_is_due_as_soon_as_it_passes_and_not_before() {
         for deadline in [1_000_000u64, 1_000_050, 1_000_063, 1_000_064, 1_000_200] {
+            let index = ExpiryIndex::new(1_000_000);
             let tick = index.tick_of(deadline);
             assert!(tick >= 1);
-            assert!(
-                index.due_tick(deadline) >= tick,
-                "deadline {deadline} not due at itself"
-            );
-            assert!(index.due_tick(deadline - 1_000) < tick);
+            index.queue(7, tick, deadline);
+            for early in [deadline - 1_000, deadline - 1] {
+                assert_eq!(
+                    index.take_due(early),
+                    vec![],
+                    "deadline {deadline} due at {early}"
+                );
+            }
+            assert_eq!(index.take_due(deadline), vec![(tick, vec![7])]);
         }
     }
 
     #[test]
-    fn take_due_splits_by_tick() {
+    fn take_due_splits_by_tick_and_by_the_earliest_deadline_under_way() {
         let index = ExpiryIndex::new(0);
-        index.queue(11, 3);
-        index.queue(12, 5);
-        let due = index.take_due(4);
-        assert_eq!(due, vec![(3, vec![11])]);
-        assert_eq!(index.len(), 1);
+        let (early, late) = (index.tick_of(200), index.tick_of(600));
+        assert_eq!(index.tick_of(610), late);
+        let late_starts = (0..).find(|&ms| index.tick_of(ms) == late).unwrap();
+        assert!(early < late && late_starts < 600);
+        index.queue(11, early, 200);
+        index.queue(12, late, 610);
+        index.queue(13, late, 600);
+        assert_eq!(index.take_due(late_starts - 1), vec![(early, vec![11])]);
+        assert_eq!(index.len(), 2);
+        // The later tick is under way, its earliest deadline not yet passed: nothing is due.
+        assert_eq!(index.take_due(599), vec![]);
+        // Once it has, the tick is due where that deadline is queued: 13's shard (12 went to
+        // another; in one shard, both would be taken, and 12 queued again by the store).
+        assert_eq!(index.take_due(600), vec![(late, vec![13])]);
+        assert_eq!(index.take_due(610), vec![(late, vec![12])]);
+        assert!(index.is_empty());
     }
 }

@@ -47,6 +47,8 @@ const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 
 /// How many due keys one expiry step examines before yielding to connection tasks.
 pub const EXPIRY_BATCH: usize = 200;
+/// At most this many due keys of one shard are examined under one hold of its write lock.
+const EXPIRY_GROUP: usize = 64;
 
 /// The keyspace shared by every connection.
 #[derive(Debug)]
@@ -470,54 +472,100 @@ impl Store {
         (next, found)
     }
 
-    /// Handles one queued position, the key(s) of hash `hash` at `tick`: removes those that are
-    /// dead, queues again those whose deadline moved later; a stale position finds nothing. The
-    /// removals' bookkeeping happens with the shard lock released, as the per-user index
-    /// requires.
-    fn expire_one(&self, hash: u64, tick: u32, now_ms: u64, rec: &Recording<'_>) {
+    /// Reclaims the dead keys among `group`, the hashes of keys queued under `tick` that fall in
+    /// one shard, under one write lock: the lookups come one after another, with no lock taken
+    /// in between, and every candidate node is prefetched before any is examined, so that their
+    /// cache misses overlap (one at a time, they were most of the expiry's time). Each hash
+    /// meant up to four keys (keys whose 64-bit hashes collide); a key found alive is queued
+    /// again at its deadline's tick; the dead go to `dead`, for [`Store::bury`] once the lock
+    /// is released.
+    fn expire_group(
+        &self,
+        group: &[u64],
+        tick: u32,
+        now_ms: u64,
+        rec: &Recording<'_>,
+        dead: &mut Vec<Node>,
+    ) {
         /// Keys with one 64-bit hash handled per position; more never meet in practice.
         const SAME_HASH: usize = 4;
-        let shard_index = self.map.shard_of(hash);
+        let Some(&first) = group.first() else {
+            return;
+        };
+        let shard_index = self.map.shard_of(first);
         let mut shard = self.map.write(shard_index);
-        let mut buckets = [usize::MAX; SAME_HASH];
-        let matching = shard.iter_hash_buckets(hash).filter(|&bucket| {
-            shard
-                .get_bucket(bucket)
-                .is_some_and(|node| node.queued_tick() == tick && self.map.hash(node.key()) == hash)
-        });
-        let mut found = 0;
-        for bucket in matching {
-            if let Some(slot) = buckets.get_mut(found) {
-                *slot = bucket;
-            }
-            found += 1;
-        }
-        if found > SAME_HASH {
-            // The rest are still queued under `tick`: the position goes back for the next cycle.
-            self.index.queue(hash, tick);
-        }
-        let mut dead: [Option<Node>; SAME_HASH] = Default::default();
-        for (bucket, dead) in buckets.into_iter().zip(dead.iter_mut()) {
-            let Ok(mut occupied) = shard.get_bucket_entry(bucket) else {
-                break;
-            };
-            let node = occupied.get_mut();
-            if node.is_expired(now_ms) {
-                self.journal_delete(shard_index, node.key(), rec);
-                *dead = Some(occupied.remove().0);
-                continue;
-            }
-            node.set_queued_tick(0);
-            if node.expires_at_ms() != 0 {
-                let tick = self.index.tick_of(node.expires_at_ms());
-                node.set_queued_tick(tick);
-                self.index.queue(hash, tick);
+        for &hash in group {
+            for bucket in shard.iter_hash_buckets(hash) {
+                if let Some(node) = shard.get_bucket(bucket) {
+                    node.prefetch();
+                }
             }
         }
-        drop(shard);
-        for node in dead.into_iter().flatten() {
+        for &hash in group {
+            debug_assert_eq!(self.map.shard_of(hash), shard_index);
+            let mut buckets = [usize::MAX; SAME_HASH];
+            let matching = shard.iter_hash_buckets(hash).filter(|&bucket| {
+                shard.get_bucket(bucket).is_some_and(|node| {
+                    node.queued_tick() == tick && self.map.hash(node.key()) == hash
+                })
+            });
+            let mut found = 0;
+            for bucket in matching {
+                if let Some(slot) = buckets.get_mut(found) {
+                    *slot = bucket;
+                }
+                found += 1;
+            }
+            if found > SAME_HASH {
+                // The rest are still queued under `tick`: the position goes back for the next
+                // cycle (as already due: its keys' deadlines are unknown here).
+                self.index.queue(hash, tick, 0);
+            }
+            for bucket in buckets {
+                let Ok(mut occupied) = shard.get_bucket_entry(bucket) else {
+                    break;
+                };
+                let node = occupied.get_mut();
+                if node.is_expired(now_ms) {
+                    self.journal_delete(shard_index, node.key(), rec);
+                    dead.push(occupied.remove().0);
+                    continue;
+                }
+                node.set_queued_tick(0);
+                if node.expires_at_ms() != 0 {
+                    let tick = self.index.tick_of(node.expires_at_ms());
+                    node.set_queued_tick(tick);
+                    self.index.queue(hash, tick, node.expires_at_ms());
+                }
+            }
+        }
+    }
+
+    /// The bookkeeping for keys [`Store::expire_group`] took out, and their memory released.
+    fn bury(&self, dead: &mut Vec<Node>) {
+        for node in dead.drain(..) {
             self.after_remove(&node, Before::of(&node), Removal::Expired);
         }
+    }
+
+    /// Reclaims the dead keys among `hashes` (one due tick's, grouped by shard with
+    /// [`Table::group_by_shard`]) from `*next` on, a shard's group at a time, until about
+    /// [`EXPIRY_BATCH`] have been examined; moves `*next` past them and says whether all have
+    /// been.
+    fn expire_some(&self, tick: u32, hashes: &[u64], next: &mut usize, now_ms: u64) -> bool {
+        let rec = self.journal.recording();
+        let mut dead = Vec::new();
+        let mut examined = 0;
+        for group in self.map.shard_groups(&hashes[*next..], EXPIRY_GROUP) {
+            self.expire_group(group, tick, now_ms, &rec, &mut dead);
+            self.bury(&mut dead);
+            *next += group.len();
+            examined += group.len();
+            if examined >= EXPIRY_BATCH {
+                break;
+            }
+        }
+        *next == hashes.len()
     }
 
     /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
@@ -543,16 +591,17 @@ impl Store {
 
     async fn expire_in_batches(&self) {
         let now_ms = self.now_ms();
-        for (tick, hashes) in self.index.take_due(self.index.due_tick(now_ms)) {
-            for batch in hashes.chunks(EXPIRY_BATCH) {
-                {
-                    // Not held across the yield: a snapshot may need to close the journal.
-                    let rec = self.journal.recording();
-                    batch
-                        .iter()
-                        .for_each(|&hash| self.expire_one(hash, tick, now_ms, &rec));
-                }
+        for (tick, hashes) in self.index.take_due(now_ms) {
+            let hashes = self.map.group_by_shard(hashes);
+            let mut next = 0;
+            loop {
+                // The journal's recording is not held across the yield: a snapshot may need to
+                // close the journal.
+                let done = self.expire_some(tick, &hashes, &mut next, now_ms);
                 tokio::task::yield_now().await;
+                if done {
+                    break;
+                }
             }
         }
     }
@@ -561,11 +610,10 @@ impl Store {
     /// active expiry task, which yields between batches).
     pub fn reclaim_expired(&self) {
         let now_ms = self.now_ms();
-        for (tick, hashes) in self.index.take_due(self.index.due_tick(now_ms)) {
-            let rec = self.journal.recording();
-            hashes
-                .iter()
-                .for_each(|&hash| self.expire_one(hash, tick, now_ms, &rec));
+        for (tick, hashes) in self.index.take_due(now_ms) {
+            let hashes = self.map.group_by_shard(hashes);
+            let mut next = 0;
+            while !self.expire_some(tick, &hashes, &mut next, now_ms) {}
         }
     }
 
@@ -639,7 +687,7 @@ impl Store {
             let tick = self.index.tick_of(node.expires_at_ms());
             if node.queued_tick() == 0 || tick < node.queued_tick() {
                 node.set_queued_tick(tick);
-                self.index.queue(hash, tick);
+                self.index.queue(hash, tick, node.expires_at_ms());
             }
         }
     }
@@ -691,7 +739,7 @@ impl Store {
                     self.volatile.fetch_add(1, Ordering::Relaxed);
                     let tick = self.index.tick_of(node.expires_at_ms());
                     node.set_queued_tick(tick);
-                    self.index.queue(hash, tick);
+                    self.index.queue(hash, tick, node.expires_at_ms());
                 }
                 if node.is_session() {
                     self.sessions.live.fetch_add(1, Ordering::Relaxed);

@@ -61,6 +61,37 @@ impl Table {
         (hash, self.shard_of(hash))
     }
 
+    /// `hashes` reordered so that those of one shard are next to each other, in shard order (a
+    /// counting sort: two passes over them).
+    pub fn group_by_shard(&self, hashes: Vec<u64>) -> Vec<u64> {
+        let mut starts = vec![0usize; self.shards.len() + 1];
+        for &hash in &hashes {
+            starts[self.shard_of(hash) + 1] += 1;
+        }
+        for shard in 1..starts.len() {
+            starts[shard] += starts[shard - 1];
+        }
+        let mut grouped = vec![0; hashes.len()];
+        for hash in hashes {
+            let at = &mut starts[self.shard_of(hash)];
+            grouped[*at] = hash;
+            *at += 1;
+        }
+        grouped
+    }
+
+    /// The runs of hashes of one shard in `hashes` (grouped by [`Table::group_by_shard`]), each
+    /// cut into pieces of at most `max`.
+    pub fn shard_groups<'a>(
+        &'a self,
+        hashes: &'a [u64],
+        max: usize,
+    ) -> impl Iterator<Item = &'a [u64]> + 'a {
+        hashes
+            .chunk_by(|&a, &b| self.shard_of(a) == self.shard_of(b))
+            .flat_map(move |run| run.chunks(max))
+    }
+
     /// How many shards there are.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
@@ -115,5 +146,30 @@ mod tests {
         // The top 7 bits (the tag) do not change the shard.
         assert_eq!(table.shard_of(0xFE00_0000_0000_0000), 0);
         assert_eq!(table.shard_of(1 << 47), 1);
+    }
+
+    #[test]
+    fn hashes_grouped_by_shard_come_in_runs_of_one_shard_cut_to_size() {
+        let table = Table::new(1024);
+        let hashes: Vec<u64> = (0..5_000u64)
+            .map(|i| table.hash(&i.to_le_bytes()))
+            .chain([7 << 47; 5])
+            .collect();
+        let grouped = table.group_by_shard(hashes.clone());
+        let (mut sorted, mut expected) = (grouped.clone(), hashes);
+        sorted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected, "the same hashes");
+        assert!(grouped.is_sorted_by_key(|&h| table.shard_of(h)));
+        let groups: Vec<&[u64]> = table.shard_groups(&grouped, 3).collect();
+        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), grouped.len());
+        for group in &groups {
+            assert!((1..=3).contains(&group.len()));
+            assert!(group
+                .iter()
+                .all(|&h| table.shard_of(h) == table.shard_of(group[0])));
+        }
+        assert!(groups.iter().any(|g| g == &[7 << 47; 3]));
+        assert!(table.group_by_shard(Vec::new()).is_empty());
     }
 }
