@@ -7,7 +7,7 @@
 //!
 //! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
 //! (after its handshake) on the TLS port. Writes are first tried without waiting (see
-//! [`try_write_now`]), so a client that does not read its replies is noticed and held to its
+//! `try_write_now`), so a client that does not read its replies is noticed and held to its
 //! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
 //! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
 //! for the next request, never waited for.

@@ -10,6 +10,12 @@ use sessiond::persist::loader;
 use sessiond::{Clock, Config, LogFormat, RawConfig, Server};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, chosen by measurement (README "Performance"): a session-shaped key's block fits its
+/// 224-byte size class as tightly as glibc's chunks, and freeing a million expired keys costs
+/// half of what glibc's `free`, which merges neighbouring chunks, does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let raw = match RawConfig::try_parse() {
         Ok(raw) => raw,

@@ -1,7 +1,7 @@
 //! Snapshots: crash-safe files of the whole keyspace, written in the background and loaded at
 //! start.
 //!
-//! - [`format`]: the file layout and [`format::Record`].
+//! - [`format`](mod@format): the file layout and [`format::Record`].
 //! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
 //! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
 //!

@@ -4,7 +4,7 @@
 //! last use), the key's and the value's lengths as varints, then the key's bytes, then a string
 //! value's bytes, or for a hash or a session the pointer to its fields. A table slot is
 //! therefore 8 bytes, and a session-shaped string key (37-byte key, 160-byte value) is one
-//! 216-byte block (a 224-byte chunk of glibc's), where a
+//! 216-byte block (224 bytes in glibc and in mimalloc, the daemon's allocator), where a
 //! map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles and an
 //! 88-byte slot (see README "Performance" for the measurement).
 //!
@@ -161,7 +161,7 @@ pub const COMPLEX_OVERHEAD: u64 = std::mem::size_of::<Complex>() as u64 + 16;
 /// times two (or 1 for a hash or a session) — then the key's bytes, then the string's bytes or
 /// the unaligned pointer to the hash's or the session's data. Short keys and values take one or
 /// two bytes of lengths: a session-shaped key (37-byte key, 160-byte value) is a 216-byte block,
-/// which glibc serves from a 224-byte chunk.
+/// which glibc and mimalloc both serve from 224 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
     /// Where the key starts in the block.
