@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 /// mimalloc, chosen by measurement (README "Performance"): a session-shaped key's block fits its
 /// 224-byte size class as tightly as glibc's chunks, and freeing a million expired keys costs
 /// half of what glibc's `free`, which merges neighbouring chunks, does.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -380,17 +380,22 @@ impl Node {
         self.complex_ptr(shape).map(|data| unsafe { &*data })
     }
 
-    /// Asks the CPU to start loading the node's head and key, for a caller about to visit many
-    /// nodes: their cache misses then overlap instead of coming one after another.
+    /// Asks the CPU to start loading the node's head and key (its first two cache lines: a
+    /// block need not start on a line), for a caller about to visit many nodes: their cache
+    /// misses then overlap instead of coming one after another.
     #[inline]
     pub fn prefetch(&self) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint that never faults
-        // (the address is the node's live block anyway).
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                self.base().cast::<i8>(),
-            );
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let base = self.base().cast::<i8>();
+            // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint that never
+            // faults, whatever the address (`wrapping_add`: the second line may lie past a
+            // short block).
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(base);
+                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64));
+            }
         }
     }
 

@@ -86,9 +86,10 @@ impl ExpiryIndex {
     /// Removes and returns the hashes of every tick that may hold keys dead at `now_ms`: the
     /// ticks that are over, and the one under way once its earliest deadline has passed (its
     /// keys are checked one by one, and those still alive are queued again).
+    /// The lists of one tick from the index's shards come merged, in tick order.
     pub fn take_due(&self, now_ms: u64) -> Vec<(u32, Vec<u64>)> {
         let current = self.tick_of(now_ms);
-        let mut out = Vec::new();
+        let mut out: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for shard in self.shards.iter() {
             let mut map = shard
                 .lock()
@@ -97,16 +98,23 @@ impl ExpiryIndex {
                 Some(tick) if tick.earliest_ms <= now_ms => current,
                 _ => current - 1,
             };
-            let later = map.split_off(&due.saturating_add(1));
+            // Deadlines beyond the last tick (some 8.7 years after the start) share it.
+            let later = match due.checked_add(1) {
+                Some(after) => map.split_off(&after),
+                None => BTreeMap::new(),
+            };
             let due_now = std::mem::replace(&mut *map, later);
             drop(map);
-            out.extend(
-                due_now
-                    .into_iter()
-                    .map(|(tick, queued)| (tick, queued.hashes)),
-            );
+            for (tick, queued) in due_now {
+                let hashes = out.entry(tick).or_default();
+                if hashes.is_empty() {
+                    *hashes = queued.hashes;
+                } else {
+                    hashes.extend(queued.hashes);
+                }
+            }
         }
-        out
+        out.into_iter().collect()
     }
 
     /// How many keys are queued (stale positions included).
@@ -178,5 +186,21 @@ mod tests {
         assert_eq!(index.take_due(600), vec![(late, vec![13])]);
         assert_eq!(index.take_due(610), vec![(late, vec![12])]);
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn one_ticks_lists_come_merged_and_the_last_tick_is_taken_too() {
+        let index = ExpiryIndex::new(0);
+        for hash in 0..40 {
+            index.queue(hash, 3, 100);
+        }
+        let due = index.take_due(1_000);
+        assert_eq!(due.len(), 1);
+        let mut hashes = due[0].1.clone();
+        hashes.sort_unstable();
+        assert_eq!(hashes, (0..40).collect::<Vec<u64>>());
+        // Deadlines past the last tick share it, and it is taken once they have passed.
+        index.queue(7, index.tick_of(u64::MAX), u64::MAX);
+        assert_eq!(index.take_due(u64::MAX), vec![(u32::MAX, vec![7])]);
     }
 }

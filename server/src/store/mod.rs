@@ -1,8 +1,8 @@
 //! The keyspace: a sharded concurrent map of keys to typed values with deadlines.
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
-//! holds one shard's lock only for as long as it reads or writes that key — never across an
-//! `.await`.
+//! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
+//! to 64 due keys of the shard) — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
@@ -87,8 +87,8 @@ pub(crate) enum Removal {
 /// What an entry was counted as before a change: the bookkeeping that follows compares.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Before {
-    /// Whether it had a deadline (the volatile count).
-    had_deadline: bool,
+    /// Its deadline, Unix ms; 0 means none (the volatile count; the expiry index).
+    expires_at_ms: u64,
     /// Its footprint in `used_memory`.
     footprint: u64,
 }
@@ -96,14 +96,14 @@ pub(crate) struct Before {
 impl Before {
     /// Nothing: the key did not exist.
     const NOTHING: Before = Before {
-        had_deadline: false,
+        expires_at_ms: 0,
         footprint: 0,
     };
 
     /// What `node` is counted as now.
     fn of(node: &Node) -> Before {
         Before {
-            had_deadline: node.expires_at_ms() != 0,
+            expires_at_ms: node.expires_at_ms(),
             footprint: node.footprint(),
         }
     }
@@ -632,7 +632,7 @@ impl Store {
     fn count_removal(&self, node: &Node, before: Before, why: Removal) {
         self.changes.add(1);
         self.used.sub(before.footprint);
-        if before.had_deadline {
+        if before.expires_at_ms != 0 {
             self.volatile.fetch_sub(1, Ordering::Relaxed);
         }
         match why {
@@ -679,13 +679,21 @@ impl Store {
             self.journal.push(shard_index, Record::of(node));
         }
         let has_deadline = node.expires_at_ms() != 0;
-        if has_deadline != before.had_deadline {
+        if has_deadline != (before.expires_at_ms != 0) {
             self.volatile
                 .fetch_add(if has_deadline { 1 } else { -1 }, Ordering::Relaxed);
         }
         if has_deadline {
             let tick = self.index.tick_of(node.expires_at_ms());
-            if node.queued_tick() == 0 || tick < node.queued_tick() {
+            // Queued again when the deadline moved to an earlier tick, or may have moved
+            // earlier within its tick: the index takes the tick under way only once the
+            // earliest deadline it knows there has passed. A key then queued twice under one
+            // tick is examined twice; once it is gone, the second position finds nothing.
+            let sooner = before.expires_at_ms == 0 || node.expires_at_ms() < before.expires_at_ms;
+            if node.queued_tick() == 0
+                || tick < node.queued_tick()
+                || (tick == node.queued_tick() && sooner)
+            {
                 node.set_queued_tick(tick);
                 self.index.queue(hash, tick, node.expires_at_ms());
             }
@@ -772,5 +780,29 @@ impl Store {
     /// Queued positions in the expiry index (stale ones included), for INFO.
     pub fn expiry_index_len(&self) -> usize {
         self.index.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_moved_earlier_within_its_tick_is_reclaimed_at_the_new_one() {
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let (early, late) = (start + 40, start + 60);
+        assert_eq!(store.index.tick_of(early), store.index.tick_of(late));
+        let set = |deadline: u64| {
+            store.upsert(b"k", start, |_| {
+                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+            })
+        };
+        set(late);
+        set(early);
+        manual.advance(early - start);
+        store.reclaim_expired();
+        assert_eq!((store.len(), store.expired_keys()), (0, 1));
     }
 }

@@ -61,9 +61,14 @@ impl Table {
         (hash, self.shard_of(hash))
     }
 
-    /// `hashes` reordered so that those of one shard are next to each other, in shard order (a
-    /// counting sort: two passes over them).
-    pub fn group_by_shard(&self, hashes: Vec<u64>) -> Vec<u64> {
+    /// `hashes` reordered so that those of one shard are next to each other, in shard order (for
+    /// more than a few, a counting sort: two passes over them).
+    pub fn group_by_shard(&self, mut hashes: Vec<u64>) -> Vec<u64> {
+        if hashes.len() <= 64 {
+            // Fewer than a counting sort's table is worth.
+            hashes.sort_unstable_by_key(|&hash| self.shard_of(hash));
+            return hashes;
+        }
         let mut starts = vec![0usize; self.shards.len() + 1];
         for &hash in &hashes {
             starts[self.shard_of(hash) + 1] += 1;
