@@ -61,6 +61,10 @@ where
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut local = LocalStats::default();
     let mut stop = shared.shutdown_signal();
+    // One wait per connection, polled before every read: made anew for each read, it took the
+    // shared signal's lock and added and removed a waiter every time.
+    let stopping = stop.wait_for(|stopping| *stopping);
+    tokio::pin!(stopping);
     let idle_timeout = shared.config.idle_timeout;
     // TLS only: rustls holds records the socket has not taken yet.
     let mut unflushed = false;
@@ -73,7 +77,7 @@ where
         let read = tokio::select! {
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
-            _ = stop.wait_for(|stopping| *stopping) => break true,
+            _ = &mut stopping => break true,
             read = read_some(&mut socket, &mut input, &mut unflushed, idle_timeout) => read,
         };
         match read {
