@@ -251,6 +251,15 @@ unsafe fn read_varint(mut at: *const u8) -> (u64, *const u8) {
     }
 }
 
+/// What follows a node's key.
+#[derive(Debug, Clone, Copy)]
+enum Tail {
+    /// A string of this many bytes.
+    Str(usize),
+    /// The pointer to a hash's or a session's data.
+    Data(*mut Complex),
+}
+
 /// One stored key: its bytes, its value, its deadline and its bookkeeping, in one allocation.
 pub struct Node {
     head: NonNull<Head>,
@@ -356,28 +365,20 @@ impl Node {
         Shape::new(key_len as usize, str_len)
     }
 
-    /// The pointer to a hash's or a session's data, if the node holds one.
+    /// What follows the key, at `shape`.
     #[inline]
-    fn complex_ptr(&self, shape: Shape) -> Option<*mut Complex> {
+    fn tail(&self, shape: Shape) -> Tail {
         match shape.str_len {
-            Some(_) => None,
+            Some(len) => Tail::Str(len),
             // SAFETY: a node without a string length holds the pointer `build` wrote (unaligned)
             // right after the key, and it never changes while the node lives.
-            None => Some(unsafe {
+            None => Tail::Data(unsafe {
                 self.base()
                     .add(shape.value_at())
                     .cast::<*mut Complex>()
                     .read_unaligned()
             }),
         }
-    }
-
-    /// The hash's or the session's data, if the node holds it.
-    #[inline]
-    fn complex(&self, shape: Shape) -> Option<&Complex> {
-        // SAFETY: the pointer came from `Box::into_raw` in `build` and is released only when the
-        // node is (`drop`, `into_entry`); shared access to the node is shared access to it.
-        self.complex_ptr(shape).map(|data| unsafe { &*data })
     }
 
     /// Asks the CPU to start loading the node's head and key (its first two cache lines: a
@@ -419,12 +420,14 @@ impl Node {
     #[inline]
     pub fn value(&self) -> ValueRef<'_> {
         let shape = self.shape();
-        match shape.str_len {
-            Some(len) => ValueRef::Str(self.string(shape, len)),
-            None => match self.complex(shape) {
-                Some(Complex::Hash(fields)) => ValueRef::Hash(fields),
-                Some(Complex::Session(session)) => ValueRef::Session(session),
-                None => unreachable!("a node without a string length holds data"),
+        match self.tail(shape) {
+            Tail::Str(len) => ValueRef::Str(self.string(shape, len)),
+            // SAFETY: the pointer came from `Box::into_raw` in `build` and is released only when
+            // the node is (`drop`, `into_entry`); shared access to the node is shared access to
+            // its data.
+            Tail::Data(data) => match unsafe { &*data } {
+                Complex::Hash(fields) => ValueRef::Hash(fields),
+                Complex::Session(session) => ValueRef::Session(session),
             },
         }
     }
@@ -432,15 +435,14 @@ impl Node {
     /// The value, to change a hash's or a session's data in place.
     pub(super) fn value_mut(&mut self) -> ValueMut<'_> {
         let shape = self.shape();
-        match (shape.str_len, self.complex_ptr(shape)) {
-            (Some(len), _) => ValueMut::Str(self.string(shape, len)),
-            // SAFETY: as in `complex`; `&mut self` makes this the only reference to the data for
+        match self.tail(shape) {
+            Tail::Str(len) => ValueMut::Str(self.string(shape, len)),
+            // SAFETY: as in `value`; `&mut self` makes this the only reference to the data for
             // the result's lifetime (the data is a separate allocation from the block).
-            (None, Some(data)) => match unsafe { &mut *data } {
+            Tail::Data(data) => match unsafe { &mut *data } {
                 Complex::Hash(fields) => ValueMut::Hash(fields),
                 Complex::Session(session) => ValueMut::Session(session),
             },
-            (None, None) => unreachable!("a node without a string length holds data"),
         }
     }
 
@@ -451,7 +453,7 @@ impl Node {
 
     /// Whether this is a session.
     pub fn is_session(&self) -> bool {
-        matches!(self.complex(self.shape()), Some(Complex::Session(_)))
+        matches!(self.value(), ValueRef::Session(_))
     }
 
     /// The deadline in Unix ms; 0 means none.
@@ -523,15 +525,14 @@ impl Node {
     pub fn into_entry(self) -> Entry {
         let node = std::mem::ManuallyDrop::new(self);
         let shape = node.shape();
-        let value = match (shape.str_len, node.complex_ptr(shape)) {
-            (Some(len), _) => Value::Str(Bytes::copy_from_slice(node.string(shape, len))),
+        let value = match node.tail(shape) {
+            Tail::Str(len) => Value::Str(Bytes::copy_from_slice(node.string(shape, len))),
             // SAFETY: the pointer came from `Box::into_raw` in `build`; the node is not dropped
             // (`ManuallyDrop`), so the data is taken back exactly once, here.
-            (None, Some(data)) => match *unsafe { Box::from_raw(data) } {
+            Tail::Data(data) => match *unsafe { Box::from_raw(data) } {
                 Complex::Hash(fields) => Value::Hash(Box::new(fields)),
                 Complex::Session(session) => Value::Session(Box::new(session)),
             },
-            (None, None) => unreachable!("a node without a string length holds data"),
         };
         let entry = Entry::new(value, node.expires_at_ms());
         // SAFETY: the block was allocated in `build` with this layout; nothing in it needs
@@ -595,7 +596,7 @@ impl std::ops::Deref for NodeMut<'_> {
 impl Drop for Node {
     fn drop(&mut self) {
         let shape = self.shape();
-        if let Some(data) = self.complex_ptr(shape) {
+        if let Tail::Data(data) = self.tail(shape) {
             // SAFETY: the pointer came from `Box::into_raw` in `build` and is taken back once,
             // here, as the node goes.
             drop(unsafe { Box::from_raw(data) });

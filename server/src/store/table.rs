@@ -176,5 +176,8 @@ mod tests {
         }
         assert!(groups.iter().any(|g| g == &[7 << 47; 3]));
         assert!(table.group_by_shard(Vec::new()).is_empty());
+        // A short list takes the plain sort, to the same order of shards.
+        let short = table.group_by_shard(vec![u64::MAX, 1 << 47, 0]);
+        assert!(short.is_sorted_by_key(|&h| table.shard_of(h)) && short.len() == 3);
     }
 }
