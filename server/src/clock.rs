@@ -60,6 +60,40 @@ fn system_now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The time for a connection's pipelined commands: one reading of the clock serves up to
+/// [`BatchClock::REUSE`] commands of one batch (the commands one read brought), so a pipeline of
+/// 16 GETs reads the clock once instead of 16 times (about 4% of a GET's CPU at `-P 16` went
+/// to reading it). The connection marks the reading [`stale`](BatchClock::stale) when a read brings
+/// a new batch and after anything it waits for, so no command sees a time older than the start
+/// of its batch plus the run time of at most `REUSE - 1` commands before it.
+#[derive(Debug, Default)]
+pub struct BatchClock {
+    now_ms: u64,
+    left: u8,
+}
+
+impl BatchClock {
+    /// Commands one reading serves.
+    pub const REUSE: u8 = 16;
+
+    /// Now, in Unix milliseconds: the last reading of `clock`, or a new one.
+    #[inline]
+    pub fn now_ms(&mut self, clock: &Clock) -> u64 {
+        if self.left == 0 {
+            self.now_ms = clock.now_ms();
+            self.left = Self::REUSE;
+        }
+        self.left -= 1;
+        self.now_ms
+    }
+
+    /// The next command reads the clock afresh.
+    #[inline]
+    pub fn stale(&mut self) {
+        self.left = 0;
+    }
+}
+
 /// The handle a test uses to move a manual [`Clock`].
 #[derive(Debug)]
 pub struct ManualClock {
@@ -77,5 +111,29 @@ impl ManualClock {
     /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> u64 {
         self.now_ms.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reading_serves_reuse_commands_then_is_read_again() {
+        let (clock, manual) = Clock::manual(1_000);
+        let mut batch = BatchClock::default();
+        assert_eq!(batch.now_ms(&clock), 1_000);
+        manual.advance(5);
+        for _ in 1..BatchClock::REUSE {
+            assert_eq!(batch.now_ms(&clock), 1_000, "within one reading's reuse");
+        }
+        assert_eq!(batch.now_ms(&clock), 1_005, "the reading is used up");
+        manual.advance(5);
+        batch.stale();
+        assert_eq!(
+            batch.now_ms(&clock),
+            1_010,
+            "a stale reading is replaced at once"
+        );
     }
 }

@@ -23,6 +23,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
+use crate::clock::BatchClock;
 use crate::cmd::{self, Session, Then};
 use crate::server::Shared;
 use crate::stats::LocalStats;
@@ -60,6 +61,7 @@ where
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut local = LocalStats::default();
+    let mut clock = BatchClock::default();
     let mut stop = shared.shutdown_signal();
     // One wait per connection, polled before every read: made anew for each read, it took the
     // shared signal's lock and added and removed a waiter every time.
@@ -94,10 +96,19 @@ where
             }
         }
         let mut then = Then::Continue;
+        // A new batch: its commands run at a new reading of the clock.
+        clock.stale();
         loop {
             match decoder.decode(&mut input) {
                 Ok(Some(args)) => {
-                    let reply = cmd::execute(shared, &mut session, &mut local, args);
+                    let reply = cmd::execute(
+                        shared,
+                        &mut session,
+                        &mut local,
+                        args,
+                        &mut clock,
+                        &mut output,
+                    );
                     if let Some(frame) = reply.frame {
                         frame.encode(session.version(), &mut output);
                     }
@@ -114,13 +125,14 @@ where
                         // Replies already encoded go first, then SAVE's own once it is done.
                         let outcome = shared.persistence.save().await;
                         cmd::save::save_reply(outcome).encode(session.version(), &mut output);
+                        clock.stale();
                         then = Then::Continue;
                     }
                     if then != Then::Continue {
                         break;
                     }
-                    if output.len() >= WRITE_EARLY
-                        && !flush(
+                    if output.len() >= WRITE_EARLY {
+                        if !flush(
                             shared,
                             &session,
                             &mut socket,
@@ -129,8 +141,11 @@ where
                             &mut local,
                         )
                         .await
-                    {
-                        return finish(shared, &mut local);
+                        {
+                            return finish(shared, &mut local);
+                        }
+                        // The flush may have waited for the client to read.
+                        clock.stale();
                     }
                 }
                 Ok(None) => break,

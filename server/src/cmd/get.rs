@@ -4,20 +4,28 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::{wrongtype, Ctx};
+use super::{wrongtype, Ctx, Reply, Then};
 use crate::store::ValueRef;
 
-/// `GET key`: the string, nil when missing.
-pub fn get(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
-    let reply = ctx.store.read(&cmd.key, ctx.now_ms, |entry| {
+/// `GET key`: the string, nil when missing. A string is encoded straight into the
+/// connection's output while the shard is read-locked: one copy, no allocation.
+pub fn get(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
+    let out = &mut *ctx.out;
+    let found = ctx.store.read(&cmd.key, ctx.now_ms, |entry| {
         let entry = entry?;
         Some(match entry.value() {
-            ValueRef::Str(value) => Frame::Bulk(Bytes::copy_from_slice(value)),
-            _ => wrongtype(),
+            ValueRef::Str(value) => {
+                sessiond_protocol::put_bulk(out, b'$', value);
+                None
+            }
+            _ => Some(wrongtype()),
         })
     });
-    ctx.hit(reply.is_some());
-    reply.unwrap_or(Frame::Null)
+    ctx.hit(found.is_some());
+    Reply {
+        frame: found.unwrap_or(Some(Frame::Null)),
+        then: Then::Continue,
+    }
 }
 
 /// `GETDEL key`: the string, and the key is deleted; nil when missing.

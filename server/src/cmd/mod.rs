@@ -46,11 +46,12 @@ mod type_;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
+use crate::clock::BatchClock;
 use crate::server::Shared;
 use crate::stats::LocalStats;
 use crate::store::Store;
@@ -72,7 +73,8 @@ pub enum Then {
 /// The reply to one command.
 #[derive(Debug)]
 pub struct Reply {
-    /// The frame to send; `None` sends nothing (SHUTDOWN).
+    /// The frame to send; `None` sends nothing more: SHUTDOWN's, or a reply the command wrote
+    /// into the connection's output itself ([`Ctx::out`]).
     pub frame: Option<Frame>,
     /// What the connection does next.
     pub then: Then,
@@ -169,8 +171,13 @@ pub struct Ctx<'a> {
     pub session: &'a mut Session,
     /// This connection's counters.
     pub stats: &'a mut LocalStats,
-    /// The time the command runs at, Unix ms (one reading per command).
+    /// The time the command runs at, Unix ms (one reading serves a few pipelined commands: see
+    /// [`BatchClock`]).
     pub now_ms: u64,
+    /// The connection's pending replies. A command whose reply is a copy of stored bytes (GET)
+    /// encodes it here under the shard's lock and returns no frame, rather than copying the
+    /// bytes into a frame that is then copied here.
+    pub out: &'a mut BytesMut,
 }
 
 impl Ctx<'_> {
@@ -207,12 +214,15 @@ pub fn session_reply(
     }
 }
 
-/// Executes one command, given as its argument vector.
+/// Executes one command, given as its argument vector, at `clock`'s time. Its reply is in the
+/// returned frame or, for a command that writes it itself, already at the end of `out`.
 pub fn execute(
     shared: &Arc<Shared>,
     session: &mut Session,
     stats: &mut LocalStats,
     args: Vec<Bytes>,
+    clock: &mut BatchClock,
+    out: &mut BytesMut,
 ) -> Reply {
     stats.commands += 1;
     // A limited user's permissions are checked against the arguments once they parse (Redis
@@ -235,23 +245,23 @@ pub fn execute(
             return refuse(shared, session, spec.name, denied).into();
         }
     }
+    let now_ms = clock.now_ms(shared.store.clock());
     let config = &shared.config;
-    if config.maxmemory > 0 && spec.is_some_and(|spec| spec.flags.contains(&"denyoom")) {
-        let now_ms = shared.store.now_ms();
-        if !shared
+    if config.maxmemory > 0
+        && spec.is_some_and(|spec| spec.flags.contains(&"denyoom"))
+        && !shared
             .store
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
-        {
-            return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
-        }
+    {
+        return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
-    let now_ms = shared.store.now_ms();
     let mut ctx = Ctx {
         shared,
         store: &shared.store,
         session,
         stats,
         now_ms,
+        out,
     };
     dispatch(&mut ctx, command)
 }
@@ -285,7 +295,7 @@ fn refuse(shared: &Shared, session: &Session, command: &str, denied: Denied) -> 
 
 fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
     let frame = match command {
-        Command::Get(c) => get::get(ctx, c),
+        Command::Get(c) => return get::get(ctx, c),
         Command::Set(c) => set::set(ctx, c),
         Command::GetDel(c) => get::getdel(ctx, c),
         Command::GetEx(c) => getex::getex(ctx, c),
