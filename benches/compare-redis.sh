@@ -8,12 +8,15 @@
 #   sessiond-bench  set|get   -c 50 -d 160 -r 100000 -n N -P 1   (and -P 16)
 # The order of the two servers alternates from round to round. For every workload it prints
 # the median throughput on each server, the median of the per-round ratios sessiond/redis
-# (the machine is noisy; a ratio within one round compares like with like), and the median
-# p99 latency on each server. Both servers are stopped when the script exits, however it exits.
+# (the machine is noisy; a ratio within one round compares like with like), the geometric
+# mean of those ratios with a 95% confidence interval (Student's t over the rounds: when it
+# straddles 1.00, the run cannot tell the two servers apart), and the median p99 latency on
+# each server. Both servers are stopped when the script exits, however it exits.
 #
 # Usage: benches/compare-redis.sh [--rounds N] [--requests N] [--no-build]
 #   --rounds N     rounds (default 3)
-#   --requests N   requests per run, for both tools (default 200000)
+#   --requests N   requests per -P 1 run, for both tools (default 200000); a -P 16 run makes
+#                  five times as many, so that it lasts about as long
 #   --no-build     use the release binaries already in target/release
 # Needs: redis-server and redis-benchmark (Debian/Ubuntu: apt-get install redis-server
 # redis-tools), jq, and cargo unless --no-build.
@@ -111,16 +114,21 @@ wait_ready sessiond "$sessiond_port" "$sessiond_pid" "$work/sessiond.log"
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //')"
 echo "== $(redis-server --version | cut -d' ' -f1-3) on port $redis_port; sessiond $("$sessiond" --version 2>/dev/null | awk '{print $NF}') on port $sessiond_port"
-echo "== $rounds rounds of $requests requests per run, -c $clients -d $value_size -r $keyspace"
+echo "== $rounds rounds of $requests requests per -P 1 run and $(requests_at 16) per -P 16 run, -c $clients -d $value_size -r $keyspace"
 
 # results: one line per run: workload server rps p99_ms
 results="$work/results"
 : >"$results"
 
+# Requests per run at a pipeline depth: deeper pipelines run that much faster.
+requests_at() { # pipeline
+    if (( $1 > 1 )); then echo $((requests * 5)); else echo "$requests"; fi
+}
+
 run_redis_benchmark() { # server port pipeline
     local csv
     csv="$(redis-benchmark -h 127.0.0.1 -p "$2" -t set,get -c "$clients" -d "$value_size" \
-        -r "$keyspace" -n "$requests" -P "$3" --csv 2>/dev/null)"
+        -r "$keyspace" -n "$(requests_at "$3")" -P "$3" --csv 2>/dev/null)"
     # "SET","81037.28","avg","min","p50","p95","p99","max"
     awk -F'","' -v server="$1" -v p="$3" '
         /^"(SET|GET)"/ { gsub(/"/, "", $1); gsub(/"/, "", $7);
@@ -131,7 +139,7 @@ run_redis_benchmark() { # server port pipeline
 run_sessiond_bench() { # server port pipeline workload
     local json
     json="$("$bench" "$4" --host 127.0.0.1 --port "$2" -c "$clients" -d "$value_size" \
-        -r "$keyspace" -n "$requests" -P "$3" --json)"
+        -r "$keyspace" -n "$(requests_at "$3")" -P "$3" --json)"
     if [[ "$(jq .errors <<<"$json")" != 0 ]]; then
         echo "compare-redis.sh: sessiond-bench $4 against $1 had errors: $(jq -r .first_error <<<"$json")" >&2
     fi
@@ -162,20 +170,40 @@ for round in $(seq "$rounds"); do
 done
 
 
+# The geometric mean of ratios (one per line) and its 95% confidence interval: "mean low high".
+geomean_interval() {
+    awk '
+        # Student t, two-sided 95%, by degrees of freedom (1.96 beyond 30).
+        BEGIN { split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26 2.23 2.20 2.18 2.16 2.14 2.13 " \
+                      "2.12 2.11 2.10 2.09 2.09 2.08 2.07 2.07 2.06 2.06 2.06 2.05 2.05 2.05 2.04", t, " ") }
+        $1 > 0 { x[++n] = log($1); sum += x[n] }
+        END {
+            if (n == 0) { print "nan nan nan"; exit }
+            mean = sum / n
+            if (n == 1) { printf "%f nan nan\n", exp(mean); exit }
+            for (i = 1; i <= n; i++) ss += (x[i] - mean) ^ 2
+            half = ((n - 1 <= 30) ? t[n - 1] : 1.96) * sqrt(ss / (n - 1) / n)
+            printf "%f %f %f\n", exp(mean), exp(mean - half), exp(mean + half)
+        }'
+}
+
 echo
-printf '%-30s %12s %12s %8s %11s %11s\n' "workload" "redis rps" "sessiond rps" "ratio" "redis p99" "sessiond p99"
+printf '%-30s %11s %12s %6s %17s %10s %12s\n' "workload" "redis rps" "sessiond rps" "ratio" "geomean [95% CI]" "redis p99" "sessiond p99"
 for workload in $(awk '{ print $1 }' "$results" | awk '!seen[$0]++'); do
     redis_rps="$(awk -v w="$workload" '$1 == w && $2 == "redis" { print $3 }' "$results" | median)"
     sessiond_rps="$(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $3 }' "$results" | median)"
     redis_p99="$(awk -v w="$workload" '$1 == w && $2 == "redis" { print $4 }' "$results" | median)"
     sessiond_p99="$(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $4 }' "$results" | median)"
     # Pairwise: the i-th sessiond run against the i-th redis run of the same workload (same round).
-    ratio="$(paste <(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $3 }' "$results") \
-                   <(awk -v w="$workload" '$1 == w && $2 == "redis" { print $3 }' "$results") |
-             awk '$2 > 0 { print $1 / $2 }' | median)"
-    printf '%-30s %12.0f %12.0f %8.2f %9.3fms %9.3fms\n' "${workload//_/ }" \
-        "$redis_rps" "$sessiond_rps" "$ratio" "$redis_p99" "$sessiond_p99"
+    ratios="$(paste <(awk -v w="$workload" '$1 == w && $2 == "sessiond" { print $3 }' "$results") \
+                    <(awk -v w="$workload" '$1 == w && $2 == "redis" { print $3 }' "$results") |
+              awk '$2 > 0 { print $1 / $2 }')"
+    ratio="$(median <<<"$ratios")"
+    read -r mean low high <<<"$(geomean_interval <<<"$ratios")"
+    printf '%-30s %11.0f %12.0f %6.2f %5.2f [%.2f-%.2f] %8.3fms %10.3fms\n' "${workload//_/ }" \
+        "$redis_rps" "$sessiond_rps" "$ratio" "$mean" "$low" "$high" "$redis_p99" "$sessiond_p99"
 done
 echo
 echo "ratio: median over rounds of sessiond rps / redis rps in the same round (> 1: sessiond faster)"
+echo "geomean: geometric mean of the same ratios, with its 95% confidence interval over the rounds"
 echo "p99: median over rounds, milliseconds"
