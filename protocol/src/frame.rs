@@ -114,7 +114,7 @@ impl Frame {
             }
             Frame::Bulk(data) => put_bulk(out, b'$', data),
             Frame::Array(items) => {
-                header(out, b'*', items.len());
+                put_header(out, b'*', items.len());
                 for item in items {
                     item.encode(version, out);
                 }
@@ -125,9 +125,9 @@ impl Frame {
             Frame::NullArray => out.put_slice(b"*-1\r\n"),
             Frame::Map(pairs) => {
                 if resp3 {
-                    header(out, b'%', pairs.len());
+                    put_header(out, b'%', pairs.len());
                 } else {
-                    header(out, b'*', pairs.len() * 2);
+                    put_header(out, b'*', pairs.len() * 2);
                 }
                 for (key, value) in pairs {
                     key.encode(version, out);
@@ -140,7 +140,7 @@ impl Frame {
                     (true, Frame::Set(_)) => b'~',
                     (true, _) => b'>',
                 };
-                header(out, tag, items.len());
+                put_header(out, tag, items.len());
                 for item in items {
                     item.encode(version, out);
                 }
@@ -158,7 +158,7 @@ impl Frame {
             Frame::BigNumber(n) if resp3 => line(out, b'(', n),
             Frame::BigNumber(n) => put_bulk(out, b'$', n),
             Frame::Verbatim { format, data } if resp3 => {
-                header(out, b'=', data.len() + 4);
+                put_header(out, b'=', data.len() + 4);
                 out.put_slice(format);
                 out.put_u8(b':');
                 out.put_slice(data);
@@ -189,12 +189,14 @@ pub fn format_double(d: f64) -> String {
 
 /// Appends `$<len>\r\n<data>\r\n` (or another length-prefixed tag) to `out`.
 pub fn put_bulk(out: &mut BytesMut, tag: u8, data: &[u8]) {
-    header(out, tag, data.len());
+    put_header(out, tag, data.len());
     out.put_slice(data);
     out.put_slice(b"\r\n");
 }
 
-fn header(out: &mut BytesMut, tag: u8, len: usize) {
+/// Appends `<tag><len>\r\n` to `out`: an aggregate's header (`*3`), or the start of a
+/// length-prefixed string.
+pub fn put_header(out: &mut BytesMut, tag: u8, len: usize) {
     out.put_u8(tag);
     let mut buf = itoa::Buffer::new();
     out.put_slice(buf.format(len).as_bytes());

@@ -36,7 +36,7 @@ mod request;
 pub use cmd::{Command, CommandError};
 pub use codec::{ClientCodec, CodecError, ServerCodec};
 pub use error::{ProtocolError, ProtocolErrorKind};
-pub use frame::{format_double, put_bulk, Frame, ProtocolVersion};
+pub use frame::{format_double, put_bulk, put_header, Frame, ProtocolVersion};
 pub use limits::Limits;
 pub use reply::FrameDecoder;
 pub use request::{parse_i64, RequestDecoder};

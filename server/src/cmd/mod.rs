@@ -299,7 +299,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Set(c) => set::set(ctx, c),
         Command::GetDel(c) => get::getdel(ctx, c),
         Command::GetEx(c) => getex::getex(ctx, c),
-        Command::MGet(c) => mget::mget(ctx, c),
+        Command::MGet(c) => return mget::mget(ctx, c),
         Command::MSet(c) => mset::mset(ctx, c),
         Command::Append(c) => append::append(ctx, c),
         Command::StrLen(c) => strlen::strlen(ctx, c),

@@ -481,6 +481,12 @@ fn mget_and_mset() {
             query(con, "MGET short a"),
             Value::Array(vec![Value::Nil, bulk("y")])
         );
+        // A key of another type reads as nil, not WRONGTYPE, as in Redis.
+        assert_eq!(query(con, "HSET h f v"), Value::Int(1));
+        assert_eq!(
+            query(con, "MGET a h a"),
+            Value::Array(vec![bulk("y"), Value::Nil, bulk("y")])
+        );
 
         for line in ["MSET a", "MSET a b c", "MSET a 1 b"] {
             assert_eq!(
