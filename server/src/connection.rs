@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
@@ -34,6 +34,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Replies are written early once this much is pending, so one huge pipeline cannot make the
 /// output buffer grow without bound.
 const WRITE_EARLY: usize = 256 * 1024;
+/// Commands decoded before the first of them runs, so that the keys of a pipelined batch are
+/// prefetched together (see `Store::prefetch`); one pipeline of `redis-benchmark -P 16`.
+const DECODE_AHEAD: usize = 16;
 /// Buffers that grew past this are replaced after use rather than kept per idle connection.
 const KEEP_CAPACITY: usize = 1024 * 1024;
 /// Replies pending for an unauthenticated client that has stopped reading (the socket buffers
@@ -62,6 +65,8 @@ where
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut local = LocalStats::default();
     let mut clock = BatchClock::default();
+    // Commands decoded and not yet run (see DECODE_AHEAD); kept for the connection's life.
+    let mut decoded: Vec<Vec<Bytes>> = Vec::with_capacity(DECODE_AHEAD);
     let mut stop = shared.shutdown_signal();
     // One wait per connection, polled before every read: made anew for each read, it took the
     // shared signal's lock and added and removed a waiter every time.
@@ -98,72 +103,94 @@ where
         let mut then = Then::Continue;
         // A new batch: its commands run at a new reading of the clock.
         clock.stale();
-        loop {
-            match decoder.decode(&mut input) {
-                Ok(Some(args)) => {
-                    let reply = cmd::execute(
-                        shared,
-                        &mut session,
-                        &mut local,
-                        args,
-                        &mut clock,
-                        &mut output,
-                    );
-                    if let Some(frame) = reply.frame {
-                        frame.encode(session.version(), &mut output);
-                    }
-                    then = reply.then;
-                    if session.authenticated() != authenticated {
-                        authenticated = session.authenticated();
-                        decoder.set_limits(if authenticated {
-                            full_limits
-                        } else {
-                            full_limits.unauthenticated()
-                        });
-                    }
-                    if then == Then::Save {
-                        // Replies already encoded go first, then SAVE's own once it is done.
-                        let outcome = shared.persistence.save().await;
-                        cmd::save::save_reply(outcome).encode(session.version(), &mut output);
-                        clock.stale();
-                        then = Then::Continue;
-                    }
-                    if then != Then::Continue {
+        'batch: loop {
+            // Up to DECODE_AHEAD commands are decoded before any runs, so that their keys can
+            // be prefetched together. One at a time before authentication: AUTH changes the
+            // limits the next command is decoded under.
+            let ahead = if authenticated { DECODE_AHEAD } else { 1 };
+            let mut malformed = None;
+            while decoded.len() < ahead {
+                match decoder.decode(&mut input) {
+                    Ok(Some(args)) => decoded.push(args),
+                    Ok(None) => break,
+                    Err(error) => {
+                        malformed = Some(error);
                         break;
                     }
-                    if output.len() >= WRITE_EARLY {
-                        if !flush(
-                            shared,
-                            &session,
-                            &mut socket,
-                            &mut output,
-                            &mut unflushed,
-                            &mut local,
-                        )
-                        .await
-                        {
-                            return finish(shared, &mut local);
-                        }
-                        // The flush may have waited for the client to read.
-                        clock.stale();
-                    }
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    if authenticated {
-                        tracing::debug!(%error, peer = %session.client().peer, "closing connection on protocol error");
+            }
+            let more = decoded.len() == ahead;
+            if decoded.len() > 1 {
+                for args in &decoded {
+                    cmd::prefetch(&shared.store, &session, args);
+                }
+            }
+            for args in decoded.drain(..) {
+                let reply = cmd::execute(
+                    shared,
+                    &mut session,
+                    &mut local,
+                    args,
+                    &mut clock,
+                    &mut output,
+                );
+                if let Some(frame) = reply.frame {
+                    frame.encode(session.version(), &mut output);
+                }
+                then = reply.then;
+                if session.authenticated() != authenticated {
+                    authenticated = session.authenticated();
+                    decoder.set_limits(if authenticated {
+                        full_limits
                     } else {
-                        shared
-                            .stats
-                            .unauthenticated_limit_disconnections
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%error, peer = %session.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
-                    }
-                    Frame::error(format!("ERR {error}")).encode(session.version(), &mut output);
-                    then = Then::Close;
-                    break;
+                        full_limits.unauthenticated()
+                    });
                 }
+                if then == Then::Save {
+                    // Replies already encoded go first, then SAVE's own once it is done.
+                    let outcome = shared.persistence.save().await;
+                    cmd::save::save_reply(outcome).encode(session.version(), &mut output);
+                    clock.stale();
+                    then = Then::Continue;
+                }
+                if then != Then::Continue {
+                    // The commands decoded after it are dropped, as unread input would be.
+                    break 'batch;
+                }
+                if output.len() >= WRITE_EARLY {
+                    if !flush(
+                        shared,
+                        &session,
+                        &mut socket,
+                        &mut output,
+                        &mut unflushed,
+                        &mut local,
+                    )
+                    .await
+                    {
+                        return finish(shared, &mut local);
+                    }
+                    // The flush may have waited for the client to read.
+                    clock.stale();
+                }
+            }
+            if let Some(error) = malformed {
+                shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                if authenticated {
+                    tracing::debug!(%error, peer = %session.client().peer, "closing connection on protocol error");
+                } else {
+                    shared
+                        .stats
+                        .unauthenticated_limit_disconnections
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, peer = %session.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
+                }
+                Frame::error(format!("ERR {error}")).encode(session.version(), &mut output);
+                then = Then::Close;
+                break;
+            }
+            if !more {
+                break;
             }
         }
         if !flush(

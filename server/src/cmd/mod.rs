@@ -214,6 +214,26 @@ pub fn session_reply(
     }
 }
 
+/// Starts loading into the cache the keys of a GET, SET or MGET about to run in a batch of
+/// pipelined commands (see [`Store::prefetch`]); any other command is left alone, and so are
+/// the commands of a client not yet authenticated or of a restricted user, whose keys are only
+/// touched once they are permitted.
+pub fn prefetch(store: &Store, session: &Session, args: &[Bytes]) {
+    let [name, keys @ ..] = args else {
+        return;
+    };
+    if session.user.is_none() || session.restricted || keys.is_empty() {
+        return;
+    }
+    if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"SET") {
+        store.prefetch(&keys[0]);
+    } else if name.eq_ignore_ascii_case(b"MGET") {
+        for key in keys {
+            store.prefetch(key);
+        }
+    }
+}
+
 /// Executes one command, given as its argument vector, at `clock`'s time. Its reply is in the
 /// returned frame or, for a command that writes it itself, already at the end of `out`.
 pub fn execute(

@@ -381,23 +381,25 @@ impl Node {
         }
     }
 
-    /// Asks the CPU to start loading the node's head and key (its first two cache lines: a
-    /// block need not start on a line), for a caller about to visit many nodes: their cache
-    /// misses then overlap instead of coming one after another.
+    /// Asks the CPU to start loading the node's first `lines` cache lines (two hold the head and
+    /// a session-shaped key, four the whole of a session-shaped string; a block need not start
+    /// on a line), for a caller about to visit many nodes: their cache misses then overlap
+    /// instead of coming one after another. The node is not read.
     #[inline]
-    pub fn prefetch(&self) {
+    pub fn prefetch(&self, lines: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let base = self.base().cast::<i8>();
-            // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint that never
-            // faults, whatever the address (`wrapping_add`: the second line may lie past a
-            // short block).
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(base);
-                _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(64));
+            for line in 0..lines {
+                // SAFETY: SSE is part of every x86-64 CPU, and a prefetch is a hint that never
+                // faults, whatever the address (`wrapping_add`: a line may lie past a short
+                // block).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(line * 64)) };
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = lines;
     }
 
     /// The key.
