@@ -6,10 +6,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use redis::Value;
 use sessiond::auth::Secret;
 use sessiond::Config;
-use sessiond_protocol::Frame;
+use sessiond_protocol::{ClientCodec, Frame};
 use sessiond_tests::{error_text, TestServer};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -199,6 +200,29 @@ fn unauthenticated_input_is_capped_and_the_connection_closed() {
     let value = vec![b'v'; 16_385];
     raw.command(&[b"SET", b"big", &value]);
     assert_eq!(raw.reply(), Frame::ok());
+
+    // AUTH and what follows it in one write: until AUTH has run, commands are decoded one at a
+    // time, so the SET after it is held to the full limits, and the batch after that (decoded
+    // ahead together) is answered in order.
+    let mut raw = server.raw();
+    let mut pipeline = BytesMut::new();
+    ClientCodec::encode_command(&[&b"AUTH"[..], PASSWORD.as_bytes()], &mut pipeline);
+    ClientCodec::encode_command(&[&b"SET"[..], b"big2", &value], &mut pipeline);
+    for i in 0..40 {
+        let key = if i % 2 == 0 { &b"big2"[..] } else { b"absent" };
+        ClientCodec::encode_command(&[&b"GET"[..], key], &mut pipeline);
+    }
+    raw.send(&pipeline);
+    assert_eq!(raw.reply(), Frame::ok());
+    assert_eq!(raw.reply(), Frame::ok());
+    for i in 0..40 {
+        let expected = if i % 2 == 0 {
+            Frame::Bulk(value.clone().into())
+        } else {
+            Frame::Null
+        };
+        assert_eq!(raw.reply(), expected, "reply {i}");
+    }
 }
 
 /// The resident set of process `pid`, in KiB.
