@@ -18,6 +18,7 @@
 #   --requests N   requests per -P 1 run, for both tools (default 200000); a -P 16 run makes
 #                  five times as many, so that it lasts about as long
 #   --no-build     use the release binaries already in target/release
+# SESSIOND_ARGS in the environment adds arguments to sessiond's (e.g. "--threads 1").
 # Needs: redis-server and redis-benchmark (Debian/Ubuntu: apt-get install redis-server
 # redis-tools), jq, and cargo unless --no-build.
 set -euo pipefail
@@ -84,6 +85,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 
+# Requests per run at a pipeline depth: deeper pipelines run that much faster.
+requests_at() { # pipeline
+    if (( $1 > 1 )); then echo $((requests * 5)); else echo "$requests"; fi
+}
+
 wait_ready() { # name port pid log
     for _ in $(seq 100); do
         if redis-cli -p "$2" PING 2>/dev/null | grep -q PONG; then
@@ -108,22 +114,18 @@ wait_ready redis-server "$redis_port" "$redis_pid" "$work/redis.log"
 
 sessiond_port="$(free_port)"
 while [[ "$sessiond_port" == "$redis_port" ]]; do sessiond_port="$(free_port)"; done
-"$sessiond" --port "$sessiond_port" --log-level warn 2>"$work/sessiond.log" &
+# shellcheck disable=SC2086 # SESSIOND_ARGS is a list of arguments
+"$sessiond" --port "$sessiond_port" --log-level warn ${SESSIOND_ARGS:-} 2>"$work/sessiond.log" &
 sessiond_pid=$!
 wait_ready sessiond "$sessiond_port" "$sessiond_pid" "$work/sessiond.log"
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //')"
-echo "== $(redis-server --version | cut -d' ' -f1-3) on port $redis_port; sessiond $("$sessiond" --version 2>/dev/null | awk '{print $NF}') on port $sessiond_port"
+echo "== $(redis-server --version | cut -d' ' -f1-3) on port $redis_port; sessiond $("$sessiond" --version 2>/dev/null | awk '{print $NF}') ${SESSIOND_ARGS:-} on port $sessiond_port"
 echo "== $rounds rounds of $requests requests per -P 1 run and $(requests_at 16) per -P 16 run, -c $clients -d $value_size -r $keyspace"
 
 # results: one line per run: workload server rps p99_ms
 results="$work/results"
 : >"$results"
-
-# Requests per run at a pipeline depth: deeper pipelines run that much faster.
-requests_at() { # pipeline
-    if (( $1 > 1 )); then echo $((requests * 5)); else echo "$requests"; fi
-}
 
 run_redis_benchmark() { # server port pipeline
     local csv
