@@ -63,9 +63,10 @@ fn system_now_ms() -> u64 {
 /// The time for a connection's pipelined commands: one reading of the clock serves up to
 /// [`BatchClock::REUSE`] commands of one batch (the commands one read brought), so a pipeline of
 /// 16 GETs reads the clock once instead of 16 times (about 4% of a GET's CPU at `-P 16` went
-/// to reading it). The connection marks the reading [`stale`](BatchClock::stale) when a read brings
-/// a new batch and after anything it waits for, so no command sees a time older than the start
-/// of its batch plus the run time of at most `REUSE - 1` commands before it.
+/// to reading it). The connection marks the reading [`stale`](BatchClock::stale) when a read
+/// brings a new batch and after anything it waits for, and `cmd::execute` after any command
+/// that may take long (one neither `fast` nor `denyoom`), so no command sees a time older than
+/// the start of its batch plus the run time of at most `REUSE - 1` short commands before it.
 #[derive(Debug, Default)]
 pub struct BatchClock {
     now_ms: u64,

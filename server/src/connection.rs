@@ -1,5 +1,6 @@
-//! One task per connection: read, decode every complete command in the buffer, execute them
-//! all, write every reply with one write, repeat.
+//! One task per connection: read, decode every complete command in the buffer (up to 16 ahead
+//! of the one that runs, their keys prefetched), execute them all, write every reply with one
+//! write, repeat.
 //!
 //! Pipelining comes for free: a read that brings 100 commands produces 100 replies in one
 //! buffer and one `write`. A malformed stream earns `-ERR Protocol error: ...` and the
@@ -105,13 +106,21 @@ where
         clock.stale();
         'batch: loop {
             // Up to DECODE_AHEAD commands are decoded before any runs, so that their keys can
-            // be prefetched together. One at a time before authentication: AUTH changes the
-            // limits the next command is decoded under.
+            // be prefetched together. One at a time before authentication, and none past an
+            // AUTH, HELLO or RESET: they change the limits the next command is decoded under.
             let ahead = if authenticated { DECODE_AHEAD } else { 1 };
             let mut malformed = None;
+            let mut more = false;
             while decoded.len() < ahead {
                 match decoder.decode(&mut input) {
-                    Ok(Some(args)) => decoded.push(args),
+                    Ok(Some(args)) => {
+                        let changer = cmd::may_change_authentication(&args);
+                        decoded.push(args);
+                        more = decoded.len() == ahead || changer;
+                        if changer {
+                            break;
+                        }
+                    }
                     Ok(None) => break,
                     Err(error) => {
                         malformed = Some(error);
@@ -119,7 +128,6 @@ where
                     }
                 }
             }
-            let more = decoded.len() == ahead;
             if decoded.len() > 1 {
                 for args in &decoded {
                     cmd::prefetch(&shared.store, &session, args);

@@ -4,12 +4,14 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::{wrongtype, Ctx, Reply, Then};
+use super::{wrongtype, Ctx, Reply, Then, REPLY_ROOM};
 use crate::store::ValueRef;
 
 /// `GET key`: the string, nil when missing. A string is encoded straight into the
 /// connection's output while the shard is read-locked: one copy, no allocation.
 pub fn get(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
+    // Room made before the lock, so that a usual value is not written while the output grows.
+    ctx.out.reserve(REPLY_ROOM);
     let out = &mut *ctx.out;
     let found = ctx.store.read(&cmd.key, ctx.now_ms, |entry| {
         let entry = entry?;

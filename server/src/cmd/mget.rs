@@ -3,7 +3,7 @@
 use sessiond_protocol::cmd::Keys;
 use sessiond_protocol::Frame;
 
-use super::{Ctx, Reply, Then};
+use super::{Ctx, Reply, Then, REPLY_ROOM};
 use crate::store::ValueRef;
 
 /// The strings at each key; nil for a missing key or one of another type. Like GET's, the
@@ -13,6 +13,7 @@ pub fn mget(ctx: &mut Ctx<'_>, cmd: Keys) -> Reply {
     let version = ctx.session.version();
     sessiond_protocol::put_header(ctx.out, b'*', cmd.keys.len());
     for key in &cmd.keys {
+        ctx.out.reserve(REPLY_ROOM);
         let out = &mut *ctx.out;
         let found = ctx
             .store

@@ -56,6 +56,10 @@ use crate::server::Shared;
 use crate::stats::LocalStats;
 use crate::store::Store;
 
+/// Room a command that encodes into the output under a shard's lock (GET, MGET) makes first,
+/// so that the output's growth (a copy of every pending reply) seldom happens under the lock.
+pub const REPLY_ROOM: usize = 1024;
+
 /// The error every type mismatch answers.
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
@@ -214,6 +218,19 @@ pub fn session_reply(
     }
 }
 
+/// The most keys of one MGET that are prefetched (four cache lines each).
+const PREFETCH_KEYS: usize = 32;
+
+/// Whether a command may change the connection's authentication (AUTH, HELLO with AUTH,
+/// RESET), and with it the limits the commands after it are decoded under.
+pub fn may_change_authentication(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|name| {
+        [&b"AUTH"[..], b"HELLO", b"RESET"]
+            .iter()
+            .any(|changer| name.eq_ignore_ascii_case(changer))
+    })
+}
+
 /// Starts loading into the cache the keys of a GET, SET or MGET about to run in a batch of
 /// pipelined commands (see [`Store::prefetch`]); any other command is left alone, and so are
 /// the commands of a client not yet authenticated or of a restricted user, whose keys are only
@@ -228,7 +245,8 @@ pub fn prefetch(store: &Store, session: &Session, args: &[Bytes]) {
     if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"SET") {
         store.prefetch(&keys[0]);
     } else if name.eq_ignore_ascii_case(b"MGET") {
-        for key in keys {
+        // More lines than the first-level cache holds would evict each other before use.
+        for key in keys.iter().take(PREFETCH_KEYS) {
             store.prefetch(key);
         }
     }
@@ -283,7 +301,21 @@ pub fn execute(
         now_ms,
         out,
     };
-    dispatch(&mut ctx, command)
+    let reply = dispatch(&mut ctx, command);
+    if !spec.is_some_and(keeps_the_time) {
+        clock.stale();
+    }
+    reply
+}
+
+/// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is
+/// bounded by its own arguments, as for the `fast` commands and those that add data
+/// (`denyoom`: SET, MSET, SESSION.CREATE...). After any other (KEYS, SCAN, FLUSHALL, INFO, DEL,
+/// SESSION.LIST...), which may take long, the next command reads the clock afresh.
+fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
+    spec.flags
+        .iter()
+        .any(|&flag| flag == "fast" || flag == "denyoom")
 }
 
 /// The NOPERM reply to a refused command, counted and logged (the user and the command, never
@@ -385,4 +417,61 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::SessionDestroyAll(c) => session_destroyall::session_destroyall(ctx, c),
     };
     frame.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessiond_protocol::cmd::COMMANDS;
+
+    fn spec(name: &str) -> &'static sessiond_protocol::cmd::CommandSpec {
+        COMMANDS.iter().find(|spec| spec.name == name).unwrap()
+    }
+
+    #[test]
+    fn only_short_commands_keep_the_clock_reading_for_the_next() {
+        for name in [
+            "get",
+            "set",
+            "mget",
+            "mset",
+            "hset",
+            "expire",
+            "session.get",
+            "session.create",
+        ] {
+            assert!(keeps_the_time(spec(name)), "{name}");
+        }
+        for name in [
+            "keys",
+            "scan",
+            "flushall",
+            "info",
+            "del",
+            "session.list",
+            "session.destroyall",
+        ] {
+            assert!(!keeps_the_time(spec(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn auth_hello_and_reset_end_a_decode_ahead() {
+        let args = |words: &[&'static str]| -> Vec<Bytes> {
+            words
+                .iter()
+                .map(|w| Bytes::from_static(w.as_bytes()))
+                .collect()
+        };
+        for changer in [
+            &["auth", "pw"][..],
+            &["HELLO", "3", "AUTH", "u", "p"],
+            &["Reset"],
+        ] {
+            assert!(may_change_authentication(&args(changer)), "{changer:?}");
+        }
+        for other in [&["GET", "auth"][..], &["PING"], &[]] {
+            assert!(!may_change_authentication(&args(other)), "{other:?}");
+        }
+    }
 }

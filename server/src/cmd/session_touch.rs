@@ -9,7 +9,7 @@ use super::{session_reply, Ctx};
 pub fn session_touch(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
     let now_ms = ctx.now_ms;
     let outcome = ctx.store.update_session(&cmd.key, now_ms, |session| {
-        session.last_access_ms = now_ms;
+        session.last_access_ms = session.last_access_ms.max(now_ms);
         (
             true,
             Frame::Integer(session.deadline_ms().saturating_sub(now_ms) as i64),

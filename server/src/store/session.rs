@@ -402,7 +402,8 @@ impl Store {
             };
             let (used, reply) = f(session);
             if used {
-                session.last_access_ms = now_ms;
+                // Never backwards: another connection's reading may be a little newer.
+                session.last_access_ms = session.last_access_ms.max(now_ms);
             }
             let deadline = session.deadline_ms();
             node.set_expires_at_ms(deadline);

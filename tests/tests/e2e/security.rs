@@ -225,6 +225,28 @@ fn unauthenticated_input_is_capped_and_the_connection_closed() {
     }
 }
 
+#[test]
+fn commands_after_reset_in_one_write_are_held_to_the_pre_authentication_limits() {
+    let server = protected();
+    let mut raw = server.raw();
+    raw.command(&[b"AUTH", PASSWORD.as_bytes()]);
+    assert_eq!(raw.reply(), Frame::ok());
+    // RESET logs the connection out; the eleven-argument command after it in the same write is
+    // decoded only once RESET has run, under the limits of an anonymous peer.
+    let mut pipeline = BytesMut::new();
+    ClientCodec::encode_command(&[&b"PING"[..]], &mut pipeline);
+    ClientCodec::encode_command(&[&b"RESET"[..]], &mut pipeline);
+    ClientCodec::encode_command(&[&b"MGET"[..]; 11], &mut pipeline);
+    raw.send(&pipeline);
+    assert_eq!(raw.reply(), Frame::simple("PONG"));
+    assert_eq!(raw.reply(), Frame::simple("RESET"));
+    assert_eq!(
+        error_text(&raw.reply()),
+        "ERR Protocol error: invalid multibulk length"
+    );
+    assert!(raw.closed());
+}
+
 /// The resident set of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
