@@ -178,9 +178,9 @@ pub struct Ctx<'a> {
     /// The time the command runs at, Unix ms (one reading serves a few pipelined commands: see
     /// [`BatchClock`]).
     pub now_ms: u64,
-    /// The connection's pending replies. A command whose reply is a copy of stored bytes (GET)
-    /// encodes it here under the shard's lock and returns no frame, rather than copying the
-    /// bytes into a frame that is then copied here.
+    /// The connection's pending replies. A command whose reply is a copy of stored bytes (GET,
+    /// MGET) encodes it here under the shard's lock and returns no frame, rather than copying
+    /// the bytes into a frame that is then copied here.
     pub out: &'a mut BytesMut,
 }
 
