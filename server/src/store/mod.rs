@@ -206,12 +206,7 @@ impl Store {
         /// A session-shaped string (a 216-byte block) spans four cache lines.
         const LINES: usize = 4;
         let (hash, shard_index) = self.map.locate(key);
-        let shard = self.map.read(shard_index);
-        for bucket in shard.iter_hash_buckets(hash) {
-            if let Some(node) = shard.get_bucket(bucket) {
-                node.prefetch(LINES);
-            }
-        }
+        table::prefetch(&self.map.read(shard_index), hash, LINES);
     }
 
     /// Runs `f` on the entry at `key`, expired or not, under a read lock, without counting a use.
@@ -512,11 +507,7 @@ impl Store {
         let shard_index = self.map.shard_of(first);
         let mut shard = self.map.write(shard_index);
         for &hash in group {
-            for bucket in shard.iter_hash_buckets(hash) {
-                if let Some(node) = shard.get_bucket(bucket) {
-                    node.prefetch(2);
-                }
-            }
+            table::prefetch(&shard, hash, 2);
         }
         for &hash in group {
             debug_assert_eq!(self.map.shard_of(hash), shard_index);

@@ -140,6 +140,17 @@ pub(crate) fn is(key: &[u8]) -> impl Fn(&Node) -> bool + '_ {
     move |node| node.key() == key
 }
 
+/// Asks the CPU for the first `lines` cache lines of every node in `shard` whose tag matches
+/// `hash` (usually just the one key's), without reading any node: the slots are searched now,
+/// the nodes arrive while the caller does other work.
+pub(crate) fn prefetch(shard: &Shard, hash: u64, lines: usize) {
+    for bucket in shard.iter_hash_buckets(hash) {
+        if let Some(node) = shard.get_bucket(bucket) {
+            node.prefetch(lines);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
