@@ -124,9 +124,15 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
     pub max_inline_len: Option<String>,
 
-    /// Threads that run connections and commands; 0: one per CPU core [default: 0].
+    /// Threads that run connections and commands; 0: one per CPU core but one, at least one
+    /// [default: 0].
     #[arg(long, env = "SESSIOND_THREADS")]
     pub threads: Option<u64>,
+
+    /// With one thread: how long, in microseconds, it keeps polling for requests after the last
+    /// before it sleeps (a core's CPU for lower latency under load); 0: never [default: 50].
+    #[arg(long, env = "SESSIOND_IDLE_POLL_US")]
+    pub idle_poll_us: Option<u64>,
 
     /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
@@ -255,8 +261,11 @@ pub struct Config {
     pub output_limit: Option<usize>,
     /// Input bounds per connection.
     pub limits: Limits,
-    /// Runtime worker threads; 0: one per CPU core.
+    /// Runtime worker threads; 0: automatic (see [`Config::worker_threads`]).
     pub threads: usize,
+    /// How long a single-threaded runtime polls for requests before it sleeps; zero: never
+    /// (see [`crate::idle_poll`]).
+    pub idle_poll: Duration,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_timeout: Duration,
     /// Period of the active expiry task.
@@ -296,6 +305,7 @@ impl Default for Config {
             output_limit: None,
             limits: Limits::default(),
             threads: 0,
+            idle_poll: Duration::from_micros(50),
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
             session_idle: Duration::from_secs(30 * 60),
@@ -342,6 +352,22 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+}
+
+impl Config {
+    /// The threads that run connections and commands: `threads`, or when it is 0, one per core
+    /// the process may use but one, at least one. The core left over serves the kernel's
+    /// network stack and the processes beside the server (the web servers, a load generator):
+    /// on two cores shared with a client, one thread that polls before it sleeps (see
+    /// [`crate::idle_poll`]) beats two that wake each other.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get() - 1)
+                .max(1),
+            threads => threads,
+        }
+    }
 }
 
 impl RawConfig {
@@ -397,6 +423,7 @@ impl RawConfig {
             max_command_args: self.max_command_args.or(fallback.max_command_args),
             max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
             threads: self.threads.or(fallback.threads),
+            idle_poll_us: self.idle_poll_us.or(fallback.idle_poll_us),
             shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
             active_expire_interval: self
                 .active_expire_interval
@@ -573,6 +600,10 @@ impl RawConfig {
                 as usize,
             limits,
             threads: range("threads", self.threads.unwrap_or(0), 0, 1024)? as usize,
+            idle_poll: match self.idle_poll_us {
+                Some(us) => Duration::from_micros(range("idle-poll-us", us, 0, 10_000)?),
+                None => defaults.idle_poll,
+            },
             shutdown_timeout: match self.shutdown_timeout {
                 Some(text) => duration_setting("shutdown-timeout", &text)?,
                 None => defaults.shutdown_timeout,
@@ -1005,6 +1036,21 @@ mod tests {
             config.users[1].password_sha256,
             Some(sha256(b"ops password"))
         );
+    }
+
+    #[test]
+    fn threads_and_idle_polling_resolve_from_their_settings() {
+        let config = users_from("").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        assert_eq!(config.worker_threads(), (cores - 1).max(1));
+        assert_eq!(config.idle_poll, Duration::from_micros(50));
+        let config = users_from("threads = 3\nidle-poll-us = 0").unwrap();
+        assert_eq!(config.worker_threads(), 3);
+        assert!(config.idle_poll.is_zero());
+        let config = users_from("idle-poll-us = 200").unwrap();
+        assert_eq!(config.idle_poll, Duration::from_micros(200));
+        let error = users_from("idle-poll-us = 10001").unwrap_err().to_string();
+        assert!(error.contains("idle-poll-us"), "{error}");
     }
 
     #[test]

@@ -90,7 +90,10 @@ where
         };
         match read {
             Ok(0) => break true,
-            Ok(n) => local.input_bytes += n as u64,
+            Ok(n) => {
+                local.input_bytes += n as u64;
+                crate::idle_poll::note_activity();
+            }
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(peer = %session.client().peer, "closing idle client (--timeout)");

@@ -19,6 +19,7 @@
 //! - [`cmd`]: the effect of each command.
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
+//! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
 
 pub mod auth;
 pub mod clients;
@@ -27,6 +28,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod glob;
+pub mod idle_poll;
 pub mod persist;
 pub mod server;
 pub mod stats;

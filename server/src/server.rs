@@ -227,6 +227,9 @@ impl Server {
                 .clone()
                 .run_periodic(wait_for_true(shared.shutdown_signal())),
         );
+        let idle_poll = shared.config.idle_poll;
+        let poller = crate::idle_poll::applies(idle_poll)
+            .then(|| tokio::spawn(crate::idle_poll::run(idle_poll)));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -260,6 +263,9 @@ impl Server {
         }
         let _ = expiry.await;
         let _ = periodic.await;
+        if let Some(poller) = poller {
+            poller.abort();
+        }
         let persistence = &shared.persistence;
         if persistence.config().is_some() && shared.final_save.load(Ordering::Relaxed) {
             // A BGSAVE may still be running; the final snapshot must come after it.

@@ -50,10 +50,16 @@ fn main() -> ExitCode {
         eprintln!("sessiond: bad configuration: log-level: {error}");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
-        builder.worker_threads(config.threads);
-    }
+    // One thread: the current-thread runtime, which has no work to share between threads, and
+    // can poll before it sleeps (`--idle-poll-us`).
+    let threads = config.worker_threads();
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -73,7 +73,8 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         ("maxclients", config.maxclients.to_string()),
-        ("io-threads", config.threads.to_string()),
+        ("io-threads", config.worker_threads().to_string()),
+        ("idle-poll-us", config.idle_poll.as_micros().to_string()),
         ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
         (
             "client-query-buffer-limit",

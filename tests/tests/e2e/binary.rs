@@ -60,6 +60,53 @@ fn serves_on_a_free_port_and_exits_cleanly_on_sigterm_and_sigint() {
     }
 }
 
+/// One thread (a current-thread runtime that polls before it sleeps, or not) and several (the
+/// multi-thread runtime) serve the same: a pipeline from several connections at once, and a
+/// graceful stop.
+#[test]
+fn one_thread_or_several_serve_the_same() {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let configurations: [(&[&str], String, &str); 4] = [
+        (&[], (cores - 1).max(1).to_string(), "50"),
+        (&["--threads", "1"], "1".to_owned(), "50"),
+        (
+            &["--threads", "1", "--idle-poll-us", "0"],
+            "1".to_owned(),
+            "0",
+        ),
+        (
+            &["--threads", "3", "--idle-poll-us", "300"],
+            "3".to_owned(),
+            "300",
+        ),
+    ];
+    for (args, threads, idle_poll) in configurations {
+        let mut daemon = Daemon::start(&[&["--port", "0"], args].concat(), &[]);
+        let mut con = daemon.client(false);
+        assert_eq!(config_get(&mut con, "io-threads"), threads, "{args:?}");
+        assert_eq!(config_get(&mut con, "idle-poll-us"), idle_poll, "{args:?}");
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let mut con = daemon.client(writer % 2 == 0);
+                scope.spawn(move || {
+                    let mut pipe = redis::pipe();
+                    for n in 0..200 {
+                        pipe.set(format!("k:{writer}:{n}"), n).ignore();
+                        pipe.get(format!("k:{writer}:{n}"));
+                    }
+                    let got: Vec<u32> = pipe.query(&mut con).expect("pipeline");
+                    assert_eq!(got, (0..200).collect::<Vec<u32>>(), "{args:?}");
+                });
+            }
+        });
+        let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+        assert_eq!(size, 800, "{args:?}");
+        let (status, log) = daemon.signal_and_wait("TERM");
+        assert_eq!(status.code(), Some(0), "{args:?}: {status}; log:\n{log}");
+        assert!(log.contains("shutdown complete"), "{args:?}: {log}");
+    }
+}
+
 #[test]
 fn sigterm_as_soon_as_it_listens_is_a_graceful_stop() {
     // A supervisor may signal the moment the address is logged; the handler must already be
@@ -112,6 +159,11 @@ fn bad_configuration_exits_64_naming_the_setting() {
             &["maxmemory-policy", "allkeys-random"],
         ),
         (&["--port", "0", "--threads", "5000"], &[], &["threads"]),
+        (
+            &["--port", "0", "--idle-poll-us", "10001"],
+            &[],
+            &["idle-poll-us"],
+        ),
         (
             &["--config", unknown_key],
             &[],
