@@ -129,8 +129,9 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_THREADS")]
     pub threads: Option<u64>,
 
-    /// With one thread: how long, in microseconds, it keeps polling for requests after the last
-    /// before it sleeps (a core's CPU for lower latency under load); 0: never [default: 50].
+    /// With one thread and more than one core: how long, in microseconds, the thread keeps
+    /// polling for requests after the last before it sleeps (CPU for lower latency under load);
+    /// 0: never [default: 50].
     #[arg(long, env = "SESSIOND_IDLE_POLL_US")]
     pub idle_poll_us: Option<u64>,
 
@@ -261,7 +262,8 @@ pub struct Config {
     pub output_limit: Option<usize>,
     /// Input bounds per connection.
     pub limits: Limits,
-    /// Runtime worker threads; 0: automatic (see [`Config::worker_threads`]).
+    /// Runtime worker threads; 0 (the default before validation): automatic (see
+    /// [`Config::worker_threads`]), which [`RawConfig::validate`] resolves.
     pub threads: usize,
     /// How long a single-threaded runtime polls for requests before it sleeps; zero: never
     /// (see [`crate::idle_poll`]).
@@ -362,12 +364,18 @@ impl Config {
     /// [`crate::idle_poll`]) beats two that wake each other.
     pub fn worker_threads(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |cores| cores.get() - 1)
-                .max(1),
+            0 => automatic_threads(),
             threads => threads,
         }
     }
+}
+
+/// One thread per core the process may use but one, at least one. Worked out once, by
+/// [`RawConfig::validate`]: the count reads the cgroup's files.
+fn automatic_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |cores| cores.get() - 1)
+        .max(1)
 }
 
 impl RawConfig {
@@ -599,7 +607,10 @@ impl RawConfig {
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
-            threads: range("threads", self.threads.unwrap_or(0), 0, 1024)? as usize,
+            threads: match range("threads", self.threads.unwrap_or(0), 0, 1024)? {
+                0 => automatic_threads(),
+                threads => threads as usize,
+            },
             idle_poll: match self.idle_poll_us {
                 Some(us) => Duration::from_micros(range("idle-poll-us", us, 0, 10_000)?),
                 None => defaults.idle_poll,

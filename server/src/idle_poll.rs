@@ -24,6 +24,7 @@ thread_local! {
         Poller {
             activity: Cell::new(0),
             asleep: Cell::new(false),
+            running: Cell::new(false),
             waker: RefCell::new(None),
         }
     };
@@ -35,6 +36,8 @@ struct Poller {
     activity: Cell<u64>,
     /// Whether the poller waits for the next read to start polling again.
     asleep: Cell<bool>,
+    /// Whether a poller runs on this thread (two servers on one runtime share one).
+    running: Cell<bool>,
     waker: RefCell<Option<Waker>>,
 }
 
@@ -45,7 +48,8 @@ pub fn note_activity() {
     POLLER.with(|poller| {
         poller.activity.set(poller.activity.get().wrapping_add(1));
         if poller.asleep.replace(false) {
-            if let Some(waker) = poller.waker.borrow_mut().take() {
+            let waker = poller.waker.borrow_mut().take();
+            if let Some(waker) = waker {
                 waker.wake();
             }
         }
@@ -63,10 +67,27 @@ pub fn applies(window: Duration) -> bool {
         && std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1)
 }
 
-/// The poller: spawned once on a current-thread runtime (see [`applies`]), it runs until aborted.
-/// It sleeps until a connection reads, then keeps the runtime polling until `window` passes
-/// without a read.
-pub async fn run(window: Duration) {
+/// The poller: spawned on a current-thread runtime (see [`applies`]), it runs until dropped
+/// (aborted). It sleeps until a connection reads, then keeps the runtime polling until `window`
+/// passes without a read. A second poller on the same thread returns at once: the first serves
+/// every connection on it.
+pub(crate) async fn run(window: Duration) {
+    if POLLER.with(|poller| poller.running.replace(true)) {
+        return;
+    }
+    // Dropped with the task: the thread's state is left as if no poller had run.
+    struct Stopped;
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            // `try_with`: the task may be dropped while the thread's locals are torn down.
+            let _ = POLLER.try_with(|poller| {
+                poller.running.set(false);
+                poller.asleep.set(false);
+                poller.waker.borrow_mut().take()
+            });
+        }
+    }
+    let _stopped = Stopped;
     loop {
         POLLER.with(|poller| poller.asleep.set(true));
         poll_fn(|cx| {
@@ -102,8 +123,14 @@ async fn poll_until_idle(window: Duration) {
     }
 }
 
-/// Whether this thread's poller waits for a read (for tests).
-pub fn asleep() -> bool {
+/// Whether a poller runs on this thread.
+pub fn running() -> bool {
+    POLLER.with(|poller| poller.running.get())
+}
+
+/// Whether this thread's poller waits for a read.
+#[cfg(test)]
+fn asleep() -> bool {
     POLLER.with(|poller| poller.asleep.get())
 }
 
@@ -147,6 +174,18 @@ mod tests {
             until_asleep(true).await;
             note_activity();
             assert!(!super::asleep());
+            until_asleep(true).await;
+
+            // A second poller on the thread leaves the work to the first.
+            tokio::spawn(run(Duration::from_micros(200))).await.unwrap();
+            note_activity();
+            assert!(!super::asleep(), "the first still answers reads");
+            until_asleep(true).await;
+            // Once the first is gone, the thread's state is as before, and a new one runs.
+            poller.abort();
+            assert!(poller.await.unwrap_err().is_cancelled());
+            assert!(!super::asleep());
+            let poller = tokio::spawn(run(Duration::from_micros(200)));
             until_asleep(true).await;
             poller.abort();
         });

@@ -37,5 +37,5 @@ pub mod tls;
 
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, ConfigError, LogFormat, RawConfig};
-pub use server::{run, Server, ServerError, Shared};
+pub use server::{build_runtime, run, Server, ServerError, Shared};
 pub use store::Store;

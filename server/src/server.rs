@@ -228,8 +228,10 @@ impl Server {
                 .run_periodic(wait_for_true(shared.shutdown_signal())),
         );
         let idle_poll = shared.config.idle_poll;
-        let poller = crate::idle_poll::applies(idle_poll)
-            .then(|| tokio::spawn(crate::idle_poll::run(idle_poll)));
+        // Stopped however `run` ends, dropped included.
+        let _poller = crate::idle_poll::applies(idle_poll).then(|| {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::idle_poll::run(idle_poll)))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -263,9 +265,6 @@ impl Server {
         }
         let _ = expiry.await;
         let _ = periodic.await;
-        if let Some(poller) = poller {
-            poller.abort();
-        }
         let persistence = &shared.persistence;
         if persistence.config().is_some() && shared.final_save.load(Ordering::Relaxed) {
             // A BGSAVE may still be running; the final snapshot must come after it.
@@ -275,6 +274,21 @@ impl Server {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The runtime for a server with `config`: with one thread, the current-thread runtime, which
+/// has no work to share between threads and can poll before it sleeps (`--idle-poll-us`, see
+/// [`crate::idle_poll`]); with more, the multi-thread runtime with that many workers.
+pub fn build_runtime(config: &Config) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match config.worker_threads() {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+    };
+    builder.enable_all().build()
 }
 
 /// Runs a server on `listener` with `config` until `shutdown` resolves.

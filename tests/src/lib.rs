@@ -70,11 +70,8 @@ impl TestServer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("test runtime");
+            // The runtime the binary would run: on two cores (CI), one thread that polls.
+            let runtime = sessiond::build_runtime(&config).expect("test runtime");
             let handle = runtime.handle().clone();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -214,6 +211,16 @@ impl TestServer {
                     .expect("expiry task alive");
             }
         });
+    }
+
+    /// `f`'s result, run in a task on the server's runtime (on one of its threads).
+    pub fn on_server_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        self.runtime
+            .block_on(self.runtime.spawn(async move { f() }))
+            .expect("task on the server's runtime")
     }
 
     /// Now on the server's clock, Unix ms.

@@ -50,17 +50,7 @@ fn main() -> ExitCode {
         eprintln!("sessiond: bad configuration: log-level: {error}");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
-    // One thread: the current-thread runtime, which has no work to share between threads, and
-    // can poll before it sleeps (`--idle-poll-us`).
-    let threads = config.worker_threads();
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match sessiond::build_runtime(&config) {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");

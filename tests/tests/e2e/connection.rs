@@ -711,3 +711,51 @@ fn shutdown_from_a_client_stops_the_server() {
     }
     assert!(server.shared.shutting_down());
 }
+
+/// The runtime is the binary's: on two cores or more, one thread runs everything and polls its
+/// sockets before it sleeps (a poller task on that thread), unless `--idle-poll-us 0`; with more
+/// threads, none polls.
+#[test]
+fn the_server_thread_polls_when_it_is_alone_on_a_core_to_spare() {
+    let spare_core = std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 1);
+    for (config, polls) in [
+        (
+            Config::default(),
+            spare_core && Config::default().worker_threads() == 1,
+        ),
+        (
+            Config {
+                threads: 1,
+                ..Config::default()
+            },
+            spare_core,
+        ),
+        (
+            Config {
+                threads: 1,
+                idle_poll: std::time::Duration::ZERO,
+                ..Config::default()
+            },
+            false,
+        ),
+        (
+            Config {
+                threads: 2,
+                ..Config::default()
+            },
+            false,
+        ),
+    ] {
+        let threads = config.threads;
+        let server = TestServer::with_config(config);
+        let mut con = server.client();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+        let value: String = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+        assert_eq!(value, "v");
+        assert_eq!(
+            server.on_server_runtime(sessiond::idle_poll::running),
+            polls,
+            "threads {threads}"
+        );
+    }
+}
