@@ -135,6 +135,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_IDLE_POLL_US")]
     pub idle_poll_us: Option<u64>,
 
+    /// Turn off transparent huge pages for the process (Linux; as Redis's `disable-thp`): `yes`
+    /// or `no` [default: yes].
+    #[arg(long, env = "SESSIOND_DISABLE_THP")]
+    pub disable_thp: Option<String>,
+
     /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<String>,
@@ -268,6 +273,10 @@ pub struct Config {
     /// How long a single-threaded runtime polls for requests before it sleeps; zero: never
     /// (see [`crate::idle_poll`]).
     pub idle_poll: Duration,
+    /// Whether the binary turns transparent huge pages off for its process: zeroing a 2 MiB page
+    /// on the fault that first touches it stalls the thread for milliseconds while the keyspace
+    /// grows.
+    pub disable_thp: bool,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_timeout: Duration,
     /// Period of the active expiry task.
@@ -308,6 +317,7 @@ impl Default for Config {
             limits: Limits::default(),
             threads: 0,
             idle_poll: Duration::from_micros(50),
+            disable_thp: true,
             shutdown_timeout: Duration::from_secs(10),
             active_expire_interval: Duration::from_millis(100),
             session_idle: Duration::from_secs(30 * 60),
@@ -432,6 +442,7 @@ impl RawConfig {
             max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
             threads: self.threads.or(fallback.threads),
             idle_poll_us: self.idle_poll_us.or(fallback.idle_poll_us),
+            disable_thp: self.disable_thp.or(fallback.disable_thp),
             shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
             active_expire_interval: self
                 .active_expire_interval
@@ -520,17 +531,8 @@ impl RawConfig {
             });
         }
         let requirepass = requirepass.map(Secret::new);
-        let protected_mode = match self.protected_mode.as_deref() {
-            None | Some("yes") => true,
-            Some("no") => false,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    setting: "protected-mode",
-                    value: other.to_owned(),
-                    reason: "expected yes or no".to_owned(),
-                })
-            }
-        };
+        let protected_mode = yes_or_no("protected-mode", self.protected_mode.as_deref(), true)?;
+        let disable_thp = yes_or_no("disable-thp", self.disable_thp.as_deref(), true)?;
         let users = users(self.users)?;
         if protected_mode && requirepass.is_none() && users.is_empty() && !bind.is_loopback() {
             return Err(ConfigError::Invalid {
@@ -615,6 +617,7 @@ impl RawConfig {
                 Some(us) => Duration::from_micros(range("idle-poll-us", us, 0, 10_000)?),
                 None => defaults.idle_poll,
             },
+            disable_thp,
             shutdown_timeout: match self.shutdown_timeout {
                 Some(text) => duration_setting("shutdown-timeout", &text)?,
                 None => defaults.shutdown_timeout,
@@ -875,6 +878,24 @@ fn tls(
     Ok(Some(TlsConfig::load(tls_port, files)?))
 }
 
+/// A `yes`/`no` setting; `default` when unset.
+fn yes_or_no(
+    setting: &'static str,
+    value: Option<&str>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        Some(other) => Err(ConfigError::Invalid {
+            setting,
+            value: other.to_owned(),
+            reason: "expected yes or no".to_owned(),
+        }),
+    }
+}
+
 fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
     if (min..=max).contains(&value) {
         Ok(value)
@@ -1062,6 +1083,13 @@ mod tests {
         assert_eq!(config.idle_poll, Duration::from_micros(200));
         let error = users_from("idle-poll-us = 10001").unwrap_err().to_string();
         assert!(error.contains("idle-poll-us"), "{error}");
+        assert!(users_from("").unwrap().disable_thp);
+        assert!(!users_from("disable-thp = \"no\"").unwrap().disable_thp);
+        let error = users_from("disable-thp = \"off\"").unwrap_err().to_string();
+        assert!(
+            error.contains("disable-thp") && error.contains("yes or no"),
+            "{error}"
+        );
     }
 
     #[test]

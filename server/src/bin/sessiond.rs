@@ -50,6 +50,9 @@ fn main() -> ExitCode {
         eprintln!("sessiond: bad configuration: log-level: {error}");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
+    if config.disable_thp {
+        disable_transparent_huge_pages();
+    }
     let runtime = match sessiond::build_runtime(&config) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -65,6 +68,26 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// `--disable-thp yes` (the default): no transparent huge pages for this process, as Redis does
+/// with `prctl(PR_SET_THP_DISABLE)`. The allocator asks for huge pages, and the fault that first
+/// touches one zeroes 2 MiB, stalling the thread for milliseconds: creating sessions without
+/// pause measured a p99 of 5 ms with them and 0.8–0.9 ms without (and 255 bytes a key against
+/// 260). Pages already huge stay so. A refusal is logged, not fatal.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn disable_transparent_huge_pages() {
+    let (disable, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+    // SAFETY: PR_SET_THP_DISABLE takes integers and touches no memory of this process.
+    let status = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, disable, unused, unused, unused) };
+    if status != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "cannot turn transparent huge pages off (--disable-thp)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_transparent_huge_pages() {}
 
 /// `sessiond hash-password`: one line of standard input → its SHA-256 digest, for a
 /// `[[user]]`'s `password-sha256` (the password never appears in `ps` or the shell history

@@ -75,6 +75,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("maxclients", config.maxclients.to_string()),
         ("io-threads", config.worker_threads().to_string()),
         ("idle-poll-us", config.idle_poll.as_micros().to_string()),
+        (
+            "disable-thp",
+            if config.disable_thp { "yes" } else { "no" }.to_owned(),
+        ),
         ("proto-max-bulk-len", config.limits.max_bulk_len.to_string()),
         (
             "client-query-buffer-limit",

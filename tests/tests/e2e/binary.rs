@@ -107,6 +107,29 @@ fn one_thread_or_several_serve_the_same() {
     }
 }
 
+/// The process runs without transparent huge pages unless told otherwise (Linux: the
+/// `THP_enabled` line of `/proc/<pid>/status`, from kernel 5.0 on).
+#[test]
+fn transparent_huge_pages_are_off_unless_asked_for() {
+    for (args, setting, enabled) in [
+        (&[][..], "yes", "0"),
+        (&["--disable-thp", "no"][..], "no", "1"),
+    ] {
+        let mut daemon = Daemon::start(&[&["--port", "0"], args].concat(), &[]);
+        let mut con = daemon.client(false);
+        assert_eq!(config_get(&mut con, "disable-thp"), setting);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()));
+        if let Some(line) = status
+            .iter()
+            .flat_map(|status| status.lines())
+            .find(|line| line.starts_with("THP_enabled:"))
+        {
+            assert_eq!(line.split_whitespace().nth(1), Some(enabled), "{args:?}");
+        }
+        daemon.stop();
+    }
+}
+
 #[test]
 fn sigterm_as_soon_as_it_listens_is_a_graceful_stop() {
     // A supervisor may signal the moment the address is logged; the handler must already be
@@ -163,6 +186,11 @@ fn bad_configuration_exits_64_naming_the_setting() {
             &["--port", "0", "--idle-poll-us", "10001"],
             &[],
             &["idle-poll-us"],
+        ),
+        (
+            &["--port", "0", "--disable-thp", "maybe"],
+            &[],
+            &["disable-thp", "maybe"],
         ),
         (
             &["--config", unknown_key],
