@@ -380,8 +380,9 @@ impl Config {
     }
 }
 
-/// One thread per core the process may use but one, at least one. Worked out once, by
-/// [`RawConfig::validate`]: the count reads the cgroup's files.
+/// One thread per core the process may use but one, at least one. The count reads the cgroup's
+/// files: [`RawConfig::validate`] works it out once; a `Config` built otherwise (such as
+/// `Config::default()`) on each [`Config::worker_threads`] call.
 fn automatic_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |cores| cores.get() - 1)

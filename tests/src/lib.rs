@@ -213,7 +213,8 @@ impl TestServer {
         });
     }
 
-    /// `f`'s result, run in a task on the server's runtime (on one of its threads).
+    /// `f`'s result, run in a task on the server's runtime (on one of its threads), while the
+    /// server runs.
     pub fn on_server_runtime<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
