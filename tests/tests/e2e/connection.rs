@@ -689,10 +689,12 @@ fn shutdown_from_a_client_stops_the_server() {
     assert_eq!(raw.read_frame(), None);
     assert!(bystander.closed(), "every connection is closed");
     // The listener goes away: new connections are refused. One that slips in before the
-    // accept loop has stopped is closed without being served, so each attempt ends.
+    // accept loop has stopped is closed without being served, or reset by the kernel when the
+    // listener closes during its handshake, so each attempt ends.
     loop {
         match TcpStream::connect(server.addr) {
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => continue,
             Err(e) => panic!("connect failed unexpectedly: {e}"),
             Ok(mut late) => {
                 late.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
