@@ -1,10 +1,16 @@
 # common.sh — helpers the comparison scripts in benches/ share; sourced, not run.
 
-# A loopback port nothing listens on (a connection to it is refused).
+# A loopback port nothing listens on (a connection to it is refused), below the kernel's
+# ephemeral range: a port in that range may be the local end of a benchmark client's connection
+# in TIME_WAIT, and a server cannot bind it (Linux's bind conflicts with such a socket unless
+# both set SO_REUSEADDR; a client's does not).
 free_port() {
-    local port
+    local port low=32768 range
+    if read -r range _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((range > 2048)); then
+        low=$range
+    fi
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((1024 + RANDOM % (low - 1024)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
