@@ -6,7 +6,7 @@
 # both set SO_REUSEADDR; a client's does not).
 free_port() {
     local port low=32768 range
-    if read -r range _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null && ((range > 2048)); then
+    if read -r range _ 2>/dev/null </proc/sys/net/ipv4/ip_local_port_range && ((range > 2048)); then
         low=$range
     fi
     for _ in $(seq 100); do
