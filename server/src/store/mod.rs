@@ -13,6 +13,7 @@
 mod entry;
 pub mod evict;
 pub mod expiry;
+mod fields;
 pub mod journal;
 pub mod session;
 mod table;
@@ -886,6 +887,36 @@ mod tests {
             assert!(partway >= 2, "the expiry yielded partway: {seen:?}");
         });
         assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
+    }
+
+    #[test]
+    fn a_write_to_a_large_hash_visits_none_of_its_fields() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let fields: Fields = (0..10_000u32)
+            .map(|i| (Bytes::from(format!("f{i}")), Bytes::from("1")))
+            .collect();
+        store.upsert(b"h", start, |_| {
+            (Some(Entry::new(Value::Hash(Box::new(fields)), 0)), ())
+        });
+        fields::WALKED.with(|walked| walked.set(0));
+        for _ in 0..100 {
+            // HINCRBY h f0 1, as the command does it.
+            store.modify(b"h", start, |mut node| {
+                if let ValueMut::Hash(fields) = node.value_mut() {
+                    let old = fields.get(&b"f0"[..]).cloned().unwrap_or_default();
+                    fields.insert(
+                        Bytes::from("f0"),
+                        Bytes::from([old, Bytes::from("1")].concat()),
+                    );
+                }
+                (false, ())
+            });
+        }
+        assert_eq!(fields::WALKED.with(|walked| walked.get()), 0);
+        let footprint = store.peek(b"h", |node| node.map(Node::footprint));
+        assert_eq!(Some(store.used_memory()), footprint);
     }
 
     #[test]
