@@ -53,6 +53,9 @@ pub const EXPIRY_BATCH: usize = 200;
 const EXPIRY_MAX_SLICE: Duration = Duration::from_millis(1);
 /// At most this many due keys of one shard are examined under one hold of its write lock.
 const EXPIRY_GROUP: usize = 64;
+/// The expiry index is compacted (stale positions dropped) once it holds more positions than
+/// twice the keys with a deadline, or than this.
+const INDEX_FLOOR: usize = 1024;
 
 /// The keyspace shared by every connection.
 #[derive(Debug)]
@@ -267,6 +270,8 @@ impl Store {
                     node.replace(new);
                 }
                 self.after_write(shard_index, hash, node, before, now_ms, &rec);
+                drop(shard);
+                self.bound_index();
                 return reply;
             }
             TableEntry::Vacant(vacant) => vacant,
@@ -281,6 +286,7 @@ impl Store {
         if let Some(old) = dead {
             self.after_remove(&old, Before::of(&old), Removal::Expired);
         }
+        self.bound_index();
         reply
     }
 
@@ -296,14 +302,16 @@ impl Store {
         let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         match shard.entry(hash, is(key), self.map.rehash()) {
-            TableEntry::Occupied(_) => Err(entry),
+            TableEntry::Occupied(_) => return Err(entry),
             TableEntry::Vacant(vacant) => {
                 let mut node = Node::new(key, entry);
                 self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, rec);
                 vacant.insert(node);
-                Ok(())
             }
         }
+        drop(shard);
+        self.bound_index();
+        Ok(())
     }
 
     /// Removes `key` if `approve` accepts its entry (dead or alive), under the shard's write
@@ -355,6 +363,8 @@ impl Store {
             let (delete, reply) = f(NodeMut::new(occupied.get_mut()));
             if !delete {
                 self.after_write(shard_index, hash, occupied.get_mut(), before, now_ms, &rec);
+                drop(shard);
+                self.bound_index();
                 return Some(reply);
             }
             (Removal::Deleted, Some(reply))
@@ -714,19 +724,53 @@ impl Store {
         }
         if has_deadline {
             let tick = self.index.tick_of(node.expires_at_ms());
-            // Queued again when the deadline moved to an earlier tick, or may have moved
-            // earlier within its tick: the index takes the tick under way only once the
-            // earliest deadline it knows there has passed. A key then queued twice under one
-            // tick is examined twice; once it is gone, the second position finds nothing.
+            let queued = node.queued_tick();
             let sooner = before.expires_at_ms == 0 || node.expires_at_ms() < before.expires_at_ms;
-            if node.queued_tick() == 0
-                || tick < node.queued_tick()
-                || (tick == node.queued_tick() && sooner)
-            {
+            if queued == 0 || tick < queued {
+                // Queued again when the deadline moved to an earlier tick (the position at the
+                // later one goes stale).
                 node.set_queued_tick(tick);
                 self.index.queue(hash, tick, node.expires_at_ms());
+            } else if tick == queued && sooner {
+                // Earlier within its tick: the index takes the tick under way only once the
+                // earliest deadline it knows there has passed, so that one is lowered.
+                self.index.lower(hash, tick, node.expires_at_ms());
             }
         }
+    }
+
+    /// Keeps the expiry index within twice the keys with a deadline or [`INDEX_FLOOR`], give or
+    /// take a round of its shards: past that, each write compacts one of them (a key's
+    /// positions at earlier ticks, those of deleted keys, go; the work is O(the shard), repaid
+    /// by the stale positions that made the index outgrow the bound). Call with no map lock
+    /// held: the compaction looks keys up.
+    fn bound_index(&self) {
+        let limit = usize::try_from(self.volatile_len())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(INDEX_FLOOR);
+        if self.index.len() > limit {
+            self.index
+                .compact_next(|tick, hash| self.is_queued_under(tick, hash));
+        }
+    }
+
+    /// Whether a key of hash `hash` with a deadline is queued under `tick`, for a compaction of
+    /// the expiry index. One queued there without a deadline any more (PERSIST) is marked as
+    /// not queued, as its position is about to be dropped.
+    fn is_queued_under(&self, tick: u32, hash: u64) -> bool {
+        let mut shard = self.map.write(self.map.shard_of(hash));
+        let mut queued = false;
+        for node in shard.iter_hash_mut(hash) {
+            if node.queued_tick() == tick && self.map.hash(node.key()) == hash {
+                if node.expires_at_ms() != 0 {
+                    queued = true;
+                } else {
+                    node.set_queued_tick(0);
+                }
+            }
+        }
+        queued
     }
 
     /// The journal of changes that a snapshot in progress records.
@@ -795,6 +839,7 @@ impl Store {
             }
         };
         drop(shard);
+        self.bound_index();
         if let Some(old) = old {
             self.used.sub(old.footprint());
             if old.expires_at_ms() != 0 {
@@ -847,6 +892,58 @@ mod tests {
         set(late);
         set(early);
         manual.advance(early - start);
+        store.reclaim_expired();
+        assert_eq!((store.len(), store.expired_keys()), (0, 1));
+    }
+
+    #[test]
+    fn deadlines_moved_earlier_again_and_again_leave_the_index_bounded() {
+        // Positions a stale-ridden index may hold before it is compacted, one shard at a time.
+        let bound = INDEX_FLOOR + expiry::SHARDS;
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let put = |key: &[u8], deadline: u64| {
+            store.upsert(key, start, |_| {
+                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+            })
+        };
+        let pexpire = |key: &[u8], deadline: u64| {
+            store.modify(key, start, |mut node| {
+                node.set_expires_at_ms(deadline);
+                (false, ())
+            })
+        };
+        put(b"k", 0);
+        // Within one tick, a deadline moved earlier lowers the tick's earliest deadline.
+        let first = start + 400_063;
+        assert_eq!(store.index.tick_of(first), store.index.tick_of(first - 40));
+        for deadline in (first - 40..=first).rev() {
+            pexpire(b"k", deadline);
+        }
+        assert_eq!(store.expiry_index_len(), 1);
+        // 200k PEXPIREs, each 1 ms earlier than the last (a new tick every 64).
+        let moves = 200_000;
+        let mut max_len = 0;
+        for i in 0..moves {
+            pexpire(b"k", first - 41 - i);
+            max_len = max_len.max(store.expiry_index_len());
+        }
+        assert!(max_len <= bound, "{max_len} positions for one key");
+        // Keys given a deadline and deleted leave stale positions, bounded too.
+        for i in 0..10_000 {
+            let key = format!("gone:{i}");
+            put(key.as_bytes(), start + 500_000);
+            store.remove(key.as_bytes(), start);
+            max_len = max_len.max(store.expiry_index_len());
+        }
+        assert!(max_len <= bound, "{max_len} positions for one key");
+        // The key still expires at its last deadline, not before.
+        let deadline = first - 40 - moves;
+        manual.advance(deadline - 1 - start);
+        store.reclaim_expired();
+        assert_eq!((store.len(), store.expired_keys()), (1, 0));
+        manual.advance(1);
         store.reclaim_expired();
         assert_eq!((store.len(), store.expired_keys()), (0, 1));
     }
