@@ -193,6 +193,36 @@ impl ExpiryIndex {
         self.len() == 0
     }
 
+    /// Up to `n` queued hashes for an eviction to consider (stale ones included), taken from the
+    /// shards in turn from a random one: with `earliest`, a random one of each shard's earliest
+    /// tick (`volatile-ttl`); otherwise one at a random place in a random tick. `random` gives
+    /// the randomness. O(n log ticks), whatever the keyspace.
+    pub fn sample(&self, n: usize, earliest: bool, mut random: impl FnMut() -> u64) -> Vec<u64> {
+        let mut sampled = Vec::with_capacity(n);
+        let first = random() as usize;
+        for turn in 0..n {
+            let map = lock(&self.shards[first.wrapping_add(turn) % SHARDS]);
+            let tick = if earliest {
+                map.values().next()
+            } else {
+                let (Some(&low), Some(&high)) = (map.keys().next(), map.keys().next_back()) else {
+                    continue;
+                };
+                let span = u64::from(high - low) + 1;
+                // Below `high`, so within u32.
+                let at = low + (random() % span) as u32;
+                map.range(at..).next().map(|(_, tick)| tick)
+            };
+            let Some(hashes) = tick.map(|tick| &tick.hashes).filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            if let Some(&hash) = hashes.get(random() as usize % hashes.len()) {
+                sampled.push(hash);
+            }
+        }
+        sampled
+    }
+
     /// Forgets everything (FLUSHALL).
     pub fn clear(&self) {
         for shard in self.shards.iter() {

@@ -755,6 +755,14 @@ impl Store {
         }
     }
 
+    /// Compacts every shard of the expiry index (see [`Store::bound_index`]): O(the index).
+    fn compact_index(&self) {
+        for _ in 0..expiry::SHARDS {
+            self.index
+                .compact_next(|tick, hash| self.is_queued_under(tick, hash));
+        }
+    }
+
     /// Whether a key of hash `hash` with a deadline is queued under `tick`, for a compaction of
     /// the expiry index. One queued there without a deadline any more (PERSIST) is marked as
     /// not queued, as its position is about to be dropped.
