@@ -957,6 +957,73 @@ mod tests {
     }
 
     #[test]
+    fn no_key_escapes_the_active_expiry_while_the_index_is_compacted() {
+        // Writers move deadlines earlier, later, away and back, delete and recreate keys, so
+        // that the index outgrows its bound and is compacted while the expiry takes due ticks
+        // and the clock moves: afterwards every dead key must still be reclaimed actively.
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        let writers: Vec<_> = (0..3u64)
+            .map(|writer| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut x = writer * 7919 + 1;
+                    for _ in 0..60_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = format!("k:{writer}:{}", x % 300);
+                        let now = store.now_ms();
+                        let deadline = match x % 7 {
+                            0 => 0,
+                            _ => now + 1 + (x >> 8) % 2_000,
+                        };
+                        match (x >> 4) % 5 {
+                            0 => {
+                                store.remove(key.as_bytes(), now);
+                            }
+                            1 => store.upsert(key.as_bytes(), now, |_| {
+                                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+                            }),
+                            _ => {
+                                store.modify(key.as_bytes(), now, |mut node| {
+                                    node.set_expires_at_ms(deadline);
+                                    (false, ())
+                                });
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        while !writers.iter().all(|w| w.is_finished()) {
+            manual.advance(3);
+            store.reclaim_expired();
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        manual.advance(10_000);
+        store.reclaim_expired();
+        let now = store.now_ms();
+        let mut dead = 0;
+        for shard in 0..store.shard_count() {
+            dead += store
+                .map
+                .read(shard)
+                .iter()
+                .filter(|n| n.is_expired(now))
+                .count();
+        }
+        assert_eq!(
+            dead, 0,
+            "keys past their deadline left by the active expiry"
+        );
+        assert_eq!(store.volatile_len(), 0);
+    }
+
+    #[test]
     fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
