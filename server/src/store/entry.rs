@@ -16,17 +16,14 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
-use std::collections::HashMap;
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 
+pub use super::fields::Fields;
 use super::session::SessionRecord;
-
-/// A hash's fields, or a session's.
-pub type Fields = HashMap<Bytes, Bytes, ahash::RandomState>;
 
 /// A value to store. The larger kinds are boxed so that passing one around stays cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -545,13 +542,11 @@ impl Node {
     }
 
     /// The memory this key is accounted for (`used_memory`, and what `--maxmemory` limits): its
-    /// bytes plus fixed estimates of the structures around them.
+    /// bytes plus fixed estimates of the structures around them. O(1): a hash's or a session's
+    /// field bytes are a running total ([`Fields::data_bytes`]), not a walk.
     pub fn footprint(&self) -> u64 {
         let fields = |fields: &Fields| -> u64 {
-            fields
-                .iter()
-                .map(|(f, v)| (f.len() + v.len()) as u64 + FIELD_OVERHEAD)
-                .sum()
+            fields.data_bytes() as u64 + fields.len() as u64 * FIELD_OVERHEAD
         };
         let value = match self.value() {
             ValueRef::Str(string) => string.len() as u64,
@@ -712,6 +707,45 @@ mod tests {
         assert_eq!(
             node.clone().into_entry().value,
             Value::Session(Box::new(record))
+        );
+    }
+
+    #[test]
+    fn a_footprint_is_counted_without_walking_the_fields() {
+        use crate::store::fields::WALKED;
+        let fields: Fields = (0..1_000u32)
+            .map(|i| (Bytes::from(format!("f{i}")), Bytes::from(vec![b'v'; 10])))
+            .collect();
+        let data = fields.iter().map(|(f, v)| f.len() + v.len()).sum::<usize>() as u64;
+        let session = SessionRecord {
+            user: Some(Bytes::from("ada")),
+            fields: fields.clone(),
+            created_ms: 1,
+            last_access_ms: 1,
+            idle_ms: 1,
+            absolute_ms: 1,
+            version: 1,
+        };
+        let hash = Node::new(b"h", Entry::new(Value::Hash(Box::new(fields)), 0));
+        let session = Node::new(b"s", Entry::new(Value::Session(Box::new(session)), 0));
+        WALKED.with(|walked| walked.set(0));
+        let per_field = 1_000 * FIELD_OVERHEAD + data;
+        assert_eq!(
+            hash.footprint(),
+            KEY_OVERHEAD + 1 + COMPLEX_OVERHEAD + per_field
+        );
+        assert_eq!(
+            session.footprint(),
+            KEY_OVERHEAD + 1 + COMPLEX_OVERHEAD + per_field + 3
+        );
+        assert_eq!(
+            session.as_session().map(|s| s.data_bytes() as u64),
+            Some(data)
+        );
+        assert_eq!(
+            WALKED.with(|walked| walked.get()),
+            0,
+            "no field was visited"
         );
     }
 

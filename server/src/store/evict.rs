@@ -1,11 +1,14 @@
 //! `--maxmemory`: making room by evicting keys under the configured policy.
 //!
-//! As in Redis, LRU is approximate: each eviction samples a few keys from random shards (at a
-//! random position inside each) and removes the best candidate among them — the least recently
-//! used, or for `volatile-ttl` the one whose deadline is nearest. Keys already past their
-//! deadline are always the first choice. An evicted key goes through the same bookkeeping as a
-//! deleted one (journal, expiry index, per-user session index), and is counted in
-//! `evicted_keys`.
+//! As in Redis, LRU is approximate: each eviction samples a few keys and removes the best
+//! candidate among them — the least recently used, or for `volatile-ttl` the one whose deadline
+//! is nearest. Keys already past their deadline are always the first choice. `allkeys-lru`
+//! samples the keyspace (from random shards, at a random position inside each); the volatile
+//! policies sample the expiry index, which holds only keys with a deadline (at random positions,
+//! or for `volatile-ttl` in each index shard's earliest tick), so that an eviction examines a
+//! fixed number of keys however few have a deadline, and none when none has. An evicted key
+//! goes through the same bookkeeping as a deleted one (journal, expiry index, per-user session
+//! index), and is counted in `evicted_keys`.
 
 use std::cell::Cell;
 
@@ -75,6 +78,20 @@ thread_local! {
     });
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Keys (or table buckets, or index positions) examined by evictions on this thread, so
+    /// that tests can bound the work of one.
+    static PROBES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one key, bucket or position examined (tests only).
+#[inline]
+fn probed() {
+    #[cfg(test)]
+    PROBES.with(|probes| probes.set(probes.get() + 1));
+}
+
 fn random() -> u64 {
     RANDOM.with(|state| {
         let mut x = state.get();
@@ -100,9 +117,67 @@ impl Store {
 
     /// Evicts the best of a sample of keys; false if no key may be evicted.
     fn evict_one(&self, policy: Policy, now_ms: u64) -> bool {
-        if policy == Policy::NoEviction {
+        let best = match policy {
+            Policy::NoEviction => return false,
+            Policy::AllKeysLru => self.sample_keyspace(policy, now_ms),
+            Policy::VolatileTtl | Policy::VolatileLru => self.sample_volatile(policy, now_ms),
+        };
+        let Some((_, key)) = best else {
             return false;
+        };
+        let rec = self.journal.recording();
+        // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
+        // policy), so it is judged again under the lock that removes it.
+        let removed = self.remove_if(&key, &rec, |node| policy.score(node, now_ms).is_some());
+        if let Some(node) = removed {
+            let why = if node.is_expired(now_ms) {
+                Removal::Expired
+            } else {
+                Removal::Evicted
+            };
+            self.after_remove(&node, Before::of(&node), why);
         }
+        // A key that vanished or changed between the sample and the removal: sample again.
+        true
+    }
+
+    /// The best candidate (score, key) among keys with a deadline, sampled from the expiry
+    /// index rather than the keyspace: however few keys have a deadline, a sample examines at
+    /// most [`SAMPLES`] positions (twice when the first finds only stale ones), where walking the
+    /// table for eligible keys examined all of it when none had one.
+    fn sample_volatile(&self, policy: Policy, now_ms: u64) -> Option<(u64, Vec<u8>)> {
+        if self.volatile_len() == 0 {
+            return None;
+        }
+        let earliest = policy == Policy::VolatileTtl;
+        let best_of = |hashes: Vec<u64>| {
+            hashes
+                .into_iter()
+                .filter_map(|hash| self.candidate(hash, policy, now_ms))
+                .min_by_key(|(score, _)| *score)
+        };
+        best_of(self.index.sample(SAMPLES, earliest, random)).or_else(|| {
+            // Every position sampled was stale (keys deleted, or queued at an earlier tick
+            // since). Drop the stale ones, O(the index), which its bound keeps within a
+            // constant of the keys with a deadline, and sample once more.
+            self.compact_index();
+            best_of(self.index.sample(SAMPLES, earliest, random))
+        })
+    }
+
+    /// The key of hash `hash`, if there is one the policy may evict, with its score.
+    fn candidate(&self, hash: u64, policy: Policy, now_ms: u64) -> Option<(u64, Vec<u8>)> {
+        probed();
+        let shard = self.map.read(self.map.shard_of(hash));
+        shard
+            .iter_hash(hash)
+            .filter(|node| self.map.hash(node.key()) == hash)
+            .filter_map(|node| Some((policy.score(node, now_ms)?, node.key().to_vec())))
+            .min_by_key(|(score, _)| *score)
+    }
+
+    /// The best candidate (score, key) among a sample of the whole keyspace.
+    fn sample_keyspace(&self, policy: Policy, now_ms: u64) -> Option<(u64, Vec<u8>)> {
         let mut best: Option<(u64, Vec<u8>)> = None;
         let mut sampled = 0;
         let shards = self.map.shard_count();
@@ -118,6 +193,7 @@ impl Store {
             let start = random() as usize % buckets;
             let mut taken = 0;
             for bucket in (start..buckets).chain(0..start) {
+                probed();
                 let Some(node) = shard.get_bucket(bucket) else {
                     continue;
                 };
@@ -137,22 +213,81 @@ impl Store {
                 break;
             }
         }
-        let Some((_, key)) = best else {
-            return false;
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::store::{Entry, Value};
+
+    /// The work of one call, in keys, buckets or positions examined.
+    fn probes_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        PROBES.with(|probes| probes.set(0));
+        let result = f();
+        (result, PROBES.with(|probes| probes.get()))
+    }
+
+    #[test]
+    fn volatile_eviction_examines_a_bounded_number_of_keys_whatever_the_keyspace() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let put = |key: &[u8], deadline: u64| {
+            store.upsert(key, start, |_| {
+                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+            })
         };
-        let rec = self.journal.recording();
-        // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
-        // policy), so it is judged again under the lock that removes it.
-        let removed = self.remove_if(&key, &rec, |node| policy.score(node, now_ms).is_some());
-        if let Some(node) = removed {
-            let why = if node.is_expired(now_ms) {
-                Removal::Expired
-            } else {
-                Removal::Evicted
-            };
-            self.after_remove(&node, Before::of(&node), why);
+        for i in 0..100_000 {
+            put(format!("k:{i}").as_bytes(), 0);
         }
-        // A key that vanished or changed between the sample and the removal: sample again.
-        true
+        for policy in [Policy::VolatileLru, Policy::VolatileTtl] {
+            // No key has a deadline: OOM at once.
+            let (made, probes) = probes_of(|| store.make_room(0, policy, start));
+            assert!(!made);
+            assert!(probes <= 2 * SAMPLES, "{policy:?}: {probes} probes");
+            // One has: it is found and evicted, and only it.
+            put(b"volatile", start + 60_000);
+            let limit = store.used_memory() - 1;
+            let (made, probes) = probes_of(|| store.make_room(limit, policy, start));
+            assert!(made);
+            assert!(probes <= 2 * SAMPLES, "{policy:?}: {probes} probes");
+            assert!(store.peek(b"volatile", |node| node.is_none()));
+            assert_eq!(store.len(), 100_000);
+        }
+        assert_eq!(store.evicted_keys(), 2);
+    }
+
+    #[test]
+    fn a_key_with_a_deadline_is_found_among_stale_positions() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let put = |key: &[u8], deadline: u64| {
+            store.upsert(key, start, |_| {
+                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+            })
+        };
+        // Keys given a deadline and deleted: their positions stay until they come due or the
+        // index outgrows its bound.
+        for i in 0..1_000 {
+            let key = format!("gone:{i}");
+            put(key.as_bytes(), start + 60_000 + i);
+            store.remove(key.as_bytes(), start);
+        }
+        put(b"persistent", 0);
+        assert!(store.expiry_index_len() >= 1_000);
+        for policy in [Policy::VolatileLru, Policy::VolatileTtl] {
+            assert!(!store.make_room(0, policy, start));
+            put(b"volatile", start + 120_000);
+            let limit = store.used_memory() - 1;
+            assert!(store.make_room(limit, policy, start), "{policy:?}");
+            assert!(store.peek(b"volatile", |node| node.is_none()));
+            assert_eq!(store.len(), 1);
+        }
     }
 }

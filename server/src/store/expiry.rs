@@ -12,18 +12,27 @@
 //!
 //! Each tick also keeps the earliest deadline queued in it, so that the tick under way is taken
 //! only once something in it is due: a million keys sharing one deadline are visited once, after
-//! it, instead of once before it (to be queued again) and once after.
+//! it, instead of once before it (to be queued again) and once after. A key's position lies in
+//! the shard its hash picks, so a deadline moved earlier within the key's tick only lowers that
+//! tick's earliest deadline there ([`ExpiryIndex::lower`]) instead of queuing the key again.
+//!
+//! Stale positions (keys deleted, or moved to an earlier tick) are dropped when their tick comes
+//! due, and before that by [`ExpiryIndex::compact_next`], which the store calls once the index
+//! holds more positions than a bound: it takes one shard's positions out, keeps those a
+//! predicate confirms and puts them back, so the positions stay within a constant of the keys
+//! with a deadline at an amortized cost of O(1) per position queued.
 //!
 //! Lock order: a map shard's lock is taken before an index shard's lock, never the reverse; the
 //! expiry task releases the index lock before touching the map.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Milliseconds per tick, a power of two.
 const TICK_SHIFT: u32 = 6;
-const SHARDS: usize = 16;
+/// Shards of the index.
+pub const SHARDS: usize = 16;
 
 /// One shard of the index: key hashes by tick.
 type Queue = Mutex<BTreeMap<u32, Tick>>;
@@ -42,10 +51,12 @@ struct Tick {
 pub struct ExpiryIndex {
     epoch_ms: u64,
     shards: Box<[Queue]>,
-}
-
-thread_local! {
-    static NEXT_SHARD: Cell<usize> = const { Cell::new(0) };
+    /// Positions queued, stale ones included.
+    positions: AtomicUsize,
+    /// Whether a compaction is under way (one at a time).
+    compacting: AtomicBool,
+    /// The shard the next compaction takes.
+    next_compacted: AtomicUsize,
 }
 
 impl ExpiryIndex {
@@ -54,7 +65,16 @@ impl ExpiryIndex {
         ExpiryIndex {
             epoch_ms: epoch_ms.saturating_sub(1 << TICK_SHIFT),
             shards: (0..SHARDS).map(|_| Mutex::new(BTreeMap::new())).collect(),
+            positions: AtomicUsize::new(0),
+            compacting: AtomicBool::new(false),
+            next_compacted: AtomicUsize::new(0),
         }
+    }
+
+    /// The shard that holds the positions of keys of hash `hash`; the hash spreads writers over
+    /// the shards' locks.
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, BTreeMap<u32, Tick>> {
+        lock(&self.shards[hash as usize % SHARDS])
     }
 
     /// The tick a deadline falls in; ticks start at 1 so that 0 can mean "not queued".
@@ -65,22 +85,29 @@ impl ExpiryIndex {
 
     /// Queues the key of hash `hash` at `tick`, the tick of `deadline_ms` (or an earlier one).
     pub fn queue(&self, hash: u64, tick: u32, deadline_ms: u64) {
-        // Any shard will do: the index only says "look at this key then". Spreading by thread
-        // keeps writers on different cores off each other's locks.
-        let shard = NEXT_SHARD.with(|next| {
-            let shard = next.get();
-            next.set(shard.wrapping_add(1));
-            shard % SHARDS
-        });
-        let mut map = self.shards[shard]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = self.shard(hash);
         let queued = map.entry(tick).or_insert_with(|| Tick {
             earliest_ms: deadline_ms,
             hashes: Vec::new(),
         });
         queued.earliest_ms = queued.earliest_ms.min(deadline_ms);
         queued.hashes.push(hash);
+        self.positions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The key of hash `hash`, queued under `tick`, has a new deadline `deadline_ms` earlier than
+    /// its last but in the same tick: the tick's earliest deadline in the key's shard is lowered
+    /// to it. If that tick is not there (taken by the expiry or a compaction, its hashes being
+    /// examined), the key is queued again, lest the lower deadline be lost.
+    pub fn lower(&self, hash: u64, tick: u32, deadline_ms: u64) {
+        let mut map = self.shard(hash);
+        match map.get_mut(&tick) {
+            Some(queued) => queued.earliest_ms = queued.earliest_ms.min(deadline_ms),
+            None => {
+                drop(map);
+                self.queue(hash, tick, deadline_ms);
+            }
+        }
     }
 
     /// Removes and returns the hashes of every tick that may hold keys dead at `now_ms`: the
@@ -91,9 +118,7 @@ impl ExpiryIndex {
         let current = self.tick_of(now_ms);
         let mut out: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for shard in self.shards.iter() {
-            let mut map = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut map = lock(shard);
             let due = match map.get(&current) {
                 Some(tick) if tick.earliest_ms <= now_ms => current,
                 _ => current - 1,
@@ -105,6 +130,8 @@ impl ExpiryIndex {
             };
             let due_now = std::mem::replace(&mut *map, later);
             drop(map);
+            let taken = due_now.values().map(|tick| tick.hashes.len()).sum();
+            self.positions.fetch_sub(taken, Ordering::Relaxed);
             for (tick, queued) in due_now {
                 let hashes = out.entry(tick).or_default();
                 if hashes.is_empty() {
@@ -117,18 +144,48 @@ impl ExpiryIndex {
         out.into_iter().collect()
     }
 
-    /// How many keys are queued (stale positions included).
+    /// How many keys are queued (stale positions included; those a compaction has taken out
+    /// to examine are not counted until it puts them back).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .values()
-                    .map(|tick| tick.hashes.len())
-                    .sum::<usize>()
-            })
-            .sum()
+        self.positions.load(Ordering::Relaxed)
+    }
+
+    /// Drops the stale positions of the next shard in turn: its positions are taken out, each
+    /// tick's duplicates merged, and those that `queued(tick, hash)` confirms (a key of that hash
+    /// is queued under that tick) put back beside whatever was queued meanwhile. The predicate
+    /// runs with no lock of the index held. Returns how many positions were dropped, `None` if
+    /// another compaction is under way.
+    pub fn compact_next(&self, mut queued: impl FnMut(u32, u64) -> bool) -> Option<usize> {
+        if self.compacting.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let shard = self.next_compacted.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        let taken = std::mem::take(&mut *lock(&self.shards[shard]));
+        let before: usize = taken.values().map(|tick| tick.hashes.len()).sum();
+        self.positions.fetch_sub(before, Ordering::Relaxed);
+        let mut kept = Vec::with_capacity(taken.len());
+        for (tick, mut queued_here) in taken {
+            queued_here.hashes.sort_unstable();
+            queued_here.hashes.dedup();
+            queued_here.hashes.retain(|&hash| queued(tick, hash));
+            if !queued_here.hashes.is_empty() {
+                kept.push((tick, queued_here));
+            }
+        }
+        let after: usize = kept.iter().map(|(_, tick)| tick.hashes.len()).sum();
+        let mut map = lock(&self.shards[shard]);
+        for (tick, kept) in kept {
+            let queued = map.entry(tick).or_insert_with(|| Tick {
+                earliest_ms: kept.earliest_ms,
+                hashes: Vec::new(),
+            });
+            queued.earliest_ms = queued.earliest_ms.min(kept.earliest_ms);
+            queued.hashes.extend(kept.hashes);
+        }
+        self.positions.fetch_add(after, Ordering::Relaxed);
+        drop(map);
+        self.compacting.store(false, Ordering::Release);
+        Some(before - after)
     }
 
     /// Whether nothing is queued.
@@ -136,13 +193,53 @@ impl ExpiryIndex {
         self.len() == 0
     }
 
+    /// Up to `n` queued hashes for an eviction to consider (stale ones included), taken from the
+    /// shards in turn from a random one: with `earliest`, a random one of each shard's earliest
+    /// tick (`volatile-ttl`); otherwise one at a random place in a random tick. `random` gives
+    /// the randomness. O(n log ticks), whatever the keyspace.
+    pub fn sample(&self, n: usize, earliest: bool, mut random: impl FnMut() -> u64) -> Vec<u64> {
+        let mut sampled = Vec::with_capacity(n);
+        let first = random() as usize;
+        for turn in 0..n {
+            let map = lock(&self.shards[first.wrapping_add(turn) % SHARDS]);
+            let tick = if earliest {
+                map.values().next()
+            } else {
+                let (Some(&low), Some(&high)) = (map.keys().next(), map.keys().next_back()) else {
+                    continue;
+                };
+                let span = u64::from(high - low) + 1;
+                // Below `high`, so within u32.
+                let at = low + (random() % span) as u32;
+                map.range(at..).next().map(|(_, tick)| tick)
+            };
+            let Some(hashes) = tick.map(|tick| &tick.hashes).filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            if let Some(&hash) = hashes.get(random() as usize % hashes.len()) {
+                sampled.push(hash);
+            }
+        }
+        sampled
+    }
+
     /// Forgets everything (FLUSHALL).
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let old = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            let old = std::mem::take(&mut *lock(shard));
+            let dropped = old.values().map(|tick| tick.hashes.len()).sum();
+            self.positions.fetch_sub(dropped, Ordering::Relaxed);
             drop(old);
         }
     }
+}
+
+/// A shard, locked. A lock poisoned by a panic elsewhere is taken anyway: the index only says
+/// "look at this key then", and every change to it is a single push or removal.
+fn lock(shard: &Queue) -> std::sync::MutexGuard<'_, BTreeMap<u32, Tick>> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -185,6 +282,48 @@ mod tests {
         // another; in one shard, both would be taken, and 12 queued again by the store).
         assert_eq!(index.take_due(600), vec![(late, vec![13])]);
         assert_eq!(index.take_due(610), vec![(late, vec![12])]);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn lowering_a_tick_makes_it_due_at_the_new_deadline_without_a_new_position() {
+        let index = ExpiryIndex::new(0);
+        let tick = index.tick_of(150);
+        assert_eq!(index.tick_of(140), tick);
+        index.queue(5, tick, 150);
+        index.lower(5, tick, 140);
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.take_due(139), vec![]);
+        assert_eq!(index.take_due(140), vec![(tick, vec![5])]);
+        // The tick taken (its hashes being examined), lowering queues the key again.
+        index.lower(5, tick, 130);
+        assert_eq!(
+            (index.len(), index.take_due(130)),
+            (1, vec![(tick, vec![5])])
+        );
+    }
+
+    #[test]
+    fn a_compaction_keeps_what_is_confirmed_once_beside_what_came_meanwhile() {
+        let index = ExpiryIndex::new(0);
+        let shard = |n: u64| n * SHARDS as u64; // hashes of shard 0
+        for (hash, tick, deadline) in [(1, 3, 200), (1, 3, 200), (2, 3, 150), (3, 4, 300)] {
+            index.queue(shard(hash), tick, deadline);
+        }
+        index.queue(7, 3, 100); // another shard, not examined
+        let dropped = index.compact_next(|tick, hash| {
+            // Queued meanwhile: kept beside the survivors.
+            index.queue(shard(9), 3, 190);
+            (tick, hash) != (3, shard(2))
+        });
+        // 1 (merged with its duplicate) and 3 stay, 2 goes.
+        assert_eq!(dropped, Some(2));
+        assert_eq!(index.len(), 2 + 3 + 1);
+        let due = index.take_due(10_000);
+        let mut tick3 = due[0].1.clone();
+        tick3.sort_unstable();
+        assert_eq!(tick3, vec![7, shard(1), shard(9), shard(9), shard(9)]);
+        assert_eq!(due[1], (4, vec![shard(3)]));
         assert!(index.is_empty());
     }
 

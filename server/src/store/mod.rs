@@ -13,6 +13,7 @@
 mod entry;
 pub mod evict;
 pub mod expiry;
+mod fields;
 pub mod journal;
 pub mod session;
 mod table;
@@ -52,6 +53,9 @@ pub const EXPIRY_BATCH: usize = 200;
 const EXPIRY_MAX_SLICE: Duration = Duration::from_millis(1);
 /// At most this many due keys of one shard are examined under one hold of its write lock.
 const EXPIRY_GROUP: usize = 64;
+/// The expiry index is compacted (stale positions dropped) once it holds more positions than
+/// twice the keys with a deadline, or than this.
+const INDEX_FLOOR: usize = 1024;
 
 /// The keyspace shared by every connection.
 #[derive(Debug)]
@@ -266,6 +270,8 @@ impl Store {
                     node.replace(new);
                 }
                 self.after_write(shard_index, hash, node, before, now_ms, &rec);
+                drop(shard);
+                self.bound_index();
                 return reply;
             }
             TableEntry::Vacant(vacant) => vacant,
@@ -280,6 +286,7 @@ impl Store {
         if let Some(old) = dead {
             self.after_remove(&old, Before::of(&old), Removal::Expired);
         }
+        self.bound_index();
         reply
     }
 
@@ -295,14 +302,16 @@ impl Store {
         let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         match shard.entry(hash, is(key), self.map.rehash()) {
-            TableEntry::Occupied(_) => Err(entry),
+            TableEntry::Occupied(_) => return Err(entry),
             TableEntry::Vacant(vacant) => {
                 let mut node = Node::new(key, entry);
                 self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, rec);
                 vacant.insert(node);
-                Ok(())
             }
         }
+        drop(shard);
+        self.bound_index();
+        Ok(())
     }
 
     /// Removes `key` if `approve` accepts its entry (dead or alive), under the shard's write
@@ -354,6 +363,8 @@ impl Store {
             let (delete, reply) = f(NodeMut::new(occupied.get_mut()));
             if !delete {
                 self.after_write(shard_index, hash, occupied.get_mut(), before, now_ms, &rec);
+                drop(shard);
+                self.bound_index();
                 return Some(reply);
             }
             (Removal::Deleted, Some(reply))
@@ -713,19 +724,61 @@ impl Store {
         }
         if has_deadline {
             let tick = self.index.tick_of(node.expires_at_ms());
-            // Queued again when the deadline moved to an earlier tick, or may have moved
-            // earlier within its tick: the index takes the tick under way only once the
-            // earliest deadline it knows there has passed. A key then queued twice under one
-            // tick is examined twice; once it is gone, the second position finds nothing.
+            let queued = node.queued_tick();
             let sooner = before.expires_at_ms == 0 || node.expires_at_ms() < before.expires_at_ms;
-            if node.queued_tick() == 0
-                || tick < node.queued_tick()
-                || (tick == node.queued_tick() && sooner)
-            {
+            if queued == 0 || tick < queued {
+                // Queued again when the deadline moved to an earlier tick (the position at the
+                // later one goes stale).
                 node.set_queued_tick(tick);
                 self.index.queue(hash, tick, node.expires_at_ms());
+            } else if tick == queued && sooner {
+                // Earlier within its tick: the index takes the tick under way only once the
+                // earliest deadline it knows there has passed, so that one is lowered.
+                self.index.lower(hash, tick, node.expires_at_ms());
             }
         }
+    }
+
+    /// Keeps the expiry index within twice the keys with a deadline or [`INDEX_FLOOR`], give or
+    /// take a round of its shards: past that, each write compacts one of them (a key's
+    /// positions at earlier ticks, those of deleted keys, go; the work is O(the shard), repaid
+    /// by the stale positions that made the index outgrow the bound). Call with no map lock
+    /// held: the compaction looks keys up.
+    fn bound_index(&self) {
+        let limit = usize::try_from(self.volatile_len())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(INDEX_FLOOR);
+        if self.index.len() > limit {
+            self.index
+                .compact_next(|tick, hash| self.is_queued_under(tick, hash));
+        }
+    }
+
+    /// Compacts every shard of the expiry index (see [`Store::bound_index`]): O(the index).
+    fn compact_index(&self) {
+        for _ in 0..expiry::SHARDS {
+            self.index
+                .compact_next(|tick, hash| self.is_queued_under(tick, hash));
+        }
+    }
+
+    /// Whether a key of hash `hash` with a deadline is queued under `tick`, for a compaction of
+    /// the expiry index. One queued there without a deadline any more (PERSIST) is marked as
+    /// not queued, as its position is about to be dropped.
+    fn is_queued_under(&self, tick: u32, hash: u64) -> bool {
+        let mut shard = self.map.write(self.map.shard_of(hash));
+        let mut queued = false;
+        for node in shard.iter_hash_mut(hash) {
+            if node.queued_tick() == tick && self.map.hash(node.key()) == hash {
+                if node.expires_at_ms() != 0 {
+                    queued = true;
+                } else {
+                    node.set_queued_tick(0);
+                }
+            }
+        }
+        queued
     }
 
     /// The journal of changes that a snapshot in progress records.
@@ -794,6 +847,7 @@ impl Store {
             }
         };
         drop(shard);
+        self.bound_index();
         if let Some(old) = old {
             self.used.sub(old.footprint());
             if old.expires_at_ms() != 0 {
@@ -851,6 +905,125 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_moved_earlier_again_and_again_leave_the_index_bounded() {
+        // Positions a stale-ridden index may hold before it is compacted, one shard at a time.
+        let bound = INDEX_FLOOR + expiry::SHARDS;
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let put = |key: &[u8], deadline: u64| {
+            store.upsert(key, start, |_| {
+                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+            })
+        };
+        let pexpire = |key: &[u8], deadline: u64| {
+            store.modify(key, start, |mut node| {
+                node.set_expires_at_ms(deadline);
+                (false, ())
+            })
+        };
+        put(b"k", 0);
+        // Within one tick, a deadline moved earlier lowers the tick's earliest deadline.
+        let first = start + 400_063;
+        assert_eq!(store.index.tick_of(first), store.index.tick_of(first - 40));
+        for deadline in (first - 40..=first).rev() {
+            pexpire(b"k", deadline);
+        }
+        assert_eq!(store.expiry_index_len(), 1);
+        // 200k PEXPIREs, each 1 ms earlier than the last (a new tick every 64).
+        let moves = 200_000;
+        let mut max_len = 0;
+        for i in 0..moves {
+            pexpire(b"k", first - 41 - i);
+            max_len = max_len.max(store.expiry_index_len());
+        }
+        assert!(max_len <= bound, "{max_len} positions for one key");
+        // Keys given a deadline and deleted leave stale positions, bounded too.
+        for i in 0..10_000 {
+            let key = format!("gone:{i}");
+            put(key.as_bytes(), start + 500_000);
+            store.remove(key.as_bytes(), start);
+            max_len = max_len.max(store.expiry_index_len());
+        }
+        assert!(max_len <= bound, "{max_len} positions for one key");
+        // The key still expires at its last deadline, not before.
+        let deadline = first - 40 - moves;
+        manual.advance(deadline - 1 - start);
+        store.reclaim_expired();
+        assert_eq!((store.len(), store.expired_keys()), (1, 0));
+        manual.advance(1);
+        store.reclaim_expired();
+        assert_eq!((store.len(), store.expired_keys()), (0, 1));
+    }
+
+    #[test]
+    fn no_key_escapes_the_active_expiry_while_the_index_is_compacted() {
+        // Writers move deadlines earlier, later, away and back, delete and recreate keys, so
+        // that the index outgrows its bound and is compacted while the expiry takes due ticks
+        // and the clock moves: afterwards every dead key must still be reclaimed actively.
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        let writers: Vec<_> = (0..3u64)
+            .map(|writer| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut x = writer * 7919 + 1;
+                    for _ in 0..60_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = format!("k:{writer}:{}", x % 300);
+                        let now = store.now_ms();
+                        let deadline = match x % 7 {
+                            0 => 0,
+                            _ => now + 1 + (x >> 8) % 2_000,
+                        };
+                        match (x >> 4) % 5 {
+                            0 => {
+                                store.remove(key.as_bytes(), now);
+                            }
+                            1 => store.upsert(key.as_bytes(), now, |_| {
+                                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
+                            }),
+                            _ => {
+                                store.modify(key.as_bytes(), now, |mut node| {
+                                    node.set_expires_at_ms(deadline);
+                                    (false, ())
+                                });
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        while !writers.iter().all(|w| w.is_finished()) {
+            manual.advance(3);
+            store.reclaim_expired();
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        manual.advance(10_000);
+        store.reclaim_expired();
+        let now = store.now_ms();
+        let mut dead = 0;
+        for shard in 0..store.shard_count() {
+            dead += store
+                .map
+                .read(shard)
+                .iter()
+                .filter(|n| n.is_expired(now))
+                .count();
+        }
+        assert_eq!(
+            dead, 0,
+            "keys past their deadline left by the active expiry"
+        );
+        assert_eq!(store.volatile_len(), 0);
+    }
+
+    #[test]
     fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
@@ -886,6 +1059,36 @@ mod tests {
             assert!(partway >= 2, "the expiry yielded partway: {seen:?}");
         });
         assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
+    }
+
+    #[test]
+    fn a_write_to_a_large_hash_visits_none_of_its_fields() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let fields: Fields = (0..10_000u32)
+            .map(|i| (Bytes::from(format!("f{i}")), Bytes::from("1")))
+            .collect();
+        store.upsert(b"h", start, |_| {
+            (Some(Entry::new(Value::Hash(Box::new(fields)), 0)), ())
+        });
+        fields::WALKED.with(|walked| walked.set(0));
+        for _ in 0..100 {
+            // HINCRBY h f0 1, as the command does it.
+            store.modify(b"h", start, |mut node| {
+                if let ValueMut::Hash(fields) = node.value_mut() {
+                    let old = fields.get(&b"f0"[..]).cloned().unwrap_or_default();
+                    fields.insert(
+                        Bytes::from("f0"),
+                        Bytes::from([old, Bytes::from("1")].concat()),
+                    );
+                }
+                (false, ())
+            });
+        }
+        assert_eq!(fields::WALKED.with(|walked| walked.get()), 0);
+        let footprint = store.peek(b"h", |node| node.map(Node::footprint));
+        assert_eq!(Some(store.used_memory()), footprint);
     }
 
     #[test]

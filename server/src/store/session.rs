@@ -56,9 +56,9 @@ impl SessionRecord {
         )
     }
 
-    /// The bytes of data it holds (field names and values).
+    /// The bytes of data it holds (field names and values), kept as a running total.
     pub fn data_bytes(&self) -> usize {
-        self.fields.iter().map(|(k, v)| k.len() + v.len()).sum()
+        self.fields.data_bytes()
     }
 }
 
