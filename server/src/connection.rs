@@ -142,6 +142,8 @@ where
                     cmd::prefetch(&shared.store, &session, args);
                 }
             }
+            // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
+            let early = write_early(shared, &session);
             for args in decoded.drain(..) {
                 let reply = cmd::execute(
                     shared,
@@ -179,7 +181,7 @@ where
                     // The commands decoded after it are dropped, as unread input would be.
                     break 'batch;
                 }
-                if output.len() >= write_early(shared, &session) {
+                if output.len() >= early {
                     if !flush(
                         shared,
                         &session,
