@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
 use crate::clock::Clock;
+use crate::output_limit::OutputLimits;
 use crate::persist::PersistConfig;
 use crate::store::evict::Policy;
 use crate::tls::{ClientAuth, TlsConfig, TlsFiles};
@@ -90,8 +91,10 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_TIMEOUT")]
     pub timeout: Option<String>,
 
-    /// Disconnect a client that does not read its replies once this much output is pending
-    /// (0: no limit beyond what one batch of replies holds) [default: 0].
+    /// Most reply data held for a client, as Redis's `<class> <hard> <soft> <soft-seconds>`,
+    /// repeated for the classes normal, replica and pubsub (or one size: the normal class's
+    /// hard limit). Past the hard limit, or above the soft one for soft-seconds, the client is
+    /// closed [default: normal 64mb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
     pub client_output_buffer_limit: Option<String>,
 
@@ -263,8 +266,8 @@ pub struct Config {
     pub protected_mode: bool,
     /// Idle clients are closed after this long; `None`: never.
     pub idle_timeout: Option<Duration>,
-    /// Pending output beyond which a client that does not read is disconnected; `None`: none.
-    pub output_limit: Option<usize>,
+    /// Most reply data held for a client, per class (`client-output-buffer-limit`).
+    pub output_limits: OutputLimits,
     /// Input bounds per connection.
     pub limits: Limits,
     /// Runtime worker threads; 0 (the default before validation): automatic (see
@@ -313,7 +316,7 @@ impl Default for Config {
             users: Vec::new(),
             protected_mode: true,
             idle_timeout: None,
-            output_limit: None,
+            output_limits: OutputLimits::default(),
             limits: Limits::default(),
             threads: 0,
             idle_poll: Duration::from_micros(50),
@@ -559,16 +562,30 @@ impl RawConfig {
             None => None,
             Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
         };
-        let output_limit = match self.client_output_buffer_limit {
-            None => None,
-            Some(text) => Some(size_setting(
-                "client-output-buffer-limit",
-                &text,
-                0,
-                1 << 34,
-            )?)
-            .filter(|n| *n > 0),
+        let output_limits = match self.client_output_buffer_limit {
+            None => defaults.output_limits,
+            Some(text) => {
+                defaults
+                    .output_limits
+                    .parse(&text)
+                    .map_err(|reason| ConfigError::Invalid {
+                        setting: "client-output-buffer-limit",
+                        value: text.clone(),
+                        reason,
+                    })?
+            }
         };
+        if output_limits.normal.hard() < limits.max_bulk_len {
+            return Err(ConfigError::Invalid {
+                setting: "client-output-buffer-limit",
+                value: output_limits.config_value(),
+                reason: format!(
+                    "the normal class's hard limit must be at least proto-max-bulk-len ({}), \
+                     or a value the server accepts could not be read back",
+                    limits.max_bulk_len
+                ),
+            });
+        }
         let maxmemory = match self.maxmemory {
             None => 0,
             Some(text) => size_setting("maxmemory", &text, 0, u64::MAX)? as u64,
@@ -604,7 +621,7 @@ impl RawConfig {
             users,
             protected_mode,
             idle_timeout,
-            output_limit,
+            output_limits,
             maxmemory,
             maxmemory_policy,
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
@@ -1145,6 +1162,60 @@ mod tests {
         assert!(
             unknown_key.is_err(),
             "unknown keys in a [[user]] are refused"
+        );
+    }
+
+    #[test]
+    fn the_output_buffer_limit_takes_redis_s_classes_or_one_size() {
+        let limits = |text: &str| {
+            RawConfig {
+                client_output_buffer_limit: Some(text.into()),
+                ..Default::default()
+            }
+            .validate()
+            .map(|config| config.output_limits)
+        };
+        let defaults = users_from("").unwrap().output_limits;
+        assert_eq!(defaults, OutputLimits::default());
+        assert_eq!(defaults.normal.hard(), 64 << 20);
+        let given = limits("normal 32mb 16mb 10 pubsub 1mb 0 0").unwrap();
+        assert_eq!(given.normal.soft_bytes, 16 << 20);
+        assert_eq!(given.pubsub.hard_bytes, 1 << 20);
+        assert_eq!(given.replica, defaults.replica);
+        // The older single size: the normal class's hard limit.
+        assert_eq!(limits("1gb").unwrap().normal.hard(), 1 << 30);
+        let raw: RawConfig =
+            toml::from_str("client-output-buffer-limit = \"normal 0 0 0\"").unwrap();
+        assert_eq!(
+            raw.validate().unwrap().output_limits.normal.hard(),
+            usize::MAX
+        );
+        for (text, reason) in [
+            ("normal 32mb 0", "wrong number of arguments"),
+            ("client 32mb 0 0", "invalid client class"),
+            ("normal 32mb 0 soon", "soft-seconds"),
+            // Below the largest value: a value stored could never be read back.
+            ("1mb", "proto-max-bulk-len (16777216)"),
+            ("normal 8mb 0 0", "proto-max-bulk-len"),
+        ] {
+            match limits(text) {
+                Err(ConfigError::Invalid {
+                    setting, reason: r, ..
+                }) => {
+                    assert_eq!(setting, "client-output-buffer-limit", "{text}");
+                    assert!(r.contains(reason), "{text}: {r}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let small_values = RawConfig {
+            client_output_buffer_limit: Some("1mb".into()),
+            proto_max_bulk_len: Some("512kb".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            small_values.validate().unwrap().output_limits.normal.hard(),
+            1 << 20
         );
     }
 

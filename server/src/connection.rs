@@ -12,6 +12,12 @@
 //! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
 //! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
 //! for the next request, never waited for.
+//!
+//! `client-output-buffer-limit` bounds what the loop holds for a client: a command whose reply
+//! would take the pending output past the hard limit does not build it and the client is closed
+//! at once (see [`Then::OutputLimit`]); between commands, output past the hard limit is written
+//! early, and what the client does not take closes it; while the loop waits for a client to
+//! read, pending output above the soft limit for its seconds closes it too.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::clients::ClientState;
 use crate::clock::BatchClock;
 use crate::cmd::{self, Session, Then};
+use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
 use crate::server::Shared;
 use crate::stats::LocalStats;
 use sessiond_protocol::{Frame, RequestDecoder};
@@ -74,8 +81,7 @@ where
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
     let idle_timeout = shared.config.idle_timeout;
-    // TLS only: rustls holds records the socket has not taken yet.
-    let mut unflushed = false;
+    let mut writes = WriteState::default();
     // Whether the close is orderly (a TLS close_notify, a TCP shutdown) or the socket is just
     // dropped (the peer is gone or does not read).
     let orderly = loop {
@@ -86,7 +92,7 @@ where
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = &mut stopping => break true,
-            read = read_some(&mut socket, &mut input, &mut unflushed, idle_timeout) => read,
+            read = read_some(&mut socket, &mut input, &mut writes.unflushed, idle_timeout) => read,
         };
         match read {
             Ok(0) => break true,
@@ -136,6 +142,8 @@ where
                     cmd::prefetch(&shared.store, &session, args);
                 }
             }
+            // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
+            let early = write_early(shared, &session);
             for args in decoded.drain(..) {
                 let reply = cmd::execute(
                     shared,
@@ -149,6 +157,11 @@ where
                     frame.encode(session.version(), &mut output);
                 }
                 then = reply.then;
+                if then == Then::OutputLimit {
+                    // As Redis: the client is closed, what is pending is not sent.
+                    closed_for_output_limit(shared, &session, output.len());
+                    return finish(shared, &mut local);
+                }
                 if session.authenticated() != authenticated {
                     authenticated = session.authenticated();
                     decoder.set_limits(if authenticated {
@@ -168,13 +181,13 @@ where
                     // The commands decoded after it are dropped, as unread input would be.
                     break 'batch;
                 }
-                if output.len() >= WRITE_EARLY {
+                if output.len() >= early {
                     if !flush(
                         shared,
                         &session,
                         &mut socket,
                         &mut output,
-                        &mut unflushed,
+                        &mut writes,
                         &mut local,
                     )
                     .await
@@ -209,7 +222,7 @@ where
             &session,
             &mut socket,
             &mut output,
-            &mut unflushed,
+            &mut writes,
             &mut local,
         )
         .await
@@ -233,6 +246,57 @@ where
 
 fn finish(shared: &Shared, local: &mut LocalStats) {
     shared.stats.absorb(local);
+}
+
+/// What the connection keeps about its writes between batches.
+#[derive(Debug, Default)]
+struct WriteState {
+    /// TLS only: rustls holds records the socket has not taken yet.
+    unflushed: bool,
+    /// Since when the client has left more output pending than its soft limit.
+    soft_limit: SoftLimit,
+}
+
+/// The output limits of the connection's class: `client-output-buffer-limit`'s normal class,
+/// or before authentication a hard cap of [`UNAUTHENTICATED_OUTPUT_CAP`].
+fn output_limit(shared: &Shared, session: &Session) -> ClassLimit {
+    if session.authenticated() {
+        shared.config.output_limits.normal
+    } else {
+        ClassLimit {
+            hard_bytes: UNAUTHENTICATED_OUTPUT_CAP,
+            ..ClassLimit::default()
+        }
+    }
+}
+
+/// Pending output at which replies are written before the batch ends: [`WRITE_EARLY`], or
+/// once authenticated half the hard limit if that is less, so that a reply of up to half of it
+/// always fits after others, and output past the limit (a reply no command checks) is offered
+/// to the client at once, what it does not take closing it. (Before authentication, the cap
+/// is meant to close a client that does not read, not to make it wait.)
+fn write_early(shared: &Shared, session: &Session) -> usize {
+    if session.authenticated() {
+        WRITE_EARLY.min(shared.config.output_limits.normal.hard() / 2)
+    } else {
+        WRITE_EARLY
+    }
+}
+
+/// Counts and logs a client closed for its output limits, in Redis's words (never a key or a
+/// value: only the peer, the user and the size).
+fn closed_for_output_limit(shared: &Shared, session: &Session, pending: usize) {
+    shared
+        .stats
+        .client_output_buffer_limit_disconnections
+        .fetch_add(1, Ordering::Relaxed);
+    let user = session.user().map_or("", |u| u.name.as_str());
+    tracing::warn!(
+        peer = %session.client().peer,
+        user,
+        pending,
+        "client scheduled to be closed ASAP for overcoming of output buffer limits"
+    );
 }
 
 /// Reads into `input`; with an idle timeout, a read that waits longer fails with `TimedOut`.
@@ -262,27 +326,23 @@ async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Writes all pending replies; false when the connection must close: the peer is gone, or it
-/// does not read its replies while more than its output cap is pending (before authentication
-/// the cap is [`UNAUTHENTICATED_OUTPUT_CAP`]; after, `--client-output-buffer-limit`), or a write
-/// stalls longer than `--timeout`.
+/// Writes all pending replies; false when the connection must close: the peer is gone, or
+/// while it does not read its replies, more than its hard output limit is pending or more than
+/// its soft limit for the soft limit's seconds (see [`output_limit`]), or a write stalls longer
+/// than `--timeout`.
 ///
 /// On TLS, rustls may take replies into its buffer (at most 64 KiB) that the socket does not
-/// take yet; `unflushed` says so, and [`read_some`] sends them while waiting for the next
-/// request.
+/// take yet; `writes.unflushed` says so, and [`read_some`] sends them while waiting for the
+/// next request.
 async fn flush<S: AsyncWrite + Unpin>(
     shared: &Shared,
     session: &Session,
     socket: &mut S,
     output: &mut BytesMut,
-    unflushed: &mut bool,
+    writes: &mut WriteState,
     local: &mut LocalStats,
 ) -> bool {
-    let cap = if session.authenticated() {
-        shared.config.output_limit
-    } else {
-        Some(UNAUTHENTICATED_OUTPUT_CAP)
-    };
+    let limit = output_limit(shared, session);
     let peer = session.client().peer;
     let stalled = || {
         shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -292,20 +352,28 @@ async fn flush<S: AsyncWrite + Unpin>(
     while !output.is_empty() {
         let written = match try_write_now(socket, output).await {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if cap.is_some_and(|cap| output.len() > cap) {
-                    shared
-                        .stats
-                        .output_limit_disconnections
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, pending = output.len(), "closing a client that does not read its replies");
-                    return false;
-                }
-                // Under the cap: wait for the client to read, as long as --timeout allows.
+                let now = tokio::time::Instant::now();
+                let soft_deadline = match writes.soft_limit.judge(&limit, output.len(), now.into())
+                {
+                    Verdict::Close => {
+                        closed_for_output_limit(shared, session, output.len());
+                        return false;
+                    }
+                    Verdict::Wait => None,
+                    Verdict::WaitUntil(deadline) => Some(tokio::time::Instant::from(deadline)),
+                };
+                // Within the limits: wait for the client to read, as long as --timeout and the
+                // soft limit allow.
+                let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
                 let write = socket.write(output);
-                match shared.config.idle_timeout {
+                match soft_deadline.into_iter().chain(stall_deadline).min() {
                     None => write.await,
-                    Some(limit) => match tokio::time::timeout(limit, write).await {
+                    Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
                         Ok(written) => written,
+                        Err(_) if Some(deadline) == soft_deadline => {
+                            closed_for_output_limit(shared, session, output.len());
+                            return false;
+                        }
                         Err(_) => return stalled(),
                     },
                 }
@@ -325,8 +393,9 @@ async fn flush<S: AsyncWrite + Unpin>(
         }
     }
     // Always done on TCP; on TLS, sends the records rustls holds, if the socket takes them now.
+    writes.soft_limit.clear();
     match try_flush_now(socket).await {
-        Ok(done) => *unflushed = !done,
+        Ok(done) => writes.unflushed = !done,
         Err(error) => {
             tracing::debug!(%error, %peer, "write failed");
             return false;

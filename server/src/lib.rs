@@ -20,6 +20,7 @@
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
+//! - [`output_limit`]: `client-output-buffer-limit`, the most reply data held for a client.
 
 pub mod auth;
 pub mod clients;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod connection;
 pub mod glob;
 pub mod idle_poll;
+pub mod output_limit;
 pub mod persist;
 pub mod server;
 pub mod stats;

@@ -27,8 +27,9 @@ pub struct Stats {
     pub unauthenticated_limit_disconnections: AtomicU64,
     /// Connections closed by `--timeout`.
     pub idle_timeouts: AtomicU64,
-    /// Connections closed for not reading their replies.
-    pub output_limit_disconnections: AtomicU64,
+    /// Connections closed for their output buffer limits (`client-output-buffer-limit`, or
+    /// the cap of a client not yet authenticated).
+    pub client_output_buffer_limit_disconnections: AtomicU64,
     /// Connections to the TLS port closed because the handshake failed (plaintext, no or a
     /// bad client certificate, a timeout).
     pub tls_handshake_failures: AtomicU64,

@@ -106,7 +106,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         (
             "client-output-buffer-limit",
-            format!("normal {} 0 0", config.output_limit.unwrap_or(0)),
+            config.output_limits.config_value(),
         ),
         ("save", String::new()),
         ("appendonly", "no".to_owned()),

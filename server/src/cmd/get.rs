@@ -4,30 +4,31 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::{wrongtype, Ctx, Reply, Then, REPLY_ROOM};
+use super::{wrongtype, Ctx, Reply, REPLY_ROOM};
 use crate::store::ValueRef;
 
 /// `GET key`: the string, nil when missing. A string is encoded straight into the
-/// connection's output while the shard is read-locked: one copy, no allocation.
+/// connection's output while the shard is read-locked: one copy, no allocation; one that
+/// would take the output past its limit is not copied at all.
 pub fn get(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
     // Room made before the lock, so that a usual value is not written while the output grows.
     ctx.out.reserve(REPLY_ROOM);
+    let limit = ctx.out_limit;
     let out = &mut *ctx.out;
     let found = ctx.store.read(&cmd.key, ctx.now_ms, |entry| {
         let entry = entry?;
         Some(match entry.value() {
+            // The bulk header's few bytes are left out of the comparison.
+            ValueRef::Str(value) if out.len() + value.len() > limit => Reply::over_limit(),
             ValueRef::Str(value) => {
                 sessiond_protocol::put_bulk(out, b'$', value);
-                None
+                Reply::written()
             }
-            _ => Some(wrongtype()),
+            _ => wrongtype().into(),
         })
     });
     ctx.hit(found.is_some());
-    Reply {
-        frame: found.unwrap_or(Some(Frame::Null)),
-        then: Then::Continue,
-    }
+    found.unwrap_or_else(|| Frame::Null.into())
 }
 
 /// `GETDEL key`: the string, and the key is deleted; nil when missing.

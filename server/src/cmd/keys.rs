@@ -3,21 +3,26 @@
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::Ctx;
+use super::{bulk_size, header_size, Ctx, Reply};
 use crate::store::KeyFilter;
 
 /// Every live key matching the pattern. Like Redis's, this walks the whole keyspace: SCAN is
-/// the way to iterate a large one without a long reply.
-pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
+/// the way to iterate a large one without a long reply. The keys are copied only while their
+/// reply fits under the connection's output limit.
+pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
     let filter = KeyFilter {
         pattern: Some(&cmd.key),
         type_name: None,
     };
-    Frame::Array(
-        ctx.store
-            .keys(filter, ctx.now_ms)
-            .into_iter()
-            .map(Frame::Bulk)
-            .collect(),
-    )
+    // The array's header is at most that of a count of a billion.
+    let mut size = header_size(1 << 30);
+    let room = ctx.out_limit.saturating_sub(ctx.out.len());
+    let keys = ctx.store.keys_within(filter, ctx.now_ms, |len| {
+        size = size.saturating_add(bulk_size(len));
+        size <= room
+    });
+    match keys {
+        Some(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()).into(),
+        None => Reply::over_limit(),
+    }
 }

@@ -72,6 +72,10 @@ pub enum Then {
     Close,
     /// Save a snapshot, then reply (SAVE): the one command that waits.
     Save,
+    /// The reply would take the connection's pending output past its hard limit
+    /// (`client-output-buffer-limit`): it was not built, and the connection is closed at once
+    /// without sending what is pending, as Redis closes such a client.
+    OutputLimit,
 }
 
 /// The reply to one command.
@@ -82,6 +86,24 @@ pub struct Reply {
     pub frame: Option<Frame>,
     /// What the connection does next.
     pub then: Then,
+}
+
+impl Reply {
+    /// The reply of a command that wrote it into [`Ctx::out`] itself.
+    pub fn written() -> Reply {
+        Reply {
+            frame: None,
+            then: Then::Continue,
+        }
+    }
+
+    /// No reply: it would not fit under the connection's output limit ([`Then::OutputLimit`]).
+    pub fn over_limit() -> Reply {
+        Reply {
+            frame: None,
+            then: Then::OutputLimit,
+        }
+    }
 }
 
 impl From<Frame> for Reply {
@@ -182,9 +204,19 @@ pub struct Ctx<'a> {
     /// MGET) encodes it here under the shard's lock and returns no frame, rather than copying
     /// the bytes into a frame that is then copied here.
     pub out: &'a mut BytesMut,
+    /// The most `out` may hold: the hard limit of `client-output-buffer-limit` (`usize::MAX`
+    /// for none). A command whose reply size the data decides checks it ([`Ctx::fits`]) before
+    /// it builds the reply, and answers [`Reply::over_limit`] instead of crossing it.
+    pub out_limit: usize,
 }
 
 impl Ctx<'_> {
+    /// Whether a reply of `bytes` fits in the connection's output under its hard limit.
+    #[inline]
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.out.len().saturating_add(bytes) <= self.out_limit
+    }
+
     /// Counts a keyspace hit or miss.
     pub fn hit(&mut self, found: bool) {
         if found {
@@ -193,6 +225,17 @@ impl Ctx<'_> {
             self.stats.misses += 1;
         }
     }
+}
+
+/// The encoded size of a bulk string of `len` bytes: `$<len>\r\n<bytes>\r\n`.
+pub fn bulk_size(len: usize) -> usize {
+    len.saturating_add(header_size(len) + 2)
+}
+
+/// The encoded size of an aggregate's header (`*<n>\r\n`, `%<n>\r\n`), or of a bulk
+/// string's.
+pub fn header_size(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1) + 3
 }
 
 /// An error reply from a command error.
@@ -300,6 +343,7 @@ pub fn execute(
         stats,
         now_ms,
         out,
+        out_limit: config.output_limits.normal.hard(),
     };
     let reply = dispatch(&mut ctx, command);
     if !spec.is_some_and(keeps_the_time) {
@@ -362,8 +406,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Expire(c) => expire::expire(ctx, c),
         Command::Ttl(c, form) => ttl::ttl(ctx, c, form),
         Command::Persist(c) => persist::persist(ctx, c),
-        Command::Scan(c) => scan::scan(ctx, c),
-        Command::Keys(c) => keys::keys(ctx, c),
+        Command::Scan(c) => return scan::scan(ctx, c),
+        Command::Keys(c) => return keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),
         Command::Echo(c) => Frame::Bulk(c.message),
         Command::Hello(c) => connection::hello(ctx, c),
@@ -395,24 +439,24 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::HSet(c) => hset::hset(ctx, c),
         Command::HSetNx(c) => hset::hsetnx(ctx, c),
         Command::HMSet(c) => hset::hmset(ctx, c),
-        Command::HGet(c) => hget::hget(ctx, c),
-        Command::HMGet(c) => hget::hmget(ctx, c),
-        Command::HExists(c) => hget::hexists(ctx, c),
-        Command::HGetAll(c) => hgetall::read(ctx, c, hgetall::Part::All),
-        Command::HKeys(c) => hgetall::read(ctx, c, hgetall::Part::Keys),
-        Command::HVals(c) => hgetall::read(ctx, c, hgetall::Part::Values),
-        Command::HLen(c) => hgetall::read(ctx, c, hgetall::Part::Len),
+        Command::HGet(c) => return hget::hget(ctx, c),
+        Command::HMGet(c) => return hget::hmget(ctx, c),
+        Command::HExists(c) => return hget::hexists(ctx, c),
+        Command::HGetAll(c) => return hgetall::read(ctx, c, hgetall::Part::All),
+        Command::HKeys(c) => return hgetall::read(ctx, c, hgetall::Part::Keys),
+        Command::HVals(c) => return hgetall::read(ctx, c, hgetall::Part::Values),
+        Command::HLen(c) => return hgetall::read(ctx, c, hgetall::Part::Len),
         Command::HDel(c) => hdel::hdel(ctx, c),
         Command::HIncrBy(c) => hincrby::hincrby(ctx, c),
         Command::SessionCreate(c) => session_create::session_create(ctx, c),
-        Command::SessionGet(c) => session_get::session_get(ctx, c),
+        Command::SessionGet(c) => return session_get::session_get(ctx, c),
         Command::SessionSet(c) => session_set::session_set(ctx, c),
         Command::SessionUnset(c) => session_unset::session_unset(ctx, c),
         Command::SessionTouch(c) => session_touch::session_touch(ctx, c),
         Command::SessionInfo(c) => session_info::session_info(ctx, c),
         Command::SessionRegenerate(c) => session_regenerate::session_regenerate(ctx, c),
         Command::SessionDestroy(c) => session_destroy::session_destroy(ctx, c),
-        Command::SessionList(c) => session_list::session_list(ctx, c),
+        Command::SessionList(c) => return session_list::session_list(ctx, c),
         Command::SessionCount(c) => session_count::session_count(ctx, c),
         Command::SessionDestroyAll(c) => session_destroyall::session_destroyall(ctx, c),
     };

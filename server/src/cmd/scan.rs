@@ -4,11 +4,12 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::Scan;
 use sessiond_protocol::Frame;
 
-use super::Ctx;
+use super::{bulk_size, header_size, Ctx, Reply};
 use crate::store::KeyFilter;
 
-/// One step of the iteration: `[next cursor, [keys...]]`.
-pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Frame {
+/// One step of the iteration: `[next cursor, [keys...]]`. A step whose reply would take the
+/// connection's output past its limit is not answered.
+pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Reply {
     let filter = KeyFilter {
         pattern: cmd.pattern.as_deref(),
         type_name: cmd.type_name.as_deref(),
@@ -19,9 +20,17 @@ pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Frame {
     if let Some(allowed) = ctx.session.key_patterns() {
         keys.retain(|key| allowed.allow(key));
     }
+    let size = header_size(2)
+        + bulk_size(20)
+        + header_size(keys.len())
+        + keys.iter().map(|key| bulk_size(key.len())).sum::<usize>();
+    if !ctx.fits(size) {
+        return Reply::over_limit();
+    }
     let cursor = Bytes::copy_from_slice(itoa::Buffer::new().format(next).as_bytes());
     Frame::Array(vec![
         Frame::Bulk(cursor),
         Frame::Array(keys.into_iter().map(Frame::Bulk).collect()),
     ])
+    .into()
 }

@@ -3,15 +3,17 @@
 use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
-use super::Ctx;
+use super::{bulk_size, header_size, Ctx, Reply};
 
-/// The user's live session IDs, oldest first. Costs O(that user's sessions).
-pub fn session_list(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
-    Frame::Array(
-        ctx.store
-            .list_sessions(ctx.session.session_prefix(), &cmd.key, ctx.now_ms)
-            .into_iter()
-            .map(Frame::Bulk)
-            .collect(),
-    )
+/// The user's live session IDs, oldest first. Costs O(that user's sessions). A list whose
+/// reply would take the connection's output past its limit is not answered.
+pub fn session_list(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
+    let ids = ctx
+        .store
+        .list_sessions(ctx.session.session_prefix(), &cmd.key, ctx.now_ms);
+    let size = header_size(ids.len()) + ids.iter().map(|id| bulk_size(id.len())).sum::<usize>();
+    if !ctx.fits(size) {
+        return Reply::over_limit();
+    }
+    Frame::Array(ids.into_iter().map(Frame::Bulk).collect()).into()
 }

@@ -421,17 +421,32 @@ impl Store {
             .fetch_add(sessions as u64, Ordering::Relaxed);
     }
 
-    /// The live keys matching `filter` (KEYS).
+    /// The live keys matching `filter`.
     pub fn keys(&self, filter: KeyFilter<'_>, now_ms: u64) -> Vec<Bytes> {
+        self.keys_within(filter, now_ms, |_| true)
+            .unwrap_or_default()
+    }
+
+    /// The live keys matching `filter` (KEYS), while `within` accepts each key's length: the
+    /// keys, or `None` as soon as it refuses one (a reply too large to build).
+    pub fn keys_within(
+        &self,
+        filter: KeyFilter<'_>,
+        now_ms: u64,
+        mut within: impl FnMut(usize) -> bool,
+    ) -> Option<Vec<Bytes>> {
         let mut keys = Vec::new();
         for shard in 0..self.map.shard_count() {
             for node in self.map.read(shard).iter() {
                 if !node.is_expired(now_ms) && filter.accepts(node) {
+                    if !within(node.key().len()) {
+                        return None;
+                    }
                     keys.push(Bytes::copy_from_slice(node.key()));
                 }
             }
         }
-        keys
+        Some(keys)
     }
 
     /// One SCAN step from `cursor`: examines about `count` keys and returns the next cursor (0

@@ -10,6 +10,7 @@ mod hashes;
 mod keys;
 mod malformed;
 mod memory;
+mod output_limits;
 mod persistence;
 mod security;
 mod sessions;

@@ -337,7 +337,7 @@ fn an_unauthenticated_client_that_never_reads_is_disconnected() {
         refused,
         "all {sent} PINGs were accepted without the client reading"
     );
-    assert!(stat(&server, "output_limit_disconnections") >= 1);
+    assert!(stat(&server, "client_output_buffer_limit_disconnections") >= 1);
     // The server is fine.
     let mut raw = server.raw();
     raw.command(&[b"AUTH", PASSWORD.as_bytes()]);

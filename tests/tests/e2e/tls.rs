@@ -290,7 +290,7 @@ fn an_unauthenticated_tls_client_that_never_reads_is_disconnected() {
         server
             .shared
             .stats
-            .output_limit_disconnections
+            .client_output_buffer_limit_disconnections
             .load(Ordering::Relaxed),
         1
     );
