@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod journal;
 pub mod session;
 mod table;
+mod user_sessions;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
 use table::{is, Table};
+use user_sessions::UserSessions;
 
 use crate::clock::Clock;
 use crate::glob;
@@ -58,8 +60,8 @@ const EXPIRY_GROUP: usize = 64;
 pub struct Store {
     map: Table,
     index: ExpiryIndex,
-    /// User → that user's sessions as (created, ID), oldest first; see [`session`].
-    users: DashMap<Bytes, Vec<(u64, Bytes)>, ahash::RandomState>,
+    /// User → that user's session IDs, oldest first; see [`session`].
+    users: DashMap<Bytes, UserSessions, ahash::RandomState>,
     clock: Clock,
     volatile: AtomicI64,
     expired_keys: AtomicU64,
