@@ -67,11 +67,17 @@ impl SessionRecord {
     }
 }
 
-/// A session's effective deadline: the earlier of the idle and the absolute one.
+/// The latest deadline a session can have, Unix ms: the largest that a reply's 64-bit signed
+/// integer holds (EXPIRETIME, SESSION.INFO), so that huge timeouts (a configured default, a
+/// loaded record) mean "practically never" instead of wrapping around.
+pub const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
+
+/// A session's effective deadline: the earlier of the idle and the absolute one, at most
+/// [`MAX_DEADLINE_MS`].
 pub fn deadline_ms(created_ms: u64, last_access_ms: u64, idle_ms: u64, absolute_ms: u64) -> u64 {
     let idle = last_access_ms.saturating_add(idle_ms);
     let absolute = created_ms.saturating_add(absolute_ms);
-    idle.min(absolute)
+    idle.min(absolute).min(MAX_DEADLINE_MS)
 }
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
