@@ -95,8 +95,8 @@ struct Model {
     /// Every ID ever issued, so operations can name dead ones too.
     issued: Vec<Bytes>,
     live: HashMap<Bytes, ModelSession>,
-    /// Each user's (created, ID) in index order (creation order), by [`slot`].
-    lists: HashMap<usize, Vec<(u64, Bytes)>>,
+    /// Each user's IDs in index order (the order they became the user's), by [`slot`].
+    lists: HashMap<usize, Vec<Bytes>>,
 }
 
 impl Model {
@@ -108,33 +108,33 @@ impl Model {
         self.live.retain(|_, s| s.deadline_ms() > now_ms);
         let live = &self.live;
         for list in self.lists.values_mut() {
-            list.retain(|(_, id)| live.contains_key(id));
+            list.retain(|id| live.contains_key(id));
         }
     }
 
     fn unlist(&mut self, slot: Option<usize>, id: &Bytes) {
         if let Some(slot) = slot {
-            self.lists.entry(slot).or_default().retain(|x| x.1 != *id);
+            self.lists.entry(slot).or_default().retain(|x| x != id);
         }
     }
 
+    /// Puts `id` in the place of `replacing` (a regeneration within the user), or last: a
+    /// session joins its user's list when created with it or moved to it, whatever its age.
+    /// The cap destroys the oldest others.
     fn list(&mut self, slot: usize, id: Bytes, replacing: Option<&Bytes>, cap: usize) {
-        let created_ms = self.live[&id].created_ms;
         let live = &self.live;
         let list = self.lists.entry(slot).or_default();
-        match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
-            Some(position) => list[position] = (created_ms, id),
-            None => {
-                let position = list.partition_point(|x| x.0 <= created_ms);
-                list.insert(position, (created_ms, id));
-            }
+        match replacing.and_then(|old| list.iter().position(|x| *x == *old)) {
+            Some(position) => list[position] = id.clone(),
+            None => list.push(id.clone()),
         }
         if cap > 0 && list.len() > cap {
-            list.retain(|(_, id)| live.contains_key(id));
+            list.retain(|id| live.contains_key(id));
             let excess = list.len().saturating_sub(cap);
-            let evicted: Vec<(u64, Bytes)> = list.drain(..excess).collect();
-            for (_, id) in evicted {
-                self.live.remove(&id);
+            let evicted: Vec<Bytes> = list.drain(..excess).collect();
+            for evicted in evicted {
+                assert_ne!(evicted, id, "the session being listed is never evicted");
+                self.live.remove(&evicted);
             }
         }
     }
@@ -318,12 +318,10 @@ fn check(store: &Store, model: &mut Model, now: u64) -> Result<(), TestCaseError
     model.expire(now);
     for (ns, prefix) in PREFIXES.iter().enumerate() {
         for (u, name) in USERS.iter().enumerate() {
+            let expected: Vec<Bytes> = model.lists.get(&slot(ns, u)).cloned().unwrap_or_default();
+            let counted = store.count_sessions(prefix.as_bytes(), name.as_bytes());
+            prop_assert_eq!(counted, expected.len(), "COUNT {} in {:?}", name, prefix);
             let listed = store.list_sessions(prefix.as_bytes(), name.as_bytes(), now);
-            let expected: Vec<Bytes> = model
-                .lists
-                .get(&slot(ns, u))
-                .map(|l| l.iter().map(|x| x.1.clone()).collect())
-                .unwrap_or_default();
             prop_assert_eq!(&listed, &expected, "LIST {} in {:?}", name, prefix);
         }
     }

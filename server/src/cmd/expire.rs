@@ -22,7 +22,9 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
         if entry.is_session() {
             return (false, Err(()));
         }
-        let current = entry.deadline_ms().map(|at| at as i64);
+        let current = entry
+            .deadline_ms()
+            .map(|at| i64::try_from(at).unwrap_or(i64::MAX));
         if !cmd.condition.allows(current, when) {
             return (false, Ok(false));
         }

@@ -1,15 +1,28 @@
 //! `SESSION.CREATE [USER user] [IDLE ms] [ABSOLUTE ms] [DATA field value ...]`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use sessiond_protocol::cmd::SessionCreate;
-use sessiond_protocol::Frame;
+use sessiond_protocol::{CommandError, Frame};
 
-use super::Ctx;
+use super::{error, Ctx};
 use crate::store::session::NewSession;
 
 /// Creates a session under a new server-issued ID and replies with the ID.
 pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
     let config = &ctx.shared.config;
+    // As EXPIRE does, a timeout whose deadline does not fit a 64-bit count of ms is refused
+    // (a configured default is not: the session's deadline saturates instead).
+    let fits = |ms: u64| {
+        ctx.now_ms
+            .checked_add(ms)
+            .is_some_and(|at| i64::try_from(at).is_ok())
+    };
+    if !cmd.idle_ms.into_iter().chain(cmd.absolute_ms).all(fits) {
+        return error(CommandError::InvalidExpire("session.create"));
+    }
+    let millis = |timeout: Duration| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     let new = NewSession {
         // The creating user's namespace: its IDs match its key patterns, and only it lists them.
         prefix: ctx
@@ -17,12 +30,8 @@ pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
             .user()
             .map_or_else(Bytes::new, |u| u.session_prefix.clone()),
         user: cmd.user,
-        idle_ms: cmd
-            .idle_ms
-            .unwrap_or(config.session_idle.as_millis() as u64),
-        absolute_ms: cmd
-            .absolute_ms
-            .unwrap_or(config.session_absolute.as_millis() as u64),
+        idle_ms: cmd.idle_ms.unwrap_or(millis(config.session_idle)),
+        absolute_ms: cmd.absolute_ms.unwrap_or(millis(config.session_absolute)),
         data: cmd.data,
     };
     match ctx

@@ -12,7 +12,9 @@ pub fn session_touch(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
         session.last_access_ms = session.last_access_ms.max(now_ms);
         (
             true,
-            Frame::Integer(session.deadline_ms().saturating_sub(now_ms) as i64),
+            Frame::Integer(
+                i64::try_from(session.deadline_ms().saturating_sub(now_ms)).unwrap_or(i64::MAX),
+            ),
         )
     });
     session_reply(outcome, Frame::Integer(-2))

@@ -14,12 +14,15 @@ pub fn ttl(ctx: &mut Ctx<'_>, cmd: KeyOnly, form: TtlForm) -> Frame {
         Some(entry) => match entry.deadline_ms() {
             None => -1,
             Some(at) => {
-                let left = at.saturating_sub(now_ms) as i64;
+                // Saturating: a deadline past i64::MAX (only a loaded record can hold one)
+                // answers the largest integer rather than a negative one.
+                let int = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+                let left = int(at.saturating_sub(now_ms));
                 match form {
-                    TtlForm::Seconds => (left + 500) / 1000,
+                    TtlForm::Seconds => left.saturating_add(500) / 1000,
                     TtlForm::Millis => left,
-                    TtlForm::AtSeconds => at as i64 / 1000,
-                    TtlForm::AtMillis => at as i64,
+                    TtlForm::AtSeconds => int(at) / 1000,
+                    TtlForm::AtMillis => int(at),
                 }
             }
         },

@@ -17,6 +17,7 @@ mod fields;
 pub mod journal;
 pub mod session;
 mod table;
+mod user_sessions;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
 pub use session::{SessionRecord, SessionStats};
 use table::{is, Table};
+use user_sessions::UserSessions;
 
 use crate::clock::Clock;
 use crate::glob;
@@ -62,8 +64,8 @@ const INDEX_FLOOR: usize = 1024;
 pub struct Store {
     map: Table,
     index: ExpiryIndex,
-    /// User → that user's sessions as (created, ID), oldest first; see [`session`].
-    users: DashMap<Bytes, Vec<(u64, Bytes)>, ahash::RandomState>,
+    /// User → that user's session IDs, oldest first; see [`session`].
+    users: DashMap<Bytes, UserSessions, ahash::RandomState>,
     clock: Clock,
     volatile: AtomicI64,
     expired_keys: AtomicU64,
@@ -606,7 +608,9 @@ impl Store {
     }
 
     /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
-    /// due keys, yielding to other tasks between slices of work. Ends when `shutdown` resolves.
+    /// due keys, yielding to other tasks between slices of work. Ends when `shutdown` resolves,
+    /// also in the middle of a cycle (at the end of a slice): a mass expiry must not hold up a
+    /// shutdown, and the keys it leaves are dead to every reader and to the final snapshot.
     pub async fn run_active_expiry(
         self: Arc<Self>,
         interval: Duration,
@@ -617,11 +621,18 @@ impl Store {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
+                biased;
                 _ = &mut shutdown => return,
                 _ = ticker.tick() => {}
                 _ = self.clock.moved() => {}
             }
-            self.expire_in_batches().await;
+            // Dropped at a yield between slices, where no lock or recording is held; the due
+            // positions it had taken are lost with it, which only a shutdown can afford.
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = self.expire_in_batches() => {}
+            }
             self.expiry_cycles.send_modify(|cycles| *cycles += 1);
         }
     }
@@ -1104,6 +1115,45 @@ mod tests {
         assert_eq!(fields::WALKED.with(|walked| walked.get()), 0);
         let footprint = store.peek(b"h", |node| node.map(Node::footprint));
         assert_eq!(Some(store.used_memory()), footprint);
+    }
+
+    #[test]
+    fn the_expiry_task_ends_in_the_middle_of_a_mass_expiry_on_shutdown() {
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        let keys = 200 * EXPIRY_BATCH;
+        for i in 0..keys {
+            store.upsert(format!("sess:{i}").as_bytes(), start, |_| {
+                (
+                    Some(Entry::new(Value::Str(Bytes::from("v")), start + 1)),
+                    (),
+                )
+            });
+        }
+        manual.advance(1_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let cycles = store.expiry_cycles();
+        runtime.block_on(async {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let expiry = tokio::spawn(store.clone().run_active_expiry(
+                Duration::from_secs(3600),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            // This task and the expiry share the thread: it runs between slices.
+            while store.len() == keys {
+                tokio::task::yield_now().await;
+            }
+            stop.send(()).unwrap();
+            expiry.await.unwrap();
+        });
+        assert!(!store.is_empty(), "the task ended before the cycle did");
+        assert_eq!(*cycles.borrow(), 0);
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! CSPRNG, base64url without padding (43 characters), and are only ever made here: no command
 //! creates a session under a name the client chose.
 //!
-//! The per-user index maps a user to its session IDs in creation order. It is a second `DashMap`,
-//! and one rule keeps the two maps free of deadlock: a keyspace shard lock is never held while a
-//! user-index lock is taken (the reverse nesting is allowed). Every path that removes a session
-//! from the keyspace removes it from the index right after, with the keyspace lock released; a
-//! reader that meets an ID whose session has just gone filters it out and prunes it.
+//! The per-user index maps a user to its session IDs in the order they became the user's
+//! (created with it, or moved to it by REGENERATE; after a load, by creation time), with add,
+//! remove and count in O(1) amortized ([`UserSessions`]). It is a second `DashMap`, and one rule
+//! keeps the two maps free of deadlock: a keyspace shard lock is never held while a user-index
+//! lock is taken (the reverse nesting is allowed). Every path that removes a session from the
+//! keyspace removes it from the index right after, with the keyspace lock released; so a user's
+//! count is exact but for sessions past their deadline that the active expiry has not reclaimed
+//! yet (as DBSIZE counts them). A LIST that meets an ID whose session is dead or gone filters it
+//! out and prunes it.
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -18,6 +22,7 @@ use bytes::Bytes;
 
 use super::entry::Fields;
 use super::journal::Recording;
+use super::user_sessions::UserSessions;
 use super::{owned, Entry, Store, Value, ValueMut, ValueRef};
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
@@ -62,11 +67,17 @@ impl SessionRecord {
     }
 }
 
-/// A session's effective deadline: the earlier of the idle and the absolute one.
+/// The latest deadline a session can have, Unix ms: the largest that a reply's 64-bit signed
+/// integer holds (EXPIRETIME, SESSION.INFO), so that huge timeouts (a configured default, a
+/// loaded record) mean "practically never" instead of wrapping around.
+pub const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
+
+/// A session's effective deadline: the earlier of the idle and the absolute one, at most
+/// [`MAX_DEADLINE_MS`].
 pub fn deadline_ms(created_ms: u64, last_access_ms: u64, idle_ms: u64, absolute_ms: u64) -> u64 {
     let idle = last_access_ms.saturating_add(idle_ms);
     let absolute = created_ms.saturating_add(absolute_ms);
-    idle.min(absolute)
+    idle.min(absolute).min(MAX_DEADLINE_MS)
 }
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
@@ -172,6 +183,83 @@ mod tests {
         assert_eq!(prefix_of(&id[10..]), b"");
     }
 
+    const START: u64 = 1_767_225_600_000;
+
+    fn session_of(user: Option<&'static str>, idle_ms: u64) -> NewSession {
+        NewSession {
+            prefix: Bytes::new(),
+            user: user.map(|user| Bytes::from_static(user.as_bytes())),
+            idle_ms,
+            absolute_ms: 3_600_000,
+            data: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_users_index_does_constant_work_per_session() {
+        use super::super::user_sessions::VISITED;
+        let (clock, manual) = crate::clock::Clock::manual(START);
+        let store = Store::new(clock);
+        let visited = || VISITED.with(std::cell::Cell::get);
+        let before = visited();
+        // One user (a shared service account): every index operation used to walk its list.
+        let sessions = 20_000;
+        let ids: Vec<Bytes> = (0..sessions)
+            .map(|_| store.create_session(session_of(Some("svc"), 1_000), START, 0))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for id in ids.iter().step_by(10) {
+            assert!(store.destroy_session(id, START));
+        }
+        let left = sessions - sessions / 10;
+        for id in ids.iter().skip(1).step_by(10) {
+            assert!(store
+                .regenerate_session(id, None, START, 0)
+                .unwrap()
+                .is_some());
+        }
+        for _ in 0..1_000 {
+            assert_eq!(store.count_sessions(b"", b"svc"), left);
+        }
+        manual.advance(1_000);
+        store.reclaim_expired();
+        assert_eq!(store.count_sessions(b"", b"svc"), 0);
+        assert_eq!((store.len(), store.session_users()), (0, 0));
+        let work = visited() - before;
+        assert!(
+            work <= 10 * sessions as u64,
+            "{work} index slots visited for {sessions} sessions"
+        );
+    }
+
+    #[test]
+    fn a_session_moved_to_a_user_at_the_cap_is_not_the_one_evicted() {
+        let store = Store::new(crate::clock::Clock::manual(START).0);
+        // The anonymous session is the oldest: it sorted first and was evicted at once.
+        let anonymous = store
+            .create_session(session_of(None, 60_000), START, 2)
+            .unwrap();
+        let first = store
+            .create_session(session_of(Some("ada"), 60_000), START + 10, 2)
+            .unwrap();
+        let second = store
+            .create_session(session_of(Some("ada"), 60_000), START + 20, 2)
+            .unwrap();
+        let now = START + 30;
+        let ada = Bytes::from_static(b"ada");
+        let moved = store
+            .regenerate_session(&anonymous, Some(&ada), now, 2)
+            .unwrap()
+            .unwrap();
+        assert!(
+            store.read_session(&moved, now, |_| ()).unwrap().is_some(),
+            "the ID REGENERATE returned works"
+        );
+        assert_eq!(store.list_sessions(b"", b"ada", now), vec![second, moved]);
+        assert!(store.read_session(&first, now, |_| ()).unwrap().is_none());
+        assert_eq!(store.count_sessions(b"", b"ada"), 2);
+    }
+
     #[test]
     fn index_keys_of_different_namespaces_differ() {
         assert_ne!(index_key(b"", b"a\0b"), index_key(b"a", b"b"));
@@ -243,14 +331,7 @@ impl Store {
         let id = self.insert_session(&new.prefix, record, deadline, now_ms, &rec)?;
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
         if let Some(user) = user {
-            self.index_session(
-                &user,
-                (now_ms, id.clone()),
-                None,
-                now_ms,
-                max_per_user,
-                &rec,
-            );
+            self.index_session(&user, id.clone(), now_ms, max_per_user, &rec);
         }
         Ok(id)
     }
@@ -278,50 +359,45 @@ impl Store {
         }
     }
 
-    /// Adds `(created_ms, id)` to `user`'s list in the ID's namespace (in place of `replacing` if
-    /// given and present, else in creation order), then enforces the per-user cap by destroying
-    /// the oldest sessions of that namespace.
+    /// Appends `id` to `user`'s list in the ID's namespace, then enforces the per-user cap by
+    /// destroying the oldest sessions of that namespace, never `id` itself: it is the newest, and
+    /// a cap is at least one. O(1) amortized, and O(1) per session destroyed. A session past its
+    /// deadline that the active expiry has not reclaimed yet still counts against the cap.
     fn index_session(
         &self,
         user: &Bytes,
-        item: (u64, Bytes),
-        replacing: Option<&Bytes>,
+        id: Bytes,
         now_ms: u64,
         max_per_user: usize,
         rec: &Recording<'_>,
     ) {
         let mut evicted = Vec::new();
-        let key = index_key(prefix_of(&item.1), user);
+        let key = index_key(prefix_of(&id), user);
         {
+            let hasher = self.users.hasher();
             let mut list = match self.users.get_mut(&key) {
                 Some(list) => list,
                 None => self.users.entry(key.clone()).or_default(),
             };
-            match replacing.and_then(|old| list.iter().position(|x| x.1 == *old)) {
-                Some(position) => list[position] = item,
-                None => {
-                    let position = list.partition_point(|x| x.0 <= item.0);
-                    list.insert(position, item);
+            list.push(id, hasher);
+            while max_per_user > 0 && list.len() > max_per_user {
+                match list.pop_oldest(hasher) {
+                    Some(oldest) => evicted.push(oldest),
+                    None => break,
                 }
             }
-            if max_per_user > 0 && list.len() > max_per_user {
-                // Nested keyspace reads under the user lock: the allowed lock order.
-                list.retain(|(_, id)| self.is_live_session_of(id, user, now_ms));
-                let excess = list.len().saturating_sub(max_per_user);
-                evicted.extend(list.drain(..excess));
-            }
         }
-        for (_, id) in evicted {
+        for id in evicted {
             self.destroy_session_recorded(&id, now_ms, rec);
         }
     }
 
-    /// Removes `id` from `user`'s list, and the user when the list empties.
+    /// Removes `id` from `user`'s list, and the user when the list empties. O(1) amortized.
     pub(super) fn unindex(&self, user: &Bytes, id: &[u8]) {
         let key = index_key(prefix_of(id), user);
         let now_empty = match self.users.get_mut(&key) {
             Some(mut list) => {
-                list.retain(|x| x.1 != id);
+                list.remove(id, self.users.hasher());
                 list.is_empty()
             }
             None => false,
@@ -331,7 +407,8 @@ impl Store {
         }
     }
 
-    /// Rebuilds the per-user index from the sessions in the keyspace (after a load).
+    /// Rebuilds the per-user index from the sessions in the keyspace (after a load): each
+    /// user's IDs by creation time.
     pub fn rebuild_user_index(&self) {
         self.users.clear();
         let mut lists: std::collections::HashMap<Bytes, Vec<(u64, Bytes)>> = Default::default();
@@ -349,9 +426,14 @@ impl Store {
                 }
             }
         }
+        let hasher = self.users.hasher();
         for (user, mut list) in lists {
             list.sort();
-            self.users.insert(user, list);
+            let mut sessions = UserSessions::default();
+            for (_, id) in list {
+                sessions.push(id, hasher);
+            }
+            self.users.insert(user, sessions);
         }
     }
 
@@ -432,23 +514,35 @@ impl Store {
     }
 
     /// The live session IDs of `user` in the namespace `prefix`, oldest first; dead IDs met on
-    /// the way are pruned.
+    /// the way are pruned. O(the user's sessions).
     pub fn list_sessions(&self, prefix: &[u8], user: &[u8], now_ms: u64) -> Vec<Bytes> {
         let key = index_key(prefix, user);
         let (ids, now_empty) = match self.users.get_mut(&key) {
             None => return Vec::new(),
             Some(mut list) => {
-                list.retain(|(_, id)| self.is_live_session_of(id, user, now_ms));
-                (
-                    list.iter().map(|(_, id)| id.clone()).collect(),
-                    list.is_empty(),
-                )
+                let (live, dead): (Vec<Bytes>, Vec<Bytes>) = list
+                    .ids()
+                    .cloned()
+                    .partition(|id| self.is_live_session_of(id, user, now_ms));
+                for id in dead {
+                    list.remove(&id, self.users.hasher());
+                }
+                (live, list.is_empty())
             }
         };
         if now_empty {
             self.users.remove_if(&key, |_, list| list.is_empty());
         }
         ids
+    }
+
+    /// How many sessions `user` has in the namespace `prefix`: those in its index, which holds
+    /// every live one and, until the active expiry reclaims them, those past their deadline (as
+    /// DBSIZE counts keys). O(1).
+    pub fn count_sessions(&self, prefix: &[u8], user: &[u8]) -> usize {
+        self.users
+            .get(&index_key(prefix, user))
+            .map_or(0, |list| list.len())
     }
 
     /// Destroys every live session of `user` in the namespace `prefix` but `except`; returns
@@ -465,16 +559,16 @@ impl Store {
         let Some(mut list) = self.users.get_mut(&key) else {
             return 0;
         };
-        let all = std::mem::take(&mut *list);
-        let (kept, doomed): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|(_, id)| Some(&id[..]) == except);
-        *list = kept;
+        let mut doomed = std::mem::take(&mut *list);
+        if let Some(kept) = except.filter(|&id| doomed.remove(id, self.users.hasher())) {
+            list.push(Bytes::copy_from_slice(kept), self.users.hasher());
+        }
         // The sessions are destroyed with the list still held (user index, then keyspace: the
         // allowed order), so a REGENERATE, which holds it across its move, either moved a
         // session before (the new ID is destroyed here) or finds it gone after: "log out
         // everywhere" misses nothing. The list is already updated, hence `count_removal`.
         let mut destroyed = 0;
-        for (_, id) in &doomed {
+        for id in doomed.ids() {
             if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
                 let expired = node.is_expired(now_ms);
                 let why = if expired {
@@ -533,7 +627,6 @@ impl Store {
         else {
             return Ok(None);
         };
-        let created_ms = record.created_ms;
         if let Some(user) = new_user {
             record.user = Some(owned(user));
         }
@@ -548,7 +641,7 @@ impl Store {
             Ok(new_id) => new_id,
             Err(error) => {
                 if let Some(list) = old_list.as_mut() {
-                    list.retain(|x| x.1 != old_id);
+                    list.remove(&old_id, self.users.hasher());
                 }
                 self.sessions
                     .destroyed
@@ -562,16 +655,12 @@ impl Store {
         let same_user = old_user.is_some() && old_user == user;
         let mut indexed = false;
         if let Some(mut list) = old_list {
-            match list.iter().position(|x| x.1 == old_id) {
-                // The same user: the new ID takes the old one's place; the count is unchanged.
-                Some(position) if same_user => {
-                    list[position] = (created_ms, new_id.clone());
-                    indexed = true;
-                }
-                Some(position) => {
-                    list.remove(position);
-                }
-                None => {}
+            let hasher = self.users.hasher();
+            if same_user {
+                // The new ID takes the old one's place; the count is unchanged.
+                indexed = list.replace(&old_id, new_id.clone(), hasher);
+            } else {
+                list.remove(&old_id, hasher);
             }
             let now_empty = list.is_empty();
             drop(list);
@@ -580,14 +669,8 @@ impl Store {
             }
         }
         if let (false, Some(new)) = (indexed, &user) {
-            self.index_session(
-                new,
-                (created_ms, new_id.clone()),
-                None,
-                now_ms,
-                max_per_user,
-                &rec,
-            );
+            // Moved to another user (a login): the user's newest session, whatever its age.
+            self.index_session(new, new_id.clone(), now_ms, max_per_user, &rec);
         }
         Ok(Some(new_id))
     }

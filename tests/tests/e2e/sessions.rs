@@ -283,6 +283,44 @@ fn create_rejects_bad_options() {
 }
 
 #[test]
+fn huge_timeouts_are_refused_or_saturate_but_never_wrap() {
+    let server = TestServer::with_config_and_manual_clock(Config {
+        // A default too large for any deadline: the session's deadline saturates.
+        session_idle: std::time::Duration::from_millis(u64::MAX),
+        session_absolute: std::time::Duration::from_millis(u64::MAX),
+        ..Config::default()
+    });
+    let mut con = server.client();
+    let max = i64::MAX.to_string();
+    // As EXPIRE does: a timeout whose deadline overflows is refused.
+    for option in ["IDLE", "ABSOLUTE"] {
+        assert_eq!(
+            error_of(&mut con, "SESSION.CREATE", &[option, &max]),
+            "ERR invalid expire time in 'session.create' command",
+            "{option} {max}"
+        );
+    }
+    assert_eq!(server.stored_keys(), 0);
+    let left = i64::MAX - CLOCK_START_MS as i64;
+    let last = left.to_string();
+    let id = create(&mut con, &["IDLE", &last, "ABSOLUTE", &last]);
+    assert_eq!(con.pttl::<_, i64>(&id).unwrap(), left);
+    assert_eq!(con.ttl::<_, i64>(&id).unwrap(), (left + 500) / 1000);
+    let defaults = create(&mut con, &[]);
+    assert_eq!(con.pttl::<_, i64>(&defaults).unwrap(), left);
+    assert_eq!(con.ttl::<_, i64>(&defaults).unwrap(), (left + 500) / 1000);
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&defaults)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(at, i64::MAX);
+    assert_eq!(touch(&mut con, &defaults), left);
+    let info = info(&mut con, &defaults).unwrap();
+    assert_eq!(int(&info, "expires_at_ms"), i64::MAX);
+    assert_eq!(int(&info, "ttl_ms"), left);
+}
+
+#[test]
 fn wrong_arity_and_syntax_errors() {
     let server = TestServer::start();
     for resp3 in [false, true] {
