@@ -115,15 +115,15 @@ impl Before {
 /// What a filter for SCAN and KEYS asks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KeyFilter<'a> {
-    /// A glob pattern the key must match.
-    pub pattern: Option<&'a [u8]>,
+    /// A glob pattern the key must match (compiled once for the whole walk).
+    pub pattern: Option<&'a glob::Pattern>,
     /// The type name the value must have.
     pub type_name: Option<&'a str>,
 }
 
 impl KeyFilter<'_> {
     fn accepts(&self, node: &Node) -> bool {
-        self.pattern.is_none_or(|p| glob::matches(p, node.key()))
+        self.pattern.is_none_or(|p| p.matches(node.key()))
             && self.type_name.is_none_or(|t| node.value().type_name() == t)
     }
 }
@@ -441,19 +441,21 @@ impl Store {
         let mut from = cursor & POSITION_MASK;
         let mut budget = count.max(1);
         let mut found = Vec::new();
-        let mut candidates: Vec<(u64, Bytes, bool)> = Vec::new();
+        // Only the keys to return are copied.
+        let mut candidates: Vec<(u64, Option<Bytes>)> = Vec::new();
         while shard < SHARDS {
             candidates.clear();
             for node in self.map.read(shard).iter() {
                 let position = self.map.hash(node.key()) & POSITION_MASK;
                 if position >= from {
                     let wanted = !node.is_expired(now_ms) && filter.accepts(node);
-                    candidates.push((position, Bytes::copy_from_slice(node.key()), wanted));
+                    let key = wanted.then(|| Bytes::copy_from_slice(node.key()));
+                    candidates.push((position, key));
                 }
             }
             if candidates.len() <= budget {
                 budget -= candidates.len();
-                found.extend(candidates.drain(..).filter(|c| c.2).map(|c| c.1));
+                found.extend(candidates.drain(..).filter_map(|c| c.1));
                 shard += 1;
                 from = 0;
                 if budget == 0 {
@@ -468,8 +470,8 @@ impl Store {
             found.extend(
                 candidates
                     .drain(..)
-                    .filter(|c| c.0 <= boundary && c.2)
-                    .map(|c| c.1),
+                    .filter(|c| c.0 <= boundary)
+                    .filter_map(|c| c.1),
             );
             if boundary == POSITION_MASK {
                 shard += 1;
