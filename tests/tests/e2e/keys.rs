@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use redis::{Connection, Value};
 use sessiond::Config;
-use sessiond_tests::TestServer;
+use sessiond_tests::{info_number, TestServer};
 
 use super::words::{each_protocol, error, forward, query};
 
@@ -647,6 +647,55 @@ fn scan_of_an_empty_keyspace_and_its_errors() {
             "ERR wrong number of arguments for 'scan' command"
         );
     });
+}
+
+/// FLUSHALL ASYNC (and FLUSHDB ASYNC) empty the keyspace at once and free the keys on a
+/// background thread: INFO's lazyfree counters account for every key, and `used_memory` and the
+/// sessions count come back to zero once they are freed.
+#[test]
+fn flush_async_frees_in_the_background() {
+    const KEYS: u64 = 20_000;
+    let server = TestServer::with_manual_clock();
+    let con = &mut server.client();
+    for (flush, round) in [("FLUSHALL ASYNC", 1), ("FLUSHDB ASYNC", 2)] {
+        let mut pipe = redis::pipe();
+        for i in 0..KEYS - 10 {
+            pipe.cmd("SET").arg(format!("key:{i}")).arg("v".repeat(100)).ignore();
+        }
+        for _ in 0..10 {
+            pipe.cmd("SESSION.CREATE").arg("USER").arg("alice").ignore();
+        }
+        let _: () = pipe.query(con).unwrap();
+        assert_eq!(int(con, "SESSION.COUNT alice"), 10);
+        let mut freed = server.shared.store.lazyfreed();
+        assert_eq!(query(con, flush), Value::Okay);
+        assert_eq!(int(con, "DBSIZE"), 0, "{flush}: empty at once");
+        assert_eq!(int(con, "SESSION.COUNT alice"), 0);
+        let info = server.info("memory");
+        assert_eq!(
+            info_number(&info, "lazyfree_pending_objects") + info_number(&info, "lazyfreed_objects"),
+            round * KEYS
+        );
+        let freed_all = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let freed = freed.wait_for(|&n| n == round * KEYS);
+                    tokio::time::timeout(sessiond_tests::IO_TIMEOUT, freed).await
+                })
+                .is_ok_and(|r| r.is_ok())
+        });
+        assert!(freed_all.join().unwrap(), "{flush}: keys freed in the background");
+        let info = server.info("memory");
+        assert_eq!(info_number(&info, "lazyfree_pending_objects"), 0);
+        assert_eq!(info_number(&info, "lazyfreed_objects"), round * KEYS);
+        assert_eq!(info_number(&info, "used_memory"), 0);
+        let sessions = server.info("sessions");
+        assert_eq!(info_number(&sessions, "sessions"), 0, "{sessions}");
+        assert_eq!(info_number(&sessions, "sessions_destroyed"), round * 10);
+    }
 }
 
 #[test]
