@@ -378,7 +378,10 @@ mod tests {
         let before = steps();
         assert!(!matches(&pattern, &text));
         let spent = steps() - before;
-        assert!(spent <= 2 * (text.len() as u64 + pattern.len() as u64), "{spent} steps");
+        assert!(
+            spent <= 2 * (text.len() as u64 + pattern.len() as u64),
+            "{spent} steps"
+        );
 
         // A long last segment that fails only at its end: tried once, anchored at the key's end
         // (a backtracking matcher tries it at every offset of the key).
@@ -386,7 +389,10 @@ mod tests {
         let before = steps();
         assert!(!matches(&pattern, &text));
         let spent = steps() - before;
-        assert!(spent <= 2 * (text.len() as u64 + pattern.len() as u64), "{spent} steps");
+        assert!(
+            spent <= 2 * (text.len() as u64 + pattern.len() as u64),
+            "{spent} steps"
+        );
 
         // A long middle segment that almost matches everywhere: key × segment at most.
         let segment = [b"a".repeat(63), b"b".to_vec()].concat();
@@ -394,14 +400,14 @@ mod tests {
         let before = steps();
         assert!(!matches(&pattern, &text));
         let spent = steps() - before;
-        assert!(spent <= text.len() as u64 * segment.len() as u64, "{spent} steps");
+        assert!(
+            spent <= text.len() as u64 * segment.len() as u64,
+            "{spent} steps"
+        );
     }
 
     fn glob_bytes() -> impl Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(
-            prop::sample::select(b"ab*?[]^-\\\xff".to_vec()),
-            0..12,
-        )
+        proptest::collection::vec(prop::sample::select(b"ab*?[]^-\\\xff".to_vec()), 0..12)
     }
 
     fn key_bytes() -> impl Strategy<Value = Vec<u8>> {

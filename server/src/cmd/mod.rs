@@ -559,7 +559,10 @@ mod tests {
         run(&mut batch, "mget", mget, 100_000 * 5);
         let now_ms = run(&mut batch, "get", short, 8);
         assert_eq!(now_ms, 1_000_600);
-        assert!(store.read(&key, now_ms, |node| node.is_none()), "served past its deadline");
+        assert!(
+            store.read(&key, now_ms, |node| node.is_none()),
+            "served past its deadline"
+        );
 
         // Short commands keep it; a large value (in or out) ends it.
         let now_ms = run(&mut batch, "get", short, 8);

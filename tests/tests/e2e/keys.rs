@@ -660,7 +660,10 @@ fn flush_async_frees_in_the_background() {
     for (flush, round) in [("FLUSHALL ASYNC", 1), ("FLUSHDB ASYNC", 2)] {
         let mut pipe = redis::pipe();
         for i in 0..KEYS - 10 {
-            pipe.cmd("SET").arg(format!("key:{i}")).arg("v".repeat(100)).ignore();
+            pipe.cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg("v".repeat(100))
+                .ignore();
         }
         for _ in 0..10 {
             pipe.cmd("SESSION.CREATE").arg("USER").arg("alice").ignore();
@@ -673,7 +676,8 @@ fn flush_async_frees_in_the_background() {
         assert_eq!(int(con, "SESSION.COUNT alice"), 0);
         let info = server.info("memory");
         assert_eq!(
-            info_number(&info, "lazyfree_pending_objects") + info_number(&info, "lazyfreed_objects"),
+            info_number(&info, "lazyfree_pending_objects")
+                + info_number(&info, "lazyfreed_objects"),
             round * KEYS
         );
         let freed_all = std::thread::spawn(move || {
@@ -687,7 +691,10 @@ fn flush_async_frees_in_the_background() {
                 })
                 .is_ok_and(|r| r.is_ok())
         });
-        assert!(freed_all.join().unwrap(), "{flush}: keys freed in the background");
+        assert!(
+            freed_all.join().unwrap(),
+            "{flush}: keys freed in the background"
+        );
         let info = server.info("memory");
         assert_eq!(info_number(&info, "lazyfree_pending_objects"), 0);
         assert_eq!(info_number(&info, "lazyfreed_objects"), round * KEYS);
