@@ -737,7 +737,12 @@ fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, ConfigE
         let keys = if raw.keys.iter().any(|k| k == "*") {
             KeyPatterns::All
         } else {
-            KeyPatterns::Only(raw.keys.iter().map(|k| Bytes::from(k.clone())).collect())
+            KeyPatterns::Only(
+                raw.keys
+                    .iter()
+                    .map(|k| crate::glob::Pattern::new(k.as_bytes()))
+                    .collect(),
+            )
         };
         let mut categories = Categories::default();
         for name in &raw.categories {
@@ -1071,6 +1076,24 @@ mod tests {
     }
 
     const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
+
+    #[test]
+    fn a_user_key_pattern_longer_than_max_pattern_len_is_refused() {
+        let user = |pattern: &str| {
+            format!(
+                r#"
+                max-pattern-len = "16"
+                [[user]]
+                name = "app1"
+                password-sha256 = "{PW1_SHA256}"
+                keys = ["{pattern}"]
+                "#
+            )
+        };
+        assert!(users_from(&user("sess:app1:*")).is_ok());
+        let error = users_from(&user(&"*".repeat(17))).unwrap_err().to_string();
+        assert!(error.contains("max-pattern-len (16 bytes)"), "{error}");
+    }
 
     #[test]
     fn users_come_from_the_config_file() {

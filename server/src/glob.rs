@@ -38,7 +38,7 @@ pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
 }
 
 /// A compiled glob pattern.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     /// Every token but the stars, in order.
     tokens: Vec<Token>,
@@ -50,7 +50,7 @@ pub struct Pattern {
 }
 
 /// What one byte of the key must be.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     /// This byte.
     Byte(u8),
