@@ -125,7 +125,7 @@ pub struct RawConfig {
     pub max_inline_len: Option<String>,
 
     /// Longest glob pattern of KEYS, SCAN MATCH, CONFIG GET and users' key patterns; a match
-    /// costs up to key length × pattern length [default: 1kb].
+    /// costs up to key length × pattern length [default: 256].
     #[arg(long, env = "SESSIOND_MAX_PATTERN_LEN")]
     pub max_pattern_len: Option<String>,
 

@@ -15,7 +15,7 @@
 //! ([`DEFAULT_MAX_PATTERN_LEN`]); commands refuse longer ones with [`TooLong`].
 
 /// The default bound on a glob pattern's length in bytes (`max-pattern-len`).
-pub const DEFAULT_MAX_PATTERN_LEN: usize = 1024;
+pub const DEFAULT_MAX_PATTERN_LEN: usize = 256;
 
 /// A pattern longer than `max-pattern-len`; its message is [`TOO_LONG`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
