@@ -12,12 +12,15 @@
 //! is left (the leftmost match of a segment never loses a match for the rest, so there is no
 //! backtracking over stars). That is O(key × longest segment); Redis's recursion is
 //! O(key × pattern) and more. Patterns are bounded in length by `max-pattern-len`
-//! ([`DEFAULT_MAX_PATTERN_LEN`]); commands refuse longer ones with [`TooLong`].
+//! ([`DEFAULT_MAX_PATTERN_LEN`]); commands refuse longer ones with [`TooLong`]. (One difference
+//! remains, past any sensible bound: Redis answers "no match" beyond 1,000 nested stars, which
+//! takes a pattern of over 2,000 bytes.)
 
 /// The default bound on a glob pattern's length in bytes (`max-pattern-len`).
 pub const DEFAULT_MAX_PATTERN_LEN: usize = 256;
 
-/// A pattern longer than `max-pattern-len`; its message is [`TOO_LONG`].
+/// A pattern longer than `max-pattern-len`; its message is the error reply (Redis has no such
+/// bound, so no wording to follow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("ERR glob pattern longer than max-pattern-len")]
 pub struct TooLong;
