@@ -235,10 +235,34 @@ fn snapshot_seeds() {
     fs::remove_dir_all(&scratch).expect("remove the scratch directory");
 }
 
+/// Pattern, NUL, key: each of Redis's glob features and quirks, matching and not.
+fn glob_seeds() {
+    let dir = corpus("glob");
+    let cases: &[(&str, &[u8], &[u8])] = &[
+        ("star", b"sess:*:x", b"sess:app1:x"),
+        ("stars", b"a*b*c*d", b"aXbYcZd"),
+        ("question", b"h?llo", b"hello"),
+        ("class", b"h[ae]llo", b"hallo"),
+        ("negated", b"h[^e]llo", b"hello"),
+        ("range", b"[a-z]*[0-9]", b"key9"),
+        ("escape", b"h\\*llo", b"h*llo"),
+        ("unclosed", b"a[bc", b"ab"),
+        ("dash-bracket", b"[a-]", b"]"),
+        ("trailing-backslash", b"a\\", b"a\\"),
+        ("signed-range", b"[a-\xff]", b"\xff"),
+        ("empty-key", b"*", b""),
+        ("backtrack", b"*aaaab", b"aaaaaaaaaaaaaaaaaaab"),
+    ];
+    for (name, pattern, key) in cases {
+        write(&dir, name, &[*pattern, *key].join(&0u8));
+    }
+}
+
 fn main() {
     request_seeds();
     frame_seeds();
     command_seeds();
+    glob_seeds();
     snapshot_seeds();
     println!(
         "seed corpus written under {}/corpus",

@@ -122,8 +122,8 @@ impl Categories {
 pub enum KeyPatterns {
     /// Every key.
     All,
-    /// The keys matching one of these glob patterns.
-    Only(Vec<Bytes>),
+    /// The keys matching one of these glob patterns (compiled once, at start).
+    Only(Vec<glob::Pattern>),
 }
 
 impl KeyPatterns {
@@ -131,7 +131,7 @@ impl KeyPatterns {
     pub fn allow(&self, key: &[u8]) -> bool {
         match self {
             KeyPatterns::All => true,
-            KeyPatterns::Only(patterns) => patterns.iter().any(|p| glob::matches(p, key)),
+            KeyPatterns::Only(patterns) => patterns.iter().any(|p| p.matches(key)),
         }
     }
 }
@@ -312,7 +312,7 @@ mod tests {
         User {
             name: "app1".into(),
             password_sha256: Some(sha256(b"pw1")),
-            keys: KeyPatterns::Only(vec![Bytes::from_static(b"sess:app1:*")]),
+            keys: KeyPatterns::Only(vec![glob::Pattern::new(b"sess:app1:*")]),
             categories: Categories::default()
                 .with(Category::Read)
                 .with(Category::Write)

@@ -65,8 +65,10 @@ fn system_now_ms() -> u64 {
 /// 16 GETs reads the clock once instead of 16 times (about 4% of a GET's CPU at `-P 16` went
 /// to reading it). The connection marks the reading [`stale`](BatchClock::stale) when a read
 /// brings a new batch and after anything it waits for, and `cmd::execute` after any command
-/// that may take long (one neither `fast` nor `denyoom`), so no command sees a time older than
-/// the start of its batch plus the run time of at most `REUSE - 1` short commands before it.
+/// that may take long: one neither `fast` nor `denyoom`, or one with more than 64 arguments or
+/// 64 KB of arguments and reply (an MGET of 100,000 keys, a GET of a 16 MB value). So no command
+/// sees a time older than the start of its batch plus the run time of at most `REUSE - 1` short
+/// commands before it, tens of microseconds.
 #[derive(Debug, Default)]
 pub struct BatchClock {
     now_ms: u64,

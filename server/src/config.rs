@@ -127,6 +127,15 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
     pub max_inline_len: Option<String>,
 
+    /// Longest glob pattern of KEYS, SCAN MATCH, CONFIG GET and users' key patterns; a match
+    /// costs up to key length × pattern length [default: 256].
+    #[arg(long, env = "SESSIOND_MAX_PATTERN_LEN")]
+    pub max_pattern_len: Option<String>,
+
+    /// Most keys one SCAN call examines, whatever its COUNT [default: 10000].
+    #[arg(long, env = "SESSIOND_SCAN_MAX_COUNT")]
+    pub scan_max_count: Option<u64>,
+
     /// Threads that run connections and commands; 0: one per CPU core but one, at least one
     /// [default: 0].
     #[arg(long, env = "SESSIOND_THREADS")]
@@ -270,6 +279,10 @@ pub struct Config {
     pub output_limits: OutputLimits,
     /// Input bounds per connection.
     pub limits: Limits,
+    /// Longest glob pattern accepted (KEYS, SCAN MATCH, CONFIG GET, users' key patterns), bytes.
+    pub max_pattern_len: usize,
+    /// Most keys one SCAN call examines: a larger COUNT is clamped to it.
+    pub scan_max_count: usize,
     /// Runtime worker threads; 0 (the default before validation): automatic (see
     /// [`Config::worker_threads`]), which [`RawConfig::validate`] resolves.
     pub threads: usize,
@@ -318,6 +331,8 @@ impl Default for Config {
             idle_timeout: None,
             output_limits: OutputLimits::default(),
             limits: Limits::default(),
+            max_pattern_len: crate::glob::DEFAULT_MAX_PATTERN_LEN,
+            scan_max_count: 10_000,
             threads: 0,
             idle_poll: Duration::from_micros(50),
             disable_thp: true,
@@ -444,6 +459,8 @@ impl RawConfig {
                 .or(fallback.client_query_buffer_limit),
             max_command_args: self.max_command_args.or(fallback.max_command_args),
             max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
+            max_pattern_len: self.max_pattern_len.or(fallback.max_pattern_len),
+            scan_max_count: self.scan_max_count.or(fallback.scan_max_count),
             threads: self.threads.or(fallback.threads),
             idle_poll_us: self.idle_poll_us.or(fallback.idle_poll_us),
             disable_thp: self.disable_thp.or(fallback.disable_thp),
@@ -537,7 +554,11 @@ impl RawConfig {
         let requirepass = requirepass.map(Secret::new);
         let protected_mode = yes_or_no("protected-mode", self.protected_mode.as_deref(), true)?;
         let disable_thp = yes_or_no("disable-thp", self.disable_thp.as_deref(), true)?;
-        let users = users(self.users)?;
+        let max_pattern_len = match self.max_pattern_len {
+            None => defaults.max_pattern_len,
+            Some(text) => size_setting("max-pattern-len", &text, 1, 1 << 20)?,
+        };
+        let users = users(self.users, max_pattern_len)?;
         if protected_mode && requirepass.is_none() && users.is_empty() && !bind.is_loopback() {
             return Err(ConfigError::Invalid {
                 setting: "bind",
@@ -627,6 +648,14 @@ impl RawConfig {
             maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
                 as usize,
             limits,
+            max_pattern_len,
+            scan_max_count: range(
+                "scan-max-count",
+                self.scan_max_count
+                    .unwrap_or(defaults.scan_max_count as u64),
+                1,
+                1 << 30,
+            )? as usize,
             threads: match range("threads", self.threads.unwrap_or(0), 0, 1024)? {
                 0 => automatic_threads(),
                 threads => threads as usize,
@@ -680,7 +709,7 @@ impl RawConfig {
 const MAX_SESSION_PREFIX: usize = 64;
 
 /// Validates the `[[user]]` tables.
-fn users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
+fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, ConfigError> {
     let mut users: Vec<User> = Vec::with_capacity(raw.len());
     for raw in raw {
         let invalid = |setting: &'static str, reason: String| ConfigError::Invalid {
@@ -716,10 +745,21 @@ fn users(raw: Vec<RawUser>) -> Result<Vec<User>, ConfigError> {
                     .to_owned(),
             )
         })?;
+        if raw.keys.iter().any(|k| k.len() > max_pattern_len) {
+            return Err(invalid(
+                "user.keys",
+                format!("a key pattern is longer than max-pattern-len ({max_pattern_len} bytes)"),
+            ));
+        }
         let keys = if raw.keys.iter().any(|k| k == "*") {
             KeyPatterns::All
         } else {
-            KeyPatterns::Only(raw.keys.iter().map(|k| Bytes::from(k.clone())).collect())
+            KeyPatterns::Only(
+                raw.keys
+                    .iter()
+                    .map(|k| crate::glob::Pattern::new(k.as_bytes()))
+                    .collect(),
+            )
         };
         let mut categories = Categories::default();
         for name in &raw.categories {
@@ -1053,6 +1093,24 @@ mod tests {
     }
 
     const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
+
+    #[test]
+    fn a_user_key_pattern_longer_than_max_pattern_len_is_refused() {
+        let user = |pattern: &str| {
+            format!(
+                r#"
+                max-pattern-len = "16"
+                [[user]]
+                name = "app1"
+                password-sha256 = "{PW1_SHA256}"
+                keys = ["{pattern}"]
+                "#
+            )
+        };
+        assert!(users_from(&user("sess:app1:*")).is_ok());
+        let error = users_from(&user(&"*".repeat(17))).unwrap_err().to_string();
+        assert!(error.contains("max-pattern-len (16 bytes)"), "{error}");
+    }
 
     #[test]
     fn users_come_from_the_config_file() {

@@ -3,8 +3,8 @@
 use super::args::{is, Args};
 use super::CommandError;
 
-/// `FLUSHALL`/`FLUSHDB [ASYNC|SYNC]`: with one database the two are the same. The mode is
-/// accepted for compatibility; memory is released as the entries drop either way.
+/// `FLUSHALL`/`FLUSHDB [ASYNC|SYNC]`: with one database the two are the same. ASYNC empties
+/// the keyspace at once and frees the keys on a background thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flush {
     /// Whether ASYNC was asked for.

@@ -11,13 +11,18 @@ use crate::glob;
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
     match cmd {
         Config::Get(patterns) => {
+            let max_len = ctx.shared.config.max_pattern_len;
+            if patterns.iter().any(|p| p.len() > max_len) {
+                return Frame::error(glob::TooLong.to_string());
+            }
+            let patterns: Vec<_> = patterns
+                .iter()
+                .map(|p| glob::Pattern::new(&p.to_ascii_lowercase()))
+                .collect();
             let settings = settings(ctx);
             let mut pairs = Vec::new();
             for (name, value) in &settings {
-                if patterns
-                    .iter()
-                    .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
-                {
+                if patterns.iter().any(|p| p.matches(name.as_bytes())) {
                     pairs.push((
                         Frame::Bulk(Bytes::from_static(name.as_bytes())),
                         Frame::Bulk(Bytes::from(value.clone())),
@@ -86,6 +91,8 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         ("max-command-args", config.limits.max_args.to_string()),
         ("max-inline-len", config.limits.max_inline_len.to_string()),
+        ("max-pattern-len", config.max_pattern_len.to_string()),
+        ("scan-max-count", config.scan_max_count.to_string()),
         (
             "shutdown-timeout",
             config.shutdown_timeout.as_secs().to_string(),

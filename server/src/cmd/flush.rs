@@ -1,12 +1,16 @@
-//! `FLUSHALL` and `FLUSHDB`.
+//! `FLUSHALL` and `FLUSHDB` `[ASYNC|SYNC]`.
 
 use sessiond_protocol::cmd::Flush;
 use sessiond_protocol::Frame;
 
 use super::Ctx;
 
-/// Removes every key.
-pub fn flush(ctx: &mut Ctx<'_>, _cmd: Flush) -> Frame {
-    ctx.store.flush();
+/// Removes every key; with ASYNC, the keys are freed on a background thread.
+pub fn flush(ctx: &mut Ctx<'_>, cmd: Flush) -> Frame {
+    if cmd.asynchronous {
+        ctx.shared.store.flush_async();
+    } else {
+        ctx.store.flush();
+    }
     Frame::ok()
 }

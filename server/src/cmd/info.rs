@@ -84,12 +84,15 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             out,
             "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\
              used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{max}\r\n\
-             maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nexpiry_index_entries:{}\r\n",
+             maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nexpiry_index_entries:{}\r\n\
+             lazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
             human(used),
             human(rss),
             human(max),
             shared.config.maxmemory_policy.name(),
-            store.expiry_index_len()
+            store.expiry_index_len(),
+            store.lazyfree_pending(),
+            *store.lazyfreed().borrow()
         );
     });
     section("persistence", "Persistence", &|out| {

@@ -4,14 +4,19 @@ use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
 use super::{bulk_size, header_size, Ctx, Reply};
+use crate::glob;
 use crate::store::KeyFilter;
 
 /// Every live key matching the pattern. Like Redis's, this walks the whole keyspace: SCAN is
 /// the way to iterate a large one without a long reply. The keys are copied only while their
 /// reply fits under the connection's output limit.
 pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
+    let pattern = match glob::key_pattern(&cmd.key, ctx.shared.config.max_pattern_len) {
+        Ok(pattern) => pattern,
+        Err(too_long) => return Frame::error(too_long.to_string()).into(),
+    };
     let filter = KeyFilter {
-        pattern: Some(&cmd.key),
+        pattern: pattern.as_ref(),
         type_name: None,
     };
     // The array's header is at most that of a count of a billion.

@@ -306,6 +306,10 @@ pub fn execute(
     out: &mut BytesMut,
 ) -> Reply {
     stats.commands += 1;
+    let work = Work {
+        args: args.len(),
+        bytes: args.iter().map(Bytes::len).sum(),
+    };
     // A limited user's permissions are checked against the arguments once they parse (Redis
     // answers arity errors before NOPERM); the argument handles are kept only for them.
     let kept = session.restricted.then(|| args.clone());
@@ -336,6 +340,7 @@ pub fn execute(
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
+    let written = out.len();
     let mut ctx = Ctx {
         shared,
         store: &shared.store,
@@ -346,16 +351,83 @@ pub fn execute(
         out_limit: config.output_limits.normal.hard(),
     };
     let reply = dispatch(&mut ctx, command);
-    if !spec.is_some_and(keeps_the_time) {
+    let keeps = keeps_the_reading(spec, work, |bytes| {
+        let bytes = bytes + out.len().saturating_sub(written);
+        reply
+            .frame
+            .as_ref()
+            .map_or(bytes, |frame| frame_bytes(frame, bytes))
+    });
+    if !keeps {
         clock.stale();
     }
     reply
 }
 
+/// Whether the commands after one of `spec` may run at the same reading of the clock, given its
+/// [`Work`] without its reply; `reply` adds the reply's bytes (counted only when they matter).
+fn keeps_the_reading(
+    spec: Option<&sessiond_protocol::cmd::CommandSpec>,
+    work: Work,
+    reply: impl FnOnce(usize) -> usize,
+) -> bool {
+    spec.is_some_and(keeps_the_time)
+        && Work {
+            bytes: reply(work.bytes),
+            ..work
+        }
+        .is_short()
+}
+
+/// How much a command was given and answered: with a `fast` flag, what bounds its run time.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    /// Its arguments, the name included.
+    args: usize,
+    /// The bytes of its arguments and of its reply.
+    bytes: usize,
+}
+
+impl Work {
+    /// Most arguments of a short command: MGET, MSET, HSET, SESSION.SET of a few dozen.
+    const SHORT_ARGS: usize = 64;
+    /// Most bytes in and out of a short command: copying them takes microseconds.
+    const SHORT_BYTES: usize = 64 * 1024;
+
+    fn is_short(&self) -> bool {
+        self.args <= Self::SHORT_ARGS && self.bytes <= Self::SHORT_BYTES
+    }
+}
+
+/// `counted` plus the bytes of `frame`'s strings, counting stopped past [`Work::SHORT_BYTES`].
+fn frame_bytes(frame: &Frame, counted: usize) -> usize {
+    fn elements<'a>(frames: impl Iterator<Item = &'a Frame>, mut total: usize) -> usize {
+        for frame in frames {
+            if total > Work::SHORT_BYTES {
+                break;
+            }
+            total = frame_bytes(frame, total + 1);
+        }
+        total
+    }
+    match frame {
+        Frame::Simple(b)
+        | Frame::Error(b)
+        | Frame::Bulk(b)
+        | Frame::BigNumber(b)
+        | Frame::Verbatim { data: b, .. } => counted + b.len(),
+        Frame::Array(v) | Frame::Set(v) | Frame::Push(v) => elements(v.iter(), counted),
+        Frame::Map(pairs) => elements(pairs.iter().flat_map(|(k, v)| [k, v]), counted),
+        _ => counted + 16,
+    }
+}
+
 /// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is
-/// bounded by its own arguments, as for the `fast` commands and those that add data
-/// (`denyoom`: SET, MSET, SESSION.CREATE...). After any other (KEYS, SCAN, FLUSHALL, INFO, DEL,
-/// SESSION.LIST...), which may take long, the next command reads the clock afresh.
+/// bounded by its own arguments and reply, as for the `fast` commands and those that add data
+/// (`denyoom`: SET, MSET, SESSION.CREATE...), and then only if those were short ([`Work`]): a
+/// GET of a 16 MB value or an MGET of 100,000 keys takes milliseconds. After any other (KEYS,
+/// SCAN, FLUSHALL, INFO, DEL, SESSION.LIST...), the next command reads the clock afresh; so a
+/// reading serves a batch for at most `BatchClock::REUSE - 1` short commands' time.
 fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
     spec.flags
         .iter()
@@ -492,11 +564,66 @@ mod tests {
             "flushall",
             "info",
             "del",
+            "unlink",
+            "session.destroy",
             "session.list",
             "session.destroyall",
         ] {
             assert!(!keeps_the_time(spec(name)), "{name}");
         }
+    }
+
+    /// The probe: a batch whose first command took long (here an MGET of 100,000 keys,
+    /// flagged `fast`; the manual clock moves 600 ms while it runs) served the next command a
+    /// key 600 ms past its deadline, at the batch's first reading of the clock.
+    #[test]
+    fn a_long_command_ends_the_reuse_of_the_batch_reading() {
+        let (clock, manual) = crate::Clock::manual(1_000_000);
+        let store = Store::new(clock.clone());
+        let key = Bytes::from_static(b"k");
+        store.upsert(&key, 1_000_000, |_| {
+            let value = crate::store::Value::Str(Bytes::from_static(b"v"));
+            (Some(crate::store::Entry::new(value, 1_000_100)), ())
+        });
+        let mut batch = BatchClock::default();
+        let run = |batch: &mut BatchClock, name: &str, work: Work, reply: usize| {
+            let now_ms = batch.now_ms(&clock);
+            manual.advance(if work.args > Work::SHORT_ARGS { 600 } else { 0 });
+            if !keeps_the_reading(Some(spec(name)), work, |bytes| bytes + reply) {
+                batch.stale();
+            }
+            now_ms
+        };
+        let short = Work { args: 2, bytes: 8 };
+        run(&mut batch, "get", short, 8);
+        let mget = Work {
+            args: 100_001,
+            bytes: 700_000,
+        };
+        run(&mut batch, "mget", mget, 100_000 * 5);
+        let now_ms = run(&mut batch, "get", short, 8);
+        assert_eq!(now_ms, 1_000_600);
+        assert!(
+            store.read(&key, now_ms, |node| node.is_none()),
+            "served past its deadline"
+        );
+
+        // Short commands keep it; a large value (in or out) ends it.
+        let now_ms = run(&mut batch, "get", short, 8);
+        assert_eq!(run(&mut batch, "get", short, 8), now_ms);
+        run(&mut batch, "get", short, 16 << 20);
+        manual.advance(1);
+        assert_eq!(run(&mut batch, "get", short, 8), now_ms + 1);
+    }
+
+    #[test]
+    fn frame_bytes_counts_strings_and_stops_past_the_bound() {
+        let bulk = |n: usize| Frame::Bulk(Bytes::from(vec![b'x'; n]));
+        assert_eq!(frame_bytes(&bulk(10), 5), 15);
+        let map = Frame::Map(vec![(bulk(3), bulk(4))]);
+        assert_eq!(frame_bytes(&map, 0), 3 + 4 + 2);
+        let huge = Frame::Array((0..1_000_000).map(|_| bulk(1)).collect());
+        assert!(frame_bytes(&huge, 0) > Work::SHORT_BYTES);
     }
 
     #[test]

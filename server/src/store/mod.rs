@@ -15,6 +15,7 @@ pub mod evict;
 pub mod expiry;
 mod fields;
 pub mod journal;
+mod lazyfree;
 pub mod session;
 mod table;
 mod user_sessions;
@@ -80,6 +81,8 @@ pub struct Store {
     /// When the store was made, Unix ms: the origin of the LRU clock.
     started_ms: u64,
     expiry_cycles: watch::Sender<u64>,
+    /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
+    lazy_free: lazyfree::LazyFree,
 }
 
 /// Why an entry left the keyspace.
@@ -121,15 +124,15 @@ impl Before {
 /// What a filter for SCAN and KEYS asks.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KeyFilter<'a> {
-    /// A glob pattern the key must match.
-    pub pattern: Option<&'a [u8]>,
+    /// A glob pattern the key must match (compiled once for the whole walk).
+    pub pattern: Option<&'a glob::Pattern>,
     /// The type name the value must have.
     pub type_name: Option<&'a str>,
 }
 
 impl KeyFilter<'_> {
     fn accepts(&self, node: &Node) -> bool {
-        self.pattern.is_none_or(|p| glob::matches(p, node.key()))
+        self.pattern.is_none_or(|p| p.matches(node.key()))
             && self.type_name.is_none_or(|t| node.value().type_name() == t)
     }
 }
@@ -152,6 +155,7 @@ impl Store {
             evicted_keys: AtomicU64::new(0),
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
+            lazy_free: lazyfree::LazyFree::default(),
         }
     }
 
@@ -423,7 +427,74 @@ impl Store {
             .fetch_add(sessions as u64, Ordering::Relaxed);
     }
 
-    /// The live keys matching `filter`.
+    /// Removes every key as [`Store::flush`] does, but frees them on a background thread: each
+    /// shard's table is swapped for an empty one under its lock, so the keyspace is empty for
+    /// every client at once and the caller's thread only does a swap per shard. The counters
+    /// summed over keys (`used_memory`, volatile keys, live sessions) drop when the keys are
+    /// freed; [`Store::lazyfree_pending`] says how many are still to be. While a snapshot is
+    /// written, each key's removal must be journalled under its shard's lock: then this is
+    /// [`Store::flush`].
+    pub fn flush_async(self: &Arc<Self>) {
+        let rec = self.journal.recording();
+        if rec.on() {
+            drop(rec);
+            return self.flush();
+        }
+        self.users.clear();
+        self.index.clear();
+        let mut tables = Vec::new();
+        let mut removed = 0;
+        for shard_index in 0..self.map.shard_count() {
+            let mut shard = self.map.write(shard_index);
+            if !shard.is_empty() {
+                removed += shard.len() as u64;
+                tables.push(std::mem::take(&mut *shard));
+            }
+        }
+        drop(rec);
+        self.changes.add(removed);
+        if tables.is_empty() || !self.lazy_free.push(tables, removed) {
+            return;
+        }
+        let store = Arc::clone(self);
+        if let Err(error) = std::thread::Builder::new()
+            .name("sessiond-lazyfree".to_owned())
+            .spawn(move || store.free_flushed())
+        {
+            // No thread: free here rather than keep the memory.
+            tracing::warn!(%error, "cannot start the lazy-free thread; freeing on this one");
+            self.free_flushed();
+        }
+    }
+
+    /// Frees the tables [`Store::flush_async`] queued, and takes their keys out of the counters.
+    fn free_flushed(&self) {
+        while let Some(table) = self.lazy_free.next() {
+            let freed = lazyfree::free(table);
+            self.used.sub(freed.footprint);
+            self.volatile.fetch_sub(freed.volatile, Ordering::Relaxed);
+            self.sessions
+                .live
+                .fetch_sub(freed.sessions, Ordering::Relaxed);
+            self.sessions
+                .destroyed
+                .fetch_add(freed.sessions as u64, Ordering::Relaxed);
+            self.lazy_free.done(freed.keys);
+        }
+    }
+
+    /// Keys flushed by FLUSHALL ASYNC and not yet freed (Redis's `lazyfree_pending_objects`).
+    pub fn lazyfree_pending(&self) -> u64 {
+        self.lazy_free.pending()
+    }
+
+    /// A receiver that sees the number of keys freed in the background since start (Redis's
+    /// `lazyfreed_objects`); tests wait on it instead of sleeping.
+    pub fn lazyfreed(&self) -> watch::Receiver<u64> {
+        self.lazy_free.freed()
+    }
+
+    /// The live keys matching `filter` (KEYS).
     pub fn keys(&self, filter: KeyFilter<'_>, now_ms: u64) -> Vec<Bytes> {
         self.keys_within(filter, now_ms, |_| true)
             .unwrap_or_default()
@@ -469,19 +540,21 @@ impl Store {
         let mut from = cursor & POSITION_MASK;
         let mut budget = count.max(1);
         let mut found = Vec::new();
-        let mut candidates: Vec<(u64, Bytes, bool)> = Vec::new();
+        // Only the keys to return are copied.
+        let mut candidates: Vec<(u64, Option<Bytes>)> = Vec::new();
         while shard < SHARDS {
             candidates.clear();
             for node in self.map.read(shard).iter() {
                 let position = self.map.hash(node.key()) & POSITION_MASK;
                 if position >= from {
                     let wanted = !node.is_expired(now_ms) && filter.accepts(node);
-                    candidates.push((position, Bytes::copy_from_slice(node.key()), wanted));
+                    let key = wanted.then(|| Bytes::copy_from_slice(node.key()));
+                    candidates.push((position, key));
                 }
             }
             if candidates.len() <= budget {
                 budget -= candidates.len();
-                found.extend(candidates.drain(..).filter(|c| c.2).map(|c| c.1));
+                found.extend(candidates.drain(..).filter_map(|c| c.1));
                 shard += 1;
                 from = 0;
                 if budget == 0 {
@@ -496,8 +569,8 @@ impl Store {
             found.extend(
                 candidates
                     .drain(..)
-                    .filter(|c| c.0 <= boundary && c.2)
-                    .map(|c| c.1),
+                    .filter(|c| c.0 <= boundary)
+                    .filter_map(|c| c.1),
             );
             if boundary == POSITION_MASK {
                 shard += 1;

@@ -6,6 +6,8 @@
 use std::collections::HashSet;
 
 use redis::{Connection, Value};
+use sessiond::Config;
+use sessiond_tests::{info_number, TestServer};
 
 use super::words::{each_protocol, error, forward, query};
 
@@ -540,6 +542,69 @@ fn scan_returns_every_key_exactly_once() {
     });
 }
 
+/// One SCAN call examines at most `scan-max-count` keys whatever its COUNT (the issue's
+/// `SCAN 0 COUNT 1000000000` walked and copied the whole keyspace), and iterating with a huge
+/// COUNT still returns every key exactly once.
+#[test]
+fn scan_count_is_clamped_to_scan_max_count() {
+    const KEYS: usize = 3_000;
+    let config = Config {
+        scan_max_count: 100,
+        ..Config::default()
+    };
+    let server = TestServer::with_config_and_manual_clock(config);
+    let con = &mut server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..KEYS {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    }
+    let _: () = pipe.query(con).unwrap();
+    let (cursor, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("COUNT")
+        .arg(1_000_000_000u64)
+        .query(con)
+        .unwrap();
+    assert_ne!(cursor, 0, "one call walked the whole keyspace");
+    // The cap counts keys examined; ties at the last position may add a few (64-bit hashes).
+    assert!(batch.len() <= 100 + 3, "{} keys", batch.len());
+    let seen = scan_all(con, &["COUNT", "1000000000"]);
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "duplicates");
+    assert!(unique == (0..KEYS).map(|i| format!("key:{i}")).collect());
+}
+
+/// Patterns longer than `max-pattern-len` are refused by KEYS, SCAN MATCH and CONFIG GET;
+/// one as long is accepted. A lone `*` still returns the empty key, as in Redis.
+#[test]
+fn patterns_longer_than_max_pattern_len_are_refused() {
+    let config = Config {
+        max_pattern_len: 64,
+        ..Config::default()
+    };
+    let server = TestServer::with_config_and_manual_clock(config);
+    let con = &mut server.client();
+    assert_eq!(query(con, "SET k v"), Value::Okay);
+    let long = format!("k{}", "*".repeat(64));
+    let ok = format!("k{}", "*".repeat(63));
+    for line in [
+        format!("KEYS {long}"),
+        format!("SCAN 0 MATCH {long}"),
+        format!("CONFIG GET {long}"),
+    ] {
+        assert_eq!(
+            error(con, &line),
+            "ERR glob pattern longer than max-pattern-len",
+            "{line}"
+        );
+    }
+    assert_eq!(keys(con, &ok), ["k"]);
+    assert_eq!(scan_all(con, &["MATCH", &ok]), ["k"]);
+    let _: () = redis::cmd("SET").arg("").arg("empty").query(con).unwrap();
+    assert_eq!(keys(con, "*"), ["", "k"]);
+    assert_eq!(keys(con, "**"), ["k"]);
+}
+
 #[test]
 fn scan_of_an_empty_keyspace_and_its_errors() {
     each_protocol(|_, con| {
@@ -582,6 +647,62 @@ fn scan_of_an_empty_keyspace_and_its_errors() {
             "ERR wrong number of arguments for 'scan' command"
         );
     });
+}
+
+/// FLUSHALL ASYNC (and FLUSHDB ASYNC) empty the keyspace at once and free the keys on a
+/// background thread: INFO's lazyfree counters account for every key, and `used_memory` and the
+/// sessions count come back to zero once they are freed.
+#[test]
+fn flush_async_frees_in_the_background() {
+    const KEYS: u64 = 20_000;
+    let server = TestServer::with_manual_clock();
+    let con = &mut server.client();
+    for (flush, round) in [("FLUSHALL ASYNC", 1), ("FLUSHDB ASYNC", 2)] {
+        let mut pipe = redis::pipe();
+        for i in 0..KEYS - 10 {
+            pipe.cmd("SET")
+                .arg(format!("key:{i}"))
+                .arg("v".repeat(100))
+                .ignore();
+        }
+        for _ in 0..10 {
+            pipe.cmd("SESSION.CREATE").arg("USER").arg("alice").ignore();
+        }
+        let _: () = pipe.query(con).unwrap();
+        assert_eq!(int(con, "SESSION.COUNT alice"), 10);
+        let mut freed = server.shared.store.lazyfreed();
+        assert_eq!(query(con, flush), Value::Okay);
+        assert_eq!(int(con, "DBSIZE"), 0, "{flush}: empty at once");
+        assert_eq!(int(con, "SESSION.COUNT alice"), 0);
+        let info = server.info("memory");
+        assert_eq!(
+            info_number(&info, "lazyfree_pending_objects")
+                + info_number(&info, "lazyfreed_objects"),
+            round * KEYS
+        );
+        let freed_all = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let freed = freed.wait_for(|&n| n == round * KEYS);
+                    tokio::time::timeout(sessiond_tests::IO_TIMEOUT, freed).await
+                })
+                .is_ok_and(|r| r.is_ok())
+        });
+        assert!(
+            freed_all.join().unwrap(),
+            "{flush}: keys freed in the background"
+        );
+        let info = server.info("memory");
+        assert_eq!(info_number(&info, "lazyfree_pending_objects"), 0);
+        assert_eq!(info_number(&info, "lazyfreed_objects"), round * KEYS);
+        assert_eq!(info_number(&info, "used_memory"), 0);
+        let sessions = server.info("sessions");
+        assert_eq!(info_number(&sessions, "sessions"), 0, "{sessions}");
+        assert_eq!(info_number(&sessions, "sessions_destroyed"), round * 10);
+    }
 }
 
 #[test]
