@@ -3,27 +3,41 @@
 //! A snapshot walks the map shard by shard while clients keep writing, so the shards it has
 //! already written go stale. While a snapshot runs, every change to the keyspace is therefore
 //! also recorded here — the entry's new state, or its deletion — under the key's shard lock, so
-//! the records of one key are in the order the changes happened. The writer appends the journal
-//! after the shards, and the loader replays the file in order: the result is the keyspace as it
-//! was at the moment the journal was closed.
+//! the records of one key are in the order the changes happened. The writer appends the journal after the shards, and the loader replays the file in order:
+//! the result is the keyspace as it was at the moment the journal was closed.
 //!
 //! That moment is one instant for the whole keyspace: every mutation that journals takes the
 //! read side of `gate` before any shard lock, and [`Journal::end`] takes the write side, so no
 //! mutation is half journalled when it closes. An operation that changes two keys as one step
 //! (REGENERATE removes the old ID and inserts the new one) holds one [`Recording`] across both,
 //! so a snapshot holds both changes or neither: a regenerated session is never in the file twice
-//! or not at all. When no snapshot runs, a mutation pays one atomic load.
+//! or not at all.
+//!
+//! The start is one instant too: [`Journal::begin`] waits for the mutations in flight that saw
+//! no save running (see its documentation for why none can slip past), so a change lands either
+//! in the shards before the writer reads them or in the journal. When no snapshot runs, a
+//! mutation pays two atomic operations on its thread's own cache line and one load.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::persist::format::Record;
+use crate::stats::{this_threads_stripe, STRIPES};
+
+/// Mutations in flight on the threads of one stripe, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct InFlight(AtomicU64);
 
 /// Changes recorded while a snapshot is written.
 #[derive(Debug)]
 pub struct Journal {
     active: AtomicBool,
     gate: RwLock<()>,
+    /// Mutations that saw `active` false and have not finished, per thread stripe.
+    in_flight: [InFlight; STRIPES],
+    /// Whether [`Journal::begin`] is waiting for mutations in flight (for tests).
+    draining: AtomicBool,
     /// One log per map shard: a shard's log is only pushed to under that shard's lock.
     logs: Box<[Mutex<Vec<Record>>]>,
 }
@@ -33,6 +47,8 @@ pub struct Journal {
 #[derive(Debug)]
 pub struct Recording<'a> {
     guard: Option<RwLockReadGuard<'a, ()>>,
+    /// The stripe counting this operation in flight, when it journals nothing.
+    counted: Option<&'a AtomicU64>,
 }
 
 impl Recording<'_> {
@@ -43,30 +59,67 @@ impl Recording<'_> {
     }
 }
 
+impl Drop for Recording<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(counted) = self.counted {
+            counted.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Journal {
     /// A journal with one log per map shard.
     pub fn new(shards: usize) -> Journal {
         Journal {
             active: AtomicBool::new(false),
             gate: RwLock::new(()),
+            in_flight: Default::default(),
+            draining: AtomicBool::new(false),
             logs: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
-    /// Starts journalling (a snapshot begins).
+    /// Starts journalling (a snapshot begins); returns once every mutation that started before and journals nothing has finished.
+    ///
+    /// Why none can slip past: a mutation adds one to its thread's stripe of `in_flight`, then
+    /// loads `active`; `begin` stores `active`, then reads each stripe until it reads zero once
+    /// (all four operations SeqCst, so they fall in one total order). If the mutation's load
+    /// saw `false`, it came before the store, so its addition did too and every read of its
+    /// stripe by `begin` includes it: a zero then means it has subtracted it again, finished
+    /// (the subtraction is in its [`Recording`]'s drop, after its last shard write). If the
+    /// load saw `true`, the mutation journals. Mutations that start once `begin` has read its
+    /// stripe see `true` for the same reason. A stripe busy with one mutation after another
+    /// still reads zero between them; a mutation only counts while it holds a [`Recording`]
+    /// (never across an `.await`).
     pub fn begin(&self) {
-        let _closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        for log in self.logs.iter() {
-            log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        // The logs are empty: `end` drained them, and nothing records while `active` is false.
+        self.active.store(true, Ordering::SeqCst);
+        for stripe in &self.in_flight {
+            let mut spins = 0u32;
+            while stripe.0.load(Ordering::SeqCst) != 0 {
+                self.draining.store(true, Ordering::Relaxed);
+                spins += 1;
+                if spins < 100 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
         }
-        self.active.store(true, Ordering::Release);
+        self.draining.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether [`Journal::begin`] is waiting for mutations in flight (for tests).
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Stops journalling and returns every change recorded (an entry's new state, or
     /// [`Record::Delete`]), each shard's in order.
     pub fn end(&self) -> Vec<Record> {
         let closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        self.active.store(false, Ordering::Release);
+        self.active.store(false, Ordering::SeqCst);
         let mut changes = Vec::new();
         for log in self.logs.iter() {
             changes.append(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
@@ -78,14 +131,25 @@ impl Journal {
     /// Call at the start of an operation that changes the keyspace, before taking any shard lock.
     #[inline]
     pub fn recording(&self) -> Recording<'_> {
-        if !self.active.load(Ordering::Acquire) {
-            return Recording { guard: None };
+        let stripe = &self.in_flight[this_threads_stripe()].0;
+        stripe.fetch_add(1, Ordering::SeqCst);
+        let counted = Recording {
+            guard: None,
+            counted: Some(stripe),
+        };
+        if !self.active.load(Ordering::SeqCst) {
+            return counted;
         }
         let guard = self.gate.read().unwrap_or_else(|p| p.into_inner());
-        if self.active.load(Ordering::Acquire) {
-            Recording { guard: Some(guard) }
-        } else {
-            Recording { guard: None }
+        if !self.active.load(Ordering::SeqCst) {
+            // The journal closed meanwhile: this change comes after its instant. It stays
+            // counted, for the next `begin`.
+            return counted;
+        }
+        drop(counted);
+        Recording {
+            guard: Some(guard),
+            counted: None,
         }
     }
 

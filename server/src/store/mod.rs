@@ -889,6 +889,38 @@ mod tests {
     }
 
     #[test]
+    fn a_save_that_begins_during_a_mutation_that_saw_none_waits_for_it_and_holds_its_write() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        // A mutation that read "no save running" and has not reached its shard yet.
+        let rec = store.journal.recording();
+        assert!(!rec.on());
+        let saver = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.journal.begin();
+                let copied: Vec<Record> = (0..store.shard_count())
+                    .flat_map(|shard| store.snapshot_shard(shard))
+                    .collect();
+                (copied, store.journal.end())
+            }
+        });
+        // Until the save waits for the mutation, or (without the wait) has walked every shard.
+        while !store.journal.draining() && !saver.is_finished() {
+            std::thread::yield_now();
+        }
+        let entry = Entry::new(Value::Str(Bytes::from_static(b"v")), 0);
+        assert!(store.insert_new(b"k", entry, start, &rec).is_ok());
+        drop(rec);
+        let (copied, journal) = saver.join().unwrap();
+        assert!(
+            copied.iter().chain(&journal).any(|r| r.key() == "k"),
+            "the write is in neither the copy nor the journal"
+        );
+    }
+
+    #[test]
     fn a_prefetch_counts_no_use_and_changes_nothing() {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
