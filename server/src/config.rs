@@ -174,6 +174,12 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<String>,
 
+    /// The most memory the journal of changes made during a snapshot may take (one record per
+    /// key written meanwhile, outside maxmemory); past it the snapshot is abandoned and retried
+    /// 5 s later; 0: no bound [default: 256mb].
+    #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
+    pub snapshot_journal_limit: Option<String>,
+
     /// Run purely in memory: no snapshot is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
     pub no_persistence: Option<bool>,
@@ -454,6 +460,9 @@ impl RawConfig {
             data_dir: self.data_dir.or(fallback.data_dir),
             dbfilename: self.dbfilename.or(fallback.dbfilename),
             snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
+            snapshot_journal_limit: self
+                .snapshot_journal_limit
+                .or(fallback.snapshot_journal_limit),
             no_persistence: self.no_persistence.or(fallback.no_persistence),
             debug_snapshot_shard_delay: self
                 .debug_snapshot_shard_delay
@@ -649,6 +658,7 @@ impl RawConfig {
                 self.data_dir,
                 self.dbfilename,
                 self.snapshot_interval,
+                self.snapshot_journal_limit,
                 self.debug_snapshot_shard_delay,
             )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
@@ -928,6 +938,7 @@ fn persistence(
     dir: Option<PathBuf>,
     file_name: Option<String>,
     interval: Option<String>,
+    journal_limit: Option<String>,
     shard_delay: Option<String>,
 ) -> Result<Option<PersistConfig>, ConfigError> {
     if disabled {
@@ -946,6 +957,13 @@ fn persistence(
         None => defaults.interval,
         Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
     };
+    let journal_max_bytes = match journal_limit {
+        None => defaults.journal_max_bytes,
+        Some(text) => match size_setting("snapshot-journal-limit", &text, 0, u64::MAX)? as u64 {
+            0 => u64::MAX,
+            bytes => bytes,
+        },
+    };
     let shard_delay = match shard_delay {
         None => Duration::ZERO,
         Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
@@ -954,6 +972,7 @@ fn persistence(
         dir: dir.unwrap_or(defaults.dir),
         file_name,
         interval,
+        journal_max_bytes,
         shard_delay,
     }))
 }

@@ -971,6 +971,96 @@ fn a_failed_save_keeps_the_previous_snapshot_and_the_server_serving() {
     assert_eq!(key_names(&load_fresh(&snapshot)), saved);
 }
 
+#[test]
+fn a_key_written_thousands_of_times_during_a_save_is_journalled_and_saved_about_once() {
+    let dir = ScratchDir::new();
+    let mut config = persisting(&dir.0);
+    if let Some(persistence) = &mut config.persistence {
+        // About two seconds per save (2 ms after each of 1024 shards).
+        persistence.shard_delay = Duration::from_millis(2);
+    }
+    let server = TestServer::with_config(config);
+    let journal = || server.shared.store.journal().held();
+    let mut con = server.client();
+    let value = vec![b'v'; 16 * 1024];
+    let _: Value = call(&mut con, &[b"SET", b"k", &value]);
+    let started: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(started, "Background saving started");
+    let mut most_records = 0;
+    let mut during = 0;
+    while server.shared.persistence.in_progress() && during < 3_000 {
+        let _: Value = call(&mut con, &[b"SET", b"k", &value]);
+        most_records = most_records.max(journal().records);
+        during += 1;
+    }
+    let persistence = info(&mut con, "persistence");
+    if info_number(&persistence, "rdb_bgsave_in_progress") == 1 {
+        assert_eq!(info_number(&persistence, "rdb_journal_records"), 1);
+        let bytes = info_number(&persistence, "rdb_journal_bytes");
+        assert!((16_384..32_768).contains(&bytes), "{persistence}");
+    }
+    wait_until("the background save ends", || {
+        !server.shared.persistence.in_progress()
+    });
+    assert!(most_records <= 1, "{most_records} records for one key");
+    assert_eq!(journal().records, 0, "the journal is emptied at the end");
+    let status = server.shared.persistence.status();
+    assert!(status.last_ok, "{status:?}");
+    // The shards' copy and the journal's: about two copies of the value, whatever the writes.
+    assert!(status.last_records <= 2, "{status:?} after {during} writes");
+    assert!(
+        status.last_bytes < 3 * 16 * 1024,
+        "{status:?} after {during} writes"
+    );
+}
+
+#[test]
+fn writes_past_the_journal_bound_abandon_the_save_and_keep_the_previous_snapshot() {
+    let dir = ScratchDir::new();
+    let snapshot = dir.0.join(SNAPSHOT);
+    let mut config = persisting(&dir.0);
+    if let Some(persistence) = &mut config.persistence {
+        persistence.shard_delay = Duration::from_millis(2);
+        persistence.journal_max_bytes = 256 * 1024;
+    }
+    let server = TestServer::with_config(config);
+    let mut con = server.client();
+    let _: Value = call(&mut con, &[b"SET", b"before", b"1"]);
+    assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
+    let previous = std::fs::read(&snapshot).expect("snapshot");
+
+    let started: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(started, "Background saving started");
+    // Distinct keys of 16 KiB: the journal holds one record each, past 256 KiB after 16.
+    let value = vec![b'v'; 16 * 1024];
+    let mut written = 0;
+    while server.shared.persistence.in_progress() && written < 10_000 {
+        let key = format!("during:{written}");
+        let _: Value = call(&mut con, &[b"SET", key.as_bytes(), &value]);
+        written += 1;
+    }
+    wait_until("the background save ends", || {
+        !server.shared.persistence.in_progress()
+    });
+    let persistence = info(&mut con, "persistence");
+    assert_eq!(info_field(&persistence, "rdb_last_bgsave_status"), "err");
+    let error = info_field(&persistence, "rdb_last_error");
+    assert!(error.contains("journal's bound of 262144 bytes"), "{error}");
+    assert!(
+        !error.contains("during:"),
+        "the error names no key: {error}"
+    );
+    assert_eq!(info_number(&persistence, "rdb_journal_bytes"), 0);
+    assert_eq!(info_number(&persistence, "rdb_saves"), 1);
+    assert_eq!(std::fs::read(&snapshot).expect("snapshot"), previous);
+    let temp = dir.0.join(format!("{SNAPSHOT}.tmp-{}", std::process::id()));
+    assert!(!temp.exists(), "the abandoned save's temp file is removed");
+    let value: String = call(&mut con, &[b"GET", b"before"]);
+    assert_eq!(value, "1", "the server keeps serving");
+    let limit: Vec<String> = call(&mut con, &[b"CONFIG", b"GET", b"snapshot-journal-limit"]);
+    assert_eq!(limit, ["snapshot-journal-limit", "262144"]);
+}
+
 /// Sends SHUTDOWN with `options` and waits until the server has stopped (final save included).
 fn shut_down(server: TestServer, options: &[&[u8]]) {
     let mut raw = server.raw();
