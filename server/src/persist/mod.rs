@@ -4,6 +4,7 @@
 //! - [`format`](mod@format): the file layout and [`format::Record`].
 //! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
 //! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
+//! - [`lock`]: the data directory's lock, one server per directory.
 //!
 //! [`Persistence`] is the server's side: where the file lives, whether a save is running, the
 //! outcome of the last one (for INFO and LASTSAVE), and the triggers (periodic, SAVE, BGSAVE,
@@ -11,6 +12,7 @@
 
 pub mod format;
 pub mod loader;
+pub mod lock;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -295,23 +297,33 @@ fn next_save_delay(interval: Duration, last_ok: bool) -> Duration {
     }
 }
 
-/// Prepares the data directory (creating it with mode 0700, removing temp files an interrupted
-/// save left) and loads the snapshot into `store` if there is one.
-pub fn prepare_and_load(
-    config: &PersistConfig,
-    store: &Store,
-) -> Result<Option<loader::Summary>, PrepareError> {
+/// A data directory ready for use: locked for this process, and what was loaded from it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The directory's lock; keep it for as long as the server runs.
+    pub lock: lock::DirLock,
+    /// The snapshot loaded, if there was one.
+    pub summary: Option<loader::Summary>,
+}
+
+/// Prepares the data directory (creating it with mode 0700, locking it against a second server,
+/// removing temp files an interrupted save left) and loads the snapshot into `store` if there
+/// is one.
+pub fn prepare_and_load(config: &PersistConfig, store: &Store) -> Result<Prepared, PrepareError> {
     create_dir(&config.dir).map_err(|source| PrepareError::Dir {
         dir: config.dir.clone(),
         source,
     })?;
+    // Before anything in the directory is touched: the temp files may be another server's.
+    let lock = lock::DirLock::acquire(&config.dir)?;
     remove_temp_files(config);
     let path = config.path();
-    if !path.exists() {
-        return Ok(None);
-    }
-    let summary = loader::load(&path, store)?;
-    Ok(Some(summary))
+    let summary = if path.exists() {
+        Some(loader::load(&path, store)?)
+    } else {
+        None
+    };
+    Ok(Prepared { lock, summary })
 }
 
 /// Why the server cannot start on its data directory.
@@ -325,6 +337,9 @@ pub enum PrepareError {
         /// The error.
         source: std::io::Error,
     },
+    /// Another server uses the directory, or its lock file cannot be taken.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
     /// The snapshot cannot be loaded.
     #[error(transparent)]
     Snapshot(#[from] loader::SnapshotError),

@@ -4,7 +4,8 @@
 //! leaves the previous snapshot to load and no temp file behind; a corrupt, truncated or newer
 //! snapshot stops the start with the file and the offset, and `check-snapshot` says what a file
 //! holds; `--snapshot-interval` saves only when something changed; a failed final save exits
-//! non-zero; `--no-persistence` writes nothing. In-process: the journal makes a background save
+//! non-zero; `--no-persistence` writes nothing; a second server on a data directory in use
+//! refuses to start. In-process: the journal makes a background save
 //! one consistent instant while clients write; a failed save keeps the previous snapshot and the
 //! server serving; SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
 //!
@@ -538,14 +539,68 @@ fn a_kill_9_during_a_slow_background_save_leaves_the_previous_snapshot_and_no_te
 
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
-    let files: Vec<_> = std::fs::read_dir(&data_dir)
+    let mut files: Vec<_> = std::fs::read_dir(&data_dir)
         .expect("data dir")
         .map(|entry| entry.expect("entry").file_name())
         .collect();
-    assert_eq!(files, [SNAPSHOT], "the start removed the temp file");
+    files.sort();
+    assert_eq!(
+        files,
+        [SNAPSHOT, "sessiond.lock"],
+        "the start removed the temp file"
+    );
     let after = dump(&mut con);
     assert_same(&saved.left, &after.found, "after kill -9 and a restart");
     daemon.stop();
+}
+
+#[test]
+fn a_second_server_on_a_data_directory_in_use_refuses_to_start_naming_it() {
+    let dir = ScratchDir::new();
+    let data_dir = dir.0.join("data");
+    let data = dir.arg("data");
+    let args = [
+        "--port",
+        "0",
+        "--data-dir",
+        &data,
+        "--snapshot-interval",
+        "0",
+    ];
+    let mut first = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = first.client(false);
+    let _: Value = call(&mut con, &[b"SET", b"k", b"first"]);
+    assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
+    let saved = std::fs::read(data_dir.join(SNAPSHOT)).expect("snapshot");
+    // The first server's save in progress leaves a temp file: the second must not remove it.
+    let temp = data_dir.join(format!("{SNAPSHOT}.tmp-{}", first.pid()));
+    std::fs::write(&temp, b"in progress").expect("temp file");
+
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
+    assert!(
+        log.contains(&format!("data directory {} is in use", data_dir.display())),
+        "{log}"
+    );
+    assert!(
+        temp.exists(),
+        "the refused server removed the first's temp file"
+    );
+    assert_eq!(
+        std::fs::read(data_dir.join(SNAPSHOT)).expect("snapshot"),
+        saved
+    );
+    let value: String = call(&mut con, &[b"GET", b"k"]);
+    assert_eq!(value, "first", "the first server keeps serving");
+    std::fs::remove_file(&temp).expect("remove temp file");
+
+    // The lock goes with the process, however it ends: a kill -9 leaves none behind.
+    let (status, _) = first.signal_and_wait("KILL");
+    assert_eq!(status.signal(), Some(9));
+    let mut second = Daemon::start_at(&dir.0, &args, &[]);
+    let value: String = call(&mut second.client(false), &[b"GET", b"k"]);
+    assert_eq!(value, "first");
+    second.stop();
 }
 
 #[test]
