@@ -158,11 +158,13 @@ impl Journal {
             let mut spins = 0u32;
             while stripe.0.load(Ordering::SeqCst) != 0 {
                 self.draining.store(true, Ordering::Relaxed);
-                spins += 1;
-                if spins < 100 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
+                spins = spins.saturating_add(1);
+                // A mutation holds its count for one key's write, usually; a long one (FLUSHALL
+                // over a large keyspace) must not cost a core for as long.
+                match spins {
+                    0..100 => std::hint::spin_loop(),
+                    100..1_000 => std::thread::yield_now(),
+                    _ => std::thread::sleep(std::time::Duration::from_micros(100)),
                 }
             }
         }
