@@ -1359,6 +1359,21 @@ mod tests {
         let config = raw.validate().unwrap();
         assert_eq!(config.maxmemory, 1 << 30);
         assert_eq!(config.maxmemory_policy, Policy::VolatileLru);
+        let journal_limit = |text: &str| {
+            RawConfig {
+                snapshot_journal_limit: Some(text.into()),
+                ..Default::default()
+            }
+            .validate()
+            .map(|c| c.persistence.map(|p| p.journal_max_bytes))
+        };
+        assert_eq!(journal_limit("64mb").unwrap(), Some(64 << 20));
+        assert_eq!(journal_limit("0").unwrap(), Some(u64::MAX), "0: no bound");
+        let message = journal_limit("lots").unwrap_err().to_string();
+        assert!(message.contains("snapshot-journal-limit"), "{message}");
+        let toml = "snapshot-journal-limit = \"1gb\"\n";
+        let raw: RawConfig = toml::from_str(toml).unwrap();
+        assert_eq!(raw.snapshot_journal_limit.as_deref(), Some("1gb"));
         let toml = "port = 1\nno-such-setting = 2\n";
         assert!(toml::from_str::<RawConfig>(toml)
             .unwrap_err()
