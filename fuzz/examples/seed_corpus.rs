@@ -10,7 +10,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sessiond::persist::format::Record;
@@ -223,7 +222,7 @@ fn snapshot_seeds() {
         ("empty", &Store::new(Clock::manual(NOW_MS).0)),
     ] {
         let path = scratch.join(format!("{name}.sdb"));
-        writer::write_snapshot(store, &path, Duration::ZERO).expect("write a snapshot");
+        writer::write_snapshot(store, &path, &writer::WriteOptions::default()).expect("write a snapshot");
         let file = fs::read(&path).expect("read the snapshot back");
         // Mode 0: the file as it is; mode 1: the harness repairs its framing and trailer.
         for mode in [0u8, 1] {

@@ -186,6 +186,12 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<String>,
 
+    /// The most memory the journal of changes made during a snapshot may take (one record per
+    /// key written meanwhile, outside maxmemory); past it the snapshot is abandoned and retried
+    /// 5 s later; 0: no bound [default: 256mb].
+    #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
+    pub snapshot_journal_limit: Option<String>,
+
     /// Run purely in memory: no snapshot is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
     pub no_persistence: Option<bool>,
@@ -474,6 +480,9 @@ impl RawConfig {
             data_dir: self.data_dir.or(fallback.data_dir),
             dbfilename: self.dbfilename.or(fallback.dbfilename),
             snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
+            snapshot_journal_limit: self
+                .snapshot_journal_limit
+                .or(fallback.snapshot_journal_limit),
             no_persistence: self.no_persistence.or(fallback.no_persistence),
             debug_snapshot_shard_delay: self
                 .debug_snapshot_shard_delay
@@ -695,6 +704,7 @@ impl RawConfig {
                 self.data_dir,
                 self.dbfilename,
                 self.snapshot_interval,
+                self.snapshot_journal_limit,
                 self.debug_snapshot_shard_delay,
             )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
@@ -985,6 +995,7 @@ fn persistence(
     dir: Option<PathBuf>,
     file_name: Option<String>,
     interval: Option<String>,
+    journal_limit: Option<String>,
     shard_delay: Option<String>,
 ) -> Result<Option<PersistConfig>, ConfigError> {
     if disabled {
@@ -1003,6 +1014,13 @@ fn persistence(
         None => defaults.interval,
         Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
     };
+    let journal_max_bytes = match journal_limit {
+        None => defaults.journal_max_bytes,
+        Some(text) => match size_setting("snapshot-journal-limit", &text, 0, u64::MAX)? as u64 {
+            0 => u64::MAX,
+            bytes => bytes,
+        },
+    };
     let shard_delay = match shard_delay {
         None => Duration::ZERO,
         Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
@@ -1011,6 +1029,7 @@ fn persistence(
         dir: dir.unwrap_or(defaults.dir),
         file_name,
         interval,
+        journal_max_bytes,
         shard_delay,
     }))
 }
@@ -1469,6 +1488,21 @@ mod tests {
         let config = raw.validate().unwrap();
         assert_eq!(config.maxmemory, 1 << 30);
         assert_eq!(config.maxmemory_policy, Policy::VolatileLru);
+        let journal_limit = |text: &str| {
+            RawConfig {
+                snapshot_journal_limit: Some(text.into()),
+                ..Default::default()
+            }
+            .validate()
+            .map(|c| c.persistence.map(|p| p.journal_max_bytes))
+        };
+        assert_eq!(journal_limit("64mb").unwrap(), Some(64 << 20));
+        assert_eq!(journal_limit("0").unwrap(), Some(u64::MAX), "0: no bound");
+        let message = journal_limit("lots").unwrap_err().to_string();
+        assert!(message.contains("snapshot-journal-limit"), "{message}");
+        let toml = "snapshot-journal-limit = \"1gb\"\n";
+        let raw: RawConfig = toml::from_str(toml).unwrap();
+        assert_eq!(raw.snapshot_journal_limit.as_deref(), Some("1gb"));
         let toml = "port = 1\nno-such-setting = 2\n";
         assert!(toml::from_str::<RawConfig>(toml)
             .unwrap_err()

@@ -52,6 +52,8 @@ pub struct Shared {
     /// Whether shutting down writes a final snapshot (SHUTDOWN NOSAVE clears it).
     final_save: std::sync::atomic::AtomicBool,
     shutdown: watch::Sender<bool>,
+    /// The data directory's lock, held while the server lives (see [`persist::lock`]).
+    _data_dir_lock: Option<persist::lock::DirLock>,
 }
 
 impl Shared {
@@ -147,9 +149,12 @@ impl Server {
             Some(tls) => Some(tls.listener.local_addr().map_err(ServerError::LocalAddr)?),
         };
         let store = Arc::new(Store::new(config.clock.clone()));
+        let mut data_dir_lock = None;
         if let Some(persist) = &config.persistence {
             let path = persist.path();
-            match persist::prepare_and_load(persist, &store)? {
+            let prepared = persist::prepare_and_load(persist, &store)?;
+            data_dir_lock = Some(prepared.lock);
+            match prepared.summary {
                 Some(summary) => tracing::info!(
                     path = %path.display(),
                     records = summary.records,
@@ -180,6 +185,7 @@ impl Server {
             persistence,
             final_save: std::sync::atomic::AtomicBool::new(true),
             shutdown: watch::Sender::new(false),
+            _data_dir_lock: data_dir_lock,
         });
         Ok(Server {
             shared,

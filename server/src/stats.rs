@@ -124,7 +124,8 @@ pub struct StripedCounter {
     stripes: [Stripe; STRIPES],
 }
 
-const STRIPES: usize = 16;
+/// Stripes of a striped counter; threads share them round-robin.
+pub(crate) const STRIPES: usize = 16;
 
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -135,6 +136,12 @@ thread_local! {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed) as usize % STRIPES
     };
+}
+
+/// The calling thread's stripe, below [`STRIPES`].
+#[inline]
+pub(crate) fn this_threads_stripe() -> usize {
+    STRIPE.with(|s| *s)
 }
 
 impl StripedCounter {

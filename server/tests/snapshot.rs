@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use sessiond::persist::format::{Record, FORMAT_VERSION, HEADER_LEN, MAGIC};
@@ -131,7 +130,7 @@ fn state(store: &Store, users: &[&'static str]) -> State {
 /// Writes a snapshot of `store` into `dir` and returns its path and bytes.
 fn snapshot_of(store: &Store, dir: &ScratchDir) -> (PathBuf, Vec<u8>) {
     let path = dir.0.join("dump.sdb");
-    writer::write_snapshot(store, &path, Duration::ZERO).unwrap();
+    writer::write_snapshot(store, &path, &writer::WriteOptions::default()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     (path, bytes)
 }

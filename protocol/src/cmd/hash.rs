@@ -26,7 +26,7 @@ impl KeyPairs {
 
 /// Reads the remaining arguments as field/value pairs: at least one, and an even count.
 pub(crate) fn pairs(args: &mut Args) -> Result<Vec<(Bytes, Bytes)>, CommandError> {
-    if args.remaining() == 0 || args.remaining() % 2 != 0 {
+    if args.remaining() == 0 || !args.remaining().is_multiple_of(2) {
         return Err(CommandError::WrongArity(args.name()));
     }
     let mut pairs = Vec::with_capacity(args.remaining() / 2);

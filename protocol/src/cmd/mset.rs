@@ -14,7 +14,7 @@ pub struct MSet {
 
 impl MSet {
     pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
-        if args.remaining() == 0 || args.remaining() % 2 != 0 {
+        if args.remaining() == 0 || !args.remaining().is_multiple_of(2) {
             return Err(CommandError::WrongArity(args.name()));
         }
         let mut pairs = Vec::with_capacity(args.remaining() / 2);

@@ -45,7 +45,7 @@ impl SessionCreate {
             } else if is(&option, "ABSOLUTE") {
                 create.absolute_ms = Some(timeout_ms(args, "ABSOLUTE")?);
             } else if is(&option, "DATA") {
-                if args.remaining() == 0 || args.remaining() % 2 != 0 {
+                if args.remaining() == 0 || !args.remaining().is_multiple_of(2) {
                     return Err(CommandError::other("ERR DATA needs field value pairs"));
                 }
                 while let (Some(field), Some(value)) = (args.next_opt(), args.next_opt()) {

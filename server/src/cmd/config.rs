@@ -116,6 +116,16 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             config.output_limits.config_value(),
         ),
         ("save", String::new()),
+        (
+            "snapshot-journal-limit",
+            config
+                .persistence
+                .as_ref()
+                .map(|p| p.journal_max_bytes)
+                .filter(|&bytes| bytes != u64::MAX)
+                .unwrap_or(0)
+                .to_string(),
+        ),
         ("appendonly", "no".to_owned()),
         ("maxmemory", config.maxmemory.to_string()),
         (

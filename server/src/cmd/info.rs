@@ -98,6 +98,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     section("persistence", "Persistence", &|out| {
         let persistence = &shared.persistence;
         let status = persistence.status();
+        // The journal of the save in progress (one record per key written since it began).
+        let journal = store.journal().held();
         // Both fields from one reading: a BGSAVE is claimed (in progress) before its thread
         // records its start, and a save clears its start before it releases the claim; in
         // those moments the save is in progress for 0 s, not "none running" (-1).
@@ -113,7 +115,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_saves:{}\r\n\
              rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
              rdb_current_bgsave_time_sec:{current}\r\nrdb_last_save_duration_ms:{}\r\n\
-             rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n",
+             rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n\
+             rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\n",
             u8::from(persistence.config().is_some()),
             persistence
                 .config()
@@ -137,6 +140,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
                 .as_deref()
                 .unwrap_or("")
                 .replace(['\r', '\n'], " "),
+            journal.records,
+            journal.bytes,
         );
     });
     section("stats", "Stats", &|out| {

@@ -4,6 +4,7 @@
 //! - [`format`](mod@format): the file layout and [`format::Record`].
 //! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
 //! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
+//! - [`lock`]: the data directory's lock, one server per directory.
 //!
 //! [`Persistence`] is the server's side: where the file lives, whether a save is running, the
 //! outcome of the last one (for INFO and LASTSAVE), and the triggers (periodic, SAVE, BGSAVE,
@@ -11,6 +12,7 @@
 
 pub mod format;
 pub mod loader;
+pub mod lock;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub struct PersistConfig {
     pub file_name: String,
     /// Period of automatic snapshots when something changed (`None`: only on demand).
     pub interval: Option<Duration>,
+    /// The most bytes the journal of changes made during a save may hold (one record per key
+    /// written, outside `maxmemory`); past it the save is abandoned (`snapshot-journal-limit`).
+    pub journal_max_bytes: u64,
     /// Test-only: a pause after each shard, to observe a save in progress.
     pub shard_delay: Duration,
 }
@@ -40,6 +45,7 @@ impl Default for PersistConfig {
             dir: PathBuf::from("./data"),
             file_name: "dump.sdb".to_owned(),
             interval: Some(Duration::from_secs(60)),
+            journal_max_bytes: 256 << 20,
             shard_delay: Duration::ZERO,
         }
     }
@@ -50,7 +56,18 @@ impl PersistConfig {
     pub fn path(&self) -> PathBuf {
         self.dir.join(&self.file_name)
     }
+
+    fn write_options(&self) -> writer::WriteOptions {
+        writer::WriteOptions {
+            journal_max_bytes: self.journal_max_bytes,
+            shard_delay: self.shard_delay,
+        }
+    }
 }
+
+/// How soon the periodic task tries again after a failed save, as Redis retries a failed
+/// BGSAVE (`CONFIG_BGSAVE_RETRY_DELAY`), instead of a whole interval.
+pub const RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// The outcome of the saves so far, for INFO persistence and LASTSAVE.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +108,15 @@ pub enum SaveError {
         path: String,
         /// The error.
         source: std::io::Error,
+    },
+    /// The changes made during the save outgrew the journal's bound; the previous snapshot is
+    /// intact.
+    #[error("ERR snapshot {path}: {source}")]
+    JournalFull {
+        /// The snapshot path.
+        path: String,
+        /// The error, [`writer::WriteError::JournalFull`].
+        source: writer::WriteError,
     },
 }
 
@@ -197,7 +223,7 @@ impl Persistence {
             status.current_started_ms = Some(self.store.now_ms());
         }
         tracing::info!(path = %path.display(), "saving snapshot");
-        let result = writer::write_snapshot(&self.store, &path, config.shard_delay);
+        let result = writer::write_snapshot(&self.store, &path, &config.write_options());
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.current_started_ms = None;
         let outcome = match result {
@@ -223,9 +249,12 @@ impl Persistence {
                 tracing::error!(path = %path.display(), error = %source, "snapshot failed; the previous one is intact");
                 status.last_ok = false;
                 status.last_error = Some(source.to_string());
-                Err(SaveError::Io {
-                    path: path.display().to_string(),
-                    source,
+                let path = path.display().to_string();
+                Err(match source {
+                    writer::WriteError::Io(source) => SaveError::Io { path, source },
+                    full @ writer::WriteError::JournalFull { .. } => {
+                        SaveError::JournalFull { path, source: full }
+                    }
                 })
             }
         };
@@ -234,45 +263,67 @@ impl Persistence {
         outcome
     }
 
-    /// Saves every `interval` when something changed since the last save, until `stop` resolves.
+    /// Saves every `interval` when something changed since the last save, until `stop` resolves;
+    /// after a failed save (this task's, SAVE's or BGSAVE's), [`RETRY_DELAY`] after it began.
     pub async fn run_periodic(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         let Some(interval) = self.config.as_ref().and_then(|c| c.interval) else {
             stop.await;
             return;
         };
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
+        let mut next = tokio::time::Instant::now() + interval;
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                _ = ticker.tick() => {}
+                _ = tokio::time::sleep_until(next) => {}
             }
+            let started = tokio::time::Instant::now();
             if self.changes_since_save() > 0 && !self.in_progress() {
                 let _ = self.save().await;
             }
+            let delay = next_save_delay(interval, self.status().last_ok);
+            next = (started + delay).max(tokio::time::Instant::now());
         }
     }
 }
 
-/// Prepares the data directory (creating it with mode 0700, removing temp files an interrupted
-/// save left) and loads the snapshot into `store` if there is one.
-pub fn prepare_and_load(
-    config: &PersistConfig,
-    store: &Store,
-) -> Result<Option<loader::Summary>, PrepareError> {
+/// How long after a periodic save began the next one is due: `interval`, or at most
+/// [`RETRY_DELAY`] when the last save failed.
+fn next_save_delay(interval: Duration, last_ok: bool) -> Duration {
+    if last_ok {
+        interval
+    } else {
+        interval.min(RETRY_DELAY)
+    }
+}
+
+/// A data directory ready for use: locked for this process, and what was loaded from it.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The directory's lock; keep it for as long as the server runs.
+    pub lock: lock::DirLock,
+    /// The snapshot loaded, if there was one.
+    pub summary: Option<loader::Summary>,
+}
+
+/// Prepares the data directory (creating it with mode 0700, locking it against a second server,
+/// removing temp files an interrupted save left) and loads the snapshot into `store` if there
+/// is one.
+pub fn prepare_and_load(config: &PersistConfig, store: &Store) -> Result<Prepared, PrepareError> {
     create_dir(&config.dir).map_err(|source| PrepareError::Dir {
         dir: config.dir.clone(),
         source,
     })?;
+    // Before anything in the directory is touched: the temp files may be another server's.
+    let lock = lock::DirLock::acquire(&config.dir)?;
     remove_temp_files(config);
     let path = config.path();
-    if !path.exists() {
-        return Ok(None);
-    }
-    let summary = loader::load(&path, store)?;
-    Ok(Some(summary))
+    let summary = if path.exists() {
+        Some(loader::load(&path, store)?)
+    } else {
+        None
+    };
+    Ok(Prepared { lock, summary })
 }
 
 /// Why the server cannot start on its data directory.
@@ -286,6 +337,9 @@ pub enum PrepareError {
         /// The error.
         source: std::io::Error,
     },
+    /// Another server uses the directory, or its lock file cannot be taken.
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
     /// The snapshot cannot be loaded.
     #[error(transparent)]
     Snapshot(#[from] loader::SnapshotError),
@@ -318,5 +372,19 @@ fn remove_temp_files(config: &PersistConfig) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_save_is_retried_after_five_seconds_not_a_whole_interval() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(next_save_delay(minute, true), minute);
+        assert_eq!(next_save_delay(minute, false), RETRY_DELAY);
+        let second = Duration::from_secs(1);
+        assert_eq!(next_save_delay(second, false), second);
     }
 }

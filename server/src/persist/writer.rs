@@ -4,7 +4,8 @@
 //! Shard by shard, the writer takes `Bytes` handles to the shard's keys and values under the
 //! shard's read lock (no copy of the data), releases the lock, and encodes them through a
 //! buffered writer: the server keeps serving, and a writer only waits for one shard's lock at a
-//! time. The journal (see `store::journal`) makes the result one consistent instant.
+//! time. The journal (see `store::journal`) makes the result one consistent instant; a save
+//! whose journal outgrows its bound is abandoned ([`WriteError::JournalFull`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -23,6 +24,42 @@ pub struct Written {
     pub bytes: u64,
     /// How long it took.
     pub duration: Duration,
+}
+
+/// How a save is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The most bytes the journal of changes made during the save may hold; past it the save
+    /// is abandoned.
+    pub journal_max_bytes: u64,
+    /// A pause after each shard, for tests that need a save in progress.
+    pub shard_delay: Duration,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            journal_max_bytes: u64::MAX,
+            shard_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Why a save was not written; the previous snapshot is untouched either way.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The changes made during the save outgrew the journal's bound.
+    #[error(
+        "the changes made during the save outgrew the journal's bound of {limit_bytes} bytes \
+         (snapshot-journal-limit); the save was abandoned"
+    )]
+    JournalFull {
+        /// The bound.
+        limit_bytes: u64,
+    },
 }
 
 /// Writes through to the file, counting bytes and keeping the running CRC.
@@ -65,15 +102,14 @@ pub fn temp_path(snapshot: &Path) -> PathBuf {
 }
 
 /// Writes a snapshot of `store` to `path` (atomically: temp file, fsync, rename, fsync dir).
-/// `shard_delay` slows the walk down, for tests that need a save in progress.
 pub fn write_snapshot(
     store: &Store,
     path: &Path,
-    shard_delay: Duration,
-) -> std::io::Result<Written> {
+    options: &WriteOptions,
+) -> Result<Written, WriteError> {
     let started = Instant::now();
     let temp = temp_path(path);
-    let result = write_to(store, &temp, path, shard_delay, started);
+    let result = write_to(store, &temp, path, options, started);
     if result.is_err() {
         // The previous snapshot is untouched; do not leave the partial file behind.
         let _ = std::fs::remove_file(&temp);
@@ -85,9 +121,9 @@ fn write_to(
     store: &Store,
     temp: &Path,
     path: &Path,
-    shard_delay: Duration,
+    options: &WriteOptions,
     started: Instant,
-) -> std::io::Result<Written> {
+) -> Result<Written, WriteError> {
     let file = create_private(temp)?;
     let mut sink = Sink {
         file: BufWriter::with_capacity(1 << 20, file),
@@ -103,24 +139,31 @@ fn write_to(
 
     let mut records = 0u64;
     let mut scratch = Vec::new();
-    store.journal().begin();
+    let journal = store.journal();
+    journal.begin(options.journal_max_bytes);
     let walked = (|| {
         for shard in 0..store.shard_count() {
             for record in store.snapshot_shard(shard) {
                 sink.record(&record, &mut scratch)?;
                 records += 1;
             }
-            if !shard_delay.is_zero() {
-                std::thread::sleep(shard_delay);
+            if !options.shard_delay.is_zero() {
+                std::thread::sleep(options.shard_delay);
+            }
+            if journal.overflowed() {
+                break;
             }
         }
         Ok::<(), std::io::Error>(())
     })();
     // Always close the journal, even when the walk failed, so writers stop recording.
-    let journal = store.journal().end();
+    let journal = journal.end();
     walked?;
-    for record in &journal {
-        sink.record(record, &mut scratch)?;
+    let journal = journal.ok_or(WriteError::JournalFull {
+        limit_bytes: options.journal_max_bytes,
+    })?;
+    for record in journal {
+        sink.record(&record, &mut scratch)?;
         records += 1;
     }
     sink.put(&0u32.to_le_bytes())?;

@@ -1160,6 +1160,99 @@ mod tests {
         assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
     }
 
+    fn set_string(store: &Store, key: &[u8], value: Bytes, now_ms: u64) {
+        store.upsert(key, now_ms, |_| {
+            (Some(Entry::new(Value::Str(value), 0)), ())
+        });
+    }
+
+    #[test]
+    fn a_key_written_thousands_of_times_during_a_save_is_one_journal_record() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        let value = Bytes::from(vec![b'v'; 4096]);
+        set_string(&store, b"k", value.clone(), start);
+        store.journal.begin(u64::MAX);
+        for _ in 0..5_000 {
+            set_string(&store, b"k", value.clone(), start);
+        }
+        set_string(&store, b"other", Bytes::from_static(b"v"), start);
+        store.remove(b"other", start);
+        let held = store.journal.held();
+        assert_eq!(held.records, 2, "one record per key: {held:?}");
+        assert!(
+            (4096..8192).contains(&held.bytes),
+            "about one copy of the value: {held:?}"
+        );
+        let records = store.journal.end().unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records
+            .iter()
+            .any(|r| matches!(r, Record::Delete { key } if key == "other")));
+        assert_eq!(store.journal.held(), journal::Held::default());
+    }
+
+    #[test]
+    fn a_journal_past_its_bound_stops_recording_and_the_save_is_abandoned() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Store::new(clock);
+        store.journal.begin(64 * 1024);
+        for i in 0..100 {
+            set_string(
+                &store,
+                format!("k{i}").as_bytes(),
+                Bytes::from(vec![0; 1024]),
+                start,
+            );
+        }
+        assert!(store.journal.overflowed());
+        assert!(
+            store.journal.held().bytes < 64 * 1024 + 2048,
+            "recording stopped"
+        );
+        assert_eq!(store.journal.end(), None);
+        assert_eq!(store.journal.held(), journal::Held::default());
+        // The next save starts afresh.
+        store.journal.begin(64 * 1024);
+        set_string(&store, b"k0", Bytes::from_static(b"v"), start);
+        assert!(!store.journal.overflowed());
+        assert_eq!(store.journal.end().map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn a_save_that_begins_during_a_mutation_that_saw_none_waits_for_it_and_holds_its_write() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        // A mutation that read "no save running" and has not reached its shard yet.
+        let rec = store.journal.recording();
+        assert!(!rec.on());
+        let saver = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                store.journal.begin(u64::MAX);
+                let copied: Vec<Record> = (0..store.shard_count())
+                    .flat_map(|shard| store.snapshot_shard(shard))
+                    .collect();
+                (copied, store.journal.end().unwrap())
+            }
+        });
+        // Until the save waits for the mutation, or (without the wait) has walked every shard.
+        while !store.journal.draining() && !saver.is_finished() {
+            std::thread::yield_now();
+        }
+        let entry = Entry::new(Value::Str(Bytes::from_static(b"v")), 0);
+        assert!(store.insert_new(b"k", entry, start, &rec).is_ok());
+        drop(rec);
+        let (copied, journal) = saver.join().unwrap();
+        assert!(
+            copied.iter().chain(&journal).any(|r| r.key() == "k"),
+            "the write is in neither the copy nor the journal"
+        );
+    }
+
     #[test]
     fn a_write_to_a_large_hash_visits_none_of_its_fields() {
         let start = 1_000_000;

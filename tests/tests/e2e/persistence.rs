@@ -4,7 +4,8 @@
 //! leaves the previous snapshot to load and no temp file behind; a corrupt, truncated or newer
 //! snapshot stops the start with the file and the offset, and `check-snapshot` says what a file
 //! holds; `--snapshot-interval` saves only when something changed; a failed final save exits
-//! non-zero; `--no-persistence` writes nothing. In-process: the journal makes a background save
+//! non-zero; `--no-persistence` writes nothing; a second server on a data directory in use
+//! refuses to start. In-process: the journal makes a background save
 //! one consistent instant while clients write; a failed save keeps the previous snapshot and the
 //! server serving; SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
 //!
@@ -538,14 +539,68 @@ fn a_kill_9_during_a_slow_background_save_leaves_the_previous_snapshot_and_no_te
 
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
-    let files: Vec<_> = std::fs::read_dir(&data_dir)
+    let mut files: Vec<_> = std::fs::read_dir(&data_dir)
         .expect("data dir")
         .map(|entry| entry.expect("entry").file_name())
         .collect();
-    assert_eq!(files, [SNAPSHOT], "the start removed the temp file");
+    files.sort();
+    assert_eq!(
+        files,
+        [SNAPSHOT, "sessiond.lock"],
+        "the start removed the temp file"
+    );
     let after = dump(&mut con);
     assert_same(&saved.left, &after.found, "after kill -9 and a restart");
     daemon.stop();
+}
+
+#[test]
+fn a_second_server_on_a_data_directory_in_use_refuses_to_start_naming_it() {
+    let dir = ScratchDir::new();
+    let data_dir = dir.0.join("data");
+    let data = dir.arg("data");
+    let args = [
+        "--port",
+        "0",
+        "--data-dir",
+        &data,
+        "--snapshot-interval",
+        "0",
+    ];
+    let mut first = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = first.client(false);
+    let _: Value = call(&mut con, &[b"SET", b"k", b"first"]);
+    assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
+    let saved = std::fs::read(data_dir.join(SNAPSHOT)).expect("snapshot");
+    // The first server's save in progress leaves a temp file: the second must not remove it.
+    let temp = data_dir.join(format!("{SNAPSHOT}.tmp-{}", first.pid()));
+    std::fs::write(&temp, b"in progress").expect("temp file");
+
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "exit status {status}; log:\n{log}");
+    assert!(
+        log.contains(&format!("data directory {} is in use", data_dir.display())),
+        "{log}"
+    );
+    assert!(
+        temp.exists(),
+        "the refused server removed the first's temp file"
+    );
+    assert_eq!(
+        std::fs::read(data_dir.join(SNAPSHOT)).expect("snapshot"),
+        saved
+    );
+    let value: String = call(&mut con, &[b"GET", b"k"]);
+    assert_eq!(value, "first", "the first server keeps serving");
+    std::fs::remove_file(&temp).expect("remove temp file");
+
+    // The lock goes with the process, however it ends: a kill -9 leaves none behind.
+    let (status, _) = first.signal_and_wait("KILL");
+    assert_eq!(status.signal(), Some(9));
+    let mut second = Daemon::start_at(&dir.0, &args, &[]);
+    let value: String = call(&mut second.client(false), &[b"GET", b"k"]);
+    assert_eq!(value, "first");
+    second.stop();
 }
 
 #[test]
@@ -969,6 +1024,97 @@ fn a_failed_save_keeps_the_previous_snapshot_and_the_server_serving() {
     let saved: Vec<&[u8]> = vec![b"after", b"before", b"later"];
     let saved: BTreeSet<Vec<u8>> = saved.into_iter().map(<[u8]>::to_vec).collect();
     assert_eq!(key_names(&load_fresh(&snapshot)), saved);
+}
+
+#[test]
+fn a_key_written_thousands_of_times_during_a_save_is_journalled_and_saved_about_once() {
+    let dir = ScratchDir::new();
+    let mut config = persisting(&dir.0);
+    if let Some(persistence) = &mut config.persistence {
+        // About two seconds per save (2 ms after each of 1024 shards).
+        persistence.shard_delay = Duration::from_millis(2);
+    }
+    let server = TestServer::with_config(config);
+    let journal = || server.shared.store.journal().held();
+    let mut con = server.client();
+    let value = vec![b'v'; 16 * 1024];
+    let _: Value = call(&mut con, &[b"SET", b"k", &value]);
+    let started: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(started, "Background saving started");
+    let mut most_records = 0;
+    let mut during = 0;
+    while server.shared.persistence.in_progress() && during < 3_000 {
+        let _: Value = call(&mut con, &[b"SET", b"k", &value]);
+        most_records = most_records.max(journal().records);
+        during += 1;
+    }
+    let persistence = info(&mut con, "persistence");
+    if info_number(&persistence, "rdb_bgsave_in_progress") == 1 {
+        // One record (none if the writer has not opened the journal yet): one value's bytes.
+        assert!(info_number(&persistence, "rdb_journal_records") <= 1);
+        let bytes = info_number(&persistence, "rdb_journal_bytes");
+        assert!(bytes < 32_768, "{persistence}");
+    }
+    wait_until("the background save ends", || {
+        !server.shared.persistence.in_progress()
+    });
+    assert!(most_records <= 1, "{most_records} records for one key");
+    assert_eq!(journal().records, 0, "the journal is emptied at the end");
+    let status = server.shared.persistence.status();
+    assert!(status.last_ok, "{status:?}");
+    // The shards' copy and the journal's: about two copies of the value, whatever the writes.
+    assert!(status.last_records <= 2, "{status:?} after {during} writes");
+    assert!(
+        status.last_bytes < 3 * 16 * 1024,
+        "{status:?} after {during} writes"
+    );
+}
+
+#[test]
+fn writes_past_the_journal_bound_abandon_the_save_and_keep_the_previous_snapshot() {
+    let dir = ScratchDir::new();
+    let snapshot = dir.0.join(SNAPSHOT);
+    let mut config = persisting(&dir.0);
+    if let Some(persistence) = &mut config.persistence {
+        persistence.shard_delay = Duration::from_millis(2);
+        persistence.journal_max_bytes = 256 * 1024;
+    }
+    let server = TestServer::with_config(config);
+    let mut con = server.client();
+    let _: Value = call(&mut con, &[b"SET", b"before", b"1"]);
+    assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
+    let previous = std::fs::read(&snapshot).expect("snapshot");
+
+    let started: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(started, "Background saving started");
+    // Distinct keys of 16 KiB: the journal holds one record each, past 256 KiB after 16.
+    let value = vec![b'v'; 16 * 1024];
+    let mut written = 0;
+    while server.shared.persistence.in_progress() && written < 10_000 {
+        let key = format!("during:{written}");
+        let _: Value = call(&mut con, &[b"SET", key.as_bytes(), &value]);
+        written += 1;
+    }
+    wait_until("the background save ends", || {
+        !server.shared.persistence.in_progress()
+    });
+    let persistence = info(&mut con, "persistence");
+    assert_eq!(info_field(&persistence, "rdb_last_bgsave_status"), "err");
+    let error = info_field(&persistence, "rdb_last_error");
+    assert!(error.contains("journal's bound of 262144 bytes"), "{error}");
+    assert!(
+        !error.contains("during:"),
+        "the error names no key: {error}"
+    );
+    assert_eq!(info_number(&persistence, "rdb_journal_bytes"), 0);
+    assert_eq!(info_number(&persistence, "rdb_saves"), 1);
+    assert_eq!(std::fs::read(&snapshot).expect("snapshot"), previous);
+    let temp = dir.0.join(format!("{SNAPSHOT}.tmp-{}", std::process::id()));
+    assert!(!temp.exists(), "the abandoned save's temp file is removed");
+    let value: String = call(&mut con, &[b"GET", b"before"]);
+    assert_eq!(value, "1", "the server keeps serving");
+    let limit: Vec<String> = call(&mut con, &[b"CONFIG", b"GET", b"snapshot-journal-limit"]);
+    assert_eq!(limit, ["snapshot-journal-limit", "262144"]);
 }
 
 /// Sends SHUTDOWN with `options` and waits until the server has stopped (final save included).
