@@ -407,7 +407,7 @@ impl RawConfig {
         })?;
         let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: describe_toml_error(&text, &e),
         })?;
         raw.config = Some(path.to_owned());
         Ok(raw)
@@ -657,6 +657,119 @@ impl RawConfig {
             clock: defaults.clock,
         })
     }
+}
+
+/// A config file's parse error told without the file's contents, which may hold a password:
+/// toml's `Display` quotes the offending line, and serde's messages quote the value
+/// (`invalid type: string "hunter2", expected ...`). What is left: the line and column, the key
+/// and the table it is in, and the message with every quoted value taken out.
+pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let mut place = String::new();
+    let mut offending = None;
+    if let Some(span) = error.span() {
+        let start = floor_char_boundary(text, span.start);
+        let before = &text[..start];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line_number = before.matches('\n').count() + 1;
+        let column = before[line_start..].chars().count() + 1;
+        place = format!("line {line_number}, column {column}");
+        let line = text[line_start..].lines().next().unwrap_or("");
+        offending = Some(line);
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim();
+            let bare = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+            if !key.is_empty() && key.chars().all(bare) {
+                place.push_str(&format!(", key {key}"));
+            }
+        }
+        let table = before[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && l.ends_with(']'))
+            .filter(|l| l.chars().all(|c| c.is_ascii_alphanumeric() || "[]-_.".contains(c)));
+        if let Some(table) = table {
+            place.push_str(&format!(" in {table}"));
+        }
+    }
+    let mut message = redact_quoted(error.message().trim());
+    // Whatever shape a message takes, the offending line's value never appears in it.
+    let value = offending
+        .and_then(|line| line.split_once('=').map(|(_, value)| value))
+        .map(|value| value.trim().trim_matches(['"', '\'']).trim())
+        .filter(|value| !value.is_empty());
+    if value.is_some_and(|value| message.contains(value)) {
+        message = "invalid value".to_owned();
+    }
+    let message = message.replace('\n', "; ");
+    if place.is_empty() {
+        message
+    } else {
+        format!("{place}: {message}")
+    }
+}
+
+/// `message` with the values serde and toml quote replaced by `...`: every double-quoted run, and
+/// the backquoted value of `invalid type: integer `5`, expected ...` (toml's own backquotes name
+/// expected tokens and stay).
+fn redact_quoted(message: &str) -> String {
+    let (head, tail) = match message.split_once(", expected") {
+        Some((head, tail)) if head.starts_with("invalid ") => (head, Some(tail)),
+        _ => (message, None),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in head.chars() {
+        match quote {
+            Some(open) if c == open => {
+                out.push_str("...");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || (c == '`' && tail.is_some()) {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push_str("...");
+    }
+    if let Some(tail) = tail {
+        out.push_str(", expected");
+        out.push_str(&redact_double_quoted(tail));
+    }
+    out
+}
+
+/// `text` with every double-quoted run replaced by `"..."`.
+fn redact_double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("...");
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The largest char boundary of `text` at or below `index`.
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
 }
 
 /// The longest session-ID prefix.
@@ -1146,6 +1259,38 @@ mod tests {
             unknown_key.is_err(),
             "unknown keys in a [[user]] are refused"
         );
+    }
+
+    #[test]
+    fn config_file_errors_name_the_place_never_the_value() {
+        let path = std::env::temp_dir().join(format!("sessiond-secret-{}", std::process::id()));
+        let cases = [
+            // A malformed line: toml's Display would quote it.
+            ("port = 0\nrequirepass = hunter2 oops\n", 2, "requirepass"),
+            // Unterminated.
+            ("requirepass = \"hunter2\n", 1, "requirepass"),
+            // A type error: serde would quote the value.
+            ("port = \"hunter2\"\n", 1, "port"),
+            ("no-persistence = \"hunter2\"\n", 1, "no-persistence"),
+            (
+                "[[user]]\nname = \"app\"\npassword-sha256 = 12345hunter2\n",
+                3,
+                "password-sha256",
+            ),
+            ("[[user]]\nname = \"app\"\npassword-sha256 = 1234\n", 3, "password-sha256"),
+            ("requirepass = [\"hunter2\"]\n", 1, "requirepass"),
+        ];
+        for (text, line, key) in cases {
+            std::fs::write(&path, text).unwrap();
+            let message = RawConfig::from_file(&path).unwrap_err().to_string();
+            assert!(
+                !message.contains("hunter2") && !message.contains("1234"),
+                "{text:?}: {message}"
+            );
+            assert!(message.contains(&format!("line {line}")), "{text:?}: {message}");
+            assert!(message.contains(key), "{text:?}: {message}");
+        }
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
