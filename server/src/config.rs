@@ -86,6 +86,16 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
     pub protected_mode: Option<String>,
 
+    /// Disconnect a client after this many failed AUTH / HELLO AUTH attempts on its connection
+    /// (0: never) [default: 10].
+    #[arg(long, env = "SESSIOND_MAX_AUTH_FAILURES")]
+    pub max_auth_failures: Option<u64>,
+
+    /// Close a connection that has not authenticated this long after it was accepted, when a
+    /// password is required (a duration; 0: never) [default: 10s].
+    #[arg(long, env = "SESSIOND_AUTH_TIMEOUT")]
+    pub auth_timeout: Option<String>,
+
     /// Close a client idle this long (a duration; 0: never) [default: 0].
     #[arg(long, env = "SESSIOND_TIMEOUT")]
     pub timeout: Option<String>,
@@ -261,6 +271,12 @@ pub struct Config {
     pub users: Vec<User>,
     /// Whether a non-loopback bind without a password is refused.
     pub protected_mode: bool,
+    /// Failed authentications a connection may make before it is closed; 0: no limit.
+    pub max_auth_failures: u32,
+    /// How long a connection may stay unauthenticated (when a password is required) before it
+    /// is closed, so that sockets that never log in cannot hold every `maxclients` slot;
+    /// `None`: no deadline.
+    pub auth_timeout: Option<Duration>,
     /// Idle clients are closed after this long; `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Pending output beyond which a client that does not read is disconnected; `None`: none.
@@ -312,6 +328,8 @@ impl Default for Config {
             requirepass: None,
             users: Vec::new(),
             protected_mode: true,
+            max_auth_failures: 10,
+            auth_timeout: Some(Duration::from_secs(10)),
             idle_timeout: None,
             output_limit: None,
             limits: Limits::default(),
@@ -431,6 +449,8 @@ impl RawConfig {
             requirepass: self.requirepass.or(fallback.requirepass),
             requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
             protected_mode: self.protected_mode.or(fallback.protected_mode),
+            max_auth_failures: self.max_auth_failures.or(fallback.max_auth_failures),
+            auth_timeout: self.auth_timeout.or(fallback.auth_timeout),
             timeout: self.timeout.or(fallback.timeout),
             client_output_buffer_limit: self
                 .client_output_buffer_limit
@@ -559,6 +579,14 @@ impl RawConfig {
             None => None,
             Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
         };
+        let max_auth_failures = match self.max_auth_failures {
+            None => defaults.max_auth_failures,
+            Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
+        };
+        let auth_timeout = match self.auth_timeout {
+            None => defaults.auth_timeout,
+            Some(text) => Some(duration_setting("auth-timeout", &text)?).filter(|d| !d.is_zero()),
+        };
         let output_limit = match self.client_output_buffer_limit {
             None => None,
             Some(text) => Some(size_setting(
@@ -603,6 +631,8 @@ impl RawConfig {
             requirepass,
             users,
             protected_mode,
+            max_auth_failures,
+            auth_timeout,
             idle_timeout,
             output_limit,
             maxmemory,

@@ -49,6 +49,8 @@ pub struct Shared {
     pub persistence: Arc<Persistence>,
     /// Who may connect.
     pub auth: crate::auth::Auth,
+    /// Samples the log of authentication failures.
+    pub auth_failure_log: crate::auth::FailureLog,
     /// Whether shutting down writes a final snapshot (SHUTDOWN NOSAVE clears it).
     final_save: std::sync::atomic::AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -170,6 +172,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             auth,
+            auth_failure_log: crate::auth::FailureLog::default(),
             config,
             store,
             clients: Clients::default(),
@@ -390,9 +393,29 @@ fn admit(
     tracker.spawn(async move {
         let id = client.id;
         tracing::debug!(%peer, id, tls = tls.is_some(), "client connected");
-        match tls {
-            None => connection::serve(&shared, socket, client).await,
-            Some(acceptor) => serve_tls(&shared, &acceptor, socket, client).await,
+        let serve = async {
+            match tls {
+                None => connection::serve(&shared, socket, client.clone()).await,
+                Some(acceptor) => serve_tls(&shared, &acceptor, socket, client.clone()).await,
+            }
+        };
+        match shared.config.auth_timeout {
+            Some(limit) if shared.auth.required() => {
+                tokio::pin!(serve);
+                tokio::select! {
+                    () = &mut serve => {}
+                    () = tokio::time::sleep(limit) => {
+                        if client.has_authenticated() {
+                            serve.await;
+                        } else {
+                            // Dropping the connection's future closes its socket.
+                            shared.stats.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%peer, id, "closing a client that did not authenticate within --auth-timeout");
+                        }
+                    }
+                }
+            }
+            _ => serve.await,
         }
         shared.clients.unregister(id);
         tracing::debug!(%peer, id, "client disconnected");

@@ -100,6 +100,11 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "timeout",
             config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
         ),
+        ("max-auth-failures", config.max_auth_failures.to_string()),
+        (
+            "auth-timeout",
+            config.auth_timeout.map_or(0, |t| t.as_secs()).to_string(),
+        ),
         (
             "protected-mode",
             if config.protected_mode { "yes" } else { "no" }.to_owned(),

@@ -102,6 +102,8 @@ pub struct Session {
     user: Option<Arc<User>>,
     /// Whether `user` is limited (the permission check runs only then).
     restricted: bool,
+    /// Failed AUTH / HELLO AUTH attempts on this connection (see `--max-auth-failures`).
+    auth_failures: u32,
 }
 
 impl Session {
@@ -113,6 +115,7 @@ impl Session {
             version: ProtocolVersion::Resp2,
             user: None,
             restricted: false,
+            auth_failures: 0,
         };
         session.set_user(user);
         session
@@ -366,8 +369,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Keys(c) => keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),
         Command::Echo(c) => Frame::Bulk(c.message),
-        Command::Hello(c) => connection::hello(ctx, c),
-        Command::Auth(c) => connection::auth(ctx, c),
+        Command::Hello(c) => return connection::hello(ctx, c),
+        Command::Auth(c) => return connection::auth(ctx, c),
         Command::Select(c) => connection::select(c),
         Command::Quit => {
             return Reply {
