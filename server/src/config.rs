@@ -184,6 +184,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<String>,
 
+    /// Refuse writes with MISCONF while the last snapshot failed (as Redis's
+    /// `stop-writes-on-bgsave-error`): `yes` or `no` [default: yes].
+    #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
+    pub stop_writes_on_bgsave_error: Option<String>,
+
     /// Run purely in memory: no snapshot is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
     pub no_persistence: Option<bool>,
@@ -306,6 +311,8 @@ pub struct Config {
     /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
     /// flags default to `./data/dump.sdb` every 60 s.
     pub persistence: Option<PersistConfig>,
+    /// Whether writes are refused with MISCONF while the last snapshot failed.
+    pub stop_writes_on_bgsave_error: bool,
     /// The tracing filter.
     pub log_level: String,
     /// The log line format.
@@ -342,6 +349,7 @@ impl Default for Config {
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
             persistence: None,
+            stop_writes_on_bgsave_error: true,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             config_file: None,
@@ -475,6 +483,9 @@ impl RawConfig {
             dbfilename: self.dbfilename.or(fallback.dbfilename),
             snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
             no_persistence: self.no_persistence.or(fallback.no_persistence),
+            stop_writes_on_bgsave_error: self
+                .stop_writes_on_bgsave_error
+                .or(fallback.stop_writes_on_bgsave_error),
             debug_snapshot_shard_delay: self
                 .debug_snapshot_shard_delay
                 .or(fallback.debug_snapshot_shard_delay),
@@ -681,6 +692,11 @@ impl RawConfig {
                 self.snapshot_interval,
                 self.debug_snapshot_shard_delay,
             )?,
+            stop_writes_on_bgsave_error: yes_or_no(
+                "stop-writes-on-bgsave-error",
+                self.stop_writes_on_bgsave_error.as_deref(),
+                defaults.stop_writes_on_bgsave_error,
+            )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
             log_format,
             config_file: self.config,
@@ -717,7 +733,10 @@ pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
             .rev()
             .map(str::trim)
             .find(|l| l.starts_with('[') && l.ends_with(']'))
-            .filter(|l| l.chars().all(|c| c.is_ascii_alphanumeric() || "[]-_.".contains(c)));
+            .filter(|l| {
+                l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "[]-_.".contains(c))
+            });
         if let Some(table) = table {
             place.push_str(&format!(" in {table}"));
         }
@@ -1307,7 +1326,11 @@ mod tests {
                 3,
                 "password-sha256",
             ),
-            ("[[user]]\nname = \"app\"\npassword-sha256 = 1234\n", 3, "password-sha256"),
+            (
+                "[[user]]\nname = \"app\"\npassword-sha256 = 1234\n",
+                3,
+                "password-sha256",
+            ),
             ("requirepass = [\"hunter2\"]\n", 1, "requirepass"),
         ];
         for (text, line, key) in cases {
@@ -1317,7 +1340,10 @@ mod tests {
                 !message.contains("hunter2") && !message.contains("1234"),
                 "{text:?}: {message}"
             );
-            assert!(message.contains(&format!("line {line}")), "{text:?}: {message}");
+            assert!(
+                message.contains(&format!("line {line}")),
+                "{text:?}: {message}"
+            );
             assert!(message.contains(key), "{text:?}: {message}");
         }
         std::fs::remove_file(path).unwrap();

@@ -114,6 +114,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             format!("normal {} 0 0", config.output_limit.unwrap_or(0)),
         ),
         ("save", String::new()),
+        (
+            "stop-writes-on-bgsave-error",
+            if config.stop_writes_on_bgsave_error {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+        ),
         ("appendonly", "no".to_owned()),
         ("maxmemory", config.maxmemory.to_string()),
         (

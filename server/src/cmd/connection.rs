@@ -101,7 +101,11 @@ fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Opt
         stats.auth_failure_disconnections.fetch_add(1, Relaxed);
     }
     let peer = ctx.session.client().peer;
-    if let Some(suppressed) = ctx.shared.auth_failure_log.sample(std::time::Instant::now()) {
+    if let Some(suppressed) = ctx
+        .shared
+        .auth_failure_log
+        .sample(std::time::Instant::now())
+    {
         tracing::warn!(
             %peer,
             failures_on_connection = ctx.session.auth_failures,

@@ -70,8 +70,11 @@ pub enum Then {
     Continue,
     /// Close the connection after writing the replies so far (QUIT, protocol errors).
     Close,
-    /// Save a snapshot, then reply (SAVE): the one command that waits.
+    /// Save a snapshot, then reply (SAVE): one of the two commands that wait.
     Save,
+    /// Wait for the shutdown just requested (SHUTDOWN whose final save may fail): the server
+    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on.
+    AwaitShutdown,
 }
 
 /// The reply to one command.
@@ -296,6 +299,12 @@ pub fn execute(
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
+    if config.stop_writes_on_bgsave_error
+        && spec.is_some_and(refused_while_saves_fail)
+        && shared.persistence.last_save_failed()
+    {
+        return Frame::error(MISCONF).into();
+    }
     let mut ctx = Ctx {
         shared,
         store: &shared.store,
@@ -309,6 +318,20 @@ pub fn execute(
         clock.stale();
     }
     reply
+}
+
+/// Redis's MISCONF error, for sessiond.
+pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but it's currently \
+     unable to persist to disk. Commands that may modify the data set are disabled, because this \
+     instance is configured to report errors during writes if snapshotting fails \
+     (stop-writes-on-bgsave-error option). Please check the sessiond logs for details about the \
+     snapshot error.";
+
+/// Whether `spec` is refused with MISCONF while saves fail: every `write` command but
+/// SESSION.GET, whose only write is the idle refresh of the session it reads; refusing it would
+/// turn a full disk into an outage of every logged-in page rather than of logins and changes.
+fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
+    spec.flags.contains(&"write") && spec.name != "session.get"
 }
 
 /// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is

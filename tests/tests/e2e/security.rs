@@ -413,7 +413,10 @@ fn a_connection_that_does_not_authenticate_in_time_is_closed_and_others_are_not(
     let mut idle = server.raw();
     let mut chatty = server.raw();
     chatty.command(&[b"PING"]);
-    assert_eq!(error_text(&chatty.reply()), "NOAUTH Authentication required.");
+    assert_eq!(
+        error_text(&chatty.reply()),
+        "NOAUTH Authentication required."
+    );
     assert!(idle.closed(), "an idle unauthenticated client is closed");
     assert!(chatty.closed(), "so is one that talks but never logs in");
     logged_in.command(&[b"PING"]);
