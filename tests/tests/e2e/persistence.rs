@@ -3,10 +3,15 @@
 //! whose deadline passed during the downtime are gone); a kill -9 during a slow background save
 //! leaves the previous snapshot to load and no temp file behind; a corrupt, truncated or newer
 //! snapshot stops the start with the file and the offset, and `check-snapshot` says what a file
-//! holds; `--snapshot-interval` saves only when something changed; a failed final save exits
-//! non-zero; `--no-persistence` writes nothing. In-process: the journal makes a background save
-//! one consistent instant while clients write; a failed save keeps the previous snapshot and the
-//! server serving; SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
+//! holds; `--snapshot-interval` saves only when something changed; a failed final save keeps the
+//! server running (SHUTDOWN FORCE exits anyway), and a second signal forces a long shutdown to
+//! end; `--no-persistence` writes nothing. In-process: the journal makes a background save one
+//! consistent instant while clients write; a failed save keeps the previous snapshot and the
+//! server serving, refuses writes with MISCONF and makes SHUTDOWN answer an error;
+//! SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
+//!
+//! An in-process test that fails while saves fail can hang in the harness's drop: the server it
+//! stops keeps running, by design, when its final save fails.
 //!
 //! Most servers here run with `--snapshot-interval 0` (or `interval: None`), so that only the
 //! saves a test asks for happen.
