@@ -11,7 +11,8 @@
 //! unknown user costs the same hash as a known one. Nothing here logs or prints a password.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::CommandSpec;
@@ -303,6 +304,42 @@ impl Auth {
     }
 }
 
+/// At most one "authentication failed" line per this long: a password guesser must not be able
+/// to fill the disk with log lines.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Samples the log of authentication failures: the first failure in each
+/// [`FAILURE_LOG_INTERVAL`] is logged with the count of those left out since the last line; the
+/// others are only counted (every one is in `acl_access_denied_auth`).
+#[derive(Debug, Default)]
+pub struct FailureLog {
+    state: Mutex<FailureLogState>,
+}
+
+#[derive(Debug, Default)]
+struct FailureLogState {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    /// Records a failure at `now`: `Some(n)` when it is to be logged, `n` being the failures not
+    /// logged since the last line; `None` when it is only counted.
+    pub fn sample(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let due = state
+            .last_logged
+            .is_none_or(|last| now.saturating_duration_since(last) >= FAILURE_LOG_INTERVAL);
+        if due {
+            state.last_logged = Some(now);
+            Some(std::mem::take(&mut state.suppressed))
+        } else {
+            state.suppressed += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +356,20 @@ mod tests {
                 .with(Category::Session),
             session_prefix: Bytes::from_static(b"sess:app1:"),
         }
+    }
+
+    #[test]
+    fn failures_are_logged_at_most_once_a_second_with_the_count_left_out() {
+        let log = FailureLog::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(log.sample(at(0)), Some(0));
+        for ms in 1..1000 {
+            assert_eq!(log.sample(at(ms)), None);
+        }
+        assert_eq!(log.sample(at(1000)), Some(999));
+        assert_eq!(log.sample(at(1500)), None);
+        assert_eq!(log.sample(at(5000)), Some(1));
     }
 
     fn args(words: &[&str]) -> Vec<Bytes> {

@@ -4,7 +4,7 @@
 //! atomics written only by that connection, so the registry costs the hot path no lock.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -24,6 +24,8 @@ pub struct ClientState {
     last_command_at_ms: AtomicU64,
     last_command: AtomicUsize,
     resp: AtomicU8,
+    /// Whether the connection has ever authenticated (ends its `--auth-timeout` deadline).
+    authenticated: AtomicBool,
     names: Mutex<Names>,
 }
 
@@ -55,9 +57,17 @@ impl ClientState {
         self.names.lock().unwrap_or_else(|p| p.into_inner()).name = name;
     }
 
-    /// Records the user the connection authenticated as.
+    /// Records the user the connection authenticated as (empty: none, after RESET).
     pub fn set_user(&self, user: String) {
+        if !user.is_empty() {
+            self.authenticated.store(true, Ordering::Relaxed);
+        }
         self.names.lock().unwrap_or_else(|p| p.into_inner()).user = user;
+    }
+
+    /// Whether the connection has authenticated at least once (or needed not to).
+    pub fn has_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Relaxed)
     }
 
     /// The connection name; empty when unset.
@@ -130,6 +140,7 @@ impl Clients {
             last_command_at_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(usize::MAX),
             resp: AtomicU8::new(2),
+            authenticated: AtomicBool::new(false),
             names: Mutex::new(Names::default()),
         });
         self.connected.insert(id, state.clone());

@@ -87,6 +87,16 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
     pub protected_mode: Option<String>,
 
+    /// Disconnect a client after this many failed AUTH / HELLO AUTH attempts on its connection
+    /// (0: never) [default: 10].
+    #[arg(long, env = "SESSIOND_MAX_AUTH_FAILURES")]
+    pub max_auth_failures: Option<u64>,
+
+    /// Close a connection that has not authenticated this long after it was accepted, when a
+    /// password is required (a duration; 0: never) [default: 10s].
+    #[arg(long, env = "SESSIOND_AUTH_TIMEOUT")]
+    pub auth_timeout: Option<String>,
+
     /// Close a client idle this long (a duration; 0: never) [default: 0].
     #[arg(long, env = "SESSIOND_TIMEOUT")]
     pub timeout: Option<String>,
@@ -192,6 +202,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
     pub snapshot_journal_limit: Option<String>,
 
+    /// Refuse writes with MISCONF while the last snapshot failed (as Redis's
+    /// `stop-writes-on-bgsave-error`): `yes` or `no` [default: yes].
+    #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
+    pub stop_writes_on_bgsave_error: Option<String>,
+
     /// Run purely in memory: no snapshot is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
     pub no_persistence: Option<bool>,
@@ -279,6 +294,12 @@ pub struct Config {
     pub users: Vec<User>,
     /// Whether a non-loopback bind without a password is refused.
     pub protected_mode: bool,
+    /// Failed authentications a connection may make before it is closed; 0: no limit.
+    pub max_auth_failures: u32,
+    /// How long a connection may stay unauthenticated (when a password is required) before it
+    /// is closed, so that sockets that never log in cannot hold every `maxclients` slot;
+    /// `None`: no deadline.
+    pub auth_timeout: Option<Duration>,
     /// Idle clients are closed after this long; `None`: never.
     pub idle_timeout: Option<Duration>,
     /// Most reply data held for a client, per class (`client-output-buffer-limit`).
@@ -312,6 +333,8 @@ pub struct Config {
     /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
     /// flags default to `./data/dump.sdb` every 60 s.
     pub persistence: Option<PersistConfig>,
+    /// Whether writes are refused with MISCONF while the last snapshot failed.
+    pub stop_writes_on_bgsave_error: bool,
     /// The tracing filter.
     pub log_level: String,
     /// The log line format.
@@ -334,6 +357,8 @@ impl Default for Config {
             requirepass: None,
             users: Vec::new(),
             protected_mode: true,
+            max_auth_failures: 10,
+            auth_timeout: Some(Duration::from_secs(10)),
             idle_timeout: None,
             output_limits: OutputLimits::default(),
             limits: Limits::default(),
@@ -348,6 +373,7 @@ impl Default for Config {
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
             persistence: None,
+            stop_writes_on_bgsave_error: true,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
             config_file: None,
@@ -431,7 +457,7 @@ impl RawConfig {
         })?;
         let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: describe_toml_error(&text, &e),
         })?;
         raw.config = Some(path.to_owned());
         Ok(raw)
@@ -455,6 +481,8 @@ impl RawConfig {
             requirepass: self.requirepass.or(fallback.requirepass),
             requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
             protected_mode: self.protected_mode.or(fallback.protected_mode),
+            max_auth_failures: self.max_auth_failures.or(fallback.max_auth_failures),
+            auth_timeout: self.auth_timeout.or(fallback.auth_timeout),
             timeout: self.timeout.or(fallback.timeout),
             client_output_buffer_limit: self
                 .client_output_buffer_limit
@@ -484,6 +512,9 @@ impl RawConfig {
                 .snapshot_journal_limit
                 .or(fallback.snapshot_journal_limit),
             no_persistence: self.no_persistence.or(fallback.no_persistence),
+            stop_writes_on_bgsave_error: self
+                .stop_writes_on_bgsave_error
+                .or(fallback.stop_writes_on_bgsave_error),
             debug_snapshot_shard_delay: self
                 .debug_snapshot_shard_delay
                 .or(fallback.debug_snapshot_shard_delay),
@@ -592,6 +623,14 @@ impl RawConfig {
             None => None,
             Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
         };
+        let max_auth_failures = match self.max_auth_failures {
+            None => defaults.max_auth_failures,
+            Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
+        };
+        let auth_timeout = match self.auth_timeout {
+            None => defaults.auth_timeout,
+            Some(text) => Some(duration_setting("auth-timeout", &text)?).filter(|d| !d.is_zero()),
+        };
         let output_limits = match self.client_output_buffer_limit {
             None => defaults.output_limits,
             Some(text) => {
@@ -650,6 +689,8 @@ impl RawConfig {
             requirepass,
             users,
             protected_mode,
+            max_auth_failures,
+            auth_timeout,
             idle_timeout,
             output_limits,
             maxmemory,
@@ -707,12 +748,133 @@ impl RawConfig {
                 self.snapshot_journal_limit,
                 self.debug_snapshot_shard_delay,
             )?,
+            stop_writes_on_bgsave_error: yes_or_no(
+                "stop-writes-on-bgsave-error",
+                self.stop_writes_on_bgsave_error.as_deref(),
+                defaults.stop_writes_on_bgsave_error,
+            )?,
             log_level: self.log_level.unwrap_or(defaults.log_level),
             log_format,
             config_file: self.config,
             clock: defaults.clock,
         })
     }
+}
+
+/// A config file's parse error told without the file's contents, which may hold a password:
+/// toml's `Display` quotes the offending line, and serde's messages quote the value
+/// (`invalid type: string "hunter2", expected ...`). What is left: the line and column, the key
+/// and the table it is in, and the message with every quoted value taken out.
+pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let mut place = String::new();
+    let mut offending = None;
+    if let Some(span) = error.span() {
+        let start = floor_char_boundary(text, span.start);
+        let before = &text[..start];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line_number = before.matches('\n').count() + 1;
+        let column = before[line_start..].chars().count() + 1;
+        place = format!("line {line_number}, column {column}");
+        let line = text[line_start..].lines().next().unwrap_or("");
+        offending = Some(line);
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim();
+            let bare = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+            if !key.is_empty() && key.chars().all(bare) {
+                place.push_str(&format!(", key {key}"));
+            }
+        }
+        let table = before[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('[') && l.ends_with(']'))
+            .filter(|l| {
+                l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "[]-_.".contains(c))
+            });
+        if let Some(table) = table {
+            place.push_str(&format!(" in {table}"));
+        }
+    }
+    let mut message = redact_quoted(error.message().trim());
+    // Whatever shape a message takes, the offending line's value never appears in it.
+    let value = offending
+        .and_then(|line| line.split_once('=').map(|(_, value)| value))
+        .map(|value| value.trim().trim_matches(['"', '\'']).trim())
+        .filter(|value| !value.is_empty());
+    if value.is_some_and(|value| message.contains(value)) {
+        message = "invalid value".to_owned();
+    }
+    let message = message.replace('\n', "; ");
+    if place.is_empty() {
+        message
+    } else {
+        format!("{place}: {message}")
+    }
+}
+
+/// `message` with the values serde and toml quote replaced by `...`: every double-quoted run, and
+/// the backquoted value of `invalid type: integer `5`, expected ...` (toml's own backquotes name
+/// expected tokens and stay).
+fn redact_quoted(message: &str) -> String {
+    let (head, tail) = match message.split_once(", expected") {
+        Some((head, tail)) if head.starts_with("invalid ") => (head, Some(tail)),
+        _ => (message, None),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut quote = None;
+    for c in head.chars() {
+        match quote {
+            Some(open) if c == open => {
+                out.push_str("...");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || (c == '`' && tail.is_some()) {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push_str("...");
+    }
+    if let Some(tail) = tail {
+        out.push_str(", expected");
+        out.push_str(&redact_double_quoted(tail));
+    }
+    out
+}
+
+/// `text` with every double-quoted run replaced by `"..."`.
+fn redact_double_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("...");
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The largest char boundary of `text` at or below `index`.
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
 }
 
 /// The longest session-ID prefix.
@@ -1240,6 +1402,45 @@ mod tests {
             unknown_key.is_err(),
             "unknown keys in a [[user]] are refused"
         );
+    }
+
+    #[test]
+    fn config_file_errors_name_the_place_never_the_value() {
+        let path = std::env::temp_dir().join(format!("sessiond-secret-{}", std::process::id()));
+        let cases = [
+            // A malformed line: toml's Display would quote it.
+            ("port = 0\nrequirepass = hunter2 oops\n", 2, "requirepass"),
+            // Unterminated.
+            ("requirepass = \"hunter2\n", 1, "requirepass"),
+            // A type error: serde would quote the value.
+            ("port = \"hunter2\"\n", 1, "port"),
+            ("no-persistence = \"hunter2\"\n", 1, "no-persistence"),
+            (
+                "[[user]]\nname = \"app\"\npassword-sha256 = 12345hunter2\n",
+                3,
+                "password-sha256",
+            ),
+            (
+                "[[user]]\nname = \"app\"\npassword-sha256 = 1234\n",
+                3,
+                "password-sha256",
+            ),
+            ("requirepass = [\"hunter2\"]\n", 1, "requirepass"),
+        ];
+        for (text, line, key) in cases {
+            std::fs::write(&path, text).unwrap();
+            let message = RawConfig::from_file(&path).unwrap_err().to_string();
+            assert!(
+                !message.contains("hunter2") && !message.contains("1234"),
+                "{text:?}: {message}"
+            );
+            assert!(
+                message.contains(&format!("line {line}")),
+                "{text:?}: {message}"
+            );
+            assert!(message.contains(key), "{text:?}: {message}");
+        }
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

@@ -177,6 +177,26 @@ where
                     clock.stale();
                     then = Then::Continue;
                 }
+                if then == Then::AwaitShutdown {
+                    // The replies before it go now; the wait may be long.
+                    if !flush(
+                        shared,
+                        &session,
+                        &mut socket,
+                        &mut output,
+                        &mut writes,
+                        &mut local,
+                    )
+                    .await
+                    {
+                        return finish(shared, &mut local);
+                    }
+                    shared.wait_for_failed_shutdown().await;
+                    Frame::error(crate::server::SHUTDOWN_FAILED)
+                        .encode(session.version(), &mut output);
+                    clock.stale();
+                    then = Then::Continue;
+                }
                 if then != Then::Continue {
                     // The commands decoded after it are dropped, as unread input would be.
                     break 'batch;

@@ -95,7 +95,7 @@ impl OutputLimits {
             };
             return Ok(self);
         }
-        if words.is_empty() || words.len() % 4 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(4) {
             return Err(
                 "wrong number of arguments in buffer limit configuration: expected \
                         <class> <hard> <soft> <soft-seconds>, repeated, or one size"

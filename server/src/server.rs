@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
@@ -49,22 +49,83 @@ pub struct Shared {
     pub persistence: Arc<Persistence>,
     /// Who may connect.
     pub auth: crate::auth::Auth,
-    /// Whether shutting down writes a final snapshot (SHUTDOWN NOSAVE clears it).
-    final_save: std::sync::atomic::AtomicBool,
+    /// Samples the log of authentication failures.
+    pub auth_failure_log: crate::auth::FailureLog,
+    /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
+    shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
     /// The data directory's lock, held while the server lives (see [`persist::lock`]).
     _data_dir_lock: Option<persist::lock::DirLock>,
+    /// Connections a drain waits for: every open one but those whose SHUTDOWN waits for the
+    /// outcome of the shutdown itself.
+    draining: watch::Sender<usize>,
+    /// Shutdowns given up because their final save failed; SHUTDOWN callers wait for it to move.
+    failed_shutdowns: watch::Sender<u64>,
 }
 
+/// SHUTDOWN's options, as Redis 7 has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownRequest {
+    /// Write a final snapshot (with persistence on); NOSAVE clears it.
+    pub save: bool,
+    /// Exit even if the final snapshot fails (FORCE).
+    pub force: bool,
+    /// Do not wait for the connections to finish (NOW).
+    pub now: bool,
+}
+
+impl Default for ShutdownRequest {
+    fn default() -> Self {
+        ShutdownRequest {
+            save: true,
+            force: false,
+            now: false,
+        }
+    }
+}
+
+/// SHUTDOWN's error when the final save failed and the server keeps running (Redis's words).
+pub const SHUTDOWN_FAILED: &str = "ERR Errors trying to SHUTDOWN. Check logs.";
+
 impl Shared {
-    /// Asks the server to shut down gracefully (the SHUTDOWN command).
+    /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 
+    /// Asks the server to shut down with SHUTDOWN's options.
+    pub fn request_shutdown_with(&self, request: ShutdownRequest) {
+        *self
+            .shutdown_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = request;
+        self.request_shutdown();
+    }
+
     /// Sets whether shutting down writes a final snapshot.
     pub fn set_final_save(&self, save: bool) {
-        self.final_save.store(save, Ordering::Relaxed);
+        self.shutdown_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save = save;
+    }
+
+    fn take_shutdown_request(&self) -> ShutdownRequest {
+        *self
+            .shutdown_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits, from a connection that sent SHUTDOWN, until the shutdown fails: its final save
+    /// failed and the server serves on. It never returns when the server exits. The caller's
+    /// connection does not hold up the drain meanwhile.
+    pub async fn wait_for_failed_shutdown(&self) {
+        let mut failures = self.failed_shutdowns.subscribe();
+        failures.borrow_and_update();
+        self.draining.send_modify(|n| *n = n.saturating_sub(1));
+        let _ = failures.changed().await;
+        self.draining.send_modify(|n| *n += 1);
     }
 
     /// Whether a shutdown has been requested.
@@ -95,8 +156,9 @@ pub enum ServerError {
     /// The data directory or the snapshot cannot be used.
     #[error(transparent)]
     Data(#[from] persist::PrepareError),
-    /// The final snapshot at shutdown failed.
-    #[error("final snapshot failed: {0}")]
+    /// The final snapshot at shutdown failed, and the exit was forced (SHUTDOWN FORCE, or a
+    /// second signal during the shutdown).
+    #[error("final snapshot failed: {0}; exiting anyway as asked: the writes since the last good snapshot are lost")]
     FinalSave(persist::SaveError),
 }
 
@@ -175,6 +237,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             auth,
+            auth_failure_log: crate::auth::FailureLog::default(),
             config,
             store,
             clients: Clients::default(),
@@ -183,9 +246,11 @@ impl Server {
             local_addr,
             tls_local_addr,
             persistence,
-            final_save: std::sync::atomic::AtomicBool::new(true),
+            shutdown_request: std::sync::Mutex::new(ShutdownRequest::default()),
             shutdown: watch::Sender::new(false),
             _data_dir_lock: data_dir_lock,
+            draining: watch::Sender::new(0),
+            failed_shutdowns: watch::Sender::new(0),
         });
         Ok(Server {
             shared,
@@ -210,8 +275,31 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves or a client sends SHUTDOWN, then drains connections
-    /// within the grace period.
+    /// within the grace period and writes the final snapshot. See [`Server::run_with_signals`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let (signals, received) = mpsc::unbounded_channel();
+        let forward = async move {
+            shutdown.await;
+            let _ = signals.send(());
+            // Holding the sender: no more signals, but the channel stays open.
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            result = self.run_with_signals(received) => result,
+            () = forward => Ok(()),
+        }
+    }
+
+    /// Serves until a stop signal arrives on `signals` (SIGTERM, SIGINT) or a client sends
+    /// SHUTDOWN; then stops accepting, drains connections within the grace period and writes
+    /// the final snapshot. If that snapshot fails, the server does not exit, as Redis does not:
+    /// it logs why, answers the SHUTDOWN caller with an error and serves again, unless the
+    /// exit was forced (SHUTDOWN FORCE, or a second signal during the shutdown). A second
+    /// signal also ends the wait for connections at once; a save already running is finished.
+    pub async fn run_with_signals(
+        self,
+        mut signals: mpsc::UnboundedReceiver<()>,
+    ) -> Result<(), ServerError> {
         let Server {
             shared,
             listener,
@@ -222,63 +310,116 @@ impl Server {
             None => (None, None),
         };
         let tracker = TaskTracker::new();
-        let mut stop = shared.shutdown_signal();
-        let expiry = tokio::spawn(shared.store.clone().run_active_expiry(
-            shared.config.active_expire_interval,
-            wait_for_true(shared.shutdown_signal()),
-        ));
-        let periodic = tokio::spawn(
-            shared
-                .persistence
-                .clone()
-                .run_periodic(wait_for_true(shared.shutdown_signal())),
-        );
         let idle_poll = shared.config.idle_poll;
         // Stopped however `run` ends, dropped included.
         let _poller = crate::idle_poll::applies(idle_poll).then(|| {
             tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::idle_poll::run(idle_poll)))
         });
-        tokio::pin!(shutdown);
+        // Once the sender is gone, no signal will come: the branch is turned off.
+        let mut signals_open = true;
         loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = stop.wait_for(|stopping| *stopping) => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, None),
-                    Err(error) => accept_failed(error).await,
-                },
-                accepted = accept_if_some(tls_listener.as_ref()) => match accepted {
-                    Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, acceptor.as_ref()),
-                    Err(error) => accept_failed(error).await,
-                },
+            let mut stop = shared.shutdown_signal();
+            let expiry = tokio::spawn(shared.store.clone().run_active_expiry(
+                shared.config.active_expire_interval,
+                wait_for_true(shared.shutdown_signal()),
+            ));
+            let periodic = tokio::spawn(
+                shared
+                    .persistence
+                    .clone()
+                    .run_periodic(wait_for_true(shared.shutdown_signal())),
+            );
+            // Accepting; the listeners stay open while shutting down (a connection waits in the
+            // backlog) so that the server can serve again if the final save fails.
+            loop {
+                tokio::select! {
+                    signal = signals.recv(), if signals_open => match signal {
+                        Some(()) => break,
+                        None => signals_open = false,
+                    },
+                    _ = stop.wait_for(|stopping| *stopping) => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, None),
+                        Err(error) => accept_failed(error).await,
+                    },
+                    accepted = accept_if_some(tls_listener.as_ref()) => match accepted {
+                        Ok((socket, peer)) => admit(&shared, &tracker, socket, peer, acceptor.as_ref()),
+                        Err(error) => accept_failed(error).await,
+                    },
+                }
+            }
+            shared.request_shutdown();
+            let request = shared.take_shutdown_request();
+            let mut forced = false;
+            let grace = shared.config.shutdown_timeout;
+            tracing::info!(
+                connections = shared.clients.len(),
+                grace_ms = grace.as_millis() as u64,
+                "shutting down: no longer accepting, draining connections"
+            );
+            if !request.now {
+                let mut draining = shared.draining.subscribe();
+                let drained = tokio::time::timeout(grace, draining.wait_for(|n| *n == 0));
+                tokio::select! {
+                    drained = drained => if drained.is_err() {
+                        tracing::warn!(
+                            connections = shared.clients.len(),
+                            "grace period over; closing remaining connections"
+                        );
+                    },
+                    Some(()) = signals.recv(), if signals_open => {
+                        forced = true;
+                        tracing::warn!(
+                            connections = shared.clients.len(),
+                            "second signal: no longer waiting for connections; exiting after the final snapshot, whatever its outcome"
+                        );
+                    }
+                }
+            }
+            let _ = expiry.await;
+            let _ = periodic.await;
+            let persistence = &shared.persistence;
+            if persistence.config().is_none() || !request.save {
+                tracing::info!("shutdown complete");
+                return Ok(());
+            }
+            let save = async {
+                // A BGSAVE may still be running; the final snapshot must come after it.
+                persistence.idle().await;
+                persistence.save().await
+            };
+            tokio::pin!(save);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut save => break outcome,
+                    Some(()) = signals.recv(), if signals_open && !forced => {
+                        forced = true;
+                        tracing::warn!("second signal: exiting after the final snapshot, whatever its outcome (a save in progress is finished)");
+                    }
+                }
+            };
+            match outcome {
+                Ok(_) => {
+                    tracing::info!("shutdown complete");
+                    return Ok(());
+                }
+                Err(error) if request.force || forced => return Err(ServerError::FinalSave(error)),
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        "Error trying to save the DB, can't exit: the final snapshot failed, so \
+                         sessiond keeps serving (SHUTDOWN NOSAVE or FORCE, or a second signal \
+                         during a shutdown, exits without it)"
+                    );
+                    *shared
+                        .shutdown_request
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = ShutdownRequest::default();
+                    shared.shutdown.send_replace(false);
+                    shared.failed_shutdowns.send_modify(|n| *n += 1);
+                }
             }
         }
-        drop(listener);
-        drop(tls_listener);
-        shared.request_shutdown();
-        tracker.close();
-        let grace = shared.config.shutdown_timeout;
-        tracing::info!(
-            connections = shared.clients.len(),
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: no longer accepting, draining connections"
-        );
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(
-                connections = shared.clients.len(),
-                "grace period over; closing remaining connections"
-            );
-        }
-        let _ = expiry.await;
-        let _ = periodic.await;
-        let persistence = &shared.persistence;
-        if persistence.config().is_some() && shared.final_save.load(Ordering::Relaxed) {
-            // A BGSAVE may still be running; the final snapshot must come after it.
-            persistence.idle().await;
-            persistence.save().await.map_err(ServerError::FinalSave)?;
-        }
-        tracing::info!("shutdown complete");
-        Ok(())
     }
 }
 
@@ -393,14 +534,36 @@ fn admit(
     let client = shared.clients.register(peer, local);
     let shared = shared.clone();
     let tls = tls.cloned();
+    shared.draining.send_modify(|n| *n += 1);
     tracker.spawn(async move {
         let id = client.id;
         tracing::debug!(%peer, id, tls = tls.is_some(), "client connected");
-        match tls {
-            None => connection::serve(&shared, socket, client).await,
-            Some(acceptor) => serve_tls(&shared, &acceptor, socket, client).await,
+        let serve = async {
+            match tls {
+                None => connection::serve(&shared, socket, client.clone()).await,
+                Some(acceptor) => serve_tls(&shared, &acceptor, socket, client.clone()).await,
+            }
+        };
+        match shared.config.auth_timeout {
+            Some(limit) if shared.auth.required() => {
+                tokio::pin!(serve);
+                tokio::select! {
+                    () = &mut serve => {}
+                    () = tokio::time::sleep(limit) => {
+                        if client.has_authenticated() {
+                            serve.await;
+                        } else {
+                            // Dropping the connection's future closes its socket.
+                            shared.stats.auth_timeouts.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(%peer, id, "closing a client that did not authenticate within --auth-timeout");
+                        }
+                    }
+                }
+            }
+            _ => serve.await,
         }
         shared.clients.unregister(id);
+        shared.draining.send_modify(|n| *n = n.saturating_sub(1));
         tracing::debug!(%peer, id, "client disconnected");
     });
 }

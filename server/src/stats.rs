@@ -19,6 +19,10 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
+    /// Connections closed after `--max-auth-failures` failed authentications.
+    pub auth_failure_disconnections: AtomicU64,
+    /// Connections closed for not authenticating within `--auth-timeout`.
+    pub auth_timeouts: AtomicU64,
     /// Commands refused because the user may not run them.
     pub acl_denied_commands: AtomicU64,
     /// Commands refused because the user may not touch one of their keys.

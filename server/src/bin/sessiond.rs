@@ -147,7 +147,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The handlers are installed before the address is announced: a supervisor (or a test) that
     // sends SIGTERM as soon as it reads `listening on` gets a graceful stop, not the default
     // action of the signal, which kills the process.
-    let shutdown = shutdown_signal();
+    let signals = stop_signals();
     let server = Server::bind(config).await?;
     // Before `listening on`, which scripts and supervisors wait for as the sign of readiness.
     if let Some(tls_addr) = server.tls_local_addr() {
@@ -158,51 +158,54 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "listening on {}",
         server.local_addr()
     );
-    server.run(shutdown).await?;
+    server.run_with_signals(signals).await?;
     Ok(())
 }
 
-/// Installs the SIGINT and SIGTERM handlers now; the future resolves at the first of them.
+/// Installs the SIGINT and SIGTERM handlers now; each signal then sends one stop request. The
+/// first starts a shutdown; one during a shutdown forces its exit (see
+/// [`Server::run_with_signals`]).
 #[cfg(unix)]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    // Both streams are created here, not in the future: `tokio::signal::ctrl_c()` and an
-    // `async fn` would only install their handler when first polled.
-    let interrupt = signal(SignalKind::interrupt());
-    let terminate = signal(SignalKind::terminate());
-    async move {
-        match (interrupt, terminate) {
-            (Ok(mut interrupt), Ok(mut terminate)) => {
-                tokio::select! {
-                    _ = interrupt.recv() => tracing::info!("SIGINT received"),
-                    _ = terminate.recv() => tracing::info!("SIGTERM received"),
-                }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    // Created here, not in the task: a handler is installed when its stream is created.
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ] {
+        match signal(kind) {
+            Ok(mut stream) => {
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        tracing::info!("{name} received");
+                        if sender.send(()).is_err() {
+                            return;
+                        }
+                    }
+                });
             }
-            (Ok(mut interrupt), Err(error)) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT will stop the server");
-                interrupt.recv().await;
-                tracing::info!("SIGINT received");
-            }
-            (Err(error), Ok(mut terminate)) => {
-                tracing::warn!(%error, "cannot listen for SIGINT; only SIGTERM will stop the server");
-                terminate.recv().await;
-                tracing::info!("SIGTERM received");
-            }
-            (Err(interrupt), Err(terminate)) => {
-                tracing::warn!(%interrupt, %terminate, "cannot listen for SIGINT or SIGTERM");
-                std::future::pending::<()>().await;
-            }
+            Err(error) => tracing::warn!(%error, "cannot listen for {name}"),
         }
     }
+    // `sender` dropped here: with no handler at all, the server learns that no signal will come.
+    receiver
 }
 
-/// Resolves at the first Ctrl-C.
+/// One stop request per Ctrl-C.
 #[cfg(not(unix))]
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("interrupt received");
-    }
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("interrupt received");
+            if sender.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {

@@ -107,6 +107,11 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "timeout",
             config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
         ),
+        ("max-auth-failures", config.max_auth_failures.to_string()),
+        (
+            "auth-timeout",
+            config.auth_timeout.map_or(0, |t| t.as_secs()).to_string(),
+        ),
         (
             "protected-mode",
             if config.protected_mode { "yes" } else { "no" }.to_owned(),
@@ -125,6 +130,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .filter(|&bytes| bytes != u64::MAX)
                 .unwrap_or(0)
                 .to_string(),
+        ),
+        (
+            "stop-writes-on-bgsave-error",
+            if config.stop_writes_on_bgsave_error {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
         ),
         ("appendonly", "no".to_owned()),
         ("maxmemory", config.maxmemory.to_string()),

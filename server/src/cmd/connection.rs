@@ -4,7 +4,7 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::{Auth, Hello, Ping, Select};
 use sessiond_protocol::{Frame, ProtocolVersion};
 
-use super::Ctx;
+use super::{Ctx, Reply, Then};
 
 /// The Redis version whose command set and replies sessiond follows, reported to clients that
 /// gate features on it.
@@ -19,12 +19,12 @@ pub fn ping(_ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
 }
 
 /// `HELLO`: switches the protocol version and answers with the server's description.
-pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
+pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Reply {
     let version = match cmd.protover {
         None => ctx.session.version(),
         Some(2) => ProtocolVersion::Resp2,
         Some(3) => ProtocolVersion::Resp3,
-        Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
+        Some(_) => return Frame::error("NOPROTO unsupported protocol version").into(),
     };
     match cmd.auth {
         Some((user, password)) => {
@@ -37,7 +37,8 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
                  HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client \
                  and select the RESP protocol version at the same time",
-            );
+            )
+            .into();
         }
         None => {}
     }
@@ -45,7 +46,8 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
         if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
             return Frame::error(
                 "ERR Client names cannot contain spaces, newlines or special characters.",
-            );
+            )
+            .into();
         }
         ctx.session
             .client()
@@ -62,37 +64,62 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Frame {
         (text("role"), text("master")),
         (text("modules"), Frame::Array(Vec::new())),
     ])
+    .into()
 }
 
 /// `AUTH [user] password`. Without a configured password the `default` user accepts any
 /// password, as Redis's `nopass` default user does, and the one-argument form is an error; when
 /// named users disabled the `default` user, the one-argument form is a failed login like any.
-pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Frame {
+pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Reply {
     let auth = &ctx.shared.auth;
     if cmd.username.is_none() && !auth.default_has_password() && !auth.required() {
         return Frame::error(
             "ERR AUTH <password> called without any password configured for the default user. \
              Are you sure your configuration is correct?",
-        );
+        )
+        .into();
     }
-    authenticate(ctx, cmd.username.as_ref(), &cmd.password).unwrap_or_else(Frame::ok)
+    authenticate(ctx, cmd.username.as_ref(), &cmd.password).unwrap_or_else(|| Frame::ok().into())
 }
 
 /// Authenticates the connection: `None` when the credentials are accepted, else the refusal to
-/// send. A failure is logged with the peer's address, never the password, and counted.
-fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Frame> {
+/// send, which closes the connection at its `--max-auth-failures`th failure. Failures are
+/// counted, and logged (sampled: see [`crate::auth::FailureLog`]) with the peer's address, never
+/// the user name given or the password.
+fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Reply> {
+    use std::sync::atomic::Ordering::Relaxed;
     if let Some(user) = ctx.shared.auth.check(user.map(|u| &u[..]), password) {
         ctx.session.set_user(Some(user));
         return None;
     }
-    ctx.shared
-        .stats
-        .auth_failures
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(peer = %ctx.session.client().peer, "authentication failed");
-    Some(Frame::error(
-        "WRONGPASS invalid username-password pair or user is disabled.",
-    ))
+    let stats = &ctx.shared.stats;
+    stats.auth_failures.fetch_add(1, Relaxed);
+    ctx.session.auth_failures = ctx.session.auth_failures.saturating_add(1);
+    let limit = ctx.shared.config.max_auth_failures;
+    let close = limit > 0 && ctx.session.auth_failures >= limit;
+    if close {
+        stats.auth_failure_disconnections.fetch_add(1, Relaxed);
+    }
+    let peer = ctx.session.client().peer;
+    if let Some(suppressed) = ctx
+        .shared
+        .auth_failure_log
+        .sample(std::time::Instant::now())
+    {
+        tracing::warn!(
+            %peer,
+            failures_on_connection = ctx.session.auth_failures,
+            closing = close,
+            not_logged_since_last_line = suppressed,
+            "authentication failed"
+        );
+    }
+    Some(Reply {
+        frame: Some(Frame::error(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        )),
+        then: if close { Then::Close } else { Then::Continue },
+    })
 }
 
 /// `SELECT`: only database 0 exists.

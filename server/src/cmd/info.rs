@@ -155,7 +155,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
              acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
              unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
-             client_output_buffer_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n",
+             client_output_buffer_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n\
+             auth_failure_disconnections:{}\r\nauth_timeouts:{}\r\n",
             Stats::get(&s.connections_received),
             traffic.commands,
             traffic.input_bytes,
@@ -173,6 +174,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.idle_timeouts),
             Stats::get(&s.client_output_buffer_limit_disconnections),
             Stats::get(&s.tls_handshake_failures),
+            Stats::get(&s.auth_failure_disconnections),
+            Stats::get(&s.auth_timeouts),
         );
     });
     section("replication", "Replication", &|out| {

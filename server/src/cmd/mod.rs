@@ -70,12 +70,15 @@ pub enum Then {
     Continue,
     /// Close the connection after writing the replies so far (QUIT, protocol errors).
     Close,
-    /// Save a snapshot, then reply (SAVE): the one command that waits.
+    /// Save a snapshot, then reply (SAVE): one of the two commands that wait.
     Save,
     /// The reply would take the connection's pending output past its hard limit
     /// (`client-output-buffer-limit`): it was not built, and the connection is closed at once
     /// without sending what is pending, as Redis closes such a client.
     OutputLimit,
+    /// Wait for the shutdown just requested (SHUTDOWN whose final save may fail): the server
+    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on.
+    AwaitShutdown,
 }
 
 /// The reply to one command.
@@ -124,6 +127,8 @@ pub struct Session {
     user: Option<Arc<User>>,
     /// Whether `user` is limited (the permission check runs only then).
     restricted: bool,
+    /// Failed AUTH / HELLO AUTH attempts on this connection (see `--max-auth-failures`).
+    auth_failures: u32,
 }
 
 impl Session {
@@ -135,6 +140,7 @@ impl Session {
             version: ProtocolVersion::Resp2,
             user: None,
             restricted: false,
+            auth_failures: 0,
         };
         session.set_user(user);
         session
@@ -340,6 +346,12 @@ pub fn execute(
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
+    if config.stop_writes_on_bgsave_error
+        && shared.persistence.last_save_failed()
+        && spec.is_some_and(refused_while_saves_fail)
+    {
+        return Frame::error(MISCONF).into();
+    }
     let written = out.len();
     let mut ctx = Ctx {
         shared,
@@ -422,6 +434,20 @@ fn frame_bytes(frame: &Frame, counted: usize) -> usize {
     }
 }
 
+/// Redis's MISCONF error, for sessiond.
+pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but it's currently \
+     unable to persist to disk. Commands that may modify the data set are disabled, because this \
+     instance is configured to report errors during writes if snapshotting fails \
+     (stop-writes-on-bgsave-error option). Please check the sessiond logs for details about the \
+     snapshot error.";
+
+/// Whether `spec` is refused with MISCONF while saves fail: every `write` command but
+/// SESSION.GET, whose only write is the idle refresh of the session it reads; refusing it would
+/// turn a full disk into an outage of every logged-in page rather than of logins and changes.
+fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
+    spec.flags.contains(&"write") && spec.name != "session.get"
+}
+
 /// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is
 /// bounded by its own arguments and reply, as for the `fast` commands and those that add data
 /// (`denyoom`: SET, MSET, SESSION.CREATE...), and then only if those were short ([`Work`]): a
@@ -482,8 +508,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Keys(c) => return keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),
         Command::Echo(c) => Frame::Bulk(c.message),
-        Command::Hello(c) => connection::hello(ctx, c),
-        Command::Auth(c) => connection::auth(ctx, c),
+        Command::Hello(c) => return connection::hello(ctx, c),
+        Command::Auth(c) => return connection::auth(ctx, c),
         Command::Select(c) => connection::select(c),
         Command::Quit => {
             return Reply {

@@ -128,6 +128,8 @@ pub struct Persistence {
     /// Whether a save is running; waiters watch it turn false.
     running: watch::Sender<bool>,
     status: Mutex<SaveStatus>,
+    /// Whether the last save failed (writes get MISCONF meanwhile; read on every write).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Persistence {
@@ -143,6 +145,7 @@ impl Persistence {
             store,
             running: watch::Sender::new(false),
             status: Mutex::new(status),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -157,6 +160,11 @@ impl Persistence {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Whether the last save, of any kind, failed; the next successful one clears it.
+    pub fn last_save_failed(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a save is running.
@@ -258,6 +266,8 @@ impl Persistence {
                 })
             }
         };
+        self.failing
+            .store(outcome.is_err(), std::sync::atomic::Ordering::Relaxed);
         drop(status);
         self.running.send_replace(false);
         outcome

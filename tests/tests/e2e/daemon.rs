@@ -6,7 +6,7 @@
 //! tests ask cargo to build it (a no-op when it is fresh) and use the path cargo reports, so they
 //! never run a stale binary and work from a fresh clone under `cargo test --workspace`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -207,10 +207,12 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// The TLS listener's address, from the `listening for TLS on` line, with `--tls-port`.
     pub tls_addr: Option<SocketAddr>,
-    /// Log lines up to the `listening on` line.
+    /// Log lines up to the `listening on` line, then those read by [`Daemon::wait_for_log`].
     early_log: String,
-    /// Collects the rest of stderr, so the daemon never blocks on a full pipe.
-    rest_of_log: Option<JoinHandle<String>>,
+    /// The rest of stderr, line by line, read by a thread so the daemon never blocks on a full
+    /// pipe.
+    lines: std::sync::mpsc::Receiver<String>,
+    _reader: Option<JoinHandle<()>>,
     /// The scratch directory it runs in, when the daemon owns it.
     _dir: Option<ScratchDir>,
 }
@@ -250,17 +252,25 @@ impl Daemon {
                 break parse_addr(rest, &line);
             }
         };
-        let rest_of_log = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-            rest
+        let (sender, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || loop {
+            let mut line = String::new();
+            match stderr.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if sender.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
         });
         Daemon {
             child,
             addr,
             tls_addr,
             early_log,
-            rest_of_log: Some(rest_of_log),
+            lines,
+            _reader: Some(reader),
             _dir: None,
         }
     }
@@ -286,24 +296,49 @@ impl Daemon {
     /// Sends `signal` (`TERM`, `INT`, `KILL`) and waits for the exit; returns the status and
     /// the log.
     pub fn signal_and_wait(&mut self, signal: &str) -> (ExitStatus, String) {
-        let sent = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{signal} failed: {sent}");
+        self.signal(signal);
         self.wait()
     }
 
     /// Waits for the daemon to exit by itself (after SHUTDOWN); returns the status and the log.
     pub fn wait(&mut self) -> (ExitStatus, String) {
         let status = self.child.wait().expect("wait for sessiond");
-        let rest = self
-            .rest_of_log
-            .take()
-            .map(|reader| reader.join().expect("stderr reader"))
-            .unwrap_or_default();
-        (status, format!("{}{rest}", self.early_log))
+        // The pipe is closed now: the reader sends what is left and stops.
+        while let Ok(line) = self.lines.recv() {
+            self.early_log.push_str(&line);
+        }
+        (status, self.early_log.clone())
+    }
+
+    /// Waits until the daemon logs a line containing `needle` (panics after a long while, the
+    /// daemon being stuck); returns the log so far.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(IO_TIMEOUT * 6) {
+                Ok(line) => {
+                    self.early_log.push_str(&line);
+                    if line.contains(needle) {
+                        return self.early_log.clone();
+                    }
+                }
+                Err(error) => panic!("no {needle:?} in the log ({error}):\n{}", self.early_log),
+            }
+        }
+    }
+
+    /// Whether the daemon has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} failed: {sent}");
     }
 
     /// Stops the daemon with SIGTERM and checks it exited cleanly.

@@ -3,11 +3,16 @@
 //! whose deadline passed during the downtime are gone); a kill -9 during a slow background save
 //! leaves the previous snapshot to load and no temp file behind; a corrupt, truncated or newer
 //! snapshot stops the start with the file and the offset, and `check-snapshot` says what a file
-//! holds; `--snapshot-interval` saves only when something changed; a failed final save exits
-//! non-zero; `--no-persistence` writes nothing; a second server on a data directory in use
-//! refuses to start. In-process: the journal makes a background save
-//! one consistent instant while clients write; a failed save keeps the previous snapshot and the
-//! server serving; SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
+//! holds; `--snapshot-interval` saves only when something changed; a failed final save keeps the
+//! server running (SHUTDOWN FORCE exits anyway), and a second signal forces a long shutdown to
+//! end; `--no-persistence` writes nothing; a second server on a data directory in use refuses
+//! to start. In-process: the journal makes a background save one consistent instant while
+//! clients write, with one record per key and a bound; a failed save keeps the previous snapshot
+//! and the server serving, refuses writes with MISCONF and makes SHUTDOWN answer an error;
+//! SHUTDOWN [NOSAVE|SAVE]; LASTSAVE on a manual clock; a save while one runs.
+//!
+//! An in-process test that fails while saves fail can hang in the harness's drop: the server it
+//! stops keeps running, by design, when its final save fails.
 //!
 //! Most servers here run with `--snapshot-interval 0` (or `interval: None`), so that only the
 //! saves a test asks for happen.
@@ -26,7 +31,8 @@ use sessiond::persist::format::FORMAT_VERSION;
 use sessiond::persist::{loader, PersistConfig};
 use sessiond::store::{KeyFilter, ValueRef as Stored};
 use sessiond::{Clock, Config, Store};
-use sessiond_tests::{info_field, info_number, TestServer, CLOCK_START_MS, IO_TIMEOUT};
+use sessiond_protocol::Frame;
+use sessiond_tests::{error_text, info_field, info_number, TestServer, CLOCK_START_MS, IO_TIMEOUT};
 
 use super::daemon::{run_tool, run_until_exit, Daemon, ScratchDir};
 
@@ -761,8 +767,22 @@ fn snapshot_interval_saves_only_when_something_changed() {
     daemon.stop();
 }
 
+/// Waits for the daemon's exit, however long the server takes (bounded only so that a stuck
+/// server fails the test rather than hangs it).
+fn wait_for_exit(daemon: &mut Daemon) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    while !daemon.exited() {
+        assert!(
+            started.elapsed() < IO_TIMEOUT * 6,
+            "the daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    daemon.wait()
+}
+
 #[test]
-fn a_failed_final_save_exits_non_zero_and_keeps_the_previous_snapshot() {
+fn sigterm_with_a_failing_final_save_keeps_serving_and_shutdown_force_exits() {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
     let snapshot = dir.0.join("data").join(SNAPSHOT);
@@ -779,7 +799,7 @@ fn a_failed_final_save_exits_non_zero_and_keeps_the_previous_snapshot() {
     let _: Value = call(&mut con, &[b"SET", b"saved", b"1"]);
     assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
     let previous = std::fs::read(&snapshot).expect("snapshot");
-    // See `a_failed_save_keeps_the_previous_snapshot_and_the_server_serving` for the obstacle.
+    // See `a_failed_save_refuses_writes_keeps_serving_and_shutdown_says_so` for the obstacle.
     let obstacle = dir
         .0
         .join("data")
@@ -787,13 +807,72 @@ fn a_failed_final_save_exits_non_zero_and_keeps_the_previous_snapshot() {
     std::fs::create_dir(&obstacle).expect("create obstacle");
     let _: Value = call(&mut con, &[b"SET", b"unsaved", b"2"]);
 
-    let (status, log) = daemon.signal_and_wait("TERM");
+    daemon.signal("TERM");
+    let log = daemon.wait_for_log("can't exit");
+    assert!(log.contains(&snapshot.display().to_string()), "{log}");
+    // Still serving, on a new connection (the drain closed the old one): reads work, writes
+    // get MISCONF.
+    let mut con = daemon.client(false);
+    assert_eq!(call::<String>(&mut con, &[b"GET", b"unsaved"]), "2");
+    assert!(error_of(&mut con, &[b"SET", b"k", b"v"]).starts_with("MISCONF sessiond is configured"));
+
+    // FORCE exits anyway, non-zero, and says what is lost.
+    cmd(&[b"SHUTDOWN", b"FORCE"])
+        .query::<Value>(&mut con)
+        .expect_err("no reply");
+    let (status, log) = daemon.wait();
     assert_eq!(status.code(), Some(1), "{status}\n{log}");
     assert!(
-        log.contains("final snapshot failed") && log.contains(&snapshot.display().to_string()),
+        log.contains("final snapshot failed") && log.contains("lost"),
         "{log}"
     );
     assert_eq!(std::fs::read(&snapshot).expect("snapshot"), previous);
+}
+
+#[test]
+fn a_second_signal_during_a_long_shutdown_forces_the_exit() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    // A grace period the test would never see the end of.
+    let args = [
+        "--port",
+        "0",
+        "--data-dir",
+        &data,
+        "--snapshot-interval",
+        "0",
+        "--shutdown-timeout",
+        "1h",
+    ];
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    let value = vec![b'x'; 256 * 1024];
+    let _: Value = call(&mut con, &[b"SET", b"big", &value]);
+    // A client that asks for far more than the socket buffers hold and never reads: its
+    // connection waits on the write and holds up the drain.
+    let mut stalled = std::net::TcpStream::connect(daemon.addr).expect("connect");
+    let gets = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(400);
+    std::io::Write::write_all(&mut stalled, &gets).expect("send");
+    // Wait until the server holds it: the next command on another connection is served after.
+    let _: Value = call(&mut con, &[b"PING"]);
+    // The final save will fail too: the second signal exits anyway.
+    let obstacle = dir
+        .0
+        .join("data")
+        .join(format!("{SNAPSHOT}.tmp-{}", daemon.pid()));
+    std::fs::create_dir(&obstacle).expect("create obstacle");
+
+    daemon.signal("TERM");
+    daemon.wait_for_log("draining connections");
+    daemon.signal("INT");
+    let (status, log) = wait_for_exit(&mut daemon);
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    assert!(log.contains("second signal"), "{log}");
+    assert!(
+        log.contains("final snapshot failed") && log.contains("lost"),
+        "{log}"
+    );
+    drop(stalled);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -967,7 +1046,7 @@ fn a_background_save_under_writes_is_one_consistent_instant_and_the_writes_reach
 }
 
 #[test]
-fn a_failed_save_keeps_the_previous_snapshot_and_the_server_serving() {
+fn a_failed_save_refuses_writes_keeps_serving_and_shutdown_says_so() {
     let dir = ScratchDir::new();
     let snapshot = dir.0.join(SNAPSHOT);
     let server = TestServer::with_config(persisting(&dir.0));
@@ -997,6 +1076,19 @@ fn a_failed_save_keeps_the_previous_snapshot_and_the_server_serving() {
     assert_eq!(info_number(&persistence, "rdb_saves"), 1);
     assert!(info_number(&persistence, "rdb_changes_since_last_save") > 0);
 
+    // While saves fail, writes get MISCONF; reads (SESSION.GET included) are served.
+    let misconf = error_of(&mut con, &[b"SET", b"later", b"3"]);
+    assert!(
+        misconf.starts_with("MISCONF sessiond is configured to save snapshots")
+            && misconf.contains("stop-writes-on-bgsave-error"),
+        "{misconf}"
+    );
+    assert!(error_of(&mut con, &[b"DEL", b"before"]).starts_with("MISCONF"));
+    assert!(error_of(&mut con, &[b"SESSION.CREATE"]).starts_with("MISCONF"));
+    let value: String = call(&mut con, &[b"GET", b"after"]);
+    assert_eq!(value, "2", "reads are served");
+    let _: Value = call(&mut con, &[b"SESSION.GET", b"no-such-session"]);
+
     // A background save fails the same way, after its reply.
     let started: String = call(&mut con, &[b"BGSAVE"]);
     assert_eq!(started, "Background saving started");
@@ -1006,24 +1098,60 @@ fn a_failed_save_keeps_the_previous_snapshot_and_the_server_serving() {
     let status = server.shared.persistence.status();
     assert!(!status.last_ok && status.last_error.is_some(), "{status:?}");
 
+    // SHUTDOWN cannot save, so it does not exit: it says so, and the server serves on.
+    let mut shutdown = server.raw();
+    shutdown.command(&[b"SHUTDOWN"]);
+    assert_eq!(
+        error_text(&shutdown.reply()),
+        "ERR Errors trying to SHUTDOWN. Check logs."
+    );
+    shutdown.command(&[b"PING"]);
+    assert_eq!(shutdown.reply(), Frame::simple("PONG"));
+    // The drain closed the other connections; new ones are served.
+    let mut con = server.client();
+    let value: String = call(&mut con, &[b"GET", b"before"]);
+    assert_eq!(value, "1");
+
     assert_eq!(std::fs::read(&snapshot).expect("snapshot"), previous);
     assert_eq!(
         key_names(&load_fresh(&snapshot)),
         BTreeSet::from([b"before".to_vec()])
     );
-    let value: String = call(&mut con, &[b"GET", b"after"]);
-    assert_eq!(value, "2", "the server keeps serving");
-    let _: Value = call(&mut con, &[b"SET", b"later", b"3"]);
 
-    // With the obstacle gone, the next save succeeds and holds every write.
+    // With the obstacle gone, the next save succeeds, holds every write, and lifts MISCONF.
     std::fs::remove_dir(&obstacle).expect("remove obstacle");
     assert_eq!(call::<String>(&mut con, &[b"SAVE"]), "OK");
     let persistence = info(&mut con, "persistence");
     assert_eq!(info_field(&persistence, "rdb_last_bgsave_status"), "ok");
     assert_eq!(info_field(&persistence, "rdb_last_error"), "");
-    let saved: Vec<&[u8]> = vec![b"after", b"before", b"later"];
+    let _: Value = call(&mut con, &[b"SET", b"later", b"3"]);
+    let saved: Vec<&[u8]> = vec![b"after", b"before"];
     let saved: BTreeSet<Vec<u8>> = saved.into_iter().map(<[u8]>::to_vec).collect();
     assert_eq!(key_names(&load_fresh(&snapshot)), saved);
+
+    // SHUTDOWN NOSAVE exits whatever the disk does.
+    std::fs::create_dir(&obstacle).expect("create obstacle");
+    shut_down(server, &[b"NOSAVE"]);
+}
+
+#[test]
+fn stop_writes_on_bgsave_error_no_keeps_writes_going() {
+    let dir = ScratchDir::new();
+    let server = TestServer::with_config(Config {
+        stop_writes_on_bgsave_error: false,
+        ..persisting(&dir.0)
+    });
+    let obstacle = dir.0.join(format!("{SNAPSHOT}.tmp-{}", std::process::id()));
+    std::fs::create_dir(&obstacle).expect("create obstacle");
+    let mut con = server.client();
+    assert!(error_of(&mut con, &[b"SAVE"]).starts_with("ERR snapshot"));
+    let _: Value = call(&mut con, &[b"SET", b"k", b"v"]);
+    let setting: Vec<String> = call(
+        &mut con,
+        &[b"CONFIG", b"GET", b"stop-writes-on-bgsave-error"],
+    );
+    assert_eq!(setting, ["stop-writes-on-bgsave-error", "no"]);
+    shut_down(server, &[b"NOSAVE"]);
 }
 
 #[test]

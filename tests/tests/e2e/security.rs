@@ -366,3 +366,73 @@ fn the_idle_timeout_closes_idle_clients_only() {
     let info: String = redis::cmd("INFO").arg("stats").query(&mut con).unwrap();
     assert!(info.contains("idle_timeouts:1\r\n"), "{info}");
 }
+
+#[test]
+fn a_connection_is_closed_at_its_max_auth_failures_th_failed_login() {
+    let server = TestServer::with_config(Config {
+        requirepass: Some(Secret::new(PASSWORD.into())),
+        max_auth_failures: 4,
+        ..Config::default()
+    });
+    let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
+    let mut guesser = server.raw();
+    for guess in [&b"guess1"[..], b"guess2", b"guess3"] {
+        guesser.command(&[b"AUTH", guess]);
+        assert_eq!(error_text(&guesser.reply()), wrongpass);
+    }
+    // HELLO AUTH counts as well; the fourth failure is answered, then the connection closed.
+    guesser.command(&[b"HELLO", b"3", b"AUTH", b"default", b"guess4"]);
+    assert_eq!(error_text(&guesser.reply()), wrongpass);
+    assert!(guesser.closed(), "closed after the fourth failure");
+    assert_eq!(stat(&server, "auth_failure_disconnections"), 1);
+    assert_eq!(stat(&server, "acl_access_denied_auth"), 4);
+
+    // Failures short of the limit, then the right password: the connection is served.
+    let mut client = server.raw();
+    for _ in 0..3 {
+        client.command(&[b"AUTH", b"typo"]);
+        assert_eq!(error_text(&client.reply()), wrongpass);
+    }
+    client.command(&[b"AUTH", PASSWORD.as_bytes()]);
+    assert_eq!(client.reply(), Frame::ok());
+    client.command(&[b"PING"]);
+    assert_eq!(client.reply(), Frame::simple("PONG"));
+}
+
+#[test]
+fn a_connection_that_does_not_authenticate_in_time_is_closed_and_others_are_not() {
+    let server = TestServer::with_config(Config {
+        requirepass: Some(Secret::new(PASSWORD.into())),
+        auth_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    });
+    let mut logged_in = server.raw();
+    logged_in.command(&[b"AUTH", PASSWORD.as_bytes()]);
+    assert_eq!(logged_in.reply(), Frame::ok());
+    // Accepted after `logged_in`: by the time its deadline passes, `logged_in`'s has too.
+    let mut idle = server.raw();
+    let mut chatty = server.raw();
+    chatty.command(&[b"PING"]);
+    assert_eq!(
+        error_text(&chatty.reply()),
+        "NOAUTH Authentication required."
+    );
+    assert!(idle.closed(), "an idle unauthenticated client is closed");
+    assert!(chatty.closed(), "so is one that talks but never logs in");
+    logged_in.command(&[b"PING"]);
+    assert_eq!(logged_in.reply(), Frame::simple("PONG"));
+    assert_eq!(stat(&server, "auth_timeouts"), 2);
+
+    // Without a password there is nothing to wait for.
+    let open = TestServer::with_config(Config {
+        auth_timeout: Some(Duration::from_millis(1)),
+        ..Config::default()
+    });
+    let mut first = open.raw();
+    // A second connection accepted, served and closed after the first's deadline passed.
+    let mut second = open.raw();
+    second.command(&[b"PING"]);
+    assert_eq!(second.reply(), Frame::simple("PONG"));
+    first.command(&[b"PING"]);
+    assert_eq!(first.reply(), Frame::simple("PONG"));
+}
