@@ -68,8 +68,13 @@ work="$(mktemp -d)"
 server_pid=""
 sampler_pid=""
 cleanup() {
+    # Each stop stands alone: under set -e, a failed `wait` (a killed child's status) would end
+    # the trap before the server is stopped.
     for p in "$sampler_pid" "$server_pid"; do
-        [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
+        if [[ -n "$p" ]]; then
+            kill -9 "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
     done
     rm -rf "$work"
 }
