@@ -400,9 +400,15 @@ impl Store {
         let rec = self.journal.recording();
         // The indexes are cleared first: a key written into an already flushed shard while the
         // flush goes on must keep its expiry-index position and its place in its user's list.
-        // Positions and IDs of keys the flush removes are stale, and skipped or pruned later.
+        // Positions of keys the flush removes are stale, and skipped later; sessions indexed
+        // meanwhile that the flush removes are unindexed (`unindex_flushed`).
         self.users.clear();
         self.index.clear();
+        self.flush_shards(&rec);
+    }
+
+    /// [`Store::flush`] after its indexes were cleared: every shard emptied in turn.
+    fn flush_shards(&self, rec: &Recording<'_>) {
         let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
@@ -411,11 +417,12 @@ impl Store {
                 volatile += i64::from(node.expires_at_ms() != 0);
                 sessions += i64::from(node.is_session());
                 removed += 1;
-                self.journal_delete(shard_index, node.key(), &rec);
+                self.journal_delete(shard_index, node.key(), rec);
             }
             let nodes = std::mem::take(&mut *shard);
             drop(shard);
-            // Freed with the lock released.
+            // Unindexed and freed with the lock released.
+            self.unindex_flushed(&nodes);
             drop(nodes);
         }
         self.changes.add(removed);
@@ -425,6 +432,18 @@ impl Store {
         self.sessions
             .destroyed
             .fetch_add(sessions as u64, Ordering::Relaxed);
+    }
+
+    /// Takes the sessions of a flushed shard out of their users' lists. The per-user index is
+    /// cleared before a flush, but a SESSION.CREATE racing the flush may have indexed a session
+    /// in a shard the flush had not reached yet, and so removed: without this, its user would
+    /// count it until a LIST pruned it. O(1) a session (a miss for all but those).
+    fn unindex_flushed(&self, nodes: &table::Shard) {
+        for node in nodes.iter() {
+            if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
+                self.unindex(user, node.key());
+            }
+        }
     }
 
     /// Removes every key as [`Store::flush`] does, but frees them on a background thread: each
@@ -470,6 +489,7 @@ impl Store {
     /// Frees the tables [`Store::flush_async`] queued, and takes their keys out of the counters.
     fn free_flushed(&self) {
         while let Some(table) = self.lazy_free.next() {
+            self.unindex_flushed(&table);
             let freed = lazyfree::free(table);
             self.used.sub(freed.footprint);
             self.volatile.fetch_sub(freed.volatile, Ordering::Relaxed);
@@ -1281,6 +1301,55 @@ mod tests {
         assert_eq!(fields::WALKED.with(|walked| walked.get()), 0);
         let footprint = store.peek(b"h", |node| node.map(Node::footprint));
         assert_eq!(Some(store.used_memory()), footprint);
+    }
+
+    #[test]
+    fn a_session_indexed_while_a_flush_runs_and_flushed_leaves_its_users_list() {
+        let start = 1_000_000;
+        let (clock, _manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        let create = || {
+            store
+                .create_session(
+                    session::NewSession {
+                        prefix: Bytes::new(),
+                        user: Some(Bytes::from("ada")),
+                        idle_ms: 60_000,
+                        absolute_ms: 60_000,
+                        data: Vec::new(),
+                    },
+                    start,
+                    0,
+                )
+                .unwrap()
+        };
+        // A SESSION.CREATE between the flush's clearing of the index and its reaching the
+        // session's shard: indexed after the clear, then removed by the flush.
+        for flush_async in [false, true] {
+            create();
+            store.users.clear();
+            store.index.clear();
+            store.rebuild_user_index();
+            assert_eq!(store.count_sessions(b"", b"ada"), 1);
+            if flush_async {
+                let mut freed = store.lazyfreed();
+                let tables: Vec<_> = (0..store.map.shard_count())
+                    .map(|shard| std::mem::take(&mut *store.map.write(shard)))
+                    .collect();
+                if store.lazy_free.push(tables, 1) {
+                    let background = Arc::clone(&store);
+                    std::thread::spawn(move || background.free_flushed());
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(freed.wait_for(|&n| n >= 1)).unwrap();
+            } else {
+                store.flush_shards(&store.journal.recording());
+            }
+            assert!(store.is_empty());
+            assert_eq!(store.count_sessions(b"", b"ada"), 0, "async: {flush_async}");
+        }
     }
 
     #[test]
