@@ -177,7 +177,7 @@ where
                     clock.stale();
                     then = Then::Continue;
                 }
-                if then == Then::AwaitShutdown {
+                if let Then::AwaitShutdown(failed_before) = then {
                     // The replies before it go now; the wait may be long.
                     if !flush(
                         shared,
@@ -191,7 +191,7 @@ where
                     {
                         return finish(shared, &mut local);
                     }
-                    shared.wait_for_failed_shutdown().await;
+                    shared.wait_for_failed_shutdown(failed_before).await;
                     Frame::error(crate::server::SHUTDOWN_FAILED)
                         .encode(session.version(), &mut output);
                     clock.stale();

@@ -93,13 +93,16 @@ impl Shared {
         self.shutdown.send_replace(true);
     }
 
-    /// Asks the server to shut down with SHUTDOWN's options.
-    pub fn request_shutdown_with(&self, request: ShutdownRequest) {
+    /// Asks the server to shut down with SHUTDOWN's options; returns how many shutdowns had
+    /// failed before (see [`Shared::wait_for_failed_shutdown`]).
+    pub fn request_shutdown_with(&self, request: ShutdownRequest) -> u64 {
+        let failed_before = *self.failed_shutdowns.borrow();
         *self
             .shutdown_request
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = request;
         self.request_shutdown();
+        failed_before
     }
 
     /// Sets whether shutting down writes a final snapshot.
@@ -118,13 +121,14 @@ impl Shared {
     }
 
     /// Waits, from a connection that sent SHUTDOWN, until the shutdown fails: its final save
-    /// failed and the server serves on. It never returns when the server exits. The caller's
-    /// connection does not hold up the drain meanwhile.
-    pub async fn wait_for_failed_shutdown(&self) {
+    /// failed and the server serves on (more than `failed_before` shutdowns have failed, the
+    /// count [`Shared::request_shutdown_with`] returned, so a failure before the wait began
+    /// counts). It never returns when the server exits. The caller's connection does not hold
+    /// up the drain meanwhile.
+    pub async fn wait_for_failed_shutdown(&self, failed_before: u64) {
         let mut failures = self.failed_shutdowns.subscribe();
-        failures.borrow_and_update();
         self.draining.send_modify(|n| *n = n.saturating_sub(1));
-        let _ = failures.changed().await;
+        let _ = failures.wait_for(|failed| *failed > failed_before).await;
         self.draining.send_modify(|n| *n += 1);
     }
 

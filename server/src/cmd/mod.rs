@@ -77,8 +77,10 @@ pub enum Then {
     /// without sending what is pending, as Redis closes such a client.
     OutputLimit,
     /// Wait for the shutdown just requested (SHUTDOWN whose final save may fail): the server
-    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on.
-    AwaitShutdown,
+    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on. It
+    /// carries the count of failed shutdowns before this one was requested, so a failure that
+    /// comes before the connection starts waiting is not missed.
+    AwaitShutdown(u64),
 }
 
 /// The reply to one command.

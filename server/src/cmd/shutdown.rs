@@ -29,7 +29,7 @@ pub fn shutdown(ctx: &mut Ctx<'_>, cmd: Shutdown) -> Reply {
         now = cmd.now,
         "SHUTDOWN requested by a client"
     );
-    ctx.shared.request_shutdown_with(ShutdownRequest {
+    let failed_before = ctx.shared.request_shutdown_with(ShutdownRequest {
         save: !cmd.nosave,
         force: cmd.force,
         now: cmd.now,
@@ -38,7 +38,7 @@ pub fn shutdown(ctx: &mut Ctx<'_>, cmd: Shutdown) -> Reply {
     Reply {
         frame: None,
         then: if may_fail {
-            Then::AwaitShutdown
+            Then::AwaitShutdown(failed_before)
         } else {
             Then::Close
         },
