@@ -644,13 +644,14 @@ impl RawConfig {
                     })?
             }
         };
-        if output_limits.normal.hard() < limits.max_bulk_len {
+        if output_limits.normal.hard() < limits.max_bulk_len.saturating_mul(2) {
             return Err(ConfigError::Invalid {
                 setting: "client-output-buffer-limit",
                 value: output_limits.config_value(),
                 reason: format!(
-                    "the normal class's hard limit must be at least proto-max-bulk-len ({}), \
-                     or a value the server accepts could not be read back",
+                    "the normal class's hard limit must be at least twice proto-max-bulk-len \
+                     ({}), or a value the server accepts could not be read back after another \
+                     reply of the same pipeline",
                     limits.max_bulk_len
                 ),
             });
