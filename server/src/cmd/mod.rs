@@ -340,6 +340,13 @@ pub fn execute(
     }
     let now_ms = clock.now_ms(shared.store.clock());
     let config = &shared.config;
+    // A write MISCONF refuses must not evict (log out) keys to make room first.
+    if config.stop_writes_on_bgsave_error
+        && shared.persistence.last_save_failed()
+        && spec.is_some_and(refused_while_saves_fail)
+    {
+        return Frame::error(MISCONF).into();
+    }
     if config.maxmemory > 0
         && spec.is_some_and(|spec| spec.flags.contains(&"denyoom"))
         && !shared
@@ -347,12 +354,6 @@ pub fn execute(
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
-    }
-    if config.stop_writes_on_bgsave_error
-        && shared.persistence.last_save_failed()
-        && spec.is_some_and(refused_while_saves_fail)
-    {
-        return Frame::error(MISCONF).into();
     }
     let written = out.len();
     let mut ctx = Ctx {
@@ -444,10 +445,16 @@ pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but
      snapshot error.";
 
 /// Whether `spec` is refused with MISCONF while saves fail: every `write` command but
-/// SESSION.GET, whose only write is the idle refresh of the session it reads; refusing it would
-/// turn a full disk into an outage of every logged-in page rather than of logins and changes.
+/// SESSION.GET, whose only write is the idle refresh of the session it reads (refusing it would
+/// turn a full disk into an outage of every logged-in page rather than of logins and changes),
+/// and SESSION.DESTROY and SESSION.DESTROYALL, which only end sessions: a logout, or "log out
+/// everywhere" after a compromise, must work while the disk is full.
 fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
-    spec.flags.contains(&"write") && spec.name != "session.get"
+    spec.flags.contains(&"write")
+        && !matches!(
+            spec.name,
+            "session.get" | "session.destroy" | "session.destroyall"
+        )
 }
 
 /// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is

@@ -162,7 +162,8 @@ impl Persistence {
             .clone()
     }
 
-    /// Whether the last save, of any kind, failed; the next successful one clears it.
+    /// Whether the last save, of any kind, failed on the disk (a save given up at the journal's
+    /// bound does not count: see `run_claimed`); the next successful one clears it.
     pub fn last_save_failed(&self) -> bool {
         self.failing.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -266,8 +267,13 @@ impl Persistence {
                 })
             }
         };
+        // MISCONF is for a disk that cannot take a snapshot. A save given up at the journal's
+        // bound is not that: refusing writes for it would turn a burst of writes during a save
+        // (or of SESSION.GET refreshes, which MISCONF lets through) into an outage. It is
+        // reported and retried like any failure, and writes go on.
+        let disk_failed = matches!(outcome, Err(SaveError::Io { .. }));
         self.failing
-            .store(outcome.is_err(), std::sync::atomic::Ordering::Relaxed);
+            .store(disk_failed, std::sync::atomic::Ordering::Relaxed);
         drop(status);
         self.running.send_replace(false);
         outcome
@@ -280,7 +286,9 @@ impl Persistence {
             stop.await;
             return;
         };
-        let mut next = tokio::time::Instant::now() + interval;
+        // After a failed save (a shutdown whose final save failed starts this task again), the
+        // retry is due soon, not a whole interval later.
+        let mut next = tokio::time::Instant::now() + next_save_delay(interval, self.status().last_ok);
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -288,7 +296,10 @@ impl Persistence {
                 _ = tokio::time::sleep_until(next) => {}
             }
             let started = tokio::time::Instant::now();
-            if self.changes_since_save() > 0 && !self.in_progress() {
+            // A failed save is retried even when nothing changed since: until one succeeds,
+            // writes may be refused (MISCONF).
+            let wanted = self.changes_since_save() > 0 || !self.status().last_ok;
+            if wanted && !self.in_progress() {
                 let _ = self.save().await;
             }
             let delay = next_save_delay(interval, self.status().last_ok);

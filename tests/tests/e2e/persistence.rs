@@ -1076,7 +1076,7 @@ fn a_failed_save_refuses_writes_keeps_serving_and_shutdown_says_so() {
     assert_eq!(info_number(&persistence, "rdb_saves"), 1);
     assert!(info_number(&persistence, "rdb_changes_since_last_save") > 0);
 
-    // While saves fail, writes get MISCONF; reads (SESSION.GET included) are served.
+    // While saves fail, writes get MISCONF; reads (SESSION.GET included) and logouts are served.
     let misconf = error_of(&mut con, &[b"SET", b"later", b"3"]);
     assert!(
         misconf.starts_with("MISCONF sessiond is configured to save snapshots")
@@ -1088,6 +1088,11 @@ fn a_failed_save_refuses_writes_keeps_serving_and_shutdown_says_so() {
     let value: String = call(&mut con, &[b"GET", b"after"]);
     assert_eq!(value, "2", "reads are served");
     let _: Value = call(&mut con, &[b"SESSION.GET", b"no-such-session"]);
+    // Logouts are not refused: a session can be ended while the disk is full.
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", b"no-such-session"]);
+    assert_eq!(destroyed, 0);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROYALL", b"nobody"]);
+    assert_eq!(destroyed, 0);
 
     // A background save fails the same way, after its reply.
     let started: String = call(&mut con, &[b"BGSAVE"]);
@@ -1241,6 +1246,9 @@ fn writes_past_the_journal_bound_abandon_the_save_and_keep_the_previous_snapshot
     assert!(!temp.exists(), "the abandoned save's temp file is removed");
     let value: String = call(&mut con, &[b"GET", b"before"]);
     assert_eq!(value, "1", "the server keeps serving");
+    // Not a disk error: writes are not refused with MISCONF.
+    let written: String = call(&mut con, &[b"SET", b"after", b"2"]);
+    assert_eq!(written, "OK");
     let limit: Vec<String> = call(&mut con, &[b"CONFIG", b"GET", b"snapshot-journal-limit"]);
     assert_eq!(limit, ["snapshot-journal-limit", "262144"]);
 }
