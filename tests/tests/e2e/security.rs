@@ -403,7 +403,8 @@ fn a_connection_is_closed_at_its_max_auth_failures_th_failed_login() {
 fn a_connection_that_does_not_authenticate_in_time_is_closed_and_others_are_not() {
     let server = TestServer::with_config(Config {
         requirepass: Some(Secret::new(PASSWORD.into())),
-        auth_timeout: Some(Duration::from_millis(200)),
+        // Long enough that `logged_in` authenticates within it on a loaded machine.
+        auth_timeout: Some(Duration::from_secs(1)),
         ..Config::default()
     });
     let mut logged_in = server.raw();
