@@ -412,6 +412,7 @@ impl Store {
         let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
+            let sessions_before = sessions;
             for node in shard.iter() {
                 footprint += node.footprint();
                 volatile += i64::from(node.expires_at_ms() != 0);
@@ -421,8 +422,11 @@ impl Store {
             }
             let nodes = std::mem::take(&mut *shard);
             drop(shard);
-            // Unindexed and freed with the lock released.
-            self.unindex_flushed(&nodes);
+            // Unindexed (a second walk, only where there are sessions) and freed with the lock
+            // released.
+            if sessions > sessions_before {
+                self.unindex_flushed(&nodes);
+            }
             drop(nodes);
         }
         self.changes.add(removed);
