@@ -288,7 +288,8 @@ impl Persistence {
         };
         // After a failed save (a shutdown whose final save failed starts this task again), the
         // retry is due soon, not a whole interval later.
-        let mut next = tokio::time::Instant::now() + next_save_delay(interval, self.status().last_ok);
+        let mut next =
+            tokio::time::Instant::now() + next_save_delay(interval, self.status().last_ok);
         tokio::pin!(stop);
         loop {
             tokio::select! {
