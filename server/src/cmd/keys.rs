@@ -9,7 +9,7 @@ use crate::store::KeyFilter;
 
 /// Every live key matching the pattern. Like Redis's, this walks the whole keyspace: SCAN is
 /// the way to iterate a large one without a long reply. The keys are copied only while their
-/// reply fits under the connection's output limit.
+/// reply fits under the connection's output limit, and encoded from that copy.
 pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
     let pattern = match glob::key_pattern(&cmd.key, ctx.shared.config.max_pattern_len) {
         Ok(pattern) => pattern,
@@ -26,8 +26,15 @@ pub fn keys(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Reply {
         size = size.saturating_add(bulk_size(len));
         size <= room
     });
-    match keys {
-        Some(keys) => Frame::Array(keys.into_iter().map(Frame::Bulk).collect()).into(),
-        None => Reply::over_limit(),
+    let Some(keys) = keys else {
+        return Reply::over_limit();
+    };
+    // Encoded straight into the output (a frame per key would hold the reply twice more);
+    // `size` already bounds it.
+    ctx.out.reserve(size.min(room));
+    sessiond_protocol::put_header(ctx.out, b'*', keys.len());
+    for key in &keys {
+        sessiond_protocol::put_bulk(ctx.out, b'$', key);
     }
+    Reply::written()
 }
