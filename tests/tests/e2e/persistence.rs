@@ -58,6 +58,21 @@ fn call<T: FromRedisValue>(con: &mut Connection, args: &[&[u8]]) -> T {
         .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(args[0])))
 }
 
+/// The real binary's arguments for a server on port 0 whose data directory is `data` (a path
+/// under the test's scratch directory) and that saves only when asked, then `extra`.
+fn data_dir_args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--port",
+        "0",
+        "--data-dir",
+        data,
+        "--snapshot-interval",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Runs `args`, which must fail; the error as the server sent it.
 fn error_of(con: &mut Connection, args: &[&[u8]]) -> String {
     let result: RedisResult<Value> = cmd(args).query(con);
@@ -425,14 +440,7 @@ fn a_restart_after_sigterm_keeps_every_key_deadline_and_session_and_drops_what_e
 {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
-    let args = [
-        "--port",
-        "0",
-        "--data-dir",
-        &data,
-        "--snapshot-interval",
-        "0",
-    ];
+    let args = data_dir_args(&data, &[]);
     let snapshot = dir.0.join("data").join(SNAPSHOT);
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
@@ -497,14 +505,7 @@ fn a_kill_9_during_a_slow_background_save_leaves_the_previous_snapshot_and_no_te
     let dir = ScratchDir::new();
     let data_dir = dir.0.join("data");
     let data = dir.arg("data");
-    let args = [
-        "--port",
-        "0",
-        "--data-dir",
-        &data,
-        "--snapshot-interval",
-        "0",
-    ];
+    let args = data_dir_args(&data, &[]);
     let snapshot = data_dir.join(SNAPSHOT);
 
     // The previous snapshot: an explicit SAVE, then kill -9 (no final save).
@@ -565,14 +566,7 @@ fn a_second_server_on_a_data_directory_in_use_refuses_to_start_naming_it() {
     let dir = ScratchDir::new();
     let data_dir = dir.0.join("data");
     let data = dir.arg("data");
-    let args = [
-        "--port",
-        "0",
-        "--data-dir",
-        &data,
-        "--snapshot-interval",
-        "0",
-    ];
+    let args = data_dir_args(&data, &[]);
     let mut first = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = first.client(false);
     let _: Value = call(&mut con, &[b"SET", b"k", b"first"]);
@@ -786,14 +780,7 @@ fn sigterm_with_a_failing_final_save_keeps_serving_and_shutdown_force_exits() {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
     let snapshot = dir.0.join("data").join(SNAPSHOT);
-    let args = [
-        "--port",
-        "0",
-        "--data-dir",
-        &data,
-        "--snapshot-interval",
-        "0",
-    ];
+    let args = data_dir_args(&data, &[]);
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
     let _: Value = call(&mut con, &[b"SET", b"saved", b"1"]);
@@ -834,16 +821,7 @@ fn a_second_signal_during_a_long_shutdown_forces_the_exit() {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
     // A grace period the test would never see the end of.
-    let args = [
-        "--port",
-        "0",
-        "--data-dir",
-        &data,
-        "--snapshot-interval",
-        "0",
-        "--shutdown-timeout",
-        "1h",
-    ];
+    let args = data_dir_args(&data, &["--shutdown-timeout", "1h"]);
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
     let value = vec![b'x'; 256 * 1024];
