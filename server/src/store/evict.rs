@@ -219,11 +219,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::clock::Clock;
-    use crate::store::{Entry, Value};
 
     /// The work of one call, in keys, buckets or positions examined.
     fn probes_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
@@ -237,11 +234,7 @@ mod tests {
         let start = 1_000_000;
         let (clock, _manual) = Clock::manual(start);
         let store = Store::new(clock);
-        let put = |key: &[u8], deadline: u64| {
-            store.upsert(key, start, |_| {
-                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
-            })
-        };
+        let put = |key: &[u8], deadline: u64| store.put_str(key, start, deadline);
         for i in 0..100_000 {
             put(format!("k:{i}").as_bytes(), 0);
         }
@@ -267,11 +260,7 @@ mod tests {
         let start = 1_000_000;
         let (clock, _manual) = Clock::manual(start);
         let store = Store::new(clock);
-        let put = |key: &[u8], deadline: u64| {
-            store.upsert(key, start, |_| {
-                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
-            })
-        };
+        let put = |key: &[u8], deadline: u64| store.put_str(key, start, deadline);
         // Keys given a deadline and deleted: their positions stay until they come due or the
         // index outgrows its bound.
         for i in 0..1_000 {

@@ -153,9 +153,7 @@ mod tests {
 
         // The store works on: a key written after the flush is counted, and a second flush of
         // an empty keyspace queues nothing.
-        store.upsert(b"after", start, |_| {
-            (Some(Entry::new(Value::Str(Bytes::from("v")), 0)), ())
-        });
+        store.put_str(b"after", start, 0);
         assert_eq!(store.len(), 1);
         store.flush_async();
         assert_eq!(store.len(), 0);

@@ -994,6 +994,20 @@ fn expiry_slice(waited: Duration) -> Duration {
     (waited / 2).min(EXPIRY_MAX_SLICE)
 }
 
+/// Test support: what `SET key v` with a deadline does, in one call.
+#[cfg(test)]
+impl Store {
+    /// Stores the string `v` under `key` with the deadline `deadline_ms` (0: none).
+    pub(crate) fn put_str(&self, key: &[u8], now_ms: u64, deadline_ms: u64) {
+        self.upsert(key, now_ms, |_| {
+            (
+                Some(Entry::new(Value::Str(Bytes::from("v")), deadline_ms)),
+                (),
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,11 +1029,7 @@ mod tests {
         let store = Store::new(clock);
         let (early, late) = (start + 40, start + 60);
         assert_eq!(store.index.tick_of(early), store.index.tick_of(late));
-        let set = |deadline: u64| {
-            store.upsert(b"k", start, |_| {
-                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
-            })
-        };
+        let set = |deadline: u64| store.put_str(b"k", start, deadline);
         set(late);
         set(early);
         manual.advance(early - start);
@@ -1034,11 +1044,7 @@ mod tests {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
         let store = Store::new(clock);
-        let put = |key: &[u8], deadline: u64| {
-            store.upsert(key, start, |_| {
-                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
-            })
-        };
+        let put = |key: &[u8], deadline: u64| store.put_str(key, start, deadline);
         let pexpire = |key: &[u8], deadline: u64| {
             store.modify(key, start, |mut node| {
                 node.set_expires_at_ms(deadline);
@@ -1106,9 +1112,7 @@ mod tests {
                             0 => {
                                 store.remove(key.as_bytes(), now);
                             }
-                            1 => store.upsert(key.as_bytes(), now, |_| {
-                                (Some(Entry::new(Value::Str(Bytes::from("v")), deadline)), ())
-                            }),
+                            1 => store.put_str(key.as_bytes(), now, deadline),
                             _ => {
                                 store.modify(key.as_bytes(), now, |mut node| {
                                     node.set_expires_at_ms(deadline);
@@ -1155,12 +1159,7 @@ mod tests {
         // leave the expiry a single slice.
         let keys = 200 * EXPIRY_BATCH;
         for i in 0..keys {
-            store.upsert(format!("sess:{i}").as_bytes(), start, |_| {
-                (
-                    Some(Entry::new(Value::Str(Bytes::from("v")), start + 1)),
-                    (),
-                )
-            });
+            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
         }
         manual.advance(1_000);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1363,12 +1362,7 @@ mod tests {
         let store = Arc::new(Store::new(clock));
         let keys = 200 * EXPIRY_BATCH;
         for i in 0..keys {
-            store.upsert(format!("sess:{i}").as_bytes(), start, |_| {
-                (
-                    Some(Entry::new(Value::Str(Bytes::from("v")), start + 1)),
-                    (),
-                )
-            });
+            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
         }
         manual.advance(1_000);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1400,9 +1394,7 @@ mod tests {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
         let store = Store::new(clock);
-        store.upsert(b"k", start, |_| {
-            (Some(Entry::new(Value::Str(Bytes::from("v")), 0)), ())
-        });
+        store.put_str(b"k", start, 0);
         let last_use = || store.peek(b"k", |node| node.map(|node| node.last_use().get()));
         let before = last_use();
         manual.advance(10_000);
