@@ -22,3 +22,24 @@ free_port() {
 
 # The median of the numbers on standard input, one per line.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Stops the processes given (empty arguments are skipped) and reaps them. Each stop stands
+# alone: under `set -e`, the status `wait` returns for a killed child must not end a cleanup
+# trap before the next process is stopped.
+stop_pids() {
+    local p
+    for p in "$@"; do
+        [[ -n "$p" ]] || continue
+        kill -9 "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+}
+
+# Waits up to 5 s for a server on loopback port $1 to answer PING; fails if none did.
+wait_for_pong() {
+    for _ in $(seq 500); do
+        [[ "$(redis-cli -p "$1" PING 2>/dev/null)" == PONG ]] && return 0
+        sleep 0.01
+    done
+    return 1
+}

@@ -49,9 +49,7 @@ work="$(mktemp -d)"
 server_pid=""
 bench_pid=""
 cleanup() {
-    for p in "$bench_pid" "$server_pid"; do
-        [[ -n "$p" ]] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null
-    done
+    stop_pids "$bench_pid" "$server_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -71,10 +69,7 @@ start() { # server
         "$sessiond" --port "$port" --no-persistence --log-level warn ${SESSIOND_ARGS:-} >/dev/null 2>>"$work/sessiond.log" &
     fi
     server_pid=$!
-    for _ in $(seq 500); do
-        [[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] && return
-        sleep 0.01
-    done
+    wait_for_pong "$port" && return
     echo "mass-expiry.sh: $1 did not start" >&2
     exit 1
 }

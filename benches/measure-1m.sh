@@ -65,13 +65,7 @@ work="$(mktemp -d)"
 mkdir -p "$work/redis" "$work/sessiond"
 declare -A pid=()
 cleanup() {
-    local p
-    for p in "${pid[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill -9 "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
+    stop_pids "${pid[@]}"
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -68,14 +68,7 @@ work="$(mktemp -d)"
 server_pid=""
 sampler_pid=""
 cleanup() {
-    # Each stop stands alone: under set -e, a failed `wait` (a killed child's status) would end
-    # the trap before the server is stopped.
-    for p in "$sampler_pid" "$server_pid"; do
-        if [[ -n "$p" ]]; then
-            kill -9 "$p" 2>/dev/null || true
-            wait "$p" 2>/dev/null || true
-        fi
-    done
+    stop_pids "$sampler_pid" "$server_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -87,11 +80,7 @@ mkdir "$work/data"
 "$target/sessiond" --port "$port" --data-dir "$work/data" --snapshot-interval "$snapshot_interval" \
     --log-level warn ${SESSIOND_ARGS:-} >/dev/null 2>>"$work/sessiond.log" &
 server_pid=$!
-for _ in $(seq 500); do
-    [[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] && break
-    sleep 0.01
-done
-[[ "$(redis-cli -p "$port" PING 2>/dev/null)" == PONG ]] || { echo "soak.sh: sessiond did not start" >&2; exit 1; }
+wait_for_pong "$port" || { echo "soak.sh: sessiond did not start" >&2; exit 1; }
 
 bench() { # extra sessiond-bench arguments...
     "$target/sessiond-bench" session-browse -p "$port" -c 50 -r "$sessions" --ttl "$idle" \
