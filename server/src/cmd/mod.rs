@@ -47,6 +47,7 @@ mod type_;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
 use crate::auth::{Denied, KeyPatterns, User};
@@ -326,7 +327,9 @@ pub fn execute(
         session.client.record_command(index);
     }
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
-    if session.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(&"no_auth")) {
+    if session.user.is_none()
+        && !spec.is_some_and(|spec| spec.flags.contains(CommandFlags::NO_AUTH))
+    {
         return Frame::error("NOAUTH Authentication required.").into();
     }
     let command = match parsed {
@@ -348,7 +351,7 @@ pub fn execute(
         return Frame::error(MISCONF).into();
     }
     if config.maxmemory > 0
-        && spec.is_some_and(|spec| spec.flags.contains(&"denyoom"))
+        && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !shared
             .store
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
@@ -450,7 +453,7 @@ pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but
 /// and SESSION.DESTROY and SESSION.DESTROYALL, which only end sessions: a logout, or "log out
 /// everywhere" after a compromise, must work while the disk is full.
 fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
-    spec.flags.contains(&"write")
+    spec.flags.contains(CommandFlags::WRITE)
         && !matches!(
             spec.name,
             "session.get" | "session.destroy" | "session.destroyall"
@@ -465,8 +468,7 @@ fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool 
 /// reading serves a batch for at most `BatchClock::REUSE - 1` short commands' time.
 fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
     spec.flags
-        .iter()
-        .any(|&flag| flag == "fast" || flag == "denyoom")
+        .intersects(CommandFlags::FAST.with(CommandFlags::DENYOOM))
 }
 
 /// The NOPERM reply to a refused command, counted and logged (the user and the command, never
