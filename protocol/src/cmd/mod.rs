@@ -27,6 +27,7 @@ mod scan;
 mod session_create;
 mod session_destroyall;
 mod session_get;
+mod session_list;
 mod session_regenerate;
 mod session_set;
 mod session_unset;
@@ -57,6 +58,7 @@ pub use scan::Scan;
 pub use session_create::SessionCreate;
 pub use session_destroyall::SessionDestroyAll;
 pub use session_get::SessionGet;
+pub use session_list::UserOnly;
 pub use session_regenerate::SessionRegenerate;
 pub use session_set::SessionSet;
 pub use session_unset::SessionUnset;
@@ -189,10 +191,10 @@ pub enum Command {
     SessionRegenerate(SessionRegenerate),
     /// `SESSION.DESTROY id [id ...]` (the IDs are in `keys`).
     SessionDestroy(Keys),
-    /// `SESSION.LIST user` (the user is in `key`).
-    SessionList(KeyOnly),
-    /// `SESSION.COUNT user` (the user is in `key`).
-    SessionCount(KeyOnly),
+    /// `SESSION.LIST user`.
+    SessionList(UserOnly),
+    /// `SESSION.COUNT user`.
+    SessionCount(UserOnly),
     /// `SESSION.DESTROYALL user [EXCEPT id]`.
     SessionDestroyAll(SessionDestroyAll),
 }
@@ -380,9 +382,9 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Destroys sessions; returns how many existed.", |a| Ok(Command::SessionDestroy(Keys::parse(a)?))),
     spec!("session.list", 2, [READONLY], 0, 0, 0, [READ, SESSION, SLOW],
         "Returns a user's live session IDs, oldest first.",
-        |a| Ok(Command::SessionList(KeyOnly::parse(a)?))),
+        |a| Ok(Command::SessionList(UserOnly::parse(a)?))),
     spec!("session.count", 2, [READONLY, FAST], 0, 0, 0, [READ, SESSION, FAST],
-        "Returns how many live sessions a user has.", |a| Ok(Command::SessionCount(KeyOnly::parse(a)?))),
+        "Returns how many live sessions a user has.", |a| Ok(Command::SessionCount(UserOnly::parse(a)?))),
     spec!("session.destroyall", -2, [WRITE], 0, 0, 0, [WRITE, SESSION, SLOW],
         "Destroys every session of a user, optionally except one.",
         |a| Ok(Command::SessionDestroyAll(SessionDestroyAll::parse(a)?))),
@@ -601,6 +603,25 @@ mod tests {
         assert_eq!(scan.cursor, u64::MAX);
         assert_eq!(scan.count, 5);
         assert_eq!(scan.type_name.as_deref(), Some("string"));
+    }
+
+    #[test]
+    fn session_list_and_count_take_a_user() {
+        let alice = UserOnly {
+            user: Bytes::from_static(b"alice"),
+        };
+        assert_eq!(
+            parse("session.list alice"),
+            Ok(Command::SessionList(alice.clone()))
+        );
+        assert_eq!(
+            parse("SESSION.COUNT alice"),
+            Ok(Command::SessionCount(alice))
+        );
+        assert_eq!(
+            error("session.count a b"),
+            "ERR wrong number of arguments for 'session.count' command"
+        );
     }
 
     /// One line per command as COMMAND INFO shows it: name, arity, key positions, flags and ACL
