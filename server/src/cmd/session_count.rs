@@ -10,6 +10,6 @@ use super::Ctx;
 pub fn session_count(ctx: &mut Ctx<'_>, cmd: UserOnly) -> Frame {
     let count = ctx
         .store
-        .count_sessions(ctx.session.session_prefix(), &cmd.user);
+        .count_sessions(ctx.conn.session_prefix(), &cmd.user);
     Frame::Integer(i64::try_from(count).unwrap_or(i64::MAX))
 }

@@ -10,7 +10,7 @@ use super::{bulk_size, header_size, Ctx, Reply};
 pub fn session_list(ctx: &mut Ctx<'_>, cmd: UserOnly) -> Reply {
     let ids = ctx
         .store
-        .list_sessions(ctx.session.session_prefix(), &cmd.user, ctx.now_ms);
+        .list_sessions(ctx.conn.session_prefix(), &cmd.user, ctx.now_ms);
     let size = header_size(ids.len()) + ids.iter().map(|id| bulk_size(id.len())).sum::<usize>();
     if !ctx.fits(size) {
         return Reply::over_limit();

@@ -23,7 +23,7 @@ pub fn shutdown(ctx: &mut Ctx<'_>, cmd: Shutdown) -> Reply {
         .into();
     }
     tracing::info!(
-        peer = %ctx.session.client().peer,
+        peer = %ctx.conn.client().peer,
         nosave = cmd.nosave,
         force = cmd.force,
         now = cmd.now,
