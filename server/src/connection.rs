@@ -33,7 +33,7 @@ use crate::clients::ClientState;
 use crate::clock::BatchClock;
 use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::LocalStats;
 use sessiond_protocol::{Frame, RequestDecoder};
 
@@ -186,7 +186,7 @@ where
                         return finish(shared, &mut local);
                     }
                     shared.wait_for_failed_shutdown(failed_before).await;
-                    Frame::error(crate::server::SHUTDOWN_FAILED)
+                    Frame::error(crate::shared::SHUTDOWN_FAILED)
                         .encode(conn.version(), &mut output);
                     clock.stale();
                     then = Then::Continue;

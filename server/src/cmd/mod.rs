@@ -53,7 +53,7 @@ use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
 use crate::clock::BatchClock;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::LocalStats;
 use crate::store::Store;
 
@@ -78,7 +78,7 @@ pub enum Then {
     /// without sending what is pending, as Redis closes such a client.
     OutputLimit,
     /// Wait for the shutdown just requested (SHUTDOWN whose final save may fail): the server
-    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on. It
+    /// exits, or it answers [`crate::shared::SHUTDOWN_FAILED`] and the connection goes on. It
     /// carries the count of failed shutdowns before this one was requested, so a failure that
     /// comes before the connection starts waiting is not missed.
     AwaitShutdown(u64),

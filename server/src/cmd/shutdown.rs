@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::Shutdown;
 use sessiond_protocol::Frame;
 
 use super::{Ctx, Reply, Then};
-use crate::server::ShutdownRequest;
+use crate::shared::ShutdownRequest;
 
 /// Starts a graceful shutdown; like Redis, a successful SHUTDOWN sends no reply and the
 /// connection closes. When the final snapshot may fail (persistence on, neither NOSAVE nor
