@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sessiond_protocol::cmd::CommandSpec;
+use sessiond_protocol::cmd::{AclCategories, CommandSpec};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -84,14 +84,17 @@ impl Category {
     /// The category `spec` needs, from its Redis ACL categories: `@admin` and `@dangerous`
     /// commands are admin ones, then `@session`, `@write`, `@read`; `None`: a connection command.
     pub fn of(spec: &CommandSpec) -> Option<Category> {
-        let has = |c: &str| spec.categories.contains(&c);
-        if has("@admin") || has("@dangerous") {
+        let has = |c: AclCategories| spec.categories.contains(c);
+        if spec
+            .categories
+            .intersects(AclCategories::ADMIN.with(AclCategories::DANGEROUS))
+        {
             Some(Category::Admin)
-        } else if has("@session") {
+        } else if has(AclCategories::SESSION) {
             Some(Category::Session)
-        } else if has("@write") {
+        } else if has(AclCategories::WRITE) {
             Some(Category::Write)
-        } else if has("@read") {
+        } else if has(AclCategories::READ) {
             Some(Category::Read)
         } else {
             None

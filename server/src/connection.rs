@@ -31,9 +31,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::clients::ClientState;
 use crate::clock::BatchClock;
-use crate::cmd::{self, Session, Then};
+use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::LocalStats;
 use sessiond_protocol::{Frame, RequestDecoder};
 
@@ -61,9 +61,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let full_limits = shared.config.limits;
-    let mut session = Session::new(client, shared.auth.initial_user());
+    let mut conn = ConnState::new(client, shared.auth.initial_user());
     // Before authentication, a peer may make the server hold very little on its behalf.
-    let mut authenticated = session.authenticated();
+    let mut authenticated = conn.authenticated();
     let mut decoder = RequestDecoder::new(if authenticated {
         full_limits
     } else {
@@ -102,11 +102,11 @@ where
             }
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(peer = %session.client().peer, "closing idle client (--timeout)");
+                tracing::info!(peer = %conn.client().peer, "closing idle client (--timeout)");
                 break true;
             }
             Err(error) => {
-                tracing::debug!(%error, peer = %session.client().peer, "read failed");
+                tracing::debug!(%error, peer = %conn.client().peer, "read failed");
                 break false;
             }
         }
@@ -139,31 +139,25 @@ where
             }
             if decoded.len() > 1 {
                 for args in &decoded {
-                    cmd::prefetch(&shared.store, &session, args);
+                    cmd::prefetch(&shared.store, &conn, args);
                 }
             }
             // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
-            let early = write_early(shared, &session);
+            let early = write_early(shared, &conn);
             for args in decoded.drain(..) {
-                let reply = cmd::execute(
-                    shared,
-                    &mut session,
-                    &mut local,
-                    args,
-                    &mut clock,
-                    &mut output,
-                );
+                let reply =
+                    cmd::execute(shared, &mut conn, &mut local, args, &mut clock, &mut output);
                 if let Some(frame) = reply.frame {
-                    frame.encode(session.version(), &mut output);
+                    frame.encode(conn.version(), &mut output);
                 }
                 then = reply.then;
                 if then == Then::OutputLimit {
                     // As Redis: the client is closed, what is pending is not sent.
-                    closed_for_output_limit(shared, &session, output.len());
+                    closed_for_output_limit(shared, &conn, output.len());
                     return finish(shared, &mut local);
                 }
-                if session.authenticated() != authenticated {
-                    authenticated = session.authenticated();
+                if conn.authenticated() != authenticated {
+                    authenticated = conn.authenticated();
                     decoder.set_limits(if authenticated {
                         full_limits
                     } else {
@@ -173,7 +167,7 @@ where
                 if then == Then::Save {
                     // Replies already encoded go first, then SAVE's own once it is done.
                     let outcome = shared.persistence.save().await;
-                    cmd::save::save_reply(outcome).encode(session.version(), &mut output);
+                    cmd::save::save_reply(outcome).encode(conn.version(), &mut output);
                     clock.stale();
                     then = Then::Continue;
                 }
@@ -181,7 +175,7 @@ where
                     // The replies before it go now; the wait may be long.
                     if !flush(
                         shared,
-                        &session,
+                        &conn,
                         &mut socket,
                         &mut output,
                         &mut writes,
@@ -192,8 +186,8 @@ where
                         return finish(shared, &mut local);
                     }
                     shared.wait_for_failed_shutdown(failed_before).await;
-                    Frame::error(crate::server::SHUTDOWN_FAILED)
-                        .encode(session.version(), &mut output);
+                    Frame::error(crate::shared::SHUTDOWN_FAILED)
+                        .encode(conn.version(), &mut output);
                     clock.stale();
                     then = Then::Continue;
                 }
@@ -204,7 +198,7 @@ where
                 if output.len() >= early {
                     if !flush(
                         shared,
-                        &session,
+                        &conn,
                         &mut socket,
                         &mut output,
                         &mut writes,
@@ -221,15 +215,15 @@ where
             if let Some(error) = malformed {
                 shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 if authenticated {
-                    tracing::debug!(%error, peer = %session.client().peer, "closing connection on protocol error");
+                    tracing::debug!(%error, peer = %conn.client().peer, "closing connection on protocol error");
                 } else {
                     shared
                         .stats
                         .unauthenticated_limit_disconnections
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, peer = %session.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
+                    tracing::warn!(%error, peer = %conn.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
                 }
-                Frame::error(format!("ERR {error}")).encode(session.version(), &mut output);
+                Frame::error(format!("ERR {error}")).encode(conn.version(), &mut output);
                 then = Then::Close;
                 break;
             }
@@ -239,7 +233,7 @@ where
         }
         if !flush(
             shared,
-            &session,
+            &conn,
             &mut socket,
             &mut output,
             &mut writes,
@@ -279,8 +273,8 @@ struct WriteState {
 
 /// The output limits of the connection's class: `client-output-buffer-limit`'s normal class,
 /// or before authentication a hard cap of [`UNAUTHENTICATED_OUTPUT_CAP`].
-fn output_limit(shared: &Shared, session: &Session) -> ClassLimit {
-    if session.authenticated() {
+fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
+    if conn.authenticated() {
         shared.config.output_limits.normal
     } else {
         ClassLimit {
@@ -295,8 +289,8 @@ fn output_limit(shared: &Shared, session: &Session) -> ClassLimit {
 /// always fits after others, and output past the limit (a reply no command checks) is offered
 /// to the client at once, what it does not take closing it. (Before authentication, the cap
 /// is meant to close a client that does not read, not to make it wait.)
-fn write_early(shared: &Shared, session: &Session) -> usize {
-    if session.authenticated() {
+fn write_early(shared: &Shared, conn: &ConnState) -> usize {
+    if conn.authenticated() {
         WRITE_EARLY.min(shared.config.output_limits.normal.hard() / 2)
     } else {
         WRITE_EARLY
@@ -305,14 +299,14 @@ fn write_early(shared: &Shared, session: &Session) -> usize {
 
 /// Counts and logs a client closed for its output limits, in Redis's words (never a key or a
 /// value: only the peer, the user and the size).
-fn closed_for_output_limit(shared: &Shared, session: &Session, pending: usize) {
+fn closed_for_output_limit(shared: &Shared, conn: &ConnState, pending: usize) {
     shared
         .stats
         .client_output_buffer_limit_disconnections
         .fetch_add(1, Ordering::Relaxed);
-    let user = session.user().map_or("", |u| u.name.as_str());
+    let user = conn.user().map_or("", |u| u.name.as_str());
     tracing::warn!(
-        peer = %session.client().peer,
+        peer = %conn.client().peer,
         user,
         pending,
         "client scheduled to be closed ASAP for overcoming of output buffer limits"
@@ -356,14 +350,14 @@ async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
 /// next request.
 async fn flush<S: AsyncWrite + Unpin>(
     shared: &Shared,
-    session: &Session,
+    conn: &ConnState,
     socket: &mut S,
     output: &mut BytesMut,
     writes: &mut WriteState,
     local: &mut LocalStats,
 ) -> bool {
-    let limit = output_limit(shared, session);
-    let peer = session.client().peer;
+    let limit = output_limit(shared, conn);
+    let peer = conn.client().peer;
     let stalled = || {
         shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
@@ -376,7 +370,7 @@ async fn flush<S: AsyncWrite + Unpin>(
                 let soft_deadline = match writes.soft_limit.judge(&limit, output.len(), now.into())
                 {
                     Verdict::Close => {
-                        closed_for_output_limit(shared, session, output.len());
+                        closed_for_output_limit(shared, conn, output.len());
                         return false;
                     }
                     Verdict::Wait => None,
@@ -391,7 +385,7 @@ async fn flush<S: AsyncWrite + Unpin>(
                     Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
                         Ok(written) => written,
                         Err(_) if Some(deadline) == soft_deadline => {
-                            closed_for_output_limit(shared, session, output.len());
+                            closed_for_output_limit(shared, conn, output.len());
                             return false;
                         }
                         Err(_) => return stalled(),

@@ -14,6 +14,7 @@
 //!
 //! - [`config`]: flags, environment and TOML file → validated [`Config`].
 //! - [`server`]: the accept loops (plaintext and TLS), `maxclients`, graceful shutdown.
+//! - [`shared`]: the state every connection shares, below the connections and the commands.
 //! - [`connection`]: one task per connection; decode all, execute all, one write.
 //! - [`tls`]: the TLS listener's certificates (rustls, ring) and handshake.
 //! - [`cmd`]: the effect of each command.
@@ -33,11 +34,13 @@ pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
 pub mod server;
+pub mod shared;
 pub mod stats;
 pub mod store;
 pub mod tls;
 
 pub use clock::{Clock, ManualClock};
 pub use config::{Config, ConfigError, LogFormat, RawConfig};
-pub use server::{build_runtime, run, Server, ServerError, Shared};
+pub use server::{build_runtime, run, Server, ServerError};
+pub use shared::Shared;
 pub use store::Store;

@@ -5,9 +5,9 @@
 //! use them) has a hard limit, past which the client is closed at once, and a soft limit, above
 //! which it may stay for `soft-seconds` at most. Pending output is what the server holds and
 //! the client has not taken: replies already in the kernel's socket buffer do not count.
-//! Commands check the hard limit while they build a reply ([`crate::cmd::Ctx::fits`]), so a
-//! reply that would cross it is never built; the connection checks both while it waits for a
-//! client to read ([`crate::connection`]).
+//! Commands check the hard limit while they build a reply (`Ctx::fits` in `cmd`), so a reply
+//! that would cross it is never built; the connection loop checks both while it waits for a
+//! client to read.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The accept loop, shared state and graceful shutdown.
+//! The accept loop and graceful shutdown.
 //!
 //! [`Server::run`] accepts connections until its shutdown future resolves or a client sends
 //! `SHUTDOWN`; then it stops accepting, tells every connection to finish the commands it has
@@ -12,7 +12,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -20,128 +19,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
-use crate::clients::{ClientState, Clients};
+use crate::clients::ClientState;
 use crate::config::Config;
 use crate::connection;
 use crate::persist::{self, Persistence};
-use crate::stats::Stats;
+use crate::shared::Shared;
 use crate::store::Store;
 use crate::tls;
-
-/// State every connection shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// The validated configuration.
-    pub config: Config,
-    /// The keyspace.
-    pub store: Arc<Store>,
-    /// Connected clients.
-    pub clients: Clients,
-    /// Counters.
-    pub stats: Stats,
-    /// When the server started (monotonic), for uptime.
-    pub started: Instant,
-    /// The address the plaintext listener is bound to.
-    pub local_addr: SocketAddr,
-    /// The address the TLS listener is bound to, if there is one.
-    pub tls_local_addr: Option<SocketAddr>,
-    /// Snapshots.
-    pub persistence: Arc<Persistence>,
-    /// Who may connect.
-    pub auth: crate::auth::Auth,
-    /// Samples the log of authentication failures.
-    pub auth_failure_log: crate::auth::FailureLog,
-    /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
-    shutdown_request: std::sync::Mutex<ShutdownRequest>,
-    shutdown: watch::Sender<bool>,
-    /// The data directory's lock, held while the server lives (see [`persist::lock`]).
-    _data_dir_lock: Option<persist::lock::DirLock>,
-    /// Connections a drain waits for: every open one but those whose SHUTDOWN waits for the
-    /// outcome of the shutdown itself.
-    draining: watch::Sender<usize>,
-    /// Shutdowns given up because their final save failed; SHUTDOWN callers wait for it to move.
-    failed_shutdowns: watch::Sender<u64>,
-}
-
-/// SHUTDOWN's options, as Redis 7 has them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShutdownRequest {
-    /// Write a final snapshot (with persistence on); NOSAVE clears it.
-    pub save: bool,
-    /// Exit even if the final snapshot fails (FORCE).
-    pub force: bool,
-    /// Do not wait for the connections to finish (NOW).
-    pub now: bool,
-}
-
-impl Default for ShutdownRequest {
-    fn default() -> Self {
-        ShutdownRequest {
-            save: true,
-            force: false,
-            now: false,
-        }
-    }
-}
-
-/// SHUTDOWN's error when the final save failed and the server keeps running (Redis's words).
-pub const SHUTDOWN_FAILED: &str = "ERR Errors trying to SHUTDOWN. Check logs.";
-
-impl Shared {
-    /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).
-    pub fn request_shutdown(&self) {
-        self.shutdown.send_replace(true);
-    }
-
-    /// Asks the server to shut down with SHUTDOWN's options; returns how many shutdowns had
-    /// failed before (see [`Shared::wait_for_failed_shutdown`]).
-    pub fn request_shutdown_with(&self, request: ShutdownRequest) -> u64 {
-        let failed_before = *self.failed_shutdowns.borrow();
-        *self
-            .shutdown_request
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = request;
-        self.request_shutdown();
-        failed_before
-    }
-
-    /// Sets whether shutting down writes a final snapshot.
-    pub fn set_final_save(&self, save: bool) {
-        self.shutdown_request
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .save = save;
-    }
-
-    fn take_shutdown_request(&self) -> ShutdownRequest {
-        *self
-            .shutdown_request
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits, from a connection that sent SHUTDOWN, until the shutdown fails: its final save
-    /// failed and the server serves on (more than `failed_before` shutdowns have failed, the
-    /// count [`Shared::request_shutdown_with`] returned, so a failure before the wait began
-    /// counts). It never returns when the server exits. The caller's connection does not hold
-    /// up the drain meanwhile.
-    pub async fn wait_for_failed_shutdown(&self, failed_before: u64) {
-        let mut failures = self.failed_shutdowns.subscribe();
-        self.draining.send_modify(|n| *n = n.saturating_sub(1));
-        let _ = failures.wait_for(|failed| *failed > failed_before).await;
-        self.draining.send_modify(|n| *n += 1);
-    }
-
-    /// Whether a shutdown has been requested.
-    pub fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    /// A receiver that changes to `true` when shutdown begins.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
-    }
-}
 
 /// Failures that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -239,23 +123,15 @@ impl Server {
                 "protected mode is off and no password is set: anyone who can reach this port can read and end every session"
             );
         }
-        let shared = Arc::new(Shared {
-            auth,
-            auth_failure_log: crate::auth::FailureLog::default(),
+        let shared = Arc::new(Shared::new(
             config,
             store,
-            clients: Clients::default(),
-            stats: Stats::default(),
-            started: Instant::now(),
+            persistence,
+            auth,
             local_addr,
             tls_local_addr,
-            persistence,
-            shutdown_request: std::sync::Mutex::new(ShutdownRequest::default()),
-            shutdown: watch::Sender::new(false),
-            _data_dir_lock: data_dir_lock,
-            draining: watch::Sender::new(0),
-            failed_shutdowns: watch::Sender::new(0),
-        });
+            data_dir_lock,
+        ));
         Ok(Server {
             shared,
             listener,
@@ -362,8 +238,7 @@ impl Server {
                 "shutting down: no longer accepting, draining connections"
             );
             if !request.now {
-                let mut draining = shared.draining.subscribe();
-                let drained = tokio::time::timeout(grace, draining.wait_for(|n| *n == 0));
+                let drained = tokio::time::timeout(grace, shared.drained());
                 tokio::select! {
                     drained = drained => if drained.is_err() {
                         tracing::warn!(
@@ -415,12 +290,7 @@ impl Server {
                          sessiond keeps serving (SHUTDOWN NOSAVE or FORCE, or a second signal \
                          during a shutdown, exits without it)"
                     );
-                    *shared
-                        .shutdown_request
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = ShutdownRequest::default();
-                    shared.shutdown.send_replace(false);
-                    shared.failed_shutdowns.send_modify(|n| *n += 1);
+                    shared.shutdown_failed();
                 }
             }
         }
@@ -538,7 +408,7 @@ fn admit(
     let client = shared.clients.register(peer, local);
     let shared = shared.clone();
     let tls = tls.cloned();
-    shared.draining.send_modify(|n| *n += 1);
+    shared.hold_drain();
     tracker.spawn(async move {
         let id = client.id;
         tracing::debug!(%peer, id, tls = tls.is_some(), "client connected");
@@ -567,7 +437,7 @@ fn admit(
             _ => serve.await,
         }
         shared.clients.unregister(id);
-        shared.draining.send_modify(|n| *n = n.saturating_sub(1));
+        shared.release_drain();
         tracing::debug!(%peer, id, "client disconnected");
     });
 }

@@ -8,7 +8,7 @@ use super::Ctx;
 
 /// Runs a CLIENT subcommand.
 pub fn client(ctx: &mut Ctx<'_>, cmd: Client) -> Frame {
-    let me = ctx.session.client();
+    let me = ctx.conn.client();
     match cmd {
         Client::Id => Frame::Integer(me.id as i64),
         Client::SetName(name) => {

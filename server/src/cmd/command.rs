@@ -1,7 +1,7 @@
 //! `COMMAND`, `COMMAND COUNT|LIST|INFO|DOCS|HELP`, from the protocol crate's command table.
 
 use bytes::Bytes;
-use sessiond_protocol::cmd::{lookup, CommandInfo, CommandSpec, COMMANDS};
+use sessiond_protocol::cmd::{lookup, AclCategories, CommandInfo, CommandSpec, COMMANDS};
 use sessiond_protocol::Frame;
 
 use super::Ctx;
@@ -62,18 +62,21 @@ fn text(s: &'static str) -> Frame {
     Frame::Bulk(Bytes::from_static(s.as_bytes()))
 }
 
+/// A set of flags or ACL categories, as COMMAND INFO shows it.
+fn statuses(names: impl Iterator<Item = &'static str>) -> Frame {
+    Frame::Set(names.map(Frame::simple).collect())
+}
+
 /// The COMMAND INFO array of one command, in Redis 7's shape.
 fn describe(spec: &CommandSpec) -> Frame {
-    let statuses =
-        |items: &[&'static str]| Frame::Set(items.iter().map(|s| Frame::simple(s)).collect());
     Frame::Array(vec![
         text(spec.name),
         Frame::Integer(i64::from(spec.arity)),
-        statuses(spec.flags),
+        statuses(spec.flags.names()),
         Frame::Integer(i64::from(spec.first_key)),
         Frame::Integer(i64::from(spec.last_key)),
         Frame::Integer(i64::from(spec.step)),
-        statuses(spec.categories),
+        statuses(spec.categories.names()),
         Frame::Array(Vec::new()),
         Frame::Array(Vec::new()),
         Frame::Array(Vec::new()),
@@ -81,16 +84,15 @@ fn describe(spec: &CommandSpec) -> Frame {
 }
 
 fn docs(spec: &CommandSpec) -> Frame {
-    let group = spec
-        .categories
-        .iter()
-        .find_map(|c| match *c {
-            "@string" => Some("string"),
-            "@keyspace" => Some("generic"),
-            "@connection" => Some("connection"),
-            _ => None,
-        })
-        .unwrap_or("server");
+    // No command is in more than one of these categories.
+    let group = [
+        (AclCategories::STRING, "string"),
+        (AclCategories::KEYSPACE, "generic"),
+        (AclCategories::CONNECTION, "connection"),
+    ]
+    .into_iter()
+    .find_map(|(category, group)| spec.categories.contains(category).then_some(group))
+    .unwrap_or("server");
     Frame::Map(vec![
         (text("summary"), text(spec.summary)),
         (text("since"), text("1.0.0")),

@@ -21,7 +21,7 @@ pub fn ping(_ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
 /// `HELLO`: switches the protocol version and answers with the server's description.
 pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Reply {
     let version = match cmd.protover {
-        None => ctx.session.version(),
+        None => ctx.conn.version(),
         Some(2) => ProtocolVersion::Resp2,
         Some(3) => ProtocolVersion::Resp3,
         Some(_) => return Frame::error("NOPROTO unsupported protocol version").into(),
@@ -32,7 +32,7 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Reply {
                 return refusal;
             }
         }
-        None if !ctx.session.authenticated() => {
+        None if !ctx.conn.authenticated() => {
             return Frame::error(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
                  HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client \
@@ -49,17 +49,17 @@ pub fn hello(ctx: &mut Ctx<'_>, cmd: Hello) -> Reply {
             )
             .into();
         }
-        ctx.session
+        ctx.conn
             .client()
             .set_name(String::from_utf8_lossy(&name).into_owned());
     }
-    ctx.session.set_version(version);
+    ctx.conn.set_version(version);
     let text = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
     Frame::Map(vec![
         (text("server"), text("sessiond")),
         (text("version"), text(REDIS_COMPAT_VERSION)),
         (text("proto"), Frame::Integer(version.number())),
-        (text("id"), Frame::Integer(ctx.session.client().id as i64)),
+        (text("id"), Frame::Integer(ctx.conn.client().id as i64)),
         (text("mode"), text("standalone")),
         (text("role"), text("master")),
         (text("modules"), Frame::Array(Vec::new())),
@@ -89,18 +89,18 @@ pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Reply {
 fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Reply> {
     use std::sync::atomic::Ordering::Relaxed;
     if let Some(user) = ctx.shared.auth.check(user.map(|u| &u[..]), password) {
-        ctx.session.set_user(Some(user));
+        ctx.conn.set_user(Some(user));
         return None;
     }
     let stats = &ctx.shared.stats;
     stats.auth_failures.fetch_add(1, Relaxed);
-    ctx.session.auth_failures = ctx.session.auth_failures.saturating_add(1);
+    ctx.conn.auth_failures = ctx.conn.auth_failures.saturating_add(1);
     let limit = ctx.shared.config.max_auth_failures;
-    let close = limit > 0 && ctx.session.auth_failures >= limit;
+    let close = limit > 0 && ctx.conn.auth_failures >= limit;
     if close {
         stats.auth_failure_disconnections.fetch_add(1, Relaxed);
     }
-    let peer = ctx.session.client().peer;
+    let peer = ctx.conn.client().peer;
     if let Some(suppressed) = ctx
         .shared
         .auth_failure_log
@@ -108,7 +108,7 @@ fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Opt
     {
         tracing::warn!(
             %peer,
-            failures_on_connection = ctx.session.auth_failures,
+            failures_on_connection = ctx.conn.auth_failures,
             closing = close,
             not_logged_since_last_line = suppressed,
             "authentication failed"
@@ -134,11 +134,11 @@ pub fn select(cmd: Select) -> Frame {
 /// `RESET`: back to a new connection's state (RESP2, no name, unauthenticated when a password
 /// is required).
 pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
-    ctx.session.set_version(ProtocolVersion::Resp2);
-    ctx.session.set_user(ctx.shared.auth.initial_user());
-    if !ctx.session.authenticated() {
-        ctx.session.client().set_user(String::new());
+    ctx.conn.set_version(ProtocolVersion::Resp2);
+    ctx.conn.set_user(ctx.shared.auth.initial_user());
+    if !ctx.conn.authenticated() {
+        ctx.conn.client().set_user(String::new());
     }
-    ctx.session.client().set_name(String::new());
+    ctx.conn.client().set_name(String::new());
     Frame::simple("RESET")
 }

@@ -9,7 +9,7 @@ use sessiond_protocol::Frame;
 use super::client::verbatim;
 use super::connection::REDIS_COMPAT_VERSION;
 use super::Ctx;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::store::SessionStats;
 

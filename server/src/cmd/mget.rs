@@ -21,7 +21,7 @@ enum Read {
 /// lock; at the first string that would take the output past its limit, the reply stops (the
 /// connection is then closed).
 pub fn mget(ctx: &mut Ctx<'_>, cmd: Keys) -> Reply {
-    let version = ctx.session.version();
+    let version = ctx.conn.version();
     let limit = ctx.out_limit;
     sessiond_protocol::put_header(ctx.out, b'*', cmd.keys.len());
     for key in &cmd.keys {

@@ -47,12 +47,13 @@ mod type_;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
 use crate::clock::BatchClock;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::LocalStats;
 use crate::store::Store;
 
@@ -77,7 +78,7 @@ pub enum Then {
     /// without sending what is pending, as Redis closes such a client.
     OutputLimit,
     /// Wait for the shutdown just requested (SHUTDOWN whose final save may fail): the server
-    /// exits, or it answers [`crate::server::SHUTDOWN_FAILED`] and the connection goes on. It
+    /// exits, or it answers [`crate::shared::SHUTDOWN_FAILED`] and the connection goes on. It
     /// carries the count of failed shutdowns before this one was requested, so a failure that
     /// comes before the connection starts waiting is not missed.
     AwaitShutdown(u64),
@@ -122,7 +123,7 @@ impl From<Frame> for Reply {
 
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
-pub struct Session {
+pub struct ConnState {
     client: Arc<ClientState>,
     version: ProtocolVersion,
     /// Who the connection is authenticated as; `None`: nobody yet.
@@ -133,19 +134,19 @@ pub struct Session {
     auth_failures: u32,
 }
 
-impl Session {
+impl ConnState {
     /// The state of a new connection: RESP2, no name, and the user new connections start as
     /// (`None` when a password is required).
-    pub fn new(client: Arc<ClientState>, user: Option<Arc<User>>) -> Session {
-        let mut session = Session {
+    pub fn new(client: Arc<ClientState>, user: Option<Arc<User>>) -> ConnState {
+        let mut conn = ConnState {
             client,
             version: ProtocolVersion::Resp2,
             user: None,
             restricted: false,
             auth_failures: 0,
         };
-        session.set_user(user);
-        session
+        conn.set_user(user);
+        conn
     }
 
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
@@ -202,7 +203,7 @@ pub struct Ctx<'a> {
     /// The keyspace.
     pub store: &'a Store,
     /// This connection.
-    pub session: &'a mut Session,
+    pub conn: &'a mut ConnState,
     /// This connection's counters.
     pub stats: &'a mut LocalStats,
     /// The time the command runs at, Unix ms (one reading serves a few pipelined commands: see
@@ -286,11 +287,11 @@ pub fn may_change_authentication(args: &[Bytes]) -> bool {
 /// pipelined commands (see [`Store::prefetch`]); any other command is left alone, and so are
 /// the commands of a client not yet authenticated or of a restricted user, whose keys are only
 /// touched once they are permitted.
-pub fn prefetch(store: &Store, session: &Session, args: &[Bytes]) {
+pub fn prefetch(store: &Store, conn: &ConnState, args: &[Bytes]) {
     let [name, keys @ ..] = args else {
         return;
     };
-    if session.user.is_none() || session.restricted || keys.is_empty() {
+    if conn.user.is_none() || conn.restricted || keys.is_empty() {
         return;
     }
     if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"SET") {
@@ -307,7 +308,7 @@ pub fn prefetch(store: &Store, session: &Session, args: &[Bytes]) {
 /// returned frame or, for a command that writes it itself, already at the end of `out`.
 pub fn execute(
     shared: &Arc<Shared>,
-    session: &mut Session,
+    conn: &mut ConnState,
     stats: &mut LocalStats,
     args: Vec<Bytes>,
     clock: &mut BatchClock,
@@ -320,22 +321,22 @@ pub fn execute(
     };
     // A limited user's permissions are checked against the arguments once they parse (Redis
     // answers arity errors before NOPERM); the argument handles are kept only for them.
-    let kept = session.restricted.then(|| args.clone());
+    let kept = conn.restricted.then(|| args.clone());
     let (index, parsed) = Command::parse_indexed(args);
     if let Some(index) = index {
-        session.client.record_command(index);
+        conn.client.record_command(index);
     }
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
-    if session.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(&"no_auth")) {
+    if conn.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(CommandFlags::NO_AUTH)) {
         return Frame::error("NOAUTH Authentication required.").into();
     }
     let command = match parsed {
         Ok(command) => command,
         Err(e) => return error(e).into(),
     };
-    if let (Some(args), Some(spec), Some(user)) = (kept, spec, &session.user) {
+    if let (Some(args), Some(spec), Some(user)) = (kept, spec, &conn.user) {
         if let Err(denied) = user.permit(spec, &args) {
-            return refuse(shared, session, spec.name, denied).into();
+            return refuse(shared, conn, spec.name, denied).into();
         }
     }
     let now_ms = clock.now_ms(shared.store.clock());
@@ -348,7 +349,7 @@ pub fn execute(
         return Frame::error(MISCONF).into();
     }
     if config.maxmemory > 0
-        && spec.is_some_and(|spec| spec.flags.contains(&"denyoom"))
+        && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !shared
             .store
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
@@ -359,7 +360,7 @@ pub fn execute(
     let mut ctx = Ctx {
         shared,
         store: &shared.store,
-        session,
+        conn,
         stats,
         now_ms,
         out,
@@ -450,7 +451,7 @@ pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but
 /// and SESSION.DESTROY and SESSION.DESTROYALL, which only end sessions: a logout, or "log out
 /// everywhere" after a compromise, must work while the disk is full.
 fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
-    spec.flags.contains(&"write")
+    spec.flags.contains(CommandFlags::WRITE)
         && !matches!(
             spec.name,
             "session.get" | "session.destroy" | "session.destroyall"
@@ -465,15 +466,14 @@ fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool 
 /// reading serves a batch for at most `BatchClock::REUSE - 1` short commands' time.
 fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
     spec.flags
-        .iter()
-        .any(|&flag| flag == "fast" || flag == "denyoom")
+        .intersects(CommandFlags::FAST.with(CommandFlags::DENYOOM))
 }
 
 /// The NOPERM reply to a refused command, counted and logged (the user and the command, never
 /// the key: it may be a session ID).
-fn refuse(shared: &Shared, session: &Session, command: &str, denied: Denied) -> Frame {
-    let user = session.user.as_ref().map_or("", |u| u.name.as_str());
-    let peer = session.client.peer;
+fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> Frame {
+    let user = conn.user.as_ref().map_or("", |u| u.name.as_str());
+    let peer = conn.client.peer;
     match denied {
         Denied::Command => {
             shared

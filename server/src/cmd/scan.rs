@@ -29,7 +29,7 @@ pub fn scan(ctx: &mut Ctx<'_>, cmd: Scan) -> Reply {
     let (next, mut keys) = ctx.store.scan(cmd.cursor, count, filter, ctx.now_ms);
     // A user limited to some keys sees only those (a step may then return fewer than COUNT,
     // which SCAN allows); the cursor still walks the whole keyspace.
-    if let Some(allowed) = ctx.session.key_patterns() {
+    if let Some(allowed) = ctx.conn.key_patterns() {
         keys.retain(|key| allowed.allow(key));
     }
     let size = header_size(2)

@@ -26,7 +26,7 @@ pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
     let new = NewSession {
         // The creating user's namespace: its IDs match its key patterns, and only it lists them.
         prefix: ctx
-            .session
+            .conn
             .user()
             .map_or_else(Bytes::new, |u| u.session_prefix.clone()),
         user: cmd.user,

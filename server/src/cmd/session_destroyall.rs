@@ -9,7 +9,7 @@ use super::Ctx;
 /// with how many were destroyed. Costs O(that user's sessions).
 pub fn session_destroyall(ctx: &mut Ctx<'_>, cmd: SessionDestroyAll) -> Frame {
     let destroyed = ctx.store.destroy_sessions_of(
-        ctx.session.session_prefix(),
+        ctx.conn.session_prefix(),
         &cmd.user,
         cmd.except.as_deref(),
         ctx.now_ms,

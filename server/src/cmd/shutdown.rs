@@ -4,7 +4,7 @@ use sessiond_protocol::cmd::Shutdown;
 use sessiond_protocol::Frame;
 
 use super::{Ctx, Reply, Then};
-use crate::server::ShutdownRequest;
+use crate::shared::ShutdownRequest;
 
 /// Starts a graceful shutdown; like Redis, a successful SHUTDOWN sends no reply and the
 /// connection closes. When the final snapshot may fail (persistence on, neither NOSAVE nor
@@ -23,7 +23,7 @@ pub fn shutdown(ctx: &mut Ctx<'_>, cmd: Shutdown) -> Reply {
         .into();
     }
     tracing::info!(
-        peer = %ctx.session.client().peer,
+        peer = %ctx.conn.client().peer,
         nosave = cmd.nosave,
         force = cmd.force,
         now = cmd.now,
