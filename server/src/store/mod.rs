@@ -16,6 +16,7 @@ pub mod expiry;
 mod fields;
 pub mod journal;
 mod lazyfree;
+mod record;
 pub mod session;
 mod table;
 mod user_sessions;
@@ -32,13 +33,13 @@ use tokio::sync::watch;
 pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 use journal::{Journal, Recording};
+pub use record::Record;
 pub use session::{SessionRecord, SessionStats};
 use table::{is, Table};
 use user_sessions::UserSessions;
 
 use crate::clock::Clock;
 use crate::glob;
-use crate::persist::format::Record;
 use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
