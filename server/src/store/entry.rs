@@ -22,81 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 
-pub use super::fields::Fields;
-use super::session::SessionRecord;
-
-/// A value to store. The larger kinds are boxed so that passing one around stays cheap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    /// A binary-safe string (integers are strings too, as in Redis). It may be a slice of a
-    /// request: storing copies it into the key's node.
-    Str(Bytes),
-    /// A hash of fields to values.
-    Hash(Box<Fields>),
-    /// A native session.
-    Session(Box<SessionRecord>),
-}
-
-/// What to store under a key: a value and a deadline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The value.
-    pub value: Value,
-    /// Unix ms after which the key is gone; 0 means no deadline.
-    pub expires_at_ms: u64,
-}
-
-impl Entry {
-    /// A new entry; `expires_at_ms` 0 means persistent.
-    pub fn new(value: Value, expires_at_ms: u64) -> Entry {
-        Entry {
-            value,
-            expires_at_ms,
-        }
-    }
-}
-
-/// A stored value, borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueRef<'a> {
-    /// A string.
-    Str(&'a [u8]),
-    /// A hash.
-    Hash(&'a Fields),
-    /// A session.
-    Session(&'a SessionRecord),
-}
-
-impl<'a> ValueRef<'a> {
-    /// The name `TYPE` answers.
-    pub fn type_name(self) -> &'static str {
-        match self {
-            ValueRef::Str(_) => "string",
-            ValueRef::Hash(_) => "hash",
-            ValueRef::Session(_) => "session",
-        }
-    }
-
-    /// The session, if this is one.
-    pub fn as_session(self) -> Option<&'a SessionRecord> {
-        match self {
-            ValueRef::Session(session) => Some(session),
-            _ => None,
-        }
-    }
-}
-
-/// A stored value, mutably borrowed. A string's bytes are read-only: a command that changes a
-/// string stores a new [`Entry`] (its length may change, and the node with it).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ValueMut<'a> {
-    /// A string.
-    Str(&'a [u8]),
-    /// A hash.
-    Hash(&'a mut Fields),
-    /// A session.
-    Session(&'a mut SessionRecord),
-}
+use super::fields::Fields;
+use super::value::{Entry, SessionRecord, Value, ValueMut, ValueRef};
 
 /// A key's last use in seconds of the store's LRU clock, written under a shard's read lock by
 /// readers (hence atomic).
@@ -627,16 +554,6 @@ impl fmt::Debug for Node {
             .field("expires_at_ms", &self.expires_at_ms())
             .finish_non_exhaustive()
     }
-}
-
-/// Copies `data` into an allocation of its own.
-///
-/// Arguments decoded from a connection are slices of its read buffer; storing one as is would
-/// keep the whole buffer alive for as long as the key lives. Hash fields and session data are
-/// therefore copied once, into exactly-sized memory (keys and strings are copied into their
-/// node instead).
-pub fn owned(data: &Bytes) -> Bytes {
-    Bytes::copy_from_slice(data)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod record;
 pub mod session;
 mod table;
 mod user_sessions;
+mod value;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,13 +31,15 @@ use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef, KEY_OVERHEAD};
+pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
+pub use fields::Fields;
 use journal::{Journal, Recording};
 pub use record::Record;
-pub use session::{SessionRecord, SessionStats};
+pub use session::SessionStats;
 use table::{is, Table};
 use user_sessions::UserSessions;
+pub use value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 
 use crate::clock::Clock;
 use crate::glob;

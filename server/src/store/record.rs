@@ -11,8 +11,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Entry, Fields, Node, Value, ValueRef};
-use super::session::{deadline_ms, SessionRecord};
+use super::entry::Node;
+use super::fields::Fields;
+use super::value::{deadline_ms, Entry, SessionRecord, Value, ValueRef};
 
 /// One change to the keyspace: a key's whole state, or its removal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

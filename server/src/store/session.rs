@@ -20,65 +20,17 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::entry::Fields;
+use super::fields::Fields;
 use super::journal::Recording;
 use super::user_sessions::UserSessions;
-use super::{owned, Entry, Store, Value, ValueMut, ValueRef};
+use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
+use super::Store;
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
 pub const ID_BYTES: usize = 32;
 
 /// The characters of the random part of a session ID: `ID_BYTES` in base64url.
 pub const ID_LEN: usize = (ID_BYTES * 4).div_ceil(3);
-
-/// One session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The user it belongs to, if any.
-    pub user: Option<Bytes>,
-    /// Its data.
-    pub fields: Fields,
-    /// When it was created, Unix ms.
-    pub created_ms: u64,
-    /// When it was last used (GET, SET, UNSET, TOUCH), Unix ms.
-    pub last_access_ms: u64,
-    /// The idle timeout, ms.
-    pub idle_ms: u64,
-    /// The absolute timeout, ms, counted from `created_ms`.
-    pub absolute_ms: u64,
-    /// Starts at 1, +1 on every SET and UNSET.
-    pub version: u64,
-}
-
-impl SessionRecord {
-    /// The effective deadline: the earlier of the idle and the absolute one.
-    pub fn deadline_ms(&self) -> u64 {
-        deadline_ms(
-            self.created_ms,
-            self.last_access_ms,
-            self.idle_ms,
-            self.absolute_ms,
-        )
-    }
-
-    /// The bytes of data it holds (field names and values), kept as a running total.
-    pub fn data_bytes(&self) -> usize {
-        self.fields.data_bytes()
-    }
-}
-
-/// The latest deadline a session can have, Unix ms: the largest that a reply's 64-bit signed
-/// integer holds (EXPIRETIME, SESSION.INFO), so that huge timeouts (a configured default, a
-/// loaded record) mean "practically never" instead of wrapping around.
-pub const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
-
-/// A session's effective deadline: the earlier of the idle and the absolute one, at most
-/// [`MAX_DEADLINE_MS`].
-pub fn deadline_ms(created_ms: u64, last_access_ms: u64, idle_ms: u64, absolute_ms: u64) -> u64 {
-    let idle = last_access_ms.saturating_add(idle_ms);
-    let absolute = created_ms.saturating_add(absolute_ms);
-    idle.min(absolute).min(MAX_DEADLINE_MS)
-}
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
 /// [`ID_BYTES`] from the operating system's CSPRNG in base64url.
