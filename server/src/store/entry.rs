@@ -59,7 +59,7 @@ struct Head {
     /// Unix ms after which the key is gone; 0 means no deadline.
     expires_at_ms: u64,
     /// The expiry-index tick this key is queued under; 0 means not queued. See
-    /// [`super::expiry`]: at most one queued position per key, so sliding deadlines cost nothing.
+    /// `expiry.rs`: at most one queued position per key, so sliding deadlines cost nothing.
     queued_tick: u32,
     /// When the key was last read or written, for the LRU eviction policies.
     last_use: LastUse,
