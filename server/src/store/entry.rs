@@ -472,19 +472,27 @@ impl Node {
     /// bytes plus fixed estimates of the structures around them. O(1): a hash's or a session's
     /// field bytes are a running total ([`Fields::data_bytes`]), not a walk.
     pub fn footprint(&self) -> u64 {
+        self.footprint_and_is_session().0
+    }
+
+    /// [`Node::footprint`], and whether this is a session, from one look at the value: what the
+    /// store's totals count on every write.
+    #[inline]
+    pub(super) fn footprint_and_is_session(&self) -> (u64, bool) {
         let fields = |fields: &Fields| -> u64 {
             fields.data_bytes() as u64 + fields.len() as u64 * FIELD_OVERHEAD
         };
-        let value = match self.value() {
-            ValueRef::Str(string) => string.len() as u64,
-            ValueRef::Hash(hash) => COMPLEX_OVERHEAD + fields(hash),
-            ValueRef::Session(session) => {
+        let (value, session) = match self.value() {
+            ValueRef::Str(string) => (string.len() as u64, false),
+            ValueRef::Hash(hash) => (COMPLEX_OVERHEAD + fields(hash), false),
+            ValueRef::Session(session) => (
                 COMPLEX_OVERHEAD
                     + fields(&session.fields)
-                    + session.user.as_ref().map_or(0, |u| u.len() as u64)
-            }
+                    + session.user.as_ref().map_or(0, |u| u.len() as u64),
+                true,
+            ),
         };
-        KEY_OVERHEAD + self.key().len() as u64 + value
+        (KEY_OVERHEAD + self.key().len() as u64 + value, session)
     }
 }
 

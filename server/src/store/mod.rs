@@ -7,9 +7,11 @@
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
 //!
-//! Only this module mutates entries, so the bookkeeping that follows every write (the count of
-//! keys with a deadline, the expiry index) lives in one place.
+//! Only this module mutates entries, so the bookkeeping that follows every write lives in one
+//! place: the totals over the keys (`used_memory`, the keys with a deadline, the live sessions)
+//! change only through `Store::account` (`accounting.rs`).
 
+mod accounting;
 mod entry;
 pub mod evict;
 pub mod expiry;
@@ -30,6 +32,7 @@ use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
+use accounting::Tally;
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
@@ -95,24 +98,25 @@ pub(crate) enum Removal {
 /// What an entry was counted as before a change: the bookkeeping that follows compares.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Before {
-    /// Its deadline, Unix ms; 0 means none (the volatile count; the expiry index).
+    /// Its deadline, Unix ms; 0 means none (the expiry index).
     expires_at_ms: u64,
-    /// Its footprint in `used_memory`.
-    footprint: u64,
+    /// What it counted for in the store's totals.
+    tally: Tally,
 }
 
 impl Before {
     /// Nothing: the key did not exist.
     const NOTHING: Before = Before {
         expires_at_ms: 0,
-        footprint: 0,
+        tally: Tally::NOTHING,
     };
 
     /// What `node` is counted as now.
+    #[inline]
     fn of(node: &Node) -> Before {
         Before {
             expires_at_ms: node.expires_at_ms(),
-            footprint: node.footprint(),
+            tally: Tally::of(node),
         }
     }
 }
@@ -405,14 +409,12 @@ impl Store {
 
     /// [`Store::flush`] after its indexes were cleared: every shard emptied in turn.
     fn flush_shards(&self, rec: &Recording<'_>) {
-        let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
+        let (mut flushed, mut removed) = (Tally::NOTHING, 0);
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
-            let sessions_before = sessions;
+            let sessions_before = flushed.sessions;
             for node in shard.iter() {
-                footprint += node.footprint();
-                volatile += i64::from(node.expires_at_ms() != 0);
-                sessions += i64::from(node.is_session());
+                flushed.add(node);
                 removed += 1;
                 self.journal_delete(shard_index, node.key(), rec);
             }
@@ -420,18 +422,16 @@ impl Store {
             drop(shard);
             // Unindexed (a second walk, only where there are sessions) and freed with the lock
             // released.
-            if sessions > sessions_before {
+            if flushed.sessions > sessions_before {
                 self.unindex_flushed(&nodes);
             }
             drop(nodes);
         }
         self.changes.add(removed);
-        self.used.sub(footprint);
-        self.volatile.fetch_sub(volatile, Ordering::Relaxed);
-        self.sessions.live.fetch_sub(sessions, Ordering::Relaxed);
+        self.account(flushed, Tally::NOTHING);
         self.sessions
             .destroyed
-            .fetch_add(sessions as u64, Ordering::Relaxed);
+            .fetch_add(flushed.sessions, Ordering::Relaxed);
     }
 
     /// Takes the sessions of a flushed shard out of their users' lists. The per-user index is
@@ -491,14 +491,10 @@ impl Store {
         while let Some(table) = self.lazy_free.next() {
             self.unindex_flushed(&table);
             let freed = lazyfree::free(table);
-            self.used.sub(freed.footprint);
-            self.volatile.fetch_sub(freed.volatile, Ordering::Relaxed);
-            self.sessions
-                .live
-                .fetch_sub(freed.sessions, Ordering::Relaxed);
+            self.account(freed.tally, Tally::NOTHING);
             self.sessions
                 .destroyed
-                .fetch_add(freed.sessions as u64, Ordering::Relaxed);
+                .fetch_add(freed.tally.sessions, Ordering::Relaxed);
             self.lazy_free.done(freed.keys);
         }
     }
@@ -609,10 +605,10 @@ impl Store {
     }
 
     /// Bookkeeping after `node` left the keyspace (its shard lock released): what it was
-    /// counted as (`before`: in the volatile count, in `used_memory`), the expiry and eviction
-    /// counters, and for a session its counters and its place in the per-user index.
+    /// counted as (`before`) leaves the store's totals, the expiry and eviction counters count
+    /// it, and for a session its counters and its place in the per-user index follow.
     fn after_remove(&self, node: &Node, before: Before, why: Removal) {
-        self.count_removal(node, before, why);
+        self.count_removal(before, why);
         if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
             self.unindex(user, node.key());
         }
@@ -620,12 +616,9 @@ impl Store {
 
     /// [`Store::after_remove`] but for the per-user index, for a caller that holds the user's
     /// list and has taken the session out of it already.
-    fn count_removal(&self, node: &Node, before: Before, why: Removal) {
+    fn count_removal(&self, before: Before, why: Removal) {
         self.changes.add(1);
-        self.used.sub(before.footprint);
-        if before.expires_at_ms != 0 {
-            self.volatile.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.account(before.tally, Tally::NOTHING);
         match why {
             Removal::Expired => {
                 self.expired_keys.fetch_add(1, Ordering::Relaxed);
@@ -635,8 +628,7 @@ impl Store {
             }
             Removal::Deleted => {}
         }
-        if node.is_session() {
-            self.sessions.live.fetch_sub(1, Ordering::Relaxed);
+        if before.tally.sessions != 0 {
             let counter = match why {
                 Removal::Expired => &self.sessions.expired,
                 Removal::Deleted | Removal::Evicted => &self.sessions.destroyed,
@@ -646,9 +638,9 @@ impl Store {
     }
 
     /// Bookkeeping after `node` (of hash `hash`, in shard `shard_index`, whose lock the caller
-    /// holds) was written, `before` being what it was counted as until then: the count of keys
-    /// with a deadline, `used_memory`, the last use, the journal, and the node's position in the
-    /// expiry index.
+    /// holds) was written, `before` being what it was counted as until then: the store's totals
+    /// ([`Store::account`]), the last use, the journal, and the node's position in the expiry
+    /// index.
     fn after_write(
         &self,
         shard_index: usize,
@@ -659,22 +651,12 @@ impl Store {
         rec: &Recording<'_>,
     ) {
         self.changes.add(1);
-        let footprint = node.footprint();
-        if footprint >= before.footprint {
-            self.used.add(footprint - before.footprint);
-        } else {
-            self.used.sub(before.footprint - footprint);
-        }
+        self.account(before.tally, Tally::of(node));
         node.last_use().touch(self.lru_seconds(now_ms));
         if rec.on() {
             self.journal.push(shard_index, Record::of(node));
         }
-        let has_deadline = node.expires_at_ms() != 0;
-        if has_deadline != (before.expires_at_ms != 0) {
-            self.volatile
-                .fetch_add(if has_deadline { 1 } else { -1 }, Ordering::Relaxed);
-        }
-        if has_deadline {
+        if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
             let queued = node.queued_tick();
             let sooner = before.expires_at_ms == 0 || node.expires_at_ms() < before.expires_at_ms;
@@ -770,6 +752,7 @@ impl Store {
             .into_entry()
             .map(|(key, entry)| Node::new(&key, entry));
         let mut shard = self.map.write(shard_index);
+        let mut added = Tally::NOTHING;
         let old = match restored.filter(|node| !node.is_expired(now_ms)) {
             None => shard
                 .find_entry(hash, is(&key))
@@ -777,16 +760,12 @@ impl Store {
                 .map(|occupied| occupied.remove().0),
             Some(mut node) => {
                 if node.expires_at_ms() != 0 {
-                    self.volatile.fetch_add(1, Ordering::Relaxed);
                     let tick = self.index.tick_of(node.expires_at_ms());
                     node.set_queued_tick(tick);
                     self.index.queue(hash, tick, node.expires_at_ms());
                 }
-                if node.is_session() {
-                    self.sessions.live.fetch_add(1, Ordering::Relaxed);
-                }
                 node.last_use().touch(self.lru_seconds(now_ms));
-                self.used.add(node.footprint());
+                added = Tally::of(&node);
                 match shard.entry(hash, is(&key), self.map.rehash()) {
                     TableEntry::Occupied(mut occupied) => {
                         Some(std::mem::replace(occupied.get_mut(), node))
@@ -799,16 +778,9 @@ impl Store {
             }
         };
         drop(shard);
+        let replaced = old.as_ref().map_or(Tally::NOTHING, Tally::of);
+        self.account(replaced, added);
         self.bound_index();
-        if let Some(old) = old {
-            self.used.sub(old.footprint());
-            if old.expires_at_ms() != 0 {
-                self.volatile.fetch_sub(1, Ordering::Relaxed);
-            }
-            if old.is_session() {
-                self.sessions.live.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
     }
 
     /// Queued positions in the expiry index (stale ones included), for INFO.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
+use super::accounting::Tally;
 use super::fields::Fields;
 use super::journal::Recording;
 use super::user_sessions::UserSessions;
@@ -302,10 +303,7 @@ impl Store {
         loop {
             let id = new_id(prefix)?;
             match self.insert_new(&id, entry, now_ms, rec) {
-                Ok(()) => {
-                    self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
-                    return Ok(id);
-                }
+                Ok(()) => return Ok(id),
                 Err(taken) => entry = taken,
             }
         }
@@ -528,7 +526,7 @@ impl Store {
                 } else {
                     super::Removal::Deleted
                 };
-                self.count_removal(&node, super::Before::of(&node), why);
+                self.count_removal(super::Before::of(&node), why);
                 destroyed += usize::from(!expired);
             }
         }
@@ -570,8 +568,10 @@ impl Store {
             return Ok(None);
         };
         let old_id = Bytes::copy_from_slice(old.key());
-        // The old entry leaves `used_memory`; the new one is counted when inserted.
-        self.used.sub(old.footprint());
+        // The old entry leaves the totals (a change, but no removal: the session lives on under
+        // the new ID, which counts again when it is inserted).
+        self.account(Tally::of(&old), Tally::NOTHING);
+        self.changes.add(1);
         let Entry {
             value: Value::Session(mut record),
             expires_at_ms: deadline,
@@ -583,11 +583,6 @@ impl Store {
             record.user = Some(owned(user));
         }
         let user = record.user.clone();
-        // The old entry left the keyspace without the removal bookkeeping: the session lives
-        // on under the new ID, so the live and volatile counts do not change.
-        self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
-        self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
-        self.changes.add(1);
         let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, now_ms, &rec)
         {
             Ok(new_id) => new_id,
