@@ -4,9 +4,9 @@
 //! last use), the key's and the value's lengths as varints, then the key's bytes, then a string
 //! value's bytes, or for a hash or a session the pointer to its fields. A table slot is
 //! therefore 8 bytes, and a session-shaped string key (37-byte key, 160-byte value) is one
-//! 216-byte block (224 bytes in glibc and in mimalloc, the daemon's allocator), where a
-//! map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles and an
-//! 88-byte slot (see README "Performance" for the measurement).
+//! 216-byte block (a 224-byte allocation in glibc and in mimalloc, the daemon's allocator),
+//! where a map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles
+//! and an 88-byte slot.
 //!
 //! Commands describe what to store as an owned [`Entry`] (a [`Value`] and a deadline) and read
 //! or change a stored one through a [`Node`]'s views ([`ValueRef`], [`ValueMut`]).
@@ -71,8 +71,8 @@ const POINTER: usize = std::mem::size_of::<*mut Complex>();
 
 /// The bytes a key is accounted for in `used_memory` beyond its key and value bytes: its node's
 /// head and lengths, allocation header and rounding, its table slot (8 bytes and a control
-/// byte, over the table's load) and its expiry-index position. Calibrated against the
-/// resident-set growth of a million session-shaped keys (benches/measure-1m.sh).
+/// byte, over the table's load) and its expiry-index position: an estimate, which
+/// `benches/measure-1m.sh` checks against the resident-set growth of session-shaped keys.
 pub const KEY_OVERHEAD: u64 = 66;
 /// The same for each field of a hash or a session: two allocations and a table slot.
 pub const FIELD_OVERHEAD: u64 = 64;
@@ -84,8 +84,7 @@ pub const COMPLEX_OVERHEAD: u64 = std::mem::size_of::<Complex>() as u64 + 16;
 /// The block is the head, then two LEB128 varints — the key's length, and a string's length
 /// times two (or 1 for a hash or a session) — then the key's bytes, then the string's bytes or
 /// the unaligned pointer to the hash's or the session's data. Short keys and values take one or
-/// two bytes of lengths: a session-shaped key (37-byte key, 160-byte value) is a 216-byte block,
-/// which glibc and mimalloc both serve from 224 bytes.
+/// two bytes of lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
     /// Where the key starts in the block.

@@ -1,9 +1,9 @@
 //! The deadline index that lets the active expiry task find dead keys without scanning, and
 //! the task itself ([`Store::run_active_expiry`]).
 //!
-//! Keys with a deadline are queued by *tick* (64 ms of wall-clock time relative to the store's
-//! epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes, where a
-//! copy of the key would cost a handle and a shared allocation. The index is lazy: an entry
+//! Keys with a deadline are queued by *tick* (`1 << TICK_SHIFT` ms of wall-clock time from the
+//! store's epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes,
+//! where a copy of the key would cost a handle and a shared allocation. The index is lazy: an entry
 //! records the tick it is queued under, and a key is queued again only when its deadline moves
 //! *earlier* than that tick. When a tick comes due, each hash is looked up in the map, and the
 //! keys with that hash still queued under that tick are the ones meant (two keys whose hashes
@@ -260,8 +260,8 @@ impl Store {
     /// Reclaims the dead keys among `group`, the hashes of keys queued under `tick` that fall in
     /// one shard, under one write lock: the lookups come one after another, with no lock taken
     /// in between, and every candidate node is prefetched before any is examined, so that their
-    /// cache misses overlap (one at a time, they were most of the expiry's time). Each hash
-    /// meant up to four keys (keys whose 64-bit hashes collide); a key found alive is queued
+    /// cache misses overlap instead of coming one after another. Each hash stands for up to
+    /// `SAME_HASH` keys (keys whose 64-bit hashes collide); a key found alive is queued
     /// again at its deadline's tick; the dead go to `dead`, for [`Store::bury`] once the lock
     /// is released.
     fn expire_group(
@@ -384,11 +384,9 @@ impl Store {
     /// one step of [`EXPIRY_BATCH`] keys, at most [`EXPIRY_MAX_SLICE`] and the step that crosses
     /// it (a slice ends only between steps). So on a thread busy with connections a mass expiry
     /// takes about a third of it, more when the others' turns are shorter than a couple of
-    /// steps. With one step a turn it got a tenth of a millisecond per round of every ready
-    /// connection (half a millisecond or more with fifty clients): a million keys that take a
-    /// third of a second on an idle thread took 1.3–2.3 s under traffic; in equal shares,
-    /// 0.5–0.7 s, but the traffic's p99 doubled. On an idle thread the turns are short, and so
-    /// are the slices.
+    /// steps: a fixed step a turn would leave it crawling behind many ready connections, and an
+    /// equal share would cost their replies' tail latency. On an idle thread the turns are
+    /// short, and so are the slices.
     async fn expire_in_batches(&self) {
         let now_ms = self.now_ms();
         let mut slice = Duration::ZERO;

@@ -1,13 +1,14 @@
-//! Native sessions: the record, server-issued IDs, and the per-user index.
+//! Native sessions: server-issued IDs, the store's session operations, and the per-user index
+//! (the record itself, [`SessionRecord`], is one of the values in `value.rs`).
 //!
 //! A session is an entry of the keyspace whose key is its ID and whose deadline is always
-//! `min(last_access + idle, created + absolute)`. IDs are 32 bytes from the operating system's
-//! CSPRNG, base64url without padding (43 characters), and are only ever made here: no command
-//! creates a session under a name the client chose.
+//! `min(last_access + idle, created + absolute)`. IDs are [`ID_BYTES`] bytes from the operating
+//! system's CSPRNG, base64url without padding ([`ID_LEN`] characters), and are only ever made
+//! here: no command creates a session under a name the client chose.
 //!
 //! The per-user index maps a user to its session IDs in the order they became the user's
 //! (created with it, or moved to it by REGENERATE; after a load, by creation time), with add,
-//! remove and count in O(1) amortized ([`UserSessions`]). It is a second `DashMap`, and one rule
+//! remove and count in O(1) amortized (`UserSessions`). It is a second `DashMap`, and one rule
 //! keeps the two maps free of deadlock: a keyspace shard lock is never held while a user-index
 //! lock is taken (the reverse nesting is allowed). Every path that removes a session from the
 //! keyspace removes it from the index right after, with the keyspace lock released; so a user's
