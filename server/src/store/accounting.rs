@@ -5,7 +5,8 @@
 //! and calls [`Store::account`]; nothing else writes these three counters, so they always equal
 //! a recount of the keyspace (a test below checks that after a random mix of mutations). The
 //! activity counters (changes, expired, evicted, sessions created or destroyed) are not totals
-//! over the keys and stay with the operations that count them.
+//! over the keys and stay with the operations that count them; [`Removal`] tells them why a key
+//! left, and [`Before`] carries what a key counted for across a change.
 
 use std::sync::atomic::Ordering;
 
@@ -49,6 +50,43 @@ impl Tally {
         self.bytes += one.bytes;
         self.volatile += one.volatile;
         self.sessions += one.sessions;
+    }
+}
+
+/// Why an entry left the keyspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// Its deadline passed.
+    Expired,
+    /// A command removed it.
+    Deleted,
+    /// `--maxmemory` made room.
+    Evicted,
+}
+
+/// What an entry was counted as before a change: the bookkeeping that follows compares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Before {
+    /// Its deadline, Unix ms; 0 means none (the expiry index).
+    pub(crate) expires_at_ms: u64,
+    /// What it counted for in the store's totals.
+    pub(crate) tally: Tally,
+}
+
+impl Before {
+    /// Nothing: the key did not exist.
+    pub(crate) const NOTHING: Before = Before {
+        expires_at_ms: 0,
+        tally: Tally::NOTHING,
+    };
+
+    /// What `node` is counted as now.
+    #[inline]
+    pub(crate) fn of(node: &Node) -> Before {
+        Before {
+            expires_at_ms: node.expires_at_ms(),
+            tally: Tally::of(node),
+        }
     }
 }
 

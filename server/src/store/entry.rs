@@ -497,7 +497,7 @@ impl Node {
 
 /// A stored key as a command may change it: its value's data and its deadline, never its key
 /// (the table found the node by the key's hash) nor the node itself (replacing is the store's
-/// job, see [`super::Store::upsert`]). It reads as a [`Node`].
+/// job, see `Store::upsert`). It reads as a [`Node`].
 pub struct NodeMut<'a>(&'a mut Node);
 
 impl<'a> NodeMut<'a> {

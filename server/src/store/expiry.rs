@@ -31,9 +31,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::accounting::{Before, Removal};
 use super::entry::Node;
 use super::journal::Recording;
-use super::{table, Before, Removal, Store};
+use super::{table, Store};
 
 /// Milliseconds per tick, a power of two.
 const TICK_SHIFT: u32 = 6;

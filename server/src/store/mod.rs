@@ -32,7 +32,7 @@ use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-use accounting::Tally;
+use accounting::{Before, Removal, Tally};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
@@ -82,43 +82,6 @@ pub struct Store {
     expiry_cycles: watch::Sender<u64>,
     /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
     lazy_free: lazyfree::LazyFree,
-}
-
-/// Why an entry left the keyspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Removal {
-    /// Its deadline passed.
-    Expired,
-    /// A command removed it.
-    Deleted,
-    /// `--maxmemory` made room.
-    Evicted,
-}
-
-/// What an entry was counted as before a change: the bookkeeping that follows compares.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Before {
-    /// Its deadline, Unix ms; 0 means none (the expiry index).
-    expires_at_ms: u64,
-    /// What it counted for in the store's totals.
-    tally: Tally,
-}
-
-impl Before {
-    /// Nothing: the key did not exist.
-    const NOTHING: Before = Before {
-        expires_at_ms: 0,
-        tally: Tally::NOTHING,
-    };
-
-    /// What `node` is counted as now.
-    #[inline]
-    fn of(node: &Node) -> Before {
-        Before {
-            expires_at_ms: node.expires_at_ms(),
-            tally: Tally::of(node),
-        }
-    }
 }
 
 /// What a filter for SCAN and KEYS asks.

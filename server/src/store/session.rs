@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::accounting::Tally;
+use super::accounting::{Before, Removal, Tally};
 use super::fields::Fields;
 use super::journal::Recording;
 use super::user_sessions::UserSessions;
@@ -412,11 +412,11 @@ impl Store {
         };
         let expired = node.is_expired(now_ms);
         let why = if expired {
-            super::Removal::Expired
+            Removal::Expired
         } else {
-            super::Removal::Deleted
+            Removal::Deleted
         };
-        self.after_remove(&node, super::Before::of(&node), why);
+        self.after_remove(&node, Before::of(&node), why);
         !expired
     }
 
@@ -523,11 +523,11 @@ impl Store {
             if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
                 let expired = node.is_expired(now_ms);
                 let why = if expired {
-                    super::Removal::Expired
+                    Removal::Expired
                 } else {
-                    super::Removal::Deleted
+                    Removal::Deleted
                 };
-                self.count_removal(super::Before::of(&node), why);
+                self.count_removal(Before::of(&node), why);
                 destroyed += usize::from(!expired);
             }
         }
