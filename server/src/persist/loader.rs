@@ -227,8 +227,8 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 /// Two passes over the same open file: the first verifies all of it (every record decoded and
 /// dropped, the count and the checksum), so a damaged file loads nothing; the second decodes
 /// each record again and applies it at once. Holding every decoded record until the checksum
-/// was checked took one and a half times the dataset's memory; reading the file twice costs
-/// time instead (the second read mostly from the page cache). Should the second pass find the
+/// is checked would hold a second copy of the dataset; reading the file twice costs time
+/// instead (the second read mostly from the page cache). Should the second pass find the
 /// file different after all (a read error), the error is returned with part of it loaded: the
 /// server does not start on it either.
 pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {

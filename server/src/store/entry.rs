@@ -4,9 +4,9 @@
 //! last use), the key's and the value's lengths as varints, then the key's bytes, then a string
 //! value's bytes, or for a hash or a session the pointer to its fields. A table slot is
 //! therefore 8 bytes, and a session-shaped string key (37-byte key, 160-byte value) is one
-//! 216-byte block (224 bytes in glibc and in mimalloc, the daemon's allocator), where a
-//! map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles and an
-//! 88-byte slot (see README "Performance" for the measurement).
+//! 216-byte block (a 224-byte allocation in glibc and in mimalloc, the daemon's allocator),
+//! where a map of `Bytes` keys to `Bytes` values costs three allocations, two shared handles
+//! and an 88-byte slot.
 //!
 //! Commands describe what to store as an owned [`Entry`] (a [`Value`] and a deadline) and read
 //! or change a stored one through a [`Node`]'s views ([`ValueRef`], [`ValueMut`]).
@@ -22,81 +22,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
 
-pub use super::fields::Fields;
-use super::session::SessionRecord;
-
-/// A value to store. The larger kinds are boxed so that passing one around stays cheap.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    /// A binary-safe string (integers are strings too, as in Redis). It may be a slice of a
-    /// request: storing copies it into the key's node.
-    Str(Bytes),
-    /// A hash of fields to values.
-    Hash(Box<Fields>),
-    /// A native session.
-    Session(Box<SessionRecord>),
-}
-
-/// What to store under a key: a value and a deadline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The value.
-    pub value: Value,
-    /// Unix ms after which the key is gone; 0 means no deadline.
-    pub expires_at_ms: u64,
-}
-
-impl Entry {
-    /// A new entry; `expires_at_ms` 0 means persistent.
-    pub fn new(value: Value, expires_at_ms: u64) -> Entry {
-        Entry {
-            value,
-            expires_at_ms,
-        }
-    }
-}
-
-/// A stored value, borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueRef<'a> {
-    /// A string.
-    Str(&'a [u8]),
-    /// A hash.
-    Hash(&'a Fields),
-    /// A session.
-    Session(&'a SessionRecord),
-}
-
-impl<'a> ValueRef<'a> {
-    /// The name `TYPE` answers.
-    pub fn type_name(self) -> &'static str {
-        match self {
-            ValueRef::Str(_) => "string",
-            ValueRef::Hash(_) => "hash",
-            ValueRef::Session(_) => "session",
-        }
-    }
-
-    /// The session, if this is one.
-    pub fn as_session(self) -> Option<&'a SessionRecord> {
-        match self {
-            ValueRef::Session(session) => Some(session),
-            _ => None,
-        }
-    }
-}
-
-/// A stored value, mutably borrowed. A string's bytes are read-only: a command that changes a
-/// string stores a new [`Entry`] (its length may change, and the node with it).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ValueMut<'a> {
-    /// A string.
-    Str(&'a [u8]),
-    /// A hash.
-    Hash(&'a mut Fields),
-    /// A session.
-    Session(&'a mut SessionRecord),
-}
+use super::fields::Fields;
+use super::value::{Entry, SessionRecord, Value, ValueMut, ValueRef};
 
 /// A key's last use in seconds of the store's LRU clock, written under a shard's read lock by
 /// readers (hence atomic).
@@ -132,7 +59,7 @@ struct Head {
     /// Unix ms after which the key is gone; 0 means no deadline.
     expires_at_ms: u64,
     /// The expiry-index tick this key is queued under; 0 means not queued. See
-    /// [`super::expiry`]: at most one queued position per key, so sliding deadlines cost nothing.
+    /// `expiry.rs`: at most one queued position per key, so sliding deadlines cost nothing.
     queued_tick: u32,
     /// When the key was last read or written, for the LRU eviction policies.
     last_use: LastUse,
@@ -144,8 +71,8 @@ const POINTER: usize = std::mem::size_of::<*mut Complex>();
 
 /// The bytes a key is accounted for in `used_memory` beyond its key and value bytes: its node's
 /// head and lengths, allocation header and rounding, its table slot (8 bytes and a control
-/// byte, over the table's load) and its expiry-index position. Calibrated against the
-/// resident-set growth of a million session-shaped keys (benches/measure-1m.sh).
+/// byte, over the table's load) and its expiry-index position: an estimate, which
+/// `benches/measure-1m.sh` checks against the resident-set growth of session-shaped keys.
 pub const KEY_OVERHEAD: u64 = 66;
 /// The same for each field of a hash or a session: two allocations and a table slot.
 pub const FIELD_OVERHEAD: u64 = 64;
@@ -157,8 +84,7 @@ pub const COMPLEX_OVERHEAD: u64 = std::mem::size_of::<Complex>() as u64 + 16;
 /// The block is the head, then two LEB128 varints — the key's length, and a string's length
 /// times two (or 1 for a hash or a session) — then the key's bytes, then the string's bytes or
 /// the unaligned pointer to the hash's or the session's data. Short keys and values take one or
-/// two bytes of lengths: a session-shaped key (37-byte key, 160-byte value) is a 216-byte block,
-/// which glibc and mimalloc both serve from 224 bytes.
+/// two bytes of lengths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
     /// Where the key starts in the block.
@@ -545,25 +471,33 @@ impl Node {
     /// bytes plus fixed estimates of the structures around them. O(1): a hash's or a session's
     /// field bytes are a running total ([`Fields::data_bytes`]), not a walk.
     pub fn footprint(&self) -> u64 {
+        self.footprint_and_is_session().0
+    }
+
+    /// [`Node::footprint`], and whether this is a session, from one look at the value: what the
+    /// store's totals count on every write.
+    #[inline]
+    pub(super) fn footprint_and_is_session(&self) -> (u64, bool) {
         let fields = |fields: &Fields| -> u64 {
             fields.data_bytes() as u64 + fields.len() as u64 * FIELD_OVERHEAD
         };
-        let value = match self.value() {
-            ValueRef::Str(string) => string.len() as u64,
-            ValueRef::Hash(hash) => COMPLEX_OVERHEAD + fields(hash),
-            ValueRef::Session(session) => {
+        let (value, session) = match self.value() {
+            ValueRef::Str(string) => (string.len() as u64, false),
+            ValueRef::Hash(hash) => (COMPLEX_OVERHEAD + fields(hash), false),
+            ValueRef::Session(session) => (
                 COMPLEX_OVERHEAD
                     + fields(&session.fields)
-                    + session.user.as_ref().map_or(0, |u| u.len() as u64)
-            }
+                    + session.user.as_ref().map_or(0, |u| u.len() as u64),
+                true,
+            ),
         };
-        KEY_OVERHEAD + self.key().len() as u64 + value
+        (KEY_OVERHEAD + self.key().len() as u64 + value, session)
     }
 }
 
 /// A stored key as a command may change it: its value's data and its deadline, never its key
 /// (the table found the node by the key's hash) nor the node itself (replacing is the store's
-/// job, see [`super::Store::upsert`]). It reads as a [`Node`].
+/// job, see `Store::upsert`). It reads as a [`Node`].
 pub struct NodeMut<'a>(&'a mut Node);
 
 impl<'a> NodeMut<'a> {
@@ -627,16 +561,6 @@ impl fmt::Debug for Node {
             .field("expires_at_ms", &self.expires_at_ms())
             .finish_non_exhaustive()
     }
-}
-
-/// Copies `data` into an allocation of its own.
-///
-/// Arguments decoded from a connection are slices of its read buffer; storing one as is would
-/// keep the whole buffer alive for as long as the key lives. Hash fields and session data are
-/// therefore copied once, into exactly-sized memory (keys and strings are copied into their
-/// node instead).
-pub fn owned(data: &Bytes) -> Bytes {
-    Bytes::copy_from_slice(data)
 }
 
 #[cfg(test)]

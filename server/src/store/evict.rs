@@ -12,7 +12,9 @@
 
 use std::cell::Cell;
 
-use super::{Before, Node, Removal, Store};
+use super::accounting::{Before, Removal};
+use super::entry::Node;
+use super::Store;
 
 /// What to do when a write would exceed `--maxmemory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,8 +1,9 @@
-//! The deadline index that lets the active expiry task find dead keys without scanning.
+//! The deadline index that lets the active expiry task find dead keys without scanning, and
+//! the task itself ([`Store::run_active_expiry`]).
 //!
-//! Keys with a deadline are queued by *tick* (64 ms of wall-clock time relative to the store's
-//! epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes, where a
-//! copy of the key would cost a handle and a shared allocation. The index is lazy: an entry
+//! Keys with a deadline are queued by *tick* (`1 << TICK_SHIFT` ms of wall-clock time from the
+//! store's epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes,
+//! where a copy of the key would cost a handle and a shared allocation. The index is lazy: an entry
 //! records the tick it is queued under, and a key is queued again only when its deadline moves
 //! *earlier* than that tick. When a tick comes due, each hash is looked up in the map, and the
 //! keys with that hash still queued under that tick are the ones meant (two keys whose hashes
@@ -27,7 +28,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::accounting::{Before, Removal};
+use super::entry::Node;
+use super::journal::Recording;
+use super::{table, Store};
 
 /// Milliseconds per tick, a power of two.
 const TICK_SHIFT: u32 = 6;
@@ -242,9 +249,191 @@ fn lock(shard: &Queue) -> std::sync::MutexGuard<'_, BTreeMap<u32, Tick>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// How many due keys one expiry step examines; the task checks its slice of time between steps.
+pub const EXPIRY_BATCH: usize = 200;
+/// The longest turn of the active expiry on a busy thread (it works for half as long as the
+/// tasks it yielded to ran) before it yields again, give or take a step.
+const EXPIRY_MAX_SLICE: Duration = Duration::from_millis(1);
+/// At most this many due keys of one shard are examined under one hold of its write lock.
+const EXPIRY_GROUP: usize = 64;
+
+impl Store {
+    /// Reclaims the dead keys among `group`, the hashes of keys queued under `tick` that fall in
+    /// one shard, under one write lock: the lookups come one after another, with no lock taken
+    /// in between, and every candidate node is prefetched before any is examined, so that their
+    /// cache misses overlap instead of coming one after another. Each hash stands for up to
+    /// `SAME_HASH` keys (keys whose 64-bit hashes collide); a key found alive is queued
+    /// again at its deadline's tick; the dead go to `dead`, for [`Store::bury`] once the lock
+    /// is released.
+    fn expire_group(
+        &self,
+        group: &[u64],
+        tick: u32,
+        now_ms: u64,
+        rec: &Recording<'_>,
+        dead: &mut Vec<Node>,
+    ) {
+        /// Keys with one 64-bit hash handled per position; more never meet in practice.
+        const SAME_HASH: usize = 4;
+        let Some(&first) = group.first() else {
+            return;
+        };
+        let shard_index = self.map.shard_of(first);
+        let mut shard = self.map.write(shard_index);
+        for &hash in group {
+            table::prefetch(&shard, hash, 2);
+        }
+        for &hash in group {
+            debug_assert_eq!(self.map.shard_of(hash), shard_index);
+            let mut buckets = [usize::MAX; SAME_HASH];
+            let matching = shard.iter_hash_buckets(hash).filter(|&bucket| {
+                shard.get_bucket(bucket).is_some_and(|node| {
+                    node.queued_tick() == tick && self.map.hash(node.key()) == hash
+                })
+            });
+            let mut found = 0;
+            for bucket in matching {
+                if let Some(slot) = buckets.get_mut(found) {
+                    *slot = bucket;
+                }
+                found += 1;
+            }
+            if found > SAME_HASH {
+                // The rest are still queued under `tick`: the position goes back for the next
+                // cycle (as already due: its keys' deadlines are unknown here).
+                self.index.queue(hash, tick, 0);
+            }
+            for bucket in buckets {
+                let Ok(mut occupied) = shard.get_bucket_entry(bucket) else {
+                    break;
+                };
+                let node = occupied.get_mut();
+                if node.is_expired(now_ms) {
+                    self.journal_delete(shard_index, node.key(), rec);
+                    dead.push(occupied.remove().0);
+                    continue;
+                }
+                node.set_queued_tick(0);
+                if node.expires_at_ms() != 0 {
+                    let tick = self.index.tick_of(node.expires_at_ms());
+                    node.set_queued_tick(tick);
+                    self.index.queue(hash, tick, node.expires_at_ms());
+                }
+            }
+        }
+    }
+
+    /// The bookkeeping for keys [`Store::expire_group`] took out, and their memory released.
+    fn bury(&self, dead: &mut Vec<Node>) {
+        for node in dead.drain(..) {
+            self.after_remove(&node, Before::of(&node), Removal::Expired);
+        }
+    }
+
+    /// Reclaims the dead keys among `hashes` (one due tick's, grouped by shard with
+    /// [`Table::group_by_shard`]) from `*next` on, a shard's group at a time, until about
+    /// [`EXPIRY_BATCH`] have been examined; moves `*next` past them and says whether all have
+    /// been.
+    fn expire_some(&self, tick: u32, hashes: &[u64], next: &mut usize, now_ms: u64) -> bool {
+        let rec = self.journal.recording();
+        let mut dead = Vec::new();
+        let mut examined = 0;
+        for group in self.map.shard_groups(&hashes[*next..], EXPIRY_GROUP) {
+            self.expire_group(group, tick, now_ms, &rec, &mut dead);
+            self.bury(&mut dead);
+            *next += group.len();
+            examined += group.len();
+            if examined >= EXPIRY_BATCH {
+                break;
+            }
+        }
+        *next == hashes.len()
+    }
+
+    /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
+    /// due keys, yielding to other tasks between slices of work. Ends when `shutdown` resolves,
+    /// also in the middle of a cycle (at the end of a slice): a mass expiry must not hold up a
+    /// shutdown, and the keys it leaves are dead to every reader and to the final snapshot.
+    pub async fn run_active_expiry(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => {}
+                _ = self.clock.moved() => {}
+            }
+            // Dropped at a yield between slices, where no lock or recording is held; the due
+            // positions it had taken are lost with it, which only a shutdown can afford.
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = self.expire_in_batches() => {}
+            }
+            self.expiry_cycles.send_modify(|cycles| *cycles += 1);
+        }
+    }
+
+    /// Reclaims the keys due now, yielding to the other tasks between slices of work. A slice
+    /// lasts half as long as the other tasks ran while the expiry waited for its turn: at least
+    /// one step of [`EXPIRY_BATCH`] keys, at most [`EXPIRY_MAX_SLICE`] and the step that crosses
+    /// it (a slice ends only between steps). So on a thread busy with connections a mass expiry
+    /// takes about a third of it, more when the others' turns are shorter than a couple of
+    /// steps: a fixed step a turn would leave it crawling behind many ready connections, and an
+    /// equal share would cost their replies' tail latency. On an idle thread the turns are
+    /// short, and so are the slices.
+    async fn expire_in_batches(&self) {
+        let now_ms = self.now_ms();
+        let mut slice = Duration::ZERO;
+        let mut slice_start = Instant::now();
+        for (tick, hashes) in self.index.take_due(now_ms) {
+            let hashes = self.map.group_by_shard(hashes);
+            let mut next = 0;
+            loop {
+                // The journal's recording is not held across the yield: a snapshot may need to
+                // close the journal.
+                let done = self.expire_some(tick, &hashes, &mut next, now_ms);
+                if slice_start.elapsed() >= slice {
+                    let yielded = Instant::now();
+                    tokio::task::yield_now().await;
+                    slice_start = Instant::now();
+                    slice = expiry_slice(slice_start - yielded);
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reclaims every key that is dead now, in one go (for tests and tools; the server uses the
+    /// active expiry task, which yields between slices of work).
+    pub fn reclaim_expired(&self) {
+        let now_ms = self.now_ms();
+        for (tick, hashes) in self.index.take_due(now_ms) {
+            let hashes = self.map.group_by_shard(hashes);
+            let mut next = 0;
+            while !self.expire_some(tick, &hashes, &mut next, now_ms) {}
+        }
+    }
+}
+
+/// How long the active expiry works before it yields again, after waiting `waited` for its turn
+/// (see [`Store::expire_in_batches`]).
+fn expiry_slice(waited: Duration) -> Duration {
+    (waited / 2).min(EXPIRY_MAX_SLICE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     #[test]
     fn a_deadline_is_due_as_soon_as_it_passes_and_not_before() {
@@ -341,5 +530,82 @@ mod tests {
         // Deadlines past the last tick share it, and it is taken once they have passed.
         index.queue(7, index.tick_of(u64::MAX), u64::MAX);
         assert_eq!(index.take_due(u64::MAX), vec![(u32::MAX, vec![7])]);
+    }
+
+    #[test]
+    fn an_expiry_slice_is_half_the_wait_up_to_the_cap() {
+        assert_eq!(expiry_slice(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            expiry_slice(Duration::from_micros(400)),
+            Duration::from_micros(200)
+        );
+        assert_eq!(expiry_slice(Duration::from_millis(10)), EXPIRY_MAX_SLICE);
+    }
+
+    #[test]
+    fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        // Enough steps that a preemption of this thread (a long wait, a 1 ms slice) cannot
+        // leave the expiry a single slice.
+        let keys = 200 * EXPIRY_BATCH;
+        for i in 0..keys {
+            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
+        }
+        manual.advance(1_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let expiry = tokio::spawn({
+                let store = store.clone();
+                async move { store.expire_in_batches().await }
+            });
+            // This task and the expiry share the thread: it sees the keyspace between slices.
+            let mut seen = Vec::new();
+            while !expiry.is_finished() {
+                seen.push(store.len());
+                tokio::task::yield_now().await;
+            }
+            expiry.await.unwrap();
+            let partway = seen.iter().filter(|&&n| n > 0 && n < keys).count();
+            assert!(partway >= 2, "the expiry yielded partway: {seen:?}");
+        });
+        assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
+    }
+
+    #[test]
+    fn the_expiry_task_ends_in_the_middle_of_a_mass_expiry_on_shutdown() {
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let store = Arc::new(Store::new(clock));
+        let keys = 200 * EXPIRY_BATCH;
+        for i in 0..keys {
+            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
+        }
+        manual.advance(1_000);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let cycles = store.expiry_cycles();
+        runtime.block_on(async {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let expiry = tokio::spawn(store.clone().run_active_expiry(
+                Duration::from_secs(3600),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            // This task and the expiry share the thread: it runs between slices.
+            while store.len() == keys {
+                tokio::task::yield_now().await;
+            }
+            stop.send(()).unwrap();
+            expiry.await.unwrap();
+        });
+        assert!(!store.is_empty(), "the task ended before the cycle did");
+        assert_eq!(*cycles.borrow(), 0);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Every write to a key adjusts `used_memory` by the difference of its footprint before and
 //! after, and a hash's or a session's footprint counts the bytes of its field names and values:
-//! summed by a walk, each HINCRBY on a 300k-field hash cost a third of a millisecond twice over.
-//! [`Fields`] therefore keeps the sum beside the map, updated by every insertion and removal.
+//! summed by a walk, a write to a large hash would cost two walks of all its fields. [`Fields`]
+//! therefore keeps the sum beside the map, updated by every insertion and removal.
 //! The map is private and no method hands out a mutable value, so nothing can change a field
 //! without the total following.
 

@@ -30,7 +30,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 
-use crate::persist::format::Record;
+use super::record::Record;
 use crate::stats::{this_threads_stripe, STRIPES};
 
 /// Mutations in flight on the threads of one stripe, on a cache line of its own.

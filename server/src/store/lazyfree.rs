@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use super::accounting::Tally;
 use super::table::Shard;
 
 /// The queue of swapped-out tables and its counters.
@@ -34,9 +35,7 @@ struct Queue {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Freed {
     pub keys: u64,
-    pub footprint: u64,
-    pub volatile: i64,
-    pub sessions: i64,
+    pub tally: Tally,
 }
 
 impl Default for LazyFree {
@@ -99,9 +98,7 @@ pub(crate) fn free(table: Shard) -> Freed {
     let mut freed = Freed::default();
     for node in table.iter() {
         freed.keys += 1;
-        freed.footprint += node.footprint();
-        freed.volatile += i64::from(node.expires_at_ms() != 0);
-        freed.sessions += i64::from(node.is_session());
+        freed.tally.add(node);
     }
     freed
 }

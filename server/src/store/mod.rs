@@ -2,43 +2,49 @@
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
-//! to 64 due keys of the shard) — never across an `.await`.
+//! to `EXPIRY_GROUP` due keys of the shard) — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
 //!
-//! Only this module mutates entries, so the bookkeeping that follows every write (the count of
-//! keys with a deadline, the expiry index) lives in one place.
+//! Only this module mutates entries, so the bookkeeping that follows every write lives in one
+//! place: the totals over the keys (`used_memory`, the keys with a deadline, the live sessions)
+//! change only through `Store::account` (`accounting.rs`).
 
+mod accounting;
 mod entry;
 pub mod evict;
 pub mod expiry;
 mod fields;
 pub mod journal;
 mod lazyfree;
+mod record;
 pub mod session;
 mod table;
 mod user_sessions;
+mod value;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
-pub use entry::{owned, Entry, Fields, Node, NodeMut, Value, ValueMut, ValueRef, KEY_OVERHEAD};
+use accounting::{Before, Removal, Tally};
+pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
+pub use fields::Fields;
 use journal::{Journal, Recording};
-pub use session::{SessionRecord, SessionStats};
+pub use record::Record;
+pub use session::SessionStats;
 use table::{is, Table};
 use user_sessions::UserSessions;
+pub use value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 
 use crate::clock::Clock;
 use crate::glob;
-use crate::persist::format::Record;
 use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
@@ -49,13 +55,6 @@ const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 const POSITION_BITS: u32 = 64 - SHARD_BITS;
 const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 
-/// How many due keys one expiry step examines; the task checks its slice of time between steps.
-pub const EXPIRY_BATCH: usize = 200;
-/// The longest turn of the active expiry on a busy thread (it works for half as long as the
-/// tasks it yielded to ran) before it yields again, give or take a step.
-const EXPIRY_MAX_SLICE: Duration = Duration::from_millis(1);
-/// At most this many due keys of one shard are examined under one hold of its write lock.
-const EXPIRY_GROUP: usize = 64;
 /// The expiry index is compacted (stale positions dropped) once it holds more positions than
 /// twice the keys with a deadline, or than this.
 const INDEX_FLOOR: usize = 1024;
@@ -83,42 +82,6 @@ pub struct Store {
     expiry_cycles: watch::Sender<u64>,
     /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
     lazy_free: lazyfree::LazyFree,
-}
-
-/// Why an entry left the keyspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Removal {
-    /// Its deadline passed.
-    Expired,
-    /// A command removed it.
-    Deleted,
-    /// `--maxmemory` made room.
-    Evicted,
-}
-
-/// What an entry was counted as before a change: the bookkeeping that follows compares.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Before {
-    /// Its deadline, Unix ms; 0 means none (the volatile count; the expiry index).
-    expires_at_ms: u64,
-    /// Its footprint in `used_memory`.
-    footprint: u64,
-}
-
-impl Before {
-    /// Nothing: the key did not exist.
-    const NOTHING: Before = Before {
-        expires_at_ms: 0,
-        footprint: 0,
-    };
-
-    /// What `node` is counted as now.
-    fn of(node: &Node) -> Before {
-        Before {
-            expires_at_ms: node.expires_at_ms(),
-            footprint: node.footprint(),
-        }
-    }
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -409,14 +372,12 @@ impl Store {
 
     /// [`Store::flush`] after its indexes were cleared: every shard emptied in turn.
     fn flush_shards(&self, rec: &Recording<'_>) {
-        let (mut volatile, mut sessions, mut removed, mut footprint) = (0, 0, 0, 0);
+        let (mut flushed, mut removed) = (Tally::NOTHING, 0);
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
-            let sessions_before = sessions;
+            let sessions_before = flushed.sessions;
             for node in shard.iter() {
-                footprint += node.footprint();
-                volatile += i64::from(node.expires_at_ms() != 0);
-                sessions += i64::from(node.is_session());
+                flushed.add(node);
                 removed += 1;
                 self.journal_delete(shard_index, node.key(), rec);
             }
@@ -424,18 +385,16 @@ impl Store {
             drop(shard);
             // Unindexed (a second walk, only where there are sessions) and freed with the lock
             // released.
-            if sessions > sessions_before {
+            if flushed.sessions > sessions_before {
                 self.unindex_flushed(&nodes);
             }
             drop(nodes);
         }
         self.changes.add(removed);
-        self.used.sub(footprint);
-        self.volatile.fetch_sub(volatile, Ordering::Relaxed);
-        self.sessions.live.fetch_sub(sessions, Ordering::Relaxed);
+        self.account(flushed, Tally::NOTHING);
         self.sessions
             .destroyed
-            .fetch_add(sessions as u64, Ordering::Relaxed);
+            .fetch_add(flushed.sessions, Ordering::Relaxed);
     }
 
     /// Takes the sessions of a flushed shard out of their users' lists. The per-user index is
@@ -495,14 +454,10 @@ impl Store {
         while let Some(table) = self.lazy_free.next() {
             self.unindex_flushed(&table);
             let freed = lazyfree::free(table);
-            self.used.sub(freed.footprint);
-            self.volatile.fetch_sub(freed.volatile, Ordering::Relaxed);
-            self.sessions
-                .live
-                .fetch_sub(freed.sessions, Ordering::Relaxed);
+            self.account(freed.tally, Tally::NOTHING);
             self.sessions
                 .destroyed
-                .fetch_add(freed.sessions as u64, Ordering::Relaxed);
+                .fetch_add(freed.tally.sessions, Ordering::Relaxed);
             self.lazy_free.done(freed.keys);
         }
     }
@@ -612,178 +567,11 @@ impl Store {
         (next, found)
     }
 
-    /// Reclaims the dead keys among `group`, the hashes of keys queued under `tick` that fall in
-    /// one shard, under one write lock: the lookups come one after another, with no lock taken
-    /// in between, and every candidate node is prefetched before any is examined, so that their
-    /// cache misses overlap (one at a time, they were most of the expiry's time). Each hash
-    /// meant up to four keys (keys whose 64-bit hashes collide); a key found alive is queued
-    /// again at its deadline's tick; the dead go to `dead`, for [`Store::bury`] once the lock
-    /// is released.
-    fn expire_group(
-        &self,
-        group: &[u64],
-        tick: u32,
-        now_ms: u64,
-        rec: &Recording<'_>,
-        dead: &mut Vec<Node>,
-    ) {
-        /// Keys with one 64-bit hash handled per position; more never meet in practice.
-        const SAME_HASH: usize = 4;
-        let Some(&first) = group.first() else {
-            return;
-        };
-        let shard_index = self.map.shard_of(first);
-        let mut shard = self.map.write(shard_index);
-        for &hash in group {
-            table::prefetch(&shard, hash, 2);
-        }
-        for &hash in group {
-            debug_assert_eq!(self.map.shard_of(hash), shard_index);
-            let mut buckets = [usize::MAX; SAME_HASH];
-            let matching = shard.iter_hash_buckets(hash).filter(|&bucket| {
-                shard.get_bucket(bucket).is_some_and(|node| {
-                    node.queued_tick() == tick && self.map.hash(node.key()) == hash
-                })
-            });
-            let mut found = 0;
-            for bucket in matching {
-                if let Some(slot) = buckets.get_mut(found) {
-                    *slot = bucket;
-                }
-                found += 1;
-            }
-            if found > SAME_HASH {
-                // The rest are still queued under `tick`: the position goes back for the next
-                // cycle (as already due: its keys' deadlines are unknown here).
-                self.index.queue(hash, tick, 0);
-            }
-            for bucket in buckets {
-                let Ok(mut occupied) = shard.get_bucket_entry(bucket) else {
-                    break;
-                };
-                let node = occupied.get_mut();
-                if node.is_expired(now_ms) {
-                    self.journal_delete(shard_index, node.key(), rec);
-                    dead.push(occupied.remove().0);
-                    continue;
-                }
-                node.set_queued_tick(0);
-                if node.expires_at_ms() != 0 {
-                    let tick = self.index.tick_of(node.expires_at_ms());
-                    node.set_queued_tick(tick);
-                    self.index.queue(hash, tick, node.expires_at_ms());
-                }
-            }
-        }
-    }
-
-    /// The bookkeeping for keys [`Store::expire_group`] took out, and their memory released.
-    fn bury(&self, dead: &mut Vec<Node>) {
-        for node in dead.drain(..) {
-            self.after_remove(&node, Before::of(&node), Removal::Expired);
-        }
-    }
-
-    /// Reclaims the dead keys among `hashes` (one due tick's, grouped by shard with
-    /// [`Table::group_by_shard`]) from `*next` on, a shard's group at a time, until about
-    /// [`EXPIRY_BATCH`] have been examined; moves `*next` past them and says whether all have
-    /// been.
-    fn expire_some(&self, tick: u32, hashes: &[u64], next: &mut usize, now_ms: u64) -> bool {
-        let rec = self.journal.recording();
-        let mut dead = Vec::new();
-        let mut examined = 0;
-        for group in self.map.shard_groups(&hashes[*next..], EXPIRY_GROUP) {
-            self.expire_group(group, tick, now_ms, &rec, &mut dead);
-            self.bury(&mut dead);
-            *next += group.len();
-            examined += group.len();
-            if examined >= EXPIRY_BATCH {
-                break;
-            }
-        }
-        *next == hashes.len()
-    }
-
-    /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
-    /// due keys, yielding to other tasks between slices of work. Ends when `shutdown` resolves,
-    /// also in the middle of a cycle (at the end of a slice): a mass expiry must not hold up a
-    /// shutdown, and the keys it leaves are dead to every reader and to the final snapshot.
-    pub async fn run_active_expiry(
-        self: Arc<Self>,
-        interval: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = ticker.tick() => {}
-                _ = self.clock.moved() => {}
-            }
-            // Dropped at a yield between slices, where no lock or recording is held; the due
-            // positions it had taken are lost with it, which only a shutdown can afford.
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = self.expire_in_batches() => {}
-            }
-            self.expiry_cycles.send_modify(|cycles| *cycles += 1);
-        }
-    }
-
-    /// Reclaims the keys due now, yielding to the other tasks between slices of work. A slice
-    /// lasts half as long as the other tasks ran while the expiry waited for its turn: at least
-    /// one step of [`EXPIRY_BATCH`] keys, at most [`EXPIRY_MAX_SLICE`] and the step that crosses
-    /// it (a slice ends only between steps). So on a thread busy with connections a mass expiry
-    /// takes about a third of it, more when the others' turns are shorter than a couple of
-    /// steps. With one step a turn it got a tenth of a millisecond per round of every ready
-    /// connection (half a millisecond or more with fifty clients): a million keys that take a
-    /// third of a second on an idle thread took 1.3–2.3 s under traffic; in equal shares,
-    /// 0.5–0.7 s, but the traffic's p99 doubled. On an idle thread the turns are short, and so
-    /// are the slices.
-    async fn expire_in_batches(&self) {
-        let now_ms = self.now_ms();
-        let mut slice = Duration::ZERO;
-        let mut slice_start = Instant::now();
-        for (tick, hashes) in self.index.take_due(now_ms) {
-            let hashes = self.map.group_by_shard(hashes);
-            let mut next = 0;
-            loop {
-                // The journal's recording is not held across the yield: a snapshot may need to
-                // close the journal.
-                let done = self.expire_some(tick, &hashes, &mut next, now_ms);
-                if slice_start.elapsed() >= slice {
-                    let yielded = Instant::now();
-                    tokio::task::yield_now().await;
-                    slice_start = Instant::now();
-                    slice = expiry_slice(slice_start - yielded);
-                }
-                if done {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Reclaims every key that is dead now, in one go (for tests and tools; the server uses the
-    /// active expiry task, which yields between slices of work).
-    pub fn reclaim_expired(&self) {
-        let now_ms = self.now_ms();
-        for (tick, hashes) in self.index.take_due(now_ms) {
-            let hashes = self.map.group_by_shard(hashes);
-            let mut next = 0;
-            while !self.expire_some(tick, &hashes, &mut next, now_ms) {}
-        }
-    }
-
     /// Bookkeeping after `node` left the keyspace (its shard lock released): what it was
-    /// counted as (`before`: in the volatile count, in `used_memory`), the expiry and eviction
-    /// counters, and for a session its counters and its place in the per-user index.
+    /// counted as (`before`) leaves the store's totals, the expiry and eviction counters count
+    /// it, and for a session its counters and its place in the per-user index follow.
     fn after_remove(&self, node: &Node, before: Before, why: Removal) {
-        self.count_removal(node, before, why);
+        self.count_removal(before, why);
         if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
             self.unindex(user, node.key());
         }
@@ -791,12 +579,9 @@ impl Store {
 
     /// [`Store::after_remove`] but for the per-user index, for a caller that holds the user's
     /// list and has taken the session out of it already.
-    fn count_removal(&self, node: &Node, before: Before, why: Removal) {
+    fn count_removal(&self, before: Before, why: Removal) {
         self.changes.add(1);
-        self.used.sub(before.footprint);
-        if before.expires_at_ms != 0 {
-            self.volatile.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.account(before.tally, Tally::NOTHING);
         match why {
             Removal::Expired => {
                 self.expired_keys.fetch_add(1, Ordering::Relaxed);
@@ -806,8 +591,7 @@ impl Store {
             }
             Removal::Deleted => {}
         }
-        if node.is_session() {
-            self.sessions.live.fetch_sub(1, Ordering::Relaxed);
+        if before.tally.sessions != 0 {
             let counter = match why {
                 Removal::Expired => &self.sessions.expired,
                 Removal::Deleted | Removal::Evicted => &self.sessions.destroyed,
@@ -817,9 +601,9 @@ impl Store {
     }
 
     /// Bookkeeping after `node` (of hash `hash`, in shard `shard_index`, whose lock the caller
-    /// holds) was written, `before` being what it was counted as until then: the count of keys
-    /// with a deadline, `used_memory`, the last use, the journal, and the node's position in the
-    /// expiry index.
+    /// holds) was written, `before` being what it was counted as until then: the store's totals
+    /// ([`Store::account`]), the last use, the journal, and the node's position in the expiry
+    /// index.
     fn after_write(
         &self,
         shard_index: usize,
@@ -830,22 +614,12 @@ impl Store {
         rec: &Recording<'_>,
     ) {
         self.changes.add(1);
-        let footprint = node.footprint();
-        if footprint >= before.footprint {
-            self.used.add(footprint - before.footprint);
-        } else {
-            self.used.sub(before.footprint - footprint);
-        }
+        self.account(before.tally, Tally::of(node));
         node.last_use().touch(self.lru_seconds(now_ms));
         if rec.on() {
             self.journal.push(shard_index, Record::of(node));
         }
-        let has_deadline = node.expires_at_ms() != 0;
-        if has_deadline != (before.expires_at_ms != 0) {
-            self.volatile
-                .fetch_add(if has_deadline { 1 } else { -1 }, Ordering::Relaxed);
-        }
-        if has_deadline {
+        if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
             let queued = node.queued_tick();
             let sooner = before.expires_at_ms == 0 || node.expires_at_ms() < before.expires_at_ms;
@@ -941,6 +715,7 @@ impl Store {
             .into_entry()
             .map(|(key, entry)| Node::new(&key, entry));
         let mut shard = self.map.write(shard_index);
+        let mut added = Tally::NOTHING;
         let old = match restored.filter(|node| !node.is_expired(now_ms)) {
             None => shard
                 .find_entry(hash, is(&key))
@@ -948,16 +723,12 @@ impl Store {
                 .map(|occupied| occupied.remove().0),
             Some(mut node) => {
                 if node.expires_at_ms() != 0 {
-                    self.volatile.fetch_add(1, Ordering::Relaxed);
                     let tick = self.index.tick_of(node.expires_at_ms());
                     node.set_queued_tick(tick);
                     self.index.queue(hash, tick, node.expires_at_ms());
                 }
-                if node.is_session() {
-                    self.sessions.live.fetch_add(1, Ordering::Relaxed);
-                }
                 node.last_use().touch(self.lru_seconds(now_ms));
-                self.used.add(node.footprint());
+                added = Tally::of(&node);
                 match shard.entry(hash, is(&key), self.map.rehash()) {
                     TableEntry::Occupied(mut occupied) => {
                         Some(std::mem::replace(occupied.get_mut(), node))
@@ -970,28 +741,15 @@ impl Store {
             }
         };
         drop(shard);
+        let replaced = old.as_ref().map_or(Tally::NOTHING, Tally::of);
+        self.account(replaced, added);
         self.bound_index();
-        if let Some(old) = old {
-            self.used.sub(old.footprint());
-            if old.expires_at_ms() != 0 {
-                self.volatile.fetch_sub(1, Ordering::Relaxed);
-            }
-            if old.is_session() {
-                self.sessions.live.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
     }
 
     /// Queued positions in the expiry index (stale ones included), for INFO.
     pub fn expiry_index_len(&self) -> usize {
         self.index.len()
     }
-}
-
-/// How long the active expiry works before it yields again, after waiting `waited` for its turn
-/// (see [`Store::expire_in_batches`]).
-fn expiry_slice(waited: Duration) -> Duration {
-    (waited / 2).min(EXPIRY_MAX_SLICE)
 }
 
 /// Test support: what `SET key v` with a deadline does, in one call.
@@ -1011,16 +769,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_expiry_slice_is_half_the_wait_up_to_the_cap() {
-        assert_eq!(expiry_slice(Duration::ZERO), Duration::ZERO);
-        assert_eq!(
-            expiry_slice(Duration::from_micros(400)),
-            Duration::from_micros(200)
-        );
-        assert_eq!(expiry_slice(Duration::from_millis(10)), EXPIRY_MAX_SLICE);
-    }
 
     #[test]
     fn a_deadline_moved_earlier_within_its_tick_is_reclaimed_at_the_new_one() {
@@ -1148,39 +896,6 @@ mod tests {
             "keys past their deadline left by the active expiry"
         );
         assert_eq!(store.volatile_len(), 0);
-    }
-
-    #[test]
-    fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
-        let start = 1_000_000;
-        let (clock, manual) = Clock::manual(start);
-        let store = Arc::new(Store::new(clock));
-        // Enough steps that a preemption of this thread (a long wait, a 1 ms slice) cannot
-        // leave the expiry a single slice.
-        let keys = 200 * EXPIRY_BATCH;
-        for i in 0..keys {
-            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
-        }
-        manual.advance(1_000);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let expiry = tokio::spawn({
-                let store = store.clone();
-                async move { store.expire_in_batches().await }
-            });
-            // This task and the expiry share the thread: it sees the keyspace between slices.
-            let mut seen = Vec::new();
-            while !expiry.is_finished() {
-                seen.push(store.len());
-                tokio::task::yield_now().await;
-            }
-            expiry.await.unwrap();
-            let partway = seen.iter().filter(|&&n| n > 0 && n < keys).count();
-            assert!(partway >= 2, "the expiry yielded partway: {seen:?}");
-        });
-        assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
     }
 
     fn set_string(store: &Store, key: &[u8], value: Bytes, now_ms: u64) {
@@ -1353,40 +1068,6 @@ mod tests {
             assert!(store.is_empty());
             assert_eq!(store.count_sessions(b"", b"ada"), 0, "async: {flush_async}");
         }
-    }
-
-    #[test]
-    fn the_expiry_task_ends_in_the_middle_of_a_mass_expiry_on_shutdown() {
-        let start = 1_000_000;
-        let (clock, manual) = Clock::manual(start);
-        let store = Arc::new(Store::new(clock));
-        let keys = 200 * EXPIRY_BATCH;
-        for i in 0..keys {
-            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
-        }
-        manual.advance(1_000);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        let cycles = store.expiry_cycles();
-        runtime.block_on(async {
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let expiry = tokio::spawn(store.clone().run_active_expiry(
-                Duration::from_secs(3600),
-                async move {
-                    let _ = stopped.await;
-                },
-            ));
-            // This task and the expiry share the thread: it runs between slices.
-            while store.len() == keys {
-                tokio::task::yield_now().await;
-            }
-            stop.send(()).unwrap();
-            expiry.await.unwrap();
-        });
-        assert!(!store.is_empty(), "the task ended before the cycle did");
-        assert_eq!(*cycles.borrow(), 0);
     }
 
     #[test]

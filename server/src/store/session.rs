@@ -1,13 +1,14 @@
-//! Native sessions: the record, server-issued IDs, and the per-user index.
+//! Native sessions: server-issued IDs, the store's session operations, and the per-user index
+//! (the record itself, [`SessionRecord`], is one of the values in `value.rs`).
 //!
 //! A session is an entry of the keyspace whose key is its ID and whose deadline is always
-//! `min(last_access + idle, created + absolute)`. IDs are 32 bytes from the operating system's
-//! CSPRNG, base64url without padding (43 characters), and are only ever made here: no command
-//! creates a session under a name the client chose.
+//! `min(last_access + idle, created + absolute)`. IDs are [`ID_BYTES`] bytes from the operating
+//! system's CSPRNG, base64url without padding ([`ID_LEN`] characters), and are only ever made
+//! here: no command creates a session under a name the client chose.
 //!
 //! The per-user index maps a user to its session IDs in the order they became the user's
 //! (created with it, or moved to it by REGENERATE; after a load, by creation time), with add,
-//! remove and count in O(1) amortized ([`UserSessions`]). It is a second `DashMap`, and one rule
+//! remove and count in O(1) amortized (`UserSessions`). It is a second `DashMap`, and one rule
 //! keeps the two maps free of deadlock: a keyspace shard lock is never held while a user-index
 //! lock is taken (the reverse nesting is allowed). Every path that removes a session from the
 //! keyspace removes it from the index right after, with the keyspace lock released; so a user's
@@ -20,65 +21,18 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::entry::Fields;
+use super::accounting::{Before, Removal, Tally};
+use super::fields::Fields;
 use super::journal::Recording;
 use super::user_sessions::UserSessions;
-use super::{owned, Entry, Store, Value, ValueMut, ValueRef};
+use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
+use super::Store;
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
 pub const ID_BYTES: usize = 32;
 
 /// The characters of the random part of a session ID: `ID_BYTES` in base64url.
 pub const ID_LEN: usize = (ID_BYTES * 4).div_ceil(3);
-
-/// One session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// The user it belongs to, if any.
-    pub user: Option<Bytes>,
-    /// Its data.
-    pub fields: Fields,
-    /// When it was created, Unix ms.
-    pub created_ms: u64,
-    /// When it was last used (GET, SET, UNSET, TOUCH), Unix ms.
-    pub last_access_ms: u64,
-    /// The idle timeout, ms.
-    pub idle_ms: u64,
-    /// The absolute timeout, ms, counted from `created_ms`.
-    pub absolute_ms: u64,
-    /// Starts at 1, +1 on every SET and UNSET.
-    pub version: u64,
-}
-
-impl SessionRecord {
-    /// The effective deadline: the earlier of the idle and the absolute one.
-    pub fn deadline_ms(&self) -> u64 {
-        deadline_ms(
-            self.created_ms,
-            self.last_access_ms,
-            self.idle_ms,
-            self.absolute_ms,
-        )
-    }
-
-    /// The bytes of data it holds (field names and values), kept as a running total.
-    pub fn data_bytes(&self) -> usize {
-        self.fields.data_bytes()
-    }
-}
-
-/// The latest deadline a session can have, Unix ms: the largest that a reply's 64-bit signed
-/// integer holds (EXPIRETIME, SESSION.INFO), so that huge timeouts (a configured default, a
-/// loaded record) mean "practically never" instead of wrapping around.
-pub const MAX_DEADLINE_MS: u64 = i64::MAX as u64;
-
-/// A session's effective deadline: the earlier of the idle and the absolute one, at most
-/// [`MAX_DEADLINE_MS`].
-pub fn deadline_ms(created_ms: u64, last_access_ms: u64, idle_ms: u64, absolute_ms: u64) -> u64 {
-    let idle = last_access_ms.saturating_add(idle_ms);
-    let absolute = created_ms.saturating_add(absolute_ms);
-    idle.min(absolute).min(MAX_DEADLINE_MS)
-}
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
 /// [`ID_BYTES`] from the operating system's CSPRNG in base64url.
@@ -350,10 +304,7 @@ impl Store {
         loop {
             let id = new_id(prefix)?;
             match self.insert_new(&id, entry, now_ms, rec) {
-                Ok(()) => {
-                    self.sessions.live.fetch_add(1, AtomicOrdering::Relaxed);
-                    return Ok(id);
-                }
+                Ok(()) => return Ok(id),
                 Err(taken) => entry = taken,
             }
         }
@@ -461,11 +412,11 @@ impl Store {
         };
         let expired = node.is_expired(now_ms);
         let why = if expired {
-            super::Removal::Expired
+            Removal::Expired
         } else {
-            super::Removal::Deleted
+            Removal::Deleted
         };
-        self.after_remove(&node, super::Before::of(&node), why);
+        self.after_remove(&node, Before::of(&node), why);
         !expired
     }
 
@@ -572,11 +523,11 @@ impl Store {
             if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
                 let expired = node.is_expired(now_ms);
                 let why = if expired {
-                    super::Removal::Expired
+                    Removal::Expired
                 } else {
-                    super::Removal::Deleted
+                    Removal::Deleted
                 };
-                self.count_removal(&node, super::Before::of(&node), why);
+                self.count_removal(Before::of(&node), why);
                 destroyed += usize::from(!expired);
             }
         }
@@ -618,8 +569,10 @@ impl Store {
             return Ok(None);
         };
         let old_id = Bytes::copy_from_slice(old.key());
-        // The old entry leaves `used_memory`; the new one is counted when inserted.
-        self.used.sub(old.footprint());
+        // The old entry leaves the totals (a change, but no removal: the session lives on under
+        // the new ID, which counts again when it is inserted).
+        self.account(Tally::of(&old), Tally::NOTHING);
+        self.changes.add(1);
         let Entry {
             value: Value::Session(mut record),
             expires_at_ms: deadline,
@@ -631,11 +584,6 @@ impl Store {
             record.user = Some(owned(user));
         }
         let user = record.user.clone();
-        // The old entry left the keyspace without the removal bookkeeping: the session lives
-        // on under the new ID, so the live and volatile counts do not change.
-        self.sessions.live.fetch_sub(1, AtomicOrdering::Relaxed);
-        self.volatile.fetch_sub(1, AtomicOrdering::Relaxed);
-        self.changes.add(1);
         let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, now_ms, &rec)
         {
             Ok(new_id) => new_id,

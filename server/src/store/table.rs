@@ -4,8 +4,7 @@
 //! A slot is the node's thin pointer (8 bytes and a control byte); the key lives in the node, so
 //! a lookup compares against it there. A key's 64-bit hash picks its shard from bits the
 //! table's own tag byte does not use (as dashmap does), so keys in one shard still differ in
-//! their tags. The hash also names a key in the expiry index (see [`super::expiry`]) and orders
-//! SCAN.
+//! their tags. The hash also names a key in the expiry index (`expiry.rs`) and orders SCAN.
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 

@@ -1,0 +1,181 @@
+//! [`Record`], the store's word for a change to the keyspace: a key's whole state, or its
+//! removal.
+//!
+//! Snapshots are a stream of records (the live keys, shard by shard, then the changes the
+//! journal recorded meanwhile), and a stream of records replayed in order
+//! rebuilds the keyspace: a key's last record wins and [`Record::Delete`] removes it. The
+//! persistence layer only frames, checksums and stores their serde encoding. Deadlines are
+//! wall-clock Unix milliseconds, so a key whose deadline passed while the server was down is
+//! not loaded.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::entry::Node;
+use super::fields::Fields;
+use super::value::{deadline_ms, Entry, SessionRecord, Value, ValueRef};
+
+/// One change to the keyspace: a key's whole state, or its removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A string key.
+    String {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// A hash key.
+    Hash {
+        /// The key.
+        key: Bytes,
+        /// The fields.
+        fields: Vec<(Bytes, Bytes)>,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// A session; its deadline follows from its timeouts.
+    Session {
+        /// The session ID.
+        id: Bytes,
+        /// The user, if any.
+        user: Option<Bytes>,
+        /// The data.
+        fields: Vec<(Bytes, Bytes)>,
+        /// Creation, Unix ms.
+        created_ms: u64,
+        /// Last use, Unix ms.
+        last_access_ms: u64,
+        /// Idle timeout, ms.
+        idle_ms: u64,
+        /// Absolute timeout, ms.
+        absolute_ms: u64,
+        /// Version.
+        version: u64,
+    },
+    /// The key was removed (journal only).
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+fn pairs(fields: &Fields) -> Vec<(Bytes, Bytes)> {
+    fields.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
+}
+
+impl Record {
+    /// The record of the stored key `node`: copies of its bytes (field names and values are
+    /// handles).
+    pub fn of(node: &Node) -> Record {
+        let key = Bytes::copy_from_slice(node.key());
+        let expires_at_ms = node.expires_at_ms();
+        match node.value() {
+            ValueRef::Str(value) => Record::String {
+                key,
+                value: Bytes::copy_from_slice(value),
+                expires_at_ms,
+            },
+            ValueRef::Hash(fields) => Record::Hash {
+                key,
+                fields: pairs(fields),
+                expires_at_ms,
+            },
+            ValueRef::Session(session) => Record::Session {
+                id: key,
+                user: session.user.clone(),
+                fields: pairs(&session.fields),
+                created_ms: session.created_ms,
+                last_access_ms: session.last_access_ms,
+                idle_ms: session.idle_ms,
+                absolute_ms: session.absolute_ms,
+                version: session.version,
+            },
+        }
+    }
+
+    /// The key this record is about.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Record::String { key, .. } | Record::Hash { key, .. } | Record::Delete { key } => key,
+            Record::Session { id, .. } => id,
+        }
+    }
+
+    /// The deadline the record's entry would have, Unix ms; `None`: no deadline (or a deletion).
+    pub fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Record::String { expires_at_ms, .. } | Record::Hash { expires_at_ms, .. } => {
+                (*expires_at_ms != 0).then_some(*expires_at_ms)
+            }
+            Record::Session {
+                created_ms,
+                last_access_ms,
+                idle_ms,
+                absolute_ms,
+                ..
+            } => Some(deadline_ms(
+                *created_ms,
+                *last_access_ms,
+                *idle_ms,
+                *absolute_ms,
+            )),
+            Record::Delete { .. } => None,
+        }
+    }
+
+    /// The kind, for counts: `string`, `hash`, `session` or `delete`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::String { .. } => "string",
+            Record::Hash { .. } => "hash",
+            Record::Session { .. } => "session",
+            Record::Delete { .. } => "delete",
+        }
+    }
+
+    /// The key and entry this record restores; `None` for a deletion.
+    pub fn into_entry(self) -> Option<(Bytes, Entry)> {
+        let collect = |fields: Vec<(Bytes, Bytes)>| fields.into_iter().collect::<Fields>();
+        match self {
+            Record::String {
+                key,
+                value,
+                expires_at_ms,
+            } => Some((key, Entry::new(Value::Str(value), expires_at_ms))),
+            Record::Hash {
+                key,
+                fields,
+                expires_at_ms,
+            } => Some((
+                key,
+                Entry::new(Value::Hash(Box::new(collect(fields))), expires_at_ms),
+            )),
+            Record::Session {
+                id,
+                user,
+                fields,
+                created_ms,
+                last_access_ms,
+                idle_ms,
+                absolute_ms,
+                version,
+            } => {
+                let session = SessionRecord {
+                    user,
+                    fields: collect(fields),
+                    created_ms,
+                    last_access_ms,
+                    idle_ms,
+                    absolute_ms,
+                    version,
+                };
+                let deadline = session.deadline_ms();
+                Some((id, Entry::new(Value::Session(Box::new(session)), deadline)))
+            }
+            Record::Delete { .. } => None,
+        }
+    }
+}
