@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+use sessiond_protocol::units::{parse_duration, parse_size};
 use sessiond_protocol::Limits;
 
 use bytes::Bytes;
@@ -1224,47 +1225,6 @@ fn duration_setting(setting: &'static str, text: &str) -> Result<Duration, Confi
     })
 }
 
-/// Parses a size with redis.conf units: `k`/`m`/`g` are powers of 1000, `kb`/`mb`/`gb` powers
-/// of 1024, case-insensitive; a bare number is bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let number: u64 = number.parse().ok()?;
-    let multiplier: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "k" => 1_000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
-/// Parses a duration with a unit: `ms`, `s`, `m`, `h`, `d`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim().to_ascii_lowercase();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let number: u64 = number.parse().ok()?;
-    let ms_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(ms_per_unit).map(Duration::from_millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1496,19 +1456,6 @@ mod tests {
             small_values.validate().unwrap().output_limits.normal.hard(),
             1 << 20
         );
-    }
-
-    #[test]
-    fn sizes_and_durations_take_units() {
-        assert_eq!(parse_size("16mb"), Some(16 << 20));
-        assert_eq!(parse_size("1k"), Some(1000));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("12qb"), None);
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("8h"), Some(Duration::from_secs(8 * 3600)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("ten"), None);
     }
 
     #[test]
