@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use sessiond_protocol::units::{parse_duration, parse_size};
 use sessiond_protocol::Limits;
 
 use bytes::Bytes;
@@ -17,6 +16,8 @@ use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
 use crate::clock::Clock;
 use crate::output_limit::OutputLimits;
 use crate::persist::PersistConfig;
+use crate::setting;
+use crate::setting::{range, Address, Invalid, Period, PositivePeriod, Size, YesNo};
 use crate::store::evict::Policy;
 use crate::tls::{ClientAuth, TlsConfig, TlsFiles};
 
@@ -45,7 +46,7 @@ pub struct RawConfig {
 
     /// Address to listen on [default: 127.0.0.1].
     #[arg(long, env = "SESSIOND_BIND")]
-    pub bind: Option<String>,
+    pub bind: Option<Address>,
 
     /// TCP port; 0 picks a free one [default: 6380].
     #[arg(long, env = "SESSIOND_PORT")]
@@ -72,7 +73,7 @@ pub struct RawConfig {
     /// Client certificates on --tls-port: `yes` (required), `optional` (verified if sent) or
     /// `no` [default: yes with --tls-ca-cert-file, no without].
     #[arg(long, env = "SESSIOND_TLS_AUTH_CLIENTS")]
-    pub tls_auth_clients: Option<String>,
+    pub tls_auth_clients: Option<ClientAuth>,
 
     /// Password of the `default` user; clients must AUTH before other commands. Prefer
     /// SESSIOND_PASSWORD or --requirepass-file, which keep it out of `ps`.
@@ -86,7 +87,7 @@ pub struct RawConfig {
     /// Refuse to start on a non-loopback address without a password: `yes` or `no`
     /// [default: yes].
     #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
-    pub protected_mode: Option<String>,
+    pub protected_mode: Option<YesNo>,
 
     /// Disconnect a client after this many failed AUTH / HELLO AUTH attempts on its connection
     /// (0: never) [default: 10].
@@ -96,27 +97,27 @@ pub struct RawConfig {
     /// Close a connection that has not authenticated this long after it was accepted, when a
     /// password is required (a duration; 0: never) [default: 10s].
     #[arg(long, env = "SESSIOND_AUTH_TIMEOUT")]
-    pub auth_timeout: Option<String>,
+    pub auth_timeout: Option<Period>,
 
     /// Close a client idle this long (a duration; 0: never) [default: 0].
     #[arg(long, env = "SESSIOND_TIMEOUT")]
-    pub timeout: Option<String>,
+    pub timeout: Option<Period>,
 
     /// Most reply data held for a client, as Redis's `<class> <hard> <soft> <soft-seconds>`,
     /// repeated for the classes normal, replica and pubsub (or one size: the normal class's
     /// hard limit). Past the hard limit, or above the soft one for soft-seconds, the client is
     /// closed [default: normal 64mb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
-    pub client_output_buffer_limit: Option<String>,
+    pub client_output_buffer_limit: Option<OutputLimits>,
 
     /// Most memory the keyspace may use (`used_memory`), with units; 0: no limit [default: 0].
     #[arg(long, env = "SESSIOND_MAXMEMORY")]
-    pub maxmemory: Option<String>,
+    pub maxmemory: Option<Size>,
 
     /// What a write does at --maxmemory: noeviction (refuse it with OOM), volatile-ttl,
     /// volatile-lru or allkeys-lru (evict keys) [default: noeviction].
     #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY")]
-    pub maxmemory_policy: Option<String>,
+    pub maxmemory_policy: Option<Policy>,
 
     /// Most simultaneous clients; more are refused with an error [default: 10000].
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
@@ -124,11 +125,11 @@ pub struct RawConfig {
 
     /// Largest bulk string accepted, with units (`16mb`, `512kb`) [default: 16mb].
     #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN")]
-    pub proto_max_bulk_len: Option<String>,
+    pub proto_max_bulk_len: Option<Size>,
 
     /// Most input buffered for one client [default: 64mb].
     #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT")]
-    pub client_query_buffer_limit: Option<String>,
+    pub client_query_buffer_limit: Option<Size>,
 
     /// Most arguments in one command [default: 1048576].
     #[arg(long, env = "SESSIOND_MAX_COMMAND_ARGS")]
@@ -136,12 +137,12 @@ pub struct RawConfig {
 
     /// Longest inline command line [default: 64kb].
     #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
-    pub max_inline_len: Option<String>,
+    pub max_inline_len: Option<Size>,
 
     /// Longest glob pattern of KEYS, SCAN MATCH, CONFIG GET and users' key patterns; a match
     /// costs up to key length × pattern length [default: 256].
     #[arg(long, env = "SESSIOND_MAX_PATTERN_LEN")]
-    pub max_pattern_len: Option<String>,
+    pub max_pattern_len: Option<Size>,
 
     /// Most keys one SCAN call examines, whatever its COUNT [default: 10000].
     #[arg(long, env = "SESSIOND_SCAN_MAX_COUNT")]
@@ -161,23 +162,23 @@ pub struct RawConfig {
     /// Turn off transparent huge pages for the process (Linux; as Redis's `disable-thp`): `yes`
     /// or `no` [default: yes].
     #[arg(long, env = "SESSIOND_DISABLE_THP")]
-    pub disable_thp: Option<String>,
+    pub disable_thp: Option<YesNo>,
 
     /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: Option<String>,
+    pub shutdown_timeout: Option<Period>,
 
     /// How often the active expiry task reclaims expired keys [default: 100ms].
     #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
-    pub active_expire_interval: Option<String>,
+    pub active_expire_interval: Option<PositivePeriod>,
 
     /// Default idle timeout of a session: it ends this long after its last use [default: 30m].
     #[arg(long, env = "SESSIOND_SESSION_IDLE")]
-    pub session_idle: Option<String>,
+    pub session_idle: Option<PositivePeriod>,
 
     /// Default absolute timeout of a session: it ends this long after creation [default: 8h].
     #[arg(long, env = "SESSIOND_SESSION_ABSOLUTE")]
-    pub session_absolute: Option<String>,
+    pub session_absolute: Option<PositivePeriod>,
 
     /// Most sessions per user; creating one more destroys that user's oldest (0: no cap)
     /// [default: 0].
@@ -195,18 +196,18 @@ pub struct RawConfig {
     /// Save a snapshot this often when something changed; 0 disables periodic snapshots
     /// [default: 60s].
     #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
-    pub snapshot_interval: Option<String>,
+    pub snapshot_interval: Option<Period>,
 
     /// The most memory the journal of changes made during a snapshot may take (one record per
     /// key written meanwhile, outside maxmemory); past it the snapshot is abandoned and retried
     /// 5 s later; 0: no bound [default: 256mb].
     #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
-    pub snapshot_journal_limit: Option<String>,
+    pub snapshot_journal_limit: Option<Size>,
 
     /// Refuse writes with MISCONF while the last snapshot failed (as Redis's
     /// `stop-writes-on-bgsave-error`): `yes` or `no` [default: yes].
     #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
-    pub stop_writes_on_bgsave_error: Option<String>,
+    pub stop_writes_on_bgsave_error: Option<YesNo>,
 
     /// Run purely in memory: no snapshot is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
@@ -214,7 +215,7 @@ pub struct RawConfig {
 
     /// Test only: pause this long after each shard while writing a snapshot.
     #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
-    pub debug_snapshot_shard_delay: Option<String>,
+    pub debug_snapshot_shard_delay: Option<Period>,
 
     /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
     /// [default: info].
@@ -223,7 +224,7 @@ pub struct RawConfig {
 
     /// Log line format: `text` or `json` [default: text].
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    pub log_format: Option<LogFormat>,
 
     /// Named users, from the config file only (`[[user]]` tables).
     #[arg(skip)]
@@ -273,6 +274,18 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+impl setting::Value for LogFormat {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".to_owned()),
+        }
+    }
+}
+
+setting::read_as_setting!(LogFormat);
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -386,16 +399,9 @@ impl Default for Config {
 /// A setting that cannot be used; the message names the setting and the value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value that does not parse or is out of range.
-    #[error("invalid {setting} {value:?}: {reason}")]
-    Invalid {
-        /// The flag name.
-        setting: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A value that does not parse, is out of range or does not fit the other settings.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The config file could not be read.
     #[error("config file {path}: {source}")]
     Read {
@@ -533,47 +539,41 @@ impl RawConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
         let defaults = Config::default();
         let mut limits = defaults.limits;
-        let bind = match self.bind {
-            None => defaults.bind,
-            Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid {
-                setting: "bind",
-                value: text.clone(),
-                reason: "expected an IPv4 or IPv6 address".to_owned(),
-            })?,
-        };
-        if let Some(text) = self.proto_max_bulk_len {
+        let bind = self.bind.map_or(defaults.bind, |Address(ip)| ip);
+        if let Some(Size(bytes)) = self.proto_max_bulk_len {
             limits.max_bulk_len =
-                size_setting("proto-max-bulk-len", &text, 1, u64::from(u32::MAX))?;
+                range("proto-max-bulk-len", bytes, 1, u64::from(u32::MAX))? as usize;
         }
-        if let Some(text) = self.client_query_buffer_limit {
+        if let Some(Size(bytes)) = self.client_query_buffer_limit {
             limits.max_query_buffer =
-                size_setting("client-query-buffer-limit", &text, 1024, 1 << 34)?;
+                range("client-query-buffer-limit", bytes, 1024, 1 << 34)? as usize;
         }
-        if let Some(text) = self.max_inline_len {
-            limits.max_inline_len = size_setting("max-inline-len", &text, 64, 1 << 30)?;
+        if let Some(Size(bytes)) = self.max_inline_len {
+            limits.max_inline_len = range("max-inline-len", bytes, 64, 1 << 30)? as usize;
         }
         if let Some(count) = self.max_command_args {
             limits.max_args = range("max-command-args", count, 1, i32::MAX as u64)? as usize;
         }
         if limits.max_query_buffer < limits.max_bulk_len {
-            return Err(ConfigError::Invalid {
-                setting: "client-query-buffer-limit",
-                value: limits.max_query_buffer.to_string(),
-                reason: format!(
+            return Err(Invalid::new(
+                "client-query-buffer-limit",
+                limits.max_query_buffer.to_string(),
+                format!(
                     "must be at least proto-max-bulk-len ({}), or no such bulk could be received",
                     limits.max_bulk_len
                 ),
-            });
+            )
+            .into());
         }
         let requirepass = match (self.requirepass, &self.requirepass_file) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    setting: "requirepass-file",
-                    value: String::new(),
-                    reason: "give the password once: --requirepass (SESSIOND_PASSWORD) or \
-                             --requirepass-file, not both"
-                        .to_owned(),
-                })
+                return Err(Invalid::new(
+                    "requirepass-file",
+                    "",
+                    "give the password once: --requirepass (SESSIOND_PASSWORD) or \
+                     --requirepass-file, not both",
+                )
+                .into())
             }
             (Some(password), None) => Some(password),
             (None, Some(path)) => {
@@ -586,30 +586,32 @@ impl RawConfig {
             (None, None) => None,
         };
         if requirepass.as_ref().is_some_and(|p| p.is_empty()) {
-            return Err(ConfigError::Invalid {
-                setting: "requirepass",
-                value: String::new(),
-                reason: "an empty password is no password; leave it unset instead".to_owned(),
-            });
+            return Err(Invalid::new(
+                "requirepass",
+                "",
+                "an empty password is no password; leave it unset instead",
+            )
+            .into());
         }
         let requirepass = requirepass.map(Secret::new);
-        let protected_mode = yes_or_no("protected-mode", self.protected_mode.as_deref(), true)?;
-        let disable_thp = yes_or_no("disable-thp", self.disable_thp.as_deref(), true)?;
+        let protected_mode = self
+            .protected_mode
+            .map_or(defaults.protected_mode, |YesNo(yes)| yes);
         let max_pattern_len = match self.max_pattern_len {
             None => defaults.max_pattern_len,
-            Some(text) => size_setting("max-pattern-len", &text, 1, 1 << 20)?,
+            Some(Size(bytes)) => range("max-pattern-len", bytes, 1, 1 << 20)? as usize,
         };
         let users = users(self.users, max_pattern_len)?;
         if protected_mode && requirepass.is_none() && users.is_empty() && !bind.is_loopback() {
-            return Err(ConfigError::Invalid {
-                setting: "bind",
-                value: bind.to_string(),
-                reason: "protected mode: refusing to accept connections from the network without \
-                         a password; set --requirepass or named users (or SESSIOND_PASSWORD, --requirepass-file), \
-                         bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
-                         port"
-                    .to_owned(),
-            });
+            return Err(Invalid::new(
+                "bind",
+                bind.to_string(),
+                "protected mode: refusing to accept connections from the network without \
+                 a password; set --requirepass or named users (or SESSIOND_PASSWORD, --requirepass-file), \
+                 bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
+                 port",
+            )
+            .into());
         }
         let port = self.port.unwrap_or(defaults.port);
         let tls = tls(
@@ -620,70 +622,30 @@ impl RawConfig {
             self.tls_ca_cert_file,
             self.tls_auth_clients,
         )?;
-        let idle_timeout = match self.timeout {
-            None => None,
-            Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
-        };
-        let max_auth_failures = match self.max_auth_failures {
-            None => defaults.max_auth_failures,
-            Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
-        };
-        let auth_timeout = match self.auth_timeout {
-            None => defaults.auth_timeout,
-            Some(text) => Some(duration_setting("auth-timeout", &text)?).filter(|d| !d.is_zero()),
-        };
-        let output_limits = match self.client_output_buffer_limit {
-            None => defaults.output_limits,
-            Some(text) => {
-                defaults
-                    .output_limits
-                    .parse(&text)
-                    .map_err(|reason| ConfigError::Invalid {
-                        setting: "client-output-buffer-limit",
-                        value: text.clone(),
-                        reason,
-                    })?
-            }
-        };
+        let output_limits = self
+            .client_output_buffer_limit
+            .unwrap_or(defaults.output_limits);
         if output_limits.normal.hard() < limits.max_bulk_len.saturating_mul(2) {
-            return Err(ConfigError::Invalid {
-                setting: "client-output-buffer-limit",
-                value: output_limits.config_value(),
-                reason: format!(
+            return Err(Invalid::new(
+                "client-output-buffer-limit",
+                output_limits.config_value(),
+                format!(
                     "the normal class's hard limit must be at least twice proto-max-bulk-len \
                      ({}), or a value the server accepts could not be read back after another \
                      reply of the same pipeline",
                     limits.max_bulk_len
                 ),
-            });
+            )
+            .into());
         }
-        let maxmemory = match self.maxmemory {
-            None => 0,
-            Some(text) => size_setting("maxmemory", &text, 0, u64::MAX)? as u64,
-        };
-        let maxmemory_policy = match self.maxmemory_policy {
-            None => Policy::NoEviction,
-            Some(text) => Policy::ALL
-                .into_iter()
-                .find(|p| p.name() == text)
-                .ok_or_else(|| ConfigError::Invalid {
-                    setting: "maxmemory-policy",
-                    value: text.clone(),
-                    reason: "expected noeviction, volatile-ttl, volatile-lru or allkeys-lru"
-                        .to_owned(),
-                })?,
-        };
-        let log_format = match self.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    setting: "log-format",
-                    value: other.to_owned(),
-                    reason: "expected text or json".to_owned(),
-                })
-            }
-        };
+        let maxclients = self.maxclients.unwrap_or(defaults.maxclients as u64);
+        let scan_max_count = self
+            .scan_max_count
+            .unwrap_or(defaults.scan_max_count as u64);
+        let threads = self.threads.unwrap_or(defaults.threads as u64);
+        let session_max_per_user = self
+            .session_max_per_user
+            .unwrap_or(defaults.session_max_per_user as u64);
         Ok(Config {
             bind,
             port,
@@ -691,24 +653,24 @@ impl RawConfig {
             requirepass,
             users,
             protected_mode,
-            max_auth_failures,
-            auth_timeout,
-            idle_timeout,
+            max_auth_failures: match self.max_auth_failures {
+                None => defaults.max_auth_failures,
+                Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
+            },
+            auth_timeout: self
+                .auth_timeout
+                .map_or(defaults.auth_timeout, never_if_zero),
+            idle_timeout: self.timeout.map_or(defaults.idle_timeout, never_if_zero),
             output_limits,
-            maxmemory,
-            maxmemory_policy,
-            maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
-                as usize,
+            maxmemory: self
+                .maxmemory
+                .map_or(defaults.maxmemory, |Size(bytes)| bytes),
+            maxmemory_policy: self.maxmemory_policy.unwrap_or(defaults.maxmemory_policy),
+            maxclients: range("maxclients", maxclients, 1, 1 << 20)? as usize,
             limits,
             max_pattern_len,
-            scan_max_count: range(
-                "scan-max-count",
-                self.scan_max_count
-                    .unwrap_or(defaults.scan_max_count as u64),
-                1,
-                1 << 30,
-            )? as usize,
-            threads: match range("threads", self.threads.unwrap_or(0), 0, 1024)? {
+            scan_max_count: range("scan-max-count", scan_max_count, 1, 1 << 30)? as usize,
+            threads: match range("threads", threads, 0, 1024)? {
                 0 => automatic_threads(),
                 threads => threads as usize,
             },
@@ -716,32 +678,23 @@ impl RawConfig {
                 Some(us) => Duration::from_micros(range("idle-poll-us", us, 0, 10_000)?),
                 None => defaults.idle_poll,
             },
-            disable_thp,
-            shutdown_timeout: match self.shutdown_timeout {
-                Some(text) => duration_setting("shutdown-timeout", &text)?,
-                None => defaults.shutdown_timeout,
-            },
-            active_expire_interval: positive_duration(
-                "active-expire-interval",
-                self.active_expire_interval,
-                defaults.active_expire_interval,
-            )?,
-            session_idle: positive_duration(
-                "session-idle",
-                self.session_idle,
-                defaults.session_idle,
-            )?,
-            session_absolute: positive_duration(
-                "session-absolute",
-                self.session_absolute,
-                defaults.session_absolute,
-            )?,
-            session_max_per_user: range(
-                "session-max-per-user",
-                self.session_max_per_user.unwrap_or(0),
-                0,
-                1 << 20,
-            )? as usize,
+            disable_thp: self
+                .disable_thp
+                .map_or(defaults.disable_thp, |YesNo(yes)| yes),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .map_or(defaults.shutdown_timeout, |Period(d)| d),
+            active_expire_interval: self
+                .active_expire_interval
+                .map_or(defaults.active_expire_interval, |PositivePeriod(d)| d),
+            session_idle: self
+                .session_idle
+                .map_or(defaults.session_idle, |PositivePeriod(d)| d),
+            session_absolute: self
+                .session_absolute
+                .map_or(defaults.session_absolute, |PositivePeriod(d)| d),
+            session_max_per_user: range("session-max-per-user", session_max_per_user, 0, 1 << 20)?
+                as usize,
             persistence: persistence(
                 self.no_persistence.unwrap_or(false),
                 self.data_dir,
@@ -750,17 +703,20 @@ impl RawConfig {
                 self.snapshot_journal_limit,
                 self.debug_snapshot_shard_delay,
             )?,
-            stop_writes_on_bgsave_error: yes_or_no(
-                "stop-writes-on-bgsave-error",
-                self.stop_writes_on_bgsave_error.as_deref(),
-                defaults.stop_writes_on_bgsave_error,
-            )?,
+            stop_writes_on_bgsave_error: self
+                .stop_writes_on_bgsave_error
+                .map_or(defaults.stop_writes_on_bgsave_error, |YesNo(yes)| yes),
             log_level: self.log_level.unwrap_or(defaults.log_level),
-            log_format,
+            log_format: self.log_format.unwrap_or(defaults.log_format),
             config_file: self.config,
             clock: defaults.clock,
         })
     }
+}
+
+/// A duration where zero means "never".
+fn never_if_zero(Period(duration): Period) -> Option<Duration> {
+    Some(duration).filter(|d| !d.is_zero())
 }
 
 /// A config file's parse error told without the file's contents, which may hold a password:
@@ -883,14 +839,11 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
 const MAX_SESSION_PREFIX: usize = 64;
 
 /// Validates the `[[user]]` tables.
-fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, ConfigError> {
+fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, Invalid> {
     let mut users: Vec<User> = Vec::with_capacity(raw.len());
     for raw in raw {
-        let invalid = |setting: &'static str, reason: String| ConfigError::Invalid {
-            setting,
-            value: raw.name.clone(),
-            reason,
-        };
+        let invalid =
+            |setting: &'static str, reason: String| Invalid::new(setting, &raw.name, reason);
         let name_ok = !raw.name.is_empty()
             && raw
                 .name
@@ -1046,7 +999,7 @@ fn tls(
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
     ca_cert_file: Option<PathBuf>,
-    auth_clients: Option<String>,
+    auth_clients: Option<ClientAuth>,
 ) -> Result<Option<TlsConfig>, ConfigError> {
     let Some(tls_port) = tls_port else {
         // TLS files without a TLS port would leave every client on plaintext, silently.
@@ -1057,49 +1010,43 @@ fn tls(
             ("tls-auth-clients", auth_clients.is_some()),
         ];
         if let Some((setting, _)) = stray.iter().find(|(_, given)| *given) {
-            return Err(ConfigError::Invalid {
+            return Err(Invalid::new(
                 setting,
-                value: String::new(),
-                reason: "TLS settings without --tls-port: nothing would listen for TLS; set \
-                         --tls-port (0 picks a free port)"
-                    .to_owned(),
-            });
+                "",
+                "TLS settings without --tls-port: nothing would listen for TLS; set \
+                 --tls-port (0 picks a free port)",
+            )
+            .into());
         }
         return Ok(None);
     };
     if tls_port != 0 && tls_port == port {
-        return Err(ConfigError::Invalid {
-            setting: "tls-port",
-            value: tls_port.to_string(),
-            reason: "must differ from --port: the plaintext and TLS listeners need a port each"
-                .to_owned(),
-        });
+        return Err(Invalid::new(
+            "tls-port",
+            tls_port.to_string(),
+            "must differ from --port: the plaintext and TLS listeners need a port each",
+        )
+        .into());
     }
     let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
-        return Err(ConfigError::Invalid {
-            setting: "tls-port",
-            value: tls_port.to_string(),
-            reason: "TLS needs --tls-cert-file and --tls-key-file".to_owned(),
-        });
+        return Err(Invalid::new(
+            "tls-port",
+            tls_port.to_string(),
+            "TLS needs --tls-cert-file and --tls-key-file",
+        )
+        .into());
     };
-    let auth_clients = match (auth_clients.as_deref(), &ca_cert_file) {
-        (None, Some(_)) | (Some("yes"), _) => ClientAuth::Required,
-        (None, None) | (Some("no"), _) => ClientAuth::No,
-        (Some("optional"), _) => ClientAuth::Optional,
-        (Some(other), _) => {
-            return Err(ConfigError::Invalid {
-                setting: "tls-auth-clients",
-                value: other.to_owned(),
-                reason: "expected yes, optional or no".to_owned(),
-            })
-        }
-    };
+    let auth_clients = auth_clients.unwrap_or(match ca_cert_file {
+        Some(_) => ClientAuth::Required,
+        None => ClientAuth::No,
+    });
     if auth_clients != ClientAuth::No && ca_cert_file.is_none() {
-        return Err(ConfigError::Invalid {
-            setting: "tls-auth-clients",
-            value: auth_clients.as_str().to_owned(),
-            reason: "verifying client certificates needs --tls-ca-cert-file".to_owned(),
-        });
+        return Err(Invalid::new(
+            "tls-auth-clients",
+            auth_clients.as_str(),
+            "verifying client certificates needs --tls-ca-cert-file",
+        )
+        .into());
     }
     let files = TlsFiles {
         cert_file,
@@ -1110,57 +1057,13 @@ fn tls(
     Ok(Some(TlsConfig::load(tls_port, files)?))
 }
 
-/// A `yes`/`no` setting; `default` when unset.
-fn yes_or_no(
-    setting: &'static str,
-    value: Option<&str>,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some("yes") => Ok(true),
-        Some("no") => Ok(false),
-        Some(other) => Err(ConfigError::Invalid {
-            setting,
-            value: other.to_owned(),
-            reason: "expected yes or no".to_owned(),
-        }),
-    }
-}
-
-fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::Invalid {
-            setting,
-            value: value.to_string(),
-            reason: format!("must be between {min} and {max}"),
-        })
-    }
-}
-
-fn size_setting(
-    setting: &'static str,
-    text: &str,
-    min: u64,
-    max: u64,
-) -> Result<usize, ConfigError> {
-    let value = parse_size(text).ok_or_else(|| ConfigError::Invalid {
-        setting,
-        value: text.to_owned(),
-        reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
-    })?;
-    range(setting, value, min, max).map(|v| v as usize)
-}
-
 fn persistence(
     disabled: bool,
     dir: Option<PathBuf>,
     file_name: Option<String>,
-    interval: Option<String>,
-    journal_limit: Option<String>,
-    shard_delay: Option<String>,
+    interval: Option<Period>,
+    journal_limit: Option<Size>,
+    shard_delay: Option<Period>,
 ) -> Result<Option<PersistConfig>, ConfigError> {
     if disabled {
         return Ok(None);
@@ -1168,61 +1071,24 @@ fn persistence(
     let defaults = PersistConfig::default();
     let file_name = file_name.unwrap_or(defaults.file_name);
     if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
-        return Err(ConfigError::Invalid {
-            setting: "dbfilename",
-            value: file_name,
-            reason: "must be a plain file name (the directory is --data-dir)".to_owned(),
-        });
+        return Err(Invalid::new(
+            "dbfilename",
+            file_name,
+            "must be a plain file name (the directory is --data-dir)",
+        )
+        .into());
     }
-    let interval = match interval {
-        None => defaults.interval,
-        Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
-    };
-    let journal_max_bytes = match journal_limit {
-        None => defaults.journal_max_bytes,
-        Some(text) => match size_setting("snapshot-journal-limit", &text, 0, u64::MAX)? as u64 {
-            0 => u64::MAX,
-            bytes => bytes,
-        },
-    };
-    let shard_delay = match shard_delay {
-        None => Duration::ZERO,
-        Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
-    };
     Ok(Some(PersistConfig {
         dir: dir.unwrap_or(defaults.dir),
         file_name,
-        interval,
-        journal_max_bytes,
-        shard_delay,
+        interval: interval.map_or(defaults.interval, never_if_zero),
+        journal_max_bytes: match journal_limit {
+            None => defaults.journal_max_bytes,
+            Some(Size(0)) => u64::MAX,
+            Some(Size(bytes)) => bytes,
+        },
+        shard_delay: shard_delay.map_or(defaults.shard_delay, |Period(d)| d),
     }))
-}
-
-fn positive_duration(
-    setting: &'static str,
-    text: Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let duration = duration_setting(setting, &text)?;
-    if duration.is_zero() {
-        return Err(ConfigError::Invalid {
-            setting,
-            value: text,
-            reason: "must be positive".to_owned(),
-        });
-    }
-    Ok(duration)
-}
-
-fn duration_setting(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    parse_duration(text).ok_or_else(|| ConfigError::Invalid {
-        setting,
-        value: text.to_owned(),
-        reason: "expected a duration such as 500ms, 10s, 30m or 8h".to_owned(),
-    })
 }
 
 #[cfg(test)]
@@ -1232,6 +1098,15 @@ mod tests {
     fn users_from(toml_text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(toml_text).expect("valid TOML");
         raw.validate()
+    }
+
+    /// The configuration the flags make, or the message of the first error, from clap or
+    /// validation alike.
+    fn from_flags(args: &[&str]) -> Result<Config, String> {
+        let raw =
+            RawConfig::try_parse_from(std::iter::once("sessiond").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        raw.validate().map_err(|e| e.to_string())
     }
 
     const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
@@ -1303,7 +1178,7 @@ mod tests {
         assert!(error.contains("idle-poll-us"), "{error}");
         assert!(users_from("").unwrap().disable_thp);
         assert!(!users_from("disable-thp = \"no\"").unwrap().disable_thp);
-        let error = users_from("disable-thp = \"off\"").unwrap_err().to_string();
+        let error = from_flags(&["--disable-thp", "off"]).unwrap_err();
         assert!(
             error.contains("disable-thp") && error.contains("yes or no"),
             "{error}"
@@ -1354,7 +1229,9 @@ mod tests {
         ];
         for (text, setting) in cases {
             match users_from(&text) {
-                Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
+                Err(ConfigError::Invalid(Invalid { setting: s, .. })) => {
+                    assert_eq!(s, setting, "{text}")
+                }
                 other => panic!("{text}: {other:?}"),
             }
         }
@@ -1407,12 +1284,7 @@ mod tests {
     #[test]
     fn the_output_buffer_limit_takes_redis_s_classes_or_one_size() {
         let limits = |text: &str| {
-            RawConfig {
-                client_output_buffer_limit: Some(text.into()),
-                ..Default::default()
-            }
-            .validate()
-            .map(|config| config.output_limits)
+            from_flags(&["--client-output-buffer-limit", text]).map(|config| config.output_limits)
         };
         let defaults = users_from("").unwrap().output_limits;
         assert_eq!(defaults, OutputLimits::default());
@@ -1437,23 +1309,24 @@ mod tests {
             ("1mb", "proto-max-bulk-len (16777216)"),
             ("normal 8mb 0 0", "proto-max-bulk-len"),
         ] {
-            match limits(text) {
-                Err(ConfigError::Invalid {
-                    setting, reason: r, ..
-                }) => {
-                    assert_eq!(setting, "client-output-buffer-limit", "{text}");
-                    assert!(r.contains(reason), "{text}: {r}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
+            let message = limits(text).unwrap_err();
+            assert!(
+                message.contains("invalid client-output-buffer-limit") && message.contains(reason),
+                "{text}: {message}"
+            );
         }
-        let small_values = RawConfig {
-            client_output_buffer_limit: Some("1mb".into()),
-            proto_max_bulk_len: Some("512kb".into()),
-            ..Default::default()
-        };
+        let small_values = &[
+            "--client-output-buffer-limit",
+            "1mb",
+            "--proto-max-bulk-len",
+            "512kb",
+        ];
         assert_eq!(
-            small_values.validate().unwrap().output_limits.normal.hard(),
+            from_flags(small_values)
+                .unwrap()
+                .output_limits
+                .normal
+                .hard(),
             1 << 20
         );
     }
@@ -1466,7 +1339,7 @@ mod tests {
         };
         let file = RawConfig {
             port: Some(8000),
-            bind: Some("0.0.0.0".into()),
+            bind: Some(Address(IpAddr::from([0, 0, 0, 0]))),
             requirepass: Some("pw".into()),
             ..Default::default()
         };
@@ -1478,7 +1351,7 @@ mod tests {
     #[test]
     fn protected_mode_refuses_the_network_without_a_password() {
         let open = RawConfig {
-            bind: Some("0.0.0.0".into()),
+            bind: Some(Address(IpAddr::from([0, 0, 0, 0]))),
             ..Default::default()
         };
         let message = open.clone().validate().unwrap_err().to_string();
@@ -1492,12 +1365,12 @@ mod tests {
         };
         assert!(with_password.validate().is_ok());
         let overridden = RawConfig {
-            protected_mode: Some("no".into()),
+            protected_mode: Some(YesNo(false)),
             ..open
         };
         assert!(overridden.validate().is_ok());
         let loopback = RawConfig {
-            bind: Some("::1".into()),
+            bind: Some(Address(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]))),
             ..Default::default()
         };
         assert!(loopback.validate().is_ok());
@@ -1571,13 +1444,13 @@ mod tests {
             tls_key_file: path("key.pem"),
             ..port_only
         };
+        let error = from_flags(&["--tls-auth-clients", "maybe"]).unwrap_err();
+        assert!(
+            error.contains("invalid tls-auth-clients \"maybe\": expected yes, optional or no"),
+            "{error}"
+        );
         let error = message(RawConfig {
-            tls_auth_clients: Some("maybe".into()),
-            ..with_files.clone()
-        });
-        assert!(error.contains("tls-auth-clients"), "{error}");
-        let error = message(RawConfig {
-            tls_auth_clients: Some("optional".into()),
+            tls_auth_clients: Some(ClientAuth::Optional),
             ..with_files.clone()
         });
         assert!(error.contains("--tls-ca-cert-file"), "{error}");
@@ -1592,66 +1465,44 @@ mod tests {
             toml::from_str("tls-port = 0\ntls-cert-file = \"c.pem\"\ntls-auth-clients = \"no\"\n")
                 .unwrap();
         assert_eq!(raw.tls_port, Some(0));
-        assert_eq!(raw.tls_auth_clients.as_deref(), Some("no"));
+        assert_eq!(raw.tls_auth_clients, Some(ClientAuth::No));
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let raw = RawConfig {
-            proto_max_bulk_len: Some("lots".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&["--proto-max-bulk-len", "lots"]).unwrap_err();
         assert!(
-            message.contains("proto-max-bulk-len") && message.contains("lots"),
+            message.contains("invalid proto-max-bulk-len \"lots\": expected a size"),
             "{message}"
         );
         // A stored key or string records its length in 32 bits.
-        let raw = RawConfig {
-            proto_max_bulk_len: Some("4gb".into()),
-            client_query_buffer_limit: Some("8gb".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&[
+            "--proto-max-bulk-len",
+            "4gb",
+            "--client-query-buffer-limit",
+            "8gb",
+        ])
+        .unwrap_err();
         assert!(message.contains("proto-max-bulk-len"), "{message}");
-        let raw = RawConfig {
-            log_format: Some("xml".into()),
-            ..Default::default()
-        };
-        assert!(raw
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("log-format"));
-        let raw = RawConfig {
-            maxmemory_policy: Some("allkeys-random".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&["--log-format", "xml"]).unwrap_err();
+        assert!(message.contains("log-format"), "{message}");
+        let message = from_flags(&["--maxmemory-policy", "allkeys-random"]).unwrap_err();
         assert!(message.contains("maxmemory-policy"), "{message}");
-        let raw = RawConfig {
-            maxmemory: Some("1gb".into()),
-            maxmemory_policy: Some("volatile-lru".into()),
-            ..Default::default()
-        };
-        let config = raw.validate().unwrap();
+        let config =
+            from_flags(&["--maxmemory", "1gb", "--maxmemory-policy", "volatile-lru"]).unwrap();
         assert_eq!(config.maxmemory, 1 << 30);
         assert_eq!(config.maxmemory_policy, Policy::VolatileLru);
         let journal_limit = |text: &str| {
-            RawConfig {
-                snapshot_journal_limit: Some(text.into()),
-                ..Default::default()
-            }
-            .validate()
-            .map(|c| c.persistence.map(|p| p.journal_max_bytes))
+            from_flags(&["--snapshot-journal-limit", text])
+                .map(|c| c.persistence.map(|p| p.journal_max_bytes))
         };
         assert_eq!(journal_limit("64mb").unwrap(), Some(64 << 20));
         assert_eq!(journal_limit("0").unwrap(), Some(u64::MAX), "0: no bound");
-        let message = journal_limit("lots").unwrap_err().to_string();
+        let message = journal_limit("lots").unwrap_err();
         assert!(message.contains("snapshot-journal-limit"), "{message}");
         let toml = "snapshot-journal-limit = \"1gb\"\n";
         let raw: RawConfig = toml::from_str(toml).unwrap();
-        assert_eq!(raw.snapshot_journal_limit.as_deref(), Some("1gb"));
+        assert_eq!(raw.snapshot_journal_limit, Some(Size(1 << 30)));
         let toml = "port = 1\nno-such-setting = 2\n";
         assert!(toml::from_str::<RawConfig>(toml)
             .unwrap_err()

@@ -33,6 +33,7 @@ pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
 pub mod server;
+pub mod setting;
 pub mod stats;
 pub mod store;
 pub mod tls;
