@@ -24,6 +24,55 @@ use crate::tls::{ClientAuth, TlsConfig, TlsFiles};
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
 
+/// Declares [`RawConfig`] and its merge ([`RawConfig::or`]) from one list of fields, so that a
+/// setting added to the struct is layered without a second list to keep in step.
+macro_rules! layered {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+
+        impl $name {
+            /// Each setting from `self`, or from `fallback` where `self` has none.
+            pub fn or(self, fallback: $name) -> $name {
+                $name {
+                    $($field: Layer::or(self.$field, fallback.$field),)*
+                }
+            }
+        }
+    };
+}
+
+/// A setting that one layer of the configuration may leave unset for the next to give.
+trait Layer {
+    /// `self` if it is set, else `fallback`.
+    fn or(self, fallback: Self) -> Self;
+}
+
+impl<T> Layer for Option<T> {
+    fn or(self, fallback: Self) -> Self {
+        Option::or(self, fallback)
+    }
+}
+
+/// A list is set when it is not empty (the `[[user]]` tables).
+impl<T> Layer for Vec<T> {
+    fn or(self, fallback: Self) -> Self {
+        if self.is_empty() {
+            fallback
+        } else {
+            self
+        }
+    }
+}
+
+layered! {
 /// The flags as given. Every field is optional so that the command line, the environment and
 /// the config file can be layered; the defaults live in [`Config::default`].
 #[derive(Debug, Default, Clone, Parser, Deserialize)]
@@ -230,6 +279,7 @@ pub struct RawConfig {
     #[arg(skip)]
     #[serde(default, rename = "user")]
     pub users: Vec<RawUser>,
+}
 }
 
 /// One `[[user]]` table of the config file.
@@ -468,71 +518,6 @@ impl RawConfig {
         })?;
         raw.config = Some(path.to_owned());
         Ok(raw)
-    }
-
-    /// Each setting from `self`, or from `fallback` where `self` has none.
-    pub fn or(self, fallback: RawConfig) -> RawConfig {
-        RawConfig {
-            tool: self.tool.or(fallback.tool),
-            config: self.config.or(fallback.config),
-            bind: self.bind.or(fallback.bind),
-            port: self.port.or(fallback.port),
-            tls_port: self.tls_port.or(fallback.tls_port),
-            tls_cert_file: self.tls_cert_file.or(fallback.tls_cert_file),
-            tls_key_file: self.tls_key_file.or(fallback.tls_key_file),
-            tls_ca_cert_file: self.tls_ca_cert_file.or(fallback.tls_ca_cert_file),
-            tls_auth_clients: self.tls_auth_clients.or(fallback.tls_auth_clients),
-            maxclients: self.maxclients.or(fallback.maxclients),
-            maxmemory: self.maxmemory.or(fallback.maxmemory),
-            maxmemory_policy: self.maxmemory_policy.or(fallback.maxmemory_policy),
-            requirepass: self.requirepass.or(fallback.requirepass),
-            requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
-            protected_mode: self.protected_mode.or(fallback.protected_mode),
-            max_auth_failures: self.max_auth_failures.or(fallback.max_auth_failures),
-            auth_timeout: self.auth_timeout.or(fallback.auth_timeout),
-            timeout: self.timeout.or(fallback.timeout),
-            client_output_buffer_limit: self
-                .client_output_buffer_limit
-                .or(fallback.client_output_buffer_limit),
-            proto_max_bulk_len: self.proto_max_bulk_len.or(fallback.proto_max_bulk_len),
-            client_query_buffer_limit: self
-                .client_query_buffer_limit
-                .or(fallback.client_query_buffer_limit),
-            max_command_args: self.max_command_args.or(fallback.max_command_args),
-            max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
-            max_pattern_len: self.max_pattern_len.or(fallback.max_pattern_len),
-            scan_max_count: self.scan_max_count.or(fallback.scan_max_count),
-            threads: self.threads.or(fallback.threads),
-            idle_poll_us: self.idle_poll_us.or(fallback.idle_poll_us),
-            disable_thp: self.disable_thp.or(fallback.disable_thp),
-            shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
-            active_expire_interval: self
-                .active_expire_interval
-                .or(fallback.active_expire_interval),
-            session_idle: self.session_idle.or(fallback.session_idle),
-            session_absolute: self.session_absolute.or(fallback.session_absolute),
-            session_max_per_user: self.session_max_per_user.or(fallback.session_max_per_user),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            dbfilename: self.dbfilename.or(fallback.dbfilename),
-            snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
-            snapshot_journal_limit: self
-                .snapshot_journal_limit
-                .or(fallback.snapshot_journal_limit),
-            no_persistence: self.no_persistence.or(fallback.no_persistence),
-            stop_writes_on_bgsave_error: self
-                .stop_writes_on_bgsave_error
-                .or(fallback.stop_writes_on_bgsave_error),
-            debug_snapshot_shard_delay: self
-                .debug_snapshot_shard_delay
-                .or(fallback.debug_snapshot_shard_delay),
-            log_level: self.log_level.or(fallback.log_level),
-            log_format: self.log_format.or(fallback.log_format),
-            users: if self.users.is_empty() {
-                fallback.users
-            } else {
-                self.users
-            },
-        }
     }
 
     /// Validates every setting, filling in defaults.
@@ -1346,6 +1331,17 @@ mod tests {
         let config = flags.or(file).validate().unwrap();
         assert_eq!(config.port, 7000);
         assert_eq!(config.bind.to_string(), "0.0.0.0");
+        // A list is set when it is not empty: the file's users, unless the flags had some.
+        let file = RawConfig {
+            users: vec![RawUser::default()],
+            ..Default::default()
+        };
+        assert_eq!(RawConfig::default().or(file.clone()).users.len(), 1);
+        let two = RawConfig {
+            users: vec![RawUser::default(), RawUser::default()],
+            ..Default::default()
+        };
+        assert_eq!(two.or(file).users.len(), 2);
     }
 
     #[test]
