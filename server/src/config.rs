@@ -578,7 +578,7 @@ impl RawConfig {
             .into());
         }
         let port = self.port.unwrap_or(defaults.port);
-        let tls = tls(
+        let tls = TlsFiles::from_settings(
             port,
             self.tls_port,
             self.tls_cert_file,
@@ -586,6 +586,10 @@ impl RawConfig {
             self.tls_ca_cert_file,
             self.tls_auth_clients,
         )?;
+        let tls = match tls {
+            Some((tls_port, files)) => Some(TlsConfig::load(tls_port, files)?),
+            None => None,
+        };
         let output_limits = self
             .client_output_buffer_limit
             .unwrap_or(defaults.output_limits);
@@ -797,72 +801,6 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
         index -= 1;
     }
     index
-}
-
-/// The TLS listener's settings: none without `--tls-port`; with it, the certificate and key are
-/// required and every file is loaded and checked now, so a bad one stops the start.
-fn tls(
-    port: u16,
-    tls_port: Option<u16>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    ca_cert_file: Option<PathBuf>,
-    auth_clients: Option<ClientAuth>,
-) -> Result<Option<TlsConfig>, ConfigError> {
-    let Some(tls_port) = tls_port else {
-        // TLS files without a TLS port would leave every client on plaintext, silently.
-        let stray = [
-            ("tls-cert-file", cert_file.is_some()),
-            ("tls-key-file", key_file.is_some()),
-            ("tls-ca-cert-file", ca_cert_file.is_some()),
-            ("tls-auth-clients", auth_clients.is_some()),
-        ];
-        if let Some((setting, _)) = stray.iter().find(|(_, given)| *given) {
-            return Err(Invalid::new(
-                setting,
-                "",
-                "TLS settings without --tls-port: nothing would listen for TLS; set \
-                 --tls-port (0 picks a free port)",
-            )
-            .into());
-        }
-        return Ok(None);
-    };
-    if tls_port != 0 && tls_port == port {
-        return Err(Invalid::new(
-            "tls-port",
-            tls_port.to_string(),
-            "must differ from --port: the plaintext and TLS listeners need a port each",
-        )
-        .into());
-    }
-    let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
-        return Err(Invalid::new(
-            "tls-port",
-            tls_port.to_string(),
-            "TLS needs --tls-cert-file and --tls-key-file",
-        )
-        .into());
-    };
-    let auth_clients = auth_clients.unwrap_or(match ca_cert_file {
-        Some(_) => ClientAuth::Required,
-        None => ClientAuth::No,
-    });
-    if auth_clients != ClientAuth::No && ca_cert_file.is_none() {
-        return Err(Invalid::new(
-            "tls-auth-clients",
-            auth_clients.as_str(),
-            "verifying client certificates needs --tls-ca-cert-file",
-        )
-        .into());
-    }
-    let files = TlsFiles {
-        cert_file,
-        key_file,
-        ca_cert_file,
-        auth_clients,
-    };
-    Ok(Some(TlsConfig::load(tls_port, files)?))
 }
 
 fn persistence(
@@ -1124,61 +1062,27 @@ mod tests {
     }
 
     #[test]
-    fn tls_settings_need_each_other() {
-        let path = |name: &str| Some(PathBuf::from(format!("/nonexistent/{name}")));
-        let message = |raw: RawConfig| raw.validate().unwrap_err().to_string();
-        // A TLS port without a certificate and key.
-        let port_only = RawConfig {
+    fn tls_files_are_loaded_and_spelled_like_the_flags() {
+        // A missing file is named, with the setting.
+        let error = RawConfig {
             tls_port: Some(0),
+            tls_cert_file: Some(PathBuf::from("/nonexistent/cert.pem")),
+            tls_key_file: Some(PathBuf::from("/nonexistent/key.pem")),
             ..Default::default()
-        };
-        let error = message(port_only.clone());
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(
-            error.contains("tls-port") && error.contains("--tls-cert-file"),
+            error.contains("tls-cert-file /nonexistent/cert.pem: cannot read"),
             "{error}"
         );
-        // Files without a port would leave everyone on plaintext.
-        let error = message(RawConfig {
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..Default::default()
-        });
-        assert!(
-            error.contains("tls-cert-file") && error.contains("--tls-port"),
-            "{error}"
-        );
-        // The same port twice.
-        let error = message(RawConfig {
-            port: Some(7000),
-            tls_port: Some(7000),
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..Default::default()
-        });
-        assert!(error.contains("must differ from --port"), "{error}");
-        // A bad tls-auth-clients, and one that needs a CA file.
-        let with_files = RawConfig {
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..port_only
-        };
         let error = from_flags(&["--tls-auth-clients", "maybe"]).unwrap_err();
         assert!(
             error.contains("invalid tls-auth-clients \"maybe\": expected yes, optional or no"),
             "{error}"
         );
-        let error = message(RawConfig {
-            tls_auth_clients: Some(ClientAuth::Optional),
-            ..with_files.clone()
-        });
-        assert!(error.contains("--tls-ca-cert-file"), "{error}");
-        // A missing file is named, with the setting.
-        let error = message(with_files);
-        assert!(
-            error.contains("tls-cert-file /nonexistent/cert.pem: cannot read"),
-            "{error}"
-        );
-        // And the TOML file spells them like the flags.
+        // The TOML file spells them like the flags.
         let raw: RawConfig =
             toml::from_str("tls-port = 0\ntls-cert-file = \"c.pem\"\ntls-auth-clients = \"no\"\n")
                 .unwrap();
