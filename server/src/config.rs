@@ -663,14 +663,16 @@ impl RawConfig {
                 .map_or(defaults.session_absolute, |PositivePeriod(d)| d),
             session_max_per_user: range("session-max-per-user", session_max_per_user, 0, 1 << 20)?
                 as usize,
-            persistence: persistence(
-                self.no_persistence.unwrap_or(false),
-                self.data_dir,
-                self.dbfilename,
-                self.snapshot_interval,
-                self.snapshot_journal_limit,
-                self.debug_snapshot_shard_delay,
-            )?,
+            persistence: match self.no_persistence {
+                Some(true) => None,
+                _ => Some(PersistConfig::from_settings(
+                    self.data_dir,
+                    self.dbfilename,
+                    self.snapshot_interval.map(|Period(d)| d),
+                    self.snapshot_journal_limit.map(|Size(bytes)| bytes),
+                    self.debug_snapshot_shard_delay.map(|Period(d)| d),
+                )?),
+            },
             stop_writes_on_bgsave_error: self
                 .stop_writes_on_bgsave_error
                 .map_or(defaults.stop_writes_on_bgsave_error, |YesNo(yes)| yes),
@@ -801,40 +803,6 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
         index -= 1;
     }
     index
-}
-
-fn persistence(
-    disabled: bool,
-    dir: Option<PathBuf>,
-    file_name: Option<String>,
-    interval: Option<Period>,
-    journal_limit: Option<Size>,
-    shard_delay: Option<Period>,
-) -> Result<Option<PersistConfig>, ConfigError> {
-    if disabled {
-        return Ok(None);
-    }
-    let defaults = PersistConfig::default();
-    let file_name = file_name.unwrap_or(defaults.file_name);
-    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
-        return Err(Invalid::new(
-            "dbfilename",
-            file_name,
-            "must be a plain file name (the directory is --data-dir)",
-        )
-        .into());
-    }
-    Ok(Some(PersistConfig {
-        dir: dir.unwrap_or(defaults.dir),
-        file_name,
-        interval: interval.map_or(defaults.interval, never_if_zero),
-        journal_max_bytes: match journal_limit {
-            None => defaults.journal_max_bytes,
-            Some(Size(0)) => u64::MAX,
-            Some(Size(bytes)) => bytes,
-        },
-        shard_delay: shard_delay.map_or(defaults.shard_delay, |Period(d)| d),
-    }))
 }
 
 #[cfg(test)]
