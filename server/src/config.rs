@@ -38,13 +38,22 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// The word `--log-format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 impl setting::Value for LogFormat {
     fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            _ => Err("expected text or json".to_owned()),
-        }
+        [LogFormat::Text, LogFormat::Json]
+            .into_iter()
+            .find(|format| format.name() == text)
+            .ok_or_else(|| "expected text or json".to_owned())
     }
 }
 
@@ -108,7 +117,7 @@ pub struct Config {
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
     /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
-    /// flags default to `./data/dump.sdb` every 60 s.
+    /// flags default to [`PersistConfig::default`].
     pub persistence: Option<PersistConfig>,
     /// Whether writes are refused with MISCONF while the last snapshot failed.
     pub stop_writes_on_bgsave_error: bool,

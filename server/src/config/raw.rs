@@ -5,12 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
-use serde::Deserialize;
+use std::time::Duration;
 
-use super::{ConfigError, LogFormat};
+use clap::{Arg, Parser};
+use serde::Deserialize;
+use sessiond_protocol::units::{format_duration, format_size};
+
+use super::{Config, ConfigError, LogFormat};
 use crate::auth::RawUser;
-use crate::output_limit::OutputLimits;
+use crate::output_limit::{ClassLimit, OutputLimits};
+use crate::persist::PersistConfig;
 use crate::setting::{Address, Period, PositivePeriod, Size, YesNo};
 use crate::store::evict::Policy;
 use crate::tls::ClientAuth;
@@ -70,7 +74,8 @@ layered! {
 #[command(
     name = "sessiond",
     version,
-    about = "A session-store server that speaks RESP"
+    about = "A session-store server that speaks RESP",
+    mut_args = with_default
 )]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawConfig {
@@ -84,11 +89,11 @@ pub struct RawConfig {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on [default: 127.0.0.1].
+    /// Address to listen on.
     #[arg(long, env = "SESSIOND_BIND")]
     pub bind: Option<Address>,
 
-    /// TCP port; 0 picks a free one [default: 6380].
+    /// TCP port; 0 picks a free one.
     #[arg(long, env = "SESSIOND_PORT")]
     pub port: Option<u16>,
 
@@ -124,128 +129,124 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_REQUIREPASS_FILE")]
     pub requirepass_file: Option<PathBuf>,
 
-    /// Refuse to start on a non-loopback address without a password: `yes` or `no`
-    /// [default: yes].
+    /// Refuse to start on a non-loopback address without a password: `yes` or `no`.
     #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
     pub protected_mode: Option<YesNo>,
 
     /// Disconnect a client after this many failed AUTH / HELLO AUTH attempts on its connection
-    /// (0: never) [default: 10].
+    /// (0: never).
     #[arg(long, env = "SESSIOND_MAX_AUTH_FAILURES")]
     pub max_auth_failures: Option<u64>,
 
     /// Close a connection that has not authenticated this long after it was accepted, when a
-    /// password is required (a duration; 0: never) [default: 10s].
+    /// password is required (a duration; 0: never).
     #[arg(long, env = "SESSIOND_AUTH_TIMEOUT")]
     pub auth_timeout: Option<Period>,
 
-    /// Close a client idle this long (a duration; 0: never) [default: 0].
+    /// Close a client idle this long (a duration; 0: never).
     #[arg(long, env = "SESSIOND_TIMEOUT")]
     pub timeout: Option<Period>,
 
     /// Most reply data held for a client, as Redis's `<class> <hard> <soft> <soft-seconds>`,
     /// repeated for the classes normal, replica and pubsub (or one size: the normal class's
     /// hard limit). Past the hard limit, or above the soft one for soft-seconds, the client is
-    /// closed [default: normal 64mb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60].
+    /// closed.
     #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
     pub client_output_buffer_limit: Option<OutputLimits>,
 
-    /// Most memory the keyspace may use (`used_memory`), with units; 0: no limit [default: 0].
+    /// Most memory the keyspace may use (`used_memory`), with units; 0: no limit.
     #[arg(long, env = "SESSIOND_MAXMEMORY")]
     pub maxmemory: Option<Size>,
 
     /// What a write does at --maxmemory: noeviction (refuse it with OOM), volatile-ttl,
-    /// volatile-lru or allkeys-lru (evict keys) [default: noeviction].
+    /// volatile-lru or allkeys-lru (evict keys).
     #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY")]
     pub maxmemory_policy: Option<Policy>,
 
-    /// Most simultaneous clients; more are refused with an error [default: 10000].
+    /// Most simultaneous clients; more are refused with an error.
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
     pub maxclients: Option<u64>,
 
-    /// Largest bulk string accepted, with units (`16mb`, `512kb`) [default: 16mb].
+    /// Largest bulk string accepted, with units (`16mb`, `512kb`).
     #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN")]
     pub proto_max_bulk_len: Option<Size>,
 
-    /// Most input buffered for one client [default: 64mb].
+    /// Most input buffered for one client.
     #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT")]
     pub client_query_buffer_limit: Option<Size>,
 
-    /// Most arguments in one command [default: 1048576].
+    /// Most arguments in one command.
     #[arg(long, env = "SESSIOND_MAX_COMMAND_ARGS")]
     pub max_command_args: Option<u64>,
 
-    /// Longest inline command line [default: 64kb].
+    /// Longest inline command line.
     #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
     pub max_inline_len: Option<Size>,
 
     /// Longest glob pattern of KEYS, SCAN MATCH, CONFIG GET and users' key patterns; a match
-    /// costs up to key length × pattern length [default: 256].
+    /// costs up to key length × pattern length.
     #[arg(long, env = "SESSIOND_MAX_PATTERN_LEN")]
     pub max_pattern_len: Option<Size>,
 
-    /// Most keys one SCAN call examines, whatever its COUNT [default: 10000].
+    /// Most keys one SCAN call examines, whatever its COUNT.
     #[arg(long, env = "SESSIOND_SCAN_MAX_COUNT")]
     pub scan_max_count: Option<u64>,
 
-    /// Threads that run connections and commands; 0: one per CPU core but one, at least one
-    /// [default: 0].
+    /// Threads that run connections and commands; 0: one per CPU core but one, at least one.
     #[arg(long, env = "SESSIOND_THREADS")]
     pub threads: Option<u64>,
 
     /// With one thread and more than one core: how long, in microseconds, the thread keeps
     /// polling for requests after the last before it sleeps (CPU for lower latency under load);
-    /// 0: never [default: 50].
+    /// 0: never.
     #[arg(long, env = "SESSIOND_IDLE_POLL_US")]
     pub idle_poll_us: Option<u64>,
 
     /// Turn off transparent huge pages for the process (Linux; as Redis's `disable-thp`): `yes`
-    /// or `no` [default: yes].
+    /// or `no`.
     #[arg(long, env = "SESSIOND_DISABLE_THP")]
     pub disable_thp: Option<YesNo>,
 
-    /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
+    /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN.
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<Period>,
 
-    /// How often the active expiry task reclaims expired keys [default: 100ms].
+    /// How often the active expiry task reclaims expired keys.
     #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
     pub active_expire_interval: Option<PositivePeriod>,
 
-    /// Default idle timeout of a session: it ends this long after its last use [default: 30m].
+    /// Default idle timeout of a session: it ends this long after its last use.
     #[arg(long, env = "SESSIOND_SESSION_IDLE")]
     pub session_idle: Option<PositivePeriod>,
 
-    /// Default absolute timeout of a session: it ends this long after creation [default: 8h].
+    /// Default absolute timeout of a session: it ends this long after creation.
     #[arg(long, env = "SESSIOND_SESSION_ABSOLUTE")]
     pub session_absolute: Option<PositivePeriod>,
 
-    /// Most sessions per user; creating one more destroys that user's oldest (0: no cap)
-    /// [default: 0].
+    /// Most sessions per user; creating one more destroys that user's oldest (0: no cap).
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
-    /// Directory of the snapshot file [default: ./data].
+    /// Directory of the snapshot file.
     #[arg(long, env = "SESSIOND_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Snapshot file name inside the data directory [default: dump.sdb].
+    /// Snapshot file name inside the data directory.
     #[arg(long, env = "SESSIOND_DBFILENAME")]
     pub dbfilename: Option<String>,
 
-    /// Save a snapshot this often when something changed; 0 disables periodic snapshots
-    /// [default: 60s].
+    /// Save a snapshot this often when something changed; 0 disables periodic snapshots.
     #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<Period>,
 
     /// The most memory the journal of changes made during a snapshot may take (one record per
     /// key written meanwhile, outside maxmemory); past it the snapshot is abandoned and retried
-    /// 5 s later; 0: no bound [default: 256mb].
+    /// 5 s later; 0: no bound.
     #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
     pub snapshot_journal_limit: Option<Size>,
 
     /// Refuse writes with MISCONF while the last snapshot failed (as Redis's
-    /// `stop-writes-on-bgsave-error`): `yes` or `no` [default: yes].
+    /// `stop-writes-on-bgsave-error`): `yes` or `no`.
     #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
     pub stop_writes_on_bgsave_error: Option<YesNo>,
 
@@ -257,12 +258,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
     pub debug_snapshot_shard_delay: Option<Period>,
 
-    /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
-    /// [default: info].
+    /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works.
     #[arg(long, env = "SESSIOND_LOG_LEVEL")]
     pub log_level: Option<String>,
 
-    /// Log line format: `text` or `json` [default: text].
+    /// Log line format: `text` or `json`.
     #[arg(long, env = "SESSIOND_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 
@@ -271,6 +271,74 @@ pub struct RawConfig {
     #[serde(default, rename = "user")]
     pub users: Vec<RawUser>,
 }
+}
+
+/// `arg` with `[default: ...]` after its help, from [`Config::default`](super::Config) and
+/// [`PersistConfig::default`], so that `--help` cannot disagree with the code.
+fn with_default(arg: Arg) -> Arg {
+    let Some(default) = arg.get_long().and_then(default_text) else {
+        return arg;
+    };
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
+}
+
+/// The default of the setting `--<long>`, written as the flag takes it; `None` for settings
+/// whose default is a rule rather than a value (`--tls-auth-clients`) or that have none.
+fn default_text(long: &str) -> Option<String> {
+    let config = Config::default();
+    let persist = PersistConfig::default();
+    let yes_no = |yes: bool| if yes { "yes" } else { "no" }.to_owned();
+    let never_if_zero = |duration: Option<Duration>| format_duration(duration.unwrap_or_default());
+    let class = |name: &str, limit: ClassLimit| {
+        let (hard, soft) = (limit.hard_bytes as u64, limit.soft_bytes as u64);
+        format!(
+            "{name} {} {} {}",
+            format_size(hard),
+            format_size(soft),
+            limit.soft_seconds
+        )
+    };
+    let limits = config.output_limits;
+    Some(match long {
+        "bind" => config.bind.to_string(),
+        "port" => config.port.to_string(),
+        "protected-mode" => yes_no(config.protected_mode),
+        "max-auth-failures" => config.max_auth_failures.to_string(),
+        "auth-timeout" => never_if_zero(config.auth_timeout),
+        "timeout" => never_if_zero(config.idle_timeout),
+        "client-output-buffer-limit" => [
+            class("normal", limits.normal),
+            class("replica", limits.replica),
+            class("pubsub", limits.pubsub),
+        ]
+        .join(" "),
+        "maxmemory" => format_size(config.maxmemory),
+        "maxmemory-policy" => config.maxmemory_policy.name().to_owned(),
+        "maxclients" => config.maxclients.to_string(),
+        "proto-max-bulk-len" => format_size(config.limits.max_bulk_len as u64),
+        "client-query-buffer-limit" => format_size(config.limits.max_query_buffer as u64),
+        "max-command-args" => config.limits.max_args.to_string(),
+        "max-inline-len" => format_size(config.limits.max_inline_len as u64),
+        "max-pattern-len" => format_size(config.max_pattern_len as u64),
+        "scan-max-count" => config.scan_max_count.to_string(),
+        "threads" => config.threads.to_string(),
+        "idle-poll-us" => config.idle_poll.as_micros().to_string(),
+        "disable-thp" => yes_no(config.disable_thp),
+        "shutdown-timeout" => format_duration(config.shutdown_timeout),
+        "active-expire-interval" => format_duration(config.active_expire_interval),
+        "session-idle" => format_duration(config.session_idle),
+        "session-absolute" => format_duration(config.session_absolute),
+        "session-max-per-user" => config.session_max_per_user.to_string(),
+        "data-dir" => persist.dir.display().to_string(),
+        "dbfilename" => persist.file_name,
+        "snapshot-interval" => never_if_zero(persist.interval),
+        "snapshot-journal-limit" => format_size(persist.journal_max_bytes),
+        "stop-writes-on-bgsave-error" => yes_no(config.stop_writes_on_bgsave_error),
+        "log-level" => config.log_level,
+        "log-format" => config.log_format.name().to_owned(),
+        _ => return None,
+    })
 }
 
 /// Tools the binary runs instead of the server.
@@ -499,5 +567,49 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(two.or(file).users.len(), 2);
+    }
+
+    #[test]
+    fn help_shows_each_default_as_the_flag_takes_it() {
+        use clap::CommandFactory;
+        let no_single_default = [
+            "config",
+            "tls-port",
+            "tls-cert-file",
+            "tls-key-file",
+            "tls-ca-cert-file",
+            "tls-auth-clients",
+            "requirepass",
+            "requirepass-file",
+            "no-persistence",
+            "debug-snapshot-shard-delay",
+        ];
+        let mut args = vec!["sessiond".to_owned()];
+        for arg in RawConfig::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            match default_text(long) {
+                Some(text) => args.extend([format!("--{long}"), text]),
+                None => assert!(
+                    no_single_default.contains(&long),
+                    "--{long} shows no default"
+                ),
+            }
+        }
+        // Given explicitly, every default shown makes the configuration no flags make.
+        let shown = RawConfig::try_parse_from(&args)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let implied = RawConfig::default().validate().unwrap();
+        assert_eq!(format!("{shown:?}"), format!("{implied:?}"), "{args:?}");
+        let help = RawConfig::command().render_long_help().to_string();
+        for shown in [
+            "[default: 16mb]",
+            "[default: 60s]",
+            "[default: ./data]",
+            "[default: 8h]",
+        ] {
+            assert!(help.contains(shown), "{shown} in {help}");
+        }
     }
 }
