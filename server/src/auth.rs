@@ -11,6 +11,7 @@
 //! unknown user costs the same hash as a known one. Nothing here logs or prints a password.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -340,6 +341,62 @@ impl FailureLog {
             None
         }
     }
+}
+
+impl Secret {
+    /// The `default` user's password from `--requirepass` (`SESSIOND_PASSWORD`) or the one line
+    /// of `--requirepass-file` (its line ending dropped): never both, never empty; `None`
+    /// without either.
+    pub fn from_settings(
+        password: Option<String>,
+        file: Option<&Path>,
+    ) -> Result<Option<Secret>, PasswordError> {
+        let password = match (password, file) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    "requirepass-file",
+                    "",
+                    "give the password once: --requirepass (SESSIOND_PASSWORD) or \
+                     --requirepass-file, not both",
+                )
+                .into())
+            }
+            (Some(password), None) => password,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| PasswordError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.trim_end_matches(['\r', '\n']).to_owned()
+            }
+            (None, None) => return Ok(None),
+        };
+        if password.is_empty() {
+            return Err(Invalid::new(
+                "requirepass",
+                "",
+                "an empty password is no password; leave it unset instead",
+            )
+            .into());
+        }
+        Ok(Some(Secret::new(password)))
+    }
+}
+
+/// Why the `default` user's password cannot be used; never tells the password.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Given twice, or empty.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// `--requirepass-file` cannot be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// One `[[user]]` table of the config file.
@@ -777,5 +834,27 @@ mod tests {
             unknown_key.is_err(),
             "unknown keys in a [[user]] are refused"
         );
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file_but_only_once() {
+        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let secret = Secret::from_settings(None, Some(&path)).unwrap().unwrap();
+        assert_eq!(secret.expose(), "from-file");
+        assert!(
+            !format!("{secret:?}").contains("from-file"),
+            "the password is redacted"
+        );
+        let both = Secret::from_settings(Some("flag".into()), Some(&path)).unwrap_err();
+        assert!(both.to_string().contains("requirepass-file"), "{both}");
+        std::fs::remove_file(&path).unwrap();
+        let missing = Secret::from_settings(None, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.starts_with("config file /"), "{missing}");
+        let empty = Secret::from_settings(Some(String::new()), None).unwrap_err();
+        assert!(empty.to_string().contains("an empty password"), "{empty}");
+        assert!(Secret::from_settings(None, None).unwrap().is_none());
     }
 }

@@ -182,6 +182,10 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The `default` user's password cannot be used (given twice, empty, or its file
+    /// unreadable).
+    #[error(transparent)]
+    Password(#[from] crate::auth::PasswordError),
     /// A TLS file cannot be used (missing, unreadable, not PEM, a key that does not match).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -249,35 +253,8 @@ impl RawConfig {
             )
             .into());
         }
-        let requirepass = match (self.requirepass, &self.requirepass_file) {
-            (Some(_), Some(_)) => {
-                return Err(Invalid::new(
-                    "requirepass-file",
-                    "",
-                    "give the password once: --requirepass (SESSIOND_PASSWORD) or \
-                     --requirepass-file, not both",
-                )
-                .into())
-            }
-            (Some(password), None) => Some(password),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Some(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
-            (None, None) => None,
-        };
-        if requirepass.as_ref().is_some_and(|p| p.is_empty()) {
-            return Err(Invalid::new(
-                "requirepass",
-                "",
-                "an empty password is no password; leave it unset instead",
-            )
-            .into());
-        }
-        let requirepass = requirepass.map(Secret::new);
+        let requirepass =
+            Secret::from_settings(self.requirepass, self.requirepass_file.as_deref())?;
         let protected_mode = self
             .protected_mode
             .map_or(defaults.protected_mode, |YesNo(yes)| yes);
@@ -538,35 +515,6 @@ mod tests {
         ))
         .expect("users without requirepass satisfy protected mode");
         assert_eq!(config.users.len(), 1);
-    }
-
-    #[test]
-    fn the_password_can_come_from_a_file_but_only_once() {
-        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
-        std::fs::write(&path, "from-file\n").unwrap();
-        let raw = RawConfig {
-            requirepass_file: Some(path.clone()),
-            ..Default::default()
-        };
-        let config = raw.clone().validate().unwrap();
-        assert_eq!(
-            config.requirepass.as_ref().map(Secret::expose),
-            Some("from-file")
-        );
-        assert!(
-            !format!("{config:?}").contains("from-file"),
-            "the password is redacted"
-        );
-        let both = RawConfig {
-            requirepass: Some("flag".into()),
-            ..raw
-        };
-        assert!(both
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("requirepass-file"));
-        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
