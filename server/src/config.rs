@@ -287,6 +287,10 @@ impl RawConfig {
             Some((tls_port, files)) => Some(TlsConfig::load(tls_port, files)?),
             None => None,
         };
+        let max_auth_failures = match self.max_auth_failures {
+            None => defaults.max_auth_failures,
+            Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
+        };
         let output_limits = self
             .client_output_buffer_limit
             .unwrap_or(defaults.output_limits);
@@ -318,10 +322,7 @@ impl RawConfig {
             requirepass,
             users,
             protected_mode,
-            max_auth_failures: match self.max_auth_failures {
-                None => defaults.max_auth_failures,
-                Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
-            },
+            max_auth_failures,
             auth_timeout: self
                 .auth_timeout
                 .map_or(defaults.auth_timeout, never_if_zero),
