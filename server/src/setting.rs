@@ -1,7 +1,8 @@
-//! Typed setting values — sizes, durations, yes/no and the words a few settings take — as clap
-//! reads them from flags and `SESSIOND_*` variables and serde from the TOML file, so that a bad
-//! value is refused where it is read; and [`Invalid`], the error naming a setting that the
-//! domain checks (users in `auth`, TLS in `tls`, snapshots in `persist`) return.
+//! Typed setting values — sizes, durations, yes/no, addresses — as clap reads them from flags and
+//! `SESSIOND_*` variables and serde from the TOML file, so that a bad value is refused where it
+//! is read; and [`Invalid`], the error naming a setting that the domain checks (users in `auth`,
+//! TLS in `tls`, snapshots in `persist`) return. A leaf module: the domains import it, it
+//! imports none of them (the words of their own settings are read in `config/raw.rs`).
 
 use std::ffi::OsStr;
 use std::marker::PhantomData;
@@ -11,10 +12,6 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use sessiond_protocol::units::{parse_duration, parse_size};
-
-use crate::output_limit::OutputLimits;
-use crate::store::evict::Policy;
-use crate::tls::ClientAuth;
 
 /// A setting that cannot be used: the setting, the value given and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,32 +117,6 @@ impl Value for Address {
     }
 }
 
-impl Value for Policy {
-    fn parse(text: &str) -> Result<Self, String> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == text)
-            .ok_or_else(|| "expected noeviction, volatile-ttl, volatile-lru or allkeys-lru".into())
-    }
-}
-
-impl Value for ClientAuth {
-    fn parse(text: &str) -> Result<Self, String> {
-        [ClientAuth::Required, ClientAuth::Optional, ClientAuth::No]
-            .into_iter()
-            .find(|auth| auth.as_str() == text)
-            .ok_or_else(|| "expected yes, optional or no".to_owned())
-    }
-}
-
-/// Redis's `<class> <hard> <soft> <soft-seconds>` triples, or one size; the classes not named
-/// keep their defaults.
-impl Value for OutputLimits {
-    fn parse(text: &str) -> Result<Self, String> {
-        OutputLimits::default().parse(text)
-    }
-}
-
 /// The clap value parser of a [`Value`]: its error names the flag as the setting.
 #[derive(Debug)]
 pub struct Parser<T>(PhantomData<T>);
@@ -207,16 +178,7 @@ macro_rules! read_as_setting {
 
 pub(crate) use read_as_setting;
 
-read_as_setting!(
-    Size,
-    Period,
-    PositivePeriod,
-    YesNo,
-    Address,
-    Policy,
-    ClientAuth,
-    OutputLimits
-);
+read_as_setting!(Size, Period, PositivePeriod, YesNo, Address);
 
 #[cfg(test)]
 mod tests {
@@ -233,8 +195,6 @@ mod tests {
             Address::parse(" ::1 "),
             Ok(Address(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])))
         );
-        assert_eq!(Policy::parse("volatile-lru"), Ok(Policy::VolatileLru));
-        assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
     }
 
     #[test]

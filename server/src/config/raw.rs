@@ -15,7 +15,7 @@ use super::{Config, ConfigError, LogFormat};
 use crate::auth::RawUser;
 use crate::output_limit::{ClassLimit, OutputLimits};
 use crate::persist::PersistConfig;
-use crate::setting::{Address, Period, PositivePeriod, Size, YesNo};
+use crate::setting::{self, Address, Period, PositivePeriod, Size, Value, YesNo};
 use crate::store::evict::Policy;
 use crate::tls::ClientAuth;
 
@@ -341,6 +341,36 @@ fn default_text(long: &str) -> Option<String> {
     })
 }
 
+// The words of settings whose types live in their domains, read like the rest.
+
+impl Value for Policy {
+    fn parse(text: &str) -> Result<Self, String> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == text)
+            .ok_or_else(|| "expected noeviction, volatile-ttl, volatile-lru or allkeys-lru".into())
+    }
+}
+
+impl Value for ClientAuth {
+    fn parse(text: &str) -> Result<Self, String> {
+        [ClientAuth::Required, ClientAuth::Optional, ClientAuth::No]
+            .into_iter()
+            .find(|auth| auth.as_str() == text)
+            .ok_or_else(|| "expected yes, optional or no".to_owned())
+    }
+}
+
+/// Redis's `<class> <hard> <soft> <soft-seconds>` triples, or one size; the classes not named
+/// keep their defaults.
+impl Value for OutputLimits {
+    fn parse(text: &str) -> Result<Self, String> {
+        OutputLimits::default().parse(text)
+    }
+}
+
+setting::read_as_setting!(Policy, ClientAuth, OutputLimits);
+
 /// Tools the binary runs instead of the server.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Tool {
@@ -567,6 +597,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(two.or(file).users.len(), 2);
+    }
+
+    #[test]
+    fn the_words_of_domain_settings_parse() {
+        assert_eq!(Policy::parse("volatile-lru"), Ok(Policy::VolatileLru));
+        assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
+        assert!(Policy::parse("allkeys-random").is_err());
+        let limits = <OutputLimits as Value>::parse("pubsub 1mb 0 0").unwrap();
+        assert_eq!(limits.pubsub.hard_bytes, 1 << 20);
+        assert_eq!(limits.normal, OutputLimits::default().normal);
     }
 
     #[test]
