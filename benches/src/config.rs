@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use rand::Rng;
+use sessiond_protocol::units::parse_duration;
 
 /// The flags of `sessiond-bench`.
 #[derive(Debug, Clone, Parser)]
@@ -472,26 +473,6 @@ impl FromStr for BrowseMix {
     }
 }
 
-/// Parses a duration with a unit, as the server's flags do: `ms`, `s`, `m`, `h`, `d`; a bare
-/// number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim().to_ascii_lowercase();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let number: u64 = number.parse().ok()?;
-    let ms_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(ms_per_unit).map(Duration::from_millis)
-}
-
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 10s, 2m or 1h"))
@@ -557,16 +538,6 @@ mod tests {
         assert!("fetch=3".parse::<BrowseMix>().is_err());
         assert!("get=x".parse::<BrowseMix>().is_err());
         assert!("get=4294967295,set=1".parse::<BrowseMix>().is_err());
-    }
-
-    #[test]
-    fn durations_take_units() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1w"), None);
-        assert_eq!(parse_duration("ms"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`ServerCodec`] and [`ClientCodec`]: the two as tokio-util `Decoder`/`Encoder`s.
 //! - [`Command`]: typed commands parsed with Redis's arity rules and error wording.
 //! - [`Limits`]: every bound on what a peer's input can make us hold.
+//! - [`units`]: sizes (`64mb`) and durations (`500ms`) as config files and flags write them.
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -32,6 +33,7 @@ mod frame;
 mod limits;
 mod reply;
 mod request;
+pub mod units;
 
 pub use cmd::{Command, CommandError};
 pub use codec::{ClientCodec, CodecError, ServerCodec};

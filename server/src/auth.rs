@@ -11,15 +11,18 @@
 //! unknown user costs the same hash as a known one. Nothing here logs or prints a password.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::Deserialize;
 use sessiond_protocol::cmd::{AclCategories, CommandSpec};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::glob;
+use crate::setting::Invalid;
 
 /// A secret string from the configuration, never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -343,6 +346,238 @@ impl FailureLog {
     }
 }
 
+impl Secret {
+    /// The `default` user's password from `--requirepass` (`SESSIOND_PASSWORD`) or the one line
+    /// of `--requirepass-file` (its line ending dropped): never both, never empty; `None`
+    /// without either.
+    pub fn from_settings(
+        password: Option<String>,
+        file: Option<&Path>,
+    ) -> Result<Option<Secret>, PasswordError> {
+        let password = match (password, file) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    "requirepass-file",
+                    "",
+                    "give the password once: --requirepass (SESSIOND_PASSWORD) or \
+                     --requirepass-file, not both",
+                )
+                .into())
+            }
+            (Some(password), None) => password,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| PasswordError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.trim_end_matches(['\r', '\n']).to_owned()
+            }
+            (None, None) => return Ok(None),
+        };
+        if password.is_empty() {
+            return Err(Invalid::new(
+                "requirepass",
+                "",
+                "an empty password is no password; leave it unset instead",
+            )
+            .into());
+        }
+        Ok(Some(Secret::new(password)))
+    }
+}
+
+/// Why the `default` user's password cannot be used; never tells the password.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Given twice, or empty.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// `--requirepass-file` cannot be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One `[[user]]` table of the config file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawUser {
+    /// The name clients give to AUTH.
+    pub name: String,
+    /// SHA-256 of the password, 64 hex digits (`sessiond hash-password` prints it).
+    pub password_sha256: String,
+    /// Glob patterns of the keys the user may touch (`*`: every key).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Command categories: `read`, `write`, `session`, `admin`, or `all`.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Prefix of the session IDs the user creates, e.g. `sess:app1:`.
+    #[serde(default)]
+    pub session_prefix: String,
+}
+
+/// The longest session-ID prefix.
+const MAX_SESSION_PREFIX: usize = 64;
+
+/// Validates the config file's `[[user]]` tables: names, digests, key patterns no longer than
+/// `max_pattern_len`, categories, and session prefixes each application can use on its own.
+pub fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, Invalid> {
+    let mut users: Vec<User> = Vec::with_capacity(raw.len());
+    for raw in raw {
+        let invalid =
+            |setting: &'static str, reason: String| Invalid::new(setting, &raw.name, reason);
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
+        if !name_ok {
+            return Err(invalid(
+                "user.name",
+                "a user name is letters, digits and _ - . @".to_owned(),
+            ));
+        }
+        if raw.name == "default" {
+            return Err(invalid(
+                "user.name",
+                "the default user is the --requirepass one; give this user another name".to_owned(),
+            ));
+        }
+        if users.iter().any(|u| u.name == raw.name) {
+            return Err(invalid("user.name", "the user is defined twice".to_owned()));
+        }
+        let digest = parse_sha256(&raw.password_sha256).ok_or_else(|| {
+            invalid(
+                "user.password-sha256",
+                "expected the password's SHA-256 digest as 64 hex digits \
+                 (`sessiond hash-password` prints it)"
+                    .to_owned(),
+            )
+        })?;
+        if raw.keys.iter().any(|k| k.len() > max_pattern_len) {
+            return Err(invalid(
+                "user.keys",
+                format!("a key pattern is longer than max-pattern-len ({max_pattern_len} bytes)"),
+            ));
+        }
+        let keys = if raw.keys.iter().any(|k| k == "*") {
+            KeyPatterns::All
+        } else {
+            KeyPatterns::Only(
+                raw.keys
+                    .iter()
+                    .map(|k| crate::glob::Pattern::new(k.as_bytes()))
+                    .collect(),
+            )
+        };
+        let mut categories = Categories::default();
+        for name in &raw.categories {
+            if name == "all" {
+                categories = Categories::ALL;
+                continue;
+            }
+            let category = Category::ALL
+                .into_iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(|| {
+                    invalid(
+                        "user.categories",
+                        format!("unknown category {name:?}; expected read, write, session, admin or all"),
+                    )
+                })?;
+            categories = categories.with(category);
+        }
+        let prefix = raw.session_prefix.as_bytes();
+        if prefix.len() > MAX_SESSION_PREFIX
+            || prefix
+                .iter()
+                .any(|b| !b.is_ascii_graphic() || b"\",;\\".contains(b))
+        {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "a session-ID prefix is at most {MAX_SESSION_PREFIX} printable characters, \
+                     without spaces, quotes, commas, semicolons or backslashes (it ends up in cookies)"
+                ),
+            ));
+        }
+        if categories.contains(Category::Session)
+            && keys != KeyPatterns::All
+            && raw.session_prefix.is_empty()
+        {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "a user limited to some keys needs a session-prefix of its own for its \
+                     sessions (e.g. \"sess:{}:\"); without one it would share the default \
+                     user's session lists",
+                    raw.name
+                ),
+            ));
+        }
+        let shares_prefix = users.iter().any(|u| {
+            u.categories.contains(Category::Session) && u.session_prefix == raw.session_prefix
+        });
+        if categories.contains(Category::Session) && shares_prefix {
+            return Err(invalid(
+                "user.session-prefix",
+                "another user with sessions has the same session-prefix: each application \
+                 needs its own, or each could list and end the other's sessions"
+                    .to_owned(),
+            ));
+        }
+        let sample_id = [prefix, &[b'A'; crate::store::session::ID_LEN]].concat();
+        if categories.contains(Category::Session) && !keys.allow(&sample_id) {
+            return Err(invalid(
+                "user.session-prefix",
+                format!(
+                    "the user may use sessions, but its session IDs ({:?} followed by {} \
+                     characters) would not match its key patterns; set session-prefix to a prefix \
+                     they allow, e.g. \"sess:{}:\"",
+                    raw.session_prefix,
+                    crate::store::session::ID_LEN,
+                    raw.name
+                ),
+            ));
+        }
+        users.push(User {
+            name: raw.name,
+            password_sha256: Some(digest),
+            keys,
+            categories,
+            session_prefix: Bytes::from(raw.session_prefix),
+        });
+    }
+    Ok(users)
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim().as_bytes();
+    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// The lower-case hex SHA-256 digest of a password, as `password-sha256` wants it.
+pub fn password_sha256(password: &str) -> String {
+    sha256(password.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +716,148 @@ mod tests {
         assert!(!format!("{secret:?}").contains("hunter2"));
         let user = app1();
         assert!(!format!("{user:?}").contains(&format!("{:?}", sha256(b"pw1"))));
+    }
+
+    /// The `[[user]]` tables of a config file.
+    #[derive(serde::Deserialize)]
+    struct UserTables {
+        #[serde(default)]
+        user: Vec<RawUser>,
+    }
+
+    fn users_from(toml_text: &str, max_pattern_len: usize) -> Result<Vec<User>, Invalid> {
+        let file: UserTables = toml::from_str(toml_text).expect("valid TOML");
+        users(file.user, max_pattern_len)
+    }
+
+    const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
+
+    #[test]
+    fn a_user_key_pattern_longer_than_max_pattern_len_is_refused() {
+        let user = |pattern: &str| {
+            format!(
+                r#"
+                [[user]]
+                name = "app1"
+                password-sha256 = "{PW1_SHA256}"
+                keys = ["{pattern}"]
+                "#
+            )
+        };
+        assert!(users_from(&user("sess:app1:*"), 16).is_ok());
+        let error = users_from(&user(&"*".repeat(17)), 16)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("max-pattern-len (16 bytes)"), "{error}");
+    }
+
+    #[test]
+    fn users_come_from_the_config_file() {
+        let users = users_from(
+            &format!(
+                r#"
+            [[user]]
+            name = "app1"
+            password-sha256 = "{PW1_SHA256}"
+            keys = ["sess:app1:*"]
+            categories = ["read", "write", "session"]
+            session-prefix = "sess:app1:"
+            [[user]]
+            name = "ops"
+            password-sha256 = "{}"
+            keys = ["*"]
+            categories = ["all"]
+            "#,
+                password_sha256("ops password")
+            ),
+            256,
+        )
+        .unwrap();
+        assert_eq!(users.len(), 2);
+        let app1 = &users[0];
+        assert_eq!(app1.name, "app1");
+        assert_eq!(app1.password_sha256, Some(sha256(b"pw1")));
+        assert!(app1.keys.allow(b"sess:app1:x") && !app1.keys.allow(b"sess:app2:x"));
+        assert!(app1.categories.contains(Category::Session));
+        assert!(!app1.categories.contains(Category::Admin));
+        assert!(users[1].unrestricted());
+        assert_eq!(users[1].password_sha256, Some(sha256(b"ops password")));
+    }
+
+    #[test]
+    fn bad_users_are_refused_naming_the_setting() {
+        let user = |extra: &str| {
+            format!("[[user]]\nname = \"app1\"\npassword-sha256 = \"{PW1_SHA256}\"\n{extra}")
+        };
+        let cases = [
+            (
+                user("keys = [\"*\"]\ncategories = [\"reed\"]"),
+                "user.categories",
+            ),
+            (
+                user("keys = [\"sess:app1:*\"]\ncategories = [\"session\"]"),
+                "user.session-prefix",
+            ),
+            (user("session-prefix = \"a b\""), "user.session-prefix"),
+            (
+                user("keys = [\"?*\"]\ncategories = [\"session\"]"),
+                "user.session-prefix",
+            ),
+            (
+                format!(
+                    "{}\n[[user]]\nname = \"app2\"\npassword-sha256 = \"{PW1_SHA256}\"\n\
+                     keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"",
+                    user("keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"")
+                ),
+                "user.session-prefix",
+            ),
+            (
+                "[[user]]\nname = \"app1\"\npassword-sha256 = \"+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f\""
+                    .to_owned(),
+                "user.password-sha256",
+            ),
+            (
+                "[[user]]\nname = \"app1\"\npassword-sha256 = \"secret\"".to_owned(),
+                "user.password-sha256",
+            ),
+            (
+                format!("[[user]]\nname = \"default\"\npassword-sha256 = \"{PW1_SHA256}\""),
+                "user.name",
+            ),
+            (format!("{}\n{}", user(""), user("")), "user.name"),
+        ];
+        for (text, setting) in cases {
+            match users_from(&text, 256) {
+                Err(Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let unknown_key = toml::from_str::<UserTables>(&user("pasword = \"x\""));
+        assert!(
+            unknown_key.is_err(),
+            "unknown keys in a [[user]] are refused"
+        );
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file_but_only_once() {
+        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let secret = Secret::from_settings(None, Some(&path)).unwrap().unwrap();
+        assert_eq!(secret.expose(), "from-file");
+        assert!(
+            !format!("{secret:?}").contains("from-file"),
+            "the password is redacted"
+        );
+        let both = Secret::from_settings(Some("flag".into()), Some(&path)).unwrap_err();
+        assert!(both.to_string().contains("requirepass-file"), "{both}");
+        std::fs::remove_file(&path).unwrap();
+        let missing = Secret::from_settings(None, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.starts_with("config file /"), "{missing}");
+        let empty = Secret::from_settings(Some(String::new()), None).unwrap_err();
+        assert!(empty.to_string().contains("an empty password"), "{empty}");
+        assert!(Secret::from_settings(None, None).unwrap().is_none());
     }
 }

@@ -1,267 +1,32 @@
-//! Configuration in two layers: [`RawConfig`], the flags as given (command line, `SESSIOND_*`
-//! environment variables, TOML file — in that order of precedence), and [`Config`], validated
-//! and ready to use, with units in its field names.
+//! Configuration in two layers: [`RawConfig`] (`config/raw.rs`), the flags as given (command
+//! line, `SESSIOND_*` environment variables, TOML file — in that order of precedence), each
+//! value typed where it is read, and [`Config`], validated and ready to use, with units in its
+//! field names. [`RawConfig::validate`] fills in the defaults ([`Config::default`]), checks
+//! ranges and the rules that span several settings, and leaves each domain's own rules to its
+//! module: users to [`crate::auth`], the TLS listener to [`crate::tls`], snapshots to
+//! [`crate::persist`].
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use serde::Deserialize;
 use sessiond_protocol::Limits;
 
-use bytes::Bytes;
-
-use crate::auth::{sha256, Categories, Category, KeyPatterns, Secret, User};
+use crate::auth::{users, Secret, User};
 use crate::clock::Clock;
 use crate::output_limit::OutputLimits;
 use crate::persist::PersistConfig;
+use crate::setting;
+use crate::setting::{range, Address, Invalid, Period, PositivePeriod, Size, YesNo};
 use crate::store::evict::Policy;
-use crate::tls::{ClientAuth, TlsConfig, TlsFiles};
+use crate::tls::{TlsConfig, TlsFiles};
+
+mod raw;
+
+pub use raw::{describe_toml_error, RawConfig, Tool};
 
 /// The exit code for a configuration the server cannot start with (`EX_USAGE`).
 pub const EXIT_BAD_CONFIG: i32 = 64;
-
-/// The flags as given. Every field is optional so that the command line, the environment and
-/// the config file can be layered; the defaults live in [`Config::default`].
-#[derive(Debug, Default, Clone, Parser, Deserialize)]
-#[command(
-    name = "sessiond",
-    version,
-    about = "A session-store server that speaks RESP"
-)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RawConfig {
-    /// A tool to run instead of the server.
-    #[command(subcommand)]
-    #[serde(skip)]
-    pub tool: Option<Tool>,
-
-    /// TOML file with the same settings (keys named like the flags, e.g. `proto-max-bulk-len`).
-    #[arg(long, env = "SESSIOND_CONFIG", value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-
-    /// Address to listen on [default: 127.0.0.1].
-    #[arg(long, env = "SESSIOND_BIND")]
-    pub bind: Option<String>,
-
-    /// TCP port; 0 picks a free one [default: 6380].
-    #[arg(long, env = "SESSIOND_PORT")]
-    pub port: Option<u16>,
-
-    /// TCP port of a second listener that speaks only TLS; 0 picks a free one [default: none].
-    /// Needs --tls-cert-file and --tls-key-file.
-    #[arg(long, env = "SESSIOND_TLS_PORT")]
-    pub tls_port: Option<u16>,
-
-    /// The server's certificate chain for --tls-port, PEM, leaf first.
-    #[arg(long, env = "SESSIOND_TLS_CERT_FILE", value_name = "FILE")]
-    pub tls_cert_file: Option<PathBuf>,
-
-    /// The private key of --tls-cert-file, PEM (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "SESSIOND_TLS_KEY_FILE", value_name = "FILE")]
-    pub tls_key_file: Option<PathBuf>,
-
-    /// CA certificates, PEM: TLS clients must present a certificate signed by one of them
-    /// (see --tls-auth-clients).
-    #[arg(long, env = "SESSIOND_TLS_CA_CERT_FILE", value_name = "FILE")]
-    pub tls_ca_cert_file: Option<PathBuf>,
-
-    /// Client certificates on --tls-port: `yes` (required), `optional` (verified if sent) or
-    /// `no` [default: yes with --tls-ca-cert-file, no without].
-    #[arg(long, env = "SESSIOND_TLS_AUTH_CLIENTS")]
-    pub tls_auth_clients: Option<String>,
-
-    /// Password of the `default` user; clients must AUTH before other commands. Prefer
-    /// SESSIOND_PASSWORD or --requirepass-file, which keep it out of `ps`.
-    #[arg(long, env = "SESSIOND_PASSWORD", hide_env_values = true)]
-    pub requirepass: Option<String>,
-
-    /// File holding the `default` user's password (one line; a trailing newline is ignored).
-    #[arg(long, env = "SESSIOND_REQUIREPASS_FILE")]
-    pub requirepass_file: Option<PathBuf>,
-
-    /// Refuse to start on a non-loopback address without a password: `yes` or `no`
-    /// [default: yes].
-    #[arg(long, env = "SESSIOND_PROTECTED_MODE")]
-    pub protected_mode: Option<String>,
-
-    /// Disconnect a client after this many failed AUTH / HELLO AUTH attempts on its connection
-    /// (0: never) [default: 10].
-    #[arg(long, env = "SESSIOND_MAX_AUTH_FAILURES")]
-    pub max_auth_failures: Option<u64>,
-
-    /// Close a connection that has not authenticated this long after it was accepted, when a
-    /// password is required (a duration; 0: never) [default: 10s].
-    #[arg(long, env = "SESSIOND_AUTH_TIMEOUT")]
-    pub auth_timeout: Option<String>,
-
-    /// Close a client idle this long (a duration; 0: never) [default: 0].
-    #[arg(long, env = "SESSIOND_TIMEOUT")]
-    pub timeout: Option<String>,
-
-    /// Most reply data held for a client, as Redis's `<class> <hard> <soft> <soft-seconds>`,
-    /// repeated for the classes normal, replica and pubsub (or one size: the normal class's
-    /// hard limit). Past the hard limit, or above the soft one for soft-seconds, the client is
-    /// closed [default: normal 64mb 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60].
-    #[arg(long, env = "SESSIOND_CLIENT_OUTPUT_BUFFER_LIMIT")]
-    pub client_output_buffer_limit: Option<String>,
-
-    /// Most memory the keyspace may use (`used_memory`), with units; 0: no limit [default: 0].
-    #[arg(long, env = "SESSIOND_MAXMEMORY")]
-    pub maxmemory: Option<String>,
-
-    /// What a write does at --maxmemory: noeviction (refuse it with OOM), volatile-ttl,
-    /// volatile-lru or allkeys-lru (evict keys) [default: noeviction].
-    #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY")]
-    pub maxmemory_policy: Option<String>,
-
-    /// Most simultaneous clients; more are refused with an error [default: 10000].
-    #[arg(long, env = "SESSIOND_MAXCLIENTS")]
-    pub maxclients: Option<u64>,
-
-    /// Largest bulk string accepted, with units (`16mb`, `512kb`) [default: 16mb].
-    #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN")]
-    pub proto_max_bulk_len: Option<String>,
-
-    /// Most input buffered for one client [default: 64mb].
-    #[arg(long, env = "SESSIOND_CLIENT_QUERY_BUFFER_LIMIT")]
-    pub client_query_buffer_limit: Option<String>,
-
-    /// Most arguments in one command [default: 1048576].
-    #[arg(long, env = "SESSIOND_MAX_COMMAND_ARGS")]
-    pub max_command_args: Option<u64>,
-
-    /// Longest inline command line [default: 64kb].
-    #[arg(long, env = "SESSIOND_MAX_INLINE_LEN")]
-    pub max_inline_len: Option<String>,
-
-    /// Longest glob pattern of KEYS, SCAN MATCH, CONFIG GET and users' key patterns; a match
-    /// costs up to key length × pattern length [default: 256].
-    #[arg(long, env = "SESSIOND_MAX_PATTERN_LEN")]
-    pub max_pattern_len: Option<String>,
-
-    /// Most keys one SCAN call examines, whatever its COUNT [default: 10000].
-    #[arg(long, env = "SESSIOND_SCAN_MAX_COUNT")]
-    pub scan_max_count: Option<u64>,
-
-    /// Threads that run connections and commands; 0: one per CPU core but one, at least one
-    /// [default: 0].
-    #[arg(long, env = "SESSIOND_THREADS")]
-    pub threads: Option<u64>,
-
-    /// With one thread and more than one core: how long, in microseconds, the thread keeps
-    /// polling for requests after the last before it sleeps (CPU for lower latency under load);
-    /// 0: never [default: 50].
-    #[arg(long, env = "SESSIOND_IDLE_POLL_US")]
-    pub idle_poll_us: Option<u64>,
-
-    /// Turn off transparent huge pages for the process (Linux; as Redis's `disable-thp`): `yes`
-    /// or `no` [default: yes].
-    #[arg(long, env = "SESSIOND_DISABLE_THP")]
-    pub disable_thp: Option<String>,
-
-    /// How long in-flight work may take to finish after SIGTERM/SIGINT/SHUTDOWN [default: 10s].
-    #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
-    pub shutdown_timeout: Option<String>,
-
-    /// How often the active expiry task reclaims expired keys [default: 100ms].
-    #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
-    pub active_expire_interval: Option<String>,
-
-    /// Default idle timeout of a session: it ends this long after its last use [default: 30m].
-    #[arg(long, env = "SESSIOND_SESSION_IDLE")]
-    pub session_idle: Option<String>,
-
-    /// Default absolute timeout of a session: it ends this long after creation [default: 8h].
-    #[arg(long, env = "SESSIOND_SESSION_ABSOLUTE")]
-    pub session_absolute: Option<String>,
-
-    /// Most sessions per user; creating one more destroys that user's oldest (0: no cap)
-    /// [default: 0].
-    #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
-    pub session_max_per_user: Option<u64>,
-
-    /// Directory of the snapshot file [default: ./data].
-    #[arg(long, env = "SESSIOND_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Snapshot file name inside the data directory [default: dump.sdb].
-    #[arg(long, env = "SESSIOND_DBFILENAME")]
-    pub dbfilename: Option<String>,
-
-    /// Save a snapshot this often when something changed; 0 disables periodic snapshots
-    /// [default: 60s].
-    #[arg(long, env = "SESSIOND_SNAPSHOT_INTERVAL")]
-    pub snapshot_interval: Option<String>,
-
-    /// The most memory the journal of changes made during a snapshot may take (one record per
-    /// key written meanwhile, outside maxmemory); past it the snapshot is abandoned and retried
-    /// 5 s later; 0: no bound [default: 256mb].
-    #[arg(long, env = "SESSIOND_SNAPSHOT_JOURNAL_LIMIT")]
-    pub snapshot_journal_limit: Option<String>,
-
-    /// Refuse writes with MISCONF while the last snapshot failed (as Redis's
-    /// `stop-writes-on-bgsave-error`): `yes` or `no` [default: yes].
-    #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
-    pub stop_writes_on_bgsave_error: Option<String>,
-
-    /// Run purely in memory: no snapshot is loaded or written.
-    #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
-    pub no_persistence: Option<bool>,
-
-    /// Test only: pause this long after each shard while writing a snapshot.
-    #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
-    pub debug_snapshot_shard_delay: Option<String>,
-
-    /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works
-    /// [default: info].
-    #[arg(long, env = "SESSIOND_LOG_LEVEL")]
-    pub log_level: Option<String>,
-
-    /// Log line format: `text` or `json` [default: text].
-    #[arg(long, env = "SESSIOND_LOG_FORMAT")]
-    pub log_format: Option<String>,
-
-    /// Named users, from the config file only (`[[user]]` tables).
-    #[arg(skip)]
-    #[serde(default, rename = "user")]
-    pub users: Vec<RawUser>,
-}
-
-/// One `[[user]]` table of the config file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RawUser {
-    /// The name clients give to AUTH.
-    pub name: String,
-    /// SHA-256 of the password, 64 hex digits (`sessiond hash-password` prints it).
-    pub password_sha256: String,
-    /// Glob patterns of the keys the user may touch (`*`: every key).
-    #[serde(default)]
-    pub keys: Vec<String>,
-    /// Command categories: `read`, `write`, `session`, `admin`, or `all`.
-    #[serde(default)]
-    pub categories: Vec<String>,
-    /// Prefix of the session IDs the user creates, e.g. `sess:app1:`.
-    #[serde(default)]
-    pub session_prefix: String,
-}
-
-/// Tools the binary runs instead of the server.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Tool {
-    /// Verify a snapshot file and print its counts by type (like redis-check-rdb); exits 0 if
-    /// the file would load, 1 otherwise.
-    CheckSnapshot {
-        /// The snapshot file.
-        file: PathBuf,
-    },
-    /// Read a password from standard input (one line) and print its SHA-256 digest, for the
-    /// `password-sha256` of a `[[user]]` in the config file.
-    HashPassword,
-}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -272,6 +37,27 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+impl LogFormat {
+    /// The word `--log-format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl setting::Value for LogFormat {
+    fn parse(text: &str) -> Result<Self, String> {
+        [LogFormat::Text, LogFormat::Json]
+            .into_iter()
+            .find(|format| format.name() == text)
+            .ok_or_else(|| "expected text or json".to_owned())
+    }
+}
+
+setting::read_as_setting!(LogFormat);
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -331,7 +117,7 @@ pub struct Config {
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
     /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
-    /// flags default to `./data/dump.sdb` every 60 s.
+    /// flags default to [`PersistConfig::default`].
     pub persistence: Option<PersistConfig>,
     /// Whether writes are refused with MISCONF while the last snapshot failed.
     pub stop_writes_on_bgsave_error: bool,
@@ -385,16 +171,9 @@ impl Default for Config {
 /// A setting that cannot be used; the message names the setting and the value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A value that does not parse or is out of range.
-    #[error("invalid {setting} {value:?}: {reason}")]
-    Invalid {
-        /// The flag name.
-        setting: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A value that does not parse, is out of range or does not fit the other settings.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
     /// The config file could not be read.
     #[error("config file {path}: {source}")]
     Read {
@@ -403,6 +182,10 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The `default` user's password cannot be used (given twice, empty, or its file
+    /// unreadable).
+    #[error(transparent)]
+    Password(#[from] crate::auth::PasswordError),
     /// A TLS file cannot be used (missing, unreadable, not PEM, a key that does not match).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -440,178 +223,59 @@ fn automatic_threads() -> usize {
 }
 
 impl RawConfig {
-    /// Loads the config file named by `config` (if any) under the flags already given.
-    pub fn with_file(self) -> Result<RawConfig, ConfigError> {
-        let Some(path) = self.config.clone() else {
-            return Ok(self);
-        };
-        let file = RawConfig::from_file(&path)?;
-        Ok(self.or(file))
-    }
-
-    /// Reads a TOML config file.
-    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: describe_toml_error(&text, &e),
-        })?;
-        raw.config = Some(path.to_owned());
-        Ok(raw)
-    }
-
-    /// Each setting from `self`, or from `fallback` where `self` has none.
-    pub fn or(self, fallback: RawConfig) -> RawConfig {
-        RawConfig {
-            tool: self.tool.or(fallback.tool),
-            config: self.config.or(fallback.config),
-            bind: self.bind.or(fallback.bind),
-            port: self.port.or(fallback.port),
-            tls_port: self.tls_port.or(fallback.tls_port),
-            tls_cert_file: self.tls_cert_file.or(fallback.tls_cert_file),
-            tls_key_file: self.tls_key_file.or(fallback.tls_key_file),
-            tls_ca_cert_file: self.tls_ca_cert_file.or(fallback.tls_ca_cert_file),
-            tls_auth_clients: self.tls_auth_clients.or(fallback.tls_auth_clients),
-            maxclients: self.maxclients.or(fallback.maxclients),
-            maxmemory: self.maxmemory.or(fallback.maxmemory),
-            maxmemory_policy: self.maxmemory_policy.or(fallback.maxmemory_policy),
-            requirepass: self.requirepass.or(fallback.requirepass),
-            requirepass_file: self.requirepass_file.or(fallback.requirepass_file),
-            protected_mode: self.protected_mode.or(fallback.protected_mode),
-            max_auth_failures: self.max_auth_failures.or(fallback.max_auth_failures),
-            auth_timeout: self.auth_timeout.or(fallback.auth_timeout),
-            timeout: self.timeout.or(fallback.timeout),
-            client_output_buffer_limit: self
-                .client_output_buffer_limit
-                .or(fallback.client_output_buffer_limit),
-            proto_max_bulk_len: self.proto_max_bulk_len.or(fallback.proto_max_bulk_len),
-            client_query_buffer_limit: self
-                .client_query_buffer_limit
-                .or(fallback.client_query_buffer_limit),
-            max_command_args: self.max_command_args.or(fallback.max_command_args),
-            max_inline_len: self.max_inline_len.or(fallback.max_inline_len),
-            max_pattern_len: self.max_pattern_len.or(fallback.max_pattern_len),
-            scan_max_count: self.scan_max_count.or(fallback.scan_max_count),
-            threads: self.threads.or(fallback.threads),
-            idle_poll_us: self.idle_poll_us.or(fallback.idle_poll_us),
-            disable_thp: self.disable_thp.or(fallback.disable_thp),
-            shutdown_timeout: self.shutdown_timeout.or(fallback.shutdown_timeout),
-            active_expire_interval: self
-                .active_expire_interval
-                .or(fallback.active_expire_interval),
-            session_idle: self.session_idle.or(fallback.session_idle),
-            session_absolute: self.session_absolute.or(fallback.session_absolute),
-            session_max_per_user: self.session_max_per_user.or(fallback.session_max_per_user),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            dbfilename: self.dbfilename.or(fallback.dbfilename),
-            snapshot_interval: self.snapshot_interval.or(fallback.snapshot_interval),
-            snapshot_journal_limit: self
-                .snapshot_journal_limit
-                .or(fallback.snapshot_journal_limit),
-            no_persistence: self.no_persistence.or(fallback.no_persistence),
-            stop_writes_on_bgsave_error: self
-                .stop_writes_on_bgsave_error
-                .or(fallback.stop_writes_on_bgsave_error),
-            debug_snapshot_shard_delay: self
-                .debug_snapshot_shard_delay
-                .or(fallback.debug_snapshot_shard_delay),
-            log_level: self.log_level.or(fallback.log_level),
-            log_format: self.log_format.or(fallback.log_format),
-            users: if self.users.is_empty() {
-                fallback.users
-            } else {
-                self.users
-            },
-        }
-    }
-
     /// Validates every setting, filling in defaults.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let defaults = Config::default();
         let mut limits = defaults.limits;
-        let bind = match self.bind {
-            None => defaults.bind,
-            Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid {
-                setting: "bind",
-                value: text.clone(),
-                reason: "expected an IPv4 or IPv6 address".to_owned(),
-            })?,
-        };
-        if let Some(text) = self.proto_max_bulk_len {
+        let bind = self.bind.map_or(defaults.bind, |Address(ip)| ip);
+        if let Some(Size(bytes)) = self.proto_max_bulk_len {
             limits.max_bulk_len =
-                size_setting("proto-max-bulk-len", &text, 1, u64::from(u32::MAX))?;
+                range("proto-max-bulk-len", bytes, 1, u64::from(u32::MAX))? as usize;
         }
-        if let Some(text) = self.client_query_buffer_limit {
+        if let Some(Size(bytes)) = self.client_query_buffer_limit {
             limits.max_query_buffer =
-                size_setting("client-query-buffer-limit", &text, 1024, 1 << 34)?;
+                range("client-query-buffer-limit", bytes, 1024, 1 << 34)? as usize;
         }
-        if let Some(text) = self.max_inline_len {
-            limits.max_inline_len = size_setting("max-inline-len", &text, 64, 1 << 30)?;
+        if let Some(Size(bytes)) = self.max_inline_len {
+            limits.max_inline_len = range("max-inline-len", bytes, 64, 1 << 30)? as usize;
         }
         if let Some(count) = self.max_command_args {
             limits.max_args = range("max-command-args", count, 1, i32::MAX as u64)? as usize;
         }
         if limits.max_query_buffer < limits.max_bulk_len {
-            return Err(ConfigError::Invalid {
-                setting: "client-query-buffer-limit",
-                value: limits.max_query_buffer.to_string(),
-                reason: format!(
+            return Err(Invalid::new(
+                "client-query-buffer-limit",
+                limits.max_query_buffer.to_string(),
+                format!(
                     "must be at least proto-max-bulk-len ({}), or no such bulk could be received",
                     limits.max_bulk_len
                 ),
-            });
+            )
+            .into());
         }
-        let requirepass = match (self.requirepass, &self.requirepass_file) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    setting: "requirepass-file",
-                    value: String::new(),
-                    reason: "give the password once: --requirepass (SESSIOND_PASSWORD) or \
-                             --requirepass-file, not both"
-                        .to_owned(),
-                })
-            }
-            (Some(password), None) => Some(password),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Some(text.trim_end_matches(['\r', '\n']).to_owned())
-            }
-            (None, None) => None,
-        };
-        if requirepass.as_ref().is_some_and(|p| p.is_empty()) {
-            return Err(ConfigError::Invalid {
-                setting: "requirepass",
-                value: String::new(),
-                reason: "an empty password is no password; leave it unset instead".to_owned(),
-            });
-        }
-        let requirepass = requirepass.map(Secret::new);
-        let protected_mode = yes_or_no("protected-mode", self.protected_mode.as_deref(), true)?;
-        let disable_thp = yes_or_no("disable-thp", self.disable_thp.as_deref(), true)?;
+        let requirepass =
+            Secret::from_settings(self.requirepass, self.requirepass_file.as_deref())?;
+        let protected_mode = self
+            .protected_mode
+            .map_or(defaults.protected_mode, |YesNo(yes)| yes);
         let max_pattern_len = match self.max_pattern_len {
             None => defaults.max_pattern_len,
-            Some(text) => size_setting("max-pattern-len", &text, 1, 1 << 20)?,
+            Some(Size(bytes)) => range("max-pattern-len", bytes, 1, 1 << 20)? as usize,
         };
         let users = users(self.users, max_pattern_len)?;
         if protected_mode && requirepass.is_none() && users.is_empty() && !bind.is_loopback() {
-            return Err(ConfigError::Invalid {
-                setting: "bind",
-                value: bind.to_string(),
-                reason: "protected mode: refusing to accept connections from the network without \
-                         a password; set --requirepass or named users (or SESSIOND_PASSWORD, --requirepass-file), \
-                         bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
-                         port"
-                    .to_owned(),
-            });
+            return Err(Invalid::new(
+                "bind",
+                bind.to_string(),
+                "protected mode: refusing to accept connections from the network without \
+                 a password; set --requirepass or named users (or SESSIOND_PASSWORD, --requirepass-file), \
+                 bind to 127.0.0.1, or pass --protected-mode no if a firewall protects this \
+                 port",
+            )
+            .into());
         }
         let port = self.port.unwrap_or(defaults.port);
-        let tls = tls(
+        let tls = TlsFiles::from_settings(
             port,
             self.tls_port,
             self.tls_cert_file,
@@ -619,70 +283,38 @@ impl RawConfig {
             self.tls_ca_cert_file,
             self.tls_auth_clients,
         )?;
-        let idle_timeout = match self.timeout {
+        let tls = match tls {
+            Some((tls_port, files)) => Some(TlsConfig::load(tls_port, files)?),
             None => None,
-            Some(text) => Some(duration_setting("timeout", &text)?).filter(|d| !d.is_zero()),
         };
         let max_auth_failures = match self.max_auth_failures {
             None => defaults.max_auth_failures,
             Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
         };
-        let auth_timeout = match self.auth_timeout {
-            None => defaults.auth_timeout,
-            Some(text) => Some(duration_setting("auth-timeout", &text)?).filter(|d| !d.is_zero()),
-        };
-        let output_limits = match self.client_output_buffer_limit {
-            None => defaults.output_limits,
-            Some(text) => {
-                defaults
-                    .output_limits
-                    .parse(&text)
-                    .map_err(|reason| ConfigError::Invalid {
-                        setting: "client-output-buffer-limit",
-                        value: text.clone(),
-                        reason,
-                    })?
-            }
-        };
+        let output_limits = self
+            .client_output_buffer_limit
+            .unwrap_or(defaults.output_limits);
         if output_limits.normal.hard() < limits.max_bulk_len.saturating_mul(2) {
-            return Err(ConfigError::Invalid {
-                setting: "client-output-buffer-limit",
-                value: output_limits.config_value(),
-                reason: format!(
+            return Err(Invalid::new(
+                "client-output-buffer-limit",
+                output_limits.config_value(),
+                format!(
                     "the normal class's hard limit must be at least twice proto-max-bulk-len \
                      ({}), or a value the server accepts could not be read back after another \
                      reply of the same pipeline",
                     limits.max_bulk_len
                 ),
-            });
+            )
+            .into());
         }
-        let maxmemory = match self.maxmemory {
-            None => 0,
-            Some(text) => size_setting("maxmemory", &text, 0, u64::MAX)? as u64,
-        };
-        let maxmemory_policy = match self.maxmemory_policy {
-            None => Policy::NoEviction,
-            Some(text) => Policy::ALL
-                .into_iter()
-                .find(|p| p.name() == text)
-                .ok_or_else(|| ConfigError::Invalid {
-                    setting: "maxmemory-policy",
-                    value: text.clone(),
-                    reason: "expected noeviction, volatile-ttl, volatile-lru or allkeys-lru"
-                        .to_owned(),
-                })?,
-        };
-        let log_format = match self.log_format.as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    setting: "log-format",
-                    value: other.to_owned(),
-                    reason: "expected text or json".to_owned(),
-                })
-            }
-        };
+        let maxclients = self.maxclients.unwrap_or(defaults.maxclients as u64);
+        let scan_max_count = self
+            .scan_max_count
+            .unwrap_or(defaults.scan_max_count as u64);
+        let threads = self.threads.unwrap_or(defaults.threads as u64);
+        let session_max_per_user = self
+            .session_max_per_user
+            .unwrap_or(defaults.session_max_per_user as u64);
         Ok(Config {
             bind,
             port,
@@ -691,23 +323,20 @@ impl RawConfig {
             users,
             protected_mode,
             max_auth_failures,
-            auth_timeout,
-            idle_timeout,
+            auth_timeout: self
+                .auth_timeout
+                .map_or(defaults.auth_timeout, never_if_zero),
+            idle_timeout: self.timeout.map_or(defaults.idle_timeout, never_if_zero),
             output_limits,
-            maxmemory,
-            maxmemory_policy,
-            maxclients: range("maxclients", self.maxclients.unwrap_or(10_000), 1, 1 << 20)?
-                as usize,
+            maxmemory: self
+                .maxmemory
+                .map_or(defaults.maxmemory, |Size(bytes)| bytes),
+            maxmemory_policy: self.maxmemory_policy.unwrap_or(defaults.maxmemory_policy),
+            maxclients: range("maxclients", maxclients, 1, 1 << 20)? as usize,
             limits,
             max_pattern_len,
-            scan_max_count: range(
-                "scan-max-count",
-                self.scan_max_count
-                    .unwrap_or(defaults.scan_max_count as u64),
-                1,
-                1 << 30,
-            )? as usize,
-            threads: match range("threads", self.threads.unwrap_or(0), 0, 1024)? {
+            scan_max_count: range("scan-max-count", scan_max_count, 1, 1 << 30)? as usize,
+            threads: match range("threads", threads, 0, 1024)? {
                 0 => automatic_threads(),
                 threads => threads as usize,
             },
@@ -715,617 +344,68 @@ impl RawConfig {
                 Some(us) => Duration::from_micros(range("idle-poll-us", us, 0, 10_000)?),
                 None => defaults.idle_poll,
             },
-            disable_thp,
-            shutdown_timeout: match self.shutdown_timeout {
-                Some(text) => duration_setting("shutdown-timeout", &text)?,
-                None => defaults.shutdown_timeout,
+            disable_thp: self
+                .disable_thp
+                .map_or(defaults.disable_thp, |YesNo(yes)| yes),
+            shutdown_timeout: self
+                .shutdown_timeout
+                .map_or(defaults.shutdown_timeout, |Period(d)| d),
+            active_expire_interval: self
+                .active_expire_interval
+                .map_or(defaults.active_expire_interval, |PositivePeriod(d)| d),
+            session_idle: self
+                .session_idle
+                .map_or(defaults.session_idle, |PositivePeriod(d)| d),
+            session_absolute: self
+                .session_absolute
+                .map_or(defaults.session_absolute, |PositivePeriod(d)| d),
+            session_max_per_user: range("session-max-per-user", session_max_per_user, 0, 1 << 20)?
+                as usize,
+            persistence: match self.no_persistence {
+                Some(true) => None,
+                _ => Some(PersistConfig::from_settings(
+                    self.data_dir,
+                    self.dbfilename,
+                    self.snapshot_interval.map(|Period(d)| d),
+                    self.snapshot_journal_limit.map(|Size(bytes)| bytes),
+                    self.debug_snapshot_shard_delay.map(|Period(d)| d),
+                )?),
             },
-            active_expire_interval: positive_duration(
-                "active-expire-interval",
-                self.active_expire_interval,
-                defaults.active_expire_interval,
-            )?,
-            session_idle: positive_duration(
-                "session-idle",
-                self.session_idle,
-                defaults.session_idle,
-            )?,
-            session_absolute: positive_duration(
-                "session-absolute",
-                self.session_absolute,
-                defaults.session_absolute,
-            )?,
-            session_max_per_user: range(
-                "session-max-per-user",
-                self.session_max_per_user.unwrap_or(0),
-                0,
-                1 << 20,
-            )? as usize,
-            persistence: persistence(
-                self.no_persistence.unwrap_or(false),
-                self.data_dir,
-                self.dbfilename,
-                self.snapshot_interval,
-                self.snapshot_journal_limit,
-                self.debug_snapshot_shard_delay,
-            )?,
-            stop_writes_on_bgsave_error: yes_or_no(
-                "stop-writes-on-bgsave-error",
-                self.stop_writes_on_bgsave_error.as_deref(),
-                defaults.stop_writes_on_bgsave_error,
-            )?,
+            stop_writes_on_bgsave_error: self
+                .stop_writes_on_bgsave_error
+                .map_or(defaults.stop_writes_on_bgsave_error, |YesNo(yes)| yes),
             log_level: self.log_level.unwrap_or(defaults.log_level),
-            log_format,
+            log_format: self.log_format.unwrap_or(defaults.log_format),
             config_file: self.config,
             clock: defaults.clock,
         })
     }
 }
 
-/// A config file's parse error told without the file's contents, which may hold a password:
-/// toml's `Display` quotes the offending line, and serde's messages quote the value
-/// (`invalid type: string "hunter2", expected ...`). What is left: the line and column, the key
-/// and the table it is in, and the message with every quoted value taken out.
-pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let mut place = String::new();
-    let mut offending = None;
-    if let Some(span) = error.span() {
-        let start = floor_char_boundary(text, span.start);
-        let before = &text[..start];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let line_number = before.matches('\n').count() + 1;
-        let column = before[line_start..].chars().count() + 1;
-        place = format!("line {line_number}, column {column}");
-        let line = text[line_start..].lines().next().unwrap_or("");
-        offending = Some(line);
-        if let Some((key, _)) = line.split_once('=') {
-            let key = key.trim();
-            let bare = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-            if !key.is_empty() && key.chars().all(bare) {
-                place.push_str(&format!(", key {key}"));
-            }
-        }
-        let table = before[..line_start]
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| l.starts_with('[') && l.ends_with(']'))
-            .filter(|l| {
-                l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "[]-_.".contains(c))
-            });
-        if let Some(table) = table {
-            place.push_str(&format!(" in {table}"));
-        }
-    }
-    let mut message = redact_quoted(error.message().trim());
-    // Whatever shape a message takes, the offending line's value never appears in it.
-    let value = offending
-        .and_then(|line| line.split_once('=').map(|(_, value)| value))
-        .map(|value| value.trim().trim_matches(['"', '\'']).trim())
-        .filter(|value| !value.is_empty());
-    if value.is_some_and(|value| message.contains(value)) {
-        message = "invalid value".to_owned();
-    }
-    let message = message.replace('\n', "; ");
-    if place.is_empty() {
-        message
-    } else {
-        format!("{place}: {message}")
-    }
-}
-
-/// `message` with the values serde and toml quote replaced by `...`: every double-quoted run, and
-/// the backquoted value of `invalid type: integer `5`, expected ...` (toml's own backquotes name
-/// expected tokens and stay).
-fn redact_quoted(message: &str) -> String {
-    let (head, tail) = match message.split_once(", expected") {
-        Some((head, tail)) if head.starts_with("invalid ") => (head, Some(tail)),
-        _ => (message, None),
-    };
-    let mut out = String::with_capacity(message.len());
-    let mut quote = None;
-    for c in head.chars() {
-        match quote {
-            Some(open) if c == open => {
-                out.push_str("...");
-                out.push(c);
-                quote = None;
-            }
-            Some(_) => {}
-            None => {
-                out.push(c);
-                if c == '"' || (c == '`' && tail.is_some()) {
-                    quote = Some(c);
-                }
-            }
-        }
-    }
-    if quote.is_some() {
-        out.push_str("...");
-    }
-    if let Some(tail) = tail {
-        out.push_str(", expected");
-        out.push_str(&redact_double_quoted(tail));
-    }
-    out
-}
-
-/// `text` with every double-quoted run replaced by `"..."`.
-fn redact_double_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut inside = false;
-    for c in text.chars() {
-        if c == '"' {
-            if inside {
-                out.push_str("...");
-            }
-            inside = !inside;
-            out.push(c);
-        } else if !inside {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The largest char boundary of `text` at or below `index`.
-fn floor_char_boundary(text: &str, index: usize) -> usize {
-    let mut index = index.min(text.len());
-    while !text.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
-}
-
-/// The longest session-ID prefix.
-const MAX_SESSION_PREFIX: usize = 64;
-
-/// Validates the `[[user]]` tables.
-fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, ConfigError> {
-    let mut users: Vec<User> = Vec::with_capacity(raw.len());
-    for raw in raw {
-        let invalid = |setting: &'static str, reason: String| ConfigError::Invalid {
-            setting,
-            value: raw.name.clone(),
-            reason,
-        };
-        let name_ok = !raw.name.is_empty()
-            && raw
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
-        if !name_ok {
-            return Err(invalid(
-                "user.name",
-                "a user name is letters, digits and _ - . @".to_owned(),
-            ));
-        }
-        if raw.name == "default" {
-            return Err(invalid(
-                "user.name",
-                "the default user is the --requirepass one; give this user another name".to_owned(),
-            ));
-        }
-        if users.iter().any(|u| u.name == raw.name) {
-            return Err(invalid("user.name", "the user is defined twice".to_owned()));
-        }
-        let digest = parse_sha256(&raw.password_sha256).ok_or_else(|| {
-            invalid(
-                "user.password-sha256",
-                "expected the password's SHA-256 digest as 64 hex digits \
-                 (`sessiond hash-password` prints it)"
-                    .to_owned(),
-            )
-        })?;
-        if raw.keys.iter().any(|k| k.len() > max_pattern_len) {
-            return Err(invalid(
-                "user.keys",
-                format!("a key pattern is longer than max-pattern-len ({max_pattern_len} bytes)"),
-            ));
-        }
-        let keys = if raw.keys.iter().any(|k| k == "*") {
-            KeyPatterns::All
-        } else {
-            KeyPatterns::Only(
-                raw.keys
-                    .iter()
-                    .map(|k| crate::glob::Pattern::new(k.as_bytes()))
-                    .collect(),
-            )
-        };
-        let mut categories = Categories::default();
-        for name in &raw.categories {
-            if name == "all" {
-                categories = Categories::ALL;
-                continue;
-            }
-            let category = Category::ALL
-                .into_iter()
-                .find(|c| c.name() == name)
-                .ok_or_else(|| {
-                    invalid(
-                        "user.categories",
-                        format!("unknown category {name:?}; expected read, write, session, admin or all"),
-                    )
-                })?;
-            categories = categories.with(category);
-        }
-        let prefix = raw.session_prefix.as_bytes();
-        if prefix.len() > MAX_SESSION_PREFIX
-            || prefix
-                .iter()
-                .any(|b| !b.is_ascii_graphic() || b"\",;\\".contains(b))
-        {
-            return Err(invalid(
-                "user.session-prefix",
-                format!(
-                    "a session-ID prefix is at most {MAX_SESSION_PREFIX} printable characters, \
-                     without spaces, quotes, commas, semicolons or backslashes (it ends up in cookies)"
-                ),
-            ));
-        }
-        if categories.contains(Category::Session)
-            && keys != KeyPatterns::All
-            && raw.session_prefix.is_empty()
-        {
-            return Err(invalid(
-                "user.session-prefix",
-                format!(
-                    "a user limited to some keys needs a session-prefix of its own for its \
-                     sessions (e.g. \"sess:{}:\"); without one it would share the default \
-                     user's session lists",
-                    raw.name
-                ),
-            ));
-        }
-        let shares_prefix = users.iter().any(|u| {
-            u.categories.contains(Category::Session) && u.session_prefix == raw.session_prefix
-        });
-        if categories.contains(Category::Session) && shares_prefix {
-            return Err(invalid(
-                "user.session-prefix",
-                "another user with sessions has the same session-prefix: each application \
-                 needs its own, or each could list and end the other's sessions"
-                    .to_owned(),
-            ));
-        }
-        let sample_id = [prefix, &[b'A'; crate::store::session::ID_LEN]].concat();
-        if categories.contains(Category::Session) && !keys.allow(&sample_id) {
-            return Err(invalid(
-                "user.session-prefix",
-                format!(
-                    "the user may use sessions, but its session IDs ({:?} followed by {} \
-                     characters) would not match its key patterns; set session-prefix to a prefix \
-                     they allow, e.g. \"sess:{}:\"",
-                    raw.session_prefix,
-                    crate::store::session::ID_LEN,
-                    raw.name
-                ),
-            ));
-        }
-        users.push(User {
-            name: raw.name,
-            password_sha256: Some(digest),
-            keys,
-            categories,
-            session_prefix: Bytes::from(raw.session_prefix),
-        });
-    }
-    Ok(users)
-}
-
-/// 64 hex digits as 32 bytes.
-fn parse_sha256(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim().as_bytes();
-    if text.len() != 64 || !text.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(text.chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(digest)
-}
-
-/// The lower-case hex SHA-256 digest of a password, as `password-sha256` wants it.
-pub fn password_sha256(password: &str) -> String {
-    sha256(password.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The TLS listener's settings: none without `--tls-port`; with it, the certificate and key are
-/// required and every file is loaded and checked now, so a bad one stops the start.
-fn tls(
-    port: u16,
-    tls_port: Option<u16>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    ca_cert_file: Option<PathBuf>,
-    auth_clients: Option<String>,
-) -> Result<Option<TlsConfig>, ConfigError> {
-    let Some(tls_port) = tls_port else {
-        // TLS files without a TLS port would leave every client on plaintext, silently.
-        let stray = [
-            ("tls-cert-file", cert_file.is_some()),
-            ("tls-key-file", key_file.is_some()),
-            ("tls-ca-cert-file", ca_cert_file.is_some()),
-            ("tls-auth-clients", auth_clients.is_some()),
-        ];
-        if let Some((setting, _)) = stray.iter().find(|(_, given)| *given) {
-            return Err(ConfigError::Invalid {
-                setting,
-                value: String::new(),
-                reason: "TLS settings without --tls-port: nothing would listen for TLS; set \
-                         --tls-port (0 picks a free port)"
-                    .to_owned(),
-            });
-        }
-        return Ok(None);
-    };
-    if tls_port != 0 && tls_port == port {
-        return Err(ConfigError::Invalid {
-            setting: "tls-port",
-            value: tls_port.to_string(),
-            reason: "must differ from --port: the plaintext and TLS listeners need a port each"
-                .to_owned(),
-        });
-    }
-    let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
-        return Err(ConfigError::Invalid {
-            setting: "tls-port",
-            value: tls_port.to_string(),
-            reason: "TLS needs --tls-cert-file and --tls-key-file".to_owned(),
-        });
-    };
-    let auth_clients = match (auth_clients.as_deref(), &ca_cert_file) {
-        (None, Some(_)) | (Some("yes"), _) => ClientAuth::Required,
-        (None, None) | (Some("no"), _) => ClientAuth::No,
-        (Some("optional"), _) => ClientAuth::Optional,
-        (Some(other), _) => {
-            return Err(ConfigError::Invalid {
-                setting: "tls-auth-clients",
-                value: other.to_owned(),
-                reason: "expected yes, optional or no".to_owned(),
-            })
-        }
-    };
-    if auth_clients != ClientAuth::No && ca_cert_file.is_none() {
-        return Err(ConfigError::Invalid {
-            setting: "tls-auth-clients",
-            value: auth_clients.as_str().to_owned(),
-            reason: "verifying client certificates needs --tls-ca-cert-file".to_owned(),
-        });
-    }
-    let files = TlsFiles {
-        cert_file,
-        key_file,
-        ca_cert_file,
-        auth_clients,
-    };
-    Ok(Some(TlsConfig::load(tls_port, files)?))
-}
-
-/// A `yes`/`no` setting; `default` when unset.
-fn yes_or_no(
-    setting: &'static str,
-    value: Option<&str>,
-    default: bool,
-) -> Result<bool, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some("yes") => Ok(true),
-        Some("no") => Ok(false),
-        Some(other) => Err(ConfigError::Invalid {
-            setting,
-            value: other.to_owned(),
-            reason: "expected yes or no".to_owned(),
-        }),
-    }
-}
-
-fn range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::Invalid {
-            setting,
-            value: value.to_string(),
-            reason: format!("must be between {min} and {max}"),
-        })
-    }
-}
-
-fn size_setting(
-    setting: &'static str,
-    text: &str,
-    min: u64,
-    max: u64,
-) -> Result<usize, ConfigError> {
-    let value = parse_size(text).ok_or_else(|| ConfigError::Invalid {
-        setting,
-        value: text.to_owned(),
-        reason: "expected a size such as 512, 64kb or 16mb".to_owned(),
-    })?;
-    range(setting, value, min, max).map(|v| v as usize)
-}
-
-fn persistence(
-    disabled: bool,
-    dir: Option<PathBuf>,
-    file_name: Option<String>,
-    interval: Option<String>,
-    journal_limit: Option<String>,
-    shard_delay: Option<String>,
-) -> Result<Option<PersistConfig>, ConfigError> {
-    if disabled {
-        return Ok(None);
-    }
-    let defaults = PersistConfig::default();
-    let file_name = file_name.unwrap_or(defaults.file_name);
-    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
-        return Err(ConfigError::Invalid {
-            setting: "dbfilename",
-            value: file_name,
-            reason: "must be a plain file name (the directory is --data-dir)".to_owned(),
-        });
-    }
-    let interval = match interval {
-        None => defaults.interval,
-        Some(text) => Some(duration_setting("snapshot-interval", &text)?).filter(|d| !d.is_zero()),
-    };
-    let journal_max_bytes = match journal_limit {
-        None => defaults.journal_max_bytes,
-        Some(text) => match size_setting("snapshot-journal-limit", &text, 0, u64::MAX)? as u64 {
-            0 => u64::MAX,
-            bytes => bytes,
-        },
-    };
-    let shard_delay = match shard_delay {
-        None => Duration::ZERO,
-        Some(text) => duration_setting("debug-snapshot-shard-delay", &text)?,
-    };
-    Ok(Some(PersistConfig {
-        dir: dir.unwrap_or(defaults.dir),
-        file_name,
-        interval,
-        journal_max_bytes,
-        shard_delay,
-    }))
-}
-
-fn positive_duration(
-    setting: &'static str,
-    text: Option<String>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let duration = duration_setting(setting, &text)?;
-    if duration.is_zero() {
-        return Err(ConfigError::Invalid {
-            setting,
-            value: text,
-            reason: "must be positive".to_owned(),
-        });
-    }
-    Ok(duration)
-}
-
-fn duration_setting(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    parse_duration(text).ok_or_else(|| ConfigError::Invalid {
-        setting,
-        value: text.to_owned(),
-        reason: "expected a duration such as 500ms, 10s, 30m or 8h".to_owned(),
-    })
-}
-
-/// Parses a size with redis.conf units: `k`/`m`/`g` are powers of 1000, `kb`/`mb`/`gb` powers
-/// of 1024, case-insensitive; a bare number is bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let number: u64 = number.parse().ok()?;
-    let multiplier: u64 = match unit.trim() {
-        "" | "b" => 1,
-        "k" => 1_000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
-}
-
-/// Parses a duration with a unit: `ms`, `s`, `m`, `h`, `d`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim().to_ascii_lowercase();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits_end);
-    let number: u64 = number.parse().ok()?;
-    let ms_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(ms_per_unit).map(Duration::from_millis)
+/// A duration where zero means "never".
+fn never_if_zero(Period(duration): Period) -> Option<Duration> {
+    Some(duration).filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::tls::ClientAuth;
 
     fn users_from(toml_text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(toml_text).expect("valid TOML");
         raw.validate()
     }
 
-    const PW1_SHA256: &str = "c592df4a86933b92addc9842402ddf198c638ea9be58916ee6e3734e1e3152f8";
-
-    #[test]
-    fn a_user_key_pattern_longer_than_max_pattern_len_is_refused() {
-        let user = |pattern: &str| {
-            format!(
-                r#"
-                max-pattern-len = "16"
-                [[user]]
-                name = "app1"
-                password-sha256 = "{PW1_SHA256}"
-                keys = ["{pattern}"]
-                "#
-            )
-        };
-        assert!(users_from(&user("sess:app1:*")).is_ok());
-        let error = users_from(&user(&"*".repeat(17))).unwrap_err().to_string();
-        assert!(error.contains("max-pattern-len (16 bytes)"), "{error}");
-    }
-
-    #[test]
-    fn users_come_from_the_config_file() {
-        let config = users_from(&format!(
-            r#"
-            bind = "0.0.0.0"
-            [[user]]
-            name = "app1"
-            password-sha256 = "{PW1_SHA256}"
-            keys = ["sess:app1:*"]
-            categories = ["read", "write", "session"]
-            session-prefix = "sess:app1:"
-            [[user]]
-            name = "ops"
-            password-sha256 = "{}"
-            keys = ["*"]
-            categories = ["all"]
-            "#,
-            password_sha256("ops password")
-        ))
-        .expect("users without requirepass satisfy protected mode");
-        assert_eq!(config.users.len(), 2);
-        let app1 = &config.users[0];
-        assert_eq!(app1.name, "app1");
-        assert_eq!(app1.password_sha256, Some(sha256(b"pw1")));
-        assert!(app1.keys.allow(b"sess:app1:x") && !app1.keys.allow(b"sess:app2:x"));
-        assert!(app1.categories.contains(Category::Session));
-        assert!(!app1.categories.contains(Category::Admin));
-        assert!(config.users[1].unrestricted());
-        assert_eq!(
-            config.users[1].password_sha256,
-            Some(sha256(b"ops password"))
-        );
+    /// The configuration the flags make, or the message of the first error, from clap or
+    /// validation alike.
+    fn from_flags(args: &[&str]) -> Result<Config, String> {
+        let raw =
+            RawConfig::try_parse_from(std::iter::once("sessiond").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
+        raw.validate().map_err(|e| e.to_string())
     }
 
     #[test]
@@ -1343,7 +423,7 @@ mod tests {
         assert!(error.contains("idle-poll-us"), "{error}");
         assert!(users_from("").unwrap().disable_thp);
         assert!(!users_from("disable-thp = \"no\"").unwrap().disable_thp);
-        let error = users_from("disable-thp = \"off\"").unwrap_err().to_string();
+        let error = from_flags(&["--disable-thp", "off"]).unwrap_err();
         assert!(
             error.contains("disable-thp") && error.contains("yes or no"),
             "{error}"
@@ -1351,108 +431,9 @@ mod tests {
     }
 
     #[test]
-    fn bad_users_are_refused_naming_the_setting() {
-        let user = |extra: &str| {
-            format!("[[user]]\nname = \"app1\"\npassword-sha256 = \"{PW1_SHA256}\"\n{extra}")
-        };
-        let cases = [
-            (
-                user("keys = [\"*\"]\ncategories = [\"reed\"]"),
-                "user.categories",
-            ),
-            (
-                user("keys = [\"sess:app1:*\"]\ncategories = [\"session\"]"),
-                "user.session-prefix",
-            ),
-            (user("session-prefix = \"a b\""), "user.session-prefix"),
-            (
-                user("keys = [\"?*\"]\ncategories = [\"session\"]"),
-                "user.session-prefix",
-            ),
-            (
-                format!(
-                    "{}\n[[user]]\nname = \"app2\"\npassword-sha256 = \"{PW1_SHA256}\"\n\
-                     keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"",
-                    user("keys = [\"s:*\"]\ncategories = [\"session\"]\nsession-prefix = \"s:\"")
-                ),
-                "user.session-prefix",
-            ),
-            (
-                "[[user]]\nname = \"app1\"\npassword-sha256 = \"+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f+f\""
-                    .to_owned(),
-                "user.password-sha256",
-            ),
-            (
-                "[[user]]\nname = \"app1\"\npassword-sha256 = \"secret\"".to_owned(),
-                "user.password-sha256",
-            ),
-            (
-                format!("[[user]]\nname = \"default\"\npassword-sha256 = \"{PW1_SHA256}\""),
-                "user.name",
-            ),
-            (format!("{}\n{}", user(""), user("")), "user.name"),
-        ];
-        for (text, setting) in cases {
-            match users_from(&text) {
-                Err(ConfigError::Invalid { setting: s, .. }) => assert_eq!(s, setting, "{text}"),
-                other => panic!("{text}: {other:?}"),
-            }
-        }
-        let unknown_key = toml::from_str::<RawConfig>(&user("pasword = \"x\""));
-        assert!(
-            unknown_key.is_err(),
-            "unknown keys in a [[user]] are refused"
-        );
-    }
-
-    #[test]
-    fn config_file_errors_name_the_place_never_the_value() {
-        let path = std::env::temp_dir().join(format!("sessiond-secret-{}", std::process::id()));
-        let cases = [
-            // A malformed line: toml's Display would quote it.
-            ("port = 0\nrequirepass = hunter2 oops\n", 2, "requirepass"),
-            // Unterminated.
-            ("requirepass = \"hunter2\n", 1, "requirepass"),
-            // A type error: serde would quote the value.
-            ("port = \"hunter2\"\n", 1, "port"),
-            ("no-persistence = \"hunter2\"\n", 1, "no-persistence"),
-            (
-                "[[user]]\nname = \"app\"\npassword-sha256 = 12345hunter2\n",
-                3,
-                "password-sha256",
-            ),
-            (
-                "[[user]]\nname = \"app\"\npassword-sha256 = 1234\n",
-                3,
-                "password-sha256",
-            ),
-            ("requirepass = [\"hunter2\"]\n", 1, "requirepass"),
-        ];
-        for (text, line, key) in cases {
-            std::fs::write(&path, text).unwrap();
-            let message = RawConfig::from_file(&path).unwrap_err().to_string();
-            assert!(
-                !message.contains("hunter2") && !message.contains("1234"),
-                "{text:?}: {message}"
-            );
-            assert!(
-                message.contains(&format!("line {line}")),
-                "{text:?}: {message}"
-            );
-            assert!(message.contains(key), "{text:?}: {message}");
-        }
-        std::fs::remove_file(path).unwrap();
-    }
-
-    #[test]
     fn the_output_buffer_limit_takes_redis_s_classes_or_one_size() {
         let limits = |text: &str| {
-            RawConfig {
-                client_output_buffer_limit: Some(text.into()),
-                ..Default::default()
-            }
-            .validate()
-            .map(|config| config.output_limits)
+            from_flags(&["--client-output-buffer-limit", text]).map(|config| config.output_limits)
         };
         let defaults = users_from("").unwrap().output_limits;
         assert_eq!(defaults, OutputLimits::default());
@@ -1477,61 +458,32 @@ mod tests {
             ("1mb", "proto-max-bulk-len (16777216)"),
             ("normal 8mb 0 0", "proto-max-bulk-len"),
         ] {
-            match limits(text) {
-                Err(ConfigError::Invalid {
-                    setting, reason: r, ..
-                }) => {
-                    assert_eq!(setting, "client-output-buffer-limit", "{text}");
-                    assert!(r.contains(reason), "{text}: {r}");
-                }
-                other => panic!("{text}: {other:?}"),
-            }
+            let message = limits(text).unwrap_err();
+            assert!(
+                message.contains("invalid client-output-buffer-limit") && message.contains(reason),
+                "{text}: {message}"
+            );
         }
-        let small_values = RawConfig {
-            client_output_buffer_limit: Some("1mb".into()),
-            proto_max_bulk_len: Some("512kb".into()),
-            ..Default::default()
-        };
+        let small_values = &[
+            "--client-output-buffer-limit",
+            "1mb",
+            "--proto-max-bulk-len",
+            "512kb",
+        ];
         assert_eq!(
-            small_values.validate().unwrap().output_limits.normal.hard(),
+            from_flags(small_values)
+                .unwrap()
+                .output_limits
+                .normal
+                .hard(),
             1 << 20
         );
     }
 
     #[test]
-    fn sizes_and_durations_take_units() {
-        assert_eq!(parse_size("16mb"), Some(16 << 20));
-        assert_eq!(parse_size("1k"), Some(1000));
-        assert_eq!(parse_size("512"), Some(512));
-        assert_eq!(parse_size("12qb"), None);
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
-        assert_eq!(parse_duration("8h"), Some(Duration::from_secs(8 * 3600)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("ten"), None);
-    }
-
-    #[test]
-    fn flags_win_over_the_file() {
-        let flags = RawConfig {
-            port: Some(7000),
-            ..Default::default()
-        };
-        let file = RawConfig {
-            port: Some(8000),
-            bind: Some("0.0.0.0".into()),
-            requirepass: Some("pw".into()),
-            ..Default::default()
-        };
-        let config = flags.or(file).validate().unwrap();
-        assert_eq!(config.port, 7000);
-        assert_eq!(config.bind.to_string(), "0.0.0.0");
-    }
-
-    #[test]
     fn protected_mode_refuses_the_network_without_a_password() {
         let open = RawConfig {
-            bind: Some("0.0.0.0".into()),
+            bind: Some(Address(IpAddr::from([0, 0, 0, 0]))),
             ..Default::default()
         };
         let message = open.clone().validate().unwrap_err().to_string();
@@ -1545,166 +497,91 @@ mod tests {
         };
         assert!(with_password.validate().is_ok());
         let overridden = RawConfig {
-            protected_mode: Some("no".into()),
+            protected_mode: Some(YesNo(false)),
             ..open
         };
         assert!(overridden.validate().is_ok());
         let loopback = RawConfig {
-            bind: Some("::1".into()),
+            bind: Some(Address(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]))),
             ..Default::default()
         };
         assert!(loopback.validate().is_ok());
     }
 
     #[test]
-    fn the_password_can_come_from_a_file_but_only_once() {
-        let path = std::env::temp_dir().join(format!("sessiond-pass-{}", std::process::id()));
-        std::fs::write(&path, "from-file\n").unwrap();
-        let raw = RawConfig {
-            requirepass_file: Some(path.clone()),
-            ..Default::default()
-        };
-        let config = raw.clone().validate().unwrap();
-        assert_eq!(
-            config.requirepass.as_ref().map(Secret::expose),
-            Some("from-file")
-        );
-        assert!(
-            !format!("{config:?}").contains("from-file"),
-            "the password is redacted"
-        );
-        let both = RawConfig {
-            requirepass: Some("flag".into()),
-            ..raw
-        };
-        assert!(both
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("requirepass-file"));
-        std::fs::remove_file(path).unwrap();
+    fn named_users_satisfy_protected_mode() {
+        let config = users_from(&format!(
+            "bind = \"0.0.0.0\"\n[[user]]\nname = \"ops\"\npassword-sha256 = \"{}\"\n",
+            crate::auth::password_sha256("ops password")
+        ))
+        .expect("users without requirepass satisfy protected mode");
+        assert_eq!(config.users.len(), 1);
     }
 
     #[test]
-    fn tls_settings_need_each_other() {
-        let path = |name: &str| Some(PathBuf::from(format!("/nonexistent/{name}")));
-        let message = |raw: RawConfig| raw.validate().unwrap_err().to_string();
-        // A TLS port without a certificate and key.
-        let port_only = RawConfig {
-            tls_port: Some(0),
-            ..Default::default()
-        };
-        let error = message(port_only.clone());
-        assert!(
-            error.contains("tls-port") && error.contains("--tls-cert-file"),
-            "{error}"
-        );
-        // Files without a port would leave everyone on plaintext.
-        let error = message(RawConfig {
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..Default::default()
-        });
-        assert!(
-            error.contains("tls-cert-file") && error.contains("--tls-port"),
-            "{error}"
-        );
-        // The same port twice.
-        let error = message(RawConfig {
-            port: Some(7000),
-            tls_port: Some(7000),
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..Default::default()
-        });
-        assert!(error.contains("must differ from --port"), "{error}");
-        // A bad tls-auth-clients, and one that needs a CA file.
-        let with_files = RawConfig {
-            tls_cert_file: path("cert.pem"),
-            tls_key_file: path("key.pem"),
-            ..port_only
-        };
-        let error = message(RawConfig {
-            tls_auth_clients: Some("maybe".into()),
-            ..with_files.clone()
-        });
-        assert!(error.contains("tls-auth-clients"), "{error}");
-        let error = message(RawConfig {
-            tls_auth_clients: Some("optional".into()),
-            ..with_files.clone()
-        });
-        assert!(error.contains("--tls-ca-cert-file"), "{error}");
+    fn tls_files_are_loaded_and_spelled_like_the_flags() {
         // A missing file is named, with the setting.
-        let error = message(with_files);
+        let error = RawConfig {
+            tls_port: Some(0),
+            tls_cert_file: Some(PathBuf::from("/nonexistent/cert.pem")),
+            tls_key_file: Some(PathBuf::from("/nonexistent/key.pem")),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("tls-cert-file /nonexistent/cert.pem: cannot read"),
             "{error}"
         );
-        // And the TOML file spells them like the flags.
+        let error = from_flags(&["--tls-auth-clients", "maybe"]).unwrap_err();
+        assert!(
+            error.contains("invalid tls-auth-clients \"maybe\": expected yes, optional or no"),
+            "{error}"
+        );
+        // The TOML file spells them like the flags.
         let raw: RawConfig =
             toml::from_str("tls-port = 0\ntls-cert-file = \"c.pem\"\ntls-auth-clients = \"no\"\n")
                 .unwrap();
         assert_eq!(raw.tls_port, Some(0));
-        assert_eq!(raw.tls_auth_clients.as_deref(), Some("no"));
+        assert_eq!(raw.tls_auth_clients, Some(ClientAuth::No));
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let raw = RawConfig {
-            proto_max_bulk_len: Some("lots".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&["--proto-max-bulk-len", "lots"]).unwrap_err();
         assert!(
-            message.contains("proto-max-bulk-len") && message.contains("lots"),
+            message.contains("invalid proto-max-bulk-len \"lots\": expected a size"),
             "{message}"
         );
         // A stored key or string records its length in 32 bits.
-        let raw = RawConfig {
-            proto_max_bulk_len: Some("4gb".into()),
-            client_query_buffer_limit: Some("8gb".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&[
+            "--proto-max-bulk-len",
+            "4gb",
+            "--client-query-buffer-limit",
+            "8gb",
+        ])
+        .unwrap_err();
         assert!(message.contains("proto-max-bulk-len"), "{message}");
-        let raw = RawConfig {
-            log_format: Some("xml".into()),
-            ..Default::default()
-        };
-        assert!(raw
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("log-format"));
-        let raw = RawConfig {
-            maxmemory_policy: Some("allkeys-random".into()),
-            ..Default::default()
-        };
-        let message = raw.validate().unwrap_err().to_string();
+        let message = from_flags(&["--log-format", "xml"]).unwrap_err();
+        assert!(message.contains("log-format"), "{message}");
+        let message = from_flags(&["--maxmemory-policy", "allkeys-random"]).unwrap_err();
         assert!(message.contains("maxmemory-policy"), "{message}");
-        let raw = RawConfig {
-            maxmemory: Some("1gb".into()),
-            maxmemory_policy: Some("volatile-lru".into()),
-            ..Default::default()
-        };
-        let config = raw.validate().unwrap();
+        let config =
+            from_flags(&["--maxmemory", "1gb", "--maxmemory-policy", "volatile-lru"]).unwrap();
         assert_eq!(config.maxmemory, 1 << 30);
         assert_eq!(config.maxmemory_policy, Policy::VolatileLru);
         let journal_limit = |text: &str| {
-            RawConfig {
-                snapshot_journal_limit: Some(text.into()),
-                ..Default::default()
-            }
-            .validate()
-            .map(|c| c.persistence.map(|p| p.journal_max_bytes))
+            from_flags(&["--snapshot-journal-limit", text])
+                .map(|c| c.persistence.map(|p| p.journal_max_bytes))
         };
         assert_eq!(journal_limit("64mb").unwrap(), Some(64 << 20));
         assert_eq!(journal_limit("0").unwrap(), Some(u64::MAX), "0: no bound");
-        let message = journal_limit("lots").unwrap_err().to_string();
+        let message = journal_limit("lots").unwrap_err();
         assert!(message.contains("snapshot-journal-limit"), "{message}");
         let toml = "snapshot-journal-limit = \"1gb\"\n";
         let raw: RawConfig = toml::from_str(toml).unwrap();
-        assert_eq!(raw.snapshot_journal_limit.as_deref(), Some("1gb"));
+        assert_eq!(raw.snapshot_journal_limit, Some(Size(1 << 30)));
         let toml = "port = 1\nno-such-setting = 2\n";
         assert!(toml::from_str::<RawConfig>(toml)
             .unwrap_err()

@@ -34,6 +34,7 @@ pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
 pub mod server;
+pub mod setting;
 pub mod shared;
 pub mod stats;
 pub mod store;

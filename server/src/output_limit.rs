@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::parse_size;
+use sessiond_protocol::units::parse_size;
 
 /// One class's limits. Zero turns a limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -25,6 +25,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::setting::Invalid;
+
 /// Longest a TLS handshake may take (shortened to `--timeout` when that is shorter).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -312,6 +314,71 @@ pub async fn accept<'a>(
     }
 }
 
+impl TlsFiles {
+    /// The TLS listener's port and files from the `tls-*` settings: none without `--tls-port`;
+    /// with it, the certificate and key are required, and verifying clients needs a CA file.
+    /// Whether the files can be used is [`TlsConfig::load`]'s to say.
+    pub fn from_settings(
+        port: u16,
+        tls_port: Option<u16>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        ca_cert_file: Option<PathBuf>,
+        auth_clients: Option<ClientAuth>,
+    ) -> Result<Option<(u16, TlsFiles)>, Invalid> {
+        let Some(tls_port) = tls_port else {
+            // TLS files without a TLS port would leave every client on plaintext, silently.
+            let stray = [
+                ("tls-cert-file", cert_file.is_some()),
+                ("tls-key-file", key_file.is_some()),
+                ("tls-ca-cert-file", ca_cert_file.is_some()),
+                ("tls-auth-clients", auth_clients.is_some()),
+            ];
+            if let Some((setting, _)) = stray.iter().find(|(_, given)| *given) {
+                return Err(Invalid::new(
+                    setting,
+                    "",
+                    "TLS settings without --tls-port: nothing would listen for TLS; set \
+                 --tls-port (0 picks a free port)",
+                ));
+            }
+            return Ok(None);
+        };
+        if tls_port != 0 && tls_port == port {
+            return Err(Invalid::new(
+                "tls-port",
+                tls_port.to_string(),
+                "must differ from --port: the plaintext and TLS listeners need a port each",
+            ));
+        }
+        let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
+            return Err(Invalid::new(
+                "tls-port",
+                tls_port.to_string(),
+                "TLS needs --tls-cert-file and --tls-key-file",
+            ));
+        };
+        let auth_clients = auth_clients.unwrap_or(match ca_cert_file {
+            Some(_) => ClientAuth::Required,
+            None => ClientAuth::No,
+        });
+        if auth_clients != ClientAuth::No && ca_cert_file.is_none() {
+            return Err(Invalid::new(
+                "tls-auth-clients",
+                auth_clients.as_str(),
+                "verifying client certificates needs --tls-ca-cert-file",
+            ));
+        }
+        let files = TlsFiles {
+            cert_file,
+            key_file,
+            ca_cert_file,
+            auth_clients,
+        };
+        Ok(Some((tls_port, files)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +478,43 @@ mod tests {
         assert_eq!(error.setting(), "tls-ca-cert-file");
         assert!(error.to_string().contains("ca.pem"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_settings_need_each_other() {
+        let path = |name: &str| Some(PathBuf::from(format!("/nonexistent/{name}")));
+        let message = |tls_port, cert, key, auth_clients| {
+            TlsFiles::from_settings(6380, tls_port, cert, key, None, auth_clients)
+                .unwrap_err()
+                .to_string()
+        };
+        // A TLS port without a certificate and key.
+        let error = message(Some(0), None, None, None);
+        assert!(
+            error.contains("tls-port") && error.contains("--tls-cert-file"),
+            "{error}"
+        );
+        // Files without a port would leave everyone on plaintext.
+        let error = message(None, path("cert.pem"), path("key.pem"), None);
+        assert!(
+            error.contains("tls-cert-file") && error.contains("--tls-port"),
+            "{error}"
+        );
+        // The same port twice.
+        let error = message(Some(6380), path("cert.pem"), path("key.pem"), None);
+        assert!(error.contains("must differ from --port"), "{error}");
+        // Verifying clients needs a CA file.
+        let optional = Some(ClientAuth::Optional);
+        let error = message(Some(0), path("cert.pem"), path("key.pem"), optional);
+        assert!(error.contains("--tls-ca-cert-file"), "{error}");
+        // Without TLS settings, no listener; with a CA file, clients must show a certificate.
+        assert!(TlsFiles::from_settings(6380, None, None, None, None, None)
+            .unwrap()
+            .is_none());
+        let (port, files) =
+            TlsFiles::from_settings(6380, Some(0), path("c"), path("k"), path("ca"), None)
+                .unwrap()
+                .unwrap();
+        assert_eq!((port, files.auth_clients), (0, ClientAuth::Required));
     }
 }

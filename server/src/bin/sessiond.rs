@@ -105,7 +105,7 @@ fn hash_password() -> ExitCode {
                 eprintln!("sessiond hash-password: the password is empty");
                 return ExitCode::FAILURE;
             }
-            println!("{}", sessiond::config::password_sha256(password));
+            println!("{}", sessiond::auth::password_sha256(password));
             ExitCode::SUCCESS
         }
         Err(error) => {

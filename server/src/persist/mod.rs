@@ -13,6 +13,7 @@
 pub mod format;
 pub mod loader;
 pub mod lock;
+mod settings;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -270,3 +270,99 @@ fn settings_come_from_the_config_file_and_the_environment() {
     );
     daemon.stop();
 }
+
+#[test]
+fn sizes_durations_and_yes_no_layer_flag_env_file_default() {
+    // Each kind of value given in three layers (the flag wins), in two (the environment wins
+    // over the file), in the file alone, and nowhere (the default).
+    let dir = ScratchDir::new();
+    let file = dir.file(
+        "layers.toml",
+        "port = 0\n\
+         maxmemory = \"3mb\"\ntimeout = \"9s\"\ndisable-thp = \"yes\"\n\
+         proto-max-bulk-len = \"2mb\"\nshutdown-timeout = \"4s\"\nprotected-mode = \"yes\"\n\
+         client-query-buffer-limit = \"32mb\"\nauth-timeout = \"20s\"\n\
+         stop-writes-on-bgsave-error = \"no\"\n",
+    );
+    let file = file.to_str().expect("utf-8 temp path").to_owned();
+    let mut daemon = Daemon::start_in(
+        dir,
+        &[
+            "--maxmemory",
+            "1mb",
+            "--timeout",
+            "7s",
+            "--disable-thp",
+            "no",
+        ],
+        &[
+            ("SESSIOND_CONFIG", &file),
+            ("SESSIOND_MAXMEMORY", "2mb"),
+            ("SESSIOND_TIMEOUT", "8s"),
+            ("SESSIOND_DISABLE_THP", "yes"),
+            ("SESSIOND_PROTO_MAX_BULK_LEN", "1mb"),
+            ("SESSIOND_SHUTDOWN_TIMEOUT", "3s"),
+            ("SESSIOND_PROTECTED_MODE", "no"),
+        ],
+    );
+    let mut con = daemon.client(false);
+    for (name, value) in [
+        ("maxmemory", "1048576"),
+        ("timeout", "7"),
+        ("disable-thp", "no"),
+        ("proto-max-bulk-len", "1048576"),
+        ("shutdown-timeout", "3"),
+        ("protected-mode", "no"),
+        ("client-query-buffer-limit", "33554432"),
+        ("auth-timeout", "20"),
+        ("stop-writes-on-bgsave-error", "no"),
+        ("max-inline-len", "65536"),
+        ("active-expire-interval", "100ms"),
+        ("snapshot-journal-limit", "268435456"),
+    ] {
+        assert_eq!(config_get(&mut con, name), value, "{name}");
+    }
+    daemon.stop();
+}
+
+#[test]
+fn a_bad_size_duration_or_yes_no_names_the_setting_and_the_reason() {
+    let dir = ScratchDir::new();
+    let cases: &[BadConfig<'_>] = &[
+        (
+            &["--port", "0", "--maxmemory", "lots"],
+            &[],
+            &["invalid maxmemory \"lots\": expected a size such as 512, 64kb or 16mb"],
+        ),
+        (
+            &["--port", "0"],
+            &[("SESSIOND_TIMEOUT", "soon")],
+            &["invalid timeout \"soon\": expected a duration such as 500ms, 10s, 30m or 8h"],
+        ),
+        (
+            &["--port", "0", "--session-idle", "0s"],
+            &[],
+            &["invalid session-idle \"0s\": must be positive"],
+        ),
+        (
+            &["--port", "0"],
+            &[("SESSIOND_PROTECTED_MODE", "off")],
+            &["invalid protected-mode \"off\": expected yes or no"],
+        ),
+    ];
+    for (args, envs, named) in cases {
+        let (status, log) = run_until_exit(&dir.0, args, envs);
+        assert_eq!(
+            status.code(),
+            Some(EXIT_BAD_CONFIG),
+            "{args:?} {envs:?}: {status}\n{log}"
+        );
+        assert!(
+            log.starts_with("sessiond: bad configuration: "),
+            "{args:?} {envs:?}: {log}"
+        );
+        for name in *named {
+            assert!(log.contains(name), "{args:?} {envs:?}: {name:?} in {log}");
+        }
+    }
+}

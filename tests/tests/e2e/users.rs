@@ -14,7 +14,7 @@ use crate::daemon::{sessiond_binary, Daemon, ScratchDir};
 /// `app1` and `app2` are applications confined to their keys and session namespaces; `reader`
 /// may only read `cache:*`; `ops` may do everything.
 fn users_toml() -> String {
-    let digest = sessiond::config::password_sha256;
+    let digest = sessiond::auth::password_sha256;
     format!(
         r#"
         [[user]]
@@ -386,7 +386,7 @@ fn the_binary_takes_users_from_its_config_file_with_a_hashed_password() {
         .expect("hex")
         .trim()
         .to_owned();
-    assert_eq!(digest, sessiond::config::password_sha256("app1 secret"));
+    assert_eq!(digest, sessiond::auth::password_sha256("app1 secret"));
 
     let dir = ScratchDir::new();
     let file = dir.file(
