@@ -11,8 +11,9 @@ use serde::Serialize;
 use sessiond_protocol::{put_bulk, Frame};
 use tokio::task::JoinSet;
 
-use crate::node::{Node, Settings};
+use crate::node::Node;
 use crate::sessions::Sessions;
+use crate::settings::Settings;
 use crate::url::NodeAddr;
 use crate::{shard, Error, ErrorKind, Result};
 

@@ -124,6 +124,7 @@ mod connection;
 mod error;
 mod node;
 mod sessions;
+mod settings;
 mod shard;
 #[cfg(feature = "tower-sessions")]
 mod store;
