@@ -120,6 +120,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod command;
 mod connection;
 mod error;
 mod node;
