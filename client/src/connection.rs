@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::node::Settings;
+use crate::settings::Settings;
 use crate::url::NodeAddr;
 use crate::{Error, ErrorKind, Result};
 

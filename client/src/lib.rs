@@ -120,10 +120,12 @@
 #![deny(missing_docs)]
 
 mod client;
+mod command;
 mod connection;
 mod error;
 mod node;
 mod sessions;
+mod settings;
 mod shard;
 #[cfg(feature = "tower-sessions")]
 mod store;

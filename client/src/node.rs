@@ -20,21 +20,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::connection::Connection;
+use crate::settings::Settings;
 use crate::url::NodeAddr;
 use crate::{Error, ErrorKind, Result};
-
-/// Timeouts, pool size and backoff, as the builder validated them.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub pool_size: usize,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
-    /// For `sessionds://`/`rediss://` nodes; made by the builder when one is listed.
-    #[cfg(feature = "tls")]
-    pub tls: Option<crate::tls::TlsConfig>,
-}
 
 /// The delay before the next connect attempt after `failures` consecutive failed ones.
 pub(crate) fn backoff(settings: &Settings, failures: u32) -> Duration {

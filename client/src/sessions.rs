@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sessiond_protocol::Frame;
 
-use crate::client::{bulk_array, integer, merge, optional_bulk, optional_integer, pairs, Cmd};
+use crate::command::{bulk_array, integer, merge, optional_bulk, optional_integer, pairs, Cmd};
 use crate::node::Node;
 use crate::{Client, Error, ErrorKind, Result};
 
@@ -285,11 +285,14 @@ pub struct Sessions<'a> {
     client: &'a Client,
 }
 
-impl<'a> Sessions<'a> {
-    pub(crate) fn new(client: &'a Client) -> Sessions<'a> {
-        Sessions { client }
+impl Client {
+    /// The session commands.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { client: self }
     }
+}
 
+impl<'a> Sessions<'a> {
     /// Creates a session and returns its new, server-issued ID.
     pub async fn create(&self, new: NewSession) -> Result<SessionId> {
         let nodes = self.client.nodes();

@@ -24,7 +24,7 @@ use sessiond_protocol::Frame;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, SessionStore};
 
-use crate::client::{optional_bulk, Cmd};
+use crate::command::{optional_bulk, Cmd};
 use crate::Client;
 
 /// The key prefix when none is given.

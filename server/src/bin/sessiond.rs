@@ -10,9 +10,9 @@ use sessiond::persist::loader;
 use sessiond::{Clock, Config, LogFormat, RawConfig, Server};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc, chosen by measurement (README "Performance"): a session-shaped key's block fits its
-/// 224-byte size class as tightly as glibc's chunks, and freeing a million expired keys costs
-/// half of what glibc's `free`, which merges neighbouring chunks, does.
+/// mimalloc: its size classes fit a session-shaped key's block tightly, and it frees a mass
+/// expiry's keys without merging neighbouring chunks as glibc's `free` does (the measurements
+/// are in benches/RESULTS.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -71,9 +71,8 @@ fn main() -> ExitCode {
 
 /// `--disable-thp yes` (the default): no transparent huge pages for this process, as Redis does
 /// with `prctl(PR_SET_THP_DISABLE)`. The allocator asks for huge pages, and the fault that first
-/// touches one zeroes 2 MiB, stalling the thread for milliseconds: creating sessions without
-/// pause measured a p99 of 5 ms with them and 0.8–0.9 ms without (and 255 bytes a key against
-/// 260). Pages already huge stay so. A refusal is logged, not fatal.
+/// touches one zeroes it whole, stalling the thread whenever the keyspace grows. Pages already
+/// huge stay so. A refusal is logged, not fatal.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn disable_transparent_huge_pages() {
