@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
-use sessiond::persist::format::Record;
+use sessiond::store::Record;
 use sessiond::persist::writer;
 use sessiond::{Clock, Store};
 use sessiond_protocol::{cmd::COMMANDS, ClientCodec, Frame, ProtocolVersion};

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use sessiond::persist::format::{Record, FORMAT_VERSION, MAGIC, MAX_FRAME};
+use sessiond::persist::format::{FORMAT_VERSION, MAGIC, MAX_FRAME};
 use sessiond::persist::loader;
+use sessiond::store::Record;
 use sessiond::{Clock, Store};
 
 const NOW_MS: u64 = 1_767_225_600_000;

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use sessiond::persist::format::{Record, FORMAT_VERSION, HEADER_LEN, MAGIC};
+use sessiond::persist::format::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 use sessiond::persist::loader::{self, SnapshotError, Summary};
 use sessiond::persist::writer;
 use sessiond::store::session::NewSession;
+use sessiond::store::Record;
 use sessiond::store::{Entry, KeyFilter, Value};
 use sessiond::{Clock, Store};
 

@@ -7,12 +7,10 @@
 //! trailer  frame count u64 LE | CRC-32 (IEEE) of every byte before it, u32 LE
 //! ```
 //!
-//! Records are the store's ([`Record`]); this module only frames them. They are replayed in
-//! order: a key's last record wins and [`Record::Delete`] removes it, which is how the journal
+//! Records are the store's ([`Record`](crate::store::Record)); this module only frames them. They are replayed in
+//! order: a key's last record wins and `Record::Delete` removes it, which is how the journal
 //! of changes made during the save (appended after the shards) brings the file to one
 //! consistent instant.
-
-pub use crate::store::Record;
 
 /// The first bytes of every snapshot.
 pub const MAGIC: &[u8; 8] = b"SESSIOND";

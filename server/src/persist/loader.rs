@@ -9,7 +9,8 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use crate::persist::format::{Record, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_FRAME};
+use crate::persist::format::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_FRAME};
+use crate::store::Record;
 use crate::store::Store;
 
 /// A snapshot that cannot be loaded.

@@ -1,7 +1,7 @@
 //! Snapshots: crash-safe files of the whole keyspace, written in the background and loaded at
 //! start.
 //!
-//! - [`format`](mod@format): the file layout and [`format::Record`].
+//! - [`format`](mod@format): the file layout, framing the store's [`Record`](crate::store::Record)s.
 //! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
 //! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
 //! - [`lock`]: the data directory's lock, one server per directory.

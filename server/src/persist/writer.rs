@@ -12,7 +12,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::persist::format::{Record, FORMAT_VERSION, MAGIC};
+use crate::persist::format::{FORMAT_VERSION, MAGIC};
+use crate::store::Record;
 use crate::store::Store;
 
 /// What a finished save wrote.
