@@ -1,7 +1,8 @@
-//! One task per connection: read, decode every complete command in the buffer (up to 16 ahead
-//! of the one that runs, their keys prefetched), execute them all, write every reply with one
-//! write, repeat. [`serve`] is that loop; `Connection` holds what it keeps between turns, and
-//! `Connection::run` is the one place a decoded command meets the connection's state.
+//! One task per connection: read, decode every complete command in the buffer (up to
+//! `DECODE_AHEAD` ahead of the one that runs, their keys prefetched), execute them all, write
+//! every reply with one write, repeat. [`serve`] is that loop; `Connection` holds what it
+//! keeps between turns, and `Connection::run` is the one place a decoded command meets the
+//! connection's state.
 //!
 //! Pipelining comes for free: a read that brings 100 commands produces 100 replies in one
 //! buffer and one `write`. A malformed stream earns `-ERR Protocol error: ...` and the
@@ -10,9 +11,9 @@
 //! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
 //! (after its handshake) on the TLS port. Writes are first tried without waiting (see
 //! `try_write_now`), so a client that does not read its replies is noticed and held to its
-//! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
-//! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
-//! for the next request, never waited for.
+//! output cap on both. On TLS, rustls keeps the records the socket would not take (up to its
+//! buffer limit); like the bytes the kernel holds for a plaintext client, they are sent while
+//! the loop waits for the next request, never waited for.
 //!
 //! `client-output-buffer-limit` bounds what the loop holds for a client: a command whose reply
 //! would take the pending output past the hard limit does not build it and the client is closed
@@ -64,8 +65,8 @@ where
 {
     let mut connection = Connection::new(shared, socket, client);
     let mut stop = shared.shutdown_signal();
-    // One wait per connection, polled before every read: made anew for each read, it took the
-    // shared signal's lock and added and removed a waiter every time.
+    // Made once and polled before every read: making a wait takes the shared signal's lock
+    // and registers a waiter.
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
     let end = loop {
@@ -352,9 +353,9 @@ where
     /// than its soft limit for the soft limit's seconds (see [`output_limit`]), or a write
     /// stalls longer than `--timeout`.
     ///
-    /// On TLS, rustls may take replies into its buffer (at most 64 KiB) that the socket does
-    /// not take yet; `writes.unflushed` says so, and [`read_some`] sends them while waiting for
-    /// the next request.
+    /// On TLS, rustls may take replies into its buffer that the socket does not take yet;
+    /// `writes.unflushed` says so, and [`read_some`] sends them while waiting for the next
+    /// request.
     async fn flush(&mut self) -> Result<(), End> {
         let shared = self.shared;
         let session = &self.session;
