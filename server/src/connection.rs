@@ -1,6 +1,8 @@
-//! One task per connection: read, decode every complete command in the buffer (up to 16 ahead
-//! of the one that runs, their keys prefetched), execute them all, write every reply with one
-//! write, repeat.
+//! One task per connection: read, decode every complete command in the buffer (up to
+//! `DECODE_AHEAD` ahead of the one that runs, their keys prefetched), execute them all, write
+//! every reply with one write, repeat. [`serve`] is that loop; `Connection` holds what it
+//! keeps between turns, and `Connection::run` is the one place a decoded command meets the
+//! connection's state.
 //!
 //! Pipelining comes for free: a read that brings 100 commands produces 100 replies in one
 //! buffer and one `write`. A malformed stream earns `-ERR Protocol error: ...` and the
@@ -9,9 +11,9 @@
 //! The loop is generic over the stream: a `TcpStream` on the plaintext port, a rustls stream
 //! (after its handshake) on the TLS port. Writes are first tried without waiting (see
 //! `try_write_now`), so a client that does not read its replies is noticed and held to its
-//! output cap on both. On TLS, rustls keeps up to 64 KiB of records the socket would not take;
-//! like the bytes the kernel holds for a plaintext client, they are sent while the loop waits
-//! for the next request, never waited for.
+//! output cap on both. On TLS, rustls keeps the records the socket would not take (up to its
+//! buffer limit); like the bytes the kernel holds for a plaintext client, they are sent while
+//! the loop waits for the next request, never waited for.
 //!
 //! `client-output-buffer-limit` bounds what the loop holds for a client: a command whose reply
 //! would take the pending output past the hard limit does not build it and the client is closed
@@ -19,6 +21,7 @@
 //! early, and what the client does not take closes it; while the loop waits for a client to
 //! read, pending output above the soft limit for its seconds closes it too.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -35,7 +38,7 @@ use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
 use crate::shared::Shared;
 use crate::stats::LocalStats;
-use sessiond_protocol::{Frame, RequestDecoder};
+use sessiond_protocol::{Frame, Limits, ProtocolError, RequestDecoder};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -56,210 +59,392 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves `socket` (plaintext or TLS) until the client leaves, misbehaves, or the server shuts
 /// down.
-pub async fn serve<S>(shared: &Arc<Shared>, mut socket: S, client: Arc<ClientState>)
+pub async fn serve<S>(shared: &Arc<Shared>, socket: S, client: Arc<ClientState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let full_limits = shared.config.limits;
-    let mut conn = ConnState::new(client, shared.auth.initial_user());
-    // Before authentication, a peer may make the server hold very little on its behalf.
-    let mut authenticated = conn.authenticated();
-    let mut decoder = RequestDecoder::new(if authenticated {
-        full_limits
-    } else {
-        full_limits.unauthenticated()
-    });
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output = BytesMut::with_capacity(READ_CHUNK);
-    let mut local = LocalStats::default();
-    let mut clock = BatchClock::default();
-    // Commands decoded and not yet run (see DECODE_AHEAD); kept for the connection's life.
-    let mut decoded: Vec<Vec<Bytes>> = Vec::with_capacity(DECODE_AHEAD);
+    let mut connection = Connection::new(shared, socket, client);
     let mut stop = shared.shutdown_signal();
-    // One wait per connection, polled before every read: made anew for each read, it took the
-    // shared signal's lock and added and removed a waiter every time.
+    // Made once and polled before every read: making a wait takes the shared signal's lock
+    // and registers a waiter.
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
-    let idle_timeout = shared.config.idle_timeout;
-    let mut writes = WriteState::default();
-    // Whether the close is orderly (a TLS close_notify, a TCP shutdown) or the socket is just
-    // dropped (the peer is gone or does not read).
-    let orderly = loop {
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
-            input.reserve(READ_CHUNK);
-        }
+    let end = loop {
         let read = tokio::select! {
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
-            _ = &mut stopping => break true,
-            read = read_some(&mut socket, &mut input, &mut writes.unflushed, idle_timeout) => read,
+            _ = &mut stopping => break End::Orderly,
+            read = connection.read() => read,
         };
-        match read {
-            Ok(0) => break true,
-            Ok(n) => {
-                local.input_bytes += n as u64;
-                crate::idle_poll::note_activity();
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-                shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(peer = %conn.client().peer, "closing idle client (--timeout)");
-                break true;
-            }
-            Err(error) => {
-                tracing::debug!(%error, peer = %conn.client().peer, "read failed");
-                break false;
-            }
+        if let Err(end) = read {
+            break end;
         }
-        let mut then = Then::Continue;
-        // A new batch: its commands run at a new reading of the clock.
-        clock.stale();
-        'batch: loop {
-            // Up to DECODE_AHEAD commands are decoded before any runs, so that their keys can
-            // be prefetched together. One at a time before authentication, and none past an
-            // AUTH, HELLO or RESET: they change the limits the next command is decoded under.
-            let ahead = if authenticated { DECODE_AHEAD } else { 1 };
-            let mut malformed = None;
-            let mut more = false;
-            while decoded.len() < ahead {
-                match decoder.decode(&mut input) {
-                    Ok(Some(args)) => {
-                        let changer = cmd::may_change_authentication(&args);
-                        decoded.push(args);
-                        more = decoded.len() == ahead || changer;
-                        if changer {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        malformed = Some(error);
-                        break;
-                    }
-                }
-            }
-            if decoded.len() > 1 {
-                for args in &decoded {
-                    cmd::prefetch(&shared.store, &conn, args);
-                }
-            }
-            // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
-            let early = write_early(shared, &conn);
-            for args in decoded.drain(..) {
-                let reply =
-                    cmd::execute(shared, &mut conn, &mut local, args, &mut clock, &mut output);
-                if let Some(frame) = reply.frame {
-                    frame.encode(conn.version(), &mut output);
-                }
-                then = reply.then;
-                if then == Then::OutputLimit {
-                    // As Redis: the client is closed, what is pending is not sent.
-                    closed_for_output_limit(shared, &conn, output.len());
-                    return finish(shared, &mut local);
-                }
-                if conn.authenticated() != authenticated {
-                    authenticated = conn.authenticated();
-                    decoder.set_limits(if authenticated {
-                        full_limits
-                    } else {
-                        full_limits.unauthenticated()
-                    });
-                }
-                if then == Then::Save {
-                    // Replies already encoded go first, then SAVE's own once it is done.
-                    let outcome = shared.persistence.save().await;
-                    cmd::save::save_reply(outcome).encode(conn.version(), &mut output);
-                    clock.stale();
-                    then = Then::Continue;
-                }
-                if let Then::AwaitShutdown(failed_before) = then {
-                    // The replies before it go now; the wait may be long.
-                    if !flush(
-                        shared,
-                        &conn,
-                        &mut socket,
-                        &mut output,
-                        &mut writes,
-                        &mut local,
-                    )
-                    .await
-                    {
-                        return finish(shared, &mut local);
-                    }
-                    shared.wait_for_failed_shutdown(failed_before).await;
-                    Frame::error(crate::shared::SHUTDOWN_FAILED)
-                        .encode(conn.version(), &mut output);
-                    clock.stale();
-                    then = Then::Continue;
-                }
-                if then != Then::Continue {
-                    // The commands decoded after it are dropped, as unread input would be.
-                    break 'batch;
-                }
-                if output.len() >= early {
-                    if !flush(
-                        shared,
-                        &conn,
-                        &mut socket,
-                        &mut output,
-                        &mut writes,
-                        &mut local,
-                    )
-                    .await
-                    {
-                        return finish(shared, &mut local);
-                    }
-                    // The flush may have waited for the client to read.
-                    clock.stale();
-                }
-            }
-            if let Some(error) = malformed {
-                shared.stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                if authenticated {
-                    tracing::debug!(%error, peer = %conn.client().peer, "closing connection on protocol error");
-                } else {
-                    shared
-                        .stats
-                        .unauthenticated_limit_disconnections
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, peer = %conn.client().peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
-                }
-                Frame::error(format!("ERR {error}")).encode(conn.version(), &mut output);
-                then = Then::Close;
-                break;
-            }
-            if !more {
-                break;
-            }
-        }
-        if !flush(
-            shared,
-            &conn,
-            &mut socket,
-            &mut output,
-            &mut writes,
-            &mut local,
-        )
-        .await
-        {
-            break false;
-        }
-        shared.stats.absorb(&mut local);
-        if then != Then::Continue {
-            break true;
-        }
-        if input.is_empty() && input.capacity() > KEEP_CAPACITY && !decoder.has_partial() {
-            input = BytesMut::with_capacity(READ_CHUNK);
+        if let Err(end) = connection.run_batch().await {
+            break end;
         }
     };
-    if orderly {
-        // Sends what rustls still holds and a close_notify on TLS; a FIN on TCP.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.shutdown()).await;
-    }
-    finish(shared, &mut local)
+    connection.close(end).await;
 }
 
-fn finish(shared: &Shared, local: &mut LocalStats) {
-    shared.stats.absorb(local);
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// A TLS `close_notify` and a TCP shutdown (QUIT, EOF, `--timeout`, a protocol error,
+    /// shutdown).
+    Orderly,
+    /// The socket is just dropped: the peer is gone, does not read, or is over its output
+    /// limits.
+    Abrupt,
+}
+
+/// What [`Connection::decode_ahead`] left in the input.
+#[derive(Debug)]
+enum Decoded {
+    /// Every complete command is decoded; the rest needs another read.
+    All,
+    /// More complete commands may follow: decoding stopped at [`DECODE_AHEAD`] or after a
+    /// command that changes the decoder's limits.
+    More,
+    /// The stream is malformed after the commands decoded before it.
+    Malformed(ProtocolError),
+}
+
+/// One client's connection: its socket, what it has read and not yet run, the replies not yet
+/// written, and the state its commands run against.
+struct Connection<'a, S> {
+    shared: &'a Arc<Shared>,
+    socket: S,
+    /// Bytes read and not yet decoded.
+    input: BytesMut,
+    decoder: RequestDecoder,
+    /// Commands decoded and not yet run, in order (see [`DECODE_AHEAD`]); kept for the
+    /// connection's life.
+    decoded: VecDeque<Vec<Bytes>>,
+    /// Whether the decoder holds the client to the full limits: before authentication, a peer
+    /// may make the server hold very little on its behalf.
+    authenticated: bool,
+    /// The connection's protocol version, user and registry entry.
+    state: ConnState,
+    /// The time the batch's commands run at.
+    clock: BatchClock,
+    /// Counters added to the server's after every batch.
+    local: LocalStats,
+    /// Replies not yet written.
+    output: BytesMut,
+    writes: WriteState,
+}
+
+impl<'a, S> Connection<'a, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn new(shared: &'a Arc<Shared>, socket: S, client: Arc<ClientState>) -> Self {
+        let state = ConnState::new(client, shared.auth.initial_user());
+        let authenticated = state.authenticated();
+        Connection {
+            shared,
+            socket,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            decoder: RequestDecoder::new(decode_limits(shared, authenticated)),
+            decoded: VecDeque::with_capacity(DECODE_AHEAD),
+            authenticated,
+            state,
+            clock: BatchClock::default(),
+            local: LocalStats::default(),
+            output: BytesMut::with_capacity(READ_CHUNK),
+            writes: WriteState::default(),
+        }
+    }
+
+    /// Reads what the client sent next, waiting at most `--timeout`; `Err` when the client has
+    /// left, has been idle too long, or the read failed.
+    async fn read(&mut self) -> Result<(), End> {
+        if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+            self.input.reserve(READ_CHUNK);
+        }
+        let idle_timeout = self.shared.config.idle_timeout;
+        let read = read_some(
+            &mut self.socket,
+            &mut self.input,
+            &mut self.writes.unflushed,
+            idle_timeout,
+        );
+        match read.await {
+            Ok(0) => Err(End::Orderly),
+            Ok(n) => {
+                self.local.input_bytes += n as u64;
+                crate::idle_poll::note_activity();
+                Ok(())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                let peer = self.state.client().peer;
+                self.shared
+                    .stats
+                    .idle_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, "closing idle client (--timeout)");
+                Err(End::Orderly)
+            }
+            Err(error) => {
+                tracing::debug!(%error, peer = %self.state.client().peer, "read failed");
+                Err(End::Abrupt)
+            }
+        }
+    }
+
+    /// Runs every complete command the input holds, a group at a time, and writes their
+    /// replies; `Err` when the connection ends.
+    async fn run_batch(&mut self) -> Result<(), End> {
+        // A new batch: its commands run at a new reading of the clock.
+        self.clock.stale();
+        let then = loop {
+            let decoded = self.decode_ahead();
+            self.prefetch();
+            let then = self.run_decoded().await?;
+            if then != Then::Continue {
+                break then;
+            }
+            match decoded {
+                Decoded::All => break Then::Continue,
+                Decoded::More => {}
+                Decoded::Malformed(error) => break self.protocol_error(&error),
+            }
+        };
+        self.flush().await?;
+        self.shared.stats.absorb(&mut self.local);
+        if then != Then::Continue {
+            return Err(End::Orderly);
+        }
+        if self.input.is_empty()
+            && self.input.capacity() > KEEP_CAPACITY
+            && !self.decoder.has_partial()
+        {
+            self.input = BytesMut::with_capacity(READ_CHUNK);
+        }
+        Ok(())
+    }
+
+    /// Decodes the next group of commands: up to [`DECODE_AHEAD`] once authenticated, so that
+    /// their keys can be prefetched together, one at a time before; and none past an AUTH,
+    /// HELLO or RESET, which change the limits the next command is decoded under.
+    fn decode_ahead(&mut self) -> Decoded {
+        let ahead = if self.authenticated { DECODE_AHEAD } else { 1 };
+        while self.decoded.len() < ahead {
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(args)) => {
+                    let changer = cmd::may_change_authentication(&args);
+                    self.decoded.push_back(args);
+                    if changer {
+                        return Decoded::More;
+                    }
+                }
+                Ok(None) => return Decoded::All,
+                Err(error) => return Decoded::Malformed(error),
+            }
+        }
+        Decoded::More
+    }
+
+    /// Starts loading the keys of a group of several commands into the cache.
+    fn prefetch(&self) {
+        if self.decoded.len() > 1 {
+            for args in &self.decoded {
+                cmd::prefetch(&self.shared.store, &self.state, args);
+            }
+        }
+    }
+
+    /// Runs the decoded group in order, writing the replies early if they pile up. It stops at
+    /// a command that closes the connection; those decoded after it are dropped, as unread
+    /// input would be.
+    async fn run_decoded(&mut self) -> Result<Then, End> {
+        // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
+        let early = write_early(self.shared, &self.state);
+        while let Some(args) = self.decoded.pop_front() {
+            match self.run(args)? {
+                Then::Continue => {}
+                Then::Save => self.save().await,
+                Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
+                then => {
+                    // The commands decoded after it are dropped, as unread input would be.
+                    self.decoded.clear();
+                    return Ok(then);
+                }
+            }
+            if self.output.len() >= early {
+                self.flush().await?;
+                // The flush may have waited for the client to read.
+                self.clock.stale();
+            }
+        }
+        Ok(Then::Continue)
+    }
+
+    /// Runs one decoded command against the connection's state and encodes its reply. What
+    /// the connection does next: `Continue`; `Close` once the replies so far are written;
+    /// `Save` or `AwaitShutdown`, which wait; or `Err` to end at once.
+    fn run(&mut self, args: Vec<Bytes>) -> Result<Then, End> {
+        let reply = cmd::execute(
+            self.shared,
+            &mut self.state,
+            &mut self.local,
+            args,
+            &mut self.clock,
+            &mut self.output,
+        );
+        if let Some(frame) = reply.frame {
+            frame.encode(self.state.version(), &mut self.output);
+        }
+        if reply.then == Then::OutputLimit {
+            // As Redis: the client is closed, what is pending is not sent.
+            closed_for_output_limit(self.shared, &self.state, self.output.len());
+            return Err(End::Abrupt);
+        }
+        self.follow_authentication();
+        Ok(reply.then)
+    }
+
+    /// SAVE: the replies already encoded go first, then SAVE's own once it is done.
+    async fn save(&mut self) {
+        let outcome = self.shared.persistence.save().await;
+        cmd::save::save_reply(outcome).encode(self.state.version(), &mut self.output);
+        self.clock.stale();
+    }
+
+    /// SHUTDOWN that waits for its outcome: the replies before it go now, as the wait may be
+    /// long; the server exits, or the shutdown failed and SHUTDOWN answers so.
+    async fn await_shutdown(&mut self, failed_before: u64) -> Result<(), End> {
+        self.flush().await?;
+        self.shared.wait_for_failed_shutdown(failed_before).await;
+        Frame::error(crate::shared::SHUTDOWN_FAILED).encode(self.state.version(), &mut self.output);
+        self.clock.stale();
+        Ok(())
+    }
+
+    /// Holds the decoder to the limits of the connection's authentication, once it changed.
+    fn follow_authentication(&mut self) {
+        if self.state.authenticated() != self.authenticated {
+            self.authenticated = self.state.authenticated();
+            self.decoder
+                .set_limits(decode_limits(self.shared, self.authenticated));
+        }
+    }
+
+    /// Counts, logs and answers a malformed stream; the connection closes after the reply.
+    fn protocol_error(&mut self, error: &ProtocolError) -> Then {
+        let stats = &self.shared.stats;
+        let peer = self.state.client().peer;
+        stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        if self.authenticated {
+            tracing::debug!(%error, %peer, "closing connection on protocol error");
+        } else {
+            stats
+                .unauthenticated_limit_disconnections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, %peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
+        }
+        Frame::error(format!("ERR {error}")).encode(self.state.version(), &mut self.output);
+        Then::Close
+    }
+
+    /// Writes all pending replies; `Err` when the connection must close: the peer is gone, or
+    /// while it does not read its replies, more than its hard output limit is pending or more
+    /// than its soft limit for the soft limit's seconds (see [`output_limit`]), or a write
+    /// stalls longer than `--timeout`.
+    ///
+    /// On TLS, rustls may take replies into its buffer that the socket does not take yet;
+    /// `writes.unflushed` says so, and [`read_some`] sends them while waiting for the next
+    /// request.
+    async fn flush(&mut self) -> Result<(), End> {
+        let shared = self.shared;
+        let state = &self.state;
+        let socket = &mut self.socket;
+        let output = &mut self.output;
+        let limit = output_limit(shared, state);
+        let peer = state.client().peer;
+        let stalled = || {
+            shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
+            Err(End::Abrupt)
+        };
+        while !output.is_empty() {
+            let written = match try_write_now(socket, output).await {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    let now = tokio::time::Instant::now();
+                    let soft_limit = &mut self.writes.soft_limit;
+                    let soft_deadline = match soft_limit.judge(&limit, output.len(), now.into()) {
+                        Verdict::Close => {
+                            closed_for_output_limit(shared, state, output.len());
+                            return Err(End::Abrupt);
+                        }
+                        Verdict::Wait => None,
+                        Verdict::WaitUntil(deadline) => Some(tokio::time::Instant::from(deadline)),
+                    };
+                    // Within the limits: wait for the client to read, as long as --timeout and
+                    // the soft limit allow.
+                    let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
+                    let write = socket.write(output);
+                    match soft_deadline.into_iter().chain(stall_deadline).min() {
+                        None => write.await,
+                        Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
+                            Ok(written) => written,
+                            Err(_) if Some(deadline) == soft_deadline => {
+                                closed_for_output_limit(shared, state, output.len());
+                                return Err(End::Abrupt);
+                            }
+                            Err(_) => return stalled(),
+                        },
+                    }
+                }
+                written => written,
+            };
+            match written {
+                Ok(0) => return Err(End::Abrupt),
+                Ok(n) => {
+                    self.local.output_bytes += n as u64;
+                    output.advance(n);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %peer, "write failed");
+                    return Err(End::Abrupt);
+                }
+            }
+        }
+        // Always done on TCP; on TLS, sends the records rustls holds, if the socket takes them
+        // now.
+        self.writes.soft_limit.clear();
+        match try_flush_now(socket).await {
+            Ok(done) => self.writes.unflushed = !done,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "write failed");
+                return Err(End::Abrupt);
+            }
+        }
+        output.clear();
+        if output.capacity() > KEEP_CAPACITY {
+            *output = BytesMut::with_capacity(READ_CHUNK);
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: an orderly end sends what rustls still holds and a `close_notify`
+    /// on TLS, a FIN on TCP, within [`CLOSE_TIMEOUT`]. The last counters are added either way.
+    async fn close(&mut self, end: End) {
+        if end == End::Orderly {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.socket.shutdown()).await;
+        }
+        self.shared.stats.absorb(&mut self.local);
+    }
+}
+
+/// The limits commands are decoded under: the configured ones, or before authentication
+/// their tight set.
+fn decode_limits(shared: &Shared, authenticated: bool) -> Limits {
+    if authenticated {
+        shared.config.limits
+    } else {
+        shared.config.limits.unauthenticated()
+    }
 }
 
 /// What the connection keeps about its writes between batches.
@@ -338,88 +523,6 @@ async fn read_some<S: AsyncRead + AsyncWrite + Unpin>(
             Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
         },
     }
-}
-
-/// Writes all pending replies; false when the connection must close: the peer is gone, or
-/// while it does not read its replies, more than its hard output limit is pending or more than
-/// its soft limit for the soft limit's seconds (see [`output_limit`]), or a write stalls longer
-/// than `--timeout`.
-///
-/// On TLS, rustls may take replies into its buffer (at most 64 KiB) that the socket does not
-/// take yet; `writes.unflushed` says so, and [`read_some`] sends them while waiting for the
-/// next request.
-async fn flush<S: AsyncWrite + Unpin>(
-    shared: &Shared,
-    conn: &ConnState,
-    socket: &mut S,
-    output: &mut BytesMut,
-    writes: &mut WriteState,
-    local: &mut LocalStats,
-) -> bool {
-    let limit = output_limit(shared, conn);
-    let peer = conn.client().peer;
-    let stalled = || {
-        shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(%peer, "closing a client whose writes stalled past --timeout");
-        false
-    };
-    while !output.is_empty() {
-        let written = match try_write_now(socket, output).await {
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                let now = tokio::time::Instant::now();
-                let soft_deadline = match writes.soft_limit.judge(&limit, output.len(), now.into())
-                {
-                    Verdict::Close => {
-                        closed_for_output_limit(shared, conn, output.len());
-                        return false;
-                    }
-                    Verdict::Wait => None,
-                    Verdict::WaitUntil(deadline) => Some(tokio::time::Instant::from(deadline)),
-                };
-                // Within the limits: wait for the client to read, as long as --timeout and the
-                // soft limit allow.
-                let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
-                let write = socket.write(output);
-                match soft_deadline.into_iter().chain(stall_deadline).min() {
-                    None => write.await,
-                    Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
-                        Ok(written) => written,
-                        Err(_) if Some(deadline) == soft_deadline => {
-                            closed_for_output_limit(shared, conn, output.len());
-                            return false;
-                        }
-                        Err(_) => return stalled(),
-                    },
-                }
-            }
-            written => written,
-        };
-        match written {
-            Ok(0) => return false,
-            Ok(n) => {
-                local.output_bytes += n as u64;
-                output.advance(n);
-            }
-            Err(error) => {
-                tracing::debug!(%error, %peer, "write failed");
-                return false;
-            }
-        }
-    }
-    // Always done on TCP; on TLS, sends the records rustls holds, if the socket takes them now.
-    writes.soft_limit.clear();
-    match try_flush_now(socket).await {
-        Ok(done) => writes.unflushed = !done,
-        Err(error) => {
-            tracing::debug!(%error, %peer, "write failed");
-            return false;
-        }
-    }
-    output.clear();
-    if output.capacity() > KEEP_CAPACITY {
-        *output = BytesMut::with_capacity(READ_CHUNK);
-    }
-    true
 }
 
 /// Writes what `socket` takes from `buf` right now, or fails with `WouldBlock` if it would have

@@ -315,6 +315,18 @@ fn quit_replies_ok_then_closes() {
 }
 
 #[test]
+fn a_broken_frame_after_quit_is_neither_answered_nor_counted() {
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    // Decoded together with QUIT in one read, the broken frame is dropped with the connection.
+    raw.send(b"*1\r\n$4\r\nQUIT\r\n*1\r\n$-10\r\n");
+    assert_eq!(raw.reply(), Frame::ok());
+    assert!(raw.closed());
+    let stats = server.info("stats");
+    assert_eq!(info_number(&stats, "total_error_replies_protocol"), 0);
+}
+
+#[test]
 fn reset_returns_to_a_new_connections_state() {
     let server = TestServer::start();
     let mut wire = Wire::connect(&server);

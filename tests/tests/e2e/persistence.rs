@@ -1024,6 +1024,20 @@ fn a_background_save_under_writes_is_one_consistent_instant_and_the_writes_reach
 }
 
 #[test]
+fn a_pipelined_save_answers_in_order_and_holds_what_ran_before_it() {
+    let dir = ScratchDir::new();
+    let server = TestServer::with_config(persisting(&dir.0));
+    let mut raw = server.raw();
+    raw.send(b"SET before 1\r\nSAVE\r\nSET after 1\r\nGET before\r\n");
+    assert_eq!(raw.reply(), Frame::ok());
+    assert_eq!(raw.reply(), Frame::ok(), "SAVE's reply, after the SET's");
+    assert_eq!(raw.reply(), Frame::ok());
+    assert_eq!(raw.reply(), Frame::bulk("1"));
+    let saved = load_fresh(&dir.0.join(SNAPSHOT));
+    assert_eq!(key_names(&saved), BTreeSet::from([b"before".to_vec()]));
+}
+
+#[test]
 fn a_failed_save_refuses_writes_keeps_serving_and_shutdown_says_so() {
     let dir = ScratchDir::new();
     let snapshot = dir.0.join(SNAPSHOT);
