@@ -27,6 +27,10 @@ use crate::shared::Shared;
 use crate::store::Store;
 use crate::tls;
 
+/// How long a client refused at `maxclients` gets to take the error (over TLS, to finish its
+/// handshake first) before its socket is dropped.
+const REFUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Failures that stop the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -397,7 +401,7 @@ fn admit(
                     }
                 }
             };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), refuse).await;
+            let _ = tokio::time::timeout(REFUSE_TIMEOUT, refuse).await;
         });
         return;
     }
