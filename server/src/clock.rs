@@ -61,14 +61,14 @@ fn system_now_ms() -> u64 {
 }
 
 /// The time for a connection's pipelined commands: one reading of the clock serves up to
-/// [`BatchClock::REUSE`] commands of one batch (the commands one read brought), so a pipeline of
-/// 16 GETs reads the clock once instead of 16 times (about 4% of a GET's CPU at `-P 16` went
-/// to reading it). The connection marks the reading [`stale`](BatchClock::stale) when a read
-/// brings a new batch and after anything it waits for, and `cmd::execute` after any command
-/// that may take long: one neither `fast` nor `denyoom`, or one with more than 64 arguments or
-/// 64 KB of arguments and reply (an MGET of 100,000 keys, a GET of a 16 MB value). So no command
-/// sees a time older than the start of its batch plus the run time of at most `REUSE - 1` short
-/// commands before it, tens of microseconds.
+/// [`BatchClock::REUSE`] commands of one batch (the commands one read brought), so a pipeline
+/// of GETs reads the clock once, not once per GET, whose CPU it would take a visible share of.
+/// The connection marks the reading [`stale`](BatchClock::stale) when a read brings a new batch
+/// and after anything it waits for, and `cmd::execute` after any command that may take long:
+/// one neither `fast` nor `denyoom`, or one with more arguments, or more bytes of arguments and
+/// reply, than `cmd::Work`'s `SHORT_ARGS` and `SHORT_BYTES` (a huge MGET, a GET of a huge
+/// value). So no command sees a time older than the start of its batch plus the run time of at
+/// most `REUSE - 1` short commands before it.
 #[derive(Debug, Default)]
 pub struct BatchClock {
     now_ms: u64,
