@@ -331,7 +331,7 @@ impl Store {
     }
 
     /// Reclaims the dead keys among `hashes` (one due tick's, grouped by shard with
-    /// [`Table::group_by_shard`]) from `*next` on, a shard's group at a time, until about
+    /// [`Table::group_by_shard`](super::table::Table::group_by_shard)) from `*next` on, a shard's group at a time, until about
     /// [`EXPIRY_BATCH`] have been examined; moves `*next` past them and says whether all have
     /// been.
     fn expire_some(&self, tick: u32, hashes: &[u64], next: &mut usize, now_ms: u64) -> bool {
