@@ -652,4 +652,35 @@ mod tests {
             assert!(help.contains(shown), "{shown} in {help}");
         }
     }
+
+    /// README's Configuration table restates the defaults for readers: it must say what the
+    /// code does, and list every flag `--help` shows.
+    #[test]
+    fn the_readme_table_states_the_defaults_the_code_has() {
+        use clap::CommandFactory;
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let mut listed = Vec::new();
+        for row in readme.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let flag = cells[0].trim_start_matches("| `--");
+            let long = flag.split([' ', '`']).next().unwrap();
+            let stated = cells[1];
+            match default_text(long) {
+                Some(text) => assert_eq!(stated, format!("`{text}`"), "--{long} in README"),
+                None => assert!(
+                    !stated.starts_with('`') || long == "tls-auth-clients",
+                    "--{long}: README states {stated}, the code has no single default"
+                ),
+            }
+            listed.push(long.to_owned());
+        }
+        for arg in RawConfig::command().get_arguments() {
+            if let Some(long) = arg.get_long().filter(|_| !arg.is_hide_set()) {
+                assert!(
+                    listed.iter().any(|l| l == long),
+                    "--{long} missing from README"
+                );
+            }
+        }
+    }
 }
