@@ -366,3 +366,34 @@ fn a_bad_size_duration_or_yes_no_names_the_setting_and_the_reason() {
         }
     }
 }
+
+/// A bad value in the config file is refused where the file is read, as redis-server refuses a
+/// bad line of redis.conf, even when a flag sets the same setting: the message names the file,
+/// the line, the key and the reason, and never quotes the file's value (it may be a secret).
+#[test]
+fn a_bad_value_in_the_config_file_names_its_place_not_its_value() {
+    let dir = ScratchDir::new();
+    let file = dir.file("sizes.toml", "port = 0\nmaxmemory = \"lots-of-it\"\n");
+    let file = file.to_str().expect("utf-8 temp path");
+    for args in [
+        &["--config", file][..],
+        &["--config", file, "--maxmemory", "1mb"][..],
+    ] {
+        let (status, log) = run_until_exit(&dir.0, args, &[]);
+        assert_eq!(
+            status.code(),
+            Some(EXIT_BAD_CONFIG),
+            "{args:?}: {status}\n{log}"
+        );
+        let expected = "sessiond: bad configuration: config file ";
+        assert!(log.starts_with(expected), "{args:?}: {log}");
+        assert!(
+            log.contains("sizes.toml: line 2, column 13, key maxmemory: expected a size such as 512, 64kb or 16mb"),
+            "{args:?}: {log}"
+        );
+        assert!(
+            !log.contains("lots-of-it"),
+            "{args:?}: the value is quoted in {log}"
+        );
+    }
+}
