@@ -121,6 +121,24 @@ impl Table {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Shards `a` and `b` write-locked together (one lock when they are the same), for an
+    /// operation that changes a key in each as one step. The lower index is always locked
+    /// first, so two such operations never wait on each other.
+    pub fn write_pair(&self, a: usize, b: usize) -> ShardPair<'_> {
+        if a == b {
+            return ShardPair {
+                first: self.write(a),
+                second: None,
+            };
+        }
+        let (low, high) = (self.write(a.min(b)), self.write(a.max(b)));
+        let (first, second) = if a < b { (low, high) } else { (high, low) };
+        ShardPair {
+            first,
+            second: Some(second),
+        }
+    }
+
     /// The hasher a table needs when it grows: every node's key hashed again.
     #[inline]
     pub fn rehash(&self) -> impl Fn(&Node) -> u64 + '_ {
@@ -130,6 +148,28 @@ impl Table {
     /// Keys held in every shard (each shard read in turn).
     pub fn len(&self) -> usize {
         (0..self.shards.len()).map(|s| self.read(s).len()).sum()
+    }
+}
+
+/// Two shards write-locked by [`Table::write_pair`].
+pub(crate) struct ShardPair<'a> {
+    first: RwLockWriteGuard<'a, Shard>,
+    /// `None` when both are the same shard.
+    second: Option<RwLockWriteGuard<'a, Shard>>,
+}
+
+impl ShardPair<'_> {
+    /// The shard given first.
+    pub fn first(&mut self) -> &mut Shard {
+        &mut self.first
+    }
+
+    /// The shard given second (the first, when they are the same).
+    pub fn second(&mut self) -> &mut Shard {
+        match &mut self.second {
+            Some(second) => second,
+            None => &mut self.first,
+        }
     }
 }
 
