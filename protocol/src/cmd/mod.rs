@@ -23,6 +23,7 @@ mod incr;
 mod info;
 mod mget;
 mod mset;
+mod rename;
 mod scan;
 mod session_create;
 mod session_destroyall;
@@ -54,6 +55,7 @@ pub use incr::IncrBy;
 pub use info::Info;
 pub use mget::Keys;
 pub use mset::MSet;
+pub use rename::Rename;
 pub use scan::Scan;
 pub use session_create::SessionCreate;
 pub use session_destroyall::SessionDestroyAll;
@@ -147,6 +149,8 @@ pub enum Command {
     Ttl(KeyOnly, TtlForm),
     /// `PERSIST key`.
     Persist(KeyOnly),
+    /// `RENAME key newkey` and `RENAMENX key newkey`.
+    Rename(Rename),
     /// `SCAN cursor [...]`.
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
@@ -325,6 +329,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Determines the type of value stored at a key.", |a| Ok(Command::Type(KeyOnly::parse(a)?))),
     spec!("persist", 2, [WRITE, FAST], 1, 1, 1, [KEYSPACE, WRITE, FAST],
         "Removes the expiration time of a key.", |a| Ok(Command::Persist(KeyOnly::parse(a)?))),
+    // Not `denyoom`, as in Redis: a rename adds no data (the key's bytes differ at most).
+    spec!("rename", 3, [WRITE], 1, 2, 1, [KEYSPACE, WRITE, SLOW],
+        "Renames a key and overwrites the destination.",
+        |a| Ok(Command::Rename(Rename::parse(a, false)?))),
+    spec!("renamenx", 3, [WRITE, FAST], 1, 2, 1, [KEYSPACE, WRITE, FAST],
+        "Renames a key only when the target key name doesn't exist.",
+        |a| Ok(Command::Rename(Rename::parse(a, true)?))),
     spec!("scan", -2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW],
         "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
     spec!("keys", 2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW, DANGEROUS],
