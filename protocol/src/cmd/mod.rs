@@ -637,6 +637,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rename_and_renamenx_take_two_keys() {
+        let rename = |only_if_new| {
+            Ok(Command::Rename(Rename {
+                from: Bytes::from_static(b"a"),
+                to: Bytes::from_static(b"b"),
+                only_if_new,
+            }))
+        };
+        assert_eq!(parse("RENAME a b"), rename(false));
+        assert_eq!(parse("renamenx a b"), rename(true));
+        assert_eq!(
+            error("renamenx a"),
+            "ERR wrong number of arguments for 'renamenx' command"
+        );
+        assert_eq!(key_specs("rename")[1].flags, ["OW", "update"]);
+        assert_eq!(key_specs("renamenx")[1].flags, ["OW", "insert"]);
+        assert!(key_specs("get").is_empty());
+    }
+
     /// One line per command as COMMAND INFO shows it: name, arity, key positions, flags and ACL
     /// categories in the order they are printed.
     fn table_line(spec: &CommandSpec) -> String {
