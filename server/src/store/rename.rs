@@ -9,7 +9,7 @@
 
 use hashbrown::hash_table::Entry as TableEntry;
 
-use super::accounting::{Before, Removal, Tally};
+use super::accounting::{Before, Removal};
 use super::entry::Node;
 use super::table::is;
 use super::Store;
@@ -61,7 +61,7 @@ impl Store {
         };
         let old = occupied.remove().0;
         self.journal_delete(from_shard, from, &rec);
-        let left = Before::of(&old).tally;
+        let left = Before::of(&old);
         let mut node = old.rekeyed(to);
         // A new node under a new hash: queued for expiry afresh; the old name's position in
         // the index goes stale (no key of that hash is queued under it any more).
@@ -74,9 +74,9 @@ impl Store {
             }
         };
         drop(shards);
-        // The old name leaves the totals (a change, not a removal: the key lives on).
-        self.account(left, Tally::NOTHING);
-        self.changes.add(1);
+        // The old name leaves the totals, through the removals' bookkeeping (it is no session,
+        // so no user's list holds it); the new one entered them in `after_write`.
+        self.count_removal(left, Removal::Deleted);
         if let Some(replaced) = replaced {
             let why = if replaced.is_expired(now_ms) {
                 Removal::Expired
