@@ -232,4 +232,19 @@ mod tests {
         let short = table.group_by_shard(vec![u64::MAX, 1 << 47, 0]);
         assert!(short.is_sorted_by_key(|&h| table.shard_of(h)) && short.len() == 3);
     }
+
+    #[test]
+    fn a_pair_of_shards_hands_each_back_in_the_order_asked_and_one_once() {
+        use crate::store::{Entry, Value};
+        let table = Table::new(8);
+        let node = |key: &[u8]| Node::new(key, Entry::new(Value::Str(Default::default()), 0));
+        let mut pair = table.write_pair(5, 2);
+        pair.first().insert_unique(1, node(b"five"), table.rehash());
+        pair.second().insert_unique(2, node(b"two"), table.rehash());
+        drop(pair);
+        assert_eq!((table.read(5).len(), table.read(2).len()), (1, 1));
+        let mut same = table.write_pair(3, 3);
+        same.first().insert_unique(3, node(b"a"), table.rehash());
+        assert_eq!(same.second().len(), 1, "the same shard, locked once");
+    }
 }
