@@ -21,8 +21,10 @@ mod getex;
 mod hash;
 mod incr;
 mod info;
+mod key_spec;
 mod mget;
 mod mset;
+mod rename;
 mod scan;
 mod session_create;
 mod session_destroyall;
@@ -52,8 +54,10 @@ pub use getex::{GetEx, GetExTtl};
 pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
+pub use key_spec::{key_specs, KeySpec};
 pub use mget::Keys;
 pub use mset::MSet;
+pub use rename::Rename;
 pub use scan::Scan;
 pub use session_create::SessionCreate;
 pub use session_destroyall::SessionDestroyAll;
@@ -147,6 +151,8 @@ pub enum Command {
     Ttl(KeyOnly, TtlForm),
     /// `PERSIST key`.
     Persist(KeyOnly),
+    /// `RENAME key newkey` and `RENAMENX key newkey`.
+    Rename(Rename),
     /// `SCAN cursor [...]`.
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
@@ -325,6 +331,13 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Determines the type of value stored at a key.", |a| Ok(Command::Type(KeyOnly::parse(a)?))),
     spec!("persist", 2, [WRITE, FAST], 1, 1, 1, [KEYSPACE, WRITE, FAST],
         "Removes the expiration time of a key.", |a| Ok(Command::Persist(KeyOnly::parse(a)?))),
+    // Not `denyoom`, as in Redis: a rename adds no data (the key's bytes differ at most).
+    spec!("rename", 3, [WRITE], 1, 2, 1, [KEYSPACE, WRITE, SLOW],
+        "Renames a key and overwrites the destination.",
+        |a| Ok(Command::Rename(Rename::parse(a, false)?))),
+    spec!("renamenx", 3, [WRITE, FAST], 1, 2, 1, [KEYSPACE, WRITE, FAST],
+        "Renames a key only when the target key name doesn't exist.",
+        |a| Ok(Command::Rename(Rename::parse(a, true)?))),
     spec!("scan", -2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW],
         "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
     spec!("keys", 2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW, DANGEROUS],
@@ -622,6 +635,26 @@ mod tests {
             error("session.count a b"),
             "ERR wrong number of arguments for 'session.count' command"
         );
+    }
+
+    #[test]
+    fn rename_and_renamenx_take_two_keys() {
+        let rename = |only_if_new| {
+            Ok(Command::Rename(Rename {
+                from: Bytes::from_static(b"a"),
+                to: Bytes::from_static(b"b"),
+                only_if_new,
+            }))
+        };
+        assert_eq!(parse("RENAME a b"), rename(false));
+        assert_eq!(parse("renamenx a b"), rename(true));
+        assert_eq!(
+            error("renamenx a"),
+            "ERR wrong number of arguments for 'renamenx' command"
+        );
+        assert_eq!(key_specs("rename")[1].flags, ["OW", "update"]);
+        assert_eq!(key_specs("renamenx")[1].flags, ["OW", "insert"]);
+        assert!(key_specs("get").is_empty());
     }
 
     /// One line per command as COMMAND INFO shows it: name, arity, key positions, flags and ACL

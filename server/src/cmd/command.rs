@@ -1,7 +1,9 @@
 //! `COMMAND`, `COMMAND COUNT|LIST|INFO|DOCS|HELP`, from the protocol crate's command table.
 
 use bytes::Bytes;
-use sessiond_protocol::cmd::{lookup, AclCategories, CommandInfo, CommandSpec, COMMANDS};
+use sessiond_protocol::cmd::{
+    key_specs, lookup, AclCategories, CommandInfo, CommandSpec, KeySpec, COMMANDS,
+};
 use sessiond_protocol::Frame;
 
 use super::Ctx;
@@ -78,8 +80,40 @@ fn describe(spec: &CommandSpec) -> Frame {
         Frame::Integer(i64::from(spec.step)),
         statuses(spec.categories.names()),
         Frame::Array(Vec::new()),
+        Frame::Set(key_specs(spec.name).iter().map(key_spec).collect()),
         Frame::Array(Vec::new()),
-        Frame::Array(Vec::new()),
+    ])
+}
+
+/// One key specification, in Redis 7's shape: flags, then a key at a fixed index, then a range
+/// of one key from there.
+fn key_spec(spec: &KeySpec) -> Frame {
+    let map = |pairs: Vec<(&'static str, Frame)>| {
+        Frame::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
+    };
+    map(vec![
+        ("flags", statuses(spec.flags.iter().copied())),
+        (
+            "begin_search",
+            map(vec![
+                ("type", text("index")),
+                ("spec", map(vec![("index", Frame::Integer(spec.index))])),
+            ]),
+        ),
+        (
+            "find_keys",
+            map(vec![
+                ("type", text("range")),
+                (
+                    "spec",
+                    map(vec![
+                        ("lastkey", Frame::Integer(0)),
+                        ("keystep", Frame::Integer(1)),
+                        ("limit", Frame::Integer(0)),
+                    ]),
+                ),
+            ]),
+        ),
     ])
 }
 

@@ -24,6 +24,7 @@ mod keys;
 mod mget;
 mod mset;
 mod persist;
+mod rename;
 pub mod save;
 mod scan;
 mod session_count;
@@ -513,6 +514,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Expire(c) => expire::expire(ctx, c),
         Command::Ttl(c, form) => ttl::ttl(ctx, c, form),
         Command::Persist(c) => persist::persist(ctx, c),
+        Command::Rename(c) => rename::rename(ctx, c),
         Command::Scan(c) => return scan::scan(ctx, c),
         Command::Keys(c) => return keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),

@@ -125,7 +125,7 @@ mod tests {
     use crate::clock::Clock;
     use crate::store::evict::Policy;
     use crate::store::session::NewSession;
-    use crate::store::{Entry, Fields, Record, Value, ValueMut};
+    use crate::store::{Entry, Fields, Record, Renamed, Value, ValueMut};
 
     /// The totals, recounted from every key held (dead ones not yet reclaimed included).
     fn recount(store: &Store) -> Tally {
@@ -165,6 +165,7 @@ mod tests {
         let store = Arc::new(Store::new(clock));
         let mut sessions: Vec<Bytes> = Vec::new();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut renamed = 0;
         for step in 0..6_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -179,7 +180,7 @@ mod tests {
             let user = Bytes::from(format!("u{}", (x >> 24) % 3));
             let session = (!sessions.is_empty())
                 .then(|| sessions[((x >> 28) as usize) % sessions.len()].clone());
-            match (x >> 40) % 18 {
+            match (x >> 40) % 19 {
                 // SET, overwriting a string of the same length in place or not.
                 0..=2 => {
                     let value = Bytes::from(vec![b's'; ((x >> 16) % 3 * 40) as usize]);
@@ -245,13 +246,16 @@ mod tests {
                 }
                 11 => {
                     if let Some(id) = session {
-                        store
-                            .update_session(&id, now, |s| {
-                                s.fields
-                                    .insert(Bytes::from(format!("d{x}")), Bytes::from("v"));
-                                (x & 1 == 0, ())
-                            })
-                            .unwrap();
+                        // The ID of a dead session may name a string renamed onto it since.
+                        let updated = store.update_session(&id, now, |s| {
+                            s.fields
+                                .insert(Bytes::from(format!("d{x}")), Bytes::from("v"));
+                            (x & 1 == 0, ())
+                        });
+                        assert!(matches!(
+                            updated,
+                            Ok(_) | Err(crate::store::session::SessionError::WrongType)
+                        ));
                     }
                 }
                 12 => {
@@ -304,11 +308,27 @@ mod tests {
                         std::thread::yield_now();
                     }
                 }
+                // RENAME and RENAMENX, onto a bigger or smaller value, a dead key, a session
+                // (refused) or from one.
+                18 => {
+                    let to = format!("k{}", (x >> 16) % 48);
+                    let to = match (x >> 22) % 4 {
+                        0 => session.clone().unwrap_or_else(|| Bytes::from(to)),
+                        _ => Bytes::from(to),
+                    };
+                    let from = match (x >> 26) % 5 {
+                        0 => session.unwrap_or_else(|| Bytes::copy_from_slice(key)),
+                        _ => Bytes::copy_from_slice(key),
+                    };
+                    if store.rename(&from, &to, x & 1 == 0, now) == Renamed::Moved {
+                        renamed += 1;
+                    }
+                }
                 _ => {}
             }
             assert_eq!(totals(&store), recount(&store), "after step {step}");
         }
-        assert!(store.expired_keys() > 0 && store.evicted_keys() > 0);
+        assert!(store.expired_keys() > 0 && store.evicted_keys() > 0 && renamed > 0);
         assert!(store.session_stats().created.load(Ordering::Relaxed) > 0);
     }
 }

@@ -445,6 +445,17 @@ impl Node {
         *self = new;
     }
 
+    /// The same value and deadline under `key`, in a new node (not yet queued for expiry, never
+    /// used); this one is released. A string is copied once, straight into the new block; a
+    /// hash's or a session's data moves without a copy.
+    pub(super) fn rekeyed(self, key: &[u8]) -> Node {
+        let shape = self.shape();
+        match self.tail(shape) {
+            Tail::Str(len) => Node::build(key, Ok(self.string(shape, len)), self.expires_at_ms()),
+            Tail::Data(_) => Node::new(key, self.into_entry()),
+        }
+    }
+
     /// Takes the value out (the node is dropped): a hash or a session keeps its data, a string
     /// is copied.
     pub fn into_entry(self) -> Entry {
@@ -714,5 +725,24 @@ mod tests {
         assert_eq!(copy.value().type_name(), "hash");
         let string = Node::new(b"s", Entry::new(Value::Str(Bytes::from("x")), 0)).into_entry();
         assert_eq!(string.value, Value::Str(Bytes::from("x")));
+    }
+
+    #[test]
+    fn a_rekeyed_node_keeps_its_value_and_deadline_under_the_new_key() {
+        let mut string = Node::new(b"old", Entry::new(Value::Str(Bytes::from("data")), 42));
+        string.set_queued_tick(7);
+        let moved = string.rekeyed(b"a much longer new key");
+        assert_eq!(moved.key(), b"a much longer new key");
+        assert_eq!(moved.value(), ValueRef::Str(b"data"));
+        assert_eq!((moved.expires_at_ms(), moved.queued_tick()), (42, 0));
+        let mut fields = Fields::default();
+        fields.insert(Bytes::from("f"), Bytes::from("v"));
+        let hash = Node::new(b"h", Entry::new(Value::Hash(Box::new(fields.clone())), 0));
+        let moved = hash.rekeyed(b"");
+        assert_eq!(
+            (moved.key(), moved.value()),
+            (&b""[..], ValueRef::Hash(&fields))
+        );
+        assert_eq!(moved.expires_at_ms(), 0);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
-//! to `EXPIRY_GROUP` due keys of the shard) — never across an `.await`.
+//! to `EXPIRY_GROUP` due keys of the shard; RENAME, both keys' shards, lower index first) —
+//! never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
@@ -19,6 +20,7 @@ mod fields;
 pub mod journal;
 mod lazyfree;
 mod record;
+mod rename;
 pub mod session;
 mod table;
 mod user_sessions;
@@ -38,6 +40,7 @@ use expiry::ExpiryIndex;
 pub use fields::Fields;
 use journal::{Journal, Recording};
 pub use record::Record;
+pub use rename::Renamed;
 pub use session::SessionStats;
 use table::{is, Table};
 use user_sessions::UserSessions;

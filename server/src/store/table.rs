@@ -121,6 +121,24 @@ impl Table {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Shards `a` and `b` write-locked together (one lock when they are the same), for an
+    /// operation that changes a key in each as one step. The lower index is always locked
+    /// first, so two such operations never wait on each other.
+    pub fn write_pair(&self, a: usize, b: usize) -> ShardPair<'_> {
+        if a == b {
+            return ShardPair {
+                first: self.write(a),
+                second: None,
+            };
+        }
+        let (low, high) = (self.write(a.min(b)), self.write(a.max(b)));
+        let (first, second) = if a < b { (low, high) } else { (high, low) };
+        ShardPair {
+            first,
+            second: Some(second),
+        }
+    }
+
     /// The hasher a table needs when it grows: every node's key hashed again.
     #[inline]
     pub fn rehash(&self) -> impl Fn(&Node) -> u64 + '_ {
@@ -130,6 +148,28 @@ impl Table {
     /// Keys held in every shard (each shard read in turn).
     pub fn len(&self) -> usize {
         (0..self.shards.len()).map(|s| self.read(s).len()).sum()
+    }
+}
+
+/// Two shards write-locked by [`Table::write_pair`].
+pub(crate) struct ShardPair<'a> {
+    first: RwLockWriteGuard<'a, Shard>,
+    /// `None` when both are the same shard.
+    second: Option<RwLockWriteGuard<'a, Shard>>,
+}
+
+impl ShardPair<'_> {
+    /// The shard given first.
+    pub fn first(&mut self) -> &mut Shard {
+        &mut self.first
+    }
+
+    /// The shard given second (the first, when they are the same).
+    pub fn second(&mut self) -> &mut Shard {
+        match &mut self.second {
+            Some(second) => second,
+            None => &mut self.first,
+        }
     }
 }
 
@@ -191,5 +231,20 @@ mod tests {
         // A short list takes the plain sort, to the same order of shards.
         let short = table.group_by_shard(vec![u64::MAX, 1 << 47, 0]);
         assert!(short.is_sorted_by_key(|&h| table.shard_of(h)) && short.len() == 3);
+    }
+
+    #[test]
+    fn a_pair_of_shards_hands_each_back_in_the_order_asked_and_one_once() {
+        use crate::store::{Entry, Value};
+        let table = Table::new(8);
+        let node = |key: &[u8]| Node::new(key, Entry::new(Value::Str(Default::default()), 0));
+        let mut pair = table.write_pair(5, 2);
+        pair.first().insert_unique(1, node(b"five"), table.rehash());
+        pair.second().insert_unique(2, node(b"two"), table.rehash());
+        drop(pair);
+        assert_eq!((table.read(5).len(), table.read(2).len()), (1, 1));
+        let mut same = table.write_pair(3, 3);
+        same.first().insert_unique(3, node(b"a"), table.rehash());
+        assert_eq!(same.second().len(), 1, "the same shard, locked once");
     }
 }

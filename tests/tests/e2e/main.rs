@@ -12,6 +12,7 @@ mod malformed;
 mod memory;
 mod output_limits;
 mod persistence;
+mod rename;
 mod security;
 mod sessions;
 mod smoke;

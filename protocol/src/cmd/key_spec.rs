@@ -1,0 +1,47 @@
+//! Redis 7's key specifications, the ninth element of COMMAND INFO, for the commands whose
+//! keys play different roles (RENAME reads and deletes its first key, overwrites its second).
+//! Commands not listed here report none; the table's first/last/step positions still drive
+//! the ACL checks of every command.
+
+/// One key argument as Redis 7 describes it: found at a fixed index (`begin_search` of type
+/// `index`), one key from there (`find_keys` of type `range`, last key 0, step 1, limit 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Redis's flags as COMMAND INFO prints them: `RW`/`OW`/`RO`/`RM`, then what is done to
+    /// the key (`access`, `update`, `insert`, `delete`).
+    pub flags: &'static [&'static str],
+    /// The argument index of the key (the command's name is 0).
+    pub index: i64,
+}
+
+const RENAME: &[KeySpec] = &[
+    KeySpec {
+        flags: &["RW", "access", "delete"],
+        index: 1,
+    },
+    KeySpec {
+        flags: &["OW", "update"],
+        index: 2,
+    },
+];
+
+const RENAMENX: &[KeySpec] = &[
+    KeySpec {
+        flags: &["RW", "access", "delete"],
+        index: 1,
+    },
+    KeySpec {
+        flags: &["OW", "insert"],
+        index: 2,
+    },
+];
+
+/// The key specifications of the command called `name` (lower case); empty when none are
+/// described.
+pub fn key_specs(name: &str) -> &'static [KeySpec] {
+    match name {
+        "rename" => RENAME,
+        "renamenx" => RENAMENX,
+        _ => &[],
+    }
+}
