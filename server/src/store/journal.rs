@@ -107,6 +107,9 @@ fn held_bytes(record: &Record) -> u64 {
     let data = match record {
         Record::String { key, value, .. } => key.len() + value.len(),
         Record::Hash { key, fields: f, .. } => key.len() + fields(f),
+        Record::Set { key, members, .. } => {
+            key.len() + members.iter().map(|m| FIELD + m.len()).sum::<usize>()
+        }
         Record::Session {
             id,
             user,

@@ -628,7 +628,7 @@ fn a_corrupt_truncated_or_newer_snapshot_stops_the_start_naming_the_file_and_the
     assert!(checked.status.success(), "{checked:?}");
     assert!(
         stdout.contains(&format!("snapshot {snapshot_arg}: OK"))
-            && stdout.contains("records: 6 (strings 2, hashes 1, sessions 3, deletions 0)"),
+            && stdout.contains("records: 6 (strings 2, hashes 1, sets 0, sessions 3, deletions 0)"),
         "{stdout}"
     );
 
@@ -875,6 +875,7 @@ fn store_digest(store: &Store) -> u64 {
         lines.push(match entry.value() {
             Stored::Str(value) => format!("string {key:?} {value:?} {deadline:?}"),
             Stored::Hash(fields) => format!("hash {key:?} {} {deadline:?}", pairs(fields)),
+            Stored::Set(members) => format!("set {key:?} {} {deadline:?}", pairs(members)),
             Stored::Session(s) => {
                 created.insert(key.clone(), s.created_ms);
                 format!(
