@@ -14,6 +14,7 @@ mod output_limits;
 mod persistence;
 mod security;
 mod sessions;
+mod sets;
 mod smoke;
 mod strings;
 mod tls;
