@@ -108,7 +108,8 @@ fn held_bytes(record: &Record) -> u64 {
         Record::String { key, value, .. } => key.len() + value.len(),
         Record::Hash { key, fields: f, .. } => key.len() + fields(f),
         Record::Set { key, members, .. } => {
-            key.len() + members.iter().map(|m| FIELD + m.len()).sum::<usize>()
+            let member = std::mem::size_of::<Bytes>();
+            key.len() + members.iter().map(|m| member + m.len()).sum::<usize>()
         }
         Record::Session {
             id,

@@ -633,7 +633,19 @@ fn command_info_matches_redis_7() {
             [1, -1, 1],
             strings(&["@write", "@set", "@slow"])
         )
-    );
+    ); // COMMAND DOCS puts them in Redis's `set` group (a flat array in RESP2).
+    let docs = call(&mut con, "COMMAND", &["DOCS", "sadd"]).unwrap();
+    let Value::Array(outer) = docs else {
+        panic!("{docs:?}");
+    };
+    let Some(Value::Array(fields)) = outer.get(1) else {
+        panic!("{outer:?}");
+    };
+    let group = fields
+        .windows(2)
+        .find(|pair| pair[0] == bulk("group"))
+        .map(|pair| pair[1].clone());
+    assert_eq!(group, Some(bulk("set")));
 }
 
 #[test]
