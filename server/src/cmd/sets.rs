@@ -201,15 +201,16 @@ pub fn spop(ctx: &mut Ctx<'_>, cmd: SPop) -> Reply {
             return (set.is_empty(), Frame::Bulk(member).into());
         };
         let count = usize::try_from(count).unwrap_or(usize::MAX);
-        let chosen: Vec<Bytes> = if count >= set.len() {
-            set.keys().cloned().collect()
+        let chosen: Vec<&Bytes> = if count >= set.len() {
+            set.keys().collect()
         } else {
-            sample(set, count).into_iter().cloned().collect()
+            sample(set, count)
         };
-        if members_size(chosen.len(), chosen.iter()) > out_room {
-            // Nothing is removed that the client would not see.
+        if members_size(chosen.len(), chosen.iter().copied()) > out_room {
+            // Nothing is removed (or copied) that the client would not see.
             return (false, Reply::over_limit());
         }
+        let chosen: Vec<Bytes> = chosen.into_iter().cloned().collect();
         for member in &chosen {
             set.remove(member);
         }
