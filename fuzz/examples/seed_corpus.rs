@@ -166,6 +166,10 @@ fn command_seeds() {
             "f",
             "v",
         ],
+        &["SSCAN", "k", "0", "MATCH", "m*", "COUNT", "10"],
+        &["SPOP", "k", "3"],
+        &["SRANDMEMBER", "k", "-5"],
+        &["SINTERSTORE", "d", "a", "b"],
         &["SESSION.SET", "id", "IFVERSION", "1", "f", "v"],
         &["SESSION.DESTROYALL", "ada", "EXCEPT", "id"],
         &["CLIENT", "SETNAME", "web-1"],
@@ -200,6 +204,11 @@ fn snapshot_seeds() {
             key: b(b"h"),
             fields: vec![(b(b"f"), b(b"1"))],
             expires_at_ms: 0,
+        },
+        Record::Set {
+            key: b(b"s"),
+            members: vec![b(b"a"), b(b"b")],
+            expires_at_ms: NOW_MS + 60_000,
         },
         Record::Session {
             id: b(b"Zr4kPq1xW0sLm9Tg7aYb2Nc5Vd8Ue3Hf6Jo1Ki4Ml7Q"),

@@ -101,6 +101,9 @@ name_set! {
         READ = 1, "@read";
         /// `@write`: writes data.
         WRITE = 2, "@write";
+        /// `@set`: works on sets (declared here, with a later bit, to print where Redis
+        /// prints it).
+        SET = 11, "@set";
         /// `@hash`: works on hashes.
         HASH = 3, "@hash";
         /// `@string`: works on strings.

@@ -34,6 +34,7 @@ mod session_regenerate;
 mod session_set;
 mod session_unset;
 mod set;
+mod sets;
 mod shutdown;
 
 use bytes::Bytes;
@@ -67,6 +68,7 @@ pub use session_regenerate::SessionRegenerate;
 pub use session_set::SessionSet;
 pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
+pub use sets::{KeyMembers, SPop, SRandMember, SScan, SetAlgebra, SetOp};
 pub use shutdown::Shutdown;
 
 /// What TTL-reading command was asked, which decides the unit and form of the reply.
@@ -181,6 +183,26 @@ pub enum Command {
     HVals(KeyOnly),
     /// `HINCRBY key field increment`.
     HIncrBy(HIncrBy),
+    /// `SADD key member [member ...]`.
+    SAdd(KeyMembers),
+    /// `SREM key member [member ...]`.
+    SRem(KeyMembers),
+    /// `SISMEMBER key member` (one member).
+    SIsMember(KeyMembers),
+    /// `SMISMEMBER key member [member ...]`.
+    SMIsMember(KeyMembers),
+    /// `SMEMBERS key`.
+    SMembers(KeyOnly),
+    /// `SCARD key`.
+    SCard(KeyOnly),
+    /// `SPOP key [count]`.
+    SPop(SPop),
+    /// `SRANDMEMBER key [count]`.
+    SRandMember(SRandMember),
+    /// `SSCAN key cursor [MATCH pattern] [COUNT count]`.
+    SScan(SScan),
+    /// `SINTER`, `SUNION`, `SDIFF` and their `...STORE` forms.
+    SetAlgebra(SetAlgebra),
     /// `SESSION.CREATE [USER u] [IDLE ms] [ABSOLUTE ms] [DATA f v ...]`.
     SessionCreate(SessionCreate),
     /// `SESSION.GET id [field ...]`.
@@ -369,6 +391,48 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("hincrby", 4, [WRITE, DENYOOM, FAST], 1, 1, 1, [WRITE, HASH, FAST],
         "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.",
         |a| Ok(Command::HIncrBy(HIncrBy::parse(a)?))),
+    spec!("sadd", -3, [WRITE, DENYOOM, FAST], 1, 1, 1, [WRITE, SET, FAST],
+        "Adds one or more members to a set. Creates the key if it doesn't exist.",
+        |a| Ok(Command::SAdd(KeyMembers::parse(a)?))),
+    spec!("srem", -3, [WRITE, FAST], 1, 1, 1, [WRITE, SET, FAST],
+        "Removes one or more members from a set. Deletes the set if the last member was removed.",
+        |a| Ok(Command::SRem(KeyMembers::parse(a)?))),
+    spec!("smembers", 2, [READONLY], 1, 1, 1, [READ, SET, SLOW],
+        "Returns all members of a set.", |a| Ok(Command::SMembers(KeyOnly::parse(a)?))),
+    spec!("sismember", 3, [READONLY, FAST], 1, 1, 1, [READ, SET, FAST],
+        "Determines whether a member belongs to a set.",
+        |a| Ok(Command::SIsMember(KeyMembers::parse(a)?))),
+    spec!("smismember", -3, [READONLY, FAST], 1, 1, 1, [READ, SET, FAST],
+        "Determines whether multiple members belong to a set.",
+        |a| Ok(Command::SMIsMember(KeyMembers::parse(a)?))),
+    spec!("scard", 2, [READONLY, FAST], 1, 1, 1, [READ, SET, FAST],
+        "Returns the number of members in a set.", |a| Ok(Command::SCard(KeyOnly::parse(a)?))),
+    spec!("spop", -2, [WRITE, FAST], 1, 1, 1, [WRITE, SET, FAST],
+        "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
+        |a| Ok(Command::SPop(SPop::parse(a)?))),
+    spec!("srandmember", -2, [READONLY], 1, 1, 1, [READ, SET, SLOW],
+        "Get one or multiple random members from a set",
+        |a| Ok(Command::SRandMember(SRandMember::parse(a)?))),
+    spec!("sscan", -3, [READONLY], 1, 1, 1, [READ, SET, SLOW],
+        "Iterates over members of a set.", |a| Ok(Command::SScan(SScan::parse(a)?))),
+    spec!("sinter", -2, [READONLY], 1, -1, 1, [READ, SET, SLOW],
+        "Returns the intersect of multiple sets.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Inter, false)?))),
+    spec!("sunion", -2, [READONLY], 1, -1, 1, [READ, SET, SLOW],
+        "Returns the union of multiple sets.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Union, false)?))),
+    spec!("sdiff", -2, [READONLY], 1, -1, 1, [READ, SET, SLOW],
+        "Returns the difference of multiple sets.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Diff, false)?))),
+    spec!("sinterstore", -3, [WRITE, DENYOOM], 1, -1, 1, [WRITE, SET, SLOW],
+        "Stores the intersect of multiple sets in a key.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Inter, true)?))),
+    spec!("sunionstore", -3, [WRITE, DENYOOM], 1, -1, 1, [WRITE, SET, SLOW],
+        "Stores the union of multiple sets in a key.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Union, true)?))),
+    spec!("sdiffstore", -3, [WRITE, DENYOOM], 1, -1, 1, [WRITE, SET, SLOW],
+        "Stores the difference of multiple sets in a key.",
+        |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Diff, true)?))),
     spec!("session.create", -1, [WRITE, DENYOOM], 0, 0, 0, [WRITE, SESSION, SLOW],
         "Creates a session under a new server-issued ID and returns the ID.",
         |a| Ok(Command::SessionCreate(SessionCreate::parse(a)?))),
@@ -616,6 +680,79 @@ mod tests {
         assert_eq!(scan.cursor, u64::MAX);
         assert_eq!(scan.count, 5);
         assert_eq!(scan.type_name.as_deref(), Some("string"));
+    }
+
+    #[test]
+    fn set_commands_parse_with_redis_errors() {
+        let Ok(Command::SAdd(sadd)) = parse("sadd k a b a") else {
+            panic!()
+        };
+        assert_eq!((&sadd.key[..], sadd.members.len()), (&b"k"[..], 3));
+        assert_eq!(
+            error("sadd k"),
+            "ERR wrong number of arguments for 'sadd' command"
+        );
+        assert_eq!(
+            error("sismember k a b"),
+            "ERR wrong number of arguments for 'sismember' command"
+        );
+        assert_eq!(
+            parse("spop k"),
+            Ok(Command::SPop(SPop {
+                key: "k".into(),
+                count: None
+            }))
+        );
+        assert!(matches!(
+            parse("spop k 3"),
+            Ok(Command::SPop(SPop { count: Some(3), .. }))
+        ));
+        assert_eq!(
+            error("spop k -1"),
+            "ERR value is out of range, must be positive"
+        );
+        assert_eq!(
+            error("spop k x"),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(error("spop k 1 2"), "ERR syntax error");
+        assert!(matches!(
+            parse("srandmember k -5"),
+            Ok(Command::SRandMember(SRandMember {
+                count: Some(-5),
+                ..
+            }))
+        ));
+        assert_eq!(
+            error("srandmember k -9223372036854775808"),
+            "ERR value is out of range, value must between -9223372036854775807 and \
+             9223372036854775807"
+        );
+        assert_eq!(error("srandmember k 1 2"), "ERR syntax error");
+        assert_eq!(error("sscan k x"), "ERR invalid cursor");
+        assert_eq!(error("sscan k 0 type set"), "ERR syntax error");
+        assert_eq!(error("sscan k 0 count 0"), "ERR syntax error");
+        let Ok(Command::SScan(sscan)) = parse("sscan k 7 match a* count 3") else {
+            panic!()
+        };
+        assert_eq!((sscan.scan.cursor, sscan.scan.count), (7, 3));
+        let Ok(Command::SetAlgebra(store)) = parse("sdiffstore d a b") else {
+            panic!()
+        };
+        assert_eq!(store.op, SetOp::Diff);
+        assert_eq!(store.destination.as_deref(), Some(&b"d"[..]));
+        assert_eq!(store.keys.len(), 2);
+        assert_eq!(
+            error("sinterstore d"),
+            "ERR wrong number of arguments for 'sinterstore' command"
+        );
+        assert!(matches!(
+            parse("sunion a"),
+            Ok(Command::SetAlgebra(SetAlgebra {
+                destination: None,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -120,7 +120,7 @@ fn check_snapshot(file: &std::path::Path) -> ExitCode {
         Ok(summary) => {
             println!(
                 "snapshot {}: OK (format version {}, written at {} ms, {} bytes)\n\
-                 records: {} (strings {}, hashes {}, sessions {}, deletions {})\n\
+                 records: {} (strings {}, hashes {}, sets {}, sessions {}, deletions {})\n\
                  already expired (would not load): {}",
                 file.display(),
                 summary.format_version,
@@ -129,6 +129,7 @@ fn check_snapshot(file: &std::path::Path) -> ExitCode {
                 summary.records,
                 summary.strings,
                 summary.hashes,
+                summary.sets,
                 summary.sessions,
                 summary.deletes,
                 summary.expired,

@@ -121,6 +121,7 @@ fn docs(spec: &CommandSpec) -> Frame {
     // No command is in more than one of these categories.
     let group = [
         (AclCategories::STRING, "string"),
+        (AclCategories::SET, "set"),
         (AclCategories::KEYSPACE, "generic"),
         (AclCategories::CONNECTION, "connection"),
     ]

@@ -39,6 +39,7 @@ mod session_set;
 mod session_touch;
 mod session_unset;
 mod set;
+mod sets;
 mod shutdown;
 mod strlen;
 mod time;
@@ -557,6 +558,16 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::HLen(c) => return hgetall::read(ctx, c, hgetall::Part::Len),
         Command::HDel(c) => hdel::hdel(ctx, c),
         Command::HIncrBy(c) => hincrby::hincrby(ctx, c),
+        Command::SAdd(c) => sets::sadd(ctx, c),
+        Command::SRem(c) => sets::srem(ctx, c),
+        Command::SIsMember(c) => return sets::sismember(ctx, c),
+        Command::SMIsMember(c) => return sets::smismember(ctx, c),
+        Command::SCard(c) => return sets::scard(ctx, c),
+        Command::SMembers(c) => return sets::smembers(ctx, c),
+        Command::SPop(c) => return sets::spop(ctx, c),
+        Command::SRandMember(c) => return sets::srandmember(ctx, c),
+        Command::SScan(c) => return sets::sscan(ctx, c),
+        Command::SetAlgebra(c) => return sets::algebra(ctx, c),
         Command::SessionCreate(c) => session_create::session_create(ctx, c),
         Command::SessionGet(c) => return session_get::session_get(ctx, c),
         Command::SessionSet(c) => session_set::session_set(ctx, c),

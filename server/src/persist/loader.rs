@@ -38,6 +38,8 @@ pub struct Summary {
     pub strings: u64,
     /// Hash records.
     pub hashes: u64,
+    /// Set records.
+    pub sets: u64,
     /// Session records.
     pub sessions: u64,
     /// Deletion records (from the journal of changes made during the save).
@@ -216,6 +218,7 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
     match record {
         Record::String { .. } => summary.strings += 1,
         Record::Hash { .. } => summary.hashes += 1,
+        Record::Set { .. } => summary.sets += 1,
         Record::Session { .. } => summary.sessions += 1,
         Record::Delete { .. } => summary.deletes += 1,
     }

@@ -180,7 +180,7 @@ mod tests {
             let user = Bytes::from(format!("u{}", (x >> 24) % 3));
             let session = (!sessions.is_empty())
                 .then(|| sessions[((x >> 28) as usize) % sessions.len()].clone());
-            match (x >> 40) % 19 {
+            match (x >> 40) % 21 {
                 // SET, overwriting a string of the same length in place or not.
                 0..=2 => {
                     let value = Bytes::from(vec![b's'; ((x >> 16) % 3 * 40) as usize]);
@@ -276,7 +276,7 @@ mod tests {
                 15 => {
                     let key = Bytes::copy_from_slice(key);
                     let pairs = |x: u64| fields(x).into_iter().collect::<Vec<_>>();
-                    let record = match (x >> 16) % 4 {
+                    let record = match (x >> 16) % 5 {
                         0 => Record::String {
                             key,
                             value: Bytes::from("r"),
@@ -296,6 +296,11 @@ mod tests {
                             idle_ms: 1 + x % 300,
                             absolute_ms: 1 + x % 700,
                             version: 1,
+                        },
+                        3 => Record::Set {
+                            key,
+                            members: pairs(x).into_iter().map(|(f, _)| f).collect(),
+                            expires_at_ms: deadline,
                         },
                         _ => Record::Delete { key },
                     };
@@ -323,6 +328,29 @@ mod tests {
                     if store.rename(&from, &to, x & 1 == 0, now) == Renamed::Moved {
                         renamed += 1;
                     }
+                }
+                // SADD: a new set, or a member more in one.
+                19 => store.upsert(key, now, |node| match node {
+                    Some(mut node) => {
+                        if let ValueMut::Set(set) = node.value_mut() {
+                            set.insert_member(Bytes::from(format!("m{}", x % 7)));
+                        }
+                        (None, ())
+                    }
+                    None => {
+                        let set = Fields::from_members(fields(x).into_iter().map(|(f, _)| f));
+                        (Some(Entry::new(Value::Set(Box::new(set)), deadline)), ())
+                    }
+                }),
+                // SREM, deleting the set it leaves empty.
+                20 => {
+                    store.modify(key, now, |mut node| match node.value_mut() {
+                        ValueMut::Set(set) => {
+                            set.remove(&format!("m{}", x % 7).into_bytes()[..]);
+                            (set.is_empty(), ())
+                        }
+                        _ => (false, ()),
+                    });
                 }
                 _ => {}
             }

@@ -50,6 +50,7 @@ impl LastUse {
 #[derive(Debug)]
 enum Complex {
     Hash(Fields),
+    Set(Fields),
     Session(SessionRecord),
 }
 
@@ -76,6 +77,9 @@ const POINTER: usize = std::mem::size_of::<*mut Complex>();
 pub const KEY_OVERHEAD: u64 = 66;
 /// The same for each field of a hash or a session: two allocations and a table slot.
 pub const FIELD_OVERHEAD: u64 = 64;
+/// The same for each member of a set: a field's table slot and the member's allocation (its
+/// value is the empty static `Bytes`, which allocates nothing).
+pub const MEMBER_OVERHEAD: u64 = FIELD_OVERHEAD - 16;
 /// A hash's or a session's data block beyond its fields.
 pub const COMPLEX_OVERHEAD: u64 = std::mem::size_of::<Complex>() as u64 + 16;
 
@@ -213,6 +217,9 @@ impl Node {
             Value::Str(bytes) => Node::build(key, Ok(&bytes), expires_at_ms),
             Value::Hash(fields) => {
                 Node::build(key, Err(Box::new(Complex::Hash(*fields))), expires_at_ms)
+            }
+            Value::Set(members) => {
+                Node::build(key, Err(Box::new(Complex::Set(*members))), expires_at_ms)
             }
             Value::Session(session) => Node::build(
                 key,
@@ -352,6 +359,7 @@ impl Node {
             // its data.
             Tail::Data(data) => match unsafe { &*data } {
                 Complex::Hash(fields) => ValueRef::Hash(fields),
+                Complex::Set(members) => ValueRef::Set(members),
                 Complex::Session(session) => ValueRef::Session(session),
             },
         }
@@ -366,6 +374,7 @@ impl Node {
             // the result's lifetime (the data is a separate allocation from the block).
             Tail::Data(data) => match unsafe { &mut *data } {
                 Complex::Hash(fields) => ValueMut::Hash(fields),
+                Complex::Set(members) => ValueMut::Set(members),
                 Complex::Session(session) => ValueMut::Session(session),
             },
         }
@@ -467,6 +476,7 @@ impl Node {
             // (`ManuallyDrop`), so the data is taken back exactly once, here.
             Tail::Data(data) => match *unsafe { Box::from_raw(data) } {
                 Complex::Hash(fields) => Value::Hash(Box::new(fields)),
+                Complex::Set(members) => Value::Set(Box::new(members)),
                 Complex::Session(session) => Value::Session(Box::new(session)),
             },
         };
@@ -495,6 +505,13 @@ impl Node {
         let (value, session) = match self.value() {
             ValueRef::Str(string) => (string.len() as u64, false),
             ValueRef::Hash(hash) => (COMPLEX_OVERHEAD + fields(hash), false),
+            // A member's value is the empty static `Bytes`: no allocation, no bytes.
+            ValueRef::Set(members) => (
+                COMPLEX_OVERHEAD
+                    + members.data_bytes() as u64
+                    + members.len() as u64 * MEMBER_OVERHEAD,
+                false,
+            ),
             ValueRef::Session(session) => (
                 COMPLEX_OVERHEAD
                     + fields(&session.fields)
@@ -554,6 +571,7 @@ impl Clone for Node {
         let value = match self.value() {
             ValueRef::Str(string) => Ok(string),
             ValueRef::Hash(fields) => Err(Box::new(Complex::Hash(fields.clone()))),
+            ValueRef::Set(members) => Err(Box::new(Complex::Set(members.clone()))),
             ValueRef::Session(session) => Err(Box::new(Complex::Session(session.clone()))),
         };
         let mut node = Node::build(self.key(), value, self.expires_at_ms());
@@ -619,6 +637,33 @@ mod tests {
                 Entry::new(Value::Hash(Box::new(fields)), 4)
             );
         }
+    }
+
+    #[test]
+    fn a_set_node_keeps_its_members_and_costs_a_fixed_amount_per_member() {
+        let members =
+            |n: usize| Fields::from_members((0..n).map(|i| Bytes::from(format!("{i:08}"))));
+        let set = members(3);
+        let node = Node::new(b"s", Entry::new(Value::Set(Box::new(set.clone())), 7));
+        assert_eq!(node.value(), ValueRef::Set(&set));
+        assert_eq!(node.value().type_name(), "set");
+        assert!(!node.is_session());
+        assert_eq!(node.clone().value(), ValueRef::Set(&set));
+        assert_eq!(node.into_entry(), Entry::new(Value::Set(Box::new(set)), 7));
+
+        // Bytes per member, as `used_memory` counts them: the member's bytes and
+        // MEMBER_OVERHEAD (48: a slot of the fields' table and the member's allocation; the
+        // empty value allocates nothing), against FIELD_OVERHEAD (64) plus the value's bytes
+        // for a hash field.
+        let footprint =
+            |n: usize| Node::new(b"s", Entry::new(Value::Set(Box::new(members(n))), 0)).footprint();
+        let per_member = (footprint(1_000) - footprint(0)) / 1_000;
+        assert_eq!(per_member, 8 + MEMBER_OVERHEAD);
+        assert_eq!(per_member, 56);
+        // Empty values hold no bytes and share one static buffer.
+        let set = members(2);
+        assert_eq!(set.data_bytes(), 16);
+        assert!(set.iter().all(|(_, value)| value.is_empty()));
     }
 
     #[test]

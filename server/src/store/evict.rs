@@ -94,7 +94,9 @@ fn probed() {
     PROBES.with(|probes| probes.set(probes.get() + 1));
 }
 
-fn random() -> u64 {
+/// A number from this thread's xorshift generator: spread, not secrecy (eviction samples, SPOP
+/// and SRANDMEMBER picks).
+pub(crate) fn random() -> u64 {
     RANDOM.with(|state| {
         let mut x = state.get();
         x ^= x << 13;
@@ -103,6 +105,12 @@ fn random() -> u64 {
         state.set(x);
         x
     })
+}
+
+/// A number in `0..n` (`n` > 0) from [`random`], by multiplication rather than a modulo, so
+/// no remainder favours the low numbers beyond one part in 2^64 / n.
+pub(crate) fn random_below(n: u64) -> u64 {
+    ((u128::from(random()) * u128::from(n)) >> 64) as u64
 }
 
 impl Store {

@@ -114,6 +114,72 @@ impl Fields {
     }
 }
 
+/// Sets keep their members as the names of a [`Fields`] whose values are all the empty static
+/// `Bytes` (no allocation): the hashes' representation, running total and footprint, reused.
+impl Fields {
+    /// A set of `members` (duplicates count once).
+    pub fn from_members(members: impl IntoIterator<Item = Bytes>) -> Fields {
+        let mut set = Fields::default();
+        for member in members {
+            set.insert_member(member);
+        }
+        set
+    }
+
+    /// Adds `member` to a set; whether it was new.
+    pub fn insert_member(&mut self, member: Bytes) -> bool {
+        self.insert(member, Bytes::new()).is_none()
+    }
+
+    /// The member at position `n` of the iteration order (O(n): a walk).
+    pub fn nth_key(&self, n: usize) -> Option<&Bytes> {
+        walked(n);
+        self.map.keys().nth(n)
+    }
+
+    /// One step of SSCAN: the members whose scan position (a hash, stable for the process) is
+    /// at least `cursor`, the `count` lowest of them (members sharing the last position come
+    /// too), and the cursor of the next step (0: done). Positions are hashes, not places in
+    /// the map, so a member present throughout an iteration is returned exactly once however
+    /// the map grows or shrinks between steps. One step walks the whole set (twice) but
+    /// holds at most `count` positions.
+    pub fn scan_keys(&self, cursor: u64, count: usize) -> (u64, Vec<&Bytes>) {
+        let count = count.max(1);
+        walked(self.map.len() * 2);
+        let mut lowest = std::collections::BinaryHeap::with_capacity(count.min(self.map.len()));
+        for member in self.map.keys() {
+            let position = scan_position(member);
+            if position < cursor {
+                continue;
+            }
+            if lowest.len() < count {
+                lowest.push(position);
+            } else if lowest.peek().is_some_and(|&top| position < top) {
+                lowest.pop();
+                lowest.push(position);
+            }
+        }
+        let last = match lowest.peek() {
+            Some(&last) if lowest.len() == count => last,
+            // Fewer than `count` left: this step takes them all.
+            _ => u64::MAX,
+        };
+        let members = self
+            .map
+            .keys()
+            .filter(|member| (cursor..=last).contains(&scan_position(member)))
+            .collect();
+        (last.checked_add(1).unwrap_or(0), members)
+    }
+}
+
+/// A member's SSCAN position: its hash under one hasher per process, so that cursors stay
+/// valid from one step to the next.
+fn scan_position(member: &[u8]) -> u64 {
+    static STATE: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    STATE.get_or_init(ahash::RandomState::new).hash_one(member)
+}
+
 impl PartialEq for Fields {
     fn eq(&self, other: &Fields) -> bool {
         // The totals follow from the maps.
@@ -229,5 +295,46 @@ mod tests {
         assert_eq!(fields.remove(&b"zz"[..]), None);
         assert_eq!(fields.remove(&b"ab"[..]), Some(Bytes::from("x")));
         assert_eq!((fields.data_bytes(), fields.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_scan_returns_every_member_present_throughout_exactly_once() {
+        let member = |i: u32| Bytes::from(format!("m{i}"));
+        let mut set = Fields::from_members((0..500).map(member));
+        let mut seen = std::collections::HashMap::new();
+        let (mut cursor, mut steps) = (0, 0);
+        loop {
+            let (next, members) = set.scan_keys(cursor, 7);
+            assert!(members.len() >= 7 || next == 0);
+            for m in members {
+                *seen.entry(m.clone()).or_insert(0) += 1;
+            }
+            // Between steps, the set grows past a resize and loses members.
+            set.insert_member(member(1_000 + steps));
+            set.remove(&member(400 + steps % 100)[..]);
+            steps += 1;
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in 0..400 {
+            assert_eq!(seen.get(&member(i)), Some(&1), "member {i}");
+        }
+        assert!(seen.values().all(|&times| times == 1));
+        // A set of at most COUNT members takes one step.
+        let small = Fields::from_members((0..5).map(member));
+        let (next, all) = small.scan_keys(0, 10);
+        assert_eq!((next, all.len()), (0, 5));
+    }
+
+    #[test]
+    fn members_have_empty_values_and_count_their_bytes() {
+        let mut set = Fields::default();
+        assert!(set.insert_member(Bytes::from("abc")));
+        assert!(!set.insert_member(Bytes::from("abc")));
+        assert!(set.insert_member(Bytes::from("")));
+        assert_eq!((set.len(), set.data_bytes()), (2, 3));
+        assert!(set.nth_key(1).is_some() && set.nth_key(2).is_none());
     }
 }

@@ -107,6 +107,10 @@ fn held_bytes(record: &Record) -> u64 {
     let data = match record {
         Record::String { key, value, .. } => key.len() + value.len(),
         Record::Hash { key, fields: f, .. } => key.len() + fields(f),
+        Record::Set { key, members, .. } => {
+            let member = std::mem::size_of::<Bytes>();
+            key.len() + members.iter().map(|m| member + m.len()).sum::<usize>()
+        }
         Record::Session {
             id,
             user,

@@ -60,6 +60,16 @@ pub enum Record {
         /// The key.
         key: Bytes,
     },
+    /// A set key. Last of the variants, because postcard encodes a variant as its index:
+    /// files written before sets existed keep loading.
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The members.
+        members: Vec<Bytes>,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
 }
 
 fn pairs(fields: &Fields) -> Vec<(Bytes, Bytes)> {
@@ -83,6 +93,11 @@ impl Record {
                 fields: pairs(fields),
                 expires_at_ms,
             },
+            ValueRef::Set(members) => Record::Set {
+                key,
+                members: members.keys().cloned().collect(),
+                expires_at_ms,
+            },
             ValueRef::Session(session) => Record::Session {
                 id: key,
                 user: session.user.clone(),
@@ -99,7 +114,10 @@ impl Record {
     /// The key this record is about.
     pub fn key(&self) -> &Bytes {
         match self {
-            Record::String { key, .. } | Record::Hash { key, .. } | Record::Delete { key } => key,
+            Record::String { key, .. }
+            | Record::Hash { key, .. }
+            | Record::Set { key, .. }
+            | Record::Delete { key } => key,
             Record::Session { id, .. } => id,
         }
     }
@@ -107,9 +125,9 @@ impl Record {
     /// The deadline the record's entry would have, Unix ms; `None`: no deadline (or a deletion).
     pub fn deadline_ms(&self) -> Option<u64> {
         match self {
-            Record::String { expires_at_ms, .. } | Record::Hash { expires_at_ms, .. } => {
-                (*expires_at_ms != 0).then_some(*expires_at_ms)
-            }
+            Record::String { expires_at_ms, .. }
+            | Record::Hash { expires_at_ms, .. }
+            | Record::Set { expires_at_ms, .. } => (*expires_at_ms != 0).then_some(*expires_at_ms),
             Record::Session {
                 created_ms,
                 last_access_ms,
@@ -126,11 +144,12 @@ impl Record {
         }
     }
 
-    /// The kind, for counts: `string`, `hash`, `session` or `delete`.
+    /// The kind, for counts: `string`, `hash`, `set`, `session` or `delete`.
     pub fn kind(&self) -> &'static str {
         match self {
             Record::String { .. } => "string",
             Record::Hash { .. } => "hash",
+            Record::Set { .. } => "set",
             Record::Session { .. } => "session",
             Record::Delete { .. } => "delete",
         }
@@ -153,6 +172,17 @@ impl Record {
                 key,
                 Entry::new(Value::Hash(Box::new(collect(fields))), expires_at_ms),
             )),
+            Record::Set {
+                key,
+                members,
+                expires_at_ms,
+            } => {
+                let members = Fields::from_members(members);
+                Some((
+                    key,
+                    Entry::new(Value::Set(Box::new(members)), expires_at_ms),
+                ))
+            }
             Record::Session {
                 id,
                 user,

@@ -16,6 +16,8 @@ pub enum Value {
     Str(Bytes),
     /// A hash of fields to values.
     Hash(Box<Fields>),
+    /// A set: its members are the field names of a [`Fields`] whose values are all empty.
+    Set(Box<Fields>),
     /// A native session.
     Session(Box<SessionRecord>),
 }
@@ -46,6 +48,8 @@ pub enum ValueRef<'a> {
     Str(&'a [u8]),
     /// A hash.
     Hash(&'a Fields),
+    /// A set (members as field names, every value empty).
+    Set(&'a Fields),
     /// A session.
     Session(&'a SessionRecord),
 }
@@ -56,6 +60,7 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Str(_) => "string",
             ValueRef::Hash(_) => "hash",
+            ValueRef::Set(_) => "set",
             ValueRef::Session(_) => "session",
         }
     }
@@ -77,6 +82,8 @@ pub enum ValueMut<'a> {
     Str(&'a [u8]),
     /// A hash.
     Hash(&'a mut Fields),
+    /// A set (insert members with [`Fields::insert_member`]).
+    Set(&'a mut Fields),
     /// A session.
     Session(&'a mut SessionRecord),
 }

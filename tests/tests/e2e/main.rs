@@ -15,6 +15,7 @@ mod persistence;
 mod rename;
 mod security;
 mod sessions;
+mod sets;
 mod smoke;
 mod strings;
 mod tls;

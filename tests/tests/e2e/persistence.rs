@@ -181,7 +181,7 @@ fn random_bytes(rng: &mut StdRng, len: std::ops::Range<usize>) -> Vec<u8> {
     (0..n).map(|_| rng.random()).collect()
 }
 
-/// Fills the server with strings, hashes and sessions (several per user, some anonymous) with
+/// Fills the server with strings, hashes, sets and sessions (several per user, some anonymous) with
 /// assorted deadlines; bumps session versions with SET and UNSET and regenerates some.
 fn populate(con: &mut Connection, rng: &mut StdRng) {
     let now = server_now_ms(con);
@@ -268,6 +268,20 @@ fn populate(con: &mut Connection, rng: &mut StdRng) {
             *id = call(con, &args);
         }
     }
+    // Last, so that the draws above are those the session checks were written against.
+    for i in 0..20 {
+        let key = format!("set:{i}").into_bytes();
+        let mut args: Vec<Vec<u8>> = vec![b"SADD".to_vec(), key.clone()];
+        for _ in 0..rng.random_range(1..10) {
+            args.push(random_bytes(rng, 0..16));
+        }
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let _: Value = call(con, &args);
+        if i % 2 == 0 {
+            let ms = rng.random_range(60_000..3_600_000u64).to_string();
+            let _: Value = call(con, &[b"PEXPIRE", &key, ms.as_bytes()]);
+        }
+    }
 }
 
 /// A session's metadata from SESSION.INFO, in a fixed order; `ttl_ms` is left out, as it
@@ -343,6 +357,13 @@ fn dump(con: &mut Connection) -> Dump {
                 let at: i64 = call(con, &deadline());
                 let fields = sorted_pairs(fields);
                 found.push(format!("hash {} = {fields} at {at}", esc(key)));
+            }
+            "set" => {
+                let mut members: Vec<Vec<u8>> = call(con, &[b"SMEMBERS", key]);
+                members.sort();
+                let members: Vec<String> = members.iter().map(|m| esc(m)).collect();
+                let at: i64 = call(con, &deadline());
+                found.push(format!("set {} = {} at {at}", esc(key), members.join(" ")));
             }
             "session" => {
                 let (meta_found, created_ms) = session_meta(con, key);
@@ -616,6 +637,7 @@ fn a_corrupt_truncated_or_newer_snapshot_stops_the_start_naming_the_file_and_the
         let _: Value = call(&mut con, &[b"SET", b"a", b"1"]);
         let _: Value = call(&mut con, &[b"SET", b"b", b"2", b"PX", b"600000"]);
         let _: Value = call(&mut con, &[b"HSET", b"h", b"f", b"v"]);
+        let _: Value = call(&mut con, &[b"SADD", b"s", b"m1", b"m2"]);
         for user in [b"ada".as_slice(), b"ada", b"bob"] {
             let _: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", user]);
         }
@@ -628,7 +650,7 @@ fn a_corrupt_truncated_or_newer_snapshot_stops_the_start_naming_the_file_and_the
     assert!(checked.status.success(), "{checked:?}");
     assert!(
         stdout.contains(&format!("snapshot {snapshot_arg}: OK"))
-            && stdout.contains("records: 6 (strings 2, hashes 1, sessions 3, deletions 0)"),
+            && stdout.contains("records: 7 (strings 2, hashes 1, sets 1, sessions 3, deletions 0)"),
         "{stdout}"
     );
 
@@ -875,6 +897,7 @@ fn store_digest(store: &Store) -> u64 {
         lines.push(match entry.value() {
             Stored::Str(value) => format!("string {key:?} {value:?} {deadline:?}"),
             Stored::Hash(fields) => format!("hash {key:?} {} {deadline:?}", pairs(fields)),
+            Stored::Set(members) => format!("set {key:?} {} {deadline:?}", pairs(members)),
             Stored::Session(s) => {
                 created.insert(key.clone(), s.created_ms);
                 format!(

@@ -419,3 +419,54 @@ fn the_binary_takes_users_from_its_config_file_with_a_hashed_password() {
     assert_eq!(e, "NOAUTH Authentication required.");
     daemon.stop();
 }
+
+#[test]
+fn set_commands_obey_key_patterns_and_categories() {
+    let server = with_users("");
+    let mut ops = login(&server, "ops", "pw-ops", false);
+    for key in ["sess:app2:s", "cache:s"] {
+        let _: i64 = redis::cmd("SADD")
+            .arg(key)
+            .arg("m")
+            .query(&mut ops)
+            .unwrap();
+    }
+    for resp3 in [false, true] {
+        let mut app1 = login(&server, "app1", "pw1", resp3);
+        let added: i64 = redis::cmd("SADD")
+            .arg("sess:app1:s")
+            .arg("m")
+            .query(&mut app1)
+            .unwrap();
+        assert_eq!(added, i64::from(!resp3));
+        // Every key of the algebra is checked: sources and destination.
+        for command in [
+            &["SMEMBERS", "sess:app2:s"][..],
+            &["SINTER", "sess:app1:s", "sess:app2:s"],
+            &["SUNIONSTORE", "sess:app1:d", "sess:app2:s"],
+            &["SDIFFSTORE", "sess:app2:s", "sess:app1:s"],
+            &["SPOP", "sess:app2:s"],
+            &["SSCAN", "sess:app2:s", "0"],
+        ] {
+            let e = error_of(
+                redis::cmd(command[0])
+                    .arg(&command[1..])
+                    .query::<Value>(&mut app1),
+            );
+            assert_eq!(e, NO_KEY, "{command:?}");
+        }
+        let mut reader = login(&server, "reader", "pw-reader", resp3);
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg("cache:s")
+            .query(&mut reader)
+            .unwrap();
+        assert_eq!(members, vec!["m".to_owned()]);
+        let e = error_of(
+            redis::cmd("SADD")
+                .arg("cache:s")
+                .arg("x")
+                .query::<Value>(&mut reader),
+        );
+        assert_eq!(e, no_command("reader", "sadd"));
+    }
+}
