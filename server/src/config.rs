@@ -325,8 +325,10 @@ impl RawConfig {
             max_auth_failures,
             auth_timeout: self
                 .auth_timeout
-                .map_or(defaults.auth_timeout, never_if_zero),
-            idle_timeout: self.timeout.map_or(defaults.idle_timeout, never_if_zero),
+                .map_or(defaults.auth_timeout, Period::never_if_zero),
+            idle_timeout: self
+                .timeout
+                .map_or(defaults.idle_timeout, Period::never_if_zero),
             output_limits,
             maxmemory: self
                 .maxmemory
@@ -366,7 +368,7 @@ impl RawConfig {
                 _ => Some(PersistConfig::from_settings(
                     self.data_dir,
                     self.dbfilename,
-                    self.snapshot_interval.map(|Period(d)| d),
+                    self.snapshot_interval,
                     self.snapshot_journal_limit.map(|Size(bytes)| bytes),
                     self.debug_snapshot_shard_delay.map(|Period(d)| d),
                 )?),
@@ -380,11 +382,6 @@ impl RawConfig {
             clock: defaults.clock,
         })
     }
-}
-
-/// A duration where zero means "never".
-fn never_if_zero(Period(duration): Period) -> Option<Duration> {
-    Some(duration).filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]

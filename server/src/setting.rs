@@ -69,6 +69,13 @@ impl Value for Size {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period(pub Duration);
 
+impl Period {
+    /// The duration, where zero means "never" (`--timeout 0`, `--snapshot-interval 0`).
+    pub fn never_if_zero(self) -> Option<Duration> {
+        Some(self.0).filter(|d| !d.is_zero())
+    }
+}
+
 impl Value for Period {
     fn parse(text: &str) -> Result<Self, String> {
         parse_duration(text)

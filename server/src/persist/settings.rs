@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::PersistConfig;
-use crate::setting::Invalid;
+use crate::setting::{Invalid, Period};
 
 impl PersistConfig {
     /// The snapshot settings as given (`None`: the default) checked and turned into a config:
@@ -14,7 +14,7 @@ impl PersistConfig {
     pub fn from_settings(
         dir: Option<PathBuf>,
         file_name: Option<String>,
-        interval: Option<Duration>,
+        interval: Option<Period>,
         journal_limit_bytes: Option<u64>,
         shard_delay: Option<Duration>,
     ) -> Result<PersistConfig, Invalid> {
@@ -31,7 +31,7 @@ impl PersistConfig {
         Ok(PersistConfig {
             dir: dir.unwrap_or(defaults.dir),
             file_name,
-            interval: interval.map_or(defaults.interval, |d| Some(d).filter(|d| !d.is_zero())),
+            interval: interval.map_or(defaults.interval, Period::never_if_zero),
             journal_max_bytes: match journal_limit_bytes {
                 None => defaults.journal_max_bytes,
                 Some(0) => u64::MAX,
@@ -50,7 +50,7 @@ mod tests {
     fn unset_settings_take_the_defaults_and_zero_turns_a_bound_off() {
         let config = PersistConfig::from_settings(None, None, None, None, None).unwrap();
         assert_eq!(config, PersistConfig::default());
-        let zero = Some(Duration::ZERO);
+        let zero = Some(Period(Duration::ZERO));
         let config = PersistConfig::from_settings(None, None, zero, Some(0), None).unwrap();
         assert_eq!(config.interval, None, "0: only on demand");
         assert_eq!(config.journal_max_bytes, u64::MAX, "0: no bound");
