@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 
 use redis::{Connection, ConnectionLike, Value};
 use sessiond::{Config, RawConfig};
-use sessiond_protocol::Limits;
+use sessiond_protocol::{Frame, Limits};
 use sessiond_tests::TestServer;
 
 use super::daemon::ScratchDir;
@@ -505,6 +505,61 @@ fn the_queue_and_the_watched_keys_are_bounded_by_the_query_buffer_limit() {
     assert!(server.shared.store.watching() < 110);
     assert_eq!(query(&mut con, "UNWATCH"), Value::Okay);
     assert_eq!(server.shared.store.watching(), 0);
+}
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn queuing_cannot_grow_the_real_servers_memory_past_the_bound() {
+    let daemon = super::daemon::Daemon::start(
+        &[
+            "--port",
+            "0",
+            "--no-persistence",
+            "--client-query-buffer-limit",
+            "4mb",
+            "--proto-max-bulk-len",
+            "1mb",
+        ],
+        &[],
+    );
+    let mut raw = sessiond_tests::RawClient::connect(daemon.addr);
+    raw.command(&[b"MULTI"]);
+    assert_eq!(raw.reply(), Frame::simple("OK"));
+    let before = rss_kib(daemon.pid());
+    // 64 MiB offered to the queue, 64 KiB a command, replies read batch by batch.
+    let value = vec![b'v'; 64 * 1024];
+    let (mut queued, mut refused) = (0, 0);
+    for batch in 0..32 {
+        for i in 0..32 {
+            let key = format!("k{batch}:{i}");
+            raw.command(&[b"SET", key.as_bytes(), &value]);
+        }
+        for _ in 0..32 {
+            match raw.reply() {
+                Frame::Simple(s) if &s[..] == b"QUEUED" => queued += 1,
+                Frame::Error(_) => refused += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let after = rss_kib(daemon.pid());
+    assert_eq!(refused, 1, "refused once, then no longer held");
+    assert!(queued > 1000);
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB with 64 MiB queued under a 4 MiB bound"
+    );
+    raw.command(&[b"EXEC"]);
+    assert_eq!(raw.reply(), Frame::error(EXECABORT));
 }
 
 #[test]
