@@ -2,8 +2,9 @@
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
-//! to `EXPIRY_GROUP` due keys of the shard; RENAME, both keys' shards, lower index first) —
-//! never across an `.await`.
+//! to `EXPIRY_GROUP` due keys of the shard; RENAME, both keys' shards, lower index first; an
+//! atomic block (EXEC, [`Store::atomic`]), its keys' shards in ascending order for its whole
+//! run) — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
