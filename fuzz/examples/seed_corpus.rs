@@ -174,6 +174,7 @@ fn command_seeds() {
         &["SESSION.DESTROYALL", "ada", "EXCEPT", "id"],
         &["CLIENT", "SETNAME", "web-1"],
         &["HELLO", "3", "AUTH", "default", "pw", "SETNAME", "web-1"],
+        &["WATCH", "k1", "k2", "k3"],
     ];
     for args in full {
         write(

@@ -85,7 +85,8 @@ impl Category {
     }
 
     /// The category `spec` needs, from its Redis ACL categories: `@admin` and `@dangerous`
-    /// commands are admin ones, then `@session`, `@write`, `@read`; `None`: a connection command.
+    /// commands are admin ones, then `@session`, `@write`, `@read`; `None`: a connection or
+    /// transaction command (WATCH's keys are still checked; a queued command is checked itself).
     pub fn of(spec: &CommandSpec) -> Option<Category> {
         let has = |c: AclCategories| spec.categories.contains(c);
         if spec
@@ -702,9 +703,10 @@ mod tests {
     fn every_data_command_has_a_category() {
         for spec in COMMANDS {
             let (name, category) = (spec.name, Category::of(spec));
+            // And the transaction commands: every queued command is checked on its own.
             let connection = [
                 "ping", "echo", "hello", "auth", "select", "quit", "reset", "client", "command",
-                "time",
+                "time", "multi", "exec", "discard", "watch", "unwatch",
             ];
             assert_eq!(category.is_none(), connection.contains(&name), "{name}");
         }

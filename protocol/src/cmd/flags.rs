@@ -79,6 +79,8 @@ name_set! {
         LOADING = 5, "loading";
         /// `stale`: allowed on a replica with stale data.
         STALE = 6, "stale";
+        /// `skip_slowlog`: not logged in the slow log (EXEC: its commands are).
+        SKIP_SLOWLOG = 12, "skip_slowlog";
         /// `fast`: bounded by its arguments and reply.
         FAST = 7, "fast";
         /// `no_auth`: allowed before the connection authenticates.
@@ -120,6 +122,8 @@ name_set! {
         DANGEROUS = 9, "@dangerous";
         /// `@connection`: about the connection.
         CONNECTION = 10, "@connection";
+        /// `@transaction`: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+        TRANSACTION = 12, "@transaction";
     }
 }
 

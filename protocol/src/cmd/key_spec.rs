@@ -3,8 +3,8 @@
 //! Commands not listed here report none; the table's first/last/step positions still drive
 //! the ACL checks of every command.
 
-/// One key argument as Redis 7 describes it: found at a fixed index (`begin_search` of type
-/// `index`), one key from there (`find_keys` of type `range`, last key 0, step 1, limit 0).
+/// Key arguments as Redis 7 describes them: found at a fixed index (`begin_search` of type
+/// `index`), a range of keys from there (`find_keys` of type `range`, step 1, limit 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySpec {
     /// Redis's flags as COMMAND INFO prints them: `RW`/`OW`/`RO`/`RM`, then what is done to
@@ -12,16 +12,21 @@ pub struct KeySpec {
     pub flags: &'static [&'static str],
     /// The argument index of the key (the command's name is 0).
     pub index: i64,
+    /// The range's last key relative to `index`: 0 for that one key, -1 for every argument
+    /// to the end.
+    pub last_key: i64,
 }
 
 const RENAME: &[KeySpec] = &[
     KeySpec {
         flags: &["RW", "access", "delete"],
         index: 1,
+        last_key: 0,
     },
     KeySpec {
         flags: &["OW", "update"],
         index: 2,
+        last_key: 0,
     },
 ];
 
@@ -29,12 +34,20 @@ const RENAMENX: &[KeySpec] = &[
     KeySpec {
         flags: &["RW", "access", "delete"],
         index: 1,
+        last_key: 0,
     },
     KeySpec {
         flags: &["OW", "insert"],
         index: 2,
+        last_key: 0,
     },
 ];
+
+const WATCH: &[KeySpec] = &[KeySpec {
+    flags: &["RO"],
+    index: 1,
+    last_key: -1,
+}];
 
 /// The key specifications of the command called `name` (lower case); empty when none are
 /// described.
@@ -42,6 +55,7 @@ pub fn key_specs(name: &str) -> &'static [KeySpec] {
     match name {
         "rename" => RENAME,
         "renamenx" => RENAMENX,
+        "watch" => WATCH,
         _ => &[],
     }
 }

@@ -99,6 +99,16 @@ pub enum Command {
     Select(Select),
     /// `QUIT`.
     Quit,
+    /// `MULTI`.
+    Multi,
+    /// `EXEC`.
+    Exec,
+    /// `DISCARD`.
+    Discard,
+    /// `WATCH key [key ...]`.
+    Watch(Keys),
+    /// `UNWATCH`.
+    Unwatch,
     /// `RESET`.
     Reset,
     /// `CLIENT ...`.
@@ -284,6 +294,17 @@ pub static COMMANDS: &[CommandSpec] = &[
         |a| Ok(Command::MSet(MSet::parse(a)?))),
     spec!("del", -2, [WRITE], 1, -1, 1, [KEYSPACE, WRITE, SLOW],
         "Deletes one or more keys.", |a| Ok(Command::Del(Keys::parse(a)?))),
+    spec!("multi", 1, [NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY], 0, 0, 0, [FAST, TRANSACTION],
+        "Starts a transaction.", |_| Ok(Command::Multi)),
+    spec!("exec", 1, [NOSCRIPT, LOADING, STALE, SKIP_SLOWLOG], 0, 0, 0, [SLOW, TRANSACTION],
+        "Executes all commands in a transaction.", |_| Ok(Command::Exec)),
+    spec!("discard", 1, [NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY], 0, 0, 0, [FAST, TRANSACTION],
+        "Discards a transaction.", |_| Ok(Command::Discard)),
+    spec!("watch", -2, [NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY], 1, -1, 1, [FAST, TRANSACTION],
+        "Monitors changes to keys to determine the execution of a transaction.",
+        |a| Ok(Command::Watch(Keys::parse(a)?))),
+    spec!("unwatch", 1, [NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY], 0, 0, 0, [FAST, TRANSACTION],
+        "Forgets about watched keys of a transaction.", |_| Ok(Command::Unwatch)),
     spec!("exists", -2, [READONLY, FAST], 1, -1, 1, [KEYSPACE, READ, FAST],
         "Determines whether one or more keys exist.", |a| Ok(Command::Exists(Keys::parse(a)?))),
     spec!("expire", -3, [WRITE, FAST], 1, 1, 1, [KEYSPACE, WRITE, FAST],
@@ -433,7 +454,10 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("sdiffstore", -3, [WRITE, DENYOOM], 1, -1, 1, [WRITE, SET, SLOW],
         "Stores the difference of multiple sets in a key.",
         |a| Ok(Command::SetAlgebra(SetAlgebra::parse(a, SetOp::Diff, true)?))),
-    spec!("session.create", -1, [WRITE, DENYOOM], 0, 0, 0, [WRITE, SESSION, SLOW],
+    // `no_multi` (sessiond's own rule): SESSION.CREATE, REGENERATE, LIST, COUNT and DESTROYALL
+    // take the per-user index, which REGENERATE and DESTROYALL hold while they lock shards; EXEC
+    // holds its shards first, so inside it they could deadlock against those.
+    spec!("session.create", -1, [WRITE, DENYOOM, NO_MULTI], 0, 0, 0, [WRITE, SESSION, SLOW],
         "Creates a session under a new server-issued ID and returns the ID.",
         |a| Ok(Command::SessionCreate(SessionCreate::parse(a)?))),
     spec!("session.get", -2, [WRITE, FAST], 1, 1, 1, [WRITE, SESSION, FAST],
@@ -451,18 +475,18 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("session.info", 2, [READONLY, FAST], 1, 1, 1, [READ, SESSION, FAST],
         "Returns a session's metadata without refreshing it.",
         |a| Ok(Command::SessionInfo(KeyOnly::parse(a)?))),
-    spec!("session.regenerate", -2, [WRITE, FAST], 1, 1, 1, [WRITE, SESSION, FAST],
+    spec!("session.regenerate", -2, [WRITE, FAST, NO_MULTI], 1, 1, 1, [WRITE, SESSION, FAST],
         "Moves a session to a new server-issued ID; the old ID stops working in the same step.",
         |a| Ok(Command::SessionRegenerate(SessionRegenerate::parse(a)?))),
     // Not `fast`: like DEL, it frees every field of every session it names.
     spec!("session.destroy", -2, [WRITE], 1, -1, 1, [WRITE, SESSION, SLOW],
         "Destroys sessions; returns how many existed.", |a| Ok(Command::SessionDestroy(Keys::parse(a)?))),
-    spec!("session.list", 2, [READONLY], 0, 0, 0, [READ, SESSION, SLOW],
+    spec!("session.list", 2, [READONLY, NO_MULTI], 0, 0, 0, [READ, SESSION, SLOW],
         "Returns a user's live session IDs, oldest first.",
         |a| Ok(Command::SessionList(UserOnly::parse(a)?))),
-    spec!("session.count", 2, [READONLY, FAST], 0, 0, 0, [READ, SESSION, FAST],
+    spec!("session.count", 2, [READONLY, FAST, NO_MULTI], 0, 0, 0, [READ, SESSION, FAST],
         "Returns how many live sessions a user has.", |a| Ok(Command::SessionCount(UserOnly::parse(a)?))),
-    spec!("session.destroyall", -2, [WRITE], 0, 0, 0, [WRITE, SESSION, SLOW],
+    spec!("session.destroyall", -2, [WRITE, NO_MULTI], 0, 0, 0, [WRITE, SESSION, SLOW],
         "Destroys every session of a user, optionally except one.",
         |a| Ok(Command::SessionDestroyAll(SessionDestroyAll::parse(a)?))),
     spec!("echo", 2, [FAST], 0, 0, 0, [FAST, CONNECTION],
@@ -772,6 +796,30 @@ mod tests {
             error("session.count a b"),
             "ERR wrong number of arguments for 'session.count' command"
         );
+    }
+
+    #[test]
+    fn transaction_commands_parse_and_watch_takes_keys_to_the_end() {
+        assert_eq!(parse("MULTI"), Ok(Command::Multi));
+        assert_eq!(parse("exec"), Ok(Command::Exec));
+        assert_eq!(parse("Discard"), Ok(Command::Discard));
+        assert_eq!(parse("UNWATCH"), Ok(Command::Unwatch));
+        assert_eq!(
+            parse("WATCH a b"),
+            Ok(Command::Watch(Keys {
+                keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+            }))
+        );
+        assert_eq!(
+            error("watch"),
+            "ERR wrong number of arguments for 'watch' command"
+        );
+        assert_eq!(
+            error("multi x"),
+            "ERR wrong number of arguments for 'multi' command"
+        );
+        assert_eq!(key_specs("watch")[0].flags, ["RO"]);
+        assert_eq!(key_specs("watch")[0].last_key, -1);
     }
 
     #[test]

@@ -86,7 +86,7 @@ fn describe(spec: &CommandSpec) -> Frame {
 }
 
 /// One key specification, in Redis 7's shape: flags, then a key at a fixed index, then a range
-/// of one key from there.
+/// of keys from there.
 fn key_spec(spec: &KeySpec) -> Frame {
     let map = |pairs: Vec<(&'static str, Frame)>| {
         Frame::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
@@ -107,7 +107,7 @@ fn key_spec(spec: &KeySpec) -> Frame {
                 (
                     "spec",
                     map(vec![
-                        ("lastkey", Frame::Integer(0)),
+                        ("lastkey", Frame::Integer(spec.last_key)),
                         ("keystep", Frame::Integer(1)),
                         ("limit", Frame::Integer(0)),
                     ]),
@@ -124,6 +124,7 @@ fn docs(spec: &CommandSpec) -> Frame {
         (AclCategories::SET, "set"),
         (AclCategories::KEYSPACE, "generic"),
         (AclCategories::CONNECTION, "connection"),
+        (AclCategories::TRANSACTION, "transactions"),
     ]
     .into_iter()
     .find_map(|(category, group)| spec.categories.contains(category).then_some(group))

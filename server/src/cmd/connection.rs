@@ -134,6 +134,9 @@ pub fn select(cmd: Select) -> Frame {
 /// `RESET`: back to a new connection's state (RESP2, no name, unauthenticated when a password
 /// is required).
 pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
+    // Out of any transaction, nothing watched (Redis's clearClientConnectionState).
+    ctx.conn.multi = None;
+    ctx.conn.watch = None;
     ctx.conn.set_version(ProtocolVersion::Resp2);
     ctx.conn.set_user(ctx.shared.auth.initial_user());
     if !ctx.conn.authenticated() {

@@ -23,6 +23,7 @@ pub mod info;
 mod keys;
 mod mget;
 mod mset;
+mod multi;
 mod persist;
 mod rename;
 pub mod save;
@@ -134,6 +135,10 @@ pub struct ConnState {
     restricted: bool,
     /// Failed AUTH / HELLO AUTH attempts on this connection (see `--max-auth-failures`).
     auth_failures: u32,
+    /// The transaction being queued, after MULTI.
+    multi: Option<Box<multi::Queued>>,
+    /// The keys the connection watches (WATCH); unwatched when dropped.
+    watch: Option<Box<multi::Watching>>,
 }
 
 impl ConnState {
@@ -146,6 +151,8 @@ impl ConnState {
             user: None,
             restricted: false,
             auth_failures: 0,
+            multi: None,
+            watch: None,
         };
         conn.set_user(user);
         conn
@@ -307,8 +314,30 @@ pub fn prefetch(store: &Store, conn: &ConnState, args: &[Bytes]) {
 }
 
 /// Executes one command, given as its argument vector, at `clock`'s time. Its reply is in the
-/// returned frame or, for a command that writes it itself, already at the end of `out`.
+/// returned frame or, for a command that writes it itself, already at the end of `out`. After
+/// MULTI, the command is queued instead (see [`multi`]), its arguments kept as decoded.
 pub fn execute(
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    stats: &mut LocalStats,
+    args: Vec<Bytes>,
+    clock: &mut BatchClock,
+    out: &mut BytesMut,
+) -> Reply {
+    if conn.multi.is_some() {
+        // Inside MULTI: queued, or refused (and the transaction flagged), or one of the
+        // commands that run at once.
+        match multi::queue(shared, conn, args) {
+            Ok(frame) => return frame.into(),
+            Err(args) => return execute_now(shared, conn, stats, args, clock, out),
+        }
+    }
+    execute_now(shared, conn, stats, args, clock, out)
+}
+
+/// [`execute`] outside MULTI's queuing.
+#[inline]
+fn execute_now(
     shared: &Arc<Shared>,
     conn: &mut ConnState,
     stats: &mut LocalStats,
@@ -530,6 +559,11 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
             }
         }
         Command::Reset => connection::reset(ctx),
+        Command::Multi => multi::multi(ctx),
+        Command::Exec => return multi::exec(ctx),
+        Command::Discard => multi::discard(ctx),
+        Command::Watch(c) => multi::watch(ctx, c.keys),
+        Command::Unwatch => multi::unwatch(ctx),
         Command::Client(c) => client::client(ctx, c),
         Command::Info(c) => info::info(ctx, c),
         Command::DbSize => dbsize::dbsize(ctx),

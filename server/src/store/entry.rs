@@ -11,8 +11,9 @@
 //! Commands describe what to store as an owned [`Entry`] (a [`Value`] and a deadline) and read
 //! or change a stored one through a [`Node`]'s views ([`ValueRef`], [`ValueMut`]).
 //!
-//! This is the crate's only module with `unsafe` code: the node's allocation, its views and its
-//! release, each with its reasoning next to it.
+//! This module's `unsafe` code (the crate's other is an atomic block's borrow of its shards,
+//! in `table.rs`): the node's allocation, its views and its release, each with its reasoning
+//! next to it.
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};

@@ -24,6 +24,7 @@
 //! The journal is not counted in `maxmemory`, so it has a bound of its own: past `limit` bytes
 //! it stops recording and says so ([`Journal::overflowed`]), and the writer abandons the save.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
@@ -69,13 +70,41 @@ pub struct Recording<'a> {
     guard: Option<RwLockReadGuard<'a, ()>>,
     /// The stripe counting this operation in flight, when it journals nothing.
     counted: Option<&'a AtomicU64>,
+    /// Inside an atomic block: whether the block's own recording is on (it holds the gate).
+    nested_on: bool,
 }
 
 impl Recording<'_> {
     /// Whether changes must be journalled.
     #[inline]
     pub fn on(&self) -> bool {
-        self.guard.is_some()
+        self.guard.is_some() || self.nested_on
+    }
+}
+
+thread_local! {
+    /// Inside an atomic block (EXEC), the block's recording: 0 none, 1 off, 2 on. The block
+    /// takes the gate once, before its shard locks; the operations inside it must not take it
+    /// again (a read re-taken while `end` waits for the write side deadlocks).
+    static NESTED: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Makes [`Journal::recording`] on this thread answer `outer`'s state until dropped: the
+/// operations of an atomic block share its recording.
+#[derive(Debug)]
+pub struct Nested(());
+
+impl Nested {
+    /// Shares `outer` with the operations run on this thread until the result is dropped.
+    pub fn enter(outer: &Recording<'_>) -> Nested {
+        NESTED.with(|nested| nested.set(1 + u8::from(outer.on())));
+        Nested(())
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        NESTED.with(|nested| nested.set(0));
     }
 }
 
@@ -216,11 +245,21 @@ impl Journal {
     /// Call at the start of an operation that changes the keyspace, before taking any shard lock.
     #[inline]
     pub fn recording(&self) -> Recording<'_> {
+        let nested = NESTED.with(Cell::get);
+        if nested != 0 {
+            // Inside an atomic block, whose recording holds the gate and counts in flight.
+            return Recording {
+                guard: None,
+                counted: None,
+                nested_on: nested == 2,
+            };
+        }
         let stripe = &self.in_flight[this_threads_stripe()].0;
         stripe.fetch_add(1, Ordering::SeqCst);
         let counted = Recording {
             guard: None,
             counted: Some(stripe),
+            nested_on: false,
         };
         if !self.active.load(Ordering::SeqCst) {
             return counted;
@@ -235,6 +274,7 @@ impl Journal {
         Recording {
             guard: Some(guard),
             counted: None,
+            nested_on: false,
         }
     }
 

@@ -2,8 +2,9 @@
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
-//! to `EXPIRY_GROUP` due keys of the shard; RENAME, both keys' shards, lower index first) —
-//! never across an `.await`.
+//! to `EXPIRY_GROUP` due keys of the shard; RENAME, both keys' shards, lower index first; an
+//! atomic block (EXEC, [`Store::atomic`]), its keys' shards in ascending order for its whole
+//! run) — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
 //! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
@@ -25,6 +26,7 @@ pub mod session;
 mod table;
 mod user_sessions;
 mod value;
+mod watched;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub use session::SessionStats;
 use table::{is, Table};
 use user_sessions::UserSessions;
 pub use value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
+pub use watched::Dirty;
+use watched::Watches;
 
 use crate::clock::Clock;
 use crate::glob;
@@ -85,6 +89,12 @@ pub struct Store {
     expiry_cycles: watch::Sender<u64>,
     /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
     lazy_free: lazyfree::LazyFree,
+    /// The keys connections WATCH.
+    watches: Watches,
+    /// Users in the per-user index when last counted outside an atomic block (INFO inside
+    /// EXEC reads this: counting takes the index's locks, which must not be taken after shard
+    /// locks).
+    users_counted: AtomicU64,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -122,6 +132,8 @@ impl Store {
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
             lazy_free: lazyfree::LazyFree::default(),
+            watches: Watches::default(),
+            users_counted: AtomicU64::new(0),
         }
     }
 
@@ -207,6 +219,33 @@ impl Store {
         (self.used.sum() as i64).max(0) as u64
     }
 
+    /// The map shard `key` falls in, for the set of shards an atomic block holds.
+    pub fn shard_of_key(&self, key: &[u8]) -> usize {
+        self.map.locate(key).1
+    }
+
+    /// Runs `f` as one atomic block (EXEC): `shards` (`None`: every shard) are write-locked in
+    /// ascending order for all of it, and the operations `f` runs on this thread use them, so no
+    /// other client sees part of what `f` does. The journal's gate is taken once, before the
+    /// shard locks, and shared by those operations (see [`journal::Nested`]). `shards` must
+    /// cover every key `f` touches. Inside, the per-user index is not locked (its locks come
+    /// before shard locks): sessions removed are unindexed once the locks are released. Never
+    /// call with a shard lock held, nor evict inside (eviction picks keys of any shard).
+    pub fn atomic<R: 'static>(&self, shards: Option<&[usize]>, f: impl FnOnce() -> R) -> R {
+        if Table::in_block() {
+            return f();
+        }
+        let rec = self.journal.recording();
+        let result = self.map.atomic(shards, || {
+            let _nested = journal::Nested::enter(&rec);
+            f()
+        });
+        drop(rec);
+        self.unindex_deferred();
+        self.bound_index();
+        result
+    }
+
     /// Keys evicted to stay under `--maxmemory`, since start.
     pub fn evicted_keys(&self) -> u64 {
         self.evicted_keys.load(Ordering::Relaxed)
@@ -229,7 +268,7 @@ impl Store {
         let vacant = match shard.entry(hash, is(key), self.map.rehash()) {
             TableEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
                 // Reclaimed on the spot; its bookkeeping waits for the lock's release.
-                self.journal_delete(shard_index, key, &rec);
+                self.journal_delete(shard_index, key, &rec, true);
                 let (old, vacant) = occupied.remove();
                 dead = Some(old);
                 vacant
@@ -300,12 +339,14 @@ impl Store {
         if !approve(occupied.get()) {
             return None;
         }
-        self.journal_delete(shard_index, key, rec);
+        self.journal_delete(shard_index, key, rec, false);
         Some(occupied.remove().0)
     }
 
-    /// Journals that `key` was removed; call under the key's shard lock.
-    fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>) {
+    /// Journals that `key` was removed, and tells its watchers; call under the key's shard
+    /// lock. `reclaimed`: the key was past its deadline.
+    fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>, reclaimed: bool) {
+        self.watches.touch(shard_index, key, reclaimed);
         if rec.on() {
             self.journal.push(
                 shard_index,
@@ -341,7 +382,7 @@ impl Store {
             }
             (Removal::Deleted, Some(reply))
         };
-        self.journal_delete(shard_index, key, &rec);
+        self.journal_delete(shard_index, key, &rec, why == Removal::Expired);
         let (node, _) = occupied.remove();
         drop(shard);
         self.after_remove(&node, before, why);
@@ -367,8 +408,12 @@ impl Store {
         // The indexes are cleared first: a key written into an already flushed shard while the
         // flush goes on must keep its expiry-index position and its place in its user's list.
         // Positions of keys the flush removes are stale, and skipped later; sessions indexed
-        // meanwhile that the flush removes are unindexed (`unindex_flushed`).
-        self.users.clear();
+        // meanwhile that the flush removes are unindexed (`unindex_flushed`). In an atomic
+        // block (which holds every shard: nothing is written meanwhile) the per-user index is
+        // not locked: each flushed session is unindexed after the block (see `unindex`).
+        if !Table::in_block() {
+            self.users.clear();
+        }
         self.index.clear();
         self.flush_shards(&rec);
     }
@@ -382,7 +427,7 @@ impl Store {
             for node in shard.iter() {
                 flushed.add(node);
                 removed += 1;
-                self.journal_delete(shard_index, node.key(), rec);
+                self.journal_delete(shard_index, node.key(), rec, false);
             }
             let nodes = std::mem::take(&mut *shard);
             drop(shard);
@@ -421,7 +466,7 @@ impl Store {
     /// [`Store::flush`].
     pub fn flush_async(self: &Arc<Self>) {
         let rec = self.journal.recording();
-        if rec.on() {
+        if rec.on() || Table::in_block() {
             drop(rec);
             return self.flush();
         }
@@ -432,6 +477,9 @@ impl Store {
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
             if !shard.is_empty() {
+                for node in shard.iter() {
+                    self.watches.touch(shard_index, node.key(), false);
+                }
                 removed += shard.len() as u64;
                 tables.push(std::mem::take(&mut *shard));
             }
@@ -619,6 +667,7 @@ impl Store {
         self.changes.add(1);
         self.account(before.tally, Tally::of(node));
         node.last_use().touch(self.lru_seconds(now_ms));
+        self.watches.touch(shard_index, node.key(), false);
         if rec.on() {
             self.journal.push(shard_index, Record::of(node));
         }
@@ -645,6 +694,10 @@ impl Store {
     /// by the stale positions that made the index outgrow the bound). Call with no map lock
     /// held: the compaction looks keys up.
     fn bound_index(&self) {
+        if Table::in_block() {
+            // The compaction looks up keys of any shard; the next write outside compacts.
+            return;
+        }
         let limit = usize::try_from(self.volatile_len())
             .unwrap_or(usize::MAX)
             .saturating_mul(2)

@@ -24,9 +24,16 @@ use bytes::Bytes;
 use super::accounting::{Before, Removal, Tally};
 use super::fields::Fields;
 use super::journal::Recording;
+use super::table::Table;
 use super::user_sessions::UserSessions;
 use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 use super::Store;
+
+thread_local! {
+    /// Sessions (user, ID) an atomic block removed, to unindex once its locks are released.
+    static DEFERRED: std::cell::RefCell<Vec<(Bytes, Bytes)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// The bytes of entropy in a session ID (256 bits; OWASP asks for at least 64).
 pub const ID_BYTES: usize = 32;
@@ -253,9 +260,16 @@ impl Store {
         &self.sessions
     }
 
-    /// Users that have at least one session in the index.
+    /// Users that have at least one session in the index (inside an atomic block, as last
+    /// counted outside one: counting locks the index).
     pub fn session_users(&self) -> usize {
-        self.users.len()
+        if Table::in_block() {
+            return self.users_counted.load(AtomicOrdering::Relaxed) as usize;
+        }
+        let users = self.users.len();
+        self.users_counted
+            .store(users as u64, AtomicOrdering::Relaxed);
+        users
     }
 
     /// Creates a session and returns its new ID; with `max_per_user > 0`, the user's oldest
@@ -343,8 +357,25 @@ impl Store {
         }
     }
 
+    /// Unindexes the sessions an atomic block removed (see [`Store::unindex`]).
+    pub(super) fn unindex_deferred(&self) {
+        let deferred = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
+        for (user, id) in deferred {
+            self.unindex(&user, &id);
+        }
+    }
+
     /// Removes `id` from `user`'s list, and the user when the list empties. O(1) amortized.
     pub(super) fn unindex(&self, user: &Bytes, id: &[u8]) {
+        if Table::in_block() {
+            // The index's locks come before shard locks: after the block.
+            DEFERRED.with(|deferred| {
+                deferred
+                    .borrow_mut()
+                    .push((user.clone(), Bytes::copy_from_slice(id)))
+            });
+            return;
+        }
         let key = index_key(prefix_of(id), user);
         let now_empty = match self.users.get_mut(&key) {
             Some(mut list) => {

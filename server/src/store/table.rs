@@ -5,7 +5,19 @@
 //! a lookup compares against it there. A key's 64-bit hash picks its shard from bits the
 //! table's own tag byte does not use (as dashmap does), so keys in one shard still differ in
 //! their tags. The hash also names a key in the expiry index (`expiry.rs`) and orders SCAN.
+//!
+//! An atomic block ([`Table::atomic`], EXEC) write-locks a set of shards, in ascending order,
+//! for the whole of a closure: while it runs, [`Table::read`] and [`Table::write`] on that
+//! thread hand out the shards it holds instead of locking them again (std's locks are not
+//! re-entrant), so the store's operations run unchanged inside it. Every holder of several
+//! shard locks takes them in ascending order (here, and [`Table::write_pair`]), so two never
+//! wait on each other. That borrowing is this module's `unsafe` code, its reasoning at
+//! [`Held`].
+#![allow(unsafe_code)]
 
+use std::cell::Cell;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::HashTable;
@@ -101,24 +113,139 @@ impl Table {
         self.shards.len()
     }
 
-    /// Shard `shard`, read-locked. A lock poisoned by a panic elsewhere is taken anyway: every
-    /// change to a table is a single insertion, removal or in-place update of a node that is
-    /// complete or not made.
+    /// Shard `shard`, read-locked, or borrowed from the atomic block this thread runs in. A
+    /// lock poisoned by a panic elsewhere is taken anyway: every change to a table is a single
+    /// insertion, removal or in-place update of a node that is complete or not made.
     #[inline]
-    pub fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
-        self.shards[shard]
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn read(&self, shard: usize) -> ShardRead<'_> {
+        if let Some(held) = self.held(shard) {
+            // SAFETY: see `Held`: this thread holds the shard's write lock for the block, which
+            // outlives the borrow, and no `&mut` to it is live (that would be a read taken while
+            // a write guard of the same shard is live, which deadlocks outside a block).
+            return ShardRead::Held(unsafe { held.as_ref() });
+        }
+        ShardRead::Locked(
+            self.shards[shard]
+                .0
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
-    /// Shard `shard`, write-locked.
+    /// Shard `shard`, write-locked, or borrowed from the atomic block this thread runs in.
     #[inline]
-    pub fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+    pub fn write(&self, shard: usize) -> ShardWrite<'_> {
+        if let Some(mut held) = self.held(shard) {
+            // SAFETY: see `Held`: this thread holds the shard's write lock for the block, and no
+            // other borrow of it is live (two guards of one shard on one thread, one of them a
+            // write, deadlock outside a block, so the store never takes them).
+            return ShardWrite::Held(unsafe { held.as_mut() });
+        }
+        ShardWrite::Locked(self.lock_write(shard))
+    }
+
+    /// Shard `shard`'s write lock, whatever the thread holds.
+    fn lock_write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
         self.shards[shard]
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shard `shard` of this table if the current thread holds it in an atomic block: one
+    /// thread-local load when it runs in none.
+    #[inline]
+    fn held(&self, shard: usize) -> Option<NonNull<Shard>> {
+        let held = HELD.with(Cell::get);
+        if held.is_null() {
+            return None;
+        }
+        self.held_in(held, shard)
+    }
+
+    #[cold]
+    fn held_in(&self, held: *const Held, shard: usize) -> Option<NonNull<Shard>> {
+        // SAFETY: `HELD` points at the `Held` of the block running on this thread, which
+        // `Table::atomic` keeps alive (on its stack) until it has reset `HELD`.
+        let held = unsafe { &*held };
+        if !std::ptr::eq(held.table, self) {
+            return None;
+        }
+        let found = match &held.shards {
+            Shards::All(all) => all.get(shard).copied(),
+            Shards::Some(some) => some
+                .binary_search_by_key(&shard, |(index, _)| *index)
+                .ok()
+                .and_then(|at| some.get(at))
+                .map(|(_, shard)| *shard),
+        };
+        // Inside a block, a shard it does not hold would be locked out of the ascending order:
+        // the block's shards must cover every key its commands touch.
+        debug_assert!(
+            found.is_some(),
+            "shard {shard} is not held by the atomic block"
+        );
+        found
+    }
+
+    /// Runs `f` with `shards` (`None`: every shard) write-locked for this thread, taken in
+    /// ascending order and released after it, in an atomic block: the store's operations that
+    /// `f` runs on this thread use them (see [`Table::read`]) instead of locking. `f` must not
+    /// block on anything another holder of shard locks may wait for, nor start another block
+    /// (a nested call just runs `f` in the block already running).
+    pub fn atomic<R: 'static>(&self, shards: Option<&[usize]>, f: impl FnOnce() -> R) -> R {
+        if !HELD.with(Cell::get).is_null() {
+            return f();
+        }
+        let mut guards = Vec::new();
+        let held = match shards {
+            None => {
+                guards.reserve(self.shards.len());
+                let mut all = Vec::with_capacity(self.shards.len());
+                for shard in 0..self.shards.len() {
+                    let mut guard = self.lock_write(shard);
+                    all.push(NonNull::from(&mut *guard));
+                    guards.push(guard);
+                }
+                Shards::All(all)
+            }
+            Some(shards) => {
+                let mut sorted = shards.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                sorted.retain(|&shard| shard < self.shards.len());
+                let mut some = Vec::with_capacity(sorted.len());
+                for shard in sorted {
+                    let mut guard = self.lock_write(shard);
+                    some.push((shard, NonNull::from(&mut *guard)));
+                    guards.push(guard);
+                }
+                Shards::Some(some)
+            }
+        };
+        let held = Held {
+            table: self,
+            shards: held,
+        };
+        /// Resets `HELD` when the block ends, by return or unwind, before the guards go.
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                HELD.with(|held| held.set(std::ptr::null()));
+            }
+        }
+        HELD.with(|cell| cell.set(&held));
+        let leave = Leave;
+        let result = f();
+        drop(leave);
+        drop(guards);
+        result
+    }
+
+    /// Whether the current thread runs in an atomic block.
+    #[inline]
+    pub fn in_block() -> bool {
+        !HELD.with(Cell::get).is_null()
     }
 
     /// Shards `a` and `b` write-locked together (one lock when they are the same), for an
@@ -151,11 +278,83 @@ impl Table {
     }
 }
 
+/// The shards an atomic block holds, for [`Table::read`] and [`Table::write`] on its thread.
+///
+/// The aliasing argument for the `&`/`&mut` they hand out from these pointers: each points
+/// into a shard whose write lock the block's guards hold until after `HELD` is reset, so no
+/// other thread touches it and the pointer outlives every borrow made from it (borrows end
+/// within `f`: [`Table::atomic`] returns only `'static` results). On the block's own thread,
+/// the guards are not used while `f` runs, and the store never has two guards of one shard live
+/// at once where one of them writes: outside a block that is a second lock of a shard the
+/// thread holds, which deadlocks (std's `RwLock` is not re-entrant). So at any time a shard has
+/// either one `&mut` or only `&`s, as if each borrow were the lock guard it replaces.
+struct Held {
+    table: *const Table,
+    shards: Shards,
+}
+
+/// The shards of a [`Held`]: every one (indexed by shard), or some in ascending order.
+enum Shards {
+    All(Vec<NonNull<Shard>>),
+    Some(Vec<(usize, NonNull<Shard>)>),
+}
+
+thread_local! {
+    /// The atomic block running on this thread, or null.
+    static HELD: Cell<*const Held> = const { Cell::new(std::ptr::null()) };
+}
+
+/// A shard read: locked, or borrowed from the thread's atomic block.
+pub(crate) enum ShardRead<'a> {
+    Locked(RwLockReadGuard<'a, Shard>),
+    Held(&'a Shard),
+}
+
+impl Deref for ShardRead<'_> {
+    type Target = Shard;
+
+    #[inline]
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardRead::Locked(guard) => guard,
+            ShardRead::Held(shard) => shard,
+        }
+    }
+}
+
+/// A shard written: locked, or borrowed from the thread's atomic block.
+pub(crate) enum ShardWrite<'a> {
+    Locked(RwLockWriteGuard<'a, Shard>),
+    Held(&'a mut Shard),
+}
+
+impl Deref for ShardWrite<'_> {
+    type Target = Shard;
+
+    #[inline]
+    fn deref(&self) -> &Shard {
+        match self {
+            ShardWrite::Locked(guard) => guard,
+            ShardWrite::Held(shard) => shard,
+        }
+    }
+}
+
+impl DerefMut for ShardWrite<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Shard {
+        match self {
+            ShardWrite::Locked(guard) => guard,
+            ShardWrite::Held(shard) => shard,
+        }
+    }
+}
+
 /// Two shards write-locked by [`Table::write_pair`].
 pub(crate) struct ShardPair<'a> {
-    first: RwLockWriteGuard<'a, Shard>,
+    first: ShardWrite<'a>,
     /// `None` when both are the same shard.
-    second: Option<RwLockWriteGuard<'a, Shard>>,
+    second: Option<ShardWrite<'a>>,
 }
 
 impl ShardPair<'_> {
@@ -246,5 +445,96 @@ mod tests {
         let mut same = table.write_pair(3, 3);
         same.first().insert_unique(3, node(b"a"), table.rehash());
         assert_eq!(same.second().len(), 1, "the same shard, locked once");
+    }
+
+    fn node(key: &[u8]) -> Node {
+        use crate::store::{Entry, Value};
+        Node::new(key, Entry::new(Value::Str(Default::default()), 0))
+    }
+
+    #[test]
+    fn a_block_hands_out_the_shards_it_holds_without_locking_them_again() {
+        let table = Table::new(8);
+        let done = table.atomic(Some(&[5, 2, 5]), || {
+            assert!(Table::in_block());
+            // Held: another lock of them would fail (and a blocking one deadlock).
+            assert!(table.shards[2].0.try_read().is_err());
+            assert!(table.shards[5].0.try_read().is_err());
+            assert!(table.shards[3].0.try_read().is_ok(), "only those asked");
+            table
+                .write(5)
+                .insert_unique(1, node(b"five"), table.rehash());
+            {
+                let mut pair = table.write_pair(5, 2);
+                pair.second().insert_unique(2, node(b"two"), table.rehash());
+                assert_eq!(pair.first().len(), 1);
+            }
+            // Two reads of one shard at once are shared borrows.
+            let (a, b) = (table.read(5), table.read(5));
+            assert_eq!(a.len() + b.len(), 2);
+            // A nested block runs in this one.
+            table.atomic(Some(&[2]), || table.read(2).len())
+        });
+        assert_eq!(done, 1);
+        assert!(!Table::in_block());
+        assert!(table.shards[5].0.try_write().is_ok(), "released");
+        assert_eq!((table.read(5).len(), table.read(2).len()), (1, 1));
+    }
+
+    #[test]
+    fn a_block_of_every_shard_holds_them_all_and_others_wait_for_its_end() {
+        let table = &Table::new(8);
+        let seen = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        std::thread::scope(|scope| {
+            let (entered, wait) = std::sync::mpsc::channel();
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let writer = scope.spawn(move || {
+                table.atomic(None, move || {
+                    entered.send(()).unwrap();
+                    for shard in 0..8 {
+                        table
+                            .write(shard)
+                            .insert_unique(shard as u64, node(b"k"), table.rehash());
+                    }
+                    released.recv().unwrap();
+                })
+            });
+            wait.recv().unwrap();
+            // Another thread is not in the block: it locks, and waits.
+            assert!((0..8).all(|shard| table.shards[shard].0.try_read().is_err()));
+            release.send(()).unwrap();
+            writer.join().unwrap();
+            seen.store(table.len(), std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(seen.into_inner(), 8, "the whole block at once");
+    }
+
+    #[test]
+    fn a_block_that_panics_leaves_and_releases_its_shards() {
+        let table = Table::new(8);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.atomic(Some(&[1]), || {
+                table.write(1).insert_unique(1, node(b"k"), table.rehash());
+                panic!("inside the block");
+            })
+        }));
+        assert!(outcome.is_err());
+        assert!(!Table::in_block());
+        assert_eq!(table.read(1).len(), 1);
+        // Released (poisoned, which the table ignores).
+        assert!(!matches!(
+            table.shards[1].0.try_write(),
+            Err(std::sync::TryLockError::WouldBlock)
+        ));
+    }
+
+    #[test]
+    fn another_tables_shards_are_locked_as_usual_inside_a_block() {
+        let (table, other) = (Table::new(8), Table::new(8));
+        table.atomic(Some(&[4]), || {
+            other.write(4).insert_unique(4, node(b"k"), other.rehash());
+            assert!(other.shards[4].0.try_write().is_ok(), "its guard is gone");
+        });
+        assert_eq!(other.read(4).len(), 1);
     }
 }

@@ -2,7 +2,8 @@
 //! random mutations of valid pipelines to the real server (in-process, port 0), each on a fresh
 //! connection, and checks after every case that whatever the server answered is well-formed
 //! RESP, that it still answers PING on a new connection, and that a key written before the first
-//! case is intact. The coverage-guided version of this is `fuzz/` (cargo-fuzz, run by hand);
+//! case is intact. The pipeline includes transactions (WATCH, MULTI, queued commands, a
+//! refused one, EXEC, DISCARD), so mutations reach the queuing and EXEC paths too. The coverage-guided version of this is `fuzz/` (cargo-fuzz, run by hand);
 //! this one runs in the normal suite, in seconds.
 
 use bytes::BytesMut;
@@ -37,6 +38,16 @@ fn valid_pipeline() -> Vec<u8> {
         &["SCAN", "0", "MATCH", "fz:*", "COUNT", "10"],
         &["SESSION.CREATE", "USER", "fz-user", "DATA", "cart", "[]"],
         &["SESSION.LIST", "fz-user"],
+        &["WATCH", "fz:a", "fz:b"],
+        &["MULTI"],
+        &["SET", "fz:a", "in-multi"],
+        &["INCR", "fz:b"],
+        &["SESSION.LIST", "fz-user"],
+        &["EXEC"],
+        &["MULTI"],
+        &["GET", "fz:a"],
+        &["DISCARD"],
+        &["UNWATCH"],
         &["HELLO", "3"],
         &["TTL", "fz:a"],
     ];

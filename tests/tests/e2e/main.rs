@@ -19,5 +19,6 @@ mod sets;
 mod smoke;
 mod strings;
 mod tls;
+mod transactions;
 mod users;
 mod words;

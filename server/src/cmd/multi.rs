@@ -1,0 +1,356 @@
+//! Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH, as Redis 7 (src/multi.c).
+//!
+//! After MULTI, [`queue`] keeps each command's already decoded arguments (checked for what
+//! Redis checks at queue time: an unknown command, the arity, authentication, `no_multi`, the
+//! user's permissions; any of those makes EXEC answer EXECABORT) and answers QUEUED. EXEC runs
+//! them in one atomic block of the store ([`Store::atomic`]): the map shards of every key the
+//! commands declare (their key positions in the command table) and of the watched keys are
+//! write-locked in ascending order for the whole of it, every shard when a command declares no
+//! keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a
+//! transaction. Run-time errors stay in the reply array; nothing is rolled back.
+//!
+//! The queue and the watched keys of a connection count against its
+//! `client-query-buffer-limit` (Redis has no bound of their own), so queuing cannot grow the
+//! server's memory without bound.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::{position, CommandFlags, CommandSpec, COMMANDS};
+use sessiond_protocol::{Command, CommandError, Frame};
+
+use super::{dispatch, error, refuse, refused_while_saves_fail, Ctx, Reply, Then, MISCONF};
+use crate::auth::Denied;
+use crate::shared::Shared;
+use crate::store::{Dirty, Store};
+
+/// Bytes a queued command or watched key costs beyond its arguments: its vector and handles.
+const QUEUED_OVERHEAD: usize = 64;
+/// Bytes each argument's handle costs.
+const ARG_OVERHEAD: usize = std::mem::size_of::<Bytes>();
+
+/// The commands queued since MULTI.
+#[derive(Debug, Default)]
+pub struct Queued {
+    /// Each command's index in the command table and its arguments, the name first.
+    commands: Vec<(usize, Vec<Bytes>)>,
+    /// What they hold, counted against `client-query-buffer-limit`.
+    bytes: usize,
+    /// A command was refused while queuing: EXEC answers EXECABORT (Redis's DIRTY_EXEC).
+    failed: bool,
+}
+
+/// The keys a connection watches; dropping it unwatches them.
+#[derive(Debug)]
+pub struct Watching {
+    store: Arc<Store>,
+    /// Set by any change to a watched key.
+    dirty: Dirty,
+    /// Each key, and whether it was past its deadline when watched.
+    keys: Vec<(Bytes, bool)>,
+    /// What they hold, counted against `client-query-buffer-limit`.
+    bytes: usize,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        for (key, _) in &self.keys {
+            self.store.unwatch(key, &self.dirty);
+        }
+    }
+}
+
+/// The most a connection's queue and watched keys may hold.
+fn budget(shared: &Shared) -> usize {
+    shared.config.limits.max_query_buffer
+}
+
+/// The bytes `args` cost in a queue.
+fn cost(args: &[Bytes]) -> usize {
+    args.iter()
+        .map(|arg| arg.len() + ARG_OVERHEAD)
+        .sum::<usize>()
+        + QUEUED_OVERHEAD
+}
+
+/// Whether `spec` runs at once inside MULTI instead of being queued (as in Redis's
+/// processCommand).
+fn runs_at_once(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    )
+}
+
+/// Inside MULTI: queues `args` and answers QUEUED, or refuses it and flags the transaction.
+/// `Err(args)` hands back a command that runs at once (EXEC, DISCARD, MULTI, WATCH, QUIT,
+/// RESET).
+pub fn queue(
+    shared: &Arc<Shared>,
+    conn: &mut super::ConnState,
+    args: Vec<Bytes>,
+) -> Result<Frame, Vec<Bytes>> {
+    let index = args.first().and_then(|name| position(name));
+    let Some((index, spec)) = index.and_then(|i| COMMANDS.get(i).map(|spec| (i, spec))) else {
+        let mut items = args.into_iter();
+        let name = items.next().unwrap_or_default();
+        let unknown = CommandError::Unknown {
+            name,
+            args: items.collect(),
+        };
+        return Ok(flag(conn, error(unknown)));
+    };
+    if runs_at_once(spec) {
+        return Err(args);
+    }
+    conn.client.record_command(index);
+    let count = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
+        return Ok(flag(conn, error(CommandError::WrongArity(spec.name))));
+    }
+    if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
+        return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
+    }
+    if spec.flags.contains(CommandFlags::NO_MULTI) {
+        return Ok(flag(
+            conn,
+            Frame::error("ERR Command not allowed inside a transaction"),
+        ));
+    }
+    if conn.restricted {
+        if let Some(user) = &conn.user {
+            if let Err(denied) = user.permit(spec, &args) {
+                let refused = refuse(shared, conn, spec.name, denied);
+                return Ok(flag(conn, refused));
+            }
+        }
+    }
+    let Some(queued) = conn.multi.as_deref_mut() else {
+        return Err(args);
+    };
+    if queued.failed {
+        // No sense holding what EXEC will discard (Redis does not queue either).
+        return Ok(Frame::simple("QUEUED"));
+    }
+    let bytes = queued.bytes.saturating_add(cost(&args));
+    let watched = conn.watch.as_ref().map_or(0, |w| w.bytes);
+    if bytes.saturating_add(watched) > budget(shared) {
+        queued.commands = Vec::new();
+        queued.bytes = 0;
+        queued.failed = true;
+        return Ok(Frame::error(
+            "ERR the transaction's queued commands exceed 'client-query-buffer-limit'",
+        ));
+    }
+    queued.bytes = bytes;
+    queued.commands.push((index, args));
+    Ok(Frame::simple("QUEUED"))
+}
+
+/// Flags the transaction (EXEC will answer EXECABORT) and answers `reply`.
+fn flag(conn: &mut super::ConnState, reply: Frame) -> Frame {
+    if let Some(queued) = conn.multi.as_deref_mut() {
+        queued.failed = true;
+    }
+    reply
+}
+
+/// `MULTI`.
+pub fn multi(ctx: &mut Ctx<'_>) -> Frame {
+    if ctx.conn.multi.is_some() {
+        return Frame::error("ERR MULTI calls can not be nested");
+    }
+    ctx.conn.multi = Some(Box::default());
+    Frame::ok()
+}
+
+/// `DISCARD`: forgets the queue and the watched keys.
+pub fn discard(ctx: &mut Ctx<'_>) -> Frame {
+    if ctx.conn.multi.take().is_none() {
+        return Frame::error("ERR DISCARD without MULTI");
+    }
+    ctx.conn.watch = None;
+    Frame::ok()
+}
+
+/// `UNWATCH`.
+pub fn unwatch(ctx: &mut Ctx<'_>) -> Frame {
+    ctx.conn.watch = None;
+    Frame::ok()
+}
+
+/// `WATCH key [key ...]`.
+pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
+    if ctx.conn.multi.is_some() {
+        return Frame::error("ERR WATCH inside MULTI is not allowed");
+    }
+    let budget = budget(ctx.shared);
+    let watching = ctx.conn.watch.get_or_insert_with(|| {
+        Box::new(Watching {
+            store: Arc::clone(&ctx.shared.store),
+            dirty: Dirty::default(),
+            keys: Vec::new(),
+            bytes: 0,
+        })
+    });
+    if watching.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+        // EXEC fails anyway: no point in watching more (as Redis).
+        return Frame::ok();
+    }
+    for key in keys {
+        let bytes = watching.bytes.saturating_add(key.len() + QUEUED_OVERHEAD);
+        if bytes > budget {
+            return Frame::error("ERR the watched keys exceed 'client-query-buffer-limit'");
+        }
+        if let Some(expired) = watching.store.watch(&key, &watching.dirty, ctx.now_ms) {
+            watching.bytes = bytes;
+            watching.keys.push((key, expired));
+        }
+    }
+    Frame::ok()
+}
+
+/// The map shards the queued commands declare keys in, and the watched keys'; `None` when one
+/// of them touches the keyspace without declaring keys (it takes every shard).
+fn shards_of(store: &Store, queued: &Queued, watching: Option<&Watching>) -> Option<Vec<usize>> {
+    let mut shards = Vec::new();
+    for (index, args) in &queued.commands {
+        let spec = COMMANDS.get(*index)?;
+        if spec.first_key <= 0 {
+            if spec
+                .categories
+                .contains(sessiond_protocol::cmd::AclCategories::CONNECTION)
+            {
+                // PING, ECHO, CLIENT, COMMAND, HELLO, AUTH...: no key, no shard.
+                continue;
+            }
+            return None;
+        }
+        let last = if spec.last_key < 0 {
+            args.len()
+                .saturating_sub(spec.last_key.unsigned_abs() as usize)
+        } else {
+            spec.last_key as usize
+        };
+        let step = spec.step.max(1) as usize;
+        let mut at = spec.first_key as usize;
+        while at <= last && at < args.len() {
+            shards.push(store.shard_of_key(&args[at]));
+            at += step;
+        }
+    }
+    for (key, _) in watching.map_or(&[][..], |w| &w.keys[..]) {
+        shards.push(store.shard_of_key(key));
+    }
+    Some(shards)
+}
+
+/// `EXEC`: runs the queue in one atomic block and answers the array of their replies; a null
+/// array when a watched key changed, EXECABORT when a command was refused while queuing.
+pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
+    let Some(queued) = ctx.conn.multi.take() else {
+        return Frame::error("ERR EXEC without MULTI").into();
+    };
+    // Unwatched when the transaction ends, whatever its outcome.
+    let watching = ctx.conn.watch.take();
+    if queued.failed {
+        return Frame::error("EXECABORT Transaction discarded because of previous errors.").into();
+    }
+    let dirty = |watching: &Option<Box<Watching>>| {
+        watching
+            .as_ref()
+            .is_some_and(|w| w.dirty.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    if dirty(&watching) {
+        return Frame::NullArray.into();
+    }
+    // MISCONF and OOM are checked once for the transaction as a whole, before any lock (as
+    // Redis checks EXEC against its queued commands' flags).
+    let config = &ctx.shared.config;
+    let specs = || queued.commands.iter().filter_map(|(i, _)| COMMANDS.get(*i));
+    if config.stop_writes_on_bgsave_error
+        && ctx.shared.persistence.last_save_failed()
+        && specs().any(refused_while_saves_fail)
+    {
+        return abort(MISCONF).into();
+    }
+    if config.maxmemory > 0
+        && specs().any(|spec| spec.flags.contains(CommandFlags::DENYOOM))
+        && !ctx
+            .shared
+            .store
+            .make_room(config.maxmemory, config.maxmemory_policy, ctx.now_ms)
+    {
+        return abort("OOM command not allowed when used memory > 'maxmemory'.").into();
+    }
+    let store = Arc::clone(&ctx.shared.store);
+    let shards = shards_of(&store, &queued, watching.as_deref());
+    let commands = queued.commands;
+    let now_ms = ctx.now_ms;
+    // The block's contract: every key the commands touch is in `shards`, and none of them
+    // awaits (SAVE and SHUTDOWN are `no_multi`, refused while queuing).
+    let then = store.atomic(shards.as_deref(), || {
+        // Under the locks: no change to a watched key can come between this check and the
+        // commands.
+        let expired = watching.as_ref().is_some_and(|w| {
+            w.keys
+                .iter()
+                .any(|(key, was)| !was && store.expired_since_watch(key, now_ms))
+        });
+        if dirty(&watching) || expired {
+            Frame::NullArray.encode(ctx.conn.version(), ctx.out);
+            return Then::Continue;
+        }
+        let _ = write!(ctx.out, "*{}\r\n", commands.len());
+        for (index, args) in commands {
+            let reply = run_queued(ctx, index, args);
+            if let Some(frame) = reply.frame {
+                frame.encode(ctx.conn.version(), ctx.out);
+            }
+            if reply.then == Then::OutputLimit {
+                return Then::OutputLimit;
+            }
+        }
+        Then::Continue
+    });
+    drop(watching);
+    if then == Then::OutputLimit {
+        return Reply::over_limit();
+    }
+    Reply::written()
+}
+
+/// EXECABORT for a reason found at EXEC.
+fn abort(reason: &str) -> Frame {
+    Frame::error(format!(
+        "EXECABORT Transaction discarded because of: {reason}"
+    ))
+}
+
+/// Runs one queued command inside EXEC's block.
+fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
+    ctx.stats.commands += 1;
+    // Permissions again, in case the user changed since queuing (an AUTH in the transaction).
+    if ctx.conn.restricted {
+        if let (Some(user), Some(spec)) = (&ctx.conn.user, COMMANDS.get(index)) {
+            if let Err(denied) = user.permit(spec, &args) {
+                let reason = match denied {
+                    Denied::Command => "no permission to execute the command or subcommand",
+                    Denied::Key => "no permission to touch the specified keys",
+                };
+                return Frame::error(format!(
+                    "NOPERM ACLs rules changed between the moment the transaction was \
+                     accumulated and the EXEC call. This command is no longer allowed for the \
+                     following reason: {reason}"
+                ))
+                .into();
+            }
+        }
+    }
+    match Command::parse_indexed(args).1 {
+        Ok(command) => dispatch(ctx, command),
+        Err(e) => error(e).into(),
+    }
+}
