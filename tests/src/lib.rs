@@ -16,6 +16,7 @@ use sessiond::{Clock, Config, ManualClock, Server, Shared};
 use sessiond_protocol::{Frame, FrameDecoder};
 use tokio::sync::oneshot;
 
+pub mod redis_calls;
 pub mod tls;
 
 /// The start of the manual clock: 2026-01-01T00:00:00Z.

@@ -2,31 +2,9 @@
 //! Redis 7 gives (checked against `redis-server`), WRONGTYPE between strings and hashes, and
 //! deadlines on hash keys through the manual clock.
 
-use redis::{Commands, Connection, RedisResult, Value};
+use redis::{Commands, Connection, Value};
+use sessiond_tests::redis_calls::{bulk, call, error_of, WRONGTYPE};
 use sessiond_tests::TestServer;
-
-const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-
-/// Runs `name args...` and returns the raw reply.
-fn call(con: &mut Connection, name: &str, args: &[&str]) -> RedisResult<Value> {
-    redis::cmd(name).arg(args).query(con)
-}
-
-/// The full text of the error reply `name args...` gets, as the server sent it.
-fn error_of(con: &mut Connection, name: &str, args: &[&str]) -> String {
-    match call(con, name, args) {
-        Ok(value) => panic!("{name} {args:?}: expected an error, got {value:?}"),
-        Err(error) => format!(
-            "{} {}",
-            error.code().unwrap_or("?"),
-            error.detail().unwrap_or("")
-        ),
-    }
-}
-
-fn bulk(text: &str) -> Value {
-    Value::BulkString(text.as_bytes().to_vec())
-}
 
 /// A reply that is an array of bulk strings, sorted (hash order is unspecified, as in Redis).
 fn sorted(value: Value) -> Vec<String> {

@@ -7,9 +7,8 @@ use std::sync::Barrier;
 
 use redis::{Commands, Connection, RedisResult, Value};
 use sessiond::{Clock, Config};
+use sessiond_tests::redis_calls::{call, error_of, WRONGTYPE};
 use sessiond_tests::{TestServer, CLOCK_START_MS};
-
-const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
 /// `SESSION.CREATE options...`, which must succeed; the new ID.
 fn create(con: &mut Connection, options: &[&str]) -> String {
@@ -17,23 +16,6 @@ fn create(con: &mut Connection, options: &[&str]) -> String {
         .arg(options)
         .query(con)
         .expect("SESSION.CREATE")
-}
-
-/// Runs `name args...` and returns the raw reply.
-fn call(con: &mut Connection, name: &str, args: &[&str]) -> RedisResult<Value> {
-    redis::cmd(name).arg(args).query(con)
-}
-
-/// The full text of the error reply `name args...` gets, as the server sent it.
-fn error_of(con: &mut Connection, name: &str, args: &[&str]) -> String {
-    match call(con, name, args) {
-        Ok(value) => panic!("{name} {args:?}: expected an error, got {value:?}"),
-        Err(error) => format!(
-            "{} {}",
-            error.code().unwrap_or("?"),
-            error.detail().unwrap_or("")
-        ),
-    }
 }
 
 /// `SESSION.INFO id` as a map of field name to value; `None` for a nil reply.

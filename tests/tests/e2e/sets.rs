@@ -8,30 +8,8 @@ use std::collections::HashMap;
 use redis::{Commands, Connection, RedisResult, Value};
 use sessiond::store::evict::Policy;
 use sessiond::Config;
+use sessiond_tests::redis_calls::{bulk, call, error_of, WRONGTYPE};
 use sessiond_tests::{info_number, TestServer};
-
-const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-
-/// Runs `name args...` and returns the raw reply.
-fn call(con: &mut Connection, name: &str, args: &[&str]) -> RedisResult<Value> {
-    redis::cmd(name).arg(args).query(con)
-}
-
-/// The full text of the error reply `name args...` gets.
-fn error_of(con: &mut Connection, name: &str, args: &[&str]) -> String {
-    match call(con, name, args) {
-        Ok(value) => panic!("{name} {args:?}: expected an error, got {value:?}"),
-        Err(error) => format!(
-            "{} {}",
-            error.code().unwrap_or("?"),
-            error.detail().unwrap_or("")
-        ),
-    }
-}
-
-fn bulk(text: &str) -> Value {
-    Value::BulkString(text.as_bytes().to_vec())
-}
 
 fn texts(items: Vec<Value>) -> Vec<String> {
     items

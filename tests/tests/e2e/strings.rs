@@ -7,10 +7,7 @@ use redis::Value;
 use sessiond_tests::TestServer;
 
 use super::words::{each_protocol, error, forward, query};
-
-fn bulk(text: &str) -> Value {
-    Value::BulkString(text.as_bytes().to_vec())
-}
+use sessiond_tests::redis_calls::bulk;
 
 fn now_s(server: &TestServer) -> u64 {
     server.now_ms() / 1000
