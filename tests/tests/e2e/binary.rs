@@ -145,6 +145,26 @@ fn sigterm_as_soon_as_it_listens_is_a_graceful_stop() {
 /// Flags, environment variables, and what the error message must name.
 type BadConfig<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a [&'a str]);
 
+/// Starts the binary with each case's flags and environment and checks that it exits 64 with a
+/// "bad configuration" message containing each of the case's words.
+fn assert_refused(dir: &ScratchDir, cases: &[BadConfig<'_>]) {
+    for (args, envs, named) in cases {
+        let (status, log) = run_until_exit(&dir.0, args, envs);
+        assert_eq!(
+            status.code(),
+            Some(EXIT_BAD_CONFIG),
+            "{args:?} {envs:?}: {status}\n{log}"
+        );
+        assert!(
+            log.starts_with("sessiond: bad configuration: "),
+            "{args:?} {envs:?}: {log}"
+        );
+        for name in *named {
+            assert!(log.contains(name), "{args:?} {envs:?}: {name:?} in {log}");
+        }
+    }
+}
+
 #[test]
 fn bad_configuration_exits_64_naming_the_setting() {
     let dir = ScratchDir::new();
@@ -204,21 +224,7 @@ fn bad_configuration_exits_64_naming_the_setting() {
             &["missing.toml"],
         ),
     ];
-    for (args, envs, named) in cases {
-        let (status, log) = run_until_exit(&dir.0, args, envs);
-        assert_eq!(
-            status.code(),
-            Some(EXIT_BAD_CONFIG),
-            "{args:?} {envs:?}: {status}\n{log}"
-        );
-        assert!(
-            log.starts_with("sessiond: bad configuration: "),
-            "{args:?} {envs:?}: {log}"
-        );
-        for name in *named {
-            assert!(log.contains(name), "{args:?} {envs:?}: {name:?} in {log}");
-        }
-    }
+    assert_refused(&dir, cases);
 }
 
 #[test]
@@ -350,21 +356,7 @@ fn a_bad_size_duration_or_yes_no_names_the_setting_and_the_reason() {
             &["invalid protected-mode \"off\": expected yes or no"],
         ),
     ];
-    for (args, envs, named) in cases {
-        let (status, log) = run_until_exit(&dir.0, args, envs);
-        assert_eq!(
-            status.code(),
-            Some(EXIT_BAD_CONFIG),
-            "{args:?} {envs:?}: {status}\n{log}"
-        );
-        assert!(
-            log.starts_with("sessiond: bad configuration: "),
-            "{args:?} {envs:?}: {log}"
-        );
-        for name in *named {
-            assert!(log.contains(name), "{args:?} {envs:?}: {name:?} in {log}");
-        }
-    }
+    assert_refused(&dir, cases);
 }
 
 /// A bad value in the config file is refused where the file is read, as redis-server refuses a
