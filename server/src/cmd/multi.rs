@@ -304,6 +304,9 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             return Then::Continue;
         }
         let _ = write!(ctx.out, "*{}\r\n", commands.len());
+        // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
+        // EXEC's reply, as after the command on its own; the rest of the block still runs.
+        let mut then = Then::Continue;
         for (index, args) in commands {
             let reply = run_queued(ctx, index, args);
             if let Some(frame) = reply.frame {
@@ -312,14 +315,17 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             if reply.then == Then::OutputLimit {
                 return Then::OutputLimit;
             }
+            if reply.then == Then::Close {
+                then = Then::Close;
+            }
         }
-        Then::Continue
+        then
     });
     drop(watching);
-    if then == Then::OutputLimit {
-        return Reply::over_limit();
+    match then {
+        Then::OutputLimit => Reply::over_limit(),
+        then => Reply { frame: None, then },
     }
-    Reply::written()
 }
 
 /// EXECABORT for a reason found at EXEC.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use redis::{Connection, ConnectionLike, Value};
 use sessiond::{Config, RawConfig};
 use sessiond_protocol::{Frame, Limits};
-use sessiond_tests::TestServer;
+use sessiond_tests::{error_text, TestServer};
 
 use super::daemon::ScratchDir;
 use super::words::{each_protocol, error, forward, query};
@@ -671,5 +671,58 @@ fn a_refused_permission_while_queuing_aborts_the_transaction() {
         );
         assert_eq!(error(&mut con, "EXEC"), EXECABORT);
         assert_eq!(query(&mut con, "EXISTS cache:a"), Value::Int(0));
+    }
+}
+
+#[test]
+fn queued_auth_commands_cannot_get_around_max_auth_failures() {
+    use sessiond::auth::Secret;
+    const PASSWORD: &str = "the right one";
+    let server = TestServer::with_config(Config {
+        requirepass: Some(Secret::new(PASSWORD.into())),
+        max_auth_failures: 3,
+        ..Config::default()
+    });
+    let stats = &server.shared.stats;
+    let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
+    let login: [&[&[u8]]; 2] = [
+        &[b"AUTH", PASSWORD.as_bytes()],
+        &[b"HELLO", b"3", b"AUTH", b"default", PASSWORD.as_bytes()],
+    ];
+    for (round, login) in login.into_iter().enumerate() {
+        let mut raw = server.raw();
+        raw.command(login);
+        assert!(!matches!(raw.reply(), Frame::Error(_)), "logged in");
+        raw.command(&[b"MULTI"]);
+        assert_eq!(raw.reply(), Frame::ok());
+        for guess in 0..10 {
+            let guess = format!("guess{guess}");
+            if guess.ends_with('9') {
+                raw.command(&[b"HELLO", b"3", b"AUTH", b"default", guess.as_bytes()]);
+            } else {
+                raw.command(&[b"AUTH", guess.as_bytes()]);
+            }
+            assert_eq!(raw.reply(), Frame::simple("QUEUED"));
+        }
+        raw.command(&[b"EXEC"]);
+        let Frame::Array(replies) = raw.reply() else {
+            panic!("EXEC answers its array");
+        };
+        assert_eq!(replies.len(), 10);
+        assert!(replies.iter().all(|r| error_text(r) == wrongpass));
+        assert!(
+            raw.closed(),
+            "closed after EXEC's reply, as after a plain AUTH"
+        );
+        let round = round as u64 + 1;
+        assert_eq!(
+            stats.auth_failures.load(Ordering::Relaxed),
+            3 * round,
+            "checked"
+        );
+        assert_eq!(
+            stats.auth_failure_disconnections.load(Ordering::Relaxed),
+            round
+        );
     }
 }
