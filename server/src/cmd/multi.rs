@@ -7,7 +7,9 @@
 //! commands declare (their key positions in the command table) and of the watched keys are
 //! write-locked in ascending order for the whole of it, every shard when a command declares no
 //! keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a
-//! transaction. Run-time errors stay in the reply array; nothing is rolled back.
+//! transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
+//! `client-output-buffer-limit` closes the client, as Redis does, but only once every queued
+//! command has run.
 //!
 //! The queue and the watched keys of a connection count against its
 //! `client-query-buffer-limit` (Redis has no bound of their own), so queuing cannot grow the
@@ -303,19 +305,26 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             Frame::NullArray.encode(ctx.conn.version(), ctx.out);
             return Then::Continue;
         }
+        let start = ctx.out.len();
         let _ = write!(ctx.out, "*{}\r\n", commands.len());
         // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
-        // EXEC's reply, as after the command on its own; the rest of the block still runs.
+        // EXEC's reply, as after the command on its own. A reply over the output limit closes
+        // it without one (as Redis), but only after the rest has run: all or none. Their
+        // replies are dropped as they come, so the output stays under the limit meanwhile.
         let mut then = Then::Continue;
         for (index, args) in commands {
             let reply = run_queued(ctx, index, args);
+            if then == Then::OutputLimit {
+                ctx.out.truncate(start);
+                continue;
+            }
             if let Some(frame) = reply.frame {
                 frame.encode(ctx.conn.version(), ctx.out);
             }
             if reply.then == Then::OutputLimit {
-                return Then::OutputLimit;
-            }
-            if reply.then == Then::Close {
+                ctx.out.truncate(start);
+                then = Then::OutputLimit;
+            } else if reply.then == Then::Close {
                 then = Then::Close;
             }
         }

@@ -726,3 +726,52 @@ fn queued_auth_commands_cannot_get_around_max_auth_failures() {
         );
     }
 }
+
+#[test]
+fn a_reply_over_the_output_limit_still_runs_the_whole_transaction_then_closes() {
+    let mut config = Config::default();
+    config.output_limits.normal = sessiond::output_limit::ClassLimit {
+        hard_bytes: 16 * 1024,
+        soft_bytes: 0,
+        soft_seconds: 0,
+    };
+    let server = TestServer::with_config(config);
+    let mut con = server.client();
+    let mut mset = redis::cmd("MSET");
+    for i in 0..3000 {
+        mset.arg(format!("key:{i:05}")).arg(i);
+    }
+    let _: () = mset.query(&mut con).expect("MSET");
+    let closed = || {
+        server
+            .shared
+            .stats
+            .client_output_buffer_limit_disconnections
+            .load(Ordering::Relaxed)
+    };
+    for (round, hello) in [&b"2"[..], b"3"].into_iter().enumerate() {
+        let mut raw = server.raw();
+        raw.command(&[b"HELLO", hello]);
+        assert!(!matches!(raw.reply(), Frame::Error(_)));
+        raw.command(&[b"MULTI"]);
+        assert_eq!(raw.reply(), Frame::ok());
+        // ~45 kB of keys, over the 16 kB limit, then a write and another read.
+        for args in [
+            &[&b"KEYS"[..], b"*"][..],
+            &[b"SET", b"a", hello],
+            &[b"INCR", b"n"],
+        ] {
+            raw.command(args);
+            assert_eq!(raw.reply(), Frame::simple("QUEUED"));
+        }
+        raw.command(&[b"EXEC"]);
+        assert_eq!(raw.read_frame(), None, "closed without EXEC's reply");
+        assert_eq!(closed(), round as u64 + 1, "counted once");
+        // All or none: the commands after the one over the limit ran.
+        assert_eq!(
+            query(&mut con, "GET a"),
+            bulk(if round == 0 { "2" } else { "3" })
+        );
+        assert_eq!(query(&mut con, "GET n"), bulk(&(round + 1).to_string()));
+    }
+}
