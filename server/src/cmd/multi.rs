@@ -369,3 +369,28 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
         Err(e) => error(e).into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessiond_protocol::cmd::AclCategories;
+
+    /// EXEC holds no shard for a keyless @connection command (see [`shards_of`]); an atomic block
+    /// that then touches a shard panics ([`crate::store`]'s table). These are the ones known to
+    /// touch none: a new one must be checked before it joins them.
+    #[test]
+    fn the_keyless_commands_exec_holds_no_shard_for_touch_no_key() {
+        let mut skipped: Vec<&str> = COMMANDS
+            .iter()
+            .filter(|spec| {
+                spec.first_key <= 0 && spec.categories.contains(AclCategories::CONNECTION)
+            })
+            .map(|spec| spec.name)
+            .collect();
+        skipped.sort_unstable();
+        assert_eq!(
+            skipped,
+            ["auth", "client", "command", "echo", "hello", "ping", "quit", "reset", "select"]
+        );
+    }
+}
