@@ -147,6 +147,13 @@ pub fn queue(
         ));
     }
     queued.bytes = bytes;
+    // Copies: each argument is a slice of the read buffer, and would keep all of it alive
+    // until EXEC, with only the argument counted against the bound. One copy of what the
+    // budget already bounds, as Redis copies its arguments out of the query buffer.
+    let mut args = args;
+    for arg in &mut args {
+        *arg = Bytes::copy_from_slice(arg);
+    }
     queued.commands.push((index, args));
     Ok(Frame::simple("QUEUED"))
 }
@@ -206,6 +213,9 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
         if bytes > budget {
             return Frame::error("ERR the watched keys exceed 'client-query-buffer-limit'");
         }
+        // A copy: the argument is a slice of the read buffer, and would keep all of it alive
+        // for as long as the key is watched, with only the key counted.
+        let key = Bytes::copy_from_slice(&key);
         if let Some(expired) = watching.store.watch(&key, &watching.dirty, ctx.now_ms) {
             watching.bytes = bytes;
             watching.keys.push((key, expired));

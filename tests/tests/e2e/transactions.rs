@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 
 use redis::{Connection, ConnectionLike, Value};
 use sessiond::{Config, RawConfig};
-use sessiond_protocol::{Frame, Limits};
+use sessiond_protocol::{ClientCodec, Frame, Limits};
 use sessiond_tests::{error_text, TestServer};
 
 use super::daemon::ScratchDir;
@@ -774,4 +774,58 @@ fn a_reply_over_the_output_limit_still_runs_the_whole_transaction_then_closes() 
         );
         assert_eq!(query(&mut con, "GET n"), bulk(&(round + 1).to_string()));
     }
+}
+
+#[test]
+fn small_watched_keys_and_queued_arguments_do_not_pin_large_read_buffers() {
+    let daemon = super::daemon::Daemon::start(
+        &[
+            "--port",
+            "0",
+            "--no-persistence",
+            "--client-query-buffer-limit",
+            "4mb",
+            "--proto-max-bulk-len",
+            "1mb",
+        ],
+        &[],
+    );
+    let mut raw = sessiond_tests::RawClient::connect(daemon.addr);
+    let big = vec![b'x'; 1000 * 1024];
+    // Each round: a ~1 MB argument the server drops at once (ECHO's, or a WATCH refused inside
+    // MULTI), and in the same write a small one it keeps (a watched key, a queued argument):
+    // slices of the read buffer would keep the whole 1 MB of each round alive. The RSS the
+    // rounds add, in KiB.
+    let rounds =
+        |raw: &mut sessiond_tests::RawClient, first: &[u8], keep: &[u8], tail: &[&[u8]]| {
+            let before = rss_kib(daemon.pid());
+            for round in 0..48 {
+                let mut input = bytes::BytesMut::new();
+                ClientCodec::encode_command(&[first, &big], &mut input);
+                let key = format!("key:{round}");
+                let kept: Vec<&[u8]> = [keep, key.as_bytes()]
+                    .into_iter()
+                    .chain(tail.iter().copied())
+                    .collect();
+                ClientCodec::encode_command(&kept, &mut input);
+                raw.send(&input);
+                let _ = raw.reply();
+                let kept = raw.reply();
+                assert!(!matches!(kept, Frame::Error(_)), "{kept:?}");
+            }
+            rss_kib(daemon.pid()).saturating_sub(before)
+        };
+    // The allocator keeps some of what is freed: rounds that keep nothing fill that first.
+    rounds(&mut raw, b"ECHO", b"PING", &[]);
+    let grown = rounds(&mut raw, b"ECHO", b"WATCH", &[]);
+    assert!(grown < 16 * 1024, "48 watched keys grew RSS by {grown} KiB");
+    raw.command(&[b"MULTI"]);
+    assert_eq!(raw.reply(), Frame::simple("OK"));
+    let grown = rounds(&mut raw, b"WATCH", b"SET", &[b"v"]);
+    assert!(grown < 16 * 1024, "48 queued SETs grew RSS by {grown} KiB");
+    raw.command(&[b"EXEC"]);
+    let Frame::Array(replies) = raw.reply() else {
+        panic!("EXEC runs the 48 SETs");
+    };
+    assert_eq!(replies.len(), 48);
 }
