@@ -10,6 +10,9 @@ use super::{Ctx, Reply, Then};
 /// gate features on it.
 pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 
+/// The answer to every failed login.
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
 /// `PING`: `+PONG`, or the message as a bulk string.
 pub fn ping(_ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
     match cmd.message {
@@ -85,9 +88,17 @@ pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Reply {
 /// Authenticates the connection: `None` when the credentials are accepted, else the refusal to
 /// send, which closes the connection at its `--max-auth-failures`th failure. Failures are
 /// counted, and logged (sampled: see [`crate::auth::FailureLog`]) with the peer's address, never
-/// the user name given or the password.
+/// the user name given or the password. Once the connection is at its limit (more AUTHs queued
+/// in one EXEC), the password is not even checked: the close is already due.
 fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Reply> {
     use std::sync::atomic::Ordering::Relaxed;
+    let limit = ctx.shared.config.max_auth_failures;
+    if limit > 0 && ctx.conn.auth_failures >= limit {
+        return Some(Reply {
+            frame: Some(Frame::error(WRONGPASS)),
+            then: Then::Close,
+        });
+    }
     if let Some(user) = ctx.shared.auth.check(user.map(|u| &u[..]), password) {
         ctx.conn.set_user(Some(user));
         return None;
@@ -95,7 +106,6 @@ fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Opt
     let stats = &ctx.shared.stats;
     stats.auth_failures.fetch_add(1, Relaxed);
     ctx.conn.auth_failures = ctx.conn.auth_failures.saturating_add(1);
-    let limit = ctx.shared.config.max_auth_failures;
     let close = limit > 0 && ctx.conn.auth_failures >= limit;
     if close {
         stats.auth_failure_disconnections.fetch_add(1, Relaxed);
@@ -115,9 +125,7 @@ fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Opt
         );
     }
     Some(Reply {
-        frame: Some(Frame::error(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
+        frame: Some(Frame::error(WRONGPASS)),
         then: if close { Then::Close } else { Then::Continue },
     })
 }

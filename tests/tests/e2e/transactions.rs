@@ -9,8 +9,8 @@ use std::sync::{Arc, Barrier};
 
 use redis::{Connection, ConnectionLike, Value};
 use sessiond::{Config, RawConfig};
-use sessiond_protocol::{Frame, Limits};
-use sessiond_tests::TestServer;
+use sessiond_protocol::{ClientCodec, Frame, Limits};
+use sessiond_tests::{error_text, TestServer};
 
 use super::daemon::ScratchDir;
 use super::words::{each_protocol, error, forward, query};
@@ -672,4 +672,160 @@ fn a_refused_permission_while_queuing_aborts_the_transaction() {
         assert_eq!(error(&mut con, "EXEC"), EXECABORT);
         assert_eq!(query(&mut con, "EXISTS cache:a"), Value::Int(0));
     }
+}
+
+#[test]
+fn queued_auth_commands_cannot_get_around_max_auth_failures() {
+    use sessiond::auth::Secret;
+    const PASSWORD: &str = "the right one";
+    let server = TestServer::with_config(Config {
+        requirepass: Some(Secret::new(PASSWORD.into())),
+        max_auth_failures: 3,
+        ..Config::default()
+    });
+    let stats = &server.shared.stats;
+    let wrongpass = "WRONGPASS invalid username-password pair or user is disabled.";
+    let login: [&[&[u8]]; 2] = [
+        &[b"AUTH", PASSWORD.as_bytes()],
+        &[b"HELLO", b"3", b"AUTH", b"default", PASSWORD.as_bytes()],
+    ];
+    for (round, login) in login.into_iter().enumerate() {
+        let mut raw = server.raw();
+        raw.command(login);
+        assert!(!matches!(raw.reply(), Frame::Error(_)), "logged in");
+        raw.command(&[b"MULTI"]);
+        assert_eq!(raw.reply(), Frame::ok());
+        for guess in 0..10 {
+            let guess = format!("guess{guess}");
+            if guess.ends_with('9') {
+                raw.command(&[b"HELLO", b"3", b"AUTH", b"default", guess.as_bytes()]);
+            } else {
+                raw.command(&[b"AUTH", guess.as_bytes()]);
+            }
+            assert_eq!(raw.reply(), Frame::simple("QUEUED"));
+        }
+        raw.command(&[b"EXEC"]);
+        let Frame::Array(replies) = raw.reply() else {
+            panic!("EXEC answers its array");
+        };
+        assert_eq!(replies.len(), 10);
+        assert!(replies.iter().all(|r| error_text(r) == wrongpass));
+        assert!(
+            raw.closed(),
+            "closed after EXEC's reply, as after a plain AUTH"
+        );
+        let round = round as u64 + 1;
+        assert_eq!(
+            stats.auth_failures.load(Ordering::Relaxed),
+            3 * round,
+            "checked"
+        );
+        assert_eq!(
+            stats.auth_failure_disconnections.load(Ordering::Relaxed),
+            round
+        );
+    }
+}
+
+#[test]
+fn a_reply_over_the_output_limit_still_runs_the_whole_transaction_then_closes() {
+    let mut config = Config::default();
+    config.output_limits.normal = sessiond::output_limit::ClassLimit {
+        hard_bytes: 16 * 1024,
+        soft_bytes: 0,
+        soft_seconds: 0,
+    };
+    let server = TestServer::with_config(config);
+    let mut con = server.client();
+    let mut mset = redis::cmd("MSET");
+    for i in 0..3000 {
+        mset.arg(format!("key:{i:05}")).arg(i);
+    }
+    let _: () = mset.query(&mut con).expect("MSET");
+    let closed = || {
+        server
+            .shared
+            .stats
+            .client_output_buffer_limit_disconnections
+            .load(Ordering::Relaxed)
+    };
+    for (round, hello) in [&b"2"[..], b"3"].into_iter().enumerate() {
+        let mut raw = server.raw();
+        raw.command(&[b"HELLO", hello]);
+        assert!(!matches!(raw.reply(), Frame::Error(_)));
+        raw.command(&[b"MULTI"]);
+        assert_eq!(raw.reply(), Frame::ok());
+        // ~45 kB of keys, over the 16 kB limit, then a write and another read.
+        for args in [
+            &[&b"KEYS"[..], b"*"][..],
+            &[b"SET", b"a", hello],
+            &[b"INCR", b"n"],
+        ] {
+            raw.command(args);
+            assert_eq!(raw.reply(), Frame::simple("QUEUED"));
+        }
+        raw.command(&[b"EXEC"]);
+        assert_eq!(raw.read_frame(), None, "closed without EXEC's reply");
+        assert_eq!(closed(), round as u64 + 1, "counted once");
+        // All or none: the commands after the one over the limit ran.
+        assert_eq!(
+            query(&mut con, "GET a"),
+            bulk(if round == 0 { "2" } else { "3" })
+        );
+        assert_eq!(query(&mut con, "GET n"), bulk(&(round + 1).to_string()));
+    }
+}
+
+#[test]
+fn small_watched_keys_and_queued_arguments_do_not_pin_large_read_buffers() {
+    let daemon = super::daemon::Daemon::start(
+        &[
+            "--port",
+            "0",
+            "--no-persistence",
+            "--client-query-buffer-limit",
+            "4mb",
+            "--proto-max-bulk-len",
+            "1mb",
+        ],
+        &[],
+    );
+    let mut raw = sessiond_tests::RawClient::connect(daemon.addr);
+    let big = vec![b'x'; 1000 * 1024];
+    // Each round: a ~1 MB argument the server drops at once (ECHO's, or a WATCH refused inside
+    // MULTI), and in the same write a small one it keeps (a watched key, a queued argument):
+    // slices of the read buffer would keep the whole 1 MB of each round alive. The RSS the
+    // rounds add, in KiB.
+    let rounds =
+        |raw: &mut sessiond_tests::RawClient, first: &[u8], keep: &[u8], tail: &[&[u8]]| {
+            let before = rss_kib(daemon.pid());
+            for round in 0..48 {
+                let mut input = bytes::BytesMut::new();
+                ClientCodec::encode_command(&[first, &big], &mut input);
+                let key = format!("key:{round}");
+                let kept: Vec<&[u8]> = [keep, key.as_bytes()]
+                    .into_iter()
+                    .chain(tail.iter().copied())
+                    .collect();
+                ClientCodec::encode_command(&kept, &mut input);
+                raw.send(&input);
+                let _ = raw.reply();
+                let kept = raw.reply();
+                assert!(!matches!(kept, Frame::Error(_)), "{kept:?}");
+            }
+            rss_kib(daemon.pid()).saturating_sub(before)
+        };
+    // The allocator keeps some of what is freed: rounds that keep nothing fill that first.
+    rounds(&mut raw, b"ECHO", b"PING", &[]);
+    let grown = rounds(&mut raw, b"ECHO", b"WATCH", &[]);
+    assert!(grown < 16 * 1024, "48 watched keys grew RSS by {grown} KiB");
+    raw.command(&[b"MULTI"]);
+    assert_eq!(raw.reply(), Frame::simple("OK"));
+    let grown = rounds(&mut raw, b"WATCH", b"SET", &[b"v"]);
+    assert!(grown < 16 * 1024, "48 queued SETs grew RSS by {grown} KiB");
+    raw.command(&[b"EXEC"]);
+    let Frame::Array(replies) = raw.reply() else {
+        panic!("EXEC runs the 48 SETs");
+    };
+    assert_eq!(replies.len(), 48);
 }
