@@ -340,3 +340,13 @@ pub fn info_number(info: &str, name: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("{name} is not a number in INFO:\n{info}"))
 }
+
+/// The resident set of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}

@@ -11,6 +11,7 @@ use redis::Value;
 use sessiond::auth::Secret;
 use sessiond::Config;
 use sessiond_protocol::{ClientCodec, Frame};
+use sessiond_tests::rss_kib;
 use sessiond_tests::{error_text, TestServer};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -245,16 +246,6 @@ fn commands_after_reset_in_one_write_are_held_to_the_pre_authentication_limits()
         "ERR Protocol error: invalid multibulk length"
     );
     assert!(raw.closed());
-}
-
-/// The resident set of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 #[test]

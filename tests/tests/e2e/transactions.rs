@@ -14,6 +14,7 @@ use sessiond_tests::{error_text, TestServer};
 
 use super::daemon::ScratchDir;
 use super::words::{each_protocol, error, forward, query};
+use sessiond_tests::rss_kib;
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
@@ -505,16 +506,6 @@ fn the_queue_and_the_watched_keys_are_bounded_by_the_query_buffer_limit() {
     assert!(server.shared.store.watching() < 110);
     assert_eq!(query(&mut con, "UNWATCH"), Value::Okay);
     assert_eq!(server.shared.store.watching(), 0);
-}
-
-/// The resident set of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
 }
 
 #[test]
