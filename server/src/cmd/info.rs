@@ -80,6 +80,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         let rss = resident_bytes();
         let used = store.used_memory();
         let max = shared.config.maxmemory;
+        let lazyfree = store.lazyfree_counts();
         let _ = write!(
             out,
             "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\
@@ -91,8 +92,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             human(max),
             shared.config.maxmemory_policy.name(),
             store.expiry_index_len(),
-            store.lazyfree_pending(),
-            *store.lazyfreed().borrow()
+            lazyfree.0,
+            lazyfree.1
         );
     });
     section("persistence", "Persistence", &|out| {

@@ -74,12 +74,19 @@ impl LazyFree {
         table
     }
 
-    /// Counts `keys` freed.
+    /// Counts `keys` freed: they move from pending to freed in one step under the queue's lock,
+    /// so [`counts`](Self::counts) never sees them in both or in neither.
     pub(crate) fn done(&self, keys: u64) {
         let mut queue = self.queue();
         queue.pending = queue.pending.saturating_sub(keys);
-        drop(queue);
         self.freed.send_modify(|freed| *freed += keys);
+        drop(queue);
+    }
+
+    /// Keys pending and keys freed, read at one instant (INFO's two lazyfree fields).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let queue = self.queue();
+        (queue.pending, *self.freed.borrow())
     }
 
     /// Keys flushed but not yet freed (Redis's `lazyfree_pending_objects`).
@@ -136,7 +143,8 @@ mod tests {
         assert_eq!(store.len(), 0, "the keyspace is empty at once");
         assert!(store.read(b"key:1", start, |node| node.is_none()));
         // Every key is either pending or freed already (the thread may be done).
-        assert_eq!(store.lazyfree_pending() + *freed.borrow(), KEYS);
+        let (pending, freed_now) = store.lazyfree_counts();
+        assert_eq!(pending + freed_now, KEYS);
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()

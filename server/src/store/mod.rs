@@ -518,6 +518,12 @@ impl Store {
         self.lazy_free.pending()
     }
 
+    /// Keys flushed by FLUSHALL ASYNC and not yet freed, and keys freed in the background since
+    /// start, read at one instant (INFO's `lazyfree_pending_objects` and `lazyfreed_objects`).
+    pub fn lazyfree_counts(&self) -> (u64, u64) {
+        self.lazy_free.counts()
+    }
+
     /// A receiver that sees the number of keys freed in the background since start (Redis's
     /// `lazyfreed_objects`); tests wait on it instead of sleeping.
     pub fn lazyfreed(&self) -> watch::Receiver<u64> {
