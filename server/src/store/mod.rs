@@ -700,15 +700,13 @@ impl Store {
     /// by the stale positions that made the index outgrow the bound). Call with no map lock
     /// held: the compaction looks keys up.
     fn bound_index(&self) {
-        if Table::in_block() {
-            // The compaction looks up keys of any shard; the next write outside compacts.
-            return;
-        }
         let limit = usize::try_from(self.volatile_len())
             .unwrap_or(usize::MAX)
             .saturating_mul(2)
             .max(INDEX_FLOOR);
-        if self.index.len() > limit {
+        // The compaction looks up keys of any shard, which an atomic block may not hold: inside
+        // one it waits for the next write outside.
+        if self.index.len() > limit && !Table::in_block() {
             self.index
                 .compact_next(|tick, hash| self.is_queued_under(tick, hash));
         }
