@@ -508,9 +508,10 @@ fn the_queue_and_the_watched_keys_are_bounded_by_the_query_buffer_limit() {
     assert_eq!(server.shared.store.watching(), 0);
 }
 
-#[test]
-fn queuing_cannot_grow_the_real_servers_memory_past_the_bound() {
-    let daemon = super::daemon::Daemon::start(
+/// The real binary with a 4 MiB query-buffer bound (which the queue and the watched keys count
+/// against) and 1 MiB bulks, for the tests that measure its resident set.
+fn small_buffer_daemon() -> super::daemon::Daemon {
+    super::daemon::Daemon::start(
         &[
             "--port",
             "0",
@@ -521,7 +522,12 @@ fn queuing_cannot_grow_the_real_servers_memory_past_the_bound() {
             "1mb",
         ],
         &[],
-    );
+    )
+}
+
+#[test]
+fn queuing_cannot_grow_the_real_servers_memory_past_the_bound() {
+    let daemon = small_buffer_daemon();
     let mut raw = sessiond_tests::RawClient::connect(daemon.addr);
     raw.command(&[b"MULTI"]);
     assert_eq!(raw.reply(), Frame::simple("OK"));
@@ -769,18 +775,7 @@ fn a_reply_over_the_output_limit_still_runs_the_whole_transaction_then_closes() 
 
 #[test]
 fn small_watched_keys_and_queued_arguments_do_not_pin_large_read_buffers() {
-    let daemon = super::daemon::Daemon::start(
-        &[
-            "--port",
-            "0",
-            "--no-persistence",
-            "--client-query-buffer-limit",
-            "4mb",
-            "--proto-max-bulk-len",
-            "1mb",
-        ],
-        &[],
-    );
+    let daemon = small_buffer_daemon();
     let mut raw = sessiond_tests::RawClient::connect(daemon.addr);
     let big = vec![b'x'; 1000 * 1024];
     // Each round: a ~1 MB argument the server drops at once (ECHO's, or a WATCH refused inside
