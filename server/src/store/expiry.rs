@@ -542,18 +542,24 @@ mod tests {
         assert_eq!(expiry_slice(Duration::from_millis(10)), EXPIRY_MAX_SLICE);
     }
 
-    #[test]
-    fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
+    /// A store whose keys are all past their deadline, and how many there are: enough steps
+    /// that a preemption of this thread (a long wait, a 1 ms slice) cannot leave the expiry a
+    /// single slice.
+    fn all_due() -> (Arc<Store>, usize) {
         let start = 1_000_000;
         let (clock, manual) = Clock::manual(start);
         let store = Arc::new(Store::new(clock));
-        // Enough steps that a preemption of this thread (a long wait, a 1 ms slice) cannot
-        // leave the expiry a single slice.
         let keys = 200 * EXPIRY_BATCH;
         for i in 0..keys {
             store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
         }
         manual.advance(1_000);
+        (store, keys)
+    }
+
+    #[test]
+    fn a_mass_expiry_yields_to_other_tasks_and_reclaims_every_key() {
+        let (store, keys) = all_due();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -577,14 +583,7 @@ mod tests {
 
     #[test]
     fn the_expiry_task_ends_in_the_middle_of_a_mass_expiry_on_shutdown() {
-        let start = 1_000_000;
-        let (clock, manual) = Clock::manual(start);
-        let store = Arc::new(Store::new(clock));
-        let keys = 200 * EXPIRY_BATCH;
-        for i in 0..keys {
-            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
-        }
-        manual.advance(1_000);
+        let (store, keys) = all_due();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
