@@ -244,7 +244,7 @@ fn a_record_that_does_not_decode_under_a_valid_checksum_loads_nothing() {
     };
     let undecodable = vec![0xff, 0xff, 0xff];
     let good_frame = encoded(&good);
-    let bytes = file_of(FORMAT_VERSION, &[good_frame.clone(), undecodable]);
+    let bytes = file_of(1, &[good_frame.clone(), undecodable]);
     std::fs::write(&path, &bytes).unwrap();
     let bad_record_at = (HEADER_LEN + 4 + good_frame.len() + 4) as u64;
 
@@ -261,7 +261,7 @@ fn a_record_that_does_not_decode_under_a_valid_checksum_loads_nothing() {
     assert_eq!(checked.to_string(), error.to_string());
 
     // The same file without the bad record loads.
-    std::fs::write(&path, file_of(FORMAT_VERSION, &[good_frame])).unwrap();
+    std::fs::write(&path, file_of(1, &[good_frame])).unwrap();
     loader::load(&path, &store).unwrap();
     assert_eq!(store.len(), 1);
 }
@@ -438,7 +438,7 @@ fn a_file_written_before_sets_existed_still_loads() {
 
     let dir = ScratchDir::new();
     let path = dir.0.join("dump.sdb");
-    std::fs::write(&path, file_of(FORMAT_VERSION, &[string, hash, gone])).unwrap();
+    std::fs::write(&path, file_of(1, &[string, hash, gone])).unwrap();
     let store = Store::new(Clock::manual(T0).0);
     let summary = loader::load(&path, &store).unwrap();
     assert_eq!(

@@ -78,6 +78,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         ("maxclients", config.maxclients.to_string()),
+        ("databases", config.databases.to_string()),
         ("io-threads", config.worker_threads().to_string()),
         ("idle-poll-us", config.idle_poll.as_micros().to_string()),
         (

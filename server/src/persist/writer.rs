@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::persist::format::{FORMAT_VERSION, MAGIC};
-use crate::store::Record;
-use crate::store::Store;
+use crate::store::{Keyspaces, Record};
 
 /// What a finished save wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +76,9 @@ impl Sink {
         self.file.write_all(data)
     }
 
-    fn record(&mut self, record: &Record, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    fn record(&mut self, db: u16, record: &Record, scratch: &mut Vec<u8>) -> std::io::Result<()> {
         scratch.clear();
+        scratch.extend_from_slice(&db.to_le_bytes());
         let encoded = postcard::to_extend(record, std::mem::take(scratch))
             .map_err(|e| std::io::Error::other(format!("encoding a record: {e}")))?;
         *scratch = encoded;
@@ -102,9 +102,10 @@ pub fn temp_path(snapshot: &Path) -> PathBuf {
     snapshot.with_file_name(name)
 }
 
-/// Writes a snapshot of `store` to `path` (atomically: temp file, fsync, rename, fsync dir).
+/// Writes a snapshot of every database of `store` to `path` (atomically: temp file, fsync,
+/// rename, fsync dir).
 pub fn write_snapshot(
-    store: &Store,
+    store: &impl Keyspaces,
     path: &Path,
     options: &WriteOptions,
 ) -> Result<Written, WriteError> {
@@ -119,7 +120,7 @@ pub fn write_snapshot(
 }
 
 fn write_to(
-    store: &Store,
+    store: &impl Keyspaces,
     temp: &Path,
     path: &Path,
     options: &WriteOptions,
@@ -135,24 +136,28 @@ fn write_to(
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&0u16.to_le_bytes());
-    header.extend_from_slice(&store.now_ms().to_le_bytes());
+    header.extend_from_slice(&store.keyspace(0).now_ms().to_le_bytes());
     sink.put(&header)?;
 
     let mut records = 0u64;
     let mut scratch = Vec::new();
-    let journal = store.journal();
+    let journal = store.keyspace(0).journal();
     journal.begin(options.journal_max_bytes);
     let walked = (|| {
-        for shard in 0..store.shard_count() {
-            for record in store.snapshot_shard(shard) {
-                sink.record(&record, &mut scratch)?;
-                records += 1;
-            }
-            if !options.shard_delay.is_zero() {
-                std::thread::sleep(options.shard_delay);
-            }
-            if journal.overflowed() {
-                break;
+        for index in 0..store.count() {
+            let db = store.keyspace(index);
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            for shard in 0..db.shard_count() {
+                for record in db.snapshot_shard(shard) {
+                    sink.record(index, &record, &mut scratch)?;
+                    records += 1;
+                }
+                if !options.shard_delay.is_zero() && index == 0 {
+                    std::thread::sleep(options.shard_delay);
+                }
+                if journal.overflowed() {
+                    break;
+                }
             }
         }
         Ok::<(), std::io::Error>(())
@@ -163,8 +168,8 @@ fn write_to(
     let journal = journal.ok_or(WriteError::JournalFull {
         limit_bytes: options.journal_max_bytes,
     })?;
-    for record in journal {
-        sink.record(&record, &mut scratch)?;
+    for (db, record) in journal {
+        sink.record(db, &record, &mut scratch)?;
         records += 1;
     }
     sink.put(&0u32.to_le_bytes())?;

@@ -126,7 +126,7 @@ impl Store {
     }
 
     /// Evicts the best of a sample of keys; false if no key may be evicted.
-    fn evict_one(&self, policy: Policy, now_ms: u64) -> bool {
+    pub(super) fn evict_one(&self, policy: Policy, now_ms: u64) -> bool {
         let best = match policy {
             Policy::NoEviction => return false,
             Policy::AllKeysLru => self.sample_keyspace(policy, now_ms),

@@ -39,8 +39,8 @@ use crate::stats::{this_threads_stripe, STRIPES};
 #[repr(align(64))]
 struct InFlight(AtomicU64);
 
-/// One shard's pending records: each key's last change.
-type Log = HashMap<Bytes, Record, ahash::RandomState>;
+/// One shard's pending records: each key's last change, by database and key.
+type Log = HashMap<(u16, Bytes), Record, ahash::RandomState>;
 
 /// Changes recorded while a snapshot is written.
 #[derive(Debug)]
@@ -210,8 +210,9 @@ impl Journal {
     }
 
     /// Stops journalling and returns every change recorded (each key's last state, or
-    /// [`Record::Delete`]); `None` if the journal overflowed, and the save must be abandoned.
-    pub fn end(&self) -> Option<Vec<Record>> {
+    /// [`Record::Delete`]) with its database; `None` if the journal overflowed, and the save
+    /// must be abandoned.
+    pub fn end(&self) -> Option<Vec<(u16, Record)>> {
         let closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.active.store(false, Ordering::SeqCst);
         let overflowed = self.overflowed.load(Ordering::Relaxed);
@@ -219,7 +220,7 @@ impl Journal {
         for log in self.logs.iter() {
             let drained = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
             if !overflowed {
-                changes.extend(drained.into_values());
+                changes.extend(drained.into_iter().map(|((db, _), record)| (db, record)));
             }
         }
         self.records.store(0, Ordering::Relaxed);
@@ -278,9 +279,9 @@ impl Journal {
         }
     }
 
-    /// Records `change` as its key's last state in the log of map shard `shard` (the caller
-    /// holds that shard's lock and a [`Recording`] that is on).
-    pub fn push(&self, shard: usize, change: Record) {
+    /// Records `change` as its key's last state in database `db`, in the log of map shard
+    /// `shard` (the caller holds that shard's lock and a [`Recording`] that is on).
+    pub fn push(&self, db: u16, shard: usize, change: Record) {
         if self.overflowed.load(Ordering::Relaxed) {
             return;
         }
@@ -291,7 +292,7 @@ impl Journal {
         let replaced = log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(change.key().clone(), change);
+            .insert((db, change.key().clone()), change);
         let removed = match &replaced {
             Some(old) => held_bytes(old),
             None => {

@@ -14,6 +14,7 @@
 //! change only through `Store::account` (`accounting.rs`).
 
 mod accounting;
+mod databases;
 mod entry;
 pub mod evict;
 pub mod expiry;
@@ -37,6 +38,7 @@ use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
 use accounting::{Before, Removal, Tally};
+pub use databases::{Databases, Keyspaces, MAX_DATABASES};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
@@ -77,12 +79,16 @@ pub struct Store {
     volatile: AtomicI64,
     expired_keys: AtomicU64,
     sessions: SessionStats,
-    /// Changes recorded while a snapshot is written.
-    journal: Journal,
+    /// Changes recorded while a snapshot is written, shared by every database (one instant
+    /// for the whole snapshot); records name their database.
+    journal: Arc<Journal>,
     /// Every change ever made (writes and removals), for "changes since the last save".
     changes: StripedCounter,
-    /// The accounted bytes of every key (`used_memory`); see [`Node::footprint`].
-    used: StripedCounter,
+    /// The accounted bytes of every key of every database (`used_memory`, server-wide as
+    /// `maxmemory` is); see [`Node::footprint`].
+    used: Arc<StripedCounter>,
+    /// This database's index (SELECT's), which journal records carry.
+    db: u16,
     evicted_keys: AtomicU64,
     /// When the store was made, Unix ms: the origin of the LRU clock.
     started_ms: u64,
@@ -114,8 +120,19 @@ impl KeyFilter<'_> {
 }
 
 impl Store {
-    /// An empty store reading time from `clock`.
+    /// An empty store reading time from `clock`: database 0, on its own.
     pub fn new(clock: Clock) -> Store {
+        Store::new_db(clock, 0, Arc::default(), Arc::new(Journal::new(SHARDS)))
+    }
+
+    /// An empty database `db` reading time from `clock`, sharing `used` (the accounted bytes)
+    /// and `journal` with the other databases of its server (see [`Databases`]).
+    pub(crate) fn new_db(
+        clock: Clock,
+        db: u16,
+        used: Arc<StripedCounter>,
+        journal: Arc<Journal>,
+    ) -> Store {
         let now = clock.now_ms();
         Store {
             map: Table::new(SHARDS),
@@ -125,9 +142,10 @@ impl Store {
             volatile: AtomicI64::new(0),
             expired_keys: AtomicU64::new(0),
             sessions: SessionStats::default(),
-            journal: Journal::new(SHARDS),
+            journal,
             changes: StripedCounter::default(),
-            used: StripedCounter::default(),
+            used,
+            db,
             evicted_keys: AtomicU64::new(0),
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
@@ -233,7 +251,8 @@ impl Store {
     /// call with a shard lock held, nor evict inside (eviction picks keys of any shard).
     pub fn atomic<R: 'static>(&self, shards: Option<&[usize]>, f: impl FnOnce() -> R) -> R {
         if Table::in_block() {
-            return f();
+            // Nested: the running block must hold these shards (checked there).
+            return self.map.atomic(shards, f);
         }
         let rec = self.journal.recording();
         let result = self.map.atomic(shards, || {
@@ -349,6 +368,7 @@ impl Store {
         self.watches.touch(shard_index, key, reclaimed);
         if rec.on() {
             self.journal.push(
+                self.db,
                 shard_index,
                 Record::Delete {
                     key: Bytes::copy_from_slice(key),
@@ -675,7 +695,7 @@ impl Store {
         node.last_use().touch(self.lru_seconds(now_ms));
         self.watches.touch(shard_index, node.key(), false);
         if rec.on() {
-            self.journal.push(shard_index, Record::of(node));
+            self.journal.push(self.db, shard_index, Record::of(node));
         }
         if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
@@ -987,7 +1007,7 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert!(records
             .iter()
-            .any(|r| matches!(r, Record::Delete { key } if key == "other")));
+            .any(|(db, r)| *db == 0 && matches!(r, Record::Delete { key } if key == "other")));
         assert_eq!(store.journal.held(), journal::Held::default());
     }
 
@@ -1046,7 +1066,10 @@ mod tests {
         drop(rec);
         let (copied, journal) = saver.join().unwrap();
         assert!(
-            copied.iter().chain(&journal).any(|r| r.key() == "k"),
+            copied
+                .iter()
+                .chain(journal.iter().map(|(_, r)| r))
+                .any(|r| r.key() == "k"),
             "the write is in neither the copy nor the journal"
         );
     }
