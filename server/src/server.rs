@@ -203,17 +203,10 @@ impl Server {
         let mut signals_open = true;
         loop {
             let mut stop = shared.shutdown_signal();
-            // One task per database: each sleeps until its own next deadline.
-            let expiry: Vec<_> = shared
-                .dbs
-                .iter()
-                .map(|db| {
-                    tokio::spawn(db.clone().run_active_expiry(
-                        shared.config.active_expire_interval,
-                        wait_for_true(shared.shutdown_signal()),
-                    ))
-                })
-                .collect();
+            let expiry = tokio::spawn(shared.dbs.clone().run_active_expiry(
+                shared.config.active_expire_interval,
+                wait_for_true(shared.shutdown_signal()),
+            ));
             let periodic = tokio::spawn(
                 shared
                     .persistence
@@ -266,9 +259,7 @@ impl Server {
                     }
                 }
             }
-            for expiry in expiry {
-                let _ = expiry.await;
-            }
+            let _ = expiry.await;
             let _ = periodic.await;
             let persistence = &shared.persistence;
             if persistence.config().is_none() || !request.save {

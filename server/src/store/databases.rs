@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::journal::{self, Journal};
 use super::table::Table;
@@ -148,6 +149,38 @@ impl Databases {
                 db.flush_async();
             } else {
                 db.flush();
+            }
+        }
+    }
+
+    /// The active expiry task of every database (see [`Store::run_active_expiry`]): one task,
+    /// which visits the databases that hold keys with a deadline in turn, so that their number
+    /// does not multiply the timers. A cycle counts for every database once all were visited.
+    pub async fn run_active_expiry(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => {}
+                _ = self.clock().moved() => {}
+            }
+            for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
+                // Dropped at a yield between slices, as in `Store::run_active_expiry`.
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => return,
+                    _ = db.expire_in_batches() => {}
+                }
+            }
+            for db in self.dbs.iter() {
+                db.count_expiry_cycle();
             }
         }
     }
