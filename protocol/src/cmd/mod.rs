@@ -23,6 +23,7 @@ mod incr;
 mod info;
 mod key_spec;
 mod mget;
+mod move_;
 mod mset;
 mod rename;
 mod scan;
@@ -57,6 +58,7 @@ pub use incr::IncrBy;
 pub use info::Info;
 pub use key_spec::{key_specs, KeySpec};
 pub use mget::Keys;
+pub use move_::Move;
 pub use mset::MSet;
 pub use rename::Rename;
 pub use scan::Scan;
@@ -165,6 +167,8 @@ pub enum Command {
     Persist(KeyOnly),
     /// `RENAME key newkey` and `RENAMENX key newkey`.
     Rename(Rename),
+    /// `MOVE key db`.
+    Move(Move),
     /// `SCAN cursor [...]`.
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
@@ -381,6 +385,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("renamenx", 3, [WRITE, FAST], 1, 2, 1, [KEYSPACE, WRITE, FAST],
         "Renames a key only when the target key name doesn't exist.",
         |a| Ok(Command::Rename(Rename::parse(a, true)?))),
+    spec!("move", 3, [WRITE, FAST], 1, 1, 1, [KEYSPACE, WRITE, FAST],
+        "Moves a key to another database.", |a| Ok(Command::Move(Move::parse(a)?))),
     spec!("scan", -2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW],
         "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
     spec!("keys", 2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW, DANGEROUS],

@@ -22,6 +22,7 @@ mod incr;
 pub mod info;
 mod keys;
 mod mget;
+mod move_;
 mod mset;
 mod multi;
 mod persist;
@@ -559,6 +560,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Ttl(c, form) => ttl::ttl(ctx, c, form),
         Command::Persist(c) => persist::persist(ctx, c),
         Command::Rename(c) => rename::rename(ctx, c),
+        Command::Move(c) => move_::move_(ctx, c),
         Command::Scan(c) => return scan::scan(ctx, c),
         Command::Keys(c) => return keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),

@@ -245,12 +245,7 @@ fn shards_of(
         let spec = COMMANDS.get(*index)?;
         if spec.name == "select" {
             // As SELECT will do at run time: an index it refuses leaves the database as it is.
-            if let Some(to) = args
-                .get(1)
-                .and_then(|arg| std::str::from_utf8(arg).ok())
-                .and_then(|arg| arg.parse::<usize>().ok())
-                .filter(|&to| to < dbs.count())
-            {
+            if let Some(to) = args.get(1).and_then(|arg| db_index(arg, dbs)) {
                 db = to;
             }
             continue;
@@ -277,11 +272,27 @@ fn shards_of(
             add(db, dbs.db(db).shard_of_key(&args[at]));
             at += step;
         }
+        if spec.name == "move" {
+            // Its key in the destination database too, which no key position declares.
+            if let (Some(key), Some(to)) = (args.get(1), args.get(2).and_then(|a| db_index(a, dbs)))
+            {
+                add(to, dbs.db(to).shard_of_key(key));
+            }
+        }
     }
     for (key, db, _) in watching.map_or(&[][..], |w| &w.keys[..]) {
         add(*db, dbs.db(*db).shard_of_key(key));
     }
     Some(shards)
+}
+
+/// `arg` as the index of an existing database, as SELECT and MOVE read it.
+fn db_index(arg: &[u8], dbs: &Databases) -> Option<usize> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|arg| arg.parse::<i64>().ok())
+        .and_then(|index| usize::try_from(index).ok())
+        .filter(|&index| index < dbs.count())
 }
 
 /// `EXEC`: runs the queue in one atomic block and answers the array of their replies; a null

@@ -12,8 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::hash_table::Entry as TableEntry;
+
+use super::accounting::{Before, Removal};
+use super::entry::Node;
 use super::journal::{self, Journal};
-use super::table::Table;
+use super::table::{is, Table};
 use super::{evict, Store, SHARDS};
 use crate::clock::Clock;
 
@@ -221,6 +225,90 @@ impl Databases {
     }
 }
 
+/// What a MOVE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// The key lives in the destination database now.
+    Moved,
+    /// No live key of that name in the source, or a live one in the destination: nothing
+    /// changed (Redis answers 0 to both).
+    NotMoved,
+    /// The key is a live session: nothing changed (a session stays in its user's index).
+    Session,
+}
+
+impl Databases {
+    /// Moves the live key `key`, value and deadline, from database `from` to database `to`
+    /// (MOVE), unless the destination holds a live key of that name. Both shards are
+    /// write-locked together, the lower database first (the order of every multi-database
+    /// holder), and one journal recording spans the removal and the insertion, so neither a
+    /// reader nor a snapshot sees the key in both databases or in neither. Sessions are refused:
+    /// they stay in their user's index. `from` and `to` must differ and exist.
+    pub fn move_key(&self, from: usize, to: usize, key: &[u8], now_ms: u64) -> Moved {
+        let (Some(src), Some(dst)) = (self.dbs.get(from), self.dbs.get(to)) else {
+            return Moved::NotMoved;
+        };
+        if from == to {
+            return Moved::NotMoved;
+        }
+        let rec = src.journal.recording();
+        let (src_hash, src_shard) = src.map.locate(key);
+        let (dst_hash, dst_shard) = dst.map.locate(key);
+        let (mut source, mut target) = if from < to {
+            let source = src.map.write(src_shard);
+            (source, dst.map.write(dst_shard))
+        } else {
+            let target = dst.map.write(dst_shard);
+            (src.map.write(src_shard), target)
+        };
+        let live = |node: &&Node| !node.is_expired(now_ms);
+        match source.find(src_hash, is(key)).filter(live) {
+            None => return Moved::NotMoved,
+            Some(node) if node.is_session() => return Moved::Session,
+            Some(_) => {}
+        }
+        if target.find(dst_hash, is(key)).filter(live).is_some() {
+            return Moved::NotMoved;
+        }
+        // Found live above, under the same lock.
+        let Ok(occupied) = source.find_entry(src_hash, is(key)) else {
+            return Moved::NotMoved;
+        };
+        let mut node = occupied.remove().0;
+        src.journal_delete(src_shard, key, &rec, false);
+        let left = Before::of(&node);
+        // Queued afresh in the destination's expiry index; the source's position goes stale.
+        node.set_queued_tick(0);
+        dst.after_write(
+            dst_shard,
+            dst_hash,
+            &mut node,
+            Before::NOTHING,
+            now_ms,
+            &rec,
+        );
+        // A dead key of that name in the destination is replaced (reclaimed).
+        let replaced = match target.entry(dst_hash, is(key), dst.map.rehash()) {
+            TableEntry::Occupied(mut occupied) => Some(std::mem::replace(occupied.get_mut(), node)),
+            TableEntry::Vacant(vacant) => {
+                vacant.insert(node);
+                None
+            }
+        };
+        drop((source, target));
+        // The key leaves the source's totals (it is no session) and entered the
+        // destination's in `after_write`: `used_memory`, shared, is unchanged.
+        src.count_removal(left, Removal::Deleted);
+        if let Some(replaced) = replaced {
+            dst.after_remove(&replaced, Before::of(&replaced), Removal::Expired);
+        }
+        drop(rec);
+        src.bound_index();
+        dst.bound_index();
+        Moved::Moved
+    }
+}
+
 /// The databases a snapshot is written from and loaded into: a server's [`Databases`], or a
 /// lone [`Store`] (one database, 0).
 pub trait Keyspaces {
@@ -247,5 +335,146 @@ impl Keyspaces for Store {
 
     fn keyspace(&self, _index: usize) -> &Store {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::accounting::Tally;
+    use crate::store::session::NewSession;
+    use crate::store::{Entry, Record, Value, ValueRef};
+
+    const START: u64 = 1_000_000;
+
+    fn dbs() -> Databases {
+        let (clock, _manual) = Clock::manual(START);
+        Databases::new(clock, 4)
+    }
+
+    fn get(store: &Store, key: &[u8]) -> Option<(Vec<u8>, u64)> {
+        store.read(key, START, |node| {
+            node.map(|node| match node.value() {
+                ValueRef::Str(s) => (s.to_vec(), node.expires_at_ms()),
+                other => (other.type_name().as_bytes().to_vec(), 0),
+            })
+        })
+    }
+
+    fn session(store: &Store, user: &'static str) -> Bytes {
+        let new = NewSession {
+            prefix: Bytes::new(),
+            user: Some(Bytes::from_static(user.as_bytes())),
+            idle_ms: 60_000,
+            absolute_ms: 60_000,
+            data: Vec::new(),
+        };
+        store.create_session(new, START, 1).unwrap()
+    }
+
+    #[test]
+    fn databases_hold_their_own_keys_sessions_and_caps_but_share_used_memory() {
+        let dbs = dbs();
+        let (zero, one) = (dbs.db(0), dbs.db(1));
+        zero.put_str(b"k", START, 0);
+        let used = dbs.used_memory();
+        assert!(used > 0);
+        assert_eq!(get(one, b"k"), None);
+        one.put_str(b"k", START, START + 5_000);
+        assert_eq!(dbs.used_memory(), 2 * used, "one count for every database");
+        assert_eq!((zero.volatile_len(), one.volatile_len()), (0, 1));
+        // A cap of one per user, per database.
+        let first = session(zero, "ada");
+        session(one, "ada");
+        assert_eq!(zero.count_sessions(b"", b"ada"), 1);
+        assert_eq!(one.count_sessions(b"", b"ada"), 1);
+        session(zero, "ada");
+        assert!(
+            !zero.destroy_session(&first, START),
+            "the cap ended db 0's oldest"
+        );
+        assert_eq!(one.count_sessions(b"", b"ada"), 1, "and left db 1's");
+        assert_eq!(dbs.len(), 4);
+        one.flush();
+        assert_eq!((zero.len(), one.len()), (2, 0));
+        dbs.flush_all(false);
+        assert!(dbs.is_empty());
+        assert_eq!(dbs.used_memory(), 0);
+    }
+
+    #[test]
+    fn move_keeps_the_deadline_and_the_totals_and_refuses_what_redis_does() {
+        let dbs = dbs();
+        let (zero, two) = (dbs.db(0), dbs.db(2));
+        zero.put_str(b"k", START, START + 5_000);
+        let used = dbs.used_memory();
+        assert_eq!(dbs.move_key(0, 2, b"k", START), Moved::Moved);
+        assert_eq!(get(zero, b"k"), None);
+        assert_eq!(get(two, b"k"), Some((b"v".to_vec(), START + 5_000)));
+        assert_eq!(dbs.used_memory(), used);
+        assert_eq!((zero.volatile_len(), two.volatile_len()), (0, 1));
+        assert_eq!(dbs.move_key(0, 2, b"k", START), Moved::NotMoved, "missing");
+        zero.put_str(b"k", START, 0);
+        assert_eq!(
+            dbs.move_key(0, 2, b"k", START),
+            Moved::NotMoved,
+            "exists there"
+        );
+        assert_eq!(dbs.move_key(2, 0, b"k", START), Moved::NotMoved);
+        // A dead key in the destination is replaced; the moved key expires there.
+        two.put_str(b"dead", START, START - 1);
+        zero.put_str(b"dead", START, START + 1);
+        assert_eq!(dbs.move_key(0, 2, b"dead", START), Moved::Moved);
+        assert_eq!(get(two, b"dead"), Some((b"v".to_vec(), START + 1)));
+        let id = session(zero, "ada");
+        assert_eq!(dbs.move_key(0, 1, &id, START), Moved::Session);
+        assert_eq!(zero.count_sessions(b"", b"ada"), 1);
+        let mut fresh = Tally::NOTHING;
+        for db in dbs.iter() {
+            for shard in 0..db.shard_count() {
+                for node in db.map.read(shard).iter() {
+                    fresh.add(node);
+                }
+            }
+        }
+        assert_eq!(dbs.used_memory(), fresh.bytes, "a recount");
+    }
+
+    #[test]
+    fn a_move_during_a_snapshot_is_in_it_as_one_change() {
+        let dbs = dbs();
+        dbs.db(1).put_str(b"k", START, 0);
+        dbs.journal().begin(u64::MAX);
+        assert_eq!(dbs.move_key(1, 3, b"k", START), Moved::Moved);
+        let mut journal = dbs.journal().end().unwrap();
+        journal.sort_by_key(|(db, _)| *db);
+        assert!(matches!(
+            &journal[..],
+            [(1, Record::Delete { .. }), (3, Record::String { .. })]
+        ));
+    }
+
+    #[test]
+    fn a_block_over_two_databases_holds_both_and_unindexes_each_ones_sessions() {
+        let dbs = dbs();
+        let (zero, three) = (dbs.db(0), dbs.db(3));
+        let id = session(three, "ada");
+        let blocks = [
+            (3, Some(&[three.shard_of_key(&id)][..])),
+            (0, Some(&[zero.shard_of_key(b"k")][..])),
+        ];
+        let destroyed = dbs.atomic(&blocks, || {
+            zero.upsert(b"k", START, |_| {
+                let value = Value::Str(Bytes::from_static(b"v"));
+                (Some(Entry::new(value, 0)), ())
+            });
+            three.destroy_session(&id, START)
+        });
+        assert!(destroyed);
+        assert_eq!(three.count_sessions(b"", b"ada"), 0);
+        assert_eq!(three.session_users(), 0, "unindexed after the block");
+        assert!(get(zero, b"k").is_some());
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 
 use redis::{Connection, ConnectionLike, Value};
 use sessiond::Config;
-use sessiond_tests::TestServer;
+use sessiond_tests::{info_number, TestServer};
 
 use super::daemon::{run_until_exit, Daemon, ScratchDir};
 use super::words::{each_protocol, error, query};
@@ -156,6 +156,65 @@ fn sessions_their_index_and_the_per_user_cap_are_per_database() {
         query(&mut con, "SELECT 0");
         assert_eq!(int(&mut con, "SESSION.COUNT ada"), 2);
     }
+}
+
+#[test]
+fn move_takes_the_key_and_its_deadline_to_another_database_as_redis_does() {
+    each_protocol(|server, con| {
+        let used = |server: &TestServer| info_number(&server.info("memory"), "used_memory");
+        assert_eq!(query(con, "SET k v PX 5000"), Value::Okay);
+        let before = used(server);
+        assert_eq!(int(con, "MOVE k 2"), 1);
+        assert_eq!(int(con, "EXISTS k"), 0);
+        assert_eq!(used(server), before);
+        assert_eq!(int(con, "MOVE k 2"), 0, "no such key");
+        query(con, "SET k here");
+        assert_eq!(int(con, "MOVE k 2"), 0, "exists there");
+        assert_eq!(bulk(con, "GET k").as_deref(), Some("here"));
+        query(con, "SELECT 2");
+        assert_eq!(bulk(con, "GET k").as_deref(), Some("v"));
+        assert_eq!(int(con, "PTTL k"), 5000, "the deadline goes with it");
+        for (line, expected) in [
+            (
+                "MOVE k 2",
+                "ERR source and destination objects are the same",
+            ),
+            ("MOVE k 16", "ERR DB index is out of range"),
+            ("MOVE k -1", "ERR DB index is out of range"),
+            ("MOVE k x", "ERR value is not an integer or out of range"),
+            (
+                "MOVE k 4294967296",
+                "ERR value is not an integer or out of range",
+            ),
+            ("MOVE k", "ERR wrong number of arguments for 'move' command"),
+        ] {
+            assert_eq!(error(con, line), expected, "{line}");
+        }
+        let id: String = redis::cmd("SESSION.CREATE")
+            .arg("USER")
+            .arg("ada")
+            .query(con)
+            .expect("SESSION.CREATE");
+        assert_eq!(
+            error(con, &format!("MOVE {id} 0")),
+            "ERR session keys cannot be moved to another database: a session stays with its \
+             user's index"
+        );
+        assert_eq!(int(con, "SESSION.COUNT ada"), 1);
+        // Inside a transaction, both databases' shards are held.
+        assert_eq!(query(con, "MULTI"), Value::Okay);
+        query(con, "MOVE k 7");
+        query(con, "SELECT 7");
+        query(con, "GET k");
+        assert_eq!(
+            query(con, "EXEC"),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Okay,
+                Value::BulkString(b"v".to_vec())
+            ])
+        );
+    });
 }
 
 #[test]
@@ -378,4 +437,101 @@ fn a_snapshot_keeps_every_database_across_a_restart() {
         stderr.contains("a record of database 15, but the server has 4 databases"),
         "{stderr}"
     );
+}
+
+/// The strings of an array (or set) reply, sorted.
+fn words(value: &Value) -> Vec<String> {
+    let items = match value {
+        Value::Array(items) | Value::Set(items) => items,
+        other => panic!("{other:?}"),
+    };
+    let mut words: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            Value::SimpleString(s) => s.clone(),
+            Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    words.sort();
+    words
+}
+
+#[test]
+fn command_info_describes_the_database_commands_as_redis_7() {
+    each_protocol(|_server, con| {
+        type Expected = (
+            &'static str,
+            [i64; 4],
+            &'static [&'static str],
+            &'static [&'static str],
+            usize,
+        );
+        let expected: [Expected; 5] = [
+            (
+                "select",
+                [2, 0, 0, 0],
+                &["fast", "loading", "stale"],
+                &["@connection", "@fast"],
+                0,
+            ),
+            (
+                "dbsize",
+                [1, 0, 0, 0],
+                &["fast", "readonly"],
+                &["@fast", "@keyspace", "@read"],
+                0,
+            ),
+            (
+                "flushdb",
+                [-1, 0, 0, 0],
+                &["write"],
+                &["@dangerous", "@keyspace", "@slow", "@write"],
+                0,
+            ),
+            (
+                "flushall",
+                [-1, 0, 0, 0],
+                &["write"],
+                &["@dangerous", "@keyspace", "@slow", "@write"],
+                0,
+            ),
+            (
+                "move",
+                [3, 1, 1, 1],
+                &["fast", "write"],
+                &["@fast", "@keyspace", "@write"],
+                1,
+            ),
+        ];
+        for (name, numbers, flags, categories, specs) in expected {
+            let info = query(con, &format!("COMMAND INFO {name}"));
+            let Value::Array(commands) = &info else {
+                panic!("{info:?}")
+            };
+            let Value::Array(fields) = &commands[0] else {
+                panic!("{info:?}")
+            };
+            assert_eq!(fields[0], Value::BulkString(name.into()));
+            let ints: Vec<i64> = [1, 3, 4, 5]
+                .iter()
+                .map(|&at| match fields[at] {
+                    Value::Int(n) => n,
+                    ref other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(ints, numbers, "{name}");
+            assert_eq!(words(&fields[2]), flags, "{name}");
+            assert_eq!(words(&fields[6]), categories, "{name}");
+            let found = match &fields[8] {
+                Value::Array(specs) | Value::Set(specs) => specs.len(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(found, specs, "{name}");
+        }
+        let specs = format!("{:?}", query(con, "COMMAND INFO move"));
+        for word in ["RW", "access", "update"] {
+            assert!(specs.contains(&format!("\"{word}\"")), "{word} in {specs}");
+        }
+    });
 }
