@@ -37,6 +37,7 @@ mod session_unset;
 mod set;
 mod sets;
 mod shutdown;
+mod swapdb;
 
 use bytes::Bytes;
 
@@ -72,6 +73,7 @@ pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
 pub use sets::{KeyMembers, SPop, SRandMember, SScan, SetAlgebra, SetOp};
 pub use shutdown::Shutdown;
+pub use swapdb::SwapDb;
 
 /// What TTL-reading command was asked, which decides the unit and form of the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +171,8 @@ pub enum Command {
     Rename(Rename),
     /// `MOVE key db`.
     Move(Move),
+    /// `SWAPDB index1 index2`.
+    SwapDb(SwapDb),
     /// `SCAN cursor [...]`.
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
@@ -517,6 +521,8 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Removes all keys from all databases.", |a| Ok(Command::Flush(Flush::parse(a, true)?))),
     spec!("flushdb", -1, [WRITE], 0, 0, 0, [KEYSPACE, WRITE, SLOW, DANGEROUS],
         "Remove all keys from the current database.", |a| Ok(Command::Flush(Flush::parse(a, false)?))),
+    spec!("swapdb", 3, [WRITE, FAST], 0, 0, 0, [KEYSPACE, WRITE, FAST, DANGEROUS],
+        "Swaps two Redis databases.", |a| Ok(Command::SwapDb(SwapDb::parse(a)?))),
     spec!("time", 1, [LOADING, STALE, FAST], 0, 0, 0, [FAST],
         "Returns the server time.", |_| Ok(Command::Time)),
     spec!("command", -1, [LOADING, STALE], 0, 0, 0, [SLOW, CONNECTION],

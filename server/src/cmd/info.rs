@@ -217,7 +217,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     });
     section("keyspace", "Keyspace", &|out| {
         // As Redis: one line per database that holds keys.
-        for (index, db) in store.iter().enumerate() {
+        for (index, db) in store.indexed() {
             let keys = db.len();
             if keys > 0 {
                 let _ = write!(

@@ -44,6 +44,7 @@ mod set;
 mod sets;
 mod shutdown;
 mod strlen;
+mod swapdb;
 mod time;
 mod ttl;
 mod type_;
@@ -584,6 +585,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Info(c) => info::info(ctx, c),
         Command::DbSize => dbsize::dbsize(ctx),
         Command::Flush(c) => flush::flush(ctx, c),
+        Command::SwapDb(c) => swapdb::swapdb(ctx, c),
         Command::Time => time::time(ctx),
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),

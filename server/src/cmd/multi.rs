@@ -58,7 +58,7 @@ pub struct Watching {
 impl Drop for Watching {
     fn drop(&mut self) {
         for (key, db, _) in &self.keys {
-            self.dbs.db(*db).unwatch(key, &self.dirty);
+            self.dbs.unwatch(*db, key, &self.dirty);
         }
     }
 }
@@ -217,9 +217,10 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
         // for as long as the key is watched, with only the key counted.
         let key = Bytes::copy_from_slice(&key);
         // A watched key is (database, key): the same name in another database is another key.
-        if let Some(expired) = ctx.store.watch(&key, &watching.dirty, ctx.now_ms) {
+        let db = ctx.conn.db;
+        if let Some(expired) = watching.dbs.watch(db, &key, &watching.dirty, ctx.now_ms) {
             watching.bytes = bytes;
-            watching.keys.push((key, ctx.conn.db, expired));
+            watching.keys.push((key, db, expired));
         }
     }
     Frame::ok()
@@ -342,11 +343,45 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             .collect(),
         None => (0..dbs.count()).map(|db| (db, None)).collect(),
     };
-    let commands = queued.commands;
+    let mut commands = Some(queued.commands);
     let now_ms = ctx.now_ms;
     // The block's contract: every key the commands touch is in `shards`, and none of them
     // awaits (SAVE and SHUTDOWN are `no_multi`, refused while queuing).
-    let then = dbs.atomic(&blocks, || {
+    let then = loop {
+        let swaps = dbs.swaps();
+        let ran = dbs.atomic(&blocks, || {
+            // A SWAPDB between the reading of the indexes and the locks: the locks may be of
+            // the databases the indexes named before it. Nothing ran yet: lock again.
+            if dbs.swaps() != swaps {
+                return None;
+            }
+            let commands = commands.take()?;
+            Some(exec_locked(ctx, &watching, commands, now_ms))
+        });
+        if let Some(then) = ran {
+            break then;
+        }
+    };
+    drop(watching);
+    match then {
+        Then::OutputLimit => Reply::over_limit(),
+        then => Reply { frame: None, then },
+    }
+}
+
+/// EXEC's work once its locks are held: the watched keys checked, then every command run.
+fn exec_locked(
+    ctx: &mut Ctx<'_>,
+    watching: &Option<Box<Watching>>,
+    commands: Vec<(usize, Vec<Bytes>)>,
+    now_ms: u64,
+) -> Then {
+    let dirty = |watching: &Option<Box<Watching>>| {
+        watching
+            .as_ref()
+            .is_some_and(|w| w.dirty.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    {
         // Under the locks: no change to a watched key can come between this check and the
         // commands.
         let expired = watching.as_ref().is_some_and(|w| {
@@ -354,7 +389,7 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
                 !was && ctx.shared.dbs.db(*db).expired_since_watch(key, now_ms)
             })
         });
-        if dirty(&watching) || expired {
+        if dirty(watching) || expired {
             Frame::NullArray.encode(ctx.conn.version(), ctx.out);
             return Then::Continue;
         }
@@ -382,11 +417,6 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             }
         }
         then
-    });
-    drop(watching);
-    match then {
-        Then::OutputLimit => Reply::over_limit(),
-        then => Reply { frame: None, then },
     }
 }
 

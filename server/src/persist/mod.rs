@@ -262,9 +262,12 @@ impl Persistence {
                 let path = path.display().to_string();
                 Err(match source {
                     writer::WriteError::Io(source) => SaveError::Io { path, source },
-                    full @ writer::WriteError::JournalFull { .. } => {
-                        SaveError::JournalFull { path, source: full }
-                    }
+                    // Abandoned rather than failed: retried like a full journal, no MISCONF.
+                    given_up @ (writer::WriteError::JournalFull { .. }
+                    | writer::WriteError::Swapped) => SaveError::JournalFull {
+                        path,
+                        source: given_up,
+                    },
                 })
             }
         };

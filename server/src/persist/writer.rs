@@ -60,6 +60,9 @@ pub enum WriteError {
         /// The bound.
         limit_bytes: u64,
     },
+    /// A SWAPDB ran during the save, which walks the databases by index.
+    #[error("a SWAPDB ran during the save; the save was abandoned")]
+    Swapped,
 }
 
 /// Writes through to the file, counting bytes and keeping the running CRC.
@@ -163,8 +166,12 @@ fn write_to(
         Ok::<(), std::io::Error>(())
     })();
     // Always close the journal, even when the walk failed, so writers stop recording.
+    let spoiled = store.keyspace(0).journal();
     let journal = journal.end();
     walked?;
+    if spoiled.spoiled() {
+        return Err(WriteError::Swapped);
+    }
     let journal = journal.ok_or(WriteError::JournalFull {
         limit_bytes: options.journal_max_bytes,
     })?;

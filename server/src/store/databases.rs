@@ -8,7 +8,7 @@
 //! database with an index into [`Databases`]'s slice: no lock, no allocation. The activity
 //! counters (expired, evicted, changes, sessions) stay per database and are summed when read.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,16 +18,31 @@ use super::accounting::{Before, Removal};
 use super::entry::Node;
 use super::journal::{self, Journal};
 use super::table::{is, Table};
-use super::{evict, Store, SHARDS};
+use super::watched::Watches;
+use super::{evict, Common, Dirty, Store, SHARDS};
 use crate::clock::Clock;
+use bytes::Bytes;
 
 /// The most databases a server may have (`--databases`): each costs its table's shards.
 pub const MAX_DATABASES: usize = 1024;
 
-/// Every database of a server, 0 first.
+/// Every database of a server.
+///
+/// SWAPDB swaps what two indexes name rather than their keys: `mapping` takes a database index
+/// (SELECT's) to a [`Store`] of `dbs`, read with one relaxed load per command. A command that
+/// read the mapping just before a swap acts on the database the index named then, as if it had
+/// run before the swap. Watch lists belong to indexes, not stores (Redis's watched keys stay
+/// with their database's id). Every holder of several databases' locks takes them in the order
+/// of `dbs` (not of indexes, which swaps reorder), each database's shards in ascending order.
 #[derive(Debug)]
 pub struct Databases {
     dbs: Box<[Arc<Store>]>,
+    /// Index (SELECT's) → place in `dbs`.
+    mapping: Box<[AtomicU16]>,
+    /// SWAPDBs so far: EXEC checks under its locks that none came after it resolved indexes.
+    swaps: AtomicU64,
+    /// Each index's watch list (shared with the stores, which touch the list of their index).
+    watch_lists: Arc<[Watches]>,
     /// The database the last eviction took a key from, tried first by the next.
     evicting: AtomicUsize,
 }
@@ -37,23 +52,34 @@ impl Databases {
     /// `clock`.
     pub fn new(clock: Clock, count: usize) -> Databases {
         let count = count.clamp(1, MAX_DATABASES);
-        let used = Arc::default();
-        let journal = Arc::new(Journal::new(SHARDS));
+        let now = clock.now_ms();
+        let watch_lists: Arc<[Watches]> = (0..count).map(|_| Watches::default()).collect();
+        let common = Common {
+            used: Arc::default(),
+            journal: Arc::new(Journal::new(SHARDS)),
+            hasher: ahash::RandomState::new(),
+            watch_lists: Arc::clone(&watch_lists),
+        };
+        // `count` is at most MAX_DATABASES, which fits in a u16.
+        let index = |db: usize| u16::try_from(db).unwrap_or(u16::MAX);
         let dbs = (0..count)
-            .map(|db| {
-                let db = u16::try_from(db).unwrap_or(u16::MAX);
-                Arc::new(Store::new_db(
-                    clock.clone(),
-                    db,
-                    Arc::clone(&used),
-                    Arc::clone(&journal),
-                ))
-            })
+            .map(|db| Arc::new(Store::new_db(clock.clone(), now, index(db), common.clone())))
             .collect();
         Databases {
             dbs,
+            mapping: (0..count).map(|db| AtomicU16::new(index(db))).collect(),
+            swaps: AtomicU64::new(0),
+            watch_lists,
             evicting: AtomicUsize::new(0),
         }
+    }
+
+    /// The place in `dbs` of database index `db` (one that exists).
+    #[inline]
+    fn physical(&self, db: usize) -> usize {
+        self.mapping
+            .get(db)
+            .map_or(0, |at| usize::from(at.load(Ordering::Relaxed)))
     }
 
     /// How many databases there are.
@@ -61,29 +87,107 @@ impl Databases {
         self.dbs.len()
     }
 
-    /// Database `db`, if there is one.
+    /// Database `db` (SELECT's index), if there is one.
     #[inline]
     pub fn get(&self, db: usize) -> Option<&Arc<Store>> {
-        self.dbs.get(db)
+        if db >= self.mapping.len() {
+            return None;
+        }
+        self.dbs.get(self.physical(db))
     }
 
     /// Database `db`, or database 0 when there is none (a connection's database is always
     /// one that exists: SELECT checks it).
     #[inline]
     pub fn db(&self, db: usize) -> &Arc<Store> {
-        self.dbs.get(db).unwrap_or_else(|| self.first())
+        self.get(db).unwrap_or_else(|| self.first())
     }
 
     /// Database 0.
     #[inline]
     pub fn first(&self) -> &Arc<Store> {
-        // `new` makes at least one.
-        &self.dbs[..1][0]
+        let first = self.dbs.get(self.physical(0));
+        // `new` makes at least one, and the mapping names only stores it made.
+        first.unwrap_or_else(|| &self.dbs[..1][0])
     }
 
-    /// Every database, 0 first.
+    /// Every database, in no particular order (for what sums over them all).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Store>> {
         self.dbs.iter()
+    }
+
+    /// Every database with its index (SELECT's), 0 first.
+    pub fn indexed(&self) -> impl Iterator<Item = (usize, &Arc<Store>)> {
+        (0..self.mapping.len()).map(|db| (db, self.db(db)))
+    }
+
+    /// SWAPDBs so far (see [`Databases::atomic`]).
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::Relaxed)
+    }
+
+    /// WATCH `key` in database `db` for the connection of flag `dirty` (see [`Store::watch`]):
+    /// registered in the index's list, which stays with the index across SWAPDB.
+    pub fn watch(&self, db: usize, key: &Bytes, dirty: &Dirty, now_ms: u64) -> Option<bool> {
+        let list = self.watch_lists.get(db)?;
+        self.db(db).watch_into(list, key, dirty, now_ms)
+    }
+
+    /// Forgets a [`Databases::watch`].
+    pub fn unwatch(&self, db: usize, key: &[u8], dirty: &Dirty) {
+        if let Some(list) = self.watch_lists.get(db) {
+            // Every database hashes alike: the key's shard is the same in each.
+            list.remove(self.first().shard_of_key(key), key, dirty);
+        }
+    }
+
+    /// Watcher entries registered now, every database's.
+    pub fn watching(&self) -> usize {
+        self.watch_lists.iter().map(Watches::len).sum()
+    }
+
+    /// SWAPDB `a` `b`: the two indexes name each other's database from now on, keys, deadlines,
+    /// sessions and their per-user index with them; nothing is copied. False when an index
+    /// does not exist. Runs with every shard of both databases locked: no command sees one
+    /// swapped and not the other, no EXEC holding any of them runs across it, and the watchers
+    /// of a key held in either (in either index's list) are flagged, as Redis's
+    /// `touchAllWatchedKeysInDb`. A snapshot being written is abandoned (it walks indexes).
+    pub fn swap(&self, a: usize, b: usize) -> bool {
+        let count = self.mapping.len();
+        if a >= count || b >= count {
+            return false;
+        }
+        if a == b {
+            return true;
+        }
+        let journal = self.first().journal();
+        let rec = journal.recording();
+        if rec.on() {
+            journal.spoil();
+        }
+        let (pa, pb) = (self.physical(a), self.physical(b));
+        let (sa, sb) = (&self.dbs[pa], &self.dbs[pb]);
+        let mut tables = [(&sa.map, pa), (&sb.map, pb)];
+        tables.sort_by_key(|(_, at)| *at);
+        let blocks = tables.map(|(table, _)| (table, None));
+        Table::atomic_many(&blocks, || {
+            self.swaps.fetch_add(1, Ordering::Relaxed);
+            self.mapping[a].store(pb as u16, Ordering::Relaxed);
+            self.mapping[b].store(pa as u16, Ordering::Relaxed);
+            sa.logical.store(b as u16, Ordering::Relaxed);
+            sb.logical.store(a as u16, Ordering::Relaxed);
+            let now_ms = sa.now_ms();
+            let held = |key: &[u8]| {
+                [sa, sb]
+                    .iter()
+                    .any(|db| db.peek(key, |node| node.is_some_and(|n| !n.is_expired(now_ms))))
+            };
+            for db in [a, b] {
+                self.watch_lists[db].touch_where(held);
+            }
+        });
+        drop(rec);
+        true
     }
 
     /// The clock deadlines are measured against.
@@ -191,17 +295,21 @@ impl Databases {
 
     /// Runs `f` as one atomic block over several databases (EXEC with SELECT inside): for each
     /// `(db, shards)`, the shards of that database (`None`: every one) are write-locked, the
-    /// databases in ascending order and each one's shards in ascending order, for all of `f`
-    /// (see [`Store::atomic`], which this generalises, and [`Table::atomic_many`]).
+    /// databases in the order of every multi-database holder and each one's shards in
+    /// ascending order, for all of `f` (see [`Store::atomic`], which this generalises, and
+    /// [`Table::atomic_many`]). A SWAPDB may come between the caller's reading of the indexes
+    /// and the locks: `f` compares [`Databases::swaps`] with what the caller read and starts
+    /// over when they differ.
     pub fn atomic<R: 'static>(
         &self,
         blocks: &[(usize, Option<&[usize]>)],
         f: impl FnOnce() -> R,
     ) -> R {
+        // By place in `dbs`, the order of every holder of several databases' locks.
         let mut sorted: Vec<(usize, Option<&[usize]>)> = blocks
             .iter()
-            .filter(|(db, _)| *db < self.dbs.len())
-            .copied()
+            .filter(|(db, _)| *db < self.mapping.len())
+            .map(|(db, shards)| (self.physical(*db), *shards))
             .collect();
         sorted.sort_by_key(|(db, _)| *db);
         let tables: Vec<(&Table, Option<&[usize]>)> = sorted
@@ -245,16 +353,18 @@ impl Databases {
     /// reader nor a snapshot sees the key in both databases or in neither. Sessions are refused:
     /// they stay in their user's index. `from` and `to` must differ and exist.
     pub fn move_key(&self, from: usize, to: usize, key: &[u8], now_ms: u64) -> Moved {
-        let (Some(src), Some(dst)) = (self.dbs.get(from), self.dbs.get(to)) else {
+        let (Some(src), Some(dst)) = (self.get(from), self.get(to)) else {
             return Moved::NotMoved;
         };
         if from == to {
             return Moved::NotMoved;
         }
+        // The order of every holder of several databases' locks.
+        let source_first = self.physical(from) < self.physical(to);
         let rec = src.journal.recording();
         let (src_hash, src_shard) = src.map.locate(key);
         let (dst_hash, dst_shard) = dst.map.locate(key);
-        let (mut source, mut target) = if from < to {
+        let (mut source, mut target) = if source_first {
             let source = src.map.write(src_shard);
             (source, dst.map.write(dst_shard))
         } else {
@@ -341,6 +451,8 @@ impl Keyspaces for Store {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::store::accounting::Tally;
@@ -476,5 +588,80 @@ mod tests {
         assert_eq!(three.count_sessions(b"", b"ada"), 0);
         assert_eq!(three.session_users(), 0, "unindexed after the block");
         assert!(get(zero, b"k").is_some());
+    }
+
+    #[test]
+    fn swapdb_swaps_what_two_indexes_name_and_flags_their_watchers() {
+        let dbs = dbs();
+        dbs.db(0).put_str(b"zero", START, START + 5_000);
+        let id = session(dbs.db(0), "ada");
+        dbs.db(1).put_str(b"one", START, 0);
+        let (before_zero, before_one) = (Arc::as_ptr(dbs.db(0)), Arc::as_ptr(dbs.db(1)));
+        let (watched, unwatched, elsewhere) =
+            (Dirty::default(), Dirty::default(), Dirty::default());
+        dbs.watch(0, &Bytes::from_static(b"one"), &watched, START);
+        dbs.watch(0, &Bytes::from_static(b"nowhere"), &unwatched, START);
+        dbs.watch(2, &Bytes::from_static(b"one"), &elsewhere, START);
+        assert!(dbs.swap(0, 1));
+        assert_eq!(Arc::as_ptr(dbs.db(1)), before_zero, "nothing copied");
+        assert_eq!(Arc::as_ptr(dbs.db(0)), before_one);
+        assert_eq!(
+            get(dbs.db(1), b"zero"),
+            Some((b"v".to_vec(), START + 5_000))
+        );
+        assert_eq!(get(dbs.db(0), b"one"), Some((b"v".to_vec(), 0)));
+        assert_eq!(
+            dbs.db(1).count_sessions(b"", b"ada"),
+            1,
+            "the index goes with it"
+        );
+        assert!(matches!(
+            dbs.db(1).read_session(&id, START, |_| ()),
+            Ok(Some(()))
+        ));
+        assert!(
+            watched.load(Ordering::Relaxed),
+            "a watched key held in either"
+        );
+        assert!(!unwatched.load(Ordering::Relaxed));
+        assert!(
+            !elsewhere.load(Ordering::Relaxed),
+            "another database's watch"
+        );
+        // The lists stay with their index: a write to index 0 flags its watcher still.
+        let again = Dirty::default();
+        dbs.watch(0, &Bytes::from_static(b"k"), &again, START);
+        dbs.db(1).put_str(b"k", START, 0);
+        assert!(!again.load(Ordering::Relaxed));
+        dbs.db(0).put_str(b"k", START, 0);
+        assert!(again.load(Ordering::Relaxed));
+        for dirty in [&watched, &unwatched, &again] {
+            for key in [&b"one"[..], b"nowhere", b"k"] {
+                dbs.unwatch(0, key, dirty);
+            }
+        }
+        dbs.unwatch(2, b"one", &elsewhere);
+        assert_eq!(dbs.watching(), 0);
+        assert!(dbs.swap(3, 3));
+        assert!(!dbs.swap(0, 4));
+        // A move after a swap locks by store, and lands in the index asked for.
+        assert_eq!(dbs.move_key(0, 1, b"one", START), Moved::Moved);
+        assert_eq!(get(dbs.db(1), b"one"), Some((b"v".to_vec(), 0)));
+    }
+
+    #[test]
+    fn a_swapdb_during_a_save_abandons_it_and_journal_records_name_indexes() {
+        let dbs = dbs();
+        dbs.journal().begin(u64::MAX);
+        dbs.db(2).put_str(b"k", START, 0);
+        assert!(dbs.swap(2, 3));
+        assert!(dbs.journal().spoiled());
+        assert_eq!(dbs.journal().end(), None);
+        dbs.journal().begin(u64::MAX);
+        assert!(!dbs.journal().spoiled());
+        // The store that was index 2 is index 3 now: its changes are journalled as 3's.
+        dbs.db(3).put_str(b"k", START, 0);
+        let journal = dbs.journal().end().unwrap();
+        assert!(matches!(&journal[..], [(3, Record::String { .. })]));
     }
 }

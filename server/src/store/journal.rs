@@ -61,6 +61,9 @@ pub struct Journal {
     limit: AtomicU64,
     /// Whether `bytes` passed `limit`: recording stopped, the save must be abandoned.
     overflowed: AtomicBool,
+    /// Whether a SWAPDB ran while the journal was open: the save, which walks the databases by
+    /// index, must be abandoned ([`Journal::spoil`]).
+    spoiled: AtomicBool,
 }
 
 /// Whether the current operation journals its changes; held for the whole operation, before
@@ -164,6 +167,7 @@ impl Journal {
             bytes: AtomicU64::new(0),
             limit: AtomicU64::new(u64::MAX),
             overflowed: AtomicBool::new(false),
+            spoiled: AtomicBool::new(false),
         }
     }
 
@@ -186,6 +190,7 @@ impl Journal {
         self.bytes.store(0, Ordering::Relaxed);
         self.limit.store(limit_bytes, Ordering::Relaxed);
         self.overflowed.store(false, Ordering::Relaxed);
+        self.spoiled.store(false, Ordering::Relaxed);
         self.active.store(true, Ordering::SeqCst);
         for stripe in &self.in_flight {
             let mut spins = 0u32;
@@ -215,7 +220,8 @@ impl Journal {
     pub fn end(&self) -> Option<Vec<(u16, Record)>> {
         let closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.active.store(false, Ordering::SeqCst);
-        let overflowed = self.overflowed.load(Ordering::Relaxed);
+        let overflowed =
+            self.overflowed.load(Ordering::Relaxed) || self.spoiled.load(Ordering::Relaxed);
         let mut changes = Vec::new();
         for log in self.logs.iter() {
             let drained = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
@@ -232,7 +238,18 @@ impl Journal {
     /// Whether the journal open now passed its bound and stopped recording: the save must be
     /// abandoned.
     pub fn overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Relaxed)
+        self.overflowed.load(Ordering::Relaxed) || self.spoiled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the open journal's save as abandoned: a SWAPDB ran during it (call with a
+    /// [`Recording`] that is on, so that the journal is not closed meanwhile).
+    pub fn spoil(&self) {
+        self.spoiled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the last save was abandoned for a SWAPDB (until the next [`Journal::begin`]).
+    pub fn spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Relaxed)
     }
 
     /// What the journal holds now (nothing when no snapshot runs).

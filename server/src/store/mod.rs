@@ -29,7 +29,7 @@ mod user_sessions;
 mod value;
 mod watched;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,7 +87,7 @@ pub struct Store {
     /// The accounted bytes of every key of every database (`used_memory`, server-wide as
     /// `maxmemory` is); see [`Node::footprint`].
     used: Arc<StripedCounter>,
-    /// This database's index (SELECT's), which journal records carry.
+    /// This database's place among its server's (fixed; SELECT's index is `logical`).
     db: u16,
     evicted_keys: AtomicU64,
     /// When the store was made, Unix ms: the origin of the LRU clock.
@@ -95,12 +95,30 @@ pub struct Store {
     expiry_cycles: watch::Sender<u64>,
     /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
     lazy_free: lazyfree::LazyFree,
-    /// The keys connections WATCH.
-    watches: Watches,
+    /// The keys connections WATCH, one list per database (SELECT's index), shared by the
+    /// databases of a server: a list stays with its index when SWAPDB swaps what the indexes
+    /// name, as Redis's watched keys stay with their database's id.
+    watch_lists: Arc<[Watches]>,
+    /// The index (SELECT's) this database has now: its watch list and its journal records'.
+    /// Changed by SWAPDB only with every shard of this database locked, so stable under any.
+    logical: AtomicU16,
     /// Users in the per-user index when last counted outside an atomic block (INFO inside
     /// EXEC reads this: counting takes the index's locks, which must not be taken after shard
     /// locks).
     users_counted: AtomicU64,
+}
+
+/// What the databases of one server share (see [`Databases`]).
+#[derive(Clone)]
+pub(crate) struct Common {
+    /// The accounted bytes (`used_memory`).
+    pub(crate) used: Arc<StripedCounter>,
+    /// The snapshot journal.
+    pub(crate) journal: Arc<Journal>,
+    /// The keys' hasher: a key is in the same shard of every database.
+    pub(crate) hasher: ahash::RandomState,
+    /// The watch list of each database index.
+    pub(crate) watch_lists: Arc<[Watches]>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -122,20 +140,32 @@ impl KeyFilter<'_> {
 impl Store {
     /// An empty store reading time from `clock`: database 0, on its own.
     pub fn new(clock: Clock) -> Store {
-        Store::new_db(clock, 0, Arc::default(), Arc::new(Journal::new(SHARDS)))
+        let now = clock.now_ms();
+        Store::new_db(
+            clock,
+            now,
+            0,
+            Common {
+                used: Arc::default(),
+                journal: Arc::new(Journal::new(SHARDS)),
+                hasher: ahash::RandomState::new(),
+                watch_lists: Arc::from([Watches::default()]),
+            },
+        )
     }
 
-    /// An empty database `db` reading time from `clock`, sharing `used` (the accounted bytes)
-    /// and `journal` with the other databases of its server (see [`Databases`]).
-    pub(crate) fn new_db(
-        clock: Clock,
-        db: u16,
-        used: Arc<StripedCounter>,
-        journal: Arc<Journal>,
-    ) -> Store {
-        let now = clock.now_ms();
+    /// An empty database `db` reading time from `clock`, its deadlines counted from `now`
+    /// (every database of a server has the same origin), sharing `shared` with the other
+    /// databases of its server (see [`Databases`]).
+    pub(crate) fn new_db(clock: Clock, now: u64, db: u16, common: Common) -> Store {
+        let Common {
+            used,
+            journal,
+            hasher,
+            watch_lists,
+        } = common;
         Store {
-            map: Table::new(SHARDS),
+            map: Table::with_hasher(SHARDS, hasher),
             index: ExpiryIndex::new(now),
             users: DashMap::with_hasher(ahash::RandomState::new()),
             clock,
@@ -150,9 +180,26 @@ impl Store {
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
             lazy_free: lazyfree::LazyFree::default(),
-            watches: Watches::default(),
+            watch_lists,
+            logical: AtomicU16::new(db),
             users_counted: AtomicU64::new(0),
         }
+    }
+
+    /// This database's index now (SELECT's; SWAPDB changes it). Stable while any of its
+    /// shards is locked.
+    #[inline]
+    pub(crate) fn logical(&self) -> u16 {
+        self.logical.load(Ordering::Relaxed)
+    }
+
+    /// The watch list of this database's index now.
+    #[inline]
+    fn watches(&self) -> &Watches {
+        let lists = &self.watch_lists;
+        // `logical` indexes `watch_lists`: both are set by `Databases`, which swaps indexes of
+        // databases it has; a lone store has index 0 and one list.
+        &lists[usize::from(self.logical()).min(lists.len() - 1)]
     }
 
     /// The clock deadlines are measured against.
@@ -365,10 +412,10 @@ impl Store {
     /// Journals that `key` was removed, and tells its watchers; call under the key's shard
     /// lock. `reclaimed`: the key was past its deadline.
     fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>, reclaimed: bool) {
-        self.watches.touch(shard_index, key, reclaimed);
+        self.watches().touch(shard_index, key, reclaimed);
         if rec.on() {
             self.journal.push(
-                self.db,
+                self.logical(),
                 shard_index,
                 Record::Delete {
                     key: Bytes::copy_from_slice(key),
@@ -498,7 +545,7 @@ impl Store {
             let mut shard = self.map.write(shard_index);
             if !shard.is_empty() {
                 for node in shard.iter() {
-                    self.watches.touch(shard_index, node.key(), false);
+                    self.watches().touch(shard_index, node.key(), false);
                 }
                 removed += shard.len() as u64;
                 tables.push(std::mem::take(&mut *shard));
@@ -693,9 +740,10 @@ impl Store {
         self.changes.add(1);
         self.account(before.tally, Tally::of(node));
         node.last_use().touch(self.lru_seconds(now_ms));
-        self.watches.touch(shard_index, node.key(), false);
+        self.watches().touch(shard_index, node.key(), false);
         if rec.on() {
-            self.journal.push(self.db, shard_index, Record::of(node));
+            self.journal
+                .push(self.logical(), shard_index, Record::of(node));
         }
         if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());

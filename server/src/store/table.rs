@@ -43,11 +43,19 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// An empty table of `shards` shards, a power of two.
+    /// An empty table of `shards` shards, a power of two, with a hasher of its own.
+    #[cfg(test)]
     pub fn new(shards: usize) -> Table {
+        Table::with_hasher(shards, ahash::RandomState::new())
+    }
+
+    /// An empty table of `shards` shards hashing with `hasher`: the databases of a server share
+    /// one, so that a key falls in the same shard of each (SWAPDB moves no key, and a watch
+    /// list keyed by shard stays right across it).
+    pub fn with_hasher(shards: usize, hasher: ahash::RandomState) -> Table {
         assert!(shards.is_power_of_two() && shards > 1);
         Table {
-            hasher: ahash::RandomState::new(),
+            hasher,
             shards: (0..shards).map(|_| Padded::default()).collect(),
             shard_bits: shards.trailing_zeros(),
         }

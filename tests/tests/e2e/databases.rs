@@ -218,6 +218,63 @@ fn move_takes_the_key_and_its_deadline_to_another_database_as_redis_does() {
 }
 
 #[test]
+fn swapdb_swaps_two_databases_for_every_client_at_once() {
+    each_protocol(|server, con| {
+        let mut in_one = server.connect(false);
+        query(con, "SET k zero");
+        let id: String = redis::cmd("SESSION.CREATE")
+            .arg("USER")
+            .arg("ada")
+            .query(con)
+            .expect("SESSION.CREATE");
+        query(&mut in_one, "SELECT 1");
+        query(&mut in_one, "SET k one");
+        query(&mut in_one, "SET only-one x");
+        // A watcher in database 0 of a key held in either: its EXEC fails.
+        assert_eq!(query(con, "WATCH only-one"), Value::Okay);
+        assert_eq!(query(&mut in_one, "SWAPDB 0 1"), Value::Okay);
+        assert_eq!(query(con, "MULTI"), Value::Okay);
+        query(con, "GET k");
+        assert_eq!(query(con, "EXEC"), Value::Nil);
+        assert_eq!(bulk(con, "GET k").as_deref(), Some("one"));
+        assert_eq!(bulk(&mut in_one, "GET k").as_deref(), Some("zero"));
+        assert_eq!(int(con, "DBSIZE"), 2);
+        assert_eq!(
+            int(&mut in_one, "SESSION.COUNT ada"),
+            1,
+            "sessions go with their db"
+        );
+        assert_eq!(int(con, "SESSION.COUNT ada"), 0);
+        assert_eq!(int(&mut in_one, &format!("EXISTS {id}")), 1);
+        let keyspace = text(con, "INFO keyspace");
+        assert!(keyspace.contains("db0:keys=2,"), "{keyspace}");
+        assert!(keyspace.contains("db1:keys=2,"), "{keyspace}");
+        assert_eq!(query(con, "SWAPDB 2 2"), Value::Okay);
+        for (line, expected) in [
+            ("SWAPDB 0 16", "ERR DB index is out of range"),
+            ("SWAPDB -1 0", "ERR DB index is out of range"),
+            ("SWAPDB x 1", "ERR invalid first DB index"),
+            ("SWAPDB 0 y", "ERR invalid second DB index"),
+            ("SWAPDB 0 4294967296", "ERR invalid second DB index"),
+            (
+                "SWAPDB 0",
+                "ERR wrong number of arguments for 'swapdb' command",
+            ),
+        ] {
+            assert_eq!(error(con, line), expected, "{line}");
+        }
+        // Inside a transaction: the commands after it see the swap.
+        assert_eq!(query(con, "MULTI"), Value::Okay);
+        query(con, "SWAPDB 0 1");
+        query(con, "GET k");
+        assert_eq!(
+            query(con, "EXEC"),
+            Value::Array(vec![Value::Okay, Value::BulkString(b"zero".to_vec())])
+        );
+    });
+}
+
+#[test]
 fn a_select_queued_in_multi_moves_the_commands_after_it_and_the_connection() {
     each_protocol(|_server, con| {
         query(con, "SET k zero");
@@ -305,7 +362,8 @@ fn watch_follows_the_key_of_its_database_and_flushes_of_it() {
 fn readers_never_see_half_of_a_transfer_across_databases() {
     const TRANSFERS: usize = 1_000;
     const TOTAL: i64 = 1_000_000;
-    for resp3 in [false, true] {
+    // With SWAPDB 0 1 in a loop meanwhile too: the sum holds whichever index names which.
+    for (resp3, swapping) in [(false, false), (true, false), (false, true)] {
         let server = TestServer::with_config(Config {
             threads: 4,
             ..Config::default()
@@ -344,6 +402,18 @@ fn readers_never_see_half_of_a_transfer_across_databases() {
                 })
             })
             .collect();
+        let swapper = swapping.then(|| {
+            let mut con = server.connect(resp3);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut swaps = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    assert_eq!(query(&mut con, "SWAPDB 0 1"), Value::Okay);
+                    swaps += 1;
+                }
+                swaps
+            })
+        });
         start.wait();
         for _ in 0..TRANSFERS {
             let (_, _, _, _): (i64, (), i64, ()) = redis::pipe()
@@ -361,9 +431,14 @@ fn readers_never_see_half_of_a_transfer_across_databases() {
         for reader in readers {
             assert!(reader.join().expect("reader") > 0);
         }
-        assert_eq!(number(&mut writer, "GET a"), TOTAL - TRANSFERS as i64);
+        let swapped = swapper.map(|swapper| swapper.join().expect("swapper"));
+        let zero = number(&mut writer, "GET a");
         query(&mut writer, "SELECT 1");
-        assert_eq!(number(&mut writer, "GET a"), TRANSFERS as i64);
+        let one = number(&mut writer, "GET a");
+        assert_eq!(zero + one, TOTAL);
+        if swapped.is_none() {
+            assert_eq!(one, TRANSFERS as i64);
+        }
     }
 }
 
@@ -426,6 +501,17 @@ fn a_snapshot_keeps_every_database_across_a_restart() {
     }
     query(&mut con, "SELECT 1");
     assert_eq!(int(&mut con, "DBSIZE"), 0);
+    // What a SWAPDB made is what the next snapshot holds, by index.
+    query(&mut con, "SWAPDB 1 3");
+    daemon.stop();
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_eq!(bulk(&mut con, "GET k").as_deref(), Some("in-0"));
+    query(&mut con, "SELECT 1");
+    assert_eq!(bulk(&mut con, "GET k").as_deref(), Some("in-3"));
+    assert_eq!(int(&mut con, "SESSION.COUNT ada"), 1);
+    query(&mut con, "SELECT 3");
+    assert_eq!(int(&mut con, "DBSIZE"), 0);
     daemon.stop();
 
     // Fewer databases than the file holds: refused, not dropped.
@@ -467,7 +553,7 @@ fn command_info_describes_the_database_commands_as_redis_7() {
             &'static [&'static str],
             usize,
         );
-        let expected: [Expected; 5] = [
+        let expected: [Expected; 6] = [
             (
                 "select",
                 [2, 0, 0, 0],
@@ -502,6 +588,13 @@ fn command_info_describes_the_database_commands_as_redis_7() {
                 &["fast", "write"],
                 &["@fast", "@keyspace", "@write"],
                 1,
+            ),
+            (
+                "swapdb",
+                [3, 0, 0, 0],
+                &["fast", "write"],
+                &["@dangerous", "@fast", "@keyspace", "@write"],
+                0,
             ),
         ];
         for (name, numbers, flags, categories, specs) in expected {
