@@ -51,7 +51,8 @@ pub struct Journal {
     in_flight: [InFlight; STRIPES],
     /// Whether [`Journal::begin`] is waiting for mutations in flight (for tests).
     draining: AtomicBool,
-    /// One log per map shard: a shard's log is only changed under that shard's lock.
+    /// One log per map shard: a key's record is only changed under its shard's lock (the
+    /// shard of the same index in each database shares the log, keyed by database and key).
     logs: Box<[Mutex<Log>]>,
     /// Records the logs hold.
     records: AtomicU64,

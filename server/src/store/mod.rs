@@ -1,4 +1,5 @@
-//! The keyspace: a sharded concurrent map of keys to typed values with deadlines.
+//! The keyspace: a sharded concurrent map of keys to typed values with deadlines. A [`Store`]
+//! is one database (SELECT's); [`Databases`] holds a server's, and what they share.
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
@@ -68,7 +69,7 @@ const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 /// twice the keys with a deadline, or than this.
 const INDEX_FLOOR: usize = 1024;
 
-/// The keyspace shared by every connection.
+/// One database's keyspace, shared by every connection (see [`Databases`] for a server's).
 #[derive(Debug)]
 pub struct Store {
     map: Table,

@@ -1017,7 +1017,7 @@ fn a_background_save_under_writes_is_one_consistent_instant_and_the_writes_reach
         summary.deletes > 0,
         "the journal recorded removals made during the save ({round} rounds): {summary:?}"
     );
-    let saved_digest = store_digest(&saved);
+    let saved_digest = store_digest(saved);
     let instant = digests.iter().position(|d| *d == saved_digest);
     assert!(
         instant.is_some(),
