@@ -185,6 +185,9 @@ impl Databases {
             for db in [a, b] {
                 self.watch_lists[db].touch_where(held);
             }
+            // A change for "changes since the last save" (Redis's `dirty++`): the next
+            // periodic save writes the new layout.
+            sa.changes.add(1);
         });
         drop(rec);
         true
@@ -602,7 +605,9 @@ mod tests {
         dbs.watch(0, &Bytes::from_static(b"one"), &watched, START);
         dbs.watch(0, &Bytes::from_static(b"nowhere"), &unwatched, START);
         dbs.watch(2, &Bytes::from_static(b"one"), &elsewhere, START);
+        let changes = dbs.changes();
         assert!(dbs.swap(0, 1));
+        assert_eq!(dbs.changes(), changes + 1, "a change to save");
         assert_eq!(Arc::as_ptr(dbs.db(1)), before_zero, "nothing copied");
         assert_eq!(Arc::as_ptr(dbs.db(0)), before_one);
         assert_eq!(
