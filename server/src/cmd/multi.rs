@@ -381,43 +381,41 @@ fn exec_locked(
             .as_ref()
             .is_some_and(|w| w.dirty.load(std::sync::atomic::Ordering::Relaxed))
     };
-    {
-        // Under the locks: no change to a watched key can come between this check and the
-        // commands.
-        let expired = watching.as_ref().is_some_and(|w| {
-            w.keys.iter().any(|(key, db, was)| {
-                !was && ctx.shared.dbs.db(*db).expired_since_watch(key, now_ms)
-            })
-        });
-        if dirty(watching) || expired {
-            Frame::NullArray.encode(ctx.conn.version(), ctx.out);
-            return Then::Continue;
-        }
-        let start = ctx.out.len();
-        let _ = write!(ctx.out, "*{}\r\n", commands.len());
-        // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
-        // EXEC's reply, as after the command on its own. A reply over the output limit closes
-        // it without one (as Redis), but only after the rest has run: all or none. Their
-        // replies are dropped as they come, so the output stays under the limit meanwhile.
-        let mut then = Then::Continue;
-        for (index, args) in commands {
-            let reply = run_queued(ctx, index, args);
-            if then == Then::OutputLimit {
-                ctx.out.truncate(start);
-                continue;
-            }
-            if let Some(frame) = reply.frame {
-                frame.encode(ctx.conn.version(), ctx.out);
-            }
-            if reply.then == Then::OutputLimit {
-                ctx.out.truncate(start);
-                then = Then::OutputLimit;
-            } else if reply.then == Then::Close {
-                then = Then::Close;
-            }
-        }
-        then
+    // Under the locks: no change to a watched key can come between this check and the
+    // commands.
+    let expired = watching.as_ref().is_some_and(|w| {
+        w.keys
+            .iter()
+            .any(|(key, db, was)| !was && ctx.shared.dbs.db(*db).expired_since_watch(key, now_ms))
+    });
+    if dirty(watching) || expired {
+        Frame::NullArray.encode(ctx.conn.version(), ctx.out);
+        return Then::Continue;
     }
+    let start = ctx.out.len();
+    let _ = write!(ctx.out, "*{}\r\n", commands.len());
+    // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
+    // EXEC's reply, as after the command on its own. A reply over the output limit closes
+    // it without one (as Redis), but only after the rest has run: all or none. Their
+    // replies are dropped as they come, so the output stays under the limit meanwhile.
+    let mut then = Then::Continue;
+    for (index, args) in commands {
+        let reply = run_queued(ctx, index, args);
+        if then == Then::OutputLimit {
+            ctx.out.truncate(start);
+            continue;
+        }
+        if let Some(frame) = reply.frame {
+            frame.encode(ctx.conn.version(), ctx.out);
+        }
+        if reply.then == Then::OutputLimit {
+            ctx.out.truncate(start);
+            then = Then::OutputLimit;
+        } else if reply.then == Then::Close {
+            then = Then::Close;
+        }
+    }
+    then
 }
 
 /// EXECABORT for a reason found at EXEC.

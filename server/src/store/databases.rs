@@ -308,6 +308,10 @@ impl Databases {
         blocks: &[(usize, Option<&[usize]>)],
         f: impl FnOnce() -> R,
     ) -> R {
+        if let [(db, shards)] = blocks {
+            // The usual EXEC, in one database: no lists to sort.
+            return self.db(*db).atomic(*shards, f);
+        }
         // By place in `dbs`, the order of every holder of several databases' locks.
         let mut sorted: Vec<(usize, Option<&[usize]>)> = blocks
             .iter()
