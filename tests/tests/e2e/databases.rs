@@ -87,6 +87,10 @@ fn databases_hold_their_own_keys_and_select_refuses_what_redis_refuses() {
             text(con, "CLIENT INFO").contains(" db=15 "),
             "a refused SELECT stays"
         );
+        let databases: std::collections::HashMap<String, String> =
+            redis::FromRedisValue::from_redis_value(query(con, "CONFIG GET databases")).unwrap();
+        assert_eq!(databases.len(), 1, "{databases:?}");
+        assert_eq!(databases["databases"], "16");
         // RESET goes back to database 0.
         assert_eq!(query(con, "SELECT 1"), Value::Okay);
         assert_eq!(query(con, "RESET"), Value::SimpleString("RESET".into()));
