@@ -8,7 +8,7 @@
 //! database with an index into [`Databases`]'s slice: no lock, no allocation. The activity
 //! counters (expired, evicted, changes, sessions) stay per database and are summed when read.
 
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,8 +43,6 @@ pub struct Databases {
     swaps: AtomicU64,
     /// Each index's watch list (shared with the stores, which touch the list of their index).
     watch_lists: Arc<[Watches]>,
-    /// The database the last eviction took a key from, tried first by the next.
-    evicting: AtomicUsize,
 }
 
 impl Databases {
@@ -70,7 +68,6 @@ impl Databases {
             mapping: (0..count).map(|db| AtomicU16::new(index(db))).collect(),
             swaps: AtomicU64::new(0),
             watch_lists,
-            evicting: AtomicUsize::new(0),
         }
     }
 
@@ -234,20 +231,23 @@ impl Databases {
     }
 
     /// Evicts keys under `policy` until `used_memory` is at most `limit`; false when no
-    /// database has a key the policy may evict. Each eviction samples one database: the one the
-    /// last eviction took from first (most servers use one), then the others in turn, where
-    /// Redis compares samples of every database.
+    /// database has a key the policy may evict. As Redis, each eviction compares a sample of
+    /// every database that holds eligible keys and evicts the best of them all (the databases'
+    /// scores share their origin); a database without any is skipped at the cost of a sum.
     pub fn make_room(&self, limit: u64, policy: evict::Policy, now_ms: u64) -> bool {
-        let count = self.dbs.len();
         while self.used_memory() > limit {
-            let start = self.evicting.load(Ordering::Relaxed);
-            let evicted = (0..count)
-                .map(|offset| (start + offset) % count)
-                .find(|&db| self.dbs[db].evict_one(policy, now_ms));
-            match evicted {
-                Some(db) => self.evicting.store(db, Ordering::Relaxed),
-                None => return false,
+            let mut best: Option<(u64, &Store, Vec<u8>)> = None;
+            for db in self.dbs.iter() {
+                if let Some((score, key)) = db.eviction_sample(policy, now_ms) {
+                    if best.as_ref().is_none_or(|(lowest, _, _)| score < *lowest) {
+                        best = Some((score, db, key));
+                    }
+                }
             }
+            let Some((_, db, key)) = best else {
+                return false;
+            };
+            db.evict(&key, policy, now_ms);
         }
         true
     }
@@ -672,5 +672,37 @@ mod tests {
         dbs.db(3).put_str(b"k", START, 0);
         let journal = dbs.journal().end().unwrap();
         assert!(matches!(&journal[..], [(3, Record::String { .. })]));
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_used_keys_of_whichever_database() {
+        let (clock, manual) = Clock::manual(START);
+        let dbs = Databases::new(clock, 4);
+        for i in 0..50 {
+            dbs.db(1).put_str(format!("old{i}").as_bytes(), START, 0);
+        }
+        manual.advance(60_000);
+        let now = START + 60_000;
+        for i in 0..50 {
+            dbs.db(0).put_str(format!("new{i}").as_bytes(), now, 0);
+        }
+        let full = dbs.used_memory();
+        assert!(dbs.make_room(full / 2 + full / 10, evict::Policy::AllKeysLru, now));
+        assert!(
+            dbs.db(1).len() < 25,
+            "the old keys went first: {}",
+            dbs.db(1).len()
+        );
+        assert!(
+            dbs.db(0).len() > 40,
+            "the new ones mostly stay: {}",
+            dbs.db(0).len()
+        );
+        assert!(
+            !dbs.make_room(0, evict::Policy::VolatileLru, now),
+            "none has a deadline"
+        );
+        assert!(dbs.make_room(0, evict::Policy::AllKeysLru, now));
+        assert!(dbs.is_empty());
     }
 }

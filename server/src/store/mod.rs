@@ -88,6 +88,9 @@ pub struct Store {
     /// The accounted bytes of every key of every database (`used_memory`, server-wide as
     /// `maxmemory` is); see [`Node::footprint`].
     used: Arc<StripedCounter>,
+    /// Keys held, as accounted (a key freed in the background leaves it late): eviction's hint
+    /// of which databases to sample.
+    keys: StripedCounter,
     /// This database's place among its server's (fixed; SELECT's index is `logical`).
     db: u16,
     evicted_keys: AtomicU64,
@@ -176,6 +179,7 @@ impl Store {
             journal,
             changes: StripedCounter::default(),
             used,
+            keys: StripedCounter::default(),
             db,
             evicted_keys: AtomicU64::new(0),
             started_ms: now,
