@@ -83,10 +83,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         let rss = resident_bytes();
         let used = store.used_memory();
         let max = shared.config.maxmemory;
-        let lazyfree = store
-            .iter()
-            .map(|db| db.lazyfree_counts())
-            .fold((0, 0), |(p, f), (dp, df)| (p + dp, f + df));
+        // The queue is the server's, shared by the databases.
+        let lazyfree = store.first().lazyfree_counts();
         let _ = write!(
             out,
             "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\

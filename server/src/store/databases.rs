@@ -57,6 +57,7 @@ impl Databases {
             journal: Arc::new(Journal::new(SHARDS)),
             hasher: ahash::RandomState::new(),
             watch_lists: Arc::clone(&watch_lists),
+            lazy_free: Arc::default(),
         };
         // `count` is at most MAX_DATABASES, which fits in a u16.
         let index = |db: usize| u16::try_from(db).unwrap_or(u16::MAX);
@@ -704,5 +705,29 @@ mod tests {
         );
         assert!(dbs.make_room(0, evict::Policy::AllKeysLru, now));
         assert!(dbs.is_empty());
+    }
+
+    #[test]
+    fn flushall_async_frees_every_database_on_the_servers_one_queue() {
+        let dbs = dbs();
+        for (db, keys) in [(0, 30), (2, 20)] {
+            for i in 0..keys {
+                dbs.db(db)
+                    .put_str(format!("k{i}").as_bytes(), START, START + 5_000);
+            }
+        }
+        session(dbs.db(2), "ada");
+        let mut freed = dbs.first().lazyfreed();
+        dbs.flush_all(true);
+        assert!(dbs.is_empty(), "empty at once");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(freed.wait_for(|&n| n >= 51)).unwrap();
+        assert_eq!(dbs.first().lazyfree_counts(), (0, 51), "one queue's counts");
+        assert_eq!(dbs.db(2).lazyfree_counts(), (0, 51));
+        assert_eq!(dbs.used_memory(), 0);
+        assert_eq!(dbs.sum(Store::volatile_len), 0);
+        assert_eq!(dbs.db(2).count_sessions(b"", b"ada"), 0);
     }
 }

@@ -97,8 +97,9 @@ pub struct Store {
     /// When the store was made, Unix ms: the origin of the LRU clock.
     started_ms: u64,
     expiry_cycles: watch::Sender<u64>,
-    /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
-    lazy_free: lazyfree::LazyFree,
+    /// Tables flushed by FLUSHALL/FLUSHDB ASYNC, freed by a background thread: the server's
+    /// queue and thread, shared by its databases.
+    lazy_free: Arc<lazyfree::LazyFree>,
     /// The keys connections WATCH, one list per database (SELECT's index), shared by the
     /// databases of a server: a list stays with its index when SWAPDB swaps what the indexes
     /// name, as Redis's watched keys stay with their database's id.
@@ -123,6 +124,8 @@ pub(crate) struct Common {
     pub(crate) hasher: ahash::RandomState,
     /// The watch list of each database index.
     pub(crate) watch_lists: Arc<[Watches]>,
+    /// FLUSHDB/FLUSHALL ASYNC's queue, and its one thread.
+    pub(crate) lazy_free: Arc<lazyfree::LazyFree>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -154,6 +157,7 @@ impl Store {
                 journal: Arc::new(Journal::new(SHARDS)),
                 hasher: ahash::RandomState::new(),
                 watch_lists: Arc::from([Watches::default()]),
+                lazy_free: Arc::default(),
             },
         )
     }
@@ -167,6 +171,7 @@ impl Store {
             journal,
             hasher,
             watch_lists,
+            lazy_free,
         } = common;
         Store {
             map: Table::with_hasher(SHARDS, hasher),
@@ -184,7 +189,7 @@ impl Store {
             evicted_keys: AtomicU64::new(0),
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
-            lazy_free: lazyfree::LazyFree::default(),
+            lazy_free,
             watch_lists,
             logical: AtomicU16::new(db),
             users_counted: AtomicU64::new(0),
@@ -558,7 +563,7 @@ impl Store {
         }
         drop(rec);
         self.changes.add(removed);
-        if tables.is_empty() || !self.lazy_free.push(tables, removed) {
+        if tables.is_empty() || !self.lazy_free.push(self, tables, removed) {
             return;
         }
         let store = Arc::clone(self);
@@ -573,19 +578,23 @@ impl Store {
     }
 
     /// Frees the tables [`Store::flush_async`] queued, and takes their keys out of the counters.
+    /// (Of every database of the server: the queue is theirs.)
     fn free_flushed(&self) {
-        while let Some(table) = self.lazy_free.next() {
-            self.unindex_flushed(&table);
+        while let Some((store, table)) = self.lazy_free.next() {
+            store.unindex_flushed(&table);
             let freed = lazyfree::free(table);
-            self.account(freed.tally, Tally::NOTHING);
-            self.sessions
+            store.account(freed.tally, Tally::NOTHING);
+            store
+                .sessions
                 .destroyed
                 .fetch_add(freed.tally.sessions, Ordering::Relaxed);
+            drop(store);
             self.lazy_free.done(freed.keys);
         }
     }
 
-    /// Keys flushed by FLUSHALL ASYNC and not yet freed (Redis's `lazyfree_pending_objects`).
+    /// Keys flushed by FLUSHALL ASYNC and not yet freed, in every database of the server
+    /// (Redis's `lazyfree_pending_objects`).
     pub fn lazyfree_pending(&self) -> u64 {
         self.lazy_free.pending()
     }
@@ -1190,7 +1199,7 @@ mod tests {
                 let tables: Vec<_> = (0..store.map.shard_count())
                     .map(|shard| std::mem::take(&mut *store.map.write(shard)))
                     .collect();
-                if store.lazy_free.push(tables, 1) {
+                if store.lazy_free.push(&store, tables, 1) {
                     let background = Arc::clone(&store);
                     std::thread::spawn(move || background.free_flushed());
                 }
