@@ -3,11 +3,12 @@
 //! After MULTI, [`queue`] keeps each command's already decoded arguments (checked for what
 //! Redis checks at queue time: an unknown command, the arity, authentication, `no_multi`, the
 //! user's permissions; any of those makes EXEC answer EXECABORT) and answers QUEUED. EXEC runs
-//! them in one atomic block of the store ([`Store::atomic`]): the map shards of every key the
-//! commands declare (their key positions in the command table) and of the watched keys are
-//! write-locked in ascending order for the whole of it, every shard when a command declares no
-//! keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a
-//! transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
+//! them in one atomic block ([`Databases::atomic`]): the map shards of every key the commands
+//! declare (their key positions in the command table, each in the database it will run in: a
+//! queued SELECT moves the commands after it, and MOVE's destination counts) and of the watched
+//! keys are write-locked in ascending order for the whole of it, every shard of every database
+//! when a command declares no keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO, SWAPDB...), so no other
+//! client sees half of a transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
 //! `client-output-buffer-limit` closes the client, as Redis does, but only once every queued
 //! command has run.
 //!

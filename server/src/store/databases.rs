@@ -301,7 +301,7 @@ impl Databases {
     /// `(db, shards)`, the shards of that database (`None`: every one) are write-locked, the
     /// databases in the order of every multi-database holder and each one's shards in
     /// ascending order, for all of `f` (see [`Store::atomic`], which this generalises, and
-    /// [`Table::atomic_many`]). A SWAPDB may come between the caller's reading of the indexes
+    /// `Table::atomic_many`). A SWAPDB may come between the caller's reading of the indexes
     /// and the locks: `f` compares [`Databases::swaps`] with what the caller read and starts
     /// over when they differ.
     pub fn atomic<R: 'static>(
