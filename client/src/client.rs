@@ -50,6 +50,7 @@ impl Default for Builder {
                 pool_size: 2,
                 reconnect_min: Duration::from_millis(50),
                 reconnect_max: Duration::from_secs(1),
+                database: 0,
                 #[cfg(feature = "tls")]
                 tls: None,
             },
@@ -87,6 +88,13 @@ impl Builder {
     /// How long a command may wait for its reply, connecting included. Default 5 s.
     pub fn command_timeout(mut self, timeout: Duration) -> Builder {
         self.settings.command_timeout = timeout;
+        self
+    }
+
+    /// The database every connection selects (`SELECT`) when it connects or reconnects, for
+    /// the nodes whose URL names none (`redis://host:port/3` selects 3). Default 0.
+    pub fn database(mut self, index: u32) -> Builder {
+        self.settings.database = index;
         self
     }
 

@@ -73,11 +73,11 @@ impl Connection {
                     ))
                 })?;
                 let stream = tls.handshake(stream, addr).await?;
-                let (stream, leftover) = hello(stream, addr).await?;
+                let (stream, leftover) = hello(stream, addr, settings).await?;
                 let (read, write) = tokio::io::split(stream);
                 return Ok(Connection::spawn(read, write, leftover));
             }
-            let (stream, leftover) = hello(stream, addr).await?;
+            let (stream, leftover) = hello(stream, addr, settings).await?;
             let (read, write) = stream.into_split();
             Ok(Connection::spawn(read, write, leftover))
         };
@@ -124,8 +124,28 @@ impl Connection {
 }
 
 /// `HELLO 3 [AUTH user password]`; servers without HELLO (or RESP3) get `AUTH` and RESP2.
-/// Returns the stream and any bytes read past the reply.
-async fn hello<S>(mut stream: S, addr: &NodeAddr) -> Result<(S, BytesMut)>
+/// Then `SELECT db` unless the database is 0 (the URL's, or the builder's). Returns the stream
+/// and any bytes read past the replies.
+async fn hello<S>(stream: S, addr: &NodeAddr, settings: &Settings) -> Result<(S, BytesMut)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut stream, mut buffer) = log_in(stream, addr).await?;
+    let database = addr.database().unwrap_or(settings.database);
+    if database != 0 {
+        let index = database.to_string();
+        let args = ["SELECT", index.as_str()];
+        if let Frame::Error(text) = round_trip(&mut stream, &mut buffer, &args, addr).await? {
+            return Err(
+                Error::from_reply(&text).context(format!("select database {database} on {addr}"))
+            );
+        }
+    }
+    Ok((stream, buffer))
+}
+
+/// `HELLO 3 [AUTH user password]`, or `AUTH` for a server without HELLO (see [`hello`]).
+async fn log_in<S>(mut stream: S, addr: &NodeAddr) -> Result<(S, BytesMut)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

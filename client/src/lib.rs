@@ -62,8 +62,9 @@
 //!
 //! # Settings, several servers
 //!
-//! [`Client::builder`] sets the connect and command timeouts, the connections per server and
-//! the reconnect backoff. Given several nodes, the client owns each key and session on one of
+//! [`Client::builder`] sets the connect and command timeouts, the connections per server, the
+//! reconnect backoff and the database every connection selects ([`Builder::database`]; a URL's
+//! path, `redis://host:port/1`, names one for its node). Given several nodes, the client owns each key and session on one of
 //! them, chosen by rendezvous hashing, and asks every node for per-user operations; a node
 //! that is down makes the commands for what it owns fail at once with an
 //! [`ErrorKind::Connection`] error naming it, while the others carry on.

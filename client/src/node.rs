@@ -173,6 +173,7 @@ mod tests {
             pool_size: 1,
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_millis(300),
+            database: 0,
             #[cfg(feature = "tls")]
             tls: None,
         };

@@ -11,6 +11,8 @@ pub(crate) struct Settings {
     pub pool_size: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// The database every connection selects, for nodes whose URL names none.
+    pub database: u32,
     /// For `sessionds://`/`rediss://` nodes; made by the builder when one is listed.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsConfig>,

@@ -1,5 +1,6 @@
-//! Connection URLs: `sessiond://[user[:password]@]host[:port]`, and `redis://` with the same
-//! shape, parsed into a [`NodeAddr`]; `sessionds://` and `rediss://` for TLS (feature `tls`).
+//! Connection URLs: `sessiond://[user[:password]@]host[:port][/db]`, and `redis://` with the
+//! same shape, parsed into a [`NodeAddr`]; `sessionds://` and `rediss://` for TLS (feature
+//! `tls`).
 
 use std::fmt;
 
@@ -19,12 +20,15 @@ pub struct NodeAddr {
     user: Option<String>,
     password: Option<String>,
     tls: bool,
+    /// The database the URL's path names (`/3`); `None` without a path.
+    database: Option<u32>,
 }
 
 impl NodeAddr {
-    /// Parses `sessiond://[user[:password]@]host[:port][/0]` or the same with `redis://`;
+    /// Parses `sessiond://[user[:password]@]host[:port][/db]` or the same with `redis://`;
     /// `sessionds://` and `rediss://` connect with TLS (feature `tls`), verifying the server's
-    /// certificate against `host`.
+    /// certificate against `host`. A path selects that database on every connection (as
+    /// `redis://host/1` does for Redis clients).
     ///
     /// User and password may be percent-encoded (`p%40ss` for `p@ss`). A password without a
     /// user (`redis://:secret@host`) logs in as the `default` user, as Redis clients do.
@@ -51,9 +55,17 @@ impl NodeAddr {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
         };
-        if !matches!(path, "" | "/" | "/0") {
-            return Err(invalid("only database 0 exists; remove the path and query"));
+        if path.contains('?') {
+            return Err(invalid("remove the query"));
         }
+        let database = match path.trim_start_matches('/') {
+            "" => None,
+            index => Some(
+                index
+                    .parse::<u32>()
+                    .map_err(|_| invalid("the path must be a database number (/0, /1...)"))?,
+            ),
+        };
         let (credentials, host_port) = match authority.rsplit_once('@') {
             Some((credentials, host_port)) => (Some(credentials), host_port),
             None => (None, authority),
@@ -112,7 +124,13 @@ impl NodeAddr {
             user,
             password,
             tls,
+            database,
         })
+    }
+
+    /// The database the URL selects (its path), if it names one.
+    pub fn database(&self) -> Option<u32> {
+        self.database
     }
 
     /// Whether the connection uses TLS (`sessionds://`, `rediss://`).
@@ -166,6 +184,7 @@ impl fmt::Debug for NodeAddr {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
+            .field("database", &self.database)
             .finish()
     }
 }
@@ -222,6 +241,13 @@ mod tests {
         let login = NodeAddr::parse("sessiond://web:p%40ss@h:1/0").unwrap();
         assert_eq!(login.user(), Some("web"));
         assert_eq!(login.password(), Some("p@ss"));
+        assert_eq!(login.database(), Some(0));
+        assert_eq!(
+            NodeAddr::parse("redis://h:1/12").unwrap().database(),
+            Some(12)
+        );
+        assert_eq!(NodeAddr::parse("redis://h:1/").unwrap().database(), None);
+        assert_eq!(plain.database(), None);
 
         let password_only = NodeAddr::parse("redis://:secret@h:2").unwrap();
         assert_eq!(
@@ -256,7 +282,9 @@ mod tests {
             "sessionds://",
             "sessiond://h:0",
             "sessiond://h:99999",
-            "sessiond://h:1/3",
+            "sessiond://h:1/x",
+            "sessiond://h:1/-1",
+            "sessiond://h:1/0?db=1",
             "sessiond://:1",
             "sessiond://user@h:1",
             "sessiond://[::1",
@@ -271,7 +299,7 @@ mod tests {
             assert!(error.to_string().contains("`tls` feature"), "{error}");
             assert!(!error.to_string().contains("hunter2"), "{error}");
         }
-        let error = NodeAddr::parse("sessiond://u:hunter2@h:1/9").unwrap_err();
+        let error = NodeAddr::parse("sessiond://u:hunter2@h:1/nine").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(
             !format!("{:?}", NodeAddr::parse("sessiond://u:hunter2@h").unwrap())

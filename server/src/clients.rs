@@ -24,6 +24,8 @@ pub struct ClientState {
     last_command_at_ms: AtomicU64,
     last_command: AtomicUsize,
     resp: AtomicU8,
+    /// The selected database (SELECT), for CLIENT LIST's `db=`.
+    db: AtomicUsize,
     /// Whether the connection has ever authenticated (ends its `--auth-timeout` deadline).
     authenticated: AtomicBool,
     names: Mutex<Names>,
@@ -50,6 +52,11 @@ impl ClientState {
     /// Records the protocol version in use.
     pub fn set_resp(&self, version: u8) {
         self.resp.store(version, Ordering::Relaxed);
+    }
+
+    /// Records the selected database.
+    pub fn set_db(&self, db: usize) {
+        self.db.store(db, Ordering::Relaxed);
     }
 
     /// Sets or clears (empty) the connection name.
@@ -99,7 +106,7 @@ impl ClientState {
             .get(self.last_command.load(Ordering::Relaxed))
             .map_or("NULL", |spec| spec.name);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -108,6 +115,7 @@ impl ClientState {
             names.name,
             age.as_secs(),
             idle_s,
+            self.db.load(Ordering::Relaxed),
             command,
             if names.user.is_empty() {
                 "default"
@@ -140,6 +148,7 @@ impl Clients {
             last_command_at_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(usize::MAX),
             resp: AtomicU8::new(2),
+            db: AtomicUsize::new(0),
             authenticated: AtomicBool::new(false),
             names: Mutex::new(Names::default()),
         });

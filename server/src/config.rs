@@ -70,6 +70,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Most simultaneous clients.
     pub maxclients: usize,
+    /// Databases (SELECT 0 to `databases - 1`), 1 to [`MAX_DATABASES`](crate::store::MAX_DATABASES).
+    pub databases: usize,
     /// Most bytes the keyspace may be accounted for; 0: no limit.
     pub maxmemory: u64,
     /// What a write does at `maxmemory`.
@@ -138,6 +140,7 @@ impl Default for Config {
             port: 6380,
             tls: None,
             maxclients: 10_000,
+            databases: 16,
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,
             requirepass: None,
@@ -308,6 +311,7 @@ impl RawConfig {
             .into());
         }
         let maxclients = self.maxclients.unwrap_or(defaults.maxclients as u64);
+        let databases = self.databases.unwrap_or(defaults.databases as u64);
         let scan_max_count = self
             .scan_max_count
             .unwrap_or(defaults.scan_max_count as u64);
@@ -335,6 +339,12 @@ impl RawConfig {
                 .map_or(defaults.maxmemory, |Size(bytes)| bytes),
             maxmemory_policy: self.maxmemory_policy.unwrap_or(defaults.maxmemory_policy),
             maxclients: range("maxclients", maxclients, 1, 1 << 20)? as usize,
+            databases: range(
+                "databases",
+                databases,
+                1,
+                crate::store::MAX_DATABASES as u64,
+            )? as usize,
             limits,
             max_pattern_len,
             scan_max_count: range("scan-max-count", scan_max_count, 1, 1 << 30)? as usize,

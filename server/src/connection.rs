@@ -249,7 +249,7 @@ where
     fn prefetch(&self) {
         if self.decoded.len() > 1 {
             for args in &self.decoded {
-                cmd::prefetch(&self.shared.store, &self.state, args);
+                cmd::prefetch(&self.shared.dbs, &self.state, args);
             }
         }
     }

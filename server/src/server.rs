@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::persist::{self, Persistence};
 use crate::shared::Shared;
-use crate::store::Store;
+use crate::store::Databases;
 use crate::tls;
 
 /// How long a client refused at `maxclients` gets to take the error (over TLS, to finish its
@@ -102,7 +102,7 @@ impl Server {
             None => None,
             Some(tls) => Some(tls.listener.local_addr().map_err(ServerError::LocalAddr)?),
         };
-        let store = Arc::new(Store::new(config.clock.clone()));
+        let store = Arc::new(Databases::new(config.clock.clone(), config.databases));
         let mut data_dir_lock = None;
         if let Some(persist) = &config.persistence {
             let path = persist.path();
@@ -203,7 +203,7 @@ impl Server {
         let mut signals_open = true;
         loop {
             let mut stop = shared.shutdown_signal();
-            let expiry = tokio::spawn(shared.store.clone().run_active_expiry(
+            let expiry = tokio::spawn(shared.dbs.clone().run_active_expiry(
                 shared.config.active_expire_interval,
                 wait_for_true(shared.shutdown_signal()),
             ));

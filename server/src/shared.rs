@@ -16,15 +16,15 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::persist::{self, Persistence};
 use crate::stats::Stats;
-use crate::store::Store;
+use crate::store::Databases;
 
 /// State every connection shares.
 #[derive(Debug)]
 pub struct Shared {
     /// The validated configuration.
     pub config: Config,
-    /// The keyspace.
-    pub store: Arc<Store>,
+    /// The keyspace: every database.
+    pub dbs: Arc<Databases>,
     /// Connected clients.
     pub clients: Clients,
     /// Counters.
@@ -82,7 +82,7 @@ impl Shared {
     /// `data_dir_lock` is held for as long as the state lives.
     pub(crate) fn new(
         config: Config,
-        store: Arc<Store>,
+        dbs: Arc<Databases>,
         persistence: Arc<Persistence>,
         auth: Auth,
         local_addr: SocketAddr,
@@ -93,7 +93,7 @@ impl Shared {
             auth,
             auth_failure_log: FailureLog::default(),
             config,
-            store,
+            dbs,
             clients: Clients::default(),
             stats: Stats::default(),
             started: Instant::now(),

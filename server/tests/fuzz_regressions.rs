@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use sessiond::persist::format::{FORMAT_VERSION, MAGIC, MAX_FRAME};
+use sessiond::persist::format::{MAGIC, MAX_FRAME};
 use sessiond::persist::loader;
 use sessiond::store::Record;
 use sessiond::{Clock, Store};
@@ -35,7 +35,7 @@ impl Drop for TempFile {
 
 fn header() -> Vec<u8> {
     let mut file = MAGIC.to_vec();
-    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    file.extend_from_slice(&1u16.to_le_bytes());
     file.extend_from_slice(&0u16.to_le_bytes());
     file.extend_from_slice(&NOW_MS.to_le_bytes());
     file

@@ -16,6 +16,7 @@ use sessiond::persist::format::{FORMAT_VERSION, HEADER_LEN, MAGIC};
 use sessiond::persist::loader::{self, SnapshotError, Summary};
 use sessiond::persist::writer;
 use sessiond::store::session::NewSession;
+use sessiond::store::Databases;
 use sessiond::store::Record;
 use sessiond::store::{Entry, Fields, KeyFilter, Value};
 use sessiond::{Clock, Store};
@@ -244,7 +245,7 @@ fn a_record_that_does_not_decode_under_a_valid_checksum_loads_nothing() {
     };
     let undecodable = vec![0xff, 0xff, 0xff];
     let good_frame = encoded(&good);
-    let bytes = file_of(FORMAT_VERSION, &[good_frame.clone(), undecodable]);
+    let bytes = file_of(1, &[good_frame.clone(), undecodable]);
     std::fs::write(&path, &bytes).unwrap();
     let bad_record_at = (HEADER_LEN + 4 + good_frame.len() + 4) as u64;
 
@@ -261,7 +262,7 @@ fn a_record_that_does_not_decode_under_a_valid_checksum_loads_nothing() {
     assert_eq!(checked.to_string(), error.to_string());
 
     // The same file without the bad record loads.
-    std::fs::write(&path, file_of(FORMAT_VERSION, &[good_frame])).unwrap();
+    std::fs::write(&path, file_of(1, &[good_frame])).unwrap();
     loader::load(&path, &store).unwrap();
     assert_eq!(store.len(), 1);
 }
@@ -438,7 +439,7 @@ fn a_file_written_before_sets_existed_still_loads() {
 
     let dir = ScratchDir::new();
     let path = dir.0.join("dump.sdb");
-    std::fs::write(&path, file_of(FORMAT_VERSION, &[string, hash, gone])).unwrap();
+    std::fs::write(&path, file_of(1, &[string, hash, gone])).unwrap();
     let store = Store::new(Clock::manual(T0).0);
     let summary = loader::load(&path, &store).unwrap();
     assert_eq!(
@@ -451,4 +452,50 @@ fn a_file_written_before_sets_existed_still_loads() {
         (1, 1, 0, 1)
     );
     assert_eq!(store.len(), 2);
+}
+
+/// Files of format version 1 (before numbered databases) load into database 0; version 2
+/// frames name their database, and a database the server lacks refuses the file whole.
+#[test]
+fn a_version_1_file_loads_into_database_0_and_version_2_frames_name_theirs() {
+    let string = |key: &'static str| {
+        encoded(&Record::String {
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            expires_at_ms: 0,
+        })
+    };
+    let in_db = |db: u16, frame: Vec<u8>| [db.to_le_bytes().to_vec(), frame].concat();
+    let dir = ScratchDir::new();
+    let path = dir.0.join("dump.sdb");
+    let count = |dbs: &Databases, db: usize| dbs.db(db).len();
+
+    std::fs::write(&path, file_of(1, &[string("old")])).unwrap();
+    let dbs = Databases::new(Clock::manual(T0).0, 16);
+    assert_eq!(loader::load(&path, &dbs).unwrap().format_version, 1);
+    assert_eq!((count(&dbs, 0), dbs.len()), (1, 1));
+
+    let frames = [
+        in_db(0, string("a")),
+        in_db(9, string("b")),
+        in_db(15, string("c")),
+    ];
+    std::fs::write(&path, file_of(FORMAT_VERSION, &frames)).unwrap();
+    let dbs = Databases::new(Clock::manual(T0).0, 16);
+    loader::load(&path, &dbs).unwrap();
+    assert_eq!((count(&dbs, 0), count(&dbs, 9), count(&dbs, 15)), (1, 1, 1));
+
+    let fewer = Databases::new(Clock::manual(T0).0, 10);
+    let error = loader::load(&path, &fewer).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("a record of database 15, but the server has 10 databases"),
+        "{error}"
+    );
+    assert!(fewer.is_empty(), "nothing of a refused file is loaded");
+    // A lone store is one database: a file with others is refused too.
+    let lone = Store::new(Clock::manual(T0).0);
+    assert!(loader::load(&path, &lone).is_err());
+    assert!(lone.is_empty());
 }

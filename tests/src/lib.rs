@@ -200,7 +200,7 @@ impl TestServer {
             .clock
             .as_ref()
             .expect("server started with a manual clock");
-        let mut cycles = self.shared.store.expiry_cycles();
+        let mut cycles = self.shared.dbs.first().expiry_cycles();
         clock.advance(ms);
         self.runtime.block_on(async {
             // The cycle running during the move may have read the old time; the one after it
@@ -227,12 +227,12 @@ impl TestServer {
 
     /// Now on the server's clock, Unix ms.
     pub fn now_ms(&self) -> u64 {
-        self.shared.store.now_ms()
+        self.shared.dbs.first().now_ms()
     }
 
     /// Keys held by the store, reclaimed or not (what DBSIZE says, read without a command).
     pub fn stored_keys(&self) -> usize {
-        self.shared.store.len()
+        self.shared.dbs.len()
     }
 }
 

@@ -5,6 +5,7 @@
 mod api;
 mod axum_login;
 mod concurrency;
+mod databases;
 mod errors;
 mod reconnect;
 mod sharding;

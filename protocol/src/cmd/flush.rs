@@ -3,16 +3,18 @@
 use super::args::{is, Args};
 use super::CommandError;
 
-/// `FLUSHALL`/`FLUSHDB [ASYNC|SYNC]`: with one database the two are the same. ASYNC empties
-/// the keyspace at once and frees the keys on a background thread.
+/// `FLUSHALL`/`FLUSHDB [ASYNC|SYNC]`: every database, or the connection's. ASYNC empties them
+/// at once and frees the keys on a background thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flush {
     /// Whether ASYNC was asked for.
     pub asynchronous: bool,
+    /// FLUSHALL (every database) rather than FLUSHDB.
+    pub all: bool,
 }
 
 impl Flush {
-    pub(crate) fn parse(args: &mut Args) -> Result<Self, CommandError> {
+    pub(crate) fn parse(args: &mut Args, all: bool) -> Result<Self, CommandError> {
         let asynchronous = match args.next_opt() {
             None => false,
             Some(mode) if is(&mode, "ASYNC") => true,
@@ -22,6 +24,6 @@ impl Flush {
         if args.remaining() > 0 {
             return Err(CommandError::Syntax);
         }
-        Ok(Flush { asynchronous })
+        Ok(Flush { asynchronous, all })
     }
 }

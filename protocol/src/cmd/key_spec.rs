@@ -43,6 +43,12 @@ const RENAMENX: &[KeySpec] = &[
     },
 ];
 
+const MOVE: &[KeySpec] = &[KeySpec {
+    flags: &["RW", "access", "update"],
+    index: 1,
+    last_key: 0,
+}];
+
 const WATCH: &[KeySpec] = &[KeySpec {
     flags: &["RO"],
     index: 1,
@@ -54,6 +60,7 @@ const WATCH: &[KeySpec] = &[KeySpec {
 pub fn key_specs(name: &str) -> &'static [KeySpec] {
     match name {
         "rename" => RENAME,
+        "move" => MOVE,
         "renamenx" => RENAMENX,
         "watch" => WATCH,
         _ => &[],

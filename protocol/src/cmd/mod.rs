@@ -23,6 +23,7 @@ mod incr;
 mod info;
 mod key_spec;
 mod mget;
+mod move_;
 mod mset;
 mod rename;
 mod scan;
@@ -36,6 +37,7 @@ mod session_unset;
 mod set;
 mod sets;
 mod shutdown;
+mod swapdb;
 
 use bytes::Bytes;
 
@@ -57,6 +59,7 @@ pub use incr::IncrBy;
 pub use info::Info;
 pub use key_spec::{key_specs, KeySpec};
 pub use mget::Keys;
+pub use move_::Move;
 pub use mset::MSet;
 pub use rename::Rename;
 pub use scan::Scan;
@@ -70,6 +73,7 @@ pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
 pub use sets::{KeyMembers, SPop, SRandMember, SScan, SetAlgebra, SetOp};
 pub use shutdown::Shutdown;
+pub use swapdb::SwapDb;
 
 /// What TTL-reading command was asked, which decides the unit and form of the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +169,10 @@ pub enum Command {
     Persist(KeyOnly),
     /// `RENAME key newkey` and `RENAMENX key newkey`.
     Rename(Rename),
+    /// `MOVE key db`.
+    Move(Move),
+    /// `SWAPDB index1 index2`.
+    SwapDb(SwapDb),
     /// `SCAN cursor [...]`.
     Scan(Scan),
     /// `KEYS pattern` (the pattern is in `key`).
@@ -381,6 +389,8 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("renamenx", 3, [WRITE, FAST], 1, 2, 1, [KEYSPACE, WRITE, FAST],
         "Renames a key only when the target key name doesn't exist.",
         |a| Ok(Command::Rename(Rename::parse(a, true)?))),
+    spec!("move", 3, [WRITE, FAST], 1, 1, 1, [KEYSPACE, WRITE, FAST],
+        "Moves a key to another database.", |a| Ok(Command::Move(Move::parse(a)?))),
     spec!("scan", -2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW],
         "Iterates over the key names in the database.", |a| Ok(Command::Scan(Scan::parse(a)?))),
     spec!("keys", 2, [READONLY], 0, 0, 0, [KEYSPACE, READ, SLOW, DANGEROUS],
@@ -508,9 +518,11 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("dbsize", 1, [READONLY, FAST], 0, 0, 0, [KEYSPACE, READ, FAST],
         "Returns the number of keys in the database.", |_| Ok(Command::DbSize)),
     spec!("flushall", -1, [WRITE], 0, 0, 0, [KEYSPACE, WRITE, SLOW, DANGEROUS],
-        "Removes all keys from all databases.", |a| Ok(Command::Flush(Flush::parse(a)?))),
+        "Removes all keys from all databases.", |a| Ok(Command::Flush(Flush::parse(a, true)?))),
     spec!("flushdb", -1, [WRITE], 0, 0, 0, [KEYSPACE, WRITE, SLOW, DANGEROUS],
-        "Remove all keys from the current database.", |a| Ok(Command::Flush(Flush::parse(a)?))),
+        "Remove all keys from the current database.", |a| Ok(Command::Flush(Flush::parse(a, false)?))),
+    spec!("swapdb", 3, [WRITE, FAST], 0, 0, 0, [KEYSPACE, WRITE, FAST, DANGEROUS],
+        "Swaps two Redis databases.", |a| Ok(Command::SwapDb(SwapDb::parse(a)?))),
     spec!("time", 1, [LOADING, STALE, FAST], 0, 0, 0, [FAST],
         "Returns the server time.", |_| Ok(Command::Time)),
     spec!("command", -1, [LOADING, STALE], 0, 0, 0, [SLOW, CONNECTION],

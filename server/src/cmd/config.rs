@@ -78,6 +78,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
         ("maxclients", config.maxclients.to_string()),
+        ("databases", config.databases.to_string()),
         ("io-threads", config.worker_threads().to_string()),
         ("idle-poll-us", config.idle_poll.as_micros().to_string()),
         (
@@ -102,7 +103,6 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             format!("{}ms", config.active_expire_interval.as_millis()),
         ),
         ("loglevel", config.log_level.clone()),
-        ("databases", "1".to_owned()),
         (
             "timeout",
             config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),

@@ -130,12 +130,18 @@ fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Opt
     })
 }
 
-/// `SELECT`: only database 0 exists.
-pub fn select(cmd: Select) -> Frame {
-    if cmd.index == 0 {
-        Frame::ok()
-    } else {
-        Frame::error("ERR DB index is out of range")
+/// `SELECT index`: the connection's commands run in database `index` from now on.
+pub fn select(ctx: &mut Ctx<'_>, cmd: Select) -> Frame {
+    // Redis reads the index as a C int: beyond one, the integer error.
+    if i32::try_from(cmd.index).is_err() {
+        return Frame::error("ERR value is not an integer or out of range");
+    }
+    match usize::try_from(cmd.index) {
+        Ok(db) if db < ctx.shared.dbs.count() => {
+            ctx.conn.set_db(db);
+            Frame::ok()
+        }
+        _ => Frame::error("ERR DB index is out of range"),
     }
 }
 
@@ -146,6 +152,7 @@ pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
     ctx.conn.multi = None;
     ctx.conn.watch = None;
     ctx.conn.set_version(ProtocolVersion::Resp2);
+    ctx.conn.set_db(0);
     ctx.conn.set_user(ctx.shared.auth.initial_user());
     if !ctx.conn.authenticated() {
         ctx.conn.client().set_user(String::new());

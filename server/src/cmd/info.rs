@@ -11,7 +11,9 @@ use super::connection::REDIS_COMPAT_VERSION;
 use super::Ctx;
 use crate::shared::Shared;
 use crate::stats::Stats;
-use crate::store::SessionStats;
+use std::sync::atomic::AtomicU64;
+
+use crate::store::{SessionStats, Store};
 
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
@@ -48,7 +50,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             body(&mut out);
         }
     };
-    let store = &shared.store;
+    // Server-wide figures sum over the databases; the keyspace section has one line each.
+    let store = &shared.dbs;
     let uptime = shared.started.elapsed().as_secs();
     section("server", "Server", &|out| {
         let _ = write!(
@@ -80,7 +83,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         let rss = resident_bytes();
         let used = store.used_memory();
         let max = shared.config.maxmemory;
-        let lazyfree = store.lazyfree_counts();
+        // The queue is the server's, shared by the databases.
+        let lazyfree = store.first().lazyfree_counts();
         let _ = write!(
             out,
             "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\
@@ -91,7 +95,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             human(rss),
             human(max),
             shared.config.maxmemory_policy.name(),
-            store.expiry_index_len(),
+            store.sum(|db| db.expiry_index_len() as u64),
             lazyfree.0,
             lazyfree.1
         );
@@ -163,8 +167,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             traffic.input_bytes,
             traffic.output_bytes,
             Stats::get(&s.rejected_connections),
-            store.expired_keys(),
-            store.evicted_keys(),
+            store.sum(Store::expired_keys),
+            store.sum(Store::evicted_keys),
             traffic.hits,
             traffic.misses,
             Stats::get(&s.protocol_errors),
@@ -183,32 +187,43 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         out.push_str("role:master\r\nconnected_slaves:0\r\n");
     });
     section("sessions", "Sessions", &|out| {
-        let s = store.session_stats();
+        let sum = |counter: fn(&SessionStats) -> &AtomicU64| {
+            store.sum(|db| SessionStats::get(counter(db.session_stats())))
+        };
+        let live = store.sum(|db| {
+            db.session_stats()
+                .live
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .max(0) as u64
+        });
         let _ = write!(
             out,
             "sessions:{}\r\nsession_users:{}\r\nsessions_created:{}\r\nsessions_expired:{}\r\n\
              sessions_destroyed:{}\r\nsessions_regenerated:{}\r\nsession_version_conflicts:{}\r\n\
              session_idle_default_ms:{}\r\nsession_absolute_default_ms:{}\r\nsession_max_per_user:{}\r\n",
-            s.live.load(std::sync::atomic::Ordering::Relaxed).max(0),
-            store.session_users(),
-            SessionStats::get(&s.created),
-            SessionStats::get(&s.expired),
-            SessionStats::get(&s.destroyed),
-            SessionStats::get(&s.regenerated),
-            SessionStats::get(&s.conflicts),
+            live,
+            store.sum(|db| db.session_users() as u64),
+            sum(|s| &s.created),
+            sum(|s| &s.expired),
+            sum(|s| &s.destroyed),
+            sum(|s| &s.regenerated),
+            sum(|s| &s.conflicts),
             shared.config.session_idle.as_millis(),
             shared.config.session_absolute.as_millis(),
             shared.config.session_max_per_user,
         );
     });
     section("keyspace", "Keyspace", &|out| {
-        let keys = store.len();
-        if keys > 0 {
-            let _ = write!(
-                out,
-                "db0:keys={keys},expires={},avg_ttl=0\r\n",
-                store.volatile_len()
-            );
+        // As Redis: one line per database that holds keys.
+        for (index, db) in store.indexed() {
+            let keys = db.len();
+            if keys > 0 {
+                let _ = write!(
+                    out,
+                    "db{index}:keys={keys},expires={},avg_ttl=0\r\n",
+                    db.volatile_len()
+                );
+            }
         }
     });
     out

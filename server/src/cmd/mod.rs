@@ -22,6 +22,7 @@ mod incr;
 pub mod info;
 mod keys;
 mod mget;
+mod move_;
 mod mset;
 mod multi;
 mod persist;
@@ -43,6 +44,7 @@ mod set;
 mod sets;
 mod shutdown;
 mod strlen;
+mod swapdb;
 mod time;
 mod ttl;
 mod type_;
@@ -58,7 +60,7 @@ use crate::clients::ClientState;
 use crate::clock::BatchClock;
 use crate::shared::Shared;
 use crate::stats::LocalStats;
-use crate::store::Store;
+use crate::store::{Databases, Store};
 
 /// Room a command that encodes into the output under a shard's lock (GET, MGET) makes first,
 /// so that the output's growth (a copy of every pending reply) seldom happens under the lock.
@@ -139,6 +141,8 @@ pub struct ConnState {
     multi: Option<Box<multi::Queued>>,
     /// The keys the connection watches (WATCH); unwatched when dropped.
     watch: Option<Box<multi::Watching>>,
+    /// The selected database (SELECT), one that exists.
+    db: usize,
 }
 
 impl ConnState {
@@ -153,6 +157,7 @@ impl ConnState {
             auth_failures: 0,
             multi: None,
             watch: None,
+            db: 0,
         };
         conn.set_user(user);
         conn
@@ -189,6 +194,16 @@ impl ConnState {
         self.user = user;
     }
 
+    /// The selected database.
+    pub fn db(&self) -> usize {
+        self.db
+    }
+
+    fn set_db(&mut self, db: usize) {
+        self.db = db;
+        self.client.set_db(db);
+    }
+
     /// The protocol version replies are encoded in.
     pub fn version(&self) -> ProtocolVersion {
         self.version
@@ -209,7 +224,7 @@ impl ConnState {
 pub struct Ctx<'a> {
     /// Shared server state.
     pub shared: &'a Arc<Shared>,
-    /// The keyspace.
+    /// The connection's database (SELECT).
     pub store: &'a Store,
     /// This connection.
     pub conn: &'a mut ConnState,
@@ -296,13 +311,14 @@ pub fn may_change_authentication(args: &[Bytes]) -> bool {
 /// pipelined commands (see [`Store::prefetch`]); any other command is left alone, and so are
 /// the commands of a client not yet authenticated or of a restricted user, whose keys are only
 /// touched once they are permitted.
-pub fn prefetch(store: &Store, conn: &ConnState, args: &[Bytes]) {
+pub fn prefetch(dbs: &Databases, conn: &ConnState, args: &[Bytes]) {
     let [name, keys @ ..] = args else {
         return;
     };
     if conn.user.is_none() || conn.restricted || keys.is_empty() {
         return;
     }
+    let store = dbs.db(conn.db);
     if name.eq_ignore_ascii_case(b"GET") || name.eq_ignore_ascii_case(b"SET") {
         store.prefetch(&keys[0]);
     } else if name.eq_ignore_ascii_case(b"MGET") {
@@ -370,7 +386,7 @@ fn execute_now(
             return refuse(shared, conn, spec.name, denied).into();
         }
     }
-    let now_ms = clock.now_ms(shared.store.clock());
+    let now_ms = clock.now_ms(shared.dbs.clock());
     let config = &shared.config;
     // A write MISCONF refuses must not evict (log out) keys to make room first.
     if config.stop_writes_on_bgsave_error
@@ -382,7 +398,7 @@ fn execute_now(
     if config.maxmemory > 0
         && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !shared
-            .store
+            .dbs
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
@@ -390,7 +406,7 @@ fn execute_now(
     let written = out.len();
     let mut ctx = Ctx {
         shared,
-        store: &shared.store,
+        store: shared.dbs.db(conn.db),
         conn,
         stats,
         now_ms,
@@ -545,13 +561,14 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Ttl(c, form) => ttl::ttl(ctx, c, form),
         Command::Persist(c) => persist::persist(ctx, c),
         Command::Rename(c) => rename::rename(ctx, c),
+        Command::Move(c) => move_::move_(ctx, c),
         Command::Scan(c) => return scan::scan(ctx, c),
         Command::Keys(c) => return keys::keys(ctx, c),
         Command::Ping(c) => connection::ping(ctx, c),
         Command::Echo(c) => Frame::Bulk(c.message),
         Command::Hello(c) => return connection::hello(ctx, c),
         Command::Auth(c) => return connection::auth(ctx, c),
-        Command::Select(c) => connection::select(c),
+        Command::Select(c) => connection::select(ctx, c),
         Command::Quit => {
             return Reply {
                 frame: Some(Frame::ok()),
@@ -568,6 +585,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Info(c) => info::info(ctx, c),
         Command::DbSize => dbsize::dbsize(ctx),
         Command::Flush(c) => flush::flush(ctx, c),
+        Command::SwapDb(c) => swapdb::swapdb(ctx, c),
         Command::Time => time::time(ctx),
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),

@@ -3,11 +3,12 @@
 //! After MULTI, [`queue`] keeps each command's already decoded arguments (checked for what
 //! Redis checks at queue time: an unknown command, the arity, authentication, `no_multi`, the
 //! user's permissions; any of those makes EXEC answer EXECABORT) and answers QUEUED. EXEC runs
-//! them in one atomic block of the store ([`Store::atomic`]): the map shards of every key the
-//! commands declare (their key positions in the command table) and of the watched keys are
-//! write-locked in ascending order for the whole of it, every shard when a command declares no
-//! keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a
-//! transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
+//! them in one atomic block ([`Databases::atomic`]): the map shards of every key the commands
+//! declare (their key positions in the command table, each in the database it will run in: a
+//! queued SELECT moves the commands after it, and MOVE's destination counts) and of the watched
+//! keys are write-locked in ascending order for the whole of it, every shard of every database
+//! when a command declares no keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO, SWAPDB...), so no other
+//! client sees half of a transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
 //! `client-output-buffer-limit` closes the client, as Redis does, but only once every queued
 //! command has run.
 //!
@@ -25,7 +26,7 @@ use sessiond_protocol::{Command, CommandError, Frame};
 use super::{dispatch, error, refuse, refused_while_saves_fail, Ctx, Reply, Then, MISCONF};
 use crate::auth::Denied;
 use crate::shared::Shared;
-use crate::store::{Dirty, Store};
+use crate::store::{Databases, Dirty};
 
 /// Bytes a queued command or watched key costs beyond its arguments: its vector and handles.
 const QUEUED_OVERHEAD: usize = 64;
@@ -46,19 +47,19 @@ pub struct Queued {
 /// The keys a connection watches; dropping it unwatches them.
 #[derive(Debug)]
 pub struct Watching {
-    store: Arc<Store>,
+    dbs: Arc<Databases>,
     /// Set by any change to a watched key.
     dirty: Dirty,
-    /// Each key, and whether it was past its deadline when watched.
-    keys: Vec<(Bytes, bool)>,
+    /// Each key, its database, and whether it was past its deadline when watched.
+    keys: Vec<(Bytes, usize, bool)>,
     /// What they hold, counted against `client-query-buffer-limit`.
     bytes: usize,
 }
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        for (key, _) in &self.keys {
-            self.store.unwatch(key, &self.dirty);
+        for (key, db, _) in &self.keys {
+            self.dbs.unwatch(*db, key, &self.dirty);
         }
     }
 }
@@ -198,7 +199,7 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
     let budget = budget(ctx.shared);
     let watching = ctx.conn.watch.get_or_insert_with(|| {
         Box::new(Watching {
-            store: Arc::clone(&ctx.shared.store),
+            dbs: Arc::clone(&ctx.shared.dbs),
             dirty: Dirty::default(),
             keys: Vec::new(),
             bytes: 0,
@@ -216,20 +217,41 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
         // A copy: the argument is a slice of the read buffer, and would keep all of it alive
         // for as long as the key is watched, with only the key counted.
         let key = Bytes::copy_from_slice(&key);
-        if let Some(expired) = watching.store.watch(&key, &watching.dirty, ctx.now_ms) {
+        // A watched key is (database, key): the same name in another database is another key.
+        let db = ctx.conn.db;
+        if let Some(expired) = watching.dbs.watch(db, &key, &watching.dirty, ctx.now_ms) {
             watching.bytes = bytes;
-            watching.keys.push((key, expired));
+            watching.keys.push((key, db, expired));
         }
     }
     Frame::ok()
 }
 
-/// The map shards the queued commands declare keys in, and the watched keys'; `None` when one
-/// of them touches the keyspace without declaring keys (it takes every shard).
-fn shards_of(store: &Store, queued: &Queued, watching: Option<&Watching>) -> Option<Vec<usize>> {
-    let mut shards = Vec::new();
+/// The map shards, by database, the queued commands declare keys in (each in the database it
+/// will run in: a queued SELECT moves the ones after it) and the watched keys'; `None` when one
+/// of them touches the keyspace without declaring keys (it takes every shard of every
+/// database).
+fn shards_of(
+    dbs: &Databases,
+    start_db: usize,
+    queued: &Queued,
+    watching: Option<&Watching>,
+) -> Option<Vec<(usize, Vec<usize>)>> {
+    let mut shards: Vec<(usize, Vec<usize>)> = Vec::new();
+    let mut add = |db: usize, shard: usize| match shards.iter_mut().find(|(d, _)| *d == db) {
+        Some((_, list)) => list.push(shard),
+        None => shards.push((db, vec![shard])),
+    };
+    let mut db = start_db;
     for (index, args) in &queued.commands {
         let spec = COMMANDS.get(*index)?;
+        if spec.name == "select" {
+            // As SELECT will do at run time: an index it refuses leaves the database as it is.
+            if let Some(to) = args.get(1).and_then(|arg| db_index(arg, dbs)) {
+                db = to;
+            }
+            continue;
+        }
         if spec.first_key <= 0 {
             if spec
                 .categories
@@ -249,14 +271,30 @@ fn shards_of(store: &Store, queued: &Queued, watching: Option<&Watching>) -> Opt
         let step = spec.step.max(1) as usize;
         let mut at = spec.first_key as usize;
         while at <= last && at < args.len() {
-            shards.push(store.shard_of_key(&args[at]));
+            add(db, dbs.db(db).shard_of_key(&args[at]));
             at += step;
         }
+        if spec.name == "move" {
+            // Its key in the destination database too, which no key position declares.
+            if let (Some(key), Some(to)) = (args.get(1), args.get(2).and_then(|a| db_index(a, dbs)))
+            {
+                add(to, dbs.db(to).shard_of_key(key));
+            }
+        }
     }
-    for (key, _) in watching.map_or(&[][..], |w| &w.keys[..]) {
-        shards.push(store.shard_of_key(key));
+    for (key, db, _) in watching.map_or(&[][..], |w| &w.keys[..]) {
+        add(*db, dbs.db(*db).shard_of_key(key));
     }
     Some(shards)
+}
+
+/// `arg` as the index of an existing database, as SELECT and MOVE read it.
+fn db_index(arg: &[u8], dbs: &Databases) -> Option<usize> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|arg| arg.parse::<i64>().ok())
+        .and_then(|index| usize::try_from(index).ok())
+        .filter(|&index| index < dbs.count())
 }
 
 /// `EXEC`: runs the queue in one atomic block and answers the array of their replies; a null
@@ -292,59 +330,93 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
         && specs().any(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !ctx
             .shared
-            .store
+            .dbs
             .make_room(config.maxmemory, config.maxmemory_policy, ctx.now_ms)
     {
         return abort("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
-    let store = Arc::clone(&ctx.shared.store);
-    let shards = shards_of(&store, &queued, watching.as_deref());
-    let commands = queued.commands;
+    let dbs = Arc::clone(&ctx.shared.dbs);
+    let shards = shards_of(&dbs, ctx.conn.db, &queued, watching.as_deref());
+    let blocks: Vec<(usize, Option<&[usize]>)> = match &shards {
+        Some(shards) => shards
+            .iter()
+            .map(|(db, list)| (*db, Some(&list[..])))
+            .collect(),
+        None => (0..dbs.count()).map(|db| (db, None)).collect(),
+    };
+    let mut commands = Some(queued.commands);
     let now_ms = ctx.now_ms;
     // The block's contract: every key the commands touch is in `shards`, and none of them
     // awaits (SAVE and SHUTDOWN are `no_multi`, refused while queuing).
-    let then = store.atomic(shards.as_deref(), || {
-        // Under the locks: no change to a watched key can come between this check and the
-        // commands.
-        let expired = watching.as_ref().is_some_and(|w| {
-            w.keys
-                .iter()
-                .any(|(key, was)| !was && store.expired_since_watch(key, now_ms))
+    let then = loop {
+        let swaps = dbs.swaps();
+        let ran = dbs.atomic(&blocks, || {
+            // A SWAPDB between the reading of the indexes and the locks: the locks may be of
+            // the databases the indexes named before it. Nothing ran yet: lock again.
+            if dbs.swaps() != swaps {
+                return None;
+            }
+            let commands = commands.take()?;
+            Some(exec_locked(ctx, &watching, commands, now_ms))
         });
-        if dirty(&watching) || expired {
-            Frame::NullArray.encode(ctx.conn.version(), ctx.out);
-            return Then::Continue;
+        if let Some(then) = ran {
+            break then;
         }
-        let start = ctx.out.len();
-        let _ = write!(ctx.out, "*{}\r\n", commands.len());
-        // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
-        // EXEC's reply, as after the command on its own. A reply over the output limit closes
-        // it without one (as Redis), but only after the rest has run: all or none. Their
-        // replies are dropped as they come, so the output stays under the limit meanwhile.
-        let mut then = Then::Continue;
-        for (index, args) in commands {
-            let reply = run_queued(ctx, index, args);
-            if then == Then::OutputLimit {
-                ctx.out.truncate(start);
-                continue;
-            }
-            if let Some(frame) = reply.frame {
-                frame.encode(ctx.conn.version(), ctx.out);
-            }
-            if reply.then == Then::OutputLimit {
-                ctx.out.truncate(start);
-                then = Then::OutputLimit;
-            } else if reply.then == Then::Close {
-                then = Then::Close;
-            }
-        }
-        then
-    });
+    };
     drop(watching);
     match then {
         Then::OutputLimit => Reply::over_limit(),
         then => Reply { frame: None, then },
     }
+}
+
+/// EXEC's work once its locks are held: the watched keys checked, then every command run.
+fn exec_locked(
+    ctx: &mut Ctx<'_>,
+    watching: &Option<Box<Watching>>,
+    commands: Vec<(usize, Vec<Bytes>)>,
+    now_ms: u64,
+) -> Then {
+    let dirty = |watching: &Option<Box<Watching>>| {
+        watching
+            .as_ref()
+            .is_some_and(|w| w.dirty.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    // Under the locks: no change to a watched key can come between this check and the
+    // commands.
+    let expired = watching.as_ref().is_some_and(|w| {
+        w.keys
+            .iter()
+            .any(|(key, db, was)| !was && ctx.shared.dbs.db(*db).expired_since_watch(key, now_ms))
+    });
+    if dirty(watching) || expired {
+        Frame::NullArray.encode(ctx.conn.version(), ctx.out);
+        return Then::Continue;
+    }
+    let start = ctx.out.len();
+    let _ = write!(ctx.out, "*{}\r\n", commands.len());
+    // A command that closes the connection (AUTH at `--max-auth-failures`) does so after
+    // EXEC's reply, as after the command on its own. A reply over the output limit closes
+    // it without one (as Redis), but only after the rest has run: all or none. Their
+    // replies are dropped as they come, so the output stays under the limit meanwhile.
+    let mut then = Then::Continue;
+    for (index, args) in commands {
+        let reply = run_queued(ctx, index, args);
+        if then == Then::OutputLimit {
+            ctx.out.truncate(start);
+            continue;
+        }
+        if let Some(frame) = reply.frame {
+            frame.encode(ctx.conn.version(), ctx.out);
+        }
+        if reply.then == Then::OutputLimit {
+            ctx.out.truncate(start);
+            then = Then::OutputLimit;
+        } else if reply.then == Then::Close {
+            then = Then::Close;
+        }
+    }
+    then
 }
 
 /// EXECABORT for a reason found at EXEC.
@@ -374,6 +446,9 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
             }
         }
     }
+    // The database as it is now: a SELECT queued before this command moved it.
+    let shared = ctx.shared;
+    ctx.store = shared.dbs.db(ctx.conn.db);
     match Command::parse_indexed(args).1 {
         Ok(command) => dispatch(ctx, command),
         Err(e) => error(e).into(),

@@ -167,6 +167,10 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
     pub maxclients: Option<u64>,
 
+    /// Number of databases (SELECT 0 to N-1), each a keyspace of its own.
+    #[arg(long, env = "SESSIOND_DATABASES")]
+    pub databases: Option<u64>,
+
     /// Largest bulk string accepted, with units (`16mb`, `512kb`).
     #[arg(long, env = "SESSIOND_PROTO_MAX_BULK_LEN")]
     pub proto_max_bulk_len: Option<Size>,
@@ -316,6 +320,7 @@ fn default_text(long: &str) -> Option<String> {
         "maxmemory" => format_size(config.maxmemory),
         "maxmemory-policy" => config.maxmemory_policy.name().to_owned(),
         "maxclients" => config.maxclients.to_string(),
+        "databases" => config.databases.to_string(),
         "proto-max-bulk-len" => format_size(config.limits.max_bulk_len as u64),
         "client-query-buffer-limit" => format_size(config.limits.max_query_buffer as u64),
         "max-command-args" => config.limits.max_args.to_string(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::persist::format::{FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_FRAME};
 use crate::store::Record;
-use crate::store::Store;
+use crate::store::{Keyspaces, MAX_DATABASES};
 
 /// A snapshot that cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ fn open(path: &Path) -> Result<File, SnapshotError> {
 fn walk(
     file: &mut File,
     path: &Path,
-    mut each: impl FnMut(&[u8], u64) -> Result<(), SnapshotError>,
+    mut each: impl FnMut(u16, &[u8], u64) -> Result<(), SnapshotError>,
 ) -> Result<(u16, u64, u64, u64), SnapshotError> {
     let fail = |offset: u64, problem: String| SnapshotError {
         path: path.to_owned(),
@@ -150,7 +150,7 @@ fn walk(
         frame.resize(len as usize, 0);
         read_exact(&mut reader, &mut frame, offset + 4, path).map_err(|_| past_the_end())?;
         crc.update(&frame);
-        each(&frame, offset)?;
+        each(version, &frame, offset)?;
         records += 1;
         offset += 4 + u64::from(len);
     }
@@ -184,27 +184,62 @@ fn walk(
     Ok((version, u64::from_le_bytes(written_at), records, size))
 }
 
-fn decode(frame: &[u8], offset: u64, path: &Path) -> Result<Record, SnapshotError> {
-    postcard::from_bytes(frame).map_err(|e| SnapshotError {
+/// A frame's database and record: version 1 frames are a record of database 0; from
+/// version 2 a frame starts with its database's index (u16 LE).
+fn decode(
+    version: u16,
+    frame: &[u8],
+    offset: u64,
+    path: &Path,
+) -> Result<(usize, Record), SnapshotError> {
+    let fail = |problem: String| SnapshotError {
         path: path.to_owned(),
         offset: offset + 4,
-        problem: format!("corrupt record: {e}"),
-    })
+        problem,
+    };
+    let (db, body) = match (version, frame) {
+        (1, body) => (0, body),
+        (_, [low, high, body @ ..]) => (usize::from(u16::from_le_bytes([*low, *high])), body),
+        _ => return Err(fail("corrupt record: no database index".to_owned())),
+    };
+    let record = postcard::from_bytes(body).map_err(|e| fail(format!("corrupt record: {e}")))?;
+    Ok((db, record))
 }
 
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
-    verify(&mut open(path)?, path, now_ms)
+    verify(&mut open(path)?, path, now_ms, MAX_DATABASES)
 }
 
 /// The first pass: decodes and counts every record of `file`, dropping each.
-fn verify(file: &mut File, path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
+fn verify(
+    file: &mut File,
+    path: &Path,
+    now_ms: u64,
+    databases: usize,
+) -> Result<Summary, SnapshotError> {
     let mut summary = Summary::default();
-    let (version, written_at_ms, records, bytes) = walk(file, path, |frame, offset| {
-        let record = decode(frame, offset, path)?;
+    // A database at or beyond `databases` is refused (loading it would drop its keys), once
+    // the whole file is known to be intact: a damaged file gets the same error from both.
+    let mut beyond = None;
+    let (version, written_at_ms, records, bytes) = walk(file, path, |version, frame, offset| {
+        let (db, record) = decode(version, frame, offset, path)?;
+        if db >= databases && beyond.is_none() {
+            beyond = Some((db, offset));
+        }
         count(&mut summary, &record, now_ms);
         Ok(())
     })?;
+    if let Some((db, offset)) = beyond {
+        return Err(SnapshotError {
+            path: path.to_owned(),
+            offset: offset + 4,
+            problem: format!(
+                "a record of database {db}, but the server has {databases} databases \
+                 (raise --databases to load it)"
+            ),
+        });
+    }
     Ok(Summary {
         format_version: version,
         written_at_ms,
@@ -225,7 +260,7 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
     summary.expired += u64::from(record.deadline_ms().is_some_and(|d| d <= now_ms));
 }
 
-/// Verifies `path`, then loads it into `store` (which should be empty): keys whose deadline has
+/// Verifies `path`, then loads it into `dbs` (which should be empty): keys whose deadline has
 /// passed are skipped, and the per-user session index is rebuilt.
 ///
 /// Two passes over the same open file: the first verifies all of it (every record decoded and
@@ -235,14 +270,17 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 /// instead (the second read mostly from the page cache). Should the second pass find the
 /// file different after all (a read error), the error is returned with part of it loaded: the
 /// server does not start on it either.
-pub fn load(path: &Path, store: &Store) -> Result<Summary, SnapshotError> {
-    let now_ms = store.now_ms();
+pub fn load(path: &Path, dbs: &impl Keyspaces) -> Result<Summary, SnapshotError> {
+    let now_ms = dbs.keyspace(0).now_ms();
     let mut file = open(path)?;
-    let summary = verify(&mut file, path, now_ms)?;
-    walk(&mut file, path, |frame, offset| {
-        store.restore(decode(frame, offset, path)?, now_ms);
+    let summary = verify(&mut file, path, now_ms, dbs.count())?;
+    walk(&mut file, path, |version, frame, offset| {
+        let (db, record) = decode(version, frame, offset, path)?;
+        dbs.keyspace(db).restore(record, now_ms);
         Ok(())
     })?;
-    store.rebuild_user_index();
+    for db in 0..dbs.count() {
+        dbs.keyspace(db).rebuild_user_index();
+    }
     Ok(summary)
 }

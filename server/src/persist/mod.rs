@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::store::Store;
+use crate::store::Databases;
 
 /// Where and how snapshots are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub enum SaveError {
 #[derive(Debug)]
 pub struct Persistence {
     config: Option<PersistConfig>,
-    store: Arc<Store>,
+    store: Arc<Databases>,
     /// Whether a save is running; waiters watch it turn false.
     running: watch::Sender<bool>,
     status: Mutex<SaveStatus>,
@@ -135,7 +135,7 @@ pub struct Persistence {
 
 impl Persistence {
     /// Persistence for `store`; `None` runs purely in memory.
-    pub fn new(config: Option<PersistConfig>, store: Arc<Store>) -> Persistence {
+    pub fn new(config: Option<PersistConfig>, store: Arc<Databases>) -> Persistence {
         let status = SaveStatus {
             last_save_unix_s: store.now_ms() / 1000,
             last_ok: true,
@@ -233,7 +233,7 @@ impl Persistence {
             status.current_started_ms = Some(self.store.now_ms());
         }
         tracing::info!(path = %path.display(), "saving snapshot");
-        let result = writer::write_snapshot(&self.store, &path, &config.write_options());
+        let result = writer::write_snapshot(&*self.store, &path, &config.write_options());
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.current_started_ms = None;
         let outcome = match result {
@@ -262,9 +262,12 @@ impl Persistence {
                 let path = path.display().to_string();
                 Err(match source {
                     writer::WriteError::Io(source) => SaveError::Io { path, source },
-                    full @ writer::WriteError::JournalFull { .. } => {
-                        SaveError::JournalFull { path, source: full }
-                    }
+                    // Abandoned rather than failed: retried like a full journal, no MISCONF.
+                    given_up @ (writer::WriteError::JournalFull { .. }
+                    | writer::WriteError::Swapped) => SaveError::JournalFull {
+                        path,
+                        source: given_up,
+                    },
                 })
             }
         };
@@ -332,7 +335,10 @@ pub struct Prepared {
 /// Prepares the data directory (creating it with mode 0700, locking it against a second server,
 /// removing temp files an interrupted save left) and loads the snapshot into `store` if there
 /// is one.
-pub fn prepare_and_load(config: &PersistConfig, store: &Store) -> Result<Prepared, PrepareError> {
+pub fn prepare_and_load(
+    config: &PersistConfig,
+    store: &Databases,
+) -> Result<Prepared, PrepareError> {
     create_dir(&config.dir).map_err(|source| PrepareError::Dir {
         dir: config.dir.clone(),
         source,

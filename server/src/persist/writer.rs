@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::persist::format::{FORMAT_VERSION, MAGIC};
-use crate::store::Record;
-use crate::store::Store;
+use crate::store::{Keyspaces, Record};
 
 /// What a finished save wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +60,9 @@ pub enum WriteError {
         /// The bound.
         limit_bytes: u64,
     },
+    /// A SWAPDB ran during the save, which walks the databases by index.
+    #[error("a SWAPDB ran during the save; the save was abandoned")]
+    Swapped,
 }
 
 /// Writes through to the file, counting bytes and keeping the running CRC.
@@ -77,8 +79,9 @@ impl Sink {
         self.file.write_all(data)
     }
 
-    fn record(&mut self, record: &Record, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    fn record(&mut self, db: u16, record: &Record, scratch: &mut Vec<u8>) -> std::io::Result<()> {
         scratch.clear();
+        scratch.extend_from_slice(&db.to_le_bytes());
         let encoded = postcard::to_extend(record, std::mem::take(scratch))
             .map_err(|e| std::io::Error::other(format!("encoding a record: {e}")))?;
         *scratch = encoded;
@@ -102,9 +105,10 @@ pub fn temp_path(snapshot: &Path) -> PathBuf {
     snapshot.with_file_name(name)
 }
 
-/// Writes a snapshot of `store` to `path` (atomically: temp file, fsync, rename, fsync dir).
+/// Writes a snapshot of every database of `store` to `path` (atomically: temp file, fsync,
+/// rename, fsync dir).
 pub fn write_snapshot(
-    store: &Store,
+    store: &impl Keyspaces,
     path: &Path,
     options: &WriteOptions,
 ) -> Result<Written, WriteError> {
@@ -119,7 +123,7 @@ pub fn write_snapshot(
 }
 
 fn write_to(
-    store: &Store,
+    store: &impl Keyspaces,
     temp: &Path,
     path: &Path,
     options: &WriteOptions,
@@ -135,36 +139,44 @@ fn write_to(
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&0u16.to_le_bytes());
-    header.extend_from_slice(&store.now_ms().to_le_bytes());
+    header.extend_from_slice(&store.keyspace(0).now_ms().to_le_bytes());
     sink.put(&header)?;
 
     let mut records = 0u64;
     let mut scratch = Vec::new();
-    let journal = store.journal();
+    let journal = store.keyspace(0).journal();
     journal.begin(options.journal_max_bytes);
     let walked = (|| {
-        for shard in 0..store.shard_count() {
-            for record in store.snapshot_shard(shard) {
-                sink.record(&record, &mut scratch)?;
-                records += 1;
-            }
-            if !options.shard_delay.is_zero() {
-                std::thread::sleep(options.shard_delay);
-            }
-            if journal.overflowed() {
-                break;
+        for index in 0..store.count() {
+            let db = store.keyspace(index);
+            let index = u16::try_from(index).unwrap_or(u16::MAX);
+            for shard in 0..db.shard_count() {
+                for record in db.snapshot_shard(shard) {
+                    sink.record(index, &record, &mut scratch)?;
+                    records += 1;
+                }
+                if !options.shard_delay.is_zero() && index == 0 {
+                    std::thread::sleep(options.shard_delay);
+                }
+                if journal.overflowed() {
+                    break;
+                }
             }
         }
         Ok::<(), std::io::Error>(())
     })();
     // Always close the journal, even when the walk failed, so writers stop recording.
+    let spoiled = store.keyspace(0).journal();
     let journal = journal.end();
     walked?;
+    if spoiled.spoiled() {
+        return Err(WriteError::Swapped);
+    }
     let journal = journal.ok_or(WriteError::JournalFull {
         limit_bytes: options.journal_max_bytes,
     })?;
-    for record in journal {
-        sink.record(&record, &mut scratch)?;
+    for (db, record) in journal {
+        sink.record(db, &record, &mut scratch)?;
         records += 1;
     }
     sink.put(&0u32.to_le_bytes())?;

@@ -22,6 +22,8 @@ pub(crate) struct Tally {
     pub(crate) volatile: u64,
     /// How many of them are sessions.
     pub(crate) sessions: u64,
+    /// How many keys they are.
+    pub(crate) keys: u64,
 }
 
 impl Tally {
@@ -30,6 +32,7 @@ impl Tally {
         bytes: 0,
         volatile: 0,
         sessions: 0,
+        keys: 0,
     };
 
     /// What `node` counts for.
@@ -40,6 +43,7 @@ impl Tally {
             bytes,
             volatile: u64::from(node.expires_at_ms() != 0),
             sessions: u64::from(session),
+            keys: 1,
         }
     }
 
@@ -50,6 +54,7 @@ impl Tally {
         self.bytes += one.bytes;
         self.volatile += one.volatile;
         self.sessions += one.sessions;
+        self.keys += one.keys;
     }
 }
 
@@ -111,6 +116,12 @@ impl Store {
             let change = after.sessions.wrapping_sub(before.sessions) as i64;
             self.sessions.live.fetch_add(change, Ordering::Relaxed);
         }
+        // Only when keys come or go (an overwrite changes nothing here), on the thread's stripe.
+        if after.keys > before.keys {
+            self.keys.add(after.keys - before.keys);
+        } else if after.keys < before.keys {
+            self.keys.sub(before.keys - after.keys);
+        }
     }
 }
 
@@ -144,6 +155,7 @@ mod tests {
             bytes: store.used_memory(),
             volatile: store.volatile_len(),
             sessions: store.sessions.live.load(Ordering::Relaxed).max(0) as u64,
+            keys: store.keys.sum(),
         }
     }
 

@@ -127,18 +127,30 @@ impl Store {
 
     /// Evicts the best of a sample of keys; false if no key may be evicted.
     fn evict_one(&self, policy: Policy, now_ms: u64) -> bool {
-        let best = match policy {
-            Policy::NoEviction => return false,
-            Policy::AllKeysLru => self.sample_keyspace(policy, now_ms),
-            Policy::VolatileTtl | Policy::VolatileLru => self.sample_volatile(policy, now_ms),
-        };
-        let Some((_, key)) = best else {
+        let Some((_, key)) = self.eviction_sample(policy, now_ms) else {
             return false;
         };
+        self.evict(&key, policy, now_ms);
+        true
+    }
+
+    /// The best candidate (score, key) of a sample of the keys `policy` may evict: the lowest
+    /// score is evicted first, and scores compare across the databases of a server.
+    pub(super) fn eviction_sample(&self, policy: Policy, now_ms: u64) -> Option<(u64, Vec<u8>)> {
+        match policy {
+            Policy::NoEviction => None,
+            Policy::AllKeysLru if self.keys.sum() as i64 <= 0 => None,
+            Policy::AllKeysLru => self.sample_keyspace(policy, now_ms),
+            Policy::VolatileTtl | Policy::VolatileLru => self.sample_volatile(policy, now_ms),
+        }
+    }
+
+    /// Evicts `key`, a sample's best, if `policy` still may (see [`Store::eviction_sample`]).
+    pub(super) fn evict(&self, key: &[u8], policy: Policy, now_ms: u64) {
         let rec = self.journal.recording();
         // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
         // policy), so it is judged again under the lock that removes it.
-        let removed = self.remove_if(&key, &rec, |node| policy.score(node, now_ms).is_some());
+        let removed = self.remove_if(key, &rec, |node| policy.score(node, now_ms).is_some());
         if let Some(node) = removed {
             let why = if node.is_expired(now_ms) {
                 Removal::Expired
@@ -147,8 +159,8 @@ impl Store {
             };
             self.after_remove(&node, Before::of(&node), why);
         }
-        // A key that vanished or changed between the sample and the removal: sample again.
-        true
+        // A key that vanished or changed between the sample and the removal: the caller
+        // samples again.
     }
 
     /// The best candidate (score, key) among keys with a deadline, sampled from the expiry

@@ -376,8 +376,13 @@ impl Store {
                 _ = &mut shutdown => return,
                 _ = self.expire_in_batches() => {}
             }
-            self.expiry_cycles.send_modify(|cycles| *cycles += 1);
+            self.count_expiry_cycle();
         }
+    }
+
+    /// Counts a completed active-expiry cycle (see [`Store::expiry_cycles`]).
+    pub(super) fn count_expiry_cycle(&self) {
+        self.expiry_cycles.send_modify(|cycles| *cycles += 1);
     }
 
     /// Reclaims the keys due now, yielding to the other tasks between slices of work. A slice
@@ -388,7 +393,7 @@ impl Store {
     /// steps: a fixed step a turn would leave it crawling behind many ready connections, and an
     /// equal share would cost their replies' tail latency. On an idle thread the turns are
     /// short, and so are the slices.
-    async fn expire_in_batches(&self) {
+    pub(super) async fn expire_in_batches(&self) {
         let now_ms = self.now_ms();
         let mut slice = Duration::ZERO;
         let mut slice_start = Instant::now();

@@ -39,8 +39,8 @@ use crate::stats::{this_threads_stripe, STRIPES};
 #[repr(align(64))]
 struct InFlight(AtomicU64);
 
-/// One shard's pending records: each key's last change.
-type Log = HashMap<Bytes, Record, ahash::RandomState>;
+/// One shard's pending records: each key's last change, by database and key.
+type Log = HashMap<(u16, Bytes), Record, ahash::RandomState>;
 
 /// Changes recorded while a snapshot is written.
 #[derive(Debug)]
@@ -51,7 +51,8 @@ pub struct Journal {
     in_flight: [InFlight; STRIPES],
     /// Whether [`Journal::begin`] is waiting for mutations in flight (for tests).
     draining: AtomicBool,
-    /// One log per map shard: a shard's log is only changed under that shard's lock.
+    /// One log per map shard: a key's record is only changed under its shard's lock (the
+    /// shard of the same index in each database shares the log, keyed by database and key).
     logs: Box<[Mutex<Log>]>,
     /// Records the logs hold.
     records: AtomicU64,
@@ -61,6 +62,9 @@ pub struct Journal {
     limit: AtomicU64,
     /// Whether `bytes` passed `limit`: recording stopped, the save must be abandoned.
     overflowed: AtomicBool,
+    /// Whether a SWAPDB ran while the journal was open: the save, which walks the databases by
+    /// index, must be abandoned ([`Journal::spoil`]).
+    spoiled: AtomicBool,
 }
 
 /// Whether the current operation journals its changes; held for the whole operation, before
@@ -164,6 +168,7 @@ impl Journal {
             bytes: AtomicU64::new(0),
             limit: AtomicU64::new(u64::MAX),
             overflowed: AtomicBool::new(false),
+            spoiled: AtomicBool::new(false),
         }
     }
 
@@ -186,6 +191,7 @@ impl Journal {
         self.bytes.store(0, Ordering::Relaxed);
         self.limit.store(limit_bytes, Ordering::Relaxed);
         self.overflowed.store(false, Ordering::Relaxed);
+        self.spoiled.store(false, Ordering::Relaxed);
         self.active.store(true, Ordering::SeqCst);
         for stripe in &self.in_flight {
             let mut spins = 0u32;
@@ -210,16 +216,18 @@ impl Journal {
     }
 
     /// Stops journalling and returns every change recorded (each key's last state, or
-    /// [`Record::Delete`]); `None` if the journal overflowed, and the save must be abandoned.
-    pub fn end(&self) -> Option<Vec<Record>> {
+    /// [`Record::Delete`]) with its database; `None` if the journal overflowed, and the save
+    /// must be abandoned.
+    pub fn end(&self) -> Option<Vec<(u16, Record)>> {
         let closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.active.store(false, Ordering::SeqCst);
-        let overflowed = self.overflowed.load(Ordering::Relaxed);
+        let overflowed =
+            self.overflowed.load(Ordering::Relaxed) || self.spoiled.load(Ordering::Relaxed);
         let mut changes = Vec::new();
         for log in self.logs.iter() {
             let drained = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
             if !overflowed {
-                changes.extend(drained.into_values());
+                changes.extend(drained.into_iter().map(|((db, _), record)| (db, record)));
             }
         }
         self.records.store(0, Ordering::Relaxed);
@@ -231,7 +239,18 @@ impl Journal {
     /// Whether the journal open now passed its bound and stopped recording: the save must be
     /// abandoned.
     pub fn overflowed(&self) -> bool {
-        self.overflowed.load(Ordering::Relaxed)
+        self.overflowed.load(Ordering::Relaxed) || self.spoiled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the open journal's save as abandoned: a SWAPDB ran during it (call with a
+    /// [`Recording`] that is on, so that the journal is not closed meanwhile).
+    pub fn spoil(&self) {
+        self.spoiled.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the last save was abandoned for a SWAPDB (until the next [`Journal::begin`]).
+    pub fn spoiled(&self) -> bool {
+        self.spoiled.load(Ordering::Relaxed)
     }
 
     /// What the journal holds now (nothing when no snapshot runs).
@@ -278,9 +297,9 @@ impl Journal {
         }
     }
 
-    /// Records `change` as its key's last state in the log of map shard `shard` (the caller
-    /// holds that shard's lock and a [`Recording`] that is on).
-    pub fn push(&self, shard: usize, change: Record) {
+    /// Records `change` as its key's last state in database `db`, in the log of map shard
+    /// `shard` (the caller holds that shard's lock and a [`Recording`] that is on).
+    pub fn push(&self, db: u16, shard: usize, change: Record) {
         if self.overflowed.load(Ordering::Relaxed) {
             return;
         }
@@ -291,7 +310,7 @@ impl Journal {
         let replaced = log
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(change.key().clone(), change);
+            .insert((db, change.key().clone()), change);
         let removed = match &replaced {
             Some(old) => held_bytes(old),
             None => {

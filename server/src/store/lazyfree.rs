@@ -6,13 +6,18 @@
 //! none) walks them, frees their nodes, and only then takes their keys out of the counters that
 //! sum over keys (`used_memory`, the volatile and session counts): until then those still count
 //! the memory the process holds, as Redis's `used_memory` counts lazyfree's pending objects.
+//! The queue and its thread are the server's, shared by its databases: each table goes with
+//! the database it was flushed from, whose counters its keys leave.
 
 use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
 use super::accounting::Tally;
 use super::table::Shard;
+use super::Store;
 
 /// The queue of swapped-out tables and its counters.
 #[derive(Debug)]
@@ -22,13 +27,25 @@ pub(crate) struct LazyFree {
     freed: watch::Sender<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Queue {
-    tables: Vec<Shard>,
+    /// Each table, with the database it was flushed from.
+    tables: Vec<(Arc<Store>, Shard)>,
     /// Keys in `tables` and in the table the worker holds.
     pending: u64,
     /// Whether a worker thread runs (and will look at `tables` again before it ends).
     working: bool,
+}
+
+/// Counts only: a queued table's store holds this queue (printing it would recurse).
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("tables", &self.tables.len())
+            .field("pending", &self.pending)
+            .field("working", &self.working)
+            .finish()
+    }
 }
 
 /// What the freed keys were counted as.
@@ -56,16 +73,18 @@ impl LazyFree {
 
     /// Queues `tables` holding `keys` keys; returns whether the caller must start a worker
     /// (none runs).
-    pub(crate) fn push(&self, tables: Vec<Shard>, keys: u64) -> bool {
+    pub(crate) fn push(&self, from: &Arc<Store>, tables: Vec<Shard>, keys: u64) -> bool {
         let mut queue = self.queue();
-        queue.tables.extend(tables);
+        queue
+            .tables
+            .extend(tables.into_iter().map(|table| (Arc::clone(from), table)));
         queue.pending += keys;
         !std::mem::replace(&mut queue.working, true)
     }
 
     /// The next table for the worker, or `None`, in which case the worker ends (and a later
     /// `push` starts another).
-    pub(crate) fn next(&self) -> Option<Shard> {
+    pub(crate) fn next(&self) -> Option<(Arc<Store>, Shard)> {
         let mut queue = self.queue();
         let table = queue.tables.pop();
         if table.is_none() {

@@ -1,4 +1,5 @@
-//! The keyspace: a sharded concurrent map of keys to typed values with deadlines.
+//! The keyspace: a sharded concurrent map of keys to typed values with deadlines. A [`Store`]
+//! is one database (SELECT's); [`Databases`] holds a server's, and what they share.
 //!
 //! There is no global lock: the map is a table of many shards (`table.rs`), and every operation
 //! holds one shard's lock only for as long as it reads or writes that key (the expiry task, up
@@ -14,6 +15,7 @@
 //! change only through `Store::account` (`accounting.rs`).
 
 mod accounting;
+mod databases;
 mod entry;
 pub mod evict;
 pub mod expiry;
@@ -28,7 +30,7 @@ mod user_sessions;
 mod value;
 mod watched;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,6 +39,7 @@ use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
 use accounting::{Before, Removal, Tally};
+pub use databases::{Databases, Keyspaces, Moved, MAX_DATABASES};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
@@ -66,7 +69,7 @@ const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
 /// twice the keys with a deadline, or than this.
 const INDEX_FLOOR: usize = 1024;
 
-/// The keyspace shared by every connection.
+/// One database's keyspace, shared by every connection (see [`Databases`] for a server's).
 #[derive(Debug)]
 pub struct Store {
     map: Table,
@@ -77,24 +80,52 @@ pub struct Store {
     volatile: AtomicI64,
     expired_keys: AtomicU64,
     sessions: SessionStats,
-    /// Changes recorded while a snapshot is written.
-    journal: Journal,
+    /// Changes recorded while a snapshot is written, shared by every database (one instant
+    /// for the whole snapshot); records name their database.
+    journal: Arc<Journal>,
     /// Every change ever made (writes and removals), for "changes since the last save".
     changes: StripedCounter,
-    /// The accounted bytes of every key (`used_memory`); see [`Node::footprint`].
-    used: StripedCounter,
+    /// The accounted bytes of every key of every database (`used_memory`, server-wide as
+    /// `maxmemory` is); see [`Node::footprint`].
+    used: Arc<StripedCounter>,
+    /// Keys held, as accounted (a key freed in the background leaves it late): eviction's hint
+    /// of which databases to sample.
+    keys: StripedCounter,
+    /// This database's place among its server's (fixed; SELECT's index is `logical`).
+    db: u16,
     evicted_keys: AtomicU64,
     /// When the store was made, Unix ms: the origin of the LRU clock.
     started_ms: u64,
     expiry_cycles: watch::Sender<u64>,
-    /// Tables flushed by FLUSHALL ASYNC, freed by a background thread.
-    lazy_free: lazyfree::LazyFree,
-    /// The keys connections WATCH.
-    watches: Watches,
+    /// Tables flushed by FLUSHALL/FLUSHDB ASYNC, freed by a background thread: the server's
+    /// queue and thread, shared by its databases.
+    lazy_free: Arc<lazyfree::LazyFree>,
+    /// The keys connections WATCH, one list per database (SELECT's index), shared by the
+    /// databases of a server: a list stays with its index when SWAPDB swaps what the indexes
+    /// name, as Redis's watched keys stay with their database's id.
+    watch_lists: Arc<[Watches]>,
+    /// The index (SELECT's) this database has now: its watch list and its journal records'.
+    /// Changed by SWAPDB only with every shard of this database locked, so stable under any.
+    logical: AtomicU16,
     /// Users in the per-user index when last counted outside an atomic block (INFO inside
     /// EXEC reads this: counting takes the index's locks, which must not be taken after shard
     /// locks).
     users_counted: AtomicU64,
+}
+
+/// What the databases of one server share (see [`Databases`]).
+#[derive(Clone)]
+pub(crate) struct Common {
+    /// The accounted bytes (`used_memory`).
+    pub(crate) used: Arc<StripedCounter>,
+    /// The snapshot journal.
+    pub(crate) journal: Arc<Journal>,
+    /// The keys' hasher: a key is in the same shard of every database.
+    pub(crate) hasher: ahash::RandomState,
+    /// The watch list of each database index.
+    pub(crate) watch_lists: Arc<[Watches]>,
+    /// FLUSHDB/FLUSHALL ASYNC's queue, and its one thread.
+    pub(crate) lazy_free: Arc<lazyfree::LazyFree>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -114,27 +145,71 @@ impl KeyFilter<'_> {
 }
 
 impl Store {
-    /// An empty store reading time from `clock`.
+    /// An empty store reading time from `clock`: database 0, on its own.
     pub fn new(clock: Clock) -> Store {
         let now = clock.now_ms();
+        Store::new_db(
+            clock,
+            now,
+            0,
+            Common {
+                used: Arc::default(),
+                journal: Arc::new(Journal::new(SHARDS)),
+                hasher: ahash::RandomState::new(),
+                watch_lists: Arc::from([Watches::default()]),
+                lazy_free: Arc::default(),
+            },
+        )
+    }
+
+    /// An empty database `db` reading time from `clock`, its deadlines counted from `now`
+    /// (every database of a server has the same origin), sharing `shared` with the other
+    /// databases of its server (see [`Databases`]).
+    pub(crate) fn new_db(clock: Clock, now: u64, db: u16, common: Common) -> Store {
+        let Common {
+            used,
+            journal,
+            hasher,
+            watch_lists,
+            lazy_free,
+        } = common;
         Store {
-            map: Table::new(SHARDS),
+            map: Table::with_hasher(SHARDS, hasher),
             index: ExpiryIndex::new(now),
             users: DashMap::with_hasher(ahash::RandomState::new()),
             clock,
             volatile: AtomicI64::new(0),
             expired_keys: AtomicU64::new(0),
             sessions: SessionStats::default(),
-            journal: Journal::new(SHARDS),
+            journal,
             changes: StripedCounter::default(),
-            used: StripedCounter::default(),
+            used,
+            keys: StripedCounter::default(),
+            db,
             evicted_keys: AtomicU64::new(0),
             started_ms: now,
             expiry_cycles: watch::Sender::new(0),
-            lazy_free: lazyfree::LazyFree::default(),
-            watches: Watches::default(),
+            lazy_free,
+            watch_lists,
+            logical: AtomicU16::new(db),
             users_counted: AtomicU64::new(0),
         }
+    }
+
+    /// This database's index now (SELECT's; SWAPDB changes it). Stable while any of its
+    /// shards is locked.
+    #[inline]
+    pub(crate) fn logical(&self) -> u16 {
+        self.logical.load(Ordering::Relaxed)
+    }
+
+    /// The watch list of this database's index now.
+    #[inline]
+    fn watches(&self) -> &Watches {
+        let lists = &self.watch_lists;
+        // `logical` indexes `watch_lists`: both are set by `Databases`, which swaps indexes of
+        // databases it has; a lone store has index 0 and one list.
+        &lists[usize::from(self.logical()).min(lists.len() - 1)]
     }
 
     /// The clock deadlines are measured against.
@@ -233,7 +308,8 @@ impl Store {
     /// call with a shard lock held, nor evict inside (eviction picks keys of any shard).
     pub fn atomic<R: 'static>(&self, shards: Option<&[usize]>, f: impl FnOnce() -> R) -> R {
         if Table::in_block() {
-            return f();
+            // Nested: the running block must hold these shards (checked there).
+            return self.map.atomic(shards, f);
         }
         let rec = self.journal.recording();
         let result = self.map.atomic(shards, || {
@@ -346,9 +422,10 @@ impl Store {
     /// Journals that `key` was removed, and tells its watchers; call under the key's shard
     /// lock. `reclaimed`: the key was past its deadline.
     fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>, reclaimed: bool) {
-        self.watches.touch(shard_index, key, reclaimed);
+        self.watches().touch(shard_index, key, reclaimed);
         if rec.on() {
             self.journal.push(
+                self.logical(),
                 shard_index,
                 Record::Delete {
                     key: Bytes::copy_from_slice(key),
@@ -478,7 +555,7 @@ impl Store {
             let mut shard = self.map.write(shard_index);
             if !shard.is_empty() {
                 for node in shard.iter() {
-                    self.watches.touch(shard_index, node.key(), false);
+                    self.watches().touch(shard_index, node.key(), false);
                 }
                 removed += shard.len() as u64;
                 tables.push(std::mem::take(&mut *shard));
@@ -486,7 +563,7 @@ impl Store {
         }
         drop(rec);
         self.changes.add(removed);
-        if tables.is_empty() || !self.lazy_free.push(tables, removed) {
+        if tables.is_empty() || !self.lazy_free.push(self, tables, removed) {
             return;
         }
         let store = Arc::clone(self);
@@ -501,19 +578,23 @@ impl Store {
     }
 
     /// Frees the tables [`Store::flush_async`] queued, and takes their keys out of the counters.
+    /// (Of every database of the server: the queue is theirs.)
     fn free_flushed(&self) {
-        while let Some(table) = self.lazy_free.next() {
-            self.unindex_flushed(&table);
+        while let Some((store, table)) = self.lazy_free.next() {
+            store.unindex_flushed(&table);
             let freed = lazyfree::free(table);
-            self.account(freed.tally, Tally::NOTHING);
-            self.sessions
+            store.account(freed.tally, Tally::NOTHING);
+            store
+                .sessions
                 .destroyed
                 .fetch_add(freed.tally.sessions, Ordering::Relaxed);
+            drop(store);
             self.lazy_free.done(freed.keys);
         }
     }
 
-    /// Keys flushed by FLUSHALL ASYNC and not yet freed (Redis's `lazyfree_pending_objects`).
+    /// Keys flushed by FLUSHALL ASYNC and not yet freed, in every database of the server
+    /// (Redis's `lazyfree_pending_objects`).
     pub fn lazyfree_pending(&self) -> u64 {
         self.lazy_free.pending()
     }
@@ -673,9 +754,10 @@ impl Store {
         self.changes.add(1);
         self.account(before.tally, Tally::of(node));
         node.last_use().touch(self.lru_seconds(now_ms));
-        self.watches.touch(shard_index, node.key(), false);
+        self.watches().touch(shard_index, node.key(), false);
         if rec.on() {
-            self.journal.push(shard_index, Record::of(node));
+            self.journal
+                .push(self.logical(), shard_index, Record::of(node));
         }
         if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
@@ -987,7 +1069,7 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert!(records
             .iter()
-            .any(|r| matches!(r, Record::Delete { key } if key == "other")));
+            .any(|(db, r)| *db == 0 && matches!(r, Record::Delete { key } if key == "other")));
         assert_eq!(store.journal.held(), journal::Held::default());
     }
 
@@ -1046,7 +1128,10 @@ mod tests {
         drop(rec);
         let (copied, journal) = saver.join().unwrap();
         assert!(
-            copied.iter().chain(&journal).any(|r| r.key() == "k"),
+            copied
+                .iter()
+                .chain(journal.iter().map(|(_, r)| r))
+                .any(|r| r.key() == "k"),
             "the write is in neither the copy nor the journal"
         );
     }
@@ -1114,7 +1199,7 @@ mod tests {
                 let tables: Vec<_> = (0..store.map.shard_count())
                     .map(|shard| std::mem::take(&mut *store.map.write(shard)))
                     .collect();
-                if store.lazy_free.push(tables, 1) {
+                if store.lazy_free.push(&store, tables, 1) {
                     let background = Arc::clone(&store);
                     std::thread::spawn(move || background.free_flushed());
                 }

@@ -308,7 +308,10 @@ mod tests {
         let journal = store.journal.end().unwrap();
         let (clock, _manual) = Clock::manual(START);
         let loaded = Store::new(clock);
-        for record in copied.into_iter().chain(journal) {
+        for record in copied
+            .into_iter()
+            .chain(journal.into_iter().map(|(_, r)| r))
+        {
             loaded.restore(record, START);
         }
         assert_eq!(get(&loaded, b"a"), None);

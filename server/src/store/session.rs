@@ -31,7 +31,7 @@ use super::Store;
 
 thread_local! {
     /// Sessions (user, ID) an atomic block removed, to unindex once its locks are released.
-    static DEFERRED: std::cell::RefCell<Vec<(Bytes, Bytes)>> =
+    static DEFERRED: std::cell::RefCell<Vec<(u16, Bytes, Bytes)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -357,11 +357,19 @@ impl Store {
         }
     }
 
-    /// Unindexes the sessions an atomic block removed (see [`Store::unindex`]).
+    /// Unindexes the sessions of this database an atomic block removed (see
+    /// [`Store::unindex`]); those of other databases stay for theirs.
     pub(super) fn unindex_deferred(&self) {
-        let deferred = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
-        for (user, id) in deferred {
-            self.unindex(&user, &id);
+        let mut deferred = DEFERRED.with(|deferred| std::mem::take(&mut *deferred.borrow_mut()));
+        deferred.retain(|(db, user, id)| {
+            if *db != self.db {
+                return true;
+            }
+            self.unindex(user, id);
+            false
+        });
+        if !deferred.is_empty() {
+            DEFERRED.with(|kept| kept.borrow_mut().append(&mut deferred));
         }
     }
 
@@ -372,7 +380,7 @@ impl Store {
             DEFERRED.with(|deferred| {
                 deferred
                     .borrow_mut()
-                    .push((user.clone(), Bytes::copy_from_slice(id)))
+                    .push((self.db, user.clone(), Bytes::copy_from_slice(id)))
             });
             return;
         }

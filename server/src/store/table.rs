@@ -7,7 +7,8 @@
 //! their tags. The hash also names a key in the expiry index (`expiry.rs`) and orders SCAN.
 //!
 //! An atomic block ([`Table::atomic`], EXEC) write-locks a set of shards, in ascending order,
-//! for the whole of a closure: while it runs, [`Table::read`] and [`Table::write`] on that
+//! for the whole of a closure (of several tables, one per database, in the databases' order:
+//! [`Table::atomic_many`]): while it runs, [`Table::read`] and [`Table::write`] on that
 //! thread hand out the shards it holds instead of locking them again (std's locks are not
 //! re-entrant), so the store's operations run unchanged inside it. Every holder of several
 //! shard locks takes them in ascending order (here, and [`Table::write_pair`]), so two never
@@ -42,11 +43,19 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// An empty table of `shards` shards, a power of two.
+    /// An empty table of `shards` shards, a power of two, with a hasher of its own.
+    #[cfg(test)]
     pub fn new(shards: usize) -> Table {
+        Table::with_hasher(shards, ahash::RandomState::new())
+    }
+
+    /// An empty table of `shards` shards hashing with `hasher`: the databases of a server share
+    /// one, so that a key falls in the same shard of each (SWAPDB moves no key, and a watch
+    /// list keyed by shard stays right across it).
+    pub fn with_hasher(shards: usize, hasher: ahash::RandomState) -> Table {
         assert!(shards.is_power_of_two() && shards > 1);
         Table {
-            hasher: ahash::RandomState::new(),
+            hasher,
             shards: (0..shards).map(|_| Padded::default()).collect(),
             shard_bits: shards.trailing_zeros(),
         }
@@ -166,27 +175,17 @@ impl Table {
     #[cold]
     fn held_in(&self, held: *const Held, shard: usize) -> Option<NonNull<Shard>> {
         // SAFETY: `HELD` points at the `Held` of the block running on this thread, which
-        // `Table::atomic` keeps alive (on its stack) until it has reset `HELD`.
+        // `Table::atomic_many` keeps alive (on its stack) until it has reset `HELD`.
         let held = unsafe { &*held };
-        if !std::ptr::eq(held.table, self) {
-            return None;
-        }
-        let found = match &held.shards {
-            Shards::All(all) => all.get(shard).copied(),
-            Shards::Some(some) => some
-                .binary_search_by_key(&shard, |(index, _)| *index)
-                .ok()
-                .and_then(|at| some.get(at))
-                .map(|(_, shard)| *shard),
-        };
         // Inside a block, a shard it does not hold would be locked out of the ascending order
         // (a deadlock against another block) and released before the block ends (no isolation).
         // No input reaches this: EXEC holds the shards of every key position its commands
-        // declare and of the watched keys, every shard for a keyless command, and the only
-        // keyless commands it does not count (@connection: PING, AUTH, CLIENT...) touch no
-        // shard. Only a command that touches an undeclared key can, a bug its tests should
-        // meet here, loudly, in release too: the task unwinds and the guards are released.
-        match found {
+        // declare (in the database each runs in) and of the watched keys, every shard of every
+        // database for a keyless command, and the only keyless commands it does not count
+        // (@connection: PING, AUTH, CLIENT...) touch no shard. Only a command that touches an
+        // undeclared key can, a bug its tests should meet here, loudly, in release too: the
+        // task unwinds and the guards are released. Another table (database) is no exception.
+        match held.find(self, shard) {
             Some(found) => Some(found),
             None => missed(shard),
         }
@@ -195,42 +194,75 @@ impl Table {
     /// Runs `f` with `shards` (`None`: every shard) write-locked for this thread, taken in
     /// ascending order and released after it, in an atomic block: the store's operations that
     /// `f` runs on this thread use them (see [`Table::read`]) instead of locking. `f` must not
-    /// block on anything another holder of shard locks may wait for, nor start another block
-    /// (a nested call just runs `f` in the block already running).
+    /// block on anything another holder of shard locks may wait for. A nested call runs `f` in
+    /// the block already running, which must hold every shard asked for.
     pub fn atomic<R: 'static>(&self, shards: Option<&[usize]>, f: impl FnOnce() -> R) -> R {
-        if !HELD.with(Cell::get).is_null() {
+        Table::atomic_many(&[(self, shards)], f)
+    }
+
+    /// [`Table::atomic`] over several tables (databases) at once: each table's shards in
+    /// ascending order, the tables in the order given, which every caller keeps the same (the
+    /// databases' order), so two blocks never wait on each other. A table given twice is
+    /// locked once, with the union of its shards.
+    pub fn atomic_many<R: 'static>(
+        blocks: &[(&Table, Option<&[usize]>)],
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let running = HELD.with(Cell::get);
+        if !running.is_null() {
+            // SAFETY: as in `held_in`: the running block's `Held` outlives this call.
+            let running = unsafe { &*running };
+            for (table, shards) in blocks {
+                let all = 0..table.shards.len();
+                let wanted: Vec<usize> = shards.map_or_else(|| all.collect(), <[usize]>::to_vec);
+                for shard in wanted {
+                    if shard < table.shards.len() && running.find(table, shard).is_none() {
+                        missed(shard);
+                    }
+                }
+            }
             return f();
         }
         let mut guards = Vec::new();
-        let held = match shards {
-            None => {
-                guards.reserve(self.shards.len());
-                let mut all = Vec::with_capacity(self.shards.len());
-                for shard in 0..self.shards.len() {
-                    let mut guard = self.lock_write(shard);
+        let mut tables: Vec<(*const Table, Shards)> = Vec::with_capacity(blocks.len());
+        for (at, (table, _)) in blocks.iter().enumerate() {
+            if blocks[..at].iter().any(|(t, _)| std::ptr::eq(*t, *table)) {
+                continue;
+            }
+            // Every entry for this table, merged: `None` anywhere means every shard.
+            let same = blocks.iter().filter(|(t, _)| std::ptr::eq(*t, *table));
+            let mut every = false;
+            let mut sorted = Vec::new();
+            for (_, shards) in same {
+                match shards {
+                    None => every = true,
+                    Some(shards) => sorted.extend_from_slice(shards),
+                }
+            }
+            let held = if every {
+                guards.reserve(table.shards.len());
+                let mut all = Vec::with_capacity(table.shards.len());
+                for shard in 0..table.shards.len() {
+                    let mut guard = table.lock_write(shard);
                     all.push(NonNull::from(&mut *guard));
                     guards.push(guard);
                 }
                 Shards::All(all)
-            }
-            Some(shards) => {
-                let mut sorted = shards.to_vec();
+            } else {
                 sorted.sort_unstable();
                 sorted.dedup();
-                sorted.retain(|&shard| shard < self.shards.len());
+                sorted.retain(|&shard| shard < table.shards.len());
                 let mut some = Vec::with_capacity(sorted.len());
                 for shard in sorted {
-                    let mut guard = self.lock_write(shard);
+                    let mut guard = table.lock_write(shard);
                     some.push((shard, NonNull::from(&mut *guard)));
                     guards.push(guard);
                 }
                 Shards::Some(some)
-            }
-        };
-        let held = Held {
-            table: self,
-            shards: held,
-        };
+            };
+            tables.push((*table as *const Table, held));
+        }
+        let held = Held { tables };
         /// Resets `HELD` when the block ends, by return or unwind, before the guards go.
         struct Leave;
         impl Drop for Leave {
@@ -294,17 +326,32 @@ fn missed(shard: usize) -> ! {
 
 /// The shards an atomic block holds, for [`Table::read`] and [`Table::write`] on its thread.
 ///
-/// The aliasing argument for the `&`/`&mut` they hand out from these pointers: each points
-/// into a shard whose write lock the block's guards hold until after `HELD` is reset, so no
+/// The aliasing argument for the `&`/`&mut` they hand out from these pointers (of one table or
+/// several: the same for each): each points into a shard whose write lock the block's guards hold until after `HELD` is reset, so no
 /// other thread touches it and the pointer outlives every borrow made from it (borrows end
-/// within `f`: [`Table::atomic`] returns only `'static` results). On the block's own thread,
+/// within `f`: [`Table::atomic_many`] returns only `'static` results). On the block's own thread,
 /// the guards are not used while `f` runs, and the store never has two guards of one shard live
 /// at once where one of them writes: outside a block that is a second lock of a shard the
 /// thread holds, which deadlocks (std's `RwLock` is not re-entrant). So at any time a shard has
 /// either one `&mut` or only `&`s, as if each borrow were the lock guard it replaces.
 struct Held {
-    table: *const Table,
-    shards: Shards,
+    /// Each table of the block and the shards of it that the block holds.
+    tables: Vec<(*const Table, Shards)>,
+}
+
+impl Held {
+    /// Shard `shard` of `table`, if the block holds it.
+    fn find(&self, table: &Table, shard: usize) -> Option<NonNull<Shard>> {
+        let (_, shards) = self.tables.iter().find(|(t, _)| std::ptr::eq(*t, table))?;
+        match shards {
+            Shards::All(all) => all.get(shard).copied(),
+            Shards::Some(some) => some
+                .binary_search_by_key(&shard, |(index, _)| *index)
+                .ok()
+                .and_then(|at| some.get(at))
+                .map(|(_, shard)| *shard),
+        }
+    }
 }
 
 /// The shards of a [`Held`]: every one (indexed by shard), or some in ascending order.
@@ -574,12 +621,36 @@ mod tests {
     }
 
     #[test]
-    fn another_tables_shards_are_locked_as_usual_inside_a_block() {
-        let (table, other) = (Table::new(8), Table::new(8));
-        table.atomic(Some(&[4]), || {
+    fn a_block_over_two_tables_holds_both_and_another_table_is_a_miss() {
+        let (table, other, third) = (Table::new(8), Table::new(8), Table::new(8));
+        Table::atomic_many(&[(&table, Some(&[4][..])), (&other, Some(&[1, 4]))], || {
             other.write(4).insert_unique(4, node(b"k"), other.rehash());
-            assert!(other.shards[4].0.try_write().is_ok(), "its guard is gone");
+            table.write(4).insert_unique(4, node(b"k"), table.rehash());
+            assert!(other.shards[4].0.try_write().is_err(), "held by the block");
+            // A nested block over what is held runs in it.
+            other.atomic(Some(&[1]), || other.read(1).len());
         });
-        assert_eq!(other.read(4).len(), 1);
+        assert_eq!((table.read(4).len(), other.read(4).len()), (1, 1));
+        for nested in [false, true] {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                table.atomic(Some(&[4]), || {
+                    if nested {
+                        // Not silently unlocked: a nested block on a table not held.
+                        third.atomic(Some(&[4]), || ());
+                    } else {
+                        third.read(4).len();
+                    }
+                })
+            }));
+            assert!(outcome.is_err(), "nested: {nested}");
+            assert!(!Table::in_block());
+            // Released (poisoned, which the table ignores).
+            for shard in [&third.shards[4].0, &table.shards[4].0] {
+                assert!(!matches!(
+                    shard.try_write(),
+                    Err(std::sync::TryLockError::WouldBlock)
+                ));
+            }
+        }
     }
 }

@@ -118,6 +118,26 @@ impl Watches {
         self.touch_watched(shard, key, reclaimed);
     }
 
+    /// Flags the watchers of every watched key `changed` accepts (SWAPDB: the keys held in
+    /// either database). Call with the shards `changed` reads locked.
+    pub fn touch_where(&self, mut changed: impl FnMut(&[u8]) -> bool) {
+        if self.watched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for stripe in self.stripes.iter() {
+            let stripe = stripe
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (key, watchers) in stripe.iter() {
+                if changed(key) {
+                    for watcher in watchers {
+                        watcher.dirty.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
     #[cold]
     fn touch_watched(&self, shard: usize, key: &[u8], reclaimed: bool) {
         let mut stripe = self.stripe(shard);
@@ -140,8 +160,22 @@ impl Store {
     /// yet, `expired` saying whether it was already past its deadline (not reclaimed), which
     /// EXEC then ignores (see [`Store::expired_since_watch`]).
     pub fn watch(&self, key: &Bytes, dirty: &Dirty, now_ms: u64) -> Option<bool> {
+        self.watch_into(self.watches(), key, dirty, now_ms)
+    }
+
+    /// [`Store::watch`] into `list`: the list of the database index the connection named,
+    /// whichever database that index names after a SWAPDB (see [`Databases::watch`]).
+    ///
+    /// [`Databases::watch`]: super::Databases::watch
+    pub(super) fn watch_into(
+        &self,
+        list: &Watches,
+        key: &Bytes,
+        dirty: &Dirty,
+        now_ms: u64,
+    ) -> Option<bool> {
         let (hash, shard_index) = self.map.locate(key);
-        if !self.watches.add(shard_index, key, dirty) {
+        if !list.add(shard_index, key, dirty) {
             return None;
         }
         // Read after registering, under the shard's lock: a mutation that locks it later sees
@@ -151,14 +185,14 @@ impl Store {
             .find(hash, is(key))
             .is_some_and(|node| node.is_expired(now_ms));
         if expired {
-            self.watches.set_expired(shard_index, key, dirty);
+            list.set_expired(shard_index, key, dirty);
         }
         Some(expired)
     }
 
     /// Forgets the connection of flag `dirty`'s watch of `key`.
     pub fn unwatch(&self, key: &[u8], dirty: &Dirty) {
-        self.watches.remove(self.shard_of_key(key), key, dirty);
+        self.watches().remove(self.shard_of_key(key), key, dirty);
     }
 
     /// Whether `key` is held but past its deadline (Redis's `isWatchedKeyExpired`, for a key
@@ -169,7 +203,7 @@ impl Store {
 
     /// Watcher entries (a connection watching a key) registered now.
     pub fn watching(&self) -> usize {
-        self.watches.len()
+        self.watches().len()
     }
 }
 

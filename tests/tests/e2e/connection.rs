@@ -282,8 +282,11 @@ fn auth_without_a_password_configured() {
 }
 
 #[test]
-fn select_only_knows_database_0() {
-    let server = TestServer::start();
+fn select_knows_only_the_databases_configured() {
+    let server = TestServer::with_config(Config {
+        databases: 1,
+        ..Config::default()
+    });
     let mut raw = server.raw();
     assert_eq!(call(&mut raw, &["SELECT", "0"]), Frame::ok());
     assert_eq!(

@@ -670,7 +670,7 @@ fn flush_async_frees_in_the_background() {
         }
         let _: () = pipe.query(con).unwrap();
         assert_eq!(int(con, "SESSION.COUNT alice"), 10);
-        let mut freed = server.shared.store.lazyfreed();
+        let mut freed = server.shared.dbs.first().lazyfreed();
         assert_eq!(query(con, flush), Value::Okay);
         assert_eq!(int(con, "DBSIZE"), 0, "{flush}: empty at once");
         assert_eq!(int(con, "SESSION.COUNT alice"), 0);

@@ -4,6 +4,7 @@
 mod binary;
 mod connection;
 mod daemon;
+mod databases;
 mod expiry;
 mod fuzz_live;
 mod hashes;

@@ -22,6 +22,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -29,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use redis::{Connection, FromRedisValue, RedisResult, Value};
 use sessiond::persist::format::FORMAT_VERSION;
 use sessiond::persist::{loader, PersistConfig};
-use sessiond::store::{KeyFilter, ValueRef as Stored};
+use sessiond::store::{Databases, KeyFilter, ValueRef as Stored};
 use sessiond::{Clock, Config, Store};
 use sessiond_protocol::Frame;
 use sessiond_tests::{error_text, info_field, info_number, TestServer, CLOCK_START_MS, IO_TIMEOUT};
@@ -129,10 +130,10 @@ fn persisting(dir: &Path) -> Config {
 }
 
 /// A fresh store loaded from `path`.
-fn load_fresh(path: &Path) -> Store {
-    let store = Store::new(Clock::system());
-    loader::load(path, &store).unwrap_or_else(|e| panic!("{e}"));
-    store
+fn load_fresh(path: &Path) -> Arc<Store> {
+    let dbs = Databases::new(Clock::system(), 16);
+    loader::load(path, &dbs).unwrap_or_else(|e| panic!("{e}"));
+    dbs.first().clone()
 }
 
 fn key_names(store: &Store) -> BTreeSet<Vec<u8>> {
@@ -936,7 +937,7 @@ fn a_background_save_under_writes_is_one_consistent_instant_and_the_writes_reach
         persistence.shard_delay = Duration::from_millis(1);
     }
     let server = TestServer::with_config(config);
-    let store = server.shared.store.clone();
+    let store = server.shared.dbs.first().clone();
     let persistence = server.shared.persistence.clone();
     let mut con = server.client();
     let mut rng = StdRng::seed_from_u64(4);
@@ -1009,13 +1010,14 @@ fn a_background_save_under_writes_is_one_consistent_instant_and_the_writes_reach
         "ok"
     );
 
-    let saved = Store::new(Clock::system());
-    let summary = loader::load(&snapshot, &saved).unwrap_or_else(|e| panic!("{e}"));
+    let dbs = Databases::new(Clock::system(), 16);
+    let summary = loader::load(&snapshot, &dbs).unwrap_or_else(|e| panic!("{e}"));
+    let saved = dbs.first();
     assert!(
         summary.deletes > 0,
         "the journal recorded removals made during the save ({round} rounds): {summary:?}"
     );
-    let saved_digest = store_digest(&saved);
+    let saved_digest = store_digest(saved);
     let instant = digests.iter().position(|d| *d == saved_digest);
     assert!(
         instant.is_some(),
@@ -1183,7 +1185,7 @@ fn a_key_written_thousands_of_times_during_a_save_is_journalled_and_saved_about_
         persistence.shard_delay = Duration::from_millis(2);
     }
     let server = TestServer::with_config(config);
-    let journal = || server.shared.store.journal().held();
+    let journal = || server.shared.dbs.first().journal().held();
     let mut con = server.client();
     let value = vec![b'v'; 16 * 1024];
     let _: Value = call(&mut con, &[b"SET", b"k", &value]);

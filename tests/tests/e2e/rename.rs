@@ -13,7 +13,7 @@ use redis::{Connection, Value};
 use sessiond::persist::{loader, PersistConfig};
 use sessiond::store::evict::Policy;
 use sessiond::store::ValueRef;
-use sessiond::{Clock, Config, RawConfig, Store};
+use sessiond::{Clock, Config, RawConfig};
 use sessiond_tests::{info_number, TestServer};
 
 use super::daemon::ScratchDir;
@@ -106,7 +106,7 @@ fn a_renamed_key_expires_at_its_old_deadline_under_its_new_name_once() {
         assert_eq!(server.stored_keys(), 0, "reclaimed by the active expiry");
         let stats = server.info("stats");
         assert_eq!(info_number(&stats, "expired_keys"), 1, "reclaimed once");
-        assert_eq!(server.shared.store.volatile_len(), 0);
+        assert_eq!(server.shared.dbs.first().volatile_len(), 0);
         // A key made later under an old name is not reclaimed by a stale position.
         assert_eq!(query(con, "SET a w"), Value::Okay);
         server.advance(10_000);
@@ -309,10 +309,14 @@ fn rename_is_not_refused_over_maxmemory_as_in_redis() {
     for resp3 in [false, true] {
         let mut con = server.connect(resp3);
         let con = &mut con;
-        server.shared.store.upsert(b"a", server.now_ms(), |_| {
-            let value = sessiond::store::Value::Str(bytes::Bytes::from_static(b"v"));
-            (Some(sessiond::store::Entry::new(value, 0)), ())
-        });
+        server
+            .shared
+            .dbs
+            .first()
+            .upsert(b"a", server.now_ms(), |_| {
+                let value = sessiond::store::Value::Str(bytes::Bytes::from_static(b"v"));
+                (Some(sessiond::store::Entry::new(value, 0)), ())
+            });
         assert!(error(con, "SET c v").starts_with("OOM "));
         assert_eq!(query(con, "RENAME a b"), Value::Okay);
         assert_eq!(int(con, "RENAMENX b a"), 1);
@@ -460,7 +464,7 @@ fn a_rename_during_a_background_save_reaches_the_snapshot_under_its_new_name() {
         }),
         ..Config::default()
     });
-    let store = server.shared.store.clone();
+    let store = server.shared.dbs.first().clone();
     let mut con = server.client();
     const PAIRS: usize = 400;
     for i in 0..PAIRS {
@@ -500,8 +504,9 @@ fn a_rename_during_a_background_save_reaches_the_snapshot_under_its_new_name() {
         !journalled.is_empty(),
         "no rename was made while the journal recorded"
     );
-    let saved = Store::new(Clock::system());
-    loader::load(&dir.0.join("dump.sdb"), &saved).unwrap_or_else(|e| panic!("{e}"));
+    let dbs = sessiond::store::Databases::new(Clock::system(), 16);
+    loader::load(&dir.0.join("dump.sdb"), &dbs).unwrap_or_else(|e| panic!("{e}"));
+    let saved = dbs.first();
     let now = saved.now_ms();
     let value = |key: &str| {
         saved.read(key.as_bytes(), now, |node| {

@@ -202,7 +202,7 @@ fn reset_and_quit_inside_multi_behave_as_in_redis() {
         assert_eq!(query(con, "RESET"), Value::SimpleString("RESET".into()));
         assert_eq!(error(con, "EXEC"), "ERR EXEC without MULTI");
         assert_eq!(query(con, "EXISTS a"), Value::Int(0));
-        assert_eq!(server.shared.store.watching(), 0, "RESET unwatches");
+        assert_eq!(server.shared.dbs.first().watching(), 0, "RESET unwatches");
 
         let mut raw = server.raw();
         raw.command(&[b"MULTI"]);
@@ -244,7 +244,7 @@ fn exec_fails_with_a_null_array_after_any_change_to_a_watched_key() {
                 bulk("mine"),
                 "{change}: not run"
             );
-            assert_eq!(server.shared.store.watching(), 0, "EXEC unwatches");
+            assert_eq!(server.shared.dbs.first().watching(), 0, "EXEC unwatches");
         }
         // A write to another key, or to the key before WATCH, changes nothing.
         query(&mut other, "SET k before");
@@ -266,7 +266,7 @@ fn exec_fails_with_a_null_array_after_any_change_to_a_watched_key() {
         query(&mut other, "SET k again");
         assert_eq!(query(con, "MULTI"), Value::Okay);
         assert_eq!(exec(con), Some(vec![]));
-        assert_eq!(server.shared.store.watching(), 0);
+        assert_eq!(server.shared.dbs.first().watching(), 0);
     });
 }
 
@@ -286,7 +286,7 @@ fn a_watched_key_that_expires_fails_exec_one_already_expired_does_not() {
         assert_eq!(query(con, "SET j v PX 100"), Value::Okay);
         forward(server, 200);
         assert_eq!(query(con, "WATCH j"), Value::Okay);
-        server.shared.store.reclaim_expired();
+        server.shared.dbs.first().reclaim_expired();
         assert_eq!(query(con, "MULTI"), Value::Okay);
         queued(con, "SET other 1");
         assert_eq!(exec(con), Some(vec![Value::Okay]));
@@ -356,13 +356,13 @@ fn clients_racing_with_watch_lose_no_increment() {
             bulk(&(CLIENTS * INCREMENTS).to_string()),
             "retries: {retries}"
         );
-        assert_eq!(server.shared.store.watching(), 0);
+        assert_eq!(server.shared.dbs.first().watching(), 0);
     }
 }
 
 /// Two keys in different shards (found through the store's own hashing).
 fn keys_in_two_shards(server: &TestServer) -> (String, String) {
-    let store = &server.shared.store;
+    let store = &server.shared.dbs.first();
     let a = "account:a".to_owned();
     let b = (0..)
         .map(|i| format!("account:b{i}"))
@@ -503,9 +503,9 @@ fn the_queue_and_the_watched_keys_are_bounded_by_the_query_buffer_limit() {
         super::words::error_line(&refusal),
         "ERR the watched keys exceed 'client-query-buffer-limit'"
     );
-    assert!(server.shared.store.watching() < 110);
+    assert!(server.shared.dbs.first().watching() < 110);
     assert_eq!(query(&mut con, "UNWATCH"), Value::Okay);
-    assert_eq!(server.shared.store.watching(), 0);
+    assert_eq!(server.shared.dbs.first().watching(), 0);
 }
 
 /// The real binary with a 4 MiB query-buffer bound (which the queue and the watched keys count
@@ -568,11 +568,11 @@ fn a_client_that_disconnects_frees_what_it_watched() {
         watch.arg(format!("key:{i}"));
     }
     let () = watch.query(&mut con).expect("WATCH");
-    assert_eq!(server.shared.store.watching(), 10_000);
+    assert_eq!(server.shared.dbs.first().watching(), 10_000);
     drop(con);
     // The server notices the close on its own time: wait for it (bounded), never sleep a guess.
     let deadline = std::time::Instant::now() + sessiond_tests::IO_TIMEOUT;
-    while server.shared.store.watching() != 0 {
+    while server.shared.dbs.first().watching() != 0 {
         assert!(std::time::Instant::now() < deadline, "watches leaked");
         std::thread::yield_now();
     }
