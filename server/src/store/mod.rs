@@ -20,6 +20,7 @@ pub mod expiry;
 mod fields;
 pub mod journal;
 mod lazyfree;
+pub mod long_blocks;
 mod record;
 mod rename;
 pub mod session;
@@ -41,6 +42,7 @@ pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
 use journal::{Journal, Recording};
+pub use long_blocks::LongBlocks;
 pub use record::Record;
 pub use rename::Renamed;
 pub use session::SessionStats;
@@ -95,6 +97,8 @@ pub struct Store {
     /// EXEC reads this: counting takes the index's locks, which must not be taken after shard
     /// locks).
     users_counted: AtomicU64,
+    /// Atomic blocks that run long (scripts), and the shards they hold.
+    long_blocks: LongBlocks,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -133,6 +137,7 @@ impl Store {
             expiry_cycles: watch::Sender::new(0),
             lazy_free: lazyfree::LazyFree::default(),
             watches: Watches::default(),
+            long_blocks: LongBlocks::default(),
             users_counted: AtomicU64::new(0),
         }
     }
@@ -197,7 +202,16 @@ impl Store {
         /// A session-shaped string (a 216-byte block) spans four cache lines.
         const LINES: usize = 4;
         let (hash, shard_index) = self.map.locate(key);
+        if self.long_blocks.holds(shard_index) {
+            // Its lock would be waited for until the block ends, on the runtime's thread.
+            return;
+        }
         table::prefetch(&self.map.read(shard_index), hash, LINES);
+    }
+
+    /// The atomic blocks that run long, and what they hold.
+    pub fn long_blocks(&self) -> &LongBlocks {
+        &self.long_blocks
     }
 
     /// Runs `f` on the entry at `key`, expired or not, under a read lock, without counting a use.
