@@ -226,37 +226,51 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
 
 /// The map shards the queued commands declare keys in, and the watched keys'; `None` when one
 /// of them touches the keyspace without declaring keys (it takes every shard).
-fn shards_of(store: &Store, queued: &Queued, watching: Option<&Watching>) -> Option<Vec<usize>> {
+pub(super) fn shards_of(
+    store: &Store,
+    queued: &Queued,
+    watching: Option<&Watching>,
+) -> Option<Vec<usize>> {
     let mut shards = Vec::new();
     for (index, args) in &queued.commands {
         let spec = COMMANDS.get(*index)?;
-        if spec.first_key <= 0 {
-            if spec
-                .categories
-                .contains(sessiond_protocol::cmd::AclCategories::CONNECTION)
-            {
-                // PING, ECHO, CLIENT, COMMAND, HELLO, AUTH...: no key, no shard.
-                continue;
-            }
+        if !key_shards(store, spec, args, &mut shards) {
             return None;
-        }
-        let last = if spec.last_key < 0 {
-            args.len()
-                .saturating_sub(spec.last_key.unsigned_abs() as usize)
-        } else {
-            spec.last_key as usize
-        };
-        let step = spec.step.max(1) as usize;
-        let mut at = spec.first_key as usize;
-        while at <= last && at < args.len() {
-            shards.push(store.shard_of_key(&args[at]));
-            at += step;
         }
     }
     for (key, _) in watching.map_or(&[][..], |w| &w.keys[..]) {
         shards.push(store.shard_of_key(key));
     }
     Some(shards)
+}
+
+/// Adds the shards of the keys `spec` declares in `args` to `shards`; false when it declares
+/// none but touches the keyspace (it takes every shard). A keyless @connection command (PING,
+/// ECHO, CLIENT, COMMAND, HELLO, AUTH...) touches no shard.
+pub(super) fn key_shards(
+    store: &Store,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    shards: &mut Vec<usize>,
+) -> bool {
+    if spec.first_key <= 0 {
+        return spec
+            .categories
+            .contains(sessiond_protocol::cmd::AclCategories::CONNECTION);
+    }
+    let last = if spec.last_key < 0 {
+        args.len()
+            .saturating_sub(spec.last_key.unsigned_abs() as usize)
+    } else {
+        spec.last_key as usize
+    };
+    let step = spec.step.max(1) as usize;
+    let mut at = spec.first_key as usize;
+    while at <= last && at < args.len() {
+        shards.push(store.shard_of_key(&args[at]));
+        at += step;
+    }
+    true
 }
 
 /// `EXEC`: runs the queue in one atomic block and answers the array of their replies; a null
