@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::output_limit::OutputLimits;
 use crate::persist::PersistConfig;
 use crate::setting;
-use crate::setting::{range, Address, Invalid, Period, PositivePeriod, Size, YesNo};
+use crate::setting::{range, Address, Invalid, Millis, Period, PositivePeriod, Size, YesNo};
 use crate::store::evict::Policy;
 use crate::tls::{TlsConfig, TlsFiles};
 
@@ -110,6 +110,9 @@ pub struct Config {
     pub disable_thp: bool,
     /// Grace period for in-flight work at shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a script runs before the commands that need what it holds are answered BUSY
+    /// and SCRIPT KILL may stop it; zero: never BUSY (they wait).
+    pub busy_reply_threshold: Duration,
     /// Period of the active expiry task.
     pub active_expire_interval: Duration,
     /// Default idle timeout of sessions.
@@ -157,6 +160,7 @@ impl Default for Config {
             idle_poll: Duration::from_micros(50),
             disable_thp: true,
             shutdown_timeout: Duration::from_secs(10),
+            busy_reply_threshold: Duration::from_secs(5),
             active_expire_interval: Duration::from_millis(100),
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(8 * 3600),
@@ -362,6 +366,9 @@ impl RawConfig {
             shutdown_timeout: self
                 .shutdown_timeout
                 .map_or(defaults.shutdown_timeout, |Period(d)| d),
+            busy_reply_threshold: self
+                .busy_reply_threshold
+                .map_or(defaults.busy_reply_threshold, |Millis(d)| d),
             active_expire_interval: self
                 .active_expire_interval
                 .map_or(defaults.active_expire_interval, |PositivePeriod(d)| d),
@@ -435,6 +442,21 @@ mod tests {
             error.contains("disable-thp") && error.contains("yes or no"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_busy_reply_threshold_counts_milliseconds_under_both_of_redis_s_names() {
+        let threshold = |config: Config| config.busy_reply_threshold;
+        assert_eq!(threshold(users_from("").unwrap()), Duration::from_secs(5));
+        let given = users_from("busy-reply-threshold = 250").unwrap();
+        assert_eq!(threshold(given), Duration::from_millis(250));
+        let given = users_from("lua-time-limit = \"2s\"").unwrap();
+        assert_eq!(threshold(given), Duration::from_secs(2));
+        let given = from_flags(&["--lua-time-limit", "100"]).unwrap();
+        assert_eq!(threshold(given), Duration::from_millis(100));
+        let given = from_flags(&["--busy-reply-threshold", "0"]).unwrap();
+        assert!(threshold(given).is_zero());
+        assert!(from_flags(&["--busy-reply-threshold", "soon"]).is_err());
     }
 
     #[test]

@@ -265,6 +265,7 @@ where
                 Then::Continue => {}
                 Then::Save => self.save().await,
                 Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
+                Then::Pending => self.run_pending().await?,
                 then => {
                     // The commands decoded after it are dropped, as unread input would be.
                     self.decoded.clear();
@@ -302,6 +303,30 @@ where
         }
         self.follow_authentication();
         Ok(reply.then)
+    }
+
+    /// What a command left pending ([`Then::Pending`]): a command deferred while a long
+    /// script holds what it needs runs once the script ends or turns busy (its replies so far
+    /// are sent first); a long script run again on a blocking thread sends its reply when done.
+    async fn run_pending(&mut self) -> Result<(), End> {
+        match self.state.take_pending() {
+            None => {}
+            Some(cmd::busy::Pending::Deferred { args, generation }) => {
+                self.flush().await?;
+                let blocks = self.shared.dbs.long_blocks();
+                blocks.changed_since(generation).await;
+                self.clock.stale();
+                self.decoded.push_front(args);
+            }
+            Some(cmd::busy::Pending::Offload(job)) => {
+                let frame = tokio::task::spawn_blocking(job)
+                    .await
+                    .unwrap_or_else(|_| Frame::error("ERR the script's thread failed"));
+                self.clock.stale();
+                frame.encode(self.state.version(), &mut self.output);
+            }
+        }
+        Ok(())
     }
 
     /// SAVE: the replies already encoded go first, then SAVE's own once it is done.

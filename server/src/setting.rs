@@ -84,6 +84,26 @@ impl Value for Period {
     }
 }
 
+/// A duration where a bare number counts milliseconds, as redis.conf's `busy-reply-threshold`
+/// does (`5000`), or with a unit (`5s`, `500ms`); zero is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub Duration);
+
+impl Value for Millis {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse()
+                .map(|ms| Millis(Duration::from_millis(ms)))
+                .map_err(|_| "the number is too large".to_owned());
+        }
+        parse_duration(text)
+            .map(Millis)
+            .ok_or_else(|| "expected milliseconds (5000) or a duration such as 5s".to_owned())
+    }
+}
+
 /// A duration longer than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PositivePeriod(pub Duration);
@@ -187,6 +207,34 @@ pub(crate) use read_as_setting;
 
 read_as_setting!(Size, Period, PositivePeriod, YesNo, Address);
 
+impl clap::builder::ValueParserFactory for Millis {
+    type Parser = Parser<Millis>;
+
+    fn value_parser() -> Self::Parser {
+        Parser::default()
+    }
+}
+
+/// A TOML file may give milliseconds as a number (`busy-reply-threshold = 5000`), as redis.conf
+/// does, or as text.
+impl<'de> serde::Deserialize<'de> for Millis {
+    fn deserialize<D>(deserializer: D) -> Result<Self, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Number(u64),
+            Text(String),
+        }
+        match Given::deserialize(deserializer)? {
+            Given::Number(ms) => Ok(Millis(Duration::from_millis(ms))),
+            Given::Text(text) => Millis::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +246,9 @@ mod tests {
         assert_eq!(PositivePeriod::parse("0s"), Err("must be positive".into()));
         assert_eq!(YesNo::parse("no"), Ok(YesNo(false)));
         assert!(YesNo::parse("off").unwrap_err().contains("yes or no"));
+        assert_eq!(Millis::parse("5000"), Ok(Millis(Duration::from_secs(5))));
+        assert_eq!(Millis::parse("2s"), Ok(Millis(Duration::from_secs(2))));
+        assert!(Millis::parse("soon").is_err());
         assert_eq!(
             Address::parse(" ::1 "),
             Ok(Address(IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])))

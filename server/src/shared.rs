@@ -110,6 +110,10 @@ impl Shared {
 
     /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).
     pub fn request_shutdown(&self) {
+        // Long scripts stop: those that wrote nothing, whose runs leave no trace, and with no
+        // final save every one (SHUTDOWN NOSAVE is how Redis ends a script that wrote).
+        let saving = self.persistence.config().is_some() && self.take_shutdown_request().save;
+        self.dbs.long_blocks().stop_for_shutdown(saving);
         self.shutdown.send_replace(true);
     }
 

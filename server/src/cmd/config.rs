@@ -98,6 +98,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "shutdown-timeout",
             config.shutdown_timeout.as_secs().to_string(),
         ),
+        // Milliseconds, under both of Redis's names.
+        (
+            "busy-reply-threshold",
+            config.busy_reply_threshold.as_millis().to_string(),
+        ),
+        (
+            "lua-time-limit",
+            config.busy_reply_threshold.as_millis().to_string(),
+        ),
         (
             "active-expire-interval",
             format!("{}ms", config.active_expire_interval.as_millis()),

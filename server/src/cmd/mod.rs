@@ -2,6 +2,7 @@
 //! one file per command (or family sharing one effect), named as in `sessiond-protocol`.
 
 mod append;
+pub mod busy;
 mod client;
 mod command;
 mod config;
@@ -87,6 +88,9 @@ pub enum Then {
     /// carries the count of failed shutdowns before this one was requested, so a failure that
     /// comes before the connection starts waiting is not missed.
     AwaitShutdown(u64),
+    /// Do what [`ConnState::take_pending`] holds before the next command: wait for a long
+    /// script, or run one on a blocking thread (see [`busy`]).
+    Pending,
 }
 
 /// The reply to one command.
@@ -143,6 +147,8 @@ pub struct ConnState {
     watch: Option<Box<multi::Watching>>,
     /// The selected database (SELECT), one that exists.
     db: usize,
+    /// What [`Then::Pending`] asks the connection to do.
+    pending: Option<Box<busy::Pending>>,
 }
 
 impl ConnState {
@@ -158,9 +164,15 @@ impl ConnState {
             multi: None,
             watch: None,
             db: 0,
+            pending: None,
         };
         conn.set_user(user);
         conn
+    }
+
+    /// What the last command's [`Then::Pending`] asks for.
+    pub fn take_pending(&mut self) -> Option<busy::Pending> {
+        self.pending.take().map(|pending| *pending)
     }
 
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
@@ -345,9 +357,30 @@ pub fn execute(
         // commands that run at once.
         match multi::queue(shared, conn, args) {
             Ok(frame) => return frame.into(),
-            Err(args) => return execute_now(shared, conn, stats, args, clock, out),
+            Err(args) => return execute_gated(shared, conn, stats, args, clock, out),
         }
     }
+    execute_gated(shared, conn, stats, args, clock, out)
+}
+
+/// [`execute_now`] once no long script holds what the command needs (see [`busy::gate`]).
+#[inline]
+fn execute_gated(
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    stats: &mut LocalStats,
+    args: Vec<Bytes>,
+    clock: &mut BatchClock,
+    out: &mut BytesMut,
+) -> Reply {
+    let args = if shared.dbs.long_blocks().active() {
+        match busy::gate(shared, conn, args) {
+            Ok(args) => args,
+            Err(reply) => return reply,
+        }
+    } else {
+        args
+    };
     execute_now(shared, conn, stats, args, clock, out)
 }
 

@@ -26,7 +26,7 @@ use sessiond_protocol::{Command, CommandError, Frame};
 use super::{dispatch, error, refuse, refused_while_saves_fail, Ctx, Reply, Then, MISCONF};
 use crate::auth::Denied;
 use crate::shared::Shared;
-use crate::store::{Databases, Dirty};
+use crate::store::{Databases, Dirty, Store};
 
 /// Bytes a queued command or watched key costs beyond its arguments: its vector and handles.
 const QUEUED_OVERHEAD: usize = 64;
@@ -231,7 +231,7 @@ pub fn watch(ctx: &mut Ctx<'_>, keys: Vec<Bytes>) -> Frame {
 /// will run in: a queued SELECT moves the ones after it) and the watched keys'; `None` when one
 /// of them touches the keyspace without declaring keys (it takes every shard of every
 /// database).
-fn shards_of(
+pub(super) fn shards_of(
     dbs: &Databases,
     start_db: usize,
     queued: &Queued,
@@ -252,27 +252,12 @@ fn shards_of(
             }
             continue;
         }
-        if spec.first_key <= 0 {
-            if spec
-                .categories
-                .contains(sessiond_protocol::cmd::AclCategories::CONNECTION)
-            {
-                // PING, ECHO, CLIENT, COMMAND, HELLO, AUTH...: no key, no shard.
-                continue;
-            }
+        let mut keyed = Vec::new();
+        if !key_shards(dbs.db(db), spec, args, &mut keyed) {
             return None;
         }
-        let last = if spec.last_key < 0 {
-            args.len()
-                .saturating_sub(spec.last_key.unsigned_abs() as usize)
-        } else {
-            spec.last_key as usize
-        };
-        let step = spec.step.max(1) as usize;
-        let mut at = spec.first_key as usize;
-        while at <= last && at < args.len() {
-            add(db, dbs.db(db).shard_of_key(&args[at]));
-            at += step;
+        for shard in keyed {
+            add(db, shard);
         }
         if spec.name == "move" {
             // Its key in the destination database too, which no key position declares.
@@ -295,6 +280,35 @@ fn db_index(arg: &[u8], dbs: &Databases) -> Option<usize> {
         .and_then(|arg| arg.parse::<i64>().ok())
         .and_then(|index| usize::try_from(index).ok())
         .filter(|&index| index < dbs.count())
+}
+
+/// Adds the shards of the keys `spec` declares in `args` to `shards`; false when it declares
+/// none but touches the keyspace (it takes every shard). A keyless @connection command (PING,
+/// ECHO, CLIENT, COMMAND, HELLO, AUTH...) touches no shard.
+pub(super) fn key_shards(
+    store: &Store,
+    spec: &CommandSpec,
+    args: &[Bytes],
+    shards: &mut Vec<usize>,
+) -> bool {
+    if spec.first_key <= 0 {
+        return spec
+            .categories
+            .contains(sessiond_protocol::cmd::AclCategories::CONNECTION);
+    }
+    let last = if spec.last_key < 0 {
+        args.len()
+            .saturating_sub(spec.last_key.unsigned_abs() as usize)
+    } else {
+        spec.last_key as usize
+    };
+    let step = spec.step.max(1) as usize;
+    let mut at = spec.first_key as usize;
+    while at <= last && at < args.len() {
+        shards.push(store.shard_of_key(&args[at]));
+        at += step;
+    }
+    true
 }
 
 /// `EXEC`: runs the queue in one atomic block and answers the array of their replies; a null

@@ -15,7 +15,7 @@ use super::{Config, ConfigError, LogFormat};
 use crate::auth::RawUser;
 use crate::output_limit::{ClassLimit, OutputLimits};
 use crate::persist::PersistConfig;
-use crate::setting::{self, Address, Period, PositivePeriod, Size, Value, YesNo};
+use crate::setting::{self, Address, Millis, Period, PositivePeriod, Size, Value, YesNo};
 use crate::store::evict::Policy;
 use crate::tls::ClientAuth;
 
@@ -215,6 +215,13 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<Period>,
 
+    /// How long a script runs before commands needing the keys it holds are answered BUSY and
+    /// SCRIPT KILL may stop it (a bare number counts milliseconds, as in redis.conf; 0: never
+    /// BUSY, they wait). `--lua-time-limit` is its old name.
+    #[arg(long, env = "SESSIOND_BUSY_REPLY_THRESHOLD", alias = "lua-time-limit")]
+    #[serde(alias = "lua-time-limit")]
+    pub busy_reply_threshold: Option<Millis>,
+
     /// How often the active expiry task reclaims expired keys.
     #[arg(long, env = "SESSIOND_ACTIVE_EXPIRE_INTERVAL")]
     pub active_expire_interval: Option<PositivePeriod>,
@@ -331,6 +338,7 @@ fn default_text(long: &str) -> Option<String> {
         "idle-poll-us" => config.idle_poll.as_micros().to_string(),
         "disable-thp" => yes_no(config.disable_thp),
         "shutdown-timeout" => format_duration(config.shutdown_timeout),
+        "busy-reply-threshold" => format_duration(config.busy_reply_threshold),
         "active-expire-interval" => format_duration(config.active_expire_interval),
         "session-idle" => format_duration(config.session_idle),
         "session-absolute" => format_duration(config.session_absolute),

@@ -58,6 +58,7 @@ impl Databases {
             hasher: ahash::RandomState::new(),
             watch_lists: Arc::clone(&watch_lists),
             lazy_free: Arc::default(),
+            long_blocks: Arc::default(),
         };
         // `count` is at most MAX_DATABASES, which fits in a u16.
         let index = |db: usize| u16::try_from(db).unwrap_or(u16::MAX);
@@ -70,6 +71,11 @@ impl Databases {
             swaps: AtomicU64::new(0),
             watch_lists,
         }
+    }
+
+    /// The long atomic blocks of every database (see [`super::long_blocks`]).
+    pub fn long_blocks(&self) -> &super::LongBlocks {
+        self.first().long_blocks()
     }
 
     /// The place in `dbs` of database index `db` (one that exists).

@@ -190,7 +190,12 @@ impl Store {
     /// The key of hash `hash`, if there is one the policy may evict, with its score.
     fn candidate(&self, hash: u64, policy: Policy, now_ms: u64) -> Option<(u64, Vec<u8>)> {
         probed();
-        let shard = self.map.read(self.map.shard_of(hash));
+        let shard_index = self.map.shard_of(hash);
+        if self.long_blocks.holds(shard_index) {
+            // A long script holds it: its lock would be waited for until the script ends.
+            return None;
+        }
+        let shard = self.map.read(shard_index);
         shard
             .iter_hash(hash)
             .filter(|node| self.map.hash(node.key()) == hash)
@@ -205,7 +210,11 @@ impl Store {
         let shards = self.map.shard_count();
         let first = random() as usize % shards;
         for offset in 0..shards {
-            let shard = self.map.read((first + offset) % shards);
+            let shard_index = (first + offset) % shards;
+            if self.long_blocks.holds(shard_index) {
+                continue;
+            }
+            let shard = self.map.read(shard_index);
             if shard.is_empty() {
                 continue;
             }

@@ -279,6 +279,14 @@ impl Store {
             return;
         };
         let shard_index = self.map.shard_of(first);
+        if self.long_blocks.holds(shard_index) {
+            // A long script holds the shard: its lock would be waited for until the script
+            // ends, on the runtime's thread. The positions go back, as due, for a later cycle.
+            for &hash in group {
+                self.index.queue(hash, tick, 0);
+            }
+            return;
+        }
         let mut shard = self.map.write(shard_index);
         for &hash in group {
             table::prefetch(&shard, hash, 2);

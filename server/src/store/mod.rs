@@ -22,6 +22,7 @@ pub mod expiry;
 mod fields;
 pub mod journal;
 mod lazyfree;
+pub mod long_blocks;
 mod record;
 mod rename;
 pub mod session;
@@ -44,6 +45,7 @@ pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
 use journal::{Journal, Recording};
+pub use long_blocks::LongBlocks;
 pub use record::Record;
 pub use rename::Renamed;
 pub use session::SessionStats;
@@ -111,6 +113,9 @@ pub struct Store {
     /// EXEC reads this: counting takes the index's locks, which must not be taken after shard
     /// locks).
     users_counted: AtomicU64,
+    /// Atomic blocks that run long (scripts), and the shards they hold, in every database
+    /// (shared).
+    long_blocks: Arc<LongBlocks>,
 }
 
 /// What the databases of one server share (see [`Databases`]).
@@ -126,6 +131,10 @@ pub(crate) struct Common {
     pub(crate) watch_lists: Arc<[Watches]>,
     /// FLUSHDB/FLUSHALL ASYNC's queue, and its one thread.
     pub(crate) lazy_free: Arc<lazyfree::LazyFree>,
+    /// The long atomic blocks: a key is in the same shard of every database, so a shard
+    /// number names it in all of them (a long script in one database makes commands on that
+    /// shard number wait in the others too: rare with 1024 shards, and never too little).
+    pub(crate) long_blocks: Arc<LongBlocks>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -158,6 +167,7 @@ impl Store {
                 hasher: ahash::RandomState::new(),
                 watch_lists: Arc::from([Watches::default()]),
                 lazy_free: Arc::default(),
+                long_blocks: Arc::default(),
             },
         )
     }
@@ -172,6 +182,7 @@ impl Store {
             hasher,
             watch_lists,
             lazy_free,
+            long_blocks,
         } = common;
         Store {
             map: Table::with_hasher(SHARDS, hasher),
@@ -192,6 +203,7 @@ impl Store {
             lazy_free,
             watch_lists,
             logical: AtomicU16::new(db),
+            long_blocks,
             users_counted: AtomicU64::new(0),
         }
     }
@@ -272,7 +284,16 @@ impl Store {
         /// A session-shaped string (a 216-byte block) spans four cache lines.
         const LINES: usize = 4;
         let (hash, shard_index) = self.map.locate(key);
+        if self.long_blocks.holds(shard_index) {
+            // Its lock would be waited for until the block ends, on the runtime's thread.
+            return;
+        }
         table::prefetch(&self.map.read(shard_index), hash, LINES);
+    }
+
+    /// The atomic blocks that run long, and what they hold.
+    pub fn long_blocks(&self) -> &LongBlocks {
+        &self.long_blocks
     }
 
     /// Runs `f` on the entry at `key`, expired or not, under a read lock, without counting a use.
