@@ -15,7 +15,7 @@
 //! [`Held`].
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -171,14 +171,7 @@ impl Table {
         if !std::ptr::eq(held.table, self) {
             return None;
         }
-        let found = match &held.shards {
-            Shards::All(all) => all.get(shard).copied(),
-            Shards::Some(some) => some
-                .binary_search_by_key(&shard, |(index, _)| *index)
-                .ok()
-                .and_then(|at| some.get(at))
-                .map(|(_, shard)| *shard),
-        };
+        let found = held.find(shard);
         // Inside a block, a shard it does not hold would be locked out of the ascending order
         // (a deadlock against another block) and released before the block ends (no isolation).
         // No input reaches this: EXEC holds the shards of every key position its commands
@@ -230,6 +223,8 @@ impl Table {
         let held = Held {
             table: self,
             shards: held,
+            added: RefCell::new(Vec::new()),
+            added_guards: RefCell::new(Vec::new()),
         };
         /// Resets `HELD` when the block ends, by return or unwind, before the guards go.
         struct Leave;
@@ -242,8 +237,54 @@ impl Table {
         let leave = Leave;
         let result = f();
         drop(leave);
+        drop(held.added_guards.take());
         drop(guards);
         result
+    }
+
+    /// Whether the atomic block running on this thread holds `shard` of this table; `None`
+    /// when it runs in none (of this table).
+    pub fn holds(&self, shard: usize) -> Option<bool> {
+        let held = HELD.with(Cell::get);
+        if held.is_null() {
+            return None;
+        }
+        // SAFETY: as in `held_in`: the block that set `HELD` keeps its `Held` alive until it
+        // resets it.
+        let held = unsafe { &*held };
+        if !std::ptr::eq(held.table, self) {
+            return None;
+        }
+        Some(held.find(shard).is_some())
+    }
+
+    /// Adds `shard` to the atomic block running on this thread if its lock is free now: never
+    /// waits (it would be taken out of the ascending order, so waiting could deadlock against
+    /// another block). Whether the block holds it afterwards; false outside a block.
+    pub fn try_hold(&self, shard: usize) -> bool {
+        match self.holds(shard) {
+            Some(true) => return true,
+            None => return false,
+            Some(false) => {}
+        }
+        let Some(padded) = self.shards.get(shard) else {
+            return false;
+        };
+        let mut guard = match padded.0.try_write() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        let pointer = NonNull::from(&mut *guard);
+        // SAFETY: as in `holds`.
+        let held = unsafe { &*HELD.with(Cell::get) };
+        // SAFETY: the guard is released by `Table::atomic` (`added_guards`) before the block
+        // returns, so it never outlives `self`, which the block borrows; 'static only lets it
+        // sit in `Held`, whose type has no lifetime.
+        let guard: RwLockWriteGuard<'static, Shard> = unsafe { std::mem::transmute(guard) };
+        held.added_guards.borrow_mut().push(guard);
+        held.added.borrow_mut().push((shard, pointer));
+        true
     }
 
     /// Whether the current thread runs in an atomic block.
@@ -305,6 +346,31 @@ fn missed(shard: usize) -> ! {
 struct Held {
     table: *const Table,
     shards: Shards,
+    /// Shards added while the block runs ([`Table::try_hold`]), each taken without waiting;
+    /// their guards are released with the block's.
+    added: RefCell<Vec<(usize, NonNull<Shard>)>>,
+    added_guards: RefCell<Vec<RwLockWriteGuard<'static, Shard>>>,
+}
+
+impl Held {
+    /// The shard `shard` if the block holds it.
+    fn find(&self, shard: usize) -> Option<NonNull<Shard>> {
+        let found = match &self.shards {
+            Shards::All(all) => all.get(shard).copied(),
+            Shards::Some(some) => some
+                .binary_search_by_key(&shard, |(index, _)| *index)
+                .ok()
+                .and_then(|at| some.get(at))
+                .map(|(_, shard)| *shard),
+        };
+        found.or_else(|| {
+            self.added
+                .borrow()
+                .iter()
+                .find(|(index, _)| *index == shard)
+                .map(|(_, shard)| *shard)
+        })
+    }
 }
 
 /// The shards of a [`Held`]: every one (indexed by shard), or some in ascending order.
