@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod dbsize;
 mod del;
+mod eval;
 mod exists;
 mod expire;
 mod flush;
@@ -52,6 +53,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
+
+pub use connection::REDIS_COMPAT_VERSION;
 
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
@@ -156,6 +159,30 @@ impl ConnState {
         };
         conn.set_user(user);
         conn
+    }
+
+    /// The connection a script's commands run as: the caller's registry entry and user, in
+    /// `version` (the script's, `redis.setresp`), outside any transaction. Allocates nothing.
+    pub(crate) fn for_script(
+        client: Arc<ClientState>,
+        user: Option<Arc<User>>,
+        version: ProtocolVersion,
+    ) -> ConnState {
+        ConnState {
+            client,
+            version,
+            restricted: user.as_ref().is_some_and(|u| !u.unrestricted()),
+            user,
+            auth_failures: 0,
+            multi: None,
+            watch: None,
+        }
+    }
+
+    /// Sets the protocol of a script's connection (`redis.setresp`), leaving the caller's
+    /// registry entry as it is.
+    pub(crate) fn set_script_version(&mut self, version: ProtocolVersion) {
+        self.version = version;
     }
 
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
@@ -527,7 +554,8 @@ fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> F
     }
 }
 
-fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
+/// Runs a parsed command (its checks done by the caller: the connection loop, EXEC, a script).
+pub(crate) fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
     let frame = match command {
         Command::Get(c) => return get::get(ctx, c),
         Command::Set(c) => set::set(ctx, c),
@@ -602,6 +630,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::SRandMember(c) => return sets::srandmember(ctx, c),
         Command::SScan(c) => return sets::sscan(ctx, c),
         Command::SetAlgebra(c) => return sets::algebra(ctx, c),
+        Command::Eval(c) => eval::eval(ctx, c),
+        Command::Script(c) => eval::script(ctx, c),
         Command::SessionCreate(c) => session_create::session_create(ctx, c),
         Command::SessionGet(c) => return session_get::session_get(ctx, c),
         Command::SessionSet(c) => session_set::session_set(ctx, c),

@@ -1,0 +1,91 @@
+//! `EVAL`, `EVALSHA`, `EVAL_RO`, `EVALSHA_RO` and `SCRIPT`: the connection's side of
+//! [`crate::script`].
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::{Eval, Script};
+use sessiond_protocol::Frame;
+
+use super::Ctx;
+use crate::script::{self, Caller, Ran, ScriptCall, NOSCRIPT};
+
+/// `EVAL script numkeys [key ...] [arg ...]` and its SHA and read-only forms.
+pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Frame {
+    let (sha, body) = if cmd.by_sha {
+        match script::parse_sha(&cmd.script) {
+            Some(sha) => (sha, None),
+            None => return Frame::error(NOSCRIPT),
+        }
+    } else {
+        (script::sha1_hex(&cmd.script), Some(cmd.script))
+    };
+    let call = ScriptCall {
+        sha,
+        body,
+        keys: cmd.keys,
+        args: cmd.args,
+        read_only: cmd.read_only,
+    };
+    let caller = Caller {
+        client: std::sync::Arc::clone(ctx.conn.client()),
+        user: ctx.conn.user().cloned(),
+        version: ctx.conn.version(),
+    };
+    match script::run_unwatched(ctx.shared, &call, &caller) {
+        Ran::Reply(frame) => frame,
+        // `Unwatched` never asks for it.
+        Ran::Offload => Frame::error("ERR the script could not run"),
+    }
+}
+
+/// `SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP`.
+pub fn script(ctx: &mut Ctx<'_>, cmd: Script) -> Frame {
+    let scripts = &ctx.shared.scripts;
+    match cmd {
+        Script::Load(body) => {
+            let sha = script::sha1_hex(&body);
+            if !scripts.contains(&sha) {
+                // Compiled once here so that a script with a syntax error is refused, as Redis.
+                if let Err(reply) = script::check_compiles(&body) {
+                    return reply;
+                }
+            }
+            scripts.add(sha, body, true);
+            Frame::Bulk(Bytes::copy_from_slice(&sha))
+        }
+        Script::Exists(shas) => Frame::Array(
+            shas.iter()
+                .map(|sha| {
+                    let found = script::parse_sha(sha).is_some_and(|sha| scripts.contains(&sha));
+                    Frame::Integer(i64::from(found))
+                })
+                .collect(),
+        ),
+        Script::Flush => {
+            scripts.flush();
+            Frame::ok()
+        }
+        Script::Kill => Frame::error("NOTBUSY No scripts in execution right now."),
+        Script::Help => help(),
+    }
+}
+
+fn help() -> Frame {
+    let lines = [
+        "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "EXISTS <sha1> [<sha1> ...]",
+        "    Return information about the existence of the scripts in the script cache.",
+        "FLUSH [ASYNC|SYNC]",
+        "    Flush the Lua scripts cache. Very dangerous on replicas.",
+        "    When called without the optional mode argument, the behavior is determined by the",
+        "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+        "    * ASYNC: Asynchronously flush the scripts cache.",
+        "    * SYNC: Synchronously flush the scripts cache.",
+        "KILL",
+        "    Kill the currently executing Lua script.",
+        "LOAD <script>",
+        "    Load a script into the scripts cache without executing it.",
+        "HELP",
+        "    Print this help.",
+    ];
+    Frame::Array(lines.iter().map(|line| Frame::simple(line)).collect())
+}

@@ -1,0 +1,320 @@
+//! Runs one script: finds or compiles its function in this thread's interpreter, then calls it
+//! in one atomic block of the store.
+//!
+//! The block holds the map shards of the keys the script declares (KEYS), as EXEC's holds its
+//! commands'. Redis lets a script touch keys it did not declare; before `redis.call` runs a
+//! command whose key's shard the block does not hold (`call.rs`):
+//! - if the script has written nothing yet, it is stopped and run again from the start holding
+//!   every shard, and its SHA is remembered so that its next runs hold every shard at once;
+//! - if it has written, the missing shard is taken if it is free at that instant
+//!   ([`crate::store::Store::block_try_hold`], never waiting: waiting out of the ascending
+//!   order could deadlock against another block); if another client holds it, the command
+//!   fails with an error the script sees (`redis.call` raises it). That needs another client
+//!   on that very shard at that instant, and a script that writes before it reads an
+//!   undeclared key.
+//!
+//! Inside MULTI, EXEC holds every shard when EVAL is queued (EVAL declares no key positions).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use mlua::Value;
+use sessiond_protocol::{Frame, ProtocolVersion};
+
+use super::call::Running;
+use super::convert;
+use super::vm::{Hooked, Stop, Vm};
+use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
+use crate::cmd::ConnState;
+use crate::shared::Shared;
+use crate::stats::LocalStats;
+use crate::store::Store;
+
+thread_local! {
+    /// This thread's interpreter, built on first use.
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// Runs `call` as `caller`; `watchdog` is told what the script holds and may stop it. Callable
+/// on any thread: each thread has its own interpreter.
+pub fn run(
+    shared: &Arc<Shared>,
+    call: &ScriptCall,
+    caller: &Caller,
+    watchdog: &Arc<dyn Watchdog + Send + Sync>,
+) -> Ran {
+    VM.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return Ran::Reply(Frame::error(
+                "ERR a script is already running on this thread",
+            ));
+        };
+        if slot.is_none() {
+            match Vm::new() {
+                Ok(vm) => *slot = Some(vm),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the Lua interpreter");
+                    return Ran::Reply(Frame::error("ERR the Lua interpreter could not start"));
+                }
+            }
+        }
+        let Some(vm) = slot.as_mut() else {
+            return Ran::Reply(Frame::error("ERR the Lua interpreter could not start"));
+        };
+        run_in(vm, shared, call, caller, watchdog)
+    })
+}
+
+fn run_in(
+    vm: &mut Vm,
+    shared: &Arc<Shared>,
+    call: &ScriptCall,
+    caller: &Caller,
+    watchdog: &Arc<dyn Watchdog + Send + Sync>,
+) -> Ran {
+    let scripts = &shared.scripts;
+    let generation = scripts.generation();
+    if generation != vm.generation {
+        vm.functions.clear();
+        let _ = vm.lua.gc_collect();
+        vm.generation = generation;
+    }
+    // EVALSHA must find the script in the shared cache (it may have been evicted since this
+    // thread compiled it).
+    let known = call.body.is_some() || scripts.contains(&call.sha);
+    let function = match vm.functions.get(&call.sha) {
+        Some(function) if known => function.clone(),
+        _ => {
+            let body = match &call.body {
+                Some(body) => body.clone(),
+                None => match scripts.body(&call.sha) {
+                    Some(body) => body,
+                    None => return Ran::Reply(Frame::error(NOSCRIPT)),
+                },
+            };
+            let function = match vm.compile(&body) {
+                Ok(function) => function,
+                Err(e) => return Ran::Reply(compile_error(&e)),
+            };
+            // Bounded by the shared cache: past twice its size (evicted scripts), start over.
+            if vm.functions.len() > 2 * scripts.len() + 64 {
+                vm.functions.clear();
+            }
+            vm.functions.insert(call.sha, function.clone());
+            if call.body.is_some() {
+                scripts.add(call.sha, body, false);
+            }
+            function
+        }
+    };
+    let store = &shared.store;
+    let in_block = Store::in_block();
+    // Over `maxmemory`, write commands that add data are refused inside the script, as Redis
+    // refuses them (eviction cannot run inside the block).
+    let config = &shared.config;
+    let oom = config.maxmemory > 0
+        && !call.read_only
+        && !in_block
+        && !store.make_room(config.maxmemory, config.maxmemory_policy, now(shared));
+    let mut holds_all = scripts.holds_all(&call.sha);
+    loop {
+        let shards: Option<Vec<usize>> = if holds_all {
+            None
+        } else {
+            Some(
+                call.keys
+                    .iter()
+                    .map(|key| store.shard_of_key(key))
+                    .collect(),
+            )
+        };
+        watchdog.holding(shards.as_deref());
+        let now_ms = now(shared);
+        vm.lua.set_app_data(Running {
+            shared: Arc::clone(shared),
+            conn: ConnState::for_script(
+                Arc::clone(&caller.client),
+                caller.user.clone(),
+                ProtocolVersion::Resp2,
+            ),
+            stats: LocalStats::default(),
+            now_ms,
+            read_only: call.read_only,
+            oom,
+            wrote: false,
+            scratch: BytesMut::new(),
+            watchdog: Arc::clone(watchdog),
+        });
+        vm.lua.set_app_data(Hooked {
+            watchdog: Some(Arc::clone(watchdog)),
+            stop: None,
+        });
+        let outcome = store.atomic(shards.as_deref(), || {
+            call_script(vm, &function, call, caller.version)
+        });
+        let stop = vm
+            .lua
+            .app_data_mut::<Hooked>()
+            .and_then(|mut hooked| hooked.stop.take());
+        let running = vm.lua.remove_app_data::<Running>();
+        vm.lua.remove_app_data::<Hooked>();
+        let _ = vm.real.raw_set("KEYS", Value::Nil);
+        let _ = vm.real.raw_set("ARGV", Value::Nil);
+        // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.
+        vm.lua.gc_restart();
+        if vm.lua.used_memory() > super::LUA_MEMORY_LIMIT / 2 {
+            let _ = vm.lua.gc_collect();
+        }
+        let wrote = running.as_ref().is_some_and(|r| r.wrote);
+        match stop {
+            None => return Ran::Reply(outcome.into_frame(&call.sha)),
+            Some(Stop::Restart) if !holds_all && !wrote => {
+                scripts.set_holds_all(&call.sha);
+                holds_all = true;
+            }
+            Some(Stop::Interrupted(Interrupt::Offload)) if !wrote => return Ran::Offload,
+            Some(Stop::Interrupted(_)) => {
+                return Ran::Reply(outcome.killed(&call.sha));
+            }
+            Some(Stop::Restart) => return Ran::Reply(outcome.into_frame(&call.sha)),
+        }
+    }
+}
+
+/// The store's clock, Unix ms.
+fn now(shared: &Shared) -> u64 {
+    shared.store.now_ms()
+}
+
+/// What the script's call came to, converted inside the block.
+enum Outcome {
+    /// Its result, as the reply.
+    Returned(Frame),
+    /// It raised an error: the message and the line, when the handler found it.
+    Raised { message: Vec<u8>, line: Option<i64> },
+    /// Something failed outside the script (an interpreter error).
+    Failed(String),
+}
+
+impl Outcome {
+    fn into_frame(self, sha: &super::Sha) -> Frame {
+        match self {
+            Outcome::Returned(frame) => frame,
+            Outcome::Raised { message, line } => {
+                let mut text = message;
+                if let Some(line) = line {
+                    text.extend_from_slice(b" script: ");
+                    text.extend_from_slice(sha);
+                    text.extend_from_slice(format!(", on @user_script:{line}.").as_bytes());
+                }
+                Frame::Error(one_line(text).into())
+            }
+            Outcome::Failed(message) => Frame::error(format!(
+                "ERR Error running script {}, {}",
+                String::from_utf8_lossy(sha),
+                message
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+                    .replace(['\r', '\n'], " ")
+            )),
+        }
+    }
+
+    /// Redis 7.0's reply to a script stopped by SCRIPT KILL.
+    fn killed(self, sha: &super::Sha) -> Frame {
+        let line = match self {
+            Outcome::Raised { line, .. } => line,
+            _ => None,
+        };
+        Outcome::Raised {
+            message: b"ERR Script killed by user with SCRIPT KILL...".to_vec(),
+            line,
+        }
+        .into_frame(sha)
+    }
+}
+
+fn one_line(mut text: Vec<u8>) -> Vec<u8> {
+    for b in &mut text {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    text
+}
+
+/// Sets KEYS and ARGV and calls the function under the error handler.
+fn call_script(
+    vm: &Vm,
+    function: &mlua::Function,
+    call: &ScriptCall,
+    version: ProtocolVersion,
+) -> Outcome {
+    let lua = &vm.lua;
+    let set = |name: &str, items: &[bytes::Bytes]| -> mlua::Result<()> {
+        let table = lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            table.raw_set(i + 1, lua.create_string(item)?)?;
+        }
+        vm.real.raw_set(name, table)
+    };
+    if let Err(e) = set("KEYS", &call.keys).and_then(|()| set("ARGV", &call.args)) {
+        return Outcome::Failed(e.to_string());
+    }
+    let result: mlua::Result<(bool, Value)> = vm.protected_call.call(function.clone());
+    match result {
+        Ok((true, value)) => Outcome::Returned(convert::lua_to_reply(&value, version)),
+        Ok((false, Value::Table(error))) => {
+            let message = match error.raw_get::<Value>("err") {
+                Ok(Value::String(s)) => s.as_bytes().to_vec(),
+                _ => b"ERR unknown error".to_vec(),
+            };
+            let line = match error.raw_get::<Value>("line") {
+                Ok(Value::Integer(line)) => Some(line),
+                Ok(Value::Number(line)) => Some(line as i64),
+                _ => None,
+            };
+            // Redis's reply keeps the message's own code (`-%s`).
+            Outcome::Raised { message, line }
+        }
+        Ok((false, other)) => Outcome::Failed(
+            other
+                .to_string()
+                .unwrap_or_else(|_| "execution failure".into()),
+        ),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
+/// Redis's reply to a script that does not compile.
+fn compile_error(error: &mlua::Error) -> Frame {
+    let message = match error {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Frame::error(format!(
+        "ERR Error compiling script (new function): {}",
+        message.replace(['\r', '\n'], " ")
+    ))
+}
+
+/// Whether `body` compiles (SCRIPT LOAD refuses a script that does not, as Redis); the error
+/// reply when it does not.
+pub fn check_compiles(body: &[u8]) -> Result<(), Frame> {
+    VM.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return Err(Frame::error(
+                "ERR a script is already running on this thread",
+            ));
+        };
+        if slot.is_none() {
+            *slot = Vm::new().ok();
+        }
+        let Some(vm) = slot.as_ref() else {
+            return Err(Frame::error("ERR the Lua interpreter could not start"));
+        };
+        vm.compile(body).map(drop).map_err(|e| compile_error(&e))
+    })
+}

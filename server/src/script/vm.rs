@@ -1,0 +1,240 @@
+//! One thread's Lua interpreter: Lua 5.1 with Redis 7's libraries, sandboxed.
+//!
+//! The sandbox, as Redis 7 (src/script_lua.c) has it, with the brief's stricter deny list:
+//! the libraries are `string`, `table`, `math`, `coroutine` and the base functions but
+//! `print`, `dofile`, `loadfile`, `load`, `loadstring`, `getfenv`, `setfenv`, `newproxy`
+//! (no `os`, `io`, `debug`, `package`, `require`, `module`). Scripts cannot change what
+//! another script sees: their globals are a proxy that refuses to create a global or read a
+//! missing one (Redis's errors), every library table they see is a read-only proxy of the
+//! real one, `rawset` refuses the proxies, the string metatable is hidden, and `setmetatable`
+//! cannot replace a proxy's (protected) metatable. Vanilla Lua 5.1 has no read-only tables
+//! (Redis patches its Lua for them): the proxies give the same guarantees, but `pairs` over a
+//! library table sees nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+
+use super::{Interrupt, Sha, Watchdog, LUA_MEMORY_LIMIT};
+
+/// The Lua code that builds the sandbox from the real globals (`real`, which scripts never
+/// see) and the Rust functions: the read-only proxies, the globals' proxy, Redis 7's `pcall`
+/// (an error table or a `redis.call` error comes back as its message), and the runner that calls a script under the error handler.
+const SANDBOX: &str = r#"
+local real, handler, error_message = ...
+local setmetatable, error, rawget, rawset, tostring, type, xpcall, pcall =
+      setmetatable, error, rawget, rawset, tostring, type, xpcall, pcall
+local protected = setmetatable({}, {__mode = 'k'})
+local function refuse() error("Attempt to modify a readonly table", 2) end
+local function readonly(t)
+  local proxy = setmetatable({}, {__index = t, __newindex = refuse, __metatable = false})
+  protected[proxy] = true
+  return proxy
+end
+real.rawset = function(t, k, v)
+  if protected[t] then error("Attempt to modify a readonly table", 2) end
+  return rawset(t, k, v)
+end
+local function unwrap(ok, ...)
+  if ok then return ok, ... end
+  return false, error_message((...))
+end
+real.pcall = function(...) return unwrap(pcall(...)) end
+for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'redis'}) do
+  real[name] = readonly(real[name])
+end
+-- cjson and bit: registered into `real` by the Rust side before this runs, made read-only here.
+for _, name in ipairs({'cjson', 'bit'}) do
+  if real[name] ~= nil then real[name] = readonly(real[name]) end
+end
+getmetatable('').__metatable = false
+local env = setmetatable({}, {
+  __index = function(_, k)
+    local v = rawget(real, k)
+    if v == nil then
+      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end
+    return v
+  end,
+  __newindex = function(_, k)
+    error("Script attempted to create global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __metatable = false,
+})
+protected[env] = true
+real._G = env
+return env, function(f) return xpcall(f, handler) end
+"#;
+
+/// The base functions scripts keep (Redis 7's allow list, less the brief's deny list).
+const BASE: &[&str] = &[
+    "assert",
+    "collectgarbage",
+    "error",
+    "gcinfo",
+    "getmetatable",
+    "ipairs",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+    "_VERSION",
+    "string",
+    "table",
+    "math",
+    "coroutine",
+];
+
+/// What the hook reads: the running script's watchdog, and why it was stopped.
+#[derive(Default)]
+pub(super) struct Hooked {
+    pub watchdog: Option<Arc<dyn Watchdog + Send + Sync>>,
+    /// Set once the script must stop; the hook then fails at every tick, so that a `pcall`
+    /// cannot catch its way past it.
+    pub stop: Option<Stop>,
+}
+
+/// Why a running script stops before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The watchdog interrupted it.
+    Interrupted(Interrupt),
+    /// It touched a shard its block does not hold, before writing: it runs again holding all.
+    Restart,
+}
+
+/// One thread's interpreter.
+pub(super) struct Vm {
+    pub lua: Lua,
+    /// The real globals, where KEYS and ARGV are set.
+    pub real: Table,
+    /// What scripts see as their globals.
+    pub env: Table,
+    /// Calls a function under the error handler: `(ok, value)`.
+    pub protected_call: Function,
+    /// Compiled scripts.
+    pub functions: HashMap<Sha, Function, ahash::RandomState>,
+    /// The cache generation `functions` belong to.
+    pub generation: u64,
+}
+
+impl Vm {
+    /// A new interpreter with the sandbox; `raw_call` is `redis.call`'s Rust side.
+    pub fn new() -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::STRING | StdLib::TABLE | StdLib::MATH,
+            LuaOptions::default(),
+        )?;
+        lua.set_memory_limit(LUA_MEMORY_LIMIT)?;
+        let globals = lua.globals();
+        let real = lua.create_table()?;
+        for name in BASE {
+            let value: Value = globals.raw_get(*name)?;
+            real.raw_set(*name, value)?;
+        }
+        let redis = super::call::redis_table(&lua)?;
+        real.raw_set("redis", redis)?;
+        // The place where the `cjson` and `bit` modules register themselves (each a
+        // `register(lua, &real)` that sets its table in `real`); the sandbox below makes
+        // them read-only like the other libraries.
+        let handler = lua.create_function(error_handler)?;
+        let error_message = lua.create_function(super::call::error_message)?;
+        let (env, protected_call): (Table, Function) = lua
+            .load(SANDBOX)
+            .set_name("=sandbox")
+            .call((real.clone(), handler, error_message))?;
+        lua.set_app_data(Hooked::default());
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(1000),
+            |lua, _debug| {
+                let Some(mut hooked) = lua.app_data_mut::<Hooked>() else {
+                    return Ok(VmState::Continue);
+                };
+                if hooked.stop.is_none() {
+                    if let Some(watchdog) = &hooked.watchdog {
+                        if let Err(interrupt) = watchdog.tick() {
+                            hooked.stop = Some(Stop::Interrupted(interrupt));
+                        }
+                    }
+                }
+                match hooked.stop {
+                    None => Ok(VmState::Continue),
+                    Some(_) => Err(mlua::Error::runtime("script stopped")),
+                }
+            },
+        )?;
+        Ok(Vm {
+            lua,
+            real,
+            env,
+            protected_call,
+            functions: HashMap::default(),
+            generation: 0,
+        })
+    }
+
+    /// Compiles `body` as a script.
+    pub fn compile(&self, body: &[u8]) -> mlua::Result<Function> {
+        self.lua
+            .load(body)
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+    }
+}
+
+/// Redis's `__redis__err__handler`: turns any error into a table `{err=...}` and records where
+/// in the script it was raised (`source`, `line`), skipping C functions and the sandbox's own
+/// wrappers (`redis.call`).
+fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
+    let table = match err {
+        Value::Table(table) => table,
+        Value::Error(e) if e.downcast_ref::<super::call::ScriptError>().is_some() => {
+            let table = lua.create_table()?;
+            if let Some(super::call::ScriptError(message)) = e.downcast_ref() {
+                table.raw_set("err", lua.create_string(message)?)?;
+            }
+            table
+        }
+        other => {
+            let message = match &other {
+                Value::String(s) => s.as_bytes().to_vec(),
+                other => other.to_string()?.into_bytes(),
+            };
+            let table = lua.create_table()?;
+            let mut text = b"ERR ".to_vec();
+            text.extend_from_slice(&message);
+            table.raw_set("err", lua.create_string(&text)?)?;
+            table
+        }
+    };
+    for level in 1..8 {
+        let found = lua.inspect_stack(level, |debug| {
+            let source = debug.source();
+            let user = source.source.as_deref() == Some("@user_script");
+            user.then(|| debug.current_line())
+        });
+        match found {
+            None => break,
+            Some(None) => continue,
+            Some(Some(line)) => {
+                table.raw_set("source", "@user_script")?;
+                if let Some(line) = line {
+                    table.raw_set("line", line)?;
+                }
+                break;
+            }
+        }
+    }
+    Ok(table)
+}
