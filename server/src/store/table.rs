@@ -533,6 +533,40 @@ mod tests {
     }
 
     #[test]
+    fn a_block_takes_a_free_shard_it_does_not_hold_and_never_waits_for_a_busy_one() {
+        let table = Table::new(8);
+        assert_eq!(table.holds(3), None, "outside a block");
+        assert!(!table.try_hold(3));
+        // Another thread holds shard 6 for the whole block.
+        let busy = table.shards[6].0.write().unwrap();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    table.atomic(Some(&[1]), || {
+                        assert_eq!(table.holds(1), Some(true));
+                        assert_eq!(table.holds(3), Some(false));
+                        assert!(table.try_hold(3), "free: taken");
+                        assert_eq!(table.holds(3), Some(true));
+                        assert!(table.try_hold(3), "held already");
+                        table
+                            .write(3)
+                            .insert_unique(3, node(b"three"), table.rehash());
+                        assert!(!table.try_hold(6), "busy: refused at once");
+                        assert_eq!(table.holds(6), Some(false));
+                    });
+                })
+                .join()
+                .unwrap();
+        });
+        drop(busy);
+        assert!(
+            table.shards[3].0.try_write().is_ok(),
+            "released with the block"
+        );
+        assert_eq!(table.read(3).len(), 1);
+    }
+
+    #[test]
     fn a_block_hands_out_the_shards_it_holds_without_locking_them_again() {
         let table = Table::new(8);
         let done = table.atomic(Some(&[5, 2, 5]), || {
