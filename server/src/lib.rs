@@ -19,7 +19,7 @@
 //! - [`tls`]: the TLS listener's certificates (rustls, ring) and handshake.
 //! - [`cmd`]: the effect of each command.
 //! - [`script`]: Lua scripting (EVAL): the script cache, one interpreter per thread, the
-//!   sandbox.
+//!   sandbox; [`script_cache`]: the scripts cache, below [`shared`].
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
@@ -36,6 +36,7 @@ pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
 pub mod script;
+pub mod script_cache;
 pub mod server;
 pub mod setting;
 pub mod shared;

@@ -42,7 +42,7 @@ pub struct Shared {
     /// Samples the log of authentication failures.
     pub auth_failure_log: FailureLog,
     /// The Lua scripts cache (EVAL, SCRIPT LOAD).
-    pub scripts: crate::script::Scripts,
+    pub scripts: crate::script_cache::Scripts,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -94,7 +94,7 @@ impl Shared {
         Shared {
             auth,
             auth_failure_log: FailureLog::default(),
-            scripts: crate::script::Scripts::default(),
+            scripts: crate::script_cache::Scripts::default(),
             config,
             store,
             clients: Clients::default(),

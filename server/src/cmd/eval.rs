@@ -5,8 +5,38 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::{Eval, Script};
 use sessiond_protocol::Frame;
 
-use super::Ctx;
-use crate::script::{self, Caller, Ran, ScriptCall, NOSCRIPT};
+use super::{ConnState, Ctx};
+use crate::script::{self, Caller, Host, Ran, ScriptCall, ScriptConn, NOSCRIPT};
+use crate::stats::LocalStats;
+
+/// How scripts run their commands: through [`super::dispatch`].
+pub const HOST: Host = Host {
+    dispatch: dispatch_for_script,
+    redis_version: super::REDIS_COMPAT_VERSION,
+};
+
+/// Runs a script's command as the script's connection (its checks done by the runner).
+fn dispatch_for_script(
+    conn: &mut ScriptConn<'_>,
+    command: sessiond_protocol::Command,
+) -> Option<Frame> {
+    let mut state = ConnState::for_script(
+        std::sync::Arc::clone(conn.client),
+        conn.user.cloned(),
+        conn.version,
+    );
+    let mut stats = LocalStats::default();
+    let mut ctx = Ctx {
+        shared: conn.shared,
+        store: &conn.shared.store,
+        conn: &mut state,
+        stats: &mut stats,
+        now_ms: conn.now_ms,
+        out: conn.out,
+        out_limit: usize::MAX,
+    };
+    super::dispatch(&mut ctx, command).frame
+}
 
 /// `EVAL script numkeys [key ...] [arg ...]` and its SHA and read-only forms.
 pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Frame {
@@ -29,6 +59,7 @@ pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Frame {
         client: std::sync::Arc::clone(ctx.conn.client()),
         user: ctx.conn.user().cloned(),
         version: ctx.conn.version(),
+        host: HOST,
     };
     match script::run_unwatched(ctx.shared, &call, &caller) {
         Ran::Reply(frame) => frame,
@@ -45,7 +76,7 @@ pub fn script(ctx: &mut Ctx<'_>, cmd: Script) -> Frame {
             let sha = script::sha1_hex(&body);
             if !scripts.contains(&sha) {
                 // Compiled once here so that a script with a syntax error is refused, as Redis.
-                if let Err(reply) = script::check_compiles(&body) {
+                if let Err(reply) = script::check_compiles(&body, &HOST) {
                     return reply;
                 }
             }

@@ -179,12 +179,6 @@ impl ConnState {
         }
     }
 
-    /// Sets the protocol of a script's connection (`redis.setresp`), leaving the caller's
-    /// registry entry as it is.
-    pub(crate) fn set_script_version(&mut self, version: ProtocolVersion) {
-        self.version = version;
-    }
-
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
     pub fn authenticated(&self) -> bool {
         self.user.is_some()
@@ -555,7 +549,7 @@ fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> F
 }
 
 /// Runs a parsed command (its checks done by the caller: the connection loop, EXEC, a script).
-pub(crate) fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
+fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
     let frame = match command {
         Command::Get(c) => return get::get(ctx, c),
         Command::Set(c) => set::set(ctx, c),

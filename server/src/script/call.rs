@@ -10,12 +10,11 @@ use sessiond_protocol::cmd::{position, AclCategories, CommandFlags, CommandSpec,
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
 use super::convert;
-use super::vm::{Hooked, Stop};
-use super::Watchdog;
-use crate::auth::Denied;
-use crate::cmd::{self, ConnState, Ctx};
+use super::{Host, ScriptConn};
+use super::{Interrupt, Watchdog};
+use crate::auth::{Denied, User};
+use crate::clients::ClientState;
 use crate::shared::Shared;
-use crate::stats::LocalStats;
 
 /// The interpreter's app data for `redis.call`, set once when it is built so that a run
 /// allocates none: the running script's context, and a buffer kept from run to run.
@@ -33,10 +32,13 @@ pub(super) const SCRATCH_KEPT: usize = 64 * 1024;
 /// The running script's context.
 pub(super) struct Running {
     pub shared: Arc<Shared>,
-    /// The connection its commands run as: the caller's user and client, the script's
-    /// protocol version (`redis.setresp`).
-    pub conn: ConnState,
-    pub stats: LocalStats,
+    /// Its commands run as the caller: its registry entry and user.
+    pub client: Arc<ClientState>,
+    pub user: Option<Arc<User>>,
+    /// The protocol its commands answer in (`redis.setresp`).
+    pub version: ProtocolVersion,
+    /// How they run: the server's dispatch.
+    pub host: Host,
     /// The time every command of the script sees (Redis freezes it for a script).
     pub now_ms: u64,
     pub read_only: bool,
@@ -75,6 +77,24 @@ fn error_text(message: &[u8]) -> Vec<u8> {
     let mut text = b"ERR ".to_vec();
     text.extend_from_slice(&trimmed(message));
     text
+}
+
+/// What the hook reads: the running script's watchdog, and why it was stopped.
+#[derive(Default)]
+pub(super) struct Hooked {
+    pub watchdog: Option<Arc<dyn Watchdog + Send + Sync>>,
+    /// Set once the script must stop; the hook then fails at every tick, so that a `pcall`
+    /// cannot catch its way past it.
+    pub stop: Option<Stop>,
+}
+
+/// Why a running script stops before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// The watchdog interrupted it.
+    Interrupted(Interrupt),
+    /// It touched a shard its block does not hold, before writing: it runs again holding all.
+    Restart,
 }
 
 /// An error `redis.call` raises: the command's error line (Redis raises its `{err=...}` table;
@@ -179,7 +199,7 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     {
         return failed("This Redis command is not allowed from script");
     }
-    if let Some(user) = running.conn.user() {
+    if let Some(user) = &running.user {
         if !user.unrestricted() {
             if let Err(denied) = user.permit(spec, &argv) {
                 let message = match denied {
@@ -244,29 +264,26 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         running.watchdog.wrote();
         running.wrote = true;
     }
-    running.stats.commands += 1;
     let frame = match Command::parse_indexed(argv).1 {
-        Err(e) => cmd::error(e),
+        Err(e) => Frame::Error(Bytes::from(e.to_string())),
         Ok(command) => {
             scratch.clear();
-            let mut ctx = Ctx {
+            let mut conn = ScriptConn {
                 shared: &running.shared,
-                store: &running.shared.store,
-                conn: &mut running.conn,
-                stats: &mut running.stats,
+                client: &running.client,
+                user: running.user.as_ref(),
+                version: running.version,
                 now_ms: running.now_ms,
                 out: scratch,
-                out_limit: usize::MAX,
             };
-            let reply = cmd::dispatch(&mut ctx, command);
-            match reply.frame {
+            match (running.host.dispatch)(&mut conn, command) {
                 Some(frame) => frame,
                 None => decode(scratch),
             }
         }
     };
     let is_error = matches!(frame, Frame::Error(_));
-    let resp3 = running.conn.version() == ProtocolVersion::Resp3;
+    let resp3 = running.version == ProtocolVersion::Resp3;
     let value = convert::reply_to_lua(lua, frame, resp3)?;
     Ok((value, is_error))
 }
@@ -330,7 +347,7 @@ fn only(args: &MultiValue) -> Option<&Value> {
 }
 
 /// The `redis` table, before the sandbox makes it read-only.
-pub(super) fn redis_table(lua: &Lua) -> mlua::Result<Table> {
+pub(super) fn redis_table(lua: &Lua, redis_version: &str) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
     redis.raw_set("call", lua.create_function(call)?)?;
     redis.raw_set("pcall", lua.create_function(pcall)?)?;
@@ -430,7 +447,7 @@ pub(super) fn redis_table(lua: &Lua) -> mlua::Result<Table> {
                 .as_deref_mut()
                 .and_then(|current| current.running.as_mut())
             {
-                running.conn.set_script_version(version);
+                running.version = version;
             }
             Ok(())
         })?,
@@ -459,9 +476,8 @@ pub(super) fn redis_table(lua: &Lua) -> mlua::Result<Table> {
     ] {
         redis.raw_set(name, value)?;
     }
-    let version = cmd::REDIS_COMPAT_VERSION;
-    redis.raw_set("REDIS_VERSION", version)?;
-    let number = version
+    redis.raw_set("REDIS_VERSION", redis_version)?;
+    let number = redis_version
         .split('.')
         .map(|part| part.parse::<i64>().unwrap_or(0))
         .fold(0, |num, part| (num << 8) | part);

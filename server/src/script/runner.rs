@@ -22,13 +22,11 @@ use bytes::BytesMut;
 use mlua::Value;
 use sessiond_protocol::{Frame, ProtocolVersion};
 
-use super::call::{Current, Running, SCRATCH_KEPT};
+use super::call::{Current, Hooked, Running, Stop, SCRATCH_KEPT};
 use super::convert;
-use super::vm::{Hooked, Stop, Vm};
+use super::vm::Vm;
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
-use crate::cmd::ConnState;
 use crate::shared::Shared;
-use crate::stats::LocalStats;
 use crate::store::Store;
 
 thread_local! {
@@ -51,7 +49,7 @@ pub fn run(
             ));
         };
         if slot.is_none() {
-            match Vm::new() {
+            match Vm::new(caller.host.redis_version) {
                 Ok(vm) => *slot = Some(vm),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot build the Lua interpreter");
@@ -133,12 +131,10 @@ fn run_in(
         let now_ms = now(shared);
         let running = Running {
             shared: Arc::clone(shared),
-            conn: ConnState::for_script(
-                Arc::clone(&caller.client),
-                caller.user.clone(),
-                ProtocolVersion::Resp2,
-            ),
-            stats: LocalStats::default(),
+            client: Arc::clone(&caller.client),
+            user: caller.user.clone(),
+            version: ProtocolVersion::Resp2,
+            host: caller.host,
             now_ms,
             read_only: call.read_only,
             oom,
@@ -308,7 +304,7 @@ fn compile_error(error: &mlua::Error) -> Frame {
 
 /// Whether `body` compiles (SCRIPT LOAD refuses a script that does not, as Redis); the error
 /// reply when it does not.
-pub fn check_compiles(body: &[u8]) -> Result<(), Frame> {
+pub fn check_compiles(body: &[u8], host: &super::Host) -> Result<(), Frame> {
     VM.with(|cell| {
         let Ok(mut slot) = cell.try_borrow_mut() else {
             return Err(Frame::error(
@@ -316,7 +312,7 @@ pub fn check_compiles(body: &[u8]) -> Result<(), Frame> {
             ));
         };
         if slot.is_none() {
-            *slot = Vm::new().ok();
+            *slot = Vm::new(host.redis_version).ok();
         }
         let Some(vm) = slot.as_ref() else {
             return Err(Frame::error("ERR the Lua interpreter could not start"));

@@ -12,11 +12,11 @@
 //! library table sees nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
-use super::{Interrupt, Sha, Watchdog, LUA_MEMORY_LIMIT};
+use super::call::{Hooked, Stop};
+use super::{Sha, LUA_MEMORY_LIMIT};
 
 /// The Lua code that builds the sandbox from the real globals (`real`, which scripts never
 /// see) and the Rust functions: the read-only proxies, the globals' proxy, Redis 7's `pcall`
@@ -95,24 +95,6 @@ const BASE: &[&str] = &[
     "coroutine",
 ];
 
-/// What the hook reads: the running script's watchdog, and why it was stopped.
-#[derive(Default)]
-pub(super) struct Hooked {
-    pub watchdog: Option<Arc<dyn Watchdog + Send + Sync>>,
-    /// Set once the script must stop; the hook then fails at every tick, so that a `pcall`
-    /// cannot catch its way past it.
-    pub stop: Option<Stop>,
-}
-
-/// Why a running script stops before its end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stop {
-    /// The watchdog interrupted it.
-    Interrupted(Interrupt),
-    /// It touched a shard its block does not hold, before writing: it runs again holding all.
-    Restart,
-}
-
 /// One thread's interpreter.
 pub(super) struct Vm {
     pub lua: Lua,
@@ -129,8 +111,8 @@ pub(super) struct Vm {
 }
 
 impl Vm {
-    /// A new interpreter with the sandbox; `raw_call` is `redis.call`'s Rust side.
-    pub fn new() -> mlua::Result<Vm> {
+    /// A new interpreter with the sandbox; `redis.REDIS_VERSION` is `redis_version`.
+    pub fn new(redis_version: &str) -> mlua::Result<Vm> {
         let lua = Lua::new_with(
             StdLib::STRING | StdLib::TABLE | StdLib::MATH,
             LuaOptions::default(),
@@ -142,7 +124,7 @@ impl Vm {
             let value: Value = globals.raw_get(*name)?;
             real.raw_set(*name, value)?;
         }
-        let redis = super::call::redis_table(&lua)?;
+        let redis = super::call::redis_table(&lua, redis_version)?;
         real.raw_set("redis", redis)?;
         register_modules(&lua, &real)?;
         let handler = lua.create_function(error_handler)?;
