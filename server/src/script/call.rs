@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{HookTriggers, Lua, MultiValue, Table, Value, VmState};
 use sessiond_protocol::cmd::{position, AclCategories, CommandFlags, CommandSpec, COMMANDS};
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
@@ -95,6 +95,51 @@ pub(super) enum Stop {
     Interrupted(Interrupt),
     /// It touched a shard its block does not hold, before writing: it runs again holding all.
     Restart,
+}
+
+/// How many VM instructions run between two calls of the watchdog's `tick`.
+pub(super) const TICK_INSTRUCTIONS: u32 = 1000;
+
+/// Sets the count hook to run every `every` instructions. Once a script must stop it runs at
+/// every instruction: its error then comes at the first instruction outside any `pcall` the
+/// script wraps its loops in, so the script cannot catch its way past it (Redis hooks every
+/// line for the same reason). The runner sets it back afterwards.
+pub(super) fn install_hook(lua: &Lua, every: u32) -> mlua::Result<()> {
+    lua.set_hook(HookTriggers::new().every_nth_instruction(every), hook)
+}
+
+fn hook(lua: &Lua, _debug: &mlua::debug::Debug<'_>) -> mlua::Result<VmState> {
+    let (stopped, newly) = {
+        let Some(mut hooked) = lua.app_data_mut::<Hooked>() else {
+            return Ok(VmState::Continue);
+        };
+        let before = hooked.stop.is_some();
+        if !before {
+            if let Some(watchdog) = &hooked.watchdog {
+                match watchdog.tick() {
+                    Ok(()) => {}
+                    // Too late to run it elsewhere once it has written: it goes on.
+                    Err(Interrupt::Offload) if wrote(lua) => {}
+                    Err(interrupt) => hooked.stop = Some(Stop::Interrupted(interrupt)),
+                }
+            }
+        }
+        (hooked.stop.is_some(), !before && hooked.stop.is_some())
+    };
+    if newly {
+        install_hook(lua, 1)?;
+    }
+    if stopped {
+        Err(mlua::Error::runtime("script stopped"))
+    } else {
+        Ok(VmState::Continue)
+    }
+}
+
+/// Whether the running script has run a write command.
+fn wrote(lua: &Lua) -> bool {
+    lua.app_data_ref::<Current>()
+        .is_some_and(|current| current.running.as_ref().is_some_and(|r| r.wrote))
 }
 
 /// An error `redis.call` raises: the command's error line (Redis raises its `{err=...}` table;
@@ -250,6 +295,7 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
             if let Some(mut hooked) = lua.app_data_mut::<Hooked>() {
                 hooked.stop = Some(Stop::Restart);
             }
+            install_hook(lua, 1)?;
             return Err(mlua::Error::runtime("script restarts holding every shard"));
         }
         running.watchdog.holding(None);

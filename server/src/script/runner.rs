@@ -168,6 +168,10 @@ fn run_in(
         if vm.lua.used_memory() > super::LUA_MEMORY_LIMIT / 2 {
             let _ = vm.lua.gc_collect();
         }
+        if stop.is_some() {
+            // Back to the usual count after a stop (see `install_hook`).
+            let _ = super::call::install_hook(&vm.lua, super::call::TICK_INSTRUCTIONS);
+        }
         let wrote = running.as_ref().is_some_and(|r| r.wrote);
         match stop {
             None => return Ran::Reply(outcome.into_frame(&call.sha)),
@@ -265,7 +269,8 @@ fn call_script(
     if let Err(e) = set("KEYS", &call.keys).and_then(|()| set("ARGV", &call.args)) {
         return Outcome::Failed(e.to_string());
     }
-    let result: mlua::Result<(bool, Value)> = vm.protected_call.call(function.clone());
+    let result: mlua::Result<(bool, Value)> =
+        vm.xpcall.call((function.clone(), vm.handler.clone()));
     match result {
         Ok((true, value)) => Outcome::Returned(convert::lua_to_reply(&value, version)),
         Ok((false, Value::Table(error))) => {
@@ -319,4 +324,197 @@ pub fn check_compiles(body: &[u8], host: &super::Host) -> Result<(), Frame> {
         };
         vm.compile(body).map(drop).map_err(|e| compile_error(&e))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::auth::Auth;
+    use crate::persist::Persistence;
+    use crate::script::{Host, ScriptConn, Sha};
+
+    fn shared() -> Arc<Shared> {
+        let (clock, _manual) = crate::Clock::manual(1_000_000);
+        let store = Arc::new(Store::new(clock));
+        let persistence = Arc::new(Persistence::new(None, Arc::clone(&store)));
+        let addr = "127.0.0.1:1".parse().unwrap();
+        Arc::new(Shared::new(
+            crate::Config::default(),
+            store,
+            persistence,
+            Auth::default(),
+            addr,
+            None,
+            None,
+        ))
+    }
+
+    /// Runs commands through a stand-in for the commands' layer: SET and GET on the store.
+    fn dispatch(conn: &mut ScriptConn<'_>, command: sessiond_protocol::Command) -> Option<Frame> {
+        use sessiond_protocol::Command;
+        let store = &conn.shared.store;
+        Some(match command {
+            Command::Set(set) => {
+                let value = set.value.clone();
+                store.upsert(&set.key, conn.now_ms, |_| {
+                    let value = crate::store::Value::Str(value);
+                    (Some(crate::store::Entry::new(value, 0)), ())
+                });
+                Frame::ok()
+            }
+            _ => Frame::error("ERR not in this test"),
+        })
+    }
+
+    const HOST: Host = Host {
+        dispatch,
+        redis_version: "7.2.0",
+    };
+
+    fn caller(shared: &Shared) -> Caller {
+        let addr = "127.0.0.1:2".parse().unwrap();
+        Caller {
+            client: shared.clients.register(addr, addr),
+            user: None,
+            version: ProtocolVersion::Resp2,
+            host: HOST,
+        }
+    }
+
+    fn call(body: &str, keys: &[&str]) -> ScriptCall {
+        ScriptCall {
+            sha: crate::script::sha1_hex(body.as_bytes()),
+            body: Some(bytes::Bytes::copy_from_slice(body.as_bytes())),
+            keys: keys
+                .iter()
+                .map(|k| bytes::Bytes::copy_from_slice(k.as_bytes()))
+                .collect(),
+            args: Vec::new(),
+            read_only: false,
+        }
+    }
+
+    /// Records what the runner tells it; interrupts at the `interrupt_at`th tick.
+    #[derive(Default)]
+    struct Recorder {
+        holding: Mutex<Vec<Option<Vec<usize>>>>,
+        ticks: AtomicUsize,
+        wrote: AtomicUsize,
+        interrupt: Option<(usize, Interrupt)>,
+    }
+
+    impl Watchdog for Recorder {
+        fn holding(&self, shards: Option<&[usize]>) {
+            self.holding
+                .lock()
+                .unwrap()
+                .push(shards.map(<[usize]>::to_vec));
+        }
+        fn tick(&self) -> Result<(), Interrupt> {
+            let n = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+            match self.interrupt {
+                Some((at, interrupt)) if n >= at => Err(interrupt),
+                _ => Ok(()),
+            }
+        }
+        fn wrote(&self) {
+            self.wrote.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn run_with(
+        shared: &Arc<Shared>,
+        call: &ScriptCall,
+        recorder: Recorder,
+    ) -> (Ran, Arc<Recorder>) {
+        let recorder = Arc::new(recorder);
+        let watchdog: Arc<dyn Watchdog + Send + Sync> = recorder.clone();
+        let ran = run(shared, call, &caller(shared), &watchdog);
+        (ran, recorder)
+    }
+
+    fn reply(ran: Ran) -> Frame {
+        match ran {
+            Ran::Reply(frame) => frame,
+            Ran::Offload => panic!("offloaded"),
+        }
+    }
+
+    #[test]
+    fn the_watchdog_hears_what_the_script_holds_its_ticks_and_its_first_write() {
+        let shared = shared();
+        let body = "for i = 1, 10000 do end
+            redis.call('SET', KEYS[1], 'a') redis.call('SET', KEYS[1], 'b')
+            redis.call('SET', 'undeclared', 'c') return 1";
+        let (ran, recorder) = run_with(&shared, &call(body, &["k"]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(1));
+        let shard = shared.store.shard_of_key(b"k");
+        // Undeclared after a write: the free shard was added (reported as everything).
+        assert_eq!(
+            *recorder.holding.lock().unwrap(),
+            vec![Some(vec![shard]), None]
+        );
+        assert!(recorder.ticks.load(Ordering::Relaxed) >= 10);
+        assert_eq!(recorder.wrote.load(Ordering::Relaxed), 1);
+
+        // Undeclared before any write: it restarts holding every shard, then always does.
+        let body = "redis.call('SET', 'elsewhere', 'x') return 2";
+        let (ran, recorder) = run_with(&shared, &call(body, &[]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(2));
+        assert_eq!(*recorder.holding.lock().unwrap(), vec![Some(vec![]), None]);
+        let (_, recorder) = run_with(&shared, &call(body, &[]), Recorder::default());
+        assert_eq!(*recorder.holding.lock().unwrap(), vec![None]);
+    }
+
+    #[test]
+    fn a_killed_script_stops_with_redis_s_error_and_pcall_cannot_catch_it() {
+        let shared = shared();
+        let body = "while true do pcall(function() while true do end end) end";
+        let killer = Recorder {
+            interrupt: Some((3, Interrupt::Killed)),
+            ..Recorder::default()
+        };
+        let call = call(body, &[]);
+        let sha: Sha = call.sha;
+        let (ran, _) = run_with(&shared, &call, killer);
+        let Frame::Error(e) = reply(ran) else {
+            panic!()
+        };
+        let text = String::from_utf8_lossy(&e).into_owned();
+        assert!(
+            text.starts_with(&format!(
+                "ERR Script killed by user with SCRIPT KILL... script: {}, on @user_script:1.",
+                String::from_utf8_lossy(&sha)
+            )),
+            "{text}"
+        );
+        // The interpreter is fine for the next script.
+        let (ran, _) = run_with(
+            &shared,
+            &super::tests::call("return 5", &[]),
+            Recorder::default(),
+        );
+        assert_eq!(reply(ran), Frame::Integer(5));
+    }
+
+    #[test]
+    fn a_long_script_is_offloaded_only_before_it_writes() {
+        let shared = shared();
+        let offload = || Recorder {
+            interrupt: Some((2, Interrupt::Offload)),
+            ..Recorder::default()
+        };
+        let (ran, _) = run_with(
+            &shared,
+            &call("for i = 1, 100000 do end return 1", &[]),
+            offload(),
+        );
+        assert!(matches!(ran, Ran::Offload));
+        let body = "redis.call('SET', KEYS[1], 'v') for i = 1, 100000 do end return 1";
+        let (ran, _) = run_with(&shared, &call(body, &["k"]), offload());
+        assert_eq!(reply(ran), Frame::Integer(1));
+    }
 }

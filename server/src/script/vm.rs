@@ -13,18 +13,18 @@
 
 use std::collections::HashMap;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
 
-use super::call::{Hooked, Stop};
+use super::call::Hooked;
 use super::{Sha, LUA_MEMORY_LIMIT};
 
 /// The Lua code that builds the sandbox from the real globals (`real`, which scripts never
 /// see) and the Rust functions: the read-only proxies, the globals' proxy, Redis 7's `pcall`
-/// (an error table or a `redis.call` error comes back as its message), and the runner that calls a script under the error handler.
+/// (an error table or a `redis.call` error comes back as its message).
 const SANDBOX: &str = r#"
-local real, handler, error_message = ...
-local setmetatable, error, rawget, rawset, tostring, type, xpcall, pcall =
-      setmetatable, error, rawget, rawset, tostring, type, xpcall, pcall
+local real, error_message = ...
+local setmetatable, error, rawget, rawset, tostring, pcall =
+      setmetatable, error, rawget, rawset, tostring, pcall
 local protected = setmetatable({}, {__mode = 'k'})
 local function refuse() error("Attempt to modify a readonly table", 2) end
 local function readonly(t)
@@ -64,7 +64,7 @@ local env = setmetatable({}, {
 })
 protected[env] = true
 real._G = env
-return env, function(f) return xpcall(f, handler) end
+return env
 "#;
 
 /// The base functions scripts keep (Redis 7's allow list, less the brief's deny list).
@@ -102,8 +102,11 @@ pub(super) struct Vm {
     pub real: Table,
     /// What scripts see as their globals.
     pub env: Table,
-    /// Calls a function under the error handler: `(ok, value)`.
-    pub protected_call: Function,
+    /// Lua's `xpcall`, called from Rust with the error handler: no Lua instruction runs after
+    /// the script's last (a stopped script's hook fails at every one).
+    pub xpcall: Function,
+    /// Redis's error handler.
+    pub handler: Function,
     /// Compiled scripts.
     pub functions: HashMap<Sha, Function, ahash::RandomState>,
     /// The cache generation `functions` belong to.
@@ -129,36 +132,20 @@ impl Vm {
         register_modules(&lua, &real)?;
         let handler = lua.create_function(error_handler)?;
         let error_message = lua.create_function(super::call::error_message)?;
-        let (env, protected_call): (Table, Function) = lua
+        let env: Table = lua
             .load(SANDBOX)
             .set_name("=sandbox")
-            .call((real.clone(), handler, error_message))?;
+            .call((real.clone(), error_message))?;
+        let xpcall: Function = globals.raw_get("xpcall")?;
         lua.set_app_data(Hooked::default());
         lua.set_app_data(super::call::Current::default());
-        lua.set_hook(
-            HookTriggers::new().every_nth_instruction(1000),
-            |lua, _debug| {
-                let Some(mut hooked) = lua.app_data_mut::<Hooked>() else {
-                    return Ok(VmState::Continue);
-                };
-                if hooked.stop.is_none() {
-                    if let Some(watchdog) = &hooked.watchdog {
-                        if let Err(interrupt) = watchdog.tick() {
-                            hooked.stop = Some(Stop::Interrupted(interrupt));
-                        }
-                    }
-                }
-                match hooked.stop {
-                    None => Ok(VmState::Continue),
-                    Some(_) => Err(mlua::Error::runtime("script stopped")),
-                }
-            },
-        )?;
+        super::call::install_hook(&lua, super::call::TICK_INSTRUCTIONS)?;
         Ok(Vm {
             lua,
             real,
             env,
-            protected_call,
+            xpcall,
+            handler,
             functions: HashMap::default(),
             generation: 0,
         })
