@@ -81,8 +81,8 @@ fn run_in(
     // EVALSHA must find the script in the shared cache (it may have been evicted since this
     // thread compiled it).
     let known = call.body.is_some() || scripts.contains(&call.sha);
-    let function = match vm.functions.get(&call.sha) {
-        Some(function) if known => function.clone(),
+    let (function, flags) = match vm.functions.get(&call.sha) {
+        Some((function, flags)) if known => (function.clone(), *flags),
         _ => {
             let body = match &call.body {
                 Some(body) => body.clone(),
@@ -91,30 +91,46 @@ fn run_in(
                     None => return Ran::Reply(Frame::error(NOSCRIPT)),
                 },
             };
-            let function = match vm.compile(&body) {
-                Ok(function) => function,
-                Err(e) => return Ran::Reply(compile_error(&e)),
+            let (function, flags) = match vm.compile(&body) {
+                Ok(compiled) => compiled,
+                Err(reply) => return Ran::Reply(reply),
             };
             // Bounded by the shared cache: past twice its size (evicted scripts), start over.
             if vm.functions.len() > 2 * scripts.len() + 64 {
                 vm.functions.clear();
             }
-            vm.functions.insert(call.sha, function.clone());
+            vm.functions.insert(call.sha, (function.clone(), flags));
             if call.body.is_some() {
                 scripts.add(call.sha, body, false);
             }
-            function
+            (function, flags)
         }
     };
+    // A script with a shebang is checked as a whole before it runs (Redis 7's
+    // scriptPrepareForRun); one without, command by command.
+    if !flags.compat && !flags.no_writes && call.read_only {
+        return Ran::Reply(Frame::error(
+            "ERR Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    let read_only = call.read_only || flags.no_writes;
     let store = &shared.store;
     let in_block = Store::in_block();
     // Over `maxmemory`, write commands that add data are refused inside the script, as Redis
     // refuses them (eviction cannot run inside the block).
     let config = &shared.config;
-    let oom = config.maxmemory > 0
-        && !call.read_only
+    let over_maxmemory = config.maxmemory > 0
+        && !read_only
+        && !flags.allow_oom
         && !in_block
         && !store.make_room(config.maxmemory, config.maxmemory_policy, now(shared));
+    if over_maxmemory && !flags.compat {
+        return Ran::Reply(Frame::error(
+            "OOM allow-oom flag is not set on the script, can not run it when used memory > \
+             'maxmemory'",
+        ));
+    }
+    let oom = over_maxmemory;
     let mut holds_all = scripts.holds_all(&call.sha);
     loop {
         let shards: Option<Vec<usize>> = if holds_all {
@@ -136,7 +152,7 @@ fn run_in(
             version: ProtocolVersion::Resp2,
             host: caller.host,
             now_ms,
-            read_only: call.read_only,
+            read_only,
             oom,
             wrote: false,
             watchdog: Arc::clone(watchdog),
@@ -295,18 +311,6 @@ fn call_script(
     }
 }
 
-/// Redis's reply to a script that does not compile.
-fn compile_error(error: &mlua::Error) -> Frame {
-    let message = match error {
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        other => other.to_string(),
-    };
-    Frame::error(format!(
-        "ERR Error compiling script (new function): {}",
-        message.replace(['\r', '\n'], " ")
-    ))
-}
-
 /// Whether `body` compiles (SCRIPT LOAD refuses a script that does not, as Redis); the error
 /// reply when it does not.
 pub fn check_compiles(body: &[u8], host: &super::Host) -> Result<(), Frame> {
@@ -322,7 +326,7 @@ pub fn check_compiles(body: &[u8], host: &super::Host) -> Result<(), Frame> {
         let Some(vm) = slot.as_ref() else {
             return Err(Frame::error("ERR the Lua interpreter could not start"));
         };
-        vm.compile(body).map(drop).map_err(|e| compile_error(&e))
+        vm.compile(body).map(drop)
     })
 }
 

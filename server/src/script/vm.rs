@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+use sessiond_protocol::Frame;
 
 use super::call::Hooked;
 use super::{Sha, LUA_MEMORY_LIMIT};
@@ -107,8 +108,8 @@ pub(super) struct Vm {
     pub xpcall: Function,
     /// Redis's error handler.
     pub handler: Function,
-    /// Compiled scripts.
-    pub functions: HashMap<Sha, Function, ahash::RandomState>,
+    /// Compiled scripts, with their shebang's flags.
+    pub functions: HashMap<Sha, (Function, ScriptFlags), ahash::RandomState>,
     /// The cache generation `functions` belong to.
     pub generation: u64,
 }
@@ -151,13 +152,18 @@ impl Vm {
         })
     }
 
-    /// Compiles `body` as a script.
-    pub fn compile(&self, body: &[u8]) -> mlua::Result<Function> {
-        self.lua
-            .load(body)
+    /// Compiles `body` as a script, after its `#!lua` line if it has one (kept as an empty
+    /// line, so that line numbers are the user's, as Redis does). The error is the reply.
+    pub fn compile(&self, body: &[u8]) -> Result<(Function, ScriptFlags), Frame> {
+        let (skip, flags) = shebang(body)?;
+        let function = self
+            .lua
+            .load(body.get(skip..).unwrap_or_default())
             .set_name("@user_script")
             .set_environment(self.env.clone())
             .into_function()
+            .map_err(|e| compile_error(&e))?;
+        Ok((function, flags))
     }
 }
 
@@ -212,4 +218,109 @@ fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
         }
     }
     Ok(table)
+}
+
+/// A script's `#!lua flags=...` (Redis 7); a script without a shebang runs in Redis's
+/// compatibility mode (`compat`), where each command is checked on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ScriptFlags {
+    /// No shebang.
+    pub compat: bool,
+    /// `no-writes`: the script may only read.
+    pub no_writes: bool,
+    /// `allow-oom`: the script may run, and add data, over `maxmemory`.
+    pub allow_oom: bool,
+}
+
+/// The shebang's length (up to its line feed) and flags, with Redis's errors
+/// (`evalExtractShebangFlags`).
+fn shebang(body: &[u8]) -> Result<(usize, ScriptFlags), Frame> {
+    if !body.starts_with(b"#!") {
+        return Ok((
+            0,
+            ScriptFlags {
+                compat: true,
+                ..ScriptFlags::default()
+            },
+        ));
+    }
+    let Some(end) = body.iter().position(|b| *b == b'\n') else {
+        return Err(Frame::error("ERR Invalid script shebang"));
+    };
+    let line = String::from_utf8_lossy(&body[..end]);
+    let mut parts = line.split_ascii_whitespace();
+    match parts.next() {
+        None => return Err(Frame::error("ERR Invalid engine in script shebang")),
+        Some("#!lua") => {}
+        Some(engine) => {
+            return Err(Frame::error(format!(
+                "ERR Unexpected engine in script shebang: {engine}"
+            )))
+        }
+    }
+    let mut flags = ScriptFlags::default();
+    for part in parts {
+        let Some(list) = part.strip_prefix("flags=") else {
+            return Err(Frame::error(format!(
+                "ERR Unknown lua shebang option: {part}"
+            )));
+        };
+        for flag in list.split(',') {
+            match flag {
+                "no-writes" => flags.no_writes = true,
+                "allow-oom" => flags.allow_oom = true,
+                // Replicas and cluster: nothing to allow in sessiond.
+                "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => {
+                    return Err(Frame::error(format!(
+                        "ERR Unexpected flag in script shebang: {other}"
+                    )))
+                }
+            }
+        }
+    }
+    Ok((end, flags))
+}
+
+/// Redis's reply to a script that does not compile.
+fn compile_error(error: &mlua::Error) -> Frame {
+    let message = match error {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    Frame::error(format!(
+        "ERR Error compiling script (new function): {}",
+        message.replace(['\r', '\n'], " ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shebang_gives_redis_s_flags_and_errors() {
+        let flags = |body: &str| shebang(body.as_bytes()).map(|(_, f)| f);
+        assert!(flags("return 1").unwrap().compat);
+        let f = flags("#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
+        assert!(!f.compat && f.no_writes && f.allow_oom);
+        assert_eq!(shebang(b"#!lua\nreturn 1").unwrap().0, 5);
+        let error = |body: &str| match shebang(body.as_bytes()) {
+            Err(Frame::Error(e)) => String::from_utf8_lossy(&e).into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(error("#!lua"), "ERR Invalid script shebang");
+        assert_eq!(
+            error("#!python\n"),
+            "ERR Unexpected engine in script shebang: #!python"
+        );
+        assert_eq!(
+            error("#!lua flags=x\n"),
+            "ERR Unexpected flag in script shebang: x"
+        );
+        assert_eq!(
+            error("#!lua name=x\n"),
+            "ERR Unknown lua shebang option: name=x"
+        );
+    }
 }

@@ -749,3 +749,92 @@ fn scripts_are_atomic_across_threads() {
     let mut con = server.connect(false);
     assert_eq!(query(&mut con, "GET counter"), bulk("800"));
 }
+
+#[test]
+fn the_shebang_flags_work_as_redis_7() {
+    each_protocol(|_server, con| {
+        let _: Value = redis::cmd("SET").arg("k").arg("v").query(con).unwrap();
+        let script = "#!lua flags=no-writes\nreturn redis.call('SET', KEYS[1], 'w')";
+        let e = eval_error(con, script, &["k"], &[]);
+        assert_eq!(
+            e,
+            format!(
+                "ERR Write commands are not allowed from read-only scripts. script: {}, on \
+                 @user_script:2.",
+                sha1(script)
+            )
+        );
+        let reader = "#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])";
+        let value: Value = redis::cmd("EVAL_RO")
+            .arg(reader)
+            .arg(1)
+            .arg("k")
+            .query(con)
+            .unwrap();
+        assert_eq!(value, bulk("v"));
+        let writer = "#!lua\nreturn redis.call('GET', KEYS[1])";
+        let e = redis::cmd("EVAL_RO")
+            .arg(writer)
+            .arg(1)
+            .arg("k")
+            .query::<Value>(con)
+            .expect_err("refused");
+        assert_eq!(
+            super::words::error_line(&e),
+            "ERR Can not execute a script with write flag using *_ro command."
+        );
+        assert_eq!(eval(con, writer, &["k"], &[]), bulk("v"));
+        assert_eq!(
+            eval_error(con, "#!lua flags=bogus\nreturn 1", &[], &[]),
+            "ERR Unexpected flag in script shebang: bogus"
+        );
+        assert_eq!(
+            eval_error(con, "#!perl\nreturn 1", &[], &[]),
+            "ERR Unexpected engine in script shebang: #!perl"
+        );
+        assert_eq!(
+            error(con, "SCRIPT LOAD #!lua"),
+            "ERR Invalid script shebang"
+        );
+    });
+}
+
+#[test]
+fn over_maxmemory_scripts_are_refused_as_redis_refuses_them() {
+    let server = TestServer::with_config(Config {
+        maxmemory: 1,
+        ..Config::default()
+    });
+    let mut con = server.connect(false);
+    let con = &mut con;
+    // The first write fits (nothing is stored yet); after it the server is over the limit.
+    assert_eq!(query(con, "SET filler x"), Value::Okay);
+    // A script without a shebang: each command that adds data is refused.
+    let e = eval_error(con, "return redis.call('SET', KEYS[1], 'v')", &["k"], &[]);
+    assert!(
+        e.starts_with("OOM command not allowed when used memory > 'maxmemory'. script: "),
+        "{e}"
+    );
+    assert_eq!(
+        eval(con, "return redis.call('EXISTS', KEYS[1])", &["k"], &[]),
+        Value::Int(0)
+    );
+    // With a shebang: the script is refused unless it may not write or allows OOM.
+    assert_eq!(
+        eval_error(con, "#!lua\nreturn 1", &[], &[]),
+        "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"
+    );
+    assert_eq!(
+        eval(con, "#!lua flags=no-writes\nreturn 1", &[], &[]),
+        Value::Int(1)
+    );
+    assert_eq!(
+        eval(
+            con,
+            "#!lua flags=allow-oom\nreturn redis.call('SET', KEYS[1], 'v')",
+            &["k"],
+            &[]
+        ),
+        Value::Okay
+    );
+}
