@@ -60,6 +60,8 @@ pub struct Scripts {
     evaluated: Mutex<VecDeque<Sha>>,
     /// Moved by SCRIPT FLUSH: each interpreter forgets its functions when it sees it change.
     generation: AtomicU64,
+    /// The memory of every thread's interpreter, as each last reported it.
+    lua_memory: AtomicU64,
 }
 
 impl Scripts {
@@ -120,6 +122,20 @@ impl Scripts {
         self.by_sha.clear();
         evaluated.clear();
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// What the interpreters use, bytes (INFO's `used_memory_lua`).
+    pub fn lua_memory(&self) -> u64 {
+        self.lua_memory.load(Ordering::Relaxed)
+    }
+
+    /// An interpreter's memory went from `before` to `after` bytes.
+    pub fn lua_memory_moved(&self, before: u64, after: u64) {
+        if after >= before {
+            self.lua_memory.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.lua_memory.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     /// The count of flushes so far.

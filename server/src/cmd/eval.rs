@@ -5,7 +5,7 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::{Eval, Script};
 use sessiond_protocol::Frame;
 
-use super::{ConnState, Ctx};
+use super::{ConnState, Ctx, Reply};
 use crate::script::{self, Caller, Host, Ran, ScriptCall, ScriptConn, NOSCRIPT};
 use crate::stats::LocalStats;
 
@@ -38,12 +38,14 @@ fn dispatch_for_script(
     super::dispatch(&mut ctx, command).frame
 }
 
-/// `EVAL script numkeys [key ...] [arg ...]` and its SHA and read-only forms.
-pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Frame {
+/// `EVAL script numkeys [key ...] [arg ...]` and its SHA and read-only forms. A reply that
+/// would take the connection past its output limit is not sent: the client is closed, as for
+/// any other reply.
+pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Reply {
     let (sha, body) = if cmd.by_sha {
         match script::parse_sha(&cmd.script) {
             Some(sha) => (sha, None),
-            None => return Frame::error(NOSCRIPT),
+            None => return Frame::error(NOSCRIPT).into(),
         }
     } else {
         (script::sha1_hex(&cmd.script), Some(cmd.script))
@@ -61,11 +63,54 @@ pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Frame {
         version: ctx.conn.version(),
         host: HOST,
     };
-    match script::run_unwatched(ctx.shared, &call, &caller) {
+    let frame = match script::run_unwatched(ctx.shared, &call, &caller) {
         Ran::Reply(frame) => frame,
         // `Unwatched` never asks for it.
         Ran::Offload => Frame::error("ERR the script could not run"),
+    };
+    if !ctx.fits(size(&frame, ctx.out_limit)) {
+        return Reply::over_limit();
     }
+    frame.into()
+}
+
+/// The encoded size of `frame`, about (headers counted at their largest), counting stopped
+/// past `bound`.
+fn size(frame: &Frame, bound: usize) -> usize {
+    fn add(frame: &Frame, total: &mut usize, bound: usize) {
+        if *total > bound {
+            return;
+        }
+        let own = match frame {
+            Frame::Simple(b) | Frame::Error(b) | Frame::Bulk(b) | Frame::BigNumber(b) => {
+                super::bulk_size(b.len())
+            }
+            Frame::Verbatim { data, .. } => super::bulk_size(data.len() + 4),
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+                super::header_size(items.len())
+            }
+            Frame::Map(pairs) => super::header_size(pairs.len()),
+            _ => 32,
+        };
+        *total = total.saturating_add(own);
+        match frame {
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+                for item in items {
+                    add(item, total, bound);
+                }
+            }
+            Frame::Map(pairs) => {
+                for (k, v) in pairs {
+                    add(k, total, bound);
+                    add(v, total, bound);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut total = 0;
+    add(frame, &mut total, bound);
+    total
 }
 
 /// `SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP`.

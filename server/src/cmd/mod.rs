@@ -624,7 +624,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::SRandMember(c) => return sets::srandmember(ctx, c),
         Command::SScan(c) => return sets::sscan(ctx, c),
         Command::SetAlgebra(c) => return sets::algebra(ctx, c),
-        Command::Eval(c) => eval::eval(ctx, c),
+        Command::Eval(c) => return eval::eval(ctx, c),
         Command::Script(c) => eval::script(ctx, c),
         Command::SessionCreate(c) => session_create::session_create(ctx, c),
         Command::SessionGet(c) => return session_get::session_get(ctx, c),

@@ -184,6 +184,9 @@ fn run_in(
         if vm.lua.used_memory() > super::LUA_MEMORY_LIMIT / 2 {
             let _ = vm.lua.gc_collect();
         }
+        let used = vm.lua.used_memory() as u64;
+        scripts.lua_memory_moved(vm.reported_memory, used);
+        vm.reported_memory = used;
         if stop.is_some() {
             // Back to the usual count after a stop (see `install_hook`).
             let _ = super::call::install_hook(&vm.lua, super::call::TICK_INSTRUCTIONS);

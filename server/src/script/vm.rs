@@ -112,6 +112,8 @@ pub(super) struct Vm {
     pub functions: HashMap<Sha, (Function, ScriptFlags), ahash::RandomState>,
     /// The cache generation `functions` belong to.
     pub generation: u64,
+    /// The memory last reported to the cache (INFO's `used_memory_lua`).
+    pub reported_memory: u64,
 }
 
 impl Vm {
@@ -149,6 +151,7 @@ impl Vm {
             handler,
             functions: HashMap::default(),
             generation: 0,
+            reported_memory: 0,
         })
     }
 

@@ -838,3 +838,22 @@ fn over_maxmemory_scripts_are_refused_as_redis_refuses_them() {
         Value::Okay
     );
 }
+
+#[test]
+fn info_memory_reports_the_interpreters_and_the_cache() {
+    each_protocol(|_server, con| {
+        assert_eq!(query(con, "SCRIPT FLUSH"), Value::Okay);
+        eval(con, "return 1", &[], &[]);
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg("return 2")
+            .query(con)
+            .unwrap();
+        let info: String = redis::cmd("INFO").arg("memory").query(con).unwrap();
+        assert_eq!(
+            sessiond_tests::info_number(&info, "number_of_cached_scripts"),
+            2
+        );
+        assert!(sessiond_tests::info_number(&info, "used_memory_lua") > 0);
+    });
+}
