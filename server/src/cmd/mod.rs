@@ -55,6 +55,7 @@ use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
 pub use connection::REDIS_COMPAT_VERSION;
+pub use eval::HOST as SCRIPT_HOST;
 
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
