@@ -67,20 +67,24 @@ pub struct Scripts {
 impl Scripts {
     /// Caches `body` under `sha` (SCRIPT LOAD when `loaded`, else EVAL).
     pub fn add(&self, sha: Sha, body: Bytes, loaded: bool) {
-        if let Some(cached) = self.by_sha.get(&sha) {
-            if loaded {
-                cached.loaded.store(true, Ordering::Relaxed);
+        // One insertion even when two threads bring the same new script at once, so that it
+        // is queued for eviction once. The entry's guard goes before the queue's lock (FLUSH
+        // takes the queue, then the map).
+        match self.by_sha.entry(sha) {
+            dashmap::Entry::Occupied(cached) => {
+                if loaded {
+                    cached.get().loaded.store(true, Ordering::Relaxed);
+                }
+                return;
             }
-            return;
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Cached {
+                    body,
+                    loaded: AtomicBool::new(loaded),
+                    holds_all: AtomicBool::new(false),
+                }));
+            }
         }
-        self.by_sha.insert(
-            sha,
-            Arc::new(Cached {
-                body,
-                loaded: AtomicBool::new(loaded),
-                holds_all: AtomicBool::new(false),
-            }),
-        );
         if loaded {
             return;
         }
