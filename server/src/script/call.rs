@@ -298,7 +298,15 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
             install_hook(lua, 1)?;
             return Err(mlua::Error::runtime("script restarts holding every shard"));
         }
-        running.watchdog.holding(None);
+        // What the block holds now (a rare path: it may take a walk over the shards).
+        let held: Vec<usize> = (0..crate::store::SHARDS)
+            .filter(|&shard| store.block_holds(shard) == Some(true))
+            .collect();
+        if held.len() == crate::store::SHARDS {
+            running.watchdog.holding(None);
+        } else {
+            running.watchdog.holding(Some(&held));
+        }
         if !touched {
             return failed(
                 "Script attempted to access a key it did not declare while another client \

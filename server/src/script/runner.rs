@@ -459,10 +459,13 @@ mod tests {
         let (ran, recorder) = run_with(&shared, &call(body, &["k"]), Recorder::default());
         assert_eq!(reply(ran), Frame::Integer(1));
         let shard = shared.store.shard_of_key(b"k");
-        // Undeclared after a write: the free shard was added (reported as everything).
+        // Undeclared after a write: the free shard was added.
+        let mut both = vec![shard, shared.store.shard_of_key(b"undeclared")];
+        both.sort_unstable();
+        both.dedup();
         assert_eq!(
             *recorder.holding.lock().unwrap(),
-            vec![Some(vec![shard]), None]
+            vec![Some(vec![shard]), Some(both)]
         );
         assert!(recorder.ticks.load(Ordering::Relaxed) >= 10);
         assert_eq!(recorder.wrote.load(Ordering::Relaxed), 1);
@@ -505,6 +508,48 @@ mod tests {
             Recorder::default(),
         );
         assert_eq!(reply(ran), Frame::Integer(5));
+    }
+
+    /// After a write, an undeclared key whose shard another client holds at that instant is
+    /// an error the script sees (it cannot restart, and must not wait out of order).
+    #[test]
+    fn an_undeclared_key_on_a_busy_shard_after_a_write_is_an_error() {
+        let shared = shared();
+        let store = Arc::clone(&shared.store);
+        let busy = (0..)
+            .map(|i| format!("busy:{i}"))
+            .find(|key| store.shard_of_key(key.as_bytes()) != store.shard_of_key(b"mine"))
+            .unwrap();
+        let busy_shard = store.shard_of_key(busy.as_bytes());
+        let (held, release) = (
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+            std::sync::Arc::new(std::sync::Barrier::new(2)),
+        );
+        let holder = {
+            let (store, held, release) = (Arc::clone(&store), held.clone(), release.clone());
+            std::thread::spawn(move || {
+                store.atomic(Some(&[busy_shard]), || {
+                    held.wait();
+                    release.wait();
+                });
+            })
+        };
+        held.wait();
+        let body = format!(
+            "redis.call('SET', KEYS[1], 'v')
+             local r = redis.pcall('SET', '{busy}', 'w')
+             return r.err"
+        );
+        let (ran, _) = run_with(&shared, &call(&body, &["mine"]), Recorder::default());
+        release.wait();
+        holder.join().unwrap();
+        let Frame::Bulk(error) = reply(ran) else {
+            panic!("not the error message")
+        };
+        assert!(
+            error.starts_with(b"ERR Script attempted to access a key it did not declare"),
+            "{error:?}"
+        );
     }
 
     #[test]
