@@ -42,6 +42,14 @@ fn dispatch_for_script(
 /// would take the connection past its output limit is not sent: the client is closed, as for
 /// any other reply.
 pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Reply {
+    // The keys it declares are checked against the user's patterns first, as Redis checks
+    // EVAL's key specification; each command it runs is checked again.
+    if let Some(patterns) = ctx.conn.key_patterns() {
+        if !cmd.keys.iter().all(|key| patterns.allow(key)) {
+            let name = if cmd.by_sha { "evalsha" } else { "eval" };
+            return super::refuse(ctx.shared, ctx.conn, name, crate::auth::Denied::Key).into();
+        }
+    }
     let (sha, body) = if cmd.by_sha {
         match script::parse_sha(&cmd.script) {
             Some(sha) => (sha, None),

@@ -486,10 +486,20 @@ fn a_restricted_user_s_script_is_refused_on_a_foreign_key() {
             .query(&mut app1)
             .unwrap();
         assert_eq!(own, Value::Okay);
-        let foreign = error_of(
+        // A declared foreign key is refused before the script runs.
+        let declared = error_of(
             redis::cmd("EVAL")
                 .arg(script)
                 .arg(1)
+                .arg("sess:app2:lock")
+                .query::<Value>(&mut app1),
+        );
+        assert_eq!(declared, NO_KEY);
+        // An undeclared one, by the command that touches it.
+        let foreign = error_of(
+            redis::cmd("EVAL")
+                .arg("return redis.call('SET', ARGV[1], 'x')")
+                .arg(0)
                 .arg("sess:app2:lock")
                 .query::<Value>(&mut app1),
         );
