@@ -703,10 +703,29 @@ mod tests {
     fn every_data_command_has_a_category() {
         for spec in COMMANDS {
             let (name, category) = (spec.name, Category::of(spec));
-            // And the transaction commands: every queued command is checked on its own.
+            // And the transaction commands: every queued command is checked on its own; and the
+            // scripting ones: every command a script runs is checked on its own.
             let connection = [
-                "ping", "echo", "hello", "auth", "select", "quit", "reset", "client", "command",
-                "time", "multi", "exec", "discard", "watch", "unwatch",
+                "ping",
+                "echo",
+                "hello",
+                "auth",
+                "select",
+                "quit",
+                "reset",
+                "client",
+                "command",
+                "time",
+                "multi",
+                "exec",
+                "discard",
+                "watch",
+                "unwatch",
+                "eval",
+                "evalsha",
+                "eval_ro",
+                "evalsha_ro",
+                "script",
             ];
             assert_eq!(category.is_none(), connection.contains(&name), "{name}");
         }

@@ -18,6 +18,8 @@
 //! - [`connection`]: one task per connection; decode all, execute all, one write.
 //! - [`tls`]: the TLS listener's certificates (rustls, ring) and handshake.
 //! - [`cmd`]: the effect of each command.
+//! - [`script`]: Lua scripting (EVAL): the script cache, one interpreter per thread, the
+//!   sandbox; [`script_cache`]: the scripts cache, below [`shared`].
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
@@ -33,6 +35,8 @@ pub mod glob;
 pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
+pub mod script;
+pub mod script_cache;
 pub mod server;
 pub mod setting;
 pub mod shared;

@@ -41,6 +41,8 @@ pub struct Shared {
     pub auth: Auth,
     /// Samples the log of authentication failures.
     pub auth_failure_log: FailureLog,
+    /// The Lua scripts cache (EVAL, SCRIPT LOAD).
+    pub scripts: crate::script_cache::Scripts,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -92,6 +94,7 @@ impl Shared {
         Shared {
             auth,
             auth_failure_log: FailureLog::default(),
+            scripts: crate::script_cache::Scripts::default(),
             config,
             dbs,
             clients: Clients::default(),

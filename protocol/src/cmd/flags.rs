@@ -79,16 +79,22 @@ name_set! {
         LOADING = 5, "loading";
         /// `stale`: allowed on a replica with stale data.
         STALE = 6, "stale";
+        /// `skip_monitor`: not shown by MONITOR (EVAL: its commands are).
+        SKIP_MONITOR = 13, "skip_monitor";
         /// `skip_slowlog`: not logged in the slow log (EXEC: its commands are).
         SKIP_SLOWLOG = 12, "skip_slowlog";
         /// `fast`: bounded by its arguments and reply.
         FAST = 7, "fast";
         /// `no_auth`: allowed before the connection authenticates.
         NO_AUTH = 8, "no_auth";
+        /// `no_mandatory_keys`: may be given no key (EVAL with numkeys 0).
+        NO_MANDATORY_KEYS = 14, "no_mandatory_keys";
         /// `no_async_loading`: not allowed while loading asynchronously.
         NO_ASYNC_LOADING = 9, "no_async_loading";
         /// `no_multi`: not allowed in a transaction.
         NO_MULTI = 10, "no_multi";
+        /// `movablekeys`: where the keys are depends on the arguments (EVAL's numkeys).
+        MOVABLEKEYS = 15, "movablekeys";
         /// `allow_busy`: allowed while a script is busy.
         ALLOW_BUSY = 11, "allow_busy";
     }
@@ -124,6 +130,8 @@ name_set! {
         CONNECTION = 10, "@connection";
         /// `@transaction`: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
         TRANSACTION = 12, "@transaction";
+        /// `@scripting`: EVAL, EVALSHA, SCRIPT.
+        SCRIPTING = 13, "@scripting";
     }
 }
 

@@ -66,3 +66,33 @@ pub fn key_specs(name: &str) -> &'static [KeySpec] {
         _ => &[],
     }
 }
+
+/// A key specification whose keys follow a count among the arguments (Redis 7's `keynum`
+/// `find_keys`), as EVAL's: `numkeys` at `index`, then that many keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeynumSpec {
+    /// Redis's flags, as in [`KeySpec::flags`].
+    pub flags: &'static [&'static str],
+    /// The argument index where the search begins (the count, for EVAL).
+    pub index: i64,
+}
+
+const EVAL: &[KeynumSpec] = &[KeynumSpec {
+    flags: &["RW", "access", "update"],
+    index: 2,
+}];
+
+const EVAL_RO: &[KeynumSpec] = &[KeynumSpec {
+    flags: &["RO", "access"],
+    index: 2,
+}];
+
+/// The `keynum` key specifications of the command called `name` (lower case), reported after
+/// its [`key_specs`]; empty for most commands.
+pub fn keynum_specs(name: &str) -> &'static [KeynumSpec] {
+    match name {
+        "eval" | "evalsha" => EVAL,
+        "eval_ro" | "evalsha_ro" => EVAL_RO,
+        _ => &[],
+    }
+}

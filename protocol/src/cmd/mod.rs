@@ -12,6 +12,7 @@ mod command;
 mod config;
 mod connection;
 mod error;
+mod eval;
 mod expire;
 mod expiry;
 mod flags;
@@ -48,6 +49,7 @@ pub use command::CommandInfo;
 pub use config::Config;
 pub use connection::{Auth, Echo, Hello, Ping, Select};
 pub use error::CommandError;
+pub use eval::{Eval, Script};
 pub use expire::{Expire, ExpireCondition};
 pub use expiry::Expiry;
 pub use flags::{AclCategories, CommandFlags};
@@ -57,7 +59,7 @@ pub use getex::{GetEx, GetExTtl};
 pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
-pub use key_spec::{key_specs, KeySpec};
+pub use key_spec::{key_specs, keynum_specs, KeySpec, KeynumSpec};
 pub use mget::Keys;
 pub use move_::Move;
 pub use mset::MSet;
@@ -221,6 +223,10 @@ pub enum Command {
     SScan(SScan),
     /// `SINTER`, `SUNION`, `SDIFF` and their `...STORE` forms.
     SetAlgebra(SetAlgebra),
+    /// `EVAL`, `EVALSHA`, `EVAL_RO`, `EVALSHA_RO`.
+    Eval(Eval),
+    /// `SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP`.
+    Script(Script),
     /// `SESSION.CREATE [USER u] [IDLE ms] [ABSOLUTE ms] [DATA f v ...]`.
     SessionCreate(SessionCreate),
     /// `SESSION.GET id [field ...]`.
@@ -499,6 +505,22 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec!("session.destroyall", -2, [WRITE, NO_MULTI], 0, 0, 0, [WRITE, SESSION, SLOW],
         "Destroys every session of a user, optionally except one.",
         |a| Ok(Command::SessionDestroyAll(SessionDestroyAll::parse(a)?))),
+    spec!("evalsha", -3, [NOSCRIPT, STALE, SKIP_MONITOR, NO_MANDATORY_KEYS, MOVABLEKEYS], 0, 0, 0,
+        [SLOW, SCRIPTING], "Executes a server-side Lua script by SHA1 digest.",
+        |a| Ok(Command::Eval(Eval::parse(a, true, false)?))),
+    spec!("eval", -3, [NOSCRIPT, STALE, SKIP_MONITOR, NO_MANDATORY_KEYS, MOVABLEKEYS], 0, 0, 0,
+        [SLOW, SCRIPTING], "Executes a server-side Lua script.",
+        |a| Ok(Command::Eval(Eval::parse(a, false, false)?))),
+    spec!("evalsha_ro", -3, [READONLY, NOSCRIPT, STALE, SKIP_MONITOR, NO_MANDATORY_KEYS, MOVABLEKEYS],
+        0, 0, 0, [SLOW, SCRIPTING], "Executes a read-only server-side Lua script by SHA1 digest.",
+        |a| Ok(Command::Eval(Eval::parse(a, true, true)?))),
+    spec!("eval_ro", -3, [READONLY, NOSCRIPT, STALE, SKIP_MONITOR, NO_MANDATORY_KEYS, MOVABLEKEYS],
+        0, 0, 0, [SLOW, SCRIPTING], "Executes a read-only server-side Lua script.",
+        |a| Ok(Command::Eval(Eval::parse(a, false, true)?))),
+    // A container, as CLIENT and CONFIG: its subcommands' own flags are not listed.
+    spec!("script", -2, [], 0, 0, 0, [SLOW, SCRIPTING],
+        "A container for Lua scripts management commands.",
+        |a| Ok(Command::Script(Script::parse(a)?))),
     spec!("echo", 2, [FAST], 0, 0, 0, [FAST, CONNECTION],
         "Returns the given string.", |a| Ok(Command::Echo(Echo::parse(a)?))),
     spec!("hello", -1, [NOSCRIPT, LOADING, STALE, FAST, NO_AUTH], 0, 0, 0, [FAST, CONNECTION],

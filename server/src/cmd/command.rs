@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::{
-    key_specs, lookup, AclCategories, CommandInfo, CommandSpec, KeySpec, COMMANDS,
+    key_specs, keynum_specs, lookup, AclCategories, CommandInfo, CommandSpec, KeySpec, KeynumSpec,
+    COMMANDS,
 };
 use sessiond_protocol::Frame;
 
@@ -80,7 +81,13 @@ fn describe(spec: &CommandSpec) -> Frame {
         Frame::Integer(i64::from(spec.step)),
         statuses(spec.categories.names()),
         Frame::Array(Vec::new()),
-        Frame::Set(key_specs(spec.name).iter().map(key_spec).collect()),
+        Frame::Set(
+            key_specs(spec.name)
+                .iter()
+                .map(key_spec)
+                .chain(keynum_specs(spec.name).iter().map(keynum_spec))
+                .collect(),
+        ),
         Frame::Array(Vec::new()),
     ])
 }
@@ -117,6 +124,38 @@ fn key_spec(spec: &KeySpec) -> Frame {
     ])
 }
 
+/// A `keynum` key specification (EVAL's), in Redis 7's shape: the count at `index`, the keys
+/// right after it.
+fn keynum_spec(spec: &KeynumSpec) -> Frame {
+    let map = |pairs: Vec<(&'static str, Frame)>| {
+        Frame::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
+    };
+    map(vec![
+        ("flags", statuses(spec.flags.iter().copied())),
+        (
+            "begin_search",
+            map(vec![
+                ("type", text("index")),
+                ("spec", map(vec![("index", Frame::Integer(spec.index))])),
+            ]),
+        ),
+        (
+            "find_keys",
+            map(vec![
+                ("type", text("keynum")),
+                (
+                    "spec",
+                    map(vec![
+                        ("keynumidx", Frame::Integer(0)),
+                        ("firstkey", Frame::Integer(1)),
+                        ("keystep", Frame::Integer(1)),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
 fn docs(spec: &CommandSpec) -> Frame {
     // No command is in more than one of these categories.
     let group = [
@@ -125,6 +164,7 @@ fn docs(spec: &CommandSpec) -> Frame {
         (AclCategories::KEYSPACE, "generic"),
         (AclCategories::CONNECTION, "connection"),
         (AclCategories::TRANSACTION, "transactions"),
+        (AclCategories::SCRIPTING, "scripting"),
     ]
     .into_iter()
     .find_map(|(category, group)| spec.categories.contains(category).then_some(group))

@@ -99,6 +99,13 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             lazyfree.0,
             lazyfree.1
         );
+        let _ = write!(
+            out,
+            "used_memory_lua:{}\r\nused_memory_lua_human:{}\r\nnumber_of_cached_scripts:{}\r\n",
+            shared.scripts.lua_memory(),
+            human(shared.scripts.lua_memory()),
+            shared.scripts.len()
+        );
     });
     section("persistence", "Persistence", &|out| {
         let persistence = &shared.persistence;

@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod dbsize;
 mod del;
+mod eval;
 mod exists;
 mod expire;
 mod flush;
@@ -55,6 +56,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
+
+pub use connection::REDIS_COMPAT_VERSION;
+pub use eval::HOST as SCRIPT_HOST;
 
 use crate::auth::{Denied, KeyPatterns, User};
 use crate::clients::ClientState;
@@ -173,6 +177,28 @@ impl ConnState {
     /// What the last command's [`Then::Pending`] asks for.
     pub fn take_pending(&mut self) -> Option<busy::Pending> {
         self.pending.take().map(|pending| *pending)
+    }
+
+    /// The connection a script's commands run as: the caller's registry entry and user, in
+    /// `version` (the script's, `redis.setresp`), in database `db`, outside any transaction.
+    /// Allocates nothing.
+    pub(crate) fn for_script(
+        client: Arc<ClientState>,
+        user: Option<Arc<User>>,
+        version: ProtocolVersion,
+        db: usize,
+    ) -> ConnState {
+        ConnState {
+            client,
+            version,
+            restricted: user.as_ref().is_some_and(|u| !u.unrestricted()),
+            user,
+            auth_failures: 0,
+            multi: None,
+            watch: None,
+            db,
+            pending: None,
+        }
     }
 
     /// Whether the connection may run commands other than AUTH, HELLO, QUIT and RESET.
@@ -576,6 +602,7 @@ fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> F
     }
 }
 
+/// Runs a parsed command (its checks done by the caller: the connection loop, EXEC, a script).
 fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
     let frame = match command {
         Command::Get(c) => return get::get(ctx, c),
@@ -653,6 +680,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::SRandMember(c) => return sets::srandmember(ctx, c),
         Command::SScan(c) => return sets::sscan(ctx, c),
         Command::SetAlgebra(c) => return sets::algebra(ctx, c),
+        Command::Eval(c) => return eval::eval(ctx, c),
+        Command::Script(c) => eval::script(ctx, c),
         Command::SessionCreate(c) => session_create::session_create(ctx, c),
         Command::SessionGet(c) => return session_get::session_get(ctx, c),
         Command::SessionSet(c) => session_set::session_set(ctx, c),

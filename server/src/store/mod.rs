@@ -343,6 +343,23 @@ impl Store {
         result
     }
 
+    /// Whether this thread runs in an atomic block ([`Store::atomic`]).
+    pub fn in_block() -> bool {
+        Table::in_block()
+    }
+
+    /// Whether the atomic block running on this thread holds map shard `shard`; `None` outside
+    /// a block. A script checks it before each command it runs ([`crate::script`]).
+    pub fn block_holds(&self, shard: usize) -> Option<bool> {
+        self.map.holds(shard)
+    }
+
+    /// Adds map shard `shard` to the atomic block running on this thread if it is free now,
+    /// without waiting; whether the block holds it afterwards (see [`Table::try_hold`]).
+    pub fn block_try_hold(&self, shard: usize) -> bool {
+        self.map.try_hold(shard)
+    }
+
     /// Keys evicted to stay under `--maxmemory`, since start.
     pub fn evicted_keys(&self) -> u64 {
         self.evicted_keys.load(Ordering::Relaxed)

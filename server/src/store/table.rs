@@ -16,7 +16,7 @@
 //! [`Held`].
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -262,7 +262,11 @@ impl Table {
             };
             tables.push((*table as *const Table, held));
         }
-        let held = Held { tables };
+        let held = Held {
+            tables,
+            added: RefCell::new(Vec::new()),
+            added_guards: RefCell::new(Vec::new()),
+        };
         /// Resets `HELD` when the block ends, by return or unwind, before the guards go.
         struct Leave;
         impl Drop for Leave {
@@ -274,8 +278,58 @@ impl Table {
         let leave = Leave;
         let result = f();
         drop(leave);
+        drop(held.added_guards.take());
         drop(guards);
         result
+    }
+
+    /// Whether the atomic block running on this thread holds `shard` of this table; `None`
+    /// when it runs in none (of this table).
+    pub fn holds(&self, shard: usize) -> Option<bool> {
+        let held = HELD.with(Cell::get);
+        if held.is_null() {
+            return None;
+        }
+        // SAFETY: as in `held_in`: the block that set `HELD` keeps its `Held` alive until it
+        // resets it.
+        let held = unsafe { &*held };
+        if !held
+            .tables
+            .iter()
+            .any(|(table, _)| std::ptr::eq(*table, self))
+        {
+            return None;
+        }
+        Some(held.find(self, shard).is_some())
+    }
+
+    /// Adds `shard` to the atomic block running on this thread if its lock is free now: never
+    /// waits (it would be taken out of the ascending order, so waiting could deadlock against
+    /// another block). Whether the block holds it afterwards; false outside a block.
+    pub fn try_hold(&self, shard: usize) -> bool {
+        match self.holds(shard) {
+            Some(true) => return true,
+            None => return false,
+            Some(false) => {}
+        }
+        let Some(padded) = self.shards.get(shard) else {
+            return false;
+        };
+        let mut guard = match padded.0.try_write() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        let pointer = NonNull::from(&mut *guard);
+        // SAFETY: as in `holds`.
+        let held = unsafe { &*HELD.with(Cell::get) };
+        // SAFETY: the guard is released by `Table::atomic` (`added_guards`) before the block
+        // returns, so it never outlives `self`, which the block borrows; 'static only lets it
+        // sit in `Held`, whose type has no lifetime.
+        let guard: RwLockWriteGuard<'static, Shard> = unsafe { std::mem::transmute(guard) };
+        held.added_guards.borrow_mut().push(guard);
+        held.added.borrow_mut().push((self, shard, pointer));
+        true
     }
 
     /// Whether the current thread runs in an atomic block.
@@ -337,20 +391,31 @@ fn missed(shard: usize) -> ! {
 struct Held {
     /// Each table of the block and the shards of it that the block holds.
     tables: Vec<(*const Table, Shards)>,
+    /// Shards added while the block runs ([`Table::try_hold`]), each taken without waiting;
+    /// their guards are released with the block's.
+    added: RefCell<Vec<(*const Table, usize, NonNull<Shard>)>>,
+    added_guards: RefCell<Vec<RwLockWriteGuard<'static, Shard>>>,
 }
 
 impl Held {
     /// Shard `shard` of `table`, if the block holds it.
     fn find(&self, table: &Table, shard: usize) -> Option<NonNull<Shard>> {
         let (_, shards) = self.tables.iter().find(|(t, _)| std::ptr::eq(*t, table))?;
-        match shards {
+        let found = match shards {
             Shards::All(all) => all.get(shard).copied(),
             Shards::Some(some) => some
                 .binary_search_by_key(&shard, |(index, _)| *index)
                 .ok()
                 .and_then(|at| some.get(at))
                 .map(|(_, shard)| *shard),
-        }
+        };
+        found.or_else(|| {
+            self.added
+                .borrow()
+                .iter()
+                .find(|(t, index, _)| std::ptr::eq(*t, table) && *index == shard)
+                .map(|(_, _, shard)| *shard)
+        })
     }
 }
 
@@ -511,6 +576,40 @@ mod tests {
     fn node(key: &[u8]) -> Node {
         use crate::store::{Entry, Value};
         Node::new(key, Entry::new(Value::Str(Default::default()), 0))
+    }
+
+    #[test]
+    fn a_block_takes_a_free_shard_it_does_not_hold_and_never_waits_for_a_busy_one() {
+        let table = Table::new(8);
+        assert_eq!(table.holds(3), None, "outside a block");
+        assert!(!table.try_hold(3));
+        // Another thread holds shard 6 for the whole block.
+        let busy = table.shards[6].0.write().unwrap();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    table.atomic(Some(&[1]), || {
+                        assert_eq!(table.holds(1), Some(true));
+                        assert_eq!(table.holds(3), Some(false));
+                        assert!(table.try_hold(3), "free: taken");
+                        assert_eq!(table.holds(3), Some(true));
+                        assert!(table.try_hold(3), "held already");
+                        table
+                            .write(3)
+                            .insert_unique(3, node(b"three"), table.rehash());
+                        assert!(!table.try_hold(6), "busy: refused at once");
+                        assert_eq!(table.holds(6), Some(false));
+                    });
+                })
+                .join()
+                .unwrap();
+        });
+        drop(busy);
+        assert!(
+            table.shards[3].0.try_write().is_ok(),
+            "released with the block"
+        );
+        assert_eq!(table.read(3).len(), 1);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod memory;
 mod output_limits;
 mod persistence;
 mod rename;
+mod scripting;
 mod security;
 mod sessions;
 mod sets;

@@ -295,3 +295,28 @@ fn mget_of_a_large_value_many_times_leaves_the_daemons_memory_bounded() {
     );
     assert!(!log.contains(KEY) && !log.contains("qqqq"), "{log}");
 }
+
+/// A script's reply is bounded like any other: one past the hard limit closes the client.
+#[test]
+fn a_script_reply_past_the_hard_limit_closes_the_client() {
+    let server = limited(64 * 1024, 0, 0);
+    closed_without_a_reply(
+        &server,
+        &[b"EVAL", b"return string.rep('x', 100 * 1024)", b"0"],
+    );
+    closed_without_a_reply(
+        &server,
+        &[
+            b"EVAL",
+            b"local t = {} for i = 1, 20000 do t[i] = 'abcdef' end return t",
+            b"0",
+        ],
+    );
+    let mut con = server.client();
+    let small: String = redis::cmd("EVAL")
+        .arg("return string.rep('x', 10)")
+        .arg(0)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(small.len(), 10);
+}

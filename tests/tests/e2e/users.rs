@@ -470,3 +470,64 @@ fn set_commands_obey_key_patterns_and_categories() {
         assert_eq!(e, no_command("reader", "sadd"));
     }
 }
+
+/// A restricted user's script is checked command by command: its key patterns and categories
+/// hold inside `redis.call`, with Redis's wording for scripts.
+#[test]
+fn a_restricted_user_s_script_is_refused_on_a_foreign_key() {
+    let server = with_users("");
+    for resp3 in [false, true] {
+        let mut app1 = login(&server, "app1", "pw1", resp3);
+        let script = "return redis.call('SET', KEYS[1], 'x')";
+        let own: Value = redis::cmd("EVAL")
+            .arg(script)
+            .arg(1)
+            .arg("sess:app1:lock")
+            .query(&mut app1)
+            .unwrap();
+        assert_eq!(own, Value::Okay);
+        // A declared foreign key is refused before the script runs.
+        let declared = error_of(
+            redis::cmd("EVAL")
+                .arg(script)
+                .arg(1)
+                .arg("sess:app2:lock")
+                .query::<Value>(&mut app1),
+        );
+        assert_eq!(declared, NO_KEY);
+        // An undeclared one, by the command that touches it.
+        let foreign = error_of(
+            redis::cmd("EVAL")
+                .arg("return redis.call('SET', ARGV[1], 'x')")
+                .arg(0)
+                .arg("sess:app2:lock")
+                .query::<Value>(&mut app1),
+        );
+        assert!(
+            foreign
+                .starts_with("ERR ACL failure in script: No permissions to access a key script: "),
+            "{foreign}"
+        );
+        let mut reader = login(&server, "reader", "pw-reader", resp3);
+        let refused = error_of(
+            redis::cmd("EVAL")
+                .arg(script)
+                .arg(1)
+                .arg("cache:a")
+                .query::<Value>(&mut reader),
+        );
+        assert!(
+            refused.starts_with(
+                "ERR ACL failure in script: User reader has no permissions to run the 'set' \
+                 command script: "
+            ),
+            "{refused}"
+        );
+        let mut ops = login(&server, "ops", "pw-ops", resp3);
+        let stored: Value = redis::cmd("GET")
+            .arg("sess:app2:lock")
+            .query(&mut ops)
+            .unwrap();
+        assert_eq!(stored, Value::Nil);
+    }
+}
