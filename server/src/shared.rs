@@ -108,6 +108,17 @@ impl Shared {
         }
     }
 
+    /// The state of a server that listens nowhere, to run commands in-process through
+    /// [`crate::cmd::execute`] (the `command_sequence` fuzz target): an empty store on
+    /// `config.clock`, `config`'s users, and no snapshot loaded.
+    pub fn unbound(config: Config) -> Shared {
+        let store = Arc::new(Store::new(config.clock.clone()));
+        let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
+        let auth = Auth::new(config.requirepass.as_ref(), &config.users);
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+        Shared::new(config, store, persistence, auth, nowhere, None, None)
+    }
+
     /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).
     pub fn request_shutdown(&self) {
         self.shutdown.send_replace(true);

@@ -189,6 +189,11 @@ impl ConnState {
         self.user = user;
     }
 
+    /// Whether a transaction is being queued (after MULTI, before EXEC or DISCARD).
+    pub fn in_multi(&self) -> bool {
+        self.multi.is_some()
+    }
+
     /// The protocol version replies are encoded in.
     pub fn version(&self) -> ProtocolVersion {
         self.version
