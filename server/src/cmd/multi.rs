@@ -2,12 +2,13 @@
 //!
 //! After MULTI, [`queue`] keeps each command's already decoded arguments (checked for what
 //! Redis checks at queue time: an unknown command, the arity, authentication, `no_multi`, the
-//! user's permissions; any of those makes EXEC answer EXECABORT) and answers QUEUED. EXEC runs
-//! them in one atomic block of the store ([`Store::atomic`]): the map shards of every key the
-//! commands declare (their key positions in the command table) and of the watched keys are
-//! write-locked in ascending order for the whole of it, every shard when a command declares no
-//! keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a
-//! transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
+//! user's permissions; any of those makes EXEC answer EXECABORT, and an EXEC of the wrong
+//! arity discards the transaction at once) and answers QUEUED. EXEC runs them in one atomic
+//! block of the store ([`Store::atomic`]): the map shards of every key the commands declare
+//! (their key positions in the command table) and of the watched keys are write-locked in
+//! ascending order for the whole of it, every shard when a command declares no keys (FLUSHALL,
+//! KEYS, SCAN, DBSIZE, INFO...), so no other client sees half of a transaction. Run-time
+//! errors stay in the reply array; nothing is rolled back. A reply over
 //! `client-output-buffer-limit` closes the client, as Redis does, but only once every queued
 //! command has run.
 //!
@@ -103,14 +104,25 @@ pub fn queue(
         };
         return Ok(flag(conn, error(unknown)));
     };
-    if runs_at_once(spec) {
+    let count = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    let wrong_arity = (arity > 0 && count != arity) || (arity < 0 && count < -arity);
+    if runs_at_once(spec) && !wrong_arity {
         return Err(args);
     }
     conn.client.record_command(index);
-    let count = args.len() as i64;
-    let arity = i64::from(spec.arity);
-    if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        return Ok(flag(conn, error(CommandError::WrongArity(spec.name))));
+    if wrong_arity {
+        // As Redis's rejectCommand: the arity error of any command flags the transaction, the
+        // ones that otherwise run at once (MULTI, WATCH, DISCARD...) included; EXEC's discards
+        // it and answers EXECABORT with the reason.
+        let wrong = CommandError::WrongArity(spec.name);
+        if spec.name == "exec" {
+            conn.multi = None;
+            conn.watch = None;
+            let reason = wrong.to_string();
+            return Ok(abort(reason.strip_prefix("ERR ").unwrap_or(&reason)));
+        }
+        return Ok(flag(conn, error(wrong)));
     }
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
