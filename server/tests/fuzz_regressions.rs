@@ -193,6 +193,8 @@ fn an_exec_of_the_wrong_arity_discards_the_transaction() {
     );
     assert_eq!(got[3], Frame::error("ERR EXEC without MULTI"));
     assert_eq!(got[4], Frame::Integer(0), "nothing ran");
+    // Outside MULTI too, as Redis.
+    assert_eq!(replies(&[&["EXEC", "extra"]])[0], got[2]);
 
     for wrong in [&["WATCH"][..], &["DISCARD", "x"], &["MULTI", "x"]] {
         let got = replies(&[

@@ -115,14 +115,11 @@ pub fn queue(
         // As Redis's rejectCommand: the arity error of any command flags the transaction, the
         // ones that otherwise run at once (MULTI, WATCH, DISCARD...) included; EXEC's discards
         // it and answers EXECABORT with the reason.
-        let wrong = CommandError::WrongArity(spec.name);
+        let wrong = error(CommandError::WrongArity(spec.name));
         if spec.name == "exec" {
-            conn.multi = None;
-            conn.watch = None;
-            let reason = wrong.to_string();
-            return Ok(abort(reason.strip_prefix("ERR ").unwrap_or(&reason)));
+            return Ok(refuse_exec(conn, &wrong));
         }
-        return Ok(flag(conn, error(wrong)));
+        return Ok(flag(conn, wrong));
     }
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
@@ -357,6 +354,19 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
         Then::OutputLimit => Reply::over_limit(),
         then => Reply { frame: None, then },
     }
+}
+
+/// EXEC refused before it runs (its arity, authentication, permission): as Redis's
+/// rejectCommand and execCommandAbort, the transaction and the watches end, and the refusal
+/// comes as EXECABORT's reason (without ERR, which Redis's format-built refusals lack).
+pub fn refuse_exec(conn: &mut super::ConnState, refusal: &Frame) -> Frame {
+    conn.multi = None;
+    conn.watch = None;
+    let Frame::Error(message) = refusal else {
+        return refusal.clone();
+    };
+    let message = String::from_utf8_lossy(message);
+    abort(message.strip_prefix("ERR ").unwrap_or(&message))
 }
 
 /// EXECABORT for a reason found at EXEC.

@@ -168,6 +168,31 @@ fn an_exec_of_the_wrong_arity_discards_the_transaction_and_the_watches() {
     });
 }
 
+/// As Redis's rejectCommand: an EXEC refused before it runs answers EXECABORT with the
+/// reason, outside MULTI too, and before authentication.
+#[test]
+fn an_exec_refused_before_it_runs_answers_execabort_with_the_reason() {
+    each_protocol(|_server, con| {
+        assert_eq!(
+            error(con, "EXEC extra"),
+            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
+             command"
+        );
+    });
+    let server = TestServer::with_config(Config {
+        requirepass: Some(sessiond::auth::Secret::new("pw".into())),
+        ..Config::default()
+    });
+    let mut raw = server.raw();
+    raw.command(&[b"EXEC"]);
+    assert_eq!(
+        error_text(&raw.reply()),
+        "EXECABORT Transaction discarded because of: NOAUTH Authentication required."
+    );
+    raw.command(&[b"DISCARD"]);
+    assert_eq!(error_text(&raw.reply()), "NOAUTH Authentication required.");
+}
+
 #[test]
 fn run_time_errors_stay_in_the_reply_and_nothing_is_rolled_back() {
     each_protocol(|_server, con| {
