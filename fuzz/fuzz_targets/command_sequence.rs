@@ -18,7 +18,9 @@
 //! - EXEC answers EXECABORT exactly when the transaction was flagged, otherwise a null array or
 //!   an array of one reply per QUEUED; after EXEC or DISCARD the connection is out of MULTI;
 //! - at the end, on a fresh connection: every key `KEYS *` lists exists, and DBSIZE (which
-//!   counts expired keys not yet reclaimed) is at least their number.
+//!   counts expired keys not yet reclaimed) is at least their number;
+//! - after a final flush of the store, the counters summed over keys are back to zero: no key,
+//!   no volatile key, no `used_memory`.
 #![no_main]
 
 use std::sync::Arc;
@@ -67,12 +69,37 @@ struct Model {
     flagged: bool,
 }
 
-/// One client: its state, counters, clock reading and the model of its transaction.
+/// What the harness knows of one connection's watched keys.
+#[derive(Default)]
+struct Watch {
+    /// The keys WATCH accepted since the watch began.
+    keys: Vec<Bytes>,
+    /// Something ran since that may have changed one (a command of either connection that is
+    /// not about queuing or watching, a move of the clock): without it, EXEC must not fail.
+    may_fail: bool,
+    /// A watched key was written for sure (a plain write's success reply): EXEC must fail.
+    must_fail: bool,
+}
+
+/// What running one command did, for the models of both connections.
+struct Ran {
+    /// The connection is still open.
+    open: bool,
+    /// Only queued or watched (WATCH, MULTI, DISCARD, UNWATCH, a QUEUED command): no key
+    /// changed.
+    inert: bool,
+    /// The key a plain write changed for sure.
+    wrote: Option<Bytes>,
+}
+
+/// One client: its state, counters, clock reading and the models of its transaction and
+/// watched keys.
 struct Client {
     state: ConnState,
     stats: LocalStats,
     clock: BatchClock,
     model: Model,
+    watch: Watch,
 }
 
 impl Client {
@@ -84,13 +111,31 @@ impl Client {
             stats: LocalStats::default(),
             clock: BatchClock::default(),
             model: Model::default(),
+            watch: Watch::default(),
         }
     }
 
-    /// Runs `args` and checks its reply; `false` when the connection closed.
-    fn run(&mut self, shared: &Arc<Shared>, args: Vec<Bytes>) -> bool {
+    /// Something ran that may have changed any key, and `wrote` for sure.
+    fn saw(&mut self, wrote: Option<&Bytes>) {
+        if self.watch.keys.is_empty() {
+            return;
+        }
+        self.watch.may_fail = true;
+        if wrote.is_some_and(|key| self.watch.keys.contains(key)) {
+            self.watch.must_fail = true;
+        }
+    }
+
+    /// Runs `args` and checks its reply.
+    fn run(&mut self, shared: &Arc<Shared>, args: Vec<Bytes>) -> Ran {
         let name = args[0].to_ascii_lowercase();
         let argc = args.len();
+        let target = written_key(&name, &args);
+        let watched: Vec<Bytes> = if name == b"watch" {
+            args[1..].to_vec()
+        } else {
+            Vec::new()
+        };
         let was_in_multi = self.state.in_multi();
         assert_eq!(
             was_in_multi, self.model.in_multi,
@@ -111,22 +156,27 @@ impl Client {
             frame.encode(version, &mut out);
         }
         if reply.then == Then::OutputLimit {
-            return false;
+            return Ran {
+                open: false,
+                inert: false,
+                wrote: None,
+            };
         }
         let frame = one_frame(&mut out, &name);
         let is_error = matches!(frame, Frame::Error(_));
         let in_multi = self.state.in_multi();
+        let queued = matches!(&frame, Frame::Simple(s) if &s[..] == b"QUEUED");
         if was_in_multi {
             match (&name[..], &frame) {
                 (b"exec", _) => {
                     assert!(!in_multi, "still in MULTI after EXEC: {frame:?}");
                     if argc == 1 {
-                        check_exec(&self.model, &frame);
+                        check_exec(&self.model, &self.watch, &frame);
                     } else {
                         assert_execabort(&frame);
                     }
                 }
-                (_, Frame::Simple(s)) if &s[..] == b"QUEUED" => {
+                (_, Frame::Simple(_)) if queued => {
                     assert!(in_multi, "QUEUED out of MULTI");
                     if !self.model.flagged {
                         self.model.queued += 1;
@@ -149,7 +199,52 @@ impl Client {
             assert_eq!(&name[..], b"multi", "entered MULTI with {name:?}");
             self.model.in_multi = true;
         }
-        reply.then != Then::Close
+
+        // The watched keys: WATCH adds; EXEC (run or aborted), DISCARD, UNWATCH, RESET forget.
+        let execabort = matches!(&frame, Frame::Error(e) if e.starts_with(b"EXECABORT "));
+        let unwatched = match &name[..] {
+            b"exec" => !is_error || execabort,
+            b"discard" | b"unwatch" | b"reset" => !is_error,
+            _ => false,
+        };
+        if unwatched {
+            self.watch = Watch::default();
+        } else if name == b"watch" && !is_error {
+            self.watch.keys.extend(watched);
+        }
+        let inert = queued || matches!(&name[..], b"watch" | b"multi" | b"discard" | b"unwatch");
+        let wrote = target.filter(|_| wrote_for_sure(&name, &frame));
+        if !inert {
+            self.saw(wrote.as_ref());
+        }
+        Ran {
+            open: reply.then != Then::Close,
+            inert,
+            wrote,
+        }
+    }
+}
+
+/// The one key a plain single-key write names, if `name` is one the harness follows.
+fn written_key(name: &[u8], args: &[Bytes]) -> Option<Bytes> {
+    let single = match name {
+        b"set" | b"incr" | b"decr" | b"incrby" | b"decrby" | b"append" | b"hset" | b"sadd"
+        | b"expire" | b"pexpire" | b"persist" | b"getdel" => true,
+        b"del" | b"unlink" => args.len() == 2,
+        _ => false,
+    };
+    single.then(|| args.get(1).cloned()).flatten()
+}
+
+/// Whether `frame` says the write `name` changed its key: Redis's replies of a done write.
+fn wrote_for_sure(name: &[u8], frame: &Frame) -> bool {
+    match (name, frame) {
+        (b"set", Frame::Simple(ok)) => &ok[..] == b"OK",
+        (b"incr" | b"decr" | b"incrby" | b"decrby" | b"append", Frame::Integer(_)) => true,
+        (b"hset" | b"sadd", Frame::Integer(n)) => *n > 0,
+        (b"expire" | b"pexpire" | b"persist" | b"del" | b"unlink", Frame::Integer(n)) => *n > 0,
+        (b"getdel", Frame::Bulk(_)) => true,
+        _ => false,
     }
 }
 
@@ -175,16 +270,28 @@ fn assert_execabort(frame: &Frame) {
     );
 }
 
-/// EXEC's reply against the model: EXECABORT exactly when flagged, else a null array (a
-/// watched key changed) or one reply per queued command.
-fn check_exec(model: &Model, frame: &Frame) {
+/// EXEC's reply against the models: EXECABORT exactly when flagged, else a null array when a
+/// watched key may have changed (and always when one was written), or one reply per queued
+/// command.
+fn check_exec(model: &Model, watch: &Watch, frame: &Frame) {
     if model.flagged {
         assert_execabort(frame);
         return;
     }
     match frame {
-        Frame::NullArray | Frame::Null => {}
-        Frame::Array(replies) => assert_eq!(replies.len(), model.queued, "EXEC's replies"),
+        Frame::NullArray | Frame::Null => assert!(
+            watch.may_fail,
+            "EXEC failed, but nothing could have changed the watched keys {:?}",
+            watch.keys
+        ),
+        Frame::Array(replies) => {
+            assert!(
+                !watch.must_fail,
+                "EXEC ran after a write to one of the watched keys {:?}",
+                watch.keys
+            );
+            assert_eq!(replies.len(), model.queued, "EXEC's replies");
+        }
         other => panic!(
             "EXEC of {} queued commands answered {other:?}",
             model.queued
@@ -246,6 +353,20 @@ fn check_keyspace(shared: &Arc<Shared>) {
     }
 }
 
+/// After every key is removed, what is counted per key must be back to zero: a command that
+/// forgot to account for what it added or removed leaves a residue.
+fn check_accounting(shared: &Arc<Shared>) {
+    let store = &shared.store;
+    // FLUSHALL ASYNC frees on a background thread; the counters drop as it goes.
+    while store.lazyfree_pending() > 0 {
+        std::thread::yield_now();
+    }
+    store.flush();
+    assert_eq!(store.len(), 0, "keys after a flush");
+    assert_eq!(store.volatile_len(), 0, "volatile keys after a flush");
+    assert_eq!(store.used_memory(), 0, "used_memory after a flush");
+}
+
 /// A harness pseudo-command, if `args` is one.
 enum Steer {
     Connection(usize),
@@ -299,11 +420,19 @@ fuzz_target!(|data: &[u8]| {
         }
         match steer(&args) {
             Some(Steer::Connection(n)) => current = n,
-            Some(Steer::Advance(ms)) => manual.advance(ms),
+            Some(Steer::Advance(ms)) => {
+                manual.advance(ms);
+                // A watched key may have expired.
+                clients.iter_mut().for_each(|client| client.saw(None));
+            }
             None if waits(&args) => {}
             None => {
                 ran += 1;
-                if !clients[current].run(&shared, args) {
+                let done = clients[current].run(&shared, args);
+                if !done.inert {
+                    clients[1 - current].saw(done.wrote.as_ref());
+                }
+                if !done.open {
                     // Closed (QUIT, output limit): the next command comes on a new connection.
                     clients[current] = Client::connect(&shared);
                 }
@@ -312,4 +441,5 @@ fuzz_target!(|data: &[u8]| {
     }
     drop(clients);
     check_keyspace(&shared);
+    check_accounting(&shared);
 });
