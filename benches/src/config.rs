@@ -68,8 +68,9 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration_arg, default_value = "0s")]
     pub warmup: Duration,
 
-    /// Keys for set/get/mixed (uniformly chosen from key:000000000000 on); users for
-    /// session-login; sessions created up front for session-browse.
+    /// Keys for set/get/mixed/evalsha (uniformly chosen from key:000000000000 on) and multi
+    /// (scs:session:000000000000 on); users for session-login; sessions created up front for
+    /// session-browse.
     #[arg(long, short = 'r', default_value_t = 100_000)]
     pub keyspace: u64,
 
@@ -77,8 +78,9 @@ pub struct Args {
     #[arg(long, short = 'd', default_value = "160")]
     pub value_size: ValueSize,
 
-    /// Time to live of written keys (SET ... EX/PX) and idle timeout of created sessions
-    /// (SESSION.CREATE ... IDLE); none by default (sessions get the server's default).
+    /// Time to live of written keys (SET ... EX/PX, multi's PEXPIREAT, 24h by default there)
+    /// and idle timeout of created sessions (SESSION.CREATE ... IDLE); none by default
+    /// (sessions get the server's default).
     #[arg(long, value_parser = parse_duration_arg)]
     pub ttl: Option<Duration>,
 
@@ -136,6 +138,12 @@ pub enum WorkloadKind {
     SessionBrowse,
     /// Each user logs in on --devices devices (SESSION.CREATE), then SESSION.DESTROYALL.
     SessionLogoutEverywhere,
+    /// Go scs redisstore's save: MULTI, SET key value, PEXPIREAT key (now + --ttl, 24h by
+    /// default), EXEC in one write, counted as one request.
+    Multi,
+    /// phpredis's session lock release: EVALSHA of its script (SCRIPT LOAD once at the start)
+    /// on a key of the keyspace and a token.
+    Evalsha,
 }
 
 impl WorkloadKind {
@@ -148,6 +156,8 @@ impl WorkloadKind {
             WorkloadKind::SessionLogin => "session-login",
             WorkloadKind::SessionBrowse => "session-browse",
             WorkloadKind::SessionLogoutEverywhere => "session-logout-everywhere",
+            WorkloadKind::Multi => "multi",
+            WorkloadKind::Evalsha => "evalsha",
         }
     }
 }
@@ -179,6 +189,10 @@ pub enum Workload {
         /// Sessions per user before SESSION.DESTROYALL.
         devices: usize,
     },
+    /// MULTI, SET, PEXPIREAT, EXEC.
+    Multi,
+    /// EVALSHA of phpredis's lock release.
+    EvalSha,
 }
 
 impl Workload {
@@ -191,6 +205,8 @@ impl Workload {
             Workload::SessionLogin => "session-login",
             Workload::SessionBrowse(_) => "session-browse",
             Workload::SessionLogoutEverywhere { .. } => "session-logout-everywhere",
+            Workload::Multi => "multi",
+            Workload::EvalSha => "evalsha",
         }
     }
 
@@ -307,6 +323,8 @@ impl Args {
             WorkloadKind::SessionLogoutEverywhere => Workload::SessionLogoutEverywhere {
                 devices: self.devices,
             },
+            WorkloadKind::Multi => Workload::Multi,
+            WorkloadKind::Evalsha => Workload::EvalSha,
         };
         Ok(Config {
             addr: format!("{}:{}", self.host, self.port),

@@ -12,6 +12,9 @@
 //!
 //! Requests sent before the warmup ends are executed but not measured. With `--requests N`,
 //! exactly N measured requests are sent, shared among the connections as they go.
+//!
+//! A request may be several commands written together (multi's MULTI ... EXEC): it is
+//! answered, and its latency taken, when its last reply frame is in ([`Replies`]).
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -27,7 +30,9 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, Stop, Workload};
 use crate::stats::{Recorder, Report, RunInfo, Samples};
-use crate::workload::{value_buffer, Generator, Op, Outcome};
+use crate::workload::{
+    value_buffer, Generator, Op, Outcome, LOCK_RELEASE_SCRIPT, LOCK_RELEASE_SHA,
+};
 
 /// Commands per batch while preparing the keyspace.
 const SETUP_BATCH: u64 = 512;
@@ -240,13 +245,42 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report, BenchError> 
     Ok(recorder.report(info, elapsed))
 }
 
+/// Reads the replies of requests from the frames the server sends: a request of several
+/// commands answers with its last frame (EXEC's), or with the first error before it.
+#[derive(Default)]
+struct Replies {
+    decoder: FrameDecoder,
+    /// Frames of the current request read so far.
+    read: usize,
+    /// The first error among them.
+    error: Option<Frame>,
+}
+
+impl Replies {
+    /// The reply of the next request, answered with `frames` frames, if all are buffered.
+    fn next(&mut self, buf: &mut BytesMut, frames: usize) -> Result<Option<Frame>, ProtocolError> {
+        while let Some(frame) = self.decoder.decode(buf)? {
+            self.read += 1;
+            if self.read < frames {
+                if self.error.is_none() && matches!(frame, Frame::Error(_)) {
+                    self.error = Some(frame);
+                }
+                continue;
+            }
+            self.read = 0;
+            return Ok(Some(self.error.take().unwrap_or(frame)));
+        }
+        Ok(None)
+    }
+}
+
 /// One connection with its buffers.
 struct Conn {
     stream: TcpStream,
     addr: Arc<str>,
     read: BytesMut,
     write: BytesMut,
-    decoder: FrameDecoder,
+    replies: Replies,
 }
 
 impl Conn {
@@ -268,7 +302,7 @@ impl Conn {
             addr: config.addr.as_str().into(),
             read: BytesMut::with_capacity(64 * 1024),
             write: BytesMut::with_capacity(64 * 1024),
-            decoder: FrameDecoder::default(),
+            replies: Replies::default(),
         })
     }
 
@@ -286,10 +320,10 @@ impl Conn {
         result.map_err(|e| self.io_error(e))
     }
 
-    /// The next reply already buffered, if whole.
-    fn decode(&mut self) -> Result<Option<Frame>, BenchError> {
-        self.decoder
-            .decode(&mut self.read)
+    /// The reply to the next request, of kind `op`, if already buffered whole.
+    fn decode(&mut self, op: Op) -> Result<Option<Frame>, BenchError> {
+        self.replies
+            .next(&mut self.read, op.frames())
             .map_err(|source| BenchError::Protocol {
                 addr: self.addr.to_string(),
                 source,
@@ -307,10 +341,10 @@ impl Conn {
         }
     }
 
-    /// The next reply, reading as needed.
+    /// The next reply to a one-command request, reading as needed.
     async fn reply(&mut self) -> Result<Frame, BenchError> {
         loop {
-            if let Some(frame) = self.decode()? {
+            if let Some(frame) = self.decode(Op::Get)? {
                 return Ok(frame);
             }
             self.fill().await?;
@@ -318,7 +352,8 @@ impl Conn {
     }
 
     /// AUTH, then what the workload needs before measuring: the keys of get and mixed (this
-    /// connection's share), the sessions of session-browse.
+    /// connection's share), the sessions of session-browse, evalsha's script (loaded by the
+    /// first connection).
     async fn prepare(
         &mut self,
         config: &Config,
@@ -334,6 +369,9 @@ impl Conn {
                     message: String::from_utf8_lossy(&message).into_owned(),
                 });
             }
+        }
+        if config.workload == Workload::EvalSha && client == 0 {
+            self.load_script().await?;
         }
         let clients = config.clients as u64;
         let client = client as u64;
@@ -363,6 +401,24 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// SCRIPT LOAD of phpredis's lock release; the server must answer phpredis's SHA1.
+    async fn load_script(&mut self) -> Result<(), BenchError> {
+        ClientCodec::encode_command(
+            &[&b"SCRIPT"[..], b"LOAD", LOCK_RELEASE_SCRIPT.as_bytes()],
+            &mut self.write,
+        );
+        self.flush().await?;
+        let message = match self.reply().await? {
+            Frame::Bulk(sha) if sha == LOCK_RELEASE_SHA.as_bytes() => return Ok(()),
+            Frame::Error(message) => String::from_utf8_lossy(&message).into_owned(),
+            other => format!("SCRIPT LOAD answered {other:?}, not {LOCK_RELEASE_SHA}"),
+        };
+        Err(BenchError::Setup {
+            addr: self.addr.to_string(),
+            message,
+        })
     }
 
     async fn setup_batch(
@@ -415,8 +471,8 @@ async fn closed_loop(
         loop {
             let arrived = Instant::now();
             while received < batch {
-                let Some(frame) = conn.decode()? else { break };
                 let op = ops[received];
+                let Some(frame) = conn.decode(op)? else { break };
                 let outcome = generator.on_reply(op, frame);
                 if measured && samples.record(op, arrived - sent, outcome) {
                     shared.absorb(&mut samples);
@@ -510,12 +566,16 @@ async fn open_loop(
                 let arrived = Instant::now();
                 let mut replies = 0;
                 let mut all_replies = 0;
-                while let Some(frame) =
-                    conn.decoder.decode(&mut conn.read).map_err(|source| BenchError::Protocol {
+                loop {
+                    let frames = in_flight.front().map_or(1, |(op, ..)| op.frames());
+                    let next = conn.replies.next(&mut conn.read, frames);
+                    let Some(frame) = next.map_err(|source| BenchError::Protocol {
                         addr: addr.to_string(),
                         source,
                     })?
-                {
+                    else {
+                        break;
+                    };
                     let Some((op, intended, measured)) = in_flight.pop_front() else {
                         return Err(BenchError::UnexpectedReply { addr: addr.to_string() });
                     };
@@ -576,5 +636,49 @@ async fn show_progress(shared: Arc<Shared>, stop: Stop) {
         let mut stderr = std::io::stderr().lock();
         let _ = write!(stderr, "\r\x1b[K{line}");
         let _ = stderr.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reply `Replies` hands out when `wire` arrives cut at `cut`, for requests of
+    /// `frames` frames each.
+    fn replies(wire: &[u8], cut: usize, frames: usize) -> Vec<Frame> {
+        let mut replies = Replies::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for part in [&wire[..cut], &wire[cut..]] {
+            buf.extend_from_slice(part);
+            while let Some(frame) = replies.next(&mut buf, frames).unwrap() {
+                out.push(frame);
+            }
+        }
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn a_transaction_is_answered_by_exec_or_by_its_first_error() {
+        let done = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n";
+        let aborted = b"+OK\r\n-ERR bad\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n";
+        let wire = [&done[..], &aborted[..], &done[..]].concat();
+        for cut in 0..=wire.len() {
+            assert_eq!(
+                replies(&wire, cut, 4),
+                [
+                    Frame::Array(vec![Frame::ok(), Frame::Integer(1)]),
+                    Frame::error("ERR bad"),
+                    Frame::Array(vec![Frame::ok(), Frame::Integer(1)]),
+                ],
+                "cut at {cut}"
+            );
+        }
+        // One frame per request otherwise.
+        assert_eq!(
+            replies(b"+OK\r\n:0\r\n", 3, 1),
+            [Frame::ok(), Frame::Integer(0)]
+        );
     }
 }

@@ -29,11 +29,15 @@ pub enum Op {
     SessionDestroy,
     /// `SESSION.DESTROYALL`.
     SessionDestroyAll,
+    /// `MULTI`, `SET`, `PEXPIREAT`, `EXEC`: one request of four commands.
+    Multi,
+    /// `EVALSHA` of phpredis's lock release.
+    EvalSha,
 }
 
 impl Op {
     /// Every kind, in report order.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 9] = [
         Op::Set,
         Op::Get,
         Op::SessionCreate,
@@ -41,6 +45,8 @@ impl Op {
         Op::SessionSet,
         Op::SessionDestroy,
         Op::SessionDestroyAll,
+        Op::Multi,
+        Op::EvalSha,
     ];
 
     /// The command's name.
@@ -53,6 +59,17 @@ impl Op {
             Op::SessionSet => "SESSION.SET",
             Op::SessionDestroy => "SESSION.DESTROY",
             Op::SessionDestroyAll => "SESSION.DESTROYALL",
+            Op::Multi => "MULTI/EXEC",
+            Op::EvalSha => "EVALSHA",
+        }
+    }
+
+    /// The reply frames one request of this kind gets: MULTI's OK, a QUEUED per command and
+    /// EXEC's array for [`Op::Multi`], one otherwise.
+    pub fn frames(self) -> usize {
+        match self {
+            Op::Multi => 4,
+            _ => 1,
         }
     }
 
@@ -76,6 +93,15 @@ pub enum Outcome {
 /// The field session workloads store their value under.
 const SESSION_FIELD: &[u8] = b"data";
 
+/// phpredis's session lock release, verbatim (redis_session.c, `LOCK_RELEASE_LUA_STR`).
+pub const LOCK_RELEASE_SCRIPT: &str = "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+/// Its SHA1, as phpredis has it (`LOCK_RELEASE_SHA_STR`): what SCRIPT LOAD must answer.
+pub const LOCK_RELEASE_SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+/// The token evalsha's requests release their lock with.
+const LOCK_TOKEN: &[u8] = b"token";
+/// multi's deadline without --ttl: scs's default session lifetime.
+const MULTI_DEFAULT_TTL_MS: u64 = 24 * 3600 * 1000;
+
 /// The commands of one connection, and the state they need.
 #[derive(Debug)]
 pub struct Generator {
@@ -88,6 +114,8 @@ pub struct Generator {
     set_ttl: Option<[Bytes; 2]>,
     /// `IDLE ms` for SESSION.CREATE, from `--ttl`.
     idle: Option<[Bytes; 2]>,
+    /// How far ahead of now multi's PEXPIREAT puts the deadline.
+    multi_ttl_ms: u64,
     /// Distinguishes this run's users from an earlier run's on the same server.
     run_tag: u64,
     client: usize,
@@ -120,6 +148,9 @@ impl Generator {
             idle: config
                 .ttl
                 .map(|ttl| [Bytes::from("IDLE"), number_arg(ttl.as_millis() as u64)]),
+            multi_ttl_ms: config
+                .ttl
+                .map_or(MULTI_DEFAULT_TTL_MS, |ttl| ttl.as_millis() as u64),
             run_tag: config.seed,
             client,
             sessions: Vec::new(),
@@ -161,6 +192,8 @@ impl Generator {
                     self.session_create(out, true)
                 }
             }
+            Workload::Multi => self.multi(out),
+            Workload::EvalSha => self.evalsha(out),
         }
     }
 
@@ -202,6 +235,18 @@ impl Generator {
                 }
                 _ => Outcome::Hit,
             },
+            (Op::Multi, Frame::Array(replies)) => match &replies[..] {
+                [Frame::Simple(_), Frame::Integer(1)] => Outcome::Hit,
+                [Frame::Error(message), _] | [_, Frame::Error(message)] => {
+                    Outcome::Error(String::from_utf8_lossy(message).into_owned())
+                }
+                _ => Outcome::Error(format!("unexpected replies in EXEC's: {replies:?}")),
+            },
+            (Op::Multi, Frame::Null | Frame::NullArray) => {
+                Outcome::Error("EXEC answered a null array: the transaction did not run".into())
+            }
+            (Op::EvalSha, Frame::Integer(1)) => Outcome::Hit,
+            (Op::EvalSha, Frame::Integer(0)) => Outcome::Miss,
             (op, reply) => Outcome::Error(format!("unexpected reply to {}: {reply:?}", op.name())),
         }
     }
@@ -221,6 +266,40 @@ impl Generator {
                 ClientCodec::encode_command(&[&b"SET"[..], &self.key, &value, unit, amount], out)
             }
         }
+    }
+
+    /// scs redisstore's Commit: `MULTI; SET key value; PEXPIREAT key ms; EXEC`, written together.
+    fn multi(&mut self, out: &mut BytesMut) -> Op {
+        let n = self.rng.random_range(0..self.keyspace);
+        self.key_of(b"scs:session:", n);
+        let value = self.value();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.as_millis() as u64);
+        let mut deadline = itoa::Buffer::new();
+        let deadline = deadline.format(now_ms.saturating_add(self.multi_ttl_ms));
+        ClientCodec::encode_command(&[&b"MULTI"[..]], out);
+        ClientCodec::encode_command(&[&b"SET"[..], &self.key, &value], out);
+        ClientCodec::encode_command(&[&b"PEXPIREAT"[..], &self.key, deadline.as_bytes()], out);
+        ClientCodec::encode_command(&[&b"EXEC"[..]], out);
+        Op::Multi
+    }
+
+    /// phpredis's lock release: `EVALSHA sha 1 key token`, on a key of the keyspace.
+    fn evalsha(&mut self, out: &mut BytesMut) -> Op {
+        let n = self.rng.random_range(0..self.keyspace);
+        self.key_of(b"key:", n);
+        ClientCodec::encode_command(
+            &[
+                &b"EVALSHA"[..],
+                LOCK_RELEASE_SHA.as_bytes(),
+                b"1",
+                &self.key,
+                LOCK_TOKEN,
+            ],
+            out,
+        );
+        Op::EvalSha
     }
 
     fn get(&mut self, out: &mut BytesMut) -> Op {
@@ -388,7 +467,7 @@ mod tests {
     #[test]
     fn the_browse_mix_is_drawn_in_its_proportions() {
         let mut rng = SmallRng::seed_from_u64(42);
-        let mut counts = [0u32; 7];
+        let mut counts = [0u32; Op::ALL.len()];
         let draws = 100_000;
         for _ in 0..draws {
             counts[pick_browse(&mut rng, BrowseMix::default()).index()] += 1;
@@ -539,6 +618,97 @@ mod tests {
             gen.on_reply(Op::SessionDestroyAll, Frame::Integer(1)),
             Outcome::Error(_)
         ));
+    }
+
+    fn unix_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn multi_writes_the_scs_save_as_one_request() {
+        let mut gen = generator(&["multi", "-r", "10", "-d", "20", "--ttl", "30s"]);
+        let mut wire = BytesMut::new();
+        let before = unix_ms();
+        assert_eq!(gen.next_command(&mut wire), Op::Multi);
+        let after = unix_ms();
+        let sent = commands(&mut wire);
+        assert_eq!(sent.len(), 4, "{sent:?}");
+        assert_eq!(sent[0], vec![Bytes::from("MULTI")]);
+        let key = &sent[1][1];
+        assert!(key.starts_with(b"scs:session:00000000000"), "{key:?}");
+        assert_eq!(&sent[1][0][..], b"SET");
+        assert_eq!(sent[1][2].len(), 20);
+        assert_eq!(sent[1].len(), 3);
+        assert_eq!((&sent[2][0][..], &sent[2][1]), (&b"PEXPIREAT"[..], key));
+        let deadline: u64 = std::str::from_utf8(&sent[2][2]).unwrap().parse().unwrap();
+        assert!((before + 30_000..=after + 30_000).contains(&deadline));
+        assert_eq!(sent[3], vec![Bytes::from("EXEC")]);
+        assert_eq!(Op::Multi.frames(), 4);
+
+        // Without --ttl, scs's default lifetime: a day.
+        let mut gen = generator(&["multi"]);
+        let before = unix_ms();
+        gen.next_command(&mut wire);
+        let deadline: u64 = std::str::from_utf8(&commands(&mut wire)[2][2])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(deadline >= before + 86_400_000 && deadline < before + 86_500_000);
+    }
+
+    #[test]
+    fn multi_is_a_hit_only_when_exec_ran_both_commands() {
+        let mut gen = generator(&["multi"]);
+        let done = Frame::Array(vec![Frame::ok(), Frame::Integer(1)]);
+        assert_eq!(gen.on_reply(Op::Multi, done), Outcome::Hit);
+        for failed in [
+            Frame::NullArray,
+            Frame::Null,
+            Frame::error("EXECABORT Transaction discarded because of previous errors."),
+            Frame::Array(vec![Frame::ok(), Frame::Integer(0)]),
+            Frame::Array(vec![Frame::error("OOM nope"), Frame::Integer(1)]),
+        ] {
+            assert!(
+                matches!(gen.on_reply(Op::Multi, failed.clone()), Outcome::Error(_)),
+                "{failed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn evalsha_sends_phpredis_lock_release_on_keyspace_keys() {
+        let mut gen = generator(&["evalsha", "-r", "1000"]);
+        let mut wire = BytesMut::new();
+        for _ in 0..20 {
+            assert_eq!(gen.next_command(&mut wire), Op::EvalSha);
+        }
+        for args in commands(&mut wire) {
+            assert_eq!(args.len(), 5);
+            assert_eq!(&args[0][..], b"EVALSHA");
+            assert_eq!(&args[1][..], LOCK_RELEASE_SHA.as_bytes());
+            assert_eq!(&args[2][..], b"1");
+            assert!(args[3].starts_with(b"key:000000000"), "{:?}", args[3]);
+            assert_eq!(args[3].len(), 16);
+            assert_eq!(&args[4][..], LOCK_TOKEN);
+        }
+        assert_eq!(gen.on_reply(Op::EvalSha, Frame::Integer(1)), Outcome::Hit);
+        assert_eq!(gen.on_reply(Op::EvalSha, Frame::Integer(0)), Outcome::Miss);
+        assert!(matches!(
+            gen.on_reply(
+                Op::EvalSha,
+                Frame::error("NOSCRIPT No matching script. Please use EVAL.")
+            ),
+            Outcome::Error(_)
+        ));
+        // phpredis's script and SHA1, verbatim (redis_session.c).
+        assert_eq!(
+            LOCK_RELEASE_SCRIPT,
+            r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#
+        );
+        assert_eq!(LOCK_RELEASE_SHA, "b70c2384248f88e6b75b9f89241a180f856ad852");
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn every_workload_sends_exactly_the_requests_asked_without_errors() {
         "session-login",
         "session-browse",
         "session-logout-everywhere",
+        "multi",
     ] {
         let mut line = vec![workload];
         line.extend_from_slice(&common);
@@ -112,6 +113,49 @@ fn the_open_loop_sends_the_requests_asked_on_schedule() {
     );
     assert_eq!((report.requests, report.errors), (600, 0), "{report}");
     assert_eq!(report.run.rate, Some(20000.0));
+}
+
+#[test]
+fn a_transaction_is_one_request_in_the_open_loop_too() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "multi", "--rate", "20000", "-n", "600", "-c", "4", "-P", "8", "-r", "50",
+        ],
+    );
+    assert_eq!((report.requests, report.errors), (600, 0), "{report}");
+    assert_eq!(report.hits, 600, "{report}");
+    // Every key the transactions wrote has PEXPIREAT's deadline.
+    assert_eq!(
+        server.shared.dbs.first().volatile_len(),
+        server.stored_keys() as u64
+    );
+}
+
+/// evalsha loads phpredis's script first. Until the server has scripting, the run stops there
+/// with the server's error; once it has, every request runs the script (all misses: no key
+/// holds the token).
+#[test]
+fn evalsha_loads_the_script_then_runs_it_or_stops_with_the_servers_error() {
+    let server = TestServer::start();
+    let config = args(&server, &["evalsha", "-n", "300", "-c", "3", "-P", "4"])
+        .validate()
+        .expect("valid flags");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match runtime.block_on(run(&config, false)) {
+        Ok(report) => {
+            assert_eq!((report.requests, report.errors), (300, 0), "{report}");
+            assert_eq!(report.misses, 300, "{report}");
+        }
+        Err(error) => assert!(
+            error.to_string().contains("unknown command 'SCRIPT'"),
+            "{error}"
+        ),
+    }
 }
 
 #[test]

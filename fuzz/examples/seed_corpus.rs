@@ -12,8 +12,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
-use sessiond::store::Record;
 use sessiond::persist::writer;
+use sessiond::store::Record;
 use sessiond::{Clock, Store};
 use sessiond_protocol::{cmd::COMMANDS, ClientCodec, Frame, ProtocolVersion};
 
@@ -185,6 +185,194 @@ fn command_seeds() {
     }
 }
 
+/// phpredis's session lock release (redis_session.c, `LOCK_RELEASE_LUA_STR`), and its SHA1.
+const PHPREDIS_UNLOCK: &str =
+    "if redis.call(\"get\",KEYS[1]) == ARGV[1] then return redis.call(\"del\",KEYS[1]) else return 0 end";
+const PHPREDIS_UNLOCK_SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+
+/// redis-py's `Lock.release` script (redis/lock.py, `LUA_RELEASE_SCRIPT`).
+const REDIS_PY_RELEASE: &str = "
+        local token = redis.call('get', KEYS[1])
+        if not token or token ~= ARGV[1] then
+            return 0
+        end
+        redis.call('del', KEYS[1])
+        return 1
+    ";
+
+/// Sequences of commands on two connections (`@A`, `@B`) with a movable clock (`@T ms`):
+/// transactions and scripts as session libraries send them, and their error cases.
+fn sequence_seeds() {
+    let dir = corpus("command_sequence");
+    let seeds: &[(&str, &[&[&str]])] = &[
+        (
+            "tx-scs-save",
+            &[
+                &["MULTI"],
+                &["SET", "scs:session:abc", "data"],
+                &["PEXPIREAT", "scs:session:abc", "1767227400000"],
+                &["EXEC"],
+                &["GET", "scs:session:abc"],
+            ],
+        ),
+        (
+            "tx-watch-other-connection",
+            &[
+                &["SET", "k", "1"],
+                &["WATCH", "k"],
+                &["@B"],
+                &["INCR", "k"],
+                &["@A"],
+                &["MULTI"],
+                &["INCR", "k"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-watch-expiry",
+            &[
+                &["SET", "k", "v", "PX", "100"],
+                &["WATCH", "k", "missing"],
+                &["@T", "200"],
+                &["MULTI"],
+                &["GET", "k"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-queue-errors",
+            &[
+                &["MULTI"],
+                &["SET", "k"],
+                &["NOSUCHCOMMAND", "x"],
+                &["SET", "k", "v"],
+                &["EXEC"],
+                &["MULTI"],
+                &["WATCH"],
+                &["EXEC"],
+                &["MULTI"],
+                &["SET", "k", "v"],
+                &["EXEC", "extra"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-nested-and-discard",
+            &[
+                &["MULTI"],
+                &["MULTI"],
+                &["WATCH", "k"],
+                &["SET", "k", "v"],
+                &["DISCARD"],
+                &["EXEC"],
+                &["DISCARD"],
+            ],
+        ),
+        (
+            "tx-run-time-error",
+            &[
+                &["SET", "s", "text"],
+                &["MULTI"],
+                &["INCR", "s"],
+                &["SADD", "s", "m"],
+                &["SET", "t", "1"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-keyless-and-resp3",
+            &[
+                &["HELLO", "3"],
+                &["MSET", "a", "1", "b", "2"],
+                &["MULTI"],
+                &["KEYS", "*"],
+                &["DBSIZE"],
+                &["SCAN", "0"],
+                &["FLUSHALL"],
+                &["PING"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-sessions",
+            &[
+                &["MULTI"],
+                &["SESSION.CREATE", "USER", "ada", "DATA", "cart", "[]"],
+                &["SESSION.COUNT", "ada"],
+                &["SESSION.DESTROYALL", "ada"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "tx-reset-quit",
+            &[
+                &["WATCH", "k"],
+                &["MULTI"],
+                &["SET", "k", "v"],
+                &["RESET"],
+                &["MULTI"],
+                &["QUIT"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "eval-phpredis-unlock",
+            &[
+                &["SET", "PHPREDIS_SESSION:abc_LOCK", "tok"],
+                &["SCRIPT", "LOAD", PHPREDIS_UNLOCK],
+                &[
+                    "EVALSHA",
+                    PHPREDIS_UNLOCK_SHA,
+                    "1",
+                    "PHPREDIS_SESSION:abc_LOCK",
+                    "tok",
+                ],
+                &[
+                    "EVAL",
+                    PHPREDIS_UNLOCK,
+                    "1",
+                    "PHPREDIS_SESSION:abc_LOCK",
+                    "tok",
+                ],
+                &["SCRIPT", "EXISTS", PHPREDIS_UNLOCK_SHA, "0000"],
+            ],
+        ),
+        (
+            "eval-redis-py-release-in-multi",
+            &[
+                &["SET", "lock", "t1"],
+                &["MULTI"],
+                &["EVAL", REDIS_PY_RELEASE, "1", "lock", "t1"],
+                &["GET", "lock"],
+                &["EXEC"],
+            ],
+        ),
+        (
+            "eval-watch-and-flush",
+            &[
+                &["WATCH", "k"],
+                &["@B"],
+                &[
+                    "EVAL",
+                    "return redis.call('set', KEYS[1], ARGV[1])",
+                    "1",
+                    "k",
+                    "v",
+                ],
+                &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"],
+                &["SCRIPT", "FLUSH"],
+                &["@A"],
+                &["MULTI"],
+                &["GET", "k"],
+                &["EXEC"],
+            ],
+        ),
+    ];
+    for (name, sequence) in seeds {
+        write(&dir, name, &commands(sequence));
+    }
+}
+
 fn snapshot_seeds() {
     let dir = corpus("snapshot_loader");
     let (clock, _manual) = Clock::manual(NOW_MS);
@@ -232,7 +420,8 @@ fn snapshot_seeds() {
         ("empty", &Store::new(Clock::manual(NOW_MS).0)),
     ] {
         let path = scratch.join(format!("{name}.sdb"));
-        writer::write_snapshot(store, &path, &writer::WriteOptions::default()).expect("write a snapshot");
+        writer::write_snapshot(store, &path, &writer::WriteOptions::default())
+            .expect("write a snapshot");
         let file = fs::read(&path).expect("read the snapshot back");
         // Mode 0: the file as it is; mode 1: the harness repairs its framing and trailer.
         for mode in [0u8, 1] {
@@ -271,6 +460,7 @@ fn main() {
     request_seeds();
     frame_seeds();
     command_seeds();
+    sequence_seeds();
     glob_seeds();
     snapshot_seeds();
     println!(

@@ -111,6 +111,20 @@ impl Shared {
         }
     }
 
+    /// The state of a server that listens nowhere, to run commands in-process through
+    /// [`crate::cmd::execute`] (the `command_sequence` fuzz target): empty databases on
+    /// `config.clock`, `config`'s users, and no snapshot loaded.
+    pub fn unbound(config: Config) -> Shared {
+        let store = Arc::new(crate::store::Databases::new(
+            config.clock.clone(),
+            config.databases,
+        ));
+        let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
+        let auth = Auth::new(config.requirepass.as_ref(), &config.users);
+        let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
+        Shared::new(config, store, persistence, auth, nowhere, None, None)
+    }
+
     /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).
     pub fn request_shutdown(&self) {
         // Long scripts stop: those that wrote nothing, whose runs leave no trace, and with no

@@ -126,3 +126,89 @@ fn a_huge_record_length_in_a_small_file_is_refused_without_allocating_it() {
         file.0.metadata().unwrap().len()
     );
 }
+
+/// Runs `commands` in order on one in-process connection, as `cmd::execute` runs them for a
+/// client, and returns each one's reply.
+fn replies(commands: &[&[&str]]) -> Vec<sessiond_protocol::Frame> {
+    use sessiond::clock::BatchClock;
+    use sessiond::cmd::{self, ConnState};
+    use sessiond::stats::LocalStats;
+    use sessiond::{Config, Shared};
+    use sessiond_protocol::{Frame, FrameDecoder, ProtocolVersion};
+
+    let config = Config {
+        clock: Clock::manual(NOW_MS).0,
+        ..Config::default()
+    };
+    let shared = std::sync::Arc::new(Shared::unbound(config));
+    let addr = shared.local_addr;
+    let client = shared.clients.register(addr, addr);
+    let mut conn = ConnState::new(client, shared.auth.initial_user());
+    let mut stats = LocalStats::default();
+    let mut clock = BatchClock::default();
+    let mut decoder = FrameDecoder::default();
+    let mut out = bytes::BytesMut::new();
+    let mut replies = Vec::new();
+    for args in commands {
+        let args = args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes()));
+        let reply = cmd::execute(
+            &shared,
+            &mut conn,
+            &mut stats,
+            args.collect(),
+            &mut clock,
+            &mut out,
+        );
+        if let Some(frame) = reply.frame {
+            frame.encode(ProtocolVersion::Resp2, &mut out);
+        }
+        let frame: Frame = decoder.decode(&mut out).unwrap().unwrap();
+        assert!(out.is_empty(), "one reply per command");
+        replies.push(frame);
+    }
+    replies
+}
+
+/// Found by `command_sequence`: inside MULTI, the arity error of a command that runs at once
+/// (EXEC, DISCARD, MULTI, WATCH) neither flagged the transaction nor, for EXEC, ended it, so
+/// `EXEC extra` left the client in MULTI and the next EXEC ran the queue. Redis flags the
+/// transaction on any arity error, and discards it at an EXEC of the wrong arity.
+#[test]
+fn an_exec_of_the_wrong_arity_discards_the_transaction() {
+    use sessiond_protocol::Frame;
+
+    let got = replies(&[
+        &["MULTI"],
+        &["SET", "a", "1"],
+        &["EXEC", "extra"],
+        &["EXEC"],
+        &["EXISTS", "a"],
+    ]);
+    assert_eq!(
+        got[2],
+        Frame::error(
+            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
+             command"
+        )
+    );
+    assert_eq!(got[3], Frame::error("ERR EXEC without MULTI"));
+    assert_eq!(got[4], Frame::Integer(0), "nothing ran");
+    // Outside MULTI too, as Redis.
+    assert_eq!(replies(&[&["EXEC", "extra"]])[0], got[2]);
+
+    for wrong in [&["WATCH"][..], &["DISCARD", "x"], &["MULTI", "x"]] {
+        let got = replies(&[
+            &["MULTI"],
+            &["SET", "a", "1"],
+            wrong,
+            &["EXEC"],
+            &["EXISTS", "a"],
+        ]);
+        assert_eq!(
+            got[3],
+            Frame::error("EXECABORT Transaction discarded because of previous errors."),
+            "{wrong:?}"
+        );
+        assert_eq!(got[4], Frame::Integer(0), "{wrong:?}: nothing ran");
+    }
+}

@@ -242,6 +242,11 @@ impl ConnState {
         self.client.set_db(db);
     }
 
+    /// Whether a transaction is being queued (after MULTI, before EXEC or DISCARD).
+    pub fn in_multi(&self) -> bool {
+        self.multi.is_some()
+    }
+
     /// The protocol version replies are encoded in.
     pub fn version(&self) -> ProtocolVersion {
         self.version
@@ -434,15 +439,16 @@ fn execute_now(
     }
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
     if conn.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(CommandFlags::NO_AUTH)) {
-        return Frame::error("NOAUTH Authentication required.").into();
+        return refused(conn, spec, Frame::error("NOAUTH Authentication required."));
     }
     let command = match parsed {
         Ok(command) => command,
-        Err(e) => return error(e).into(),
+        Err(e) => return refused(conn, spec, error(e)),
     };
     if let (Some(args), Some(spec), Some(user)) = (kept, spec, &conn.user) {
         if let Err(denied) = user.permit(spec, &args) {
-            return refuse(shared, conn, spec.name, denied).into();
+            let refusal = refuse(shared, conn, spec.name, denied);
+            return refused(conn, Some(spec), refusal);
         }
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
@@ -484,6 +490,19 @@ fn execute_now(
         clock.stale();
     }
     reply
+}
+
+/// The reply to a command of `spec` refused before it runs: `refusal`, but EXECABORT for EXEC,
+/// whose refusal also ends the transaction ([`multi::refuse_exec`]).
+fn refused(
+    conn: &mut ConnState,
+    spec: Option<&sessiond_protocol::cmd::CommandSpec>,
+    refusal: Frame,
+) -> Reply {
+    if spec.is_some_and(|spec| spec.name == "exec") {
+        return multi::refuse_exec(conn, &refusal).into();
+    }
+    refusal.into()
 }
 
 /// Whether the commands after one of `spec` may run at the same reading of the clock, given its

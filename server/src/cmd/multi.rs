@@ -2,13 +2,15 @@
 //!
 //! After MULTI, [`queue`] keeps each command's already decoded arguments (checked for what
 //! Redis checks at queue time: an unknown command, the arity, authentication, `no_multi`, the
-//! user's permissions; any of those makes EXEC answer EXECABORT) and answers QUEUED. EXEC runs
-//! them in one atomic block ([`Databases::atomic`]): the map shards of every key the commands
-//! declare (their key positions in the command table, each in the database it will run in: a
-//! queued SELECT moves the commands after it, and MOVE's destination counts) and of the watched
-//! keys are write-locked in ascending order for the whole of it, every shard of every database
-//! when a command declares no keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO, SWAPDB...), so no other
-//! client sees half of a transaction. Run-time errors stay in the reply array; nothing is rolled back. A reply over
+//! user's permissions; any of those makes EXEC answer EXECABORT, and an EXEC of the wrong
+//! arity discards the transaction at once) and answers QUEUED. EXEC runs them in one atomic
+//! block ([`Databases::atomic`]): the map shards of every key the commands declare (their key
+//! positions in the command table, each in the database it will run in: a queued SELECT moves
+//! the commands after it, and MOVE's destination counts) and of the watched keys are
+//! write-locked in ascending order for the whole of it, every shard of every database when a
+//! command declares no keys (FLUSHALL, KEYS, SCAN, DBSIZE, INFO, SWAPDB...), so no other client
+//! sees half of a transaction. Run-time errors stay in the reply array; nothing is rolled back.
+//! A reply over
 //! `client-output-buffer-limit` closes the client, as Redis does, but only once every queued
 //! command has run.
 //!
@@ -104,14 +106,22 @@ pub fn queue(
         };
         return Ok(flag(conn, error(unknown)));
     };
-    if runs_at_once(spec) {
+    let count = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    let wrong_arity = (arity > 0 && count != arity) || (arity < 0 && count < -arity);
+    if runs_at_once(spec) && !wrong_arity {
         return Err(args);
     }
     conn.client.record_command(index);
-    let count = args.len() as i64;
-    let arity = i64::from(spec.arity);
-    if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        return Ok(flag(conn, error(CommandError::WrongArity(spec.name))));
+    if wrong_arity {
+        // As Redis's rejectCommand: the arity error of any command flags the transaction, the
+        // ones that otherwise run at once (MULTI, WATCH, DISCARD...) included; EXEC's discards
+        // it and answers EXECABORT with the reason.
+        let wrong = error(CommandError::WrongArity(spec.name));
+        if spec.name == "exec" {
+            return Ok(refuse_exec(conn, &wrong));
+        }
+        return Ok(flag(conn, wrong));
     }
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
@@ -431,6 +441,19 @@ fn exec_locked(
         }
     }
     then
+}
+
+/// EXEC refused before it runs (its arity, authentication, permission): as Redis's
+/// rejectCommand and execCommandAbort, the transaction and the watches end, and the refusal
+/// comes as EXECABORT's reason (without ERR, which Redis's format-built refusals lack).
+pub fn refuse_exec(conn: &mut super::ConnState, refusal: &Frame) -> Frame {
+    conn.multi = None;
+    conn.watch = None;
+    let Frame::Error(message) = refusal else {
+        return refusal.clone();
+    };
+    let message = String::from_utf8_lossy(message);
+    abort(message.strip_prefix("ERR ").unwrap_or(&message))
 }
 
 /// EXECABORT for a reason found at EXEC.

@@ -119,6 +119,16 @@ fn queue_time_errors_abort_the_whole_transaction() {
                 "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'x' ",
             ),
             ("GET", "ERR wrong number of arguments for 'get' command"),
+            // The commands that run at once inside MULTI are flagged on arity errors too.
+            ("WATCH", "ERR wrong number of arguments for 'watch' command"),
+            (
+                "MULTI x",
+                "ERR wrong number of arguments for 'multi' command",
+            ),
+            (
+                "DISCARD x",
+                "ERR wrong number of arguments for 'discard' command",
+            ),
             ("SAVE", "ERR Command not allowed inside a transaction"),
             ("SHUTDOWN", "ERR Command not allowed inside a transaction"),
             (
@@ -135,6 +145,52 @@ fn queue_time_errors_abort_the_whole_transaction() {
             assert_eq!(error(con, "EXEC"), "ERR EXEC without MULTI");
         }
     });
+}
+
+#[test]
+fn an_exec_of_the_wrong_arity_discards_the_transaction_and_the_watches() {
+    each_protocol(|_server, con| {
+        assert_eq!(query(con, "WATCH w"), Value::Okay);
+        assert_eq!(query(con, "MULTI"), Value::Okay);
+        queued(con, "SET a 1");
+        assert_eq!(
+            error(con, "EXEC extra"),
+            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
+             command"
+        );
+        assert_eq!(error(con, "EXEC"), "ERR EXEC without MULTI");
+        assert_eq!(query(con, "EXISTS a"), Value::Int(0), "nothing ran");
+        // w is no longer watched: changing it does not fail the next transaction.
+        assert_eq!(query(con, "SET w changed"), Value::Okay);
+        assert_eq!(query(con, "MULTI"), Value::Okay);
+        queued(con, "SET a 2");
+        assert_eq!(exec(con), Some(vec![Value::Okay]));
+    });
+}
+
+/// As Redis's rejectCommand: an EXEC refused before it runs answers EXECABORT with the
+/// reason, outside MULTI too, and before authentication.
+#[test]
+fn an_exec_refused_before_it_runs_answers_execabort_with_the_reason() {
+    each_protocol(|_server, con| {
+        assert_eq!(
+            error(con, "EXEC extra"),
+            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' \
+             command"
+        );
+    });
+    let server = TestServer::with_config(Config {
+        requirepass: Some(sessiond::auth::Secret::new("pw".into())),
+        ..Config::default()
+    });
+    let mut raw = server.raw();
+    raw.command(&[b"EXEC"]);
+    assert_eq!(
+        error_text(&raw.reply()),
+        "EXECABORT Transaction discarded because of: NOAUTH Authentication required."
+    );
+    raw.command(&[b"DISCARD"]);
+    assert_eq!(error_text(&raw.reply()), "NOAUTH Authentication required.");
 }
 
 #[test]
