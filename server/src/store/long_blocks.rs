@@ -121,7 +121,7 @@ pub struct LongBlocks {
     count: AtomicUsize,
     blocks: Mutex<Vec<Arc<LongBlock>>>,
     /// Bumped when a block ends, turns busy or changes what it holds.
-    generation: watch::Sender<u64>,
+    generation: Arc<watch::Sender<u64>>,
 }
 
 impl Default for LongBlocks {
@@ -129,7 +129,7 @@ impl Default for LongBlocks {
         LongBlocks {
             count: AtomicUsize::new(0),
             blocks: Mutex::new(Vec::new()),
-            generation: watch::Sender::new(0),
+            generation: Arc::new(watch::Sender::new(0)),
         }
     }
 }
@@ -191,7 +191,17 @@ impl LongBlocks {
     }
 
     fn bump(&self) {
-        self.generation.send_modify(|generation| *generation += 1);
+        let generation = Arc::clone(&self.generation);
+        let bump = move || generation.send_modify(|generation| *generation += 1);
+        if super::on_multi_thread_worker() {
+            // The script's own thread bumps: a wake from a worker puts the woken task in that
+            // worker's next-task slot, which no other worker takes, and this worker may run
+            // the script for seconds yet. From a thread of the blocking pool, the woken go
+            // to the shared queue.
+            drop(tokio::task::spawn_blocking(bump));
+        } else {
+            bump();
+        }
     }
 
     /// Whether a long block holds `shard` (for the tasks that skip such shards).

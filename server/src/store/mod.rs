@@ -49,6 +49,7 @@ pub use long_blocks::LongBlocks;
 pub use record::Record;
 pub use rename::Renamed;
 pub use session::SessionStats;
+pub(crate) use table::on_multi_thread_worker;
 use table::{is, Table};
 use user_sessions::UserSessions;
 pub use value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};

@@ -19,7 +19,7 @@
 use std::cell::{Cell, RefCell};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use hashbrown::HashTable;
 
@@ -133,12 +133,14 @@ impl Table {
             // a write guard of the same shard is live, which deadlocks outside a block).
             return ShardRead::Held(unsafe { held.as_ref() });
         }
-        ShardRead::Locked(
-            self.shards[shard]
-                .0
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+        let lock = &self.shards[shard].0;
+        ShardRead::Locked(match lock.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                wait_aside(|| lock.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            }
+        })
     }
 
     /// Shard `shard`, write-locked, or borrowed from the atomic block this thread runs in.
@@ -155,10 +157,15 @@ impl Table {
 
     /// Shard `shard`'s write lock, whatever the thread holds.
     fn lock_write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
-        self.shards[shard]
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let lock = &self.shards[shard].0;
+        match lock.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => wait_aside(|| {
+                lock.write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            }),
+        }
     }
 
     /// The shard `shard` of this table if the current thread holds it in an atomic block: one
@@ -365,6 +372,29 @@ impl Table {
     /// Keys held in every shard (each shard read in turn).
     pub fn len(&self) -> usize {
         (0..self.shards.len()).map(|s| self.read(s).len()).sum()
+    }
+}
+
+/// Whether this thread runs a task of the multi-thread runtime as one of its workers, where
+/// `tokio::task::block_in_place` can hand the worker's other tasks to another thread.
+pub(crate) fn on_multi_thread_worker() -> bool {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    tokio::task::try_id().is_some()
+        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
+/// Waits for a shard lock another thread holds. That holder may be a script that runs for
+/// seconds (one that had written before it turned long, see `long_blocks.rs`): on a worker of
+/// the multi-thread runtime, the worker's other tasks go to another thread meanwhile, so that
+/// the connections queued behind this one are served (and SCRIPT KILL or SHUTDOWN NOSAVE can
+/// reach the server). Contention is rare and short otherwise; this is its slow path only.
+#[cold]
+#[inline(never)]
+fn wait_aside<T>(wait: impl FnOnce() -> T) -> T {
+    if on_multi_thread_worker() {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
     }
 }
 
