@@ -11,7 +11,9 @@
 //! The runner reports to a [`Watchdog`] (long scripts: BUSY, SCRIPT KILL); the EVAL handlers
 //! pass [`Unwatched`].
 
+pub mod bit;
 mod call;
+pub mod cjson;
 mod convert;
 mod runner;
 mod vm;

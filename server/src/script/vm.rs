@@ -173,8 +173,9 @@ impl Vm {
 /// Registers the `cjson` and `bit` modules into the scripts' globals (`real`): each is a
 /// `register(lua, globals)` that sets its table there. The sandbox then makes them read-only
 /// like the other libraries. This is the one place they plug in.
-fn register_modules(_lua: &Lua, _real: &Table) -> mlua::Result<()> {
-    Ok(())
+fn register_modules(lua: &Lua, real: &Table) -> mlua::Result<()> {
+    super::cjson::register(lua, real)?;
+    super::bit::register(lua, real)
 }
 
 /// Redis's `__redis__err__handler`: turns any error into a table `{err=...}` and records where

@@ -880,3 +880,50 @@ fn info_memory_reports_the_interpreters_and_the_cache() {
         assert!(sessiond_tests::info_number(&info, "used_memory_lua") > 0);
     });
 }
+
+#[test]
+fn scripts_have_cjson_and_bit_and_cannot_change_them() {
+    each_protocol(|_server, con| {
+        // A session blob as apps store it: decoded, changed, encoded again in one step.
+        let stored = r#"{"user":"ada","cart":["book"],"n":2}"#;
+        let script = "local s = cjson.decode(ARGV[1]) \
+                      table.insert(s.cart, 'pen') s.n = s.n + 1 \
+                      return {cjson.encode(s.cart), s.n, s.user, tostring(cjson.decode('null') == cjson.null)}";
+        assert_eq!(
+            eval(con, script, &[], &[stored]),
+            Value::Array(vec![
+                bulk(r#"["book","pen"]"#),
+                Value::Int(3),
+                bulk("ada"),
+                bulk("true"),
+            ])
+        );
+        assert_eq!(eval(con, "return cjson.encode({})", &[], &[]), bulk("{}"));
+        let bad = eval_error(con, "return cjson.decode('{')", &[], &[]);
+        assert!(
+            bad.contains("Expected object key string but found T_END"),
+            "{bad}"
+        );
+        assert_eq!(
+            eval(
+                con,
+                "return {bit.band(0xff, 0x0f), bit.bxor(5, 3), bit.tohex(-1), bit.lshift(1, 31)}",
+                &[],
+                &[]
+            ),
+            Value::Array(vec![
+                Value::Int(15),
+                Value::Int(6),
+                bulk("ffffffff"),
+                Value::Int(-2_147_483_648),
+            ])
+        );
+        // The libraries are read-only like the others: no script changes what the next sees.
+        let refused = eval_error(con, "cjson.encode = nil", &[], &[]);
+        assert!(
+            refused.contains("Attempt to modify a readonly table"),
+            "{refused}"
+        );
+        assert_eq!(eval(con, "return bit.bor(1, 2)", &[], &[]), Value::Int(3));
+    });
+}
