@@ -24,6 +24,7 @@ use sessiond_protocol::cmd::{position, AclCategories, CommandSpec, COMMANDS};
 use sessiond_protocol::Frame;
 
 use super::{multi, ConnState, Reply, Then};
+use crate::script::{Interrupt, Watchdog};
 use crate::shared::Shared;
 use crate::store::long_blocks::{Gate, Held, Killed, LongBlock};
 
@@ -157,16 +158,6 @@ pub fn script_kill(shared: &Shared) -> Frame {
     }
 }
 
-/// Why a script is stopped before it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interrupt {
-    /// SCRIPT KILL, or a shutdown.
-    Killed,
-    /// It ran long before writing anything: it is stopped, leaves its block, and runs again
-    /// from its start on a blocking thread ([`offload`]).
-    Offload,
-}
-
 /// What a script's runner reports to while the script runs, and asks every thousand Lua
 /// instructions or so ([`ScriptWatch::tick`]). One per thread, reused from run to run
 /// ([`ScriptWatch::on_this_thread`]), so that a script's run allocates nothing for it; the
@@ -252,8 +243,25 @@ impl ScriptWatch {
         }
     }
 
+    /// Registers the script, stopped with [`Interrupt::Offload`], for its run on a blocking
+    /// thread: registered before it leaves this thread, it keeps those needing its shards
+    /// waiting until it is back in its block there. The start time is kept: the threshold
+    /// counts from the first start. `None` when no run is watched.
+    pub fn hand_over(&self) -> Option<Arc<LongBlock>> {
+        let run = self.run();
+        let run = run.as_ref()?;
+        Some(
+            run.shared
+                .dbs
+                .long_blocks()
+                .register(run.held.clone(), run.started, false),
+        )
+    }
+}
+
+impl Watchdog for ScriptWatch {
     /// The script is about to hold `shards` (`None`: every shard).
-    pub fn holding(&self, shards: Option<&[usize]>) {
+    fn holding(&self, shards: Option<&[usize]>) {
         let mut run = self.run();
         let Some(run) = run.as_mut() else {
             return;
@@ -268,7 +276,7 @@ impl ScriptWatch {
     }
 
     /// The script is about to run a write.
-    pub fn wrote(&self) {
+    fn wrote(&self) {
         let mut run = self.run();
         let Some(run) = run.as_mut() else {
             return;
@@ -282,7 +290,7 @@ impl ScriptWatch {
     }
 
     /// Called every thousand instructions or so: `Err` stops the script.
-    pub fn tick(&self) -> Result<(), Interrupt> {
+    fn tick(&self) -> Result<(), Interrupt> {
         let mut guard = self.run();
         let Some(run) = guard.as_mut() else {
             return Ok(());
@@ -318,21 +326,6 @@ impl ScriptWatch {
         }
         Ok(())
     }
-
-    /// Registers the script, stopped with [`Interrupt::Offload`], for its run on a blocking
-    /// thread: registered before it leaves this thread, it keeps those needing its shards
-    /// waiting until it is back in its block there. The start time is kept: the threshold
-    /// counts from the first start. `None` when no run is watched.
-    pub fn hand_over(&self) -> Option<Arc<LongBlock>> {
-        let run = self.run();
-        let run = run.as_ref()?;
-        Some(
-            run.shared
-                .dbs
-                .long_blocks()
-                .register(run.held.clone(), run.started, false),
-        )
-    }
 }
 
 /// Ends a [`ScriptWatch`]'s run when dropped, by return or unwind.
@@ -355,10 +348,7 @@ fn threshold(shared: &Shared) -> Option<Duration> {
 /// core over), so that the connections queued behind it are served meanwhile. Nothing to do on
 /// the one-thread runtime, or off a runtime's task.
 fn step_aside() {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    let on_worker = tokio::task::try_id().is_some()
-        && Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if on_worker {
+    if crate::store::on_multi_thread_worker() {
         // The core goes to a thread of the blocking pool; waiting a moment lets that thread
         // take it before this one would take it back.
         tokio::task::block_in_place(|| std::thread::sleep(HANDOFF));

@@ -5,9 +5,11 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::{Eval, Script};
 use sessiond_protocol::Frame;
 
+use super::busy::ScriptWatch;
 use super::{ConnState, Ctx, Reply};
-use crate::script::{self, Caller, Host, Ran, ScriptCall, ScriptConn, NOSCRIPT};
+use crate::script::{self, Caller, Host, Ran, ScriptCall, ScriptConn, Watchdog, NOSCRIPT};
 use crate::stats::LocalStats;
+use std::sync::Arc;
 
 /// How scripts run their commands: through [`super::dispatch`].
 pub const HOST: Host = Host {
@@ -73,11 +75,32 @@ pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Reply {
         db: ctx.conn.db,
         host: HOST,
     };
-    let frame = match script::run_unwatched(ctx.shared, &call, &caller) {
+    // Inside EXEC the script is part of the transaction's block: it cannot leave it.
+    let may_offload = !crate::store::Store::in_block();
+    let watch = ScriptWatch::on_this_thread();
+    let watching = watch.begin(ctx.shared, may_offload);
+    let watchdog: Arc<dyn Watchdog + Send + Sync> = watch.clone();
+    let frame = match script::run(ctx.shared, &call, &caller, &watchdog) {
         Ran::Reply(frame) => frame,
-        // `Unwatched` never asks for it.
-        Ran::Offload => Frame::error("ERR the script could not run"),
+        Ran::Offload => {
+            // It ran long and wrote nothing: again from its start, on a blocking thread.
+            let block = watch.hand_over();
+            drop(watching);
+            let Some(block) = block else {
+                return Frame::error("ERR the script could not run").into();
+            };
+            let shared = Arc::clone(ctx.shared);
+            return super::busy::offload(ctx.shared, ctx.conn, block, move |watch| {
+                let watchdog: Arc<dyn Watchdog + Send + Sync> = watch.clone();
+                match script::run(&shared, &call, &caller, &watchdog) {
+                    Ran::Reply(frame) => frame,
+                    // Its watch never asks it twice.
+                    Ran::Offload => Frame::error("ERR the script could not run"),
+                }
+            });
+        }
     };
+    drop(watching);
     if !ctx.fits(size(&frame, ctx.out_limit)) {
         return Reply::over_limit();
     }
@@ -150,7 +173,7 @@ pub fn script(ctx: &mut Ctx<'_>, cmd: Script) -> Frame {
             scripts.flush();
             Frame::ok()
         }
-        Script::Kill => Frame::error("NOTBUSY No scripts in execution right now."),
+        Script::Kill => super::busy::script_kill(ctx.shared),
         Script::Help => help(),
     }
 }

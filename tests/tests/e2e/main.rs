@@ -2,6 +2,7 @@
 //! (in-process on port 0, or the real binary) and driving it over TCP.
 
 mod binary;
+mod busy_scripts;
 mod connection;
 mod daemon;
 mod databases;

@@ -1,0 +1,159 @@
+//! Long-running scripts: past `busy-reply-threshold` the commands that need what a script
+//! holds are answered BUSY while the others are served, SCRIPT KILL stops a script that has
+//! written nothing, and SHUTDOWN NOSAVE ends one that has. Every wait here is for a reply or
+//! for the server to end, never a sleep: a command needing the script's key is held until the
+//! script turns busy, then answered BUSY.
+
+use std::time::Duration;
+
+use sessiond::Config;
+use sessiond_protocol::Frame;
+use sessiond_tests::{error_text, RawClient, TestServer};
+
+/// A server whose scripts turn busy after 100 ms, on `threads` runtime threads (1: the
+/// one-thread runtime CI's two cores get by default).
+fn server(threads: usize) -> TestServer {
+    TestServer::with_config(Config {
+        threads,
+        busy_reply_threshold: Duration::from_millis(100),
+        ..Config::default()
+    })
+}
+
+/// A key of a different shard than `key`'s.
+fn elsewhere(server: &TestServer, key: &[u8]) -> Vec<u8> {
+    let store = server.shared.dbs.first();
+    (0..)
+        .map(|i| format!("other:{i}").into_bytes())
+        .find(|other| store.shard_of_key(other) != store.shard_of_key(key))
+        .expect("1024 shards")
+}
+
+/// Sends `GET key` until it is answered BUSY: the script has run past the threshold. Before
+/// it has, the GET is held (not answered) or, if the script has not started yet, answered.
+fn until_busy(client: &mut RawClient, key: &[u8]) {
+    loop {
+        client.command(&[b"GET", key]);
+        match client.reply() {
+            Frame::Error(text) if text.starts_with(b"BUSY ") => return,
+            Frame::Null | Frame::Bulk(_) => continue,
+            other => panic!("GET during a script: {other:?}"),
+        }
+    }
+}
+
+fn script_kill(server: &TestServer) -> Frame {
+    let mut client = server.raw();
+    client.command(&[b"SCRIPT", b"KILL"]);
+    client.reply()
+}
+
+/// A script that reads and loops: BUSY for its key only, SCRIPT KILL stops it, its caller gets
+/// Redis's error and the key is served again.
+fn busy_then_killed(threads: usize) {
+    let server = server(threads);
+    let key = b"{busy}:lock";
+    let mut caller = server.raw();
+    caller.command(&[
+        b"EVAL",
+        b"local v = redis.call('get', KEYS[1]) while true do end",
+        b"1",
+        key,
+    ]);
+    let mut blocked = server.raw();
+    until_busy(&mut blocked, key);
+
+    // Clients of other keys are served as usual; so are commands that touch no key.
+    let mut other = server.raw();
+    other.command(&[b"SET", &elsewhere(&server, key), b"v"]);
+    assert_eq!(other.reply(), Frame::simple("OK"));
+    other.command(&[b"PING"]);
+    assert_eq!(other.reply(), Frame::simple("PONG"));
+    // A command that needs every shard needs the script's too.
+    other.command(&[b"DBSIZE"]);
+    assert!(error_text(&other.reply()).starts_with("BUSY "));
+
+    assert_eq!(script_kill(&server), Frame::simple("OK"));
+    let killed = error_text(&caller.reply());
+    assert!(
+        killed.contains("Script killed by user with SCRIPT KILL"),
+        "{killed}"
+    );
+    blocked.command(&[b"GET", key]);
+    assert_eq!(blocked.reply(), Frame::Null);
+    let not_busy = error_text(&script_kill(&server));
+    assert_eq!(not_busy, "NOTBUSY No scripts in execution right now.");
+}
+
+#[test]
+fn a_busy_script_answers_busy_for_its_keys_and_dies_by_script_kill_on_one_thread() {
+    busy_then_killed(1);
+}
+
+#[test]
+fn a_busy_script_answers_busy_for_its_keys_and_dies_by_script_kill_on_two_threads() {
+    busy_then_killed(2);
+}
+
+#[test]
+fn a_script_that_wrote_is_unkillable_and_shutdown_nosave_ends_it() {
+    // Two threads: on one, a script that has written keeps the only thread (see
+    // docs/scripting.md).
+    let server = server(2);
+    let key = b"{busy}:written";
+    let mut caller = server.raw();
+    caller.command(&[
+        b"EVAL",
+        b"redis.call('set', KEYS[1], 'half') while true do end",
+        b"1",
+        key,
+    ]);
+    // Until it has run long, SCRIPT KILL finds nothing to kill; then it refuses. A command
+    // sent before the script turned long waits for its lock (on a thread of its own) instead
+    // of hearing BUSY, so the GETs come after.
+    let refused = loop {
+        let reply = error_text(&script_kill(&server));
+        if !reply.starts_with("NOTBUSY ") {
+            break reply;
+        }
+    };
+    assert!(refused.starts_with("UNKILLABLE "), "{refused}");
+    let mut blocked = server.raw();
+    until_busy(&mut blocked, key);
+    // SHUTDOWN without NOSAVE would save the script's half-done writes: BUSY, as Redis.
+    let mut admin = server.raw();
+    admin.command(&[b"SHUTDOWN"]);
+    assert!(error_text(&admin.reply()).starts_with("BUSY "));
+    admin.command(&[b"SHUTDOWN", b"NOSAVE"]);
+    // The server ends: the script is stopped, every connection closes.
+    assert!(admin.closed());
+    assert!(blocked.closed());
+    drop(server);
+}
+
+#[test]
+fn a_command_waiting_for_a_script_runs_once_it_ends() {
+    // A threshold of 0 never answers BUSY: the command waits for the script, then runs.
+    let server = TestServer::with_config(Config {
+        busy_reply_threshold: Duration::ZERO,
+        ..Config::default()
+    });
+    let key = b"{busy}:counter";
+    let mut caller = server.raw();
+    // Loops a few million instructions, long past the inline budget, then writes.
+    caller.command(&[
+        b"EVAL",
+        b"local n = 0 for i = 1, 3000000 do n = n + 1 end return redis.call('incrby', KEYS[1], n)",
+        b"1",
+        key,
+    ]);
+    let mut waiting = server.raw();
+    waiting.command(&[b"INCR", key]);
+    let (script, incr) = (caller.reply(), waiting.reply());
+    // Whichever ran first, both ran, one after the other, and nothing was lost.
+    let total = match (script, incr) {
+        (Frame::Integer(a), Frame::Integer(b)) => a.max(b),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(total, 3_000_001);
+}
