@@ -219,7 +219,18 @@ impl Journal {
     /// [`Record::Delete`]) with its database; `None` if the journal overflowed, and the save
     /// must be abandoned.
     pub fn end(&self) -> Option<Vec<(u16, Record)>> {
-        let closed = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // Polled, not waited for: a writer waiting on std's `RwLock` stops new readers, and a
+        // long script holds a reader for its whole run, so every later write, on every thread,
+        // would wait for the script. This runs on the snapshot's own thread.
+        let closed = loop {
+            match self.gate.try_write() {
+                Ok(closed) => break closed,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_micros(200))
+                }
+            }
+        };
         self.active.store(false, Ordering::SeqCst);
         let overflowed =
             self.overflowed.load(Ordering::Relaxed) || self.spoiled.load(Ordering::Relaxed);
