@@ -41,6 +41,9 @@ pub struct Databases {
     mapping: Box<[AtomicU16]>,
     /// SWAPDBs so far: EXEC checks under its locks that none came after it resolved indexes.
     swaps: AtomicU64,
+    /// Held by a SWAPDB for its whole run: two at once would each read the mapping before the
+    /// other stored its own, and leave it naming one store twice.
+    swapping: std::sync::Mutex<()>,
     /// Each index's watch list (shared with the stores, which touch the list of their index).
     watch_lists: Arc<[Watches]>,
 }
@@ -69,6 +72,7 @@ impl Databases {
             dbs,
             mapping: (0..count).map(|db| AtomicU16::new(index(db))).collect(),
             swaps: AtomicU64::new(0),
+            swapping: std::sync::Mutex::new(()),
             watch_lists,
         }
     }
@@ -127,7 +131,8 @@ impl Databases {
 
     /// SWAPDBs so far (see [`Databases::atomic`]).
     pub fn swaps(&self) -> u64 {
-        self.swaps.load(Ordering::Relaxed)
+        // Acquire, with the swap's Release: whoever sees the new count sees the new mapping.
+        self.swaps.load(Ordering::Acquire)
     }
 
     /// WATCH `key` in database `db` for the connection of flag `dirty` (see [`Store::watch`]):
@@ -164,20 +169,23 @@ impl Databases {
         if a == b {
             return true;
         }
+        let swapping = self.swapping.lock().unwrap_or_else(|p| p.into_inner());
         let journal = self.first().journal();
         let rec = journal.recording();
         if rec.on() {
             journal.spoil();
         }
+        // Stable while `swapping` is held: only a swap changes the mapping.
         let (pa, pb) = (self.physical(a), self.physical(b));
         let (sa, sb) = (&self.dbs[pa], &self.dbs[pb]);
         let mut tables = [(&sa.map, pa), (&sb.map, pb)];
         tables.sort_by_key(|(_, at)| *at);
         let blocks = tables.map(|(table, _)| (table, None));
         Table::atomic_many(&blocks, || {
-            self.swaps.fetch_add(1, Ordering::Relaxed);
             self.mapping[a].store(pb as u16, Ordering::Relaxed);
             self.mapping[b].store(pa as u16, Ordering::Relaxed);
+            // After the mapping: an EXEC that reads the new count reads the new mapping too.
+            self.swaps.fetch_add(1, Ordering::Release);
             sa.logical.store(b as u16, Ordering::Relaxed);
             sb.logical.store(a as u16, Ordering::Relaxed);
             let now_ms = sa.now_ms();
@@ -194,6 +202,7 @@ impl Databases {
             sa.changes.add(1);
         });
         drop(rec);
+        drop(swapping);
         true
     }
 
@@ -367,14 +376,16 @@ impl Databases {
     /// reader nor a snapshot sees the key in both databases or in neither. Sessions are refused:
     /// they stay in their user's index. `from` and `to` must differ and exist.
     pub fn move_key(&self, from: usize, to: usize, key: &[u8], now_ms: u64) -> Moved {
-        let (Some(src), Some(dst)) = (self.get(from), self.get(to)) else {
-            return Moved::NotMoved;
-        };
-        if from == to {
+        let count = self.mapping.len();
+        if from >= count || to >= count || from == to {
             return Moved::NotMoved;
         }
+        // Each index read once: the stores and the lock order come from the same reading (a
+        // SWAPDB between two readings would reverse the order against another MOVE).
+        let (pf, pt) = (self.physical(from), self.physical(to));
+        let (src, dst) = (&self.dbs[pf], &self.dbs[pt]);
         // The order of every holder of several databases' locks.
-        let source_first = self.physical(from) < self.physical(to);
+        let source_first = pf < pt;
         let rec = src.journal.recording();
         let (src_hash, src_shard) = src.map.locate(key);
         let (dst_hash, dst_shard) = dst.map.locate(key);
@@ -602,6 +613,44 @@ mod tests {
         assert_eq!(three.count_sessions(b"", b"ada"), 0);
         assert_eq!(three.session_users(), 0, "unindexed after the block");
         assert!(get(zero, b"k").is_some());
+    }
+
+    /// Concurrent SWAPDBs over overlapping pairs leave every index naming a different
+    /// database, each still holding its own key (a swap that read the mapping before another
+    /// stored its own would name one database twice and lose one).
+    #[test]
+    fn concurrent_swaps_keep_the_mapping_a_permutation() {
+        let dbs = std::sync::Arc::new(dbs());
+        for db in 0..4 {
+            dbs.db(db).put_str(format!("db{db}").as_bytes(), START, 0);
+        }
+        let rounds = if cfg!(miri) { 5 } else { 2_000 };
+        let swappers: Vec<_> = [(0, 1), (1, 2), (2, 3), (3, 0)]
+            .into_iter()
+            .map(|(a, b)| {
+                let dbs = std::sync::Arc::clone(&dbs);
+                std::thread::spawn(move || {
+                    for _ in 0..rounds {
+                        assert!(dbs.swap(a, b));
+                    }
+                })
+            })
+            .collect();
+        for swapper in swappers {
+            swapper.join().unwrap();
+        }
+        let mut found: Vec<String> = (0..4)
+            .map(|db| {
+                let keys = dbs.db(db).len();
+                assert_eq!(keys, 1, "database {db} holds {keys} keys");
+                (0..4)
+                    .map(|k| format!("db{k}"))
+                    .find(|key| get(dbs.db(db), key.as_bytes()).is_some())
+                    .unwrap()
+            })
+            .collect();
+        found.sort();
+        assert_eq!(found, ["db0", "db1", "db2", "db3"]);
     }
 
     #[test]
