@@ -210,24 +210,8 @@ impl User {
         if category.is_some_and(|c| !self.categories.contains(c)) {
             return Err(Denied::Command);
         }
-        if spec.first_key <= 0 {
-            return Ok(());
-        }
-        // Redis's key specification: positions first, first + step, ... up to last (negative:
-        // counted from the end).
-        let last = if spec.last_key < 0 {
-            args.len()
-                .saturating_sub(spec.last_key.unsigned_abs() as usize)
-        } else {
-            spec.last_key as usize
-        };
-        let step = spec.step.max(1) as usize;
-        let mut position = spec.first_key as usize;
-        while position <= last && position < args.len() {
-            if !self.keys.allow(&args[position]) {
-                return Err(Denied::Key);
-            }
-            position += step;
+        if spec.key_args(args).any(|key| !self.keys.allow(key)) {
+            return Err(Denied::Key);
         }
         Ok(())
     }

@@ -275,6 +275,40 @@ pub struct CommandSpec {
     parse: Parser,
 }
 
+impl CommandSpec {
+    /// The arguments at the key positions the table declares (Redis's legacy key
+    /// specification): `first_key`, then every `step`, up to `last_key` (negative: counted
+    /// from the end). None for a command that declares no key.
+    pub fn key_args<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let first = usize::try_from(self.first_key).unwrap_or(0);
+        let last = if self.last_key < 0 {
+            args.len()
+                .saturating_sub(self.last_key.unsigned_abs() as usize)
+        } else {
+            self.last_key as usize
+        };
+        let end = last.saturating_add(1).min(args.len());
+        let keys = if first == 0 {
+            None
+        } else {
+            args.get(first..end)
+        };
+        keys.unwrap_or_default()
+            .iter()
+            .step_by(self.step.max(1) as usize)
+    }
+
+    /// Whether the command declares no key and reaches none either: every @connection command
+    /// (PING, AUTH, CLIENT, SELECT...), TIME and LASTSAVE. The other keyless commands (KEYS,
+    /// SCAN, DBSIZE, FLUSHALL, INFO...) read or change the whole keyspace, so an atomic block
+    /// running one holds every shard.
+    pub fn touches_no_key(&self) -> bool {
+        self.first_key <= 0
+            && (self.categories.contains(AclCategories::CONNECTION)
+                || matches!(self.name, "time" | "lastsave"))
+    }
+}
+
 macro_rules! spec {
     ($name:literal, $arity:expr, [$($flag:ident),*], $first:expr, $last:expr, $step:expr,
      [$($cat:ident),*], $summary:literal, $parse:expr) => {

@@ -302,22 +302,9 @@ pub(super) fn key_shards(
     shards: &mut Vec<usize>,
 ) -> bool {
     if spec.first_key <= 0 {
-        return spec
-            .categories
-            .contains(sessiond_protocol::cmd::AclCategories::CONNECTION);
+        return spec.touches_no_key();
     }
-    let last = if spec.last_key < 0 {
-        args.len()
-            .saturating_sub(spec.last_key.unsigned_abs() as usize)
-    } else {
-        spec.last_key as usize
-    };
-    let step = spec.step.max(1) as usize;
-    let mut at = spec.first_key as usize;
-    while at <= last && at < args.len() {
-        shards.push(store.shard_of_key(&args[at]));
-        at += step;
-    }
+    shards.extend(spec.key_args(args).map(|key| store.shard_of_key(key)));
     true
 }
 
@@ -495,7 +482,6 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sessiond_protocol::cmd::AclCategories;
 
     /// EXEC holds no shard for a keyless @connection command (see [`shards_of`]); an atomic block
     /// that then touches a shard panics ([`crate::store`]'s table). These are the ones known to
@@ -504,15 +490,16 @@ mod tests {
     fn the_keyless_commands_exec_holds_no_shard_for_touch_no_key() {
         let mut skipped: Vec<&str> = COMMANDS
             .iter()
-            .filter(|spec| {
-                spec.first_key <= 0 && spec.categories.contains(AclCategories::CONNECTION)
-            })
+            .filter(|spec| spec.touches_no_key())
             .map(|spec| spec.name)
             .collect();
         skipped.sort_unstable();
         assert_eq!(
             skipped,
-            ["auth", "client", "command", "echo", "hello", "ping", "quit", "reset", "select"]
+            [
+                "auth", "client", "command", "echo", "hello", "lastsave", "ping", "quit", "reset",
+                "select", "time"
+            ]
         );
     }
 }
