@@ -323,6 +323,14 @@ where
                     .await
                     .unwrap_or_else(|_| Frame::error("ERR the script's thread failed"));
                 self.clock.stale();
+                // As for a script run inline (`cmd::eval`): past the hard output limit the
+                // client is closed, its reply unsent.
+                let limit = self.shared.config.output_limits.normal.hard();
+                let size = cmd::reply_size(&frame, limit);
+                if self.output.len().saturating_add(size) > limit {
+                    closed_for_output_limit(self.shared, &self.state, self.output.len());
+                    return Err(End::Abrupt);
+                }
                 frame.encode(self.state.version(), &mut self.output);
             }
         }

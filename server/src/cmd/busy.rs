@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sessiond_protocol::cmd::{position, AclCategories, CommandSpec, COMMANDS};
+use sessiond_protocol::cmd::{position, CommandSpec, COMMANDS};
 use sessiond_protocol::Frame;
 
 use super::{multi, ConnState, Reply, Then};
@@ -73,6 +73,15 @@ pub fn gate(shared: &Shared, conn: &mut ConnState, args: Vec<Bytes>) -> Result<V
     };
     match blocks.gate(&needed) {
         Gate::Go => Ok(args),
+        // EXEC refused ends the transaction, as Redis's execCommandAbort.
+        Gate::Busy
+            if conn.multi.is_some()
+                && args
+                    .first()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"exec")) =>
+        {
+            Err(multi::refuse_exec(conn, &Frame::error(BUSY)).into())
+        }
         Gate::Busy => Err(Frame::error(BUSY).into()),
         Gate::Wait(generation) => {
             conn.pending = Some(Box::new(Pending::Deferred { args, generation }));
@@ -95,6 +104,9 @@ fn needs(shared: &Shared, conn: &ConnState, args: &[Bytes]) -> Option<Held> {
     match spec.name {
         // SCRIPT LOAD/EXISTS/FLUSH touch no key; SCRIPT KILL is what a busy server is for.
         "script" => None,
+        // A transaction's bookkeeping touches no key (EXEC's queue is below; WATCH reads its
+        // keys' shards, as declared).
+        "multi" | "discard" | "unwatch" => None,
         "shutdown"
             if args
                 .iter()
@@ -139,7 +151,7 @@ fn keyed(store: &crate::store::Store, spec: &CommandSpec, args: &[Bytes]) -> Opt
     if !multi::key_shards(store, spec, args, &mut shards) {
         return Some(Held::All);
     }
-    if shards.is_empty() && spec.categories.contains(AclCategories::CONNECTION) {
+    if shards.is_empty() && spec.touches_no_key() {
         return None;
     }
     Some(Held::Some(shards))
@@ -275,18 +287,20 @@ impl Watchdog for ScriptWatch {
         }
     }
 
-    /// The script is about to run a write.
-    fn wrote(&self) {
+    /// The script is about to run its first write: refused if SCRIPT KILL (or a shutdown)
+    /// asked it to stop first, as one step with that ask (see [`LongBlock::start_writing`]).
+    fn wrote(&self) -> Result<(), Interrupt> {
         let mut run = self.run();
         let Some(run) = run.as_mut() else {
-            return;
+            return Ok(());
         };
-        if std::mem::replace(&mut run.wrote, true) {
-            return;
-        }
         if let Some(block) = &run.long {
-            run.shared.dbs.long_blocks().set_wrote(block);
+            if !block.start_writing() {
+                return Err(Interrupt::Killed);
+            }
         }
+        run.wrote = true;
+        Ok(())
     }
 
     /// Called every thousand instructions or so: `Err` stops the script.
@@ -366,9 +380,10 @@ pub fn offload(
     let shared = Arc::clone(shared);
     conn.pending = Some(Box::new(Pending::Offload(Box::new(move || {
         let watch = ScriptWatch::offloaded(&shared, block);
-        let frame = job(&watch);
-        watch.end();
-        frame
+        // Unregistered however the job ends, a panic included: a block left registered would
+        // hold up every command on its shards.
+        let _watching = Watching(&watch);
+        job(&watch)
     }))));
     Reply {
         frame: None,

@@ -109,7 +109,7 @@ pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Reply {
 
 /// The encoded size of `frame`, about (headers counted at their largest), counting stopped
 /// past `bound`.
-fn size(frame: &Frame, bound: usize) -> usize {
+pub(crate) fn size(frame: &Frame, bound: usize) -> usize {
     fn add(frame: &Frame, total: &mut usize, bound: usize) {
         if *total > bound {
             return;

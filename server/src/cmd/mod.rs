@@ -58,6 +58,7 @@ use sessiond_protocol::cmd::CommandFlags;
 use sessiond_protocol::{Command, CommandError, Frame, ProtocolVersion};
 
 pub use connection::REDIS_COMPAT_VERSION;
+pub(crate) use eval::size as reply_size;
 pub use eval::HOST as SCRIPT_HOST;
 
 use crate::auth::{Denied, KeyPatterns, User};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use mlua::{HookTriggers, Lua, MultiValue, Table, Value, VmState};
-use sessiond_protocol::cmd::{position, AclCategories, CommandFlags, CommandSpec, COMMANDS};
+use sessiond_protocol::cmd::{position, CommandFlags, CommandSpec, COMMANDS};
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
 use super::convert;
@@ -250,10 +250,13 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         return failed("This Redis command is not allowed from script");
     }
     // A script's block holds shards of its own database only; these reach others.
-    if matches!(spec.name, "select" | "move" | "swapdb" | "flushall") {
+    if matches!(
+        spec.name,
+        "select" | "move" | "swapdb" | "flushall" | "info"
+    ) {
         return failed(
             "This command is not allowed from script in sessiond: a script holds its own \
-             database only (SELECT, MOVE, SWAPDB and FLUSHALL reach others)",
+             database only (SELECT, MOVE, SWAPDB, FLUSHALL and INFO reach others)",
         );
     }
     if let Some(user) = &running.user {
@@ -327,7 +330,15 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         }
     }
     if writes && !running.wrote {
-        running.watchdog.wrote();
+        if let Err(interrupt) = running.watchdog.wrote() {
+            // Killed before its first write: it stops, and the write does not run.
+            drop(current);
+            if let Some(mut hooked) = lua.app_data_mut::<Hooked>() {
+                hooked.stop = Some(Stop::Interrupted(interrupt));
+            }
+            install_hook(lua, 1)?;
+            return Err(mlua::Error::runtime("script stopped"));
+        }
         running.wrote = true;
     }
     let frame = match Command::parse_indexed(argv).1 {
@@ -382,27 +393,17 @@ enum Shards {
 
 /// The shards `spec` with `args` touches, by the rule EXEC follows (see `cmd/multi.rs`).
 fn key_shards(store: &crate::store::Store, spec: &CommandSpec, args: &[Bytes]) -> Shards {
+    if spec.touches_no_key() {
+        return Shards::None;
+    }
     if spec.first_key <= 0 {
-        if spec.categories.contains(AclCategories::CONNECTION) {
-            return Shards::None;
-        }
         return Shards::All;
     }
-    let last = if spec.last_key < 0 {
-        args.len()
-            .saturating_sub(spec.last_key.unsigned_abs() as usize)
-    } else {
-        spec.last_key as usize
-    };
-    let step = spec.step.max(1) as usize;
-    let mut at = spec.first_key as usize;
-    let mut shards = Vec::new();
-    while at <= last {
-        let Some(key) = args.get(at) else { break };
-        shards.push(store.shard_of_key(key));
-        at += step;
-    }
-    Shards::Some(shards)
+    Shards::Some(
+        spec.key_args(args)
+            .map(|key| store.shard_of_key(key))
+            .collect(),
+    )
 }
 
 /// The one argument of a call that takes one.

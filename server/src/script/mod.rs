@@ -43,8 +43,9 @@ pub trait Watchdog {
     fn holding(&self, shards: Option<&[usize]>);
     /// Called from a Lua count hook every ~1000 VM instructions. `Err` stops the script.
     fn tick(&self) -> Result<(), Interrupt>;
-    /// The script is about to run its first write command.
-    fn wrote(&self);
+    /// The script is about to run its first write command; `Err` stops it instead (it was
+    /// killed an instant before: the write must not run).
+    fn wrote(&self) -> Result<(), Interrupt>;
 }
 
 /// Why a [`Watchdog`] stops a script.
@@ -69,7 +70,9 @@ impl Watchdog for Unwatched {
         Ok(())
     }
 
-    fn wrote(&self) {}
+    fn wrote(&self) -> Result<(), Interrupt> {
+        Ok(())
+    }
 }
 
 /// The script to run, owned (`Send + 'static`), so that it can run on any thread.

@@ -430,8 +430,9 @@ mod tests {
                 _ => Ok(()),
             }
         }
-        fn wrote(&self) {
+        fn wrote(&self) -> Result<(), Interrupt> {
             self.wrote.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         }
     }
 

@@ -10,6 +10,13 @@
 //! While none is registered, all of that is one relaxed load ([`LongBlocks::active`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+/// [`LongBlock::state`]: it has written.
+const WROTE: u8 = 1;
+/// [`LongBlock::state`]: SCRIPT KILL asked it to stop.
+const KILL: u8 = 2;
+/// [`LongBlock::state`]: a shutdown asked it to stop.
+const SHUTDOWN: u8 = 4;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -51,10 +58,10 @@ pub enum Stop {
 pub struct LongBlock {
     started: Instant,
     held: Mutex<Held>,
-    wrote: AtomicBool,
     busy: AtomicBool,
-    /// 0, or a [`Stop`] as 1 + its index.
-    stop: AtomicU8,
+    /// [`WROTE`], [`KILL`], [`SHUTDOWN`]: one word, so that a kill and the first write are
+    /// ordered (a kill never lands after a write it did not see).
+    state: AtomicU8,
 }
 
 impl LongBlock {
@@ -65,11 +72,33 @@ impl LongBlock {
 
     /// Why it is asked to stop, if it is.
     pub fn stop(&self) -> Option<Stop> {
-        match self.stop.load(Ordering::Acquire) {
-            1 => Some(Stop::Kill),
-            2 => Some(Stop::Shutdown),
-            _ => None,
+        let state = self.state.load(Ordering::Acquire);
+        if state & SHUTDOWN != 0 {
+            Some(Stop::Shutdown)
+        } else if state & KILL != 0 {
+            Some(Stop::Kill)
+        } else {
+            None
         }
+    }
+
+    /// Marks the block as writing, unless it was asked to stop first: then false, and the
+    /// write must not run.
+    pub fn start_writing(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & (KILL | SHUTDOWN) == 0).then_some(state | WROTE)
+            })
+            .is_ok()
+    }
+
+    /// Asks it to stop for SCRIPT KILL, unless it has written: whether it was asked.
+    fn ask_kill(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & WROTE == 0).then_some(state | KILL)
+            })
+            .is_ok()
     }
 
     /// Whether it has passed the busy-reply threshold.
@@ -81,13 +110,14 @@ impl LongBlock {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ask(&self, stop: Stop) {
-        let code = match stop {
-            Stop::Kill => 1,
-            Stop::Shutdown => 2,
-        };
-        // A shutdown overrides a kill, never the reverse.
-        self.stop.fetch_max(code, Ordering::AcqRel);
+    /// Asks it to stop for a shutdown: with `saving`, only if it has written nothing (its
+    /// half-done writes would be saved otherwise).
+    fn ask_shutdown(&self, saving: bool) {
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (!saving || state & WROTE == 0).then_some(state | SHUTDOWN)
+            });
     }
 }
 
@@ -151,9 +181,8 @@ impl LongBlocks {
         let block = Arc::new(LongBlock {
             started,
             held: Mutex::new(held),
-            wrote: AtomicBool::new(wrote),
             busy: AtomicBool::new(false),
-            stop: AtomicU8::new(0),
+            state: AtomicU8::new(if wrote { WROTE } else { 0 }),
         });
         let mut blocks = self.blocks();
         blocks.push(Arc::clone(&block));
@@ -176,11 +205,6 @@ impl LongBlocks {
     pub fn set_held(&self, block: &LongBlock, held: Held) {
         *block.held() = held;
         self.bump();
-    }
-
-    /// `block` has run its first write.
-    pub fn set_wrote(&self, block: &LongBlock) {
-        block.wrote.store(true, Ordering::Release);
     }
 
     /// `block` has run past the busy-reply threshold: those waiting for it get BUSY.
@@ -252,10 +276,7 @@ impl LongBlocks {
         }
         let mut asked = false;
         for block in blocks.iter() {
-            if !block.wrote.load(Ordering::Acquire) {
-                block.ask(Stop::Kill);
-                asked = true;
-            }
+            asked |= block.ask_kill();
         }
         if asked {
             Killed::Asked
@@ -268,9 +289,7 @@ impl LongBlocks {
     /// false (nothing will be saved) every one.
     pub fn stop_for_shutdown(&self, saving: bool) {
         for block in self.blocks().iter() {
-            if !saving || !block.wrote.load(Ordering::Acquire) {
-                block.ask(Stop::Shutdown);
-            }
+            block.ask_shutdown(saving);
         }
     }
 
@@ -322,6 +341,10 @@ mod tests {
         assert_eq!(blocks.kill(), Killed::NoneRunning);
         let wrote = blocks.register(Held::Some(vec![1]), Instant::now(), true);
         assert_eq!(blocks.kill(), Killed::AllWrote);
+        let racing = blocks.register(Held::Some(vec![3]), Instant::now(), false);
+        assert_eq!(blocks.kill(), Killed::Asked);
+        assert!(!racing.start_writing(), "a killed script must not write");
+        blocks.unregister(&racing);
         assert_eq!(wrote.stop(), None);
         let clean = blocks.register(Held::Some(vec![2]), Instant::now(), false);
         assert_eq!(blocks.kill(), Killed::Asked);

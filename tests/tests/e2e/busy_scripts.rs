@@ -10,6 +10,8 @@ use sessiond::Config;
 use sessiond_protocol::Frame;
 use sessiond_tests::{error_text, RawClient, TestServer};
 
+use super::words::error;
+
 /// A server whose scripts turn busy after 100 ms, on `threads` runtime threads (1: the
 /// one-thread runtime CI's two cores get by default).
 fn server(threads: usize) -> TestServer {
@@ -63,17 +65,51 @@ fn busy_then_killed(threads: usize) {
     let mut blocked = server.raw();
     until_busy(&mut blocked, key);
 
+    // Through redis-rs, in RESP2 and RESP3: BUSY for the script's key, the other keys served.
+    let other_key = elsewhere(&server, key);
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        let busy = error(&mut con, &format!("GET {}", String::from_utf8_lossy(key)));
+        assert!(
+            busy.starts_with("BUSY Redis is busy running a script."),
+            "{busy}"
+        );
+        let served: Option<String> = redis::cmd("GET")
+            .arg(&other_key)
+            .query(&mut con)
+            .expect("a key of another shard is served");
+        assert_eq!(served, None);
+    }
+
     // Clients of other keys are served as usual; so are commands that touch no key.
     let mut other = server.raw();
     other.command(&[b"SET", &elsewhere(&server, key), b"v"]);
     assert_eq!(other.reply(), Frame::simple("OK"));
     other.command(&[b"PING"]);
     assert_eq!(other.reply(), Frame::simple("PONG"));
+    // EXEC refused for BUSY ends the transaction, as Redis's execCommandAbort.
+    other.command(&[b"MULTI"]);
+    assert_eq!(other.reply(), Frame::simple("OK"));
+    other.command(&[b"GET", key]);
+    assert_eq!(other.reply(), Frame::simple("QUEUED"));
+    other.command(&[b"EXEC"]);
+    let aborted = error_text(&other.reply());
+    assert!(
+        aborted.starts_with("EXECABORT Transaction discarded because of: BUSY "),
+        "{aborted}"
+    );
+    other.command(&[b"PING"]);
+    assert_eq!(other.reply(), Frame::simple("PONG"));
     // A command that needs every shard needs the script's too.
     other.command(&[b"DBSIZE"]);
     assert!(error_text(&other.reply()).starts_with("BUSY "));
 
-    assert_eq!(script_kill(&server), Frame::simple("OK"));
+    // SCRIPT KILL through redis-rs in RESP3.
+    let killed: String = redis::cmd("SCRIPT")
+        .arg("KILL")
+        .query(&mut server.connect(true))
+        .expect("SCRIPT KILL");
+    assert_eq!(killed, "OK");
     let killed = error_text(&caller.reply());
     assert!(
         killed.contains("Script killed by user with SCRIPT KILL"),

@@ -290,6 +290,28 @@ fn commands_a_script_may_not_run_are_refused() {
                 "{command}"
             );
         }
+        // A script holds its own database only: these reach the others.
+        for command in [
+            "'SELECT', '1'",
+            "'MOVE', 'k', '1'",
+            "'SWAPDB', '0', '1'",
+            "'INFO'",
+        ] {
+            let script = format!("return redis.call({command})");
+            let refused = eval_error(con, &script, &[], &[]);
+            assert!(
+                refused.starts_with("ERR This command is not allowed from script in sessiond"),
+                "{command}: {refused}"
+            );
+        }
+        // TIME and LASTSAVE touch no key: after a write they run without holding every shard.
+        let reply = eval(
+            con,
+            "redis.call('set', KEYS[1], 'v') return #redis.call('time')",
+            &["{t}:k"],
+            &[],
+        );
+        assert_eq!(reply, Value::Int(2));
     });
 }
 
