@@ -319,9 +319,12 @@ where
                 self.decoded.push_front(args);
             }
             Some(cmd::busy::Pending::Offload(job)) => {
+                let blocks = self.shared.dbs.long_blocks();
+                let slot = blocks.offload_slot().await;
                 let frame = tokio::task::spawn_blocking(job)
                     .await
                     .unwrap_or_else(|_| Frame::error("ERR the script's thread failed"));
+                drop(slot);
                 self.clock.stale();
                 // As for a script run inline (`cmd::eval`): past the hard output limit the
                 // client is closed, its reply unsent.

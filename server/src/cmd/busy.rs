@@ -195,6 +195,8 @@ struct Run {
     may_offload: bool,
     /// Whether it runs on a blocking thread already.
     offloaded: bool,
+    /// Whether it runs inside EXEC, whose block holds every shard whatever it declares.
+    in_transaction: bool,
 }
 
 thread_local! {
@@ -212,18 +214,23 @@ impl ScriptWatch {
     }
 
     /// Starts watching a script starting now on its connection's thread, until the returned
-    /// guard drops. `may_offload` is false where running it again elsewhere would break an
-    /// enclosing atomic block (a script queued in MULTI); it is also false off a runtime.
-    pub fn begin(&self, shared: &Arc<Shared>, may_offload: bool) -> Watching<'_> {
+    /// guard drops. `in_transaction`: it runs inside EXEC, whose block holds every shard (an
+    /// EVAL in the queue makes it so), and which it cannot leave to run elsewhere.
+    pub fn begin(&self, shared: &Arc<Shared>, in_transaction: bool) -> Watching<'_> {
         *self.run() = Some(Run {
             shared: Arc::clone(shared),
             threshold: threshold(shared),
             started: Instant::now(),
-            held: Held::Some(Vec::new()),
+            held: if in_transaction {
+                Held::All
+            } else {
+                Held::Some(Vec::new())
+            },
             wrote: false,
             long: None,
-            may_offload: may_offload && tokio::runtime::Handle::try_current().is_ok(),
+            may_offload: !in_transaction && tokio::runtime::Handle::try_current().is_ok(),
             offloaded: false,
+            in_transaction,
         });
         Watching(self)
     }
@@ -240,6 +247,7 @@ impl ScriptWatch {
             long: Some(block),
             may_offload: false,
             offloaded: true,
+            in_transaction: false,
         };
         Arc::new(ScriptWatch {
             run: Mutex::new(Some(run)),
@@ -278,6 +286,9 @@ impl Watchdog for ScriptWatch {
         let Some(run) = run.as_mut() else {
             return;
         };
+        if run.in_transaction {
+            return;
+        }
         run.held = shards.map_or(Held::All, |shards| Held::Some(shards.to_vec()));
         if let Some(block) = &run.long {
             run.shared

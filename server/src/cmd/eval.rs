@@ -76,9 +76,9 @@ pub fn eval(ctx: &mut Ctx<'_>, cmd: Eval) -> Reply {
         host: HOST,
     };
     // Inside EXEC the script is part of the transaction's block: it cannot leave it.
-    let may_offload = !crate::store::Store::in_block();
+    let in_transaction = crate::store::Store::in_block();
     let watch = ScriptWatch::on_this_thread();
-    let watching = watch.begin(ctx.shared, may_offload);
+    let watching = watch.begin(ctx.shared, in_transaction);
     let watchdog: Arc<dyn Watchdog + Send + Sync> = watch.clone();
     let frame = match script::run(ctx.shared, &call, &caller, &watchdog) {
         Ran::Reply(frame) => frame,

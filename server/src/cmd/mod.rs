@@ -405,7 +405,8 @@ fn execute_gated(
     clock: &mut BatchClock,
     out: &mut BytesMut,
 ) -> Reply {
-    let args = if shared.dbs.long_blocks().active() {
+    // An unauthenticated client is refused (NOAUTH) before it may learn that a script runs.
+    let args = if shared.dbs.long_blocks().active() && conn.user.is_some() {
         match busy::gate(shared, conn, args) {
             Ok(args) => args,
             Err(reply) => return reply,

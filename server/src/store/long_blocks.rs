@@ -152,7 +152,13 @@ pub struct LongBlocks {
     blocks: Mutex<Vec<Arc<LongBlock>>>,
     /// Bumped when a block ends, turns busy or changes what it holds.
     generation: Arc<watch::Sender<u64>>,
+    /// Long scripts run again off the runtime's threads at once, at most: each such thread
+    /// builds an interpreter of its own (up to its memory limit), so their count is bounded.
+    offload_slots: tokio::sync::Semaphore,
 }
+
+/// How many long scripts run off the runtime's threads at once; more wait for a slot.
+pub const OFFLOADED_AT_ONCE: usize = 4;
 
 impl Default for LongBlocks {
     fn default() -> Self {
@@ -160,6 +166,7 @@ impl Default for LongBlocks {
             count: AtomicUsize::new(0),
             blocks: Mutex::new(Vec::new()),
             generation: Arc::new(watch::Sender::new(0)),
+            offload_slots: tokio::sync::Semaphore::new(OFFLOADED_AT_ONCE),
         }
     }
 }
@@ -266,6 +273,12 @@ impl LongBlocks {
         let mut changes = self.generation.subscribe();
         // The sender lives as long as `self`, which outlives this borrow.
         let _ = changes.wait_for(|now| *now != generation).await;
+    }
+
+    /// A slot for a long script to run off the runtime's threads (see [`OFFLOADED_AT_ONCE`]);
+    /// `None` only if the slots were closed, which they never are.
+    pub async fn offload_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.offload_slots.acquire().await.ok()
     }
 
     /// SCRIPT KILL: asks every long block that has written nothing to stop.
