@@ -10,6 +10,7 @@ use sessiond_protocol::cmd::{position, AclCategories, CommandFlags, CommandSpec,
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
 use super::convert;
+use super::vm::Unlimited;
 use super::{Host, ScriptConn};
 use super::{Interrupt, Watchdog};
 use crate::auth::{Denied, User};
@@ -202,6 +203,8 @@ pub(super) fn error_message(lua: &Lua, error: Value) -> mlua::Result<Value> {
 /// `redis.call`'s and `redis.pcall`'s Rust side: runs the command, answers its reply converted
 /// to Lua and whether it is an error (which `redis.call` raises).
 fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    // Lifted until the reply is a Lua value; set again before the script goes on.
+    let _unlimited = Unlimited::new(lua);
     if lua
         .app_data_ref::<Hooked>()
         .is_some_and(|h| h.stop.is_some())

@@ -24,7 +24,7 @@ use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::call::{Current, Hooked, Running, Stop, SCRATCH_KEPT};
 use super::convert;
-use super::vm::Vm;
+use super::vm::{Unlimited, Vm};
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -179,8 +179,10 @@ fn run_in(
             }
             current.running.take()
         });
+        let unlimited = Unlimited::new(&vm.lua);
         let _ = vm.real.raw_set("KEYS", Value::Nil);
         let _ = vm.real.raw_set("ARGV", Value::Nil);
+        drop(unlimited);
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.
         vm.lua.gc_restart();
         if vm.lua.used_memory() > super::LUA_MEMORY_LIMIT / 2 {
@@ -287,11 +289,14 @@ fn call_script(
         }
         vm.real.raw_set(name, table)
     };
+    let unlimited = Unlimited::new(lua);
     if let Err(e) = set("KEYS", &call.keys).and_then(|()| set("ARGV", &call.args)) {
         return Outcome::Failed(e.to_string());
     }
+    drop(unlimited);
     let result: mlua::Result<(bool, Value)> =
         vm.xpcall.call((function.clone(), vm.handler.clone()));
+    let _unlimited = Unlimited::new(lua);
     match result {
         Ok((true, value)) => Outcome::Returned(convert::lua_to_reply(&value, version)),
         Ok((false, Value::Table(error))) => {
