@@ -50,14 +50,11 @@ for _, name in ipairs({'cjson', 'bit'}) do
   if real[name] ~= nil then real[name] = readonly(real[name]) end
 end
 getmetatable('').__metatable = false
+-- A global found is read straight from `real` (a table's __index, no function called); only a
+-- missing one reaches the function of `real`'s own metatable, called from the script's frame
+-- as before (hence level 2).
 local env = setmetatable({}, {
-  __index = function(_, k)
-    local v = rawget(real, k)
-    if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-    end
-    return v
-  end,
+  __index = real,
   __newindex = function(_, k)
     error("Script attempted to create global variable '" .. tostring(k) .. "'", 2)
   end,
@@ -65,6 +62,12 @@ local env = setmetatable({}, {
 })
 protected[env] = true
 real._G = env
+setmetatable(real, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __metatable = false,
+})
 return env
 "#;
 
