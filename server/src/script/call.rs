@@ -25,6 +25,8 @@ pub(super) struct Current {
     pub running: Option<Running>,
     /// Replies that GET and MGET encode themselves are written here, then decoded.
     pub scratch: BytesMut,
+    /// A script stopped the collector (`collectgarbage('stop')`).
+    pub gc_stopped: bool,
 }
 
 /// The most a scratch buffer keeps between runs; a larger one (a GET of a large value) is
@@ -214,7 +216,9 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     let Some(mut current) = lua.app_data_mut::<Current>() else {
         return Err(mlua::Error::runtime("redis.call outside a script"));
     };
-    let Current { running, scratch } = &mut *current;
+    let Current {
+        running, scratch, ..
+    } = &mut *current;
     let Some(running) = running.as_mut() else {
         return Err(mlua::Error::runtime("redis.call outside a script"));
     };

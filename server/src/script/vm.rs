@@ -23,7 +23,7 @@ use super::{Sha, LUA_MEMORY_LIMIT};
 /// see) and the Rust functions: the read-only proxies, the globals' proxy, Redis 7's `pcall`
 /// (an error table or a `redis.call` error comes back as its message).
 const SANDBOX: &str = r#"
-local real, error_message = ...
+local real, error_message, gc_stopped = ...
 local setmetatable, error, rawget, rawset, tostring, pcall =
       setmetatable, error, rawget, rawset, tostring, pcall
 local protected = setmetatable({}, {__mode = 'k'})
@@ -42,6 +42,12 @@ local function unwrap(ok, ...)
   return false, error_message((...))
 end
 real.pcall = function(...) return unwrap(pcall(...)) end
+-- The runner restarts a collector a script stopped, and only then (a restart starts a cycle).
+local collectgarbage = real.collectgarbage
+real.collectgarbage = function(option, ...)
+  if option == 'stop' then gc_stopped() end
+  return collectgarbage(option, ...)
+end
 for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'redis'}) do
   real[name] = readonly(real[name])
 end
@@ -138,10 +144,17 @@ impl Vm {
         register_modules(&lua, &real)?;
         let handler = lua.create_function(error_handler)?;
         let error_message = lua.create_function(super::call::error_message)?;
-        let env: Table = lua
-            .load(SANDBOX)
-            .set_name("=sandbox")
-            .call((real.clone(), error_message))?;
+        let gc_stopped = lua.create_function(|lua, ()| {
+            if let Some(mut current) = lua.app_data_mut::<super::call::Current>() {
+                current.gc_stopped = true;
+            }
+            Ok(())
+        })?;
+        let env: Table = lua.load(SANDBOX).set_name("=sandbox").call((
+            real.clone(),
+            error_message,
+            gc_stopped,
+        ))?;
         let xpcall: Function = globals.raw_get("xpcall")?;
         lua.set_app_data(Hooked::default());
         lua.set_app_data(super::call::Current::default());
