@@ -182,8 +182,8 @@ fn run_in(
             current.running.take()
         });
         let unlimited = Unlimited::new(&vm.lua);
-        let _ = vm.real.raw_set("KEYS", Value::Nil);
-        let _ = vm.real.raw_set("ARGV", Value::Nil);
+        let _ = vm.real.raw_set(&vm.keys_name, Value::Nil);
+        let _ = vm.real.raw_set(&vm.args_name, Value::Nil);
         drop(unlimited);
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.
         // Only then: in Lua 5.1 a restart sets the collector's threshold to the memory in use,
@@ -289,7 +289,7 @@ fn call_script(
     version: ProtocolVersion,
 ) -> Outcome {
     let lua = &vm.lua;
-    let set = |name: &str, items: &[bytes::Bytes]| -> mlua::Result<()> {
+    let set = |name: &mlua::LuaString, items: &[bytes::Bytes]| -> mlua::Result<()> {
         let table = lua.create_table_with_capacity(items.len(), 0)?;
         for (i, item) in items.iter().enumerate() {
             table.raw_set(i + 1, lua.create_string(item)?)?;
@@ -297,7 +297,7 @@ fn call_script(
         vm.real.raw_set(name, table)
     };
     let unlimited = Unlimited::new(lua);
-    if let Err(e) = set("KEYS", &call.keys).and_then(|()| set("ARGV", &call.args)) {
+    if let Err(e) = set(&vm.keys_name, &call.keys).and_then(|()| set(&vm.args_name, &call.args)) {
         return Outcome::Failed(e.to_string());
     }
     drop(unlimited);

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+use mlua::{Function, Lua, LuaOptions, LuaString, StdLib, Table, Value};
 use sessiond_protocol::Frame;
 
 use super::call::Hooked;
@@ -110,6 +110,10 @@ pub(super) struct Vm {
     pub lua: Lua,
     /// The real globals, where KEYS and ARGV are set.
     pub real: Table,
+    /// The names `KEYS` and `ARGV` as Lua strings, made once: a `&str` key is made into one
+    /// (hashed, found among Lua's strings) at every use.
+    pub keys_name: LuaString,
+    pub args_name: LuaString,
     /// What scripts see as their globals.
     pub env: Table,
     /// Lua's `xpcall`, called from Rust with the error handler: no Lua instruction runs after
@@ -159,9 +163,13 @@ impl Vm {
         lua.set_app_data(Hooked::default());
         lua.set_app_data(super::call::Current::default());
         super::call::install_hook(&lua, super::call::TICK_INSTRUCTIONS)?;
+        let keys_name = lua.create_string("KEYS")?;
+        let args_name = lua.create_string("ARGV")?;
         Ok(Vm {
             lua,
             real,
+            keys_name,
+            args_name,
             env,
             xpcall,
             handler,
