@@ -228,17 +228,31 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     if args.is_empty() {
         return failed("Please specify at least one argument for this redis lib call");
     }
+    let invalid = "Lua redis lib command arguments must be strings or integers";
+    // The name is found where it lies in Lua, then stands in `argv` as the table's own
+    // (static) name: one copy fewer per call. Its place is kept until then.
     let mut argv = Vec::with_capacity(args.len());
-    for value in args.iter() {
+    argv.push(Bytes::new());
+    for value in args.iter().skip(1) {
         match convert::argument(value) {
             Some(arg) => argv.push(arg),
-            None => return failed("Lua redis lib command arguments must be strings or integers"),
+            None => return failed(invalid),
         }
     }
-    let index = argv.first().and_then(|name| position(name));
+    let index = match args.front() {
+        Some(Value::String(name)) => position(&name.as_bytes()),
+        Some(other) => match convert::argument(other) {
+            Some(name) => position(&name),
+            None => return failed(invalid),
+        },
+        None => None,
+    };
     let Some(spec) = index.and_then(|i| COMMANDS.get(i)) else {
         return failed("Unknown Redis command called from script");
     };
+    if let Some(name) = argv.first_mut() {
+        *name = Bytes::from_static(spec.name.as_bytes());
+    }
     let count = argv.len() as i64;
     let arity = i64::from(spec.arity);
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
