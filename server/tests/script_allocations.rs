@@ -115,7 +115,7 @@ fn an_evalsha_of_the_phpredis_lock_release_allocates_a_bounded_few_times() {
     }
     let get_and_del = counted / RUNS;
     println!("allocations per EVALSHA: {get_only} (GET), {get_and_del} (GET and DEL)");
-    // Measured: 15 and 22 (45 and 53 while mlua created each table and string under a
+    // Measured: 11 and 18 (45 and 53 while mlua created each table and string under a
     // protected call of its own, the memory limit set). What is left: the block's shard list,
     // each command's argument vector and copies, Lua's own objects. A compilation alone would
     // be hundreds: the bound catches a script compiled per call, or a per-call structure that

@@ -181,10 +181,8 @@ fn run_in(
             gc_stopped = std::mem::take(&mut current.gc_stopped);
             current.running.take()
         });
-        let unlimited = Unlimited::new(&vm.lua);
-        let _ = vm.real.raw_set(&vm.keys_name, Value::Nil);
-        let _ = vm.real.raw_set(&vm.args_name, Value::Nil);
-        drop(unlimited);
+        // Fails only if Lua cannot allocate at all (its limit is lifted), as setting them did.
+        let _ = vm.reset_arguments(call.keys.len(), call.args.len());
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.
         // Only then: in Lua 5.1 a restart sets the collector's threshold to the memory in use,
         // so that a cycle starts at the next allocation (restarting after every run made the
@@ -289,15 +287,15 @@ fn call_script(
     version: ProtocolVersion,
 ) -> Outcome {
     let lua = &vm.lua;
-    let set = |name: &mlua::LuaString, items: &[bytes::Bytes]| -> mlua::Result<()> {
-        let table = lua.create_table_with_capacity(items.len(), 0)?;
+    // The tables are empty (`Vm::reset_arguments`).
+    let set = |table: &mlua::Table, items: &[bytes::Bytes]| -> mlua::Result<()> {
         for (i, item) in items.iter().enumerate() {
             table.raw_set(i + 1, lua.create_string(item)?)?;
         }
-        vm.real.raw_set(name, table)
+        Ok(())
     };
     let unlimited = Unlimited::new(lua);
-    if let Err(e) = set(&vm.keys_name, &call.keys).and_then(|()| set(&vm.args_name, &call.args)) {
+    if let Err(e) = set(&vm.keys, &call.keys).and_then(|()| set(&vm.args, &call.args)) {
         return Outcome::Failed(e.to_string());
     }
     drop(unlimited);
@@ -492,6 +490,31 @@ mod tests {
         assert_eq!(*recorder.holding.lock().unwrap(), vec![Some(vec![]), None]);
         let (_, recorder) = run_with(&shared, &call(body, &[]), Recorder::default());
         assert_eq!(*recorder.holding.lock().unwrap(), vec![None]);
+    }
+
+    #[test]
+    fn what_a_script_does_to_keys_and_argv_does_not_reach_the_next() {
+        let shared = shared();
+        let first = "KEYS[1] = 'changed' KEYS.extra = 1 ARGV[5] = 'x'
+            setmetatable(ARGV, {__index = function() return 'meta' end}) return #KEYS";
+        let (ran, _) = run_with(&shared, &call(first, &["a", "b"]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(2));
+        let second = "return {#KEYS, KEYS[1], tostring(KEYS[2]), tostring(KEYS.extra), #ARGV,
+            tostring(ARGV[5]), tostring(getmetatable(ARGV))}";
+        let bulk = |s: &str| Frame::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let expected = Frame::Array(vec![
+            Frame::Integer(1),
+            bulk("k"),
+            bulk("nil"),
+            bulk("nil"),
+            Frame::Integer(0),
+            bulk("nil"),
+            bulk("nil"),
+        ]);
+        for _ in 0..2 {
+            let (ran, _) = run_with(&shared, &call(second, &["k"]), Recorder::default());
+            assert_eq!(reply(ran), expected);
+        }
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub(super) struct Vm {
     /// (hashed, found among Lua's strings) at every use.
     pub keys_name: LuaString,
     pub args_name: LuaString,
+    /// The tables `KEYS` and `ARGV` (globals in `real`), empty between runs and kept from run
+    /// to run while scripts leave them as they were filled (see [`Vm::reset_arguments`]).
+    pub keys: Table,
+    pub args: Table,
     /// What scripts see as their globals.
     pub env: Table,
     /// Lua's `xpcall`, called from Rust with the error handler: no Lua instruction runs after
@@ -165,11 +169,17 @@ impl Vm {
         super::call::install_hook(&lua, super::call::TICK_INSTRUCTIONS)?;
         let keys_name = lua.create_string("KEYS")?;
         let args_name = lua.create_string("ARGV")?;
+        let keys = lua.create_table()?;
+        let args = lua.create_table()?;
+        real.raw_set(&keys_name, &keys)?;
+        real.raw_set(&args_name, &args)?;
         Ok(Vm {
             lua,
             real,
             keys_name,
             args_name,
+            keys,
+            args,
             env,
             xpcall,
             handler,
@@ -177,6 +187,30 @@ impl Vm {
             generation: 0,
             reported_memory: 0,
         })
+    }
+
+    /// Empties KEYS and ARGV after a run that filled them with `keys` and `args` items, for
+    /// the next. A table the script changed beyond its items (a key added, a metatable set) is
+    /// replaced by a new one, so that nothing a script does reaches the next; so are both once
+    /// the interpreter uses more than half its limit, as a script may have grown one and
+    /// emptied it again (Lua never shrinks a table's parts). Its limit lifted (see
+    /// [`Unlimited`]).
+    pub fn reset_arguments(&mut self, keys: usize, args: usize) -> mlua::Result<()> {
+        let _unlimited = Unlimited::new(&self.lua);
+        let large = self.lua.used_memory() > LUA_MEMORY_LIMIT / 2;
+        for (table, name, len) in [
+            (&mut self.keys, &self.keys_name, keys),
+            (&mut self.args, &self.args_name, args),
+        ] {
+            for i in 1..=len {
+                table.raw_set(i, Value::Nil)?;
+            }
+            if large || table.metatable().is_some() || !table.is_empty() {
+                *table = self.lua.create_table()?;
+                self.real.raw_set(name, &*table)?;
+            }
+        }
+        Ok(())
     }
 
     /// Compiles `body` as a script, after its `#!lua` line if it has one (kept as an empty
