@@ -611,10 +611,64 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
     position(name).and_then(|index| COMMANDS.get(index))
 }
 
-/// The index in [`COMMANDS`] of the command called `name`, ignoring ASCII case.
+/// The index in [`COMMANDS`] of the command called `name`, ignoring ASCII case. The table's
+/// first rows (GET, SET and the like, the most asked) are walked; the others are found in an
+/// index built once, the name lowercased on the stack (a walk to EVALSHA, far down the table,
+/// took hundreds of instructions per request).
 pub fn position(name: &[u8]) -> Option<usize> {
-    COMMANDS.iter().position(|spec| {
+    let same = |spec: &CommandSpec| {
         spec.name.len() == name.len() && spec.name.as_bytes().eq_ignore_ascii_case(name)
+    };
+    if let Some(found) = COMMANDS.iter().take(WALKED).position(same) {
+        return Some(found);
+    }
+    let mut buffer = [0u8; LONGEST_NAME];
+    let lower = buffer.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    names().get(&*lower).copied()
+}
+
+/// How many of [`COMMANDS`]' first rows [`position`] walks before it looks in the index.
+const WALKED: usize = 8;
+
+/// The longest name [`COMMANDS`] may have (a test checks them); a longer one is unknown.
+const LONGEST_NAME: usize = 32;
+
+/// FNV-1a: the keys are the table's own short names, fixed, so that a hash resisting chosen
+/// keys (std's SipHash, most of a lookup's cost) buys nothing.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// [`COMMANDS`]' names (all lowercase) and their index; the first of a name, if one repeated.
+type Names = std::collections::HashMap<&'static [u8], usize, std::hash::BuildHasherDefault<Fnv>>;
+
+fn names() -> &'static Names {
+    static NAMES: std::sync::OnceLock<Names> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = Names::with_capacity_and_hasher(COMMANDS.len(), Default::default());
+        for (index, spec) in COMMANDS.iter().enumerate() {
+            names.entry(spec.name.as_bytes()).or_insert(index);
+        }
+        names
     })
 }
 
@@ -659,6 +713,21 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn position_finds_every_name_in_any_case_as_a_walk_of_the_table_does() {
+        for spec in COMMANDS {
+            let name = spec.name.as_bytes();
+            assert!(name.len() <= LONGEST_NAME, "{}", spec.name);
+            assert_eq!(name, spec.name.to_ascii_lowercase().as_bytes());
+            let first = COMMANDS.iter().position(|s| s.name == spec.name);
+            assert_eq!(position(name), first);
+            assert_eq!(position(spec.name.to_ascii_uppercase().as_bytes()), first);
+        }
+        assert_eq!(position(b""), None);
+        assert_eq!(position(b"gett"), None);
+        assert_eq!(position(&[b'g'; LONGEST_NAME + 1]), None);
+    }
 
     fn parse(line: &str) -> Result<Command, CommandError> {
         Command::parse(

@@ -10,6 +10,7 @@ use sessiond_protocol::cmd::{position, CommandFlags, CommandSpec, COMMANDS};
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
 use super::convert;
+use super::vm::Unlimited;
 use super::{Host, ScriptConn};
 use super::{Interrupt, Watchdog};
 use crate::auth::{Denied, User};
@@ -24,6 +25,8 @@ pub(super) struct Current {
     pub running: Option<Running>,
     /// Replies that GET and MGET encode themselves are written here, then decoded.
     pub scratch: BytesMut,
+    /// A script stopped the collector (`collectgarbage('stop')`).
+    pub gc_stopped: bool,
 }
 
 /// The most a scratch buffer keeps between runs; a larger one (a GET of a large value) is
@@ -202,6 +205,8 @@ pub(super) fn error_message(lua: &Lua, error: Value) -> mlua::Result<Value> {
 /// `redis.call`'s and `redis.pcall`'s Rust side: runs the command, answers its reply converted
 /// to Lua and whether it is an error (which `redis.call` raises).
 fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    // Lifted until the reply is a Lua value; set again before the script goes on.
+    let _unlimited = Unlimited::new(lua);
     if lua
         .app_data_ref::<Hooked>()
         .is_some_and(|h| h.stop.is_some())
@@ -211,7 +216,9 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     let Some(mut current) = lua.app_data_mut::<Current>() else {
         return Err(mlua::Error::runtime("redis.call outside a script"));
     };
-    let Current { running, scratch } = &mut *current;
+    let Current {
+        running, scratch, ..
+    } = &mut *current;
     let Some(running) = running.as_mut() else {
         return Err(mlua::Error::runtime("redis.call outside a script"));
     };
@@ -221,17 +228,31 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     if args.is_empty() {
         return failed("Please specify at least one argument for this redis lib call");
     }
+    let invalid = "Lua redis lib command arguments must be strings or integers";
+    // The name is found where it lies in Lua, then stands in `argv` as the table's own
+    // (static) name: one copy fewer per call. Its place is kept until then.
     let mut argv = Vec::with_capacity(args.len());
-    for value in args.iter() {
+    argv.push(Bytes::new());
+    for value in args.iter().skip(1) {
         match convert::argument(value) {
             Some(arg) => argv.push(arg),
-            None => return failed("Lua redis lib command arguments must be strings or integers"),
+            None => return failed(invalid),
         }
     }
-    let index = argv.first().and_then(|name| position(name));
+    let index = match args.front() {
+        Some(Value::String(name)) => position(&name.as_bytes()),
+        Some(other) => match convert::argument(other) {
+            Some(name) => position(&name),
+            None => return failed(invalid),
+        },
+        None => None,
+    };
     let Some(spec) = index.and_then(|i| COMMANDS.get(i)) else {
         return failed("Unknown Redis command called from script");
     };
+    if let Some(name) = argv.first_mut() {
+        *name = Bytes::from_static(spec.name.as_bytes());
+    }
     let count = argv.len() as i64;
     let arity = i64::from(spec.arity);
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {

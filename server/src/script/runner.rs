@@ -24,7 +24,7 @@ use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::call::{Current, Hooked, Running, Stop, SCRATCH_KEPT};
 use super::convert;
-use super::vm::Vm;
+use super::vm::{Unlimited, Vm};
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
 use crate::shared::Shared;
 use crate::store::Store;
@@ -173,16 +173,23 @@ fn run_in(
             hooked.watchdog = None;
             hooked.stop.take()
         });
+        let mut gc_stopped = false;
         let running = vm.lua.app_data_mut::<Current>().and_then(|mut current| {
             if current.scratch.capacity() > SCRATCH_KEPT {
                 current.scratch = BytesMut::new();
             }
+            gc_stopped = std::mem::take(&mut current.gc_stopped);
             current.running.take()
         });
-        let _ = vm.real.raw_set("KEYS", Value::Nil);
-        let _ = vm.real.raw_set("ARGV", Value::Nil);
+        // Fails only if Lua cannot allocate at all (its limit is lifted), as setting them did.
+        let _ = vm.reset_arguments(call.keys.len(), call.args.len());
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.
-        vm.lua.gc_restart();
+        // Only then: in Lua 5.1 a restart sets the collector's threshold to the memory in use,
+        // so that a cycle starts at the next allocation (restarting after every run made the
+        // collector run without pause, a fifth of an EVALSHA).
+        if gc_stopped {
+            vm.lua.gc_restart();
+        }
         if vm.lua.used_memory() > super::LUA_MEMORY_LIMIT / 2 {
             let _ = vm.lua.gc_collect();
         }
@@ -280,18 +287,21 @@ fn call_script(
     version: ProtocolVersion,
 ) -> Outcome {
     let lua = &vm.lua;
-    let set = |name: &str, items: &[bytes::Bytes]| -> mlua::Result<()> {
-        let table = lua.create_table_with_capacity(items.len(), 0)?;
+    // The tables are empty (`Vm::reset_arguments`).
+    let set = |table: &mlua::Table, items: &[bytes::Bytes]| -> mlua::Result<()> {
         for (i, item) in items.iter().enumerate() {
             table.raw_set(i + 1, lua.create_string(item)?)?;
         }
-        vm.real.raw_set(name, table)
+        Ok(())
     };
-    if let Err(e) = set("KEYS", &call.keys).and_then(|()| set("ARGV", &call.args)) {
+    let unlimited = Unlimited::new(lua);
+    if let Err(e) = set(&vm.keys, &call.keys).and_then(|()| set(&vm.args, &call.args)) {
         return Outcome::Failed(e.to_string());
     }
+    drop(unlimited);
     let result: mlua::Result<(bool, Value)> =
         vm.xpcall.call((function.clone(), vm.handler.clone()));
+    let _unlimited = Unlimited::new(lua);
     match result {
         Ok((true, value)) => Outcome::Returned(convert::lua_to_reply(&value, version)),
         Ok((false, Value::Table(error))) => {
@@ -481,6 +491,45 @@ mod tests {
         assert_eq!(*recorder.holding.lock().unwrap(), vec![Some(vec![]), None]);
         let (_, recorder) = run_with(&shared, &call(body, &[]), Recorder::default());
         assert_eq!(*recorder.holding.lock().unwrap(), vec![None]);
+    }
+
+    #[test]
+    fn what_a_script_does_to_keys_and_argv_does_not_reach_the_next() {
+        let shared = shared();
+        let first = "KEYS[1] = 'changed' KEYS.extra = 1 ARGV[5] = 'x'
+            setmetatable(ARGV, {__index = function() return 'meta' end}) return #KEYS";
+        let (ran, _) = run_with(&shared, &call(first, &["a", "b"]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(2));
+        let second = "return {#KEYS, KEYS[1], tostring(KEYS[2]), tostring(KEYS.extra), #ARGV,
+            tostring(ARGV[5]), tostring(getmetatable(ARGV))}";
+        let bulk = |s: &str| Frame::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()));
+        let expected = Frame::Array(vec![
+            Frame::Integer(1),
+            bulk("k"),
+            bulk("nil"),
+            bulk("nil"),
+            Frame::Integer(0),
+            bulk("nil"),
+            bulk("nil"),
+        ]);
+        for _ in 0..2 {
+            let (ran, _) = run_with(&shared, &call(second, &["k"]), Recorder::default());
+            assert_eq!(reply(ran), expected);
+        }
+    }
+
+    #[test]
+    fn a_collector_a_script_stopped_runs_again_for_the_next() {
+        let shared = shared();
+        let stop = "collectgarbage('stop') return 1";
+        let (ran, _) = run_with(&shared, &call(stop, &[]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(1));
+        // About 4 MB of garbage: a running collector keeps the growth well under 1 MB.
+        let churn = "local before = collectgarbage('count')
+            for i = 1, 100000 do local t = {} end
+            return collectgarbage('count') - before < 1024";
+        let (ran, _) = run_with(&shared, &call(churn, &[]), Recorder::default());
+        assert_eq!(reply(ran), Frame::Integer(1));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value};
+use mlua::{Function, Lua, LuaOptions, LuaString, StdLib, Table, Value};
 use sessiond_protocol::Frame;
 
 use super::call::Hooked;
@@ -23,7 +23,7 @@ use super::{Sha, LUA_MEMORY_LIMIT};
 /// see) and the Rust functions: the read-only proxies, the globals' proxy, Redis 7's `pcall`
 /// (an error table or a `redis.call` error comes back as its message).
 const SANDBOX: &str = r#"
-local real, error_message = ...
+local real, error_message, gc_stopped = ...
 local setmetatable, error, rawget, rawset, tostring, pcall =
       setmetatable, error, rawget, rawset, tostring, pcall
 local protected = setmetatable({}, {__mode = 'k'})
@@ -42,6 +42,12 @@ local function unwrap(ok, ...)
   return false, error_message((...))
 end
 real.pcall = function(...) return unwrap(pcall(...)) end
+-- The runner restarts a collector a script stopped, and only then (a restart starts a cycle).
+local collectgarbage = real.collectgarbage
+real.collectgarbage = function(option, ...)
+  if option == 'stop' then gc_stopped() end
+  return collectgarbage(option, ...)
+end
 for _, name in ipairs({'string', 'table', 'math', 'coroutine', 'redis'}) do
   real[name] = readonly(real[name])
 end
@@ -50,14 +56,11 @@ for _, name in ipairs({'cjson', 'bit'}) do
   if real[name] ~= nil then real[name] = readonly(real[name]) end
 end
 getmetatable('').__metatable = false
+-- A global found is read straight from `real` (a table's __index, no function called); only a
+-- missing one reaches the function of `real`'s own metatable, called from the script's frame
+-- as before (hence level 2).
 local env = setmetatable({}, {
-  __index = function(_, k)
-    local v = rawget(real, k)
-    if v == nil then
-      error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
-    end
-    return v
-  end,
+  __index = real,
   __newindex = function(_, k)
     error("Script attempted to create global variable '" .. tostring(k) .. "'", 2)
   end,
@@ -65,6 +68,12 @@ local env = setmetatable({}, {
 })
 protected[env] = true
 real._G = env
+setmetatable(real, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __metatable = false,
+})
 return env
 "#;
 
@@ -101,6 +110,14 @@ pub(super) struct Vm {
     pub lua: Lua,
     /// The real globals, where KEYS and ARGV are set.
     pub real: Table,
+    /// The names `KEYS` and `ARGV` as Lua strings, made once: a `&str` key is made into one
+    /// (hashed, found among Lua's strings) at every use.
+    pub keys_name: LuaString,
+    pub args_name: LuaString,
+    /// The tables `KEYS` and `ARGV` (globals in `real`), empty between runs and kept from run
+    /// to run while scripts leave them as they were filled (see [`Vm::reset_arguments`]).
+    pub keys: Table,
+    pub args: Table,
     /// What scripts see as their globals.
     pub env: Table,
     /// Lua's `xpcall`, called from Rust with the error handler: no Lua instruction runs after
@@ -135,17 +152,34 @@ impl Vm {
         register_modules(&lua, &real)?;
         let handler = lua.create_function(error_handler)?;
         let error_message = lua.create_function(super::call::error_message)?;
-        let env: Table = lua
-            .load(SANDBOX)
-            .set_name("=sandbox")
-            .call((real.clone(), error_message))?;
+        let gc_stopped = lua.create_function(|lua, ()| {
+            if let Some(mut current) = lua.app_data_mut::<super::call::Current>() {
+                current.gc_stopped = true;
+            }
+            Ok(())
+        })?;
+        let env: Table = lua.load(SANDBOX).set_name("=sandbox").call((
+            real.clone(),
+            error_message,
+            gc_stopped,
+        ))?;
         let xpcall: Function = globals.raw_get("xpcall")?;
         lua.set_app_data(Hooked::default());
         lua.set_app_data(super::call::Current::default());
         super::call::install_hook(&lua, super::call::TICK_INSTRUCTIONS)?;
+        let keys_name = lua.create_string("KEYS")?;
+        let args_name = lua.create_string("ARGV")?;
+        let keys = lua.create_table()?;
+        let args = lua.create_table()?;
+        real.raw_set(&keys_name, &keys)?;
+        real.raw_set(&args_name, &args)?;
         Ok(Vm {
             lua,
             real,
+            keys_name,
+            args_name,
+            keys,
+            args,
             env,
             xpcall,
             handler,
@@ -153,6 +187,30 @@ impl Vm {
             generation: 0,
             reported_memory: 0,
         })
+    }
+
+    /// Empties KEYS and ARGV after a run that filled them with `keys` and `args` items, for
+    /// the next. A table the script changed beyond its items (a key added, a metatable set) is
+    /// replaced by a new one, so that nothing a script does reaches the next; so are both once
+    /// the interpreter uses more than half its limit, as a script may have grown one and
+    /// emptied it again (Lua never shrinks a table's parts). Its limit lifted (see
+    /// [`Unlimited`]).
+    pub fn reset_arguments(&mut self, keys: usize, args: usize) -> mlua::Result<()> {
+        let _unlimited = Unlimited::new(&self.lua);
+        let large = self.lua.used_memory() > LUA_MEMORY_LIMIT / 2;
+        for (table, name, len) in [
+            (&mut self.keys, &self.keys_name, keys),
+            (&mut self.args, &self.args_name, args),
+        ] {
+            for i in 1..=len {
+                table.raw_set(i, Value::Nil)?;
+            }
+            if large || table.metatable().is_some() || !table.is_empty() {
+                *table = self.lua.create_table()?;
+                self.real.raw_set(name, &*table)?;
+            }
+        }
+        Ok(())
     }
 
     /// Compiles `body` as a script, after its `#!lua` line if it has one (kept as an empty
@@ -167,6 +225,29 @@ impl Vm {
             .into_function()
             .map_err(|e| compile_error(&e))?;
         Ok((function, flags))
+    }
+}
+
+/// While alive, the interpreter's memory limit is lifted, for the Rust side's own work: KEYS
+/// and ARGV, a command's reply as Lua values, the script's result. With a limit set, mlua runs
+/// each table or string it creates in a protected call of its own (a closure allocated, a
+/// `lua_pcall`), since the allocation may fail; with none, it creates them directly, about
+/// half of an EVALSHA's instructions. Lua code never runs while one is alive, so a script
+/// still meets the limit at its first allocation; what the Rust side adds in between is
+/// bounded by a command's reply and the request's size.
+pub(super) struct Unlimited<'a>(&'a Lua);
+
+impl<'a> Unlimited<'a> {
+    pub fn new(lua: &'a Lua) -> Unlimited<'a> {
+        // Only fails without mlua's allocator, which `Lua::new_with` always installs.
+        let _ = lua.set_memory_limit(0);
+        Unlimited(lua)
+    }
+}
+
+impl Drop for Unlimited<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set_memory_limit(LUA_MEMORY_LIMIT);
     }
 }
 
