@@ -10,7 +10,7 @@ use sessiond_protocol::cmd::{position, CommandFlags, CommandSpec, COMMANDS};
 use sessiond_protocol::{Command, Frame, FrameDecoder, Limits, ProtocolVersion};
 
 use super::convert;
-use super::vm::Unlimited;
+use super::memory::Unlimited;
 use super::{Host, ScriptConn};
 use super::{Interrupt, Watchdog};
 use crate::auth::{Denied, User};

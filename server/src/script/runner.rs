@@ -24,7 +24,8 @@ use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::call::{Current, Hooked, Running, Stop, SCRATCH_KEPT};
 use super::convert;
-use super::vm::{Unlimited, Vm};
+use super::memory::Unlimited;
+use super::vm::Vm;
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
 use crate::shared::Shared;
 use crate::store::Store;

@@ -17,6 +17,7 @@ use mlua::{Function, Lua, LuaOptions, LuaString, StdLib, Table, Value};
 use sessiond_protocol::Frame;
 
 use super::call::Hooked;
+use super::memory::Unlimited;
 use super::{Sha, LUA_MEMORY_LIMIT};
 
 /// The Lua code that builds the sandbox from the real globals (`real`, which scripts never
@@ -225,29 +226,6 @@ impl Vm {
             .into_function()
             .map_err(|e| compile_error(&e))?;
         Ok((function, flags))
-    }
-}
-
-/// While alive, the interpreter's memory limit is lifted, for the Rust side's own work: KEYS
-/// and ARGV, a command's reply as Lua values, the script's result. With a limit set, mlua runs
-/// each table or string it creates in a protected call of its own (a closure allocated, a
-/// `lua_pcall`), since the allocation may fail; with none, it creates them directly, about
-/// half of an EVALSHA's instructions. Lua code never runs while one is alive, so a script
-/// still meets the limit at its first allocation; what the Rust side adds in between is
-/// bounded by a command's reply and the request's size.
-pub(super) struct Unlimited<'a>(&'a Lua);
-
-impl<'a> Unlimited<'a> {
-    pub fn new(lua: &'a Lua) -> Unlimited<'a> {
-        // Only fails without mlua's allocator, which `Lua::new_with` always installs.
-        let _ = lua.set_memory_limit(0);
-        Unlimited(lua)
-    }
-}
-
-impl Drop for Unlimited<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.set_memory_limit(LUA_MEMORY_LIMIT);
     }
 }
 
