@@ -21,12 +21,14 @@
 
 use mlua::{Function, Lua, MaybeSend, MultiValue, Table, Value};
 
+use super::lib_errors::{self, argument_error, type_name};
+
 /// 2^52 + 2^51: adding it to a double moves the rounded integer into the low mantissa bits.
 const NORMALISE_BIAS: f64 = 6_755_399_441_055_744.0;
 
 /// Sets `globals.bit` to a new table of LuaBitOp's functions.
 pub fn register(lua: &Lua, globals: &Table) -> mlua::Result<()> {
-    let wrap = error_wrapper(lua, globals)?;
+    let wrap = lib_errors::wrapper_factory(lua, globals, "=bit")?;
     let bit = lua.create_table()?;
     add(lua, &bit, &wrap, "tobit", |args| unary(args, |b| b))?;
     add(lua, &bit, &wrap, "bnot", |args| unary(args, |b| !b))?;
@@ -155,20 +157,6 @@ fn tohex(args: &Args<'_>) -> Outcome {
     Ok(vec![Value::String(text)])
 }
 
-/// `lua_typename` of a value, as Lua's error messages spell it.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "boolean",
-        Value::Integer(_) | Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Table(_) => "table",
-        Value::Function(_) => "function",
-        Value::Thread(_) => "thread",
-        _ => "userdata",
-    }
-}
-
 /// Adds `name` to `table`: a Lua closure (from `wrap`) around the Rust function `body`.
 fn add(
     lua: &Lua,
@@ -202,73 +190,6 @@ fn add(
     })?;
     let wrapped: Function = wrap.call(inner)?;
     table.raw_set(name, wrapped)
-}
-
-/// `luaL_argerror`'s message: the function named as its caller called it (`'?'` from C,
-/// e.g. `pcall(cjson.decode)`), arguments counted without `self` for a method call, and the
-/// caller's position. When the script tail-called the wrapper, the call site is gone: then
-/// the library's own name stands in, as the call site most likely spelled it.
-fn argument_error(lua: &Lua, library_name: &str, index: usize, detail: &str) -> String {
-    let named = lua
-        .inspect_stack(1, |debug| {
-            let names = debug.names();
-            let method = names.name_what == Some("method");
-            names.name.map(|name| (name.into_owned(), method))
-        })
-        .flatten();
-    let (name, method) = named.unwrap_or_else(|| {
-        let tail_called = lua.inspect_stack(2, |debug| debug.source().what == "tail");
-        if tail_called == Some(true) {
-            (library_name.to_string(), false)
-        } else {
-            ("?".to_string(), false)
-        }
-    });
-    let position = caller_position(lua);
-    match (method, index) {
-        (true, 1) => format!("{position}calling '{name}' on bad self ({detail})"),
-        (true, _) => format!(
-            "{position}bad argument #{} to '{name}' ({detail})",
-            index.saturating_sub(1)
-        ),
-        (false, _) => format!("{position}bad argument #{index} to '{name}' ({detail})"),
-    }
-}
-
-/// `luaL_where(L, 1)` as the C library would see it: `chunk:line: ` of the Lua function that
-/// called the library function, or nothing for a C caller. Level 0 is the Rust function,
-/// level 1 the Lua wrapper around it, level 2 the script. (If the script tail-called the
-/// wrapper, its frame is gone and so is the position; see the module doc.)
-fn caller_position(lua: &Lua) -> String {
-    lua.inspect_stack(2, |debug| {
-        let line = debug.current_line()?;
-        let source = debug.source().short_src?.into_owned();
-        Some(format!("{source}:{line}: "))
-    })
-    .flatten()
-    .unwrap_or_default()
-}
-
-/// Lua source of the wrapper factory: `(ok, ...)` from Rust becomes results or a string error
-/// raised at level 0 (adding no position: the Rust side already put `luaL_error`'s in).
-const WRAPPER_SOURCE: &str = r#"
-local raise = ...
-local function finish(ok, ...)
-  if ok then return ... end
-  raise((...), 0)
-end
-return function(inner)
-  return function(...) return finish(inner(...)) end
-end
-"#;
-
-/// Builds the wrapper factory around the base library's `error`.
-fn error_wrapper(lua: &Lua, globals: &Table) -> mlua::Result<Function> {
-    let raise = match globals.raw_get::<Value>("error")? {
-        Value::Function(f) => f,
-        _ => lua.globals().raw_get::<Function>("error")?,
-    };
-    lua.load(WRAPPER_SOURCE).set_name("=bit").call(raise)
 }
 
 #[cfg(test)]

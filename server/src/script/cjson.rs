@@ -37,6 +37,8 @@
 
 use mlua::{Function, LightUserData, Lua, MaybeSend, MultiValue, Table, Value};
 
+use super::lib_errors::{self, argument_error, caller_position, type_name};
+
 /// Largest text `encode` produces: Redis's default `proto-max-bulk-len`, 512 MB.
 pub const MAX_ENCODED_BYTES: usize = 512 * 1024 * 1024;
 
@@ -79,12 +81,8 @@ impl Default for Config {
 /// Sets `globals.cjson` to a new table of lua-cjson's functions and `cjson.null`, and resets
 /// this Lua state's cjson configuration to lua-cjson's defaults.
 pub fn register(lua: &Lua, globals: &Table) -> mlua::Result<()> {
-    let wrap = base_function(lua, globals, "error").and_then(|raise| {
-        lua.load(WRAPPER_SOURCE)
-            .set_name("=cjson")
-            .call::<Function>(raise)
-    })?;
-    let next = base_function(lua, globals, "next")?;
+    let wrap = lib_errors::wrapper_factory(lua, globals, "=cjson")?;
+    let next = lib_errors::base_function(lua, globals, "next")?;
     lua.set_app_data(Config::default());
 
     let cjson = lua.create_table()?;
@@ -190,72 +188,6 @@ fn add(
     table.raw_set(name, wrapped)
 }
 
-/// `luaL_argerror`'s message: the function named as its caller called it (`'?'` from C,
-/// e.g. `pcall(cjson.decode)`), arguments counted without `self` for a method call, and the
-/// caller's position. When the script tail-called the wrapper, the call site is gone: then
-/// the library's own name stands in, as the call site most likely spelled it.
-fn argument_error(lua: &Lua, library_name: &str, index: usize, detail: &str) -> String {
-    let named = lua
-        .inspect_stack(1, |debug| {
-            let names = debug.names();
-            let method = names.name_what == Some("method");
-            names.name.map(|name| (name.into_owned(), method))
-        })
-        .flatten();
-    let (name, method) = named.unwrap_or_else(|| {
-        let tail_called = lua.inspect_stack(2, |debug| debug.source().what == "tail");
-        if tail_called == Some(true) {
-            (library_name.to_string(), false)
-        } else {
-            ("?".to_string(), false)
-        }
-    });
-    let position = caller_position(lua);
-    match (method, index) {
-        (true, 1) => format!("{position}calling '{name}' on bad self ({detail})"),
-        (true, _) => format!(
-            "{position}bad argument #{} to '{name}' ({detail})",
-            index.saturating_sub(1)
-        ),
-        (false, _) => format!("{position}bad argument #{index} to '{name}' ({detail})"),
-    }
-}
-
-/// `luaL_where(L, 1)` as the C library would see it: `chunk:line: ` of the Lua function that
-/// called the library function, or nothing for a C caller. Level 0 is the Rust function,
-/// level 1 the Lua wrapper around it, level 2 the script. (If the script tail-called the
-/// wrapper, its frame is gone and so is the position; see the module doc.)
-fn caller_position(lua: &Lua) -> String {
-    lua.inspect_stack(2, |debug| {
-        let line = debug.current_line()?;
-        let source = debug.source().short_src?.into_owned();
-        Some(format!("{source}:{line}: "))
-    })
-    .flatten()
-    .unwrap_or_default()
-}
-
-/// Lua source of the wrapper factory: `(ok, ...)` from Rust becomes results or a string error
-/// raised at level 0 (adding no position: the Rust side already put `luaL_error`'s in).
-const WRAPPER_SOURCE: &str = r#"
-local raise = ...
-local function finish(ok, ...)
-  if ok then return ... end
-  raise((...), 0)
-end
-return function(inner)
-  return function(...) return finish(inner(...)) end
-end
-"#;
-
-/// A base-library function from `globals`, else from the real globals.
-fn base_function(lua: &Lua, globals: &Table, name: &str) -> mlua::Result<Function> {
-    match globals.raw_get::<Value>(name)? {
-        Value::Function(f) => Ok(f),
-        _ => lua.globals().raw_get::<Function>(name),
-    }
-}
-
 /// This Lua state's configuration (defaults if `register` was not called on it).
 fn config(lua: &Lua) -> Config {
     match lua.try_app_data_ref::<Config>() {
@@ -267,20 +199,6 @@ fn config(lua: &Lua) -> Config {
 fn store_config(lua: &Lua, cfg: Config) {
     if let Ok(Some(mut slot)) = lua.try_app_data_mut::<Config>() {
         *slot = cfg;
-    }
-}
-
-/// `lua_typename` of a value, as Lua's and lua-cjson's messages spell it.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "boolean",
-        Value::Integer(_) | Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Table(_) => "table",
-        Value::Function(_) => "function",
-        Value::Thread(_) => "thread",
-        _ => "userdata",
     }
 }
 

@@ -15,6 +15,7 @@ pub mod bit;
 mod call;
 pub mod cjson;
 mod convert;
+mod lib_errors;
 mod memory;
 mod runner;
 mod vm;
