@@ -384,28 +384,17 @@ pub fn execute(
     clock: &mut BatchClock,
     out: &mut BytesMut,
 ) -> Reply {
-    if conn.multi.is_some() {
+    let args = match conn.multi {
         // Inside MULTI: queued, or refused (and the transaction flagged), or one of the
         // commands that run at once.
-        match multi::queue(shared, conn, args) {
+        Some(_) => match multi::queue(shared, conn, args) {
             Ok(frame) => return frame.into(),
-            Err(args) => return execute_gated(shared, conn, stats, args, clock, out),
-        }
-    }
-    execute_gated(shared, conn, stats, args, clock, out)
-}
-
-/// [`execute_now`] once no long script holds what the command needs (see [`busy::gate`]).
-#[inline]
-fn execute_gated(
-    shared: &Arc<Shared>,
-    conn: &mut ConnState,
-    stats: &mut LocalStats,
-    args: Vec<Bytes>,
-    clock: &mut BatchClock,
-    out: &mut BytesMut,
-) -> Reply {
-    // An unauthenticated client is refused (NOAUTH) before it may learn that a script runs.
+            Err(args) => args,
+        },
+        None => args,
+    };
+    // Once no long script holds what it needs (see [`busy::gate`]). An unauthenticated client
+    // is refused (NOAUTH) before it may learn that a script runs.
     let args = if shared.dbs.long_blocks().active() && conn.user.is_some() {
         match busy::gate(shared, conn, args) {
             Ok(args) => args,
