@@ -118,6 +118,15 @@ fn needs(shared: &Shared, conn: &ConnState, args: &[Bytes]) -> Option<Held> {
         // Its final save reads every shard.
         "shutdown" => Some(Held::All),
         "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
+            // A script known to touch keys it does not declare holds every shard.
+            let sha = if spec.name.starts_with("evalsha") {
+                crate::script::parse_sha(args.get(1)?)
+            } else {
+                Some(crate::script::sha1_hex(args.get(1)?))
+            };
+            if sha.is_some_and(|sha| shared.scripts.holds_all(&sha)) {
+                return Some(Held::All);
+            }
             // A script declaring no key may touch any: it takes every shard.
             let count = std::str::from_utf8(args.get(2)?)
                 .ok()?
@@ -312,6 +321,21 @@ impl Watchdog for ScriptWatch {
         }
         run.wrote = true;
         Ok(())
+    }
+
+    /// Elsewhere when a long script may hold shards this one would wait for here: on the
+    /// runtime's thread that wait would hold up every connection on it.
+    fn restart_elsewhere(&self) -> bool {
+        let mut run = self.run();
+        let Some(run) = run.as_mut() else {
+            return false;
+        };
+        let elsewhere = run.may_offload && run.shared.dbs.long_blocks().active();
+        if elsewhere {
+            // It starts over holding every shard: registered so before it leaves.
+            run.held = Held::All;
+        }
+        elsewhere
     }
 
     /// Called every thousand instructions or so: `Err` stops the script.

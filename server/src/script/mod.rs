@@ -48,6 +48,12 @@ pub trait Watchdog {
     /// The script is about to run its first write command; `Err` stops it instead (it was
     /// killed an instant before: the write must not run).
     fn wrote(&self) -> Result<(), Interrupt>;
+    /// The script, which wrote nothing, must start over holding every shard: whether it should
+    /// rather start over elsewhere (`Ran::Offload`), where waiting for every shard holds up no
+    /// other connection (a long script may hold some for seconds).
+    fn restart_elsewhere(&self) -> bool {
+        false
+    }
 }
 
 /// Why a [`Watchdog`] stops a script.

@@ -206,6 +206,9 @@ fn run_in(
             None => return Ran::Reply(outcome.into_frame(&call.sha)),
             Some(Stop::Restart) if !holds_all && !wrote => {
                 scripts.set_holds_all(&call.sha);
+                if watchdog.restart_elsewhere() {
+                    return Ran::Offload;
+                }
                 holds_all = true;
             }
             Some(Stop::Interrupted(Interrupt::Offload)) if !wrote => return Ran::Offload,

@@ -193,3 +193,38 @@ fn a_command_waiting_for_a_script_runs_once_it_ends() {
     };
     assert_eq!(total, 3_000_001);
 }
+
+#[test]
+fn a_script_that_must_hold_every_shard_waits_off_the_thread_while_a_long_one_runs() {
+    // One thread: a script that touches a key it did not declare, in a shard a long script
+    // holds, starts over holding every shard on a thread of its own, not on the only one.
+    let server = server(1);
+    let key = b"{busy}:long";
+    let mut long = server.raw();
+    long.command(&[b"EVAL", b"while true do end", b"1", key]);
+    until_busy(&mut server.raw(), key);
+    let declared = elsewhere(&server, key);
+    let mut undeclared = server.raw();
+    undeclared.command(&[
+        b"EVAL",
+        b"return redis.call('get', ARGV[1])",
+        b"1",
+        &declared,
+        key,
+    ]);
+    // The server goes on serving meanwhile.
+    let mut other = server.raw();
+    other.command(&[b"PING"]);
+    assert_eq!(other.reply(), Frame::simple("PONG"));
+    assert_eq!(script_kill(&server), Frame::simple("OK"));
+    assert!(error_text(&long.reply()).contains("Script killed by user with SCRIPT KILL"));
+    // Stopped with the long one (it was waiting, having written nothing), or run after it.
+    match undeclared.reply() {
+        Frame::Null => {}
+        Frame::Error(text) => assert!(
+            String::from_utf8_lossy(&text).contains("Script killed by user"),
+            "{text:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
