@@ -38,6 +38,10 @@ pub const INLINE_BUDGET: Duration = Duration::from_millis(2);
 /// How long a script that steps aside waits for another thread to take its worker's tasks.
 const HANDOFF: Duration = Duration::from_millis(1);
 
+/// How often a long script on a worker steps aside again (once its worker's tasks have gone to
+/// another thread, a step aside costs nothing: the thread has none left to hand over).
+const STEP_ASIDE_AGAIN: Duration = Duration::from_millis(20);
+
 /// What a connection does before its next command, set with [`Then::Pending`].
 pub enum Pending {
     /// Waits until the long blocks change past `generation`, then runs `args` (again through
@@ -206,6 +210,8 @@ struct Run {
     offloaded: bool,
     /// Whether it runs inside EXEC, whose block holds every shard whatever it declares.
     in_transaction: bool,
+    /// When it last handed its worker's tasks over ([`step_aside`]).
+    stepped_aside: Instant,
 }
 
 thread_local! {
@@ -240,6 +246,7 @@ impl ScriptWatch {
             may_offload: !in_transaction && tokio::runtime::Handle::try_current().is_ok(),
             offloaded: false,
             in_transaction,
+            stepped_aside: Instant::now(),
         });
         Watching(self)
     }
@@ -257,6 +264,7 @@ impl ScriptWatch {
             may_offload: false,
             offloaded: true,
             in_transaction: false,
+            stepped_aside: Instant::now(),
         };
         Arc::new(ScriptWatch {
             run: Mutex::new(Some(run)),
@@ -346,7 +354,14 @@ impl Watchdog for ScriptWatch {
         };
         let mut stepped_in = false;
         let block = match &run.long {
-            Some(block) => Arc::clone(block),
+            Some(block) => {
+                // Again now and then: under load the first hand-over may find no thread ready
+                // to take the worker's tasks, which would then wait for the script.
+                if !run.offloaded && run.stepped_aside.elapsed() >= STEP_ASIDE_AGAIN {
+                    stepped_in = true;
+                }
+                Arc::clone(block)
+            }
             None => {
                 if run.started.elapsed() < INLINE_BUDGET {
                     return Ok(());
@@ -368,6 +383,9 @@ impl Watchdog for ScriptWatch {
             if !block.is_busy() && block.started().elapsed() >= threshold {
                 run.shared.dbs.long_blocks().set_busy(&block);
             }
+        }
+        if stepped_in {
+            run.stepped_aside = Instant::now();
         }
         drop(guard);
         if stepped_in {
