@@ -280,9 +280,13 @@ impl Databases {
         }
     }
 
-    /// The active expiry task of every database (see [`Store::run_active_expiry`]): one task,
-    /// which visits the databases that hold keys with a deadline in turn, so that their number
-    /// does not multiply the timers. A cycle counts for every database once all were visited.
+    /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
+    /// due keys, yielding to other tasks between slices of work. One task visits the databases
+    /// that hold keys with a deadline in turn, so that their number does not multiply the
+    /// timers; a cycle counts for every database once all were visited. Ends when `shutdown`
+    /// resolves, also in the middle of a cycle (at the end of a slice): a mass expiry must not
+    /// hold up a shutdown, and the keys it leaves are dead to every reader and to the final
+    /// snapshot.
     pub async fn run_active_expiry(
         self: Arc<Self>,
         interval: Duration,
@@ -299,7 +303,8 @@ impl Databases {
                 _ = self.clock().moved() => {}
             }
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
-                // Dropped at a yield between slices, as in `Store::run_active_expiry`.
+                // Dropped at a yield between slices, where no lock or recording is held; the
+                // due positions it had taken are lost with it, which only a shutdown affords.
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => return,

@@ -1,5 +1,5 @@
 //! The deadline index that lets the active expiry task find dead keys without scanning, and
-//! the task itself ([`Store::run_active_expiry`]).
+//! the task itself ([`Databases::run_active_expiry`](super::Databases::run_active_expiry)).
 //!
 //! Keys with a deadline are queued by *tick* (`1 << TICK_SHIFT` ms of wall-clock time from the
 //! store's epoch) in a few mutex-protected ordered maps, each key as its 64-bit hash: 8 bytes,
@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::accounting::{Before, Removal};
@@ -358,36 +358,6 @@ impl Store {
         *next == hashes.len()
     }
 
-    /// The active expiry task: every `interval` (and whenever a manual clock moves), reclaims
-    /// due keys, yielding to other tasks between slices of work. Ends when `shutdown` resolves,
-    /// also in the middle of a cycle (at the end of a slice): a mass expiry must not hold up a
-    /// shutdown, and the keys it leaves are dead to every reader and to the final snapshot.
-    pub async fn run_active_expiry(
-        self: Arc<Self>,
-        interval: Duration,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = ticker.tick() => {}
-                _ = self.clock.moved() => {}
-            }
-            // Dropped at a yield between slices, where no lock or recording is held; the due
-            // positions it had taken are lost with it, which only a shutdown can afford.
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return,
-                _ = self.expire_in_batches() => {}
-            }
-            self.count_expiry_cycle();
-        }
-    }
-
     /// Counts a completed active-expiry cycle (see [`Store::expiry_cycles`]).
     pub(super) fn count_expiry_cycle(&self) {
         self.expiry_cycles.send_modify(|cycles| *cycles += 1);
@@ -446,6 +416,8 @@ fn expiry_slice(waited: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::clock::Clock;
 
     #[test]
@@ -596,7 +568,15 @@ mod tests {
 
     #[test]
     fn the_expiry_task_ends_in_the_middle_of_a_mass_expiry_on_shutdown() {
-        let (store, keys) = all_due();
+        let start = 1_000_000;
+        let (clock, manual) = Clock::manual(start);
+        let dbs = Arc::new(super::super::Databases::new(clock, 1));
+        let store = Arc::clone(dbs.first());
+        let keys = 200 * EXPIRY_BATCH;
+        for i in 0..keys {
+            store.put_str(format!("sess:{i}").as_bytes(), start, start + 1);
+        }
+        manual.advance(1_000);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -604,7 +584,7 @@ mod tests {
         let cycles = store.expiry_cycles();
         runtime.block_on(async {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let expiry = tokio::spawn(store.clone().run_active_expiry(
+            let expiry = tokio::spawn(dbs.clone().run_active_expiry(
                 Duration::from_secs(3600),
                 async move {
                     let _ = stopped.await;

@@ -7,7 +7,7 @@
 //! atomic block (EXEC, [`Store::atomic`]), its keys' shards in ascending order for its whole
 //! run) — never across an `.await`.
 //! Expired keys are invisible at once (every access compares the deadline with the clock) and
-//! are reclaimed without any read by [`Store::run_active_expiry`], the active expiry task;
+//! are reclaimed without any read by [`Databases::run_active_expiry`], the active expiry task;
 //! see [`expiry`] for the deadline index that makes that cheap.
 //!
 //! Only this module mutates entries, so the bookkeeping that follows every write lives in one
