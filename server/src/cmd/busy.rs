@@ -3,7 +3,7 @@
 //! A script runs on the thread of the connection that called it, in an atomic block over the
 //! shards it holds ([`crate::store::Store::atomic`]). For its first [`INLINE_BUDGET`] nothing
 //! else happens: others needing its shards wait on their locks, as for a write. Past it, its
-//! runner's [`ScriptWatch`] registers it as a long block ([`LongBlocks`]), so that:
+//! runner's [`ScriptWatch`] registers it as a long block ([`LongBlocks`](crate::store::LongBlocks)), so that:
 //! - a command that needs its shards waits without holding the runtime's thread
 //!   ([`Pending::Deferred`]), and once the script has run past `busy-reply-threshold` is
 //!   answered [`BUSY`] instead; commands on other shards are served as usual;
@@ -12,7 +12,7 @@
 //! - the script leaves the runtime's thread: one that has written nothing yet is stopped and
 //!   run again from its start on a blocking thread ([`Interrupt::Offload`], [`offload`]: it
 //!   has had no effect, so running it again is unseen); one that has written hands its worker's
-//!   other tasks to another thread on the multi-thread runtime ([`step_aside`]). On the
+//!   other tasks to another thread on the multi-thread runtime (`step_aside`). On the
 //!   one-thread runtime a script that writes and then runs long keeps the only thread until it
 //!   ends, as on Redis, but without BUSY replies meanwhile (documented in docs/scripting.md).
 

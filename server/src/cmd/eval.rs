@@ -11,7 +11,7 @@ use crate::script::{self, Caller, Host, Ran, ScriptCall, ScriptConn, Watchdog, N
 use crate::stats::LocalStats;
 use std::sync::Arc;
 
-/// How scripts run their commands: through [`super::dispatch`].
+/// How scripts run their commands: through the commands' own dispatch.
 pub const HOST: Host = Host {
     dispatch: dispatch_for_script,
     redis_version: super::REDIS_COMPAT_VERSION,
