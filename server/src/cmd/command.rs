@@ -95,63 +95,56 @@ fn describe(spec: &CommandSpec) -> Frame {
 /// One key specification, in Redis 7's shape: flags, then a key at a fixed index, then a range
 /// of keys from there.
 fn key_spec(spec: &KeySpec) -> Frame {
-    let map = |pairs: Vec<(&'static str, Frame)>| {
-        Frame::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
-    };
-    map(vec![
-        ("flags", statuses(spec.flags.iter().copied())),
-        (
-            "begin_search",
-            map(vec![
-                ("type", text("index")),
-                ("spec", map(vec![("index", Frame::Integer(spec.index))])),
-            ]),
-        ),
-        (
-            "find_keys",
-            map(vec![
-                ("type", text("range")),
-                (
-                    "spec",
-                    map(vec![
-                        ("lastkey", Frame::Integer(spec.last_key)),
-                        ("keystep", Frame::Integer(1)),
-                        ("limit", Frame::Integer(0)),
-                    ]),
-                ),
-            ]),
-        ),
-    ])
+    key_spec_frame(
+        spec.flags,
+        spec.index,
+        "range",
+        vec![
+            ("lastkey", Frame::Integer(spec.last_key)),
+            ("keystep", Frame::Integer(1)),
+            ("limit", Frame::Integer(0)),
+        ],
+    )
 }
 
 /// A `keynum` key specification (EVAL's), in Redis 7's shape: the count at `index`, the keys
 /// right after it.
 fn keynum_spec(spec: &KeynumSpec) -> Frame {
+    key_spec_frame(
+        spec.flags,
+        spec.index,
+        "keynum",
+        vec![
+            ("keynumidx", Frame::Integer(0)),
+            ("firstkey", Frame::Integer(1)),
+            ("keystep", Frame::Integer(1)),
+        ],
+    )
+}
+
+/// A key specification's map: its flags, an index `begin_search`, and `find_keys` of type
+/// `find` with `spec`.
+fn key_spec_frame(
+    flags: &[&'static str],
+    index: i64,
+    find: &'static str,
+    spec: Vec<(&'static str, Frame)>,
+) -> Frame {
     let map = |pairs: Vec<(&'static str, Frame)>| {
         Frame::Map(pairs.into_iter().map(|(k, v)| (text(k), v)).collect())
     };
     map(vec![
-        ("flags", statuses(spec.flags.iter().copied())),
+        ("flags", statuses(flags.iter().copied())),
         (
             "begin_search",
             map(vec![
                 ("type", text("index")),
-                ("spec", map(vec![("index", Frame::Integer(spec.index))])),
+                ("spec", map(vec![("index", Frame::Integer(index))])),
             ]),
         ),
         (
             "find_keys",
-            map(vec![
-                ("type", text("keynum")),
-                (
-                    "spec",
-                    map(vec![
-                        ("keynumidx", Frame::Integer(0)),
-                        ("firstkey", Frame::Integer(1)),
-                        ("keystep", Frame::Integer(1)),
-                    ]),
-                ),
-            ]),
+            map(vec![("type", text(find)), ("spec", map(spec))]),
         ),
     ])
 }
