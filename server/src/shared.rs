@@ -91,6 +91,8 @@ impl Shared {
         tls_local_addr: Option<SocketAddr>,
         data_dir_lock: Option<persist::lock::DirLock>,
     ) -> Shared {
+        // The events the configuration enables, until CONFIG SET changes them.
+        dbs.notifier().flags().set(config.notify_keyspace_events);
         Shared {
             auth,
             auth_failure_log: FailureLog::default(),

@@ -58,6 +58,7 @@ use watched::Watches;
 
 use crate::clock::Clock;
 use crate::glob;
+use crate::notify::Notifier;
 use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
@@ -117,6 +118,8 @@ pub struct Store {
     /// Atomic blocks that run long (scripts), and the shards they hold, in every database
     /// (shared).
     long_blocks: Arc<LongBlocks>,
+    /// Where keyspace and session events go (the server's, shared by its databases).
+    notifier: Arc<Notifier>,
 }
 
 /// What the databases of one server share (see [`Databases`]).
@@ -136,6 +139,8 @@ pub(crate) struct Common {
     /// number names it in all of them (a long script in one database makes commands on that
     /// shard number wait in the others too: rare with 1024 shards, and never too little).
     pub(crate) long_blocks: Arc<LongBlocks>,
+    /// The publisher of keyspace and session events.
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -169,6 +174,7 @@ impl Store {
                 watch_lists: Arc::from([Watches::default()]),
                 lazy_free: Arc::default(),
                 long_blocks: Arc::default(),
+                notifier: Arc::default(),
             },
         )
     }
@@ -184,6 +190,7 @@ impl Store {
             watch_lists,
             lazy_free,
             long_blocks,
+            notifier,
         } = common;
         Store {
             map: Table::with_hasher(SHARDS, hasher),
@@ -206,6 +213,7 @@ impl Store {
             logical: AtomicU16::new(db),
             long_blocks,
             users_counted: AtomicU64::new(0),
+            notifier,
         }
     }
 
@@ -223,6 +231,11 @@ impl Store {
         // `logical` indexes `watch_lists`: both are set by `Databases`, which swaps indexes of
         // databases it has; a lone store has index 0 and one list.
         &lists[usize::from(self.logical()).min(lists.len() - 1)]
+    }
+
+    /// Where this database's keyspace and session events go.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
     }
 
     /// The clock deadlines are measured against.
