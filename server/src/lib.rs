@@ -24,6 +24,7 @@
 //! - [`notify`]: keyspace notifications and session events (`notify-keyspace-events`).
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
+//! - [`pubsub`]: channels, patterns and the delivery of PUBLISH's messages.
 //! - [`output_limit`]: `client-output-buffer-limit`, the most reply data held for a client.
 
 pub mod auth;
@@ -37,6 +38,7 @@ pub mod idle_poll;
 pub mod notify;
 pub mod output_limit;
 pub mod persist;
+pub mod pubsub;
 pub mod script;
 pub mod script_cache;
 pub mod server;
