@@ -10,6 +10,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::pubsub::Hub;
 
 /// A class of events, one of Redis's `NOTIFY_*` bits (and `S`, sessiond's session events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +165,12 @@ impl Flags {
         bits & class.0 != 0 && bits & (Class::KEYSPACE.0 | Class::KEYEVENT.0) != 0
     }
 
+    /// Whether any class is enabled.
+    #[inline]
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != 0
+    }
+
     /// Whether session events are published.
     #[inline]
     pub fn session_events(&self) -> bool {
@@ -167,11 +178,37 @@ impl Flags {
     }
 }
 
-/// The publisher of a server's events: the enabled classes, shared by the commands (through
-/// the store they run on) and the store's own reclaiming (expiry, eviction, session removals).
+/// A step of a session's life, published on `__session__:<event>` (class `S`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// SESSION.CREATE.
+    Created,
+    /// SESSION.DESTROY, DESTROYALL, DEL or UNLINK of its ID, or the per-user cap.
+    Destroyed,
+    /// Its idle or absolute timeout passed (found by the active expiry or by an access).
+    Expired,
+    /// Removed to stay under `maxmemory`.
+    Evicted,
+}
+
+impl SessionEvent {
+    fn channel(self) -> Bytes {
+        Bytes::from_static(match self {
+            SessionEvent::Created => b"__session__:created",
+            SessionEvent::Destroyed => b"__session__:destroyed",
+            SessionEvent::Expired => b"__session__:expired",
+            SessionEvent::Evicted => b"__session__:evicted",
+        })
+    }
+}
+
+/// The publisher of a server's events: the enabled classes and the [`Hub`] they go through,
+/// shared by the commands (through the store they run on) and by the store's own removals
+/// (expiry, eviction, the per-user cap), so that no producer needs the server's shared state.
 #[derive(Debug, Default)]
 pub struct Notifier {
     flags: Flags,
+    hub: Arc<Hub>,
 }
 
 impl Notifier {
@@ -179,6 +216,90 @@ impl Notifier {
     pub fn flags(&self) -> &Flags {
         &self.flags
     }
+
+    /// The pub/sub hub events are published through (the server's, PUBLISH's too).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Whether a keyspace event of `class` would reach anyone: its class and `K` or `E` are
+    /// enabled, and someone subscribes to something. A producer that must work to learn the
+    /// event's key asks this first.
+    #[inline]
+    pub fn wants(&self, class: Class) -> bool {
+        self.flags.key_events(class) && self.hub.has_subscribers()
+    }
+
+    /// Whether session events would reach anyone (see [`Notifier::wants`]).
+    #[inline]
+    pub fn wants_sessions(&self) -> bool {
+        self.flags.session_events() && self.hub.has_subscribers()
+    }
+
+    /// Redis's `notifyKeyspaceEvent(class, event, key, db)`: `event` on
+    /// `__keyspace@<db>__:<key>` (with `K`) and `key` on `__keyevent@<db>__:<event>` (with
+    /// `E`). With the class off, one relaxed load and a branch.
+    #[inline]
+    pub fn key_event(&self, class: Class, event: &'static str, db: u16, key: &[u8]) {
+        if self.wants(class) {
+            self.publish_key_event(event, db, key);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn publish_key_event(&self, event: &'static str, db: u16, key: &[u8]) {
+        let flags = self.flags.get();
+        let channel = |kind: &str, name: &[u8]| {
+            let mut channel = Vec::with_capacity(kind.len() + 10 + name.len());
+            channel.extend_from_slice(kind.as_bytes());
+            channel.extend_from_slice(db.to_string().as_bytes());
+            channel.extend_from_slice(b"__:");
+            channel.extend_from_slice(name);
+            Bytes::from(channel)
+        };
+        let event_name = Bytes::from_static(event.as_bytes());
+        if flags.has(Class::KEYSPACE) {
+            self.hub.publish(&channel("__keyspace@", key), &event_name);
+        }
+        if flags.has(Class::KEYEVENT) {
+            let key = Bytes::copy_from_slice(key);
+            self.hub
+                .publish(&channel("__keyevent@", event.as_bytes()), &key);
+        }
+    }
+
+    /// A session's step `event`: `<id> <user>` (the user empty when anonymous) on
+    /// `__session__:<event>`, to the subscribers allowed that session's events.
+    #[inline]
+    pub fn session_event(&self, event: SessionEvent, id: &[u8], user: Option<&[u8]>) {
+        if self.wants_sessions() {
+            let message = session_message(&[id], user);
+            self.hub.publish_session(&event.channel(), &message, id);
+        }
+    }
+
+    /// SESSION.REGENERATE: `<old id> <new id> <user>` on `__session__:regenerated`.
+    pub fn session_regenerated(&self, old_id: &[u8], new_id: &[u8], user: Option<&[u8]>) {
+        if self.wants_sessions() {
+            let message = session_message(&[old_id, new_id], user);
+            let channel = Bytes::from_static(b"__session__:regenerated");
+            self.hub.publish_session(&channel, &message, new_id);
+        }
+    }
+}
+
+/// `ids` and `user`, each followed by a space but the user.
+fn session_message(ids: &[&[u8]], user: Option<&[u8]>) -> Bytes {
+    let user = user.unwrap_or_default();
+    let len = ids.iter().map(|id| id.len() + 1).sum::<usize>() + user.len();
+    let mut message = Vec::with_capacity(len);
+    for id in ids {
+        message.extend_from_slice(id);
+        message.push(b' ');
+    }
+    message.extend_from_slice(user);
+    Bytes::from(message)
 }
 
 #[cfg(test)]

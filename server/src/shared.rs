@@ -99,7 +99,8 @@ impl Shared {
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),
-            pubsub: Arc::default(),
+            // One hub for PUBLISH and the store's events (`Notifier`).
+            pubsub: Arc::clone(dbs.notifier().hub()),
             config,
             dbs,
             clients: Clients::default(),
