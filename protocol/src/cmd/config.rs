@@ -37,7 +37,7 @@ impl Config {
                     "ERR wrong number of arguments for 'config|set' command",
                 ));
             }
-            if rest.len() % 2 != 0 {
+            if !rest.len().is_multiple_of(2) {
                 return Err(CommandError::Syntax);
             }
             let mut pairs = Vec::with_capacity(rest.len() / 2);
