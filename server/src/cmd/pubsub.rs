@@ -60,6 +60,8 @@ pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
         return Reply::written();
     };
     for name in cmd.names {
+        // Kept for as long as the subscription: copied out of the read buffer.
+        let name = Bytes::copy_from_slice(&name);
         subscriber.subscribe(kind, name.clone());
         confirmation(
             kind.subscribe_word(),
@@ -158,12 +160,31 @@ pub fn publish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
             "ERR the __session__: channels carry the server's session events only",
         );
     }
-    Frame::Integer(ctx.shared.pubsub.publish(&cmd.channel, &cmd.message) as i64)
+    let hub = &ctx.shared.pubsub;
+    if !hub.has_subscribers() {
+        return Frame::Integer(0);
+    }
+    let (channel, message) = owned(&cmd);
+    Frame::Integer(hub.publish(&channel, &message) as i64)
+}
+
+/// The channel and message copied out of the read buffer (once, whatever the number of
+/// subscribers): a slice queued for a subscriber would pin the whole buffer meanwhile.
+fn owned(cmd: &Publish) -> (Bytes, Bytes) {
+    (
+        Bytes::copy_from_slice(&cmd.channel),
+        Bytes::copy_from_slice(&cmd.message),
+    )
 }
 
 /// `SPUBLISH shardchannel message`.
 pub fn spublish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
-    Frame::Integer(ctx.shared.pubsub.publish_shard(&cmd.channel, &cmd.message) as i64)
+    let hub = &ctx.shared.pubsub;
+    if !hub.has_subscribers() {
+        return Frame::Integer(0);
+    }
+    let (channel, message) = owned(&cmd);
+    Frame::Integer(hub.publish_shard(&channel, &message) as i64)
 }
 
 /// `PUBSUB CHANNELS | SHARDCHANNELS | NUMSUB | SHARDNUMSUB | NUMPAT | HELP`.
