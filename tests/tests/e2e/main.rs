@@ -15,6 +15,7 @@ mod malformed;
 mod memory;
 mod output_limits;
 mod persistence;
+mod pubsub;
 mod rename;
 mod scripting;
 mod security;
