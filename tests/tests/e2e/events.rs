@@ -270,6 +270,30 @@ fn keys_and_sessions_nobody_reads_expire_once_each() {
             [format!("__session__:expired {anon} ")],
             "once"
         );
+        // A session and a key read as their deadline passes, racing the active expiry: each
+        // is announced once, by whichever reclaims it first.
+        let read = run(&mut con, &["SESSION.CREATE", "IDLE", "1000"]);
+        run(&mut con, &["SET", "read", "v", "PX", "1000"]);
+        until_marker(&mut sub, &mut con);
+        server.clock.as_ref().expect("manual clock").advance(1_000);
+        assert_eq!(
+            call(&mut con, "SESSION.GET", &[&read]).expect("GET"),
+            redis::Value::Nil
+        );
+        assert_eq!(
+            call(&mut con, "SET", &["read", "w", "NX"]).expect("SET"),
+            redis::Value::Okay
+        );
+        server.advance(0);
+        let mut got = until_marker(&mut sub, &mut con);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "__keyevent@0__:expired read".to_owned(),
+                format!("__session__:expired {read} ")
+            ]
+        );
     }
 }
 
