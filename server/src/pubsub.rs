@@ -359,6 +359,7 @@ impl Hub {
             channels: Default::default(),
             patterns: Default::default(),
             shard_channels: Default::default(),
+            bytes: 0,
         }
     }
 
@@ -466,9 +467,20 @@ pub struct Subscriber {
     channels: std::collections::HashSet<Bytes, ahash::RandomState>,
     patterns: std::collections::HashSet<Bytes, ahash::RandomState>,
     shard_channels: std::collections::HashSet<Bytes, ahash::RandomState>,
+    /// What its subscriptions hold, names and bookkeeping ([`SUBSCRIPTION_OVERHEAD`] each).
+    bytes: usize,
 }
 
+/// What one subscription costs besides its name, roughly: its entries in the hub's map and in
+/// the connection's set.
+pub const SUBSCRIPTION_OVERHEAD: usize = 96;
+
 impl Subscriber {
+    /// What its subscriptions hold (see [`SUBSCRIPTION_OVERHEAD`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     fn set(&self, kind: Kind) -> &std::collections::HashSet<Bytes, ahash::RandomState> {
         match kind {
             Kind::Channel => &self.channels,
@@ -491,6 +503,7 @@ impl Subscriber {
             return false;
         }
         self.hub.add(kind, &name, &self.mailbox);
+        self.bytes += name.len() + SUBSCRIPTION_OVERHEAD;
         self.set_mut(kind).insert(name);
         true
     }
@@ -500,6 +513,7 @@ impl Subscriber {
         if !self.set_mut(kind).remove(name) {
             return false;
         }
+        self.bytes -= name.len() + SUBSCRIPTION_OVERHEAD;
         self.hub.remove(kind, name, self.mailbox.id);
         true
     }

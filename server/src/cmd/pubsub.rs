@@ -47,6 +47,20 @@ pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
             return Frame::error(glob::TooLong.to_string()).into();
         }
     }
+    // A connection's subscriptions are held as long as it lives: they count against
+    // `client-query-buffer-limit`, as a transaction's queue does.
+    let held = ctx.conn.subscriber().map_or(0, |s| s.bytes());
+    let adding: usize = cmd
+        .names
+        .iter()
+        .map(|name| name.len() + crate::pubsub::SUBSCRIPTION_OVERHEAD)
+        .sum();
+    if held.saturating_add(adding) > ctx.shared.config.limits.max_query_buffer {
+        return Frame::error(
+            "ERR the connection's subscriptions would exceed 'client-query-buffer-limit'",
+        )
+        .into();
+    }
     let version = ctx.conn.version();
     if ctx.conn.subscriber.is_none() {
         let limits = ctx.shared.config.output_limits.pubsub;

@@ -336,6 +336,45 @@ fn pubsub_introspection_and_its_errors() {
     }
 }
 
+#[test]
+fn a_connections_subscriptions_are_bounded_by_the_query_buffer_limit() {
+    let mut config = Config::default();
+    config.limits.max_query_buffer = 1 << 20;
+    let server = TestServer::with_config(config);
+    let mut raw = raw(&server, false);
+    // 1,000 channels of 900 bytes: under 1 MiB with their bookkeeping.
+    for i in 0..1000 {
+        let name = format!("{i:0>900}");
+        raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+        assert_eq!(
+            raw.reply(),
+            event(
+                false,
+                vec![bulk("subscribe"), bulk(&name), Frame::Integer(i + 1)]
+            )
+        );
+    }
+    let name = "x".repeat(100_000);
+    raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+    assert_eq!(
+        error_text(&raw.reply()),
+        "ERR the connection's subscriptions would exceed 'client-query-buffer-limit'"
+    );
+    // Still subscribed to the rest, and leaving makes room again.
+    raw.command(&[b"UNSUBSCRIBE"]);
+    for _ in 0..1000 {
+        raw.reply();
+    }
+    raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+    assert_eq!(
+        raw.reply(),
+        event(
+            false,
+            vec![bulk("subscribe"), bulk(&name), Frame::Integer(1)]
+        )
+    );
+}
+
 /// Clients closed for their output limits so far.
 fn cut_off(server: &TestServer) -> u64 {
     server
