@@ -95,7 +95,12 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     let kind = kind(cmd.kind);
     let version = ctx.conn.version();
     let Some(subscriber) = ctx.conn.subscriber.as_deref_mut() else {
-        confirmation(kind.unsubscribe_word(), None, 0).encode(version, ctx.out);
+        if cmd.names.is_empty() {
+            confirmation(kind.unsubscribe_word(), None, 0).encode(version, ctx.out);
+        }
+        for name in cmd.names {
+            confirmation(kind.unsubscribe_word(), Some(name), 0).encode(version, ctx.out);
+        }
         return Reply::written();
     };
     let names = if cmd.names.is_empty() {

@@ -98,6 +98,9 @@ fn confirmations_count_subscriptions_as_redis_does() {
         // Nothing to leave: one confirmation with a null name.
         raw.command(&[b"UNSUBSCRIBE"]);
         assert_eq!(raw.reply(), confirm("unsubscribe", None, 0));
+        raw.command(&[b"PUNSUBSCRIBE", b"x", b"y"]);
+        assert_eq!(raw.reply(), confirm("punsubscribe", Some("x"), 0));
+        assert_eq!(raw.reply(), confirm("punsubscribe", Some("y"), 0));
         raw.command(&[b"SUBSCRIBE", b"a", b"b", b"a"]);
         assert_eq!(raw.reply(), confirm("subscribe", Some("a"), 1));
         assert_eq!(raw.reply(), confirm("subscribe", Some("b"), 2));
