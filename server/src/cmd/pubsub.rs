@@ -8,7 +8,7 @@ use sessiond_protocol::cmd::{Publish, Pubsub, Subscription, SubscriptionKind};
 use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::{ConnState, Ctx, Reply};
-use crate::auth::SESSION_CHANNELS;
+use crate::auth::{KeyPatterns, SESSION_CHANNELS};
 use crate::glob;
 use crate::pubsub::{Access, Kind};
 
@@ -25,6 +25,10 @@ fn access(conn: &ConnState) -> Access {
     conn.user().map_or_else(Access::default, |user| Access {
         session_events: user.session_events(),
         session_prefix: user.session_prefix.clone(),
+        keys: match &user.keys {
+            KeyPatterns::All => None,
+            KeyPatterns::Only(patterns) => Some(patterns.as_slice().into()),
+        },
     })
 }
 
