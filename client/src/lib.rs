@@ -124,6 +124,7 @@ mod client;
 mod command;
 mod connection;
 mod error;
+mod events;
 mod node;
 mod sessions;
 mod settings;
@@ -136,6 +137,7 @@ mod url;
 
 pub use client::{Builder, Client, KeyTtl};
 pub use error::{Error, ErrorKind, Result};
+pub use events::{SessionEvent, SessionEvents, SESSION_EVENT_CHANNELS};
 pub use sessions::{NewSession, SessionData, SessionId, SessionInfo, Sessions};
 #[cfg(feature = "tower-sessions")]
 pub use store::{SessiondStore, DEFAULT_PREFIX};
