@@ -144,6 +144,38 @@ impl KeyPatterns {
     }
 }
 
+/// The pub/sub channels a user may use (Redis ACL's `&pattern`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelPatterns {
+    /// Every channel (`allchannels`).
+    All,
+    /// The channels matching one of these glob patterns, as written and compiled.
+    Only(Vec<(Bytes, glob::Pattern)>),
+}
+
+impl ChannelPatterns {
+    /// Whether SUBSCRIBE or PUBLISH may use `channel`: one of the patterns matches it.
+    pub fn allow_channel(&self, channel: &[u8]) -> bool {
+        match self {
+            ChannelPatterns::All => true,
+            ChannelPatterns::Only(patterns) => patterns.iter().any(|(_, p)| p.matches(channel)),
+        }
+    }
+
+    /// Whether PSUBSCRIBE may use `pattern`: it is one of the patterns, literally (as Redis
+    /// checks, a pattern being no channel).
+    pub fn allow_pattern(&self, pattern: &[u8]) -> bool {
+        match self {
+            ChannelPatterns::All => true,
+            ChannelPatterns::Only(patterns) => patterns.iter().any(|(raw, _)| raw == pattern),
+        }
+    }
+}
+
+/// The channels of session events: their messages carry session IDs, so only users allowed
+/// SESSION commands may subscribe to them by name.
+pub const SESSION_CHANNELS: &[u8] = b"__session__:";
+
 /// One user: who it is and what it may do.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
@@ -155,6 +187,8 @@ pub struct User {
     pub keys: KeyPatterns,
     /// The command categories it may run.
     pub categories: Categories,
+    /// The pub/sub channels it may use.
+    pub channels: ChannelPatterns,
     /// The prefix of the session IDs it creates; SESSION.LIST, COUNT and DESTROYALL see only
     /// the sessions under it, so two applications' users of the same name never meet.
     pub session_prefix: Bytes,
@@ -166,6 +200,7 @@ impl std::fmt::Debug for User {
             .field("name", &self.name)
             .field("keys", &self.keys)
             .field("categories", &self.categories)
+            .field("channels", &self.channels)
             .field("session_prefix", &self.session_prefix)
             .finish_non_exhaustive()
     }
@@ -178,6 +213,8 @@ pub enum Denied {
     Command,
     /// The user may not touch one of the command's keys.
     Key,
+    /// The user may not use one of the command's channels.
+    Channel,
 }
 
 impl User {
@@ -188,13 +225,30 @@ impl User {
             password_sha256: password.map(|p| sha256(p.expose().as_bytes())),
             keys: KeyPatterns::All,
             categories: Categories::ALL,
+            channels: ChannelPatterns::All,
             session_prefix: Bytes::new(),
         }
     }
 
     /// Whether the user may do everything (the permission check is skipped).
     pub fn unrestricted(&self) -> bool {
-        self.keys == KeyPatterns::All && self.categories == Categories::ALL
+        self.keys == KeyPatterns::All
+            && self.categories == Categories::ALL
+            && self.channels == ChannelPatterns::All
+    }
+
+    /// Whether the user may receive session events (SESSION commands are allowed).
+    pub fn session_events(&self) -> bool {
+        self.categories.contains(Category::Session)
+    }
+
+    /// Whether the user may subscribe to or publish on `channel` (`pattern`: PSUBSCRIBE's).
+    pub fn allow_channel(&self, channel: &[u8], pattern: bool) -> bool {
+        if pattern {
+            return self.channels.allow_pattern(channel);
+        }
+        self.channels.allow_channel(channel)
+            && (!channel.starts_with(SESSION_CHANNELS) || self.session_events())
     }
 
     /// Whether the user may run the command `args` (name first, arity already checked), the
@@ -212,6 +266,16 @@ impl User {
         }
         if spec.key_args(args).any(|key| !self.keys.allow(key)) {
             return Err(Denied::Key);
+        }
+        let channels = match spec.name {
+            "subscribe" | "ssubscribe" => args.get(1..),
+            "publish" | "spublish" => args.get(1..2),
+            "psubscribe" => args.get(1..),
+            _ => None,
+        };
+        let pattern = spec.name == "psubscribe";
+        if channels.is_some_and(|c| c.iter().any(|c| !self.allow_channel(c, pattern))) {
+            return Err(Denied::Channel);
         }
         Ok(())
     }
@@ -404,6 +468,10 @@ pub struct RawUser {
     /// Prefix of the session IDs the user creates, e.g. `sess:app1:`.
     #[serde(default)]
     pub session_prefix: String,
+    /// Glob patterns of the pub/sub channels the user may use (`*`: every channel; none: no
+    /// pub/sub), as Redis ACL's `&pattern`.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// The longest session-ID prefix.
@@ -530,11 +598,35 @@ pub fn users(raw: Vec<RawUser>, max_pattern_len: usize) -> Result<Vec<User>, Inv
                 ),
             ));
         }
+        if raw.channels.iter().any(|c| c.len() > max_pattern_len) {
+            return Err(invalid(
+                "user.channels",
+                format!(
+                    "a channel pattern is longer than max-pattern-len ({max_pattern_len} bytes)"
+                ),
+            ));
+        }
+        let channels = if raw.channels.iter().any(|c| c == "*") {
+            ChannelPatterns::All
+        } else {
+            ChannelPatterns::Only(
+                raw.channels
+                    .iter()
+                    .map(|c| {
+                        (
+                            Bytes::copy_from_slice(c.as_bytes()),
+                            crate::glob::Pattern::new(c.as_bytes()),
+                        )
+                    })
+                    .collect(),
+            )
+        };
         users.push(User {
             name: raw.name,
             password_sha256: Some(digest),
             keys,
             categories,
+            channels,
             session_prefix: Bytes::from(raw.session_prefix),
         });
     }
@@ -577,8 +669,48 @@ mod tests {
                 .with(Category::Read)
                 .with(Category::Write)
                 .with(Category::Session),
+            channels: ChannelPatterns::Only(vec![(
+                Bytes::from_static(b"app1:*"),
+                glob::Pattern::new(b"app1:*"),
+            )]),
             session_prefix: Bytes::from_static(b"sess:app1:"),
         }
+    }
+
+    #[test]
+    fn channel_permissions_follow_redis_acl() {
+        let user = app1();
+        let permit = |args: &[&str]| {
+            let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+            let spec = COMMANDS.iter().find(|s| s.name == args[0]).unwrap();
+            user.permit(spec, &args)
+        };
+        assert_eq!(permit(&["subscribe", "app1:news"]), Ok(()));
+        assert_eq!(
+            permit(&["subscribe", "app1:news", "other"]),
+            Err(Denied::Channel)
+        );
+        assert_eq!(permit(&["publish", "app1:x", "msg"]), Ok(()));
+        assert_eq!(
+            permit(&["publish", "other", "app1:x"]),
+            Err(Denied::Channel)
+        );
+        // A pattern must be one of the user's, literally.
+        assert_eq!(permit(&["psubscribe", "app1:*"]), Ok(()));
+        assert_eq!(permit(&["psubscribe", "app1:n*"]), Err(Denied::Channel));
+        assert_eq!(permit(&["ssubscribe", "app1:orders"]), Ok(()));
+        assert_eq!(permit(&["unsubscribe", "anything"]), Ok(()));
+        let mut no_sessions = app1();
+        no_sessions.categories = Categories::default().with(Category::Read);
+        no_sessions.channels = ChannelPatterns::All;
+        assert!(no_sessions.allow_channel(b"news", false));
+        assert!(!no_sessions.allow_channel(b"__session__:created", false));
+        let mut listener = app1();
+        listener.channels = ChannelPatterns::Only(vec![(
+            Bytes::from_static(b"__session__:*"),
+            glob::Pattern::new(b"__session__:*"),
+        )]);
+        assert!(listener.allow_channel(b"__session__:created", false));
     }
 
     #[test]
@@ -710,6 +842,16 @@ mod tests {
                 "eval_ro",
                 "evalsha_ro",
                 "script",
+                // Pub/sub: held to the user's channel patterns instead.
+                "publish",
+                "spublish",
+                "subscribe",
+                "unsubscribe",
+                "psubscribe",
+                "punsubscribe",
+                "ssubscribe",
+                "sunsubscribe",
+                "pubsub",
             ];
             assert_eq!(category.is_none(), connection.contains(&name), "{name}");
         }
@@ -772,6 +914,7 @@ mod tests {
             password-sha256 = "{}"
             keys = ["*"]
             categories = ["all"]
+            channels = ["*"]
             "#,
                 password_sha256("ops password")
             ),

@@ -28,6 +28,8 @@ pub struct ClientState {
     db: AtomicUsize,
     /// Whether the connection has ever authenticated (ends its `--auth-timeout` deadline).
     authenticated: AtomicBool,
+    /// Its subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
+    subscriptions: [AtomicUsize; 3],
     names: Mutex<Names>,
 }
 
@@ -47,6 +49,13 @@ impl ClientState {
         let elapsed = self.since.elapsed().as_millis() as u64;
         self.last_command_at_ms.store(elapsed, Ordering::Relaxed);
         self.last_command.store(command, Ordering::Relaxed);
+    }
+
+    /// Records its counts of subscriptions: channels, patterns, shard channels.
+    pub fn set_subscriptions(&self, counts: [usize; 3]) {
+        for (slot, count) in self.subscriptions.iter().zip(counts) {
+            slot.store(count, Ordering::Relaxed);
+        }
     }
 
     /// Records the protocol version in use.
@@ -99,6 +108,10 @@ impl ClientState {
     /// The CLIENT LIST line for this connection (without the trailing newline).
     pub fn describe(&self) -> String {
         let names = self.names.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let subs = self
+            .subscriptions
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed));
         let age = self.since.elapsed();
         let last = self.last_command_at_ms.load(Ordering::Relaxed);
         let idle_s = (age.as_millis() as u64).saturating_sub(last) / 1000;
@@ -106,7 +119,7 @@ impl ClientState {
             .get(self.last_command.load(Ordering::Relaxed))
             .map_or("NULL", |spec| spec.name);
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} \
              multi=-1 watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
@@ -115,7 +128,11 @@ impl ClientState {
             names.name,
             age.as_secs(),
             idle_s,
+            if subs.iter().any(|&n| n != 0) { "P" } else { "N" },
             self.db.load(Ordering::Relaxed),
+            subs[0],
+            subs[1],
+            subs[2],
             command,
             if names.user.is_empty() {
                 "default"
@@ -150,6 +167,7 @@ impl Clients {
             resp: AtomicU8::new(2),
             db: AtomicUsize::new(0),
             authenticated: AtomicBool::new(false),
+            subscriptions: Default::default(),
             names: Mutex::new(Names::default()),
         });
         self.connected.insert(id, state.clone());

@@ -38,7 +38,7 @@ use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
 use crate::shared::Shared;
 use crate::stats::LocalStats;
-use sessiond_protocol::{Frame, Limits, ProtocolError, RequestDecoder};
+use sessiond_protocol::{Frame, Limits, ProtocolError, ProtocolVersion, RequestDecoder};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
@@ -70,20 +70,31 @@ where
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
     let end = loop {
-        let read = tokio::select! {
+        let input = tokio::select! {
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = &mut stopping => break End::Orderly,
-            read = connection.read() => read,
+            input = connection.next_input() => input,
         };
-        if let Err(end) = read {
-            break end;
-        }
-        if let Err(end) = connection.run_batch().await {
+        let done = match input {
+            Err(end) => break end,
+            Ok(Input::Read) => connection.run_batch().await,
+            Ok(Input::Delivered) => connection.deliver().await,
+        };
+        if let Err(end) = done {
             break end;
         }
     };
     connection.close(end).await;
+}
+
+/// What woke a waiting connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// The client sent something.
+    Read,
+    /// Published messages are in the output (a subscribed connection).
+    Delivered,
 }
 
 /// How a connection ends.
@@ -169,7 +180,57 @@ where
             &mut self.writes.unflushed,
             idle_timeout,
         );
-        match read.await {
+        let read = read.await;
+        self.after_read(read)
+    }
+
+    /// What comes next: the client's next request, or while it subscribes, the messages
+    /// published to it (put in the output, up to a [`write_early`]'s worth), whichever comes
+    /// first. A subscriber is not held to `--timeout` (as in Redis), and one cut off by its
+    /// output limits ends here.
+    async fn next_input(&mut self) -> Result<Input, End> {
+        if !self.state.subscribed() {
+            return self.read().await.map(|()| Input::Read);
+        }
+        if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+            self.input.reserve(READ_CHUNK);
+        }
+        let room = write_early(self.shared, &self.state);
+        let resp3 = self.state.version() == ProtocolVersion::Resp3;
+        let Some(subscriber) = self.state.subscriber_mut() else {
+            return Ok(Input::Read);
+        };
+        let mailbox = subscriber.mailbox().clone();
+        let read = read_some(
+            &mut self.socket,
+            &mut self.input,
+            &mut self.writes.unflushed,
+            None,
+        );
+        let read = tokio::select! {
+            read = read => read,
+            () = subscriber.recv_into(resp3, &mut self.output, room) => {
+                return Ok(Input::Delivered);
+            }
+            () = mailbox.cut() => {
+                closed_for_output_limit(self.shared, &self.state, self.output.len());
+                return Err(End::Abrupt);
+            }
+        };
+        self.after_read(read).map(|()| Input::Read)
+    }
+
+    /// Writes the messages [`Connection::next_input`] put in the output.
+    async fn deliver(&mut self) -> Result<(), End> {
+        self.flush().await?;
+        self.shared.stats.absorb(&mut self.local);
+        Ok(())
+    }
+
+    /// Counts what a read brought; `Err` when the client left, was idle too long, or the read
+    /// failed.
+    fn after_read(&mut self, read: std::io::Result<usize>) -> Result<(), End> {
+        match read {
             Ok(0) => Err(End::Orderly),
             Ok(n) => {
                 self.local.input_bytes += n as u64;
@@ -285,6 +346,11 @@ where
     /// the connection does next: `Continue`; `Close` once the replies so far are written;
     /// `Save` or `AwaitShutdown`, which wait; or `Err` to end at once.
     fn run(&mut self, args: Vec<Bytes>) -> Result<Then, End> {
+        // Messages published before the command are sent before its reply.
+        let resp3 = self.state.version() == ProtocolVersion::Resp3;
+        if let Some(subscriber) = self.state.subscriber_mut() {
+            subscriber.drain_into(resp3, &mut self.output, usize::MAX);
+        }
         let reply = cmd::execute(
             self.shared,
             &mut self.state,
@@ -328,7 +394,7 @@ where
                 self.clock.stale();
                 // As for a script run inline (`cmd::eval`): past the hard output limit the
                 // client is closed, its reply unsent.
-                let limit = self.shared.config.output_limits.normal.hard();
+                let limit = cmd::output_class(&self.shared.config, &self.state).hard();
                 let size = cmd::reply_size(&frame, limit);
                 if self.output.len().saturating_add(size) > limit {
                     closed_for_output_limit(self.shared, &self.state, self.output.len());
@@ -397,6 +463,9 @@ where
         let socket = &mut self.socket;
         let output = &mut self.output;
         let limit = output_limit(shared, state);
+        // A subscriber waiting for its client to read is cut off by what is published
+        // meanwhile, if that passes its limits.
+        let mailbox = state.subscriber().map(|s| s.mailbox().clone());
         let peer = state.client().peer;
         let stalled = || {
             shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -419,8 +488,17 @@ where
                     // Within the limits: wait for the client to read, as long as --timeout and
                     // the soft limit allow.
                     let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
-                    let write = socket.write(output);
-                    match soft_deadline.into_iter().chain(stall_deadline).min() {
+                    let write = async {
+                        let write = socket.write(output);
+                        match &mailbox {
+                            None => Some(write.await),
+                            Some(mailbox) => tokio::select! {
+                                written = write => Some(written),
+                                () = mailbox.cut() => None,
+                            },
+                        }
+                    };
+                    let written = match soft_deadline.into_iter().chain(stall_deadline).min() {
                         None => write.await,
                         Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
                             Ok(written) => written,
@@ -430,6 +508,13 @@ where
                             }
                             Err(_) => return stalled(),
                         },
+                    };
+                    match written {
+                        Some(written) => written,
+                        None => {
+                            closed_for_output_limit(shared, state, output.len());
+                            return Err(End::Abrupt);
+                        }
                     }
                 }
                 written => written,
@@ -496,7 +581,7 @@ struct WriteState {
 /// or before authentication a hard cap of [`UNAUTHENTICATED_OUTPUT_CAP`].
 fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
     if conn.authenticated() {
-        shared.config.output_limits.normal
+        cmd::output_class(&shared.config, conn)
     } else {
         ClassLimit {
             hard_bytes: UNAUTHENTICATED_OUTPUT_CAP,
@@ -512,7 +597,7 @@ fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
 /// is meant to close a client that does not read, not to make it wait.)
 fn write_early(shared: &Shared, conn: &ConnState) -> usize {
     if conn.authenticated() {
-        WRITE_EARLY.min(shared.config.output_limits.normal.hard() / 2)
+        WRITE_EARLY.min(cmd::output_class(&shared.config, conn).hard() / 2)
     } else {
         WRITE_EARLY
     }

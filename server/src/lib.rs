@@ -23,6 +23,7 @@
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
+//! - [`pubsub`]: channels, patterns and the delivery of PUBLISH's messages.
 //! - [`output_limit`]: `client-output-buffer-limit`, the most reply data held for a client.
 
 pub mod auth;
@@ -35,6 +36,7 @@ pub mod glob;
 pub mod idle_poll;
 pub mod output_limit;
 pub mod persist;
+pub mod pubsub;
 pub mod script;
 pub mod script_cache;
 pub mod server;

@@ -43,6 +43,8 @@ pub struct Shared {
     pub auth_failure_log: FailureLog,
     /// The Lua scripts cache (EVAL, SCRIPT LOAD).
     pub scripts: crate::script_cache::Scripts,
+    /// Pub/sub: every subscription, and PUBLISH's delivery.
+    pub pubsub: Arc<crate::pubsub::Hub>,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -95,6 +97,7 @@ impl Shared {
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),
+            pubsub: Arc::default(),
             config,
             dbs,
             clients: Clients::default(),

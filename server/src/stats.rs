@@ -27,6 +27,8 @@ pub struct Stats {
     pub acl_denied_commands: AtomicU64,
     /// Commands refused because the user may not touch one of their keys.
     pub acl_denied_keys: AtomicU64,
+    /// Commands refused for a channel the user may not use (`acl_access_denied_channel`).
+    pub acl_denied_channels: AtomicU64,
     /// Connections closed for breaking a limit before authenticating.
     pub unauthenticated_limit_disconnections: AtomicU64,
     /// Connections closed by `--timeout`.

@@ -73,6 +73,8 @@ name_set! {
         DENYOOM = 2, "denyoom";
         /// `admin`: an administrative command.
         ADMIN = 3, "admin";
+        /// `pubsub`: a pub/sub command.
+        PUBSUB = 16, "pubsub";
         /// `noscript`: not allowed in scripts.
         NOSCRIPT = 4, "noscript";
         /// `loading`: allowed while the dataset loads.
@@ -87,6 +89,8 @@ name_set! {
         FAST = 7, "fast";
         /// `no_auth`: allowed before the connection authenticates.
         NO_AUTH = 8, "no_auth";
+        /// `may_replicate`: may produce replication traffic (PUBLISH).
+        MAY_REPLICATE = 17, "may_replicate";
         /// `no_mandatory_keys`: may be given no key (EVAL with numkeys 0).
         NO_MANDATORY_KEYS = 14, "no_mandatory_keys";
         /// `no_async_loading`: not allowed while loading asynchronously.
@@ -118,6 +122,8 @@ name_set! {
         STRING = 4, "@string";
         /// `@session`: sessiond's own, works on sessions.
         SESSION = 5, "@session";
+        /// `@pubsub`: pub/sub.
+        PUBSUB = 14, "@pubsub";
         /// `@admin`: an administrative command.
         ADMIN = 6, "@admin";
         /// `@fast`: bounded by its arguments and reply.

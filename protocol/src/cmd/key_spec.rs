@@ -55,6 +55,19 @@ const WATCH: &[KeySpec] = &[KeySpec {
     last_key: -1,
 }];
 
+/// Shard channels: at key positions for a cluster's routing, but not keys.
+const SHARD_CHANNELS: &[KeySpec] = &[KeySpec {
+    flags: &["not_key"],
+    index: 1,
+    last_key: -1,
+}];
+
+const SPUBLISH: &[KeySpec] = &[KeySpec {
+    flags: &["not_key"],
+    index: 1,
+    last_key: 0,
+}];
+
 /// The key specifications of the command called `name` (lower case); empty when none are
 /// described.
 pub fn key_specs(name: &str) -> &'static [KeySpec] {
@@ -63,6 +76,8 @@ pub fn key_specs(name: &str) -> &'static [KeySpec] {
         "move" => MOVE,
         "renamenx" => RENAMENX,
         "watch" => WATCH,
+        "ssubscribe" | "sunsubscribe" => SHARD_CHANNELS,
+        "spublish" => SPUBLISH,
         _ => &[],
     }
 }

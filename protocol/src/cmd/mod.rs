@@ -26,6 +26,7 @@ mod key_spec;
 mod mget;
 mod move_;
 mod mset;
+mod pubsub;
 mod rename;
 mod scan;
 mod session_create;
@@ -63,6 +64,7 @@ pub use key_spec::{key_specs, keynum_specs, KeySpec, KeynumSpec};
 pub use mget::Keys;
 pub use move_::Move;
 pub use mset::MSet;
+pub use pubsub::{Publish, Pubsub, Subscription, SubscriptionKind};
 pub use rename::Rename;
 pub use scan::Scan;
 pub use session_create::SessionCreate;
@@ -105,6 +107,16 @@ pub enum Command {
     Select(Select),
     /// `QUIT`.
     Quit,
+    /// `(P|S)SUBSCRIBE` and `(P|S)UNSUBSCRIBE`.
+    Subscribe(Subscription),
+    /// `(P|S)UNSUBSCRIBE`.
+    Unsubscribe(Subscription),
+    /// `PUBLISH channel message`.
+    Publish(Publish),
+    /// `SPUBLISH shardchannel message`.
+    SPublish(Publish),
+    /// `PUBSUB <subcommand>`.
+    Pubsub(Pubsub),
     /// `MULTI`.
     Multi,
     /// `EXEC`.
@@ -280,7 +292,13 @@ impl CommandSpec {
     /// specification): `first_key`, then every `step`, up to `last_key` (negative: counted
     /// from the end). None for a command that declares no key.
     pub fn key_args<'a>(&self, args: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
-        let first = usize::try_from(self.first_key).unwrap_or(0);
+        // Shard channels sit at key positions (for a cluster's routing, Redis's `not_key` key
+        // specification) but are channels, held to channel permissions.
+        let first = if self.flags.contains(CommandFlags::PUBSUB) {
+            0
+        } else {
+            usize::try_from(self.first_key).unwrap_or(0)
+        };
         let last = if self.last_key < 0 {
             args.len()
                 .saturating_sub(self.last_key.unsigned_abs() as usize)
@@ -567,6 +585,30 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Closes the connection.", |_| Ok(Command::Quit)),
     spec!("reset", 1, [NOSCRIPT, LOADING, STALE, FAST, NO_AUTH], 0, 0, 0, [FAST, CONNECTION],
         "Resets the connection.", |_| Ok(Command::Reset)),
+    spec!("publish", 3, [PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], 0, 0, 0, [PUBSUB, FAST],
+        "Posts a message to a channel.", |a| Ok(Command::Publish(Publish::parse(a)?))),
+    spec!("spublish", 3, [PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], 1, 1, 1, [PUBSUB, FAST],
+        "Post a message to a shard channel", |a| Ok(Command::SPublish(Publish::parse(a)?))),
+    spec!("subscribe", -2, [PUBSUB, NOSCRIPT, LOADING, STALE], 0, 0, 0, [PUBSUB, SLOW],
+        "Listens for messages published to channels.",
+        |a| Ok(Command::Subscribe(Subscription::parse(a, SubscriptionKind::Channel)?))),
+    spec!("unsubscribe", -1, [PUBSUB, NOSCRIPT, LOADING, STALE], 0, 0, 0, [PUBSUB, SLOW],
+        "Stops listening to messages posted to channels.",
+        |a| Ok(Command::Unsubscribe(Subscription::parse(a, SubscriptionKind::Channel)?))),
+    spec!("psubscribe", -2, [PUBSUB, NOSCRIPT, LOADING, STALE], 0, 0, 0, [PUBSUB, SLOW],
+        "Listens for messages published to channels that match one or more patterns.",
+        |a| Ok(Command::Subscribe(Subscription::parse(a, SubscriptionKind::Pattern)?))),
+    spec!("punsubscribe", -1, [PUBSUB, NOSCRIPT, LOADING, STALE], 0, 0, 0, [PUBSUB, SLOW],
+        "Stops listening to messages published to channels that match one or more patterns.",
+        |a| Ok(Command::Unsubscribe(Subscription::parse(a, SubscriptionKind::Pattern)?))),
+    spec!("ssubscribe", -2, [PUBSUB, NOSCRIPT, LOADING, STALE], 1, -1, 1, [PUBSUB, SLOW],
+        "Listens for messages published to shard channels.",
+        |a| Ok(Command::Subscribe(Subscription::parse(a, SubscriptionKind::Shard)?))),
+    spec!("sunsubscribe", -1, [PUBSUB, NOSCRIPT, LOADING, STALE], 1, -1, 1, [PUBSUB, SLOW],
+        "Stops listening to messages posted to shard channels.",
+        |a| Ok(Command::Unsubscribe(Subscription::parse(a, SubscriptionKind::Shard)?))),
+    spec!("pubsub", -2, [], 0, 0, 0, [SLOW],
+        "A container for Pub/Sub commands.", |a| Ok(Command::Pubsub(Pubsub::parse(a)?))),
     spec!("client", -2, [NOSCRIPT, LOADING, STALE], 0, 0, 0, [SLOW, CONNECTION],
         "A container for client connection commands.", |a| Ok(Command::Client(Client::parse(a)?))),
     spec!("info", -1, [LOADING, STALE], 0, 0, 0, [SLOW, DANGEROUS],

@@ -13,8 +13,15 @@ pub const REDIS_COMPAT_VERSION: &str = "7.2.0";
 /// The answer to every failed login.
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
-/// `PING`: `+PONG`, or the message as a bulk string.
-pub fn ping(_ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
+/// `PING`: `+PONG`, or the message as a bulk string; in RESP2's subscribed mode, as Redis,
+/// `pong` and the message (or an empty string) in an array, like a published message.
+pub fn ping(ctx: &mut Ctx<'_>, cmd: Ping) -> Frame {
+    if ctx.conn.subscribed() && ctx.conn.version() == ProtocolVersion::Resp2 {
+        return Frame::Array(vec![
+            Frame::Bulk(Bytes::from_static(b"pong")),
+            Frame::Bulk(cmd.message.unwrap_or_default()),
+        ]);
+    }
     match cmd.message {
         None => Frame::simple("PONG"),
         Some(message) => Frame::Bulk(message),
@@ -151,6 +158,7 @@ pub fn reset(ctx: &mut Ctx<'_>) -> Frame {
     // Out of any transaction, nothing watched (Redis's clearClientConnectionState).
     ctx.conn.multi = None;
     ctx.conn.watch = None;
+    super::pubsub::unsubscribe_all(ctx.conn);
     ctx.conn.set_version(ProtocolVersion::Resp2);
     ctx.conn.set_db(0);
     ctx.conn.set_user(ctx.shared.auth.initial_user());

@@ -166,7 +166,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
              total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
              acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
-             unauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
+             acl_access_denied_channel:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
+             pubsub_shardchannels:{}\r\nunauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
              client_output_buffer_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n\
              auth_failure_disconnections:{}\r\nauth_timeouts:{}\r\n",
             Stats::get(&s.connections_received),
@@ -182,6 +183,10 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.auth_failures),
             Stats::get(&s.acl_denied_commands),
             Stats::get(&s.acl_denied_keys),
+            Stats::get(&s.acl_denied_channels),
+            shared.pubsub.channel_count(false),
+            shared.pubsub.numpat(),
+            shared.pubsub.channel_count(true),
             Stats::get(&s.unauthenticated_limit_disconnections),
             Stats::get(&s.idle_timeouts),
             Stats::get(&s.client_output_buffer_limit_disconnections),

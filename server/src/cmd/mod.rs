@@ -28,6 +28,7 @@ mod move_;
 mod mset;
 mod multi;
 mod persist;
+pub mod pubsub;
 mod rename;
 pub mod save;
 mod scan;
@@ -154,6 +155,8 @@ pub struct ConnState {
     db: usize,
     /// What [`Then::Pending`] asks the connection to do.
     pending: Option<Box<busy::Pending>>,
+    /// Its subscriptions (SUBSCRIBE...), while it has some.
+    subscriber: Option<Box<crate::pubsub::Subscriber>>,
 }
 
 impl ConnState {
@@ -170,6 +173,7 @@ impl ConnState {
             watch: None,
             db: 0,
             pending: None,
+            subscriber: None,
         };
         conn.set_user(user);
         conn
@@ -199,6 +203,7 @@ impl ConnState {
             watch: None,
             db,
             pending: None,
+            subscriber: None,
         }
     }
 
@@ -231,6 +236,26 @@ impl ConnState {
             self.client.set_user(user.name.clone());
         }
         self.user = user;
+        if self.subscriber.is_some() {
+            pubsub::follow_user(self);
+        }
+    }
+
+    /// Its subscriptions, if it has any.
+    pub fn subscriber(&self) -> Option<&crate::pubsub::Subscriber> {
+        self.subscriber.as_deref()
+    }
+
+    /// Its subscriptions, if it has any.
+    pub fn subscriber_mut(&mut self) -> Option<&mut crate::pubsub::Subscriber> {
+        self.subscriber.as_deref_mut()
+    }
+
+    /// Whether it subscribes to something: its output is then held to the pubsub class's
+    /// limits, and in RESP2 only the subscribe commands, PING, QUIT and RESET may run.
+    #[inline]
+    pub fn subscribed(&self) -> bool {
+        self.subscriber.is_some()
     }
 
     /// The selected database.
@@ -442,6 +467,11 @@ fn execute_now(
             return refused(conn, Some(spec), refusal);
         }
     }
+    if conn.subscribed() && conn.version == ProtocolVersion::Resp2 {
+        if let Some(refusal) = spec.and_then(|spec| pubsub::refused_while_subscribed(spec.name)) {
+            return refused(conn, spec, refusal);
+        }
+    }
     let now_ms = clock.now_ms(shared.dbs.clock());
     let config = &shared.config;
     // A write MISCONF refuses must not evict (log out) keys to make room first.
@@ -460,6 +490,7 @@ fn execute_now(
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
     let written = out.len();
+    let out_limit = output_class(config, conn).hard();
     let mut ctx = Ctx {
         shared,
         store: shared.dbs.db(conn.db),
@@ -467,7 +498,7 @@ fn execute_now(
         stats,
         now_ms,
         out,
-        out_limit: config.output_limits.normal.hard(),
+        out_limit,
     };
     let reply = dispatch(&mut ctx, command);
     let keeps = keeps_the_reading(spec, work, |bytes| {
@@ -481,6 +512,20 @@ fn execute_now(
         clock.stale();
     }
     reply
+}
+
+/// The output limits a connection is held to: `client-output-buffer-limit`'s pubsub class while
+/// it subscribes (as Redis), the normal class otherwise.
+#[inline]
+pub fn output_class(
+    config: &crate::config::Config,
+    conn: &ConnState,
+) -> crate::output_limit::ClassLimit {
+    if conn.subscribed() {
+        config.output_limits.pubsub
+    } else {
+        config.output_limits.normal
+    }
 }
 
 /// The reply to a command of `spec` refused before it runs: `refusal`, but EXECABORT for EXEC,
@@ -609,6 +654,14 @@ fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> F
             tracing::warn!(%peer, user, command, "permission denied: key");
             Frame::error("NOPERM No permissions to access a key")
         }
+        Denied::Channel => {
+            shared
+                .stats
+                .acl_denied_channels
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(%peer, user, command, "permission denied: channel");
+            Frame::error("NOPERM No permissions to access a channel")
+        }
     }
 }
 
@@ -639,6 +692,11 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Hello(c) => return connection::hello(ctx, c),
         Command::Auth(c) => return connection::auth(ctx, c),
         Command::Select(c) => connection::select(ctx, c),
+        Command::Subscribe(c) => return pubsub::subscribe(ctx, c),
+        Command::Unsubscribe(c) => return pubsub::unsubscribe(ctx, c),
+        Command::Publish(c) => pubsub::publish(ctx, c),
+        Command::SPublish(c) => pubsub::spublish(ctx, c),
+        Command::Pubsub(c) => return pubsub::pubsub(ctx, c),
         Command::Quit => {
             return Reply {
                 frame: Some(Frame::ok()),

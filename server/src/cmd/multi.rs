@@ -460,6 +460,9 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
                 let reason = match denied {
                     Denied::Command => "no permission to execute the command or subcommand",
                     Denied::Key => "no permission to touch the specified keys",
+                    Denied::Channel => {
+                        "no permission to access one of the channels used as arguments"
+                    }
                 };
                 return Frame::error(format!(
                     "NOPERM ACLs rules changed between the moment the transaction was \

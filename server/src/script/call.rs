@@ -290,6 +290,9 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
                         user.name, spec.name
                     ),
                     Denied::Key => "ACL failure in script: No permissions to access a key".into(),
+                    Denied::Channel => {
+                        "ACL failure in script: No permissions to access a channel".into()
+                    }
                 };
                 return failed(&message);
             }

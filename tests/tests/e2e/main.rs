@@ -14,6 +14,7 @@ mod malformed;
 mod memory;
 mod output_limits;
 mod persistence;
+mod pubsub;
 mod rename;
 mod scripting;
 mod security;

@@ -1,0 +1,247 @@
+//! `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`, their `UNSUBSCRIBE`s, `PUBLISH`, `SPUBLISH` and
+//! `PUBSUB`, over the [`Hub`](crate::pubsub::Hub). A connection's first subscription makes its
+//! mailbox, its last unsubscription drops it; the connection loop delivers what the mailbox
+//! receives (see [`crate::connection`]).
+
+use bytes::Bytes;
+use sessiond_protocol::cmd::{Publish, Pubsub, Subscription, SubscriptionKind};
+use sessiond_protocol::{Frame, ProtocolVersion};
+
+use super::{ConnState, Ctx, Reply};
+use crate::auth::SESSION_CHANNELS;
+use crate::glob;
+use crate::pubsub::{Access, Kind};
+
+fn kind(kind: SubscriptionKind) -> Kind {
+    match kind {
+        SubscriptionKind::Channel => Kind::Channel,
+        SubscriptionKind::Pattern => Kind::Pattern,
+        SubscriptionKind::Shard => Kind::Shard,
+    }
+}
+
+/// What a connection's user may receive of session events.
+fn access(conn: &ConnState) -> Access {
+    conn.user().map_or_else(Access::default, |user| Access {
+        session_events: user.session_events(),
+        session_prefix: user.session_prefix.clone(),
+    })
+}
+
+/// The confirmation of one (un)subscription: `[word, name, count]`, a push in RESP3.
+fn confirmation(word: &'static str, name: Option<Bytes>, count: usize) -> Frame {
+    Frame::Push(vec![
+        Frame::Bulk(Bytes::from_static(word.as_bytes())),
+        name.map_or(Frame::Null, Frame::Bulk),
+        Frame::Integer(count as i64),
+    ])
+}
+
+/// `(P|S)SUBSCRIBE`: one confirmation per name, in order, each with the connection's count of
+/// subscriptions after it.
+pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
+    let kind = kind(cmd.kind);
+    if kind == Kind::Pattern {
+        let max = ctx.shared.config.max_pattern_len;
+        if cmd.names.iter().any(|p| p.len() > max) {
+            return Frame::error(glob::TooLong.to_string()).into();
+        }
+    }
+    let version = ctx.conn.version();
+    if ctx.conn.subscriber.is_none() {
+        let limits = ctx.shared.config.output_limits.pubsub;
+        let subscriber =
+            ctx.shared
+                .pubsub
+                .subscriber(ctx.conn.client().id, limits, access(ctx.conn));
+        ctx.conn.subscriber = Some(Box::new(subscriber));
+    }
+    let Some(subscriber) = ctx.conn.subscriber.as_deref_mut() else {
+        return Reply::written();
+    };
+    for name in cmd.names {
+        subscriber.subscribe(kind, name.clone());
+        confirmation(
+            kind.subscribe_word(),
+            Some(name),
+            subscriber.count_for(kind),
+        )
+        .encode(version, ctx.out);
+    }
+    count_subscriptions(ctx.conn);
+    Reply::written()
+}
+
+/// `(P|S)UNSUBSCRIBE`: from the names given, or from every subscription of the kind; one
+/// confirmation per name (one with a null name when there was none). Messages published
+/// before it are delivered before its confirmations.
+pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
+    let kind = kind(cmd.kind);
+    let version = ctx.conn.version();
+    let Some(subscriber) = ctx.conn.subscriber.as_deref_mut() else {
+        confirmation(kind.unsubscribe_word(), None, 0).encode(version, ctx.out);
+        return Reply::written();
+    };
+    let names = if cmd.names.is_empty() {
+        subscriber.names(kind)
+    } else {
+        cmd.names
+    };
+    let mut left = subscriber.count_for(kind);
+    let removed: Vec<bool> = names
+        .iter()
+        .map(|name| subscriber.unsubscribe(kind, name))
+        .collect();
+    // Nothing more can arrive for these names: what did comes first.
+    subscriber.drain_into(version == ProtocolVersion::Resp3, ctx.out, usize::MAX);
+    if names.is_empty() {
+        confirmation(kind.unsubscribe_word(), None, left).encode(version, ctx.out);
+    }
+    // Counted down one name at a time, as Redis answers them.
+    for (name, removed) in names.into_iter().zip(removed) {
+        left -= usize::from(removed);
+        confirmation(kind.unsubscribe_word(), Some(name), left).encode(version, ctx.out);
+    }
+    if subscriber.is_empty() {
+        ctx.conn.subscriber = None;
+    }
+    count_subscriptions(ctx.conn);
+    Reply::written()
+}
+
+/// Leaves every subscription without a word (RESET, and a connection that ends).
+pub fn unsubscribe_all(conn: &mut ConnState) {
+    conn.subscriber = None;
+    count_subscriptions(conn);
+}
+
+/// After the connection's user changed: its session events follow the new user's rights, and
+/// the subscriptions the new user may not have end (silently, as the old user's).
+pub fn follow_user(conn: &mut ConnState) {
+    let access = access(conn);
+    let user = conn.user.clone();
+    let Some(subscriber) = conn.subscriber.as_deref_mut() else {
+        return;
+    };
+    subscriber.set_access(access);
+    for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+        for name in subscriber.names(kind) {
+            let allowed = user
+                .as_ref()
+                .is_some_and(|u| u.allow_channel(&name, kind == Kind::Pattern));
+            if !allowed {
+                subscriber.unsubscribe(kind, &name);
+            }
+        }
+    }
+    if subscriber.is_empty() {
+        conn.subscriber = None;
+    }
+    count_subscriptions(conn);
+}
+
+/// CLIENT LIST's `sub`, `psub` and `ssub`.
+fn count_subscriptions(conn: &ConnState) {
+    let count = |kind| conn.subscriber().map_or(0, |s| s.count(kind));
+    conn.client().set_subscriptions([
+        count(Kind::Channel),
+        count(Kind::Pattern),
+        count(Kind::Shard),
+    ]);
+}
+
+/// `PUBLISH channel message`: how many received it. The channels of session events are the
+/// server's own: a client may not forge one.
+pub fn publish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
+    if cmd.channel.starts_with(SESSION_CHANNELS) {
+        return Frame::error(
+            "ERR the __session__: channels carry the server's session events only",
+        );
+    }
+    Frame::Integer(ctx.shared.pubsub.publish(&cmd.channel, &cmd.message) as i64)
+}
+
+/// `SPUBLISH shardchannel message`.
+pub fn spublish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
+    Frame::Integer(ctx.shared.pubsub.publish_shard(&cmd.channel, &cmd.message) as i64)
+}
+
+/// `PUBSUB CHANNELS | SHARDCHANNELS | NUMSUB | SHARDNUMSUB | NUMPAT | HELP`.
+pub fn pubsub(ctx: &mut Ctx<'_>, cmd: Pubsub) -> Reply {
+    let hub = &ctx.shared.pubsub;
+    match cmd {
+        Pubsub::Channels { shard, pattern } => {
+            let max = ctx.shared.config.max_pattern_len;
+            let pattern = match pattern.map(|p| glob::key_pattern(&p, max)) {
+                Some(Err(too_long)) => return Frame::error(too_long.to_string()).into(),
+                Some(Ok(pattern)) => pattern,
+                None => None,
+            };
+            let mut channels = hub.channels(shard, pattern.as_ref());
+            // A named user sees only the channels it may use.
+            if let Some(user) = ctx.conn.user().filter(|_| ctx.conn.restricted) {
+                channels.retain(|c| user.allow_channel(c, false));
+            }
+            let size: usize = channels.iter().map(|c| super::bulk_size(c.len())).sum();
+            if !ctx.fits(size) {
+                return Reply::over_limit();
+            }
+            Frame::Array(channels.into_iter().map(Frame::Bulk).collect()).into()
+        }
+        Pubsub::NumSub { shard, channels } => {
+            let mut pairs = Vec::with_capacity(channels.len() * 2);
+            for channel in channels {
+                let count = hub.numsub(shard, &channel);
+                pairs.push(Frame::Bulk(channel));
+                pairs.push(Frame::Integer(count as i64));
+            }
+            Frame::Array(pairs).into()
+        }
+        Pubsub::NumPat => Frame::Integer(hub.numpat() as i64).into(),
+        Pubsub::Help => Frame::Array(
+            [
+                "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "CHANNELS [<pattern>]",
+                "    Return the currently active channels matching a <pattern> (default: '*').",
+                "NUMPAT",
+                "    Return number of subscriptions to patterns.",
+                "NUMSUB [<channel> ...]",
+                "    Return the number of subscribers for the specified channels, excluding",
+                "    pattern subscriptions(default: no channels).",
+                "SHARDCHANNELS [<pattern>]",
+                "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+                "SHARDNUMSUB [<shardchannel> ...]",
+                "    Return the number of subscribers for the specified shard level channel(s)",
+                "HELP",
+                "    Print this help.",
+            ]
+            .into_iter()
+            .map(Frame::simple)
+            .collect(),
+        )
+        .into(),
+    }
+}
+
+/// The refusal of a command a RESP2 connection may not run while it subscribes (Redis's
+/// words), `None` for those it may.
+pub fn refused_while_subscribed(name: &str) -> Option<Frame> {
+    let allowed = matches!(
+        name,
+        "subscribe"
+            | "ssubscribe"
+            | "psubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "punsubscribe"
+            | "ping"
+            | "quit"
+            | "reset"
+    );
+    (!allowed).then(|| {
+        Frame::error(format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+             RESET are allowed in this context"
+        ))
+    })
+}

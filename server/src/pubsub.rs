@@ -1,0 +1,698 @@
+//! Pub/sub: who listens to which channel, and the delivery of a message to each of them.
+//!
+//! The [`Hub`] maps each channel (and each shard channel, SSUBSCRIBE's separate namespace) to
+//! its subscribers in a sharded map, so publishers on different channels never meet on a lock;
+//! patterns sit in one list behind a read-write lock that PUBLISH reads only while some pattern
+//! exists. A subscriber is a [`Mailbox`]: a queue its connection drains between commands and
+//! while it waits for input. Publishing never waits: a message is queued for each subscriber,
+//! its encoded size counted, and a subscriber whose queue passes its output limits
+//! (`client-output-buffer-limit pubsub`, as Redis) is cut off at once: its connection is closed
+//! and what it had queued is freed. Payloads and channel names are shared (`Bytes`), not copied,
+//! between the subscribers of one message.
+//!
+//! It imports nothing above the store, which publishes the events of expiry and eviction.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use dashmap::DashMap;
+use tokio::sync::{mpsc, Notify};
+
+use crate::glob;
+use crate::output_limit::ClassLimit;
+
+/// The three kinds of subscription, each its own namespace as in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// SUBSCRIBE: one channel by name.
+    Channel,
+    /// PSUBSCRIBE: every channel a glob pattern matches.
+    Pattern,
+    /// SSUBSCRIBE: a shard channel (SPUBLISH's; on one node, a channel of its own namespace).
+    Shard,
+}
+
+impl Kind {
+    /// The first element of the confirmation SUBSCRIBE-family commands send.
+    pub fn subscribe_word(self) -> &'static str {
+        match self {
+            Kind::Channel => "subscribe",
+            Kind::Pattern => "psubscribe",
+            Kind::Shard => "ssubscribe",
+        }
+    }
+
+    /// The first element of the confirmation the UNSUBSCRIBE family sends.
+    pub fn unsubscribe_word(self) -> &'static str {
+        match self {
+            Kind::Channel => "unsubscribe",
+            Kind::Pattern => "punsubscribe",
+            Kind::Shard => "sunsubscribe",
+        }
+    }
+}
+
+/// Who may receive session events (see [`Hub::publish_session`]): their IDs are credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The subscriber's user may run SESSION commands.
+    pub session_events: bool,
+    /// The namespace of its sessions: only events of IDs under it reach it (empty: all).
+    pub session_prefix: Bytes,
+}
+
+impl Access {
+    fn allows_session(&self, id: &[u8]) -> bool {
+        self.session_events && id.starts_with(&self.session_prefix)
+    }
+}
+
+/// One message on its way to a subscriber.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// To a subscriber of the channel: `message`, or `smessage` for a shard channel.
+    Channel {
+        /// A shard channel's (SPUBLISH).
+        shard: bool,
+        /// The channel.
+        channel: Bytes,
+        /// The payload.
+        payload: Bytes,
+    },
+    /// To a subscriber of a pattern the channel matches: `pmessage`.
+    Pattern {
+        /// The pattern subscribed to.
+        pattern: Bytes,
+        /// The channel.
+        channel: Bytes,
+        /// The payload.
+        payload: Bytes,
+    },
+}
+
+impl Delivery {
+    /// Its encoded size, the same in RESP2 and RESP3 (`*` or `>`), counted against the limits.
+    pub fn size(&self) -> usize {
+        match self {
+            Delivery::Channel {
+                shard,
+                channel,
+                payload,
+            } => {
+                let word = if *shard { "smessage" } else { "message" };
+                4 + bulk_size(word.len()) + bulk_size(channel.len()) + bulk_size(payload.len())
+            }
+            Delivery::Pattern {
+                pattern,
+                channel,
+                payload,
+            } => {
+                4 + bulk_size(8)
+                    + bulk_size(pattern.len())
+                    + bulk_size(channel.len())
+                    + bulk_size(payload.len())
+            }
+        }
+    }
+
+    /// Encodes it into `out`: a push in RESP3, an array in RESP2, as Redis sends it.
+    pub fn encode(&self, resp3: bool, out: &mut BytesMut) {
+        let tag = if resp3 { b'>' } else { b'*' };
+        match self {
+            Delivery::Channel {
+                shard,
+                channel,
+                payload,
+            } => {
+                let word: &[u8] = if *shard { b"smessage" } else { b"message" };
+                out.reserve(self.size());
+                put_header(out, tag, 3);
+                put_bulk(out, word);
+                put_bulk(out, channel);
+                put_bulk(out, payload);
+            }
+            Delivery::Pattern {
+                pattern,
+                channel,
+                payload,
+            } => {
+                out.reserve(self.size());
+                put_header(out, tag, 4);
+                put_bulk(out, b"pmessage");
+                put_bulk(out, pattern);
+                put_bulk(out, channel);
+                put_bulk(out, payload);
+            }
+        }
+    }
+}
+
+/// `$<len>\r\n<bytes>\r\n`'s size.
+fn bulk_size(len: usize) -> usize {
+    len + decimal_len(len) + 5
+}
+
+fn decimal_len(n: usize) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+fn put_header(out: &mut BytesMut, tag: u8, n: usize) {
+    out.put_u8(tag);
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn put_bulk(out: &mut BytesMut, bytes: &[u8]) {
+    put_header(out, b'$', bytes.len());
+    out.put_slice(bytes);
+    out.put_slice(b"\r\n");
+}
+
+/// One subscribed connection's side of the hub: its queue of deliveries, their size, and
+/// whether its limits cut it off.
+#[derive(Debug)]
+pub struct Mailbox {
+    /// The connection's client ID.
+    id: u64,
+    sender: mpsc::UnboundedSender<Delivery>,
+    /// Encoded bytes queued and not yet taken by the connection.
+    pending: AtomicUsize,
+    /// Since when `pending` has been above the soft limit, ms after `epoch`; 0: it is not.
+    soft_since_ms: AtomicU64,
+    epoch: Instant,
+    limits: ClassLimit,
+    /// Set once, when the limits cut the subscriber off; nothing more is queued then.
+    cut: AtomicBool,
+    /// Woken when `cut` is set.
+    cut_signal: Notify,
+    /// What the subscriber may receive of session events; changes with the connection's user.
+    access: RwLock<Access>,
+}
+
+impl Mailbox {
+    /// Queues `delivery` unless the subscriber is over its limits (which cuts it off); the
+    /// subscriber counts as a receiver either way, as in Redis.
+    fn deliver(&self, delivery: Delivery) {
+        if self.cut.load(Ordering::Relaxed) {
+            return;
+        }
+        let size = delivery.size();
+        let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
+        if pending > self.limits.hard() {
+            return self.cut_off();
+        }
+        if self.limits.soft_bytes != 0 && pending > self.limits.soft_bytes {
+            let now = (self.epoch.elapsed().as_millis() as u64).max(1);
+            match self.soft_since_ms.load(Ordering::Relaxed) {
+                0 => self.soft_since_ms.store(now, Ordering::Relaxed),
+                since if now.saturating_sub(since) >= self.limits.soft_seconds * 1000 => {
+                    return self.cut_off();
+                }
+                _ => {}
+            }
+        }
+        // The receiver is gone only once the connection ended; nothing to do then.
+        let _ = self.sender.send(delivery);
+    }
+
+    fn cut_off(&self) {
+        if !self.cut.swap(true, Ordering::AcqRel) {
+            self.cut_signal.notify_one();
+        }
+    }
+
+    /// Whether the limits cut the subscriber off.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Waits until the limits cut the subscriber off.
+    pub async fn cut(&self) {
+        while !self.is_cut() {
+            self.cut_signal.notified().await;
+        }
+    }
+
+    fn allows_session(&self, id: &[u8]) -> bool {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .allows_session(id)
+    }
+}
+
+type Subscribers = HashMap<u64, Arc<Mailbox>, ahash::RandomState>;
+
+/// The subscribers of one pattern.
+#[derive(Debug)]
+struct PatternSubscribers {
+    pattern: Bytes,
+    glob: glob::Pattern,
+    subscribers: Subscribers,
+}
+
+/// Every subscription of the server.
+#[derive(Debug, Default)]
+pub struct Hub {
+    channels: DashMap<Bytes, Subscribers, ahash::RandomState>,
+    shard_channels: DashMap<Bytes, Subscribers, ahash::RandomState>,
+    patterns: RwLock<Vec<PatternSubscribers>>,
+    /// `patterns.len()`, read without the lock.
+    pattern_count: AtomicUsize,
+    /// Subscriptions of every kind, server-wide.
+    subscriptions: AtomicUsize,
+}
+
+impl Hub {
+    /// Whether anyone subscribes to any channel or pattern (one relaxed load): producers of
+    /// events check it first and build nothing otherwise.
+    #[inline]
+    pub fn has_subscribers(&self) -> bool {
+        self.subscriptions.load(Ordering::Relaxed) != 0
+    }
+
+    /// PUBLISH: queues `message` for the subscribers of `channel` and of every pattern that
+    /// matches it; never waits. Returns how many received it (a client subscribed to the
+    /// channel and to two matching patterns counts three times, as in Redis).
+    pub fn publish(&self, channel: &Bytes, message: &Bytes) -> usize {
+        self.fan_out(channel, message, |_| true)
+    }
+
+    /// A session event: as [`Hub::publish`], but only to subscribers allowed session events,
+    /// and to a named user's only the events of sessions under its prefix.
+    pub fn publish_session(&self, channel: &Bytes, message: &Bytes, id: &[u8]) -> usize {
+        self.fan_out(channel, message, |mailbox| mailbox.allows_session(id))
+    }
+
+    fn fan_out(
+        &self,
+        channel: &Bytes,
+        message: &Bytes,
+        allowed: impl Fn(&Mailbox) -> bool,
+    ) -> usize {
+        if !self.has_subscribers() {
+            return 0;
+        }
+        let mut receivers = 0;
+        if let Some(subscribers) = self.channels.get(&channel[..]) {
+            for mailbox in subscribers.values().filter(|m| allowed(m)) {
+                mailbox.deliver(Delivery::Channel {
+                    shard: false,
+                    channel: channel.clone(),
+                    payload: message.clone(),
+                });
+                receivers += 1;
+            }
+        }
+        if self.pattern_count.load(Ordering::Relaxed) != 0 {
+            let patterns = self.patterns.read().unwrap_or_else(|p| p.into_inner());
+            for entry in patterns.iter().filter(|e| e.glob.matches(channel)) {
+                for mailbox in entry.subscribers.values().filter(|m| allowed(m)) {
+                    mailbox.deliver(Delivery::Pattern {
+                        pattern: entry.pattern.clone(),
+                        channel: channel.clone(),
+                        payload: message.clone(),
+                    });
+                    receivers += 1;
+                }
+            }
+        }
+        receivers
+    }
+
+    /// SPUBLISH: queues `message` for the subscribers of the shard channel.
+    pub fn publish_shard(&self, channel: &Bytes, message: &Bytes) -> usize {
+        let Some(subscribers) = self.shard_channels.get(&channel[..]) else {
+            return 0;
+        };
+        for mailbox in subscribers.values() {
+            mailbox.deliver(Delivery::Channel {
+                shard: true,
+                channel: channel.clone(),
+                payload: message.clone(),
+            });
+        }
+        subscribers.len()
+    }
+
+    /// A new subscriber: the connection `id`, held to `limits`, receiving what `access`
+    /// allows. It subscribes to nothing yet.
+    pub fn subscriber(self: &Arc<Self>, id: u64, limits: ClassLimit, access: Access) -> Subscriber {
+        let (sender, inbox) = mpsc::unbounded_channel();
+        Subscriber {
+            hub: self.clone(),
+            mailbox: Arc::new(Mailbox {
+                id,
+                sender,
+                pending: AtomicUsize::new(0),
+                soft_since_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+                limits,
+                cut: AtomicBool::new(false),
+                cut_signal: Notify::new(),
+                access: RwLock::new(access),
+            }),
+            inbox,
+            channels: Default::default(),
+            patterns: Default::default(),
+            shard_channels: Default::default(),
+        }
+    }
+
+    fn add(&self, kind: Kind, name: &Bytes, mailbox: &Arc<Mailbox>) {
+        let map = match kind {
+            Kind::Channel => &self.channels,
+            Kind::Shard => &self.shard_channels,
+            Kind::Pattern => {
+                let mut patterns = self.patterns.write().unwrap_or_else(|p| p.into_inner());
+                match patterns.iter_mut().find(|e| e.pattern == *name) {
+                    Some(entry) => {
+                        entry.subscribers.insert(mailbox.id, mailbox.clone());
+                    }
+                    None => {
+                        let mut subscribers = Subscribers::default();
+                        subscribers.insert(mailbox.id, mailbox.clone());
+                        patterns.push(PatternSubscribers {
+                            pattern: name.clone(),
+                            glob: glob::Pattern::new(name),
+                            subscribers,
+                        });
+                        self.pattern_count.store(patterns.len(), Ordering::Relaxed);
+                    }
+                }
+                self.subscriptions.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        map.entry(name.clone())
+            .or_default()
+            .insert(mailbox.id, mailbox.clone());
+        self.subscriptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn remove(&self, kind: Kind, name: &[u8], id: u64) {
+        let map = match kind {
+            Kind::Channel => &self.channels,
+            Kind::Shard => &self.shard_channels,
+            Kind::Pattern => {
+                let mut patterns = self.patterns.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(at) = patterns.iter().position(|e| e.pattern == name) {
+                    patterns[at].subscribers.remove(&id);
+                    if patterns[at].subscribers.is_empty() {
+                        patterns.swap_remove(at);
+                        self.pattern_count.store(patterns.len(), Ordering::Relaxed);
+                    }
+                }
+                self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        map.remove_if_mut(name, |_, subscribers| {
+            subscribers.remove(&id);
+            subscribers.is_empty()
+        });
+        self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// PUBSUB CHANNELS / SHARDCHANNELS: the channels with at least one subscriber, those
+    /// `pattern` matches if given.
+    pub fn channels(&self, shard: bool, pattern: Option<&glob::Pattern>) -> Vec<Bytes> {
+        let map = if shard {
+            &self.shard_channels
+        } else {
+            &self.channels
+        };
+        map.iter()
+            .filter(|e| !e.value().is_empty() && pattern.is_none_or(|p| p.matches(e.key())))
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    /// PUBSUB NUMSUB / SHARDNUMSUB: the subscribers of `channel`.
+    pub fn numsub(&self, shard: bool, channel: &[u8]) -> usize {
+        let map = if shard {
+            &self.shard_channels
+        } else {
+            &self.channels
+        };
+        map.get(channel).map_or(0, |s| s.len())
+    }
+
+    /// PUBSUB NUMPAT: the patterns subscribed to, each counted once.
+    pub fn numpat(&self) -> usize {
+        self.pattern_count.load(Ordering::Relaxed)
+    }
+
+    /// Channels with subscribers (`pubsub_channels` of INFO), shard channels apart.
+    pub fn channel_count(&self, shard: bool) -> usize {
+        if shard {
+            self.shard_channels.len()
+        } else {
+            self.channels.len()
+        }
+    }
+}
+
+/// A connection's subscriptions and the receiving end of its mailbox; unsubscribes from
+/// everything when dropped.
+#[derive(Debug)]
+pub struct Subscriber {
+    hub: Arc<Hub>,
+    mailbox: Arc<Mailbox>,
+    inbox: mpsc::UnboundedReceiver<Delivery>,
+    channels: std::collections::HashSet<Bytes, ahash::RandomState>,
+    patterns: std::collections::HashSet<Bytes, ahash::RandomState>,
+    shard_channels: std::collections::HashSet<Bytes, ahash::RandomState>,
+}
+
+impl Subscriber {
+    fn set(&self, kind: Kind) -> &std::collections::HashSet<Bytes, ahash::RandomState> {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard_channels,
+        }
+    }
+
+    fn set_mut(&mut self, kind: Kind) -> &mut std::collections::HashSet<Bytes, ahash::RandomState> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard_channels,
+        }
+    }
+
+    /// Subscribes to `name`; `false` if it already was.
+    pub fn subscribe(&mut self, kind: Kind, name: Bytes) -> bool {
+        if self.set(kind).contains(&name) {
+            return false;
+        }
+        self.hub.add(kind, &name, &self.mailbox);
+        self.set_mut(kind).insert(name);
+        true
+    }
+
+    /// Unsubscribes from `name`; `false` if it was not subscribed.
+    pub fn unsubscribe(&mut self, kind: Kind, name: &[u8]) -> bool {
+        if !self.set_mut(kind).remove(name) {
+            return false;
+        }
+        self.hub.remove(kind, name, self.mailbox.id);
+        true
+    }
+
+    /// The names subscribed to of `kind`.
+    pub fn names(&self, kind: Kind) -> Vec<Bytes> {
+        self.set(kind).iter().cloned().collect()
+    }
+
+    /// How many subscriptions of `kind` the connection has.
+    pub fn count(&self, kind: Kind) -> usize {
+        self.set(kind).len()
+    }
+
+    /// The count SUBSCRIBE and PSUBSCRIBE confirmations carry: channels and patterns (shard
+    /// channels are counted apart, as in Redis 7).
+    pub fn count_for(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shard_channels.len(),
+            Kind::Channel | Kind::Pattern => self.channels.len() + self.patterns.len(),
+        }
+    }
+
+    /// Whether it subscribes to anything.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty()
+    }
+
+    /// Moves queued deliveries into `out` until it holds `room` bytes or none is left; returns
+    /// whether some are left.
+    pub fn drain_into(&mut self, resp3: bool, out: &mut BytesMut, room: usize) -> bool {
+        let mut taken = 0;
+        let more = loop {
+            if out.len() >= room {
+                break true;
+            }
+            match self.inbox.try_recv() {
+                Ok(delivery) => {
+                    taken += delivery.size();
+                    delivery.encode(resp3, out);
+                }
+                Err(_) => break false,
+            }
+        };
+        if taken != 0 {
+            self.taken(taken);
+        }
+        more
+    }
+
+    /// Waits for a delivery, then drains as [`Subscriber::drain_into`] does.
+    pub async fn recv_into(&mut self, resp3: bool, out: &mut BytesMut, room: usize) {
+        if let Some(delivery) = self.inbox.recv().await {
+            self.taken(delivery.size());
+            delivery.encode(resp3, out);
+            self.drain_into(resp3, out, room);
+        }
+    }
+
+    fn taken(&self, bytes: usize) {
+        let mailbox = &self.mailbox;
+        let left = mailbox.pending.fetch_sub(bytes, Ordering::Relaxed) - bytes;
+        if left <= mailbox.limits.soft_bytes {
+            mailbox.soft_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Its mailbox (to wait for a cut-off).
+    pub fn mailbox(&self) -> &Arc<Mailbox> {
+        &self.mailbox
+    }
+
+    /// The session events it may receive, once its connection's user changed.
+    pub fn set_access(&self, access: Access) {
+        *self
+            .mailbox
+            .access
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = access;
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let id = self.mailbox.id;
+        for (kind, set) in [
+            (Kind::Channel, &self.channels),
+            (Kind::Pattern, &self.patterns),
+            (Kind::Shard, &self.shard_channels),
+        ] {
+            for name in set {
+                self.hub.remove(kind, name, id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::default())
+    }
+
+    fn drained(sub: &mut Subscriber) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        sub.drain_into(false, &mut out, usize::MAX);
+        out.to_vec()
+    }
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn a_message_reaches_channel_and_pattern_subscribers_once_each() {
+        let hub = hub();
+        let mut a = hub.subscriber(1, ClassLimit::default(), Access::default());
+        let mut c = hub.subscriber(2, ClassLimit::default(), Access::default());
+        assert!(a.subscribe(Kind::Channel, b("news")));
+        assert!(!a.subscribe(Kind::Channel, b("news")));
+        assert!(c.subscribe(Kind::Pattern, b("n*")));
+        assert!(c.subscribe(Kind::Pattern, b("*s")));
+        assert_eq!(hub.publish(&b("news"), &b("hi")), 3);
+        assert_eq!(
+            drained(&mut a),
+            b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+        );
+        let got = drained(&mut c);
+        assert_eq!(got.windows(8).filter(|w| w == b"pmessage").count(), 2);
+        assert_eq!(hub.publish(&b("other"), &b("x")), 0);
+        assert_eq!(hub.numpat(), 2);
+        drop(c);
+        assert_eq!(hub.numpat(), 0);
+        assert_eq!(hub.numsub(false, b"news"), 1);
+        assert!(a.unsubscribe(Kind::Channel, b"news"));
+        assert!(!hub.has_subscribers());
+        assert!(hub.channels(false, None).is_empty());
+    }
+
+    #[test]
+    fn shard_channels_are_their_own_namespace() {
+        let hub = hub();
+        let mut s = hub.subscriber(1, ClassLimit::default(), Access::default());
+        s.subscribe(Kind::Shard, b("orders"));
+        assert_eq!(hub.publish(&b("orders"), &b("x")), 0);
+        assert_eq!(hub.publish_shard(&b("orders"), &b("x")), 1);
+        let mut out = BytesMut::new();
+        s.drain_into(true, &mut out, usize::MAX);
+        assert_eq!(
+            &out[..],
+            b">3\r\n$8\r\nsmessage\r\n$6\r\norders\r\n$1\r\nx\r\n"
+        );
+    }
+
+    #[test]
+    fn a_subscriber_past_its_hard_limit_is_cut_off_and_queues_nothing_more() {
+        let hub = hub();
+        let limits = ClassLimit {
+            hard_bytes: 1000,
+            ..ClassLimit::default()
+        };
+        let mut s = hub.subscriber(1, limits, Access::default());
+        s.subscribe(Kind::Channel, b("c"));
+        let payload = Bytes::from(vec![b'x'; 100]);
+        for _ in 0..100 {
+            hub.publish(&b("c"), &payload);
+        }
+        assert!(s.mailbox().is_cut());
+        let out = drained(&mut s);
+        assert!(out.len() <= 1000, "{} bytes queued", out.len());
+    }
+
+    #[test]
+    fn session_events_reach_only_allowed_subscribers_of_their_namespace() {
+        let hub = hub();
+        let allowed = |prefix: &str| Access {
+            session_events: true,
+            session_prefix: b(prefix),
+        };
+        let mut all = hub.subscriber(1, ClassLimit::default(), allowed(""));
+        let mut app1 = hub.subscriber(2, ClassLimit::default(), allowed("app1:"));
+        let mut nobody = hub.subscriber(3, ClassLimit::default(), Access::default());
+        for s in [&mut all, &mut app1, &mut nobody] {
+            s.subscribe(Kind::Pattern, b("*"));
+        }
+        let channel = b("__session__:created");
+        assert_eq!(hub.publish_session(&channel, &b("app1:x u"), b"app1:x"), 2);
+        assert_eq!(hub.publish_session(&channel, &b("app2:y u"), b"app2:y"), 1);
+        assert!(drained(&mut nobody).is_empty());
+        assert!(!drained(&mut app1).is_empty());
+        app1.set_access(Access::default());
+        assert_eq!(hub.publish_session(&channel, &b("app1:z u"), b"app1:z"), 1);
+    }
+}
