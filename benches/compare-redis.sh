@@ -11,6 +11,11 @@
 #             sessiond-bench  evalsha -c 50 -r 100000 -n N -P 1      (and both at -P 16)
 #   multi     sessiond-bench  multi -c 50 -d 160 -r 100000 -n N -P 1 (and -P 16): Go scs's
 #             save, MULTI; SET; PEXPIREAT; EXEC, each transaction one request
+#   publish   sessiond-bench  publish --subscribers S -c 50 -d 160 -n M -P 1 (and -P 16), for
+#             S = 1, 100 and 1000 subscribed connections: PUBLISH's rate, and the messages the
+#             subscribers received per second ("delivered" rows). M = min(N, 25 N / S): a run
+#             delivers at most 25 N messages, so that 1000 subscribers do not take 1000 times
+#             as long. A server without pub/sub is reported and skipped.
 # A server that refuses SCRIPT LOAD (no scripting) is reported and skipped for evalsha.
 # The order of the two servers alternates from round to round. For every workload it prints
 # the median throughput on each server, the median of the per-round ratios sessiond/redis
@@ -24,7 +29,7 @@
 #   --rounds N        rounds (default 3)
 #   --requests N      requests per -P 1 run, for both tools (default 200000); a -P 16 run makes
 #                     five times as many, so that it lasts about as long
-#   --workloads LIST  comma-separated, among get,set,multi,evalsha (default: all)
+#   --workloads LIST  comma-separated, among get,set,multi,evalsha,publish (default: all)
 #   --servers LIST    comma-separated, among redis,sessiond (default: both)
 #   --no-build        use the release binaries already in target/release
 # SESSIOND_ARGS in the environment adds arguments to sessiond's (e.g. "--threads 1").
@@ -35,7 +40,7 @@ set -euo pipefail
 rounds=3
 requests=200000
 build=1
-workloads=get,set,multi,evalsha
+workloads=get,set,multi,evalsha,publish
 servers=redis,sessiond
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -54,8 +59,8 @@ done
 listed() { [[ ",$1," == *",$2,"* ]]; }
 for workload in ${workloads//,/ }; do
     case "$workload" in
-        get|set|multi|evalsha) ;;
-        *) echo "compare-redis.sh: --workloads: unknown workload '$workload' (get, set, multi, evalsha)" >&2; exit 64 ;;
+        get|set|multi|evalsha|publish) ;;
+        *) echo "compare-redis.sh: --workloads: unknown workload '$workload' (get, set, multi, evalsha, publish)" >&2; exit 64 ;;
     esac
 done
 for server in ${servers//,/ }; do
@@ -212,6 +217,28 @@ run_sessiond_bench() { # server port pipeline workload
         '"\($name) \($server) \(.throughput_rps) \(.latency_ms.p99)"' <<<"$json" >>"$results"
 }
 
+# PUBLISH to 1, 100 and 1000 subscribers: two rows per run, PUBLISH's rate and the messages
+# delivered per second (each with PUBLISH's p99).
+run_publish() { # server port pipeline
+    local subscribers json n
+    for subscribers in 1 100 1000; do
+        n=$((requests * 25 / subscribers))
+        (( n <= requests )) || n=$requests
+        if ! json="$("$bench" publish --host 127.0.0.1 --port "$2" --subscribers "$subscribers" \
+            -c "$clients" -d "$value_size" -n "$n" -P "$3" --json)"; then
+            echo "compare-redis.sh: sessiond-bench publish failed against $1 (see above); publish skipped on it" >&2
+            return 0
+        fi
+        if [[ "$(jq .errors <<<"$json")" != 0 ]]; then
+            echo "compare-redis.sh: sessiond-bench publish --subscribers $subscribers against $1 had errors: $(jq -r .first_error <<<"$json")" >&2
+        fi
+        jq -r --arg name "publish_${subscribers}_subs_-P_$3" --arg server "$1" \
+            '"\($name) \($server) \(.throughput_rps) \(.latency_ms.p99)"' <<<"$json" >>"$results"
+        jq -r --arg name "delivered_${subscribers}_subs_-P_$3" --arg server "$1" \
+            '"\($name) \($server) \(.delivery.messages_per_s) \(.latency_ms.p99)"' <<<"$json" >>"$results"
+    done
+}
+
 one_server() { # server port pipeline
     local tests=""
     redis-cli -p "$2" FLUSHALL >/dev/null
@@ -227,6 +254,7 @@ one_server() { # server port pipeline
         run_redis_benchmark_evalsha "$1" "$2" "$3"
         run_sessiond_bench "$1" "$2" "$3" evalsha
     fi
+    listed "$workloads" publish && run_publish "$1" "$2" "$3"
     return 0
 }
 
@@ -297,3 +325,6 @@ echo
 echo "ratio: median over rounds of sessiond rps / redis rps in the same round (> 1: sessiond faster)"
 echo "geomean: geometric mean of the same ratios, with its 95% confidence interval over the rounds"
 echo "p99: median over rounds, milliseconds"
+if listed "$workloads" publish; then
+    echo "publish: PUBLISH requests/s; delivered: messages the subscribers received per second (p99: PUBLISH's)"
+fi

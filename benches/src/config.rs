@@ -21,6 +21,7 @@ use sessiond_protocol::units::parse_duration;
     after_help = "Examples:\n  \
         sessiond-bench get -c 50 -P 16 --duration 10s\n  \
         sessiond-bench session-browse --rate 20000 --duration 30s --warmup 5s\n  \
+        sessiond-bench publish --subscribers 100 -c 50 --duration 10s\n  \
         sessiond-bench set --port 6379 -n 200000 --json"
 )]
 pub struct Args {
@@ -101,6 +102,11 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     pub devices: usize,
 
+    /// publish: connections that SUBSCRIBE to the channel the clients PUBLISH to, and count
+    /// the messages they receive (0 for none).
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: usize,
+
     /// Do not write the keyspace before a get or mixed run (GETs then mostly miss).
     #[arg(long)]
     pub no_prefill: bool,
@@ -144,6 +150,9 @@ pub enum WorkloadKind {
     /// phpredis's session lock release: EVALSHA of its script (SCRIPT LOAD once at the start)
     /// on a key of the keyspace and a token.
     Evalsha,
+    /// PUBLISH channel value, to --subscribers connections subscribed to the channel; reports
+    /// the messages they received per second beside PUBLISH's rate.
+    Publish,
 }
 
 impl WorkloadKind {
@@ -158,6 +167,7 @@ impl WorkloadKind {
             WorkloadKind::SessionLogoutEverywhere => "session-logout-everywhere",
             WorkloadKind::Multi => "multi",
             WorkloadKind::Evalsha => "evalsha",
+            WorkloadKind::Publish => "publish",
         }
     }
 }
@@ -193,6 +203,11 @@ pub enum Workload {
     Multi,
     /// EVALSHA of phpredis's lock release.
     EvalSha,
+    /// PUBLISH to one channel.
+    Publish {
+        /// Connections subscribed to it.
+        subscribers: usize,
+    },
 }
 
 impl Workload {
@@ -207,6 +222,7 @@ impl Workload {
             Workload::SessionLogoutEverywhere { .. } => "session-logout-everywhere",
             Workload::Multi => "multi",
             Workload::EvalSha => "evalsha",
+            Workload::Publish { .. } => "publish",
         }
     }
 
@@ -291,6 +307,12 @@ impl Args {
         if self.threads == 0 {
             return Err(ConfigError::new("threads", "must be at least 1"));
         }
+        if self.subscribers > MAX_CLIENTS {
+            return Err(ConfigError::new(
+                "subscribers",
+                format!("{} is above {MAX_CLIENTS}", self.subscribers),
+            ));
+        }
         if self.devices == 0 {
             return Err(ConfigError::new("devices", "must be at least 1"));
         }
@@ -325,6 +347,9 @@ impl Args {
             },
             WorkloadKind::Multi => Workload::Multi,
             WorkloadKind::Evalsha => Workload::EvalSha,
+            WorkloadKind::Publish => Workload::Publish {
+                subscribers: self.subscribers,
+            },
         };
         Ok(Config {
             addr: format!("{}:{}", self.host, self.port),
@@ -614,6 +639,7 @@ mod tests {
         assert!(refused(&["--duration", "0s"]).contains("--duration"));
         assert!(refused(&["--keyspace", "0"]).contains("--keyspace"));
         assert!(refused(&["--ttl", "0ms"]).contains("--ttl"));
+        assert!(refused(&["publish", "--subscribers", "10001"]).contains("--subscribers"));
         // --duration and --requests exclude each other.
         assert!(Args::try_parse_from(["b", "--duration", "1s", "-n", "5"]).is_err());
     }

@@ -3,12 +3,14 @@
 //!
 //! `sessiond-bench` speaks RESP through `sessiond-protocol` (`ClientCodec::encode_command` to
 //! write, `FrameDecoder` to read), so its key/value workloads (`set`, `get`, `mixed`) run
-//! unchanged against redis-server for side-by-side numbers; the session workloads use
-//! sessiond's SESSION.* commands.
+//! unchanged against redis-server for side-by-side numbers, as do `multi`, `evalsha` and
+//! `publish` (PUBLISH to `--subscribers` subscribed connections, reporting the messages they
+//! receive per second); the session workloads use sessiond's SESSION.* commands.
 //!
 //! - [`config`]: the flags ([`Args`]) and the validated run ([`Config`]).
 //! - [`workload`]: what each connection sends ([`Generator`]).
-//! - [`run()`]: the closed and open loops, and the [`Report`] they produce.
+//! - [`run()`]: the closed and open loops, and the [`Report`] they produce; publish's
+//!   subscribers count what they receive without decoding it.
 //! - [`stats`]: HDR latency histograms, counters, the text and JSON report.
 //!
 //! ```no_run
@@ -23,11 +25,12 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod fanout;
 mod run;
 pub mod stats;
 pub mod workload;
 
 pub use config::{Args, Config, ConfigError, Stop, Workload};
 pub use run::{run, BenchError};
-pub use stats::Report;
+pub use stats::{Delivery, Report};
 pub use workload::{Generator, Op};

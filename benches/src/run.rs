@@ -29,9 +29,10 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, Stop, Workload};
+use crate::fanout::Subscribed;
 use crate::stats::{Recorder, Report, RunInfo, Samples};
 use crate::workload::{
-    value_buffer, Generator, Op, Outcome, LOCK_RELEASE_SCRIPT, LOCK_RELEASE_SHA,
+    publish_channel, value_buffer, Generator, Op, Outcome, LOCK_RELEASE_SCRIPT, LOCK_RELEASE_SHA,
 };
 
 /// Commands per batch while preparing the keyspace.
@@ -88,6 +89,14 @@ pub enum BenchError {
         /// The server's error.
         message: String,
     },
+    /// A publish subscriber's SUBSCRIBE was refused.
+    #[error("subscribing on {addr}: {message}")]
+    Subscribe {
+        /// `host:port`.
+        addr: String,
+        /// The server's error, or the reply that is not a confirmation.
+        message: String,
+    },
     /// A reply came with no request waiting for it.
     #[error("{addr} sent a reply to no request")]
     UnexpectedReply {
@@ -116,6 +125,8 @@ struct Shared {
     measure_start: Instant,
     /// The last measured reply, ns after `measure_start`.
     last_reply_ns: AtomicU64,
+    /// publish: the receivers the PUBLISH replies counted, added up (warmup included).
+    receivers: AtomicU64,
 }
 
 impl Shared {
@@ -182,6 +193,13 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report, BenchError> 
     while let Some(joined) = connecting.join_next().await {
         clients.push(joined.map_err(|e| BenchError::Task(e.to_string()))??);
     }
+    let subscribed = match config.workload {
+        Workload::Publish { subscribers } => {
+            let channel = publish_channel(config.seed);
+            Some(Subscribed::connect(config, subscribers, &channel).await?)
+        }
+        _ => None,
+    };
 
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -196,7 +214,10 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report, BenchError> 
         start,
         measure_start: start + config.warmup,
         last_reply_ns: AtomicU64::new(0),
+        receivers: AtomicU64::new(0),
     });
+    // Reading before the first PUBLISH leaves.
+    let subscribers = subscribed.map(|subscribed| subscribed.start(shared.measure_start));
     let mut load = JoinSet::new();
     let count = clients.len();
     for (index, (conn, generator)) in clients.into_iter().enumerate() {
@@ -238,11 +259,23 @@ pub async fn run(config: &Config, progress: bool) -> Result<Report, BenchError> 
         value_size: config.value_size.to_string(),
         keyspace: config.keyspace,
     };
-    let recorder = shared
+    let mut report = shared
         .recorder
         .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    Ok(recorder.report(info, elapsed))
+        .unwrap_or_else(PoisonError::into_inner)
+        .report(info, elapsed);
+    if let Some(subscribers) = subscribers {
+        let (delivery, first_error) = subscribers
+            .finish(shared.receivers.load(Ordering::Relaxed))
+            .await;
+        // A subscriber the server cut off is a failure of the run the report must show.
+        report.errors += delivery.lost_subscribers;
+        if report.first_error.is_none() {
+            report.first_error = first_error;
+        }
+        report.delivery = Some(delivery);
+    }
+    Ok(report)
 }
 
 /// Reads the replies of requests from the frames the server sends: a request of several
@@ -275,16 +308,16 @@ impl Replies {
 }
 
 /// One connection with its buffers.
-struct Conn {
-    stream: TcpStream,
-    addr: Arc<str>,
-    read: BytesMut,
-    write: BytesMut,
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) addr: Arc<str>,
+    pub(crate) read: BytesMut,
+    pub(crate) write: BytesMut,
     replies: Replies,
 }
 
 impl Conn {
-    async fn connect(config: &Config) -> Result<Conn, BenchError> {
+    pub(crate) async fn connect(config: &Config) -> Result<Conn, BenchError> {
         let stream =
             TcpStream::connect(&config.addr)
                 .await
@@ -314,7 +347,7 @@ impl Conn {
     }
 
     /// Writes the whole write buffer.
-    async fn flush(&mut self) -> Result<(), BenchError> {
+    pub(crate) async fn flush(&mut self) -> Result<(), BenchError> {
         let result = self.stream.write_all(&self.write).await;
         self.write.clear();
         result.map_err(|e| self.io_error(e))
@@ -342,7 +375,7 @@ impl Conn {
     }
 
     /// The next reply to a one-command request, reading as needed.
-    async fn reply(&mut self) -> Result<Frame, BenchError> {
+    pub(crate) async fn reply(&mut self) -> Result<Frame, BenchError> {
         loop {
             if let Some(frame) = self.decode(Op::Get)? {
                 return Ok(frame);
@@ -360,16 +393,7 @@ impl Conn {
         client: usize,
         generator: &mut Generator,
     ) -> Result<(), BenchError> {
-        if let Some(password) = &config.password {
-            ClientCodec::encode_command(&[&b"AUTH"[..], password.as_bytes()], &mut self.write);
-            self.flush().await?;
-            if let Frame::Error(message) = self.reply().await? {
-                return Err(BenchError::Auth {
-                    addr: self.addr.to_string(),
-                    message: String::from_utf8_lossy(&message).into_owned(),
-                });
-            }
-        }
+        self.auth(config).await?;
         if config.workload == Workload::EvalSha && client == 0 {
             self.load_script().await?;
         }
@@ -398,6 +422,21 @@ impl Conn {
                 self.setup_batch(generator, Op::SessionCreate, batch)
                     .await?;
                 left -= batch;
+            }
+        }
+        Ok(())
+    }
+
+    /// AUTH with the run's password, if it has one.
+    pub(crate) async fn auth(&mut self, config: &Config) -> Result<(), BenchError> {
+        if let Some(password) = &config.password {
+            ClientCodec::encode_command(&[&b"AUTH"[..], password.as_bytes()], &mut self.write);
+            self.flush().await?;
+            if let Frame::Error(message) = self.reply().await? {
+                return Err(BenchError::Auth {
+                    addr: self.addr.to_string(),
+                    message: String::from_utf8_lossy(&message).into_owned(),
+                });
             }
         }
         Ok(())
@@ -490,6 +529,9 @@ async fn closed_loop(
         }
     }
     shared.absorb(&mut samples);
+    shared
+        .receivers
+        .fetch_add(generator.receivers(), Ordering::Relaxed);
     Ok(())
 }
 
@@ -605,6 +647,9 @@ async fn open_loop(
         }
     }
     shared.absorb(&mut samples);
+    shared
+        .receivers
+        .fetch_add(generator.receivers(), Ordering::Relaxed);
     Ok(())
 }
 

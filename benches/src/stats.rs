@@ -147,6 +147,7 @@ impl Recorder {
             throughput_rps,
             latency_ms: Latency::of(&all),
             commands,
+            delivery: None,
         }
     }
 }
@@ -246,6 +247,27 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Per command kind.
     pub commands: Vec<CommandReport>,
+    /// publish: what the subscribers received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+}
+
+/// What publish's subscribers received.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Delivery {
+    /// Connections subscribed to the channel.
+    pub subscribers: usize,
+    /// Messages they received while measuring, all subscribers together.
+    pub messages: u64,
+    /// Seconds from the start of measuring to the last message received.
+    pub elapsed_s: f64,
+    /// `messages / elapsed_s`: the server's fan-out rate.
+    pub messages_per_s: f64,
+    /// Messages the PUBLISH replies counted (warmup included) that no subscriber received: the
+    /// server cut a subscriber off, or delivery stalled at the end of the run.
+    pub missing: u64,
+    /// Subscribers whose connection failed during the run.
+    pub lost_subscribers: u64,
 }
 
 impl fmt::Display for Report {
@@ -270,6 +292,23 @@ impl fmt::Display for Report {
             let _ = write!(errors, " (first: {first})");
         }
         writeln!(f, "  errors      {errors}")?;
+        if let Some(delivery) = &self.delivery {
+            writeln!(
+                f,
+                "  delivered   {:.0} messages/s ({} messages to {} subscribers in {:.3} s)",
+                delivery.messages_per_s,
+                delivery.messages,
+                delivery.subscribers,
+                delivery.elapsed_s
+            )?;
+            if delivery.missing > 0 || delivery.lost_subscribers > 0 {
+                writeln!(
+                    f,
+                    "  undelivered {} messages, {} subscribers lost",
+                    delivery.missing, delivery.lost_subscribers
+                )?;
+            }
+        }
         if self.misses > 0 {
             writeln!(f, "  misses      {} (hits {})", self.misses, self.hits)?;
         }

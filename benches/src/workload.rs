@@ -33,11 +33,13 @@ pub enum Op {
     Multi,
     /// `EVALSHA` of phpredis's lock release.
     EvalSha,
+    /// `PUBLISH`.
+    Publish,
 }
 
 impl Op {
     /// Every kind, in report order.
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::Set,
         Op::Get,
         Op::SessionCreate,
@@ -47,6 +49,7 @@ impl Op {
         Op::SessionDestroyAll,
         Op::Multi,
         Op::EvalSha,
+        Op::Publish,
     ];
 
     /// The command's name.
@@ -61,6 +64,7 @@ impl Op {
             Op::SessionDestroyAll => "SESSION.DESTROYALL",
             Op::Multi => "MULTI/EXEC",
             Op::EvalSha => "EVALSHA",
+            Op::Publish => "PUBLISH",
         }
     }
 
@@ -116,6 +120,10 @@ pub struct Generator {
     idle: Option<[Bytes; 2]>,
     /// How far ahead of now multi's PEXPIREAT puts the deadline.
     multi_ttl_ms: u64,
+    /// publish's channel.
+    channel: Bytes,
+    /// The receivers PUBLISH replies counted, summed: the messages the subscribers are owed.
+    receivers: u64,
     /// Distinguishes this run's users from an earlier run's on the same server.
     run_tag: u64,
     client: usize,
@@ -151,6 +159,8 @@ impl Generator {
             multi_ttl_ms: config
                 .ttl
                 .map_or(MULTI_DEFAULT_TTL_MS, |ttl| ttl.as_millis() as u64),
+            channel: publish_channel(config.seed),
+            receivers: 0,
             run_tag: config.seed,
             client,
             sessions: Vec::new(),
@@ -163,6 +173,11 @@ impl Generator {
     /// The sessions this connection knows of.
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The receivers every PUBLISH reply so far counted, added up.
+    pub fn receivers(&self) -> u64 {
+        self.receivers
     }
 
     /// Appends the next command to `out`; returns its kind.
@@ -194,6 +209,11 @@ impl Generator {
             }
             Workload::Multi => self.multi(out),
             Workload::EvalSha => self.evalsha(out),
+            Workload::Publish { .. } => {
+                let value = self.value();
+                ClientCodec::encode_command(&[&b"PUBLISH"[..], &self.channel, &value], out);
+                Op::Publish
+            }
         }
     }
 
@@ -247,6 +267,14 @@ impl Generator {
             }
             (Op::EvalSha, Frame::Integer(1)) => Outcome::Hit,
             (Op::EvalSha, Frame::Integer(0)) => Outcome::Miss,
+            (Op::Publish, Frame::Integer(n)) => {
+                self.receivers += n.max(0) as u64;
+                if n > 0 {
+                    Outcome::Hit
+                } else {
+                    Outcome::Miss
+                }
+            }
             (op, reply) => Outcome::Error(format!("unexpected reply to {}: {reply:?}", op.name())),
         }
     }
@@ -389,6 +417,14 @@ impl Generator {
         let size = self.value_size.sample(&mut self.rng);
         self.values.slice(..size.min(self.values.len()))
     }
+}
+
+/// The channel of a publish run: its own, so that another run's subscribers on the same server
+/// neither receive its messages nor count in its PUBLISH replies.
+pub fn publish_channel(seed: u64) -> Bytes {
+    let mut channel = b"sessiond-bench:".to_vec();
+    channel.extend_from_slice(itoa::Buffer::new().format(seed).as_bytes());
+    channel.into()
 }
 
 fn number_arg(n: u64) -> Bytes {
@@ -709,6 +745,29 @@ mod tests {
             r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#
         );
         assert_eq!(LOCK_RELEASE_SHA, "b70c2384248f88e6b75b9f89241a180f856ad852");
+    }
+
+    #[test]
+    fn publish_sends_values_to_the_runs_channel_and_sums_the_receivers() {
+        let mut gen = generator(&["publish", "-d", "12", "--seed", "4"]);
+        let mut wire = BytesMut::new();
+        for _ in 0..3 {
+            assert_eq!(gen.next_command(&mut wire), Op::Publish);
+        }
+        for args in commands(&mut wire) {
+            assert_eq!(args.len(), 3);
+            assert_eq!(&args[0][..], b"PUBLISH");
+            assert_eq!(&args[1][..], b"sessiond-bench:4");
+            assert_eq!(args[2].len(), 12);
+        }
+        assert_eq!(gen.on_reply(Op::Publish, Frame::Integer(100)), Outcome::Hit);
+        assert_eq!(gen.on_reply(Op::Publish, Frame::Integer(0)), Outcome::Miss);
+        assert_eq!(gen.on_reply(Op::Publish, Frame::Integer(7)), Outcome::Hit);
+        assert_eq!(gen.receivers(), 107);
+        assert!(matches!(
+            gen.on_reply(Op::Publish, Frame::ok()),
+            Outcome::Error(_)
+        ));
     }
 
     #[test]

@@ -38,6 +38,7 @@ fn every_workload_sends_exactly_the_requests_asked_without_errors() {
         "session-browse",
         "session-logout-everywhere",
         "multi",
+        "publish",
     ] {
         let mut line = vec![workload];
         line.extend_from_slice(&common);
@@ -156,6 +157,57 @@ fn evalsha_loads_the_script_then_runs_it_or_stops_with_the_servers_error() {
             "{error}"
         ),
     }
+}
+
+#[test]
+fn publish_reaches_every_subscriber_and_reports_the_fan_out() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "publish",
+            "--subscribers",
+            "3",
+            "-n",
+            "400",
+            "-c",
+            "2",
+            "-P",
+            "5",
+        ],
+    );
+    assert_eq!(
+        (report.requests, report.hits, report.errors),
+        (400, 400, 0),
+        "{report}"
+    );
+    let delivery = report.delivery.clone().expect("publish reports delivery");
+    assert_eq!(delivery.subscribers, 3);
+    // No warmup: every message arrived while measuring.
+    assert_eq!(delivery.messages, 3 * 400, "{report}");
+    assert_eq!((delivery.missing, delivery.lost_subscribers), (0, 0));
+    assert!(report.to_string().contains("delivered"), "{report}");
+
+    // The open loop, and nobody listening: every PUBLISH reaches no one (a miss).
+    let report = bench(
+        &server,
+        &[
+            "publish",
+            "--subscribers",
+            "0",
+            "--rate",
+            "20000",
+            "-n",
+            "300",
+            "-c",
+            "3",
+        ],
+    );
+    assert_eq!(
+        (report.requests, report.misses, report.errors),
+        (300, 300, 0)
+    );
+    assert_eq!(report.delivery.map(|d| d.messages), Some(0));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //!      -d '{"username":"ada","password":"lovelace-1815"}' http://127.0.0.1:3000/login
 //! curl -b jar http://127.0.0.1:3000/me                   # {"user":"ada"}
 //! curl -b jar http://127.0.0.1:3000/sessions             # this browser and the others
+//! curl -b jar -N http://127.0.0.1:3000/events           # leave it open in a second terminal
 //! curl -b jar -X POST http://127.0.0.1:3000/logout-others
 //! curl -b jar -X POST http://127.0.0.1:3000/logout
 //! ```
@@ -20,18 +21,28 @@
 //! unless the app listens on a loopback address, where browsers test over plain HTTP. The
 //! server makes the ID, enforces the idle and absolute timeouts, and forgets the session on
 //! logout: a stolen cookie stops working the moment its owner logs out anywhere.
+//!
+//! `/events` is a stream of server-sent events for the logged-in browser, driven by the store's
+//! session events (start sessiond with `--notify-keyspace-events S`): `device-logged-out` when
+//! another session of the same user ends ("your other devices were logged out"), and
+//! `logged-out` when this one ends, by logout on another device or by timeout, after which the
+//! app closes the stream, as it would close the session's websockets.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use sessiond_client::{Client, NewSession, SessionId};
+use sessiond_client::{Client, NewSession, SessionEvent, SessionId};
+use tokio::sync::broadcast;
 
 /// The cookie holding the session ID.
 pub const COOKIE: &str = "sid";
@@ -45,6 +56,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// User name to password. A real app keeps salted password hashes (argon2) in a database.
     pub users: Arc<HashMap<String, String>>,
+    /// The store's session events, fanned out to every open `/events` stream.
+    pub session_events: broadcast::Sender<SessionEvent>,
 }
 
 impl AppState {
@@ -58,7 +71,36 @@ impl AppState {
             client,
             secure_cookies,
             users: Arc::new(users),
+            session_events: broadcast::channel(256).0,
         }
+    }
+
+    /// Subscribes to the store's session events (one connection per store node for the whole
+    /// app) and forwards them to the `/events` streams; returns once subscribed. The
+    /// subscription does not reconnect by itself: when it drops, this subscribes again, once a
+    /// second until it works (events in between are lost, as pub/sub's always are).
+    pub async fn watch_session_events(&self) -> sessiond_client::Result<()> {
+        let mut events = self.client.sessions().events().await?;
+        let (client, sender) = (self.client.clone(), self.session_events.clone());
+        tokio::spawn(async move {
+            loop {
+                while let Some(event) = events.next().await {
+                    match event {
+                        // No `/events` stream open: nobody to tell.
+                        Ok(event) => drop(sender.send(event)),
+                        Err(error) => eprintln!("session events: {error}"),
+                    }
+                }
+                events = loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match client.sessions().events().await {
+                        Ok(events) => break events,
+                        Err(error) => eprintln!("session events: {error}"),
+                    }
+                };
+            }
+        });
+        Ok(())
     }
 }
 
@@ -70,6 +112,7 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(logout))
         .route("/logout-others", post(logout_others))
         .route("/sessions", get(sessions))
+        .route("/events", get(events))
         .with_state(state)
 }
 
@@ -82,6 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     let state = AppState::demo(client, !addr.ip().is_loopback());
+    state.watch_session_events().await?;
     println!("listening on http://{addr}");
     axum::serve(listener, app(state)).await?;
     Ok(())
@@ -236,6 +280,49 @@ async fn sessions(
         }
     }
     Ok(Json(devices))
+}
+
+/// Server-sent events for this browser: `device-logged-out` when another session of its user
+/// ends, and `logged-out` when its own session ends, which also closes the stream.
+async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    // Subscribed before the session is checked, so that an end right after the check is seen.
+    let events = state.session_events.subscribe();
+    let (id, user) = current(&state, &headers).await?;
+    let stream = futures_util::stream::unfold(Some((events, id)), move |state| {
+        let user = user.clone();
+        async move {
+            let (mut events, mut id) = state?;
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    // Too slow to keep up: some events were dropped; carry on with the next.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                match &event {
+                    // A login on this browser moved its session to a new ID: follow it.
+                    SessionEvent::Regenerated { old_id, new_id, .. } if *old_id == id => {
+                        id = new_id.clone();
+                    }
+                    // The last item: the next poll gets `None`, and the stream closes.
+                    ended if ended.is_end() && *ended.id() == id => {
+                        return Some((Ok(Event::default().event("logged-out").data("")), None));
+                    }
+                    ended if ended.is_end() && ended.user() == Some(user.as_str()) => {
+                        let notice = Event::default()
+                            .event("device-logged-out")
+                            .data("another device of yours was logged out");
+                        return Some((Ok(notice), Some((events, id))));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// The live session of the request and its user (reading it refreshes its idle timer).

@@ -58,21 +58,11 @@ impl Connection {
     /// Connects to `addr` (with TLS for `rediss://`), logs in and switches to RESP3, all within
     /// the connect timeout.
     pub(crate) async fn open(addr: &NodeAddr, settings: &Settings) -> Result<Connection> {
-        let connect_timeout = settings.connect_timeout;
         let handshake = async {
-            let stream = TcpStream::connect(addr.socket_addr())
-                .await
-                .map_err(|e| Error::connection(format!("connect to {addr}: {e}")).with_source(e))?;
-            // Commands are small and latency matters more than packet count.
-            let _ = stream.set_nodelay(true);
+            let stream = tcp(addr).await?;
             #[cfg(feature = "tls")]
             if addr.tls() {
-                let tls = settings.tls.as_ref().ok_or_else(|| {
-                    Error::config(format!(
-                        "{addr}: a TLS node, but the client has no TLS settings"
-                    ))
-                })?;
-                let stream = tls.handshake(stream, addr).await?;
+                let stream = tls(stream, addr, settings).await?;
                 let (stream, leftover) = hello(stream, addr, settings).await?;
                 let (read, write) = tokio::io::split(stream);
                 return Ok(Connection::spawn(read, write, leftover));
@@ -81,13 +71,7 @@ impl Connection {
             let (read, write) = stream.into_split();
             Ok(Connection::spawn(read, write, leftover))
         };
-        tokio::time::timeout(connect_timeout, handshake)
-            .await
-            .map_err(|_| {
-                Error::timeout(format!(
-                    "connect to {addr}: no answer within {connect_timeout:?}"
-                ))
-            })?
+        within_connect_timeout(addr, settings, handshake).await
     }
 
     /// Starts the writer and reader tasks on the two halves of a logged-in stream.
@@ -121,6 +105,70 @@ impl Connection {
             .map_err(|_| Unsent)?;
         Ok(slot)
     }
+}
+
+/// A logged-in socket of either kind (TCP or TLS).
+pub(crate) trait Duplex: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// A connection of its own, not multiplexed: connected, logged in (RESP3 where the server has
+/// it) and on its database, within the connect timeout, with any bytes read past the login's
+/// replies. For a subscriber, whose connection takes no ordinary commands once subscribed.
+pub(crate) async fn open_dedicated(
+    addr: &NodeAddr,
+    settings: &Settings,
+) -> Result<(Box<dyn Duplex>, BytesMut)> {
+    let handshake = async {
+        let stream = tcp(addr).await?;
+        #[cfg(feature = "tls")]
+        if addr.tls() {
+            let stream = tls(stream, addr, settings).await?;
+            let (stream, leftover) = hello(stream, addr, settings).await?;
+            return Ok((Box::new(stream) as Box<dyn Duplex>, leftover));
+        }
+        let (stream, leftover) = hello(stream, addr, settings).await?;
+        Ok((Box::new(stream) as Box<dyn Duplex>, leftover))
+    };
+    within_connect_timeout(addr, settings, handshake).await
+}
+
+async fn within_connect_timeout<T>(
+    addr: &NodeAddr,
+    settings: &Settings,
+    handshake: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let connect_timeout = settings.connect_timeout;
+    tokio::time::timeout(connect_timeout, handshake)
+        .await
+        .map_err(|_| {
+            Error::timeout(format!(
+                "connect to {addr}: no answer within {connect_timeout:?}"
+            ))
+        })?
+}
+
+async fn tcp(addr: &NodeAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr.socket_addr())
+        .await
+        .map_err(|e| Error::connection(format!("connect to {addr}: {e}")).with_source(e))?;
+    // Commands are small and latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+#[cfg(feature = "tls")]
+async fn tls(
+    stream: TcpStream,
+    addr: &NodeAddr,
+    settings: &Settings,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tls = settings.tls.as_ref().ok_or_else(|| {
+        Error::config(format!(
+            "{addr}: a TLS node, but the client has no TLS settings"
+        ))
+    })?;
+    tls.handshake(stream, addr).await
 }
 
 /// `HELLO 3 [AUTH user password]`; servers without HELLO (or RESP3) get `AUTH` and RESP2.

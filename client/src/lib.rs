@@ -45,6 +45,26 @@
 //! # let _ = cart; Ok(()) }
 //! ```
 //!
+//! # Session events
+//!
+//! [`Sessions::events`] subscribes to the server's session events on every node: a
+//! [`Stream`](futures_core::Stream) of [`SessionEvent`]s, to close a user's websockets at
+//! logout or clean up after an expiry. It does not reconnect (pub/sub delivers at most once):
+//! a dropped connection ends it with an error; see [`SessionEvents`].
+//!
+//! ```no_run
+//! # async fn demo(client: sessiond_client::Client) -> sessiond_client::Result<()> {
+//! use sessiond_client::SessionEvent;
+//!
+//! let mut events = client.sessions().events().await?;
+//! while let Some(event) = events.next().await {
+//!     if let SessionEvent::Destroyed { id, user } = event? {
+//!         // close the connections of session `id`, tell `user`'s other devices
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Keys
 //!
 //! Plain string keys with Redis's semantics, for anything else a web server caches:
@@ -115,6 +135,7 @@
 //! - [`Client`], [`Builder`]: the connection pool and its settings; [`KeyTtl`].
 //! - [`Sessions`]: the session commands; [`SessionId`], [`NewSession`], [`SessionData`],
 //!   [`SessionInfo`].
+//! - [`SessionEvents`], [`SessionEvent`]: the session events; [`SESSION_EVENT_CHANNELS`].
 //! - [`Error`], [`ErrorKind`], [`Result`].
 //! - [`NodeAddr`]: a parsed `sessiond://` URL.
 //! - [`protocol`]: the RESP frames and codecs the client is built on.
@@ -124,6 +145,7 @@ mod client;
 mod command;
 mod connection;
 mod error;
+mod events;
 mod node;
 mod sessions;
 mod settings;
@@ -136,6 +158,7 @@ mod url;
 
 pub use client::{Builder, Client, KeyTtl};
 pub use error::{Error, ErrorKind, Result};
+pub use events::{SessionEvent, SessionEvents, SESSION_EVENT_CHANNELS};
 pub use sessions::{NewSession, SessionData, SessionId, SessionInfo, Sessions};
 #[cfg(feature = "tower-sessions")]
 pub use store::{SessiondStore, DEFAULT_PREFIX};

@@ -69,6 +69,16 @@ impl Node {
         &self.name
     }
 
+    /// The server's address, for connections outside the pool (a subscriber's).
+    pub(crate) fn addr(&self) -> &NodeAddr {
+        &self.addr
+    }
+
+    /// The settings every connection to the node uses.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// Opens the first slot's connection now (for an eager `connect`).
     pub(crate) async fn connect(&self) -> Result<()> {
         self.connection(&self.slots[0]).await.map(drop)

@@ -282,7 +282,7 @@ impl SessionInfo {
 /// The session commands of a [`Client`]; see the [crate documentation](crate) for a tour.
 #[derive(Debug, Clone, Copy)]
 pub struct Sessions<'a> {
-    client: &'a Client,
+    pub(crate) client: &'a Client,
 }
 
 impl Client {

@@ -347,9 +347,11 @@ where
     /// `Save` or `AwaitShutdown`, which wait; or `Err` to end at once.
     fn run(&mut self, args: Vec<Bytes>) -> Result<Then, End> {
         // Messages published before the command are sent before its reply.
-        let resp3 = self.state.version() == ProtocolVersion::Resp3;
-        if let Some(subscriber) = self.state.subscriber_mut() {
-            subscriber.drain_into(resp3, &mut self.output, usize::MAX);
+        if self.state.subscribed() {
+            let resp3 = self.state.version() == ProtocolVersion::Resp3;
+            if let Some(subscriber) = self.state.subscriber_mut() {
+                subscriber.drain_into(resp3, &mut self.output, usize::MAX);
+            }
         }
         let reply = cmd::execute(
             self.shared,

@@ -55,18 +55,27 @@ impl Kind {
     }
 }
 
-/// Who may receive session events (see [`Hub::publish_session`]): their IDs are credentials.
+/// What a subscriber may receive of the server's own events: keyspace events name keys, and
+/// session events carry session IDs, which are credentials.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
     /// The subscriber's user may run SESSION commands.
     pub session_events: bool,
     /// The namespace of its sessions: only events of IDs under it reach it (empty: all).
     pub session_prefix: Bytes,
+    /// The keys its user may touch: only their keyspace events reach it (`None`: every key).
+    pub keys: Option<Arc<[glob::Pattern]>>,
 }
 
 impl Access {
     fn allows_session(&self, id: &[u8]) -> bool {
         self.session_events && id.starts_with(&self.session_prefix)
+    }
+
+    fn allows_key(&self, key: &[u8]) -> bool {
+        self.keys
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(key)))
     }
 }
 
@@ -242,6 +251,13 @@ impl Mailbox {
             .unwrap_or_else(|p| p.into_inner())
             .allows_session(id)
     }
+
+    fn allows_key(&self, key: &[u8]) -> bool {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .allows_key(key)
+    }
 }
 
 type Subscribers = HashMap<u64, Arc<Mailbox>, ahash::RandomState>;
@@ -285,6 +301,12 @@ impl Hub {
     /// and to a named user's only the events of sessions under its prefix.
     pub fn publish_session(&self, channel: &Bytes, message: &Bytes, id: &[u8]) -> usize {
         self.fan_out(channel, message, |mailbox| mailbox.allows_session(id))
+    }
+
+    /// A keyspace event about `key`: as [`Hub::publish`], but only to subscribers whose user
+    /// may touch the key (a key's name may be a session ID).
+    pub fn publish_key_event(&self, channel: &Bytes, message: &Bytes, key: &[u8]) -> usize {
+        self.fan_out(channel, message, |mailbox| mailbox.allows_key(key))
     }
 
     fn fan_out(
@@ -359,6 +381,7 @@ impl Hub {
             channels: Default::default(),
             patterns: Default::default(),
             shard_channels: Default::default(),
+            bytes: 0,
         }
     }
 
@@ -466,9 +489,20 @@ pub struct Subscriber {
     channels: std::collections::HashSet<Bytes, ahash::RandomState>,
     patterns: std::collections::HashSet<Bytes, ahash::RandomState>,
     shard_channels: std::collections::HashSet<Bytes, ahash::RandomState>,
+    /// What its subscriptions hold, names and bookkeeping ([`SUBSCRIPTION_OVERHEAD`] each).
+    bytes: usize,
 }
 
+/// What one subscription costs besides its name, roughly: its entries in the hub's map and in
+/// the connection's set.
+pub const SUBSCRIPTION_OVERHEAD: usize = 96;
+
 impl Subscriber {
+    /// What its subscriptions hold (see [`SUBSCRIPTION_OVERHEAD`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     fn set(&self, kind: Kind) -> &std::collections::HashSet<Bytes, ahash::RandomState> {
         match kind {
             Kind::Channel => &self.channels,
@@ -491,6 +525,7 @@ impl Subscriber {
             return false;
         }
         self.hub.add(kind, &name, &self.mailbox);
+        self.bytes += name.len() + SUBSCRIPTION_OVERHEAD;
         self.set_mut(kind).insert(name);
         true
     }
@@ -500,6 +535,7 @@ impl Subscriber {
         if !self.set_mut(kind).remove(name) {
             return false;
         }
+        self.bytes -= name.len() + SUBSCRIPTION_OVERHEAD;
         self.hub.remove(kind, name, self.mailbox.id);
         true
     }
@@ -680,6 +716,7 @@ mod tests {
         let allowed = |prefix: &str| Access {
             session_events: true,
             session_prefix: b(prefix),
+            keys: None,
         };
         let mut all = hub.subscriber(1, ClassLimit::default(), allowed(""));
         let mut app1 = hub.subscriber(2, ClassLimit::default(), allowed("app1:"));
@@ -694,5 +731,26 @@ mod tests {
         assert!(!drained(&mut app1).is_empty());
         app1.set_access(Access::default());
         assert_eq!(hub.publish_session(&channel, &b("app1:z u"), b"app1:z"), 1);
+    }
+
+    #[test]
+    fn keyspace_events_reach_only_subscribers_allowed_the_key() {
+        let hub = hub();
+        let only = |pattern: &str| Access {
+            keys: Some(Arc::from([glob::Pattern::new(pattern.as_bytes())])),
+            ..Access::default()
+        };
+        let mut all = hub.subscriber(1, ClassLimit::default(), Access::default());
+        let mut cache = hub.subscriber(2, ClassLimit::default(), only("cache:*"));
+        for s in [&mut all, &mut cache] {
+            s.subscribe(Kind::Pattern, b("__keyevent@0__:*"));
+        }
+        let channel = b("__keyevent@0__:del");
+        assert_eq!(
+            hub.publish_key_event(&channel, &b("cache:1"), b"cache:1"),
+            2
+        );
+        assert_eq!(hub.publish_key_event(&channel, &b("sess:x"), b"sess:x"), 1);
+        assert!(!drained(&mut cache).windows(6).any(|w| w == b"sess:x"));
     }
 }

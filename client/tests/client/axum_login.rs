@@ -1,5 +1,6 @@
 //! The axum example, driven end to end over HTTP: two browsers (cookie jars) log in as the same
-//! user, use the protected route, list their devices, log the other device out, and log out.
+//! user, use the protected route, list their devices, log the other device out, and log out;
+//! their `/events` streams tell of the other device's logout and close at their own.
 
 #[allow(dead_code)] // `main` is the example's, never called here.
 #[path = "../../examples/axum_login.rs"]
@@ -14,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::connect;
+use crate::events::publish;
 
 /// The example app on `127.0.0.1:0`, stopped gracefully on drop.
 struct App {
@@ -25,7 +27,9 @@ struct App {
 impl App {
     async fn start(store: SocketAddr, secure_cookies: bool) -> App {
         let client = connect(store).await;
-        let app = example::app(example::AppState::demo(client, secure_cookies));
+        let state = example::AppState::demo(client, secure_cookies);
+        state.watch_session_events().await.unwrap();
+        let app = example::app(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -266,5 +270,55 @@ async fn cookies_are_secure_off_localhost() {
     let cookie = set_cookie(&response);
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
+    app.stop().await;
+}
+
+/// Reads the server-sent events of `response` until they hold `text`; all read so far.
+async fn read_until(response: &mut reqwest::Response, text: &str) -> String {
+    let mut read = String::new();
+    while !read.contains(text) {
+        let chunk = response.chunk().await.unwrap();
+        let chunk = chunk.unwrap_or_else(|| panic!("the stream ended before {text:?}: {read:?}"));
+        read.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    read
+}
+
+#[tokio::test]
+async fn events_tell_of_other_devices_and_close_when_the_session_ends() {
+    let server = TestServer::start();
+    let app = App::start(server.addr, false).await;
+    let (laptop, phone) = (browser(), browser());
+    login(&app, &laptop, "ada", "lovelace-1815").await;
+    let phone_sid = sid(&set_cookie(
+        &login(&app, &phone, "ada", "lovelace-1815").await,
+    ));
+    let anonymous = browser().get(app.url("/events")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Both streams are open (their headers are in) before the phone's session ends.
+    let mut on_laptop = laptop.get(app.url("/events")).send().await.unwrap();
+    let mut on_phone = phone.get(app.url("/events")).send().await.unwrap();
+    for response in [&on_laptop, &on_phone] {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[reqwest::header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+    }
+    // The phone's session ends, as the store announces it (its event, published as the server
+    // does).
+    publish(
+        &server,
+        "destroyed",
+        &format!("{phone_sid} ada"),
+        &phone_sid,
+    );
+    // The phone is told, and its stream closes; the laptop hears of another device.
+    read_until(&mut on_phone, "event: logged-out").await;
+    assert_eq!(on_phone.chunk().await.unwrap(), None, "the stream closed");
+    let laptop_events = read_until(&mut on_laptop, "event: device-logged-out").await;
+    assert!(!laptop_events.contains(&phone_sid), "IDs are credentials");
+    drop(on_laptop);
     app.stop().await;
 }

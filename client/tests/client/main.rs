@@ -7,6 +7,7 @@ mod axum_login;
 mod concurrency;
 mod databases;
 mod errors;
+mod events;
 mod reconnect;
 mod sharding;
 mod store;

@@ -88,7 +88,12 @@ impl Pubsub {
             if is(&sub, word) {
                 let pattern = args.next_opt();
                 if args.remaining() != 0 {
-                    return Err(arity(&word.to_ascii_lowercase()));
+                    // Redis's pubsubCommand checks this count itself, in these words.
+                    return Err(CommandError::other(format!(
+                        "ERR unknown subcommand or wrong number of arguments for '{}'. Try \
+                         PUBSUB HELP.",
+                        String::from_utf8_lossy(&sub[..sub.len().min(128)])
+                    )));
                 }
                 return Ok(Pubsub::Channels { shard, pattern });
             }

@@ -8,7 +8,7 @@ use sessiond_protocol::cmd::{Publish, Pubsub, Subscription, SubscriptionKind};
 use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::{ConnState, Ctx, Reply};
-use crate::auth::SESSION_CHANNELS;
+use crate::auth::{KeyPatterns, SESSION_CHANNELS};
 use crate::glob;
 use crate::pubsub::{Access, Kind};
 
@@ -25,6 +25,10 @@ fn access(conn: &ConnState) -> Access {
     conn.user().map_or_else(Access::default, |user| Access {
         session_events: user.session_events(),
         session_prefix: user.session_prefix.clone(),
+        keys: match &user.keys {
+            KeyPatterns::All => None,
+            KeyPatterns::Only(patterns) => Some(patterns.as_slice().into()),
+        },
     })
 }
 
@@ -46,6 +50,20 @@ pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
         if cmd.names.iter().any(|p| p.len() > max) {
             return Frame::error(glob::TooLong.to_string()).into();
         }
+    }
+    // A connection's subscriptions are held as long as it lives: they count against
+    // `client-query-buffer-limit`, as a transaction's queue does.
+    let held = ctx.conn.subscriber().map_or(0, |s| s.bytes());
+    let adding: usize = cmd
+        .names
+        .iter()
+        .map(|name| name.len() + crate::pubsub::SUBSCRIPTION_OVERHEAD)
+        .sum();
+    if held.saturating_add(adding) > ctx.shared.config.limits.max_query_buffer {
+        return Frame::error(
+            "ERR the connection's subscriptions would exceed 'client-query-buffer-limit'",
+        )
+        .into();
     }
     let version = ctx.conn.version();
     if ctx.conn.subscriber.is_none() {
@@ -81,7 +99,12 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     let kind = kind(cmd.kind);
     let version = ctx.conn.version();
     let Some(subscriber) = ctx.conn.subscriber.as_deref_mut() else {
-        confirmation(kind.unsubscribe_word(), None, 0).encode(version, ctx.out);
+        if cmd.names.is_empty() {
+            confirmation(kind.unsubscribe_word(), None, 0).encode(version, ctx.out);
+        }
+        for name in cmd.names {
+            confirmation(kind.unsubscribe_word(), Some(name), 0).encode(version, ctx.out);
+        }
         return Reply::written();
     };
     let names = if cmd.names.is_empty() {

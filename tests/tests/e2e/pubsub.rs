@@ -98,6 +98,9 @@ fn confirmations_count_subscriptions_as_redis_does() {
         // Nothing to leave: one confirmation with a null name.
         raw.command(&[b"UNSUBSCRIBE"]);
         assert_eq!(raw.reply(), confirm("unsubscribe", None, 0));
+        raw.command(&[b"PUNSUBSCRIBE", b"x", b"y"]);
+        assert_eq!(raw.reply(), confirm("punsubscribe", Some("x"), 0));
+        assert_eq!(raw.reply(), confirm("punsubscribe", Some("y"), 0));
         raw.command(&[b"SUBSCRIBE", b"a", b"b", b"a"]);
         assert_eq!(raw.reply(), confirm("subscribe", Some("a"), 1));
         assert_eq!(raw.reply(), confirm("subscribe", Some("b"), 2));
@@ -315,8 +318,9 @@ fn pubsub_introspection_and_its_errors() {
         assert!(error(&["PUBSUB", "NOPE"]).contains("unknown subcommand 'NOPE'. Try PUBSUB HELP."));
         assert!(error(&["PUBSUB", "NUMPAT", "x"])
             .contains("wrong number of arguments for 'pubsub|numpat' command"));
-        assert!(error(&["PUBSUB", "CHANNELS", "a", "b"])
-            .contains("wrong number of arguments for 'pubsub|channels' command"));
+        assert!(error(&["PUBSUB", "channels", "a", "b"]).contains(
+            "unknown subcommand or wrong number of arguments for 'channels'. Try PUBSUB HELP."
+        ));
         assert!(error(&["PUBSUB"]).contains("wrong number of arguments for 'pubsub' command"));
         assert!(error(&["PUBLISH", "c"]).contains("wrong number of arguments for 'publish'"));
         assert!(error(&["SUBSCRIBE"]).contains("wrong number of arguments for 'subscribe'"));
@@ -334,6 +338,45 @@ fn pubsub_introspection_and_its_errors() {
         drop(a);
         drop(b);
     }
+}
+
+#[test]
+fn a_connections_subscriptions_are_bounded_by_the_query_buffer_limit() {
+    let mut config = Config::default();
+    config.limits.max_query_buffer = 1 << 20;
+    let server = TestServer::with_config(config);
+    let mut raw = raw(&server, false);
+    // 1,000 channels of 900 bytes: under 1 MiB with their bookkeeping.
+    for i in 0..1000 {
+        let name = format!("{i:0>900}");
+        raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+        assert_eq!(
+            raw.reply(),
+            event(
+                false,
+                vec![bulk("subscribe"), bulk(&name), Frame::Integer(i + 1)]
+            )
+        );
+    }
+    let name = "x".repeat(100_000);
+    raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+    assert_eq!(
+        error_text(&raw.reply()),
+        "ERR the connection's subscriptions would exceed 'client-query-buffer-limit'"
+    );
+    // Still subscribed to the rest, and leaving makes room again.
+    raw.command(&[b"UNSUBSCRIBE"]);
+    for _ in 0..1000 {
+        raw.reply();
+    }
+    raw.command(&[b"SUBSCRIBE", name.as_bytes()]);
+    assert_eq!(
+        raw.reply(),
+        event(
+            false,
+            vec![bulk("subscribe"), bulk(&name), Frame::Integer(1)]
+        )
+    );
 }
 
 /// Clients closed for their output limits so far.
