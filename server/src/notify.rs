@@ -259,13 +259,15 @@ impl Notifier {
             Bytes::from(channel)
         };
         let event_name = Bytes::from_static(event.as_bytes());
+        // Only to subscribers whose user may touch the key (a restricted user's patterns).
         if flags.has(Class::KEYSPACE) {
-            self.hub.publish(&channel("__keyspace@", key), &event_name);
+            let channel = channel("__keyspace@", key);
+            self.hub.publish_key_event(&channel, &event_name, key);
         }
         if flags.has(Class::KEYEVENT) {
-            let key = Bytes::copy_from_slice(key);
-            self.hub
-                .publish(&channel("__keyevent@", event.as_bytes()), &key);
+            let channel = channel("__keyevent@", event.as_bytes());
+            let name = Bytes::copy_from_slice(key);
+            self.hub.publish_key_event(&channel, &name, key);
         }
     }
 

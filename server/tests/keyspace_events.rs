@@ -43,6 +43,7 @@ impl Server {
         let access = Access {
             session_events: true,
             session_prefix: Bytes::new(),
+            keys: None,
         };
         let mut all = shared.pubsub.subscriber(0, ClassLimit::default(), access);
         all.subscribe(Kind::Pattern, Bytes::from_static(b"*"));

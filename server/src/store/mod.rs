@@ -1363,6 +1363,7 @@ mod event_tests {
         let access = Access {
             session_events: true,
             session_prefix: Bytes::copy_from_slice(prefix.as_bytes()),
+            keys: None,
         };
         let mut all = store
             .notifier()
@@ -1564,6 +1565,28 @@ mod event_tests {
                 ("__keyevent@0__:evicted", "k"),
                 ("__session__:evicted", &format!("{} ", text(&id))),
             ])
+        );
+    }
+
+    #[test]
+    fn a_restricted_users_subscriber_sees_only_its_keys_events() {
+        let (store, manual) = store("Ex");
+        let access = Access {
+            keys: Some(Arc::from([glob::Pattern::new(b"cache:*")])),
+            ..Access::default()
+        };
+        let mut cache = store
+            .notifier()
+            .hub()
+            .subscriber(1, ClassLimit::default(), access);
+        cache.subscribe(Kind::Pattern, Bytes::from_static(b"__keyevent@*__:*"));
+        store.put_str(b"cache:1", START, START + 10);
+        store.put_str(b"other", START, START + 10);
+        manual.advance(10);
+        store.reclaim_expired();
+        assert_eq!(
+            received(&mut cache),
+            pairs(&[("__keyevent@0__:expired", "cache:1")])
         );
     }
 
