@@ -625,6 +625,25 @@ mod tests {
     }
 
     #[test]
+    fn notify_keyspace_events_is_read_from_flags_and_files() {
+        let raw = RawConfig::try_parse_from(["sessiond", "--notify-keyspace-events", "KEA"]);
+        let config = raw.unwrap().validate().unwrap();
+        assert_eq!(config.notify_keyspace_events.to_string(), "AKE");
+        let error = RawConfig::try_parse_from(["sessiond", "--notify-keyspace-events", "Kw"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("invalid notify-keyspace-events \"Kw\": Invalid event class"),
+            "{error}"
+        );
+        let file: RawConfig = toml::from_str(r#"notify-keyspace-events = "Sx""#).unwrap();
+        assert_eq!(
+            file.validate().unwrap().notify_keyspace_events.to_string(),
+            "xS"
+        );
+    }
+
+    #[test]
     fn the_words_of_domain_settings_parse() {
         assert_eq!(Policy::parse("volatile-lru"), Ok(Policy::VolatileLru));
         assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
