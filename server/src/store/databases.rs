@@ -51,13 +51,10 @@ pub struct Databases {
 
 impl Databases {
     /// `count` empty databases (at least one, at most [`MAX_DATABASES`]) reading time from
-    /// `clock`.
+    /// `clock`. Their events go through a [`Notifier`] of their own, whose hub `Shared` serves
+    /// PUBLISH with too.
     pub fn new(clock: Clock, count: usize) -> Databases {
-        Databases::with_notifier(clock, count, Arc::default())
-    }
-
-    /// [`Databases::new`] publishing its events through `notifier`.
-    pub fn with_notifier(clock: Clock, count: usize, notifier: Arc<Notifier>) -> Databases {
+        let notifier = Arc::new(Notifier::default());
         let count = count.clamp(1, MAX_DATABASES);
         let now = clock.now_ms();
         let watch_lists: Arc<[Watches]> = (0..count).map(|_| Watches::default()).collect();
