@@ -14,6 +14,7 @@ use sessiond_protocol::Limits;
 
 use crate::auth::{users, Secret, User};
 use crate::clock::Clock;
+use crate::notify::EventFlags;
 use crate::output_limit::OutputLimits;
 use crate::persist::PersistConfig;
 use crate::setting;
@@ -76,6 +77,8 @@ pub struct Config {
     pub maxmemory: u64,
     /// What a write does at `maxmemory`.
     pub maxmemory_policy: Policy,
+    /// The keyspace and session events published at start (`CONFIG SET` changes them).
+    pub notify_keyspace_events: EventFlags,
     /// The `default` user's password; `None`: no authentication (unless named users exist).
     pub requirepass: Option<Secret>,
     /// Named users (the config file's `[[user]]` tables).
@@ -146,6 +149,7 @@ impl Default for Config {
             databases: 16,
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,
+            notify_keyspace_events: EventFlags::default(),
             requirepass: None,
             users: Vec::new(),
             protected_mode: true,
@@ -342,6 +346,9 @@ impl RawConfig {
                 .maxmemory
                 .map_or(defaults.maxmemory, |Size(bytes)| bytes),
             maxmemory_policy: self.maxmemory_policy.unwrap_or(defaults.maxmemory_policy),
+            notify_keyspace_events: self
+                .notify_keyspace_events
+                .unwrap_or(defaults.notify_keyspace_events),
             maxclients: range("maxclients", maxclients, 1, 1 << 20)? as usize,
             databases: range(
                 "databases",

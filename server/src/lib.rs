@@ -21,6 +21,7 @@
 //! - [`script`]: Lua scripting (EVAL): the script cache, one interpreter per thread, the
 //!   sandbox; [`script_cache`]: the scripts cache, below [`shared`].
 //! - [`store`]: the sharded keyspace, deadlines and active expiry.
+//! - [`notify`]: keyspace notifications and session events (`notify-keyspace-events`).
 //! - [`clock`]: the one source of time, manual in tests.
 //! - [`idle_poll`]: a single-threaded server polls a little before it sleeps.
 //! - [`pubsub`]: channels, patterns and the delivery of PUBLISH's messages.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod connection;
 pub mod glob;
 pub mod idle_poll;
+pub mod notify;
 pub mod output_limit;
 pub mod persist;
 pub mod pubsub;

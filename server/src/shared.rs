@@ -93,11 +93,14 @@ impl Shared {
         tls_local_addr: Option<SocketAddr>,
         data_dir_lock: Option<persist::lock::DirLock>,
     ) -> Shared {
+        // The events the configuration enables, until CONFIG SET changes them.
+        dbs.notifier().flags().set(config.notify_keyspace_events);
         Shared {
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),
-            pubsub: Arc::default(),
+            // One hub for PUBLISH and the store's events (`Notifier`).
+            pubsub: Arc::clone(dbs.notifier().hub()),
             config,
             dbs,
             clients: Clients::default(),

@@ -1,16 +1,18 @@
-//! `CONFIG GET pattern [pattern ...]`: a read-only view of the settings.
+//! `CONFIG GET pattern [pattern ...]` and `CONFIG SET parameter value [parameter value ...]`.
 
 use bytes::Bytes;
 
 use super::args::{is, Args};
 use super::CommandError;
 
-/// `CONFIG <subcommand>`; only GET is served, the settings being fixed at start.
+/// `CONFIG <subcommand>`: GET, SET and HELP are served.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Config {
     /// `CONFIG GET pattern [pattern ...]`.
     Get(Vec<Bytes>),
-    /// `CONFIG SET`, `RESETSTAT`, `REWRITE`: refused with an explanation.
+    /// `CONFIG SET parameter value [parameter value ...]`: every pair, or none.
+    Set(Vec<(Bytes, Bytes)>),
+    /// `CONFIG RESETSTAT`, `REWRITE`: refused with an explanation.
     ReadOnly(&'static str),
     /// `CONFIG HELP`.
     Help,
@@ -28,8 +30,21 @@ impl Config {
             }
             Ok(Config::Get(patterns))
         } else if is(&sub, "SET") {
-            args.rest();
-            Ok(Config::ReadOnly("set"))
+            let mut rest = args.rest().into_iter();
+            // Redis's arity for `config|set` is -4; an odd count is a syntax error.
+            if rest.len() < 2 {
+                return Err(CommandError::other(
+                    "ERR wrong number of arguments for 'config|set' command",
+                ));
+            }
+            if !rest.len().is_multiple_of(2) {
+                return Err(CommandError::Syntax);
+            }
+            let mut pairs = Vec::with_capacity(rest.len() / 2);
+            while let (Some(name), Some(value)) = (rest.next(), rest.next()) {
+                pairs.push((name, value));
+            }
+            Ok(Config::Set(pairs))
         } else if is(&sub, "RESETSTAT") {
             Ok(Config::ReadOnly("resetstat"))
         } else if is(&sub, "REWRITE") {
@@ -42,5 +57,34 @@ impl Config {
                 sub,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Config, String> {
+        let items = words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes()));
+        Config::parse(&mut Args::new("config", items.collect())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn config_set_takes_pairs_as_redis_does() {
+        assert_eq!(
+            parse(&["set", "a", "1", "b", ""]),
+            Ok(Config::Set(vec![
+                (Bytes::from("a"), Bytes::from("1")),
+                (Bytes::from("b"), Bytes::new())
+            ]))
+        );
+        assert_eq!(
+            parse(&["SET", "a"]),
+            Err("ERR wrong number of arguments for 'config|set' command".to_owned())
+        );
+        assert_eq!(
+            parse(&["SET", "a", "1", "b"]),
+            Err("ERR syntax error".to_owned())
+        );
     }
 }

@@ -5,12 +5,14 @@ use sessiond_protocol::cmd::Append;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::{Entry, Value, ValueRef};
 
 /// Appends to a string (creating it), keeping its deadline; replies with the new length.
 pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
     let max = ctx.shared.config.limits.max_bulk_len;
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(&cmd.key, ctx.now_ms, |current| match current {
             None => {
                 let len = cmd.value.len() as i64;
@@ -38,5 +40,9 @@ pub fn append(ctx: &mut Ctx<'_>, cmd: Append) -> Frame {
                 }
                 _ => (None, wrongtype()),
             },
-        })
+        });
+    if let Frame::Integer(_) = reply {
+        ctx.store.notify(Class::STRING, "append", &cmd.key);
+    }
+    reply
 }

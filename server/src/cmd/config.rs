@@ -1,4 +1,5 @@
-//! `CONFIG GET pattern [pattern ...]`: a read-only view of the settings under redis.conf names.
+//! `CONFIG GET pattern [pattern ...]`: the settings under redis.conf names; `CONFIG SET
+//! parameter value [...]`: those of [`SETTABLE`] changed at run time, all pairs or none.
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::Config;
@@ -6,8 +7,33 @@ use sessiond_protocol::Frame;
 
 use super::Ctx;
 use crate::glob;
+use crate::notify::{self, EventFlags};
+use crate::shared::Shared;
 
-/// Answers CONFIG GET; CONFIG SET and friends are refused, settings being fixed at start.
+/// A setting CONFIG SET may change: its name, the check of a new value (the reason it is
+/// refused, in Redis's words) and the change, which cannot fail once every value passed.
+struct Settable {
+    name: &'static str,
+    check: fn(&[u8]) -> Result<(), &'static str>,
+    apply: fn(&Shared, &[u8]),
+}
+
+/// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable.
+const SETTABLE: &[Settable] = &[Settable {
+    name: "notify-keyspace-events",
+    check: |value| {
+        EventFlags::parse(value)
+            .map(drop)
+            .ok_or(notify::INVALID_CLASS)
+    },
+    apply: |shared, value| {
+        if let Some(flags) = EventFlags::parse(value) {
+            shared.dbs.notifier().flags().set(flags);
+        }
+    },
+}];
+
+/// Answers CONFIG GET and CONFIG SET; RESETSTAT and REWRITE are refused.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
     match cmd {
         Config::Get(patterns) => {
@@ -31,6 +57,10 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             }
             Frame::Map(pairs)
         }
+        Config::Set(pairs) => match set(ctx, &pairs) {
+            Ok(()) => Frame::ok(),
+            Err(message) => Frame::error(message),
+        },
         Config::ReadOnly(sub) => Frame::error(format!(
             "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
              SESSIOND_* variables or the config file)",
@@ -41,6 +71,8 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GET <pattern>",
                 "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -49,6 +81,47 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             .collect(),
         ),
     }
+}
+
+/// CONFIG SET: every pair is checked before any is applied, so the command changes all its
+/// settings or none, with Redis's error for the first that fails (names are case-insensitive).
+fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
+    let known = settings(ctx);
+    let mut chosen: Vec<(&Settable, &[u8])> = Vec::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        let lower = name.to_ascii_lowercase();
+        let failed = |reason: &str| {
+            let name = String::from_utf8_lossy(name);
+            format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
+        };
+        match SETTABLE.iter().find(|s| s.name.as_bytes() == lower) {
+            None if known.iter().any(|(k, _)| k.as_bytes() == lower) => {
+                return Err(failed("can't set immutable config"));
+            }
+            None => {
+                let name = String::from_utf8_lossy(name);
+                return Err(format!(
+                    "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+                ));
+            }
+            Some(s) if chosen.iter().any(|(c, _)| std::ptr::eq(*c, s)) => {
+                return Err(failed("duplicate parameter"));
+            }
+            Some(s) => chosen.push((s, value)),
+        }
+    }
+    for (settable, value) in &chosen {
+        (settable.check)(value).map_err(|reason| {
+            format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
+                settable.name
+            )
+        })?;
+    }
+    for (settable, value) in chosen {
+        (settable.apply)(ctx.shared, value);
+    }
+    Ok(())
 }
 
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
@@ -154,6 +227,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         (
             "maxmemory-policy",
             config.maxmemory_policy.name().to_owned(),
+        ),
+        (
+            "notify-keyspace-events",
+            ctx.shared.dbs.notifier().flags().get().to_string(),
         ),
     ]
 }

@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::Expire;
 use sessiond_protocol::{CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
+use crate::notify::Class;
 
 /// Sets the deadline when the condition allows; a deadline not in the future deletes the key.
 /// Replies 1 when the deadline was set (or the key deleted), 0 otherwise.
@@ -26,17 +27,21 @@ pub fn expire(ctx: &mut Ctx<'_>, cmd: Expire) -> Frame {
             .deadline_ms()
             .map(|at| i64::try_from(at).unwrap_or(i64::MAX));
         if !cmd.condition.allows(current, when) {
-            return (false, Ok(false));
+            return (false, Ok(None));
         }
         if when <= now_ms as i64 {
-            return (true, Ok(true));
+            return (true, Ok(Some("del")));
         }
         entry.set_expires_at_ms(when as u64);
-        (false, Ok(true))
+        (false, Ok(Some("expire")))
     });
     match changed {
         Some(Err(())) => wrongtype(),
-        Some(Ok(changed)) => Frame::Integer(i64::from(changed)),
-        None => Frame::Integer(0),
+        Some(Ok(Some(event))) => {
+            // A deadline already past deletes the key: Redis announces `del`.
+            ctx.store.notify(Class::GENERIC, event, &cmd.key);
+            Frame::Integer(1)
+        }
+        Some(Ok(None)) | None => Frame::Integer(0),
     }
 }

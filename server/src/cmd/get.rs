@@ -5,6 +5,7 @@ use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx, Reply, REPLY_ROOM};
+use crate::notify::Class;
 use crate::store::ValueRef;
 
 /// `GET key`: the string, nil when missing. A string is encoded straight into the
@@ -40,5 +41,8 @@ pub fn getdel(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
             _ => (false, wrongtype()),
         });
     ctx.hit(reply.is_some());
+    if let Some(Frame::Bulk(_)) = reply {
+        ctx.store.notify(Class::GENERIC, "del", &cmd.key);
+    }
     reply.unwrap_or(Frame::Null)
 }

@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::KeyFields;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::ValueMut;
 
 /// Removes the fields; replies with how many existed. A hash left empty is deleted.
@@ -17,9 +18,22 @@ pub fn hdel(ctx: &mut Ctx<'_>, cmd: KeyFields) -> Frame {
                     .iter()
                     .filter(|f| fields.remove(*f).is_some())
                     .count();
-                (fields.is_empty(), Frame::Integer(removed as i64))
+                let emptied = fields.is_empty();
+                (
+                    emptied,
+                    (Frame::Integer(removed as i64), removed > 0, emptied),
+                )
             }
-            _ => (false, wrongtype()),
+            _ => (false, (wrongtype(), false, false)),
         });
-    reply.unwrap_or(Frame::Integer(0))
+    let Some((reply, removed, emptied)) = reply else {
+        return Frame::Integer(0);
+    };
+    if removed {
+        ctx.store.notify(Class::HASH, "hdel", &cmd.key);
+    }
+    if emptied {
+        ctx.store.notify(Class::GENERIC, "del", &cmd.key);
+    }
+    reply
 }

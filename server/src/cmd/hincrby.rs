@@ -5,6 +5,7 @@ use sessiond_protocol::cmd::HIncrBy;
 use sessiond_protocol::{parse_i64, Frame};
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::{owned, Entry, Fields, Value, ValueMut};
 
 /// Adds the increment to the integer in the field (0 when missing); replies with the result.
@@ -24,7 +25,8 @@ pub fn hincrby(ctx: &mut Ctx<'_>, cmd: HIncrBy) -> Frame {
         fields.insert(owned(&cmd.field), text);
         Frame::Integer(new)
     };
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(&cmd.key, ctx.now_ms, |current| match current {
             None => {
                 let mut fields = Fields::default();
@@ -37,5 +39,9 @@ pub fn hincrby(ctx: &mut Ctx<'_>, cmd: HIncrBy) -> Frame {
                 ValueMut::Hash(fields) => (None, bump(fields)),
                 _ => (None, wrongtype()),
             },
-        })
+        });
+    if let Frame::Integer(_) = reply {
+        ctx.store.notify(Class::HASH, "hincrby", &cmd.key);
+    }
+    reply
 }

@@ -4,11 +4,19 @@ use sessiond_protocol::cmd::KeyPairs;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::{owned, Entry, Fields, Value, ValueMut};
 
 /// `HSET key field value [...]`: replies with the number of fields added (not updated).
 pub fn hset(ctx: &mut Ctx<'_>, cmd: KeyPairs) -> Frame {
     write(ctx, cmd, false)
+}
+
+/// Announces `hset` after a write that succeeded (Redis: whether or not a field was added).
+fn announce(ctx: &Ctx<'_>, key: &[u8], reply: &Frame) {
+    if let Frame::Integer(_) = reply {
+        ctx.store.notify(Class::HASH, "hset", key);
+    }
 }
 
 /// `HMSET key field value [...]`: HSET that replies OK (deprecated in Redis, still sent by
@@ -36,7 +44,8 @@ fn write(ctx: &mut Ctx<'_>, cmd: KeyPairs, only_new: bool) -> Frame {
         }
         added
     };
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(&cmd.key, ctx.now_ms, |current| match current {
             None => {
                 let mut fields = Fields::default();
@@ -50,5 +59,10 @@ fn write(ctx: &mut Ctx<'_>, cmd: KeyPairs, only_new: bool) -> Frame {
                 ValueMut::Hash(fields) => (None, Frame::Integer(put(fields))),
                 _ => (None, wrongtype()),
             },
-        })
+        });
+    // HSETNX announces only a field it set.
+    if !only_new || reply == Frame::Integer(1) {
+        announce(ctx, &cmd.key, &reply);
+    }
+    reply
 }

@@ -5,12 +5,14 @@ use sessiond_protocol::cmd::IncrBy;
 use sessiond_protocol::{parse_i64, CommandError, Frame};
 
 use super::{error, wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::{Entry, Value, ValueRef};
 
 /// Adds the delta to the integer at the key (0 when missing), keeping its deadline.
 pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
     let format = |n: i64| Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(&cmd.key, ctx.now_ms, |current| match current {
             None => (
                 Some(Entry::new(Value::Str(format(cmd.delta)), 0)),
@@ -32,5 +34,9 @@ pub fn incrby(ctx: &mut Ctx<'_>, cmd: IncrBy) -> Frame {
                 }
                 _ => (None, wrongtype()),
             },
-        })
+        });
+    if let Frame::Integer(_) = reply {
+        ctx.store.notify(Class::STRING, "incrby", &cmd.key);
+    }
+    reply
 }

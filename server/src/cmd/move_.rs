@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::Move;
 use sessiond_protocol::Frame;
 
 use super::Ctx;
+use crate::notify::Class;
 use crate::store::Moved;
 
 /// The refusal of a MOVE of a session: it would leave its user's index behind.
@@ -26,7 +27,13 @@ pub fn move_(ctx: &mut Ctx<'_>, cmd: Move) -> Frame {
         return Frame::error("ERR source and destination objects are the same");
     }
     match ctx.shared.dbs.move_key(from, to, &cmd.key, ctx.now_ms) {
-        Moved::Moved => Frame::Integer(1),
+        Moved::Moved => {
+            let target = ctx.shared.dbs.db(to);
+            target.notify(Class::NEW, "new", &cmd.key);
+            ctx.store.notify(Class::GENERIC, "move_from", &cmd.key);
+            target.notify(Class::GENERIC, "move_to", &cmd.key);
+            Frame::Integer(1)
+        }
         Moved::NotMoved => Frame::Integer(0),
         Moved::Session => Frame::error(SESSION_REFUSED),
     }

@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::MSet;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 use crate::store::{Entry, Value};
 
 /// Writes every pair, clearing deadlines.
@@ -24,6 +25,7 @@ pub fn mset(ctx: &mut Ctx<'_>, cmd: MSet) -> Frame {
         ctx.store.upsert(key, ctx.now_ms, |_| {
             (Some(Entry::new(Value::Str(value.clone()), 0)), ())
         });
+        ctx.store.notify(Class::STRING, "set", key);
     }
     Frame::ok()
 }

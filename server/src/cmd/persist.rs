@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::KeyOnly;
 use sessiond_protocol::Frame;
 
 use super::{wrongtype, Ctx};
+use crate::notify::Class;
 
 /// Removes the deadline; 1 if there was one, 0 if none or no key.
 pub fn persist(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
@@ -18,7 +19,12 @@ pub fn persist(ctx: &mut Ctx<'_>, cmd: KeyOnly) -> Frame {
     });
     match removed {
         Some(None) => wrongtype(),
-        Some(Some(had)) => Frame::Integer(i64::from(had)),
+        Some(Some(had)) => {
+            if had {
+                ctx.store.notify(Class::GENERIC, "persist", &cmd.key);
+            }
+            Frame::Integer(i64::from(had))
+        }
         None => Frame::Integer(0),
     }
 }

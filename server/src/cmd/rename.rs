@@ -4,6 +4,7 @@ use sessiond_protocol::cmd::Rename;
 use sessiond_protocol::Frame;
 
 use super::Ctx;
+use crate::notify::Class;
 use crate::store::Renamed;
 
 /// The refusal of a rename that involves a session: a session moves only to an ID the server
@@ -14,10 +15,16 @@ pub const SESSION_REFUSED: &str =
 /// Moves a key, value and deadline, to a new name in one step: RENAME replies OK (overwriting
 /// the new name), RENAMENX 1, or 0 when the new name exists; `ERR no such key` without a source.
 pub fn rename(ctx: &mut Ctx<'_>, cmd: Rename) -> Frame {
-    match ctx
+    let renamed = ctx
         .store
-        .rename(&cmd.from, &cmd.to, cmd.only_if_new, ctx.now_ms)
-    {
+        .rename(&cmd.from, &cmd.to, cmd.only_if_new, ctx.now_ms);
+    if renamed == Renamed::Moved && cmd.from != cmd.to {
+        // Redis's dbAdd of the new name, then the rename's two events.
+        ctx.store.notify(Class::NEW, "new", &cmd.to);
+        ctx.store.notify(Class::GENERIC, "rename_from", &cmd.from);
+        ctx.store.notify(Class::GENERIC, "rename_to", &cmd.to);
+    }
+    match renamed {
         Renamed::Moved if cmd.only_if_new => Frame::Integer(1),
         Renamed::Moved => Frame::ok(),
         Renamed::Exists => Frame::Integer(0),

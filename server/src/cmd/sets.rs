@@ -15,6 +15,7 @@ use sessiond_protocol::{put_bulk, put_header, Frame, ProtocolVersion};
 
 use super::{bulk_size, header_size, wrongtype, Ctx, Reply};
 use crate::glob;
+use crate::notify::Class;
 use crate::store::evict::random_below;
 use crate::store::{owned, Entry, Fields, Value, ValueMut, ValueRef};
 
@@ -68,7 +69,8 @@ pub fn sadd(ctx: &mut Ctx<'_>, cmd: KeyMembers) -> Frame {
         }
         Frame::Integer(added)
     };
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(&cmd.key, ctx.now_ms, |current| match current {
             None => {
                 let mut set = Fields::default();
@@ -79,7 +81,11 @@ pub fn sadd(ctx: &mut Ctx<'_>, cmd: KeyMembers) -> Frame {
                 ValueMut::Set(set) => (None, add(set)),
                 _ => (None, wrongtype()),
             },
-        })
+        });
+    if matches!(reply, Frame::Integer(added) if added > 0) {
+        ctx.store.notify(Class::SET, "sadd", &cmd.key);
+    }
+    reply
 }
 
 /// `SREM key member [...]`: the number of members removed. A set left empty is deleted.
@@ -93,11 +99,24 @@ pub fn srem(ctx: &mut Ctx<'_>, cmd: KeyMembers) -> Frame {
                     .iter()
                     .filter(|m| set.remove(*m).is_some())
                     .count();
-                (set.is_empty(), Frame::Integer(removed as i64))
+                let emptied = set.is_empty();
+                (
+                    emptied,
+                    (Frame::Integer(removed as i64), removed > 0, emptied),
+                )
             }
-            _ => (false, wrongtype()),
+            _ => (false, (wrongtype(), false, false)),
         });
-    reply.unwrap_or(Frame::Integer(0))
+    let Some((reply, removed, emptied)) = reply else {
+        return Frame::Integer(0);
+    };
+    if removed {
+        ctx.store.notify(Class::SET, "srem", &cmd.key);
+    }
+    if emptied {
+        ctx.store.notify(Class::GENERIC, "del", &cmd.key);
+    }
+    reply
 }
 
 /// `SISMEMBER key member`: 1 or 0.
@@ -189,16 +208,18 @@ fn pick(set: &Fields) -> Option<&Bytes> {
 /// when missing); with one, a set of at most `count` members. A set left empty is deleted.
 pub fn spop(ctx: &mut Ctx<'_>, cmd: SPop) -> Reply {
     let out_room = ctx.out_limit.saturating_sub(ctx.out.len());
+    // The reply, whether members were popped, whether the set was emptied (and deleted).
     let reply = ctx.store.modify(&cmd.key, ctx.now_ms, |mut entry| {
         let ValueMut::Set(set) = entry.value_mut() else {
-            return (false, wrongtype().into());
+            return (false, (wrongtype().into(), false, false));
         };
         let Some(count) = cmd.count else {
             let Some(member) = pick(set).cloned() else {
-                return (set.is_empty(), Frame::Null.into());
+                return (set.is_empty(), (Frame::Null.into(), false, set.is_empty()));
             };
             set.remove(&member);
-            return (set.is_empty(), Frame::Bulk(member).into());
+            let emptied = set.is_empty();
+            return (emptied, (Frame::Bulk(member).into(), true, emptied));
         };
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let chosen: Vec<&Bytes> = if count >= set.len() {
@@ -208,20 +229,31 @@ pub fn spop(ctx: &mut Ctx<'_>, cmd: SPop) -> Reply {
         };
         if members_size(chosen.len(), chosen.iter().copied()) > out_room {
             // Nothing is removed (or copied) that the client would not see.
-            return (false, Reply::over_limit());
+            return (false, (Reply::over_limit(), false, false));
         }
         let chosen: Vec<Bytes> = chosen.into_iter().cloned().collect();
         for member in &chosen {
             set.remove(member);
         }
+        let popped = !chosen.is_empty();
         let frame = Frame::Set(chosen.into_iter().map(Frame::Bulk).collect());
-        (set.is_empty(), frame.into())
+        let emptied = set.is_empty();
+        (emptied, (frame.into(), popped, emptied))
     });
     ctx.hit(reply.is_some());
-    reply.unwrap_or_else(|| match cmd.count {
-        None => Frame::Null.into(),
-        Some(_) => Frame::Set(Vec::new()).into(),
-    })
+    let Some((reply, popped, emptied)) = reply else {
+        return match cmd.count {
+            None => Frame::Null.into(),
+            Some(_) => Frame::Set(Vec::new()).into(),
+        };
+    };
+    if popped {
+        ctx.store.notify(Class::SET, "spop", &cmd.key);
+    }
+    if emptied {
+        ctx.store.notify(Class::GENERIC, "del", &cmd.key);
+    }
+    reply
 }
 
 /// `SRANDMEMBER key [count]`: random members, left in place. Without a count, one (nil when
@@ -393,7 +425,7 @@ pub fn algebra(ctx: &mut Ctx<'_>, cmd: SetAlgebra) -> Reply {
     };
     match cmd.destination {
         None => write_members(ctx, result.len(), result.keys()),
-        Some(destination) => store_result(ctx, &destination, result).into(),
+        Some(destination) => store_result(ctx, cmd.op, &destination, result).into(),
     }
 }
 
@@ -498,22 +530,36 @@ fn compute(ctx: &Ctx<'_>, cmd: &SetAlgebra, operands: &[Operand]) -> Result<Fiel
 /// Stores `result` at `destination` (deleting it when the result is empty); replies with the
 /// result's size. A session is not overwritten (WRONGTYPE): sessions end only by their own
 /// commands, their timeouts, DEL or FLUSHALL.
-fn store_result(ctx: &mut Ctx<'_>, destination: &[u8], result: Fields) -> Frame {
+fn store_result(ctx: &mut Ctx<'_>, op: SetOp, destination: &[u8], result: Fields) -> Frame {
     let size = Frame::Integer(result.len() as i64);
     if result.is_empty() {
         let refused = ctx.store.modify(destination, ctx.now_ms, |entry| {
             let session = entry.is_session();
             (!session, session)
         });
-        return if refused == Some(true) {
-            wrongtype()
-        } else {
-            size
+        return match refused {
+            Some(true) => wrongtype(),
+            Some(false) => {
+                // An empty result deletes the destination: Redis announces `del`.
+                ctx.store.notify(Class::GENERIC, "del", destination);
+                size
+            }
+            None => size,
         };
     }
-    ctx.store
+    let reply = ctx
+        .store
         .upsert(destination, ctx.now_ms, |current| match current {
             Some(node) if node.is_session() => (None, wrongtype()),
             _ => (Some(Entry::new(Value::Set(Box::new(result)), 0)), size),
-        })
+        });
+    if let Frame::Integer(_) = reply {
+        let event = match op {
+            SetOp::Inter => "sinterstore",
+            SetOp::Union => "sunionstore",
+            SetOp::Diff => "sdiffstore",
+        };
+        ctx.store.notify(Class::SET, event, destination);
+    }
+    reply
 }

@@ -13,6 +13,7 @@ use sessiond_protocol::units::{format_duration, format_size};
 
 use super::{Config, ConfigError, LogFormat};
 use crate::auth::RawUser;
+use crate::notify::{self, EventFlags};
 use crate::output_limit::{ClassLimit, OutputLimits};
 use crate::persist::PersistConfig;
 use crate::setting::{self, Address, Millis, Period, PositivePeriod, Size, Value, YesNo};
@@ -162,6 +163,11 @@ pub struct RawConfig {
     /// volatile-lru or allkeys-lru (evict keys).
     #[arg(long, env = "SESSIOND_MAXMEMORY_POLICY")]
     pub maxmemory_policy: Option<Policy>,
+
+    /// Keyspace and session events to publish, as Redis's letters (`KEA`, `Ex`) plus `S` for
+    /// session events; empty: none. `CONFIG SET notify-keyspace-events` changes it.
+    #[arg(long, env = "SESSIOND_NOTIFY_KEYSPACE_EVENTS")]
+    pub notify_keyspace_events: Option<EventFlags>,
 
     /// Most simultaneous clients; more are refused with an error.
     #[arg(long, env = "SESSIOND_MAXCLIENTS")]
@@ -382,7 +388,13 @@ impl Value for OutputLimits {
     }
 }
 
-setting::read_as_setting!(Policy, ClientAuth, OutputLimits);
+setting::read_as_setting!(Policy, ClientAuth, OutputLimits, EventFlags);
+
+impl Value for EventFlags {
+    fn parse(text: &str) -> Result<Self, String> {
+        EventFlags::parse(text.as_bytes()).ok_or_else(|| notify::INVALID_CLASS.to_owned())
+    }
+}
 
 /// Tools the binary runs instead of the server.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -613,6 +625,25 @@ mod tests {
     }
 
     #[test]
+    fn notify_keyspace_events_is_read_from_flags_and_files() {
+        let raw = RawConfig::try_parse_from(["sessiond", "--notify-keyspace-events", "KEA"]);
+        let config = raw.unwrap().validate().unwrap();
+        assert_eq!(config.notify_keyspace_events.to_string(), "AKE");
+        let error = RawConfig::try_parse_from(["sessiond", "--notify-keyspace-events", "Kw"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("invalid notify-keyspace-events \"Kw\": Invalid event class"),
+            "{error}"
+        );
+        let file: RawConfig = toml::from_str(r#"notify-keyspace-events = "Sx""#).unwrap();
+        assert_eq!(
+            file.validate().unwrap().notify_keyspace_events.to_string(),
+            "xS"
+        );
+    }
+
+    #[test]
     fn the_words_of_domain_settings_parse() {
         assert_eq!(Policy::parse("volatile-lru"), Ok(Policy::VolatileLru));
         assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));
@@ -636,6 +667,7 @@ mod tests {
             "requirepass-file",
             "no-persistence",
             "debug-snapshot-shard-delay",
+            "notify-keyspace-events",
         ];
         let mut args = vec!["sessiond".to_owned()];
         for arg in RawConfig::command().get_arguments() {

@@ -21,6 +21,7 @@ use super::table::{is, Table};
 use super::watched::Watches;
 use super::{evict, Common, Dirty, Store, SHARDS};
 use crate::clock::Clock;
+use crate::notify::Notifier;
 use bytes::Bytes;
 
 /// The most databases a server may have (`--databases`): each costs its table's shards.
@@ -50,8 +51,10 @@ pub struct Databases {
 
 impl Databases {
     /// `count` empty databases (at least one, at most [`MAX_DATABASES`]) reading time from
-    /// `clock`.
+    /// `clock`. Their events go through a [`Notifier`] of their own, whose hub `Shared` serves
+    /// PUBLISH with too.
     pub fn new(clock: Clock, count: usize) -> Databases {
+        let notifier = Arc::new(Notifier::default());
         let count = count.clamp(1, MAX_DATABASES);
         let now = clock.now_ms();
         let watch_lists: Arc<[Watches]> = (0..count).map(|_| Watches::default()).collect();
@@ -62,6 +65,7 @@ impl Databases {
             watch_lists: Arc::clone(&watch_lists),
             lazy_free: Arc::default(),
             long_blocks: Arc::default(),
+            notifier,
         };
         // `count` is at most MAX_DATABASES, which fits in a u16.
         let index = |db: usize| u16::try_from(db).unwrap_or(u16::MAX);
@@ -75,6 +79,11 @@ impl Databases {
             swapping: std::sync::Mutex::new(()),
             watch_lists,
         }
+    }
+
+    /// Where the databases' keyspace and session events go.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        self.first().notifier()
     }
 
     /// The long atomic blocks of every database (see [`super::long_blocks`]).

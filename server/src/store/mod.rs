@@ -58,6 +58,7 @@ use watched::Watches;
 
 use crate::clock::Clock;
 use crate::glob;
+use crate::notify::{Class, Notifier, SessionEvent};
 use crate::stats::StripedCounter;
 
 /// Shards in the map: enough that writers on different cores rarely meet, and that SCAN's unit
@@ -117,6 +118,8 @@ pub struct Store {
     /// Atomic blocks that run long (scripts), and the shards they hold, in every database
     /// (shared).
     long_blocks: Arc<LongBlocks>,
+    /// Where keyspace and session events go (the server's, shared by its databases).
+    notifier: Arc<Notifier>,
 }
 
 /// What the databases of one server share (see [`Databases`]).
@@ -136,6 +139,8 @@ pub(crate) struct Common {
     /// number names it in all of them (a long script in one database makes commands on that
     /// shard number wait in the others too: rare with 1024 shards, and never too little).
     pub(crate) long_blocks: Arc<LongBlocks>,
+    /// The publisher of keyspace and session events.
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -169,6 +174,7 @@ impl Store {
                 watch_lists: Arc::from([Watches::default()]),
                 lazy_free: Arc::default(),
                 long_blocks: Arc::default(),
+                notifier: Arc::default(),
             },
         )
     }
@@ -184,6 +190,7 @@ impl Store {
             watch_lists,
             lazy_free,
             long_blocks,
+            notifier,
         } = common;
         Store {
             map: Table::with_hasher(SHARDS, hasher),
@@ -206,6 +213,7 @@ impl Store {
             logical: AtomicU16::new(db),
             long_blocks,
             users_counted: AtomicU64::new(0),
+            notifier,
         }
     }
 
@@ -223,6 +231,11 @@ impl Store {
         // `logical` indexes `watch_lists`: both are set by `Databases`, which swaps indexes of
         // databases it has; a lone store has index 0 and one list.
         &lists[usize::from(self.logical()).min(lists.len() - 1)]
+    }
+
+    /// Where this database's keyspace and session events go.
+    pub fn notifier(&self) -> &Arc<Notifier> {
+        &self.notifier
     }
 
     /// The clock deadlines are measured against.
@@ -403,6 +416,7 @@ impl Store {
             TableEntry::Vacant(vacant) => vacant,
         };
         let (created, reply) = f(None);
+        let added = created.is_some();
         if let Some(created) = created {
             let mut node = Node::new(key, created);
             self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, &rec);
@@ -411,6 +425,10 @@ impl Store {
         drop(shard);
         if let Some(old) = dead {
             self.after_remove(&old, Before::of(&old), Removal::Expired);
+        }
+        if added {
+            // Redis's `dbAdd`: before the command's own event, after the dead key's.
+            self.notify(Class::NEW, "new", key);
         }
         self.bound_index();
         reply
@@ -751,6 +769,45 @@ impl Store {
         self.count_removal(before, why);
         if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
             self.unindex(user, node.key());
+        }
+        self.announce_removal(node, why);
+    }
+
+    /// Publishes what the removal of `node` was, once, beside its counting: `expired` (class
+    /// `x`) or `evicted` (`e`) for a key — a command's own deletions are its to announce, with
+    /// its event's name — or for a session its step (class `S`: `destroyed`, `expired`,
+    /// `evicted`). A session is announced on `__session__:` only, never on the keyspace
+    /// channels, which are not filtered by namespace: its ID is a credential.
+    #[inline]
+    fn announce_removal(&self, node: &Node, why: Removal) {
+        if !self.notifier.flags().any() {
+            return;
+        }
+        match node.as_session() {
+            Some(session) => {
+                let event = match why {
+                    Removal::Expired => SessionEvent::Expired,
+                    Removal::Evicted => SessionEvent::Evicted,
+                    Removal::Deleted => SessionEvent::Destroyed,
+                };
+                self.notifier
+                    .session_event(event, node.key(), session.user.as_deref());
+            }
+            None => match why {
+                Removal::Expired => self.notify(Class::EXPIRED, "expired", node.key()),
+                Removal::Evicted => self.notify(Class::EVICTED, "evicted", node.key()),
+                Removal::Deleted => {}
+            },
+        }
+    }
+
+    /// Publishes the keyspace event `event` of `class` for `key` of this database (Redis's
+    /// `notifyKeyspaceEvent`): the commands call it after their change. With the class off, one
+    /// relaxed load and a branch.
+    #[inline]
+    pub fn notify(&self, class: Class, event: &'static str, key: &[u8]) {
+        if self.notifier.flags().key_events(class) {
+            self.notifier.key_event(class, event, self.logical(), key);
         }
     }
 
@@ -1276,5 +1333,279 @@ mod tests {
         });
         assert_eq!(value, Some(true));
         assert_ne!(last_use(), before, "a read is a use");
+    }
+}
+
+/// The events the store publishes itself (expiry, eviction, session lifecycle), seen by a
+/// subscriber of every channel.
+#[cfg(test)]
+mod event_tests {
+    use super::evict::Policy;
+    use super::session::NewSession;
+    use super::*;
+    use crate::notify::EventFlags;
+    use crate::output_limit::ClassLimit;
+    use crate::pubsub::{Access, Kind, Subscriber};
+    use sessiond_protocol::{Limits, RequestDecoder};
+
+    const START: u64 = 1_000_000;
+
+    fn store(flags: &str) -> (Store, Arc<crate::clock::ManualClock>) {
+        let (clock, manual) = Clock::manual(START);
+        let store = Store::new(clock);
+        let flags = EventFlags::parse(flags.as_bytes()).unwrap();
+        store.notifier().flags().set(flags);
+        (store, manual)
+    }
+
+    /// A subscriber of every channel, allowed the session events of `prefix`.
+    fn listen(store: &Store, prefix: &str) -> Subscriber {
+        let access = Access {
+            session_events: true,
+            session_prefix: Bytes::copy_from_slice(prefix.as_bytes()),
+            keys: None,
+        };
+        let mut all = store
+            .notifier()
+            .hub()
+            .subscriber(1, ClassLimit::default(), access);
+        all.subscribe(Kind::Pattern, Bytes::from_static(b"*"));
+        all
+    }
+
+    /// What `sub` received since last asked: (channel, message) pairs.
+    fn received(sub: &mut Subscriber) -> Vec<(String, String)> {
+        let mut out = bytes::BytesMut::new();
+        sub.drain_into(false, &mut out, usize::MAX);
+        let mut decoder = RequestDecoder::new(Limits::default());
+        let mut events = Vec::new();
+        while let Some(parts) = decoder.decode(&mut out).unwrap() {
+            let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+            // pmessage, pattern, channel, message
+            events.push((text(&parts[2]), text(&parts[3])));
+        }
+        events
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(c, m)| (c.to_string(), m.to_string()))
+            .collect()
+    }
+
+    fn session(store: &Store, user: Option<&'static str>, idle_ms: u64, cap: usize) -> Bytes {
+        let new = NewSession {
+            prefix: Bytes::new(),
+            user: user.map(|u| Bytes::from_static(u.as_bytes())),
+            idle_ms,
+            absolute_ms: 3_600_000,
+            data: Vec::new(),
+        };
+        store.create_session(new, store.now_ms(), cap).unwrap()
+    }
+
+    fn text(id: &Bytes) -> &str {
+        std::str::from_utf8(id).unwrap()
+    }
+
+    #[test]
+    fn an_expired_key_is_announced_once_whoever_reclaims_it() {
+        let (store, manual) = store("KEA");
+        let mut sub = listen(&store, "");
+        store.put_str(b"quiet", START, START + 100);
+        store.put_str(b"touched", START, START + 100);
+        assert!(received(&mut sub).is_empty(), "n is not in A");
+        manual.advance(100);
+        // A write finds one dead (the lazy path), the active expiry reclaims the other; the
+        // expiry pass after the write finds nothing more to announce.
+        store.put_str(b"touched", START + 100, 0);
+        store.reclaim_expired();
+        store.reclaim_expired();
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[
+                ("__keyspace@0__:touched", "expired"),
+                ("__keyevent@0__:expired", "touched"),
+                ("__keyspace@0__:quiet", "expired"),
+                ("__keyevent@0__:expired", "quiet"),
+            ])
+        );
+        // `n`: a key added.
+        store
+            .notifier()
+            .flags()
+            .set(EventFlags::parse(b"nE").unwrap());
+        store.put_str(b"fresh", START + 100, 0);
+        store.put_str(b"fresh", START + 100, 0);
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[("__keyevent@0__:new", "fresh")])
+        );
+    }
+
+    #[test]
+    fn nothing_is_published_with_no_class_enabled() {
+        let (store, manual) = store("");
+        let mut sub = listen(&store, "");
+        store.put_str(b"k", START, START + 10);
+        let id = session(&store, Some("ada"), 10, 1);
+        session(&store, Some("ada"), 10, 1);
+        store.regenerate_session(&id, None, START, 1).unwrap();
+        manual.advance(10);
+        store.reclaim_expired();
+        assert!(store.is_empty());
+        assert!(received(&mut sub).is_empty());
+        // K and E without a class publish nothing either; S does not need them.
+        store
+            .notifier()
+            .flags()
+            .set(EventFlags::parse(b"KE").unwrap());
+        store.put_str(b"k", START + 10, START + 20);
+        manual.advance(10);
+        store.reclaim_expired();
+        assert!(received(&mut sub).is_empty());
+    }
+
+    #[test]
+    fn each_step_of_a_sessions_life_is_one_event() {
+        let (store, manual) = store("S");
+        let mut sub = listen(&store, "");
+        let anonymous = session(&store, None, 60_000, 2);
+        let a = session(&store, Some("ada"), 60_000, 2);
+        let b = session(&store, Some("ada"), 60_000, 2);
+        // The cap: the third of ada's drops the oldest, after its own `created`.
+        let c = session(&store, Some("ada"), 60_000, 2);
+        let (anon, a, b, c) = (text(&anonymous), text(&a), text(&b), text(&c));
+        let anonymous = anonymous.clone();
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[
+                ("__session__:created", &format!("{anon} ")),
+                ("__session__:created", &format!("{a} ada")),
+                ("__session__:created", &format!("{b} ada")),
+                ("__session__:created", &format!("{c} ada")),
+                ("__session__:destroyed", &format!("{a} ada")),
+            ])
+        );
+        let now = START;
+        let moved = store
+            .regenerate_session(&anonymous, Some(&Bytes::from_static(b"ada")), now, 2)
+            .unwrap()
+            .unwrap();
+        let moved = text(&moved);
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[
+                ("__session__:regenerated", &format!("{anon} {moved} ada")),
+                ("__session__:destroyed", &format!("{b} ada")),
+            ])
+        );
+        // DESTROYALL EXCEPT: every other one, one event each.
+        let d = session(&store, Some("ada"), 60_000, 0);
+        received(&mut sub);
+        assert_eq!(
+            store.destroy_sessions_of(b"", b"ada", Some(d.as_ref()), now),
+            2
+        );
+        let mut got = received(&mut sub);
+        got.sort();
+        let mut expected = pairs(&[
+            ("__session__:destroyed", &format!("{c} ada")),
+            ("__session__:destroyed", &format!("{moved} ada")),
+        ]);
+        expected.sort();
+        assert_eq!(got, expected);
+        // DESTROY, then DEL of a session key: `destroyed`, and never a keyspace event.
+        store
+            .notifier()
+            .flags()
+            .set(EventFlags::parse(b"SKEA").unwrap());
+        assert!(store.destroy_session(&d, now));
+        let e = session(&store, None, 60_000, 0);
+        assert!(store.remove(&e, now).is_some());
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[
+                ("__session__:destroyed", &format!("{} ada", text(&d))),
+                ("__session__:created", &format!("{} ", text(&e))),
+                ("__session__:destroyed", &format!("{} ", text(&e))),
+            ])
+        );
+        // Expiry: by the active expiry unread, or by an access first; once each.
+        let quiet = session(&store, Some("bob"), 1_000, 0);
+        let read = session(&store, Some("bob"), 1_000, 0);
+        received(&mut sub);
+        manual.advance(1_000);
+        assert!(!store.destroy_session(&read, START + 1_000));
+        store.reclaim_expired();
+        store.reclaim_expired();
+        assert_eq!(
+            received(&mut sub),
+            pairs(&[
+                ("__session__:expired", &format!("{} bob", text(&read))),
+                ("__session__:expired", &format!("{} bob", text(&quiet))),
+            ])
+        );
+    }
+
+    #[test]
+    fn evictions_are_announced_for_keys_and_sessions() {
+        let (store, _manual) = store("SEe");
+        let mut sub = listen(&store, "");
+        store.put_str(b"k", START, 0);
+        let id = session(&store, None, 60_000, 0);
+        received(&mut sub);
+        assert!(store.make_room(0, Policy::AllKeysLru, START));
+        let mut got = received(&mut sub);
+        got.sort();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("__keyevent@0__:evicted", "k"),
+                ("__session__:evicted", &format!("{} ", text(&id))),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_restricted_users_subscriber_sees_only_its_keys_events() {
+        let (store, manual) = store("Ex");
+        let access = Access {
+            keys: Some(Arc::from([glob::Pattern::new(b"cache:*")])),
+            ..Access::default()
+        };
+        let mut cache = store
+            .notifier()
+            .hub()
+            .subscriber(1, ClassLimit::default(), access);
+        cache.subscribe(Kind::Pattern, Bytes::from_static(b"__keyevent@*__:*"));
+        store.put_str(b"cache:1", START, START + 10);
+        store.put_str(b"other", START, START + 10);
+        manual.advance(10);
+        store.reclaim_expired();
+        assert_eq!(
+            received(&mut cache),
+            pairs(&[("__keyevent@0__:expired", "cache:1")])
+        );
+    }
+
+    #[test]
+    fn a_named_users_subscriber_sees_only_its_namespace() {
+        let (store, _manual) = store("S");
+        let mut mine = listen(&store, "app1:");
+        let new = |prefix: &'static str| NewSession {
+            prefix: Bytes::from_static(prefix.as_bytes()),
+            user: None,
+            idle_ms: 1_000,
+            absolute_ms: 1_000,
+            data: Vec::new(),
+        };
+        let own = store.create_session(new("app1:"), START, 0).unwrap();
+        store.create_session(new("app2:"), START, 0).unwrap();
+        assert_eq!(
+            received(&mut mine),
+            pairs(&[("__session__:created", &format!("{} ", text(&own)))])
+        );
     }
 }

@@ -28,6 +28,7 @@ use super::table::Table;
 use super::user_sessions::UserSessions;
 use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 use super::Store;
+use crate::notify::SessionEvent;
 
 thread_local! {
     /// Sessions (user, ID) an atomic block removed, to unindex once its locks are released.
@@ -298,6 +299,9 @@ impl Store {
         let rec = self.journal.recording();
         let id = self.insert_session(&new.prefix, record, deadline, now_ms, &rec)?;
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
+        // Before the cap's `destroyed` events, if any: the new session made them.
+        self.notifier
+            .session_event(SessionEvent::Created, &id, user.as_deref());
         if let Some(user) = user {
             self.index_session(&user, id.clone(), now_ms, max_per_user, &rec);
         }
@@ -557,6 +561,9 @@ impl Store {
         // allowed order), so a REGENERATE, which holds it across its move, either moved a
         // session before (the new ID is destroyed here) or finds it gone after: "log out
         // everywhere" misses nothing. The list is already updated, hence `count_removal`.
+        // Their events are published once the list is released (a fan-out is not short).
+        let mut removed = Vec::new();
+        let announce = self.notifier.flags().session_events();
         let mut destroyed = 0;
         for id in doomed.ids() {
             if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
@@ -568,12 +575,18 @@ impl Store {
                 };
                 self.count_removal(Before::of(&node), why);
                 destroyed += usize::from(!expired);
+                if announce {
+                    removed.push((node, why));
+                }
             }
         }
         let now_empty = list.is_empty();
         drop(list);
         if now_empty {
             self.users.remove_if(&key, |_, list| list.is_empty());
+        }
+        for (node, why) in removed {
+            self.announce_removal(&node, why);
         }
         destroyed
     }
@@ -630,9 +643,12 @@ impl Store {
                 if let Some(list) = old_list.as_mut() {
                     list.remove(&old_id, self.users.hasher());
                 }
+                drop(old_list);
                 self.sessions
                     .destroyed
                     .fetch_add(1, AtomicOrdering::Relaxed);
+                self.notifier
+                    .session_event(SessionEvent::Destroyed, &old_id, old_user.as_deref());
                 return Err(error);
             }
         };
@@ -655,6 +671,9 @@ impl Store {
                 self.users.remove_if(key, |_, list| list.is_empty());
             }
         }
+        // Before the cap's `destroyed` events, if any: the move made them.
+        self.notifier
+            .session_regenerated(&old_id, &new_id, user.as_deref());
         if let (false, Some(new)) = (indexed, &user) {
             // Moved to another user (a login): the user's newest session, whatever its age.
             self.index_session(new, new_id.clone(), now_ms, max_per_user, &rec);

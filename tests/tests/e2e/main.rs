@@ -6,6 +6,7 @@ mod busy_scripts;
 mod connection;
 mod daemon;
 mod databases;
+mod events;
 mod expiry;
 mod fuzz_live;
 mod hashes;
