@@ -272,21 +272,36 @@ impl Notifier {
     }
 
     /// A session's step `event`: `<id> <user>` (the user empty when anonymous) on
-    /// `__session__:<event>`, to the subscribers allowed that session's events.
+    /// `__session__:<event>`, to the subscribers allowed the events of `namespace` (the ID's
+    /// prefix, `store::session::prefix_of`).
     #[inline]
-    pub fn session_event(&self, event: SessionEvent, id: &[u8], user: Option<&[u8]>) {
+    pub fn session_event(
+        &self,
+        event: SessionEvent,
+        id: &[u8],
+        namespace: &[u8],
+        user: Option<&[u8]>,
+    ) {
         if self.wants_sessions() {
             let message = session_message(&[id], user);
-            self.hub.publish_session(&event.channel(), &message, id);
+            self.hub
+                .publish_session(&event.channel(), &message, &[namespace]);
         }
     }
 
-    /// SESSION.REGENERATE: `<old id> <new id> <user>` on `__session__:regenerated`.
-    pub fn session_regenerated(&self, old_id: &[u8], new_id: &[u8], user: Option<&[u8]>) {
+    /// SESSION.REGENERATE: `<old id> <new id> <user>` on `__session__:regenerated`, to the
+    /// subscribers allowed both IDs' namespaces.
+    pub fn session_regenerated(
+        &self,
+        (old_id, old_namespace): (&[u8], &[u8]),
+        (new_id, new_namespace): (&[u8], &[u8]),
+        user: Option<&[u8]>,
+    ) {
         if self.wants_sessions() {
             let message = session_message(&[old_id, new_id], user);
             let channel = Bytes::from_static(b"__session__:regenerated");
-            self.hub.publish_session(&channel, &message, new_id);
+            self.hub
+                .publish_session(&channel, &message, &[old_namespace, new_namespace]);
         }
     }
 }

@@ -61,15 +61,20 @@ impl Kind {
 pub struct Access {
     /// The subscriber's user may run SESSION commands.
     pub session_events: bool,
-    /// The namespace of its sessions: only events of IDs under it reach it (empty: all).
-    pub session_prefix: Bytes,
+    /// The namespace of its sessions (a named user's `session-prefix`): only events of
+    /// sessions in exactly that namespace reach it; `None`: every namespace (the default user).
+    pub session_namespace: Option<Bytes>,
     /// The keys its user may touch: only their keyspace events reach it (`None`: every key).
     pub keys: Option<Arc<[glob::Pattern]>>,
 }
 
 impl Access {
-    fn allows_session(&self, id: &[u8]) -> bool {
-        self.session_events && id.starts_with(&self.session_prefix)
+    fn allows_session(&self, namespaces: &[&[u8]]) -> bool {
+        self.session_events
+            && self
+                .session_namespace
+                .as_ref()
+                .is_none_or(|own| namespaces.iter().all(|n| n == own))
     }
 
     fn allows_key(&self, key: &[u8]) -> bool {
@@ -245,11 +250,11 @@ impl Mailbox {
         }
     }
 
-    fn allows_session(&self, id: &[u8]) -> bool {
+    fn allows_session(&self, namespaces: &[&[u8]]) -> bool {
         self.access
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .allows_session(id)
+            .allows_session(namespaces)
     }
 
     fn allows_key(&self, key: &[u8]) -> bool {
@@ -297,10 +302,13 @@ impl Hub {
         self.fan_out(channel, message, |_| true)
     }
 
-    /// A session event: as [`Hub::publish`], but only to subscribers allowed session events,
-    /// and to a named user's only the events of sessions under its prefix.
-    pub fn publish_session(&self, channel: &Bytes, message: &Bytes, id: &[u8]) -> usize {
-        self.fan_out(channel, message, |mailbox| mailbox.allows_session(id))
+    /// A session event about sessions in `namespaces` (their IDs' prefixes): as
+    /// [`Hub::publish`], but only to subscribers allowed session events, and to a named user's
+    /// only if every one is its own namespace, exactly (one namespace may be another's prefix).
+    pub fn publish_session(&self, channel: &Bytes, message: &Bytes, namespaces: &[&[u8]]) -> usize {
+        self.fan_out(channel, message, |mailbox| {
+            mailbox.allows_session(namespaces)
+        })
     }
 
     /// A keyspace event about `key`: as [`Hub::publish`], but only to subscribers whose user
@@ -713,24 +721,42 @@ mod tests {
     #[test]
     fn session_events_reach_only_allowed_subscribers_of_their_namespace() {
         let hub = hub();
-        let allowed = |prefix: &str| Access {
+        let allowed = |namespace: Option<&str>| Access {
             session_events: true,
-            session_prefix: b(prefix),
+            session_namespace: namespace.map(b),
             keys: None,
         };
-        let mut all = hub.subscriber(1, ClassLimit::default(), allowed(""));
-        let mut app1 = hub.subscriber(2, ClassLimit::default(), allowed("app1:"));
+        let mut all = hub.subscriber(1, ClassLimit::default(), allowed(None));
+        let mut app1 = hub.subscriber(2, ClassLimit::default(), allowed(Some("app1:")));
         let mut nobody = hub.subscriber(3, ClassLimit::default(), Access::default());
         for s in [&mut all, &mut app1, &mut nobody] {
             s.subscribe(Kind::Pattern, b("*"));
         }
         let channel = b("__session__:created");
-        assert_eq!(hub.publish_session(&channel, &b("app1:x u"), b"app1:x"), 2);
-        assert_eq!(hub.publish_session(&channel, &b("app2:y u"), b"app2:y"), 1);
+        assert_eq!(
+            hub.publish_session(&channel, &b("app1:x u"), &[b"app1:"]),
+            2
+        );
+        assert_eq!(
+            hub.publish_session(&channel, &b("app2:y u"), &[b"app2:"]),
+            1
+        );
+        // A namespace that merely starts with app1's is another application's.
+        assert_eq!(
+            hub.publish_session(&channel, &b("app1:adm:z u"), &[b"app1:adm:"]),
+            1
+        );
+        assert_eq!(
+            hub.publish_session(&channel, &b("app1:a app2:b u"), &[b"app1:", b"app2:"]),
+            1
+        );
         assert!(drained(&mut nobody).is_empty());
         assert!(!drained(&mut app1).is_empty());
         app1.set_access(Access::default());
-        assert_eq!(hub.publish_session(&channel, &b("app1:z u"), b"app1:z"), 1);
+        assert_eq!(
+            hub.publish_session(&channel, &b("app1:z u"), &[b"app1:"]),
+            1
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Server {
         let conn = ConnState::new(client, shared.auth.initial_user());
         let access = Access {
             session_events: true,
-            session_prefix: Bytes::new(),
+            session_namespace: None,
             keys: None,
         };
         let mut all = shared.pubsub.subscriber(0, ClassLimit::default(), access);

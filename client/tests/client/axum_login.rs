@@ -15,7 +15,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::connect;
-use crate::events::publish;
 
 /// The example app on `127.0.0.1:0`, stopped gracefully on drop.
 struct App {
@@ -287,6 +286,9 @@ async fn read_until(response: &mut reqwest::Response, text: &str) -> String {
 #[tokio::test]
 async fn events_tell_of_other_devices_and_close_when_the_session_ends() {
     let server = TestServer::start();
+    let mut admin = server.raw();
+    admin.command(&[b"CONFIG", b"SET", b"notify-keyspace-events", b"S"]);
+    assert_eq!(admin.reply(), sessiond_protocol::Frame::simple("OK"));
     let app = App::start(server.addr, false).await;
     let (laptop, phone) = (browser(), browser());
     login(&app, &laptop, "ada", "lovelace-1815").await;
@@ -306,14 +308,10 @@ async fn events_tell_of_other_devices_and_close_when_the_session_ends() {
             "text/event-stream"
         );
     }
-    // The phone's session ends, as the store announces it (its event, published as the server
-    // does).
-    publish(
-        &server,
-        "destroyed",
-        &format!("{phone_sid} ada"),
-        &phone_sid,
-    );
+    // The phone's session ends on the server (an operator's logout): the server announces it.
+    let mut admin = server.raw();
+    admin.command(&[b"SESSION.DESTROY", phone_sid.as_bytes()]);
+    assert_eq!(admin.reply(), sessiond_protocol::Frame::Integer(1));
     // The phone is told, and its stream closes; the laptop hears of another device.
     read_until(&mut on_phone, "event: logged-out").await;
     assert_eq!(on_phone.chunk().await.unwrap(), None, "the stream closed");

@@ -15,15 +15,15 @@ use sessiond_tests::TestServer;
 use crate::errors::FakeServer;
 use crate::{connect, url};
 
-/// Publishes `message` on `__session__:<event>` as the server does for the session `id`;
-/// returns how many subscribers received it.
-pub fn publish(server: &TestServer, event: &str, message: &str, id: &str) -> usize {
+/// Publishes `message` on `__session__:<event>` as the server does for a session of the
+/// namespace `namespace`; returns how many subscribers received it.
+pub fn publish(server: &TestServer, event: &str, message: &str, namespace: &str) -> usize {
     let channel = Bytes::from(format!("__session__:{event}"));
     let message = Bytes::from(message.to_owned());
     server
         .shared
         .pubsub
-        .publish_session(&channel, &message, id.as_bytes())
+        .publish_session(&channel, &message, &[namespace.as_bytes()])
 }
 
 /// The next event whose ID starts with `prefix` (the test's own).
@@ -46,12 +46,12 @@ async fn every_event_arrives_typed_from_sessiond() {
     let client = connect(server.addr).await;
     let mut events = client.sessions().events().await.unwrap();
     // Subscribed when `events` returns: these reach it, in order.
-    assert_eq!(publish(&server, "created", "t-1 ada", "t-1"), 1);
-    publish(&server, "created", "t-2 ", "t-2");
-    publish(&server, "regenerated", "t-2 t-3 ada", "t-3");
-    publish(&server, "destroyed", "t-3 ada", "t-3");
-    publish(&server, "expired", "t-1 ada", "t-1");
-    publish(&server, "evicted", "t-4 ", "t-4");
+    assert_eq!(publish(&server, "created", "t-1 ada", ""), 1);
+    publish(&server, "created", "t-2 ", "");
+    publish(&server, "regenerated", "t-2 t-3 ada", "");
+    publish(&server, "destroyed", "t-3 ada", "");
+    publish(&server, "expired", "t-1 ada", "");
+    publish(&server, "evicted", "t-4 ", "");
     let ada = || Some("ada".to_owned());
     let expected = [
         SessionEvent::Created {
@@ -90,7 +90,7 @@ async fn every_event_arrives_typed_from_sessiond() {
     // Dropping the stream closes its connection: nobody receives the next event.
     drop(events);
     // (The server notices the closed socket when it reads it: poll until then.)
-    while publish(&server, "created", "t-5 ", "t-5") != 0 {
+    while publish(&server, "created", "t-5 ", "") != 0 {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
@@ -104,9 +104,9 @@ async fn every_node_is_subscribed() {
         .await
         .unwrap();
     let mut events = client.sessions().events().await.unwrap();
-    assert_eq!(publish(&one, "destroyed", "n-1 ada", "n-1"), 1);
+    assert_eq!(publish(&one, "destroyed", "n-1 ada", ""), 1);
     assert_eq!(next_of(&mut events, "n-").await.id(), &id("n-1"));
-    assert_eq!(publish(&two, "destroyed", "n-2 ada", "n-2"), 1);
+    assert_eq!(publish(&two, "destroyed", "n-2 ada", ""), 1);
     assert_eq!(next_of(&mut events, "n-").await.id(), &id("n-2"));
 }
 
@@ -160,11 +160,11 @@ async fn a_named_user_subscribes_by_name_and_gets_only_its_namespace() {
     let mut events = web.sessions().events().await.unwrap();
     // Another namespace's event does not reach it; its own does.
     assert_eq!(
-        publish(&server, "destroyed", "sess:other:x ", "sess:other:x"),
+        publish(&server, "destroyed", "sess:other:x ", "sess:other:"),
         0
     );
     assert_eq!(
-        publish(&server, "destroyed", "sess:web:x ada", "sess:web:x"),
+        publish(&server, "destroyed", "sess:web:x ada", "sess:web:"),
         1
     );
     assert_eq!(

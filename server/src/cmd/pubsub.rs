@@ -24,7 +24,8 @@ fn kind(kind: SubscriptionKind) -> Kind {
 fn access(conn: &ConnState) -> Access {
     conn.user().map_or_else(Access::default, |user| Access {
         session_events: user.session_events(),
-        session_prefix: user.session_prefix.clone(),
+        // The default user sees every namespace; a named user its own.
+        session_namespace: (user.name != "default").then(|| user.session_prefix.clone()),
         keys: match &user.keys {
             KeyPatterns::All => None,
             KeyPatterns::Only(patterns) => Some(patterns.as_slice().into()),

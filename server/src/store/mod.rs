@@ -790,8 +790,12 @@ impl Store {
                     Removal::Evicted => SessionEvent::Evicted,
                     Removal::Deleted => SessionEvent::Destroyed,
                 };
-                self.notifier
-                    .session_event(event, node.key(), session.user.as_deref());
+                self.notifier.session_event(
+                    event,
+                    node.key(),
+                    session::prefix_of(node.key()),
+                    session.user.as_deref(),
+                );
             }
             None => match why {
                 Removal::Expired => self.notify(Class::EXPIRED, "expired", node.key()),
@@ -1358,11 +1362,13 @@ mod event_tests {
         (store, manual)
     }
 
-    /// A subscriber of every channel, allowed the session events of `prefix`.
+    /// A subscriber of every channel, allowed the session events of the namespace `prefix`
+    /// (every namespace for an empty one).
     fn listen(store: &Store, prefix: &str) -> Subscriber {
         let access = Access {
             session_events: true,
-            session_prefix: Bytes::copy_from_slice(prefix.as_bytes()),
+            session_namespace: (!prefix.is_empty())
+                .then(|| Bytes::copy_from_slice(prefix.as_bytes())),
             keys: None,
         };
         let mut all = store

@@ -301,7 +301,7 @@ impl Store {
         self.sessions.created.fetch_add(1, AtomicOrdering::Relaxed);
         // Before the cap's `destroyed` events, if any: the new session made them.
         self.notifier
-            .session_event(SessionEvent::Created, &id, user.as_deref());
+            .session_event(SessionEvent::Created, &id, prefix_of(&id), user.as_deref());
         if let Some(user) = user {
             self.index_session(&user, id.clone(), now_ms, max_per_user, &rec);
         }
@@ -647,8 +647,12 @@ impl Store {
                 self.sessions
                     .destroyed
                     .fetch_add(1, AtomicOrdering::Relaxed);
-                self.notifier
-                    .session_event(SessionEvent::Destroyed, &old_id, old_user.as_deref());
+                self.notifier.session_event(
+                    SessionEvent::Destroyed,
+                    &old_id,
+                    prefix_of(&old_id),
+                    old_user.as_deref(),
+                );
                 return Err(error);
             }
         };
@@ -672,8 +676,11 @@ impl Store {
             }
         }
         // Before the cap's `destroyed` events, if any: the move made them.
-        self.notifier
-            .session_regenerated(&old_id, &new_id, user.as_deref());
+        self.notifier.session_regenerated(
+            (&old_id, prefix_of(&old_id)),
+            (&new_id, prefix_of(&new_id)),
+            user.as_deref(),
+        );
         if let (false, Some(new)) = (indexed, &user) {
             // Moved to another user (a login): the user's newest session, whatever its age.
             self.index_session(new, new_id.clone(), now_ms, max_per_user, &rec);
