@@ -230,16 +230,24 @@ impl User {
         }
     }
 
-    /// Whether the user may do everything (the permission check is skipped).
+    /// Whether the user may do everything but perhaps pub/sub (the permission check is skipped;
+    /// the pub/sub commands check channels themselves, see [`User::allow_channels`]).
     pub fn unrestricted(&self) -> bool {
-        self.keys == KeyPatterns::All
-            && self.categories == Categories::ALL
-            && self.channels == ChannelPatterns::All
+        self.keys == KeyPatterns::All && self.categories == Categories::ALL
     }
 
     /// Whether the user may receive session events (SESSION commands are allowed).
     pub fn session_events(&self) -> bool {
         self.categories.contains(Category::Session)
+    }
+
+    /// Whether the user may use every one of `channels` (`pattern`: PSUBSCRIBE's patterns).
+    pub fn allow_channels<'a>(
+        &self,
+        mut channels: impl Iterator<Item = &'a Bytes>,
+        pattern: bool,
+    ) -> bool {
+        channels.all(|c| self.allow_channel(c, pattern))
     }
 
     /// Whether the user may subscribe to or publish on `channel` (`pattern`: PSUBSCRIBE's).
@@ -929,6 +937,7 @@ mod tests {
         assert!(app1.categories.contains(Category::Session));
         assert!(!app1.categories.contains(Category::Admin));
         assert!(users[1].unrestricted());
+        assert!(users[1].allow_channel(b"any", false));
         assert_eq!(users[1].password_sha256, Some(sha256(b"ops password")));
     }
 

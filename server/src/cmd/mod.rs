@@ -632,7 +632,7 @@ fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
 
 /// The NOPERM reply to a refused command, counted and logged (the user and the command, never
 /// the key: it may be a session ID).
-fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> Frame {
+pub(crate) fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> Frame {
     let user = conn.user.as_ref().map_or("", |u| u.name.as_str());
     let peer = conn.client.peer;
     match denied {

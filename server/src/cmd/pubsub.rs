@@ -8,7 +8,7 @@ use sessiond_protocol::cmd::{Publish, Pubsub, Subscription, SubscriptionKind};
 use sessiond_protocol::{Frame, ProtocolVersion};
 
 use super::{ConnState, Ctx, Reply};
-use crate::auth::{KeyPatterns, SESSION_CHANNELS};
+use crate::auth::{Denied, KeyPatterns, SESSION_CHANNELS};
 use crate::glob;
 use crate::pubsub::{Access, Kind};
 
@@ -46,6 +46,9 @@ fn confirmation(word: &'static str, name: Option<Bytes>, count: usize) -> Frame 
 /// subscriptions after it.
 pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     let kind = kind(cmd.kind);
+    if let Some(refusal) = refuse_channels(ctx, kind.subscribe_word(), cmd.names.iter(), kind) {
+        return refusal.into();
+    }
     if kind == Kind::Pattern {
         let max = ctx.shared.config.max_pattern_len;
         if cmd.names.iter().any(|p| p.len() > max) {
@@ -135,6 +138,26 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     Reply::written()
 }
 
+/// NOPERM for a user whose channel patterns do not allow every one of `names` (checked here,
+/// so that a user limited in nothing but channels pays no permission check on other commands).
+fn refuse_channels<'a>(
+    ctx: &Ctx<'_>,
+    command: &str,
+    names: impl Iterator<Item = &'a Bytes>,
+    kind: Kind,
+) -> Option<Frame> {
+    let user = ctx.conn.user()?;
+    if user.allow_channels(names, kind == Kind::Pattern) {
+        return None;
+    }
+    Some(super::refuse(
+        ctx.shared,
+        ctx.conn,
+        command,
+        Denied::Channel,
+    ))
+}
+
 /// Leaves every subscription without a word (RESET, and a connection that ends).
 pub fn unsubscribe_all(conn: &mut ConnState) {
     conn.subscriber = None;
@@ -179,6 +202,10 @@ fn count_subscriptions(conn: &ConnState) {
 /// `PUBLISH channel message`: how many received it. The channels of session events are the
 /// server's own: a client may not forge one.
 pub fn publish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
+    let channel = [&cmd.channel];
+    if let Some(refusal) = refuse_channels(ctx, "publish", channel.into_iter(), Kind::Channel) {
+        return refusal;
+    }
     if cmd.channel.starts_with(SESSION_CHANNELS) {
         return Frame::error(
             "ERR the __session__: channels carry the server's session events only",
@@ -203,6 +230,10 @@ fn owned(cmd: &Publish) -> (Bytes, Bytes) {
 
 /// `SPUBLISH shardchannel message`.
 pub fn spublish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
+    let channel = [&cmd.channel];
+    if let Some(refusal) = refuse_channels(ctx, "spublish", channel.into_iter(), Kind::Shard) {
+        return refusal;
+    }
     let hub = &ctx.shared.pubsub;
     if !hub.has_subscribers() {
         return Frame::Integer(0);
