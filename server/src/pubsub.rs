@@ -2,8 +2,8 @@
 //!
 //! The [`Hub`] maps each channel (and each shard channel, SSUBSCRIBE's separate namespace) to
 //! its subscribers in a sharded map, so publishers on different channels never meet on a lock;
-//! patterns sit in one list behind a read-write lock that PUBLISH reads only while some pattern
-//! exists. A subscriber is a [`Mailbox`]: a queue its connection drains between commands and
+//! patterns sit in one map, by pattern, behind a read-write lock that PUBLISH reads only while
+//! some pattern exists (it matches the channel against each, as Redis). A subscriber is a [`Mailbox`]: a queue its connection drains between commands and
 //! while it waits for input. Publishing never waits: a message is queued for each subscriber,
 //! its encoded size counted, and a subscriber whose queue passes its output limits
 //! (`client-output-buffer-limit pubsub`, as Redis) is cut off at once: its connection is closed
@@ -270,7 +270,6 @@ type Subscribers = HashMap<u64, Arc<Mailbox>, ahash::RandomState>;
 /// The subscribers of one pattern.
 #[derive(Debug)]
 struct PatternSubscribers {
-    pattern: Bytes,
     glob: glob::Pattern,
     subscribers: Subscribers,
 }
@@ -280,7 +279,7 @@ struct PatternSubscribers {
 pub struct Hub {
     channels: DashMap<Bytes, Subscribers, ahash::RandomState>,
     shard_channels: DashMap<Bytes, Subscribers, ahash::RandomState>,
-    patterns: RwLock<Vec<PatternSubscribers>>,
+    patterns: RwLock<HashMap<Bytes, PatternSubscribers, ahash::RandomState>>,
     /// `patterns.len()`, read without the lock.
     pattern_count: AtomicUsize,
     /// Subscriptions of every kind, server-wide.
@@ -339,10 +338,10 @@ impl Hub {
         }
         if self.pattern_count.load(Ordering::Relaxed) != 0 {
             let patterns = self.patterns.read().unwrap_or_else(|p| p.into_inner());
-            for entry in patterns.iter().filter(|e| e.glob.matches(channel)) {
+            for (pattern, entry) in patterns.iter().filter(|(_, e)| e.glob.matches(channel)) {
                 for mailbox in entry.subscribers.values().filter(|m| allowed(m)) {
                     mailbox.deliver(Delivery::Pattern {
-                        pattern: entry.pattern.clone(),
+                        pattern: pattern.clone(),
                         channel: channel.clone(),
                         payload: message.clone(),
                     });
@@ -399,21 +398,15 @@ impl Hub {
             Kind::Shard => &self.shard_channels,
             Kind::Pattern => {
                 let mut patterns = self.patterns.write().unwrap_or_else(|p| p.into_inner());
-                match patterns.iter_mut().find(|e| e.pattern == *name) {
-                    Some(entry) => {
-                        entry.subscribers.insert(mailbox.id, mailbox.clone());
-                    }
-                    None => {
-                        let mut subscribers = Subscribers::default();
-                        subscribers.insert(mailbox.id, mailbox.clone());
-                        patterns.push(PatternSubscribers {
-                            pattern: name.clone(),
-                            glob: glob::Pattern::new(name),
-                            subscribers,
-                        });
-                        self.pattern_count.store(patterns.len(), Ordering::Relaxed);
-                    }
-                }
+                patterns
+                    .entry(name.clone())
+                    .or_insert_with(|| PatternSubscribers {
+                        glob: glob::Pattern::new(name),
+                        subscribers: Subscribers::default(),
+                    })
+                    .subscribers
+                    .insert(mailbox.id, mailbox.clone());
+                self.pattern_count.store(patterns.len(), Ordering::Relaxed);
                 self.subscriptions.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -430,10 +423,10 @@ impl Hub {
             Kind::Shard => &self.shard_channels,
             Kind::Pattern => {
                 let mut patterns = self.patterns.write().unwrap_or_else(|p| p.into_inner());
-                if let Some(at) = patterns.iter().position(|e| e.pattern == name) {
-                    patterns[at].subscribers.remove(&id);
-                    if patterns[at].subscribers.is_empty() {
-                        patterns.swap_remove(at);
+                if let Some(entry) = patterns.get_mut(name) {
+                    entry.subscribers.remove(&id);
+                    if entry.subscribers.is_empty() {
+                        patterns.remove(name);
                         self.pattern_count.store(patterns.len(), Ordering::Relaxed);
                     }
                 }
