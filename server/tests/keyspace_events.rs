@@ -326,3 +326,33 @@ fn session_commands_publish_one_event_per_step() {
     s.run(&["SESSION.DESTROY", &d, &d]);
     assert_eq!(s.events(), [format!("__session__:destroyed {d} ")]);
 }
+
+#[test]
+fn a_flush_announces_each_session_it_ends_and_no_key() {
+    for flush in [&["FLUSHALL"][..], &["FLUSHDB"], &["FLUSHALL", "ASYNC"]] {
+        let mut s = Server::new("SKEA");
+        let a = bulk(&s.run(&["SESSION.CREATE", "USER", "ada"]));
+        let b = bulk(&s.run(&["SESSION.CREATE"]));
+        s.run(&["SET", "k", "v"]);
+        s.events();
+        let mut freed = s.shared.dbs.first().lazyfreed();
+        s.run(flush);
+        if flush.len() == 2 {
+            // ASYNC: the sessions are announced by the thread that frees them, before it counts
+            // them freed.
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(freed.wait_for(|&n| n >= 3))
+                .unwrap();
+        }
+        let mut got = s.events();
+        got.sort();
+        let mut expected = vec![
+            format!("__session__:destroyed {a} ada"),
+            format!("__session__:destroyed {b} "),
+        ];
+        expected.sort();
+        assert_eq!(got, expected, "{flush:?}");
+    }
+}

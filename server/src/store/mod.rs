@@ -569,6 +569,7 @@ impl Store {
             // released.
             if flushed.sessions > sessions_before {
                 self.unindex_flushed(&nodes);
+                self.announce_flushed(&nodes);
             }
             drop(nodes);
         }
@@ -588,6 +589,24 @@ impl Store {
             if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
                 self.unindex(user, node.key());
             }
+        }
+    }
+
+    /// Announces the sessions of a flushed shard: FLUSHDB and FLUSHALL end each, `destroyed`
+    /// (`expired` if already past its deadline, which nobody had announced yet). Keys are not
+    /// announced, as in Redis. A walk only when session events reach someone.
+    fn announce_flushed(&self, nodes: &table::Shard) {
+        if !self.notifier.wants_sessions() {
+            return;
+        }
+        let now_ms = self.now_ms();
+        for node in nodes.iter().filter(|node| node.is_session()) {
+            let why = if node.is_expired(now_ms) {
+                Removal::Expired
+            } else {
+                Removal::Deleted
+            };
+            self.announce_removal(node, why);
         }
     }
 
@@ -639,6 +658,7 @@ impl Store {
     fn free_flushed(&self) {
         while let Some((store, table)) = self.lazy_free.next() {
             store.unindex_flushed(&table);
+            store.announce_flushed(&table);
             let freed = lazyfree::free(table);
             store.account(freed.tally, Tally::NOTHING);
             store
