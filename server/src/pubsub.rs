@@ -132,6 +132,12 @@ impl Delivery {
         }
     }
 
+    /// What it holds while queued, counted against the limits: its encoded size and the queue
+    /// slot it takes (an empty message would otherwise count 30 bytes and hold 150).
+    fn cost(&self) -> usize {
+        self.size() + QUEUED_OVERHEAD
+    }
+
     /// Encodes it into `out`: a push in RESP3, an array in RESP2, as Redis sends it.
     pub fn encode(&self, resp3: bool, out: &mut BytesMut) {
         let tag = if resp3 { b'>' } else { b'*' };
@@ -164,6 +170,10 @@ impl Delivery {
     }
 }
 
+/// The memory a queued delivery takes besides its encoded size: the value in the queue's slot
+/// and the slot's share of its block.
+const QUEUED_OVERHEAD: usize = std::mem::size_of::<Delivery>() + 16;
+
 /// `$<len>\r\n<bytes>\r\n`'s size.
 fn bulk_size(len: usize) -> usize {
     len + decimal_len(len) + 5
@@ -192,7 +202,8 @@ pub struct Mailbox {
     /// The connection's client ID.
     id: u64,
     sender: mpsc::UnboundedSender<Delivery>,
-    /// Encoded bytes queued and not yet taken by the connection.
+    /// What is queued and not yet taken by the connection: encoded bytes and queue slots
+    /// ([`Delivery::cost`]).
     pending: AtomicUsize,
     /// Since when `pending` has been above the soft limit, ms after `epoch`; 0: it is not.
     soft_since_ms: AtomicU64,
@@ -213,7 +224,7 @@ impl Mailbox {
         if self.cut.load(Ordering::Relaxed) {
             return;
         }
-        let size = delivery.size();
+        let size = delivery.cost();
         let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
         if pending > self.limits.hard() {
             return self.cut_off();
@@ -575,7 +586,7 @@ impl Subscriber {
             }
             match self.inbox.try_recv() {
                 Ok(delivery) => {
-                    taken += delivery.size();
+                    taken += delivery.cost();
                     delivery.encode(resp3, out);
                 }
                 Err(_) => break false,
@@ -590,7 +601,7 @@ impl Subscriber {
     /// Waits for a delivery, then drains as [`Subscriber::drain_into`] does.
     pub async fn recv_into(&mut self, resp3: bool, out: &mut BytesMut, room: usize) {
         if let Some(delivery) = self.inbox.recv().await {
-            self.taken(delivery.size());
+            self.taken(delivery.cost());
             delivery.encode(resp3, out);
             self.drain_into(resp3, out, room);
         }
