@@ -364,6 +364,15 @@ where
         if let Some(frame) = reply.frame {
             frame.encode(self.state.version(), &mut self.output);
         }
+        if self.state.subscriber().is_some_and(|s| s.is_empty()) {
+            // Unsubscribed from everything inside EXEC: what was published before follows
+            // EXEC's reply, and the connection leaves the subscribed mode.
+            let resp3 = self.state.version() == ProtocolVersion::Resp3;
+            if let Some(subscriber) = self.state.subscriber_mut() {
+                subscriber.drain_into(resp3, &mut self.output, usize::MAX);
+            }
+            cmd::pubsub::unsubscribe_all(&mut self.state);
+        }
         if reply.then == Then::OutputLimit {
             // As Redis: the client is closed, what is pending is not sent.
             closed_for_output_limit(self.shared, &self.state, self.output.len());

@@ -121,8 +121,13 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
         .iter()
         .map(|name| subscriber.unsubscribe(kind, name))
         .collect();
-    // Nothing more can arrive for these names: what did comes first.
-    subscriber.drain_into(version == ProtocolVersion::Resp3, ctx.out, usize::MAX);
+    // Nothing more can arrive for these names: what did comes first; but not into the reply
+    // EXEC is building: they follow it (the connection drains and drops a subscriber left
+    // empty, see `connection::Connection::run`).
+    let in_exec = crate::store::Store::in_block();
+    if !in_exec {
+        subscriber.drain_into(version == ProtocolVersion::Resp3, ctx.out, usize::MAX);
+    }
     if names.is_empty() {
         confirmation(kind.unsubscribe_word(), None, left).encode(version, ctx.out);
     }
@@ -131,7 +136,7 @@ pub fn unsubscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
         left -= usize::from(removed);
         confirmation(kind.unsubscribe_word(), Some(name), left).encode(version, ctx.out);
     }
-    if subscriber.is_empty() {
+    if subscriber.is_empty() && !in_exec {
         ctx.conn.subscriber = None;
     }
     count_subscriptions(ctx.conn);

@@ -221,6 +221,36 @@ fn unsubscribe_delivers_what_was_published_before_it() {
 }
 
 #[test]
+fn unsubscribe_inside_exec_leaves_messages_out_of_the_exec_reply() {
+    let server = TestServer::start();
+    let mut raw = raw(&server, true);
+    raw.command(&[b"SUBSCRIBE", b"c"]);
+    raw.reply();
+    raw.command(&[b"MULTI"]);
+    assert_eq!(raw.reply(), Frame::simple("OK"));
+    // The transaction publishes to its own connection, then unsubscribes: the message is
+    // queued for it inside EXEC, and must not land inside EXEC's reply.
+    for command in [&[&b"PUBLISH"[..], b"c", b"inside"][..], &[b"UNSUBSCRIBE"]] {
+        raw.command(command);
+        assert_eq!(raw.reply(), Frame::simple("QUEUED"));
+    }
+    raw.command(&[b"EXEC"]);
+    assert_eq!(
+        raw.reply(),
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Push(vec![bulk("unsubscribe"), bulk("c"), Frame::Integer(0)]),
+        ])
+    );
+    raw.command(&[b"PING"]);
+    assert_eq!(
+        raw.reply(),
+        Frame::Push(vec![bulk("message"), bulk("c"), bulk("inside")])
+    );
+    assert_eq!(raw.reply(), Frame::simple("PONG"));
+}
+
+#[test]
 fn shard_channels_are_a_namespace_of_their_own() {
     for resp3 in [false, true] {
         let server = TestServer::start();
