@@ -169,29 +169,14 @@ pub fn unsubscribe_all(conn: &mut ConnState) {
     count_subscriptions(conn);
 }
 
-/// After the connection's user changed: its session events follow the new user's rights, and
-/// the subscriptions the new user may not have end (silently, as the old user's).
+/// After the connection's user changed (AUTH, HELLO AUTH while subscribed, in RESP3): the
+/// session and keyspace events it receives follow the new user's rights; its subscriptions
+/// stay, as in Redis (the connection had the rights to make them).
 pub fn follow_user(conn: &mut ConnState) {
     let access = access(conn);
-    let user = conn.user.clone();
-    let Some(subscriber) = conn.subscriber.as_deref_mut() else {
-        return;
-    };
-    subscriber.set_access(access);
-    for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
-        for name in subscriber.names(kind) {
-            let allowed = user
-                .as_ref()
-                .is_some_and(|u| u.allow_channel(&name, kind == Kind::Pattern));
-            if !allowed {
-                subscriber.unsubscribe(kind, &name);
-            }
-        }
+    if let Some(subscriber) = conn.subscriber.as_deref_mut() {
+        subscriber.set_access(access);
     }
-    if subscriber.is_empty() {
-        conn.subscriber = None;
-    }
-    count_subscriptions(conn);
 }
 
 /// CLIENT LIST's `sub`, `psub` and `ssub`.
@@ -259,9 +244,12 @@ pub fn pubsub(ctx: &mut Ctx<'_>, cmd: Pubsub) -> Reply {
                 None => None,
             };
             let mut channels = hub.channels(shard, pattern.as_ref());
-            // A named user sees only the channels it may use.
-            if let Some(user) = ctx.conn.user().filter(|_| ctx.conn.restricted) {
-                channels.retain(|c| user.allow_channel(c, false));
+            // A named user sees only the channels it may use, and of keyspace channels those
+            // of keys it may touch (a key's name may be a credential).
+            if let Some(user) = ctx.conn.user().filter(|u| u.name != "default") {
+                channels.retain(|c| {
+                    user.allow_channel(c, false) && keyspace_key(c).is_none_or(|k| user.keys.allow(k))
+                });
             }
             let size: usize = channels.iter().map(|c| super::bulk_size(c.len())).sum();
             if !ctx.fits(size) {
@@ -302,6 +290,13 @@ pub fn pubsub(ctx: &mut Ctx<'_>, cmd: Pubsub) -> Reply {
         )
         .into(),
     }
+}
+
+/// The key a `__keyspace@<db>__:<key>` channel is about.
+fn keyspace_key(channel: &[u8]) -> Option<&[u8]> {
+    let rest = channel.strip_prefix(b"__keyspace@")?;
+    let at = rest.windows(3).position(|w| w == b"__:")?;
+    Some(&rest[at + 3..])
 }
 
 /// The refusal of a command a RESP2 connection may not run while it subscribes (Redis's

@@ -536,9 +536,17 @@ fn users() -> Config {
         password-sha256 = "{}"
         keys = ["*"]
         categories = ["all"]
+
+        [[user]]
+        name = "cache"
+        password-sha256 = "{}"
+        keys = ["cache:*"]
+        categories = ["read"]
+        channels = ["*"]
         "#,
         digest("pw-news"),
         digest("pw-mute"),
+        digest("pw-cache"),
     );
     let dir = ScratchDir::new();
     let file = dir.file("sessiond.toml", &toml);
@@ -618,5 +626,47 @@ fn named_users_use_only_the_channels_their_patterns_allow() {
             .acl_denied_channels
             .load(Ordering::Relaxed);
         assert_eq!(denied, 7);
+        // The message, and the pattern's.
+        for _ in 0..2 {
+            assert!(matches!(news.reply(), Frame::Array(_) | Frame::Push(_)));
+        }
+        // A user whose channels change subscribed keeps its subscriptions, as in Redis.
+        news.command(&[b"AUTH", b"mute", b"pw-mute"]);
+        if resp3 {
+            assert_eq!(news.reply(), Frame::simple("OK"));
+            publisher.command(&[b"PUBLISH", b"news.tech", b"after"]);
+            assert_eq!(publisher.reply(), Frame::Integer(2));
+            assert_eq!(
+                news.reply(),
+                event(
+                    true,
+                    vec![bulk("message"), bulk("news.tech"), bulk("after")]
+                )
+            );
+        } else {
+            assert!(error_text(&news.reply()).starts_with("ERR Can't execute 'auth'"));
+        }
     }
+}
+
+#[test]
+fn pubsub_channels_hides_the_keyspace_channels_of_keys_a_user_may_not_touch() {
+    let server = TestServer::with_config(users());
+    let mut admin = login(&server, "default", "admin-pw", false);
+    admin.command(&[
+        b"SUBSCRIBE",
+        b"__keyspace@0__:sess:secret",
+        b"__keyspace@0__:cache:1",
+        b"plain",
+    ]);
+    for _ in 0..3 {
+        admin.reply();
+    }
+    let mut cache = login(&server, "cache", "pw-cache", false);
+    cache.command(&[b"PUBSUB", b"CHANNELS"]);
+    let Frame::Array(mut seen) = cache.reply() else {
+        panic!("PUBSUB CHANNELS")
+    };
+    seen.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(seen, [bulk("__keyspace@0__:cache:1"), bulk("plain")]);
 }
