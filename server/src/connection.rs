@@ -348,6 +348,16 @@ where
     fn run(&mut self, args: Vec<Bytes>) -> Result<Then, End> {
         // Messages published before the command are sent before its reply.
         if self.state.subscribed() {
+            if self
+                .state
+                .subscriber()
+                .is_some_and(|s| s.mailbox().is_cut())
+            {
+                // Cut off by its limits: it ends before any command (one that unsubscribes
+                // would otherwise drop what it lost without a word).
+                closed_for_output_limit(self.shared, &self.state, self.output.len());
+                return Err(End::Abrupt);
+            }
             let resp3 = self.state.version() == ProtocolVersion::Resp3;
             if let Some(subscriber) = self.state.subscriber_mut() {
                 subscriber.drain_into(resp3, &mut self.output, usize::MAX);
