@@ -84,88 +84,53 @@ impl Access {
     }
 }
 
-/// One message on its way to a subscriber.
+/// One message on its way to a subscriber: its RESP2 frame (`message`, `pmessage` or
+/// `smessage`), encoded once per PUBLISH (per pattern for `pmessage`) and shared by every
+/// subscriber it goes to; a RESP3 subscriber gets it as a push, the first byte `>` for `*`.
 #[derive(Debug, Clone)]
-pub enum Delivery {
-    /// To a subscriber of the channel: `message`, or `smessage` for a shard channel.
-    Channel {
-        /// A shard channel's (SPUBLISH).
-        shard: bool,
-        /// The channel.
-        channel: Bytes,
-        /// The payload.
-        payload: Bytes,
-    },
-    /// To a subscriber of a pattern the channel matches: `pmessage`.
-    Pattern {
-        /// The pattern subscribed to.
-        pattern: Bytes,
-        /// The channel.
-        channel: Bytes,
-        /// The payload.
-        payload: Bytes,
-    },
-}
+pub struct Delivery(Bytes);
 
 impl Delivery {
-    /// Its encoded size, the same in RESP2 and RESP3 (`*` or `>`), counted against the limits.
-    pub fn size(&self) -> usize {
-        match self {
-            Delivery::Channel {
-                shard,
-                channel,
-                payload,
-            } => {
-                let word = if *shard { "smessage" } else { "message" };
-                4 + bulk_size(word.len()) + bulk_size(channel.len()) + bulk_size(payload.len())
-            }
-            Delivery::Pattern {
-                pattern,
-                channel,
-                payload,
-            } => {
-                4 + bulk_size(8)
-                    + bulk_size(pattern.len())
-                    + bulk_size(channel.len())
-                    + bulk_size(payload.len())
-            }
+    /// `message`/`smessage` `channel` `payload`.
+    fn channel(shard: bool, channel: &[u8], payload: &[u8]) -> Delivery {
+        let word: &[u8] = if shard { b"smessage" } else { b"message" };
+        Delivery::frame(&[word, channel, payload])
+    }
+
+    /// `pmessage` `pattern` `channel` `payload`.
+    fn pattern(pattern: &[u8], channel: &[u8], payload: &[u8]) -> Delivery {
+        Delivery::frame(&[b"pmessage", pattern, channel, payload])
+    }
+
+    fn frame(parts: &[&[u8]]) -> Delivery {
+        let size =
+            decimal_len(parts.len()) + 3 + parts.iter().map(|p| bulk_size(p.len())).sum::<usize>();
+        let mut out = BytesMut::with_capacity(size);
+        put_header(&mut out, b'*', parts.len());
+        for part in parts {
+            put_bulk(&mut out, part);
         }
+        Delivery(out.freeze())
+    }
+
+    /// Its encoded size, the same in RESP2 and RESP3.
+    pub fn size(&self) -> usize {
+        self.0.len()
     }
 
     /// What it holds while queued, counted against the limits: its encoded size and the queue
-    /// slot it takes (an empty message would otherwise count 30 bytes and hold 150).
+    /// slot it takes (an empty message would otherwise count 30 bytes and hold 80).
     fn cost(&self) -> usize {
         self.size() + QUEUED_OVERHEAD
     }
 
-    /// Encodes it into `out`: a push in RESP3, an array in RESP2, as Redis sends it.
+    /// Writes it into `out`: a push in RESP3, an array in RESP2, as Redis sends it.
     pub fn encode(&self, resp3: bool, out: &mut BytesMut) {
-        let tag = if resp3 { b'>' } else { b'*' };
-        match self {
-            Delivery::Channel {
-                shard,
-                channel,
-                payload,
-            } => {
-                let word: &[u8] = if *shard { b"smessage" } else { b"message" };
-                out.reserve(self.size());
-                put_header(out, tag, 3);
-                put_bulk(out, word);
-                put_bulk(out, channel);
-                put_bulk(out, payload);
-            }
-            Delivery::Pattern {
-                pattern,
-                channel,
-                payload,
-            } => {
-                out.reserve(self.size());
-                put_header(out, tag, 4);
-                put_bulk(out, b"pmessage");
-                put_bulk(out, pattern);
-                put_bulk(out, channel);
-                put_bulk(out, payload);
-            }
+        if resp3 {
+            out.put_u8(b'>');
+            out.extend_from_slice(&self.0[1..]);
+        } else {
+            out.extend_from_slice(&self.0);
         }
     }
 }
@@ -308,14 +273,14 @@ impl Hub {
     /// PUBLISH: queues `message` for the subscribers of `channel` and of every pattern that
     /// matches it; never waits. Returns how many received it (a client subscribed to the
     /// channel and to two matching patterns counts three times, as in Redis).
-    pub fn publish(&self, channel: &Bytes, message: &Bytes) -> usize {
+    pub fn publish(&self, channel: &[u8], message: &[u8]) -> usize {
         self.fan_out(channel, message, |_| true)
     }
 
     /// A session event about sessions in `namespaces` (their IDs' prefixes): as
     /// [`Hub::publish`], but only to subscribers allowed session events, and to a named user's
     /// only if every one is its own namespace, exactly (one namespace may be another's prefix).
-    pub fn publish_session(&self, channel: &Bytes, message: &Bytes, namespaces: &[&[u8]]) -> usize {
+    pub fn publish_session(&self, channel: &[u8], message: &[u8], namespaces: &[&[u8]]) -> usize {
         self.fan_out(channel, message, |mailbox| {
             mailbox.allows_session(namespaces)
         })
@@ -323,39 +288,32 @@ impl Hub {
 
     /// A keyspace event about `key`: as [`Hub::publish`], but only to subscribers whose user
     /// may touch the key (a key's name may be a session ID).
-    pub fn publish_key_event(&self, channel: &Bytes, message: &Bytes, key: &[u8]) -> usize {
+    pub fn publish_key_event(&self, channel: &[u8], message: &[u8], key: &[u8]) -> usize {
         self.fan_out(channel, message, |mailbox| mailbox.allows_key(key))
     }
 
-    fn fan_out(
-        &self,
-        channel: &Bytes,
-        message: &Bytes,
-        allowed: impl Fn(&Mailbox) -> bool,
-    ) -> usize {
+    fn fan_out(&self, channel: &[u8], message: &[u8], allowed: impl Fn(&Mailbox) -> bool) -> usize {
         if !self.has_subscribers() {
             return 0;
         }
         let mut receivers = 0;
-        if let Some(subscribers) = self.channels.get(&channel[..]) {
+        if let Some(subscribers) = self.channels.get(channel) {
+            let mut delivery = None;
             for mailbox in subscribers.values().filter(|m| allowed(m)) {
-                mailbox.deliver(Delivery::Channel {
-                    shard: false,
-                    channel: channel.clone(),
-                    payload: message.clone(),
-                });
+                let delivery =
+                    delivery.get_or_insert_with(|| Delivery::channel(false, channel, message));
+                mailbox.deliver(delivery.clone());
                 receivers += 1;
             }
         }
         if self.pattern_count.load(Ordering::Relaxed) != 0 {
             let patterns = self.patterns.read().unwrap_or_else(|p| p.into_inner());
             for (pattern, entry) in patterns.iter().filter(|(_, e)| e.glob.matches(channel)) {
+                let mut delivery = None;
                 for mailbox in entry.subscribers.values().filter(|m| allowed(m)) {
-                    mailbox.deliver(Delivery::Pattern {
-                        pattern: pattern.clone(),
-                        channel: channel.clone(),
-                        payload: message.clone(),
-                    });
+                    let delivery = delivery
+                        .get_or_insert_with(|| Delivery::pattern(pattern, channel, message));
+                    mailbox.deliver(delivery.clone());
                     receivers += 1;
                 }
             }
@@ -364,16 +322,13 @@ impl Hub {
     }
 
     /// SPUBLISH: queues `message` for the subscribers of the shard channel.
-    pub fn publish_shard(&self, channel: &Bytes, message: &Bytes) -> usize {
-        let Some(subscribers) = self.shard_channels.get(&channel[..]) else {
+    pub fn publish_shard(&self, channel: &[u8], message: &[u8]) -> usize {
+        let Some(subscribers) = self.shard_channels.get(channel) else {
             return 0;
         };
+        let delivery = Delivery::channel(true, channel, message);
         for mailbox in subscribers.values() {
-            mailbox.deliver(Delivery::Channel {
-                shard: true,
-                channel: channel.clone(),
-                payload: message.clone(),
-            });
+            mailbox.deliver(delivery.clone());
         }
         subscribers.len()
     }

@@ -205,17 +205,9 @@ pub fn publish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
     if !hub.has_subscribers() {
         return Frame::Integer(0);
     }
-    let (channel, message) = owned(&cmd);
-    Frame::Integer(hub.publish(&channel, &message) as i64)
-}
-
-/// The channel and message copied out of the read buffer (once, whatever the number of
-/// subscribers): a slice queued for a subscriber would pin the whole buffer meanwhile.
-fn owned(cmd: &Publish) -> (Bytes, Bytes) {
-    (
-        Bytes::copy_from_slice(&cmd.channel),
-        Bytes::copy_from_slice(&cmd.message),
-    )
+    // The hub encodes the message once, into memory of its own: nothing queued for a
+    // subscriber pins the read buffer.
+    Frame::Integer(hub.publish(&cmd.channel, &cmd.message) as i64)
 }
 
 /// `SPUBLISH shardchannel message`.
@@ -228,8 +220,7 @@ pub fn spublish(ctx: &mut Ctx<'_>, cmd: Publish) -> Frame {
     if !hub.has_subscribers() {
         return Frame::Integer(0);
     }
-    let (channel, message) = owned(&cmd);
-    Frame::Integer(hub.publish_shard(&channel, &message) as i64)
+    Frame::Integer(hub.publish_shard(&cmd.channel, &cmd.message) as i64)
 }
 
 /// `PUBSUB CHANNELS | SHARDCHANNELS | NUMSUB | SHARDNUMSUB | NUMPAT | HELP`.
