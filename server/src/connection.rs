@@ -210,6 +210,7 @@ where
         let read = tokio::select! {
             read = read => read,
             () = subscriber.recv_into(resp3, &mut self.output, room) => {
+                self.gather_deliveries(resp3, room).await;
                 return Ok(Input::Delivered);
             }
             () = mailbox.cut() => {
@@ -218,6 +219,19 @@ where
             }
         };
         self.after_read(read).map(|()| Input::Read)
+    }
+
+    /// After a first delivery, lets the tasks that are ready run (publishers among them) before
+    /// the write, then takes what they published too: with many subscribers, a write carries
+    /// the messages of many PUBLISHes, as Redis's one write per client per event-loop turn.
+    async fn gather_deliveries(&mut self, resp3: bool, room: usize) {
+        if self.output.len() >= room {
+            return;
+        }
+        tokio::task::yield_now().await;
+        if let Some(subscriber) = self.state.subscriber_mut() {
+            subscriber.drain_into(resp3, &mut self.output, room);
+        }
     }
 
     /// Writes the messages [`Connection::next_input`] put in the output.
