@@ -3,12 +3,12 @@
 //! The [`Hub`] maps each channel (and each shard channel, SSUBSCRIBE's separate namespace) to
 //! its subscribers in a sharded map, so publishers on different channels never meet on a lock;
 //! patterns sit in one map, by pattern, behind a read-write lock that PUBLISH reads only while
-//! some pattern exists (it matches the channel against each, as Redis). A subscriber is a [`Mailbox`]: a queue its connection drains between commands and
-//! while it waits for input. Publishing never waits: a message is queued for each subscriber,
-//! its encoded size counted, and a subscriber whose queue passes its output limits
+//! some pattern exists (it matches the channel against each, as Redis). A subscriber is a
+//! [`Mailbox`]: a queue its connection drains between commands and while it waits for input.
+//! Publishing never waits: a message is encoded once, a handle to it queued for each
+//! subscriber and its size counted, and a subscriber whose queue passes its output limits
 //! (`client-output-buffer-limit pubsub`, as Redis) is cut off at once: its connection is closed
-//! and what it had queued is freed. Payloads and channel names are shared (`Bytes`), not copied,
-//! between the subscribers of one message.
+//! and what it had queued is freed.
 //!
 //! It imports nothing above the store, which publishes the events of expiry and eviction.
 
@@ -128,7 +128,7 @@ impl Delivery {
     pub fn encode(&self, resp3: bool, out: &mut BytesMut) {
         if resp3 {
             out.put_u8(b'>');
-            out.extend_from_slice(&self.0[1..]);
+            out.extend_from_slice(self.0.get(1..).unwrap_or_default());
         } else {
             out.extend_from_slice(&self.0);
         }
@@ -178,7 +178,8 @@ pub struct Mailbox {
     cut: AtomicBool,
     /// Woken when `cut` is set.
     cut_signal: Notify,
-    /// What the subscriber may receive of session events; changes with the connection's user.
+    /// What the subscriber may receive of session and keyspace events; follows the
+    /// connection's user.
     access: RwLock<Access>,
 }
 
@@ -198,7 +199,8 @@ impl Mailbox {
             let now = (self.epoch.elapsed().as_millis() as u64).max(1);
             match self.soft_since_ms.load(Ordering::Relaxed) {
                 0 => self.soft_since_ms.store(now, Ordering::Relaxed),
-                since if now.saturating_sub(since) >= self.limits.soft_seconds * 1000 => {
+                // Above it for longer than its seconds (as Redis: not merely as long).
+                since if now.saturating_sub(since) > self.limits.soft_seconds * 1000 => {
                     return self.cut_off();
                 }
                 _ => {}
