@@ -236,6 +236,11 @@ impl User {
         self.keys == KeyPatterns::All && self.categories == Categories::ALL
     }
 
+    /// Whether it is the `default` user (`--requirepass`'s), not a named one.
+    pub fn is_default(&self) -> bool {
+        self.name == "default"
+    }
+
     /// Whether the user may receive session events (SESSION commands are allowed).
     pub fn session_events(&self) -> bool {
         self.categories.contains(Category::Session)

@@ -20,12 +20,12 @@ fn kind(kind: SubscriptionKind) -> Kind {
     }
 }
 
-/// What a connection's user may receive of session events.
+/// What a connection's user may receive of the server's session and keyspace events.
 fn access(conn: &ConnState) -> Access {
     conn.user().map_or_else(Access::default, |user| Access {
         session_events: user.session_events(),
         // The default user sees every namespace; a named user its own.
-        session_namespace: (user.name != "default").then(|| user.session_prefix.clone()),
+        session_namespace: (!user.is_default()).then(|| user.session_prefix.clone()),
         keys: match &user.keys {
             KeyPatterns::All => None,
             KeyPatterns::Only(patterns) => Some(patterns.as_slice().into()),
@@ -237,7 +237,7 @@ pub fn pubsub(ctx: &mut Ctx<'_>, cmd: Pubsub) -> Reply {
             let mut channels = hub.channels(shard, pattern.as_ref());
             // A named user sees only the channels it may use, and of keyspace channels those
             // of keys it may touch (a key's name may be a credential).
-            if let Some(user) = ctx.conn.user().filter(|u| u.name != "default") {
+            if let Some(user) = ctx.conn.user().filter(|u| !u.is_default()) {
                 channels.retain(|c| {
                     user.allow_channel(c, false) && keyspace_key(c).is_none_or(|k| user.keys.allow(k))
                 });
