@@ -101,12 +101,54 @@ pub struct SessionStats {
     pub regenerated: AtomicU64,
     /// SESSION.SET refused for a version mismatch.
     pub conflicts: AtomicU64,
+    /// Sessions evicted at `maxmemory` (counted in `destroyed` too, as INFO has it).
+    pub evicted: AtomicU64,
+    /// How long sessions lived, observed as each leaves the keyspace one by one (expiry,
+    /// eviction, a destroy or DEL; not a flush), for the Prometheus endpoint.
+    pub lifetimes: Lifetimes,
 }
 
 impl SessionStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The upper bounds, in seconds, of the session lifetime histogram's buckets: a minute to a
+/// week, around the idle (30 min) and absolute (8 h) defaults.
+pub const LIFETIME_BOUNDS_S: [u64; 10] = [
+    60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 604_800,
+];
+
+/// A histogram of session lifetimes: one relaxed counter per bucket (the last one for longer
+/// than every bound) and the sum, so that an observation takes no lock and a scrape reads
+/// atomics only.
+#[derive(Debug, Default)]
+pub struct Lifetimes {
+    buckets: [AtomicU64; LIFETIME_BOUNDS_S.len() + 1],
+    sum_ms: AtomicU64,
+}
+
+impl Lifetimes {
+    /// Counts a session that lived `lifetime_ms`.
+    pub fn observe(&self, lifetime_ms: u64) {
+        let bucket = LIFETIME_BOUNDS_S
+            .iter()
+            .position(|&bound| lifetime_ms <= bound * 1000)
+            .unwrap_or(LIFETIME_BOUNDS_S.len());
+        // `position` is at most the bounds' length, the last bucket's index.
+        if let Some(counter) = self.buckets.get(bucket) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_ms.fetch_add(lifetime_ms, Ordering::Relaxed);
+    }
+
+    /// Each bucket's count (not cumulative), in the order of [`LIFETIME_BOUNDS_S`] then the
+    /// overflow, and the sum of the lifetimes in milliseconds.
+    pub fn read(&self) -> ([u64; LIFETIME_BOUNDS_S.len() + 1], u64) {
+        let counts = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        (counts, self.sum_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -118,6 +160,21 @@ mod tests {
         let mut out = Vec::new();
         base64url(data, &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lifetimes_fall_in_their_buckets() {
+        let lifetimes = Lifetimes::default();
+        lifetimes.observe(0);
+        lifetimes.observe(60_000);
+        lifetimes.observe(60_001);
+        lifetimes.observe(u64::MAX / 2);
+        let (counts, sum_ms) = lifetimes.read();
+        assert_eq!(counts[0], 2);
+        assert_eq!(counts[1], 1);
+        assert_eq!(counts[LIFETIME_BOUNDS_S.len()], 1);
+        assert_eq!(counts.iter().sum::<u64>(), 4);
+        assert_eq!(sum_ms, 120_001 + u64::MAX / 2);
     }
 
     #[test]
@@ -574,6 +631,7 @@ impl Store {
                     Removal::Deleted
                 };
                 self.count_removal(Before::of(&node), why);
+                self.observe_lifetime(&node, now_ms);
                 destroyed += usize::from(!expired);
                 if announce {
                     removed.push((node, why));
