@@ -103,6 +103,16 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_TLS_PORT")]
     pub tls_port: Option<u16>,
 
+    /// TCP port of the Prometheus endpoint (`GET /metrics`, `/healthz`, `/readyz`), plain
+    /// HTTP; 0 picks a free one [default: none: no endpoint].
+    #[arg(long, env = "SESSIOND_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address of the Prometheus endpoint (--metrics-port); it has no password, so it stays
+    /// on loopback unless this says otherwise.
+    #[arg(long, env = "SESSIOND_METRICS_BIND")]
+    pub metrics_bind: Option<Address>,
+
     /// The server's certificate chain for --tls-port, PEM, leaf first.
     #[arg(long, env = "SESSIOND_TLS_CERT_FILE", value_name = "FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -320,6 +330,7 @@ fn default_text(long: &str) -> Option<String> {
     Some(match long {
         "bind" => config.bind.to_string(),
         "port" => config.port.to_string(),
+        "metrics-bind" => config.metrics_bind.to_string(),
         "protected-mode" => yes_no(config.protected_mode),
         "max-auth-failures" => config.max_auth_failures.to_string(),
         "auth-timeout" => never_if_zero(config.auth_timeout),
@@ -659,6 +670,7 @@ mod tests {
         let no_single_default = [
             "config",
             "tls-port",
+            "metrics-port",
             "tls-cert-file",
             "tls-key-file",
             "tls-ca-cert-file",

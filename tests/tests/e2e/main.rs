@@ -13,6 +13,7 @@ mod hashes;
 mod keys;
 mod malformed;
 mod memory;
+mod metrics;
 mod output_limits;
 mod persistence;
 mod pubsub;
