@@ -34,6 +34,7 @@ pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod glob;
+pub mod histogram;
 pub mod idle_poll;
 pub mod metrics;
 pub mod notify;

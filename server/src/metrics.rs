@@ -27,9 +27,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::histogram::Counts;
 use crate::shared::Shared;
 use crate::stats::Stats;
-use crate::store::session::LIFETIME_BOUNDS_S;
+use crate::store::session::LIFETIME_BOUNDS_MS;
+use crate::store::EXPIRY_LAG_BOUNDS_MS;
 use crate::store::{SessionStats, Store};
 
 /// The most bytes of request line and headers read; a longer head is answered 431.
@@ -297,32 +299,16 @@ fn encode_sessions(encoder: &mut DescriptorEncoder<'_>, shared: &Shared) -> std:
         counter(encoder, name, help, value)?;
     }
     // The databases' histograms, summed bucket by bucket.
-    let mut counts = [0u64; LIFETIME_BOUNDS_S.len() + 1];
-    let mut sum_ms = 0u64;
+    let mut lifetimes = Counts::zero();
     for (_, db) in store.indexed() {
-        let (db_counts, db_sum) = db.session_stats().lifetimes.read();
-        for (total, count) in counts.iter_mut().zip(db_counts) {
-            *total += count;
-        }
-        sum_ms += db_sum;
+        lifetimes.add(&db.session_stats().lifetimes.read());
     }
-    let buckets: Vec<(f64, u64)> = LIFETIME_BOUNDS_S
-        .iter()
-        .map(|&bound| bound as f64)
-        .chain([f64::INFINITY])
-        .zip(counts)
-        .collect();
-    let mut metric = encoder.encode_descriptor(
+    histogram(
+        encoder,
         "sessiond_session_lifetime_seconds",
         "How long sessions lived, from creation to removal (expiry, eviction, destroy, DEL)",
-        None,
-        MetricType::Histogram,
-    )?;
-    metric.encode_histogram::<NoLabelSet>(
-        sum_ms as f64 / 1000.0,
-        counts.iter().sum(),
-        &buckets,
-        None,
+        &LIFETIME_BOUNDS_MS,
+        &lifetimes,
     )
 }
 
@@ -409,6 +395,13 @@ fn encode_server(encoder: &mut DescriptorEncoder<'_>, shared: &Shared) -> std::f
     ] {
         counter(encoder, name, help, value)?;
     }
+    histogram(
+        encoder,
+        "sessiond_expiry_lag_seconds",
+        "Per active-expiry cycle with keys due: how long after the earliest of their deadlines it finished with them",
+        &EXPIRY_LAG_BOUNDS_MS,
+        &store.expiry_lag().read(),
+    )?;
     let persistence = &shared.persistence;
     if persistence.config().is_some() {
         let status = persistence.status();
@@ -481,4 +474,27 @@ fn gauge_f64(
 ) -> std::fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A histogram of durations, in seconds as Prometheus has them.
+fn histogram<const N: usize>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    bounds_ms: &[u64; N],
+    counts: &Counts<N>,
+) -> std::fmt::Result {
+    let buckets: Vec<(f64, u64)> = bounds_ms
+        .iter()
+        .map(|&bound| bound as f64 / 1000.0)
+        .zip(counts.buckets)
+        .chain([(f64::INFINITY, counts.overflow)])
+        .collect();
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    metric.encode_histogram::<NoLabelSet>(
+        counts.sum_ms as f64 / 1000.0,
+        counts.count(),
+        &buckets,
+        None,
+    )
 }

@@ -40,7 +40,7 @@ use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
 use accounting::{Before, Removal, Tally};
-pub use databases::{Databases, Keyspaces, Moved, MAX_DATABASES};
+pub use databases::{Databases, Keyspaces, Moved, EXPIRY_LAG_BOUNDS_MS, MAX_DATABASES};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;

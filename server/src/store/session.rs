@@ -28,6 +28,7 @@ use super::table::Table;
 use super::user_sessions::UserSessions;
 use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 use super::Store;
+use crate::histogram::Histogram;
 use crate::notify::SessionEvent;
 
 thread_local! {
@@ -86,8 +87,8 @@ fn base64url(data: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Session counters for INFO.
-#[derive(Debug, Default)]
+/// Session counters for INFO and the Prometheus endpoint.
+#[derive(Debug)]
 pub struct SessionStats {
     /// Sessions in the keyspace (expired ones not yet reclaimed included).
     pub live: AtomicI64,
@@ -108,6 +109,21 @@ pub struct SessionStats {
     pub lifetimes: Lifetimes,
 }
 
+impl Default for SessionStats {
+    fn default() -> Self {
+        SessionStats {
+            live: AtomicI64::new(0),
+            created: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            destroyed: AtomicU64::new(0),
+            regenerated: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            lifetimes: Histogram::new(LIFETIME_BOUNDS_MS),
+        }
+    }
+}
+
 impl SessionStats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
@@ -115,42 +131,23 @@ impl SessionStats {
     }
 }
 
-/// The upper bounds, in seconds, of the session lifetime histogram's buckets: a minute to a
-/// week, around the idle (30 min) and absolute (8 h) defaults.
-pub const LIFETIME_BOUNDS_S: [u64; 10] = [
-    60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 604_800,
+/// The upper bounds of the session lifetime histogram's buckets: a minute to a week, around
+/// the idle (30 min) and absolute (8 h) defaults.
+pub const LIFETIME_BOUNDS_MS: [u64; 10] = [
+    60_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    14_400_000,
+    28_800_000,
+    86_400_000,
+    604_800_000,
 ];
 
-/// A histogram of session lifetimes: one relaxed counter per bucket (the last one for longer
-/// than every bound) and the sum, so that an observation takes no lock and a scrape reads
-/// atomics only.
-#[derive(Debug, Default)]
-pub struct Lifetimes {
-    buckets: [AtomicU64; LIFETIME_BOUNDS_S.len() + 1],
-    sum_ms: AtomicU64,
-}
-
-impl Lifetimes {
-    /// Counts a session that lived `lifetime_ms`.
-    pub fn observe(&self, lifetime_ms: u64) {
-        let bucket = LIFETIME_BOUNDS_S
-            .iter()
-            .position(|&bound| lifetime_ms <= bound * 1000)
-            .unwrap_or(LIFETIME_BOUNDS_S.len());
-        // `position` is at most the bounds' length, the last bucket's index.
-        if let Some(counter) = self.buckets.get(bucket) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_ms.fetch_add(lifetime_ms, Ordering::Relaxed);
-    }
-
-    /// Each bucket's count (not cumulative), in the order of [`LIFETIME_BOUNDS_S`] then the
-    /// overflow, and the sum of the lifetimes in milliseconds.
-    pub fn read(&self) -> ([u64; LIFETIME_BOUNDS_S.len() + 1], u64) {
-        let counts = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
-        (counts, self.sum_ms.load(Ordering::Relaxed))
-    }
-}
+/// How long sessions lived.
+pub type Lifetimes = Histogram<{ LIFETIME_BOUNDS_MS.len() }>;
 
 #[cfg(test)]
 mod tests {
@@ -160,21 +157,6 @@ mod tests {
         let mut out = Vec::new();
         base64url(data, &mut out);
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn lifetimes_fall_in_their_buckets() {
-        let lifetimes = Lifetimes::default();
-        lifetimes.observe(0);
-        lifetimes.observe(60_000);
-        lifetimes.observe(60_001);
-        lifetimes.observe(u64::MAX / 2);
-        let (counts, sum_ms) = lifetimes.read();
-        assert_eq!(counts[0], 2);
-        assert_eq!(counts[1], 1);
-        assert_eq!(counts[LIFETIME_BOUNDS_S.len()], 1);
-        assert_eq!(counts.iter().sum::<u64>(), 4);
-        assert_eq!(sum_ms, 120_001 + u64::MAX / 2);
     }
 
     #[test]

@@ -208,6 +208,15 @@ fn the_counters_of_metrics_match_info() {
         "{body}"
     );
 
+    // The short sessions' deadline passed 1 s before the clock jumped to the cycle that took
+    // them; the cycles before found nothing due.
+    assert_eq!(metrics.value("sessiond_expiry_lag_seconds_count"), 1);
+    assert_eq!(metrics.samples["sessiond_expiry_lag_seconds_sum"], 1.0);
+    assert_eq!(
+        metrics.value("sessiond_expiry_lag_seconds_bucket{le=\"1\"}"),
+        1
+    );
+
     // The counters move with the commands.
     let mut con = server.client();
     create(&mut con, &[]);
