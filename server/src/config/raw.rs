@@ -710,6 +710,56 @@ mod tests {
         }
     }
 
+    /// deploy/sessiond.toml, the example the service runs from, names every setting (set, or
+    /// commented out where there is no single default), states the defaults the code has, and
+    /// is a valid configuration.
+    #[test]
+    fn the_example_config_file_names_every_setting_with_its_default() {
+        use clap::CommandFactory;
+        let example = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/sessiond.toml"
+        ));
+        let named = |key: &str| {
+            example.lines().any(|line| {
+                let line = line.strip_prefix("# ").unwrap_or(line);
+                line.starts_with(&format!("{key} = "))
+            })
+        };
+        for arg in RawConfig::command().get_arguments() {
+            let Some(long) = arg.get_long().filter(|_| !arg.is_hide_set()) else {
+                continue;
+            };
+            if long != "config" {
+                assert!(named(long), "{long} missing from deploy/sessiond.toml");
+            }
+        }
+        assert!(example.contains("# [[user]]\n"));
+        for key in [
+            "name",
+            "password-sha256",
+            "keys",
+            "categories",
+            "session-prefix",
+            "channels",
+        ] {
+            assert!(
+                named(key),
+                "[[user]] {key} missing from deploy/sessiond.toml"
+            );
+        }
+        let mut raw: RawConfig = toml::from_str(example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            raw.data_dir.as_deref(),
+            Some(Path::new("/var/lib/sessiond"))
+        );
+        // The data directory is the service's; every other value is the default.
+        raw.data_dir = None;
+        let example = raw.validate().unwrap_or_else(|e| panic!("{e}"));
+        let defaults = RawConfig::default().validate().unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
     /// README's Configuration table restates the defaults for readers: it must say what the
     /// code does, and list every flag `--help` shows.
     #[test]

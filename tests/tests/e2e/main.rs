@@ -20,6 +20,7 @@ mod pubsub;
 mod rename;
 mod scripting;
 mod security;
+mod service;
 mod sessions;
 mod sets;
 mod smoke;
