@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use redis::Connection;
-use sessiond::metrics::{MetricsEndpoint, MAX_REQUEST_HEAD};
+use sessiond::metrics::{MetricsEndpoint, MAX_CONNECTIONS, MAX_REQUEST_HEAD};
 use sessiond::persist::{LoadGate, PersistConfig};
 use sessiond::{Config, Server};
 use sessiond_tests::{info_number, TestServer, IO_TIMEOUT};
@@ -17,8 +17,10 @@ use super::daemon::ScratchDir;
 /// One HTTP exchange: `request` sent as is; the status and the body.
 fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("set a read timeout");
+    stream.write_all(request).expect("send the request");
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
@@ -268,6 +270,47 @@ fn healthz_readyz_and_the_limits_of_the_endpoint() {
         .query(&mut con)
         .unwrap();
     assert_eq!(port, ["metrics-port".to_owned(), addr.port().to_string()]);
+}
+
+#[test]
+fn connections_past_the_limit_are_closed_unanswered_until_slots_free() {
+    let server = TestServer::with_config(metrics_config());
+    let addr = metrics_addr(&server);
+    // Silent clients take every slot (accepted in order, each holds one until it closes or
+    // its time is up).
+    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut refused = TcpStream::connect(addr).unwrap();
+    refused.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+    let mut response = Vec::new();
+    let _ = refused.read_to_end(&mut response);
+    assert!(
+        response.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+    // Once they close, their slots come back (as each task sees its client's end).
+    drop(idle);
+    let give_up = std::time::Instant::now() + IO_TIMEOUT;
+    loop {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        if response.starts_with(b"HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(
+            response.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&response)
+        );
+        assert!(std::time::Instant::now() < give_up, "no slot came back");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
