@@ -70,3 +70,38 @@ fn the_example_config_starts_the_server_which_tells_systemd_it_is_ready() {
         "the final snapshot in the data directory:\n{log}"
     );
 }
+
+fn config_get(con: &mut redis::Connection, name: &str) -> String {
+    let pair: (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(con)
+        .expect("CONFIG GET");
+    pair.1
+}
+
+#[test]
+fn the_metrics_endpoint_is_off_by_default_and_set_from_the_environment() {
+    let mut daemon = Daemon::start(&["--port", "0", "--no-persistence"], &[]);
+    assert_eq!(daemon.metrics_addr, None);
+    let mut con = daemon.client(true);
+    assert_eq!(config_get(&mut con, "metrics-port"), "0");
+    assert_eq!(config_get(&mut con, "metrics-bind"), "127.0.0.1");
+    daemon.stop();
+
+    let mut daemon = Daemon::start(
+        &["--port", "0", "--no-persistence"],
+        &[
+            ("SESSIOND_METRICS_PORT", "0"),
+            ("SESSIOND_METRICS_BIND", "127.0.0.1"),
+        ],
+    );
+    let metrics = daemon.metrics_addr.expect("the `metrics on` line");
+    let mut con = daemon.client(false);
+    assert_eq!(
+        config_get(&mut con, "metrics-port"),
+        metrics.port().to_string()
+    );
+    assert!(get(metrics, "/healthz").starts_with("HTTP/1.1 200 "));
+    daemon.stop();
+}
