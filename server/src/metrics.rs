@@ -4,8 +4,9 @@
 //!
 //! The listener is bound and served before the snapshot loads ([`crate::Server::bind`]), so
 //! `/readyz` answers 503 during a long load instead of refusing connections. A scrape reads
-//! atomics and the stores' counters only (no shard lock), and runs in its own task: it never
-//! stalls the clients' connections.
+//! the server's atomic counters, in a task of its own; the only locks it takes are those INFO
+//! takes, each alone and for a read (the per-user index's shards, to count users; the save
+//! status), never a keyspace shard's: it never stalls the clients' commands.
 //!
 //! The HTTP side is a small HTTP/1.1 responder rather than a framework: three GET paths with no
 //! request body need none of hyper's features, and the server crate does not otherwise depend
@@ -25,7 +26,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::histogram::Counts;
 use crate::shared::Shared;
@@ -106,13 +107,19 @@ impl MetricsEndpoint {
     }
 }
 
+/// Accepts and answers until the task is aborted, which aborts the connections' tasks too (they
+/// are its `JoinSet`'s): none outlives the server, holding its state.
 async fn serve(listener: TcpListener, health: Arc<Health>) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Collector(health.clone())));
     let registry = Arc::new(registry);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
     loop {
-        let socket = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next() => continue,
+        };
+        let socket = match accepted {
             Ok((socket, _)) => socket,
             Err(error) => {
                 tracing::debug!(%error, "metrics endpoint: accept failed");
@@ -120,15 +127,15 @@ async fn serve(listener: TcpListener, health: Arc<Health>) {
                 continue;
             }
         };
+        while connections.try_join_next().is_some() {}
         // Over the limit the socket is dropped at once: a scraper retries, a flood gets nothing.
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        if connections.len() >= MAX_CONNECTIONS {
             continue;
-        };
+        }
         let (health, registry) = (health.clone(), registry.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ =
                 tokio::time::timeout(REQUEST_TIMEOUT, respond(socket, &health, &registry)).await;
-            drop(permit);
         });
     }
 }
