@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::Connection;
 use sessiond::metrics::{MetricsEndpoint, MAX_CONNECTIONS, MAX_REQUEST_HEAD};
 use sessiond::persist::{LoadGate, PersistConfig};
+use sessiond::store::evict::Policy;
 use sessiond::{Config, Server};
 use sessiond_tests::{info_number, TestServer, IO_TIMEOUT};
 
@@ -225,6 +226,37 @@ fn the_counters_of_metrics_match_info() {
     let metrics = parse(&get(addr, "/metrics").1);
     assert_eq!(metrics.value("sessiond_sessions_created_total"), 7);
     assert_eq!(metrics.value("sessiond_sessions"), 3);
+}
+
+#[test]
+fn sessions_evicted_at_maxmemory_are_counted_and_their_lifetimes_observed() {
+    let server = TestServer::with_config(Config {
+        maxmemory: 64 * 1024,
+        maxmemory_policy: Policy::AllKeysLru,
+        ..metrics_config()
+    });
+    let addr = metrics_addr(&server);
+    let mut con = server.client3();
+    for _ in 0..2000 {
+        create(&mut con, &["DATA", "cart", "a-few-bytes-of-cart"]);
+    }
+    let metrics = parse(&get(addr, "/metrics").1);
+    let stats = server.info("stats");
+    let evicted = metrics.value("sessiond_sessions_evicted_total");
+    assert!(evicted > 0, "maxmemory evicted sessions");
+    // Every key is a session: the key and session counts agree, and destroyed includes them.
+    assert_eq!(evicted, info_number(&stats, "evicted_keys"));
+    assert_eq!(metrics.value("sessiond_evicted_keys_total"), evicted);
+    assert_eq!(metrics.value("sessiond_sessions_destroyed_total"), evicted);
+    assert_eq!(
+        metrics.value("sessiond_session_lifetime_seconds_count"),
+        evicted
+    );
+    assert_eq!(
+        metrics.value("sessiond_sessions") + evicted,
+        metrics.value("sessiond_sessions_created_total")
+    );
+    assert_eq!(metrics.value("sessiond_maxmemory_bytes"), 64 * 1024);
 }
 
 #[test]
