@@ -112,6 +112,12 @@ fn serve_metrics(
         .spawn(health.clone())
         .map_err(|source| ServerError::Bind { addr, source })?;
     tracing::info!("metrics on http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the metrics endpoint has no password: anyone who can reach it reads the server's figures (no session IDs, keys or values)"
+        );
+    }
     Ok(Some((addr, task)))
 }
 
