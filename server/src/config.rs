@@ -69,6 +69,10 @@ pub struct Config {
     pub port: u16,
     /// The TLS listener (on `bind` too); `None`: plaintext only.
     pub tls: Option<TlsConfig>,
+    /// The Prometheus endpoint's port (`crate::metrics`); `None`: no endpoint.
+    pub metrics_port: Option<u16>,
+    /// The Prometheus endpoint's address.
+    pub metrics_bind: IpAddr,
     /// Most simultaneous clients.
     pub maxclients: usize,
     /// Databases (SELECT 0 to `databases - 1`), 1 to [`MAX_DATABASES`](crate::store::MAX_DATABASES).
@@ -145,6 +149,8 @@ impl Default for Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 6380,
             tls: None,
+            metrics_port: None,
+            metrics_bind: IpAddr::from([127, 0, 0, 1]),
             maxclients: 10_000,
             databases: 16,
             maxmemory: 0,
@@ -331,6 +337,10 @@ impl RawConfig {
             bind,
             port,
             tls,
+            metrics_port: self.metrics_port,
+            metrics_bind: self
+                .metrics_bind
+                .map_or(defaults.metrics_bind, |Address(ip)| ip),
             requirepass,
             users,
             protected_mode,

@@ -17,11 +17,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::clients::ClientState;
 use crate::config::Config;
 use crate::connection;
+use crate::metrics::{Health, MetricsEndpoint};
 use crate::persist::{self, Persistence};
 use crate::shared::Shared;
 use crate::store::Databases;
@@ -48,6 +49,9 @@ pub enum ServerError {
     /// The data directory or the snapshot cannot be used.
     #[error(transparent)]
     Data(#[from] persist::PrepareError),
+    /// The thread loading the snapshot failed (panicked).
+    #[error("loading the snapshot failed: {0}")]
+    Load(String),
     /// The final snapshot at shutdown failed, and the exit was forced (SHUTDOWN FORCE, or a
     /// second signal during the shutdown).
     #[error("final snapshot failed: {0}; exiting anyway as asked: the writes since the last good snapshot are lost")]
@@ -60,6 +64,61 @@ pub struct Server {
     shared: Arc<Shared>,
     listener: TcpListener,
     tls: Option<TlsListener>,
+    /// What the metrics endpoint reports as `/readyz`.
+    health: Arc<Health>,
+    /// The metrics endpoint's task, stopped when the server is dropped or its run ends.
+    _metrics: Option<AbortOnDropHandle<()>>,
+}
+
+/// The keyspace with the snapshot loaded, and the data directory's lock.
+type Loaded = (Arc<Databases>, Option<persist::lock::DirLock>);
+
+/// Creates the keyspace and loads the snapshot into it, if persistence is on.
+fn load(
+    clock: crate::Clock,
+    databases: usize,
+    persist: Option<&persist::PersistConfig>,
+) -> Result<Loaded, ServerError> {
+    let store = Arc::new(Databases::new(clock, databases));
+    let Some(persist) = persist else {
+        return Ok((store, None));
+    };
+    let path = persist.path();
+    let prepared = persist::prepare_and_load(persist, &store)?;
+    match prepared.summary {
+        Some(summary) => tracing::info!(
+            path = %path.display(),
+            records = summary.records,
+            skipped_expired = summary.expired,
+            keys = store.len(),
+            "snapshot loaded"
+        ),
+        None => tracing::info!(path = %path.display(), "no snapshot yet; starting empty"),
+    }
+    Ok((store, Some(prepared.lock)))
+}
+
+/// Starts serving the metrics endpoint, if there is one, and announces its address (before
+/// the snapshot loads: a supervisor can probe `/readyz` meanwhile).
+fn serve_metrics(
+    endpoint: Option<MetricsEndpoint>,
+    health: &Arc<Health>,
+) -> Result<Option<(SocketAddr, AbortOnDropHandle<()>)>, ServerError> {
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let addr = endpoint.local_addr();
+    let task = endpoint
+        .spawn(health.clone())
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "the metrics endpoint has no password: anyone who can reach it reads the server's figures (no session IDs, keys or values)"
+        );
+    }
+    Ok(Some((addr, task)))
 }
 
 /// The TLS port's listener and the acceptor that runs handshakes on its connections.
@@ -77,19 +136,79 @@ impl std::fmt::Debug for TlsListener {
 }
 
 impl Server {
-    /// Binds `config.bind:config.port`, and `config.bind` on the TLS port if there is one.
+    /// Binds `config.bind:config.port`, and `config.bind` on the TLS port if there is one, and
+    /// loads the snapshot. With `--metrics-port`, the endpoint is bound and served first, so
+    /// that `/readyz` answers (503) while a long load runs; the load runs on a blocking thread.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let metrics = match config.metrics_port {
+            Some(port) => {
+                let addr = SocketAddr::new(config.metrics_bind, port);
+                Some(
+                    MetricsEndpoint::bind(addr)
+                        .map_err(|source| ServerError::Bind { addr, source })?,
+                )
+            }
+            None => None,
+        };
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        Server::from_listener(config, listener)
+        Server::start(config, listener, metrics).await
+    }
+
+    /// [`Server::from_listener`] with the metrics endpoint `metrics` (tests bind
+    /// `127.0.0.1:0`), served while the snapshot loads on a blocking thread.
+    pub async fn start(
+        config: Config,
+        listener: TcpListener,
+        metrics: Option<MetricsEndpoint>,
+    ) -> Result<Server, ServerError> {
+        let health = Arc::new(Health::default());
+        let metrics = serve_metrics(metrics, &health)?;
+        let (clock, databases, persist) = (
+            config.clock.clone(),
+            config.databases,
+            config.persistence.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || load(clock, databases, persist.as_ref()))
+            .await
+            .map_err(|join| ServerError::Load(join.to_string()))??;
+        Server::assemble(config, listener, loaded, health, metrics)
     }
 
     /// Uses an already bound plaintext listener (tests bind `127.0.0.1:0`); the TLS listener,
-    /// if `config.tls` asks for one, is bound here on `config.bind`. Must be called within a
-    /// tokio runtime.
+    /// if `config.tls` asks for one, is bound here on `config.bind`, and so is the metrics
+    /// endpoint with `config.metrics_port`. The snapshot loads on this thread. Must be called
+    /// within a tokio runtime.
     pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
+        let metrics = match config.metrics_port {
+            Some(port) => {
+                let addr = SocketAddr::new(config.metrics_bind, port);
+                Some(
+                    MetricsEndpoint::bind(addr)
+                        .map_err(|source| ServerError::Bind { addr, source })?,
+                )
+            }
+            None => None,
+        };
+        let health = Arc::new(Health::default());
+        let metrics = serve_metrics(metrics, &health)?;
+        let loaded = load(
+            config.clock.clone(),
+            config.databases,
+            config.persistence.as_ref(),
+        )?;
+        Server::assemble(config, listener, loaded, health, metrics)
+    }
+
+    fn assemble(
+        config: Config,
+        listener: TcpListener,
+        (store, data_dir_lock): Loaded,
+        health: Arc<Health>,
+        metrics: Option<(SocketAddr, AbortOnDropHandle<()>)>,
+    ) -> Result<Server, ServerError> {
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         let tls = match &config.tls {
             None => None,
@@ -102,23 +221,6 @@ impl Server {
             None => None,
             Some(tls) => Some(tls.listener.local_addr().map_err(ServerError::LocalAddr)?),
         };
-        let store = Arc::new(Databases::new(config.clock.clone(), config.databases));
-        let mut data_dir_lock = None;
-        if let Some(persist) = &config.persistence {
-            let path = persist.path();
-            let prepared = persist::prepare_and_load(persist, &store)?;
-            data_dir_lock = Some(prepared.lock);
-            match prepared.summary {
-                Some(summary) => tracing::info!(
-                    path = %path.display(),
-                    records = summary.records,
-                    skipped_expired = summary.expired,
-                    keys = store.len(),
-                    "snapshot loaded"
-                ),
-                None => tracing::info!(path = %path.display(), "no snapshot yet; starting empty"),
-            }
-        }
         let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
         let auth = crate::auth::Auth::new(config.requirepass.as_ref(), &config.users);
         if !config.protected_mode && !auth.required() && !config.bind.is_loopback() {
@@ -136,10 +238,17 @@ impl Server {
             tls_local_addr,
             data_dir_lock,
         ));
+        let (metrics_addr, metrics_task) = metrics.unzip();
+        if let Some(addr) = metrics_addr {
+            let _ = shared.metrics_local_addr.set(addr);
+        }
+        health.attach(shared.clone());
         Ok(Server {
             shared,
             listener,
             tls,
+            health,
+            _metrics: metrics_task,
         })
     }
 
@@ -188,6 +297,8 @@ impl Server {
             shared,
             listener,
             tls,
+            health,
+            _metrics,
         } = self;
         let (tls_listener, acceptor) = match tls {
             Some(tls) => (Some(tls.listener), Some(tls.acceptor)),
@@ -215,6 +326,7 @@ impl Server {
             );
             // Accepting; the listeners stay open while shutting down (a connection waits in the
             // backlog) so that the server can serve again if the final save fails.
+            health.set_ready(true);
             loop {
                 tokio::select! {
                     signal = signals.recv(), if signals_open => match signal {
@@ -232,6 +344,7 @@ impl Server {
                     },
                 }
             }
+            health.set_ready(false);
             shared.request_shutdown();
             let request = shared.take_shutdown_request();
             let mut forced = false;

@@ -35,6 +35,8 @@ pub struct Shared {
     pub local_addr: SocketAddr,
     /// The address the TLS listener is bound to, if there is one.
     pub tls_local_addr: Option<SocketAddr>,
+    /// The address the metrics endpoint is bound to, if there is one (set once, at start).
+    pub metrics_local_addr: std::sync::OnceLock<SocketAddr>,
     /// Snapshots.
     pub persistence: Arc<Persistence>,
     /// Who may connect.
@@ -108,6 +110,7 @@ impl Shared {
             started: Instant::now(),
             local_addr,
             tls_local_addr,
+            metrics_local_addr: std::sync::OnceLock::new(),
             persistence,
             shutdown_request: std::sync::Mutex::new(ShutdownRequest::default()),
             shutdown: watch::Sender::new(false),

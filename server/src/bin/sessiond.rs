@@ -158,9 +158,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "listening on {}",
         server.local_addr()
     );
+    notify_ready();
     server.run_with_signals(signals).await?;
     Ok(())
 }
+
+/// Tells systemd (`Type=notify`) that the server is ready: the snapshot is loaded and the
+/// listeners are bound. `READY=1` goes in one datagram to the unix socket `$NOTIFY_SOCKET`
+/// names (a path, or `@name` in the abstract namespace), as `sd_notify` sends it; without the
+/// variable, nothing is sent. A failure is logged: the unit's start timeout then reports it.
+#[cfg(target_os = "linux")]
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let send = || -> std::io::Result<()> {
+        let addr = match target.as_encoded_bytes().strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(&target)?,
+        };
+        UnixDatagram::unbound()?.send_to_addr(b"READY=1", &addr)?;
+        Ok(())
+    };
+    if let Err(error) = send() {
+        tracing::warn!(%error, "cannot tell systemd that the server is ready (NOTIFY_SOCKET)");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn notify_ready() {}
 
 /// Installs the SIGINT and SIGTERM handlers now; each signal then sends one stop request. The
 /// first starts a shutdown; one during a shutdown forces its exit (see

@@ -136,6 +136,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .map_or(0, |addr| addr.port())
                 .to_string(),
         ),
+        (
+            "metrics-port",
+            ctx.shared
+                .metrics_local_addr
+                .get()
+                .map_or(0, |addr| addr.port())
+                .to_string(),
+        ),
+        ("metrics-bind", config.metrics_bind.to_string()),
         ("tls-cert-file", tls_path(config, |f| Some(&f.cert_file))),
         ("tls-key-file", tls_path(config, |f| Some(&f.key_file))),
         (

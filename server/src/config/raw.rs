@@ -103,6 +103,16 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_TLS_PORT")]
     pub tls_port: Option<u16>,
 
+    /// TCP port of the Prometheus endpoint (`GET /metrics`, `/healthz`, `/readyz`), plain
+    /// HTTP; 0 picks a free one [default: none: no endpoint].
+    #[arg(long, env = "SESSIOND_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
+    /// Address of the Prometheus endpoint (--metrics-port); it has no password, so it stays
+    /// on loopback unless this says otherwise.
+    #[arg(long, env = "SESSIOND_METRICS_BIND")]
+    pub metrics_bind: Option<Address>,
+
     /// The server's certificate chain for --tls-port, PEM, leaf first.
     #[arg(long, env = "SESSIOND_TLS_CERT_FILE", value_name = "FILE")]
     pub tls_cert_file: Option<PathBuf>,
@@ -320,6 +330,7 @@ fn default_text(long: &str) -> Option<String> {
     Some(match long {
         "bind" => config.bind.to_string(),
         "port" => config.port.to_string(),
+        "metrics-bind" => config.metrics_bind.to_string(),
         "protected-mode" => yes_no(config.protected_mode),
         "max-auth-failures" => config.max_auth_failures.to_string(),
         "auth-timeout" => never_if_zero(config.auth_timeout),
@@ -659,6 +670,7 @@ mod tests {
         let no_single_default = [
             "config",
             "tls-port",
+            "metrics-port",
             "tls-cert-file",
             "tls-key-file",
             "tls-ca-cert-file",
@@ -696,6 +708,56 @@ mod tests {
         ] {
             assert!(help.contains(shown), "{shown} in {help}");
         }
+    }
+
+    /// deploy/sessiond.toml, the example the service runs from, names every setting (set, or
+    /// commented out where there is no single default), states the defaults the code has, and
+    /// is a valid configuration.
+    #[test]
+    fn the_example_config_file_names_every_setting_with_its_default() {
+        use clap::CommandFactory;
+        let example = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/sessiond.toml"
+        ));
+        let named = |key: &str| {
+            example.lines().any(|line| {
+                let line = line.strip_prefix("# ").unwrap_or(line);
+                line.starts_with(&format!("{key} = "))
+            })
+        };
+        for arg in RawConfig::command().get_arguments() {
+            let Some(long) = arg.get_long().filter(|_| !arg.is_hide_set()) else {
+                continue;
+            };
+            if long != "config" {
+                assert!(named(long), "{long} missing from deploy/sessiond.toml");
+            }
+        }
+        assert!(example.contains("# [[user]]\n"));
+        for key in [
+            "name",
+            "password-sha256",
+            "keys",
+            "categories",
+            "session-prefix",
+            "channels",
+        ] {
+            assert!(
+                named(key),
+                "[[user]] {key} missing from deploy/sessiond.toml"
+            );
+        }
+        let mut raw: RawConfig = toml::from_str(example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            raw.data_dir.as_deref(),
+            Some(Path::new("/var/lib/sessiond"))
+        );
+        // The data directory is the service's; every other value is the default.
+        raw.data_dir = None;
+        let example = raw.validate().unwrap_or_else(|e| panic!("{e}"));
+        let defaults = RawConfig::default().validate().unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
     /// README's Configuration table restates the defaults for readers: it must say what the

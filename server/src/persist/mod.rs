@@ -38,6 +38,43 @@ pub struct PersistConfig {
     pub journal_max_bytes: u64,
     /// Test-only: a pause after each shard, to observe a save in progress.
     pub shard_delay: Duration,
+    /// Test-only: the load waits at this gate until it opens, to observe a load in progress.
+    pub load_gate: Option<LoadGate>,
+}
+
+/// A gate the snapshot load waits at (tests only): it opens when its sender sends or is
+/// dropped, so a test that fails early never leaves the load waiting.
+#[derive(Clone)]
+pub struct LoadGate(Arc<Mutex<Option<std::sync::mpsc::Receiver<()>>>>);
+
+impl LoadGate {
+    /// A closed gate, and the sender that opens it.
+    pub fn new() -> (LoadGate, std::sync::mpsc::Sender<()>) {
+        let (open, opened) = std::sync::mpsc::channel();
+        (LoadGate(Arc::new(Mutex::new(Some(opened)))), open)
+    }
+
+    /// Waits until the gate opens (once: later waits pass).
+    fn wait(&self) {
+        let opened = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(opened) = opened {
+            let _ = opened.recv();
+        }
+    }
+}
+
+impl PartialEq for LoadGate {
+    fn eq(&self, other: &LoadGate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LoadGate {}
+
+impl std::fmt::Debug for LoadGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoadGate")
+    }
 }
 
 impl Default for PersistConfig {
@@ -48,6 +85,7 @@ impl Default for PersistConfig {
             interval: Some(Duration::from_secs(60)),
             journal_max_bytes: 256 << 20,
             shard_delay: Duration::ZERO,
+            load_gate: None,
         }
     }
 }
@@ -347,6 +385,9 @@ pub fn prepare_and_load(
     let lock = lock::DirLock::acquire(&config.dir)?;
     remove_temp_files(config);
     let path = config.path();
+    if let Some(gate) = &config.load_gate {
+        gate.wait();
+    }
     let summary = if path.exists() {
         Some(loader::load(&path, store)?)
     } else {

@@ -38,6 +38,7 @@ impl PersistConfig {
                 Some(bytes) => bytes,
             },
             shard_delay: shard_delay.unwrap_or(defaults.shard_delay),
+            load_gate: None,
         })
     }
 }

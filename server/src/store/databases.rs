@@ -21,6 +21,7 @@ use super::table::{is, Table};
 use super::watched::Watches;
 use super::{evict, Common, Dirty, Store, SHARDS};
 use crate::clock::Clock;
+use crate::histogram::Histogram;
 use crate::notify::Notifier;
 use bytes::Bytes;
 
@@ -47,7 +48,16 @@ pub struct Databases {
     swapping: std::sync::Mutex<()>,
     /// Each index's watch list (shared with the stores, which touch the list of their index).
     watch_lists: Arc<[Watches]>,
+    /// Per active-expiry cycle that had keys due: how long after the earliest of their
+    /// deadlines it finished with them (the Prometheus endpoint's expiry lag).
+    expiry_lag: Histogram<{ EXPIRY_LAG_BOUNDS_MS.len() }>,
 }
+
+/// The upper bounds of the expiry lag histogram's buckets: from a tick of the index (64 ms) to
+/// a minute.
+pub const EXPIRY_LAG_BOUNDS_MS: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000,
+];
 
 impl Databases {
     /// `count` empty databases (at least one, at most [`MAX_DATABASES`]) reading time from
@@ -78,7 +88,13 @@ impl Databases {
             swaps: AtomicU64::new(0),
             swapping: std::sync::Mutex::new(()),
             watch_lists,
+            expiry_lag: Histogram::new(EXPIRY_LAG_BOUNDS_MS),
         }
+    }
+
+    /// How late the active expiry finishes with the keys due (see [`EXPIRY_LAG_BOUNDS_MS`]).
+    pub fn expiry_lag(&self) -> &Histogram<{ EXPIRY_LAG_BOUNDS_MS.len() }> {
+        &self.expiry_lag
     }
 
     /// Where the databases' keyspace and session events go.
@@ -311,14 +327,18 @@ impl Databases {
                 _ = ticker.tick() => {}
                 _ = self.clock().moved() => {}
             }
+            let mut lag_ms = None;
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
                 // Dropped at a yield between slices, where no lock or recording is held; the
                 // due positions it had taken are lost with it, which only a shutdown affords.
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => return,
-                    _ = db.expire_in_batches() => {}
+                    lag = db.expire_in_batches() => lag_ms = lag_ms.max(lag),
                 }
+            }
+            if let Some(lag_ms) = lag_ms {
+                self.expiry_lag.observe(lag_ms);
             }
             for db in self.dbs.iter() {
                 db.count_expiry_cycle();

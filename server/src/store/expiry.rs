@@ -122,8 +122,15 @@ impl ExpiryIndex {
     /// keys are checked one by one, and those still alive are queued again).
     /// The lists of one tick from the index's shards come merged, in tick order.
     pub fn take_due(&self, now_ms: u64) -> Vec<(u32, Vec<u64>)> {
+        self.take_due_with_earliest(now_ms).0
+    }
+
+    /// [`ExpiryIndex::take_due`], and the earliest deadline the taken ticks were queued under
+    /// (`None` if none was taken): how late the expiry reaches a deadline.
+    pub fn take_due_with_earliest(&self, now_ms: u64) -> (Vec<(u32, Vec<u64>)>, Option<u64>) {
         let current = self.tick_of(now_ms);
         let mut out: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        let mut earliest: Option<u64> = None;
         for shard in self.shards.iter() {
             let mut map = lock(shard);
             let due = match map.get(&current) {
@@ -140,6 +147,7 @@ impl ExpiryIndex {
             let taken = due_now.values().map(|tick| tick.hashes.len()).sum();
             self.positions.fetch_sub(taken, Ordering::Relaxed);
             for (tick, queued) in due_now {
+                earliest = Some(earliest.map_or(queued.earliest_ms, |e| e.min(queued.earliest_ms)));
                 let hashes = out.entry(tick).or_default();
                 if hashes.is_empty() {
                     *hashes = queued.hashes;
@@ -148,7 +156,7 @@ impl ExpiryIndex {
                 }
             }
         }
-        out.into_iter().collect()
+        (out.into_iter().collect(), earliest)
     }
 
     /// How many keys are queued (stale positions included; those a compaction has taken out
@@ -371,11 +379,15 @@ impl Store {
     /// steps: a fixed step a turn would leave it crawling behind many ready connections, and an
     /// equal share would cost their replies' tail latency. On an idle thread the turns are
     /// short, and so are the slices.
-    pub(super) async fn expire_in_batches(&self) {
+    ///
+    /// Returns how late, in ms, the work ended after the earliest deadline it was due for
+    /// (`None` when nothing was due): the expiry's lag.
+    pub(super) async fn expire_in_batches(&self) -> Option<u64> {
         let now_ms = self.now_ms();
         let mut slice = Duration::ZERO;
         let mut slice_start = Instant::now();
-        for (tick, hashes) in self.index.take_due(now_ms) {
+        let (due, earliest_ms) = self.index.take_due_with_earliest(now_ms);
+        for (tick, hashes) in due {
             let hashes = self.map.group_by_shard(hashes);
             let mut next = 0;
             loop {
@@ -393,6 +405,7 @@ impl Store {
                 }
             }
         }
+        earliest_ms.map(|earliest| self.now_ms().saturating_sub(earliest))
     }
 
     /// Reclaims every key that is dead now, in one go (for tests and tools; the server uses the

@@ -40,7 +40,7 @@ use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
 use accounting::{Before, Removal, Tally};
-pub use databases::{Databases, Keyspaces, Moved, MAX_DATABASES};
+pub use databases::{Databases, Keyspaces, Moved, EXPIRY_LAG_BOUNDS_MS, MAX_DATABASES};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
 pub use fields::Fields;
@@ -787,10 +787,24 @@ impl Store {
     /// it, and for a session its counters and its place in the per-user index follow.
     fn after_remove(&self, node: &Node, before: Before, why: Removal) {
         self.count_removal(before, why);
+        if before.tally.sessions != 0 {
+            self.observe_lifetime(node, self.now_ms());
+            if why == Removal::Evicted {
+                self.sessions.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
             self.unindex(user, node.key());
         }
         self.announce_removal(node, why);
+    }
+
+    /// Counts the lifetime of `node`, a session leaving the keyspace at `now_ms`.
+    fn observe_lifetime(&self, node: &Node, now_ms: u64) {
+        if let Some(session) = node.as_session() {
+            let lifetime_ms = now_ms.saturating_sub(session.created_ms);
+            self.sessions.lifetimes.observe(lifetime_ms);
+        }
     }
 
     /// Publishes what the removal of `node` was, once, beside its counting: `expired` (class

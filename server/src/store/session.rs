@@ -28,6 +28,7 @@ use super::table::Table;
 use super::user_sessions::UserSessions;
 use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
 use super::Store;
+use crate::histogram::Histogram;
 use crate::notify::SessionEvent;
 
 thread_local! {
@@ -86,8 +87,8 @@ fn base64url(data: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Session counters for INFO.
-#[derive(Debug, Default)]
+/// Session counters for INFO and the Prometheus endpoint.
+#[derive(Debug)]
 pub struct SessionStats {
     /// Sessions in the keyspace (expired ones not yet reclaimed included).
     pub live: AtomicI64,
@@ -101,6 +102,26 @@ pub struct SessionStats {
     pub regenerated: AtomicU64,
     /// SESSION.SET refused for a version mismatch.
     pub conflicts: AtomicU64,
+    /// Sessions evicted at `maxmemory` (counted in `destroyed` too, as INFO has it).
+    pub evicted: AtomicU64,
+    /// How long sessions lived, observed as each leaves the keyspace one by one (expiry,
+    /// eviction, a destroy or DEL; not a flush), for the Prometheus endpoint.
+    pub lifetimes: Lifetimes,
+}
+
+impl Default for SessionStats {
+    fn default() -> Self {
+        SessionStats {
+            live: AtomicI64::new(0),
+            created: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            destroyed: AtomicU64::new(0),
+            regenerated: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            lifetimes: Histogram::new(LIFETIME_BOUNDS_MS),
+        }
+    }
 }
 
 impl SessionStats {
@@ -109,6 +130,24 @@ impl SessionStats {
         counter.load(Ordering::Relaxed)
     }
 }
+
+/// The upper bounds of the session lifetime histogram's buckets: a minute to a week, around
+/// the idle (30 min) and absolute (8 h) defaults.
+pub const LIFETIME_BOUNDS_MS: [u64; 10] = [
+    60_000,
+    300_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    14_400_000,
+    28_800_000,
+    86_400_000,
+    604_800_000,
+];
+
+/// How long sessions lived.
+pub type Lifetimes = Histogram<{ LIFETIME_BOUNDS_MS.len() }>;
 
 #[cfg(test)]
 mod tests {
@@ -574,6 +613,7 @@ impl Store {
                     Removal::Deleted
                 };
                 self.count_removal(Before::of(&node), why);
+                self.observe_lifetime(&node, now_ms);
                 destroyed += usize::from(!expired);
                 if announce {
                     removed.push((node, why));

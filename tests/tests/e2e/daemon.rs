@@ -207,6 +207,9 @@ pub struct Daemon {
     pub addr: SocketAddr,
     /// The TLS listener's address, from the `listening for TLS on` line, with `--tls-port`.
     pub tls_addr: Option<SocketAddr>,
+    /// The metrics endpoint's address, from the `metrics on http://...` line, with
+    /// `--metrics-port`.
+    pub metrics_addr: Option<SocketAddr>,
     /// Log lines up to the `listening on` line, then those read by [`Daemon::wait_for_log`].
     early_log: String,
     /// The rest of stderr, line by line, read by a thread so the daemon never blocks on a full
@@ -238,6 +241,7 @@ impl Daemon {
         let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut early_log = String::new();
         let mut tls_addr = None;
+        let mut metrics_addr = None;
         let addr = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).expect("read stderr") == 0 {
@@ -247,6 +251,12 @@ impl Daemon {
             early_log.push_str(&line);
             if let Some((_, rest)) = line.split_once("listening for TLS on ") {
                 tls_addr = Some(parse_addr(rest, &line));
+            }
+            if let Some((_, rest)) = line.split_once("metrics on http://") {
+                metrics_addr = Some(parse_addr(
+                    rest.trim_end().trim_end_matches("/metrics"),
+                    &line,
+                ));
             }
             if let Some((_, rest)) = line.split_once("listening on ") {
                 break parse_addr(rest, &line);
@@ -268,6 +278,7 @@ impl Daemon {
             child,
             addr,
             tls_addr,
+            metrics_addr,
             early_log,
             lines,
             _reader: Some(reader),
