@@ -173,7 +173,7 @@ where
         if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
             self.input.reserve(READ_CHUNK);
         }
-        let idle_timeout = self.shared.config.idle_timeout;
+        let idle_timeout = self.shared.live.idle_timeout();
         let read = read_some(
             &mut self.socket,
             &mut self.input,
@@ -522,7 +522,7 @@ where
                     };
                     // Within the limits: wait for the client to read, as long as --timeout and
                     // the soft limit allow.
-                    let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
+                    let stall_deadline = shared.live.idle_timeout().map(|limit| now + limit);
                     let write = async {
                         let write = socket.write(output);
                         match &mailbox {

@@ -35,6 +35,7 @@ pub mod config;
 pub mod connection;
 pub mod glob;
 pub mod idle_poll;
+pub mod live;
 pub mod notify;
 pub mod output_limit;
 pub mod persist;

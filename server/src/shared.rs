@@ -21,8 +21,10 @@ use crate::store::Databases;
 /// State every connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The validated configuration.
+    /// The validated configuration, as the server started with it.
     pub config: Config,
+    /// The settings CONFIG SET changes: read these rather than `config`'s.
+    pub live: crate::live::Live,
     /// The keyspace: every database.
     pub dbs: Arc<Databases>,
     /// Connected clients.
@@ -96,6 +98,7 @@ impl Shared {
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
         Shared {
+            live: crate::live::Live::new(&config),
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),

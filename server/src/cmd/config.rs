@@ -3,35 +3,183 @@
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::Config;
+use sessiond_protocol::units::format_duration;
 use sessiond_protocol::Frame;
+
+use std::time::Duration;
 
 use super::Ctx;
 use crate::glob;
 use crate::notify::{self, EventFlags};
+use crate::setting::{Millis, PositivePeriod, Size, Value};
 use crate::shared::Shared;
+use crate::store::evict::Policy;
 
 /// A setting CONFIG SET may change: its name, the check of a new value (the reason it is
 /// refused, in Redis's words) and the change, which cannot fail once every value passed.
 struct Settable {
     name: &'static str,
-    check: fn(&[u8]) -> Result<(), &'static str>,
+    check: fn(&[u8]) -> Result<(), String>,
     apply: fn(&Shared, &[u8]),
 }
 
-/// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable.
-const SETTABLE: &[Settable] = &[Settable {
-    name: "notify-keyspace-events",
-    check: |value| {
-        EventFlags::parse(value)
-            .map(drop)
-            .ok_or(notify::INVALID_CLASS)
+/// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable. Each takes
+/// effect at its next use: `maxmemory` at the next write, `timeout` at a client's next wait
+/// for a request, `maxclients` at the next accept, the session defaults at the next new
+/// session; clients and sessions that exist keep what they have.
+const SETTABLE: &[Settable] = &[
+    Settable {
+        name: "notify-keyspace-events",
+        check: |value| {
+            EventFlags::parse(value)
+                .map(drop)
+                .ok_or_else(|| notify::INVALID_CLASS.to_owned())
+        },
+        apply: |shared, value| {
+            if let Some(flags) = EventFlags::parse(value) {
+                shared.dbs.notifier().flags().set(flags);
+            }
+        },
     },
-    apply: |shared, value| {
-        if let Some(flags) = EventFlags::parse(value) {
-            shared.dbs.notifier().flags().set(flags);
-        }
+    Settable {
+        name: "maxmemory",
+        check: |value| memory(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(bytes) = memory(value) {
+                shared.live.set_maxmemory(bytes);
+            }
+        },
     },
-}];
+    Settable {
+        name: "maxmemory-policy",
+        check: |value| policy(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(policy) = policy(value) {
+                shared.live.set_maxmemory_policy(policy);
+            }
+        },
+    },
+    Settable {
+        name: "timeout",
+        check: |value| integer(value, 0, i64::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(seconds) = integer(value, 0, i64::MAX as u64) {
+                let timeout = Some(Duration::from_secs(seconds)).filter(|t| !t.is_zero());
+                shared.live.set_idle_timeout(timeout);
+            }
+        },
+    },
+    Settable {
+        name: "maxclients",
+        check: |value| integer(value, 1, MAX_CLIENTS).map(drop),
+        apply: |shared, value| {
+            if let Ok(clients) = integer(value, 1, MAX_CLIENTS) {
+                shared.live.set_maxclients(clients as usize);
+            }
+        },
+    },
+    Settable {
+        name: "max-auth-failures",
+        check: |value| integer(value, 0, u64::from(u32::MAX)).map(drop),
+        apply: |shared, value| {
+            if let Ok(failures) = integer(value, 0, u64::from(u32::MAX)) {
+                shared.live.set_max_auth_failures(failures as u32);
+            }
+        },
+    },
+    Settable {
+        name: "busy-reply-threshold",
+        check: |value| duration::<Millis>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(Millis(threshold)) = duration(value) {
+                shared.live.set_busy_reply_threshold(threshold);
+            }
+        },
+    },
+    Settable {
+        name: "lua-time-limit",
+        check: |value| duration::<Millis>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(Millis(threshold)) = duration(value) {
+                shared.live.set_busy_reply_threshold(threshold);
+            }
+        },
+    },
+    Settable {
+        name: "session-idle",
+        check: |value| duration::<PositivePeriod>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(PositivePeriod(idle)) = duration(value) {
+                shared.live.set_session_idle(idle);
+            }
+        },
+    },
+    Settable {
+        name: "session-absolute",
+        check: |value| duration::<PositivePeriod>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(PositivePeriod(absolute)) = duration(value) {
+                shared.live.set_session_absolute(absolute);
+            }
+        },
+    },
+    Settable {
+        name: "session-max-per-user",
+        check: |value| integer(value, 0, MAX_SESSIONS_PER_USER).map(drop),
+        apply: |shared, value| {
+            if let Ok(cap) = integer(value, 0, MAX_SESSIONS_PER_USER) {
+                shared.live.set_session_max_per_user(cap as usize);
+            }
+        },
+    },
+];
+
+/// The bounds the flags put on `maxclients` and `session-max-per-user` (see
+/// [`crate::config`]).
+const MAX_CLIENTS: u64 = 1 << 20;
+const MAX_SESSIONS_PER_USER: u64 = 1 << 20;
+
+/// A whole number in `min..=max`, with Redis's reasons for the rest.
+fn integer(value: &[u8], min: u64, max: u64) -> Result<u64, String> {
+    let number = std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i128>().ok())
+        .ok_or("argument couldn't be parsed into an integer")?;
+    u64::try_from(number)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("argument must be between {min} and {max} inclusive"))
+}
+
+/// Bytes, with redis.conf's units (`100mb`).
+fn memory(value: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| Size::parse(text).ok())
+        .map(|Size(bytes)| bytes)
+        .ok_or_else(|| "argument must be a memory value".to_owned())
+}
+
+/// A `maxmemory-policy` name.
+fn policy(value: &[u8]) -> Result<Policy, String> {
+    Policy::ALL
+        .into_iter()
+        .find(|p| p.name().as_bytes().eq_ignore_ascii_case(value))
+        .ok_or_else(|| {
+            let names: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "argument(s) must be one of the following: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// A duration as the flag of the same name takes it (a bare number: seconds, or milliseconds
+/// for the busy-reply threshold).
+fn duration<T: Value>(value: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "argument must be a duration".to_owned())?;
+    T::parse(text)
+}
 
 /// Answers CONFIG GET and CONFIG SET; RESETSTAT and REWRITE are refused.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
@@ -111,7 +259,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
         }
     }
     for (settable, value) in &chosen {
-        (settable.check)(value).map_err(|reason| {
+        (settable.check)(value).map_err(|reason: String| {
             format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
                 settable.name
@@ -126,6 +274,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
 
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let config = &ctx.shared.config;
+    let live = &ctx.shared.live;
     vec![
         ("bind", config.bind.to_string()),
         ("port", ctx.shared.local_addr.port().to_string()),
@@ -150,7 +299,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .map_or("no", |tls| tls.files.auth_clients.as_str())
                 .to_owned(),
         ),
-        ("maxclients", config.maxclients.to_string()),
+        ("maxclients", live.maxclients().to_string()),
         ("databases", config.databases.to_string()),
         ("io-threads", config.worker_threads().to_string()),
         ("idle-poll-us", config.idle_poll.as_micros().to_string()),
@@ -174,11 +323,11 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         // Milliseconds, under both of Redis's names.
         (
             "busy-reply-threshold",
-            config.busy_reply_threshold.as_millis().to_string(),
+            live.busy_reply_threshold().as_millis().to_string(),
         ),
         (
             "lua-time-limit",
-            config.busy_reply_threshold.as_millis().to_string(),
+            live.busy_reply_threshold().as_millis().to_string(),
         ),
         (
             "active-expire-interval",
@@ -187,9 +336,9 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("loglevel", config.log_level.clone()),
         (
             "timeout",
-            config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
+            live.idle_timeout().map_or(0, |t| t.as_secs()).to_string(),
         ),
-        ("max-auth-failures", config.max_auth_failures.to_string()),
+        ("max-auth-failures", live.max_auth_failures().to_string()),
         (
             "auth-timeout",
             config.auth_timeout.map_or(0, |t| t.as_secs()).to_string(),
@@ -223,10 +372,17 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             .to_owned(),
         ),
         ("appendonly", "no".to_owned()),
-        ("maxmemory", config.maxmemory.to_string()),
+        ("maxmemory", live.maxmemory().to_string()),
         (
             "maxmemory-policy",
-            config.maxmemory_policy.name().to_owned(),
+            live.maxmemory_policy().name().to_owned(),
+        ),
+        // As the flags write them: durations with a unit.
+        ("session-idle", format_duration(live.session_idle())),
+        ("session-absolute", format_duration(live.session_absolute())),
+        (
+            "session-max-per-user",
+            live.session_max_per_user().to_string(),
         ),
         (
             "notify-keyspace-events",

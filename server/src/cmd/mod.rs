@@ -481,11 +481,12 @@ fn execute_now(
     {
         return Frame::error(MISCONF).into();
     }
-    if config.maxmemory > 0
+    let maxmemory = shared.live.maxmemory();
+    if maxmemory > 0
         && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !shared
             .dbs
-            .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
+            .make_room(maxmemory, shared.live.maxmemory_policy(), now_ms)
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }

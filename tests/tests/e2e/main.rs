@@ -3,6 +3,7 @@
 
 mod binary;
 mod busy_scripts;
+mod config_set;
 mod connection;
 mod daemon;
 mod databases;
