@@ -9,6 +9,7 @@ use sessiond_protocol::Frame;
 use std::time::Duration;
 
 use super::Ctx;
+use crate::auth::Secret;
 use crate::glob;
 use crate::notify::{self, EventFlags};
 use crate::setting::{Millis, PositivePeriod, Size, Value};
@@ -132,7 +133,24 @@ const SETTABLE: &[Settable] = &[
             }
         },
     },
+    Settable {
+        name: "requirepass",
+        check: |value| password(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(password) = password(value) {
+                shared.auth.set_requirepass(password.as_ref());
+            }
+        },
+    },
 ];
+
+/// A new `requirepass`: empty for none. Connections already authenticated stay so, as in Redis.
+fn password(value: &[u8]) -> Result<Option<Secret>, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "the password must be UTF-8".to_owned())?;
+    Ok(Some(text)
+        .filter(|text| !text.is_empty())
+        .map(|text| Secret::new(text.to_owned())))
+}
 
 /// The bounds the flags put on `maxclients` and `session-max-per-user` (see
 /// [`crate::config`]).

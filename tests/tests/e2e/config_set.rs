@@ -268,3 +268,36 @@ fn values_are_checked_with_redis_s_reasons_and_nothing_changes_on_a_refusal() {
         assert_eq!(config_get(&mut con, "maxclients"), "10000");
     }
 }
+
+#[test]
+fn requirepass_holds_new_connections_to_auth_and_keeps_those_connected() {
+    for resp3 in [false, true] {
+        let server = TestServer::start();
+        let mut admin = server.connect(resp3);
+        config_set(&mut admin, &["requirepass", "s3cret"]).expect("CONFIG SET requirepass");
+        // The connection that set it stays authenticated.
+        let pong: String = redis::cmd("PING").query(&mut admin).unwrap();
+        assert_eq!(pong, "PONG");
+        let mut newcomer = server.raw();
+        newcomer.command(&[b"GET", b"k"]);
+        assert_eq!(
+            error_text(&newcomer.reply()),
+            "NOAUTH Authentication required."
+        );
+        newcomer.command(&[b"AUTH", b"wrong"]);
+        assert!(error_text(&newcomer.reply()).starts_with("WRONGPASS"));
+        newcomer.command(&[b"AUTH", b"s3cret"]);
+        assert_eq!(newcomer.reply(), sessiond_protocol::Frame::simple("OK"));
+        // The password is never shown.
+        let shown: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("requirepass")
+            .query(&mut admin)
+            .unwrap();
+        assert!(shown.is_empty(), "{shown:?}");
+        config_set(&mut admin, &["requirepass", ""]).expect("clear the password");
+        let mut open = server.raw();
+        open.command(&[b"GET", b"k"]);
+        assert_eq!(open.reply(), sessiond_protocol::Frame::Null);
+    }
+}
