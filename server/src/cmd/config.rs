@@ -199,7 +199,7 @@ fn duration<T: Value>(value: &[u8]) -> Result<T, String> {
     T::parse(text)
 }
 
-/// Answers CONFIG GET and CONFIG SET; RESETSTAT and REWRITE are refused.
+/// Answers CONFIG GET, SET and REWRITE; RESETSTAT is refused.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
     match cmd {
         Config::Get(patterns) => {
@@ -227,6 +227,10 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             Ok(()) => Frame::ok(),
             Err(message) => Frame::error(message),
         },
+        Config::Rewrite => match super::config_rewrite::rewrite(ctx.shared) {
+            Ok(()) => Frame::ok(),
+            Err(message) => Frame::error(message),
+        },
         Config::ReadOnly(sub) => Frame::error(format!(
             "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
              SESSIOND_* variables or the config file)",
@@ -239,6 +243,8 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
                 "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>",
                 "    Set the configuration <directive> to <value>.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
                 "HELP",
                 "    Print this help.",
             ]

@@ -6,6 +6,7 @@ pub mod busy;
 mod client;
 mod command;
 mod config;
+mod config_rewrite;
 mod connection;
 mod dbsize;
 mod del;

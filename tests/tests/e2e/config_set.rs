@@ -301,3 +301,70 @@ fn requirepass_holds_new_connections_to_auth_and_keeps_those_connected() {
         assert_eq!(open.reply(), sessiond_protocol::Frame::Null);
     }
 }
+
+#[test]
+fn config_rewrite_keeps_the_file_s_comments_and_a_restart_reads_the_new_values() {
+    use super::daemon::{Daemon, ScratchDir};
+    for resp3 in [false, true] {
+        let dir = ScratchDir::new();
+        let file = dir.file(
+            "sessiond.toml",
+            "# sessiond for the shop\nport = 0\n\n# a small box\nmaxclients = 100 # per node\n\
+             no-persistence = true\n",
+        );
+        let file = file.to_str().expect("utf-8 path").to_owned();
+        let mut daemon = Daemon::start_at(&dir.0, &["--config", &file], &[]);
+        let mut con = daemon.client(resp3);
+        config_set(
+            &mut con,
+            &[
+                "maxclients",
+                "200",
+                "maxmemory",
+                "64mb",
+                "session-idle",
+                "15m",
+            ],
+        )
+        .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("REWRITE")
+            .query(&mut con)
+            .expect("CONFIG REWRITE");
+        daemon.stop();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with(
+                "# sessiond for the shop\nport = 0\n\n# a small box\nmaxclients = 200 # per node\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("maxmemory = \"64mb\"\n"), "{text}");
+        assert!(text.contains("session-idle = \"15m\"\n"), "{text}");
+        let daemon = Daemon::start_at(&dir.0, &["--config", &file], &[]);
+        let mut con = daemon.client(resp3);
+        assert_eq!(config_get(&mut con, "maxclients"), "200");
+        assert_eq!(config_get(&mut con, "maxmemory"), (64u64 << 20).to_string());
+        assert_eq!(config_get(&mut con, "session-idle"), "15m");
+    }
+}
+
+#[test]
+fn config_rewrite_without_a_file_is_redis_s_error() {
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        let error = redis::cmd("CONFIG")
+            .arg("REWRITE")
+            .query::<()>(&mut con)
+            .expect_err("no file");
+        assert_eq!(
+            format!(
+                "{} {}",
+                error.code().unwrap_or("?"),
+                error.detail().unwrap_or("")
+            ),
+            "ERR The server is running without a config file"
+        );
+    }
+}
