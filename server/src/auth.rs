@@ -267,9 +267,14 @@ impl User {
     /// Whether the user may run the command `args` (name first, arity already checked), the
     /// table row of which is `spec`: its category, then every key argument.
     pub fn permit(&self, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Denied> {
-        let client_list =
-            spec.name == "client" && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"list"));
-        let category = if client_list {
+        // CLIENT's container is @connection, but these subcommands are @admin in Redis.
+        let client_admin = spec.name == "client"
+            && args.get(1).is_some_and(|a| {
+                ["list", "kill", "pause", "unpause", "no-evict"]
+                    .iter()
+                    .any(|sub| a.eq_ignore_ascii_case(sub.as_bytes()))
+            });
+        let category = if client_admin {
             Some(Category::Admin)
         } else {
             Category::of(spec)

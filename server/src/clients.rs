@@ -1,4 +1,4 @@
-//! The registry of connected clients, for CLIENT LIST, INFO clients and `maxclients`.
+//! The registry of connected clients, for CLIENT LIST and KILL, INFO clients and `maxclients`.
 //!
 //! Each connection owns an `Arc<ClientState>`; the fields it updates on every command are
 //! atomics written only by that connection, so the registry costs the hot path no lock.
@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dashmap::DashMap;
+use futures_util::task::AtomicWaker;
+use sessiond_protocol::cmd::{ClientType, KillFilter};
 
 /// What CLIENT LIST shows of one connection.
 #[derive(Debug)]
@@ -31,6 +33,11 @@ pub struct ClientState {
     /// Its subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
     subscriptions: [AtomicUsize; 3],
     names: Mutex<Names>,
+    /// Set by CLIENT KILL; the connection closes at its next wait for input.
+    killed: AtomicBool,
+    /// Wakes the connection's wait when `killed` is set (lock-free, unlike tokio's `Notify`,
+    /// because the connection polls it before every read).
+    kill_waker: AtomicWaker,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -42,6 +49,72 @@ struct Names {
 }
 
 impl ClientState {
+    /// Asks the connection to close (CLIENT KILL): once the batch it runs has its replies
+    /// written, or at once if it waits for input.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill_waker.wake();
+    }
+
+    /// Ready once [`ClientState::kill`] was called.
+    #[inline]
+    pub fn poll_killed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.killed.load(Ordering::Acquire) {
+            return std::task::Poll::Ready(());
+        }
+        self.kill_waker.register(cx.waker());
+        if self.killed.load(Ordering::Acquire) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Whether CLIENT KILL's filter picks this client (the caller's own ID is `me`).
+    pub fn matches(&self, filter: &KillFilter, me: u64) -> bool {
+        if filter.skip_me && self.id == me {
+            return false;
+        }
+        if filter.id.is_some_and(|id| id != self.id) {
+            return false;
+        }
+        let same_addr = |want: &Option<bytes::Bytes>, addr: SocketAddr| {
+            want.as_ref()
+                .is_none_or(|want| want[..] == *addr.to_string().as_bytes())
+        };
+        if !same_addr(&filter.addr, self.peer) || !same_addr(&filter.laddr, self.local) {
+            return false;
+        }
+        if let Some(user) = &filter.user {
+            let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            let name = if names.user.is_empty() {
+                "default"
+            } else {
+                &names.user
+            };
+            if user[..] != *name.as_bytes() {
+                return false;
+            }
+        }
+        if let Some(kind) = filter.kind {
+            let pubsub = self
+                .subscriptions
+                .iter()
+                .any(|n| n.load(Ordering::Relaxed) != 0);
+            let is = match kind {
+                ClientType::Normal => !pubsub,
+                ClientType::Pubsub => pubsub,
+                ClientType::Replication => false,
+            };
+            if !is {
+                return false;
+            }
+        }
+        filter
+            .max_age_s
+            .is_none_or(|age| self.since.elapsed().as_secs() >= age)
+    }
+
     /// Records a command (an index in the protocol's command table) at `elapsed_ms` after
     /// `since`.
     #[inline]
@@ -169,6 +242,8 @@ impl Clients {
             authenticated: AtomicBool::new(false),
             subscriptions: Default::default(),
             names: Mutex::new(Names::default()),
+            killed: AtomicBool::new(false),
+            kill_waker: AtomicWaker::new(),
         });
         self.connected.insert(id, state.clone());
         state
@@ -177,6 +252,18 @@ impl Clients {
     /// Forgets a closed connection.
     pub fn unregister(&self, id: u64) {
         self.connected.remove(&id);
+    }
+
+    /// Kills the clients `filter` picks (`me`: the caller's ID); how many.
+    pub fn kill(&self, filter: &KillFilter, me: u64) -> usize {
+        let mut killed = 0;
+        for client in self.connected.iter() {
+            if client.matches(filter, me) {
+                client.kill();
+                killed += 1;
+            }
+        }
+        killed
     }
 
     /// How many clients are connected.

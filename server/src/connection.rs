@@ -63,7 +63,9 @@ pub async fn serve<S>(shared: &Arc<Shared>, socket: S, client: Arc<ClientState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut connection = Connection::new(shared, socket, client);
+    let killed = std::future::poll_fn(|cx| client.poll_killed(cx));
+    tokio::pin!(killed);
+    let mut connection = Connection::new(shared, socket, client.clone());
     let mut stop = shared.shutdown_signal();
     // Made once and polled before every read: making a wait takes the shared signal's lock
     // and registers a waiter.
@@ -74,6 +76,7 @@ where
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = &mut stopping => break End::Orderly,
+            () = &mut killed => break End::Orderly,
             input = connection.next_input() => input,
         };
         let done = match input {
@@ -336,11 +339,22 @@ where
         // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
         let early = write_early(self.shared, &self.state);
         while let Some(args) = self.decoded.pop_front() {
+            if self.shared.pause.maybe_on() {
+                // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
+                self.flush().await?;
+                self.shared.pause.wait(&args).await;
+                self.clock.stale();
+            }
             match self.run(args)? {
                 Then::Continue => {}
                 Then::Save => self.save().await,
                 Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
                 Then::Pending => self.run_pending().await?,
+                Then::Sleep(duration) => {
+                    tokio::time::sleep(duration).await;
+                    Frame::ok().encode(self.state.version(), &mut self.output);
+                    self.clock.stale();
+                }
                 then => {
                     // The commands decoded after it are dropped, as unread input would be.
                     self.decoded.clear();

@@ -38,6 +38,7 @@ pub mod idle_poll;
 pub mod live;
 pub mod notify;
 pub mod output_limit;
+pub mod pause;
 pub mod persist;
 pub mod pubsub;
 pub mod script;

@@ -41,6 +41,8 @@ pub struct Shared {
     pub persistence: Arc<Persistence>,
     /// Who may connect.
     pub auth: Auth,
+    /// CLIENT PAUSE's state.
+    pub pause: crate::pause::Pause,
     /// Samples the log of authentication failures.
     pub auth_failure_log: FailureLog,
     /// The Lua scripts cache (EVAL, SCRIPT LOAD).
@@ -99,6 +101,7 @@ impl Shared {
         dbs.notifier().flags().set(config.notify_keyspace_events);
         Shared {
             live: crate::live::Live::new(&config),
+            pause: crate::pause::Pause::default(),
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),

@@ -9,6 +9,7 @@ mod config;
 mod config_rewrite;
 mod connection;
 mod dbsize;
+mod debug;
 mod del;
 mod eval;
 mod exists;
@@ -24,6 +25,7 @@ mod hset;
 mod incr;
 pub mod info;
 mod keys;
+mod memory;
 mod mget;
 mod move_;
 mod mset;
@@ -98,6 +100,9 @@ pub enum Then {
     /// Do what [`ConnState::take_pending`] holds before the next command: wait for a long
     /// script, or run one on a blocking thread (see [`busy`]).
     Pending,
+    /// Wait this long, then reply `OK` (DEBUG SLEEP): the connection's task waits, not the
+    /// server.
+    Sleep(std::time::Duration),
 }
 
 /// The reply to one command.
@@ -719,6 +724,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Time => time::time(ctx),
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),
+        Command::Memory(c) => memory::memory(ctx, c),
+        Command::Debug(c) => return debug::debug(c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
         Command::Save => {
             return Reply {

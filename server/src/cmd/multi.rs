@@ -420,6 +420,9 @@ fn exec_locked(
         }
         if let Some(frame) = reply.frame {
             frame.encode(ctx.conn.version(), ctx.out);
+        } else if let Then::Sleep(_) = reply.then {
+            // DEBUG SLEEP: a transaction holds its keys, so it does not wait inside one.
+            Frame::ok().encode(ctx.conn.version(), ctx.out);
         }
         if reply.then == Then::OutputLimit {
             ctx.out.truncate(start);
