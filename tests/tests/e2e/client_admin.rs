@@ -268,3 +268,57 @@ fn debug_sleep_holds_only_its_own_connection() {
         assert_eq!(error(refused), "ERR value is not a valid float");
     }
 }
+
+/// `redis-cli --bigkeys` and `--memkeys` (the redis-tools package; skipped where it is not
+/// installed) read every type, sessions included, through SCAN, TYPE, the length commands and
+/// MEMORY USAGE.
+#[test]
+fn redis_cli_bigkeys_and_memkeys_read_the_keyspace() {
+    let Ok(probe) = std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("redis-cli is not installed: skipped");
+        return;
+    };
+    assert!(probe.status.success());
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        let _: () = redis::cmd("SET")
+            .arg("s")
+            .arg("value")
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg("h")
+            .arg("f")
+            .arg("v")
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("SADD")
+            .arg("set")
+            .arg("m")
+            .query(&mut con)
+            .unwrap();
+        // One session per protocol: five keys in all.
+        let _: String = redis::cmd("SESSION.CREATE").query(&mut con).unwrap();
+    }
+    let port = server.addr.port().to_string();
+    for (mode, expected) in [
+        ("--bigkeys", "Biggest string found '\"s\"' has 5 bytes"),
+        ("--memkeys", "Biggest session found"),
+    ] {
+        let output = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port, mode])
+            .output()
+            .expect("run redis-cli");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{mode}: {text}");
+        assert!(
+            text.contains("Sampled 5 keys in the keyspace!"),
+            "{mode}: {text}"
+        );
+        assert!(text.contains(expected), "{mode}: {text}");
+    }
+}
