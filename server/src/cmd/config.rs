@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::auth::Secret;
 use crate::glob;
 use crate::notify::{self, EventFlags};
-use crate::setting::{Millis, PositivePeriod, Size, Value};
+use crate::setting::{Millis, Period, PositivePeriod, Size, Value};
 use crate::shared::Shared;
 use crate::store::evict::Policy;
 
@@ -27,7 +27,8 @@ struct Settable {
 /// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable. Each takes
 /// effect at its next use: `maxmemory` at the next write, `timeout` at a client's next wait
 /// for a request, `maxclients` at the next accept, the session defaults at the next new
-/// session; clients and sessions that exist keep what they have.
+/// session, `snapshot-interval` from the change on; clients and sessions that exist keep what
+/// they have.
 const SETTABLE: &[Settable] = &[
     Settable {
         name: "notify-keyspace-events",
@@ -130,6 +131,15 @@ const SETTABLE: &[Settable] = &[
         apply: |shared, value| {
             if let Ok(cap) = integer(value, 0, MAX_SESSIONS_PER_USER) {
                 shared.live.set_session_max_per_user(cap as usize);
+            }
+        },
+    },
+    Settable {
+        name: "snapshot-interval",
+        check: |value| duration::<Period>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(period) = duration::<Period>(value) {
+                shared.persistence.set_interval(period.never_if_zero());
             }
         },
     },
@@ -376,6 +386,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             config.output_limits.config_value(),
         ),
         ("save", String::new()),
+        (
+            "snapshot-interval",
+            format_duration(ctx.shared.persistence.interval().unwrap_or_default()),
+        ),
         (
             "snapshot-journal-limit",
             config

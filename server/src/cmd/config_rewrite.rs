@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use sessiond_protocol::units::{format_duration, format_size};
 use toml_edit::{DocumentMut, Item, Value};
@@ -25,9 +26,13 @@ use crate::shared::Shared;
 pub const NO_CONFIG_FILE: &str = "ERR The server is running without a config file";
 
 /// The settings as a TOML file writes them, under their keys (the flags' names).
-fn rendered(live: &Live, events: EventFlags) -> [(&'static str, Value); 10] {
+fn rendered(
+    live: &Live,
+    events: EventFlags,
+    snapshot_interval: Option<Duration>,
+) -> [(&'static str, Value); 11] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
-    let duration = |d: std::time::Duration| Value::from(format_duration(d));
+    let duration = |d: Duration| Value::from(format_duration(d));
     [
         ("maxmemory", Value::from(format_size(live.maxmemory()))),
         (
@@ -51,6 +56,10 @@ fn rendered(live: &Live, events: EventFlags) -> [(&'static str, Value); 10] {
             int(live.session_max_per_user() as u64),
         ),
         ("notify-keyspace-events", Value::from(events.to_string())),
+        (
+            "snapshot-interval",
+            duration(snapshot_interval.unwrap_or_default()),
+        ),
     ]
 }
 
@@ -67,9 +76,10 @@ fn aliases(key: &str) -> &'static [&'static str] {
 fn file_says(file_key: &str, key: &str, old: &Value) -> Option<Value> {
     let old = old.clone().decorated("", "");
     let mut raw: crate::config::RawConfig = toml::from_str(&format!("{file_key} = {old}")).ok()?;
-    raw.no_persistence = Some(true);
+    raw.no_persistence = None;
     let config = raw.validate().ok()?;
-    rendered(&Live::new(&config), config.notify_keyspace_events)
+    let interval = config.persistence.as_ref().and_then(|p| p.interval);
+    rendered(&Live::new(&config), config.notify_keyspace_events, interval)
         .into_iter()
         .find_map(|(k, value)| (k == key).then_some(value))
 }
@@ -93,10 +103,15 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
     let failed = |error: &dyn std::fmt::Display| format!("ERR Rewriting config file: {error}");
     let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
     let mut doc: DocumentMut = text.parse().map_err(|e| failed(&e))?;
-    let running = rendered(&shared.live, shared.dbs.notifier().flags().get());
+    let running = rendered(
+        &shared.live,
+        shared.dbs.notifier().flags().get(),
+        shared.persistence.interval(),
+    );
     let at_start = rendered(
         &Live::new(&shared.config),
         shared.config.notify_keyspace_events,
+        shared.config.persistence.as_ref().and_then(|p| p.interval),
     );
     for ((key, now), (_, started)) in running.into_iter().zip(at_start) {
         let found = std::iter::once(key)
