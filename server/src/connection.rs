@@ -443,7 +443,7 @@ where
                 self.clock.stale();
                 // As for a script run inline (`cmd::eval`): past the hard output limit the
                 // client is closed, its reply unsent.
-                let limit = cmd::output_class(&self.shared.config, &self.state).hard();
+                let limit = cmd::output_class(&self.shared.live, &self.state).hard();
                 let size = cmd::reply_size(&frame, limit);
                 if self.output.len().saturating_add(size) > limit {
                     closed_for_output_limit(self.shared, &self.state, self.output.len());
@@ -630,7 +630,7 @@ struct WriteState {
 /// or before authentication a hard cap of [`UNAUTHENTICATED_OUTPUT_CAP`].
 fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
     if conn.authenticated() {
-        cmd::output_class(&shared.config, conn)
+        cmd::output_class(&shared.live, conn)
     } else {
         ClassLimit {
             hard_bytes: UNAUTHENTICATED_OUTPUT_CAP,
@@ -646,7 +646,7 @@ fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
 /// is meant to close a client that does not read, not to make it wait.)
 fn write_early(shared: &Shared, conn: &ConnState) -> usize {
     if conn.authenticated() {
-        WRITE_EARLY.min(cmd::output_class(&shared.config, conn).hard() / 2)
+        WRITE_EARLY.min(cmd::output_class(&shared.live, conn).hard() / 2)
     } else {
         WRITE_EARLY
     }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::R
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::output_limit::{ClassLimit, OutputLimits};
 use crate::store::evict::Policy;
 
 /// The run-time settings, starting from the configuration.
@@ -22,6 +23,42 @@ pub struct Live {
     session_idle_ms: AtomicU64,
     session_absolute_ms: AtomicU64,
     session_max_per_user: AtomicUsize,
+    /// `client-output-buffer-limit`'s normal, replica and pubsub classes.
+    output_limits: [ClassSlot; 3],
+}
+
+/// One class of `client-output-buffer-limit`, field by field. A reader racing with CONFIG
+/// SET may see some fields of the old limit and some of the new, each valid on its own.
+#[derive(Debug)]
+struct ClassSlot {
+    hard_bytes: AtomicUsize,
+    soft_bytes: AtomicUsize,
+    soft_seconds: AtomicU64,
+}
+
+impl ClassSlot {
+    fn new(limit: ClassLimit) -> ClassSlot {
+        ClassSlot {
+            hard_bytes: AtomicUsize::new(limit.hard_bytes),
+            soft_bytes: AtomicUsize::new(limit.soft_bytes),
+            soft_seconds: AtomicU64::new(limit.soft_seconds),
+        }
+    }
+
+    #[inline]
+    fn get(&self) -> ClassLimit {
+        ClassLimit {
+            hard_bytes: self.hard_bytes.load(Relaxed),
+            soft_bytes: self.soft_bytes.load(Relaxed),
+            soft_seconds: self.soft_seconds.load(Relaxed),
+        }
+    }
+
+    fn set(&self, limit: ClassLimit) {
+        self.hard_bytes.store(limit.hard_bytes, Relaxed);
+        self.soft_bytes.store(limit.soft_bytes, Relaxed);
+        self.soft_seconds.store(limit.soft_seconds, Relaxed);
+    }
 }
 
 /// Milliseconds of a duration, saturating.
@@ -42,6 +79,11 @@ impl Live {
             session_idle_ms: AtomicU64::new(ms(config.session_idle)),
             session_absolute_ms: AtomicU64::new(ms(config.session_absolute)),
             session_max_per_user: AtomicUsize::new(config.session_max_per_user),
+            output_limits: [
+                ClassSlot::new(config.output_limits.normal),
+                ClassSlot::new(config.output_limits.replica),
+                ClassSlot::new(config.output_limits.pubsub),
+            ],
         }
     }
 
@@ -140,6 +182,37 @@ impl Live {
     /// Sets `session-max-per-user`; it applies at a user's next new session.
     pub fn set_session_max_per_user(&self, cap: usize) {
         self.session_max_per_user.store(cap, Relaxed);
+    }
+}
+
+impl Live {
+    /// The normal class of `client-output-buffer-limit`.
+    #[inline]
+    pub fn normal_output_limit(&self) -> ClassLimit {
+        self.output_limits[0].get()
+    }
+
+    /// The pubsub class of `client-output-buffer-limit`.
+    #[inline]
+    pub fn pubsub_output_limit(&self) -> ClassLimit {
+        self.output_limits[2].get()
+    }
+
+    /// Every class of `client-output-buffer-limit`.
+    pub fn output_limits(&self) -> OutputLimits {
+        OutputLimits {
+            normal: self.output_limits[0].get(),
+            replica: self.output_limits[1].get(),
+            pubsub: self.output_limits[2].get(),
+        }
+    }
+
+    /// Sets `client-output-buffer-limit`: connections are held to it from their next command;
+    /// a subscriber keeps the pubsub limit it subscribed under.
+    pub fn set_output_limits(&self, limits: OutputLimits) {
+        self.output_limits[0].set(limits.normal);
+        self.output_limits[1].set(limits.replica);
+        self.output_limits[2].set(limits.pubsub);
     }
 }
 

@@ -12,6 +12,7 @@ use super::Ctx;
 use crate::auth::Secret;
 use crate::glob;
 use crate::notify::{self, EventFlags};
+use crate::output_limit::OutputLimits;
 use crate::setting::{Millis, Period, PositivePeriod, Size, Value};
 use crate::shared::Shared;
 use crate::store::evict::Policy;
@@ -20,7 +21,7 @@ use crate::store::evict::Policy;
 /// refused, in Redis's words) and the change, which cannot fail once every value passed.
 struct Settable {
     name: &'static str,
-    check: fn(&[u8]) -> Result<(), String>,
+    check: fn(&Shared, &[u8]) -> Result<(), String>,
     apply: fn(&Shared, &[u8]),
 }
 
@@ -32,7 +33,7 @@ struct Settable {
 const SETTABLE: &[Settable] = &[
     Settable {
         name: "notify-keyspace-events",
-        check: |value| {
+        check: |_, value| {
             EventFlags::parse(value)
                 .map(drop)
                 .ok_or_else(|| notify::INVALID_CLASS.to_owned())
@@ -45,7 +46,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "maxmemory",
-        check: |value| memory(value).map(drop),
+        check: |_, value| memory(value).map(drop),
         apply: |shared, value| {
             if let Ok(bytes) = memory(value) {
                 shared.live.set_maxmemory(bytes);
@@ -54,7 +55,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "maxmemory-policy",
-        check: |value| policy(value).map(drop),
+        check: |_, value| policy(value).map(drop),
         apply: |shared, value| {
             if let Ok(policy) = policy(value) {
                 shared.live.set_maxmemory_policy(policy);
@@ -63,7 +64,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "timeout",
-        check: |value| integer(value, 0, i64::MAX as u64).map(drop),
+        check: |_, value| integer(value, 0, i64::MAX as u64).map(drop),
         apply: |shared, value| {
             if let Ok(seconds) = integer(value, 0, i64::MAX as u64) {
                 let timeout = Some(Duration::from_secs(seconds)).filter(|t| !t.is_zero());
@@ -73,7 +74,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "maxclients",
-        check: |value| integer(value, 1, MAX_CLIENTS).map(drop),
+        check: |_, value| integer(value, 1, MAX_CLIENTS).map(drop),
         apply: |shared, value| {
             if let Ok(clients) = integer(value, 1, MAX_CLIENTS) {
                 shared.live.set_maxclients(clients as usize);
@@ -82,7 +83,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "max-auth-failures",
-        check: |value| integer(value, 0, u64::from(u32::MAX)).map(drop),
+        check: |_, value| integer(value, 0, u64::from(u32::MAX)).map(drop),
         apply: |shared, value| {
             if let Ok(failures) = integer(value, 0, u64::from(u32::MAX)) {
                 shared.live.set_max_auth_failures(failures as u32);
@@ -91,7 +92,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "busy-reply-threshold",
-        check: |value| duration::<Millis>(value).map(drop),
+        check: |_, value| duration::<Millis>(value).map(drop),
         apply: |shared, value| {
             if let Ok(Millis(threshold)) = duration(value) {
                 shared.live.set_busy_reply_threshold(threshold);
@@ -100,7 +101,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "lua-time-limit",
-        check: |value| duration::<Millis>(value).map(drop),
+        check: |_, value| duration::<Millis>(value).map(drop),
         apply: |shared, value| {
             if let Ok(Millis(threshold)) = duration(value) {
                 shared.live.set_busy_reply_threshold(threshold);
@@ -109,7 +110,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "session-idle",
-        check: |value| duration::<PositivePeriod>(value).map(drop),
+        check: |_, value| duration::<PositivePeriod>(value).map(drop),
         apply: |shared, value| {
             if let Ok(PositivePeriod(idle)) = duration(value) {
                 shared.live.set_session_idle(idle);
@@ -118,7 +119,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "session-absolute",
-        check: |value| duration::<PositivePeriod>(value).map(drop),
+        check: |_, value| duration::<PositivePeriod>(value).map(drop),
         apply: |shared, value| {
             if let Ok(PositivePeriod(absolute)) = duration(value) {
                 shared.live.set_session_absolute(absolute);
@@ -127,7 +128,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "session-max-per-user",
-        check: |value| integer(value, 0, MAX_SESSIONS_PER_USER).map(drop),
+        check: |_, value| integer(value, 0, MAX_SESSIONS_PER_USER).map(drop),
         apply: |shared, value| {
             if let Ok(cap) = integer(value, 0, MAX_SESSIONS_PER_USER) {
                 shared.live.set_session_max_per_user(cap as usize);
@@ -135,8 +136,17 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "client-output-buffer-limit",
+        check: |shared, value| output_limits(shared, value).map(drop),
+        apply: |shared, value| {
+            if let Ok(limits) = output_limits(shared, value) {
+                shared.live.set_output_limits(limits);
+            }
+        },
+    },
+    Settable {
         name: "snapshot-interval",
-        check: |value| duration::<Period>(value).map(drop),
+        check: |_, value| duration::<Period>(value).map(drop),
         apply: |shared, value| {
             if let Ok(period) = duration::<Period>(value) {
                 shared.persistence.set_interval(period.never_if_zero());
@@ -145,7 +155,7 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "requirepass",
-        check: |value| password(value).map(drop),
+        check: |_, value| password(value).map(drop),
         apply: |shared, value| {
             if let Ok(password) = password(value) {
                 shared.auth.set_requirepass(password.as_ref());
@@ -153,6 +163,21 @@ const SETTABLE: &[Settable] = &[
         },
     },
 ];
+
+/// New output limits: the classes `value` names change, the others keep theirs. The normal
+/// hard limit stays at least twice `proto-max-bulk-len`, as at start (see [`crate::config`]).
+fn output_limits(shared: &Shared, value: &[u8]) -> Result<OutputLimits, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "argument must be UTF-8".to_owned())?;
+    let limits = shared.live.output_limits().parse(text)?;
+    let least = shared.config.limits.max_bulk_len.saturating_mul(2);
+    if limits.normal.hard() < least {
+        return Err(format!(
+            "the normal class's hard limit must be at least {least} bytes, twice \
+             proto-max-bulk-len"
+        ));
+    }
+    Ok(limits)
+}
 
 /// A new `requirepass`: empty for none. Connections already authenticated stay so, as in Redis.
 fn password(value: &[u8]) -> Result<Option<Secret>, String> {
@@ -293,7 +318,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
         }
     }
     for (settable, value) in &chosen {
-        (settable.check)(value).map_err(|reason: String| {
+        (settable.check)(ctx.shared, value).map_err(|reason: String| {
             format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
                 settable.name
@@ -383,7 +408,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         (
             "client-output-buffer-limit",
-            config.output_limits.config_value(),
+            live.output_limits().config_value(),
         ),
         ("save", String::new()),
         (

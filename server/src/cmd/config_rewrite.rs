@@ -30,7 +30,7 @@ fn rendered(
     live: &Live,
     events: EventFlags,
     snapshot_interval: Option<Duration>,
-) -> [(&'static str, Value); 11] {
+) -> [(&'static str, Value); 12] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     [
@@ -59,6 +59,10 @@ fn rendered(
         (
             "snapshot-interval",
             duration(snapshot_interval.unwrap_or_default()),
+        ),
+        (
+            "client-output-buffer-limit",
+            Value::from(live.output_limits().config_value()),
         ),
     ]
 }

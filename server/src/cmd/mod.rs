@@ -497,7 +497,7 @@ fn execute_now(
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
     let written = out.len();
-    let out_limit = output_class(config, conn).hard();
+    let out_limit = output_class(&shared.live, conn).hard();
     let mut ctx = Ctx {
         shared,
         store: shared.dbs.db(conn.db),
@@ -524,14 +524,11 @@ fn execute_now(
 /// The output limits a connection is held to: `client-output-buffer-limit`'s pubsub class while
 /// it subscribes (as Redis), the normal class otherwise.
 #[inline]
-pub fn output_class(
-    config: &crate::config::Config,
-    conn: &ConnState,
-) -> crate::output_limit::ClassLimit {
+pub fn output_class(live: &crate::live::Live, conn: &ConnState) -> crate::output_limit::ClassLimit {
     if conn.subscribed() {
-        config.output_limits.pubsub
+        live.pubsub_output_limit()
     } else {
-        config.output_limits.normal
+        live.normal_output_limit()
     }
 }
 
