@@ -276,6 +276,17 @@ impl User {
             });
         let category = if client_admin {
             Some(Category::Admin)
+        } else if spec.name == "memory" {
+            // MEMORY USAGE reads a key (its patterns are checked by the command); the other
+            // subcommands tell about the whole keyspace, as INFO does.
+            let usage = args
+                .get(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"usage"));
+            Some(if usage {
+                Category::Read
+            } else {
+                Category::Admin
+            })
         } else {
             Category::of(spec)
         };
@@ -859,6 +870,18 @@ mod tests {
             Err(Denied::Command)
         );
         assert_eq!(permit(&reader, &["session.create"]), Err(Denied::Command));
+        // MEMORY USAGE reads; the keyspace-wide MEMORY subcommands and CLIENT KILL/PAUSE are
+        // admin, as CLIENT LIST is.
+        assert_eq!(permit(&reader, &["memory", "usage", "sess:app1:a"]), Ok(()));
+        for words in [
+            &["memory", "stats"][..],
+            &["client", "kill", "id", "1"],
+            &["client", "pause", "10"],
+            &["client", "unpause"],
+            &["debug", "sleep", "0"],
+        ] {
+            assert_eq!(permit(&reader, words), Err(Denied::Command), "{words:?}");
+        }
     }
 
     #[test]
@@ -898,6 +921,9 @@ mod tests {
                 "ssubscribe",
                 "sunsubscribe",
                 "pubsub",
+                // A container whose subcommands `User::permit` sorts: USAGE reads, the rest
+                // is admin.
+                "memory",
             ];
             assert_eq!(category.is_none(), connection.contains(&name), "{name}");
         }

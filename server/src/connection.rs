@@ -342,7 +342,8 @@ where
             if self.shared.pause.maybe_on() {
                 // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
                 self.flush().await?;
-                self.shared.pause.wait(&args).await;
+                let shared = self.shared;
+                self.interruptible(shared.pause.wait(&args)).await?;
                 self.clock.stale();
             }
             match self.run(args)? {
@@ -351,7 +352,7 @@ where
                 Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
                 Then::Pending => self.run_pending().await?,
                 Then::Sleep(duration) => {
-                    tokio::time::sleep(duration).await;
+                    self.interruptible(tokio::time::sleep(duration)).await?;
                     Frame::ok().encode(self.state.version(), &mut self.output);
                     self.clock.stale();
                 }
@@ -368,6 +369,18 @@ where
             }
         }
         Ok(Then::Continue)
+    }
+
+    /// Waits for `wait` (CLIENT PAUSE, DEBUG SLEEP) unless the client is killed or the server
+    /// shuts down first, which ends the connection.
+    async fn interruptible(&self, wait: impl std::future::Future) -> Result<(), End> {
+        let client = self.state.client();
+        let mut stop = self.shared.shutdown_signal();
+        tokio::select! {
+            _ = wait => Ok(()),
+            _ = stop.wait_for(|stopping| *stopping) => Err(End::Orderly),
+            () = std::future::poll_fn(|cx| client.poll_killed(cx)) => Err(End::Orderly),
+        }
     }
 
     /// Runs one decoded command against the connection's state and encodes its reply. What

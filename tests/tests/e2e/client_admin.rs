@@ -322,3 +322,33 @@ fn redis_cli_bigkeys_and_memkeys_read_the_keyspace() {
         assert!(text.contains(expected), "{mode}: {text}");
     }
 }
+
+#[test]
+fn a_client_waiting_in_a_pause_or_a_sleep_can_be_killed() {
+    for resp3 in [false, true] {
+        let server = TestServer::start();
+        let mut admin = server.connect(resp3);
+        let mut sleeper = server.raw();
+        let sleeper_id = client_field(&mut sleeper, "id");
+        sleeper.command(&[b"DEBUG", b"SLEEP", b"1000"]);
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(100_000)
+            .arg("WRITE")
+            .query(&mut admin)
+            .unwrap();
+        let mut writer = server.raw();
+        let writer_id = client_field(&mut writer, "id");
+        writer.command(&[b"SET", b"k", b"v"]);
+        assert_eq!(killed(&mut admin, &["ID", &writer_id]), 1);
+        assert!(writer.closed(), "killed while paused");
+        assert_eq!(killed(&mut admin, &["ID", &sleeper_id]), 1);
+        assert!(sleeper.closed(), "killed while sleeping");
+        let _: () = redis::cmd("CLIENT")
+            .arg("UNPAUSE")
+            .query(&mut admin)
+            .unwrap();
+        let value: Option<String> = redis::cmd("GET").arg("k").query(&mut admin).unwrap();
+        assert_eq!(value, None, "the killed client's write never ran");
+    }
+}
