@@ -1,5 +1,6 @@
 //! `CONFIG GET pattern [pattern ...]`: the settings under redis.conf names; `CONFIG SET
-//! parameter value [...]`: those of [`SETTABLE`] changed at run time, all pairs or none.
+//! parameter value [...]`: those of [`SETTABLE`] changed at run time, all pairs or none;
+//! `CONFIG REWRITE` (`config_rewrite.rs`).
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::Config;
@@ -154,6 +155,15 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "save",
+        check: |_, value| save_rules(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(interval) = save_rules(value) {
+                shared.persistence.set_interval(interval);
+            }
+        },
+    },
+    Settable {
         name: "requirepass",
         check: |_, value| password(value).map(drop),
         apply: |shared, value| {
@@ -177,6 +187,27 @@ fn output_limits(shared: &Shared, value: &[u8]) -> Result<OutputLimits, String> 
         ));
     }
     Ok(limits)
+}
+
+/// Redis's `save` rules, `<seconds> <changes>` pairs (empty: none), as the one period
+/// sessiond has: it saves when at least one key changed, so each rule counts as its seconds and
+/// the shortest wins (a save at least as often as Redis's rules would make).
+fn save_rules(value: &[u8]) -> Result<Option<Duration>, String> {
+    let invalid = || "Invalid save parameters".to_owned();
+    let text = std::str::from_utf8(value).map_err(|_| invalid())?;
+    let numbers = text
+        .split_whitespace()
+        .map(|word| word.parse::<u64>().map_err(|_| invalid()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // As Redis: whole pairs, at least a second each.
+    if !numbers.len().is_multiple_of(2) || numbers.iter().step_by(2).any(|&s| s == 0) {
+        return Err(invalid());
+    }
+    Ok(numbers
+        .iter()
+        .step_by(2)
+        .min()
+        .map(|&s| Duration::from_secs(s)))
 }
 
 /// A new `requirepass`: empty for none. Connections already authenticated stay so, as in Redis.
@@ -410,7 +441,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "client-output-buffer-limit",
             live.output_limits().config_value(),
         ),
-        ("save", String::new()),
+        // The one period as Redis's rules: after that many seconds, if one key changed.
+        (
+            "save",
+            ctx.shared
+                .persistence
+                .interval()
+                .map(|every| format!("{} 1", every.as_secs().max(1)))
+                .unwrap_or_default(),
+        ),
         (
             "snapshot-interval",
             format_duration(ctx.shared.persistence.interval().unwrap_or_default()),

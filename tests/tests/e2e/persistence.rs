@@ -1406,5 +1406,22 @@ fn config_set_snapshot_interval_starts_periodic_saves_without_a_restart() {
         let shown: std::collections::HashMap<String, String> =
             call(&mut con, &[b"CONFIG", b"GET", b"snapshot-interval"]);
         assert_eq!(shown["snapshot-interval"], "0");
+        // Redis's `save` rules set the same period: the shortest of their seconds.
+        let _: Value = call(&mut con, &[b"CONFIG", b"SET", b"save", b"3600 1 300 100"]);
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"s*"]);
+        assert_eq!(shown["snapshot-interval"], "5m");
+        assert_eq!(shown["save"], "300 1");
+        let refused = cmd(&[b"CONFIG", b"SET", b"save", b"300"])
+            .query::<()>(&mut con)
+            .expect_err("a rule without its changes");
+        assert!(
+            refused.to_string().contains("Invalid save parameters"),
+            "{refused}"
+        );
+        let _: Value = call(&mut con, &[b"CONFIG", b"SET", b"save", b""]);
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"save"]);
+        assert_eq!(shown["save"], "");
     }
 }
