@@ -35,7 +35,10 @@ pub struct ClientState {
     names: Mutex<Names>,
     /// Set by CLIENT KILL; the connection closes at its next wait for input.
     killed: AtomicBool,
-    /// Wakes the connection's wait when `killed` is set (lock-free, unlike tokio's `Notify`,
+    /// Set by CONFIG SET timeout: a connection waiting for input starts its wait again, under
+    /// the new timeout.
+    retimed: AtomicBool,
+    /// Wakes the connection's wait when `killed` or `retimed` is set (lock-free, unlike tokio's `Notify`,
     /// because the connection polls it before every read).
     kill_waker: AtomicWaker,
 }
@@ -54,6 +57,42 @@ impl ClientState {
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
         self.kill_waker.wake();
+    }
+
+    /// Asks the connection, if it waits for a request, to wait again under the current
+    /// `timeout` (CONFIG SET timeout). A subscriber, which no timeout holds, ignores it.
+    pub fn retime(&self) {
+        self.retimed.store(true, Ordering::Release);
+        self.kill_waker.wake();
+    }
+
+    /// What the connection loop waits for beside input: `Killed` once [`ClientState::kill`]
+    /// was called, `Retimed` once after [`ClientState::retime`].
+    #[inline]
+    pub fn poll_signal(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Signal> {
+        let signal = || {
+            if self.killed.load(Ordering::Acquire) {
+                Some(Signal::Killed)
+            } else if self.retimed.load(Ordering::Relaxed)
+                && self.retimed.swap(false, Ordering::Acquire)
+                && !self
+                    .subscriptions
+                    .iter()
+                    .any(|n| n.load(Ordering::Relaxed) != 0)
+            {
+                Some(Signal::Retimed)
+            } else {
+                None
+            }
+        };
+        if let Some(signal) = signal() {
+            return std::task::Poll::Ready(signal);
+        }
+        self.kill_waker.register(cx.waker());
+        match signal() {
+            Some(signal) => std::task::Poll::Ready(signal),
+            None => std::task::Poll::Pending,
+        }
     }
 
     /// Ready once [`ClientState::kill`] was called.
@@ -219,6 +258,15 @@ impl ClientState {
     }
 }
 
+/// What woke a connection besides its input (see [`ClientState::poll_signal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// CLIENT KILL picked it.
+    Killed,
+    /// `timeout` changed while it waited.
+    Retimed,
+}
+
 /// Every connected client.
 #[derive(Debug, Default)]
 pub struct Clients {
@@ -243,6 +291,7 @@ impl Clients {
             subscriptions: Default::default(),
             names: Mutex::new(Names::default()),
             killed: AtomicBool::new(false),
+            retimed: AtomicBool::new(false),
             kill_waker: AtomicWaker::new(),
         });
         self.connected.insert(id, state.clone());
@@ -264,6 +313,13 @@ impl Clients {
             }
         }
         killed
+    }
+
+    /// Makes every client waiting for a request wait again under the current `timeout`.
+    pub fn retime_all(&self) {
+        for client in self.connected.iter() {
+            client.retime();
+        }
     }
 
     /// How many clients are connected.

@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::clients::ClientState;
+use crate::clients::{ClientState, Signal};
 use crate::clock::BatchClock;
 use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
@@ -63,8 +63,8 @@ pub async fn serve<S>(shared: &Arc<Shared>, socket: S, client: Arc<ClientState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let killed = std::future::poll_fn(|cx| client.poll_killed(cx));
-    tokio::pin!(killed);
+    let signal = std::future::poll_fn(|cx| client.poll_signal(cx));
+    tokio::pin!(signal);
     let mut connection = Connection::new(shared, socket, client.clone());
     let mut stop = shared.shutdown_signal();
     // Made once and polled before every read: making a wait takes the shared signal's lock
@@ -76,7 +76,12 @@ where
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = &mut stopping => break End::Orderly,
-            () = &mut killed => break End::Orderly,
+            signal = &mut signal => match signal {
+                Signal::Killed => break End::Orderly,
+                // The read is dropped (nothing read is lost) and made again under the new
+                // timeout; a subscriber, which no timeout holds, is never retimed.
+                Signal::Retimed => continue,
+            },
             input = connection.next_input() => input,
         };
         let done = match input {

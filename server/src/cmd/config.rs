@@ -27,8 +27,8 @@ struct Settable {
 }
 
 /// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable. Each takes
-/// effect at its next use: `maxmemory` at the next write, `timeout` at a client's next wait
-/// for a request, `maxclients` at the next accept, the session defaults at the next new
+/// effect at its next use: `maxmemory` at the next write, `timeout` at once (clients waiting
+/// for a request wait again under it), `maxclients` at the next accept, the session defaults at the next new
 /// session, `snapshot-interval` from the change on; clients and sessions that exist keep what
 /// they have.
 const SETTABLE: &[Settable] = &[
@@ -70,6 +70,8 @@ const SETTABLE: &[Settable] = &[
             if let Ok(seconds) = integer(value, 0, i64::MAX as u64) {
                 let timeout = Some(Duration::from_secs(seconds)).filter(|t| !t.is_zero());
                 shared.live.set_idle_timeout(timeout);
+                // Clients already waiting wait again under it, from now.
+                shared.clients.retime_all();
             }
         },
     },

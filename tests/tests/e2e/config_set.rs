@@ -89,15 +89,30 @@ fn timeout_closes_clients_idle_past_it() {
     for resp3 in [false, true] {
         let server = TestServer::start();
         let mut con = server.connect(resp3);
+        // Already waiting for its next request when the timeout changes.
         let mut idle = server.raw();
-        config_set(&mut con, &["timeout", "1"]).expect("CONFIG SET timeout");
-        assert_eq!(config_get(&mut con, "timeout"), "1");
-        // The raw client's next wait for a request is held to the new timeout.
         idle.command(&[b"PING"]);
         assert_eq!(idle.reply(), sessiond_protocol::Frame::simple("PONG"));
-        assert!(idle.closed(), "an idle client is closed after 1 s");
+        let mut subscriber = server.raw();
+        subscriber.command(&[b"SUBSCRIBE", b"news"]);
+        subscriber.reply();
+        config_set(&mut con, &["timeout", "1"]).expect("CONFIG SET timeout");
+        assert_eq!(config_get(&mut con, "timeout"), "1");
+        assert!(
+            idle.closed(),
+            "an idle client is closed 1 s after the change"
+        );
         // `con` waits for its next request under the new timeout too.
         assert!(info_number(&server.info("stats"), "idle_timeouts") >= 1);
+        // As in Redis, no timeout holds a subscriber.
+        subscriber.command(&[b"PING"]);
+        assert_eq!(
+            subscriber.reply(),
+            sessiond_protocol::Frame::Array(vec![
+                sessiond_protocol::Frame::bulk("pong"),
+                sessiond_protocol::Frame::bulk("")
+            ])
+        );
         let mut con = server.connect(resp3);
         config_set(&mut con, &["timeout", "0"]).unwrap();
         assert_eq!(config_get(&mut con, "timeout"), "0");
