@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -267,10 +267,26 @@ impl User {
     /// Whether the user may run the command `args` (name first, arity already checked), the
     /// table row of which is `spec`: its category, then every key argument.
     pub fn permit(&self, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Denied> {
-        let client_list =
-            spec.name == "client" && args.get(1).is_some_and(|a| a.eq_ignore_ascii_case(b"list"));
-        let category = if client_list {
+        // CLIENT's container is @connection, but these subcommands are @admin in Redis.
+        let client_admin = spec.name == "client"
+            && args.get(1).is_some_and(|a| {
+                ["list", "kill", "pause", "unpause", "no-evict"]
+                    .iter()
+                    .any(|sub| a.eq_ignore_ascii_case(sub.as_bytes()))
+            });
+        let category = if client_admin {
             Some(Category::Admin)
+        } else if spec.name == "memory" {
+            // MEMORY USAGE reads a key (its patterns are checked by the command); the other
+            // subcommands tell about the whole keyspace, as INFO does.
+            let usage = args
+                .get(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"usage"));
+            Some(if usage {
+                Category::Read
+            } else {
+                Category::Admin
+            })
         } else {
             Category::of(spec)
         };
@@ -295,12 +311,23 @@ impl User {
 }
 
 /// Who may connect, and as whom.
-#[derive(Clone)]
 pub struct Auth {
-    /// The `default` user; `None` when named users disabled it.
-    default: Option<Arc<User>>,
+    /// The `default` user; `None` when named users disabled it. Behind a lock because
+    /// `CONFIG SET requirepass` replaces it: read when a connection starts and at AUTH, never
+    /// by other commands (a connection holds its own `Arc<User>`, so one that authenticated
+    /// stays authenticated, as in Redis).
+    default: RwLock<Option<Arc<User>>>,
     /// Named users by name.
     users: HashMap<String, Arc<User>>,
+}
+
+impl Clone for Auth {
+    fn clone(&self) -> Auth {
+        Auth {
+            default: RwLock::new(self.default()),
+            users: self.users.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -322,15 +349,28 @@ impl Auth {
     /// Authentication with `requirepass` (if any) for the `default` user, and the named users.
     /// With named users and no requirepass, the `default` user is disabled.
     pub fn new(requirepass: Option<&Secret>, users: &[User]) -> Auth {
-        let default = (requirepass.is_some() || users.is_empty())
-            .then(|| Arc::new(User::default_user(requirepass)));
+        let users: HashMap<_, _> = users
+            .iter()
+            .map(|u| (u.name.clone(), Arc::new(u.clone())))
+            .collect();
         Auth {
-            default,
-            users: users
-                .iter()
-                .map(|u| (u.name.clone(), Arc::new(u.clone())))
-                .collect(),
+            default: RwLock::new(default_user(requirepass, &users)),
+            users,
         }
+    }
+
+    /// Replaces the `default` user's password (`None`: none, or with named users, the `default`
+    /// user disabled) for the connections and AUTHs to come.
+    pub fn set_requirepass(&self, requirepass: Option<&Secret>) {
+        let user = default_user(requirepass, &self.users);
+        *self.default.write().unwrap_or_else(|p| p.into_inner()) = user;
+    }
+
+    fn default(&self) -> Option<Arc<User>> {
+        self.default
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether clients must authenticate before other commands.
@@ -340,36 +380,40 @@ impl Auth {
 
     /// The user a new connection starts as: the `default` user when it needs no password.
     pub fn initial_user(&self) -> Option<Arc<User>> {
-        self.default
-            .as_ref()
-            .filter(|u| u.password_sha256.is_none())
-            .cloned()
+        self.default().filter(|u| u.password_sha256.is_none())
     }
 
     /// Whether the `default` user has a password (AUTH with one argument is meaningful).
     pub fn default_has_password(&self) -> bool {
-        self.default
-            .as_ref()
-            .is_some_and(|u| u.password_sha256.is_some())
+        self.default().is_some_and(|u| u.password_sha256.is_some())
     }
 
     /// The user `name` (`None`: `default`) if `password` is theirs.
     pub fn check(&self, name: Option<&[u8]>, password: &[u8]) -> Option<Arc<User>> {
         let user = match name {
-            None | Some(b"default") => self.default.as_ref(),
+            None | Some(b"default") => self.default(),
             Some(name) => std::str::from_utf8(name)
                 .ok()
-                .and_then(|name| self.users.get(name)),
+                .and_then(|name| self.users.get(name))
+                .cloned(),
         };
         // Hash even for an unknown user, so that it costs the same as a wrong password.
         let digest = sha256(password);
         let user = user?;
         match &user.password_sha256 {
             // Without a password the default user accepts any, like Redis's `nopass`.
-            None => Some(user.clone()),
-            Some(expected) => bool::from(digest.ct_eq(expected)).then(|| user.clone()),
+            None => Some(user),
+            Some(expected) => bool::from(digest.ct_eq(expected)).then_some(user),
         }
     }
+}
+
+/// The `default` user for `requirepass`: disabled when there are named users and no password.
+fn default_user(
+    requirepass: Option<&Secret>,
+    users: &HashMap<String, Arc<User>>,
+) -> Option<Arc<User>> {
+    (requirepass.is_some() || users.is_empty()).then(|| Arc::new(User::default_user(requirepass)))
 }
 
 /// At most one "authentication failed" line per this long: a password guesser must not be able
@@ -826,6 +870,18 @@ mod tests {
             Err(Denied::Command)
         );
         assert_eq!(permit(&reader, &["session.create"]), Err(Denied::Command));
+        // MEMORY USAGE reads; the keyspace-wide MEMORY subcommands and CLIENT KILL/PAUSE are
+        // admin, as CLIENT LIST is.
+        assert_eq!(permit(&reader, &["memory", "usage", "sess:app1:a"]), Ok(()));
+        for words in [
+            &["memory", "stats"][..],
+            &["client", "kill", "id", "1"],
+            &["client", "pause", "10"],
+            &["client", "unpause"],
+            &["debug", "sleep", "0"],
+        ] {
+            assert_eq!(permit(&reader, words), Err(Denied::Command), "{words:?}");
+        }
     }
 
     #[test]
@@ -865,6 +921,9 @@ mod tests {
                 "ssubscribe",
                 "sunsubscribe",
                 "pubsub",
+                // A container whose subcommands `User::permit` sorts: USAGE reads, the rest
+                // is admin.
+                "memory",
             ];
             assert_eq!(category.is_none(), connection.contains(&name), "{name}");
         }

@@ -1,4 +1,4 @@
-//! The registry of connected clients, for CLIENT LIST, INFO clients and `maxclients`.
+//! The registry of connected clients, for CLIENT LIST and KILL, INFO clients and `maxclients`.
 //!
 //! Each connection owns an `Arc<ClientState>`; the fields it updates on every command are
 //! atomics written only by that connection, so the registry costs the hot path no lock.
@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dashmap::DashMap;
+use futures_util::task::AtomicWaker;
+use sessiond_protocol::cmd::{ClientType, KillFilter};
 
 /// What CLIENT LIST shows of one connection.
 #[derive(Debug)]
@@ -31,6 +33,14 @@ pub struct ClientState {
     /// Its subscriptions: channels, patterns, shard channels (`sub=`, `psub=`, `ssub=`).
     subscriptions: [AtomicUsize; 3],
     names: Mutex<Names>,
+    /// Set by CLIENT KILL; the connection closes at its next wait for input.
+    killed: AtomicBool,
+    /// Set by CONFIG SET timeout: a connection waiting for input starts its wait again, under
+    /// the new timeout.
+    retimed: AtomicBool,
+    /// Wakes the connection's wait when `killed` or `retimed` is set (lock-free, unlike tokio's `Notify`,
+    /// because the connection polls it before every read).
+    kill_waker: AtomicWaker,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -42,6 +52,108 @@ struct Names {
 }
 
 impl ClientState {
+    /// Asks the connection to close (CLIENT KILL): once the batch it runs has its replies
+    /// written, or at once if it waits for input.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill_waker.wake();
+    }
+
+    /// Asks the connection, if it waits for a request, to wait again under the current
+    /// `timeout` (CONFIG SET timeout). A subscriber, which no timeout holds, ignores it.
+    pub fn retime(&self) {
+        self.retimed.store(true, Ordering::Release);
+        self.kill_waker.wake();
+    }
+
+    /// What the connection loop waits for beside input: `Killed` once [`ClientState::kill`]
+    /// was called, `Retimed` once after [`ClientState::retime`].
+    #[inline]
+    pub fn poll_signal(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Signal> {
+        let signal = || {
+            if self.killed.load(Ordering::Acquire) {
+                Some(Signal::Killed)
+            } else if self.retimed.load(Ordering::Relaxed)
+                && self.retimed.swap(false, Ordering::Acquire)
+                && !self
+                    .subscriptions
+                    .iter()
+                    .any(|n| n.load(Ordering::Relaxed) != 0)
+            {
+                Some(Signal::Retimed)
+            } else {
+                None
+            }
+        };
+        if let Some(signal) = signal() {
+            return std::task::Poll::Ready(signal);
+        }
+        self.kill_waker.register(cx.waker());
+        match signal() {
+            Some(signal) => std::task::Poll::Ready(signal),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Ready once [`ClientState::kill`] was called.
+    #[inline]
+    pub fn poll_killed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.killed.load(Ordering::Acquire) {
+            return std::task::Poll::Ready(());
+        }
+        self.kill_waker.register(cx.waker());
+        if self.killed.load(Ordering::Acquire) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Whether CLIENT KILL's filter picks this client (the caller's own ID is `me`).
+    pub fn matches(&self, filter: &KillFilter, me: u64) -> bool {
+        if filter.skip_me && self.id == me {
+            return false;
+        }
+        if filter.id.is_some_and(|id| id != self.id) {
+            return false;
+        }
+        let same_addr = |want: &Option<bytes::Bytes>, addr: SocketAddr| {
+            want.as_ref()
+                .is_none_or(|want| want[..] == *addr.to_string().as_bytes())
+        };
+        if !same_addr(&filter.addr, self.peer) || !same_addr(&filter.laddr, self.local) {
+            return false;
+        }
+        if let Some(user) = &filter.user {
+            let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+            let name = if names.user.is_empty() {
+                "default"
+            } else {
+                &names.user
+            };
+            if user[..] != *name.as_bytes() {
+                return false;
+            }
+        }
+        if let Some(kind) = filter.kind {
+            let pubsub = self
+                .subscriptions
+                .iter()
+                .any(|n| n.load(Ordering::Relaxed) != 0);
+            let is = match kind {
+                ClientType::Normal => !pubsub,
+                ClientType::Pubsub => pubsub,
+                ClientType::Replication => false,
+            };
+            if !is {
+                return false;
+            }
+        }
+        filter
+            .max_age_s
+            .is_none_or(|age| self.since.elapsed().as_secs() >= age)
+    }
+
     /// Records a command (an index in the protocol's command table) at `elapsed_ms` after
     /// `since`.
     #[inline]
@@ -146,6 +258,15 @@ impl ClientState {
     }
 }
 
+/// What woke a connection besides its input (see [`ClientState::poll_signal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// CLIENT KILL picked it.
+    Killed,
+    /// `timeout` changed while it waited.
+    Retimed,
+}
+
 /// Every connected client.
 #[derive(Debug, Default)]
 pub struct Clients {
@@ -169,6 +290,9 @@ impl Clients {
             authenticated: AtomicBool::new(false),
             subscriptions: Default::default(),
             names: Mutex::new(Names::default()),
+            killed: AtomicBool::new(false),
+            retimed: AtomicBool::new(false),
+            kill_waker: AtomicWaker::new(),
         });
         self.connected.insert(id, state.clone());
         state
@@ -177,6 +301,25 @@ impl Clients {
     /// Forgets a closed connection.
     pub fn unregister(&self, id: u64) {
         self.connected.remove(&id);
+    }
+
+    /// Kills the clients `filter` picks (`me`: the caller's ID); how many.
+    pub fn kill(&self, filter: &KillFilter, me: u64) -> usize {
+        let mut killed = 0;
+        for client in self.connected.iter() {
+            if client.matches(filter, me) {
+                client.kill();
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// Makes every client waiting for a request wait again under the current `timeout`.
+    pub fn retime_all(&self) {
+        for client in self.connected.iter() {
+            client.retime();
+        }
     }
 
     /// How many clients are connected.

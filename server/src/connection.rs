@@ -32,7 +32,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::clients::ClientState;
+use crate::clients::{ClientState, Signal};
 use crate::clock::BatchClock;
 use crate::cmd::{self, ConnState, Then};
 use crate::output_limit::{ClassLimit, SoftLimit, Verdict};
@@ -63,7 +63,9 @@ pub async fn serve<S>(shared: &Arc<Shared>, socket: S, client: Arc<ClientState>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let mut connection = Connection::new(shared, socket, client);
+    let signal = std::future::poll_fn(|cx| client.poll_signal(cx));
+    tokio::pin!(signal);
+    let mut connection = Connection::new(shared, socket, client.clone());
     let mut stop = shared.shutdown_signal();
     // Made once and polled before every read: making a wait takes the shared signal's lock
     // and registers a waiter.
@@ -74,6 +76,12 @@ where
             // Shutdown first: a client that never stops sending must not delay it.
             biased;
             _ = &mut stopping => break End::Orderly,
+            signal = &mut signal => match signal {
+                Signal::Killed => break End::Orderly,
+                // The read is dropped (nothing read is lost) and made again under the new
+                // timeout; a subscriber, which no timeout holds, is never retimed.
+                Signal::Retimed => continue,
+            },
             input = connection.next_input() => input,
         };
         let done = match input {
@@ -173,7 +181,7 @@ where
         if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
             self.input.reserve(READ_CHUNK);
         }
-        let idle_timeout = self.shared.config.idle_timeout;
+        let idle_timeout = self.shared.live.idle_timeout();
         let read = read_some(
             &mut self.socket,
             &mut self.input,
@@ -336,11 +344,23 @@ where
         // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
         let early = write_early(self.shared, &self.state);
         while let Some(args) = self.decoded.pop_front() {
+            if self.shared.pause.maybe_on() {
+                // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
+                self.flush().await?;
+                let shared = self.shared;
+                self.interruptible(shared.pause.wait(&args)).await?;
+                self.clock.stale();
+            }
             match self.run(args)? {
                 Then::Continue => {}
                 Then::Save => self.save().await,
                 Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
                 Then::Pending => self.run_pending().await?,
+                Then::Sleep(duration) => {
+                    self.interruptible(tokio::time::sleep(duration)).await?;
+                    Frame::ok().encode(self.state.version(), &mut self.output);
+                    self.clock.stale();
+                }
                 then => {
                     // The commands decoded after it are dropped, as unread input would be.
                     self.decoded.clear();
@@ -354,6 +374,18 @@ where
             }
         }
         Ok(Then::Continue)
+    }
+
+    /// Waits for `wait` (CLIENT PAUSE, DEBUG SLEEP) unless the client is killed or the server
+    /// shuts down first, which ends the connection.
+    async fn interruptible(&self, wait: impl std::future::Future) -> Result<(), End> {
+        let client = self.state.client();
+        let mut stop = self.shared.shutdown_signal();
+        tokio::select! {
+            _ = wait => Ok(()),
+            _ = stop.wait_for(|stopping| *stopping) => Err(End::Orderly),
+            () = std::future::poll_fn(|cx| client.poll_killed(cx)) => Err(End::Orderly),
+        }
     }
 
     /// Runs one decoded command against the connection's state and encodes its reply. What
@@ -429,7 +461,7 @@ where
                 self.clock.stale();
                 // As for a script run inline (`cmd::eval`): past the hard output limit the
                 // client is closed, its reply unsent.
-                let limit = cmd::output_class(&self.shared.config, &self.state).hard();
+                let limit = cmd::output_class(&self.shared.live, &self.state).hard();
                 let size = cmd::reply_size(&frame, limit);
                 if self.output.len().saturating_add(size) > limit {
                     closed_for_output_limit(self.shared, &self.state, self.output.len());
@@ -522,7 +554,7 @@ where
                     };
                     // Within the limits: wait for the client to read, as long as --timeout and
                     // the soft limit allow.
-                    let stall_deadline = shared.config.idle_timeout.map(|limit| now + limit);
+                    let stall_deadline = shared.live.idle_timeout().map(|limit| now + limit);
                     let write = async {
                         let write = socket.write(output);
                         match &mailbox {
@@ -616,7 +648,7 @@ struct WriteState {
 /// or before authentication a hard cap of [`UNAUTHENTICATED_OUTPUT_CAP`].
 fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
     if conn.authenticated() {
-        cmd::output_class(&shared.config, conn)
+        cmd::output_class(&shared.live, conn)
     } else {
         ClassLimit {
             hard_bytes: UNAUTHENTICATED_OUTPUT_CAP,
@@ -632,7 +664,7 @@ fn output_limit(shared: &Shared, conn: &ConnState) -> ClassLimit {
 /// is meant to close a client that does not read, not to make it wait.)
 fn write_early(shared: &Shared, conn: &ConnState) -> usize {
     if conn.authenticated() {
-        WRITE_EARLY.min(cmd::output_class(&shared.config, conn).hard() / 2)
+        WRITE_EARLY.min(cmd::output_class(&shared.live, conn).hard() / 2)
     } else {
         WRITE_EARLY
     }

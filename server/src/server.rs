@@ -489,12 +489,12 @@ fn admit(
         .stats
         .connections_received
         .fetch_add(1, Ordering::Relaxed);
-    if shared.clients.len() >= shared.config.maxclients {
+    if shared.clients.len() >= shared.live.maxclients() {
         shared
             .stats
             .rejected_connections
             .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, maxclients = shared.config.maxclients, "refusing connection: max number of clients reached");
+        tracing::warn!(%peer, maxclients = shared.live.maxclients(), "refusing connection: max number of clients reached");
         // Answer without holding up the accept loop; the client may never read (or, on the TLS
         // port, never finish its handshake), so all of it is bounded.
         let tls = tls.cloned();
@@ -570,8 +570,8 @@ async fn serve_tls(
 ) {
     let peer = client.peer;
     let limit = shared
-        .config
-        .idle_timeout
+        .live
+        .idle_timeout()
         .map_or(tls::HANDSHAKE_TIMEOUT, |idle| {
             idle.min(tls::HANDSHAKE_TIMEOUT)
         });

@@ -21,8 +21,10 @@ use crate::store::Databases;
 /// State every connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The validated configuration.
+    /// The validated configuration, as the server started with it.
     pub config: Config,
+    /// The settings CONFIG SET changes: read these rather than `config`'s.
+    pub live: crate::live::Live,
     /// The keyspace: every database.
     pub dbs: Arc<Databases>,
     /// Connected clients.
@@ -41,6 +43,8 @@ pub struct Shared {
     pub persistence: Arc<Persistence>,
     /// Who may connect.
     pub auth: Auth,
+    /// CLIENT PAUSE's state.
+    pub pause: crate::pause::Pause,
     /// Samples the log of authentication failures.
     pub auth_failure_log: FailureLog,
     /// The Lua scripts cache (EVAL, SCRIPT LOAD).
@@ -98,6 +102,8 @@ impl Shared {
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
         Shared {
+            live: crate::live::Live::new(&config),
+            pause: crate::pause::Pause::default(),
             auth,
             auth_failure_log: FailureLog::default(),
             scripts: crate::script_cache::Scripts::default(),

@@ -5,15 +5,17 @@ use bytes::Bytes;
 use super::args::{is, Args};
 use super::CommandError;
 
-/// `CONFIG <subcommand>`: GET, SET and HELP are served.
+/// `CONFIG <subcommand>`: GET, SET, REWRITE and HELP are served.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Config {
     /// `CONFIG GET pattern [pattern ...]`.
     Get(Vec<Bytes>),
     /// `CONFIG SET parameter value [parameter value ...]`: every pair, or none.
     Set(Vec<(Bytes, Bytes)>),
-    /// `CONFIG RESETSTAT`, `REWRITE`: refused with an explanation.
+    /// `CONFIG RESETSTAT`: refused with an explanation.
     ReadOnly(&'static str),
+    /// `CONFIG REWRITE`: the running settings written back into the config file.
+    Rewrite,
     /// `CONFIG HELP`.
     Help,
 }
@@ -48,7 +50,12 @@ impl Config {
         } else if is(&sub, "RESETSTAT") {
             Ok(Config::ReadOnly("resetstat"))
         } else if is(&sub, "REWRITE") {
-            Ok(Config::ReadOnly("rewrite"))
+            if args.remaining() != 0 {
+                return Err(CommandError::other(
+                    "ERR wrong number of arguments for 'config|rewrite' command",
+                ));
+            }
+            Ok(Config::Rewrite)
         } else if is(&sub, "HELP") {
             Ok(Config::Help)
         } else {

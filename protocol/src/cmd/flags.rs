@@ -101,6 +101,8 @@ name_set! {
         MOVABLEKEYS = 15, "movablekeys";
         /// `allow_busy`: allowed while a script is busy.
         ALLOW_BUSY = 11, "allow_busy";
+        /// `protected`: Redis refuses it unless `enable-debug-command` allows it (DEBUG).
+        PROTECTED = 18, "protected";
     }
 }
 

@@ -11,6 +11,7 @@ mod client;
 mod command;
 mod config;
 mod connection;
+mod debug;
 mod error;
 mod eval;
 mod expire;
@@ -23,6 +24,7 @@ mod hash;
 mod incr;
 mod info;
 mod key_spec;
+mod memory;
 mod mget;
 mod move_;
 mod mset;
@@ -45,10 +47,11 @@ use bytes::Bytes;
 
 pub use append::Append;
 pub use args::{is, Args};
-pub use client::Client;
+pub use client::{Client, ClientType, KillFilter};
 pub use command::CommandInfo;
 pub use config::Config;
 pub use connection::{Auth, Echo, Hello, Ping, Select};
+pub use debug::Debug;
 pub use error::CommandError;
 pub use eval::{Eval, Script};
 pub use expire::{Expire, ExpireCondition};
@@ -61,6 +64,7 @@ pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
 pub use key_spec::{key_specs, keynum_specs, KeySpec, KeynumSpec};
+pub use memory::Memory;
 pub use mget::Keys;
 pub use move_::Move;
 pub use mset::MSet;
@@ -143,6 +147,10 @@ pub enum Command {
     Command(CommandInfo),
     /// `CONFIG ...`.
     Config(Config),
+    /// `MEMORY ...`.
+    Memory(Memory),
+    /// `DEBUG ...`.
+    Debug(Debug),
     /// `SHUTDOWN ...`.
     Shutdown(Shutdown),
     /// `SAVE`.
@@ -646,6 +654,10 @@ pub static COMMANDS: &[CommandSpec] = &[
         [ADMIN, SLOW, DANGEROUS],
         "Synchronously saves the database(s) to disk and shuts down the server.",
         |a| Ok(Command::Shutdown(Shutdown::parse(a)?))),
+    spec!("memory", -2, [], 0, 0, 0, [SLOW],
+        "A container for memory diagnostics commands.", |a| Ok(Command::Memory(Memory::parse(a)?))),
+    spec!("debug", -2, [ADMIN, NOSCRIPT, LOADING, STALE, PROTECTED], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "A container for debugging commands.", |a| Ok(Command::Debug(Debug::parse(a)?))),
 ];
 
 /// The table row of the command called `name`, ignoring ASCII case.

@@ -407,7 +407,7 @@ impl Drop for Watching<'_> {
 
 /// The busy-reply threshold, `None` for never.
 fn threshold(shared: &Shared) -> Option<Duration> {
-    Some(shared.config.busy_reply_threshold).filter(|t| !t.is_zero())
+    Some(shared.live.busy_reply_threshold()).filter(|t| !t.is_zero())
 }
 
 /// A script that has written runs on past its budget on a worker of the multi-thread runtime:

@@ -1,4 +1,6 @@
-//! `CLIENT ID|SETNAME|GETNAME|SETINFO|INFO|LIST|HELP`.
+//! `CLIENT ID|SETNAME|GETNAME|SETINFO|INFO|LIST|KILL|PAUSE|UNPAUSE|NO-EVICT|HELP`.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::Client;
@@ -29,6 +31,31 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: Client) -> Frame {
         }
         Client::Info => verbatim(me.describe() + "\n"),
         Client::List { ids } => verbatim(ctx.shared.clients.list(ids.as_deref())),
+        Client::Kill(filter) => {
+            let killed = ctx.shared.clients.kill(&filter, me.id);
+            match (filter.legacy, killed) {
+                (false, killed) => Frame::Integer(killed as i64),
+                (true, 0) => Frame::error("ERR No such client"),
+                (true, _) => Frame::ok(),
+            }
+        }
+        Client::Pause {
+            timeout_ms,
+            writes_only,
+        } => {
+            let until = tokio::time::Instant::now()
+                .checked_add(Duration::from_millis(timeout_ms))
+                .unwrap_or_else(far_future);
+            ctx.shared.pause.pause(until, writes_only);
+            Frame::ok()
+        }
+        Client::Unpause => {
+            ctx.shared.pause.unpause();
+            Frame::ok()
+        }
+        // Accepted for clients that send it: no client is ever evicted for memory here (the
+        // output limits close a client, whatever this says), so there is nothing to exempt.
+        Client::NoEvict(_) => Frame::ok(),
         Client::Help => Frame::Array(
             [
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -44,6 +71,30 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: Client) -> Frame {
                 "    Return information about the current client connection.",
                 "LIST [TYPE normal] [ID <id> [<id> ...]]",
                 "    Return information about client connections.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are:",
+                "    * ADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made from the specified address",
+                "    * LADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made to specified local address",
+                "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                "      Kill connections by type.",
+                "    * USER <username>",
+                "      Kill connections authenticated by <username>.",
+                "    * SKIPME (YES|NO)",
+                "      Skip killing current connection (default: yes).",
+                "    * ID <client-id>",
+                "      Kill connections by client id.",
+                "    * MAXAGE <maxage>",
+                "      Kill connections older than the specified age.",
+                "PAUSE <timeout> [WRITE|ALL]",
+                "    Suspend all, or just write, clients for <timeout> milliseconds.",
+                "UNPAUSE",
+                "    Stop the current client pause, resuming traffic.",
+                "NO-EVICT (ON|OFF)",
+                "    Accepted; no client is evicted for memory here.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -60,4 +111,9 @@ pub fn verbatim(text: String) -> Frame {
         format: *b"txt",
         data: Bytes::from(text),
     }
+}
+
+/// A deadline no pause reaches (CLIENT PAUSE with a timeout past what an `Instant` holds).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
 }

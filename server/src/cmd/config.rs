@@ -1,39 +1,273 @@
 //! `CONFIG GET pattern [pattern ...]`: the settings under redis.conf names; `CONFIG SET
-//! parameter value [...]`: those of [`SETTABLE`] changed at run time, all pairs or none.
+//! parameter value [...]`: those of [`SETTABLE`] changed at run time, all pairs or none;
+//! `CONFIG REWRITE` (`config_rewrite.rs`).
 
 use bytes::Bytes;
 use sessiond_protocol::cmd::Config;
+use sessiond_protocol::units::format_duration;
 use sessiond_protocol::Frame;
 
+use std::time::Duration;
+
 use super::Ctx;
+use crate::auth::Secret;
 use crate::glob;
 use crate::notify::{self, EventFlags};
+use crate::output_limit::OutputLimits;
+use crate::setting::{Millis, Period, PositivePeriod, Size, Value};
 use crate::shared::Shared;
+use crate::store::evict::Policy;
 
 /// A setting CONFIG SET may change: its name, the check of a new value (the reason it is
 /// refused, in Redis's words) and the change, which cannot fail once every value passed.
 struct Settable {
     name: &'static str,
-    check: fn(&[u8]) -> Result<(), &'static str>,
+    check: fn(&Shared, &[u8]) -> Result<(), String>,
     apply: fn(&Shared, &[u8]),
 }
 
-/// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable.
-const SETTABLE: &[Settable] = &[Settable {
-    name: "notify-keyspace-events",
-    check: |value| {
-        EventFlags::parse(value)
-            .map(drop)
-            .ok_or(notify::INVALID_CLASS)
+/// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable. Each takes
+/// effect at its next use: `maxmemory` at the next write, `timeout` at once (clients waiting
+/// for a request wait again under it), `maxclients` at the next accept, the session defaults at the next new
+/// session, `snapshot-interval` from the change on; clients and sessions that exist keep what
+/// they have.
+const SETTABLE: &[Settable] = &[
+    Settable {
+        name: "notify-keyspace-events",
+        check: |_, value| {
+            EventFlags::parse(value)
+                .map(drop)
+                .ok_or_else(|| notify::INVALID_CLASS.to_owned())
+        },
+        apply: |shared, value| {
+            if let Some(flags) = EventFlags::parse(value) {
+                shared.dbs.notifier().flags().set(flags);
+            }
+        },
     },
-    apply: |shared, value| {
-        if let Some(flags) = EventFlags::parse(value) {
-            shared.dbs.notifier().flags().set(flags);
-        }
+    Settable {
+        name: "maxmemory",
+        check: |_, value| memory(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(bytes) = memory(value) {
+                shared.live.set_maxmemory(bytes);
+            }
+        },
     },
-}];
+    Settable {
+        name: "maxmemory-policy",
+        check: |_, value| policy(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(policy) = policy(value) {
+                shared.live.set_maxmemory_policy(policy);
+            }
+        },
+    },
+    Settable {
+        name: "timeout",
+        check: |_, value| integer(value, 0, i64::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(seconds) = integer(value, 0, i64::MAX as u64) {
+                let timeout = Some(Duration::from_secs(seconds)).filter(|t| !t.is_zero());
+                shared.live.set_idle_timeout(timeout);
+                // Clients already waiting wait again under it, from now.
+                shared.clients.retime_all();
+            }
+        },
+    },
+    Settable {
+        name: "maxclients",
+        check: |_, value| integer(value, 1, MAX_CLIENTS).map(drop),
+        apply: |shared, value| {
+            if let Ok(clients) = integer(value, 1, MAX_CLIENTS) {
+                shared.live.set_maxclients(clients as usize);
+            }
+        },
+    },
+    Settable {
+        name: "max-auth-failures",
+        check: |_, value| integer(value, 0, u64::from(u32::MAX)).map(drop),
+        apply: |shared, value| {
+            if let Ok(failures) = integer(value, 0, u64::from(u32::MAX)) {
+                shared.live.set_max_auth_failures(failures as u32);
+            }
+        },
+    },
+    Settable {
+        name: "busy-reply-threshold",
+        check: |_, value| duration::<Millis>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(Millis(threshold)) = duration(value) {
+                shared.live.set_busy_reply_threshold(threshold);
+            }
+        },
+    },
+    Settable {
+        name: "lua-time-limit",
+        check: |_, value| duration::<Millis>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(Millis(threshold)) = duration(value) {
+                shared.live.set_busy_reply_threshold(threshold);
+            }
+        },
+    },
+    Settable {
+        name: "session-idle",
+        check: |_, value| duration::<PositivePeriod>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(PositivePeriod(idle)) = duration(value) {
+                shared.live.set_session_idle(idle);
+            }
+        },
+    },
+    Settable {
+        name: "session-absolute",
+        check: |_, value| duration::<PositivePeriod>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(PositivePeriod(absolute)) = duration(value) {
+                shared.live.set_session_absolute(absolute);
+            }
+        },
+    },
+    Settable {
+        name: "session-max-per-user",
+        check: |_, value| integer(value, 0, MAX_SESSIONS_PER_USER).map(drop),
+        apply: |shared, value| {
+            if let Ok(cap) = integer(value, 0, MAX_SESSIONS_PER_USER) {
+                shared.live.set_session_max_per_user(cap as usize);
+            }
+        },
+    },
+    Settable {
+        name: "client-output-buffer-limit",
+        check: |shared, value| output_limits(shared, value).map(drop),
+        apply: |shared, value| {
+            if let Ok(limits) = output_limits(shared, value) {
+                shared.live.set_output_limits(limits);
+            }
+        },
+    },
+    Settable {
+        name: "snapshot-interval",
+        check: |_, value| duration::<Period>(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(period) = duration::<Period>(value) {
+                shared.persistence.set_interval(period.never_if_zero());
+            }
+        },
+    },
+    Settable {
+        name: "save",
+        check: |_, value| save_rules(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(interval) = save_rules(value) {
+                shared.persistence.set_interval(interval);
+            }
+        },
+    },
+    Settable {
+        name: "requirepass",
+        check: |_, value| password(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(password) = password(value) {
+                shared.auth.set_requirepass(password.as_ref());
+            }
+        },
+    },
+];
 
-/// Answers CONFIG GET and CONFIG SET; RESETSTAT and REWRITE are refused.
+/// New output limits: the classes `value` names change, the others keep theirs. The normal
+/// hard limit stays at least twice `proto-max-bulk-len`, as at start (see [`crate::config`]).
+fn output_limits(shared: &Shared, value: &[u8]) -> Result<OutputLimits, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "argument must be UTF-8".to_owned())?;
+    let limits = shared.live.output_limits().parse(text)?;
+    let least = shared.config.limits.max_bulk_len.saturating_mul(2);
+    if limits.normal.hard() < least {
+        return Err(format!(
+            "the normal class's hard limit must be at least {least} bytes, twice \
+             proto-max-bulk-len"
+        ));
+    }
+    Ok(limits)
+}
+
+/// Redis's `save` rules, `<seconds> <changes>` pairs (empty: none), as the one period
+/// sessiond has: it saves when at least one key changed, so each rule counts as its seconds and
+/// the shortest wins (a save at least as often as Redis's rules would make).
+fn save_rules(value: &[u8]) -> Result<Option<Duration>, String> {
+    let invalid = || "Invalid save parameters".to_owned();
+    let text = std::str::from_utf8(value).map_err(|_| invalid())?;
+    let numbers = text
+        .split_whitespace()
+        .map(|word| word.parse::<u64>().map_err(|_| invalid()))
+        .collect::<Result<Vec<_>, _>>()?;
+    // As Redis: whole pairs, at least a second each.
+    if !numbers.len().is_multiple_of(2) || numbers.iter().step_by(2).any(|&s| s == 0) {
+        return Err(invalid());
+    }
+    Ok(numbers
+        .iter()
+        .step_by(2)
+        .min()
+        .map(|&s| Duration::from_secs(s)))
+}
+
+/// A new `requirepass`: empty for none. Connections already authenticated stay so, as in Redis.
+fn password(value: &[u8]) -> Result<Option<Secret>, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "the password must be UTF-8".to_owned())?;
+    Ok(Some(text)
+        .filter(|text| !text.is_empty())
+        .map(|text| Secret::new(text.to_owned())))
+}
+
+/// The bounds the flags put on `maxclients` and `session-max-per-user` (see
+/// [`crate::config`]).
+const MAX_CLIENTS: u64 = 1 << 20;
+const MAX_SESSIONS_PER_USER: u64 = 1 << 20;
+
+/// A whole number in `min..=max`, with Redis's reasons for the rest.
+fn integer(value: &[u8], min: u64, max: u64) -> Result<u64, String> {
+    let number = std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i128>().ok())
+        .ok_or("argument couldn't be parsed into an integer")?;
+    u64::try_from(number)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("argument must be between {min} and {max} inclusive"))
+}
+
+/// Bytes, with redis.conf's units (`100mb`).
+fn memory(value: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| Size::parse(text).ok())
+        .map(|Size(bytes)| bytes)
+        .ok_or_else(|| "argument must be a memory value".to_owned())
+}
+
+/// A `maxmemory-policy` name.
+fn policy(value: &[u8]) -> Result<Policy, String> {
+    Policy::ALL
+        .into_iter()
+        .find(|p| p.name().as_bytes().eq_ignore_ascii_case(value))
+        .ok_or_else(|| {
+            let names: Vec<_> = Policy::ALL.iter().map(|p| p.name()).collect();
+            format!(
+                "argument(s) must be one of the following: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// A duration as the flag of the same name takes it (a bare number: seconds, or milliseconds
+/// for the busy-reply threshold).
+fn duration<T: Value>(value: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(value).map_err(|_| "argument must be a duration".to_owned())?;
+    T::parse(text)
+}
+
+/// Answers CONFIG GET, SET and REWRITE; RESETSTAT is refused.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
     match cmd {
         Config::Get(patterns) => {
@@ -61,6 +295,10 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             Ok(()) => Frame::ok(),
             Err(message) => Frame::error(message),
         },
+        Config::Rewrite => match super::config_rewrite::rewrite(ctx.shared) {
+            Ok(()) => Frame::ok(),
+            Err(message) => Frame::error(message),
+        },
         Config::ReadOnly(sub) => Frame::error(format!(
             "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
              SESSIOND_* variables or the config file)",
@@ -73,6 +311,8 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
                 "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>",
                 "    Set the configuration <directive> to <value>.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -111,7 +351,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
         }
     }
     for (settable, value) in &chosen {
-        (settable.check)(value).map_err(|reason| {
+        (settable.check)(ctx.shared, value).map_err(|reason: String| {
             format!(
                 "ERR CONFIG SET failed (possibly related to argument '{}') - {reason}",
                 settable.name
@@ -126,6 +366,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
 
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let config = &ctx.shared.config;
+    let live = &ctx.shared.live;
     vec![
         ("bind", config.bind.to_string()),
         ("port", ctx.shared.local_addr.port().to_string()),
@@ -159,7 +400,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
                 .map_or("no", |tls| tls.files.auth_clients.as_str())
                 .to_owned(),
         ),
-        ("maxclients", config.maxclients.to_string()),
+        ("maxclients", live.maxclients().to_string()),
         ("databases", config.databases.to_string()),
         ("io-threads", config.worker_threads().to_string()),
         ("idle-poll-us", config.idle_poll.as_micros().to_string()),
@@ -183,11 +424,11 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         // Milliseconds, under both of Redis's names.
         (
             "busy-reply-threshold",
-            config.busy_reply_threshold.as_millis().to_string(),
+            live.busy_reply_threshold().as_millis().to_string(),
         ),
         (
             "lua-time-limit",
-            config.busy_reply_threshold.as_millis().to_string(),
+            live.busy_reply_threshold().as_millis().to_string(),
         ),
         (
             "active-expire-interval",
@@ -196,9 +437,9 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("loglevel", config.log_level.clone()),
         (
             "timeout",
-            config.idle_timeout.map_or(0, |t| t.as_secs()).to_string(),
+            live.idle_timeout().map_or(0, |t| t.as_secs()).to_string(),
         ),
-        ("max-auth-failures", config.max_auth_failures.to_string()),
+        ("max-auth-failures", live.max_auth_failures().to_string()),
         (
             "auth-timeout",
             config.auth_timeout.map_or(0, |t| t.as_secs()).to_string(),
@@ -209,9 +450,21 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         (
             "client-output-buffer-limit",
-            config.output_limits.config_value(),
+            live.output_limits().config_value(),
         ),
-        ("save", String::new()),
+        // The one period as Redis's rules: after that many seconds, if one key changed.
+        (
+            "save",
+            ctx.shared
+                .persistence
+                .interval()
+                .map(|every| format!("{} 1", every.as_secs().max(1)))
+                .unwrap_or_default(),
+        ),
+        (
+            "snapshot-interval",
+            format_duration(ctx.shared.persistence.interval().unwrap_or_default()),
+        ),
         (
             "snapshot-journal-limit",
             config
@@ -232,10 +485,17 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             .to_owned(),
         ),
         ("appendonly", "no".to_owned()),
-        ("maxmemory", config.maxmemory.to_string()),
+        ("maxmemory", live.maxmemory().to_string()),
         (
             "maxmemory-policy",
-            config.maxmemory_policy.name().to_owned(),
+            live.maxmemory_policy().name().to_owned(),
+        ),
+        // As the flags write them: durations with a unit.
+        ("session-idle", format_duration(live.session_idle())),
+        ("session-absolute", format_duration(live.session_absolute())),
+        (
+            "session-max-per-user",
+            live.session_max_per_user().to_string(),
         ),
         (
             "notify-keyspace-events",

@@ -99,7 +99,7 @@ pub fn auth(ctx: &mut Ctx<'_>, cmd: Auth) -> Reply {
 /// in one EXEC), the password is not even checked: the close is already due.
 fn authenticate(ctx: &mut Ctx<'_>, user: Option<&Bytes>, password: &[u8]) -> Option<Reply> {
     use std::sync::atomic::Ordering::Relaxed;
-    let limit = ctx.shared.config.max_auth_failures;
+    let limit = ctx.shared.live.max_auth_failures();
     if limit > 0 && ctx.conn.auth_failures >= limit {
         return Some(Reply {
             frame: Some(Frame::error(WRONGPASS)),

@@ -76,13 +76,13 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             out,
             "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
             shared.clients.len(),
-            shared.config.maxclients
+            shared.live.maxclients()
         );
     });
     section("memory", "Memory", &|out| {
         let rss = resident_bytes();
         let used = store.used_memory();
-        let max = shared.config.maxmemory;
+        let max = shared.live.maxmemory();
         // The queue is the server's, shared by the databases.
         let lazyfree = store.first().lazyfree_counts();
         let _ = write!(
@@ -94,7 +94,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             human(used),
             human(rss),
             human(max),
-            shared.config.maxmemory_policy.name(),
+            shared.live.maxmemory_policy().name(),
             store.sum(|db| db.expiry_index_len() as u64),
             lazyfree.0,
             lazyfree.1
@@ -220,9 +220,9 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             sum(|s| &s.destroyed),
             sum(|s| &s.regenerated),
             sum(|s| &s.conflicts),
-            shared.config.session_idle.as_millis(),
-            shared.config.session_absolute.as_millis(),
-            shared.config.session_max_per_user,
+            shared.live.session_idle().as_millis(),
+            shared.live.session_absolute().as_millis(),
+            shared.live.session_max_per_user(),
         );
     });
     section("keyspace", "Keyspace", &|out| {

@@ -6,8 +6,10 @@ pub mod busy;
 mod client;
 mod command;
 mod config;
+mod config_rewrite;
 mod connection;
 mod dbsize;
+mod debug;
 mod del;
 mod eval;
 mod exists;
@@ -23,6 +25,7 @@ mod hset;
 mod incr;
 pub mod info;
 mod keys;
+mod memory;
 mod mget;
 mod move_;
 mod mset;
@@ -97,6 +100,9 @@ pub enum Then {
     /// Do what [`ConnState::take_pending`] holds before the next command: wait for a long
     /// script, or run one on a blocking thread (see [`busy`]).
     Pending,
+    /// Wait this long, then reply `OK` (DEBUG SLEEP): the connection's task waits, not the
+    /// server.
+    Sleep(std::time::Duration),
 }
 
 /// The reply to one command.
@@ -481,16 +487,17 @@ fn execute_now(
     {
         return Frame::error(MISCONF).into();
     }
-    if config.maxmemory > 0
+    let maxmemory = shared.live.maxmemory();
+    if maxmemory > 0
         && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !shared
             .dbs
-            .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
+            .make_room(maxmemory, shared.live.maxmemory_policy(), now_ms)
     {
         return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
     let written = out.len();
-    let out_limit = output_class(config, conn).hard();
+    let out_limit = output_class(&shared.live, conn).hard();
     let mut ctx = Ctx {
         shared,
         store: shared.dbs.db(conn.db),
@@ -517,14 +524,11 @@ fn execute_now(
 /// The output limits a connection is held to: `client-output-buffer-limit`'s pubsub class while
 /// it subscribes (as Redis), the normal class otherwise.
 #[inline]
-pub fn output_class(
-    config: &crate::config::Config,
-    conn: &ConnState,
-) -> crate::output_limit::ClassLimit {
+pub fn output_class(live: &crate::live::Live, conn: &ConnState) -> crate::output_limit::ClassLimit {
     if conn.subscribed() {
-        config.output_limits.pubsub
+        live.pubsub_output_limit()
     } else {
-        config.output_limits.normal
+        live.normal_output_limit()
     }
 }
 
@@ -717,6 +721,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Time => time::time(ctx),
         Command::Command(c) => command::command(ctx, c),
         Command::Config(c) => config::config(ctx, c),
+        Command::Memory(c) => memory::memory(ctx, c),
+        Command::Debug(c) => return debug::debug(c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
         Command::Save => {
             return Reply {

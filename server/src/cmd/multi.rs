@@ -337,12 +337,13 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     {
         return abort(MISCONF).into();
     }
-    if config.maxmemory > 0
+    let maxmemory = ctx.shared.live.maxmemory();
+    if maxmemory > 0
         && specs().any(|spec| spec.flags.contains(CommandFlags::DENYOOM))
         && !ctx
             .shared
             .dbs
-            .make_room(config.maxmemory, config.maxmemory_policy, ctx.now_ms)
+            .make_room(maxmemory, ctx.shared.live.maxmemory_policy(), ctx.now_ms)
     {
         return abort("OOM command not allowed when used memory > 'maxmemory'.").into();
     }
@@ -419,6 +420,9 @@ fn exec_locked(
         }
         if let Some(frame) = reply.frame {
             frame.encode(ctx.conn.version(), ctx.out);
+        } else if let Then::Sleep(_) = reply.then {
+            // DEBUG SLEEP: a transaction holds its keys, so it does not wait inside one.
+            Frame::ok().encode(ctx.conn.version(), ctx.out);
         }
         if reply.then == Then::OutputLimit {
             ctx.out.truncate(start);

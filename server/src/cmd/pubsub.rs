@@ -71,7 +71,7 @@ pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     }
     let version = ctx.conn.version();
     if ctx.conn.subscriber.is_none() {
-        let limits = ctx.shared.config.output_limits.pubsub;
+        let limits = ctx.shared.live.pubsub_output_limit();
         let subscriber =
             ctx.shared
                 .pubsub

@@ -11,7 +11,7 @@ use crate::store::session::NewSession;
 
 /// Creates a session under a new server-issued ID and replies with the ID.
 pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
-    let config = &ctx.shared.config;
+    let live = &ctx.shared.live;
     // As EXPIRE does, a timeout whose deadline does not fit a 64-bit count of ms is refused
     // (a configured default is not: the session's deadline saturates instead).
     let fits = |ms: u64| {
@@ -30,13 +30,13 @@ pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
             .user()
             .map_or_else(Bytes::new, |u| u.session_prefix.clone()),
         user: cmd.user,
-        idle_ms: cmd.idle_ms.unwrap_or(millis(config.session_idle)),
-        absolute_ms: cmd.absolute_ms.unwrap_or(millis(config.session_absolute)),
+        idle_ms: cmd.idle_ms.unwrap_or(millis(live.session_idle())),
+        absolute_ms: cmd.absolute_ms.unwrap_or(millis(live.session_absolute())),
         data: cmd.data,
     };
     match ctx
         .store
-        .create_session(new, ctx.now_ms, config.session_max_per_user)
+        .create_session(new, ctx.now_ms, live.session_max_per_user())
     {
         Ok(id) => Frame::Bulk(id),
         Err(error) => {

@@ -8,7 +8,7 @@ use super::{session_reply, Ctx};
 /// Moves the session to a new ID (the old one stops working in the same step) and replies with
 /// the new ID; nil when there is no such session.
 pub fn session_regenerate(ctx: &mut Ctx<'_>, cmd: SessionRegenerate) -> Frame {
-    let cap = ctx.shared.config.session_max_per_user;
+    let cap = ctx.shared.live.session_max_per_user();
     let outcome = ctx
         .store
         .regenerate_session(&cmd.id, cmd.user.as_ref(), ctx.now_ms, cap);

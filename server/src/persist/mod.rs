@@ -169,6 +169,9 @@ pub struct Persistence {
     status: Mutex<SaveStatus>,
     /// Whether the last save failed (writes get MISCONF meanwhile; read on every write).
     failing: std::sync::atomic::AtomicBool,
+    /// The period of the periodic saves (`None`: only on demand), which CONFIG SET
+    /// `snapshot-interval` changes; the periodic task watches it.
+    interval: watch::Sender<Option<Duration>>,
 }
 
 impl Persistence {
@@ -180,6 +183,7 @@ impl Persistence {
             ..SaveStatus::default()
         };
         Persistence {
+            interval: watch::Sender::new(config.as_ref().and_then(|c| c.interval)),
             config,
             store,
             running: watch::Sender::new(false),
@@ -321,32 +325,55 @@ impl Persistence {
         outcome
     }
 
-    /// Saves every `interval` when something changed since the last save, until `stop` resolves;
-    /// after a failed save (this task's, SAVE's or BGSAVE's), [`RETRY_DELAY`] after it began.
+    /// The period of the periodic saves; `None`: only on demand.
+    pub fn interval(&self) -> Option<Duration> {
+        *self.interval.borrow()
+    }
+
+    /// Changes the period of the periodic saves (`None`: only on demand): the next is due one
+    /// new period after the change (sooner after a failed save).
+    pub fn set_interval(&self, interval: Option<Duration>) {
+        self.interval.send_replace(interval);
+    }
+
+    /// Saves every [`Persistence::interval`] when something changed since the last save, until
+    /// `stop` resolves; after a failed save (this task's, SAVE's or BGSAVE's), [`RETRY_DELAY`]
+    /// after it began. Without persistence, it only waits for `stop`.
     pub async fn run_periodic(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
-        let Some(interval) = self.config.as_ref().and_then(|c| c.interval) else {
+        tokio::pin!(stop);
+        if self.config.is_none() {
             stop.await;
             return;
-        };
-        // After a failed save (a shutdown whose final save failed starts this task again), the
-        // retry is due soon, not a whole interval later.
-        let mut next =
-            tokio::time::Instant::now() + next_save_delay(interval, self.status().last_ok);
-        tokio::pin!(stop);
+        }
+        let mut changes = self.interval.subscribe();
         loop {
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep_until(next) => {}
+            let Some(interval) = *changes.borrow_and_update() else {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = changes.changed() => continue,
+                }
+            };
+            // After a failed save (a shutdown whose final save failed starts this task again),
+            // the retry is due soon, not a whole interval later.
+            let mut next =
+                tokio::time::Instant::now() + next_save_delay(interval, self.status().last_ok);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    // A new period: the schedule starts again from now.
+                    _ = changes.changed() => break,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                let started = tokio::time::Instant::now();
+                // A failed save is retried even when nothing changed since: until one succeeds,
+                // writes may be refused (MISCONF).
+                let wanted = self.changes_since_save() > 0 || !self.status().last_ok;
+                if wanted && !self.in_progress() {
+                    let _ = self.save().await;
+                }
+                let delay = next_save_delay(interval, self.status().last_ok);
+                next = (started + delay).max(tokio::time::Instant::now());
             }
-            let started = tokio::time::Instant::now();
-            // A failed save is retried even when nothing changed since: until one succeeds,
-            // writes may be refused (MISCONF).
-            let wanted = self.changes_since_save() > 0 || !self.status().last_ok;
-            if wanted && !self.in_progress() {
-                let _ = self.save().await;
-            }
-            let delay = next_save_delay(interval, self.status().last_ok);
-            next = (started + delay).max(tokio::time::Instant::now());
         }
     }
 }

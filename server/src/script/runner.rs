@@ -119,12 +119,12 @@ fn run_in(
     let in_block = Store::in_block();
     // Over `maxmemory`, write commands that add data are refused inside the script, as Redis
     // refuses them (eviction cannot run inside the block).
-    let config = &shared.config;
-    let over_maxmemory = config.maxmemory > 0
+    let maxmemory = shared.live.maxmemory();
+    let over_maxmemory = maxmemory > 0
         && !read_only
         && !flags.allow_oom
         && !in_block
-        && !store.make_room(config.maxmemory, config.maxmemory_policy, now(shared));
+        && !store.make_room(maxmemory, shared.live.maxmemory_policy(), now(shared));
     if over_maxmemory && !flags.compat {
         return Ran::Reply(Frame::error(
             "OOM allow-oom flag is not set on the script, can not run it when used memory > \

@@ -592,10 +592,10 @@ fn config_get_is_a_read_only_view() {
     }
 
     let mut raw = server.raw();
-    let refused = error_text(&call(&mut raw, &["CONFIG", "SET", "maxclients", "5"]));
+    let refused = error_text(&call(&mut raw, &["CONFIG", "SET", "databases", "5"]));
     assert_eq!(
         refused,
-        "ERR CONFIG SET failed (possibly related to argument 'maxclients') - can't set immutable config"
+        "ERR CONFIG SET failed (possibly related to argument 'databases') - can't set immutable config"
     );
     assert_eq!(
         call(&mut raw, &["CONFIG", "GET", "maxclients"]),

@@ -119,8 +119,8 @@ fn config_set_and_get_notify_keyspace_events() {
                 "ERR Unknown option or number of arguments for CONFIG SET - 'no-such-thing'",
             ),
             (
-                &["notify-keyspace-events", "KEA", "maxclients", "5"],
-                "ERR CONFIG SET failed (possibly related to argument 'maxclients') - can't set \
+                &["notify-keyspace-events", "KEA", "databases", "5"],
+                "ERR CONFIG SET failed (possibly related to argument 'databases') - can't set \
                  immutable config",
             ),
             (

@@ -3,6 +3,8 @@
 
 mod binary;
 mod busy_scripts;
+mod client_admin;
+mod config_set;
 mod connection;
 mod daemon;
 mod databases;

@@ -320,3 +320,52 @@ fn a_script_reply_past_the_hard_limit_closes_the_client() {
         .unwrap();
     assert_eq!(small.len(), 10);
 }
+
+#[test]
+fn config_set_changes_the_limits_for_the_next_command() {
+    for resp3 in [false, true] {
+        let mut config = Config::default();
+        config.limits.max_bulk_len = 16 * 1024;
+        let server = TestServer::with_config(config);
+        let mut con = server.connect(resp3);
+        let value = vec![b'v'; 16 * 1024];
+        for key in ["a", "b", "c"] {
+            let _: () = con.set(key, &value).unwrap();
+        }
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("normal 40kb 0 0")
+            .query(&mut con)
+            .expect("CONFIG SET client-output-buffer-limit");
+        let shown: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("client-output-buffer-limit")
+            .query(&mut con)
+            .unwrap();
+        assert_eq!(
+            shown["client-output-buffer-limit"],
+            "normal 40960 0 0 replica 268435456 67108864 60 pubsub 33554432 8388608 60"
+        );
+        // 48 KiB of values: past the new hard limit.
+        closed_without_a_reply(&server, &[b"MGET", b"a", b"b", b"c"]);
+        let refused = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("normal 20kb 0 0")
+            .query::<()>(&mut con)
+            .expect_err("below twice proto-max-bulk-len");
+        assert!(
+            refused.to_string().contains("twice proto-max-bulk-len"),
+            "{refused}"
+        );
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("client-output-buffer-limit")
+            .arg("normal 0 0 0")
+            .query(&mut con)
+            .unwrap();
+        let values: Vec<Vec<u8>> = con.mget(&["a", "b", "c"]).unwrap();
+        assert_eq!(values.len(), 3);
+    }
+}

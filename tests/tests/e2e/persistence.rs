@@ -1380,3 +1380,48 @@ fn a_second_save_while_a_background_save_runs_is_refused() {
     // No final save with the delay: the test is done.
     server.shared.set_final_save(false);
 }
+
+#[test]
+fn config_set_snapshot_interval_starts_periodic_saves_without_a_restart() {
+    for resp3 in [false, true] {
+        let dir = ScratchDir::new();
+        let server = TestServer::with_config(persisting(&dir.0));
+        let mut con = server.connect(resp3);
+        let saves = |con: &mut Connection| info_number(&info(con, "persistence"), "rdb_saves");
+        let _: Value = call(&mut con, &[b"SET", b"k", b"v"]);
+        assert_eq!(saves(&mut con), 0, "only on demand at start");
+        let _: Value = call(
+            &mut con,
+            &[b"CONFIG", b"SET", b"snapshot-interval", b"25ms"],
+        );
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"snapshot-interval"]);
+        assert_eq!(shown["snapshot-interval"], "25ms");
+        wait_until("a periodic snapshot", || saves(&mut con) == 1);
+        assert_eq!(
+            key_names(&load_fresh(&dir.0.join(SNAPSHOT))),
+            BTreeSet::from([b"k".to_vec()])
+        );
+        let _: Value = call(&mut con, &[b"CONFIG", b"SET", b"snapshot-interval", b"0"]);
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"snapshot-interval"]);
+        assert_eq!(shown["snapshot-interval"], "0");
+        // Redis's `save` rules set the same period: the shortest of their seconds.
+        let _: Value = call(&mut con, &[b"CONFIG", b"SET", b"save", b"3600 1 300 100"]);
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"s*"]);
+        assert_eq!(shown["snapshot-interval"], "5m");
+        assert_eq!(shown["save"], "300 1");
+        let refused = cmd(&[b"CONFIG", b"SET", b"save", b"300"])
+            .query::<()>(&mut con)
+            .expect_err("a rule without its changes");
+        assert!(
+            refused.to_string().contains("Invalid save parameters"),
+            "{refused}"
+        );
+        let _: Value = call(&mut con, &[b"CONFIG", b"SET", b"save", b""]);
+        let shown: std::collections::HashMap<String, String> =
+            call(&mut con, &[b"CONFIG", b"GET", b"save"]);
+        assert_eq!(shown["save"], "");
+    }
+}

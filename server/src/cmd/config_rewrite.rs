@@ -1,0 +1,234 @@
+//! `CONFIG REWRITE`: the settings CONFIG SET changes, written back into the TOML file the
+//! server was started from (`--config`), with `toml_edit` so that the file keeps its comments,
+//! its order and the way it wrote each value it still holds.
+//!
+//! A key the file has is replaced when the running value differs from it; a key it lacks is
+//! added when the running value differs from the one the server started with (a value from a
+//! flag or a variable is given again at the next start). The password is never written: a
+//! config file is often readable by more than the server, so a password changed at run time
+//! stays in `SESSIOND_PASSWORD` or `--requirepass-file`'s care. The file is replaced atomically
+//! (a temporary file beside it, fsynced, renamed over it, then the directory fsynced), with the
+//! old file's mode.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use sessiond_protocol::units::{format_duration, format_size};
+use toml_edit::{DocumentMut, Item, Value};
+
+use crate::live::Live;
+use crate::notify::EventFlags;
+use crate::shared::Shared;
+
+/// Redis's error when there is no file to rewrite.
+pub const NO_CONFIG_FILE: &str = "ERR The server is running without a config file";
+
+/// The settings as a TOML file writes them, under their keys (the flags' names).
+fn rendered(
+    live: &Live,
+    events: EventFlags,
+    snapshot_interval: Option<Duration>,
+) -> [(&'static str, Value); 12] {
+    let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
+    let duration = |d: Duration| Value::from(format_duration(d));
+    [
+        ("maxmemory", Value::from(format_size(live.maxmemory()))),
+        (
+            "maxmemory-policy",
+            Value::from(live.maxmemory_policy().name()),
+        ),
+        ("timeout", duration(live.idle_timeout().unwrap_or_default())),
+        ("maxclients", int(live.maxclients() as u64)),
+        (
+            "max-auth-failures",
+            int(u64::from(live.max_auth_failures())),
+        ),
+        (
+            "busy-reply-threshold",
+            int(live.busy_reply_threshold().as_millis() as u64),
+        ),
+        ("session-idle", duration(live.session_idle())),
+        ("session-absolute", duration(live.session_absolute())),
+        (
+            "session-max-per-user",
+            int(live.session_max_per_user() as u64),
+        ),
+        ("notify-keyspace-events", Value::from(events.to_string())),
+        (
+            "snapshot-interval",
+            duration(snapshot_interval.unwrap_or_default()),
+        ),
+        (
+            "client-output-buffer-limit",
+            Value::from(live.output_limits().config_value()),
+        ),
+    ]
+}
+
+/// Other names a file may give a key under (serde aliases of [`crate::config::RawConfig`]).
+fn aliases(key: &str) -> &'static [&'static str] {
+    match key {
+        "busy-reply-threshold" => &["lua-time-limit"],
+        _ => &[],
+    }
+}
+
+/// What the file's `key = old` means, written as [`rendered`] writes it: read by the same
+/// code that reads the file at start, so `"5s"` and `5000` say the same threshold.
+fn file_says(file_key: &str, key: &str, old: &Value) -> Option<Value> {
+    let old = old.clone().decorated("", "");
+    let mut raw: crate::config::RawConfig = toml::from_str(&format!("{file_key} = {old}")).ok()?;
+    raw.no_persistence = None;
+    let config = raw.validate().ok()?;
+    let interval = config.persistence.as_ref().and_then(|p| p.interval);
+    rendered(&Live::new(&config), config.notify_keyspace_events, interval)
+        .into_iter()
+        .find_map(|(k, value)| (k == key).then_some(value))
+}
+
+/// Whether two values say the same (their decoration aside).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => a.value() == b.value(),
+        (Value::Integer(a), Value::Integer(b)) => a.value() == b.value(),
+        _ => false,
+    }
+}
+
+/// Rewrites the config file; the error reply if there is none or it cannot be rewritten.
+pub fn rewrite(shared: &Shared) -> Result<(), String> {
+    let path = shared
+        .config
+        .config_file
+        .as_deref()
+        .ok_or_else(|| NO_CONFIG_FILE.to_owned())?;
+    let failed = |error: &dyn std::fmt::Display| format!("ERR Rewriting config file: {error}");
+    let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
+    let mut doc: DocumentMut = text.parse().map_err(|e| failed(&e))?;
+    let running = rendered(
+        &shared.live,
+        shared.dbs.notifier().flags().get(),
+        shared.persistence.interval(),
+    );
+    let at_start = rendered(
+        &Live::new(&shared.config),
+        shared.config.notify_keyspace_events,
+        shared.config.persistence.as_ref().and_then(|p| p.interval),
+    );
+    for ((key, now), (_, started)) in running.into_iter().zip(at_start) {
+        let found = std::iter::once(key)
+            .chain(aliases(key).iter().copied())
+            .find(|k| doc.contains_key(k));
+        match found {
+            Some(found) => {
+                if let Some(Item::Value(old)) = doc.get_mut(found) {
+                    let unchanged = file_says(found, key, old).is_some_and(|v| same(&v, &now));
+                    if !unchanged {
+                        let decor = old.decor().clone();
+                        *old = now;
+                        *old.decor_mut() = decor;
+                    }
+                }
+            }
+            None if !same(&now, &started) => {
+                doc.insert(key, Item::Value(now));
+            }
+            None => {}
+        }
+    }
+    replace(path, doc.to_string().as_bytes()).map_err(|e| failed(&e))
+}
+
+/// Replaces `path` with `contents` atomically, keeping its mode.
+fn replace(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = dir.join(format!(".{name}.rewrite-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_rewrite_keeps_comments_and_changes_only_what_changed() {
+        let dir = std::env::temp_dir().join(format!("sessiond-rewrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessiond.toml");
+        let text = format!(
+            "# the server\nmaxclients = 100 # at most\n\n# scripts\nlua-time-limit = \"5s\"\n\n\
+             [[user]]\nname = \"ops\"\npassword-sha256 = \"{}\"\n",
+            crate::auth::password_sha256("ops password")
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let config = Config {
+            maxclients: 100,
+            config_file: Some(path.clone()),
+            ..Config::default()
+        };
+        let shared = Shared::unbound(config);
+        // Unchanged: the file is written as it was.
+        rewrite(&shared).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        shared.live.set_maxclients(200);
+        shared
+            .live
+            .set_busy_reply_threshold(std::time::Duration::from_millis(250));
+        shared.live.set_maxmemory(64 << 20);
+        rewrite(&shared).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.starts_with("# the server\nmaxclients = 200 # at most\n"),
+            "{after}"
+        );
+        assert!(
+            after.contains("# scripts\nlua-time-limit = 250\n"),
+            "{after}"
+        );
+        assert!(after.contains("maxmemory = \"64mb\""), "{after}");
+        assert!(!after.contains("busy-reply-threshold"), "{after}");
+        // The added key is a top-level one, before the users' tables.
+        assert!(after.find("maxmemory").unwrap() < after.find("[[user]]").unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let raw: crate::config::RawConfig = toml::from_str(&after).unwrap();
+        let reread = raw.validate().unwrap();
+        assert_eq!(
+            (reread.maxclients, reread.maxmemory),
+            (200, 64 << 20),
+            "the rewritten file reads back"
+        );
+        assert_eq!(reread.busy_reply_threshold.as_millis(), 250);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_file_redis_s_error() {
+        let shared = Shared::unbound(Config::default());
+        assert_eq!(rewrite(&shared), Err(NO_CONFIG_FILE.to_owned()));
+    }
+}
