@@ -12,7 +12,9 @@ pub enum Config {
     Get(Vec<Bytes>),
     /// `CONFIG SET parameter value [parameter value ...]`: every pair, or none.
     Set(Vec<(Bytes, Bytes)>),
-    /// `CONFIG RESETSTAT`, `REWRITE`: refused with an explanation.
+    /// `CONFIG RESETSTAT`: zero the statistics INFO reports.
+    ResetStat,
+    /// `CONFIG REWRITE`: refused with an explanation.
     ReadOnly(&'static str),
     /// `CONFIG HELP`.
     Help,
@@ -46,7 +48,12 @@ impl Config {
             }
             Ok(Config::Set(pairs))
         } else if is(&sub, "RESETSTAT") {
-            Ok(Config::ReadOnly("resetstat"))
+            if args.remaining() > 0 {
+                return Err(CommandError::other(
+                    "ERR wrong number of arguments for 'config|resetstat' command",
+                ));
+            }
+            Ok(Config::ResetStat)
         } else if is(&sub, "REWRITE") {
             Ok(Config::ReadOnly("rewrite"))
         } else if is(&sub, "HELP") {

@@ -23,6 +23,7 @@ mod hash;
 mod incr;
 mod info;
 mod key_spec;
+mod latency;
 mod mget;
 mod move_;
 mod mset;
@@ -39,6 +40,7 @@ mod session_unset;
 mod set;
 mod sets;
 mod shutdown;
+mod slowlog;
 mod swapdb;
 
 use bytes::Bytes;
@@ -61,6 +63,7 @@ pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
 pub use key_spec::{key_specs, keynum_specs, KeySpec, KeynumSpec};
+pub use latency::Latency;
 pub use mget::Keys;
 pub use move_::Move;
 pub use mset::MSet;
@@ -77,6 +80,7 @@ pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
 pub use sets::{KeyMembers, SPop, SRandMember, SScan, SetAlgebra, SetOp};
 pub use shutdown::Shutdown;
+pub use slowlog::Slowlog;
 pub use swapdb::SwapDb;
 
 /// What TTL-reading command was asked, which decides the unit and form of the reply.
@@ -143,6 +147,10 @@ pub enum Command {
     Command(CommandInfo),
     /// `CONFIG ...`.
     Config(Config),
+    /// `SLOWLOG ...`.
+    Slowlog(Slowlog),
+    /// `LATENCY ...`.
+    Latency(Latency),
     /// `SHUTDOWN ...`.
     Shutdown(Shutdown),
     /// `SAVE`.
@@ -628,6 +636,12 @@ pub static COMMANDS: &[CommandSpec] = &[
         |a| Ok(Command::Command(CommandInfo::parse(a)?))),
     spec!("config", -2, [ADMIN, NOSCRIPT, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
         "A container for server configuration commands.", |a| Ok(Command::Config(Config::parse(a)?))),
+    // Containers whose subcommands are all @admin in Redis: held to that here.
+    spec!("slowlog", -2, [ADMIN, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "A container for slow log commands.", |a| Ok(Command::Slowlog(Slowlog::parse(a)?))),
+    spec!("latency", -2, [ADMIN, NOSCRIPT, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "A container for latency diagnostics commands.",
+        |a| Ok(Command::Latency(Latency::parse(a)?))),
     spec!("save", 1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
         "Synchronously saves the database to disk.", |_| Ok(Command::Save)),
     spec!("bgsave", -1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],

@@ -19,19 +19,71 @@ struct Settable {
 }
 
 /// The settings CONFIG SET changes; every other one CONFIG GET shows is immutable.
-const SETTABLE: &[Settable] = &[Settable {
-    name: "notify-keyspace-events",
-    check: |value| {
-        EventFlags::parse(value)
-            .map(drop)
-            .ok_or(notify::INVALID_CLASS)
+const SETTABLE: &[Settable] = &[
+    Settable {
+        name: "slowlog-log-slower-than",
+        check: |value| {
+            parse_i64(value)
+                .filter(|us| *us >= -1)
+                .map(drop)
+                .ok_or(ARGUMENT)
+        },
+        apply: |shared, value| {
+            shared
+                .slowlog
+                .set_slower_than_us(parse_i64(value).unwrap_or(-1))
+        },
     },
-    apply: |shared, value| {
-        if let Some(flags) = EventFlags::parse(value) {
-            shared.dbs.notifier().flags().set(flags);
-        }
+    Settable {
+        name: "slowlog-max-len",
+        check: |value| {
+            parse_i64(value)
+                .filter(|len| (0..=crate::slowlog::MAX_LEN as i64).contains(len))
+                .map(drop)
+                .ok_or(ARGUMENT)
+        },
+        apply: |shared, value| {
+            shared
+                .slowlog
+                .set_max_len(parse_i64(value).unwrap_or(0) as u64)
+        },
     },
-}];
+    Settable {
+        name: "latency-monitor-threshold",
+        check: |value| {
+            parse_i64(value)
+                .filter(|ms| *ms >= 0)
+                .map(drop)
+                .ok_or(ARGUMENT)
+        },
+        apply: |shared, value| {
+            shared
+                .latency
+                .set_threshold_ms(parse_i64(value).unwrap_or(0) as u64)
+        },
+    },
+    Settable {
+        name: "notify-keyspace-events",
+        check: |value| {
+            EventFlags::parse(value)
+                .map(drop)
+                .ok_or(notify::INVALID_CLASS)
+        },
+        apply: |shared, value| {
+            if let Some(flags) = EventFlags::parse(value) {
+                shared.dbs.notifier().flags().set(flags);
+            }
+        },
+    },
+];
+
+/// Redis's reason for a numeric setting's value out of its range or not a number.
+const ARGUMENT: &str = "argument couldn't be parsed into an integer";
+
+/// A setting's value as an integer.
+fn parse_i64(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
 
 /// Answers CONFIG GET and CONFIG SET; RESETSTAT and REWRITE are refused.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
@@ -61,6 +113,10 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             Ok(()) => Frame::ok(),
             Err(message) => Frame::error(message),
         },
+        Config::ResetStat => {
+            reset_stats(ctx.shared);
+            Frame::ok()
+        }
         Config::ReadOnly(sub) => Frame::error(format!(
             "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
              SESSIOND_* variables or the config file)",
@@ -73,6 +129,8 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
                 "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>",
                 "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
                 "HELP",
                 "    Print this help.",
             ]
@@ -81,6 +139,14 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             .collect(),
         ),
     }
+}
+
+/// CONFIG RESETSTAT, as Redis's: the counters of INFO stats, commandstats, errorstats and
+/// latencystats are zeroed and the peak memory restarts from now; the slow log and the latency
+/// monitor are kept (SLOWLOG RESET and LATENCY RESET clear them).
+fn reset_stats(shared: &Shared) {
+    shared.stats.reset();
+    shared.reset_memory_peak();
 }
 
 /// CONFIG SET: every pair is checked before any is applied, so the command changes all its
@@ -227,6 +293,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         (
             "maxmemory-policy",
             config.maxmemory_policy.name().to_owned(),
+        ),
+        (
+            "slowlog-log-slower-than",
+            ctx.shared.slowlog.slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", ctx.shared.slowlog.max_len().to_string()),
+        (
+            "latency-monitor-threshold",
+            ctx.shared.latency.threshold_ms().to_string(),
         ),
         (
             "notify-keyspace-events",

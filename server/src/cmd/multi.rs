@@ -476,10 +476,27 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
     // The database as it is now: a SELECT queued before this command moved it.
     let shared = ctx.shared;
     ctx.store = shared.dbs.db(ctx.conn.db);
-    match Command::parse_indexed(args).1 {
-        Ok(command) => dispatch(ctx, command),
-        Err(e) => error(e).into(),
+    let command = match Command::parse_indexed(args).1 {
+        Ok(command) => command,
+        Err(e) => {
+            let reply = error(e);
+            ctx.shared.stats.commands.rejected(index);
+            super::count_error(ctx.shared, &reply);
+            return reply.into();
+        }
+    };
+    // Counted and timed as a command of its own, as Redis does, besides EXEC's whole.
+    let slot = crate::stats::commands::slot(index, &command);
+    let started = std::time::Instant::now();
+    let reply = dispatch(ctx, command);
+    let nanos = started.elapsed().as_nanos() as u64;
+    super::count_call(ctx.shared, ctx.stats, slot, nanos);
+    if let Some(frame) = &reply.frame {
+        if super::count_error(ctx.shared, frame) {
+            ctx.shared.stats.commands.failed(slot);
+        }
     }
+    reply
 }
 
 #[cfg(test)]
