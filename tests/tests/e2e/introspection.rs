@@ -364,6 +364,19 @@ fn slowlog_at_zero_logs_every_command_with_credentials_redacted() {
         assert!(log.iter().all(|e| e.name == "tester"));
         assert!(log[0].peer.starts_with("127.0.0.1:"), "{}", log[0].peer);
         assert_eq!(entries(con, "2").len(), 2);
+        // A transaction's commands are logged one by one, EXEC itself not (`skip_slowlog`).
+        query(con, "MULTI");
+        query(con, "SET tx:1 secret-in-tx");
+        query(con, "EXEC");
+        let shown: Vec<Vec<String>> = entries(con, "3").into_iter().map(|e| e.args).collect();
+        assert_eq!(
+            shown,
+            [
+                vec!["SET", "tx:1", "(redacted)"],
+                vec!["MULTI"],
+                vec!["SLOWLOG", "GET", "(redacted)"]
+            ]
+        );
         assert_eq!(entries(con, "").len(), 10);
 
         // The settings, read back and applied at once.
