@@ -5,7 +5,8 @@
 //! its own, once per read, not per command, and INFO sums the stripes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+
+use crate::process::monotonic_nanos;
 
 use crate::slowlog::ArgCopy;
 use commands::{CommandStats, Tally};
@@ -64,9 +65,9 @@ pub struct LocalStats {
     pub output_bytes: u64,
     /// Calls and time per command.
     pub tally: Tally,
-    /// When the command about to run started: the end of the one before, or the start of its
-    /// group ([`LocalStats::start_timing`]); one clock reading per command.
-    pub mark: Option<Instant>,
+    /// When the command about to run started, monotonic ns: the end of the one before, or
+    /// the start of its group ([`LocalStats::start_timing`]); one clock reading per command.
+    pub mark_nanos: u64,
     /// The arguments of the command running, as the slow log would show them.
     pub args: ArgCopy,
 }
@@ -76,17 +77,20 @@ impl LocalStats {
     /// the connection waited for something that is not the command's doing.
     #[inline]
     pub fn start_timing(&mut self) {
-        self.mark = Some(Instant::now());
+        self.mark_nanos = monotonic_nanos();
     }
 
     /// The time since the mark, in nanoseconds, moving the mark to now.
     #[inline]
     pub fn lap_nanos(&mut self) -> u64 {
-        let now = Instant::now();
-        let since = self.mark.map_or(0, |mark| {
-            now.saturating_duration_since(mark).as_nanos() as u64
-        });
-        self.mark = Some(now);
+        let now = monotonic_nanos();
+        // Never started (a caller that runs one command alone): no time.
+        let since = if self.mark_nanos == 0 {
+            0
+        } else {
+            now.saturating_sub(self.mark_nanos)
+        };
+        self.mark_nanos = now;
         since
     }
 }
