@@ -458,7 +458,8 @@ fn execute_now(
         stats.args.capture(&args);
     }
     let written = out.len();
-    let (reply, ran) = run_now(shared, conn, stats, args, clock, out);
+    let mut ran = Ran::Unknown;
+    let reply = run_now(shared, conn, stats, args, clock, out, &mut ran);
     let nanos = stats.lap_nanos();
     let error = error_message(&reply, out, written);
     let command_stats = &shared.stats.commands;
@@ -563,7 +564,7 @@ fn log_slow(
     });
 }
 
-/// Runs a command: [`execute_now`] without the statistics.
+/// Runs a command: [`execute_now`] without the statistics; `ran` says how far it went.
 #[inline]
 fn run_now(
     shared: &Arc<Shared>,
@@ -572,7 +573,8 @@ fn run_now(
     args: Vec<Bytes>,
     clock: &mut BatchClock,
     out: &mut BytesMut,
-) -> (Reply, Ran) {
+    ran: &mut Ran,
+) -> Reply {
     let work = Work {
         args: args.len(),
         bytes: args.iter().map(Bytes::len).sum(),
@@ -590,26 +592,33 @@ fn run_now(
             Err(e) if conn.user.is_some() => error(e),
             _ => Frame::error("NOAUTH Authentication required."),
         };
-        return (refused(conn, None, refusal), Ran::Unknown);
+        *ran = Ran::Unknown;
+        return refused(conn, None, refusal);
     };
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         let refusal = Frame::error("NOAUTH Authentication required.");
-        return (refused(conn, Some(spec), refusal), Ran::Rejected(index));
+        *ran = Ran::Rejected(index);
+        return refused(conn, Some(spec), refusal);
     }
     let command = match parsed {
         Ok(command) => command,
-        Err(e) => return (refused(conn, Some(spec), error(e)), Ran::Rejected(index)),
+        Err(e) => {
+            *ran = Ran::Rejected(index);
+            return refused(conn, Some(spec), error(e));
+        }
     };
     let slot = crate::stats::commands::slot(index, &command);
     if let (Some(args), Some(user)) = (kept, &conn.user) {
         if let Err(denied) = user.permit(spec, &args) {
             let refusal = refuse(shared, conn, spec.name, denied);
-            return (refused(conn, Some(spec), refusal), Ran::Rejected(slot));
+            *ran = Ran::Rejected(slot);
+            return refused(conn, Some(spec), refusal);
         }
     }
     if conn.subscribed() && conn.version == ProtocolVersion::Resp2 {
         if let Some(refusal) = pubsub::refused_while_subscribed(spec.name) {
-            return (refused(conn, Some(spec), refusal), Ran::Rejected(slot));
+            *ran = Ran::Rejected(slot);
+            return refused(conn, Some(spec), refusal);
         }
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
@@ -619,7 +628,8 @@ fn run_now(
         && shared.persistence.last_save_failed()
         && refused_while_saves_fail(spec)
     {
-        return (Frame::error(MISCONF).into(), Ran::Rejected(slot));
+        *ran = Ran::Rejected(slot);
+        return Frame::error(MISCONF).into();
     }
     if config.maxmemory > 0
         && spec.flags.contains(CommandFlags::DENYOOM)
@@ -628,7 +638,8 @@ fn run_now(
             .make_room(config.maxmemory, config.maxmemory_policy, now_ms)
     {
         let refusal = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
-        return (refusal.into(), Ran::Rejected(slot));
+        *ran = Ran::Rejected(slot);
+        return refusal.into();
     }
     let written = out.len();
     let out_limit = output_class(config, conn).hard();
@@ -652,7 +663,8 @@ fn run_now(
     if !keeps {
         clock.stale();
     }
-    (reply, Ran::Done { slot, spec })
+    *ran = Ran::Done { slot, spec };
+    reply
 }
 
 /// The output limits a connection is held to: `client-output-buffer-limit`'s pubsub class while

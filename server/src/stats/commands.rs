@@ -78,6 +78,19 @@ pub fn slot_name(slot: usize) -> &'static str {
 /// the containers, else its own.
 #[inline]
 pub fn slot(index: usize, command: &Command) -> usize {
+    let container = matches!(
+        command,
+        Command::Client(_)
+            | Command::Config(_)
+            | Command::Script(_)
+            | Command::Pubsub(_)
+            | Command::Command(_)
+            | Command::Slowlog(_)
+            | Command::Latency(_)
+    );
+    if !container {
+        return index;
+    }
     match subcommand(command) {
         None => index,
         Some(name) => SUBCOMMANDS
@@ -88,6 +101,7 @@ pub fn slot(index: usize, command: &Command) -> usize {
 }
 
 /// The `container|sub` name of a container's subcommand.
+#[inline(never)]
 fn subcommand(command: &Command) -> Option<&'static str> {
     Some(match command {
         Command::Client(c) => match c {
@@ -208,6 +222,14 @@ impl Tally {
         let bucket = bucket(nanos) as u32;
         let slot = slot as u32;
         let len = self.len;
+        // A pipeline mostly repeats the last command: tried first.
+        if let Some(last) = self.entries.get_mut(len.wrapping_sub(1)) {
+            if last.slot == slot && last.bucket == bucket {
+                last.calls += 1;
+                last.nanos += nanos;
+                return true;
+            }
+        }
         for entry in self.entries.iter_mut().take(len) {
             if entry.slot == slot && entry.bucket == bucket {
                 entry.calls += 1;
