@@ -86,7 +86,7 @@ for server in $servers; do
     start "$server"
     for i in $(seq 0 999); do printf 'SET other:%012d x\r\n' "$i"; done | redis-cli -p "$port" --pipe >/dev/null
     base_keys="$(redis-cli -p "$port" DBSIZE)"
-    base_used="$(info_field memory used_memory)"
+    base_used="$(info_field memory used_memory_dataset)"
     base_rss="$(rss_kib)"
     idle_p99="$(traffic 4)"
 
@@ -103,7 +103,7 @@ for i in range(n):
 PY
     redis-cli -p "$port" --pipe <"$work/dataset.resp" >/dev/null
     loaded_keys="$(redis-cli -p "$port" DBSIZE)"
-    loaded_used="$(info_field memory used_memory)"
+    loaded_used="$(info_field memory used_memory_dataset)"
     loaded_rss="$(rss_kib)"
     if (( $(now_ms) > deadline - 3000 )); then
         echo "mass-expiry.sh: loading took too long for the 20 s deadline" >&2
@@ -141,7 +141,7 @@ for _ in range(400):
     t = int(time.time() * 1000) - deadline
     sock.sendall(b"*1\r\n$6\r\nDBSIZE\r\n*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n")
     keys = reply()
-    used = next(int(l.split(":")[1]) for l in reply().splitlines() if l.startswith("used_memory:"))
+    used = next(int(l.split(":")[1]) for l in reply().splitlines() if l.startswith("used_memory_dataset:"))
     if keys_back == "-" and keys <= base_keys:
         keys_back = t
     if used_back == "-" and used <= used_limit:

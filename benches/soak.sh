@@ -99,7 +99,7 @@ start_s=$(date +%s)
     while kill -0 "$server_pid" 2>/dev/null; do
         rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo 0)"
         keys="$(redis-cli -p "$port" DBSIZE 2>/dev/null || echo -)"
-        used="$(info_field memory used_memory 2>/dev/null || echo -)"
+        used="$(info_field memory used_memory_dataset 2>/dev/null || echo -)"
         saves="$(info_field persistence rdb_saves 2>/dev/null || echo -)"
         echo "$(( $(date +%s) - start_s )) $rss $keys $used $saves"
         sleep 5

@@ -128,6 +128,14 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
+    /// `slowlog-log-slower-than`: commands of at least this many microseconds are logged; 0:
+    /// all, negative: none. CONFIG SET changes the running value (`Shared::slowlog`).
+    pub slowlog_log_slower_than_us: i64,
+    /// `slowlog-max-len`: entries the slow log keeps.
+    pub slowlog_max_len: u64,
+    /// `latency-monitor-threshold`: commands of at least this many milliseconds are latency
+    /// spikes; 0: off.
+    pub latency_monitor_threshold_ms: u64,
     /// Snapshots; `None` runs purely in memory. The library default is in memory; the binary's
     /// flags default to [`PersistConfig::default`].
     pub persistence: Option<PersistConfig>,
@@ -175,6 +183,9 @@ impl Default for Config {
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
+            slowlog_log_slower_than_us: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold_ms: 0,
             persistence: None,
             stop_writes_on_bgsave_error: true,
             log_level: "info".to_owned(),
@@ -397,6 +408,31 @@ impl RawConfig {
                 .map_or(defaults.session_absolute, |PositivePeriod(d)| d),
             session_max_per_user: range("session-max-per-user", session_max_per_user, 0, 1 << 20)?
                 as usize,
+            slowlog_log_slower_than_us: match self.slowlog_log_slower_than {
+                None => defaults.slowlog_log_slower_than_us,
+                Some(us) if us < -1 => {
+                    return Err(Invalid::new(
+                        "slowlog-log-slower-than",
+                        us.to_string(),
+                        "expected -1 (off), 0 (every command) or more",
+                    )
+                    .into())
+                }
+                Some(us) => us,
+            },
+            slowlog_max_len: range(
+                "slowlog-max-len",
+                self.slowlog_max_len.unwrap_or(defaults.slowlog_max_len),
+                0,
+                crate::slowlog::MAX_LEN,
+            )?,
+            latency_monitor_threshold_ms: range(
+                "latency-monitor-threshold",
+                self.latency_monitor_threshold
+                    .unwrap_or(defaults.latency_monitor_threshold_ms),
+                0,
+                i64::MAX as u64,
+            )?,
             persistence: match self.no_persistence {
                 Some(true) => None,
                 _ => Some(PersistConfig::from_settings(

@@ -343,6 +343,9 @@ where
     async fn run_decoded(&mut self) -> Result<Then, End> {
         // AUTH, HELLO and RESET end a group: the threshold holds for all of it.
         let early = write_early(self.shared, &self.state);
+        // A command's time runs from the end of the one before (one clock reading each), so
+        // the timer starts again after anything that is not a command's doing.
+        self.local.start_timing();
         while let Some(args) = self.decoded.pop_front() {
             if self.shared.pause.maybe_on() {
                 // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
@@ -350,16 +353,27 @@ where
                 let shared = self.shared;
                 self.interruptible(shared.pause.wait(&args)).await?;
                 self.clock.stale();
+                self.local.start_timing();
             }
             match self.run(args)? {
                 Then::Continue => {}
-                Then::Save => self.save().await,
-                Then::AwaitShutdown(failed_before) => self.await_shutdown(failed_before).await?,
-                Then::Pending => self.run_pending().await?,
+                Then::Save => {
+                    self.save().await;
+                    self.local.start_timing();
+                }
+                Then::AwaitShutdown(failed_before) => {
+                    self.await_shutdown(failed_before).await?;
+                    self.local.start_timing();
+                }
+                Then::Pending => {
+                    self.run_pending().await?;
+                    self.local.start_timing();
+                }
                 Then::Sleep(duration) => {
                     self.interruptible(tokio::time::sleep(duration)).await?;
                     Frame::ok().encode(self.state.version(), &mut self.output);
                     self.clock.stale();
+                    self.local.start_timing();
                 }
                 then => {
                     // The commands decoded after it are dropped, as unread input would be.
@@ -371,6 +385,7 @@ where
                 self.flush().await?;
                 // The flush may have waited for the client to read.
                 self.clock.stale();
+                self.local.start_timing();
             }
         }
         Ok(Then::Continue)
@@ -512,7 +527,9 @@ where
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, %peer, "closing an unauthenticated client: input beyond the pre-authentication limits, or malformed");
         }
-        Frame::error(format!("ERR {error}")).encode(self.state.version(), &mut self.output);
+        let reply = format!("ERR {error}");
+        stats.commands.error_reply(reply.as_bytes());
+        Frame::error(reply).encode(self.state.version(), &mut self.output);
         Then::Close
     }
 

@@ -338,14 +338,14 @@ fn encode_server(encoder: &mut DescriptorEncoder<'_>, shared: &Shared) -> std::f
     gauge(
         encoder,
         "sessiond_used_memory_bytes",
-        "Memory the keyspace is accounted for (INFO memory: used_memory)",
+        "Memory the keyspace is accounted for (INFO memory: used_memory_dataset; maxmemory holds it)",
         store.used_memory(),
     )?;
     gauge(
         encoder,
         "sessiond_resident_memory_bytes",
         "The process's resident set size (INFO memory: used_memory_rss)",
-        crate::cmd::info::resident_bytes(),
+        crate::process::memory().rss,
     )?;
     gauge(
         encoder,

@@ -310,6 +310,18 @@ impl Server {
         let _poller = crate::idle_poll::applies(idle_poll).then(|| {
             tokio_util::task::AbortOnDropHandle::new(tokio::spawn(crate::idle_poll::run(idle_poll)))
         });
+        // `used_memory_peak`'s samples, as Redis's cron takes them.
+        let _memory_sampler = {
+            let shared = Arc::clone(&shared);
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::process::PEAK_PERIOD);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    shared.sample_memory();
+                }
+            }))
+        };
         // Once the sender is gone, no signal will come: the branch is turned off.
         let mut signals_open = true;
         loop {

@@ -33,6 +33,14 @@ pub struct Shared {
     pub stats: Stats,
     /// When the server started (monotonic), for uptime.
     pub started: Instant,
+    /// INFO's `run_id`: 40 hex characters from the OS's CSPRNG, new at every start.
+    pub run_id: String,
+    /// The slow log (SLOWLOG).
+    pub slowlog: crate::slowlog::SlowLog,
+    /// The latency monitor (LATENCY).
+    pub latency: crate::slowlog::LatencyMonitor,
+    /// `used_memory_peak`.
+    pub memory_peak: crate::process::Peak,
     /// The address the plaintext listener is bound to.
     pub local_addr: SocketAddr,
     /// The address the TLS listener is bound to, if there is one.
@@ -61,6 +69,14 @@ pub struct Shared {
     draining: watch::Sender<usize>,
     /// Shutdowns given up because their final save failed; SHUTDOWN callers wait for it to move.
     failed_shutdowns: watch::Sender<u64>,
+}
+
+/// A new `run_id`: 20 bytes of the OS's CSPRNG in hex (all zeros if it fails, which the
+/// session IDs it also serves would report).
+fn run_id() -> String {
+    let mut raw = [0u8; 20];
+    let _ = getrandom::fill(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHUTDOWN's options, as Redis 7 has them.
@@ -101,6 +117,9 @@ impl Shared {
     ) -> Shared {
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
+        let slowlog =
+            crate::slowlog::SlowLog::new(config.slowlog_log_slower_than_us, config.slowlog_max_len);
+        let latency = crate::slowlog::LatencyMonitor::new(config.latency_monitor_threshold_ms);
         Shared {
             live: crate::live::Live::new(&config),
             pause: crate::pause::Pause::default(),
@@ -114,6 +133,10 @@ impl Shared {
             clients: Clients::default(),
             stats: Stats::default(),
             started: Instant::now(),
+            run_id: run_id(),
+            slowlog,
+            latency,
+            memory_peak: crate::process::Peak::default(),
             local_addr,
             tls_local_addr,
             metrics_local_addr: std::sync::OnceLock::new(),
@@ -138,6 +161,17 @@ impl Shared {
         let auth = Auth::new(config.requirepass.as_ref(), &config.users);
         let nowhere = SocketAddr::from(([127, 0, 0, 1], 0));
         Shared::new(config, store, persistence, auth, nowhere, None, None)
+    }
+
+    /// Notes the process's memory now in `used_memory_peak`; the memory and the peak.
+    pub fn sample_memory(&self) -> (crate::process::Memory, u64) {
+        let memory = crate::process::memory();
+        (memory, self.memory_peak.note(memory.anonymous))
+    }
+
+    /// Restarts `used_memory_peak` from the memory now (CONFIG RESETSTAT).
+    pub fn reset_memory_peak(&self) {
+        self.memory_peak.reset(crate::process::memory().anonymous);
     }
 
     /// Asks the server to shut down gracefully, as set by [`Shared::set_final_save`] (a signal).

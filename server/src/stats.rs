@@ -6,6 +6,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::process::monotonic_nanos;
+
+use crate::slowlog::ArgCopy;
+use commands::{CommandStats, Tally};
+
+pub mod commands;
+
 /// Counters since start.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -39,6 +46,8 @@ pub struct Stats {
     /// Connections to the TLS port closed because the handshake failed (plaintext, no or a
     /// bad client certificate, a timeout).
     pub tls_handshake_failures: AtomicU64,
+    /// Per-command calls, time, failures and latency, and error replies by prefix.
+    pub commands: CommandStats,
 }
 
 /// A connection's counts since its last flush into [`Stats`].
@@ -54,6 +63,36 @@ pub struct LocalStats {
     pub input_bytes: u64,
     /// Bytes written.
     pub output_bytes: u64,
+    /// Calls and time per command.
+    pub tally: Tally,
+    /// When the command about to run started, monotonic ns: the end of the one before, or
+    /// the start of its group ([`LocalStats::start_timing`]); one clock reading per command.
+    pub mark_nanos: u64,
+    /// The arguments of the command running, as the slow log would show them.
+    pub args: ArgCopy,
+}
+
+impl LocalStats {
+    /// Starts timing the next command now: at the start of a group of commands, and after
+    /// the connection waited for something that is not the command's doing.
+    #[inline]
+    pub fn start_timing(&mut self) {
+        self.mark_nanos = monotonic_nanos();
+    }
+
+    /// The time since the mark, in nanoseconds, moving the mark to now.
+    #[inline]
+    pub fn lap_nanos(&mut self) -> u64 {
+        let now = monotonic_nanos();
+        // Never started (a caller that runs one command alone): no time.
+        let since = if self.mark_nanos == 0 {
+            0
+        } else {
+            now.saturating_sub(self.mark_nanos)
+        };
+        self.mark_nanos = now;
+        since
+    }
 }
 
 /// One thread stripe of the per-command counters, on a cache line of its own.
@@ -96,7 +135,12 @@ impl Stats {
         add(&stripe.misses, local.misses);
         add(&stripe.input_bytes, local.input_bytes);
         add(&stripe.output_bytes, local.output_bytes);
-        *local = LocalStats::default();
+        local.commands = 0;
+        local.hits = 0;
+        local.misses = 0;
+        local.input_bytes = 0;
+        local.output_bytes = 0;
+        self.commands.absorb(&mut local.tally);
     }
 
     /// The per-command counters since start.
@@ -114,6 +158,40 @@ impl Stats {
             input_bytes: sum(|s| &s.input_bytes),
             output_bytes: sum(|s| &s.output_bytes),
         }
+    }
+
+    /// Zeroes what CONFIG RESETSTAT resets: the counters of INFO stats and the per-command
+    /// statistics (not the gauges, nor `connected_clients`).
+    pub fn reset(&self) {
+        for counter in [
+            &self.connections_received,
+            &self.rejected_connections,
+            &self.protocol_errors,
+            &self.auth_failures,
+            &self.auth_failure_disconnections,
+            &self.auth_timeouts,
+            &self.acl_denied_commands,
+            &self.acl_denied_keys,
+            &self.acl_denied_channels,
+            &self.unauthenticated_limit_disconnections,
+            &self.idle_timeouts,
+            &self.client_output_buffer_limit_disconnections,
+            &self.tls_handshake_failures,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for stripe in &self.traffic {
+            for counter in [
+                &stripe.commands,
+                &stripe.hits,
+                &stripe.misses,
+                &stripe.input_bytes,
+                &stripe.output_bytes,
+            ] {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+        self.commands.reset();
     }
 
     /// Reads a counter.

@@ -5,15 +5,15 @@ use bytes::Bytes;
 use super::args::{is, Args};
 use super::CommandError;
 
-/// `CONFIG <subcommand>`: GET, SET, REWRITE and HELP are served.
+/// `CONFIG <subcommand>`: GET, SET, RESETSTAT, REWRITE and HELP.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Config {
     /// `CONFIG GET pattern [pattern ...]`.
     Get(Vec<Bytes>),
     /// `CONFIG SET parameter value [parameter value ...]`: every pair, or none.
     Set(Vec<(Bytes, Bytes)>),
-    /// `CONFIG RESETSTAT`: refused with an explanation.
-    ReadOnly(&'static str),
+    /// `CONFIG RESETSTAT`: zero the statistics INFO reports.
+    ResetStat,
     /// `CONFIG REWRITE`: the running settings written back into the config file.
     Rewrite,
     /// `CONFIG HELP`.
@@ -48,7 +48,12 @@ impl Config {
             }
             Ok(Config::Set(pairs))
         } else if is(&sub, "RESETSTAT") {
-            Ok(Config::ReadOnly("resetstat"))
+            if args.remaining() > 0 {
+                return Err(CommandError::other(
+                    "ERR wrong number of arguments for 'config|resetstat' command",
+                ));
+            }
+            Ok(Config::ResetStat)
         } else if is(&sub, "REWRITE") {
             if args.remaining() != 0 {
                 return Err(CommandError::other(

@@ -24,6 +24,7 @@ mod hash;
 mod incr;
 mod info;
 mod key_spec;
+mod latency;
 mod memory;
 mod mget;
 mod move_;
@@ -41,6 +42,7 @@ mod session_unset;
 mod set;
 mod sets;
 mod shutdown;
+mod slowlog;
 mod swapdb;
 
 use bytes::Bytes;
@@ -64,6 +66,7 @@ pub use hash::{HIncrBy, KeyFields, KeyPairs};
 pub use incr::IncrBy;
 pub use info::Info;
 pub use key_spec::{key_specs, keynum_specs, KeySpec, KeynumSpec};
+pub use latency::Latency;
 pub use memory::Memory;
 pub use mget::Keys;
 pub use move_::Move;
@@ -81,6 +84,7 @@ pub use session_unset::SessionUnset;
 pub use set::{Set, SetCondition, SetReply, SetTtl};
 pub use sets::{KeyMembers, SPop, SRandMember, SScan, SetAlgebra, SetOp};
 pub use shutdown::Shutdown;
+pub use slowlog::Slowlog;
 pub use swapdb::SwapDb;
 
 /// What TTL-reading command was asked, which decides the unit and form of the reply.
@@ -151,6 +155,10 @@ pub enum Command {
     Memory(Memory),
     /// `DEBUG ...`.
     Debug(Debug),
+    /// `SLOWLOG ...`.
+    Slowlog(Slowlog),
+    /// `LATENCY ...`.
+    Latency(Latency),
     /// `SHUTDOWN ...`.
     Shutdown(Shutdown),
     /// `SAVE`.
@@ -636,6 +644,12 @@ pub static COMMANDS: &[CommandSpec] = &[
         |a| Ok(Command::Command(CommandInfo::parse(a)?))),
     spec!("config", -2, [ADMIN, NOSCRIPT, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
         "A container for server configuration commands.", |a| Ok(Command::Config(Config::parse(a)?))),
+    // Containers whose subcommands are all @admin in Redis: held to that here.
+    spec!("slowlog", -2, [ADMIN, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "A container for slow log commands.", |a| Ok(Command::Slowlog(Slowlog::parse(a)?))),
+    spec!("latency", -2, [ADMIN, NOSCRIPT, LOADING, STALE], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "A container for latency diagnostics commands.",
+        |a| Ok(Command::Latency(Latency::parse(a)?))),
     spec!("save", 1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
         "Synchronously saves the database to disk.", |_| Ok(Command::Save)),
     spec!("bgsave", -1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],

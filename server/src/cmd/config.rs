@@ -174,6 +174,33 @@ const SETTABLE: &[Settable] = &[
             }
         },
     },
+    Settable {
+        name: "slowlog-log-slower-than",
+        check: |_, value| signed(value, -1).map(drop),
+        apply: |shared, value| {
+            if let Ok(us) = signed(value, -1) {
+                shared.slowlog.set_slower_than_us(us);
+            }
+        },
+    },
+    Settable {
+        name: "slowlog-max-len",
+        check: |_, value| integer(value, 0, crate::slowlog::MAX_LEN).map(drop),
+        apply: |shared, value| {
+            if let Ok(len) = integer(value, 0, crate::slowlog::MAX_LEN) {
+                shared.slowlog.set_max_len(len);
+            }
+        },
+    },
+    Settable {
+        name: "latency-monitor-threshold",
+        check: |_, value| integer(value, 0, i64::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(ms) = integer(value, 0, i64::MAX as u64) {
+                shared.latency.set_threshold_ms(ms);
+            }
+        },
+    },
 ];
 
 /// New output limits: the classes `value` names change, the others keep theirs. The normal
@@ -225,6 +252,15 @@ fn password(value: &[u8]) -> Result<Option<Secret>, String> {
 const MAX_CLIENTS: u64 = 1 << 20;
 const MAX_SESSIONS_PER_USER: u64 = 1 << 20;
 
+/// A whole number at least `min` (`slowlog-log-slower-than`: -1 turns it off).
+fn signed(value: &[u8], min: i64) -> Result<i64, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .filter(|n| *n >= min)
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_owned())
+}
+
 /// A whole number in `min..=max`, with Redis's reasons for the rest.
 fn integer(value: &[u8], min: u64, max: u64) -> Result<u64, String> {
     let number = std::str::from_utf8(value)
@@ -267,7 +303,7 @@ fn duration<T: Value>(value: &[u8]) -> Result<T, String> {
     T::parse(text)
 }
 
-/// Answers CONFIG GET, SET and REWRITE; RESETSTAT is refused.
+/// Answers CONFIG GET, SET, RESETSTAT, REWRITE and HELP.
 pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
     match cmd {
         Config::Get(patterns) => {
@@ -299,11 +335,10 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             Ok(()) => Frame::ok(),
             Err(message) => Frame::error(message),
         },
-        Config::ReadOnly(sub) => Frame::error(format!(
-            "ERR CONFIG {} is not supported: sessiond's settings are fixed at start (flags, \
-             SESSIOND_* variables or the config file)",
-            sub.to_uppercase()
-        )),
+        Config::ResetStat => {
+            reset_stats(ctx.shared);
+            Frame::ok()
+        }
         Config::Help => Frame::Array(
             [
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -311,6 +346,8 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
                 "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>",
                 "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
                 "REWRITE",
                 "    Rewrite the configuration file.",
                 "HELP",
@@ -321,6 +358,14 @@ pub fn config(ctx: &mut Ctx<'_>, cmd: Config) -> Frame {
             .collect(),
         ),
     }
+}
+
+/// CONFIG RESETSTAT, as Redis's: the counters of INFO stats, commandstats, errorstats and
+/// latencystats are zeroed and the peak memory restarts from now; the slow log and the latency
+/// monitor are kept (SLOWLOG RESET and LATENCY RESET clear them).
+fn reset_stats(shared: &Shared) {
+    shared.stats.reset();
+    shared.reset_memory_peak();
 }
 
 /// CONFIG SET: every pair is checked before any is applied, so the command changes all its
@@ -496,6 +541,15 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         (
             "session-max-per-user",
             live.session_max_per_user().to_string(),
+        ),
+        (
+            "slowlog-log-slower-than",
+            ctx.shared.slowlog.slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", ctx.shared.slowlog.max_len().to_string()),
+        (
+            "latency-monitor-threshold",
+            ctx.shared.latency.threshold_ms().to_string(),
         ),
         (
             "notify-keyspace-events",

@@ -1,5 +1,6 @@
-//! `INFO [section ...]`: server, clients, memory, persistence, stats, replication, keyspace,
-//! with Redis's field names so that monitoring tools and client libraries read them unchanged.
+//! `INFO [section ...]`: server, clients, memory, persistence, stats, replication, cpu,
+//! modules, commandstats, errorstats, latencystats, sessions, cluster and keyspace, with Redis's
+//! field names so that monitoring tools and client libraries read them unchanged.
 
 use std::fmt::Write;
 
@@ -15,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 
 use crate::store::{SessionStats, Store};
 
+/// The sections of a bare INFO (and of `default`), as Redis 7's.
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -22,8 +24,15 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
     "keyspace",
 ];
+
+/// The percentiles of `latencystats`, as Redis's default `latency-tracking-info-percentiles`.
+const PERCENTILES: [(&str, f64); 3] = [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)];
 
 /// Answers INFO.
 pub fn info(ctx: &mut Ctx<'_>, cmd: Info) -> Frame {
@@ -32,6 +41,7 @@ pub fn info(ctx: &mut Ctx<'_>, cmd: Info) -> Frame {
 
 /// The INFO text for the sections asked (none: the default set).
 pub fn render(shared: &Shared, asked: &[String]) -> String {
+    // `all` is every section but the modules' own (sessiond has none), `everything` all.
     let everything = asked.iter().any(|s| s == "all" || s == "everything");
     let wanted = |name: &str| {
         everything
@@ -54,16 +64,21 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     let store = &shared.dbs;
     let uptime = shared.started.elapsed().as_secs();
     section("server", "Server", &|out| {
+        let now_us = store.now_ms() * 1000;
         let _ = write!(
             out,
-            "redis_version:{REDIS_COMPAT_VERSION}\r\nsessiond_version:{}\r\nredis_mode:standalone\r\n\
-             os:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\ntls_port:{}\r\nuptime_in_seconds:{uptime}\r\n\
-             uptime_in_days:{}\r\nexecutable:{}\r\nconfig_file:{}\r\n",
+            "redis_version:{REDIS_COMPAT_VERSION}\r\nsessiond_version:{}\r\nredis_git_sha1:00000000\r\n\
+             redis_git_dirty:0\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\n\
+             monotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\n\
+             process_supervised:no\r\nrun_id:{}\r\ntcp_port:{}\r\ntls_port:{}\r\nserver_time_usec:{now_us}\r\n\
+             uptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:10\r\nconfigured_hz:10\r\n\
+             io_threads_active:0\r\nexecutable:{}\r\nconfig_file:{}\r\n",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::env::consts::ARCH,
             usize::BITS,
             std::process::id(),
+            shared.run_id,
             shared.local_addr.port(),
             shared.tls_local_addr.map_or(0, |addr| addr.port()),
             uptime / 86_400,
@@ -74,27 +89,51 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     section("clients", "Clients", &|out| {
         let _ = write!(
             out,
-            "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            "connected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:0\r\n\
+             tracking_clients:0\r\nclients_in_timeout_table:0\r\ntotal_blocking_keys:0\r\n",
             shared.clients.len(),
             shared.live.maxclients()
         );
     });
     section("memory", "Memory", &|out| {
-        let rss = resident_bytes();
-        let used = store.used_memory();
+        // `used_memory` is the process's (see `crate::process`); the dataset's is the store's
+        // accounting, which `maxmemory` holds.
+        let (memory, peak) = shared.sample_memory();
+        let (used, rss) = (memory.anonymous, memory.rss);
+        let dataset = store.used_memory();
+        let total = crate::process::total_system_memory();
         let max = shared.live.maxmemory();
         // The queue is the server's, shared by the databases.
         let lazyfree = store.first().lazyfree_counts();
+        let percent = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                part as f64 * 100.0 / whole as f64
+            }
+        };
         let _ = write!(
             out,
-            "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_dataset:{used}\r\n\
-             used_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nmaxmemory:{max}\r\n\
-             maxmemory_human:{}\r\nmaxmemory_policy:{}\r\nexpiry_index_entries:{}\r\n\
-             lazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
+            "used_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+             used_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\n\
+             used_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{}\r\nused_memory_dataset:{dataset}\r\n\
+             used_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{total}\r\n\
+             total_system_memory_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\n\
+             maxmemory_policy:{}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\n\
+             mem_allocator:{}\r\nexpiry_index_entries:{}\r\nlazyfree_pending_objects:{}\r\n\
+             lazyfreed_objects:{}\r\n",
             human(used),
             human(rss),
+            human(peak),
+            percent(used, peak),
+            used.saturating_sub(dataset),
+            percent(dataset, used),
+            human(total),
             human(max),
             shared.live.maxmemory_policy().name(),
+            if used == 0 { 0.0 } else { rss as f64 / used as f64 },
+            rss as i64 - used as i64,
+            if cfg!(feature = "mimalloc") { "mimalloc" } else { "libc" },
             store.sum(|db| db.expiry_index_len() as u64),
             lazyfree.0,
             lazyfree.1
@@ -128,7 +167,10 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
              rdb_current_bgsave_time_sec:{current}\r\nrdb_last_save_duration_ms:{}\r\n\
              rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n\
-             rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\n",
+             rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\naof_enabled:0\r\n\
+             aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+             aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n\
+             aof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
             u8::from(persistence.config().is_some()),
             persistence
                 .config()
@@ -164,7 +206,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
              expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-             total_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
+             total_error_replies:{}\r\ntotal_error_replies_protocol:{}\r\nacl_access_denied_auth:{}\r\n\
              acl_access_denied_cmd:{}\r\nacl_access_denied_key:{}\r\n\
              acl_access_denied_channel:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
              pubsub_shardchannels:{}\r\nunauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
@@ -179,6 +221,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             store.sum(Store::evicted_keys),
             traffic.hits,
             traffic.misses,
+            s.commands.total_error_replies(),
             Stats::get(&s.protocol_errors),
             Stats::get(&s.auth_failures),
             Stats::get(&s.acl_denied_commands),
@@ -196,7 +239,59 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         );
     });
     section("replication", "Replication", &|out| {
-        out.push_str("role:master\r\nconnected_slaves:0\r\n");
+        out.push_str(
+            "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
+             master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n",
+        );
+    });
+    section("cpu", "CPU", &|out| {
+        let cpu = crate::process::cpu_time();
+        let seconds = |d: std::time::Duration| format!("{}.{:06}", d.as_secs(), d.subsec_micros());
+        let _ = write!(
+            out,
+            "used_cpu_sys:{}\r\nused_cpu_user:{}\r\nused_cpu_sys_children:{}\r\n\
+             used_cpu_user_children:{}\r\n",
+            seconds(cpu.system),
+            seconds(cpu.user),
+            seconds(cpu.children_system),
+            seconds(cpu.children_user),
+        );
+    });
+    section("modules", "Modules", &|_| {});
+    let figures = if wanted("commandstats") || wanted("latencystats") {
+        shared.stats.commands.figures()
+    } else {
+        Vec::new()
+    };
+    section("commandstats", "Commandstats", &|out| {
+        for f in &figures {
+            let per_call = if f.calls == 0 {
+                0.0
+            } else {
+                f.usec as f64 / f.calls as f64
+            };
+            let _ = write!(
+                out,
+                "cmdstat_{}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},\
+                 failed_calls={}\r\n",
+                f.name, f.calls, f.usec, f.rejected, f.failed
+            );
+        }
+    });
+    section("errorstats", "Errorstats", &|out| {
+        for (prefix, count) in shared.stats.commands.errors() {
+            let _ = write!(out, "errorstat_{prefix}:count={count}\r\n");
+        }
+    });
+    section("latencystats", "Latencystats", &|out| {
+        for f in figures.iter().filter(|f| f.calls > 0) {
+            let _ = write!(out, "latency_percentiles_usec_{}:", f.name);
+            for (index, (name, p)) in PERCENTILES.iter().enumerate() {
+                let separator = if index == 0 { "" } else { "," };
+                let _ = write!(out, "{separator}{name}={:.3}", f.percentile_usec(*p));
+            }
+            out.push_str("\r\n");
+        }
     });
     section("sessions", "Sessions", &|out| {
         let sum = |counter: fn(&SessionStats) -> &AtomicU64| {
@@ -225,6 +320,9 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             shared.live.session_max_per_user(),
         );
     });
+    section("cluster", "Cluster", &|out| {
+        out.push_str("cluster_enabled:0\r\n");
+    });
     section("keyspace", "Keyspace", &|out| {
         // As Redis: one line per database that holds keys.
         for (index, db) in store.indexed() {
@@ -239,19 +337,6 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         }
     });
     out
-}
-
-/// The process's resident set size in bytes (Linux `/proc/self/statm`; 0 elsewhere).
-pub fn resident_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 fn human(bytes: u64) -> String {

@@ -25,6 +25,7 @@ mod hset;
 mod incr;
 pub mod info;
 mod keys;
+mod latency;
 mod memory;
 mod mget;
 mod move_;
@@ -49,6 +50,7 @@ mod session_unset;
 mod set;
 mod sets;
 mod shutdown;
+mod slowlog;
 mod strlen;
 mod swapdb;
 mod time;
@@ -419,7 +421,10 @@ pub fn execute(
         // Inside MULTI: queued, or refused (and the transaction flagged), or one of the
         // commands that run at once.
         Some(_) => match multi::queue(shared, conn, args) {
-            Ok(frame) => return frame.into(),
+            Ok(frame) => {
+                count_error(shared, &frame);
+                return frame.into();
+            }
             Err(args) => args,
         },
         None => args,
@@ -429,7 +434,12 @@ pub fn execute(
     let args = if shared.dbs.long_blocks().active() && conn.user.is_some() {
         match busy::gate(shared, conn, args) {
             Ok(args) => args,
-            Err(reply) => return reply,
+            Err(reply) => {
+                if let Some(frame) = &reply.frame {
+                    count_error(shared, frame);
+                }
+                return reply;
+            }
         }
     } else {
         args
@@ -437,7 +447,7 @@ pub fn execute(
     execute_now(shared, conn, stats, args, clock, out)
 }
 
-/// [`execute`] outside MULTI's queuing.
+/// [`execute`] outside MULTI's queuing: the command run, timed and counted.
 #[inline]
 fn execute_now(
     shared: &Arc<Shared>,
@@ -448,6 +458,129 @@ fn execute_now(
     out: &mut BytesMut,
 ) -> Reply {
     stats.commands += 1;
+    // The slow log shows arguments the command consumes: copied first, while it is on.
+    let slowlog_on = shared.slowlog.slower_than_us() >= 0;
+    if slowlog_on {
+        stats.args.capture(&args);
+    }
+    let written = out.len();
+    let mut ran = Ran::Unknown;
+    let reply = run_now(shared, conn, stats, args, clock, out, &mut ran);
+    let nanos = stats.lap_nanos();
+    let error = error_message(&reply, out, written);
+    let command_stats = &shared.stats.commands;
+    match ran {
+        Ran::Unknown => {}
+        Ran::Rejected(slot) => command_stats.rejected(slot),
+        Ran::Done { slot, spec } => {
+            count_call(shared, stats, slot, nanos);
+            if error.is_some() {
+                command_stats.failed(slot);
+            }
+            let usec = nanos / 1000;
+            if slowlog_on
+                && shared.slowlog.is_slow(usec)
+                && !spec.flags.contains(CommandFlags::SKIP_SLOWLOG)
+            {
+                log_slow(shared, conn, stats, spec, slot, usec);
+            }
+            if shared.latency.is_spike(nanos / 1_000_000) {
+                let event = if spec.flags.contains(CommandFlags::FAST) {
+                    "fast-command"
+                } else {
+                    "command"
+                };
+                let unix_s = shared.dbs.now_ms() / 1000;
+                shared.latency.observe(event, nanos / 1_000_000, unix_s);
+            }
+        }
+    }
+    if let Some(message) = error {
+        command_stats.error_reply(message);
+    }
+    reply
+}
+
+/// Counts a call of the command in `slot` that took `nanos`.
+#[inline]
+fn count_call(shared: &Shared, stats: &mut LocalStats, slot: usize, nanos: u64) {
+    if !stats.tally.record(slot, nanos) {
+        shared.stats.commands.absorb(&mut stats.tally);
+        stats.tally.record(slot, nanos);
+    }
+}
+
+/// Counts `frame` in the error statistics if it is an error; whether it was.
+fn count_error(shared: &Shared, frame: &Frame) -> bool {
+    match frame {
+        Frame::Error(message) => {
+            shared.stats.commands.error_reply(message);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// What [`run_now`] did with a command, for its statistics.
+#[derive(Debug, Clone, Copy)]
+enum Ran {
+    /// No such command: counted in the error statistics only.
+    Unknown,
+    /// Refused before it ran (arity, NOAUTH, NOPERM, OOM, MISCONF...): `rejected_calls`.
+    Rejected(usize),
+    /// Run (its reply may be an error: `failed_calls`).
+    Done {
+        slot: usize,
+        spec: &'static sessiond_protocol::cmd::CommandSpec,
+    },
+}
+
+/// The text of the error a command answered (without the `-`), if it did: its frame's, or
+/// the start of what it wrote into `out` after `written`.
+fn error_message<'a>(reply: &'a Reply, out: &'a [u8], written: usize) -> Option<&'a [u8]> {
+    match &reply.frame {
+        Some(Frame::Error(message)) => Some(message),
+        Some(_) => None,
+        None => match out.get(written..) {
+            Some([b'-', message @ ..]) => Some(message),
+            _ => None,
+        },
+    }
+}
+
+/// Adds a slow command to the slow log, its arguments redacted ([`crate::slowlog`]).
+#[cold]
+fn log_slow(
+    shared: &Shared,
+    conn: &ConnState,
+    stats: &LocalStats,
+    spec: &'static sessiond_protocol::cmd::CommandSpec,
+    slot: usize,
+    usec: u64,
+) {
+    let sub = crate::stats::commands::slot_name(slot).contains('|');
+    let client = conn.client();
+    shared.slowlog.push(crate::slowlog::SlowEntry {
+        id: 0,
+        unix_s: shared.dbs.now_ms() / 1000,
+        usec,
+        args: stats.args.shown(spec, sub),
+        peer: client.peer.to_string(),
+        client_name: client.name(),
+    });
+}
+
+/// Runs a command: [`execute_now`] without the statistics; `ran` says how far it went.
+#[inline]
+fn run_now(
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    stats: &mut LocalStats,
+    args: Vec<Bytes>,
+    clock: &mut BatchClock,
+    out: &mut BytesMut,
+    ran: &mut Ran,
+) -> Reply {
     let work = Work {
         args: args.len(),
         bytes: args.iter().map(Bytes::len).sum(),
@@ -460,22 +593,38 @@ fn execute_now(
         conn.client.record_command(index);
     }
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
-    if conn.user.is_none() && !spec.is_some_and(|spec| spec.flags.contains(CommandFlags::NO_AUTH)) {
-        return refused(conn, spec, Frame::error("NOAUTH Authentication required."));
+    let (Some(index), Some(spec)) = (index, spec) else {
+        let refusal = match parsed {
+            Err(e) if conn.user.is_some() => error(e),
+            _ => Frame::error("NOAUTH Authentication required."),
+        };
+        *ran = Ran::Unknown;
+        return refused(conn, None, refusal);
+    };
+    if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
+        let refusal = Frame::error("NOAUTH Authentication required.");
+        *ran = Ran::Rejected(index);
+        return refused(conn, Some(spec), refusal);
     }
     let command = match parsed {
         Ok(command) => command,
-        Err(e) => return refused(conn, spec, error(e)),
+        Err(e) => {
+            *ran = Ran::Rejected(index);
+            return refused(conn, Some(spec), error(e));
+        }
     };
-    if let (Some(args), Some(spec), Some(user)) = (kept, spec, &conn.user) {
+    let slot = crate::stats::commands::slot(index, &command);
+    if let (Some(args), Some(user)) = (kept, &conn.user) {
         if let Err(denied) = user.permit(spec, &args) {
             let refusal = refuse(shared, conn, spec.name, denied);
+            *ran = Ran::Rejected(slot);
             return refused(conn, Some(spec), refusal);
         }
     }
     if conn.subscribed() && conn.version == ProtocolVersion::Resp2 {
-        if let Some(refusal) = spec.and_then(|spec| pubsub::refused_while_subscribed(spec.name)) {
-            return refused(conn, spec, refusal);
+        if let Some(refusal) = pubsub::refused_while_subscribed(spec.name) {
+            *ran = Ran::Rejected(slot);
+            return refused(conn, Some(spec), refusal);
         }
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
@@ -483,18 +632,21 @@ fn execute_now(
     // A write MISCONF refuses must not evict (log out) keys to make room first.
     if config.stop_writes_on_bgsave_error
         && shared.persistence.last_save_failed()
-        && spec.is_some_and(refused_while_saves_fail)
+        && refused_while_saves_fail(spec)
     {
+        *ran = Ran::Rejected(slot);
         return Frame::error(MISCONF).into();
     }
     let maxmemory = shared.live.maxmemory();
     if maxmemory > 0
-        && spec.is_some_and(|spec| spec.flags.contains(CommandFlags::DENYOOM))
+        && spec.flags.contains(CommandFlags::DENYOOM)
         && !shared
             .dbs
             .make_room(maxmemory, shared.live.maxmemory_policy(), now_ms)
     {
-        return Frame::error("OOM command not allowed when used memory > 'maxmemory'.").into();
+        let refusal = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
+        *ran = Ran::Rejected(slot);
+        return refusal.into();
     }
     let written = out.len();
     let out_limit = output_class(&shared.live, conn).hard();
@@ -508,7 +660,7 @@ fn execute_now(
         out_limit,
     };
     let reply = dispatch(&mut ctx, command);
-    let keeps = keeps_the_reading(spec, work, |bytes| {
+    let keeps = keeps_the_reading(Some(spec), work, |bytes| {
         let bytes = bytes + out.len().saturating_sub(written);
         reply
             .frame
@@ -518,6 +670,7 @@ fn execute_now(
     if !keeps {
         clock.stale();
     }
+    *ran = Ran::Done { slot, spec };
     reply
 }
 
@@ -723,6 +876,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::Config(c) => config::config(ctx, c),
         Command::Memory(c) => memory::memory(ctx, c),
         Command::Debug(c) => return debug::debug(c),
+        Command::Slowlog(c) => slowlog::slowlog(ctx, c),
+        Command::Latency(c) => latency::latency(ctx, c),
         Command::Shutdown(c) => return shutdown::shutdown(ctx, c),
         Command::Save => {
             return Reply {

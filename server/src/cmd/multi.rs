@@ -480,10 +480,37 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
     // The database as it is now: a SELECT queued before this command moved it.
     let shared = ctx.shared;
     ctx.store = shared.dbs.db(ctx.conn.db);
-    match Command::parse_indexed(args).1 {
-        Ok(command) => dispatch(ctx, command),
-        Err(e) => error(e).into(),
+    // As in `execute_now`: what the slow log would show, copied before parsing consumes it.
+    let slowlog_on = shared.slowlog.slower_than_us() >= 0;
+    if slowlog_on {
+        ctx.stats.args.capture(&args);
     }
+    let command = match Command::parse_indexed(args).1 {
+        Ok(command) => command,
+        Err(e) => {
+            let reply = error(e);
+            ctx.shared.stats.commands.rejected(index);
+            super::count_error(ctx.shared, &reply);
+            return reply.into();
+        }
+    };
+    // Counted and timed as a command of its own, as Redis does, besides EXEC's whole.
+    let slot = crate::stats::commands::slot(index, &command);
+    let started = std::time::Instant::now();
+    let reply = dispatch(ctx, command);
+    let nanos = started.elapsed().as_nanos() as u64;
+    super::count_call(ctx.shared, ctx.stats, slot, nanos);
+    if slowlog_on && shared.slowlog.is_slow(nanos / 1000) {
+        if let Some(spec) = COMMANDS.get(index) {
+            super::log_slow(shared, ctx.conn, ctx.stats, spec, slot, nanos / 1000);
+        }
+    }
+    if let Some(frame) = &reply.frame {
+        if super::count_error(ctx.shared, frame) {
+            ctx.shared.stats.commands.failed(slot);
+        }
+    }
+    reply
 }
 
 #[cfg(test)]

@@ -254,6 +254,20 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
+    /// Commands that run at least this many microseconds are kept in the slow log (SLOWLOG);
+    /// 0: every command; -1: none.
+    #[arg(long, env = "SESSIOND_SLOWLOG_LOG_SLOWER_THAN", allow_negative_numbers = true)]
+    pub slowlog_log_slower_than: Option<i64>,
+
+    /// Entries the slow log keeps (the oldest dropped first).
+    #[arg(long, env = "SESSIOND_SLOWLOG_MAX_LEN")]
+    pub slowlog_max_len: Option<u64>,
+
+    /// Commands that run at least this many milliseconds are recorded as latency spikes
+    /// (LATENCY); 0: off.
+    #[arg(long, env = "SESSIOND_LATENCY_MONITOR_THRESHOLD")]
+    pub latency_monitor_threshold: Option<u64>,
+
     /// Directory of the snapshot file.
     #[arg(long, env = "SESSIOND_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -360,6 +374,9 @@ fn default_text(long: &str) -> Option<String> {
         "session-idle" => format_duration(config.session_idle),
         "session-absolute" => format_duration(config.session_absolute),
         "session-max-per-user" => config.session_max_per_user.to_string(),
+        "slowlog-log-slower-than" => config.slowlog_log_slower_than_us.to_string(),
+        "slowlog-max-len" => config.slowlog_max_len.to_string(),
+        "latency-monitor-threshold" => config.latency_monitor_threshold_ms.to_string(),
         "data-dir" => persist.dir.display().to_string(),
         "dbfilename" => persist.file_name,
         "snapshot-interval" => never_if_zero(persist.interval),
@@ -652,6 +669,38 @@ mod tests {
             file.validate().unwrap().notify_keyspace_events.to_string(),
             "xS"
         );
+    }
+
+    #[test]
+    fn slowlog_and_latency_settings_are_read_from_flags_and_files() {
+        let raw = RawConfig::try_parse_from([
+            "sessiond",
+            "--slowlog-log-slower-than",
+            "-1",
+            "--slowlog-max-len",
+            "5",
+            "--latency-monitor-threshold",
+            "100",
+        ]);
+        let config = raw.unwrap().validate().unwrap();
+        assert_eq!(config.slowlog_log_slower_than_us, -1);
+        assert_eq!(config.slowlog_max_len, 5);
+        assert_eq!(config.latency_monitor_threshold_ms, 100);
+        let defaults = RawConfig::try_parse_from(["sessiond"]).unwrap().validate();
+        let defaults = defaults.unwrap();
+        assert_eq!(
+            (
+                defaults.slowlog_log_slower_than_us,
+                defaults.slowlog_max_len,
+                defaults.latency_monitor_threshold_ms
+            ),
+            (10_000, 128, 0)
+        );
+        let file: RawConfig = toml::from_str("slowlog-log-slower-than = 0").unwrap();
+        assert_eq!(file.validate().unwrap().slowlog_log_slower_than_us, 0);
+        let bad: RawConfig = toml::from_str("slowlog-log-slower-than = -2").unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(error.contains("slowlog-log-slower-than"), "{error}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn maxmemory_and_its_policy_apply_at_the_next_write() {
             .query(&mut con)
             .expect("SET evicts to make room");
         let info = server.info("memory");
-        assert!(info_number(&info, "used_memory") <= limit, "{info}");
+        assert!(info_number(&info, "used_memory_dataset") <= limit, "{info}");
         assert_eq!(info_number(&info, "maxmemory"), limit);
         let keys: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
         assert!(keys < 300, "{keys} keys left under 232 KiB");

@@ -165,7 +165,7 @@ fn sessions_their_index_and_the_per_user_cap_are_per_database() {
 #[test]
 fn move_takes_the_key_and_its_deadline_to_another_database_as_redis_does() {
     each_protocol(|server, con| {
-        let used = |server: &TestServer| info_number(&server.info("memory"), "used_memory");
+        let used = |server: &TestServer| info_number(&server.info("memory"), "used_memory_dataset");
         assert_eq!(query(con, "SET k v PX 5000"), Value::Okay);
         let before = used(server);
         assert_eq!(int(con, "MOVE k 2"), 1);

@@ -698,7 +698,7 @@ fn flush_async_frees_in_the_background() {
         let info = server.info("memory");
         assert_eq!(info_number(&info, "lazyfree_pending_objects"), 0);
         assert_eq!(info_number(&info, "lazyfreed_objects"), round * KEYS);
-        assert_eq!(info_number(&info, "used_memory"), 0);
+        assert_eq!(info_number(&info, "used_memory_dataset"), 0);
         let sessions = server.info("sessions");
         assert_eq!(info_number(&sessions, "sessions"), 0, "{sessions}");
         assert_eq!(info_number(&sessions, "sessions_destroyed"), round * 10);

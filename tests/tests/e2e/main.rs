@@ -12,6 +12,7 @@ mod events;
 mod expiry;
 mod fuzz_live;
 mod hashes;
+mod introspection;
 mod keys;
 mod malformed;
 mod memory;

@@ -69,7 +69,7 @@ fn noeviction_refuses_writes_with_oom_and_serves_everything_else() {
         "nothing after the first refusal fit"
     );
     let text = info(&mut con);
-    assert!(info_number(&text, "used_memory") > MAXMEMORY - 2 * VALUE as u64);
+    assert!(info_number(&text, "used_memory_dataset") > MAXMEMORY - 2 * VALUE as u64);
     assert_eq!(info_number(&text, "maxmemory"), MAXMEMORY);
     assert_eq!(info_field(&text, "maxmemory_policy"), "noeviction");
     assert_eq!(info_number(&text, "evicted_keys"), 0);
@@ -113,7 +113,7 @@ fn allkeys_lru_evicts_the_least_recently_used_keys() {
     assert_eq!(dbsize + evicted, 240);
     assert!(evicted >= 15, "{evicted} evicted");
     // Room is made before a write, so the last write may overshoot by its own size.
-    assert!(info_number(&text, "used_memory") <= MAXMEMORY + 2 * VALUE as u64);
+    assert!(info_number(&text, "used_memory_dataset") <= MAXMEMORY + 2 * VALUE as u64);
     assert_eq!(present(&mut con, "hot", 10), 10, "recently read keys stay");
     assert_eq!(present(&mut con, "new", 50), 50, "just-written keys stay");
     assert_eq!(present(&mut con, "old", 180) as u64, 180 - evicted);
@@ -220,7 +220,7 @@ fn evicted_sessions_leave_their_users_list() {
 fn used_memory_returns_to_zero_when_every_kind_of_key_is_gone() {
     let server = TestServer::with_manual_clock();
     let mut con = server.client();
-    let used = |con: &mut Connection| info_number(&info(con), "used_memory");
+    let used = |con: &mut Connection| info_number(&info(con), "used_memory_dataset");
     assert_eq!(used(&mut con), 0);
     let _: () = con.set("s", "value").unwrap();
     let _: () = con.append("s", "more").unwrap();

@@ -39,7 +39,7 @@ fn bulk(con: &mut Connection, line: &str) -> Option<String> {
 }
 
 fn used_memory(server: &TestServer) -> u64 {
-    info_number(&server.info("memory"), "used_memory")
+    info_number(&server.info("memory"), "used_memory_dataset")
 }
 
 #[test]

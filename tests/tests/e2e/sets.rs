@@ -661,7 +661,7 @@ fn sets_expire_and_keep_their_deadline_across_writes() {
 fn used_memory_follows_sadd_and_srem() {
     let server = TestServer::start();
     let mut con = server.client();
-    let used = || info_number(&server.info("memory"), "used_memory");
+    let used = || info_number(&server.info("memory"), "used_memory_dataset");
     let empty = used();
     let members: Vec<String> = (0..1_000).map(|i| format!("member:{i:05}")).collect();
     let _: i64 = con.sadd("s", &members).unwrap();
@@ -713,7 +713,7 @@ fn sadd_is_refused_at_maxmemory_and_sets_are_evicted() {
     }
     let stats = server.info("stats");
     assert!(info_number(&stats, "evicted_keys") > 0);
-    assert!(info_number(&server.info("memory"), "used_memory") <= 64 * 1024 + 1024);
+    assert!(info_number(&server.info("memory"), "used_memory_dataset") <= 64 * 1024 + 1024);
 }
 
 #[test]

@@ -1,0 +1,167 @@
+//! What the operating system says about this process and its machine, for INFO: resident and
+//! anonymous memory (`/proc/self/statm`), the machine's memory (`/proc/meminfo`) and CPU time
+//! (`getrusage`). Zero where the system does not say (not Linux).
+//!
+//! `used_memory` is the process's anonymous resident memory (resident pages minus those mapped
+//! from files): what the allocator holds and has touched, the server's own buffers and
+//! overhead included, which is what Redis's allocator-reported figure means to an operator.
+//! The keyspace's own accounting, which `maxmemory` is enforced against, is
+//! `used_memory_dataset`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bytes of a page in `/proc/self/statm`'s counts.
+const PAGE: u64 = 4096;
+
+/// The process's memory as the kernel sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident set size, bytes (`used_memory_rss`).
+    pub rss: u64,
+    /// Resident and not backed by a file: the heap, stacks and anonymous maps (`used_memory`).
+    pub anonymous: u64,
+}
+
+/// Reads [`Memory`] from `/proc/self/statm`.
+pub fn memory() -> Memory {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return Memory::default();
+    };
+    let mut pages = statm
+        .split_whitespace()
+        .map(|field| field.parse::<u64>().unwrap_or(0));
+    let _size = pages.next();
+    let resident = pages.next().unwrap_or(0);
+    let shared = pages.next().unwrap_or(0);
+    Memory {
+        rss: resident * PAGE,
+        anonymous: resident.saturating_sub(shared) * PAGE,
+    }
+}
+
+/// The machine's memory, bytes (`MemTotal` of `/proc/meminfo`).
+pub fn total_system_memory() -> u64 {
+    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
+        return 0;
+    };
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// CPU time used, by the process and by its reaped children.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    /// In the kernel on the process's behalf.
+    pub system: Duration,
+    /// In user space.
+    pub user: Duration,
+    /// Children's, in the kernel.
+    pub children_system: Duration,
+    /// Children's, in user space.
+    pub children_user: Duration,
+}
+
+/// The process's [`CpuTime`].
+pub fn cpu_time() -> CpuTime {
+    let (system, user) = rusage(libc::RUSAGE_SELF);
+    let (children_system, children_user) = rusage(libc::RUSAGE_CHILDREN);
+    CpuTime {
+        system,
+        user,
+        children_system,
+        children_user,
+    }
+}
+
+/// System and user time of `who`, zero if the call fails.
+#[allow(unsafe_code)]
+fn rusage(who: libc::c_int) -> (Duration, Duration) {
+    // SAFETY: `rusage` is plain integers, for which all zeros is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one `rusage` into the struct it is given, which lives here.
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (time(usage.ru_stime), time(usage.ru_utime))
+}
+
+/// The monotonic clock in nanoseconds (`CLOCK_MONOTONIC`, from the vDSO), for timing
+/// commands: `Instant`'s subtraction and conversion cost more than the reading itself, once
+/// per command.
+#[inline]
+#[allow(unsafe_code)]
+pub fn monotonic_nanos() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one `timespec` into the struct it is given, which lives here.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(now.tv_nsec as u64)
+}
+
+/// The highest `used_memory` seen, sampled by the server every [`PEAK_PERIOD`] and by INFO.
+#[derive(Debug, Default)]
+pub struct Peak(AtomicU64);
+
+/// How often the server samples its memory for [`Peak`].
+pub const PEAK_PERIOD: Duration = Duration::from_millis(100);
+
+impl Peak {
+    /// Notes `used` bytes; the peak so far.
+    pub fn note(&self, used: u64) -> u64 {
+        self.0.fetch_max(used, Ordering::Relaxed).max(used)
+    }
+
+    /// Starts again from `used` (CONFIG RESETSTAT).
+    pub fn reset(&self, used: u64) {
+        self.0.store(used, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_and_machine_figures_are_read() {
+        let memory = memory();
+        assert!(memory.rss > 0 && memory.anonymous > 0 && memory.anonymous <= memory.rss);
+        assert!(total_system_memory() > memory.rss);
+        let spin: u64 = (0..5_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
+        assert!(spin > 0);
+        let cpu = cpu_time();
+        assert!(cpu.user + cpu.system > Duration::ZERO);
+    }
+
+    #[test]
+    fn the_monotonic_clock_moves_forward() {
+        let (first, second) = (monotonic_nanos(), monotonic_nanos());
+        assert!(first > 0 && second >= first);
+    }
+
+    #[test]
+    fn the_peak_only_grows_until_reset() {
+        let peak = Peak::default();
+        assert_eq!(peak.note(10), 10);
+        assert_eq!(peak.note(5), 10);
+        peak.reset(3);
+        assert_eq!(peak.note(1), 3);
+    }
+}
