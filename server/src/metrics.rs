@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::histogram::Counts;
 use crate::shared::Shared;
+use crate::stats::commands::{bucket_ceiling, CommandFigures};
 use crate::stats::Stats;
 use crate::store::session::LIFETIME_BOUNDS_MS;
 use crate::store::EXPIRY_LAG_BOUNDS_MS;
@@ -249,7 +250,8 @@ impl prometheus_client::collector::Collector for Collector {
             return Ok(());
         };
         encode_sessions(&mut encoder, shared)?;
-        encode_server(&mut encoder, shared)
+        encode_server(&mut encoder, shared)?;
+        encode_commands(&mut encoder, shared)
     }
 }
 
@@ -481,6 +483,93 @@ fn gauge_f64(
 ) -> std::fmt::Result {
     let metric = ConstGauge::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The upper bounds of the per-command latency histogram, in microseconds: INFO latencystats'
+/// finer buckets summed into these.
+const COMMAND_BOUNDS_US: [u64; 16] = [
+    1, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 250_000,
+    1_000_000,
+];
+
+/// A per-command counter: its name, its help, and where [`CommandFigures`] has it.
+type CommandCounter = (&'static str, &'static str, fn(&CommandFigures) -> u64);
+
+/// Per command that ran (its INFO commandstats and latencystats): calls, rejected and failed
+/// calls, and the histogram of its run times, labelled with the command's name (as INFO names
+/// it, `config|get` for a subcommand); nothing about its arguments.
+fn encode_commands(encoder: &mut DescriptorEncoder<'_>, shared: &Shared) -> std::fmt::Result {
+    let figures: Vec<_> = shared
+        .stats
+        .commands
+        .figures()
+        .into_iter()
+        .filter(|f| f.calls + f.rejected + f.failed > 0)
+        .collect();
+    let counters: [CommandCounter; 3] = [
+        (
+            "sessiond_command_calls",
+            "Calls of a command that ran (INFO commandstats: calls)",
+            |f| f.calls,
+        ),
+        (
+            "sessiond_command_rejected_calls",
+            "Calls of a command refused before it ran: arity, NOPERM, OOM... (rejected_calls)",
+            |f| f.rejected,
+        ),
+        (
+            "sessiond_command_failed_calls",
+            "Calls of a command that ran and answered an error (failed_calls)",
+            |f| f.failed,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for figure in &figures {
+            let labels = [("command", figure.name)];
+            metric
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value(figure), None)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "sessiond_command_duration_seconds",
+        "How long a command ran (INFO latencystats)",
+        None,
+        MetricType::Histogram,
+    )?;
+    for figure in figures.iter().filter(|f| !f.histogram.is_empty()) {
+        let mut counts = [0u64; COMMAND_BOUNDS_US.len()];
+        let mut overflow = 0;
+        for (bucket, &count) in figure.histogram.iter().enumerate() {
+            let ceiling_us = bucket_ceiling(bucket) / 1000;
+            match COMMAND_BOUNDS_US
+                .iter()
+                .position(|&bound| ceiling_us < bound)
+            {
+                Some(at) => counts[at] += count,
+                None => overflow += count,
+            }
+        }
+        // Per bucket: the encoder makes them cumulative.
+        let total = counts.iter().sum::<u64>() + overflow;
+        let buckets: Vec<(f64, u64)> = COMMAND_BOUNDS_US
+            .iter()
+            .map(|&bound| bound as f64 / 1_000_000.0)
+            .zip(counts)
+            .chain([(f64::INFINITY, overflow)])
+            .collect();
+        let labels = [("command", figure.name)];
+        metric
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(
+                figure.usec as f64 / 1_000_000.0,
+                total,
+                &buckets,
+                None,
+            )?;
+    }
+    Ok(())
 }
 
 /// A histogram of durations, in seconds as Prometheus has them.

@@ -25,6 +25,10 @@ const SUBCOMMANDS: &[&str] = &[
     "client|setinfo",
     "client|info",
     "client|list",
+    "client|kill",
+    "client|pause",
+    "client|unpause",
+    "client|no-evict",
     "client|help",
     "config|get",
     "config|set",
@@ -56,6 +60,12 @@ const SUBCOMMANDS: &[&str] = &[
     "latency|reset",
     "latency|doctor",
     "latency|help",
+    "memory|usage",
+    "memory|stats",
+    "memory|doctor",
+    "memory|help",
+    "debug|sleep",
+    "debug|help",
 ];
 
 /// Slots of the statistics table: one per command of [`COMMANDS`], then one per subcommand.
@@ -87,6 +97,8 @@ pub fn slot(index: usize, command: &Command) -> usize {
             | Command::Command(_)
             | Command::Slowlog(_)
             | Command::Latency(_)
+            | Command::Memory(_)
+            | Command::Debug(_)
     );
     if !container {
         return index;
@@ -193,7 +205,7 @@ pub fn bucket(nanos: u64) -> usize {
 }
 
 /// The highest duration, in nanoseconds, that falls in `bucket`.
-fn bucket_ceiling(bucket: usize) -> u64 {
+pub fn bucket_ceiling(bucket: usize) -> u64 {
     let bucket = bucket as u64;
     if bucket < (1 << SUB_BITS) {
         return bucket;
@@ -499,6 +511,25 @@ mod tests {
         assert!((get.percentile_usec(50.0) - 1.0).abs() < 0.2);
         stats.reset();
         assert!(stats.figures().is_empty());
+    }
+
+    #[test]
+    fn subcommands_count_under_their_own_names() {
+        for words in [
+            &["CLIENT", "KILL", "ID", "1"][..],
+            &["CLIENT", "PAUSE", "10"],
+            &["CONFIG", "REWRITE"],
+            &["MEMORY", "USAGE", "k"],
+            &["DEBUG", "SLEEP", "0"],
+            &["SLOWLOG", "LEN"],
+        ] {
+            let args: Vec<bytes::Bytes> = words.iter().map(|w| bytes::Bytes::from(*w)).collect();
+            let (index, command) = Command::parse_indexed(args);
+            let command = command.unwrap();
+            let name = slot_name(slot(index.unwrap(), &command));
+            let expected = format!("{}|{}", words[0], words[1]).to_lowercase();
+            assert_eq!(name, expected);
+        }
     }
 
     #[test]

@@ -191,6 +191,29 @@ fn the_counters_of_metrics_match_info() {
     assert!(metrics.value("sessiond_commands_processed_total") >= 10);
     assert!(metrics.types.contains_key("sessiond_connected_clients"));
     assert_eq!(metrics.value("sessiond_ready"), 1);
+    // Per command, as INFO commandstats counts them: the six SESSION.CREATEs, all timed.
+    let commandstats = server.info("commandstats");
+    let calls = |command: &str| -> u64 {
+        let line = commandstats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+            .unwrap_or_else(|| panic!("no cmdstat_{command}: {commandstats}"));
+        let field = line
+            .split(&[':', ','][..])
+            .find_map(|f| f.strip_prefix("calls="));
+        field.and_then(|n| n.parse().ok()).expect("calls=")
+    };
+    assert_eq!(calls("session.create"), 6);
+    let created = "sessiond_command_calls_total{command=\"session.create\"}";
+    assert_eq!(metrics.value(created), 6, "{body}");
+    let timed = "sessiond_command_duration_seconds_count{command=\"session.create\"}";
+    assert_eq!(metrics.value(timed), 6);
+    let all = "sessiond_command_duration_seconds_bucket{command=\"session.create\",le=\"+Inf\"}";
+    assert_eq!(metrics.value(all), 6);
+    assert_eq!(
+        metrics.value("sessiond_command_calls_total{command=\"session.destroy\"}"),
+        calls("session.destroy")
+    );
     assert!(metrics.value("sessiond_resident_memory_bytes") > 0);
     assert_eq!(
         metrics.types.get("sessiond_session_lifetime_seconds"),
