@@ -140,6 +140,8 @@ impl Server {
     /// loads the snapshot. With `--metrics-port`, the endpoint is bound and served first, so
     /// that `/readyz` answers (503) while a long load runs; the load runs on a blocking thread.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        // The command clock calibrates once (a few ms): now, not in the first command.
+        crate::process::clock_ticks();
         let metrics = match config.metrics_port {
             Some(port) => {
                 let addr = SocketAddr::new(config.metrics_bind, port);

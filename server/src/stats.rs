@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::process::monotonic_nanos;
+use crate::process::{clock_ticks, nanos_between};
 
 use crate::slowlog::ArgCopy;
 use commands::{CommandStats, Tally};
@@ -65,9 +65,10 @@ pub struct LocalStats {
     pub output_bytes: u64,
     /// Calls and time per command.
     pub tally: Tally,
-    /// When the command about to run started, monotonic ns: the end of the one before, or
-    /// the start of its group ([`LocalStats::start_timing`]); one clock reading per command.
-    pub mark_nanos: u64,
+    /// When the command about to run started, in [`clock_ticks`]: the end of the one before,
+    /// or the start of its group ([`LocalStats::start_timing`]); one clock reading per command.
+    /// 0: never started.
+    pub mark_ticks: u64,
     /// The arguments of the command running, as the slow log would show them.
     pub args: ArgCopy,
 }
@@ -77,20 +78,20 @@ impl LocalStats {
     /// the connection waited for something that is not the command's doing.
     #[inline]
     pub fn start_timing(&mut self) {
-        self.mark_nanos = monotonic_nanos();
+        self.mark_ticks = clock_ticks();
     }
 
     /// The time since the mark, in nanoseconds, moving the mark to now.
     #[inline]
     pub fn lap_nanos(&mut self) -> u64 {
-        let now = monotonic_nanos();
+        let now = clock_ticks();
         // Never started (a caller that runs one command alone): no time.
-        let since = if self.mark_nanos == 0 {
+        let since = if self.mark_ticks == 0 {
             0
         } else {
-            now.saturating_sub(self.mark_nanos)
+            nanos_between(self.mark_ticks, now)
         };
-        self.mark_nanos = now;
+        self.mark_ticks = now;
         since
     }
 }
