@@ -163,6 +163,7 @@ impl TestServer {
                 Ok(0) => break,
                 Ok(n) => buffer.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => panic!("read failed (server stuck?): {e}"),
             }
         }
@@ -296,6 +297,9 @@ impl RawClient {
                 Ok(0) => return None,
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                // A read with a timeout is not restarted after a signal (signal(7)), whichever
+                // thread of the test process it was for: read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => panic!("read failed (server stuck?): {e}"),
             }
         }
