@@ -1,5 +1,5 @@
 //! Small helpers for tests that drive the server through the `redis` crate: a raw call, the
-//! full text of an error reply, and Redis's WRONGTYPE wording.
+//! full text of an error reply, a setting's value, and Redis's WRONGTYPE wording.
 
 use redis::{Connection, RedisResult, Value};
 
@@ -26,4 +26,18 @@ pub fn error_of(con: &mut Connection, name: &str, args: &[&str]) -> String {
 /// A bulk string reply holding `text`.
 pub fn bulk(text: &str) -> Value {
     Value::BulkString(text.as_bytes().to_vec())
+}
+
+/// The value of the setting `name` (CONFIG GET with one setting's exact name; RESP2 or RESP3).
+pub fn config_get(con: &mut Connection, name: &str) -> String {
+    let pairs: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query(con)
+        .expect("CONFIG GET");
+    let mut values = pairs.into_values();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value,
+        _ => panic!("CONFIG GET {name}: not exactly one setting"),
+    }
 }

@@ -5,21 +5,10 @@
 //! [`super::daemon`].
 
 use super::daemon::{run_until_exit, Daemon, ScratchDir};
+use sessiond_tests::redis_calls::config_get;
 
 /// The exit code for a bad configuration (`EX_USAGE`).
 const EXIT_BAD_CONFIG: i32 = 64;
-
-fn config_get(con: &mut redis::Connection, name: &str) -> String {
-    let pair: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query(con)
-        .expect("CONFIG GET");
-    match <[String; 2]>::try_from(pair) {
-        Ok([_, value]) => value,
-        Err(pair) => panic!("CONFIG GET {name}: {pair:?}"),
-    }
-}
 
 #[test]
 fn serves_on_a_free_port_and_exits_cleanly_on_sigterm_and_sigint() {

@@ -6,19 +6,11 @@
 use redis::{Connection, Value};
 use sessiond::store::evict::Policy;
 use sessiond::Config;
+use sessiond_tests::redis_calls::config_get;
 use sessiond_tests::{error_text, info_number, TestServer};
 
 fn config_set(con: &mut Connection, pairs: &[&str]) -> redis::RedisResult<()> {
     redis::cmd("CONFIG").arg("SET").arg(pairs).query(con)
-}
-
-fn config_get(con: &mut Connection, name: &str) -> String {
-    let pairs: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query(con)
-        .expect("CONFIG GET");
-    pairs.into_values().next().unwrap_or_default()
 }
 
 fn refusal(con: &mut Connection, pairs: &[&str]) -> String {

@@ -10,7 +10,7 @@ use sessiond::clock::Clock;
 use sessiond::notify::EventFlags;
 use sessiond::store::evict::Policy;
 use sessiond::{Config, RawConfig};
-use sessiond_tests::redis_calls::{call, error_of};
+use sessiond_tests::redis_calls::{call, config_get, error_of};
 use sessiond_tests::{TestServer, IO_TIMEOUT};
 
 use crate::daemon::ScratchDir;
@@ -65,15 +65,6 @@ fn run(con: &mut Connection, words: &[&str]) -> String {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-fn config_get(con: &mut Connection, name: &str) -> String {
-    let pairs: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query(con)
-        .expect("CONFIG GET");
-    pairs.into_values().next().unwrap_or_default()
 }
 
 fn config_set(con: &mut Connection, pairs: &[&str]) {

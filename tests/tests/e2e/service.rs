@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 
+use sessiond_tests::redis_calls::config_get;
 use sessiond_tests::IO_TIMEOUT;
 
 use super::daemon::{Daemon, ScratchDir};
@@ -69,15 +70,6 @@ fn the_example_config_starts_the_server_which_tells_systemd_it_is_ready() {
         std::path::Path::new(&data).join("dump.sdb").exists(),
         "the final snapshot in the data directory:\n{log}"
     );
-}
-
-fn config_get(con: &mut redis::Connection, name: &str) -> String {
-    let pair: (String, String) = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query(con)
-        .expect("CONFIG GET");
-    pair.1
 }
 
 #[test]
