@@ -135,23 +135,23 @@ impl std::fmt::Debug for TlsListener {
     }
 }
 
+/// The metrics endpoint `--metrics-port` asks for, bound; `None` without one.
+fn bind_metrics(config: &Config) -> Result<Option<MetricsEndpoint>, ServerError> {
+    config
+        .metrics_port
+        .map(|port| {
+            let addr = SocketAddr::new(config.metrics_bind, port);
+            MetricsEndpoint::bind(addr).map_err(|source| ServerError::Bind { addr, source })
+        })
+        .transpose()
+}
+
 impl Server {
     /// Binds `config.bind:config.port`, and `config.bind` on the TLS port if there is one, and
     /// loads the snapshot. With `--metrics-port`, the endpoint is bound and served first, so
     /// that `/readyz` answers (503) while a long load runs; the load runs on a blocking thread.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
-        // The command clock calibrates once (a few ms): now, not in the first command.
-        crate::process::clock_ticks();
-        let metrics = match config.metrics_port {
-            Some(port) => {
-                let addr = SocketAddr::new(config.metrics_bind, port);
-                Some(
-                    MetricsEndpoint::bind(addr)
-                        .map_err(|source| ServerError::Bind { addr, source })?,
-                )
-            }
-            None => None,
-        };
+        let metrics = bind_metrics(&config)?;
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -184,16 +184,7 @@ impl Server {
     /// endpoint with `config.metrics_port`. The snapshot loads on this thread. Must be called
     /// within a tokio runtime.
     pub fn from_listener(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
-        let metrics = match config.metrics_port {
-            Some(port) => {
-                let addr = SocketAddr::new(config.metrics_bind, port);
-                Some(
-                    MetricsEndpoint::bind(addr)
-                        .map_err(|source| ServerError::Bind { addr, source })?,
-                )
-            }
-            None => None,
-        };
+        let metrics = bind_metrics(&config)?;
         let health = Arc::new(Health::default());
         let metrics = serve_metrics(metrics, &health)?;
         let loaded = load(
@@ -211,6 +202,9 @@ impl Server {
         health: Arc<Health>,
         metrics: Option<(SocketAddr, AbortOnDropHandle<()>)>,
     ) -> Result<Server, ServerError> {
+        // The command clock calibrates once (a few ms): before serving, not in the first
+        // command.
+        crate::process::clock_ticks();
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         let tls = match &config.tls {
             None => None,
