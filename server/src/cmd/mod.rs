@@ -792,34 +792,27 @@ fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
 pub(crate) fn refuse(shared: &Shared, conn: &ConnState, command: &str, denied: Denied) -> Frame {
     let user = conn.user.as_ref().map_or("", |u| u.name.as_str());
     let peer = conn.client.peer;
-    match denied {
-        Denied::Command => {
-            shared
-                .stats
-                .acl_denied_commands
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, user, command, "permission denied: command");
-            Frame::error(format!(
-                "NOPERM User {user} has no permissions to run the '{command}' command"
-            ))
-        }
-        Denied::Key => {
-            shared
-                .stats
-                .acl_denied_keys
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, user, command, "permission denied: key");
-            Frame::error("NOPERM No permissions to access a key")
-        }
-        Denied::Channel => {
-            shared
-                .stats
-                .acl_denied_channels
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(%peer, user, command, "permission denied: channel");
-            Frame::error("NOPERM No permissions to access a channel")
-        }
-    }
+    let stats = &shared.stats;
+    let (counter, what, reply) = match denied {
+        Denied::Command => (
+            &stats.acl_denied_commands,
+            "command",
+            format!("NOPERM User {user} has no permissions to run the '{command}' command"),
+        ),
+        Denied::Key => (
+            &stats.acl_denied_keys,
+            "key",
+            "NOPERM No permissions to access a key".to_owned(),
+        ),
+        Denied::Channel => (
+            &stats.acl_denied_channels,
+            "channel",
+            "NOPERM No permissions to access a channel".to_owned(),
+        ),
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(%peer, user, command, "permission denied: {what}");
+    Frame::error(reply)
 }
 
 /// Runs a parsed command (its checks done by the caller: the connection loop, EXEC, a script).
