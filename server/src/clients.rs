@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::process::{clock_ticks, nanos_between};
 use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 use sessiond_protocol::cmd::{ClientType, KillFilter};
@@ -23,7 +24,10 @@ pub struct ClientState {
     pub local: SocketAddr,
     /// When the connection was accepted.
     pub since: Instant,
-    last_command_at_ms: AtomicU64,
+    /// [`clock_ticks`] when the connection was accepted, and when its last command started
+    /// (0: none yet): CLIENT LIST's `idle`, from the reading that times the command.
+    since_ticks: u64,
+    last_command_at: AtomicU64,
     last_command: AtomicUsize,
     resp: AtomicU8,
     /// The selected database (SELECT), for CLIENT LIST's `db=`.
@@ -154,12 +158,12 @@ impl ClientState {
             .is_none_or(|age| self.since.elapsed().as_secs() >= age)
     }
 
-    /// Records a command (an index in the protocol's command table) at `elapsed_ms` after
-    /// `since`.
+    /// Records a command (an index in the protocol's command table) that started at
+    /// `started` ([`clock_ticks`]; 0: read the clock now).
     #[inline]
-    pub fn record_command(&self, command: usize) {
-        let elapsed = self.since.elapsed().as_millis() as u64;
-        self.last_command_at_ms.store(elapsed, Ordering::Relaxed);
+    pub fn record_command(&self, command: usize, started: u64) {
+        let at = if started == 0 { clock_ticks() } else { started };
+        self.last_command_at.store(at, Ordering::Relaxed);
         self.last_command.store(command, Ordering::Relaxed);
     }
 
@@ -225,8 +229,11 @@ impl ClientState {
             .each_ref()
             .map(|n| n.load(Ordering::Relaxed));
         let age = self.since.elapsed();
-        let last = self.last_command_at_ms.load(Ordering::Relaxed);
-        let idle_s = (age.as_millis() as u64).saturating_sub(last) / 1000;
+        let last = match self.last_command_at.load(Ordering::Relaxed) {
+            0 => self.since_ticks,
+            at => at,
+        };
+        let idle_s = nanos_between(last, clock_ticks()) / 1_000_000_000;
         let command = sessiond_protocol::cmd::COMMANDS
             .get(self.last_command.load(Ordering::Relaxed))
             .map_or("NULL", |spec| spec.name);
@@ -283,7 +290,8 @@ impl Clients {
             peer,
             local,
             since: Instant::now(),
-            last_command_at_ms: AtomicU64::new(0),
+            since_ticks: clock_ticks(),
+            last_command_at: AtomicU64::new(0),
             last_command: AtomicUsize::new(usize::MAX),
             resp: AtomicU8::new(2),
             db: AtomicUsize::new(0),

@@ -50,21 +50,40 @@ impl Default for ArgCopy {
 }
 
 impl ArgCopy {
-    /// Copies what an entry could show of `args`.
+    /// Copies what an entry could show of `args`, the arguments of a command of `spec`: the
+    /// name, a container's subcommand and the keys of a command that is not a session command.
+    /// Values, session IDs and passwords are not even copied, since they are never shown.
     #[inline]
-    pub fn capture(&mut self, args: &[Bytes]) {
-        self.argc = args.len();
+    pub fn capture(&mut self, spec: &CommandSpec, args: &[Bytes]) {
+        let argc = args.len();
+        self.argc = argc;
+        // The key positions, computed once (`is_key` per position costs as much as the copy).
+        let (first, last, step) = if spec.first_key > 0 && !spec.name.starts_with("session.") {
+            key_bounds(spec, argc)
+        } else {
+            (usize::MAX, 0, 1)
+        };
+        let copied = argc.min(COPIED_ARGS);
         let mut used = 0;
-        let mut copied = 0;
-        for (arg, span) in args.iter().zip(self.spans.iter_mut()) {
-            let kept = arg.len().min(MAX_STRING).min(COPY_BYTES - used);
+        for position in 0..copied {
+            let (Some(arg), Some(span)) = (args.get(position), self.spans.get_mut(position)) else {
+                break;
+            };
+            let key = position >= first
+                && position <= last
+                && (step == 1 || (position - first).is_multiple_of(step));
+            let wanted = position == 0 || key || (position == 1 && is_container(spec));
+            let kept = if wanted {
+                arg.len().min(MAX_STRING).min(COPY_BYTES - used)
+            } else {
+                0
+            };
             if let (Some(to), Some(from)) = (self.bytes.get_mut(used..used + kept), arg.get(..kept))
             {
                 to.copy_from_slice(from);
             }
             *span = (used as u16, kept as u16, arg.len() as u32);
             used += kept;
-            copied += 1;
         }
         self.copied = copied;
     }
@@ -115,21 +134,49 @@ impl ArgCopy {
     }
 }
 
-/// Whether argument `position` of a command of `spec` with `argc` arguments is a key.
-fn is_key(spec: &CommandSpec, position: usize, argc: usize) -> bool {
-    let Ok(first) = usize::try_from(spec.first_key) else {
-        return false;
+/// Whether `spec` is a container, whose second argument is a subcommand (shown).
+fn is_container(spec: &CommandSpec) -> bool {
+    matches!(
+        spec.name,
+        "client"
+            | "config"
+            | "script"
+            | "pubsub"
+            | "command"
+            | "slowlog"
+            | "latency"
+            | "memory"
+            | "debug"
+            | "object"
+            | "acl"
+            | "function"
+            | "cluster"
+            | "xinfo"
+    )
+}
+
+/// The key positions of a command of `spec` with `argc` arguments: first, last and step
+/// (none when the first is past the last).
+fn key_bounds(spec: &CommandSpec, argc: usize) -> (usize, usize, usize) {
+    let first = match usize::try_from(spec.first_key) {
+        Ok(first) if first > 0 => first,
+        _ => return (usize::MAX, 0, 1),
     };
-    if first == 0 || position < first {
-        return false;
-    }
     let last = if spec.last_key < 0 {
         argc.checked_sub(spec.last_key.unsigned_abs() as usize)
     } else {
         Some(spec.last_key as usize)
     };
-    let step = spec.step.max(1) as usize;
-    last.is_some_and(|last| position <= last && (position - first).is_multiple_of(step))
+    match last {
+        Some(last) => (first, last, spec.step.max(1) as usize),
+        None => (usize::MAX, 0, 1),
+    }
+}
+
+/// Whether argument `position` of a command of `spec` with `argc` arguments is a key.
+fn is_key(spec: &CommandSpec, position: usize, argc: usize) -> bool {
+    let (first, last, step) = key_bounds(spec, argc);
+    position >= first && position <= last && (position - first).is_multiple_of(step)
 }
 
 /// One slow log entry.
@@ -354,8 +401,8 @@ mod tests {
 
     fn shown(words: &[&str], sub: bool) -> Vec<String> {
         let mut copy = ArgCopy::default();
-        copy.capture(&args(words));
         let spec = lookup(words[0].as_bytes()).unwrap();
+        copy.capture(spec, &args(words));
         copy.shown(spec, sub)
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -395,6 +442,26 @@ mod tests {
         let entry = shown(&words, false);
         assert_eq!(entry.len(), 32);
         assert_eq!(entry[31], "... (10 more arguments)");
+    }
+
+    #[test]
+    fn values_and_session_ids_are_not_even_copied() {
+        let mut copy = ArgCopy::default();
+        let held =
+            |copy: &ArgCopy, secret: &[u8]| copy.bytes.windows(secret.len()).any(|w| w == secret);
+        copy.capture(
+            lookup(b"set").unwrap(),
+            &args(&["SET", "k", "secret-value"]),
+        );
+        assert!(!held(&copy, b"secret-value"));
+        copy.capture(
+            lookup(b"session.set").unwrap(),
+            &args(&["SESSION.SET", "the-id", "f", "secret-field-value"]),
+        );
+        assert!(!held(&copy, b"secret-field-value"));
+        assert!(!held(&copy, b"the-id"));
+        copy.capture(lookup(b"auth").unwrap(), &args(&["AUTH", "the-password"]));
+        assert!(!held(&copy, b"the-password"));
     }
 
     #[test]

@@ -764,6 +764,20 @@ impl Command {
         (Some(index), Command::parse_known(&COMMANDS[index], items))
     }
 
+    /// Parses the command whose name is at `index` of [`COMMANDS`] (found by [`position`]) from
+    /// its arguments, the name first.
+    pub fn parse_at(index: usize, args: Vec<Bytes>) -> Result<Command, CommandError> {
+        let mut items = args.into_iter();
+        let name = items.next().unwrap_or_default();
+        match COMMANDS.get(index) {
+            Some(spec) => Command::parse_known(spec, items),
+            None => Err(CommandError::Unknown {
+                name,
+                args: items.collect(),
+            }),
+        }
+    }
+
     fn parse_known(
         spec: &'static CommandSpec,
         items: std::vec::IntoIter<Bytes>,

@@ -458,14 +458,10 @@ fn execute_now(
     out: &mut BytesMut,
 ) -> Reply {
     stats.commands += 1;
-    // The slow log shows arguments the command consumes: copied first, while it is on.
     let slowlog_on = shared.slowlog.slower_than_us() >= 0;
-    if slowlog_on {
-        stats.args.capture(&args);
-    }
     let written = out.len();
     let mut ran = Ran::Unknown;
-    let reply = run_now(shared, conn, stats, args, clock, out, &mut ran);
+    let reply = run_now(shared, conn, stats, args, clock, out, slowlog_on, &mut ran);
     let nanos = stats.lap_nanos();
     let error = error_message(&reply, out, written);
     let command_stats = &shared.stats.commands;
@@ -570,8 +566,11 @@ fn log_slow(
     });
 }
 
-/// Runs a command: [`execute_now`] without the statistics; `ran` says how far it went.
+/// Runs a command: [`execute_now`] without the statistics; `ran` says how far it went. With
+/// the slow log on, what it would show of the arguments is copied first, as the command
+/// consumes them.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 fn run_now(
     shared: &Arc<Shared>,
     conn: &mut ConnState,
@@ -579,6 +578,7 @@ fn run_now(
     args: Vec<Bytes>,
     clock: &mut BatchClock,
     out: &mut BytesMut,
+    slowlog_on: bool,
     ran: &mut Ran,
 ) -> Reply {
     let work = Work {
@@ -588,11 +588,20 @@ fn run_now(
     // A limited user's permissions are checked against the arguments once they parse (Redis
     // answers arity errors before NOPERM); the argument handles are kept only for them.
     let kept = conn.restricted.then(|| args.clone());
-    let (index, parsed) = Command::parse_indexed(args);
-    if let Some(index) = index {
-        conn.client.record_command(index);
-    }
+    let index = args
+        .first()
+        .and_then(|name| sessiond_protocol::cmd::position(name));
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
+    if let (Some(spec), true) = (spec, slowlog_on) {
+        stats.args.capture(spec, &args);
+    }
+    let parsed = match index {
+        Some(index) => {
+            conn.client.record_command(index, stats.mark_ticks);
+            Command::parse_at(index, args)
+        }
+        None => Command::parse(args),
+    };
     let (Some(index), Some(spec)) = (index, spec) else {
         let refusal = match parsed {
             Err(e) if conn.user.is_some() => error(e),

@@ -112,7 +112,7 @@ pub fn queue(
     if runs_at_once(spec) && !wrong_arity {
         return Err(args);
     }
-    conn.client.record_command(index);
+    conn.client.record_command(index, 0);
     if wrong_arity {
         // As Redis's rejectCommand: the arity error of any command flags the transaction, the
         // ones that otherwise run at once (MULTI, WATCH, DISCARD...) included; EXEC's discards
@@ -482,10 +482,10 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
     ctx.store = shared.dbs.db(ctx.conn.db);
     // As in `execute_now`: what the slow log would show, copied before parsing consumes it.
     let slowlog_on = shared.slowlog.slower_than_us() >= 0;
-    if slowlog_on {
-        ctx.stats.args.capture(&args);
+    if let (Some(spec), true) = (COMMANDS.get(index), slowlog_on) {
+        ctx.stats.args.capture(spec, &args);
     }
-    let command = match Command::parse_indexed(args).1 {
+    let command = match Command::parse_at(index, args) {
         Ok(command) => command,
         Err(e) => {
             let reply = error(e);
