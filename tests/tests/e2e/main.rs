@@ -10,6 +10,7 @@ mod daemon;
 mod databases;
 mod events;
 mod expiry;
+mod exporter;
 mod fuzz_live;
 mod hashes;
 mod introspection;
