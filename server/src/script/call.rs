@@ -15,7 +15,9 @@ use super::{Host, ScriptConn};
 use super::{Interrupt, Watchdog};
 use crate::auth::{Denied, User};
 use crate::clients::ClientState;
+use crate::process::{clock_ticks, nanos_between};
 use crate::shared::Shared;
+use crate::stats::commands::Tally;
 use crate::store::Store;
 
 /// The interpreter's app data for `redis.call`, set once when it is built so that a run
@@ -55,6 +57,9 @@ pub(super) struct Running {
     /// A write command ran.
     pub wrote: bool,
     pub watchdog: Arc<dyn Watchdog + Send + Sync>,
+    /// Its commands' calls and times: they count as commands of their own in INFO
+    /// commandstats, as Redis counts them (absorbed when the script ends).
+    pub tally: Tally,
 }
 
 /// Redis's error table `{err=...}` for a message in Redis's `luaPushError` form: a leading
@@ -247,8 +252,13 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         },
         None => None,
     };
-    let Some(spec) = index.and_then(|i| COMMANDS.get(i)) else {
+    let Some((index, spec)) = index.and_then(|i| COMMANDS.get(i).map(|spec| (i, spec))) else {
         return failed("Unknown Redis command called from script");
+    };
+    // Refused before it runs: a rejected call in INFO commandstats, as Redis counts it.
+    let rejected = |message: &str| {
+        running.shared.stats.commands.rejected(index);
+        failed(message)
     };
     if let Some(name) = argv.first_mut() {
         *name = Bytes::from_static(spec.name.as_bytes());
@@ -256,7 +266,7 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     let count = argv.len() as i64;
     let arity = i64::from(spec.arity);
     if (arity > 0 && count != arity) || (arity < 0 && count < -arity) {
-        return failed("Wrong number of args calling Redis command from script");
+        return rejected("Wrong number of args calling Redis command from script");
     }
     // SCRIPT's subcommands are `noscript` in Redis but HELP; the container has no flags.
     let script_sub = spec.name == "script"
@@ -268,14 +278,14 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
             .flags
             .intersects(CommandFlags::NOSCRIPT.with(CommandFlags::NO_MULTI))
     {
-        return failed("This Redis command is not allowed from script");
+        return rejected("This Redis command is not allowed from script");
     }
     // A script's block holds shards of its own database only; these reach others.
     if matches!(
         spec.name,
         "select" | "move" | "swapdb" | "flushall" | "info"
     ) {
-        return failed(
+        return rejected(
             "This command is not allowed from script in sessiond: a script holds its own \
              database only (SELECT, MOVE, SWAPDB, FLUSHALL and INFO reach others)",
         );
@@ -294,16 +304,16 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
                         "ACL failure in script: No permissions to access a channel".into()
                     }
                 };
-                return failed(&message);
+                return rejected(&message);
             }
         }
     }
     let writes = spec.flags.contains(CommandFlags::WRITE);
     if writes && running.read_only {
-        return failed("Write commands are not allowed from read-only scripts.");
+        return rejected("Write commands are not allowed from read-only scripts.");
     }
     if running.oom && spec.flags.contains(CommandFlags::DENYOOM) {
-        return failed("-OOM command not allowed when used memory > 'maxmemory'.");
+        return rejected("-OOM command not allowed when used memory > 'maxmemory'.");
     }
     // The block must hold every shard the command touches (see `runner.rs`).
     let store = &running.store;
@@ -365,9 +375,17 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         }
         running.wrote = true;
     }
-    let frame = match Command::parse_indexed(argv).1 {
-        Err(e) => Frame::Error(Bytes::from(e.to_string())),
+    let (index, parsed) = Command::parse_indexed(argv);
+    let frame = match parsed {
+        Err(e) => {
+            if let Some(index) = index {
+                running.shared.stats.commands.rejected(index);
+            }
+            Frame::Error(Bytes::from(e.to_string()))
+        }
         Ok(command) => {
+            let slot = index.map(|index| crate::stats::commands::slot(index, &command));
+            let started = clock_ticks();
             scratch.clear();
             let mut conn = ScriptConn {
                 shared: &running.shared,
@@ -379,10 +397,22 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
                 now_ms: running.now_ms,
                 out: scratch,
             };
-            match (running.host.dispatch)(&mut conn, command) {
+            let frame = match (running.host.dispatch)(&mut conn, command) {
                 Some(frame) => frame,
                 None => decode(scratch),
+            };
+            if let Some(slot) = slot {
+                let nanos = nanos_between(started, clock_ticks());
+                let stats = &running.shared.stats.commands;
+                if !running.tally.record(slot, nanos) {
+                    stats.absorb(&mut running.tally);
+                    running.tally.record(slot, nanos);
+                }
+                if matches!(frame, Frame::Error(_)) {
+                    stats.failed(slot);
+                }
             }
+            frame
         }
     };
     let is_error = matches!(frame, Frame::Error(_));

@@ -28,6 +28,7 @@ use super::memory::Unlimited;
 use super::vm::Vm;
 use super::{Caller, Interrupt, Ran, ScriptCall, Watchdog, NOSCRIPT};
 use crate::shared::Shared;
+use crate::stats::commands::Tally;
 use crate::store::Store;
 
 thread_local! {
@@ -159,6 +160,7 @@ fn run_in(
             oom,
             wrote: false,
             watchdog: Arc::clone(watchdog),
+            tally: Tally::default(),
         };
         if let Some(mut current) = vm.lua.app_data_mut::<Current>() {
             current.running = Some(running);
@@ -175,13 +177,16 @@ fn run_in(
             hooked.stop.take()
         });
         let mut gc_stopped = false;
-        let running = vm.lua.app_data_mut::<Current>().and_then(|mut current| {
+        let mut running = vm.lua.app_data_mut::<Current>().and_then(|mut current| {
             if current.scratch.capacity() > SCRATCH_KEPT {
                 current.scratch = BytesMut::new();
             }
             gc_stopped = std::mem::take(&mut current.gc_stopped);
             current.running.take()
         });
+        if let Some(running) = running.as_mut() {
+            shared.stats.commands.absorb(&mut running.tally);
+        }
         // Fails only if Lua cannot allocate at all (its limit is lifted), as setting them did.
         let _ = vm.reset_arguments(call.keys.len(), call.args.len());
         // A script may have stopped the collector (`collectgarbage('stop')`): not for the next.

@@ -210,6 +210,37 @@ fn commandstats_errorstats_and_latencystats_follow_the_commands() {
     });
 }
 
+#[test]
+fn commands_a_script_runs_count_as_commands_of_their_own() {
+    each_protocol(|_, con| {
+        assert_eq!(query(con, "CONFIG RESETSTAT"), Value::Okay);
+        let script = "redis.call('set', KEYS[1], 'v'); redis.call('get', KEYS[1]); \
+                      redis.pcall('incr', KEYS[1]); redis.pcall('get'); return 1";
+        let reply = redis::cmd("EVAL")
+            .arg(script)
+            .arg(1)
+            .arg("k")
+            .query::<i64>(con)
+            .unwrap();
+        assert_eq!(reply, 1);
+        let text = info(con, "commandstats latencystats");
+        assert_eq!(number(&fields(&text, "cmdstat_eval"), "calls"), 1.0);
+        assert_eq!(number(&fields(&text, "cmdstat_set"), "calls"), 1.0);
+        let get = fields(&text, "cmdstat_get");
+        // As Redis: the call with a wrong arity is rejected, not run.
+        assert_eq!(
+            (number(&get, "calls"), number(&get, "rejected_calls")),
+            (1.0, 1.0)
+        );
+        let incr = fields(&text, "cmdstat_incr");
+        assert_eq!(
+            (number(&incr, "calls"), number(&incr, "failed_calls")),
+            (1.0, 1.0)
+        );
+        assert!(text.contains("latency_percentiles_usec_set:"), "{text}");
+    });
+}
+
 /// `limited` may read and write but not run admin commands.
 fn users_config() -> Config {
     let dir = ScratchDir::new();
