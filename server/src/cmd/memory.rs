@@ -24,20 +24,50 @@ pub fn memory(ctx: &mut Ctx<'_>, cmd: Memory) -> Frame {
             })
         }
         Memory::Stats => {
-            let dbs = &ctx.shared.dbs;
-            let used = dbs.used_memory();
-            let keys = dbs.len() as u64;
-            let field = |name: &'static str, value: u64| {
-                (
-                    Frame::Bulk(Bytes::from_static(name.as_bytes())),
-                    Frame::Integer(value as i64),
-                )
+            // The figures INFO memory gives, in Redis's MEMORY STATS names: the process's
+            // memory (`used_memory`), and the dataset as `maxmemory` counts it.
+            let shared = ctx.shared;
+            let (memory, peak) = shared.sample_memory();
+            let (used, rss) = (memory.anonymous, memory.rss);
+            let dataset = shared.dbs.used_memory();
+            let keys = shared.dbs.len() as u64;
+            let percent = |part: u64, whole: u64| {
+                if whole == 0 {
+                    0.0
+                } else {
+                    part as f64 * 100.0 / whole as f64
+                }
             };
+            let name = |name: &'static str| Frame::Bulk(Bytes::from_static(name.as_bytes()));
+            let int = |value: u64| Frame::Integer(i64::try_from(value).unwrap_or(i64::MAX));
             Frame::Map(vec![
-                field("total.allocated", used),
-                field("dataset.bytes", used),
-                field("keys.count", keys),
-                field("keys.bytes-per-key", used.checked_div(keys).unwrap_or(0)),
+                (name("peak.allocated"), int(peak)),
+                (name("total.allocated"), int(used)),
+                (name("lua.caches"), int(shared.scripts.lua_memory())),
+                (name("overhead.total"), int(used.saturating_sub(dataset))),
+                (name("keys.count"), int(keys)),
+                (
+                    name("keys.bytes-per-key"),
+                    int(used.checked_div(keys).unwrap_or(0)),
+                ),
+                (name("dataset.bytes"), int(dataset)),
+                (
+                    name("dataset.percentage"),
+                    Frame::Double(percent(dataset, used)),
+                ),
+                (name("peak.percentage"), Frame::Double(percent(used, peak))),
+                (
+                    name("fragmentation"),
+                    Frame::Double(if used == 0 {
+                        0.0
+                    } else {
+                        rss as f64 / used as f64
+                    }),
+                ),
+                (
+                    name("fragmentation.bytes"),
+                    Frame::Integer(rss as i64 - used as i64),
+                ),
             ])
         }
         Memory::Doctor => super::client::verbatim(

@@ -236,10 +236,30 @@ fn memory_usage_is_the_key_s_accounted_footprint() {
             sessiond_tests::info_number(&info, "used_memory_dataset"),
             small + large
         );
-        let stats: std::collections::HashMap<String, i64> =
+        let stats: std::collections::HashMap<String, Value> =
             redis::cmd("MEMORY").arg("STATS").query(&mut con).unwrap();
-        assert_eq!(stats["keys.count"], 2);
-        assert_eq!(stats["dataset.bytes"] as u64, small + large);
+        let number = |name: &str| -> f64 {
+            match &stats[name] {
+                Value::Int(n) => *n as f64,
+                Value::Double(x) => *x,
+                Value::BulkString(text) => String::from_utf8_lossy(text).parse().unwrap(),
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert_eq!(number("keys.count"), 2.0);
+        assert_eq!(number("dataset.bytes") as u64, small + large);
+        // The process's memory, as INFO's used_memory: at least the dataset, at most the peak.
+        let total = number("total.allocated");
+        assert!(total >= number("dataset.bytes"), "{stats:?}");
+        assert!(number("peak.allocated") >= total, "{stats:?}");
+        assert_eq!(
+            number("overhead.total"),
+            total - number("dataset.bytes"),
+            "{stats:?}"
+        );
+        let percentage = number("dataset.percentage");
+        assert!(percentage > 0.0 && percentage <= 100.0, "{stats:?}");
+        assert!(number("fragmentation") > 0.0, "{stats:?}");
         let doctor: String = redis::cmd("MEMORY").arg("DOCTOR").query(&mut con).unwrap();
         assert!(doctor.contains("can't find any memory issue"), "{doctor}");
     }
