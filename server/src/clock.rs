@@ -90,6 +90,12 @@ impl BatchClock {
         self.now_ms
     }
 
+    /// The last reading, if the next command would still use it (not [`BatchClock::stale`]).
+    #[inline]
+    pub fn last_ms(&self) -> Option<u64> {
+        (self.left != 0).then_some(self.now_ms)
+    }
+
     /// The next command reads the clock afresh.
     #[inline]
     pub fn stale(&mut self) {

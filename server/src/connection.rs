@@ -151,6 +151,10 @@ struct Connection<'a, S> {
     /// Replies not yet written.
     output: BytesMut,
     writes: WriteState,
+    /// Since when the client has been idle, Unix ms (the server's clock), while a read waits:
+    /// `--timeout` counts from it, so a read remade under a new timeout (CONFIG SET) keeps it,
+    /// and a client idle longer than the new timeout is closed at once, as in Redis.
+    idle_since_ms: Option<u64>,
 }
 
 impl<'a, S> Connection<'a, S>
@@ -172,6 +176,7 @@ where
             local: LocalStats::default(),
             output: BytesMut::with_capacity(READ_CHUNK),
             writes: WriteState::default(),
+            idle_since_ms: None,
         }
     }
 
@@ -181,7 +186,16 @@ where
         if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
             self.input.reserve(READ_CHUNK);
         }
-        let idle_timeout = self.shared.live.idle_timeout();
+        // The batch's reading is when the client last had a reply; a fresh one only after
+        // something that waited (DEBUG SLEEP, SAVE...) or a long batch.
+        let dbs = &self.shared.dbs;
+        let since = *self
+            .idle_since_ms
+            .get_or_insert_with(|| self.clock.last_ms().unwrap_or_else(|| dbs.now_ms()));
+        let idle_timeout = self.shared.live.idle_timeout().map(|limit| {
+            let idle = Duration::from_millis(dbs.now_ms().saturating_sub(since));
+            limit.saturating_sub(idle)
+        });
         let read = read_some(
             &mut self.socket,
             &mut self.input,
@@ -189,6 +203,7 @@ where
             idle_timeout,
         );
         let read = read.await;
+        self.idle_since_ms = None;
         self.after_read(read)
     }
 

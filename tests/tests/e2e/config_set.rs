@@ -111,6 +111,29 @@ fn timeout_closes_clients_idle_past_it() {
     }
 }
 
+/// As Redis's `clientsCronHandleTimeout`: the timeout counts from the client's last
+/// interaction, so a client already idle longer than a new timeout is closed at once, and one
+/// that just talked is kept. On the manual clock: nothing here waits for real time.
+#[test]
+fn a_new_timeout_counts_from_each_clients_last_interaction() {
+    for resp3 in [false, true] {
+        let server = TestServer::with_manual_clock();
+        let mut con = server.connect(resp3);
+        let mut idle = server.raw();
+        idle.command(&[b"PING"]);
+        assert_eq!(idle.reply(), sessiond_protocol::Frame::simple("PONG"));
+        server.advance(120_000);
+        let mut recent = server.raw();
+        recent.command(&[b"PING"]);
+        assert_eq!(recent.reply(), sessiond_protocol::Frame::simple("PONG"));
+        config_set(&mut con, &["timeout", "60"]).expect("CONFIG SET timeout");
+        assert!(idle.closed(), "idle for 120 s: closed under a 60 s timeout");
+        recent.command(&[b"PING"]);
+        assert_eq!(recent.reply(), sessiond_protocol::Frame::simple("PONG"));
+        assert_eq!(info_number(&server.info("stats"), "idle_timeouts"), 1);
+    }
+}
+
 #[test]
 fn maxclients_refuses_new_clients_past_it_and_keeps_those_connected() {
     for resp3 in [false, true] {
