@@ -173,7 +173,6 @@ pub struct Mailbox {
     /// Since when `pending` has been above the soft limit, ms after `epoch`; 0: it is not.
     soft_since_ms: AtomicU64,
     epoch: Instant,
-    limits: ClassLimit,
     /// Set once, when the limits cut the subscriber off; nothing more is queued then.
     cut: AtomicBool,
     /// Woken when `cut` is set.
@@ -184,23 +183,23 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// Queues `delivery` unless the subscriber is over its limits (which cuts it off); the
+    /// Queues `delivery` unless the subscriber is over `limits` (which cuts it off); the
     /// subscriber counts as a receiver either way, as in Redis.
-    fn deliver(&self, delivery: Delivery) {
+    fn deliver(&self, delivery: Delivery, limits: &ClassLimit) {
         if self.cut.load(Ordering::Relaxed) {
             return;
         }
         let size = delivery.cost();
         let pending = self.pending.fetch_add(size, Ordering::Relaxed) + size;
-        if pending > self.limits.hard() {
+        if pending > limits.hard() {
             return self.cut_off();
         }
-        if self.limits.soft_bytes != 0 && pending > self.limits.soft_bytes {
+        if limits.soft_bytes != 0 && pending > limits.soft_bytes {
             let now = (self.epoch.elapsed().as_millis() as u64).max(1);
             match self.soft_since_ms.load(Ordering::Relaxed) {
                 0 => self.soft_since_ms.store(now, Ordering::Relaxed),
                 // Above it for longer than its seconds (as Redis: not merely as long).
-                since if now.saturating_sub(since) > self.limits.soft_seconds * 1000 => {
+                since if now.saturating_sub(since) > limits.soft_seconds * 1000 => {
                     return self.cut_off();
                 }
                 _ => {}
@@ -262,9 +261,43 @@ pub struct Hub {
     pattern_count: AtomicUsize,
     /// Subscriptions of every kind, server-wide.
     subscriptions: AtomicUsize,
+    /// `client-output-buffer-limit pubsub`, read at each publish: a CONFIG SET holds the
+    /// subscribers already there too.
+    limits: LiveLimit,
+}
+
+/// A [`ClassLimit`] that can change while it is read.
+#[derive(Debug, Default)]
+struct LiveLimit {
+    hard_bytes: AtomicUsize,
+    soft_bytes: AtomicUsize,
+    soft_seconds: AtomicU64,
 }
 
 impl Hub {
+    /// Holds every subscriber, present and future, to `limits`.
+    pub fn set_limits(&self, limits: ClassLimit) {
+        self.limits
+            .hard_bytes
+            .store(limits.hard_bytes, Ordering::Relaxed);
+        self.limits
+            .soft_bytes
+            .store(limits.soft_bytes, Ordering::Relaxed);
+        self.limits
+            .soft_seconds
+            .store(limits.soft_seconds, Ordering::Relaxed);
+    }
+
+    /// The subscribers' output limits now.
+    #[inline]
+    fn limits(&self) -> ClassLimit {
+        ClassLimit {
+            hard_bytes: self.limits.hard_bytes.load(Ordering::Relaxed),
+            soft_bytes: self.limits.soft_bytes.load(Ordering::Relaxed),
+            soft_seconds: self.limits.soft_seconds.load(Ordering::Relaxed),
+        }
+    }
+
     /// Whether anyone subscribes to any channel or pattern (one relaxed load): producers of
     /// events check it first and build nothing otherwise.
     #[inline]
@@ -299,12 +332,13 @@ impl Hub {
             return 0;
         }
         let mut receivers = 0;
+        let limits = self.limits();
         if let Some(subscribers) = self.channels.get(channel) {
             let mut delivery = None;
             for mailbox in subscribers.values().filter(|m| allowed(m)) {
                 let delivery =
                     delivery.get_or_insert_with(|| Delivery::channel(false, channel, message));
-                mailbox.deliver(delivery.clone());
+                mailbox.deliver(delivery.clone(), &limits);
                 receivers += 1;
             }
         }
@@ -315,7 +349,7 @@ impl Hub {
                 for mailbox in entry.subscribers.values().filter(|m| allowed(m)) {
                     let delivery = delivery
                         .get_or_insert_with(|| Delivery::pattern(pattern, channel, message));
-                    mailbox.deliver(delivery.clone());
+                    mailbox.deliver(delivery.clone(), &limits);
                     receivers += 1;
                 }
             }
@@ -329,15 +363,16 @@ impl Hub {
             return 0;
         };
         let delivery = Delivery::channel(true, channel, message);
+        let limits = self.limits();
         for mailbox in subscribers.values() {
-            mailbox.deliver(delivery.clone());
+            mailbox.deliver(delivery.clone(), &limits);
         }
         subscribers.len()
     }
 
-    /// A new subscriber: the connection `id`, held to `limits`, receiving what `access`
-    /// allows. It subscribes to nothing yet.
-    pub fn subscriber(self: &Arc<Self>, id: u64, limits: ClassLimit, access: Access) -> Subscriber {
+    /// A new subscriber: the connection `id`, held to the hub's limits, receiving what
+    /// `access` allows. It subscribes to nothing yet.
+    pub fn subscriber(self: &Arc<Self>, id: u64, access: Access) -> Subscriber {
         let (sender, inbox) = mpsc::unbounded_channel();
         Subscriber {
             hub: self.clone(),
@@ -347,7 +382,6 @@ impl Hub {
                 pending: AtomicUsize::new(0),
                 soft_since_ms: AtomicU64::new(0),
                 epoch: Instant::now(),
-                limits,
                 cut: AtomicBool::new(false),
                 cut_signal: Notify::new(),
                 access: RwLock::new(access),
@@ -567,7 +601,7 @@ impl Subscriber {
     fn taken(&self, bytes: usize) {
         let mailbox = &self.mailbox;
         let left = mailbox.pending.fetch_sub(bytes, Ordering::Relaxed) - bytes;
-        if left <= mailbox.limits.soft_bytes {
+        if left <= self.hub.limits.soft_bytes.load(Ordering::Relaxed) {
             mailbox.soft_since_ms.store(0, Ordering::Relaxed);
         }
     }
@@ -623,8 +657,8 @@ mod tests {
     #[test]
     fn a_message_reaches_channel_and_pattern_subscribers_once_each() {
         let hub = hub();
-        let mut a = hub.subscriber(1, ClassLimit::default(), Access::default());
-        let mut c = hub.subscriber(2, ClassLimit::default(), Access::default());
+        let mut a = hub.subscriber(1, Access::default());
+        let mut c = hub.subscriber(2, Access::default());
         assert!(a.subscribe(Kind::Channel, b("news")));
         assert!(!a.subscribe(Kind::Channel, b("news")));
         assert!(c.subscribe(Kind::Pattern, b("n*")));
@@ -649,7 +683,7 @@ mod tests {
     #[test]
     fn shard_channels_are_their_own_namespace() {
         let hub = hub();
-        let mut s = hub.subscriber(1, ClassLimit::default(), Access::default());
+        let mut s = hub.subscriber(1, Access::default());
         s.subscribe(Kind::Shard, b("orders"));
         assert_eq!(hub.publish(&b("orders"), &b("x")), 0);
         assert_eq!(hub.publish_shard(&b("orders"), &b("x")), 1);
@@ -668,7 +702,8 @@ mod tests {
             hard_bytes: 1000,
             ..ClassLimit::default()
         };
-        let mut s = hub.subscriber(1, limits, Access::default());
+        hub.set_limits(limits);
+        let mut s = hub.subscriber(1, Access::default());
         s.subscribe(Kind::Channel, b("c"));
         let payload = Bytes::from(vec![b'x'; 100]);
         for _ in 0..100 {
@@ -687,9 +722,9 @@ mod tests {
             session_namespace: namespace.map(b),
             keys: None,
         };
-        let mut all = hub.subscriber(1, ClassLimit::default(), allowed(None));
-        let mut app1 = hub.subscriber(2, ClassLimit::default(), allowed(Some("app1:")));
-        let mut nobody = hub.subscriber(3, ClassLimit::default(), Access::default());
+        let mut all = hub.subscriber(1, allowed(None));
+        let mut app1 = hub.subscriber(2, allowed(Some("app1:")));
+        let mut nobody = hub.subscriber(3, Access::default());
         for s in [&mut all, &mut app1, &mut nobody] {
             s.subscribe(Kind::Pattern, b("*"));
         }
@@ -727,8 +762,8 @@ mod tests {
             keys: Some(Arc::from([glob::Pattern::new(pattern.as_bytes())])),
             ..Access::default()
         };
-        let mut all = hub.subscriber(1, ClassLimit::default(), Access::default());
-        let mut cache = hub.subscriber(2, ClassLimit::default(), only("cache:*"));
+        let mut all = hub.subscriber(1, Access::default());
+        let mut cache = hub.subscriber(2, only("cache:*"));
         for s in [&mut all, &mut cache] {
             s.subscribe(Kind::Pattern, b("__keyevent@0__:*"));
         }

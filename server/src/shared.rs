@@ -120,6 +120,7 @@ impl Shared {
         let slowlog =
             crate::slowlog::SlowLog::new(config.slowlog_log_slower_than_us, config.slowlog_max_len);
         let latency = crate::slowlog::LatencyMonitor::new(config.latency_monitor_threshold_ms);
+        dbs.notifier().hub().set_limits(config.output_limits.pubsub);
         Shared {
             live: crate::live::Live::new(&config),
             pause: crate::pause::Pause::default(),

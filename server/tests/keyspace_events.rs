@@ -11,7 +11,6 @@ use sessiond::clients::ClientState;
 use sessiond::clock::BatchClock;
 use sessiond::cmd::{self, ConnState};
 use sessiond::notify::EventFlags;
-use sessiond::output_limit::ClassLimit;
 use sessiond::pubsub::{Access, Kind, Subscriber};
 use sessiond::stats::LocalStats;
 use sessiond::{Clock, Config, Shared};
@@ -45,7 +44,7 @@ impl Server {
             session_namespace: None,
             keys: None,
         };
-        let mut all = shared.pubsub.subscriber(0, ClassLimit::default(), access);
+        let mut all = shared.pubsub.subscriber(0, access);
         all.subscribe(Kind::Pattern, Bytes::from_static(b"*"));
         Server {
             shared,

@@ -144,6 +144,7 @@ const SETTABLE: &[Settable] = &[
         apply: |shared, value| {
             if let Ok(limits) = output_limits(shared, value) {
                 shared.live.set_output_limits(limits);
+                shared.pubsub.set_limits(limits.pubsub);
             }
         },
     },

@@ -71,11 +71,10 @@ pub fn subscribe(ctx: &mut Ctx<'_>, cmd: Subscription) -> Reply {
     }
     let version = ctx.conn.version();
     if ctx.conn.subscriber.is_none() {
-        let limits = ctx.shared.live.pubsub_output_limit();
-        let subscriber =
-            ctx.shared
-                .pubsub
-                .subscriber(ctx.conn.client().id, limits, access(ctx.conn));
+        let subscriber = ctx
+            .shared
+            .pubsub
+            .subscriber(ctx.conn.client().id, access(ctx.conn));
         ctx.conn.subscriber = Some(Box::new(subscriber));
     }
     let Some(subscriber) = ctx.conn.subscriber.as_deref_mut() else {

@@ -1382,7 +1382,6 @@ mod event_tests {
     use super::session::NewSession;
     use super::*;
     use crate::notify::EventFlags;
-    use crate::output_limit::ClassLimit;
     use crate::pubsub::{Access, Kind, Subscriber};
     use sessiond_protocol::{Limits, RequestDecoder};
 
@@ -1405,10 +1404,7 @@ mod event_tests {
                 .then(|| Bytes::copy_from_slice(prefix.as_bytes())),
             keys: None,
         };
-        let mut all = store
-            .notifier()
-            .hub()
-            .subscriber(1, ClassLimit::default(), access);
+        let mut all = store.notifier().hub().subscriber(1, access);
         all.subscribe(Kind::Pattern, Bytes::from_static(b"*"));
         all
     }
@@ -1615,10 +1611,7 @@ mod event_tests {
             keys: Some(Arc::from([glob::Pattern::new(b"cache:*")])),
             ..Access::default()
         };
-        let mut cache = store
-            .notifier()
-            .hub()
-            .subscriber(1, ClassLimit::default(), access);
+        let mut cache = store.notifier().hub().subscriber(1, access);
         cache.subscribe(Kind::Pattern, Bytes::from_static(b"__keyevent@*__:*"));
         store.put_str(b"cache:1", START, START + 10);
         store.put_str(b"other", START, START + 10);

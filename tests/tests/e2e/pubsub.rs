@@ -462,6 +462,40 @@ fn a_subscriber_that_does_not_read_is_cut_off_and_publish_never_waits_for_it() {
     let _: () = publisher.set("still", "serving").unwrap();
 }
 
+/// CONFIG SET client-output-buffer-limit holds the subscribers already there too, not only
+/// those that subscribe after it.
+#[test]
+fn a_new_pubsub_limit_holds_subscribers_already_subscribed() {
+    // No limit at first: queued, not cut.
+    let mut config = Config::default();
+    config.output_limits.pubsub = sessiond::output_limit::ClassLimit::default();
+    let server = TestServer::with_config(config);
+    let mut slow = raw(&server, false);
+    slow.command(&[b"SUBSCRIBE", b"firehose"]);
+    assert_eq!(
+        slow.reply(),
+        Frame::Array(vec![bulk("subscribe"), bulk("firehose"), Frame::Integer(1)])
+    );
+    let mut publisher = server.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("pubsub 1mb 0 0")
+        .query(&mut publisher)
+        .unwrap();
+    // 8 MiB offered to a subscriber that does not read: past the new 1 MiB limit.
+    let payload = "p".repeat(64 * 1024);
+    for _ in 0..16 {
+        let mut pipe = redis::pipe();
+        for _ in 0..8 {
+            pipe.cmd("PUBLISH").arg("firehose").arg(&payload);
+        }
+        let _: Vec<i64> = pipe.query(&mut publisher).unwrap();
+    }
+    assert!(slow.closed());
+    assert_eq!(cut_off(&server), 1);
+}
+
 #[test]
 fn subscribers_that_never_read_leave_the_real_servers_memory_bounded() {
     let mut daemon = Daemon::start(
