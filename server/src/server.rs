@@ -202,7 +202,7 @@ impl Server {
         health: Arc<Health>,
         metrics: Option<(SocketAddr, AbortOnDropHandle<()>)>,
     ) -> Result<Server, ServerError> {
-        // The command clock's anchor is set once: before serving, not in the first command.
+        // The command clock calibrates once (10 ms): before serving, not in the first command.
         crate::process::clock_ticks();
         let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
         let tls = match &config.tls {
