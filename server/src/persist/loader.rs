@@ -44,6 +44,9 @@ pub struct Summary {
     pub sessions: u64,
     /// Deletion records (from the journal of changes made during the save).
     pub deletes: u64,
+    /// Records that change a key's state rather than give it (the change feed's; none in a
+    /// snapshot this build writes).
+    pub changes: u64,
     /// Records skipped at load because their deadline had passed.
     pub expired: u64,
     /// File size.
@@ -256,6 +259,8 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
         Record::Set { .. } => summary.sets += 1,
         Record::Session { .. } => summary.sessions += 1,
         Record::Delete { .. } => summary.deletes += 1,
+        // Changes relative to a state: the change feed's, not a snapshot's.
+        _ => summary.changes += 1,
     }
     summary.expired += u64::from(record.deadline_ms().is_some_and(|d| d <= now_ms));
 }

@@ -19,7 +19,7 @@ use super::entry::Node;
 use super::journal::{self, Journal};
 use super::table::{is, Table};
 use super::watched::Watches;
-use super::{evict, Common, Dirty, Store, SHARDS};
+use super::{evict, Common, Dirty, Store, Wrote, SHARDS};
 use crate::clock::Clock;
 use crate::histogram::Histogram;
 use crate::notify::Notifier;
@@ -71,6 +71,7 @@ impl Databases {
         let common = Common {
             used: Arc::default(),
             journal: Arc::new(Journal::new(SHARDS)),
+            feed: Arc::default(),
             hasher: ahash::RandomState::new(),
             watch_lists: Arc::clone(&watch_lists),
             lazy_free: Arc::default(),
@@ -225,6 +226,11 @@ impl Databases {
             // A change for "changes since the last save" (Redis's `dirty++`): the next
             // periodic save writes the new layout.
             sa.changes.add(1);
+            if sa.feed.on() {
+                // Under every shard of both: between their changes before and after.
+                let with = b as u16;
+                sa.feed.push(a as u16, &super::Record::SwapDb { with });
+            }
         });
         drop(rec);
         drop(swapping);
@@ -379,6 +385,8 @@ impl Databases {
         let rec = self.journal().recording();
         let result = Table::atomic_many(&tables, || {
             let _nested = journal::Nested::enter(&rec);
+            // One frame for the block, emitted while its locks are held.
+            let _group = self.first().feed.group();
             f()
         });
         drop(rec);
@@ -421,6 +429,8 @@ impl Databases {
         // The order of every holder of several databases' locks.
         let source_first = pf < pt;
         let rec = src.journal.recording();
+        // One frame for both changes, emitted before the locks are released.
+        let group = src.feed.group();
         let (src_hash, src_shard) = src.map.locate(key);
         let (dst_hash, dst_shard) = dst.map.locate(key);
         let (mut source, mut target) = if source_first {
@@ -455,6 +465,7 @@ impl Databases {
             Before::NOTHING,
             now_ms,
             &rec,
+            Wrote::Whole,
         );
         // A dead key of that name in the destination is replaced (reclaimed).
         let replaced = match target.entry(dst_hash, is(key), dst.map.rehash()) {
@@ -464,6 +475,7 @@ impl Databases {
                 None
             }
         };
+        drop(group);
         drop((source, target));
         // The key leaves the source's totals (it is no session) and entered the
         // destination's in `after_write`: `used_memory`, shared, is unchanged.
