@@ -51,6 +51,9 @@ pub struct Databases {
     /// Per active-expiry cycle that had keys due: how long after the earliest of their
     /// deadlines it finished with them (the Prometheus endpoint's expiry lag).
     expiry_lag: Histogram<{ EXPIRY_LAG_BOUNDS_MS.len() }>,
+    /// A replica's: the keyspace follows a primary's stream, which deletes expired keys; the
+    /// active expiry leaves them (reads hide them meanwhile).
+    following: std::sync::atomic::AtomicBool,
 }
 
 /// The upper bounds of the expiry lag histogram's buckets: from a tick of the index (64 ms) to
@@ -90,7 +93,23 @@ impl Databases {
             swapping: std::sync::Mutex::new(()),
             watch_lists,
             expiry_lag: Histogram::new(EXPIRY_LAG_BOUNDS_MS),
+            following: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The change feed every database records into (replication's offsets).
+    pub fn feed(&self) -> &Arc<super::feed::Feed> {
+        &self.first().feed
+    }
+
+    /// Whether the keyspace follows a primary (no active expiry of its own).
+    pub fn following(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    /// Marks the keyspace as following a primary, or not.
+    pub fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::Relaxed);
     }
 
     /// How late the active expiry finishes with the keys due (see [`EXPIRY_LAG_BOUNDS_MS`]).
@@ -332,6 +351,9 @@ impl Databases {
                 _ = &mut shutdown => return,
                 _ = ticker.tick() => {}
                 _ = self.clock().moved() => {}
+            }
+            if self.following() {
+                continue;
             }
             let mut lag_ms = None;
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
