@@ -234,6 +234,9 @@ pub struct Replication {
     tls: Option<TlsClient>,
     /// Whether replication turned the change feed on (once, for the node's life).
     feed_on: std::sync::Once,
+    /// Whether the node's feed carries a replication history: it synchronized from a primary,
+    /// or served a replica.
+    history: AtomicBool,
     /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
     pub sync_full: AtomicU64,
     /// Partial resynchronizations accepted.
@@ -262,6 +265,7 @@ impl Replication {
             credentials: Mutex::new((settings.masteruser.clone(), settings.masterauth.clone())),
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
+            history: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -301,6 +305,16 @@ impl Replication {
     /// last `repl-backlog-size` bytes, as Redis keeps its backlog once a replica connected.
     pub fn enable_feed(&self, feed: &Arc<crate::store::feed::Feed>) {
         self.feed_on.call_once(|| feed.enable());
+    }
+
+    /// Whether the node's offsets belong to a replication history a primary may continue.
+    pub fn has_history(&self) -> bool {
+        self.history.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the node's offsets belong to a replication history.
+    pub fn note_history(&self) {
+        self.history.store(true, Ordering::Relaxed);
     }
 
     /// `repl-timeout`.
@@ -452,6 +466,7 @@ impl Replication {
 
     /// Registers a replica being served.
     pub fn add_replica(&self, follower: Arc<Follower>) {
+        self.note_history();
         lock(&self.replicas).push(follower);
     }
 

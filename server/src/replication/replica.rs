@@ -176,15 +176,18 @@ where
         let feed = self.shared.dbs.feed().clone();
         repl.enable_feed(&feed);
         let wanted = feed.end_offset() + 1;
-        let reply = self
-            .call(
-                &[
-                    Bytes::from_static(b"PSYNC"),
-                    Bytes::from(ids.replid.clone()),
-                    Bytes::from(wanted.to_string()),
-                ],
-                "PSYNC",
+        // A node whose feed never carried anything has no history to continue: `? -1`, as a
+        // fresh Redis replica asks (it counts as no failed partial resync).
+        let (replid, offset) = if wanted == 1 && !repl.has_history() {
+            (Bytes::from_static(b"?"), Bytes::from_static(b"-1"))
+        } else {
+            (
+                Bytes::from(ids.replid.clone()),
+                Bytes::from(wanted.to_string()),
             )
+        };
+        let reply = self
+            .call(&[Bytes::from_static(b"PSYNC"), replid, offset], "PSYNC")
             .await?;
         let line = match reply {
             Frame::Simple(line) => String::from_utf8_lossy(&line).into_owned(),
@@ -207,6 +210,7 @@ where
                 if let Some(replid) = replid.filter(|id| !id.is_empty()) {
                     repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
                 }
+                repl.note_history();
                 tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");
             }
             _ => return Err(Failed::Unexpected("PSYNC")),
@@ -301,6 +305,7 @@ where
         self.input = rest;
         repl.adopt(replid, None);
         shared.dbs.feed().reset(offset);
+        repl.note_history();
         repl.set_loading(false);
         tracing::info!(
             records = summary.records,
