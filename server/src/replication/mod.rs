@@ -209,6 +209,9 @@ pub struct Hello {
     pub ip: Option<Bytes>,
 }
 
+/// The link to a primary and its task (aborted when dropped).
+type LinkSlot = Option<(Arc<Link>, tokio_util::task::AbortOnDropHandle<()>)>;
+
 /// A node's replication state.
 #[derive(Debug)]
 pub struct Replication {
@@ -216,7 +219,7 @@ pub struct Replication {
     gate: AtomicU8,
     ids: Mutex<Ids>,
     /// The link to this node's primary, when it is a replica (REPLICAOF).
-    link: Mutex<Option<(Arc<Link>, tokio_util::task::AbortOnDropHandle<()>)>>,
+    link: Mutex<LinkSlot>,
     replicas: Mutex<Vec<Arc<Follower>>>,
     /// Moves on every acknowledgement (WAIT watches it).
     acks: watch::Sender<u64>,
@@ -283,8 +286,10 @@ impl Replication {
         }
     }
 
-    fn set_gate(&self) {
-        let gate = match &*lock(&self.link) {
+    /// The gate for the link in `slot` (not loading), stored while the caller holds the lock
+    /// of `slot`, so that a link task ending its load and a REPLICAOF never interleave.
+    fn store_gate(&self, slot: &LinkSlot) {
+        let gate = match slot {
             None => Gate::Open,
             Some(_) if self.read_only.load(Ordering::Relaxed) => Gate::ReadOnly,
             Some(_) => Gate::Writable,
@@ -292,12 +297,21 @@ impl Replication {
         self.gate.store(gate as u8, Ordering::Relaxed);
     }
 
-    /// Marks a full synchronization's load as started or ended.
-    pub fn set_loading(&self, loading: bool) {
+    fn set_gate(&self) {
+        self.store_gate(&lock(&self.link));
+    }
+
+    /// Marks a full synchronization's load by `link` as started or ended; nothing if the node
+    /// no longer follows `link` (a REPLICAOF came meanwhile).
+    pub fn set_loading(&self, link: &Arc<Link>, loading: bool) {
+        let slot = lock(&self.link);
+        if !slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link)) {
+            return;
+        }
         if loading {
             self.gate.store(Gate::Loading as u8, Ordering::Relaxed);
         } else {
-            self.set_gate();
+            self.store_gate(&slot);
         }
     }
 
@@ -431,8 +445,8 @@ impl Replication {
         let link = Arc::new(Link::new(host, port));
         let task = start(link.clone());
         *slot = Some((link, tokio_util::task::AbortOnDropHandle::new(task)));
+        self.store_gate(&slot);
         drop(slot);
-        self.set_gate();
         self.disconnect_replicas();
         true
     }
@@ -441,17 +455,18 @@ impl Replication {
     /// `replid2` valid up to `offset` (the feed's), so that the former siblings resume from
     /// this node (PSYNC2). `false` if it was a primary already.
     pub fn promote(&self, offset: u64) -> bool {
-        let was = lock(&self.link).take();
-        if was.is_none() {
+        let mut slot = lock(&self.link);
+        let Some(was) = slot.take() else {
             return false;
-        }
+        };
+        self.store_gate(&slot);
+        drop(slot);
         drop(was);
         {
             let mut ids = lock(&self.ids);
             ids.replid2 = std::mem::replace(&mut ids.replid, new_replid());
             ids.second_offset = offset as i64 + 1;
         }
-        self.set_gate();
         self.disconnect_replicas();
         true
     }

@@ -72,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
         };
         let now_ms = shared.dbs.now_ms();
         link.set_state(LinkState::Connect, now_ms);
-        shared.repl.set_loading(false);
+        shared.repl.set_loading(&link, false);
         match outcome {
             Err(Failed::Stopped) | Ok(()) => return,
             Err(error) => {
@@ -246,7 +246,7 @@ where
         let shared = self.shared;
         let repl = &shared.repl;
         self.link.set_state(LinkState::Sync, shared.dbs.now_ms());
-        repl.set_loading(true);
+        repl.set_loading(self.link, true);
         // Replicas of this node follow a history that ends here.
         repl.disconnect_replicas();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
@@ -306,7 +306,7 @@ where
         repl.adopt(replid, None);
         shared.dbs.feed().reset(offset);
         repl.note_history();
-        repl.set_loading(false);
+        repl.set_loading(self.link, false);
         tracing::info!(
             records = summary.records,
             bytes = summary.bytes,

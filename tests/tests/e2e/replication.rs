@@ -644,3 +644,39 @@ fn the_link_authenticates_with_masterauth() {
     assert_eq!(info_field(&info, "master_link_status"), "down");
     assert!(info.contains("master_link_down_since_seconds:"), "{info}");
 }
+
+#[test]
+fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
+    let limits = sessiond::output_limit::OutputLimits {
+        replica: sessiond::output_limit::ClassLimit {
+            hard_bytes: 1 << 20,
+            soft_bytes: 0,
+            soft_seconds: 0,
+        },
+        ..Default::default()
+    };
+    let primary = TestServer::with_config(Config {
+        output_limits: limits,
+        ..Config::default()
+    });
+    // A replica that asks for the stream and never reads it.
+    let mut stalled = primary.raw();
+    stalled.command(&[b"PSYNC", b"?", b"-1"]);
+    let reply = stalled.reply();
+    assert!(format!("{reply:?}").contains("FULLRESYNC"), "{reply:?}");
+    until(&primary, |info| info.contains("state=online"));
+    let mut p = primary.client();
+    let value = "x".repeat(100_000);
+    let mut written = 0;
+    while info_number(&primary.info("replication"), "connected_slaves") == 1 {
+        let _: () = p.set(format!("k{written}"), &value).expect("SET");
+        written += 1;
+        assert!(written < 2_000, "never cut off");
+    }
+    let stats = primary.info("stats");
+    assert_eq!(
+        info_number(&stats, "client_output_buffer_limit_disconnections"),
+        1,
+        "{stats}"
+    );
+}
