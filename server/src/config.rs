@@ -327,6 +327,7 @@ impl RawConfig {
                 read_only: self.replica_read_only.map(|YesNo(yes)| yes),
                 priority: self.replica_priority,
                 timeout: self.repl_timeout.map(|PositivePeriod(period)| period),
+                backlog_bytes: self.repl_backlog_size.map(|Size(bytes)| bytes),
                 tls_replication: self.tls_replication.is_some_and(|YesNo(yes)| yes),
             },
             tls.as_ref(),

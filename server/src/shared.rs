@@ -117,6 +117,8 @@ impl Shared {
         tls_local_addr: Option<SocketAddr>,
         data_dir_lock: Option<persist::lock::DirLock>,
     ) -> Shared {
+        dbs.feed()
+            .set_backlog_size(config.replication.backlog_bytes);
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
         let slowlog =

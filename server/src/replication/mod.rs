@@ -688,9 +688,14 @@ pub struct RawSettings {
     pub priority: Option<u64>,
     /// `repl-timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// `repl-backlog-size`.
+    pub backlog_bytes: Option<u64>,
     /// `tls-replication`.
     pub tls_replication: bool,
 }
+
+/// The smallest `repl-backlog-size`, as Redis's.
+pub const MIN_BACKLOG_BYTES: u64 = 16 * 1024;
 
 /// Parses `replicaof`'s `<host> <port>` (also `no one`: none).
 pub fn parse_replicaof(text: &str) -> Result<Option<(String, u16)>, String> {
@@ -752,6 +757,12 @@ impl Settings {
             read_only: raw.read_only.unwrap_or(defaults.read_only),
             priority,
             timeout: raw.timeout.unwrap_or(defaults.timeout),
+            backlog_bytes: match raw.backlog_bytes {
+                None => defaults.backlog_bytes,
+                Some(bytes) => {
+                    crate::setting::range("repl-backlog-size", bytes, MIN_BACKLOG_BYTES, 1 << 40)?
+                }
+            },
             tls,
         })
     }
@@ -772,6 +783,8 @@ pub struct Settings {
     pub priority: i64,
     /// `repl-timeout`.
     pub timeout: std::time::Duration,
+    /// `repl-backlog-size`.
+    pub backlog_bytes: u64,
     /// `tls-replication`: the link's TLS client (the node's certificate, its CA as roots).
     pub tls: Option<TlsClient>,
 }
@@ -786,6 +799,7 @@ impl std::fmt::Debug for Settings {
             .field("read_only", &self.read_only)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
+            .field("backlog_bytes", &self.backlog_bytes)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -800,6 +814,7 @@ impl Default for Settings {
             read_only: true,
             priority: 100,
             timeout: std::time::Duration::from_secs(60),
+            backlog_bytes: crate::store::feed::DEFAULT_BACKLOG_BYTES,
             tls: None,
         }
     }

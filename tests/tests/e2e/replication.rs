@@ -680,3 +680,38 @@ fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
         "{stats}"
     );
 }
+
+#[test]
+fn config_get_and_set_the_replication_settings() {
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        let set = |con: &mut Connection, name: &str, value: &str| -> redis::RedisResult<()> {
+            redis::cmd("CONFIG").arg(&["SET", name, value]).query(con)
+        };
+        let get = |con: &mut Connection, name: &str| -> String {
+            sessiond_tests::redis_calls::config_get(con, name)
+        };
+        set(&mut con, "repl-backlog-size", "2mb").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-backlog-size"), "2097152");
+        assert_eq!(
+            info_number(&server.info("replication"), "repl_backlog_size"),
+            2 << 20
+        );
+        assert_eq!(
+            set(&mut con, "repl-backlog-size", "1kb")
+                .expect_err("too small")
+                .to_string(),
+            "ResponseError: CONFIG SET failed (possibly related to argument \
+             'repl-backlog-size') - argument must be at least 16384"
+        );
+        set(&mut con, "replica-priority", "7").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "slave-priority"), "7");
+        set(&mut con, "repl-timeout", "30").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-timeout"), "30");
+        assert_eq!(get(&mut con, "replica-read-only"), "yes");
+        assert_eq!(get(&mut con, "replicaof"), "");
+        assert!(set(&mut con, "replica-read-only", "maybe").is_err());
+        assert!(set(&mut con, "replicaof", "127.0.0.1 1").is_err());
+    }
+}
