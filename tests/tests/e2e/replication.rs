@@ -715,3 +715,49 @@ fn config_get_and_set_the_replication_settings() {
         assert!(set(&mut con, "replicaof", "127.0.0.1 1").is_err());
     }
 }
+
+#[test]
+fn the_link_runs_over_tls_with_tls_replication() {
+    let pki = sessiond_tests::tls::TestPki::generate();
+    let primary = TestServer::with_config(Config {
+        tls: Some(pki.server_tls(sessiond::tls::ClientAuth::Required)),
+        ..Config::default()
+    });
+    // The replica presents its tls-cert-file: here one made for client authentication.
+    let tls = sessiond::tls::TlsConfig::load(
+        0,
+        sessiond::tls::TlsFiles {
+            cert_file: pki.path("client.pem"),
+            key_file: pki.path("client.key"),
+            ca_cert_file: Some(pki.path("ca.pem")),
+            auth_clients: sessiond::tls::ClientAuth::Required,
+        },
+    )
+    .expect("the test PKI loads");
+    let connector = tls.replication_connector().expect("TLS client of the link");
+    let replica = TestServer::with_config(Config {
+        tls: Some(tls),
+        replication: sessiond::replication::Settings {
+            tls: Some(sessiond::replication::TlsClient(connector)),
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let mut p = primary.client();
+    let _: () = p.set("over-tls", "1").expect("SET");
+    let mut r = replica.client();
+    let reply: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.tls_addr().port())
+        .query(&mut r)
+        .expect("REPLICAOF");
+    assert_eq!(reply, "OK");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let info = replica.info("replication");
+    assert_eq!(info_field(&info, "master_link_status"), "up");
+    assert_eq!(
+        info_number(&info, "master_port"),
+        u64::from(primary.tls_addr().port())
+    );
+}
