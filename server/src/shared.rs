@@ -60,7 +60,7 @@ pub struct Shared {
     /// Pub/sub: every subscription, and PUBLISH's delivery.
     pub pubsub: Arc<crate::pubsub::Hub>,
     /// Replication: the role, the replicas served, the link to a primary.
-    pub repl: crate::replication::Replication,
+    pub repl: crate::role::Replication,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -132,7 +132,7 @@ impl Shared {
             scripts: crate::script_cache::Scripts::default(),
             // One hub for PUBLISH and the store's events (`Notifier`).
             pubsub: Arc::clone(dbs.notifier().hub()),
-            repl: crate::replication::Replication::new(&config.replication),
+            repl: crate::role::Replication::new(&config.replication),
             config,
             dbs,
             clients: Clients::default(),

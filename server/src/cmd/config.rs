@@ -282,10 +282,10 @@ const SETTABLE: &[Settable] = &[
 /// A new `repl-backlog-size`: a size (`1mb`), at least Redis's 16kb.
 fn backlog(value: &[u8]) -> Result<u64, String> {
     let bytes = memory(value)?;
-    if bytes < crate::replication::MIN_BACKLOG_BYTES {
+    if bytes < crate::role::MIN_BACKLOG_BYTES {
         return Err(format!(
             "argument must be at least {}",
-            crate::replication::MIN_BACKLOG_BYTES
+            crate::role::MIN_BACKLOG_BYTES
         ));
     }
     Ok(bytes)
@@ -635,11 +635,11 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("appendonly", "no".to_owned()),
         (
             "replicaof",
-            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+            crate::role::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
         ),
         (
             "slaveof",
-            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+            crate::role::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
         ),
         (
             "replica-read-only",

@@ -28,8 +28,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use sessiond_protocol::{Limits, RequestDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Follower, Hello};
 use crate::clients::ClientState;
+use crate::role::{Follower, Hello};
 use crate::shared::Shared;
 use crate::store::feed::{Feed, Sink};
 

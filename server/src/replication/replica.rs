@@ -23,7 +23,7 @@ use sessiond_protocol::{Frame, FrameDecoder, Limits};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::primary::GETACK;
-use super::{Link, LinkState};
+use crate::role::{Link, LinkState};
 use crate::shared::Shared;
 use crate::store::feed;
 
@@ -100,7 +100,7 @@ async fn attempt(shared: &Arc<Shared>, link: &Arc<Link>) -> Result<(), Failed> {
         .map_err(|_| Failed::Timeout)??;
     let _ = socket.set_nodelay(true);
     match shared.repl.tls_client() {
-        Some(super::TlsClient(connector)) => {
+        Some(crate::role::TlsClient(connector)) => {
             let name = rustls_pki_types::ServerName::try_from(link.host.clone())
                 .map_err(|e| Failed::Stream(format!("primary host name for TLS: {e}")))?;
             let tls = tokio::time::timeout(timeout, connector.connect(name, socket))

@@ -607,7 +607,7 @@ fn the_link_authenticates_with_masterauth() {
         ..Config::default()
     });
     let replica = TestServer::with_config(Config {
-        replication: sessiond::replication::Settings {
+        replication: sessiond::role::Settings {
             masterauth: Some(sessiond::auth::Secret::new("s3cret".to_owned())),
             ..Default::default()
         },
@@ -620,7 +620,7 @@ fn the_link_authenticates_with_masterauth() {
     assert_eq!(info_number(&info, "master_sync_in_progress"), 0);
     // A wrong password: the primary refuses it, the link stays down.
     let other = TestServer::with_config(Config {
-        replication: sessiond::replication::Settings {
+        replication: sessiond::role::Settings {
             masterauth: Some(sessiond::auth::Secret::new("wrong".to_owned())),
             ..Default::default()
         },
@@ -737,8 +737,8 @@ fn the_link_runs_over_tls_with_tls_replication() {
     let connector = tls.replication_connector().expect("TLS client of the link");
     let replica = TestServer::with_config(Config {
         tls: Some(tls),
-        replication: sessiond::replication::Settings {
-            tls: Some(sessiond::replication::TlsClient(connector)),
+        replication: sessiond::role::Settings {
+            tls: Some(sessiond::role::TlsClient(connector)),
             ..Default::default()
         },
         ..Config::default()
