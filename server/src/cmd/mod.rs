@@ -655,7 +655,10 @@ fn run_now(
         return Frame::error(MISCONF).into();
     }
     let maxmemory = shared.live.maxmemory();
+    // A replica never evicts (Redis's replica-ignore-maxmemory): its primary's stream decides
+    // its keys, and a removal of its own would not be in its feed.
     if maxmemory > 0
+        && gate == crate::role::Gate::Open
         && spec.flags.contains(CommandFlags::DENYOOM)
         && !shared
             .dbs

@@ -761,3 +761,48 @@ fn the_link_runs_over_tls_with_tls_replication() {
         u64::from(primary.tls_addr().port())
     );
 }
+
+#[test]
+fn config_rewrite_writes_the_primary_followed_back() {
+    let dir = std::env::temp_dir().join(format!("sessiond-repl-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join("sessiond.toml");
+    std::fs::write(&file, "# a replica\nport = 0\n").expect("config file");
+    let primary = TestServer::start();
+    let replica = TestServer::with_config(Config {
+        config_file: Some(file.clone()),
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    let mut r = replica.client();
+    let rewrite = |r: &mut Connection| -> String {
+        let _: () = redis::cmd("CONFIG")
+            .arg("REWRITE")
+            .query(r)
+            .expect("CONFIG REWRITE");
+        std::fs::read_to_string(&file).expect("rewritten file")
+    };
+    let text = rewrite(&mut r);
+    assert!(
+        text.contains(&format!(
+            "replicaof = \"127.0.0.1 {}\"",
+            primary.addr.port()
+        )),
+        "{text}"
+    );
+    assert!(text.starts_with("# a replica\n"), "{text}");
+    // The file reads back as the same setting.
+    let raw = sessiond::RawConfig::from_file(&file).expect("the file reads back");
+    let config = raw.validate().expect("valid");
+    assert_eq!(
+        config.replication.replicaof,
+        Some(("127.0.0.1".to_owned(), primary.addr.port()))
+    );
+    let _: String = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut r)
+        .expect("REPLICAOF NO ONE");
+    let text = rewrite(&mut r);
+    assert!(!text.contains("replicaof"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
