@@ -542,7 +542,7 @@ mod tests {
             skipped,
             [
                 "auth", "client", "command", "echo", "hello", "lastsave", "ping", "quit", "reset",
-                "select", "time"
+                "select", "time", "wait"
             ]
         );
     }
