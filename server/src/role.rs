@@ -40,7 +40,12 @@ pub fn refusal(gate: Gate, spec: &sessiond_protocol::cmd::CommandSpec) -> Option
     match gate {
         Gate::Open | Gate::Writable => None,
         Gate::ReadOnly => spec.flags.contains(CommandFlags::WRITE).then_some(READONLY),
-        Gate::Loading => (!spec.flags.contains(CommandFlags::LOADING)).then_some(LOADING),
+        // REPLICAOF too: Redis takes it while a replica's sync transfers (its LOADING covers
+        // only the load from disk that follows), and a failover must be able to promote a
+        // replica in the middle of one.
+        Gate::Loading => (!spec.flags.contains(CommandFlags::LOADING)
+            && !matches!(spec.name, "replicaof" | "slaveof"))
+        .then_some(LOADING),
     }
 }
 
@@ -497,7 +502,11 @@ impl Replication {
         lock(&self.replicas)
             .iter()
             .filter(|f| {
-                f.online.load(Ordering::Relaxed) && f.ack_offset.load(Ordering::Relaxed) >= offset
+                // Only an acknowledgement counts: a replica online since its snapshot was sent
+                // may not have loaded it yet (and acknowledged offset 0 is not "nothing").
+                f.online.load(Ordering::Relaxed)
+                    && f.ack_ms.load(Ordering::Relaxed) != 0
+                    && f.ack_offset.load(Ordering::Relaxed) >= offset
             })
             .count()
     }
@@ -616,7 +625,10 @@ impl Replication {
                 f.port,
                 if online { "online" } else { "wait_bgsave" },
                 f.ack_offset.load(Ordering::Relaxed),
-                seconds_since(f.ack_ms.load(Ordering::Relaxed)),
+                match f.ack_ms.load(Ordering::Relaxed) {
+                    0 => 0,
+                    acked => seconds_since(acked),
+                },
             );
         }
         let ids = self.ids();

@@ -193,10 +193,9 @@ impl Served<'_> {
             }
             position += sent;
         }
+        // Online from now; what it holds only its acknowledgements say (WAIT counts on them:
+        // a replica that was sent a snapshot may not have loaded it yet).
         self.follower.online.store(true, Ordering::Relaxed);
-        self.follower
-            .ack_offset
-            .fetch_max(position.min(start), Ordering::Relaxed);
         self.last_ack = Instant::now();
         self.stream(reader, socket).await
     }

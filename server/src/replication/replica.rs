@@ -252,7 +252,16 @@ where
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let first = self.input.split().freeze();
         let dbs = shared.dbs.clone();
+        // Set when this attempt is dropped (another REPLICAOF, a shutdown): a loader that has
+        // not started then leaves the keyspace alone, and one cut short does not empty it
+        // again, since the node may be a primary taking writes by then.
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _abandon = Abandon(abandoned.clone());
         let loading = shared.persistence.clone().exclusive(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            if abandoned.load(Relaxed) {
+                return Err("abandoned".to_owned());
+            }
             feed::without_recording(|| {
                 dbs.flush_all(false);
                 let mut reader = ChunkReader { rx, chunk: first };
@@ -267,37 +276,50 @@ where
                 while let Ok(chunk) = reader.rx.try_recv() {
                     rest.extend_from_slice(&chunk);
                 }
-                if loaded.is_err() {
+                if loaded.is_err() && !abandoned.load(Relaxed) {
                     dbs.flush_all(false);
                 }
-                loaded.map(|summary| (summary, rest))
+                loaded
+                    .map(|summary| (summary, rest))
+                    .map_err(|e| e.to_string())
             })
         });
         tokio::pin!(loading);
         let timeout = repl.timeout();
         let mut held: Option<Bytes> = None;
-        let (summary, rest) = loop {
+        let mut tx = Some(tx);
+        let outcome = loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
-                loaded = &mut loading => break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?,
+                loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
                 read = tokio::time::timeout(timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
-                    let read = read.map_err(|_| Failed::Timeout)??;
-                    if read == 0 {
-                        return Err(Failed::Closed);
+                    let failed = match read {
+                        Err(_) => Some(Failed::Timeout),
+                        Ok(Err(error)) => Some(Failed::Io(error)),
+                        Ok(Ok(0)) => Some(Failed::Closed),
+                        Ok(Ok(_)) => None,
+                    };
+                    if let Some(failed) = failed {
+                        // The loader sees the stream end, fails and empties the keyspace;
+                        // the attempt ends once it did, not before (clients would read the
+                        // old data meanwhile).
+                        drop(tx.take());
+                        let _ = (&mut loading).await;
+                        break Err(failed);
                     }
                     self.link.touch(shared.dbs.now_ms());
                     held = Some(buf.freeze());
                 }
             }
-            if let Some(chunk) = held.take() {
-                if let Err(refused) = tx.send(chunk).await {
+            if let (Some(chunk), Some(sender)) = (held.take(), &tx) {
+                if let Err(refused) = sender.send(chunk).await {
                     // The loader finished first: the chunk is the stream's.
                     held = Some(refused.0);
-                    let loaded = (&mut loading).await;
-                    break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?;
+                    break (&mut loading).await.map_err(Failed::Snapshot);
                 }
             }
         };
+        let (summary, rest) = outcome?;
         let mut rest = rest;
         if let Some(chunk) = held {
             rest.extend_from_slice(&chunk);
@@ -389,6 +411,15 @@ where
         .encode(sessiond_protocol::ProtocolVersion::Resp2, &mut out);
         self.socket.write_all(&out).await?;
         Ok(())
+    }
+}
+
+/// Marks a load abandoned when the attempt that started it is dropped.
+struct Abandon(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -806,3 +806,77 @@ fn config_rewrite_writes_the_primary_followed_back() {
     assert!(!text.contains("replicaof"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
+    use std::io::{Read, Write};
+    // A primary that answers the handshake, sends the start of a snapshot and holds.
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = r.set("old", "data").expect("SET");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, _) = primary.accept().expect("the replica connects");
+    link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    // The replica waits for each reply: REPLCONF twice, then PSYNC.
+    let mut heard = Vec::new();
+    let mut answered = 0;
+    while !String::from_utf8_lossy(&heard).contains("PSYNC") {
+        let mut chunk = [0u8; 1024];
+        let n = link.read(&mut chunk).expect("the handshake");
+        assert!(n > 0, "the replica hung up");
+        heard.extend_from_slice(&chunk[..n]);
+        let asked = String::from_utf8_lossy(&heard).matches("REPLCONF").count();
+        while answered < asked {
+            link.write_all(b"+OK\r\n").expect("answer");
+            answered += 1;
+        }
+    }
+    let said = String::from_utf8_lossy(&heard);
+    assert!(said.contains("listening-port"), "{said}");
+    assert!(said.contains("psync2"), "{said}");
+    assert!(said.contains("PSYNC\r\n$1\r\n?\r\n$2\r\n-1"), "{said}");
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\nSESSIOND");
+    answer.extend_from_slice(&2u16.to_le_bytes());
+    answer.extend_from_slice(&[0; 10]);
+    link.write_all(&answer).expect("answer");
+    let info = until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 1
+    });
+    assert_eq!(info_field(&info, "master_link_status"), "down");
+    for resp3 in [false, true] {
+        let mut con = replica.connect(resp3);
+        assert_eq!(
+            error_of(&mut con, "GET", &["old"]),
+            "LOADING Redis is loading the dataset in memory"
+        );
+        let role: (String, String, u16, String, i64) =
+            redis::cmd("ROLE").query(&mut con).expect("ROLE");
+        assert_eq!(role.3, "sync");
+        // REPLICAOF is taken during a sync (a failover may promote the replica).
+        let again: String = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(port)
+            .query(&mut con)
+            .expect("REPLICAOF");
+        assert_eq!(again, "OK Already connected to specified master");
+    }
+    // The primary goes away mid-snapshot: the load is abandoned, the keyspace left empty (its
+    // old data went at the load's start), and clients read again.
+    drop(link);
+    drop(primary);
+    until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 0
+    });
+    let mut con = replica.client();
+    let old: Option<String> = con.get("old").expect("GET");
+    assert_eq!(old, None);
+}
