@@ -833,3 +833,88 @@ pub struct FeedFigures {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> &'static sessiond_protocol::cmd::CommandSpec {
+        sessiond_protocol::cmd::lookup(name.as_bytes()).expect("a command")
+    }
+
+    fn following() -> (Replication, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let repl = Replication::new(&Settings::default());
+        let _guard = runtime.enter();
+        assert!(repl.follow("127.0.0.1".into(), 1, |_| tokio::spawn(async {})));
+        (repl, runtime)
+    }
+
+    #[test]
+    fn promotion_keeps_the_old_id_as_the_second_up_to_the_offset() {
+        let (repl, _runtime) = following();
+        repl.adopt("a".repeat(40).as_str(), None);
+        assert!(repl.promote(100));
+        let ids = repl.ids();
+        assert_eq!(ids.replid2, "a".repeat(40));
+        assert_eq!(ids.second_offset, 101);
+        assert_ne!(ids.replid, ids.replid2);
+        // A sibling that has up to 100 bytes of the old history continues; one ahead does not.
+        assert!(repl.may_continue("a".repeat(40).as_bytes(), 101));
+        assert!(!repl.may_continue("a".repeat(40).as_bytes(), 102));
+        assert!(repl.may_continue(ids.replid.as_bytes(), 5000));
+        assert!(!repl.may_continue(b"?", 1));
+        // Promoting a primary changes nothing.
+        assert!(!repl.promote(200));
+        assert_eq!(repl.ids(), ids);
+    }
+
+    #[test]
+    fn a_continue_under_a_new_id_shifts_the_old_one() {
+        let repl = Replication::new(&Settings::default());
+        repl.adopt("b".repeat(40).as_str(), None);
+        repl.adopt("c".repeat(40).as_str(), Some(51));
+        let ids = repl.ids();
+        assert_eq!(
+            (ids.replid.as_str(), ids.replid2.as_str(), ids.second_offset),
+            ("c".repeat(40).as_str(), "b".repeat(40).as_str(), 51)
+        );
+    }
+
+    #[test]
+    fn the_gate_refuses_writes_on_a_replica_and_all_but_loading_commands_in_a_load() {
+        let (repl, _runtime) = following();
+        assert_eq!(repl.gate(), Gate::ReadOnly);
+        assert_eq!(refusal(Gate::ReadOnly, spec("set")), Some(READONLY));
+        assert_eq!(refusal(Gate::ReadOnly, spec("get")), None);
+        assert_eq!(refusal(Gate::Loading, spec("get")), Some(LOADING));
+        assert_eq!(refusal(Gate::Loading, spec("info")), None);
+        assert_eq!(refusal(Gate::Loading, spec("replicaof")), None);
+        assert_eq!(refusal(Gate::Writable, spec("set")), None);
+        repl.set_read_only(false);
+        assert_eq!(repl.gate(), Gate::Writable);
+        let link = repl.link().expect("a link");
+        repl.set_loading(&link, true);
+        assert_eq!(repl.gate(), Gate::Loading);
+        repl.set_loading(&link, false);
+        assert_eq!(repl.gate(), Gate::Writable);
+        // A load by a link the node no longer follows changes nothing.
+        assert!(repl.promote(0));
+        repl.set_loading(&link, true);
+        assert_eq!(repl.gate(), Gate::Open);
+    }
+
+    #[test]
+    fn replicaof_parses_as_the_config_file_writes_it() {
+        assert_eq!(
+            parse_replicaof("10.0.0.1 6380"),
+            Ok(Some(("10.0.0.1".to_owned(), 6380)))
+        );
+        assert_eq!(parse_replicaof("no one"), Ok(None));
+        assert!(parse_replicaof("10.0.0.1").is_err());
+        assert!(parse_replicaof("10.0.0.1 70000").is_err());
+        assert!(parse_replicaof("a 1 b").is_err());
+    }
+}
