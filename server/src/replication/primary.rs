@@ -231,6 +231,11 @@ impl Served<'_> {
         let mut written = None;
         let mut chunk = Bytes::new();
         let mut closed = false;
+        // Until the snapshot starts (a save under way holds the slot), a newline every
+        // PING_PERIOD tells the replica its primary is alive, as Redis's do.
+        let mut started = false;
+        let mut ping = tokio::time::interval(PING_PERIOD);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published = self.feed.published();
         let mut stop = self.shared.shutdown_signal();
         loop {
@@ -240,9 +245,13 @@ impl Served<'_> {
             self.check_output_limit(chunk.len())?;
             tokio::select! {
                 next = rx.recv(), if chunk.is_empty() && !closed => match next {
-                    Some(next) => chunk = next,
+                    Some(next) => {
+                        started = true;
+                        chunk = next;
+                    }
                     None => closed = true,
                 },
+                _ = ping.tick(), if !started => socket.write_all(b"\n").await?,
                 sent = socket.write(&chunk), if !chunk.is_empty() => {
                     let sent = sent?;
                     if sent == 0 {

@@ -264,7 +264,11 @@ where
             }
             feed::without_recording(|| {
                 dbs.flush_all(false);
-                let mut reader = ChunkReader { rx, chunk: first };
+                let mut reader = ChunkReader {
+                    rx,
+                    chunk: first,
+                    started: false,
+                };
                 let loaded = crate::persist::loader::load_stream(
                     &mut reader,
                     std::path::Path::new("<primary>"),
@@ -427,11 +431,22 @@ impl Drop for Abandon {
 struct ChunkReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     chunk: Bytes,
+    /// Whether the snapshot began: the newlines a primary sends while it waits to start one
+    /// (keep-alives) are skipped before.
+    started: bool,
 }
 
 impl std::io::Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
+        loop {
+            if !self.started {
+                let newlines = self.chunk.iter().take_while(|b| **b == b'\n').count();
+                self.chunk.advance(newlines);
+                self.started = !self.chunk.is_empty();
+            }
+            if !self.chunk.is_empty() {
+                break;
+            }
             match self.rx.blocking_recv() {
                 Some(chunk) => self.chunk = chunk,
                 None => return Ok(0),
