@@ -880,3 +880,49 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     let old: Option<String> = con.get("old").expect("GET");
     assert_eq!(old, None);
 }
+
+#[test]
+fn a_partial_resync_needs_the_id_and_an_offset_the_backlog_still_holds() {
+    let primary = TestServer::with_config(Config {
+        replication: sessiond::role::Settings {
+            backlog_bytes: 16 * 1024,
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let psync = |replid: &str, offset: u64| -> String {
+        let mut replica = primary.raw();
+        replica.command(&[b"PSYNC", replid.as_bytes(), offset.to_string().as_bytes()]);
+        match replica.reply() {
+            sessiond_protocol::Frame::Simple(line) => String::from_utf8_lossy(&line).into_owned(),
+            other => panic!("PSYNC: {other:?}"),
+        }
+    };
+    // The first replica turns the feed on.
+    assert!(psync("?", 0).starts_with("FULLRESYNC "));
+    let mut p = primary.client();
+    let value = "v".repeat(1000);
+    for i in 0..100 {
+        let _: () = p.set(format!("k{i}"), &value).expect("SET");
+    }
+    // Once the backlog holds the stream's end (the feed publishes in the background).
+    let info = until(&primary, |info| {
+        info_number(info, "repl_backlog_first_byte_offset") - 1
+            + info_number(info, "repl_backlog_histlen")
+            == info_number(info, "master_repl_offset")
+    });
+    let replid = info_field(&info, "master_replid");
+    let end = info_number(&info, "master_repl_offset");
+    assert!(info_number(&info, "repl_backlog_histlen") <= 16 * 1024 + 2048);
+    assert!(info_number(&info, "repl_backlog_first_byte_offset") > 1);
+    // The start fell out of the backlog: a full resync.
+    assert!(psync(&replid, 1).starts_with("FULLRESYNC "));
+    // The end is in it: a partial one.
+    assert_eq!(psync(&replid, end + 1), format!("CONTINUE {replid}"));
+    // Another history: a full one.
+    assert!(psync(&"f".repeat(40), end + 1).starts_with("FULLRESYNC "));
+    let stats = primary.info("stats");
+    assert_eq!(info_number(&stats, "sync_full"), 3, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_err"), 2, "{stats}");
+}
