@@ -926,3 +926,47 @@ fn a_partial_resync_needs_the_id_and_an_offset_the_backlog_still_holds() {
     assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
     assert_eq!(info_number(&stats, "sync_partial_err"), 2, "{stats}");
 }
+
+#[test]
+fn sentinel_s_failover_transactions_promote_and_repoint() {
+    let primary = TestServer::start();
+    let a = TestServer::start();
+    let b = TestServer::start();
+    follow(&a, &primary);
+    follow(&b, &primary);
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("SET");
+    wait_for(&primary, 2);
+    drop(primary);
+    // What Sentinel sends the replica it promotes, then the others (but CONFIG REWRITE, which
+    // needs a config file: see config_rewrite_writes_the_primary_followed_back).
+    let mut con = a.client();
+    let (promoted, _normal, _pubsub): (String, i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SLAVEOF")
+        .arg(&["NO", "ONE"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query(&mut con)
+        .expect("the promotion's transaction");
+    assert_eq!(promoted, "OK");
+    let mut con = b.client();
+    let (repointed, _, _): (String, i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SLAVEOF")
+        .arg("127.0.0.1")
+        .arg(a.addr.port())
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query(&mut con)
+        .expect("the repointing transaction");
+    assert_eq!(repointed, "OK");
+    let mut con = a.client();
+    let _: () = con.set("after", "1").expect("SET on the promoted replica");
+    wait_for(&a, 1);
+    assert_same(&a, &b);
+}
