@@ -207,8 +207,11 @@ where
                 self.load(replid, offset).await?;
             }
             (Some("CONTINUE"), replid, _) => {
-                if let Some(replid) = replid.filter(|id| !id.is_empty()) {
+                if let Some(replid) = replid.filter(|id| !id.is_empty() && *id != ids.replid) {
                     repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
+                    // As Redis: this node's replicas reconnect to learn the new ID (they
+                    // continue under the old one, now this node's second).
+                    repl.disconnect_replicas();
                 }
                 repl.note_history();
                 tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");

@@ -970,3 +970,45 @@ fn sentinel_s_failover_transactions_promote_and_repoint() {
     wait_for(&a, 1);
     assert_same(&a, &b);
 }
+
+#[test]
+fn a_chain_learns_the_new_id_after_a_failover_without_a_full_sync() {
+    let primary = TestServer::start();
+    let a = TestServer::start();
+    let middle = TestServer::start();
+    let leaf = TestServer::start();
+    let mut p = primary.client();
+    fill(&mut p);
+    follow(&a, &primary);
+    follow(&middle, &primary);
+    wait_for(&primary, 2);
+    follow(&leaf, &middle);
+    until(&middle, |info| info.contains("state=online"));
+    let _: () = p.set("more", "1").expect("SET");
+    wait_for(&primary, 2);
+    drop(primary);
+    let mut con = a.client();
+    let _: String = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut con)
+        .expect("REPLICAOF NO ONE");
+    follow(&middle, &a);
+    wait_for(&a, 1);
+    let _: () = con.set("after", "1").expect("SET");
+    wait_for(&a, 1);
+    let new_id = info_field(&a.info("replication"), "master_replid");
+    let offset = info_number(&a.info("replication"), "master_repl_offset");
+    until(&leaf, |info| {
+        info_field(info, "master_replid") == new_id
+            && info_number(info, "slave_repl_offset") == offset
+    });
+    assert_same(&a, &leaf);
+    // Every step after the first syncs was partial: the middle's to the promoted node, and the
+    // leaf's, after the middle closed it to pass the new ID on.
+    for (node, partial) in [(&a, 1), (&middle, 1)] {
+        let stats = node.info("stats");
+        assert_eq!(info_number(&stats, "sync_partial_ok"), partial, "{stats}");
+    }
+    assert_eq!(info_number(&a.info("stats"), "sync_full"), 0);
+    assert_eq!(info_number(&middle.info("stats"), "sync_full"), 1);
+}
