@@ -59,6 +59,8 @@ pub struct Shared {
     pub scripts: crate::script_cache::Scripts,
     /// Pub/sub: every subscription, and PUBLISH's delivery.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Replication: the role, the replicas served, the link to a primary.
+    pub repl: crate::role::Replication,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -115,6 +117,8 @@ impl Shared {
         tls_local_addr: Option<SocketAddr>,
         data_dir_lock: Option<persist::lock::DirLock>,
     ) -> Shared {
+        dbs.feed()
+            .set_backlog_size(config.replication.backlog_bytes);
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
         let slowlog =
@@ -129,6 +133,7 @@ impl Shared {
             scripts: crate::script_cache::Scripts::default(),
             // One hub for PUBLISH and the store's events (`Notifier`).
             pubsub: Arc::clone(dbs.notifier().hub()),
+            repl: crate::role::Replication::new(&config.replication),
             config,
             dbs,
             clients: Clients::default(),
