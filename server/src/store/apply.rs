@@ -63,6 +63,20 @@ impl Store {
             Record::Delete { key } => {
                 self.remove(&key, now_ms);
             }
+            Record::SessionTouch { id, last_access_ms } => {
+                self.modify(&id, now_ms, |mut node| {
+                    if let ValueMut::Session(session) = node.value_mut() {
+                        session.last_access_ms = last_access_ms;
+                        let deadline = session.deadline_ms();
+                        if deadline <= now_ms {
+                            // Past its idle timeout already: gone, as a lazy expiry would.
+                            return (true, ());
+                        }
+                        node.set_expires_at_ms(deadline);
+                    }
+                    (false, ())
+                });
+            }
             Record::Deadline { key, expires_at_ms } => {
                 self.modify(&key, now_ms, |mut node| {
                     node.set_expires_at_ms(expires_at_ms);

@@ -24,10 +24,11 @@
 //! removed, members added or removed, a deadline set, a deletion. A change costs what the
 //! change is, not the key: HSET of one field of a 300k-field hash is one field in the stream
 //! (`Fields` reports the names a command touched while the feed is on). Sessions are small and
-//! bounded and travel whole; their idle timer slides on every use, so a use that only moves the
-//! last access within the same second is not sent, and the last access a session record carries
-//! is rounded *up* to the whole second: a replica promoted later never ends a session before
-//! the primary would have (at most a second after).
+//! bounded and travel whole, but for their idle timer, which slides on every use: a use that
+//! changes nothing else is a `SessionTouch` of the ID and the new last access (some 60 bytes).
+//! Touches are not coalesced: a replica promoted later, or a restart from the log, has each
+//! session's exact last access, so neither ends a session earlier (or later) than the primary
+//! would have, and a restart after a clean shutdown gives back the keyspace exactly.
 //!
 //! **Why a log switched at T0 and a snapshot consistent at T1 >= T0 make a complete state**
 //! (AOF rewrite, a replica's full sync): take `t0 = cut()` (every change given an offset before
@@ -142,6 +143,8 @@ struct SinkState {
     start: u64,
     chunks: Vec<Bytes>,
     bytes: u64,
+    /// A [`Sink::wake`] not yet seen by a take.
+    woken: bool,
 }
 
 impl Sink {
@@ -149,13 +152,14 @@ impl Sink {
     /// published since the last take (empty after the timeout).
     pub fn take(&self, timeout: Duration) -> (u64, Vec<Bytes>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.chunks.is_empty() && !timeout.is_zero() {
+        if state.chunks.is_empty() && !state.woken && !timeout.is_zero() {
             state = self
                 .ready
-                .wait_timeout_while(state, timeout, |s| s.chunks.is_empty())
+                .wait_timeout_while(state, timeout, |s| s.chunks.is_empty() && !s.woken)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        state.woken = false;
         let start = state.start;
         state.start += state.bytes;
         state.bytes = 0;
@@ -167,8 +171,9 @@ impl Sink {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
-    /// Wakes a [`Sink::take`] waiting now (for a shutdown).
+    /// Makes the [`Sink::take`] waiting now, or the next, return at once.
     pub fn wake(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).woken = true;
         self.ready.notify_all();
     }
 }
@@ -342,6 +347,15 @@ impl Feed {
             d.offset = d.offset.max(offset);
             d.failed = false;
             moved
+        });
+    }
+
+    /// Sets what is on disk to `offset` exactly, failure cleared (a log starting, or stopping:
+    /// `u64::MAX` lets every waiter go).
+    pub fn set_durable(&self, offset: u64) {
+        self.durable.send_replace(Durable {
+            offset,
+            failed: false,
         });
     }
 
@@ -550,19 +564,39 @@ struct GroupState {
 
 thread_local! {
     static GROUP: RefCell<GroupState> = RefCell::new(GroupState::default());
-    /// Set by a session's use that only slid its idle timer within the second its last record
-    /// carries: the write that follows is not recorded.
-    static COALESCED: Cell<bool> = const { Cell::new(false) };
+    /// What a session's use changed, set by the session functions for the write that follows:
+    /// 0 not said (the whole session is recorded), 1 only its last access, 2 nothing.
+    static SESSION_USE: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Marks the session write about to be recorded on this thread as a touch the feed skips.
-pub(crate) fn coalesce() {
-    COALESCED.with(|c| c.set(true));
+/// What a session's use changed: the feed records a touch as its last access alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionUse {
+    /// Not said: the whole session is recorded.
+    Whole,
+    /// Only the last access (the idle timer slid).
+    Touch,
+    /// Nothing.
+    Nothing,
 }
 
-/// Whether the session write being recorded was marked by [`coalesce`] (and clears the mark).
-pub(crate) fn take_coalesced() -> bool {
-    COALESCED.with(|c| c.replace(false))
+/// Says what the session write about to be recorded on this thread changed.
+pub(crate) fn session_use(change: SessionUse) {
+    let code = match change {
+        SessionUse::Whole => 0,
+        SessionUse::Touch => 1,
+        SessionUse::Nothing => 2,
+    };
+    SESSION_USE.with(|c| c.set(code));
+}
+
+/// What [`session_use`] said for the session write being recorded (and forgets it).
+pub(crate) fn take_session_use() -> SessionUse {
+    match SESSION_USE.with(|c| c.replace(0)) {
+        1 => SessionUse::Touch,
+        2 => SessionUse::Nothing,
+        _ => SessionUse::Whole,
+    }
 }
 
 /// An open group of changes ([`Feed::group`]): they become one frame when it drops.
@@ -672,11 +706,6 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Changes, usize)>, FrameError> 
     Ok(Some((changes, total)))
 }
 
-/// A second rounded up to the next whole second (sessions' last access in the feed).
-pub(crate) fn ceil_second(ms: u64) -> u64 {
-    ms.div_ceil(1000).saturating_mul(1000)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -721,17 +750,13 @@ mod tests {
         out
     }
 
-    /// Every live key of every database, by index and key; a session's last access as the
-    /// feed carries it (rounded up to the second).
+    /// Every live key of every database, by index and key.
     fn dump(dbs: &Databases) -> Vec<(usize, Record)> {
         let mut all = Vec::new();
         for db in 0..dbs.count() {
             let store = dbs.db(db);
             for shard in 0..store.shard_count() {
                 for mut record in store.snapshot_shard(shard) {
-                    if let Record::Session { last_access_ms, .. } = &mut record {
-                        *last_access_ms = super::ceil_second(*last_access_ms);
-                    }
                     if let Record::Hash { fields, .. } = &mut record {
                         fields.sort();
                     }
@@ -1002,35 +1027,24 @@ mod tests {
     }
 
     #[test]
-    fn a_sessions_touches_reach_the_stream_once_a_second_and_never_early() {
+    fn a_sessions_use_is_its_last_access_alone() {
         let (dbs, clock) = dbs();
         let store = dbs.first();
         let id = session(store, "alice");
         let from = store.feed().end_offset();
-        // Ten uses within one second: at most one record (none while the second is the same).
-        for _ in 0..10 {
-            clock.advance(50);
-            touch(store, &id);
-        }
-        let records = frames(store.feed(), from).len();
-        assert!(
-            records <= 1,
-            "{records} records for ten uses within a second"
-        );
-        clock.advance(1_000);
+        clock.advance(50);
+        touch(store, &id);
+        // A use within the same millisecond changes nothing, and records nothing.
         touch(store, &id);
         let frames = frames(store.feed(), from);
-        let Some((changes, _)) = frames.last() else {
-            panic!("a use in a later second is recorded");
+        let [(changes, len)] = &frames[..] else {
+            panic!("one record for one use: {frames:?}");
         };
-        let [(0, Record::Session { last_access_ms, .. })] = &changes[..] else {
-            panic!("a session record: {changes:?}");
+        let [(0, Record::SessionTouch { last_access_ms, .. })] = &changes[..] else {
+            panic!("a touch: {changes:?}");
         };
-        assert!(
-            *last_access_ms >= store.now_ms(),
-            "never behind the primary"
-        );
-        assert!(*last_access_ms < store.now_ms() + 1_000);
+        assert_eq!(*last_access_ms, store.now_ms(), "exact");
+        assert!(*len < 80, "{len} bytes");
     }
 
     #[test]
