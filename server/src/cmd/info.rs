@@ -353,7 +353,9 @@ fn human(bytes: u64) -> String {
 }
 
 /// INFO persistence's `aof_*` fields, Redis's (the size and fsync ones only while the log is
-/// on, as Redis prints them).
+/// on, as Redis prints them), and sessiond's `aof_stream_offset` (the change feed's end: every
+/// change so far) and `aof_fsync_offset` (what of it is fsynced), which tell a script when a
+/// write is on disk.
 fn aof_info(out: &mut String, persistence: &crate::persist::Persistence) {
     let Some(aof) = persistence.aof() else {
         out.push_str(
@@ -374,7 +376,7 @@ fn aof_info(out: &mut String, persistence: &crate::persist::Persistence) {
          aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_last_write_status:{}\r\n\
          aof_last_cow_size:0\r\naof_current_size:{}\r\naof_base_size:{}\r\n\
          aof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\n\
-         aof_delayed_fsync:{}\r\n",
+         aof_delayed_fsync:{}\r\naof_stream_offset:{}\r\naof_fsync_offset:{}\r\n",
         u8::from(rewriting),
         u8::from(scheduled),
         secs(status.last_duration),
@@ -388,5 +390,7 @@ fn aof_info(out: &mut String, persistence: &crate::persist::Persistence) {
         aof.buffered(),
         u8::from(aof.fsync_pending()),
         aof.delayed_fsyncs(),
+        aof.feed().end_offset(),
+        aof.feed().durable().offset.min(aof.feed().end_offset()),
     );
 }
