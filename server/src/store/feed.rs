@@ -430,6 +430,7 @@ impl Feed {
             if group.depth == 0 {
                 group.on = self.on();
                 group.payload.clear();
+                group.payload.resize(FRAME_HEADER, 0);
             }
             group.depth += 1;
         });
@@ -442,6 +443,23 @@ impl Feed {
     /// Records `record` of database `db`: into this thread's open group, or as a frame of its
     /// own. Call under the key's shard lock, when [`Feed::on`].
     pub fn push(&self, db: u16, record: &Record) {
+        self.push_encoded(db, record);
+    }
+
+    /// [`Feed::push`] of the string `key` = `value` (a [`Record::String`]), encoded from the
+    /// borrowed bytes: the write path of SET copies nothing into a record first.
+    pub fn push_string(&self, db: u16, key: &[u8], value: &[u8], expires_at_ms: u64) {
+        self.push_encoded(
+            db,
+            &StringRef {
+                key,
+                value,
+                expires_at_ms,
+            },
+        );
+    }
+
+    fn push_encoded(&self, db: u16, record: &impl serde::Serialize) {
         let single = GROUP.with(|group| {
             let mut group = group.borrow_mut();
             if group.suppressed {
@@ -453,25 +471,30 @@ impl Feed {
             if group.on {
                 encode(&mut group.payload, db, record);
                 if group.payload.len() >= MAX_FRAME {
-                    let payload = std::mem::take(&mut group.payload);
+                    let payload = std::mem::replace(&mut group.payload, new_frame(0));
                     self.emit(payload);
                 }
             }
             false
         });
         if single {
-            let mut payload = Vec::with_capacity(64);
-            encode(&mut payload, db, record);
-            self.emit(payload);
+            let mut frame = new_frame(64);
+            encode(&mut frame, db, record);
+            self.emit(frame);
         }
     }
 
-    /// Frames `payload` and queues it with its offset.
-    fn emit(&self, payload: Vec<u8>) {
-        if payload.is_empty() {
+    /// Fills in the header of `frame` (from [`new_frame`]) and queues it with its offset;
+    /// nothing if it holds no change.
+    fn emit(&self, mut frame: Vec<u8>) {
+        if frame.len() <= FRAME_HEADER {
             return;
         }
-        let frame = frame(&payload);
+        let payload_len = (frame.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+        frame[..4].copy_from_slice(&payload_len.to_le_bytes());
+        frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+        let frame = Bytes::from(frame);
         let offset = self.next.fetch_add(frame.len() as u64, Ordering::SeqCst);
         // Fails only once the pump is gone (the feed is being dropped).
         let _ = self.tx.send((offset, frame));
@@ -638,7 +661,7 @@ pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Appends the encoding of `(db, record)` to `payload`.
-fn encode(payload: &mut Vec<u8>, db: u16, record: &Record) {
+fn encode(payload: &mut Vec<u8>, db: u16, record: &impl serde::Serialize) {
     let buf = std::mem::take(payload);
     // Encoding into a Vec fails only on serde errors a `Record` cannot produce.
     *payload = match postcard::to_extend(&(db, record), buf) {
@@ -650,14 +673,41 @@ fn encode(payload: &mut Vec<u8>, db: u16, record: &Record) {
     };
 }
 
-/// A frame around `payload`: length, CRC-32, payload.
-fn frame(payload: &[u8]) -> Bytes {
-    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-    // MAX_FRAME keeps a payload far below 4 GiB.
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    frame.extend_from_slice(payload);
-    Bytes::from(frame)
+/// An empty frame: room for the header ([`Feed::emit`] fills it in; MAX_FRAME keeps a payload
+/// far below 4 GiB), then `capacity` bytes for the payload.
+fn new_frame(capacity: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER + capacity);
+    frame.resize(FRAME_HEADER, 0);
+    frame
+}
+
+/// A [`Record::String`] over borrowed bytes, encoded exactly as the record is (postcard: the
+/// variant's index, then the fields in order; `Bytes` serialize as bytes).
+struct StringRef<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    expires_at_ms: u64,
+}
+
+/// Bytes serialized as serde bytes, as `Bytes` are.
+struct BytesRef<'a>(&'a [u8]);
+
+impl serde::Serialize for BytesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl serde::Serialize for StringRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        // Record::String is the enum's first variant.
+        let mut variant = serializer.serialize_struct_variant("Record", 0, "String", 3)?;
+        variant.serialize_field("key", &BytesRef(self.key))?;
+        variant.serialize_field("value", &BytesRef(self.value))?;
+        variant.serialize_field("expires_at_ms", &self.expires_at_ms)?;
+        variant.end()
+    }
 }
 
 /// Why bytes are not a frame.
@@ -757,7 +807,9 @@ mod tests {
             let store = dbs.db(db);
             for shard in 0..store.shard_count() {
                 for mut record in store.snapshot_shard(shard) {
-                    if let Record::Hash { fields, .. } = &mut record {
+                    if let Record::Hash { fields, .. } | Record::Session { fields, .. } =
+                        &mut record
+                    {
                         fields.sort();
                     }
                     if let Record::Set { members, .. } = &mut record {
@@ -867,6 +919,25 @@ mod tests {
             replica.apply(changes).expect("databases exist");
         }
         replica
+    }
+
+    #[test]
+    fn a_string_from_borrowed_bytes_encodes_as_its_record() {
+        let record = Record::String {
+            key: Bytes::from("key"),
+            value: Bytes::from(vec![7u8; 300]),
+            expires_at_ms: START,
+        };
+        let mut owned = Vec::new();
+        super::encode(&mut owned, 3, &record);
+        let mut borrowed = Vec::new();
+        let by_ref = super::StringRef {
+            key: b"key",
+            value: &[7u8; 300],
+            expires_at_ms: START,
+        };
+        super::encode(&mut borrowed, 3, &by_ref);
+        assert_eq!(owned, borrowed);
     }
 
     #[test]

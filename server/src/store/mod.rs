@@ -1030,6 +1030,11 @@ impl Store {
         let expires_at_ms = node.expires_at_ms();
         let deadline_moved = expires_at_ms != before.expires_at_ms;
         let record = match (wrote, node.value()) {
+            (Wrote::Whole, ValueRef::Str(value)) => {
+                // The write path of SET: encoded from the node, nothing copied first.
+                let db = self.logical();
+                return self.feed.push_string(db, node.key(), value, expires_at_ms);
+            }
             (Wrote::Whole, _) => feed_record(node),
             (Wrote::InPlace(_), ValueRef::Session(session)) => match feed::take_session_use() {
                 feed::SessionUse::Nothing => return,
