@@ -162,6 +162,8 @@ struct Files {
     manifest: Manifest,
     /// The log being appended to, and its sequence number.
     incr: Option<(std::fs::File, u64)>,
+    /// Its length: where a failed write is cut back to.
+    incr_len: u64,
     /// The next sequence number.
     next_seq: u64,
 }
@@ -263,6 +265,7 @@ impl Aof {
                 next_seq: manifest.last_seq() + 1,
                 manifest,
                 incr: None,
+                incr_len: 0,
             }),
             written: AtomicU64::new(start),
             base_size: AtomicU64::new(0),
@@ -328,6 +331,7 @@ impl Aof {
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
         files.incr = Some((file, seq));
+        files.incr_len = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
         Ok(())
@@ -340,11 +344,13 @@ impl Aof {
             return Ok(());
         };
         let path = self.layout.path(&last.name);
-        let file = open_append(&path).map_err(|source| StartError {
+        let opened = open_append(&path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let (len, file) = opened.map_err(|source| StartError {
             path: path.clone(),
             source,
         })?;
         files.incr = Some((file, last.seq));
+        files.incr_len = len;
         Ok(())
     }
 
@@ -790,6 +796,7 @@ impl Aof {
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
         files.incr = Some((file, seq));
+        files.incr_len = 0;
         files.next_seq = seq + 1;
         Ok(seq)
     }
@@ -805,15 +812,17 @@ impl Aof {
             if batch.is_empty() {
                 return Ok(());
             }
-            let files = self.files();
+            let mut files = self.files();
+            let before = files.incr_len;
             let Some((mut file, _)) = files.incr.as_ref().map(|(f, s)| (f, *s)) else {
                 return Err(std::io::Error::other("no log file open"));
             };
-            let before = file.metadata()?.len();
             if let Err(error) = file.write_all(batch) {
+                // No frame left half written: the retry appends where this one began.
                 let _ = file.set_len(before);
                 return Err(error);
             }
+            files.incr_len = before + batch.len() as u64;
             drop(files);
             self.incr_size
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
