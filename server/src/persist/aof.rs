@@ -210,6 +210,11 @@ pub struct Aof {
     switched: Condvar,
     stop: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// What a turn of the writer keeps: taken by the pump's call after each publication, and by
+    /// the writer thread's periodic turn.
+    writer: Mutex<WriterState>,
+    /// The writer thread, to wake before its period is over (a switch, a new setting, a close).
+    ticker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 /// Why the log cannot start.
@@ -250,7 +255,14 @@ impl Aof {
             .unwrap_or_default();
         let feed = Arc::clone(dbs.first().feed());
         feed.enable();
-        let (sink, start) = feed.attach_sink();
+        // The frames are written on the pump's thread, right after it publishes them.
+        let driver: Arc<std::sync::OnceLock<Weak<Aof>>> = Arc::default();
+        let drives = Arc::clone(&driver);
+        let (sink, start) = feed.attach_sink_with(move || {
+            if let Some(aof) = drives.get().and_then(Weak::upgrade) {
+                aof.drive();
+            }
+        });
         feed.set_durable(start);
         let aof = Arc::new(Aof {
             layout,
@@ -285,6 +297,12 @@ impl Aof {
             switched: Condvar::new(),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
+            writer: Mutex::new(WriterState {
+                retry: Vec::new(),
+                retry_at: 0,
+                last_fsync: Instant::now(),
+            }),
+            ticker: std::sync::OnceLock::new(),
         });
         let fresh = aof.files().manifest.incrs.is_empty();
         if fresh {
@@ -302,7 +320,9 @@ impl Aof {
             .name("sessiond-aof".to_owned())
             .spawn(move || write_loop(writer))
             .map_err(io(&aof.layout.dir))?;
+        let _ = aof.ticker.set(thread.thread().clone());
         aof.threads().push(thread);
+        let _ = driver.set(Arc::downgrade(&aof));
         Ok(aof)
     }
 
@@ -376,7 +396,7 @@ impl Aof {
     /// Changes `appendfsync` (CONFIG SET).
     pub fn set_fsync(&self, fsync: Fsync) {
         self.fsync.store(fsync.to_u8(), Ordering::Relaxed);
-        self.sink.wake();
+        self.wake_writer();
     }
 
     /// `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size` now.
@@ -524,7 +544,7 @@ impl Aof {
         // The switch: frames from `t0` on go to a new log, which the manifest names at once.
         let t0 = self.feed.cut();
         *self.switch_lock() = Switch::At(t0);
-        self.sink.wake();
+        self.wake_writer();
         let seq = {
             let mut switch = self.switch_lock();
             loop {
@@ -607,7 +627,7 @@ impl Aof {
             if self.write_failed() {
                 break;
             }
-            self.sink.wake();
+            self.wake_writer();
             std::thread::sleep(Duration::from_millis(1));
         }
         let files = self.files();
@@ -623,7 +643,7 @@ impl Aof {
     pub fn close(&self) {
         self.sync();
         self.stop.store(true, Ordering::SeqCst);
-        self.sink.wake();
+        self.wake_writer();
         if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
             helper.stop.store(true, Ordering::SeqCst);
             helper.ready.notify_all();
@@ -664,6 +684,7 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// The writer's state between turns.
+#[derive(Debug)]
 struct WriterState {
     /// Frames taken but not written (after a failed write), and their first offset.
     retry: Vec<Bytes>,
@@ -671,33 +692,42 @@ struct WriterState {
     last_fsync: Instant,
 }
 
-/// The writer thread: until the log is closed (or dropped), writes what the feed published
-/// and fsyncs as configured; also starts automatic rewrites.
+/// The writer thread: until the log is closed (or dropped), a turn every [`TURN`] (every
+/// second while writes fail) or when woken: the `everysec` fsync, retries, switches, and the
+/// automatic rewrite's check. The frames themselves are written by the pump's call
+/// ([`Aof::drive`]) as soon as they are published.
 fn write_loop(aof: Weak<Aof>) {
-    let mut state = WriterState {
-        retry: Vec::new(),
-        retry_at: 0,
-        last_fsync: Instant::now(),
-    };
     loop {
-        let Some(aof) = aof.upgrade() else {
-            return;
+        let wait = match aof.upgrade() {
+            None => return,
+            Some(aof) if aof.stop.load(Ordering::SeqCst) => return,
+            Some(aof) if aof.write_failed() => Duration::from_secs(1),
+            Some(_) => TURN,
         };
-        if aof.stop.load(Ordering::SeqCst) {
-            return;
+        std::thread::park_timeout(wait);
+        match aof.upgrade() {
+            None => return,
+            Some(aof) if aof.stop.load(Ordering::SeqCst) => return,
+            Some(aof) => aof.drive(),
         }
-        let fsync = aof.fsync();
-        let wait = if aof.write_failed() {
-            Duration::from_secs(1)
-        } else {
-            TURN
-        };
-        let (start, chunks) = aof.sink.take(wait);
-        aof.turn(&mut state, start, chunks, fsync);
     }
 }
 
 impl Aof {
+    /// One turn of the writer on what the feed published since the last.
+    fn drive(&self) {
+        let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, chunks) = self.sink.take(Duration::ZERO);
+        self.turn(&mut state, start, chunks, self.fsync());
+    }
+
+    /// Wakes the writer thread for a turn now.
+    fn wake_writer(&self) {
+        if let Some(ticker) = self.ticker.get() {
+            ticker.unpark();
+        }
+    }
+
     /// One turn of the writer.
     fn turn(&self, state: &mut WriterState, start: u64, chunks: Vec<Bytes>, fsync: Fsync) {
         let mut pending = std::mem::take(&mut state.retry);
