@@ -154,7 +154,14 @@ pub struct RewriteStatus {
     pub rewrites: u64,
     /// Its error, if the last failed.
     pub last_error: Option<String>,
+    /// When the last one failed, if it did: the automatic rewrite waits [`RETRY_DELAY`] after
+    /// a failure rather than start again at once.
+    pub failed_at: Option<Instant>,
 }
+
+/// How long after a failed rewrite the automatic one tries again (as a failed periodic
+/// snapshot is retried: `super::RETRY_DELAY`).
+const RETRY_DELAY: Duration = super::RETRY_DELAY;
 
 /// The files the writer writes and the manifest names.
 #[derive(Debug)]
@@ -305,6 +312,9 @@ impl Aof {
             ticker: std::sync::OnceLock::new(),
         });
         let fresh = aof.files().manifest.incrs.is_empty();
+        if !fresh {
+            aof.remove_leftovers();
+        }
         if fresh {
             aof.begin_fresh().map_err(|source| StartError {
                 path: aof.layout.dir.clone(),
@@ -324,6 +334,43 @@ impl Aof {
         aof.threads().push(thread);
         let _ = driver.set(Arc::downgrade(&aof));
         Ok(aof)
+    }
+
+    /// Removes the files of the log the manifest does not name: a base an interrupted rewrite
+    /// wrote, its temporary file, an old manifest's temporary file.
+    fn remove_leftovers(&self) {
+        let files = self.files();
+        let named: Vec<&str> = files
+            .manifest
+            .base
+            .iter()
+            .chain(&files.manifest.incrs)
+            .map(|p| p.name.as_str())
+            .collect();
+        let ours = format!("{}.", self.layout.file_name);
+        let manifest = format!("{}.manifest", self.layout.file_name);
+        let Ok(entries) = std::fs::read_dir(&self.layout.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let leftover = name.starts_with(&ours)
+                && name != manifest
+                && !named.contains(&name.as_str())
+                && (name.contains(".tmp-")
+                    || name.ends_with(".base.sdb")
+                    || name.ends_with(".incr.aof"));
+            if leftover {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(file = %entry.path().display(), "removed a file of the append-only log that its manifest does not name")
+                    }
+                    Err(error) => {
+                        tracing::warn!(file = %entry.path().display(), %error, "cannot remove a leftover file of the append-only log")
+                    }
+                }
+            }
+        }
     }
 
     /// No manifest: a base of the keyspace as it is (nothing writes yet) and a first log.
@@ -516,6 +563,7 @@ impl Aof {
             Ok(()) => {
                 status.last_ok = true;
                 status.last_error = None;
+                status.failed_at = None;
                 status.last_duration = Some(started.elapsed());
                 status.rewrites += 1;
                 tracing::info!(
@@ -527,6 +575,7 @@ impl Aof {
             Err(error) => {
                 status.last_ok = false;
                 status.last_error = Some(error.clone());
+                status.failed_at = Some(Instant::now());
                 tracing::error!(%error, "append-only log rewrite failed; the log is intact");
             }
         }
@@ -611,6 +660,10 @@ impl Aof {
         let (percent, min_size) = self.rewrite_thresholds();
         let size = self.size();
         if percent == 0 || size < min_size {
+            return false;
+        }
+        let failed_at = self.rewrite_lock().failed_at;
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_DELAY) {
             return false;
         }
         let base = self.rewrite_base_size.load(Ordering::Relaxed).max(1);
