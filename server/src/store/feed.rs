@@ -533,29 +533,24 @@ impl Feed {
 
     /// Publishes frames the pump received, in offset order, as far as they are contiguous.
     fn publish(&self, batch: &mut Vec<Queued>) {
-        let mut state = self.state();
+        let mut touched = false;
+        let mut guard = self.state();
+        let state = &mut *guard;
         for (offset, frame) in batch.drain(..) {
-            if offset >= state.end {
+            if offset == state.end && state.pending.is_empty() {
+                // In order, the usual case: no reordering.
+                state.append(offset, frame);
+                touched = true;
+            } else if offset >= state.end {
                 state.pending.insert(offset, frame);
             }
         }
-        let mut touched = false;
-        let mut guard = state;
-        let state = &mut *guard;
         while let Some(entry) = state.pending.first_entry() {
             if *entry.key() != state.end {
                 break;
             }
             let (offset, frame) = entry.remove_entry();
-            let len = frame.len() as u64;
-            for sink in &state.sinks {
-                let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
-                s.chunks.push(frame.clone());
-                s.bytes += len;
-            }
-            state.backlog.push_back((offset, frame));
-            state.backlog_bytes += len;
-            state.end += len;
+            state.append(offset, frame);
             touched = true;
         }
         if !touched {
@@ -573,7 +568,11 @@ impl Feed {
             .cloned()
             .collect();
         drop(guard);
-        self.published.send_replace(end);
+        // Waiters woken only when there are some (replication's senders).
+        self.published.send_if_modified(|published| {
+            *published = end;
+            self.published.receiver_count() > 0
+        });
         for sink in called {
             if let Some(OnPublish(call)) = &sink.on_publish {
                 call();
@@ -583,6 +582,19 @@ impl Feed {
 }
 
 impl State {
+    /// Appends the frame at `offset` (the end) to the backlog and the sinks.
+    fn append(&mut self, offset: u64, frame: Bytes) {
+        let len = frame.len() as u64;
+        for sink in &self.sinks {
+            let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.chunks.push(frame.clone());
+            s.bytes += len;
+        }
+        self.backlog.push_back((offset, frame));
+        self.backlog_bytes += len;
+        self.end += len;
+    }
+
     fn trim(&mut self) {
         while self.backlog_bytes > self.backlog_limit {
             match self.backlog.pop_front() {
