@@ -476,14 +476,22 @@ impl Feed {
     /// [`Feed::push`] of the string `key` = `value` (a [`Record::String`]), encoded from the
     /// borrowed bytes: the write path of SET copies nothing into a record first.
     pub fn push_string(&self, db: u16, key: &[u8], value: &[u8], expires_at_ms: u64) {
-        self.push_encoded(
-            db,
-            &StringRef {
-                key,
-                value,
-                expires_at_ms,
-            },
-        );
+        let record = StringRef {
+            key,
+            value,
+            expires_at_ms,
+        };
+        let grouped = GROUP.with(|group| {
+            let group = group.borrow();
+            group.suppressed || group.depth > 0
+        });
+        if grouped {
+            return self.push_encoded(db, &record);
+        }
+        // A frame of its own, the usual case: encoded by hand, in one allocation.
+        let mut frame = new_frame(record.encoded_len(db));
+        record.encode(db, &mut frame);
+        self.emit(frame);
     }
 
     fn push_encoded(&self, db: u16, record: &impl serde::Serialize) {
@@ -739,6 +747,47 @@ struct StringRef<'a> {
     expires_at_ms: u64,
 }
 
+impl StringRef<'_> {
+    /// The bytes [`StringRef::encode`] appends: a frame of exactly its size converts into
+    /// `Bytes` without another allocation.
+    fn encoded_len(&self, db: u16) -> usize {
+        varint_len(u64::from(db))
+            + 1
+            + varint_len(self.key.len() as u64)
+            + self.key.len()
+            + varint_len(self.value.len() as u64)
+            + self.value.len()
+            + varint_len(self.expires_at_ms)
+    }
+
+    /// Appends `(db, self)` as postcard encodes `(u16, Record::String { .. })`: varints for the
+    /// database, the variant's index, each length and the deadline; the bytes as they are.
+    /// (Serde's path copies the bytes one at a time; SET is the hot path.)
+    fn encode(&self, db: u16, out: &mut Vec<u8>) {
+        varint(out, u64::from(db));
+        varint(out, 0);
+        varint(out, self.key.len() as u64);
+        out.extend_from_slice(self.key);
+        varint(out, self.value.len() as u64);
+        out.extend_from_slice(self.value);
+        varint(out, self.expires_at_ms);
+    }
+}
+
+/// The bytes of `value` as a varint.
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends `value` as an LEB128 varint, postcard's encoding of integers wider than a byte.
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
 /// Bytes serialized as serde bytes, as `Bytes` are.
 struct BytesRef<'a>(&'a [u8]);
 
@@ -988,6 +1037,29 @@ mod tests {
         };
         super::encode(&mut borrowed, 3, &by_ref);
         assert_eq!(owned, borrowed);
+        // By hand too, for every size of each varint.
+        for (db, len, deadline) in [
+            (0u16, 0usize, 0u64),
+            (300, 127, 128),
+            (65535, 20_000, u64::MAX),
+        ] {
+            let record = Record::String {
+                key: Bytes::from(vec![1u8; len]),
+                value: Bytes::from(vec![2u8; len * 3]),
+                expires_at_ms: deadline,
+            };
+            let mut owned = Vec::new();
+            super::encode(&mut owned, db, &record);
+            let by_ref = super::StringRef {
+                key: &vec![1u8; len],
+                value: &vec![2u8; len * 3],
+                expires_at_ms: deadline,
+            };
+            let mut by_hand = Vec::new();
+            by_ref.encode(db, &mut by_hand);
+            assert_eq!(owned, by_hand, "{db} {len} {deadline}");
+            assert_eq!(by_hand.len(), by_ref.encoded_len(db));
+        }
     }
 
     #[test]
