@@ -172,7 +172,8 @@ pub fn load(
 ) -> Result<Loaded, AofError> {
     let mut loaded = Loaded::default();
     if let Some(base) = &manifest.base {
-        loaded.base = Some(loader::load(&layout.path(&base.name), dbs)?);
+        let path = layout.path(&base.name);
+        loaded.base = Some(loader::load_keeping_expired(&path, dbs, true)?);
     }
     let last = manifest.incrs.len().saturating_sub(1);
     for (index, part) in manifest.incrs.iter().enumerate() {

@@ -1220,6 +1220,38 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_moved_later_survives_a_replay_after_the_first_one_passed() {
+        let (dbs, _) = dbs();
+        let store = dbs.first();
+        set_str(store, "k", "v", START + 1_000);
+        expire(store, "k", START + 5_000);
+        hset(store, "h", &[("f", "v")]);
+        expire(store, "h", START + 1_000);
+        hset(store, "h", &[("g", "w")]);
+        expire(store, "h", START + 5_000);
+        let id = session(store, "alice");
+        let frames = frames(store.feed(), 0);
+        // Replayed (a restart) when the first deadlines have passed, the last ones not.
+        let (clock, _) = Clock::manual(START + 2_000);
+        let replica = Databases::new(clock, 4);
+        for (changes, _) in frames {
+            replica.apply(changes).expect("databases exist");
+        }
+        let now = START + 2_000;
+        let live = |key: &[u8]| replica.first().read(key, now, |node| node.is_some());
+        assert!(live(b"k"), "the string whose deadline moved later");
+        assert!(live(b"h"), "the hash whose deadline moved later");
+        assert!(live(&id), "the session");
+        let fields = replica
+            .first()
+            .read(b"h", now, |node| match node.map(|n| n.value()) {
+                Some(crate::store::ValueRef::Hash(fields)) => fields.len(),
+                _ => 0,
+            });
+        assert_eq!(fields, 2, "every field, not only the last change's");
+    }
+
+    #[test]
     fn a_sessions_use_is_its_last_access_alone() {
         let (dbs, clock) = dbs();
         let store = dbs.first();
