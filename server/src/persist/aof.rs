@@ -2,9 +2,10 @@
 //! appended to a file in the data directory, and replayed at start after the base snapshot it
 //! follows (the files: [`super::aof_files`]; the reading: [`super::aof_load`]).
 //!
-//! **The writer** is one thread: it takes what the feed published since its last turn (the
-//! feed's [`Sink`]: every byte, however far behind the writer falls), writes it with one
-//! `write`, then fsyncs as `appendfsync` says. `always`: after every write, and a connection
+//! **The writer** takes what the feed published since its last turn (the feed's [`Sink`]:
+//! every byte, however far behind the writer falls), on the feed's pump thread right after
+//! each publication, writes it with one `write`, then fsyncs as `appendfsync` says; its own
+//! thread only ticks (the `everysec` fsync, retries, switches, the rewrite check). `always`: after every write, and a connection
 //! sends the replies of its writes only once [`Feed::wait_durable`] says they are on disk — the
 //! writes of every connection that arrived during one fsync share the next (group commit).
 //! `everysec`: a helper thread fsyncs once a second, so a slow disk never holds up the writes;

@@ -11,7 +11,8 @@
 //! order of the changes. One pump thread puts the frames back in offset order (frames of
 //! different keys may reach the channel out of order) and publishes the contiguous stream: to
 //! the backlog (the last `repl-backlog-size` bytes, for partial resyncs), to the sinks (the
-//! log's writer, which must not miss a byte) and to the `published` watch.
+//! log's writer, which must not miss a byte, and takes its frames on the pump's thread:
+//! [`Feed::attach_sink_with`]) and to the `published` watch.
 //!
 //! **Frames.** `length u32 LE | CRC-32 of the payload u32 LE | payload`, the payload one or
 //! more postcard-encoded `(database index, Record)` pairs. An operation that changes several
