@@ -596,3 +596,45 @@ fn appendonly_no_writes_no_log_and_bgrewriteaof_says_so() {
     daemon.stop();
     assert!(!log_dir(&data).exists());
 }
+
+#[test]
+fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &[]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"alice"]);
+    // Into the base, so that the log written from now on can be lost.
+    let _: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    wait_until("the rewrite", || {
+        info_number(&info(&mut con), "aof_rewrites") == 1
+            && info_number(&info(&mut con), "aof_rewrite_in_progress") == 0
+    });
+    daemon.stop();
+    // The log's file on a full disk: /dev/full fails every write with ENOSPC.
+    let incr = last_incr(&data);
+    std::fs::remove_file(&incr).expect("remove the log");
+    std::os::unix::fs::symlink("/dev/full", &incr).expect("symlink");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        // Taken in memory, then the write to the log fails.
+        let _: RedisResult<Value> = redis::cmd("SET").arg("first").arg("v").query(&mut con);
+        wait_until("the failed write", || {
+            info_field(&info(&mut con), "aof_last_write_status") == "err"
+        });
+        let error = error_of(&mut con, &[b"SET", b"k", b"v"]);
+        assert!(
+            error.contains("MISCONF") && error.contains("Errors writing to the AOF file"),
+            "{error}"
+        );
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(call::<Option<Vec<u8>>>(&mut con, &[b"GET", b"k"]), None);
+    }
+    // A logout still passes.
+    let mut con = daemon.client(false);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+}
