@@ -216,7 +216,6 @@ pub struct Aof {
     rewrite: Mutex<RewriteStatus>,
     switch: Mutex<Switch>,
     switched: Condvar,
-    stop: AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// What a turn of the writer keeps: taken by the pump's call after each publication, and by
     /// the writer thread's periodic turn.
@@ -303,7 +302,6 @@ impl Aof {
             }),
             switch: Mutex::new(Switch::None),
             switched: Condvar::new(),
-            stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             writer: Mutex::new(WriterState {
                 retry: Vec::new(),
@@ -604,9 +602,6 @@ impl Aof {
                         *switch = Switch::None;
                         return Err("cannot start a new log file".to_owned());
                     }
-                    _ if self.stop.load(Ordering::Relaxed) => {
-                        return Err("shutting down".to_owned())
-                    }
                     _ => {
                         switch = self
                             .switched
@@ -691,29 +686,6 @@ impl Aof {
             }
         }
     }
-
-    /// Stops the writer once everything changed so far is written and fsynced; the feed loses
-    /// this user.
-    pub fn close(&self) {
-        self.sync();
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake_writer();
-        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
-            helper.stop.store(true, Ordering::SeqCst);
-            helper.ready.notify_all();
-        }
-        let threads = std::mem::take(&mut *self.threads());
-        for thread in threads {
-            let _ = thread.join();
-        }
-        if let Some((file, _)) = &self.files().incr {
-            let _ = file.sync_data();
-        }
-        self.feed.detach_sink(&self.sink);
-        // Nothing waits for this log any more.
-        self.feed.set_durable(u64::MAX);
-        self.feed.disable();
-    }
 }
 
 impl Drop for Aof {
@@ -746,7 +718,7 @@ struct WriterState {
     last_fsync: Instant,
 }
 
-/// The writer thread: until the log is closed (or dropped), a turn every [`TURN`] (every
+/// The writer thread: until the log is dropped, a turn every [`TURN`] (every
 /// second while writes fail) or when woken: the `everysec` fsync, retries, switches, and the
 /// automatic rewrite's check. The frames themselves are written by the pump's call
 /// ([`Aof::drive`]) as soon as they are published.
@@ -754,14 +726,12 @@ fn write_loop(aof: Weak<Aof>) {
     loop {
         let wait = match aof.upgrade() {
             None => return,
-            Some(aof) if aof.stop.load(Ordering::SeqCst) => return,
             Some(aof) if aof.write_failed() => Duration::from_secs(1),
             Some(_) => TURN,
         };
         std::thread::park_timeout(wait);
         match aof.upgrade() {
             None => return,
-            Some(aof) if aof.stop.load(Ordering::SeqCst) => return,
             Some(aof) => aof.drive(),
         }
     }
