@@ -453,13 +453,26 @@ impl RawConfig {
             )?,
             persistence: match self.no_persistence {
                 Some(true) => None,
-                _ => Some(PersistConfig::from_settings(
-                    self.data_dir,
-                    self.dbfilename,
-                    self.snapshot_interval,
-                    self.snapshot_journal_limit.map(|Size(bytes)| bytes),
-                    self.debug_snapshot_shard_delay.map(|Period(d)| d),
-                )?),
+                _ => Some(
+                    PersistConfig::from_settings(
+                        self.data_dir,
+                        self.dbfilename,
+                        self.snapshot_interval,
+                        self.snapshot_journal_limit.map(|Size(bytes)| bytes),
+                        self.debug_snapshot_shard_delay.map(|Period(d)| d),
+                    )?
+                    .with_aof(crate::persist::aof::AofConfig::from_settings(
+                        crate::persist::aof::AofSettings {
+                            enabled: self.appendonly.map(|YesNo(yes)| yes),
+                            fsync: self.appendfsync,
+                            file_name: self.appendfilename,
+                            dir_name: self.appenddirname,
+                            rewrite_percentage: self.auto_aof_rewrite_percentage,
+                            rewrite_min_size: self.auto_aof_rewrite_min_size.map(|Size(b)| b),
+                            load_truncated: self.aof_load_truncated.map(|YesNo(yes)| yes),
+                        },
+                    )?),
+                ),
             },
             stop_writes_on_bgsave_error: self
                 .stop_writes_on_bgsave_error

@@ -171,6 +171,9 @@ struct Connection<'a, S> {
     /// `--timeout` counts from it, so a read remade under a new timeout (CONFIG SET) keeps it,
     /// and a client idle longer than the new timeout is closed at once, as in Redis.
     idle_since_ms: Option<u64>,
+    /// Under `appendfsync always`: the change feed's offset that must be on disk before the
+    /// replies in `output` go out (0: none).
+    durable_due: u64,
 }
 
 impl<'a, S> Connection<'a, S>
@@ -191,6 +194,7 @@ where
             clock: BatchClock::default(),
             local: LocalStats::default(),
             output: BytesMut::with_capacity(READ_CHUNK),
+            durable_due: 0,
             writes: WriteState::default(),
             idle_since_ms: None,
         }
@@ -401,6 +405,10 @@ where
                 }
                 Then::Pending => {
                     self.run_pending().await?;
+                    // A script run on another thread may have written.
+                    if let Some(log) = self.fsync_always() {
+                        self.durable_due = log.feed().end_offset();
+                    }
                     self.local.start_timing();
                 }
                 Then::Wait(wait) => {
@@ -451,6 +459,16 @@ where
         }
     }
 
+    /// The append-only log, when its replies wait for fsync (`appendfsync always`).
+    #[inline]
+    fn fsync_always(&self) -> Option<&'a Arc<crate::persist::aof::Aof>> {
+        let shared: &'a Shared = self.shared;
+        shared
+            .persistence
+            .aof()
+            .filter(|log| log.fsync() == crate::persist::aof::Fsync::Always)
+    }
+
     /// Runs one decoded command against the connection's state and encodes its reply. What
     /// the connection does next: `Continue`; `Close` once the replies so far are written;
     /// `Save` or `AwaitShutdown`, which wait; or `Err` to end at once.
@@ -472,6 +490,11 @@ where
                 subscriber.drain_into(resp3, &mut self.output, usize::MAX);
             }
         }
+        // Under `appendfsync always`, a command that moved the feed's end (it wrote, or
+        // another connection did meanwhile: then waiting is only longer) makes its reply wait
+        // for the fsync of everything before the new end.
+        let log = self.fsync_always();
+        let before = log.map(|log| log.feed().end_offset());
         let reply = cmd::execute(
             self.shared,
             &mut self.state,
@@ -480,6 +503,12 @@ where
             &mut self.clock,
             &mut self.output,
         );
+        if let (Some(log), Some(before)) = (log, before) {
+            let end = log.feed().end_offset();
+            if end != before {
+                self.durable_due = end;
+            }
+        }
         if let Some(frame) = reply.frame {
             frame.encode(self.state.version(), &mut self.output);
         }
@@ -590,6 +619,19 @@ where
     /// `writes.unflushed` says so, and [`read_some`] sends them while waiting for the next
     /// request.
     async fn flush(&mut self) -> Result<(), End> {
+        if self.durable_due != 0 {
+            let due = std::mem::take(&mut self.durable_due);
+            if let Some(log) = self.shared.persistence.aof() {
+                if !log.feed().wait_durable(due).await {
+                    // The log cannot be written: these writes are not on disk, and the client
+                    // is told nothing was (no reply), as Redis stops rather than acknowledge.
+                    tracing::warn!(
+                        "closing a client whose writes the append-only log could not store"
+                    );
+                    return Err(End::Abrupt);
+                }
+            }
+        }
         let shared = self.shared;
         let state = &self.state;
         let socket = &mut self.socket;

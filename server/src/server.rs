@@ -70,8 +70,13 @@ pub struct Server {
     _metrics: Option<AbortOnDropHandle<()>>,
 }
 
-/// The keyspace with the snapshot loaded, and the data directory's lock.
-type Loaded = (Arc<Databases>, Option<persist::lock::DirLock>);
+/// The keyspace with the snapshot (or the append-only log) loaded, the data directory's lock,
+/// and the append-only log, started.
+type Loaded = (
+    Arc<Databases>,
+    Option<persist::lock::DirLock>,
+    Option<Arc<persist::aof::Aof>>,
+);
 
 /// Creates the keyspace and loads the snapshot into it, if persistence is on.
 fn load(
@@ -81,21 +86,43 @@ fn load(
 ) -> Result<Loaded, ServerError> {
     let store = Arc::new(Databases::new(clock, databases));
     let Some(persist) = persist else {
-        return Ok((store, None));
+        return Ok((store, None, None));
     };
     let path = persist.path();
     let prepared = persist::prepare_and_load(persist, &store)?;
-    match prepared.summary {
-        Some(summary) => tracing::info!(
+    match (&prepared.aof, prepared.summary) {
+        (Some(aof), _) => tracing::info!(
+            dir = %persist.aof_layout().dir.display(),
+            base_records = aof.base.as_ref().map_or(0, |b| b.records),
+            frames = aof.frames,
+            records = aof.records,
+            keys = store.len(),
+            "append-only log loaded"
+        ),
+        (None, Some(summary)) => tracing::info!(
             path = %path.display(),
             records = summary.records,
             skipped_expired = summary.expired,
             keys = store.len(),
             "snapshot loaded"
         ),
-        None => tracing::info!(path = %path.display(), "no snapshot yet; starting empty"),
+        (None, None) => {
+            tracing::info!(path = %path.display(), "no snapshot yet; starting empty")
+        }
     }
-    Ok((store, Some(prepared.lock)))
+    let aof = if persist.aof.enabled {
+        let aof = persist::aof::Aof::start(
+            &persist.aof,
+            &persist.dir,
+            store.clone(),
+            persist.journal_max_bytes,
+        )
+        .map_err(persist::PrepareError::from)?;
+        Some(aof)
+    } else {
+        None
+    };
+    Ok((store, Some(prepared.lock), aof))
 }
 
 /// Starts serving the metrics endpoint, if there is one, and announces its address (before
@@ -198,7 +225,7 @@ impl Server {
     fn assemble(
         config: Config,
         listener: TcpListener,
-        (store, data_dir_lock): Loaded,
+        (store, data_dir_lock, aof): Loaded,
         health: Arc<Health>,
         metrics: Option<(SocketAddr, AbortOnDropHandle<()>)>,
     ) -> Result<Server, ServerError> {
@@ -216,7 +243,8 @@ impl Server {
             None => None,
             Some(tls) => Some(tls.listener.local_addr().map_err(ServerError::LocalAddr)?),
         };
-        let persistence = Arc::new(Persistence::new(config.persistence.clone(), store.clone()));
+        let persistence =
+            Arc::new(Persistence::new(config.persistence.clone(), store.clone()).with_aof(aof));
         let auth = crate::auth::Auth::new(config.requirepass.as_ref(), &config.users);
         if !config.protected_mode && !auth.required() && !config.bind.is_loopback() {
             tracing::warn!(
@@ -335,6 +363,12 @@ impl Server {
                     .clone()
                     .run_periodic(wait_for_true(shared.shutdown_signal())),
             );
+            let rewrites = tokio::spawn(
+                shared
+                    .persistence
+                    .clone()
+                    .run_aof_rewrites(wait_for_true(shared.shutdown_signal())),
+            );
             // Accepting; the listeners stay open while shutting down (a connection waits in the
             // backlog) so that the server can serve again if the final save fails.
             health.set_ready(true);
@@ -385,7 +419,11 @@ impl Server {
             }
             let _ = expiry.await;
             let _ = periodic.await;
+            let _ = rewrites.await;
             let persistence = &shared.persistence;
+            // Everything written so far is on disk before the process goes (NOSAVE too, as
+            // Redis fsyncs its AOF at shutdown); the log goes on if the shutdown fails.
+            persistence.sync_aof().await;
             if persistence.config().is_none() || !request.save {
                 tracing::info!("shutdown complete");
                 return Ok(());

@@ -167,6 +167,8 @@ pub enum Command {
     Save,
     /// `BGSAVE [SCHEDULE]`.
     BgSave,
+    /// `BGREWRITEAOF`.
+    BgRewriteAof,
     /// `LASTSAVE`.
     LastSave,
     /// `GET key`.
@@ -674,6 +676,8 @@ pub static COMMANDS: &[CommandSpec] = &[
             a.finish()?;
             Ok(Command::BgSave)
         }),
+    spec!("bgrewriteaof", 1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "Asynchronously rewrites the append-only file to disk.", |_| Ok(Command::BgRewriteAof)),
     spec!("lastsave", 1, [LOADING, STALE, FAST], 0, 0, 0, [ADMIN, FAST, DANGEROUS],
         "Returns the Unix timestamp of the last successful save to disk.", |_| Ok(Command::LastSave)),
     spec!("shutdown", -1, [ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY], 0, 0, 0,

@@ -158,6 +158,33 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "appendfsync",
+        check: |shared, value| aof_on(shared).and(fsync(value).map(drop)),
+        apply: |shared, value| {
+            if let (Some(aof), Ok(fsync)) = (shared.persistence.aof(), fsync(value)) {
+                aof.set_fsync(fsync);
+            }
+        },
+    },
+    Settable {
+        name: "auto-aof-rewrite-percentage",
+        check: |shared, value| aof_on(shared).and(count(value).map(drop)),
+        apply: |shared, value| {
+            if let (Some(aof), Ok(percent)) = (shared.persistence.aof(), count(value)) {
+                aof.set_rewrite_percentage(percent);
+            }
+        },
+    },
+    Settable {
+        name: "auto-aof-rewrite-min-size",
+        check: |shared, value| aof_on(shared).and(memory(value).map(drop)),
+        apply: |shared, value| {
+            if let (Some(aof), Ok(bytes)) = (shared.persistence.aof(), memory(value)) {
+                aof.set_rewrite_min_size(bytes);
+            }
+        },
+    },
+    Settable {
         name: "save",
         check: |_, value| save_rules(value).map(drop),
         apply: |shared, value| {
@@ -468,6 +495,30 @@ fn reset_stats(shared: &Shared) {
     shared.reset_memory_peak();
 }
 
+/// The append-only log's settings change only while it is on.
+fn aof_on(shared: &Shared) -> Result<(), String> {
+    match shared.persistence.aof() {
+        Some(_) => Ok(()),
+        None => Err("the append-only log is off (appendonly no)".to_owned()),
+    }
+}
+
+/// `appendfsync`'s words.
+fn fsync(value: &[u8]) -> Result<crate::persist::aof::Fsync, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(crate::persist::aof::Fsync::parse)
+        .ok_or_else(|| "argument(s) must be one of the following: always, everysec, no".to_owned())
+}
+
+/// A non-negative integer.
+fn count(value: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_owned())
+}
+
 /// CONFIG SET: every pair is checked before any is applied, so the command changes all its
 /// settings or none, with Redis's error for the first that fails (names are case-insensitive).
 fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
@@ -516,6 +567,13 @@ fn yes_no_text(yes: bool) -> String {
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let config = &ctx.shared.config;
     let live = &ctx.shared.live;
+    let aof = ctx.shared.persistence.aof();
+    let aof_config = config
+        .persistence
+        .as_ref()
+        .map(|p| p.aof.clone())
+        .unwrap_or_default();
+    let yes_no = |yes: bool| if yes { "yes" } else { "no" }.to_owned();
     vec![
         ("bind", config.bind.to_string()),
         ("port", ctx.shared.local_addr.port().to_string()),
@@ -633,7 +691,6 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             }
             .to_owned(),
         ),
-        ("appendonly", "no".to_owned()),
         (
             "replicaof",
             crate::role::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
@@ -665,6 +722,26 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "tls-replication",
             yes_no_text(ctx.shared.repl.tls_client().is_some()),
         ),
+        ("appendonly", yes_no(ctx.shared.persistence.aof().is_some())),
+        (
+            "appendfsync",
+            aof.map_or(aof_config.fsync, |a| a.fsync())
+                .name()
+                .to_owned(),
+        ),
+        ("appendfilename", aof_config.file_name.clone()),
+        ("appenddirname", aof_config.dir_name.clone()),
+        (
+            "auto-aof-rewrite-percentage",
+            aof.map_or(aof_config.rewrite_percentage, |a| a.rewrite_thresholds().0)
+                .to_string(),
+        ),
+        (
+            "auto-aof-rewrite-min-size",
+            aof.map_or(aof_config.rewrite_min_size, |a| a.rewrite_thresholds().1)
+                .to_string(),
+        ),
+        ("aof-load-truncated", yes_no(aof_config.load_truncated)),
         ("maxmemory", live.maxmemory().to_string()),
         (
             "maxmemory-policy",

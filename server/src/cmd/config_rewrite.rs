@@ -20,6 +20,7 @@ use toml_edit::{DocumentMut, Item, Value};
 
 use crate::live::Live;
 use crate::notify::EventFlags;
+use crate::persist::aof::Fsync;
 use crate::shared::Shared;
 
 /// Redis's error when there is no file to rewrite.
@@ -30,7 +31,8 @@ fn rendered(
     live: &Live,
     events: EventFlags,
     snapshot_interval: Option<Duration>,
-) -> [(&'static str, Value); 12] {
+    aof: AofLive,
+) -> [(&'static str, Value); 15] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     [
@@ -64,7 +66,24 @@ fn rendered(
             "client-output-buffer-limit",
             Value::from(live.output_limits().config_value()),
         ),
+        ("appendfsync", Value::from(aof.0.name())),
+        ("auto-aof-rewrite-percentage", int(aof.1)),
+        ("auto-aof-rewrite-min-size", Value::from(format_size(aof.2))),
     ]
+}
+
+/// The append-only log's settings CONFIG SET changes: `appendfsync` and the rewrite
+/// thresholds.
+type AofLive = (Fsync, u64, u64);
+
+/// The log's settings as `config` starts them.
+fn aof_at_start(config: &crate::config::Config) -> AofLive {
+    let aof = config
+        .persistence
+        .as_ref()
+        .map(|p| p.aof.clone())
+        .unwrap_or_default();
+    (aof.fsync, aof.rewrite_percentage, aof.rewrite_min_size)
 }
 
 /// Other names a file may give a key under (serde aliases of [`crate::config::RawConfig`]).
@@ -83,9 +102,15 @@ fn file_says(file_key: &str, key: &str, old: &Value) -> Option<Value> {
     raw.no_persistence = None;
     let config = raw.validate().ok()?;
     let interval = config.persistence.as_ref().and_then(|p| p.interval);
-    rendered(&Live::new(&config), config.notify_keyspace_events, interval)
-        .into_iter()
-        .find_map(|(k, value)| (k == key).then_some(value))
+    let aof = aof_at_start(&config);
+    rendered(
+        &Live::new(&config),
+        config.notify_keyspace_events,
+        interval,
+        aof,
+    )
+    .into_iter()
+    .find_map(|(k, value)| (k == key).then_some(value))
 }
 
 /// Whether two values say the same (their decoration aside).
@@ -107,15 +132,24 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
     let failed = |error: &dyn std::fmt::Display| format!("ERR Rewriting config file: {error}");
     let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
     let mut doc: DocumentMut = text.parse().map_err(|e| failed(&e))?;
+    let aof_running = match shared.persistence.aof() {
+        Some(aof) => {
+            let (percent, min_size) = aof.rewrite_thresholds();
+            (aof.fsync(), percent, min_size)
+        }
+        None => aof_at_start(&shared.config),
+    };
     let running = rendered(
         &shared.live,
         shared.dbs.notifier().flags().get(),
         shared.persistence.interval(),
+        aof_running,
     );
     let at_start = rendered(
         &Live::new(&shared.config),
         shared.config.notify_keyspace_events,
         shared.config.persistence.as_ref().and_then(|p| p.interval),
+        aof_at_start(&shared.config),
     );
     for ((key, now), (_, started)) in running.into_iter().zip(at_start) {
         let found = std::iter::once(key)

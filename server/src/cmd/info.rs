@@ -167,10 +167,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
              rdb_current_bgsave_time_sec:{current}\r\nrdb_last_save_duration_ms:{}\r\n\
              rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n\
-             rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\naof_enabled:0\r\n\
-             aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-             aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n\
-             aof_last_bgrewrite_status:ok\r\naof_last_write_status:ok\r\n",
+             rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\n",
             u8::from(persistence.config().is_some()),
             persistence
                 .config()
@@ -197,6 +194,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             journal.records,
             journal.bytes,
         );
+        aof_info(out, persistence);
     });
     section("stats", "Stats", &|out| {
         let s = &shared.stats;
@@ -362,4 +360,47 @@ fn human(bytes: u64) -> String {
     } else {
         format!("{value:.2}{}", UNITS[unit])
     }
+}
+
+/// INFO persistence's `aof_*` fields, Redis's (the size and fsync ones only while the log is
+/// on, as Redis prints them), and sessiond's `aof_stream_offset` (the change feed's end: every
+/// change so far) and `aof_fsync_offset` (what of it is fsynced), which tell a script when a
+/// write is on disk.
+fn aof_info(out: &mut String, persistence: &crate::persist::Persistence) {
+    let Some(aof) = persistence.aof() else {
+        out.push_str(
+            "aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
+             aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n\
+             aof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n\
+             aof_last_cow_size:0\r\n",
+        );
+        return;
+    };
+    let (rewriting, scheduled) = aof.rewrite_state();
+    let status = aof.rewrite_status();
+    let secs = |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_secs() as i64);
+    let _ = write!(
+        out,
+        "aof_enabled:1\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\n\
+         aof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\n\
+         aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_last_write_status:{}\r\n\
+         aof_last_cow_size:0\r\naof_current_size:{}\r\naof_base_size:{}\r\n\
+         aof_pending_rewrite:{}\r\naof_buffer_length:{}\r\naof_pending_bio_fsync:{}\r\n\
+         aof_delayed_fsync:{}\r\naof_stream_offset:{}\r\naof_fsync_offset:{}\r\n",
+        u8::from(rewriting),
+        u8::from(scheduled),
+        secs(status.last_duration),
+        secs(status.started.map(|s| s.elapsed())),
+        if status.last_ok { "ok" } else { "err" },
+        status.rewrites,
+        if aof.write_failed() { "err" } else { "ok" },
+        aof.size(),
+        aof.base_size(),
+        u8::from(scheduled),
+        aof.buffered(),
+        u8::from(aof.fsync_pending()),
+        aof.delayed_fsyncs(),
+        aof.feed().end_offset(),
+        aof.feed().durable().offset.min(aof.feed().end_offset()),
+    );
 }

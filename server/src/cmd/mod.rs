@@ -654,14 +654,13 @@ fn run_now(
         }
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
-    let config = &shared.config;
     // A write MISCONF refuses must not evict (log out) keys to make room first.
-    if config.stop_writes_on_bgsave_error
-        && shared.persistence.last_save_failed()
-        && refused_while_saves_fail(spec)
-    {
-        *ran = Ran::Rejected(slot);
-        return Frame::error(MISCONF).into();
+    let disk_errors = shared.persistence.disk_errors();
+    if disk_errors != 0 && refused_while_saves_fail(spec) {
+        if let Some(refusal) = misconf(shared, disk_errors) {
+            *ran = Ran::Rejected(slot);
+            return Frame::error(refusal).into();
+        }
     }
     let maxmemory = shared.live.maxmemory();
     // A replica never evicts (Redis's replica-ignore-maxmemory): its primary's stream decides
@@ -797,6 +796,21 @@ pub const MISCONF: &str = "MISCONF sessiond is configured to save snapshots, but
      (stop-writes-on-bgsave-error option). Please check the sessiond logs for details about the \
      snapshot error.";
 
+/// The MISCONF refusal for the disk errors `disk_errors` ([`crate::persist::Persistence::
+/// disk_errors`]): the append-only log's, whatever `stop-writes-on-bgsave-error` says (as
+/// Redis), else the snapshot's when that setting is on.
+fn misconf(shared: &Shared, disk_errors: u8) -> Option<String> {
+    if disk_errors & 2 != 0 {
+        let error = shared
+            .persistence
+            .aof()
+            .and_then(|aof| aof.write_error())
+            .unwrap_or_default();
+        return Some(format!("MISCONF Errors writing to the AOF file: {error}"));
+    }
+    (disk_errors & 1 != 0 && shared.config.stop_writes_on_bgsave_error).then(|| MISCONF.to_owned())
+}
+
 /// Whether `spec` is refused with MISCONF while saves fail: every `write` command but
 /// SESSION.GET, whose only write is the idle refresh of the session it reads (refusing it would
 /// turn a full disk into an outage of every logged-in page rather than of logins and changes),
@@ -913,6 +927,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
             }
         }
         Command::BgSave => save::bgsave(ctx),
+        Command::BgRewriteAof => save::bgrewriteaof(ctx),
         Command::LastSave => save::lastsave(ctx),
         Command::HSet(c) => hset::hset(ctx, c),
         Command::HSetNx(c) => hset::hsetnx(ctx, c),

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use sessiond_protocol::cmd::{position, CommandFlags, CommandSpec, COMMANDS};
 use sessiond_protocol::{Command, CommandError, Frame};
 
-use super::{dispatch, error, refuse, refused_while_saves_fail, Ctx, Reply, Then, MISCONF};
+use super::{dispatch, error, misconf, refuse, refused_while_saves_fail, Ctx, Reply, Then};
 use crate::auth::Denied;
 use crate::shared::Shared;
 use crate::store::{Databases, Dirty, Store};
@@ -335,13 +335,12 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     }
     // MISCONF and OOM are checked once for the transaction as a whole, before any lock (as
     // Redis checks EXEC against its queued commands' flags).
-    let config = &ctx.shared.config;
     let specs = || queued.commands.iter().filter_map(|(i, _)| COMMANDS.get(*i));
-    if config.stop_writes_on_bgsave_error
-        && ctx.shared.persistence.last_save_failed()
-        && specs().any(refused_while_saves_fail)
-    {
-        return abort(MISCONF).into();
+    let disk_errors = ctx.shared.persistence.disk_errors();
+    if disk_errors != 0 && specs().any(refused_while_saves_fail) {
+        if let Some(refusal) = misconf(ctx.shared, disk_errors) {
+            return abort(&refusal).into();
+        }
     }
     let maxmemory = ctx.shared.live.maxmemory();
     if maxmemory > 0

@@ -1,15 +1,29 @@
-//! `SAVE`, `BGSAVE` and `LASTSAVE` (SAVE itself runs in the connection loop, the one command
+//! `SAVE`, `BGSAVE`, `BGREWRITEAOF` and `LASTSAVE` (SAVE itself runs in the connection loop, the one command
 //! that waits: see [`super::Then::Save`]).
 
 use sessiond_protocol::Frame;
 
 use super::Ctx;
-use crate::persist::SaveError;
+use crate::persist::{RewriteStarted, SaveError};
 
 /// `BGSAVE`: starts a snapshot in the background.
 pub fn bgsave(ctx: &mut Ctx<'_>) -> Frame {
     match ctx.shared.persistence.save_in_background() {
         Ok(()) => Frame::simple("Background saving started"),
+        Err(error) => Frame::error(error.to_string()),
+    }
+}
+
+/// `BGREWRITEAOF`: starts a rewrite of the append-only log, or schedules it after the snapshot
+/// being written.
+pub fn bgrewriteaof(ctx: &mut Ctx<'_>) -> Frame {
+    match ctx.shared.persistence.rewrite_aof_in_background() {
+        Ok(RewriteStarted::Started) => {
+            Frame::simple("Background append only file rewriting started")
+        }
+        Ok(RewriteStarted::Scheduled) => {
+            Frame::simple("Background append only file rewriting scheduled")
+        }
         Err(error) => Frame::error(error.to_string()),
     }
 }

@@ -15,6 +15,7 @@ use super::{Config, ConfigError, LogFormat};
 use crate::auth::RawUser;
 use crate::notify::{self, EventFlags};
 use crate::output_limit::{ClassLimit, OutputLimits};
+use crate::persist::aof::Fsync;
 use crate::persist::PersistConfig;
 use crate::setting::{self, Address, Millis, Period, PositivePeriod, Size, Value, YesNo};
 use crate::store::evict::Policy;
@@ -291,9 +292,41 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_STOP_WRITES_ON_BGSAVE_ERROR")]
     pub stop_writes_on_bgsave_error: Option<YesNo>,
 
-    /// Run purely in memory: no snapshot is loaded or written.
+    /// Run purely in memory: no snapshot or append-only log is loaded or written.
     #[arg(long, env = "SESSIOND_NO_PERSISTENCE", num_args = 0..=1, default_missing_value = "true")]
     pub no_persistence: Option<bool>,
+
+    /// Keep the append-only log: every change appended to a file in the data directory and
+    /// replayed at start: `yes` or `no`.
+    #[arg(long, env = "SESSIOND_APPENDONLY")]
+    pub appendonly: Option<YesNo>,
+
+    /// When the append-only log is fsynced: `always` (a write's reply waits for it), `everysec`
+    /// or `no` (the kernel decides).
+    #[arg(long, env = "SESSIOND_APPENDFSYNC")]
+    pub appendfsync: Option<Fsync>,
+
+    /// The name the append-only log's files start with.
+    #[arg(long, env = "SESSIOND_APPENDFILENAME")]
+    pub appendfilename: Option<String>,
+
+    /// The append-only log's directory, inside the data directory.
+    #[arg(long, env = "SESSIOND_APPENDDIRNAME")]
+    pub appenddirname: Option<String>,
+
+    /// Rewrite the append-only log once it grew by this percentage over its size after the
+    /// last rewrite; 0: never automatically.
+    #[arg(long, env = "SESSIOND_AUTO_AOF_REWRITE_PERCENTAGE")]
+    pub auto_aof_rewrite_percentage: Option<u64>,
+
+    /// ...and only once it is at least this big.
+    #[arg(long, env = "SESSIOND_AUTO_AOF_REWRITE_MIN_SIZE")]
+    pub auto_aof_rewrite_min_size: Option<Size>,
+
+    /// At start, drop a torn last frame of the append-only log (a crash mid-write) with a
+    /// warning, rather than refuse to start: `yes` or `no`.
+    #[arg(long, env = "SESSIOND_AOF_LOAD_TRUNCATED")]
+    pub aof_load_truncated: Option<YesNo>,
 
     /// Test only: pause this long after each shard while writing a snapshot.
     #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
@@ -427,6 +460,13 @@ fn default_text(long: &str) -> Option<String> {
         "repl-timeout" => format_duration(config.replication.timeout),
         "repl-backlog-size" => format_size(config.replication.backlog_bytes),
         "tls-replication" => yes_no(config.replication.tls.is_some()),
+        "appendonly" => yes_no(persist.aof.enabled),
+        "appendfsync" => persist.aof.fsync.name().to_owned(),
+        "appendfilename" => persist.aof.file_name.clone(),
+        "appenddirname" => persist.aof.dir_name.clone(),
+        "auto-aof-rewrite-percentage" => persist.aof.rewrite_percentage.to_string(),
+        "auto-aof-rewrite-min-size" => format_size(persist.aof.rewrite_min_size),
+        "aof-load-truncated" => yes_no(persist.aof.load_truncated),
         "log-level" => config.log_level,
         "log-format" => config.log_format.name().to_owned(),
         _ => return None,
@@ -461,7 +501,13 @@ impl Value for OutputLimits {
     }
 }
 
-setting::read_as_setting!(Policy, ClientAuth, OutputLimits, EventFlags);
+setting::read_as_setting!(Policy, ClientAuth, OutputLimits, EventFlags, Fsync);
+
+impl Value for Fsync {
+    fn parse(text: &str) -> Result<Self, String> {
+        Fsync::parse(text).ok_or_else(|| "expected always, everysec or no".to_owned())
+    }
+}
 
 impl Value for EventFlags {
     fn parse(text: &str) -> Result<Self, String> {
@@ -477,6 +523,16 @@ pub enum Tool {
     CheckSnapshot {
         /// The snapshot file.
         file: PathBuf,
+    },
+    /// Verify the append-only log (like redis-check-aof): its manifest (and every file it
+    /// names), a base or an incremental log; exits 0 if it would load, 1 otherwise.
+    CheckAof {
+        /// The manifest, base or incremental log.
+        file: PathBuf,
+        /// Truncate an incremental log at its first bad frame (a torn tail, or damage: what
+        /// follows it is lost).
+        #[arg(long)]
+        fix: bool,
     },
     /// Read a password from standard input (one line) and print its SHA-256 digest, for the
     /// `password-sha256` of a `[[user]]` in the config file.

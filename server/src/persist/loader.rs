@@ -367,12 +367,25 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
 /// file different after all (a read error), the error is returned with part of it loaded: the
 /// server does not start on it either.
 pub fn load(path: &Path, dbs: &impl Keyspaces) -> Result<Summary, SnapshotError> {
+    load_keeping_expired(path, dbs, false)
+}
+
+/// [`load`], keeping the keys whose deadline passed when `keep_expired` (the base of the
+/// append-only log: a change later in the log may move a deadline later, and it needs the
+/// key; the active expiry reclaims what stays past its deadline, and no reader sees it).
+pub fn load_keeping_expired(
+    path: &Path,
+    dbs: &impl Keyspaces,
+    keep_expired: bool,
+) -> Result<Summary, SnapshotError> {
     let now_ms = dbs.keyspace(0).now_ms();
     let mut file = open(path)?;
     let summary = verify(&mut file, path, now_ms, dbs.count())?;
+    // No deadline is at or before 0 but the "none" of 0 itself.
+    let restore_at = if keep_expired { 0 } else { now_ms };
     walk(&mut file, path, |version, frame, offset| {
         let (db, record) = decode(version, frame, offset, path)?;
-        dbs.keyspace(db).restore(record, now_ms);
+        dbs.keyspace(db).restore(record, restore_at);
         Ok(())
     })?;
     for db in 0..dbs.count() {

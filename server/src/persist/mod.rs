@@ -5,11 +5,15 @@
 //! - [`writer`]: streaming a snapshot to a temporary file, then fsync, rename, fsync the directory.
 //! - [`loader`]: verifying a file completely, then loading it; `check-snapshot`.
 //! - [`lock`]: the data directory's lock, one server per directory.
+//! - [`aof`]: the append-only log (its files: [`aof_files`]; reading it: [`aof_load`]).
 //!
 //! [`Persistence`] is the server's side: where the file lives, whether a save is running, the
 //! outcome of the last one (for INFO and LASTSAVE), and the triggers (periodic, SAVE, BGSAVE,
 //! shutdown).
 
+pub mod aof;
+pub mod aof_files;
+pub mod aof_load;
 pub mod format;
 pub mod loader;
 pub mod lock;
@@ -40,6 +44,8 @@ pub struct PersistConfig {
     pub shard_delay: Duration,
     /// Test-only: the load waits at this gate until it opens, to observe a load in progress.
     pub load_gate: Option<LoadGate>,
+    /// The append-only log.
+    pub aof: aof::AofConfig,
 }
 
 /// A gate the snapshot load waits at (tests only): it opens when its sender sends or is
@@ -86,6 +92,7 @@ impl Default for PersistConfig {
             journal_max_bytes: 256 << 20,
             shard_delay: Duration::ZERO,
             load_gate: None,
+            aof: aof::AofConfig::default(),
         }
     }
 }
@@ -94,6 +101,14 @@ impl PersistConfig {
     /// The snapshot's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(&self.file_name)
+    }
+
+    /// Where the append-only log's files live.
+    pub fn aof_layout(&self) -> aof_files::Layout {
+        aof_files::Layout {
+            dir: self.dir.join(&self.aof.dir_name),
+            file_name: self.aof.file_name.clone(),
+        }
     }
 
     fn write_options(&self) -> writer::WriteOptions {
@@ -129,6 +144,26 @@ pub struct SaveStatus {
     pub changes_at_last_save: u64,
     /// Unix ms when the save in progress started.
     pub current_started_ms: Option<u64>,
+}
+
+/// What BGREWRITEAOF did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewriteStarted {
+    /// The rewrite runs.
+    Started,
+    /// It starts once the snapshot being written is done.
+    Scheduled,
+}
+
+/// Why BGREWRITEAOF did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    /// A rewrite runs already.
+    #[error("ERR Background append only file rewriting already in progress")]
+    InProgress,
+    /// The log is off.
+    #[error("ERR the append-only log is off (appendonly no)")]
+    Off,
 }
 
 /// Why a save did not happen.
@@ -172,6 +207,8 @@ pub struct Persistence {
     /// The period of the periodic saves (`None`: only on demand), which CONFIG SET
     /// `snapshot-interval` changes; the periodic task watches it.
     interval: watch::Sender<Option<Duration>>,
+    /// The append-only log, when on.
+    aof: Option<Arc<aof::Aof>>,
 }
 
 impl Persistence {
@@ -189,7 +226,81 @@ impl Persistence {
             running: watch::Sender::new(false),
             status: Mutex::new(status),
             failing: std::sync::atomic::AtomicBool::new(false),
+            aof: None,
         }
+    }
+
+    /// Persistence with the append-only log `aof` (started on the loaded keyspace).
+    pub fn with_aof(mut self, aof: Option<Arc<aof::Aof>>) -> Persistence {
+        self.aof = aof;
+        self
+    }
+
+    /// The append-only log, when on.
+    #[inline]
+    pub fn aof(&self) -> Option<&Arc<aof::Aof>> {
+        self.aof.as_ref()
+    }
+
+    /// BGREWRITEAOF: starts a rewrite of the log in the background, or schedules it after the
+    /// snapshot being written (one snapshot at a time: they share the journal).
+    pub fn rewrite_aof_in_background(self: &Arc<Self>) -> Result<RewriteStarted, RewriteError> {
+        let aof = self.aof.clone().ok_or(RewriteError::Off)?;
+        if aof.rewrite_state().0 {
+            return Err(RewriteError::InProgress);
+        }
+        let claimed = self
+            .running
+            .send_if_modified(|running| !std::mem::replace(running, true));
+        if !claimed {
+            aof.schedule_rewrite();
+            return Ok(RewriteStarted::Scheduled);
+        }
+        if !aof.claim_rewrite() {
+            self.running.send_replace(false);
+            return Err(RewriteError::InProgress);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = aof.rewrite_claimed();
+            this.running.send_replace(false);
+        });
+        Ok(RewriteStarted::Started)
+    }
+
+    /// Waits until every change so far is written to the log and fsynced (shutdown).
+    pub async fn sync_aof(&self) {
+        if let Some(aof) = self.aof.clone() {
+            let _ = tokio::task::spawn_blocking(move || aof.sync()).await;
+        }
+    }
+
+    /// Starts the rewrites the log schedules for itself (grown past its thresholds) or that
+    /// waited for a snapshot, until `stop` resolves.
+    pub async fn run_aof_rewrites(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let Some(aof) = self.aof.clone() else {
+            stop.await;
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            if aof.rewrite_state().1 && !self.in_progress() {
+                let _ = self.rewrite_aof_in_background();
+            }
+        }
+    }
+
+    /// Whether writes are refused for the disk: bit 0, the last snapshot failed; bit 1, the
+    /// append-only log cannot be written. One load of each, read on every write.
+    #[inline]
+    pub fn disk_errors(&self) -> u8 {
+        u8::from(self.last_save_failed())
+            | (u8::from(self.aof.as_ref().is_some_and(|a| a.write_failed())) << 1)
     }
 
     /// The configuration, if persistence is on.
@@ -439,8 +550,10 @@ fn next_save_delay(interval: Duration, last_ok: bool) -> Duration {
 pub struct Prepared {
     /// The directory's lock; keep it for as long as the server runs.
     pub lock: lock::DirLock,
-    /// The snapshot loaded, if there was one.
+    /// The snapshot loaded, if there was one (the log's base, when the log was loaded).
     pub summary: Option<loader::Summary>,
+    /// The append-only log loaded, if it was on and had a manifest.
+    pub aof: Option<aof_load::Loaded>,
 }
 
 /// Prepares the data directory (creating it with mode 0700, locking it against a second server,
@@ -461,12 +574,35 @@ pub fn prepare_and_load(
     if let Some(gate) = &config.load_gate {
         gate.wait();
     }
+    // With the log on and written, it is what loads (as Redis loads the AOF over the RDB).
+    if config.aof.enabled {
+        let layout = config.aof_layout();
+        let manifest = layout
+            .read_manifest()
+            .map_err(|problem| aof_load::AofError {
+                path: layout.manifest_path(),
+                offset: 0,
+                problem,
+            })?;
+        if let Some(manifest) = manifest {
+            let loaded = aof_load::load(&layout, &manifest, store, config.aof.load_truncated)?;
+            return Ok(Prepared {
+                lock,
+                summary: loaded.base.clone(),
+                aof: Some(loaded),
+            });
+        }
+    }
     let summary = if path.exists() {
         Some(loader::load(&path, store)?)
     } else {
         None
     };
-    Ok(Prepared { lock, summary })
+    Ok(Prepared {
+        lock,
+        summary,
+        aof: None,
+    })
 }
 
 /// Why the server cannot start on its data directory.
@@ -486,6 +622,12 @@ pub enum PrepareError {
     /// The snapshot cannot be loaded.
     #[error(transparent)]
     Snapshot(#[from] loader::SnapshotError),
+    /// The append-only log cannot be loaded.
+    #[error(transparent)]
+    Aof(#[from] aof_load::AofError),
+    /// The append-only log cannot be started.
+    #[error(transparent)]
+    AofStart(#[from] aof::StartError),
 }
 
 fn create_dir(dir: &Path) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::aof::{AofConfig, AofSettings};
 use super::PersistConfig;
 use crate::setting::{Invalid, Period};
 
@@ -39,6 +40,44 @@ impl PersistConfig {
             },
             shard_delay: shard_delay.unwrap_or(defaults.shard_delay),
             load_gate: None,
+            aof: defaults.aof,
+        })
+    }
+
+    /// This config with the append-only log's settings `aof`.
+    pub fn with_aof(self, aof: AofConfig) -> PersistConfig {
+        PersistConfig { aof, ..self }
+    }
+}
+
+impl AofConfig {
+    /// The log's settings as given (`None`: the default) checked: the names must be plain
+    /// names (the directory is `--data-dir`).
+    pub fn from_settings(settings: AofSettings) -> Result<AofConfig, Invalid> {
+        let defaults = AofConfig::default();
+        let plain = |setting: &'static str, name: Option<String>, default: String| {
+            let name = name.unwrap_or(default);
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(Invalid::new(
+                    setting,
+                    name,
+                    "must be a plain file name (the directory is --data-dir)",
+                ));
+            }
+            Ok(name)
+        };
+        Ok(AofConfig {
+            enabled: settings.enabled.unwrap_or(defaults.enabled),
+            fsync: settings.fsync.unwrap_or(defaults.fsync),
+            file_name: plain("appendfilename", settings.file_name, defaults.file_name)?,
+            dir_name: plain("appenddirname", settings.dir_name, defaults.dir_name)?,
+            rewrite_percentage: settings
+                .rewrite_percentage
+                .unwrap_or(defaults.rewrite_percentage),
+            rewrite_min_size: settings
+                .rewrite_min_size
+                .unwrap_or(defaults.rewrite_min_size),
+            load_truncated: settings.load_truncated.unwrap_or(defaults.load_truncated),
         })
     }
 }

@@ -23,10 +23,17 @@ pub struct NoSuchDatabase {
 impl Databases {
     /// Applies one frame's changes in order (a frame is one step of the server that wrote it);
     /// records nothing in this server's feed.
+    ///
+    /// Nothing expires while changes are applied: a key past its deadline is kept, because a
+    /// later change may move the deadline (EXPIRE again, a session used again) and must find
+    /// the key; the deletions in the stream say what went, and readers never see a key past its
+    /// deadline. (A log replayed after a downtime would otherwise lose a key whose first
+    /// deadline passed while the server was down but whose last one did not.)
     pub fn apply(&self, changes: Changes) -> Result<(), NoSuchDatabase> {
         let count = self.count();
         feed::without_recording(|| {
-            let now_ms = self.now_ms();
+            // No deadline is at or before 0 but the "none" of 0 itself.
+            let now_ms = 0;
             for (db, record) in changes {
                 if usize::from(db) >= count {
                     return Err(NoSuchDatabase { db, count });
@@ -62,6 +69,20 @@ impl Store {
             Record::SwapDb { .. } => {}
             Record::Delete { key } => {
                 self.remove(&key, now_ms);
+            }
+            Record::SessionTouch { id, last_access_ms } => {
+                self.modify(&id, now_ms, |mut node| {
+                    if let ValueMut::Session(session) = node.value_mut() {
+                        session.last_access_ms = last_access_ms;
+                        let deadline = session.deadline_ms();
+                        if deadline <= now_ms {
+                            // Past its idle timeout already: gone, as a lazy expiry would.
+                            return (true, ());
+                        }
+                        node.set_expires_at_ms(deadline);
+                    }
+                    (false, ())
+                });
             }
             Record::Deadline { key, expires_at_ms } => {
                 self.modify(&key, now_ms, |mut node| {

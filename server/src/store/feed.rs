@@ -11,7 +11,8 @@
 //! order of the changes. One pump thread puts the frames back in offset order (frames of
 //! different keys may reach the channel out of order) and publishes the contiguous stream: to
 //! the backlog (the last `repl-backlog-size` bytes, for partial resyncs), to the sinks (the
-//! log's writer, which must not miss a byte) and to the `published` watch.
+//! log's writer, which must not miss a byte, and takes its frames on the pump's thread:
+//! [`Feed::attach_sink_with`]) and to the `published` watch.
 //!
 //! **Frames.** `length u32 LE | CRC-32 of the payload u32 LE | payload`, the payload one or
 //! more postcard-encoded `(database index, Record)` pairs. An operation that changes several
@@ -24,10 +25,11 @@
 //! removed, members added or removed, a deadline set, a deletion. A change costs what the
 //! change is, not the key: HSET of one field of a 300k-field hash is one field in the stream
 //! (`Fields` reports the names a command touched while the feed is on). Sessions are small and
-//! bounded and travel whole; their idle timer slides on every use, so a use that only moves the
-//! last access within the same second is not sent, and the last access a session record carries
-//! is rounded *up* to the whole second: a replica promoted later never ends a session before
-//! the primary would have (at most a second after).
+//! bounded and travel whole, but for their idle timer, which slides on every use: a use that
+//! changes nothing else is a `SessionTouch` of the ID and the new last access (some 60 bytes).
+//! Touches are not coalesced: a replica promoted later, or a restart from the log, has each
+//! session's exact last access, so neither ends a session earlier (or later) than the primary
+//! would have, and a restart after a clean shutdown gives back the keyspace exactly.
 //!
 //! **Why a log switched at T0 and a snapshot consistent at T1 >= T0 make a complete state**
 //! (AOF rewrite, a replica's full sync): take `t0 = cut()` (every change given an offset before
@@ -134,6 +136,18 @@ pub struct Gone {
 pub struct Sink {
     state: Mutex<SinkState>,
     ready: Condvar,
+    /// Called by the pump right after it publishes to this sink (outside its locks), so that
+    /// the consumer can take the frames on the pump's thread instead of being woken on its own.
+    on_publish: Option<OnPublish>,
+}
+
+/// A sink's [`Sink::on_publish`] call.
+struct OnPublish(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OnPublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnPublish")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +156,8 @@ struct SinkState {
     start: u64,
     chunks: Vec<Bytes>,
     bytes: u64,
+    /// A [`Sink::wake`] not yet seen by a take.
+    woken: bool,
 }
 
 impl Sink {
@@ -149,13 +165,14 @@ impl Sink {
     /// published since the last take (empty after the timeout).
     pub fn take(&self, timeout: Duration) -> (u64, Vec<Bytes>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.chunks.is_empty() && !timeout.is_zero() {
+        if state.chunks.is_empty() && !state.woken && !timeout.is_zero() {
             state = self
                 .ready
-                .wait_timeout_while(state, timeout, |s| s.chunks.is_empty())
+                .wait_timeout_while(state, timeout, |s| s.chunks.is_empty() && !s.woken)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        state.woken = false;
         let start = state.start;
         state.start += state.bytes;
         state.bytes = 0;
@@ -167,8 +184,9 @@ impl Sink {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
     }
 
-    /// Wakes a [`Sink::take`] waiting now (for a shutdown).
+    /// Makes the [`Sink::take`] waiting now, or the next, return at once.
     pub fn wake(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).woken = true;
         self.ready.notify_all();
     }
 }
@@ -312,6 +330,20 @@ impl Feed {
 
     /// Attaches a sink: it receives every byte published from the returned offset on.
     pub fn attach_sink(&self) -> (Arc<Sink>, u64) {
+        self.attach(None)
+    }
+
+    /// [`Feed::attach_sink`], with `on_publish` called on the pump's thread after each
+    /// publication (the log's writer takes its frames there: one thread hop fewer between a
+    /// write and its fsync). It must not wait long: the pump publishes nothing meanwhile.
+    pub fn attach_sink_with(
+        &self,
+        on_publish: impl Fn() + Send + Sync + 'static,
+    ) -> (Arc<Sink>, u64) {
+        self.attach(Some(OnPublish(Box::new(on_publish))))
+    }
+
+    fn attach(&self, on_publish: Option<OnPublish>) -> (Arc<Sink>, u64) {
         let mut state = self.state();
         let sink = Arc::new(Sink {
             state: Mutex::new(SinkState {
@@ -319,6 +351,7 @@ impl Feed {
                 ..SinkState::default()
             }),
             ready: Condvar::new(),
+            on_publish,
         });
         state.sinks.push(Arc::clone(&sink));
         (sink, state.end)
@@ -342,6 +375,15 @@ impl Feed {
             d.offset = d.offset.max(offset);
             d.failed = false;
             moved
+        });
+    }
+
+    /// Sets what is on disk to `offset` exactly, failure cleared (a log starting, or stopping:
+    /// `u64::MAX` lets every waiter go).
+    pub fn set_durable(&self, offset: u64) {
+        self.durable.send_replace(Durable {
+            offset,
+            failed: false,
         });
     }
 
@@ -416,6 +458,7 @@ impl Feed {
             if group.depth == 0 {
                 group.on = self.on();
                 group.payload.clear();
+                group.payload.resize(FRAME_HEADER, 0);
             }
             group.depth += 1;
         });
@@ -428,6 +471,31 @@ impl Feed {
     /// Records `record` of database `db`: into this thread's open group, or as a frame of its
     /// own. Call under the key's shard lock, when [`Feed::on`].
     pub fn push(&self, db: u16, record: &Record) {
+        self.push_encoded(db, record);
+    }
+
+    /// [`Feed::push`] of the string `key` = `value` (a [`Record::String`]), encoded from the
+    /// borrowed bytes: the write path of SET copies nothing into a record first.
+    pub fn push_string(&self, db: u16, key: &[u8], value: &[u8], expires_at_ms: u64) {
+        let record = StringRef {
+            key,
+            value,
+            expires_at_ms,
+        };
+        let grouped = GROUP.with(|group| {
+            let group = group.borrow();
+            group.suppressed || group.depth > 0
+        });
+        if grouped {
+            return self.push_encoded(db, &record);
+        }
+        // A frame of its own, the usual case: encoded by hand, in one allocation.
+        let mut frame = new_frame(record.encoded_len(db));
+        record.encode(db, &mut frame);
+        self.emit(frame);
+    }
+
+    fn push_encoded(&self, db: u16, record: &impl serde::Serialize) {
         let single = GROUP.with(|group| {
             let mut group = group.borrow_mut();
             if group.suppressed {
@@ -439,25 +507,30 @@ impl Feed {
             if group.on {
                 encode(&mut group.payload, db, record);
                 if group.payload.len() >= MAX_FRAME {
-                    let payload = std::mem::take(&mut group.payload);
+                    let payload = std::mem::replace(&mut group.payload, new_frame(0));
                     self.emit(payload);
                 }
             }
             false
         });
         if single {
-            let mut payload = Vec::with_capacity(64);
-            encode(&mut payload, db, record);
-            self.emit(payload);
+            let mut frame = new_frame(64);
+            encode(&mut frame, db, record);
+            self.emit(frame);
         }
     }
 
-    /// Frames `payload` and queues it with its offset.
-    fn emit(&self, payload: Vec<u8>) {
-        if payload.is_empty() {
+    /// Fills in the header of `frame` (from [`new_frame`]) and queues it with its offset;
+    /// nothing if it holds no change.
+    fn emit(&self, mut frame: Vec<u8>) {
+        if frame.len() <= FRAME_HEADER {
             return;
         }
-        let frame = frame(&payload);
+        let payload_len = (frame.len() - FRAME_HEADER) as u32;
+        let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+        frame[..4].copy_from_slice(&payload_len.to_le_bytes());
+        frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+        let frame = Bytes::from(frame);
         let offset = self.next.fetch_add(frame.len() as u64, Ordering::SeqCst);
         // Fails only once the pump is gone (the feed is being dropped).
         let _ = self.tx.send((offset, frame));
@@ -469,29 +542,24 @@ impl Feed {
 
     /// Publishes frames the pump received, in offset order, as far as they are contiguous.
     fn publish(&self, batch: &mut Vec<Queued>) {
-        let mut state = self.state();
+        let mut touched = false;
+        let mut guard = self.state();
+        let state = &mut *guard;
         for (offset, frame) in batch.drain(..) {
-            if offset >= state.end {
+            if offset == state.end && state.pending.is_empty() {
+                // In order, the usual case: no reordering.
+                state.append(offset, frame);
+                touched = true;
+            } else if offset >= state.end {
                 state.pending.insert(offset, frame);
             }
         }
-        let mut touched = false;
-        let mut guard = state;
-        let state = &mut *guard;
         while let Some(entry) = state.pending.first_entry() {
             if *entry.key() != state.end {
                 break;
             }
             let (offset, frame) = entry.remove_entry();
-            let len = frame.len() as u64;
-            for sink in &state.sinks {
-                let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
-                s.chunks.push(frame.clone());
-                s.bytes += len;
-            }
-            state.backlog.push_back((offset, frame));
-            state.backlog_bytes += len;
-            state.end += len;
+            state.append(offset, frame);
             touched = true;
         }
         if !touched {
@@ -502,12 +570,40 @@ impl Feed {
         for sink in &state.sinks {
             sink.ready.notify_all();
         }
+        let called: Vec<Arc<Sink>> = state
+            .sinks
+            .iter()
+            .filter(|s| s.on_publish.is_some())
+            .cloned()
+            .collect();
         drop(guard);
-        self.published.send_replace(end);
+        // Waiters woken only when there are some (replication's senders).
+        self.published.send_if_modified(|published| {
+            *published = end;
+            self.published.receiver_count() > 0
+        });
+        for sink in called {
+            if let Some(OnPublish(call)) = &sink.on_publish {
+                call();
+            }
+        }
     }
 }
 
 impl State {
+    /// Appends the frame at `offset` (the end) to the backlog and the sinks.
+    fn append(&mut self, offset: u64, frame: Bytes) {
+        let len = frame.len() as u64;
+        for sink in &self.sinks {
+            let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.chunks.push(frame.clone());
+            s.bytes += len;
+        }
+        self.backlog.push_back((offset, frame));
+        self.backlog_bytes += len;
+        self.end += len;
+    }
+
     fn trim(&mut self) {
         while self.backlog_bytes > self.backlog_limit {
             match self.backlog.pop_front() {
@@ -550,19 +646,39 @@ struct GroupState {
 
 thread_local! {
     static GROUP: RefCell<GroupState> = RefCell::new(GroupState::default());
-    /// Set by a session's use that only slid its idle timer within the second its last record
-    /// carries: the write that follows is not recorded.
-    static COALESCED: Cell<bool> = const { Cell::new(false) };
+    /// What a session's use changed, set by the session functions for the write that follows:
+    /// 0 not said (the whole session is recorded), 1 only its last access, 2 nothing.
+    static SESSION_USE: Cell<u8> = const { Cell::new(0) };
 }
 
-/// Marks the session write about to be recorded on this thread as a touch the feed skips.
-pub(crate) fn coalesce() {
-    COALESCED.with(|c| c.set(true));
+/// What a session's use changed: the feed records a touch as its last access alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionUse {
+    /// Not said: the whole session is recorded.
+    Whole,
+    /// Only the last access (the idle timer slid).
+    Touch,
+    /// Nothing.
+    Nothing,
 }
 
-/// Whether the session write being recorded was marked by [`coalesce`] (and clears the mark).
-pub(crate) fn take_coalesced() -> bool {
-    COALESCED.with(|c| c.replace(false))
+/// Says what the session write about to be recorded on this thread changed.
+pub(crate) fn session_use(change: SessionUse) {
+    let code = match change {
+        SessionUse::Whole => 0,
+        SessionUse::Touch => 1,
+        SessionUse::Nothing => 2,
+    };
+    SESSION_USE.with(|c| c.set(code));
+}
+
+/// What [`session_use`] said for the session write being recorded (and forgets it).
+pub(crate) fn take_session_use() -> SessionUse {
+    match SESSION_USE.with(|c| c.replace(0)) {
+        1 => SessionUse::Touch,
+        2 => SessionUse::Nothing,
+        _ => SessionUse::Whole,
+    }
 }
 
 /// An open group of changes ([`Feed::group`]): they become one frame when it drops.
@@ -604,7 +720,7 @@ pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Appends the encoding of `(db, record)` to `payload`.
-fn encode(payload: &mut Vec<u8>, db: u16, record: &Record) {
+fn encode(payload: &mut Vec<u8>, db: u16, record: &impl serde::Serialize) {
     let buf = std::mem::take(payload);
     // Encoding into a Vec fails only on serde errors a `Record` cannot produce.
     *payload = match postcard::to_extend(&(db, record), buf) {
@@ -616,14 +732,82 @@ fn encode(payload: &mut Vec<u8>, db: u16, record: &Record) {
     };
 }
 
-/// A frame around `payload`: length, CRC-32, payload.
-fn frame(payload: &[u8]) -> Bytes {
-    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-    // MAX_FRAME keeps a payload far below 4 GiB.
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    frame.extend_from_slice(payload);
-    Bytes::from(frame)
+/// An empty frame: room for the header ([`Feed::emit`] fills it in; MAX_FRAME keeps a payload
+/// far below 4 GiB), then `capacity` bytes for the payload.
+fn new_frame(capacity: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER + capacity);
+    frame.resize(FRAME_HEADER, 0);
+    frame
+}
+
+/// A [`Record::String`] over borrowed bytes, encoded exactly as the record is (postcard: the
+/// variant's index, then the fields in order; `Bytes` serialize as bytes).
+struct StringRef<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    expires_at_ms: u64,
+}
+
+impl StringRef<'_> {
+    /// The bytes [`StringRef::encode`] appends: a frame of exactly its size converts into
+    /// `Bytes` without another allocation.
+    fn encoded_len(&self, db: u16) -> usize {
+        varint_len(u64::from(db))
+            + 1
+            + varint_len(self.key.len() as u64)
+            + self.key.len()
+            + varint_len(self.value.len() as u64)
+            + self.value.len()
+            + varint_len(self.expires_at_ms)
+    }
+
+    /// Appends `(db, self)` as postcard encodes `(u16, Record::String { .. })`: varints for the
+    /// database, the variant's index, each length and the deadline; the bytes as they are.
+    /// (Serde's path copies the bytes one at a time; SET is the hot path.)
+    fn encode(&self, db: u16, out: &mut Vec<u8>) {
+        varint(out, u64::from(db));
+        varint(out, 0);
+        varint(out, self.key.len() as u64);
+        out.extend_from_slice(self.key);
+        varint(out, self.value.len() as u64);
+        out.extend_from_slice(self.value);
+        varint(out, self.expires_at_ms);
+    }
+}
+
+/// The bytes of `value` as a varint.
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends `value` as an LEB128 varint, postcard's encoding of integers wider than a byte.
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Bytes serialized as serde bytes, as `Bytes` are.
+struct BytesRef<'a>(&'a [u8]);
+
+impl serde::Serialize for BytesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl serde::Serialize for StringRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStructVariant;
+        // Record::String is the enum's first variant.
+        let mut variant = serializer.serialize_struct_variant("Record", 0, "String", 3)?;
+        variant.serialize_field("key", &BytesRef(self.key))?;
+        variant.serialize_field("value", &BytesRef(self.value))?;
+        variant.serialize_field("expires_at_ms", &self.expires_at_ms)?;
+        variant.end()
+    }
 }
 
 /// Why bytes are not a frame.
@@ -672,11 +856,6 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Changes, usize)>, FrameError> 
     Ok(Some((changes, total)))
 }
 
-/// A second rounded up to the next whole second (sessions' last access in the feed).
-pub(crate) fn ceil_second(ms: u64) -> u64 {
-    ms.div_ceil(1000).saturating_mul(1000)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -721,18 +900,16 @@ mod tests {
         out
     }
 
-    /// Every live key of every database, by index and key; a session's last access as the
-    /// feed carries it (rounded up to the second).
+    /// Every live key of every database, by index and key.
     fn dump(dbs: &Databases) -> Vec<(usize, Record)> {
         let mut all = Vec::new();
         for db in 0..dbs.count() {
             let store = dbs.db(db);
             for shard in 0..store.shard_count() {
                 for mut record in store.snapshot_shard(shard) {
-                    if let Record::Session { last_access_ms, .. } = &mut record {
-                        *last_access_ms = super::ceil_second(*last_access_ms);
-                    }
-                    if let Record::Hash { fields, .. } = &mut record {
+                    if let Record::Hash { fields, .. } | Record::Session { fields, .. } =
+                        &mut record
+                    {
                         fields.sort();
                     }
                     if let Record::Set { members, .. } = &mut record {
@@ -842,6 +1019,48 @@ mod tests {
             replica.apply(changes).expect("databases exist");
         }
         replica
+    }
+
+    #[test]
+    fn a_string_from_borrowed_bytes_encodes_as_its_record() {
+        let record = Record::String {
+            key: Bytes::from("key"),
+            value: Bytes::from(vec![7u8; 300]),
+            expires_at_ms: START,
+        };
+        let mut owned = Vec::new();
+        super::encode(&mut owned, 3, &record);
+        let mut borrowed = Vec::new();
+        let by_ref = super::StringRef {
+            key: b"key",
+            value: &[7u8; 300],
+            expires_at_ms: START,
+        };
+        super::encode(&mut borrowed, 3, &by_ref);
+        assert_eq!(owned, borrowed);
+        // By hand too, for every size of each varint.
+        for (db, len, deadline) in [
+            (0u16, 0usize, 0u64),
+            (300, 127, 128),
+            (65535, 20_000, u64::MAX),
+        ] {
+            let record = Record::String {
+                key: Bytes::from(vec![1u8; len]),
+                value: Bytes::from(vec![2u8; len * 3]),
+                expires_at_ms: deadline,
+            };
+            let mut owned = Vec::new();
+            super::encode(&mut owned, db, &record);
+            let by_ref = super::StringRef {
+                key: &vec![1u8; len],
+                value: &vec![2u8; len * 3],
+                expires_at_ms: deadline,
+            };
+            let mut by_hand = Vec::new();
+            by_ref.encode(db, &mut by_hand);
+            assert_eq!(owned, by_hand, "{db} {len} {deadline}");
+            assert_eq!(by_hand.len(), by_ref.encoded_len(db));
+        }
     }
 
     #[test]
@@ -1002,35 +1221,56 @@ mod tests {
     }
 
     #[test]
-    fn a_sessions_touches_reach_the_stream_once_a_second_and_never_early() {
+    fn a_deadline_moved_later_survives_a_replay_after_the_first_one_passed() {
+        let (dbs, _) = dbs();
+        let store = dbs.first();
+        set_str(store, "k", "v", START + 1_000);
+        expire(store, "k", START + 5_000);
+        hset(store, "h", &[("f", "v")]);
+        expire(store, "h", START + 1_000);
+        hset(store, "h", &[("g", "w")]);
+        expire(store, "h", START + 5_000);
+        let id = session(store, "alice");
+        let frames = frames(store.feed(), 0);
+        // Replayed (a restart) when the first deadlines have passed, the last ones not.
+        let (clock, _) = Clock::manual(START + 2_000);
+        let replica = Databases::new(clock, 4);
+        for (changes, _) in frames {
+            replica.apply(changes).expect("databases exist");
+        }
+        let now = START + 2_000;
+        let live = |key: &[u8]| replica.first().read(key, now, |node| node.is_some());
+        assert!(live(b"k"), "the string whose deadline moved later");
+        assert!(live(b"h"), "the hash whose deadline moved later");
+        assert!(live(&id), "the session");
+        let fields = replica
+            .first()
+            .read(b"h", now, |node| match node.map(|n| n.value()) {
+                Some(crate::store::ValueRef::Hash(fields)) => fields.len(),
+                _ => 0,
+            });
+        assert_eq!(fields, 2, "every field, not only the last change's");
+    }
+
+    #[test]
+    fn a_sessions_use_is_its_last_access_alone() {
         let (dbs, clock) = dbs();
         let store = dbs.first();
         let id = session(store, "alice");
         let from = store.feed().end_offset();
-        // Ten uses within one second: at most one record (none while the second is the same).
-        for _ in 0..10 {
-            clock.advance(50);
-            touch(store, &id);
-        }
-        let records = frames(store.feed(), from).len();
-        assert!(
-            records <= 1,
-            "{records} records for ten uses within a second"
-        );
-        clock.advance(1_000);
+        clock.advance(50);
+        touch(store, &id);
+        // A use within the same millisecond changes nothing, and records nothing.
         touch(store, &id);
         let frames = frames(store.feed(), from);
-        let Some((changes, _)) = frames.last() else {
-            panic!("a use in a later second is recorded");
+        let [(changes, len)] = &frames[..] else {
+            panic!("one record for one use: {frames:?}");
         };
-        let [(0, Record::Session { last_access_ms, .. })] = &changes[..] else {
-            panic!("a session record: {changes:?}");
+        let [(0, Record::SessionTouch { last_access_ms, .. })] = &changes[..] else {
+            panic!("a touch: {changes:?}");
         };
-        assert!(
-            *last_access_ms >= store.now_ms(),
-            "never behind the primary"
-        );
-        assert!(*last_access_ms < store.now_ms() + 1_000);
+        assert_eq!(*last_access_ms, store.now_ms(), "exact");
+        assert!(*len < 80, "{len} bytes");
     }
 
     #[test]

@@ -150,7 +150,9 @@ fn held_bytes(record: &Record) -> u64 {
             fields: f,
             ..
         } => id.len() + user.as_ref().map_or(0, Bytes::len) + fields(f),
-        Record::Delete { key } | Record::Deadline { key, .. } => key.len(),
+        Record::Delete { key }
+        | Record::Deadline { key, .. }
+        | Record::SessionTouch { id: key, .. } => key.len(),
         // Never journalled (the journal holds whole states), counted for completeness.
         Record::HashFields {
             key, set, removed, ..

@@ -172,14 +172,9 @@ fn untrack_fields(tracking: bool) -> Vec<Bytes> {
     }
 }
 
-/// A key's whole state as the feed carries it: a session's last access rounded up to the whole
-/// second (see [`feed`]).
+/// A key's whole state as the feed carries it.
 fn feed_record(node: &Node) -> Record {
-    let mut record = Record::of(node);
-    if let Record::Session { last_access_ms, .. } = &mut record {
-        *last_access_ms = feed::ceil_second(*last_access_ms);
-    }
-    record
+    Record::of(node)
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -1028,20 +1023,27 @@ impl Store {
 
     /// Records the write of `node` in the feed: its whole state, or for a change in place only
     /// what changed (`wrote`: the field names a hash's or a set's change touched), so that the
-    /// cost is the change's, not the key's. A session's use that only slid its idle timer
-    /// within the same second is not recorded (see [`feed`]).
+    /// cost is the change's, not the key's; a session's use that only slid its idle timer is
+    /// its last access alone.
     fn feed_write(&self, node: &Node, before: Before, wrote: Wrote) {
         let key = || Bytes::copy_from_slice(node.key());
         let expires_at_ms = node.expires_at_ms();
         let deadline_moved = expires_at_ms != before.expires_at_ms;
         let record = match (wrote, node.value()) {
-            (Wrote::Whole, _) => feed_record(node),
-            (Wrote::InPlace(_), ValueRef::Session(_)) => {
-                if feed::take_coalesced() {
-                    return;
-                }
-                feed_record(node)
+            (Wrote::Whole, ValueRef::Str(value)) => {
+                // The write path of SET: encoded from the node, nothing copied first.
+                let db = self.logical();
+                return self.feed.push_string(db, node.key(), value, expires_at_ms);
             }
+            (Wrote::Whole, _) => feed_record(node),
+            (Wrote::InPlace(_), ValueRef::Session(session)) => match feed::take_session_use() {
+                feed::SessionUse::Nothing => return,
+                feed::SessionUse::Touch => Record::SessionTouch {
+                    id: key(),
+                    last_access_ms: session.last_access_ms,
+                },
+                feed::SessionUse::Whole => feed_record(node),
+            },
             (Wrote::InPlace(touched), ValueRef::Hash(fields)) if !touched.is_empty() => {
                 let (mut set, mut removed) = (Vec::new(), Vec::new());
                 for name in touched {

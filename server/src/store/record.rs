@@ -114,6 +114,14 @@ pub enum Record {
         /// The other database's index.
         with: u16,
     },
+    /// A session used: its last access set (its idle timer slid), nothing else changed (feed
+    /// only).
+    SessionTouch {
+        /// The session ID.
+        id: Bytes,
+        /// Last use, Unix ms.
+        last_access_ms: u64,
+    },
 }
 
 /// The key of the records about no key (FLUSHDB, SWAPDB).
@@ -168,7 +176,7 @@ impl Record {
             | Record::HashFields { key, .. }
             | Record::SetMembers { key, .. }
             | Record::Deadline { key, .. } => key,
-            Record::Session { id, .. } => id,
+            Record::Session { id, .. } | Record::SessionTouch { id, .. } => id,
             Record::FlushDb | Record::SwapDb { .. } => &NO_KEY,
         }
     }
@@ -196,7 +204,10 @@ impl Record {
                 *idle_ms,
                 *absolute_ms,
             )),
-            Record::Delete { .. } | Record::FlushDb | Record::SwapDb { .. } => None,
+            Record::Delete { .. }
+            | Record::FlushDb
+            | Record::SwapDb { .. }
+            | Record::SessionTouch { .. } => None,
         }
     }
 
@@ -214,7 +225,7 @@ impl Record {
     }
 
     /// The kind, for counts: `string`, `hash`, `set`, `session`, `delete`, `hash-fields`,
-    /// `set-members`, `deadline`, `flushdb` or `swapdb`.
+    /// `set-members`, `deadline`, `flushdb`, `swapdb` or `session-touch`.
     pub fn kind(&self) -> &'static str {
         match self {
             Record::String { .. } => "string",
@@ -227,6 +238,7 @@ impl Record {
             Record::Deadline { .. } => "deadline",
             Record::FlushDb => "flushdb",
             Record::SwapDb { .. } => "swapdb",
+            Record::SessionTouch { .. } => "session-touch",
         }
     }
 
@@ -286,7 +298,8 @@ impl Record {
             | Record::SetMembers { .. }
             | Record::Deadline { .. }
             | Record::FlushDb
-            | Record::SwapDb { .. } => None,
+            | Record::SwapDb { .. }
+            | Record::SessionTouch { .. } => None,
         }
     }
 }

@@ -528,15 +528,19 @@ impl Store {
             let ValueMut::Session(session) = node.value_mut() else {
                 return (false, Err(SessionError::WrongType));
             };
-            let recorded = feed_on.then(|| feed_view(session));
+            let seen = feed_on.then(|| (feed_view(session), session.last_access_ms));
             let (used, reply) = f(session);
             if used {
                 // Never backwards: another connection's reading may be a little newer.
                 session.last_access_ms = session.last_access_ms.max(now_ms);
             }
-            if recorded.is_some_and(|seen| seen == feed_view(session)) {
-                // Only the idle timer slid, within the second the feed carries already.
-                super::feed::coalesce();
+            if let Some((view, last_access_ms)) = seen {
+                use super::feed::{session_use, SessionUse};
+                session_use(match (view == feed_view(session), last_access_ms) {
+                    (false, _) => SessionUse::Whole,
+                    (true, before) if before == session.last_access_ms => SessionUse::Nothing,
+                    (true, _) => SessionUse::Touch,
+                });
             }
             let deadline = session.deadline_ms();
             node.set_expires_at_ms(deadline);
@@ -751,14 +755,14 @@ impl Store {
     }
 }
 
-/// What the feed's record of a session shows but its data, whose every change bumps the
-/// version: equal before and after a use, the use is not recorded (see `store::feed`).
-fn feed_view(session: &SessionRecord) -> (u64, u64, u64, u64, Option<Bytes>) {
+/// What a session's record shows but its data, whose every change bumps the version, and its
+/// last access: equal before and after a use, the use is recorded as a touch (see
+/// `store::feed`).
+fn feed_view(session: &SessionRecord) -> (u64, u64, u64, Option<Bytes>) {
     (
         session.version,
         session.idle_ms,
         session.absolute_ms,
-        super::feed::ceil_second(session.last_access_ms),
         session.user.clone(),
     )
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary, a module per area, each starting the real server
 //! (in-process on port 0, or the real binary) and driving it over TCP.
 
+mod aof;
 mod binary;
 mod busy_scripts;
 mod client_admin;

@@ -15,7 +15,8 @@
 //! stops keeps running, by design, when its final save fails.
 //!
 //! Most servers here run with `--snapshot-interval 0` (or `interval: None`), so that only the
-//! saves a test asks for happen.
+//! saves a test asks for happen, and without the append-only log (`--appendonly no`), which a
+//! start would load instead of the snapshot (its own tests are in `aof.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::{Connection, FromRedisValue, RedisResult, Value};
+use sessiond::persist::aof::AofConfig;
 use sessiond::persist::format::FORMAT_VERSION;
 use sessiond::persist::{loader, PersistConfig};
 use sessiond::store::{Databases, KeyFilter, ValueRef as Stored};
@@ -69,6 +71,8 @@ fn data_dir_args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         data,
         "--snapshot-interval",
         "0",
+        "--appendonly",
+        "no",
     ];
     args.extend_from_slice(extra);
     args
@@ -123,6 +127,10 @@ fn persisting(dir: &Path) -> Config {
         persistence: Some(PersistConfig {
             dir: dir.to_owned(),
             interval: None,
+            aof: AofConfig {
+                enabled: false,
+                ..AofConfig::default()
+            },
             ..PersistConfig::default()
         }),
         ..Config::default()
@@ -681,7 +689,8 @@ fn a_corrupt_truncated_or_newer_snapshot_stops_the_start_naming_the_file_and_the
                 "{expected}"
             );
         }
-        let (status, log) = run_until_exit(&dir.0, &["--port", "0", "--data-dir", &data], &[]);
+        let args = ["--port", "0", "--data-dir", &data, "--appendonly", "no"];
+        let (status, log) = run_until_exit(&dir.0, &args, &[]);
         assert_eq!(status.code(), Some(1), "{case}: {status}\n{log}");
         assert!(log.contains(&expected), "{case}: {log}");
         assert_eq!(

@@ -1,0 +1,983 @@
+//! The append-only log: every change, as the change feed's frames ([`crate::store::feed`]),
+//! appended to a file in the data directory, and replayed at start after the base snapshot it
+//! follows (the files: [`super::aof_files`]; the reading: [`super::aof_load`]).
+//!
+//! **The writer** takes what the feed published since its last turn (the feed's [`Sink`]:
+//! every byte, however far behind the writer falls), on the feed's pump thread right after
+//! each publication, writes it with one `write`, then fsyncs as `appendfsync` says; its own
+//! thread only ticks (the `everysec` fsync, retries, switches, the rewrite check). `always`: after every write, and a connection
+//! sends the replies of its writes only once [`Feed::wait_durable`] says they are on disk — the
+//! writes of every connection that arrived during one fsync share the next (group commit).
+//! `everysec`: a helper thread fsyncs once a second, so a slow disk never holds up the writes;
+//! one still running after 2 s is counted (`aof_delayed_fsync`, as Redis). `no`: the kernel
+//! decides. A failed write is undone (the file cut back to its last whole frame) and retried
+//! every second, and meanwhile writes are refused with Redis's MISCONF error.
+//!
+//! **A rewrite** (BGREWRITEAOF, or the log outgrowing `auto-aof-rewrite-percentage` of its
+//! size after the last one and `auto-aof-rewrite-min-size`) switches the log at `t0` =
+//! [`Feed::cut`]: the writer, reaching `t0`, fsyncs the old log, opens a new one and adds it to
+//! the manifest. Then a snapshot of the keyspace (the existing writer, consistent at its
+//! journal's close T1 >= T0) becomes the new base, and the manifest is replaced by one naming
+//! the new base and the logs from the new one on; the old files go last. Every manifest names
+//! complete, fsynced files only, so a crash at any moment leaves the old state or the new one
+//! (the feed's documentation argues that base + log from `t0` is the keyspace). A SWAPDB between
+//! `t0` and T1 abandons the rewrite, the log being kept whole.
+//!
+//! Snapshots (SAVE, BGSAVE, the periodic one) go on as before, beside the log, as Redis keeps
+//! RDB and AOF independent; at start the log is loaded when it is on and has a manifest.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::aof_files::{create_private, open_append, sync_dir, Layout, Manifest, Part};
+use super::writer;
+use crate::store::feed::{Feed, Sink};
+use crate::store::Databases;
+
+/// `appendfsync`: when the log is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// After every write; replies wait for it.
+    Always,
+    /// Once a second.
+    #[default]
+    Everysec,
+    /// When the kernel decides.
+    No,
+}
+
+impl Fsync {
+    /// The name redis.conf uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Everysec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    /// From its redis.conf name.
+    pub fn parse(text: &str) -> Option<Fsync> {
+        [Fsync::Always, Fsync::Everysec, Fsync::No]
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(text))
+    }
+
+    fn from_u8(value: u8) -> Fsync {
+        match value {
+            0 => Fsync::Always,
+            2 => Fsync::No,
+            _ => Fsync::Everysec,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Fsync::Always => 0,
+            Fsync::Everysec => 1,
+            Fsync::No => 2,
+        }
+    }
+}
+
+/// The log's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AofConfig {
+    /// `appendonly`.
+    pub enabled: bool,
+    /// `appendfsync`.
+    pub fsync: Fsync,
+    /// `appendfilename`: the name every file of the log starts with.
+    pub file_name: String,
+    /// `appenddirname`: the log's directory, inside the data directory.
+    pub dir_name: String,
+    /// `auto-aof-rewrite-percentage`: rewrite once the log grew this much (percent) over its
+    /// size after the last rewrite; 0: never automatically.
+    pub rewrite_percentage: u64,
+    /// `auto-aof-rewrite-min-size`: and is at least this big.
+    pub rewrite_min_size: u64,
+    /// `aof-load-truncated`: drop a torn last frame at start rather than refuse to start.
+    pub load_truncated: bool,
+}
+
+impl Default for AofConfig {
+    fn default() -> Self {
+        AofConfig {
+            enabled: true,
+            fsync: Fsync::Everysec,
+            file_name: "appendonly.aof".to_owned(),
+            dir_name: "appendonlydir".to_owned(),
+            rewrite_percentage: 100,
+            rewrite_min_size: 64 << 20,
+            load_truncated: true,
+        }
+    }
+}
+
+/// The log's settings as given, each `None` for its default ([`AofConfig::from_settings`]).
+#[derive(Debug, Clone, Default)]
+pub struct AofSettings {
+    /// `appendonly`.
+    pub enabled: Option<bool>,
+    /// `appendfsync`.
+    pub fsync: Option<Fsync>,
+    /// `appendfilename`.
+    pub file_name: Option<String>,
+    /// `appenddirname`.
+    pub dir_name: Option<String>,
+    /// `auto-aof-rewrite-percentage`.
+    pub rewrite_percentage: Option<u64>,
+    /// `auto-aof-rewrite-min-size`, bytes.
+    pub rewrite_min_size: Option<u64>,
+    /// `aof-load-truncated`.
+    pub load_truncated: Option<bool>,
+}
+
+/// How long an `everysec` fsync may run before the next is counted as delayed (Redis's 2 s).
+const DELAYED_FSYNC: Duration = Duration::from_secs(2);
+/// How often the writer looks at its settings, retries a failed write and checks the size.
+const TURN: Duration = Duration::from_millis(100);
+
+/// The outcome of rewrites, for INFO.
+#[derive(Debug, Clone, Default)]
+pub struct RewriteStatus {
+    /// Whether the last rewrite succeeded (true before any).
+    pub last_ok: bool,
+    /// How long the last one took.
+    pub last_duration: Option<Duration>,
+    /// When the one in progress started.
+    pub started: Option<Instant>,
+    /// Rewrites completed.
+    pub rewrites: u64,
+    /// Its error, if the last failed.
+    pub last_error: Option<String>,
+    /// When the last one failed, if it did: the automatic rewrite waits [`RETRY_DELAY`] after
+    /// a failure rather than start again at once.
+    pub failed_at: Option<Instant>,
+}
+
+/// How long after a failed rewrite the automatic one tries again (as a failed periodic
+/// snapshot is retried: `super::RETRY_DELAY`).
+const RETRY_DELAY: Duration = super::RETRY_DELAY;
+
+/// The files the writer writes and the manifest names.
+#[derive(Debug)]
+struct Files {
+    manifest: Manifest,
+    /// The log being appended to, and its sequence number.
+    incr: Option<(std::fs::File, u64)>,
+    /// Its length: where a failed write is cut back to.
+    incr_len: u64,
+    /// The next sequence number.
+    next_seq: u64,
+}
+
+/// A switch the writer makes once it reaches `at`: a new log, added to the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    None,
+    At(u64),
+    Done { seq: u64 },
+    Failed,
+}
+
+/// The append-only log of a running server.
+#[derive(Debug)]
+pub struct Aof {
+    layout: Layout,
+    dbs: Arc<Databases>,
+    feed: Arc<Feed>,
+    sink: Arc<Sink>,
+    fsync: AtomicU8,
+    rewrite_percentage: AtomicU64,
+    rewrite_min_size: AtomicU64,
+    /// The most bytes the journal of a rewrite's snapshot may hold.
+    journal_max_bytes: u64,
+    files: Mutex<Files>,
+    /// Bytes of the stream the writer wrote (stream offset).
+    written: AtomicU64,
+    /// The size of the base, and of the logs the manifest names.
+    base_size: AtomicU64,
+    incr_size: AtomicU64,
+    /// The log's total size after the last rewrite (what growth is measured against).
+    rewrite_base_size: AtomicU64,
+    /// Whether the last write failed (writes are refused meanwhile), and its error.
+    write_failed: AtomicBool,
+    write_error: Mutex<Option<String>>,
+    delayed_fsync: AtomicU64,
+    /// The `everysec` fsync thread, once started.
+    fsyncer: Mutex<Option<Arc<FsyncHelper>>>,
+    rewriting: AtomicBool,
+    rewrite_scheduled: AtomicBool,
+    rewrite: Mutex<RewriteStatus>,
+    switch: Mutex<Switch>,
+    switched: Condvar,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// What a turn of the writer keeps: taken by the pump's call after each publication, and by
+    /// the writer thread's periodic turn.
+    writer: Mutex<WriterState>,
+    /// The writer thread, to wake before its period is over (a switch, a new setting, a close).
+    ticker: std::sync::OnceLock<std::thread::Thread>,
+}
+
+/// Why the log cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("append-only log {}: {source}", path.display())]
+pub struct StartError {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The error.
+    pub source: std::io::Error,
+}
+
+impl Aof {
+    /// Starts the log for `dbs` (already loaded): the feed is turned on, and the writer appends
+    /// to the last log the manifest names, or — without a manifest — a first base is written
+    /// from the keyspace as it is and a first log begun.
+    pub fn start(
+        config: &AofConfig,
+        data_dir: &std::path::Path,
+        dbs: Arc<Databases>,
+        journal_max_bytes: u64,
+    ) -> Result<Arc<Aof>, StartError> {
+        let layout = Layout {
+            dir: data_dir.join(&config.dir_name),
+            file_name: config.file_name.clone(),
+        };
+        let io = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| StartError { path, source }
+        };
+        create_dir(&layout.dir).map_err(io(&layout.dir))?;
+        let manifest = layout
+            .read_manifest()
+            .map_err(|e| StartError {
+                path: layout.manifest_path(),
+                source: std::io::Error::other(e),
+            })?
+            .unwrap_or_default();
+        let feed = Arc::clone(dbs.first().feed());
+        feed.enable();
+        // The frames are written on the pump's thread, right after it publishes them.
+        let driver: Arc<std::sync::OnceLock<Weak<Aof>>> = Arc::default();
+        let drives = Arc::clone(&driver);
+        let (sink, start) = feed.attach_sink_with(move || {
+            if let Some(aof) = drives.get().and_then(Weak::upgrade) {
+                aof.drive();
+            }
+        });
+        feed.set_durable(start);
+        let aof = Arc::new(Aof {
+            layout,
+            dbs,
+            feed,
+            sink,
+            fsync: AtomicU8::new(config.fsync.to_u8()),
+            rewrite_percentage: AtomicU64::new(config.rewrite_percentage),
+            rewrite_min_size: AtomicU64::new(config.rewrite_min_size),
+            journal_max_bytes,
+            files: Mutex::new(Files {
+                next_seq: manifest.last_seq() + 1,
+                manifest,
+                incr: None,
+                incr_len: 0,
+            }),
+            written: AtomicU64::new(start),
+            base_size: AtomicU64::new(0),
+            incr_size: AtomicU64::new(0),
+            rewrite_base_size: AtomicU64::new(0),
+            write_failed: AtomicBool::new(false),
+            write_error: Mutex::new(None),
+            delayed_fsync: AtomicU64::new(0),
+            fsyncer: Mutex::new(None),
+            rewriting: AtomicBool::new(false),
+            rewrite_scheduled: AtomicBool::new(false),
+            rewrite: Mutex::new(RewriteStatus {
+                last_ok: true,
+                ..RewriteStatus::default()
+            }),
+            switch: Mutex::new(Switch::None),
+            switched: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+            writer: Mutex::new(WriterState {
+                retry: Vec::new(),
+                retry_at: 0,
+                last_fsync: Instant::now(),
+            }),
+            ticker: std::sync::OnceLock::new(),
+        });
+        let fresh = aof.files().manifest.incrs.is_empty();
+        if !fresh {
+            aof.remove_leftovers();
+        }
+        if fresh {
+            aof.begin_fresh().map_err(|source| StartError {
+                path: aof.layout.dir.clone(),
+                source,
+            })?;
+        } else {
+            aof.resume()?;
+        }
+        aof.measure();
+        aof.rewrite_base_size.store(aof.size(), Ordering::Relaxed);
+        let writer = Arc::downgrade(&aof);
+        let thread = std::thread::Builder::new()
+            .name("sessiond-aof".to_owned())
+            .spawn(move || write_loop(writer))
+            .map_err(io(&aof.layout.dir))?;
+        let _ = aof.ticker.set(thread.thread().clone());
+        aof.threads().push(thread);
+        let _ = driver.set(Arc::downgrade(&aof));
+        Ok(aof)
+    }
+
+    /// Removes the files of the log the manifest does not name: a base an interrupted rewrite
+    /// wrote, its temporary file, an old manifest's temporary file.
+    fn remove_leftovers(&self) {
+        let files = self.files();
+        let named: Vec<&str> = files
+            .manifest
+            .base
+            .iter()
+            .chain(&files.manifest.incrs)
+            .map(|p| p.name.as_str())
+            .collect();
+        let ours = format!("{}.", self.layout.file_name);
+        let manifest = format!("{}.manifest", self.layout.file_name);
+        let Ok(entries) = std::fs::read_dir(&self.layout.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let leftover = name.starts_with(&ours)
+                && name != manifest
+                && !named.contains(&name.as_str())
+                && (name.contains(".tmp-")
+                    || name.ends_with(".base.sdb")
+                    || name.ends_with(".incr.aof"));
+            if leftover {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(file = %entry.path().display(), "removed a file of the append-only log that its manifest does not name")
+                    }
+                    Err(error) => {
+                        tracing::warn!(file = %entry.path().display(), %error, "cannot remove a leftover file of the append-only log")
+                    }
+                }
+            }
+        }
+    }
+
+    /// No manifest: a base of the keyspace as it is (nothing writes yet) and a first log.
+    fn begin_fresh(&self) -> std::io::Result<()> {
+        let mut files = self.files();
+        let seq = files.next_seq;
+        let base = self.layout.base_name(seq);
+        writer::write_snapshot(
+            &*self.dbs,
+            &self.layout.path(&base),
+            &writer::WriteOptions {
+                journal_max_bytes: u64::MAX,
+                ..writer::WriteOptions::default()
+            },
+        )
+        .map_err(std::io::Error::other)?;
+        let incr = self.layout.incr_name(seq);
+        let file = create_private(&self.layout.path(&incr))?;
+        file.sync_all()?;
+        sync_dir(&self.layout.dir)?;
+        let manifest = Manifest {
+            base: Some(Part { name: base, seq }),
+            incrs: vec![Part { name: incr, seq }],
+        };
+        self.layout.write_manifest(&manifest)?;
+        files.manifest = manifest;
+        files.incr = Some((file, seq));
+        files.incr_len = 0;
+        files.next_seq = seq + 1;
+        tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
+        Ok(())
+    }
+
+    /// A manifest: appends continue in its last log.
+    fn resume(&self) -> Result<(), StartError> {
+        let mut files = self.files();
+        let Some(last) = files.manifest.incrs.last().cloned() else {
+            return Ok(());
+        };
+        let path = self.layout.path(&last.name);
+        let opened = open_append(&path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let (len, file) = opened.map_err(|source| StartError {
+            path: path.clone(),
+            source,
+        })?;
+        files.incr = Some((file, last.seq));
+        files.incr_len = len;
+        Ok(())
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<std::thread::JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log's directory and names.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// `appendfsync` now.
+    #[inline]
+    pub fn fsync(&self) -> Fsync {
+        Fsync::from_u8(self.fsync.load(Ordering::Relaxed))
+    }
+
+    /// Changes `appendfsync` (CONFIG SET).
+    pub fn set_fsync(&self, fsync: Fsync) {
+        self.fsync.store(fsync.to_u8(), Ordering::Relaxed);
+        self.wake_writer();
+    }
+
+    /// `auto-aof-rewrite-percentage` and `auto-aof-rewrite-min-size` now.
+    pub fn rewrite_thresholds(&self) -> (u64, u64) {
+        (
+            self.rewrite_percentage.load(Ordering::Relaxed),
+            self.rewrite_min_size.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Changes `auto-aof-rewrite-percentage` (CONFIG SET).
+    pub fn set_rewrite_percentage(&self, percent: u64) {
+        self.rewrite_percentage.store(percent, Ordering::Relaxed);
+    }
+
+    /// Changes `auto-aof-rewrite-min-size` (CONFIG SET).
+    pub fn set_rewrite_min_size(&self, bytes: u64) {
+        self.rewrite_min_size.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether the last write failed: writes are refused until one succeeds.
+    #[inline]
+    pub fn write_failed(&self) -> bool {
+        self.write_failed.load(Ordering::Relaxed)
+    }
+
+    /// The last write's error, while writes fail.
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The change feed the log writes.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
+    }
+
+    /// The log's size: the base and the logs the manifest names (`aof_current_size`).
+    pub fn size(&self) -> u64 {
+        self.base_size.load(Ordering::Relaxed) + self.incr_size.load(Ordering::Relaxed)
+    }
+
+    /// The base's size (`aof_base_size`).
+    pub fn base_size(&self) -> u64 {
+        self.base_size.load(Ordering::Relaxed)
+    }
+
+    /// Bytes published and not yet written (`aof_buffer_length`).
+    pub fn buffered(&self) -> u64 {
+        self.sink.pending_bytes()
+    }
+
+    /// `everysec` fsyncs that were still running 2 s after they started (`aof_delayed_fsync`).
+    pub fn delayed_fsyncs(&self) -> u64 {
+        self.delayed_fsync.load(Ordering::Relaxed)
+    }
+
+    /// Whether an `everysec` fsync is running (`aof_pending_bio_fsync`).
+    pub fn fsync_pending(&self) -> bool {
+        let fsyncer = self.fsyncer.lock().unwrap_or_else(|p| p.into_inner());
+        fsyncer
+            .as_ref()
+            .is_some_and(|h| h.running_since().is_some())
+    }
+
+    /// Whether a rewrite runs, and whether one waits for a snapshot to finish.
+    pub fn rewrite_state(&self) -> (bool, bool) {
+        (
+            self.rewriting.load(Ordering::Relaxed),
+            self.rewrite_scheduled.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The outcome of rewrites so far.
+    pub fn rewrite_status(&self) -> RewriteStatus {
+        self.rewrite
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Recomputes the sizes from the files the manifest names.
+    fn measure(&self) {
+        let files = self.files();
+        let size =
+            |part: &Part| std::fs::metadata(self.layout.path(&part.name)).map_or(0, |m| m.len());
+        let base = files.manifest.base.as_ref().map_or(0, size);
+        let incr = files.manifest.incrs.iter().map(size).sum();
+        self.base_size.store(base, Ordering::Relaxed);
+        self.incr_size.store(incr, Ordering::Relaxed);
+    }
+
+    /// Marks a rewrite as wanted (BGREWRITEAOF while a snapshot runs): it starts once the
+    /// snapshot is done.
+    pub fn schedule_rewrite(&self) {
+        self.rewrite_scheduled.store(true, Ordering::Relaxed);
+    }
+
+    /// Claims the right to rewrite; false if one runs.
+    pub fn claim_rewrite(&self) -> bool {
+        !self.rewriting.swap(true, Ordering::SeqCst)
+    }
+
+    /// Runs a rewrite claimed with [`Aof::claim_rewrite`] (on a blocking thread; the caller
+    /// holds the snapshot claim too: one snapshot at a time uses the journal).
+    pub fn rewrite_claimed(&self) -> Result<(), String> {
+        self.rewrite_scheduled.store(false, Ordering::Relaxed);
+        let started = Instant::now();
+        self.rewrite_lock().started = Some(started);
+        tracing::info!(dir = %self.layout.dir.display(), "rewriting the append-only log");
+        let result = self.rewrite_steps();
+        let mut status = self.rewrite_lock();
+        status.started = None;
+        match &result {
+            Ok(()) => {
+                status.last_ok = true;
+                status.last_error = None;
+                status.failed_at = None;
+                status.last_duration = Some(started.elapsed());
+                status.rewrites += 1;
+                tracing::info!(
+                    size = self.size(),
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "append-only log rewritten"
+                );
+            }
+            Err(error) => {
+                status.last_ok = false;
+                status.last_error = Some(error.clone());
+                status.failed_at = Some(Instant::now());
+                tracing::error!(%error, "append-only log rewrite failed; the log is intact");
+            }
+        }
+        drop(status);
+        self.rewriting.store(false, Ordering::SeqCst);
+        result
+    }
+
+    fn rewrite_lock(&self) -> std::sync::MutexGuard<'_, RewriteStatus> {
+        self.rewrite.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rewrite_steps(&self) -> Result<(), String> {
+        let swaps = self.dbs.swaps();
+        // The switch: frames from `t0` on go to a new log, which the manifest names at once.
+        let t0 = self.feed.cut();
+        *self.switch_lock() = Switch::At(t0);
+        self.wake_writer();
+        let seq = {
+            let mut switch = self.switch_lock();
+            loop {
+                match *switch {
+                    Switch::Done { seq } => break seq,
+                    Switch::Failed => {
+                        *switch = Switch::None;
+                        return Err("cannot start a new log file".to_owned());
+                    }
+                    _ => {
+                        switch = self
+                            .switched
+                            .wait_timeout(switch, TURN)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                }
+            }
+        };
+        *self.switch_lock() = Switch::None;
+        // The base: the keyspace at the journal's close, after `t0`.
+        let base = self.layout.base_name(seq);
+        let base_path = self.layout.path(&base);
+        let options = writer::WriteOptions {
+            journal_max_bytes: self.journal_max_bytes,
+            ..writer::WriteOptions::default()
+        };
+        let written = writer::write_snapshot(&*self.dbs, &base_path, &options);
+        if written.is_ok() && self.dbs.swaps() != swaps {
+            let _ = std::fs::remove_file(&base_path);
+            return Err("a SWAPDB ran during the rewrite; it was abandoned".to_owned());
+        }
+        written.map_err(|e| format!("{}: {e}", base_path.display()))?;
+        // The commit: base `seq` and the logs from `seq` on.
+        let mut files = self.files();
+        let old = files.manifest.clone();
+        let manifest = Manifest {
+            base: Some(Part { name: base, seq }),
+            incrs: old.incrs.iter().filter(|p| p.seq >= seq).cloned().collect(),
+        };
+        if let Err(e) = self.layout.write_manifest(&manifest) {
+            let _ = std::fs::remove_file(&base_path);
+            return Err(format!("{}: {e}", self.layout.manifest_path().display()));
+        }
+        files.manifest = manifest;
+        drop(files);
+        for part in old.base.iter().chain(&old.incrs).filter(|p| p.seq < seq) {
+            let _ = std::fs::remove_file(self.layout.path(&part.name));
+        }
+        self.measure();
+        self.rewrite_base_size.store(self.size(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn switch_lock(&self) -> std::sync::MutexGuard<'_, Switch> {
+        self.switch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the log grew past the thresholds since the last rewrite.
+    pub fn wants_rewrite(&self) -> bool {
+        let (percent, min_size) = self.rewrite_thresholds();
+        let size = self.size();
+        if percent == 0 || size < min_size {
+            return false;
+        }
+        let failed_at = self.rewrite_lock().failed_at;
+        if failed_at.is_some_and(|at| at.elapsed() < RETRY_DELAY) {
+            return false;
+        }
+        let base = self.rewrite_base_size.load(Ordering::Relaxed).max(1);
+        size.saturating_sub(base) * 100 / base >= percent
+    }
+
+    /// Waits (at most 30 s, and not while writes fail) until everything changed so far is
+    /// written, then fsyncs the log (shutdown).
+    pub fn sync(&self) {
+        let target = self.feed.end_offset();
+        // The pump publishes what was queued before `target` shortly, the writer writes it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.written.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            if self.write_failed() {
+                break;
+            }
+            self.wake_writer();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let files = self.files();
+        if let Some((file, _)) = &files.incr {
+            if file.sync_data().is_ok() {
+                self.feed.mark_durable(self.written.load(Ordering::SeqCst));
+            }
+        }
+    }
+}
+
+impl Drop for Aof {
+    fn drop(&mut self) {
+        // The writer holds only a weak reference and ends on its own; the fsync thread is told.
+        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            helper.stop.store(true, Ordering::SeqCst);
+            helper.ready.notify_all();
+        }
+    }
+}
+
+fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// The writer's state between turns.
+#[derive(Debug)]
+struct WriterState {
+    /// Frames taken but not written (after a failed write), and their first offset.
+    retry: Vec<Bytes>,
+    retry_at: u64,
+    last_fsync: Instant,
+}
+
+/// The writer thread: until the log is dropped, a turn every [`TURN`] (every
+/// second while writes fail) or when woken: the `everysec` fsync, retries, switches, and the
+/// automatic rewrite's check. The frames themselves are written by the pump's call
+/// ([`Aof::drive`]) as soon as they are published.
+fn write_loop(aof: Weak<Aof>) {
+    loop {
+        let wait = match aof.upgrade() {
+            None => return,
+            Some(aof) if aof.write_failed() => Duration::from_secs(1),
+            Some(_) => TURN,
+        };
+        std::thread::park_timeout(wait);
+        match aof.upgrade() {
+            None => return,
+            Some(aof) => aof.drive(),
+        }
+    }
+}
+
+impl Aof {
+    /// One turn of the writer on what the feed published since the last.
+    fn drive(&self) {
+        let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, chunks) = self.sink.take(Duration::ZERO);
+        self.turn(&mut state, start, chunks, self.fsync());
+    }
+
+    /// Wakes the writer thread for a turn now.
+    fn wake_writer(&self) {
+        if let Some(ticker) = self.ticker.get() {
+            ticker.unpark();
+        }
+    }
+
+    /// One turn of the writer.
+    fn turn(&self, state: &mut WriterState, start: u64, chunks: Vec<Bytes>, fsync: Fsync) {
+        let mut pending = std::mem::take(&mut state.retry);
+        let at = if pending.is_empty() {
+            start
+        } else {
+            state.retry_at
+        };
+        pending.extend(chunks);
+        self.maybe_switch(at);
+        if !pending.is_empty() {
+            match self.write_frames(at, &pending) {
+                Ok(()) => {
+                    if self.write_failed.swap(false, Ordering::Relaxed) {
+                        tracing::info!("the append-only log is writable again");
+                        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                        self.feed.mark_failed(false);
+                    }
+                }
+                Err(error) => {
+                    if !self.write_failed.swap(true, Ordering::Relaxed) {
+                        tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
+                    }
+                    *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(error.to_string());
+                    self.feed.mark_failed(true);
+                    state.retry = pending;
+                    state.retry_at = at;
+                    return;
+                }
+            }
+        }
+        let written = self.written.load(Ordering::SeqCst);
+        match fsync {
+            Fsync::Always => {
+                if written > self.feed.durable().offset || !pending.is_empty() {
+                    let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
+                    match synced {
+                        Some(Err(error)) => {
+                            tracing::error!(%error, "cannot fsync the append-only log");
+                            self.write_failed.store(true, Ordering::Relaxed);
+                            *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(error.to_string());
+                            self.feed.mark_failed(true);
+                        }
+                        _ => self.feed.mark_durable(written),
+                    }
+                }
+            }
+            Fsync::Everysec if state.last_fsync.elapsed() >= Duration::from_secs(1) => {
+                state.last_fsync = Instant::now();
+                self.fsync_in_background(written);
+            }
+            Fsync::Everysec | Fsync::No => {}
+        }
+        if self.wants_rewrite() && !self.rewrite_state().0 {
+            self.schedule_rewrite();
+        }
+    }
+
+    /// Makes the switch a rewrite asked for when the writer stands at its offset.
+    fn maybe_switch(&self, at: u64) {
+        let mut switch = self.switch_lock();
+        let Switch::At(t0) = *switch else {
+            return;
+        };
+        if self.written.load(Ordering::SeqCst) != t0 || at > t0 {
+            // Not there yet (frames before `t0` are still to come); `at > t0` cannot happen:
+            // the sink hands out every byte in order.
+            return;
+        }
+        *switch = match self.open_next() {
+            Ok(seq) => Switch::Done { seq },
+            Err(error) => {
+                tracing::error!(%error, "cannot start a new append-only log file");
+                Switch::Failed
+            }
+        };
+        drop(switch);
+        self.switched.notify_all();
+    }
+
+    /// fsyncs the log, starts the next one and names it in the manifest.
+    fn open_next(&self) -> std::io::Result<u64> {
+        let mut files = self.files();
+        if let Some((file, _)) = &files.incr {
+            file.sync_data()?;
+        }
+        let seq = files.next_seq;
+        let name = self.layout.incr_name(seq);
+        let file = create_private(&self.layout.path(&name))?;
+        file.sync_all()?;
+        sync_dir(&self.layout.dir)?;
+        let mut manifest = files.manifest.clone();
+        manifest.incrs.push(Part { name, seq });
+        self.layout.write_manifest(&manifest)?;
+        files.manifest = manifest;
+        files.incr = Some((file, seq));
+        files.incr_len = 0;
+        files.next_seq = seq + 1;
+        Ok(seq)
+    }
+
+    /// Writes `frames` (from stream offset `at`) to the log, switching files where a rewrite
+    /// asked; on an error the file is cut back to where it was, so no frame is left half
+    /// written.
+    fn write_frames(&self, at: u64, frames: &[Bytes]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut offset = at;
+        let mut batch: Vec<u8> = Vec::new();
+        let flush = |batch: &mut Vec<u8>, offset: u64| -> std::io::Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut files = self.files();
+            let before = files.incr_len;
+            let Some((mut file, _)) = files.incr.as_ref().map(|(f, s)| (f, *s)) else {
+                return Err(std::io::Error::other("no log file open"));
+            };
+            if let Err(error) = file.write_all(batch) {
+                // No frame left half written: the retry appends where this one began.
+                let _ = file.set_len(before);
+                return Err(error);
+            }
+            files.incr_len = before + batch.len() as u64;
+            drop(files);
+            self.incr_size
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.written.store(offset, Ordering::SeqCst);
+            batch.clear();
+            Ok(())
+        };
+        for frame in frames {
+            if matches!(*self.switch_lock(), Switch::At(t0) if t0 == offset) {
+                flush(&mut batch, offset)?;
+                self.maybe_switch(offset);
+            }
+            batch.extend_from_slice(frame);
+            offset += frame.len() as u64;
+        }
+        flush(&mut batch, offset)?;
+        self.maybe_switch(offset);
+        Ok(())
+    }
+
+    /// `everysec`: asks the helper thread to fsync what is written; counts a delayed fsync when
+    /// the previous one still runs after 2 s (it then covers this one's bytes too).
+    fn fsync_in_background(&self, written: u64) {
+        let file = match self.files().incr.as_ref().map(|(f, _)| f.try_clone()) {
+            Some(Ok(file)) => file,
+            _ => return,
+        };
+        let helper = {
+            let mut fsyncer = self.fsyncer.lock().unwrap_or_else(|p| p.into_inner());
+            if fsyncer.is_none() {
+                let helper = Arc::new(FsyncHelper::default());
+                let (running, feed) = (Arc::clone(&helper), Arc::clone(&self.feed));
+                let spawned = std::thread::Builder::new()
+                    .name("sessiond-aof-fsync".to_owned())
+                    .spawn(move || fsync_loop(&running, &feed));
+                match spawned {
+                    Ok(thread) => self.threads().push(thread),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start the fsync thread");
+                        return;
+                    }
+                }
+                *fsyncer = Some(helper);
+            }
+            fsyncer.clone()
+        };
+        let Some(helper) = helper else {
+            return;
+        };
+        if let Some(since) = helper.running_since() {
+            if since.elapsed() >= DELAYED_FSYNC {
+                self.delayed_fsync.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        *helper.request.lock().unwrap_or_else(|p| p.into_inner()) = Some((file, written));
+        helper.ready.notify_all();
+    }
+}
+
+/// The thread that fsyncs the log once a second under `everysec`, so that a slow disk holds up
+/// neither the writer nor the writes.
+#[derive(Debug, Default)]
+struct FsyncHelper {
+    /// The log to fsync and the stream offset its bytes reach.
+    request: Mutex<Option<(std::fs::File, u64)>>,
+    ready: Condvar,
+    /// When the fsync running now started.
+    started: Mutex<Option<Instant>>,
+    stop: AtomicBool,
+}
+
+impl FsyncHelper {
+    fn running_since(&self) -> Option<Instant> {
+        *self.started.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
+    loop {
+        let request = {
+            let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+            while request.is_none() {
+                if helper.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                request = helper
+                    .ready
+                    .wait_timeout(request, Duration::from_secs(1))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            request.take()
+        };
+        let Some((file, offset)) = request else {
+            continue;
+        };
+        *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if file.sync_data().is_ok() {
+            feed.mark_durable(offset);
+        }
+        *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}

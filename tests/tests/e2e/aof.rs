@@ -1,0 +1,640 @@
+//! The append-only log end to end, through the real binary: with `appendfsync always` every
+//! write acknowledged to concurrent clients survives a SIGKILL (sessions with their IDs,
+//! versions, deadlines and per-user index); with `everysec` what an fsync covered does; a torn
+//! last frame is dropped with a warning naming the file and the offset, a damaged frame in the
+//! middle stops the start naming them; BGREWRITEAOF under load and the automatic rewrite shrink
+//! the log and lose nothing; `check-aof` with and without `--fix`; FLUSHDB, SWAPDB, expiry and
+//! eviction replay; BGREWRITEAOF's replies and the CONFIG settings in RESP2 and RESP3.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redis::{Connection, FromRedisValue, RedisResult, Value};
+use sessiond_tests::{info_field, info_number, IO_TIMEOUT};
+
+use super::daemon::{run_tool, run_until_exit, Daemon, ScratchDir};
+
+/// Runs `args`, which must succeed.
+fn call<T: FromRedisValue>(con: &mut Connection, args: &[&[u8]]) -> T {
+    redis::cmd(std::str::from_utf8(args[0]).expect("utf-8 name"))
+        .arg(&args[1..])
+        .query(con)
+        .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(args[0])))
+}
+
+/// Runs `args`, which must fail; the error as the server sent it.
+fn error_of(con: &mut Connection, args: &[&[u8]]) -> String {
+    let result: RedisResult<Value> = redis::cmd(std::str::from_utf8(args[0]).expect("utf-8"))
+        .arg(&args[1..])
+        .query(con);
+    match result {
+        Err(e) => e.to_string(),
+        Ok(value) => panic!("expected an error, got {value:?}"),
+    }
+}
+
+fn info(con: &mut Connection) -> String {
+    call(con, &[b"INFO", b"persistence"])
+}
+
+/// Polls `done` until it holds: for what the server does in the background (an fsync, a
+/// rewrite), which INFO reports; bounded by [`IO_TIMEOUT`] several times over.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < IO_TIMEOUT * 6,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The daemon's arguments: data in `data`, no periodic snapshot, then `extra`.
+fn args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--port",
+        "0",
+        "--data-dir",
+        data,
+        "--snapshot-interval",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The log's directory under `data`.
+fn log_dir(data: &str) -> PathBuf {
+    Path::new(data).join("appendonlydir")
+}
+
+/// The incremental log the manifest names last.
+fn last_incr(data: &str) -> PathBuf {
+    let dir = log_dir(data);
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonly.aof.manifest")).expect("a manifest");
+    let name = manifest
+        .lines()
+        .rev()
+        .filter(|l| l.ends_with("type i"))
+        .find_map(|l| l.split_whitespace().nth(1))
+        .expect("an incremental log")
+        .to_owned();
+    dir.join(name)
+}
+
+/// Every key of databases 0..4 with its type, value and deadline, for comparing a keyspace
+/// before a kill and after the restart.
+fn keyspace(con: &mut Connection) -> BTreeMap<(u8, Vec<u8>), String> {
+    let mut all = BTreeMap::new();
+    for db in 0..4u8 {
+        let _: () = call(con, &[b"SELECT", db.to_string().as_bytes()]);
+        let keys: Vec<Vec<u8>> = call(con, &[b"KEYS", b"*"]);
+        for key in keys {
+            let kind: String = call(con, &[b"TYPE", &key]);
+            let value = match kind.as_str() {
+                "string" => format!("{:?}", call::<Vec<u8>>(con, &[b"GET", &key])),
+                "hash" => {
+                    let map: BTreeMap<Vec<u8>, Vec<u8>> = call(con, &[b"HGETALL", &key]);
+                    format!("{map:?}")
+                }
+                "set" => {
+                    let mut members: Vec<Vec<u8>> = call(con, &[b"SMEMBERS", &key]);
+                    members.sort();
+                    format!("{members:?}")
+                }
+                _ => {
+                    // Its record but the time left, which moves with the clock.
+                    let info: BTreeMap<String, Value> = call(con, &[b"SESSION.INFO", &key]);
+                    let info: Vec<_> = info.iter().filter(|(k, _)| *k != "ttl_ms").collect();
+                    format!("{info:?}")
+                }
+            };
+            let deadline: i64 = call(con, &[b"PEXPIRETIME", &key]);
+            all.insert((db, key), format!("{kind} {value} {deadline}"));
+        }
+    }
+    let _: () = call(con, &[b"SELECT", b"0"]);
+    all
+}
+
+/// Asserts two keyspaces are equal, naming the first keys that differ.
+fn assert_same(after: &BTreeMap<(u8, Vec<u8>), String>, before: &BTreeMap<(u8, Vec<u8>), String>) {
+    let differ: Vec<String> = before
+        .iter()
+        .filter(|(key, value)| after.get(*key) != Some(*value))
+        .map(|(key, value)| format!("{key:?}: {value} before, {:?} after", after.get(key)))
+        .chain(
+            after
+                .keys()
+                .filter(|key| !before.contains_key(*key))
+                .map(|key| format!("{key:?} only after")),
+        )
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} keys before, {} after: {differ:#?}",
+        before.len(),
+        after.len()
+    );
+}
+
+#[test]
+fn with_always_every_acknowledged_write_survives_a_kill_9() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let mut con = daemon.client(t % 2 == 1);
+            std::thread::spawn(move || {
+                let mut sessions = Vec::new();
+                for i in 0..150 {
+                    let key = format!("k:{t}:{i}");
+                    let _: () = call(&mut con, &[b"SET", key.as_bytes(), b"v", b"PX", b"3600000"]);
+                    let _: i64 = call(&mut con, &[b"HSET", b"shared-hash", key.as_bytes(), b"1"]);
+                    if i % 10 == 0 {
+                        let user = format!("user{}", t % 3);
+                        let id: Vec<u8> =
+                            call(&mut con, &[b"SESSION.CREATE", b"USER", user.as_bytes()]);
+                        let _: Value = call(&mut con, &[b"SESSION.SET", &id, b"cart", b"3"]);
+                        sessions.push((user, id));
+                    }
+                    if i % 7 == 0 {
+                        let _: i64 = call(&mut con, &[b"DEL", key.as_bytes()]);
+                    }
+                }
+                sessions
+            })
+        })
+        .collect();
+    let sessions: Vec<(String, Vec<u8>)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("writer"))
+        .collect();
+    let mut con = daemon.client(false);
+    let before = keyspace(&mut con);
+    let counts: Vec<i64> = (0..3)
+        .map(|u| call(&mut con, &[b"SESSION.COUNT", format!("user{u}").as_bytes()]))
+        .collect();
+    let (status, _) = daemon.signal_and_wait("KILL");
+    assert_eq!(status.code(), None, "killed");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    for (u, count) in counts.iter().enumerate() {
+        let now: i64 = call(&mut con, &[b"SESSION.COUNT", format!("user{u}").as_bytes()]);
+        assert_eq!(now, *count, "the per-user index");
+    }
+    for (user, id) in sessions {
+        let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", user.as_bytes()]);
+        assert!(listed.contains(&id), "{user} lists its session");
+    }
+}
+
+#[test]
+fn with_everysec_what_an_fsync_covered_survives_a_kill_9() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &[]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_eq!(info_field(&info(&mut con), "aof_enabled"), "1");
+    for i in 0..500 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"v"]);
+    }
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"alice"]);
+    let written = info_number(&info(&mut con), "aof_stream_offset");
+    wait_until("an fsync covering the writes", || {
+        info_number(&info(&mut con), "aof_fsync_offset") >= written
+    });
+    let before = keyspace(&mut con);
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", b"alice"]);
+    assert_eq!(listed, vec![id]);
+}
+
+#[test]
+fn a_torn_last_frame_is_dropped_with_a_warning_and_check_aof_fix_cuts_it() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    for i in 0..20 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"value"]);
+    }
+    let _: () = call(&mut con, &[b"SET", b"last", b"the torn one"]);
+    daemon.signal_and_wait("KILL");
+
+    // A crash in the middle of the last append: its frame is cut short.
+    let incr = last_incr(&data);
+    let len = std::fs::metadata(&incr).expect("log").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&incr)
+        .expect("open");
+    file.set_len(len - 5).expect("truncate");
+    drop(file);
+    let incr_arg = incr.to_str().expect("utf-8");
+
+    let checked = run_tool(&["check-aof", incr_arg]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(
+        stderr.contains(incr_arg) && stderr.contains("torn"),
+        "{stderr}"
+    );
+
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    assert_eq!(call::<Option<Vec<u8>>>(&mut con, &[b"GET", b"last"]), None);
+    assert_eq!(call::<Vec<u8>>(&mut con, &[b"GET", b"key:19"]), b"value");
+    let _: () = call(&mut con, &[b"SET", b"after", b"restart"]);
+    daemon.stop();
+    let (_, log) = daemon.wait();
+    assert!(
+        log.contains("torn frame") && log.contains(incr_arg) && log.contains("offset="),
+        "{log}"
+    );
+    // The file was cut at the torn frame, and appends went on after it.
+    let checked = run_tool(&["check-aof", incr_arg]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+
+    // --fix cuts a torn tail too.
+    let len = std::fs::metadata(&incr).expect("log").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&incr)
+        .expect("open");
+    file.set_len(len - 3).expect("truncate");
+    drop(file);
+    let fixed = run_tool(&["check-aof", "--fix", incr_arg]);
+    assert_eq!(fixed.status.code(), Some(0), "{fixed:?}");
+    let manifest = log_dir(&data).join("appendonly.aof.manifest");
+    let checked = run_tool(&["check-aof", manifest.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+    assert!(
+        stdout.contains("base ") && stdout.contains("log "),
+        "{stdout}"
+    );
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_eq!(call::<Vec<u8>>(&mut con, &[b"GET", b"key:0"]), b"value");
+}
+
+#[test]
+fn a_damaged_frame_in_the_middle_stops_the_start_naming_the_file_and_the_offset() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    for i in 0..20 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"value"]);
+    }
+    daemon.signal_and_wait("KILL");
+
+    // One byte of the third frame's payload flipped (frames: length u32, CRC u32, payload).
+    let incr = last_incr(&data);
+    let mut bytes = std::fs::read(&incr).expect("log");
+    let mut at = 0usize;
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += 8 + len;
+    }
+    let third = at;
+    bytes[third + 10] ^= 0x40;
+    std::fs::write(&incr, &bytes).expect("write");
+    let incr_arg = incr.to_str().expect("utf-8");
+
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    let expected = format!("{incr_arg}: frame checksum mismatch at byte offset {third}");
+    assert!(log.contains(&expected), "{expected} in:\n{log}");
+
+    let checked = run_tool(&["check-aof", incr_arg]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    let offset = format!("at byte offset {third}");
+    assert!(
+        stderr.contains(incr_arg) && stderr.contains("checksum") && stderr.contains(&offset),
+        "{stderr}"
+    );
+    // --fix cuts the log at the damage: what came before loads.
+    let fixed = run_tool(&["check-aof", "--fix", incr_arg]);
+    assert_eq!(fixed.status.code(), Some(0), "{fixed:?}");
+    assert_eq!(std::fs::metadata(&incr).expect("log").len(), third as u64);
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_eq!(call::<i64>(&mut con, &[b"DBSIZE"]), 2);
+}
+
+#[test]
+fn a_rewrite_under_load_loses_nothing_and_shrinks_the_log() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    // The same keys written over and over: the log holds every write, the base one per key.
+    for round in 0..20 {
+        for i in 0..100 {
+            let value = format!("{round}");
+            let _: () = call(
+                &mut con,
+                &[b"SET", format!("key:{i}").as_bytes(), value.as_bytes()],
+            );
+        }
+    }
+    let grown = info_number(&info(&mut con), "aof_current_size");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let mut con = daemon.client(false);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acknowledged = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("load:{t}:{acknowledged}");
+                    let _: () = call(&mut con, &[b"SET", key.as_bytes(), b"x"]);
+                    acknowledged += 1;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let reply: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    assert_eq!(reply, "Background append only file rewriting started");
+    wait_until("the rewrite", || {
+        info_number(&info(&mut con), "aof_rewrites") == 1
+            && info_number(&info(&mut con), "aof_rewrite_in_progress") == 0
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<u64> = writers
+        .into_iter()
+        .map(|w| w.join().expect("writer"))
+        .collect();
+    let status = info(&mut con);
+    assert_eq!(info_field(&status, "aof_last_bgrewrite_status"), "ok");
+    assert!(info_number(&status, "aof_current_size") < grown, "{status}");
+    let before = keyspace(&mut con);
+    daemon.signal_and_wait("KILL");
+    let names: Vec<String> = std::fs::read_dir(log_dir(&data))
+        .expect("log dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".1.")),
+        "old files removed: {names:?}"
+    );
+    // What a rewrite interrupted by a crash leaves (its base, written but not named) goes at
+    // the next start.
+    let leftover = log_dir(&data).join("appendonly.aof.9.base.sdb");
+    std::fs::write(&leftover, b"partial").expect("leftover");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert!(
+        !leftover.exists(),
+        "a file the manifest does not name is removed"
+    );
+    assert_same(&keyspace(&mut con), &before);
+    for (t, count) in acknowledged.iter().enumerate() {
+        let last = format!("load:{t}:{}", count - 1);
+        assert_eq!(call::<i64>(&mut con, &[b"EXISTS", last.as_bytes()]), 1);
+    }
+}
+
+#[test]
+fn the_log_rewrites_itself_past_its_thresholds() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(
+        &data,
+        &[
+            "--auto-aof-rewrite-min-size",
+            "8kb",
+            "--auto-aof-rewrite-percentage",
+            "100",
+        ],
+    );
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    for round in 0..50 {
+        let _: () = call(
+            &mut con,
+            &[b"SET", b"counter", round.to_string().as_bytes()],
+        );
+        let _: () = call(&mut con, &[b"SET", b"filler", &[b'x'; 400][..]]);
+    }
+    wait_until("an automatic rewrite", || {
+        info_number(&info(&mut con), "aof_rewrites") >= 1
+    });
+    wait_until("its end", || {
+        info_number(&info(&mut con), "aof_rewrite_in_progress") == 0
+    });
+    assert!(info_number(&info(&mut con), "aof_current_size") < 8 * 1024);
+    daemon.stop();
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_eq!(call::<Vec<u8>>(&mut con, &[b"GET", b"counter"]), b"49");
+}
+
+#[test]
+fn flushes_swaps_expiry_and_eviction_replay_from_the_log() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(
+        &data,
+        &[
+            "--appendfsync",
+            "always",
+            "--maxmemory",
+            "200kb",
+            "--maxmemory-policy",
+            "allkeys-lru",
+        ],
+    );
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    for db in ["1", "2", "3"] {
+        let _: () = call(&mut con, &[b"SELECT", db.as_bytes()]);
+        let _: () = call(&mut con, &[b"SET", b"in", db.as_bytes()]);
+        let _: i64 = call(&mut con, &[b"SADD", b"set", b"a", b"b", b"c"]);
+        let _: i64 = call(&mut con, &[b"SREM", b"set", b"b"]);
+    }
+    let _: () = call(&mut con, &[b"FLUSHDB"]);
+    let _: () = call(&mut con, &[b"SET", b"after-flush", b"3"]);
+    let _: () = call(&mut con, &[b"SWAPDB", b"1", b"2"]);
+    let _: () = call(&mut con, &[b"SELECT", b"0"]);
+    let _: () = call(&mut con, &[b"SET", b"short", b"lived", b"PX", b"30"]);
+    wait_until("the active expiry", || {
+        info_number(
+            &call::<String>(&mut con, &[b"INFO", b"stats"]),
+            "expired_keys",
+        ) == 1
+    });
+    // Past maxmemory: keys evicted as the writes go.
+    let big = vec![b'v'; 2000];
+    for i in 0..300 {
+        let _: () = call(&mut con, &[b"SET", format!("big:{i}").as_bytes(), &big]);
+    }
+    assert!(
+        info_number(
+            &call::<String>(&mut con, &[b"INFO", b"stats"]),
+            "evicted_keys"
+        ) > 0
+    );
+    let _: () = call(&mut con, &[b"FLUSHALL"]);
+    let _: () = call(&mut con, &[b"SET", b"after-flushall", b"0"]);
+    for i in 0..50 {
+        let _: () = call(&mut con, &[b"SET", format!("big:{i}").as_bytes(), &big]);
+    }
+    let before = keyspace(&mut con);
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    assert_same(&keyspace(&mut con), &before);
+}
+
+#[test]
+fn bgrewriteaof_and_the_log_settings_in_resp2_and_resp3() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--snapshot-journal-limit", "0"]);
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let _: () = call(&mut con, &[b"SET", b"k", b"v"]);
+        let started: String = call(&mut con, &[b"BGREWRITEAOF"]);
+        assert_eq!(started, "Background append only file rewriting started");
+        // A second one while it runs is refused, or it finished first and starts anew.
+        let second: RedisResult<String> = redis::cmd("BGREWRITEAOF").query(&mut con);
+        match second {
+            Ok(reply) => assert_eq!(reply, "Background append only file rewriting started"),
+            Err(e) => assert!(
+                e.to_string()
+                    .contains("Background append only file rewriting already in progress"),
+                "{e}"
+            ),
+        }
+        wait_until("the rewrites", || {
+            info_number(&info(&mut con), "aof_rewrite_in_progress") == 0
+        });
+        assert!(error_of(&mut con, &[b"BGREWRITEAOF", b"x"]).contains("wrong number of arguments"));
+
+        let get = |con: &mut Connection, pattern: &[u8]| -> BTreeMap<String, String> {
+            call(con, &[b"CONFIG", b"GET", pattern])
+        };
+        assert_eq!(get(&mut con, b"appendfsync")["appendfsync"], "everysec");
+        let _: () = call(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
+        assert_eq!(get(&mut con, b"appendfsync")["appendfsync"], "always");
+        let _: () = call(&mut con, &[b"SET", b"durable", b"yes"]);
+        let _: () = call(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"everysec"]);
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"sometimes"]);
+        assert!(
+            error.contains("must be one of the following: always, everysec, no"),
+            "{error}"
+        );
+        let _: () = call(
+            &mut con,
+            &[
+                b"CONFIG",
+                b"SET",
+                b"auto-aof-rewrite-percentage",
+                b"50",
+                b"auto-aof-rewrite-min-size",
+                b"1mb",
+            ],
+        );
+        let got = get(&mut con, b"auto-aof-rewrite-*");
+        assert_eq!(got["auto-aof-rewrite-percentage"], "50");
+        assert_eq!(got["auto-aof-rewrite-min-size"], "1048576");
+        assert_eq!(get(&mut con, b"appendonly")["appendonly"], "yes");
+        let error = error_of(
+            &mut con,
+            &[b"CONFIG", b"SET", b"appenddirname", b"elsewhere"],
+        );
+        assert!(error.contains("can't set immutable config"), "{error}");
+    }
+    // The log's files hold sessions: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(log_dir(&data)).expect("log dir") {
+        let entry = entry.expect("entry");
+        let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:?}", entry.file_name());
+    }
+}
+
+#[test]
+fn appendonly_no_writes_no_log_and_bgrewriteaof_says_so() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendonly", "no"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let _: () = call(&mut con, &[b"SET", b"k", b"v"]);
+        assert_eq!(info_field(&info(&mut con), "aof_enabled"), "0");
+        let error = error_of(&mut con, &[b"BGREWRITEAOF"]);
+        assert!(error.contains("append-only log is off"), "{error}");
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
+        assert!(error.contains("append-only log is off"), "{error}");
+    }
+    daemon.stop();
+    assert!(!log_dir(&data).exists());
+}
+
+#[test]
+fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &[]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"alice"]);
+    // Into the base, so that the log written from now on can be lost.
+    let _: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    wait_until("the rewrite", || {
+        info_number(&info(&mut con), "aof_rewrites") == 1
+            && info_number(&info(&mut con), "aof_rewrite_in_progress") == 0
+    });
+    daemon.stop();
+    // The log's file on a full disk: /dev/full fails every write with ENOSPC.
+    let incr = last_incr(&data);
+    std::fs::remove_file(&incr).expect("remove the log");
+    std::os::unix::fs::symlink("/dev/full", &incr).expect("symlink");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        // Taken in memory, then the write to the log fails.
+        let _: RedisResult<Value> = redis::cmd("SET").arg("first").arg("v").query(&mut con);
+        wait_until("the failed write", || {
+            info_field(&info(&mut con), "aof_last_write_status") == "err"
+        });
+        let error = error_of(&mut con, &[b"SET", b"k", b"v"]);
+        assert!(
+            error.contains("MISCONF") && error.contains("Errors writing to the AOF file"),
+            "{error}"
+        );
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(call::<Option<Vec<u8>>>(&mut con, &[b"GET", b"k"]), None);
+    }
+    // A logout still passes.
+    let mut con = daemon.client(false);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+}
