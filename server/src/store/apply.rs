@@ -22,11 +22,16 @@ pub struct NoSuchDatabase {
 
 impl Databases {
     /// Applies one frame's changes in order (a frame is one step of the server that wrote it);
-    /// records nothing in this server's feed.
+    /// records nothing in this server's feed. No key is judged expired by this server's clock:
+    /// the writer's decided what exists (a replica whose clock runs ahead would otherwise drop a
+    /// key that a later PERSIST or field change keeps alive on its primary, for good, as Redis's
+    /// `expireIfNeeded` avoids for its master's commands). Reads still hide keys past their
+    /// deadline; the writer's deletion removes them.
     pub fn apply(&self, changes: Changes) -> Result<(), NoSuchDatabase> {
         let count = self.count();
         feed::without_recording(|| {
-            let now_ms = self.now_ms();
+            // Time zero: no deadline has passed.
+            let now_ms = 0;
             for (db, record) in changes {
                 if usize::from(db) >= count {
                     return Err(NoSuchDatabase { db, count });
@@ -47,16 +52,10 @@ impl Databases {
 
 impl Store {
     /// Applies one record (not a SWAPDB, which is [`Databases`]'s): a whole state replaces the
-    /// key, a deletion or a deadline already past removes it, a change of fields or members
-    /// changes them in place. Sessions enter and leave their user's list.
+    /// key, a deletion removes it, a change of fields or members changes them in place.
+    /// Sessions enter and leave their user's list. Keys whose deadline is before `now_ms` count
+    /// as missing ([`Databases::apply`] passes 0: none).
     pub fn apply(&self, record: Record, now_ms: u64) {
-        if record
-            .deadline_ms()
-            .is_some_and(|deadline| deadline <= now_ms)
-        {
-            self.remove(record.key(), now_ms);
-            return;
-        }
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}

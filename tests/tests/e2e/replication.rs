@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use redis::{Commands, Connection, Value};
 use sessiond::store::{Keyspaces, Record};
-use sessiond::{Clock, Config};
+use sessiond::Config;
 use sessiond_tests::redis_calls::error_of;
-use sessiond_tests::{info_field, info_number, TestServer, CLOCK_START_MS};
+use sessiond_tests::{info_field, info_number, TestServer};
 
 /// `REPLICAOF` the server `primary`, from `replica`.
 fn follow(replica: &TestServer, primary: &TestServer) {
@@ -234,30 +234,61 @@ fn a_full_sync_copies_every_type_then_the_stream_follows() {
     assert!(keyspace(&replica).is_empty());
 }
 
+/// A primary and a replica, each on its own manual clock (both at the same start).
+fn on_own_clocks() -> (TestServer, TestServer) {
+    let primary = TestServer::with_manual_clock();
+    let replica = TestServer::with_manual_clock();
+    follow(&replica, &primary);
+    (primary, replica)
+}
+
 #[test]
 fn the_replica_deletes_an_expired_key_when_the_primary_says_so() {
-    let (clock, manual) = Clock::manual(CLOCK_START_MS);
-    let mut primary = TestServer::with_config(Config {
-        clock: clock.clone(),
-        ..Config::default()
-    });
-    primary.clock = Some(manual);
-    let replica = TestServer::with_config(Config {
-        clock,
-        ..Config::default()
-    });
-    follow(&replica, &primary);
+    let (primary, replica) = on_own_clocks();
     let mut p = primary.client();
     let _: () = p.pset_ex("short", "v", 1000).expect("reply");
     let _: () = p.set("stays", "v").expect("reply");
     wait_for(&primary, 1);
     assert_eq!(replica.stored_keys(), 2);
-    // The replica runs no expiry of its own: the primary's expiry reaches it as a deletion.
-    primary.advance(2000);
-    wait_for(&primary, 1);
-    assert_eq!(replica.stored_keys(), 1);
+    // The replica's clock passes the deadline first: reads hide the key, but it stays stored,
+    // as the replica runs no expiry of its own.
+    replica.clock.as_ref().expect("manual clock").advance(2000);
     let mut r = replica.client();
     assert!(!r.exists::<_, bool>("short").expect("reply"));
+    let _: () = p.set("later", "v").expect("reply");
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 3);
+    // The primary's expiry reaches it as a deletion.
+    primary.advance(2000);
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 2);
+    assert!(!r.exists::<_, bool>("short").expect("reply"));
+    assert_same(&primary, &replica);
+}
+
+#[test]
+fn a_change_the_replica_applies_after_its_own_deadline_keeps_the_key() {
+    let (primary, replica) = on_own_clocks();
+    let mut p = primary.client();
+    let _: () = p
+        .hset_multiple("h", &[("f1", "a"), ("f2", "b")])
+        .expect("reply");
+    let _: () = p.pexpire("h", 1000).expect("reply");
+    let _: () = p.pset_ex("k", "v", 1000).expect("reply");
+    wait_for(&primary, 1);
+    // The replica's clock runs ahead, past both deadlines, before the changes that keep the
+    // keys alive on the primary arrive.
+    replica.clock.as_ref().expect("manual clock").advance(5000);
+    let _: () = p.hset("h", "f3", "x").expect("reply");
+    let _: () = p.persist("h").expect("reply");
+    let _: () = p.expire("k", 3600).expect("reply");
+    wait_for(&primary, 1);
+    let mut r = replica.client();
+    let fields: std::collections::BTreeMap<String, String> = r.hgetall("h").expect("reply");
+    assert_eq!(fields.len(), 3, "{fields:?}");
+    assert_eq!(r.ttl::<_, i64>("h").expect("reply"), -1);
+    let ttl: i64 = r.ttl("k").expect("reply");
+    assert!(ttl > 3000, "{ttl}");
     assert_same(&primary, &replica);
 }
 
