@@ -420,6 +420,46 @@ fn a_replica_refuses_writes_but_reads() {
 }
 
 #[test]
+fn a_transaction_queued_before_a_demotion_is_refused_at_exec() {
+    let primary = TestServer::start();
+    let node = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = node.connect(resp3);
+        let _: () = redis::cmd("MULTI").query(&mut con).expect("reply");
+        let queued: String = redis::cmd("SET")
+            .arg(&["k", "v"])
+            .query(&mut con)
+            .expect("reply");
+        assert_eq!(queued, "QUEUED");
+        follow(&node, &primary);
+        until(&node, |info| info.contains("master_link_status:up"));
+        // As Redis: the queued write is not run on what is now a read-only replica.
+        assert_eq!(
+            error_of(&mut con, "EXEC", &[]),
+            "EXECABORT Transaction discarded because of: READONLY You can't write against a \
+             read only replica."
+        );
+        // The transaction is over.
+        assert_eq!(error_of(&mut con, "EXEC", &[]), "ERR EXEC without MULTI");
+        let _: () = redis::cmd("REPLICAOF")
+            .arg(&["NO", "ONE"])
+            .query(&mut con)
+            .expect("reply");
+    }
+    // Nothing of its own entered the stream it passes on: its offset is its primary's.
+    follow(&node, &primary);
+    let mut p = primary.client();
+    let _: () = p.set("after", "1").expect("reply");
+    wait_for(&primary, 1);
+    let offset = info_number(&primary.info("replication"), "master_repl_offset");
+    let info = until(&node, |info| {
+        info_number(info, "master_repl_offset") == offset
+    });
+    assert_eq!(info_number(&info, "slave_repl_offset"), offset);
+    assert!(!node.client().exists::<_, bool>("k").expect("reply"));
+}
+
+#[test]
 fn role_and_info_say_what_redis_says() {
     let primary = TestServer::start();
     let replica = TestServer::start();
