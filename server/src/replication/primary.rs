@@ -148,7 +148,7 @@ impl Served<'_> {
             psync.offset > 0
                 && repl.may_continue(&psync.replid, psync.offset)
                 && *has <= start
-                && self.feed.read_from(*has, 0).is_ok()
+                && self.feed.starts_frame(*has)
         });
         let replid = repl.ids().replid;
         let mut position = match backlog {

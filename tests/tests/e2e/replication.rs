@@ -992,10 +992,12 @@ fn a_partial_resync_needs_the_id_and_an_offset_the_backlog_still_holds() {
     assert_eq!(psync(&replid, end + 1), format!("CONTINUE {replid}"));
     // Another history: a full one.
     assert!(psync(&"f".repeat(40), end + 1).starts_with("FULLRESYNC "));
+    // Inside the last frame (a SET's, longer than a byte): a full one, not half a frame.
+    assert!(psync(&replid, end).starts_with("FULLRESYNC "));
     let stats = primary.info("stats");
-    assert_eq!(info_number(&stats, "sync_full"), 3, "{stats}");
+    assert_eq!(info_number(&stats, "sync_full"), 4, "{stats}");
     assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
-    assert_eq!(info_number(&stats, "sync_partial_err"), 2, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_err"), 3, "{stats}");
 }
 
 #[test]
