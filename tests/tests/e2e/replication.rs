@@ -308,7 +308,13 @@ fn a_killed_link_resumes_with_a_partial_resync() {
         .query(&mut p)
         .expect("reply");
     assert_eq!(killed, 1);
+    // CLIENT KILL closes the link asynchronously: the write must come once it is closed, or
+    // it could travel on the old link.
+    until(&primary, |info| info_number(info, "connected_slaves") == 0);
+    let before = info_number(&primary.info("replication"), "master_repl_offset");
     let _: () = p.set("meanwhile", "2").expect("reply");
+    let after = info_number(&primary.info("replication"), "master_repl_offset");
+    assert!(after > before, "{before} {after}");
     wait_for(&primary, 1);
     assert_same(&primary, &replica);
     let stats = primary.info("stats");
