@@ -49,6 +49,11 @@ pub fn refusal(gate: Gate, spec: &sessiond_protocol::cmd::CommandSpec) -> Option
     }
 }
 
+/// Whether `slot` holds `link`.
+fn follows(slot: &LinkSlot, link: &Arc<Link>) -> bool {
+    slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link))
+}
+
 /// A replication ID: 40 hex characters from the OS's CSPRNG.
 pub fn new_replid() -> String {
     let mut raw = [0u8; 20];
@@ -227,6 +232,10 @@ pub struct Replication {
     /// Whether the node's feed carries a replication history: it synchronized from a primary,
     /// or served a replica.
     history: AtomicBool,
+    /// Whether a full synchronization's loader holds the keyspace (emptied it and has not
+    /// finished): the gate stays [`Gate::Loading`] until it has, also after a REPLICAOF that
+    /// abandoned its load, so that no client writes into a keyspace the loader still fills.
+    loader: AtomicBool,
     /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
     pub sync_full: AtomicU64,
     /// Partial resynchronizations accepted.
@@ -256,6 +265,7 @@ impl Replication {
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
             history: AtomicBool::new(false),
+            loader: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -273,10 +283,12 @@ impl Replication {
         }
     }
 
-    /// The gate for the link in `slot` (not loading), stored while the caller holds the lock
-    /// of `slot`, so that a link task ending its load and a REPLICAOF never interleave.
+    /// The gate for the link in `slot` (or [`Gate::Loading`] while a loader holds the
+    /// keyspace), stored while the caller holds the lock of `slot`, so that a loader ending and
+    /// a REPLICAOF never interleave.
     fn store_gate(&self, slot: &LinkSlot) {
         let gate = match slot {
+            _ if self.loader.load(Ordering::Relaxed) => Gate::Loading,
             None => Gate::Open,
             Some(_) if self.read_only.load(Ordering::Relaxed) => Gate::ReadOnly,
             Some(_) => Gate::Writable,
@@ -288,18 +300,65 @@ impl Replication {
         self.store_gate(&lock(&self.link));
     }
 
-    /// Marks a full synchronization's load by `link` as started or ended; nothing if the node
-    /// no longer follows `link` (a REPLICAOF came meanwhile).
-    pub fn set_loading(&self, link: &Arc<Link>, loading: bool) {
+    /// Settles the gate after an attempt of `link` ended; nothing if the node no longer
+    /// follows `link` (a REPLICAOF came meanwhile).
+    pub fn settle_gate(&self, link: &Arc<Link>) {
         let slot = lock(&self.link);
-        if !slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link)) {
-            return;
-        }
-        if loading {
-            self.gate.store(Gate::Loading as u8, Ordering::Relaxed);
-        } else {
+        if follows(&slot, link) {
             self.store_gate(&slot);
         }
+    }
+
+    /// Starts the load of a full synchronization by `link`, which empties the keyspace: the
+    /// gate closes ([`Gate::Loading`]) and the node's history ends (a new replication ID and
+    /// no second one: the keyspace no longer matches any offset of the old history, so no
+    /// former sibling may continue from it). `false`, and nothing changes, if the node no
+    /// longer follows `link`.
+    pub fn begin_load(&self, link: &Arc<Link>) -> bool {
+        let slot = lock(&self.link);
+        if !follows(&slot, link) {
+            return false;
+        }
+        self.loader.store(true, Ordering::Relaxed);
+        self.store_gate(&slot);
+        drop(slot);
+        *lock(&self.ids) = Ids {
+            replid: new_replid(),
+            replid2: NO_REPLID.to_owned(),
+            second_offset: -1,
+        };
+        self.history.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Ends the load [`Replication::begin_load`] started: if it `loaded` and the node still
+    /// follows `link`, `adopt` takes the primary's ID and offset; otherwise `flush` empties
+    /// what was loaded (the load failed, or a REPLICAOF abandoned it: Redis empties the
+    /// keyspace when a load is aborted). Then the gate opens as the node's role says. Whether
+    /// it adopted.
+    pub fn end_load(
+        &self,
+        link: &Arc<Link>,
+        loaded: bool,
+        adopt: impl FnOnce(&Self),
+        flush: impl FnOnce(),
+    ) -> bool {
+        {
+            let slot = lock(&self.link);
+            if loaded && follows(&slot, link) {
+                adopt(self);
+                self.loader.store(false, Ordering::Relaxed);
+                self.store_gate(&slot);
+                return true;
+            }
+        }
+        // Outside the lock: a flush takes shard locks, which an EXEC holding REPLICAOF holds
+        // before it takes this one. The gate is closed meanwhile.
+        flush();
+        let slot = lock(&self.link);
+        self.loader.store(false, Ordering::Relaxed);
+        self.store_gate(&slot);
+        false
     }
 
     /// Turns the change feed on for replication, once: from then on the backlog keeps the
@@ -896,13 +955,23 @@ mod tests {
         repl.set_read_only(false);
         assert_eq!(repl.gate(), Gate::Writable);
         let link = repl.link().expect("a link");
-        repl.set_loading(&link, true);
+        let before = repl.ids().replid;
+        assert!(repl.begin_load(&link));
         assert_eq!(repl.gate(), Gate::Loading);
-        repl.set_loading(&link, false);
+        assert_ne!(repl.ids().replid, before);
+        assert!(repl.end_load(&link, true, |r| r.adopt(&"a".repeat(40), None), || {}));
         assert_eq!(repl.gate(), Gate::Writable);
-        // A load by a link the node no longer follows changes nothing.
+        assert_eq!(repl.ids().replid, "a".repeat(40));
+        // A promotion during a load leaves the gate closed until the loader ended, flushing.
+        assert!(repl.begin_load(&link));
         assert!(repl.promote(0));
-        repl.set_loading(&link, true);
+        assert_eq!(repl.gate(), Gate::Loading);
+        let mut flushed = false;
+        assert!(!repl.end_load(&link, true, |_| panic!("adopted"), || flushed = true));
+        assert!(flushed);
+        assert_eq!(repl.gate(), Gate::Open);
+        // A load by a link the node no longer follows changes nothing.
+        assert!(!repl.begin_load(&link));
         assert_eq!(repl.gate(), Gate::Open);
     }
 

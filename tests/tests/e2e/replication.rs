@@ -932,6 +932,8 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
         info_number(info, "master_sync_in_progress") == 1
     });
     assert_eq!(info_field(&info, "master_link_status"), "down");
+    // Once the loader empties the keyspace.
+    poll_loading(&mut replica.client(), true, &["GET", "old"]).expect_err("LOADING");
     for resp3 in [false, true] {
         let mut con = replica.connect(resp3);
         assert_eq!(
@@ -959,6 +961,110 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     let mut con = replica.client();
     let old: Option<String> = con.get("old").expect("GET");
     assert_eq!(old, None);
+}
+
+/// Sends `args` on `con`, polling a bounded number of times until the reply is not
+/// `LOADING` (or, with `loading`, until it is); the last reply.
+fn poll_loading(con: &mut Connection, loading: bool, args: &[&str]) -> redis::RedisResult<Value> {
+    let mut reply = Ok(Value::Nil);
+    for _ in 0..6000 {
+        reply = redis::cmd(args[0]).arg(&args[1..]).query::<Value>(con);
+        let is_loading = matches!(&reply, Err(e) if e.code() == Some("LOADING"));
+        if is_loading == loading {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("{args:?} still {reply:?}");
+}
+
+#[test]
+fn a_promotion_during_a_full_sync_empties_the_half_loaded_keyspace() {
+    use std::io::{Read, Write};
+    // A real snapshot's start, taken from a primary with enough keys that it spans chunks.
+    let source = TestServer::start();
+    let mut s = source.client();
+    for i in 0..200 {
+        let _: () = s.set(format!("k{i}"), "v".repeat(50)).expect("SET");
+    }
+    let mut taken = std::net::TcpStream::connect(source.addr).expect("connect");
+    taken
+        .set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    taken.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    let mut stream = Vec::new();
+    let line_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = taken.read(&mut chunk).expect("the snapshot");
+        assert!(n > 0, "the source hung up");
+        stream.extend_from_slice(&chunk[..n]);
+        if let Some(end) = stream.windows(2).position(|w| w == b"\r\n") {
+            if stream.len() >= end + 2 + 3000 {
+                break end + 2;
+            }
+        }
+    };
+    let prefix = &stream[line_end..line_end + 2000];
+    // A primary that answers the handshake, sends that start and holds.
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = r.set("old", "data").expect("SET");
+    let before = info_field(&replica.info("replication"), "master_replid");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, _) = primary.accept().expect("the replica connects");
+    link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    let mut heard = Vec::new();
+    let mut answered = 0;
+    while !String::from_utf8_lossy(&heard).contains("PSYNC") {
+        let mut chunk = [0u8; 1024];
+        let n = link.read(&mut chunk).expect("the handshake");
+        assert!(n > 0, "the replica hung up");
+        heard.extend_from_slice(&chunk[..n]);
+        let asked = String::from_utf8_lossy(&heard).matches("REPLCONF").count();
+        while answered < asked {
+            link.write_all(b"+OK\r\n").expect("answer");
+            answered += 1;
+        }
+    }
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\n");
+    answer.extend_from_slice(prefix);
+    link.write_all(&answer).expect("answer");
+    poll_loading(&mut r, true, &["GET", "old"]).expect_err("LOADING");
+    // Part of the snapshot is in: more than the one key before (which the load's start
+    // removed before it restored any).
+    for _ in 0..6000 {
+        if replica.stored_keys() > 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(replica.stored_keys() > 1);
+    // A failover promotes the replica mid-load.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut r)
+        .expect("REPLICAOF NO ONE");
+    let size = poll_loading(&mut r, false, &["DBSIZE"]).expect("DBSIZE");
+    // Nothing half-loaded is left under the new history, and nothing of the old one (its
+    // data went at the load's start): no sibling may continue from this keyspace.
+    assert_eq!(size, Value::Int(0));
+    let _: () = r.set("new", "1").expect("SET");
+    let size: i64 = redis::cmd("DBSIZE").query(&mut r).expect("DBSIZE");
+    assert_eq!(size, 1);
+    let info = replica.info("replication");
+    assert_eq!(info_field(&info, "role"), "master");
+    assert_ne!(info_field(&info, "master_replid2"), before);
+    assert_ne!(info_field(&info, "master_replid"), before);
+    drop(link);
 }
 
 #[test]
