@@ -90,6 +90,9 @@ pub async fn serve<S>(
     });
     client.set_replica();
     shared.repl.add_replica(follower.clone());
+    // Read before the sink is attached: a SWAPDB after it may come before the snapshot's walk
+    // starts, and would reach the replica twice (see `send_snapshot`).
+    let swaps = shared.dbs.swaps();
     // Attached before the answer: every frame after `start` reaches the sink.
     let (sink, start) = feed.attach_sink();
     let mut link = Served {
@@ -101,6 +104,7 @@ pub async fn serve<S>(
         decoder: RequestDecoder::new(Limits::default()),
         last_ack: Instant::now(),
         over_soft_since: None,
+        swaps,
     };
     let (mut reader, mut writer) = tokio::io::split(socket);
     let result = link.run(&mut reader, &mut writer, psync, start).await;
@@ -127,6 +131,8 @@ struct Served<'a> {
     decoder: RequestDecoder,
     last_ack: Instant,
     over_soft_since: Option<Instant>,
+    /// [`crate::store::Databases::swaps`] before the sink was attached.
+    swaps: u64,
 }
 
 impl Served<'_> {
@@ -261,6 +267,14 @@ impl Served<'_> {
                 }
                 result = &mut writing, if written.is_none() => {
                     written = Some(result.map_err(Ended::Snapshot)?);
+                    // A SWAPDB since the sink's start is in the stream, and may be in the
+                    // snapshot too (before its walk began): applied twice, it would swap the
+                    // databases back. The sync fails as a save does; the replica tries again.
+                    if self.shared.dbs.swaps() != self.swaps {
+                        return Err(Ended::Snapshot(
+                            "a SWAPDB came during the snapshot".to_owned(),
+                        ));
+                    }
                 }
                 _ = published.changed() => {}
                 read = reader.read_buf(&mut self.input) => {
