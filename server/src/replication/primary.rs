@@ -54,6 +54,8 @@ enum Ended {
     OutputLimit,
     #[error("no acknowledgement within repl-timeout")]
     Timeout,
+    #[error("the replica read nothing of its full sync within repl-timeout")]
+    SyncTimeout,
     #[error("the snapshot for the replica failed: {0}")]
     Snapshot(String),
     #[error("killed or shutting down")]
@@ -244,6 +246,10 @@ impl Served<'_> {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published = self.feed.published();
         let mut stop = self.shared.shutdown_signal();
+        // When the socket last took bytes of the snapshot: a replica that stops reading is
+        // cut off after repl-timeout, as Redis's "timedout replica (full sync)", rather than
+        // holding the writer's thread and the persistence slot (no save runs meanwhile).
+        let mut progress = Instant::now();
         loop {
             if chunk.is_empty() && closed && written.is_some() {
                 break;
@@ -252,17 +258,27 @@ impl Served<'_> {
             tokio::select! {
                 next = rx.recv(), if chunk.is_empty() && !closed => match next {
                     Some(next) => {
+                        if !started {
+                            progress = Instant::now();
+                        }
                         started = true;
                         chunk = next;
                     }
                     None => closed = true,
                 },
-                _ = ping.tick(), if !started => socket.write_all(b"\n").await?,
+                _ = ping.tick() => {
+                    if !started {
+                        socket.write_all(b"\n").await?;
+                    } else if progress.elapsed() > self.shared.repl.timeout() {
+                        return Err(Ended::SyncTimeout);
+                    }
+                }
                 sent = socket.write(&chunk), if !chunk.is_empty() => {
                     let sent = sent?;
                     if sent == 0 {
                         return Err(Ended::Closed);
                     }
+                    progress = Instant::now();
                     chunk.advance(sent);
                 }
                 result = &mut writing, if written.is_none() => {

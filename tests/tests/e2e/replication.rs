@@ -762,6 +762,35 @@ fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
 }
 
 #[test]
+fn a_replica_that_stops_reading_its_full_sync_is_cut_off_after_repl_timeout() {
+    use std::io::Write;
+    let primary = TestServer::start();
+    let mut p = primary.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "repl-timeout", "1"])
+        .query(&mut p)
+        .expect("CONFIG SET");
+    // A snapshot far larger than the sockets' buffers.
+    let value = "v".repeat(4096);
+    for i in 0..4000 {
+        let _: () = p.set(format!("k{i}"), &value).expect("SET");
+    }
+    // A replica that asks for a full sync and reads nothing of it, while the primary is idle
+    // (its output buffer does not grow: the output limit never cuts it off).
+    let mut stalled = std::net::TcpStream::connect(primary.addr).expect("connect");
+    stalled.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    until(&primary, |info| info_number(info, "connected_slaves") == 1);
+    until(&primary, |info| info_number(info, "connected_slaves") == 0);
+    // The persistence slot is free again: a save runs.
+    let saved: redis::RedisResult<String> = redis::cmd("SAVE").query(&mut p);
+    assert!(
+        !matches!(&saved, Err(e) if e.is_timeout()),
+        "SAVE waited: {saved:?}"
+    );
+    drop(stalled);
+}
+
+#[test]
 fn config_get_and_set_the_replication_settings() {
     let server = TestServer::start();
     for resp3 in [false, true] {
