@@ -207,6 +207,9 @@ where
                 self.load(replid, offset).await?;
             }
             (Some("CONTINUE"), replid, _) => {
+                if !self.link.begin_apply() {
+                    return Err(Failed::Stopped);
+                }
                 if let Some(replid) = replid.filter(|id| !id.is_empty() && *id != ids.replid) {
                     repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
                     // As Redis: this node's replicas reconnect to learn the new ID (they
@@ -214,6 +217,10 @@ where
                     repl.disconnect_replicas();
                 }
                 repl.note_history();
+                if !self.link.end_apply() {
+                    repl.link_stopped();
+                    return Err(Failed::Stopped);
+                }
                 tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");
             }
             _ => return Err(Failed::Unexpected("PSYNC")),
@@ -405,11 +412,19 @@ where
                 Err(error) => return Err(Failed::Stream(error.to_string())),
             };
             let frame = self.input.split_to(len).freeze();
-            self.shared
-                .dbs
-                .apply(changes)
-                .map_err(|e| Failed::Stream(e.to_string()))?;
-            feed.append_verbatim(frame);
+            // A promotion waits for the frame under way, then reads the offset.
+            if !self.link.begin_apply() {
+                return Err(Failed::Stopped);
+            }
+            let applied = self.shared.dbs.apply(changes);
+            if applied.is_ok() {
+                feed.append_verbatim(frame);
+            }
+            if !self.link.end_apply() {
+                self.shared.repl.link_stopped();
+                return Err(Failed::Stopped);
+            }
+            applied.map_err(|e| Failed::Stream(e.to_string()))?;
             self.link
                 .read_offset
                 .store(feed.end_offset(), std::sync::atomic::Ordering::Relaxed);
