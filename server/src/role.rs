@@ -49,6 +49,27 @@ pub fn refusal(gate: Gate, spec: &sessiond_protocol::cmd::CommandSpec) -> Option
     }
 }
 
+/// Stops `link`'s task changing the node: waits for a step under way (one frame), unless this
+/// thread runs in an atomic block (an EXEC with REPLICAOF), where the frame may wait for the
+/// block's shard locks; `false` then, if a step is under way.
+fn stop_applying(link: &Link) -> bool {
+    if !link.stop() {
+        return true;
+    }
+    if crate::store::Store::in_block() {
+        return false;
+    }
+    while link.applying.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// Whether `slot` holds `link`.
+fn follows(slot: &LinkSlot, link: &Arc<Link>) -> bool {
+    slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link))
+}
+
 /// A replication ID: 40 hex characters from the OS's CSPRNG.
 pub fn new_replid() -> String {
     let mut raw = [0u8; 20];
@@ -127,6 +148,10 @@ pub struct Link {
     pub read_offset: AtomicU64,
     /// Whether the attempt under way reached the stream (the backoff starts over).
     reached: AtomicBool,
+    /// Whether the link task is applying a frame of its primary (or taking its ID).
+    applying: AtomicBool,
+    /// Whether the node stopped following this link: the task applies nothing more.
+    stopped: AtomicBool,
 }
 
 impl Link {
@@ -139,7 +164,36 @@ impl Link {
             down_since_ms: AtomicU64::new(0),
             read_offset: AtomicU64::new(0),
             reached: AtomicBool::new(false),
+            applying: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the start of one step that changes the node (applying a frame, taking the
+    /// primary's ID); `false`, and the step must not run, once the node stopped following the
+    /// link. The link's task is aborted only at its next `.await`: these marks are what stop
+    /// it between frames, and what a promotion waits on.
+    pub fn begin_apply(&self) -> bool {
+        // SeqCst with `stop`'s: one of the two sees the other's store.
+        self.applying.store(true, Ordering::SeqCst);
+        if self.stopped.load(Ordering::SeqCst) {
+            self.applying.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Marks the end of the step; `false` if the node stopped following the link meanwhile
+    /// (the caller then ends, after [`Replication::link_stopped`]).
+    pub fn end_apply(&self) -> bool {
+        self.applying.store(false, Ordering::SeqCst);
+        !self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stops the task's steps; whether one is still under way.
+    fn stop(&self) -> bool {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.applying.load(Ordering::SeqCst)
     }
 
     /// Whether the attempt that just ended had reached the stream; forgets it.
@@ -227,6 +281,10 @@ pub struct Replication {
     /// Whether the node's feed carries a replication history: it synchronized from a primary,
     /// or served a replica.
     history: AtomicBool,
+    /// Whether a full synchronization's loader holds the keyspace (emptied it and has not
+    /// finished): the gate stays [`Gate::Loading`] until it has, also after a REPLICAOF that
+    /// abandoned its load, so that no client writes into a keyspace the loader still fills.
+    loader: AtomicBool,
     /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
     pub sync_full: AtomicU64,
     /// Partial resynchronizations accepted.
@@ -256,6 +314,7 @@ impl Replication {
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
             history: AtomicBool::new(false),
+            loader: AtomicBool::new(false),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -273,10 +332,12 @@ impl Replication {
         }
     }
 
-    /// The gate for the link in `slot` (not loading), stored while the caller holds the lock
-    /// of `slot`, so that a link task ending its load and a REPLICAOF never interleave.
+    /// The gate for the link in `slot` (or [`Gate::Loading`] while a loader holds the
+    /// keyspace), stored while the caller holds the lock of `slot`, so that a loader ending and
+    /// a REPLICAOF never interleave.
     fn store_gate(&self, slot: &LinkSlot) {
         let gate = match slot {
+            _ if self.loader.load(Ordering::Relaxed) => Gate::Loading,
             None => Gate::Open,
             Some(_) if self.read_only.load(Ordering::Relaxed) => Gate::ReadOnly,
             Some(_) => Gate::Writable,
@@ -288,18 +349,65 @@ impl Replication {
         self.store_gate(&lock(&self.link));
     }
 
-    /// Marks a full synchronization's load by `link` as started or ended; nothing if the node
-    /// no longer follows `link` (a REPLICAOF came meanwhile).
-    pub fn set_loading(&self, link: &Arc<Link>, loading: bool) {
+    /// Settles the gate after an attempt of `link` ended; nothing if the node no longer
+    /// follows `link` (a REPLICAOF came meanwhile).
+    pub fn settle_gate(&self, link: &Arc<Link>) {
         let slot = lock(&self.link);
-        if !slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link)) {
-            return;
-        }
-        if loading {
-            self.gate.store(Gate::Loading as u8, Ordering::Relaxed);
-        } else {
+        if follows(&slot, link) {
             self.store_gate(&slot);
         }
+    }
+
+    /// Starts the load of a full synchronization by `link`, which empties the keyspace: the
+    /// gate closes ([`Gate::Loading`]) and the node's history ends (a new replication ID and
+    /// no second one: the keyspace no longer matches any offset of the old history, so no
+    /// former sibling may continue from it). `false`, and nothing changes, if the node no
+    /// longer follows `link`.
+    pub fn begin_load(&self, link: &Arc<Link>) -> bool {
+        let slot = lock(&self.link);
+        if !follows(&slot, link) {
+            return false;
+        }
+        self.loader.store(true, Ordering::Relaxed);
+        self.store_gate(&slot);
+        drop(slot);
+        *lock(&self.ids) = Ids {
+            replid: new_replid(),
+            replid2: NO_REPLID.to_owned(),
+            second_offset: -1,
+        };
+        self.history.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Ends the load [`Replication::begin_load`] started: if it `loaded` and the node still
+    /// follows `link`, `adopt` takes the primary's ID and offset; otherwise `flush` empties
+    /// what was loaded (the load failed, or a REPLICAOF abandoned it: Redis empties the
+    /// keyspace when a load is aborted). Then the gate opens as the node's role says. Whether
+    /// it adopted.
+    pub fn end_load(
+        &self,
+        link: &Arc<Link>,
+        loaded: bool,
+        adopt: impl FnOnce(&Self),
+        flush: impl FnOnce(),
+    ) -> bool {
+        {
+            let slot = lock(&self.link);
+            if loaded && follows(&slot, link) {
+                adopt(self);
+                self.loader.store(false, Ordering::Relaxed);
+                self.store_gate(&slot);
+                return true;
+            }
+        }
+        // Outside the lock: a flush takes shard locks, which an EXEC holding REPLICAOF holds
+        // before it takes this one. The gate is closed meanwhile.
+        flush();
+        let slot = lock(&self.link);
+        self.loader.store(false, Ordering::Relaxed);
+        self.store_gate(&slot);
+        false
     }
 
     /// Turns the change feed on for replication, once: from then on the backlog keeps the
@@ -428,7 +536,9 @@ impl Replication {
             return false;
         }
         // The old link stops before the new one starts.
-        *slot = None;
+        if let Some((was, _)) = slot.take() {
+            stop_applying(&was);
+        }
         let link = Arc::new(Link::new(host, port));
         let task = start(link.clone());
         *slot = Some((link, tokio_util::task::AbortOnDropHandle::new(task)));
@@ -439,16 +549,23 @@ impl Replication {
     }
 
     /// Stops following (REPLICAOF NO ONE): a new replication ID, the old one kept as
-    /// `replid2` valid up to `offset` (the feed's), so that the former siblings resume from
-    /// this node (PSYNC2). `false` if it was a primary already.
-    pub fn promote(&self, offset: u64) -> bool {
+    /// `replid2` valid up to `offset` (the feed's, read once the link applies nothing more),
+    /// so that the former siblings resume from this node (PSYNC2). `false` if it was a
+    /// primary already.
+    pub fn promote(&self, offset: impl FnOnce() -> u64) -> bool {
         let mut slot = lock(&self.link);
         let Some(was) = slot.take() else {
             return false;
         };
-        self.store_gate(&slot);
+        // A frame still being applied inside an atomic block: the gate opens once it is in
+        // (`link_stopped`), and the offset read now may miss it (its siblings that have it
+        // then sync in full: never a continuation past what this node holds).
+        if stop_applying(&was.0) {
+            self.store_gate(&slot);
+        }
         drop(slot);
         drop(was);
+        let offset = offset();
         {
             let mut ids = lock(&self.ids);
             ids.replid2 = std::mem::replace(&mut ids.replid, new_replid());
@@ -456,6 +573,13 @@ impl Replication {
         }
         self.disconnect_replicas();
         true
+    }
+
+    /// Called by a link's task that stopped after a step the node stopped following it during:
+    /// the gate a promotion left closed opens.
+    pub fn link_stopped(&self) {
+        let slot = lock(&self.link);
+        self.store_gate(&slot);
     }
 
     /// Whether a replica asking `replid` from `offset` (Redis's: the first byte it wants) may
@@ -853,10 +977,32 @@ mod tests {
     }
 
     #[test]
+    fn promotion_waits_for_the_frame_under_way_then_reads_the_offset() {
+        let (repl, _runtime) = following();
+        let link = repl.link().expect("a link");
+        let offset = AtomicU64::new(10);
+        assert!(link.begin_apply());
+        std::thread::scope(|scope| {
+            let promoting = scope.spawn(|| repl.promote(|| offset.load(Ordering::SeqCst)));
+            // The frame goes on while the promotion waits; its offset then counts.
+            while !link.stopped.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            offset.store(20, Ordering::SeqCst);
+            assert!(!link.end_apply());
+            assert!(promoting.join().expect("promotion"));
+        });
+        assert_eq!(repl.ids().second_offset, 21);
+        assert_eq!(repl.gate(), Gate::Open);
+        // The task applies nothing more.
+        assert!(!link.begin_apply());
+    }
+
+    #[test]
     fn promotion_keeps_the_old_id_as_the_second_up_to_the_offset() {
         let (repl, _runtime) = following();
         repl.adopt("a".repeat(40).as_str(), None);
-        assert!(repl.promote(100));
+        assert!(repl.promote(|| 100));
         let ids = repl.ids();
         assert_eq!(ids.replid2, "a".repeat(40));
         assert_eq!(ids.second_offset, 101);
@@ -867,7 +1013,7 @@ mod tests {
         assert!(repl.may_continue(ids.replid.as_bytes(), 5000));
         assert!(!repl.may_continue(b"?", 1));
         // Promoting a primary changes nothing.
-        assert!(!repl.promote(200));
+        assert!(!repl.promote(|| 200));
         assert_eq!(repl.ids(), ids);
     }
 
@@ -896,13 +1042,23 @@ mod tests {
         repl.set_read_only(false);
         assert_eq!(repl.gate(), Gate::Writable);
         let link = repl.link().expect("a link");
-        repl.set_loading(&link, true);
+        let before = repl.ids().replid;
+        assert!(repl.begin_load(&link));
         assert_eq!(repl.gate(), Gate::Loading);
-        repl.set_loading(&link, false);
+        assert_ne!(repl.ids().replid, before);
+        assert!(repl.end_load(&link, true, |r| r.adopt(&"a".repeat(40), None), || {}));
         assert_eq!(repl.gate(), Gate::Writable);
+        assert_eq!(repl.ids().replid, "a".repeat(40));
+        // A promotion during a load leaves the gate closed until the loader ended, flushing.
+        assert!(repl.begin_load(&link));
+        assert!(repl.promote(|| 0));
+        assert_eq!(repl.gate(), Gate::Loading);
+        let mut flushed = false;
+        assert!(!repl.end_load(&link, true, |_| panic!("adopted"), || flushed = true));
+        assert!(flushed);
+        assert_eq!(repl.gate(), Gate::Open);
         // A load by a link the node no longer follows changes nothing.
-        assert!(repl.promote(0));
-        repl.set_loading(&link, true);
+        assert!(!repl.begin_load(&link));
         assert_eq!(repl.gate(), Gate::Open);
     }
 

@@ -436,7 +436,13 @@ pub fn offload(
         // Unregistered however the job ends, a panic included: a block left registered would
         // hold up every command on its shards.
         let _watching = Watching(&watch);
-        job(&watch)
+        // As at dispatch (`cmd::execute`), read again now the script runs: a writable
+        // replica's own writes are local, not in the feed that carries its primary's stream.
+        if shared.repl.gate() == crate::role::Gate::Writable {
+            crate::store::feed::without_recording(|| job(&watch))
+        } else {
+            job(&watch)
+        }
     }))));
     Reply {
         frame: None,

@@ -322,6 +322,20 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
     };
     // Unwatched when the transaction ends, whatever its outcome.
     let watching = ctx.conn.watch.take();
+    // The role may have changed since the commands were queued (a REPLICAOF, a full sync
+    // begun): as Redis's processCommand judges EXEC by its queued commands' flags, a write
+    // queued on a primary does not run on a read-only replica, nor anything during a load.
+    let gate = ctx.shared.repl.gate();
+    if gate != crate::role::Gate::Open {
+        let refused = queued
+            .commands
+            .iter()
+            .filter_map(|(i, _)| COMMANDS.get(*i))
+            .find_map(|spec| crate::role::refusal(gate, spec));
+        if let Some(refusal) = refused {
+            return abort(refusal).into();
+        }
+    }
     if queued.failed {
         return Frame::error("EXECABORT Transaction discarded because of previous errors.").into();
     }

@@ -16,7 +16,7 @@ pub fn replicaof(ctx: &mut Ctx<'_>, cmd: ReplicaOf) -> Frame {
     let peer = ctx.conn.client().peer;
     match cmd {
         ReplicaOf::NoOne => {
-            if shared.repl.promote(shared.dbs.feed().end_offset()) {
+            if shared.repl.promote(|| shared.dbs.feed().end_offset()) {
                 shared.dbs.set_following(false);
                 tracing::info!(%peer, "MASTER MODE enabled (user request)");
             }

@@ -212,7 +212,9 @@ fn decode(
 /// Loads a snapshot streamed by a replica's primary (see `writer::write_stream`) into `dbs`,
 /// which the caller emptied: each record is applied as it is decoded, and the count and the
 /// checksum are checked at the end. On an error `dbs` holds part of the stream; the caller
-/// empties it again. `source` names the stream in errors.
+/// empties it again. `source` names the stream in errors. Keys past their deadline on this
+/// server's clock are kept: the primary decides when they go (its deletion follows in the
+/// stream), and a later change from it may keep them alive.
 pub fn load_stream(
     mut reader: impl Read,
     source: &Path,
@@ -277,7 +279,8 @@ pub fn load_stream(
             ));
         }
         count(&mut summary, &record, now_ms);
-        dbs.keyspace(db).restore(record, now_ms);
+        // Time zero: no deadline has passed.
+        dbs.keyspace(db).restore(record, 0);
         summary.records += 1;
         offset += 4 + u64::from(len);
     }

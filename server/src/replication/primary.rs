@@ -54,6 +54,8 @@ enum Ended {
     OutputLimit,
     #[error("no acknowledgement within repl-timeout")]
     Timeout,
+    #[error("the replica read nothing of its full sync within repl-timeout")]
+    SyncTimeout,
     #[error("the snapshot for the replica failed: {0}")]
     Snapshot(String),
     #[error("killed or shutting down")]
@@ -90,6 +92,9 @@ pub async fn serve<S>(
     });
     client.set_replica();
     shared.repl.add_replica(follower.clone());
+    // Read before the sink is attached: a SWAPDB after it may come before the snapshot's walk
+    // starts, and would reach the replica twice (see `send_snapshot`).
+    let swaps = shared.dbs.swaps();
     // Attached before the answer: every frame after `start` reaches the sink.
     let (sink, start) = feed.attach_sink();
     let mut link = Served {
@@ -101,6 +106,7 @@ pub async fn serve<S>(
         decoder: RequestDecoder::new(Limits::default()),
         last_ack: Instant::now(),
         over_soft_since: None,
+        swaps,
     };
     let (mut reader, mut writer) = tokio::io::split(socket);
     let result = link.run(&mut reader, &mut writer, psync, start).await;
@@ -127,6 +133,8 @@ struct Served<'a> {
     decoder: RequestDecoder,
     last_ack: Instant,
     over_soft_since: Option<Instant>,
+    /// [`crate::store::Databases::swaps`] before the sink was attached.
+    swaps: u64,
 }
 
 impl Served<'_> {
@@ -148,7 +156,7 @@ impl Served<'_> {
             psync.offset > 0
                 && repl.may_continue(&psync.replid, psync.offset)
                 && *has <= start
-                && self.feed.read_from(*has, 0).is_ok()
+                && self.feed.starts_frame(*has)
         });
         let replid = repl.ids().replid;
         let mut position = match backlog {
@@ -238,6 +246,10 @@ impl Served<'_> {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published = self.feed.published();
         let mut stop = self.shared.shutdown_signal();
+        // When the socket last took bytes of the snapshot: a replica that stops reading is
+        // cut off after repl-timeout, as Redis's "timedout replica (full sync)", rather than
+        // holding the writer's thread and the persistence slot (no save runs meanwhile).
+        let mut progress = Instant::now();
         loop {
             if chunk.is_empty() && closed && written.is_some() {
                 break;
@@ -246,21 +258,39 @@ impl Served<'_> {
             tokio::select! {
                 next = rx.recv(), if chunk.is_empty() && !closed => match next {
                     Some(next) => {
+                        if !started {
+                            progress = Instant::now();
+                        }
                         started = true;
                         chunk = next;
                     }
                     None => closed = true,
                 },
-                _ = ping.tick(), if !started => socket.write_all(b"\n").await?,
+                _ = ping.tick() => {
+                    if !started {
+                        socket.write_all(b"\n").await?;
+                    } else if progress.elapsed() > self.shared.repl.timeout() {
+                        return Err(Ended::SyncTimeout);
+                    }
+                }
                 sent = socket.write(&chunk), if !chunk.is_empty() => {
                     let sent = sent?;
                     if sent == 0 {
                         return Err(Ended::Closed);
                     }
+                    progress = Instant::now();
                     chunk.advance(sent);
                 }
                 result = &mut writing, if written.is_none() => {
                     written = Some(result.map_err(Ended::Snapshot)?);
+                    // A SWAPDB since the sink's start is in the stream, and may be in the
+                    // snapshot too (before its walk began): applied twice, it would swap the
+                    // databases back. The sync fails as a save does; the replica tries again.
+                    if self.shared.dbs.swaps() != self.swaps {
+                        return Err(Ended::Snapshot(
+                            "a SWAPDB came during the snapshot".to_owned(),
+                        ));
+                    }
                 }
                 _ = published.changed() => {}
                 read = reader.read_buf(&mut self.input) => {

@@ -72,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
         };
         let now_ms = shared.dbs.now_ms();
         link.set_state(LinkState::Connect, now_ms);
-        shared.repl.set_loading(&link, false);
+        shared.repl.settle_gate(&link);
         match outcome {
             Err(Failed::Stopped) | Ok(()) => return,
             Err(error) => {
@@ -207,6 +207,9 @@ where
                 self.load(replid, offset).await?;
             }
             (Some("CONTINUE"), replid, _) => {
+                if !self.link.begin_apply() {
+                    return Err(Failed::Stopped);
+                }
                 if let Some(replid) = replid.filter(|id| !id.is_empty() && *id != ids.replid) {
                     repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
                     // As Redis: this node's replicas reconnect to learn the new ID (they
@@ -214,6 +217,10 @@ where
                     repl.disconnect_replicas();
                 }
                 repl.note_history();
+                if !self.link.end_apply() {
+                    repl.link_stopped();
+                    return Err(Failed::Stopped);
+                }
                 tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");
             }
             _ => return Err(Failed::Unexpected("PSYNC")),
@@ -244,25 +251,28 @@ where
     }
 
     /// Loads the snapshot that follows `+FULLRESYNC`: the keyspace emptied, the stream read
-    /// into a blocking loader through a bounded channel, the feed restarted at `offset`.
+    /// into a blocking loader through a bounded channel, the primary's ID taken and the feed
+    /// restarted at `offset`. The loader ends the load itself ([`Replication::end_load`]),
+    /// also when a REPLICAOF abandoned it meanwhile: it then empties what it loaded before
+    /// clients may write.
+    ///
+    /// [`Replication::end_load`]: crate::role::Replication::end_load
     async fn load(&mut self, replid: &str, offset: u64) -> Result<(), Failed> {
         let shared = self.shared;
         let repl = &shared.repl;
         self.link.set_state(LinkState::Sync, shared.dbs.now_ms());
-        repl.set_loading(self.link, true);
         // Replicas of this node follow a history that ends here.
         repl.disconnect_replicas();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let first = self.input.split().freeze();
         let dbs = shared.dbs.clone();
-        // Set when this attempt is dropped (another REPLICAOF, a shutdown): a loader that has
-        // not started then leaves the keyspace alone, and one cut short does not empty it
-        // again, since the node may be a primary taking writes by then.
-        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let _abandon = Abandon(abandoned.clone());
+        let loader_shared = shared.clone();
+        let link = self.link.clone();
+        let replid = replid.to_owned();
         let loading = shared.persistence.clone().exclusive(move || {
-            use std::sync::atomic::Ordering::Relaxed;
-            if abandoned.load(Relaxed) {
+            let repl = &loader_shared.repl;
+            // Not if a REPLICAOF came while the loader waited for its turn.
+            if !repl.begin_load(&link) {
                 return Err("abandoned".to_owned());
             }
             feed::without_recording(|| {
@@ -283,12 +293,22 @@ where
                 while let Ok(chunk) = reader.rx.try_recv() {
                     rest.extend_from_slice(&chunk);
                 }
-                if loaded.is_err() && !abandoned.load(Relaxed) {
-                    dbs.flush_all(false);
+                let adopted = repl.end_load(
+                    &link,
+                    loaded.is_ok(),
+                    |repl| {
+                        repl.adopt(&replid, None);
+                        dbs.feed().reset(offset);
+                        repl.note_history();
+                        after_full_sync(&loader_shared);
+                    },
+                    || dbs.flush_all(false),
+                );
+                match loaded {
+                    Ok(summary) if adopted => Ok((summary, rest)),
+                    Ok(_) => Err("abandoned".to_owned()),
+                    Err(error) => Err(error.to_string()),
                 }
-                loaded
-                    .map(|summary| (summary, rest))
-                    .map_err(|e| e.to_string())
             })
         });
         tokio::pin!(loading);
@@ -332,10 +352,6 @@ where
             rest.extend_from_slice(&chunk);
         }
         self.input = rest;
-        repl.adopt(replid, None);
-        shared.dbs.feed().reset(offset);
-        repl.note_history();
-        repl.set_loading(self.link, false);
         tracing::info!(
             records = summary.records,
             bytes = summary.bytes,
@@ -396,11 +412,19 @@ where
                 Err(error) => return Err(Failed::Stream(error.to_string())),
             };
             let frame = self.input.split_to(len).freeze();
-            self.shared
-                .dbs
-                .apply(changes)
-                .map_err(|e| Failed::Stream(e.to_string()))?;
-            feed.append_verbatim(frame);
+            // A promotion waits for the frame under way, then reads the offset.
+            if !self.link.begin_apply() {
+                return Err(Failed::Stopped);
+            }
+            let applied = self.shared.dbs.apply(changes);
+            if applied.is_ok() {
+                feed.append_verbatim(frame);
+            }
+            if !self.link.end_apply() {
+                self.shared.repl.link_stopped();
+                return Err(Failed::Stopped);
+            }
+            applied.map_err(|e| Failed::Stream(e.to_string()))?;
             self.link
                 .read_offset
                 .store(feed.end_offset(), std::sync::atomic::Ordering::Relaxed);
@@ -421,14 +445,10 @@ where
     }
 }
 
-/// Marks a load abandoned when the attempt that started it is dropped.
-struct Abandon(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for Abandon {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
+/// The hook run once a full synchronization loaded and the node took its primary's ID and
+/// offset (under the link's lock, before the gate opens): where what derives from the whole
+/// keyspace starts over from the loaded one. Nothing yet.
+fn after_full_sync(_shared: &Arc<Shared>) {}
 
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.
 struct ChunkReader {

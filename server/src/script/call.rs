@@ -312,9 +312,12 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     if writes && running.read_only {
         return rejected("Write commands are not allowed from read-only scripts.");
     }
-    if writes && running.shared.repl.gate() == crate::role::Gate::ReadOnly {
-        // As Redis: a script on a read-only replica may read, never write.
-        return failed(&format!("-{}", crate::role::READONLY));
+    if writes {
+        // As Redis: a script on a read-only replica may read, never write; nor on one that
+        // began loading a full sync while the script ran.
+        if let Some(refusal) = crate::role::refusal(running.shared.repl.gate(), spec) {
+            return failed(&format!("-{refusal}"));
+        }
     }
     if running.oom && spec.flags.contains(CommandFlags::DENYOOM) {
         return rejected("-OOM command not allowed when used memory > 'maxmemory'.");

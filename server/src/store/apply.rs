@@ -22,17 +22,17 @@ pub struct NoSuchDatabase {
 
 impl Databases {
     /// Applies one frame's changes in order (a frame is one step of the server that wrote it);
-    /// records nothing in this server's feed.
-    ///
-    /// Nothing expires while changes are applied: a key past its deadline is kept, because a
-    /// later change may move the deadline (EXPIRE again, a session used again) and must find
-    /// the key; the deletions in the stream say what went, and readers never see a key past its
-    /// deadline. (A log replayed after a downtime would otherwise lose a key whose first
-    /// deadline passed while the server was down but whose last one did not.)
+    /// records nothing in this server's feed. No key is judged expired by this server's clock:
+    /// the writer's decided what exists (a replica whose clock runs ahead would otherwise drop a
+    /// key that a later PERSIST or field change keeps alive on its primary, for good, as Redis's
+    /// `expireIfNeeded` avoids for its master's commands). Reads still hide keys past their
+    /// deadline; the writer's deletion removes them. (A log replayed after a downtime would
+    /// otherwise lose a key whose first deadline passed while the server was down but whose
+    /// last one did not.)
     pub fn apply(&self, changes: Changes) -> Result<(), NoSuchDatabase> {
         let count = self.count();
         feed::without_recording(|| {
-            // No deadline is at or before 0 but the "none" of 0 itself.
+            // Time zero: no deadline has passed.
             let now_ms = 0;
             for (db, record) in changes {
                 if usize::from(db) >= count {
@@ -54,16 +54,10 @@ impl Databases {
 
 impl Store {
     /// Applies one record (not a SWAPDB, which is [`Databases`]'s): a whole state replaces the
-    /// key, a deletion or a deadline already past removes it, a change of fields or members
-    /// changes them in place. Sessions enter and leave their user's list.
+    /// key, a deletion removes it, a change of fields or members changes them in place.
+    /// Sessions enter and leave their user's list. Keys whose deadline is before `now_ms` count
+    /// as missing ([`Databases::apply`] passes 0: none).
     pub fn apply(&self, record: Record, now_ms: u64) {
-        if record
-            .deadline_ms()
-            .is_some_and(|deadline| deadline <= now_ms)
-        {
-            self.remove(record.key(), now_ms);
-            return;
-        }
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}

@@ -293,6 +293,19 @@ impl Feed {
         (state.end - state.backlog_bytes, state.backlog_bytes)
     }
 
+    /// Whether the backlog holds `offset` as the start of a frame, or it is the end: where a
+    /// replica holding the stream up to `offset` may resume (one inside a frame would apply
+    /// half a frame).
+    pub fn starts_frame(&self, offset: u64) -> bool {
+        let state = self.state();
+        offset == state.end
+            || (offset >= state.end - state.backlog_bytes
+                && state
+                    .backlog
+                    .binary_search_by_key(&offset, |(o, _)| *o)
+                    .is_ok())
+    }
+
     /// The published stream from `offset` on, at most about `max_bytes` (whole frames but the
     /// first, which may start mid-frame); empty when `offset` is the end. [`Gone`] when
     /// `offset` fell out of the backlog or is beyond the end.

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use redis::{Commands, Connection, Value};
 use sessiond::store::{Keyspaces, Record};
-use sessiond::{Clock, Config};
+use sessiond::Config;
 use sessiond_tests::redis_calls::error_of;
-use sessiond_tests::{info_field, info_number, TestServer, CLOCK_START_MS};
+use sessiond_tests::{info_field, info_number, TestServer};
 
 /// `REPLICAOF` the server `primary`, from `replica`.
 fn follow(replica: &TestServer, primary: &TestServer) {
@@ -39,17 +39,20 @@ fn wait_for(primary: &TestServer, replicas: i64) {
 }
 
 /// Polls `server`'s INFO replication until `ready` holds for it (a state, not a time: the
-/// bound only keeps a broken build from hanging).
+/// bound on the attempts only keeps a broken build from hanging). A pause between polls
+/// leaves the core to the servers.
 fn until(server: &TestServer, ready: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    const ATTEMPTS: u32 = 6000;
+    for _ in 0..ATTEMPTS {
         let info = server.info("replication");
         if ready(&info) {
             return info;
         }
-        assert!(Instant::now() < deadline, "never reached:\n{info}");
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(5));
     }
+    let info = server.info("replication");
+    assert!(ready(&info), "never reached:\n{info}");
+    info
 }
 
 /// Every key of every database, each record normalised: fields and members sorted, a
@@ -234,30 +237,61 @@ fn a_full_sync_copies_every_type_then_the_stream_follows() {
     assert!(keyspace(&replica).is_empty());
 }
 
+/// A primary and a replica, each on its own manual clock (both at the same start).
+fn on_own_clocks() -> (TestServer, TestServer) {
+    let primary = TestServer::with_manual_clock();
+    let replica = TestServer::with_manual_clock();
+    follow(&replica, &primary);
+    (primary, replica)
+}
+
 #[test]
 fn the_replica_deletes_an_expired_key_when_the_primary_says_so() {
-    let (clock, manual) = Clock::manual(CLOCK_START_MS);
-    let mut primary = TestServer::with_config(Config {
-        clock: clock.clone(),
-        ..Config::default()
-    });
-    primary.clock = Some(manual);
-    let replica = TestServer::with_config(Config {
-        clock,
-        ..Config::default()
-    });
-    follow(&replica, &primary);
+    let (primary, replica) = on_own_clocks();
     let mut p = primary.client();
     let _: () = p.pset_ex("short", "v", 1000).expect("reply");
     let _: () = p.set("stays", "v").expect("reply");
     wait_for(&primary, 1);
     assert_eq!(replica.stored_keys(), 2);
-    // The replica runs no expiry of its own: the primary's expiry reaches it as a deletion.
-    primary.advance(2000);
-    wait_for(&primary, 1);
-    assert_eq!(replica.stored_keys(), 1);
+    // The replica's clock passes the deadline first: reads hide the key, but it stays stored,
+    // as the replica runs no expiry of its own.
+    replica.clock.as_ref().expect("manual clock").advance(2000);
     let mut r = replica.client();
     assert!(!r.exists::<_, bool>("short").expect("reply"));
+    let _: () = p.set("later", "v").expect("reply");
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 3);
+    // The primary's expiry reaches it as a deletion.
+    primary.advance(2000);
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 2);
+    assert!(!r.exists::<_, bool>("short").expect("reply"));
+    assert_same(&primary, &replica);
+}
+
+#[test]
+fn a_change_the_replica_applies_after_its_own_deadline_keeps_the_key() {
+    let (primary, replica) = on_own_clocks();
+    let mut p = primary.client();
+    let _: () = p
+        .hset_multiple("h", &[("f1", "a"), ("f2", "b")])
+        .expect("reply");
+    let _: () = p.pexpire("h", 1000).expect("reply");
+    let _: () = p.pset_ex("k", "v", 1000).expect("reply");
+    wait_for(&primary, 1);
+    // The replica's clock runs ahead, past both deadlines, before the changes that keep the
+    // keys alive on the primary arrive.
+    replica.clock.as_ref().expect("manual clock").advance(5000);
+    let _: () = p.hset("h", "f3", "x").expect("reply");
+    let _: () = p.persist("h").expect("reply");
+    let _: () = p.expire("k", 3600).expect("reply");
+    wait_for(&primary, 1);
+    let mut r = replica.client();
+    let fields: std::collections::BTreeMap<String, String> = r.hgetall("h").expect("reply");
+    assert_eq!(fields.len(), 3, "{fields:?}");
+    assert_eq!(r.ttl::<_, i64>("h").expect("reply"), -1);
+    let ttl: i64 = r.ttl("k").expect("reply");
+    assert!(ttl > 3000, "{ttl}");
     assert_same(&primary, &replica);
 }
 
@@ -274,7 +308,13 @@ fn a_killed_link_resumes_with_a_partial_resync() {
         .query(&mut p)
         .expect("reply");
     assert_eq!(killed, 1);
+    // CLIENT KILL closes the link asynchronously: the write must come once it is closed, or
+    // it could travel on the old link.
+    until(&primary, |info| info_number(info, "connected_slaves") == 0);
+    let before = info_number(&primary.info("replication"), "master_repl_offset");
     let _: () = p.set("meanwhile", "2").expect("reply");
+    let after = info_number(&primary.info("replication"), "master_repl_offset");
+    assert!(after > before, "{before} {after}");
     wait_for(&primary, 1);
     assert_same(&primary, &replica);
     let stats = primary.info("stats");
@@ -386,6 +426,46 @@ fn a_replica_refuses_writes_but_reads() {
     let value: String = r.get("k").expect("reply");
     assert_eq!(value, "w");
     assert!(!p.exists::<_, bool>("local").expect("reply"));
+}
+
+#[test]
+fn a_transaction_queued_before_a_demotion_is_refused_at_exec() {
+    let primary = TestServer::start();
+    let node = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = node.connect(resp3);
+        let _: () = redis::cmd("MULTI").query(&mut con).expect("reply");
+        let queued: String = redis::cmd("SET")
+            .arg(&["k", "v"])
+            .query(&mut con)
+            .expect("reply");
+        assert_eq!(queued, "QUEUED");
+        follow(&node, &primary);
+        until(&node, |info| info.contains("master_link_status:up"));
+        // As Redis: the queued write is not run on what is now a read-only replica.
+        assert_eq!(
+            error_of(&mut con, "EXEC", &[]),
+            "EXECABORT Transaction discarded because of: READONLY You can't write against a \
+             read only replica."
+        );
+        // The transaction is over.
+        assert_eq!(error_of(&mut con, "EXEC", &[]), "ERR EXEC without MULTI");
+        let _: () = redis::cmd("REPLICAOF")
+            .arg(&["NO", "ONE"])
+            .query(&mut con)
+            .expect("reply");
+    }
+    // Nothing of its own entered the stream it passes on: its offset is its primary's.
+    follow(&node, &primary);
+    let mut p = primary.client();
+    let _: () = p.set("after", "1").expect("reply");
+    wait_for(&primary, 1);
+    let offset = info_number(&primary.info("replication"), "master_repl_offset");
+    let info = until(&node, |info| {
+        info_number(info, "master_repl_offset") == offset
+    });
+    assert_eq!(info_number(&info, "slave_repl_offset"), offset);
+    assert!(!node.client().exists::<_, bool>("k").expect("reply"));
 }
 
 #[test]
@@ -682,6 +762,35 @@ fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
 }
 
 #[test]
+fn a_replica_that_stops_reading_its_full_sync_is_cut_off_after_repl_timeout() {
+    use std::io::Write;
+    let primary = TestServer::start();
+    let mut p = primary.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "repl-timeout", "1"])
+        .query(&mut p)
+        .expect("CONFIG SET");
+    // A snapshot far larger than the sockets' buffers.
+    let value = "v".repeat(4096);
+    for i in 0..4000 {
+        let _: () = p.set(format!("k{i}"), &value).expect("SET");
+    }
+    // A replica that asks for a full sync and reads nothing of it, while the primary is idle
+    // (its output buffer does not grow: the output limit never cuts it off).
+    let mut stalled = std::net::TcpStream::connect(primary.addr).expect("connect");
+    stalled.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    until(&primary, |info| info_number(info, "connected_slaves") == 1);
+    until(&primary, |info| info_number(info, "connected_slaves") == 0);
+    // The persistence slot is free again: a save runs.
+    let saved: redis::RedisResult<String> = redis::cmd("SAVE").query(&mut p);
+    assert!(
+        !matches!(&saved, Err(e) if e.is_timeout()),
+        "SAVE waited: {saved:?}"
+    );
+    drop(stalled);
+}
+
+#[test]
 fn config_get_and_set_the_replication_settings() {
     let server = TestServer::start();
     for resp3 in [false, true] {
@@ -852,6 +961,8 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
         info_number(info, "master_sync_in_progress") == 1
     });
     assert_eq!(info_field(&info, "master_link_status"), "down");
+    // Once the loader empties the keyspace.
+    poll_loading(&mut replica.client(), true, &["GET", "old"]).expect_err("LOADING");
     for resp3 in [false, true] {
         let mut con = replica.connect(resp3);
         assert_eq!(
@@ -879,6 +990,110 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     let mut con = replica.client();
     let old: Option<String> = con.get("old").expect("GET");
     assert_eq!(old, None);
+}
+
+/// Sends `args` on `con`, polling a bounded number of times until the reply is not
+/// `LOADING` (or, with `loading`, until it is); the last reply.
+fn poll_loading(con: &mut Connection, loading: bool, args: &[&str]) -> redis::RedisResult<Value> {
+    let mut reply = Ok(Value::Nil);
+    for _ in 0..6000 {
+        reply = redis::cmd(args[0]).arg(&args[1..]).query::<Value>(con);
+        let is_loading = matches!(&reply, Err(e) if e.code() == Some("LOADING"));
+        if is_loading == loading {
+            return reply;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("{args:?} still {reply:?}");
+}
+
+#[test]
+fn a_promotion_during_a_full_sync_empties_the_half_loaded_keyspace() {
+    use std::io::{Read, Write};
+    // A real snapshot's start, taken from a primary with enough keys that it spans chunks.
+    let source = TestServer::start();
+    let mut s = source.client();
+    for i in 0..200 {
+        let _: () = s.set(format!("k{i}"), "v".repeat(50)).expect("SET");
+    }
+    let mut taken = std::net::TcpStream::connect(source.addr).expect("connect");
+    taken
+        .set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    taken.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    let mut stream = Vec::new();
+    let line_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = taken.read(&mut chunk).expect("the snapshot");
+        assert!(n > 0, "the source hung up");
+        stream.extend_from_slice(&chunk[..n]);
+        if let Some(end) = stream.windows(2).position(|w| w == b"\r\n") {
+            if stream.len() >= end + 2 + 3000 {
+                break end + 2;
+            }
+        }
+    };
+    let prefix = &stream[line_end..line_end + 2000];
+    // A primary that answers the handshake, sends that start and holds.
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = r.set("old", "data").expect("SET");
+    let before = info_field(&replica.info("replication"), "master_replid");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, _) = primary.accept().expect("the replica connects");
+    link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    let mut heard = Vec::new();
+    let mut answered = 0;
+    while !String::from_utf8_lossy(&heard).contains("PSYNC") {
+        let mut chunk = [0u8; 1024];
+        let n = link.read(&mut chunk).expect("the handshake");
+        assert!(n > 0, "the replica hung up");
+        heard.extend_from_slice(&chunk[..n]);
+        let asked = String::from_utf8_lossy(&heard).matches("REPLCONF").count();
+        while answered < asked {
+            link.write_all(b"+OK\r\n").expect("answer");
+            answered += 1;
+        }
+    }
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\n");
+    answer.extend_from_slice(prefix);
+    link.write_all(&answer).expect("answer");
+    poll_loading(&mut r, true, &["GET", "old"]).expect_err("LOADING");
+    // Part of the snapshot is in: more than the one key before (which the load's start
+    // removed before it restored any).
+    for _ in 0..6000 {
+        if replica.stored_keys() > 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(replica.stored_keys() > 1);
+    // A failover promotes the replica mid-load.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut r)
+        .expect("REPLICAOF NO ONE");
+    let size = poll_loading(&mut r, false, &["DBSIZE"]).expect("DBSIZE");
+    // Nothing half-loaded is left under the new history, and nothing of the old one (its
+    // data went at the load's start): no sibling may continue from this keyspace.
+    assert_eq!(size, Value::Int(0));
+    let _: () = r.set("new", "1").expect("SET");
+    let size: i64 = redis::cmd("DBSIZE").query(&mut r).expect("DBSIZE");
+    assert_eq!(size, 1);
+    let info = replica.info("replication");
+    assert_eq!(info_field(&info, "role"), "master");
+    assert_ne!(info_field(&info, "master_replid2"), before);
+    assert_ne!(info_field(&info, "master_replid"), before);
+    drop(link);
 }
 
 #[test]
@@ -921,10 +1136,12 @@ fn a_partial_resync_needs_the_id_and_an_offset_the_backlog_still_holds() {
     assert_eq!(psync(&replid, end + 1), format!("CONTINUE {replid}"));
     // Another history: a full one.
     assert!(psync(&"f".repeat(40), end + 1).starts_with("FULLRESYNC "));
+    // Inside the last frame (a SET's, longer than a byte): a full one, not half a frame.
+    assert!(psync(&replid, end).starts_with("FULLRESYNC "));
     let stats = primary.info("stats");
-    assert_eq!(info_number(&stats, "sync_full"), 3, "{stats}");
+    assert_eq!(info_number(&stats, "sync_full"), 4, "{stats}");
     assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
-    assert_eq!(info_number(&stats, "sync_partial_err"), 2, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_err"), 3, "{stats}");
 }
 
 #[test]
