@@ -754,6 +754,19 @@ impl Aof {
 
     /// One turn of the writer.
     fn turn(&self, state: &mut WriterState, start: u64, chunks: Vec<Bytes>, fsync: Fsync) {
+        // A replica's full sync restarts the feed at its primary's offset (`Feed::reset`):
+        // what the writer holds belongs to the keyspace the sync replaced (the sync schedules
+        // a rewrite), and its position follows the stream's.
+        let held: u64 = state.retry.iter().map(|f| f.len() as u64).sum();
+        let expected = if state.retry.is_empty() {
+            self.written.load(Ordering::SeqCst)
+        } else {
+            state.retry_at + held
+        };
+        if start != expected {
+            state.retry.clear();
+            self.written.store(start, Ordering::SeqCst);
+        }
         let mut pending = std::mem::take(&mut state.retry);
         let at = if pending.is_empty() {
             start

@@ -446,9 +446,16 @@ where
 }
 
 /// The hook run once a full synchronization loaded and the node took its primary's ID and
-/// offset (under the link's lock, before the gate opens): where what derives from the whole
-/// keyspace starts over from the loaded one. Nothing yet.
-fn after_full_sync(_shared: &Arc<Shared>) {}
+/// offset (under the link's lock, before the gate opens): what derives from the whole keyspace
+/// starts over from the loaded one. The append-only log holds the old keyspace's history and
+/// not the loaded one, so it is rewritten (a new base from the keyspace), as Redis restarts its
+/// log after a sync. Until the rewrite is done a restart loads the old data, then syncs in full
+/// again (a restarted replica has no history to continue).
+fn after_full_sync(shared: &Arc<Shared>) {
+    if let Some(aof) = shared.persistence.aof() {
+        aof.schedule_rewrite();
+    }
+}
 
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.
 struct ChunkReader {

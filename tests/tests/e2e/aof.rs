@@ -638,3 +638,53 @@ fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
     let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
     assert_eq!(destroyed, 1);
 }
+
+/// A replica's log after a full sync: the log held the replica's old keyspace, not the one it
+/// loaded from its primary, so the sync rewrites it. Killed afterwards and restarted alone,
+/// the replica has the primary's data and what the stream brought since, not its old keys.
+#[test]
+fn a_replica_rewrites_its_log_after_a_full_sync() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    for i in 0..50 {
+        let _: () = call(&mut p, &[b"SET", format!("key:{i}").as_bytes(), b"v"]);
+    }
+    let id: Vec<u8> = call(&mut p, &[b"SESSION.CREATE", b"USER", b"ada"]);
+
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--appendfsync", "always"]);
+    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    let _: () = call(&mut r, &[b"SET", b"before-the-sync", b"1"]);
+    let rewrites = info_number(&info(&mut r), "aof_rewrites");
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    wait_until("the replica's link up and its log rewritten", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        let persistence = info(&mut r);
+        info_field(&replication, "master_link_status") == "up"
+            && info_number(&persistence, "aof_rewrites") > rewrites
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let _: () = call(&mut p, &[b"SET", b"after-the-sync", b"1"]);
+    let replicas: i64 = call(&mut p, &[b"WAIT", b"1", b"0"]);
+    assert_eq!(replicas, 1);
+    let before = keyspace(&mut r);
+    assert_eq!(
+        before.len(),
+        52,
+        "the primary's 50 keys, its session and the later key"
+    );
+    replica.signal_and_wait("KILL");
+
+    // Alone: the restarted replica follows no primary (it was not started with --replicaof).
+    let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(true);
+    assert_same(&keyspace(&mut r), &before);
+    let listed: Vec<Vec<u8>> = call(&mut r, &[b"SESSION.LIST", b"ada"]);
+    assert_eq!(listed, vec![id]);
+    let old: Option<String> = call(&mut r, &[b"GET", b"before-the-sync"]);
+    assert_eq!(old, None, "the keyspace the sync replaced");
+}
