@@ -1,0 +1,222 @@
+//! `redis+sentinel://` against a real `redis-sentinel` watching real `redis-server` nodes (the
+//! client's logic on its own; the failover of sessiond nodes is the e2e `sentinel` module's):
+//! the primary is found through the sentinel and checked with ROLE, a write that gets READONLY
+//! is sent again to the new primary, and a dead primary's successor is found. Skipped, saying
+//! why, where redis-server or redis-sentinel is missing (`.ci/run` installs both).
+
+use std::time::Duration;
+
+use sessiond_client::{Client, ErrorKind};
+use sessiond_tests::sentinel::{installed, poll, primary_port, role, RedisProcess, Scratch};
+
+const MASTER: &str = "sessions";
+
+/// A scratch directory, or `None` (with the reason printed) where Redis is missing.
+fn scratch() -> Option<Scratch> {
+    if !(installed("redis-server") && installed("redis-sentinel")) {
+        eprintln!("skipped: redis-server or redis-sentinel is not installed");
+        return None;
+    }
+    Some(Scratch::new("client-sentinel"))
+}
+
+/// A primary, its replica (in sync), and one sentinel that never fails over on its own.
+fn cluster(dir: &Scratch) -> (RedisProcess, RedisProcess, RedisProcess) {
+    let primary = RedisProcess::server(dir.path(), &[]);
+    let port = primary.port.to_string();
+    let replica = RedisProcess::server(dir.path(), &["--replicaof", "127.0.0.1", &port]);
+    let sentinel = RedisProcess::sentinel(
+        dir.path(),
+        MASTER,
+        primary.port,
+        1,
+        &["down-after-milliseconds 60000", "failover-timeout 10000"],
+    );
+    (primary, replica, sentinel)
+}
+
+async fn connect(sentinel: &RedisProcess) -> Client {
+    Client::builder()
+        .node(format!(
+            "redis+sentinel://127.0.0.1:{}/{MASTER}",
+            sentinel.port
+        ))
+        .command_timeout(Duration::from_secs(10))
+        .pool_size(2)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Waits until the primary's writes so far are on its replica.
+fn replicated(primary: &RedisProcess) {
+    let mut connection = primary.connect();
+    poll("the replica acknowledges", 400, || {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(50)
+            .query(&mut connection)
+            .ok()?;
+        (acked == 1).then_some(())
+    });
+}
+
+fn get(node: &RedisProcess, key: &str) -> Option<String> {
+    redis::cmd("GET")
+        .arg(key)
+        .query(&mut node.connect())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_write_refused_with_readonly_goes_to_the_new_primary() {
+    let Some(dir) = scratch() else { return };
+    let (old, new, sentinel) = cluster(&dir);
+    let client = connect(&sentinel).await;
+    client.set("a", "1").await.unwrap();
+    assert_eq!(get(&old, "a").as_deref(), Some("1"));
+    replicated(&old);
+
+    // Swap the roles by hand (REPLICAOF leaves the client's connections open, unlike
+    // Sentinel's failover) and point the sentinel at the new primary.
+    let mut to_new = new.connect();
+    let mut to_old = old.connect();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut to_new)
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(new.port)
+        .query(&mut to_old)
+        .unwrap();
+    let mut to_sentinel = sentinel.connect();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("REMOVE")
+        .arg(MASTER)
+        .query(&mut to_sentinel)
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg(MASTER)
+        .arg("127.0.0.1")
+        .arg(new.port)
+        .arg(1)
+        .query(&mut to_sentinel)
+        .unwrap();
+
+    // The old primary answers READONLY; the client asks the sentinel again and the write runs
+    // on the new one, once.
+    client.set("b", "2").await.unwrap();
+    assert_eq!(get(&new, "b").as_deref(), Some("2"));
+    assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    let calls: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut to_new)
+        .unwrap();
+    assert!(calls.contains("cmdstat_set:calls=1,"), "{calls}");
+}
+
+#[tokio::test]
+async fn follows_a_failover_run_by_sentinel() {
+    let Some(dir) = scratch() else { return };
+    let (old, new, sentinel) = cluster(&dir);
+    let client = connect(&sentinel).await;
+    client.set("a", "1").await.unwrap();
+    replicated(&old);
+
+    let mut to_sentinel = sentinel.connect();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(MASTER)
+        .query(&mut to_sentinel)
+        .unwrap();
+    poll("the sentinel names the new primary", 600, || {
+        (primary_port(&mut to_sentinel, MASTER)? == new.port).then_some(())
+    });
+    poll("the old primary follows the new one", 600, || {
+        (role(&mut old.connect())? == "slave").then_some(())
+    });
+
+    // Sentinel closed the client's connections to both nodes: the next commands reconnect to
+    // the primary the sentinel names.
+    client.set("b", "2").await.unwrap();
+    assert_eq!(get(&new, "b").as_deref(), Some("2"));
+    assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+}
+
+#[tokio::test]
+async fn finds_the_successor_of_a_dead_primary() {
+    let Some(dir) = scratch() else { return };
+    let (mut old, new, sentinel) = cluster(&dir);
+    let client = connect(&sentinel).await;
+    client.set("a", "1").await.unwrap();
+    replicated(&old);
+
+    old.kill9();
+    let mut to_sentinel = sentinel.connect();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(MASTER)
+        .query(&mut to_sentinel)
+        .unwrap();
+    poll("the replica is promoted", 600, || {
+        let named = primary_port(&mut to_sentinel, MASTER)? == new.port;
+        (named && role(&mut new.connect())? == "master").then_some(())
+    });
+
+    // The connections to the dead primary are broken: the client asks the sentinel again.
+    assert_eq!(client.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    client.set("b", "2").await.unwrap();
+    assert_eq!(get(&new, "b").as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn refuses_what_is_not_the_primary() {
+    let Some(dir) = scratch() else { return };
+    let (_primary, replica, _sentinel) = cluster(&dir);
+
+    // A sentinel that names a replica (as one that has not seen a failover yet would): ROLE
+    // says it is not the primary, and nothing is sent to it.
+    let stale = RedisProcess::sentinel(
+        dir.path(),
+        MASTER,
+        replica.port,
+        1,
+        &["down-after-milliseconds 60000"],
+    );
+    let error = Client::builder()
+        .node(format!(
+            "redis+sentinel://127.0.0.1:{}/{MASTER}",
+            stale.port
+        ))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connection, "{error}");
+    assert!(error.to_string().contains("not the primary"), "{error}");
+
+    // A name no sentinel monitors, and a sentinel that is down: each sentinel's answer.
+    let unknown = Client::builder()
+        .node(format!("redis+sentinel://127.0.0.1:{}/nobody", stale.port))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.kind(), ErrorKind::Connection, "{unknown}");
+    assert!(
+        unknown.to_string().contains("does not monitor it"),
+        "{unknown}"
+    );
+    let down = sessiond_tests::sentinel::free_port();
+    let nobody = Client::builder()
+        .node(format!(
+            "redis+sentinel://127.0.0.1:{down},127.0.0.1:{}/x",
+            stale.port
+        ))
+        .connect()
+        .await
+        .unwrap_err();
+    let message = nobody.to_string();
+    assert!(message.contains(&format!("127.0.0.1:{down}")), "{message}");
+}
