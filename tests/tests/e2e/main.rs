@@ -23,6 +23,7 @@ mod pubsub;
 mod rename;
 mod scripting;
 mod security;
+mod sentinel;
 mod service;
 mod sessions;
 mod sets;
