@@ -35,6 +35,8 @@ pub struct ClientState {
     names: Mutex<Names>,
     /// Set by CLIENT KILL; the connection closes at its next wait for input.
     killed: AtomicBool,
+    /// Whether the connection is a replica's link (after its PSYNC): `CLIENT KILL TYPE replica`.
+    replica: AtomicBool,
     /// Set by CONFIG SET timeout: a connection waiting for input starts its wait again, under
     /// the new timeout.
     retimed: AtomicBool,
@@ -52,6 +54,16 @@ struct Names {
 }
 
 impl ClientState {
+    /// Marks the connection as a replica's link.
+    pub fn set_replica(&self) {
+        self.replica.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether CLIENT KILL picked the connection.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
     /// Asks the connection to close (CLIENT KILL): once the batch it runs has its replies
     /// written, or at once if it waits for input.
     pub fn kill(&self) {
@@ -141,9 +153,9 @@ impl ClientState {
                 .iter()
                 .any(|n| n.load(Ordering::Relaxed) != 0);
             let is = match kind {
-                ClientType::Normal => !pubsub,
+                ClientType::Normal => !pubsub && !self.replica.load(Ordering::Relaxed),
                 ClientType::Pubsub => pubsub,
-                ClientType::Replication => false,
+                ClientType::Replication => self.replica.load(Ordering::Relaxed),
             };
             if !is {
                 return false;
@@ -240,7 +252,13 @@ impl ClientState {
             names.name,
             age.as_secs(),
             idle_s,
-            if subs.iter().any(|&n| n != 0) { "P" } else { "N" },
+            if self.replica.load(Ordering::Relaxed) {
+                "S"
+            } else if subs.iter().any(|&n| n != 0) {
+                "P"
+            } else {
+                "N"
+            },
             self.db.load(Ordering::Relaxed),
             subs[0],
             subs[1],
@@ -291,6 +309,7 @@ impl Clients {
             subscriptions: Default::default(),
             names: Mutex::new(Names::default()),
             killed: AtomicBool::new(false),
+            replica: AtomicBool::new(false),
             retimed: AtomicBool::new(false),
             kill_waker: AtomicWaker::new(),
         });

@@ -145,6 +145,9 @@ pub struct Config {
     pub log_level: String,
     /// The log line format.
     pub log_format: LogFormat,
+    /// Replication: the primary to follow, the link's credentials and TLS, the replica's
+    /// behaviour.
+    pub replication: crate::replication::Settings,
     /// Where the config file came from, if any (INFO reports it).
     pub config_file: Option<PathBuf>,
     /// The clock; tests pass a manual one.
@@ -190,6 +193,7 @@ impl Default for Config {
             stop_writes_on_bgsave_error: true,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
+            replication: crate::replication::Settings::default(),
             config_file: None,
             clock: Clock::system(),
         }
@@ -315,6 +319,18 @@ impl RawConfig {
             Some((tls_port, files)) => Some(TlsConfig::load(tls_port, files)?),
             None => None,
         };
+        let replication = crate::replication::Settings::from_settings(
+            crate::replication::RawSettings {
+                replicaof: self.replicaof,
+                masteruser: self.masteruser,
+                masterauth: self.masterauth,
+                read_only: self.replica_read_only.map(|YesNo(yes)| yes),
+                priority: self.replica_priority,
+                timeout: self.repl_timeout.map(|PositivePeriod(period)| period),
+                tls_replication: self.tls_replication.is_some_and(|YesNo(yes)| yes),
+            },
+            tls.as_ref(),
+        )?;
         let max_auth_failures = match self.max_auth_failures {
             None => defaults.max_auth_failures,
             Some(count) => range("max-auth-failures", count, 0, u64::from(u32::MAX))? as u32,
@@ -347,6 +363,7 @@ impl RawConfig {
         Ok(Config {
             bind,
             port,
+            replication,
             tls,
             metrics_port: self.metrics_port,
             metrics_bind: self

@@ -93,6 +93,20 @@ where
             break end;
         }
     };
+    if end == End::Replicate {
+        let Connection {
+            socket,
+            mut state,
+            mut local,
+            input,
+            ..
+        } = connection;
+        shared.stats.absorb(&mut local);
+        if let Some((hello, psync)) = state.take_psync() {
+            crate::replication::primary::serve(shared, socket, client, hello, psync, input).await;
+        }
+        return;
+    }
     connection.close(end).await;
 }
 
@@ -114,6 +128,8 @@ enum End {
     /// The socket is just dropped: the peer is gone, does not read, or is over its output
     /// limits.
     Abrupt,
+    /// The connection becomes a replica's link (PSYNC): the socket is handed over.
+    Replicate,
 }
 
 /// What [`Connection::decode_ahead`] left in the input.
@@ -295,6 +311,9 @@ where
         };
         self.flush().await?;
         self.shared.stats.absorb(&mut self.local);
+        if then == Then::Replicate {
+            return Err(End::Replicate);
+        }
         if then != Then::Continue {
             return Err(End::Orderly);
         }
@@ -367,6 +386,20 @@ where
                 }
                 Then::Pending => {
                     self.run_pending().await?;
+                    self.local.start_timing();
+                }
+                Then::Wait(wait) => {
+                    // WAIT: the replies so far go out, then the connection (not the thread)
+                    // waits for the replicas.
+                    self.flush().await?;
+                    let shared = self.shared;
+                    let mut reply = None;
+                    self.interruptible(async { reply = Some(wait.run(&shared.repl).await) })
+                        .await?;
+                    if let Some(reply) = reply {
+                        reply.encode(self.state.version(), &mut self.output);
+                    }
+                    self.clock.stale();
                     self.local.start_timing();
                 }
                 Then::Sleep(duration) => {

@@ -44,6 +44,7 @@ pub mod pause;
 pub mod persist;
 pub mod process;
 pub mod pubsub;
+pub mod replication;
 pub mod script;
 pub mod script_cache;
 pub mod server;

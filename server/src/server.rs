@@ -318,6 +318,10 @@ impl Server {
                 }
             }))
         };
+        // `--replicaof`: the link starts with the server.
+        if let Some((host, port)) = shared.config.replication.replicaof.clone() {
+            crate::cmd::replication::follow(&shared, host, port);
+        }
         // Once the sender is gone, no signal will come: the branch is turned off.
         let mut signals_open = true;
         loop {

@@ -59,6 +59,8 @@ pub struct Shared {
     pub scripts: crate::script_cache::Scripts,
     /// Pub/sub: every subscription, and PUBLISH's delivery.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Replication: the role, the replicas served, the link to a primary.
+    pub repl: crate::replication::Replication,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -128,6 +130,7 @@ impl Shared {
             scripts: crate::script_cache::Scripts::default(),
             // One hub for PUBLISH and the store's events (`Notifier`).
             pubsub: Arc::clone(dbs.notifier().hub()),
+            repl: crate::replication::Replication::new(&config.replication),
             config,
             dbs,
             clients: Clients::default(),

@@ -185,6 +185,40 @@ impl TlsConfig {
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.server_config.clone())
     }
+
+    /// The client side of a replica's link to its primary's TLS port (`tls-replication`): it
+    /// trusts `tls-ca-cert-file` and presents this node's certificate, as Redis's replicas do.
+    pub fn replication_connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let Some(ca_file) = &self.files.ca_cert_file else {
+            return Err(TlsError::new(
+                "tls-replication",
+                Path::new("yes"),
+                "verifying the primary's certificate needs --tls-ca-cert-file",
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs("tls-ca-cert-file", ca_file)? {
+            roots.add(cert).map_err(|error| {
+                TlsError::new(
+                    "tls-ca-cert-file",
+                    ca_file,
+                    format!("not a usable CA certificate: {error}"),
+                )
+            })?;
+        }
+        let certs = read_certs("tls-cert-file", &self.files.cert_file)?;
+        let key = read_key(&self.files.key_file)?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| {
+                TlsError::new("tls-cert-file", &self.files.cert_file, error.to_string())
+            })?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .map_err(|error| key_error(&self.files, &error))?;
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
 }
 
 fn read_certs(

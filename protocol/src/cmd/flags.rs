@@ -77,6 +77,8 @@ name_set! {
         PUBSUB = 16, "pubsub";
         /// `noscript`: not allowed in scripts.
         NOSCRIPT = 4, "noscript";
+        /// `blocking`: may block the client (WAIT).
+        BLOCKING = 19, "blocking";
         /// `loading`: allowed while the dataset loads.
         LOADING = 5, "loading";
         /// `stale`: allowed on a replica with stale data.
@@ -91,6 +93,8 @@ name_set! {
         NO_AUTH = 8, "no_auth";
         /// `may_replicate`: may produce replication traffic (PUBLISH).
         MAY_REPLICATE = 17, "may_replicate";
+        /// `sentinel`: also a command of Redis Sentinel (ROLE).
+        SENTINEL = 20, "sentinel";
         /// `no_mandatory_keys`: may be given no key (EVAL with numkeys 0).
         NO_MANDATORY_KEYS = 14, "no_mandatory_keys";
         /// `no_async_loading`: not allowed while loading asynchronously.

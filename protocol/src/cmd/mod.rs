@@ -31,6 +31,7 @@ mod move_;
 mod mset;
 mod pubsub;
 mod rename;
+mod replication;
 mod scan;
 mod session_create;
 mod session_destroyall;
@@ -73,6 +74,7 @@ pub use move_::Move;
 pub use mset::MSet;
 pub use pubsub::{Publish, Pubsub, Subscription, SubscriptionKind};
 pub use rename::Rename;
+pub use replication::{Psync, ReplConf, ReplConfOption, ReplicaOf, Wait, MAX_REPLICA_ADDRESS};
 pub use scan::Scan;
 pub use session_create::SessionCreate;
 pub use session_destroyall::SessionDestroyAll;
@@ -277,6 +279,16 @@ pub enum Command {
     SessionCount(UserOnly),
     /// `SESSION.DESTROYALL user [EXCEPT id]`.
     SessionDestroyAll(SessionDestroyAll),
+    /// `REPLICAOF host port | NO ONE` and its alias `SLAVEOF`.
+    ReplicaOf(ReplicaOf),
+    /// `ROLE`.
+    Role,
+    /// `REPLCONF option value [...]`.
+    ReplConf(ReplConf),
+    /// `PSYNC replicationid offset` and `SYNC`.
+    Psync(Psync),
+    /// `WAIT numreplicas timeout`.
+    Wait(Wait),
 }
 
 type Parser = fn(&mut Args) -> Result<Command, CommandError>;
@@ -672,6 +684,24 @@ pub static COMMANDS: &[CommandSpec] = &[
         "A container for memory diagnostics commands.", |a| Ok(Command::Memory(Memory::parse(a)?))),
     spec!("debug", -2, [ADMIN, NOSCRIPT, LOADING, STALE, PROTECTED], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
         "A container for debugging commands.", |a| Ok(Command::Debug(Debug::parse(a)?))),
+    spec!("replicaof", 3, [ADMIN, NOSCRIPT, STALE, NO_ASYNC_LOADING], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "Configures a server as replica of another, or promotes it to a master.",
+        |a| Ok(Command::ReplicaOf(ReplicaOf::parse(a)?))),
+    spec!("slaveof", 3, [ADMIN, NOSCRIPT, STALE, NO_ASYNC_LOADING], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "Sets a Redis server as a replica of another, or promotes it to being a master.",
+        |a| Ok(Command::ReplicaOf(ReplicaOf::parse(a)?))),
+    spec!("role", 1, [NOSCRIPT, LOADING, STALE, FAST, SENTINEL], 0, 0, 0, [ADMIN, FAST, DANGEROUS],
+        "Returns the replication role.", |_| Ok(Command::Role)),
+    spec!("replconf", -1, [ADMIN, NOSCRIPT, LOADING, STALE, ALLOW_BUSY], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "An internal command for configuring the replication stream.",
+        |a| Ok(Command::ReplConf(ReplConf::parse(a)?))),
+    spec!("psync", -3, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "An internal command used in replication.", |a| Ok(Command::Psync(Psync::parse(a)?))),
+    spec!("sync", 1, [ADMIN, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI], 0, 0, 0, [ADMIN, SLOW, DANGEROUS],
+        "An internal command used in replication.", |_| Ok(Command::Psync(Psync::full()))),
+    spec!("wait", 3, [BLOCKING], 0, 0, 0, [SLOW, CONNECTION],
+        "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.",
+        |a| Ok(Command::Wait(Wait::parse(a)?))),
 ];
 
 /// The table row of the command called `name`, ignoring ASCII case.

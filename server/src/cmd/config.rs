@@ -201,7 +201,85 @@ const SETTABLE: &[Settable] = &[
             }
         },
     },
+    Settable {
+        name: "replica-read-only",
+        check: |_, value| yes_no(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(yes) = yes_no(value) {
+                shared.repl.set_read_only(yes);
+            }
+        },
+    },
+    Settable {
+        name: "slave-read-only",
+        check: |_, value| yes_no(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(yes) = yes_no(value) {
+                shared.repl.set_read_only(yes);
+            }
+        },
+    },
+    Settable {
+        name: "replica-priority",
+        check: |_, value| integer(value, 0, i32::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(priority) = integer(value, 0, i32::MAX as u64) {
+                shared.repl.set_priority(priority as i64);
+            }
+        },
+    },
+    Settable {
+        name: "slave-priority",
+        check: |_, value| integer(value, 0, i32::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(priority) = integer(value, 0, i32::MAX as u64) {
+                shared.repl.set_priority(priority as i64);
+            }
+        },
+    },
+    Settable {
+        name: "repl-timeout",
+        check: |_, value| integer(value, 1, i32::MAX as u64).map(drop),
+        apply: |shared, value| {
+            if let Ok(seconds) = integer(value, 1, i32::MAX as u64) {
+                shared.repl.set_timeout(Duration::from_secs(seconds));
+            }
+        },
+    },
+    Settable {
+        name: "masterauth",
+        check: |_, value| password(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(password) = password(value) {
+                shared.repl.set_masterauth(password);
+            }
+        },
+    },
+    Settable {
+        name: "masteruser",
+        check: |_, value| {
+            std::str::from_utf8(value)
+                .map(drop)
+                .map_err(|_| "argument must be UTF-8".to_owned())
+        },
+        apply: |shared, value| {
+            if let Ok(user) = std::str::from_utf8(value) {
+                shared.repl.set_masteruser(Some(user.to_owned()));
+            }
+        },
+    },
 ];
+
+/// A yes/no setting's value, Redis's words for anything else.
+fn yes_no(value: &[u8]) -> Result<bool, String> {
+    if value.eq_ignore_ascii_case(b"yes") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case(b"no") {
+        Ok(false)
+    } else {
+        Err("argument must be 'yes' or 'no'".to_owned())
+    }
+}
 
 /// New output limits: the classes `value` names change, the others keep theirs. The normal
 /// hard limit stays at least twice `proto-max-bulk-len`, as at start (see [`crate::config`]).
@@ -409,6 +487,10 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
     Ok(())
 }
 
+fn yes_no_text(yes: bool) -> String {
+    if yes { "yes" } else { "no" }.to_owned()
+}
+
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let config = &ctx.shared.config;
     let live = &ctx.shared.live;
@@ -530,6 +612,33 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             .to_owned(),
         ),
         ("appendonly", "no".to_owned()),
+        (
+            "replicaof",
+            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+        ),
+        (
+            "slaveof",
+            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+        ),
+        (
+            "replica-read-only",
+            yes_no_text(ctx.shared.repl.read_only()),
+        ),
+        ("slave-read-only", yes_no_text(ctx.shared.repl.read_only())),
+        ("replica-priority", ctx.shared.repl.priority().to_string()),
+        ("slave-priority", ctx.shared.repl.priority().to_string()),
+        (
+            "repl-timeout",
+            ctx.shared.repl.timeout().as_secs().to_string(),
+        ),
+        (
+            "masteruser",
+            ctx.shared.repl.masteruser().unwrap_or_default(),
+        ),
+        (
+            "tls-replication",
+            yes_no_text(ctx.shared.repl.tls_client().is_some()),
+        ),
         ("maxmemory", live.maxmemory().to_string()),
         (
             "maxmemory-policy",

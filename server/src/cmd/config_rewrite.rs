@@ -138,7 +138,35 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
             None => {}
         }
     }
+    rewrite_replicaof(shared, &mut doc);
     replace(path, doc.to_string().as_bytes()).map_err(|e| failed(&e))
+}
+
+/// Writes the primary this node follows now as `replicaof` (or its alias `slaveof`, where the
+/// file has it), and removes the key from a node that follows none: a node Sentinel promoted
+/// or pointed elsewhere starts again in that role.
+pub fn rewrite_replicaof(shared: &Shared, doc: &mut DocumentMut) {
+    let found = ["replicaof", "slaveof"]
+        .into_iter()
+        .find(|k| doc.contains_key(k));
+    match (crate::replication::replicaof_setting(&shared.repl), found) {
+        (Some(now), Some(key)) => {
+            if let Some(Item::Value(old)) = doc.get_mut(key) {
+                if old.as_str() != Some(now.as_str()) {
+                    let decor = old.decor().clone();
+                    *old = Value::from(now);
+                    *old.decor_mut() = decor;
+                }
+            }
+        }
+        (Some(now), None) => {
+            doc.insert("replicaof", Item::Value(Value::from(now)));
+        }
+        (None, Some(key)) => {
+            doc.remove(key);
+        }
+        (None, None) => {}
+    }
 }
 
 /// Replaces `path` with `contents` atomically, keeping its mode.

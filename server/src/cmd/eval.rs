@@ -38,7 +38,12 @@ fn dispatch_for_script(
         out: conn.out,
         out_limit: usize::MAX,
     };
-    super::dispatch(&mut ctx, command).frame
+    let reply = super::dispatch(&mut ctx, command);
+    match reply.then {
+        // WAIT does not block inside a script (as Redis): the count now.
+        super::Then::Wait(wait) => Some(wait.now(&conn.shared.repl)),
+        _ => reply.frame,
+    }
 }
 
 /// `EVAL script numkeys [key ...] [arg ...]` and its SHA and read-only forms. A reply that

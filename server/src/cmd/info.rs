@@ -211,7 +211,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
              acl_access_denied_channel:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\n\
              pubsub_shardchannels:{}\r\nunauthenticated_limit_disconnections:{}\r\nidle_timeouts:{}\r\n\
              client_output_buffer_limit_disconnections:{}\r\ntls_handshake_failures:{}\r\n\
-             auth_failure_disconnections:{}\r\nauth_timeouts:{}\r\n",
+             auth_failure_disconnections:{}\r\nauth_timeouts:{}\r\nsync_full:{}\r\n\
+             sync_partial_ok:{}\r\nsync_partial_err:{}\r\n",
             Stats::get(&s.connections_received),
             traffic.commands,
             traffic.input_bytes,
@@ -236,13 +237,22 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             Stats::get(&s.tls_handshake_failures),
             Stats::get(&s.auth_failure_disconnections),
             Stats::get(&s.auth_timeouts),
+            Stats::get(&shared.repl.sync_full),
+            Stats::get(&shared.repl.sync_partial_ok),
+            Stats::get(&shared.repl.sync_partial_err),
         );
     });
     section("replication", "Replication", &|out| {
-        out.push_str(
-            "role:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
-             master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n",
-        );
+        let feed = shared.dbs.feed();
+        let (first, histlen) = feed.backlog_range();
+        let figures = crate::replication::FeedFigures {
+            offset: feed.end_offset(),
+            backlog_size: feed.backlog_size(),
+            // Redis counts from 1.
+            first_byte_offset: first + 1,
+            histlen,
+        };
+        shared.repl.info(out, &figures, shared.dbs.now_ms());
     });
     section("cpu", "CPU", &|out| {
         let cpu = crate::process::cpu_time();

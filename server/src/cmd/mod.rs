@@ -34,6 +34,7 @@ mod multi;
 mod persist;
 pub mod pubsub;
 mod rename;
+pub mod replication;
 pub mod save;
 mod scan;
 mod session_count;
@@ -102,6 +103,11 @@ pub enum Then {
     /// Do what [`ConnState::take_pending`] holds before the next command: wait for a long
     /// script, or run one on a blocking thread (see [`busy`]).
     Pending,
+    /// The connection becomes a replica's link (PSYNC, SYNC): it leaves the command loop once
+    /// its replies so far are written (see [`crate::replication::primary`]).
+    Replicate,
+    /// WAIT: the connection waits for replicas' acknowledgements, then replies.
+    Wait(replication::WaitFor),
     /// Wait this long, then reply `OK` (DEBUG SLEEP): the connection's task waits, not the
     /// server.
     Sleep(std::time::Duration),
@@ -165,6 +171,13 @@ pub struct ConnState {
     pending: Option<Box<busy::Pending>>,
     /// Its subscriptions (SUBSCRIBE...), while it has some.
     subscriber: Option<Box<crate::pubsub::Subscriber>>,
+    /// What it said as a replica (REPLCONF), and its PSYNC once sent.
+    replica: Option<
+        Box<(
+            crate::replication::Hello,
+            Option<sessiond_protocol::cmd::Psync>,
+        )>,
+    >,
 }
 
 impl ConnState {
@@ -182,6 +195,7 @@ impl ConnState {
             db: 0,
             pending: None,
             subscriber: None,
+            replica: None,
         };
         conn.set_user(user);
         conn
@@ -212,6 +226,7 @@ impl ConnState {
             db,
             pending: None,
             subscriber: None,
+            replica: None,
         }
     }
 
@@ -627,6 +642,13 @@ fn run_now(
             return refused(conn, Some(spec), refusal);
         }
     }
+    let gate = shared.repl.gate();
+    if gate != crate::replication::Gate::Open {
+        if let Some(refusal) = crate::replication::refusal(gate, spec) {
+            *ran = Ran::Rejected(slot);
+            return refused(conn, Some(spec), Frame::error(refusal));
+        }
+    }
     let now_ms = clock.now_ms(shared.dbs.clock());
     let config = &shared.config;
     // A write MISCONF refuses must not evict (log out) keys to make room first.
@@ -659,7 +681,12 @@ fn run_now(
         out,
         out_limit,
     };
-    let reply = dispatch(&mut ctx, command);
+    let reply = if gate == crate::replication::Gate::Writable {
+        // A writable replica's own writes are local: its feed carries its primary's stream.
+        crate::store::feed::without_recording(|| dispatch(&mut ctx, command))
+    } else {
+        dispatch(&mut ctx, command)
+    };
     let keeps = keeps_the_reading(Some(spec), work, |bytes| {
         let bytes = bytes + out.len().saturating_sub(written);
         reply
@@ -915,6 +942,11 @@ fn dispatch(ctx: &mut Ctx<'_>, command: Command) -> Reply {
         Command::SessionList(c) => return session_list::session_list(ctx, c),
         Command::SessionCount(c) => session_count::session_count(ctx, c),
         Command::SessionDestroyAll(c) => session_destroyall::session_destroyall(ctx, c),
+        Command::ReplicaOf(c) => replication::replicaof(ctx, c),
+        Command::Role => replication::role(ctx),
+        Command::ReplConf(c) => return replication::replconf(ctx, c),
+        Command::Psync(c) => return replication::psync(ctx, c),
+        Command::Wait(c) => return replication::wait(ctx, c),
     };
     frame.into()
 }

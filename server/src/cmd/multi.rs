@@ -126,6 +126,12 @@ pub fn queue(
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
     }
+    let gate = shared.repl.gate();
+    if gate != crate::replication::Gate::Open {
+        if let Some(refusal) = crate::replication::refusal(gate, spec) {
+            return Ok(flag(conn, Frame::error(refusal)));
+        }
+    }
     if spec.flags.contains(CommandFlags::NO_MULTI) {
         return Ok(flag(
             conn,
@@ -420,6 +426,10 @@ fn exec_locked(
         }
         if let Some(frame) = reply.frame {
             frame.encode(ctx.conn.version(), ctx.out);
+        } else if let Then::Wait(wait) = reply.then {
+            // WAIT does not block inside a transaction (as Redis): the count now.
+            wait.now(&ctx.shared.repl)
+                .encode(ctx.conn.version(), ctx.out);
         } else if let Then::Sleep(_) = reply.then {
             // DEBUG SLEEP: a transaction holds its keys, so it does not wait inside one.
             Frame::ok().encode(ctx.conn.version(), ctx.out);

@@ -299,6 +299,41 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
     pub debug_snapshot_shard_delay: Option<Period>,
 
+    /// Replicate the primary at `<host> <port>` from the start (as REPLICAOF; CONFIG REWRITE
+    /// writes the current primary back here).
+    #[arg(long, env = "SESSIOND_REPLICAOF", alias = "slaveof")]
+    #[serde(alias = "slaveof")]
+    pub replicaof: Option<String>,
+
+    /// The password a replica authenticates to its primary with (AUTH). Prefer
+    /// SESSIOND_MASTERAUTH: a flag shows in `ps`.
+    #[arg(long, env = "SESSIOND_MASTERAUTH")]
+    pub masterauth: Option<String>,
+
+    /// The user a replica authenticates to its primary as (AUTH user password).
+    #[arg(long, env = "SESSIOND_MASTERUSER")]
+    pub masteruser: Option<String>,
+
+    /// Refuse writes from clients on a replica with READONLY: `yes` or `no` (a writable
+    /// replica's writes stay local).
+    #[arg(long, env = "SESSIOND_REPLICA_READ_ONLY", alias = "slave-read-only")]
+    #[serde(alias = "slave-read-only")]
+    pub replica_read_only: Option<YesNo>,
+
+    /// Sentinel promotes the replica with the lowest priority first; 0: never.
+    #[arg(long, env = "SESSIOND_REPLICA_PRIORITY", alias = "slave-priority")]
+    #[serde(alias = "slave-priority")]
+    pub replica_priority: Option<u64>,
+
+    /// A replication link silent this long is dropped (and a replica reconnects).
+    #[arg(long, env = "SESSIOND_REPL_TIMEOUT")]
+    pub repl_timeout: Option<PositivePeriod>,
+
+    /// Run a replica's link to its primary over TLS (the primary's port must be its TLS
+    /// port): `yes` or `no`. The replica presents tls-cert-file and trusts tls-ca-cert-file.
+    #[arg(long, env = "SESSIOND_TLS_REPLICATION")]
+    pub tls_replication: Option<YesNo>,
+
     /// Log level or tracing filter (`info`, `debug`, `sessiond=trace`); RUST_LOG also works.
     #[arg(long, env = "SESSIOND_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -382,6 +417,10 @@ fn default_text(long: &str) -> Option<String> {
         "snapshot-interval" => never_if_zero(persist.interval),
         "snapshot-journal-limit" => format_size(persist.journal_max_bytes),
         "stop-writes-on-bgsave-error" => yes_no(config.stop_writes_on_bgsave_error),
+        "replica-read-only" => yes_no(config.replication.read_only),
+        "replica-priority" => config.replication.priority.to_string(),
+        "repl-timeout" => format_duration(config.replication.timeout),
+        "tls-replication" => yes_no(config.replication.tls.is_some()),
         "log-level" => config.log_level,
         "log-format" => config.log_format.name().to_owned(),
         _ => return None,
@@ -729,6 +768,9 @@ mod tests {
             "no-persistence",
             "debug-snapshot-shard-delay",
             "notify-keyspace-events",
+            "replicaof",
+            "masterauth",
+            "masteruser",
         ];
         let mut args = vec!["sessiond".to_owned()];
         for arg in RawConfig::command().get_arguments() {

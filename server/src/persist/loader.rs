@@ -44,6 +44,9 @@ pub struct Summary {
     pub sessions: u64,
     /// Deletion records (from the journal of changes made during the save).
     pub deletes: u64,
+    /// Records that change a key's state rather than give it (the change feed's; none in a
+    /// snapshot this build writes).
+    pub changes: u64,
     /// Records skipped at load because their deadline had passed.
     pub expired: u64,
     /// File size.
@@ -206,6 +209,97 @@ fn decode(
     Ok((db, record))
 }
 
+/// Loads a snapshot streamed by a replica's primary (see `writer::write_stream`) into `dbs`,
+/// which the caller emptied: each record is applied as it is decoded, and the count and the
+/// checksum are checked at the end. On an error `dbs` holds part of the stream; the caller
+/// empties it again. `source` names the stream in errors.
+pub fn load_stream(
+    mut reader: impl Read,
+    source: &Path,
+    dbs: &impl Keyspaces,
+) -> Result<Summary, SnapshotError> {
+    let fail = |offset: u64, problem: String| SnapshotError {
+        path: source.to_owned(),
+        offset,
+        problem,
+    };
+    let mut crc = crc32fast::Hasher::new();
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(&mut reader, &mut header, 0, source)?;
+    if &header[..8] != MAGIC {
+        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    if version != FORMAT_VERSION {
+        return Err(fail(
+            8,
+            format!("format version {version}, expected {FORMAT_VERSION}"),
+        ));
+    }
+    crc.update(&header);
+    let now_ms = dbs.keyspace(0).now_ms();
+    let mut summary = Summary {
+        format_version: version,
+        ..Summary::default()
+    };
+    let mut offset = HEADER_LEN as u64;
+    let mut frame = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        read_exact(&mut reader, &mut len, offset, source)?;
+        crc.update(&len);
+        let len = u32::from_le_bytes(len);
+        if len == 0 {
+            offset += 4;
+            break;
+        }
+        if len > MAX_FRAME {
+            return Err(fail(offset, format!("corrupt record length {len}")));
+        }
+        // Read through `take`, so that a corrupt length allocates only what arrives.
+        frame.clear();
+        let got = (&mut reader)
+            .take(u64::from(len))
+            .read_to_end(&mut frame)
+            .map_err(|e| fail(offset + 4, format!("read error: {e}")))?;
+        if got != len as usize {
+            return Err(fail(offset + 4, "truncated stream".to_owned()));
+        }
+        crc.update(&frame);
+        let (db, record) = decode(version, &frame, offset, source)?;
+        if db >= dbs.count() {
+            return Err(fail(
+                offset + 4,
+                format!(
+                    "a record of database {db}, but the server has {} databases",
+                    dbs.count()
+                ),
+            ));
+        }
+        count(&mut summary, &record, now_ms);
+        dbs.keyspace(db).restore(record, now_ms);
+        summary.records += 1;
+        offset += 4 + u64::from(len);
+    }
+    let mut trailer = [0u8; 12];
+    read_exact(&mut reader, &mut trailer, offset, source)?;
+    crc.update(&trailer[..8]);
+    let mut count_bytes = [0u8; 8];
+    count_bytes.copy_from_slice(&trailer[..8]);
+    if u64::from_le_bytes(count_bytes) != summary.records {
+        return Err(fail(offset, "record count mismatch".to_owned()));
+    }
+    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    if stored != crc.finalize() {
+        return Err(fail(offset + 8, "checksum mismatch".to_owned()));
+    }
+    for db in 0..dbs.count() {
+        dbs.keyspace(db).rebuild_user_index();
+    }
+    summary.bytes = offset + 12;
+    Ok(summary)
+}
+
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
     verify(&mut open(path)?, path, now_ms, MAX_DATABASES)
@@ -256,6 +350,8 @@ fn count(summary: &mut Summary, record: &Record, now_ms: u64) {
         Record::Set { .. } => summary.sets += 1,
         Record::Session { .. } => summary.sessions += 1,
         Record::Delete { .. } => summary.deletes += 1,
+        // Changes relative to a state: the change feed's, not a snapshot's.
+        _ => summary.changes += 1,
     }
     summary.expired += u64::from(record.deadline_ms().is_some_and(|d| d <= now_ms));
 }

@@ -255,6 +255,47 @@ impl Persistence {
         Ok(())
     }
 
+    /// How a snapshot is written: the configured journal bound, or none in memory-only mode.
+    pub fn write_options(&self) -> writer::WriteOptions {
+        self.config
+            .as_ref()
+            .map(PersistConfig::write_options)
+            .unwrap_or_default()
+    }
+
+    /// Runs `work` on a blocking thread while holding the slot saves take (waiting for a save
+    /// under way to finish first): a replica's snapshot, which shares the store's one journal
+    /// with saves, and a replica's load, which no save may read half done.
+    pub async fn exclusive<R: Send + 'static>(
+        self: Arc<Self>,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
+        let mut running = self.running.subscribe();
+        loop {
+            let claimed = self
+                .running
+                .send_if_modified(|running| !std::mem::replace(running, true));
+            if claimed {
+                break;
+            }
+            let _ = running.wait_for(|running| !running).await;
+        }
+        /// Releases the slot however the work ends (a panic, the caller dropped).
+        struct Release(Arc<Persistence>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0.running.send_replace(false);
+            }
+        }
+        let release = Release(self);
+        let outcome = tokio::task::spawn_blocking(work).await;
+        drop(release);
+        match outcome {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
     fn claim(&self) -> Result<PersistConfig, SaveError> {
         let config = self.config.clone().ok_or(SaveError::Disabled)?;
         let claimed = self

@@ -65,14 +65,14 @@ pub enum WriteError {
     Swapped,
 }
 
-/// Writes through to the file, counting bytes and keeping the running CRC.
-struct Sink {
-    file: BufWriter<File>,
+/// Writes through to the file (or a replica's link), counting bytes and keeping the running CRC.
+struct Sink<W: Write> {
+    file: W,
     crc: crc32fast::Hasher,
     bytes: u64,
 }
 
-impl Sink {
+impl<W: Write> Sink<W> {
     fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.crc.update(data);
         self.bytes += data.len() as u64;
@@ -130,8 +130,31 @@ fn write_to(
     started: Instant,
 ) -> Result<Written, WriteError> {
     let file = create_private(temp)?;
+    let (file, written) = write_stream(
+        store,
+        BufWriter::with_capacity(1 << 20, file),
+        options,
+        started,
+    )?;
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(temp, path)?;
+    sync_dir(path)?;
+    Ok(written)
+}
+
+/// Streams a snapshot of every database of `store` into `out` (the same bytes a snapshot file
+/// holds), for a replica's full synchronization: nothing is held but one shard's handles and
+/// what `out` buffers. Returns `out`, not flushed.
+pub fn write_stream<W: Write>(
+    store: &impl Keyspaces,
+    out: W,
+    options: &WriteOptions,
+    started: Instant,
+) -> Result<(W, Written), WriteError> {
     let mut sink = Sink {
-        file: BufWriter::with_capacity(1 << 20, file),
+        file: out,
         crc: crc32fast::Hasher::new(),
         bytes: 0,
     };
@@ -184,16 +207,14 @@ fn write_to(
     let crc = sink.crc.clone().finalize();
     sink.file.write_all(&crc.to_le_bytes())?;
     let bytes = sink.bytes + 4;
-    let file = sink.file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(temp, path)?;
-    sync_dir(path)?;
-    Ok(Written {
-        records,
-        bytes,
-        duration: started.elapsed(),
-    })
+    Ok((
+        sink.file,
+        Written {
+            records,
+            bytes,
+            duration: started.elapsed(),
+        },
+    ))
 }
 
 /// Creates `path` for writing with mode 0600: snapshots hold every session (credentials).

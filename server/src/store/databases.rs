@@ -19,7 +19,7 @@ use super::entry::Node;
 use super::journal::{self, Journal};
 use super::table::{is, Table};
 use super::watched::Watches;
-use super::{evict, Common, Dirty, Store, SHARDS};
+use super::{evict, Common, Dirty, Store, Wrote, SHARDS};
 use crate::clock::Clock;
 use crate::histogram::Histogram;
 use crate::notify::Notifier;
@@ -51,6 +51,9 @@ pub struct Databases {
     /// Per active-expiry cycle that had keys due: how long after the earliest of their
     /// deadlines it finished with them (the Prometheus endpoint's expiry lag).
     expiry_lag: Histogram<{ EXPIRY_LAG_BOUNDS_MS.len() }>,
+    /// A replica's: the keyspace follows a primary's stream, which deletes expired keys; the
+    /// active expiry leaves them (reads hide them meanwhile).
+    following: std::sync::atomic::AtomicBool,
 }
 
 /// The upper bounds of the expiry lag histogram's buckets: from a tick of the index (64 ms) to
@@ -71,6 +74,7 @@ impl Databases {
         let common = Common {
             used: Arc::default(),
             journal: Arc::new(Journal::new(SHARDS)),
+            feed: Arc::default(),
             hasher: ahash::RandomState::new(),
             watch_lists: Arc::clone(&watch_lists),
             lazy_free: Arc::default(),
@@ -89,7 +93,23 @@ impl Databases {
             swapping: std::sync::Mutex::new(()),
             watch_lists,
             expiry_lag: Histogram::new(EXPIRY_LAG_BOUNDS_MS),
+            following: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The change feed every database records into (replication's offsets).
+    pub fn feed(&self) -> &Arc<super::feed::Feed> {
+        &self.first().feed
+    }
+
+    /// Whether the keyspace follows a primary (no active expiry of its own).
+    pub fn following(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    /// Marks the keyspace as following a primary, or not.
+    pub fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::Relaxed);
     }
 
     /// How late the active expiry finishes with the keys due (see [`EXPIRY_LAG_BOUNDS_MS`]).
@@ -225,6 +245,11 @@ impl Databases {
             // A change for "changes since the last save" (Redis's `dirty++`): the next
             // periodic save writes the new layout.
             sa.changes.add(1);
+            if sa.feed.on() {
+                // Under every shard of both: between their changes before and after.
+                let with = b as u16;
+                sa.feed.push(a as u16, &super::Record::SwapDb { with });
+            }
         });
         drop(rec);
         drop(swapping);
@@ -327,6 +352,9 @@ impl Databases {
                 _ = ticker.tick() => {}
                 _ = self.clock().moved() => {}
             }
+            if self.following() {
+                continue;
+            }
             let mut lag_ms = None;
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
                 // Dropped at a yield between slices, where no lock or recording is held; the
@@ -379,6 +407,8 @@ impl Databases {
         let rec = self.journal().recording();
         let result = Table::atomic_many(&tables, || {
             let _nested = journal::Nested::enter(&rec);
+            // One frame for the block, emitted while its locks are held.
+            let _group = self.first().feed.group();
             f()
         });
         drop(rec);
@@ -421,6 +451,8 @@ impl Databases {
         // The order of every holder of several databases' locks.
         let source_first = pf < pt;
         let rec = src.journal.recording();
+        // One frame for both changes, emitted before the locks are released.
+        let group = src.feed.group();
         let (src_hash, src_shard) = src.map.locate(key);
         let (dst_hash, dst_shard) = dst.map.locate(key);
         let (mut source, mut target) = if source_first {
@@ -455,6 +487,7 @@ impl Databases {
             Before::NOTHING,
             now_ms,
             &rec,
+            Wrote::Whole,
         );
         // A dead key of that name in the destination is replaced (reclaimed).
         let replaced = match target.entry(dst_hash, is(key), dst.map.rehash()) {
@@ -464,6 +497,7 @@ impl Databases {
                 None
             }
         };
+        drop(group);
         drop((source, target));
         // The key leaves the source's totals (it is no session) and entered the
         // destination's in `after_write`: `used_memory`, shared, is unchanged.

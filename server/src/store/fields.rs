@@ -8,6 +8,7 @@
 //! without the total following.
 
 use std::borrow::Borrow;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::{self, HashMap};
 use std::hash::Hash;
 
@@ -37,9 +38,39 @@ fn walked(len: usize) {
     let _ = len;
 }
 
+thread_local! {
+    /// Whether [`Fields`] report the names they change on this thread (a change in place to a
+    /// hash or a set while the change feed is on: the feed records the change, not the key).
+    static TRACKING: Cell<bool> = const { Cell::new(false) };
+    static TOUCHED: RefCell<Vec<Bytes>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Starts reporting the names that [`Fields`] change on this thread (see [`take_touched`]).
+#[inline]
+pub(crate) fn track_touched() {
+    TOUCHED.with(|touched| touched.borrow_mut().clear());
+    TRACKING.with(|tracking| tracking.set(true));
+}
+
+/// Stops reporting, and returns the names changed since [`track_touched`].
+#[inline]
+pub(crate) fn take_touched() -> Vec<Bytes> {
+    TRACKING.with(|tracking| tracking.set(false));
+    TOUCHED.with(|touched| std::mem::take(&mut *touched.borrow_mut()))
+}
+
+/// `name` was set or removed: reported while tracking (a thread-local load otherwise).
+#[inline]
+fn touched(name: &Bytes) {
+    if TRACKING.with(Cell::get) {
+        TOUCHED.with(|touched| touched.borrow_mut().push(name.clone()));
+    }
+}
+
 impl Fields {
     /// Sets `field` to `value`; returns the value it replaces, if any.
     pub fn insert(&mut self, field: Bytes, value: Bytes) -> Option<Bytes> {
+        touched(&field);
         let added = field.len() + value.len();
         let field_len = field.len();
         let old = self.map.insert(field, value);
@@ -58,6 +89,7 @@ impl Fields {
         Q: Hash + Eq + ?Sized,
     {
         let (field, value) = self.map.remove_entry(field)?;
+        touched(&field);
         self.bytes -= field.len() + value.len();
         Some(value)
     }

@@ -150,7 +150,25 @@ fn held_bytes(record: &Record) -> u64 {
             fields: f,
             ..
         } => id.len() + user.as_ref().map_or(0, Bytes::len) + fields(f),
-        Record::Delete { key } => key.len(),
+        Record::Delete { key } | Record::Deadline { key, .. } => key.len(),
+        // Never journalled (the journal holds whole states), counted for completeness.
+        Record::HashFields {
+            key, set, removed, ..
+        } => key.len() + fields(set) + removed.iter().map(|f| FIELD + f.len()).sum::<usize>(),
+        Record::SetMembers {
+            key,
+            added,
+            removed,
+            ..
+        } => {
+            key.len()
+                + added
+                    .iter()
+                    .chain(removed)
+                    .map(|m| FIELD + m.len())
+                    .sum::<usize>()
+        }
+        Record::FlushDb | Record::SwapDb { .. } => 0,
     };
     (SLOT + data) as u64
 }

@@ -15,10 +15,12 @@
 //! change only through `Store::account` (`accounting.rs`).
 
 mod accounting;
+mod apply;
 mod databases;
 mod entry;
 pub mod evict;
 pub mod expiry;
+pub mod feed;
 mod fields;
 pub mod journal;
 mod lazyfree;
@@ -40,9 +42,11 @@ use hashbrown::hash_table::Entry as TableEntry;
 use tokio::sync::watch;
 
 use accounting::{Before, Removal, Tally};
+pub use apply::NoSuchDatabase;
 pub use databases::{Databases, Keyspaces, Moved, EXPIRY_LAG_BOUNDS_MS, MAX_DATABASES};
 pub use entry::{Node, NodeMut, KEY_OVERHEAD};
 use expiry::ExpiryIndex;
+use feed::Feed;
 pub use fields::Fields;
 use journal::{Journal, Recording};
 pub use long_blocks::LongBlocks;
@@ -87,6 +91,9 @@ pub struct Store {
     /// Changes recorded while a snapshot is written, shared by every database (one instant
     /// for the whole snapshot); records name their database.
     journal: Arc<Journal>,
+    /// The change feed (the append-only log's and replication's), shared by every database;
+    /// records name their database.
+    feed: Arc<Feed>,
     /// Every change ever made (writes and removals), for "changes since the last save".
     changes: StripedCounter,
     /// The accounted bytes of every key of every database (`used_memory`, server-wide as
@@ -129,6 +136,8 @@ pub(crate) struct Common {
     pub(crate) used: Arc<StripedCounter>,
     /// The snapshot journal.
     pub(crate) journal: Arc<Journal>,
+    /// The change feed.
+    pub(crate) feed: Arc<Feed>,
     /// The keys' hasher: a key is in the same shard of every database.
     pub(crate) hasher: ahash::RandomState,
     /// The watch list of each database index.
@@ -141,6 +150,36 @@ pub(crate) struct Common {
     pub(crate) long_blocks: Arc<LongBlocks>,
     /// The publisher of keyspace and session events.
     pub(crate) notifier: Arc<Notifier>,
+}
+
+/// How a write changed a key, for the feed.
+#[derive(Debug)]
+pub(crate) enum Wrote {
+    /// Created or replaced: its whole state.
+    Whole,
+    /// Changed in place: for a hash or a set, the field names touched (tracked only while the
+    /// feed is on).
+    InPlace(Vec<Bytes>),
+}
+
+/// Stops tracking field names if `tracking`, and returns those touched.
+#[inline]
+fn untrack_fields(tracking: bool) -> Vec<Bytes> {
+    if tracking {
+        fields::take_touched()
+    } else {
+        Vec::new()
+    }
+}
+
+/// A key's whole state as the feed carries it: a session's last access rounded up to the whole
+/// second (see [`feed`]).
+fn feed_record(node: &Node) -> Record {
+    let mut record = Record::of(node);
+    if let Record::Session { last_access_ms, .. } = &mut record {
+        *last_access_ms = feed::ceil_second(*last_access_ms);
+    }
+    record
 }
 
 /// What a filter for SCAN and KEYS asks.
@@ -170,6 +209,7 @@ impl Store {
             Common {
                 used: Arc::default(),
                 journal: Arc::new(Journal::new(SHARDS)),
+                feed: Arc::default(),
                 hasher: ahash::RandomState::new(),
                 watch_lists: Arc::from([Watches::default()]),
                 lazy_free: Arc::default(),
@@ -186,6 +226,7 @@ impl Store {
         let Common {
             used,
             journal,
+            feed,
             hasher,
             watch_lists,
             lazy_free,
@@ -201,6 +242,7 @@ impl Store {
             expired_keys: AtomicU64::new(0),
             sessions: SessionStats::default(),
             journal,
+            feed,
             changes: StripedCounter::default(),
             used,
             keys: StripedCounter::default(),
@@ -349,6 +391,8 @@ impl Store {
         let rec = self.journal.recording();
         let result = self.map.atomic(shards, || {
             let _nested = journal::Nested::enter(&rec);
+            // One frame for the block, emitted while its locks are held.
+            let _group = self.feed.group();
             f()
         });
         drop(rec);
@@ -404,11 +448,17 @@ impl Store {
             TableEntry::Occupied(mut occupied) => {
                 let node = occupied.get_mut();
                 let before = Before::of(node);
+                let tracking = self.track_fields(node);
                 let (replacement, reply) = f(Some(NodeMut::new(node)));
-                if let Some(new) = replacement {
-                    node.replace(new);
-                }
-                self.after_write(shard_index, hash, node, before, now_ms, &rec);
+                let touched = untrack_fields(tracking);
+                let wrote = match replacement {
+                    Some(new) => {
+                        node.replace(new);
+                        Wrote::Whole
+                    }
+                    None => Wrote::InPlace(touched),
+                };
+                self.after_write(shard_index, hash, node, before, now_ms, &rec, wrote);
                 drop(shard);
                 self.bound_index();
                 return reply;
@@ -419,7 +469,16 @@ impl Store {
         let added = created.is_some();
         if let Some(created) = created {
             let mut node = Node::new(key, created);
-            self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, &rec);
+            let wrote = Wrote::Whole;
+            self.after_write(
+                shard_index,
+                hash,
+                &mut node,
+                Before::NOTHING,
+                now_ms,
+                &rec,
+                wrote,
+            );
             vacant.insert(node);
         }
         drop(shard);
@@ -449,7 +508,16 @@ impl Store {
             TableEntry::Occupied(_) => return Err(entry),
             TableEntry::Vacant(vacant) => {
                 let mut node = Node::new(key, entry);
-                self.after_write(shard_index, hash, &mut node, Before::NOTHING, now_ms, rec);
+                let wrote = Wrote::Whole;
+                self.after_write(
+                    shard_index,
+                    hash,
+                    &mut node,
+                    Before::NOTHING,
+                    now_ms,
+                    rec,
+                    wrote,
+                );
                 vacant.insert(node);
             }
         }
@@ -479,6 +547,21 @@ impl Store {
     /// Journals that `key` was removed, and tells its watchers; call under the key's shard
     /// lock. `reclaimed`: the key was past its deadline.
     fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>, reclaimed: bool) {
+        if self.feed.on() {
+            let key = Bytes::copy_from_slice(key);
+            self.feed.push(self.logical(), &Record::Delete { key });
+        }
+        self.journal_delete_only(shard_index, key, rec, reclaimed);
+    }
+
+    /// [`Store::journal_delete`] but for the feed: a flush is one record of its own.
+    fn journal_delete_only(
+        &self,
+        shard_index: usize,
+        key: &[u8],
+        rec: &Recording<'_>,
+        reclaimed: bool,
+    ) {
         self.watches().touch(shard_index, key, reclaimed);
         if rec.on() {
             self.journal.push(
@@ -507,9 +590,13 @@ impl Store {
         let (why, reply) = if occupied.get().is_expired(now_ms) {
             (Removal::Expired, None)
         } else {
+            let tracking = self.track_fields(occupied.get());
             let (delete, reply) = f(NodeMut::new(occupied.get_mut()));
+            let touched = untrack_fields(tracking);
             if !delete {
-                self.after_write(shard_index, hash, occupied.get_mut(), before, now_ms, &rec);
+                let wrote = Wrote::InPlace(touched);
+                let node = occupied.get_mut();
+                self.after_write(shard_index, hash, node, before, now_ms, &rec, wrote);
                 drop(shard);
                 self.bound_index();
                 return Some(reply);
@@ -549,11 +636,23 @@ impl Store {
             self.users.clear();
         }
         self.index.clear();
+        if self.feed.on() && !Table::in_block() {
+            // One record for the flush, in the stream between the changes before it and those
+            // after it in every shard: the shards are held together (a write in a shard
+            // already emptied must not be replayed before the flush).
+            self.map.atomic(None, || self.flush_shards(&rec));
+            drop(rec);
+            self.unindex_deferred();
+            return;
+        }
         self.flush_shards(&rec);
     }
 
     /// [`Store::flush`] after its indexes were cleared: every shard emptied in turn.
     fn flush_shards(&self, rec: &Recording<'_>) {
+        if self.feed.on() {
+            self.feed.push(self.logical(), &Record::FlushDb);
+        }
         let (mut flushed, mut removed) = (Tally::NOTHING, 0);
         for shard_index in 0..self.map.shard_count() {
             let mut shard = self.map.write(shard_index);
@@ -561,7 +660,7 @@ impl Store {
             for node in shard.iter() {
                 flushed.add(node);
                 removed += 1;
-                self.journal_delete(shard_index, node.key(), rec, false);
+                self.journal_delete_only(shard_index, node.key(), rec, false);
             }
             let nodes = std::mem::take(&mut *shard);
             drop(shard);
@@ -625,18 +724,30 @@ impl Store {
         }
         self.users.clear();
         self.index.clear();
-        let mut tables = Vec::new();
-        let mut removed = 0;
-        for shard_index in 0..self.map.shard_count() {
-            let mut shard = self.map.write(shard_index);
-            if !shard.is_empty() {
-                for node in shard.iter() {
-                    self.watches().touch(shard_index, node.key(), false);
+        let swap_out = || {
+            let mut tables = Vec::new();
+            let mut removed = 0;
+            for shard_index in 0..self.map.shard_count() {
+                let mut shard = self.map.write(shard_index);
+                if !shard.is_empty() {
+                    for node in shard.iter() {
+                        self.watches().touch(shard_index, node.key(), false);
+                    }
+                    removed += shard.len() as u64;
+                    tables.push(std::mem::take(&mut *shard));
                 }
-                removed += shard.len() as u64;
-                tables.push(std::mem::take(&mut *shard));
             }
-        }
+            (tables, removed)
+        };
+        let (tables, removed) = if self.feed.on() {
+            // One record, with every shard held (see `flush`).
+            self.map.atomic(None, || {
+                self.feed.push(self.logical(), &Record::FlushDb);
+                swap_out()
+            })
+        } else {
+            swap_out()
+        };
         drop(rec);
         self.changes.add(removed);
         if tables.is_empty() || !self.lazy_free.push(self, tables, removed) {
@@ -876,6 +987,7 @@ impl Store {
     /// holds) was written, `before` being what it was counted as until then: the store's totals
     /// ([`Store::account`]), the last use, the journal, and the node's position in the expiry
     /// index.
+    #[allow(clippy::too_many_arguments)]
     fn after_write(
         &self,
         shard_index: usize,
@@ -884,6 +996,7 @@ impl Store {
         before: Before,
         now_ms: u64,
         rec: &Recording<'_>,
+        wrote: Wrote,
     ) {
         self.changes.add(1);
         self.account(before.tally, Tally::of(node));
@@ -892,6 +1005,9 @@ impl Store {
         if rec.on() {
             self.journal
                 .push(self.logical(), shard_index, Record::of(node));
+        }
+        if self.feed.on() {
+            self.feed_write(node, before, wrote);
         }
         if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
@@ -908,6 +1024,73 @@ impl Store {
                 self.index.lower(hash, tick, node.expires_at_ms());
             }
         }
+    }
+
+    /// Records the write of `node` in the feed: its whole state, or for a change in place only
+    /// what changed (`wrote`: the field names a hash's or a set's change touched), so that the
+    /// cost is the change's, not the key's. A session's use that only slid its idle timer
+    /// within the same second is not recorded (see [`feed`]).
+    fn feed_write(&self, node: &Node, before: Before, wrote: Wrote) {
+        let key = || Bytes::copy_from_slice(node.key());
+        let expires_at_ms = node.expires_at_ms();
+        let deadline_moved = expires_at_ms != before.expires_at_ms;
+        let record = match (wrote, node.value()) {
+            (Wrote::Whole, _) => feed_record(node),
+            (Wrote::InPlace(_), ValueRef::Session(_)) => {
+                if feed::take_coalesced() {
+                    return;
+                }
+                feed_record(node)
+            }
+            (Wrote::InPlace(touched), ValueRef::Hash(fields)) if !touched.is_empty() => {
+                let (mut set, mut removed) = (Vec::new(), Vec::new());
+                for name in touched {
+                    match fields.get(&name) {
+                        Some(value) => set.push((name, value.clone())),
+                        None => removed.push(name),
+                    }
+                }
+                Record::HashFields {
+                    key: key(),
+                    set,
+                    removed,
+                    expires_at_ms,
+                }
+            }
+            (Wrote::InPlace(touched), ValueRef::Set(members)) if !touched.is_empty() => {
+                let (added, removed) = touched
+                    .into_iter()
+                    .partition(|member| members.contains_key(member));
+                Record::SetMembers {
+                    key: key(),
+                    added,
+                    removed,
+                    expires_at_ms,
+                }
+            }
+            (Wrote::InPlace(_), _) if deadline_moved => Record::Deadline {
+                key: key(),
+                expires_at_ms,
+            },
+            (Wrote::InPlace(_), _) => return,
+        };
+        self.feed.push(self.logical(), &record);
+    }
+
+    /// Starts tracking the field names a change in place to `node` touches, when the feed is on
+    /// and `node` is a hash or a set; whether it did.
+    #[inline]
+    fn track_fields(&self, node: &Node) -> bool {
+        if !self.feed.on() || !matches!(node.value(), ValueRef::Hash(_) | ValueRef::Set(_)) {
+            return false;
+        }
+        fields::track_touched();
+        true
+    }
+
+    /// The change feed all databases share.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// Keeps the expiry index within twice the keys with a deadline or [`INDEX_FLOOR`], give or

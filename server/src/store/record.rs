@@ -7,6 +7,12 @@
 //! persistence layer only frames, checksums and stores their serde encoding. Deadlines are
 //! wall-clock Unix milliseconds, so a key whose deadline passed while the server was down is
 //! not loaded.
+//!
+//! The change feed ([`super::feed`]) carries the same vocabulary, plus variants that keep a
+//! change's cost proportional to the change rather than to the key: fields set or removed,
+//! members added or removed, a deadline set, a database flushed or two swapped. Every variant
+//! is an assignment (a state, never an increment), so replaying a record twice, or a suffix of
+//! the stream over a snapshot that already holds part of it, gives the same keyspace.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -70,7 +76,48 @@ pub enum Record {
         /// Deadline, Unix ms; 0: none.
         expires_at_ms: u64,
     },
+    /// Fields of a hash set to these values, others removed, and its deadline (feed only).
+    /// On a missing key (or one of another type) the hash is made of the fields set.
+    HashFields {
+        /// The key.
+        key: Bytes,
+        /// Fields and their new values.
+        set: Vec<(Bytes, Bytes)>,
+        /// Fields removed.
+        removed: Vec<Bytes>,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// Members added to a set, others removed, and its deadline (feed only).
+    SetMembers {
+        /// The key.
+        key: Bytes,
+        /// Members added.
+        added: Vec<Bytes>,
+        /// Members removed.
+        removed: Vec<Bytes>,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// A key's deadline set (0: removed), its value unchanged (feed only).
+    Deadline {
+        /// The key.
+        key: Bytes,
+        /// Deadline, Unix ms; 0: none.
+        expires_at_ms: u64,
+    },
+    /// Every key of the record's database removed (FLUSHDB, and FLUSHALL per database; feed
+    /// only).
+    FlushDb,
+    /// The record's database and database `with` swapped (SWAPDB; feed only).
+    SwapDb {
+        /// The other database's index.
+        with: u16,
+    },
 }
+
+/// The key of the records about no key (FLUSHDB, SWAPDB).
+static NO_KEY: Bytes = Bytes::new();
 
 fn pairs(fields: &Fields) -> Vec<(Bytes, Bytes)> {
     fields.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
@@ -117,8 +164,12 @@ impl Record {
             Record::String { key, .. }
             | Record::Hash { key, .. }
             | Record::Set { key, .. }
-            | Record::Delete { key } => key,
+            | Record::Delete { key }
+            | Record::HashFields { key, .. }
+            | Record::SetMembers { key, .. }
+            | Record::Deadline { key, .. } => key,
             Record::Session { id, .. } => id,
+            Record::FlushDb | Record::SwapDb { .. } => &NO_KEY,
         }
     }
 
@@ -127,7 +178,12 @@ impl Record {
         match self {
             Record::String { expires_at_ms, .. }
             | Record::Hash { expires_at_ms, .. }
-            | Record::Set { expires_at_ms, .. } => (*expires_at_ms != 0).then_some(*expires_at_ms),
+            | Record::Set { expires_at_ms, .. }
+            | Record::HashFields { expires_at_ms, .. }
+            | Record::SetMembers { expires_at_ms, .. }
+            | Record::Deadline { expires_at_ms, .. } => {
+                (*expires_at_ms != 0).then_some(*expires_at_ms)
+            }
             Record::Session {
                 created_ms,
                 last_access_ms,
@@ -140,11 +196,25 @@ impl Record {
                 *idle_ms,
                 *absolute_ms,
             )),
-            Record::Delete { .. } => None,
+            Record::Delete { .. } | Record::FlushDb | Record::SwapDb { .. } => None,
         }
     }
 
-    /// The kind, for counts: `string`, `hash`, `set`, `session` or `delete`.
+    /// Whether the record is a key's whole state or its deletion (what snapshots hold), as
+    /// opposed to a change relative to the key's state (the feed's other variants).
+    pub fn is_whole(&self) -> bool {
+        matches!(
+            self,
+            Record::String { .. }
+                | Record::Hash { .. }
+                | Record::Session { .. }
+                | Record::Delete { .. }
+                | Record::Set { .. }
+        )
+    }
+
+    /// The kind, for counts: `string`, `hash`, `set`, `session`, `delete`, `hash-fields`,
+    /// `set-members`, `deadline`, `flushdb` or `swapdb`.
     pub fn kind(&self) -> &'static str {
         match self {
             Record::String { .. } => "string",
@@ -152,10 +222,16 @@ impl Record {
             Record::Set { .. } => "set",
             Record::Session { .. } => "session",
             Record::Delete { .. } => "delete",
+            Record::HashFields { .. } => "hash-fields",
+            Record::SetMembers { .. } => "set-members",
+            Record::Deadline { .. } => "deadline",
+            Record::FlushDb => "flushdb",
+            Record::SwapDb { .. } => "swapdb",
         }
     }
 
-    /// The key and entry this record restores; `None` for a deletion.
+    /// The key and entry this record restores; `None` for a deletion and for the records that
+    /// are not a whole state ([`Record::is_whole`]).
     pub fn into_entry(self) -> Option<(Bytes, Entry)> {
         let collect = |fields: Vec<(Bytes, Bytes)>| fields.into_iter().collect::<Fields>();
         match self {
@@ -205,7 +281,12 @@ impl Record {
                 let deadline = session.deadline_ms();
                 Some((id, Entry::new(Value::Session(Box::new(session)), deadline)))
             }
-            Record::Delete { .. } => None,
+            Record::Delete { .. }
+            | Record::HashFields { .. }
+            | Record::SetMembers { .. }
+            | Record::Deadline { .. }
+            | Record::FlushDb
+            | Record::SwapDb { .. } => None,
         }
     }
 }

@@ -12,7 +12,7 @@ use hashbrown::hash_table::Entry as TableEntry;
 use super::accounting::{Before, Removal};
 use super::entry::Node;
 use super::table::is;
-use super::Store;
+use super::{Store, Wrote};
 
 /// What a rename did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ impl Store {
     /// string, whose bytes are copied into the new key's block (the key is part of it).
     pub fn rename(&self, from: &[u8], to: &[u8], only_if_new: bool, now_ms: u64) -> Renamed {
         let rec = self.journal.recording();
+        // One frame for both changes, emitted before the locks are released.
+        let group = self.feed.group();
         let (from_hash, from_shard) = self.map.locate(from);
         let (to_hash, to_shard) = self.map.locate(to);
         let mut shards = self.map.write_pair(from_shard, to_shard);
@@ -65,7 +67,16 @@ impl Store {
         let mut node = old.rekeyed(to);
         // A new node under a new hash: queued for expiry afresh; the old name's position in
         // the index goes stale (no key of that hash is queued under it any more).
-        self.after_write(to_shard, to_hash, &mut node, Before::NOTHING, now_ms, &rec);
+        let wrote = Wrote::Whole;
+        self.after_write(
+            to_shard,
+            to_hash,
+            &mut node,
+            Before::NOTHING,
+            now_ms,
+            &rec,
+            wrote,
+        );
         let replaced = match shards.second().entry(to_hash, is(to), self.map.rehash()) {
             TableEntry::Occupied(mut occupied) => Some(std::mem::replace(occupied.get_mut(), node)),
             TableEntry::Vacant(vacant) => {
@@ -73,6 +84,7 @@ impl Store {
                 None
             }
         };
+        drop(group);
         drop(shards);
         // The old name leaves the totals, through the removals' bookkeeping (it is no session,
         // so no user's list holds it); the new one entered them in `after_write`.

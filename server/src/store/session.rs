@@ -400,6 +400,18 @@ impl Store {
         }
     }
 
+    /// Appends `id` to `user`'s list without enforcing a cap (a session applied from a log or
+    /// a primary, whose cap was enforced where it was created).
+    pub(super) fn index_session_uncapped(
+        &self,
+        user: &Bytes,
+        id: Bytes,
+        now_ms: u64,
+        rec: &Recording<'_>,
+    ) {
+        self.index_session(user, id, now_ms, 0, rec);
+    }
+
     /// Unindexes the sessions of this database an atomic block removed (see
     /// [`Store::unindex`]); those of other databases stay for theirs.
     pub(super) fn unindex_deferred(&self) {
@@ -511,14 +523,20 @@ impl Store {
         now_ms: u64,
         f: impl FnOnce(&mut SessionRecord) -> (bool, R),
     ) -> Result<Option<R>, SessionError> {
+        let feed_on = self.feed.on();
         let outcome = self.modify(id, now_ms, |mut node| {
             let ValueMut::Session(session) = node.value_mut() else {
                 return (false, Err(SessionError::WrongType));
             };
+            let recorded = feed_on.then(|| feed_view(session));
             let (used, reply) = f(session);
             if used {
                 // Never backwards: another connection's reading may be a little newer.
                 session.last_access_ms = session.last_access_ms.max(now_ms);
+            }
+            if recorded.is_some_and(|seen| seen == feed_view(session)) {
+                // Only the idle timer slid, within the second the feed carries already.
+                super::feed::coalesce();
             }
             let deadline = session.deadline_ms();
             node.set_expires_at_ms(deadline);
@@ -652,6 +670,10 @@ impl Store {
         // Taken before the user's list, as every other path does: the journal's gate, then a
         // user's list (a snapshot waiting to close the gate blocks new recordings).
         let rec = self.journal.recording();
+        // One frame for the removal, the insertion and the cap's removals. It is emitted once
+        // the locks are released: only a write to a key named like the old ID, or like the new
+        // one before it is returned, could fall in between, and neither is a session's.
+        let _group = self.feed.group();
         let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
         let removed = self.remove_if(id, &rec, |node| {
@@ -727,4 +749,16 @@ impl Store {
         }
         Ok(Some(new_id))
     }
+}
+
+/// What the feed's record of a session shows but its data, whose every change bumps the
+/// version: equal before and after a use, the use is not recorded (see `store::feed`).
+fn feed_view(session: &SessionRecord) -> (u64, u64, u64, u64, Option<Bytes>) {
+    (
+        session.version,
+        session.idle_ms,
+        session.absolute_ms,
+        super::feed::ceil_second(session.last_access_ms),
+        session.user.clone(),
+    )
 }

@@ -1,0 +1,403 @@
+//! The primary's side of one replica's link, once its connection sent PSYNC (or SYNC).
+//!
+//! The connection leaves the command loop and becomes the replica's stream: `+CONTINUE
+//! <replid>` and the feed from the replica's offset when the backlog still holds it and the
+//! replication ID matches (this node's, or its previous one up to `second_repl_offset`);
+//! otherwise `+FULLRESYNC <replid> <offset>`, the snapshot streamed from a blocking thread
+//! through a bounded channel (never held whole, never written to disk), then the feed from
+//! that offset.
+//!
+//! From the moment the link is answered, the feed's frames for this replica are taken by a
+//! feed sink attached then: everything the replica needs after its offset is either in the
+//! backlog or in the sink. The sink is the replica's output buffer, held to
+//! `client-output-buffer-limit replica` as Redis holds its replica clients (past the hard limit,
+//! or the soft one for its seconds, the link is cut and the replica starts over).
+//!
+//! The replica answers `REPLCONF ACK <offset>` (RESP, as Redis's); the primary sends, between
+//! whole frames, an empty frame header ([`GETACK`]) every [`PING_PERIOD`] and when a WAIT asks:
+//! the replica acknowledges at once, and knows its primary is alive. These markers are not part
+//! of the feed and count in no offset.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sessiond_protocol::{Limits, RequestDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Follower, Hello};
+use crate::clients::ClientState;
+use crate::shared::Shared;
+use crate::store::feed::{Feed, Sink};
+
+/// The marker a primary sends to ask for an acknowledgement (and to show it is alive): a frame
+/// header of length 0, which no feed frame has.
+pub const GETACK: [u8; 8] = [0; 8];
+/// How often the primary asks for an acknowledgement when nothing else does.
+pub const PING_PERIOD: Duration = Duration::from_secs(1);
+/// Most bytes of the snapshot in flight between the writer's thread and the socket.
+const CHUNK: usize = 256 * 1024;
+/// Chunks the writer may be ahead of the socket.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Why a replica's link ended (logged).
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("the replica closed the link")]
+    Closed,
+    #[error("link i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the replica fell behind past client-output-buffer-limit replica")]
+    OutputLimit,
+    #[error("no acknowledgement within repl-timeout")]
+    Timeout,
+    #[error("the snapshot for the replica failed: {0}")]
+    Snapshot(String),
+    #[error("killed or shutting down")]
+    Stopped,
+    #[error("malformed input from the replica")]
+    Malformed,
+}
+
+/// Serves a replica on `socket` after its `PSYNC replid offset` (Redis's offset: the first byte
+/// it wants). `input` holds what the connection had read past the PSYNC.
+pub async fn serve<S>(
+    shared: &Arc<Shared>,
+    mut socket: S,
+    client: Arc<ClientState>,
+    hello: Hello,
+    psync: sessiond_protocol::cmd::Psync,
+    input: BytesMut,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let feed = shared.dbs.feed().clone();
+    shared.repl.enable_feed(&feed);
+    let ip = match &hello.ip {
+        Some(ip) => String::from_utf8_lossy(ip).into_owned(),
+        None => client.peer.ip().to_string(),
+    };
+    let follower = Arc::new(Follower {
+        ip,
+        port: hello.port,
+        online: Default::default(),
+        ack_offset: Default::default(),
+        ack_ms: Default::default(),
+        client: client.clone(),
+    });
+    client.set_replica();
+    shared.repl.add_replica(follower.clone());
+    // Attached before the answer: every frame after `start` reaches the sink.
+    let (sink, start) = feed.attach_sink();
+    let mut link = Served {
+        shared,
+        feed: &feed,
+        sink: &sink,
+        follower: &follower,
+        input,
+        decoder: RequestDecoder::new(Limits::default()),
+        last_ack: Instant::now(),
+        over_soft_since: None,
+    };
+    let result = link.run(&mut socket, psync, start).await;
+    feed.detach_sink(&sink);
+    shared.repl.remove_replica(&follower);
+    match result {
+        Ok(()) | Err(Ended::Stopped) | Err(Ended::Closed) => {
+            tracing::info!(peer = %client.peer, "replica link closed");
+        }
+        Err(error) => tracing::warn!(peer = %client.peer, %error, "replica link lost"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+}
+
+/// One replica's link, as it is served.
+struct Served<'a> {
+    shared: &'a Arc<Shared>,
+    feed: &'a Arc<Feed>,
+    sink: &'a Arc<Sink>,
+    follower: &'a Arc<Follower>,
+    /// What the replica sent and was not decoded yet.
+    input: BytesMut,
+    decoder: RequestDecoder,
+    last_ack: Instant,
+    over_soft_since: Option<Instant>,
+}
+
+impl Served<'_> {
+    async fn run<S>(
+        &mut self,
+        socket: &mut S,
+        psync: sessiond_protocol::cmd::Psync,
+        start: u64,
+    ) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let repl = &self.shared.repl;
+        // What the replica has: Redis's offset is the first byte it wants.
+        let has = u64::try_from(psync.offset.saturating_sub(1)).ok();
+        let backlog = has.filter(|has| {
+            psync.offset > 0
+                && repl.may_continue(&psync.replid, psync.offset)
+                && *has <= start
+                && self.feed.read_from(*has, 0).is_ok()
+        });
+        let replid = repl.ids().replid;
+        let mut position = match backlog {
+            Some(has) => {
+                repl.sync_partial_ok.fetch_add(1, Ordering::Relaxed);
+                socket
+                    .write_all(format!("+CONTINUE {replid}\r\n").as_bytes())
+                    .await?;
+                tracing::info!(peer = %self.follower.client.peer, offset = has, "partial resynchronization accepted");
+                has
+            }
+            None => {
+                if &psync.replid[..] != b"?" {
+                    repl.sync_partial_err.fetch_add(1, Ordering::Relaxed);
+                }
+                repl.sync_full.fetch_add(1, Ordering::Relaxed);
+                socket
+                    .write_all(format!("+FULLRESYNC {replid} {start}\r\n").as_bytes())
+                    .await?;
+                tracing::info!(peer = %self.follower.client.peer, offset = start, "full resynchronization");
+                self.send_snapshot(socket).await?;
+                start
+            }
+        };
+        // The backlog's part: from the replica's offset up to the sink's start.
+        while position < start {
+            let chunks = self
+                .feed
+                .read_from(position, CHUNK)
+                .map_err(|_| Ended::OutputLimit)?;
+            let mut sent = 0u64;
+            for chunk in chunks {
+                let take = chunk.len().min((start - position - sent) as usize);
+                socket.write_all(&chunk[..take]).await?;
+                sent += take as u64;
+                if position + sent >= start {
+                    break;
+                }
+            }
+            if sent == 0 {
+                break;
+            }
+            position += sent;
+        }
+        self.follower.online.store(true, Ordering::Relaxed);
+        self.follower
+            .ack_offset
+            .fetch_max(position.min(start), Ordering::Relaxed);
+        self.last_ack = Instant::now();
+        self.stream(socket).await
+    }
+
+    /// Streams the snapshot: written on a blocking thread (which holds the persistence slot, so
+    /// that no save runs meanwhile), sent chunk by chunk; the replica's acknowledgements and
+    /// its output buffer are watched meanwhile.
+    async fn send_snapshot<S>(&mut self, socket: &mut S) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let dbs = self.shared.dbs.clone();
+        let options = self.shared.persistence.write_options();
+        let writing = self.shared.persistence.clone().exclusive(move || {
+            let out = ChunkWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let written =
+                crate::persist::writer::write_stream(&*dbs, out, &options, Instant::now());
+            match written {
+                Ok((mut out, written)) => {
+                    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
+                    Ok(written)
+                }
+                Err(error) => Err(error.to_string()),
+            }
+        });
+        tokio::pin!(writing);
+        let mut written = None;
+        let mut stop = self.shared.shutdown_signal();
+        loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(chunk) => {
+                        socket.write_all(&chunk).await?;
+                        self.check_output_limit()?;
+                    }
+                    None if written.is_some() => break,
+                    None => {}
+                },
+                result = &mut writing, if written.is_none() => {
+                    written = Some(result.map_err(Ended::Snapshot)?);
+                }
+                read = socket.read_buf(&mut self.input) => {
+                    if read? == 0 {
+                        return Err(Ended::Closed);
+                    }
+                    self.take_acks()?;
+                }
+                () = stopped(&mut stop) => return Err(Ended::Stopped),
+            }
+            if self.follower.client.is_killed() {
+                return Err(Ended::Stopped);
+            }
+        }
+        if let Some(written) = written {
+            tracing::info!(
+                peer = %self.follower.client.peer,
+                records = written.records,
+                bytes = written.bytes,
+                duration_ms = written.duration.as_millis() as u64,
+                "snapshot sent to replica"
+            );
+        }
+        Ok(())
+    }
+
+    /// The stream: the sink's frames as they are published, a GETACK marker every
+    /// [`PING_PERIOD`] and when a WAIT asks; the replica's acknowledgements read meanwhile.
+    async fn stream<S>(&mut self, socket: &mut S) -> Result<(), Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut published = self.feed.published();
+        let mut getack = self.shared.repl.getack_signal();
+        let mut ping = tokio::time::interval(PING_PERIOD);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = self.shared.shutdown_signal();
+        let killed = std::future::poll_fn(|cx| self.follower.client.poll_signal(cx));
+        tokio::pin!(killed);
+        loop {
+            let (_, chunks) = self.sink.take(Duration::ZERO);
+            for chunk in chunks {
+                socket.write_all(&chunk).await?;
+            }
+            self.check_output_limit()?;
+            let timeout = self.shared.repl.timeout();
+            tokio::select! {
+                _ = published.changed() => {}
+                _ = getack.changed() => socket.write_all(&GETACK).await?,
+                _ = ping.tick() => {
+                    if self.last_ack.elapsed() > timeout {
+                        return Err(Ended::Timeout);
+                    }
+                    socket.write_all(&GETACK).await?;
+                }
+                read = socket.read_buf(&mut self.input) => {
+                    if read? == 0 {
+                        return Err(Ended::Closed);
+                    }
+                    self.take_acks()?;
+                }
+                signal = &mut killed => {
+                    if signal == crate::clients::Signal::Killed {
+                        return Err(Ended::Stopped);
+                    }
+                }
+                () = stopped(&mut stop) => return Err(Ended::Stopped),
+            }
+        }
+    }
+
+    /// Cuts the link when the frames waiting for the replica pass its output limits.
+    fn check_output_limit(&mut self) -> Result<(), Ended> {
+        let limit = self.shared.live.output_limits().replica;
+        let pending = usize::try_from(self.sink.pending_bytes()).unwrap_or(usize::MAX);
+        if pending > limit.hard() {
+            return self.cut_off(pending);
+        }
+        if limit.soft_bytes > 0 && pending > limit.soft_bytes {
+            let since = *self.over_soft_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(limit.soft_seconds) {
+                return self.cut_off(pending);
+            }
+        } else {
+            self.over_soft_since = None;
+        }
+        Ok(())
+    }
+
+    fn cut_off(&self, pending: usize) -> Result<(), Ended> {
+        self.shared
+            .stats
+            .client_output_buffer_limit_disconnections
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            peer = %self.follower.client.peer,
+            pending,
+            "replica scheduled to be closed ASAP for overcoming of output buffer limits"
+        );
+        Err(Ended::OutputLimit)
+    }
+
+    /// Reads the `REPLCONF ACK <offset>` commands the replica sent (anything else is ignored,
+    /// as Redis ignores what a replica sends but ACKs).
+    fn take_acks(&mut self) -> Result<(), Ended> {
+        loop {
+            match self.decoder.decode(&mut self.input) {
+                Ok(Some(args)) => {
+                    if let [name, option, offset, ..] = &args[..] {
+                        if name.eq_ignore_ascii_case(b"REPLCONF")
+                            && option.eq_ignore_ascii_case(b"ACK")
+                        {
+                            if let Some(offset) = sessiond_protocol::parse_i64(offset)
+                                .and_then(|o| u64::try_from(o).ok())
+                            {
+                                let now_ms = self.shared.dbs.now_ms();
+                                self.shared.repl.acknowledged(self.follower, offset, now_ms);
+                                self.last_ack = Instant::now();
+                            }
+                        }
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(Ended::Malformed),
+            }
+        }
+    }
+}
+
+/// `io::Write` into a bounded channel of chunks, from the snapshot's blocking thread.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::other("the replica's link closed"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let taken = data.len().min(room);
+        self.buf.extend_from_slice(&data[..taken]);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Resolves once the server shuts down (the watch's guard never lives across an await).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

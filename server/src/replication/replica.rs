@@ -1,0 +1,414 @@
+//! A replica's link to its primary: one task per REPLICAOF, until REPLICAOF NO ONE, another
+//! REPLICAOF or the shutdown.
+//!
+//! Each attempt connects, authenticates (`masteruser`/`masterauth`), says `REPLCONF
+//! listening-port` and `REPLCONF capa psync2`, and asks `PSYNC <replid> <offset + 1>` with
+//! this node's replication ID and feed offset, so that a node that followed the same history
+//! (its old primary, or a promoted sibling that keeps that ID as its second) continues from
+//! its backlog. On `+FULLRESYNC` the keyspace is emptied and the streamed snapshot loaded in
+//! its place on a blocking thread (clients get `LOADING` meanwhile: the old data is gone at the
+//! first record), and the feed restarts at the primary's offset. Then each frame of the stream
+//! is applied (recording nothing of its own) and passed on verbatim to this node's feed, so
+//! that its own replicas and its backlog carry the primary's bytes at the primary's offsets.
+//!
+//! The link acknowledges its offset every second and at each GETACK marker, and gives up on a
+//! primary silent for `repl-timeout`; a failed attempt is retried after a backoff that doubles
+//! up to [`MAX_BACKOFF`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use sessiond_protocol::{Frame, FrameDecoder, Limits};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::primary::GETACK;
+use super::{Link, LinkState};
+use crate::shared::Shared;
+use crate::store::feed;
+
+/// The first wait before trying again.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the replica acknowledges its offset.
+const ACK_PERIOD: Duration = Duration::from_secs(1);
+/// Read size.
+const READ_CHUNK: usize = 64 * 1024;
+/// Chunks of a snapshot read ahead of the loader.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Why an attempt ended.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the primary closed the link")]
+    Closed,
+    #[error("the primary refused {step}: {message}")]
+    Refused { step: &'static str, message: String },
+    #[error("unexpected reply to {0}")]
+    Unexpected(&'static str),
+    #[error("no data from the primary within repl-timeout")]
+    Timeout,
+    #[error("the snapshot from the primary: {0}")]
+    Snapshot(String),
+    #[error("the stream from the primary: {0}")]
+    Stream(String),
+    #[error("shutting down")]
+    Stopped,
+}
+
+/// Runs the link to `link`'s primary until the server shuts down (the task is aborted when the
+/// node stops following it).
+pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut stop = shared.shutdown_signal();
+    loop {
+        let attempt = attempt(&shared, &link);
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            () = stopped(&mut stop) => Err(Failed::Stopped),
+        };
+        let now_ms = shared.dbs.now_ms();
+        link.set_state(LinkState::Connect, now_ms);
+        shared.repl.set_loading(false);
+        match outcome {
+            Err(Failed::Stopped) | Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(host = %link.host, port = link.port, %error, "replication link to the primary failed; retrying");
+            }
+        }
+        // A link that got as far as the stream starts its backoff over.
+        if link.reached_stream() {
+            backoff = FIRST_BACKOFF;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            () = stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn attempt(shared: &Arc<Shared>, link: &Arc<Link>) -> Result<(), Failed> {
+    link.set_state(LinkState::Connecting, shared.dbs.now_ms());
+    let timeout = shared.repl.timeout();
+    let address = (link.host.as_str(), link.port);
+    let socket = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|_| Failed::Timeout)??;
+    let _ = socket.set_nodelay(true);
+    match shared.repl.tls_client() {
+        Some(super::TlsClient(connector)) => {
+            let name = rustls_pki_types::ServerName::try_from(link.host.clone())
+                .map_err(|e| Failed::Stream(format!("primary host name for TLS: {e}")))?;
+            let tls = tokio::time::timeout(timeout, connector.connect(name, socket))
+                .await
+                .map_err(|_| Failed::Timeout)??;
+            Linked::new(shared, link, tls).run().await
+        }
+        None => Linked::new(shared, link, socket).run().await,
+    }
+}
+
+/// One attempt's connection to the primary.
+struct Linked<'a, S> {
+    shared: &'a Arc<Shared>,
+    link: &'a Arc<Link>,
+    socket: S,
+    input: BytesMut,
+    replies: FrameDecoder,
+}
+
+impl<'a, S> Linked<'a, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn new(shared: &'a Arc<Shared>, link: &'a Arc<Link>, socket: S) -> Self {
+        Linked {
+            shared,
+            link,
+            socket,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            replies: FrameDecoder::new(Limits::default()),
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Failed> {
+        let repl = &self.shared.repl;
+        self.link
+            .set_state(LinkState::Handshake, self.shared.dbs.now_ms());
+        if let Some(password) = repl.masterauth() {
+            let mut auth = vec![Bytes::from_static(b"AUTH")];
+            if let Some(user) = repl.masteruser() {
+                auth.push(Bytes::from(user));
+            }
+            auth.push(Bytes::from(password));
+            if let Frame::Error(message) = self.call(&auth, "AUTH").await? {
+                return Err(Failed::Refused {
+                    step: "AUTH",
+                    message: String::from_utf8_lossy(&message).into_owned(),
+                });
+            }
+        }
+        let port = self.shared.local_addr.port().to_string();
+        // Errors to REPLCONF are ignored, as Redis ignores them (an older primary).
+        self.call(
+            &[
+                Bytes::from_static(b"REPLCONF"),
+                Bytes::from_static(b"listening-port"),
+                Bytes::from(port),
+            ],
+            "REPLCONF",
+        )
+        .await?;
+        self.call(
+            &[
+                Bytes::from_static(b"REPLCONF"),
+                Bytes::from_static(b"capa"),
+                Bytes::from_static(b"psync2"),
+            ],
+            "REPLCONF",
+        )
+        .await?;
+        let ids = repl.ids();
+        let feed = self.shared.dbs.feed().clone();
+        repl.enable_feed(&feed);
+        let wanted = feed.end_offset() + 1;
+        let reply = self
+            .call(
+                &[
+                    Bytes::from_static(b"PSYNC"),
+                    Bytes::from(ids.replid.clone()),
+                    Bytes::from(wanted.to_string()),
+                ],
+                "PSYNC",
+            )
+            .await?;
+        let line = match reply {
+            Frame::Simple(line) => String::from_utf8_lossy(&line).into_owned(),
+            Frame::Error(message) => {
+                return Err(Failed::Refused {
+                    step: "PSYNC",
+                    message: String::from_utf8_lossy(&message).into_owned(),
+                })
+            }
+            _ => return Err(Failed::Unexpected("PSYNC")),
+        };
+        let mut words = line.split(' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("FULLRESYNC"), Some(replid), Some(offset)) => {
+                let offset: u64 = offset.parse().map_err(|_| Failed::Unexpected("PSYNC"))?;
+                tracing::info!(host = %self.link.host, port = self.link.port, offset, "full resynchronization from the primary");
+                self.load(replid, offset).await?;
+            }
+            (Some("CONTINUE"), replid, _) => {
+                if let Some(replid) = replid.filter(|id| !id.is_empty()) {
+                    repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
+                }
+                tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");
+            }
+            _ => return Err(Failed::Unexpected("PSYNC")),
+        }
+        self.stream(&feed).await
+    }
+
+    /// Sends one command and reads its reply.
+    async fn call(&mut self, args: &[Bytes], step: &'static str) -> Result<Frame, Failed> {
+        let mut out = BytesMut::new();
+        Frame::Array(args.iter().cloned().map(Frame::Bulk).collect())
+            .encode(sessiond_protocol::ProtocolVersion::Resp2, &mut out);
+        self.socket.write_all(&out).await?;
+        let timeout = self.shared.repl.timeout();
+        loop {
+            match self.replies.decode(&mut self.input) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(_) => return Err(Failed::Unexpected(step)),
+            }
+            let read = tokio::time::timeout(timeout, self.socket.read_buf(&mut self.input))
+                .await
+                .map_err(|_| Failed::Timeout)??;
+            if read == 0 {
+                return Err(Failed::Closed);
+            }
+        }
+    }
+
+    /// Loads the snapshot that follows `+FULLRESYNC`: the keyspace emptied, the stream read
+    /// into a blocking loader through a bounded channel, the feed restarted at `offset`.
+    async fn load(&mut self, replid: &str, offset: u64) -> Result<(), Failed> {
+        let shared = self.shared;
+        let repl = &shared.repl;
+        self.link.set_state(LinkState::Sync, shared.dbs.now_ms());
+        repl.set_loading(true);
+        // Replicas of this node follow a history that ends here.
+        repl.disconnect_replicas();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+        let first = self.input.split().freeze();
+        let dbs = shared.dbs.clone();
+        let loading = shared.persistence.clone().exclusive(move || {
+            feed::without_recording(|| {
+                dbs.flush_all(false);
+                let mut reader = ChunkReader { rx, chunk: first };
+                let loaded = crate::persist::loader::load_stream(
+                    &mut reader,
+                    std::path::Path::new("<primary>"),
+                    &*dbs,
+                );
+                // Whatever came after the snapshot is the stream's start.
+                reader.rx.close();
+                let mut rest = BytesMut::from(&reader.chunk[..]);
+                while let Ok(chunk) = reader.rx.try_recv() {
+                    rest.extend_from_slice(&chunk);
+                }
+                if loaded.is_err() {
+                    dbs.flush_all(false);
+                }
+                loaded.map(|summary| (summary, rest))
+            })
+        });
+        tokio::pin!(loading);
+        let timeout = repl.timeout();
+        let mut held: Option<Bytes> = None;
+        let (summary, rest) = loop {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            tokio::select! {
+                loaded = &mut loading => break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?,
+                read = tokio::time::timeout(timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
+                    let read = read.map_err(|_| Failed::Timeout)??;
+                    if read == 0 {
+                        return Err(Failed::Closed);
+                    }
+                    self.link.touch(shared.dbs.now_ms());
+                    held = Some(buf.freeze());
+                }
+            }
+            if let Some(chunk) = held.take() {
+                if let Err(refused) = tx.send(chunk).await {
+                    // The loader finished first: the chunk is the stream's.
+                    held = Some(refused.0);
+                    let loaded = (&mut loading).await;
+                    break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?;
+                }
+            }
+        };
+        let mut rest = rest;
+        if let Some(chunk) = held {
+            rest.extend_from_slice(&chunk);
+        }
+        self.input = rest;
+        repl.adopt(replid, None);
+        shared.dbs.feed().reset(offset);
+        repl.set_loading(false);
+        tracing::info!(
+            records = summary.records,
+            bytes = summary.bytes,
+            "loaded the snapshot from the primary"
+        );
+        Ok(())
+    }
+
+    /// Applies the stream, acknowledging every [`ACK_PERIOD`] and at each GETACK.
+    async fn stream(&mut self, feed: &Arc<feed::Feed>) -> Result<(), Failed> {
+        let shared = self.shared;
+        self.link
+            .set_state(LinkState::Connected, shared.dbs.now_ms());
+        self.link.touch(shared.dbs.now_ms());
+        self.link
+            .read_offset
+            .store(feed.end_offset(), std::sync::atomic::Ordering::Relaxed);
+        let mut ack = tokio::time::interval(ACK_PERIOD);
+        ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut silent_since = tokio::time::Instant::now();
+        loop {
+            if self.apply_frames(feed)? {
+                self.ack(feed).await?;
+            }
+            if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
+                self.input.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                read = self.socket.read_buf(&mut self.input) => {
+                    if read? == 0 {
+                        return Err(Failed::Closed);
+                    }
+                    silent_since = tokio::time::Instant::now();
+                    self.link.touch(shared.dbs.now_ms());
+                }
+                _ = ack.tick() => {
+                    if silent_since.elapsed() > shared.repl.timeout() {
+                        return Err(Failed::Timeout);
+                    }
+                    self.ack(feed).await?;
+                }
+            }
+        }
+    }
+
+    /// Applies every whole frame the input holds; whether a GETACK marker was among them.
+    fn apply_frames(&mut self, feed: &Arc<feed::Feed>) -> Result<bool, Failed> {
+        let mut asked = false;
+        loop {
+            if self.input.len() >= GETACK.len() && self.input[..GETACK.len()] == GETACK {
+                self.input.advance(GETACK.len());
+                asked = true;
+                continue;
+            }
+            let (changes, len) = match feed::decode_frame(&self.input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(asked),
+                Err(error) => return Err(Failed::Stream(error.to_string())),
+            };
+            let frame = self.input.split_to(len).freeze();
+            self.shared
+                .dbs
+                .apply(changes)
+                .map_err(|e| Failed::Stream(e.to_string()))?;
+            feed.append_verbatim(frame);
+            self.link
+                .read_offset
+                .store(feed.end_offset(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    async fn ack(&mut self, feed: &feed::Feed) -> Result<(), Failed> {
+        let offset = feed.end_offset().to_string();
+        let mut out = BytesMut::new();
+        Frame::Array(vec![
+            Frame::bulk("REPLCONF"),
+            Frame::bulk("ACK"),
+            Frame::bulk(offset),
+        ])
+        .encode(sessiond_protocol::ProtocolVersion::Resp2, &mut out);
+        self.socket.write_all(&out).await?;
+        Ok(())
+    }
+}
+
+/// `io::Read` over the chunks the link task reads, on the loader's blocking thread.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
+}
+
+/// Resolves once the server shuts down (the watch's guard never lives across an await).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

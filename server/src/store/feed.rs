@@ -1,0 +1,1052 @@
+//! The change feed: every change to the keyspace, as one ordered byte stream of framed
+//! [`Record`]s with a byte offset (replication's `master_repl_offset`), for the append-only log
+//! and for replicas.
+//!
+//! **Where changes come from.** The snapshot journal's hook points (`after_write`, the
+//! removals, flushes, SWAPDB) are where every change already passes, under the key's shard
+//! lock; the feed hooks the same points. While it is off (no log, no replica) a mutation pays
+//! one relaxed load and a branch. While it is on, each change is encoded at once (postcard, as
+//! snapshots) into a frame, given its offset by one global atomic addition and queued on a
+//! lock-free channel — all under the shard lock, so the offsets of one key's changes are in the
+//! order of the changes. One pump thread puts the frames back in offset order (frames of
+//! different keys may reach the channel out of order) and publishes the contiguous stream: to
+//! the backlog (the last `repl-backlog-size` bytes, for partial resyncs), to the sinks (the
+//! log's writer, which must not miss a byte) and to the `published` watch.
+//!
+//! **Frames.** `length u32 LE | CRC-32 of the payload u32 LE | payload`, the payload one or
+//! more postcard-encoded `(database index, Record)` pairs. An operation that changes several
+//! keys as one step (RENAME, MOVE, REGENERATE, EXEC, a script) is one frame ([`Feed::group`]):
+//! a frame applies whole or not at all. FLUSHDB (and FLUSHALL, per database) and SWAPDB are one
+//! record each, taken with every shard of the databases held so no other change falls between
+//! the flush of two shards.
+//!
+//! **Records are assignments**, never increments: a key's whole state, fields set to values or
+//! removed, members added or removed, a deadline set, a deletion. A change costs what the
+//! change is, not the key: HSET of one field of a 300k-field hash is one field in the stream
+//! (`Fields` reports the names a command touched while the feed is on). Sessions are small and
+//! bounded and travel whole; their idle timer slides on every use, so a use that only moves the
+//! last access within the same second is not sent, and the last access a session record carries
+//! is rounded *up* to the whole second: a replica promoted later never ends a session before
+//! the primary would have (at most a second after).
+//!
+//! **Why a log switched at T0 and a snapshot consistent at T1 >= T0 make a complete state**
+//! (AOF rewrite, a replica's full sync): take `t0 = cut()` (every change given an offset before
+//! has one below `t0`), then write a snapshot whose journal makes it the keyspace at the
+//! journal's close T1, after `t0` was taken. Replay the snapshot, then every frame from `t0`.
+//! For one key, the frames at or after `t0` are its changes after T0 in order; those that
+//! happened before T1 are already in the snapshot. Replaying an assignment over a state that
+//! already contains it, and then every later assignment in order, ends in the same state as
+//! applying the later ones alone: a key's whole state or deletion overwrites everything; a
+//! field (member, deadline) assignment overwrites that field, and every field an earlier
+//! change touched is touched again by replay in the original order, so each field ends with its
+//! last assignment and untouched fields keep the snapshot's value, which no change after T0
+//! altered. A change that saw the feed off (it started before `enable`) cannot be missing
+//! either: the snapshot's journal waits at its start for every mutation in flight, so such a
+//! change is in the shards before the writer reads them.
+//!
+//! SWAPDB is the one change that is not an assignment (replayed twice, it swaps back): a
+//! snapshot for a switch must be abandoned when a SWAPDB ran between the cut and the
+//! journal's close ([`Databases::swaps`](super::Databases::swaps) tells), as a save is.
+//!
+//! **Durability** is the log writer's: it reports what is on disk with [`Feed::mark_durable`],
+//! and a connection under `appendfsync always` awaits [`Feed::wait_durable`] for the end offset
+//! read after its writes, before it sends their replies (group commit: one fsync covers every
+//! connection's writes that arrived together).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::record::Record;
+
+/// Bytes of a frame's header: length and CRC.
+pub const FRAME_HEADER: usize = 8;
+/// The largest frame payload: an operation whose records encode to more is split into frames
+/// of at most this (its atomicity is then lost, not its effect).
+pub const MAX_FRAME: usize = 1 << 30;
+/// The backlog's default size (Redis's `repl-backlog-size`).
+pub const DEFAULT_BACKLOG_BYTES: u64 = 1 << 20;
+
+/// A frame with its offset, on its way to the pump.
+type Queued = (u64, Bytes);
+
+/// The change feed shared by every database of a server (see the module documentation).
+#[derive(Debug)]
+pub struct Feed {
+    on: AtomicBool,
+    /// The offset the next frame gets: everything queued so far lies below it.
+    next: AtomicU64,
+    tx: mpsc::UnboundedSender<Queued>,
+    /// The pump's end of the channel, until the pump starts (first [`Feed::enable`]).
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    state: Mutex<State>,
+    /// The end of the contiguous stream published so far.
+    published: watch::Sender<u64>,
+    /// What the log writer reports as on disk.
+    durable: watch::Sender<Durable>,
+    /// Users of the feed ([`Feed::enable`] / [`Feed::disable`] pairs): on while any.
+    users: Mutex<u32>,
+}
+
+/// What is on disk, as the log writer reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Every frame below this offset is on disk.
+    pub offset: u64,
+    /// The log cannot write: waiters give up.
+    pub failed: bool,
+}
+
+/// The pump's side: the stream published so far.
+#[derive(Debug)]
+struct State {
+    /// End of the contiguous stream.
+    end: u64,
+    /// Frames that arrived ahead of a gap.
+    pending: BTreeMap<u64, Bytes>,
+    /// The last frames, oldest first, with their offsets.
+    backlog: VecDeque<(u64, Bytes)>,
+    backlog_bytes: u64,
+    backlog_limit: u64,
+    sinks: Vec<Arc<Sink>>,
+}
+
+/// The offset asked for is not in the backlog (fell out, or is ahead of the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("offset {offset} is not in the backlog ({first}..={end})")]
+pub struct Gone {
+    /// The offset asked for.
+    pub offset: u64,
+    /// The backlog's first offset.
+    pub first: u64,
+    /// The stream's end.
+    pub end: u64,
+}
+
+/// A consumer that must see every byte from the offset it attached at (the append-only log's
+/// writer): unbounded, unlike the backlog.
+#[derive(Debug)]
+pub struct Sink {
+    state: Mutex<SinkState>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    /// Offset of the first byte of `chunks`.
+    start: u64,
+    chunks: Vec<Bytes>,
+    bytes: u64,
+}
+
+impl Sink {
+    /// Waits up to `timeout` for data; returns the offset of the first byte and the frames
+    /// published since the last take (empty after the timeout).
+    pub fn take(&self, timeout: Duration) -> (u64, Vec<Bytes>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.chunks.is_empty() && !timeout.is_zero() {
+            state = self
+                .ready
+                .wait_timeout_while(state, timeout, |s| s.chunks.is_empty())
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let start = state.start;
+        state.start += state.bytes;
+        state.bytes = 0;
+        (start, std::mem::take(&mut state.chunks))
+    }
+
+    /// Bytes published and not taken yet (INFO's `aof_buffer_length`).
+    pub fn pending_bytes(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// Wakes a [`Sink::take`] waiting now (for a shutdown).
+    pub fn wake(&self) {
+        self.ready.notify_all();
+    }
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed::new(DEFAULT_BACKLOG_BYTES)
+    }
+}
+
+impl Feed {
+    /// An idle feed whose backlog keeps the last `backlog_bytes` bytes.
+    pub fn new(backlog_bytes: u64) -> Feed {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Feed {
+            on: AtomicBool::new(false),
+            next: AtomicU64::new(0),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            state: Mutex::new(State {
+                end: 0,
+                pending: BTreeMap::new(),
+                backlog: VecDeque::new(),
+                backlog_bytes: 0,
+                backlog_limit: backlog_bytes,
+                sinks: Vec::new(),
+            }),
+            published: watch::Sender::new(0),
+            durable: watch::Sender::new(Durable::default()),
+            users: Mutex::new(0),
+        }
+    }
+
+    /// Whether changes are recorded: one relaxed load, the whole cost of an idle feed.
+    #[inline]
+    pub fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// Starts recording (one more user: the log, replication); starts the pump on first use.
+    /// A change that saw the feed off has no frame: see the module documentation for why a
+    /// snapshot started after this covers it.
+    pub fn enable(self: &Arc<Self>) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        *users += 1;
+        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let feed = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("sessiond-feed".to_owned())
+                .spawn(move || pump(feed, rx));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start the change feed's thread");
+                *users -= 1;
+                return;
+            }
+        }
+        self.on.store(true, Ordering::SeqCst);
+    }
+
+    /// One user fewer; recording stops when none is left.
+    pub fn disable(&self) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        *users = users.saturating_sub(1);
+        if *users == 0 {
+            self.on.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The end of the stream: the offset the next frame will get. Every frame queued before
+    /// the call lies below it.
+    pub fn end_offset(&self) -> u64 {
+        self.next.load(Ordering::SeqCst)
+    }
+
+    /// The switch point for a new log or a full sync: every change recorded before this call
+    /// has an offset below the result, every later one at or above it (the result is always
+    /// a frame boundary: offsets are given a whole frame at a time).
+    pub fn cut(&self) -> u64 {
+        self.end_offset()
+    }
+
+    /// The end of the stream published so far (backlog, sinks), as a watch: the "new data"
+    /// signal.
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Sets the backlog's size (`repl-backlog-size`); the oldest frames go at once if over.
+    pub fn set_backlog_size(&self, bytes: u64) {
+        let mut state = self.state();
+        state.backlog_limit = bytes;
+        state.trim();
+    }
+
+    /// The backlog's size (`repl-backlog-size`).
+    pub fn backlog_size(&self) -> u64 {
+        self.state().backlog_limit
+    }
+
+    /// The backlog's first offset and how many bytes it holds
+    /// (`repl_backlog_first_byte_offset`, `repl_backlog_histlen`).
+    pub fn backlog_range(&self) -> (u64, u64) {
+        let state = self.state();
+        (state.end - state.backlog_bytes, state.backlog_bytes)
+    }
+
+    /// The published stream from `offset` on, at most about `max_bytes` (whole frames but the
+    /// first, which may start mid-frame); empty when `offset` is the end. [`Gone`] when
+    /// `offset` fell out of the backlog or is beyond the end.
+    pub fn read_from(&self, offset: u64, max_bytes: usize) -> Result<Vec<Bytes>, Gone> {
+        let state = self.state();
+        let first = state.end - state.backlog_bytes;
+        if offset < first || offset > state.end {
+            return Err(Gone {
+                offset,
+                first,
+                end: state.end,
+            });
+        }
+        let mut out = Vec::new();
+        let at = match state.backlog.binary_search_by_key(&offset, |(o, _)| *o) {
+            Ok(at) => at,
+            // Inside the frame before (`offset` >= `first`, so there is one).
+            Err(at) => at.saturating_sub(1),
+        };
+        let mut taken = 0;
+        for (start, frame) in state.backlog.iter().skip(at) {
+            let skip = usize::try_from(offset.saturating_sub(*start)).unwrap_or(usize::MAX);
+            let part = frame.slice(skip.min(frame.len())..);
+            if part.is_empty() {
+                continue;
+            }
+            taken += part.len();
+            out.push(part);
+            if taken >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Attaches a sink: it receives every byte published from the returned offset on.
+    pub fn attach_sink(&self) -> (Arc<Sink>, u64) {
+        let mut state = self.state();
+        let sink = Arc::new(Sink {
+            state: Mutex::new(SinkState {
+                start: state.end,
+                ..SinkState::default()
+            }),
+            ready: Condvar::new(),
+        });
+        state.sinks.push(Arc::clone(&sink));
+        (sink, state.end)
+    }
+
+    /// Detaches `sink`.
+    pub fn detach_sink(&self, sink: &Arc<Sink>) {
+        self.state().sinks.retain(|s| !Arc::ptr_eq(s, sink));
+    }
+
+    /// Waits until the frames published reach `offset` (tests, and a log writer's shutdown).
+    pub async fn wait_published(&self, offset: u64) {
+        let mut rx = self.published.subscribe();
+        let _ = rx.wait_for(|end| *end >= offset).await;
+    }
+
+    /// The log writer reports every frame below `offset` on disk.
+    pub fn mark_durable(&self, offset: u64) {
+        self.durable.send_if_modified(|d| {
+            let moved = offset > d.offset || d.failed;
+            d.offset = d.offset.max(offset);
+            d.failed = false;
+            moved
+        });
+    }
+
+    /// The log writer reports it cannot write (`failed`), or that it recovered.
+    pub fn mark_failed(&self, failed: bool) {
+        self.durable.send_if_modified(|d| {
+            let changed = d.failed != failed;
+            d.failed = failed;
+            changed
+        });
+    }
+
+    /// What is on disk now.
+    pub fn durable(&self) -> Durable {
+        *self.durable.borrow()
+    }
+
+    /// Waits until every frame below `offset` is on disk; false if the log failed meanwhile.
+    pub async fn wait_durable(&self, offset: u64) -> bool {
+        let mut rx = self.durable.subscribe();
+        let reached = match rx.wait_for(|d| d.offset >= offset || d.failed).await {
+            Ok(d) => d.offset >= offset,
+            Err(_) => false,
+        };
+        reached
+    }
+
+    /// Restarts the stream at `offset` with an empty backlog (a replica taking its primary's
+    /// offsets after a full sync). Call only while nothing changes the keyspace.
+    pub fn reset(&self, offset: u64) {
+        let mut state = self.state();
+        self.next.store(offset, Ordering::SeqCst);
+        state.end = offset;
+        state.pending.clear();
+        state.backlog.clear();
+        state.backlog_bytes = 0;
+        for sink in &state.sinks {
+            let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.start = offset;
+            s.chunks.clear();
+            s.bytes = 0;
+        }
+        drop(state);
+        self.published.send_replace(offset);
+    }
+
+    /// Appends frames received from elsewhere as they are (a replica passing its primary's
+    /// stream on, offsets kept): `frames` must be whole frames.
+    pub fn append_verbatim(&self, frames: Bytes) {
+        if frames.is_empty() {
+            return;
+        }
+        let offset = self.next.fetch_add(frames.len() as u64, Ordering::SeqCst);
+        let _ = self.tx.send((offset, frames));
+    }
+
+    /// Opens a group: until the guard drops, the changes recorded on this thread form one frame
+    /// (groups nest: the outermost one emits). Open it before taking the shard locks of the
+    /// operation and drop it while they are still held, so that no other change to those keys
+    /// falls between the group's records and its frame.
+    pub fn group(&self) -> Group<'_> {
+        if !self.on() {
+            // Nothing records (a change that sees the feed turned on meanwhile is a frame of
+            // its own: the snapshot that follows an `enable` covers it anyway).
+            return Group {
+                feed: self,
+                open: false,
+            };
+        }
+        GROUP.with(|group| {
+            let mut group = group.borrow_mut();
+            if group.depth == 0 {
+                group.on = self.on();
+                group.payload.clear();
+            }
+            group.depth += 1;
+        });
+        Group {
+            feed: self,
+            open: true,
+        }
+    }
+
+    /// Records `record` of database `db`: into this thread's open group, or as a frame of its
+    /// own. Call under the key's shard lock, when [`Feed::on`].
+    pub fn push(&self, db: u16, record: &Record) {
+        let single = GROUP.with(|group| {
+            let mut group = group.borrow_mut();
+            if group.suppressed {
+                return false;
+            }
+            if group.depth == 0 {
+                return true;
+            }
+            if group.on {
+                encode(&mut group.payload, db, record);
+                if group.payload.len() >= MAX_FRAME {
+                    let payload = std::mem::take(&mut group.payload);
+                    self.emit(payload);
+                }
+            }
+            false
+        });
+        if single {
+            let mut payload = Vec::with_capacity(64);
+            encode(&mut payload, db, record);
+            self.emit(payload);
+        }
+    }
+
+    /// Frames `payload` and queues it with its offset.
+    fn emit(&self, payload: Vec<u8>) {
+        if payload.is_empty() {
+            return;
+        }
+        let frame = frame(&payload);
+        let offset = self.next.fetch_add(frame.len() as u64, Ordering::SeqCst);
+        // Fails only once the pump is gone (the feed is being dropped).
+        let _ = self.tx.send((offset, frame));
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes frames the pump received, in offset order, as far as they are contiguous.
+    fn publish(&self, batch: &mut Vec<Queued>) {
+        let mut state = self.state();
+        for (offset, frame) in batch.drain(..) {
+            if offset >= state.end {
+                state.pending.insert(offset, frame);
+            }
+        }
+        let mut touched = false;
+        let mut guard = state;
+        let state = &mut *guard;
+        while let Some(entry) = state.pending.first_entry() {
+            if *entry.key() != state.end {
+                break;
+            }
+            let (offset, frame) = entry.remove_entry();
+            let len = frame.len() as u64;
+            for sink in &state.sinks {
+                let mut s = sink.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.chunks.push(frame.clone());
+                s.bytes += len;
+            }
+            state.backlog.push_back((offset, frame));
+            state.backlog_bytes += len;
+            state.end += len;
+            touched = true;
+        }
+        if !touched {
+            return;
+        }
+        state.trim();
+        let end = state.end;
+        for sink in &state.sinks {
+            sink.ready.notify_all();
+        }
+        drop(guard);
+        self.published.send_replace(end);
+    }
+}
+
+impl State {
+    fn trim(&mut self) {
+        while self.backlog_bytes > self.backlog_limit {
+            match self.backlog.pop_front() {
+                Some((_, frame)) => self.backlog_bytes -= frame.len() as u64,
+                None => break,
+            }
+        }
+    }
+}
+
+/// The pump: takes frames off the channel in batches and publishes them in order; ends when
+/// the feed is dropped.
+fn pump(feed: Weak<Feed>, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let Some(feed) = feed.upgrade() else {
+            return;
+        };
+        feed.publish(&mut batch);
+    }
+}
+
+/// This thread's open group of changes.
+#[derive(Default)]
+struct GroupState {
+    depth: u32,
+    /// Whether the feed was on when the group opened (its records are kept).
+    on: bool,
+    payload: Vec<u8>,
+    /// While a frame received from elsewhere is applied: nothing is recorded.
+    suppressed: bool,
+}
+
+thread_local! {
+    static GROUP: RefCell<GroupState> = RefCell::new(GroupState::default());
+    /// Set by a session's use that only slid its idle timer within the second its last record
+    /// carries: the write that follows is not recorded.
+    static COALESCED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the session write about to be recorded on this thread as a touch the feed skips.
+pub(crate) fn coalesce() {
+    COALESCED.with(|c| c.set(true));
+}
+
+/// Whether the session write being recorded was marked by [`coalesce`] (and clears the mark).
+pub(crate) fn take_coalesced() -> bool {
+    COALESCED.with(|c| c.replace(false))
+}
+
+/// An open group of changes ([`Feed::group`]): they become one frame when it drops.
+#[derive(Debug)]
+pub struct Group<'a> {
+    feed: &'a Feed,
+    /// Whether it counts in this thread's depth (the feed was on when it opened).
+    open: bool,
+}
+
+impl Drop for Group<'_> {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let payload = GROUP.with(|group| {
+            let mut group = group.borrow_mut();
+            group.depth = group.depth.saturating_sub(1);
+            (group.depth == 0).then(|| std::mem::take(&mut group.payload))
+        });
+        if let Some(payload) = payload {
+            self.feed.emit(payload);
+        }
+    }
+}
+
+/// Runs `f` recording nothing on this thread: applying changes that came from a log or a
+/// primary, which is not a change of this server's own.
+pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GROUP.with(|group| group.borrow_mut().suppressed = self.0);
+        }
+    }
+    let _restore =
+        Restore(GROUP.with(|group| std::mem::replace(&mut group.borrow_mut().suppressed, true)));
+    f()
+}
+
+/// Appends the encoding of `(db, record)` to `payload`.
+fn encode(payload: &mut Vec<u8>, db: u16, record: &Record) {
+    let buf = std::mem::take(payload);
+    // Encoding into a Vec fails only on serde errors a `Record` cannot produce.
+    *payload = match postcard::to_extend(&(db, record), buf) {
+        Ok(buf) => buf,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a change");
+            Vec::new()
+        }
+    };
+}
+
+/// A frame around `payload`: length, CRC-32, payload.
+fn frame(payload: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
+    // MAX_FRAME keeps a payload far below 4 GiB.
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    frame.extend_from_slice(payload);
+    Bytes::from(frame)
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The length field is 0 or above [`MAX_FRAME`].
+    #[error("frame length {0} out of range")]
+    Length(u32),
+    /// The payload does not match its checksum.
+    #[error("frame checksum mismatch")]
+    Checksum,
+    /// The payload does not decode.
+    #[error("undecodable record: {0}")]
+    Decode(String),
+}
+
+/// One decoded frame: its changes, each `(database index, record)`.
+pub type Changes = Vec<(u16, Record)>;
+
+/// Decodes the frame at the start of `buf`: its changes and its length in bytes; `Ok(None)`
+/// when `buf` holds only part of it (read more, or a torn tail).
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Changes, usize)>, FrameError> {
+    let Some(header) = buf.get(..FRAME_HEADER) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || len as usize > MAX_FRAME {
+        return Err(FrameError::Length(len));
+    }
+    let total = FRAME_HEADER + len as usize;
+    let Some(payload) = buf.get(FRAME_HEADER..total) else {
+        return Ok(None);
+    };
+    if crc32fast::hash(payload) != crc {
+        return Err(FrameError::Checksum);
+    }
+    let mut changes = Vec::new();
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let (change, tail) = postcard::take_from_bytes::<(u16, Record)>(rest)
+            .map_err(|e| FrameError::Decode(e.to_string()))?;
+        changes.push(change);
+        rest = tail;
+    }
+    Ok(Some((changes, total)))
+}
+
+/// A second rounded up to the next whole second (sessions' last access in the feed).
+pub(crate) fn ceil_second(ms: u64) -> u64 {
+    ms.div_ceil(1000).saturating_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::{decode_frame, Changes, Feed};
+    use crate::clock::{Clock, ManualClock};
+    use crate::store::session::NewSession;
+    use crate::store::{Databases, Entry, Fields, Record, Store, Value, ValueMut};
+
+    const START: u64 = 1_700_000_000_000;
+
+    fn dbs() -> (Databases, Arc<ManualClock>) {
+        let (clock, manual) = Clock::manual(START);
+        let dbs = Databases::new(clock, 4);
+        dbs.first().feed().enable();
+        (dbs, manual)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    /// The frames from `from` to the end, once published.
+    fn frames(feed: &Feed, from: u64) -> Vec<(Changes, usize)> {
+        let end = feed.end_offset();
+        runtime().block_on(feed.wait_published(end));
+        let bytes: Vec<u8> = feed
+            .read_from(from, usize::MAX)
+            .expect("in backlog")
+            .concat();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (changes, len) = decode_frame(&bytes[at..]).expect("valid").expect("whole");
+            out.push((changes, len));
+            at += len;
+        }
+        out
+    }
+
+    /// Every live key of every database, by index and key; a session's last access as the
+    /// feed carries it (rounded up to the second).
+    fn dump(dbs: &Databases) -> Vec<(usize, Record)> {
+        let mut all = Vec::new();
+        for db in 0..dbs.count() {
+            let store = dbs.db(db);
+            for shard in 0..store.shard_count() {
+                for mut record in store.snapshot_shard(shard) {
+                    if let Record::Session { last_access_ms, .. } = &mut record {
+                        *last_access_ms = super::ceil_second(*last_access_ms);
+                    }
+                    if let Record::Hash { fields, .. } = &mut record {
+                        fields.sort();
+                    }
+                    if let Record::Set { members, .. } = &mut record {
+                        members.sort();
+                    }
+                    all.push((db, record));
+                }
+            }
+        }
+        all.sort_by(|a, b| (a.0, a.1.key()).cmp(&(b.0, b.1.key())));
+        all
+    }
+
+    fn set_str(store: &Store, key: &str, value: &str, deadline_ms: u64) {
+        let value = Bytes::copy_from_slice(value.as_bytes());
+        store.upsert(key.as_bytes(), store.now_ms(), |_| {
+            (Some(Entry::new(Value::Str(value), deadline_ms)), ())
+        })
+    }
+
+    /// HSET: fields set in place, or a new hash.
+    fn hset(store: &Store, key: &str, pairs: &[(&str, &str)]) {
+        let pairs: Vec<(Bytes, Bytes)> = pairs
+            .iter()
+            .map(|(f, v)| (Bytes::from(f.to_string()), Bytes::from(v.to_string())))
+            .collect();
+        store.upsert(key.as_bytes(), store.now_ms(), |node| match node {
+            Some(mut node) => {
+                if let ValueMut::Hash(fields) = node.value_mut() {
+                    fields.extend(pairs);
+                }
+                (None, ())
+            }
+            None => {
+                let fields: Fields = pairs.into_iter().collect();
+                (Some(Entry::new(Value::Hash(Box::new(fields)), 0)), ())
+            }
+        })
+    }
+
+    fn hdel(store: &Store, key: &str, field: &str) {
+        store.modify(key.as_bytes(), store.now_ms(), |mut node| {
+            let ValueMut::Hash(fields) = node.value_mut() else {
+                return (false, ());
+            };
+            fields.remove(field.as_bytes());
+            (fields.is_empty(), ())
+        });
+    }
+
+    fn sadd(store: &Store, key: &str, member: &str, remove: Option<&str>) {
+        let member = Bytes::from(member.to_owned());
+        store.upsert(key.as_bytes(), store.now_ms(), |node| match node {
+            Some(mut node) => {
+                if let ValueMut::Set(members) = node.value_mut() {
+                    members.insert_member(member);
+                    if let Some(gone) = remove {
+                        members.remove(gone.as_bytes());
+                    }
+                }
+                (None, ())
+            }
+            None => {
+                let members = Fields::from_members([member]);
+                (Some(Entry::new(Value::Set(Box::new(members)), 0)), ())
+            }
+        })
+    }
+
+    fn expire(store: &Store, key: &str, deadline_ms: u64) {
+        store.modify(key.as_bytes(), store.now_ms(), |mut node| {
+            node.set_expires_at_ms(deadline_ms);
+            (false, ())
+        });
+    }
+
+    fn session(store: &Store, user: &str) -> Bytes {
+        let new = NewSession {
+            prefix: Bytes::new(),
+            user: Some(Bytes::from(user.to_owned())),
+            idle_ms: 60_000,
+            absolute_ms: 3_600_000,
+            data: vec![(Bytes::from("role"), Bytes::from("admin"))],
+        };
+        store
+            .create_session(new, store.now_ms(), 0)
+            .expect("session")
+    }
+
+    fn touch(store: &Store, id: &Bytes) {
+        store
+            .update_session(id, store.now_ms(), |_| (true, ()))
+            .expect("a session");
+    }
+
+    /// A replica's view: `snapshot` restored as a snapshot loads, then `frames` applied.
+    fn replay(snapshot: &[(usize, Record)], frames: Vec<(Changes, usize)>) -> Databases {
+        let (clock, _) = Clock::manual(START);
+        let replica = Databases::new(clock, 4);
+        for (db, record) in snapshot {
+            replica.db(*db).restore(record.clone(), START);
+        }
+        for db in 0..replica.count() {
+            replica.db(db).rebuild_user_index();
+        }
+        for (changes, _) in frames {
+            replica.apply(changes).expect("databases exist");
+        }
+        replica
+    }
+
+    #[test]
+    fn an_idle_feed_records_nothing() {
+        let (clock, _) = Clock::manual(START);
+        let dbs = Databases::new(clock, 2);
+        let store = dbs.first();
+        set_str(store, "k", "v", 0);
+        hset(store, "h", &[("f", "v")]);
+        store.remove(b"k", START);
+        store.flush();
+        assert_eq!(dbs.first().feed().end_offset(), 0);
+    }
+
+    #[test]
+    fn a_multi_key_operation_is_one_frame() {
+        let (dbs, _) = dbs();
+        let store = dbs.first();
+        set_str(store, "a", "1", 0);
+        let from = store.feed().end_offset();
+        store.rename(b"a", b"b", false, START);
+        dbs.move_key(0, 1, b"b", START);
+        let frames = frames(store.feed(), from);
+        assert_eq!(frames.len(), 2, "one frame per operation");
+        assert!(matches!(
+            &frames[0].0[..],
+            [(0, Record::Delete { .. }), (0, Record::String { .. })]
+        ));
+        assert!(matches!(
+            &frames[1].0[..],
+            [(0, Record::Delete { .. }), (1, Record::String { .. })]
+        ));
+        // An atomic block (EXEC, a script) too, with its SELECTs' databases.
+        let from = store.feed().end_offset();
+        let shards = [store.shard_of_key(b"x"), store.shard_of_key(b"y")];
+        store.atomic(Some(&shards), || {
+            set_str(dbs.first(), "x", "1", 0);
+            set_str(dbs.first(), "y", "2", 0);
+        });
+        let frames = self::frames(store.feed(), from);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].0.len(), 2);
+    }
+
+    #[test]
+    fn one_keys_changes_from_many_threads_replay_in_their_order() {
+        let (dbs, _) = dbs();
+        let dbs = Arc::new(dbs);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let dbs = Arc::clone(&dbs);
+                std::thread::spawn(move || {
+                    for i in 0..2_000 {
+                        let key = format!("k{}", i % 7);
+                        set_str(dbs.first(), &key, &format!("{t}-{i}"), 0);
+                        hset(
+                            dbs.first(),
+                            "h",
+                            &[(&format!("f{}", i % 5), &format!("{t}-{i}"))],
+                        );
+                        if i % 11 == 0 {
+                            dbs.first().remove(key.as_bytes(), START);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("writer");
+        }
+        let replica = replay(&[], frames(dbs.first().feed(), 0));
+        assert_eq!(dump(&replica), dump(&dbs));
+    }
+
+    #[test]
+    fn replaying_a_suffix_over_a_later_snapshot_gives_the_live_keyspace() {
+        let (dbs, clock) = dbs();
+        let store = dbs.first();
+        set_str(store, "s", "1", 0);
+        hset(store, "h", &[("a", "1"), ("b", "2"), ("c", "3")]);
+        sadd(store, "set", "m1", None);
+        let alice = session(store, "alice");
+        let bob = session(store, "bob");
+        set_str(dbs.db(2), "two", "x", 0);
+        set_str(dbs.db(3), "three", "x", 0);
+
+        // The log switches at T0...
+        let t0 = store.feed().cut();
+        hset(store, "h", &[("a", "10")]);
+        hdel(store, "h", "b");
+        sadd(store, "set", "m2", Some("m1"));
+        expire(store, "s", START + 50_000);
+        clock.advance(1_500);
+        touch(store, &alice);
+        store.destroy_session(&bob, store.now_ms());
+        let carol = session(store, "alice");
+        // ...the snapshot is consistent at T1 > T0...
+        let snapshot = dump(&dbs);
+        dbs.swap(2, 3);
+        let after_swap = store.feed().cut();
+        hset(store, "h", &[("b", "20"), ("d", "4")]);
+        hdel(store, "h", "c");
+        sadd(store, "set", "m3", Some("m2"));
+        expire(store, "s", 0);
+        store.rename(b"s", b"s2", false, store.now_ms());
+        dbs.db(2).flush();
+        set_str(dbs.db(2), "after-flush", "y", 0);
+        clock.advance(1_200);
+        touch(store, &carol);
+        store
+            .update_session(&alice, store.now_ms(), |s| {
+                s.fields.insert(Bytes::from("cart"), Bytes::from("3"));
+                s.version += 1;
+                (true, ())
+            })
+            .expect("a session");
+
+        // ...and the snapshot plus every frame from T0 is the live keyspace.
+        let replica = replay(&snapshot, frames(store.feed(), t0));
+        assert_eq!(dump(&replica), dump(&dbs));
+        let mut sessions = replica.first().list_sessions(b"", b"alice", store.now_ms());
+        sessions.sort();
+        let mut expected = vec![alice.clone(), carol.clone()];
+        expected.sort();
+        assert_eq!(sessions, expected, "the per-user index follows");
+        assert!(replica
+            .first()
+            .list_sessions(b"", b"bob", store.now_ms())
+            .is_empty());
+        // Applying the stream twice changes nothing either (but across a SWAPDB: see the
+        // module documentation).
+        let again = replay(&dump(&dbs), frames(store.feed(), after_swap));
+        assert_eq!(dump(&again), dump(&dbs));
+    }
+
+    #[test]
+    fn a_change_to_a_large_hash_costs_the_change() {
+        let (dbs, _) = dbs();
+        let store = dbs.first();
+        let fields: Vec<(String, String)> = (0..100_000)
+            .map(|i| (format!("field:{i}"), format!("value:{i}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(f, v)| (&f[..], &v[..])).collect();
+        hset(store, "big", &pairs);
+        for i in 0..10_000 {
+            sadd(store, "bigset", &format!("member:{i}"), None);
+        }
+        let from = store.feed().end_offset();
+        hset(store, "big", &[("field:7", "new")]);
+        hdel(store, "big", "field:8");
+        sadd(store, "bigset", "one-more", Some("member:3"));
+        expire(store, "big", START + 10_000);
+        let frames = frames(store.feed(), from);
+        let sizes: Vec<usize> = frames.iter().map(|(_, len)| *len).collect();
+        assert_eq!(sizes.len(), 4);
+        assert!(sizes.iter().all(|len| *len < 100), "{sizes:?}");
+        assert!(matches!(&frames[3].0[..], [(0, Record::Deadline { .. })]));
+    }
+
+    #[test]
+    fn a_sessions_touches_reach_the_stream_once_a_second_and_never_early() {
+        let (dbs, clock) = dbs();
+        let store = dbs.first();
+        let id = session(store, "alice");
+        let from = store.feed().end_offset();
+        // Ten uses within one second: at most one record (none while the second is the same).
+        for _ in 0..10 {
+            clock.advance(50);
+            touch(store, &id);
+        }
+        let records = frames(store.feed(), from).len();
+        assert!(
+            records <= 1,
+            "{records} records for ten uses within a second"
+        );
+        clock.advance(1_000);
+        touch(store, &id);
+        let frames = frames(store.feed(), from);
+        let Some((changes, _)) = frames.last() else {
+            panic!("a use in a later second is recorded");
+        };
+        let [(0, Record::Session { last_access_ms, .. })] = &changes[..] else {
+            panic!("a session record: {changes:?}");
+        };
+        assert!(
+            *last_access_ms >= store.now_ms(),
+            "never behind the primary"
+        );
+        assert!(*last_access_ms < store.now_ms() + 1_000);
+    }
+
+    #[test]
+    fn the_backlog_keeps_its_size_and_says_when_an_offset_is_gone() {
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed();
+        feed.set_backlog_size(4096);
+        for i in 0..1_000 {
+            set_str(dbs.first(), &format!("key:{i}"), "value", 0);
+        }
+        runtime().block_on(feed.wait_published(feed.end_offset()));
+        let (first, held) = feed.backlog_range();
+        assert!(held <= 4096 && held > 3_000, "{held}");
+        assert_eq!(first + held, feed.end_offset());
+        assert!(feed.read_from(0, usize::MAX).is_err());
+        assert!(feed.read_from(feed.end_offset() + 1, 1).is_err());
+        assert_eq!(feed.read_from(feed.end_offset(), 1), Ok(vec![]));
+    }
+}
