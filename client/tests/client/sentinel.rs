@@ -1,13 +1,14 @@
 //! `redis+sentinel://` against a real `redis-sentinel` watching real `redis-server` nodes (the
-//! client's logic on its own; the failover of sessiond nodes is the e2e `sentinel` module's):
-//! the primary is found through the sentinel and checked with ROLE, a write that gets READONLY
-//! is sent again to the new primary, and a dead primary's successor is found. Skipped, saying
+//! client's logic on its own) and sessiond nodes: the primary is found through the sentinel and
+//! checked with ROLE, a write that gets READONLY is sent again to the new primary, a dead
+//! primary's successor is found, and sessions follow a failover of sessiond nodes. Skipped, saying
 //! why, where redis-server or redis-sentinel is missing (`.ci/run` installs both).
 
 use std::time::Duration;
 
-use sessiond_client::{Client, ErrorKind};
+use sessiond_client::{Client, ErrorKind, NewSession};
 use sessiond_tests::sentinel::{installed, poll, primary_port, role, RedisProcess, Scratch};
+use sessiond_tests::TestServer;
 
 const MASTER: &str = "sessions";
 
@@ -58,6 +59,18 @@ fn replicated(primary: &RedisProcess) {
             .query(&mut connection)
             .ok()?;
         (acked == 1).then_some(())
+    });
+}
+
+/// `SENTINEL FAILOVER`, once the sentinel has a replica it can promote (a replica it just
+/// found has no link or INFO yet, and the command answers NOGOODSLAVE until it has).
+fn force_failover(sentinel: &mut redis::Connection) {
+    poll("the sentinel starts a failover", 400, || {
+        redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER)
+            .query::<()>(sentinel)
+            .ok()
     });
 }
 
@@ -127,11 +140,7 @@ async fn follows_a_failover_run_by_sentinel() {
     replicated(&old);
 
     let mut to_sentinel = sentinel.connect();
-    let _: () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg(MASTER)
-        .query(&mut to_sentinel)
-        .unwrap();
+    force_failover(&mut to_sentinel);
     poll("the sentinel names the new primary", 600, || {
         (primary_port(&mut to_sentinel, MASTER)? == new.port).then_some(())
     });
@@ -156,11 +165,7 @@ async fn finds_the_successor_of_a_dead_primary() {
 
     old.kill9();
     let mut to_sentinel = sentinel.connect();
-    let _: () = redis::cmd("SENTINEL")
-        .arg("FAILOVER")
-        .arg(MASTER)
-        .query(&mut to_sentinel)
-        .unwrap();
+    force_failover(&mut to_sentinel);
     poll("the replica is promoted", 600, || {
         let named = primary_port(&mut to_sentinel, MASTER)? == new.port;
         (named && role(&mut new.connect())? == "master").then_some(())
@@ -219,4 +224,73 @@ async fn refuses_what_is_not_the_primary() {
         .unwrap_err();
     let message = nobody.to_string();
     assert!(message.contains(&format!("127.0.0.1:{down}")), "{message}");
+}
+
+#[tokio::test]
+async fn follows_a_failover_of_sessiond_nodes() {
+    if !installed("redis-sentinel") {
+        eprintln!("skipped: redis-sentinel is not installed");
+        return;
+    }
+    let dir = Scratch::new("client-sentinel-sessiond");
+    let old = TestServer::start();
+    let new = TestServer::start();
+    let mut to_new = new.client();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(old.addr.port())
+        .query(&mut to_new)
+        .unwrap();
+    let sentinel = RedisProcess::sentinel(
+        dir.path(),
+        MASTER,
+        old.addr.port(),
+        1,
+        &["down-after-milliseconds 60000", "failover-timeout 10000"],
+    );
+    let mut to_sentinel = sentinel.connect();
+    poll("the sentinel finds the replica", 400, || {
+        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(MASTER)
+            .query(&mut to_sentinel)
+            .ok()?;
+        (replicas.len() == 1).then_some(())
+    });
+
+    let client = connect(&sentinel).await;
+    let sessions = client.sessions();
+    let id = sessions
+        .create(NewSession::default().user("ada").field("cart", "book"))
+        .await
+        .unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(10_000)
+        .query(&mut old.client())
+        .unwrap();
+    assert_eq!(acked, 1);
+
+    force_failover(&mut to_sentinel);
+    poll("the sentinel names the new primary", 600, || {
+        (primary_port(&mut to_sentinel, MASTER)? == new.addr.port()).then_some(())
+    });
+    poll("the old primary follows the new one", 600, || {
+        (role(&mut old.client())? == "slave").then_some(())
+    });
+
+    // The session, its user's index and a new write, all on the new primary.
+    assert_eq!(
+        sessions.list_for_user("ada").await.unwrap(),
+        std::slice::from_ref(&id)
+    );
+    let data = sessions.get(&id).await.unwrap().unwrap();
+    assert_eq!(data.get_str("cart"), Some("book"));
+    client.set("after", "1").await.unwrap();
+    // (Sentinel closed the connections it found on the promoted node: a new one.)
+    let stored: Option<String> = redis::cmd("GET")
+        .arg("after")
+        .query(&mut new.client())
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some("1"));
 }
