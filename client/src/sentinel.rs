@@ -6,9 +6,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sessiond_protocol::Frame;
+use bytes::{Bytes, BytesMut};
+use sessiond_protocol::{ClientCodec, Frame};
 
-use crate::command::Cmd;
 use crate::connection::Connection;
 use crate::settings::Settings;
 use crate::url::{NodeAddr, SentinelAddr};
@@ -60,10 +60,7 @@ impl Sentinels {
 
     async fn ask_one(&self, sentinel: &NodeAddr, settings: &Settings) -> Result<NodeAddr> {
         let connection = Connection::open(sentinel, settings).await?;
-        let command = Cmd::new("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg(self.addr.master())
-            .encode();
+        let command = encode(&["SENTINEL", "get-master-addr-by-name", self.addr.master()]);
         let reply = round_trip(&connection, command, settings).await?;
         match reply {
             Frame::Array(items) => match &items[..] {
@@ -103,7 +100,7 @@ pub(crate) async fn check_primary(
     addr: &NodeAddr,
     settings: &Settings,
 ) -> Result<()> {
-    let reply = round_trip(connection, Cmd::new("ROLE").encode(), settings).await?;
+    let reply = round_trip(connection, encode(&["ROLE"]), settings).await?;
     let role = match &reply {
         Frame::Array(items) => match items.first() {
             Some(Frame::Bulk(role) | Frame::Simple(role)) => Some(role.clone()),
@@ -124,12 +121,15 @@ pub(crate) async fn check_primary(
     }
 }
 
+/// `args` as a RESP command.
+fn encode(args: &[&str]) -> Bytes {
+    let mut out = BytesMut::new();
+    ClientCodec::encode_command(args, &mut out);
+    out.freeze()
+}
+
 /// One command on `connection` and its reply, within the command timeout.
-async fn round_trip(
-    connection: &Connection,
-    command: bytes::Bytes,
-    settings: &Settings,
-) -> Result<Frame> {
+async fn round_trip(connection: &Connection, command: Bytes, settings: &Settings) -> Result<Frame> {
     let timeout = settings.command_timeout;
     let exchange = async {
         let slot = connection
