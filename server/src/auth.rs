@@ -901,6 +901,8 @@ mod tests {
                 "client",
                 "command",
                 "time",
+                // Reads the replicas' acknowledgements only.
+                "wait",
                 "multi",
                 "exec",
                 "discard",

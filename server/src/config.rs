@@ -147,7 +147,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Replication: the primary to follow, the link's credentials and TLS, the replica's
     /// behaviour.
-    pub replication: crate::replication::Settings,
+    pub replication: crate::role::Settings,
     /// Where the config file came from, if any (INFO reports it).
     pub config_file: Option<PathBuf>,
     /// The clock; tests pass a manual one.
@@ -193,7 +193,7 @@ impl Default for Config {
             stop_writes_on_bgsave_error: true,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
-            replication: crate::replication::Settings::default(),
+            replication: crate::role::Settings::default(),
             config_file: None,
             clock: Clock::system(),
         }
@@ -319,14 +319,15 @@ impl RawConfig {
             Some((tls_port, files)) => Some(TlsConfig::load(tls_port, files)?),
             None => None,
         };
-        let replication = crate::replication::Settings::from_settings(
-            crate::replication::RawSettings {
+        let replication = crate::role::Settings::from_settings(
+            crate::role::RawSettings {
                 replicaof: self.replicaof,
                 masteruser: self.masteruser,
                 masterauth: self.masterauth,
                 read_only: self.replica_read_only.map(|YesNo(yes)| yes),
                 priority: self.replica_priority,
                 timeout: self.repl_timeout.map(|PositivePeriod(period)| period),
+                backlog_bytes: self.repl_backlog_size.map(|Size(bytes)| bytes),
                 tls_replication: self.tls_replication.is_some_and(|YesNo(yes)| yes),
             },
             tls.as_ref(),

@@ -45,6 +45,7 @@ pub mod persist;
 pub mod process;
 pub mod pubsub;
 pub mod replication;
+pub mod role;
 pub mod script;
 pub mod script_cache;
 pub mod server;

@@ -41,7 +41,7 @@ impl ClassLimit {
 pub struct OutputLimits {
     /// Ordinary clients.
     pub normal: ClassLimit,
-    /// Replicas (none yet).
+    /// Replicas: the stream waiting for one, as Redis counts its replica clients.
     pub replica: ClassLimit,
     /// Clients subscribed to channels (none yet).
     pub pubsub: ClassLimit,

@@ -60,7 +60,7 @@ pub struct Shared {
     /// Pub/sub: every subscription, and PUBLISH's delivery.
     pub pubsub: Arc<crate::pubsub::Hub>,
     /// Replication: the role, the replicas served, the link to a primary.
-    pub repl: crate::replication::Replication,
+    pub repl: crate::role::Replication,
     /// How the next shutdown goes (SHUTDOWN's options; a signal uses the defaults).
     shutdown_request: std::sync::Mutex<ShutdownRequest>,
     shutdown: watch::Sender<bool>,
@@ -117,6 +117,8 @@ impl Shared {
         tls_local_addr: Option<SocketAddr>,
         data_dir_lock: Option<persist::lock::DirLock>,
     ) -> Shared {
+        dbs.feed()
+            .set_backlog_size(config.replication.backlog_bytes);
         // The events the configuration enables, until CONFIG SET changes them.
         dbs.notifier().flags().set(config.notify_keyspace_events);
         let slowlog =
@@ -130,7 +132,7 @@ impl Shared {
             scripts: crate::script_cache::Scripts::default(),
             // One hub for PUBLISH and the store's events (`Notifier`).
             pubsub: Arc::clone(dbs.notifier().hub()),
-            repl: crate::replication::Replication::new(&config.replication),
+            repl: crate::role::Replication::new(&config.replication),
             config,
             dbs,
             clients: Clients::default(),

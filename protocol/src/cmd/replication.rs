@@ -154,3 +154,99 @@ impl Wait {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::Command;
+
+    fn parse(line: &str) -> Result<Command, CommandError> {
+        Command::parse(
+            line.split(' ')
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect(),
+        )
+    }
+
+    fn error(line: &str) -> String {
+        parse(line).expect_err("an error").to_string()
+    }
+
+    #[test]
+    fn replicaof_takes_no_one_or_a_host_and_a_port() {
+        assert_eq!(
+            parse("REPLICAOF no One"),
+            Ok(Command::ReplicaOf(ReplicaOf::NoOne))
+        );
+        assert_eq!(
+            parse("slaveof example.org 6380"),
+            Ok(Command::ReplicaOf(ReplicaOf::Primary {
+                host: "example.org".into(),
+                port: 6380
+            }))
+        );
+        assert_eq!(error("replicaof h 65536"), "ERR Invalid master port");
+        assert_eq!(error("replicaof h -1"), "ERR Invalid master port");
+        assert_eq!(
+            error("replicaof h p"),
+            "ERR value is not an integer or out of range"
+        );
+    }
+
+    #[test]
+    fn replconf_takes_pairs_in_redis_words() {
+        let Ok(Command::ReplConf(conf)) = parse("REPLCONF listening-port 7 capa psync2 ack 12")
+        else {
+            panic!("REPLCONF parses")
+        };
+        assert_eq!(
+            conf.options,
+            [
+                ReplConfOption::ListeningPort(7),
+                ReplConfOption::Capa(Bytes::from_static(b"psync2")),
+                ReplConfOption::Ack(12)
+            ]
+        );
+        assert_eq!(error("replconf ack"), "ERR syntax error");
+        assert_eq!(
+            error("replconf nope 1"),
+            "ERR Unrecognized REPLCONF option: nope"
+        );
+        assert_eq!(
+            error("replconf listening-port x"),
+            "ERR value is not an integer or out of range"
+        );
+        let long = "a".repeat(MAX_REPLICA_ADDRESS);
+        assert_eq!(
+            error(&format!("replconf ip-address {long}")),
+            format!(
+                "ERR REPLCONF ip-address provided by replica instance is too long: {} bytes",
+                MAX_REPLICA_ADDRESS
+            )
+        );
+    }
+
+    #[test]
+    fn psync_and_wait() {
+        assert_eq!(
+            parse("PSYNC ? -1"),
+            Ok(Command::Psync(Psync {
+                replid: Bytes::from_static(b"?"),
+                offset: -1
+            }))
+        );
+        assert_eq!(parse("SYNC"), Ok(Command::Psync(Psync::full())));
+        assert_eq!(
+            parse("WAIT 2 100"),
+            Ok(Command::Wait(Wait {
+                replicas: 2,
+                timeout_ms: 100
+            }))
+        );
+        assert_eq!(error("wait 1 -5"), "ERR timeout is negative");
+        assert_eq!(
+            error("wait 1 x"),
+            "ERR timeout is not an integer or out of range"
+        );
+    }
+}

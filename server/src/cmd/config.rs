@@ -247,6 +247,15 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "repl-backlog-size",
+        check: |_, value| backlog(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(bytes) = backlog(value) {
+                shared.dbs.feed().set_backlog_size(bytes);
+            }
+        },
+    },
+    Settable {
         name: "masterauth",
         check: |_, value| password(value).map(drop),
         apply: |shared, value| {
@@ -269,6 +278,18 @@ const SETTABLE: &[Settable] = &[
         },
     },
 ];
+
+/// A new `repl-backlog-size`: a size (`1mb`), at least Redis's 16kb.
+fn backlog(value: &[u8]) -> Result<u64, String> {
+    let bytes = memory(value)?;
+    if bytes < crate::role::MIN_BACKLOG_BYTES {
+        return Err(format!(
+            "argument must be at least {}",
+            crate::role::MIN_BACKLOG_BYTES
+        ));
+    }
+    Ok(bytes)
+}
 
 /// A yes/no setting's value, Redis's words for anything else.
 fn yes_no(value: &[u8]) -> Result<bool, String> {
@@ -614,17 +635,21 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("appendonly", "no".to_owned()),
         (
             "replicaof",
-            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+            crate::role::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
         ),
         (
             "slaveof",
-            crate::replication::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
+            crate::role::replicaof_setting(&ctx.shared.repl).unwrap_or_default(),
         ),
         (
             "replica-read-only",
             yes_no_text(ctx.shared.repl.read_only()),
         ),
         ("slave-read-only", yes_no_text(ctx.shared.repl.read_only())),
+        (
+            "repl-backlog-size",
+            ctx.shared.dbs.feed().backlog_size().to_string(),
+        ),
         ("replica-priority", ctx.shared.repl.priority().to_string()),
         ("slave-priority", ctx.shared.repl.priority().to_string()),
         (

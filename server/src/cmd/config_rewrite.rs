@@ -149,7 +149,7 @@ pub fn rewrite_replicaof(shared: &Shared, doc: &mut DocumentMut) {
     let found = ["replicaof", "slaveof"]
         .into_iter()
         .find(|k| doc.contains_key(k));
-    match (crate::replication::replicaof_setting(&shared.repl), found) {
+    match (crate::role::replicaof_setting(&shared.repl), found) {
         (Some(now), Some(key)) => {
             if let Some(Item::Value(old)) = doc.get_mut(key) {
                 if old.as_str() != Some(now.as_str()) {

@@ -245,7 +245,7 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
     section("replication", "Replication", &|out| {
         let feed = shared.dbs.feed();
         let (first, histlen) = feed.backlog_range();
-        let figures = crate::replication::FeedFigures {
+        let figures = crate::role::FeedFigures {
             offset: feed.end_offset(),
             backlog_size: feed.backlog_size(),
             // Redis counts from 1.

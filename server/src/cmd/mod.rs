@@ -172,12 +172,7 @@ pub struct ConnState {
     /// Its subscriptions (SUBSCRIBE...), while it has some.
     subscriber: Option<Box<crate::pubsub::Subscriber>>,
     /// What it said as a replica (REPLCONF), and its PSYNC once sent.
-    replica: Option<
-        Box<(
-            crate::replication::Hello,
-            Option<sessiond_protocol::cmd::Psync>,
-        )>,
-    >,
+    replica: Option<Box<(crate::role::Hello, Option<sessiond_protocol::cmd::Psync>)>>,
 }
 
 impl ConnState {
@@ -643,8 +638,8 @@ fn run_now(
         }
     }
     let gate = shared.repl.gate();
-    if gate != crate::replication::Gate::Open {
-        if let Some(refusal) = crate::replication::refusal(gate, spec) {
+    if gate != crate::role::Gate::Open {
+        if let Some(refusal) = crate::role::refusal(gate, spec) {
             *ran = Ran::Rejected(slot);
             return refused(conn, Some(spec), Frame::error(refusal));
         }
@@ -660,7 +655,10 @@ fn run_now(
         return Frame::error(MISCONF).into();
     }
     let maxmemory = shared.live.maxmemory();
+    // A replica never evicts (Redis's replica-ignore-maxmemory): its primary's stream decides
+    // its keys, and a removal of its own would not be in its feed.
     if maxmemory > 0
+        && gate == crate::role::Gate::Open
         && spec.flags.contains(CommandFlags::DENYOOM)
         && !shared
             .dbs
@@ -681,7 +679,7 @@ fn run_now(
         out,
         out_limit,
     };
-    let reply = if gate == crate::replication::Gate::Writable {
+    let reply = if gate == crate::role::Gate::Writable {
         // A writable replica's own writes are local: its feed carries its primary's stream.
         crate::store::feed::without_recording(|| dispatch(&mut ctx, command))
     } else {

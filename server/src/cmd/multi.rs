@@ -127,8 +127,8 @@ pub fn queue(
         return Ok(flag(conn, Frame::error("NOAUTH Authentication required.")));
     }
     let gate = shared.repl.gate();
-    if gate != crate::replication::Gate::Open {
-        if let Some(refusal) = crate::replication::refusal(gate, spec) {
+    if gate != crate::role::Gate::Open {
+        if let Some(refusal) = crate::role::refusal(gate, spec) {
             return Ok(flag(conn, Frame::error(refusal)));
         }
     }
@@ -542,7 +542,7 @@ mod tests {
             skipped,
             [
                 "auth", "client", "command", "echo", "hello", "lastsave", "ping", "quit", "reset",
-                "select", "time"
+                "select", "time", "wait"
             ]
         );
     }

@@ -7,7 +7,8 @@ use sessiond_protocol::cmd::{Psync, ReplConf, ReplConfOption, ReplicaOf, Wait};
 use sessiond_protocol::Frame;
 
 use super::{Ctx, Reply, Then};
-use crate::replication::{self, Hello};
+use crate::replication;
+use crate::role::{self, Hello};
 
 /// `REPLICAOF host port | NO ONE`.
 pub fn replicaof(ctx: &mut Ctx<'_>, cmd: ReplicaOf) -> Frame {
@@ -75,7 +76,7 @@ pub fn replconf(ctx: &mut Ctx<'_>, cmd: ReplConf) -> Reply {
 /// `PSYNC replid offset` / `SYNC`: the connection becomes the replica's link once its replies
 /// so far are written ([`Then::Replicate`]).
 pub fn psync(ctx: &mut Ctx<'_>, cmd: Psync) -> Reply {
-    if ctx.shared.repl.gate() == replication::Gate::Loading {
+    if ctx.shared.repl.gate() == role::Gate::Loading {
         return Frame::error("NOMASTERLINK Can't SYNC while not connected with my master").into();
     }
     ctx.conn.set_psync(cmd);
@@ -128,13 +129,13 @@ pub struct WaitFor {
 
 impl WaitFor {
     /// WAIT's reply without waiting (inside EXEC or a script): how many acknowledged now.
-    pub fn now(self, repl: &replication::Replication) -> Frame {
+    pub fn now(self, repl: &role::Replication) -> Frame {
         Frame::Integer(repl.acked_at_least(self.offset) as i64)
     }
 
     /// Waits (in the connection's task) and returns WAIT's reply: how many replicas
     /// acknowledged when enough did or the timeout passed.
-    pub async fn run(self, repl: &replication::Replication) -> Frame {
+    pub async fn run(self, repl: &role::Replication) -> Frame {
         let wait = repl.wait_for_acks(self.offset, self.replicas);
         let acked = if self.timeout_ms == 0 {
             wait.await

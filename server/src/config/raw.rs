@@ -325,6 +325,11 @@ pub struct RawConfig {
     #[serde(alias = "slave-priority")]
     pub replica_priority: Option<u64>,
 
+    /// The replication backlog: the last bytes of the change stream kept for replicas that
+    /// reconnect (a partial resync), and for a full sync's duration.
+    #[arg(long, env = "SESSIOND_REPL_BACKLOG_SIZE")]
+    pub repl_backlog_size: Option<Size>,
+
     /// A replication link silent this long is dropped (and a replica reconnects).
     #[arg(long, env = "SESSIOND_REPL_TIMEOUT")]
     pub repl_timeout: Option<PositivePeriod>,
@@ -420,6 +425,7 @@ fn default_text(long: &str) -> Option<String> {
         "replica-read-only" => yes_no(config.replication.read_only),
         "replica-priority" => config.replication.priority.to_string(),
         "repl-timeout" => format_duration(config.replication.timeout),
+        "repl-backlog-size" => format_size(config.replication.backlog_bytes),
         "tls-replication" => yes_no(config.replication.tls.is_some()),
         "log-level" => config.log_level,
         "log-format" => config.log_format.name().to_owned(),

@@ -287,9 +287,14 @@ impl Persistence {
                 self.0.running.send_replace(false);
             }
         }
+        // Released by the blocking thread when the work is done, even if the caller stopped
+        // waiting for it.
         let release = Release(self);
-        let outcome = tokio::task::spawn_blocking(work).await;
-        drop(release);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _release = release;
+            work()
+        })
+        .await;
         match outcome {
             Ok(result) => result,
             Err(join) => std::panic::resume_unwind(join.into_panic()),

@@ -22,12 +22,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{Buf, Bytes, BytesMut};
 use sessiond_protocol::{Limits, RequestDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{Follower, Hello};
 use crate::clients::ClientState;
+use crate::role::{Follower, Hello};
 use crate::shared::Shared;
 use crate::store::feed::{Feed, Sink};
 
@@ -64,7 +66,7 @@ enum Ended {
 /// it wants). `input` holds what the connection had read past the PSYNC.
 pub async fn serve<S>(
     shared: &Arc<Shared>,
-    mut socket: S,
+    socket: S,
     client: Arc<ClientState>,
     hello: Hello,
     psync: sessiond_protocol::cmd::Psync,
@@ -100,7 +102,9 @@ pub async fn serve<S>(
         last_ack: Instant::now(),
         over_soft_since: None,
     };
-    let result = link.run(&mut socket, psync, start).await;
+    let (mut reader, mut writer) = tokio::io::split(socket);
+    let result = link.run(&mut reader, &mut writer, psync, start).await;
+    let mut socket = reader.unsplit(writer);
     feed.detach_sink(&sink);
     shared.repl.remove_replica(&follower);
     match result {
@@ -126,14 +130,16 @@ struct Served<'a> {
 }
 
 impl Served<'_> {
-    async fn run<S>(
+    async fn run<R, W>(
         &mut self,
-        socket: &mut S,
+        reader: &mut R,
+        socket: &mut W,
         psync: sessiond_protocol::cmd::Psync,
         start: u64,
     ) -> Result<(), Ended>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
     {
         let repl = &self.shared.repl;
         // What the replica has: Redis's offset is the first byte it wants.
@@ -163,7 +169,7 @@ impl Served<'_> {
                     .write_all(format!("+FULLRESYNC {replid} {start}\r\n").as_bytes())
                     .await?;
                 tracing::info!(peer = %self.follower.client.peer, offset = start, "full resynchronization");
-                self.send_snapshot(socket).await?;
+                self.send_snapshot(reader, socket).await?;
                 start
             }
         };
@@ -187,20 +193,21 @@ impl Served<'_> {
             }
             position += sent;
         }
+        // Online from now; what it holds only its acknowledgements say (WAIT counts on them:
+        // a replica that was sent a snapshot may not have loaded it yet).
         self.follower.online.store(true, Ordering::Relaxed);
-        self.follower
-            .ack_offset
-            .fetch_max(position.min(start), Ordering::Relaxed);
         self.last_ack = Instant::now();
-        self.stream(socket).await
+        self.stream(reader, socket).await
     }
 
     /// Streams the snapshot: written on a blocking thread (which holds the persistence slot, so
-    /// that no save runs meanwhile), sent chunk by chunk; the replica's acknowledgements and
-    /// its output buffer are watched meanwhile.
-    async fn send_snapshot<S>(&mut self, socket: &mut S) -> Result<(), Ended>
+    /// that no save runs meanwhile), sent chunk by chunk. Meanwhile the replica's output buffer
+    /// (the sink, filling with the stream) is held to its limits, also while a write waits for a
+    /// replica that does not read.
+    async fn send_snapshot<R, W>(&mut self, reader: &mut R, socket: &mut W) -> Result<(), Ended>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let dbs = self.shared.dbs.clone();
@@ -222,21 +229,41 @@ impl Served<'_> {
         });
         tokio::pin!(writing);
         let mut written = None;
+        let mut chunk = Bytes::new();
+        let mut closed = false;
+        // Until the snapshot starts (a save under way holds the slot), a newline every
+        // PING_PERIOD tells the replica its primary is alive, as Redis's do.
+        let mut started = false;
+        let mut ping = tokio::time::interval(PING_PERIOD);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut published = self.feed.published();
         let mut stop = self.shared.shutdown_signal();
         loop {
+            if chunk.is_empty() && closed && written.is_some() {
+                break;
+            }
+            self.check_output_limit(chunk.len())?;
             tokio::select! {
-                chunk = rx.recv() => match chunk {
-                    Some(chunk) => {
-                        socket.write_all(&chunk).await?;
-                        self.check_output_limit()?;
+                next = rx.recv(), if chunk.is_empty() && !closed => match next {
+                    Some(next) => {
+                        started = true;
+                        chunk = next;
                     }
-                    None if written.is_some() => break,
-                    None => {}
+                    None => closed = true,
                 },
+                _ = ping.tick(), if !started => socket.write_all(b"\n").await?,
+                sent = socket.write(&chunk), if !chunk.is_empty() => {
+                    let sent = sent?;
+                    if sent == 0 {
+                        return Err(Ended::Closed);
+                    }
+                    chunk.advance(sent);
+                }
                 result = &mut writing, if written.is_none() => {
                     written = Some(result.map_err(Ended::Snapshot)?);
                 }
-                read = socket.read_buf(&mut self.input) => {
+                _ = published.changed() => {}
+                read = reader.read_buf(&mut self.input) => {
                     if read? == 0 {
                         return Err(Ended::Closed);
                     }
@@ -261,10 +288,13 @@ impl Served<'_> {
     }
 
     /// The stream: the sink's frames as they are published, a GETACK marker every
-    /// [`PING_PERIOD`] and when a WAIT asks; the replica's acknowledgements read meanwhile.
-    async fn stream<S>(&mut self, socket: &mut S) -> Result<(), Ended>
+    /// [`PING_PERIOD`] and when a WAIT asks (always between whole frames: the queue holds
+    /// whole frames, the first maybe partly sent); the replica's acknowledgements read
+    /// meanwhile, and its output held to its limits while a write waits.
+    async fn stream<R, W>(&mut self, reader: &mut R, socket: &mut W) -> Result<(), Ended>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
     {
         let mut published = self.feed.published();
         let mut getack = self.shared.repl.getack_signal();
@@ -273,23 +303,44 @@ impl Served<'_> {
         let mut stop = self.shared.shutdown_signal();
         let killed = std::future::poll_fn(|cx| self.follower.client.poll_signal(cx));
         tokio::pin!(killed);
+        let mut queue: VecDeque<Bytes> = VecDeque::new();
+        let mut queued = 0usize;
         loop {
             let (_, chunks) = self.sink.take(Duration::ZERO);
             for chunk in chunks {
-                socket.write_all(&chunk).await?;
+                queued += chunk.len();
+                queue.push_back(chunk);
             }
-            self.check_output_limit()?;
+            self.check_output_limit(queued)?;
             let timeout = self.shared.repl.timeout();
+            let front = queue.front().cloned().unwrap_or_default();
             tokio::select! {
+                sent = socket.write(&front), if !front.is_empty() => {
+                    let sent = sent?;
+                    if sent == 0 {
+                        return Err(Ended::Closed);
+                    }
+                    queued -= sent;
+                    if let Some(first) = queue.front_mut() {
+                        first.advance(sent);
+                        if first.is_empty() {
+                            queue.pop_front();
+                        }
+                    }
+                }
                 _ = published.changed() => {}
-                _ = getack.changed() => socket.write_all(&GETACK).await?,
+                _ = getack.changed() => {
+                    queued += GETACK.len();
+                    queue.push_back(Bytes::from_static(&GETACK));
+                }
                 _ = ping.tick() => {
                     if self.last_ack.elapsed() > timeout {
                         return Err(Ended::Timeout);
                     }
-                    socket.write_all(&GETACK).await?;
+                    queued += GETACK.len();
+                    queue.push_back(Bytes::from_static(&GETACK));
                 }
-                read = socket.read_buf(&mut self.input) => {
+                read = reader.read_buf(&mut self.input) => {
                     if read? == 0 {
                         return Err(Ended::Closed);
                     }
@@ -305,10 +356,13 @@ impl Served<'_> {
         }
     }
 
-    /// Cuts the link when the frames waiting for the replica pass its output limits.
-    fn check_output_limit(&mut self) -> Result<(), Ended> {
+    /// Cuts the link when what waits for the replica (`queued` bytes taken from the sink, and
+    /// what the sink holds) passes its output limits.
+    fn check_output_limit(&mut self, queued: usize) -> Result<(), Ended> {
         let limit = self.shared.live.output_limits().replica;
-        let pending = usize::try_from(self.sink.pending_bytes()).unwrap_or(usize::MAX);
+        let pending = usize::try_from(self.sink.pending_bytes())
+            .unwrap_or(usize::MAX)
+            .saturating_add(queued);
         if pending > limit.hard() {
             return self.cut_off(pending);
         }

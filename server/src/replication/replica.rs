@@ -23,7 +23,7 @@ use sessiond_protocol::{Frame, FrameDecoder, Limits};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::primary::GETACK;
-use super::{Link, LinkState};
+use crate::role::{Link, LinkState};
 use crate::shared::Shared;
 use crate::store::feed;
 
@@ -72,7 +72,7 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
         };
         let now_ms = shared.dbs.now_ms();
         link.set_state(LinkState::Connect, now_ms);
-        shared.repl.set_loading(false);
+        shared.repl.set_loading(&link, false);
         match outcome {
             Err(Failed::Stopped) | Ok(()) => return,
             Err(error) => {
@@ -100,7 +100,7 @@ async fn attempt(shared: &Arc<Shared>, link: &Arc<Link>) -> Result<(), Failed> {
         .map_err(|_| Failed::Timeout)??;
     let _ = socket.set_nodelay(true);
     match shared.repl.tls_client() {
-        Some(super::TlsClient(connector)) => {
+        Some(crate::role::TlsClient(connector)) => {
             let name = rustls_pki_types::ServerName::try_from(link.host.clone())
                 .map_err(|e| Failed::Stream(format!("primary host name for TLS: {e}")))?;
             let tls = tokio::time::timeout(timeout, connector.connect(name, socket))
@@ -176,15 +176,18 @@ where
         let feed = self.shared.dbs.feed().clone();
         repl.enable_feed(&feed);
         let wanted = feed.end_offset() + 1;
-        let reply = self
-            .call(
-                &[
-                    Bytes::from_static(b"PSYNC"),
-                    Bytes::from(ids.replid.clone()),
-                    Bytes::from(wanted.to_string()),
-                ],
-                "PSYNC",
+        // A node whose feed never carried anything has no history to continue: `? -1`, as a
+        // fresh Redis replica asks (it counts as no failed partial resync).
+        let (replid, offset) = if wanted == 1 && !repl.has_history() {
+            (Bytes::from_static(b"?"), Bytes::from_static(b"-1"))
+        } else {
+            (
+                Bytes::from(ids.replid.clone()),
+                Bytes::from(wanted.to_string()),
             )
+        };
+        let reply = self
+            .call(&[Bytes::from_static(b"PSYNC"), replid, offset], "PSYNC")
             .await?;
         let line = match reply {
             Frame::Simple(line) => String::from_utf8_lossy(&line).into_owned(),
@@ -207,6 +210,7 @@ where
                 if let Some(replid) = replid.filter(|id| !id.is_empty()) {
                     repl.adopt(replid, Some(feed.end_offset() as i64 + 1));
                 }
+                repl.note_history();
                 tracing::info!(host = %self.link.host, port = self.link.port, offset = wanted - 1, "partial resynchronization from the primary");
             }
             _ => return Err(Failed::Unexpected("PSYNC")),
@@ -242,16 +246,29 @@ where
         let shared = self.shared;
         let repl = &shared.repl;
         self.link.set_state(LinkState::Sync, shared.dbs.now_ms());
-        repl.set_loading(true);
+        repl.set_loading(self.link, true);
         // Replicas of this node follow a history that ends here.
         repl.disconnect_replicas();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let first = self.input.split().freeze();
         let dbs = shared.dbs.clone();
+        // Set when this attempt is dropped (another REPLICAOF, a shutdown): a loader that has
+        // not started then leaves the keyspace alone, and one cut short does not empty it
+        // again, since the node may be a primary taking writes by then.
+        let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _abandon = Abandon(abandoned.clone());
         let loading = shared.persistence.clone().exclusive(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            if abandoned.load(Relaxed) {
+                return Err("abandoned".to_owned());
+            }
             feed::without_recording(|| {
                 dbs.flush_all(false);
-                let mut reader = ChunkReader { rx, chunk: first };
+                let mut reader = ChunkReader {
+                    rx,
+                    chunk: first,
+                    started: false,
+                };
                 let loaded = crate::persist::loader::load_stream(
                     &mut reader,
                     std::path::Path::new("<primary>"),
@@ -263,37 +280,50 @@ where
                 while let Ok(chunk) = reader.rx.try_recv() {
                     rest.extend_from_slice(&chunk);
                 }
-                if loaded.is_err() {
+                if loaded.is_err() && !abandoned.load(Relaxed) {
                     dbs.flush_all(false);
                 }
-                loaded.map(|summary| (summary, rest))
+                loaded
+                    .map(|summary| (summary, rest))
+                    .map_err(|e| e.to_string())
             })
         });
         tokio::pin!(loading);
         let timeout = repl.timeout();
         let mut held: Option<Bytes> = None;
-        let (summary, rest) = loop {
+        let mut tx = Some(tx);
+        let outcome = loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
-                loaded = &mut loading => break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?,
+                loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
                 read = tokio::time::timeout(timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
-                    let read = read.map_err(|_| Failed::Timeout)??;
-                    if read == 0 {
-                        return Err(Failed::Closed);
+                    let failed = match read {
+                        Err(_) => Some(Failed::Timeout),
+                        Ok(Err(error)) => Some(Failed::Io(error)),
+                        Ok(Ok(0)) => Some(Failed::Closed),
+                        Ok(Ok(_)) => None,
+                    };
+                    if let Some(failed) = failed {
+                        // The loader sees the stream end, fails and empties the keyspace;
+                        // the attempt ends once it did, not before (clients would read the
+                        // old data meanwhile).
+                        drop(tx.take());
+                        let _ = (&mut loading).await;
+                        break Err(failed);
                     }
                     self.link.touch(shared.dbs.now_ms());
                     held = Some(buf.freeze());
                 }
             }
-            if let Some(chunk) = held.take() {
-                if let Err(refused) = tx.send(chunk).await {
+            if let (Some(chunk), Some(sender)) = (held.take(), &tx) {
+                if let Err(refused) = sender.send(chunk).await {
                     // The loader finished first: the chunk is the stream's.
                     held = Some(refused.0);
-                    let loaded = (&mut loading).await;
-                    break loaded.map_err(|e| Failed::Snapshot(e.to_string()))?;
+                    break (&mut loading).await.map_err(Failed::Snapshot);
                 }
             }
         };
+        let (summary, rest) = outcome?;
         let mut rest = rest;
         if let Some(chunk) = held {
             rest.extend_from_slice(&chunk);
@@ -301,7 +331,8 @@ where
         self.input = rest;
         repl.adopt(replid, None);
         shared.dbs.feed().reset(offset);
-        repl.set_loading(false);
+        repl.note_history();
+        repl.set_loading(self.link, false);
         tracing::info!(
             records = summary.records,
             bytes = summary.bytes,
@@ -387,15 +418,35 @@ where
     }
 }
 
+/// Marks a load abandoned when the attempt that started it is dropped.
+struct Abandon(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.
 struct ChunkReader {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     chunk: Bytes,
+    /// Whether the snapshot began: the newlines a primary sends while it waits to start one
+    /// (keep-alives) are skipped before.
+    started: bool,
 }
 
 impl std::io::Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.chunk.is_empty() {
+        loop {
+            if !self.started {
+                let newlines = self.chunk.iter().take_while(|b| **b == b'\n').count();
+                self.chunk.advance(newlines);
+                self.started = !self.chunk.is_empty();
+            }
+            if !self.chunk.is_empty() {
+                break;
+            }
             match self.rx.blocking_recv() {
                 Some(chunk) => self.chunk = chunk,
                 None => return Ok(0),

@@ -302,9 +302,9 @@ fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
     if writes && running.read_only {
         return failed("Write commands are not allowed from read-only scripts.");
     }
-    if writes && running.shared.repl.gate() == crate::replication::Gate::ReadOnly {
+    if writes && running.shared.repl.gate() == crate::role::Gate::ReadOnly {
         // As Redis: a script on a read-only replica may read, never write.
-        return failed(&format!("-{}", crate::replication::READONLY));
+        return failed(&format!("-{}", crate::role::READONLY));
     }
     if running.oom && spec.flags.contains(CommandFlags::DENYOOM) {
         return failed("-OOM command not allowed when used memory > 'maxmemory'.");

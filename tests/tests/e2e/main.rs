@@ -21,6 +21,7 @@ mod output_limits;
 mod persistence;
 mod pubsub;
 mod rename;
+mod replication;
 mod scripting;
 mod security;
 mod sentinel;

@@ -1,0 +1,920 @@
+//! A node's replication role and history, below the connections and the links that use it:
+//! whether it is a primary or follows one (and how the link to it is doing), the replication
+//! IDs (PSYNC2's `replid`, `replid2` and `second_repl_offset`), the replicas it serves and
+//! what they acknowledged (WAIT), the settings of replication, and the gate every command
+//! passes ([`Replication::gate`]: READONLY on a replica, LOADING during a full sync). ROLE's
+//! reply and INFO replication are rendered here. The links themselves are
+//! [`crate::replication`]'s.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sessiond_protocol::Frame;
+use tokio::sync::watch;
+
+/// The error a write gets on a read-only replica (Redis's words).
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+/// The error a command gets while a replica loads its primary's snapshot (Redis's words).
+pub const LOADING: &str = "LOADING Redis is loading the dataset in memory";
+
+/// What [`Replication::gate`] answers: how the command path treats a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Gate {
+    /// A primary: every command runs.
+    Open = 0,
+    /// A read-only replica: writes are refused with [`READONLY`].
+    ReadOnly = 1,
+    /// A replica loading a full synchronization: commands without `loading` get [`LOADING`].
+    Loading = 2,
+    /// A writable replica (`replica-read-only no`): writes run, recording nothing in the feed.
+    Writable = 3,
+}
+
+/// The error a command gets at `gate`, if any: writes on a read-only replica, and everything
+/// but the `loading` commands during a load.
+pub fn refusal(gate: Gate, spec: &sessiond_protocol::cmd::CommandSpec) -> Option<&'static str> {
+    use sessiond_protocol::cmd::CommandFlags;
+    match gate {
+        Gate::Open | Gate::Writable => None,
+        Gate::ReadOnly => spec.flags.contains(CommandFlags::WRITE).then_some(READONLY),
+        // REPLICAOF too: Redis takes it while a replica's sync transfers (its LOADING covers
+        // only the load from disk that follows), and a failover must be able to promote a
+        // replica in the middle of one.
+        Gate::Loading => (!spec.flags.contains(CommandFlags::LOADING)
+            && !matches!(spec.name, "replicaof" | "slaveof"))
+        .then_some(LOADING),
+    }
+}
+
+/// A replication ID: 40 hex characters from the OS's CSPRNG.
+pub fn new_replid() -> String {
+    let mut raw = [0u8; 20];
+    let _ = getrandom::fill(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The "no ID" of `master_replid2` before any promotion.
+pub const NO_REPLID: &str = "0000000000000000000000000000000000000000";
+
+/// A node's replication history: the ID of the stream it follows or serves, and the one before
+/// (valid up to `second_offset`), as Redis's PSYNC2 keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    /// `master_replid`.
+    pub replid: String,
+    /// `master_replid2`.
+    pub replid2: String,
+    /// `second_repl_offset`: the first offset (Redis's, 1-based) not valid under `replid2`;
+    /// -1 for none.
+    pub second_offset: i64,
+}
+
+/// How far a replica's link has come (ROLE's state, INFO's `master_link_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Waiting to connect (after a failure: the backoff).
+    Connect = 0,
+    /// Connecting.
+    Connecting = 1,
+    /// Authenticating and handshaking.
+    Handshake = 2,
+    /// Receiving the snapshot of a full synchronization.
+    Sync = 3,
+    /// Applying the stream.
+    Connected = 4,
+}
+
+impl LinkState {
+    fn from_u8(value: u8) -> LinkState {
+        match value {
+            1 => LinkState::Connecting,
+            2 => LinkState::Handshake,
+            3 => LinkState::Sync,
+            4 => LinkState::Connected,
+            _ => LinkState::Connect,
+        }
+    }
+
+    /// ROLE's word for it.
+    pub fn role_name(self) -> &'static str {
+        match self {
+            LinkState::Connect => "connect",
+            LinkState::Connecting => "connecting",
+            LinkState::Handshake => "handshake",
+            LinkState::Sync => "sync",
+            LinkState::Connected => "connected",
+        }
+    }
+}
+
+/// A replica's view of its link, shared by the link task and INFO.
+#[derive(Debug)]
+pub struct Link {
+    /// The primary's host, as given.
+    pub host: String,
+    /// The primary's port.
+    pub port: u16,
+    state: AtomicU8,
+    /// When the link last read from the primary, Unix ms (0: never).
+    last_io_ms: AtomicU64,
+    /// When the link went down, Unix ms (0: never up).
+    down_since_ms: AtomicU64,
+    /// The primary's offset the link has read up to (`slave_read_repl_offset`).
+    pub read_offset: AtomicU64,
+    /// Whether the attempt under way reached the stream (the backoff starts over).
+    reached: AtomicBool,
+}
+
+impl Link {
+    fn new(host: String, port: u16) -> Link {
+        Link {
+            host,
+            port,
+            state: AtomicU8::new(LinkState::Connect as u8),
+            last_io_ms: AtomicU64::new(0),
+            down_since_ms: AtomicU64::new(0),
+            read_offset: AtomicU64::new(0),
+            reached: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the attempt that just ended had reached the stream; forgets it.
+    pub fn reached_stream(&self) -> bool {
+        self.reached.swap(false, Ordering::Relaxed)
+    }
+
+    /// Where the link is.
+    pub fn state(&self) -> LinkState {
+        LinkState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Moves the link to `state`; leaving [`LinkState::Connected`] marks it down since `now_ms`.
+    pub fn set_state(&self, state: LinkState, now_ms: u64) {
+        if state == LinkState::Connected {
+            self.reached.store(true, Ordering::Relaxed);
+        }
+        let before = self.state.swap(state as u8, Ordering::Relaxed);
+        if before == LinkState::Connected as u8 && state != LinkState::Connected {
+            self.down_since_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes a read from the primary at `now_ms`.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_io_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// A replica this node serves, as INFO's `slaveN` line and ROLE show it.
+#[derive(Debug)]
+pub struct Follower {
+    /// Its address: the peer's, or what it announced (`REPLCONF ip-address`).
+    pub ip: String,
+    /// The port it serves clients on (`REPLCONF listening-port`).
+    pub port: i64,
+    /// Whether it is past its full synchronization (`state=online`).
+    pub online: AtomicBool,
+    /// The offset it acknowledged.
+    pub ack_offset: AtomicU64,
+    /// When it last acknowledged, Unix ms.
+    pub ack_ms: AtomicU64,
+    /// Its connection's registry entry.
+    pub client: Arc<crate::clients::ClientState>,
+}
+
+/// What the connection of a replica told before its PSYNC (`REPLCONF`), kept in its
+/// `ConnState`.
+#[derive(Debug, Clone, Default)]
+pub struct Hello {
+    /// `REPLCONF listening-port`.
+    pub port: i64,
+    /// `REPLCONF ip-address`.
+    pub ip: Option<Bytes>,
+}
+
+/// The link to a primary and its task (aborted when dropped).
+type LinkSlot = Option<(Arc<Link>, tokio_util::task::AbortOnDropHandle<()>)>;
+
+/// A node's replication state.
+#[derive(Debug)]
+pub struct Replication {
+    /// [`Gate`] as a byte, read by every command.
+    gate: AtomicU8,
+    ids: Mutex<Ids>,
+    /// The link to this node's primary, when it is a replica (REPLICAOF).
+    link: Mutex<LinkSlot>,
+    replicas: Mutex<Vec<Arc<Follower>>>,
+    /// Moves on every acknowledgement (WAIT watches it).
+    acks: watch::Sender<u64>,
+    /// Moves when a WAIT asks the replicas to acknowledge now (`REPLCONF GETACK`).
+    getack: watch::Sender<u64>,
+    /// `replica-read-only`.
+    read_only: AtomicBool,
+    /// `replica-priority`.
+    priority: AtomicI64,
+    /// `repl-timeout`, ms.
+    timeout_ms: AtomicU64,
+    /// `masteruser` and `masterauth`: how the link authenticates (never logged).
+    credentials: Mutex<(Option<String>, Option<crate::auth::Secret>)>,
+    /// The TLS client of the link, with `tls-replication`.
+    tls: Option<TlsClient>,
+    /// Whether replication turned the change feed on (once, for the node's life).
+    feed_on: std::sync::Once,
+    /// Whether the node's feed carries a replication history: it synchronized from a primary,
+    /// or served a replica.
+    history: AtomicBool,
+    /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
+    pub sync_full: AtomicU64,
+    /// Partial resynchronizations accepted.
+    pub sync_partial_ok: AtomicU64,
+    /// Partial resynchronizations refused (a full one followed).
+    pub sync_partial_err: AtomicU64,
+}
+
+impl Replication {
+    /// A primary with a new replication ID, with `settings`.
+    pub fn new(settings: &Settings) -> Replication {
+        Replication {
+            gate: AtomicU8::new(Gate::Open as u8),
+            ids: Mutex::new(Ids {
+                replid: new_replid(),
+                replid2: NO_REPLID.to_owned(),
+                second_offset: -1,
+            }),
+            link: Mutex::new(None),
+            replicas: Mutex::new(Vec::new()),
+            acks: watch::Sender::new(0),
+            getack: watch::Sender::new(0),
+            read_only: AtomicBool::new(settings.read_only),
+            priority: AtomicI64::new(settings.priority),
+            timeout_ms: AtomicU64::new(settings.timeout.as_millis() as u64),
+            credentials: Mutex::new((settings.masteruser.clone(), settings.masterauth.clone())),
+            tls: settings.tls.clone(),
+            feed_on: std::sync::Once::new(),
+            history: AtomicBool::new(false),
+            sync_full: AtomicU64::new(0),
+            sync_partial_ok: AtomicU64::new(0),
+            sync_partial_err: AtomicU64::new(0),
+        }
+    }
+
+    /// How the command path treats commands now: one relaxed load.
+    #[inline]
+    pub fn gate(&self) -> Gate {
+        match self.gate.load(Ordering::Relaxed) {
+            0 => Gate::Open,
+            1 => Gate::ReadOnly,
+            2 => Gate::Loading,
+            _ => Gate::Writable,
+        }
+    }
+
+    /// The gate for the link in `slot` (not loading), stored while the caller holds the lock
+    /// of `slot`, so that a link task ending its load and a REPLICAOF never interleave.
+    fn store_gate(&self, slot: &LinkSlot) {
+        let gate = match slot {
+            None => Gate::Open,
+            Some(_) if self.read_only.load(Ordering::Relaxed) => Gate::ReadOnly,
+            Some(_) => Gate::Writable,
+        };
+        self.gate.store(gate as u8, Ordering::Relaxed);
+    }
+
+    fn set_gate(&self) {
+        self.store_gate(&lock(&self.link));
+    }
+
+    /// Marks a full synchronization's load by `link` as started or ended; nothing if the node
+    /// no longer follows `link` (a REPLICAOF came meanwhile).
+    pub fn set_loading(&self, link: &Arc<Link>, loading: bool) {
+        let slot = lock(&self.link);
+        if !slot.as_ref().is_some_and(|(l, _)| Arc::ptr_eq(l, link)) {
+            return;
+        }
+        if loading {
+            self.gate.store(Gate::Loading as u8, Ordering::Relaxed);
+        } else {
+            self.store_gate(&slot);
+        }
+    }
+
+    /// Turns the change feed on for replication, once: from then on the backlog keeps the
+    /// last `repl-backlog-size` bytes, as Redis keeps its backlog once a replica connected.
+    pub fn enable_feed(&self, feed: &Arc<crate::store::feed::Feed>) {
+        self.feed_on.call_once(|| feed.enable());
+    }
+
+    /// Whether the node's offsets belong to a replication history a primary may continue.
+    pub fn has_history(&self) -> bool {
+        self.history.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the node's offsets belong to a replication history.
+    pub fn note_history(&self) {
+        self.history.store(true, Ordering::Relaxed);
+    }
+
+    /// `repl-timeout`.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets `repl-timeout`.
+    pub fn set_timeout(&self, timeout: std::time::Duration) {
+        self.timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `masteruser`.
+    pub fn masteruser(&self) -> Option<String> {
+        lock(&self.credentials).0.clone()
+    }
+
+    /// `masterauth`.
+    pub fn masterauth(&self) -> Option<String> {
+        lock(&self.credentials)
+            .1
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+    }
+
+    /// Sets `masteruser` (empty: none).
+    pub fn set_masteruser(&self, user: Option<String>) {
+        lock(&self.credentials).0 = user.filter(|u| !u.is_empty());
+    }
+
+    /// Sets `masterauth` (empty: none).
+    pub fn set_masterauth(&self, password: Option<crate::auth::Secret>) {
+        lock(&self.credentials).1 = password.filter(|p| !p.expose().is_empty());
+    }
+
+    /// The link's TLS client, with `tls-replication yes`.
+    pub fn tls_client(&self) -> Option<TlsClient> {
+        self.tls.clone()
+    }
+
+    /// `replica-read-only`.
+    pub fn read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
+    }
+
+    /// Sets `replica-read-only`.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.read_only.store(read_only, Ordering::Relaxed);
+        if self.gate() != Gate::Loading {
+            self.set_gate();
+        }
+    }
+
+    /// `replica-priority`.
+    pub fn priority(&self) -> i64 {
+        self.priority.load(Ordering::Relaxed)
+    }
+
+    /// Sets `replica-priority`.
+    pub fn set_priority(&self, priority: i64) {
+        self.priority.store(priority, Ordering::Relaxed);
+    }
+
+    /// The replication IDs.
+    pub fn ids(&self) -> Ids {
+        lock(&self.ids).clone()
+    }
+
+    /// Takes `replid` as this node's ID (a replica follows its primary's), keeping the old one
+    /// as `replid2` valid up to `offset` (Redis's, 1-based) when `shift` (a partial resync
+    /// from a promoted node whose ID changed).
+    pub fn adopt(&self, replid: &str, shift_at: Option<i64>) {
+        let mut ids = lock(&self.ids);
+        if ids.replid == replid {
+            return;
+        }
+        match shift_at {
+            Some(offset) => {
+                ids.replid2 = std::mem::replace(&mut ids.replid, replid.to_owned());
+                ids.second_offset = offset;
+            }
+            None => {
+                ids.replid = replid.to_owned();
+                ids.replid2 = NO_REPLID.to_owned();
+                ids.second_offset = -1;
+            }
+        }
+    }
+
+    /// The primary's address, when this node is a replica.
+    pub fn link(&self) -> Option<Arc<Link>> {
+        lock(&self.link).as_ref().map(|(link, _)| link.clone())
+    }
+
+    /// Follows the primary at `host`:`port` (REPLICAOF), starting the link with `start`;
+    /// `false` if it already follows that primary. Replicas of this node are dropped: they
+    /// resynchronize with it, as in Redis.
+    pub fn follow(
+        &self,
+        host: String,
+        port: u16,
+        start: impl FnOnce(Arc<Link>) -> tokio::task::JoinHandle<()>,
+    ) -> bool {
+        let mut slot = lock(&self.link);
+        if slot
+            .as_ref()
+            .is_some_and(|(link, _)| link.host.eq_ignore_ascii_case(&host) && link.port == port)
+        {
+            return false;
+        }
+        // The old link stops before the new one starts.
+        *slot = None;
+        let link = Arc::new(Link::new(host, port));
+        let task = start(link.clone());
+        *slot = Some((link, tokio_util::task::AbortOnDropHandle::new(task)));
+        self.store_gate(&slot);
+        drop(slot);
+        self.disconnect_replicas();
+        true
+    }
+
+    /// Stops following (REPLICAOF NO ONE): a new replication ID, the old one kept as
+    /// `replid2` valid up to `offset` (the feed's), so that the former siblings resume from
+    /// this node (PSYNC2). `false` if it was a primary already.
+    pub fn promote(&self, offset: u64) -> bool {
+        let mut slot = lock(&self.link);
+        let Some(was) = slot.take() else {
+            return false;
+        };
+        self.store_gate(&slot);
+        drop(slot);
+        drop(was);
+        {
+            let mut ids = lock(&self.ids);
+            ids.replid2 = std::mem::replace(&mut ids.replid, new_replid());
+            ids.second_offset = offset as i64 + 1;
+        }
+        self.disconnect_replicas();
+        true
+    }
+
+    /// Whether a replica asking `replid` from `offset` (Redis's: the first byte it wants) may
+    /// continue under this node's history, before the backlog is consulted.
+    pub fn may_continue(&self, replid: &[u8], offset: i64) -> bool {
+        let ids = lock(&self.ids);
+        replid == ids.replid.as_bytes()
+            || (replid == ids.replid2.as_bytes() && offset <= ids.second_offset)
+    }
+
+    /// Registers a replica being served.
+    pub fn add_replica(&self, follower: Arc<Follower>) {
+        self.note_history();
+        lock(&self.replicas).push(follower);
+    }
+
+    /// Forgets a replica whose connection ended.
+    pub fn remove_replica(&self, follower: &Arc<Follower>) {
+        lock(&self.replicas).retain(|f| !Arc::ptr_eq(f, follower));
+        self.acks.send_modify(|n| *n += 1);
+    }
+
+    /// The replicas being served.
+    pub fn replicas(&self) -> Vec<Arc<Follower>> {
+        lock(&self.replicas).clone()
+    }
+
+    /// Closes the links of the replicas this node serves (their history changed).
+    pub fn disconnect_replicas(&self) {
+        for follower in lock(&self.replicas).iter() {
+            follower.client.kill();
+        }
+    }
+
+    /// Records a replica's acknowledgement of `offset`.
+    pub fn acknowledged(&self, follower: &Follower, offset: u64, now_ms: u64) {
+        follower.ack_offset.fetch_max(offset, Ordering::Relaxed);
+        follower.ack_ms.store(now_ms, Ordering::Relaxed);
+        self.acks.send_modify(|n| *n += 1);
+    }
+
+    /// How many online replicas acknowledged at least `offset`.
+    pub fn acked_at_least(&self, offset: u64) -> usize {
+        lock(&self.replicas)
+            .iter()
+            .filter(|f| {
+                // Only an acknowledgement counts: a replica online since its snapshot was sent
+                // may not have loaded it yet (and acknowledged offset 0 is not "nothing").
+                f.online.load(Ordering::Relaxed)
+                    && f.ack_ms.load(Ordering::Relaxed) != 0
+                    && f.ack_offset.load(Ordering::Relaxed) >= offset
+            })
+            .count()
+    }
+
+    /// Waits until at least `replicas` acknowledged `offset`, asking them to acknowledge now;
+    /// returns how many did (WAIT, without its timeout).
+    pub async fn wait_for_acks(&self, offset: u64, replicas: usize) -> usize {
+        let mut acks = self.acks.subscribe();
+        self.getack.send_modify(|n| *n += 1);
+        loop {
+            let count = self.acked_at_least(offset);
+            if count >= replicas {
+                return count;
+            }
+            if acks.changed().await.is_err() {
+                return count;
+            }
+        }
+    }
+
+    /// A receiver that moves when a WAIT asks for acknowledgements.
+    pub fn getack_signal(&self) -> watch::Receiver<u64> {
+        self.getack.subscribe()
+    }
+
+    /// ROLE's reply, given the feed's offset (this node's `master_repl_offset`).
+    pub fn role(&self, offset: u64) -> Frame {
+        match self.link() {
+            None => {
+                let replicas = lock(&self.replicas)
+                    .iter()
+                    .filter(|f| f.online.load(Ordering::Relaxed))
+                    .map(|f| {
+                        Frame::Array(vec![
+                            Frame::bulk(f.ip.clone()),
+                            Frame::bulk(f.port.to_string()),
+                            Frame::bulk(f.ack_offset.load(Ordering::Relaxed).to_string()),
+                        ])
+                    })
+                    .collect();
+                Frame::Array(vec![
+                    Frame::bulk("master"),
+                    Frame::Integer(offset as i64),
+                    Frame::Array(replicas),
+                ])
+            }
+            Some(link) => {
+                let state = link.state();
+                let applied = if state == LinkState::Connected {
+                    offset as i64
+                } else {
+                    -1
+                };
+                Frame::Array(vec![
+                    Frame::bulk("slave"),
+                    Frame::bulk(link.host.clone()),
+                    Frame::Integer(i64::from(link.port)),
+                    Frame::bulk(state.role_name()),
+                    Frame::Integer(applied),
+                ])
+            }
+        }
+    }
+
+    /// INFO's replication section, given the feed's figures and the time.
+    pub fn info(&self, out: &mut String, feed: &FeedFigures, now_ms: u64) {
+        let seconds_since = |ms: u64| now_ms.saturating_sub(ms) / 1000;
+        match self.link() {
+            None => out.push_str("role:master\r\n"),
+            Some(link) => {
+                let state = link.state();
+                let up = state == LinkState::Connected;
+                let last_io = link.last_io_ms.load(Ordering::Relaxed);
+                let _ = write!(
+                    out,
+                    "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\n\
+                     master_last_io_seconds_ago:{}\r\nmaster_sync_in_progress:{}\r\n\
+                     slave_read_repl_offset:{}\r\nslave_repl_offset:{}\r\n",
+                    link.host,
+                    link.port,
+                    if up { "up" } else { "down" },
+                    if up && last_io != 0 {
+                        seconds_since(last_io) as i64
+                    } else {
+                        -1
+                    },
+                    u8::from(state == LinkState::Sync),
+                    link.read_offset.load(Ordering::Relaxed),
+                    feed.offset,
+                );
+                if !up {
+                    let down = link.down_since_ms.load(Ordering::Relaxed);
+                    let down = if down == 0 {
+                        -1
+                    } else {
+                        seconds_since(down) as i64
+                    };
+                    let _ = write!(out, "master_link_down_since_seconds:{down}\r\n");
+                }
+                let _ = write!(
+                    out,
+                    "slave_priority:{}\r\nslave_read_only:{}\r\nreplica_announced:1\r\n",
+                    self.priority(),
+                    u8::from(self.read_only()),
+                );
+            }
+        }
+        let replicas = self.replicas();
+        let _ = write!(out, "connected_slaves:{}\r\n", replicas.len());
+        for (n, f) in replicas.iter().enumerate() {
+            let online = f.online.load(Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "slave{n}:ip={},port={},state={},offset={},lag={}\r\n",
+                f.ip,
+                f.port,
+                if online { "online" } else { "wait_bgsave" },
+                f.ack_offset.load(Ordering::Relaxed),
+                match f.ack_ms.load(Ordering::Relaxed) {
+                    0 => 0,
+                    acked => seconds_since(acked),
+                },
+            );
+        }
+        let ids = self.ids();
+        let _ = write!(
+            out,
+            "master_failover_state:no-failover\r\nmaster_replid:{}\r\nmaster_replid2:{}\r\n\
+             master_repl_offset:{}\r\nsecond_repl_offset:{}\r\nrepl_backlog_active:{}\r\n\
+             repl_backlog_size:{}\r\nrepl_backlog_first_byte_offset:{}\r\n\
+             repl_backlog_histlen:{}\r\n",
+            ids.replid,
+            ids.replid2,
+            feed.offset,
+            ids.second_offset,
+            u8::from(feed.histlen > 0 || !replicas.is_empty() || self.link().is_some()),
+            feed.backlog_size,
+            feed.first_byte_offset,
+            feed.histlen,
+        );
+    }
+}
+
+/// `replicaof` as CONFIG GET shows it and CONFIG REWRITE writes it: `"<host> <port>"` of the
+/// primary this node follows now; `None` on a primary.
+pub fn replicaof_setting(repl: &Replication) -> Option<String> {
+    repl.link()
+        .map(|link| format!("{} {}", link.host, link.port))
+}
+
+/// The client side of TLS for a replica's link.
+#[derive(Clone)]
+pub struct TlsClient(pub tokio_rustls::TlsConnector);
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
+
+/// The replication settings as given (`config/raw.rs`), to validate.
+#[derive(Debug, Default)]
+pub struct RawSettings {
+    /// `replicaof`: `<host> <port>`.
+    pub replicaof: Option<String>,
+    /// `masteruser`.
+    pub masteruser: Option<String>,
+    /// `masterauth`.
+    pub masterauth: Option<String>,
+    /// `replica-read-only`.
+    pub read_only: Option<bool>,
+    /// `replica-priority`.
+    pub priority: Option<u64>,
+    /// `repl-timeout`.
+    pub timeout: Option<std::time::Duration>,
+    /// `repl-backlog-size`.
+    pub backlog_bytes: Option<u64>,
+    /// `tls-replication`.
+    pub tls_replication: bool,
+}
+
+/// The smallest `repl-backlog-size`, as Redis's.
+pub const MIN_BACKLOG_BYTES: u64 = 16 * 1024;
+
+/// Parses `replicaof`'s `<host> <port>` (also `no one`: none).
+pub fn parse_replicaof(text: &str) -> Result<Option<(String, u16)>, String> {
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(no), Some(one), None)
+            if no.eq_ignore_ascii_case("no") && one.eq_ignore_ascii_case("one") =>
+        {
+            Ok(None)
+        }
+        (Some(host), Some(port), None) => port
+            .parse()
+            .map(|port| Some((host.to_owned(), port)))
+            .map_err(|_| "the port must be a number in 0..=65535".to_owned()),
+        _ => Err("expected \"<host> <port>\"".to_owned()),
+    }
+}
+
+impl Settings {
+    /// Checks the replication settings; `tls` is the node's TLS listener, whose files the
+    /// link uses with `tls-replication`.
+    pub fn from_settings(
+        raw: RawSettings,
+        tls: Option<&crate::tls::TlsConfig>,
+    ) -> Result<Settings, crate::setting::Invalid> {
+        use crate::setting::Invalid;
+        let defaults = Settings::default();
+        let replicaof = match raw.replicaof {
+            None => None,
+            Some(text) => parse_replicaof(&text)
+                .map_err(|reason| Invalid::new("replicaof", text.clone(), reason))?,
+        };
+        let priority = match raw.priority {
+            None => defaults.priority,
+            Some(priority) => {
+                crate::setting::range("replica-priority", priority, 0, i32::MAX as u64)? as i64
+            }
+        };
+        let tls = match (raw.tls_replication, tls) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Invalid::new(
+                    "tls-replication",
+                    "yes",
+                    "needs the TLS settings (--tls-port, --tls-cert-file, --tls-key-file, \
+                     --tls-ca-cert-file)",
+                ))
+            }
+            (true, Some(tls)) => {
+                Some(TlsClient(tls.replication_connector().map_err(|error| {
+                    Invalid::new("tls-replication", "yes", error.to_string())
+                })?))
+            }
+        };
+        Ok(Settings {
+            replicaof,
+            masteruser: raw.masteruser.filter(|u| !u.is_empty()),
+            masterauth: raw
+                .masterauth
+                .filter(|p| !p.is_empty())
+                .map(crate::auth::Secret::new),
+            read_only: raw.read_only.unwrap_or(defaults.read_only),
+            priority,
+            timeout: raw.timeout.unwrap_or(defaults.timeout),
+            backlog_bytes: match raw.backlog_bytes {
+                None => defaults.backlog_bytes,
+                Some(bytes) => {
+                    crate::setting::range("repl-backlog-size", bytes, MIN_BACKLOG_BYTES, 1 << 40)?
+                }
+            },
+            tls,
+        })
+    }
+}
+
+/// The replication settings, validated (see `config.rs`).
+#[derive(Clone)]
+pub struct Settings {
+    /// `replicaof`: the primary to follow from the start.
+    pub replicaof: Option<(String, u16)>,
+    /// `masteruser`.
+    pub masteruser: Option<String>,
+    /// `masterauth`.
+    pub masterauth: Option<crate::auth::Secret>,
+    /// `replica-read-only`.
+    pub read_only: bool,
+    /// `replica-priority`.
+    pub priority: i64,
+    /// `repl-timeout`.
+    pub timeout: std::time::Duration,
+    /// `repl-backlog-size`.
+    pub backlog_bytes: u64,
+    /// `tls-replication`: the link's TLS client (the node's certificate, its CA as roots).
+    pub tls: Option<TlsClient>,
+}
+
+impl std::fmt::Debug for Settings {
+    // By hand: the password stays out, and the TLS client shows as a yes or no.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("replicaof", &self.replicaof)
+            .field("masteruser", &self.masteruser)
+            .field("masterauth", &self.masterauth.is_some())
+            .field("read_only", &self.read_only)
+            .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
+            .field("backlog_bytes", &self.backlog_bytes)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            replicaof: None,
+            masteruser: None,
+            masterauth: None,
+            read_only: true,
+            priority: 100,
+            timeout: std::time::Duration::from_secs(60),
+            backlog_bytes: crate::store::feed::DEFAULT_BACKLOG_BYTES,
+            tls: None,
+        }
+    }
+}
+
+/// The feed's figures INFO reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FeedFigures {
+    /// `master_repl_offset`: bytes the feed has carried.
+    pub offset: u64,
+    /// `repl_backlog_size`.
+    pub backlog_size: u64,
+    /// `repl_backlog_first_byte_offset` (Redis's, 1-based).
+    pub first_byte_offset: u64,
+    /// `repl_backlog_histlen`.
+    pub histlen: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> &'static sessiond_protocol::cmd::CommandSpec {
+        sessiond_protocol::cmd::lookup(name.as_bytes()).expect("a command")
+    }
+
+    fn following() -> (Replication, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let repl = Replication::new(&Settings::default());
+        let _guard = runtime.enter();
+        assert!(repl.follow("127.0.0.1".into(), 1, |_| tokio::spawn(async {})));
+        (repl, runtime)
+    }
+
+    #[test]
+    fn promotion_keeps_the_old_id_as_the_second_up_to_the_offset() {
+        let (repl, _runtime) = following();
+        repl.adopt("a".repeat(40).as_str(), None);
+        assert!(repl.promote(100));
+        let ids = repl.ids();
+        assert_eq!(ids.replid2, "a".repeat(40));
+        assert_eq!(ids.second_offset, 101);
+        assert_ne!(ids.replid, ids.replid2);
+        // A sibling that has up to 100 bytes of the old history continues; one ahead does not.
+        assert!(repl.may_continue("a".repeat(40).as_bytes(), 101));
+        assert!(!repl.may_continue("a".repeat(40).as_bytes(), 102));
+        assert!(repl.may_continue(ids.replid.as_bytes(), 5000));
+        assert!(!repl.may_continue(b"?", 1));
+        // Promoting a primary changes nothing.
+        assert!(!repl.promote(200));
+        assert_eq!(repl.ids(), ids);
+    }
+
+    #[test]
+    fn a_continue_under_a_new_id_shifts_the_old_one() {
+        let repl = Replication::new(&Settings::default());
+        repl.adopt("b".repeat(40).as_str(), None);
+        repl.adopt("c".repeat(40).as_str(), Some(51));
+        let ids = repl.ids();
+        assert_eq!(
+            (ids.replid.as_str(), ids.replid2.as_str(), ids.second_offset),
+            ("c".repeat(40).as_str(), "b".repeat(40).as_str(), 51)
+        );
+    }
+
+    #[test]
+    fn the_gate_refuses_writes_on_a_replica_and_all_but_loading_commands_in_a_load() {
+        let (repl, _runtime) = following();
+        assert_eq!(repl.gate(), Gate::ReadOnly);
+        assert_eq!(refusal(Gate::ReadOnly, spec("set")), Some(READONLY));
+        assert_eq!(refusal(Gate::ReadOnly, spec("get")), None);
+        assert_eq!(refusal(Gate::Loading, spec("get")), Some(LOADING));
+        assert_eq!(refusal(Gate::Loading, spec("info")), None);
+        assert_eq!(refusal(Gate::Loading, spec("replicaof")), None);
+        assert_eq!(refusal(Gate::Writable, spec("set")), None);
+        repl.set_read_only(false);
+        assert_eq!(repl.gate(), Gate::Writable);
+        let link = repl.link().expect("a link");
+        repl.set_loading(&link, true);
+        assert_eq!(repl.gate(), Gate::Loading);
+        repl.set_loading(&link, false);
+        assert_eq!(repl.gate(), Gate::Writable);
+        // A load by a link the node no longer follows changes nothing.
+        assert!(repl.promote(0));
+        repl.set_loading(&link, true);
+        assert_eq!(repl.gate(), Gate::Open);
+    }
+
+    #[test]
+    fn replicaof_parses_as_the_config_file_writes_it() {
+        assert_eq!(
+            parse_replicaof("10.0.0.1 6380"),
+            Ok(Some(("10.0.0.1".to_owned(), 6380)))
+        );
+        assert_eq!(parse_replicaof("no one"), Ok(None));
+        assert!(parse_replicaof("10.0.0.1").is_err());
+        assert!(parse_replicaof("10.0.0.1 70000").is_err());
+        assert!(parse_replicaof("a 1 b").is_err());
+    }
+}

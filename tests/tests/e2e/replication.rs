@@ -1,0 +1,972 @@
+//! Replication between in-process servers: a full synchronization of every data type, the
+//! live stream (deletions, flushes, SWAPDB, expiry, transactions, scripts), a partial
+//! resynchronization after a killed link, WAIT, READONLY, a replica of a replica, promotion
+//! with REPLICAOF NO ONE and a former sibling following it by partial resync (PSYNC2), the
+//! link's authentication and TLS, and the commands' replies and errors in RESP2 and RESP3.
+//!
+//! Nothing sleeps: a test waits for the replicas with WAIT on the primary (which returns once
+//! they acknowledged everything written before it), or polls INFO for a state.
+
+use std::time::{Duration, Instant};
+
+use redis::{Commands, Connection, Value};
+use sessiond::store::{Keyspaces, Record};
+use sessiond::{Clock, Config};
+use sessiond_tests::redis_calls::error_of;
+use sessiond_tests::{info_field, info_number, TestServer, CLOCK_START_MS};
+
+/// `REPLICAOF` the server `primary`, from `replica`.
+fn follow(replica: &TestServer, primary: &TestServer) {
+    let mut con = replica.client();
+    let reply: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.addr.port())
+        .query(&mut con)
+        .expect("REPLICAOF");
+    assert_eq!(reply, "OK");
+}
+
+/// `WAIT replicas 0` on `primary`: returns once that many replicas acknowledged every write
+/// made before it.
+fn wait_for(primary: &TestServer, replicas: i64) {
+    let mut con = primary.client();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg(0)
+        .query(&mut con)
+        .expect("WAIT");
+    assert_eq!(acked, replicas);
+}
+
+/// Polls `server`'s INFO replication until `ready` holds for it (a state, not a time: the
+/// bound only keeps a broken build from hanging).
+fn until(server: &TestServer, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = server.info("replication");
+        if ready(&info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "never reached:\n{info}");
+        std::thread::yield_now();
+    }
+}
+
+/// Every key of every database, each record normalised: fields and members sorted, a
+/// session's last access rounded up to the second (as the stream carries it).
+fn keyspace(server: &TestServer) -> Vec<(usize, Record)> {
+    let dbs = &server.shared.dbs;
+    let mut all = Vec::new();
+    for db in 0..dbs.count() {
+        let store = dbs.keyspace(db);
+        for shard in 0..store.shard_count() {
+            for record in store.snapshot_shard(shard) {
+                all.push((db, normalised(record)));
+            }
+        }
+    }
+    all.sort_by(|a, b| (a.0, a.1.key()).cmp(&(b.0, b.1.key())));
+    all
+}
+
+fn normalised(record: Record) -> Record {
+    match record {
+        Record::Hash {
+            key,
+            mut fields,
+            expires_at_ms,
+        } => {
+            fields.sort();
+            Record::Hash {
+                key,
+                fields,
+                expires_at_ms,
+            }
+        }
+        Record::Set {
+            key,
+            mut members,
+            expires_at_ms,
+        } => {
+            members.sort();
+            Record::Set {
+                key,
+                members,
+                expires_at_ms,
+            }
+        }
+        Record::Session {
+            id,
+            user,
+            mut fields,
+            created_ms,
+            last_access_ms,
+            idle_ms,
+            absolute_ms,
+            version,
+        } => {
+            fields.sort();
+            Record::Session {
+                id,
+                user,
+                fields,
+                created_ms,
+                last_access_ms: last_access_ms.div_ceil(1000) * 1000,
+                idle_ms,
+                absolute_ms,
+                version,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Asserts that `replica` holds what `primary` holds, once it acknowledged everything.
+fn assert_same(primary: &TestServer, replica: &TestServer) {
+    assert_eq!(keyspace(replica), keyspace(primary));
+}
+
+/// Fills `con`'s server with every kind of data, in several databases; the session IDs.
+fn fill(con: &mut Connection) -> Vec<String> {
+    let _: () = con.set("string", "value").expect("reply");
+    let _: () = con.set_ex("volatile", "soon", 1000).expect("reply");
+    let _: () = con
+        .hset_multiple("hash", &[("a", "1"), ("b", "2")])
+        .expect("reply");
+    let _: () = con.sadd("set", &["x", "y", "z"]).expect("reply");
+    let mut ids = Vec::new();
+    for user in ["alice", "alice", "bob"] {
+        let id: String = redis::cmd("SESSION.CREATE")
+            .arg(&["USER", user, "IDLE", "600000", "DATA", "cart", "3"])
+            .query(con)
+            .expect("reply");
+        ids.push(id);
+    }
+    let _: Value = redis::cmd("SESSION.SET")
+        .arg(&ids[0])
+        .arg(&["theme", "dark"])
+        .query(con)
+        .expect("reply");
+    let _: () = redis::cmd("SELECT").arg(3).query(con).expect("reply");
+    let _: () = con.set("in-three", "3").expect("reply");
+    let _: () = redis::cmd("SELECT").arg(0).query(con).expect("reply");
+    ids
+}
+
+#[test]
+fn a_full_sync_copies_every_type_then_the_stream_follows() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    let mut p = primary.client();
+    let ids = fill(&mut p);
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let mut r = replica.client();
+    // The per-user index came along with the sessions.
+    let listed: Vec<String> = redis::cmd("SESSION.LIST")
+        .arg("alice")
+        .query(&mut r)
+        .expect("reply");
+    assert_eq!(listed.len(), 2);
+    let info: Value = redis::cmd("SESSION.INFO")
+        .arg(&ids[0])
+        .query(&mut r)
+        .expect("reply");
+    assert!(format!("{info:?}").contains("version"), "{info:?}");
+    assert_eq!(info_number(&primary.info("stats"), "sync_full"), 1);
+
+    // Live changes: writes, deletions, a transaction, a script, sessions, SWAPDB, flushes.
+    let _: () = p.set("string", "changed").expect("reply");
+    let _: () = p.del("hash").expect("reply");
+    let _: () = p.srem("set", "y").expect("reply");
+    let _: () = p.hset("hash2", "f", "v").expect("reply");
+    let _: () = redis::pipe()
+        .atomic()
+        .set("in-exec", "1")
+        .incr("counter", 5)
+        .query(&mut p)
+        .expect("reply");
+    let _: Value = redis::cmd("EVAL")
+        .arg("redis.call('SET', KEYS[1], 'from-lua'); return redis.call('INCR', KEYS[2])")
+        .arg(2)
+        .arg("scripted")
+        .arg("counter")
+        .query(&mut p)
+        .expect("reply");
+    let _: Value = redis::cmd("SESSION.SET")
+        .arg(&ids[1])
+        .arg(&["IFVERSION", "1", "cart", "4"])
+        .query(&mut p)
+        .expect("reply");
+    let _: Value = redis::cmd("SESSION.DESTROY")
+        .arg(&ids[2])
+        .query(&mut p)
+        .expect("reply");
+    let _: String = redis::cmd("SESSION.REGENERATE")
+        .arg(&ids[0])
+        .query(&mut p)
+        .expect("reply");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let listed: Vec<String> = redis::cmd("SESSION.LIST")
+        .arg("bob")
+        .query(&mut r)
+        .expect("reply");
+    assert!(listed.is_empty());
+
+    let _: () = redis::cmd("SWAPDB")
+        .arg(0)
+        .arg(3)
+        .query(&mut p)
+        .expect("reply");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let moved: Option<String> = r.get("in-three").expect("reply");
+    assert_eq!(moved.as_deref(), Some("3"));
+
+    let _: () = redis::cmd("FLUSHDB").query(&mut p).expect("reply");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let _: () = redis::cmd("FLUSHALL").query(&mut p).expect("reply");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    assert!(keyspace(&replica).is_empty());
+}
+
+#[test]
+fn the_replica_deletes_an_expired_key_when_the_primary_says_so() {
+    let (clock, manual) = Clock::manual(CLOCK_START_MS);
+    let mut primary = TestServer::with_config(Config {
+        clock: clock.clone(),
+        ..Config::default()
+    });
+    primary.clock = Some(manual);
+    let replica = TestServer::with_config(Config {
+        clock,
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    let mut p = primary.client();
+    let _: () = p.pset_ex("short", "v", 1000).expect("reply");
+    let _: () = p.set("stays", "v").expect("reply");
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 2);
+    // The replica runs no expiry of its own: the primary's expiry reaches it as a deletion.
+    primary.advance(2000);
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 1);
+    let mut r = replica.client();
+    assert!(!r.exists::<_, bool>("short").expect("reply"));
+    assert_same(&primary, &replica);
+}
+
+#[test]
+fn a_killed_link_resumes_with_a_partial_resync() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    follow(&replica, &primary);
+    let mut p = primary.client();
+    let _: () = p.set("before", "1").expect("reply");
+    wait_for(&primary, 1);
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "replica"])
+        .query(&mut p)
+        .expect("reply");
+    assert_eq!(killed, 1);
+    let _: () = p.set("meanwhile", "2").expect("reply");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let stats = primary.info("stats");
+    assert_eq!(info_number(&stats, "sync_full"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_err"), 0, "{stats}");
+}
+
+#[test]
+fn wait_counts_the_replicas_that_acknowledged() {
+    let primary = TestServer::start();
+    let mut p = primary.client();
+    // No replica: at once, whatever the timeout.
+    let none: i64 = redis::cmd("WAIT")
+        .arg(0)
+        .arg(0)
+        .query(&mut p)
+        .expect("reply");
+    assert_eq!(none, 0);
+    let replica = TestServer::start();
+    follow(&replica, &primary);
+    let _: () = p.set("k", "v").expect("reply");
+    wait_for(&primary, 1);
+    // More than there are: the count once the timeout passes.
+    for resp3 in [false, true] {
+        let mut con = primary.connect(resp3);
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(2)
+            .arg(50)
+            .query(&mut con)
+            .expect("reply");
+        assert_eq!(acked, 1);
+    }
+    // Inside a transaction it does not block.
+    let (acked,): (i64,) = redis::pipe()
+        .atomic()
+        .cmd("WAIT")
+        .arg(5)
+        .arg(0)
+        .query(&mut p)
+        .expect("reply");
+    assert_eq!(acked, 1);
+    for resp3 in [false, true] {
+        let mut con = primary.connect(resp3);
+        assert_eq!(
+            error_of(&mut con, "WAIT", &["1", "-1"]),
+            "ERR timeout is negative"
+        );
+        assert_eq!(
+            error_of(&mut con, "WAIT", &["x", "0"]),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            error_of(&mut con, "WAIT", &["1"]),
+            "ERR wrong number of arguments for 'wait' command"
+        );
+    }
+    let mut r = replica.client();
+    assert!(error_of(&mut r, "WAIT", &["1", "0"])
+        .starts_with("ERR WAIT cannot be used with replica instances."));
+}
+
+#[test]
+fn a_replica_refuses_writes_but_reads() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("reply");
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    for resp3 in [false, true] {
+        let mut r = replica.connect(resp3);
+        let value: String = r.get("k").expect("reply");
+        assert_eq!(value, "v");
+        let readonly = "READONLY You can't write against a read only replica.";
+        assert_eq!(error_of(&mut r, "SET", &["k", "x"]), readonly);
+        assert_eq!(error_of(&mut r, "DEL", &["k"]), readonly);
+        assert_eq!(error_of(&mut r, "SESSION.CREATE", &[]), readonly);
+        // A script may read on a replica, never write.
+        let read: String = redis::cmd("EVAL")
+            .arg("return redis.call('GET', KEYS[1])")
+            .arg(1)
+            .arg("k")
+            .query(&mut r)
+            .expect("reply");
+        assert_eq!(read, "v");
+        let error = error_of(
+            &mut r,
+            "EVAL",
+            &["return redis.call('SET', KEYS[1], 'x')", "1", "k"],
+        );
+        assert!(error.starts_with("READONLY"), "{error}");
+        // A transaction with a write is refused at EXEC.
+        let exec: redis::RedisResult<Value> = redis::pipe().atomic().set("k", "y").query(&mut r);
+        let error = exec.unwrap_err().to_string();
+        assert!(error.contains("read only replica"), "{error}");
+    }
+    let value: String = p.get("k").expect("reply");
+    assert_eq!(value, "v");
+    // CONFIG SET replica-read-only no: writes run, and stay local.
+    let mut r = replica.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "replica-read-only", "no"])
+        .query(&mut r)
+        .expect("reply");
+    let _: () = r.set("local", "1").expect("reply");
+    let _: () = p.set("k", "w").expect("reply");
+    wait_for(&primary, 1);
+    let value: String = r.get("k").expect("reply");
+    assert_eq!(value, "w");
+    assert!(!p.exists::<_, bool>("local").expect("reply"));
+}
+
+#[test]
+fn role_and_info_say_what_redis_says() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("reply");
+    wait_for(&primary, 1);
+    let info = primary.info("replication");
+    assert_eq!(info_field(&info, "role"), "master");
+    assert_eq!(info_number(&info, "connected_slaves"), 1);
+    let offset = info_number(&info, "master_repl_offset");
+    assert!(offset > 0);
+    let line = format!(
+        "slave0:ip=127.0.0.1,port={},state=online,offset={offset},lag=",
+        replica.addr.port()
+    );
+    assert!(info.contains(&line), "{info}");
+    for field in [
+        "master_failover_state:no-failover",
+        "master_replid2:0000000000000000000000000000000000000000",
+        "second_repl_offset:-1",
+        "repl_backlog_active:1",
+        "repl_backlog_size:1048576",
+        "repl_backlog_first_byte_offset:",
+        "repl_backlog_histlen:",
+    ] {
+        assert!(info.contains(field), "{field} in {info}");
+    }
+    let replid = info_field(&info, "master_replid");
+    assert_eq!(replid.len(), 40);
+    let rinfo = replica.info("replication");
+    assert_eq!(info_field(&rinfo, "role"), "slave");
+    assert_eq!(info_field(&rinfo, "master_host"), "127.0.0.1");
+    assert_eq!(
+        info_number(&rinfo, "master_port"),
+        u64::from(primary.addr.port())
+    );
+    assert_eq!(info_field(&rinfo, "master_link_status"), "up");
+    assert_eq!(info_number(&rinfo, "master_sync_in_progress"), 0);
+    assert_eq!(info_number(&rinfo, "slave_repl_offset"), offset);
+    assert_eq!(info_number(&rinfo, "slave_read_repl_offset"), offset);
+    assert_eq!(info_number(&rinfo, "slave_priority"), 100);
+    assert_eq!(info_number(&rinfo, "slave_read_only"), 1);
+    assert_eq!(info_number(&rinfo, "replica_announced"), 1);
+    assert_eq!(info_field(&rinfo, "master_replid"), replid);
+    for resp3 in [false, true] {
+        let mut con = primary.connect(resp3);
+        let role: (String, i64, Vec<(String, String, String)>) =
+            redis::cmd("ROLE").query(&mut con).expect("reply");
+        assert_eq!(role.0, "master");
+        assert_eq!(role.1, offset as i64);
+        assert_eq!(
+            role.2,
+            vec![(
+                "127.0.0.1".to_owned(),
+                replica.addr.port().to_string(),
+                offset.to_string()
+            )]
+        );
+        let mut con = replica.connect(resp3);
+        let role: (String, String, u16, String, i64) =
+            redis::cmd("ROLE").query(&mut con).expect("reply");
+        assert_eq!(
+            role,
+            (
+                "slave".to_owned(),
+                "127.0.0.1".to_owned(),
+                primary.addr.port(),
+                "connected".to_owned(),
+                offset as i64
+            )
+        );
+        assert_eq!(
+            error_of(&mut con, "ROLE", &["x"]),
+            "ERR wrong number of arguments for 'role' command"
+        );
+    }
+    // Already following it: Redis's own OK.
+    let mut r = replica.client();
+    let again: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.addr.port())
+        .query(&mut r)
+        .expect("reply");
+    assert_eq!(again, "OK Already connected to specified master");
+    let priority: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "replicaof"])
+        .query(&mut r)
+        .expect("reply");
+    assert_eq!(
+        priority,
+        [
+            "replicaof".to_owned(),
+            format!("127.0.0.1 {}", primary.addr.port())
+        ]
+    );
+}
+
+#[test]
+fn replication_commands_refuse_bad_arguments_in_redis_words() {
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        assert_eq!(
+            error_of(&mut con, "REPLICAOF", &["127.0.0.1", "99999"]),
+            "ERR Invalid master port"
+        );
+        assert_eq!(
+            error_of(&mut con, "REPLICAOF", &["127.0.0.1", "port"]),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            error_of(&mut con, "SLAVEOF", &["NO"]),
+            "ERR wrong number of arguments for 'slaveof' command"
+        );
+        assert_eq!(
+            error_of(&mut con, "REPLCONF", &["listening-port"]),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            error_of(&mut con, "REPLCONF", &["bogus", "1"]),
+            "ERR Unrecognized REPLCONF option: bogus"
+        );
+        assert_eq!(
+            error_of(&mut con, "PSYNC", &["?"]),
+            "ERR wrong number of arguments for 'psync' command"
+        );
+        let ok: String = redis::cmd("REPLCONF")
+            .arg(&["listening-port", "7000", "capa", "psync2"])
+            .query(&mut con)
+            .expect("reply");
+        assert_eq!(ok, "OK");
+        // A primary promoted again is still a primary.
+        let ok: String = redis::cmd("REPLICAOF")
+            .arg(&["NO", "ONE"])
+            .query(&mut con)
+            .expect("reply");
+        assert_eq!(ok, "OK");
+        let role: (String, i64, Vec<Value>) = redis::cmd("ROLE").query(&mut con).expect("reply");
+        assert_eq!(role.0, "master");
+    }
+}
+
+#[test]
+fn a_replica_of_a_replica_carries_the_primary_s_stream() {
+    let primary = TestServer::start();
+    let middle = TestServer::start();
+    let leaf = TestServer::start();
+    let mut p = primary.client();
+    let ids = fill(&mut p);
+    follow(&middle, &primary);
+    wait_for(&primary, 1);
+    follow(&leaf, &middle);
+    until(&middle, |info| info.contains("state=online"));
+    let _: () = p.set("later", "1").expect("reply");
+    let _: Value = redis::cmd("SESSION.DESTROY")
+        .arg(&ids[1])
+        .query(&mut p)
+        .expect("reply");
+    wait_for(&primary, 1);
+    let offset = info_number(&primary.info("replication"), "master_repl_offset");
+    // Same offsets and ID all the way down.
+    let info = until(&leaf, |info| {
+        info_number(info, "slave_repl_offset") == offset
+    });
+    assert_eq!(
+        info_field(&info, "master_replid"),
+        info_field(&primary.info("replication"), "master_replid")
+    );
+    assert_same(&primary, &leaf);
+}
+
+#[test]
+fn a_promoted_replica_is_followed_by_its_sibling_with_a_partial_resync() {
+    let primary = TestServer::start();
+    let a = TestServer::start();
+    let b = TestServer::start();
+    let mut p = primary.client();
+    fill(&mut p);
+    follow(&a, &primary);
+    follow(&b, &primary);
+    wait_for(&primary, 2);
+    let old_id = info_field(&primary.info("replication"), "master_replid");
+    drop(primary);
+    let mut con = a.client();
+    let ok: String = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut con)
+        .expect("reply");
+    assert_eq!(ok, "OK");
+    let info = a.info("replication");
+    assert_eq!(info_field(&info, "role"), "master");
+    assert_eq!(info_field(&info, "master_replid2"), old_id);
+    assert_ne!(info_field(&info, "master_replid"), old_id);
+    let _: () = con.set("after-failover", "1").expect("reply");
+    follow(&b, &a);
+    wait_for(&a, 1);
+    assert_same(&a, &b);
+    let stats = a.info("stats");
+    assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_full"), 0, "{stats}");
+    // B took A's new ID and keeps the old one as its second.
+    let info = b.info("replication");
+    assert_eq!(
+        info_field(&info, "master_replid"),
+        info_field(&a.info("replication"), "master_replid")
+    );
+    assert_eq!(info_field(&info, "master_replid2"), old_id);
+}
+
+#[test]
+fn the_link_authenticates_with_masterauth() {
+    let primary = TestServer::with_config(Config {
+        requirepass: Some(sessiond::auth::Secret::new("s3cret".to_owned())),
+        ..Config::default()
+    });
+    let replica = TestServer::with_config(Config {
+        replication: sessiond::role::Settings {
+            masterauth: Some(sessiond::auth::Secret::new("s3cret".to_owned())),
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    let info = until(&replica, |info| {
+        info_field(info, "master_link_status") == "up"
+    });
+    assert_eq!(info_number(&info, "master_sync_in_progress"), 0);
+    // A wrong password: the primary refuses it, the link stays down.
+    let other = TestServer::with_config(Config {
+        replication: sessiond::role::Settings {
+            masterauth: Some(sessiond::auth::Secret::new("wrong".to_owned())),
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    follow(&other, &primary);
+    let client = redis::Client::open(format!("redis://:s3cret@{}/", primary.addr)).expect("reply");
+    let mut admin = client.get_connection().expect("reply");
+    let stats = |admin: &mut Connection| -> String {
+        redis::cmd("INFO").arg("stats").query(admin).expect("reply")
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while info_number(&stats(&mut admin), "acl_access_denied_auth") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the link never tried to authenticate"
+        );
+        std::thread::yield_now();
+    }
+    let info = other.info("replication");
+    assert_eq!(info_field(&info, "master_link_status"), "down");
+    assert!(info.contains("master_link_down_since_seconds:"), "{info}");
+}
+
+#[test]
+fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
+    let limits = sessiond::output_limit::OutputLimits {
+        replica: sessiond::output_limit::ClassLimit {
+            hard_bytes: 1 << 20,
+            soft_bytes: 0,
+            soft_seconds: 0,
+        },
+        ..Default::default()
+    };
+    let primary = TestServer::with_config(Config {
+        output_limits: limits,
+        ..Config::default()
+    });
+    // A replica that asks for the stream and never reads it.
+    let mut stalled = primary.raw();
+    stalled.command(&[b"PSYNC", b"?", b"-1"]);
+    let reply = stalled.reply();
+    assert!(format!("{reply:?}").contains("FULLRESYNC"), "{reply:?}");
+    until(&primary, |info| info.contains("state=online"));
+    let mut p = primary.client();
+    let value = "x".repeat(100_000);
+    let mut written = 0;
+    while info_number(&primary.info("replication"), "connected_slaves") == 1 {
+        let _: () = p.set(format!("k{written}"), &value).expect("SET");
+        written += 1;
+        assert!(written < 2_000, "never cut off");
+    }
+    let stats = primary.info("stats");
+    assert_eq!(
+        info_number(&stats, "client_output_buffer_limit_disconnections"),
+        1,
+        "{stats}"
+    );
+}
+
+#[test]
+fn config_get_and_set_the_replication_settings() {
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        let set = |con: &mut Connection, name: &str, value: &str| -> redis::RedisResult<()> {
+            redis::cmd("CONFIG").arg(&["SET", name, value]).query(con)
+        };
+        let get = |con: &mut Connection, name: &str| -> String {
+            sessiond_tests::redis_calls::config_get(con, name)
+        };
+        set(&mut con, "repl-backlog-size", "2mb").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-backlog-size"), "2097152");
+        assert_eq!(
+            info_number(&server.info("replication"), "repl_backlog_size"),
+            2 << 20
+        );
+        assert_eq!(
+            set(&mut con, "repl-backlog-size", "1kb")
+                .expect_err("too small")
+                .to_string(),
+            "ResponseError: CONFIG SET failed (possibly related to argument \
+             'repl-backlog-size') - argument must be at least 16384"
+        );
+        set(&mut con, "replica-priority", "7").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "slave-priority"), "7");
+        set(&mut con, "repl-timeout", "30").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-timeout"), "30");
+        assert_eq!(get(&mut con, "replica-read-only"), "yes");
+        assert_eq!(get(&mut con, "replicaof"), "");
+        assert!(set(&mut con, "replica-read-only", "maybe").is_err());
+        assert!(set(&mut con, "replicaof", "127.0.0.1 1").is_err());
+    }
+}
+
+#[test]
+fn the_link_runs_over_tls_with_tls_replication() {
+    let pki = sessiond_tests::tls::TestPki::generate();
+    let primary = TestServer::with_config(Config {
+        tls: Some(pki.server_tls(sessiond::tls::ClientAuth::Required)),
+        ..Config::default()
+    });
+    // The replica presents its tls-cert-file: here one made for client authentication.
+    let tls = sessiond::tls::TlsConfig::load(
+        0,
+        sessiond::tls::TlsFiles {
+            cert_file: pki.path("client.pem"),
+            key_file: pki.path("client.key"),
+            ca_cert_file: Some(pki.path("ca.pem")),
+            auth_clients: sessiond::tls::ClientAuth::Required,
+        },
+    )
+    .expect("the test PKI loads");
+    let connector = tls.replication_connector().expect("TLS client of the link");
+    let replica = TestServer::with_config(Config {
+        tls: Some(tls),
+        replication: sessiond::role::Settings {
+            tls: Some(sessiond::role::TlsClient(connector)),
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let mut p = primary.client();
+    let _: () = p.set("over-tls", "1").expect("SET");
+    let mut r = replica.client();
+    let reply: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.tls_addr().port())
+        .query(&mut r)
+        .expect("REPLICAOF");
+    assert_eq!(reply, "OK");
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+    let info = replica.info("replication");
+    assert_eq!(info_field(&info, "master_link_status"), "up");
+    assert_eq!(
+        info_number(&info, "master_port"),
+        u64::from(primary.tls_addr().port())
+    );
+}
+
+#[test]
+fn config_rewrite_writes_the_primary_followed_back() {
+    let dir = std::env::temp_dir().join(format!("sessiond-repl-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file = dir.join("sessiond.toml");
+    std::fs::write(&file, "# a replica\nport = 0\n").expect("config file");
+    let primary = TestServer::start();
+    let replica = TestServer::with_config(Config {
+        config_file: Some(file.clone()),
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    let mut r = replica.client();
+    let rewrite = |r: &mut Connection| -> String {
+        let _: () = redis::cmd("CONFIG")
+            .arg("REWRITE")
+            .query(r)
+            .expect("CONFIG REWRITE");
+        std::fs::read_to_string(&file).expect("rewritten file")
+    };
+    let text = rewrite(&mut r);
+    assert!(
+        text.contains(&format!(
+            "replicaof = \"127.0.0.1 {}\"",
+            primary.addr.port()
+        )),
+        "{text}"
+    );
+    assert!(text.starts_with("# a replica\n"), "{text}");
+    // The file reads back as the same setting.
+    let raw = sessiond::RawConfig::from_file(&file).expect("the file reads back");
+    let config = raw.validate().expect("valid");
+    assert_eq!(
+        config.replication.replicaof,
+        Some(("127.0.0.1".to_owned(), primary.addr.port()))
+    );
+    let _: String = redis::cmd("REPLICAOF")
+        .arg(&["NO", "ONE"])
+        .query(&mut r)
+        .expect("REPLICAOF NO ONE");
+    let text = rewrite(&mut r);
+    assert!(!text.contains("replicaof"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
+    use std::io::{Read, Write};
+    // A primary that answers the handshake, sends the start of a snapshot and holds.
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = r.set("old", "data").expect("SET");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, _) = primary.accept().expect("the replica connects");
+    link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
+        .expect("timeout");
+    // The replica waits for each reply: REPLCONF twice, then PSYNC.
+    let mut heard = Vec::new();
+    let mut answered = 0;
+    while !String::from_utf8_lossy(&heard).contains("PSYNC") {
+        let mut chunk = [0u8; 1024];
+        let n = link.read(&mut chunk).expect("the handshake");
+        assert!(n > 0, "the replica hung up");
+        heard.extend_from_slice(&chunk[..n]);
+        let asked = String::from_utf8_lossy(&heard).matches("REPLCONF").count();
+        while answered < asked {
+            link.write_all(b"+OK\r\n").expect("answer");
+            answered += 1;
+        }
+    }
+    let said = String::from_utf8_lossy(&heard);
+    assert!(said.contains("listening-port"), "{said}");
+    assert!(said.contains("psync2"), "{said}");
+    assert!(said.contains("PSYNC\r\n$1\r\n?\r\n$2\r\n-1"), "{said}");
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\nSESSIOND");
+    answer.extend_from_slice(&2u16.to_le_bytes());
+    answer.extend_from_slice(&[0; 10]);
+    link.write_all(&answer).expect("answer");
+    let info = until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 1
+    });
+    assert_eq!(info_field(&info, "master_link_status"), "down");
+    for resp3 in [false, true] {
+        let mut con = replica.connect(resp3);
+        assert_eq!(
+            error_of(&mut con, "GET", &["old"]),
+            "LOADING Redis is loading the dataset in memory"
+        );
+        let role: (String, String, u16, String, i64) =
+            redis::cmd("ROLE").query(&mut con).expect("ROLE");
+        assert_eq!(role.3, "sync");
+        // REPLICAOF is taken during a sync (a failover may promote the replica).
+        let again: String = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(port)
+            .query(&mut con)
+            .expect("REPLICAOF");
+        assert_eq!(again, "OK Already connected to specified master");
+    }
+    // The primary goes away mid-snapshot: the load is abandoned, the keyspace left empty (its
+    // old data went at the load's start), and clients read again.
+    drop(link);
+    drop(primary);
+    until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 0
+    });
+    let mut con = replica.client();
+    let old: Option<String> = con.get("old").expect("GET");
+    assert_eq!(old, None);
+}
+
+#[test]
+fn a_partial_resync_needs_the_id_and_an_offset_the_backlog_still_holds() {
+    let primary = TestServer::with_config(Config {
+        replication: sessiond::role::Settings {
+            backlog_bytes: 16 * 1024,
+            ..Default::default()
+        },
+        ..Config::default()
+    });
+    let psync = |replid: &str, offset: u64| -> String {
+        let mut replica = primary.raw();
+        replica.command(&[b"PSYNC", replid.as_bytes(), offset.to_string().as_bytes()]);
+        match replica.reply() {
+            sessiond_protocol::Frame::Simple(line) => String::from_utf8_lossy(&line).into_owned(),
+            other => panic!("PSYNC: {other:?}"),
+        }
+    };
+    // The first replica turns the feed on.
+    assert!(psync("?", 0).starts_with("FULLRESYNC "));
+    let mut p = primary.client();
+    let value = "v".repeat(1000);
+    for i in 0..100 {
+        let _: () = p.set(format!("k{i}"), &value).expect("SET");
+    }
+    // Once the backlog holds the stream's end (the feed publishes in the background).
+    let info = until(&primary, |info| {
+        info_number(info, "repl_backlog_first_byte_offset") - 1
+            + info_number(info, "repl_backlog_histlen")
+            == info_number(info, "master_repl_offset")
+    });
+    let replid = info_field(&info, "master_replid");
+    let end = info_number(&info, "master_repl_offset");
+    assert!(info_number(&info, "repl_backlog_histlen") <= 16 * 1024 + 2048);
+    assert!(info_number(&info, "repl_backlog_first_byte_offset") > 1);
+    // The start fell out of the backlog: a full resync.
+    assert!(psync(&replid, 1).starts_with("FULLRESYNC "));
+    // The end is in it: a partial one.
+    assert_eq!(psync(&replid, end + 1), format!("CONTINUE {replid}"));
+    // Another history: a full one.
+    assert!(psync(&"f".repeat(40), end + 1).starts_with("FULLRESYNC "));
+    let stats = primary.info("stats");
+    assert_eq!(info_number(&stats, "sync_full"), 3, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_ok"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_err"), 2, "{stats}");
+}
+
+#[test]
+fn sentinel_s_failover_transactions_promote_and_repoint() {
+    let primary = TestServer::start();
+    let a = TestServer::start();
+    let b = TestServer::start();
+    follow(&a, &primary);
+    follow(&b, &primary);
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("SET");
+    wait_for(&primary, 2);
+    drop(primary);
+    // What Sentinel sends the replica it promotes, then the others (but CONFIG REWRITE, which
+    // needs a config file: see config_rewrite_writes_the_primary_followed_back).
+    let mut con = a.client();
+    let (promoted, _normal, _pubsub): (String, i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SLAVEOF")
+        .arg(&["NO", "ONE"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query(&mut con)
+        .expect("the promotion's transaction");
+    assert_eq!(promoted, "OK");
+    let mut con = b.client();
+    let (repointed, _, _): (String, i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SLAVEOF")
+        .arg("127.0.0.1")
+        .arg(a.addr.port())
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal"])
+        .cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query(&mut con)
+        .expect("the repointing transaction");
+    assert_eq!(repointed, "OK");
+    let mut con = a.client();
+    let _: () = con.set("after", "1").expect("SET on the promoted replica");
+    wait_for(&a, 1);
+    assert_same(&a, &b);
+}
