@@ -532,4 +532,20 @@ fn sentinel_promotes_a_replica_when_the_primary_dies() {
     });
     assert_all_there(&mut to_old, &written);
     assert!(old.config_file().contains(&follow), "{}", old.config_file());
+
+    // Nothing any sentinel sent was refused by any node. (The test's own probe may have met
+    // READONLY, and its reads of the restarted node LOADING, before their time.)
+    for node in [promoted, other, &old] {
+        let errors: String = redis::cmd("INFO")
+            .arg("errorstats")
+            .query(&mut node.connect().unwrap())
+            .unwrap();
+        let refused: Vec<&str> = errors
+            .lines()
+            .filter(|line| line.starts_with("errorstat_"))
+            .filter(|line| !line.starts_with("errorstat_READONLY:"))
+            .filter(|line| !line.starts_with("errorstat_LOADING:"))
+            .collect();
+        assert!(refused.is_empty(), "node {}: {errors}", node.port);
+    }
 }
