@@ -12,10 +12,11 @@
 //!
 //! A node given as a `redis+sentinel://` URL has no fixed address: each new connection goes to
 //! the primary the sentinels name (checked with `ROLE`), remembered until a connection to it
-//! breaks or a command gets `READONLY` (the node was demoted). Either drops every connection
-//! of the node, and the next ones ask the sentinels again. A command refused with `READONLY`
-//! did not run, and is sent once more; one whose connection broke before its reply may have
-//! run, and is sent once more only if running it twice is harmless ([`IDEMPOTENT`]).
+//! breaks, a command times out or a command gets `READONLY` (the node was demoted). Each drops
+//! every connection of the node, and the next ones ask the sentinels again. A command refused
+//! with `READONLY` did not run, and is sent once more; one whose connection broke before its
+//! reply may have run, and is sent once more only if running it twice is harmless
+//! ([`IDEMPOTENT`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -207,6 +208,10 @@ impl Node {
         let frame = tokio::time::timeout(timeout, self.send_following(command))
             .await
             .map_err(|_| {
+                // Through Sentinel, a primary that stopped answering may have been replaced.
+                if self.endpoint.direct().is_none() {
+                    self.forget_primary();
+                }
                 Error::timeout(format!("node {}: no reply within {timeout:?}", self.name))
             })??;
         match frame {

@@ -203,7 +203,8 @@ impl SentinelAddr {
                 user: None,
                 password: None,
                 tls: false,
-                database: None,
+                // A sentinel has no databases: never SELECT the builder's.
+                database: Some(0),
             });
         }
         Ok(SentinelAddr {

@@ -294,3 +294,36 @@ async fn follows_a_failover_of_sessiond_nodes() {
         .unwrap();
     assert_eq!(stored.as_deref(), Some("1"));
 }
+
+#[tokio::test]
+async fn selects_the_database_on_the_primary_only() {
+    let Some(dir) = scratch() else { return };
+    let (primary, _replica, sentinel) = cluster(&dir);
+    let in_db = |db: u32, key: &str| -> Option<String> {
+        let url = format!("redis://127.0.0.1:{}/{db}", primary.port);
+        let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+        redis::cmd("GET").arg(key).query(&mut connection).unwrap()
+    };
+    // The builder's database, and the URL's: SELECTed on the primary, never on a sentinel
+    // (which has no SELECT).
+    let by_builder = Client::builder()
+        .node(format!(
+            "redis+sentinel://127.0.0.1:{}/{MASTER}",
+            sentinel.port
+        ))
+        .database(2)
+        .connect()
+        .await
+        .unwrap();
+    by_builder.set("a", "2").await.unwrap();
+    assert_eq!(in_db(2, "a").as_deref(), Some("2"));
+    let by_url = Client::connect(&format!(
+        "redis+sentinel://127.0.0.1:{}/{MASTER}/3",
+        sentinel.port
+    ))
+    .await
+    .unwrap();
+    by_url.set("b", "3").await.unwrap();
+    assert_eq!(in_db(3, "b").as_deref(), Some("3"));
+    assert_eq!(in_db(0, "a"), None);
+}
