@@ -121,17 +121,17 @@
 //!
 //! # Failover with Redis Sentinel
 //!
-//! Where Redis Sentinel watches a primary and its replicas, give the client the sentinels
-//! rather than a node: `redis+sentinel://[user:password@]host1:port1,host2:port2/master[/db]`
-//! (a sentinel's port defaults to 26379; `master` is the name of `sentinel monitor`; the login
-//! and database are the primary's, the sentinels are asked without one). The client asks the
-//! sentinels in turn for the primary (`SENTINEL get-master-addr-by-name`), checks with `ROLE`
-//! that it is one, and asks again when a connection to it breaks or a command gets `READONLY`
-//! (it was demoted). A command refused with `READONLY` did not run and is sent once more to
-//! the new primary; one whose connection broke before its reply is sent again only if it is
-//! one of [`IDEMPOTENT`] (reads, and the session reads that refresh the idle timer), else it
-//! fails with [`ErrorKind::Connection`] (it may or may not have run). During the failover
-//! itself (Sentinel's `down-after-milliseconds`, then its election), commands fail.
+//! Where Redis Sentinel watches a primary and its replicas, give the client the sentinels rather
+//! than a node: `redis+sentinel://[user:password@]host1:port1,host2:port2/master[/db]` (a
+//! sentinel's port defaults to 26379; `master` is the name of `sentinel monitor`; the login and
+//! database are the primary's, the sentinels are asked without one). The client asks the sentinels
+//! in turn for the primary (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that it is one,
+//! and asks again when a connection to it breaks, a command times out or gets `READONLY` (it was
+//! demoted). A command refused with `READONLY` did not run and is sent once more to the new
+//! primary; one whose connection broke before its reply is sent again only if it is one of
+//! [`IDEMPOTENT`] (reads, and the session reads that refresh the idle timer), else it fails with
+//! [`ErrorKind::Connection`] (it may or may not have run). During the failover itself (Sentinel's
+//! `down-after-milliseconds`, then its election), commands fail.
 //!
 //! ```no_run
 //! # async fn demo() -> sessiond_client::Result<()> {
