@@ -12,8 +12,9 @@ use sessiond_protocol::Frame;
 use tokio::task::JoinSet;
 
 use crate::command::{expect_ok, integer, optional_bulk, Cmd};
-use crate::node::Node;
+use crate::node::{Endpoint, Node};
 use crate::settings::Settings;
+#[cfg(feature = "tls")]
 use crate::url::NodeAddr;
 use crate::{shard, Error, Result};
 
@@ -62,8 +63,11 @@ impl Default for Builder {
 
 impl Builder {
     /// Adds a server: `sessiond://[user:password@]host:port` (or `redis://`; `sessionds://` or
-    /// `rediss://` for TLS, with the `tls` feature). With more than one, keys and sessions are
-    /// spread over them by rendezvous hashing.
+    /// `rediss://` for TLS, with the `tls` feature), or a primary found through Redis Sentinel,
+    /// `redis+sentinel://[user:password@]host1:port1,host2:port2/master[/db]` (the sentinels'
+    /// addresses, then the name they monitor it under; the login and database are the
+    /// primary's), which the client follows across failovers. With more than one, keys and
+    /// sessions are spread over them by rendezvous hashing.
     pub fn node(mut self, url: impl Into<String>) -> Builder {
         self.urls.push(url.into());
         self
@@ -156,19 +160,19 @@ impl Builder {
                 settings.reconnect_min, settings.reconnect_max
             )));
         }
-        let addrs = self
+        let endpoints = self
             .urls
             .iter()
-            .map(|url| NodeAddr::parse(url))
+            .map(|url| Endpoint::parse(url))
             .collect::<Result<Vec<_>>>()?;
         let settings = Arc::new(Settings {
             #[cfg(feature = "tls")]
-            tls: self.tls_config(&addrs)?,
+            tls: self.tls_config(endpoints.iter().filter_map(Endpoint::direct))?,
             ..self.settings
         });
-        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let node = Node::new(addr, settings.clone());
+        let mut nodes: Vec<Arc<Node>> = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let node = Node::new(endpoint, settings.clone());
             if nodes.iter().any(|n| n.name() == node.name()) {
                 return Err(Error::config(format!(
                     "node {} is listed twice",
@@ -187,8 +191,11 @@ impl Builder {
 
     /// The TLS configuration every TLS node shares, if any node uses TLS.
     #[cfg(feature = "tls")]
-    fn tls_config(&self, addrs: &[NodeAddr]) -> Result<Option<crate::tls::TlsConfig>> {
-        if addrs.iter().any(NodeAddr::tls) {
+    fn tls_config<'a>(
+        &self,
+        mut addrs: impl Iterator<Item = &'a NodeAddr>,
+    ) -> Result<Option<crate::tls::TlsConfig>> {
+        if addrs.any(NodeAddr::tls) {
             return self.tls.client_config().map(Some);
         }
         if self.tls.is_set() {
@@ -254,8 +261,8 @@ pub enum KeyTtl {
 }
 
 impl Client {
-    /// Connects to one server: `sessiond://[user:password@]host:port` (or `redis://`), with
-    /// the default settings of [`Builder`].
+    /// Connects to one server: `sessiond://[user:password@]host:port` (or `redis://`, or
+    /// `redis+sentinel://`; see [`Builder::node`]), with the default settings of [`Builder`].
     pub async fn connect(url: &str) -> Result<Client> {
         Builder::default().node(url).connect().await
     }

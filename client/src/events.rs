@@ -265,7 +265,8 @@ impl Subscriber {
     /// Connects and subscribes, returning once the node has confirmed all five channels
     /// (within the connect timeout).
     async fn open(node: &Node) -> Result<Subscriber> {
-        let (stream, buffer) = open_dedicated(node.addr(), node.settings()).await?;
+        let addr = node.current_addr().await?;
+        let (stream, buffer) = open_dedicated(&addr, node.settings()).await?;
         let mut subscriber = Subscriber {
             name: node.name().to_owned(),
             stream,

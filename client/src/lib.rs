@@ -119,6 +119,29 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Failover with Redis Sentinel
+//!
+//! Where Redis Sentinel watches a primary and its replicas, give the client the sentinels rather
+//! than a node: `redis+sentinel://[user:password@]host1:port1,host2:port2/master[/db]` (a
+//! sentinel's port defaults to 26379; `master` is the name of `sentinel monitor`; the login and
+//! database are the primary's, the sentinels are asked without one). The client asks the sentinels
+//! in turn for the primary (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that it is one,
+//! and asks again when a connection to it breaks, a command times out or gets `READONLY` (it was
+//! demoted). A command refused with `READONLY` did not run and is sent once more to the new
+//! primary; one whose connection broke before its reply is sent again only if it is one of
+//! [`IDEMPOTENT`] (reads, and the session reads that refresh the idle timer), else it fails with
+//! [`ErrorKind::Connection`] (it may or may not have run). During the failover itself (Sentinel's
+//! `down-after-milliseconds`, then its election), commands fail.
+//!
+//! ```no_run
+//! # async fn demo() -> sessiond_client::Result<()> {
+//! let client = sessiond_client::Client::connect(
+//!     "redis+sentinel://:password@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/sessions",
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # tower-sessions
 //!
 //! With the `tower-sessions` feature, [`SessiondStore`] is a
@@ -137,7 +160,8 @@
 //!   [`SessionInfo`].
 //! - [`SessionEvents`], [`SessionEvent`]: the session events; [`SESSION_EVENT_CHANNELS`].
 //! - [`Error`], [`ErrorKind`], [`Result`].
-//! - [`NodeAddr`]: a parsed `sessiond://` URL.
+//! - [`NodeAddr`]: a parsed `sessiond://` URL; [`SentinelAddr`]: a parsed `redis+sentinel://`
+//!   URL; [`IDEMPOTENT`]: the commands sent again after a failover.
 //! - [`protocol`]: the RESP frames and codecs the client is built on.
 #![deny(missing_docs)]
 
@@ -147,6 +171,7 @@ mod connection;
 mod error;
 mod events;
 mod node;
+mod sentinel;
 mod sessions;
 mod settings;
 mod shard;
@@ -159,9 +184,10 @@ mod url;
 pub use client::{Builder, Client, KeyTtl};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{SessionEvent, SessionEvents, SESSION_EVENT_CHANNELS};
+pub use node::IDEMPOTENT;
 pub use sessions::{NewSession, SessionData, SessionId, SessionInfo, Sessions};
 #[cfg(feature = "tower-sessions")]
 pub use store::{SessiondStore, DEFAULT_PREFIX};
-pub use url::NodeAddr;
+pub use url::{NodeAddr, SentinelAddr};
 
 pub use sessiond_protocol as protocol;

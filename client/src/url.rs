@@ -1,6 +1,8 @@
 //! Connection URLs: `sessiond://[user[:password]@]host[:port][/db]`, and `redis://` with the
 //! same shape, parsed into a [`NodeAddr`]; `sessionds://` and `rediss://` for TLS (feature
-//! `tls`).
+//! `tls`); and `redis+sentinel://[user:password@]host1[:port1][,host2[:port2]...]/master[/db]`,
+//! a primary found through Redis Sentinel, parsed into a [`SentinelAddr`] (the form of
+//! redis-sentinel-url, redis-vl and Prefect's clients).
 
 use std::fmt;
 
@@ -42,8 +44,11 @@ impl NodeAddr {
             "redis" => (DEFAULT_REDIS_PORT, false),
             "sessionds" => (DEFAULT_PORT, true),
             "rediss" => (DEFAULT_REDIS_PORT, true),
+            "redis+sentinel" => return Err(invalid(
+                "a redis+sentinel:// URL names the sentinels of a primary, not a node: give it to Builder::node",
+            )),
             _ => return Err(invalid(
-                "the scheme must be sessiond:// or redis:// (sessionds:// or rediss:// for TLS)",
+                "the scheme must be sessiond:// or redis:// (sessionds:// or rediss:// for TLS, redis+sentinel:// for a primary found through Sentinel)",
             )),
         };
         if tls && !cfg!(feature = "tls") {
@@ -58,68 +63,15 @@ impl NodeAddr {
         if path.contains('?') {
             return Err(invalid("remove the query"));
         }
-        let database = match path.trim_start_matches('/') {
-            "" => None,
-            index => Some(
-                index
-                    .parse::<u32>()
-                    .map_err(|_| invalid("the path must be a database number (/0, /1...)"))?,
-            ),
-        };
+        let database = parse_database(path.trim_start_matches('/')).map_err(invalid)?;
         let (credentials, host_port) = match authority.rsplit_once('@') {
             Some((credentials, host_port)) => (Some(credentials), host_port),
             None => (None, authority),
         };
-        let (user, password) = match credentials {
-            None => (None, None),
-            Some(credentials) => {
-                let (user, password) = match credentials.split_once(':') {
-                    Some((user, password)) => (user, Some(password)),
-                    None => (credentials, None),
-                };
-                let user = percent_decode(user).ok_or_else(|| invalid("bad percent-encoding"))?;
-                let password = password
-                    .map(|p| percent_decode(p).ok_or_else(|| invalid("bad percent-encoding")))
-                    .transpose()?;
-                match (user.is_empty(), password) {
-                    (true, None) => (None, None),
-                    (true, Some(password)) => (None, Some(password)),
-                    (false, None) => {
-                        return Err(invalid("a user needs a password (user:password@)"))
-                    }
-                    (false, Some(password)) => (Some(user), Some(password)),
-                }
-            }
-        };
-        let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| invalid("unclosed [ in the host"))?;
-            let port = match after.strip_prefix(':') {
-                Some(port) => Some(port),
-                None if after.is_empty() => None,
-                None => return Err(invalid("unexpected text after the host")),
-            };
-            (host, port)
-        } else {
-            match host_port.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(invalid("no host"));
-        }
-        let port = match port {
-            None => default_port,
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|&port| port != 0)
-                .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
-        };
+        let (user, password) = parse_credentials(credentials).map_err(invalid)?;
+        let (host, port) = parse_host_port(host_port, default_port).map_err(invalid)?;
         Ok(NodeAddr {
-            host: host.to_owned(),
+            host,
             port,
             user,
             password,
@@ -187,6 +139,208 @@ impl fmt::Debug for NodeAddr {
             .field("database", &self.database)
             .finish()
     }
+}
+
+/// The port of a sentinel in a `redis+sentinel://` URL without one (Sentinel's default).
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// Most sentinels one URL may list.
+const MAX_SENTINELS: usize = 64;
+
+/// A primary found through Redis Sentinel: the sentinels to ask, the name they monitor it
+/// under, and how to log in to whichever node they name.
+///
+/// Parsed from `redis+sentinel://[user:password@]host1[:port1][,host2[:port2]...]/master[/db]`
+/// (a sentinel's port defaults to 26379). The credentials and the database are the primary's;
+/// the sentinels are asked without a login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelAddr {
+    sentinels: Vec<NodeAddr>,
+    master: String,
+    /// The primary's login and database; its host and port are the sentinels' answer.
+    login: NodeAddr,
+}
+
+impl SentinelAddr {
+    /// Parses a `redis+sentinel://` URL; see [`SentinelAddr`].
+    pub fn parse(url: &str) -> Result<SentinelAddr> {
+        let invalid = |why: &str| Error::config(format!("invalid url {:?}: {why}", redact(url)));
+        let rest = url
+            .split_once("://")
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("redis+sentinel"))
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| invalid("expected redis+sentinel://host:port,host:port/master"))?;
+        if rest.contains('?') {
+            return Err(invalid("remove the query"));
+        }
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| invalid("the path must name the primary: /master[/db]"))?;
+        let (master, database) = match path.split_once('/') {
+            Some((master, database)) => (master, database),
+            None => (path, ""),
+        };
+        let master = percent_decode(master).ok_or_else(|| invalid("bad percent-encoding"))?;
+        if master.is_empty() {
+            return Err(invalid("the path must name the primary: /master[/db]"));
+        }
+        let database = parse_database(database).map_err(invalid)?;
+        let (credentials, hosts) = match authority.rsplit_once('@') {
+            Some((credentials, hosts)) => (Some(credentials), hosts),
+            None => (None, authority),
+        };
+        let (user, password) = parse_credentials(credentials).map_err(invalid)?;
+        let mut sentinels = Vec::new();
+        for host_port in hosts.split(',') {
+            let (host, port) =
+                parse_host_port(host_port, DEFAULT_SENTINEL_PORT).map_err(invalid)?;
+            if sentinels.len() == MAX_SENTINELS {
+                return Err(invalid("more than 64 sentinels"));
+            }
+            sentinels.push(NodeAddr {
+                host,
+                port,
+                user: None,
+                password: None,
+                tls: false,
+                // A sentinel has no databases: never SELECT the builder's.
+                database: Some(0),
+            });
+        }
+        Ok(SentinelAddr {
+            sentinels,
+            master,
+            login: NodeAddr {
+                host: String::new(),
+                port: 0,
+                user,
+                password,
+                tls: false,
+                database,
+            },
+        })
+    }
+
+    /// The sentinels, in the URL's order.
+    pub fn sentinels(&self) -> &[NodeAddr] {
+        &self.sentinels
+    }
+
+    /// The name the sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    pub fn master(&self) -> &str {
+        &self.master
+    }
+
+    /// The database the URL selects on the primary, if it names one.
+    pub fn database(&self) -> Option<u32> {
+        self.login.database
+    }
+
+    /// The user to log in to the primary as, if the URL names one.
+    pub fn user(&self) -> Option<&str> {
+        self.login.user.as_deref()
+    }
+
+    /// The primary at `host:port` (as a sentinel named it), with the URL's login and database.
+    pub(crate) fn primary_at(&self, host: String, port: u16) -> NodeAddr {
+        NodeAddr {
+            host,
+            port,
+            ..self.login.clone()
+        }
+    }
+}
+
+/// `master@sentinel1,sentinel2`; never the password.
+impl fmt::Display for SentinelAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@", self.master)?;
+        for (i, sentinel) in self.sentinels.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{sentinel}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shows the user but never the password.
+impl fmt::Debug for SentinelAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelAddr")
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("login", &self.login)
+            .finish()
+    }
+}
+
+/// The database a URL's path names: `None` for an empty path.
+fn parse_database(path: &str) -> std::result::Result<Option<u32>, &'static str> {
+    match path {
+        "" => Ok(None),
+        index => index
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| "the path must be a database number (/0, /1...)"),
+    }
+}
+
+/// `user:password`, `:password` or nothing, percent-decoded: (user, password).
+type Credentials = (Option<String>, Option<String>);
+
+fn parse_credentials(credentials: Option<&str>) -> std::result::Result<Credentials, &'static str> {
+    let Some(credentials) = credentials else {
+        return Ok((None, None));
+    };
+    let (user, password) = match credentials.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (credentials, None),
+    };
+    let user = percent_decode(user).ok_or("bad percent-encoding")?;
+    let password = password
+        .map(|p| percent_decode(p).ok_or("bad percent-encoding"))
+        .transpose()?;
+    match (user.is_empty(), password) {
+        (true, None) => Ok((None, None)),
+        (true, Some(password)) => Ok((None, Some(password))),
+        (false, None) => Err("a user needs a password (user:password@)"),
+        (false, Some(password)) => Ok((Some(user), Some(password))),
+    }
+}
+
+/// `host[:port]` or `[v6]:port`, with `default_port` where none is given.
+fn parse_host_port(
+    host_port: &str,
+    default_port: u16,
+) -> std::result::Result<(String, u16), &'static str> {
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or("unclosed [ in the host")?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port),
+            None if after.is_empty() => None,
+            None => return Err("unexpected text after the host"),
+        };
+        (host, port)
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    let port = match port {
+        None => default_port,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or("the port must be a number from 1 to 65535")?,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// The URL with any password replaced, for error messages.
@@ -305,5 +459,49 @@ mod tests {
             !format!("{:?}", NodeAddr::parse("sessiond://u:hunter2@h").unwrap())
                 .contains("hunter2")
         );
+    }
+
+    #[test]
+    fn sentinel_urls() {
+        let url = "redis+sentinel://web:p%40ss@10.0.0.1:26380,10.0.0.2,[::1]:5/my%20master/3";
+        let addr = SentinelAddr::parse(url).unwrap();
+        let sentinels: Vec<String> = addr.sentinels().iter().map(|s| s.to_string()).collect();
+        assert_eq!(sentinels, ["10.0.0.1:26380", "10.0.0.2:26379", "[::1]:5"]);
+        assert!(addr.sentinels().iter().all(|s| s.password().is_none()));
+        assert_eq!(addr.master(), "my master");
+        assert_eq!((addr.database(), addr.user()), (Some(3), Some("web")));
+        let primary = addr.primary_at("127.0.0.1".to_owned(), 7000);
+        assert_eq!(primary.to_string(), "127.0.0.1:7000");
+        assert_eq!(primary.password(), Some("p@ss"));
+        assert_eq!(primary.database(), Some(3));
+        assert_eq!(
+            addr.to_string(),
+            "my master@10.0.0.1:26380,10.0.0.2:26379,[::1]:5"
+        );
+        assert!(!format!("{addr:?}").contains("p@ss"));
+
+        let plain = SentinelAddr::parse("REDIS+SENTINEL://h/m").unwrap();
+        assert_eq!(plain.database(), None);
+        assert_eq!(plain.sentinels()[0].port(), DEFAULT_SENTINEL_PORT);
+
+        for url in [
+            "redis+sentinel://h",
+            "redis+sentinel://h/",
+            "redis+sentinel://h//1",
+            "redis+sentinel://h/m/x",
+            "redis+sentinel://h,/m",
+            "redis+sentinel://h:0/m",
+            "redis+sentinel://h/m?db=1",
+            "redis+sentinel://user@h/m",
+            "redis://h/m",
+        ] {
+            let error = SentinelAddr::parse(url).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidConfig, "{url}");
+        }
+        let many = format!("redis+sentinel://{}/m", vec!["h"; 65].join(","));
+        assert!(SentinelAddr::parse(&many).is_err());
+        let error = NodeAddr::parse("redis+sentinel://u:hunter2@h/m").unwrap_err();
+        assert!(error.to_string().contains("Builder::node"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

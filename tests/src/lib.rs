@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: a real sessiond server started in-process on
 //! `127.0.0.1:0` (optionally on a manual clock, optionally with a TLS port), clients for it, a
-//! raw-socket peer, and in [`tls`] test certificates and a TLS peer.
+//! raw-socket peer, in [`tls`] test certificates and a TLS peer, and in [`sentinel`] real
+//! `redis-server` and `redis-sentinel` processes.
 //!
 //! Each [`TestServer`] runs on its own tokio runtime in a background thread, so the tests can
 //! use the blocking `redis` client; dropping it shuts the server down and joins the thread.
@@ -17,6 +18,7 @@ use sessiond_protocol::{Frame, FrameDecoder};
 use tokio::sync::oneshot;
 
 pub mod redis_calls;
+pub mod sentinel;
 pub mod tls;
 
 /// The start of the manual clock: 2026-01-01T00:00:00Z.

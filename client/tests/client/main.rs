@@ -9,6 +9,7 @@ mod databases;
 mod errors;
 mod events;
 mod reconnect;
+mod sentinel;
 mod sharding;
 mod store;
 mod tls;

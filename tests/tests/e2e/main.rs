@@ -26,6 +26,7 @@ mod rename;
 mod replication;
 mod scripting;
 mod security;
+mod sentinel;
 mod service;
 mod sessions;
 mod sets;
