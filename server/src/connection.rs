@@ -490,9 +490,12 @@ where
                 subscriber.drain_into(resp3, &mut self.output, usize::MAX);
             }
         }
-        // Under `appendfsync always`, a command that moved the feed's end (it wrote, or
-        // another connection did meanwhile: then waiting is only longer) makes its reply wait
-        // for the fsync of everything before the new end.
+        // Under `appendfsync always`, every reply waits for the fsync of the changes made
+        // before it, whoever made them: a reply must not reveal a change a crash could undo
+        // (a read of another client's fresh write, a retried logout that finds nothing left
+        // to destroy), as Redis answers only after its fsync. A connection with nothing
+        // pending on disk does not wait; while the log cannot be written, only a command that
+        // wrote waits (and its client is closed unanswered), so reads and INFO still answer.
         let log = self.fsync_always();
         let before = log.map(|log| log.feed().end_offset());
         let reply = cmd::execute(
@@ -504,9 +507,11 @@ where
             &mut self.output,
         );
         if let (Some(log), Some(before)) = (log, before) {
-            let end = log.feed().end_offset();
-            if end != before {
-                self.durable_due = end;
+            let feed = log.feed();
+            let end = feed.end_offset();
+            let durable = feed.durable();
+            if end != before || (end > durable.offset && !durable.failed) {
+                self.durable_due = self.durable_due.max(end);
             }
         }
         if let Some(frame) = reply.frame {
