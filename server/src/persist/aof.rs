@@ -699,6 +699,9 @@ impl Drop for Aof {
 }
 
 fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
@@ -706,7 +709,13 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         builder.mode(0o700);
     }
-    builder.create(dir)
+    builder.create(dir)?;
+    // A new directory's entry is in its parent: without this fsync, a power loss soon after
+    // the first start could drop the whole log, writes acknowledged under `always` included.
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => super::aof_files::sync_dir(parent),
+        _ => super::aof_files::sync_dir(std::path::Path::new(".")),
+    }
 }
 
 /// The writer's state between turns.
