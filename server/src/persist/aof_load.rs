@@ -261,10 +261,25 @@ pub fn check(path: &Path, fix: bool, now_ms: u64) -> Result<Vec<Checked>, AofErr
                 offset: 0,
                 problem,
             })?
-            .unwrap_or_default();
+            .ok_or_else(|| AofError {
+                path: path.to_owned(),
+                offset: 0,
+                problem: "no such manifest".to_owned(),
+            })?;
+        // Only the last log may be cut (a torn tail is a crash's, and only the last file is
+        // being written): cutting an earlier one would drop changes the later logs build on,
+        // and replay them over a state that never was. Redis fixes only the last file too.
+        let last = manifest.incrs.len().checked_sub(1);
         let mut checked = Vec::new();
-        for part in manifest.base.iter().chain(&manifest.incrs) {
-            checked.extend(check(&layout.path(&part.name), fix, now_ms)?);
+        if let Some(base) = &manifest.base {
+            checked.extend(check(&layout.path(&base.name), false, now_ms)?);
+        }
+        for (i, part) in manifest.incrs.iter().enumerate() {
+            checked.extend(check(
+                &layout.path(&part.name),
+                fix && Some(i) == last,
+                now_ms,
+            )?);
         }
         return Ok(checked);
     }

@@ -288,6 +288,14 @@ fn a_torn_last_frame_is_dropped_with_a_warning_and_check_aof_fix_cuts_it() {
         stdout.contains("base ") && stdout.contains("log "),
         "{stdout}"
     );
+    // A manifest that is not there is an error, not an empty, valid log.
+    let missing = log_dir(&data).join("missing.aof.manifest");
+    let checked = run_tool(&["check-aof", missing.to_str().expect("utf-8")]);
+    assert_ne!(checked.status.code(), Some(0), "{checked:?}");
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("no such manifest"),
+        "{checked:?}"
+    );
     let daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
     assert_eq!(call::<Vec<u8>>(&mut con, &[b"GET", b"key:0"]), b"value");
