@@ -800,8 +800,20 @@ impl Aof {
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(error.to_string());
                     self.feed.mark_failed(true);
-                    state.retry = pending;
-                    state.retry_at = at;
+                    // What a flush before the failure wrote (up to a rewrite's switch) is in
+                    // the old file already: only the rest is retried, or a frame would be
+                    // written twice (a SWAPDB replayed twice swaps back).
+                    let written = self.written.load(Ordering::SeqCst);
+                    let mut retry_at = at;
+                    let mut kept = pending.into_iter();
+                    while retry_at < written {
+                        match kept.next() {
+                            Some(frame) => retry_at += frame.len() as u64,
+                            None => break,
+                        }
+                    }
+                    state.retry = kept.collect();
+                    state.retry_at = retry_at;
                     return;
                 }
             }
