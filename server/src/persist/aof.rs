@@ -207,6 +207,10 @@ pub struct Aof {
     rewrite_base_size: AtomicU64,
     /// Whether the last write failed (writes are refused meanwhile), and its error.
     write_failed: AtomicBool,
+    /// An fsync failed: what the kernel held for the file may be lost although a later fsync
+    /// succeeds ("fsyncgate"), so nothing is called durable and writes are refused until a
+    /// rewrite has put the whole keyspace in new, fsynced files.
+    fsync_failed: AtomicBool,
     write_error: Mutex<Option<String>>,
     delayed_fsync: AtomicU64,
     /// The `everysec` fsync thread, once started.
@@ -291,6 +295,7 @@ impl Aof {
             incr_size: AtomicU64::new(0),
             rewrite_base_size: AtomicU64::new(0),
             write_failed: AtomicBool::new(false),
+            fsync_failed: AtomicBool::new(false),
             write_error: Mutex::new(None),
             delayed_fsync: AtomicU64::new(0),
             fsyncer: Mutex::new(None),
@@ -466,7 +471,18 @@ impl Aof {
     /// Whether the last write failed: writes are refused until one succeeds.
     #[inline]
     pub fn write_failed(&self) -> bool {
-        self.write_failed.load(Ordering::Relaxed)
+        self.write_failed.load(Ordering::Relaxed) || self.fsync_failed.load(Ordering::Relaxed)
+    }
+
+    /// An fsync failed: writes are refused and nothing more is called durable until a rewrite
+    /// succeeds (scheduled here).
+    fn fsync_failure(&self, error: String) {
+        if !self.fsync_failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(%error, "cannot fsync the append-only log; refusing writes until a rewrite succeeds");
+        }
+        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.feed.mark_failed(true);
+        self.schedule_rewrite();
     }
 
     /// The last write's error, while writes fail.
@@ -560,6 +576,14 @@ impl Aof {
         status.started = None;
         match &result {
             Ok(()) => {
+                // The keyspace is in new, fsynced files: an earlier fsync failure is behind.
+                if self.fsync_failed.swap(false, Ordering::SeqCst)
+                    && !self.write_failed.load(Ordering::SeqCst)
+                {
+                    tracing::info!("the append-only log is writable again");
+                    *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.feed.mark_failed(false);
+                }
                 status.last_ok = true;
                 status.last_error = None;
                 status.failed_at = None;
@@ -787,7 +811,9 @@ impl Aof {
         if !pending.is_empty() {
             match self.write_frames(at, &pending) {
                 Ok(()) => {
-                    if self.write_failed.swap(false, Ordering::Relaxed) {
+                    if self.write_failed.swap(false, Ordering::Relaxed)
+                        && !self.fsync_failed.load(Ordering::SeqCst)
+                    {
                         tracing::info!("the append-only log is writable again");
                         *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         self.feed.mark_failed(false);
@@ -819,18 +845,28 @@ impl Aof {
             }
         }
         let written = self.written.load(Ordering::SeqCst);
+        let background_error = self
+            .fsyncer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|helper| {
+                helper
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+            });
+        if let Some(error) = background_error {
+            self.fsync_failure(error);
+        }
         match fsync {
             Fsync::Always => {
                 if written > self.feed.durable().offset || !pending.is_empty() {
                     let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
                     match synced {
-                        Some(Err(error)) => {
-                            tracing::error!(%error, "cannot fsync the append-only log");
-                            self.write_failed.store(true, Ordering::Relaxed);
-                            *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                Some(error.to_string());
-                            self.feed.mark_failed(true);
-                        }
+                        Some(Err(error)) => self.fsync_failure(error.to_string()),
+                        _ if self.fsync_failed.load(Ordering::SeqCst) => {}
                         _ => self.feed.mark_durable(written),
                     }
                 }
@@ -980,6 +1016,8 @@ struct FsyncHelper {
     ready: Condvar,
     /// When the fsync running now started.
     started: Mutex<Option<Instant>>,
+    /// The last fsync's error, until the writer takes it.
+    error: Mutex<Option<String>>,
     stop: AtomicBool,
 }
 
@@ -1009,8 +1047,11 @@ fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
             continue;
         };
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        if file.sync_data().is_ok() {
-            feed.mark_durable(offset);
+        match file.sync_data() {
+            Ok(()) => feed.mark_durable(offset),
+            Err(error) => {
+                *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+            }
         }
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
