@@ -158,7 +158,9 @@ if listed "$servers" sessiond; then
     sessiond_port="$(free_port)"
     while [[ "$sessiond_port" == "$redis_port" ]]; do sessiond_port="$(free_port)"; done
     # shellcheck disable=SC2086 # SESSIOND_ARGS is a list of arguments
-    "$sessiond" --port "$sessiond_port" --log-level warn ${SESSIOND_ARGS:-} 2>"$work/sessiond.log" &
+    # No append-only log, as Redis here (--appendonly no): the log is on by default.
+    "$sessiond" --port "$sessiond_port" --appendonly no --log-level warn ${SESSIOND_ARGS:-} \
+        2>"$work/sessiond.log" &
     sessiond_pid=$!
     wait_ready sessiond "$sessiond_port" "$sessiond_pid" "$work/sessiond.log"
 fi

@@ -90,7 +90,8 @@ start() { # server
             --logfile "$work/redis.log" >/dev/null &
     else
         "$sessiond" --port "${port[sessiond]}" --data-dir "$work/sessiond" \
-            --snapshot-interval 0 --log-level warn >/dev/null 2>>"$work/sessiond.log" &
+            --snapshot-interval 0 --appendonly no --log-level warn >/dev/null \
+            2>>"$work/sessiond.log" &
     fi
     p=$!
     pid[$1]=$p
