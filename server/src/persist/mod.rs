@@ -592,6 +592,8 @@ pub fn prepare_and_load(
                 aof: Some(loaded),
             });
         }
+    } else {
+        set_aside_stale_log(config);
     }
     let summary = if path.exists() {
         Some(loader::load(&path, store)?)
@@ -603,6 +605,30 @@ pub fn prepare_and_load(
         summary,
         aof: None,
     })
+}
+
+/// With the log off, a log left by an earlier run stops describing the data as soon as this
+/// run changes anything: loaded by a later run with the log on, it would bring back what this
+/// one deleted (logged-out sessions). Its manifest is renamed (`<name>.stale`), so that such a
+/// run starts from the snapshot and writes a new base from it.
+fn set_aside_stale_log(config: &PersistConfig) {
+    let manifest = config.aof_layout().manifest_path();
+    if !manifest.exists() {
+        return;
+    }
+    let mut stale = manifest.clone().into_os_string();
+    stale.push(".stale");
+    match std::fs::rename(&manifest, &stale) {
+        Ok(()) => tracing::warn!(
+            manifest = %manifest.display(),
+            "appendonly is off: the append-only log left by an earlier run is set aside (.stale)"
+        ),
+        Err(error) => tracing::error!(
+            %error,
+            manifest = %manifest.display(),
+            "appendonly is off: cannot set aside the append-only log left by an earlier run"
+        ),
+    }
 }
 
 /// Why the server cannot start on its data directory.

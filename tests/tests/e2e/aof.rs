@@ -696,3 +696,35 @@ fn a_replica_rewrites_its_log_after_a_full_sync() {
     let old: Option<String> = call(&mut r, &[b"GET", b"before-the-sync"]);
     assert_eq!(old, None, "the keyspace the sync replaced");
 }
+
+/// A log left by a run with `appendonly yes` is set aside by a run with `no`: loaded again by a
+/// later run with the log on, it would bring back the sessions the run without it destroyed.
+#[test]
+fn a_run_without_the_log_sets_the_old_log_aside_so_a_logout_stays() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &[]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"alice"]);
+    daemon.stop();
+
+    let without = args(&data, &["--appendonly", "no"]);
+    let mut daemon = Daemon::start_at(&dir.0, &without, &[]);
+    let mut con = daemon.client(false);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+    daemon.stop();
+    let manifest = log_dir(&data).join("appendonly.aof.manifest");
+    assert!(!manifest.exists(), "the old log is still in place");
+    assert!(log_dir(&data)
+        .join("appendonly.aof.manifest.stale")
+        .exists());
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    let exists: i64 = call(&mut con, &[b"EXISTS", &id]);
+    assert_eq!(exists, 0, "the logged-out session came back");
+    let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", b"alice"]);
+    assert!(listed.is_empty(), "{listed:?}");
+}
