@@ -207,10 +207,11 @@ pub struct Aof {
     rewrite_base_size: AtomicU64,
     /// Whether the last write failed (writes are refused meanwhile), and its error.
     write_failed: AtomicBool,
-    /// An fsync failed: what the kernel held for the file may be lost although a later fsync
-    /// succeeds ("fsyncgate"), so nothing is called durable and writes are refused until a
+    /// The log misses changes: an fsync failed (what the kernel held for the file may be lost
+    /// although a later fsync succeeds, "fsyncgate"), or frames that could not be written were
+    /// dropped past [`RETRY_LIMIT`]. Nothing is called durable and writes are refused until a
     /// rewrite has put the whole keyspace in new, fsynced files.
-    fsync_failed: AtomicBool,
+    incomplete: AtomicBool,
     write_error: Mutex<Option<String>>,
     delayed_fsync: AtomicU64,
     /// The `everysec` fsync thread, once started.
@@ -295,7 +296,7 @@ impl Aof {
             incr_size: AtomicU64::new(0),
             rewrite_base_size: AtomicU64::new(0),
             write_failed: AtomicBool::new(false),
-            fsync_failed: AtomicBool::new(false),
+            incomplete: AtomicBool::new(false),
             write_error: Mutex::new(None),
             delayed_fsync: AtomicU64::new(0),
             fsyncer: Mutex::new(None),
@@ -471,14 +472,14 @@ impl Aof {
     /// Whether the last write failed: writes are refused until one succeeds.
     #[inline]
     pub fn write_failed(&self) -> bool {
-        self.write_failed.load(Ordering::Relaxed) || self.fsync_failed.load(Ordering::Relaxed)
+        self.write_failed.load(Ordering::Relaxed) || self.incomplete.load(Ordering::Relaxed)
     }
 
-    /// An fsync failed: writes are refused and nothing more is called durable until a rewrite
-    /// succeeds (scheduled here).
-    fn fsync_failure(&self, error: String) {
-        if !self.fsync_failed.swap(true, Ordering::SeqCst) {
-            tracing::error!(%error, "cannot fsync the append-only log; refusing writes until a rewrite succeeds");
+    /// The log misses changes (see `incomplete`): writes are refused and nothing more is
+    /// called durable until a rewrite succeeds (scheduled here).
+    fn mark_incomplete(&self, error: String) {
+        if !self.incomplete.swap(true, Ordering::SeqCst) {
+            tracing::error!(%error, "the append-only log misses changes; refusing writes until a rewrite succeeds");
         }
         *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
         self.feed.mark_failed(true);
@@ -577,7 +578,7 @@ impl Aof {
         match &result {
             Ok(()) => {
                 // The keyspace is in new, fsynced files: an earlier fsync failure is behind.
-                if self.fsync_failed.swap(false, Ordering::SeqCst)
+                if self.incomplete.swap(false, Ordering::SeqCst)
                     && !self.write_failed.load(Ordering::SeqCst)
                 {
                     tracing::info!("the append-only log is writable again");
@@ -742,6 +743,10 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// The most bytes of frames a log that cannot be written holds for a retry (outside
+/// `maxmemory`); past it they are dropped and the log must be rewritten.
+const RETRY_LIMIT: u64 = 64 << 20;
+
 /// The writer's state between turns.
 #[derive(Debug)]
 struct WriterState {
@@ -812,7 +817,7 @@ impl Aof {
             match self.write_frames(at, &pending) {
                 Ok(()) => {
                     if self.write_failed.swap(false, Ordering::Relaxed)
-                        && !self.fsync_failed.load(Ordering::SeqCst)
+                        && !self.incomplete.load(Ordering::SeqCst)
                     {
                         tracing::info!("the append-only log is writable again");
                         *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -840,6 +845,17 @@ impl Aof {
                     }
                     state.retry = kept.collect();
                     state.retry_at = retry_at;
+                    // Bounded: past the limit the frames are dropped (the log misses them now)
+                    // rather than held while the disk stays full.
+                    let held: u64 = state.retry.iter().map(|f| f.len() as u64).sum();
+                    if held > RETRY_LIMIT {
+                        state.retry.clear();
+                        state.retry_at += held;
+                        self.written.store(state.retry_at, Ordering::SeqCst);
+                        self.mark_incomplete(format!(
+                            "{held} bytes of changes dropped while the log could not be written: {error}"
+                        ));
+                    }
                     return;
                 }
             }
@@ -858,15 +874,15 @@ impl Aof {
                     .take()
             });
         if let Some(error) = background_error {
-            self.fsync_failure(error);
+            self.mark_incomplete(error);
         }
         match fsync {
             Fsync::Always => {
                 if written > self.feed.durable().offset || !pending.is_empty() {
                     let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
                     match synced {
-                        Some(Err(error)) => self.fsync_failure(error.to_string()),
-                        _ if self.fsync_failed.load(Ordering::SeqCst) => {}
+                        Some(Err(error)) => self.mark_incomplete(error.to_string()),
+                        _ if self.incomplete.load(Ordering::SeqCst) => {}
                         _ => self.feed.mark_durable(written),
                     }
                 }
