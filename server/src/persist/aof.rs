@@ -155,9 +155,19 @@ pub struct RewriteStatus {
     pub rewrites: u64,
     /// Its error, if the last failed.
     pub last_error: Option<String>,
-    /// When the last one failed, if it did: the automatic rewrite waits [`RETRY_DELAY`] after
-    /// a failure rather than start again at once.
+    /// When the last one failed, if it did: the automatic rewrite waits after a failure
+    /// ([`retry_delay`]) rather than start again at once.
     pub failed_at: Option<Instant>,
+    /// Failures in a row (0 after a success).
+    pub failures: u32,
+}
+
+/// How long the automatic rewrite waits after `failures` failures in a row: [`RETRY_DELAY`],
+/// doubling with each further failure up to an hour, as Redis backs off. Each attempt starts a
+/// new log file, so a rewrite that keeps failing must not add one every few seconds.
+fn retry_delay(failures: u32) -> Duration {
+    let doubled = RETRY_DELAY.saturating_mul(1 << failures.saturating_sub(1).min(12));
+    doubled.min(Duration::from_secs(3600))
 }
 
 /// How long after a failed rewrite the automatic one tries again (as a failed periodic
@@ -588,6 +598,7 @@ impl Aof {
                 status.last_ok = true;
                 status.last_error = None;
                 status.failed_at = None;
+                status.failures = 0;
                 status.last_duration = Some(started.elapsed());
                 status.rewrites += 1;
                 tracing::info!(
@@ -600,6 +611,7 @@ impl Aof {
                 status.last_ok = false;
                 status.last_error = Some(error.clone());
                 status.failed_at = Some(Instant::now());
+                status.failures = status.failures.saturating_add(1);
                 tracing::error!(%error, "append-only log rewrite failed; the log is intact");
             }
         }
@@ -678,17 +690,20 @@ impl Aof {
 
     /// Whether the log grew past the thresholds since the last rewrite.
     pub fn wants_rewrite(&self) -> bool {
+        // A log that misses changes is rewritten whatever its size.
+        let incomplete = self.incomplete.load(Ordering::SeqCst);
         let (percent, min_size) = self.rewrite_thresholds();
         let size = self.size();
-        if percent == 0 || size < min_size {
-            return false;
-        }
-        let failed_at = self.rewrite_lock().failed_at;
-        if failed_at.is_some_and(|at| at.elapsed() < RETRY_DELAY) {
-            return false;
-        }
         let base = self.rewrite_base_size.load(Ordering::Relaxed).max(1);
-        size.saturating_sub(base) * 100 / base >= percent
+        let grown =
+            percent != 0 && size >= min_size && size.saturating_sub(base) * 100 / base >= percent;
+        if !incomplete && !grown {
+            return false;
+        }
+        let status = self.rewrite_lock();
+        status
+            .failed_at
+            .is_none_or(|at| at.elapsed() >= retry_delay(status.failures))
     }
 
     /// Waits (at most 30 s, and not while writes fail) until everything changed so far is
@@ -1070,5 +1085,21 @@ fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
             }
         }
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_rewrite_is_retried_less_and_less_often_up_to_an_hour() {
+        assert_eq!(retry_delay(0), RETRY_DELAY);
+        assert_eq!(retry_delay(1), RETRY_DELAY);
+        assert_eq!(retry_delay(2), RETRY_DELAY * 2);
+        assert_eq!(retry_delay(3), RETRY_DELAY * 4);
+        assert_eq!(retry_delay(40), Duration::from_secs(3600));
+        let delays: Vec<Duration> = (1..20).map(retry_delay).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
     }
 }
