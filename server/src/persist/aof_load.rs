@@ -108,7 +108,19 @@ fn read_incr(
             return Ok((summary, Some(problem)));
         }
         if total > rest {
-            return Ok((summary, Some(Problem::Torn(at))));
+            // Cut short by a crash, or a damaged length field: after a damaged one, whole
+            // frames follow (a tear leaves none after it).
+            let follows = whole_frame_follows(&mut reader, rest - FRAME_HEADER as u64)
+                .map_err(|e| fail(at, format!("read error: {e}")))?;
+            let problem = if follows {
+                Problem::Damaged(fail(
+                    at,
+                    format!("frame length {payload} runs past the end, yet frames follow"),
+                ))
+            } else {
+                Problem::Torn(at)
+            };
+            return Ok((summary, Some(problem)));
         }
         frame.resize(total as usize, 0);
         reader
@@ -133,6 +145,38 @@ fn read_incr(
         summary.good_bytes = at;
     }
     Ok((summary, None))
+}
+
+/// A tail longer than this after a frame that runs past the end is damage, not a tear: the
+/// log is appended a gathering's frames at a time, far less than this.
+const LONGEST_TEAR: u64 = 64 << 20;
+
+/// Whether the `rest` bytes left in `reader` hold a whole, valid frame at any offset (its
+/// length in range and within `rest`, its checksum right): then the frame before them was
+/// damaged, not torn. A tail longer than [`LONGEST_TEAR`] counts as one that does.
+fn whole_frame_follows(reader: &mut impl Read, rest: u64) -> std::io::Result<bool> {
+    if rest > LONGEST_TEAR {
+        return Ok(true);
+    }
+    let mut tail = Vec::with_capacity(rest as usize);
+    reader.take(rest).read_to_end(&mut tail)?;
+    let header = FRAME_HEADER;
+    for start in 0..tail.len().saturating_sub(header) {
+        let Some(h) = tail.get(start..start + header) else {
+            break;
+        };
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len == 0 || start + header + len > tail.len() {
+            continue;
+        }
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if let Some(payload) = tail.get(start + header..start + header + len) {
+            if crc32fast::hash(payload) == crc {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Whether what is left of `reader` is all zeros.

@@ -728,3 +728,39 @@ fn a_run_without_the_log_sets_the_old_log_aside_so_a_logout_stays() {
     let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", b"alice"]);
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+/// A damaged length field that makes a frame in the middle seem to run past the end is damage,
+/// not a torn tail (whole frames follow it): the start fails rather than drop every later
+/// change, logouts included.
+#[test]
+fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    for i in 0..20 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"value"]);
+    }
+    daemon.signal_and_wait("KILL");
+
+    let incr = last_incr(&data);
+    let mut bytes = std::fs::read(&incr).expect("log");
+    let mut at = 0usize;
+    for _ in 0..2 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += 8 + len;
+    }
+    let third = at;
+    // The third frame's length: past the end of the file.
+    let past_the_end = (bytes.len() - third) as u32 + 1000;
+    bytes[third..third + 4].copy_from_slice(&past_the_end.to_le_bytes());
+    std::fs::write(&incr, &bytes).expect("write");
+    let incr_arg = incr.to_str().expect("utf-8");
+
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    let expected = format!("{incr_arg}: frame length {past_the_end} runs past the end");
+    assert!(log.contains(&expected), "{expected} in:\n{log}");
+    assert!(log.contains(&format!("offset {third}")), "{log}");
+}
