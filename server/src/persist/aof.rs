@@ -630,6 +630,7 @@ impl Aof {
         let t0 = self.feed.cut();
         *self.switch_lock() = Switch::At(t0);
         self.wake_writer();
+        let asked = Instant::now();
         let seq = {
             let mut switch = self.switch_lock();
             loop {
@@ -638,6 +639,14 @@ impl Aof {
                     Switch::Failed => {
                         *switch = Switch::None;
                         return Err("cannot start a new log file".to_owned());
+                    }
+                    // The writer reaches `t0` only once it can write: while it cannot, the
+                    // rewrite (and the save slot it holds) does not wait for ever.
+                    _ if self.write_failed.load(Ordering::SeqCst)
+                        && asked.elapsed() >= SWITCH_WAIT =>
+                    {
+                        *switch = Switch::None;
+                        return Err("the log cannot be written: no switch to a new file".to_owned());
                     }
                     _ => {
                         switch = self
@@ -757,6 +766,9 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
         _ => super::aof_files::sync_dir(std::path::Path::new(".")),
     }
 }
+
+/// How long a rewrite waits for the writer to switch files while the log cannot be written.
+const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
 /// The most bytes of frames a log that cannot be written holds for a retry (outside
 /// `maxmemory`); past it they are dropped and the log must be rewritten.

@@ -645,6 +645,16 @@ fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
     let mut con = daemon.client(false);
     let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
     assert_eq!(destroyed, 1);
+    // A rewrite cannot switch files meanwhile: it gives up (after 10 s) rather than hold the
+    // save slot for ever, and a snapshot runs after it.
+    let _: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    wait_until("the rewrite given up", || {
+        let persistence = info(&mut con);
+        info_field(&persistence, "aof_last_bgrewrite_status") == "err"
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let saving: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(saving, "Background saving started");
 }
 
 /// A replica's log after a full sync: the log held the replica's old keyspace, not the one it
