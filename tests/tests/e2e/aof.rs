@@ -301,27 +301,35 @@ fn a_torn_last_frame_is_dropped_with_a_warning_and_check_aof_fix_cuts_it() {
     assert_eq!(call::<Vec<u8>>(&mut con, &[b"GET", b"key:0"]), b"value");
 }
 
-#[test]
-fn a_damaged_frame_in_the_middle_stops_the_start_naming_the_file_and_the_offset() {
-    let dir = ScratchDir::new();
-    let data = dir.arg("data");
-    let args = args(&data, &["--appendfsync", "always"]);
-    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+/// Twenty SETs, each its own frame in the log, then the server killed with SIGKILL.
+fn twenty_writes_then_kill_9(dir: &ScratchDir, args: &[&str]) {
+    let mut daemon = Daemon::start_at(&dir.0, args, &[]);
     let mut con = daemon.client(false);
     for i in 0..20 {
         let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"value"]);
     }
     daemon.signal_and_wait("KILL");
+}
 
-    // One byte of the third frame's payload flipped (frames: length u32, CRC u32, payload).
+/// The byte offset of frame `n` (from 0) of a log: frames are length u32, CRC u32, payload.
+fn frame_offset(bytes: &[u8], n: usize) -> usize {
+    (0..n).fold(0, |at, _| {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at + 8 + len
+    })
+}
+
+#[test]
+fn a_damaged_frame_in_the_middle_stops_the_start_naming_the_file_and_the_offset() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    twenty_writes_then_kill_9(&dir, &args);
+
+    // One byte of the third frame's payload flipped.
     let incr = last_incr(&data);
     let mut bytes = std::fs::read(&incr).expect("log");
-    let mut at = 0usize;
-    for _ in 0..2 {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += 8 + len;
-    }
-    let third = at;
+    let third = frame_offset(&bytes, 2);
     bytes[third + 10] ^= 0x40;
     std::fs::write(&incr, &bytes).expect("write");
     let incr_arg = incr.to_str().expect("utf-8");
@@ -747,21 +755,11 @@ fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
     let args = args(&data, &["--appendfsync", "always"]);
-    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
-    let mut con = daemon.client(false);
-    for i in 0..20 {
-        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"value"]);
-    }
-    daemon.signal_and_wait("KILL");
+    twenty_writes_then_kill_9(&dir, &args);
 
     let incr = last_incr(&data);
     let mut bytes = std::fs::read(&incr).expect("log");
-    let mut at = 0usize;
-    for _ in 0..2 {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        at += 8 + len;
-    }
-    let third = at;
+    let third = frame_offset(&bytes, 2);
     // The third frame's length: past the end of the file.
     let past_the_end = (bytes.len() - third) as u32 + 1000;
     bytes[third..third + 4].copy_from_slice(&past_the_end.to_le_bytes());
