@@ -916,24 +916,14 @@ fn config_rewrite_writes_the_primary_followed_back() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
+/// Plays a primary's side of the handshake on `primary`: accepts the replica, answers each
+/// REPLCONF `+OK` (the replica waits for every reply), and returns the link once PSYNC came,
+/// with everything the replica said.
+fn handshake(primary: &std::net::TcpListener) -> (std::net::TcpStream, Vec<u8>) {
     use std::io::{Read, Write};
-    // A primary that answers the handshake, sends the start of a snapshot and holds.
-    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = primary.local_addr().expect("address").port();
-    let replica = TestServer::start();
-    let mut r = replica.client();
-    let _: () = r.set("old", "data").expect("SET");
-    let _: String = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut r)
-        .expect("REPLICAOF");
     let (mut link, _) = primary.accept().expect("the replica connects");
     link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
         .expect("timeout");
-    // The replica waits for each reply: REPLCONF twice, then PSYNC.
     let mut heard = Vec::new();
     let mut answered = 0;
     while !String::from_utf8_lossy(&heard).contains("PSYNC") {
@@ -947,6 +937,24 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
             answered += 1;
         }
     }
+    (link, heard)
+}
+
+#[test]
+fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
+    use std::io::Write;
+    // A primary that answers the handshake, sends the start of a snapshot and holds.
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = r.set("old", "data").expect("SET");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, heard) = handshake(&primary);
     let said = String::from_utf8_lossy(&heard);
     assert!(said.contains("listening-port"), "{said}");
     assert!(said.contains("psync2"), "{said}");
@@ -1046,22 +1054,7 @@ fn a_promotion_during_a_full_sync_empties_the_half_loaded_keyspace() {
         .arg(port)
         .query(&mut r)
         .expect("REPLICAOF");
-    let (mut link, _) = primary.accept().expect("the replica connects");
-    link.set_read_timeout(Some(sessiond_tests::IO_TIMEOUT))
-        .expect("timeout");
-    let mut heard = Vec::new();
-    let mut answered = 0;
-    while !String::from_utf8_lossy(&heard).contains("PSYNC") {
-        let mut chunk = [0u8; 1024];
-        let n = link.read(&mut chunk).expect("the handshake");
-        assert!(n > 0, "the replica hung up");
-        heard.extend_from_slice(&chunk[..n]);
-        let asked = String::from_utf8_lossy(&heard).matches("REPLCONF").count();
-        while answered < asked {
-            link.write_all(b"+OK\r\n").expect("answer");
-            answered += 1;
-        }
-    }
+    let (mut link, _) = handshake(&primary);
     let mut answer = b"+FULLRESYNC ".to_vec();
     answer.extend_from_slice(&[b'a'; 40]);
     answer.extend_from_slice(b" 0\r\n");
