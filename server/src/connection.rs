@@ -132,6 +132,18 @@ enum End {
     Replicate,
 }
 
+/// Where [`Connection::run_stretch`] stopped.
+enum Stretch {
+    /// Every decoded command ran.
+    Done,
+    /// A command ran and said what must follow.
+    Then(Then),
+    /// CLIENT PAUSE is on: the command, not run yet, waits its turn.
+    Paused(Vec<Bytes>),
+    /// The replies passed the threshold for writing them early.
+    Early,
+}
+
 /// What [`Connection::decode_ahead`] left in the input.
 #[derive(Debug)]
 enum Decoded {
@@ -384,16 +396,22 @@ where
         // A command's time runs from the end of the one before (one clock reading each), so
         // the timer starts again after anything that is not a command's doing.
         self.local.start_timing();
-        while let Some(args) = self.decoded.pop_front() {
-            if self.shared.pause.maybe_on() {
-                // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
-                self.flush().await?;
-                let shared = self.shared;
-                self.interruptible(shared.pause.wait(&args)).await?;
-                self.clock.stale();
-                self.local.start_timing();
-            }
-            match self.run(args)? {
+        loop {
+            let then = match self.run_stretch(early)? {
+                Stretch::Done => return Ok(Then::Continue),
+                Stretch::Then(then) => then,
+                Stretch::Paused(args) => {
+                    // CLIENT PAUSE: the replies so far go out, then the command waits its turn.
+                    self.flush().await?;
+                    let shared = self.shared;
+                    self.interruptible(shared.pause.wait(&args)).await?;
+                    self.clock.stale();
+                    self.local.start_timing();
+                    self.run(args)?
+                }
+                Stretch::Early => Then::Continue,
+            };
+            match then {
                 Then::Continue => {}
                 Then::Save => {
                     self.save().await;
@@ -444,7 +462,26 @@ where
                 self.local.start_timing();
             }
         }
-        Ok(Then::Continue)
+    }
+
+    /// Runs decoded commands back to back until one makes the connection wait, the replies
+    /// pile up past `early`, or none is left. Their changes reach the change feed as one run
+    /// when it returns ([`crate::store::feed::Feed::hold`]), before anything is awaited.
+    fn run_stretch(&mut self, early: usize) -> Result<Stretch, End> {
+        let _hold = self.shared.dbs.feed().hold();
+        while let Some(args) = self.decoded.pop_front() {
+            if self.shared.pause.maybe_on() {
+                return Ok(Stretch::Paused(args));
+            }
+            match self.run(args)? {
+                Then::Continue => {}
+                then => return Ok(Stretch::Then(then)),
+            }
+            if self.output.len() >= early {
+                return Ok(Stretch::Early);
+            }
+        }
+        Ok(Stretch::Done)
     }
 
     /// Waits for `wait` (CLIENT PAUSE, DEBUG SLEEP) unless the client is killed or the server

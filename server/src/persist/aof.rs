@@ -863,14 +863,19 @@ impl Aof {
                     // written twice (a SWAPDB replayed twice swaps back).
                     let written = self.written.load(Ordering::SeqCst);
                     let mut retry_at = at;
-                    let mut kept = pending.into_iter();
-                    while retry_at < written {
-                        match kept.next() {
-                            Some(frame) => retry_at += frame.len() as u64,
-                            None => break,
+                    let mut kept = Vec::with_capacity(pending.len());
+                    for run in pending {
+                        let end = retry_at + run.len() as u64;
+                        if !kept.is_empty() || end > written {
+                            // A run is cut where the switch fell in it.
+                            let skip = written.saturating_sub(retry_at) as usize;
+                            kept.push(if skip > 0 { run.slice(skip..) } else { run });
+                            retry_at = retry_at.max(written);
+                        } else {
+                            retry_at = end;
                         }
                     }
-                    state.retry = kept.collect();
+                    state.retry = kept;
                     state.retry_at = retry_at;
                     // Bounded: past the limit the frames are dropped (the log misses them now)
                     // rather than held while the disk stays full.
@@ -997,13 +1002,24 @@ impl Aof {
             batch.clear();
             Ok(())
         };
-        for frame in frames {
-            if matches!(*self.switch_lock(), Switch::At(t0) if t0 == offset) {
+        for run in frames {
+            // A run of whole frames; a rewrite's switch point (a frame boundary) may fall in
+            // it: what comes before goes to the old log.
+            let end = offset + run.len() as u64;
+            let split = match *self.switch_lock() {
+                Switch::At(t0) if (offset..end).contains(&t0) => Some((t0 - offset) as usize),
+                _ => None,
+            };
+            let mut rest: &[u8] = run;
+            if let Some(before) = split {
+                batch.extend_from_slice(&rest[..before]);
+                offset += before as u64;
+                rest = &rest[before..];
                 flush(&mut batch, offset)?;
                 self.maybe_switch(offset);
             }
-            batch.extend_from_slice(frame);
-            offset += frame.len() as u64;
+            batch.extend_from_slice(rest);
+            offset = end;
         }
         flush(&mut batch, offset)?;
         self.maybe_switch(offset);

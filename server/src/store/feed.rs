@@ -6,10 +6,13 @@
 //! removals, flushes, SWAPDB) are where every change already passes, under the key's shard
 //! lock; the feed hooks the same points. While it is off (no log, no replica) a mutation pays
 //! one relaxed load and a branch. While it is on, each change is encoded at once (postcard, as
-//! snapshots) into a frame, given its offset by one global atomic addition and queued on a
-//! lock-free channel — all under the shard lock, so the offsets of one key's changes are in the
-//! order of the changes. One pump thread puts the frames back in offset order (frames of
-//! different keys may reach the channel out of order) and publishes the contiguous stream: to
+//! snapshots) into a frame in the thread's outbox (one buffer, no allocation per frame), given
+//! its offset by one global atomic addition and queued on a lock-free channel — all under the
+//! shard lock, so the offsets of one key's changes are in the
+//! order of the changes. A connection running pipelined commands back to back holds its frames
+//! in its thread's outbox and sends them as one run when it stops ([`Feed::hold`]). One pump
+//! thread puts the runs back in offset order (those of different threads may reach the channel
+//! out of order) and publishes the contiguous stream: to
 //! the backlog (the last `repl-backlog-size` bytes, for partial resyncs), to the sinks (the
 //! log's writer, which must not miss a byte, and takes its frames on the pump's thread:
 //! [`Feed::attach_sink_with`]) and to the `published` watch.
@@ -61,7 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 
 use super::record::Record;
@@ -122,7 +125,7 @@ struct State {
     end: u64,
     /// Frames that arrived ahead of a gap.
     pending: BTreeMap<u64, Bytes>,
-    /// The last frames, oldest first, with their offsets.
+    /// The last frames, oldest first, in runs of whole frames with their offsets.
     backlog: VecDeque<(u64, Bytes)>,
     backlog_bytes: u64,
     backlog_limit: u64,
@@ -311,12 +314,34 @@ impl Feed {
     /// half a frame).
     pub fn starts_frame(&self, offset: u64) -> bool {
         let state = self.state();
-        offset == state.end
-            || (offset >= state.end - state.backlog_bytes
-                && state
-                    .backlog
-                    .binary_search_by_key(&offset, |(o, _)| *o)
-                    .is_ok())
+        if offset == state.end {
+            return true;
+        }
+        if offset < state.end - state.backlog_bytes || offset > state.end {
+            return false;
+        }
+        // An entry is a run of whole frames: the one that holds `offset` is walked.
+        let at = match state.backlog.binary_search_by_key(&offset, |(o, _)| *o) {
+            Ok(_) => return true,
+            Err(at) => at.saturating_sub(1),
+        };
+        let Some((start, run)) = state.backlog.get(at) else {
+            return false;
+        };
+        let mut rest: &[u8] = run;
+        let mut position = *start;
+        while position < offset {
+            let Some(len) = rest.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+                return false;
+            };
+            let step = FRAME_HEADER + u32::from_le_bytes(len) as usize;
+            let Some(next) = rest.get(step..) else {
+                return false;
+            };
+            rest = next;
+            position += step as u64;
+        }
+        position == offset
     }
 
     /// The published stream from `offset` on, at most about `max_bytes` (whole frames but the
@@ -527,10 +552,11 @@ impl Feed {
         if grouped {
             return self.push_encoded(db, &record);
         }
-        // A frame of its own, the usual case: encoded by hand, in one allocation.
-        let mut frame = new_frame(record.encoded_len(db));
-        record.encode(db, &mut frame);
-        self.emit(frame);
+        // A frame of its own, the usual case: encoded by hand, straight into the outbox.
+        self.queue(record.encoded_len(db), |buf| {
+            record.encode(db, buf);
+            true
+        });
     }
 
     fn push_encoded(&self, db: u16, record: &impl serde::Serialize) {
@@ -552,26 +578,123 @@ impl Feed {
             false
         });
         if single {
-            let mut frame = new_frame(64);
-            encode(&mut frame, db, record);
-            self.emit(frame);
+            self.queue(64, |buf| {
+                // Encoding fails only on serde errors a `Record` cannot produce.
+                match postcard::serialize_with_flavor(&(db, record), IntoBuf(buf)) {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot encode a change");
+                        false
+                    }
+                }
+            });
         }
     }
 
-    /// Fills in the header of `frame` (from [`new_frame`]) and queues it with its offset;
-    /// nothing if it holds no change.
+    /// Queues `frame` (from [`new_frame`], a group's); nothing if it holds no change. A small
+    /// one is copied into this thread's outbox, a large one goes as it is.
     fn emit(&self, mut frame: Vec<u8>) {
         if frame.len() <= FRAME_HEADER {
             return;
         }
-        let payload_len = (frame.len() - FRAME_HEADER) as u32;
-        let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
-        frame[..4].copy_from_slice(&payload_len.to_le_bytes());
-        frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
-        let frame = Bytes::from(frame);
-        let offset = self.next.fetch_add(frame.len() as u64, Ordering::SeqCst);
+        let payload = &frame[FRAME_HEADER..];
+        if payload.len() <= OUTBOX_BLOCK / 4 {
+            return self.queue(payload.len(), |buf| {
+                buf.extend_from_slice(payload);
+                true
+            });
+        }
+        let offset = seal(&self.next, &mut frame, 0);
+        // This thread's held frames end a run here: they go first.
+        OUTBOX.with(|outbox| {
+            let mut outbox = outbox.borrow_mut();
+            if std::ptr::eq(outbox.holder, self) {
+                self.send_held(&mut outbox);
+            }
+        });
+        self.send(offset, Bytes::from(frame));
+    }
+
+    /// Appends a frame whose payload `write` appends (about `size` bytes; false: it could not)
+    /// to this thread's outbox, gives it its offset, and sends it to the pump: at once, or with
+    /// the others of this thread's open [`Feed::hold`].
+    fn queue(&self, size: usize, write: impl FnOnce(&mut BytesMut) -> bool) {
+        OUTBOX.with(|outbox| {
+            let mut outbox = outbox.borrow_mut();
+            let outbox = &mut *outbox;
+            let holding = std::ptr::eq(outbox.holder, self);
+            if !holding && !outbox.buf.is_empty() {
+                // Another feed's frames are held on this thread (two servers on one runtime):
+                // this one goes on its own.
+                let mut own = BytesMut::with_capacity(FRAME_HEADER + size);
+                if let Some(offset) = frame_into(&self.next, &mut own, 0, write) {
+                    self.send(offset, own.freeze());
+                }
+                return;
+            }
+            let start = outbox.buf.len();
+            if outbox.buf.capacity() - start < FRAME_HEADER + size {
+                // A new block when the frames sent still use this one (they free it as they
+                // are dropped); the held frames move along.
+                outbox.buf.reserve(OUTBOX_BLOCK.max(FRAME_HEADER + size));
+            }
+            let Some(offset) = frame_into(&self.next, &mut outbox.buf, start, write) else {
+                return;
+            };
+            if !holding {
+                let frame = outbox.buf.split().freeze();
+                return self.send(offset, frame);
+            }
+            if start == 0 {
+                outbox.held_from = offset;
+            } else if outbox.held_from + start as u64 != offset {
+                // Another thread's frame came between: the run held so far goes alone.
+                let run = outbox.buf.split_to(start).freeze();
+                self.send(outbox.held_from, run);
+                outbox.held_from = offset;
+            }
+            if outbox.buf.len() >= OUTBOX_BLOCK {
+                self.send_held(outbox);
+            }
+        });
+    }
+
+    /// Sends the frames `outbox` holds for this feed, one run of offsets from `held_from`.
+    fn send_held(&self, outbox: &mut Outbox) {
+        if !outbox.buf.is_empty() {
+            let run = outbox.buf.split().freeze();
+            self.send(outbox.held_from, run);
+        }
+    }
+
+    /// Queues frames (a run of offsets from `offset`) for the pump.
+    fn send(&self, offset: u64, frames: Bytes) {
         // Fails only once the pump is gone (the feed is being dropped).
-        let _ = self.tx.send((offset, frame));
+        let _ = self.tx.send((offset, frames));
+    }
+
+    /// Holds this thread's changes to the feed until the guard drops, then sends them to the
+    /// pump together: a connection's pipelined commands cost the channel and the pump once,
+    /// not once a frame. Offsets are still given as each change is made (its order among
+    /// other keys' changes is kept); the stream published only waits for the held frames.
+    /// The guard cannot cross an `.await` (it is not `Send`): a connection holds only while
+    /// it runs commands back to back, never while it waits (say for durability).
+    pub fn hold(&self) -> Hold<'_> {
+        let held = self.on()
+            && OUTBOX.with(|outbox| {
+                let mut outbox = outbox.borrow_mut();
+                if outbox.depth == 0 {
+                    outbox.holder = self;
+                } else if !std::ptr::eq(outbox.holder, self) {
+                    return false;
+                }
+                outbox.depth += 1;
+                true
+            });
+        Hold {
+            feed: held.then_some(self),
+            _not_send: std::marker::PhantomData,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -690,7 +813,28 @@ struct GroupState {
     suppressed: bool,
 }
 
+/// This thread's frames on their way to the pump, encoded into one buffer: a frame costs no
+/// allocation of its own (the pump, the backlog and the log share the buffer's blocks).
+/// Whatever `buf` holds is held for `holder`'s open [`Hold`]; without one it is sent at once.
+struct Outbox {
+    buf: bytes::BytesMut,
+    /// The feed whose [`Hold`] is open on this thread (null: none), and how many are.
+    holder: *const Feed,
+    depth: u32,
+    /// The offset of the first frame held.
+    held_from: u64,
+}
+
+/// The outbox's block: a run held grows to about this before it is sent anyway.
+const OUTBOX_BLOCK: usize = 64 << 10;
+
 thread_local! {
+    static OUTBOX: RefCell<Outbox> = RefCell::new(Outbox {
+        buf: BytesMut::new(),
+        holder: std::ptr::null(),
+        depth: 0,
+        held_from: 0,
+    });
     static GROUP: RefCell<GroupState> = RefCell::new(GroupState::default());
     /// What a session's use changed, set by the session functions for the write that follows:
     /// 0 not said (the whole session is recorded), 1 only its last access, 2 nothing.
@@ -751,6 +895,30 @@ impl Drop for Group<'_> {
     }
 }
 
+/// A stretch of this thread's changes sent to the pump together ([`Feed::hold`]).
+#[derive(Debug)]
+pub struct Hold<'a> {
+    /// The feed held, if this guard holds it.
+    feed: Option<&'a Feed>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let Some(feed) = self.feed else {
+            return;
+        };
+        OUTBOX.with(|outbox| {
+            let mut outbox = outbox.borrow_mut();
+            outbox.depth = outbox.depth.saturating_sub(1);
+            if outbox.depth == 0 {
+                feed.send_held(&mut outbox);
+                outbox.holder = std::ptr::null();
+            }
+        });
+    }
+}
+
 /// Runs `f` recording nothing on this thread: applying changes that came from a log or a
 /// primary, which is not a change of this server's own.
 pub fn without_recording<R>(f: impl FnOnce() -> R) -> R {
@@ -776,6 +944,55 @@ fn encode(payload: &mut Vec<u8>, db: u16, record: &impl serde::Serialize) {
             Vec::new()
         }
     };
+}
+
+/// Fills in the header of the frame at `start` of `buf` (its payload runs to the end) and gives
+/// it its offset from `next`.
+fn seal(next: &AtomicU64, buf: &mut [u8], start: usize) -> u64 {
+    let frame = &mut buf[start..];
+    // MAX_FRAME keeps a payload far below 4 GiB.
+    let payload_len = (frame.len() - FRAME_HEADER) as u32;
+    let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+    frame[..4].copy_from_slice(&payload_len.to_le_bytes());
+    frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
+    next.fetch_add(frame.len() as u64, Ordering::SeqCst)
+}
+
+/// Appends to `buf` (whose end is `start`) a frame whose payload `write` appends, and gives it
+/// its offset; none if it holds nothing or could not be encoded (`buf` is then as it was).
+fn frame_into(
+    next: &AtomicU64,
+    buf: &mut BytesMut,
+    start: usize,
+    write: impl FnOnce(&mut BytesMut) -> bool,
+) -> Option<u64> {
+    buf.extend_from_slice(&[0; FRAME_HEADER]);
+    if !write(buf) || buf.len() == start + FRAME_HEADER {
+        buf.truncate(start);
+        return None;
+    }
+    Some(seal(next, buf, start))
+}
+
+/// postcard's output appended to a `BytesMut`, the bytes of a value copied at once.
+struct IntoBuf<'a>(&'a mut BytesMut);
+
+impl postcard::ser_flavors::Flavor for IntoBuf<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.extend_from_slice(&[data]);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// An empty frame: room for the header ([`Feed::emit`] fills it in; MAX_FRAME keeps a payload
@@ -810,13 +1027,13 @@ impl StringRef<'_> {
     /// Appends `(db, self)` as postcard encodes `(u16, Record::String { .. })`: varints for the
     /// database, the variant's index, each length and the deadline; the bytes as they are.
     /// (Serde's path copies the bytes one at a time; SET is the hot path.)
-    fn encode(&self, db: u16, out: &mut Vec<u8>) {
+    fn encode(&self, db: u16, out: &mut impl BufMut) {
         varint(out, u64::from(db));
         varint(out, 0);
         varint(out, self.key.len() as u64);
-        out.extend_from_slice(self.key);
+        out.put_slice(self.key);
         varint(out, self.value.len() as u64);
-        out.extend_from_slice(self.value);
+        out.put_slice(self.value);
         varint(out, self.expires_at_ms);
     }
 }
@@ -827,12 +1044,12 @@ fn varint_len(value: u64) -> usize {
 }
 
 /// Appends `value` as an LEB128 varint, postcard's encoding of integers wider than a byte.
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+fn varint(out: &mut impl BufMut, mut value: u64) {
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        out.put_u8((value as u8) | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.put_u8(value as u8);
 }
 
 /// Bytes serialized as serde bytes, as `Bytes` are.
@@ -1317,6 +1534,52 @@ mod tests {
         };
         assert_eq!(*last_access_ms, store.now_ms(), "exact");
         assert!(*len < 80, "{len} bytes");
+    }
+
+    #[test]
+    fn held_changes_reach_the_stream_as_one_run_when_the_hold_ends() {
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed();
+        let start = feed.end_offset();
+        let mut boundaries = vec![start];
+        let hold = feed.hold();
+        for i in 0..3 {
+            set_str(dbs.first(), &format!("key:{i}"), "value", 0);
+            boundaries.push(feed.end_offset());
+        }
+        // Given offsets as they were made, but held in this thread's outbox, not sent.
+        let end = feed.end_offset();
+        let held = || super::OUTBOX.with(|outbox| outbox.borrow().buf.len() as u64);
+        assert_eq!(held(), end - start);
+        drop(hold);
+        assert_eq!(held(), 0);
+        let replayed = frames(feed, start);
+        assert_eq!(replayed.len(), 3);
+        assert_eq!(feed.backlog_range().0 + feed.backlog_range().1, end);
+        // Every frame boundary inside the run is a place to resume; a byte inside a frame is not.
+        for offset in &boundaries {
+            assert!(feed.starts_frame(*offset), "{offset}");
+        }
+        assert!(!feed.starts_frame(start + 1));
+        assert!(!feed.starts_frame(boundaries[2] - 1));
+        let tail: Vec<u8> = feed.read_from(boundaries[1], usize::MAX).unwrap().concat();
+        assert_eq!(tail.len() as u64, end - boundaries[1]);
+        assert_eq!(
+            decode_frame(&tail).unwrap().unwrap().1 as u64,
+            boundaries[2] - boundaries[1]
+        );
+    }
+
+    #[test]
+    fn a_hold_on_an_idle_feed_or_another_feed_holds_nothing_of_this_one() {
+        let (other, _) = dbs();
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed();
+        let _other_hold = other.first().feed().hold();
+        let start = feed.end_offset();
+        set_str(dbs.first(), "key", "value", 0);
+        // Sent at once: this thread holds for the other feed only.
+        assert_eq!(frames(feed, start).len(), 1);
     }
 
     #[test]
