@@ -413,7 +413,10 @@ impl Replication {
     /// Turns the change feed on for replication, once: from then on the backlog keeps the
     /// last `repl-backlog-size` bytes, as Redis keeps its backlog once a replica connected.
     pub fn enable_feed(&self, feed: &Arc<crate::store::feed::Feed>) {
-        self.feed_on.call_once(|| feed.enable());
+        self.feed_on.call_once(|| {
+            feed.keep_backlog();
+            feed.enable();
+        });
     }
 
     /// Whether the node's offsets belong to a replication history a primary may continue.

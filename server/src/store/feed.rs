@@ -13,7 +13,8 @@
 //! in its thread's outbox and sends them as one run when it stops ([`Feed::hold`]). One pump
 //! thread puts the runs back in offset order (those of different threads may reach the channel
 //! out of order) and publishes the contiguous stream: to
-//! the backlog (the last `repl-backlog-size` bytes, for partial resyncs), to the sinks (the
+//! the backlog (the last `repl-backlog-size` bytes, for partial resyncs, kept once a
+//! replication link exists: [`Feed::keep_backlog`]), to the sinks (the
 //! log's writer, which must not miss a byte, and takes its frames on the pump's thread:
 //! [`Feed::attach_sink_with`]) and to the `published` watch.
 //!
@@ -129,6 +130,10 @@ struct State {
     backlog: VecDeque<(u64, Bytes)>,
     backlog_bytes: u64,
     backlog_limit: u64,
+    /// Whether the backlog keeps frames: from the first replication link on
+    /// ([`Feed::keep_backlog`]); the log alone needs none, and frames kept for nobody would
+    /// only cost memory and cache.
+    backlog_on: bool,
     sinks: Vec<Arc<Sink>>,
 }
 
@@ -226,6 +231,7 @@ impl Feed {
                 backlog: VecDeque::new(),
                 backlog_bytes: 0,
                 backlog_limit: backlog_bytes,
+                backlog_on: false,
                 sinks: Vec::new(),
             }),
             published: watch::Sender::new(0),
@@ -295,6 +301,12 @@ impl Feed {
         let mut state = self.state();
         state.backlog_limit = bytes;
         state.trim();
+    }
+
+    /// Starts keeping the backlog (replication, once a link exists: as Redis creates its
+    /// backlog when the first replica connects, or when it becomes a replica).
+    pub fn keep_backlog(&self) {
+        self.state().backlog_on = true;
     }
 
     /// The backlog's size (`repl-backlog-size`).
@@ -760,8 +772,10 @@ impl State {
             s.chunks.push(frame.clone());
             s.bytes += len;
         }
-        self.backlog.push_back((offset, frame));
-        self.backlog_bytes += len;
+        if self.backlog_on {
+            self.backlog.push_back((offset, frame));
+            self.backlog_bytes += len;
+        }
         self.end += len;
     }
 
@@ -1136,6 +1150,7 @@ mod tests {
         let (clock, manual) = Clock::manual(START);
         let dbs = Databases::new(clock, 4);
         dbs.first().feed().enable();
+        dbs.first().feed().keep_backlog();
         (dbs, manual)
     }
 
