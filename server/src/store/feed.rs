@@ -966,10 +966,21 @@ fn seal(next: &AtomicU64, buf: &mut [u8], start: usize) -> u64 {
     let frame = &mut buf[start..];
     // MAX_FRAME keeps a payload far below 4 GiB.
     let payload_len = (frame.len() - FRAME_HEADER) as u32;
-    let crc = crc32fast::hash(&frame[FRAME_HEADER..]);
+    let crc = checksum(&frame[FRAME_HEADER..]);
     frame[..4].copy_from_slice(&payload_len.to_le_bytes());
     frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     next.fetch_add(frame.len() as u64, Ordering::SeqCst)
+}
+
+/// The CRC-32 of `payload`, from a hasher made once per thread (`crc32fast::hash` detects the
+/// CPU's features on every call).
+fn checksum(payload: &[u8]) -> u32 {
+    thread_local! {
+        static PROTOTYPE: crc32fast::Hasher = crc32fast::Hasher::new();
+    }
+    let mut hasher = PROTOTYPE.with(crc32fast::Hasher::clone);
+    hasher.update(payload);
+    hasher.finalize()
 }
 
 /// Appends to `buf` (whose end is `start`) a frame whose payload `write` appends, and gives it
