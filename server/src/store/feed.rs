@@ -78,8 +78,30 @@ pub const MAX_FRAME: usize = 1 << 30;
 /// The backlog's default size (Redis's `repl-backlog-size`).
 pub const DEFAULT_BACKLOG_BYTES: u64 = 1 << 20;
 
-/// A frame with its offset, on its way to the pump.
-type Queued = (u64, Bytes);
+/// A run of frames with its offset, on its way to the pump.
+type Queued = (u64, Run);
+
+/// Frames on their way to the pump.
+#[derive(Debug)]
+enum Run {
+    /// This server's: their checksums are the pump's to fill in (off the connection's thread).
+    Fresh(BytesMut),
+    /// Received whole from elsewhere (a primary's stream).
+    Whole(Bytes),
+}
+
+impl Run {
+    /// The frames, checksummed.
+    fn into_frames(self) -> Bytes {
+        match self {
+            Run::Fresh(mut frames) => {
+                checksum_frames(&mut frames);
+                frames.freeze()
+            }
+            Run::Whole(frames) => frames,
+        }
+    }
+}
 
 /// The change feed shared by every database of a server (see the module documentation).
 #[derive(Debug)]
@@ -512,7 +534,7 @@ impl Feed {
             return;
         }
         let offset = self.next.fetch_add(frames.len() as u64, Ordering::SeqCst);
-        let _ = self.tx.send((offset, frames));
+        let _ = self.tx.send((offset, Run::Whole(frames)));
     }
 
     /// Opens a group: until the guard drops, the changes recorded on this thread form one frame
@@ -624,7 +646,7 @@ impl Feed {
                 self.send_held(&mut outbox);
             }
         });
-        self.send(offset, Bytes::from(frame));
+        self.send(offset, BytesMut::from(Bytes::from(frame)));
     }
 
     /// Appends a frame whose payload `write` appends (about `size` bytes; false: it could not)
@@ -640,7 +662,7 @@ impl Feed {
                 // this one goes on its own.
                 let mut own = BytesMut::with_capacity(FRAME_HEADER + size);
                 if let Some(offset) = frame_into(&self.next, &mut own, 0, write) {
-                    self.send(offset, own.freeze());
+                    self.send(offset, own);
                 }
                 return;
             }
@@ -654,14 +676,14 @@ impl Feed {
                 return;
             };
             if !holding {
-                let frame = outbox.buf.split().freeze();
+                let frame = outbox.buf.split();
                 return self.send(offset, frame);
             }
             if start == 0 {
                 outbox.held_from = offset;
             } else if outbox.held_from + start as u64 != offset {
                 // Another thread's frame came between: the run held so far goes alone.
-                let run = outbox.buf.split_to(start).freeze();
+                let run = outbox.buf.split_to(start);
                 self.send(outbox.held_from, run);
                 outbox.held_from = offset;
             }
@@ -674,15 +696,16 @@ impl Feed {
     /// Sends the frames `outbox` holds for this feed, one run of offsets from `held_from`.
     fn send_held(&self, outbox: &mut Outbox) {
         if !outbox.buf.is_empty() {
-            let run = outbox.buf.split().freeze();
+            let run = outbox.buf.split();
             self.send(outbox.held_from, run);
         }
     }
 
-    /// Queues frames (a run of offsets from `offset`) for the pump.
-    fn send(&self, offset: u64, frames: Bytes) {
+    /// Queues this server's frames (a run of offsets from `offset`, checksums not filled in)
+    /// for the pump.
+    fn send(&self, offset: u64, frames: BytesMut) {
         // Fails only once the pump is gone (the feed is being dropped).
-        let _ = self.tx.send((offset, frames));
+        let _ = self.tx.send((offset, Run::Fresh(frames)));
     }
 
     /// Holds this thread's changes to the feed until the guard drops, then sends them to the
@@ -714,7 +737,7 @@ impl Feed {
     }
 
     /// Publishes frames the pump received, in offset order, as far as they are contiguous.
-    fn publish(&self, batch: &mut Vec<Queued>) {
+    fn publish(&self, batch: &mut Vec<(u64, Bytes)>) {
         let mut touched = false;
         let mut guard = self.state();
         let state = &mut *guard;
@@ -796,11 +819,11 @@ fn pump(feed: Weak<Feed>, mut rx: mpsc::UnboundedReceiver<Queued>) {
         let _ = feed.pump_thread.set(std::thread::current());
     }
     let mut batch = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    while let Some((offset, run)) = rx.blocking_recv() {
+        batch.push((offset, run.into_frames()));
         while batch.len() < 4096 {
             match rx.try_recv() {
-                Ok(more) => batch.push(more),
+                Ok((offset, run)) => batch.push((offset, run.into_frames())),
                 Err(_) => break,
             }
         }
@@ -960,16 +983,27 @@ fn encode(payload: &mut Vec<u8>, db: u16, record: &impl serde::Serialize) {
     };
 }
 
-/// Fills in the header of the frame at `start` of `buf` (its payload runs to the end) and gives
-/// it its offset from `next`.
+/// Fills in the length of the frame at `start` of `buf` (its payload runs to the end; the
+/// checksum is the pump's: [`checksum_frames`]) and gives it its offset from `next`.
 fn seal(next: &AtomicU64, buf: &mut [u8], start: usize) -> u64 {
     let frame = &mut buf[start..];
     // MAX_FRAME keeps a payload far below 4 GiB.
     let payload_len = (frame.len() - FRAME_HEADER) as u32;
-    let crc = checksum(&frame[FRAME_HEADER..]);
     frame[..4].copy_from_slice(&payload_len.to_le_bytes());
-    frame[4..FRAME_HEADER].copy_from_slice(&crc.to_le_bytes());
     next.fetch_add(frame.len() as u64, Ordering::SeqCst)
+}
+
+/// Fills in the checksum of every frame of `run` (whole frames, lengths filled in).
+fn checksum_frames(run: &mut [u8]) {
+    let mut rest = run;
+    while let Some((header, after)) = rest.split_first_chunk_mut::<FRAME_HEADER>() {
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some((payload, next)) = after.split_at_mut_checked(len) else {
+            return;
+        };
+        header[4..].copy_from_slice(&checksum(payload).to_le_bytes());
+        rest = next;
+    }
 }
 
 /// The CRC-32 of `payload`, from a hasher made once per thread (`crc32fast::hash` detects the
