@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::aof_files::{create_private, open_append, sync_dir, Layout, Manifest, Part};
+use super::aof_io::LogFile;
 use super::writer;
 use crate::store::feed::{Feed, Sink};
 use crate::store::Databases;
@@ -179,7 +180,7 @@ const RETRY_DELAY: Duration = super::RETRY_DELAY;
 struct Files {
     manifest: Manifest,
     /// The log being appended to, and its sequence number.
-    incr: Option<(std::fs::File, u64)>,
+    incr: Option<(LogFile, u64)>,
     /// Its length: where a failed write is cut back to.
     incr_len: u64,
     /// The next sequence number.
@@ -403,7 +404,8 @@ impl Aof {
         )
         .map_err(std::io::Error::other)?;
         let incr = self.layout.incr_name(seq);
-        let file = create_private(&self.layout.path(&incr))?;
+        let incr_path = self.layout.path(&incr);
+        let file = create_private(&incr_path)?;
         file.sync_all()?;
         sync_dir(&self.layout.dir)?;
         let manifest = Manifest {
@@ -412,7 +414,7 @@ impl Aof {
         };
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
-        files.incr = Some((file, seq));
+        files.incr = Some((LogFile::new(file, &incr_path), seq));
         files.incr_len = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
@@ -431,7 +433,7 @@ impl Aof {
             path: path.clone(),
             source,
         })?;
-        files.incr = Some((file, last.seq));
+        files.incr = Some((LogFile::new(file, &path), last.seq));
         files.incr_len = len;
         Ok(())
     }
@@ -955,14 +957,15 @@ impl Aof {
         }
         let seq = files.next_seq;
         let name = self.layout.incr_name(seq);
-        let file = create_private(&self.layout.path(&name))?;
+        let path = self.layout.path(&name);
+        let file = create_private(&path)?;
         file.sync_all()?;
         sync_dir(&self.layout.dir)?;
         let mut manifest = files.manifest.clone();
         manifest.incrs.push(Part { name, seq });
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
-        files.incr = Some((file, seq));
+        files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
         files.next_seq = seq + 1;
         Ok(seq)
@@ -1055,7 +1058,7 @@ impl Aof {
 #[derive(Debug, Default)]
 struct FsyncHelper {
     /// The log to fsync and the stream offset its bytes reach.
-    request: Mutex<Option<(std::fs::File, u64)>>,
+    request: Mutex<Option<(LogFile, u64)>>,
     ready: Condvar,
     /// When the fsync running now started.
     started: Mutex<Option<Instant>>,
