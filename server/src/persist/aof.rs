@@ -769,6 +769,19 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// An error as Redis's MISCONF reply and log show it: `strerror`'s text, without the
+/// " (os error N)" Rust adds (`MISCONF Errors writing to the AOF file: No space left on device`).
+fn strerror(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => match text.strip_suffix(&format!(" (os error {code})")) {
+            Some(bare) => bare.to_owned(),
+            None => text,
+        },
+        None => text,
+    }
+}
+
 /// How long a rewrite waits for the writer to switch files while the log cannot be written.
 const SWITCH_WAIT: Duration = Duration::from_secs(10);
 
@@ -858,7 +871,7 @@ impl Aof {
                         tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
                     }
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(error.to_string());
+                        Some(strerror(&error));
                     self.feed.mark_failed(true);
                     // What a flush before the failure wrote (up to a rewrite's switch) is in
                     // the old file already: only the rest is retried, or a frame would be
@@ -882,7 +895,8 @@ impl Aof {
                         state.retry_at += held;
                         self.written.store(state.retry_at, Ordering::SeqCst);
                         self.mark_incomplete(format!(
-                            "{held} bytes of changes dropped while the log could not be written: {error}"
+                            "{held} bytes of changes dropped while the log could not be written: {}",
+                            strerror(&error)
                         ));
                     }
                     return;
@@ -910,7 +924,7 @@ impl Aof {
                 if written > self.feed.durable().offset || !pending.is_empty() {
                     let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
                     match synced {
-                        Some(Err(error)) => self.mark_incomplete(error.to_string()),
+                        Some(Err(error)) => self.mark_incomplete(strerror(&error)),
                         _ if self.incomplete.load(Ordering::SeqCst) => {}
                         _ => self.feed.mark_durable(written),
                     }
@@ -1096,7 +1110,7 @@ fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
         match file.sync_data() {
             Ok(()) => feed.mark_durable(offset),
             Err(error) => {
-                *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(strerror(&error));
             }
         }
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = None;
