@@ -989,7 +989,7 @@ impl Aof {
     /// asked; on an error the file is cut back to where it was, so no frame is left half
     /// written.
     fn write_frames(&self, at: u64, frames: &[Bytes]) -> std::io::Result<()> {
-        use std::io::Write;
+        use std::io::{Seek, SeekFrom, Write};
         let mut offset = at;
         let mut batch: Vec<u8> = Vec::new();
         let flush = |batch: &mut Vec<u8>, offset: u64| -> std::io::Result<()> {
@@ -1002,8 +1002,12 @@ impl Aof {
                 return Err(std::io::Error::other("no log file open"));
             };
             if let Err(error) = file.write_all(batch) {
-                // No frame left half written: the retry appends where this one began.
-                let _ = file.set_len(before);
+                // No frame left half written: the retry appends where this one began. The file
+                // is not opened in append mode (a new one is created truncated), so its
+                // position is moved back too, or the retry would leave a hole of zeros.
+                let _ = file
+                    .set_len(before)
+                    .and_then(|()| file.seek(SeekFrom::Start(before)));
                 return Err(error);
             }
             files.incr_len = before + batch.len() as u64;
@@ -1132,3 +1136,7 @@ mod tests {
         assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
     }
 }
+
+#[cfg(test)]
+#[path = "aof_fault_tests.rs"]
+mod fault_tests;
