@@ -783,11 +783,13 @@ fn strerror(error: &std::io::Error) -> String {
 }
 
 /// How long a rewrite waits for the writer to switch files while the log cannot be written.
-const SWITCH_WAIT: Duration = Duration::from_secs(10);
+/// (Short in tests, which wait for it.)
+const SWITCH_WAIT: Duration = Duration::from_millis(if cfg!(test) { 200 } else { 10_000 });
 
 /// The most bytes of frames a log that cannot be written holds for a retry (outside
 /// `maxmemory`); past it they are dropped and the log must be rewritten.
-const RETRY_LIMIT: u64 = 64 << 20;
+/// (Small in tests, which fill it.)
+const RETRY_LIMIT: u64 = if cfg!(test) { 64 << 10 } else { 64 << 20 };
 
 /// The writer's state between turns.
 #[derive(Debug)]

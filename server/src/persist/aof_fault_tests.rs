@@ -166,3 +166,98 @@ fn a_full_disk_is_undone_retried_and_loses_nothing() {
     assert_eq!(log.reloaded(), dump(&log.dbs));
     assert_eq!(log.reloaded().len(), 3);
 }
+
+#[test]
+fn a_failed_fsync_refuses_writes_until_a_rewrite_under_always() {
+    let log = start("fsync-always", Fsync::Always);
+    log.set("a", "1");
+    let durable = log.aof.feed().durable();
+    assert_eq!(durable.offset, log.aof.feed().end_offset());
+    assert!(!durable.failed);
+
+    log.faults.fail_syncs(true);
+    log.set("b", "2");
+    assert!(log.incomplete());
+    assert!(log.aof.write_failed());
+    assert_eq!(log.aof.write_error().as_deref(), Some("Input/output error"));
+    // The waiters of `always` give up; nothing more is called durable.
+    let after = log.aof.feed().durable();
+    assert!(after.failed);
+    assert_eq!(after.offset, durable.offset);
+    assert!(log.aof.rewrite_state().1, "a rewrite is scheduled");
+
+    // fsyncs work again, but what the failed one covered may be lost: still refused.
+    log.faults.fail_syncs(false);
+    log.set("c", "3");
+    assert!(log.aof.write_failed());
+    assert_eq!(log.aof.feed().durable(), after);
+
+    // The rewrite puts the keyspace in new, fsynced files: writable again.
+    log.rewrite().unwrap();
+    assert!(!log.incomplete());
+    assert!(!log.aof.write_failed());
+    assert_eq!(log.aof.write_error(), None);
+    assert!(!log.aof.feed().durable().failed);
+    assert_eq!(log.aof.rewrite_status().rewrites, 1);
+    log.set("d", "4");
+    assert_eq!(log.aof.feed().durable().offset, log.aof.feed().end_offset());
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+    assert_eq!(log.reloaded().len(), 4);
+}
+
+#[test]
+fn frames_past_the_retry_limit_are_dropped_and_the_log_rewritten() {
+    let log = start("retry-limit", Fsync::No);
+    log.set("a", "1");
+    log.faults.fill_after(0);
+    let value = "x".repeat(8 << 10);
+    for key in 0..(RETRY_LIMIT / (8 << 10) - 1) {
+        log.set(&format!("k{key}"), &value);
+    }
+    assert!(!log.incomplete(), "held up to the limit");
+    assert!(log.aof.write_failed());
+    log.set("last", &value);
+    assert!(log.incomplete(), "dropped past it");
+    assert!(log.aof.writer.lock().unwrap().retry.is_empty());
+    assert_eq!(log.written(), log.aof.feed().end_offset());
+    let error = log.aof.write_error().unwrap();
+    assert!(
+        error.contains("dropped") && error.ends_with("No space left on device"),
+        "{error}"
+    );
+
+    // Room again: new frames are written, but the log misses the dropped ones.
+    log.faults.free();
+    log.set("b", "2");
+    assert!(log.aof.write_failed());
+    assert!(log.aof.rewrite_state().1, "a rewrite is scheduled");
+    log.rewrite().unwrap();
+    assert!(!log.aof.write_failed());
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}
+
+#[test]
+fn a_rewrite_gives_up_while_the_log_cannot_be_written() {
+    let log = start("switch-wait", Fsync::Everysec);
+    log.set("a", "1");
+    log.faults.fill_after(0);
+    log.set("b", "2");
+    assert!(log.aof.write_failed());
+
+    let error = log.rewrite().unwrap_err();
+    assert_eq!(error, "the log cannot be written: no switch to a new file");
+    assert_eq!(*log.aof.switch_lock(), Switch::None);
+    let status = log.aof.rewrite_status();
+    assert!(!status.last_ok);
+    assert_eq!(status.failures, 1);
+    assert!(!log.aof.rewrite_state().0, "the save slot is free");
+
+    // Room again: the held frame is written where it belongs, and a rewrite succeeds.
+    log.faults.free();
+    log.settle();
+    assert!(!log.aof.write_failed());
+    log.rewrite().unwrap();
+    log.set("c", "3");
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+    assert_eq!(log.reloaded().len(), 3);
+}
