@@ -732,7 +732,7 @@ impl Aof {
         }
         let files = self.files();
         if let Some((file, _)) = &files.incr {
-            if file.sync_data().is_ok() {
+            if file.sync_data().is_ok() && !self.incomplete.load(Ordering::SeqCst) {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));
             }
         }
@@ -906,20 +906,27 @@ impl Aof {
             }
         }
         let written = self.written.load(Ordering::SeqCst);
-        let background_error = self
+        let (background_error, synced) = self
             .fsyncer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .and_then(|helper| {
-                helper
+            .map_or((None, 0), |helper| {
+                let error = helper
                     .error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .take()
+                    .take();
+                (error, helper.synced.swap(0, Ordering::SeqCst))
             });
         if let Some(error) = background_error {
             self.mark_incomplete(error);
+        }
+        // What the fsync thread put on disk is called durable here, after its errors, and only
+        // while the log misses nothing: a later fsync that works proves nothing about the
+        // bytes an earlier failed one lost.
+        if synced != 0 && !self.incomplete.load(Ordering::SeqCst) {
+            self.feed.mark_durable(synced);
         }
         match fsync {
             Fsync::Always => {
@@ -1044,10 +1051,10 @@ impl Aof {
             let mut fsyncer = self.fsyncer.lock().unwrap_or_else(|p| p.into_inner());
             if fsyncer.is_none() {
                 let helper = Arc::new(FsyncHelper::default());
-                let (running, feed) = (Arc::clone(&helper), Arc::clone(&self.feed));
+                let running = Arc::clone(&helper);
                 let spawned = std::thread::Builder::new()
                     .name("sessiond-aof-fsync".to_owned())
-                    .spawn(move || fsync_loop(&running, &feed));
+                    .spawn(move || fsync_loop(&running));
                 match spawned {
                     Ok(thread) => self.threads().push(thread),
                     Err(error) => {
@@ -1084,6 +1091,9 @@ struct FsyncHelper {
     started: Mutex<Option<Instant>>,
     /// The last fsync's error, until the writer takes it.
     error: Mutex<Option<String>>,
+    /// The offset the last fsync that worked reached (0: none), until the writer takes it and
+    /// calls it durable, unless the log misses changes.
+    synced: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -1093,7 +1103,7 @@ impl FsyncHelper {
     }
 }
 
-fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
+fn fsync_loop(helper: &FsyncHelper) {
     loop {
         let request = {
             let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
@@ -1114,7 +1124,7 @@ fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
         };
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         match file.sync_data() {
-            Ok(()) => feed.mark_durable(offset),
+            Ok(()) => helper.synced.store(offset, Ordering::SeqCst),
             Err(error) => {
                 *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(strerror(&error));
             }

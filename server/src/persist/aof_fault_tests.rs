@@ -205,6 +205,69 @@ fn a_failed_fsync_refuses_writes_until_a_rewrite_under_always() {
     assert_eq!(log.reloaded().len(), 4);
 }
 
+/// Makes the next turn's `everysec` fsync due.
+fn fsync_due(log: &Log) {
+    let mut state = log.aof.writer.lock().unwrap();
+    state.last_fsync = Instant::now().checked_sub(Duration::from_secs(2)).unwrap();
+}
+
+/// Waits until the `everysec` fsync thread is idle, its outcome recorded.
+fn fsync_done(log: &Log) {
+    while log.aof.fsync_pending()
+        || log
+            .aof
+            .fsyncer
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|h| h.request.lock().unwrap().is_some())
+    {
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_failed_background_fsync_refuses_writes_and_calls_nothing_durable_until_a_rewrite() {
+    let log = start("fsync-everysec", Fsync::Everysec);
+    log.set("a", "1");
+    fsync_due(&log);
+    let syncs = log.faults.syncs();
+    log.settle();
+    log.faults.wait_syncs(syncs + 1);
+    fsync_done(&log);
+    log.settle();
+    let end = log.aof.feed().end_offset();
+    assert_eq!(log.aof.feed().durable().offset, end);
+
+    log.faults.fail_syncs(true);
+    log.set("b", "2");
+    fsync_due(&log);
+    log.settle();
+    log.faults.wait_failed_syncs(1);
+    fsync_done(&log);
+    // The writer's next turn takes the fsync thread's error.
+    log.settle();
+    assert!(log.incomplete());
+    assert_eq!(log.aof.write_error().as_deref(), Some("Input/output error"));
+    assert!(log.aof.feed().durable().failed);
+
+    // A later fsync that works proves nothing about the bytes the failed one lost.
+    log.faults.fail_syncs(false);
+    log.set("c", "3");
+    fsync_due(&log);
+    log.settle();
+    fsync_done(&log);
+    log.settle();
+    assert!(log.aof.write_failed());
+    let durable = log.aof.feed().durable();
+    assert_eq!(durable.offset, end);
+    assert!(durable.failed);
+
+    log.rewrite().unwrap();
+    assert!(!log.aof.write_failed());
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}
+
 #[test]
 fn frames_past_the_retry_limit_are_dropped_and_the_log_rewritten() {
     let log = start("retry-limit", Fsync::No);
