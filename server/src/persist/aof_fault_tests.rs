@@ -324,3 +324,38 @@ fn a_rewrite_gives_up_while_the_log_cannot_be_written() {
     assert_eq!(log.reloaded(), dump(&log.dbs));
     assert_eq!(log.reloaded().len(), 3);
 }
+
+#[test]
+fn the_writer_follows_a_restarted_stream() {
+    let log = start("reset", Fsync::Always);
+    let feed = Arc::clone(log.aof.feed());
+    log.set("a", "1");
+    // Frames held for a retry belong to the keyspace a full sync replaces (it schedules a
+    // rewrite): a restart of the stream ahead drops them, and the writer follows.
+    log.faults.fill_after(0);
+    log.set("b", "2");
+    assert!(log.aof.write_failed());
+    feed.reset(feed.end_offset() + 1000);
+    log.faults.free();
+    log.set("c", "3");
+    assert!(!log.aof.write_failed());
+    assert!(log.aof.writer.lock().unwrap().retry.is_empty());
+    assert_eq!(log.written(), feed.end_offset());
+    assert_eq!(feed.durable().offset, feed.end_offset());
+
+    // A restart behind what was on disk (a primary behind this node's old stream): a new
+    // frame is not durable before its fsync.
+    feed.reset(5);
+    log.faults.hold_syncs(true);
+    let store = log.dbs.first();
+    store.upsert(b"d", store.now_ms(), |_| {
+        (Some(Entry::new(Value::Str(Bytes::from("4")), 0)), ())
+    });
+    // The pump's turn wrote the frame and waits in its fsync.
+    log.faults.wait_held(1);
+    assert_eq!(log.written(), feed.end_offset());
+    assert!(feed.durable().offset < feed.end_offset());
+    log.faults.hold_syncs(false);
+    log.settle();
+    assert_eq!(feed.durable().offset, feed.end_offset());
+}
