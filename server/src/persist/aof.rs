@@ -976,7 +976,14 @@ impl Aof {
     fn open_next(&self) -> std::io::Result<u64> {
         let mut files = self.files();
         if let Some((file, _)) = &files.incr {
-            file.sync_data()?;
+            if let Err(error) = file.sync_data() {
+                // As any failed fsync: what it covered may be lost although a later one works.
+                self.mark_incomplete(strerror(&error));
+                // The rewrite that asked for the switch fails with this: the automatic one
+                // tries again after its delay, not at once over and over.
+                self.rewrite_scheduled.store(false, Ordering::Relaxed);
+                return Err(error);
+            }
         }
         let seq = files.next_seq;
         let name = self.layout.incr_name(seq);

@@ -359,3 +359,26 @@ fn the_writer_follows_a_restarted_stream() {
     log.settle();
     assert_eq!(feed.durable().offset, feed.end_offset());
 }
+
+#[test]
+fn a_failed_fsync_at_a_rewrites_switch_counts_as_any_failed_fsync() {
+    let log = start("switch-fsync", Fsync::Everysec);
+    log.set("a", "1");
+    log.faults.fail_syncs(true);
+    let error = log.rewrite().unwrap_err();
+    assert_eq!(error, "cannot start a new log file");
+    // The old log's last frames may be lost although a later fsync works.
+    assert!(log.incomplete());
+    assert!(log.aof.write_failed());
+    assert_eq!(log.aof.write_error().as_deref(), Some("Input/output error"));
+    assert!(log.aof.feed().durable().failed);
+    // Retried after the automatic rewrite's delay, not at once.
+    assert!(!log.aof.rewrite_state().1);
+    assert!(!log.aof.wants_rewrite());
+
+    log.faults.fail_syncs(false);
+    log.rewrite().unwrap();
+    assert!(!log.aof.write_failed());
+    log.set("b", "2");
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}
