@@ -382,3 +382,31 @@ fn a_failed_fsync_at_a_rewrites_switch_counts_as_any_failed_fsync() {
     log.set("b", "2");
     assert_eq!(log.reloaded(), dump(&log.dbs));
 }
+
+#[test]
+fn an_everysec_fsync_still_running_after_two_seconds_is_counted_delayed() {
+    let log = start("delayed", Fsync::Everysec);
+    log.set("a", "1");
+    log.faults.hold_syncs(true);
+    fsync_due(&log);
+    log.settle();
+    log.faults.wait_held(1);
+    assert!(log.aof.fsync_pending(), "aof_pending_bio_fsync:1");
+    // The held fsync started 3 s ago, as the writer's clock sees it.
+    let helper = log.aof.fsyncer.lock().unwrap().clone().unwrap();
+    *helper.started.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(3));
+    log.set("b", "2");
+    fsync_due(&log);
+    log.settle();
+    assert_eq!(log.aof.delayed_fsyncs(), 1);
+    // The writes go on meanwhile, and the running fsync is not asked for again.
+    assert!(!log.aof.write_failed());
+    assert!(helper.request.lock().unwrap().is_none());
+
+    log.faults.hold_syncs(false);
+    fsync_done(&log);
+    log.settle();
+    assert!(!log.aof.fsync_pending());
+    assert_eq!(log.aof.delayed_fsyncs(), 1);
+    assert!(!log.aof.feed().durable().failed);
+}
