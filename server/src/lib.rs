@@ -49,6 +49,8 @@ pub mod role;
 pub mod script;
 pub mod script_cache;
 pub mod server;
+#[cfg(test)]
+mod server_aof_tests;
 pub mod setting;
 pub mod shared;
 pub mod slowlog;

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::aof_files::{create_private, open_append, sync_dir, Layout, Manifest, Part};
+use super::aof_io::LogFile;
 use super::writer;
 use crate::store::feed::{Feed, Sink};
 use crate::store::Databases;
@@ -179,7 +180,7 @@ const RETRY_DELAY: Duration = super::RETRY_DELAY;
 struct Files {
     manifest: Manifest,
     /// The log being appended to, and its sequence number.
-    incr: Option<(std::fs::File, u64)>,
+    incr: Option<(LogFile, u64)>,
     /// Its length: where a failed write is cut back to.
     incr_len: u64,
     /// The next sequence number.
@@ -403,7 +404,8 @@ impl Aof {
         )
         .map_err(std::io::Error::other)?;
         let incr = self.layout.incr_name(seq);
-        let file = create_private(&self.layout.path(&incr))?;
+        let incr_path = self.layout.path(&incr);
+        let file = create_private(&incr_path)?;
         file.sync_all()?;
         sync_dir(&self.layout.dir)?;
         let manifest = Manifest {
@@ -412,7 +414,7 @@ impl Aof {
         };
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
-        files.incr = Some((file, seq));
+        files.incr = Some((LogFile::new(file, &incr_path), seq));
         files.incr_len = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
@@ -431,7 +433,7 @@ impl Aof {
             path: path.clone(),
             source,
         })?;
-        files.incr = Some((file, last.seq));
+        files.incr = Some((LogFile::new(file, &path), last.seq));
         files.incr_len = len;
         Ok(())
     }
@@ -730,7 +732,7 @@ impl Aof {
         }
         let files = self.files();
         if let Some((file, _)) = &files.incr {
-            if file.sync_data().is_ok() {
+            if file.sync_data().is_ok() && !self.incomplete.load(Ordering::SeqCst) {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));
             }
         }
@@ -767,12 +769,27 @@ fn create_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// An error as Redis's MISCONF reply and log show it: `strerror`'s text, without the
+/// " (os error N)" Rust adds (`MISCONF Errors writing to the AOF file: No space left on device`).
+fn strerror(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match error.raw_os_error() {
+        Some(code) => match text.strip_suffix(&format!(" (os error {code})")) {
+            Some(bare) => bare.to_owned(),
+            None => text,
+        },
+        None => text,
+    }
+}
+
 /// How long a rewrite waits for the writer to switch files while the log cannot be written.
-const SWITCH_WAIT: Duration = Duration::from_secs(10);
+/// (Short in tests, which wait for it.)
+const SWITCH_WAIT: Duration = Duration::from_millis(if cfg!(test) { 200 } else { 10_000 });
 
 /// The most bytes of frames a log that cannot be written holds for a retry (outside
 /// `maxmemory`); past it they are dropped and the log must be rewritten.
-const RETRY_LIMIT: u64 = 64 << 20;
+/// (Small in tests, which fill it.)
+const RETRY_LIMIT: u64 = if cfg!(test) { 64 << 10 } else { 64 << 20 };
 
 /// The writer's state between turns.
 #[derive(Debug)]
@@ -856,7 +873,7 @@ impl Aof {
                         tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
                     }
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(error.to_string());
+                        Some(strerror(&error));
                     self.feed.mark_failed(true);
                     // What a flush before the failure wrote (up to a rewrite's switch) is in
                     // the old file already: only the rest is retried, or a frame would be
@@ -885,7 +902,8 @@ impl Aof {
                         state.retry_at += held;
                         self.written.store(state.retry_at, Ordering::SeqCst);
                         self.mark_incomplete(format!(
-                            "{held} bytes of changes dropped while the log could not be written: {error}"
+                            "{held} bytes of changes dropped while the log could not be written: {}",
+                            strerror(&error)
                         ));
                     }
                     return;
@@ -893,27 +911,34 @@ impl Aof {
             }
         }
         let written = self.written.load(Ordering::SeqCst);
-        let background_error = self
+        let (background_error, synced) = self
             .fsyncer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .and_then(|helper| {
-                helper
+            .map_or((None, 0), |helper| {
+                let error = helper
                     .error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .take()
+                    .take();
+                (error, helper.synced.swap(0, Ordering::SeqCst))
             });
         if let Some(error) = background_error {
             self.mark_incomplete(error);
+        }
+        // What the fsync thread put on disk is called durable here, after its errors, and only
+        // while the log misses nothing: a later fsync that works proves nothing about the
+        // bytes an earlier failed one lost.
+        if synced != 0 && !self.incomplete.load(Ordering::SeqCst) {
+            self.feed.mark_durable(synced);
         }
         match fsync {
             Fsync::Always => {
                 if written > self.feed.durable().offset || !pending.is_empty() {
                     let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
                     match synced {
-                        Some(Err(error)) => self.mark_incomplete(error.to_string()),
+                        Some(Err(error)) => self.mark_incomplete(strerror(&error)),
                         _ if self.incomplete.load(Ordering::SeqCst) => {}
                         _ => self.feed.mark_durable(written),
                     }
@@ -956,18 +981,26 @@ impl Aof {
     fn open_next(&self) -> std::io::Result<u64> {
         let mut files = self.files();
         if let Some((file, _)) = &files.incr {
-            file.sync_data()?;
+            if let Err(error) = file.sync_data() {
+                // As any failed fsync: what it covered may be lost although a later one works.
+                self.mark_incomplete(strerror(&error));
+                // The rewrite that asked for the switch fails with this: the automatic one
+                // tries again after its delay, not at once over and over.
+                self.rewrite_scheduled.store(false, Ordering::Relaxed);
+                return Err(error);
+            }
         }
         let seq = files.next_seq;
         let name = self.layout.incr_name(seq);
-        let file = create_private(&self.layout.path(&name))?;
+        let path = self.layout.path(&name);
+        let file = create_private(&path)?;
         file.sync_all()?;
         sync_dir(&self.layout.dir)?;
         let mut manifest = files.manifest.clone();
         manifest.incrs.push(Part { name, seq });
         self.layout.write_manifest(&manifest)?;
         files.manifest = manifest;
-        files.incr = Some((file, seq));
+        files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
         files.next_seq = seq + 1;
         Ok(seq)
@@ -977,7 +1010,7 @@ impl Aof {
     /// asked; on an error the file is cut back to where it was, so no frame is left half
     /// written.
     fn write_frames(&self, at: u64, frames: &[Bytes]) -> std::io::Result<()> {
-        use std::io::Write;
+        use std::io::{Seek, SeekFrom, Write};
         let mut offset = at;
         let mut batch: Vec<u8> = Vec::new();
         let flush = |batch: &mut Vec<u8>, offset: u64| -> std::io::Result<()> {
@@ -990,8 +1023,12 @@ impl Aof {
                 return Err(std::io::Error::other("no log file open"));
             };
             if let Err(error) = file.write_all(batch) {
-                // No frame left half written: the retry appends where this one began.
-                let _ = file.set_len(before);
+                // No frame left half written: the retry appends where this one began. The file
+                // is not opened in append mode (a new one is created truncated), so its
+                // position is moved back too, or the retry would leave a hole of zeros.
+                let _ = file
+                    .set_len(before)
+                    .and_then(|()| file.seek(SeekFrom::Start(before)));
                 return Err(error);
             }
             files.incr_len = before + batch.len() as u64;
@@ -1037,10 +1074,10 @@ impl Aof {
             let mut fsyncer = self.fsyncer.lock().unwrap_or_else(|p| p.into_inner());
             if fsyncer.is_none() {
                 let helper = Arc::new(FsyncHelper::default());
-                let (running, feed) = (Arc::clone(&helper), Arc::clone(&self.feed));
+                let running = Arc::clone(&helper);
                 let spawned = std::thread::Builder::new()
                     .name("sessiond-aof-fsync".to_owned())
-                    .spawn(move || fsync_loop(&running, &feed));
+                    .spawn(move || fsync_loop(&running));
                 match spawned {
                     Ok(thread) => self.threads().push(thread),
                     Err(error) => {
@@ -1071,12 +1108,15 @@ impl Aof {
 #[derive(Debug, Default)]
 struct FsyncHelper {
     /// The log to fsync and the stream offset its bytes reach.
-    request: Mutex<Option<(std::fs::File, u64)>>,
+    request: Mutex<Option<(LogFile, u64)>>,
     ready: Condvar,
     /// When the fsync running now started.
     started: Mutex<Option<Instant>>,
     /// The last fsync's error, until the writer takes it.
     error: Mutex<Option<String>>,
+    /// The offset the last fsync that worked reached (0: none), until the writer takes it and
+    /// calls it durable, unless the log misses changes.
+    synced: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -1086,7 +1126,7 @@ impl FsyncHelper {
     }
 }
 
-fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
+fn fsync_loop(helper: &FsyncHelper) {
     loop {
         let request = {
             let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
@@ -1107,9 +1147,9 @@ fn fsync_loop(helper: &FsyncHelper, feed: &Feed) {
         };
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         match file.sync_data() {
-            Ok(()) => feed.mark_durable(offset),
+            Ok(()) => helper.synced.store(offset, Ordering::SeqCst),
             Err(error) => {
-                *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(strerror(&error));
             }
         }
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -1131,3 +1171,7 @@ mod tests {
         assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
     }
 }
+
+#[cfg(test)]
+#[path = "aof_fault_tests.rs"]
+mod fault_tests;

@@ -13,6 +13,7 @@
 
 pub mod aof;
 pub mod aof_files;
+pub(crate) mod aof_io;
 pub mod aof_load;
 pub mod format;
 pub mod loader;

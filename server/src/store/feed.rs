@@ -525,6 +525,9 @@ impl Feed {
         }
         drop(state);
         self.published.send_replace(offset);
+        // Nothing of the new stream is on disk yet: where the old one's durability reached
+        // says nothing about it (and may lie beyond `offset`).
+        self.durable.send_modify(|d| d.offset = offset);
     }
 
     /// Appends frames received from elsewhere as they are (a replica passing its primary's
