@@ -38,6 +38,12 @@ fn info(con: &mut Connection) -> String {
     call(con, &[b"INFO", b"persistence"])
 }
 
+/// CONFIG GET of one setting.
+fn config_get(con: &mut Connection, name: &str) -> String {
+    let got: BTreeMap<String, String> = call(con, &[b"CONFIG", b"GET", name.as_bytes()]);
+    got.get(name).cloned().unwrap_or_default()
+}
+
 /// Polls `done` until it holds: for what the server does in the background (an fsync, a
 /// rewrite), which INFO reports; bounded by [`IO_TIMEOUT`] several times over.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -606,8 +612,9 @@ fn appendonly_no_writes_no_log_and_bgrewriteaof_says_so() {
         assert_eq!(info_field(&info(&mut con), "aof_enabled"), "0");
         let error = error_of(&mut con, &[b"BGREWRITEAOF"]);
         assert!(error.contains("append-only log is off"), "{error}");
-        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
-        assert!(error.contains("append-only log is off"), "{error}");
+        // As Redis, the log's settings change while it is off: its next start takes them.
+        let _: () = call(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
+        assert_eq!(config_get(&mut con, "appendfsync"), "always");
     }
     daemon.stop();
     assert!(!log_dir(&data).exists());
@@ -771,4 +778,205 @@ fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
     let expected = format!("{incr_arg}: frame length {past_the_end} runs past the end");
     assert!(log.contains(&expected), "{expected} in:\n{log}");
     assert!(log.contains(&format!("offset {third}")), "{log}");
+}
+
+/// The names the manifest of `data`'s log holds, in order.
+fn manifest_names(data: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(log_dir(data).join("appendonly.aof.manifest")).expect("a manifest");
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+/// Waits until the log's rewrite (the first after it was turned on) is done.
+fn wait_for_the_rewrite(con: &mut Connection) {
+    wait_until("the log's rewrite", || {
+        let persistence = info(con);
+        info_number(&persistence, "aof_rewrites") >= 1
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+}
+
+/// CONFIG SET appendonly yes on a server started without the log, as Redis's: the log is on
+/// at once (`aof_enabled:1`), its rewrite waits for the snapshot being written
+/// (`aof_rewrite_scheduled:1`), then writes a base of the keyspace; killed afterwards and
+/// restarted with the log on, the server has everything, what was there before the log
+/// included.
+#[test]
+fn config_set_appendonly_yes_starts_a_log_that_a_restart_loads() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let slow_saves = args(
+        &data,
+        &[
+            "--appendonly",
+            "no",
+            "--appendfsync",
+            "always",
+            "--debug-snapshot-shard-delay",
+            "5ms",
+        ],
+    );
+    let mut daemon = Daemon::start_at(&dir.0, &slow_saves, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    for i in 0..50 {
+        let _: () = call(&mut con, &[b"SET", format!("before:{i}").as_bytes(), b"v"]);
+    }
+    // A snapshot that takes seconds (5 ms after each shard): the rewrite waits for it.
+    let saving: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(saving, "Background saving started");
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"maybe"]);
+        assert!(
+            error.contains("CONFIG SET failed (possibly related to argument 'appendonly')")
+                && error.contains("argument must be 'yes' or 'no'"),
+            "{error}"
+        );
+        // The second time, already on: nothing changes.
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "yes");
+        let persistence = info(&mut con);
+        assert_eq!(info_field(&persistence, "aof_enabled"), "1");
+        if info_field(&persistence, "rdb_bgsave_in_progress") == "1" {
+            assert_eq!(info_field(&persistence, "aof_rewrite_scheduled"), "1");
+            assert_eq!(info_field(&persistence, "aof_rewrite_in_progress"), "0");
+        }
+    }
+    // Taken meanwhile: in the log from its start, in the base or after it.
+    let _: () = call(&mut con, &[b"SET", b"during", b"v"]);
+    wait_for_the_rewrite(&mut con);
+    assert_eq!(
+        info_field(&info(&mut con), "aof_last_bgrewrite_status"),
+        "ok"
+    );
+    let names = manifest_names(&data);
+    assert_eq!(names.len(), 2, "a base and a log: {names:?}");
+    for i in 0..20 {
+        let _: () = call(&mut con, &[b"SET", format!("after:{i}").as_bytes(), b"v"]);
+    }
+    let before = keyspace(&mut con);
+    assert_eq!(before.len(), 1 + 50 + 1 + 20);
+    daemon.signal_and_wait("KILL");
+
+    let with_log = args(&data, &["--appendonly", "yes"]);
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", b"ada"]);
+    assert_eq!(listed, vec![id]);
+}
+
+/// CONFIG SET appendonly no, as Redis's: the log is written out, fsynced and closed, and its
+/// files stay. A restart with the log on then loads it as it stood at that moment (the changes
+/// made later are not in it: the keyspace of that moment, not a mix), until a snapshot started
+/// after the stop is newer: that one sets the log aside, and a restart loads the snapshot.
+#[test]
+fn config_set_appendonly_no_leaves_the_log_as_it_stood_until_a_newer_snapshot() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    for i in 0..30 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"v"]);
+    }
+    let at_stop = keyspace(&mut con);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "no");
+        assert_eq!(info_field(&info(&mut con), "aof_enabled"), "0");
+        let error = error_of(&mut con, &[b"BGREWRITEAOF"]);
+        assert!(error.contains("append-only log is off"), "{error}");
+    }
+    // Changes the log does not take.
+    let _: () = call(&mut con, &[b"SET", b"after-the-stop", b"v"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"key:0"]);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+    daemon.signal_and_wait("KILL");
+
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &at_stop);
+
+    // Off again, then a snapshot newer than the log: the log is set aside.
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"key:1"]);
+    let saved: String = call(&mut con, &[b"SAVE"]);
+    assert_eq!(saved, "OK");
+    let at_save = keyspace(&mut con);
+    assert!(!log_dir(&data).join("appendonly.aof.manifest").exists());
+    assert!(log_dir(&data)
+        .join("appendonly.aof.manifest.stale")
+        .exists());
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    assert_same(&keyspace(&mut con), &at_save);
+}
+
+/// Off, then on again in the same process: the new log starts from the keyspace as it is, not
+/// from the old log (which misses what changed while the log was off), and its first commit
+/// replaces the old files.
+#[test]
+fn appendonly_turned_off_then_on_again_logs_the_keyspace_as_it_is() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    let _: () = call(&mut con, &[b"SET", b"k1", b"v"]);
+    let old = manifest_names(&data);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+    let _: () = call(&mut con, &[b"SET", b"k2", b"v"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"k1"]);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    wait_for_the_rewrite(&mut con);
+    let _: () = call(&mut con, &[b"SET", b"k3", b"v"]);
+    let before = keyspace(&mut con);
+    let new = manifest_names(&data);
+    assert_eq!(new.len(), 2, "{new:?}");
+    for name in &old {
+        assert!(!new.contains(name), "{name} in {new:?}");
+        assert!(!log_dir(&data).join(name).exists(), "{name} left");
+    }
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    let exists: i64 = call(&mut con, &[b"EXISTS", b"k1", &id]);
+    assert_eq!(
+        exists, 0,
+        "a key deleted and a session destroyed while the log was off"
+    );
+}
+
+/// CONFIG REWRITE writes `appendonly` back when it changed at run time.
+#[test]
+fn config_rewrite_writes_appendonly() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let file = dir.file("sessiond.toml", "# the log\nappendonly = \"no\"\n");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    let mut daemon = Daemon::start_at(&dir.0, &args(&data, &["--config", &file]), &[]);
+    let mut con = daemon.client(false);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    let _: String = call(&mut con, &[b"CONFIG", b"REWRITE"]);
+    let text = std::fs::read_to_string(&file).expect("config file");
+    assert_eq!(text, "# the log\nappendonly = \"yes\"\n");
+    wait_for_the_rewrite(&mut con);
+    daemon.stop();
 }
