@@ -24,7 +24,8 @@
 //! `t0` and T1 abandons the rewrite, the log being kept whole.
 //!
 //! **Turned on at run time** (CONFIG SET appendonly yes: [`Aof::start_fresh`]) the log is
-//! *uncommitted* until its first rewrite: the frames go to a file no manifest names, a switch
+//! *uncommitted* until its first rewrite (so is it after a replica's full sync, from
+//! [`Aof::set_aside_for_sync`] to [`Aof::finish_restart`]): the frames go to a file no manifest names, a switch
 //! adds nothing to the manifest on disk, and the rewrite's commit writes a manifest naming
 //! only its base and the logs after it (a crash before restarts as the log was off).
 //! **Turned off** ([`Aof::close`]), it is written out and fsynced, and its files stay.
@@ -639,11 +640,17 @@ impl Aof {
     /// Runs a rewrite claimed with [`Aof::claim_rewrite`] (on a blocking thread; the caller
     /// holds the snapshot claim too: one snapshot at a time uses the journal).
     pub fn rewrite_claimed(&self) -> Result<(), String> {
+        self.rewrite_claimed_from(None)
+    }
+
+    /// A rewrite claimed; `restart`: the switch [`Aof::begin_restart`] asked for, and the
+    /// SWAPDB count then (`None`: a switch at the feed's end now).
+    fn rewrite_claimed_from(&self, restart: Option<u64>) -> Result<(), String> {
         self.rewrite_scheduled.store(false, Ordering::Relaxed);
         let started = Instant::now();
         self.rewrite_lock().started = Some(started);
         tracing::info!(dir = %self.layout.dir.display(), "rewriting the append-only log");
-        let result = self.rewrite_steps();
+        let result = self.rewrite_steps(restart);
         let mut status = self.rewrite_lock();
         status.started = None;
         match &result {
@@ -692,13 +699,19 @@ impl Aof {
         self.rewrite.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn rewrite_steps(&self) -> Result<(), String> {
-        let swaps = self.dbs.swaps();
-        // The switch: frames from `t0` on go to a new log, which the manifest names at once
-        // (once committed).
-        let t0 = self.feed.cut();
-        *self.switch_lock() = Switch::At(t0);
-        self.wake_writer();
+    fn rewrite_steps(&self, restart: Option<u64>) -> Result<(), String> {
+        let swaps = match restart {
+            Some(swaps) => swaps,
+            None => {
+                let swaps = self.dbs.swaps();
+                // The switch: frames from `t0` on go to a new log, which the manifest names at
+                // once (once committed).
+                let t0 = self.feed.cut();
+                *self.switch_lock() = Switch::At(t0);
+                self.wake_writer();
+                swaps
+            }
+        };
         let asked = Instant::now();
         let seq = {
             let mut switch = self.switch_lock();
@@ -777,6 +790,41 @@ impl Aof {
         self.measure();
         self.rewrite_base_size.store(self.size(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A replica's full sync is about to replace the keyspace (the caller holds the save slot,
+    /// before the load begins): the log is uncommitted and its manifest set aside
+    /// (`<name>.stale`), so that from now until a base of the new keyspace is committed a crash
+    /// restarts from the snapshot file or empty, never from the old log followed by the new
+    /// keyspace's frames.
+    pub fn set_aside_for_sync(&self) {
+        let files = self.files();
+        if self.closed.load(Ordering::SeqCst) || !self.committed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        drop(files);
+        super::set_aside_manifest(&self.layout, "a full sync replaces the keyspace");
+    }
+
+    /// The feed just restarted at `offset` on the keyspace a full sync loaded, before anything
+    /// changes it (under the replication link's lock: no I/O here): frames from `offset` on go
+    /// to a new log. Returns the SWAPDB count, for [`Aof::finish_restart`].
+    pub fn begin_restart(&self, offset: u64) -> u64 {
+        self.committed.store(false, Ordering::SeqCst);
+        let swaps = self.dbs.swaps();
+        *self.switch_lock() = Switch::At(offset);
+        self.wake_writer();
+        swaps
+    }
+
+    /// Writes the base of the keyspace [`Aof::begin_restart`] began a log for, and commits the
+    /// manifest naming it and the new log (the caller holds the save slot). On failure the log
+    /// stays uncommitted and a rewrite is retried as a failed one is.
+    pub fn finish_restart(&self, swaps: u64) -> Result<(), String> {
+        if !self.claim_rewrite() {
+            return Err("a rewrite runs already".to_owned());
+        }
+        self.rewrite_claimed_from(Some(swaps))
     }
 
     /// Turns the log off (CONFIG SET appendonly no), as Redis's `stopAppendOnly`: what the
@@ -1339,6 +1387,36 @@ mod tests {
             assert!(!layout.path(&name).exists(), "{name} left");
         }
         assert_eq!(reloaded(&dir), keys(&["after", "before", "during"]));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_sync_sets_the_log_aside_then_restarts_it_from_the_loaded_keyspace() {
+        let dir = scratch("restart");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof = Aof::start(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "old", "1");
+        aof.sync();
+        let layout = layout(&dir);
+        aof.set_aside_for_sync();
+        assert_eq!(
+            layout.read_manifest(),
+            Ok(None),
+            "set aside as the load begins"
+        );
+        crate::store::feed::without_recording(|| {
+            dbs.flush_all(false);
+            set_str(dbs.first(), "synced", "1");
+        });
+        // The primary's offset.
+        dbs.first().feed().reset(1 << 20);
+        let swaps = aof.begin_restart(1 << 20);
+        aof.finish_restart(swaps).expect("restarted");
+        assert!(aof.committed());
+        set_str(dbs.first(), "streamed", "1");
+        aof.sync();
+        assert_eq!(reloaded(&dir), keys(&["streamed", "synced"]));
         aof.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -980,3 +980,44 @@ fn config_rewrite_writes_appendonly() {
     wait_for_the_rewrite(&mut con);
     daemon.stop();
 }
+
+/// A replica whose log holds an old keyspace, killed as soon as its full sync is done (the
+/// link up, nothing more awaited): the log restarted from the loaded keyspace before the link
+/// went on, so the restarted replica has exactly its primary's keyspace, nothing of its old
+/// one (not even a key both had, with the replica's old value).
+#[test]
+fn a_replica_killed_right_after_its_full_sync_restarts_with_its_primary_s_keyspace() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    for i in 0..100 {
+        let _: () = call(&mut p, &[b"SET", format!("key:{i}").as_bytes(), b"primary"]);
+    }
+    let _: Vec<u8> = call(&mut p, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    let expected = keyspace(&mut p);
+
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--appendfsync", "always"]);
+    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    for i in 0..100 {
+        let _: () = call(&mut r, &[b"SET", format!("key:{i}").as_bytes(), b"replica"]);
+        let _: () = call(&mut r, &[b"SET", format!("old:{i}").as_bytes(), b"replica"]);
+    }
+    let _: Vec<u8> = call(&mut r, &[b"SESSION.CREATE", b"USER", b"bob"]);
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    wait_until("the replica's link up", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        info_field(&replication, "master_link_status") == "up"
+    });
+    replica.signal_and_wait("KILL");
+
+    let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(true);
+    assert_same(&keyspace(&mut r), &expected);
+    let bob: Vec<Vec<u8>> = call(&mut r, &[b"SESSION.LIST", b"bob"]);
+    assert!(bob.is_empty(), "{bob:?}");
+    assert_eq!(manifest_names(&replica_data).len(), 2);
+}
