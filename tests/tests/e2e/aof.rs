@@ -1021,3 +1021,51 @@ fn a_replica_killed_right_after_its_full_sync_restarts_with_its_primary_s_keyspa
     assert!(bob.is_empty(), "{bob:?}");
     assert_eq!(manifest_names(&replica_data).len(), 2);
 }
+
+/// What depends on the log follows it when it is turned off: a log that cannot be written
+/// refuses writes with MISCONF until then, and `always` replies stop waiting for an fsync; on
+/// again, INFO shows the log's fields again.
+#[test]
+fn misconf_and_always_follow_the_log_turned_off_and_on() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    daemon.stop();
+    // The log's file on a full disk: /dev/full fails every write with ENOSPC.
+    let incr = last_incr(&data);
+    std::fs::remove_file(&incr).expect("remove the log");
+    std::os::unix::fs::symlink("/dev/full", &incr).expect("symlink");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    let _: RedisResult<Value> = redis::cmd("SET").arg("first").arg("v").query(&mut con);
+    let mut con = daemon.client(false);
+    wait_until("the failed write", || {
+        info_field(&info(&mut con), "aof_last_write_status") == "err"
+    });
+    assert!(error_of(&mut con, &[b"SET", b"k", b"v"]).contains("MISCONF"));
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        let _: () = call(&mut con, &[b"SET", b"k", b"v"]);
+        let persistence = info(&mut con);
+        assert_eq!(info_field(&persistence, "aof_enabled"), "0");
+        assert_eq!(info_field(&persistence, "aof_last_write_status"), "ok");
+        assert!(!persistence.contains("aof_current_size"), "{persistence}");
+    }
+    // On again, in a new file: `always` replies wait for its fsync and get it.
+    std::fs::remove_file(&incr).expect("remove the symlink");
+    let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    assert_eq!(ok, "OK");
+    let _: () = call(&mut con, &[b"SET", b"again", b"v"]);
+    wait_for_the_rewrite(&mut con);
+    let persistence = info(&mut con);
+    assert_eq!(info_field(&persistence, "aof_last_write_status"), "ok");
+    assert!(
+        info_number(&persistence, "aof_fsync_offset")
+            >= info_number(&persistence, "aof_stream_offset"),
+        "{persistence}"
+    );
+}
