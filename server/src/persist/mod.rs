@@ -316,7 +316,10 @@ impl Persistence {
     /// The error is Redis's reply text when the log cannot start.
     pub fn set_appendonly(self: &Arc<Self>, on: bool) -> Result<(), String> {
         let Some(config) = &self.config else {
-            return Err("persistence is disabled (--no-persistence)".to_owned());
+            return match on {
+                true => Err("persistence is disabled (--no-persistence)".to_owned()),
+                false => Ok(()),
+            };
         };
         let switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
         match (on, self.aof.load_full()) {

@@ -1069,3 +1069,23 @@ fn misconf_and_always_follow_the_log_turned_off_and_on() {
         "{persistence}"
     );
 }
+
+/// Without persistence there is no log to turn on; `no` changes nothing.
+#[test]
+fn config_set_appendonly_yes_needs_persistence() {
+    let dir = ScratchDir::new();
+    let mut daemon = Daemon::start_at(&dir.0, &["--port", "0", "--no-persistence"], &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+        assert!(
+            error.contains("CONFIG SET failed (possibly related to argument 'appendonly')")
+                && error.contains("persistence is disabled"),
+            "{error}"
+        );
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "no");
+    }
+    daemon.stop();
+}
