@@ -859,6 +859,17 @@ impl Aof {
         tracing::info!(dir = %self.layout.dir.display(), "append-only log turned off");
     }
 
+    /// Takes the rewrite history of the log this one follows (turned off, then on again), so
+    /// that INFO's `aof_rewrites` and `aof_last_bgrewrite_status` count for the server, as
+    /// Redis's do. Before this log's first rewrite.
+    pub fn continue_history(&self, earlier: &RewriteStatus) {
+        let mut status = self.rewrite_lock();
+        status.rewrites = earlier.rewrites;
+        status.last_ok = earlier.last_ok;
+        status.last_duration = earlier.last_duration;
+        status.last_error = earlier.last_error.clone();
+    }
+
     /// Whether the manifest on disk describes the keyspace (see `committed`).
     pub fn committed(&self) -> bool {
         self.committed.load(Ordering::SeqCst)

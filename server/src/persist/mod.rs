@@ -213,6 +213,9 @@ pub struct Persistence {
     aof: arc_swap::ArcSwapOption<aof::Aof>,
     /// The log's settings while it is off (those of the last one on), for the next start.
     aof_settings: Mutex<aof::AofConfig>,
+    /// The rewrite history of the last log turned off: INFO shows it while the log is off, and
+    /// the next log continues it.
+    aof_history: Mutex<aof::RewriteStatus>,
     /// Turning the log on or off, and setting its manifest aside: one at a time.
     aof_switching: Mutex<()>,
     /// The log was turned off with its manifest naming the keyspace at that moment: a later
@@ -238,6 +241,10 @@ impl Persistence {
             aof_settings: Mutex::new(config.as_ref().map(|c| c.aof.clone()).unwrap_or_default()),
             config,
             aof: arc_swap::ArcSwapOption::empty(),
+            aof_history: Mutex::new(aof::RewriteStatus {
+                last_ok: true,
+                ..aof::RewriteStatus::default()
+            }),
             aof_switching: Mutex::new(()),
             aof_stale: AtomicBool::new(false),
         }
@@ -342,6 +349,7 @@ impl Persistence {
                         return Err("Unable to turn on AOF. Check server logs.".to_owned());
                     }
                 };
+                log.continue_history(&self.aof_history());
                 // The manifest on disk, if any, stays until the new log's first commit
                 // replaces it.
                 self.aof_stale.store(false, Ordering::SeqCst);
@@ -361,6 +369,10 @@ impl Persistence {
                         log.rewrite_thresholds();
                 }
                 log.close();
+                *self.aof_history.lock().unwrap_or_else(|p| p.into_inner()) = aof::RewriteStatus {
+                    started: None,
+                    ..log.rewrite_status()
+                };
                 // The manifest on disk is the newest state there is (the keyspace now, or
                 // where an earlier stop left it, no snapshot having started since): kept until
                 // a snapshot is newer.
@@ -370,6 +382,14 @@ impl Persistence {
                 Ok(())
             }
         }
+    }
+
+    /// The rewrite history while the log is off (that of the last log turned off).
+    pub fn aof_history(&self) -> aof::RewriteStatus {
+        self.aof_history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// After a snapshot that started while the log was off with its manifest left

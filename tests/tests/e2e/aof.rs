@@ -936,14 +936,28 @@ fn appendonly_turned_off_then_on_again_logs_the_keyspace_as_it_is() {
     let mut con = daemon.client(false);
     let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
     let _: () = call(&mut con, &[b"SET", b"k1", b"v"]);
+    let _: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    wait_for_the_rewrite(&mut con);
     let old = manifest_names(&data);
     let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+    // INFO counts the server's rewrites, as Redis, whichever log made them.
+    let persistence = info(&mut con);
+    assert_eq!(
+        info_number(&persistence, "aof_rewrites"),
+        1,
+        "{persistence}"
+    );
+    assert_eq!(info_field(&persistence, "aof_last_bgrewrite_status"), "ok");
     let _: () = call(&mut con, &[b"SET", b"k2", b"v"]);
     let _: i64 = call(&mut con, &[b"DEL", b"k1"]);
     let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
     assert_eq!(destroyed, 1);
     let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
-    wait_for_the_rewrite(&mut con);
+    wait_until("the new log's rewrite", || {
+        let persistence = info(&mut con);
+        info_number(&persistence, "aof_rewrites") == 2
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
     let _: () = call(&mut con, &[b"SET", b"k3", b"v"]);
     let before = keyspace(&mut con);
     let new = manifest_names(&data);
