@@ -827,11 +827,13 @@ impl Aof {
         self.rewrite_claimed_from(Some(swaps))
     }
 
-    /// Turns the log off (CONFIG SET appendonly no), as Redis's `stopAppendOnly`: what the
-    /// feed published so far is written and fsynced, then the files are closed (they stay on
+    /// Turns the log off (CONFIG SET appendonly no), as Redis's `stopAppendOnly`: every change
+    /// made so far is written and fsynced, then the files are closed (they stay on
     /// disk) and the feed loses a user. A rewrite under way fails at its commit; waiters for
     /// durability are let go.
     pub fn close(&self) {
+        // Every change made before the stop, queued or published, as Redis flushes its buffer.
+        self.wait_written();
         self.feed.detach_sink(&self.sink);
         {
             let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -902,6 +904,20 @@ impl Aof {
     /// Waits (at most 30 s, and not while writes fail) until everything changed so far is
     /// written, then fsyncs the log (shutdown).
     pub fn sync(&self) {
+        self.wait_written();
+        let files = self.files();
+        if let Some((file, _)) = &files.incr {
+            if file.sync_data().is_ok() {
+                self.feed.mark_durable(self.written.load(Ordering::SeqCst));
+            }
+        }
+    }
+}
+
+impl Aof {
+    /// Waits (at most 30 s, and not while writes fail) until every change made so far is
+    /// written.
+    fn wait_written(&self) {
         let target = self.feed.end_offset();
         // The pump publishes what was queued before `target` shortly, the writer writes it.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -911,12 +927,6 @@ impl Aof {
             }
             self.wake_writer();
             std::thread::sleep(Duration::from_millis(1));
-        }
-        let files = self.files();
-        if let Some((file, _)) = &files.incr {
-            if file.sync_data().is_ok() {
-                self.feed.mark_durable(self.written.load(Ordering::SeqCst));
-            }
         }
     }
 }
