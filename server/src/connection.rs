@@ -424,8 +424,8 @@ where
                 Then::Pending => {
                     self.run_pending().await?;
                     // A script run on another thread may have written.
-                    if let Some(log) = self.fsync_always() {
-                        self.durable_due = log.feed().end_offset();
+                    if let Some(feed) = self.fsync_always() {
+                        self.durable_due = feed.end_offset();
                     }
                     self.local.start_timing();
                 }
@@ -496,14 +496,11 @@ where
         }
     }
 
-    /// The append-only log, when its replies wait for fsync (`appendfsync always`).
+    /// The change feed, when replies wait for its fsync (the log on, `appendfsync always`).
     #[inline]
-    fn fsync_always(&self) -> Option<&'a Arc<crate::persist::aof::Aof>> {
+    fn fsync_always(&self) -> Option<&'a Arc<crate::store::feed::Feed>> {
         let shared: &'a Shared = self.shared;
-        shared
-            .persistence
-            .aof()
-            .filter(|log| log.fsync() == crate::persist::aof::Fsync::Always)
+        shared.persistence.fsync_always().then(|| shared.dbs.feed())
     }
 
     /// Runs one decoded command against the connection's state and encodes its reply. What
@@ -534,7 +531,7 @@ where
         // pending on disk does not wait; while the log cannot be written, only a command that
         // wrote waits (and its client is closed unanswered), so reads and INFO still answer.
         let log = self.fsync_always();
-        let before = log.map(|log| log.feed().end_offset());
+        let before = log.map(|feed| feed.end_offset());
         let reply = cmd::execute(
             self.shared,
             &mut self.state,
@@ -543,8 +540,7 @@ where
             &mut self.clock,
             &mut self.output,
         );
-        if let (Some(log), Some(before)) = (log, before) {
-            let feed = log.feed();
+        if let (Some(feed), Some(before)) = (log, before) {
             let end = feed.end_offset();
             let durable = feed.durable();
             if end != before || (end > durable.offset && !durable.failed) {
@@ -663,15 +659,13 @@ where
     async fn flush(&mut self) -> Result<(), End> {
         if self.durable_due != 0 {
             let due = std::mem::take(&mut self.durable_due);
-            if let Some(log) = self.shared.persistence.aof() {
-                if !log.feed().wait_durable(due).await {
-                    // The log cannot be written: these writes are not on disk, and the client
-                    // is told nothing was (no reply), as Redis stops rather than acknowledge.
-                    tracing::warn!(
-                        "closing a client whose writes the append-only log could not store"
-                    );
-                    return Err(End::Abrupt);
-                }
+            // Noted only while the log was on; one turned off since lets every waiter go
+            // (`Aof::close`).
+            if !self.shared.dbs.feed().wait_durable(due).await {
+                // The log cannot be written: these writes are not on disk, and the client
+                // is told nothing was (no reply), as Redis stops rather than acknowledge.
+                tracing::warn!("closing a client whose writes the append-only log could not store");
+                return Err(End::Abrupt);
             }
         }
         let shared = self.shared;

@@ -157,30 +157,44 @@ const SETTABLE: &[Settable] = &[
             }
         },
     },
+    // Applied first, by `set`: turning the log on can fail (its files), and then nothing
+    // changes.
+    Settable {
+        name: APPENDONLY,
+        check: |shared, value| {
+            let on = yes_no(value)?;
+            if on && shared.persistence.config().is_none() {
+                return Err("persistence is disabled (--no-persistence)".to_owned());
+            }
+            Ok(())
+        },
+        apply: |_, _| {},
+    },
+    // The log's settings change while it is off too: the next start takes them.
     Settable {
         name: "appendfsync",
-        check: |shared, value| aof_on(shared).and(fsync(value).map(drop)),
+        check: |shared, value| persistence_on(shared).and(fsync(value).map(drop)),
         apply: |shared, value| {
-            if let (Some(aof), Ok(fsync)) = (shared.persistence.aof(), fsync(value)) {
-                aof.set_fsync(fsync);
+            if let Ok(fsync) = fsync(value) {
+                shared.persistence.set_aof_fsync(fsync);
             }
         },
     },
     Settable {
         name: "auto-aof-rewrite-percentage",
-        check: |shared, value| aof_on(shared).and(count(value).map(drop)),
+        check: |shared, value| persistence_on(shared).and(count(value).map(drop)),
         apply: |shared, value| {
-            if let (Some(aof), Ok(percent)) = (shared.persistence.aof(), count(value)) {
-                aof.set_rewrite_percentage(percent);
+            if let Ok(percent) = count(value) {
+                shared.persistence.set_aof_rewrite_percentage(percent);
             }
         },
     },
     Settable {
         name: "auto-aof-rewrite-min-size",
-        check: |shared, value| aof_on(shared).and(memory(value).map(drop)),
+        check: |shared, value| persistence_on(shared).and(memory(value).map(drop)),
         apply: |shared, value| {
-            if let (Some(aof), Ok(bytes)) = (shared.persistence.aof(), memory(value)) {
-                aof.set_rewrite_min_size(bytes);
+            if let Ok(bytes) = memory(value) {
+                shared.persistence.set_aof_rewrite_min_size(bytes);
             }
         },
     },
@@ -495,11 +509,17 @@ fn reset_stats(shared: &Shared) {
     shared.reset_memory_peak();
 }
 
-/// The append-only log's settings change only while it is on.
-fn aof_on(shared: &Shared) -> Result<(), String> {
-    match shared.persistence.aof() {
+/// `appendonly`: the one setting whose change can fail once checked ([`Persistence::
+/// set_appendonly`] starts files), so `set` applies it before the others.
+///
+/// [`Persistence::set_appendonly`]: crate::persist::Persistence::set_appendonly
+const APPENDONLY: &str = "appendonly";
+
+/// The append-only log's settings need persistence (`--no-persistence` has no log).
+fn persistence_on(shared: &Shared) -> Result<(), String> {
+    match shared.persistence.config() {
         Some(_) => Ok(()),
-        None => Err("the append-only log is off (appendonly no)".to_owned()),
+        None => Err("persistence is disabled (--no-persistence)".to_owned()),
     }
 }
 
@@ -554,6 +574,12 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
             )
         })?;
     }
+    if let Some((_, value)) = chosen.iter().find(|(s, _)| s.name == APPENDONLY) {
+        let on = yes_no(value).unwrap_or_default();
+        ctx.shared.persistence.set_appendonly(on).map_err(|reason| {
+            format!("ERR CONFIG SET failed (possibly related to argument '{APPENDONLY}') - {reason}")
+        })?;
+    }
     for (settable, value) in chosen {
         (settable.apply)(ctx.shared, value);
     }
@@ -567,12 +593,7 @@ fn yes_no_text(yes: bool) -> String {
 fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let config = &ctx.shared.config;
     let live = &ctx.shared.live;
-    let aof = ctx.shared.persistence.aof();
-    let aof_config = config
-        .persistence
-        .as_ref()
-        .map(|p| p.aof.clone())
-        .unwrap_or_default();
+    let aof_config = ctx.shared.persistence.aof_settings();
     let yes_no = |yes: bool| if yes { "yes" } else { "no" }.to_owned();
     vec![
         ("bind", config.bind.to_string()),
@@ -722,24 +743,17 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "tls-replication",
             yes_no_text(ctx.shared.repl.tls_client().is_some()),
         ),
-        ("appendonly", yes_no(ctx.shared.persistence.aof().is_some())),
-        (
-            "appendfsync",
-            aof.map_or(aof_config.fsync, |a| a.fsync())
-                .name()
-                .to_owned(),
-        ),
+        ("appendonly", yes_no(aof_config.enabled)),
+        ("appendfsync", aof_config.fsync.name().to_owned()),
         ("appendfilename", aof_config.file_name.clone()),
         ("appenddirname", aof_config.dir_name.clone()),
         (
             "auto-aof-rewrite-percentage",
-            aof.map_or(aof_config.rewrite_percentage, |a| a.rewrite_thresholds().0)
-                .to_string(),
+            aof_config.rewrite_percentage.to_string(),
         ),
         (
             "auto-aof-rewrite-min-size",
-            aof.map_or(aof_config.rewrite_min_size, |a| a.rewrite_thresholds().1)
-                .to_string(),
+            aof_config.rewrite_min_size.to_string(),
         ),
         ("aof-load-truncated", yes_no(aof_config.load_truncated)),
         ("maxmemory", live.maxmemory().to_string()),

@@ -32,7 +32,7 @@ fn rendered(
     events: EventFlags,
     snapshot_interval: Option<Duration>,
     aof: AofLive,
-) -> [(&'static str, Value); 15] {
+) -> [(&'static str, Value); 16] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     [
@@ -66,15 +66,16 @@ fn rendered(
             "client-output-buffer-limit",
             Value::from(live.output_limits().config_value()),
         ),
-        ("appendfsync", Value::from(aof.0.name())),
-        ("auto-aof-rewrite-percentage", int(aof.1)),
-        ("auto-aof-rewrite-min-size", Value::from(format_size(aof.2))),
+        ("appendonly", Value::from(if aof.0 { "yes" } else { "no" })),
+        ("appendfsync", Value::from(aof.1.name())),
+        ("auto-aof-rewrite-percentage", int(aof.2)),
+        ("auto-aof-rewrite-min-size", Value::from(format_size(aof.3))),
     ]
 }
 
-/// The append-only log's settings CONFIG SET changes: `appendfsync` and the rewrite
-/// thresholds.
-type AofLive = (Fsync, u64, u64);
+/// The append-only log's settings CONFIG SET changes: `appendonly`, `appendfsync` and the
+/// rewrite thresholds.
+type AofLive = (bool, Fsync, u64, u64);
 
 /// The log's settings as `config` starts them.
 fn aof_at_start(config: &crate::config::Config) -> AofLive {
@@ -83,7 +84,12 @@ fn aof_at_start(config: &crate::config::Config) -> AofLive {
         .as_ref()
         .map(|p| p.aof.clone())
         .unwrap_or_default();
-    (aof.fsync, aof.rewrite_percentage, aof.rewrite_min_size)
+    (
+        aof.enabled && config.persistence.is_some(),
+        aof.fsync,
+        aof.rewrite_percentage,
+        aof.rewrite_min_size,
+    )
 }
 
 /// Other names a file may give a key under (serde aliases of [`crate::config::RawConfig`]).
@@ -132,12 +138,14 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
     let failed = |error: &dyn std::fmt::Display| format!("ERR Rewriting config file: {error}");
     let text = std::fs::read_to_string(path).map_err(|e| failed(&e))?;
     let mut doc: DocumentMut = text.parse().map_err(|e| failed(&e))?;
-    let aof_running = match shared.persistence.aof() {
-        Some(aof) => {
-            let (percent, min_size) = aof.rewrite_thresholds();
-            (aof.fsync(), percent, min_size)
-        }
-        None => aof_at_start(&shared.config),
+    let aof_running = {
+        let aof = shared.persistence.aof_settings();
+        (
+            aof.enabled,
+            aof.fsync,
+            aof.rewrite_percentage,
+            aof.rewrite_min_size,
+        )
     };
     let running = rendered(
         &shared.live,

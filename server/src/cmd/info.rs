@@ -367,18 +367,24 @@ fn human(bytes: u64) -> String {
 /// change so far) and `aof_fsync_offset` (what of it is fsynced), which tell a script when a
 /// write is on disk.
 fn aof_info(out: &mut String, persistence: &crate::persist::Persistence) {
+    let secs = |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_secs() as i64);
     let Some(aof) = persistence.aof() else {
-        out.push_str(
+        // Off: the history of the last log turned off (CONFIG SET appendonly no), as Redis.
+        let status = persistence.aof_history();
+        let _ = write!(
+            out,
             "aof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n\
-             aof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\n\
-             aof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n\
+             aof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:-1\r\n\
+             aof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_last_write_status:ok\r\n\
              aof_last_cow_size:0\r\n",
+            secs(status.last_duration),
+            if status.last_ok { "ok" } else { "err" },
+            status.rewrites,
         );
         return;
     };
     let (rewriting, scheduled) = aof.rewrite_state();
     let status = aof.rewrite_status();
-    let secs = |d: Option<std::time::Duration>| d.map_or(-1, |d| d.as_secs() as i64);
     let _ = write!(
         out,
         "aof_enabled:1\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\n\

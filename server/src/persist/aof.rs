@@ -23,6 +23,13 @@
 //! (the feed's documentation argues that base + log from `t0` is the keyspace). A SWAPDB between
 //! `t0` and T1 abandons the rewrite, the log being kept whole.
 //!
+//! **Turned on at run time** (CONFIG SET appendonly yes: [`Aof::start_fresh`]) the log is
+//! *uncommitted* until its first rewrite (so is it after a replica's full sync, from
+//! [`Aof::set_aside_for_sync`] to [`Aof::finish_restart`]): the frames go to a file no manifest names, a switch
+//! adds nothing to the manifest on disk, and the rewrite's commit writes a manifest naming
+//! only its base and the logs after it (a crash before restarts as the log was off).
+//! **Turned off** ([`Aof::close`]), it is written out and fsynced, and its files stay.
+//!
 //! Snapshots (SAVE, BGSAVE, the periodic one) go on as before, beside the log, as Redis keeps
 //! RDB and AOF independent; at start the log is loaded when it is on and has a manifest.
 
@@ -238,6 +245,14 @@ pub struct Aof {
     writer: Mutex<WriterState>,
     /// The writer thread, to wake before its period is over (a switch, a new setting, a close).
     ticker: std::sync::OnceLock<std::thread::Thread>,
+    /// Whether the manifest on disk describes the keyspace. False from a start on a keyspace
+    /// the files do not hold ([`Aof::start_fresh`], a replica's full sync) until a rewrite
+    /// commits a base of it: meanwhile a switch names no new file on disk (the old manifest
+    /// plus new frames would be a mix of two keyspaces), `always` calls nothing durable, and a
+    /// rewrite is due (retried as a failed one is).
+    committed: AtomicBool,
+    /// Turned off ([`Aof::close`]): nothing more is written, switched or committed.
+    closed: AtomicBool,
 }
 
 /// Why the log cannot start.
@@ -259,6 +274,31 @@ impl Aof {
         data_dir: &std::path::Path,
         dbs: Arc<Databases>,
         journal_max_bytes: u64,
+    ) -> Result<Arc<Aof>, StartError> {
+        Aof::open(config, data_dir, dbs, journal_max_bytes, false)
+    }
+
+    /// Starts the log on a running server whose keyspace the files do not hold (CONFIG SET
+    /// appendonly yes): the frames from now on go to a new log that no manifest names yet,
+    /// and the log is uncommitted until a rewrite ([`Aof::rewrite_claimed`], which the caller
+    /// starts) writes a base of the keyspace and a manifest naming only it and the logs after
+    /// it. A manifest left on disk keeps describing what it did until then, and its files go
+    /// at that commit.
+    pub fn start_fresh(
+        config: &AofConfig,
+        data_dir: &std::path::Path,
+        dbs: Arc<Databases>,
+        journal_max_bytes: u64,
+    ) -> Result<Arc<Aof>, StartError> {
+        Aof::open(config, data_dir, dbs, journal_max_bytes, true)
+    }
+
+    fn open(
+        config: &AofConfig,
+        data_dir: &std::path::Path,
+        dbs: Arc<Databases>,
+        journal_max_bytes: u64,
+        fresh_from_keyspace: bool,
     ) -> Result<Arc<Aof>, StartError> {
         let layout = Layout {
             dir: data_dir.join(&config.dir_name),
@@ -326,12 +366,19 @@ impl Aof {
                 last_fsync: Instant::now(),
             }),
             ticker: std::sync::OnceLock::new(),
+            committed: AtomicBool::new(!fresh_from_keyspace),
+            closed: AtomicBool::new(false),
         });
         let fresh = aof.files().manifest.incrs.is_empty();
         if !fresh {
             aof.remove_leftovers();
         }
-        if fresh {
+        if fresh_from_keyspace {
+            aof.begin_uncommitted().map_err(|source| StartError {
+                path: aof.layout.dir.clone(),
+                source,
+            })?;
+        } else if fresh {
             aof.begin_fresh().map_err(|source| StartError {
                 path: aof.layout.dir.clone(),
                 source,
@@ -418,6 +465,22 @@ impl Aof {
         files.incr_len = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
+        Ok(())
+    }
+
+    /// A start on a keyspace the files do not hold: a new log, which no manifest names yet.
+    /// The manifest read stays in memory only, so that the first commit deletes its files.
+    fn begin_uncommitted(&self) -> std::io::Result<()> {
+        let mut files = self.files();
+        let seq = files.next_seq;
+        let name = self.layout.incr_name(seq);
+        let path = self.layout.path(&name);
+        let file = create_private(&path)?;
+        files.manifest.incrs.push(Part { name, seq });
+        files.incr = Some((LogFile::new(file, &path), seq));
+        files.incr_len = 0;
+        files.next_seq = seq + 1;
+        tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log started; a rewrite writes its base");
         Ok(())
     }
 
@@ -580,11 +643,17 @@ impl Aof {
     /// Runs a rewrite claimed with [`Aof::claim_rewrite`] (on a blocking thread; the caller
     /// holds the snapshot claim too: one snapshot at a time uses the journal).
     pub fn rewrite_claimed(&self) -> Result<(), String> {
+        self.rewrite_claimed_from(None)
+    }
+
+    /// A rewrite claimed; `restart`: the switch [`Aof::begin_restart`] asked for, and the
+    /// SWAPDB count then (`None`: a switch at the feed's end now).
+    fn rewrite_claimed_from(&self, restart: Option<u64>) -> Result<(), String> {
         self.rewrite_scheduled.store(false, Ordering::Relaxed);
         let started = Instant::now();
         self.rewrite_lock().started = Some(started);
         tracing::info!(dir = %self.layout.dir.display(), "rewriting the append-only log");
-        let result = self.rewrite_steps();
+        let result = self.rewrite_steps(restart);
         let mut status = self.rewrite_lock();
         status.started = None;
         match &result {
@@ -614,7 +683,14 @@ impl Aof {
                 status.last_error = Some(error.clone());
                 status.failed_at = Some(Instant::now());
                 status.failures = status.failures.saturating_add(1);
-                tracing::error!(%error, "append-only log rewrite failed; the log is intact");
+                if self.committed.load(Ordering::SeqCst) {
+                    tracing::error!(%error, "append-only log rewrite failed; the log is intact");
+                } else {
+                    tracing::error!(%error, "append-only log rewrite failed; the log has no base of the keyspace yet (a restart loads what it loaded before), retrying");
+                    // Under `always`, waiting replies are let go unsent: nothing is stored
+                    // where a restart would find it.
+                    self.feed.mark_failed(true);
+                }
             }
         }
         drop(status);
@@ -626,12 +702,19 @@ impl Aof {
         self.rewrite.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn rewrite_steps(&self) -> Result<(), String> {
-        let swaps = self.dbs.swaps();
-        // The switch: frames from `t0` on go to a new log, which the manifest names at once.
-        let t0 = self.feed.cut();
-        *self.switch_lock() = Switch::At(t0);
-        self.wake_writer();
+    fn rewrite_steps(&self, restart: Option<u64>) -> Result<(), String> {
+        let swaps = match restart {
+            Some(swaps) => swaps,
+            None => {
+                let swaps = self.dbs.swaps();
+                // The switch: frames from `t0` on go to a new log, which the manifest names at
+                // once (once committed).
+                let t0 = self.feed.cut();
+                *self.switch_lock() = Switch::At(t0);
+                self.wake_writer();
+                swaps
+            }
+        };
         let asked = Instant::now();
         let seq = {
             let mut switch = self.switch_lock();
@@ -641,6 +724,10 @@ impl Aof {
                     Switch::Failed => {
                         *switch = Switch::None;
                         return Err("cannot start a new log file".to_owned());
+                    }
+                    _ if self.closed.load(Ordering::SeqCst) => {
+                        *switch = Switch::None;
+                        return Err("the log was turned off".to_owned());
                     }
                     // The writer reaches `t0` only once it can write: while it cannot, the
                     // rewrite (and the save slot it holds) does not wait for ever.
@@ -676,6 +763,10 @@ impl Aof {
         written.map_err(|e| format!("{}: {e}", base_path.display()))?;
         // The commit: base `seq` and the logs from `seq` on.
         let mut files = self.files();
+        if self.closed.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&base_path);
+            return Err("the log was turned off".to_owned());
+        }
         let old = files.manifest.clone();
         let manifest = Manifest {
             base: Some(Part { name: base, seq }),
@@ -686,7 +777,16 @@ impl Aof {
             return Err(format!("{}: {e}", self.layout.manifest_path().display()));
         }
         files.manifest = manifest;
+        let was_committed = self.committed.swap(true, Ordering::SeqCst);
         drop(files);
+        if !was_committed {
+            tracing::info!(dir = %self.layout.dir.display(), seq, "the append-only log holds the keyspace now");
+            if !self.write_failed() {
+                self.feed.mark_failed(false);
+            }
+            // Under `always`, the writes since the start become durable at its next turn.
+            self.wake_writer();
+        }
         for part in old.base.iter().chain(&old.incrs).filter(|p| p.seq < seq) {
             let _ = std::fs::remove_file(self.layout.path(&part.name));
         }
@@ -695,14 +795,101 @@ impl Aof {
         Ok(())
     }
 
+    /// A replica's full sync is about to replace the keyspace (the caller holds the save slot,
+    /// before the load begins): the log is uncommitted and its manifest set aside
+    /// (`<name>.stale`), so that from now until a base of the new keyspace is committed a crash
+    /// restarts from the snapshot file or empty, never from the old log followed by the new
+    /// keyspace's frames.
+    pub fn set_aside_for_sync(&self) {
+        let files = self.files();
+        if self.closed.load(Ordering::SeqCst) || !self.committed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        drop(files);
+        super::set_aside_manifest(&self.layout, "a full sync replaces the keyspace");
+    }
+
+    /// The feed just restarted at `offset` on the keyspace a full sync loaded, before anything
+    /// changes it (under the replication link's lock: no I/O here): frames from `offset` on go
+    /// to a new log. Returns the SWAPDB count, for [`Aof::finish_restart`].
+    pub fn begin_restart(&self, offset: u64) -> u64 {
+        self.committed.store(false, Ordering::SeqCst);
+        let swaps = self.dbs.swaps();
+        *self.switch_lock() = Switch::At(offset);
+        self.wake_writer();
+        swaps
+    }
+
+    /// Writes the base of the keyspace [`Aof::begin_restart`] began a log for, and commits the
+    /// manifest naming it and the new log (the caller holds the save slot). On failure the log
+    /// stays uncommitted and a rewrite is retried as a failed one is.
+    pub fn finish_restart(&self, swaps: u64) -> Result<(), String> {
+        if !self.claim_rewrite() {
+            return Err("a rewrite runs already".to_owned());
+        }
+        self.rewrite_claimed_from(Some(swaps))
+    }
+
+    /// Turns the log off (CONFIG SET appendonly no), as Redis's `stopAppendOnly`: every change
+    /// made so far is written and fsynced, then the files are closed (they stay on
+    /// disk) and the feed loses a user. A rewrite under way fails at its commit; waiters for
+    /// durability are let go.
+    pub fn close(&self) {
+        // Every change made before the stop, queued or published, as Redis flushes its buffer.
+        self.wait_written();
+        self.feed.detach_sink(&self.sink);
+        {
+            let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let (start, chunks) = self.sink.take(Duration::ZERO);
+            self.turn(&mut state, start, chunks, Fsync::No);
+            if !state.retry.is_empty() {
+                tracing::warn!("the append-only log is turned off with changes it could not write");
+            }
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        let mut files = self.files();
+        if let Some((file, _)) = files.incr.take() {
+            if let Err(error) = file.sync_data() {
+                tracing::error!(%error, "cannot fsync the append-only log as it is turned off");
+            }
+        }
+        drop(files);
+        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            helper.stop.store(true, Ordering::SeqCst);
+            helper.ready.notify_all();
+        }
+        self.feed.disable();
+        self.feed.set_durable(u64::MAX);
+        self.wake_writer();
+        tracing::info!(dir = %self.layout.dir.display(), "append-only log turned off");
+    }
+
+    /// Takes the rewrite history of the log this one follows (turned off, then on again), so
+    /// that INFO's `aof_rewrites` and `aof_last_bgrewrite_status` count for the server, as
+    /// Redis's do. Before this log's first rewrite.
+    pub fn continue_history(&self, earlier: &RewriteStatus) {
+        let mut status = self.rewrite_lock();
+        status.rewrites = earlier.rewrites;
+        status.last_ok = earlier.last_ok;
+        status.last_duration = earlier.last_duration;
+        status.last_error = earlier.last_error.clone();
+    }
+
+    /// Whether the manifest on disk describes the keyspace (see `committed`).
+    pub fn committed(&self) -> bool {
+        self.committed.load(Ordering::SeqCst)
+    }
+
     fn switch_lock(&self) -> std::sync::MutexGuard<'_, Switch> {
         self.switch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the log grew past the thresholds since the last rewrite.
     pub fn wants_rewrite(&self) -> bool {
-        // A log that misses changes is rewritten whatever its size.
-        let incomplete = self.incomplete.load(Ordering::SeqCst);
+        // A log that misses changes, or that no manifest names yet, is rewritten whatever its
+        // size.
+        let incomplete =
+            self.incomplete.load(Ordering::SeqCst) || !self.committed.load(Ordering::SeqCst);
         let (percent, min_size) = self.rewrite_thresholds();
         let size = self.size();
         let base = self.rewrite_base_size.load(Ordering::Relaxed).max(1);
@@ -720,21 +907,29 @@ impl Aof {
     /// Waits (at most 30 s, and not while writes fail) until everything changed so far is
     /// written, then fsyncs the log (shutdown).
     pub fn sync(&self) {
-        let target = self.feed.end_offset();
-        // The pump publishes what was queued before `target` shortly, the writer writes it.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.written.load(Ordering::SeqCst) < target && Instant::now() < deadline {
-            if self.write_failed() {
-                break;
-            }
-            self.wake_writer();
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.wait_written();
         let files = self.files();
         if let Some((file, _)) = &files.incr {
             if file.sync_data().is_ok() && !self.incomplete.load(Ordering::SeqCst) {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));
             }
+        }
+    }
+}
+
+impl Aof {
+    /// Waits (at most 30 s, and not while writes fail) until every change made so far is
+    /// written.
+    fn wait_written(&self) {
+        let target = self.feed.end_offset();
+        // The pump publishes what was queued before `target` shortly, the writer writes it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.written.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+            if self.write_failed() || self.closed.load(Ordering::SeqCst) {
+                break;
+            }
+            self.wake_writer();
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -808,6 +1003,7 @@ fn write_loop(aof: Weak<Aof>) {
     loop {
         let wait = match aof.upgrade() {
             None => return,
+            Some(aof) if aof.closed.load(Ordering::SeqCst) => return,
             Some(aof) if aof.write_failed() => Duration::from_secs(1),
             Some(_) => TURN,
         };
@@ -823,6 +1019,9 @@ impl Aof {
     /// One turn of the writer on what the feed published since the last.
     fn drive(&self) {
         let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let (start, chunks) = self.sink.take(Duration::ZERO);
         self.turn(&mut state, start, chunks, self.fsync());
     }
@@ -930,7 +1129,10 @@ impl Aof {
         // What the fsync thread put on disk is called durable here, after its errors, and only
         // while the log misses nothing: a later fsync that works proves nothing about the
         // bytes an earlier failed one lost.
-        if synced != 0 && !self.incomplete.load(Ordering::SeqCst) {
+        if synced != 0
+            && !self.incomplete.load(Ordering::SeqCst)
+            && self.committed.load(Ordering::SeqCst)
+        {
             self.feed.mark_durable(synced);
         }
         match fsync {
@@ -939,7 +1141,8 @@ impl Aof {
                     let synced = self.files().incr.as_ref().map(|(f, _)| f.sync_data());
                     match synced {
                         Some(Err(error)) => self.mark_incomplete(strerror(&error)),
-                        _ if self.incomplete.load(Ordering::SeqCst) => {}
+                        _ if self.incomplete.load(Ordering::SeqCst)
+                            || !self.committed.load(Ordering::SeqCst) => {}
                         _ => self.feed.mark_durable(written),
                     }
                 }
@@ -980,6 +1183,9 @@ impl Aof {
     /// fsyncs the log, starts the next one and names it in the manifest.
     fn open_next(&self) -> std::io::Result<u64> {
         let mut files = self.files();
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("the log was turned off"));
+        }
         if let Some((file, _)) = &files.incr {
             if let Err(error) = file.sync_data() {
                 // As any failed fsync: what it covered may be lost although a later one works.
@@ -998,7 +1204,11 @@ impl Aof {
         sync_dir(&self.layout.dir)?;
         let mut manifest = files.manifest.clone();
         manifest.incrs.push(Part { name, seq });
-        self.layout.write_manifest(&manifest)?;
+        // Uncommitted, the manifest on disk still names an older keyspace: adding the new file
+        // to it would make a mix; the rewrite's commit names it.
+        if self.committed.load(Ordering::SeqCst) {
+            self.layout.write_manifest(&manifest)?;
+        }
         files.manifest = manifest;
         files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
@@ -1159,6 +1369,151 @@ fn fsync_loop(helper: &FsyncHelper) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
+    use crate::store::{Entry, Store, Value};
+
+    const START: u64 = 1_700_000_000_000;
+
+    fn set_str(store: &Store, key: &str, value: &str) {
+        let value = Bytes::copy_from_slice(value.as_bytes());
+        store.upsert(key.as_bytes(), store.now_ms(), |_| {
+            (Some(Entry::new(Value::Str(value), 0)), ())
+        })
+    }
+
+    /// An empty scratch directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sessiond-aof-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn layout(dir: &std::path::Path) -> Layout {
+        Layout {
+            dir: dir.join("appendonlydir"),
+            file_name: "appendonly.aof".to_owned(),
+        }
+    }
+
+    /// The keys the log of `dir` gives back, loaded into a new keyspace.
+    fn reloaded(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        let layout = layout(dir);
+        let manifest = layout
+            .read_manifest()
+            .expect("readable")
+            .expect("a manifest");
+        let dbs = Databases::new(Clock::manual(START).0, 1);
+        super::super::aof_load::load(&layout, &manifest, &dbs, false).expect("loads");
+        let store = dbs.first();
+        let mut keys: Vec<Vec<u8>> = (0..store.shard_count())
+            .flat_map(|shard| store.snapshot_shard(shard))
+            .map(|record| record.key().to_vec())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn keys(names: &[&str]) -> Vec<Vec<u8>> {
+        names.iter().map(|k| k.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_log_started_on_a_running_keyspace_is_named_only_once_its_base_is_written() {
+        let dir = scratch("fresh");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        set_str(dbs.first(), "before", "1");
+        // An older log's manifest: only the new log's commit replaces it.
+        let layout = layout(&dir);
+        std::fs::create_dir_all(&layout.dir).expect("log dir");
+        let old = Manifest {
+            base: Some(Part {
+                name: layout.base_name(1),
+                seq: 1,
+            }),
+            incrs: vec![Part {
+                name: layout.incr_name(1),
+                seq: 1,
+            }],
+        };
+        std::fs::write(layout.path(&layout.base_name(1)), b"old").expect("old base");
+        std::fs::write(layout.path(&layout.incr_name(1)), b"").expect("old log");
+        layout.write_manifest(&old).expect("old manifest");
+
+        let aof =
+            Aof::start_fresh(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "during", "2");
+        assert!(!aof.committed());
+        assert_eq!(layout.read_manifest(), Ok(Some(old)));
+        assert!(aof.claim_rewrite());
+        aof.rewrite_claimed().expect("rewritten");
+        assert!(aof.committed());
+        set_str(dbs.first(), "after", "3");
+        aof.sync();
+        let manifest = layout
+            .read_manifest()
+            .expect("readable")
+            .expect("a manifest");
+        // 2 took the frames until the rewrite's switch, to 3.
+        assert_eq!(manifest.base.as_ref().map(|b| b.seq), Some(3));
+        assert_eq!(
+            manifest.incrs.iter().map(|p| p.seq).collect::<Vec<_>>(),
+            [3]
+        );
+        for name in [
+            layout.base_name(1),
+            layout.incr_name(1),
+            layout.incr_name(2),
+        ] {
+            assert!(!layout.path(&name).exists(), "{name} left");
+        }
+        assert_eq!(reloaded(&dir), keys(&["after", "before", "during"]));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_sync_sets_the_log_aside_then_restarts_it_from_the_loaded_keyspace() {
+        let dir = scratch("restart");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof = Aof::start(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "old", "1");
+        aof.sync();
+        let layout = layout(&dir);
+        aof.set_aside_for_sync();
+        assert_eq!(
+            layout.read_manifest(),
+            Ok(None),
+            "set aside as the load begins"
+        );
+        crate::store::feed::without_recording(|| {
+            dbs.flush_all(false);
+            set_str(dbs.first(), "synced", "1");
+        });
+        // The primary's offset.
+        dbs.first().feed().reset(1 << 20);
+        let swaps = aof.begin_restart(1 << 20);
+        aof.finish_restart(swaps).expect("restarted");
+        assert!(aof.committed());
+        set_str(dbs.first(), "streamed", "1");
+        aof.sync();
+        assert_eq!(reloaded(&dir), keys(&["streamed", "synced"]));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_closed_log_keeps_its_files_and_takes_nothing_more() {
+        let dir = scratch("close");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof = Aof::start(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "a", "1");
+        aof.close();
+        assert_eq!(aof.feed().durable().offset, u64::MAX, "waiters let go");
+        set_str(dbs.first(), "b", "2");
+        assert_eq!(reloaded(&dir), keys(&["a"]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_failing_rewrite_is_retried_less_and_less_often_up_to_an_hour() {

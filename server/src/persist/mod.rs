@@ -22,6 +22,7 @@ mod settings;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -208,8 +209,20 @@ pub struct Persistence {
     /// The period of the periodic saves (`None`: only on demand), which CONFIG SET
     /// `snapshot-interval` changes; the periodic task watches it.
     interval: watch::Sender<Option<Duration>>,
-    /// The append-only log, when on.
-    aof: Option<Arc<aof::Aof>>,
+    /// The append-only log, when on. CONFIG SET appendonly swaps it; every write reads it (an
+    /// `ArcSwap` load: no lock, no reference count touched).
+    aof: arc_swap::ArcSwapOption<aof::Aof>,
+    /// The log's settings while it is off (those of the last one on), for the next start.
+    aof_settings: Mutex<aof::AofConfig>,
+    /// The rewrite history of the last log turned off: INFO shows it while the log is off, and
+    /// the next log continues it.
+    aof_history: Mutex<aof::RewriteStatus>,
+    /// Turning the log on or off, and setting its manifest aside: one at a time.
+    aof_switching: Mutex<()>,
+    /// The log was turned off with its manifest naming the keyspace at that moment: a later
+    /// start with the log on loads it (it is newer than the snapshot), until the first
+    /// snapshot started after the stop sets it aside.
+    aof_stale: AtomicBool,
 }
 
 impl Persistence {
@@ -222,31 +235,180 @@ impl Persistence {
         };
         Persistence {
             interval: watch::Sender::new(config.as_ref().and_then(|c| c.interval)),
-            config,
             store,
             running: watch::Sender::new(false),
             status: Mutex::new(status),
             failing: std::sync::atomic::AtomicBool::new(false),
-            aof: None,
+            aof_settings: Mutex::new(config.as_ref().map(|c| c.aof.clone()).unwrap_or_default()),
+            config,
+            aof: arc_swap::ArcSwapOption::empty(),
+            aof_history: Mutex::new(aof::RewriteStatus {
+                last_ok: true,
+                ..aof::RewriteStatus::default()
+            }),
+            aof_switching: Mutex::new(()),
+            aof_stale: AtomicBool::new(false),
         }
     }
 
     /// Persistence with the append-only log `aof` (started on the loaded keyspace).
-    pub fn with_aof(mut self, aof: Option<Arc<aof::Aof>>) -> Persistence {
-        self.aof = aof;
+    pub fn with_aof(self, aof: Option<Arc<aof::Aof>>) -> Persistence {
+        self.aof.store(aof);
         self
     }
 
     /// The append-only log, when on.
+    pub fn aof(&self) -> Option<Arc<aof::Aof>> {
+        self.aof.load_full()
+    }
+
+    /// Whether the log is on with `appendfsync always`: replies wait for the fsync of the
+    /// changes before them (read for every command: one `ArcSwap` load).
     #[inline]
-    pub fn aof(&self) -> Option<&Arc<aof::Aof>> {
-        self.aof.as_ref()
+    pub fn fsync_always(&self) -> bool {
+        self.aof
+            .load()
+            .as_ref()
+            .is_some_and(|log| log.fsync() == aof::Fsync::Always)
+    }
+
+    /// The log's settings: the running log's, or those the next start takes.
+    pub fn aof_settings(&self) -> aof::AofConfig {
+        let mut settings = self
+            .aof_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        settings.enabled = false;
+        if let Some(log) = self.aof() {
+            settings.enabled = true;
+            settings.fsync = log.fsync();
+            (settings.rewrite_percentage, settings.rewrite_min_size) = log.rewrite_thresholds();
+        }
+        settings
+    }
+
+    /// Changes `appendfsync` (CONFIG SET): of the running log, and of the next start's.
+    pub fn set_aof_fsync(&self, fsync: aof::Fsync) {
+        self.aof_settings_lock().fsync = fsync;
+        if let Some(log) = self.aof() {
+            log.set_fsync(fsync);
+        }
+    }
+
+    /// Changes `auto-aof-rewrite-percentage` (CONFIG SET).
+    pub fn set_aof_rewrite_percentage(&self, percent: u64) {
+        self.aof_settings_lock().rewrite_percentage = percent;
+        if let Some(log) = self.aof() {
+            log.set_rewrite_percentage(percent);
+        }
+    }
+
+    /// Changes `auto-aof-rewrite-min-size` (CONFIG SET).
+    pub fn set_aof_rewrite_min_size(&self, bytes: u64) {
+        self.aof_settings_lock().rewrite_min_size = bytes;
+        if let Some(log) = self.aof() {
+            log.set_rewrite_min_size(bytes);
+        }
+    }
+
+    fn aof_settings_lock(&self) -> std::sync::MutexGuard<'_, aof::AofConfig> {
+        self.aof_settings.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// CONFIG SET appendonly, as Redis's `updateAppendonly`. On: a new log starts taking every
+    /// change, and a rewrite (now, or after the snapshot being written) gives it a base of
+    /// the keyspace; only then does a manifest name it, so a crash before restarts as the log
+    /// was off. Off: the log is written out, fsynced and closed; its files stay, and its
+    /// manifest (the keyspace at this moment) until a snapshot started later sets it aside.
+    /// The error is Redis's reply text when the log cannot start.
+    pub fn set_appendonly(self: &Arc<Self>, on: bool) -> Result<(), String> {
+        let Some(config) = &self.config else {
+            return match on {
+                true => Err("persistence is disabled (--no-persistence)".to_owned()),
+                false => Ok(()),
+            };
+        };
+        let switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        match (on, self.aof.load_full()) {
+            (true, Some(_)) | (false, None) => Ok(()),
+            (true, None) => {
+                let settings = self.aof_settings();
+                let started = aof::Aof::start_fresh(
+                    &aof::AofConfig {
+                        enabled: true,
+                        ..settings
+                    },
+                    &config.dir,
+                    self.store.clone(),
+                    config.journal_max_bytes,
+                );
+                let log = match started {
+                    Ok(log) => log,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot turn the append-only log on");
+                        return Err("Unable to turn on AOF. Check server logs.".to_owned());
+                    }
+                };
+                log.continue_history(&self.aof_history());
+                // The manifest on disk, if any, stays until the new log's first commit
+                // replaces it.
+                self.aof_stale.store(false, Ordering::SeqCst);
+                self.aof.store(Some(log.clone()));
+                drop(switching);
+                if let Err(RewriteError::InProgress) = self.rewrite_aof_in_background() {
+                    log.schedule_rewrite();
+                }
+                Ok(())
+            }
+            (false, Some(log)) => {
+                self.aof.store(None);
+                {
+                    let mut settings = self.aof_settings_lock();
+                    settings.fsync = log.fsync();
+                    (settings.rewrite_percentage, settings.rewrite_min_size) =
+                        log.rewrite_thresholds();
+                }
+                log.close();
+                *self.aof_history.lock().unwrap_or_else(|p| p.into_inner()) = aof::RewriteStatus {
+                    started: None,
+                    ..log.rewrite_status()
+                };
+                // The manifest on disk is the newest state there is (the keyspace now, or
+                // where an earlier stop left it, no snapshot having started since): kept until
+                // a snapshot is newer.
+                let manifest = config.aof_layout().manifest_path().exists();
+                self.aof_stale.store(manifest, Ordering::SeqCst);
+                drop(switching);
+                Ok(())
+            }
+        }
+    }
+
+    /// The rewrite history while the log is off (that of the last log turned off).
+    pub fn aof_history(&self) -> aof::RewriteStatus {
+        self.aof_history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a snapshot that started while the log was off with its manifest left
+    /// (`aof_stale`): the snapshot is newer, so the manifest is set aside.
+    fn set_aside_after_snapshot(&self, config: &PersistConfig) {
+        let _switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        if self.aof.load().is_none() && self.aof_stale.swap(false, Ordering::SeqCst) {
+            set_aside_manifest(
+                &config.aof_layout(),
+                "appendonly is off and a snapshot newer than the log was written",
+            );
+        }
     }
 
     /// BGREWRITEAOF: starts a rewrite of the log in the background, or schedules it after the
     /// snapshot being written (one snapshot at a time: they share the journal).
     pub fn rewrite_aof_in_background(self: &Arc<Self>) -> Result<RewriteStarted, RewriteError> {
-        let aof = self.aof.clone().ok_or(RewriteError::Off)?;
+        let aof = self.aof().ok_or(RewriteError::Off)?;
         if aof.rewrite_state().0 {
             return Err(RewriteError::InProgress);
         }
@@ -271,25 +433,29 @@ impl Persistence {
 
     /// Waits until every change so far is written to the log and fsynced (shutdown).
     pub async fn sync_aof(&self) {
-        if let Some(aof) = self.aof.clone() {
+        if let Some(aof) = self.aof() {
             let _ = tokio::task::spawn_blocking(move || aof.sync()).await;
         }
     }
 
     /// Starts the rewrites the log schedules for itself (grown past its thresholds) or that
-    /// waited for a snapshot, until `stop` resolves.
+    /// waited for a snapshot, until `stop` resolves (whichever log is on: CONFIG SET
+    /// appendonly may turn one on later).
     pub async fn run_aof_rewrites(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let Some(aof) = self.aof.clone() else {
+        if self.config.is_none() {
             stop.await;
             return;
-        };
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tick.tick() => {}
             }
+            let Some(aof) = self.aof() else {
+                continue;
+            };
             if aof.rewrite_state().1 && !self.in_progress() {
                 let _ = self.rewrite_aof_in_background();
             }
@@ -301,7 +467,7 @@ impl Persistence {
     #[inline]
     pub fn disk_errors(&self) -> u8 {
         u8::from(self.last_save_failed())
-            | (u8::from(self.aof.as_ref().is_some_and(|a| a.write_failed())) << 1)
+            | (u8::from(self.aof.load().as_ref().is_some_and(|a| a.write_failed())) << 1)
     }
 
     /// The configuration, if persistence is on.
@@ -427,6 +593,8 @@ impl Persistence {
     /// Runs a save already claimed with `running`; records the outcome and releases the claim.
     fn run_claimed(&self, config: &PersistConfig) -> Result<writer::Written, SaveError> {
         let changes = self.store.changes();
+        // A manifest the log left when turned off is older than this snapshot, once written.
+        let supersedes_log = self.aof_stale.load(Ordering::SeqCst);
         let path = config.path();
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -479,6 +647,9 @@ impl Persistence {
         self.failing
             .store(disk_failed, std::sync::atomic::Ordering::Relaxed);
         drop(status);
+        if supersedes_log && outcome.is_ok() {
+            self.set_aside_after_snapshot(config);
+        }
         self.running.send_replace(false);
         outcome
     }
@@ -613,21 +784,30 @@ pub fn prepare_and_load(
 /// one deleted (logged-out sessions). Its manifest is renamed (`<name>.stale`), so that such a
 /// run starts from the snapshot and writes a new base from it.
 fn set_aside_stale_log(config: &PersistConfig) {
-    let manifest = config.aof_layout().manifest_path();
+    set_aside_manifest(
+        &config.aof_layout(),
+        "appendonly is off and the log was left by an earlier run",
+    );
+}
+
+/// Renames the log's manifest to `<name>.stale` (and fsyncs the directory), so that no start
+/// loads it; `why` goes to the log line.
+fn set_aside_manifest(layout: &aof_files::Layout, why: &str) {
+    let manifest = layout.manifest_path();
     if !manifest.exists() {
         return;
     }
     let mut stale = manifest.clone().into_os_string();
     stale.push(".stale");
-    match std::fs::rename(&manifest, &stale) {
+    match std::fs::rename(&manifest, &stale).and_then(|()| aof_files::sync_dir(&layout.dir)) {
         Ok(()) => tracing::warn!(
             manifest = %manifest.display(),
-            "appendonly is off: the append-only log left by an earlier run is set aside (.stale)"
+            "{why}: the append-only log is set aside (.stale)"
         ),
         Err(error) => tracing::error!(
             %error,
             manifest = %manifest.display(),
-            "appendonly is off: cannot set aside the append-only log left by an earlier run"
+            "{why}: cannot set aside the append-only log"
         ),
     }
 }

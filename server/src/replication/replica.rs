@@ -7,9 +7,12 @@
 //! (its old primary, or a promoted sibling that keeps that ID as its second) continues from
 //! its backlog. On `+FULLRESYNC` the keyspace is emptied and the streamed snapshot loaded in
 //! its place on a blocking thread (clients get `LOADING` meanwhile: the old data is gone at the
-//! first record), and the feed restarts at the primary's offset. Then each frame of the stream
-//! is applied (recording nothing of its own) and passed on verbatim to this node's feed, so
-//! that its own replicas and its backlog carry the primary's bytes at the primary's offsets.
+//! first record), and the feed restarts at the primary's offset. The append-only log, set
+//! aside as the load begins, restarts from the loaded keyspace (a new base and log) before the
+//! stream goes on, so a crash never restarts from the old log followed by the new stream's
+//! frames. Then each frame of the stream is applied (recording nothing of its own) and passed
+//! on verbatim to this node's feed, so that its own replicas and its backlog carry the
+//! primary's bytes at the primary's offsets.
 //!
 //! The link acknowledges its offset every second and at each GETACK marker, and gives up on a
 //! primary silent for `repl-timeout`; a failed attempt is retried after a backoff that doubles
@@ -275,7 +278,13 @@ where
             if !repl.begin_load(&link) {
                 return Err("abandoned".to_owned());
             }
-            feed::without_recording(|| {
+            // From the first record on, the log describes neither keyspace: set aside, a
+            // crash restarts from the snapshot file (or empty) until the new base is written.
+            if let Some(log) = loader_shared.persistence.aof() {
+                log.set_aside_for_sync();
+            }
+            let mut restart = None;
+            let outcome = feed::without_recording(|| {
                 dbs.flush_all(false);
                 let mut reader = ChunkReader {
                     rx,
@@ -300,7 +309,7 @@ where
                         repl.adopt(&replid, None);
                         dbs.feed().reset(offset);
                         repl.note_history();
-                        after_full_sync(&loader_shared);
+                        restart = after_full_sync(&loader_shared, offset);
                     },
                     || dbs.flush_all(false),
                 );
@@ -309,7 +318,16 @@ where
                     Ok(_) => Err("abandoned".to_owned()),
                     Err(error) => Err(error.to_string()),
                 }
-            })
+            });
+            // Before the stream goes on (nothing of it applied or acknowledged yet), with the
+            // save slot still held and the link's lock not: the log restarts from the loaded
+            // keyspace. A failure leaves it set aside, and the rewrite is retried.
+            if let Some((log, swaps)) = restart {
+                if let Err(error) = log.finish_restart(swaps) {
+                    tracing::error!(%error, "cannot restart the append-only log from the keyspace of the full sync");
+                }
+            }
+            outcome
         });
         tokio::pin!(loading);
         let timeout = repl.timeout();
@@ -446,15 +464,20 @@ where
 }
 
 /// The hook run once a full synchronization loaded and the node took its primary's ID and
-/// offset (under the link's lock, before the gate opens): what derives from the whole keyspace
-/// starts over from the loaded one. The append-only log holds the old keyspace's history and
-/// not the loaded one, so it is rewritten (a new base from the keyspace), as Redis restarts its
-/// log after a sync. Until the rewrite is done a restart loads the old data, then syncs in full
-/// again (a restarted replica has no history to continue).
-fn after_full_sync(shared: &Arc<Shared>) {
-    if let Some(aof) = shared.persistence.aof() {
-        aof.schedule_rewrite();
-    }
+/// the feed restarted at its `offset` (under the link's lock, before the gate opens: nothing
+/// slow here): what derives from the whole keyspace starts over from the loaded one. The
+/// append-only log, set aside when the load began, takes the frames from `offset` on in a new
+/// file; the caller then writes its base ([`Aof::finish_restart`]), as Redis restarts its log
+/// after a sync. Returns the log and what `finish_restart` needs.
+///
+/// [`Aof::finish_restart`]: crate::persist::aof::Aof::finish_restart
+fn after_full_sync(
+    shared: &Arc<Shared>,
+    offset: u64,
+) -> Option<(Arc<crate::persist::aof::Aof>, u64)> {
+    let log = shared.persistence.aof()?;
+    let swaps = log.begin_restart(offset);
+    Some((log, swaps))
 }
 
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.

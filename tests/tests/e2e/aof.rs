@@ -38,6 +38,12 @@ fn info(con: &mut Connection) -> String {
     call(con, &[b"INFO", b"persistence"])
 }
 
+/// CONFIG GET of one setting.
+fn config_get(con: &mut Connection, name: &str) -> String {
+    let got: BTreeMap<String, String> = call(con, &[b"CONFIG", b"GET", name.as_bytes()]);
+    got.get(name).cloned().unwrap_or_default()
+}
+
 /// Polls `done` until it holds: for what the server does in the background (an fsync, a
 /// rewrite), which INFO reports; bounded by [`IO_TIMEOUT`] several times over.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -606,8 +612,9 @@ fn appendonly_no_writes_no_log_and_bgrewriteaof_says_so() {
         assert_eq!(info_field(&info(&mut con), "aof_enabled"), "0");
         let error = error_of(&mut con, &[b"BGREWRITEAOF"]);
         assert!(error.contains("append-only log is off"), "{error}");
-        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
-        assert!(error.contains("append-only log is off"), "{error}");
+        // As Redis, the log's settings change while it is off: its next start takes them.
+        let _: () = call(&mut con, &[b"CONFIG", b"SET", b"appendfsync", b"always"]);
+        assert_eq!(config_get(&mut con, "appendfsync"), "always");
     }
     daemon.stop();
     assert!(!log_dir(&data).exists());
@@ -771,4 +778,328 @@ fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
     let expected = format!("{incr_arg}: frame length {past_the_end} runs past the end");
     assert!(log.contains(&expected), "{expected} in:\n{log}");
     assert!(log.contains(&format!("offset {third}")), "{log}");
+}
+
+/// The names the manifest of `data`'s log holds, in order.
+fn manifest_names(data: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(log_dir(data).join("appendonly.aof.manifest")).expect("a manifest");
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .collect()
+}
+
+/// Waits until the log's rewrite (the first after it was turned on) is done.
+fn wait_for_the_rewrite(con: &mut Connection) {
+    wait_until("the log's rewrite", || {
+        let persistence = info(con);
+        info_number(&persistence, "aof_rewrites") >= 1
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+}
+
+/// CONFIG SET appendonly yes on a server started without the log, as Redis's: the log is on
+/// at once (`aof_enabled:1`), its rewrite waits for the snapshot being written
+/// (`aof_rewrite_scheduled:1`), then writes a base of the keyspace; killed afterwards and
+/// restarted with the log on, the server has everything, what was there before the log
+/// included.
+#[test]
+fn config_set_appendonly_yes_starts_a_log_that_a_restart_loads() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let slow_saves = args(
+        &data,
+        &[
+            "--appendonly",
+            "no",
+            "--appendfsync",
+            "always",
+            "--debug-snapshot-shard-delay",
+            "5ms",
+        ],
+    );
+    let mut daemon = Daemon::start_at(&dir.0, &slow_saves, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    for i in 0..50 {
+        let _: () = call(&mut con, &[b"SET", format!("before:{i}").as_bytes(), b"v"]);
+    }
+    // A snapshot that takes seconds (5 ms after each shard): the rewrite waits for it.
+    let saving: String = call(&mut con, &[b"BGSAVE"]);
+    assert_eq!(saving, "Background saving started");
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"maybe"]);
+        assert!(
+            error.contains("CONFIG SET failed (possibly related to argument 'appendonly')")
+                && error.contains("argument must be 'yes' or 'no'"),
+            "{error}"
+        );
+        // The second time, already on: nothing changes.
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "yes");
+        let persistence = info(&mut con);
+        assert_eq!(info_field(&persistence, "aof_enabled"), "1");
+        if info_field(&persistence, "rdb_bgsave_in_progress") == "1" {
+            assert_eq!(info_field(&persistence, "aof_rewrite_scheduled"), "1");
+            assert_eq!(info_field(&persistence, "aof_rewrite_in_progress"), "0");
+        }
+    }
+    // Taken meanwhile: in the log from its start, in the base or after it.
+    let _: () = call(&mut con, &[b"SET", b"during", b"v"]);
+    wait_for_the_rewrite(&mut con);
+    assert_eq!(
+        info_field(&info(&mut con), "aof_last_bgrewrite_status"),
+        "ok"
+    );
+    let names = manifest_names(&data);
+    assert_eq!(names.len(), 2, "a base and a log: {names:?}");
+    for i in 0..20 {
+        let _: () = call(&mut con, &[b"SET", format!("after:{i}").as_bytes(), b"v"]);
+    }
+    let before = keyspace(&mut con);
+    assert_eq!(before.len(), 1 + 50 + 1 + 20);
+    daemon.signal_and_wait("KILL");
+
+    let with_log = args(&data, &["--appendonly", "yes"]);
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    let listed: Vec<Vec<u8>> = call(&mut con, &[b"SESSION.LIST", b"ada"]);
+    assert_eq!(listed, vec![id]);
+}
+
+/// CONFIG SET appendonly no, as Redis's: the log is written out, fsynced and closed, and its
+/// files stay. A restart with the log on then loads it as it stood at that moment (the changes
+/// made later are not in it: the keyspace of that moment, not a mix), until a snapshot started
+/// after the stop is newer: that one sets the log aside, and a restart loads the snapshot.
+#[test]
+fn config_set_appendonly_no_leaves_the_log_as_it_stood_until_a_newer_snapshot() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    for i in 0..30 {
+        let _: () = call(&mut con, &[b"SET", format!("key:{i}").as_bytes(), b"v"]);
+    }
+    let at_stop = keyspace(&mut con);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "no");
+        assert_eq!(info_field(&info(&mut con), "aof_enabled"), "0");
+        let error = error_of(&mut con, &[b"BGREWRITEAOF"]);
+        assert!(error.contains("append-only log is off"), "{error}");
+    }
+    // Changes the log does not take.
+    let _: () = call(&mut con, &[b"SET", b"after-the-stop", b"v"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"key:0"]);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+    daemon.signal_and_wait("KILL");
+
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &at_stop);
+
+    // Off again, then a snapshot newer than the log: the log is set aside.
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"key:1"]);
+    let saved: String = call(&mut con, &[b"SAVE"]);
+    assert_eq!(saved, "OK");
+    let at_save = keyspace(&mut con);
+    assert!(!log_dir(&data).join("appendonly.aof.manifest").exists());
+    assert!(log_dir(&data)
+        .join("appendonly.aof.manifest.stale")
+        .exists());
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    assert_same(&keyspace(&mut con), &at_save);
+}
+
+/// Off, then on again in the same process: the new log starts from the keyspace as it is, not
+/// from the old log (which misses what changed while the log was off), and its first commit
+/// replaces the old files.
+#[test]
+fn appendonly_turned_off_then_on_again_logs_the_keyspace_as_it_is() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    let id: Vec<u8> = call(&mut con, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    let _: () = call(&mut con, &[b"SET", b"k1", b"v"]);
+    let _: String = call(&mut con, &[b"BGREWRITEAOF"]);
+    wait_for_the_rewrite(&mut con);
+    let old = manifest_names(&data);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+    // INFO counts the server's rewrites, as Redis, whichever log made them.
+    let persistence = info(&mut con);
+    assert_eq!(
+        info_number(&persistence, "aof_rewrites"),
+        1,
+        "{persistence}"
+    );
+    assert_eq!(info_field(&persistence, "aof_last_bgrewrite_status"), "ok");
+    let _: () = call(&mut con, &[b"SET", b"k2", b"v"]);
+    let _: i64 = call(&mut con, &[b"DEL", b"k1"]);
+    let destroyed: i64 = call(&mut con, &[b"SESSION.DESTROY", &id]);
+    assert_eq!(destroyed, 1);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    wait_until("the new log's rewrite", || {
+        let persistence = info(&mut con);
+        info_number(&persistence, "aof_rewrites") == 2
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let _: () = call(&mut con, &[b"SET", b"k3", b"v"]);
+    let before = keyspace(&mut con);
+    let new = manifest_names(&data);
+    assert_eq!(new.len(), 2, "{new:?}");
+    for name in &old {
+        assert!(!new.contains(name), "{name} in {new:?}");
+        assert!(!log_dir(&data).join(name).exists(), "{name} left");
+    }
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    assert_same(&keyspace(&mut con), &before);
+    let exists: i64 = call(&mut con, &[b"EXISTS", b"k1", &id]);
+    assert_eq!(
+        exists, 0,
+        "a key deleted and a session destroyed while the log was off"
+    );
+}
+
+/// CONFIG REWRITE writes `appendonly` back when it changed at run time.
+#[test]
+fn config_rewrite_writes_appendonly() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let file = dir.file("sessiond.toml", "# the log\nappendonly = \"no\"\n");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    let mut daemon = Daemon::start_at(&dir.0, &args(&data, &["--config", &file]), &[]);
+    let mut con = daemon.client(false);
+    let _: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    let _: String = call(&mut con, &[b"CONFIG", b"REWRITE"]);
+    let text = std::fs::read_to_string(&file).expect("config file");
+    assert_eq!(text, "# the log\nappendonly = \"yes\"\n");
+    wait_for_the_rewrite(&mut con);
+    daemon.stop();
+}
+
+/// A replica whose log holds an old keyspace, killed as soon as its full sync is done (the
+/// link up, nothing more awaited): the log restarted from the loaded keyspace before the link
+/// went on, so the restarted replica has exactly its primary's keyspace, nothing of its old
+/// one (not even a key both had, with the replica's old value).
+#[test]
+fn a_replica_killed_right_after_its_full_sync_restarts_with_its_primary_s_keyspace() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    for i in 0..100 {
+        let _: () = call(&mut p, &[b"SET", format!("key:{i}").as_bytes(), b"primary"]);
+    }
+    let _: Vec<u8> = call(&mut p, &[b"SESSION.CREATE", b"USER", b"ada"]);
+    let expected = keyspace(&mut p);
+
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--appendfsync", "always"]);
+    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    for i in 0..100 {
+        let _: () = call(&mut r, &[b"SET", format!("key:{i}").as_bytes(), b"replica"]);
+        let _: () = call(&mut r, &[b"SET", format!("old:{i}").as_bytes(), b"replica"]);
+    }
+    let _: Vec<u8> = call(&mut r, &[b"SESSION.CREATE", b"USER", b"bob"]);
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    wait_until("the replica's link up", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        info_field(&replication, "master_link_status") == "up"
+    });
+    replica.signal_and_wait("KILL");
+
+    let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(true);
+    assert_same(&keyspace(&mut r), &expected);
+    let bob: Vec<Vec<u8>> = call(&mut r, &[b"SESSION.LIST", b"bob"]);
+    assert!(bob.is_empty(), "{bob:?}");
+    assert_eq!(manifest_names(&replica_data).len(), 2);
+}
+
+/// What depends on the log follows it when it is turned off: a log that cannot be written
+/// refuses writes with MISCONF until then, and `always` replies stop waiting for an fsync; on
+/// again, INFO shows the log's fields again.
+#[test]
+fn misconf_and_always_follow_the_log_turned_off_and_on() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    daemon.stop();
+    // The log's file on a full disk: /dev/full fails every write with ENOSPC.
+    let incr = last_incr(&data);
+    std::fs::remove_file(&incr).expect("remove the log");
+    std::os::unix::fs::symlink("/dev/full", &incr).expect("symlink");
+
+    let daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(false);
+    let _: RedisResult<Value> = redis::cmd("SET").arg("first").arg("v").query(&mut con);
+    let mut con = daemon.client(false);
+    wait_until("the failed write", || {
+        info_field(&info(&mut con), "aof_last_write_status") == "err"
+    });
+    assert!(error_of(&mut con, &[b"SET", b"k", b"v"]).contains("MISCONF"));
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        let _: () = call(&mut con, &[b"SET", b"k", b"v"]);
+        let persistence = info(&mut con);
+        assert_eq!(info_field(&persistence, "aof_enabled"), "0");
+        assert_eq!(info_field(&persistence, "aof_last_write_status"), "ok");
+        assert!(!persistence.contains("aof_current_size"), "{persistence}");
+    }
+    // On again, in a new file: `always` replies wait for its fsync and get it.
+    std::fs::remove_file(&incr).expect("remove the symlink");
+    let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+    assert_eq!(ok, "OK");
+    let _: () = call(&mut con, &[b"SET", b"again", b"v"]);
+    wait_for_the_rewrite(&mut con);
+    let persistence = info(&mut con);
+    assert_eq!(info_field(&persistence, "aof_last_write_status"), "ok");
+    assert!(
+        info_number(&persistence, "aof_fsync_offset")
+            >= info_number(&persistence, "aof_stream_offset"),
+        "{persistence}"
+    );
+}
+
+/// Without persistence there is no log to turn on; `no` changes nothing.
+#[test]
+fn config_set_appendonly_yes_needs_persistence() {
+    let dir = ScratchDir::new();
+    let mut daemon = Daemon::start_at(&dir.0, &["--port", "0", "--no-persistence"], &[]);
+    for resp3 in [false, true] {
+        let mut con = daemon.client(resp3);
+        let error = error_of(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"yes"]);
+        assert!(
+            error.contains("CONFIG SET failed (possibly related to argument 'appendonly')")
+                && error.contains("persistence is disabled"),
+            "{error}"
+        );
+        let ok: String = call(&mut con, &[b"CONFIG", b"SET", b"appendonly", b"no"]);
+        assert_eq!(ok, "OK");
+        assert_eq!(config_get(&mut con, "appendonly"), "no");
+    }
+    daemon.stop();
 }
