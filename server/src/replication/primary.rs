@@ -33,6 +33,9 @@ use crate::role::{Follower, Hello};
 use crate::shared::Shared;
 use crate::store::feed::{Feed, Sink};
 
+/// How long a new link waits for the frames numbered before it to be published.
+const PUBLISH_WAIT: Duration = Duration::from_secs(1);
+
 /// The marker a primary sends to ask for an acknowledgement (and to show it is alive): a frame
 /// header of length 0, which no feed frame has.
 pub const GETACK: [u8; 8] = [0; 8];
@@ -92,6 +95,11 @@ pub async fn serve<S>(
     });
     client.set_replica();
     shared.repl.add_replica(follower.clone());
+    // The frames numbered so far are published first (the pump gathers for a millisecond):
+    // a replica that already has them (a sibling after a failover, fed by the same primary)
+    // resumes only from an offset this node has published.
+    let numbered = feed.end_offset();
+    let _ = tokio::time::timeout(PUBLISH_WAIT, feed.wait_published(numbered)).await;
     // Read before the sink is attached: a SWAPDB after it may come before the snapshot's walk
     // starts, and would reach the replica twice (see `send_snapshot`).
     let swaps = shared.dbs.swaps();
