@@ -125,6 +125,22 @@ impl ClientState {
         }
     }
 
+    /// Whether the client is of `kind` (Redis's: a subscriber is `pubsub`, a replica's link
+    /// `replica`, anything else `normal`).
+    pub fn is_kind(&self, kind: ClientType) -> bool {
+        let pubsub = self
+            .subscriptions
+            .iter()
+            .any(|n| n.load(Ordering::Relaxed) != 0);
+        let replica = self.replica.load(Ordering::Relaxed);
+        match kind {
+            ClientType::Normal => !pubsub && !replica,
+            ClientType::Pubsub => pubsub,
+            ClientType::Replication => replica,
+            ClientType::Master => false,
+        }
+    }
+
     /// Whether CLIENT KILL's filter picks this client (the caller's own ID is `me`).
     pub fn matches(&self, filter: &KillFilter, me: u64) -> bool {
         if filter.skip_me && self.id == me {
@@ -151,19 +167,8 @@ impl ClientState {
                 return false;
             }
         }
-        if let Some(kind) = filter.kind {
-            let pubsub = self
-                .subscriptions
-                .iter()
-                .any(|n| n.load(Ordering::Relaxed) != 0);
-            let is = match kind {
-                ClientType::Normal => !pubsub && !self.replica.load(Ordering::Relaxed),
-                ClientType::Pubsub => pubsub,
-                ClientType::Replication => self.replica.load(Ordering::Relaxed),
-            };
-            if !is {
-                return false;
-            }
+        if filter.kind.is_some_and(|kind| !self.is_kind(kind)) {
+            return false;
         }
         filter
             .max_age_s
@@ -360,11 +365,12 @@ impl Clients {
     }
 
     /// The CLIENT LIST text, optionally restricted to some IDs, ordered by ID.
-    pub fn list(&self, ids: Option<&[u64]>) -> String {
+    pub fn list(&self, ids: Option<&[u64]>, kind: Option<ClientType>) -> String {
         let mut states: Vec<Arc<ClientState>> = self
             .connected
             .iter()
             .filter(|c| ids.is_none_or(|ids| ids.contains(c.key())))
+            .filter(|c| kind.is_none_or(|kind| c.value().is_kind(kind)))
             .map(|c| c.value().clone())
             .collect();
         states.sort_by_key(|c| c.id);

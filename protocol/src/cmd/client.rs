@@ -24,10 +24,12 @@ pub enum Client {
     },
     /// `CLIENT INFO`: this connection's line of `CLIENT LIST`.
     Info,
-    /// `CLIENT LIST [TYPE normal] [ID id ...]`.
+    /// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]`.
     List {
         /// Only these connection IDs, when given.
         ids: Option<Vec<u64>>,
+        /// Only clients of this kind, when given.
+        kind: Option<ClientType>,
     },
     /// `CLIENT KILL addr` (the old form: `OK` or an error) or `CLIENT KILL filter value ...`
     /// (the count of clients killed).
@@ -54,8 +56,10 @@ pub enum ClientType {
     Normal,
     /// Clients subscribed to channels or patterns.
     Pubsub,
-    /// Replicas (`replica`, `slave`) or a primary (`master`): none here.
+    /// Replicas connected to this node (`replica`, `slave`).
     Replication,
+    /// The link to this node's primary (`master`): not a client here, so none matches.
+    Master,
 }
 
 impl ClientType {
@@ -65,8 +69,10 @@ impl ClientType {
             Some(ClientType::Normal)
         } else if is(name, "PUBSUB") {
             Some(ClientType::Pubsub)
-        } else if ["MASTER", "REPLICA", "SLAVE"].iter().any(|n| is(name, n)) {
+        } else if is(name, "REPLICA") || is(name, "SLAVE") {
             Some(ClientType::Replication)
+        } else if is(name, "MASTER") {
+            Some(ClientType::Master)
         } else {
             None
         }
@@ -241,15 +247,16 @@ impl Client {
             }
             b"LIST" => {
                 let mut ids = None;
+                let mut kind = None;
                 while let Some(option) = args.next_opt() {
                     if is(&option, "TYPE") {
-                        let kind = args.next_opt().ok_or(CommandError::Syntax)?;
-                        if !is(&kind, "NORMAL") {
-                            return Err(CommandError::other(format!(
+                        let name = args.next_opt().ok_or(CommandError::Syntax)?;
+                        kind = Some(ClientType::parse(&name).ok_or_else(|| {
+                            CommandError::other(format!(
                                 "ERR Unknown client type '{}'",
-                                String::from_utf8_lossy(&kind)
-                            )));
-                        }
+                                String::from_utf8_lossy(&name)
+                            ))
+                        })?);
                     } else if is(&option, "ID") {
                         let rest = args.rest();
                         if rest.is_empty() {
@@ -269,7 +276,7 @@ impl Client {
                         return Err(CommandError::Syntax);
                     }
                 }
-                Client::List { ids }
+                Client::List { ids, kind }
             }
             _ => {
                 return Err(CommandError::UnknownSubcommand {

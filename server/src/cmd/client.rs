@@ -30,7 +30,7 @@ pub fn client(ctx: &mut Ctx<'_>, cmd: Client) -> Frame {
             Frame::ok()
         }
         Client::Info => verbatim(me.describe() + "\n"),
-        Client::List { ids } => verbatim(ctx.shared.clients.list(ids.as_deref())),
+        Client::List { ids, kind } => verbatim(ctx.shared.clients.list(ids.as_deref(), kind)),
         Client::Kill(filter) => {
             let killed = ctx.shared.clients.kill(&filter, me.id);
             match (filter.legacy, killed) {

@@ -409,6 +409,22 @@ fn client_subcommands() {
     assert!(only.starts_with(&format!("id={other_id} ")), "{only}");
     let typed = text(&call(&mut raw, &["CLIENT", "LIST", "TYPE", "normal"]));
     assert_eq!(typed.lines().count(), 2, "{typed}");
+    // By kind, as Redis: a subscriber is `pubsub` and no longer `normal`.
+    let mut subscriber = server.raw();
+    subscriber.command(&[b"SUBSCRIBE", b"news"]);
+    subscriber.reply();
+    let pubsub = text(&call(&mut raw, &["CLIENT", "LIST", "TYPE", "PubSub"]));
+    assert_eq!(pubsub.lines().count(), 1, "{pubsub}");
+    assert!(pubsub.contains("cmd=subscribe"), "{pubsub}");
+    let typed = text(&call(&mut raw, &["CLIENT", "LIST", "TYPE", "normal"]));
+    assert_eq!(typed.lines().count(), 2, "{typed}");
+    for kind in ["replica", "slave", "master"] {
+        assert_eq!(text(&call(&mut raw, &["CLIENT", "LIST", "TYPE", kind])), "");
+    }
+    assert_eq!(
+        call(&mut raw, &["CLIENT", "LIST", "TYPE", "robot"]),
+        Frame::error("ERR Unknown client type 'robot'")
+    );
 
     // An empty name clears it.
     assert_eq!(call(&mut raw, &["CLIENT", "SETNAME", ""]), Frame::ok());

@@ -303,6 +303,24 @@ fn a_killed_link_resumes_with_a_partial_resync() {
     let mut p = primary.client();
     let _: () = p.set("before", "1").expect("reply");
     wait_for(&primary, 1);
+    // The link is a `replica` client, listed as one; `master` is the link to one's own
+    // primary, which a primary has none of.
+    let listed = |p: &mut redis::Connection, kind: &str| -> String {
+        redis::cmd("CLIENT")
+            .arg(&["LIST", "TYPE", kind])
+            .query(p)
+            .expect("CLIENT LIST")
+    };
+    let replicas = listed(&mut p, "replica");
+    assert_eq!(replicas.lines().count(), 1, "{replicas}");
+    assert!(replicas.contains("flags=S"), "{replicas}");
+    assert!(!listed(&mut p, "normal").contains("flags=S"));
+    assert_eq!(listed(&mut p, "master"), "");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "master"])
+        .query(&mut p)
+        .expect("reply");
+    assert_eq!(killed, 0);
     let killed: i64 = redis::cmd("CLIENT")
         .arg(&["KILL", "TYPE", "replica"])
         .query(&mut p)
