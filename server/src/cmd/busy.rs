@@ -369,6 +369,9 @@ impl Watchdog for ScriptWatch {
                 if run.may_offload && !run.wrote {
                     return Err(Interrupt::Offload);
                 }
+                // Running long: the frames of the commands before it in its connection's
+                // pipeline go now, not when it ends (the whole stream waits for them).
+                run.shared.dbs.feed().release_held();
                 let blocks = run.shared.dbs.long_blocks();
                 let block = blocks.register(run.held.clone(), run.started, run.wrote);
                 run.long = Some(Arc::clone(&block));

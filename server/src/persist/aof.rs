@@ -835,7 +835,9 @@ impl Aof {
     /// disk) and the feed loses a user. A rewrite under way fails at its commit; waiters for
     /// durability are let go.
     pub fn close(&self) {
-        // Every change made before the stop, queued or published, as Redis flushes its buffer.
+        // Every change made before the stop, queued or published, as Redis flushes its buffer;
+        // those this thread holds (CONFIG SET after a write in one pipeline) are sent first.
+        self.feed.release_held();
         self.wait_written();
         self.feed.detach_sink(&self.sink);
         {

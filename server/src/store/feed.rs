@@ -643,12 +643,7 @@ impl Feed {
         }
         let offset = seal(&self.next, &mut frame, 0);
         // This thread's held frames end a run here: they go first.
-        OUTBOX.with(|outbox| {
-            let mut outbox = outbox.borrow_mut();
-            if std::ptr::eq(outbox.holder, self) {
-                self.send_held(&mut outbox);
-            }
-        });
+        self.release_held();
         self.send(offset, BytesMut::from(Bytes::from(frame)));
     }
 
@@ -711,6 +706,18 @@ impl Feed {
         let _ = self.tx.send((offset, Run::Fresh(frames)));
     }
 
+    /// Sends the frames this thread holds now, its [`Feed::hold`] staying open: before
+    /// anything on this thread waits for the stream to reach its end (turning the log off) or
+    /// runs long (a script past its budget), so that nothing waits for frames held here.
+    pub fn release_held(&self) {
+        OUTBOX.with(|outbox| {
+            let mut outbox = outbox.borrow_mut();
+            if std::ptr::eq(outbox.holder, self) {
+                self.send_held(&mut outbox);
+            }
+        });
+    }
+
     /// Holds this thread's changes to the feed until the guard drops, then sends them to the
     /// pump together: a connection's pipelined commands cost the channel and the pump once,
     /// not once a frame. Offsets are still given as each change is made (its order among
@@ -754,12 +761,16 @@ impl Feed {
             }
         }
         while let Some(entry) = state.pending.first_entry() {
-            if *entry.key() != state.end {
+            if *entry.key() > state.end {
                 break;
             }
             let (offset, frame) = entry.remove_entry();
-            state.append(offset, frame);
-            touched = true;
+            if offset == state.end {
+                state.append(offset, frame);
+                touched = true;
+            }
+            // Below the end: numbered before a `reset` moved the stream past it; dropped, or
+            // the stream would stop at it.
         }
         if !touched {
             return;
@@ -1631,6 +1642,38 @@ mod tests {
             decode_frame(&tail).unwrap().unwrap().1 as u64,
             boundaries[2] - boundaries[1]
         );
+    }
+
+    #[test]
+    fn released_frames_go_at_once_and_the_hold_goes_on() {
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed();
+        let start = feed.end_offset();
+        let held = || super::OUTBOX.with(|outbox| outbox.borrow().buf.len());
+        let hold = feed.hold();
+        set_str(dbs.first(), "before", "value", 0);
+        feed.release_held();
+        assert_eq!(held(), 0);
+        // Published with the hold still open.
+        assert_eq!(frames(feed, start).len(), 1);
+        set_str(dbs.first(), "after", "value", 0);
+        assert!(held() > 0);
+        drop(hold);
+        assert_eq!(frames(feed, start).len(), 2);
+    }
+
+    #[test]
+    fn a_frame_numbered_before_a_reset_does_not_stop_the_stream() {
+        let feed = Feed::new(1 << 20);
+        feed.keep_backlog();
+        feed.reset(100);
+        let frame = |n: usize| Bytes::from(vec![0u8; n]);
+        // Numbered in the old stream at 104, it arrives after the reset and waits there...
+        feed.publish(&mut vec![(104, frame(8))]);
+        // ...until the new stream passes it: dropped, not waited for.
+        feed.publish(&mut vec![(100, frame(10))]);
+        feed.publish(&mut vec![(110, frame(10))]);
+        assert_eq!(feed.backlog_range(), (100, 20));
     }
 
     #[test]

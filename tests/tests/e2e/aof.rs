@@ -876,6 +876,32 @@ fn config_set_appendonly_yes_starts_a_log_that_a_restart_loads() {
 /// made later are not in it: the keyspace of that moment, not a mix), until a snapshot started
 /// after the stop is newer: that one sets the log aside, and a restart loads the snapshot.
 #[test]
+fn a_write_pipelined_before_config_set_appendonly_no_is_in_the_log() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let with_log = args(&data, &[]);
+    let mut daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(false);
+    // One write, so one batch: the SET's frame is still held by the connection's thread when
+    // CONFIG SET waits for the log to take every change made before it.
+    let (set, off): (String, String) = redis::pipe()
+        .cmd("SET")
+        .arg("pipelined")
+        .arg("v")
+        .cmd("CONFIG")
+        .arg(&["SET", "appendonly", "no"])
+        .query(&mut con)
+        .expect("the pipeline");
+    assert_eq!((set.as_str(), off.as_str()), ("OK", "OK"));
+    daemon.signal_and_wait("KILL");
+
+    let daemon = Daemon::start_at(&dir.0, &with_log, &[]);
+    let mut con = daemon.client(true);
+    let value: Option<String> = call(&mut con, &[b"GET", b"pipelined"]);
+    assert_eq!(value.as_deref(), Some("v"));
+}
+
+#[test]
 fn config_set_appendonly_no_leaves_the_log_as_it_stood_until_a_newer_snapshot() {
     let dir = ScratchDir::new();
     let data = dir.arg("data");
