@@ -173,6 +173,33 @@ pub fn nanos_between(start: u64, end: u64) -> u64 {
     }
 }
 
+/// A reading of the command clock and the nanoseconds since `mark`, an earlier one (0 when
+/// `mark` is 0: no earlier reading): [`clock_ticks`] and [`nanos_between`] in one look at the
+/// clock's kind.
+#[inline]
+pub fn lap(mark: u64) -> (u64, u64) {
+    match command_clock() {
+        CommandClock::Tsc { scale } => {
+            let now = rdtsc().max(1);
+            let ticks = if mark == 0 {
+                0
+            } else {
+                now.saturating_sub(mark)
+            };
+            (now, ((u128::from(ticks) * u128::from(scale)) >> 32) as u64)
+        }
+        CommandClock::Monotonic => {
+            let now = (BASE.elapsed().as_nanos() as u64).saturating_add(1);
+            let nanos = if mark == 0 {
+                0
+            } else {
+                now.saturating_sub(mark)
+            };
+            (now, nanos)
+        }
+    }
+}
+
 /// The highest `used_memory` seen, sampled by the server every [`PEAK_PERIOD`] and by INFO.
 #[derive(Debug, Default)]
 pub struct Peak(AtomicU64);
@@ -220,6 +247,12 @@ mod tests {
         );
         let ticks = clock_ticks();
         assert_eq!(nanos_between(ticks, ticks), 0);
+        let (now, nanos) = lap(0);
+        assert!(now >= ticks);
+        assert_eq!(nanos, 0, "no earlier reading: no time");
+        let (later, nanos) = lap(now);
+        assert!(later >= now);
+        assert_eq!(nanos, nanos_between(now, later));
         assert_eq!(nanos_between(ticks + 1, ticks), 0, "never negative");
     }
 

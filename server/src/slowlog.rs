@@ -28,11 +28,15 @@ pub const MAX_LEN: u64 = 1 << 20;
 /// What an argument that is not shown reads.
 const REDACTED: &[u8] = b"(redacted)";
 
-/// The first arguments of the command about to run, copied before it consumes them.
+/// The first arguments of the command about to run, kept before it consumes them: its name,
+/// moved out of its arguments (parsing a command found in the table drops the name unread, so
+/// keeping it costs nothing), and copies of the other arguments an entry could show.
 #[derive(Debug)]
 pub struct ArgCopy {
+    /// The name as sent, until [`ArgCopy::release`].
+    name: Bytes,
     bytes: [u8; COPY_BYTES],
-    /// (offset, bytes kept, length as sent) of each copied argument.
+    /// (offset, bytes kept, length as sent) of each copied argument after the name.
     spans: [(u16, u16, u32); COPIED_ARGS],
     copied: usize,
     argc: usize,
@@ -41,6 +45,7 @@ pub struct ArgCopy {
 impl Default for ArgCopy {
     fn default() -> Self {
         ArgCopy {
+            name: Bytes::new(),
             bytes: [0; COPY_BYTES],
             spans: [(0, 0, 0); COPIED_ARGS],
             copied: 0,
@@ -50,42 +55,72 @@ impl Default for ArgCopy {
 }
 
 impl ArgCopy {
-    /// Copies what an entry could show of `args`, the arguments of a command of `spec`: the
-    /// name, a container's subcommand and the keys of a command that is not a session command.
-    /// Values, session IDs and passwords are not even copied, since they are never shown.
-    #[inline]
-    pub fn capture(&mut self, spec: &CommandSpec, args: &[Bytes]) {
+    /// Keeps what an entry could show of `args`, the arguments of a command of `spec`: takes
+    /// the name out of them (`args[0]` is left empty, or holding the name kept before: only for
+    /// a command parsed by its index in the table, which does not read it), and copies a container's subcommand and the keys
+    /// of a command that is not a session command. Values, session IDs and passwords are not
+    /// even copied, since they are never shown.
+    #[inline(always)]
+    pub fn capture(&mut self, spec: &CommandSpec, args: &mut [Bytes]) {
         let argc = args.len();
         self.argc = argc;
-        // The key positions, computed once (`is_key` per position costs as much as the copy).
-        let (first, last, step) = if spec.first_key > 0 && !spec.name.starts_with("session.") {
-            key_bounds(spec, argc)
-        } else {
-            (usize::MAX, 0, 1)
+        let Some((name, rest)) = args.split_first_mut() else {
+            self.copied = 0;
+            return;
         };
-        let copied = argc.min(COPIED_ARGS);
+        // A swap: the name kept before (empty after `release`) is dropped with the arguments.
+        std::mem::swap(&mut self.name, name);
+        let session = spec.name.starts_with("session.");
+        if spec.first_key == 1 && spec.last_key == 1 && !session {
+            // One key, first (GET, SET, INCR, EXPIRE...): the one argument shown but the name.
+            self.copied = 0;
+            if let (Some(key), Some(span)) = (rest.first(), self.spans.first_mut()) {
+                let kept = key.len().min(MAX_STRING);
+                if let (Some(to), Some(from)) = (self.bytes.get_mut(..kept), key.get(..kept)) {
+                    to.copy_from_slice(from);
+                    *span = (0, kept as u16, key.len() as u32);
+                    self.copied = 1;
+                }
+            }
+            return;
+        }
+        self.copied = 0;
         let mut used = 0;
-        for position in 0..copied {
-            let (Some(arg), Some(span)) = (args.get(position), self.spans.get_mut(position)) else {
-                break;
+        // Only the arguments shown are copied, each with its span; the spans of the others
+        // are never read (`shown` redacts them).
+        let mut keep = |position: usize| {
+            let (Some(arg), Some(span)) =
+                (rest.get(position - 1), self.spans.get_mut(position - 1))
+            else {
+                return;
             };
-            let key = position >= first
-                && position <= last
-                && (step == 1 || (position - first).is_multiple_of(step));
-            let wanted = position == 0 || key || (position == 1 && is_container(spec));
-            let kept = if wanted {
-                arg.len().min(MAX_STRING).min(COPY_BYTES - used)
-            } else {
-                0
-            };
+            let kept = arg.len().min(MAX_STRING).min(COPY_BYTES - used);
             if let (Some(to), Some(from)) = (self.bytes.get_mut(used..used + kept), arg.get(..kept))
             {
                 to.copy_from_slice(from);
             }
             *span = (used as u16, kept as u16, arg.len() as u32);
             used += kept;
+            self.copied = position;
+        };
+        // Most commands with keys have their first key first, and are no containers.
+        if spec.first_key != 1 && is_container(spec) {
+            keep(1);
         }
-        self.copied = copied;
+        if spec.first_key > 0 && !session {
+            let (first, last, step) = key_bounds(spec, argc);
+            let mut position = first;
+            while position <= last.min(COPIED_ARGS) {
+                keep(position);
+                position += step;
+            }
+        }
+    }
+
+    /// Lets go of the name, and with it of the buffer it was read into: once the command ran.
+    #[inline]
+    pub fn release(&mut self) {
+        self.name = Bytes::new();
     }
 
     /// The arguments an entry shows for a command of `spec` (`sub`: it has a subcommand).
@@ -123,10 +158,14 @@ impl ArgCopy {
     }
 
     fn copied_arg(&self, position: usize) -> Option<(&[u8], usize)> {
-        if position >= self.copied {
+        if position == 0 {
+            let name = self.name.get(..self.name.len().min(MAX_STRING))?;
+            return Some((name, self.name.len()));
+        }
+        if position > self.copied {
             return None;
         }
-        let (offset, kept, full) = *self.spans.get(position)?;
+        let (offset, kept, full) = *self.spans.get(position - 1)?;
         let bytes = self
             .bytes
             .get(offset as usize..offset as usize + kept as usize)?;
@@ -157,6 +196,7 @@ fn is_container(spec: &CommandSpec) -> bool {
 
 /// The key positions of a command of `spec` with `argc` arguments: first, last and step
 /// (none when the first is past the last).
+#[inline]
 fn key_bounds(spec: &CommandSpec, argc: usize) -> (usize, usize, usize) {
     let first = match usize::try_from(spec.first_key) {
         Ok(first) if first > 0 => first,
@@ -402,7 +442,7 @@ mod tests {
     fn shown(words: &[&str], sub: bool) -> Vec<String> {
         let mut copy = ArgCopy::default();
         let spec = lookup(words[0].as_bytes()).unwrap();
-        copy.capture(spec, &args(words));
+        copy.capture(spec, &mut args(words));
         copy.shown(spec, sub)
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -445,22 +485,44 @@ mod tests {
     }
 
     #[test]
+    fn the_name_is_moved_out_and_let_go_of_after_the_command() {
+        let mut copy = ArgCopy::default();
+        let spec = lookup(b"get").unwrap();
+        let mut first = args(&["GeT", "key:1"]);
+        copy.capture(spec, &mut first);
+        assert!(first[0].is_empty(), "the name is kept, not copied");
+        assert_eq!(first[1], "key:1", "the key stays for the command");
+        assert_eq!(copy.shown(spec, false), ["GeT", "key:1"]);
+        // Without a release in between (a transaction's commands), the name kept before goes
+        // back into the arguments, to be dropped with them.
+        let mut second = args(&["get", "key:2"]);
+        copy.capture(spec, &mut second);
+        assert_eq!(second[0], "GeT");
+        assert_eq!(copy.shown(spec, false), ["get", "key:2"]);
+        copy.release();
+        assert!(copy.name.is_empty());
+    }
+
+    #[test]
     fn values_and_session_ids_are_not_even_copied() {
         let mut copy = ArgCopy::default();
         let held =
             |copy: &ArgCopy, secret: &[u8]| copy.bytes.windows(secret.len()).any(|w| w == secret);
         copy.capture(
             lookup(b"set").unwrap(),
-            &args(&["SET", "k", "secret-value"]),
+            &mut args(&["SET", "k", "secret-value"]),
         );
         assert!(!held(&copy, b"secret-value"));
         copy.capture(
             lookup(b"session.set").unwrap(),
-            &args(&["SESSION.SET", "the-id", "f", "secret-field-value"]),
+            &mut args(&["SESSION.SET", "the-id", "f", "secret-field-value"]),
         );
         assert!(!held(&copy, b"secret-field-value"));
         assert!(!held(&copy, b"the-id"));
-        copy.capture(lookup(b"auth").unwrap(), &args(&["AUTH", "the-password"]));
+        copy.capture(
+            lookup(b"auth").unwrap(),
+            &mut args(&["AUTH", "the-password"]),
+        );
         assert!(!held(&copy, b"the-password"));
     }
 

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::process::{clock_ticks, nanos_between};
+use crate::process::{clock_ticks, lap};
 
 use crate::slowlog::ArgCopy;
 use commands::{CommandStats, Tally};
@@ -84,13 +84,8 @@ impl LocalStats {
     /// The time since the mark, in nanoseconds, moving the mark to now.
     #[inline]
     pub fn lap_nanos(&mut self) -> u64 {
-        let now = clock_ticks();
         // Never started (a caller that runs one command alone): no time.
-        let since = if self.mark_ticks == 0 {
-            0
-        } else {
-            nanos_between(self.mark_ticks, now)
-        };
+        let (now, since) = lap(self.mark_ticks);
         self.mark_ticks = now;
         since
     }

@@ -458,6 +458,10 @@ pub fn execute(
 }
 
 /// [`execute`] outside MULTI's queuing: the command run, timed and counted.
+///
+/// What every command costs here is kept to a clock reading, a [`Tally`](crate::stats::
+/// commands::Tally) entry and a few comparisons: the slow log's and the latency monitor's work
+/// is done only past a threshold, and errors are counted off the straight path.
 #[inline]
 fn execute_now(
     shared: &Arc<Shared>,
@@ -474,41 +478,77 @@ fn execute_now(
     let reply = run_now(shared, conn, stats, args, clock, out, slowlog_on, &mut ran);
     let nanos = stats.lap_nanos();
     let error = error_message(&reply, out, written);
-    let command_stats = &shared.stats.commands;
     match ran {
-        Ran::Unknown => {}
-        Ran::Rejected(slot) => command_stats.rejected(slot),
         Ran::Done { slot, spec } => {
             count_call(shared, stats, slot, nanos);
-            if error.is_some() {
-                command_stats.failed(slot);
+            // The thresholds as they are now: a CONFIG SET that lowers one applies to itself,
+            // as in Redis (the arguments were kept if the slow log was on before it ran).
+            let slow = slowlog_on && shared.slowlog.is_slow(nanos / 1000);
+            let spike_ms = shared.latency.threshold_ms();
+            if slow || (spike_ms != 0 && nanos / 1_000_000 >= spike_ms) {
+                notable(shared, conn, stats, spec, slot, nanos, slow);
             }
-            let usec = nanos / 1000;
-            if slowlog_on
-                && shared.slowlog.is_slow(usec)
-                && !spec.flags.contains(CommandFlags::SKIP_SLOWLOG)
-            {
-                log_slow(shared, conn, stats, spec, slot, usec);
+            if let Some(message) = error {
+                failed(shared, slot, message);
             }
-            if shared.latency.is_spike(nanos / 1_000_000) {
-                let event = if spec.flags.contains(CommandFlags::FAST) {
-                    "fast-command"
-                } else {
-                    "command"
-                };
-                let unix_s = shared.dbs.now_ms() / 1000;
-                shared.latency.observe(event, nanos / 1_000_000, unix_s);
+        }
+        Ran::Rejected(slot) => rejected(shared, slot, error),
+        Ran::Unknown => {
+            if let Some(message) = error {
+                shared.stats.commands.error_reply(message);
             }
         }
     }
-    if let Some(message) = error {
-        command_stats.error_reply(message);
-    }
+    stats.args.release();
     reply
 }
 
+/// Counts a call of the command in `slot` that ran and answered the error `message`.
+#[cold]
+fn failed(shared: &Shared, slot: usize, message: &[u8]) {
+    shared.stats.commands.failed(slot);
+    shared.stats.commands.error_reply(message);
+}
+
+/// Counts a call of the command in `slot` refused before it ran, with its error.
+#[cold]
+fn rejected(shared: &Shared, slot: usize, error: Option<&[u8]>) {
+    shared.stats.commands.rejected(slot);
+    if let Some(message) = error {
+        shared.stats.commands.error_reply(message);
+    }
+}
+
+/// Logs a command that took `nanos`, past the slow log's threshold (`slow`) or the latency
+/// monitor's.
+#[cold]
+#[inline(never)]
+fn notable(
+    shared: &Shared,
+    conn: &ConnState,
+    stats: &LocalStats,
+    spec: &'static sessiond_protocol::cmd::CommandSpec,
+    slot: usize,
+    nanos: u64,
+    slow: bool,
+) {
+    if slow && !spec.flags.contains(CommandFlags::SKIP_SLOWLOG) {
+        log_slow(shared, conn, stats, spec, slot, nanos / 1000);
+    }
+    let ms = nanos / 1_000_000;
+    if shared.latency.is_spike(ms) {
+        let event = if spec.flags.contains(CommandFlags::FAST) {
+            "fast-command"
+        } else {
+            "command"
+        };
+        let unix_s = shared.dbs.now_ms() / 1000;
+        shared.latency.observe(event, ms, unix_s);
+    }
+}
+
 /// Counts a call of the command in `slot` that took `nanos`.
-#[inline]
+#[inline(always)]
 fn count_call(shared: &Shared, stats: &mut LocalStats, slot: usize, nanos: u64) {
     if !stats.tally.record(slot, nanos) {
         shared.stats.commands.absorb(&mut stats.tally);
@@ -602,8 +642,10 @@ fn run_now(
         .first()
         .and_then(|name| sessiond_protocol::cmd::position(name));
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
+    let mut args = args;
     if let (Some(spec), true) = (spec, slowlog_on) {
-        stats.args.capture(spec, &args);
+        // Takes the name out: `parse_at` below does not read it.
+        stats.args.capture(spec, &mut args);
     }
     let parsed = match index {
         Some(index) => {

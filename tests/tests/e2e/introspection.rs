@@ -449,6 +449,50 @@ fn slowlog_at_zero_logs_every_command_with_credentials_redacted() {
     });
 }
 
+#[test]
+fn a_pipeline_logs_each_command_with_its_own_arguments() {
+    // The slow log keeps a command's name (moved out of its arguments) and keys (copied)
+    // before the command consumes them; in a pipeline every entry shows its own command's, in
+    // the case it was sent, the long-running script's neighbours included.
+    each_protocol(|_, con| {
+        assert_eq!(
+            query(con, "CONFIG SET slowlog-log-slower-than 0"),
+            Value::Okay
+        );
+        assert_eq!(query(con, "SLOWLOG RESET"), Value::Okay);
+        let long_key = "k".repeat(200);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg("first").arg("secret-1");
+        pipe.cmd("get").arg(&long_key);
+        pipe.cmd("PING");
+        pipe.cmd("EVAL").arg(BUSY).arg(1).arg("in-script");
+        pipe.cmd("MGET").arg("a").arg("b").arg("c");
+        pipe.cmd("CONFIG").arg("GET").arg("maxmemory");
+        pipe.cmd("SESSION.CREATE").arg("USER").arg("ada");
+        pipe.cmd("Get").arg("last");
+        let _: Vec<Value> = pipe.query(con).unwrap();
+        let log = entries(con, "8");
+        let shown: Vec<Vec<String>> = log.iter().rev().map(|e| e.args.clone()).collect();
+        let long_shown = format!("{}... (72 more bytes)", "k".repeat(128));
+        let expected: Vec<Vec<&str>> = vec![
+            vec!["SET", "first", "(redacted)"],
+            vec!["get", &long_shown],
+            vec!["PING"],
+            // EVAL's keys are movable (none in its key range), so not shown.
+            vec!["EVAL", "(redacted)", "(redacted)", "(redacted)"],
+            vec!["MGET", "a", "b", "c"],
+            vec!["CONFIG", "GET", "(redacted)"],
+            vec!["SESSION.CREATE", "(redacted)", "(redacted)"],
+            vec!["Get", "last"],
+        ];
+        assert_eq!(shown, expected);
+        // Counted once each, in INFO too.
+        let text = info(con, "commandstats");
+        assert_eq!(number(&fields(&text, "cmdstat_eval"), "calls"), 1.0);
+        assert_eq!(number(&fields(&text, "cmdstat_get"), "calls"), 2.0);
+    });
+}
+
 /// A script that runs for a while: 3 million Lua iterations take tens of milliseconds.
 const BUSY: &str = "local i = 0 while i < 3000000 do i = i + 1 end return i";
 
