@@ -697,11 +697,13 @@ fn run_now(
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
     // A write MISCONF refuses must not evict (log out) keys to make room first.
-    let disk_errors = shared.persistence.disk_errors();
-    if disk_errors != 0 && refused_while_saves_fail(spec) {
-        if let Some(refusal) = misconf(shared, disk_errors) {
-            *ran = Ran::Rejected(slot);
-            return Frame::error(refusal).into();
+    if refused_while_saves_fail(spec) {
+        let disk_errors = shared.persistence.disk_errors();
+        if disk_errors != 0 {
+            if let Some(refusal) = misconf(shared, disk_errors) {
+                *ran = Ran::Rejected(slot);
+                return Frame::error(refusal).into();
+            }
         }
     }
     let maxmemory = shared.live.maxmemory();

@@ -22,7 +22,7 @@ mod settings;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -209,9 +209,16 @@ pub struct Persistence {
     /// The period of the periodic saves (`None`: only on demand), which CONFIG SET
     /// `snapshot-interval` changes; the periodic task watches it.
     interval: watch::Sender<Option<Duration>>,
-    /// The append-only log, when on. CONFIG SET appendonly swaps it; every write reads it (an
-    /// `ArcSwap` load: no lock, no reference count touched).
+    /// The append-only log, when on. CONFIG SET appendonly swaps it (and counts the swap in
+    /// `aof_generation`); the hot path reads it through [`Persistence::read_aof`].
     aof: arc_swap::ArcSwapOption<aof::Aof>,
+    /// Which swap of `aof` is in place, numbered across the process (a server started where
+    /// another was dropped never matches its number): a thread's copy is good while unchanged.
+    aof_generation: AtomicU64,
+    /// Whether the log may be under `appendfsync always`: false means it is not, and a
+    /// command learns so from one relaxed load (set before the log turns `always`, cleared
+    /// after it stops being so, under `aof_switching`).
+    always_hint: AtomicBool,
     /// The log's settings while it is off (those of the last one on), for the next start.
     aof_settings: Mutex<aof::AofConfig>,
     /// The rewrite history of the last log turned off: INFO shows it while the log is off, and
@@ -223,6 +230,12 @@ pub struct Persistence {
     /// start with the log on loads it (it is newer than the snapshot), until the first
     /// snapshot started after the stop sets it aside.
     aof_stale: AtomicBool,
+}
+
+/// A number no swap of any server's log in this process had before ([`Persistence::read_aof`]).
+fn next_generation() -> u64 {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Persistence {
@@ -242,6 +255,8 @@ impl Persistence {
             aof_settings: Mutex::new(config.as_ref().map(|c| c.aof.clone()).unwrap_or_default()),
             config,
             aof: arc_swap::ArcSwapOption::empty(),
+            aof_generation: AtomicU64::new(next_generation()),
+            always_hint: AtomicBool::new(false),
             aof_history: Mutex::new(aof::RewriteStatus {
                 last_ok: true,
                 ..aof::RewriteStatus::default()
@@ -253,8 +268,43 @@ impl Persistence {
 
     /// Persistence with the append-only log `aof` (started on the loaded keyspace).
     pub fn with_aof(self, aof: Option<Arc<aof::Aof>>) -> Persistence {
-        self.aof.store(aof);
+        self.swap_aof(aof);
         self
+    }
+
+    /// Puts `aof` in place of the log, the swap counted.
+    fn swap_aof(&self, aof: Option<Arc<aof::Aof>>) {
+        let always = aof
+            .as_ref()
+            .is_some_and(|log| log.fsync() == aof::Fsync::Always);
+        if always {
+            self.always_hint.store(true, Ordering::SeqCst);
+        }
+        self.aof.store(aof);
+        self.aof_generation
+            .store(next_generation(), Ordering::Release);
+        self.always_hint.store(always, Ordering::SeqCst);
+    }
+
+    /// Runs `f` on the log as it is now, from this thread's copy while no swap happened since
+    /// it was taken: one atomic load and a comparison, where an `ArcSwap` load costs some 100
+    /// instructions (its debt list), which every command paid. A thread keeps its copy, and so
+    /// a log turned off alive, until it next looks.
+    #[inline]
+    fn read_aof<R>(&self, f: impl FnOnce(Option<&aof::Aof>) -> R) -> R {
+        thread_local! {
+            static SEEN: std::cell::RefCell<(usize, u64, Option<Arc<aof::Aof>>)> =
+                const { std::cell::RefCell::new((0, 0, None)) };
+        }
+        let generation = self.aof_generation.load(Ordering::Acquire);
+        let me = self as *const Persistence as usize;
+        SEEN.with(|seen| {
+            let mut seen = seen.borrow_mut();
+            if seen.0 != me || seen.1 != generation {
+                *seen = (me, generation, self.aof.load_full());
+            }
+            f(seen.2.as_deref())
+        })
     }
 
     /// The append-only log, when on.
@@ -266,10 +316,8 @@ impl Persistence {
     /// changes before them (read for every command: one `ArcSwap` load).
     #[inline]
     pub fn fsync_always(&self) -> bool {
-        self.aof
-            .load()
-            .as_ref()
-            .is_some_and(|log| log.fsync() == aof::Fsync::Always)
+        self.always_hint.load(Ordering::Relaxed)
+            && self.read_aof(|log| log.is_some_and(|log| log.fsync() == aof::Fsync::Always))
     }
 
     /// The log's settings: the running log's, or those the next start takes.
@@ -290,10 +338,18 @@ impl Persistence {
 
     /// Changes `appendfsync` (CONFIG SET): of the running log, and of the next start's.
     pub fn set_aof_fsync(&self, fsync: aof::Fsync) {
+        let _switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        let always = fsync == aof::Fsync::Always;
+        if always {
+            self.always_hint.store(true, Ordering::SeqCst);
+        }
         self.aof_settings_lock().fsync = fsync;
-        if let Some(log) = self.aof() {
+        let log = self.aof();
+        if let Some(log) = &log {
             log.set_fsync(fsync);
         }
+        self.always_hint
+            .store(always && log.is_some(), Ordering::SeqCst);
     }
 
     /// Changes `auto-aof-rewrite-percentage` (CONFIG SET).
@@ -354,7 +410,7 @@ impl Persistence {
                 // The manifest on disk, if any, stays until the new log's first commit
                 // replaces it.
                 self.aof_stale.store(false, Ordering::SeqCst);
-                self.aof.store(Some(log.clone()));
+                self.swap_aof(Some(log.clone()));
                 drop(switching);
                 if let Err(RewriteError::InProgress) = self.rewrite_aof_in_background() {
                     log.schedule_rewrite();
@@ -362,7 +418,7 @@ impl Persistence {
                 Ok(())
             }
             (false, Some(log)) => {
-                self.aof.store(None);
+                self.swap_aof(None);
                 {
                     let mut settings = self.aof_settings_lock();
                     settings.fsync = log.fsync();
@@ -467,7 +523,7 @@ impl Persistence {
     #[inline]
     pub fn disk_errors(&self) -> u8 {
         u8::from(self.last_save_failed())
-            | (u8::from(self.aof.load().as_ref().is_some_and(|a| a.write_failed())) << 1)
+            | (u8::from(self.read_aof(|log| log.is_some_and(|a| a.write_failed()))) << 1)
     }
 
     /// The configuration, if persistence is on.
