@@ -369,6 +369,21 @@ impl Aof {
             committed: AtomicBool::new(!fresh_from_keyspace),
             closed: AtomicBool::new(false),
         });
+        if let Err(error) = aof.begin(fresh_from_keyspace) {
+            // The feed as it was: no sink buffers changes no one writes, and a retry does not
+            // leave one more behind.
+            aof.feed.detach_sink(&aof.sink);
+            aof.feed.disable();
+            aof.feed.set_durable(u64::MAX);
+            return Err(error);
+        }
+        let _ = driver.set(Arc::downgrade(&aof));
+        Ok(aof)
+    }
+
+    /// The files of a log being opened, and its writer thread.
+    fn begin(self: &Arc<Self>, fresh_from_keyspace: bool) -> Result<(), StartError> {
+        let aof = self;
         let fresh = aof.files().manifest.incrs.is_empty();
         if !fresh {
             aof.remove_leftovers();
@@ -388,15 +403,17 @@ impl Aof {
         }
         aof.measure();
         aof.rewrite_base_size.store(aof.size(), Ordering::Relaxed);
-        let writer = Arc::downgrade(&aof);
+        let writer = Arc::downgrade(aof);
         let thread = std::thread::Builder::new()
             .name("sessiond-aof".to_owned())
             .spawn(move || write_loop(writer))
-            .map_err(io(&aof.layout.dir))?;
+            .map_err(|source| StartError {
+                path: aof.layout.dir.clone(),
+                source,
+            })?;
         let _ = aof.ticker.set(thread.thread().clone());
         aof.threads().push(thread);
-        let _ = driver.set(Arc::downgrade(&aof));
-        Ok(aof)
+        Ok(())
     }
 
     /// Removes the files of the log the manifest does not name: a base an interrupted rewrite

@@ -410,3 +410,21 @@ fn an_everysec_fsync_still_running_after_two_seconds_is_counted_delayed() {
     assert_eq!(log.aof.delayed_fsyncs(), 1);
     assert!(!log.aof.feed().durable().failed);
 }
+
+#[test]
+fn a_log_that_cannot_start_leaves_the_feed_as_it_was() {
+    let dir = scratch("cannot-start");
+    // The new log's file cannot be created: a directory has its name.
+    std::fs::create_dir_all(dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+    let feed = Arc::clone(dbs.first().feed());
+    for _ in 0..2 {
+        let started = Aof::start_fresh(&AofConfig::default(), &dir, Arc::clone(&dbs), u64::MAX);
+        assert!(started.is_err());
+        assert!(
+            !feed.on(),
+            "no change is buffered for a log that is not there"
+        );
+        assert_eq!(feed.durable().offset, u64::MAX);
+    }
+}
