@@ -927,7 +927,11 @@ impl Aof {
         self.wait_written();
         let files = self.files();
         if let Some((file, _)) = &files.incr {
-            if file.sync_data().is_ok() && !self.incomplete.load(Ordering::SeqCst) {
+            // Durable only where a restart loads it: not in a log no manifest names yet.
+            if file.sync_data().is_ok()
+                && !self.incomplete.load(Ordering::SeqCst)
+                && self.committed.load(Ordering::SeqCst)
+            {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));
             }
         }
@@ -1529,6 +1533,20 @@ mod tests {
         assert_eq!(aof.feed().durable().offset, u64::MAX, "waiters let go");
         set_str(dbs.first(), "b", "2");
         assert_eq!(reloaded(&dir), keys(&["a"]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_shutdown_fsync_of_an_uncommitted_log_calls_nothing_durable() {
+        let dir = scratch("sync-uncommitted");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof =
+            Aof::start_fresh(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "a", "1");
+        aof.sync();
+        assert_eq!(aof.written.load(Ordering::SeqCst), aof.feed().end_offset());
+        assert!(aof.feed().durable().offset < aof.feed().end_offset());
+        aof.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
