@@ -678,6 +678,7 @@ impl Aof {
                 // The keyspace is in new, fsynced files: an earlier fsync failure is behind.
                 if self.incomplete.swap(false, Ordering::SeqCst)
                     && !self.write_failed.load(Ordering::SeqCst)
+                    && !self.closed.load(Ordering::SeqCst)
                 {
                     tracing::info!("the append-only log is writable again");
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -700,7 +701,10 @@ impl Aof {
                 status.last_error = Some(error.clone());
                 status.failed_at = Some(Instant::now());
                 status.failures = status.failures.saturating_add(1);
-                if self.committed.load(Ordering::SeqCst) {
+                if self.closed.load(Ordering::SeqCst) {
+                    // The feed may serve a log turned on since: this one changes nothing there.
+                    tracing::info!(%error, "append-only log rewrite ended: the log was turned off");
+                } else if self.committed.load(Ordering::SeqCst) {
                     tracing::error!(%error, "append-only log rewrite failed; the log is intact");
                 } else {
                     tracing::error!(%error, "append-only log rewrite failed; the log has no base of the keyspace yet (a restart loads what it loaded before), retrying");
@@ -1548,6 +1552,33 @@ mod tests {
         assert!(aof.feed().durable().offset < aof.feed().end_offset());
         aof.close();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewrite_of_a_closed_log_leaves_the_next_logs_waiters_alone() {
+        let dir = scratch("closed-rewrite");
+        let dir2 = scratch("closed-rewrite-2");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let config = AofConfig {
+            fsync: Fsync::Always,
+            ..AofConfig::default()
+        };
+        let first = Aof::start_fresh(&config, &dir, dbs.clone(), u64::MAX).expect("starts");
+        assert!(first.claim_rewrite());
+        first.close();
+        // Turned on again before the first log's rewrite ends (it fails: the log is off).
+        let second = Aof::start_fresh(&config, &dir2, dbs.clone(), u64::MAX).expect("starts");
+        assert_eq!(
+            first.rewrite_claimed(),
+            Err("the log was turned off".to_owned())
+        );
+        assert!(
+            !second.feed().durable().failed,
+            "`always` clients not let go"
+        );
+        second.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 
     #[test]
