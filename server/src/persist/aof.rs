@@ -1261,9 +1261,16 @@ impl Aof {
                 // No frame left half written: the retry appends where this one began. The file
                 // is not opened in append mode (a new one is created truncated), so its
                 // position is moved back too, or the retry would leave a hole of zeros.
-                let _ = file
-                    .set_len(before)
-                    .and_then(|()| file.seek(SeekFrom::Start(before)));
+                // Both are tried: a position moved back is what the retry needs most.
+                let cut = file.set_len(before);
+                let moved = file.seek(SeekFrom::Start(before));
+                if let Some(undo) = cut.err().or(moved.err()) {
+                    // A torn frame may stay in the file: a rewrite replaces it.
+                    self.mark_incomplete(format!(
+                        "cannot undo a failed write: {}",
+                        strerror(&undo)
+                    ));
+                }
                 return Err(error);
             }
             files.incr_len = before + batch.len() as u64;
