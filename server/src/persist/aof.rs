@@ -823,11 +823,28 @@ impl Aof {
     /// keyspace's frames.
     pub fn set_aside_for_sync(&self) {
         let files = self.files();
-        if self.closed.load(Ordering::SeqCst) || !self.committed.swap(false, Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
             return;
         }
+        // Uncommitted already (CONFIG SET appendonly yes not yet rewritten), the manifest on
+        // disk is an earlier log's: older than the keyspace being replaced, set aside too.
+        self.committed.store(false, Ordering::SeqCst);
         drop(files);
         super::set_aside_manifest(&self.layout, "a full sync replaces the keyspace");
+    }
+
+    /// A snapshot newer than the manifest an earlier log left was written while this log is
+    /// uncommitted: that manifest is set aside (`<name>.stale`), so a restart loads the
+    /// snapshot. Nothing once this log is committed: the manifest is its own then.
+    pub fn set_aside_earlier_manifest(&self) {
+        let _files = self.files();
+        if self.closed.load(Ordering::SeqCst) || self.committed.load(Ordering::SeqCst) {
+            return;
+        }
+        super::set_aside_manifest(
+            &self.layout,
+            "a snapshot newer than the log was written before the new log's first rewrite",
+        );
     }
 
     /// The feed just restarted at `offset` on the keyspace a full sync loaded, before anything
@@ -1586,6 +1603,29 @@ mod tests {
         second.close();
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn a_full_sync_sets_aside_an_earlier_manifest_while_uncommitted() {
+        let dir = scratch("sync-uncommitted-aside");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let layout = layout(&dir);
+        std::fs::create_dir_all(&layout.dir).expect("log dir");
+        let old = Manifest {
+            base: Some(Part {
+                name: layout.base_name(1),
+                seq: 1,
+            }),
+            incrs: vec![],
+        };
+        layout.write_manifest(&old).expect("old manifest");
+        let aof =
+            Aof::start_fresh(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        aof.set_aside_for_sync();
+        // A crash during the load restarts from the snapshot file, not the older log.
+        assert_eq!(layout.read_manifest(), Ok(None));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
