@@ -1089,6 +1089,14 @@ impl Aof {
         if start != expected {
             state.retry.clear();
             self.written.store(start, Ordering::SeqCst);
+            // An `everysec` fsync of the old stream, asked for, running or done, reached an
+            // offset of that stream: called durable now, it could lie past the new one.
+            if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+                let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+                *request = None;
+                helper.epoch.fetch_add(1, Ordering::SeqCst);
+                helper.synced.store(0, Ordering::SeqCst);
+            }
         }
         let mut pending = std::mem::take(&mut state.retry);
         let at = if pending.is_empty() {
@@ -1376,6 +1384,9 @@ struct FsyncHelper {
     /// The offset the last fsync that worked reached (0: none), until the writer takes it and
     /// calls it durable, unless the log misses changes.
     synced: AtomicU64,
+    /// Bumped (under `request`'s lock) when the stream restarts: an fsync asked for before
+    /// reports no `synced` offset, which belongs to the old stream.
+    epoch: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -1399,14 +1410,21 @@ fn fsync_loop(helper: &FsyncHelper) {
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            request.take()
+            request
+                .take()
+                .map(|r| (r, helper.epoch.load(Ordering::SeqCst)))
         };
-        let Some((file, offset)) = request else {
+        let Some(((file, offset), epoch)) = request else {
             continue;
         };
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         match file.sync_data() {
-            Ok(()) => helper.synced.store(offset, Ordering::SeqCst),
+            Ok(()) => {
+                let _request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+                if helper.epoch.load(Ordering::SeqCst) == epoch {
+                    helper.synced.store(offset, Ordering::SeqCst);
+                }
+            }
             Err(error) => {
                 *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(strerror(&error));
             }

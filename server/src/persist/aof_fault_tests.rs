@@ -453,3 +453,43 @@ fn a_failed_write_that_cannot_be_cut_back_is_retried_where_it_began() {
     log.rewrite().unwrap();
     assert!(!log.aof.write_failed());
 }
+
+#[test]
+fn an_everysec_fsync_of_a_stream_restarted_since_calls_nothing_durable() {
+    let log = start("fsync-reset", Fsync::Everysec);
+    let feed = Arc::clone(log.aof.feed());
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        log.set(key, "an old stream's value");
+    }
+    // An fsync done on the old stream, not yet taken by the writer.
+    fsync_due(&log);
+    log.settle();
+    fsync_done(&log);
+    let old_end = feed.end_offset();
+
+    // A full sync restarts the stream behind it.
+    feed.reset(1);
+    log.set("g", "7");
+    assert!(feed.end_offset() < old_end);
+    assert!(feed.durable().offset <= feed.end_offset());
+
+    // An fsync held while the stream restarts reports nothing of the old stream.
+    for key in ["h", "i", "j", "k", "l", "m", "n", "o"] {
+        log.set(key, "a value of the stream restarted");
+    }
+    log.faults.hold_syncs(true);
+    fsync_due(&log);
+    log.settle();
+    log.faults.wait_held(1);
+    let held_end = feed.end_offset();
+    feed.reset(2);
+    // The writer follows the restart while the fsync still runs.
+    log.set("p", "16");
+    log.faults.hold_syncs(false);
+    while log.aof.fsync_pending() {
+        std::thread::yield_now();
+    }
+    log.set("q", "17");
+    assert!(feed.end_offset() < held_end);
+    assert!(feed.durable().offset <= feed.end_offset());
+}
