@@ -848,12 +848,20 @@ impl Aof {
     }
 
     /// The feed just restarted at `offset` on the keyspace a full sync loaded, before anything
-    /// changes it (under the replication link's lock: no I/O here): frames from `offset` on go
-    /// to a new log. Returns the SWAPDB count, for [`Aof::finish_restart`].
+    /// changes it (under the replication link's lock: no I/O here, but it waits for a turn of
+    /// the writer in progress): frames from `offset` on go to a new log. Returns the SWAPDB
+    /// count, for [`Aof::finish_restart`].
     pub fn begin_restart(&self, offset: u64) -> u64 {
         self.committed.store(false, Ordering::SeqCst);
         let swaps = self.dbs.swaps();
-        *self.switch_lock() = Switch::At(offset);
+        {
+            // After a turn on frames taken before the restart (its runs carry the old
+            // stream's offsets, which the switch point must not fall in): the writer follows
+            // the new stream before the switch is asked for.
+            let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            self.follow_restart(&mut state, offset);
+            *self.switch_lock() = Switch::At(offset);
+        }
         self.wake_writer();
         swaps
     }
@@ -1075,6 +1083,21 @@ impl Aof {
         }
     }
 
+    /// The stream restarted at `start`: what the writer holds, and its position, belong to
+    /// the old one.
+    fn follow_restart(&self, state: &mut WriterState, start: u64) {
+        state.retry.clear();
+        self.written.store(start, Ordering::SeqCst);
+        // An `everysec` fsync of the old stream, asked for, running or done, reached an
+        // offset of that stream: called durable now, it could lie past the new one.
+        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+            *request = None;
+            helper.epoch.fetch_add(1, Ordering::SeqCst);
+            helper.synced.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// One turn of the writer.
     fn turn(&self, state: &mut WriterState, start: u64, chunks: Vec<Bytes>, fsync: Fsync) {
         // A replica's full sync restarts the feed at its primary's offset (`Feed::reset`):
@@ -1087,16 +1110,7 @@ impl Aof {
             state.retry_at + held
         };
         if start != expected {
-            state.retry.clear();
-            self.written.store(start, Ordering::SeqCst);
-            // An `everysec` fsync of the old stream, asked for, running or done, reached an
-            // offset of that stream: called durable now, it could lie past the new one.
-            if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
-                let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
-                *request = None;
-                helper.epoch.fetch_add(1, Ordering::SeqCst);
-                helper.synced.store(0, Ordering::SeqCst);
-            }
+            self.follow_restart(state, start);
         }
         let mut pending = std::mem::take(&mut state.retry);
         let at = if pending.is_empty() {

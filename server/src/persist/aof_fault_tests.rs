@@ -493,3 +493,27 @@ fn an_everysec_fsync_of_a_stream_restarted_since_calls_nothing_durable() {
     assert!(feed.end_offset() < held_end);
     assert!(feed.durable().offset <= feed.end_offset());
 }
+
+#[test]
+fn a_restart_is_followed_before_its_switch_is_asked_for() {
+    let log = start("restart-switch", Fsync::Always);
+    let feed = Arc::clone(log.aof.feed());
+    log.set("a", "1");
+    // Frames of the old stream held for a retry, the new stream's switch point among them.
+    log.faults.fill_after(0);
+    log.set("b", "a value long enough to hold the switch point");
+    let held_at = log.written();
+    assert!(!log.aof.writer.lock().unwrap().retry.is_empty());
+    let offset = held_at + 4;
+    feed.reset(offset);
+    let swaps = log.aof.begin_restart(offset);
+    // No run of the old stream is left to be compared with the switch point.
+    assert!(log.aof.writer.lock().unwrap().retry.is_empty());
+    assert_eq!(log.written(), offset);
+
+    log.faults.free();
+    log.set("c", "3");
+    log.aof.finish_restart(swaps).unwrap();
+    log.set("d", "4");
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}
