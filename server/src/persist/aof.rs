@@ -1300,11 +1300,11 @@ impl Aof {
                 // No frame left half written: the retry appends where this one began. The file
                 // is not opened in append mode (a new one is created truncated), so its
                 // position is moved back too, or the retry would leave a hole of zeros.
-                // Both are tried: a position moved back is what the retry needs most.
-                let cut = file.set_len(before);
-                let moved = file.seek(SeekFrom::Start(before));
-                if let Some(undo) = cut.err().or(moved.err()) {
-                    // A torn frame may stay in the file: a rewrite replaces it.
+                // Both are tried: the position moved back is what the retry needs (it writes
+                // the same frames and more over what the cut left).
+                let _ = file.set_len(before);
+                if let Err(undo) = file.seek(SeekFrom::Start(before)) {
+                    // The retry would write after a torn frame: a rewrite replaces the file.
                     self.mark_incomplete(format!(
                         "cannot undo a failed write: {}",
                         strerror(&undo)
