@@ -369,6 +369,21 @@ impl Aof {
             committed: AtomicBool::new(!fresh_from_keyspace),
             closed: AtomicBool::new(false),
         });
+        if let Err(error) = aof.begin(fresh_from_keyspace) {
+            // The feed as it was: no sink buffers changes no one writes, and a retry does not
+            // leave one more behind.
+            aof.feed.detach_sink(&aof.sink);
+            aof.feed.disable();
+            aof.feed.set_durable(u64::MAX);
+            return Err(error);
+        }
+        let _ = driver.set(Arc::downgrade(&aof));
+        Ok(aof)
+    }
+
+    /// The files of a log being opened, and its writer thread.
+    fn begin(self: &Arc<Self>, fresh_from_keyspace: bool) -> Result<(), StartError> {
+        let aof = self;
         let fresh = aof.files().manifest.incrs.is_empty();
         if !fresh {
             aof.remove_leftovers();
@@ -388,15 +403,17 @@ impl Aof {
         }
         aof.measure();
         aof.rewrite_base_size.store(aof.size(), Ordering::Relaxed);
-        let writer = Arc::downgrade(&aof);
+        let writer = Arc::downgrade(aof);
         let thread = std::thread::Builder::new()
             .name("sessiond-aof".to_owned())
             .spawn(move || write_loop(writer))
-            .map_err(io(&aof.layout.dir))?;
+            .map_err(|source| StartError {
+                path: aof.layout.dir.clone(),
+                source,
+            })?;
         let _ = aof.ticker.set(thread.thread().clone());
         aof.threads().push(thread);
-        let _ = driver.set(Arc::downgrade(&aof));
-        Ok(aof)
+        Ok(())
     }
 
     /// Removes the files of the log the manifest does not name: a base an interrupted rewrite
@@ -661,6 +678,7 @@ impl Aof {
                 // The keyspace is in new, fsynced files: an earlier fsync failure is behind.
                 if self.incomplete.swap(false, Ordering::SeqCst)
                     && !self.write_failed.load(Ordering::SeqCst)
+                    && !self.closed.load(Ordering::SeqCst)
                 {
                     tracing::info!("the append-only log is writable again");
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -683,7 +701,10 @@ impl Aof {
                 status.last_error = Some(error.clone());
                 status.failed_at = Some(Instant::now());
                 status.failures = status.failures.saturating_add(1);
-                if self.committed.load(Ordering::SeqCst) {
+                if self.closed.load(Ordering::SeqCst) {
+                    // The feed may serve a log turned on since: this one changes nothing there.
+                    tracing::info!(%error, "append-only log rewrite ended: the log was turned off");
+                } else if self.committed.load(Ordering::SeqCst) {
                     tracing::error!(%error, "append-only log rewrite failed; the log is intact");
                 } else {
                     tracing::error!(%error, "append-only log rewrite failed; the log has no base of the keyspace yet (a restart loads what it loaded before), retrying");
@@ -802,20 +823,45 @@ impl Aof {
     /// keyspace's frames.
     pub fn set_aside_for_sync(&self) {
         let files = self.files();
-        if self.closed.load(Ordering::SeqCst) || !self.committed.swap(false, Ordering::SeqCst) {
+        if self.closed.load(Ordering::SeqCst) {
             return;
         }
+        // Uncommitted already (CONFIG SET appendonly yes not yet rewritten), the manifest on
+        // disk is an earlier log's: older than the keyspace being replaced, set aside too.
+        self.committed.store(false, Ordering::SeqCst);
         drop(files);
         super::set_aside_manifest(&self.layout, "a full sync replaces the keyspace");
     }
 
+    /// A snapshot newer than the manifest an earlier log left was written while this log is
+    /// uncommitted: that manifest is set aside (`<name>.stale`), so a restart loads the
+    /// snapshot. Nothing once this log is committed: the manifest is its own then.
+    pub fn set_aside_earlier_manifest(&self) {
+        let _files = self.files();
+        if self.closed.load(Ordering::SeqCst) || self.committed.load(Ordering::SeqCst) {
+            return;
+        }
+        super::set_aside_manifest(
+            &self.layout,
+            "a snapshot newer than the log was written before the new log's first rewrite",
+        );
+    }
+
     /// The feed just restarted at `offset` on the keyspace a full sync loaded, before anything
-    /// changes it (under the replication link's lock: no I/O here): frames from `offset` on go
-    /// to a new log. Returns the SWAPDB count, for [`Aof::finish_restart`].
+    /// changes it (under the replication link's lock: no I/O here, but it waits for a turn of
+    /// the writer in progress): frames from `offset` on go to a new log. Returns the SWAPDB
+    /// count, for [`Aof::finish_restart`].
     pub fn begin_restart(&self, offset: u64) -> u64 {
         self.committed.store(false, Ordering::SeqCst);
         let swaps = self.dbs.swaps();
-        *self.switch_lock() = Switch::At(offset);
+        {
+            // After a turn on frames taken before the restart (its runs carry the old
+            // stream's offsets, which the switch point must not fall in): the writer follows
+            // the new stream before the switch is asked for.
+            let mut state = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            self.follow_restart(&mut state, offset);
+            *self.switch_lock() = Switch::At(offset);
+        }
         self.wake_writer();
         swaps
     }
@@ -912,7 +958,11 @@ impl Aof {
         self.wait_written();
         let files = self.files();
         if let Some((file, _)) = &files.incr {
-            if file.sync_data().is_ok() && !self.incomplete.load(Ordering::SeqCst) {
+            // Durable only where a restart loads it: not in a log no manifest names yet.
+            if file.sync_data().is_ok()
+                && !self.incomplete.load(Ordering::SeqCst)
+                && self.committed.load(Ordering::SeqCst)
+            {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));
             }
         }
@@ -1035,6 +1085,21 @@ impl Aof {
         }
     }
 
+    /// The stream restarted at `start`: what the writer holds, and its position, belong to
+    /// the old one.
+    fn follow_restart(&self, state: &mut WriterState, start: u64) {
+        state.retry.clear();
+        self.written.store(start, Ordering::SeqCst);
+        // An `everysec` fsync of the old stream, asked for, running or done, reached an
+        // offset of that stream: called durable now, it could lie past the new one.
+        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            let mut request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+            *request = None;
+            helper.epoch.fetch_add(1, Ordering::SeqCst);
+            helper.synced.store(0, Ordering::SeqCst);
+        }
+    }
+
     /// One turn of the writer.
     fn turn(&self, state: &mut WriterState, start: u64, chunks: Vec<Bytes>, fsync: Fsync) {
         // A replica's full sync restarts the feed at its primary's offset (`Feed::reset`):
@@ -1047,8 +1112,7 @@ impl Aof {
             state.retry_at + held
         };
         if start != expected {
-            state.retry.clear();
-            self.written.store(start, Ordering::SeqCst);
+            self.follow_restart(state, start);
         }
         let mut pending = std::mem::take(&mut state.retry);
         let at = if pending.is_empty() {
@@ -1238,9 +1302,16 @@ impl Aof {
                 // No frame left half written: the retry appends where this one began. The file
                 // is not opened in append mode (a new one is created truncated), so its
                 // position is moved back too, or the retry would leave a hole of zeros.
-                let _ = file
-                    .set_len(before)
-                    .and_then(|()| file.seek(SeekFrom::Start(before)));
+                // Both are tried: the position moved back is what the retry needs (it writes
+                // the same frames and more over what the cut left).
+                let _ = file.set_len(before);
+                if let Err(undo) = file.seek(SeekFrom::Start(before)) {
+                    // The retry would write after a torn frame: a rewrite replaces the file.
+                    self.mark_incomplete(format!(
+                        "cannot undo a failed write: {}",
+                        strerror(&undo)
+                    ));
+                }
                 return Err(error);
             }
             files.incr_len = before + batch.len() as u64;
@@ -1329,6 +1400,9 @@ struct FsyncHelper {
     /// The offset the last fsync that worked reached (0: none), until the writer takes it and
     /// calls it durable, unless the log misses changes.
     synced: AtomicU64,
+    /// Bumped (under `request`'s lock) when the stream restarts: an fsync asked for before
+    /// reports no `synced` offset, which belongs to the old stream.
+    epoch: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -1352,14 +1426,21 @@ fn fsync_loop(helper: &FsyncHelper) {
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            request.take()
+            request
+                .take()
+                .map(|r| (r, helper.epoch.load(Ordering::SeqCst)))
         };
-        let Some((file, offset)) = request else {
+        let Some(((file, offset), epoch)) = request else {
             continue;
         };
         *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         match file.sync_data() {
-            Ok(()) => helper.synced.store(offset, Ordering::SeqCst),
+            Ok(()) => {
+                let _request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
+                if helper.epoch.load(Ordering::SeqCst) == epoch {
+                    helper.synced.store(offset, Ordering::SeqCst);
+                }
+            }
             Err(error) => {
                 *helper.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(strerror(&error));
             }
@@ -1514,6 +1595,70 @@ mod tests {
         assert_eq!(aof.feed().durable().offset, u64::MAX, "waiters let go");
         set_str(dbs.first(), "b", "2");
         assert_eq!(reloaded(&dir), keys(&["a"]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_shutdown_fsync_of_an_uncommitted_log_calls_nothing_durable() {
+        let dir = scratch("sync-uncommitted");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof =
+            Aof::start_fresh(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        set_str(dbs.first(), "a", "1");
+        aof.sync();
+        assert_eq!(aof.written.load(Ordering::SeqCst), aof.feed().end_offset());
+        assert!(aof.feed().durable().offset < aof.feed().end_offset());
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewrite_of_a_closed_log_leaves_the_next_logs_waiters_alone() {
+        let dir = scratch("closed-rewrite");
+        let dir2 = scratch("closed-rewrite-2");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let config = AofConfig {
+            fsync: Fsync::Always,
+            ..AofConfig::default()
+        };
+        let first = Aof::start_fresh(&config, &dir, dbs.clone(), u64::MAX).expect("starts");
+        assert!(first.claim_rewrite());
+        first.close();
+        // Turned on again before the first log's rewrite ends (it fails: the log is off).
+        let second = Aof::start_fresh(&config, &dir2, dbs.clone(), u64::MAX).expect("starts");
+        assert_eq!(
+            first.rewrite_claimed(),
+            Err("the log was turned off".to_owned())
+        );
+        assert!(
+            !second.feed().durable().failed,
+            "`always` clients not let go"
+        );
+        second.close();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn a_full_sync_sets_aside_an_earlier_manifest_while_uncommitted() {
+        let dir = scratch("sync-uncommitted-aside");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let layout = layout(&dir);
+        std::fs::create_dir_all(&layout.dir).expect("log dir");
+        let old = Manifest {
+            base: Some(Part {
+                name: layout.base_name(1),
+                seq: 1,
+            }),
+            incrs: vec![],
+        };
+        layout.write_manifest(&old).expect("old manifest");
+        let aof =
+            Aof::start_fresh(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        aof.set_aside_for_sync();
+        // A crash during the load restarts from the snapshot file, not the older log.
+        assert_eq!(layout.read_manifest(), Ok(None));
+        aof.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

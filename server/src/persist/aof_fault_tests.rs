@@ -410,3 +410,106 @@ fn an_everysec_fsync_still_running_after_two_seconds_is_counted_delayed() {
     assert_eq!(log.aof.delayed_fsyncs(), 1);
     assert!(!log.aof.feed().durable().failed);
 }
+
+#[test]
+fn a_log_that_cannot_start_leaves_the_feed_as_it_was() {
+    let dir = scratch("cannot-start");
+    // The new log's file cannot be created: a directory has its name.
+    std::fs::create_dir_all(dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+    let feed = Arc::clone(dbs.first().feed());
+    for _ in 0..2 {
+        let started = Aof::start_fresh(&AofConfig::default(), &dir, Arc::clone(&dbs), u64::MAX);
+        assert!(started.is_err());
+        assert!(
+            !feed.on(),
+            "no change is buffered for a log that is not there"
+        );
+        assert_eq!(feed.durable().offset, u64::MAX);
+    }
+}
+
+#[test]
+fn a_failed_write_that_cannot_be_cut_back_is_retried_where_it_began() {
+    let log = start("no-cut", Fsync::No);
+    log.set("a", "1");
+    // The disk takes part of the next frame, and the file cannot be cut back.
+    log.faults.fill_after(5);
+    log.faults.fail_cuts(true);
+    log.set("b", "2");
+    assert!(log.aof.write_failed());
+
+    // The retry writes over the torn bytes: the frames read back whole.
+    log.faults.free();
+    log.faults.fail_cuts(false);
+    log.settle();
+    assert!(!log.aof.write_failed());
+    assert!(!log.incomplete());
+    assert_eq!(log.written(), log.aof.feed().end_offset());
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+    assert_eq!(log.reloaded().len(), 2);
+}
+
+#[test]
+fn an_everysec_fsync_of_a_stream_restarted_since_calls_nothing_durable() {
+    let log = start("fsync-reset", Fsync::Everysec);
+    let feed = Arc::clone(log.aof.feed());
+    for key in ["a", "b", "c", "d", "e", "f"] {
+        log.set(key, "an old stream's value");
+    }
+    // An fsync done on the old stream, not yet taken by the writer.
+    fsync_due(&log);
+    log.settle();
+    fsync_done(&log);
+    let old_end = feed.end_offset();
+
+    // A full sync restarts the stream behind it.
+    feed.reset(1);
+    log.set("g", "7");
+    assert!(feed.end_offset() < old_end);
+    assert!(feed.durable().offset <= feed.end_offset());
+
+    // An fsync held while the stream restarts reports nothing of the old stream.
+    for key in ["h", "i", "j", "k", "l", "m", "n", "o"] {
+        log.set(key, "a value of the stream restarted");
+    }
+    log.faults.hold_syncs(true);
+    fsync_due(&log);
+    log.settle();
+    log.faults.wait_held(1);
+    let held_end = feed.end_offset();
+    feed.reset(2);
+    // The writer follows the restart while the fsync still runs.
+    log.set("p", "16");
+    log.faults.hold_syncs(false);
+    while log.aof.fsync_pending() {
+        std::thread::yield_now();
+    }
+    log.set("q", "17");
+    assert!(feed.end_offset() < held_end);
+    assert!(feed.durable().offset <= feed.end_offset());
+}
+
+#[test]
+fn a_restart_is_followed_before_its_switch_is_asked_for() {
+    let log = start("restart-switch", Fsync::Always);
+    let feed = Arc::clone(log.aof.feed());
+    log.set("a", "1");
+    // Frames of the old stream held for a retry, the new stream's switch point among them.
+    log.faults.fill_after(0);
+    log.set("b", "a value long enough to hold the switch point");
+    let held_at = log.written();
+    assert!(!log.aof.writer.lock().unwrap().retry.is_empty());
+    let offset = held_at + 4;
+    feed.reset(offset);
+    let swaps = log.aof.begin_restart(offset);
+    // No run of the old stream is left to be compared with the switch point.
+    assert!(log.aof.writer.lock().unwrap().retry.is_empty());
+    assert_eq!(log.written(), offset);
+
+    log.faults.free();
+    log.set("c", "3");
+    log.aof.finish_restart(swaps).unwrap();
+    log.set("d", "4");
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}

@@ -42,6 +42,11 @@ impl LogFile {
     /// Cuts the file to `len` bytes (the file position does not move).
     #[inline]
     pub(crate) fn set_len(&self, len: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.as_ref().is_some_and(|f| f.cuts_fail()) {
+            // EIO.
+            return Err(io::Error::from_raw_os_error(5));
+        }
         self.file.set_len(len)
     }
 
@@ -112,6 +117,8 @@ pub(crate) mod faults {
         failed_writes: AtomicU64,
         /// fsyncs fail with EIO.
         fail_syncs: AtomicBool,
+        /// Cutting a file back (`set_len`) fails with EIO.
+        fail_cuts: AtomicBool,
         /// fsyncs wait while this is true ([`Faults::hold_syncs`]), and how many wait now.
         hold: Mutex<(bool, u64)>,
         changed: Condvar,
@@ -161,6 +168,15 @@ pub(crate) mod faults {
         /// fsyncs fail (`true`) or work.
         pub(crate) fn fail_syncs(&self, fail: bool) {
             self.fail_syncs.store(fail, Ordering::SeqCst);
+        }
+
+        /// Cutting a file back fails (`true`) or works.
+        pub(crate) fn fail_cuts(&self, fail: bool) {
+            self.fail_cuts.store(fail, Ordering::SeqCst);
+        }
+
+        pub(super) fn cuts_fail(&self) -> bool {
+            self.fail_cuts.load(Ordering::SeqCst)
         }
 
         /// fsyncs wait (`true`) until released (`false`).

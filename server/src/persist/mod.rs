@@ -408,8 +408,8 @@ impl Persistence {
                 };
                 log.continue_history(&self.aof_history());
                 // The manifest on disk, if any, stays until the new log's first commit
-                // replaces it.
-                self.aof_stale.store(false, Ordering::SeqCst);
+                // replaces it, and `aof_stale` with it: a snapshot written meanwhile is newer
+                // and sets it aside, as with the log off.
                 self.swap_aof(Some(log.clone()));
                 drop(switching);
                 if let Err(RewriteError::InProgress) = self.rewrite_aof_in_background() {
@@ -430,11 +430,13 @@ impl Persistence {
                     started: None,
                     ..log.rewrite_status()
                 };
-                // The manifest on disk is the newest state there is (the keyspace now, or
-                // where an earlier stop left it, no snapshot having started since): kept until
-                // a snapshot is newer.
-                let manifest = config.aof_layout().manifest_path().exists();
-                self.aof_stale.store(manifest, Ordering::SeqCst);
+                // A committed log's manifest is the keyspace now, the newest state there is:
+                // kept until a snapshot is newer. An uncommitted log's is where an earlier
+                // stop left it, and `aof_stale` still says what it did then.
+                if log.committed() {
+                    let manifest = config.aof_layout().manifest_path().exists();
+                    self.aof_stale.store(manifest, Ordering::SeqCst);
+                }
                 drop(switching);
                 Ok(())
             }
@@ -450,14 +452,19 @@ impl Persistence {
     }
 
     /// After a snapshot that started while the log was off with its manifest left
-    /// (`aof_stale`): the snapshot is newer, so the manifest is set aside.
+    /// (`aof_stale`): the snapshot is newer, so the manifest is set aside; also while a log
+    /// turned on since is uncommitted (the manifest is still the earlier one).
     fn set_aside_after_snapshot(&self, config: &PersistConfig) {
         let _switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
-        if self.aof.load().is_none() && self.aof_stale.swap(false, Ordering::SeqCst) {
-            set_aside_manifest(
+        if !self.aof_stale.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        match self.aof.load_full() {
+            None => set_aside_manifest(
                 &config.aof_layout(),
                 "appendonly is off and a snapshot newer than the log was written",
-            );
+            ),
+            Some(log) => log.set_aside_earlier_manifest(),
         }
     }
 
@@ -926,6 +933,45 @@ fn remove_temp_files(config: &PersistConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_while_a_new_log_is_uncommitted_sets_the_earlier_manifest_aside() {
+        let dir =
+            std::env::temp_dir().join(format!("sessiond-persist-{}-stale", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let config = PersistConfig {
+            dir: dir.clone(),
+            interval: None,
+            ..PersistConfig::default()
+        };
+        let manifest = config.aof_layout().manifest_path();
+        let store = Arc::new(Databases::new(
+            crate::clock::Clock::manual(1_700_000_000_000).0,
+            1,
+        ));
+        let persistence = Arc::new(Persistence::new(Some(config.clone()), store));
+        // A log turned on, committed, and off: its manifest stays, the newest state there is.
+        let slot = persistence.claim().expect("the save slot");
+        persistence.set_appendonly(true).expect("on");
+        let log = persistence.aof().expect("a log");
+        assert!(log.claim_rewrite());
+        log.rewrite_claimed().expect("committed");
+        persistence.running.send_replace(false);
+        persistence.set_appendonly(false).expect("off");
+        assert!(manifest.exists());
+
+        // On again, its rewrite behind a save: the save is newer than that manifest.
+        let slot2 = persistence.claim().expect("the save slot");
+        persistence.set_appendonly(true).expect("on");
+        assert!(!persistence.aof().expect("a log").committed());
+        persistence.run_claimed(&slot2).expect("saved");
+        assert!(!manifest.exists(), "a restart loads the newer snapshot");
+        persistence.set_appendonly(false).expect("off");
+        assert!(!manifest.exists());
+        drop(slot);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_failed_save_is_retried_after_five_seconds_not_a_whole_interval() {
