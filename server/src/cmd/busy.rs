@@ -355,6 +355,8 @@ impl Watchdog for ScriptWatch {
         let mut stepped_in = false;
         let block = match &run.long {
             Some(block) => {
+                // What it wrote since is not held for its end either.
+                run.shared.dbs.feed().release_held();
                 // Again now and then: under load the first hand-over may find no thread ready
                 // to take the worker's tasks, which would then wait for the script.
                 if !run.offloaded && run.stepped_aside.elapsed() >= STEP_ASIDE_AGAIN {

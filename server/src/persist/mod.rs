@@ -307,13 +307,21 @@ impl Persistence {
         })
     }
 
+    /// Takes the right to turn the log on or off. The frames this thread holds go first: the
+    /// holder of the lock may be waiting for the stream to reach its end (closing the log),
+    /// and this thread would wait for it while holding a part of that stream.
+    fn switching(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.store.feed().release_held();
+        self.aof_switching.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The append-only log, when on.
     pub fn aof(&self) -> Option<Arc<aof::Aof>> {
         self.aof.load_full()
     }
 
     /// Whether the log is on with `appendfsync always`: replies wait for the fsync of the
-    /// changes before them (read for every command: one `ArcSwap` load).
+    /// changes before them (read for every command: one relaxed load while it is not).
     #[inline]
     pub fn fsync_always(&self) -> bool {
         self.always_hint.load(Ordering::Relaxed)
@@ -338,7 +346,7 @@ impl Persistence {
 
     /// Changes `appendfsync` (CONFIG SET): of the running log, and of the next start's.
     pub fn set_aof_fsync(&self, fsync: aof::Fsync) {
-        let _switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        let _switching = self.switching();
         let always = fsync == aof::Fsync::Always;
         if always {
             self.always_hint.store(true, Ordering::SeqCst);
@@ -385,7 +393,7 @@ impl Persistence {
                 false => Ok(()),
             };
         };
-        let switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        let switching = self.switching();
         match (on, self.aof.load_full()) {
             (true, Some(_)) | (false, None) => Ok(()),
             (true, None) => {
@@ -455,7 +463,7 @@ impl Persistence {
     /// (`aof_stale`): the snapshot is newer, so the manifest is set aside; also while a log
     /// turned on since is uncommitted (the manifest is still the earlier one).
     fn set_aside_after_snapshot(&self, config: &PersistConfig) {
-        let _switching = self.aof_switching.lock().unwrap_or_else(|p| p.into_inner());
+        let _switching = self.switching();
         if !self.aof_stale.swap(false, Ordering::SeqCst) {
             return;
         }
