@@ -871,10 +871,8 @@ fn config_set_appendonly_yes_starts_a_log_that_a_restart_loads() {
     assert_eq!(listed, vec![id]);
 }
 
-/// CONFIG SET appendonly no, as Redis's: the log is written out, fsynced and closed, and its
-/// files stay. A restart with the log on then loads it as it stood at that moment (the changes
-/// made later are not in it: the keyspace of that moment, not a mix), until a snapshot started
-/// after the stop is newer: that one sets the log aside, and a restart loads the snapshot.
+/// A write pipelined before CONFIG SET appendonly no is in the log it closes: the connection's
+/// thread still holds the write's frame when the log waits to take every change before it.
 #[test]
 fn a_write_pipelined_before_config_set_appendonly_no_is_in_the_log() {
     let dir = ScratchDir::new();
@@ -901,6 +899,10 @@ fn a_write_pipelined_before_config_set_appendonly_no_is_in_the_log() {
     assert_eq!(value.as_deref(), Some("v"));
 }
 
+/// CONFIG SET appendonly no, as Redis's: the log is written out, fsynced and closed, and its
+/// files stay. A restart with the log on then loads it as it stood at that moment (the changes
+/// made later are not in it: the keyspace of that moment, not a mix), until a snapshot started
+/// after the stop is newer: that one sets the log aside, and a restart loads the snapshot.
 #[test]
 fn config_set_appendonly_no_leaves_the_log_as_it_stood_until_a_newer_snapshot() {
     let dir = ScratchDir::new();
