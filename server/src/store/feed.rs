@@ -1678,14 +1678,25 @@ mod tests {
 
     #[test]
     fn a_hold_on_an_idle_feed_or_another_feed_holds_nothing_of_this_one() {
+        let held = || super::OUTBOX.with(|outbox| outbox.borrow().buf.len());
         let (other, _) = dbs();
         let (dbs, _) = dbs();
         let feed = dbs.first().feed();
-        let _other_hold = other.first().feed().hold();
         let start = feed.end_offset();
+        // A hold taken while a feed is off holds nothing.
+        let idle = Feed::new(1 << 20);
+        let idle_hold = idle.hold();
         set_str(dbs.first(), "key", "value", 0);
-        // Sent at once: this thread holds for the other feed only.
-        assert_eq!(frames(feed, start).len(), 1);
+        assert_eq!(held(), 0);
+        drop(idle_hold);
+        // Another feed's frames held here stay held; this one's go on their own.
+        let _other_hold = other.first().feed().hold();
+        set_str(other.first(), "other", "value", 0);
+        let other_held = held();
+        assert!(other_held > 0);
+        set_str(dbs.first(), "key", "again", 0);
+        assert_eq!(held(), other_held);
+        assert_eq!(frames(feed, start).len(), 2);
     }
 
     #[test]
