@@ -5,14 +5,15 @@
 //! its subcommand and the keys of a command that is not a session command; every other
 //! argument reads `(redacted)`, as Redis writes AUTH's. The arguments are copied (at most
 //! [`COPIED_ARGS`], [`COPY_BYTES`] in all) into a connection's [`ArgCopy`] before the command
-//! consumes them, without allocating; an entry is built from it only for a slow command.
+//! consumes them, without allocating; an entry is built from it only for a slow command. The
+//! name is the table's, in the case the client sent its first letter in.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use sessiond_protocol::cmd::CommandSpec;
+use sessiond_protocol::cmd::{AclCategories, CommandSpec};
 
 /// The most arguments an entry shows, the last saying how many more there were (Redis's
 /// `SLOWLOG_ENTRY_MAX_ARGC`).
@@ -23,18 +24,21 @@ const MAX_STRING: usize = 128;
 const COPIED_ARGS: usize = 9;
 /// Bytes an [`ArgCopy`] keeps in all.
 const COPY_BYTES: usize = 512;
+const _: () = assert!(MAX_STRING <= COPY_BYTES && COPIED_ARGS > 0);
 /// The longest `slowlog-max-len` (an entry holds at most 32 arguments of 128 bytes).
 pub const MAX_LEN: u64 = 1 << 20;
 /// What an argument that is not shown reads.
 const REDACTED: &[u8] = b"(redacted)";
 
-/// The first arguments of the command about to run, kept before it consumes them: its name,
-/// moved out of its arguments (parsing a command found in the table drops the name unread, so
-/// keeping it costs nothing), and copies of the other arguments an entry could show.
+/// The first arguments of the command about to run, kept before it consumes them: the case
+/// of its name, and copies of the other arguments an entry could show.
 #[derive(Debug)]
 pub struct ArgCopy {
-    /// The name as sent, until [`ArgCopy::release`].
-    name: Bytes,
+    /// The name was sent with an upper-case first letter: shown upper case, else lower case.
+    /// It matched the table's regardless of case, and clients send names in one case: keeping
+    /// the name itself, or the case of each letter, cost ~30 instructions a command, a fifth
+    /// of what counting it costs.
+    upper: bool,
     bytes: [u8; COPY_BYTES],
     /// (offset, bytes kept, length as sent) of each copied argument after the name.
     spans: [(u16, u16, u32); COPIED_ARGS],
@@ -45,7 +49,7 @@ pub struct ArgCopy {
 impl Default for ArgCopy {
     fn default() -> Self {
         ArgCopy {
-            name: Bytes::new(),
+            upper: false,
             bytes: [0; COPY_BYTES],
             spans: [(0, 0, 0); COPIED_ARGS],
             copied: 0,
@@ -55,33 +59,30 @@ impl Default for ArgCopy {
 }
 
 impl ArgCopy {
-    /// Keeps what an entry could show of `args`, the arguments of a command of `spec`: takes
-    /// the name out of them (`args[0]` is left empty, or holding the name kept before: only for
-    /// a command parsed by its index in the table, which does not read it), and copies a container's subcommand and the keys
-    /// of a command that is not a session command. Values, session IDs and passwords are not
-    /// even copied, since they are never shown.
+    /// Keeps what an entry could show of `args`, the arguments of a command of `spec`: the
+    /// case of its name, and copies of a container's subcommand and of the keys of a command
+    /// that is not a session command. Values, session IDs and passwords are not even copied,
+    /// since they are never shown.
     #[inline(always)]
-    pub fn capture(&mut self, spec: &CommandSpec, args: &mut [Bytes]) {
+    pub fn capture(&mut self, spec: &CommandSpec, args: &[Bytes]) {
         let argc = args.len();
         self.argc = argc;
-        let Some((name, rest)) = args.split_first_mut() else {
+        let Some((name, rest)) = args.split_first() else {
             self.copied = 0;
             return;
         };
-        // A swap: the name kept before (empty after `release`) is dropped with the arguments.
-        std::mem::swap(&mut self.name, name);
-        let session = spec.name.starts_with("session.");
+        // A letter is upper case when its 0x20 bit is clear; the other characters of a name
+        // ('.', '-', '|') read as they are whatever their bit says.
+        self.upper = name.first().is_some_and(u8::is_ascii_uppercase);
+        let session = is_session(spec);
         if spec.first_key == 1 && spec.last_key == 1 && !session {
             // One key, first (GET, SET, INCR, EXPIRE...): the one argument shown but the name.
-            self.copied = 0;
-            if let (Some(key), Some(span)) = (rest.first(), self.spans.first_mut()) {
-                let kept = key.len().min(MAX_STRING);
-                if let (Some(to), Some(from)) = (self.bytes.get_mut(..kept), key.get(..kept)) {
-                    to.copy_from_slice(from);
-                    *span = (0, kept as u16, key.len() as u32);
-                    self.copied = 1;
-                }
-            }
+            // Indexed: `kept` is at most MAX_STRING, within both, so no check is left.
+            let key = rest.first().map_or(&[][..], |key| &key[..]);
+            let kept = key.len().min(MAX_STRING);
+            self.bytes[..kept].copy_from_slice(&key[..kept]);
+            self.spans[0] = (0, kept as u16, key.len() as u32);
+            self.copied = usize::from(!rest.is_empty());
             return;
         }
         self.copied = 0;
@@ -117,18 +118,16 @@ impl ArgCopy {
         }
     }
 
-    /// Lets go of the name, and with it of the buffer it was read into: once the command ran.
-    #[inline]
-    pub fn release(&mut self) {
-        self.name = Bytes::new();
-    }
-
     /// The arguments an entry shows for a command of `spec` (`sub`: it has a subcommand).
     pub fn shown(&self, spec: &CommandSpec, sub: bool) -> Vec<Bytes> {
         let shown_argc = self.argc.min(MAX_ARGC);
         let mut shown = Vec::with_capacity(shown_argc);
-        let keys_shown = !spec.name.starts_with("session.");
+        let keys_shown = !is_session(spec);
         for position in 0..shown_argc {
+            if position == 0 {
+                shown.push(self.name(spec));
+                continue;
+            }
             if shown_argc < self.argc && position == MAX_ARGC - 1 {
                 shown.push(Bytes::from(format!(
                     "... ({} more arguments)",
@@ -136,9 +135,8 @@ impl ArgCopy {
                 )));
                 break;
             }
-            let visible = position == 0
-                || (sub && position == 1)
-                || (keys_shown && is_key(spec, position, self.argc));
+            let visible =
+                (sub && position == 1) || (keys_shown && is_key(spec, position, self.argc));
             shown.push(match self.copied_arg(position) {
                 Some((bytes, full)) if visible => {
                     if full > bytes.len() {
@@ -157,12 +155,17 @@ impl ArgCopy {
         shown
     }
 
-    fn copied_arg(&self, position: usize) -> Option<(&[u8], usize)> {
-        if position == 0 {
-            let name = self.name.get(..self.name.len().min(MAX_STRING))?;
-            return Some((name, self.name.len()));
+    /// The name of `spec`, the command captured, in the case it was sent in.
+    fn name(&self, spec: &CommandSpec) -> Bytes {
+        if self.upper {
+            Bytes::from(spec.name.to_ascii_uppercase())
+        } else {
+            Bytes::from_static(spec.name.as_bytes())
         }
-        if position > self.copied {
+    }
+
+    fn copied_arg(&self, position: usize) -> Option<(&[u8], usize)> {
+        if position == 0 || position > self.copied {
             return None;
         }
         let (offset, kept, full) = *self.spans.get(position - 1)?;
@@ -171,6 +174,12 @@ impl ArgCopy {
             .get(offset as usize..offset as usize + kept as usize)?;
         Some((bytes, full as usize))
     }
+}
+
+/// Whether `spec` is a session command, whose keys are session IDs (never shown).
+#[inline]
+fn is_session(spec: &CommandSpec) -> bool {
+    spec.categories.contains(AclCategories::SESSION)
 }
 
 /// Whether `spec` is a container, whose second argument is a subcommand (shown).
@@ -241,6 +250,8 @@ pub struct SlowEntry {
 pub struct SlowLog {
     /// `slowlog-log-slower-than`, microseconds; negative: off.
     slower_than_us: AtomicI64,
+    /// The same in nanoseconds, `u64::MAX` when off: the hot path's first look.
+    from_ns: AtomicU64,
     /// `slowlog-max-len`.
     max_len: AtomicU64,
     next_id: AtomicU64,
@@ -252,6 +263,7 @@ impl SlowLog {
     pub fn new(slower_than_us: i64, max_len: u64) -> SlowLog {
         SlowLog {
             slower_than_us: AtomicI64::new(slower_than_us),
+            from_ns: AtomicU64::new(slow_from_ns(slower_than_us)),
             max_len: AtomicU64::new(max_len),
             next_id: AtomicU64::new(0),
             entries: Mutex::new(VecDeque::new()),
@@ -266,6 +278,14 @@ impl SlowLog {
     /// Sets `slowlog-log-slower-than`.
     pub fn set_slower_than_us(&self, us: i64) {
         self.slower_than_us.store(us, Ordering::Relaxed);
+        self.from_ns.store(slow_from_ns(us), Ordering::Relaxed);
+    }
+
+    /// The nanoseconds from which a command may be logged (`u64::MAX`: never). A bound to
+    /// look at first: [`SlowLog::is_slow`] decides, by the threshold in microseconds.
+    #[inline]
+    pub fn from_ns(&self) -> u64 {
+        self.from_ns.load(Ordering::Relaxed)
     }
 
     /// `slowlog-max-len`.
@@ -340,11 +360,27 @@ pub struct LatencyEvent {
     pub max_ms: u64,
 }
 
+/// [`SlowLog::from_ns`] of a `slowlog-log-slower-than` of `us`.
+fn slow_from_ns(us: i64) -> u64 {
+    u64::try_from(us).map_or(u64::MAX, |us| us.saturating_mul(1000))
+}
+
+/// [`LatencyMonitor::from_ns`] of a `latency-monitor-threshold` of `ms`.
+fn spike_from_ns(ms: u64) -> u64 {
+    if ms == 0 {
+        u64::MAX
+    } else {
+        ms.saturating_mul(1_000_000)
+    }
+}
+
 /// The latency monitor: spikes of at least `latency-monitor-threshold` ms, by event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LatencyMonitor {
     /// `latency-monitor-threshold`, milliseconds; 0: off.
     threshold_ms: AtomicU64,
+    /// The same in nanoseconds, `u64::MAX` when off: the hot path's first look.
+    from_ns: AtomicU64,
     events: Mutex<Vec<(&'static str, LatencyEvent)>>,
 }
 
@@ -353,6 +389,7 @@ impl LatencyMonitor {
     pub fn new(threshold_ms: u64) -> LatencyMonitor {
         LatencyMonitor {
             threshold_ms: AtomicU64::new(threshold_ms),
+            from_ns: AtomicU64::new(spike_from_ns(threshold_ms)),
             events: Mutex::default(),
         }
     }
@@ -365,6 +402,14 @@ impl LatencyMonitor {
     /// Sets `latency-monitor-threshold`.
     pub fn set_threshold_ms(&self, ms: u64) {
         self.threshold_ms.store(ms, Ordering::Relaxed);
+        self.from_ns.store(spike_from_ns(ms), Ordering::Relaxed);
+    }
+
+    /// The nanoseconds from which a command is a spike (`u64::MAX`: never); a bound to look at
+    /// first, as [`SlowLog::from_ns`].
+    #[inline]
+    pub fn from_ns(&self) -> u64 {
+        self.from_ns.load(Ordering::Relaxed)
     }
 
     /// Whether `ms` reaches the threshold (and the monitor is on).
@@ -442,7 +487,7 @@ mod tests {
     fn shown(words: &[&str], sub: bool) -> Vec<String> {
         let mut copy = ArgCopy::default();
         let spec = lookup(words[0].as_bytes()).unwrap();
-        copy.capture(spec, &mut args(words));
+        copy.capture(spec, &args(words));
         copy.shown(spec, sub)
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -485,22 +530,29 @@ mod tests {
     }
 
     #[test]
-    fn the_name_is_moved_out_and_let_go_of_after_the_command() {
+    fn the_name_is_shown_in_the_case_it_was_sent_in_and_the_arguments_stay() {
         let mut copy = ArgCopy::default();
         let spec = lookup(b"get").unwrap();
-        let mut first = args(&["GeT", "key:1"]);
-        copy.capture(spec, &mut first);
-        assert!(first[0].is_empty(), "the name is kept, not copied");
+        let first = args(&["GeT", "key:1"]);
+        copy.capture(spec, &first);
+        assert_eq!(first[0], "GeT", "the name stays for the command");
         assert_eq!(first[1], "key:1", "the key stays for the command");
-        assert_eq!(copy.shown(spec, false), ["GeT", "key:1"]);
-        // Without a release in between (a transaction's commands), the name kept before goes
-        // back into the arguments, to be dropped with them.
-        let mut second = args(&["get", "key:2"]);
-        copy.capture(spec, &mut second);
-        assert_eq!(second[0], "GeT");
+        assert_eq!(
+            copy.shown(spec, false),
+            ["GET", "key:1"],
+            "in its first letter's case"
+        );
+        copy.capture(spec, &args(&["get", "key:2"]));
         assert_eq!(copy.shown(spec, false), ["get", "key:2"]);
-        copy.release();
-        assert!(copy.name.is_empty());
+        let spec = lookup(b"session.create").unwrap();
+        copy.capture(spec, &args(&["SESSION.CREATE", "user", "ada"]));
+        assert_eq!(copy.shown(spec, false)[0], "SESSION.CREATE");
+        let spec = lookup(b"config").unwrap();
+        copy.capture(spec, &args(&["CONFIG", "set", "maxmemory", "1"]));
+        assert_eq!(
+            copy.shown(spec, true),
+            ["CONFIG", "set", "(redacted)", "(redacted)"]
+        );
     }
 
     #[test]
@@ -510,19 +562,16 @@ mod tests {
             |copy: &ArgCopy, secret: &[u8]| copy.bytes.windows(secret.len()).any(|w| w == secret);
         copy.capture(
             lookup(b"set").unwrap(),
-            &mut args(&["SET", "k", "secret-value"]),
+            &args(&["SET", "k", "secret-value"]),
         );
         assert!(!held(&copy, b"secret-value"));
         copy.capture(
             lookup(b"session.set").unwrap(),
-            &mut args(&["SESSION.SET", "the-id", "f", "secret-field-value"]),
+            &args(&["SESSION.SET", "the-id", "f", "secret-field-value"]),
         );
         assert!(!held(&copy, b"secret-field-value"));
         assert!(!held(&copy, b"the-id"));
-        copy.capture(
-            lookup(b"auth").unwrap(),
-            &mut args(&["AUTH", "the-password"]),
-        );
+        copy.capture(lookup(b"auth").unwrap(), &args(&["AUTH", "the-password"]));
         assert!(!held(&copy, b"the-password"));
     }
 

@@ -457,52 +457,6 @@ pub fn execute(
     execute_now(shared, conn, stats, args, clock, out)
 }
 
-/// [`execute`] outside MULTI's queuing: the command run, timed and counted.
-///
-/// What every command costs here is kept to a clock reading, a [`Tally`](crate::stats::
-/// commands::Tally) entry and a few comparisons: the slow log's and the latency monitor's work
-/// is done only past a threshold, and errors are counted off the straight path.
-#[inline]
-fn execute_now(
-    shared: &Arc<Shared>,
-    conn: &mut ConnState,
-    stats: &mut LocalStats,
-    args: Vec<Bytes>,
-    clock: &mut BatchClock,
-    out: &mut BytesMut,
-) -> Reply {
-    stats.commands += 1;
-    let slowlog_on = shared.slowlog.slower_than_us() >= 0;
-    let written = out.len();
-    let mut ran = Ran::Unknown;
-    let reply = run_now(shared, conn, stats, args, clock, out, slowlog_on, &mut ran);
-    let nanos = stats.lap_nanos();
-    let error = error_message(&reply, out, written);
-    match ran {
-        Ran::Done { slot, spec } => {
-            count_call(shared, stats, slot, nanos);
-            // The thresholds as they are now: a CONFIG SET that lowers one applies to itself,
-            // as in Redis (the arguments were kept if the slow log was on before it ran).
-            let slow = slowlog_on && shared.slowlog.is_slow(nanos / 1000);
-            let spike_ms = shared.latency.threshold_ms();
-            if slow || (spike_ms != 0 && nanos / 1_000_000 >= spike_ms) {
-                notable(shared, conn, stats, spec, slot, nanos, slow);
-            }
-            if let Some(message) = error {
-                failed(shared, slot, message);
-            }
-        }
-        Ran::Rejected(slot) => rejected(shared, slot, error),
-        Ran::Unknown => {
-            if let Some(message) = error {
-                shared.stats.commands.error_reply(message);
-            }
-        }
-    }
-    stats.args.release();
-    reply
-}
-
 /// Counts a call of the command in `slot` that ran and answered the error `message`.
 #[cold]
 fn failed(shared: &Shared, slot: usize, message: &[u8]) {
@@ -510,17 +464,24 @@ fn failed(shared: &Shared, slot: usize, message: &[u8]) {
     shared.stats.commands.error_reply(message);
 }
 
-/// Counts a call of the command in `slot` refused before it ran, with its error.
+/// Counts a command refused before it ran, `slot` its command's (`rejected_calls`; None: no
+/// such command), with the error it answered: `reply`, returned.
 #[cold]
-fn rejected(shared: &Shared, slot: usize, error: Option<&[u8]>) {
-    shared.stats.commands.rejected(slot);
-    if let Some(message) = error {
+#[inline(never)]
+fn not_run(shared: &Shared, stats: &mut LocalStats, slot: Option<usize>, reply: Reply) -> Reply {
+    // Its time is no other command's.
+    stats.lap_nanos();
+    if let Some(slot) = slot {
+        shared.stats.commands.rejected(slot);
+    }
+    if let Some(Frame::Error(message)) = &reply.frame {
         shared.stats.commands.error_reply(message);
     }
+    reply
 }
 
-/// Logs a command that took `nanos`, past the slow log's threshold (`slow`) or the latency
-/// monitor's.
+/// Logs a command that took `nanos`, if that is past the slow log's threshold (its arguments
+/// were kept if `slowlog_on`) or the latency monitor's.
 #[cold]
 #[inline(never)]
 fn notable(
@@ -530,8 +491,9 @@ fn notable(
     spec: &'static sessiond_protocol::cmd::CommandSpec,
     slot: usize,
     nanos: u64,
-    slow: bool,
+    slowlog_on: bool,
 ) {
+    let slow = slowlog_on && shared.slowlog.is_slow(nanos / 1000);
     if slow && !spec.flags.contains(CommandFlags::SKIP_SLOWLOG) {
         log_slow(shared, conn, stats, spec, slot, nanos / 1000);
     }
@@ -565,20 +527,6 @@ fn count_error(shared: &Shared, frame: &Frame) -> bool {
         }
         _ => false,
     }
-}
-
-/// What [`run_now`] did with a command, for its statistics.
-#[derive(Debug, Clone, Copy)]
-enum Ran {
-    /// No such command: counted in the error statistics only.
-    Unknown,
-    /// Refused before it ran (arity, NOAUTH, NOPERM, OOM, MISCONF...): `rejected_calls`.
-    Rejected(usize),
-    /// Run (its reply may be an error: `failed_calls`).
-    Done {
-        slot: usize,
-        spec: &'static sessiond_protocol::cmd::CommandSpec,
-    },
 }
 
 /// The text of the error a command answered (without the `-`), if it did: its frame's, or
@@ -616,21 +564,24 @@ fn log_slow(
     });
 }
 
-/// Runs a command: [`execute_now`] without the statistics; `ran` says how far it went. With
-/// the slow log on, what it would show of the arguments is copied first, as the command
-/// consumes them.
+/// [`execute`] outside MULTI's queuing: the command run, timed and counted.
+///
+/// What every command costs here is kept to a clock reading, a [`Tally`](crate::stats::
+/// commands::Tally) entry and a few comparisons: the slow log's and the latency monitor's work
+/// is done only past a threshold, and refusals and errors are counted off the straight path.
+/// The counting is done where each reply is built, which spares moving the reply. With the slow
+/// log on, what it would show of the arguments is copied first, as the command consumes them.
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn run_now(
+fn execute_now(
     shared: &Arc<Shared>,
     conn: &mut ConnState,
     stats: &mut LocalStats,
     args: Vec<Bytes>,
     clock: &mut BatchClock,
     out: &mut BytesMut,
-    slowlog_on: bool,
-    ran: &mut Ran,
 ) -> Reply {
+    stats.commands += 1;
+    let slowlog_on = shared.slowlog.slower_than_us() >= 0;
     let work = Work {
         args: args.len(),
         bytes: args.iter().map(Bytes::len).sum(),
@@ -642,10 +593,8 @@ fn run_now(
         .first()
         .and_then(|name| sessiond_protocol::cmd::position(name));
     let spec = index.and_then(|i| sessiond_protocol::cmd::COMMANDS.get(i));
-    let mut args = args;
     if let (Some(spec), true) = (spec, slowlog_on) {
-        // Takes the name out: `parse_at` below does not read it.
-        stats.args.capture(spec, &mut args);
+        stats.args.capture(spec, &args);
     }
     let parsed = match index {
         Some(index) => {
@@ -659,40 +608,59 @@ fn run_now(
             Err(e) if conn.user.is_some() => error(e),
             _ => Frame::error("NOAUTH Authentication required."),
         };
-        *ran = Ran::Unknown;
-        return refused(conn, None, refusal);
+        return not_run(shared, stats, None, refused(conn, None, refusal));
     };
     if conn.user.is_none() && !spec.flags.contains(CommandFlags::NO_AUTH) {
         let refusal = Frame::error("NOAUTH Authentication required.");
-        *ran = Ran::Rejected(index);
-        return refused(conn, Some(spec), refusal);
+        return not_run(
+            shared,
+            stats,
+            Some(index),
+            refused(conn, Some(spec), refusal),
+        );
     }
     let command = match parsed {
         Ok(command) => command,
         Err(e) => {
-            *ran = Ran::Rejected(index);
-            return refused(conn, Some(spec), error(e));
+            return not_run(
+                shared,
+                stats,
+                Some(index),
+                refused(conn, Some(spec), error(e)),
+            );
         }
     };
     let slot = crate::stats::commands::slot(index, &command);
     if let (Some(args), Some(user)) = (kept, &conn.user) {
         if let Err(denied) = user.permit(spec, &args) {
             let refusal = refuse(shared, conn, spec.name, denied);
-            *ran = Ran::Rejected(slot);
-            return refused(conn, Some(spec), refusal);
+            return not_run(
+                shared,
+                stats,
+                Some(slot),
+                refused(conn, Some(spec), refusal),
+            );
         }
     }
     if conn.subscribed() && conn.version == ProtocolVersion::Resp2 {
         if let Some(refusal) = pubsub::refused_while_subscribed(spec.name) {
-            *ran = Ran::Rejected(slot);
-            return refused(conn, Some(spec), refusal);
+            return not_run(
+                shared,
+                stats,
+                Some(slot),
+                refused(conn, Some(spec), refusal),
+            );
         }
     }
     let gate = shared.repl.gate();
     if gate != crate::role::Gate::Open {
         if let Some(refusal) = crate::role::refusal(gate, spec) {
-            *ran = Ran::Rejected(slot);
-            return refused(conn, Some(spec), Frame::error(refusal));
+            return not_run(
+                shared,
+                stats,
+                Some(slot),
+                refused(conn, Some(spec), Frame::error(refusal)),
+            );
         }
     }
     let now_ms = clock.now_ms(shared.dbs.clock());
@@ -701,8 +669,7 @@ fn run_now(
         let disk_errors = shared.persistence.disk_errors();
         if disk_errors != 0 {
             if let Some(refusal) = misconf(shared, disk_errors) {
-                *ran = Ran::Rejected(slot);
-                return Frame::error(refusal).into();
+                return not_run(shared, stats, Some(slot), Frame::error(refusal).into());
             }
         }
     }
@@ -717,8 +684,7 @@ fn run_now(
             .make_room(maxmemory, shared.live.maxmemory_policy(), now_ms)
     {
         let refusal = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
-        *ran = Ran::Rejected(slot);
-        return refusal.into();
+        return not_run(shared, stats, Some(slot), refusal.into());
     }
     let written = out.len();
     let out_limit = output_class(&shared.live, conn).hard();
@@ -747,7 +713,16 @@ fn run_now(
     if !keeps {
         clock.stale();
     }
-    *ran = Ran::Done { slot, spec };
+    let nanos = stats.lap_nanos();
+    count_call(shared, stats, slot, nanos);
+    // The thresholds as they are now: a CONFIG SET that lowers one applies to itself, as in
+    // Redis (the arguments were kept if the slow log was on before it ran).
+    if nanos >= shared.slowlog.from_ns().min(shared.latency.from_ns()) {
+        notable(shared, conn, stats, spec, slot, nanos, slowlog_on);
+    }
+    if let Some(message) = error_message(&reply, out, written) {
+        failed(shared, slot, message);
+    }
     reply
 }
 

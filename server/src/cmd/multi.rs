@@ -505,10 +505,8 @@ fn run_queued(ctx: &mut Ctx<'_>, index: usize, args: Vec<Bytes>) -> Reply {
     ctx.store = shared.dbs.db(ctx.conn.db);
     // As in `execute_now`: what the slow log would show, copied before parsing consumes it.
     let slowlog_on = shared.slowlog.slower_than_us() >= 0;
-    let mut args = args;
     if let (Some(spec), true) = (COMMANDS.get(index), slowlog_on) {
-        // Takes the name out: `parse_at` below does not read it.
-        ctx.stats.args.capture(spec, &mut args);
+        ctx.stats.args.capture(spec, &args);
     }
     let command = match Command::parse_at(index, args) {
         Ok(command) => command,

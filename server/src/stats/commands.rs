@@ -86,7 +86,7 @@ pub fn slot_name(slot: usize) -> &'static str {
 
 /// The slot of a parsed command whose index in [`COMMANDS`] is `index`: its subcommand's for
 /// the containers, else its own.
-#[inline]
+#[inline(always)]
 pub fn slot(index: usize, command: &Command) -> usize {
     let container = matches!(
         command,
