@@ -78,8 +78,17 @@ pub const MAX_FRAME: usize = 1 << 30;
 /// The backlog's default size (Redis's `repl-backlog-size`).
 pub const DEFAULT_BACKLOG_BYTES: u64 = 1 << 20;
 
-/// A run of frames with its offset, on its way to the pump.
-type Queued = (u64, Run);
+/// A run of frames with its place, on its way to the pump.
+type Queued = (Stamp, Run);
+
+/// Where a frame or a run sits: its offset in the stream of `epoch`. Each [`Feed::reset`]
+/// starts a new epoch, so that a run numbered in the old stream (a connection's held frames,
+/// sent after the reset) is never taken into the new one, even at an offset it has there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    offset: u64,
+    epoch: u64,
+}
 
 /// Frames on their way to the pump.
 #[derive(Debug)]
@@ -109,6 +118,8 @@ pub struct Feed {
     on: AtomicBool,
     /// The offset the next frame gets: everything queued so far lies below it.
     next: AtomicU64,
+    /// The stream's epoch ([`Stamp`]): bumped by each [`Feed::reset`].
+    epoch: AtomicU64,
     tx: mpsc::UnboundedSender<Queued>,
     /// The pump's end of the channel, until the pump starts (first [`Feed::enable`]).
     rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
@@ -245,6 +256,7 @@ impl Feed {
         Feed {
             on: AtomicBool::new(false),
             next: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             tx,
             rx: Mutex::new(Some(rx)),
             state: Mutex::new(State {
@@ -513,6 +525,9 @@ impl Feed {
     pub fn reset(&self, offset: u64) {
         let mut state = self.state();
         self.next.store(offset, Ordering::SeqCst);
+        // After the new offsets, under the lock `publish` compares it under: a frame stamped
+        // with the new epoch was numbered in the new stream ([`Feed::number`]).
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         state.end = offset;
         state.pending.clear();
         state.backlog.clear();
@@ -536,8 +551,17 @@ impl Feed {
         if frames.is_empty() {
             return;
         }
-        let offset = self.next.fetch_add(frames.len() as u64, Ordering::SeqCst);
-        let _ = self.tx.send((offset, Run::Whole(frames)));
+        let stamp = self.number(frames.len());
+        let _ = self.tx.send((stamp, Run::Whole(frames)));
+    }
+
+    /// Gives `len` bytes of frames their place at the end of the stream. The epoch is read
+    /// first: one read before a [`Feed::reset`] marks the frame as the old stream's, whichever
+    /// offset it then gets.
+    fn number(&self, len: usize) -> Stamp {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let offset = self.next.fetch_add(len as u64, Ordering::SeqCst);
+        Stamp { offset, epoch }
     }
 
     /// Opens a group: until the guard drops, the changes recorded on this thread form one frame
@@ -641,10 +665,10 @@ impl Feed {
                 true
             });
         }
-        let offset = seal(&self.next, &mut frame, 0);
+        let stamp = seal(self, &mut frame, 0);
         // This thread's held frames end a run here: they go first.
         self.release_held();
-        self.send(offset, BytesMut::from(Bytes::from(frame)));
+        self.send(stamp, BytesMut::from(Bytes::from(frame)));
     }
 
     /// Appends a frame whose payload `write` appends (about `size` bytes; false: it could not)
@@ -659,8 +683,8 @@ impl Feed {
                 // Another feed's frames are held on this thread (two servers on one runtime):
                 // this one goes on its own.
                 let mut own = BytesMut::with_capacity(FRAME_HEADER + size);
-                if let Some(offset) = frame_into(&self.next, &mut own, 0, write) {
-                    self.send(offset, own);
+                if let Some(stamp) = frame_into(self, &mut own, 0, write) {
+                    self.send(stamp, own);
                 }
                 return;
             }
@@ -670,20 +694,25 @@ impl Feed {
                 // are dropped); the held frames move along.
                 outbox.buf.reserve(OUTBOX_BLOCK.max(FRAME_HEADER + size));
             }
-            let Some(offset) = frame_into(&self.next, &mut outbox.buf, start, write) else {
+            let Some(stamp) = frame_into(self, &mut outbox.buf, start, write) else {
                 return;
             };
             if !holding {
                 let frame = outbox.buf.split();
-                return self.send(offset, frame);
+                return self.send(stamp, frame);
             }
+            let follows = Stamp {
+                offset: outbox.held.offset + start as u64,
+                epoch: outbox.held.epoch,
+            };
             if start == 0 {
-                outbox.held_from = offset;
-            } else if outbox.held_from + start as u64 != offset {
-                // Another thread's frame came between: the run held so far goes alone.
+                outbox.held = stamp;
+            } else if follows != stamp {
+                // Another thread's frame came between (or a reset): the run held so far goes
+                // alone.
                 let run = outbox.buf.split_to(start);
-                self.send(outbox.held_from, run);
-                outbox.held_from = offset;
+                self.send(outbox.held, run);
+                outbox.held = stamp;
             }
             if outbox.buf.len() >= OUTBOX_BLOCK {
                 self.send_held(outbox);
@@ -691,19 +720,19 @@ impl Feed {
         });
     }
 
-    /// Sends the frames `outbox` holds for this feed, one run of offsets from `held_from`.
+    /// Sends the frames `outbox` holds for this feed, one run of offsets from `held`.
     fn send_held(&self, outbox: &mut Outbox) {
         if !outbox.buf.is_empty() {
             let run = outbox.buf.split();
-            self.send(outbox.held_from, run);
+            self.send(outbox.held, run);
         }
     }
 
-    /// Queues this server's frames (a run of offsets from `offset`, checksums not filled in)
+    /// Queues this server's frames (a run of offsets from `stamp`, checksums not filled in)
     /// for the pump.
-    fn send(&self, offset: u64, frames: BytesMut) {
+    fn send(&self, stamp: Stamp, frames: BytesMut) {
         // Fails only once the pump is gone (the feed is being dropped).
-        let _ = self.tx.send((offset, Run::Fresh(frames)));
+        let _ = self.tx.send((stamp, Run::Fresh(frames)));
     }
 
     /// Sends the frames this thread holds now, its [`Feed::hold`] staying open: before
@@ -747,11 +776,17 @@ impl Feed {
     }
 
     /// Publishes frames the pump received, in offset order, as far as they are contiguous.
-    fn publish(&self, batch: &mut Vec<(u64, Bytes)>) {
+    /// Those of an epoch before the last [`Feed::reset`] are dropped.
+    fn publish(&self, batch: &mut Vec<(Stamp, Bytes)>) {
         let mut touched = false;
         let mut guard = self.state();
         let state = &mut *guard;
-        for (offset, frame) in batch.drain(..) {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        for (stamp, frame) in batch.drain(..) {
+            if stamp.epoch != epoch {
+                continue;
+            }
+            let offset = stamp.offset;
             if offset == state.end && state.pending.is_empty() {
                 // In order, the usual case: no reordering.
                 state.append(offset, frame);
@@ -769,7 +804,7 @@ impl Feed {
                 state.append(offset, frame);
                 touched = true;
             }
-            // Below the end: numbered before a `reset` moved the stream past it; dropped, or
+            // Below the end: a frame the stream already has (none is expected); dropped, or
             // the stream would stop at it.
         }
         if !touched {
@@ -833,11 +868,11 @@ fn pump(feed: Weak<Feed>, mut rx: mpsc::UnboundedReceiver<Queued>) {
         let _ = feed.pump_thread.set(std::thread::current());
     }
     let mut batch = Vec::new();
-    while let Some((offset, run)) = rx.blocking_recv() {
-        batch.push((offset, run.into_frames()));
+    while let Some((stamp, run)) = rx.blocking_recv() {
+        batch.push((stamp, run.into_frames()));
         while batch.len() < 4096 {
             match rx.try_recv() {
-                Ok((offset, run)) => batch.push((offset, run.into_frames())),
+                Ok((stamp, run)) => batch.push((stamp, run.into_frames())),
                 Err(_) => break,
             }
         }
@@ -872,8 +907,8 @@ struct Outbox {
     /// The feed whose [`Hold`] is open on this thread (null: none), and how many are.
     holder: *const Feed,
     depth: u32,
-    /// The offset of the first frame held.
-    held_from: u64,
+    /// The place of the first frame held.
+    held: Stamp,
 }
 
 /// The outbox's block: a run held grows to about this before it is sent anyway.
@@ -884,7 +919,10 @@ thread_local! {
         buf: BytesMut::new(),
         holder: std::ptr::null(),
         depth: 0,
-        held_from: 0,
+        held: Stamp {
+            offset: 0,
+            epoch: 0,
+        },
     });
     static GROUP: RefCell<GroupState> = RefCell::new(GroupState::default());
     /// What a session's use changed, set by the session functions for the write that follows:
@@ -998,13 +1036,13 @@ fn encode(payload: &mut Vec<u8>, db: u16, record: &impl serde::Serialize) {
 }
 
 /// Fills in the length of the frame at `start` of `buf` (its payload runs to the end; the
-/// checksum is the pump's: [`checksum_frames`]) and gives it its offset from `next`.
-fn seal(next: &AtomicU64, buf: &mut [u8], start: usize) -> u64 {
+/// checksum is the pump's: [`checksum_frames`]) and gives it its place in `feed`.
+fn seal(feed: &Feed, buf: &mut [u8], start: usize) -> Stamp {
     let frame = &mut buf[start..];
     // MAX_FRAME keeps a payload far below 4 GiB.
     let payload_len = (frame.len() - FRAME_HEADER) as u32;
     frame[..4].copy_from_slice(&payload_len.to_le_bytes());
-    next.fetch_add(frame.len() as u64, Ordering::SeqCst)
+    feed.number(frame.len())
 }
 
 /// Fills in the checksum of every frame of `run` (whole frames, lengths filled in).
@@ -1034,17 +1072,17 @@ fn checksum(payload: &[u8]) -> u32 {
 /// Appends to `buf` (whose end is `start`) a frame whose payload `write` appends, and gives it
 /// its offset; none if it holds nothing or could not be encoded (`buf` is then as it was).
 fn frame_into(
-    next: &AtomicU64,
+    feed: &Feed,
     buf: &mut BytesMut,
     start: usize,
     write: impl FnOnce(&mut BytesMut) -> bool,
-) -> Option<u64> {
+) -> Option<Stamp> {
     buf.extend_from_slice(&[0; FRAME_HEADER]);
     if !write(buf) || buf.len() == start + FRAME_HEADER {
         buf.truncate(start);
         return None;
     }
-    Some(seal(next, buf, start))
+    Some(seal(feed, buf, start))
 }
 
 /// postcard's output appended to a `BytesMut`, the bytes of a value copied at once.
@@ -1194,11 +1232,12 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Changes, usize)>, FrameError> 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::sync::Arc;
 
     use bytes::Bytes;
 
-    use super::{decode_frame, Changes, Feed};
+    use super::{decode_frame, Changes, Feed, Stamp};
     use crate::clock::{Clock, ManualClock};
     use crate::store::session::NewSession;
     use crate::store::{Databases, Entry, Fields, Record, Store, Value, ValueMut};
@@ -1666,14 +1705,42 @@ mod tests {
     fn a_frame_numbered_before_a_reset_does_not_stop_the_stream() {
         let feed = Feed::new(1 << 20);
         feed.keep_backlog();
+        let old = feed.epoch.load(Ordering::SeqCst);
         feed.reset(100);
+        let new = feed.epoch.load(Ordering::SeqCst);
         let frame = |n: usize| Bytes::from(vec![0u8; n]);
-        // Numbered in the old stream at 104, it arrives after the reset and waits there...
-        feed.publish(&mut vec![(104, frame(8))]);
-        // ...until the new stream passes it: dropped, not waited for.
-        feed.publish(&mut vec![(100, frame(10))]);
-        feed.publish(&mut vec![(110, frame(10))]);
+        let at = |offset, epoch| Stamp { offset, epoch };
+        // Numbered in the old stream at 104 and at 100, they arrive after the reset: dropped,
+        // neither waited for nor taken.
+        feed.publish(&mut vec![
+            (at(104, old), frame(8)),
+            (at(100, old), frame(4)),
+        ]);
+        feed.publish(&mut vec![(at(100, new), frame(10))]);
+        feed.publish(&mut vec![(at(110, new), frame(10))]);
         assert_eq!(feed.backlog_range(), (100, 20));
+    }
+
+    #[test]
+    fn held_frames_numbered_before_a_reset_stay_out_of_the_new_stream() {
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed();
+        let start = feed.end_offset();
+        let hold = feed.hold();
+        set_str(dbs.first(), "old", "value", 0);
+        // The new stream starts exactly where the held frame was numbered in the old one
+        // (a replica's full sync while a connection's frames wait in its outbox).
+        feed.reset(start);
+        drop(hold);
+        set_str(dbs.first(), "new", "value", 0);
+        let replayed = frames(feed, start);
+        let [(changes, _)] = &replayed[..] else {
+            panic!("one frame: {replayed:?}");
+        };
+        let [(0, Record::String { key, .. })] = &changes[..] else {
+            panic!("a string: {changes:?}");
+        };
+        assert_eq!(key, "new");
     }
 
     #[test]
