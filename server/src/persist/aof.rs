@@ -912,6 +912,28 @@ impl Aof {
         tracing::info!(dir = %self.layout.dir.display(), "append-only log turned off");
     }
 
+    /// Stops the log's threads and closes its file, writing nothing more: its server is gone
+    /// (dropped, not shut down: a crash, as far as the files go). A thread's cached copy
+    /// ([`super::Persistence`]'s `read_aof`) may keep it a while longer, with nothing
+    /// running.
+    pub fn abandon(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake_writer();
+        if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
+            helper.stop.store(true, Ordering::SeqCst);
+            helper.ready.notify_all();
+        }
+        self.files().incr = None;
+    }
+
+    /// Whether the log's threads (writer, fsync) have all ended.
+    #[cfg(test)]
+    pub fn threads_ended(&self) -> bool {
+        self.threads()
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+    }
+
     /// Takes the rewrite history of the log this one follows (turned off, then on again), so
     /// that INFO's `aof_rewrites` and `aof_last_bgrewrite_status` count for the server, as
     /// Redis's do. Before this log's first rewrite.

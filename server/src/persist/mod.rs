@@ -232,6 +232,15 @@ pub struct Persistence {
     aof_stale: AtomicBool,
 }
 
+impl Drop for Persistence {
+    /// The log's threads and file go with the server, whoever still holds the log.
+    fn drop(&mut self) {
+        if let Some(log) = self.aof.load_full() {
+            log.abandon();
+        }
+    }
+}
+
 /// A number no swap of any server's log in this process had before ([`Persistence::read_aof`]).
 fn next_generation() -> u64 {
     static GENERATIONS: AtomicU64 = AtomicU64::new(1);
@@ -289,7 +298,8 @@ impl Persistence {
     /// Runs `f` on the log as it is now, from this thread's copy while no swap happened since
     /// it was taken: one atomic load and a comparison, where an `ArcSwap` load costs some 100
     /// instructions (its debt list), which every command paid. A thread keeps its copy, and so
-    /// a log turned off alive, until it next looks.
+    /// a log turned off (closed) or a dropped server's (abandoned) in memory, until it next
+    /// looks.
     #[inline]
     fn read_aof<R>(&self, f: impl FnOnce(Option<&aof::Aof>) -> R) -> R {
         thread_local! {
@@ -978,6 +988,34 @@ mod tests {
         persistence.set_appendonly(false).expect("off");
         assert!(!manifest.exists());
         drop(slot);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dropped_servers_log_stops_though_a_thread_still_holds_it() {
+        let dir =
+            std::env::temp_dir().join(format!("sessiond-persist-{}-dropped", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let config = PersistConfig {
+            dir: dir.clone(),
+            interval: None,
+            ..PersistConfig::default()
+        };
+        let store = Arc::new(Databases::new(
+            crate::clock::Clock::manual(1_700_000_000_000).0,
+            1,
+        ));
+        let log = aof::Aof::start(&config.aof, &dir, Arc::clone(&store), u64::MAX).expect("log");
+        let persistence = Persistence::new(Some(config), store).with_aof(Some(Arc::clone(&log)));
+        // This thread's copy, as a runtime thread that ran a command keeps it.
+        assert!(!persistence.read_aof(|log| log.is_some_and(aof::Aof::write_failed)));
+        drop(persistence);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !log.threads_ended() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(log.threads_ended(), "the writer and fsync threads end");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
