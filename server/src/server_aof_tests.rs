@@ -28,6 +28,7 @@ struct Served {
     faults: Arc<Faults>,
     addr: std::net::SocketAddr,
     feed: Arc<Feed>,
+    dbs: Arc<crate::store::Databases>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -59,7 +60,8 @@ fn serve(name: &str, fsync: Fsync) -> Served {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let server = Server::from_listener(config, listener).unwrap();
             let feed = Arc::clone(server.shared().persistence.aof().unwrap().feed());
-            ready.send((server.local_addr(), feed)).unwrap();
+            let dbs = Arc::clone(&server.shared().dbs);
+            ready.send((server.local_addr(), feed, dbs)).unwrap();
             server
                 .run(async {
                     let _ = stopped.await;
@@ -68,12 +70,13 @@ fn serve(name: &str, fsync: Fsync) -> Served {
                 .unwrap();
         });
     });
-    let (addr, feed) = started.recv().unwrap();
+    let (addr, feed, dbs) = started.recv().unwrap();
     Served {
         dir,
         faults,
         addr,
         feed,
+        dbs,
         stop: Some(stop),
         thread: Some(thread),
     }
@@ -113,10 +116,18 @@ impl Drop for Served {
 }
 
 fn send(client: &mut std::net::TcpStream, args: &[&str]) {
+    pipeline(client, &[args]);
+}
+
+/// Sends `commands` in one write.
+fn pipeline(client: &mut std::net::TcpStream, commands: &[&[&str]]) {
     use std::io::Write as _;
-    let mut out = format!("*{}\r\n", args.len());
-    for arg in args {
-        out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    let mut out = String::new();
+    for args in commands {
+        out.push_str(&format!("*{}\r\n", args.len()));
+        for arg in *args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
     }
     client.write_all(out.as_bytes()).unwrap();
 }
@@ -251,4 +262,52 @@ fn a_failed_fsync_closes_its_waiter_and_refuses_writes_with_misconf_until_a_rewr
     }
     send(&mut c2, &["SET", "c", "3"]);
     assert_eq!(reply(&mut c2).unwrap(), "+OK");
+}
+
+#[test]
+fn a_long_command_does_not_hold_back_the_writes_pipelined_before_it() {
+    let served = serve("server-long-command", Fsync::Everysec);
+    let store = served.dbs.first();
+    // KEYS will wait for a shard lock this test holds: a command as long as the test wants.
+    let blocked = "held";
+    let key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| store.shard_of_key(k.as_bytes()) != store.shard_of_key(blocked.as_bytes()))
+        .unwrap();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let dbs = Arc::clone(&served.dbs);
+    let holder = std::thread::spawn(move || {
+        let store = dbs.first();
+        store.upsert(blocked.as_bytes(), store.now_ms(), |_| {
+            locked.send(()).unwrap();
+            let _ = released.recv();
+            (None, ())
+        });
+    });
+    is_locked.recv().unwrap();
+
+    let mut client = served.connect();
+    let mut published = served.feed.published();
+    let before = served.feed.end_offset();
+    pipeline(&mut client, &[&["SET", &key, "v"], &["KEYS", "*"]]);
+    let after = served.wait_end_past(before);
+    // The SET's change reaches the stream while KEYS still runs: it was sent before KEYS.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let reached = runtime.block_on(async {
+        let wait = published.wait_for(|end| *end >= after);
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    });
+    assert!(reached, "published only after KEYS");
+    assert!(no_reply_yet(&mut client), "KEYS still waits for the lock");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(reply(&mut client).unwrap(), "+OK");
+    assert_eq!(reply(&mut client).unwrap(), "*1");
+    assert_eq!(reply(&mut client).unwrap(), key);
 }

@@ -686,6 +686,13 @@ fn execute_now(
         let refusal = Frame::error("OOM command not allowed when used memory > 'maxmemory'.");
         return not_run(shared, stats, Some(slot), refusal.into());
     }
+    if !keeps_the_time(spec) || !work.is_short() {
+        // It may run long (KEYS, DEL of a large hash, FLUSHALL SYNC, a script, an MGET of
+        // 100,000 keys): the changes this thread holds from the commands before it go to the
+        // stream now, not once it is done (replicated, written, fsynced: `always` replies
+        // wait for them).
+        shared.dbs.feed().release_held();
+    }
     let written = out.len();
     let out_limit = output_class(&shared.live, conn).hard();
     let mut ctx = Ctx {
