@@ -769,11 +769,19 @@ impl Aof {
             }
         };
         *self.switch_lock() = Switch::None;
-        // The base: the keyspace at the journal's close, after `t0`.
+        // The base: the keyspace at the journal's close, after `t0`. Or, when the new log
+        // holds every change from `t0` on (this log is committed and misses nothing), each key
+        // as its shard was read after `t0`: replayed over it, that log brings every key to the
+        // same instant (see `store::feed`), once it is on disk up to the end of the walk
+        // (below). That spares every write made during the rewrite its journal record.
+        let fuzzy = restart.is_none()
+            && self.committed.load(Ordering::SeqCst)
+            && !self.incomplete.load(Ordering::SeqCst);
         let base = self.layout.base_name(seq);
         let base_path = self.layout.path(&base);
         let options = writer::WriteOptions {
             journal_max_bytes: self.journal_max_bytes,
+            consistent: !fuzzy,
             ..writer::WriteOptions::default()
         };
         let written = writer::write_snapshot(&*self.dbs, &base_path, &options);
@@ -782,6 +790,12 @@ impl Aof {
             return Err("a SWAPDB ran during the rewrite; it was abandoned".to_owned());
         }
         written.map_err(|e| format!("{}: {e}", base_path.display()))?;
+        if fuzzy {
+            if let Err(error) = self.durable_through(self.feed.end_offset()) {
+                let _ = std::fs::remove_file(&base_path);
+                return Err(error);
+            }
+        }
         // The commit: base `seq` and the logs from `seq` on.
         let mut files = self.files();
         if self.closed.load(Ordering::SeqCst) {
@@ -995,7 +1009,35 @@ impl Aof {
     /// Waits (at most 30 s, and not while writes fail) until every change made so far is
     /// written.
     fn wait_written(&self) {
-        let target = self.feed.end_offset();
+        self.wait_written_to(self.feed.end_offset());
+    }
+
+    /// Makes the log durable up to `target` (a fuzzy base's end) before the base that needs
+    /// it is committed: waits for the writer to reach it, then fsyncs.
+    fn durable_through(&self, target: u64) -> Result<(), String> {
+        self.wait_written_to(target);
+        if self.written.load(Ordering::SeqCst) < target {
+            return Err("the new log could not be written up to the end of its base".to_owned());
+        }
+        let synced = self.files().incr.as_ref().map(|(file, _)| file.sync_data());
+        match synced {
+            Some(Ok(())) if !self.incomplete.load(Ordering::SeqCst) => {
+                // True of the files named now too: the new log is in the manifest already.
+                self.feed.mark_durable(target);
+                Ok(())
+            }
+            Some(Err(error)) => {
+                let error = strerror(&error);
+                self.mark_incomplete(error.clone());
+                Err(error)
+            }
+            _ => Err("the new log misses changes".to_owned()),
+        }
+    }
+
+    /// Waits (at most 30 s, and not while writes fail) until the log is written up to
+    /// `target`.
+    fn wait_written_to(&self, target: u64) {
         // The pump publishes what was queued before `target` shortly, the writer writes it.
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.written.load(Ordering::SeqCst) < target && Instant::now() < deadline {
@@ -1603,6 +1645,82 @@ mod tests {
         set_str(dbs.first(), "streamed", "1");
         aof.sync();
         assert_eq!(reloaded(&dir), keys(&["streamed", "synced"]));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every record of the first database, by key.
+    fn contents(dbs: &Databases) -> Vec<crate::store::Record> {
+        let store = dbs.first();
+        let mut records: Vec<_> = (0..store.shard_count())
+            .flat_map(|shard| store.snapshot_shard(shard))
+            .collect();
+        records.sort_by(|a, b| a.key().cmp(b.key()));
+        records
+    }
+
+    #[test]
+    fn a_base_read_while_keys_change_and_the_log_after_its_cut_give_back_the_keyspace() {
+        let dir = scratch("fuzzy");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        let aof = Aof::start(&AofConfig::default(), &dir, dbs.clone(), u64::MAX).expect("starts");
+        for i in 0..50_000 {
+            set_str(dbs.first(), &format!("key:{i}"), "0");
+        }
+        // Keys rewritten, deleted and moved (two keys in one frame) while the base is read.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (dbs, stop) = (dbs.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let store = dbs.first();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) || round < 2_000 {
+                    let i = round % 2_000;
+                    set_str(store, &format!("key:{i}"), &round.to_string());
+                    if round.is_multiple_of(3) {
+                        store.remove(format!("key:{}", (i * 7) % 2_000).as_bytes(), START);
+                    }
+                    let feed = store.feed();
+                    let _group = feed.group();
+                    store.remove(format!("pair:a:{}", round % 50).as_bytes(), START);
+                    set_str(store, &format!("pair:b:{}", round % 50), &round.to_string());
+                    set_str(store, &format!("pair:a:{}", (round + 1) % 50), "next");
+                    round += 1;
+                }
+            })
+        };
+        assert!(aof.claim_rewrite());
+        aof.rewrite_claimed().expect("rewritten");
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        aof.sync();
+        let layout = layout(&dir);
+        let manifest = layout.read_manifest().expect("readable").expect("named");
+        let restarted = Databases::new(Clock::manual(START).0, 1);
+        super::super::aof_load::load(&layout, &manifest, &restarted, false).expect("loads");
+        let (live, back) = (contents(&dbs), contents(&restarted));
+        assert_eq!(live.len(), back.len());
+        assert!(live == back, "the restarted keyspace differs");
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rewrite_puts_its_log_on_disk_through_its_base_before_naming_the_base() {
+        let dir = scratch("fuzzy-durable");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        // `appendfsync no`: nothing else fsyncs the log.
+        let config = AofConfig {
+            fsync: Fsync::No,
+            ..AofConfig::default()
+        };
+        let aof = Aof::start(&config, &dir, dbs.clone(), u64::MAX).expect("starts");
+        for i in 0..100 {
+            set_str(dbs.first(), &format!("key:{i}"), "1");
+        }
+        assert!(aof.claim_rewrite());
+        aof.rewrite_claimed().expect("rewritten");
+        assert_eq!(aof.feed().durable().offset, aof.feed().end_offset());
         aof.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

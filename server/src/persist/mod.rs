@@ -117,6 +117,7 @@ impl PersistConfig {
         writer::WriteOptions {
             journal_max_bytes: self.journal_max_bytes,
             shard_delay: self.shard_delay,
+            consistent: true,
         }
     }
 }
