@@ -229,8 +229,6 @@ impl Databases {
         Table::atomic_many(&blocks, || {
             self.mapping[a].store(pb as u16, Ordering::Relaxed);
             self.mapping[b].store(pa as u16, Ordering::Relaxed);
-            // After the mapping: an EXEC that reads the new count reads the new mapping too.
-            self.swaps.fetch_add(1, Ordering::Release);
             sa.logical.store(b as u16, Ordering::Relaxed);
             sb.logical.store(a as u16, Ordering::Relaxed);
             let now_ms = sa.now_ms();
@@ -250,6 +248,10 @@ impl Databases {
                 let with = b as u16;
                 sa.feed.push(a as u16, &super::Record::SwapDb { with });
             }
+            // After the mapping: an EXEC that reads the new count reads the new mapping too.
+            // After the frame's offset: a log rewrite that reads the new count cuts its log
+            // past the frame, so its base (which shows the swap) is not followed by the frame.
+            self.swaps.fetch_add(1, Ordering::Release);
         });
         drop(rec);
         drop(swapping);
