@@ -364,7 +364,7 @@ impl Databases {
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => return,
-                    lag = db.expire_in_batches() => lag_ms = lag_ms.max(lag),
+                    lag = db.expire_in_batches(&self.following) => lag_ms = lag_ms.max(lag),
                 }
             }
             if let Some(lag_ms) = lag_ms {

@@ -382,7 +382,9 @@ impl Store {
     ///
     /// Returns how late, in ms, the work ended after the earliest deadline it was due for
     /// (`None` when nothing was due): the expiry's lag.
-    pub(super) async fn expire_in_batches(&self) -> Option<u64> {
+    /// Stops between two slices once `stop` is set (the keyspace started following a
+    /// primary, whose stream alone changes it from then on).
+    pub(super) async fn expire_in_batches(&self, stop: &AtomicBool) -> Option<u64> {
         let now_ms = self.now_ms();
         let mut slice = Duration::ZERO;
         let mut slice_start = Instant::now();
@@ -391,6 +393,9 @@ impl Store {
             let hashes = self.map.group_by_shard(hashes);
             let mut next = 0;
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
                 // The journal's recording is not held across the yield: a snapshot may need to
                 // close the journal.
                 let done = self.expire_some(tick, &hashes, &mut next, now_ms);
@@ -564,7 +569,7 @@ mod tests {
         runtime.block_on(async {
             let expiry = tokio::spawn({
                 let store = store.clone();
-                async move { store.expire_in_batches().await }
+                async move { store.expire_in_batches(&AtomicBool::new(false)).await }
             });
             // This task and the expiry share the thread: it sees the keyspace between slices.
             let mut seen = Vec::new();
@@ -577,6 +582,31 @@ mod tests {
             assert!(partway >= 2, "the expiry yielded partway: {seen:?}");
         });
         assert_eq!((store.len(), store.expired_keys()), (0, keys as u64));
+    }
+
+    #[test]
+    fn a_mass_expiry_stops_between_slices_once_the_keyspace_follows_a_primary() {
+        let (store, keys) = all_due();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let following = Arc::new(AtomicBool::new(false));
+        runtime.block_on(async {
+            let expiry = tokio::spawn({
+                let (store, following) = (store.clone(), following.clone());
+                async move { store.expire_in_batches(&following).await }
+            });
+            while store.len() == keys {
+                tokio::task::yield_now().await;
+            }
+            // Partway (this task runs between slices): from now on the primary's stream alone
+            // deletes keys.
+            following.store(true, Ordering::Relaxed);
+            let left = store.len();
+            expiry.await.unwrap();
+            assert_eq!(store.len(), left, "no slice after the switch");
+        });
+        assert!(!store.is_empty());
     }
 
     #[test]
