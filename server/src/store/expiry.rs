@@ -383,17 +383,30 @@ impl Store {
     /// Returns how late, in ms, the work ended after the earliest deadline it was due for
     /// (`None` when nothing was due): the expiry's lag.
     /// Stops between two slices once `stop` is set (the keyspace started following a
-    /// primary, whose stream alone changes it from then on).
+    /// primary, whose stream alone changes it from then on), the keys not examined queued
+    /// again.
     pub(super) async fn expire_in_batches(&self, stop: &AtomicBool) -> Option<u64> {
         let now_ms = self.now_ms();
         let mut slice = Duration::ZERO;
         let mut slice_start = Instant::now();
         let (due, earliest_ms) = self.index.take_due_with_earliest(now_ms);
-        for (tick, hashes) in due {
+        let mut due = due.into_iter();
+        while let Some((tick, hashes)) = due.next() {
             let hashes = self.map.group_by_shard(hashes);
             let mut next = 0;
             loop {
                 if stop.load(Ordering::Relaxed) {
+                    // What was taken and not examined goes back, for a promotion later.
+                    let rest = hashes
+                        .get(next..)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|&h| (tick, h));
+                    let later =
+                        due.flat_map(|(tick, hashes)| hashes.into_iter().map(move |h| (tick, h)));
+                    for (tick, hash) in rest.chain(later) {
+                        self.index.queue(hash, tick, now_ms);
+                    }
                     return None;
                 }
                 // The journal's recording is not held across the yield: a snapshot may need to
@@ -605,8 +618,12 @@ mod tests {
             let left = store.len();
             expiry.await.unwrap();
             assert_eq!(store.len(), left, "no slice after the switch");
+            assert!(store.index.len() >= left, "the rest queued again");
         });
         assert!(!store.is_empty());
+        // Promoted later: the next cycle takes them.
+        store.reclaim_expired();
+        assert!(store.is_empty());
     }
 
     #[test]
