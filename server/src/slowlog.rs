@@ -277,6 +277,8 @@ impl SlowLog {
 
     /// Sets `slowlog-log-slower-than`.
     pub fn set_slower_than_us(&self, us: i64) {
+        // Both under the entries' lock: two CONFIG SETs at once leave a matching pair.
+        let _set = self.entries.lock();
         self.slower_than_us.store(us, Ordering::Relaxed);
         self.from_ns.store(slow_from_ns(us), Ordering::Relaxed);
     }
@@ -401,6 +403,8 @@ impl LatencyMonitor {
 
     /// Sets `latency-monitor-threshold`.
     pub fn set_threshold_ms(&self, ms: u64) {
+        // Both under the events' lock: two CONFIG SETs at once leave a matching pair.
+        let _set = self.events.lock();
         self.threshold_ms.store(ms, Ordering::Relaxed);
         self.from_ns.store(spike_from_ns(ms), Ordering::Relaxed);
     }
