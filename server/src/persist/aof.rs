@@ -230,6 +230,9 @@ pub struct Aof {
     /// dropped past [`RETRY_LIMIT`]. Nothing is called durable and writes are refused until a
     /// rewrite has put the whole keyspace in new, fsynced files.
     incomplete: AtomicBool,
+    /// Times the log was found to miss changes: a rewrite ends `incomplete` only if none was
+    /// found since it began (a failure in its own new log is not behind it).
+    incomplete_marks: AtomicU64,
     write_error: Mutex<Option<String>>,
     delayed_fsync: AtomicU64,
     /// The `everysec` fsync thread, once started.
@@ -348,6 +351,7 @@ impl Aof {
             rewrite_base_size: AtomicU64::new(0),
             write_failed: AtomicBool::new(false),
             incomplete: AtomicBool::new(false),
+            incomplete_marks: AtomicU64::new(0),
             write_error: Mutex::new(None),
             delayed_fsync: AtomicU64::new(0),
             fsyncer: Mutex::new(None),
@@ -570,6 +574,7 @@ impl Aof {
     /// The log misses changes (see `incomplete`): writes are refused and nothing more is
     /// called durable until a rewrite succeeds (scheduled here).
     fn mark_incomplete(&self, error: String) {
+        self.incomplete_marks.fetch_add(1, Ordering::SeqCst);
         if !self.incomplete.swap(true, Ordering::SeqCst) {
             tracing::error!(%error, "the append-only log misses changes; refusing writes until a rewrite succeeds");
         }
@@ -670,13 +675,16 @@ impl Aof {
         let started = Instant::now();
         self.rewrite_lock().started = Some(started);
         tracing::info!(dir = %self.layout.dir.display(), "rewriting the append-only log");
+        let marks = self.incomplete_marks.load(Ordering::SeqCst);
         let result = self.rewrite_steps(restart);
         let mut status = self.rewrite_lock();
         status.started = None;
         match &result {
             Ok(()) => {
-                // The keyspace is in new, fsynced files: an earlier fsync failure is behind.
-                if self.incomplete.swap(false, Ordering::SeqCst)
+                // The keyspace is in new, fsynced files: an earlier fsync failure is behind,
+                // one found since the rewrite began (in its new log) is not.
+                if self.incomplete_marks.load(Ordering::SeqCst) == marks
+                    && self.incomplete.swap(false, Ordering::SeqCst)
                     && !self.write_failed.load(Ordering::SeqCst)
                     && !self.closed.load(Ordering::SeqCst)
                 {
@@ -773,8 +781,11 @@ impl Aof {
         // holds every change from `t0` on (this log is committed and misses nothing), each key
         // as its shard was read after `t0`: replayed over it, that log brings every key to the
         // same instant (see `store::feed`), once it is on disk up to the end of the walk
-        // (below). That spares every write made during the rewrite its journal record.
+        // (below). That spares every write made during the rewrite its journal record. Not
+        // on a replica: it applies its primary's frames record by record and numbers each
+        // after, so a walk could see half of one numbered past the end it waits for.
         let fuzzy = restart.is_none()
+            && !self.dbs.following()
             && self.committed.load(Ordering::SeqCst)
             && !self.incomplete.load(Ordering::SeqCst);
         let base = self.layout.base_name(seq);
@@ -791,7 +802,12 @@ impl Aof {
         }
         written.map_err(|e| format!("{}: {e}", base_path.display()))?;
         if fuzzy {
-            if let Err(error) = self.durable_through(self.feed.end_offset()) {
+            let durable = if self.dbs.following() {
+                Err("the server became a replica during the rewrite".to_owned())
+            } else {
+                self.durable_through(self.feed.end_offset())
+            };
+            if let Err(error) = durable {
                 let _ = std::fs::remove_file(&base_path);
                 return Err(error);
             }
@@ -1019,20 +1035,48 @@ impl Aof {
         if self.written.load(Ordering::SeqCst) < target {
             return Err("the new log could not be written up to the end of its base".to_owned());
         }
-        let synced = self.files().incr.as_ref().map(|(file, _)| file.sync_data());
-        match synced {
-            Some(Ok(())) if !self.incomplete.load(Ordering::SeqCst) => {
-                // True of the files named now too: the new log is in the manifest already.
-                self.feed.mark_durable(target);
-                Ok(())
-            }
-            Some(Err(error)) => {
-                let error = strerror(&error);
-                self.mark_incomplete(error.clone());
-                Err(error)
-            }
-            _ => Err("the new log misses changes".to_owned()),
+        // On a handle of its own: the writer (and the pump behind it) goes on meanwhile.
+        let file = match self.files().incr.as_ref().map(|(file, _)| file.try_clone()) {
+            Some(Ok(file)) => file,
+            Some(Err(error)) => return Err(strerror(&error)),
+            None => return Err("the log is closed".to_owned()),
+        };
+        if let Err(error) = file.sync_data() {
+            let error = strerror(&error);
+            self.mark_incomplete(error.clone());
+            return Err(error);
         }
+        // An `everysec` fsync running meanwhile may have taken the error this one would have
+        // seen (the kernel reports a lost write to one caller): wait for it, then look.
+        let helper = self
+            .fsyncer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(helper) = helper {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !helper.idle() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !helper.idle() {
+                return Err("an fsync of the log did not end in 30 s".to_owned());
+            }
+            let failed = helper
+                .error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(error) = failed {
+                self.mark_incomplete(error.clone());
+                return Err(error);
+            }
+        }
+        if self.write_failed() {
+            return Err("the new log misses changes".to_owned());
+        }
+        // True of the files named now too: the new log is in the manifest already.
+        self.feed.mark_durable(target);
+        Ok(())
     }
 
     /// Waits (at most 30 s, and not while writes fail) until the log is written up to
@@ -1474,6 +1518,12 @@ impl FsyncHelper {
     fn running_since(&self) -> Option<Instant> {
         *self.started.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Whether no fsync is asked for or running.
+    fn idle(&self) -> bool {
+        let request = self.request.lock().unwrap_or_else(|p| p.into_inner());
+        request.is_none() && self.running_since().is_none()
+    }
 }
 
 fn fsync_loop(helper: &FsyncHelper) {
@@ -1490,14 +1540,19 @@ fn fsync_loop(helper: &FsyncHelper) {
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            request
+            let taken = request
                 .take()
-                .map(|r| (r, helper.epoch.load(Ordering::SeqCst)))
+                .map(|r| (r, helper.epoch.load(Ordering::SeqCst)));
+            // Under the request's lock: a request is never taken and not yet started
+            // ([`FsyncHelper::idle`]).
+            if taken.is_some() {
+                *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            }
+            taken
         };
         let Some(((file, offset), epoch)) = request else {
             continue;
         };
-        *helper.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         match file.sync_data() {
             Ok(()) => {
                 let _request = helper.request.lock().unwrap_or_else(|p| p.into_inner());
