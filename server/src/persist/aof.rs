@@ -947,13 +947,22 @@ impl Aof {
     /// ([`super::Persistence`]'s `read_aof`) may keep it a while longer, with nothing
     /// running.
     pub fn abandon(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        {
+            // Between two turns of the writer, which then sees the log closed.
+            let _turn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if self.closed.swap(true, Ordering::SeqCst) {
+                // Closed already (CONFIG SET appendonly no): nothing runs.
+                return;
+            }
+            self.files().incr = None;
+        }
         self.wake_writer();
         if let Some(helper) = &*self.fsyncer.lock().unwrap_or_else(|p| p.into_inner()) {
             helper.stop.store(true, Ordering::SeqCst);
             helper.ready.notify_all();
         }
-        self.files().incr = None;
+        self.feed.detach_sink(&self.sink);
+        self.feed.disable();
     }
 
     /// Whether the log's threads (writer, fsync) have all ended.
