@@ -51,13 +51,16 @@
 //! change is in the shards before the writer reads them.
 //!
 //! **The snapshot need not be consistent** when the stream from `t0` is complete (an AOF
-//! rewrite of a log that misses nothing): take each key as its shard was read at `Tk >= T0`.
+//! rewrite, on a primary, of a log that misses nothing): take each key as its shard was read
+//! at `Tk >= T0`.
 //! The argument above is per key, so it holds with `Tk` for `T1`, and replaying every frame
 //! from `t0` brings each key to its last state. A frame of several keys (RENAME) may be in the
 //! snapshot for one key and not the other; replay sets both. What the per-key argument needs
 //! from the disk is the frames up to the end of the walk: a crash that lost one of those could
 //! leave a key as the snapshot read it, ahead of a key the frame also changed. So such a base
-//! is named only once the log is fsynced through the walk's end.
+//! is named only once the log is fsynced through the walk's end. (A replica applies a frame
+//! before it numbers it, so its walk could see a change numbered past that end: its rewrites
+//! take the journaled snapshot.)
 //!
 //! SWAPDB is the one change that is not an assignment (replayed twice, it swaps back): a
 //! snapshot for a switch must be abandoned when a SWAPDB ran between the cut and the
