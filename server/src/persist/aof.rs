@@ -1770,6 +1770,46 @@ mod tests {
     }
 
     #[test]
+    fn a_write_storm_during_a_rewrite_cannot_fail_it_on_the_journal_bound() {
+        let dir = scratch("storm");
+        let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+        // A journal bound of one byte: a base that journaled the storm would be abandoned.
+        let aof = Aof::start(&AofConfig::default(), &dir, dbs.clone(), 1).expect("starts");
+        for i in 0..50_000 {
+            set_str(dbs.first(), &format!("key:{i}"), "0");
+        }
+        let (stop, writes) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let writer = {
+            let (dbs, stop, writes) = (dbs.clone(), stop.clone(), writes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = writes.fetch_add(1, Ordering::Relaxed);
+                    set_str(dbs.first(), &format!("key:{}", n % 50_000), "1");
+                }
+            })
+        };
+        while writes.load(Ordering::Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        assert!(aof.claim_rewrite());
+        let rewritten = aof.rewrite_claimed();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        assert_eq!(rewritten, Ok(()));
+        aof.sync();
+        let layout = layout(&dir);
+        let manifest = layout.read_manifest().expect("readable").expect("named");
+        let restarted = Databases::new(Clock::manual(START).0, 1);
+        super::super::aof_load::load(&layout, &manifest, &restarted, false).expect("loads");
+        assert!(contents(&dbs) == contents(&restarted));
+        aof.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_rewrite_puts_its_log_on_disk_through_its_base_before_naming_the_base() {
         let dir = scratch("fuzzy-durable");
         let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
