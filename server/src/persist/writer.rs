@@ -174,20 +174,9 @@ pub fn write_stream<W: Write>(
     let mut records = 0u64;
     let mut scratch = Vec::new();
     let journal = store.keyspace(0).journal();
-    if !options.consistent {
-        for index in 0..store.count() {
-            let db = store.keyspace(index);
-            let index = u16::try_from(index).unwrap_or(u16::MAX);
-            for shard in 0..db.shard_count() {
-                for record in db.snapshot_shard(shard) {
-                    sink.record(index, &record, &mut scratch)?;
-                    records += 1;
-                }
-            }
-        }
-        return finish(sink, records, started);
+    if options.consistent {
+        journal.begin(options.journal_max_bytes);
     }
-    journal.begin(options.journal_max_bytes);
     let walked = (|| {
         for index in 0..store.count() {
             let db = store.keyspace(index);
@@ -200,13 +189,17 @@ pub fn write_stream<W: Write>(
                 if !options.shard_delay.is_zero() && index == 0 {
                     std::thread::sleep(options.shard_delay);
                 }
-                if journal.overflowed() {
+                if options.consistent && journal.overflowed() {
                     break;
                 }
             }
         }
         Ok::<(), std::io::Error>(())
     })();
+    if !options.consistent {
+        walked?;
+        return finish(sink, records, started);
+    }
     // Always close the journal, even when the walk failed, so writers stop recording.
     let spoiled = store.keyspace(0).journal();
     let journal = journal.end();
