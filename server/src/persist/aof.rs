@@ -1609,6 +1609,14 @@ mod tests {
 
     /// The keys the log of `dir` gives back, loaded into a new keyspace.
     fn reloaded(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        reloaded_records(dir)
+            .iter()
+            .map(|record| record.key().to_vec())
+            .collect()
+    }
+
+    /// The records the log of `dir` gives back, loaded into a new keyspace ([`contents`]).
+    fn reloaded_records(dir: &std::path::Path) -> Vec<crate::store::Record> {
         let layout = layout(dir);
         let manifest = layout
             .read_manifest()
@@ -1616,13 +1624,7 @@ mod tests {
             .expect("a manifest");
         let dbs = Databases::new(Clock::manual(START).0, 1);
         super::super::aof_load::load(&layout, &manifest, &dbs, false).expect("loads");
-        let store = dbs.first();
-        let mut keys: Vec<Vec<u8>> = (0..store.shard_count())
-            .flat_map(|shard| store.snapshot_shard(shard))
-            .map(|record| record.key().to_vec())
-            .collect();
-        keys.sort();
-        keys
+        contents(&dbs)
     }
 
     fn keys(names: &[&str]) -> Vec<Vec<u8>> {
@@ -1758,11 +1760,7 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         writer.join().expect("writer");
         aof.sync();
-        let layout = layout(&dir);
-        let manifest = layout.read_manifest().expect("readable").expect("named");
-        let restarted = Databases::new(Clock::manual(START).0, 1);
-        super::super::aof_load::load(&layout, &manifest, &restarted, false).expect("loads");
-        let (live, back) = (contents(&dbs), contents(&restarted));
+        let (live, back) = (contents(&dbs), reloaded_records(&dir));
         assert_eq!(live.len(), back.len());
         assert!(live == back, "the restarted keyspace differs");
         aof.close();
@@ -1800,11 +1798,7 @@ mod tests {
         writer.join().expect("writer");
         assert_eq!(rewritten, Ok(()));
         aof.sync();
-        let layout = layout(&dir);
-        let manifest = layout.read_manifest().expect("readable").expect("named");
-        let restarted = Databases::new(Clock::manual(START).0, 1);
-        super::super::aof_load::load(&layout, &manifest, &restarted, false).expect("loads");
-        assert!(contents(&dbs) == contents(&restarted));
+        assert!(contents(&dbs) == reloaded_records(&dir));
         aof.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

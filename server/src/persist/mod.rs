@@ -953,10 +953,11 @@ fn remove_temp_files(config: &PersistConfig) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_snapshot_while_a_new_log_is_uncommitted_sets_the_earlier_manifest_aside() {
+    /// An empty scratch directory named after `name`, persistence settings for it (no
+    /// periodic save) and an empty keyspace.
+    fn scratch(name: &str) -> (std::path::PathBuf, PersistConfig, Arc<Databases>) {
         let dir =
-            std::env::temp_dir().join(format!("sessiond-persist-{}-stale", std::process::id()));
+            std::env::temp_dir().join(format!("sessiond-persist-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let config = PersistConfig {
@@ -964,11 +965,17 @@ mod tests {
             interval: None,
             ..PersistConfig::default()
         };
-        let manifest = config.aof_layout().manifest_path();
         let store = Arc::new(Databases::new(
             crate::clock::Clock::manual(1_700_000_000_000).0,
             1,
         ));
+        (dir, config, store)
+    }
+
+    #[test]
+    fn a_snapshot_while_a_new_log_is_uncommitted_sets_the_earlier_manifest_aside() {
+        let (dir, config, store) = scratch("stale");
+        let manifest = config.aof_layout().manifest_path();
         let persistence = Arc::new(Persistence::new(Some(config.clone()), store));
         // A log turned on, committed, and off: its manifest stays, the newest state there is.
         let slot = persistence.claim().expect("the save slot");
@@ -994,19 +1001,7 @@ mod tests {
 
     #[test]
     fn a_dropped_servers_log_stops_though_a_thread_still_holds_it() {
-        let dir =
-            std::env::temp_dir().join(format!("sessiond-persist-{}-dropped", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        let config = PersistConfig {
-            dir: dir.clone(),
-            interval: None,
-            ..PersistConfig::default()
-        };
-        let store = Arc::new(Databases::new(
-            crate::clock::Clock::manual(1_700_000_000_000).0,
-            1,
-        ));
+        let (dir, config, store) = scratch("dropped");
         let log = aof::Aof::start(&config.aof, &dir, Arc::clone(&store), u64::MAX).expect("log");
         let persistence = Persistence::new(Some(config), store).with_aof(Some(Arc::clone(&log)));
         // This thread's copy, as a runtime thread that ran a command keeps it.
