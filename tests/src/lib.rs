@@ -125,6 +125,16 @@ impl TestServer {
         self.connect(true)
     }
 
+    /// A `redis` crate connection speaking RESP2, or `None` if the server closed it as it
+    /// opened: for a poll that runs while something (Sentinel's `CLIENT KILL TYPE normal` in a
+    /// failover) may close new connections.
+    pub fn try_client(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url(false)).ok()?;
+        let connection = client.get_connection_with_timeout(IO_TIMEOUT).ok()?;
+        connection.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        Some(connection)
+    }
+
     /// A `redis` crate connection in RESP2 (`false`) or RESP3 (`true`).
     pub fn connect(&self, resp3: bool) -> redis::Connection {
         let client = redis::Client::open(self.url(resp3)).expect("redis url");
