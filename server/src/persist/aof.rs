@@ -735,10 +735,9 @@ impl Aof {
         let swaps = match restart {
             Some(swaps) => swaps,
             None => {
-                let swaps = self.dbs.swaps();
                 // The switch: frames from `t0` on go to a new log, which the manifest names at
-                // once (once committed).
-                let t0 = self.feed.cut();
+                // once (once committed). The SWAPDB count is read with it (see `cut_after`).
+                let (swaps, t0) = self.feed.cut_after(|| self.dbs.swaps());
                 *self.switch_lock() = Switch::At(t0);
                 self.wake_writer();
                 swaps

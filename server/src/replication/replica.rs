@@ -434,10 +434,12 @@ where
             if !self.link.begin_apply() {
                 return Err(Failed::Stopped);
             }
+            let applying = feed.applying();
             let applied = self.shared.dbs.apply(changes);
             if applied.is_ok() {
                 feed.append_verbatim(frame);
             }
+            drop(applying);
             if !self.link.end_apply() {
                 self.shared.repl.link_stopped();
                 return Err(Failed::Stopped);

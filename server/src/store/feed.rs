@@ -64,7 +64,10 @@
 //!
 //! SWAPDB is the one change that is not an assignment (replayed twice, it swaps back): a
 //! snapshot for a switch must be abandoned when a SWAPDB ran between the cut and the
-//! journal's close ([`Databases::swaps`](super::Databases::swaps) tells), as a save is.
+//! journal's close ([`Databases::swaps`](super::Databases::swaps) tells), as a save is. For
+//! that the count is read with the cut, between two frames a replica applies
+//! ([`Feed::cut_after`]), and a swap counts only once its frame has its offset: a swap is
+//! then either below the cut and counted, or counted after the read.
 //!
 //! **Durability** is the log writer's: it reports what is on disk with [`Feed::mark_durable`],
 //! and a connection under `appendfsync always` awaits [`Feed::wait_durable`] for the end offset
@@ -132,6 +135,10 @@ pub struct Feed {
     next: AtomicU64,
     /// The stream's epoch ([`Stamp`]): bumped by each [`Feed::reset`].
     epoch: AtomicU64,
+    /// Read side: a frame received from elsewhere is being applied and then numbered
+    /// ([`Feed::applying`]); write side: a cut that must fall between two such frames
+    /// ([`Feed::cut_after`]).
+    applying: std::sync::RwLock<()>,
     tx: mpsc::UnboundedSender<Queued>,
     /// The pump's end of the channel, until the pump starts (first [`Feed::enable`]).
     rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
@@ -269,6 +276,7 @@ impl Feed {
             on: AtomicBool::new(false),
             next: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            applying: std::sync::RwLock::new(()),
             tx,
             rx: Mutex::new(Some(rx)),
             state: Mutex::new(State {
@@ -334,6 +342,23 @@ impl Feed {
     /// a frame boundary: offsets are given a whole frame at a time).
     pub fn cut(&self) -> u64 {
         self.end_offset()
+    }
+
+    /// [`Feed::cut`], with `read` of the keyspace's state before it, both between two frames
+    /// a replica applies ([`Feed::applying`]): a frame is then either applied and below the
+    /// cut, or applied after `read`. (A log rewrite reads the SWAPDB count so: a replica
+    /// numbers a frame after applying it, and a swap applied before the count was read but
+    /// numbered after the cut would be in both the base and the new log.)
+    pub fn cut_after<R>(&self, read: impl FnOnce() -> R) -> (R, u64) {
+        let _between = self.applying.write().unwrap_or_else(|p| p.into_inner());
+        let read = read();
+        (read, self.cut())
+    }
+
+    /// Held while a frame received from elsewhere is applied and then numbered
+    /// ([`Feed::append_verbatim`]), so that no [`Feed::cut_after`] falls in between.
+    pub fn applying(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.applying.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The end of the stream published so far (backlog, sinks), as a watch: the "new data"
@@ -1731,6 +1756,26 @@ mod tests {
         feed.publish(&mut vec![(at(100, new), frame(10))]);
         feed.publish(&mut vec![(at(110, new), frame(10))]);
         assert_eq!(feed.backlog_range(), (100, 20));
+    }
+
+    #[test]
+    fn a_cut_with_its_read_falls_between_two_applied_frames() {
+        let feed = Arc::new(Feed::new(1 << 20));
+        let applying = feed.applying();
+        let (sender, cut) = std::sync::mpsc::channel();
+        let cutter = {
+            let feed = Arc::clone(&feed);
+            std::thread::spawn(move || sender.send(feed.cut_after(|| "read")).unwrap())
+        };
+        // While a frame is applied and not yet numbered, no cut (only a cut taken too early
+        // can fail this).
+        assert!(cut
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        feed.append_verbatim(Bytes::from(vec![0u8; 12]));
+        drop(applying);
+        assert_eq!(cut.recv().unwrap(), ("read", 12), "after the frame");
+        cutter.join().unwrap();
     }
 
     #[test]
