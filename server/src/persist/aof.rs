@@ -3,8 +3,9 @@
 //! follows (the files: [`super::aof_files`]; the reading: [`super::aof_load`]).
 //!
 //! **The writer** takes what the feed published since its last turn (the feed's [`Sink`]:
-//! every byte, however far behind the writer falls), on the feed's pump thread right after
-//! each publication, writes it with one `write`, then fsyncs as `appendfsync` says; its own
+//! every byte, however far behind the writer falls), on the thread that publishes (the feed's
+//! pump, or under `always` on a single-threaded runtime the connections' own: see
+//! [`Feed::wait_durable`]) right after each publication, writes it with one `write`, then fsyncs as `appendfsync` says; its own
 //! thread only ticks (the `everysec` fsync, retries, switches, the rewrite check). `always`: after every write, and a connection
 //! sends the replies of its writes only once [`Feed::wait_durable`] says they are on disk — the
 //! writes of every connection that arrived during one fsync share the next (group commit).

@@ -72,13 +72,16 @@
 //! **Durability** is the log writer's: it reports what is on disk with [`Feed::mark_durable`],
 //! and a connection under `appendfsync always` awaits [`Feed::wait_durable`] for the end offset
 //! read after its writes, before it sends their replies (group commit: one fsync covers every
-//! connection's writes that arrived together).
+//! connection's writes that arrived together). On a single-threaded runtime the waiting
+//! connection publishes them itself, so the writer writes and fsyncs on the connections' thread
+//! once per turn of its runtime, as Redis does before its event loop sleeps; on several threads
+//! the pump does, and a fsync holds up only the connections waiting for it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
@@ -140,8 +143,11 @@ pub struct Feed {
     /// ([`Feed::cut_after`]).
     applying: std::sync::RwLock<()>,
     tx: mpsc::UnboundedSender<Queued>,
-    /// The pump's end of the channel, until the pump starts (first [`Feed::enable`]).
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    /// The channel's other end, taken by whichever thread publishes: the pump, or a connection
+    /// committing its writes inline ([`Feed::wait_durable`]). One publishes at a time.
+    inbox: Mutex<Inbox>,
+    /// Whether the pump's thread was started (by the first [`Feed::enable`]).
+    pumping: AtomicBool,
     state: Mutex<State>,
     /// The end of the contiguous stream published so far.
     published: watch::Sender<u64>,
@@ -151,9 +157,31 @@ pub struct Feed {
     users: Mutex<u32>,
     /// The pump's thread, to wake it from its gathering pause ([`GATHER`]).
     pump_thread: std::sync::OnceLock<std::thread::Thread>,
-    /// Connections awaiting durability now: while any, the pump does not pause.
+    /// Connections awaiting durability from the pump now: while any, it does not pause.
     urgent: std::sync::atomic::AtomicUsize,
+    /// Bumped by each inline commit: while it moves, the pump leaves the writes to them.
+    inline_commits: AtomicU64,
+    /// The inline commits' moving average duration, in microseconds (see [`INLINE_SLOW`]).
+    inline_average_us: AtomicU64,
+    /// Microseconds after `created` until which nobody commits inline: they took too long.
+    inline_paused_until: AtomicU64,
+    created: Instant,
 }
+
+/// The channel's receiving end and the runs taken off it, to publish.
+#[derive(Debug)]
+struct Inbox {
+    rx: mpsc::UnboundedReceiver<Queued>,
+    batch: Vec<(Stamp, Bytes)>,
+}
+
+/// Inline commits that take longer than this on average (a slow disk's fsyncs; the average
+/// moves an eighth of the way to each commit's time, so one stall of 16 ms is enough, a few
+/// of 5 ms among fast ones are not) turn inline commits off for [`INLINE_PAUSE`]: meanwhile
+/// the pump writes, and a slow fsync holds up only the connections that wait for it, not
+/// every connection of the thread.
+const INLINE_SLOW: Duration = Duration::from_millis(2);
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long the pump gathers frames after publishing some, unless a connection awaits
 /// durability (`appendfsync always`): woken per frame, it cost a context switch per write
@@ -278,7 +306,11 @@ impl Feed {
             epoch: AtomicU64::new(0),
             applying: std::sync::RwLock::new(()),
             tx,
-            rx: Mutex::new(Some(rx)),
+            inbox: Mutex::new(Inbox {
+                rx,
+                batch: Vec::new(),
+            }),
+            pumping: AtomicBool::new(false),
             state: Mutex::new(State {
                 end: 0,
                 pending: BTreeMap::new(),
@@ -293,6 +325,10 @@ impl Feed {
             users: Mutex::new(0),
             pump_thread: std::sync::OnceLock::new(),
             urgent: std::sync::atomic::AtomicUsize::new(0),
+            inline_commits: AtomicU64::new(0),
+            inline_average_us: AtomicU64::new(0),
+            inline_paused_until: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -308,16 +344,17 @@ impl Feed {
     pub fn enable(self: &Arc<Self>) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         *users += 1;
-        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if !self.pumping.load(Ordering::SeqCst) {
             let feed = Arc::downgrade(self);
             let spawned = std::thread::Builder::new()
                 .name("sessiond-feed".to_owned())
-                .spawn(move || pump(feed, rx));
+                .spawn(move || pump(feed));
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start the change feed's thread");
                 *users -= 1;
                 return;
             }
+            self.pumping.store(true, Ordering::SeqCst);
         }
         self.on.store(true, Ordering::SeqCst);
     }
@@ -536,12 +573,35 @@ impl Feed {
     }
 
     /// Waits until every frame below `offset` is on disk; false if the log failed meanwhile.
+    ///
+    /// On a single-threaded runtime the caller commits inline, as Redis does before its event
+    /// loop sleeps: it lets the other connections this turn of the runtime woke run first and
+    /// queue their writes, then publishes everything queued on its own thread, so that the
+    /// log's writer writes and fsyncs them there. Handing them to the pump's thread and being
+    /// woken back cost two thread switches a commit, which on two cores shared with the
+    /// clients weighed more than the fsync. What that leaves (frames from other threads, a log
+    /// that cannot be written, an inline commit paused after a slow one) the pump does.
     pub async fn wait_durable(&self, offset: u64) -> bool {
         /// Counts the wait as urgent while it lasts (also when the wait is dropped).
         struct Urgent<'a>(&'a std::sync::atomic::AtomicUsize);
         impl Drop for Urgent<'_> {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let settled = |durable: Durable| {
+            (durable.offset >= offset || durable.failed).then_some(durable.offset >= offset)
+        };
+        if let Some(reached) = settled(self.durable()) {
+            return reached;
+        }
+        if self.commits_inline() {
+            tokio::task::yield_now().await;
+            if settled(self.durable()).is_none() {
+                self.commit_inline();
+            }
+            if let Some(reached) = settled(self.durable()) {
+                return reached;
             }
         }
         self.urgent.fetch_add(1, Ordering::SeqCst);
@@ -555,6 +615,65 @@ impl Feed {
             Err(_) => false,
         };
         reached
+    }
+
+    /// Whether a connection on this thread commits its writes inline ([`Feed::wait_durable`]):
+    /// on a single-threaded runtime, unless a slow inline commit paused them.
+    fn commits_inline(&self) -> bool {
+        tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+        }) && self.micros() >= self.inline_paused_until.load(Ordering::Relaxed)
+    }
+
+    /// Publishes what is queued, on this thread. If the pump publishes now, this waits for
+    /// it (the wait counts as the commit's time).
+    fn commit_inline(&self) {
+        let started = Instant::now();
+        let mut inbox = self.inbox();
+        if self.drain(&mut inbox, None) {
+            self.inline_commits.fetch_add(1, Ordering::SeqCst);
+        }
+        // Under the inbox's lock: one commit at a time moves the average.
+        let took = started.elapsed().as_micros() as u64;
+        let average = self.inline_average_us.load(Ordering::Relaxed);
+        let average = average - average / 8 + took / 8;
+        if average > INLINE_SLOW.as_micros() as u64 {
+            let until = self.micros() + INLINE_PAUSE.as_micros() as u64;
+            self.inline_paused_until.store(until, Ordering::Relaxed);
+            self.inline_average_us.store(0, Ordering::Relaxed);
+        } else {
+            self.inline_average_us.store(average, Ordering::Relaxed);
+        }
+        drop(inbox);
+    }
+
+    /// Microseconds since the feed was made.
+    fn micros(&self) -> u64 {
+        self.created.elapsed().as_micros() as u64
+    }
+
+    /// Takes `first` and every run queued now off the channel and publishes them (the log's
+    /// writer writes them on this thread: [`Feed::attach_sink_with`]); whether there were any.
+    fn drain(&self, inbox: &mut Inbox, first: Option<Queued>) -> bool {
+        let Inbox { rx, batch } = inbox;
+        if let Some((stamp, run)) = first {
+            batch.push((stamp, run.into_frames()));
+        }
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok((stamp, run)) => batch.push((stamp, run.into_frames())),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            return false;
+        }
+        self.publish(batch);
+        true
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Restarts the stream at `offset` with an empty backlog (a replica taking its primary's
@@ -899,29 +1018,62 @@ impl State {
 }
 
 /// The pump: takes frames off the channel in batches and publishes them in order; ends when
-/// the feed is dropped.
-fn pump(feed: Weak<Feed>, mut rx: mpsc::UnboundedReceiver<Queued>) {
+/// the feed is dropped. Idle, it sleeps until a run is sent; after publishing it gathers for
+/// [`GATHER`] unless a connection awaits it. While connections commit inline, it only sweeps
+/// up what they leave once per [`GATHER`], instead of being woken by each of their writes and
+/// taking them on its own thread.
+fn pump(feed: Weak<Feed>) {
     if let Some(feed) = feed.upgrade() {
         let _ = feed.pump_thread.set(std::thread::current());
     }
-    let mut batch = Vec::new();
-    while let Some((stamp, run)) = rx.blocking_recv() {
-        batch.push((stamp, run.into_frames()));
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok((stamp, run)) => batch.push((stamp, run.into_frames())),
-                Err(_) => break,
-            }
-        }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut inline_seen = 0;
+    loop {
         let Some(feed) = feed.upgrade() else {
             return;
         };
-        feed.publish(&mut batch);
+        let inline = feed.inline_commits.load(Ordering::SeqCst);
+        let inline_active = std::mem::replace(&mut inline_seen, inline) != inline;
+        let urgent = feed.urgent.load(Ordering::SeqCst) != 0;
+        // Connections commit inline and none waits for the pump: what they leave (a change
+        // from another thread) goes with their next commit, or the pump's once they stop.
+        let published = (!inline_active || urgent) && {
+            let mut inbox = feed.inbox();
+            let first = if inline_active {
+                inbox.rx.try_recv().ok()
+            } else {
+                // Registers this thread to be woken by the next send.
+                match inbox.rx.poll_recv(&mut cx) {
+                    std::task::Poll::Ready(Some(run)) => Some(run),
+                    std::task::Poll::Ready(None) => return,
+                    std::task::Poll::Pending => None,
+                }
+            };
+            feed.drain(&mut inbox, first)
+        };
         let urgent = feed.urgent.load(Ordering::SeqCst) != 0;
         drop(feed);
-        if !urgent {
-            std::thread::park_timeout(GATHER);
+        match (published, inline_active) {
+            (true, _) if urgent => {}
+            // Woken by a send or by a waiting connection; the timeout only bounds a wake lost
+            // to the feed being dropped.
+            (false, false) => std::thread::park_timeout(Duration::from_secs(1)),
+            _ => std::thread::park_timeout(GATHER),
         }
+    }
+}
+
+/// Wakes the pump's thread: the channel's waker while the pump waits for a send.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -1270,11 +1422,12 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Changes, usize)>, FrameError> 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use bytes::Bytes;
 
-    use super::{decode_frame, Changes, Feed, Stamp};
+    use super::{decode_frame, Changes, Feed, Sink, Stamp};
     use crate::clock::{Clock, ManualClock};
     use crate::store::session::NewSession;
     use crate::store::{Databases, Entry, Fields, Record, Store, Value, ValueMut};
@@ -1776,6 +1929,133 @@ mod tests {
         drop(applying);
         assert_eq!(cut.recv().unwrap(), ("read", 12), "after the frame");
         cutter.join().unwrap();
+    }
+
+    /// A recording feed whose pump never runs (only inline commits publish), with a sink
+    /// standing for the log's writer: each turn takes what was published, calls it durable,
+    /// and records the thread it ran on; `turn_time` stands for its write and fsync.
+    fn feed_with_inline_writer(
+        turn_time: Duration,
+    ) -> (Arc<Feed>, Arc<Mutex<Vec<std::thread::ThreadId>>>) {
+        let feed = Arc::new(Feed::new(1 << 20));
+        feed.on.store(true, Ordering::SeqCst);
+        let turns = Arc::new(Mutex::new(Vec::new()));
+        let sink: Arc<std::sync::OnceLock<Arc<Sink>>> = Arc::default();
+        let (writer, recorded, weak) =
+            (Arc::clone(&sink), Arc::clone(&turns), Arc::downgrade(&feed));
+        let (attached, _) = feed.attach_sink_with(move || {
+            let (Some(sink), Some(feed)) = (writer.get(), weak.upgrade()) else {
+                return;
+            };
+            let (start, chunks) = sink.take(Duration::ZERO);
+            std::thread::sleep(turn_time);
+            let end = start + chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+            feed.mark_durable(end);
+            recorded.lock().unwrap().push(std::thread::current().id());
+        });
+        sink.set(attached).unwrap();
+        (feed, turns)
+    }
+
+    fn current_thread_with_time() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn connections_on_one_thread_share_one_inline_commit_on_that_thread() {
+        let (feed, turns) = feed_with_inline_writer(Duration::ZERO);
+        let runtime = current_thread_with_time();
+        let reached = runtime.block_on(async {
+            assert!(feed.commits_inline());
+            let connections: Vec<_> = (0..3)
+                .map(|i| {
+                    let feed = Arc::clone(&feed);
+                    tokio::spawn(async move {
+                        feed.push_string(0, format!("key{i}").as_bytes(), b"value", 0);
+                        feed.wait_durable(feed.end_offset()).await
+                    })
+                })
+                .collect();
+            let all = async {
+                let mut reached = Vec::new();
+                for connection in connections {
+                    reached.push(connection.await.unwrap());
+                }
+                reached
+            };
+            // The pump never runs here: without the inline commit the waits never end.
+            tokio::time::timeout(Duration::from_secs(30), all)
+                .await
+                .expect("the writes were committed inline")
+        });
+        assert_eq!(reached, [true, true, true]);
+        assert_eq!(
+            *turns.lock().unwrap(),
+            [std::thread::current().id()],
+            "one write turn, on the connections' thread, covered the three"
+        );
+        assert_eq!(feed.durable().offset, feed.end_offset());
+    }
+
+    #[test]
+    fn slow_inline_commits_hand_the_writes_back_to_the_pump() {
+        assert!(!Feed::new(0).commits_inline(), "outside a runtime");
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        assert!(!multi.block_on(async { Feed::new(0).commits_inline() }));
+
+        // One commit of 20 ms moves the average past the bound.
+        let (feed, turns) = feed_with_inline_writer(Duration::from_millis(20));
+        current_thread_with_time().block_on(async {
+            feed.push_string(0, b"key", b"value", 0);
+            assert!(feed.wait_durable(feed.end_offset()).await);
+            assert!(!feed.commits_inline(), "paused after a slow commit");
+        });
+        assert_eq!(turns.lock().unwrap().len(), 1);
+
+        // Commits of 1 ms never pause them.
+        let (feed, turns) = feed_with_inline_writer(Duration::from_millis(1));
+        current_thread_with_time().block_on(async {
+            for _ in 0..20 {
+                feed.push_string(0, b"key", b"value", 0);
+                assert!(feed.wait_durable(feed.end_offset()).await);
+            }
+            assert!(feed.commits_inline());
+        });
+        assert_eq!(turns.lock().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn the_pump_publishes_what_inline_commits_leave_behind() {
+        let feed = Arc::new(Feed::new(1 << 20));
+        feed.enable();
+        let (sink, _) = feed.attach_sink_with(|| {});
+        let (start, _) = sink.take(Duration::ZERO);
+        current_thread_with_time().block_on(async {
+            feed.push_string(0, b"inline", b"value", 0);
+            feed.commit_inline();
+            // A change from another thread after the last inline commit: nobody commits
+            // inline any more, so the pump must take it.
+            let other = Arc::clone(&feed);
+            std::thread::spawn(move || other.push_string(0, b"other", b"value", 0))
+                .join()
+                .unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                feed.wait_published(feed.end_offset()),
+            )
+            .await
+            .expect("the pump published it");
+        });
+        assert!(feed.inline_commits.load(Ordering::SeqCst) == 1);
+        let (_, chunks) = sink.take(Duration::ZERO);
+        let taken: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        assert_eq!(start + taken, feed.end_offset());
     }
 
     #[test]
