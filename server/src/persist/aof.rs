@@ -244,8 +244,9 @@ pub struct Aof {
     switch: Mutex<Switch>,
     switched: Condvar,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// What a turn of the writer keeps: taken by the pump's call after each publication, and by
-    /// the writer thread's periodic turn.
+    /// What a turn of the writer keeps: taken by the publishing thread's call after each
+    /// publication (the pump's, or a connection's committing inline), and by the writer
+    /// thread's periodic turn.
     writer: Mutex<WriterState>,
     /// The writer thread, to wake before its period is over (a switch, a new setting, a close).
     ticker: std::sync::OnceLock<std::thread::Thread>,
@@ -322,7 +323,7 @@ impl Aof {
             .unwrap_or_default();
         let feed = Arc::clone(dbs.first().feed());
         feed.enable();
-        // The frames are written on the pump's thread, right after it publishes them.
+        // The frames are written on the publishing thread, right after it publishes them.
         let driver: Arc<std::sync::OnceLock<Weak<Aof>>> = Arc::default();
         let drives = Arc::clone(&driver);
         let (sink, start) = feed.attach_sink_with(move || {
@@ -1166,8 +1167,8 @@ struct WriterState {
 
 /// The writer thread: until the log is dropped, a turn every [`TURN`] (every
 /// second while writes fail) or when woken: the `everysec` fsync, retries, switches, and the
-/// automatic rewrite's check. The frames themselves are written by the pump's call
-/// ([`Aof::drive`]) as soon as they are published.
+/// automatic rewrite's check. The frames themselves are written by the publishing thread's
+/// call ([`Aof::drive`]) as soon as they are published.
 fn write_loop(aof: Weak<Aof>) {
     loop {
         let wait = match aof.upgrade() {
