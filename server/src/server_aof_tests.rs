@@ -266,48 +266,65 @@ fn a_failed_fsync_closes_its_waiter_and_refuses_writes_with_misconf_until_a_rewr
 
 #[test]
 fn a_long_command_does_not_hold_back_the_writes_pipelined_before_it() {
-    let served = serve("server-long-command", Fsync::Everysec);
-    let store = served.dbs.first();
-    // KEYS will wait for a shard lock this test holds: a command as long as the test wants.
-    let blocked = "held";
-    let key = (0..)
-        .map(|i| format!("k{i}"))
-        .find(|k| store.shard_of_key(k.as_bytes()) != store.shard_of_key(blocked.as_bytes()))
-        .unwrap();
-    let (locked, is_locked) = std::sync::mpsc::channel();
-    let (release, released) = std::sync::mpsc::channel::<()>();
-    let dbs = Arc::clone(&served.dbs);
-    let holder = std::thread::spawn(move || {
-        let store = dbs.first();
-        store.upsert(blocked.as_bytes(), store.now_ms(), |_| {
-            locked.send(()).unwrap();
-            let _ = released.recv();
-            (None, ())
+    // KEYS, and SUNIONSTORE (flagged `denyoom` as SET is, but it reads whole sets), each wait
+    // for a shard lock the test holds: commands as long as the test wants.
+    let long: [(&[&str], &[&str]); 2] = [
+        (&["KEYS", "*"], &["*1", "KEY"]),
+        (&["SUNIONSTORE", "dest", "held"], &[":0"]),
+    ];
+    for (command, replies) in long {
+        let served = serve("server-long-command", Fsync::Everysec);
+        let store = served.dbs.first();
+        let blocked = "held";
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| store.shard_of_key(k.as_bytes()) != store.shard_of_key(blocked.as_bytes()))
+            .unwrap();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let dbs = Arc::clone(&served.dbs);
+        let holder = std::thread::spawn(move || {
+            let store = dbs.first();
+            store.upsert(blocked.as_bytes(), store.now_ms(), |_| {
+                locked.send(()).unwrap();
+                let _ = released.recv();
+                (None, ())
+            });
         });
-    });
-    is_locked.recv().unwrap();
+        is_locked.recv().unwrap();
 
-    let mut client = served.connect();
-    let mut published = served.feed.published();
-    let before = served.feed.end_offset();
-    pipeline(&mut client, &[&["SET", &key, "v"], &["KEYS", "*"]]);
-    let after = served.wait_end_past(before);
-    // The SET's change reaches the stream while KEYS still runs: it was sent before KEYS.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let reached = runtime.block_on(async {
-        let wait = published.wait_for(|end| *end >= after);
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .is_ok_and(|waited| waited.is_ok())
-    });
-    assert!(reached, "published only after KEYS");
-    assert!(no_reply_yet(&mut client), "KEYS still waits for the lock");
-    release.send(()).unwrap();
-    holder.join().unwrap();
-    assert_eq!(reply(&mut client).unwrap(), "+OK");
-    assert_eq!(reply(&mut client).unwrap(), "*1");
-    assert_eq!(reply(&mut client).unwrap(), key);
+        let mut client = served.connect();
+        let mut published = served.feed.published();
+        let before = served.feed.end_offset();
+        pipeline(&mut client, &[&["SET", &key, "v"], command]);
+        let after = served.wait_end_past(before);
+        // The SET's change reaches the stream while the long command still runs: it was sent
+        // before it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let reached = runtime.block_on(async {
+            let wait = published.wait_for(|end| *end >= after);
+            tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .is_ok_and(|waited| waited.is_ok())
+        });
+        assert!(reached, "published only after {command:?}");
+        assert!(
+            no_reply_yet(&mut client),
+            "{command:?} still waits for the lock"
+        );
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(reply(&mut client).unwrap(), "+OK");
+        for expected in replies {
+            let expected = if *expected == "KEY" {
+                key.as_str()
+            } else {
+                expected
+            };
+            assert_eq!(reply(&mut client).unwrap(), expected, "{command:?}");
+        }
+    }
 }

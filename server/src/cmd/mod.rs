@@ -852,13 +852,15 @@ fn refused_while_saves_fail(spec: &sessiond_protocol::cmd::CommandSpec) -> bool 
 
 /// Whether the clock's reading may serve the commands after `spec`'s: only if its cost is
 /// bounded by its own arguments and reply, as for the `fast` commands and those that add data
-/// (`denyoom`: SET, MSET, SESSION.CREATE...), and then only if those were short ([`Work`]): a
-/// GET of a 16 MB value or an MGET of 100,000 keys takes milliseconds. After any other (KEYS,
-/// SCAN, FLUSHALL, INFO, DEL, SESSION.LIST...), the next command reads the clock afresh; so a
-/// reading serves a batch for at most `BatchClock::REUSE - 1` short commands' time.
+/// (`denyoom`: SET, MSET, SESSION.CREATE..., but the set-algebra stores, which read whole
+/// sets), and then only if those were short ([`Work`]): a GET of a 16 MB value or an MGET of
+/// 100,000 keys takes milliseconds. After any other (KEYS, SCAN, FLUSHALL, INFO, DEL,
+/// SUNIONSTORE, SESSION.LIST...), the next command reads the clock afresh; so a reading serves
+/// a batch for at most `BatchClock::REUSE - 1` short commands' time.
 fn keeps_the_time(spec: &sessiond_protocol::cmd::CommandSpec) -> bool {
-    spec.flags
-        .intersects(CommandFlags::FAST.with(CommandFlags::DENYOOM))
+    spec.flags.contains(CommandFlags::FAST)
+        || (spec.flags.contains(CommandFlags::DENYOOM)
+            && !matches!(spec.name, "sinterstore" | "sunionstore" | "sdiffstore"))
 }
 
 /// The NOPERM reply to a refused command, counted and logged (the user and the command, never
@@ -1032,6 +1034,9 @@ mod tests {
             "session.destroy",
             "session.list",
             "session.destroyall",
+            "sinterstore",
+            "sunionstore",
+            "sdiffstore",
         ] {
             assert!(!keeps_the_time(spec(name)), "{name}");
         }
