@@ -178,8 +178,8 @@ struct Inbox {
 }
 
 /// Inline commits that take longer than this on average (a slow disk's fsyncs; the average
-/// moves an eighth of the way to each commit's time, so one stall of 16 ms is enough, a few
-/// of 5 ms among fast ones are not) turn inline commits off for [`INLINE_PAUSE`]: meanwhile
+/// moves an eighth of the way to each commit's time, so one stall over 16 ms is enough, a
+/// few of 5 ms among fast ones are not) turn inline commits off for [`INLINE_PAUSE`]: meanwhile
 /// the pump writes, and a slow fsync holds up only the connections that wait for it, not
 /// every connection of the thread.
 const INLINE_SLOW: Duration = Duration::from_millis(2);
