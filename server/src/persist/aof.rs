@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::aof_files::{create_private, open_append, sync_dir, Layout, Manifest, Part};
+use super::aof_files::{create_private, open_at_end, sync_dir, Layout, Manifest, Part};
 use super::aof_io::LogFile;
 use super::writer;
 use crate::store::feed::{Feed, Sink};
@@ -191,6 +191,8 @@ struct Files {
     incr: Option<(LogFile, u64)>,
     /// Its length: where a failed write is cut back to.
     incr_len: u64,
+    /// Its size: past `incr_len` by the zeros written ahead under `always` ([`PREALLOCATE`]).
+    allocated: u64,
     /// The next sequence number.
     next_seq: u64,
 }
@@ -346,6 +348,7 @@ impl Aof {
                 manifest,
                 incr: None,
                 incr_len: 0,
+                allocated: 0,
             }),
             written: AtomicU64::new(start),
             base_size: AtomicU64::new(0),
@@ -486,6 +489,7 @@ impl Aof {
         files.manifest = manifest;
         files.incr = Some((LogFile::new(file, &incr_path), seq));
         files.incr_len = 0;
+        files.allocated = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
         Ok(())
@@ -502,6 +506,7 @@ impl Aof {
         files.manifest.incrs.push(Part { name, seq });
         files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
+        files.allocated = 0;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log started; a rewrite writes its base");
         Ok(())
@@ -514,13 +519,14 @@ impl Aof {
             return Ok(());
         };
         let path = self.layout.path(&last.name);
-        let opened = open_append(&path).and_then(|file| Ok((file.metadata()?.len(), file)));
+        let opened = open_at_end(&path).and_then(|file| Ok((file.metadata()?.len(), file)));
         let (len, file) = opened.map_err(|source| StartError {
             path: path.clone(),
             source,
         })?;
         files.incr = Some((LogFile::new(file, &path), last.seq));
         files.incr_len = len;
+        files.allocated = len;
         Ok(())
     }
 
@@ -642,13 +648,23 @@ impl Aof {
             .clone()
     }
 
-    /// Recomputes the sizes from the files the manifest names.
+    /// Recomputes the sizes from the files the manifest names (the one being written as long
+    /// as its frames, without the zeros written ahead).
     fn measure(&self) {
         let files = self.files();
         let size =
             |part: &Part| std::fs::metadata(self.layout.path(&part.name)).map_or(0, |m| m.len());
         let base = files.manifest.base.as_ref().map_or(0, size);
-        let incr = files.manifest.incrs.iter().map(size).sum();
+        let current = files.incr.as_ref().map(|(_, seq)| *seq);
+        let incr = files
+            .manifest
+            .incrs
+            .iter()
+            .map(|part| match current {
+                Some(seq) if seq == part.seq => files.incr_len,
+                _ => size(part),
+            })
+            .sum();
         self.base_size.store(base, Ordering::Relaxed);
         self.incr_size.store(incr, Ordering::Relaxed);
     }
@@ -1165,6 +1181,10 @@ struct WriterState {
     last_fsync: Instant,
 }
 
+/// The zeros the writer writes ahead of the log under `always`, at a time: 4 MiB, written
+/// once per 4 MiB of log.
+const PREALLOCATE: u64 = 4 << 20;
+
 /// The writer thread: until the log is dropped, a turn every [`TURN`] (every
 /// second while writes fail) or when woken: the `everysec` fsync, retries, switches, and the
 /// automatic rewrite's check. The frames themselves are written by the publishing thread's
@@ -1371,6 +1391,10 @@ impl Aof {
             return Err(std::io::Error::other("the log was turned off"));
         }
         if let Some((file, _)) = &files.incr {
+            // Its zeros written ahead go: it is complete, and sized as its frames.
+            if files.allocated > files.incr_len {
+                let _ = file.set_len(files.incr_len);
+            }
             if let Err(error) = file.sync_data() {
                 // As any failed fsync: what it covered may be lost although a later one works.
                 self.mark_incomplete(strerror(&error));
@@ -1396,6 +1420,7 @@ impl Aof {
         files.manifest = manifest;
         files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
+        files.allocated = 0;
         files.next_seq = seq + 1;
         Ok(seq)
     }
@@ -1416,14 +1441,40 @@ impl Aof {
             let Some((mut file, _)) = files.incr.as_ref().map(|(f, s)| (f, *s)) else {
                 return Err(std::io::Error::other("no log file open"));
             };
+            let mut allocated = files.allocated;
+            let end = before + batch.len() as u64;
+            if self.fsync() == Fsync::Always {
+                if end > allocated {
+                    // Zeros ahead, fsynced with this turn: the file's size then stays put for
+                    // the next writes, and their fsyncs flush data only, not the filesystem's
+                    // journal (about a quarter more throughput under `always`).
+                    let to = end.next_multiple_of(PREALLOCATE) + PREALLOCATE;
+                    match file.zero_fill(allocated, to - allocated) {
+                        Ok(()) => allocated = to,
+                        Err(_) => {
+                            // The disk is full, say: the writes append as before.
+                            let _ = file.set_len(allocated);
+                        }
+                    }
+                }
+            } else if allocated > before {
+                // Zeros written ahead are for `always` only: writes that wait a second for
+                // their fsync could reach the disk out of order across them, and a start
+                // would see zeros, then frames.
+                if file.set_len(before).is_ok() {
+                    allocated = before;
+                }
+            }
             if let Err(error) = file.write_all(batch) {
                 // No frame left half written: the retry appends where this one began. The file
                 // is not opened in append mode (a new one is created truncated), so its
                 // position is moved back too, or the retry would leave a hole of zeros.
                 // Both are tried: the position moved back is what the retry needs (it writes
                 // the same frames and more over what the cut left).
-                let _ = file.set_len(before);
-                if let Err(undo) = file.seek(SeekFrom::Start(before)) {
+                let cut = file.set_len(before).is_ok();
+                let undone = file.seek(SeekFrom::Start(before));
+                files.allocated = if cut { before } else { allocated };
+                if let Err(undo) = undone {
                     // The retry would write after a torn frame: a rewrite replaces the file.
                     self.mark_incomplete(format!(
                         "cannot undo a failed write: {}",
@@ -1432,7 +1483,8 @@ impl Aof {
                 }
                 return Err(error);
             }
-            files.incr_len = before + batch.len() as u64;
+            files.incr_len = end;
+            files.allocated = allocated.max(end);
             drop(files);
             self.incr_size
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

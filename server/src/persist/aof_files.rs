@@ -174,16 +174,21 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
     options.open(path)
 }
 
-/// Opens `path` for appending, creating it with mode 0600 if missing.
-pub fn open_append(path: &Path) -> std::io::Result<File> {
+/// Opens `path` to write after its last byte, creating it with mode 0600 if missing. Not in
+/// append mode: the writer writes zeros ahead of the log at given offsets, which append mode
+/// would put at the end instead.
+pub fn open_at_end(path: &Path) -> std::io::Result<File> {
+    use std::io::{Seek, SeekFrom};
     let mut options = OpenOptions::new();
-    options.append(true).create(true);
+    options.write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    let mut file = options.open(path)?;
+    file.seek(SeekFrom::End(0))?;
+    Ok(file)
 }
 
 /// fsyncs `dir`, so that a rename or creation in it survives a crash.

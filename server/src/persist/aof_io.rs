@@ -50,6 +50,31 @@ impl LogFile {
         self.file.set_len(len)
     }
 
+    /// Writes `len` zeros at `offset`, the file position unmoved: space the log is written
+    /// into later (see `Aof`'s preallocation). Under a test's faults, nothing (their writes
+    /// model the disk's room, which space written ahead would change).
+    pub(crate) fn zero_fill(&self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if self.faults.is_some() {
+            return Ok(());
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            let zeros = vec![0u8; len.min(1 << 20) as usize];
+            let mut at = offset;
+            let end = offset + len;
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+        Ok(())
+    }
+
     /// Another handle to the same file (the `everysec` fsync thread's).
     pub(crate) fn try_clone(&self) -> io::Result<LogFile> {
         Ok(LogFile {

@@ -7,6 +7,12 @@
 //! the offset, and the file is truncated there so that appends continue on a frame boundary
 //! (`aof-load-truncated yes`, as Redis; with `no` the start fails). A frame that is damaged and
 //! followed by more data is not a torn tail: the start fails, naming the file and the offset.
+//!
+//! Under `appendfsync always` the writer writes zeros ahead of the log (see `Aof`'s
+//! preallocation), so a log may end in zeros: at a frame boundary they are the end of the log
+//! (the last log is cut there at start, so that appends continue on the frame boundary). A
+//! frame that fails its checksum with only zeros after it is the torn last write into that
+//! space.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -61,6 +67,8 @@ enum Problem {
     Torn(u64),
     /// Damage followed by more data.
     Damaged(AofError),
+    /// Zeros from this frame boundary to the end: space written ahead, not yet used.
+    Spare(u64),
 }
 
 /// Reads the frames of the incremental log at `path` in order, handing each to `each`; stops
@@ -98,10 +106,11 @@ fn read_incr(
         let payload = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as u64;
         let total = FRAME_HEADER as u64 + payload;
         if payload == 0 || payload > MAX_FRAME as u64 {
-            // Zeros to the end: a tail the crash left unwritten. Anything else is damage.
+            // Zeros to the end: space written ahead of the log, or a tail a crash left
+            // unwritten (both end the log on a frame boundary). Anything else is damage.
             let zeros = frame.iter().all(|b| *b == 0) && rest_is_zero(&mut reader)?;
             let problem = if zeros {
-                Problem::Torn(at)
+                Problem::Spare(at)
             } else {
                 Problem::Damaged(fail(at, format!("frame length {payload} out of range")))
             };
@@ -130,8 +139,9 @@ fn read_incr(
             Ok(Some((changes, _))) => changes,
             // Whole by construction.
             Ok(None) => return Ok((summary, Some(Problem::Torn(at)))),
-            // The last frame's end not yet written when the crash came.
-            Err(FrameError::Checksum) if total == rest => {
+            // The last frame's end not yet written when the crash came: at the end of the file,
+            // or before the zeros written ahead of the log.
+            Err(FrameError::Checksum) if total == rest || rest_is_zero(&mut reader)? => {
                 return Ok((summary, Some(Problem::Torn(at))))
             }
             Err(error) => {
@@ -232,6 +242,17 @@ pub fn load(
         loaded.records += summary.records;
         match problem {
             None => {}
+            Some(Problem::Spare(at)) if index == last => {
+                // Appends continue at the frame boundary, not after the zeros.
+                tracing::info!(
+                    file = %path.display(),
+                    offset = at,
+                    spare_bytes = summary.bytes - at,
+                    "the append-only log ends in space written ahead; cutting the file there"
+                );
+                truncate(&path, at)?;
+            }
+            Some(Problem::Spare(_)) => {}
             Some(Problem::Damaged(error)) => return Err(error),
             Some(Problem::Torn(at)) if index == last && load_truncated => {
                 tracing::warn!(
@@ -272,7 +293,7 @@ fn truncate(path: &Path, at: u64) -> Result<(), AofError> {
     cut().map_err(|e| AofError {
         path: path.to_owned(),
         offset: at,
-        problem: format!("cannot truncate the torn tail: {e}"),
+        problem: format!("cannot truncate the log's tail: {e}"),
     })
 }
 
@@ -333,11 +354,11 @@ pub fn check(path: &Path, fix: bool, now_ms: u64) -> Result<Vec<Checked>, AofErr
     }
     let (mut summary, problem) = read_incr(path, |_| Ok(()))?;
     match problem {
-        None => {}
+        None | Some(Problem::Spare(_)) => {}
         Some(problem) if fix => {
             truncate(path, summary.good_bytes)?;
             let at = match problem {
-                Problem::Torn(at) => at,
+                Problem::Torn(at) | Problem::Spare(at) => at,
                 Problem::Damaged(error) => error.offset,
             };
             tracing::debug!(at, "truncated");

@@ -242,9 +242,11 @@ fn a_torn_last_frame_is_dropped_with_a_warning_and_check_aof_fix_cuts_it() {
     let _: () = call(&mut con, &[b"SET", b"last", b"the torn one"]);
     daemon.signal_and_wait("KILL");
 
-    // A crash in the middle of the last append: its frame is cut short.
+    // Under `always` the writer writes zeros ahead of the log.
     let incr = last_incr(&data);
-    let len = std::fs::metadata(&incr).expect("log").len();
+    let len = log_end(&incr);
+    assert!(std::fs::metadata(&incr).expect("log").len() > len);
+    // A crash in the middle of the last append: its frame is cut short.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&incr)
@@ -276,8 +278,8 @@ fn a_torn_last_frame_is_dropped_with_a_warning_and_check_aof_fix_cuts_it() {
     let checked = run_tool(&["check-aof", incr_arg]);
     assert_eq!(checked.status.code(), Some(0), "{checked:?}");
 
-    // --fix cuts a torn tail too.
-    let len = std::fs::metadata(&incr).expect("log").len();
+    // --fix cuts a torn tail too (the restarted server wrote zeros ahead again).
+    let len = log_end(&incr);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&incr)
@@ -317,12 +319,76 @@ fn twenty_writes_then_kill_9(dir: &ScratchDir, args: &[&str]) {
     daemon.signal_and_wait("KILL");
 }
 
+/// Where the frames of the log at `path` end: at its end, or where the zeros written ahead of
+/// it begin.
+fn log_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).expect("log");
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 8 + len;
+    }
+    at as u64
+}
+
 /// The byte offset of frame `n` (from 0) of a log: frames are length u32, CRC u32, payload.
 fn frame_offset(bytes: &[u8], n: usize) -> usize {
     (0..n).fold(0, |at, _| {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         at + 8 + len
     })
+}
+
+/// Under `always` the writer writes zeros ahead of the log, so that its fsyncs need not
+/// change the file's size: they end the log, a start cuts them so that appends continue on the
+/// last frame, and a write into them that a crash tore (its end still zeros) is a torn tail.
+#[test]
+fn zeros_written_ahead_end_the_log_and_a_write_torn_into_them_is_dropped() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    twenty_writes_then_kill_9(&dir, &args);
+    let incr = last_incr(&data);
+    let end = log_end(&incr);
+    assert!(std::fs::metadata(&incr).expect("log").len() >= end + (1 << 20));
+    let incr_arg = incr.to_str().expect("utf-8");
+    let checked = run_tool(&["check-aof", incr_arg]);
+    assert_eq!(checked.status.code(), Some(0), "{checked:?}");
+
+    // A restart loads every frame and cuts the zeros; its writes follow the last frame.
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    assert_eq!(call::<i64>(&mut con, &[b"DBSIZE"]), 20);
+    let _: () = call(&mut con, &[b"SET", b"after", b"the restart"]);
+    daemon.signal_and_wait("KILL");
+    let (_, log) = daemon.wait();
+    assert!(!log.contains("torn"), "{log}");
+    let bytes = std::fs::read(&incr).expect("log");
+    let after = frame_offset(&bytes, 20);
+    assert_eq!(
+        after as u64, end,
+        "the write after the restart follows the last frame"
+    );
+    let last_end = log_end(&incr) as usize;
+    assert!(bytes.len() > last_end, "zeros written ahead again");
+
+    // The crash tore that write: the end of its frame never reached the disk.
+    let mut torn = bytes;
+    torn[last_end - 3..last_end].fill(0);
+    std::fs::write(&incr, &torn).expect("write");
+    let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
+    let mut con = daemon.client(true);
+    assert_eq!(call::<i64>(&mut con, &[b"DBSIZE"]), 20);
+    assert_eq!(call::<Option<Vec<u8>>>(&mut con, &[b"GET", b"after"]), None);
+    daemon.stop();
+    let (_, log) = daemon.wait();
+    assert!(
+        log.contains("torn frame") && log.contains(&format!("offset={after}")),
+        "{log}"
+    );
 }
 
 #[test]
