@@ -193,6 +193,8 @@ struct Files {
     incr_len: u64,
     /// Its size: past `incr_len` by the zeros written ahead under `always` ([`PREALLOCATE`]).
     allocated: u64,
+    /// Whether zeros may be written ahead of it: not after a failure to.
+    ahead: bool,
     /// The next sequence number.
     next_seq: u64,
 }
@@ -349,6 +351,7 @@ impl Aof {
                 incr: None,
                 incr_len: 0,
                 allocated: 0,
+                ahead: true,
             }),
             written: AtomicU64::new(start),
             base_size: AtomicU64::new(0),
@@ -490,6 +493,7 @@ impl Aof {
         files.incr = Some((LogFile::new(file, &incr_path), seq));
         files.incr_len = 0;
         files.allocated = 0;
+        files.ahead = true;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log created");
         Ok(())
@@ -507,6 +511,7 @@ impl Aof {
         files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
         files.allocated = 0;
+        files.ahead = true;
         files.next_seq = seq + 1;
         tracing::info!(dir = %self.layout.dir.display(), seq, "append-only log started; a rewrite writes its base");
         Ok(())
@@ -527,6 +532,7 @@ impl Aof {
         files.incr = Some((LogFile::new(file, &path), last.seq));
         files.incr_len = len;
         files.allocated = len;
+        files.ahead = true;
         Ok(())
     }
 
@@ -1261,7 +1267,7 @@ impl Aof {
         pending.extend(chunks);
         self.maybe_switch(at);
         if !pending.is_empty() {
-            match self.write_frames(at, &pending) {
+            match self.write_frames(at, &pending, fsync) {
                 Ok(()) => {
                     if self.write_failed.swap(false, Ordering::Relaxed)
                         && !self.incomplete.load(Ordering::SeqCst)
@@ -1421,6 +1427,7 @@ impl Aof {
         files.incr = Some((LogFile::new(file, &path), seq));
         files.incr_len = 0;
         files.allocated = 0;
+        files.ahead = true;
         files.next_seq = seq + 1;
         Ok(seq)
     }
@@ -1428,7 +1435,7 @@ impl Aof {
     /// Writes `frames` (from stream offset `at`) to the log, switching files where a rewrite
     /// asked; on an error the file is cut back to where it was, so no frame is left half
     /// written.
-    fn write_frames(&self, at: u64, frames: &[Bytes]) -> std::io::Result<()> {
+    fn write_frames(&self, at: u64, frames: &[Bytes], fsync: Fsync) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
         let mut offset = at;
         let mut batch: Vec<u8> = Vec::new();
@@ -1442,9 +1449,10 @@ impl Aof {
                 return Err(std::io::Error::other("no log file open"));
             };
             let mut allocated = files.allocated;
+            let mut ahead = files.ahead;
             let end = before + batch.len() as u64;
-            if self.fsync() == Fsync::Always {
-                if end > allocated {
+            if fsync == Fsync::Always {
+                if end > allocated && ahead {
                     // Zeros ahead, fsynced with this turn: the file's size then stays put for
                     // the next writes, and their fsyncs flush data only, not the filesystem's
                     // journal (about a quarter more throughput under `always`).
@@ -1452,8 +1460,11 @@ impl Aof {
                     match file.zero_fill(allocated, to - allocated) {
                         Ok(()) => allocated = to,
                         Err(_) => {
-                            // The disk is full, say: the writes append as before.
+                            // The disk is full, say: this file's writes append as before (not
+                            // trying again each turn, which would take the disk's last space
+                            // from a snapshot writing meanwhile).
                             let _ = file.set_len(allocated);
+                            ahead = false;
                         }
                     }
                 }
@@ -1474,6 +1485,7 @@ impl Aof {
                 let cut = file.set_len(before).is_ok();
                 let undone = file.seek(SeekFrom::Start(before));
                 files.allocated = if cut { before } else { allocated };
+                files.ahead = ahead;
                 if let Err(undo) = undone {
                     // The retry would write after a torn frame: a rewrite replaces the file.
                     self.mark_incomplete(format!(
@@ -1485,6 +1497,7 @@ impl Aof {
             }
             files.incr_len = end;
             files.allocated = allocated.max(end);
+            files.ahead = ahead;
             drop(files);
             self.incr_size
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);

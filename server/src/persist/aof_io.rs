@@ -51,12 +51,13 @@ impl LogFile {
     }
 
     /// Writes `len` zeros at `offset`, the file position unmoved: space the log is written
-    /// into later (see `Aof`'s preallocation). Under a test's faults, nothing (their writes
-    /// model the disk's room, which space written ahead would change).
+    /// into later (see `Aof`'s preallocation). Under a test's faults it fails, as on a full
+    /// disk (their writes model the disk's room, which space written ahead would change).
     pub(crate) fn zero_fill(&self, offset: u64, len: u64) -> io::Result<()> {
         #[cfg(test)]
         if self.faults.is_some() {
-            return Ok(());
+            // ENOSPC.
+            return Err(io::Error::from_raw_os_error(28));
         }
         #[cfg(unix)]
         {

@@ -140,8 +140,13 @@ fn read_incr(
             // Whole by construction.
             Ok(None) => return Ok((summary, Some(Problem::Torn(at)))),
             // The last frame's end not yet written when the crash came: at the end of the file,
-            // or before the zeros written ahead of the log.
-            Err(FrameError::Checksum) if total == rest || rest_is_zero(&mut reader)? => {
+            // or before the zeros written ahead of the log. Not a damaged length whose span
+            // covers whole frames (and ends in the zeros).
+            Err(FrameError::Checksum)
+                if (total == rest || rest_is_zero(&mut reader)?)
+                    && !whole_frame_follows(&mut &frame[FRAME_HEADER..], payload)
+                        .map_err(|e| fail(at, format!("read error: {e}")))? =>
+            {
                 return Ok((summary, Some(Problem::Torn(at))))
             }
             Err(error) => {

@@ -833,6 +833,7 @@ fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
     let incr = last_incr(&data);
     let mut bytes = std::fs::read(&incr).expect("log");
     let third = frame_offset(&bytes, 2);
+    let end = frame_offset(&bytes, 20);
     // The third frame's length: past the end of the file.
     let past_the_end = (bytes.len() - third) as u32 + 1000;
     bytes[third..third + 4].copy_from_slice(&past_the_end.to_le_bytes());
@@ -844,6 +845,17 @@ fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
     let expected = format!("{incr_arg}: frame length {past_the_end} runs past the end");
     assert!(log.contains(&expected), "{expected} in:\n{log}");
     assert!(log.contains(&format!("offset {third}")), "{log}");
+
+    // A length that ends in the zeros written ahead of the log instead: its checksum fails
+    // with only zeros after it, as a torn last write's would, but it spans whole frames.
+    assert!(bytes[end..].len() >= 1000 && bytes[end..].iter().all(|b| *b == 0));
+    let into_the_zeros = (end - third - 8) as u32 + 1000;
+    bytes[third..third + 4].copy_from_slice(&into_the_zeros.to_le_bytes());
+    std::fs::write(&incr, &bytes).expect("write");
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    let expected = format!("{incr_arg}: frame checksum mismatch at byte offset {third}");
+    assert!(log.contains(&expected), "{expected} in:\n{log}");
 }
 
 /// The names the manifest of `data`'s log holds, in order.
