@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use crate::persist::format::{FORMAT_VERSION, MAGIC};
 use crate::store::{Keyspaces, Record};
 
+/// The capacity of the walk's shard buffer kept from one shard to the next.
+const SCRATCH_KEPT: usize = 1 << 20;
+
 /// What a finished save wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -182,9 +185,13 @@ pub fn write_stream<W: Write>(
             let db = store.keyspace(index);
             let index = u16::try_from(index).unwrap_or(u16::MAX);
             for shard in 0..db.shard_count() {
-                for record in db.snapshot_shard(shard) {
-                    sink.record(index, &record, &mut scratch)?;
-                    records += 1;
+                // A shard's records in one buffer: one checksum update and one write each.
+                scratch.clear();
+                records += db.encode_shard(shard, index, &mut scratch)?;
+                sink.put(&scratch)?;
+                if scratch.capacity() > SCRATCH_KEPT {
+                    // A shard with a huge hash: its buffer is not kept for the rest of the walk.
+                    scratch = Vec::new();
                 }
                 if !options.shard_delay.is_zero() && index == 0 {
                     std::thread::sleep(options.shard_delay);

@@ -1320,10 +1320,10 @@ fn new_frame(capacity: usize) -> Vec<u8> {
 
 /// A [`Record::String`] over borrowed bytes, encoded exactly as the record is (postcard: the
 /// variant's index, then the fields in order; `Bytes` serialize as bytes).
-struct StringRef<'a> {
-    key: &'a [u8],
-    value: &'a [u8],
-    expires_at_ms: u64,
+pub(super) struct StringRef<'a> {
+    pub(super) key: &'a [u8],
+    pub(super) value: &'a [u8],
+    pub(super) expires_at_ms: u64,
 }
 
 impl StringRef<'_> {
@@ -1344,6 +1344,11 @@ impl StringRef<'_> {
     /// (Serde's path copies the bytes one at a time; SET is the hot path.)
     fn encode(&self, db: u16, out: &mut impl BufMut) {
         varint(out, u64::from(db));
+        self.encode_record(out);
+    }
+
+    /// Appends the record alone, as postcard encodes `Record::String { .. }`.
+    pub(super) fn encode_record(&self, out: &mut impl BufMut) {
         varint(out, 0);
         varint(out, self.key.len() as u64);
         out.put_slice(self.key);
