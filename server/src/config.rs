@@ -469,6 +469,7 @@ impl RawConfig {
                             dir_name: self.appenddirname,
                             rewrite_percentage: self.auto_aof_rewrite_percentage,
                             rewrite_min_size: self.auto_aof_rewrite_min_size.map(|Size(b)| b),
+                            base_shard_delay: self.debug_aof_base_shard_delay.map(|Period(d)| d),
                             load_truncated: self.aof_load_truncated.map(|YesNo(yes)| yes),
                         },
                     )?),

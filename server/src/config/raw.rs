@@ -332,6 +332,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_DEBUG_SNAPSHOT_SHARD_DELAY", hide = true)]
     pub debug_snapshot_shard_delay: Option<Period>,
 
+    /// Test only: pause this long after each shard while writing a base of the append-only
+    /// log.
+    #[arg(long, env = "SESSIOND_DEBUG_AOF_BASE_SHARD_DELAY", hide = true)]
+    pub debug_aof_base_shard_delay: Option<Period>,
+
     /// Replicate the primary at `<host> <port>` from the start (as REPLICAOF; CONFIG REWRITE
     /// writes the current primary back here).
     #[arg(long, env = "SESSIOND_REPLICAOF", alias = "slaveof")]
@@ -829,6 +834,7 @@ mod tests {
             "requirepass-file",
             "no-persistence",
             "debug-snapshot-shard-delay",
+            "debug-aof-base-shard-delay",
             "notify-keyspace-events",
             "replicaof",
             "masterauth",

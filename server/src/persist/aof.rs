@@ -111,6 +111,8 @@ pub struct AofConfig {
     pub rewrite_min_size: u64,
     /// `aof-load-truncated`: drop a torn last frame at start rather than refuse to start.
     pub load_truncated: bool,
+    /// Tests only: a pause after each shard while a base is written (a slow base).
+    pub base_shard_delay: Duration,
 }
 
 impl Default for AofConfig {
@@ -123,6 +125,7 @@ impl Default for AofConfig {
             rewrite_percentage: 100,
             rewrite_min_size: 64 << 20,
             load_truncated: true,
+            base_shard_delay: Duration::ZERO,
         }
     }
 }
@@ -144,6 +147,8 @@ pub struct AofSettings {
     pub rewrite_min_size: Option<u64>,
     /// `aof-load-truncated`.
     pub load_truncated: Option<bool>,
+    /// `debug-aof-base-shard-delay` (tests only).
+    pub base_shard_delay: Option<Duration>,
 }
 
 /// How long an `everysec` fsync may run before the next is counted as delayed (Redis's 2 s).
@@ -220,6 +225,8 @@ pub struct Aof {
     rewrite_min_size: AtomicU64,
     /// The most bytes the journal of a rewrite's snapshot may hold.
     journal_max_bytes: u64,
+    /// [`AofConfig::base_shard_delay`].
+    base_shard_delay: Duration,
     files: Mutex<Files>,
     /// Bytes of the stream the writer wrote (stream offset).
     written: AtomicU64,
@@ -345,6 +352,7 @@ impl Aof {
             rewrite_percentage: AtomicU64::new(config.rewrite_percentage),
             rewrite_min_size: AtomicU64::new(config.rewrite_min_size),
             journal_max_bytes,
+            base_shard_delay: config.base_shard_delay,
             files: Mutex::new(Files {
                 next_seq: manifest.last_seq() + 1,
                 manifest,
@@ -816,7 +824,7 @@ impl Aof {
         let options = writer::WriteOptions {
             journal_max_bytes: self.journal_max_bytes,
             consistent: !fuzzy,
-            ..writer::WriteOptions::default()
+            shard_delay: self.base_shard_delay,
         };
         let written = writer::write_snapshot(&*self.dbs, &base_path, &options);
         if written.is_ok() && self.dbs.swaps() != swaps {

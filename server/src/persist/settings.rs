@@ -78,6 +78,9 @@ impl AofConfig {
                 .rewrite_min_size
                 .unwrap_or(defaults.rewrite_min_size),
             load_truncated: settings.load_truncated.unwrap_or(defaults.load_truncated),
+            base_shard_delay: settings
+                .base_shard_delay
+                .unwrap_or(defaults.base_shard_delay),
         })
     }
 }
