@@ -18,6 +18,7 @@
 //! primary silent for `repl-timeout`; a failed attempt is retried after a backoff that doubles
 //! up to [`MAX_BACKOFF`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,6 +273,10 @@ where
         let loader_shared = shared.clone();
         let link = self.link.clone();
         let replid = replid.to_owned();
+        // Set once the node took the snapshot's offset: from then on it acknowledges that
+        // offset while its log's base is written (see below).
+        let adopted = Arc::new(AtomicBool::new(false));
+        let adopting = adopted.clone();
         let loading = shared.persistence.clone().exclusive(move || {
             let repl = &loader_shared.repl;
             // Not if a REPLICAOF came while the loader waited for its turn.
@@ -310,6 +315,7 @@ where
                         dbs.feed().reset(offset);
                         repl.note_history();
                         restart = after_full_sync(&loader_shared, offset);
+                        adopting.store(true, Ordering::Release);
                     },
                     || dbs.flush_all(false),
                 );
@@ -333,10 +339,24 @@ where
         let timeout = repl.timeout();
         let mut held: Option<Bytes> = None;
         let mut tx = Some(tx);
+        // Once the snapshot is loaded, its log's base is written before anything of the stream
+        // is applied (seconds for a large keyspace): meanwhile the link acknowledges the
+        // snapshot's offset every ACK_PERIOD, as it would idle, or the primary would drop it
+        // after `repl-timeout` and the next full sync would end the same way.
+        let mut ack = tokio::time::interval(ACK_PERIOD);
+        ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let feed = shared.dbs.feed();
         let outcome = loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
                 loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
+                _ = ack.tick(), if adopted.load(Ordering::Acquire) => {
+                    if let Err(failed) = self.ack(feed).await {
+                        let _ = (&mut loading).await;
+                        break Err(failed);
+                    }
+                    continue;
+                }
                 read = tokio::time::timeout(timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
                     let failed = match read {
                         Err(_) => Some(Failed::Timeout),
@@ -358,9 +378,19 @@ where
             }
             if let (Some(chunk), Some(sender)) = (held.take(), &tx) {
                 if let Err(refused) = sender.send(chunk).await {
-                    // The loader finished first: the chunk is the stream's.
+                    // The loader finished first: the chunk is the stream's, read once the base
+                    // is written.
                     held = Some(refused.0);
-                    break (&mut loading).await.map_err(Failed::Snapshot);
+                    let mut acking = true;
+                    break loop {
+                        tokio::select! {
+                            loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
+                            _ = ack.tick(), if acking && adopted.load(Ordering::Acquire) => {
+                                // A broken link shows when the stream is read next.
+                                acking = self.ack(feed).await.is_ok();
+                            }
+                        }
+                    };
                 }
             }
         };

@@ -788,6 +788,58 @@ fn a_replica_rewrites_its_log_after_a_full_sync() {
     assert_eq!(old, None, "the keyspace the sync replaced");
 }
 
+/// A replica whose log's base, written after a full sync, takes longer than its primary's
+/// `repl-timeout` acknowledges the snapshot's offset meanwhile: the primary keeps the link.
+/// (Dropped, the link would resume from the backlog at best; past it, a full sync would
+/// start over and time out the same way.)
+#[test]
+fn a_replica_keeps_its_link_while_it_writes_its_base_after_a_full_sync() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let primary_args = args(
+        &primary_data,
+        &["--appendonly", "no", "--repl-timeout", "2s"],
+    );
+    let primary = Daemon::start_at(&dir.0, &primary_args, &[]);
+    let mut p = primary.client(false);
+    for i in 0..50 {
+        let _: () = call(&mut p, &[b"SET", format!("key:{i}").as_bytes(), b"v"]);
+    }
+
+    // A base takes about 4 s (4 ms after each of 1,024 shards): twice the primary's timeout.
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "4ms"]);
+    let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    wait_until("the replica's own first base written", || {
+        let persistence = info(&mut r);
+        info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+    let rewrites = info_number(&info(&mut r), "aof_rewrites");
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    wait_until("the replica's link up and its base written", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        let persistence = info(&mut r);
+        info_field(&replication, "master_link_status") == "up"
+            && info_number(&persistence, "aof_rewrites") > rewrites
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let _: () = call(&mut p, &[b"SET", b"after-the-sync", b"1"]);
+    let replicas: i64 = call(&mut p, &[b"WAIT", b"1", b"20000"]);
+    assert_eq!(
+        replicas, 1,
+        "the replica acknowledges on the link it synced on"
+    );
+    let stats: String = call(&mut p, &[b"INFO", b"stats"]);
+    // The link was never dropped: no second full sync, nor a partial one from the backlog.
+    assert_eq!(info_number(&stats, "sync_full"), 1, "{stats}");
+    assert_eq!(info_number(&stats, "sync_partial_ok"), 0, "{stats}");
+    let after: Option<String> = call(&mut r, &[b"GET", b"after-the-sync"]);
+    assert_eq!(after.as_deref(), Some("1"));
+}
+
 /// A log left by a run with `appendonly yes` is set aside by a run with `no`: loaded again by a
 /// later run with the log on, it would bring back the sessions the run without it destroyed.
 #[test]
