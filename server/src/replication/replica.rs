@@ -350,10 +350,13 @@ where
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
                 loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
-                _ = ack.tick(), if adopted.load(Ordering::Acquire) => {
-                    if let Err(failed) = self.ack(feed).await {
-                        let _ = (&mut loading).await;
-                        break Err(failed);
+                // (A branch's condition is read once per select: the flag is read in its body.)
+                _ = ack.tick() => {
+                    if adopted.load(Ordering::Acquire) {
+                        if let Err(failed) = self.ack(feed).await {
+                            let _ = (&mut loading).await;
+                            break Err(failed);
+                        }
                     }
                     continue;
                 }
@@ -385,9 +388,11 @@ where
                     break loop {
                         tokio::select! {
                             loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
-                            _ = ack.tick(), if acking && adopted.load(Ordering::Acquire) => {
-                                // A broken link shows when the stream is read next.
-                                acking = self.ack(feed).await.is_ok();
+                            _ = ack.tick(), if acking => {
+                                if adopted.load(Ordering::Acquire) {
+                                    // A broken link shows when the stream is read next.
+                                    acking = self.ack(feed).await.is_ok();
+                                }
                             }
                         }
                     };

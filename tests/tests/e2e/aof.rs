@@ -789,11 +789,19 @@ fn a_replica_rewrites_its_log_after_a_full_sync() {
 }
 
 /// A replica whose log's base, written after a full sync, takes longer than its primary's
-/// `repl-timeout` acknowledges the snapshot's offset meanwhile: the primary keeps the link.
-/// (Dropped, the link would resume from the backlog at best; past it, a full sync would
-/// start over and time out the same way.)
+/// `repl-timeout` acknowledges the snapshot's offset meanwhile: the primary keeps the link,
+/// idle or taking writes (the stream then waits for the base in the sockets and the primary's
+/// buffer). Dropped, the link would resume from the backlog at best; past it, a full sync would
+/// start over and time out the same way.
 #[test]
 fn a_replica_keeps_its_link_while_it_writes_its_base_after_a_full_sync() {
+    for busy in [false, true] {
+        replica_keeps_its_link_while_it_writes_its_base(busy);
+    }
+}
+
+fn replica_keeps_its_link_while_it_writes_its_base(busy: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = ScratchDir::new();
     let primary_data = dir.arg("primary");
     let primary_args = args(
@@ -817,6 +825,21 @@ fn a_replica_keeps_its_link_while_it_writes_its_base_after_a_full_sync() {
             && info_field(&persistence, "aof_rewrite_scheduled") == "0"
     });
     let rewrites = info_number(&info(&mut r), "aof_rewrites");
+    // Writes on the primary throughout the sync and the base: the stream keeps coming.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = busy.then(|| {
+        let (stop, mut con) = (stop.clone(), primary.client(false));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: () = call(
+                    &mut con,
+                    &[b"SET", format!("busy:{}", i % 1000).as_bytes(), b"v"],
+                );
+                i += 1;
+            }
+        })
+    });
     let port = primary.addr.port().to_string();
     let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
     wait_until("the replica's link up and its base written", || {
@@ -826,6 +849,10 @@ fn a_replica_keeps_its_link_while_it_writes_its_base_after_a_full_sync() {
             && info_number(&persistence, "aof_rewrites") > rewrites
             && info_field(&persistence, "aof_rewrite_in_progress") == "0"
     });
+    stop.store(true, Ordering::Relaxed);
+    if let Some(writer) = writer {
+        writer.join().expect("writer");
+    }
     let _: () = call(&mut p, &[b"SET", b"after-the-sync", b"1"]);
     let replicas: i64 = call(&mut p, &[b"WAIT", b"1", b"20000"]);
     assert_eq!(
@@ -834,8 +861,12 @@ fn a_replica_keeps_its_link_while_it_writes_its_base_after_a_full_sync() {
     );
     let stats: String = call(&mut p, &[b"INFO", b"stats"]);
     // The link was never dropped: no second full sync, nor a partial one from the backlog.
-    assert_eq!(info_number(&stats, "sync_full"), 1, "{stats}");
-    assert_eq!(info_number(&stats, "sync_partial_ok"), 0, "{stats}");
+    assert_eq!(info_number(&stats, "sync_full"), 1, "busy: {busy}\n{stats}");
+    assert_eq!(
+        info_number(&stats, "sync_partial_ok"),
+        0,
+        "busy: {busy}\n{stats}"
+    );
     let after: Option<String> = call(&mut r, &[b"GET", b"after-the-sync"]);
     assert_eq!(after.as_deref(), Some("1"));
 }
