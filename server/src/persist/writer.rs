@@ -1,10 +1,10 @@
 //! Writing a snapshot: stream every shard, then the journal, into a temporary file in the data
 //! directory; fsync it, rename it over the previous snapshot, fsync the directory.
 //!
-//! Shard by shard, the writer takes `Bytes` handles to the shard's keys and values under the
-//! shard's read lock (no copy of the data), releases the lock, and encodes them through a
-//! buffered writer: the server keeps serving, and a writer only waits for one shard's lock at a
-//! time. The journal (see `store::journal`) makes the result one consistent instant; a save
+//! Shard by shard, the writer encodes the shard's records into one buffer under the shard's
+//! read lock ([`Store::encode_shard`](crate::store::Store::encode_shard): strings straight from
+//! their nodes), releases the lock, and writes the buffer through a buffered writer: the server
+//! keeps serving, and a writer only waits for one shard's lock at a time. The journal (see `store::journal`) makes the result one consistent instant; a save
 //! whose journal outgrows its bound is abandoned ([`WriteError::JournalFull`]).
 
 use std::fs::{File, OpenOptions};
@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use crate::persist::format::{FORMAT_VERSION, MAGIC};
 use crate::store::{Keyspaces, Record};
 
-/// The capacity of the walk's shard buffer kept from one shard to the next.
-const SCRATCH_KEPT: usize = 1 << 20;
+/// The most capacity of the walk's shard buffer kept from one shard to the next: a shard's
+/// records of a 16 GB keyspace (1,024 shards), so that most walks allocate it once, while a
+/// shard holding a huge hash does not keep its buffer for the rest of the walk.
+const SCRATCH_KEPT: usize = 16 << 20;
 
 /// What a finished save wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +192,6 @@ pub fn write_stream<W: Write>(
                 records += db.encode_shard(shard, index, &mut scratch)?;
                 sink.put(&scratch)?;
                 if scratch.capacity() > SCRATCH_KEPT {
-                    // A shard with a huge hash: its buffer is not kept for the rest of the walk.
                     scratch = Vec::new();
                 }
                 if !options.shard_delay.is_zero() && index == 0 {
