@@ -88,6 +88,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::{mpsc, watch};
 
+use super::entry::varint_len;
 use super::record::Record;
 
 /// Bytes of a frame's header: length and CRC.
@@ -1356,11 +1357,6 @@ impl StringRef<'_> {
         out.put_slice(self.value);
         varint(out, self.expires_at_ms);
     }
-}
-
-/// The bytes of `value` as a varint.
-fn varint_len(value: u64) -> usize {
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends `value` as an LEB128 varint, postcard's encoding of integers wider than a byte.

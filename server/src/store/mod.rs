@@ -1026,14 +1026,15 @@ impl Store {
     /// cost is the change's, not the key's; a session's use that only slid its idle timer is
     /// its last access alone.
     fn feed_write(&self, node: &Node, before: Before, wrote: Wrote) {
-        let key = || Bytes::copy_from_slice(node.key());
+        let (key_bytes, value) = node.key_and_value();
+        let key = || Bytes::copy_from_slice(key_bytes);
         let expires_at_ms = node.expires_at_ms();
         let deadline_moved = expires_at_ms != before.expires_at_ms;
-        let record = match (wrote, node.value()) {
+        let record = match (wrote, value) {
             (Wrote::Whole, ValueRef::Str(value)) => {
                 // The write path of SET: encoded from the node, nothing copied first.
                 let db = self.logical();
-                return self.feed.push_string(db, node.key(), value, expires_at_ms);
+                return self.feed.push_string(db, key_bytes, value, expires_at_ms);
             }
             (Wrote::Whole, _) => feed_record(node),
             (Wrote::InPlace(_), ValueRef::Session(session)) => match feed::take_session_use() {
@@ -1179,9 +1180,9 @@ impl Store {
             let start = out.len();
             out.extend_from_slice(&[0; 4]);
             out.extend_from_slice(&db.to_le_bytes());
-            match node.value() {
-                ValueRef::Str(value) => feed::StringRef {
-                    key: node.key(),
+            match node.key_and_value() {
+                (key, ValueRef::Str(value)) => feed::StringRef {
+                    key,
                     value,
                     expires_at_ms: node.expires_at_ms(),
                 }
