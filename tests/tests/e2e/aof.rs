@@ -738,6 +738,21 @@ fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
     assert_eq!(saving, "Background saving started");
 }
 
+/// Makes the node of `r` a replica of the primary on `port` (REPLICAOF), and waits until its
+/// link is up and its log's base of the loaded keyspace is written.
+fn follow_and_write_the_base(r: &mut Connection, port: u16) {
+    let rewrites = info_number(&info(r), "aof_rewrites");
+    let port = port.to_string();
+    let _: () = call(r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    wait_until("the replica's link up and its log's base written", || {
+        let replication: String = call(r, &[b"INFO", b"replication"]);
+        let persistence = info(r);
+        info_field(&replication, "master_link_status") == "up"
+            && info_number(&persistence, "aof_rewrites") > rewrites
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+}
+
 /// A replica's log after a full sync: the log held the replica's old keyspace, not the one it
 /// loaded from its primary, so the sync rewrites it. Killed afterwards and restarted alone,
 /// the replica has the primary's data and what the stream brought since, not its old keys.
@@ -757,16 +772,7 @@ fn a_replica_rewrites_its_log_after_a_full_sync() {
     let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
     let mut r = replica.client(false);
     let _: () = call(&mut r, &[b"SET", b"before-the-sync", b"1"]);
-    let rewrites = info_number(&info(&mut r), "aof_rewrites");
-    let port = primary.addr.port().to_string();
-    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
-    wait_until("the replica's link up and its log rewritten", || {
-        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
-        let persistence = info(&mut r);
-        info_field(&replication, "master_link_status") == "up"
-            && info_number(&persistence, "aof_rewrites") > rewrites
-            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
-    });
+    follow_and_write_the_base(&mut r, primary.addr.port());
     let _: () = call(&mut p, &[b"SET", b"after-the-sync", b"1"]);
     let replicas: i64 = call(&mut p, &[b"WAIT", b"1", b"0"]);
     assert_eq!(replicas, 1);
@@ -824,7 +830,6 @@ fn replica_keeps_its_link_while_it_writes_its_base(busy: bool) {
         info_field(&persistence, "aof_rewrite_in_progress") == "0"
             && info_field(&persistence, "aof_rewrite_scheduled") == "0"
     });
-    let rewrites = info_number(&info(&mut r), "aof_rewrites");
     // Writes on the primary throughout the sync and the base: the stream keeps coming.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let writer = busy.then(|| {
@@ -840,15 +845,7 @@ fn replica_keeps_its_link_while_it_writes_its_base(busy: bool) {
             }
         })
     });
-    let port = primary.addr.port().to_string();
-    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
-    wait_until("the replica's link up and its base written", || {
-        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
-        let persistence = info(&mut r);
-        info_field(&replication, "master_link_status") == "up"
-            && info_number(&persistence, "aof_rewrites") > rewrites
-            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
-    });
+    follow_and_write_the_base(&mut r, primary.addr.port());
     stop.store(true, Ordering::Relaxed);
     if let Some(writer) = writer {
         writer.join().expect("writer");
