@@ -346,6 +346,9 @@ where
         let mut ack = tokio::time::interval(ACK_PERIOD);
         ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let feed = shared.dbs.feed();
+        // Since when the link waits for the primary: a deadline, not a timeout per read, as the
+        // ticks restart the select every second.
+        let mut silent_from = tokio::time::Instant::now();
         let outcome = loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
@@ -360,7 +363,7 @@ where
                     }
                     continue;
                 }
-                read = tokio::time::timeout(timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
+                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
                     let failed = match read {
                         Err(_) => Some(Failed::Timeout),
                         Ok(Err(error)) => Some(Failed::Io(error)),
@@ -376,6 +379,7 @@ where
                         break Err(failed);
                     }
                     self.link.touch(shared.dbs.now_ms());
+                    silent_from = tokio::time::Instant::now();
                     held = Some(buf.freeze());
                 }
             }
@@ -397,6 +401,8 @@ where
                         }
                     };
                 }
+                // The time the loader took the chunk in is not the primary's silence.
+                silent_from = tokio::time::Instant::now();
             }
         };
         let (summary, rest) = outcome?;

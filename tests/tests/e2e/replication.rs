@@ -1018,6 +1018,42 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     assert_eq!(old, None);
 }
 
+/// A primary that falls silent mid-snapshot (its process hung, its socket open) is given up
+/// after `repl-timeout`, as any silent link: the replica abandons the load and connects again.
+#[test]
+fn a_replica_gives_up_a_primary_silent_in_the_middle_of_its_snapshot() {
+    use std::io::Write;
+    let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = primary.local_addr().expect("address").port();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "repl-timeout", "2"])
+        .query(&mut r)
+        .expect("CONFIG SET");
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut r)
+        .expect("REPLICAOF");
+    let (mut link, _) = handshake(&primary);
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\nSESSIOND");
+    answer.extend_from_slice(&2u16.to_le_bytes());
+    answer.extend_from_slice(&[0; 10]);
+    link.write_all(&answer).expect("answer");
+    until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 1
+    });
+    // Nothing more, the link held open: the replica gives up and tries again.
+    until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 0
+    });
+    let (again, _) = handshake(&primary);
+    drop((link, again));
+}
+
 /// Sends `args` on `con`, polling a bounded number of times until the reply is not
 /// `LOADING` (or, with `loading`, until it is); the last reply.
 fn poll_loading(con: &mut Connection, loading: bool, args: &[&str]) -> redis::RedisResult<Value> {
