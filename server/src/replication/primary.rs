@@ -228,6 +228,7 @@ impl Served<'_> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let dbs = self.shared.dbs.clone();
         let options = self.shared.persistence.write_options();
+        let swaps = self.swaps;
         let writing = self.shared.persistence.clone().exclusive(move || {
             let out = ChunkWriter {
                 tx,
@@ -237,6 +238,16 @@ impl Served<'_> {
                 crate::persist::writer::write_stream(&*dbs, out, &options, Instant::now());
             match written {
                 Ok((mut out, written)) => {
+                    // A SWAPDB since the sink's start is in the stream, and may be in the
+                    // snapshot too (before its walk began; one during the walk fails it):
+                    // applied twice, it would swap the databases back. Checked before the
+                    // snapshot's last bytes leave (the writer holds them until the flush), so
+                    // that the replica never completes such a snapshot, nor resumes after it
+                    // from the backlog; the sync fails as a save does, and it tries again. A
+                    // swap after this check is after the walk: in the stream only.
+                    if dbs.swaps() != swaps {
+                        return Err("a SWAPDB came during the snapshot".to_owned());
+                    }
                     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
                     Ok(written)
                 }
@@ -291,14 +302,6 @@ impl Served<'_> {
                 }
                 result = &mut writing, if written.is_none() => {
                     written = Some(result.map_err(Ended::Snapshot)?);
-                    // A SWAPDB since the sink's start is in the stream, and may be in the
-                    // snapshot too (before its walk began): applied twice, it would swap the
-                    // databases back. The sync fails as a save does; the replica tries again.
-                    if self.shared.dbs.swaps() != self.swaps {
-                        return Err(Ended::Snapshot(
-                            "a SWAPDB came during the snapshot".to_owned(),
-                        ));
-                    }
                 }
                 _ = published.changed() => {}
                 read = reader.read_buf(&mut self.input) => {
@@ -474,13 +477,17 @@ impl ChunkWriter {
 }
 
 impl std::io::Write for ChunkWriter {
+    /// A full chunk goes when more data comes, so that the last bytes wait for the flush.
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let taken = data.len().min(room);
-        self.buf.extend_from_slice(&data[..taken]);
+        if data.is_empty() {
+            return Ok(0);
+        }
         if self.buf.len() >= CHUNK {
             self.send()?;
         }
+        let room = CHUNK - self.buf.len();
+        let taken = data.len().min(room);
+        self.buf.extend_from_slice(&data[..taken]);
         Ok(taken)
     }
 

@@ -868,6 +868,60 @@ fn replica_keeps_its_link_while_it_writes_its_base(busy: bool) {
     assert_eq!(after.as_deref(), Some("1"));
 }
 
+/// A SWAPDB between a full sync's start (the stream's offset) and its snapshot's walk would be
+/// in both: the primary fails that sync before the snapshot's last bytes leave, so the replica
+/// never completes it nor resumes after it from the backlog (which would swap its databases
+/// back), and the next sync is whole.
+#[test]
+fn a_swapdb_before_a_full_syncs_walk_reaches_the_replica_once() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    // A save takes about 3 s (3 ms after each of 1,024 shards): the sync's snapshot waits for
+    // the slot a BGSAVE holds, after the sync's start.
+    let primary_args = args(
+        &primary_data,
+        &["--appendonly", "no", "--debug-snapshot-shard-delay", "3ms"],
+    );
+    let mut primary = Daemon::start_at(&dir.0, &primary_args, &[]);
+    let mut p = primary.client(false);
+    let _: () = call(&mut p, &[b"SET", b"was-in-0", b"a"]);
+    let _: () = call(&mut p, &[b"SELECT", b"1"]);
+    let _: () = call(&mut p, &[b"SET", b"was-in-1", b"b"]);
+    let _: () = call(&mut p, &[b"SELECT", b"0"]);
+    let saving: String = call(&mut p, &[b"BGSAVE"]);
+    assert_eq!(saving, "Background saving started");
+
+    let replica_data = dir.arg("replica");
+    let replica = Daemon::start_at(&dir.0, &args(&replica_data, &["--appendonly", "no"]), &[]);
+    let mut r = replica.client(false);
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    primary.wait_for_log("full resynchronization");
+    let _: () = call(&mut p, &[b"SWAPDB", b"0", b"1"]);
+
+    wait_until("the replica's link up", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        info_field(&replication, "master_link_status") == "up"
+    });
+    let _: () = call(&mut p, &[b"SET", b"after", b"1"]);
+    let replicas: i64 = call(&mut p, &[b"WAIT", b"1", b"20000"]);
+    assert_eq!(replicas, 1);
+    let in_0: Vec<String> = call(&mut r, &[b"KEYS", b"*"]);
+    let _: () = call(&mut r, &[b"SELECT", b"1"]);
+    let in_1: Vec<String> = call(&mut r, &[b"KEYS", b"*"]);
+    let mut in_0 = in_0;
+    in_0.sort();
+    assert_eq!(
+        (in_0, in_1),
+        (
+            vec!["after".to_owned(), "was-in-1".to_owned()],
+            vec!["was-in-0".to_owned()]
+        )
+    );
+    let log = primary.wait_for_log("a SWAPDB came during the snapshot");
+    assert!(log.contains("replica link lost"), "{log}");
+}
+
 /// A log left by a run with `appendonly yes` is set aside by a run with `no`: loaded again by a
 /// later run with the log on, it would bring back the sessions the run without it destroyed.
 #[test]
