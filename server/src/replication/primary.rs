@@ -95,14 +95,16 @@ pub async fn serve<S>(
     });
     client.set_replica();
     shared.repl.add_replica(follower.clone());
+    // The SWAPDBs so far, read before the sink is attached: one after it may come before the
+    // snapshot's walk starts, and would reach the replica twice (see `send_snapshot`). Read
+    // before the frames numbered are, too: a swap's frame has its offset before it counts, so
+    // one counted here lies below `numbered`, then below `start` once that is published.
+    let swaps = shared.dbs.swaps();
     // The frames numbered so far are published first (the pump gathers for a millisecond):
     // a replica that already has them (a sibling after a failover, fed by the same primary)
     // resumes only from an offset this node has published.
     let numbered = feed.end_offset();
     let _ = tokio::time::timeout(PUBLISH_WAIT, feed.wait_published(numbered)).await;
-    // Read before the sink is attached: a SWAPDB after it may come before the snapshot's walk
-    // starts, and would reach the replica twice (see `send_snapshot`).
-    let swaps = shared.dbs.swaps();
     // Attached before the answer: every frame after `start` reaches the sink.
     let (sink, start) = feed.attach_sink();
     let mut link = Served {
