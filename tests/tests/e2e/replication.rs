@@ -934,6 +934,34 @@ fn config_rewrite_writes_the_primary_followed_back() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// REPLICAOF 127.0.0.1 `port` on `con`.
+fn replicate_from(con: &mut Connection, port: u16) {
+    let _: String = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(con)
+        .expect("REPLICAOF");
+}
+
+/// Answers a replica's PSYNC on `link` with `+FULLRESYNC` (an ID of 40 `a`s, offset 0) and
+/// `snapshot`, the start of one.
+fn full_resync(link: &mut std::net::TcpStream, snapshot: &[u8]) {
+    use std::io::Write;
+    let mut answer = b"+FULLRESYNC ".to_vec();
+    answer.extend_from_slice(&[b'a'; 40]);
+    answer.extend_from_slice(b" 0\r\n");
+    answer.extend_from_slice(snapshot);
+    link.write_all(&answer).expect("answer");
+}
+
+/// A snapshot's first bytes: the magic, the format version, then zeros.
+fn snapshot_start() -> Vec<u8> {
+    let mut start = b"SESSIOND".to_vec();
+    start.extend_from_slice(&2u16.to_le_bytes());
+    start.extend_from_slice(&[0; 10]);
+    start
+}
+
 /// Plays a primary's side of the handshake on `primary`: accepts the replica, answers each
 /// REPLCONF `+OK` (the replica waits for every reply), and returns the link once PSYNC came,
 /// with everything the replica said.
@@ -960,29 +988,19 @@ fn handshake(primary: &std::net::TcpListener) -> (std::net::TcpStream, Vec<u8>) 
 
 #[test]
 fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
-    use std::io::Write;
     // A primary that answers the handshake, sends the start of a snapshot and holds.
     let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = primary.local_addr().expect("address").port();
     let replica = TestServer::start();
     let mut r = replica.client();
     let _: () = r.set("old", "data").expect("SET");
-    let _: String = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut r)
-        .expect("REPLICAOF");
+    replicate_from(&mut r, port);
     let (mut link, heard) = handshake(&primary);
     let said = String::from_utf8_lossy(&heard);
     assert!(said.contains("listening-port"), "{said}");
     assert!(said.contains("psync2"), "{said}");
     assert!(said.contains("PSYNC\r\n$1\r\n?\r\n$2\r\n-1"), "{said}");
-    let mut answer = b"+FULLRESYNC ".to_vec();
-    answer.extend_from_slice(&[b'a'; 40]);
-    answer.extend_from_slice(b" 0\r\nSESSIOND");
-    answer.extend_from_slice(&2u16.to_le_bytes());
-    answer.extend_from_slice(&[0; 10]);
-    link.write_all(&answer).expect("answer");
+    full_resync(&mut link, &snapshot_start());
     let info = until(&replica, |info| {
         info_number(info, "master_sync_in_progress") == 1
     });
@@ -1022,7 +1040,6 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
 /// after `repl-timeout`, as any silent link: the replica abandons the load and connects again.
 #[test]
 fn a_replica_gives_up_a_primary_silent_in_the_middle_of_its_snapshot() {
-    use std::io::Write;
     let primary = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = primary.local_addr().expect("address").port();
     let replica = TestServer::start();
@@ -1031,18 +1048,9 @@ fn a_replica_gives_up_a_primary_silent_in_the_middle_of_its_snapshot() {
         .arg(&["SET", "repl-timeout", "2"])
         .query(&mut r)
         .expect("CONFIG SET");
-    let _: String = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut r)
-        .expect("REPLICAOF");
+    replicate_from(&mut r, port);
     let (mut link, _) = handshake(&primary);
-    let mut answer = b"+FULLRESYNC ".to_vec();
-    answer.extend_from_slice(&[b'a'; 40]);
-    answer.extend_from_slice(b" 0\r\nSESSIOND");
-    answer.extend_from_slice(&2u16.to_le_bytes());
-    answer.extend_from_slice(&[0; 10]);
-    link.write_all(&answer).expect("answer");
+    full_resync(&mut link, &snapshot_start());
     until(&replica, |info| {
         info_number(info, "master_sync_in_progress") == 1
     });
@@ -1103,17 +1111,9 @@ fn a_promotion_during_a_full_sync_empties_the_half_loaded_keyspace() {
     let mut r = replica.client();
     let _: () = r.set("old", "data").expect("SET");
     let before = info_field(&replica.info("replication"), "master_replid");
-    let _: String = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(port)
-        .query(&mut r)
-        .expect("REPLICAOF");
+    replicate_from(&mut r, port);
     let (mut link, _) = handshake(&primary);
-    let mut answer = b"+FULLRESYNC ".to_vec();
-    answer.extend_from_slice(&[b'a'; 40]);
-    answer.extend_from_slice(b" 0\r\n");
-    answer.extend_from_slice(prefix);
-    link.write_all(&answer).expect("answer");
+    full_resync(&mut link, prefix);
     poll_loading(&mut r, true, &["GET", "old"]).expect_err("LOADING");
     // Part of the snapshot is in: more than the one key before (which the load's start
     // removed before it restored any).
