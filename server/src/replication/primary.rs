@@ -97,13 +97,14 @@ pub async fn serve<S>(
     shared.repl.add_replica(follower.clone());
     // The SWAPDBs so far, read before the sink is attached: one after it may come before the
     // snapshot's walk starts, and would reach the replica twice (see `send_snapshot`). Read
-    // before the frames numbered are, too: a swap's frame has its offset before it counts, so
-    // one counted here lies below `numbered`, then below `start` once that is published.
-    let swaps = shared.dbs.swaps();
+    // with the end of the frames numbered so far, between two frames this node relays as a
+    // replica (`Feed::cut_after`, as a log rewrite reads it): a swap's frame has its offset
+    // before it counts, and a relayed one is numbered right after it is applied, so a swap
+    // counted here lies below `numbered`, then below `start` once that is published.
+    let (swaps, numbered) = feed.cut_after(|| shared.dbs.swaps());
     // The frames numbered so far are published first (the pump gathers for a millisecond):
     // a replica that already has them (a sibling after a failover, fed by the same primary)
     // resumes only from an offset this node has published.
-    let numbered = feed.end_offset();
     let _ = tokio::time::timeout(PUBLISH_WAIT, feed.wait_published(numbered)).await;
     // Attached before the answer: every frame after `start` reaches the sink.
     let (sink, start) = feed.attach_sink();
