@@ -4,8 +4,9 @@
 //! Shard by shard, the writer encodes the shard's records into one buffer under the shard's
 //! read lock ([`Store::encode_shard`](crate::store::Store::encode_shard): strings straight from
 //! their nodes), releases the lock, and writes the buffer through a buffered writer: the server
-//! keeps serving, and a writer only waits for one shard's lock at a time. The journal (see `store::journal`) makes the result one consistent instant; a save
-//! whose journal outgrows its bound is abandoned ([`WriteError::JournalFull`]).
+//! keeps serving, and a writer only waits for one shard's lock at a time. The journal (see
+//! `store::journal`) makes the result one consistent instant; a save whose journal outgrows
+//! its bound is abandoned ([`WriteError::JournalFull`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
