@@ -769,7 +769,7 @@ impl Aof {
             None => {
                 // The switch: frames from `t0` on go to a new log, which the manifest names at
                 // once (once committed). The SWAPDB count is read with it (see `cut_after`).
-                let (swaps, t0) = self.feed.cut_after(|| self.dbs.swaps());
+                let (swaps, t0) = self.feed.cut_after(|| self.feed.swaps());
                 *self.switch_lock() = Switch::At(t0);
                 self.wake_writer();
                 swaps
@@ -827,7 +827,7 @@ impl Aof {
             shard_delay: self.base_shard_delay,
         };
         let written = writer::write_snapshot(&*self.dbs, &base_path, &options);
-        if written.is_ok() && self.dbs.swaps() != swaps {
+        if written.is_ok() && self.feed.swaps() != swaps {
             let _ = std::fs::remove_file(&base_path);
             return Err("a SWAPDB ran during the rewrite; it was abandoned".to_owned());
         }
@@ -914,7 +914,7 @@ impl Aof {
     /// count, for [`Aof::finish_restart`].
     pub fn begin_restart(&self, offset: u64) -> u64 {
         self.committed.store(false, Ordering::SeqCst);
-        let swaps = self.dbs.swaps();
+        let swaps = self.feed.swaps();
         {
             // After a turn on frames taken before the restart (its runs carry the old
             // stream's offsets, which the switch point must not fall in): the writer follows

@@ -99,9 +99,10 @@ pub async fn serve<S>(
     // snapshot's walk starts, and would reach the replica twice (see `send_snapshot`). Read
     // with the end of the frames numbered so far, between two frames this node relays as a
     // replica (`Feed::cut_after`, as a log rewrite reads it): a swap's frame has its offset
-    // before it counts, and a relayed one is numbered right after it is applied, so a swap
-    // counted here lies below `numbered`, then below `start` once that is published.
-    let (swaps, numbered) = feed.cut_after(|| shared.dbs.swaps());
+    // before it counts (an EXEC's too: `Feed::count_swap`), and a relayed one is numbered
+    // right after it is applied, so a swap counted here lies below `numbered`, then below
+    // `start` once that is published.
+    let (swaps, numbered) = feed.cut_after(|| feed.swaps());
     // The frames numbered so far are published first (the pump gathers for a millisecond):
     // a replica that already has them (a sibling after a failover, fed by the same primary)
     // resumes only from an offset this node has published.
@@ -144,7 +145,7 @@ struct Served<'a> {
     decoder: RequestDecoder,
     last_ack: Instant,
     over_soft_since: Option<Instant>,
-    /// [`crate::store::Databases::swaps`] before the sink was attached.
+    /// [`crate::store::feed::Feed::swaps`] before the sink was attached.
     swaps: u64,
 }
 
@@ -248,7 +249,7 @@ impl Served<'_> {
                     // that the replica never completes such a snapshot, nor resumes after it
                     // from the backlog; the sync fails as a save does, and it tries again. A
                     // swap after this check is after the walk: in the stream only.
-                    if dbs.swaps() != swaps {
+                    if dbs.feed().swaps() != swaps {
                         return Err("a SWAPDB came during the snapshot".to_owned());
                     }
                     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;

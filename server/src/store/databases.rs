@@ -174,7 +174,8 @@ impl Databases {
         (0..self.mapping.len()).map(|db| (db, self.db(db)))
     }
 
-    /// SWAPDBs so far (see [`Databases::atomic`]).
+    /// SWAPDBs so far, each counted once the mapping changed (see [`Databases::atomic`]; a
+    /// switch point reads [`Feed::swaps`](super::feed::Feed::swaps) instead).
     pub fn swaps(&self) -> u64 {
         // Acquire, with the swap's Release: whoever sees the new count sees the new mapping.
         self.swaps.load(Ordering::Acquire)
@@ -249,9 +250,11 @@ impl Databases {
                 sa.feed.push(a as u16, &super::Record::SwapDb { with });
             }
             // After the mapping: an EXEC that reads the new count reads the new mapping too.
-            // After the frame's offset: a log rewrite that reads the new count cuts its log
-            // past the frame, so its base (which shows the swap) is not followed by the frame.
             self.swaps.fetch_add(1, Ordering::Release);
+            // After the frame's offset: a log rewrite or a full sync that reads the new count
+            // cuts its stream past the frame, so its base (which shows the swap) is not
+            // followed by the frame.
+            sa.feed.count_swap();
         });
         drop(rec);
         drop(swapping);

@@ -145,6 +145,8 @@ pub struct Feed {
     /// ([`Feed::applying`]); write side: a cut that must fall between two such frames
     /// ([`Feed::cut_after`]).
     applying: std::sync::RwLock<()>,
+    /// SWAPDBs counted for a switch point ([`Feed::swaps`]).
+    swaps: AtomicU64,
     tx: mpsc::UnboundedSender<Queued>,
     /// The channel's other end, taken by whichever thread publishes: the pump, or a connection
     /// committing its writes inline ([`Feed::wait_durable`]). One publishes at a time.
@@ -309,6 +311,7 @@ impl Feed {
             next: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             applying: std::sync::RwLock::new(()),
+            swaps: AtomicU64::new(0),
             tx,
             inbox: Mutex::new(Inbox {
                 rx,
@@ -394,6 +397,33 @@ impl Feed {
         let _between = self.applying.write().unwrap_or_else(|p| p.into_inner());
         let read = read();
         (read, self.cut())
+    }
+
+    /// SWAPDBs so far, each counted once its frame has its offset (or once applied, when it
+    /// has none: the feed off, or a frame received from elsewhere, numbered under
+    /// [`Feed::applying`]). Read in [`Feed::cut_after`], a count that includes a swap puts the
+    /// swap's frame below the cut: the base a switch point starts from shows the swap exactly
+    /// when the stream after it does not carry it.
+    pub fn swaps(&self) -> u64 {
+        self.swaps.load(Ordering::Acquire)
+    }
+
+    /// Counts a SWAPDB just applied ([`Feed::swaps`]), after its frame was pushed: now, or,
+    /// in an open group (an EXEC's, a script's), once the group's frame is numbered. Counted
+    /// at once there, a swap would be in the count read at a cut that falls before its frame,
+    /// and so in both a snapshot after the cut and the stream after it.
+    pub fn count_swap(&self) {
+        let deferred = GROUP.with(|group| {
+            let mut group = group.borrow_mut();
+            let grouped = group.depth > 0 && !group.suppressed;
+            if grouped {
+                group.swaps += 1;
+            }
+            grouped
+        });
+        if !deferred {
+            self.swaps.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Held while a frame received from elsewhere is applied and then numbered
@@ -1102,6 +1132,8 @@ struct GroupState {
     payload: Vec<u8>,
     /// While a frame received from elsewhere is applied: nothing is recorded.
     suppressed: bool,
+    /// SWAPDBs in the group, counted once its frame is numbered ([`Feed::count_swap`]).
+    swaps: u64,
 }
 
 /// This thread's frames on their way to the pump, encoded into one buffer: a frame costs no
@@ -1178,13 +1210,19 @@ impl Drop for Group<'_> {
         if !self.open {
             return;
         }
-        let payload = GROUP.with(|group| {
+        let closed = GROUP.with(|group| {
             let mut group = group.borrow_mut();
             group.depth = group.depth.saturating_sub(1);
-            (group.depth == 0).then(|| std::mem::take(&mut group.payload))
+            (group.depth == 0).then(|| {
+                let swaps = std::mem::take(&mut group.swaps);
+                (std::mem::take(&mut group.payload), swaps)
+            })
         });
-        if let Some(payload) = payload {
+        if let Some((payload, swaps)) = closed {
             self.feed.emit(payload);
+            if swaps > 0 {
+                self.feed.swaps.fetch_add(swaps, Ordering::Release);
+            }
         }
     }
 }
@@ -1685,6 +1723,46 @@ mod tests {
         let frames = self::frames(store.feed(), from);
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].0.len(), 2);
+    }
+
+    /// A SWAPDB counts for a switch point ([`Feed::swaps`]) only once its frame has its offset:
+    /// a cut read between the two would hold the swap in its count (and in a snapshot taken
+    /// after it) and its frame after the cut, in the stream too. In a block (EXEC, a script),
+    /// the frame is numbered when the block ends.
+    #[test]
+    fn a_swapdb_counts_for_a_switch_point_once_its_frame_is_numbered() {
+        let (dbs, _) = dbs();
+        let feed = dbs.first().feed().clone();
+        let (swaps, from) = (feed.swaps(), feed.end_offset());
+        assert!(dbs.swap(0, 1));
+        assert_eq!(feed.swaps(), swaps + 1);
+        assert!(feed.end_offset() > from);
+
+        let (swaps, from) = (feed.swaps(), feed.end_offset());
+        let during = dbs.atomic(&[(0, None), (1, None)], || {
+            assert!(dbs.swap(0, 1));
+            (feed.swaps(), feed.end_offset())
+        });
+        assert_eq!(
+            during,
+            (swaps, from),
+            "counted before its frame had an offset"
+        );
+        assert_eq!(feed.swaps(), swaps + 1);
+        let frames = frames(&feed, from);
+        assert_eq!(frames.len(), 1);
+        assert!(matches!(
+            &frames[0].0[..],
+            [(0, Record::SwapDb { with: 1 })]
+        ));
+
+        // Applied from elsewhere, unrecorded: counted at once (the frame received is numbered
+        // under `applying`, which a cut waits for).
+        let swaps = feed.swaps();
+        dbs.atomic(&[(0, None), (1, None)], || {
+            super::without_recording(|| assert!(dbs.swap(0, 1)));
+            assert_eq!(feed.swaps(), swaps + 1);
+        });
     }
 
     #[test]
