@@ -301,10 +301,12 @@ where
                     std::path::Path::new("<primary>"),
                     &*dbs,
                 );
-                // Whatever came after the snapshot is the stream's start.
+                // Whatever came after the snapshot is the stream's start. Drained until the
+                // channel says it is over: a chunk the link had room for before the close
+                // may still be on its way (`try_recv` would miss it).
                 reader.rx.close();
                 let mut rest = BytesMut::from(&reader.chunk[..]);
-                while let Ok(chunk) = reader.rx.try_recv() {
+                while let Some(chunk) = reader.rx.blocking_recv() {
                     rest.extend_from_slice(&chunk);
                 }
                 let adopted = repl.end_load(
