@@ -18,7 +18,7 @@
 //! primary silent for `repl-timeout`; a failed attempt is retried after a backoff that doubles
 //! up to [`MAX_BACKOFF`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,20 @@ const ACK_PERIOD: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 64 * 1024;
 /// Chunks of a snapshot read ahead of the loader.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// A full sync's loader: waiting for the save slot, started, or given up by the link first.
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+/// Room for a chunk in the loader's channel; none once the loader stopped taking chunks.
+async fn reserve(
+    tx: &Option<tokio::sync::mpsc::Sender<Bytes>>,
+) -> Option<tokio::sync::mpsc::Permit<'_, Bytes>> {
+    match tx {
+        Some(tx) => tx.reserve().await.ok(),
+        None => std::future::pending().await,
+    }
+}
 
 /// Why an attempt ended.
 #[derive(Debug, thiserror::Error)]
@@ -277,8 +291,18 @@ where
         // offset while its log's base is written (see below).
         let adopted = Arc::new(AtomicBool::new(false));
         let adopting = adopted.clone();
+        // Whether the loader started (claimed from `WAITING` by the loader) or the link gave
+        // up before it did (by the link): then the keyspace and its history stay as they are.
+        let start = Arc::new(AtomicU8::new(WAITING));
+        let starting = start.clone();
         let loading = shared.persistence.clone().exclusive(move || {
             let repl = &loader_shared.repl;
+            if starting
+                .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return Err("abandoned".to_owned());
+            }
             // Not if a REPLICAOF came while the loader waited for its turn.
             if !repl.begin_load(&link) {
                 return Err("abandoned".to_owned());
@@ -351,6 +375,7 @@ where
         // Since when the link waits for the primary: a deadline, not a timeout per read, as the
         // ticks restart the select every second.
         let mut silent_from = tokio::time::Instant::now();
+        let mut broken = None;
         let outcome = loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
             tokio::select! {
@@ -363,7 +388,6 @@ where
                             break Err(failed);
                         }
                     }
-                    continue;
                 }
                 read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
                     let failed = match read {
@@ -372,39 +396,53 @@ where
                         Ok(Ok(0)) => Some(Failed::Closed),
                         Ok(Ok(_)) => None,
                     };
-                    if let Some(failed) = failed {
-                        // The loader sees the stream end, fails and empties the keyspace;
-                        // the attempt ends once it did, not before (clients would read the
-                        // old data meanwhile).
-                        drop(tx.take());
-                        let _ = (&mut loading).await;
-                        break Err(failed);
+                    if failed.is_none() {
+                        self.link.touch(shared.dbs.now_ms());
+                        silent_from = tokio::time::Instant::now();
+                        held = Some(buf.freeze());
                     }
-                    self.link.touch(shared.dbs.now_ms());
-                    silent_from = tokio::time::Instant::now();
-                    held = Some(buf.freeze());
+                    broken = failed;
                 }
-            }
-            if let (Some(chunk), Some(sender)) = (held.take(), &tx) {
-                if let Err(refused) = sender.send(chunk).await {
-                    // The loader finished first: the chunk is the stream's, read once the base
-                    // is written.
-                    held = Some(refused.0);
-                    let mut acking = true;
-                    break loop {
-                        tokio::select! {
-                            loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
-                            _ = ack.tick(), if acking => {
-                                if adopted.load(Ordering::Acquire) {
-                                    // A broken link shows when the stream is read next.
-                                    acking = self.ack(feed).await.is_ok();
+                // Handed over in the select, not after it: the loader claims the save slot
+                // only while `loading` is polled, so a wait for room here outside it would
+                // wait for ever when a save held the slot as the sync began.
+                room = reserve(&tx), if held.is_some() => {
+                    let Some(room) = room else {
+                        // The loader finished first: the chunk is the stream's, read once the
+                        // base is written.
+                        let mut acking = true;
+                        break loop {
+                            tokio::select! {
+                                loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
+                                _ = ack.tick(), if acking => {
+                                    if adopted.load(Ordering::Acquire) {
+                                        // A broken link shows when the stream is read next.
+                                        acking = self.ack(feed).await.is_ok();
+                                    }
                                 }
                             }
-                        }
+                        };
                     };
+                    if let Some(chunk) = held.take() {
+                        room.send(chunk);
+                    }
+                    // The time the loader took the chunk in is not the primary's silence.
+                    silent_from = tokio::time::Instant::now();
                 }
-                // The time the loader took the chunk in is not the primary's silence.
-                silent_from = tokio::time::Instant::now();
+            }
+            if let Some(failed) = broken.take() {
+                if start
+                    .compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    // Before the loader began (a save held the slot): nothing changed.
+                    break Err(failed);
+                }
+                // The loader sees the stream end, fails and empties the keyspace; the attempt
+                // ends once it did, not before (clients would read the old data meanwhile).
+                drop(tx.take());
+                let _ = (&mut loading).await;
+                break Err(failed);
             }
         };
         let (summary, rest) = outcome?;

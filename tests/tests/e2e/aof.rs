@@ -868,6 +868,97 @@ fn replica_keeps_its_link_while_it_writes_its_base(busy: bool) {
     assert_eq!(after.as_deref(), Some("1"));
 }
 
+/// A full sync that begins while a save holds the replica's save slot (here a rewrite of its
+/// log): the link reads the snapshot into the loader's channel and waits there for room while
+/// the loader waits for the slot, which it claims once the save ends. (Waited for outside the
+/// loader's polling, the room never came: the loader never claimed the slot, and the link hung
+/// until the next REPLICAOF.)
+#[test]
+fn a_full_sync_waits_for_a_save_under_way_on_the_replica() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    // 32 MB: more than the loader's channel, the sockets and the primary's chunks hold.
+    let value = vec![b'v'; 4096];
+    for batch in 0..32 {
+        let mut mset: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+        for i in 0..256 {
+            mset.push(format!("key:{batch}:{i}").into_bytes());
+            mset.push(value.clone());
+        }
+        let mset: Vec<&[u8]> = mset.iter().map(Vec::as_slice).collect();
+        let _: () = call(&mut p, &mset);
+    }
+
+    // A rewrite takes about 2 s (2 ms after each of 1,024 shards).
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "2ms"]);
+    let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    wait_until("the replica's own first base written", || {
+        let persistence = info(&mut r);
+        info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+    let rewrites = info_number(&info(&mut r), "aof_rewrites");
+    let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
+    assert_eq!(started, "Background append only file rewriting started");
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    // The rewrite, then the base of the keyspace the sync loaded.
+    wait_until("the replica's link up and its log's base written", || {
+        let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+        let persistence = info(&mut r);
+        info_field(&replication, "master_link_status") == "up"
+            && info_number(&persistence, "aof_rewrites") >= rewrites + 2
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let keys: i64 = call(&mut r, &[b"DBSIZE"]);
+    assert_eq!(keys, 32 * 256);
+}
+
+/// A full sync whose primary goes away while the replica's loader still waits for the save slot
+/// gives up before the loader begins: the replica keeps its keyspace (as Redis keeps its data
+/// until a snapshot arrives) rather than emptying it for a load that cannot complete.
+#[test]
+fn a_sync_lost_before_its_loader_began_keeps_the_keyspace() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let mut primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    let _: () = call(&mut p, &[b"SET", b"theirs", b"1"]);
+
+    // A rewrite takes about 3 s (3 ms after each of 1,024 shards).
+    let replica_data = dir.arg("replica");
+    let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "3ms"]);
+    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    wait_until("the replica's own first base written", || {
+        let persistence = info(&mut r);
+        info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+    let _: () = call(&mut r, &[b"SET", b"mine", b"kept"]);
+    let rewrites = info_number(&info(&mut r), "aof_rewrites");
+    let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
+    assert_eq!(started, "Background append only file rewriting started");
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    primary.wait_for_log("full resynchronization");
+    primary.signal_and_wait("KILL");
+    replica.wait_for_log("replication link to the primary failed");
+    wait_until("the rewrite done", || {
+        let persistence = info(&mut r);
+        info_number(&persistence, "aof_rewrites") > rewrites
+            && info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let mine: Option<String> = call(&mut r, &[b"GET", b"mine"]);
+    assert_eq!(mine.as_deref(), Some("kept"));
+    let replication: String = call(&mut r, &[b"INFO", b"replication"]);
+    assert_eq!(info_field(&replication, "master_link_status"), "down");
+}
+
 /// A SWAPDB between a full sync's start (the stream's offset) and its snapshot's walk would be
 /// in both: the primary fails that sync before the snapshot's last bytes leave, so the replica
 /// never completes it nor resumes after it from the backlog (which would swap its databases
