@@ -41,10 +41,26 @@ const ACK_PERIOD: Duration = Duration::from_secs(1);
 const READ_CHUNK: usize = 64 * 1024;
 /// Chunks of a snapshot read ahead of the loader.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// The stream read ahead while a full sync's log base is written, at most, when this node sets
+/// no hard limit for a replica's buffer: Redis's default limit.
+const READ_AHEAD_UNLIMITED: usize = 256 << 20;
+/// The stream applied in one go before the link lets the node's other tasks run (a stream
+/// read ahead may hold hundreds of MB).
+const APPLY_BUDGET: usize = 1 << 20;
 /// A full sync's loader: waiting for the save slot, started, or given up by the link first.
 const WAITING: u8 = 0;
 const STARTED: u8 = 1;
 const GAVE_UP: u8 = 2;
+
+/// The stream a replica holds unapplied at most (read ahead while its log's base is written,
+/// then while it applies that): its own hard limit for a replica's buffer, or
+/// [`READ_AHEAD_UNLIMITED`] without one.
+fn read_room(shared: &Shared) -> usize {
+    match shared.live.output_limits().replica.hard_bytes {
+        0 => READ_AHEAD_UNLIMITED,
+        hard => hard,
+    }
+}
 
 /// Room for a chunk in the loader's channel; none once the loader stopped taking chunks.
 async fn reserve(
@@ -53,6 +69,45 @@ async fn reserve(
     match tx {
         Some(tx) => tx.reserve().await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+/// Stream bytes read and not yet used, in order. Read into one buffer whose filled part is
+/// split off as a chunk: chunks share its blocks, so a read of a few hundred bytes does not
+/// keep a block of its own, and the bytes counted are about the memory held.
+#[derive(Debug, Default)]
+struct Chunks {
+    queue: std::collections::VecDeque<Bytes>,
+    /// The bytes `queue` holds.
+    bytes: usize,
+    buf: BytesMut,
+}
+
+impl Chunks {
+    /// The buffer the next read goes to, with room for one.
+    fn buf(&mut self) -> &mut BytesMut {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        &mut self.buf
+    }
+
+    /// Queues what the reads since the last call put in the buffer.
+    fn queue_read(&mut self) {
+        let chunk = self.buf.split().freeze();
+        self.bytes += chunk.len();
+        self.queue.push_back(chunk);
+    }
+
+    /// The oldest chunk.
+    fn pop(&mut self) -> Option<Bytes> {
+        let chunk = self.queue.pop_front()?;
+        self.bytes -= chunk.len();
+        Some(chunk)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 }
 
@@ -136,6 +191,9 @@ struct Linked<'a, S> {
     link: &'a Arc<Link>,
     socket: S,
     input: BytesMut,
+    /// The stream read ahead (while a full sync's log base was written, then while that was
+    /// applied), after `input`: moved into it a chunk at a time as frames are applied.
+    ahead: Chunks,
     replies: FrameDecoder,
 }
 
@@ -149,6 +207,7 @@ where
             link,
             socket,
             input: BytesMut::with_capacity(READ_CHUNK),
+            ahead: Chunks::default(),
             replies: FrameDecoder::new(Limits::default()),
         }
     }
@@ -363,12 +422,14 @@ where
         });
         tokio::pin!(loading);
         let timeout = repl.timeout();
-        let mut held: Option<Bytes> = None;
+        // What was read and not yet taken by the loader: a chunk, or more while the loader waits
+        // for the save slot (the link reads on, to notice a lost primary); after the
+        // snapshot, the stream read ahead.
+        let mut held = Chunks::default();
+        let limit = read_room(shared);
         let mut tx = Some(tx);
-        // Once the snapshot is loaded, its log's base is written before anything of the stream
-        // is applied (seconds for a large keyspace): meanwhile the link acknowledges the
-        // snapshot's offset every ACK_PERIOD, as it would idle, or the primary would drop it
-        // after `repl-timeout` and the next full sync would end the same way.
+        // Acknowledgements of the snapshot's offset while its log's base is written (see
+        // `read_ahead`); until the node took that offset, nothing.
         let mut ack = tokio::time::interval(ACK_PERIOD);
         ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let feed = shared.dbs.feed();
@@ -377,7 +438,8 @@ where
         let mut silent_from = tokio::time::Instant::now();
         let mut broken = None;
         let outcome = loop {
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            let reading =
+                held.is_empty() || (start.load(Ordering::Acquire) == WAITING && held.bytes < limit);
             tokio::select! {
                 loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
                 // (A branch's condition is read once per select: the flag is read in its body.)
@@ -389,7 +451,7 @@ where
                         }
                     }
                 }
-                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(&mut buf)), if held.is_none() => {
+                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(held.buf())), if reading => {
                     let failed = match read {
                         Err(_) => Some(Failed::Timeout),
                         Ok(Err(error)) => Some(Failed::Io(error)),
@@ -399,31 +461,19 @@ where
                     if failed.is_none() {
                         self.link.touch(shared.dbs.now_ms());
                         silent_from = tokio::time::Instant::now();
-                        held = Some(buf.freeze());
+                        held.queue_read();
                     }
                     broken = failed;
                 }
                 // Handed over in the select, not after it: the loader claims the save slot
                 // only while `loading` is polled, so a wait for room here outside it would
                 // wait for ever when a save held the slot as the sync began.
-                room = reserve(&tx), if held.is_some() => {
+                room = reserve(&tx), if !held.is_empty() => {
                     let Some(room) = room else {
-                        // The loader finished first: the chunk is the stream's, read once the
-                        // base is written.
-                        let mut acking = true;
-                        break loop {
-                            tokio::select! {
-                                loaded = &mut loading => break loaded.map_err(Failed::Snapshot),
-                                _ = ack.tick(), if acking => {
-                                    if adopted.load(Ordering::Acquire) {
-                                        // A broken link shows when the stream is read next.
-                                        acking = self.ack(feed).await.is_ok();
-                                    }
-                                }
-                            }
-                        };
+                        // The loader finished first: the chunk is the stream's.
+                        break self.read_ahead(&mut loading, &mut held, &mut ack, &adopted).await;
                     };
-                    if let Some(chunk) = held.take() {
+                    if let Some(chunk) = held.pop() {
                         room.send(chunk);
                     }
                     // The time the loader took the chunk in is not the primary's silence.
@@ -446,17 +496,75 @@ where
             }
         };
         let (summary, rest) = outcome?;
-        let mut rest = rest;
-        if let Some(chunk) = held {
-            rest.extend_from_slice(&chunk);
-        }
         self.input = rest;
+        self.ahead = held;
         tracing::info!(
             records = summary.records,
             bytes = summary.bytes,
             "loaded the snapshot from the primary"
         );
         Ok(())
+    }
+
+    /// Once the snapshot is loaded, its log's base is written before anything of the stream is
+    /// applied (seconds for a large keyspace): meanwhile the link acknowledges the snapshot's
+    /// offset every [`ACK_PERIOD`], as it would idle, or the primary would drop it after
+    /// `repl-timeout` (and the next full sync would end the same way). And it reads the stream
+    /// ahead onto `held`, up to this node's own hard limit for a replica's buffer
+    /// ([`READ_AHEAD_UNLIMITED`] without one; [`read_room`]): a write storm waits here
+    /// rather than in the primary's buffer for this replica, which would drop the link past
+    /// its limit. A link lost meanwhile ends the attempt once the base is written (the
+    /// keyspace loaded stays, at the snapshot's offset: the next attempt may resume from
+    /// there).
+    async fn read_ahead<T>(
+        &mut self,
+        loading: &mut std::pin::Pin<&mut impl std::future::Future<Output = Result<T, String>>>,
+        held: &mut Chunks,
+        ack: &mut tokio::time::Interval,
+        adopted: &AtomicBool,
+    ) -> Result<T, Failed> {
+        let shared = self.shared;
+        let feed = shared.dbs.feed();
+        let timeout = shared.repl.timeout();
+        let room = read_room(shared);
+        let first = held.bytes;
+        let mut silent_from = tokio::time::Instant::now();
+        let mut acking = true;
+        let mut lost = None;
+        let loaded = loop {
+            let reading = lost.is_none() && held.bytes < room;
+            tokio::select! {
+                loaded = &mut *loading => break loaded.map_err(Failed::Snapshot),
+                _ = ack.tick(), if acking => {
+                    if adopted.load(Ordering::Acquire) {
+                        // A broken link shows when the stream is read next.
+                        acking = self.ack(feed).await.is_ok();
+                    }
+                }
+                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(held.buf())), if reading => {
+                    match read {
+                        Err(_) => lost = Some(Failed::Timeout),
+                        Ok(Err(error)) => lost = Some(Failed::Io(error)),
+                        Ok(Ok(0)) => lost = Some(Failed::Closed),
+                        Ok(Ok(_)) => {
+                            held.queue_read();
+                            self.link.touch(shared.dbs.now_ms());
+                            silent_from = tokio::time::Instant::now();
+                        }
+                    }
+                }
+            }
+        };
+        if held.bytes > first {
+            tracing::info!(
+                bytes = held.bytes - first,
+                "read the stream ahead while the log's base was written"
+            );
+        }
+        match (loaded, lost) {
+            (Ok(_), Some(failed)) => Err(failed),
+            (loaded, _) => loaded,
+        }
     }
 
     /// Applies the stream, acknowledging every [`ACK_PERIOD`] and at each GETACK.
@@ -471,9 +579,41 @@ where
         let mut ack = tokio::time::interval(ACK_PERIOD);
         ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut silent_since = tokio::time::Instant::now();
+        let mut acked_at = tokio::time::Instant::now();
         loop {
-            if self.apply_frames(feed)? {
+            let (asked, more) = self.apply_frames(feed)?;
+            if asked {
                 self.ack(feed).await?;
+                acked_at = tokio::time::Instant::now();
+            }
+            if more {
+                // A stream read ahead: the node's other tasks run between budgets, the time
+                // spent applying is not the primary's silence, the primary hears from the
+                // replica as it applies, and what it sends meanwhile is read (within this
+                // node's room), not left to pile up in its buffer for this replica.
+                silent_since = tokio::time::Instant::now();
+                if acked_at.elapsed() >= ACK_PERIOD {
+                    self.ack(feed).await?;
+                    acked_at = tokio::time::Instant::now();
+                }
+                // As much as a budget applies, as far as it is there now, after what is
+                // read ahead already.
+                let (room, mut read) = (read_room(shared), 0);
+                while read < APPLY_BUDGET && self.input.len() + self.ahead.bytes < room {
+                    let ready = tokio::select! {
+                        biased;
+                        ready = self.socket.read_buf(self.ahead.buf()) => ready?,
+                        () = std::future::ready(()) => break,
+                    };
+                    if ready == 0 {
+                        return Err(Failed::Closed);
+                    }
+                    read += ready;
+                    self.ahead.queue_read();
+                    self.link.touch(shared.dbs.now_ms());
+                }
+                tokio::task::yield_now().await;
+                continue;
             }
             if self.input.capacity() - self.input.len() < READ_CHUNK / 4 {
                 self.input.reserve(READ_CHUNK);
@@ -491,15 +631,22 @@ where
                         return Err(Failed::Timeout);
                     }
                     self.ack(feed).await?;
+                    acked_at = tokio::time::Instant::now();
                 }
             }
         }
     }
 
-    /// Applies every whole frame the input holds; whether a GETACK marker was among them.
-    fn apply_frames(&mut self, feed: &Arc<feed::Feed>) -> Result<bool, Failed> {
+    /// Applies the whole frames the input holds, then those of the stream read ahead,
+    /// [`APPLY_BUDGET`] bytes of them at most; whether a GETACK marker was among them, and
+    /// whether the budget ran out first (else `ahead` is empty).
+    fn apply_frames(&mut self, feed: &Arc<feed::Feed>) -> Result<(bool, bool), Failed> {
         let mut asked = false;
+        let mut spent = 0;
         loop {
+            if spent >= APPLY_BUDGET {
+                return Ok((asked, true));
+            }
             if self.input.len() >= GETACK.len() && self.input[..GETACK.len()] == GETACK {
                 self.input.advance(GETACK.len());
                 asked = true;
@@ -507,10 +654,17 @@ where
             }
             let (changes, len) = match feed::decode_frame(&self.input) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(asked),
+                Ok(None) => match self.ahead.pop() {
+                    Some(chunk) => {
+                        self.input.extend_from_slice(&chunk);
+                        continue;
+                    }
+                    None => return Ok((asked, false)),
+                },
                 Err(error) => return Err(Failed::Stream(error.to_string())),
             };
             let frame = self.input.split_to(len).freeze();
+            spent += len;
             // A promotion waits for the frame under way, then reads the offset.
             if !self.link.begin_apply() {
                 return Err(Failed::Stopped);
