@@ -470,7 +470,7 @@ where
                 // wait for ever when a save held the slot as the sync began.
                 room = reserve(&tx), if !held.is_empty() => {
                     let Some(room) = room else {
-                        // The loader finished first: the chunk is the stream's.
+                        // The loader finished first: what is held is the stream's.
                         break self.read_ahead(&mut loading, &mut held, &mut ack, &adopted).await;
                     };
                     if let Some(chunk) = held.pop() {
