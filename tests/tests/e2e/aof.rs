@@ -738,6 +738,16 @@ fn a_log_that_cannot_be_written_refuses_writes_with_misconf_but_not_logouts() {
     assert_eq!(saving, "Background saving started");
 }
 
+/// Waits until the node of `r` wrote its log's first base (at start, with the log on): no
+/// rewrite under way or scheduled.
+fn wait_for_the_first_base(r: &mut Connection) {
+    wait_until("the node's own first base written", || {
+        let persistence = info(r);
+        info_field(&persistence, "aof_rewrite_in_progress") == "0"
+            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
+    });
+}
+
 /// Makes the node of `r` a replica of the primary on `port` (REPLICAOF), and waits until its
 /// link is up and its log's base of the loaded keyspace is written.
 fn follow_and_write_the_base(r: &mut Connection, port: u16) {
@@ -850,11 +860,7 @@ fn replica_keeps_its_link_while_it_writes_its_base(busy: Busy) {
     }
     let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
     let mut r = replica.client(false);
-    wait_until("the replica's own first base written", || {
-        let persistence = info(&mut r);
-        info_field(&persistence, "aof_rewrite_in_progress") == "0"
-            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
-    });
+    wait_for_the_first_base(&mut r);
     // Writes on the primary throughout the sync and the base: the stream keeps coming.
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let value = match busy {
@@ -918,11 +924,7 @@ fn a_full_sync_waits_for_a_save_under_way_on_the_replica() {
     let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "2ms"]);
     let replica = Daemon::start_at(&dir.0, &replica_args, &[]);
     let mut r = replica.client(false);
-    wait_until("the replica's own first base written", || {
-        let persistence = info(&mut r);
-        info_field(&persistence, "aof_rewrite_in_progress") == "0"
-            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
-    });
+    wait_for_the_first_base(&mut r);
     let rewrites = info_number(&info(&mut r), "aof_rewrites");
     let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
     assert_eq!(started, "Background append only file rewriting started");
@@ -974,11 +976,7 @@ fn a_sync_lost_before_its_loader_began_keeps_the_keyspace() {
     let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "3ms"]);
     let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
     let mut r = replica.client(false);
-    wait_until("the replica's own first base written", || {
-        let persistence = info(&mut r);
-        info_field(&persistence, "aof_rewrite_in_progress") == "0"
-            && info_field(&persistence, "aof_rewrite_scheduled") == "0"
-    });
+    wait_for_the_first_base(&mut r);
     let _: () = call(&mut r, &[b"SET", b"mine", b"kept"]);
     let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
     assert_eq!(started, "Background append only file rewriting started");
