@@ -66,7 +66,7 @@
 //!
 //! SWAPDB is the one change that is not an assignment (replayed twice, it swaps back): a
 //! snapshot for a switch must be abandoned when a SWAPDB ran between the cut and the
-//! journal's close ([`Databases::swaps`](super::Databases::swaps) tells), as a save is. For
+//! journal's close ([`Feed::swaps`] tells), as a save is. For
 //! that the count is read with the cut, between two frames a replica applies
 //! ([`Feed::cut_after`]), and a swap counts only once its frame has its offset: a swap is
 //! then either below the cut and counted, or counted after the read.
@@ -775,6 +775,7 @@ impl Feed {
             return Group {
                 feed: self,
                 open: false,
+                _not_send: std::marker::PhantomData,
             };
         }
         GROUP.with(|group| {
@@ -789,6 +790,7 @@ impl Feed {
         Group {
             feed: self,
             open: true,
+            _not_send: std::marker::PhantomData,
         }
     }
 
@@ -1203,6 +1205,8 @@ pub struct Group<'a> {
     feed: &'a Feed,
     /// Whether it counts in this thread's depth (the feed was on when it opened).
     open: bool,
+    /// Closed on the thread it opened on: its payload and swaps are that thread's.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for Group<'_> {
