@@ -451,19 +451,11 @@ where
                         }
                     }
                 }
-                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(held.buf())), if reading => {
-                    let failed = match read {
-                        Err(_) => Some(Failed::Timeout),
-                        Ok(Err(error)) => Some(Failed::Io(error)),
-                        Ok(Ok(0)) => Some(Failed::Closed),
-                        Ok(Ok(_)) => None,
-                    };
-                    if failed.is_none() {
-                        self.link.touch(shared.dbs.now_ms());
-                        silent_from = tokio::time::Instant::now();
-                        held.queue_read();
+                read = self.read_into(&mut held, silent_from + timeout), if reading => {
+                    match read {
+                        Ok(()) => silent_from = tokio::time::Instant::now(),
+                        Err(failed) => broken = Some(failed),
                     }
-                    broken = failed;
                 }
                 // Handed over in the select, not after it: the loader claims the save slot
                 // only while `loading` is polled, so a wait for room here outside it would
@@ -541,16 +533,10 @@ where
                         acking = self.ack(feed).await.is_ok();
                     }
                 }
-                read = tokio::time::timeout_at(silent_from + timeout, self.socket.read_buf(held.buf())), if reading => {
+                read = self.read_into(held, silent_from + timeout), if reading => {
                     match read {
-                        Err(_) => lost = Some(Failed::Timeout),
-                        Ok(Err(error)) => lost = Some(Failed::Io(error)),
-                        Ok(Ok(0)) => lost = Some(Failed::Closed),
-                        Ok(Ok(_)) => {
-                            held.queue_read();
-                            self.link.touch(shared.dbs.now_ms());
-                            silent_from = tokio::time::Instant::now();
-                        }
+                        Ok(()) => silent_from = tokio::time::Instant::now(),
+                        Err(failed) => lost = Some(failed),
                     }
                 }
             }
@@ -565,6 +551,24 @@ where
             (Ok(_), Some(failed)) => Err(failed),
             (loaded, _) => loaded,
         }
+    }
+
+    /// Reads what the primary sent onto `held`, by `deadline` (the primary's silence since the
+    /// last read, up to `repl-timeout`).
+    async fn read_into(
+        &mut self,
+        held: &mut Chunks,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Failed> {
+        let read = tokio::time::timeout_at(deadline, self.socket.read_buf(held.buf()))
+            .await
+            .map_err(|_| Failed::Timeout)??;
+        if read == 0 {
+            return Err(Failed::Closed);
+        }
+        held.queue_read();
+        self.link.touch(self.shared.dbs.now_ms());
+        Ok(())
     }
 
     /// Applies the stream, acknowledging every [`ACK_PERIOD`] and at each GETACK.
