@@ -590,17 +590,18 @@ impl Aof {
     /// Whether the last write failed: writes are refused until one succeeds.
     #[inline]
     pub fn write_failed(&self) -> bool {
-        self.write_failed.load(Ordering::Relaxed) || self.incomplete.load(Ordering::Relaxed)
+        self.write_failed.load(Ordering::Acquire) || self.incomplete.load(Ordering::Acquire)
     }
 
     /// The log misses changes (see `incomplete`): writes are refused and nothing more is
     /// called durable until a rewrite succeeds (scheduled here).
     fn mark_incomplete(&self, error: String) {
         self.incomplete_marks.fetch_add(1, Ordering::SeqCst);
+        // The text first: a MISCONF refusal that sees the flag reads it.
+        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
         if !self.incomplete.swap(true, Ordering::SeqCst) {
             tracing::error!(%error, "the append-only log misses changes; refusing writes until a rewrite succeeds");
         }
-        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
         self.feed.mark_failed(true);
         self.schedule_rewrite();
     }
@@ -1286,11 +1287,12 @@ impl Aof {
                     }
                 }
                 Err(error) => {
-                    if !self.write_failed.swap(true, Ordering::Relaxed) {
-                        tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
-                    }
+                    // The text first: a MISCONF refusal that sees the flag reads it.
                     *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(strerror(&error));
+                    if !self.write_failed.swap(true, Ordering::SeqCst) {
+                        tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
+                    }
                     self.feed.mark_failed(true);
                     // What a flush before the failure wrote (up to a rewrite's switch) is in
                     // the old file already: only the rest is retried, or a frame would be
