@@ -530,8 +530,15 @@ where
         // to destroy), as Redis answers only after its fsync. A connection with nothing
         // pending on disk does not wait; while the log cannot be written, only a command that
         // wrote waits (and its client is closed unanswered), so reads and INFO still answer.
+        // SESSION.GET too: its only change is the idle refresh, which MISCONF lets it make so
+        // that a full disk does not log everybody out; losing that refresh in a crash ends the
+        // session at most one idle timeout early.
         let log = self.fsync_always();
         let before = log.map(|feed| feed.end_offset());
+        let refresh_only = log.is_some()
+            && args
+                .first()
+                .is_some_and(|name| name.eq_ignore_ascii_case(b"session.get"));
         let reply = cmd::execute(
             self.shared,
             &mut self.state,
@@ -543,7 +550,8 @@ where
         if let (Some(feed), Some(before)) = (log, before) {
             let end = feed.end_offset();
             let durable = feed.durable();
-            if end != before || (end > durable.offset && !durable.failed) {
+            let wrote = end != before && !(durable.failed && refresh_only);
+            if wrote || (end > durable.offset && !durable.failed) {
                 self.durable_due = self.durable_due.max(end);
             }
         }

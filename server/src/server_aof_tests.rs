@@ -34,6 +34,11 @@ struct Served {
 }
 
 fn serve(name: &str, fsync: Fsync) -> Served {
+    serve_at(name, fsync, crate::clock::Clock::system())
+}
+
+/// [`serve`] on `clock`.
+fn serve_at(name: &str, fsync: Fsync, clock: crate::clock::Clock) -> Served {
     let dir = scratch(name);
     let faults = install(&dir.join("appendonlydir"));
     let config = Config {
@@ -46,6 +51,7 @@ fn serve(name: &str, fsync: Fsync) -> Served {
             },
             ..PersistConfig::default()
         }),
+        clock,
         ..Config::default()
     };
     let (ready, started) = std::sync::mpsc::channel();
@@ -262,6 +268,39 @@ fn a_failed_fsync_closes_its_waiter_and_refuses_writes_with_misconf_until_a_rewr
     }
     send(&mut c2, &["SET", "c", "3"]);
     assert_eq!(reply(&mut c2).unwrap(), "+OK");
+}
+
+#[test]
+fn a_session_read_answers_while_the_log_cannot_be_written_but_a_logout_waits() {
+    let (clock, manual) = crate::clock::Clock::manual(1_700_000_000_000);
+    let served = serve_at("server-session-read", Fsync::Always, clock);
+    let mut c1 = served.connect();
+    send(&mut c1, &["SESSION.CREATE", "USER", "alice"]);
+    let id = reply(&mut c1).unwrap();
+    served.faults.fail_syncs(true);
+    send(&mut c1, &["SET", "b", "2"]);
+    assert!(reply(&mut c1).is_err(), "a write is not acknowledged");
+
+    // The read refreshes the idle timer: a change, whose frame cannot reach the disk.
+    manual.advance(1_000);
+    let before = served.feed.end_offset();
+    let mut c2 = served.connect();
+    send(&mut c2, &["SESSION.GET", &id]);
+    assert_eq!(reply(&mut c2).unwrap(), "*0", "the session is read");
+    assert!(
+        served.feed.end_offset() > before,
+        "the refresh was a change"
+    );
+    send(&mut c2, &["PING"]);
+    assert_eq!(
+        reply(&mut c2).unwrap(),
+        "+PONG",
+        "the connection stays open"
+    );
+
+    // A logout is not acknowledged until it is on disk: its client is closed unanswered.
+    send(&mut c2, &["SESSION.DESTROY", &id]);
+    assert!(reply(&mut c2).is_err());
 }
 
 #[test]
