@@ -596,6 +596,13 @@ impl Aof {
     /// The log misses changes (see `incomplete`): writes are refused and nothing more is
     /// called durable until a rewrite succeeds (scheduled here).
     fn mark_incomplete(&self, error: String) {
+        self.refuse_writes(error);
+        self.schedule_rewrite();
+    }
+
+    /// Refuses writes (MISCONF) and calls nothing more durable until a rewrite succeeds: the
+    /// log misses changes (`incomplete`), for the retry the caller arranges.
+    fn refuse_writes(&self, error: String) {
         self.incomplete_marks.fetch_add(1, Ordering::SeqCst);
         // The text first: a MISCONF refusal that sees the flag reads it.
         *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
@@ -603,7 +610,6 @@ impl Aof {
             tracing::error!(%error, "the append-only log misses changes; refusing writes until a rewrite succeeds");
         }
         self.feed.mark_failed(true);
-        self.schedule_rewrite();
     }
 
     /// The last write's error, while writes fail.
@@ -749,9 +755,11 @@ impl Aof {
                     tracing::error!(%error, "append-only log rewrite failed; the log is intact");
                 } else {
                     tracing::error!(%error, "append-only log rewrite failed; the log has no base of the keyspace yet (a restart loads what it loaded before), retrying");
-                    // Under `always`, waiting replies are let go unsent: nothing is stored
-                    // where a restart would find it.
-                    self.feed.mark_failed(true);
+                    // Nothing is stored where a restart would find it: under `always`,
+                    // waiting replies are let go unsent, and later writes are refused
+                    // (MISCONF) rather than run and their clients closed, until a retry (the
+                    // failed rewrites' back-off) succeeds.
+                    self.refuse_writes(format!("the log has no base yet: {error}"));
                 }
             }
         }

@@ -513,3 +513,30 @@ fn a_restart_is_followed_before_its_switch_is_asked_for() {
     log.set("d", "4");
     assert_eq!(log.reloaded(), dump(&log.dbs));
 }
+
+#[test]
+fn a_failed_first_rewrite_refuses_writes_until_a_retry_succeeds() {
+    let dir = scratch("first-rewrite");
+    let dbs = Arc::new(Databases::new(Clock::manual(START).0, 1));
+    let config = AofConfig {
+        fsync: Fsync::Always,
+        ..AofConfig::default()
+    };
+    // A log turned on at run time (CONFIG SET appendonly yes): no base until a rewrite.
+    let aof = Aof::start_fresh(&config, &dir, Arc::clone(&dbs), u64::MAX).unwrap();
+    // The rewrite's new log file cannot be created: a directory has its name.
+    let blocker = dir.join("appendonlydir/appendonly.aof.2.incr.aof");
+    std::fs::create_dir_all(&blocker).unwrap();
+    assert!(aof.claim_rewrite());
+    assert!(aof.rewrite_claimed().is_err());
+    assert!(aof.write_failed(), "writes are refused with MISCONF");
+    assert!(aof.feed().durable().failed, "waiting replies are let go");
+
+    std::fs::remove_dir(&blocker).unwrap();
+    assert!(aof.claim_rewrite());
+    aof.rewrite_claimed().unwrap();
+    assert!(!aof.write_failed(), "a rewrite that succeeds lifts MISCONF");
+    assert!(!aof.feed().durable().failed);
+    aof.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
