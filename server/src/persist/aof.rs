@@ -1059,9 +1059,11 @@ impl Aof {
         self.wait_written();
         let files = self.files();
         if let Some((file, _)) = &files.incr {
-            // Durable only where a restart loads it: not in a log no manifest names yet.
+            // Durable only where a restart loads it: not in a log no manifest names yet. Not
+            // while writes fail either: that would clear the failure, and replies would wait
+            // for changes still unwritten instead of being let go.
             if file.sync_data().is_ok()
-                && !self.incomplete.load(Ordering::SeqCst)
+                && !self.write_failed()
                 && self.committed.load(Ordering::SeqCst)
             {
                 self.feed.mark_durable(self.written.load(Ordering::SeqCst));

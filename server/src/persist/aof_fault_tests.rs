@@ -540,3 +540,21 @@ fn a_failed_first_rewrite_refuses_writes_until_a_retry_succeeds() {
     aof.close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sync_while_writes_fail_keeps_the_failure() {
+    let log = start("sync-failing", Fsync::Always);
+    log.set("a", "1");
+    log.faults.fill_after(0);
+    log.set("b", "2");
+    assert!(log.aof.write_failed());
+    let end = log.aof.feed().end_offset();
+    // SHUTDOWN's sync (the server serves on if its final save fails).
+    log.aof.sync();
+    let durable = log.aof.feed().durable();
+    assert!(durable.offset < end);
+    assert!(
+        durable.failed,
+        "{durable:?}: replies would wait for what is unwritten"
+    );
+}
