@@ -864,7 +864,11 @@ impl Aof {
             incrs: old.incrs.iter().filter(|p| p.seq >= seq).cloned().collect(),
         };
         if let Err(e) = self.layout.write_manifest(&manifest) {
-            let _ = std::fs::remove_file(&base_path);
+            // Renamed, the manifest a crash finds may name the new base: it stays (a later
+            // start removes it if the old manifest is the one on disk).
+            if !e.renamed {
+                let _ = std::fs::remove_file(&base_path);
+            }
             return Err(format!("{}: {e}", self.layout.manifest_path().display()));
         }
         files.manifest = manifest;

@@ -558,3 +558,23 @@ fn a_sync_while_writes_fail_keeps_the_failure() {
         "{durable:?}: replies would wait for what is unwritten"
     );
 }
+
+#[test]
+fn a_manifest_renamed_but_not_fsynced_keeps_the_files_it_names() {
+    let log = start("manifest-dir-sync", Fsync::Always);
+    log.set("a", "1");
+    // How many fsyncs of the directory a rewrite makes: its commit's is the last.
+    let before = log.faults.dir_syncs();
+    log.rewrite().unwrap();
+    let per_rewrite = log.faults.dir_syncs() - before;
+    log.set("b", "2");
+    log.faults
+        .fail_dir_syncs_from(log.faults.dir_syncs() + per_rewrite);
+    let failed = log.rewrite().unwrap_err();
+    assert!(failed.contains("manifest"), "{failed}");
+    log.faults.fail_dir_syncs_from(0);
+    // The new manifest took the old one's place: a restart may find either, and each must
+    // name files that are there.
+    log.set("c", "3");
+    assert_eq!(log.reloaded(), dump(&log.dbs));
+}

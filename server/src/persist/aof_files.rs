@@ -78,21 +78,47 @@ impl Layout {
     }
 
     /// Replaces the manifest with `manifest` atomically.
-    pub fn write_manifest(&self, manifest: &Manifest) -> std::io::Result<()> {
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), ManifestError> {
         let path = self.manifest_path();
         let temp = path.with_extension(format!("manifest.tmp-{}", std::process::id()));
-        let result = (|| {
+        let written = (|| {
             let mut file = create_private(&temp)?;
             file.write_all(manifest.render().as_bytes())?;
             file.sync_all()?;
             drop(file);
-            std::fs::rename(&temp, &path)?;
-            sync_dir(&self.dir)
+            std::fs::rename(&temp, &path)
         })();
-        if result.is_err() {
+        if let Err(error) = written {
             let _ = std::fs::remove_file(&temp);
+            return Err(ManifestError {
+                error,
+                renamed: false,
+            });
         }
-        result
+        sync_dir(&self.dir).map_err(|error| ManifestError {
+            error,
+            renamed: true,
+        })
+    }
+}
+
+/// A manifest not (durably) written. `renamed`: it replaced the old one all the same, only
+/// the directory's fsync failed, so a crash may find either: the files of both must stay.
+#[derive(Debug)]
+pub struct ManifestError {
+    pub error: std::io::Error,
+    pub renamed: bool,
+}
+
+impl std::fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl From<ManifestError> for std::io::Error {
+    fn from(e: ManifestError) -> Self {
+        e.error
     }
 }
 
@@ -193,6 +219,10 @@ pub fn open_at_end(path: &Path) -> std::io::Result<File> {
 
 /// fsyncs `dir`, so that a rename or creation in it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if super::aof_io::faults::dir_sync_fails(dir) {
+        return Err(std::io::Error::from_raw_os_error(5));
+    }
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
     Ok(())

@@ -166,6 +166,9 @@ pub(crate) mod faults {
         fail_syncs: AtomicBool,
         /// Cutting a file back (`set_len`) fails with EIO.
         fail_cuts: AtomicBool,
+        /// fsyncs of the directory itself so far, and the first of them to fail with EIO.
+        dir_syncs: AtomicU64,
+        fail_dir_syncs_from: AtomicU64,
         /// fsyncs wait while this is true ([`Faults::hold_syncs`]), and how many wait now.
         hold: Mutex<(bool, u64)>,
         changed: Condvar,
@@ -184,6 +187,15 @@ pub(crate) mod faults {
         installed.retain(|(_, f)| f.strong_count() > 0);
         installed.push((dir.to_owned(), Arc::downgrade(&faults)));
         faults
+    }
+
+    /// Counts an fsync of `dir`; whether it fails ([`Faults::fail_dir_syncs_from`]).
+    pub(crate) fn dir_sync_fails(dir: &Path) -> bool {
+        installed(&dir.join("_")).is_some_and(|f| {
+            let number = f.dir_syncs.fetch_add(1, Ordering::SeqCst);
+            let from = f.fail_dir_syncs_from.load(Ordering::SeqCst);
+            from != 0 && number + 1 >= from
+        })
     }
 
     /// The faults installed for the directory of `path`, if any.
@@ -215,6 +227,17 @@ pub(crate) mod faults {
         /// fsyncs fail (`true`) or work.
         pub(crate) fn fail_syncs(&self, fail: bool) {
             self.fail_syncs.store(fail, Ordering::SeqCst);
+        }
+
+        /// fsyncs of the directory fail from the `number`th on (counting from 1 since the
+        /// faults were installed; 0: none fail).
+        pub(crate) fn fail_dir_syncs_from(&self, number: u64) {
+            self.fail_dir_syncs_from.store(number, Ordering::SeqCst);
+        }
+
+        /// fsyncs of the directory so far.
+        pub(crate) fn dir_syncs(&self) -> u64 {
+            self.dir_syncs.load(Ordering::SeqCst)
         }
 
         /// Cutting a file back fails (`true`) or works.
