@@ -245,6 +245,9 @@ pub struct Aof {
     /// Times the log was found to miss changes: a rewrite ends `incomplete` only if none was
     /// found since it began (a failure in its own new log is not behind it).
     incomplete_marks: AtomicU64,
+    /// The error MISCONF reports. Its lock is also held over every change of `write_failed`,
+    /// `incomplete` and the feed's failure with the checks that decide it, so that a recovery
+    /// and a new failure cannot interleave (a cleared text, a failure the feed missed).
     write_error: Mutex<Option<String>>,
     delayed_fsync: AtomicU64,
     /// The `everysec` fsync thread, once started.
@@ -603,9 +606,12 @@ impl Aof {
     /// Refuses writes (MISCONF) and calls nothing more durable until a rewrite succeeds: the
     /// log misses changes (`incomplete`), for the retry the caller arranges.
     fn refuse_writes(&self, error: String) {
+        // Under the text's lock, as every change of the failure flags: no check of them
+        // elsewhere (a recovery) can fall between the flag and the feed's.
+        let mut text = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
         self.incomplete_marks.fetch_add(1, Ordering::SeqCst);
         // The text first: a MISCONF refusal that sees the flag reads it.
-        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+        *text = Some(error.clone());
         if !self.incomplete.swap(true, Ordering::SeqCst) {
             tracing::error!(%error, "the append-only log misses changes; refusing writes until a rewrite succeeds");
         }
@@ -722,15 +728,17 @@ impl Aof {
             Ok(()) => {
                 // The keyspace is in new, fsynced files: an earlier fsync failure is behind,
                 // one found since the rewrite began (in its new log) is not.
+                let mut text = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
                 if self.incomplete_marks.load(Ordering::SeqCst) == marks
                     && self.incomplete.swap(false, Ordering::SeqCst)
                     && !self.write_failed.load(Ordering::SeqCst)
                     && !self.closed.load(Ordering::SeqCst)
                 {
                     tracing::info!("the append-only log is writable again");
-                    *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *text = None;
                     self.feed.mark_failed(false);
                 }
+                drop(text);
                 status.last_ok = true;
                 status.last_error = None;
                 status.failed_at = None;
@@ -876,9 +884,11 @@ impl Aof {
         drop(files);
         if !was_committed {
             tracing::info!(dir = %self.layout.dir.display(), seq, "the append-only log holds the keyspace now");
+            let text = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
             if !self.write_failed() {
                 self.feed.mark_failed(false);
             }
+            drop(text);
             // Under `always`, the writes since the start become durable at its next turn.
             self.wake_writer();
         }
@@ -1292,22 +1302,26 @@ impl Aof {
         if !pending.is_empty() {
             match self.write_frames(at, &pending, fsync) {
                 Ok(()) => {
-                    if self.write_failed.swap(false, Ordering::Relaxed)
-                        && !self.incomplete.load(Ordering::SeqCst)
-                    {
-                        tracing::info!("the append-only log is writable again");
-                        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                        self.feed.mark_failed(false);
+                    if self.write_failed.load(Ordering::SeqCst) {
+                        let mut text = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
+                        if self.write_failed.swap(false, Ordering::SeqCst)
+                            && !self.incomplete.load(Ordering::SeqCst)
+                        {
+                            tracing::info!("the append-only log is writable again");
+                            *text = None;
+                            self.feed.mark_failed(false);
+                        }
                     }
                 }
                 Err(error) => {
+                    let mut text = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
                     // The text first: a MISCONF refusal that sees the flag reads it.
-                    *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(strerror(&error));
+                    *text = Some(strerror(&error));
                     if !self.write_failed.swap(true, Ordering::SeqCst) {
                         tracing::error!(%error, "cannot write the append-only log; refusing writes until it can");
                     }
                     self.feed.mark_failed(true);
+                    drop(text);
                     // What a flush before the failure wrote (up to a rewrite's switch) is in
                     // the old file already: only the rest is retried, or a frame would be
                     // written twice (a SWAPDB replayed twice swaps back).
