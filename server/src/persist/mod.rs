@@ -576,6 +576,13 @@ impl Persistence {
         *self.running.borrow()
     }
 
+    /// Whether a save (a snapshot or the log's rewrite) runs: one that holds the save slot for
+    /// itself, unlike a replica's load waiting for it.
+    pub fn saving(&self) -> bool {
+        self.status().current_started_ms.is_some()
+            || self.aof().is_some_and(|aof| aof.rewrite_state().0)
+    }
+
     /// Waits until no save is running.
     pub async fn idle(&self) {
         let _ = self.running.subscribe().wait_for(|running| !running).await;

@@ -437,6 +437,7 @@ where
         // ticks restart the select every second.
         let mut silent_from = tokio::time::Instant::now();
         let mut broken = None;
+        let mut loader_done = false;
         let outcome = loop {
             let reading =
                 held.is_empty() || (start.load(Ordering::Acquire) == WAITING && held.bytes < limit);
@@ -460,17 +461,38 @@ where
                 // Handed over in the select, not after it: the loader claims the save slot
                 // only while `loading` is polled, so a wait for room here outside it would
                 // wait for ever when a save held the slot as the sync began.
-                room = reserve(&tx), if !held.is_empty() => {
-                    let Some(room) = room else {
-                        // The loader finished first: what is held is the stream's.
-                        break self.read_ahead(&mut loading, &mut held, &mut ack, &adopted).await;
-                    };
-                    if let Some(chunk) = held.pop() {
-                        room.send(chunk);
+                room = reserve(&tx), if !held.is_empty() => match room {
+                    None => loader_done = true,
+                    Some(room) => {
+                        if let Some(chunk) = held.pop() {
+                            room.send(chunk);
+                        }
+                        // The time the loader took the chunk in is not the primary's silence.
+                        silent_from = tokio::time::Instant::now();
                     }
-                    // The time the loader took the chunk in is not the primary's silence.
-                    silent_from = tokio::time::Instant::now();
-                }
+                },
+            }
+            if loader_done {
+                // The loader finished first: what is held is the stream's. The sender goes
+                // now: dropping it wakes a loader still draining the channel.
+                drop(tx.take());
+                break self
+                    .read_ahead(&mut loading, &mut held, &mut ack, &adopted)
+                    .await;
+            }
+            // Full while the loader waits for a save, the link stops reading, and so would not
+            // see the primary go: the loader would then begin, empty the keyspace and find the
+            // snapshot cut short. The sync is given up instead, the keyspace kept, and tried
+            // again (by then the save may be done). Not while the loader is only starting.
+            if held.bytes >= limit
+                && shared.persistence.saving()
+                && start
+                    .compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                break Err(Failed::Snapshot(format!(
+                    "more than {limit} bytes arrived while a save held the slot; given up, the keyspace kept"
+                )));
             }
             if let Some(failed) = broken.take() {
                 if start

@@ -997,6 +997,46 @@ fn a_sync_lost_before_its_loader_began_keeps_the_keyspace() {
     assert_eq!(info_field(&replication, "master_link_status"), "down");
 }
 
+/// As above, with a snapshot larger than what the replica reads ahead (its replica-class hard
+/// limit): full while the loader waits, the link stops reading and could not see its primary
+/// go, so it gives the sync up at once, and the keyspace stays.
+#[test]
+fn a_sync_past_the_read_room_before_its_loader_began_keeps_the_keyspace() {
+    let dir = ScratchDir::new();
+    let primary_data = dir.arg("primary");
+    let mut primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let mut p = primary.client(false);
+    fill_32_mb(&mut p);
+
+    let replica_data = dir.arg("replica");
+    let replica_args = args(
+        &replica_data,
+        &[
+            "--debug-aof-base-shard-delay",
+            "3ms",
+            "--client-output-buffer-limit",
+            "replica 1mb 0 0",
+        ],
+    );
+    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut r = replica.client(false);
+    wait_for_the_first_base(&mut r);
+    let _: () = call(&mut r, &[b"SET", b"mine", b"kept"]);
+    let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
+    assert_eq!(started, "Background append only file rewriting started");
+    let port = primary.addr.port().to_string();
+    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    replica.wait_for_log("while a save held the slot; given up, the keyspace kept");
+    // Gone before the slot frees: no later attempt replaces the keyspace either.
+    primary.signal_and_wait("KILL");
+    wait_until("the rewrite done", || {
+        let persistence = info(&mut r);
+        info_field(&persistence, "aof_rewrite_in_progress") == "0"
+    });
+    let mine: Option<String> = call(&mut r, &[b"GET", b"mine"]);
+    assert_eq!(mine.as_deref(), Some("kept"));
+}
+
 /// A SWAPDB between a full sync's start (the stream's offset) and its snapshot's walk would be
 /// in both: the primary fails that sync before the snapshot's last bytes leave, so the replica
 /// never completes it nor resumes after it from the backlog (which would swap its databases
