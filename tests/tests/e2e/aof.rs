@@ -966,22 +966,7 @@ fn fill_32_mb(con: &mut Connection) {
 #[test]
 fn a_sync_lost_before_its_loader_began_keeps_the_keyspace() {
     let dir = ScratchDir::new();
-    let primary_data = dir.arg("primary");
-    let mut primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
-    let mut p = primary.client(false);
-    fill_32_mb(&mut p);
-
-    // A rewrite takes about 3 s (3 ms after each of 1,024 shards).
-    let replica_data = dir.arg("replica");
-    let replica_args = args(&replica_data, &["--debug-aof-base-shard-delay", "3ms"]);
-    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
-    let mut r = replica.client(false);
-    wait_for_the_first_base(&mut r);
-    let _: () = call(&mut r, &[b"SET", b"mine", b"kept"]);
-    let started: String = call(&mut r, &[b"BGREWRITEAOF"]);
-    assert_eq!(started, "Background append only file rewriting started");
-    let port = primary.addr.port().to_string();
-    let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    let (mut primary, mut replica, mut r) = a_sync_during_a_rewrite(&dir, &[]);
     primary.wait_for_log("snapshot sent to replica");
     primary.signal_and_wait("KILL");
     replica.wait_for_log("replication link to the primary failed");
@@ -997,28 +982,21 @@ fn a_sync_lost_before_its_loader_began_keeps_the_keyspace() {
     assert_eq!(info_field(&replication, "master_link_status"), "down");
 }
 
-/// As above, with a snapshot larger than what the replica reads ahead (its replica-class hard
-/// limit): full while the loader waits, the link stops reading and could not see its primary
-/// go, so it gives the sync up at once, and the keyspace stays.
-#[test]
-fn a_sync_past_the_read_room_before_its_loader_began_keeps_the_keyspace() {
-    let dir = ScratchDir::new();
+/// A primary holding 32 MB and a replica (with `replica_extra` arguments) that set `mine` =
+/// `kept`, began a rewrite of about 3 s (3 ms after each of 1,024 shards), then was told to
+/// follow the primary: its full sync waits for the save slot.
+fn a_sync_during_a_rewrite(
+    dir: &ScratchDir,
+    replica_extra: &[&str],
+) -> (Daemon, Daemon, redis::Connection) {
     let primary_data = dir.arg("primary");
-    let mut primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
+    let primary = Daemon::start_at(&dir.0, &args(&primary_data, &["--appendonly", "no"]), &[]);
     let mut p = primary.client(false);
     fill_32_mb(&mut p);
-
     let replica_data = dir.arg("replica");
-    let replica_args = args(
-        &replica_data,
-        &[
-            "--debug-aof-base-shard-delay",
-            "3ms",
-            "--client-output-buffer-limit",
-            "replica 1mb 0 0",
-        ],
-    );
-    let mut replica = Daemon::start_at(&dir.0, &replica_args, &[]);
+    let mut extra = vec!["--debug-aof-base-shard-delay", "3ms"];
+    extra.extend_from_slice(replica_extra);
+    let replica = Daemon::start_at(&dir.0, &args(&replica_data, &extra), &[]);
     let mut r = replica.client(false);
     wait_for_the_first_base(&mut r);
     let _: () = call(&mut r, &[b"SET", b"mine", b"kept"]);
@@ -1026,6 +1004,17 @@ fn a_sync_past_the_read_room_before_its_loader_began_keeps_the_keyspace() {
     assert_eq!(started, "Background append only file rewriting started");
     let port = primary.addr.port().to_string();
     let _: () = call(&mut r, &[b"REPLICAOF", b"127.0.0.1", port.as_bytes()]);
+    (primary, replica, r)
+}
+
+/// As above, with a snapshot larger than what the replica reads ahead (its replica-class hard
+/// limit): full while the loader waits, the link stops reading and could not see its primary
+/// go, so it gives the sync up at once, and the keyspace stays.
+#[test]
+fn a_sync_past_the_read_room_before_its_loader_began_keeps_the_keyspace() {
+    let dir = ScratchDir::new();
+    let (mut primary, mut replica, mut r) =
+        a_sync_during_a_rewrite(&dir, &["--client-output-buffer-limit", "replica 1mb 0 0"]);
     replica.wait_for_log("while a save held the slot; given up, the keyspace kept");
     // Gone before the slot frees: no later attempt replaces the keyspace either.
     primary.signal_and_wait("KILL");
