@@ -27,6 +27,9 @@ const COPY_BYTES: usize = 512;
 const _: () = assert!(MAX_STRING <= COPY_BYTES && COPIED_ARGS > 0);
 /// The longest `slowlog-max-len` (an entry holds at most 32 arguments of 128 bytes).
 pub const MAX_LEN: u64 = 1 << 20;
+/// The characters that end every session ID (its random part, in base64url): the store's
+/// `session::ID_LEN`, which checks that the two agree (the store sits above this module).
+pub const ID_LEN: usize = 43;
 /// What an argument that is not shown reads.
 const REDACTED: &[u8] = b"(redacted)";
 
@@ -119,7 +122,14 @@ impl ArgCopy {
     }
 
     /// The arguments an entry shows for a command of `spec` (`sub`: it has a subcommand).
-    pub fn shown(&self, spec: &CommandSpec, sub: bool) -> Vec<Bytes> {
+    /// `holds_session` says whether a key holds a session now: a key that does, or that could
+    /// be a session ID ([`could_be_session_id`]), is redacted like any session command's.
+    pub fn shown(
+        &self,
+        spec: &CommandSpec,
+        sub: bool,
+        holds_session: impl Fn(&[u8]) -> bool,
+    ) -> Vec<Bytes> {
         let shown_argc = self.argc.min(MAX_ARGC);
         let mut shown = Vec::with_capacity(shown_argc);
         let keys_shown = !is_session(spec);
@@ -135,9 +145,14 @@ impl ArgCopy {
                 )));
                 break;
             }
-            let visible =
-                (sub && position == 1) || (keys_shown && is_key(spec, position, self.argc));
-            shown.push(match self.copied_arg(position) {
+            let key = keys_shown && is_key(spec, position, self.argc);
+            let copied = self.copied_arg(position);
+            let visible = (sub && position == 1)
+                || (key
+                    && copied.is_some_and(|(bytes, full)| {
+                        !could_be_session_id(bytes, full, &holds_session)
+                    }));
+            shown.push(match copied {
                 Some((bytes, full)) if visible => {
                     if full > bytes.len() {
                         let mut text = bytes.to_vec();
@@ -174,6 +189,23 @@ impl ArgCopy {
             .get(offset as usize..offset as usize + kept as usize)?;
         Some((bytes, full as usize))
     }
+}
+
+/// Whether a key an entry would show, `kept` of its `full` bytes, could be a session ID, a
+/// credential: DEL, TTL, EXISTS, RENAME... take session IDs as keys. It is when the key holds
+/// a session now, or when it ends as every ID does, in [`ID_LEN`] base64url characters (a
+/// session the command removed, or one that never existed: a guess is as secret). A key cut
+/// at [`MAX_STRING`] is checked by its length alone: what is shown of it must end before
+/// where such an ending would begin.
+fn could_be_session_id(kept: &[u8], full: usize, holds_session: impl Fn(&[u8]) -> bool) -> bool {
+    if full > kept.len() {
+        return full.saturating_sub(ID_LEN) < kept.len();
+    }
+    let id_like = kept.len() >= ID_LEN
+        && kept[kept.len() - ID_LEN..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    id_like || holds_session(kept)
 }
 
 /// Whether `spec` is a session command, whose keys are session IDs (never shown).
@@ -492,7 +524,7 @@ mod tests {
         let mut copy = ArgCopy::default();
         let spec = lookup(words[0].as_bytes()).unwrap();
         copy.capture(spec, &args(words));
-        copy.shown(spec, sub)
+        copy.shown(spec, sub, |_| false)
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect()
@@ -534,6 +566,40 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_could_be_a_session_id_is_redacted() {
+        let spec = lookup(b"del").unwrap();
+        let show = |key: &str, holds_session: bool| {
+            let mut copy = ArgCopy::default();
+            copy.capture(spec, &args(&["del", key]));
+            let shown = copy.shown(spec, false, |_| holds_session);
+            String::from_utf8_lossy(&shown[1]).into_owned()
+        };
+        // As the store draws them: ID_LEN base64url characters.
+        let id = "AbC-_9".repeat(8)[..ID_LEN].to_owned();
+        let id = id.as_str();
+        assert_eq!(
+            show(id, false),
+            "(redacted)",
+            "a session removed by the command"
+        );
+        assert_eq!(show(&format!("app:{id}"), false), "(redacted)");
+        assert_eq!(
+            show("renamed", true),
+            "(redacted)",
+            "a key holding a session"
+        );
+        assert_eq!(show("user:1", false), "user:1");
+        // Cut at 128 bytes: shown only when an ID's ending would lie past what is shown.
+        let long = format!("{}{id}", "p".repeat(120));
+        assert_eq!(show(&long, false), "(redacted)");
+        let longer = format!("{}{id}", "p".repeat(200));
+        assert_eq!(
+            show(&longer, false),
+            format!("{}... (115 more bytes)", "p".repeat(128))
+        );
+    }
+
+    #[test]
     fn the_name_is_shown_in_the_case_it_was_sent_in_and_the_arguments_stay() {
         let mut copy = ArgCopy::default();
         let spec = lookup(b"get").unwrap();
@@ -542,19 +608,19 @@ mod tests {
         assert_eq!(first[0], "GeT", "the name stays for the command");
         assert_eq!(first[1], "key:1", "the key stays for the command");
         assert_eq!(
-            copy.shown(spec, false),
+            copy.shown(spec, false, |_| false),
             ["GET", "key:1"],
             "in its first letter's case"
         );
         copy.capture(spec, &args(&["get", "key:2"]));
-        assert_eq!(copy.shown(spec, false), ["get", "key:2"]);
+        assert_eq!(copy.shown(spec, false, |_| false), ["get", "key:2"]);
         let spec = lookup(b"session.create").unwrap();
         copy.capture(spec, &args(&["SESSION.CREATE", "user", "ada"]));
-        assert_eq!(copy.shown(spec, false)[0], "SESSION.CREATE");
+        assert_eq!(copy.shown(spec, false, |_| false)[0], "SESSION.CREATE");
         let spec = lookup(b"config").unwrap();
         copy.capture(spec, &args(&["CONFIG", "set", "maxmemory", "1"]));
         assert_eq!(
-            copy.shown(spec, true),
+            copy.shown(spec, true, |_| false),
             ["CONFIG", "set", "(redacted)", "(redacted)"]
         );
     }

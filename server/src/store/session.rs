@@ -42,6 +42,8 @@ pub const ID_BYTES: usize = 32;
 
 /// The characters of the random part of a session ID: `ID_BYTES` in base64url.
 pub const ID_LEN: usize = (ID_BYTES * 4).div_ceil(3);
+// The slow log redacts keys that end as IDs do.
+const _: () = assert!(ID_LEN == crate::slowlog::ID_LEN);
 
 /// A new session ID: `prefix` (the creating user's namespace, often empty) followed by
 /// [`ID_BYTES`] from the operating system's CSPRNG in base64url.

@@ -349,6 +349,47 @@ fn entries(con: &mut Connection, count: &str) -> Vec<Entry> {
 }
 
 #[test]
+fn slowlog_redacts_session_ids_used_as_keys_by_any_command() {
+    each_protocol(|_server, con| {
+        assert_eq!(
+            query(con, "CONFIG SET slowlog-log-slower-than 0"),
+            Value::Okay
+        );
+        let first = text(&query(con, "SESSION.CREATE USER ada"));
+        let second = text(&query(con, "SESSION.CREATE USER ada"));
+        assert_eq!(query(con, "SLOWLOG RESET"), Value::Okay);
+        // Answered or refused (PERSIST of a session is WRONGTYPE), each is logged.
+        let mut run = |line: &str| {
+            let _ = cmd(line).query::<Value>(con);
+        };
+        for command in ["TTL", "EXISTS", "TYPE", "PERSIST"] {
+            run(&format!("{command} {first}"));
+        }
+        // Refused: a session keeps the ID the server issued, so every session's key is one.
+        run(&format!("RENAME {second} moved"));
+        run("TYPE moved");
+        run(&format!("DEL {first}"));
+        run("GET user:1");
+
+        let shown: Vec<Vec<String>> = entries(con, "-1").into_iter().map(|e| e.args).collect();
+        let all = format!("{shown:?}");
+        assert!(!all.contains(&first) && !all.contains(&second), "{all}");
+        let expected: Vec<Vec<&str>> = vec![
+            vec!["GET", "user:1"],
+            vec!["DEL", "(redacted)"],
+            vec!["TYPE", "moved"],
+            vec!["RENAME", "(redacted)", "moved"],
+            vec!["PERSIST", "(redacted)"],
+            vec!["TYPE", "(redacted)"],
+            vec!["EXISTS", "(redacted)"],
+            vec!["TTL", "(redacted)"],
+            vec!["SLOWLOG", "RESET"],
+        ];
+        assert_eq!(shown, expected);
+    });
+}
+
+#[test]
 fn slowlog_at_zero_logs_every_command_with_credentials_redacted() {
     each_protocol(|server, con| {
         assert_eq!(
