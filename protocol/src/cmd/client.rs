@@ -107,7 +107,9 @@ impl KillFilter {
             ..KillFilter::default()
         };
         if args.remaining() == 1 {
+            // As Redis: with the old form, a client can kill itself.
             filter.legacy = true;
+            filter.skip_me = false;
             filter.addr = Some(args.bytes()?);
             return Ok(filter);
         }

@@ -57,6 +57,12 @@ fn client_kill_by_address_in_the_old_form() {
         assert!(victim.closed());
         assert!(alive(&mut bystander));
         assert_eq!(error(kill(&mut admin, &[&addr])), "ERR No such client");
+        // Unlike the filters (SKIPME yes by default), the old form kills the caller too,
+        // after its reply.
+        let mine = client_field(&mut bystander, "addr");
+        bystander.command(&[b"CLIENT", b"KILL", mine.as_bytes()]);
+        assert_eq!(bystander.reply(), Frame::ok());
+        assert!(bystander.closed());
     }
 }
 
