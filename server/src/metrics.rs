@@ -352,8 +352,8 @@ fn encode_server(encoder: &mut DescriptorEncoder<'_>, shared: &Shared) -> std::f
     gauge(
         encoder,
         "sessiond_maxmemory_bytes",
-        "The maxmemory setting; 0: no limit",
-        shared.config.maxmemory,
+        "The maxmemory setting, as CONFIG SET left it; 0: no limit",
+        shared.live.maxmemory(),
     )?;
     for (name, help, value) in [
         (

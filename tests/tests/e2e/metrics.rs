@@ -249,6 +249,18 @@ fn the_counters_of_metrics_match_info() {
     let metrics = parse(&get(addr, "/metrics").1);
     assert_eq!(metrics.value("sessiond_sessions_created_total"), 7);
     assert_eq!(metrics.value("sessiond_sessions"), 3);
+
+    // Settings as CONFIG SET left them, as INFO shows them.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("64mb")
+        .query(&mut con)
+        .unwrap();
+    let info: String = redis::cmd("INFO").arg("memory").query(&mut con).unwrap();
+    assert_eq!(info_number(&info, "maxmemory"), 64 << 20);
+    let metrics = parse(&get(addr, "/metrics").1);
+    assert_eq!(metrics.value("sessiond_maxmemory_bytes"), 64 << 20);
 }
 
 #[test]
