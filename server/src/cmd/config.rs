@@ -321,6 +321,12 @@ const SETTABLE: &[Settable] = &[
     },
 ];
 
+/// The names of the settings CONFIG SET changes (aliases included).
+#[cfg(test)]
+pub(super) fn settable_names() -> impl Iterator<Item = &'static str> {
+    SETTABLE.iter().map(|settable| settable.name)
+}
+
 /// A new `repl-backlog-size`: a size (`1mb`), at least Redis's 16kb.
 fn backlog(value: &[u8]) -> Result<u64, String> {
     let bytes = memory(value)?;

@@ -26,15 +26,62 @@ use crate::shared::Shared;
 /// Redis's error when there is no file to rewrite.
 pub const NO_CONFIG_FILE: &str = "ERR The server is running without a config file";
 
-/// The settings as a TOML file writes them, under their keys (the flags' names).
+/// The settings CONFIG SET changes that are kept outside [`Live`]: the slow log's, the latency
+/// monitor's and replication's.
+struct Elsewhere {
+    slowlog_us: i64,
+    slowlog_len: u64,
+    latency_ms: u64,
+    read_only: bool,
+    priority: i64,
+    repl_timeout: Duration,
+    backlog: u64,
+    masteruser: Option<String>,
+}
+
+impl Elsewhere {
+    /// As the server runs them now.
+    fn running(shared: &Shared) -> Elsewhere {
+        Elsewhere {
+            slowlog_us: shared.slowlog.slower_than_us(),
+            slowlog_len: shared.slowlog.max_len(),
+            latency_ms: shared.latency.threshold_ms(),
+            read_only: shared.repl.read_only(),
+            priority: shared.repl.priority(),
+            repl_timeout: shared.repl.timeout(),
+            backlog: shared.dbs.feed().backlog_size(),
+            masteruser: shared.repl.masteruser(),
+        }
+    }
+
+    /// As `config` starts them.
+    fn at_start(config: &crate::config::Config) -> Elsewhere {
+        Elsewhere {
+            slowlog_us: config.slowlog_log_slower_than_us,
+            slowlog_len: config.slowlog_max_len,
+            latency_ms: config.latency_monitor_threshold_ms,
+            read_only: config.replication.read_only,
+            priority: config.replication.priority,
+            repl_timeout: config.replication.timeout,
+            backlog: config.replication.backlog_bytes,
+            masteruser: config.replication.masteruser.clone(),
+        }
+    }
+}
+
+/// The settings as a TOML file writes them, under their keys (the flags' names): every one
+/// CONFIG SET changes but the passwords (see the module's note) and `replicaof`
+/// ([`rewrite_replicaof`]).
 fn rendered(
     live: &Live,
     events: EventFlags,
     snapshot_interval: Option<Duration>,
     aof: AofLive,
-) -> [(&'static str, Value); 16] {
+    elsewhere: Elsewhere,
+) -> [(&'static str, Value); 24] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
+    let yes_no = |yes: bool| Value::from(if yes { "yes" } else { "no" });
     [
         ("maxmemory", Value::from(format_size(live.maxmemory()))),
         (
@@ -70,6 +117,20 @@ fn rendered(
         ("appendfsync", Value::from(aof.1.name())),
         ("auto-aof-rewrite-percentage", int(aof.2)),
         ("auto-aof-rewrite-min-size", Value::from(format_size(aof.3))),
+        ("slowlog-log-slower-than", Value::from(elsewhere.slowlog_us)),
+        ("slowlog-max-len", int(elsewhere.slowlog_len)),
+        ("latency-monitor-threshold", int(elsewhere.latency_ms)),
+        ("replica-read-only", yes_no(elsewhere.read_only)),
+        ("replica-priority", Value::from(elsewhere.priority)),
+        ("repl-timeout", duration(elsewhere.repl_timeout)),
+        (
+            "repl-backlog-size",
+            Value::from(format_size(elsewhere.backlog)),
+        ),
+        (
+            "masteruser",
+            Value::from(elsewhere.masteruser.unwrap_or_default()),
+        ),
     ]
 }
 
@@ -96,6 +157,8 @@ fn aof_at_start(config: &crate::config::Config) -> AofLive {
 fn aliases(key: &str) -> &'static [&'static str] {
     match key {
         "busy-reply-threshold" => &["lua-time-limit"],
+        "replica-read-only" => &["slave-read-only"],
+        "replica-priority" => &["slave-priority"],
         _ => &[],
     }
 }
@@ -114,6 +177,7 @@ fn file_says(file_key: &str, key: &str, old: &Value) -> Option<Value> {
         config.notify_keyspace_events,
         interval,
         aof,
+        Elsewhere::at_start(&config),
     )
     .into_iter()
     .find_map(|(k, value)| (k == key).then_some(value))
@@ -152,12 +216,14 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
         shared.dbs.notifier().flags().get(),
         shared.persistence.interval(),
         aof_running,
+        Elsewhere::running(shared),
     );
     let at_start = rendered(
         &Live::new(&shared.config),
         shared.config.notify_keyspace_events,
         shared.config.persistence.as_ref().and_then(|p| p.interval),
         aof_at_start(&shared.config),
+        Elsewhere::at_start(&shared.config),
     );
     for ((key, now), (_, started)) in running.into_iter().zip(at_start) {
         let found = std::iter::once(key)
@@ -294,6 +360,32 @@ mod tests {
         );
         assert_eq!(reread.busy_reply_threshold.as_millis(), 250);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_setting_config_set_changes_is_written_back() {
+        let shared = Shared::unbound(Config::default());
+        let written: Vec<&str> = rendered(
+            &shared.live,
+            shared.dbs.notifier().flags().get(),
+            shared.persistence.interval(),
+            aof_at_start(&shared.config),
+            Elsewhere::running(&shared),
+        )
+        .iter()
+        .map(|(key, _)| *key)
+        .collect();
+        // The passwords are never written (see the module's note); `save` sets
+        // `snapshot-interval`, written under that name.
+        let not_written = ["requirepass", "masterauth", "save"];
+        for name in super::super::config::settable_names() {
+            let as_key = written.contains(&name);
+            let as_alias = written.iter().any(|key| aliases(key).contains(&name));
+            assert!(
+                as_key || as_alias || not_written.contains(&name),
+                "CONFIG SET changes {name}, CONFIG REWRITE loses it"
+            );
+        }
     }
 
     #[test]

@@ -354,6 +354,12 @@ fn config_rewrite_keeps_the_file_s_comments_and_a_restart_reads_the_new_values()
                 "64mb",
                 "session-idle",
                 "15m",
+                "slowlog-log-slower-than",
+                "500",
+                "replica-priority",
+                "10",
+                "repl-backlog-size",
+                "2mb",
             ],
         )
         .unwrap();
@@ -376,6 +382,14 @@ fn config_rewrite_keeps_the_file_s_comments_and_a_restart_reads_the_new_values()
         assert_eq!(config_get(&mut con, "maxclients"), "200");
         assert_eq!(config_get(&mut con, "maxmemory"), (64u64 << 20).to_string());
         assert_eq!(config_get(&mut con, "session-idle"), "15m");
+        // Settings kept outside the shared live ones (the slow log's, replication's) too:
+        // Sentinel reads replica-priority to choose whom to promote.
+        assert_eq!(config_get(&mut con, "slowlog-log-slower-than"), "500");
+        assert_eq!(config_get(&mut con, "replica-priority"), "10");
+        assert_eq!(
+            config_get(&mut con, "repl-backlog-size"),
+            (2u64 << 20).to_string()
+        );
     }
 }
 
