@@ -97,3 +97,37 @@ fn the_metrics_endpoint_is_off_by_default_and_set_from_the_environment() {
     assert!(get(metrics, "/healthz").starts_with("HTTP/1.1 200 "));
     daemon.stop();
 }
+
+#[test]
+fn the_unit_lets_config_rewrite_replace_the_file_the_server_starts_from() {
+    // CONFIG REWRITE writes a temporary file beside the config and renames it over it, so the
+    // config's directory must be writable under ProtectSystem=strict: Sentinel's failover runs
+    // it to record each node's role.
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/sessiond.service"
+    ))
+    .expect("the unit");
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let config = exec
+        .split_whitespace()
+        .skip_while(|word| *word != "--config")
+        .nth(1)
+        .expect("--config in ExecStart");
+    let dir = std::path::Path::new(config).parent().expect("a directory");
+    let writable: Vec<&str> = unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("ReadWritePaths="))
+        .flat_map(str::split_whitespace)
+        .map(|path| path.trim_start_matches('-'))
+        .collect();
+    assert!(
+        writable.contains(&dir.to_str().expect("utf-8")),
+        "{} is not writable: {writable:?}",
+        dir.display()
+    );
+    assert!(unit.contains("ProtectSystem=strict"));
+}
