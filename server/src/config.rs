@@ -327,6 +327,9 @@ impl RawConfig {
                 read_only: self.replica_read_only.map(|YesNo(yes)| yes),
                 priority: self.replica_priority,
                 timeout: self.repl_timeout.map(|PositivePeriod(period)| period),
+                ping_period: self
+                    .repl_ping_replica_period
+                    .map(|PositivePeriod(period)| period),
                 backlog_bytes: self.repl_backlog_size.map(|Size(bytes)| bytes),
                 tls_replication: self.tls_replication.is_some_and(|YesNo(yes)| yes),
             },

@@ -272,6 +272,8 @@ pub struct Replication {
     priority: AtomicI64,
     /// `repl-timeout`, ms.
     timeout_ms: AtomicU64,
+    /// `repl-ping-replica-period`.
+    ping_period: std::time::Duration,
     /// `masteruser` and `masterauth`: how the link authenticates (never logged).
     credentials: Mutex<(Option<String>, Option<crate::auth::Secret>)>,
     /// The TLS client of the link, with `tls-replication`.
@@ -310,6 +312,7 @@ impl Replication {
             read_only: AtomicBool::new(settings.read_only),
             priority: AtomicI64::new(settings.priority),
             timeout_ms: AtomicU64::new(settings.timeout.as_millis() as u64),
+            ping_period: settings.ping_period,
             credentials: Mutex::new((settings.masteruser.clone(), settings.masterauth.clone())),
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
@@ -432,6 +435,12 @@ impl Replication {
     /// `repl-timeout`.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+
+    /// `repl-ping-replica-period`: how often a primary asks each replica to acknowledge when
+    /// no WAIT asks sooner.
+    pub fn ping_period(&self) -> std::time::Duration {
+        self.ping_period
     }
 
     /// Sets `repl-timeout`.
@@ -809,6 +818,8 @@ pub struct RawSettings {
     pub priority: Option<u64>,
     /// `repl-timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// `repl-ping-replica-period`.
+    pub ping_period: Option<std::time::Duration>,
     /// `repl-backlog-size`.
     pub backlog_bytes: Option<u64>,
     /// `tls-replication`.
@@ -881,6 +892,7 @@ impl Settings {
             read_only: raw.read_only.unwrap_or(defaults.read_only),
             priority,
             timeout: raw.timeout.unwrap_or(defaults.timeout),
+            ping_period: raw.ping_period.unwrap_or(defaults.ping_period),
             backlog_bytes: match raw.backlog_bytes {
                 None => defaults.backlog_bytes,
                 Some(bytes) => {
@@ -907,6 +919,8 @@ pub struct Settings {
     pub priority: i64,
     /// `repl-timeout`.
     pub timeout: std::time::Duration,
+    /// `repl-ping-replica-period`.
+    pub ping_period: std::time::Duration,
     /// `repl-backlog-size`.
     pub backlog_bytes: u64,
     /// `tls-replication`: the link's TLS client (the node's certificate, its CA as roots).
@@ -923,6 +937,7 @@ impl std::fmt::Debug for Settings {
             .field("read_only", &self.read_only)
             .field("priority", &self.priority)
             .field("timeout", &self.timeout)
+            .field("ping_period", &self.ping_period)
             .field("backlog_bytes", &self.backlog_bytes)
             .field("tls", &self.tls.is_some())
             .finish()
@@ -938,6 +953,7 @@ impl Default for Settings {
             read_only: true,
             priority: 100,
             timeout: std::time::Duration::from_secs(60),
+            ping_period: std::time::Duration::from_secs(1),
             backlog_bytes: crate::store::feed::DEFAULT_BACKLOG_BYTES,
             tls: None,
         }

@@ -742,6 +742,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             ctx.shared.repl.timeout().as_secs().to_string(),
         ),
         (
+            "repl-ping-replica-period",
+            ctx.shared.repl.ping_period().as_secs().to_string(),
+        ),
+        (
             "masteruser",
             ctx.shared.repl.masteruser().unwrap_or_default(),
         ),

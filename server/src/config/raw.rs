@@ -372,6 +372,16 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_REPL_TIMEOUT")]
     pub repl_timeout: Option<PositivePeriod>,
 
+    /// How often a primary asks each replica to acknowledge, which also tells it the primary
+    /// is alive, when no WAIT asks sooner.
+    #[arg(
+        long,
+        env = "SESSIOND_REPL_PING_REPLICA_PERIOD",
+        alias = "repl-ping-slave-period"
+    )]
+    #[serde(alias = "repl-ping-slave-period")]
+    pub repl_ping_replica_period: Option<PositivePeriod>,
+
     /// Run a replica's link to its primary over TLS (the primary's port must be its TLS
     /// port): `yes` or `no`. The replica presents tls-cert-file and trusts tls-ca-cert-file.
     #[arg(long, env = "SESSIOND_TLS_REPLICATION")]
@@ -463,6 +473,7 @@ fn default_text(long: &str) -> Option<String> {
         "replica-read-only" => yes_no(config.replication.read_only),
         "replica-priority" => config.replication.priority.to_string(),
         "repl-timeout" => format_duration(config.replication.timeout),
+        "repl-ping-replica-period" => format_duration(config.replication.ping_period),
         "repl-backlog-size" => format_size(config.replication.backlog_bytes),
         "tls-replication" => yes_no(config.replication.tls.is_some()),
         "appendonly" => yes_no(persist.aof.enabled),

@@ -14,7 +14,7 @@
 //! or the soft one for its seconds, the link is cut and the replica starts over).
 //!
 //! The replica answers `REPLCONF ACK <offset>` (RESP, as Redis's); the primary sends, between
-//! whole frames, an empty frame header ([`GETACK`]) every [`PING_PERIOD`] and when a WAIT asks:
+//! whole frames, an empty frame header ([`GETACK`]) every `repl-ping-replica-period` and when a WAIT asks:
 //! the replica acknowledges at once, and knows its primary is alive. These markers are not part
 //! of the feed and count in no offset.
 
@@ -39,8 +39,6 @@ const PUBLISH_WAIT: Duration = Duration::from_secs(1);
 /// The marker a primary sends to ask for an acknowledgement (and to show it is alive): a frame
 /// header of length 0, which no feed frame has.
 pub const GETACK: [u8; 8] = [0; 8];
-/// How often the primary asks for an acknowledgement when nothing else does.
-pub const PING_PERIOD: Duration = Duration::from_secs(1);
 /// Most bytes of the snapshot in flight between the writer's thread and the socket.
 const CHUNK: usize = 256 * 1024;
 /// Chunks the writer may be ahead of the socket.
@@ -263,9 +261,9 @@ impl Served<'_> {
         let mut chunk = Bytes::new();
         let mut closed = false;
         // Until the snapshot starts (a save under way holds the slot), a newline every
-        // PING_PERIOD tells the replica its primary is alive, as Redis's do.
+        // repl-ping-replica-period tells the replica its primary is alive, as Redis's do.
         let mut started = false;
-        let mut ping = tokio::time::interval(PING_PERIOD);
+        let mut ping = tokio::time::interval(self.shared.repl.ping_period());
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut published = self.feed.published();
         let mut stop = self.shared.shutdown_signal();
@@ -333,7 +331,7 @@ impl Served<'_> {
     }
 
     /// The stream: the sink's frames as they are published, a GETACK marker every
-    /// [`PING_PERIOD`] and when a WAIT asks (always between whole frames: the queue holds
+    /// `repl-ping-replica-period` and when a WAIT asks (always between whole frames: the queue holds
     /// whole frames, the first maybe partly sent); the replica's acknowledgements read
     /// meanwhile, and its output held to its limits while a write waits.
     async fn stream<R, W>(&mut self, reader: &mut R, socket: &mut W) -> Result<(), Ended>
@@ -343,7 +341,7 @@ impl Served<'_> {
     {
         let mut published = self.feed.published();
         let mut getack = self.shared.repl.getack_signal();
-        let mut ping = tokio::time::interval(PING_PERIOD);
+        let mut ping = tokio::time::interval(self.shared.repl.ping_period());
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = self.shared.shutdown_signal();
         let killed = std::future::poll_fn(|cx| self.follower.client.poll_signal(cx));
