@@ -435,7 +435,7 @@ where
                     self.flush().await?;
                     let shared = self.shared;
                     let mut reply = None;
-                    self.interruptible(async { reply = Some(wait.run(&shared.repl).await) })
+                    self.interruptible(async { reply = Some(wait.run(shared).await) })
                         .await?;
                     if let Some(reply) = reply {
                         reply.encode(self.state.version(), &mut self.output);

@@ -135,8 +135,16 @@ impl WaitFor {
 
     /// Waits (in the connection's task) and returns WAIT's reply: how many replicas
     /// acknowledged when enough did or the timeout passed.
-    pub async fn run(self, repl: &role::Replication) -> Frame {
-        let wait = repl.wait_for_acks(self.offset, self.replicas);
+    pub async fn run(self, shared: &crate::shared::Shared) -> Frame {
+        let repl = &shared.repl;
+        let feed = shared.dbs.feed();
+        // The replicas are asked to acknowledge once the writes are published (the pump
+        // gathers for up to a millisecond): asked before, they would acknowledge an offset
+        // short of them, and the WAIT would wait for the next periodic request.
+        let wait = async {
+            feed.wait_published(self.offset).await;
+            repl.wait_for_acks(self.offset, self.replicas).await
+        };
         let acked = if self.timeout_ms == 0 {
             wait.await
         } else {

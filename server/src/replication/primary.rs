@@ -373,6 +373,13 @@ impl Served<'_> {
                 }
                 _ = published.changed() => {}
                 _ = getack.changed() => {
+                    // After every frame published so far: the WAIT that asks waited for its
+                    // writes to be published, and `published` may be ready in this same turn.
+                    let (_, chunks) = self.sink.take(Duration::ZERO);
+                    for chunk in chunks {
+                        queued += chunk.len();
+                        queue.push_back(chunk);
+                    }
                     queued += GETACK.len();
                     queue.push_back(Bytes::from_static(&GETACK));
                 }

@@ -1276,3 +1276,66 @@ fn a_chain_learns_the_new_id_after_a_failover_without_a_full_sync() {
     assert_eq!(info_number(&a.info("stats"), "sync_full"), 0);
     assert_eq!(info_number(&middle.info("stats"), "sync_full"), 1);
 }
+
+/// A replica the test plays on a raw socket: resumed at the primary's offset (`+CONTINUE`),
+/// it reads the stream frame by frame and answers each acknowledgement request (an empty
+/// frame header) with the offset of the frames read before it, as a replica does.
+fn played_replica(primary: &TestServer) -> std::thread::JoinHandle<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let info = primary.info("replication");
+    let replid = info_field(&info, "master_replid").to_owned();
+    let mut offset = info_number(&info, "master_repl_offset");
+    let mut socket = std::net::TcpStream::connect(primary.addr).expect("connect");
+    let psync = format!("PSYNC {replid} {}\r\n", offset + 1);
+    socket.write_all(psync.as_bytes()).expect("PSYNC");
+    let mut reader = BufReader::new(socket.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("+CONTINUE");
+    assert!(line.starts_with("+CONTINUE"), "{line}");
+    std::thread::spawn(move || loop {
+        let mut header = [0u8; 8];
+        if reader.read_exact(&mut header).is_err() {
+            return;
+        }
+        if header == [0; 8] {
+            let ack = offset.to_string();
+            let reply = format!(
+                "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{ack}\r\n",
+                ack.len()
+            );
+            if socket.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+        let mut payload = vec![0; len as usize];
+        if reader.read_exact(&mut payload).is_err() {
+            return;
+        }
+        offset += 8 + u64::from(len);
+    })
+}
+
+#[test]
+fn wait_is_answered_by_the_acknowledgement_it_asks_for() {
+    // The periodic requests are put off past the test, so only the request each WAIT makes
+    // can answer it: made before its write reached the stream, the replica would acknowledge
+    // an offset short of it, and the WAIT would never return.
+    let mut config = Config::default();
+    config.replication.ping_period = Duration::from_secs(3600);
+    let primary = TestServer::with_config(config);
+    let replica = played_replica(&primary);
+    let mut con = primary.client();
+    for i in 0..50 {
+        let _: () = con.set(format!("k{i}"), i).expect("SET");
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(0)
+            .query(&mut con)
+            .expect("WAIT");
+        assert_eq!(acked, 1, "write {i}");
+    }
+    drop(primary);
+    replica.join().expect("the played replica");
+}
