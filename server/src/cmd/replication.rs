@@ -76,7 +76,13 @@ pub fn replconf(ctx: &mut Ctx<'_>, cmd: ReplConf) -> Reply {
 /// `PSYNC replid offset` / `SYNC`: the connection becomes the replica's link once its replies
 /// so far are written ([`Then::Replicate`]).
 pub fn psync(ctx: &mut Ctx<'_>, cmd: Psync) -> Reply {
-    if ctx.shared.repl.gate() == role::Gate::Loading {
+    // As Redis: a replica serves replicas of its own only while its link is up. Between, its
+    // history may be about to change (a full sync empties and reloads the keyspace without
+    // recording it), and a replica resumed from it then would go on from a history that ends.
+    let following = ctx.shared.repl.link();
+    if following.is_some_and(|link| link.state() != role::LinkState::Connected)
+        || ctx.shared.repl.gate() == role::Gate::Loading
+    {
         return Frame::error("NOMASTERLINK Can't SYNC while not connected with my master").into();
     }
     ctx.conn.set_psync(cmd);

@@ -1339,3 +1339,38 @@ fn wait_is_answered_by_the_acknowledgement_it_asks_for() {
     drop(primary);
     replica.join().expect("the played replica");
 }
+
+#[test]
+fn a_replica_whose_link_is_down_refuses_replicas_of_its_own() {
+    // A primary that is not there: the node stays in its connect loop.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = gone.local_addr().expect("addr").port();
+    drop(gone);
+    let node = TestServer::start();
+    let mut con = node.client();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(port)
+        .query(&mut con)
+        .expect("REPLICAOF");
+    for psync in [&[&b"PSYNC"[..], b"?", b"-1"][..], &[b"SYNC"]] {
+        let mut raw = node.raw();
+        raw.command(psync);
+        assert_eq!(
+            raw.reply(),
+            sessiond_protocol::Frame::error(
+                "NOMASTERLINK Can't SYNC while not connected with my master"
+            )
+        );
+    }
+    // Once it follows none, it serves replicas again.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut con)
+        .expect("REPLICAOF NO ONE");
+    let replica = TestServer::start();
+    follow(&replica, &node);
+    let _: () = con.set("k", "v").expect("SET");
+    wait_for(&node, 1);
+}
