@@ -227,6 +227,15 @@ impl TestServer {
         });
     }
 
+    /// Moves the manual clock forward by `ms` and no more: for a replica, whose keys only its
+    /// primary's stream removes (it runs no active expiry).
+    pub fn advance_clock(&self, ms: u64) {
+        self.clock
+            .as_ref()
+            .expect("server started with a manual clock")
+            .advance(ms);
+    }
+
     /// `f`'s result, run in a task on the server's runtime (on one of its threads), while the
     /// server runs.
     pub fn on_server_runtime<T: Send + 'static>(

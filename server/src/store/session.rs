@@ -13,8 +13,9 @@
 //! lock is taken (the reverse nesting is allowed). Every path that removes a session from the
 //! keyspace removes it from the index right after, with the keyspace lock released; so a user's
 //! count is exact but for sessions past their deadline that the active expiry has not reclaimed
-//! yet (as DBSIZE counts them). A LIST that meets an ID whose session is dead or gone filters it
-//! out and prunes it.
+//! yet (as DBSIZE counts them). A LIST filters out an ID whose session is past its deadline, and
+//! prunes one whose session is gone (its removal is what unindexes one past its deadline: a
+//! replica's clock is not its primary's).
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -484,14 +485,13 @@ impl Store {
         }
     }
 
-    fn is_live_session_of(&self, id: &[u8], user: &[u8], now_ms: u64) -> bool {
+    /// Whether `id` is a session of `user` that is live (`Some(true)`) or past its deadline
+    /// (`Some(false)`); `None` if it is no session of the user's.
+    fn session_of(&self, id: &[u8], user: &[u8], now_ms: u64) -> Option<bool> {
         self.peek(id, |node| {
-            node.is_some_and(|node| {
-                !node.is_expired(now_ms)
-                    && node
-                        .as_session()
-                        .is_some_and(|s| s.user.as_deref() == Some(user))
-            })
+            let node = node?;
+            let session = node.as_session()?;
+            (session.user.as_deref() == Some(user)).then(|| !node.is_expired(now_ms))
         })
     }
 
@@ -570,18 +570,26 @@ impl Store {
         self.read(id, now_ms, |node| node.is_some_and(|n| !n.is_session()))
     }
 
-    /// The live session IDs of `user` in the namespace `prefix`, oldest first; dead IDs met on
-    /// the way are pruned. O(the user's sessions).
+    /// The live session IDs of `user` in the namespace `prefix`, oldest first. IDs met on the
+    /// way that name no session of the user's are pruned; a session past its deadline stays
+    /// indexed until its removal unindexes it, as this node's clock may not be its primary's
+    /// (a replica's reads hide such a session, but a touch in the stream may yet renew it).
+    /// O(the user's sessions).
     pub fn list_sessions(&self, prefix: &[u8], user: &[u8], now_ms: u64) -> Vec<Bytes> {
         let key = index_key(prefix, user);
         let (ids, now_empty) = match self.users.get_mut(&key) {
             None => return Vec::new(),
             Some(mut list) => {
-                let (live, dead): (Vec<Bytes>, Vec<Bytes>) = list
-                    .ids()
-                    .cloned()
-                    .partition(|id| self.is_live_session_of(id, user, now_ms));
-                for id in dead {
+                let mut live = Vec::with_capacity(list.len());
+                let mut gone = Vec::new();
+                for id in list.ids() {
+                    match self.session_of(id, user, now_ms) {
+                        Some(true) => live.push(id.clone()),
+                        Some(false) => {}
+                        None => gone.push(id.clone()),
+                    }
+                }
+                for id in gone {
                     list.remove(&id, self.users.hasher());
                 }
                 (live, list.is_empty())

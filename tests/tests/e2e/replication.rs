@@ -1374,3 +1374,49 @@ fn a_replica_whose_link_is_down_refuses_replicas_of_its_own() {
     let _: () = con.set("k", "v").expect("SET");
     wait_for(&node, 1);
 }
+
+#[test]
+fn a_session_listed_past_its_deadline_on_a_replica_stays_indexed_for_its_primary_s_touch() {
+    let primary = TestServer::with_manual_clock();
+    let replica = TestServer::with_manual_clock();
+    follow(&replica, &primary);
+    let mut p = primary.client();
+    let id: String = redis::cmd("SESSION.CREATE")
+        .arg("USER")
+        .arg("alice")
+        .arg("IDLE")
+        .arg(10_000)
+        .query(&mut p)
+        .expect("SESSION.CREATE");
+    wait_for(&primary, 1);
+    let list = |server: &TestServer| -> Vec<String> {
+        redis::cmd("SESSION.LIST")
+            .arg("alice")
+            .query(&mut server.client())
+            .expect("SESSION.LIST")
+    };
+    // The replica's clock runs ahead: there the session is past its deadline, and hidden.
+    replica.advance_clock(15_000);
+    assert_eq!(list(&replica), Vec::<String>::new());
+    // On the primary it is not, and a touch renews it past the replica's clock.
+    primary.advance(9_000);
+    let touched: i64 = redis::cmd("SESSION.TOUCH")
+        .arg(&id)
+        .query(&mut p)
+        .expect("SESSION.TOUCH");
+    assert_eq!(touched, 10_000, "the idle timeout, renewed");
+    wait_for(&primary, 1);
+    assert_eq!(list(&replica), vec![id.clone()]);
+    // Promoted, the replica still logs the user out everywhere.
+    let mut r = replica.client();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut r)
+        .expect("REPLICAOF NO ONE");
+    let destroyed: i64 = redis::cmd("SESSION.DESTROYALL")
+        .arg("alice")
+        .query(&mut r)
+        .expect("SESSION.DESTROYALL");
+    assert_eq!(destroyed, 1);
+}
