@@ -319,6 +319,10 @@ pub struct Auth {
     default: RwLock<Option<Arc<User>>>,
     /// Named users by name.
     users: HashMap<String, Arc<User>>,
+    /// The password `CONFIG SET requirepass` last gave the `default` user, if it ever did
+    /// (`Some(None)`: it removed it): what CONFIG REWRITE puts in place of the one a config
+    /// file holds, which would otherwise come back at the next start.
+    set_at_run_time: std::sync::Mutex<Option<Option<Secret>>>,
 }
 
 impl Clone for Auth {
@@ -326,6 +330,7 @@ impl Clone for Auth {
         Auth {
             default: RwLock::new(self.default()),
             users: self.users.clone(),
+            set_at_run_time: std::sync::Mutex::new(self.requirepass_set_at_run_time()),
         }
     }
 }
@@ -356,6 +361,7 @@ impl Auth {
         Auth {
             default: RwLock::new(default_user(requirepass, &users)),
             users,
+            set_at_run_time: std::sync::Mutex::new(None),
         }
     }
 
@@ -364,6 +370,18 @@ impl Auth {
     pub fn set_requirepass(&self, requirepass: Option<&Secret>) {
         let user = default_user(requirepass, &self.users);
         *self.default.write().unwrap_or_else(|p| p.into_inner()) = user;
+        *self
+            .set_at_run_time
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(requirepass.cloned());
+    }
+
+    /// The password the last [`Auth::set_requirepass`] gave, if one ran (`Some(None)`: none).
+    pub fn requirepass_set_at_run_time(&self) -> Option<Option<Secret>> {
+        self.set_at_run_time
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn default(&self) -> Option<Arc<User>> {

@@ -4,9 +4,12 @@
 //!
 //! A key the file has is replaced when the running value differs from it; a key it lacks is
 //! added when the running value differs from the one the server started with (a value from a
-//! flag or a variable is given again at the next start). The password is never written: a
-//! config file is often readable by more than the server, so a password changed at run time
-//! stays in `SESSIOND_PASSWORD` or `--requirepass-file`'s care. The file is replaced atomically
+//! flag or a variable is given again at the next start). A password (`requirepass`,
+//! `masterauth`) is never added: a config file is often readable by more than the server, so
+//! one changed at run time stays in `SESSIOND_PASSWORD` or `--requirepass-file`'s care. But
+//! where the file holds one that CONFIG SET replaced, the running one takes its place (or the
+//! key goes, if it was removed): a rotated password must not come back at the next start. The
+//! file is replaced atomically
 //! (a temporary file beside it, fsynced, renamed over it, then the directory fsynced), with the
 //! old file's mode.
 
@@ -247,7 +250,46 @@ pub fn rewrite(shared: &Shared) -> Result<(), String> {
         }
     }
     rewrite_replicaof(shared, &mut doc);
+    rewrite_passwords(shared, &mut doc);
     replace(path, doc.to_string().as_bytes()).map_err(|e| failed(&e))
+}
+
+/// The passwords CONFIG SET changed, where the file holds them (see the module's note).
+fn rewrite_passwords(shared: &Shared, doc: &mut DocumentMut) {
+    let masterauth = shared.repl.masterauth();
+    let masterauth_at_start = shared
+        .config
+        .replication
+        .masterauth
+        .as_ref()
+        .map(|secret| secret.expose().to_owned());
+    let changed = [
+        (
+            "requirepass",
+            shared
+                .auth
+                .requirepass_set_at_run_time()
+                .map(|secret| secret.map(|s| s.expose().to_owned())),
+        ),
+        (
+            "masterauth",
+            (masterauth != masterauth_at_start).then_some(masterauth),
+        ),
+    ];
+    for (key, now) in changed {
+        let Some(now) = now else { continue };
+        match (now, doc.get_mut(key)) {
+            (Some(now), Some(Item::Value(old))) if old.as_str() != Some(now.as_str()) => {
+                let decor = old.decor().clone();
+                *old = Value::from(now);
+                *old.decor_mut() = decor;
+            }
+            (None, Some(_)) => {
+                doc.remove(key);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Writes the primary this node follows now as `replicaof` (or its alias `slaveof`, where the
@@ -386,6 +428,54 @@ mod tests {
                 "CONFIG SET changes {name}, CONFIG REWRITE loses it"
             );
         }
+    }
+
+    #[test]
+    fn a_password_changed_at_run_time_replaces_the_file_s_but_is_never_added() {
+        use crate::auth::Secret;
+        let dir = std::env::temp_dir().join(format!("sessiond-rewrite-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sessiond.toml");
+        let text = "requirepass = \"old-password\" # rotated\nmasterauth = \"old-link\"\n";
+        std::fs::write(&path, text).unwrap();
+        let config = Config {
+            requirepass: Some(Secret::new("old-password".into())),
+            config_file: Some(path.clone()),
+            ..Config::default()
+        };
+        let shared = Shared::unbound(config);
+        // Nothing changed at run time: the file stays as it is.
+        rewrite(&shared).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        shared
+            .auth
+            .set_requirepass(Some(&Secret::new("new-password".into())));
+        shared
+            .repl
+            .set_masterauth(Some(Secret::new("new-link".into())));
+        rewrite(&shared).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            after,
+            "requirepass = \"new-password\" # rotated\nmasterauth = \"new-link\"\n"
+        );
+        // Removed at run time: the key goes, or the old password would come back.
+        shared.auth.set_requirepass(None);
+        rewrite(&shared).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(!after.contains("requirepass"), "{after}");
+        // A file without the key does not get one.
+        std::fs::write(&path, "maxclients = 10\n").unwrap();
+        shared
+            .auth
+            .set_requirepass(Some(&Secret::new("another".into())));
+        rewrite(&shared).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !after.contains("another") && !after.contains("new-link"),
+            "{after}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
