@@ -566,7 +566,7 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
                     "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
                 ));
             }
-            Some(s) if chosen.iter().any(|(c, _)| std::ptr::eq(*c, s)) => {
+            Some(s) if chosen.iter().any(|(c, _)| same_setting(c.name, s.name)) => {
                 return Err(failed("duplicate parameter"));
             }
             Some(s) => chosen.push((s, value)),
@@ -590,6 +590,21 @@ fn set(ctx: &Ctx<'_>, pairs: &[(Bytes, Bytes)]) -> Result<(), String> {
         (settable.apply)(ctx.shared, value);
     }
     Ok(())
+}
+
+/// Whether two names of [`SETTABLE`] change one setting: the same name, or one an alias of
+/// the other (as Redis's `slave-*` names and `lua-time-limit`; `save` sets the snapshot period).
+fn same_setting(a: &str, b: &str) -> bool {
+    fn canonical(name: &str) -> &str {
+        match name {
+            "slave-read-only" => "replica-read-only",
+            "slave-priority" => "replica-priority",
+            "lua-time-limit" => "busy-reply-threshold",
+            "save" => "snapshot-interval",
+            name => name,
+        }
+    }
+    canonical(a) == canonical(b)
 }
 
 fn yes_no_text(yes: bool) -> String {

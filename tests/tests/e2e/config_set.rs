@@ -243,7 +243,7 @@ fn values_are_checked_with_redis_s_reasons_and_nothing_changes_on_a_refusal() {
         let failed = |name: &str, reason: &str| {
             format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
         };
-        let cases: [(&[&str], String); 8] = [
+        let cases: [(&[&str], String); 10] = [
             (
                 &["maxclients", "many"],
                 failed("maxclients", "argument couldn't be parsed into an integer"),
@@ -281,6 +281,15 @@ fn values_are_checked_with_redis_s_reasons_and_nothing_changes_on_a_refusal() {
             (
                 &["databases", "4"],
                 failed("databases", "can't set immutable config"),
+            ),
+            // One setting twice, under two of its names, as Redis refuses one name twice.
+            (
+                &["replica-read-only", "no", "slave-read-only", "yes"],
+                failed("slave-read-only", "duplicate parameter"),
+            ),
+            (
+                &["busy-reply-threshold", "100", "lua-time-limit", "9000"],
+                failed("lua-time-limit", "duplicate parameter"),
             ),
             // All or none: the first pair is valid, the second is not.
             (
