@@ -128,6 +128,8 @@ pub struct Config {
     pub session_absolute: Duration,
     /// Most sessions per user (0: no cap).
     pub session_max_per_user: usize,
+    /// Most bytes of one session's data (0: no limit).
+    pub session_max_bytes: u64,
     /// `slowlog-log-slower-than`: commands of at least this many microseconds are logged; 0:
     /// all, negative: none. CONFIG SET changes the running value (`Shared::slowlog`).
     pub slowlog_log_slower_than_us: i64,
@@ -186,6 +188,7 @@ impl Default for Config {
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(8 * 3600),
             session_max_per_user: 0,
+            session_max_bytes: 1 << 20,
             slowlog_log_slower_than_us: 10_000,
             slowlog_max_len: 128,
             latency_monitor_threshold_ms: 0,
@@ -429,6 +432,9 @@ impl RawConfig {
                 .map_or(defaults.session_absolute, |PositivePeriod(d)| d),
             session_max_per_user: range("session-max-per-user", session_max_per_user, 0, 1 << 20)?
                 as usize,
+            session_max_bytes: self
+                .session_max_bytes
+                .map_or(defaults.session_max_bytes, |Size(bytes)| bytes),
             slowlog_log_slower_than_us: match self.slowlog_log_slower_than {
                 None => defaults.slowlog_log_slower_than_us,
                 Some(us) if us < -1 => {

@@ -23,6 +23,7 @@ pub struct Live {
     session_idle_ms: AtomicU64,
     session_absolute_ms: AtomicU64,
     session_max_per_user: AtomicUsize,
+    session_max_bytes: AtomicU64,
     /// `client-output-buffer-limit`'s normal, replica and pubsub classes.
     output_limits: [ClassSlot; 3],
 }
@@ -79,6 +80,7 @@ impl Live {
             session_idle_ms: AtomicU64::new(ms(config.session_idle)),
             session_absolute_ms: AtomicU64::new(ms(config.session_absolute)),
             session_max_per_user: AtomicUsize::new(config.session_max_per_user),
+            session_max_bytes: AtomicU64::new(config.session_max_bytes),
             output_limits: [
                 ClassSlot::new(config.output_limits.normal),
                 ClassSlot::new(config.output_limits.replica),
@@ -182,6 +184,16 @@ impl Live {
     /// Sets `session-max-per-user`; it applies at a user's next new session.
     pub fn set_session_max_per_user(&self, cap: usize) {
         self.session_max_per_user.store(cap, Relaxed);
+    }
+
+    /// Most bytes of one session's data; 0: no limit.
+    pub fn session_max_bytes(&self) -> u64 {
+        self.session_max_bytes.load(Relaxed)
+    }
+
+    /// Sets `session-max-bytes`; it applies at the next SESSION.CREATE or SESSION.SET.
+    pub fn set_session_max_bytes(&self, bytes: u64) {
+        self.session_max_bytes.store(bytes, Relaxed);
     }
 }
 

@@ -139,6 +139,15 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "session-max-bytes",
+        check: |_, value| memory(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(bytes) = memory(value) {
+                shared.live.set_session_max_bytes(bytes);
+            }
+        },
+    },
+    Settable {
         name: "client-output-buffer-limit",
         check: |shared, value| output_limits(shared, value).map(drop),
         apply: |shared, value| {
@@ -793,6 +802,7 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             "session-max-per-user",
             live.session_max_per_user().to_string(),
         ),
+        ("session-max-bytes", live.session_max_bytes().to_string()),
         (
             "slowlog-log-slower-than",
             ctx.shared.slowlog.slower_than_us().to_string(),

@@ -81,7 +81,7 @@ fn rendered(
     snapshot_interval: Option<Duration>,
     aof: AofLive,
     elsewhere: Elsewhere,
-) -> [(&'static str, Value); 24] {
+) -> [(&'static str, Value); 25] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     let yes_no = |yes: bool| Value::from(if yes { "yes" } else { "no" });
@@ -106,6 +106,10 @@ fn rendered(
         (
             "session-max-per-user",
             int(live.session_max_per_user() as u64),
+        ),
+        (
+            "session-max-bytes",
+            Value::from(format_size(live.session_max_bytes())),
         ),
         ("notify-keyspace-events", Value::from(events.to_string())),
         (

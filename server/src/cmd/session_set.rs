@@ -7,10 +7,14 @@ use sessiond_protocol::Frame;
 
 use super::{session_reply, Ctx};
 use crate::store::owned;
+use crate::store::session::{data_bytes_after, over_max_bytes};
 
 /// Writes the fields and replies with the new version; with IFVERSION, a session at another
-/// version is left untouched and the reply is a CONFLICT error naming the current version.
+/// version is left untouched and the reply is a CONFLICT error naming the current version. A
+/// write that would grow the session's data past `session-max-bytes` is refused, the session
+/// untouched (one that does not grow it is not, so a session over a lowered limit can shrink).
 pub fn session_set(ctx: &mut Ctx<'_>, cmd: SessionSet) -> Frame {
+    let limit = ctx.shared.live.session_max_bytes();
     let outcome = ctx.store.update_session(&cmd.id, ctx.now_ms, |session| {
         if let Some(expected) = cmd.if_version {
             if expected != session.version {
@@ -18,7 +22,15 @@ pub fn session_set(ctx: &mut Ctx<'_>, cmd: SessionSet) -> Frame {
                     "CONFLICT session is at version {}, not {expected}",
                     session.version
                 );
-                return (false, Err(message));
+                return (false, Err((message, true)));
+            }
+        }
+        if limit > 0 {
+            let bytes = data_bytes_after(Some(&session.fields), &cmd.pairs);
+            if bytes > session.fields.data_bytes() {
+                if let Some(refusal) = over_max_bytes(bytes, limit) {
+                    return (false, Err((refusal, false)));
+                }
             }
         }
         for (field, value) in &cmd.pairs {
@@ -28,12 +40,14 @@ pub fn session_set(ctx: &mut Ctx<'_>, cmd: SessionSet) -> Frame {
         (true, Ok(session.version))
     });
     match outcome {
-        Ok(Some(Err(conflict))) => {
-            ctx.store
-                .session_stats()
-                .conflicts
-                .fetch_add(1, Ordering::Relaxed);
-            Frame::error(conflict)
+        Ok(Some(Err((refusal, conflict)))) => {
+            if conflict {
+                ctx.store
+                    .session_stats()
+                    .conflicts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Frame::error(refusal)
         }
         other => session_reply(
             other.map(|o| o.map(|v| Frame::Integer(v.unwrap_or(0) as i64))),

@@ -255,6 +255,11 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
+    /// Most bytes of one session's data (its field names and values): a SESSION.CREATE or
+    /// SESSION.SET that would grow one past it is refused (0: no limit).
+    #[arg(long, env = "SESSIOND_SESSION_MAX_BYTES")]
+    pub session_max_bytes: Option<Size>,
+
     /// Commands that run at least this many microseconds are kept in the slow log (SLOWLOG);
     /// 0: every command; -1: none.
     #[arg(long, env = "SESSIOND_SLOWLOG_LOG_SLOWER_THAN", allow_negative_numbers = true)]
@@ -462,6 +467,7 @@ fn default_text(long: &str) -> Option<String> {
         "session-idle" => format_duration(config.session_idle),
         "session-absolute" => format_duration(config.session_absolute),
         "session-max-per-user" => config.session_max_per_user.to_string(),
+        "session-max-bytes" => format_size(config.session_max_bytes),
         "slowlog-log-slower-than" => config.slowlog_log_slower_than_us.to_string(),
         "slowlog-max-len" => config.slowlog_max_len.to_string(),
         "latency-monitor-threshold" => config.latency_monitor_threshold_ms.to_string(),

@@ -282,6 +282,31 @@ pub enum SessionError {
     Random(#[from] getrandom::Error),
 }
 
+/// The bytes of a session's data (field names and values, as `session-max-bytes` counts them)
+/// once `pairs` are set on `fields`: each field counted once, with the last value given it.
+pub fn data_bytes_after(fields: Option<&Fields>, pairs: &[(Bytes, Bytes)]) -> usize {
+    let mut last: std::collections::HashMap<&[u8], &[u8]> =
+        std::collections::HashMap::with_capacity(pairs.len());
+    for (field, value) in pairs {
+        last.insert(field, value);
+    }
+    let before = fields.map_or(0, Fields::data_bytes);
+    last.iter().fold(before, |bytes, (field, value)| {
+        let replaced = fields
+            .and_then(|fields| fields.get(*field))
+            .map_or(0, |old| field.len() + old.len());
+        bytes + field.len() + value.len() - replaced
+    })
+}
+
+/// The refusal of a change that would make a session's data `bytes`, past `limit`
+/// (`session-max-bytes`; 0: none), if it is.
+pub fn over_max_bytes(bytes: usize, limit: u64) -> Option<String> {
+    (limit > 0 && bytes as u64 > limit).then(|| {
+        format!("ERR session data would be {bytes} bytes, over session-max-bytes ({limit})")
+    })
+}
+
 /// What SESSION.CREATE asks for.
 #[derive(Debug, Clone)]
 pub struct NewSession {

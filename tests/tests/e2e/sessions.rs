@@ -1256,3 +1256,76 @@ fn flushall_empties_every_user_index() {
         let _: () = redis::cmd("FLUSHALL").query(&mut con).unwrap();
     }
 }
+
+#[test]
+fn a_session_s_data_is_bounded_by_session_max_bytes() {
+    let server = TestServer::start();
+    for resp3 in [false, true] {
+        let mut con = server.connect(resp3);
+        // The default, 1 MB: a session of 1 MB passes, one byte more does not.
+        let big = "x".repeat((1 << 20) - 1);
+        let id: String = redis::cmd("SESSION.CREATE")
+            .arg("DATA")
+            .arg("f")
+            .arg(&big)
+            .query(&mut con)
+            .expect("a session of 1 MB");
+        assert_eq!(
+            error_of(&mut con, "SESSION.SET", &[&id, "g", "y"]),
+            "ERR session data would be 1048578 bytes, over session-max-bytes (1048576)"
+        );
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("session-max-bytes")
+            .arg("100")
+            .query(&mut con)
+            .expect("CONFIG SET");
+        let value = "v".repeat(99);
+        assert_eq!(
+            error_of(&mut con, "SESSION.CREATE", &["DATA", "ab", &value]),
+            "ERR session data would be 101 bytes, over session-max-bytes (100)"
+        );
+        // A field given twice counts once, with its last value.
+        let small: String = redis::cmd("SESSION.CREATE")
+            .arg(&["DATA", "a", &value, "a", "1"])
+            .query(&mut con)
+            .expect("within the limit");
+        let conflicts = session_stat(&mut con, "session_version_conflicts");
+        assert_eq!(
+            error_of(&mut con, "SESSION.SET", &[&small, "b", &value]),
+            "ERR session data would be 102 bytes, over session-max-bytes (100)"
+        );
+        // Refused, nothing changed: not a version conflict, the version not moved.
+        assert_eq!(
+            session_stat(&mut con, "session_version_conflicts"),
+            conflicts
+        );
+        let version: i64 = redis::cmd("SESSION.SET")
+            .arg(&[&small, "a", &value])
+            .query(&mut con)
+            .expect("replacing a value, within the limit");
+        assert_eq!(version, 2);
+        // Over a lowered limit, a write that does not grow it passes: it can shrink.
+        let version: i64 = redis::cmd("SESSION.SET")
+            .arg(&[&id, "f", "short"])
+            .query(&mut con)
+            .expect("a smaller value");
+        assert_eq!(version, 2);
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("session-max-bytes")
+            .arg("0")
+            .query(&mut con)
+            .expect("no limit");
+        let _: i64 = redis::cmd("SESSION.SET")
+            .arg(&[&small, "b", &big])
+            .query(&mut con)
+            .expect("no limit");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("session-max-bytes")
+            .arg("1mb")
+            .query(&mut con)
+            .expect("CONFIG SET");
+    }
+}
