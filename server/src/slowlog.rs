@@ -121,15 +121,10 @@ impl ArgCopy {
         }
     }
 
-    /// The arguments an entry shows for a command of `spec` (`sub`: it has a subcommand).
-    /// `holds_session` says whether a key holds a session now: a key that does, or that could
-    /// be a session ID ([`could_be_session_id`]), is redacted like any session command's.
-    pub fn shown(
-        &self,
-        spec: &CommandSpec,
-        sub: bool,
-        holds_session: impl Fn(&[u8]) -> bool,
-    ) -> Vec<Bytes> {
+    /// The arguments an entry shows for a command of `spec` (`sub`: it has a subcommand). A
+    /// key that could be a session ID ([`could_be_session_id`]) is redacted like any session
+    /// command's argument.
+    pub fn shown(&self, spec: &CommandSpec, sub: bool) -> Vec<Bytes> {
         let shown_argc = self.argc.min(MAX_ARGC);
         let mut shown = Vec::with_capacity(shown_argc);
         let keys_shown = !is_session(spec);
@@ -148,10 +143,7 @@ impl ArgCopy {
             let key = keys_shown && is_key(spec, position, self.argc);
             let copied = self.copied_arg(position);
             let visible = (sub && position == 1)
-                || (key
-                    && copied.is_some_and(|(bytes, full)| {
-                        !could_be_session_id(bytes, full, &holds_session)
-                    }));
+                || (key && copied.is_some_and(|(bytes, full)| !could_be_session_id(bytes, full)));
             shown.push(match copied {
                 Some((bytes, full)) if visible => {
                     if full > bytes.len() {
@@ -192,20 +184,20 @@ impl ArgCopy {
 }
 
 /// Whether a key an entry would show, `kept` of its `full` bytes, could be a session ID, a
-/// credential: DEL, TTL, EXISTS, RENAME... take session IDs as keys. It is when the key holds
-/// a session now, or when it ends as every ID does, in [`ID_LEN`] base64url characters (a
-/// session the command removed, or one that never existed: a guess is as secret). A key cut
-/// at [`MAX_STRING`] is checked by its length alone: what is shown of it must end before
-/// where such an ending would begin.
-fn could_be_session_id(kept: &[u8], full: usize, holds_session: impl Fn(&[u8]) -> bool) -> bool {
+/// credential: DEL, TTL, EXISTS, RENAME... take session IDs as keys. It is when the key ends as
+/// every ID does, in [`ID_LEN`] base64url characters: every session's key does (the server
+/// issues them, and no command renames a session), and so does one the command removed, or a
+/// guess (as secret). The store is not asked: inside EXEC an entry is built while the block
+/// holds only its commands' shards. A key cut at [`MAX_STRING`] is checked by its length
+/// alone: what is shown of it must end before where such an ending would begin.
+fn could_be_session_id(kept: &[u8], full: usize) -> bool {
     if full > kept.len() {
         return full.saturating_sub(ID_LEN) < kept.len();
     }
-    let id_like = kept.len() >= ID_LEN
+    kept.len() >= ID_LEN
         && kept[kept.len() - ID_LEN..]
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
-    id_like || holds_session(kept)
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
 /// Whether `spec` is a session command, whose keys are session IDs (never shown).
@@ -524,7 +516,7 @@ mod tests {
         let mut copy = ArgCopy::default();
         let spec = lookup(words[0].as_bytes()).unwrap();
         copy.capture(spec, &args(words));
-        copy.shown(spec, sub, |_| false)
+        copy.shown(spec, sub)
             .iter()
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .collect()
@@ -568,33 +560,28 @@ mod tests {
     #[test]
     fn a_key_that_could_be_a_session_id_is_redacted() {
         let spec = lookup(b"del").unwrap();
-        let show = |key: &str, holds_session: bool| {
+        let show = |key: &str| {
             let mut copy = ArgCopy::default();
             copy.capture(spec, &args(&["del", key]));
-            let shown = copy.shown(spec, false, |_| holds_session);
+            let shown = copy.shown(spec, false);
             String::from_utf8_lossy(&shown[1]).into_owned()
         };
         // As the store draws them: ID_LEN base64url characters.
         let id = "AbC-_9".repeat(8)[..ID_LEN].to_owned();
         let id = id.as_str();
+        assert_eq!(show(id), "(redacted)");
         assert_eq!(
-            show(id, false),
+            show(&format!("app:{id}")),
             "(redacted)",
-            "a session removed by the command"
+            "an ID in a namespace"
         );
-        assert_eq!(show(&format!("app:{id}"), false), "(redacted)");
-        assert_eq!(
-            show("renamed", true),
-            "(redacted)",
-            "a key holding a session"
-        );
-        assert_eq!(show("user:1", false), "user:1");
+        assert_eq!(show("user:1"), "user:1");
         // Cut at 128 bytes: shown only when an ID's ending would lie past what is shown.
         let long = format!("{}{id}", "p".repeat(120));
-        assert_eq!(show(&long, false), "(redacted)");
+        assert_eq!(show(&long), "(redacted)");
         let longer = format!("{}{id}", "p".repeat(200));
         assert_eq!(
-            show(&longer, false),
+            show(&longer),
             format!("{}... (115 more bytes)", "p".repeat(128))
         );
     }
@@ -608,19 +595,19 @@ mod tests {
         assert_eq!(first[0], "GeT", "the name stays for the command");
         assert_eq!(first[1], "key:1", "the key stays for the command");
         assert_eq!(
-            copy.shown(spec, false, |_| false),
+            copy.shown(spec, false),
             ["GET", "key:1"],
             "in its first letter's case"
         );
         copy.capture(spec, &args(&["get", "key:2"]));
-        assert_eq!(copy.shown(spec, false, |_| false), ["get", "key:2"]);
+        assert_eq!(copy.shown(spec, false), ["get", "key:2"]);
         let spec = lookup(b"session.create").unwrap();
         copy.capture(spec, &args(&["SESSION.CREATE", "user", "ada"]));
-        assert_eq!(copy.shown(spec, false, |_| false)[0], "SESSION.CREATE");
+        assert_eq!(copy.shown(spec, false)[0], "SESSION.CREATE");
         let spec = lookup(b"config").unwrap();
         copy.capture(spec, &args(&["CONFIG", "set", "maxmemory", "1"]));
         assert_eq!(
-            copy.shown(spec, true, |_| false),
+            copy.shown(spec, true),
             ["CONFIG", "set", "(redacted)", "(redacted)"]
         );
     }

@@ -553,19 +553,12 @@ fn log_slow(
     usec: u64,
 ) {
     let sub = crate::stats::commands::slot_name(slot).contains('|');
-    let store = shared.dbs.db(conn.db);
-    let now_ms = shared.dbs.now_ms();
-    let holds_session = |key: &[u8]| {
-        store.read(key, now_ms, |node| {
-            node.is_some_and(|node| node.value().type_name() == "session")
-        })
-    };
     let client = conn.client();
     shared.slowlog.push(crate::slowlog::SlowEntry {
         id: 0,
         unix_s: shared.dbs.now_ms() / 1000,
         usec,
-        args: stats.args.shown(spec, sub, holds_session),
+        args: stats.args.shown(spec, sub),
         peer: client.peer.to_string(),
         client_name: client.name(),
     });

@@ -390,6 +390,41 @@ fn slowlog_redacts_session_ids_used_as_keys_by_any_command() {
 }
 
 #[test]
+fn a_slow_log_entry_inside_exec_touches_no_key_the_block_does_not_hold() {
+    // SPUBLISH's channel sits at a key position of its spec, but EXEC locks no shard for it:
+    // building its entry must not read the store (it panicked there, the EXEC half done).
+    each_protocol(|_server, con| {
+        assert_eq!(
+            query(con, "CONFIG SET slowlog-log-slower-than 0"),
+            Value::Okay
+        );
+        let (a, published, b): (String, i64, String) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg("a")
+            .arg("1")
+            .cmd("SPUBLISH")
+            .arg("chan")
+            .arg("hello")
+            .cmd("SET")
+            .arg("b")
+            .arg("2")
+            .query(con)
+            .expect("EXEC");
+        assert_eq!((a.as_str(), published, b.as_str()), ("OK", 0, "OK"));
+        let shown: Vec<Vec<String>> = entries(con, "3").into_iter().map(|e| e.args).collect();
+        assert_eq!(
+            shown,
+            [
+                vec!["SET", "b", "(redacted)"],
+                vec!["SPUBLISH", "chan", "(redacted)"],
+                vec!["SET", "a", "(redacted)"]
+            ]
+        );
+    });
+}
+
+#[test]
 fn slowlog_at_zero_logs_every_command_with_credentials_redacted() {
     each_protocol(|server, con| {
         assert_eq!(
