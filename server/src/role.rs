@@ -882,6 +882,20 @@ impl Settings {
                 })?))
             }
         };
+        let timeout = raw.timeout.unwrap_or(defaults.timeout);
+        let ping_period = raw.ping_period.unwrap_or(defaults.ping_period);
+        // A replica drops a link silent for repl-timeout, and an idle primary's pings are all
+        // it hears: as often or rarer, every idle link would be dropped and resynchronized.
+        if ping_period >= timeout {
+            return Err(Invalid::new(
+                "repl-ping-replica-period",
+                sessiond_protocol::units::format_duration(ping_period),
+                format!(
+                    "must be shorter than repl-timeout ({})",
+                    sessiond_protocol::units::format_duration(timeout)
+                ),
+            ));
+        }
         Ok(Settings {
             replicaof,
             masteruser: raw.masteruser.filter(|u| !u.is_empty()),
@@ -891,8 +905,8 @@ impl Settings {
                 .map(crate::auth::Secret::new),
             read_only: raw.read_only.unwrap_or(defaults.read_only),
             priority,
-            timeout: raw.timeout.unwrap_or(defaults.timeout),
-            ping_period: raw.ping_period.unwrap_or(defaults.ping_period),
+            timeout,
+            ping_period,
             backlog_bytes: match raw.backlog_bytes {
                 None => defaults.backlog_bytes,
                 Some(bytes) => {

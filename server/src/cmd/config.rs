@@ -290,7 +290,17 @@ const SETTABLE: &[Settable] = &[
     },
     Settable {
         name: "repl-timeout",
-        check: |_, value| integer(value, 1, i32::MAX as u64).map(drop),
+        check: |shared, value| {
+            let seconds = integer(value, 1, i32::MAX as u64)?;
+            // See `role::Settings`: the primary's pings must come more often.
+            if Duration::from_secs(seconds) <= shared.repl.ping_period() {
+                return Err(format!(
+                    "argument must be longer than repl-ping-replica-period ({}s)",
+                    shared.repl.ping_period().as_secs_f64()
+                ));
+            }
+            Ok(())
+        },
         apply: |shared, value| {
             if let Ok(seconds) = integer(value, 1, i32::MAX as u64) {
                 shared.repl.set_timeout(Duration::from_secs(seconds));

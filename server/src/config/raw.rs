@@ -827,6 +827,20 @@ mod tests {
     }
 
     #[test]
+    fn replica_pings_must_come_more_often_than_the_replication_timeout() {
+        let file: RawConfig =
+            toml::from_str("repl-ping-replica-period = \"10s\"\nrepl-timeout = \"20s\"").unwrap();
+        let config = file.validate().unwrap();
+        assert_eq!(config.replication.ping_period, Duration::from_secs(10));
+        let bad: RawConfig = toml::from_str("repl-ping-replica-period = \"60s\"").unwrap();
+        let error = bad.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("repl-ping-replica-period") && error.contains("repl-timeout"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_words_of_domain_settings_parse() {
         assert_eq!(Policy::parse("volatile-lru"), Ok(Policy::VolatileLru));
         assert_eq!(ClientAuth::parse("optional"), Ok(ClientAuth::Optional));

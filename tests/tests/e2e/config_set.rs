@@ -243,7 +243,7 @@ fn values_are_checked_with_redis_s_reasons_and_nothing_changes_on_a_refusal() {
         let failed = |name: &str, reason: &str| {
             format!("ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}")
         };
-        let cases: [(&[&str], String); 10] = [
+        let cases: [(&[&str], String); 11] = [
             (
                 &["maxclients", "many"],
                 failed("maxclients", "argument couldn't be parsed into an integer"),
@@ -281,6 +281,14 @@ fn values_are_checked_with_redis_s_reasons_and_nothing_changes_on_a_refusal() {
             (
                 &["databases", "4"],
                 failed("databases", "can't set immutable config"),
+            ),
+            // The primary's pings (every second) must come more often than a link times out.
+            (
+                &["repl-timeout", "1"],
+                failed(
+                    "repl-timeout",
+                    "argument must be longer than repl-ping-replica-period (1s)",
+                ),
             ),
             // One setting twice, under two of its names, as Redis refuses one name twice.
             (

@@ -782,7 +782,10 @@ fn a_replica_that_does_not_read_is_cut_off_at_its_output_limit() {
 #[test]
 fn a_replica_that_stops_reading_its_full_sync_is_cut_off_after_repl_timeout() {
     use std::io::Write;
-    let primary = TestServer::start();
+    // Pings every half second, so that a timeout of one second may be set.
+    let mut config = Config::default();
+    config.replication.ping_period = Duration::from_millis(500);
+    let primary = TestServer::with_config(config);
     let mut p = primary.client();
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "repl-timeout", "1"])
@@ -1321,7 +1324,8 @@ fn played_replica(primary: &TestServer) -> std::thread::JoinHandle<()> {
 fn wait_is_answered_by_the_acknowledgement_it_asks_for() {
     // The periodic requests are put off past the test, so only the request each WAIT makes
     // can answer it: made before its write reached the stream, the replica would acknowledge
-    // an offset short of it, and the WAIT would never return.
+    // an offset short of it, and the WAIT would answer 0 at its timeout (a bound that only
+    // keeps a broken build from hanging: the answer comes with the acknowledgement).
     let mut config = Config::default();
     config.replication.ping_period = Duration::from_secs(3600);
     let primary = TestServer::with_config(config);
@@ -1331,7 +1335,7 @@ fn wait_is_answered_by_the_acknowledgement_it_asks_for() {
         let _: () = con.set(format!("k{i}"), i).expect("SET");
         let acked: i64 = redis::cmd("WAIT")
             .arg(1)
-            .arg(0)
+            .arg(5000)
             .query(&mut con)
             .expect("WAIT");
         assert_eq!(acked, 1, "write {i}");
@@ -1342,10 +1346,9 @@ fn wait_is_answered_by_the_acknowledgement_it_asks_for() {
 
 #[test]
 fn a_replica_whose_link_is_down_refuses_replicas_of_its_own() {
-    // A primary that is not there: the node stays in its connect loop.
-    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = gone.local_addr().expect("addr").port();
-    drop(gone);
+    // A primary that never answers (its port held, nothing accepted): the link never connects.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
     let node = TestServer::start();
     let mut con = node.client();
     let _: () = redis::cmd("REPLICAOF")
@@ -1363,6 +1366,7 @@ fn a_replica_whose_link_is_down_refuses_replicas_of_its_own() {
             )
         );
     }
+    drop(silent);
     // Once it follows none, it serves replicas again.
     let _: () = redis::cmd("REPLICAOF")
         .arg("NO")
