@@ -22,7 +22,7 @@ pub fn session_create(ctx: &mut Ctx<'_>, cmd: SessionCreate) -> Frame {
     if !cmd.idle_ms.into_iter().chain(cmd.absolute_ms).all(fits) {
         return error(CommandError::InvalidExpire("session.create"));
     }
-    let bytes = crate::store::session::data_bytes_after(None, &cmd.data);
+    let bytes = crate::store::session::data_size_after(None, &cmd.data);
     if let Some(refusal) = crate::store::session::over_max_bytes(bytes, live.session_max_bytes()) {
         return Frame::error(refusal);
     }

@@ -7,7 +7,7 @@ use sessiond_protocol::Frame;
 
 use super::{session_reply, Ctx};
 use crate::store::owned;
-use crate::store::session::{data_bytes_after, over_max_bytes};
+use crate::store::session::{data_size, data_size_after, over_max_bytes};
 
 /// Writes the fields and replies with the new version; with IFVERSION, a session at another
 /// version is left untouched and the reply is a CONFLICT error naming the current version. A
@@ -26,8 +26,8 @@ pub fn session_set(ctx: &mut Ctx<'_>, cmd: SessionSet) -> Frame {
             }
         }
         if limit > 0 {
-            let bytes = data_bytes_after(Some(&session.fields), &cmd.pairs);
-            if bytes > session.fields.data_bytes() {
+            let bytes = data_size_after(Some(&session.fields), &cmd.pairs);
+            if bytes > data_size(&session.fields) {
                 if let Some(refusal) = over_max_bytes(bytes, limit) {
                     return (false, Err((refusal, false)));
                 }

@@ -255,8 +255,8 @@ pub struct RawConfig {
     #[arg(long, env = "SESSIOND_SESSION_MAX_PER_USER")]
     pub session_max_per_user: Option<u64>,
 
-    /// Most bytes of one session's data (its field names and values): a SESSION.CREATE or
-    /// SESSION.SET that would grow one past it is refused (0: no limit).
+    /// Most bytes of one session (its field names and values, and 64 bytes for each field): a
+    /// SESSION.CREATE or SESSION.SET that would grow one past it is refused (0: no limit).
     #[arg(long, env = "SESSIOND_SESSION_MAX_BYTES")]
     pub session_max_bytes: Option<Size>,
 

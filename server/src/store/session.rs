@@ -282,29 +282,39 @@ pub enum SessionError {
     Random(#[from] getrandom::Error),
 }
 
-/// The bytes of a session's data (field names and values, as `session-max-bytes` counts them)
-/// once `pairs` are set on `fields`: each field counted once, with the last value given it.
-pub fn data_bytes_after(fields: Option<&Fields>, pairs: &[(Bytes, Bytes)]) -> usize {
+/// What `session-max-bytes` counts for each field beyond its name and value: about what one
+/// costs in the session's table and encoding, so that many tiny fields are bounded too (each
+/// write sends the whole session to the log and the replicas).
+pub const FIELD_OVERHEAD: usize = 64;
+
+/// A session's size as `session-max-bytes` counts it: every field's name and value, and
+/// [`FIELD_OVERHEAD`] for each.
+pub fn data_size(fields: &Fields) -> usize {
+    fields.data_bytes() + fields.len() * FIELD_OVERHEAD
+}
+
+/// A session's size ([`data_size`]) once `pairs` are set on `fields`: each field counted once,
+/// with the last value given it.
+pub fn data_size_after(fields: Option<&Fields>, pairs: &[(Bytes, Bytes)]) -> usize {
     let mut last: std::collections::HashMap<&[u8], &[u8]> =
         std::collections::HashMap::with_capacity(pairs.len());
     for (field, value) in pairs {
         last.insert(field, value);
     }
-    let before = fields.map_or(0, Fields::data_bytes);
-    last.iter().fold(before, |bytes, (field, value)| {
+    let before = fields.map_or(0, data_size);
+    last.iter().fold(before, |size, (field, value)| {
         let replaced = fields
             .and_then(|fields| fields.get(*field))
-            .map_or(0, |old| field.len() + old.len());
-        bytes + field.len() + value.len() - replaced
+            .map_or(0, |old| field.len() + old.len() + FIELD_OVERHEAD);
+        size + field.len() + value.len() + FIELD_OVERHEAD - replaced
     })
 }
 
 /// The refusal of a change that would make a session's data `bytes`, past `limit`
 /// (`session-max-bytes`; 0: none), if it is.
 pub fn over_max_bytes(bytes: usize, limit: u64) -> Option<String> {
-    (limit > 0 && bytes as u64 > limit).then(|| {
-        format!("ERR session data would be {bytes} bytes, over session-max-bytes ({limit})")
-    })
+    (limit > 0 && bytes as u64 > limit)
+        .then(|| format!("ERR session would be {bytes} bytes, over session-max-bytes ({limit})"))
 }
 
 /// What SESSION.CREATE asks for.

@@ -1259,11 +1259,12 @@ fn flushall_empties_every_user_index() {
 
 #[test]
 fn a_session_s_data_is_bounded_by_session_max_bytes() {
+    // Each field counts its name, its value and 64 bytes.
     let server = TestServer::start();
     for resp3 in [false, true] {
         let mut con = server.connect(resp3);
-        // The default, 1 MB: a session of 1 MB passes, one byte more does not.
-        let big = "x".repeat((1 << 20) - 1);
+        // The default, 1 MB: a session of 1 MB passes, a field more does not.
+        let big = "x".repeat((1 << 20) - 1 - 64);
         let id: String = redis::cmd("SESSION.CREATE")
             .arg("DATA")
             .arg("f")
@@ -1272,20 +1273,33 @@ fn a_session_s_data_is_bounded_by_session_max_bytes() {
             .expect("a session of 1 MB");
         assert_eq!(
             error_of(&mut con, "SESSION.SET", &[&id, "g", "y"]),
-            "ERR session data would be 1048578 bytes, over session-max-bytes (1048576)"
+            "ERR session would be 1048642 bytes, over session-max-bytes (1048576)"
         );
         let _: () = redis::cmd("CONFIG")
             .arg("SET")
             .arg("session-max-bytes")
-            .arg("100")
+            .arg("200")
             .query(&mut con)
             .expect("CONFIG SET");
-        let value = "v".repeat(99);
         assert_eq!(
-            error_of(&mut con, "SESSION.CREATE", &["DATA", "ab", &value]),
-            "ERR session data would be 101 bytes, over session-max-bytes (100)"
+            error_of(
+                &mut con,
+                "SESSION.CREATE",
+                &["DATA", "ab", &"v".repeat(140)]
+            ),
+            "ERR session would be 206 bytes, over session-max-bytes (200)"
+        );
+        // Many tiny fields are bounded too.
+        assert_eq!(
+            error_of(
+                &mut con,
+                "SESSION.CREATE",
+                &["DATA", "a", "", "b", "", "c", "", "d", ""]
+            ),
+            "ERR session would be 260 bytes, over session-max-bytes (200)"
         );
         // A field given twice counts once, with its last value.
+        let value = "v".repeat(99);
         let small: String = redis::cmd("SESSION.CREATE")
             .arg(&["DATA", "a", &value, "a", "1"])
             .query(&mut con)
@@ -1293,7 +1307,7 @@ fn a_session_s_data_is_bounded_by_session_max_bytes() {
         let conflicts = session_stat(&mut con, "session_version_conflicts");
         assert_eq!(
             error_of(&mut con, "SESSION.SET", &[&small, "b", &value]),
-            "ERR session data would be 102 bytes, over session-max-bytes (100)"
+            "ERR session would be 230 bytes, over session-max-bytes (200)"
         );
         // Refused, nothing changed: not a version conflict, the version not moved.
         assert_eq!(
