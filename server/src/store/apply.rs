@@ -29,35 +29,113 @@ impl Databases {
     /// deadline; the writer's deletion removes them. (A log replayed after a downtime would
     /// otherwise lose a key whose first deadline passed while the server was down but whose
     /// last one did not.)
+    ///
+    /// Several changes of one step (an EXEC, a script, a REGENERATE, an MSET) are applied as
+    /// one atomic block over their keys' shards, as their writer made them, so that a reader
+    /// of this server never sees part of them. A frame with a FLUSHDB or a SWAPDB is applied
+    /// change by change.
     pub fn apply(&self, changes: Changes) -> Result<(), NoSuchDatabase> {
         let count = self.count();
+        for (db, record) in &changes {
+            let with = match record {
+                Record::SwapDb { with } => Some(*with),
+                _ => None,
+            };
+            if let Some(db) = std::iter::once(*db)
+                .chain(with)
+                .find(|db| usize::from(*db) >= count)
+            {
+                return Err(NoSuchDatabase { db, count });
+            }
+        }
+        let whole_keyspace =
+            |record: &Record| matches!(record, Record::FlushDb | Record::SwapDb { .. });
+        if changes.len() > 1 && !changes.iter().any(|(_, record)| whole_keyspace(record)) {
+            self.apply_atomically(changes);
+            return Ok(());
+        }
         feed::without_recording(|| {
             // Time zero: no deadline has passed.
             let now_ms = 0;
             for (db, record) in changes {
-                if usize::from(db) >= count {
-                    return Err(NoSuchDatabase { db, count });
-                }
                 match record {
                     Record::SwapDb { with } => {
-                        if !self.swap(usize::from(db), usize::from(with)) {
-                            return Err(NoSuchDatabase { db: with, count });
+                        self.swap(usize::from(db), usize::from(with));
+                    }
+                    record => {
+                        let store = self.db(usize::from(db));
+                        if let Some((user, id)) = store.apply(record, now_ms) {
+                            let rec = store.journal.recording();
+                            store.index_session_uncapped(&user, id, now_ms, &rec);
                         }
                     }
-                    record => self.db(usize::from(db)).apply(record, now_ms),
                 }
             }
             Ok(())
         })
+    }
+
+    /// Applies `changes` (keyed records only) as one atomic block over their keys' shards;
+    /// sessions that enter a user's list are indexed once the block's locks are released (the
+    /// index's locks come before shard locks), after those it removed are unindexed.
+    fn apply_atomically(&self, changes: Changes) {
+        let mut shards: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (db, record) in &changes {
+            let db = usize::from(*db);
+            let shard = self.db(db).shard_of_key(record.key());
+            match shards.iter_mut().find(|(d, _)| *d == db) {
+                Some((_, list)) => list.push(shard),
+                None => shards.push((db, vec![shard])),
+            }
+        }
+        for (_, list) in &mut shards {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let blocks: Vec<(usize, Option<&[usize]>)> = shards
+            .iter()
+            .map(|(db, list)| (*db, Some(&list[..])))
+            .collect();
+        let mut changes = Some(changes);
+        let to_index = loop {
+            // A SWAPDB (a writable replica's own) between the shards' reading and the locks:
+            // the locks may be another database's. Nothing applied yet: lock again.
+            let swaps = self.swaps();
+            let applied = self.atomic(&blocks, || {
+                if self.swaps() != swaps {
+                    return None;
+                }
+                let changes = changes.take()?;
+                let mut to_index = Vec::new();
+                feed::without_recording(|| {
+                    for (db, record) in changes {
+                        let db = usize::from(db);
+                        if let Some((user, id)) = self.db(db).apply(record, 0) {
+                            to_index.push((db, user, id));
+                        }
+                    }
+                });
+                Some(to_index)
+            });
+            if let Some(to_index) = applied {
+                break to_index;
+            }
+        };
+        for (db, user, id) in to_index {
+            let store = self.db(db);
+            let rec = store.journal.recording();
+            store.index_session_uncapped(&user, id, 0, &rec);
+        }
     }
 }
 
 impl Store {
     /// Applies one record (not a SWAPDB, which is [`Databases`]'s): a whole state replaces the
     /// key, a deletion removes it, a change of fields or members changes them in place.
-    /// Sessions enter and leave their user's list. Keys whose deadline is before `now_ms` count
-    /// as missing ([`Databases::apply`] passes 0: none).
-    pub fn apply(&self, record: Record, now_ms: u64) {
+    /// Sessions leave their user's list here; one that enters it is returned, (user, ID), for
+    /// the caller to index (after the atomic block it may run in). Keys whose deadline is
+    /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none).
+    fn apply(&self, record: Record, now_ms: u64) -> Option<(Bytes, Bytes)> {
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}
@@ -99,13 +177,14 @@ impl Store {
                 let added = added.into_iter().map(|m| (m, Bytes::new())).collect();
                 self.apply_fields(&key, added, removed, expires_at_ms, now_ms, true)
             }
-            whole => self.apply_whole(whole, now_ms),
+            whole => return self.apply_whole(whole, now_ms),
         }
+        None
     }
 
-    /// A key's whole state: replaces what the key held; a session is indexed under its user
-    /// unless it replaces that user's session of the same ID.
-    fn apply_whole(&self, record: Record, now_ms: u64) {
+    /// A key's whole state: replaces what the key held; a session is returned for indexing under
+    /// its user unless it replaces that user's session of the same ID.
+    fn apply_whole(&self, record: Record, now_ms: u64) -> Option<(Bytes, Bytes)> {
         let key = record.key().clone();
         let new_user = match &record {
             Record::Session { user, .. } => Some(user.clone()),
@@ -120,9 +199,9 @@ impl Store {
             self.remove(&key, now_ms);
         }
         self.restore(record, now_ms);
-        if let (false, Some(Some(user))) = (same, new_user) {
-            let rec = self.journal.recording();
-            self.index_session_uncapped(&user, key, now_ms, &rec);
+        match (same, new_user) {
+            (false, Some(Some(user))) => Some((user, key)),
+            _ => None,
         }
     }
 

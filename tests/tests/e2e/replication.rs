@@ -1424,3 +1424,55 @@ fn a_session_listed_past_its_deadline_on_a_replica_stays_indexed_for_its_primary
         .expect("SESSION.DESTROYALL");
     assert_eq!(destroyed, 1);
 }
+
+#[test]
+fn a_replica_with_threads_shows_a_transaction_whole_or_not_at_all() {
+    let primary = TestServer::start();
+    let replica = TestServer::with_config(Config {
+        threads: 2,
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    // Loaded and following before the reads begin.
+    let _: () = primary.client().set("ready", 1).expect("SET");
+    wait_for(&primary, 1);
+    let keys: Vec<String> = (1..=6).map(|i| format!("k{i}")).collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut p = primary.client();
+        let keys = keys.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for i in 0..2000 {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for key in &keys {
+                    pipe.set(key, i).ignore();
+                }
+                let () = pipe.query(&mut p).expect("EXEC");
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    // Read on the replica while the primary's transactions arrive: each read, itself a
+    // transaction, sees one of them whole (or none yet).
+    let mut r = replica.client();
+    let mut reads = 0;
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &keys {
+            pipe.get(key);
+        }
+        let values: Vec<Option<i64>> = pipe.query(&mut r).expect("EXEC on the replica");
+        assert!(
+            values.windows(2).all(|pair| pair[0] == pair[1]),
+            "a transaction seen in part: {values:?}"
+        );
+        reads += 1;
+    }
+    writer.join().expect("writer");
+    assert!(reads > 0);
+    wait_for(&primary, 1);
+    assert_same(&primary, &replica);
+}
