@@ -3,6 +3,8 @@
 //! the accounted bytes, the expiry index, the per-user session index, WATCH. Nothing applied
 //! here is recorded in this server's feed (the caller passes the frames on as they are).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::feed::{self, Changes};
@@ -109,9 +111,10 @@ impl Databases {
                 let mut to_index = Vec::new();
                 feed::without_recording(|| {
                     for (db, record) in changes {
-                        let db = usize::from(db);
-                        if let Some((user, id)) = self.db(db).apply(record, 0) {
-                            to_index.push((db, user, id));
+                        // The store itself: a SWAPDB after the block would renumber it.
+                        let store = self.db(usize::from(db));
+                        if let Some((user, id)) = store.apply(record, 0) {
+                            to_index.push((Arc::clone(store), user, id));
                         }
                     }
                 });
@@ -121,10 +124,17 @@ impl Databases {
                 break to_index;
             }
         };
-        for (db, user, id) in to_index {
-            let store = self.db(db);
-            let rec = store.journal.recording();
-            store.index_session_uncapped(&user, id, 0, &rec);
+        for (store, user, id) in to_index {
+            // Unless a later change of the frame removed it again (its unindexing, deferred,
+            // came first).
+            let still = store.peek(&id, |node| {
+                node.and_then(|node| node.as_session())
+                    .is_some_and(|session| session.user.as_ref() == Some(&user))
+            });
+            if still {
+                let rec = store.journal.recording();
+                store.index_session_uncapped(&user, id, 0, &rec);
+            }
         }
     }
 }
@@ -255,5 +265,63 @@ impl Store {
         if emptied {
             self.remove(key, now_ms);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+
+    fn session(id: &'static [u8], user: &'static [u8]) -> Record {
+        Record::Session {
+            id: Bytes::from_static(id),
+            user: Some(Bytes::from_static(user)),
+            fields: vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))],
+            created_ms: 1_000,
+            last_access_ms: 1_000,
+            idle_ms: 60_000,
+            absolute_ms: 600_000,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_frame_of_several_changes_leaves_the_user_index_as_its_last_change_says() {
+        let (clock, _) = Clock::manual(1_000);
+        let dbs = Databases::new(clock, 2);
+        let store = dbs.db(0).clone();
+        // A REGENERATE's frame: the old ID leaves the user's list, the new one enters it.
+        dbs.apply(vec![(0, session(b"old", b"ada"))]).unwrap();
+        dbs.apply(vec![
+            (
+                0,
+                Record::Delete {
+                    key: Bytes::from_static(b"old"),
+                },
+            ),
+            (0, session(b"new", b"ada")),
+        ])
+        .unwrap();
+        assert_eq!(store.list_sessions(b"", b"ada", 1_000), [&b"new"[..]]);
+        // Added then removed in one frame: not listed.
+        dbs.apply(vec![
+            (0, session(b"brief", b"bob")),
+            (
+                0,
+                Record::Delete {
+                    key: Bytes::from_static(b"brief"),
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(store.count_sessions(b"", b"bob"), 0);
+        // A database this server does not have: nothing of the frame is applied.
+        let refused = dbs.apply(vec![
+            (0, session(b"kept-out", b"cy")),
+            (7, session(b"x", b"cy")),
+        ]);
+        assert_eq!(refused, Err(NoSuchDatabase { db: 7, count: 2 }));
+        assert_eq!(store.count_sessions(b"", b"cy"), 0);
     }
 }
