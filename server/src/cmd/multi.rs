@@ -375,25 +375,11 @@ pub fn exec(ctx: &mut Ctx<'_>) -> Reply {
             .collect(),
         None => (0..dbs.count()).map(|db| (db, None)).collect(),
     };
-    let mut commands = Some(queued.commands);
+    let commands = queued.commands;
     let now_ms = ctx.now_ms;
     // The block's contract: every key the commands touch is in `shards`, and none of them
     // awaits (SAVE and SHUTDOWN are `no_multi`, refused while queuing).
-    let then = loop {
-        let swaps = dbs.swaps();
-        let ran = dbs.atomic(&blocks, || {
-            // A SWAPDB between the reading of the indexes and the locks: the locks may be of
-            // the databases the indexes named before it. Nothing ran yet: lock again.
-            if dbs.swaps() != swaps {
-                return None;
-            }
-            let commands = commands.take()?;
-            Some(exec_locked(ctx, &watching, commands, now_ms))
-        });
-        if let Some(then) = ran {
-            break then;
-        }
-    };
+    let then = dbs.atomic_unswapped(&blocks, || exec_locked(ctx, &watching, commands, now_ms));
     drop(watching);
     match then {
         Then::OutputLimit => Reply::over_limit(),

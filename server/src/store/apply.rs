@@ -98,32 +98,20 @@ impl Databases {
             .iter()
             .map(|(db, list)| (*db, Some(&list[..])))
             .collect();
-        let mut changes = Some(changes);
-        let to_index = loop {
-            // A SWAPDB (a writable replica's own) between the shards' reading and the locks:
-            // the locks may be another database's. Nothing applied yet: lock again.
-            let swaps = self.swaps();
-            let applied = self.atomic(&blocks, || {
-                if self.swaps() != swaps {
-                    return None;
-                }
-                let changes = changes.take()?;
-                let mut to_index = Vec::new();
-                feed::without_recording(|| {
-                    for (db, record) in changes {
-                        // The store itself: a SWAPDB after the block would renumber it.
-                        let store = self.db(usize::from(db));
-                        if let Some((user, id)) = store.apply(record, 0) {
-                            to_index.push((Arc::clone(store), user, id));
-                        }
+        // A writable replica's own SWAPDB may come between the numbers and the locks.
+        let to_index = self.atomic_unswapped(&blocks, || {
+            let mut to_index = Vec::new();
+            feed::without_recording(|| {
+                for (db, record) in changes {
+                    // The store itself: a SWAPDB after the block would renumber it.
+                    let store = self.db(usize::from(db));
+                    if let Some((user, id)) = store.apply(record, 0) {
+                        to_index.push((Arc::clone(store), user, id));
                     }
-                });
-                Some(to_index)
+                }
             });
-            if let Some(to_index) = applied {
-                break to_index;
-            }
-        };
+            to_index
+        });
         for (store, user, id) in to_index {
             // Unless a later change of the frame removed it again (its unindexing, deferred,
             // came first).

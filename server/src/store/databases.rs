@@ -379,6 +379,30 @@ impl Databases {
         }
     }
 
+    /// [`Databases::atomic`] for a caller that named its databases by number: a SWAPDB between
+    /// that and the locks may have given the locks to the databases the numbers named before
+    /// it, so nothing runs then and the locks are taken again; `f` runs once, under the locks
+    /// of the databases its numbers name.
+    pub fn atomic_unswapped<R: 'static>(
+        &self,
+        blocks: &[(usize, Option<&[usize]>)],
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let mut f = Some(f);
+        loop {
+            let swaps = self.swaps();
+            let ran = self.atomic(blocks, || {
+                if self.swaps() != swaps {
+                    return None;
+                }
+                f.take().map(|f| f())
+            });
+            if let Some(result) = ran {
+                return result;
+            }
+        }
+    }
+
     /// Runs `f` as one atomic block over several databases (EXEC with SELECT inside): for each
     /// `(db, shards)`, the shards of that database (`None`: every one) are write-locked, the
     /// databases in the order of every multi-database holder and each one's shards in
