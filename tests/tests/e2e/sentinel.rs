@@ -157,17 +157,18 @@ fn the_reconfiguration_transaction_runs_in_one_exec() {
         let replies = reconfigure(&mut sentinel, ["127.0.0.1", &port]);
         assert_eq!(replies, ["OK", "OK", "1", "1"], "resp3={resp3}");
 
-        // The connection that ran EXEC lives on; the others were closed.
+        // The connection that ran EXEC lives on; the others were closed. (PING waits for the
+        // link: while the first sync loads, it is answered LOADING, as in Redis.)
+        poll("the replica's link is up", 400, || {
+            let info = server.info("replication");
+            (info_field(&info, "master_link_status") == "up").then_some(())
+        });
         let pong: String = redis::cmd("PING").query(&mut sentinel).unwrap();
         assert_eq!(pong, "PONG");
         assert!(redis::cmd("PING").query::<String>(&mut other).is_err());
         assert!(pubsub.get_message().is_err());
         let follows = format!("# sessiond\ndatabases = 16\nreplicaof = \"127.0.0.1 {port}\"\n");
         assert_eq!(std::fs::read_to_string(&file).unwrap(), follows);
-        poll("the replica's link is up", 400, || {
-            let info = server.info("replication");
-            (info_field(&info, "master_link_status") == "up").then_some(())
-        });
 
         // On the primary, the same transaction (as Sentinel sends the one it promotes) keeps
         // the replica's link: it is not a normal client.
