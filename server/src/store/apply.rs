@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::accounting::Removal;
 use super::feed::{self, Changes};
-use super::record::Record;
+use super::record::{Ending, Record};
 use super::value::{Entry, Value, ValueMut, ValueRef};
 use super::{Databases, Fields, Store};
 
@@ -50,10 +51,20 @@ impl Databases {
                 return Err(NoSuchDatabase { db, count });
             }
         }
+        let moved_to: Vec<Bytes> = changes
+            .iter()
+            .filter_map(|(_, record)| match record {
+                Record::Ended {
+                    why: Ending::Regenerated { to },
+                    ..
+                } => Some(to.clone()),
+                _ => None,
+            })
+            .collect();
         let whole_keyspace =
             |record: &Record| matches!(record, Record::FlushDb | Record::SwapDb { .. });
         if changes.len() > 1 && !changes.iter().any(|(_, record)| whole_keyspace(record)) {
-            self.apply_atomically(changes);
+            self.apply_atomically(changes, &moved_to);
             return Ok(());
         }
         feed::without_recording(|| {
@@ -66,7 +77,7 @@ impl Databases {
                     }
                     record => {
                         let store = self.db(usize::from(db));
-                        if let Some((user, id)) = store.apply(record, now_ms) {
+                        if let Some((user, id)) = store.apply(record, now_ms, &moved_to) {
                             let rec = store.journal.recording();
                             store.index_session_uncapped(&user, id, now_ms, &rec);
                         }
@@ -80,7 +91,7 @@ impl Databases {
     /// Applies `changes` (keyed records only) as one atomic block over their keys' shards;
     /// sessions that enter a user's list are indexed once the block's locks are released (the
     /// index's locks come before shard locks), after those it removed are unindexed.
-    fn apply_atomically(&self, changes: Changes) {
+    fn apply_atomically(&self, changes: Changes, moved_to: &[Bytes]) {
         let mut shards: Vec<(usize, Vec<usize>)> = Vec::new();
         for (db, record) in &changes {
             let db = usize::from(*db);
@@ -105,7 +116,7 @@ impl Databases {
                 for (db, record) in changes {
                     // The store itself: a SWAPDB after the block would renumber it.
                     let store = self.db(usize::from(db));
-                    if let Some((user, id)) = store.apply(record, 0) {
+                    if let Some((user, id)) = store.apply(record, 0, moved_to) {
                         to_index.push((Arc::clone(store), user, id));
                     }
                 }
@@ -132,14 +143,16 @@ impl Store {
     /// key, a deletion removes it, a change of fields or members changes them in place.
     /// Sessions leave their user's list here; one that enters it is returned, (user, ID), for
     /// the caller to index (after the atomic block it may run in). Keys whose deadline is
-    /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none).
-    fn apply(&self, record: Record, now_ms: u64) -> Option<(Bytes, Bytes)> {
+    /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none). `moved_to`: the
+    /// new IDs the frame's REGENERATEs gave ([`Ending::Regenerated`]).
+    fn apply(&self, record: Record, now_ms: u64, moved_to: &[Bytes]) -> Option<(Bytes, Bytes)> {
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}
             Record::Delete { key } => {
                 self.remove(&key, now_ms);
             }
+            Record::Ended { key, why } => self.apply_ended(&key, why),
             Record::SessionTouch { id, last_access_ms } => {
                 self.modify(&id, now_ms, |mut node| {
                     if let ValueMut::Session(session) = node.value_mut() {
@@ -175,14 +188,36 @@ impl Store {
                 let added = added.into_iter().map(|m| (m, Bytes::new())).collect();
                 self.apply_fields(&key, added, removed, expires_at_ms, now_ms, true)
             }
-            whole => return self.apply_whole(whole, now_ms),
+            whole => return self.apply_whole(whole, now_ms, moved_to),
         }
         None
     }
 
+    /// The server that wrote `key`'s removal removed it itself (`why`): the same removal here,
+    /// counted as a deletion (the writer counted its expiries and evictions; a log replayed at
+    /// start does not count them again) but announced as the writer announced it.
+    fn apply_ended(&self, key: &[u8], why: Ending) {
+        let rec = self.journal.recording();
+        let Some((node, _)) = self.remove_if(key, &rec, |_| Some(Removal::Deleted)) else {
+            return;
+        };
+        match why {
+            Ending::Expired => self.after_applied_removal(&node, Removal::Expired),
+            Ending::Evicted => self.after_applied_removal(&node, Removal::Evicted),
+            Ending::Regenerated { to } => self.after_applied_move(&node, &to),
+        }
+    }
+
     /// A key's whole state: replaces what the key held; a session is returned for indexing under
     /// its user unless it replaces that user's session of the same ID.
-    fn apply_whole(&self, record: Record, now_ms: u64) -> Option<(Bytes, Bytes)> {
+    /// A session that did not exist is announced `created`, unless `moved_to` names it (a
+    /// later record of the frame announces it as the new ID of a regenerated session).
+    fn apply_whole(
+        &self,
+        record: Record,
+        now_ms: u64,
+        moved_to: &[Bytes],
+    ) -> Option<(Bytes, Bytes)> {
         let key = record.key().clone();
         let new_user = match &record {
             Record::Session { user, .. } => Some(user.clone()),
@@ -197,6 +232,11 @@ impl Store {
             self.remove(&key, now_ms);
         }
         self.restore(record, now_ms);
+        if let (None, Some(user)) = (&old_user, &new_user) {
+            if !moved_to.contains(&key) {
+                self.announce_created(&key, user.as_deref());
+            }
+        }
         match (same, new_user) {
             (false, Some(Some(user))) => Some((user, key)),
             _ => None,

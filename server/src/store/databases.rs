@@ -505,7 +505,7 @@ impl Databases {
             return Moved::NotMoved;
         };
         let mut node = occupied.remove().0;
-        src.journal_delete(src_shard, key, &rec, false);
+        src.journal_delete(src_shard, key, &rec, false, Removal::Deleted);
         let left = Before::of(&node);
         // Queued afresh in the destination's expiry index; the source's position goes stale.
         node.set_queued_tick(0);

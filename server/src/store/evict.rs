@@ -150,13 +150,15 @@ impl Store {
         let rec = self.journal.recording();
         // The sample's lock is gone: the key may have changed since (PERSIST under a volatile
         // policy), so it is judged again under the lock that removes it.
-        let removed = self.remove_if(key, &rec, |node| policy.score(node, now_ms).is_some());
-        if let Some(node) = removed {
-            let why = if node.is_expired(now_ms) {
+        let removed = self.remove_if(key, &rec, |node| {
+            policy.score(node, now_ms)?;
+            Some(if node.is_expired(now_ms) {
                 Removal::Expired
             } else {
                 Removal::Evicted
-            };
+            })
+        });
+        if let Some((node, why)) = removed {
             self.after_remove(&node, Before::of(&node), why);
         }
         // A key that vanished or changed between the sample and the removal: the caller

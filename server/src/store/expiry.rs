@@ -325,7 +325,7 @@ impl Store {
                 };
                 let node = occupied.get_mut();
                 if node.is_expired(now_ms) {
-                    self.journal_delete(shard_index, node.key(), rec, true);
+                    self.journal_delete(shard_index, node.key(), rec, true, Removal::Expired);
                     dead.push(occupied.remove().0);
                     continue;
                 }

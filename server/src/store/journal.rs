@@ -31,7 +31,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 
-use super::record::Record;
+use super::record::{Ending, Record};
 use crate::stats::{this_threads_stripe, STRIPES};
 
 /// Mutations in flight on the threads of one stripe, on a cache line of its own.
@@ -153,6 +153,10 @@ fn held_bytes(record: &Record) -> u64 {
         Record::Delete { key }
         | Record::Deadline { key, .. }
         | Record::SessionTouch { id: key, .. } => key.len(),
+        Record::Ended { key, why } => match why {
+            Ending::Regenerated { to } => key.len() + to.len(),
+            Ending::Expired | Ending::Evicted => key.len(),
+        },
         // Never journalled (the journal holds whole states), counted for completeness.
         Record::HashFields {
             key, set, removed, ..

@@ -50,7 +50,7 @@ use feed::Feed;
 pub use fields::Fields;
 use journal::{Journal, Recording};
 pub use long_blocks::LongBlocks;
-pub use record::Record;
+pub use record::{Ending, Record};
 pub use rename::Renamed;
 pub use session::SessionStats;
 pub(crate) use table::on_multi_thread_worker;
@@ -169,6 +169,16 @@ fn untrack_fields(tracking: bool) -> Vec<Bytes> {
         fields::take_touched()
     } else {
         Vec::new()
+    }
+}
+
+/// Why a command's removal of `node` at `now_ms` counts: `Expired` if its deadline had passed
+/// (nobody had reclaimed it yet), `Deleted` otherwise.
+fn ended_by(node: &Node, now_ms: u64) -> Removal {
+    if node.is_expired(now_ms) {
+        Removal::Expired
+    } else {
+        Removal::Deleted
     }
 }
 
@@ -435,7 +445,7 @@ impl Store {
         let vacant = match shard.entry(hash, is(key), self.map.rehash()) {
             TableEntry::Occupied(occupied) if occupied.get().is_expired(now_ms) => {
                 // Reclaimed on the spot; its bookkeeping waits for the lock's release.
-                self.journal_delete(shard_index, key, &rec, true);
+                self.journal_delete(shard_index, key, &rec, true, Removal::Expired);
                 let (old, vacant) = occupied.remove();
                 dead = Some(old);
                 vacant
@@ -521,32 +531,71 @@ impl Store {
         Ok(())
     }
 
-    /// Removes `key` if `approve` accepts its entry (dead or alive), under the shard's write
-    /// lock, journaling the removal there. The caller does the bookkeeping.
+    /// Removes `key` if `judge` gives a reason for its entry (dead or alive), under the shard's
+    /// write lock, journaling the removal there with that reason. The caller does the
+    /// bookkeeping.
     fn remove_if(
         &self,
         key: &[u8],
         rec: &Recording<'_>,
-        approve: impl FnOnce(&Node) -> bool,
-    ) -> Option<Node> {
+        judge: impl FnOnce(&Node) -> Option<Removal>,
+    ) -> Option<(Node, Removal)> {
+        self.take_if(key, rec, true, judge)
+    }
+
+    /// [`Store::remove_if`], recording the removal in the feed only if `feed` (a REGENERATE
+    /// records its own [`Ending::Regenerated`] once the new ID exists).
+    fn take_if(
+        &self,
+        key: &[u8],
+        rec: &Recording<'_>,
+        feed: bool,
+        judge: impl FnOnce(&Node) -> Option<Removal>,
+    ) -> Option<(Node, Removal)> {
         let (hash, shard_index) = self.map.locate(key);
         let mut shard = self.map.write(shard_index);
         let occupied = shard.find_entry(hash, is(key)).ok()?;
-        if !approve(occupied.get()) {
-            return None;
+        let why = judge(occupied.get())?;
+        if feed {
+            self.feed_delete(key, why);
         }
-        self.journal_delete(shard_index, key, rec, false);
-        Some(occupied.remove().0)
+        self.journal_delete_only(shard_index, key, rec, false);
+        Some((occupied.remove().0, why))
     }
 
-    /// Journals that `key` was removed, and tells its watchers; call under the key's shard
-    /// lock. `reclaimed`: the key was past its deadline.
-    fn journal_delete(&self, shard_index: usize, key: &[u8], rec: &Recording<'_>, reclaimed: bool) {
+    /// Journals that `key` was removed (`why`), and tells its watchers; call under the key's
+    /// shard lock. `reclaimed`: the key was past its deadline.
+    fn journal_delete(
+        &self,
+        shard_index: usize,
+        key: &[u8],
+        rec: &Recording<'_>,
+        reclaimed: bool,
+        why: Removal,
+    ) {
+        self.feed_delete(key, why);
+        self.journal_delete_only(shard_index, key, rec, reclaimed);
+    }
+
+    /// Records the removal of `key` in the feed: a command's as [`Record::Delete`], the
+    /// server's own (expiry, eviction) as [`Record::Ended`], so that a replica announces what
+    /// its primary did.
+    fn feed_delete(&self, key: &[u8], why: Removal) {
         if self.feed.on() {
             let key = Bytes::copy_from_slice(key);
-            self.feed.push(self.logical(), &Record::Delete { key });
+            let record = match why {
+                Removal::Deleted => Record::Delete { key },
+                Removal::Expired => Record::Ended {
+                    key,
+                    why: Ending::Expired,
+                },
+                Removal::Evicted => Record::Ended {
+                    key,
+                    why: Ending::Evicted,
+                },
+            };
+            self.feed.push(self.logical(), &record);
         }
-        self.journal_delete_only(shard_index, key, rec, reclaimed);
     }
 
     /// [`Store::journal_delete`] but for the feed: a flush is one record of its own.
@@ -598,7 +647,7 @@ impl Store {
             }
             (Removal::Deleted, Some(reply))
         };
-        self.journal_delete(shard_index, key, &rec, why == Removal::Expired);
+        self.journal_delete(shard_index, key, &rec, why == Removal::Expired, why);
         let (node, _) = occupied.remove();
         drop(shard);
         self.after_remove(&node, before, why);
@@ -608,14 +657,9 @@ impl Store {
     /// Removes `key`; returns the live entry it held, `None` if it was missing or expired.
     pub fn remove(&self, key: &[u8], now_ms: u64) -> Option<Node> {
         let rec = self.journal.recording();
-        let node = self.remove_if(key, &rec, |_| true)?;
-        let before = Before::of(&node);
-        if node.is_expired(now_ms) {
-            self.after_remove(&node, before, Removal::Expired);
-            return None;
-        }
-        self.after_remove(&node, before, Removal::Deleted);
-        Some(node)
+        let (node, why) = self.remove_if(key, &rec, |node| Some(ended_by(node, now_ms)))?;
+        self.after_remove(&node, Before::of(&node), why);
+        (why == Removal::Deleted).then_some(node)
     }
 
     /// Removes every key.
@@ -892,17 +936,33 @@ impl Store {
     /// counted as (`before`) leaves the store's totals, the expiry and eviction counters count
     /// it, and for a session its counters and its place in the per-user index follow.
     fn after_remove(&self, node: &Node, before: Before, why: Removal) {
-        self.count_removal(before, why);
+        self.after_remove_as(node, before, why, why);
+    }
+
+    /// [`Store::after_remove`] of a removal applied from a feed, counted as a deletion but
+    /// announced as its writer's reason, `announced`: a session's step only (keyspace events
+    /// are published where the command ran, on the primary).
+    fn after_applied_removal(&self, node: &Node, announced: Removal) {
+        let announced = if node.is_session() {
+            announced
+        } else {
+            Removal::Deleted
+        };
+        self.after_remove_as(node, Before::of(node), Removal::Deleted, announced);
+    }
+
+    fn after_remove_as(&self, node: &Node, before: Before, counted: Removal, announced: Removal) {
+        self.count_removal(before, counted);
         if before.tally.sessions != 0 {
             self.observe_lifetime(node, self.now_ms());
-            if why == Removal::Evicted {
+            if counted == Removal::Evicted {
                 self.sessions.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
         if let Some(user) = node.as_session().and_then(|s| s.user.as_ref()) {
             self.unindex(user, node.key());
         }
-        self.announce_removal(node, why);
+        self.announce_removal(node, announced);
     }
 
     /// Counts the lifetime of `node`, a session leaving the keyspace at `now_ms`.

@@ -122,6 +122,29 @@ pub enum Record {
         /// Last use, Unix ms.
         last_access_ms: u64,
     },
+    /// The key was removed by the server rather than by a command (feed only; a command's
+    /// removal is [`Record::Delete`]): a replica announces the removal as its primary did.
+    Ended {
+        /// The key.
+        key: Bytes,
+        /// Why it left.
+        why: Ending,
+    },
+}
+
+/// Why the server removed a key ([`Record::Ended`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    /// Its deadline passed.
+    Expired,
+    /// `maxmemory` made room.
+    Evicted,
+    /// The session moved to the ID `to` (SESSION.REGENERATE), whose record comes before this
+    /// one in the same frame.
+    Regenerated {
+        /// The new ID.
+        to: Bytes,
+    },
 }
 
 /// The key of the records about no key (FLUSHDB, SWAPDB).
@@ -175,7 +198,8 @@ impl Record {
             | Record::Delete { key }
             | Record::HashFields { key, .. }
             | Record::SetMembers { key, .. }
-            | Record::Deadline { key, .. } => key,
+            | Record::Deadline { key, .. }
+            | Record::Ended { key, .. } => key,
             Record::Session { id, .. } | Record::SessionTouch { id, .. } => id,
             Record::FlushDb | Record::SwapDb { .. } => &NO_KEY,
         }
@@ -205,6 +229,7 @@ impl Record {
                 *absolute_ms,
             )),
             Record::Delete { .. }
+            | Record::Ended { .. }
             | Record::FlushDb
             | Record::SwapDb { .. }
             | Record::SessionTouch { .. } => None,
@@ -225,7 +250,7 @@ impl Record {
     }
 
     /// The kind, for counts: `string`, `hash`, `set`, `session`, `delete`, `hash-fields`,
-    /// `set-members`, `deadline`, `flushdb`, `swapdb` or `session-touch`.
+    /// `set-members`, `deadline`, `flushdb`, `swapdb`, `session-touch` or `ended`.
     pub fn kind(&self) -> &'static str {
         match self {
             Record::String { .. } => "string",
@@ -239,6 +264,7 @@ impl Record {
             Record::FlushDb => "flushdb",
             Record::SwapDb { .. } => "swapdb",
             Record::SessionTouch { .. } => "session-touch",
+            Record::Ended { .. } => "ended",
         }
     }
 
@@ -299,7 +325,8 @@ impl Record {
             | Record::Deadline { .. }
             | Record::FlushDb
             | Record::SwapDb { .. }
-            | Record::SessionTouch { .. } => None,
+            | Record::SessionTouch { .. }
+            | Record::Ended { .. } => None,
         }
     }
 }

@@ -62,7 +62,7 @@ impl Store {
             return Renamed::NoSuchKey;
         };
         let old = occupied.remove().0;
-        self.journal_delete(from_shard, from, &rec, false);
+        self.journal_delete(from_shard, from, &rec, false, Removal::Deleted);
         let left = Before::of(&old);
         let mut node = old.rekeyed(to);
         // A new node under a new hash: queued for expiry afresh; the old name's position in

@@ -25,10 +25,11 @@ use bytes::Bytes;
 use super::accounting::{Before, Removal, Tally};
 use super::fields::Fields;
 use super::journal::Recording;
+use super::record::{Ending, Record};
 use super::table::Table;
 use super::user_sessions::UserSessions;
 use super::value::{owned, Entry, SessionRecord, Value, ValueMut, ValueRef};
-use super::Store;
+use super::{ended_by, Node, Store};
 use crate::histogram::Histogram;
 use crate::notify::SessionEvent;
 
@@ -538,17 +539,12 @@ impl Store {
     }
 
     fn destroy_session_recorded(&self, id: &[u8], now_ms: u64, rec: &Recording<'_>) -> bool {
-        let Some(node) = self.remove_if(id, rec, |node| node.is_session()) else {
+        let judge = |node: &Node| node.is_session().then(|| ended_by(node, now_ms));
+        let Some((node, why)) = self.remove_if(id, rec, judge) else {
             return false;
         };
-        let expired = node.is_expired(now_ms);
-        let why = if expired {
-            Removal::Expired
-        } else {
-            Removal::Deleted
-        };
         self.after_remove(&node, Before::of(&node), why);
-        !expired
+        why == Removal::Deleted
     }
 
     /// Runs `f` on the live session `id` under its shard's write lock. `f` returns whether the
@@ -672,16 +668,11 @@ impl Store {
         let announce = self.notifier.flags().session_events();
         let mut destroyed = 0;
         for id in doomed.ids() {
-            if let Some(node) = self.remove_if(id, &rec, |node| node.is_session()) {
-                let expired = node.is_expired(now_ms);
-                let why = if expired {
-                    Removal::Expired
-                } else {
-                    Removal::Deleted
-                };
+            let judge = |node: &Node| node.is_session().then(|| ended_by(node, now_ms));
+            if let Some((node, why)) = self.remove_if(id, &rec, judge) {
                 self.count_removal(Before::of(&node), why);
                 self.observe_lifetime(&node, now_ms);
-                destroyed += usize::from(!expired);
+                destroyed += usize::from(why == Removal::Deleted);
                 if announce {
                     removed.push((node, why));
                 }
@@ -725,10 +716,12 @@ impl Store {
         let _group = self.feed.group();
         let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
-        let removed = self.remove_if(id, &rec, |node| {
-            !node.is_expired(now_ms) && node.is_session()
+        // Recorded in the feed once the new ID exists, as a move (a replica announces
+        // `regenerated`, not `destroyed` and `created`).
+        let removed = self.take_if(id, &rec, false, |node| {
+            (!node.is_expired(now_ms) && node.is_session()).then_some(Removal::Deleted)
         });
-        let Some(old) = removed else {
+        let Some((old, _)) = removed else {
             return Ok(None);
         };
         let old_id = Bytes::copy_from_slice(old.key());
@@ -751,6 +744,7 @@ impl Store {
         {
             Ok(new_id) => new_id,
             Err(error) => {
+                self.feed_delete(&old_id, Removal::Deleted);
                 if let Some(list) = old_list.as_mut() {
                     list.remove(&old_id, self.users.hasher());
                 }
@@ -767,6 +761,13 @@ impl Store {
                 return Err(error);
             }
         };
+        if self.feed.on() {
+            let record = Record::Ended {
+                key: old_id.clone(),
+                why: Ending::Regenerated { to: new_id.clone() },
+            };
+            self.feed.push(self.logical(), &record);
+        }
         self.sessions
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
@@ -797,6 +798,34 @@ impl Store {
             self.index_session(new, new_id.clone(), now_ms, max_per_user, &rec);
         }
         Ok(Some(new_id))
+    }
+}
+
+impl Store {
+    /// A session applied from a feed (a replica, a log replayed) that did not exist before:
+    /// `created`, as its writer announced it.
+    pub(super) fn announce_created(&self, id: &[u8], user: Option<&[u8]>) {
+        self.notifier
+            .session_event(SessionEvent::Created, id, prefix_of(id), user);
+    }
+
+    /// A REGENERATE applied from a feed: the session `node` left for the ID `to`, whose record
+    /// was applied before. It leaves the totals and its user's list (the caller indexes the new
+    /// ID), and is announced `regenerated` with the new ID's user, as its writer announced it.
+    pub(super) fn after_applied_move(&self, node: &Node, to: &Bytes) {
+        self.account(Tally::of(node), Tally::NOTHING);
+        self.changes.add(1);
+        let old_user = node.as_session().and_then(|s| s.user.clone());
+        if let Some(user) = &old_user {
+            self.unindex(user, node.key());
+        }
+        let new_user = self.peek(to, |n| n.and_then(Node::as_session).map(|s| s.user.clone()));
+        let user = new_user.unwrap_or(old_user);
+        self.notifier.session_regenerated(
+            (node.key(), prefix_of(node.key())),
+            (to, prefix_of(to)),
+            user.as_deref(),
+        );
     }
 }
 

@@ -486,3 +486,120 @@ fn a_named_user_sees_only_its_own_namespaces_session_events() {
         );
     }
 }
+
+#[test]
+fn a_replica_announces_each_step_as_its_primary_did() {
+    // Expiry and eviction on the primary reach the replica as removals of the primary's; a
+    // REGENERATE as a move. The replica announces them as the primary did, not as deletions.
+    let primary = server_with(
+        "SEx",
+        Config {
+            session_max_per_user: 2,
+            maxmemory: 64 * 1024,
+            maxmemory_policy: Policy::VolatileTtl,
+            ..Config::default()
+        },
+    );
+    let replica = server_with("SEx", Config::default());
+    let mut to_replica = replica.client();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.addr.port())
+        .query(&mut to_replica)
+        .expect("REPLICAOF");
+    let mut con = primary.client();
+    // Every change made before it is applied on the replica when WAIT returns.
+    let caught_up = |con: &mut Connection| {
+        let acked: i64 = redis::cmd("WAIT").arg(1).arg(0).query(con).expect("WAIT");
+        assert_eq!(acked, 1);
+    };
+    caught_up(&mut con);
+    let mut listeners = [primary.client(), replica.client()];
+    let [on_primary, on_replica] = &mut listeners;
+    let mut subs = [on_primary.as_pubsub(), on_replica.as_pubsub()];
+    for sub in &mut subs {
+        sub.psubscribe("__session__:*").expect("PSUBSCRIBE");
+        sub.psubscribe("__keyevent@0__:*").expect("PSUBSCRIBE");
+        sub.subscribe("marker").expect("SUBSCRIBE");
+    }
+    let [primary_sub, replica_sub] = &mut subs;
+    let mut both_saw = |con: &mut Connection, expected: Vec<String>| {
+        caught_up(con);
+        assert_eq!(until_marker(primary_sub, con), expected, "on the primary");
+        assert_eq!(
+            until_marker(replica_sub, &mut to_replica),
+            expected,
+            "on the replica"
+        );
+    };
+
+    let anon = run(&mut con, &["SESSION.CREATE"]);
+    let a = run(&mut con, &["SESSION.CREATE", "USER", "ada"]);
+    let b = run(&mut con, &["SESSION.CREATE", "USER", "ada"]);
+    let c = run(&mut con, &["SESSION.REGENERATE", &anon, "USER", "ada"]);
+    both_saw(
+        &mut con,
+        vec![
+            format!("__session__:created {anon} "),
+            format!("__session__:created {a} ada"),
+            format!("__session__:created {b} ada"),
+            format!("__session__:regenerated {anon} {c} ada"),
+            format!("__session__:destroyed {a} ada"),
+        ],
+    );
+    // Same user: the new ID takes the old one's place.
+    let d = run(&mut con, &["SESSION.REGENERATE", &c]);
+    run(&mut con, &["SESSION.DESTROYALL", "ada", "EXCEPT", &d]);
+    run(&mut con, &["SESSION.DESTROY", &d]);
+    both_saw(
+        &mut con,
+        vec![
+            format!("__session__:regenerated {c} {d} ada"),
+            format!("__session__:destroyed {b} ada"),
+            format!("__session__:destroyed {d} ada"),
+        ],
+    );
+    // The primary's active expiry; the replica's own clock never moves.
+    let e = run(&mut con, &["SESSION.CREATE", "USER", "eve", "IDLE", "1000"]);
+    run(&mut con, &["SET", "k", "v", "PX", "1000"]);
+    caught_up(&mut con);
+    until_marker(primary_sub, &mut con);
+    until_marker(replica_sub, &mut to_replica);
+    primary.advance(1_000);
+    caught_up(&mut con);
+    let mut seen = [
+        until_marker(primary_sub, &mut con),
+        until_marker(replica_sub, &mut to_replica),
+    ];
+    for events in &mut seen {
+        events.sort();
+    }
+    let expired = [
+        "__keyevent@0__:expired k".to_owned(),
+        format!("__session__:expired {e} eve"),
+    ];
+    assert_eq!(seen[0][..], expired[..], "on the primary");
+    // Keyspace events are the primary's only, as for every applied change.
+    assert_eq!(seen[1][..], expired[1..], "on the replica");
+    // Eviction: strings without a deadline fill the primary's memory; only the session may go.
+    let f = run(&mut con, &["SESSION.CREATE"]);
+    let filler = "x".repeat(1024);
+    for i in 0..1_000 {
+        if call(&mut con, "SET", &[&format!("fill:{i}"), &filler]).is_err() {
+            break;
+        }
+    }
+    caught_up(&mut con);
+    let steps = [
+        format!("__session__:created {f} "),
+        format!("__session__:evicted {f} "),
+    ];
+    let primary_saw = until_marker(primary_sub, &mut con);
+    let sessions: Vec<_> = primary_saw
+        .iter()
+        .filter(|event| event.starts_with("__session__:"))
+        .collect();
+    assert_eq!(sessions, [&steps[0], &steps[1]], "on the primary");
+    let replica_saw = until_marker(replica_sub, &mut to_replica);
+    assert_eq!(replica_saw, steps, "on the replica");
+}
