@@ -400,10 +400,14 @@ where
                         dbs.feed().reset(offset);
                         repl.note_history();
                         restart = after_full_sync(&loader_shared, offset);
-                        adopting.store(true, Ordering::Release);
                     },
                     || dbs.flush_all(false),
                 );
+                // Once the gate is open: an acknowledgement lets the primary's WAIT count this
+                // node, whose clients must no longer be answered LOADING.
+                if adopted {
+                    adopting.store(true, Ordering::Release);
+                }
                 match loaded {
                     Ok(summary) if adopted => Ok((summary, rest)),
                     Ok(_) => Err("abandoned".to_owned()),
