@@ -119,6 +119,10 @@ async fn a_write_refused_with_readonly_goes_to_the_new_primary() {
         .query(&mut to_sentinel)
         .unwrap();
 
+    // Synchronized first: a full resync (a hello the new primary had not received yet makes
+    // the old one's offset unknown to it) would answer LOADING while it loads.
+    replicated(&new);
+
     // The old primary answers READONLY; the client asks the sentinel again and the write runs
     // on the new one, once.
     client.set("b", "2").await.unwrap();
