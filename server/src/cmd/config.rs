@@ -556,6 +556,12 @@ fn fsync(value: &[u8]) -> Result<crate::persist::aof::Fsync, String> {
         .ok_or_else(|| "argument(s) must be one of the following: always, everysec, no".to_owned())
 }
 
+/// A period in Redis's whole seconds, rounded up: a sub-second period (a config file may give
+/// `500ms`) never reads as 0, which Redis's settings would take for "none".
+fn whole_seconds(period: Duration) -> String {
+    period.as_millis().div_ceil(1000).to_string()
+}
+
 /// A non-negative integer.
 fn count(value: &[u8]) -> Result<u64, String> {
     std::str::from_utf8(value)
@@ -771,13 +777,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ),
         ("replica-priority", ctx.shared.repl.priority().to_string()),
         ("slave-priority", ctx.shared.repl.priority().to_string()),
-        (
-            "repl-timeout",
-            ctx.shared.repl.timeout().as_secs().to_string(),
-        ),
+        ("repl-timeout", whole_seconds(ctx.shared.repl.timeout())),
         (
             "repl-ping-replica-period",
-            ctx.shared.repl.ping_period().as_secs().to_string(),
+            whole_seconds(ctx.shared.repl.ping_period()),
         ),
         (
             "masteruser",

@@ -787,6 +787,12 @@ fn a_replica_that_stops_reading_its_full_sync_is_cut_off_after_repl_timeout() {
     config.replication.ping_period = Duration::from_millis(500);
     let primary = TestServer::with_config(config);
     let mut p = primary.client();
+    // Redis's whole seconds, rounded up: not 0.
+    let period: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "repl-ping-replica-period"])
+        .query(&mut p)
+        .expect("CONFIG GET");
+    assert_eq!(period, ["repl-ping-replica-period", "1"]);
     let _: () = redis::cmd("CONFIG")
         .arg(&["SET", "repl-timeout", "1"])
         .query(&mut p)
