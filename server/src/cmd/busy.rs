@@ -153,6 +153,9 @@ fn needs(shared: &Shared, conn: &ConnState, args: &[Bytes]) -> Option<Held> {
         }
         // Keys of two databases, or all of both.
         "swapdb" => Some(Held::All),
+        // Its new ID lands in any shard (as SESSION.CREATE's, keyless, does), and a move to
+        // another user may destroy that user's oldest sessions anywhere.
+        "session.regenerate" => Some(Held::All),
         _ => keyed(store, spec, args),
     }
 }

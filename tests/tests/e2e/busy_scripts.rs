@@ -240,3 +240,38 @@ fn a_script_that_must_hold_every_shard_waits_off_the_thread_while_a_long_one_run
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn commands_that_make_session_ids_wait_for_a_busy_script_whatever_shard_the_id_is_in() {
+    // A new ID lands in any shard, maybe one a long script holds: SESSION.CREATE and
+    // SESSION.REGENERATE count as needing every shard, so they are answered BUSY rather than
+    // blocking their thread on the script's lock (REGENERATE's own key may be free).
+    let server = server(1);
+    let mut con = server.raw();
+    con.command(&[b"SESSION.CREATE", b"USER", b"ada"]);
+    let Frame::Bulk(id) = con.reply() else {
+        panic!("no session");
+    };
+    let key = elsewhere(&server, &id);
+    let mut long = server.raw();
+    long.command(&[b"EVAL", b"while true do end", b"1", &key]);
+    until_long(&server);
+    until_busy(&mut server.raw(), &key);
+    for command in [
+        &[&b"SESSION.CREATE"[..]][..],
+        &[b"SESSION.REGENERATE", &id[..]][..],
+        &[b"SESSION.REGENERATE", &id[..], b"USER", b"bob"][..],
+    ] {
+        con.command(command);
+        let reply = con.reply();
+        let busy = matches!(&reply, Frame::Error(text) if text.starts_with(b"BUSY "));
+        assert!(busy, "{command:?}: {reply:?}");
+    }
+    // Reading the session needs its own shard only.
+    con.command(&[b"SESSION.GET", &id]);
+    assert!(matches!(con.reply(), Frame::Array(_) | Frame::Map(_)));
+    assert_eq!(script_kill(&server), Frame::simple("OK"));
+    assert!(error_text(&long.reply()).contains("Script killed by user with SCRIPT KILL"));
+    con.command(&[b"SESSION.REGENERATE", &id]);
+    assert!(matches!(con.reply(), Frame::Bulk(_)));
+}
