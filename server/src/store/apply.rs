@@ -23,6 +23,49 @@ pub struct NoSuchDatabase {
     pub count: usize,
 }
 
+/// The REGENERATEs of a frame: each new ID ([`Ending::Regenerated`]'s `to`) with the user of its
+/// session record in the frame, read before anything is applied (so that no shard the frame's
+/// atomic block does not hold is read for it).
+#[derive(Debug, Default)]
+struct Moves(Vec<(Bytes, Option<Option<Bytes>>)>);
+
+impl Moves {
+    fn of(changes: &Changes) -> Moves {
+        let user_of = |to: &Bytes| {
+            changes.iter().find_map(|(_, record)| match record {
+                Record::Session { id, user, .. } if id == to => Some(user.clone()),
+                _ => None,
+            })
+        };
+        Moves(
+            changes
+                .iter()
+                .filter_map(|(_, record)| match record {
+                    Record::Ended {
+                        why: Ending::Regenerated { to },
+                        ..
+                    } => Some((to.clone(), user_of(to))),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether a REGENERATE of the frame made the ID `id`.
+    fn made(&self, id: &[u8]) -> bool {
+        self.0.iter().any(|(to, _)| to == id)
+    }
+
+    /// The user of the session a REGENERATE of the frame moved to `to`, if the frame holds
+    /// its record.
+    fn user_of(&self, to: &[u8]) -> Option<Option<Bytes>> {
+        self.0
+            .iter()
+            .find(|(id, _)| id == to)
+            .and_then(|(_, user)| user.clone())
+    }
+}
+
 impl Databases {
     /// Applies one frame's changes in order (a frame is one step of the server that wrote it);
     /// records nothing in this server's feed. No key is judged expired by this server's clock:
@@ -51,20 +94,11 @@ impl Databases {
                 return Err(NoSuchDatabase { db, count });
             }
         }
-        let moved_to: Vec<Bytes> = changes
-            .iter()
-            .filter_map(|(_, record)| match record {
-                Record::Ended {
-                    why: Ending::Regenerated { to },
-                    ..
-                } => Some(to.clone()),
-                _ => None,
-            })
-            .collect();
+        let moves = Moves::of(&changes);
         let whole_keyspace =
             |record: &Record| matches!(record, Record::FlushDb | Record::SwapDb { .. });
         if changes.len() > 1 && !changes.iter().any(|(_, record)| whole_keyspace(record)) {
-            self.apply_atomically(changes, &moved_to);
+            self.apply_atomically(changes, &moves);
             return Ok(());
         }
         feed::without_recording(|| {
@@ -77,7 +111,7 @@ impl Databases {
                     }
                     record => {
                         let store = self.db(usize::from(db));
-                        if let Some((user, id)) = store.apply(record, now_ms, &moved_to) {
+                        if let Some((user, id)) = store.apply(record, now_ms, &moves) {
                             let rec = store.journal.recording();
                             store.index_session_uncapped(&user, id, now_ms, &rec);
                         }
@@ -91,7 +125,7 @@ impl Databases {
     /// Applies `changes` (keyed records only) as one atomic block over their keys' shards;
     /// sessions that enter a user's list are indexed once the block's locks are released (the
     /// index's locks come before shard locks), after those it removed are unindexed.
-    fn apply_atomically(&self, changes: Changes, moved_to: &[Bytes]) {
+    fn apply_atomically(&self, changes: Changes, moves: &Moves) {
         let mut shards: Vec<(usize, Vec<usize>)> = Vec::new();
         for (db, record) in &changes {
             let db = usize::from(*db);
@@ -116,7 +150,7 @@ impl Databases {
                 for (db, record) in changes {
                     // The store itself: a SWAPDB after the block would renumber it.
                     let store = self.db(usize::from(db));
-                    if let Some((user, id)) = store.apply(record, 0, moved_to) {
+                    if let Some((user, id)) = store.apply(record, 0, moves) {
                         to_index.push((Arc::clone(store), user, id));
                     }
                 }
@@ -143,16 +177,16 @@ impl Store {
     /// key, a deletion removes it, a change of fields or members changes them in place.
     /// Sessions leave their user's list here; one that enters it is returned, (user, ID), for
     /// the caller to index (after the atomic block it may run in). Keys whose deadline is
-    /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none). `moved_to`: the
+    /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none). `moves`: the
     /// new IDs the frame's REGENERATEs gave ([`Ending::Regenerated`]).
-    fn apply(&self, record: Record, now_ms: u64, moved_to: &[Bytes]) -> Option<(Bytes, Bytes)> {
+    fn apply(&self, record: Record, now_ms: u64, moves: &Moves) -> Option<(Bytes, Bytes)> {
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}
             Record::Delete { key } => {
                 self.remove(&key, now_ms);
             }
-            Record::Ended { key, why } => self.apply_ended(&key, why),
+            Record::Ended { key, why } => self.apply_ended(&key, why, moves),
             Record::SessionTouch { id, last_access_ms } => {
                 self.modify(&id, now_ms, |mut node| {
                     if let ValueMut::Session(session) = node.value_mut() {
@@ -188,7 +222,7 @@ impl Store {
                 let added = added.into_iter().map(|m| (m, Bytes::new())).collect();
                 self.apply_fields(&key, added, removed, expires_at_ms, now_ms, true)
             }
-            whole => return self.apply_whole(whole, now_ms, moved_to),
+            whole => return self.apply_whole(whole, now_ms, moves),
         }
         None
     }
@@ -196,7 +230,7 @@ impl Store {
     /// The server that wrote `key`'s removal removed it itself (`why`): the same removal here,
     /// counted as a deletion (the writer counted its expiries and evictions; a log replayed at
     /// start does not count them again) but announced as the writer announced it.
-    fn apply_ended(&self, key: &[u8], why: Ending) {
+    fn apply_ended(&self, key: &[u8], why: Ending, moves: &Moves) {
         let rec = self.journal.recording();
         let Some((node, _)) = self.remove_if(key, &rec, |_| Some(Removal::Deleted)) else {
             return;
@@ -204,20 +238,17 @@ impl Store {
         match why {
             Ending::Expired => self.after_applied_removal(&node, Removal::Expired),
             Ending::Evicted => self.after_applied_removal(&node, Removal::Evicted),
-            Ending::Regenerated { to } => self.after_applied_move(&node, &to),
+            Ending::Regenerated { to } => {
+                self.after_applied_move(&node, &to, moves.user_of(&to));
+            }
         }
     }
 
     /// A key's whole state: replaces what the key held; a session is returned for indexing under
     /// its user unless it replaces that user's session of the same ID.
-    /// A session that did not exist is announced `created`, unless `moved_to` names it (a
+    /// A session that did not exist is announced `created`, unless `moves` names it (a
     /// later record of the frame announces it as the new ID of a regenerated session).
-    fn apply_whole(
-        &self,
-        record: Record,
-        now_ms: u64,
-        moved_to: &[Bytes],
-    ) -> Option<(Bytes, Bytes)> {
+    fn apply_whole(&self, record: Record, now_ms: u64, moves: &Moves) -> Option<(Bytes, Bytes)> {
         let key = record.key().clone();
         let new_user = match &record {
             Record::Session { user, .. } => Some(user.clone()),
@@ -233,7 +264,7 @@ impl Store {
         }
         self.restore(record, now_ms);
         if let (None, Some(user)) = (&old_user, &new_user) {
-            if !moved_to.contains(&key) {
+            if !moves.made(&key) {
                 self.announce_created(&key, user.as_deref());
             }
         }
@@ -351,5 +382,35 @@ mod tests {
         ]);
         assert_eq!(refused, Err(NoSuchDatabase { db: 7, count: 2 }));
         assert_eq!(store.count_sessions(b"", b"cy"), 0);
+    }
+
+    #[test]
+    fn a_move_whose_records_name_two_databases_applies_without_reading_elsewhere() {
+        // A SWAPDB on the primary between a REGENERATE's two records numbers them apart: the
+        // move is applied in the old ID's database, and nothing of the new ID's is read there
+        // (its shard is not one the frame's block holds).
+        let (clock, _) = Clock::manual(1_000);
+        let dbs = Databases::new(clock, 2);
+        let (old, new) = (Bytes::from_static(b"old"), Bytes::from_static(b"new"));
+        assert_ne!(dbs.db(1).shard_of_key(&old), dbs.db(1).shard_of_key(&new));
+        dbs.apply(vec![(1, session(b"old", b"ada"))]).unwrap();
+        dbs.apply(vec![
+            (0, session(b"new", b"ada")),
+            (
+                1,
+                Record::Ended {
+                    key: old.clone(),
+                    why: Ending::Regenerated { to: new.clone() },
+                },
+            ),
+        ])
+        .unwrap();
+        assert_eq!(dbs.db(1).count_sessions(b"", b"ada"), 0);
+        assert_eq!(dbs.db(0).list_sessions(b"", b"ada", 1_000), [&b"new"[..]]);
+        let regenerated = |db: usize| {
+            let stats = &dbs.db(db).sessions;
+            stats.regenerated.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        assert_eq!(regenerated(1), 1);
     }
 }

@@ -712,7 +712,10 @@ impl Store {
         let rec = self.journal.recording();
         // One frame for the removal, the insertion and the cap's removals. It is emitted once
         // the locks are released: only a write to a key named like the old ID, or like the new
-        // one before it is returned, could fall in between, and neither is a session's.
+        // one before it is returned, could fall in between, and neither is a session's. A
+        // SWAPDB could too (no lock of this store is held throughout): the frame then follows
+        // the swap's with records numbered before it, and a replica puts the new ID in the
+        // other database (a known limit, as for SESSION.CREATE's cap).
         let _group = self.feed.group();
         let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
@@ -810,16 +813,24 @@ impl Store {
     }
 
     /// A REGENERATE applied from a feed: the session `node` left for the ID `to`, whose record
-    /// was applied before. It leaves the totals and its user's list (the caller indexes the new
-    /// ID), and is announced `regenerated` with the new ID's user, as its writer announced it.
-    pub(super) fn after_applied_move(&self, node: &Node, to: &Bytes) {
+    /// came before (`new_user`: its user, if the frame held it). It leaves the totals and its
+    /// user's list (the caller indexes the new ID), is counted as a regeneration, and is
+    /// announced `regenerated` with the new ID's user, as its writer announced it.
+    pub(super) fn after_applied_move(
+        &self,
+        node: &Node,
+        to: &Bytes,
+        new_user: Option<Option<Bytes>>,
+    ) {
         self.account(Tally::of(node), Tally::NOTHING);
         self.changes.add(1);
+        self.sessions
+            .regenerated
+            .fetch_add(1, AtomicOrdering::Relaxed);
         let old_user = node.as_session().and_then(|s| s.user.clone());
         if let Some(user) = &old_user {
             self.unindex(user, node.key());
         }
-        let new_user = self.peek(to, |n| n.and_then(Node::as_session).map(|s| s.user.clone()));
         let user = new_user.unwrap_or(old_user);
         self.notifier.session_regenerated(
             (node.key(), prefix_of(node.key())),
