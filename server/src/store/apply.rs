@@ -66,6 +66,19 @@ impl Moves {
     }
 }
 
+/// What a record applied leaves to do in the per-user index, once the frame's block has
+/// released its shard locks (the index's locks come before shard locks).
+#[derive(Debug)]
+enum Indexing {
+    /// Nothing.
+    Nothing,
+    /// The session `id` enters `user`'s list: (user, id).
+    Add(Bytes, Bytes),
+    /// A REGENERATE for the same user: the new ID takes the old one's place in the user's
+    /// list, as on the writer: (user, old, new).
+    Replace(Bytes, Bytes, Bytes),
+}
+
 impl Databases {
     /// Applies one frame's changes in order (a frame is one step of the server that wrote it);
     /// records nothing in this server's feed. No key is judged expired by this server's clock:
@@ -111,10 +124,8 @@ impl Databases {
                     }
                     record => {
                         let store = self.db(usize::from(db));
-                        if let Some((user, id)) = store.apply(record, now_ms, &moves) {
-                            let rec = store.journal.recording();
-                            store.index_session_uncapped(&user, id, now_ms, &rec);
-                        }
+                        let indexing = store.apply(record, now_ms, &moves);
+                        store.index_applied(indexing);
                     }
                 }
             }
@@ -150,43 +161,60 @@ impl Databases {
                 for (db, record) in changes {
                     // The store itself: a SWAPDB after the block would renumber it.
                     let store = self.db(usize::from(db));
-                    if let Some((user, id)) = store.apply(record, 0, moves) {
-                        to_index.push((Arc::clone(store), user, id));
+                    match store.apply(record, 0, moves) {
+                        Indexing::Nothing => {}
+                        indexing => to_index.push((Arc::clone(store), indexing)),
                     }
                 }
             });
             to_index
         });
-        for (store, user, id) in to_index {
-            // Unless a later change of the frame removed it again (its unindexing, deferred,
-            // came first).
-            let still = store.peek(&id, |node| {
-                node.and_then(|node| node.as_session())
-                    .is_some_and(|session| session.user.as_ref() == Some(&user))
-            });
-            if still {
-                let rec = store.journal.recording();
-                store.index_session_uncapped(&user, id, 0, &rec);
-            }
+        for (store, indexing) in to_index {
+            store.index_applied(indexing);
         }
     }
 }
 
 impl Store {
+    /// Does what [`Store::apply`] left for the per-user index (the frame's block released).
+    fn index_applied(&self, indexing: Indexing) {
+        // Unless a later change of the frame removed the new ID again (its unindexing,
+        // deferred, came first).
+        let still = |id: &Bytes, user: &Bytes| {
+            self.peek(id, |node| {
+                node.and_then(|node| node.as_session())
+                    .is_some_and(|session| session.user.as_ref() == Some(user))
+            })
+        };
+        match indexing {
+            Indexing::Nothing => {}
+            Indexing::Add(user, id) => {
+                if still(&id, &user) {
+                    let rec = self.journal.recording();
+                    self.index_session_uncapped(&user, id, 0, &rec);
+                }
+            }
+            Indexing::Replace(user, old, new) => {
+                let still = still(&new, &user);
+                self.index_moved(&user, &old, new, still);
+            }
+        }
+    }
+
     /// Applies one record (not a SWAPDB, which is [`Databases`]'s): a whole state replaces the
     /// key, a deletion removes it, a change of fields or members changes them in place.
     /// Sessions leave their user's list here; one that enters it is returned, (user, ID), for
     /// the caller to index (after the atomic block it may run in). Keys whose deadline is
     /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none). `moves`: the
     /// new IDs the frame's REGENERATEs gave ([`Ending::Regenerated`]).
-    fn apply(&self, record: Record, now_ms: u64, moves: &Moves) -> Option<(Bytes, Bytes)> {
+    fn apply(&self, record: Record, now_ms: u64, moves: &Moves) -> Indexing {
         match record {
             Record::FlushDb => self.flush(),
             Record::SwapDb { .. } => {}
             Record::Delete { key } => {
                 self.remove(&key, now_ms);
             }
-            Record::Ended { key, why } => self.apply_ended(&key, why, moves),
+            Record::Ended { key, why } => return self.apply_ended(&key, why, moves),
             Record::SessionTouch { id, last_access_ms } => {
                 self.modify(&id, now_ms, |mut node| {
                     if let ValueMut::Session(session) = node.value_mut() {
@@ -224,31 +252,36 @@ impl Store {
             }
             whole => return self.apply_whole(whole, now_ms, moves),
         }
-        None
+        Indexing::Nothing
     }
 
     /// The server that wrote `key`'s removal removed it itself (`why`): the same removal here,
     /// counted as a deletion (the writer counted its expiries and evictions; a log replayed at
     /// start does not count them again) but announced as the writer announced it.
-    fn apply_ended(&self, key: &[u8], why: Ending, moves: &Moves) {
+    fn apply_ended(&self, key: &[u8], why: Ending, moves: &Moves) -> Indexing {
         let rec = self.journal.recording();
         let Some((node, _)) = self.remove_if(key, &rec, |_| Some(Removal::Deleted)) else {
-            return;
+            return Indexing::Nothing;
         };
         match why {
             Ending::Expired => self.after_applied_removal(&node, Removal::Expired),
             Ending::Evicted => self.after_applied_removal(&node, Removal::Evicted),
             Ending::Regenerated { to } => {
-                self.after_applied_move(&node, &to, moves.user_of(&to));
+                let user = self.after_applied_move(&node, &to, moves.user_of(&to));
+                if let Some(user) = user {
+                    let old = Bytes::copy_from_slice(node.key());
+                    return Indexing::Replace(user, old, to);
+                }
             }
         }
+        Indexing::Nothing
     }
 
     /// A key's whole state: replaces what the key held; a session is returned for indexing under
     /// its user unless it replaces that user's session of the same ID.
     /// A session that did not exist is announced `created`, unless `moves` names it (a
     /// later record of the frame announces it as the new ID of a regenerated session).
-    fn apply_whole(&self, record: Record, now_ms: u64, moves: &Moves) -> Option<(Bytes, Bytes)> {
+    fn apply_whole(&self, record: Record, now_ms: u64, moves: &Moves) -> Indexing {
         let key = record.key().clone();
         let new_user = match &record {
             Record::Session { user, .. } => Some(user.clone()),
@@ -269,8 +302,8 @@ impl Store {
             }
         }
         match (same, new_user) {
-            (false, Some(Some(user))) => Some((user, key)),
-            _ => None,
+            (false, Some(Some(user))) => Indexing::Add(user, key),
+            _ => Indexing::Nothing,
         }
     }
 
@@ -412,5 +445,51 @@ mod tests {
             stats.regenerated.load(std::sync::atomic::Ordering::Relaxed)
         };
         assert_eq!(regenerated(1), 1);
+    }
+
+    #[test]
+    fn a_move_within_one_user_keeps_the_new_id_where_the_old_one_was_listed() {
+        // As on the writer (`list.replace`): the per-user cap of a promoted replica ends the
+        // same session the primary would have.
+        let (clock, _) = Clock::manual(1_000);
+        let dbs = Databases::new(clock, 1);
+        let store = dbs.db(0).clone();
+        for id in [&b"first"[..], b"old", b"last"] {
+            let Record::Session { fields, .. } = session(b"x", b"ada") else {
+                unreachable!()
+            };
+            let record = Record::Session {
+                id: Bytes::copy_from_slice(id),
+                user: Some(Bytes::from_static(b"ada")),
+                fields,
+                created_ms: 1_000,
+                last_access_ms: 1_000,
+                idle_ms: 60_000,
+                absolute_ms: 600_000,
+                version: 1,
+            };
+            dbs.apply(vec![(0, record)]).unwrap();
+        }
+        let moved = |old: &'static [u8], new: &'static [u8], user: &'static [u8]| {
+            vec![
+                (0, session(new, user)),
+                (
+                    0,
+                    Record::Ended {
+                        key: Bytes::from_static(old),
+                        why: Ending::Regenerated {
+                            to: Bytes::from_static(new),
+                        },
+                    },
+                ),
+            ]
+        };
+        dbs.apply(moved(b"old", b"new", b"ada")).unwrap();
+        let listed = |user: &[u8]| store.list_sessions(b"", user, 1_000);
+        assert_eq!(listed(b"ada"), [&b"first"[..], b"new", b"last"]);
+        // To another user (a login): the newest of that user's, gone from the first's list.
+        dbs.apply(moved(b"first", b"bobs", b"bob")).unwrap();
+        assert_eq!(listed(b"ada"), [&b"new"[..], b"last"]);
+        assert_eq!(listed(b"bob"), [&b"bobs"[..]]);
     }
 }

@@ -813,22 +813,25 @@ impl Store {
     }
 
     /// A REGENERATE applied from a feed: the session `node` left for the ID `to`, whose record
-    /// came before (`new_user`: its user, if the frame held it). It leaves the totals and its
-    /// user's list (the caller indexes the new ID), is counted as a regeneration, and is
-    /// announced `regenerated` with the new ID's user, as its writer announced it.
+    /// came before (`new_user`: its user, if the frame held it). It leaves the totals, is
+    /// counted as a regeneration, and is announced `regenerated` with the new ID's user, as
+    /// its writer announced it. It leaves its user's list, but for a move within one user,
+    /// whose user is returned: the caller puts the new ID in its place
+    /// ([`Store::index_moved`]), as the writer did.
     pub(super) fn after_applied_move(
         &self,
         node: &Node,
         to: &Bytes,
         new_user: Option<Option<Bytes>>,
-    ) {
+    ) -> Option<Bytes> {
         self.account(Tally::of(node), Tally::NOTHING);
         self.changes.add(1);
         self.sessions
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
         let old_user = node.as_session().and_then(|s| s.user.clone());
-        if let Some(user) = &old_user {
+        let same_user = old_user.is_some() && new_user.as_ref() == Some(&old_user);
+        if let (false, Some(user)) = (same_user, &old_user) {
             self.unindex(user, node.key());
         }
         let user = new_user.unwrap_or(old_user);
@@ -837,6 +840,32 @@ impl Store {
             (to, prefix_of(to)),
             user.as_deref(),
         );
+        user.filter(|_| same_user)
+    }
+
+    /// Applied from a feed, with no shard lock held: `user`'s session `old` moved to `new`. If
+    /// `still` (`new` is that user's session), `new` takes `old`'s place in the list (or is
+    /// appended, `old` not being listed), once; otherwise `old` just leaves the list.
+    pub(super) fn index_moved(&self, user: &Bytes, old: &[u8], new: Bytes, still: bool) {
+        let key = index_key(prefix_of(&new), user);
+        if let Some(mut list) = self.users.get_mut(&key) {
+            let hasher = self.users.hasher();
+            // Appended already, by a record of the frame applied one by one.
+            list.remove(&new, hasher);
+            if still && list.replace(old, new.clone(), hasher) {
+                return;
+            }
+            list.remove(old, hasher);
+            let now_empty = list.is_empty();
+            drop(list);
+            if now_empty {
+                self.users.remove_if(&key, |_, list| list.is_empty());
+            }
+        }
+        if still {
+            let rec = self.journal.recording();
+            self.index_session_uncapped(user, new, 0, &rec);
+        }
     }
 }
 
