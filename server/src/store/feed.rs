@@ -1629,6 +1629,45 @@ mod tests {
             .expect("a session");
     }
 
+    #[test]
+    fn regenerations_racing_swapdb_replay_into_the_databases_they_were_made_in() {
+        // Each move's frame is emitted while it holds its shards, which SWAPDB needs: its
+        // records and its place among the swaps agree, and a replica finds every session
+        // where its primary has it.
+        let (dbs, _) = dbs();
+        let dbs = Arc::new(dbs);
+        let store = dbs.db(0).clone();
+        // Every frame of the run stays in the backlog.
+        store.feed().set_backlog_size(64 << 20);
+        let from = store.feed().end_offset();
+        let mut ids: Vec<Bytes> = (0..4).map(|_| session(&store, "ada")).collect();
+        let swapper = {
+            let dbs = Arc::clone(&dbs);
+            std::thread::spawn(move || {
+                for _ in 0..1_500 {
+                    dbs.swap(0, 1);
+                }
+            })
+        };
+        for round in 0..6_000 {
+            let id = &mut ids[round % 4];
+            *id = store
+                .regenerate_session(id, None, START, 0)
+                .expect("an ID")
+                .expect("a session");
+        }
+        swapper.join().expect("swapper");
+        let replica = replay(&[], frames(store.feed(), from));
+        for db in 0..2 {
+            let count = |dbs: &Databases| dbs.db(db).count_sessions(b"", b"ada");
+            assert_eq!(count(&replica), count(&dbs), "database {db}");
+            for id in &ids {
+                let has = |dbs: &Databases| dbs.db(db).peek(id, |node| node.is_some());
+                assert_eq!(has(&replica), has(&dbs), "database {db}");
+            }
+        }
+    }
+
     /// A replica's view: `snapshot` restored as a snapshot loads, then `frames` applied.
     fn replay(snapshot: &[(usize, Record)], frames: Vec<(Changes, usize)>) -> Databases {
         let (clock, _) = Clock::manual(START);

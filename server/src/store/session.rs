@@ -283,6 +283,16 @@ pub enum SessionError {
     Random(#[from] getrandom::Error),
 }
 
+/// How [`Store::move_session`] ended.
+enum Move {
+    /// Moved: the old ID, the new one, and the session's user.
+    Moved(Bytes, Bytes, Option<Bytes>),
+    /// No live session at the old ID.
+    Gone,
+    /// The new ID is taken (draw another).
+    Taken,
+}
+
 /// What `session-max-bytes` counts for each field beyond its name and value: about what one
 /// costs in the session's table and encoding, so that many tiny fields are bounded too (each
 /// write sends the whole session to the log and the replicas).
@@ -710,73 +720,23 @@ impl Store {
         // Taken before the user's list, as every other path does: the journal's gate, then a
         // user's list (a snapshot waiting to close the gate blocks new recordings).
         let rec = self.journal.recording();
-        // One frame for the removal, the insertion and the cap's removals. It is emitted once
-        // the locks are released: only a write to a key named like the old ID, or like the new
-        // one before it is returned, could fall in between, and neither is a session's. A
-        // SWAPDB could too (no lock of this store is held throughout): the frame then follows
-        // the swap's with records numbered before it, and a replica puts the new ID in the
-        // other database (a known limit, as for SESSION.CREATE's cap).
-        let _group = self.feed.group();
         let old_key = old_user.as_ref().map(|u| index_key(prefix_of(id), u));
         let mut old_list = old_key.as_ref().and_then(|key| self.users.get_mut(key));
-        // Recorded in the feed once the new ID exists, as a move (a replica announces
-        // `regenerated`, not `destroyed` and `created`).
-        let removed = self.take_if(id, &rec, false, |node| {
-            (!node.is_expired(now_ms) && node.is_session()).then_some(Removal::Deleted)
-        });
-        let Some((old, _)) = removed else {
-            return Ok(None);
-        };
-        let old_id = Bytes::copy_from_slice(old.key());
-        // The old entry leaves the totals (a change, but no removal: the session lives on under
-        // the new ID, which counts again when it is inserted).
-        self.account(Tally::of(&old), Tally::NOTHING);
-        self.changes.add(1);
-        let Entry {
-            value: Value::Session(mut record),
-            expires_at_ms: deadline,
-        } = old.into_entry()
-        else {
-            return Ok(None);
-        };
-        if let Some(user) = new_user {
-            record.user = Some(owned(user));
-        }
-        let user = record.user.clone();
-        let new_id = match self.insert_session(prefix_of(&old_id), *record, deadline, now_ms, &rec)
-        {
-            Ok(new_id) => new_id,
-            Err(error) => {
-                self.feed_delete(&old_id, Removal::Deleted);
-                if let Some(list) = old_list.as_mut() {
-                    list.remove(&old_id, self.users.hasher());
-                }
-                drop(old_list);
-                self.sessions
-                    .destroyed
-                    .fetch_add(1, AtomicOrdering::Relaxed);
-                self.notifier.session_event(
-                    SessionEvent::Destroyed,
-                    &old_id,
-                    prefix_of(&old_id),
-                    old_user.as_deref(),
-                );
-                return Err(error);
+        let (old_id, new_id, user) = loop {
+            let new_id = new_id(prefix_of(id))?;
+            match self.move_session(id, new_id, new_user, now_ms, &rec) {
+                Move::Moved(old_id, new_id, user) => break (old_id, new_id, user),
+                Move::Gone => return Ok(None),
+                // Drawn again in the astronomically unlikely case the ID is taken.
+                Move::Taken => {}
             }
         };
-        if self.feed.on() {
-            let record = Record::Ended {
-                key: old_id.clone(),
-                why: Ending::Regenerated { to: new_id.clone() },
-            };
-            self.feed.push(self.logical(), &record);
-        }
         self.sessions
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
         let same_user = old_user.is_some() && old_user == user;
         let mut indexed = false;
-        if let Some(mut list) = old_list {
+        if let Some(mut list) = old_list.take() {
             let hasher = self.users.hasher();
             if same_user {
                 // The new ID takes the old one's place; the count is unchanged.
@@ -798,9 +758,76 @@ impl Store {
         );
         if let (false, Some(new)) = (indexed, &user) {
             // Moved to another user (a login): the user's newest session, whatever its age.
+            // The cap's removals are frames of their own, after the move's.
             self.index_session(new, new_id.clone(), now_ms, max_per_user, &rec);
         }
         Ok(Some(new_id))
+    }
+
+    /// The move of [`Store::regenerate_session`], as one atomic block over the old ID's shard
+    /// and `new_id`'s: no reader sees both IDs or neither, and the move's frame (the new ID's
+    /// record, then [`Ending::Regenerated`] for the old one) is emitted while the block holds
+    /// them, so that no write to either key, nor a SWAPDB (which needs every shard), falls
+    /// between its records and its place in the stream.
+    fn move_session(
+        &self,
+        id: &[u8],
+        new_id: Bytes,
+        new_user: Option<&Bytes>,
+        now_ms: u64,
+        rec: &Recording<'_>,
+    ) -> Move {
+        let mut shards = [self.shard_of_key(id), self.shard_of_key(&new_id)];
+        shards.sort_unstable();
+        let shards = if shards[0] == shards[1] {
+            &shards[..1]
+        } else {
+            &shards[..]
+        };
+        let new_user = new_user.map(owned);
+        self.map.atomic(Some(shards), || {
+            let _nested = super::journal::Nested::enter(rec);
+            let _group = self.feed.group();
+            if self.peek(&new_id, |node| node.is_some()) {
+                return Move::Taken;
+            }
+            // Recorded once the new ID exists, as a move (a replica announces `regenerated`,
+            // not `destroyed` and `created`).
+            let removed = self.take_if(id, rec, false, |node| {
+                (!node.is_expired(now_ms) && node.is_session()).then_some(Removal::Deleted)
+            });
+            let Some((old, _)) = removed else {
+                return Move::Gone;
+            };
+            let old_id = Bytes::copy_from_slice(old.key());
+            // The old entry leaves the totals (a change, but no removal: the session lives on
+            // under the new ID, which counts again when it is inserted).
+            self.account(Tally::of(&old), Tally::NOTHING);
+            self.changes.add(1);
+            let (mut record, deadline) = match old.into_entry() {
+                Entry {
+                    value: Value::Session(record),
+                    expires_at_ms,
+                } => (record, expires_at_ms),
+                // Judged a session above, under the same lock.
+                _ => return Move::Gone,
+            };
+            if let Some(user) = new_user {
+                record.user = Some(user);
+            }
+            let user = record.user.clone();
+            let entry = Entry::new(Value::Session(record), deadline);
+            // Free: seen so above, under the same lock.
+            let _ = self.insert_new(&new_id, entry, now_ms, rec);
+            if self.feed.on() {
+                let record = Record::Ended {
+                    key: old_id.clone(),
+                    why: Ending::Regenerated { to: new_id.clone() },
+                };
+                self.feed.push(self.logical(), &record);
+            }
+            Move::Moved(old_id, new_id, user)
+        })
     }
 }
 
