@@ -203,8 +203,8 @@ impl Store {
 
     /// Applies one record (not a SWAPDB, which is [`Databases`]'s): a whole state replaces the
     /// key, a deletion removes it, a change of fields or members changes them in place.
-    /// Sessions leave their user's list here; one that enters it is returned, (user, ID), for
-    /// the caller to index (after the atomic block it may run in). Keys whose deadline is
+    /// Sessions leave their user's list here; what enters it is returned ([`Indexing`]) for the
+    /// caller to do (after the atomic block it may run in). Keys whose deadline is
     /// before `now_ms` count as missing ([`Databases::apply`] passes 0: none). `moves`: the
     /// new IDs the frame's REGENERATEs gave ([`Ending::Regenerated`]).
     fn apply(&self, record: Record, now_ms: u64, moves: &Moves) -> Indexing {
@@ -256,8 +256,9 @@ impl Store {
     }
 
     /// The server that wrote `key`'s removal removed it itself (`why`): the same removal here,
-    /// counted as a deletion (the writer counted its expiries and evictions; a log replayed at
-    /// start does not count them again) but announced as the writer announced it.
+    /// an expiry or an eviction counted as a deletion (the writer counted them; a log replayed
+    /// at start does not count them again) and a move as a regeneration, announced as the
+    /// writer announced it.
     fn apply_ended(&self, key: &[u8], why: Ending, moves: &Moves) -> Indexing {
         let rec = self.journal.recording();
         let Some((node, _)) = self.remove_if(key, &rec, |_| Some(Removal::Deleted)) else {
@@ -267,7 +268,19 @@ impl Store {
             Ending::Expired => self.after_applied_removal(&node, Removal::Expired),
             Ending::Evicted => self.after_applied_removal(&node, Removal::Evicted),
             Ending::Regenerated { to } => {
-                let user = self.after_applied_move(&node, &to, moves.user_of(&to));
+                // From the frame; else (a frame split at `MAX_FRAME`, applied alone and so
+                // outside any block) from the store.
+                let new_user = moves.user_of(&to).or_else(|| {
+                    let outside = !super::table::Table::in_block();
+                    outside
+                        .then(|| {
+                            self.peek(&to, |n| {
+                                n.and_then(super::Node::as_session).map(|s| s.user.clone())
+                            })
+                        })
+                        .flatten()
+                });
+                let user = self.after_applied_move(&node, &to, new_user);
                 if let Some(user) = user {
                     let old = Bytes::copy_from_slice(node.key());
                     return Indexing::Replace(user, old, to);
@@ -277,8 +290,8 @@ impl Store {
         Indexing::Nothing
     }
 
-    /// A key's whole state: replaces what the key held; a session is returned for indexing under
-    /// its user unless it replaces that user's session of the same ID.
+    /// A key's whole state: replaces what the key held; a session is to be indexed under its
+    /// user ([`Indexing::Add`]) unless it replaces that user's session of the same ID.
     /// A session that did not exist is announced `created`, unless `moves` names it (a
     /// later record of the frame announces it as the new ID of a regenerated session).
     fn apply_whole(&self, record: Record, now_ms: u64, moves: &Moves) -> Indexing {
@@ -484,12 +497,20 @@ mod tests {
                 ),
             ]
         };
+        dbs.apply(vec![(0, session(b"bob-before", b"bob"))])
+            .unwrap();
         dbs.apply(moved(b"old", b"new", b"ada")).unwrap();
-        let listed = |user: &[u8]| store.list_sessions(b"", user, 1_000);
+        // The count first: listing prunes IDs listed without a session.
+        let listed = |user: &[u8]| {
+            let count = store.count_sessions(b"", user);
+            let list = store.list_sessions(b"", user, 1_000);
+            assert_eq!(count, list.len(), "{list:?}");
+            list
+        };
         assert_eq!(listed(b"ada"), [&b"first"[..], b"new", b"last"]);
-        // To another user (a login): the newest of that user's, gone from the first's list.
+        // To another user (a login): that user's newest, gone from the first's list.
         dbs.apply(moved(b"first", b"bobs", b"bob")).unwrap();
         assert_eq!(listed(b"ada"), [&b"new"[..], b"last"]);
-        assert_eq!(listed(b"bob"), [&b"bobs"[..]]);
+        assert_eq!(listed(b"bob"), [&b"bob-before"[..], b"bobs"]);
     }
 }

@@ -877,7 +877,7 @@ impl Store {
         let key = index_key(prefix_of(&new), user);
         if let Some(mut list) = self.users.get_mut(&key) {
             let hasher = self.users.hasher();
-            // Appended already, by a record of the frame applied one by one.
+            // Appended already, by the frame's record of the new ID (its `Indexing::Add`).
             list.remove(&new, hasher);
             if still && list.replace(old, new.clone(), hasher) {
                 return;
