@@ -238,6 +238,29 @@ mod tests {
     }
 
     #[test]
+    fn regenerations_alone_keep_the_expiry_index_bounded() {
+        // Each move leaves the old ID's position stale: with no other write to compact the
+        // index, REGENERATE must.
+        let store = Store::new(crate::clock::Clock::manual(START).0);
+        let mut ids: Vec<Bytes> = (0..10)
+            .map(|_| store.create_session(session_of(Some("ada"), 60_000), START, 0))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for round in 0..20_000 {
+            let id = &mut ids[round % 10];
+            *id = store
+                .regenerate_session(id, None, START, 0)
+                .unwrap()
+                .unwrap();
+        }
+        let positions = store.expiry_index_len();
+        assert!(
+            positions <= 2 * super::super::INDEX_FLOOR,
+            "{positions} positions for 10 sessions"
+        );
+    }
+
+    #[test]
     fn a_session_moved_to_a_user_at_the_cap_is_not_the_one_evicted() {
         let store = Store::new(crate::clock::Clock::manual(START).0);
         // The anonymous session is the oldest: it sorted first and was evicted at once.
@@ -731,6 +754,8 @@ impl Store {
                 Move::Taken => {}
             }
         };
+        // Skipped inside the block: the old ID's position in the expiry index is stale now.
+        self.bound_index();
         self.sessions
             .regenerated
             .fetch_add(1, AtomicOrdering::Relaxed);
