@@ -506,6 +506,11 @@ impl Databases {
         };
         let mut node = occupied.remove().0;
         src.journal_delete(src_shard, key, &rec, false, Removal::Deleted);
+        if target.find(dst_hash, is(key)).is_some() {
+            // Dead (found not live above): it ends by its expiry, as announced below; recorded
+            // so, a replica announces it the same way.
+            dst.feed_delete(key, Removal::Expired);
+        }
         let left = Before::of(&node);
         // Queued afresh in the destination's expiry index; the source's position goes stale.
         node.set_queued_tick(0);

@@ -1668,6 +1668,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_dead_session_replaced_by_rename_or_move_ends_by_its_expiry_in_the_stream() {
+        use crate::store::{Ending, Moved, Renamed};
+        // The primary announces such a session `expired`: the stream says so, and a replica
+        // drops it from its user's list as the primary did.
+        let (dbs, manual) = dbs();
+        let store = dbs.db(0).clone();
+        let from = store.feed().end_offset();
+        let renamed_onto = session(&store, "ada");
+        let moved_onto = session(dbs.db(1), "bob");
+        manual.advance(60_000);
+        let now = store.now_ms();
+        set_str(&store, "k", "v", 0);
+        assert_eq!(
+            store.rename(b"k", &renamed_onto, false, now),
+            Renamed::Moved
+        );
+        set_str(&store, &String::from_utf8_lossy(&moved_onto), "v", 0);
+        assert_eq!(dbs.move_key(0, 1, &moved_onto, now), Moved::Moved);
+        let frames = frames(store.feed(), from);
+        let ended: Vec<(u16, Bytes)> = frames
+            .iter()
+            .flat_map(|(changes, _)| changes.iter())
+            .filter_map(|(db, record)| match record {
+                Record::Ended {
+                    key,
+                    why: Ending::Expired,
+                } => Some((*db, key.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended, [(0, renamed_onto), (1, moved_onto)]);
+        let replica = replay(&[], frames);
+        assert_eq!(replica.db(0).count_sessions(b"", b"ada"), 0);
+        assert_eq!(replica.db(1).count_sessions(b"", b"bob"), 0);
+    }
+
     /// A replica's view: `snapshot` restored as a snapshot loads, then `frames` applied.
     fn replay(snapshot: &[(usize, Record)], frames: Vec<(Changes, usize)>) -> Databases {
         let (clock, _) = Clock::manual(START);

@@ -63,6 +63,15 @@ impl Store {
         };
         let old = occupied.remove().0;
         self.journal_delete(from_shard, from, &rec, false, Removal::Deleted);
+        if shards
+            .second()
+            .find(to_hash, is(to))
+            .is_some_and(|n| n.is_expired(now_ms))
+        {
+            // A dead key replaced ends by its expiry, as announced below: recorded so, a
+            // replica announces it the same way.
+            self.feed_delete(to, Removal::Expired);
+        }
         let left = Before::of(&old);
         let mut node = old.rekeyed(to);
         // A new node under a new hash: queued for expiry afresh; the old name's position in
