@@ -271,14 +271,12 @@ impl Store {
                 // From the frame; else (a frame split at `MAX_FRAME`, applied alone and so
                 // outside any block) from the store.
                 let new_user = moves.user_of(&to).or_else(|| {
-                    let outside = !super::table::Table::in_block();
-                    outside
-                        .then(|| {
-                            self.peek(&to, |n| {
-                                n.and_then(super::Node::as_session).map(|s| s.user.clone())
-                            })
-                        })
-                        .flatten()
+                    if super::table::Table::in_block() {
+                        return None;
+                    }
+                    self.peek(&to, |n| {
+                        n.and_then(super::Node::as_session).map(|s| s.user.clone())
+                    })
                 });
                 let user = self.after_applied_move(&node, &to, new_user);
                 if let Some(user) = user {
@@ -468,20 +466,7 @@ mod tests {
         let dbs = Databases::new(clock, 1);
         let store = dbs.db(0).clone();
         for id in [&b"first"[..], b"old", b"last"] {
-            let Record::Session { fields, .. } = session(b"x", b"ada") else {
-                unreachable!()
-            };
-            let record = Record::Session {
-                id: Bytes::copy_from_slice(id),
-                user: Some(Bytes::from_static(b"ada")),
-                fields,
-                created_ms: 1_000,
-                last_access_ms: 1_000,
-                idle_ms: 60_000,
-                absolute_ms: 600_000,
-                version: 1,
-            };
-            dbs.apply(vec![(0, record)]).unwrap();
+            dbs.apply(vec![(0, session(id, b"ada"))]).unwrap();
         }
         let moved = |old: &'static [u8], new: &'static [u8], user: &'static [u8]| {
             vec![
