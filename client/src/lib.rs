@@ -126,8 +126,8 @@
 //! sentinel's port defaults to 26379; `master` is the name of `sentinel monitor`; the login and
 //! database are the primary's, the sentinels are asked without one). The client asks the sentinels
 //! in turn for the primary (`SENTINEL get-master-addr-by-name`), checks with `ROLE` that it is one,
-//! and asks again when a connection to it breaks, a command times out or gets `READONLY` (it was
-//! demoted). A command refused with `READONLY` did not run and is sent once more to the new
+//! and asks again when a connection to it breaks, a command times out or gets `READONLY` or
+//! `LOADING` (it was demoted). A command refused with `READONLY` did not run and is sent once more to the new
 //! primary; one whose connection broke before its reply is sent again only if it is one of
 //! [`IDEMPOTENT`] (reads, and the session reads that refresh the idle timer), else it fails with
 //! [`ErrorKind::Connection`] (it may or may not have run). During the failover itself (Sentinel's

@@ -12,11 +12,14 @@
 //!
 //! A node given as a `redis+sentinel://` URL has no fixed address: each new connection goes to
 //! the primary the sentinels name (checked with `ROLE`), remembered until a connection to it
-//! breaks, a command times out or a command gets `READONLY` (the node was demoted). Each drops
-//! every connection of the node, and the next ones ask the sentinels again. A command refused
-//! with `READONLY` did not run, and is sent once more; one whose connection broke before its
-//! reply may have run, and is sent once more only if running it twice is harmless
-//! ([`IDEMPOTENT`]).
+//! breaks, a command times out or a command gets `READONLY` or `LOADING` (the node was
+//! demoted). Each drops every connection of the node, and the next ones ask the sentinels
+//! again. A command refused with `READONLY` did not run, and is sent once more; one whose
+//! connection broke before its reply may have run, and is sent once more only if running it
+//! twice is harmless ([`IDEMPOTENT`]).
+//!
+//! A command refused with `LOADING` (the server loads its dataset) did not run either: any node
+//! sends it again after the backoff's delays, until the command timeout would pass.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -205,7 +208,8 @@ impl Node {
     /// reply becomes an [`Error`] of kind server, auth or conflict.
     pub(crate) async fn request(&self, command: Bytes) -> Result<Frame> {
         let timeout = self.settings.command_timeout;
-        let frame = tokio::time::timeout(timeout, self.send_following(command))
+        let deadline = Instant::now() + timeout;
+        let frame = tokio::time::timeout_at(deadline, self.send_through_loading(command, deadline))
             .await
             .map_err(|_| {
                 // Through Sentinel, a primary that stopped answering may have been replaced.
@@ -217,6 +221,30 @@ impl Node {
         match frame {
             Frame::Error(text) => Err(Error::from_reply(&text)),
             frame => Ok(frame),
+        }
+    }
+
+    /// [`Node::send_following`], sent again while the server answers `LOADING` (it is loading
+    /// its dataset, as a replica does during a full sync: the command did not run), after the
+    /// reconnect backoff's delays, as long as the next attempt falls before `deadline`; then
+    /// the `LOADING` reply is the answer. Through Sentinel the primary is also forgotten first:
+    /// a node that loads is a replica now.
+    async fn send_through_loading(&self, command: Bytes, deadline: Instant) -> Result<Frame> {
+        let mut attempts = 0;
+        loop {
+            let reply = self.send_following(command.clone()).await?;
+            if !matches!(&reply, Frame::Error(text) if text.starts_with(b"LOADING")) {
+                return Ok(reply);
+            }
+            if self.endpoint.direct().is_none() {
+                self.forget_primary();
+            }
+            attempts += 1;
+            let next = Instant::now() + backoff(&self.settings, attempts);
+            if next >= deadline {
+                return Ok(reply);
+            }
+            tokio::time::sleep_until(next).await;
         }
     }
 

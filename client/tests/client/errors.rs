@@ -137,6 +137,45 @@ async fn command_timeout_fires_when_replies_stop() {
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
 }
 
+/// Redis's reply to a command sent while the server loads its dataset.
+const LOADING: &[u8] = b"-LOADING Redis is loading the dataset in memory\r\n";
+
+#[tokio::test]
+async fn a_command_refused_while_the_server_loads_is_sent_again() {
+    let loading = FakeServer::start(&[HELLO, LOADING, LOADING, b"$1\r\nv\r\n", b"+OK\r\n"]).await;
+    let client = Client::builder()
+        .node(url(loading.addr))
+        .reconnect_backoff(Duration::from_millis(5), Duration::from_millis(10))
+        .pool_size(1)
+        .connect()
+        .await
+        .unwrap();
+    // Refused twice (the command did not run), answered the third time.
+    assert_eq!(client.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    // The connection stays in step: the next command gets the next reply.
+    client.set("k", "w").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_still_loading_at_the_command_timeout_is_reported_as_loading() {
+    // More refusals than the timeout leaves room for.
+    let replies: Vec<&'static [u8]> = std::iter::once(HELLO)
+        .chain(std::iter::repeat_n(LOADING, 200))
+        .collect();
+    let loading = FakeServer::start(replies.leak()).await;
+    let client = Client::builder()
+        .node(url(loading.addr))
+        .reconnect_backoff(Duration::from_millis(5), Duration::from_millis(10))
+        .command_timeout(Duration::from_millis(200))
+        .pool_size(1)
+        .connect()
+        .await
+        .unwrap();
+    let error = client.get("k").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Server, "{error}");
+    assert!(error.to_string().starts_with("LOADING"), "{error}");
+}
+
 #[tokio::test]
 async fn protocol_errors() {
     // Not RESP at all.
