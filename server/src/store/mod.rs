@@ -1233,10 +1233,22 @@ impl Store {
     /// value in between (a save, a rewrite's base and a full sync are mostly strings and
     /// sessions); other values go through their [`Record`].
     pub fn encode_shard(&self, shard: usize, db: u16, out: &mut Vec<u8>) -> std::io::Result<u64> {
+        /// Nodes prefetched ahead of the one encoded: their cache misses overlap.
+        const AHEAD: usize = 8;
         let now_ms = self.now_ms();
         let shard = self.map.read(shard);
+        let mut ahead = shard.iter();
+        for node in ahead.by_ref().take(AHEAD) {
+            node.prefetch(4);
+        }
         let mut records = 0;
-        for node in shard.iter().filter(|node| !node.is_expired(now_ms)) {
+        for node in shard.iter() {
+            if let Some(next) = ahead.next() {
+                next.prefetch(4);
+            }
+            if node.is_expired(now_ms) {
+                continue;
+            }
             let start = out.len();
             out.extend_from_slice(&[0; 4]);
             out.extend_from_slice(&db.to_le_bytes());
