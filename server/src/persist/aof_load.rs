@@ -63,8 +63,8 @@ pub struct IncrSummary {
 /// Where the first problem of a log lies.
 #[derive(Debug)]
 enum Problem {
-    /// A torn last frame at this offset.
-    Torn(u64),
+    /// A torn last frame at `at`, of `len` bytes (zeros written ahead may follow it).
+    Torn { at: u64, len: u64 },
     /// Damage followed by more data.
     Damaged(AofError),
     /// Zeros from this frame boundary to the end: space written ahead, not yet used.
@@ -97,7 +97,7 @@ fn read_incr(
     while at < len {
         let rest = len - at;
         if rest < FRAME_HEADER as u64 {
-            return Ok((summary, Some(Problem::Torn(at))));
+            return Ok((summary, Some(Problem::Torn { at, len: rest })));
         }
         frame.resize(FRAME_HEADER, 0);
         reader
@@ -127,7 +127,7 @@ fn read_incr(
                     format!("frame length {payload} runs past the end, yet frames follow"),
                 ))
             } else {
-                Problem::Torn(at)
+                Problem::Torn { at, len: rest }
             };
             return Ok((summary, Some(problem)));
         }
@@ -138,7 +138,7 @@ fn read_incr(
         let changes = match decode_frame(&frame) {
             Ok(Some((changes, _))) => changes,
             // Whole by construction.
-            Ok(None) => return Ok((summary, Some(Problem::Torn(at)))),
+            Ok(None) => return Ok((summary, Some(Problem::Torn { at, len: total }))),
             // The last frame's end not yet written when the crash came: at the end of the file,
             // or before the zeros written ahead of the log. Not a damaged length whose span
             // covers whole frames (and ends in the zeros).
@@ -147,7 +147,7 @@ fn read_incr(
                     && !whole_frame_follows(&mut &frame[FRAME_HEADER..], payload)
                         .map_err(|e| fail(at, format!("read error: {e}")))? =>
             {
-                return Ok((summary, Some(Problem::Torn(at))))
+                return Ok((summary, Some(Problem::Torn { at, len: total })))
             }
             Err(error) => {
                 return Ok((summary, Some(Problem::Damaged(fail(at, error.to_string())))))
@@ -237,10 +237,8 @@ pub fn load(
     let last = manifest.incrs.len().saturating_sub(1);
     for (index, part) in manifest.incrs.iter().enumerate() {
         let path = layout.path(&part.name);
-        if index == last && !path.exists() {
-            // Created and named before its first frame; a crash between leaves it missing.
-            continue;
-        }
+        // Every log is created and fsynced before a manifest names it: a missing one is lost
+        // changes (a logout among them), which `read_incr` refuses to start without.
         let apply = |changes: Changes| dbs.apply(changes).map_err(|e| e.to_string());
         let (summary, problem) = read_incr(&path, apply)?;
         loaded.frames += summary.frames;
@@ -259,17 +257,18 @@ pub fn load(
             }
             Some(Problem::Spare(_)) => {}
             Some(Problem::Damaged(error)) => return Err(error),
-            Some(Problem::Torn(at)) if index == last && load_truncated => {
+            Some(Problem::Torn { at, len }) if index == last && load_truncated => {
                 tracing::warn!(
                     file = %path.display(),
                     offset = at,
-                    dropped_bytes = summary.bytes - at,
+                    dropped_bytes = len,
+                    spare_bytes = summary.bytes - at - len,
                     "the append-only log ends in a torn frame (a crash mid-write); dropping it and truncating the file there"
                 );
                 truncate(&path, at)?;
                 loaded.truncated = Some((path, at));
             }
-            Some(Problem::Torn(at)) => {
+            Some(Problem::Torn { at, .. }) => {
                 let problem = if index == last {
                     "torn last frame (aof-load-truncated is no; `sessiond check-aof --fix` cuts it)"
                 } else {
@@ -363,13 +362,13 @@ pub fn check(path: &Path, fix: bool, now_ms: u64) -> Result<Vec<Checked>, AofErr
         Some(problem) if fix => {
             truncate(path, summary.good_bytes)?;
             let at = match problem {
-                Problem::Torn(at) | Problem::Spare(at) => at,
+                Problem::Torn { at, .. } | Problem::Spare(at) => at,
                 Problem::Damaged(error) => error.offset,
             };
             tracing::debug!(at, "truncated");
             summary.bytes = summary.good_bytes;
         }
-        Some(Problem::Torn(at)) => {
+        Some(Problem::Torn { at, .. }) => {
             return Err(AofError {
                 path: path.to_owned(),
                 offset: at,

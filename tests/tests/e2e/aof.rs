@@ -389,6 +389,36 @@ fn zeros_written_ahead_end_the_log_and_a_write_torn_into_them_is_dropped() {
         log.contains("torn frame") && log.contains(&format!("offset={after}")),
         "{log}"
     );
+    // The frame dropped is counted apart from the zeros after it.
+    let frame = last_end - after;
+    let spare = torn.len() - last_end;
+    assert!(
+        log.contains(&format!("dropped_bytes={frame} spare_bytes={spare}")),
+        "{frame} and {spare} in:\n{log}"
+    );
+}
+
+/// Every log a manifest names is created and fsynced before it is named: one missing is lost
+/// changes (say a logout), so the start fails rather than bring back what they removed.
+#[test]
+fn a_missing_log_named_by_the_manifest_stops_the_start() {
+    let dir = ScratchDir::new();
+    let data = dir.arg("data");
+    let args = args(&data, &["--appendfsync", "always"]);
+    twenty_writes_then_kill_9(&dir, &args);
+    let incr = last_incr(&data);
+    std::fs::remove_file(&incr).expect("remove the log");
+    let incr_arg = incr.to_str().expect("utf-8");
+
+    let (status, log) = run_until_exit(&dir.0, &args, &[]);
+    assert_eq!(status.code(), Some(1), "{status}\n{log}");
+    assert!(
+        log.contains(incr_arg) && log.contains("cannot open"),
+        "{log}"
+    );
+    let manifest = log_dir(&data).join("appendonly.aof.manifest");
+    let checked = run_tool(&["check-aof", manifest.to_str().expect("utf-8")]);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
 }
 
 #[test]
