@@ -146,6 +146,9 @@ pub struct Link {
     down_since_ms: AtomicU64,
     /// The primary's offset the link has read up to (`slave_read_repl_offset`).
     pub read_offset: AtomicU64,
+    /// Bytes read from the primary since the full sync under way began
+    /// (`master_sync_read_bytes`).
+    sync_read: AtomicU64,
     /// Whether the attempt under way reached the stream (the backoff starts over).
     reached: AtomicBool,
     /// Whether the link task is applying a frame of its primary (or taking its ID).
@@ -163,6 +166,7 @@ impl Link {
             last_io_ms: AtomicU64::new(0),
             down_since_ms: AtomicU64::new(0),
             read_offset: AtomicU64::new(0),
+            sync_read: AtomicU64::new(0),
             reached: AtomicBool::new(false),
             applying: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -211,6 +215,9 @@ impl Link {
         if state == LinkState::Connected {
             self.reached.store(true, Ordering::Relaxed);
         }
+        if state == LinkState::Sync {
+            self.sync_read.store(0, Ordering::Relaxed);
+        }
         let before = self.state.swap(state as u8, Ordering::Relaxed);
         if before == LinkState::Connected as u8 && state != LinkState::Connected {
             self.down_since_ms.store(now_ms, Ordering::Relaxed);
@@ -220,6 +227,11 @@ impl Link {
     /// Notes a read from the primary at `now_ms`.
     pub fn touch(&self, now_ms: u64) {
         self.last_io_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Notes `bytes` read from the primary during a full sync.
+    pub fn read_during_sync(&self, bytes: usize) {
+        self.sync_read.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -287,6 +299,11 @@ pub struct Replication {
     /// finished): the gate stays [`Gate::Loading`] until it has, also after a REPLICAOF that
     /// abandoned its load, so that no client writes into a keyspace the loader still fills.
     loader: AtomicBool,
+    /// The load under way (or the last one): when it began, Unix ms, and the snapshot's bytes
+    /// it has taken (INFO persistence's `loading_start_time`, `loading_loaded_bytes`).
+    load_started_ms: AtomicU64,
+    /// See `load_started_ms`.
+    pub loaded_bytes: AtomicU64,
     /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
     pub sync_full: AtomicU64,
     /// Partial resynchronizations accepted.
@@ -318,6 +335,8 @@ impl Replication {
             feed_on: std::sync::Once::new(),
             history: AtomicBool::new(false),
             loader: AtomicBool::new(false),
+            load_started_ms: AtomicU64::new(0),
+            loaded_bytes: AtomicU64::new(0),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -366,11 +385,13 @@ impl Replication {
     /// no second one: the keyspace no longer matches any offset of the old history, so no
     /// former sibling may continue from it). `false`, and nothing changes, if the node no
     /// longer follows `link`.
-    pub fn begin_load(&self, link: &Arc<Link>) -> bool {
+    pub fn begin_load(&self, link: &Arc<Link>, now_ms: u64) -> bool {
         let slot = lock(&self.link);
         if !follows(&slot, link) {
             return false;
         }
+        self.load_started_ms.store(now_ms, Ordering::Relaxed);
+        self.loaded_bytes.store(0, Ordering::Relaxed);
         self.loader.store(true, Ordering::Relaxed);
         self.store_gate(&slot);
         drop(slot);
@@ -707,6 +728,32 @@ impl Replication {
         }
     }
 
+    /// Whether a full sync's load holds the keyspace (INFO persistence's `loading`).
+    pub fn loading(&self) -> bool {
+        self.gate() == Gate::Loading
+    }
+
+    /// INFO persistence's fields of a load under way, as Redis's for a load whose size is not
+    /// known ahead (a streamed snapshot): its start, the bytes taken, and Redis's estimate.
+    pub fn loading_info(&self, out: &mut String, now_ms: u64) {
+        let started = self.load_started_ms.load(Ordering::Relaxed);
+        let loaded = self.loaded_bytes.load(Ordering::Relaxed);
+        let elapsed = now_ms.saturating_sub(started) / 1000;
+        // Redis's estimate with no total known: one byte left.
+        let eta = if elapsed == 0 {
+            1
+        } else {
+            elapsed / (loaded + 1)
+        };
+        let _ = write!(
+            out,
+            "loading_start_time:{}\r\nloading_total_bytes:0\r\nloading_rdb_used_mem:0\r\n\
+             loading_loaded_bytes:{loaded}\r\nloading_loaded_perc:0.00\r\n\
+             loading_eta_seconds:{eta}\r\n",
+            started / 1000,
+        );
+    }
+
     /// INFO's replication section, given the feed's figures and the time.
     pub fn info(&self, out: &mut String, feed: &FeedFigures, now_ms: u64) {
         let seconds_since = |ms: u64| now_ms.saturating_sub(ms) / 1000;
@@ -733,6 +780,18 @@ impl Replication {
                     link.read_offset.load(Ordering::Relaxed),
                     feed.offset,
                 );
+                if state == LinkState::Sync {
+                    // Redis's fields of a transfer; the snapshot is streamed, its size not
+                    // known ahead: -1, as Redis shows before it learns a size.
+                    let _ = write!(
+                        out,
+                        "master_sync_total_bytes:-1\r\nmaster_sync_read_bytes:{}\r\n\
+                         master_sync_left_bytes:-1\r\nmaster_sync_perc:0.00\r\n\
+                         master_sync_last_io_seconds_ago:{}\r\n",
+                        link.sync_read.load(Ordering::Relaxed),
+                        seconds_since(last_io),
+                    );
+                }
                 if !up {
                     let down = link.down_since_ms.load(Ordering::Relaxed);
                     let down = if down == 0 {
@@ -1076,14 +1135,14 @@ mod tests {
         assert_eq!(repl.gate(), Gate::Writable);
         let link = repl.link().expect("a link");
         let before = repl.ids().replid;
-        assert!(repl.begin_load(&link));
+        assert!(repl.begin_load(&link, 0));
         assert_eq!(repl.gate(), Gate::Loading);
         assert_ne!(repl.ids().replid, before);
         assert!(repl.end_load(&link, true, |r| r.adopt(&"a".repeat(40), None), || {}));
         assert_eq!(repl.gate(), Gate::Writable);
         assert_eq!(repl.ids().replid, "a".repeat(40));
         // A promotion during a load leaves the gate closed until the loader ended, flushing.
-        assert!(repl.begin_load(&link));
+        assert!(repl.begin_load(&link, 0));
         assert!(repl.promote(|| 0));
         assert_eq!(repl.gate(), Gate::Loading);
         let mut flushed = false;
@@ -1091,7 +1150,7 @@ mod tests {
         assert!(flushed);
         assert_eq!(repl.gate(), Gate::Open);
         // A load by a link the node no longer follows changes nothing.
-        assert!(!repl.begin_load(&link));
+        assert!(!repl.begin_load(&link, 0));
         assert_eq!(repl.gate(), Gate::Open);
     }
 

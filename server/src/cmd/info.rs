@@ -155,6 +155,8 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         // records its start, and a save clears its start before it releases the claim; in
         // those moments the save is in progress for 0 s, not "none running" (-1).
         let in_progress = persistence.in_progress();
+        // A replica loading a full sync (its clients get LOADING meanwhile).
+        let loading = shared.repl.loading();
         let current = match (in_progress, status.current_started_ms) {
             (false, _) => -1,
             (true, None) => 0,
@@ -162,12 +164,13 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
         };
         let _ = write!(
             out,
-            "loading:0\r\nasync_loading:0\r\npersistence_enabled:{}\r\nsnapshot_file:{}\r\n\
+            "loading:{}\r\nasync_loading:0\r\npersistence_enabled:{}\r\nsnapshot_file:{}\r\n\
              rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_saves:{}\r\n\
              rdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\n\
              rdb_current_bgsave_time_sec:{current}\r\nrdb_last_save_duration_ms:{}\r\n\
              rdb_last_save_size_bytes:{}\r\nrdb_last_save_records:{}\r\nrdb_last_error:{}\r\n\
              rdb_journal_records:{}\r\nrdb_journal_bytes:{}\r\n",
+            u8::from(loading),
             u8::from(persistence.config().is_some()),
             persistence
                 .config()
@@ -195,6 +198,9 @@ pub fn render(shared: &Shared, asked: &[String]) -> String {
             journal.bytes,
         );
         aof_info(out, persistence);
+        if loading {
+            shared.repl.loading_info(out, store.now_ms());
+        }
     });
     section("stats", "Stats", &|out| {
         let s = &shared.stats;

@@ -18,7 +18,7 @@
 //! primary silent for `repl-timeout`; a failed attempt is retried after a backoff that doubles
 //! up to [`MAX_BACKOFF`].
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,6 +342,7 @@ where
         repl.disconnect_replicas();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
         let first = self.input.split().freeze();
+        self.link.read_during_sync(first.len());
         let dbs = shared.dbs.clone();
         let loader_shared = shared.clone();
         let link = self.link.clone();
@@ -363,7 +364,7 @@ where
                 return Err("abandoned".to_owned());
             }
             // Not if a REPLICAOF came while the loader waited for its turn.
-            if !repl.begin_load(&link) {
+            if !repl.begin_load(&link, loader_shared.dbs.now_ms()) {
                 return Err("abandoned".to_owned());
             }
             // From the first record on, the log describes neither keyspace: set aside, a
@@ -378,6 +379,7 @@ where
                     rx,
                     chunk: first,
                     started: false,
+                    taken: &repl.loaded_bytes,
                 };
                 let loaded = crate::persist::loader::load_stream(
                     &mut reader,
@@ -594,6 +596,7 @@ where
         }
         held.queue_read();
         self.link.touch(self.shared.dbs.now_ms());
+        self.link.read_during_sync(read);
         Ok(())
     }
 
@@ -748,15 +751,17 @@ fn after_full_sync(
 }
 
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.
-struct ChunkReader {
+struct ChunkReader<'a> {
     rx: tokio::sync::mpsc::Receiver<Bytes>,
     chunk: Bytes,
     /// Whether the snapshot began: the newlines a primary sends while it waits to start one
     /// (keep-alives) are skipped before.
     started: bool,
+    /// Counts the bytes read (INFO's `loading_loaded_bytes`).
+    taken: &'a AtomicU64,
 }
 
-impl std::io::Read for ChunkReader {
+impl std::io::Read for ChunkReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
             if !self.started {
@@ -775,6 +780,7 @@ impl std::io::Read for ChunkReader {
         let n = out.len().min(self.chunk.len());
         out[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk.advance(n);
+        self.taken.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -1016,6 +1016,28 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     assert_eq!(info_field(&info, "master_link_status"), "down");
     // Once the loader empties the keyspace.
     poll_loading(&mut replica.client(), true, &["GET", "old"]).expect_err("LOADING");
+    // INFO says so, in Redis's fields of a load and of a transfer (health checks read
+    // `loading` and `master_sync_left_bytes`); the snapshot's size is not known ahead.
+    let sent = snapshot_start().len().to_string();
+    let mut info = String::new();
+    for _ in 0..6000 {
+        info = replica.info("persistence") + &replica.info("replication");
+        if info_field(&info, "loading_loaded_bytes") == sent {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(info_field(&info, "loading"), "1", "{info}");
+    assert_eq!(info_field(&info, "loading_loaded_bytes"), sent, "{info}");
+    assert_eq!(info_field(&info, "loading_total_bytes"), "0");
+    assert!(
+        info_number(&info, "loading_start_time") > 1_600_000_000,
+        "{info}"
+    );
+    assert_eq!(info_field(&info, "master_sync_read_bytes"), sent);
+    assert_eq!(info_field(&info, "master_sync_total_bytes"), "-1");
+    assert_eq!(info_field(&info, "master_sync_left_bytes"), "-1");
+    assert_eq!(info_field(&info, "master_sync_perc"), "0.00");
     for resp3 in [false, true] {
         let mut con = replica.connect(resp3);
         assert_eq!(
@@ -1043,6 +1065,10 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     let mut con = replica.client();
     let old: Option<String> = con.get("old").expect("GET");
     assert_eq!(old, None);
+    let info = replica.info("persistence") + &replica.info("replication");
+    assert_eq!(info_field(&info, "loading"), "0");
+    assert!(!info.contains("loading_start_time"), "{info}");
+    assert!(!info.contains("master_sync_left_bytes"), "{info}");
 }
 
 /// A primary that falls silent mid-snapshot (its process hung, its socket open) is given up
