@@ -777,7 +777,9 @@ impl Replication {
                         -1
                     },
                     u8::from(state == LinkState::Sync),
-                    link.read_offset.load(Ordering::Relaxed),
+                    // Never behind what was applied (a link connecting again has read
+                    // nothing yet: Redis shows its cached primary's offsets then).
+                    link.read_offset.load(Ordering::Relaxed).max(feed.offset),
                     feed.offset,
                 );
                 if state == LinkState::Sync {

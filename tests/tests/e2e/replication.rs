@@ -584,6 +584,18 @@ fn role_and_info_say_what_redis_says() {
             format!("127.0.0.1 {}", primary.addr.port())
         ]
     );
+    // Following a primary that is not there: the link has read nothing of it, and both
+    // offsets stay what was applied, as Redis's.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let gone_port = gone.local_addr().expect("address").port();
+    drop(gone);
+    replicate_from(&mut r, gone_port);
+    let rinfo = until(&replica, |info| {
+        info_number(info, "master_port") == u64::from(gone_port)
+    });
+    assert_eq!(info_field(&rinfo, "master_link_status"), "down");
+    assert_eq!(info_number(&rinfo, "slave_repl_offset"), offset);
+    assert_eq!(info_number(&rinfo, "slave_read_repl_offset"), offset);
 }
 
 #[test]
