@@ -285,7 +285,7 @@ pub struct Replication {
     /// `repl-timeout`, ms.
     timeout_ms: AtomicU64,
     /// `repl-ping-replica-period`.
-    ping_period: std::time::Duration,
+    ping_period_ms: AtomicU64,
     /// `masteruser` and `masterauth`: how the link authenticates (never logged).
     credentials: Mutex<(Option<String>, Option<crate::auth::Secret>)>,
     /// The TLS client of the link, with `tls-replication`.
@@ -329,7 +329,7 @@ impl Replication {
             read_only: AtomicBool::new(settings.read_only),
             priority: AtomicI64::new(settings.priority),
             timeout_ms: AtomicU64::new(settings.timeout.as_millis() as u64),
-            ping_period: settings.ping_period,
+            ping_period_ms: AtomicU64::new(settings.ping_period.as_millis() as u64),
             credentials: Mutex::new((settings.masteruser.clone(), settings.masterauth.clone())),
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
@@ -461,7 +461,13 @@ impl Replication {
     /// `repl-ping-replica-period`: how often a primary asks each replica to acknowledge when
     /// no WAIT asks sooner.
     pub fn ping_period(&self) -> std::time::Duration {
-        self.ping_period
+        std::time::Duration::from_millis(self.ping_period_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets `repl-ping-replica-period` (the links take it at their next ping).
+    pub fn set_ping_period(&self, period: std::time::Duration) {
+        self.ping_period_ms
+            .store(period.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Sets `repl-timeout`.
@@ -970,9 +976,9 @@ impl Settings {
             ping_period,
             backlog_bytes: match raw.backlog_bytes {
                 None => defaults.backlog_bytes,
-                Some(bytes) => {
-                    crate::setting::range("repl-backlog-size", bytes, MIN_BACKLOG_BYTES, 1 << 40)?
-                }
+                // Below Redis's least, raised to it, as Redis does.
+                Some(bytes) => crate::setting::range("repl-backlog-size", bytes, 0, 1 << 40)?
+                    .max(MIN_BACKLOG_BYTES),
             },
             tls,
         })

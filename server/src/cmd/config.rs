@@ -308,6 +308,24 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "repl-ping-replica-period",
+        check: |shared, value| ping_period(shared, value).map(drop),
+        apply: |shared, value| {
+            if let Ok(period) = ping_period(shared, value) {
+                shared.repl.set_ping_period(period);
+            }
+        },
+    },
+    Settable {
+        name: "repl-ping-slave-period",
+        check: |shared, value| ping_period(shared, value).map(drop),
+        apply: |shared, value| {
+            if let Ok(period) = ping_period(shared, value) {
+                shared.repl.set_ping_period(period);
+            }
+        },
+    },
+    Settable {
         name: "repl-backlog-size",
         check: |_, value| backlog(value).map(drop),
         apply: |shared, value| {
@@ -346,16 +364,22 @@ pub(super) fn settable_names() -> impl Iterator<Item = &'static str> {
     SETTABLE.iter().map(|settable| settable.name)
 }
 
-/// A new `repl-backlog-size`: a size (`1mb`), at least Redis's 16kb.
+/// A new `repl-backlog-size`: a size (`1mb`), raised to Redis's least, 16kb, as Redis does.
 fn backlog(value: &[u8]) -> Result<u64, String> {
-    let bytes = memory(value)?;
-    if bytes < crate::role::MIN_BACKLOG_BYTES {
+    Ok(memory(value)?.max(crate::role::MIN_BACKLOG_BYTES))
+}
+
+/// A new `repl-ping-replica-period`, in seconds: shorter than `repl-timeout` (see
+/// `role::Settings`: a replica must hear from its primary within its timeout).
+fn ping_period(shared: &crate::shared::Shared, value: &[u8]) -> Result<Duration, String> {
+    let period = Duration::from_secs(integer(value, 1, i32::MAX as u64)?);
+    if period >= shared.repl.timeout() {
         return Err(format!(
-            "argument must be at least {}",
-            crate::role::MIN_BACKLOG_BYTES
+            "argument must be shorter than repl-timeout ({}s)",
+            shared.repl.timeout().as_secs_f64()
         ));
     }
-    Ok(bytes)
+    Ok(period)
 }
 
 /// A yes/no setting's value, Redis's words for anything else.
@@ -780,6 +804,10 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("repl-timeout", whole_seconds(ctx.shared.repl.timeout())),
         (
             "repl-ping-replica-period",
+            whole_seconds(ctx.shared.repl.ping_period()),
+        ),
+        (
+            "repl-ping-slave-period",
             whole_seconds(ctx.shared.repl.ping_period()),
         ),
         (

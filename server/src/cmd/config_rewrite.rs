@@ -38,6 +38,7 @@ struct Elsewhere {
     read_only: bool,
     priority: i64,
     repl_timeout: Duration,
+    ping_period: Duration,
     backlog: u64,
     masteruser: Option<String>,
 }
@@ -52,6 +53,7 @@ impl Elsewhere {
             read_only: shared.repl.read_only(),
             priority: shared.repl.priority(),
             repl_timeout: shared.repl.timeout(),
+            ping_period: shared.repl.ping_period(),
             backlog: shared.dbs.feed().backlog_size(),
             masteruser: shared.repl.masteruser(),
         }
@@ -66,6 +68,7 @@ impl Elsewhere {
             read_only: config.replication.read_only,
             priority: config.replication.priority,
             repl_timeout: config.replication.timeout,
+            ping_period: config.replication.ping_period,
             backlog: config.replication.backlog_bytes,
             masteruser: config.replication.masteruser.clone(),
         }
@@ -81,7 +84,7 @@ fn rendered(
     snapshot_interval: Option<Duration>,
     aof: AofLive,
     elsewhere: Elsewhere,
-) -> [(&'static str, Value); 25] {
+) -> [(&'static str, Value); 26] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     let yes_no = |yes: bool| Value::from(if yes { "yes" } else { "no" });
@@ -130,6 +133,7 @@ fn rendered(
         ("replica-read-only", yes_no(elsewhere.read_only)),
         ("replica-priority", Value::from(elsewhere.priority)),
         ("repl-timeout", duration(elsewhere.repl_timeout)),
+        ("repl-ping-replica-period", duration(elsewhere.ping_period)),
         (
             "repl-backlog-size",
             Value::from(format_size(elsewhere.backlog)),
@@ -166,6 +170,7 @@ fn aliases(key: &str) -> &'static [&'static str] {
         "busy-reply-threshold" => &["lua-time-limit"],
         "replica-read-only" => &["slave-read-only"],
         "replica-priority" => &["slave-priority"],
+        "repl-ping-replica-period" => &["repl-ping-slave-period"],
         _ => &[],
     }
 }

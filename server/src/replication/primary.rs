@@ -288,6 +288,7 @@ impl Served<'_> {
                     None => closed = true,
                 },
                 _ = ping.tick() => {
+                    follow_period(&mut ping, self.shared.repl.ping_period());
                     if !started {
                         socket.write_all(b"\n").await?;
                     } else if progress.elapsed() > self.shared.repl.timeout() {
@@ -384,6 +385,7 @@ impl Served<'_> {
                     queue.push_back(Bytes::from_static(&GETACK));
                 }
                 _ = ping.tick() => {
+                    follow_period(&mut ping, self.shared.repl.ping_period());
                     if self.last_ack.elapsed() > timeout {
                         return Err(Ended::Timeout);
                     }
@@ -502,6 +504,15 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.send()
+    }
+}
+
+/// Restarts `ping` on `period` when `repl-ping-replica-period` changed since it began: the
+/// next tick comes a new period from now.
+fn follow_period(ping: &mut tokio::time::Interval, period: Duration) {
+    if ping.period() != period {
+        *ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
 }
 

@@ -846,17 +846,25 @@ fn config_get_and_set_the_replication_settings() {
             info_number(&server.info("replication"), "repl_backlog_size"),
             2 << 20
         );
-        assert_eq!(
-            set(&mut con, "repl-backlog-size", "1kb")
-                .expect_err("too small")
-                .to_string(),
-            "ResponseError: CONFIG SET failed (possibly related to argument \
-             'repl-backlog-size') - argument must be at least 16384"
-        );
+        // Below Redis's least, raised to it, as Redis does.
+        set(&mut con, "repl-backlog-size", "1kb").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-backlog-size"), "16384");
         set(&mut con, "replica-priority", "7").expect("CONFIG SET");
         assert_eq!(get(&mut con, "slave-priority"), "7");
         set(&mut con, "repl-timeout", "30").expect("CONFIG SET");
         assert_eq!(get(&mut con, "repl-timeout"), "30");
+        set(&mut con, "repl-ping-replica-period", "5").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-ping-slave-period"), "5");
+        set(&mut con, "repl-ping-slave-period", "10").expect("CONFIG SET");
+        assert_eq!(get(&mut con, "repl-ping-replica-period"), "10");
+        assert_eq!(
+            set(&mut con, "repl-ping-replica-period", "30")
+                .expect_err("not shorter than repl-timeout")
+                .to_string(),
+            "ResponseError: CONFIG SET failed (possibly related to argument \
+             'repl-ping-replica-period') - argument must be shorter than repl-timeout (30s)"
+        );
+        set(&mut con, "repl-ping-replica-period", "1").expect("CONFIG SET");
         assert_eq!(get(&mut con, "replica-read-only"), "yes");
         assert_eq!(get(&mut con, "replicaof"), "");
         assert!(set(&mut con, "replica-read-only", "maybe").is_err());
