@@ -29,11 +29,11 @@ impl ReplicaOf {
         if is(&host, "NO") && is(&port, "ONE") {
             return Ok(ReplicaOf::NoOne);
         }
-        // Redis reads the port as a long in 0..=65535, with an error of its own.
+        // Redis reads the port as a long in 0..=65535, with an error of its own for anything
+        // else, a word included.
         let port = parse_i64(&port)
-            .ok_or(CommandError::NotInteger)?
-            .try_into()
-            .map_err(|_| CommandError::other("ERR Invalid master port"))?;
+            .and_then(|port| u16::try_from(port).ok())
+            .ok_or_else(|| CommandError::other("ERR Invalid master port"))?;
         let host = String::from_utf8(host.to_vec()).map_err(|_| CommandError::Syntax)?;
         Ok(ReplicaOf::Primary { host, port })
     }
@@ -187,10 +187,8 @@ mod tests {
         );
         assert_eq!(error("replicaof h 65536"), "ERR Invalid master port");
         assert_eq!(error("replicaof h -1"), "ERR Invalid master port");
-        assert_eq!(
-            error("replicaof h p"),
-            "ERR value is not an integer or out of range"
-        );
+        // Redis's `getRangeLongFromObjectOrReply` gives its message for a word too.
+        assert_eq!(error("replicaof h abc"), "ERR Invalid master port");
     }
 
     #[test]

@@ -609,7 +609,7 @@ fn replication_commands_refuse_bad_arguments_in_redis_words() {
         );
         assert_eq!(
             error_of(&mut con, "REPLICAOF", &["127.0.0.1", "port"]),
-            "ERR value is not an integer or out of range"
+            "ERR Invalid master port"
         );
         assert_eq!(
             error_of(&mut con, "SLAVEOF", &["NO"]),
