@@ -447,7 +447,7 @@ pub fn offload(
         // As at dispatch (`cmd::execute`), read again now the script runs: a writable
         // replica's own writes are local, not in the feed that carries its primary's stream.
         if shared.repl.gate() == crate::role::Gate::Writable {
-            crate::store::feed::without_recording(|| job(&watch))
+            crate::store::local_writes(|| job(&watch))
         } else {
             job(&watch)
         }

@@ -705,8 +705,9 @@ fn execute_now(
         out_limit,
     };
     let reply = if gate == crate::role::Gate::Writable {
-        // A writable replica's own writes are local: its feed carries its primary's stream.
-        crate::store::feed::without_recording(|| dispatch(&mut ctx, command))
+        // A writable replica's own writes are local: its feed carries its primary's stream,
+        // and its expiry deletes those keys (the primary never will).
+        crate::store::local_writes(|| dispatch(&mut ctx, command))
     } else {
         dispatch(&mut ctx, command)
     };

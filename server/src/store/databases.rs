@@ -110,6 +110,12 @@ impl Databases {
     /// Marks the keyspace as following a primary, or not.
     pub fn set_following(&self, following: bool) {
         self.following.store(following, Ordering::Relaxed);
+        if !following {
+            // Promoted: the keys its clients wrote as a replica expire as any other now.
+            for db in self.dbs.iter() {
+                db.forget_local_keys();
+            }
+        }
     }
 
     /// How late the active expiry finishes with the keys due (see [`EXPIRY_LAG_BOUNDS_MS`]).
@@ -358,6 +364,11 @@ impl Databases {
                 _ = self.clock().moved() => {}
             }
             if self.following() {
+                // The primary expires its keys; a writable replica its clients' own.
+                let now_ms = self.now_ms();
+                for db in self.dbs.iter() {
+                    db.expire_local(now_ms);
+                }
                 continue;
             }
             let mut lag_ms = None;

@@ -24,6 +24,7 @@ pub mod feed;
 mod fields;
 pub mod journal;
 mod lazyfree;
+mod local_expiry;
 pub mod long_blocks;
 mod record;
 mod rename;
@@ -49,6 +50,7 @@ use expiry::ExpiryIndex;
 use feed::Feed;
 pub use fields::Fields;
 use journal::{Journal, Recording};
+pub use local_expiry::local_writes;
 pub use long_blocks::LongBlocks;
 pub use record::{Ending, Record};
 pub use rename::Renamed;
@@ -127,6 +129,8 @@ pub struct Store {
     long_blocks: Arc<LongBlocks>,
     /// Where keyspace and session events go (the server's, shared by its databases).
     notifier: Arc<Notifier>,
+    /// On a writable replica, the keys its clients gave a deadline (see [`local_expiry`]).
+    local: local_expiry::LocalVolatile,
 }
 
 /// What the databases of one server share (see [`Databases`]).
@@ -261,6 +265,7 @@ impl Store {
             long_blocks,
             users_counted: AtomicU64::new(0),
             notifier,
+            local: local_expiry::LocalVolatile::default(),
         }
     }
 
@@ -1064,6 +1069,7 @@ impl Store {
         if self.feed.on() {
             self.feed_write(node, before, wrote);
         }
+        self.local.wrote(node.key(), node.expires_at_ms());
         if node.expires_at_ms() != 0 {
             let tick = self.index.tick_of(node.expires_at_ms());
             let queued = node.queued_tick();
@@ -1308,6 +1314,9 @@ impl Store {
             }
         };
         drop(shard);
+        // The primary's write (or a load): a key this replica's clients had given a deadline
+        // is the primary's now.
+        self.local.wrote(&key, 0);
         let replaced = old.as_ref().map_or(Tally::NOTHING, Tally::of);
         self.account(replaced, added);
         self.bound_index();

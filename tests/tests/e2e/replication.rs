@@ -295,6 +295,60 @@ fn a_change_the_replica_applies_after_its_own_deadline_keeps_the_key() {
     assert_same(&primary, &replica);
 }
 
+/// A writable replica's clients' keys are its own: its primary never expires them, so the
+/// replica does (Redis's `expireSlaveKeys`), while the primary's keys, hidden from reads past
+/// their deadline, still wait for the primary's word.
+#[test]
+fn a_writable_replica_expires_its_own_keys_but_not_its_primary_s() {
+    let (primary, replica) = on_own_clocks();
+    let mut p = primary.client();
+    let _: () = p.pset_ex("primary", "v", 1000).expect("reply");
+    wait_for(&primary, 1);
+    let mut r = replica.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "replica-read-only", "no"])
+        .query(&mut r)
+        .expect("CONFIG SET");
+    for i in 0..100 {
+        let _: () = r.pset_ex(format!("local:{i}"), "v", 500).expect("reply");
+    }
+    let _: () = r.pset_ex("local:persisted", "v", 500).expect("reply");
+    let _: bool = r.persist("local:persisted").expect("reply");
+    // Given a deadline here, then written by the primary: the primary's key now.
+    let _: () = r.pset_ex("rewritten", "mine", 500).expect("reply");
+    let _: () = p
+        .pset_ex("rewritten", "the primary's", 1000)
+        .expect("reply");
+    wait_for(&primary, 1);
+    assert_eq!(replica.stored_keys(), 1 + 100 + 1 + 1);
+
+    replica.advance_clock(2000);
+    let mut stored = replica.stored_keys();
+    for _ in 0..6000 {
+        if stored == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        stored = replica.stored_keys();
+    }
+    assert_eq!(
+        stored, 3,
+        "the replica's own expired keys deleted, the rest kept"
+    );
+    assert_eq!(info_number(&replica.info("stats"), "expired_keys"), 100);
+    assert!(!r.exists::<_, bool>("primary").expect("reply"));
+    assert!(r.exists::<_, bool>("local:persisted").expect("reply"));
+
+    // The primary's expiry reaches it as deletions.
+    primary.advance_clock(2000);
+    let _: () = p.set("later", "v").expect("reply");
+    wait_for(&primary, 1);
+    let mut keys: Vec<String> = r.keys("*").expect("reply");
+    keys.sort();
+    assert_eq!(keys, ["later", "local:persisted"]);
+    assert_eq!(replica.stored_keys(), 2);
+}
+
 #[test]
 fn a_killed_link_resumes_with_a_partial_resync() {
     let primary = TestServer::start();
