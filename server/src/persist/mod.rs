@@ -254,6 +254,9 @@ impl Persistence {
         let status = SaveStatus {
             last_save_unix_s: store.now_ms() / 1000,
             last_ok: true,
+            // What is loaded at start is what the files hold: no change to save (Redis's
+            // `dirty` is 0 after a load).
+            changes_at_last_save: store.changes(),
             ..SaveStatus::default()
         };
         Persistence {

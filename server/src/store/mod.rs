@@ -1317,6 +1317,9 @@ impl Store {
         // The primary's write (or a load): a key this replica's clients had given a deadline
         // is the primary's now.
         self.local.wrote(&key, 0);
+        // A change a save must cover, as Redis's replicas count their primary's writes (a
+        // load at start is not one: the persistence counts from what it finds loaded).
+        self.changes.add(1);
         let replaced = old.as_ref().map_or(Tally::NOTHING, Tally::of);
         self.account(replaced, added);
         self.bound_index();

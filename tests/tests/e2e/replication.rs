@@ -349,6 +349,31 @@ fn a_writable_replica_expires_its_own_keys_but_not_its_primary_s() {
     assert_eq!(replica.stored_keys(), 2);
 }
 
+/// A replica counts what its primary sends as changes its snapshots must cover, as Redis's
+/// do: its periodic save then writes them (else a replica promoted after a crash would come
+/// back empty from its files).
+#[test]
+fn a_replica_counts_its_primary_s_writes_as_changes_to_save() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    let changes = |server: &TestServer| {
+        info_number(&server.info("persistence"), "rdb_changes_since_last_save")
+    };
+    let mut p = primary.client();
+    let _: () = p.set("before", "v").expect("reply");
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    // The full sync's keyspace: in no snapshot of the replica's yet.
+    let loaded = changes(&replica);
+    assert!(loaded >= 1, "{loaded}");
+    for i in 0..10 {
+        let _: () = p.set(format!("k{i}"), "v").expect("reply");
+    }
+    let _: () = p.del("before").expect("reply");
+    wait_for(&primary, 1);
+    assert_eq!(changes(&replica), loaded + 11);
+}
+
 #[test]
 fn a_killed_link_resumes_with_a_partial_resync() {
     let primary = TestServer::start();
