@@ -299,6 +299,12 @@ pub struct Replication {
     /// finished): the gate stays [`Gate::Loading`] until it has, also after a REPLICAOF that
     /// abandoned its load, so that no client writes into a keyspace the loader still fills.
     loader: AtomicBool,
+    /// The keyspace was emptied for a full sync that has not completed (its load began, no
+    /// primary's offset was taken since): the node's offset describes nothing it holds. INFO
+    /// then shows Redis's `slave_repl_offset:1` (Redis discards its cached primary at
+    /// `+FULLRESYNC`), so that Sentinel promotes a replica that has the data rather than this
+    /// one.
+    emptied: AtomicBool,
     /// The load under way (or the last one): when it began, Unix ms, and the snapshot's bytes
     /// it has taken (INFO persistence's `loading_start_time`, `loading_loaded_bytes`).
     load_started_ms: AtomicU64,
@@ -335,6 +341,7 @@ impl Replication {
             feed_on: std::sync::Once::new(),
             history: AtomicBool::new(false),
             loader: AtomicBool::new(false),
+            emptied: AtomicBool::new(false),
             load_started_ms: AtomicU64::new(0),
             loaded_bytes: AtomicU64::new(0),
             sync_full: AtomicU64::new(0),
@@ -392,6 +399,7 @@ impl Replication {
         }
         self.load_started_ms.store(now_ms, Ordering::Relaxed);
         self.loaded_bytes.store(0, Ordering::Relaxed);
+        self.emptied.store(true, Ordering::Relaxed);
         self.loader.store(true, Ordering::Relaxed);
         self.store_gate(&slot);
         drop(slot);
@@ -420,6 +428,7 @@ impl Replication {
             let slot = lock(&self.link);
             if loaded && follows(&slot, link) {
                 adopt(self);
+                self.emptied.store(false, Ordering::Relaxed);
                 self.loader.store(false, Ordering::Relaxed);
                 self.store_gate(&slot);
                 return true;
@@ -769,6 +778,7 @@ impl Replication {
                 let state = link.state();
                 let up = state == LinkState::Connected;
                 let last_io = link.last_io_ms.load(Ordering::Relaxed);
+                let emptied = self.emptied.load(Ordering::Relaxed);
                 let _ = write!(
                     out,
                     "role:slave\r\nmaster_host:{}\r\nmaster_port:{}\r\nmaster_link_status:{}\r\n\
@@ -785,8 +795,12 @@ impl Replication {
                     u8::from(state == LinkState::Sync),
                     // Never behind what was applied (a link connecting again has read
                     // nothing yet: Redis shows its cached primary's offsets then).
-                    link.read_offset.load(Ordering::Relaxed).max(feed.offset),
-                    feed.offset,
+                    if emptied {
+                        1
+                    } else {
+                        link.read_offset.load(Ordering::Relaxed).max(feed.offset)
+                    },
+                    if emptied { 1 } else { feed.offset },
                 );
                 if state == LinkState::Sync {
                     // Redis's fields of a transfer; the snapshot is streamed, its size not

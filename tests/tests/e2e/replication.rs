@@ -1170,6 +1170,48 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
     assert!(!info.contains("master_sync_left_bytes"), "{info}");
 }
 
+/// A replica whose keyspace a full sync emptied holds no primary's offset until a sync
+/// completes: INFO shows Redis's `slave_repl_offset:1` (Redis discards its cached primary at
+/// `+FULLRESYNC`), not the offset of the data it no longer has. Sentinel promotes the replica
+/// with the highest offset: a replica whose sync broke as its primary died must not be it.
+#[test]
+fn a_replica_emptied_by_a_full_sync_shows_no_offset_until_one_completes() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("reply");
+    wait_for(&primary, 1);
+    let offset = info_number(&replica.info("replication"), "slave_repl_offset");
+    assert!(offset > 1, "{offset}");
+
+    // Sent to a primary that starts a snapshot, then dies in the middle of it.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut r = replica.client();
+    replicate_from(&mut r, fake.local_addr().expect("address").port());
+    let (mut link, _) = handshake(&fake);
+    full_resync(&mut link, &snapshot_start());
+    poll_loading(&mut replica.client(), true, &["GET", "k"]).expect_err("LOADING");
+    let info = replica.info("replication");
+    assert_eq!(info_number(&info, "slave_repl_offset"), 1, "{info}");
+    assert_eq!(info_number(&info, "slave_read_repl_offset"), 1, "{info}");
+    drop(link);
+    drop(fake);
+    let info = until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 0
+    });
+    assert_eq!(info_number(&info, "slave_repl_offset"), 1, "{info}");
+    assert_eq!(replica.stored_keys(), 0);
+
+    // A sync that completes gives it its primary's offset again.
+    replicate_from(&mut r, primary.addr.port());
+    wait_for(&primary, 1);
+    let info = replica.info("replication");
+    assert_eq!(info_number(&info, "slave_repl_offset"), offset, "{info}");
+    assert_eq!(replica.stored_keys(), 1);
+}
+
 /// A primary that falls silent mid-snapshot (its process hung, its socket open) is given up
 /// after `repl-timeout`, as any silent link: the replica abandons the load and connects again.
 #[test]
