@@ -398,7 +398,6 @@ impl Replication {
             return false;
         }
         self.load_started_ms.store(now_ms, Ordering::Relaxed);
-        self.loaded_bytes.store(0, Ordering::Relaxed);
         self.emptied.store(true, Ordering::Relaxed);
         self.loader.store(true, Ordering::Relaxed);
         self.store_gate(&slot);

@@ -303,6 +303,88 @@ pub fn load_stream(
     Ok(summary)
 }
 
+/// Copies the snapshot `reader` streams (a replica's primary's) to `out`, checking it whole
+/// on the way: its header, its framing, its record count and its checksum, reading nothing
+/// past its end (what follows is the primary's stream). Decodes no record and touches no
+/// keyspace: a replica loads the copy only once it is known complete, keeping its data
+/// meanwhile. `source` names the stream in errors. The bytes copied.
+pub fn receive_stream(
+    mut reader: impl Read,
+    source: &Path,
+    mut out: impl std::io::Write,
+) -> Result<u64, SnapshotError> {
+    let fail = |offset: u64, problem: String| SnapshotError {
+        path: source.to_owned(),
+        offset,
+        problem,
+    };
+    let write = |out: &mut dyn std::io::Write, bytes: &[u8], offset: u64| {
+        out.write_all(bytes)
+            .map_err(|e| fail(offset, format!("cannot write the copy: {e}")))
+    };
+    let mut crc = crc32fast::Hasher::new();
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(&mut reader, &mut header, 0, source)?;
+    if &header[..8] != MAGIC {
+        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    if version != FORMAT_VERSION {
+        return Err(fail(
+            8,
+            format!("format version {version}, expected {FORMAT_VERSION}"),
+        ));
+    }
+    crc.update(&header);
+    write(&mut out, &header, 0)?;
+    let mut offset = HEADER_LEN as u64;
+    let mut records = 0u64;
+    let mut frame = vec![0u8; 64 * 1024];
+    loop {
+        let mut len = [0u8; 4];
+        read_exact(&mut reader, &mut len, offset, source)?;
+        crc.update(&len);
+        write(&mut out, &len, offset)?;
+        let len = u32::from_le_bytes(len);
+        if len == 0 {
+            offset += 4;
+            break;
+        }
+        if len > MAX_FRAME {
+            return Err(fail(offset, format!("corrupt record length {len}")));
+        }
+        // In pieces: a corrupt length makes nothing allocate.
+        let mut left = len as usize;
+        let mut at = offset + 4;
+        while left > 0 {
+            let piece = &mut frame[..left.min(64 * 1024)];
+            read_exact(&mut reader, piece, at, source)?;
+            crc.update(piece);
+            write(&mut out, piece, at)?;
+            left -= piece.len();
+            at += piece.len() as u64;
+        }
+        records += 1;
+        offset = at;
+    }
+    let mut trailer = [0u8; 12];
+    read_exact(&mut reader, &mut trailer, offset, source)?;
+    crc.update(&trailer[..8]);
+    let mut count_bytes = [0u8; 8];
+    count_bytes.copy_from_slice(&trailer[..8]);
+    if u64::from_le_bytes(count_bytes) != records {
+        return Err(fail(offset, "record count mismatch".to_owned()));
+    }
+    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    if stored != crc.finalize() {
+        return Err(fail(offset + 8, "checksum mismatch".to_owned()));
+    }
+    write(&mut out, &trailer, offset)?;
+    out.flush()
+        .map_err(|e| fail(offset, format!("cannot write the copy: {e}")))?;
+    Ok(offset + 12)
+}
+
 /// Verifies `path` and counts its records by kind, loading nothing (`check-snapshot`).
 pub fn check(path: &Path, now_ms: u64) -> Result<Summary, SnapshotError> {
     verify(&mut open(path)?, path, now_ms, MAX_DATABASES)

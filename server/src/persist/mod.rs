@@ -983,6 +983,51 @@ mod tests {
     }
 
     #[test]
+    fn a_received_snapshot_is_copied_to_its_end_only_and_only_whole() {
+        let (dir, _, store) = scratch("receive");
+        for i in 0..300 {
+            let key = format!("k{i}");
+            store.first().upsert(key.as_bytes(), 0, |_| {
+                let value = bytes::Bytes::from(vec![b'v'; 100]);
+                (
+                    Some(crate::store::Entry::new(crate::store::Value::Str(value), 0)),
+                    (),
+                )
+            });
+        }
+        let options = writer::WriteOptions::default();
+        let (mut stream, written) =
+            writer::write_stream(&*store, Vec::new(), &options, std::time::Instant::now())
+                .expect("snapshot");
+        let snapshot_len = stream.len();
+        assert_eq!(written.bytes, snapshot_len as u64);
+        // The primary's stream follows the snapshot on the same connection.
+        stream.extend_from_slice(b"the stream");
+        let source = std::path::Path::new("<primary>");
+        let mut reader = &stream[..];
+        let mut copy = Vec::new();
+        let received = loader::receive_stream(&mut reader, source, &mut copy).expect("whole");
+        assert_eq!(received, snapshot_len as u64);
+        assert_eq!(copy, stream[..snapshot_len]);
+        assert_eq!(reader, b"the stream");
+        // What was copied loads as the stream would.
+        let loaded = Databases::new(crate::clock::Clock::manual(1_700_000_000_000).0, 1);
+        let summary = loader::load_stream(&copy[..], source, &loaded).expect("load");
+        assert_eq!(summary.records, 300);
+        assert_eq!(loaded.len(), 300);
+
+        // Cut short, or one byte changed: refused.
+        let error = loader::receive_stream(&stream[..snapshot_len - 5], source, Vec::new())
+            .expect_err("cut short");
+        assert!(error.to_string().contains("truncated"), "{error}");
+        let mut damaged = stream.clone();
+        damaged[snapshot_len / 2] ^= 1;
+        // (Whether the byte is a length or a record's, the checksum at the latest says so.)
+        loader::receive_stream(&damaged[..], source, Vec::new()).expect_err("damaged");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn a_snapshot_while_a_new_log_is_uncommitted_sets_the_earlier_manifest_aside() {
         let (dir, config, store) = scratch("stale");
         let manifest = config.aof_layout().manifest_path();

@@ -5,9 +5,12 @@
 //! listening-port` and `REPLCONF capa psync2`, and asks `PSYNC <replid> <offset + 1>` with
 //! this node's replication ID and feed offset, so that a node that followed the same history
 //! (its old primary, or a promoted sibling that keeps that ID as its second) continues from
-//! its backlog. On `+FULLRESYNC` the keyspace is emptied and the streamed snapshot loaded in
-//! its place on a blocking thread (clients get `LOADING` meanwhile: the old data is gone at the
-//! first record), and the feed restarts at the primary's offset. The append-only log, set
+//! its backlog. On `+FULLRESYNC` the streamed snapshot replaces the keyspace, on a blocking
+//! thread. With a data directory it is first received whole into a file there (checked: its
+//! framing, count and checksum), the old keyspace served meanwhile, as Redis's disk-based
+//! load: a transfer that breaks leaves the replica its data. Then (or at once, without a data
+//! directory) the keyspace is emptied and the snapshot loaded (clients get `LOADING`
+//! meanwhile), and the feed restarts at the primary's offset. The append-only log, set
 //! aside as the load begins, restarts from the loaded keyspace (a new base and log) before the
 //! stream goes on, so a crash never restarts from the old log followed by the new stream's
 //! frames. Then each frame of the stream is applied (recording nothing of its own) and passed
@@ -327,9 +330,10 @@ where
         }
     }
 
-    /// Loads the snapshot that follows `+FULLRESYNC`: the keyspace emptied, the stream read
-    /// into a blocking loader through a bounded channel, the primary's ID taken and the feed
-    /// restarted at `offset`. The loader ends the load itself ([`Replication::end_load`]),
+    /// Loads the snapshot that follows `+FULLRESYNC`: the stream read into a blocking loader
+    /// through a bounded channel (received whole into a file first, with a data directory),
+    /// the keyspace emptied and loaded, the primary's ID taken and the feed restarted at
+    /// `offset`. The loader ends the load itself ([`Replication::end_load`]),
     /// also when a REPLICAOF abandoned it meanwhile: it then empties what it loaded before
     /// clients may write.
     ///
@@ -363,7 +367,22 @@ where
             {
                 return Err("abandoned".to_owned());
             }
-            // Not if a REPLICAOF came while the loader waited for its turn.
+            repl.loaded_bytes.store(0, Ordering::Relaxed);
+            let mut reader = ChunkReader {
+                rx,
+                chunk: first,
+                started: false,
+                taken: &repl.loaded_bytes,
+            };
+            // With a data directory, the snapshot is first received whole into a file there,
+            // the keyspace served and kept meanwhile (Redis's disk-based load): a transfer
+            // that breaks leaves the replica with its data, for Sentinel to promote.
+            let spool = loader_shared.persistence.config().map(|c| spool_path(&c.path()));
+            let _removed = spool.as_deref().map(RemoveOnDrop);
+            if let Some(path) = &spool {
+                receive(&mut reader, path)?;
+            }
+            // Not if a REPLICAOF came while the loader waited for its turn (or received).
             if !repl.begin_load(&link, loader_shared.dbs.now_ms()) {
                 return Err("abandoned".to_owned());
             }
@@ -375,17 +394,24 @@ where
             let mut restart = None;
             let outcome = feed::without_recording(|| {
                 dbs.flush_all(false);
-                let mut reader = ChunkReader {
-                    rx,
-                    chunk: first,
-                    started: false,
-                    taken: &repl.loaded_bytes,
+                let loaded = match &spool {
+                    Some(path) => std::fs::File::open(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                        .and_then(|file| {
+                            crate::persist::loader::load_stream(
+                                std::io::BufReader::with_capacity(1 << 20, file),
+                                path,
+                                &*dbs,
+                            )
+                            .map_err(|e| e.to_string())
+                        }),
+                    None => crate::persist::loader::load_stream(
+                        &mut reader,
+                        std::path::Path::new("<primary>"),
+                        &*dbs,
+                    )
+                    .map_err(|e| e.to_string()),
                 };
-                let loaded = crate::persist::loader::load_stream(
-                    &mut reader,
-                    std::path::Path::new("<primary>"),
-                    &*dbs,
-                );
                 // Whatever came after the snapshot is the stream's start. Drained until the
                 // channel says it is over: a chunk the link had room for before the close
                 // may still be on its way (`try_recv` would miss it).
@@ -413,7 +439,7 @@ where
                 match loaded {
                     Ok(summary) if adopted => Ok((summary, rest)),
                     Ok(_) => Err("abandoned".to_owned()),
-                    Err(error) => Err(error.to_string()),
+                    Err(error) => Err(error),
                 }
             });
             // Before the stream goes on (nothing of it applied or acknowledged yet), with the
@@ -508,8 +534,9 @@ where
                     // Before the loader began (a save held the slot): nothing changed.
                     break Err(failed);
                 }
-                // The loader sees the stream end, fails and empties the keyspace; the attempt
-                // ends once it did, not before (clients would read the old data meanwhile).
+                // The loader sees the stream end and fails: still receiving into its file, it
+                // leaves the keyspace as it was; loading, it empties it. The attempt ends once
+                // it did, not before (clients would read half the new data meanwhile).
                 drop(tx.take());
                 let _ = (&mut loading).await;
                 break Err(failed);
@@ -748,6 +775,37 @@ fn after_full_sync(
     let log = shared.persistence.aof()?;
     let swaps = log.begin_restart(offset);
     Some((log, swaps))
+}
+
+/// Where a full sync's snapshot is received before it is loaded: beside the snapshot file,
+/// named for the process as a save's temporary file is.
+fn spool_path(snapshot: &std::path::Path) -> std::path::PathBuf {
+    let mut name = snapshot
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".sync-{}", std::process::id()));
+    snapshot.with_file_name(name)
+}
+
+/// Receives the snapshot `reader` streams into a new file at `path` (mode 0600: it holds
+/// every session), checked whole ([`crate::persist::loader::receive_stream`]).
+fn receive(reader: &mut ChunkReader<'_>, path: &std::path::Path) -> Result<(), String> {
+    let file = crate::persist::aof_files::create_private(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, file);
+    crate::persist::loader::receive_stream(reader, std::path::Path::new("<primary>"), out)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Removes the file at its path when dropped (a full sync's received snapshot, loaded or not).
+struct RemoveOnDrop<'a>(&'a std::path::Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 /// `io::Read` over the chunks the link task reads, on the loader's blocking thread.

@@ -1212,6 +1212,85 @@ fn a_replica_emptied_by_a_full_sync_shows_no_offset_until_one_completes() {
     assert_eq!(replica.stored_keys(), 1);
 }
 
+/// With a data directory, a replica receives its primary's snapshot whole into a file there
+/// before it replaces its keyspace (Redis's disk-based load): it serves its data meanwhile,
+/// and a transfer that breaks leaves it its data and its offset, for Sentinel to promote and
+/// for its next attempt to continue from.
+#[test]
+fn a_replica_with_a_data_dir_keeps_its_data_until_the_whole_snapshot_arrived() {
+    let dir = super::daemon::ScratchDir::new();
+    let primary = TestServer::start();
+    let replica = TestServer::with_config(Config {
+        persistence: Some(sessiond::persist::PersistConfig {
+            dir: dir.0.clone(),
+            interval: None,
+            aof: sessiond::persist::aof::AofConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
+        ..Config::default()
+    });
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    let mut p = primary.client();
+    let _: () = p.set("k", "v").expect("reply");
+    wait_for(&primary, 1);
+    let offset = info_number(&replica.info("replication"), "slave_repl_offset");
+
+    // Sent to a primary that starts a snapshot, then dies in the middle of it.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut r = replica.client();
+    replicate_from(&mut r, fake.local_addr().expect("address").port());
+    let (mut link, _) = handshake(&fake);
+    full_resync(&mut link, &snapshot_start());
+    let spool = dir.0.join(format!("dump.sdb.sync-{}", std::process::id()));
+    for _ in 0..6000 {
+        if spool.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        spool.exists(),
+        "the snapshot is received into {}",
+        spool.display()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spool)
+        .expect("spool")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds every session");
+    // Receiving: the data is served, no load is under way.
+    let value: Option<String> = r.get("k").expect("GET");
+    assert_eq!(value.as_deref(), Some("v"));
+    assert_eq!(info_field(&replica.info("persistence"), "loading"), "0");
+    let info = replica.info("replication");
+    assert_eq!(info_number(&info, "master_sync_in_progress"), 1, "{info}");
+    assert_eq!(info_number(&info, "slave_repl_offset"), offset, "{info}");
+    drop(link);
+    drop(fake);
+    let info = until(&replica, |info| {
+        info_number(info, "master_sync_in_progress") == 0
+    });
+    assert_eq!(info_number(&info, "slave_repl_offset"), offset, "{info}");
+    assert_eq!(replica.stored_keys(), 1);
+    assert!(!spool.exists(), "the received part is removed");
+
+    // Back to its primary: it continues from its offset, without a full sync.
+    let before = info_number(&primary.info("stats"), "sync_partial_ok");
+    replicate_from(&mut r, primary.addr.port());
+    wait_for(&primary, 1);
+    assert_eq!(
+        info_number(&primary.info("stats"), "sync_partial_ok"),
+        before + 1
+    );
+    let value: Option<String> = r.get("k").expect("GET");
+    assert_eq!(value.as_deref(), Some("v"));
+}
+
 /// A primary that falls silent mid-snapshot (its process hung, its socket open) is given up
 /// after `repl-timeout`, as any silent link: the replica abandons the load and connects again.
 #[test]
