@@ -334,6 +334,8 @@ impl RawConfig {
                     .repl_ping_replica_period
                     .map(|PositivePeriod(period)| period),
                 backlog_bytes: self.repl_backlog_size.map(|Size(bytes)| bytes),
+                announce_ip: self.replica_announce_ip,
+                announce_port: self.replica_announce_port,
                 tls_replication: self.tls_replication.is_some_and(|YesNo(yes)| yes),
             },
             tls.as_ref(),

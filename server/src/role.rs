@@ -288,6 +288,9 @@ pub struct Replication {
     ping_period_ms: AtomicU64,
     /// `masteruser` and `masterauth`: how the link authenticates (never logged).
     credentials: Mutex<(Option<String>, Option<crate::auth::Secret>)>,
+    /// `replica-announce-ip` and `replica-announce-port` (0: the port served on): the address
+    /// the link tells its primary, which Sentinel then finds the replica at.
+    announce: Mutex<(Option<String>, u16)>,
     /// The TLS client of the link, with `tls-replication`.
     tls: Option<TlsClient>,
     /// Whether replication turned the change feed on (once, for the node's life).
@@ -337,6 +340,7 @@ impl Replication {
             timeout_ms: AtomicU64::new(settings.timeout.as_millis() as u64),
             ping_period_ms: AtomicU64::new(settings.ping_period.as_millis() as u64),
             credentials: Mutex::new((settings.masteruser.clone(), settings.masterauth.clone())),
+            announce: Mutex::new((settings.announce_ip.clone(), settings.announce_port)),
             tls: settings.tls.clone(),
             feed_on: std::sync::Once::new(),
             history: AtomicBool::new(false),
@@ -495,6 +499,22 @@ impl Replication {
             .1
             .as_ref()
             .map(|s| s.expose().to_owned())
+    }
+
+    /// `replica-announce-ip` and `replica-announce-port` (0: none), as the link's next
+    /// connection tells them.
+    pub fn announce(&self) -> (Option<String>, u16) {
+        lock(&self.announce).clone()
+    }
+
+    /// Sets `replica-announce-ip` (empty: none).
+    pub fn set_announce_ip(&self, ip: Option<String>) {
+        lock(&self.announce).0 = ip.filter(|ip| !ip.is_empty());
+    }
+
+    /// Sets `replica-announce-port` (0: the port served on).
+    pub fn set_announce_port(&self, port: u16) {
+        lock(&self.announce).1 = port;
     }
 
     /// Sets `masteruser` (empty: none).
@@ -904,6 +924,10 @@ pub struct RawSettings {
     pub backlog_bytes: Option<u64>,
     /// `tls-replication`.
     pub tls_replication: bool,
+    /// `replica-announce-ip`.
+    pub announce_ip: Option<String>,
+    /// `replica-announce-port`.
+    pub announce_port: Option<u64>,
 }
 
 /// The smallest `repl-backlog-size`, as Redis's.
@@ -994,8 +1018,37 @@ impl Settings {
                     .max(MIN_BACKLOG_BYTES),
             },
             tls,
+            announce_ip: match raw.announce_ip.filter(|ip| !ip.is_empty()) {
+                Some(ip) => {
+                    Some(announce_ip(&ip).map_err(|reason| {
+                        Invalid::new("replica-announce-ip", ip.clone(), reason)
+                    })?)
+                }
+                None => None,
+            },
+            announce_port: match raw.announce_port {
+                None => 0,
+                Some(port) => {
+                    crate::setting::range("replica-announce-port", port, 0, 65535)? as u16
+                }
+            },
         })
     }
+}
+
+/// A `replica-announce-ip`: what `REPLCONF ip-address` may carry (shorter than Redis's 256
+/// bytes, no spaces or line breaks).
+pub fn announce_ip(ip: &str) -> Result<String, String> {
+    if ip.len() >= sessiond_protocol::cmd::MAX_REPLICA_ADDRESS {
+        return Err(format!(
+            "must be shorter than {} bytes",
+            sessiond_protocol::cmd::MAX_REPLICA_ADDRESS
+        ));
+    }
+    if ip.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not hold spaces or control characters".to_owned());
+    }
+    Ok(ip.to_owned())
 }
 
 /// The replication settings, validated (see `config.rs`).
@@ -1019,6 +1072,10 @@ pub struct Settings {
     pub backlog_bytes: u64,
     /// `tls-replication`: the link's TLS client (the node's certificate, its CA as roots).
     pub tls: Option<TlsClient>,
+    /// `replica-announce-ip`.
+    pub announce_ip: Option<String>,
+    /// `replica-announce-port` (0: none).
+    pub announce_port: u16,
 }
 
 impl std::fmt::Debug for Settings {
@@ -1034,6 +1091,8 @@ impl std::fmt::Debug for Settings {
             .field("ping_period", &self.ping_period)
             .field("backlog_bytes", &self.backlog_bytes)
             .field("tls", &self.tls.is_some())
+            .field("announce_ip", &self.announce_ip)
+            .field("announce_port", &self.announce_port)
             .finish()
     }
 }
@@ -1050,6 +1109,8 @@ impl Default for Settings {
             ping_period: std::time::Duration::from_secs(1),
             backlog_bytes: crate::store::feed::DEFAULT_BACKLOG_BYTES,
             tls: None,
+            announce_ip: None,
+            announce_port: 0,
         }
     }
 }

@@ -308,6 +308,42 @@ const SETTABLE: &[Settable] = &[
         },
     },
     Settable {
+        name: "replica-announce-ip",
+        check: |_, value| announce_ip(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(ip) = announce_ip(value) {
+                shared.repl.set_announce_ip(Some(ip));
+            }
+        },
+    },
+    Settable {
+        name: "slave-announce-ip",
+        check: |_, value| announce_ip(value).map(drop),
+        apply: |shared, value| {
+            if let Ok(ip) = announce_ip(value) {
+                shared.repl.set_announce_ip(Some(ip));
+            }
+        },
+    },
+    Settable {
+        name: "replica-announce-port",
+        check: |_, value| integer(value, 0, 65535).map(drop),
+        apply: |shared, value| {
+            if let Ok(port) = integer(value, 0, 65535) {
+                shared.repl.set_announce_port(port as u16);
+            }
+        },
+    },
+    Settable {
+        name: "slave-announce-port",
+        check: |_, value| integer(value, 0, 65535).map(drop),
+        apply: |shared, value| {
+            if let Ok(port) = integer(value, 0, 65535) {
+                shared.repl.set_announce_port(port as u16);
+            }
+        },
+    },
+    Settable {
         name: "repl-ping-replica-period",
         check: |shared, value| ping_period(shared, value).map(drop),
         apply: |shared, value| {
@@ -367,6 +403,12 @@ pub(super) fn settable_names() -> impl Iterator<Item = &'static str> {
 /// A new `repl-backlog-size`: a size (`1mb`), raised to Redis's least, 16kb, as Redis does.
 fn backlog(value: &[u8]) -> Result<u64, String> {
     Ok(memory(value)?.max(crate::role::MIN_BACKLOG_BYTES))
+}
+
+/// A new `replica-announce-ip` (empty: none).
+fn announce_ip(value: &[u8]) -> Result<String, String> {
+    let ip = std::str::from_utf8(value).map_err(|_| "argument must be UTF-8".to_owned())?;
+    crate::role::announce_ip(ip).map_err(|reason| format!("argument {reason}"))
 }
 
 /// A new `repl-ping-replica-period`, in seconds: shorter than `repl-timeout` (see
@@ -800,6 +842,22 @@ fn settings(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
             ctx.shared.dbs.feed().backlog_size().to_string(),
         ),
         ("replica-priority", ctx.shared.repl.priority().to_string()),
+        (
+            "replica-announce-ip",
+            ctx.shared.repl.announce().0.unwrap_or_default(),
+        ),
+        (
+            "slave-announce-ip",
+            ctx.shared.repl.announce().0.unwrap_or_default(),
+        ),
+        (
+            "replica-announce-port",
+            ctx.shared.repl.announce().1.to_string(),
+        ),
+        (
+            "slave-announce-port",
+            ctx.shared.repl.announce().1.to_string(),
+        ),
         ("slave-priority", ctx.shared.repl.priority().to_string()),
         ("repl-timeout", whole_seconds(ctx.shared.repl.timeout())),
         (

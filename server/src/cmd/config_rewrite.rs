@@ -40,6 +40,7 @@ struct Elsewhere {
     repl_timeout: Duration,
     ping_period: Duration,
     backlog: u64,
+    announce: (Option<String>, u16),
     masteruser: Option<String>,
 }
 
@@ -54,6 +55,7 @@ impl Elsewhere {
             priority: shared.repl.priority(),
             repl_timeout: shared.repl.timeout(),
             ping_period: shared.repl.ping_period(),
+            announce: shared.repl.announce(),
             backlog: shared.dbs.feed().backlog_size(),
             masteruser: shared.repl.masteruser(),
         }
@@ -69,6 +71,10 @@ impl Elsewhere {
             priority: config.replication.priority,
             repl_timeout: config.replication.timeout,
             ping_period: config.replication.ping_period,
+            announce: (
+                config.replication.announce_ip.clone(),
+                config.replication.announce_port,
+            ),
             backlog: config.replication.backlog_bytes,
             masteruser: config.replication.masteruser.clone(),
         }
@@ -84,7 +90,7 @@ fn rendered(
     snapshot_interval: Option<Duration>,
     aof: AofLive,
     elsewhere: Elsewhere,
-) -> [(&'static str, Value); 26] {
+) -> [(&'static str, Value); 28] {
     let int = |n: u64| Value::from(i64::try_from(n).unwrap_or(i64::MAX));
     let duration = |d: Duration| Value::from(format_duration(d));
     let yes_no = |yes: bool| Value::from(if yes { "yes" } else { "no" });
@@ -135,6 +141,14 @@ fn rendered(
         ("repl-timeout", duration(elsewhere.repl_timeout)),
         ("repl-ping-replica-period", duration(elsewhere.ping_period)),
         (
+            "replica-announce-ip",
+            Value::from(elsewhere.announce.0.clone().unwrap_or_default()),
+        ),
+        (
+            "replica-announce-port",
+            int(u64::from(elsewhere.announce.1)),
+        ),
+        (
             "repl-backlog-size",
             Value::from(format_size(elsewhere.backlog)),
         ),
@@ -171,6 +185,8 @@ fn aliases(key: &str) -> &'static [&'static str] {
         "replica-read-only" => &["slave-read-only"],
         "replica-priority" => &["slave-priority"],
         "repl-ping-replica-period" => &["repl-ping-slave-period"],
+        "replica-announce-ip" => &["slave-announce-ip"],
+        "replica-announce-port" => &["slave-announce-port"],
         _ => &[],
     }
 }

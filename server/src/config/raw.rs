@@ -363,6 +363,17 @@ pub struct RawConfig {
     #[serde(alias = "slave-read-only")]
     pub replica_read_only: Option<YesNo>,
 
+    /// The address a replica tells its primary it is at (`REPLCONF ip-address`), where
+    /// Sentinel then finds it: behind NAT or in a container, the one others reach it at.
+    #[arg(long, env = "SESSIOND_REPLICA_ANNOUNCE_IP", alias = "slave-announce-ip")]
+    #[serde(alias = "slave-announce-ip")]
+    pub replica_announce_ip: Option<String>,
+
+    /// The port a replica tells its primary it serves clients on (0: the one it serves on).
+    #[arg(long, env = "SESSIOND_REPLICA_ANNOUNCE_PORT", alias = "slave-announce-port")]
+    #[serde(alias = "slave-announce-port")]
+    pub replica_announce_port: Option<u64>,
+
     /// Sentinel promotes the replica with the lowest priority first; 0: never.
     #[arg(long, env = "SESSIOND_REPLICA_PRIORITY", alias = "slave-priority")]
     #[serde(alias = "slave-priority")]
@@ -478,6 +489,7 @@ fn default_text(long: &str) -> Option<String> {
         "stop-writes-on-bgsave-error" => yes_no(config.stop_writes_on_bgsave_error),
         "replica-read-only" => yes_no(config.replication.read_only),
         "replica-priority" => config.replication.priority.to_string(),
+        "replica-announce-port" => config.replication.announce_port.to_string(),
         "repl-timeout" => format_duration(config.replication.timeout),
         "repl-ping-replica-period" => format_duration(config.replication.ping_period),
         "repl-backlog-size" => format_size(config.replication.backlog_bytes),
@@ -870,6 +882,7 @@ mod tests {
             "replicaof",
             "masterauth",
             "masteruser",
+            "replica-announce-ip",
         ];
         let mut args = vec!["sessiond".to_owned()];
         for arg in RawConfig::command().get_arguments() {

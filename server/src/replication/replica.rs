@@ -2,7 +2,7 @@
 //! REPLICAOF or the shutdown.
 //!
 //! Each attempt connects, authenticates (`masteruser`/`masterauth`), says `REPLCONF
-//! listening-port` and `REPLCONF capa psync2`, and asks `PSYNC <replid> <offset + 1>` with
+//! listening-port` (and `ip-address`: `replica-announce-port`/`-ip`) and `REPLCONF capa psync2`, and asks `PSYNC <replid> <offset + 1>` with
 //! this node's replication ID and feed offset, so that a node that followed the same history
 //! (its old primary, or a promoted sibling that keeps that ID as its second) continues from
 //! its backlog. On `+FULLRESYNC` the streamed snapshot replaces the keyspace, on a blocking
@@ -232,17 +232,32 @@ where
                 });
             }
         }
-        let port = self.shared.local_addr.port().to_string();
+        let (announce_ip, announce_port) = repl.announce();
+        let port = match announce_port {
+            0 => self.shared.local_addr.port(),
+            port => port,
+        };
         // Errors to REPLCONF are ignored, as Redis ignores them (an older primary).
         self.call(
             &[
                 Bytes::from_static(b"REPLCONF"),
                 Bytes::from_static(b"listening-port"),
-                Bytes::from(port),
+                Bytes::from(port.to_string()),
             ],
             "REPLCONF",
         )
         .await?;
+        if let Some(ip) = announce_ip {
+            self.call(
+                &[
+                    Bytes::from_static(b"REPLCONF"),
+                    Bytes::from_static(b"ip-address"),
+                    Bytes::from(ip),
+                ],
+                "REPLCONF",
+            )
+            .await?;
+        }
         self.call(
             &[
                 Bytes::from_static(b"REPLCONF"),

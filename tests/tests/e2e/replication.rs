@@ -677,6 +677,43 @@ fn role_and_info_say_what_redis_says() {
     assert_eq!(info_number(&rinfo, "slave_read_repl_offset"), offset);
 }
 
+/// Behind NAT or in a container, a replica tells its primary the address others reach it at
+/// (`replica-announce-ip`, `replica-announce-port`): the primary's INFO and ROLE, where
+/// Sentinel finds its replicas, list that one.
+#[test]
+fn a_replica_announces_the_address_it_is_given() {
+    let primary = TestServer::start();
+    let replica = TestServer::start();
+    let mut r = replica.client();
+    let set = |con: &mut Connection, name: &str, value: &str| -> redis::RedisResult<()> {
+        redis::cmd("CONFIG").arg(&["SET", name, value]).query(con)
+    };
+    let get = |con: &mut Connection, name: &str| -> String {
+        sessiond_tests::redis_calls::config_get(con, name)
+    };
+    assert_eq!(get(&mut r, "replica-announce-ip"), "");
+    assert_eq!(get(&mut r, "replica-announce-port"), "0");
+    set(&mut r, "replica-announce-ip", "203.0.113.7").expect("CONFIG SET");
+    set(&mut r, "slave-announce-port", "6390").expect("CONFIG SET");
+    assert_eq!(get(&mut r, "slave-announce-ip"), "203.0.113.7");
+    assert_eq!(get(&mut r, "replica-announce-port"), "6390");
+    assert!(set(&mut r, "replica-announce-ip", "203.0.113.7 x").is_err());
+    assert!(set(&mut r, "replica-announce-port", "70000").is_err());
+
+    follow(&replica, &primary);
+    wait_for(&primary, 1);
+    let info = primary.info("replication");
+    assert!(
+        info.contains("slave0:ip=203.0.113.7,port=6390,state=online"),
+        "{info}"
+    );
+    let mut p = primary.client();
+    let role: (String, i64, Vec<(String, String, String)>) =
+        redis::cmd("ROLE").query(&mut p).expect("ROLE");
+    assert_eq!(role.2[0].0, "203.0.113.7");
+    assert_eq!(role.2[0].1, "6390");
+}
+
 #[test]
 fn replication_commands_refuse_bad_arguments_in_redis_words() {
     let server = TestServer::start();
