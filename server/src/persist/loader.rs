@@ -209,6 +209,63 @@ fn decode(
     Ok((db, record))
 }
 
+/// Reads a streamed snapshot's header (from a primary of this version: its format exactly),
+/// adding it to `crc`.
+fn stream_header(
+    reader: &mut impl Read,
+    source: &Path,
+    crc: &mut crc32fast::Hasher,
+) -> Result<[u8; HEADER_LEN], SnapshotError> {
+    let fail = |offset: u64, problem: String| SnapshotError {
+        path: source.to_owned(),
+        offset,
+        problem,
+    };
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(reader, &mut header, 0, source)?;
+    if &header[..8] != MAGIC {
+        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
+    }
+    let version = u16::from_le_bytes([header[8], header[9]]);
+    if version != FORMAT_VERSION {
+        return Err(fail(
+            8,
+            format!("format version {version}, expected {FORMAT_VERSION}"),
+        ));
+    }
+    crc.update(&header);
+    Ok(header)
+}
+
+/// Reads a streamed snapshot's trailer at `offset` and checks it: `records` records, and the
+/// checksum `crc` of everything before it.
+fn stream_trailer(
+    reader: &mut impl Read,
+    source: &Path,
+    offset: u64,
+    records: u64,
+    mut crc: crc32fast::Hasher,
+) -> Result<[u8; 12], SnapshotError> {
+    let fail = |offset: u64, problem: String| SnapshotError {
+        path: source.to_owned(),
+        offset,
+        problem,
+    };
+    let mut trailer = [0u8; 12];
+    read_exact(reader, &mut trailer, offset, source)?;
+    crc.update(&trailer[..8]);
+    let mut count_bytes = [0u8; 8];
+    count_bytes.copy_from_slice(&trailer[..8]);
+    if u64::from_le_bytes(count_bytes) != records {
+        return Err(fail(offset, "record count mismatch".to_owned()));
+    }
+    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
+    if stored != crc.finalize() {
+        return Err(fail(offset + 8, "checksum mismatch".to_owned()));
+    }
+    Ok(trailer)
+}
+
 /// Loads a snapshot streamed by a replica's primary (see `writer::write_stream`) into `dbs`,
 /// which the caller emptied: each record is applied as it is decoded, and the count and the
 /// checksum are checked at the end. On an error `dbs` holds part of the stream; the caller
@@ -226,19 +283,8 @@ pub fn load_stream(
         problem,
     };
     let mut crc = crc32fast::Hasher::new();
-    let mut header = [0u8; HEADER_LEN];
-    read_exact(&mut reader, &mut header, 0, source)?;
-    if &header[..8] != MAGIC {
-        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
-    }
-    let version = u16::from_le_bytes([header[8], header[9]]);
-    if version != FORMAT_VERSION {
-        return Err(fail(
-            8,
-            format!("format version {version}, expected {FORMAT_VERSION}"),
-        ));
-    }
-    crc.update(&header);
+    stream_header(&mut reader, source, &mut crc)?;
+    let version = FORMAT_VERSION;
     let now_ms = dbs.keyspace(0).now_ms();
     let mut summary = Summary {
         format_version: version,
@@ -284,18 +330,7 @@ pub fn load_stream(
         summary.records += 1;
         offset += 4 + u64::from(len);
     }
-    let mut trailer = [0u8; 12];
-    read_exact(&mut reader, &mut trailer, offset, source)?;
-    crc.update(&trailer[..8]);
-    let mut count_bytes = [0u8; 8];
-    count_bytes.copy_from_slice(&trailer[..8]);
-    if u64::from_le_bytes(count_bytes) != summary.records {
-        return Err(fail(offset, "record count mismatch".to_owned()));
-    }
-    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
-    if stored != crc.finalize() {
-        return Err(fail(offset + 8, "checksum mismatch".to_owned()));
-    }
+    stream_trailer(&mut reader, source, offset, summary.records, crc)?;
     for db in 0..dbs.count() {
         dbs.keyspace(db).rebuild_user_index();
     }
@@ -323,19 +358,7 @@ pub fn receive_stream(
             .map_err(|e| fail(offset, format!("cannot write the copy: {e}")))
     };
     let mut crc = crc32fast::Hasher::new();
-    let mut header = [0u8; HEADER_LEN];
-    read_exact(&mut reader, &mut header, 0, source)?;
-    if &header[..8] != MAGIC {
-        return Err(fail(0, "not a sessiond snapshot (bad magic)".to_owned()));
-    }
-    let version = u16::from_le_bytes([header[8], header[9]]);
-    if version != FORMAT_VERSION {
-        return Err(fail(
-            8,
-            format!("format version {version}, expected {FORMAT_VERSION}"),
-        ));
-    }
-    crc.update(&header);
+    let header = stream_header(&mut reader, source, &mut crc)?;
     write(&mut out, &header, 0)?;
     let mut offset = HEADER_LEN as u64;
     let mut records = 0u64;
@@ -367,18 +390,7 @@ pub fn receive_stream(
         records += 1;
         offset = at;
     }
-    let mut trailer = [0u8; 12];
-    read_exact(&mut reader, &mut trailer, offset, source)?;
-    crc.update(&trailer[..8]);
-    let mut count_bytes = [0u8; 8];
-    count_bytes.copy_from_slice(&trailer[..8]);
-    if u64::from_le_bytes(count_bytes) != records {
-        return Err(fail(offset, "record count mismatch".to_owned()));
-    }
-    let stored = u32::from_le_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]);
-    if stored != crc.finalize() {
-        return Err(fail(offset + 8, "checksum mismatch".to_owned()));
-    }
+    let trailer = stream_trailer(&mut reader, source, offset, records, crc)?;
     write(&mut out, &trailer, offset)?;
     out.flush()
         .map_err(|e| fail(offset, format!("cannot write the copy: {e}")))?;

@@ -109,11 +109,16 @@ impl<W: Write> Sink<W> {
 
 /// The temporary file a save writes before the rename: `<snapshot>.tmp-<pid>`.
 pub fn temp_path(snapshot: &Path) -> PathBuf {
+    process_file(snapshot, "tmp")
+}
+
+/// A file of this process's beside `snapshot`: `<snapshot>.<kind>-<pid>`.
+pub fn process_file(snapshot: &Path, kind: &str) -> PathBuf {
     let mut name = snapshot
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!(".{kind}-{}", std::process::id()));
     snapshot.with_file_name(name)
 }
 

@@ -795,12 +795,7 @@ fn after_full_sync(
 /// Where a full sync's snapshot is received before it is loaded: beside the snapshot file,
 /// named for the process as a save's temporary file is.
 fn spool_path(snapshot: &std::path::Path) -> std::path::PathBuf {
-    let mut name = snapshot
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".sync-{}", std::process::id()));
-    snapshot.with_file_name(name)
+    crate::persist::writer::process_file(snapshot, "sync")
 }
 
 /// Receives the snapshot `reader` streams into a new file at `path` (mode 0600: it holds
