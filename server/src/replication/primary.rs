@@ -446,6 +446,18 @@ impl Served<'_> {
     /// as Redis ignores what a replica sends but ACKs).
     fn take_acks(&mut self) -> Result<(), Ended> {
         loop {
+            // An empty line: the replica is alive, loading what it was sent (Redis's
+            // replicas send one a second then, and Redis counts it as an acknowledgement's
+            // time).
+            let newlines = self
+                .input
+                .iter()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
+            if newlines > 0 {
+                self.input.advance(newlines);
+                self.last_ack = Instant::now();
+            }
             match self.decoder.decode(&mut self.input) {
                 Ok(Some(args)) => {
                     if let [name, option, offset, ..] = &args[..] {

@@ -497,6 +497,12 @@ where
                             let _ = (&mut loading).await;
                             break Err(failed);
                         }
+                    } else if let Err(error) = self.socket.write_all(b"\n").await {
+                        // Until it has an offset to acknowledge, a newline a second tells the
+                        // primary, which has sent everything, that the replica is alive (a
+                        // load from the received file may outlast repl-timeout), as Redis's
+                        // replicas do while they load.
+                        broken = Some(error.into());
                     }
                 }
                 read = self.read_into(&mut held, silent_from + timeout), if reading => {

@@ -945,6 +945,43 @@ fn a_replica_that_stops_reading_its_full_sync_is_cut_off_after_repl_timeout() {
     drop(stalled);
 }
 
+/// A replica loading what it was sent (from its file: the primary has sent everything) has no
+/// offset to acknowledge yet: it sends an empty line a second, and the primary counts that as
+/// a sign of life, as Redis's, rather than dropping it after `repl-timeout`.
+#[test]
+fn a_replica_that_sends_empty_lines_while_it_loads_keeps_its_link() {
+    use std::io::{Read, Write};
+    let mut config = Config::default();
+    config.replication.ping_period = Duration::from_millis(500);
+    let primary = TestServer::with_config(config);
+    let mut p = primary.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "repl-timeout", "1"])
+        .query(&mut p)
+        .expect("CONFIG SET");
+    let _: () = p.set("k", "v").expect("SET");
+    let mut replica = std::net::TcpStream::connect(primary.addr).expect("connect");
+    replica.write_all(b"PSYNC ? -1\r\n").expect("PSYNC");
+    // Everything the primary sends is read (and dropped), as a loading replica reads ahead.
+    let mut reader = replica.try_clone().expect("clone");
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    until(&primary, |info| info_number(info, "connected_slaves") == 1);
+    // Three times the timeout, a newline every quarter of a second: the link stays.
+    for _ in 0..12 {
+        replica.write_all(b"\n").expect("newline");
+        std::thread::sleep(Duration::from_millis(250));
+        let info = primary.info("replication");
+        assert_eq!(info_number(&info, "connected_slaves"), 1, "{info}");
+    }
+    // Silent again: dropped after the timeout, as before.
+    until(&primary, |info| info_number(info, "connected_slaves") == 0);
+    drop(replica);
+    drain.join().expect("drain");
+}
+
 #[test]
 fn config_get_and_set_the_replication_settings() {
     let server = TestServer::start();
