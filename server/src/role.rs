@@ -431,7 +431,6 @@ impl Replication {
             let slot = lock(&self.link);
             if loaded && follows(&slot, link) {
                 adopt(self);
-                self.emptied.store(false, Ordering::Relaxed);
                 self.loader.store(false, Ordering::Relaxed);
                 self.store_gate(&slot);
                 return true;
@@ -460,8 +459,10 @@ impl Replication {
         self.history.load(Ordering::Relaxed)
     }
 
-    /// Notes that the node's offsets belong to a replication history.
+    /// Notes that the node's offsets belong to a replication history (a sync completed, or a
+    /// primary continued it): they describe its keyspace again.
     pub fn note_history(&self) {
+        self.emptied.store(false, Ordering::Relaxed);
         self.history.store(true, Ordering::Relaxed);
     }
 
@@ -632,6 +633,8 @@ impl Replication {
         }
         drop(slot);
         drop(was);
+        // Whatever a broken sync left, the keyspace is this node's own now, at its offset.
+        self.emptied.store(false, Ordering::Relaxed);
         let offset = offset();
         {
             let mut ids = lock(&self.ids);
@@ -1234,6 +1237,32 @@ mod tests {
         // A load by a link the node no longer follows changes nothing.
         assert!(!repl.begin_load(&link, 0));
         assert_eq!(repl.gate(), Gate::Open);
+    }
+
+    #[test]
+    fn a_promotion_ends_what_a_broken_sync_said_of_the_offset() {
+        let (repl, runtime) = following();
+        let link = repl.link().expect("a link");
+        // A full sync's load begins (the keyspace emptied), then REPLICAOF NO ONE during it.
+        assert!(repl.begin_load(&link, 0));
+        assert!(repl.promote(|| 0));
+        assert!(!repl.end_load(&link, true, |_| panic!("adopted"), || {}));
+        // Later the node follows again and continues by a partial resync: nothing emptied.
+        {
+            let _guard = runtime.enter();
+            assert!(repl.follow("127.0.0.2".into(), 2, |_| tokio::spawn(async {})));
+        }
+        let link = repl.link().expect("a link");
+        link.set_state(LinkState::Connected, 0);
+        let feed = FeedFigures {
+            offset: 5000,
+            backlog_size: 1 << 20,
+            first_byte_offset: 1,
+            histlen: 4999,
+        };
+        let mut out = String::new();
+        repl.info(&mut out, &feed, 0);
+        assert!(out.contains("slave_repl_offset:5000"), "{out}");
     }
 
     #[test]
