@@ -941,12 +941,18 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn remove_temp_files(config: &PersistConfig) {
-    let prefix = format!("{}.tmp-", config.file_name);
+    // A save's temporary file, and a full sync's received snapshot (`replication::replica`).
+    let prefixes = [
+        format!("{}.tmp-", config.file_name),
+        format!("{}.sync-", config.file_name),
+    ];
     let Ok(entries) = std::fs::read_dir(&config.dir) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => {
                     tracing::info!(file = %entry.path().display(), "removed a temp file left by an interrupted save")

@@ -573,6 +573,9 @@ fn a_kill_9_during_a_slow_background_save_leaves_the_previous_snapshot_and_no_te
         saved_bytes,
         "the previous snapshot is untouched"
     );
+    // So does a full sync's received snapshot, when a replica is killed while it loads.
+    let sync = data_dir.join(format!("{SNAPSHOT}.sync-{}", daemon.pid()));
+    std::fs::write(&sync, b"every session").expect("received snapshot");
 
     let mut daemon = Daemon::start_at(&dir.0, &args, &[]);
     let mut con = daemon.client(false);
@@ -584,7 +587,7 @@ fn a_kill_9_during_a_slow_background_save_leaves_the_previous_snapshot_and_no_te
     assert_eq!(
         files,
         [SNAPSHOT, "sessiond.lock"],
-        "the start removed the temp file"
+        "the start removed the temp files"
     );
     let after = dump(&mut con);
     assert_same(&saved.left, &after.found, "after kill -9 and a restart");
