@@ -313,6 +313,9 @@ pub struct Replication {
     load_started_ms: AtomicU64,
     /// See `load_started_ms`.
     pub loaded_bytes: AtomicU64,
+    /// The bytes the load under way reads in all (`loading_total_bytes`): a received
+    /// snapshot's size; 0 while a streamed one's is not known.
+    pub load_total: AtomicU64,
     /// INFO stats' `sync_full`, `sync_partial_ok`, `sync_partial_err`.
     pub sync_full: AtomicU64,
     /// Partial resynchronizations accepted.
@@ -348,6 +351,7 @@ impl Replication {
             emptied: AtomicBool::new(false),
             load_started_ms: AtomicU64::new(0),
             loaded_bytes: AtomicU64::new(0),
+            load_total: AtomicU64::new(0),
             sync_full: AtomicU64::new(0),
             sync_partial_ok: AtomicU64::new(0),
             sync_partial_err: AtomicU64::new(0),
@@ -770,22 +774,30 @@ impl Replication {
         self.gate() == Gate::Loading
     }
 
-    /// INFO persistence's fields of a load under way, as Redis's for a load whose size is not
-    /// known ahead (a streamed snapshot): its start, the bytes taken, and Redis's estimate.
+    /// INFO persistence's fields of a load under way, as Redis's: its start, its size (0
+    /// while a streamed snapshot's is not known), the bytes taken, and Redis's estimate.
     pub fn loading_info(&self, out: &mut String, now_ms: u64) {
         let started = self.load_started_ms.load(Ordering::Relaxed);
+        let total = self.load_total.load(Ordering::Relaxed);
         let loaded = self.loaded_bytes.load(Ordering::Relaxed);
         let elapsed = now_ms.saturating_sub(started) / 1000;
-        // Redis's estimate with no total known: one byte left.
+        let (perc, remaining) = match total {
+            // Redis's estimate with no total known: one byte left.
+            0 => (0.0, 1),
+            total => (
+                loaded as f64 / total as f64 * 100.0,
+                total.saturating_sub(loaded),
+            ),
+        };
         let eta = if elapsed == 0 {
             1
         } else {
-            elapsed / (loaded + 1)
+            elapsed * remaining / (loaded + 1)
         };
         let _ = write!(
             out,
-            "loading_start_time:{}\r\nloading_total_bytes:0\r\nloading_rdb_used_mem:0\r\n\
-             loading_loaded_bytes:{loaded}\r\nloading_loaded_perc:0.00\r\n\
+            "loading_start_time:{}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:0\r\n\
+             loading_loaded_bytes:{loaded}\r\nloading_loaded_perc:{perc:.2}\r\n\
              loading_eta_seconds:{eta}\r\n",
             started / 1000,
         );
@@ -1237,6 +1249,40 @@ mod tests {
         // A load by a link the node no longer follows changes nothing.
         assert!(!repl.begin_load(&link, 0));
         assert_eq!(repl.gate(), Gate::Open);
+    }
+
+    #[test]
+    fn a_load_s_progress_is_estimated_as_redis_does() {
+        let (repl, _runtime) = following();
+        let link = repl.link().expect("a link");
+        assert!(repl.begin_load(&link, 10_000));
+        repl.loaded_bytes.store(250, Ordering::Relaxed);
+        let info = |repl: &Replication| {
+            let mut out = String::new();
+            repl.loading_info(&mut out, 12_000);
+            out
+        };
+        // A streamed snapshot: no total, Redis's estimate of one byte left.
+        let streamed = info(&repl);
+        for field in [
+            "loading_start_time:10\r\n",
+            "loading_total_bytes:0\r\n",
+            "loading_loaded_bytes:250\r\n",
+            "loading_loaded_perc:0.00\r\n",
+            "loading_eta_seconds:0\r\n",
+        ] {
+            assert!(streamed.contains(field), "{field} in {streamed}");
+        }
+        // A received one: its size known, 2 s for the first quarter.
+        repl.load_total.store(1000, Ordering::Relaxed);
+        let received = info(&repl);
+        for field in [
+            "loading_total_bytes:1000\r\n",
+            "loading_loaded_perc:25.00\r\n",
+            "loading_eta_seconds:5\r\n",
+        ] {
+            assert!(received.contains(field), "{field} in {received}");
+        }
     }
 
     #[test]

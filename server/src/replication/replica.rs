@@ -383,6 +383,7 @@ where
                 return Err("abandoned".to_owned());
             }
             repl.loaded_bytes.store(0, Ordering::Relaxed);
+            repl.load_total.store(0, Ordering::Relaxed);
             let mut reader = ChunkReader {
                 rx,
                 chunk: first,
@@ -411,8 +412,16 @@ where
                 dbs.flush_all(false);
                 let loaded = match &spool {
                     Some(path) => std::fs::File::open(path)
+                        .and_then(|file| Ok((file.metadata()?.len(), file)))
                         .map_err(|e| format!("{}: {e}", path.display()))
-                        .and_then(|file| {
+                        .and_then(|(len, file)| {
+                            // INFO's figures follow the file's load now.
+                            repl.load_total.store(len, Ordering::Relaxed);
+                            repl.loaded_bytes.store(0, Ordering::Relaxed);
+                            let file = Counted {
+                                inner: file,
+                                taken: &repl.loaded_bytes,
+                            };
                             crate::persist::loader::load_stream(
                                 std::io::BufReader::with_capacity(1 << 20, file),
                                 path,
@@ -813,6 +822,20 @@ fn receive(reader: &mut ChunkReader<'_>, path: &std::path::Path) -> Result<(), S
     crate::persist::loader::receive_stream(reader, std::path::Path::new("<primary>"), out)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// A reader that counts what it reads (INFO's `loading_loaded_bytes`).
+struct Counted<'a, R> {
+    inner: R,
+    taken: &'a AtomicU64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.taken.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Removes the file at its path when dropped (a full sync's received snapshot, loaded or not).
