@@ -371,6 +371,11 @@ impl Databases {
                 }
                 continue;
             }
+            // A write a replica's client began before a promotion may have noted its key
+            // since: the regular expiry covers it now.
+            for db in self.dbs.iter() {
+                db.forget_local_keys();
+            }
             let mut lag_ms = None;
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {
                 // Dropped at a yield between slices, where no lock or recording is held; the

@@ -94,8 +94,11 @@ impl LocalVolatile {
         self.len.store(by_key.len(), Ordering::Relaxed);
     }
 
-    /// Forgets every key (the keyspace was replaced, or the node no longer follows).
+    /// Forgets every key (the node no longer follows); a relaxed load when there is none.
     pub(super) fn clear(&self) {
+        if self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut keys = self.keys();
         keys.deadline.clear();
         keys.due.clear();
