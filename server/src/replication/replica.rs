@@ -396,7 +396,11 @@ where
             let spool = loader_shared.persistence.config().map(|c| spool_path(&c.path()));
             let _removed = spool.as_deref().map(RemoveOnDrop);
             if let Some(path) = &spool {
-                receive(&mut reader, path)?;
+                let len = receive(&mut reader, path)?;
+                // INFO's figures are the file's load's from now on (the count first: never a
+                // total with the received bytes counted as loaded).
+                repl.loaded_bytes.store(0, Ordering::Relaxed);
+                repl.load_total.store(len, Ordering::Relaxed);
             }
             // Not if a REPLICAOF came while the loader waited for its turn (or received).
             if !repl.begin_load(&link, loader_shared.dbs.now_ms()) {
@@ -412,12 +416,8 @@ where
                 dbs.flush_all(false);
                 let loaded = match &spool {
                     Some(path) => std::fs::File::open(path)
-                        .and_then(|file| Ok((file.metadata()?.len(), file)))
                         .map_err(|e| format!("{}: {e}", path.display()))
-                        .and_then(|(len, file)| {
-                            // INFO's figures follow the file's load now.
-                            repl.load_total.store(len, Ordering::Relaxed);
-                            repl.loaded_bytes.store(0, Ordering::Relaxed);
+                        .and_then(|file| {
                             let file = Counted {
                                 inner: file,
                                 taken: &repl.loaded_bytes,
@@ -814,13 +814,12 @@ fn spool_path(snapshot: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Receives the snapshot `reader` streams into a new file at `path` (mode 0600: it holds
-/// every session), checked whole ([`crate::persist::loader::receive_stream`]).
-fn receive(reader: &mut ChunkReader<'_>, path: &std::path::Path) -> Result<(), String> {
+/// every session), checked whole ([`crate::persist::loader::receive_stream`]); its size.
+fn receive(reader: &mut ChunkReader<'_>, path: &std::path::Path) -> Result<u64, String> {
     let file = crate::persist::aof_files::create_private(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let out = std::io::BufWriter::with_capacity(1 << 20, file);
     crate::persist::loader::receive_stream(reader, std::path::Path::new("<primary>"), out)
-        .map(drop)
         .map_err(|e| e.to_string())
 }
 
