@@ -37,12 +37,13 @@ pub fn replicaof(ctx: &mut Ctx<'_>, cmd: ReplicaOf) -> Frame {
 
 /// Makes the node follow `host`:`port` (REPLICAOF, `--replicaof`); `false` if it already does.
 pub fn follow(shared: &Arc<crate::shared::Shared>, host: String, port: u16) -> bool {
-    let task_shared = shared.clone();
-    let followed = shared.repl.follow(host, port, move |link| {
-        tokio::spawn(replication::replica::run(task_shared, link))
-    });
+    // Before the gate lets a writable replica's clients write: the keys they note are then
+    // never taken for a primary's leftovers (`Databases::run_active_expiry`).
     shared.dbs.set_following(true);
-    followed
+    let task_shared = shared.clone();
+    shared.repl.follow(host, port, move |link| {
+        tokio::spawn(replication::replica::run(task_shared, link))
+    })
 }
 
 /// `ROLE`.

@@ -109,11 +109,11 @@ impl Databases {
 
     /// Marks the keyspace as following a primary, or not.
     pub fn set_following(&self, following: bool) {
-        self.following.store(following, Ordering::Relaxed);
+        self.following.store(following, Ordering::SeqCst);
         if !following {
             // Promoted: the keys its clients wrote as a replica expire as any other now.
             for db in self.dbs.iter() {
-                db.forget_local_keys();
+                db.forget_local_keys(&self.following);
             }
         }
     }
@@ -374,7 +374,7 @@ impl Databases {
             // A write a replica's client began before a promotion may have noted its key
             // since: the regular expiry covers it now.
             for db in self.dbs.iter() {
-                db.forget_local_keys();
+                db.forget_local_keys(&self.following);
             }
             let mut lag_ms = None;
             for db in self.dbs.iter().filter(|db| db.volatile_len() > 0) {

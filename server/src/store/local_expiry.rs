@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -94,12 +94,16 @@ impl LocalVolatile {
         self.len.store(by_key.len(), Ordering::Relaxed);
     }
 
-    /// Forgets every key (the node no longer follows); a relaxed load when there is none.
-    pub(super) fn clear(&self) {
+    /// Forgets every key unless `following` (read under the lock a note is made under: a
+    /// note made once the node follows again stays); a relaxed load when there is none.
+    pub(super) fn clear_unless(&self, following: &AtomicBool) {
         if self.len.load(Ordering::Relaxed) == 0 {
             return;
         }
         let mut keys = self.keys();
+        if following.load(Ordering::SeqCst) {
+            return;
+        }
         keys.deadline.clear();
         keys.due.clear();
         self.len.store(0, Ordering::Relaxed);
@@ -169,9 +173,10 @@ impl Store {
         self.bound_index();
     }
 
-    /// Forgets the keys noted as this node's own (see [`local_writes`]).
-    pub fn forget_local_keys(&self) {
-        self.local.clear();
+    /// Forgets the keys noted as this node's own (see [`local_writes`]) unless `following`
+    /// says the node follows a primary (again).
+    pub fn forget_local_keys(&self, following: &AtomicBool) {
+        self.local.clear_unless(following);
     }
 }
 
@@ -215,7 +220,10 @@ mod tests {
         local.wrote(b"k", 100);
         assert_eq!(due(&local, 1000), []);
         local_writes(|| local.wrote(b"k", 100));
-        local.clear();
+        local.clear_unless(&AtomicBool::new(true));
+        assert_eq!(due(&local, 1000), [(b"k".to_vec(), 100)]);
+        local_writes(|| local.wrote(b"k", 100));
+        local.clear_unless(&AtomicBool::new(false));
         assert_eq!(due(&local, 1000), []);
     }
 }
