@@ -26,6 +26,15 @@ fn follow(replica: &TestServer, primary: &TestServer) {
     assert_eq!(reply, "OK");
 }
 
+/// `replica` follows `primary`, which then writes `k`, and has it (the link up before the
+/// write: it travels in the stream, at an offset past 0).
+fn follow_with_a_key(replica: &TestServer, primary: &TestServer) {
+    follow(replica, primary);
+    wait_for(primary, 1);
+    let _: () = primary.client().set("k", "v").expect("reply");
+    wait_for(primary, 1);
+}
+
 /// `WAIT replicas 0` on `primary`: returns once that many replicas acknowledged every write
 /// made before it.
 fn wait_for(primary: &TestServer, replicas: i64) {
@@ -569,11 +578,7 @@ fn a_transaction_queued_before_a_demotion_is_refused_at_exec() {
 fn role_and_info_say_what_redis_says() {
     let primary = TestServer::start();
     let replica = TestServer::start();
-    follow(&replica, &primary);
-    wait_for(&primary, 1);
-    let mut p = primary.client();
-    let _: () = p.set("k", "v").expect("reply");
-    wait_for(&primary, 1);
+    follow_with_a_key(&replica, &primary);
     let info = primary.info("replication");
     assert_eq!(info_field(&info, "role"), "master");
     assert_eq!(info_number(&info, "connected_slaves"), 1);
@@ -1252,11 +1257,7 @@ fn clients_get_loading_while_a_replica_loads_its_primary_s_snapshot() {
 fn a_replica_emptied_by_a_full_sync_shows_no_offset_until_one_completes() {
     let primary = TestServer::start();
     let replica = TestServer::start();
-    follow(&replica, &primary);
-    wait_for(&primary, 1);
-    let mut p = primary.client();
-    let _: () = p.set("k", "v").expect("reply");
-    wait_for(&primary, 1);
+    follow_with_a_key(&replica, &primary);
     let offset = info_number(&replica.info("replication"), "slave_repl_offset");
     assert!(offset > 1, "{offset}");
 
@@ -1306,11 +1307,7 @@ fn a_replica_with_a_data_dir_keeps_its_data_until_the_whole_snapshot_arrived() {
         }),
         ..Config::default()
     });
-    follow(&replica, &primary);
-    wait_for(&primary, 1);
-    let mut p = primary.client();
-    let _: () = p.set("k", "v").expect("reply");
-    wait_for(&primary, 1);
+    follow_with_a_key(&replica, &primary);
     let offset = info_number(&replica.info("replication"), "slave_repl_offset");
 
     // Sent to a primary that starts a snapshot, then dies in the middle of it.
